@@ -1,0 +1,138 @@
+"""The `video-pipelines` command line (SPEC section 4).
+
+Invalid input exits 2 with the message on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from video_pipelines.errors import PlanValidationError, VideoPipelineError
+from video_pipelines.plan import Plan, execution_order, levels, load_plan_json, parse_plan
+
+EXIT_INVALID = 2
+
+
+class CliError(Exception):
+    """A user error: printed on stderr, exit 2."""
+
+
+def _read_plan(path: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read plan {path}: {exc.strerror}") from None
+    return load_plan_json(text)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from video_pipelines.orchestration.job import MAX_LEVELS
+
+    data = _read_plan(args.plan)
+    if args.base_execution_id:
+        data = {**data, "baseExecutionId": args.base_execution_id}
+    plan = parse_plan(data, max_depth=MAX_LEVELS)
+    report = validation_report(plan)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"plan is valid: {len(plan.nodes)} job(s) in {report['levels']} level(s), in execution order:")
+    for entry in report["nodes"]:
+        inputs = f" <- {', '.join(entry['dependsOn'])}" if entry["dependsOn"] else ""
+        print(f"  {entry['id']:<16} {entry['operation']:<13} level {entry['level']}  {entry['action']}{inputs}")
+    if plan.base_execution_id:
+        print(f"base execution: {plan.base_execution_id}")
+    return 0
+
+
+def validation_report(plan: Plan) -> dict[str, Any]:
+    """What would run, node by node, in execution order."""
+    level = levels(plan)
+    return {
+        "valid": True,
+        "levels": max(level.values()) + 1,
+        "baseExecutionId": plan.base_execution_id,
+        "nodes": [
+            {
+                "id": node.id,
+                "operation": node.operation.value,
+                "level": level[node.id],
+                "dependsOn": list(node.depends_on),
+                "action": "run",
+            }
+            for node in execution_order(plan)
+        ],
+    }
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from video_pipelines.demo import run_demo
+
+    return run_demo(args.plan)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from video_pipelines.instance import prepare_dagster_home, write_workspace
+
+    home = prepare_dagster_home()
+    workspace = write_workspace(home)
+    print(f"DAGSTER_HOME={home}; webserver on http://{args.host}:{args.port}", file=sys.stderr)
+    command = ["dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
+    try:
+        return subprocess.call(command, env=os.environ.copy())
+    except KeyboardInterrupt:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="video-pipelines", description=__doc__.splitlines()[0] if __doc__ else None)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    validate = verbs.add_parser("validate", help="check a plan and show what would run, node by node")
+    validate.add_argument("plan", help="plan JSON file, or - for stdin")
+    validate.add_argument("--base-execution-id", help="validate as a variant of this execution")
+    validate.add_argument("--json", action="store_true", help="print the report as JSON")
+    validate.set_defaults(handler=_validate)
+
+    demo = verbs.add_parser("demo", help="run the product demo end to end on the embedded defaults")
+    demo.add_argument("--plan", help="run this plan file instead of the bundled product demo")
+    demo.set_defaults(handler=_demo)
+
+    dev = verbs.add_parser("dev", help="dagster-webserver + dagster-daemon on the embedded default")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(handler=_dev)
+    return parser
+
+
+def example_plan(name: str) -> dict[str, Any]:
+    """One of the bundled example plans (product_demo, french_variant, ...)."""
+    text = resources.files("video_pipelines.examples").joinpath(f"{name}.json").read_text(encoding="utf-8")
+    return load_plan_json(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except PlanValidationError as exc:
+        print("invalid plan:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    except (CliError, VideoPipelineError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

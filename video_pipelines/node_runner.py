@@ -1,0 +1,183 @@
+"""Running one plan node: fetch its inputs, run the operation, probe and store the result.
+
+This is the plain-Python body of an `execute_plan` step; the Dagster op around it only
+logs and records. Results are probed from the written file, never assumed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from video_pipelines.errors import PlanValidationError
+from video_pipelines.net import AllowedHosts, fetch_to_file
+from video_pipelines.operations.ffmpeg import probe, sha256_file
+from video_pipelines.operations.subtitles import Cue, parse_srt
+from video_pipelines.operations.video import (
+    burn_subtitles,
+    dimensions_for,
+    merge_videos,
+    reframe_video,
+)
+from video_pipelines.plan.model import PlanNode
+from video_pipelines.plan.params import (
+    AddSubtitlesParams,
+    AnyParams,
+    GenerateVideoParams,
+    LipSyncParams,
+    MergeParams,
+    ReframeParams,
+)
+from video_pipelines.plan.results import VideoResult, aspect_ratio_name
+from video_pipelines.providers import lip_syncer, video_generator
+from video_pipelines.storage import ArtifactStore
+
+Log = Callable[[str], None]
+
+
+def _ignore(_message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class NodeEnvironment:
+    """What a node needs from the deployment: where results go and which hosts it may fetch from."""
+
+    store: ArtifactStore
+    allowed_hosts: AllowedHosts = field(default_factory=AllowedHosts.from_env)
+    timeout: float | None = 1800.0
+    workdir: Path | None = None
+
+
+@dataclass(frozen=True)
+class NodeRun:
+    result: VideoResult
+    provider: str | None
+    seconds: float
+
+
+def seed_for(params: GenerateVideoParams, lineage: str) -> int:
+    """The given seed, or one derived from the lineage so the same node renders the same clip."""
+    return params.seed if params.seed is not None else int(lineage[:8], 16) % (2**31)
+
+
+def run_node(
+    node: PlanNode,
+    *,
+    inputs: Sequence[VideoResult],
+    upstream: Mapping[str, VideoResult],
+    lineage: str,
+    env: NodeEnvironment,
+    log: Log = _ignore,
+) -> NodeRun:
+    """Run `node` on `inputs` (its input videos in dependsOn order) and store the result.
+
+    `upstream` holds the results its `{{refs}}` may name.
+    """
+    try:
+        params = node.typed_params({node_id: result.to_wire() for node_id, result in upstream.items()})
+    except ValidationError as exc:
+        raise PlanValidationError(
+            [f"{node.id}.params.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        ) from None
+    with tempfile.TemporaryDirectory(prefix=f"vp-{node.id}-", dir=env.workdir) as tmp:
+        work = Path(tmp)
+        input_paths = [_local_copy(result, work / f"input{i}.mp4", env) for i, result in enumerate(inputs)]
+        out = work / "output.mp4"
+        started = time.perf_counter()
+        provider = _run_operation(params, input_paths, out, work, env, lineage, log)
+        seconds = time.perf_counter() - started
+        info = probe(out)
+        digest = sha256_file(out)
+        stored = env.store.put_file(out, sha256=digest)
+    result = VideoResult(
+        url=stored.url,
+        duration=round(info.duration, 3),
+        width=info.width,
+        height=info.height,
+        aspect_ratio=aspect_ratio_name(info.width, info.height),
+        size_bytes=info.size_bytes,
+        sha256=digest,
+    )
+    return NodeRun(result=result, provider=provider, seconds=round(seconds, 3))
+
+
+def _local_copy(result: VideoResult, dest: Path, env: NodeEnvironment) -> Path:
+    """A local file holding `result`'s video: the store's own file when local, else a download."""
+    key = env.store.key_for(result.sha256)
+    local = env.store.local_path(key)
+    if local is not None and local.exists():
+        return local
+    if env.store.exists(key):
+        return env.store.fetch_to(key, dest)
+    fetch_to_file(result.url, dest, allowed=env.allowed_hosts)
+    return dest
+
+
+def _run_operation(
+    params: AnyParams,
+    inputs: list[Path],
+    out: Path,
+    work: Path,
+    env: NodeEnvironment,
+    lineage: str,
+    log: Log,
+) -> str | None:
+    """Run the operation `params` describes; returns the provider used, if any."""
+    if isinstance(params, GenerateVideoParams):
+        width, height = dimensions_for(params.aspect_ratio, params.resolution)
+        generator = video_generator(params.provider)
+        log(f"generating {params.duration}s {width}x{height} with provider {generator.name}")
+        generator.generate(
+            out,
+            prompt=params.prompt,
+            duration=params.duration,
+            width=width,
+            height=height,
+            seed=seed_for(params, lineage),
+            model=params.model,
+            timeout=env.timeout,
+        )
+        return generator.name
+    if isinstance(params, MergeParams):
+        strategy = merge_videos(
+            inputs,
+            out,
+            transition=params.transition,
+            transition_duration=params.transition_duration,
+            timeout=env.timeout,
+        )
+        log(f"merged {len(inputs)} inputs with {params.transition} ({strategy})")
+        return None
+    if isinstance(params, LipSyncParams):
+        audio = work / "audio"
+        size = fetch_to_file(params.audio_url, audio, allowed=env.allowed_hosts)
+        log(f"fetched {size} bytes of audio")
+        syncer = lip_syncer(params.provider)
+        syncer.lip_sync(inputs[0], audio, out, model=params.model, timeout=env.timeout)
+        return syncer.name
+    if isinstance(params, AddSubtitlesParams):
+        cues = _cues(params, inputs[0])
+        style = params.style
+        burn_subtitles(
+            inputs[0], out, cues=cues, font_size=style.font_size, position=style.position, timeout=env.timeout
+        )
+        log(f"burned {len(cues)} subtitle cue(s)")
+        return None
+    assert isinstance(params, ReframeParams)
+    reframe_video(inputs[0], out, aspect_ratio=params.aspect_ratio, mode=params.mode, timeout=env.timeout)
+    return None
+
+
+def _cues(params: AddSubtitlesParams, video: Path) -> list[Cue]:
+    if params.text is not None:
+        return [Cue(0.0, probe(video).duration, params.text)]
+    if params.cues is not None:
+        return [Cue(cue.start, cue.end, cue.text) for cue in params.cues]
+    assert params.srt is not None
+    return parse_srt(params.srt)

@@ -1,0 +1,20 @@
+"""The Definitions of video_pipelines, assembled in one place."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from video_pipelines.orchestration.assets import VIDEO_ASSET_SPECS
+from video_pipelines.orchestration.job import execute_plan
+from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy
+
+
+def build_definitions() -> dg.Definitions:
+    return dg.Definitions(
+        jobs=[execute_plan],
+        assets=VIDEO_ASSET_SPECS,
+        resources={"artifact_storage": ArtifactStorage(), "media_policy": MediaPolicy()},
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,50 @@
+"""Dagster resources: the deployment's artifact storage and media access policy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from video_pipelines.net import AllowedHosts, parse_allowed_hosts
+from video_pipelines.storage import ArtifactStore, store_from_url
+
+STORAGE_URL_ENV = "VIDEO_PIPELINES_STORAGE_URL"
+ALLOWED_HOSTS_ENV = "VIDEO_PIPELINES_ALLOWED_HOSTS"
+
+
+def default_artifacts_root() -> Path:
+    """`$DAGSTER_HOME/artifacts`, or `.dagster_home/artifacts` when DAGSTER_HOME is unset."""
+    home = os.environ.get("DAGSTER_HOME") or ".dagster_home"
+    return Path(home).resolve() / "artifacts"
+
+
+class ArtifactStorage(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Where node videos are stored: a local folder or S3 (content-addressed keys)."""
+
+    url: str | None = Field(
+        default=None,
+        description=f"file:///abs/dir or s3://bucket/prefix; unset = ${STORAGE_URL_ENV}, "
+        "else $DAGSTER_HOME/artifacts",
+    )
+
+    def store(self) -> ArtifactStore:
+        # Read at run time, not import time, so a deployment can change it without a code change.
+        return store_from_url(self.url or os.environ.get(STORAGE_URL_ENV), default_root=default_artifacts_root())
+
+
+class MediaPolicy(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Limits on the media a node may fetch and how long an operation may run."""
+
+    allowed_hosts: str | None = Field(
+        default=None,
+        description=f"hosts/CIDRs allowed although private; unset = ${ALLOWED_HOSTS_ENV}",
+    )
+    operation_timeout_seconds: float = Field(default=1800.0, gt=0)
+
+    def hosts(self) -> AllowedHosts:
+        if self.allowed_hosts is not None:
+            return parse_allowed_hosts(self.allowed_hosts)
+        return AllowedHosts.from_env()

@@ -1,0 +1,35 @@
+"""The execution plan: model, validation, graph algorithms and lineage (no Dagster here)."""
+
+from __future__ import annotations
+
+from video_pipelines.plan.lineage import lineage_hashes
+from video_pipelines.plan.model import (
+    Plan,
+    PlanNode,
+    Priority,
+    Webhook,
+    ancestors,
+    execution_order,
+    find_cycle,
+    levels,
+    load_plan_json,
+    parse_plan,
+    sinks,
+)
+from video_pipelines.plan.params import Operation
+
+__all__ = [
+    "Operation",
+    "Plan",
+    "PlanNode",
+    "Priority",
+    "Webhook",
+    "ancestors",
+    "execution_order",
+    "find_cycle",
+    "levels",
+    "lineage_hashes",
+    "load_plan_json",
+    "parse_plan",
+    "sinks",
+]

@@ -1,0 +1,398 @@
+"""The execution plan: parsing the SDK's wire format and validating it before any work starts.
+
+`parse_plan` accepts the JSON object of SPEC section 3 and returns a `Plan`, or raises
+`PlanValidationError` listing every problem, each naming the node and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from typing import Any
+
+from pydantic import ValidationError
+
+from video_pipelines.errors import PlanValidationError
+from video_pipelines.plan.params import VIDEO_INPUTS, AnyParams, Operation, normalised_params, parse_params
+from video_pipelines.plan.refs import RESULT_FIELD_SAMPLES, find_references, with_results, with_samples
+
+NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PLAN_KEYS = {"jobs", "baseExecutionId", "webhook", "priority"}
+_JOB_KEYS = {"id", "type", "operation", "params", "dependsOn", "output"}
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def dagster_priority(self) -> int:
+        """The value of Dagster's `dagster/priority` tag: higher runs first."""
+        return {Priority.HIGH: 10, Priority.NORMAL: 0, Priority.LOW: -10}[self]
+
+
+@dataclass(frozen=True)
+class Webhook:
+    url: str
+    secret: str | None = field(default=None, repr=False)
+    secret_env: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanNode:
+    id: str
+    operation: Operation
+    params: dict[str, Any]  # as given, `{{refs}}` intact
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def consumes_inputs(self) -> bool:
+        """False for generateVideo, whose dependsOn entries only order it and feed `{{refs}}`."""
+        return VIDEO_INPUTS[self.operation][1] != 0
+
+    def typed_params(self, results: Mapping[str, Mapping[str, Any]]) -> AnyParams:
+        """Params with references replaced by upstream results, validated for the operation."""
+        return parse_params(self.operation, with_results(self.params, results))
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"id": self.id, "type": self.operation.value, "params": self.params}
+        if self.depends_on:
+            wire["dependsOn"] = list(self.depends_on)
+        return wire
+
+
+@dataclass(frozen=True)
+class Plan:
+    nodes: tuple[PlanNode, ...]
+    base_execution_id: str | None = None
+    webhook: Webhook | None = None
+    priority: Priority = Priority.NORMAL
+
+    @cached_property
+    def by_id(self) -> dict[str, PlanNode]:
+        return {node.id: node for node in self.nodes}
+
+    def node(self, node_id: str) -> PlanNode:
+        return self.by_id[node_id]
+
+    def to_wire(self, *, include_secret: bool = False) -> dict[str, Any]:
+        """The plan in the SDK's JSON form; the webhook secret only when asked for."""
+        wire: dict[str, Any] = {"jobs": [node.to_wire() for node in self.nodes]}
+        if self.base_execution_id:
+            wire["baseExecutionId"] = self.base_execution_id
+        if self.webhook:
+            hook: dict[str, Any] = {"url": self.webhook.url}
+            if self.webhook.secret_env:
+                hook["secretEnv"] = self.webhook.secret_env
+            if include_secret and self.webhook.secret:
+                hook["secret"] = self.webhook.secret
+            wire["webhook"] = hook
+        if self.priority is not Priority.NORMAL:
+            wire["priority"] = self.priority.value
+        return wire
+
+
+def load_plan_json(text: str | bytes) -> dict[str, Any]:
+    """Decode a plan document; malformed JSON is a PlanValidationError that says where."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanValidationError(
+            [f"plan is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]
+        ) from None
+    if not isinstance(data, dict):
+        raise PlanValidationError([f"plan must be a JSON object with 'jobs', got {type(data).__name__}"])
+    return data
+
+
+def parse_plan(
+    data: Mapping[str, Any],
+    *,
+    external_nodes: Collection[str] | None = None,
+    max_depth: int | None = None,
+) -> Plan:
+    """Validate a plan in wire form and return it.
+
+    `external_nodes` are the node ids a variant may depend on outside the plan (the base's
+    nodes). When the plan names a base whose nodes are not known yet, pass None: unknown
+    dependencies are then left for the base to resolve. `max_depth` bounds the number of
+    levels (the longest dependency chain) an executor supports.
+    """
+    problems: list[str] = []
+    if not isinstance(data, Mapping):
+        raise PlanValidationError([f"plan must be a JSON object with 'jobs', got {type(data).__name__}"])
+    for key in sorted(set(data) - _PLAN_KEYS):
+        problems.append(f"plan: unknown field '{key}' (expected {', '.join(sorted(_PLAN_KEYS))})")
+
+    base_execution_id = data.get("baseExecutionId")
+    if base_execution_id is not None and (not isinstance(base_execution_id, str) or not base_execution_id):
+        problems.append("plan.baseExecutionId: must be a non-empty string")
+        base_execution_id = None
+    webhook = _parse_webhook(data.get("webhook"), problems)
+    priority = _parse_priority(data.get("priority"), problems)
+
+    jobs = data.get("jobs")
+    if not isinstance(jobs, list):
+        problems.append("plan.jobs: must be a list of jobs" if jobs is not None else "plan.jobs: missing")
+        raise PlanValidationError(problems)
+    if not jobs:
+        problems.append("plan.jobs: the plan is empty; add at least one job")
+        raise PlanValidationError(problems)
+
+    nodes = [node for index, raw in enumerate(jobs) if (node := _parse_node(index, raw, problems))]
+    seen: dict[str, int] = {}
+    for index, node in enumerate(nodes):
+        if node.id in seen:
+            problems.append(f"{node.id}: duplicate id (jobs[{seen[node.id]}] and jobs[{index}])")
+        seen.setdefault(node.id, index)
+    if problems:
+        raise PlanValidationError(problems)
+
+    plan = Plan(tuple(nodes), base_execution_id, webhook, priority)
+    has_base = base_execution_id is not None
+    for node in plan.nodes:
+        for dep in node.depends_on:
+            if dep in plan.by_id:
+                continue
+            if has_base and (external_nodes is None or dep in external_nodes):
+                continue
+            where = f" or in base {base_execution_id}" if has_base else ""
+            problems.append(f"{node.id}.dependsOn: unknown dependency '{dep}' (no job with that id{where})")
+    if problems:
+        raise PlanValidationError(problems)
+
+    cycle = find_cycle(plan)
+    if cycle:
+        raise PlanValidationError([f"plan: dependency cycle {' -> '.join(cycle)}"])
+
+    for node in plan.nodes:
+        _check_inputs(node, has_base, problems)
+        _check_params(plan, node, problems)
+    if max_depth is not None:
+        depth = max(levels(plan).values()) + 1
+        if depth > max_depth:
+            problems.append(
+                f"plan: {depth} levels of dependencies; execute_plan runs at most {max_depth} "
+                "(split the plan, or submit the rest as a variant of this one)"
+            )
+    if problems:
+        raise PlanValidationError(problems)
+    return plan
+
+
+def _parse_webhook(raw: Any, problems: list[str]) -> Webhook | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        problems.append("plan.webhook: must be an object with 'url'")
+        return None
+    unknown = set(raw) - {"url", "secret", "secretEnv"}
+    for key in sorted(unknown):
+        problems.append(f"plan.webhook: unknown field '{key}' (expected url, secret, secretEnv)")
+    url = raw.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        problems.append("plan.webhook.url: must be an http(s) URL")
+        return None
+    secret, secret_env = raw.get("secret"), raw.get("secretEnv")
+    if secret is not None and (not isinstance(secret, str) or not secret):
+        problems.append("plan.webhook.secret: must be a non-empty string")
+    if secret_env is not None and (not isinstance(secret_env, str) or not ENV_NAME_PATTERN.match(secret_env)):
+        problems.append("plan.webhook.secretEnv: must be the name of an environment variable")
+    if secret is not None and secret_env is not None:
+        problems.append("plan.webhook: give either 'secret' or 'secretEnv', not both")
+    return Webhook(url, secret if isinstance(secret, str) else None, secret_env)
+
+
+def _parse_priority(raw: Any, problems: list[str]) -> Priority:
+    if raw is None:
+        return Priority.NORMAL
+    try:
+        return Priority(raw)
+    except ValueError:
+        problems.append(f"plan.priority: must be one of high, normal, low (got {raw!r})")
+        return Priority.NORMAL
+
+
+def _parse_node(index: int, raw: Any, problems: list[str]) -> PlanNode | None:
+    where = f"jobs[{index}]"
+    if not isinstance(raw, Mapping):
+        problems.append(f"{where}: each job must be an object, got {type(raw).__name__}")
+        return None
+    node_id = raw.get("id")
+    if not isinstance(node_id, str) or not NODE_ID_PATTERN.match(node_id):
+        problems.append(
+            f"{where}.id: {'missing' if node_id is None else repr(node_id) + ' is not a valid id'}"
+            " (1-64 letters, digits, '_' or '-')"
+        )
+        return None
+    for key in sorted(set(raw) - _JOB_KEYS):
+        problems.append(f"{node_id}: unknown field '{key}'")
+
+    type_name, operation_name = raw.get("type"), raw.get("operation")
+    name = type_name if type_name is not None else operation_name
+    if type_name is not None and operation_name is not None and type_name != operation_name:
+        problems.append(f"{node_id}: 'type' ({type_name!r}) and 'operation' ({operation_name!r}) disagree")
+    if name is None:
+        problems.append(f"{node_id}.type: missing (one of {', '.join(op.value for op in Operation)})")
+        return None
+    operation = Operation.parse(name) if isinstance(name, str) else None
+    if operation is None:
+        problems.append(
+            f"{node_id}.type: unknown operation {name!r} (expected one of {', '.join(op.value for op in Operation)})"
+        )
+        return None
+
+    params = raw.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        problems.append(f"{node_id}.params: must be an object")
+        return None
+
+    depends_on = raw.get("dependsOn", [])
+    if depends_on is None:
+        depends_on = []
+    if not isinstance(depends_on, list) or not all(isinstance(dep, str) for dep in depends_on):
+        problems.append(f"{node_id}.dependsOn: must be a list of job ids")
+        return None
+    if len(set(depends_on)) != len(depends_on):
+        problems.append(f"{node_id}.dependsOn: lists the same job twice")
+    if node_id in depends_on:
+        problems.append(f"{node_id}.dependsOn: a job cannot depend on itself (cycle {node_id} -> {node_id})")
+
+    output = raw.get("output")
+    if output is not None and output != f"${node_id}":
+        problems.append(f"{node_id}.output: must be '${node_id}' (got {output!r})")
+    return PlanNode(node_id, operation, dict(params), tuple(depends_on))
+
+
+def _check_inputs(node: PlanNode, has_base: bool, problems: list[str]) -> None:
+    low, high = VIDEO_INPUTS[node.operation]
+    if not node.consumes_inputs:
+        return
+    count = len(node.depends_on)
+    if count == 0 and has_base:
+        return  # takes the base execution's final output
+    if count < low or (high is not None and count > high):
+        wanted = f"exactly {low}" if low == high else f"at least {low}"
+        problems.append(
+            f"{node.id}.dependsOn: {node.operation.value} takes {wanted} input video"
+            f"{'s' if wanted != 'exactly 1' else ''}, got {count}"
+            + (" (or no dependsOn in a variant, to take the base's final video)" if count == 0 else "")
+        )
+
+
+def _check_params(plan: Plan, node: PlanNode, problems: list[str]) -> None:
+    upstream = ancestors(plan, node.id)
+    bad_refs = False
+    for ref in find_references(node.params):
+        if ref.node_id not in upstream:
+            problems.append(
+                f"{node.id}.params.{ref.path}: {ref.text} refers to '{ref.node_id}', "
+                f"which is not upstream of {node.id} (add it to dependsOn)"
+            )
+            bad_refs = True
+        elif ref.field not in RESULT_FIELD_SAMPLES:
+            problems.append(
+                f"{node.id}.params.{ref.path}: {ref.text} names an unknown field '{ref.field}' "
+                f"(one of {', '.join(RESULT_FIELD_SAMPLES)})"
+            )
+            bad_refs = True
+    if bad_refs:
+        return
+    try:
+        parse_params(node.operation, with_samples(node.params))
+    except ValidationError as exc:
+        for error in exc.errors():
+            location = ".".join(str(part) for part in error["loc"])
+            field_path = f"{node.id}.params.{location}" if location else f"{node.id}.params"
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = f"unknown param for {node.operation.value}"
+            elif error["type"] == "missing":
+                message = f"required by {node.operation.value}"
+            elif location and not isinstance(error.get("input"), dict | list):
+                message = f"{message} (got {error.get('input')!r})"
+            problems.append(f"{field_path}: {message}")
+
+
+def normalised_node_params(node: PlanNode) -> dict[str, Any]:
+    """The node's params with defaults applied; referencing values are kept as written."""
+    typed = normalised_params(parse_params(node.operation, with_samples(node.params)))
+    for key, value in node.params.items():
+        if any(True for _ in find_references(value)):
+            typed[key] = value
+    return typed
+
+
+def ancestors(plan: Plan, node_id: str) -> set[str]:
+    """Every node `node_id` depends on, directly or not (including external ones)."""
+    seen: set[str] = set()
+    stack = list(plan.node(node_id).depends_on)
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if current in plan.by_id:
+            stack.extend(plan.node(current).depends_on)
+    return seen
+
+
+def find_cycle(plan: Plan) -> list[str] | None:
+    """A dependency cycle as a path that ends where it starts, or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node_id: str) -> list[str] | None:
+        state[node_id] = 1
+        path.append(node_id)
+        for dep in plan.node(node_id).depends_on:
+            if dep not in plan.by_id:
+                continue
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state and (cycle := visit(dep)):
+                return cycle
+        path.pop()
+        state[node_id] = 2
+        return None
+
+    for node in plan.nodes:
+        if node.id not in state and (cycle := visit(node.id)):
+            # Reported in the direction of data flow: job1 -> job2 means job2 depends on job1.
+            return list(reversed(cycle))
+    return None
+
+
+def execution_order(plan: Plan) -> list[PlanNode]:
+    """Nodes in an order where every node comes after its dependencies, plan order otherwise."""
+    level = levels(plan)
+    return sorted(plan.nodes, key=lambda node: (level[node.id], plan.nodes.index(node)))
+
+
+def levels(plan: Plan) -> dict[str, int]:
+    """Each node's level: 0 without in-plan dependencies, else one more than its deepest dependency."""
+    result: dict[str, int] = {}
+
+    def level_of(node_id: str) -> int:
+        if node_id not in result:
+            deps = [dep for dep in plan.node(node_id).depends_on if dep in plan.by_id]
+            result[node_id] = 1 + max(map(level_of, deps)) if deps else 0
+        return result[node_id]
+
+    for node in plan.nodes:
+        level_of(node.id)
+    return result
+
+
+def sinks(plan: Plan) -> list[PlanNode]:
+    """Nodes nothing else in the plan depends on, in plan order; the last one is the final output."""
+    used = {dep for node in plan.nodes for dep in node.depends_on}
+    return [node for node in plan.nodes if node.id not in used]

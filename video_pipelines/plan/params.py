@@ -1,0 +1,160 @@
+"""Typed parameters of each plan operation (SPEC section 3, "Operations and their params").
+
+Unknown parameter names are refused: a typo such as `promt` would otherwise be ignored
+silently and produce a video nobody asked for.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+AspectRatio = Literal["16:9", "9:16", "1:1", "4:5"]
+ASPECT_RATIOS: tuple[str, ...] = ("16:9", "9:16", "1:1", "4:5")
+
+
+class Operation(StrEnum):
+    """The video operations a plan node can run, in their camelCase wire names."""
+
+    GENERATE_VIDEO = "generateVideo"
+    MERGE = "merge"
+    LIP_SYNC = "lipSync"
+    ADD_SUBTITLES = "addSubtitles"
+    REFRAME = "reframe"
+
+    @property
+    def snake_name(self) -> str:
+        return _SNAKE_NAMES[self]
+
+    @classmethod
+    def parse(cls, name: str) -> Operation | None:
+        """The operation for a camelCase or snake_case spelling, or None if there is none."""
+        return _BY_SPELLING.get(name)
+
+
+_SNAKE_NAMES = {
+    Operation.GENERATE_VIDEO: "generate_video",
+    Operation.MERGE: "merge",
+    Operation.LIP_SYNC: "lip_sync",
+    Operation.ADD_SUBTITLES: "add_subtitles",
+    Operation.REFRAME: "reframe",
+}
+_BY_SPELLING: dict[str, Operation] = {op.value: op for op in Operation} | {
+    snake: op for op, snake in _SNAKE_NAMES.items()
+}
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class GenerateVideoParams(_Params):
+    prompt: str = Field(min_length=1, max_length=4000)
+    duration: float = Field(default=5, ge=1, le=60)
+    aspect_ratio: AspectRatio = Field(default="16:9", alias="aspectRatio")
+    provider: Literal["local", "replicate", "fal", "google-cloud"] = "local"
+    model: str | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    # The short side in pixels (720 = 720p); not in the seed SDK, useful for drafts and tests.
+    resolution: int = Field(default=720, ge=64, le=2160)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class MergeParams(_Params):
+    transition: Literal["cut", "crossfade", "fade"] = "cut"
+    transition_duration: float = Field(default=0.5, gt=0, le=10, alias="transitionDuration")
+
+
+class LipSyncParams(_Params):
+    audio_url: str = Field(min_length=1, alias="audioUrl")
+    provider: Literal["local", "replicate", "fal"] = "local"
+    model: str | None = None
+
+    @field_validator("audio_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
+class SubtitleCue(_Params):
+    start: float = Field(ge=0)
+    end: float = Field(gt=0)
+    text: str
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.end <= self.start:
+            raise ValueError(f"cue ends ({self.end}) before it starts ({self.start})")
+        return self
+
+
+class SubtitleStyle(_Params):
+    font_size: int | None = Field(default=None, ge=6, le=300, alias="fontSize")
+    position: Literal["bottom", "top", "center"] = "bottom"
+
+
+class AddSubtitlesParams(_Params):
+    text: str | None = Field(default=None, min_length=1)
+    cues: list[SubtitleCue] | None = Field(default=None, min_length=1)
+    srt: str | None = Field(default=None, min_length=1)
+    language: str | None = Field(default=None, max_length=35)
+    style: SubtitleStyle = SubtitleStyle()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        given = [name for name in ("text", "cues", "srt") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'text', 'cues' or 'srt'"
+                + (f" (got {', '.join(given)})" if given else " (got none)")
+            )
+        return self
+
+
+class ReframeParams(_Params):
+    aspect_ratio: AspectRatio = Field(alias="aspectRatio")
+    mode: Literal["crop", "pad", "blur"] = "crop"
+
+
+PARAMS_MODELS: dict[Operation, type[_Params]] = {
+    Operation.GENERATE_VIDEO: GenerateVideoParams,
+    Operation.MERGE: MergeParams,
+    Operation.LIP_SYNC: LipSyncParams,
+    Operation.ADD_SUBTITLES: AddSubtitlesParams,
+    Operation.REFRAME: ReframeParams,
+}
+
+AnyParams = GenerateVideoParams | MergeParams | LipSyncParams | AddSubtitlesParams | ReframeParams
+
+
+def parse_params(operation: Operation, params: dict[str, Any]) -> AnyParams:
+    """Validate `params` for `operation`; raises pydantic.ValidationError."""
+    model = PARAMS_MODELS[operation]
+    parsed = model.model_validate(params)
+    assert isinstance(parsed, AnyParams)
+    return parsed
+
+
+def normalised_params(parsed: _Params) -> dict[str, Any]:
+    """Params with defaults filled in and wire names, so `{}` and `{"transition": "cut"}` compare equal."""
+    return parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# How many video inputs each operation consumes: (minimum, maximum or None for unbounded).
+VIDEO_INPUTS: dict[Operation, tuple[int, int | None]] = {
+    Operation.GENERATE_VIDEO: (0, 0),
+    Operation.MERGE: (1, None),
+    Operation.LIP_SYNC: (1, 1),
+    Operation.ADD_SUBTITLES: (1, 1),
+    Operation.REFRAME: (1, 1),
+}

@@ -1,0 +1,57 @@
+"""The result of a plan node: a stored, probed video (SPEC section 3, "A video result")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+_KNOWN_RATIOS = {"16:9": 16 / 9, "9:16": 9 / 16, "1:1": 1.0, "4:5": 4 / 5, "4:3": 4 / 3, "3:4": 3 / 4}
+
+
+def aspect_ratio_name(width: int, height: int) -> str:
+    """`16:9` for 1280x720; a known ratio within 1% (even-pixel rounding), else the reduced fraction."""
+    ratio = width / height
+    for name, value in _KNOWN_RATIOS.items():
+        if abs(ratio - value) / value < 0.01:
+            return name
+    fraction = Fraction(width, height)
+    return f"{fraction.numerator}:{fraction.denominator}"
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    url: str
+    duration: float
+    width: int
+    height: int
+    aspect_ratio: str
+    size_bytes: int
+    sha256: str
+    status: str = "completed"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "duration": self.duration,
+            "width": self.width,
+            "height": self.height,
+            "aspectRatio": self.aspect_ratio,
+            "sizeBytes": self.size_bytes,
+            "sha256": self.sha256,
+            "status": self.status,
+        }
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> VideoResult:
+        return cls(
+            url=str(wire["url"]),
+            duration=float(wire["duration"]),
+            width=int(wire["width"]),
+            height=int(wire["height"]),
+            aspect_ratio=str(wire["aspectRatio"]),
+            size_bytes=int(wire["sizeBytes"]),
+            sha256=str(wire["sha256"]),
+            status=str(wire.get("status", "completed")),
+        )
