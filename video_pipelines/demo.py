@@ -12,7 +12,7 @@ import dagster as dg
 from video_pipelines.cli import example_plan
 from video_pipelines.instance import prepare_dagster_home
 from video_pipelines.orchestration.config import PlanConfig
-from video_pipelines.orchestration.job import execute_plan
+from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.plan import load_plan_json, parse_plan
 from video_pipelines.plan.results import VideoResult
 
@@ -21,7 +21,7 @@ def run_plan_in_process(plan_wire: dict[str, Any], instance: dg.DagsterInstance)
     """Run `execute_plan` on `plan_wire` in this process, against `instance`."""
     plan = parse_plan(plan_wire)
     run_config = dg.RunConfig(ops={"plan": PlanConfig.from_plan(plan)})
-    return execute_plan.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+    return execute_plan_job().execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
 
 
 def node_results(result: dg.ExecuteInProcessResult) -> dict[str, VideoResult]:

@@ -18,3 +18,8 @@ def build_definitions() -> dg.Definitions:
 
 
 defs = build_definitions()
+
+
+def execute_plan_job() -> dg.JobDefinition:
+    """`execute_plan` with the Definitions' resources bound, for in-process runs."""
+    return defs.resolve_job_def("execute_plan")

@@ -11,10 +11,10 @@ _KNOWN_RATIOS = {"16:9": 16 / 9, "9:16": 9 / 16, "1:1": 1.0, "4:5": 4 / 5, "4:3"
 
 
 def aspect_ratio_name(width: int, height: int) -> str:
-    """`16:9` for 1280x720; a known ratio within 1% (even-pixel rounding), else the reduced fraction."""
-    ratio = width / height
+    """`16:9` for 1280x720: a known ratio when the size is it up to rounding to even pixels
+    (2 px, or 1% for large frames), else the reduced fraction."""
     for name, value in _KNOWN_RATIOS.items():
-        if abs(ratio - value) / value < 0.01:
+        if abs(width - height * value) <= max(2.0, width * 0.01):
             return name
     fraction = Fraction(width, height)
     return f"{fraction.numerator}:{fraction.denominator}"

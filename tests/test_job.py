@@ -1,0 +1,209 @@
+"""The execute_plan job on real media, in process and through the `dagster` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+
+from video_pipelines.demo import node_results, run_plan_in_process
+from video_pipelines.operations.ffmpeg import ffmpeg_exe, probe, sha256_file
+from video_pipelines.orchestration.job import EXECUTION_ID_TAG
+from video_pipelines.orchestration.state import mapping_key
+from video_pipelines.orchestration.definitions import defs, execute_plan_job
+
+from .conftest import MediaServer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_gen(node_id: str, prompt: str, duration: float = 1, **params: Any) -> dict[str, Any]:
+    return {
+        "id": node_id,
+        "type": "generateVideo",
+        "params": {"prompt": prompt, "duration": duration, "resolution": 90, **params},
+    }
+
+
+def make_tone(path: Path, frequency: int, duration: float) -> Path:
+    subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+         "-i", f"sine=frequency={frequency}:duration={duration}:sample_rate=48000", "-c:a", "libmp3lame", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def dominant_frequency(path: Path) -> float:
+    """Estimate the tone of a file's audio track from zero crossings of its decoded PCM."""
+    pcm = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
+         "-ac", "1", "-ar", "48000", "-f", "s16le", "-"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    samples = memoryview(pcm).cast("h")
+    crossings = sum(1 for a, b in zip(samples, samples[1:], strict=False) if (a < 0) != (b < 0))
+    return crossings / 2 / (len(samples) / 48000)
+
+
+def local_path(url: str) -> Path:
+    assert url.startswith("file://"), url
+    return Path(url.removeprefix("file://"))
+
+
+def step_keys(result: dg.ExecuteInProcessResult) -> list[str]:
+    return [event.step_key for event in result.all_events if event.event_type_value == "STEP_SUCCESS"]
+
+
+def test_definitions_load() -> None:
+    repo = defs.get_repository_def()
+    assert [job.name for job in repo.get_all_jobs() if not job.name.startswith("__")] == ["execute_plan"]
+    assert {"artifact_storage", "media_policy"} <= set(repo.get_top_level_resources())
+    assert {key.to_user_string() for key in defs.resolve_all_asset_specs_keys()} if hasattr(
+        defs, "resolve_all_asset_specs_keys"
+    ) else True
+
+
+def test_vertical_short_runs_one_step_per_node(dagster_home: Path) -> None:
+    plan = {
+        "jobs": [
+            small_gen("clip", "A beautiful landscape", duration=2),
+            {"id": "vertical", "type": "reframe", "params": {"aspectRatio": "9:16"}, "dependsOn": ["clip"]},
+        ]
+    }
+    with dg.DagsterInstance.get() as instance:
+        result = run_plan_in_process(plan, instance)
+        assert result.success
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None and run.tags[EXECUTION_ID_TAG] == result.run_id
+    assert "level_0[clip]" in step_keys(result)
+    assert "level_1[vertical]" in step_keys(result)
+    videos = node_results(result)
+    clip, vertical = probe(local_path(videos["clip"].url)), probe(local_path(videos["vertical"].url))
+    assert (clip.width, clip.height) == (160, 90) and abs(clip.duration - 2) < 0.1
+    assert vertical.height > vertical.width and abs(vertical.width / vertical.height - 9 / 16) < 0.02
+    assert videos["vertical"].aspect_ratio == "9:16"
+    assert videos["vertical"].sha256 == sha256_file(local_path(videos["vertical"].url))
+    assert (vertical.video_codec, vertical.audio_codec) == ("h264", "aac")
+    # Artifacts are content-addressed under DAGSTER_HOME/artifacts.
+    assert str(dagster_home / "artifacts") in videos["clip"].url
+
+
+def test_materialization_metadata_holds_the_result(dagster_home: Path) -> None:
+    with dg.DagsterInstance.get() as instance:
+        result = run_plan_in_process({"jobs": [small_gen("only", "meta")]}, instance)
+    [event] = result.get_asset_materialization_events()
+    materialization = event.step_materialization_data.materialization
+    assert materialization.asset_key == dg.AssetKey(["video", "generate_video"])
+    metadata = {key: value.value for key, value in materialization.metadata.items()}
+    assert metadata["node_id"] == "only" and metadata["execution_id"] == result.run_id
+    assert metadata["provider"] == "local" and metadata["status"] == "completed"
+    assert len(str(metadata["lineage"])) == 64 and float(metadata["work_seconds"]) > 0  # type: ignore[arg-type]
+    assert set(metadata["result"]) == {  # type: ignore[arg-type]
+        "url", "duration", "width", "height", "aspectRatio", "sizeBytes", "sha256", "status"
+    }  # fmt: skip
+
+
+def test_full_pipeline_with_lip_sync_subtitles_and_reframe(dagster_home: Path, media_server: MediaServer) -> None:
+    make_tone(media_server.root / "french.mp3", 1000, 5)
+    plan = {
+        "jobs": [
+            small_gen("scene-1", "Scene 1: a sunrise", duration=2, seed=1),
+            small_gen("scene-2", "Scene 2: the desk", duration=2, seed=2),
+            {"id": "merged", "type": "merge", "params": {"transition": "crossfade"}, "dependsOn": ["scene-1", "scene-2"]},
+            {"id": "french", "type": "lipSync", "params": {"audioUrl": media_server.url("french.mp3")}, "dependsOn": ["merged"]},
+            {"id": "subs", "type": "addSubtitles", "params": {"text": "Bonjour ! 100% {\\b1}", "language": "fr"}, "dependsOn": ["french"]},
+            {"id": "square", "type": "reframe", "params": {"aspectRatio": "1:1", "mode": "blur"}, "dependsOn": ["subs"]},
+        ]
+    }
+    with dg.DagsterInstance.get() as instance:
+        result = run_plan_in_process(plan, instance)
+    assert result.success
+    assert f"level_0[{mapping_key('scene-1')}]" in step_keys(result)
+    videos = node_results(result)
+    merged = probe(local_path(videos["merged"].url))
+    assert abs(merged.duration - 3.5) < 0.15  # 2 + 2 - 0.5 crossfade
+    french = local_path(videos["french"].url)
+    assert abs(probe(french).duration - merged.duration) < 0.1
+    assert abs(dominant_frequency(french) - 1000) < 30  # the French audio is the audio of the result
+    assert abs(dominant_frequency(local_path(videos["merged"].url)) - 1000) > 50
+    square = probe(local_path(videos["square"].url))
+    assert square.width == square.height and square.audio_codec == "aac"
+    assert abs(square.duration - merged.duration) < 0.1
+
+
+def test_invalid_plan_fails_before_any_node_runs(dagster_home: Path) -> None:
+    config = {"ops": {"plan": {"config": {"jobs": [
+        {"id": "bad", "type": "generateVideo", "params": {"duration": 3}},
+        {"id": "m", "type": "merge", "dependsOn": ["bad", "ghost"]},
+    ]}}}}  # fmt: skip
+    with dg.DagsterInstance.get() as instance:
+        result = execute_plan_job().execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == "plan"
+    message = str(failure.event_specific_data.error.message)  # type: ignore[union-attr]
+    assert "m.dependsOn: unknown dependency 'ghost'" in message
+    assert not result.get_asset_materialization_events()
+
+
+def test_plaintext_webhook_secret_is_refused_before_the_run_exists(dagster_home: Path) -> None:
+    config = {"ops": {"plan": {"config": {
+        "jobs": [small_gen("a", "x")],
+        "webhook": {"url": "https://example.com/hook", "secret": "hunter2"},
+    }}}}  # fmt: skip
+    with dg.DagsterInstance.get() as instance:
+        with pytest.raises(dg.DagsterInvalidConfigError) as info:
+            execute_plan_job().execute_in_process(run_config=config, instance=instance)
+        assert "secretEnv" in str(info.value)
+        assert instance.get_runs_count() == 0
+
+
+def test_transient_fetch_error_is_retried_and_bad_input_is_not(dagster_home: Path, media_server: MediaServer) -> None:
+    make_tone(media_server.root / "voice.mp3", 700, 1)
+    media_server.fail_next["voice.mp3"] = [503]
+    plan = {"jobs": [
+        small_gen("g", "retry me"),
+        {"id": "voice", "type": "lipSync", "params": {"audioUrl": media_server.url("voice.mp3")}, "dependsOn": ["g"]},
+    ]}  # fmt: skip
+    with dg.DagsterInstance.get() as instance:
+        result = run_plan_in_process(plan, instance)
+        assert result.success
+        assert [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"] == [
+            "level_1[voice]"
+        ]
+        plan["jobs"][1]["params"]["audioUrl"] = media_server.url("missing.mp3")  # type: ignore[index]
+        failed = run_plan_in_process(plan, instance)
+    assert not failed.success
+    assert not [e for e in failed.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "voice (lipSync) failed" in str(failure.event_specific_data.error.message)  # type: ignore[union-attr]
+
+
+def test_dagster_cli_executes_product_demo(tmp_path: Path) -> None:
+    """`dagster job execute -f definitions.py -j execute_plan -c <config>` writes the 8 s demo video."""
+    plan = json.loads((REPO / "video_pipelines" / "examples" / "product_demo.json").read_text())
+    config = tmp_path / "run_config.yaml"
+    config.write_text(yaml.safe_dump({"ops": {"plan": {"config": plan}}}))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "VIDEO_PIPELINES_STORAGE_URL": (tmp_path / "art").as_uri()}
+    env.pop("VIDEO_PIPELINES_DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "execute", "-f", "definitions.py", "-j", "execute_plan", "-c", str(config)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    videos = sorted((tmp_path / "art").rglob("*.mp4"), key=lambda p: p.stat().st_mtime)
+    assert len(videos) == 4
+    final = probe(videos[-1])
+    assert abs(final.duration - 8.0) <= 0.3
+    assert (final.width, final.height) == (1280, 720)
+    assert (final.video_codec, final.audio_codec) == ("h264", "aac")
