@@ -36,7 +36,13 @@ def instance_config(*, postgres: bool) -> dict[str, Any]:
     """The instance settings; with `postgres`, storage comes from $VIDEO_PIPELINES_DATABASE_URL."""
     config: dict[str, Any] = {}
     if postgres:
-        config["storage"] = {"postgres": {"postgres_url": {"env": DATABASE_URL_ENV}}}
+        config["storage"] = {
+            "custom": {
+                "module": "video_pipelines.postgres",
+                "class": "PostgresStorage",
+                "config": {"postgres_url": {"env": DATABASE_URL_ENV}},
+            }
+        }
     config.update(_SETTINGS)
     return config
 
@@ -46,6 +52,7 @@ def render_instance_yaml(*, postgres: bool) -> str:
         "# The production Dagster instance of video_pipelines: PostgreSQL storage from\n"
         f"# ${DATABASE_URL_ENV} (a plain postgresql://user@host:port/db URL), queued runs,\n"
         "# run monitoring. Rendered from video_pipelines/instance.py; keep them equal.\n"
+        "# PostgresStorage is dagster-postgres with the URL's driver pinned to psycopg2.\n"
         if postgres
         else f"{_GENERATED_MARK} (embedded default: SQLite in this folder). Safe to delete.\n"
     )

@@ -1,0 +1,110 @@
+"""Real `dagster-webserver` and `dagster-daemon` processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from video_pipelines.instance import render_instance_yaml
+
+from .conftest import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+WORKSPACE = REPO / "workspace.yaml"
+LOCATION = "video_pipelines"
+
+
+@dataclass
+class DagsterDeployment:
+    home: Path
+    env: dict[str, str]
+    port: int
+    logs: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def graphql_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/graphql"
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = httpx.post(self.graphql_url, json={"query": query, "variables": variables or {}}, timeout=60)
+        assert response.status_code == 200, f"{response.status_code}: {response.text[:2000]}"
+        body: dict[str, Any] = response.json()
+        assert "errors" not in body, body
+        data: dict[str, Any] = body["data"]
+        return data
+
+    def start(self, name: str, command: list[str]) -> None:
+        log = (self.logs / f"{name}.log").open("wb")
+        self.processes[name] = subprocess.Popen(
+            command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def log_tail(self) -> str:
+        return "\n".join(
+            f"--- {log.name}\n" + log.read_text(errors="replace")[-4000:] for log in sorted(self.logs.glob("*.log"))
+        )
+
+    def wait_for_webserver(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process = self.processes["webserver"]
+            assert process.poll() is None, f"dagster-webserver exited\n{self.log_tail()}"
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/server_info", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"dagster-webserver did not answer in {timeout}s\n{self.log_tail()}")
+
+
+@contextmanager
+def dagster_deployment(
+    tmp_path: Path, database_url: str, *, daemon: bool = True, extra_env: dict[str, str] | None = None
+) -> Iterator[DagsterDeployment]:
+    """The production instance (PostgreSQL) with a webserver and, optionally, the daemon."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(render_instance_yaml(postgres=True))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "VIDEO_PIPELINES_DATABASE_URL": database_url,
+        "VIDEO_PIPELINES_STORAGE_URL": (tmp_path / "artifacts").as_uri(),
+        **(extra_env or {}),
+    }
+    deployment = DagsterDeployment(home=home, env=env, port=free_port(), logs=logs)
+    deployment.start(
+        "webserver",
+        ["dagster-webserver", "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(deployment.port)],
+    )
+    if daemon:
+        deployment.start("daemon", ["dagster-daemon", "run", "-w", str(WORKSPACE)])
+    try:
+        deployment.wait_for_webserver()
+        yield deployment
+    finally:
+        for name in list(deployment.processes):
+            deployment.stop(name)
