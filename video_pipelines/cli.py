@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -111,12 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(handler=_dev)
     return parser
-
-
-def example_plan(name: str) -> dict[str, Any]:
-    """One of the bundled example plans (product_demo, french_variant, ...)."""
-    text = resources.files("video_pipelines.examples").joinpath(f"{name}.json").read_text(encoding="utf-8")
-    return load_plan_json(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

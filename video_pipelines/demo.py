@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from video_pipelines.cli import example_plan
+from video_pipelines.examples import example_plan
 from video_pipelines.instance import prepare_dagster_home
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.definitions import execute_plan_job

@@ -1,0 +1,114 @@
+"""Benchmark execute_plan against the same work run bare (ratios within one run).
+
+(a) product_demo with 8 s 1280x720 scenes: wall of `execute_plan` / wall of the same
+    FFmpeg work (generate x3, crossfade merge) called directly in one process. Target <= 1.15.
+(b) a plan of trivial nodes: (wall of execute_plan - wall of the same node work called
+    directly) / number of nodes = orchestration seconds per node. Target <= 0.3 s.
+
+Run: python benchmarks/bench_execute_plan.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from video_pipelines.demo import run_plan_in_process
+from video_pipelines.examples import example_plan
+from video_pipelines.instance import prepare_dagster_home
+from video_pipelines.net import AllowedHosts
+from video_pipelines.node_runner import NodeEnvironment, run_node
+from video_pipelines.plan import execution_order, lineage_hashes, parse_plan
+from video_pipelines.plan.results import VideoResult
+from video_pipelines.storage import LocalArtifactStore
+
+
+def product_demo_8s() -> dict[str, Any]:
+    plan = example_plan("product_demo")
+    for job in plan["jobs"]:
+        if job["type"] == "generateVideo":
+            job["params"]["duration"] = 8
+    return plan
+
+
+def trivial_plan(scenes: int = 16, group: int = 4) -> dict[str, Any]:
+    """`scenes` tiny clips, merged by `group`, then merged once more: three levels."""
+    jobs: list[dict[str, Any]] = [
+        {"id": f"s{i}", "type": "generateVideo", "params": {"prompt": f"s{i}", "duration": 1, "resolution": 64}}
+        for i in range(scenes)
+    ]
+    merges = []
+    for start in range(0, scenes, group):
+        merges.append(f"m{start // group}")
+        jobs.append({"id": merges[-1], "type": "merge", "dependsOn": [f"s{i}" for i in range(start, start + group)]})
+    jobs.append({"id": "final", "type": "merge", "dependsOn": merges})
+    return {"jobs": jobs}
+
+
+def bare(plan_wire: dict[str, Any], workdir: Path) -> float:
+    """The plan's node work called directly, in one process, with no Dagster."""
+    plan = parse_plan(plan_wire)
+    lineage = lineage_hashes(plan)
+    env = NodeEnvironment(store=LocalArtifactStore(workdir / "bare"), allowed_hosts=AllowedHosts.from_env())
+    results: dict[str, VideoResult] = {}
+    started = time.perf_counter()
+    for node in execution_order(plan):
+        run = run_node(
+            node,
+            inputs=[results[dep] for dep in node.depends_on],
+            upstream={dep: results[dep] for dep in node.depends_on},
+            lineage=lineage[node.id],
+            env=env,
+        )
+        results[node.id] = run.result
+    return time.perf_counter() - started
+
+
+def orchestrated(plan_wire: dict[str, Any], workdir: Path) -> float:
+    os.environ["VIDEO_PIPELINES_STORAGE_URL"] = (workdir / "job").as_uri()
+    with dg.DagsterInstance.get() as instance:
+        started = time.perf_counter()
+        result = run_plan_in_process(plan_wire, instance)
+        elapsed = time.perf_counter() - started
+    assert result.success
+    return elapsed
+
+
+def measure(plan_wire: dict[str, Any], repeat: int) -> tuple[float, float]:
+    """Best-of-`repeat` walls (bare, orchestrated); each try writes to fresh folders."""
+    bare_walls, job_walls = [], []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            bare_walls.append(bare(plan_wire, Path(tmp)))
+        with tempfile.TemporaryDirectory() as tmp:
+            job_walls.append(orchestrated(plan_wire, Path(tmp)))
+    return min(bare_walls), min(job_walls)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["DAGSTER_HOME"] = home
+        os.environ.pop("VIDEO_PIPELINES_DATABASE_URL", None)
+        prepare_dagster_home()
+        bare_wall, job_wall = measure(product_demo_8s(), args.repeat)
+        print(f"(a) product_demo 8 s 1280x720: execute_plan {job_wall:.2f} s / bare FFmpeg work {bare_wall:.2f} s"
+              f" = {job_wall / bare_wall:.3f} (target <= 1.15)")  # fmt: skip
+        plan = trivial_plan()
+        nodes = len(plan["jobs"])
+        bare_wall, job_wall = measure(plan, args.repeat)
+        per_node = (job_wall - bare_wall) / nodes
+        print(f"(b) {nodes} trivial nodes: execute_plan {job_wall:.2f} s, bare {bare_wall:.2f} s:"
+              f" {per_node:.3f} s orchestration per node (target <= 0.3)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

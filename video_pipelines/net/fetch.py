@@ -1,0 +1,154 @@
+"""Download a remote media file to disk, through the SSRF guard.
+
+Each hop is resolved and checked once (`resolve_destination`), then the request goes to the
+checked IP itself, so DNS cannot answer differently between the check and the connection
+(DNS rebinding). The original host still travels in the `Host` header and, for https, as
+the TLS SNI name; the certificate is verified against that hostname (httpcore passes the
+`sni_hostname` request extension to `ssl.wrap_socket` as `server_hostname`, and the default
+SSL context checks the certificate against it).
+
+Proxy environment variables are not used (`trust_env=False`): a proxy would resolve the
+host itself and bypass the check. CA certificates come from `SSL_CERT_FILE` / `SSL_CERT_DIR`
+when set, else certifi.
+"""
+
+from __future__ import annotations
+
+import ssl
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from video_pipelines.errors import FetchError, TransientFetchError
+from video_pipelines.net.guard import AllowedHosts, Destination, redact_url, resolve_destination
+
+MAX_REDIRECTS = 3
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_CHUNK_SIZE = 1024 * 1024
+_HEADERS = {"User-Agent": "video-pipelines", "Accept-Encoding": "identity"}
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _translate(exc: httpx.HTTPError, destination: Destination, timeout: float) -> FetchError:
+    shown = destination.redacted
+    if isinstance(exc, httpx.TimeoutException):
+        return TransientFetchError(f"timed out ({timeout:g}s) fetching {shown}: {type(exc).__name__}")
+    certificate = _certificate_error(exc)
+    if certificate is not None:
+        return FetchError(
+            f"TLS certificate of {destination.host} not accepted fetching {shown}: "
+            f"{certificate.verify_message or certificate}"
+        )
+    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
+        return TransientFetchError(f"{type(exc).__name__} fetching {shown}: {exc}")
+    return FetchError(f"{type(exc).__name__} fetching {shown}: {exc}")
+
+
+@contextmanager
+def _open(destination: Destination, ssl_context: ssl.SSLContext, timeout: float) -> Iterator[httpx.Response]:
+    """Send the GET to the first checked address that accepts a connection; yield the streamed response."""
+    extensions = {"sni_hostname": destination.host} if destination.scheme == "https" else {}
+    headers = {**_HEADERS, "Host": destination.host_header}
+    for index, ip in enumerate(destination.addresses):
+        # One client per connection: pooled connections are keyed by IP, and one verified for
+        # another hostname must never be reused.
+        with httpx.Client(verify=ssl_context, trust_env=False, timeout=timeout) as client:
+            request = client.build_request(
+                "GET", destination.url_at(ip), headers=headers, extensions=extensions
+            )
+            try:
+                response = client.send(request, stream=True)
+            except httpx.ConnectError as exc:
+                if index + 1 < len(destination.addresses) and _certificate_error(exc) is None:
+                    continue
+                raise
+            try:
+                yield response
+            finally:
+                response.close()
+            return
+
+
+def _check_status(response: httpx.Response, destination: Destination) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    shown = destination.redacted
+    if status == 429 or status >= 500:
+        raise TransientFetchError(f"{shown} answered HTTP {status} {response.reason_phrase}; worth a retry")
+    if 400 <= status < 500:
+        raise FetchError(f"{shown} answered HTTP {status} {response.reason_phrase}")
+    raise FetchError(f"unexpected HTTP {status} from {shown}")
+
+
+def _redirect_target(response: httpx.Response, destination: Destination) -> str:
+    location = response.headers.get("location")
+    if not location:
+        raise FetchError(f"{destination.redacted} answered HTTP {response.status_code} without a Location")
+    return str(destination.url.join(location))
+
+
+def _save(response: httpx.Response, dest: Path, destination: Destination, max_bytes: int) -> int:
+    too_big = f"{destination.redacted} is larger than the {max_bytes}-byte limit"
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise FetchError(f"{too_big} (Content-Length {length})")
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+    written = 0
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as out:
+            for chunk in response.iter_bytes(_CHUNK_SIZE):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise FetchError(too_big)
+                out.write(chunk)
+        tmp.replace(dest)
+    except OSError as exc:
+        raise FetchError(f"cannot write {dest} while fetching {destination.redacted}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return written
+
+
+def fetch_to_file(
+    url: str,
+    dest: Path,
+    *,
+    allowed: AllowedHosts,
+    max_bytes: int = 500 * 1024 * 1024,
+    timeout: float = 30.0,
+) -> int:
+    """Download `url` to `dest` and return the number of bytes written.
+
+    `dest` appears only once the whole body has arrived. Redirects are followed (at most
+    three) and every hop is checked again. `timeout` bounds connecting and each read, not the
+    whole download (`max_bytes` bounds that). Errors name the URL without its query string.
+    """
+    ssl_context = httpx.create_ssl_context()
+    current = url
+    for _hop in range(MAX_REDIRECTS + 1):
+        destination = resolve_destination(current, allowed)
+        try:
+            with _open(destination, ssl_context, timeout) as response:
+                if response.status_code in REDIRECT_STATUSES:
+                    current = _redirect_target(response, destination)
+                    continue
+                _check_status(response, destination)
+                return _save(response, dest, destination, max_bytes)
+        except httpx.HTTPError as exc:
+            raise _translate(exc, destination, timeout) from exc
+        except httpx.InvalidURL as exc:
+            raise FetchError(f"cannot build a request for {destination.redacted}: {exc}") from exc
+    raise FetchError(f"more than {MAX_REDIRECTS} redirects fetching {redact_url(url)}")

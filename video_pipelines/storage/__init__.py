@@ -1,0 +1,39 @@
+"""Artifact storage: where produced videos are kept, content-addressed by SHA-256.
+
+One abstract `ArtifactStore` with two real implementations:
+
+- `LocalArtifactStore` — a folder (the embedded default, `DAGSTER_HOME/artifacts`);
+  URLs are `file://` URLs.
+- `S3ArtifactStore` — a bucket on AWS or any S3-compatible server; URLs are presigned
+  GET URLs, or public URLs when a public base URL is configured.
+
+`store_from_url` builds the store from configuration, read from the environment:
+
+- `VIDEO_PIPELINES_STORAGE_URL`: `file:///abs/dir` or `s3://bucket/optional/prefix`;
+  unset or empty = the local default folder.
+- `AWS_ENDPOINT_URL`: the S3-compatible endpoint, read by boto3 itself (as are the
+  credentials and the region).
+- `VIDEO_PIPELINES_PUBLIC_BASE_URL` (S3 only, optional): the objects are served publicly at
+  `<this>/<prefix>/<key>` (a CDN or a public bucket). Result URLs are then stable, instead
+  of presigned GET URLs that expire after 7 days.
+
+Every failure is a `StorageError`; the ones worth a retry (throttling, 5xx, connection
+errors, timeouts) are `TransientStorageError`.
+"""
+
+from __future__ import annotations
+
+from video_pipelines.storage.base import ArtifactStore, StoredArtifact, file_sha256
+from video_pipelines.storage.factory import PUBLIC_BASE_URL_ENV, store_from_url
+from video_pipelines.storage.local import LocalArtifactStore
+from video_pipelines.storage.s3 import S3ArtifactStore
+
+__all__ = [
+    "PUBLIC_BASE_URL_ENV",
+    "ArtifactStore",
+    "LocalArtifactStore",
+    "S3ArtifactStore",
+    "StoredArtifact",
+    "file_sha256",
+    "store_from_url",
+]

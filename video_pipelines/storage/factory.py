@@ -1,0 +1,57 @@
+"""Build the artifact store named by `VIDEO_PIPELINES_STORAGE_URL`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from video_pipelines.errors import StorageError
+from video_pipelines.storage.base import ArtifactStore
+from video_pipelines.storage.local import LocalArtifactStore
+from video_pipelines.storage.s3 import S3ArtifactStore
+
+PUBLIC_BASE_URL_ENV = "VIDEO_PIPELINES_PUBLIC_BASE_URL"
+_USAGE = "VIDEO_PIPELINES_STORAGE_URL must be file:///abs/dir or s3://bucket/prefix"
+
+
+def _for_message(url: str) -> str:
+    """The URL as it may appear in an error: without any user:password@ part."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return repr(url)
+    return repr(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl())
+
+
+def store_from_url(url: str | None, *, default_root: Path) -> ArtifactStore:
+    """The store a storage URL names: None/"" -> a local folder at `default_root`.
+
+    `file:///abs/dir` -> LocalArtifactStore; `s3://bucket/optional/prefix` -> S3ArtifactStore
+    (endpoint from `AWS_ENDPOINT_URL`, public base URL from `VIDEO_PIPELINES_PUBLIC_BASE_URL`).
+    """
+    if url is None or not url.strip():
+        return LocalArtifactStore(default_root)
+    url = url.strip()
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        path = unquote(parts.path)
+        if parts.netloc not in {"", "localhost"} or not path.startswith("/") or parts.query or parts.fragment:
+            raise StorageError(f"{_USAGE} (a file URL needs an absolute local path), got {_for_message(url)}")
+        return LocalArtifactStore(Path(path))
+    if scheme == "s3":
+        if "@" in parts.netloc:
+            raise StorageError(
+                f"{_USAGE}, got {_for_message(url)}: credentials do not belong in the URL "
+                "(use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role)"
+            )
+        if not parts.netloc or parts.query or parts.fragment:
+            raise StorageError(
+                f"{_USAGE} (a bucket name, an optional prefix, nothing else), got {_for_message(url)}"
+            )
+        return S3ArtifactStore(
+            parts.netloc,
+            unquote(parts.path),
+            public_base_url=os.environ.get(PUBLIC_BASE_URL_ENV) or None,
+        )
+    raise StorageError(f"{_USAGE}, got {_for_message(url)}")

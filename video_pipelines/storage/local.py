@@ -1,0 +1,88 @@
+"""Artifact storage in a local folder (the embedded default)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from video_pipelines.errors import StorageError
+from video_pipelines.storage.base import ArtifactStore, StoredArtifact, check_key
+
+
+def _temp_sibling(dest: Path) -> Path:
+    # Same folder as the destination, so the rename is an atomic rename on one filesystem.
+    return dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+
+
+class LocalArtifactStore(ArtifactStore):
+    """Objects are files under `root`; writes are atomic (a temp file in the same folder, then rename).
+
+    A put hard-links the source into the store when both are on one filesystem (no copy of
+    large videos) and copies otherwise. Stored files are content-addressed and must never be
+    edited in place, by the store or through a caller's hard-linked source.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put_file(
+        self, path: Path, *, sha256: str, suffix: str = ".mp4", content_type: str = "video/mp4"
+    ) -> StoredArtifact:
+        key = self.key_for(sha256, suffix)
+        dest = self._path(key)
+        try:
+            size = path.stat().st_size
+            # A file of another size under a content key is a torn write from elsewhere: replace it.
+            if not (dest.is_file() and dest.stat().st_size == size):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                self._install(path, dest, link=True)
+        except OSError as exc:
+            raise StorageError(f"cannot store {path} as {key} in {self.describe()}: {exc}") from exc
+        return StoredArtifact(key=key, url=dest.as_uri(), size_bytes=size)
+
+    @staticmethod
+    def _install(source: Path, dest: Path, *, link: bool) -> None:
+        tmp = _temp_sibling(dest)
+        try:
+            if link:
+                try:
+                    os.link(source, tmp)
+                except OSError:
+                    # Other filesystem (EXDEV), or links not permitted: fall back to a copy.
+                    shutil.copyfile(source, tmp)
+            else:
+                shutil.copyfile(source, tmp)
+            tmp.replace(dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def url_for(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def fetch_to(self, key: str, dest: Path) -> Path:
+        source = self._path(key)
+        if not source.is_file():
+            raise StorageError(f"no object {key} in {self.describe()}")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            # A copy, not a link: the caller may change its working file, the stored one must not change.
+            self._install(source, dest, link=False)
+        except OSError as exc:
+            raise StorageError(f"cannot copy {key} from {self.describe()} to {dest}: {exc}") from exc
+        return dest
+
+    def local_path(self, key: str) -> Path | None:
+        path = self._path(key)
+        return path if path.is_file() else None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def describe(self) -> str:
+        return self.root.as_uri()

@@ -1,0 +1,235 @@
+"""Artifact storage in an S3 bucket (AWS or any S3-compatible endpoint), through boto3."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import quote, urlsplit
+
+import boto3
+import botocore.exceptions
+from boto3.exceptions import Boto3Error
+from boto3.exceptions import RetriesExceededError as Boto3RetriesExceededError
+from botocore.config import Config
+
+from video_pipelines.errors import StorageError, TransientStorageError
+from video_pipelines.storage.base import ArtifactStore, StoredArtifact, check_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 limit
+
+# Error codes S3 and S3-compatible servers use for "slow down"; botocore already retried them.
+_THROTTLING_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+    }
+)
+_BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, Boto3Error)
+
+
+def _underlying(exc: BaseException) -> BaseException:
+    """The error boto3 wrapped (S3UploadFailedError hides the ClientError in its context)."""
+    last = getattr(exc, "last_exception", None)
+    if isinstance(exc, Boto3RetriesExceededError) and isinstance(last, BaseException):
+        return last
+    if isinstance(exc, Boto3Error):
+        inner = exc.__cause__ or exc.__context__
+        if inner is not None:
+            return inner
+    return exc
+
+
+def translate_error(exc: BaseException, *, action: str, location: str) -> StorageError:
+    """Map a boto3/botocore error to StorageError, or TransientStorageError when a retry may pass."""
+    cause = _underlying(exc)
+    prefix = f"S3 {action} {location} failed"
+    if isinstance(cause, botocore.exceptions.ClientError):
+        error = cause.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = str(error.get("Message", "")).strip()
+        status = int(cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        detail = " ".join(part for part in (str(status or ""), code, message and f"- {message}") if part)
+        if status >= 500 or status == 429 or code in _THROTTLING_CODES:
+            return TransientStorageError(f"{prefix} ({detail}); worth a retry")
+        hint = ""
+        if code == "NoSuchBucket":
+            hint = ": the bucket does not exist (create it, or fix VIDEO_PIPELINES_STORAGE_URL)"
+        elif code in {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
+            hint = ": access denied (check the AWS credentials and the bucket policy)"
+        elif code in {"NoSuchKey", "404", "NotFound"}:
+            hint = ": no such object"
+        return StorageError(f"{prefix} ({detail}){hint}")
+    no_credentials = botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
+    if isinstance(cause, no_credentials):
+        return StorageError(
+            f"{prefix}: no usable AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            "AWS_PROFILE or an instance role)"
+        )
+    if isinstance(cause, botocore.exceptions.SSLError):
+        return StorageError(f"{prefix}: TLS error talking to the endpoint: {cause}")
+    if isinstance(
+        cause,
+        botocore.exceptions.ConnectionError
+        | botocore.exceptions.HTTPClientError
+        | botocore.exceptions.IncompleteReadError
+        | Boto3RetriesExceededError
+        | TimeoutError
+        | ConnectionError,
+    ):
+        return TransientStorageError(f"{prefix}: {cause}; worth a retry")
+    return StorageError(f"{prefix}: {cause}")
+
+
+def _endpoint_for_logs(endpoint_url: str) -> str:
+    parts = urlsplit(endpoint_url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}:{parts.port}" if parts.port else f"{parts.scheme}://{host}"
+
+
+class S3ArtifactStore(ArtifactStore):
+    """Objects live under `s3://<bucket>/<prefix>/`.
+
+    The boto3 client is created on first use from the standard AWS configuration (credentials,
+    region, and `AWS_ENDPOINT_URL` for S3-compatible servers); `endpoint_url` overrides the
+    endpoint explicitly. `url_for` gives `public_base_url/<prefix>/<key>` when the bucket is
+    served publicly (CDN, public bucket) and a presigned GET URL otherwise.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        public_base_url: str | None = None,
+        presign_seconds: int = MAX_PRESIGN_SECONDS,
+        addressing_style: Literal["auto", "virtual", "path"] | None = None,
+        client: S3Client | None = None,
+    ) -> None:
+        if not bucket or "/" in bucket or bucket.strip() != bucket:
+            raise StorageError(f"invalid S3 bucket name {bucket!r}")
+        if not 1 <= presign_seconds <= MAX_PRESIGN_SECONDS:
+            raise StorageError(
+                f"presign_seconds must be between 1 and {MAX_PRESIGN_SECONDS} (7 days), got {presign_seconds}"
+            )
+        self.bucket = bucket
+        self.prefix = "/".join(part for part in prefix.split("/") if part)
+        self.endpoint_url = endpoint_url or None
+        self.public_base_url = public_base_url or None
+        self.presign_seconds = presign_seconds
+        self.addressing_style = addressing_style
+        self._client = client
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client, made on first use in its own session (boto3's default one is not thread-safe)."""
+        with self._client_lock:
+            if self._client is None:
+                # SigV4 explicitly: without it botocore presigns with legacy SigV2 for us-east-1,
+                # which AWS no longer accepts on newer buckets and which ignores the 7-day limit.
+                config = Config(signature_version="s3v4", retries={"mode": "standard"})
+                if self.addressing_style:
+                    config = config.merge(Config(s3={"addressing_style": self.addressing_style}))
+                try:
+                    self._client = boto3.session.Session().client(
+                        "s3", endpoint_url=self.endpoint_url, config=config
+                    )
+                except _BOTO_ERRORS as exc:
+                    raise translate_error(exc, action="client setup", location=self.describe()) from exc
+            return self._client
+
+    def full_key(self, key: str) -> str:
+        """The object's key in the bucket (the store prefix plus the relative key)."""
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _location(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.full_key(key)}"
+
+    def _head_size(self, key: str) -> int | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
+        except botocore.exceptions.ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            # HEAD has no body, so a missing bucket is also a bare 404; the put that follows names it.
+            if status == 404 or exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise translate_error(exc, action="HeadObject", location=self._location(key)) from exc
+        except _BOTO_ERRORS as exc:
+            raise translate_error(exc, action="HeadObject", location=self._location(key)) from exc
+        return int(head.get("ContentLength", 0))
+
+    def put_file(
+        self, path: Path, *, sha256: str, suffix: str = ".mp4", content_type: str = "video/mp4"
+    ) -> StoredArtifact:
+        key = self.key_for(sha256, suffix)
+        existing = self._head_size(key)
+        if existing is not None:
+            return StoredArtifact(key=key, url=self.url_for(key), size_bytes=existing)
+        try:
+            size = path.stat().st_size
+            self.client.upload_file(
+                str(path),
+                self.bucket,
+                self.full_key(key),
+                ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha256}},
+            )
+        # Boto errors first: some of botocore's connection errors are also OSErrors.
+        except _BOTO_ERRORS as exc:
+            raise translate_error(exc, action="upload", location=self._location(key)) from exc
+        except OSError as exc:
+            raise StorageError(f"cannot upload {path} to {self._location(key)}: {exc}") from exc
+        return StoredArtifact(key=key, url=self.url_for(key), size_bytes=size)
+
+    def url_for(self, key: str) -> str:
+        full_key = self.full_key(key)
+        if self.public_base_url:
+            return f"{self.public_base_url.rstrip('/')}/{quote(full_key, safe='/')}"
+        try:
+            return self.client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": full_key},
+                ExpiresIn=self.presign_seconds,
+            )
+        except _BOTO_ERRORS as exc:
+            raise translate_error(exc, action="presign", location=self._location(key)) from exc
+
+    def fetch_to(self, key: str, dest: Path) -> Path:
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self.client.download_file(self.bucket, self.full_key(key), str(tmp))
+            tmp.replace(dest)
+        except _BOTO_ERRORS as exc:
+            raise translate_error(exc, action="download", location=self._location(key)) from exc
+        except OSError as exc:
+            raise StorageError(f"cannot write {self._location(key)} to {dest}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    def exists(self, key: str) -> bool:
+        return self._head_size(key) is not None
+
+    def describe(self) -> str:
+        where = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+        return f"{where} at {_endpoint_for_logs(self.endpoint_url)}" if self.endpoint_url else where
