@@ -40,7 +40,11 @@ def product_demo_8s() -> dict[str, Any]:
 def trivial_plan(scenes: int = 16, group: int = 4) -> dict[str, Any]:
     """`scenes` tiny clips, merged by `group`, then merged once more: three levels."""
     jobs: list[dict[str, Any]] = [
-        {"id": f"s{i}", "type": "generateVideo", "params": {"prompt": f"s{i}", "duration": 1, "resolution": 64}}
+        {
+            "id": f"s{i}",
+            "type": "generateVideo",
+            "params": {"prompt": f"s{i}", "duration": 1, "resolution": 64},
+        }
         for i in range(scenes)
     ]
     merges = []

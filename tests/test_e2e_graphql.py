@@ -50,9 +50,22 @@ def launch_params(plan: dict[str, Any]) -> dict[str, Any]:
 def test_graphql_launch_run_on_postgres_with_the_daemon(tmp_path: Path, postgres_url: str) -> None:
     plan = {
         "jobs": [
-            {"id": "job1", "type": "generateVideo", "params": {"prompt": "Scene 1", "duration": 1, "resolution": 90}},
-            {"id": "job2", "type": "generateVideo", "params": {"prompt": "Scene 2", "duration": 1, "resolution": 90}},
-            {"id": "job3", "type": "merge", "params": {"transition": "crossfade"}, "dependsOn": ["job1", "job2"]},
+            {
+                "id": "job1",
+                "type": "generateVideo",
+                "params": {"prompt": "Scene 1", "duration": 1, "resolution": 90},
+            },
+            {
+                "id": "job2",
+                "type": "generateVideo",
+                "params": {"prompt": "Scene 2", "duration": 1, "resolution": 90},
+            },
+            {
+                "id": "job3",
+                "type": "merge",
+                "params": {"transition": "crossfade"},
+                "dependsOn": ["job1", "job2"],
+            },
         ]
     }
     with dagster_deployment(tmp_path, postgres_url) as deployment:

@@ -172,9 +172,7 @@ def _issue_certificates(folder: Path) -> tuple[Path, Path, Path]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     ca_path, cert_path, key_path = folder / "ca.pem", folder / "leaf.pem", folder / "leaf.key"
@@ -227,9 +225,7 @@ def _files_in(folder: Path) -> list[str]:
 
 
 def test_parse_allowed_hosts_reads_hostnames_ips_and_cidrs_with_whitespace() -> None:
-    allowed = parse_allowed_hosts(
-        " Media.Internal. , 10.0.0.0/8,192.168.1.7 ,, ::1, [fd00::]/8 , *.cdn.test "
-    )
+    allowed = parse_allowed_hosts(" Media.Internal. , 10.0.0.0/8,192.168.1.7 ,, ::1, [fd00::]/8 , *.cdn.test ")
 
     assert allowed.hostnames == frozenset({"media.internal"})
     assert allowed.domain_suffixes == frozenset({".cdn.test"})
@@ -406,9 +402,7 @@ def test_loopback_is_refused_by_default(media_server: MediaServer, tmp_path: Pat
 )
 def test_fetch_when_allowed(media_server: MediaServer, tmp_path: Path, allowed: str, host: str) -> None:
     dest = tmp_path / "sub" / "a.mp4"
-    written = fetch_to_file(
-        f"http://{host}:{media_server.port}/bytes", dest, allowed=parse_allowed_hosts(allowed)
-    )
+    written = fetch_to_file(f"http://{host}:{media_server.port}/bytes", dest, allowed=parse_allowed_hosts(allowed))
     assert written == len(PAYLOAD)
     assert dest.read_bytes() == PAYLOAD
     assert _files_in(dest.parent) == ["a.mp4"]
@@ -464,9 +458,7 @@ def test_a_body_of_exactly_max_bytes_is_accepted(media_server: MediaServer, tmp_
     assert fetch_to_file(url, tmp_path / "a.mp4", allowed=LOOPBACK, max_bytes=len(LARGE)) == len(LARGE)
 
 
-def test_404_is_a_permanent_fetch_error_without_the_query_string(
-    media_server: MediaServer, tmp_path: Path
-) -> None:
+def test_404_is_a_permanent_fetch_error_without_the_query_string(media_server: MediaServer, tmp_path: Path) -> None:
     url = _url(media_server, "/missing?X-Amz-Signature=topsecret&token=abc")
     with pytest.raises(FetchError, match="404") as caught:
         fetch_to_file(url, tmp_path / "a.mp4", allowed=LOOPBACK)

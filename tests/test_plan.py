@@ -70,11 +70,20 @@ def test_operation_alias_and_snake_case() -> None:
             "jobs": [
                 {"id": "a", "operation": "generate_video", "params": {"prompt": "x"}},
                 {"id": "b", "type": "add_subtitles", "params": {"text": "hi"}, "dependsOn": ["a"]},
-                {"id": "c", "operation": "lip_sync", "params": {"audioUrl": "https://x/a.mp3"}, "dependsOn": ["b"]},
+                {
+                    "id": "c",
+                    "operation": "lip_sync",
+                    "params": {"audioUrl": "https://x/a.mp3"},
+                    "dependsOn": ["b"],
+                },
             ]
         }
     )
-    assert [n.operation for n in plan.nodes] == [Operation.GENERATE_VIDEO, Operation.ADD_SUBTITLES, Operation.LIP_SYNC]
+    assert [n.operation for n in plan.nodes] == [
+        Operation.GENERATE_VIDEO,
+        Operation.ADD_SUBTITLES,
+        Operation.LIP_SYNC,
+    ]
 
 
 # --- every validation case, each naming the node and the field --------------------------------
@@ -105,7 +114,11 @@ def test_missing_and_invalid_params() -> None:
     found = problems(
         {
             "jobs": [
-                {"id": "g", "type": "generateVideo", "params": {"duration": 99, "aspectRatio": "2:1", "promt": "x"}},
+                {
+                    "id": "g",
+                    "type": "generateVideo",
+                    "params": {"duration": 99, "aspectRatio": "2:1", "promt": "x"},
+                },
                 {"id": "m", "type": "merge", "params": {"transition": "wipe"}, "dependsOn": ["g"]},
                 {"id": "r", "type": "reframe", "params": {}, "dependsOn": ["m"]},
                 {"id": "s", "type": "addSubtitles", "params": {"text": "a", "srt": "b"}, "dependsOn": ["r"]},
@@ -126,7 +139,17 @@ def test_missing_and_invalid_params() -> None:
 
 def test_subtitle_cues_validated() -> None:
     found = problems(
-        {"jobs": [gen("a"), {"id": "s", "type": "addSubtitles", "params": {"cues": [{"start": 2, "end": 1, "text": "x"}]}, "dependsOn": ["a"]}]}
+        {
+            "jobs": [
+                gen("a"),
+                {
+                    "id": "s",
+                    "type": "addSubtitles",
+                    "params": {"cues": [{"start": 2, "end": 1, "text": "x"}]},
+                    "dependsOn": ["a"],
+                },
+            ]
+        }
     )
     assert any(p.startswith("s.params.cues.0:") and "before it starts" in p for p in found)
 
@@ -169,7 +192,10 @@ def test_self_dependency() -> None:
 @pytest.mark.parametrize(
     ("node", "expected"),
     [
-        ({"id": "m", "type": "merge", "dependsOn": []}, "m.dependsOn: merge takes at least 1 input videos, got 0"),
+        (
+            {"id": "m", "type": "merge", "dependsOn": []},
+            "m.dependsOn: merge takes at least 1 input videos, got 0",
+        ),
         (
             {"id": "r", "type": "reframe", "params": {"aspectRatio": "1:1"}, "dependsOn": ["a", "b"]},
             "r.dependsOn: reframe takes exactly 1 input video, got 2",
@@ -191,7 +217,12 @@ def test_bad_references() -> None:
             "jobs": [
                 gen("a"),
                 gen("b"),
-                {"id": "s", "type": "addSubtitles", "params": {"text": "{{b.duration}} and {{a.nope}}"}, "dependsOn": ["a"]},
+                {
+                    "id": "s",
+                    "type": "addSubtitles",
+                    "params": {"text": "{{b.duration}} and {{a.nope}}"},
+                    "dependsOn": ["a"],
+                },
             ]
         }
     )
@@ -200,7 +231,14 @@ def test_bad_references() -> None:
 
 
 def test_reference_to_a_downstream_node_is_refused() -> None:
-    found = problems({"jobs": [gen("a", duration="{{b.duration}}"), {"id": "b", "type": "reframe", "params": {"aspectRatio": "1:1"}, "dependsOn": ["a"]}]})
+    found = problems(
+        {
+            "jobs": [
+                gen("a", duration="{{b.duration}}"),
+                {"id": "b", "type": "reframe", "params": {"aspectRatio": "1:1"}, "dependsOn": ["a"]},
+            ]
+        }
+    )
     assert any("which is not upstream of a" in p for p in found)
 
 
@@ -209,7 +247,12 @@ def test_references_are_typed_and_substituted() -> None:
         {
             "jobs": [
                 gen("a"),
-                {"id": "b", "type": "generateVideo", "params": {"prompt": "after {{a}}", "duration": "{{a.duration}}"}, "dependsOn": ["a"]},
+                {
+                    "id": "b",
+                    "type": "generateVideo",
+                    "params": {"prompt": "after {{a}}", "duration": "{{a.duration}}"},
+                    "dependsOn": ["a"],
+                },
             ]
         }
     )
@@ -220,7 +263,14 @@ def test_references_are_typed_and_substituted() -> None:
 
 
 def test_reference_with_wrong_type_is_refused() -> None:
-    found = problems({"jobs": [gen("a"), {"id": "r", "type": "reframe", "params": {"aspectRatio": "{{a.width}}"}, "dependsOn": ["a"]}]})
+    found = problems(
+        {
+            "jobs": [
+                gen("a"),
+                {"id": "r", "type": "reframe", "params": {"aspectRatio": "{{a.width}}"}, "dependsOn": ["a"]},
+            ]
+        }
+    )
     assert any(p.startswith("r.params.aspectRatio:") for p in found)
 
 
@@ -232,13 +282,18 @@ def test_bad_ids_and_shapes() -> None:
     assert problems({"jobs": [{"type": "merge"}]})[0].startswith("jobs[0].id: missing")
     assert "is not a valid id" in problems({"jobs": [{"id": "a b", "type": "merge"}]})[0]
     assert problems({"jobs": "nope"}) == ["plan.jobs: must be a list of jobs"]
-    assert problems({"jobs": [gen("a")], "priority": "urgent"}) == ["plan.priority: must be one of high, normal, low (got 'urgent')"]
+    assert problems({"jobs": [gen("a")], "priority": "urgent"}) == [
+        "plan.priority: must be one of high, normal, low (got 'urgent')"
+    ]
     assert problems({"jobs": [gen("a")], "colour": 1})[0].startswith("plan: unknown field 'colour'")
 
 
 def test_webhook_validation() -> None:
     assert problems({"jobs": [gen("a")], "webhook": {"url": "ftp://x"}}) == ["plan.webhook.url: must be an http(s) URL"]
-    assert "not both" in problems({"jobs": [gen("a")], "webhook": {"url": "https://x", "secret": "s", "secretEnv": "S"}})[0]
+    assert (
+        "not both"
+        in problems({"jobs": [gen("a")], "webhook": {"url": "https://x", "secret": "s", "secretEnv": "S"}})[0]
+    )
     plan = parse_plan({"jobs": [gen("a")], "webhook": {"url": "https://x", "secret": "s3cret"}})
     assert plan.webhook is not None and "s3cret" not in repr(plan.webhook)
     assert "secret" not in json.dumps(plan.to_wire())

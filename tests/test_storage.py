@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import socket
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,6 @@ import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from video_pipelines.errors import StorageError, TransientStorageError
 from video_pipelines.net import fetch_to_file, parse_allowed_hosts
@@ -133,26 +130,9 @@ def test_local_put_of_a_missing_file_is_a_storage_error(tmp_path: Path) -> None:
 # --- S3ArtifactStore against moto's server ---------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Dummy credentials, and no AWS configuration of the machine leaking into the tests."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("VIDEO_PIPELINES_PUBLIC_BASE_URL", raising=False)
+def _isolated_aws(aws_env: None) -> None:
+    """Every test here runs with dummy credentials and no machine AWS configuration."""
 
 
 def _admin(endpoint: str) -> Any:
@@ -160,10 +140,8 @@ def _admin(endpoint: str) -> Any:
 
 
 @pytest.fixture
-def bucket(s3_endpoint: str) -> str:
-    name = f"vp-test-{uuid.uuid4().hex[:12]}"
-    _admin(s3_endpoint).create_bucket(Bucket=name)
-    return name
+def bucket(s3_bucket: str) -> str:
+    return s3_bucket
 
 
 def _object_keys(endpoint: str, bucket: str) -> list[str]:
@@ -208,9 +186,7 @@ def test_s3_presigned_url_serves_the_exact_bytes(s3_endpoint: str, bucket: str, 
 
 
 def test_s3_public_base_url(s3_endpoint: str, bucket: str, tmp_path: Path) -> None:
-    store = S3ArtifactStore(
-        bucket, "media", endpoint_url=s3_endpoint, public_base_url="https://cdn.example.com/v/"
-    )
+    store = S3ArtifactStore(bucket, "media", endpoint_url=s3_endpoint, public_base_url="https://cdn.example.com/v/")
     source, sha = _write(tmp_path / "work", "clip.mp4")
     stored = store.put_file(source, sha256=sha)
     assert stored.url == f"https://cdn.example.com/v/media/videos/{sha[:2]}/{sha}.mp4"
@@ -226,9 +202,7 @@ def test_s3_missing_bucket_is_a_storage_error(s3_endpoint: str, tmp_path: Path) 
     assert "bucket does not exist" in str(caught.value)
 
 
-def test_s3_fetch_of_a_missing_object_is_a_storage_error(
-    s3_endpoint: str, bucket: str, tmp_path: Path
-) -> None:
+def test_s3_fetch_of_a_missing_object_is_a_storage_error(s3_endpoint: str, bucket: str, tmp_path: Path) -> None:
     store = S3ArtifactStore(bucket, endpoint_url=s3_endpoint)
     with pytest.raises(StorageError, match="no such object") as caught:
         store.fetch_to(store.key_for("ef" * 32), tmp_path / "out.mp4")
@@ -325,9 +299,7 @@ def test_store_from_url_reads_the_public_base_url(tmp_path: Path, monkeypatch: p
     ],
 )
 def test_store_from_url_refuses_other_urls(url: str, tmp_path: Path) -> None:
-    with pytest.raises(
-        StorageError, match="VIDEO_PIPELINES_STORAGE_URL must be file:///abs/dir or s3://bucket/prefix"
-    ):
+    with pytest.raises(StorageError, match="VIDEO_PIPELINES_STORAGE_URL must be file:///abs/dir or s3://bucket/prefix"):
         store_from_url(url, default_root=tmp_path)
 
 

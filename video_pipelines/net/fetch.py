@@ -64,9 +64,7 @@ def _open(destination: Destination, ssl_context: ssl.SSLContext, timeout: float)
         # One client per connection: pooled connections are keyed by IP, and one verified for
         # another hostname must never be reused.
         with httpx.Client(verify=ssl_context, trust_env=False, timeout=timeout) as client:
-            request = client.build_request(
-                "GET", destination.url_at(ip), headers=headers, extensions=extensions
-            )
+            request = client.build_request("GET", destination.url_at(ip), headers=headers, extensions=extensions)
             try:
                 response = client.send(request, stream=True)
             except httpx.ConnectError as exc:

@@ -48,9 +48,7 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
     )
 )
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
-_HOSTNAME = re.compile(
-    r"(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*"
-)
+_HOSTNAME = re.compile(r"(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*")
 _SCHEMES = {"http": 80, "https": 443}
 
 

@@ -20,7 +20,7 @@ class WebhookConfig(dg.Config):
     """Where to POST when the execution ends. Secrets go by env var name (secretEnv), never in plain text."""
 
     url: str = Field(description="http(s) URL that receives the signed webhook")
-    secretEnv: str | None = Field(  # noqa: N815 - the SDK's wire name
+    secretEnv: str | None = Field(
         default=None,
         description="Name of the environment variable holding the signing secret "
         "(a plaintext 'secret' is refused: it would be stored in run config)",
@@ -34,7 +34,7 @@ class PlanNodeConfig(dg.Config):
     type: str | None = Field(default=None, description="generateVideo, merge, lipSync, addSubtitles, reframe")
     operation: str | None = Field(default=None, description="older clients' name for 'type'")
     params: dict[str, Any] = Field(default_factory=dict)
-    dependsOn: list[str] = Field(default_factory=list)  # noqa: N815 - the SDK's wire name
+    dependsOn: list[str] = Field(default_factory=list)
     output: str | None = None
 
 
@@ -42,7 +42,7 @@ class PlanConfig(dg.Config):
     """The execution plan to run (the SDK's JSON, minus any plaintext webhook secret)."""
 
     jobs: list[PlanNodeConfig]
-    baseExecutionId: str | None = None  # noqa: N815 - the SDK's wire name
+    baseExecutionId: str | None = None
     webhook: WebhookConfig | None = None
     priority: str | None = None
 

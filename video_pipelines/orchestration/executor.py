@@ -10,6 +10,8 @@ in run config.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 from dagster._core.definitions.executor_definition import (
     IN_PROC_CONFIG,
@@ -22,14 +24,14 @@ from dagster._core.executor.base import Executor
 from dagster._core.executor.init import InitExecutorContext
 
 
-def _requirements(config: dict[str, object]) -> list[dg.ExecutorRequirement]:
+def _requirements(config: Mapping[str, object]) -> list[dg.ExecutorRequirement]:
     return list(multiple_process_executor_requirements()) if "multiprocess" in config else []
 
 
 @dg.executor(
     name="in_process_or_multiprocess",
     config_schema=dg.Field(
-        dg.Selector({"in_process": IN_PROC_CONFIG, "multiprocess": MULTI_PROC_CONFIG}),
+        dg.Selector({"in_process": IN_PROC_CONFIG, "multiprocess": MULTI_PROC_CONFIG}),  # type: ignore[no-untyped-call]
         default_value={"in_process": {}},
     ),
     requirements=_requirements,

@@ -32,9 +32,8 @@ MAX_LEVELS = 12
 EXECUTION_ID_TAG = "video/execution_id"
 BASE_EXECUTION_ID_TAG = "video/base_execution_id"
 
-TRANSIENT_RETRY = dg.RetryPolicy(
-    max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
 
 def _execution_id(context: dg.OpExecutionContext) -> str:
     """The run's `video/execution_id` tag; a run launched directly gets its run id as the execution id."""
@@ -51,15 +50,15 @@ def _execution_id(context: dg.OpExecutionContext) -> str:
         "tasks": dg.DynamicOut(NodeTask, is_required=False),
     },
 )
-def plan(context: dg.OpExecutionContext, config: PlanConfig) -> Iterator[dg.Output[PlanState] | dg.DynamicOutput[NodeTask]]:
+def plan(
+    context: dg.OpExecutionContext, config: PlanConfig
+) -> Iterator[dg.Output[PlanState] | dg.DynamicOutput[NodeTask]]:
     """Validate the execution plan and start the nodes that need no other node."""
     execution_id = _execution_id(context)
     try:
         parsed = parse_plan(config.to_wire(), max_depth=MAX_LEVELS)
     except PlanValidationError as exc:
-        raise dg.Failure(
-            description="invalid plan:\n" + "\n".join(exc.problems), allow_retries=False
-        ) from None
+        raise dg.Failure(description="invalid plan:\n" + "\n".join(exc.problems), allow_retries=False) from None
     if parsed.base_execution_id is not None:
         raise dg.Failure(
             description=f"plan.baseExecutionId: variants of {parsed.base_execution_id} are launched "

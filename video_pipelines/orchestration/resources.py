@@ -26,8 +26,7 @@ class ArtifactStorage(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     url: str | None = Field(
         default=None,
-        description=f"file:///abs/dir or s3://bucket/prefix; unset = ${STORAGE_URL_ENV}, "
-        "else $DAGSTER_HOME/artifacts",
+        description=f"file:///abs/dir or s3://bucket/prefix; unset = ${STORAGE_URL_ENV}, else $DAGSTER_HOME/artifacts",
     )
 
     def store(self) -> ArtifactStore:

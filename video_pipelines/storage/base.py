@@ -39,9 +39,7 @@ def check_key(key: str) -> str:
     """Return `key` if it is a safe relative key (no absolute path, no `..`), else raise StorageError."""
     segments = key.split("/")
     if not key or any(s in {"", ".", ".."} or not _KEY_SEGMENT.fullmatch(s) for s in segments):
-        raise StorageError(
-            f"invalid artifact key {key!r}: expected a relative key such as videos/ab/<sha256>.mp4"
-        )
+        raise StorageError(f"invalid artifact key {key!r}: expected a relative key such as videos/ab/<sha256>.mp4")
     return key
 
 

@@ -46,9 +46,7 @@ def store_from_url(url: str | None, *, default_root: Path) -> ArtifactStore:
                 "(use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role)"
             )
         if not parts.netloc or parts.query or parts.fragment:
-            raise StorageError(
-                f"{_USAGE} (a bucket name, an optional prefix, nothing else), got {_for_message(url)}"
-            )
+            raise StorageError(f"{_USAGE} (a bucket name, an optional prefix, nothing else), got {_for_message(url)}")
         return S3ArtifactStore(
             parts.netloc,
             unquote(parts.path),

@@ -147,9 +147,7 @@ class S3ArtifactStore(ArtifactStore):
                 if self.addressing_style:
                     config = config.merge(Config(s3={"addressing_style": self.addressing_style}))
                 try:
-                    self._client = boto3.session.Session().client(
-                        "s3", endpoint_url=self.endpoint_url, config=config
-                    )
+                    self._client = boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, config=config)
                 except _BOTO_ERRORS as exc:
                     raise translate_error(exc, action="client setup", location=self.describe()) from exc
             return self._client

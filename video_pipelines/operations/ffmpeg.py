@@ -1,0 +1,379 @@
+"""Run FFmpeg safely and read what it says about a media file.
+
+FFmpeg comes from imageio-ffmpeg (a static build, no ffprobe), so `probe` reads the
+stream summary `ffmpeg -i` prints. `run_ffmpeg` makes sure an FFmpeg child never
+outlives the call that started it: a timeout, a KeyboardInterrupt or any other
+exception while waiting kills its whole process group before the exception travels on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import functools
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import imageio_ffmpeg
+
+from video_pipelines.errors import FFmpegError, MediaError
+
+__all__ = [
+    "MediaInfo",
+    "escape_filter_path",
+    "escape_filter_value",
+    "ffmpeg_exe",
+    "fps_expression",
+    "probe",
+    "probe_audio",
+    "run_ffmpeg",
+    "sha256_file",
+]
+
+STDERR_TAIL_LINES = 15
+_PROBE_TIMEOUT_S = 60.0
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """The path of the FFmpeg binary bundled with imageio-ffmpeg."""
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    # Loaded in the parent: the child between fork and exec must not import or dlopen anything.
+    if sys.platform != "linux":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    prctl: Callable[..., int] = libc.prctl
+    return prctl
+
+
+def _child_preexec(parent_pid: int, prctl: Callable[..., int] | None) -> Callable[[], None]:
+    def preexec() -> None:
+        # Best effort: if we die (even by SIGKILL) the kernel kills FFmpeg too.
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    return preexec
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    proc.wait()
+
+
+def _stderr_tail(raw: bytes, lines: int = STDERR_TAIL_LINES) -> str:
+    text = raw.decode("utf-8", errors="replace")
+    kept = [line.rstrip() for line in text.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None = None) -> None:
+    """Run `ffmpeg <args>` to completion, or raise `FFmpegError` naming `description`.
+
+    FFmpeg runs in its own session (so its whole group can be killed) and, on Linux, with
+    PR_SET_PDEATHSIG so it dies with the thread that started it. Stderr goes to a temporary
+    file, never a pipe, so a chatty FFmpeg cannot block. On a timeout the process group is
+    killed and `FFmpegError` raised; on any other exception while waiting (KeyboardInterrupt,
+    SystemExit, Dagster's interrupt) the group is killed and the exception re-raised.
+    """
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"timeout must be positive, got {timeout}")
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y", *args]
+    with tempfile.TemporaryFile() as stderr_file:
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr_file,
+            start_new_session=True,
+            preexec_fn=_child_preexec(os.getpid(), _prctl()),
+        )
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            _kill_group(proc)
+            stderr_file.seek(0)
+            raise FFmpegError(
+                f"{description}: FFmpeg did not finish within {timeout:g} s and was killed",
+                returncode=proc.returncode,
+                stderr_tail=_stderr_tail(stderr_file.read()),
+            ) from exc
+        except BaseException:
+            _kill_group(proc)
+            raise
+        if returncode != 0:
+            stderr_file.seek(0)
+            tail = _stderr_tail(stderr_file.read())
+            raise FFmpegError(
+                f"{description}: FFmpeg exited with code {returncode}",
+                returncode=returncode,
+                stderr_tail=tail,
+            )
+
+
+def escape_filter_value(value: str) -> str:
+    """Escape `value` for use as one option value inside an `-filter_complex`/`-vf` graph.
+
+    FFmpeg unescapes twice: once when it splits the graph into filters (special: ``\\ ' [ ] , ;``),
+    then when it splits a filter's options (special: ``\\ ' :``). Leading and trailing
+    whitespace would be trimmed, so values must not start or end with it.
+    """
+    if value != value.strip():
+        raise ValueError(f"a filter option value cannot start or end with whitespace: {value!r}")
+    option_level = re.sub(r"([\\':])", r"\\\1", value)
+    return re.sub(r"([\\'\[\],;])", r"\\\1", option_level)
+
+
+def escape_filter_path(path: Path) -> str:
+    """Escape a file path (made absolute) for a filter option such as `filename=` or `fontfile=`."""
+    return escape_filter_value(str(path.absolute()))
+
+
+def fps_expression(fps: float) -> str:
+    """The exact frame rate FFmpeg should use for a rate `probe` printed rounded (29.97 -> 30000/1001)."""
+    for numerator in (24000, 30000, 48000, 60000, 120000):
+        if abs(fps - numerator / 1001) < 0.006:
+            return f"{numerator}/1001"
+    if abs(fps - round(fps)) < 0.006:
+        return str(round(fps))
+    fraction = Fraction(fps).limit_denominator(1001)
+    return f"{fraction.numerator}/{fraction.denominator}"
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What `probe` found in a media file: the first video stream and the first audio stream."""
+
+    duration: float
+    width: int
+    height: int
+    fps: float
+    video_codec: str | None
+    audio_codec: str | None
+    sample_rate: int | None
+    channels: int | None
+    pix_fmt: str | None
+    size_bytes: int
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_codec is not None
+
+
+_DURATION_RE = re.compile(r"^\s*Duration:\s*(?:(\d+):(\d{2}):(\d{2}(?:\.\d+)?)|N/A)", re.MULTILINE)
+_STREAM_RE = re.compile(r"^\s*Stream #\d+:\d+\S*: (Video|Audio): (.*)$", re.MULTILINE)
+_SIZE_RE = re.compile(r"^(\d+)x(\d+)(?:\s|$)")
+_RATE_RE = re.compile(r"^([\d.]+)(k?) (fps|tbr)$")
+_CHANNEL_LAYOUTS = {
+    "mono": 1,
+    "stereo": 2,
+    "2.1": 3,
+    "3.0": 3,
+    "quad": 4,
+    "4.0": 4,
+    "4.1": 5,
+    "5.0": 5,
+    "5.1": 6,
+    "6.0": 6,
+    "6.1": 7,
+    "7.0": 7,
+    "7.1": 8,
+}
+
+
+def _top_level_fields(description: str) -> list[str]:
+    """Split a stream description on commas that are not inside parentheses or brackets."""
+    fields: list[str] = []
+    depth = 0
+    current: list[str] = []
+    for ch in description:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]" and depth:
+            depth -= 1
+        if ch == "," and depth == 0:
+            fields.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+    fields.append("".join(current).strip())
+    return fields
+
+
+def _channel_count(layout: str) -> int | None:
+    base = layout.split("(")[0].strip()
+    if base in _CHANNEL_LAYOUTS:
+        return _CHANNEL_LAYOUTS[base]
+    match = re.match(r"^(\d+) channels", base)
+    if match:
+        return int(match.group(1))
+    match = re.match(r"^(\d+)\.(\d+)$", base)
+    if match:
+        return int(match.group(1)) + int(match.group(2))
+    return None
+
+
+@dataclass(frozen=True)
+class _VideoStream:
+    codec: str
+    pix_fmt: str | None
+    width: int
+    height: int
+    fps: float
+
+
+@dataclass(frozen=True)
+class _AudioStream:
+    codec: str
+    sample_rate: int | None
+    channels: int | None
+
+
+def _parse_video_stream(description: str) -> _VideoStream | None:
+    fields = _top_level_fields(description)
+    codec = fields[0].split()[0] if fields[0] else "unknown"
+    pix_fmt: str | None = None
+    width = height = 0
+    fps = tbr = 0.0
+    for index, field in enumerate(fields[1:], start=1):
+        size = _SIZE_RE.match(field)
+        if size and not width:
+            width, height = int(size.group(1)), int(size.group(2))
+            continue
+        rate = _RATE_RE.match(field)
+        if rate:
+            value = float(rate.group(1)) * (1000 if rate.group(2) else 1)
+            if rate.group(3) == "fps":
+                fps = value
+            else:
+                tbr = value
+            continue
+        if index == 1 and not width:
+            pix_fmt = field.split("(")[0].strip() or None
+    if not width or not height:
+        return None
+    return _VideoStream(codec=codec, pix_fmt=pix_fmt, width=width, height=height, fps=fps or tbr)
+
+
+def _parse_audio_stream(description: str) -> _AudioStream:
+    fields = _top_level_fields(description)
+    codec = fields[0].split()[0] if fields[0] else "unknown"
+    sample_rate: int | None = None
+    channels: int | None = None
+    for field in fields[1:]:
+        hz = re.match(r"^(\d+) Hz$", field)
+        if hz:
+            sample_rate = int(hz.group(1))
+        elif channels is None and sample_rate is not None:
+            channels = _channel_count(field)
+    return _AudioStream(codec=codec, sample_rate=sample_rate, channels=channels)
+
+
+@dataclass(frozen=True)
+class _ProbeResult:
+    duration: float | None
+    video: _VideoStream | None
+    audio: _AudioStream | None
+    stderr: str
+
+
+def _probe_streams(path: Path) -> _ProbeResult:
+    if not path.is_file():
+        raise MediaError(f"{path}: no such file")
+    try:
+        completed = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(f"{path}: FFmpeg could not read the file within {_PROBE_TIMEOUT_S:g} s") from exc
+    stderr = completed.stderr.decode("utf-8", errors="replace")
+    # With several inputs, only the first "Input #0" block matters; ffmpeg -i prints one.
+    duration: float | None = None
+    match = _DURATION_RE.search(stderr)
+    if match and match.group(1) is not None:
+        duration = int(match.group(1)) * 3600 + int(match.group(2)) * 60 + float(match.group(3))
+    video: _VideoStream | None = None
+    audio: _AudioStream | None = None
+    for stream in _STREAM_RE.finditer(stderr):
+        kind, description = stream.group(1), stream.group(2)
+        if kind == "Video" and video is None and "(attached pic)" not in description:
+            video = _parse_video_stream(description)
+        elif kind == "Audio" and audio is None:
+            audio = _parse_audio_stream(description)
+    return _ProbeResult(duration=duration, video=video, audio=audio, stderr=stderr)
+
+
+def _problem(result: _ProbeResult) -> str:
+    tail = _stderr_tail(result.stderr.encode(), 3)
+    return tail.splitlines()[-1] if tail else "FFmpeg printed nothing"
+
+
+def probe(path: Path) -> MediaInfo:
+    """Describe the video file at `path`; raise `MediaError` naming it if it is not a playable video."""
+    result = _probe_streams(path)
+    if result.video is None:
+        if "Input #0" not in result.stderr:
+            raise MediaError(f"{path}: not a media file FFmpeg can read ({_problem(result)})")
+        raise MediaError(f"{path}: has no video stream")
+    if result.duration is None or result.duration <= 0:
+        raise MediaError(f"{path}: has no duration (a still image or a broken file?)")
+    if result.video.fps <= 0:
+        raise MediaError(f"{path}: the video stream has no frame rate")
+    audio = result.audio
+    return MediaInfo(
+        duration=result.duration,
+        width=result.video.width,
+        height=result.video.height,
+        fps=result.video.fps,
+        video_codec=result.video.codec,
+        audio_codec=audio.codec if audio else None,
+        sample_rate=audio.sample_rate if audio else None,
+        channels=audio.channels if audio else None,
+        pix_fmt=result.video.pix_fmt,
+        size_bytes=path.stat().st_size,
+    )
+
+
+def probe_audio(path: Path) -> float:
+    """The duration of a media file (audio or video) that has an audio stream; `MediaError` if it has none."""
+    result = _probe_streams(path)
+    if "Input #0" not in result.stderr:
+        raise MediaError(f"{path}: not a media file FFmpeg can read ({_problem(result)})")
+    if result.audio is None:
+        raise MediaError(f"{path}: has no audio stream")
+    return result.duration or 0.0
+
+
+def sha256_file(path: Path) -> str:
+    """The lowercase hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,171 @@
+"""Subtitle cues: parse SRT, and write an ASS script libass renders literally.
+
+User text never reaches an FFmpeg filter string: it goes into an ASS file, and
+`escape_ass_text` neutralises everything libass would otherwise interpret.
+Checked against the libass in imageio-ffmpeg's FFmpeg 9 build:
+
+- ``{...}`` is an override block (``{\\b1}`` turns bold on). ``\\{`` and ``\\}`` render
+  as literal braces.
+- A backslash starts a tag or an escape (``\\N``, ``\\n``, ``\\h``). A backslash followed by
+  U+2060 WORD JOINER (an invisible, zero-width character) is no longer an escape, so it
+  renders as a plain backslash whatever follows.
+- A newline in the text becomes ``\\N``, the ASS hard line break.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from video_pipelines.errors import MediaError
+
+__all__ = ["POSITIONS", "Cue", "build_ass", "default_font_size", "escape_ass_text", "parse_srt"]
+
+WORD_JOINER = "\u2060"
+FONT_NAME = "DejaVu Sans"
+# ASS alignment uses numpad positions: 2 bottom centre, 5 middle centre, 8 top centre.
+POSITIONS = {"bottom": 2, "center": 5, "top": 8}
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One subtitle: `text` shown from `start` to `end` seconds."""
+
+    start: float
+    end: float
+    text: str
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.start) and math.isfinite(self.end)):
+            raise MediaError(f"subtitle cue {self.text!r}: start and end must be finite numbers")
+        if self.start < 0:
+            raise MediaError(f"subtitle cue {self.text!r}: start {self.start} is negative")
+        if self.end <= self.start:
+            raise MediaError(f"subtitle cue {self.text!r}: end {self.end} must be after start {self.start}")
+
+
+_TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})[,.](\d{1,3})"
+_TIMING_RE = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s.*)?$")
+
+
+def _seconds(hours: str | None, minutes: str, seconds: str, fraction: str, *, cue: str) -> float:
+    if int(minutes) >= 60 or int(seconds) >= 60:
+        raise MediaError(f"SRT cue {cue}: minutes and seconds must be below 60")
+    return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(fraction.ljust(3, "0")) / 1000
+
+
+def parse_srt(text: str) -> list[Cue]:
+    """Parse SubRip text into cues.
+
+    Tolerates a BOM, CRLF or CR line ends, extra blank lines, ``.`` instead of ``,`` before
+    the milliseconds, and missing cue numbers. A block without a timing line continues the
+    previous cue's text (a blank line inside a cue). Raises `MediaError` naming the cue on a
+    malformed timing line.
+    """
+    lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    blocks: list[list[str]] = [[]]
+    for line in lines:
+        if line.strip():
+            blocks[-1].append(line)
+        elif blocks[-1]:
+            blocks.append([])
+    cues: list[Cue] = []
+    texts: list[list[str]] = []
+    for ordinal, block in enumerate((b for b in blocks if b), start=1):
+        label = str(ordinal)
+        index = 0
+        if block[0].strip().isdigit() and len(block) > 1:
+            label = block[0].strip()
+            index = 1
+        timing = block[index]
+        if "-->" not in timing:
+            if not texts or index:
+                raise MediaError(f"SRT cue {label}: expected a timing line 'HH:MM:SS,mmm --> HH:MM:SS,mmm'")
+            texts[-1].extend(["", *block])
+            continue
+        match = _TIMING_RE.match(timing)
+        if match is None:
+            raise MediaError(
+                f"SRT cue {label}: bad timing line {timing.strip()!r}; expected 'HH:MM:SS,mmm --> HH:MM:SS,mmm'"
+            )
+        groups = match.groups()
+        start = _seconds(*groups[:4], cue=label)
+        end = _seconds(*groups[4:], cue=label)
+        if end <= start:
+            raise MediaError(f"SRT cue {label}: end {timing.split('-->')[1].strip()} is not after the start")
+        cues.append(Cue(start=start, end=end, text=""))
+        texts.append(block[index + 1 :])
+    return [Cue(start=cue.start, end=cue.end, text="\n".join(t)) for cue, t in zip(cues, texts, strict=True)]
+
+
+def escape_ass_text(text: str) -> str:
+    """Make `text` render literally in libass: no override tags, no escapes, newlines as ``\\N``."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = "".join(" " if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text)
+    text = text.replace("\\", "\\" + WORD_JOINER)
+    text = text.replace("{", "\\{").replace("}", "\\}")
+    return text.replace("\n", "\\N")
+
+
+def default_font_size(width: int, height: int) -> int:
+    """A subtitle size readable on both landscape and portrait frames: 6% of the short side."""
+    return max(8, round(min(width, height) * 0.06))
+
+
+def _ass_time(seconds: float) -> str:
+    centis = round(seconds * 100)
+    hours, rest = divmod(centis, 360_000)
+    minutes, rest = divmod(rest, 6000)
+    secs, centis = divmod(rest, 100)
+    return f"{hours}:{minutes:02d}:{secs:02d}.{centis:02d}"
+
+
+def build_ass(
+    cues: Sequence[Cue],
+    *,
+    width: int,
+    height: int,
+    font_size: int | None = None,
+    position: str = "bottom",
+) -> str:
+    """A complete ASS script drawing `cues` on a `width` x `height` video in DejaVu Sans with an outline."""
+    if width <= 0 or height <= 0:
+        raise MediaError(f"subtitles: video size must be positive, got {width}x{height}")
+    if position not in POSITIONS:
+        raise MediaError(f"subtitles: position must be one of {', '.join(POSITIONS)}, got {position!r}")
+    if font_size is None:
+        font_size = default_font_size(width, height)
+    if isinstance(font_size, bool) or not isinstance(font_size, int) or font_size <= 0:
+        raise MediaError(f"subtitles: fontSize must be a positive integer, got {font_size!r}")
+    outline = max(1, round(font_size / 14))
+    margin_v = max(4, round(height * 0.05))
+    margin_h = max(4, round(width * 0.05))
+    header = [
+        "[Script Info]",
+        "ScriptType: v4.00+",
+        f"PlayResX: {width}",
+        f"PlayResY: {height}",
+        "WrapStyle: 0",
+        "ScaledBorderAndShadow: yes",
+        "YCbCr Matrix: None",
+        "",
+        "[V4+ Styles]",
+        "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, "
+        "Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, "
+        "Shadow, Alignment, MarginL, MarginR, MarginV, Encoding",
+        f"Style: Default,{FONT_NAME},{font_size},&H00FFFFFF,&H000000FF,&H00000000,&H80000000,"
+        f"0,0,0,0,100,100,0,0,1,{outline},1,{POSITIONS[position]},{margin_h},{margin_h},{margin_v},1",
+        "",
+        "[Events]",
+        "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text",
+    ]
+    events = []
+    for cue in cues:
+        start, end = _ass_time(cue.start), _ass_time(cue.end)
+        if end == start:
+            end = _ass_time(cue.start + 0.01)
+        events.append(f"Dialogue: 0,{start},{end},Default,,0,0,0,,{escape_ass_text(cue.text)}")
+    return "\n".join([*header, *events]) + "\n"
