@@ -45,3 +45,9 @@ def make_tone(path: Path, frequency: int, duration: float) -> Path:
         "-c:a", "libmp3lame", str(path),
     )  # fmt: skip
     return path
+
+
+def local_path_of(url: str) -> Path:
+    """The file behind a `file://` result URL."""
+    assert url.startswith("file://"), url
+    return Path(url.removeprefix("file://"))

@@ -20,7 +20,7 @@ from video_pipelines.orchestration.job import EXECUTION_ID_TAG
 from video_pipelines.orchestration.state import mapping_key
 
 from .conftest import MediaServer
-from .media import dominant_frequency, make_tone, pcm_mono
+from .media import dominant_frequency, local_path_of, make_tone, pcm_mono
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,11 +31,6 @@ def small_gen(node_id: str, prompt: str, duration: float = 1, **params: Any) -> 
         "type": "generateVideo",
         "params": {"prompt": prompt, "duration": duration, "resolution": 90, **params},
     }
-
-
-def local_path(url: str) -> Path:
-    assert url.startswith("file://"), url
-    return Path(url.removeprefix("file://"))
 
 
 def step_keys(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -68,11 +63,11 @@ def test_vertical_short_runs_one_step_per_node(dagster_home: Path) -> None:
     assert "level_0[clip]" in step_keys(result)
     assert "level_1[vertical]" in step_keys(result)
     videos = node_results(result)
-    clip, vertical = probe(local_path(videos["clip"].url)), probe(local_path(videos["vertical"].url))
+    clip, vertical = probe(local_path_of(videos["clip"].url)), probe(local_path_of(videos["vertical"].url))
     assert (clip.width, clip.height) == (160, 90) and abs(clip.duration - 2) < 0.1
     assert vertical.height > vertical.width and abs(vertical.width / vertical.height - 9 / 16) < 0.02
     assert videos["vertical"].aspect_ratio == "9:16"
-    assert videos["vertical"].sha256 == sha256_file(local_path(videos["vertical"].url))
+    assert videos["vertical"].sha256 == sha256_file(local_path_of(videos["vertical"].url))
     assert (vertical.video_codec, vertical.audio_codec) == ("h264", "aac")
     # Artifacts are content-addressed under DAGSTER_HOME/artifacts.
     assert str(dagster_home / "artifacts") in videos["clip"].url
@@ -130,13 +125,13 @@ def test_full_pipeline_with_lip_sync_subtitles_and_reframe(dagster_home: Path, m
     assert result.success
     assert f"level_0[{mapping_key('scene-1')}]" in step_keys(result)
     videos = node_results(result)
-    merged = probe(local_path(videos["merged"].url))
+    merged = probe(local_path_of(videos["merged"].url))
     assert abs(merged.duration - 3.5) < 0.15  # 2 + 2 - 0.5 crossfade
-    french = local_path(videos["french"].url)
+    french = local_path_of(videos["french"].url)
     assert abs(probe(french).duration - merged.duration) < 0.1
     assert abs(dominant_frequency(pcm_mono(french)) - 1000) < 30  # the French audio is the audio of the result
-    assert abs(dominant_frequency(pcm_mono(local_path(videos["merged"].url))) - 1000) > 50
-    square = probe(local_path(videos["square"].url))
+    assert abs(dominant_frequency(pcm_mono(local_path_of(videos["merged"].url))) - 1000) > 50
+    square = probe(local_path_of(videos["square"].url))
     assert square.width == square.height and square.audio_codec == "aac"
     assert abs(square.duration - merged.duration) < 0.1
 

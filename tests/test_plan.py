@@ -121,7 +121,7 @@ def test_missing_and_invalid_params() -> None:
                 },
                 {"id": "m", "type": "merge", "params": {"transition": "wipe"}, "dependsOn": ["g"]},
                 {"id": "r", "type": "reframe", "params": {}, "dependsOn": ["m"]},
-                {"id": "s", "type": "addSubtitles", "params": {"text": "a", "srt": "b"}, "dependsOn": ["r"]},
+                {"id": "s", "type": "addSubtitles", "params": {"text": "a", "cues": [{"start": 0, "end": 1, "text": "x"}]}, "dependsOn": ["r"]},
                 {"id": "l", "type": "lipSync", "params": {"audioUrl": "ftp://x"}, "dependsOn": ["s"]},
             ]
         }
@@ -133,7 +133,7 @@ def test_missing_and_invalid_params() -> None:
     assert "g.params.promt: unknown param for generateVideo" in joined
     assert "m.params.transition:" in joined and "'wipe'" in joined
     assert "r.params.aspectRatio: required by reframe" in joined
-    assert "s.params: give exactly one of 'text', 'cues' or 'srt' (got text, srt)" in joined
+    assert "s.params: give exactly one of 'text', 'cues' or 'srt' (got text, cues)" in joined
     assert "l.params.audioUrl: must be an http(s) URL" in joined
 
 
@@ -345,3 +345,15 @@ def test_lineage_of_a_dependent_plan_follows_the_base() -> None:
     one = lineage_hashes(plan, base_final="f" * 64)
     two = lineage_hashes(plan, base_final="e" * 64)
     assert one["job1"] != two["job1"] and one["job2"] != two["job2"]
+
+
+def test_srt_is_parsed_at_validation() -> None:
+    bad = "1\n00:00:01,000 -> 00:00:02,000\nhi"
+    found = problems(
+        {"jobs": [gen("a"), {"id": "s", "type": "addSubtitles", "params": {"srt": bad}, "dependsOn": ["a"]}]}
+    )
+    assert found[0].startswith("s.params.srt: SRT cue 1: expected a timing line")
+    good = "1\n00:00:00,000 --> 00:00:01,000\nHola\n\n2\n00:00:01,000 --> 00:00:02,000\n¿Qué tal?\n"
+    assert parse_plan(
+        {"jobs": [gen("a"), {"id": "s", "type": "addSubtitles", "params": {"srt": good}, "dependsOn": ["a"]}]}
+    )

@@ -318,7 +318,8 @@ def _check_params(plan: Plan, node: PlanNode, problems: list[str]) -> None:
             elif error["type"] == "missing":
                 message = f"required by {node.operation.value}"
             elif location and not isinstance(error.get("input"), dict | list):
-                message = f"{message} (got {error.get('input')!r})"
+                got = repr(error.get("input"))
+                message = f"{message} (got {got if len(got) <= 60 else got[:57] + '...'})"
             problems.append(f"{field_path}: {message}")
 
 

@@ -11,6 +11,9 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from video_pipelines.errors import MediaError
+from video_pipelines.operations.subtitles import parse_srt
+
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:5"]
 ASPECT_RATIOS: tuple[str, ...] = ("16:9", "9:16", "1:1", "4:5")
 
@@ -109,6 +112,17 @@ class AddSubtitlesParams(_Params):
     srt: str | None = Field(default=None, min_length=1)
     language: str | None = Field(default=None, max_length=35)
     style: SubtitleStyle = SubtitleStyle()
+
+    @field_validator("srt")
+    @classmethod
+    def _parseable_srt(cls, value: str | None) -> str | None:
+        if value is not None and "{{" not in value:
+            try:
+                if not parse_srt(value):
+                    raise ValueError("holds no cues")
+            except MediaError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:

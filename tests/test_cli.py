@@ -1,0 +1,88 @@
+"""The `video-pipelines` command line as a user runs it: a real process, stdout, stderr, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from video_pipelines.instance import render_instance_yaml
+
+from .media import local_path_of
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "video_pipelines" / "examples"
+
+
+def cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["video-pipelines", *args], cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_validate_prints_the_execution_order() -> None:
+    done = cli("validate", str(EXAMPLES / "french_variant.json"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "plan is valid: 6 job(s) in 4 level(s), in execution order:"
+    assert [line.split()[0] for line in lines[1:7]] == ["job1", "job2", "job3", "job4", "job5", "job6"]
+    report = json.loads(cli("validate", "--json", str(EXAMPLES / "product_demo.json")).stdout)
+    assert [node["id"] for node in report["nodes"]] == ["job1", "job2", "job3", "job4"]
+    assert report["nodes"][3] == {
+        "id": "job4",
+        "operation": "merge",
+        "level": 1,
+        "dependsOn": ["job1", "job2", "job3"],
+        "action": "run",
+    }
+
+
+def test_validate_a_dependent_plan_against_a_base() -> None:
+    done = cli("validate", str(EXAMPLES / "spanish_dependent.json"))
+    assert done.returncode == 2 and "job1.dependsOn: lipSync takes exactly 1 input video, got 0" in done.stderr
+    assert cli("validate", "--base-execution-id", "exec_base", str(EXAMPLES / "spanish_dependent.json")).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("plan", "expected"),
+    [
+        ('{"jobs": [', "plan is not valid JSON"),
+        ('{"jobs": []}', "the plan is empty"),
+        ('{"jobs": [{"id": "a", "type": "explode"}]}', "a.type: unknown operation 'explode'"),
+    ],
+)
+def test_validate_rejects_with_exit_2_and_no_traceback(plan: str, expected: str) -> None:
+    done = cli("validate", "-", stdin=plan)
+    assert done.returncode == 2
+    assert expected in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_validate_missing_file() -> None:
+    done = cli("validate", "/nonexistent/plan.json")
+    assert done.returncode == 2 and "cannot read plan /nonexistent/plan.json" in done.stderr
+
+
+def test_demo_runs_the_product_demo_on_embedded_defaults(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_HOME", "VIDEO_PIPELINES_"))}
+    done = cli("demo", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["status"] == "completed" and set(report["jobs"]) == {"job1", "job2", "job3", "job4"}
+    final = report["jobs"]["job4"]
+    assert abs(final["duration"] - 8.0) <= 0.3 and final["aspectRatio"] == "16:9"
+    assert local_path_of(final["url"]).is_file()
+    home = tmp_path / ".dagster_home"
+    assert (home / "dagster.yaml").read_text().startswith("# Written by video-pipelines")
+    assert "storage" not in (home / "dagster.yaml").read_text()  # the embedded default is SQLite
+    assert list(home.glob("**/*.db")), "SQLite storage under .dagster_home"
+    assert str(home / "artifacts") in final["url"]
+
+
+def test_repository_dagster_yaml_is_the_rendered_production_config() -> None:
+    assert (REPO / "dagster.yaml").read_text() == render_instance_yaml(postgres=True)
