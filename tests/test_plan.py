@@ -121,7 +121,12 @@ def test_missing_and_invalid_params() -> None:
                 },
                 {"id": "m", "type": "merge", "params": {"transition": "wipe"}, "dependsOn": ["g"]},
                 {"id": "r", "type": "reframe", "params": {}, "dependsOn": ["m"]},
-                {"id": "s", "type": "addSubtitles", "params": {"text": "a", "cues": [{"start": 0, "end": 1, "text": "x"}]}, "dependsOn": ["r"]},
+                {
+                    "id": "s",
+                    "type": "addSubtitles",
+                    "params": {"text": "a", "cues": [{"start": 0, "end": 1, "text": "x"}]},
+                    "dependsOn": ["r"],
+                },
                 {"id": "l", "type": "lipSync", "params": {"audioUrl": "ftp://x"}, "dependsOn": ["s"]},
             ]
         }
