@@ -14,7 +14,6 @@ one at a time anyway, so nothing is lost there.
 # No `from __future__ import annotations`: Dagster reads op and config annotations at runtime.
 
 from collections.abc import Iterator
-from typing import Any
 
 import dagster as dg
 
@@ -22,15 +21,22 @@ from video_pipelines.errors import PlanValidationError, TransientError, VideoPip
 from video_pipelines.node_runner import NodeEnvironment, run_node
 from video_pipelines.orchestration.assets import asset_key_for
 from video_pipelines.orchestration.config import PlanConfig
+from video_pipelines.orchestration.executions import (
+    BASE_EXECUTION_ID_TAG,
+    EXECUTION_ID_TAG,
+    BaseNotReady,
+    BaseUnusable,
+    load_base,
+)
 from video_pipelines.orchestration.executor import in_process_or_multiprocess
 from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy
 from video_pipelines.orchestration.state import NodeOutput, NodeTask, PlanState
-from video_pipelines.plan import levels, lineage_hashes, parse_plan, sinks
+from video_pipelines.plan import Plan, PlanNode, parse_plan
 from video_pipelines.plan.results import VideoResult
+from video_pipelines.plan.reuse import ResolvedPlan, resolve
 
 MAX_LEVELS = 12
-EXECUTION_ID_TAG = "video/execution_id"
-BASE_EXECUTION_ID_TAG = "video/base_execution_id"
+__all__ = ["BASE_EXECUTION_ID_TAG", "EXECUTION_ID_TAG", "MAX_LEVELS", "execute_plan"]
 
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
@@ -44,6 +50,27 @@ def _execution_id(context: dg.OpExecutionContext) -> str:
     return execution_id
 
 
+def _invalid(description: str) -> dg.Failure:
+    return dg.Failure(description=description, allow_retries=False)
+
+
+def _resolve(context: dg.OpExecutionContext, parsed: Plan) -> ResolvedPlan:
+    """Resolve the plan against its base (if any) and log every decision."""
+    if parsed.base_execution_id is None:
+        return resolve(parsed)
+    try:
+        base = load_base(context.instance, parsed.base_execution_id)
+        parse_plan(parsed.to_wire(), external_nodes=set(base.nodes), max_depth=MAX_LEVELS)
+        resolved = resolve(parsed, base)
+    except (BaseNotReady, BaseUnusable) as exc:
+        raise _invalid(f"plan.baseExecutionId: {exc}") from None
+    except PlanValidationError as exc:
+        raise _invalid("invalid plan:\n" + "\n".join(exc.problems)) from None
+    for decision in resolved.decisions.values():
+        context.log.info(f"{decision.node_id}: {decision.action.value}: {decision.reason}")
+    return resolved
+
+
 @dg.op(
     out={
         "state": dg.Out(PlanState, is_required=False),
@@ -53,26 +80,45 @@ def _execution_id(context: dg.OpExecutionContext) -> str:
 def plan(
     context: dg.OpExecutionContext, config: PlanConfig
 ) -> Iterator[dg.Output[PlanState] | dg.DynamicOutput[NodeTask]]:
-    """Validate the execution plan and start the nodes that need no other node."""
+    """Validate the execution plan, reuse what its base already made, and start the first nodes."""
     execution_id = _execution_id(context)
     try:
         parsed = parse_plan(config.to_wire(), max_depth=MAX_LEVELS)
     except PlanValidationError as exc:
-        raise dg.Failure(description="invalid plan:\n" + "\n".join(exc.problems), allow_retries=False) from None
-    if parsed.base_execution_id is not None:
-        raise dg.Failure(
-            description=f"plan.baseExecutionId: variants of {parsed.base_execution_id} are launched "
-            "through submissions (video-pipelines submit); this deployment cannot resolve bases in a direct run yet",
-            allow_retries=False,
+        raise _invalid("invalid plan:\n" + "\n".join(exc.problems)) from None
+    resolved = _resolve(context, parsed)
+    for decision in resolved.reused:
+        assert decision.result is not None
+        node = parsed.node(decision.node_id)
+        context.log_event(
+            _materialization(
+                execution_id,
+                node,
+                resolved.lineage[node.id],
+                decision.result,
+                status="reused",
+                reused_from=decision.reused_from,
+            )
         )
-    state = PlanState(execution_id, parsed, lineage_hashes(parsed), levels(parsed))
-    order = sorted(parsed.nodes, key=lambda node: state.levels[node.id])
+    state = PlanState(execution_id, resolved, resolved.run_levels())
     context.log.info(
-        f"execution {execution_id}: {len(parsed.nodes)} nodes in {max(state.levels.values()) + 1} levels: "
-        + ", ".join(f"{node.id} ({node.operation.value}, level {state.levels[node.id]})" for node in order)
+        f"execution {execution_id}: {len(parsed.nodes)} nodes, {len(resolved.reused)} reused, "
+        f"{len(state.levels)} to run in {state.last_level + 1} level(s): "
+        + ", ".join(f"{node_id} (level {level})" for node_id, level in state.levels.items())
     )
+    if not state.levels:
+        _log_final(context, state)
+        return
     yield dg.Output(state, output_name="state")
     yield from state.tasks(0)
+
+
+def _log_final(context: dg.OpExecutionContext, state: PlanState) -> None:
+    final_id, result = state.final()
+    context.log.info(
+        f"execution {state.execution_id} completed: final video {final_id} "
+        f"({result.duration}s {result.width}x{result.height}) {result.url}"
+    )
 
 
 @dg.op(retry_policy=TRANSIENT_RETRY)
@@ -105,36 +151,54 @@ def run_plan_node(
         raise dg.Failure(description=f"{node.id} ({node.operation.value}) failed: {exc}", allow_retries=False) from exc
     result = run.result
     context.log_event(
-        dg.AssetMaterialization(
-            asset_key=asset_key_for(node.operation),
-            description=f"{node.id} of execution {task.execution_id}",
-            metadata=_result_metadata(task, result, provider=run.provider, seconds=run.seconds, status="completed"),
+        _materialization(
+            task.execution_id,
+            node,
+            task.lineage,
+            result,
+            status="completed",
+            provider=run.provider,
+            seconds=run.seconds,
         )
     )
     context.log.info(f"{node.id}: {result.duration}s {result.width}x{result.height} -> {result.url}")
     return NodeOutput(node.id, result)
 
 
-def _result_metadata(
-    task: NodeTask, result: VideoResult, *, provider: str | None, seconds: float, status: str
-) -> dict[str, Any]:
-    return {
-        "execution_id": task.execution_id,
-        "node_id": task.node.id,
-        "operation": task.node.operation.value,
-        "status": status,
-        "lineage": task.lineage,
-        "provider": provider or "",
-        "work_seconds": float(seconds),
-        "url": dg.MetadataValue.url(result.url),
-        "duration": float(result.duration),
-        "width": result.width,
-        "height": result.height,
-        "aspect_ratio": result.aspect_ratio,
-        "size_bytes": result.size_bytes,
-        "sha256": result.sha256,
-        "result": dg.MetadataValue.json(result.to_wire()),
-    }
+def _materialization(
+    execution_id: str,
+    node: PlanNode,
+    lineage: str,
+    result: VideoResult,
+    *,
+    status: str,
+    provider: str | None = None,
+    seconds: float = 0.0,
+    reused_from: str | None = None,
+) -> dg.AssetMaterialization:
+    """The record of one node's video: what the catalog shows and what status and variants read."""
+    return dg.AssetMaterialization(
+        asset_key=asset_key_for(node.operation),
+        description=f"{node.id} of execution {execution_id}" + (f" (reused from {reused_from})" if reused_from else ""),
+        metadata={
+            "execution_id": execution_id,
+            "node_id": node.id,
+            "operation": node.operation.value,
+            "status": status,
+            "reused_from": reused_from or "",
+            "lineage": lineage,
+            "provider": provider or "",
+            "work_seconds": float(seconds),
+            "url": dg.MetadataValue.url(result.url),
+            "duration": float(result.duration),
+            "width": result.width,
+            "height": result.height,
+            "aspect_ratio": result.aspect_ratio,
+            "size_bytes": result.size_bytes,
+            "sha256": result.sha256,
+            "result": dg.MetadataValue.json(result.to_wire()),
+        },
+    )
 
 
 @dg.op(
@@ -149,13 +213,8 @@ def finish_level(
     """Collect a level's videos and start the next level's nodes (or report the final video)."""
     state = state.with_outputs(outputs)
     next_level = 1 + max(state.levels[out.node_id] for out in outputs)
-    if next_level > max(state.levels.values()):
-        final = sinks(state.plan)[-1]
-        result = state.results[final.id]
-        context.log.info(
-            f"execution {state.execution_id} completed: final video {final.id} "
-            f"({result.duration}s {result.width}x{result.height}) {result.url}"
-        )
+    if next_level > state.last_level:
+        _log_final(context, state)
         return
     yield dg.Output(state, output_name="state")
     yield from state.tasks(next_level)

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field, replace
 
 import dagster as dg
 
-from video_pipelines.plan import Plan, PlanNode, ancestors
+from video_pipelines.plan import PlanNode, sinks
 from video_pipelines.plan.results import VideoResult
+from video_pipelines.plan.reuse import ResolvedPlan
 
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_]")
 
@@ -28,7 +29,7 @@ def mapping_key(node_id: str) -> str:
 
 @dataclass(frozen=True)
 class NodeTask:
-    """What one node step needs: the node, its inputs' results and its lineage."""
+    """What one node step needs: the node, its input videos, the results its refs may name, its lineage."""
 
     execution_id: str
     node: PlanNode
@@ -45,30 +46,35 @@ class NodeOutput:
 
 @dataclass(frozen=True)
 class PlanState:
-    """The plan as it runs: validated plan, lineages and the results so far."""
+    """The plan as it runs: what runs at which level, and the results so far."""
 
     execution_id: str
-    plan: Plan
-    lineage: dict[str, str]
-    levels: dict[str, int]
+    resolved: ResolvedPlan
+    levels: dict[str, int]  # of the nodes that run
     results: dict[str, VideoResult] = field(default_factory=dict)
+
+    @property
+    def last_level(self) -> int:
+        return max(self.levels.values(), default=-1)
 
     def with_outputs(self, outputs: list[NodeOutput]) -> PlanState:
         return replace(self, results={**self.results, **{out.node_id: out.result for out in outputs}})
 
+    def final(self) -> tuple[str, VideoResult]:
+        """The final node (the last sink in plan order) and its video."""
+        node = sinks(self.resolved.plan)[-1]
+        decision = self.resolved.decisions[node.id]
+        return node.id, decision.result if decision.result is not None else self.results[node.id]
+
     def tasks(self, level: int) -> Iterator[dg.DynamicOutput[NodeTask]]:
-        for node in self.plan.nodes:
+        for node in self.resolved.to_run:
             if self.levels[node.id] != level:
                 continue
             task = NodeTask(
                 execution_id=self.execution_id,
                 node=node,
-                inputs=tuple(self.results[dep] for dep in node.depends_on if node.consumes_inputs),
-                upstream={dep: self.results[dep] for dep in _ancestors(self.plan, node)},
-                lineage=self.lineage[node.id],
+                inputs=tuple(self.resolved.inputs(node, self.results)),
+                upstream=self.resolved.upstream(node, self.results),
+                lineage=self.resolved.lineage[node.id],
             )
             yield dg.DynamicOutput(task, mapping_key=mapping_key(node.id), output_name="tasks")
-
-
-def _ancestors(plan: Plan, node: PlanNode) -> list[str]:
-    return sorted(ancestors(plan, node.id))

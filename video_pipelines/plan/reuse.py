@@ -1,0 +1,158 @@
+"""Variants: which nodes a plan can take from its base execution instead of computing them.
+
+SPEC section 3, "Variant semantics": a node is reused when the base has a completed node
+with the same id, the same operation, the same params and the same upstream lineage,
+which is exactly "the same id and the same lineage hash". A `dependsOn` entry that names
+a node only the base has resolves to the base's output, and a node that needs a video but
+names no dependency takes the base's final output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from video_pipelines.plan.lineage import lineage_hashes
+from video_pipelines.plan.model import Plan, PlanNode, ancestors, normalised_node_params
+from video_pipelines.plan.results import VideoResult
+
+
+@dataclass(frozen=True)
+class BaseNode:
+    """A completed node of the base execution, as its records describe it."""
+
+    node_id: str
+    operation: str
+    lineage: str
+    result: VideoResult
+    params: Mapping[str, Any] | None = None  # normalised; only used to explain recomputes
+
+
+@dataclass(frozen=True)
+class BaseExecution:
+    execution_id: str
+    nodes: Mapping[str, BaseNode]
+    final_node_id: str
+
+    @property
+    def final(self) -> BaseNode:
+        return self.nodes[self.final_node_id]
+
+
+class Action(StrEnum):
+    RUN = "run"
+    REUSE = "reuse"
+
+
+@dataclass(frozen=True)
+class NodeDecision:
+    node_id: str
+    action: Action
+    reason: str
+    reused_from: str | None = None
+    result: VideoResult | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedPlan:
+    """A plan with its base resolved: lineage, a decision per node and the base's outputs it uses."""
+
+    plan: Plan
+    lineage: dict[str, str]
+    decisions: dict[str, NodeDecision]
+    external: dict[str, VideoResult] = field(default_factory=dict)  # base-only dependencies
+    base_final: VideoResult | None = None
+
+    @property
+    def to_run(self) -> list[PlanNode]:
+        return [node for node in self.plan.nodes if self.decisions[node.id].action is Action.RUN]
+
+    @property
+    def reused(self) -> list[NodeDecision]:
+        return [d for d in self.decisions.values() if d.action is Action.REUSE]
+
+    def run_levels(self) -> dict[str, int]:
+        """Levels of the nodes that run; reused nodes and base outputs are ready from the start."""
+        levels: dict[str, int] = {}
+
+        def level_of(node_id: str) -> int:
+            if node_id not in levels:
+                deps = [
+                    dep
+                    for dep in self.plan.node(node_id).depends_on
+                    if dep in self.plan.by_id and self.decisions[dep].action is Action.RUN
+                ]
+                levels[node_id] = 1 + max(map(level_of, deps)) if deps else 0
+            return levels[node_id]
+
+        for node in self.to_run:
+            level_of(node.id)
+        return levels
+
+    def inputs(self, node: PlanNode, results: Mapping[str, VideoResult]) -> list[VideoResult]:
+        """The input videos of `node` in dependsOn order, given the plan's results so far."""
+        if not node.consumes_inputs:
+            return []
+        if not node.depends_on and self.base_final is not None:
+            return [self.base_final]
+        return [self._result(dep, results) for dep in node.depends_on]
+
+    def upstream(self, node: PlanNode, results: Mapping[str, VideoResult]) -> dict[str, VideoResult]:
+        """The results `{{refs}}` of `node` may name."""
+        return {dep: self._result(dep, results) for dep in sorted(ancestors(self.plan, node.id))}
+
+    def _result(self, node_id: str, results: Mapping[str, VideoResult]) -> VideoResult:
+        if node_id in self.plan.by_id:
+            decision = self.decisions[node_id]
+            return decision.result if decision.result is not None else results[node_id]
+        return self.external[node_id]
+
+
+def resolve(plan: Plan, base: BaseExecution | None = None) -> ResolvedPlan:
+    """Decide, node by node, what runs and what is reused from `base`."""
+    if base is None:
+        lineage = lineage_hashes(plan)
+        decisions = {node.id: NodeDecision(node.id, Action.RUN, "new") for node in plan.nodes}
+        return ResolvedPlan(plan, lineage, decisions)
+
+    external_ids = {dep for node in plan.nodes for dep in node.depends_on if dep not in plan.by_id}
+    missing = sorted(external_ids - set(base.nodes))
+    if missing:
+        raise KeyError(f"dependencies not in base {base.execution_id}: {', '.join(missing)}")
+    needs_final = any(node.consumes_inputs and not node.depends_on for node in plan.nodes)
+    lineage = lineage_hashes(
+        plan,
+        external={node_id: base.nodes[node_id].lineage for node_id in external_ids},
+        base_final=base.final.lineage if needs_final else None,
+    )
+    decisions = {node.id: _decide(node, lineage, base) for node in plan.nodes}
+    return ResolvedPlan(
+        plan,
+        lineage,
+        decisions,
+        external={node_id: base.nodes[node_id].result for node_id in sorted(external_ids)},
+        base_final=base.final.result if needs_final else None,
+    )
+
+
+def _decide(node: PlanNode, lineage: Mapping[str, str], base: BaseExecution) -> NodeDecision:
+    base_node = base.nodes.get(node.id)
+    if base_node is None:
+        return NodeDecision(node.id, Action.RUN, f"new: base {base.execution_id} has no completed {node.id}")
+    if base_node.lineage == lineage[node.id]:
+        return NodeDecision(
+            node.id,
+            Action.REUSE,
+            f"same operation, params and inputs as {node.id} of {base.execution_id}",
+            reused_from=base.execution_id,
+            result=base_node.result,
+        )
+    if base_node.operation != node.operation.value:
+        reason = f"base's {node.id} is a {base_node.operation}, this is a {node.operation.value}: runs as a new node"
+    elif base_node.params is not None and dict(base_node.params) != normalised_node_params(node):
+        reason = "params differ from base"
+    else:
+        reason = "inputs differ from base (an upstream node changed)"
+    return NodeDecision(node.id, Action.RUN, reason)
