@@ -44,9 +44,9 @@ def _admin_connection() -> Any:
     return connection
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test (a plain postgresql:// URL), dropped afterwards."""
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database (a plain postgresql:// URL), dropped afterwards."""
     name = f"vp_test_{uuid.uuid4().hex[:12]}"
     admin = _admin_connection()
     with admin.cursor() as cursor:
@@ -58,6 +58,13 @@ def postgres_url() -> Iterator[str]:
         with admin.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test."""
+    with fresh_database() as url:
+        yield url
 
 
 @dataclass

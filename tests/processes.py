@@ -96,6 +96,8 @@ def dagster_deployment(
         **(extra_env or {}),
     }
     deployment = DagsterDeployment(home=home, env=env, port=free_port(), logs=logs)
+    # Create Dagster's tables once, before two processes race to create them in a new database.
+    subprocess.run(["dagster", "instance", "migrate"], env=env, check=True, capture_output=True, timeout=120)
     deployment.start(
         "webserver",
         ["dagster-webserver", "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(deployment.port)],

@@ -72,11 +72,15 @@ def test_demo_runs_the_product_demo_on_embedded_defaults(tmp_path: Path) -> None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_HOME", "VIDEO_PIPELINES_"))}
     done = cli("demo", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout)
-    assert report["status"] == "completed" and set(report["jobs"]) == {"job1", "job2", "job3", "job4"}
-    final = report["jobs"]["job4"]
+    base, french, spanish = json.loads(done.stdout)
+    assert [r["status"] for r in (base, french, spanish)] == ["completed"] * 3
+    assert base["computed"] == ["job1", "job2", "job3", "job4"] and base["reused"] == []
+    assert french["reused"] == ["job1", "job2", "job3", "job4"] and french["computed"] == ["job5", "job6"]
+    assert spanish["reused"] == [] and spanish["computed"] == ["job1", "job2"]
+    final = base["video"]
     assert abs(final["duration"] - 8.0) <= 0.3 and final["aspectRatio"] == "16:9"
-    assert local_path_of(final["url"]).is_file()
+    assert abs(french["video"]["duration"] - 8.0) <= 0.3 and abs(spanish["video"]["duration"] - 8.0) <= 0.3
+    assert local_path_of(final["url"]).is_file() and local_path_of(spanish["video"]["url"]).is_file()
     home = tmp_path / ".dagster_home"
     assert (home / "dagster.yaml").read_text().startswith("# Written by video-pipelines")
     assert "storage" not in (home / "dagster.yaml").read_text()  # the embedded default is SQLite

@@ -72,6 +72,46 @@ def validation_report(plan: Plan) -> dict[str, Any]:
     }
 
 
+def _print_json(document: Any) -> None:
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from video_pipelines import client
+
+    plan = _read_plan(args.plan)
+    with client.deployment() as target:
+        execution_id = client.submit(
+            plan,
+            base_execution_id=args.base_execution_id,
+            webhook_url=args.webhook_url,
+            webhook_secret=args.webhook_secret,
+            priority=args.priority,
+            idempotency_key=args.idempotency_key,
+            target=target,
+        )
+        if not args.wait:
+            _print_json({"executionId": execution_id})
+            return 0
+        final = client.wait(execution_id, target=target)
+    _print_json(final)
+    return 0 if final["status"] == "completed" else 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    from video_pipelines import client
+
+    _print_json(client.status(args.execution_id))
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from video_pipelines import client
+
+    _print_json(client.cancel(args.execution_id))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from video_pipelines.demo import run_demo
 
@@ -100,6 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--base-execution-id", help="validate as a variant of this execution")
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
     validate.set_defaults(handler=_validate)
+
+    submit = verbs.add_parser("submit", help="submit a plan; prints its executionId at once")
+    submit.add_argument("plan", help="plan JSON file, or - for stdin")
+    submit.add_argument("--base-execution-id", help="run as a variant of this execution, reusing its results")
+    submit.add_argument("--webhook-url", help="POST the signed result here when the execution ends")
+    submit.add_argument("--webhook-secret", help="signing secret (kept out of Dagster's run storage)")
+    submit.add_argument("--priority", choices=["high", "normal", "low"])
+    submit.add_argument("--idempotency-key", help="the same key returns the same execution, never a second run")
+    submit.add_argument("--wait", action="store_true", help="wait for the end and print the final status")
+    submit.set_defaults(handler=_submit)
+
+    status = verbs.add_parser("status", help="the status of an execution, node by node")
+    status.add_argument("execution_id")
+    status.set_defaults(handler=_status)
+
+    cancel = verbs.add_parser("cancel", help="cancel a pending submission or terminate its run")
+    cancel.add_argument("execution_id")
+    cancel.set_defaults(handler=_cancel)
 
     demo = verbs.add_parser("demo", help="run the product demo end to end on the embedded defaults")
     demo.add_argument("--plan", help="run this plan file instead of the bundled product demo")

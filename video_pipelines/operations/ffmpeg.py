@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -42,6 +43,7 @@ __all__ = [
 
 STDERR_TAIL_LINES = 15
 _PROBE_TIMEOUT_S = 60.0
+_WAIT_SLICE = 0.2  # seconds per waitpid() slice; see _wait_interruptibly
 _PR_SET_PDEATHSIG = 1
 
 
@@ -111,7 +113,7 @@ def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None =
             preexec_fn=_child_preexec(os.getpid(), _prctl()),
         )
         try:
-            returncode = proc.wait(timeout=timeout)
+            returncode = _wait_interruptibly(proc, timeout)
         except subprocess.TimeoutExpired as exc:
             _kill_group(proc)
             stderr_file.seek(0)
@@ -131,6 +133,24 @@ def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None =
                 returncode=returncode,
                 stderr_tail=tail,
             )
+
+
+def _wait_interruptibly(proc: subprocess.Popen[bytes], timeout: float | None) -> int:
+    """`proc.wait(timeout)` in short slices.
+
+    A signal sent to the process (Dagster terminates a step with SIGINT to itself) may be
+    delivered to another thread; a main thread blocked in one long waitpid() would then not
+    run the Python handler until FFmpeg exits on its own. Short waits let it run at once.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout or 0.0)
+        try:
+            return proc.wait(timeout=_WAIT_SLICE if remaining is None else min(_WAIT_SLICE, remaining))
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def escape_filter_value(value: str) -> str:

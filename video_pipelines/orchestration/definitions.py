@@ -6,14 +6,20 @@ import dagster as dg
 
 from video_pipelines.orchestration.assets import VIDEO_ASSET_SPECS
 from video_pipelines.orchestration.job import execute_plan
-from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy
+from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy, SubmissionStoreResource
+from video_pipelines.orchestration.sensors import submitted_plans
 
 
 def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         jobs=[execute_plan],
         assets=VIDEO_ASSET_SPECS,
-        resources={"artifact_storage": ArtifactStorage(), "media_policy": MediaPolicy()},
+        sensors=[submitted_plans],
+        resources={
+            "artifact_storage": ArtifactStorage(),
+            "media_policy": MediaPolicy(),
+            "submissions": SubmissionStoreResource(),
+        },
     )
 
 

@@ -13,6 +13,7 @@ one at a time anyway, so nothing is lost there.
 
 # No `from __future__ import annotations`: Dagster reads op and config annotations at runtime.
 
+import random
 from collections.abc import Iterator
 
 import dagster as dg
@@ -38,7 +39,17 @@ from video_pipelines.plan.reuse import ResolvedPlan, resolve
 MAX_LEVELS = 12
 __all__ = ["BASE_EXECUTION_ID_TAG", "EXECUTION_ID_TAG", "MAX_LEVELS", "execute_plan"]
 
-TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+# Transient errors are retried with exponential backoff and jitter: 2 s, 4 s, 8 s (each +-50%).
+# Not a dg.RetryPolicy on the op: Dagster applies an op's RetryPolicy to interrupts too, so a
+# step terminated by a cancel would be started again. Raising RetryRequested ourselves retries
+# exactly the errors our hierarchy calls transient.
+MAX_RETRIES = 3
+RETRY_BASE_DELAY_SECONDS = 2.0
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before retry number `attempt + 1`: exponential, with +-50% jitter."""
+    return float(RETRY_BASE_DELAY_SECONDS * 2**attempt * random.uniform(0.5, 1.5))
 
 
 def _execution_id(context: dg.OpExecutionContext) -> str:
@@ -121,7 +132,7 @@ def _log_final(context: dg.OpExecutionContext, state: PlanState) -> None:
     )
 
 
-@dg.op(retry_policy=TRANSIENT_RETRY)
+@dg.op
 def run_plan_node(
     context: dg.OpExecutionContext,
     task: NodeTask,
@@ -145,8 +156,9 @@ def run_plan_node(
             env=env,
             log=lambda message: context.log.info(f"{node.id}: {message}"),
         )
-    except TransientError:
-        raise  # RetryPolicy retries it
+    except TransientError as exc:
+        context.log.warning(f"{node.id}: transient failure, attempt {context.retry_number + 1}: {exc}")
+        raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=retry_delay(context.retry_number)) from exc
     except VideoPipelineError as exc:
         raise dg.Failure(description=f"{node.id} ({node.operation.value}) failed: {exc}", allow_retries=False) from exc
     result = run.result

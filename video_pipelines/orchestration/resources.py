@@ -10,6 +10,7 @@ from pydantic import Field
 
 from video_pipelines.net import AllowedHosts, parse_allowed_hosts
 from video_pipelines.storage import ArtifactStore, store_from_url
+from video_pipelines.submissions import SubmissionStore
 
 STORAGE_URL_ENV = "VIDEO_PIPELINES_STORAGE_URL"
 ALLOWED_HOSTS_ENV = "VIDEO_PIPELINES_ALLOWED_HOSTS"
@@ -47,3 +48,18 @@ class MediaPolicy(dg.ConfigurableResource):  # type: ignore[type-arg]
         if self.allowed_hosts is not None:
             return parse_allowed_hosts(self.allowed_hosts)
         return AllowedHosts.from_env()
+
+
+_STORES: dict[str, SubmissionStore] = {}
+
+
+class SubmissionStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """The store of submitted plans: $VIDEO_PIPELINES_DATABASE_URL, else SQLite in DAGSTER_HOME."""
+
+    def store(self) -> SubmissionStore:
+        # One store (one engine and connection pool) per database for the life of the process:
+        # the sensor runs every second in the same code server.
+        key = os.environ.get("VIDEO_PIPELINES_DATABASE_URL") or os.environ.get("DAGSTER_HOME") or ""
+        if key not in _STORES:
+            _STORES[key] = SubmissionStore.from_env()
+        return _STORES[key]

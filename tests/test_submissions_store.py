@@ -1,0 +1,559 @@
+"""The submission store on real databases: a SQLite file and a fresh PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+
+from video_pipelines.postgres import psycopg2_url
+from video_pipelines.submissions import (
+    KEY_FILE_NAME,
+    SCHEMA_VERSION,
+    SECRET_KEY_ENV,
+    SecretKeyError,
+    Submission,
+    SubmissionState,
+    SubmissionStore,
+    SubmissionStoreError,
+    new_execution_id,
+)
+
+KEY = Fernet.generate_key()
+SECRET = "s3cr3t-webhook-value-7f1c"
+T = TypeVar("T")
+
+
+def plan(prompt: str = "Scene 1", **extra: Any) -> dict[str, Any]:
+    return {"jobs": [{"id": "job1", "type": "generateVideo", "params": {"prompt": prompt, "duration": 1}}], **extra}
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (SECRET_KEY_ENV, "VIDEO_PIPELINES_DATABASE_URL", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'submissions.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[SubmissionStore]:
+    with SubmissionStore(db_url, secret_key=KEY) as opened:
+        yield opened
+
+
+def raw_rows(url: str, query: str) -> list[dict[str, Any]]:
+    """Rows read around the store, straight from the database."""
+    engine = sa.create_engine(psycopg2_url(url))
+    try:
+        with engine.connect() as connection:
+            return [dict(row) for row in connection.execute(sa.text(query)).mappings()]
+    finally:
+        engine.dispose()
+
+
+def in_parallel(count: int, work: Callable[[int], T]) -> list[T]:
+    """`work(i)` for i in range(count), in threads released together by a barrier."""
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> T:
+        barrier.wait()
+        return work(index)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def keys_in(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | {key for item in value.values() for key in keys_in(item)}
+    if isinstance(value, list):
+        return {key for item in value for key in keys_in(item)}
+    return set()
+
+
+# --- submit and read back -------------------------------------------------------------
+
+
+def test_submit_and_get_round_trip(store: SubmissionStore) -> None:
+    submitted, created = store.submit(
+        plan(webhook={"url": "https://hooks.example.com/a", "secret": SECRET}),
+        base_execution_id="exec_base",
+        priority="high",
+        idempotency_key="order-1",
+    )
+
+    assert created
+    assert submitted.state is SubmissionState.PENDING
+    assert submitted.execution_id.startswith("exec_")
+    assert submitted.base_execution_id == "exec_base"
+    assert submitted.webhook_url == "https://hooks.example.com/a"
+    assert submitted.has_webhook_secret
+    assert submitted.priority == "high"
+    assert submitted.idempotency_key == "order-1"
+    assert submitted.error is None and submitted.run_id is None and submitted.launched_at is None
+    assert submitted.created_at.tzinfo is UTC
+    assert submitted.updated_at == submitted.created_at
+    assert submitted.plan == {
+        "jobs": plan()["jobs"],
+        "webhook": {"url": "https://hooks.example.com/a"},
+        "baseExecutionId": "exec_base",
+        "priority": "high",
+    }
+
+    fetched = store.get(submitted.execution_id)
+    assert fetched == submitted
+    assert fetched is not None and fetched.created_at.tzinfo is UTC and fetched.updated_at.tzinfo is UTC
+    assert store.webhook_secret(submitted.execution_id) == SECRET
+    assert SECRET not in repr(fetched) and SECRET not in repr(submitted)
+    assert store.get("exec_unknown") is None
+    assert store.webhook_secret("exec_unknown") is None
+
+
+def test_arguments_win_over_the_plan_and_fill_what_it_lacks(store: SubmissionStore) -> None:
+    given = plan(
+        baseExecutionId="exec_from_plan",
+        priority="low",
+        webhook={"url": "https://plan.example.com/hook", "secret": "plan-secret"},
+    )
+    submitted, _ = store.submit(
+        given,
+        base_execution_id="exec_from_flag",
+        webhook_url="https://flag.example.com/hook",
+        webhook_secret=SECRET,
+        priority="high",
+    )
+    assert submitted.base_execution_id == "exec_from_flag"
+    assert submitted.webhook_url == "https://flag.example.com/hook"
+    assert submitted.priority == "high"
+    assert submitted.plan["baseExecutionId"] == "exec_from_flag"
+    assert submitted.plan["webhook"] == {"url": "https://flag.example.com/hook"}
+    assert submitted.plan["priority"] == "high"
+    assert store.webhook_secret(submitted.execution_id) == SECRET
+    assert given["webhook"]["secret"] == "plan-secret", "the caller's plan is not modified"
+
+    from_plan, _ = store.submit(given)
+    assert (from_plan.base_execution_id, from_plan.webhook_url, from_plan.priority) == (
+        "exec_from_plan",
+        "https://plan.example.com/hook",
+        "low",
+    )
+    assert store.webhook_secret(from_plan.execution_id) == "plan-secret"
+
+    plain, _ = store.submit(plan())
+    assert (plain.base_execution_id, plain.webhook_url, plain.has_webhook_secret, plain.priority) == (
+        None,
+        None,
+        False,
+        "normal",
+    )
+    assert store.webhook_secret(plain.execution_id) is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"priority": "urgent"}, "priority must be one of high, normal, low"),
+        ({"webhook_secret": SECRET}, "needs a webhook URL"),
+        ({"webhook_url": "https://e.example.com", "webhook_secret": ""}, "must not be empty"),
+        ({"idempotency_key": "  "}, "idempotency key"),
+        ({"idempotency_key": "k" * 256}, "idempotency key"),
+    ],
+)
+def test_refused_inputs_store_nothing(store: SubmissionStore, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(SubmissionStoreError, match=message):
+        store.submit(plan(), **kwargs)
+    assert store.pending() == []
+
+
+def test_a_plan_that_is_not_json_is_refused(store: SubmissionStore) -> None:
+    with pytest.raises(SubmissionStoreError, match="cannot be stored as JSON"):
+        store.submit(plan(tags={1, 2}))
+    with pytest.raises(SubmissionStoreError, match="cannot be stored as JSON"):
+        store.submit(plan(ratio=float("nan")))
+    assert store.pending() == []
+
+
+# --- execution ids --------------------------------------------------------------------
+
+
+def test_execution_ids_are_unique_and_sort_in_creation_order() -> None:
+    ids = [new_execution_id() for _ in range(5000)]
+    assert all(re.fullmatch(r"exec_[0-9A-HJKMNP-TV-Z]{26}", value) for value in ids)
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+
+
+def test_submissions_sort_by_creation(store: SubmissionStore) -> None:
+    submitted = [store.submit(plan(f"Scene {n}"))[0] for n in range(20)]
+    ids = [item.execution_id for item in submitted]
+    assert ids == sorted(ids)
+    assert [item.created_at for item in submitted] == sorted(item.created_at for item in submitted)
+
+
+# --- idempotency ----------------------------------------------------------------------
+
+
+def test_idempotency_key_returns_the_existing_submission(store: SubmissionStore) -> None:
+    first, created = store.submit(plan("Scene 1"), idempotency_key="order-42", priority="low")
+    again, created_again = store.submit(
+        plan("Something else entirely"),
+        idempotency_key="order-42",
+        priority="high",
+        webhook_url="https://e.example.com",
+        webhook_secret=SECRET,
+    )
+    assert created and not created_again
+    assert again == first
+    assert store.get(first.execution_id) == first
+    assert not again.has_webhook_secret
+    other, created_other = store.submit(plan("Scene 1"), idempotency_key="order-43")
+    assert created_other and other.execution_id != first.execution_id
+    assert len(store.pending()) == 2
+
+
+def test_idempotency_key_is_kept_after_the_submission_left_pending(store: SubmissionStore) -> None:
+    first, _ = store.submit(plan(), idempotency_key="once")
+    assert store.mark_launched(first.execution_id, "run-1")
+    again, created = store.submit(plan(), idempotency_key="once")
+    assert not created
+    assert again.execution_id == first.execution_id and again.state is SubmissionState.LAUNCHED
+
+
+def test_racing_submits_with_one_key_make_one_submission(db_url: str) -> None:
+    # Four stores are four engines: to the database, four clients.
+    stores = [SubmissionStore(db_url, secret_key=KEY) for _ in range(4)]
+    try:
+        results = in_parallel(
+            16, lambda i: stores[i % 4].submit(plan(f"variant {i}"), idempotency_key="same-key", priority="high")
+        )
+    finally:
+        for opened in stores:
+            opened.close()
+
+    assert sum(created for _, created in results) == 1
+    assert len({submission.execution_id for submission, _ in results}) == 1
+    assert raw_rows(db_url, "SELECT execution_id FROM video_pipelines_submissions") == [
+        {"execution_id": results[0][0].execution_id}
+    ]
+
+
+# --- pending and state changes --------------------------------------------------------
+
+
+def test_pending_lists_highest_priority_first_then_oldest(store: SubmissionStore) -> None:
+    order = ["low", "normal", "high", "normal", "high", "low"]
+    made = [store.submit(plan(f"{priority} {n}"), priority=priority)[0] for n, priority in enumerate(order)]
+    launched, _ = store.submit(plan("already launched"), priority="high")
+    assert store.mark_launched(launched.execution_id, "run-x")
+
+    pending = store.pending()
+    assert [item.execution_id for item in pending] == [
+        made[2].execution_id,
+        made[4].execution_id,
+        made[1].execution_id,
+        made[3].execution_id,
+        made[0].execution_id,
+        made[5].execution_id,
+    ]
+    assert all(item.state is SubmissionState.PENDING for item in pending)
+    assert [item.execution_id for item in store.pending(limit=2)] == [made[2].execution_id, made[4].execution_id]
+    assert store.pending(limit=0) == []
+
+
+def test_state_changes_move_only_pending_submissions(store: SubmissionStore) -> None:
+    launched, _ = store.submit(plan("a"))
+    rejected, _ = store.submit(plan("b"))
+    canceled, _ = store.submit(plan("c"))
+
+    assert store.mark_launched(launched.execution_id, "run-a")
+    assert store.mark_rejected(rejected.execution_id, "base exec_x failed")
+    assert store.cancel_pending(canceled.execution_id)
+
+    after_launch = store.get(launched.execution_id)
+    assert after_launch is not None
+    assert after_launch.state is SubmissionState.LAUNCHED
+    assert after_launch.run_id == "run-a"
+    assert after_launch.launched_at is not None and after_launch.launched_at == after_launch.updated_at
+    assert after_launch.updated_at >= after_launch.created_at
+    after_reject = store.get(rejected.execution_id)
+    assert after_reject is not None
+    assert (after_reject.state, after_reject.error, after_reject.run_id) == (
+        SubmissionState.REJECTED,
+        "base exec_x failed",
+        None,
+    )
+    after_cancel = store.get(canceled.execution_id)
+    assert after_cancel is not None and after_cancel.state is SubmissionState.CANCELED
+
+    for done in (after_launch, after_reject, after_cancel):
+        assert not store.mark_launched(done.execution_id, "run-late")
+        assert not store.mark_rejected(done.execution_id, "late")
+        assert not store.cancel_pending(done.execution_id)
+        assert store.get(done.execution_id) == done
+    assert not store.mark_launched("exec_unknown", "run")
+    assert not store.cancel_pending("exec_unknown")
+    assert store.pending() == []
+
+
+def test_racing_launches_have_one_winner(db_url: str) -> None:
+    stores = [SubmissionStore(db_url, secret_key=KEY) for _ in range(4)]
+    try:
+        target, _ = stores[0].submit(plan())
+        wins = in_parallel(12, lambda i: stores[i % 4].mark_launched(target.execution_id, f"run-{i}"))
+        contested, _ = stores[0].submit(plan("contested"))
+        outcomes = in_parallel(
+            8,
+            lambda i: (
+                stores[i % 4].cancel_pending(contested.execution_id)
+                if i % 2
+                else stores[i % 4].mark_launched(contested.execution_id, f"run-{i}")
+            ),
+        )
+        launched = stores[0].get(target.execution_id)
+        final = stores[0].get(contested.execution_id)
+    finally:
+        for opened in stores:
+            opened.close()
+
+    assert wins.count(True) == 1
+    assert launched is not None and launched.run_id == f"run-{wins.index(True)}"
+    assert outcomes.count(True) == 1
+    winner = outcomes.index(True)
+    assert final is not None
+    assert final.state is (SubmissionState.CANCELED if winner % 2 else SubmissionState.LAUNCHED)
+
+
+# --- webhook secrets ------------------------------------------------------------------
+
+
+def test_the_secret_is_encrypted_at_rest(db_url: str) -> None:
+    with SubmissionStore(db_url, secret_key=KEY) as opened:
+        submitted, _ = opened.submit(plan(webhook={"url": "https://hooks.example.com/x", "secret": SECRET}))
+        opened.submit(plan("second"), webhook_url="https://hooks.example.com/y", webhook_secret=SECRET)
+
+    rows = raw_rows(db_url, "SELECT * FROM video_pipelines_submissions")
+    assert len(rows) == 2
+    for row in rows:
+        for column, value in row.items():
+            assert SECRET not in str(value), f"the plaintext secret is in column {column}"
+        stored_plan = row["plan"] if isinstance(row["plan"], dict) else json.loads(row["plan"])
+        assert "secret" not in keys_in(stored_plan)
+        assert Fernet(KEY).decrypt(row["webhook_secret_token"].encode()).decode() == SECRET
+    assert submitted.execution_id in {row["execution_id"] for row in rows}
+
+    if db_url.startswith("sqlite"):
+        database = Path(db_url.removeprefix("sqlite:///"))
+        for path in database.parent.glob(f"{database.name}*"):
+            assert SECRET.encode() not in path.read_bytes(), f"the plaintext secret is in {path.name}"
+
+
+def test_a_wrong_key_is_a_clear_error(db_url: str) -> None:
+    with SubmissionStore(db_url, secret_key=KEY) as opened:
+        submitted, _ = opened.submit(plan(), webhook_url="https://e.example.com", webhook_secret=SECRET)
+    with SubmissionStore(db_url, secret_key=Fernet.generate_key()) as other:
+        assert other.get(submitted.execution_id) == submitted, "everything but the secret reads without the key"
+        with pytest.raises(SecretKeyError, match=rf"{submitted.execution_id}.*{SECRET_KEY_ENV}") as caught:
+            other.webhook_secret(submitted.execution_id)
+    assert SECRET not in str(caught.value)
+    assert isinstance(caught.value, SubmissionStoreError)
+
+
+def test_passphrase_and_key_forms(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    passphrase = "correct horse battery staple, and then some"
+    with SubmissionStore(db_url, secret_key=passphrase) as opened:
+        with_passphrase, _ = opened.submit(plan("a"), webhook_url="https://e.example.com", webhook_secret=SECRET)
+    monkeypatch.setenv(SECRET_KEY_ENV, passphrase + "\n")
+    with SubmissionStore(db_url) as from_env_key:
+        assert from_env_key.webhook_secret(with_passphrase.execution_id) == SECRET
+
+    with SubmissionStore(db_url, secret_key=KEY) as as_bytes:
+        with_key, _ = as_bytes.submit(plan("b"), webhook_url="https://e.example.com", webhook_secret="other")
+    with SubmissionStore(db_url, secret_key=KEY.decode()) as as_text:
+        assert as_text.webhook_secret(with_key.execution_id) == "other"
+        with pytest.raises(SecretKeyError):
+            as_text.webhook_secret(with_passphrase.execution_id)
+
+
+def test_sqlite_without_a_key_uses_a_private_key_file_next_to_the_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'data' / 'submissions.db'}"
+    key_file = tmp_path / "data" / KEY_FILE_NAME
+    with SubmissionStore(url) as opened:
+        plain, _ = opened.submit(plan("no secret"))
+        assert not key_file.exists(), "no key is made before a secret needs one"
+        submitted, _ = opened.submit(plan(), webhook_url="https://e.example.com", webhook_secret=SECRET)
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert SECRET.encode() not in key_file.read_bytes()
+    with SubmissionStore(url) as reopened:
+        assert reopened.webhook_secret(submitted.execution_id) == SECRET
+        assert reopened.get(plain.execution_id) == plain
+
+
+def test_the_key_file_is_created_once_when_processes_race(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'submissions.db'}"
+    stores = [SubmissionStore(url) for _ in range(8)]
+    try:
+        made = in_parallel(
+            8, lambda i: stores[i].submit(plan(), webhook_url="https://e.example.com", webhook_secret=f"s{i}")[0]
+        )
+        assert [stores[(i + 1) % 8].webhook_secret(item.execution_id) for i, item in enumerate(made)] == [
+            f"s{i}" for i in range(8)
+        ]
+    finally:
+        for opened in stores:
+            opened.close()
+    assert [path.name for path in tmp_path.iterdir() if "key" in path.name] == [KEY_FILE_NAME]
+
+
+@pytest.mark.postgres
+def test_postgres_without_a_key_asks_for_one(postgres_url: str) -> None:
+    with SubmissionStore(postgres_url) as opened:
+        plain, created = opened.submit(plan())
+        assert created and opened.webhook_secret(plain.execution_id) is None
+        with pytest.raises(SecretKeyError, match=SECRET_KEY_ENV):
+            opened.submit(plan(), webhook_url="https://e.example.com", webhook_secret=SECRET)
+        assert [item.execution_id for item in opened.pending()] == [plain.execution_id]
+
+
+# --- configuration from the environment -----------------------------------------------
+
+
+def test_from_env_uses_sqlite_in_dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with SubmissionStore.from_env() as opened:
+        assert opened.url == f"sqlite:///{home / 'video_pipelines.db'}"
+        submitted, _ = opened.submit(plan(), webhook_url="https://e.example.com", webhook_secret=SECRET)
+    assert (home / "video_pipelines.db").is_file()
+    assert stat.S_IMODE((home / KEY_FILE_NAME).stat().st_mode) == 0o600
+    with SubmissionStore.from_env(dagster_home=home) as reopened:
+        assert reopened.webhook_secret(submitted.execution_id) == SECRET
+
+    monkeypatch.delenv("DAGSTER_HOME")
+    monkeypatch.chdir(tmp_path)
+    with SubmissionStore.from_env() as default:
+        assert default.url == f"sqlite:///{tmp_path / '.dagster_home' / 'video_pipelines.db'}"
+
+
+@pytest.mark.postgres
+def test_from_env_uses_postgres_when_the_url_is_set(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIDEO_PIPELINES_DATABASE_URL", postgres_url)
+    monkeypatch.setenv(SECRET_KEY_ENV, "a shared passphrase for every process")
+    home = tmp_path / "home"
+    with SubmissionStore.from_env(dagster_home=home) as opened:
+        assert opened.url.startswith("postgresql+psycopg2://")
+        submitted, _ = opened.submit(plan(), webhook_url="https://e.example.com", webhook_secret=SECRET)
+        assert opened.webhook_secret(submitted.execution_id) == SECRET
+    assert raw_rows(postgres_url, "SELECT execution_id FROM video_pipelines_submissions") == [
+        {"execution_id": submitted.execution_id}
+    ]
+    assert not (home / "video_pipelines.db").exists()
+    assert not (home / KEY_FILE_NAME).exists(), "the key comes from the environment"
+
+
+# --- schema and migrations ------------------------------------------------------------
+
+
+def test_migrations_are_idempotent_and_recorded(db_url: str) -> None:
+    SubmissionStore(db_url, secret_key=KEY).close()
+    with SubmissionStore(db_url, secret_key=KEY) as reopened:
+        reopened.submit(plan())
+    versions = raw_rows(db_url, "SELECT version, description FROM video_pipelines_schema_version ORDER BY version")
+    assert [row["version"] for row in versions] == list(range(1, SCHEMA_VERSION + 1))
+
+    engine = sa.create_engine(psycopg2_url(db_url))
+    try:
+        tables = sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    assert sorted(tables) == ["video_pipelines_schema_version", "video_pipelines_submissions"]
+
+
+def test_stores_opening_at_once_migrate_once(db_url: str) -> None:
+    stores = in_parallel(8, lambda _: SubmissionStore(db_url, secret_key=KEY))
+    try:
+        made = [opened.submit(plan(f"from store {n}"))[0] for n, opened in enumerate(stores)]
+        assert {item.execution_id for item in stores[0].pending()} == {item.execution_id for item in made}
+    finally:
+        for opened in stores:
+            opened.close()
+    assert raw_rows(db_url, "SELECT version FROM video_pipelines_schema_version") == [{"version": SCHEMA_VERSION}]
+
+
+def test_a_newer_schema_is_refused(db_url: str) -> None:
+    SubmissionStore(db_url, secret_key=KEY).close()
+    engine = sa.create_engine(psycopg2_url(db_url))
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO video_pipelines_schema_version (version, description, applied_at) "
+                    "VALUES (999, 'from the future', CURRENT_TIMESTAMP)"
+                )
+            )
+    finally:
+        engine.dispose()
+    with pytest.raises(SubmissionStoreError, match=r"version 999.*upgrade video-pipelines"):
+        SubmissionStore(db_url, secret_key=KEY)
+
+
+def test_sqlite_uses_wal_and_waits_for_a_busy_writer(tmp_path: Path) -> None:
+    database = tmp_path / "submissions.db"
+    with SubmissionStore(f"sqlite:///{database}", secret_key=KEY) as opened:
+        other = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+        try:
+            assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("UPDATE video_pipelines_schema_version SET description = description WHERE version = 1")
+            release = threading.Timer(0.5, other.execute, args=("COMMIT",))
+            release.start()
+            submitted, created = opened.submit(plan())
+            release.join()
+        finally:
+            other.close()
+        assert created and opened.get(submitted.execution_id) == submitted
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://user@localhost/db", "supports PostgreSQL and SQLite, not 'mysql'"),
+        ("sqlite://", "not an in-memory database"),
+        ("sqlite:///:memory:", "not an in-memory database"),
+        ("not a url", "cannot be parsed"),
+    ],
+)
+def test_unsupported_urls_are_refused(url: str, message: str) -> None:
+    with pytest.raises(SubmissionStoreError, match=message):
+        SubmissionStore(url, secret_key=KEY)
+
+
+def test_an_unreachable_database_is_a_clear_error() -> None:
+    with pytest.raises(
+        SubmissionStoreError, match=r"cannot open the submission store at postgresql\+psycopg2://u:\*\*\*@"
+    ):
+        SubmissionStore("postgresql://u:hunter2@127.0.0.1:1/nowhere", secret_key=KEY)
+
+
+def test_submission_repr_and_states() -> None:
+    assert [state.value for state in SubmissionState] == ["pending", "launched", "rejected", "canceled"]
+    assert "webhook_secret" not in {field for field in Submission.__dataclass_fields__}

@@ -1,0 +1,144 @@
+"""The Python client: the same calls as the `video-pipelines` CLI.
+
+    from video_pipelines import client
+    execution_id = client.submit(plan, idempotency_key="order-42")
+    client.wait(execution_id)["status"]  # "completed"
+
+Calls use the deployment of the environment: `DAGSTER_HOME` (default `./.dagster_home`) and
+`VIDEO_PIPELINES_DATABASE_URL` (default SQLite in DAGSTER_HOME).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from video_pipelines.errors import VideoPipelineError
+from video_pipelines.instance import prepare_dagster_home
+from video_pipelines.orchestration.executions import find_run
+from video_pipelines.orchestration.job import MAX_LEVELS
+from video_pipelines.orchestration.status import TERMINAL, execution_status
+from video_pipelines.plan import Plan, Priority, parse_plan
+from video_pipelines.submissions import SubmissionStore
+
+
+@dataclass
+class Deployment:
+    """The Dagster instance and submission store a client talks to."""
+
+    instance: dg.DagsterInstance
+    store: SubmissionStore
+
+
+@contextmanager
+def deployment() -> Iterator[Deployment]:
+    """The deployment of the environment (prepares the embedded default when nothing is configured)."""
+    home = prepare_dagster_home()
+    store = SubmissionStore.from_env(home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            yield Deployment(instance, store)
+    finally:
+        store.close()
+
+
+def prepare_plan(
+    plan: Mapping[str, Any],
+    *,
+    base_execution_id: str | None = None,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    priority: str | None = None,
+) -> Plan:
+    """The plan with the caller's overrides applied, validated; raises PlanValidationError."""
+    wire = dict(plan)
+    if base_execution_id:
+        wire["baseExecutionId"] = base_execution_id
+    if priority:
+        wire["priority"] = priority
+    if webhook_url or webhook_secret:
+        hook = dict(wire.get("webhook") or {})
+        if webhook_url:
+            hook["url"] = webhook_url
+        if webhook_secret:
+            hook["secret"] = webhook_secret
+            hook.pop("secretEnv", None)
+        wire["webhook"] = hook
+    return parse_plan(wire, max_depth=MAX_LEVELS)
+
+
+def submit(
+    plan: Mapping[str, Any],
+    *,
+    base_execution_id: str | None = None,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    priority: str | None = None,
+    idempotency_key: str | None = None,
+    target: Deployment | None = None,
+) -> str:
+    """Validate and store a plan; returns its execution id at once (the plan sensor launches it)."""
+    parsed = prepare_plan(
+        plan,
+        base_execution_id=base_execution_id,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        priority=priority,
+    )
+    if target is None:
+        with deployment() as target:
+            return _store(parsed, idempotency_key, target.store)
+    return _store(parsed, idempotency_key, target.store)
+
+
+def _store(plan: Plan, idempotency_key: str | None, store: SubmissionStore) -> str:
+    submission, _created = store.submit(
+        plan.to_wire(include_secret=False),
+        base_execution_id=plan.base_execution_id,
+        webhook_url=plan.webhook.url if plan.webhook else None,
+        webhook_secret=plan.webhook.secret if plan.webhook else None,
+        priority=(plan.priority or Priority.NORMAL).value,
+        idempotency_key=idempotency_key,
+    )
+    return submission.execution_id
+
+
+def status(execution_id: str, *, target: Deployment | None = None) -> dict[str, Any]:
+    """The status document of SPEC section 4."""
+    if target is None:
+        with deployment() as target:
+            return execution_status(target.instance, target.store, execution_id)
+    return execution_status(target.instance, target.store, execution_id)
+
+
+def cancel(execution_id: str, *, target: Deployment | None = None) -> dict[str, Any]:
+    """Cancel a pending submission, or terminate its queued or running run; returns the status."""
+    if target is None:
+        with deployment() as target:
+            return cancel(execution_id, target=target)
+    target.store.cancel_pending(execution_id)
+    record = find_run(target.instance, execution_id)
+    if record is not None and not record.dagster_run.is_finished:
+        target.instance.run_coordinator.cancel_run(record.dagster_run.run_id)
+    return execution_status(target.instance, target.store, execution_id)
+
+
+def wait(
+    execution_id: str, *, timeout: float = 3600.0, poll: float = 0.5, target: Deployment | None = None
+) -> dict[str, Any]:
+    """Poll until the execution ends; returns its final status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = status(execution_id, target=target)
+        if current["status"] in TERMINAL:
+            return current
+        if time.monotonic() > deadline:
+            raise VideoPipelineError(
+                f"{execution_id} did not finish within {timeout:.0f}s (status {current['status']})"
+            )
+        time.sleep(poll)

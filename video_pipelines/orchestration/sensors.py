@@ -1,0 +1,140 @@
+"""The plan sensor: pending submissions become `execute_plan` runs.
+
+The decision is a plain function, `evaluate_submissions`, so tests drive it directly. The
+store stays the source of truth: a submission stays pending until its run exists (the next
+tick sees the run and marks it launched), so a daemon that stops between evaluating and
+launching loses nothing; asking again is safe because the run key is the execution id.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from video_pipelines.errors import PlanValidationError
+from video_pipelines.orchestration.config import PlanConfig
+from video_pipelines.orchestration.executions import (
+    BASE_EXECUTION_ID_TAG,
+    EXECUTION_ID_TAG,
+    UNFINISHED,
+    BaseNotReady,
+    BaseUnusable,
+    find_run,
+    load_base,
+)
+from video_pipelines.orchestration.job import MAX_LEVELS, execute_plan
+from video_pipelines.orchestration.resources import SubmissionStoreResource
+from video_pipelines.plan import Plan, parse_plan
+from video_pipelines.submissions import Submission, SubmissionState, SubmissionStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SubmissionTick:
+    """What one evaluation decided, submission by submission."""
+
+    run_requests: list[dg.RunRequest] = field(default_factory=list)
+    launched: dict[str, str] = field(default_factory=dict)  # execution id -> run id
+    rejected: dict[str, str] = field(default_factory=dict)  # execution id -> error
+    waiting: dict[str, str] = field(default_factory=dict)  # execution id -> why
+    errors: dict[str, str] = field(default_factory=dict)  # execution id -> unexpected error, retried next tick
+
+    def summary(self) -> str:
+        parts = [
+            f"{len(self.run_requests)} to launch",
+            f"{len(self.launched)} marked launched",
+            f"{len(self.rejected)} rejected",
+            f"{len(self.waiting)} waiting for their base",
+        ]
+        if self.errors:
+            parts.append(f"{len(self.errors)} errors (retried next tick)")
+        return ", ".join(parts)
+
+
+def run_request_for(submission: Submission, plan: Plan) -> dg.RunRequest:
+    tags = {
+        EXECUTION_ID_TAG: submission.execution_id,
+        "dagster/priority": str(plan.priority.dagster_priority),
+    }
+    if plan.base_execution_id:
+        tags[BASE_EXECUTION_ID_TAG] = plan.base_execution_id
+    return dg.RunRequest(
+        run_key=submission.execution_id,
+        run_config=dg.RunConfig(ops={"plan": PlanConfig.from_plan(plan)}),
+        tags=tags,
+    )
+
+
+def base_wait_reason(store: SubmissionStore, instance: dg.DagsterInstance, base_id: str) -> str | None:
+    """Why a variant of `base_id` must wait, or None when the base has completed.
+
+    Raises BaseUnusable when the base does not exist, was rejected, failed or was canceled.
+    """
+    submission = store.get(base_id)
+    record = find_run(instance, base_id)
+    if record is None:
+        if submission is None:
+            raise BaseUnusable(f"base execution {base_id} does not exist")
+        if submission.state is SubmissionState.REJECTED:
+            raise BaseUnusable(f"base execution {base_id} was rejected: {submission.error}")
+        if submission.state is SubmissionState.CANCELED:
+            raise BaseUnusable(f"base execution {base_id} was canceled")
+        return f"base execution {base_id} is pending"
+    if record.dagster_run.status in UNFINISHED:
+        return f"base execution {base_id} is {record.dagster_run.status.value.lower()}"
+    return None
+
+
+def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, limit: int = 100) -> SubmissionTick:
+    """Decide, for every pending submission, whether to launch, wait or reject it; records marks and rejections."""
+    tick = SubmissionTick()
+    for submission in store.pending(limit):
+        execution_id = submission.execution_id
+        try:
+            existing = find_run(instance, execution_id)
+            if existing is not None:
+                store.mark_launched(execution_id, existing.dagster_run.run_id)
+                tick.launched[execution_id] = existing.dagster_run.run_id
+                continue
+            plan = parse_plan(submission.plan, max_depth=MAX_LEVELS)
+            if plan.base_execution_id:
+                reason = base_wait_reason(store, instance, plan.base_execution_id)
+                if reason is not None:
+                    tick.waiting[execution_id] = reason
+                    continue
+                base = load_base(instance, plan.base_execution_id)
+                parse_plan(submission.plan, external_nodes=set(base.nodes), max_depth=MAX_LEVELS)
+            tick.run_requests.append(run_request_for(submission, plan))
+        except PlanValidationError as exc:
+            error = "invalid plan: " + "; ".join(exc.problems)
+            store.mark_rejected(execution_id, error)
+            tick.rejected[execution_id] = error
+        except BaseUnusable as exc:
+            store.mark_rejected(execution_id, str(exc))
+            tick.rejected[execution_id] = str(exc)
+        except BaseNotReady as exc:
+            tick.waiting[execution_id] = str(exc)
+        except Exception as exc:  # one broken submission must never stop the others
+            log.exception("submission %s could not be evaluated; it stays pending", execution_id)
+            tick.errors[execution_id] = f"{type(exc).__name__}: {exc}"
+    return tick
+
+
+@dg.sensor(
+    job=execute_plan,
+    minimum_interval_seconds=1,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def submitted_plans(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
+    """Launch plans submitted with `video-pipelines submit` (variants wait for their base)."""
+    tick = evaluate_submissions(submissions.store(), context.instance)
+    for execution_id, error in tick.rejected.items():
+        context.log.warning(f"{execution_id} rejected: {error}")
+    for execution_id, error in tick.errors.items():
+        context.log.error(f"{execution_id} could not be evaluated: {error}")
+    if tick.run_requests:
+        return dg.SensorResult(run_requests=tick.run_requests)
+    return dg.SensorResult(skip_reason=dg.SkipReason(f"nothing to launch: {tick.summary()}"))

@@ -1,0 +1,38 @@
+"""Submissions: plans sent through `video-pipelines submit`, kept until a sensor launches them.
+
+- `store` — `SubmissionStore`, the table of submissions (PostgreSQL or SQLite) and its
+  states: PENDING until launched, rejected or canceled; idempotency keys.
+- `crypto` — webhook secrets encrypted at rest (Fernet) and where the key comes from.
+- `schema` — the tables and the versioned migration runner.
+- `errors` — `SubmissionStoreError` and `SecretKeyError`.
+
+Plain Python: no Dagster import (the PostgreSQL URL helper loads lazily, only for PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from video_pipelines.submissions.crypto import KEY_FILE_NAME, SECRET_KEY_ENV
+from video_pipelines.submissions.errors import SecretKeyError, SubmissionStoreError
+from video_pipelines.submissions.schema import SCHEMA_VERSION
+from video_pipelines.submissions.store import (
+    DATABASE_FILE_NAME,
+    PRIORITIES,
+    Submission,
+    SubmissionState,
+    SubmissionStore,
+    new_execution_id,
+)
+
+__all__ = [
+    "DATABASE_FILE_NAME",
+    "KEY_FILE_NAME",
+    "PRIORITIES",
+    "SCHEMA_VERSION",
+    "SECRET_KEY_ENV",
+    "SecretKeyError",
+    "Submission",
+    "SubmissionState",
+    "SubmissionStore",
+    "SubmissionStoreError",
+    "new_execution_id",
+]

@@ -1,0 +1,135 @@
+"""The store's tables and the migration runner that creates and upgrades them.
+
+Every table name starts with `video_pipelines_`, so the store can share a database with
+Dagster's own tables. `video_pipelines_schema_version` has one row per applied migration;
+the schema version is its highest `version`.
+
+`migrate` applies the missing steps of `MIGRATIONS`, in order, in one transaction that
+holds a lock for its whole length, so processes starting at once migrate one after the
+other and the later ones find nothing left to do:
+- PostgreSQL: `pg_advisory_xact_lock` (released by the commit or the rollback; DDL is
+  transactional, so a failed step leaves nothing behind);
+- SQLite: the write lock taken by `BEGIN IMMEDIATE` (see `store._sqlite_on_begin`).
+
+A step is frozen once released: it builds its own table objects instead of reusing
+`submissions` below, so a later change to the current table shape cannot change what an
+old step creates. A change of schema is a new step with the next version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from video_pipelines.submissions.errors import SubmissionStoreError
+
+SUBMISSIONS_TABLE = "video_pipelines_submissions"
+VERSION_TABLE = "video_pipelines_schema_version"
+# One fixed 64-bit advisory-lock id for this schema, derived from its name so it is unlikely to meet another app's.
+_ADVISORY_LOCK_ID = int.from_bytes(hashlib.sha256(VERSION_TABLE.encode()).digest()[:8], "big", signed=True)
+
+_metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    VERSION_TABLE,
+    _metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The current shape of the submissions table, for queries (constraints live in the migrations).
+submissions = sa.Table(
+    SUBMISSIONS_TABLE,
+    _metadata,
+    sa.Column("execution_id", sa.String(64), primary_key=True),
+    sa.Column("plan", sa.JSON, nullable=False),
+    sa.Column("base_execution_id", sa.Text),
+    sa.Column("webhook_url", sa.Text),
+    sa.Column("webhook_secret_token", sa.Text),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("idempotency_key", sa.Text),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("run_id", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("launched_at", sa.DateTime(timezone=True)),
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[sa.Connection], None]
+
+
+def _create_submissions(connection: sa.Connection) -> None:
+    metadata = sa.MetaData()
+    table = sa.Table(
+        SUBMISSIONS_TABLE,
+        metadata,
+        sa.Column("execution_id", sa.String(64), primary_key=True),
+        # The plan's wire JSON, never with a webhook secret in it.
+        sa.Column("plan", sa.JSON, nullable=False),
+        sa.Column("base_execution_id", sa.Text),
+        sa.Column("webhook_url", sa.Text),
+        # A Fernet token; the key is never in the database.
+        sa.Column("webhook_secret_token", sa.Text),
+        sa.Column("priority", sa.String(16), nullable=False),
+        sa.Column("idempotency_key", sa.Text),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("error", sa.Text),
+        sa.Column("run_id", sa.Text),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("launched_at", sa.DateTime(timezone=True)),
+        # The database, not a read-then-insert, is what makes one idempotency key one submission.
+        sa.UniqueConstraint("idempotency_key", name="uq_video_pipelines_submissions_idempotency_key"),
+        sa.CheckConstraint("priority IN ('high', 'normal', 'low')", name="ck_video_pipelines_submissions_priority"),
+        sa.CheckConstraint(
+            "state IN ('pending', 'launched', 'rejected', 'canceled')", name="ck_video_pipelines_submissions_state"
+        ),
+    )
+    sa.Index("ix_video_pipelines_submissions_state_created", table.c.state, table.c.created_at)
+    metadata.create_all(connection)
+
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "submissions table", _create_submissions),)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(connection: sa.Connection) -> int:
+    """The highest applied migration, 0 for a database the store never touched."""
+    if not sa.inspect(connection).has_table(VERSION_TABLE):
+        return 0
+    version = connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+    return int(version or 0)
+
+
+def migrate(engine: sa.Engine) -> int:
+    """Bring the database to `SCHEMA_VERSION`; returns it. Safe to run from several processes at once."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
+        schema_version.create(connection, checkfirst=True)
+        version = current_version(connection)
+        if version > SCHEMA_VERSION:
+            raise SubmissionStoreError(
+                f"the submission store's schema is at version {version}, newer than this video-pipelines "
+                f"knows ({SCHEMA_VERSION}); upgrade video-pipelines"
+            )
+        for step in MIGRATIONS:
+            if step.version > version:
+                step.apply(connection)
+                connection.execute(
+                    schema_version.insert().values(
+                        version=step.version, description=step.description, applied_at=datetime.now(UTC)
+                    )
+                )
+    return SCHEMA_VERSION

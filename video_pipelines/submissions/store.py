@@ -1,0 +1,506 @@
+"""The submission store: plans submitted through `video-pipelines submit`, kept until launched.
+
+A client submits a plan; the store keeps it PENDING until the submission sensor launches
+it as a Dagster run (LAUNCHED, with the run id) or refuses it (REJECTED, with the error),
+or the client cancels it first (CANCELED). Each move is one conditional UPDATE of a
+pending row, so two sensors (or a sensor and a cancel) racing on one submission cannot
+both win, and a submission is never lost: until one of them wins, it stays pending.
+
+The store is a table (`video_pipelines_submissions`, see `schema`) in a SQLAlchemy
+database: PostgreSQL in production, where it sits beside Dagster's own tables, or a
+SQLite file in DAGSTER_HOME as the embedded default (WAL and a busy timeout, so the CLI
+and the daemon can use it at once).
+
+Webhook secrets
+---------------
+A webhook secret is kept here only, never in Dagster's run storage, and never in plain
+text: it is encrypted with Fernet (see `crypto`) in the `webhook_secret_token` column, and
+the stored plan never holds it. The key is never stored in the database. It comes from,
+in order: the `secret_key` argument; `$VIDEO_PIPELINES_SECRET_KEY` (a Fernet key or a
+passphrase); a key file `video_pipelines_secret.key` (mode 0600, created on first use)
+in DAGSTER_HOME for `SubmissionStore.from_env`, or next to the database file for a SQLite
+URL. With a PostgreSQL URL and no key given or in the environment, the plain constructor
+has no key file and storing or reading a secret fails, asking for the variable.
+
+So a dump or backup of the database alone does not reveal any secret; whoever has both
+the database and the key can decrypt every secret (as the webhook sender must). Every
+process that sends webhooks needs the same key as the processes that submit: with a
+shared PostgreSQL, set VIDEO_PIPELINES_SECRET_KEY for all of them rather than relying on a
+key file in each one's DAGSTER_HOME. A secret read with another key raises
+`SecretKeyError`; it is never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from ulid import ULID
+
+from video_pipelines.instance import DATABASE_URL_ENV, DEFAULT_HOME
+from video_pipelines.submissions.crypto import (
+    KEY_FILE_NAME,
+    SECRET_KEY_ENV,
+    SecretBox,
+    fernet_key,
+    load_or_create_key_file,
+)
+from video_pipelines.submissions.errors import SecretKeyError, SubmissionStoreError
+from video_pipelines.submissions.schema import migrate, submissions
+
+DATABASE_FILE_NAME = "video_pipelines.db"
+PRIORITIES: Final = ("high", "normal", "low")
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+_SQLITE_BUSY_TIMEOUT_S = 30.0
+_POSTGRES_CONNECT_TIMEOUT_S = 10
+# Execution option of the engine that only reads: on SQLite it begins a plain (deferred)
+# transaction, so readers do not queue behind writers.
+_READ_ONLY_OPTION = "video_pipelines_read_only"
+
+
+class SubmissionState(StrEnum):
+    PENDING = "pending"
+    LAUNCHED = "launched"
+    REJECTED = "rejected"
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One submitted plan and where it stands. Never holds the webhook secret (see `webhook_secret`)."""
+
+    execution_id: str
+    plan: dict[str, Any]
+    base_execution_id: str | None
+    webhook_url: str | None
+    has_webhook_secret: bool
+    priority: str
+    idempotency_key: str | None
+    state: SubmissionState
+    error: str | None
+    run_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    launched_at: datetime | None
+
+
+def new_execution_id() -> str:
+    """`exec_` + a ULID: unique, and in creation order when sorted as text.
+
+    python-ulid's generator is monotonic within a process (same millisecond: the previous
+    value + 1); across processes the order holds to the millisecond.
+    """
+    return f"exec_{ULID()}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite keeps no offset (we only ever write UTC); PostgreSQL answers in the session's time zone.
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _required_utc(value: datetime) -> datetime:
+    converted = _utc(value)
+    assert converted is not None
+    return converted
+
+
+def _use_wal(dbapi_connection: sqlite3.Connection) -> None:
+    # WAL is a property of the file, so only the first connection ever switches it. The switch
+    # needs an exclusive lock and SQLite reports "locked" at once, without waiting out the busy
+    # timeout, when other connections are opening the file at the same moment: retry.
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            if dbapi_connection.execute("PRAGMA journal_mode").fetchone() == ("wal",):
+                return
+            dbapi_connection.execute("PRAGMA journal_mode=WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            contended = "locked" in str(exc) or "busy" in str(exc)
+            if not contended or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01 + random.random() * 0.04)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling starts transactions late and never for DDL; turn it
+    # off and begin every transaction ourselves (SQLAlchemy's documented SQLite recipe).
+    dbapi_connection.isolation_level = None
+    _use_wal(dbapi_connection)
+
+
+def _sqlite_on_begin(connection: sa.Connection) -> None:
+    # A writer takes the write lock when it begins (waiting up to the busy timeout), instead of
+    # failing with "database is locked" when a read transaction tries to become a write.
+    if connection.get_execution_options().get(_READ_ONLY_OPTION):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _normalised_url(url: str) -> sa.URL:
+    text = url.strip()
+    if text.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        # Imported here: video_pipelines.postgres brings in dagster, which the SQLite path does not need.
+        from video_pipelines.postgres import psycopg2_url
+
+        text = psycopg2_url(text)
+    try:
+        parsed = sa.make_url(text)
+    except sa.exc.ArgumentError:
+        raise SubmissionStoreError(
+            "the submission store needs a database URL such as postgresql://user@host:5432/db or "
+            "sqlite:////abs/path/video_pipelines.db; the URL given cannot be parsed"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in {"postgresql", "sqlite"}:
+        raise SubmissionStoreError(
+            f"the submission store supports PostgreSQL and SQLite, not {backend!r} "
+            f"({parsed.render_as_string(hide_password=True)})"
+        )
+    if backend == "sqlite" and parsed.database in {None, "", ":memory:"}:
+        raise SubmissionStoreError(
+            "the submission store needs a SQLite file that other processes can open "
+            "(sqlite:////abs/path/video_pipelines.db), not an in-memory database"
+        )
+    return parsed
+
+
+def _create_engine(url: sa.URL) -> sa.Engine:
+    if url.get_backend_name() == "sqlite":
+        engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S})
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": _POSTGRES_CONNECT_TIMEOUT_S})
+
+
+def _check_priority(priority: object) -> str:
+    if priority not in PRIORITIES:
+        raise SubmissionStoreError(f"priority must be one of high, normal, low; got {priority!r}")
+    return str(priority)
+
+
+def _check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise SubmissionStoreError(
+            f"the idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters, not blank; "
+            f"got {len(key)} characters"
+        )
+    return key
+
+
+def _optional_text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    plan: dict[str, Any]
+    base_execution_id: str | None
+    webhook_url: str | None
+    webhook_secret: str | None
+    priority: str
+
+
+def _prepare(
+    plan: Mapping[str, Any],
+    *,
+    base_execution_id: str | None,
+    webhook_url: str | None,
+    webhook_secret: str | None,
+    priority: str | None,
+) -> _Prepared:
+    """The plan as stored, and the effective values: an argument wins over the plan's own field.
+
+    The stored plan carries the effective `baseExecutionId`, `webhook.url` and `priority`,
+    so the plan and the columns never disagree, and never a `webhook.secret`.
+    """
+    if not isinstance(plan, Mapping):
+        raise SubmissionStoreError(f"the plan must be a JSON object, got {type(plan).__name__}")
+    try:
+        # A deep copy that is surely JSON (both databases store it as JSON).
+        stored: dict[str, Any] = json.loads(json.dumps(dict(plan), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise SubmissionStoreError(f"the plan cannot be stored as JSON: {exc}") from None
+
+    webhook = stored.get("webhook")
+    plan_url = plan_secret = None
+    if isinstance(webhook, dict):
+        plan_url = _optional_text(webhook.get("url"))
+        plan_secret = _optional_text(webhook.pop("secret", None))
+    url = webhook_url if webhook_url is not None else plan_url
+    secret = webhook_secret if webhook_secret is not None else plan_secret
+    if secret is not None and not secret:
+        raise SubmissionStoreError("the webhook secret must not be empty; leave it out to send unsigned webhooks")
+    if secret is not None and not url:
+        raise SubmissionStoreError("a webhook secret needs a webhook URL (webhook_url or the plan's webhook.url)")
+    if url:
+        stored["webhook"] = {**(webhook if isinstance(webhook, dict) else {}), "url": url}
+
+    base = base_execution_id if base_execution_id is not None else _optional_text(stored.get("baseExecutionId"))
+    if base:
+        stored["baseExecutionId"] = base
+    effective_priority = _check_priority(priority if priority is not None else stored.get("priority", "normal"))
+    stored["priority"] = effective_priority
+    return _Prepared(stored, base or None, url or None, secret, effective_priority)
+
+
+def _submission(row: sa.RowMapping) -> Submission:
+    return Submission(
+        execution_id=row["execution_id"],
+        plan=row["plan"],
+        base_execution_id=row["base_execution_id"],
+        webhook_url=row["webhook_url"],
+        has_webhook_secret=row["webhook_secret_token"] is not None,
+        priority=row["priority"],
+        idempotency_key=row["idempotency_key"],
+        state=SubmissionState(row["state"]),
+        error=row["error"],
+        run_id=row["run_id"],
+        created_at=_required_utc(row["created_at"]),
+        updated_at=_required_utc(row["updated_at"]),
+        launched_at=_utc(row["launched_at"]),
+    )
+
+
+_PRIORITY_RANK = sa.case({"high": 0, "normal": 1, "low": 2}, value=submissions.c.priority, else_=3)
+
+
+class SubmissionStore:
+    """Submitted plans in a PostgreSQL or SQLite database; see the module docstring.
+
+    Thread-safe: one store may serve many threads. Several processes may each open their
+    own store on one database. Creates and migrates its tables when opened.
+    """
+
+    def __init__(self, url: str, *, secret_key: bytes | str | None = None) -> None:
+        self._url = _normalised_url(url)
+        # Read now, used when the first secret is encrypted or decrypted (a passphrase costs a scrypt).
+        self._key_material = secret_key if secret_key is not None else os.environ.get(SECRET_KEY_ENV) or None
+        self._key_file: Path | None = None
+        if self._url.get_backend_name() == "sqlite":
+            assert self._url.database is not None
+            database = Path(self._url.database).expanduser().resolve()
+            database.parent.mkdir(parents=True, exist_ok=True)
+            self._key_file = database.parent / KEY_FILE_NAME
+        self._secrets = SecretBox(self._resolve_key)
+        self._engine = _create_engine(self._url)
+        self._reader = self._engine.execution_options(**{_READ_ONLY_OPTION: True})
+        try:
+            migrate(self._engine)
+        except sa.exc.SQLAlchemyError as exc:
+            self._engine.dispose()
+            reason = getattr(exc, "orig", None) or exc
+            raise SubmissionStoreError(f"cannot open the submission store at {self.url}: {reason}") from exc
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @classmethod
+    def from_env(cls, dagster_home: Path | None = None) -> SubmissionStore:
+        """The store the environment names.
+
+        `$VIDEO_PIPELINES_DATABASE_URL` when set, else the SQLite file
+        `<DAGSTER_HOME or ./.dagster_home>/video_pipelines.db` (the folder is created). The
+        key: `$VIDEO_PIPELINES_SECRET_KEY` when set, else `video_pipelines_secret.key` in that
+        folder (created on first use, mode 0600).
+        """
+        home = (dagster_home or Path(os.environ.get("DAGSTER_HOME") or DEFAULT_HOME)).expanduser().resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        url = (os.environ.get(DATABASE_URL_ENV) or "").strip() or f"sqlite:///{home / DATABASE_FILE_NAME}"
+        store = cls(url)
+        store._key_file = home / KEY_FILE_NAME
+        return store
+
+    @property
+    def url(self) -> str:
+        """The database URL, with any password masked."""
+        return self._url.render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"SubmissionStore({self.url!r})"
+
+    def _resolve_key(self) -> bytes:
+        if self._key_material is not None:
+            return fernet_key(self._key_material)
+        if self._key_file is not None:
+            return load_or_create_key_file(self._key_file)
+        raise SecretKeyError(
+            f"no key to encrypt webhook secrets in the submission store at {self.url}: set {SECRET_KEY_ENV} to a "
+            "Fernet key (python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+            " or a long passphrase, the same for every process that submits or sends webhooks"
+        )
+
+    def submit(
+        self,
+        plan: Mapping[str, Any],
+        *,
+        base_execution_id: str | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        priority: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[Submission, bool]:
+        """Store `plan` as a new PENDING submission: (submission, True).
+
+        An argument left None is taken from the plan (`baseExecutionId`, `webhook.url`,
+        `webhook.secret`, `priority`; priority defaults to normal). The stored plan never
+        holds the secret: it is encrypted into its own column.
+
+        When `idempotency_key` was used before, nothing changes and the earlier submission is
+        returned: (existing, False), whatever the plan, also when processes race on the key.
+        """
+        key = _check_idempotency_key(idempotency_key)
+        prepared = _prepare(
+            plan,
+            base_execution_id=base_execution_id,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            priority=priority,
+        )
+        if key is not None:
+            existing = self._by_idempotency_key(key)
+            if existing is not None:
+                return existing, False
+        token = self._secrets.encrypt(prepared.webhook_secret) if prepared.webhook_secret is not None else None
+        now = _now()
+        submission = Submission(
+            execution_id=new_execution_id(),
+            plan=prepared.plan,
+            base_execution_id=prepared.base_execution_id,
+            webhook_url=prepared.webhook_url,
+            has_webhook_secret=token is not None,
+            priority=prepared.priority,
+            idempotency_key=key,
+            state=SubmissionState.PENDING,
+            error=None,
+            run_id=None,
+            created_at=now,
+            updated_at=now,
+            launched_at=None,
+        )
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(
+                    submissions.insert().values(
+                        execution_id=submission.execution_id,
+                        plan=submission.plan,
+                        base_execution_id=submission.base_execution_id,
+                        webhook_url=submission.webhook_url,
+                        webhook_secret_token=token,
+                        priority=submission.priority,
+                        idempotency_key=key,
+                        state=submission.state.value,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except sa.exc.IntegrityError:
+            # Another process inserted this idempotency key between our read and our insert.
+            existing = self._by_idempotency_key(key) if key is not None else None
+            if existing is None:
+                raise
+            return existing, False
+        return submission, True
+
+    def _by_idempotency_key(self, key: str) -> Submission | None:
+        query = sa.select(submissions).where(submissions.c.idempotency_key == key)
+        with self._reader.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        return _submission(row) if row is not None else None
+
+    def get(self, execution_id: str) -> Submission | None:
+        """The submission `execution_id`, or None when there is none."""
+        query = sa.select(submissions).where(submissions.c.execution_id == execution_id)
+        with self._reader.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        return _submission(row) if row is not None else None
+
+    def pending(self, limit: int = 100) -> list[Submission]:
+        """Up to `limit` PENDING submissions: high priority before normal before low, then oldest first."""
+        if limit <= 0:
+            return []
+        query = (
+            sa.select(submissions)
+            .where(submissions.c.state == SubmissionState.PENDING.value)
+            .order_by(_PRIORITY_RANK, submissions.c.created_at, submissions.c.execution_id)
+            .limit(limit)
+        )
+        with self._reader.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return [_submission(row) for row in rows]
+
+    def _move_pending(self, execution_id: str, state: SubmissionState, now: datetime, **values: Any) -> bool:
+        # One conditional UPDATE: of several racing callers, exactly one finds the row still pending.
+        statement = (
+            submissions.update()
+            .where(
+                submissions.c.execution_id == execution_id,
+                submissions.c.state == SubmissionState.PENDING.value,
+            )
+            .values(state=state.value, updated_at=now, **values)
+        )
+        with self._engine.begin() as connection:
+            return connection.execute(statement).rowcount == 1
+
+    def mark_launched(self, execution_id: str, run_id: str) -> bool:
+        """PENDING -> LAUNCHED with its Dagster run id; False (and no change) if it was not pending."""
+        now = _now()
+        return self._move_pending(execution_id, SubmissionState.LAUNCHED, now, run_id=run_id, launched_at=now)
+
+    def mark_rejected(self, execution_id: str, error: str) -> bool:
+        """PENDING -> REJECTED with the reason; False (and no change) if it was not pending."""
+        return self._move_pending(execution_id, SubmissionState.REJECTED, _now(), error=error)
+
+    def cancel_pending(self, execution_id: str) -> bool:
+        """PENDING -> CANCELED before any run started; False (and no change) if it was not pending."""
+        return self._move_pending(execution_id, SubmissionState.CANCELED, _now())
+
+    def webhook_secret(self, execution_id: str) -> str | None:
+        """The decrypted webhook secret of `execution_id`; None without one (or without the submission).
+
+        Raises `SecretKeyError` when the store's key is not the one the secret was encrypted with.
+        """
+        with self._reader.connect() as connection:
+            token = connection.execute(
+                sa.select(submissions.c.webhook_secret_token).where(submissions.c.execution_id == execution_id)
+            ).scalar()
+        if token is None:
+            return None
+        return self._secrets.decrypt(token, what=f"the webhook secret of {execution_id}")
+
+    def close(self) -> None:
+        """Close the database connections."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
