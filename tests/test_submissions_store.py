@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
-from video_pipelines.postgres import psycopg2_url
+from video_pipelines.database_url import psycopg2_url
 from video_pipelines.submissions import (
     KEY_FILE_NAME,
     SCHEMA_VERSION,

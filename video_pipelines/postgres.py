@@ -1,10 +1,7 @@
-"""PostgreSQL URLs as users write them, made to work with the drivers Dagster uses.
+"""Dagster instance storage that accepts a plain `postgresql://user@host:port/db` URL.
 
-SQLAlchemy 2.1 maps a plain `postgresql://` URL to psycopg 3, which dagster-postgres
-neither brings nor supports (its per-connection `with conn:` closes a psycopg 3
-connection). So every URL we hand to SQLAlchemy names psycopg2 explicitly, and the
-instance storage in dagster.yaml goes through `PostgresStorage`, which does the same
-for `$VIDEO_PIPELINES_DATABASE_URL`.
+`dagster.yaml` names `PostgresStorage`, which pins the URL's driver to psycopg2 (see
+`video_pipelines.database_url`) before handing it to dagster-postgres.
 """
 
 from __future__ import annotations
@@ -15,15 +12,7 @@ from typing import Any
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
 
-_PLAIN_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
-
-
-def psycopg2_url(url: str) -> str:
-    """`url` with its scheme pinned to psycopg2; other schemes are returned as they are."""
-    for scheme in _PLAIN_SCHEMES:
-        if url.startswith(scheme):
-            return "postgresql+psycopg2://" + url.removeprefix(scheme)
-    return url
+from video_pipelines.database_url import psycopg2_url
 
 
 class PostgresStorage(DagsterPostgresStorage):

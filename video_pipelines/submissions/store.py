@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from ulid import ULID
 
+from video_pipelines.database_url import psycopg2_url
 from video_pipelines.instance import DATABASE_URL_ENV, DEFAULT_HOME
 from video_pipelines.submissions.crypto import (
     KEY_FILE_NAME,
@@ -157,12 +158,7 @@ def _sqlite_on_begin(connection: sa.Connection) -> None:
 
 
 def _normalised_url(url: str) -> sa.URL:
-    text = url.strip()
-    if text.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-        # Imported here: video_pipelines.postgres brings in dagster, which the SQLite path does not need.
-        from video_pipelines.postgres import psycopg2_url
-
-        text = psycopg2_url(text)
+    text = psycopg2_url(url.strip())
     try:
         parsed = sa.make_url(text)
     except sa.exc.ArgumentError:

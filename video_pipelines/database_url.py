@@ -1,0 +1,18 @@
+"""PostgreSQL URLs as users write them, made to work with the driver we ship.
+
+SQLAlchemy 2.1 maps a plain `postgresql://` URL to psycopg 3, which dagster-postgres
+neither brings nor supports (its per-connection `with conn:` closes a psycopg 3
+connection). Every PostgreSQL URL we hand to SQLAlchemy therefore names psycopg2.
+"""
+
+from __future__ import annotations
+
+_PLAIN_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+def psycopg2_url(url: str) -> str:
+    """`url` with its scheme pinned to psycopg2; other schemes are returned as they are."""
+    for scheme in _PLAIN_SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql+psycopg2://" + url.removeprefix(scheme)
+    return url
