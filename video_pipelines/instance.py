@@ -28,6 +28,9 @@ _SETTINGS: dict[str, Any] = {
         "cancel_timeout_seconds": 180,
         "poll_interval_seconds": 30,
     },
+    # Sensors in threads: the plan sensor long-polls for new submissions (see orchestration/sensors.py)
+    # and must not hold up the webhook sensors.
+    "sensors": {"use_threads": True, "num_workers": 4},
     "telemetry": {"enabled": False},
 }
 

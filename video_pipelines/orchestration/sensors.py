@@ -9,6 +9,7 @@ launching loses nothing; asking again is safe because the run key is the executi
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -123,6 +124,31 @@ def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, l
     return tick
 
 
+# The sensor daemon evaluates sensors every 5 s at best. Rather than leave a new submission
+# waiting for the next loop (2.5 s on average), an evaluation with nothing to launch keeps
+# looking for up to LONG_POLL_SECONDS, so a submission is picked up within POLL_INTERVAL_SECONDS
+# of its arrival for most of the loop. The instance runs sensors in threads
+# (`sensors: use_threads` in dagster.yaml), so the other sensors do not wait for this one.
+LONG_POLL_SECONDS = 4.0
+POLL_INTERVAL_SECONDS = 0.2
+
+
+def poll_submissions(
+    store: SubmissionStore,
+    instance: dg.DagsterInstance,
+    *,
+    wait_seconds: float = LONG_POLL_SECONDS,
+    interval: float = POLL_INTERVAL_SECONDS,
+) -> SubmissionTick:
+    """`evaluate_submissions`, repeated until something is launched or rejected, or `wait_seconds` pass."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        tick = evaluate_submissions(store, instance)
+        if tick.run_requests or tick.rejected or time.monotonic() + interval > deadline:
+            return tick
+        time.sleep(interval)
+
+
 @dg.sensor(
     job=execute_plan,
     minimum_interval_seconds=1,
@@ -130,7 +156,7 @@ def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, l
 )
 def submitted_plans(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
     """Launch plans submitted with `video-pipelines submit` (variants wait for their base)."""
-    tick = evaluate_submissions(submissions.store(), context.instance)
+    tick = poll_submissions(submissions.store(), context.instance)
     for execution_id, error in tick.rejected.items():
         context.log.warning(f"{execution_id} rejected: {error}")
     for execution_id, error in tick.errors.items():

@@ -23,10 +23,24 @@ errors, timeouts) are `TransientStorageError`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from video_pipelines.storage.base import ArtifactStore, StoredArtifact, file_sha256
 from video_pipelines.storage.factory import PUBLIC_BASE_URL_ENV, store_from_url
 from video_pipelines.storage.local import LocalArtifactStore
-from video_pipelines.storage.s3 import S3ArtifactStore
+
+if TYPE_CHECKING:
+    from video_pipelines.storage.s3 import S3ArtifactStore
+
+
+def __getattr__(name: str) -> object:
+    # S3ArtifactStore is loaded on first use: boto3 costs a quarter second of start-up.
+    if name == "S3ArtifactStore":
+        from video_pipelines.storage.s3 import S3ArtifactStore
+
+        return S3ArtifactStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "PUBLIC_BASE_URL_ENV",

@@ -9,7 +9,6 @@ from urllib.parse import unquote, urlsplit
 from video_pipelines.errors import StorageError
 from video_pipelines.storage.base import ArtifactStore
 from video_pipelines.storage.local import LocalArtifactStore
-from video_pipelines.storage.s3 import S3ArtifactStore
 
 PUBLIC_BASE_URL_ENV = "VIDEO_PIPELINES_PUBLIC_BASE_URL"
 _USAGE = "VIDEO_PIPELINES_STORAGE_URL must be file:///abs/dir or s3://bucket/prefix"
@@ -40,6 +39,9 @@ def store_from_url(url: str | None, *, default_root: Path) -> ArtifactStore:
             raise StorageError(f"{_USAGE} (a file URL needs an absolute local path), got {_for_message(url)}")
         return LocalArtifactStore(Path(path))
     if scheme == "s3":
+        # Imported here: boto3 costs a quarter second of start-up to every run worker that stores locally.
+        from video_pipelines.storage.s3 import S3ArtifactStore
+
         if "@" in parts.netloc:
             raise StorageError(
                 f"{_USAGE}, got {_for_message(url)}: credentials do not belong in the URL "
