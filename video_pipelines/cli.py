@@ -112,6 +112,13 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deliveries(args: argparse.Namespace) -> int:
+    from video_pipelines import client
+
+    _print_json(client.deliveries(args.execution_id))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from video_pipelines.demo import run_demo
 
@@ -158,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = verbs.add_parser("cancel", help="cancel a pending submission or terminate its run")
     cancel.add_argument("execution_id")
     cancel.set_defaults(handler=_cancel)
+
+    deliveries = verbs.add_parser("deliveries", help="every webhook attempt of an execution: time, status or error")
+    deliveries.add_argument("execution_id")
+    deliveries.set_defaults(handler=_deliveries)
 
     demo = verbs.add_parser("demo", help="run the product demo end to end on the embedded defaults")
     demo.add_argument("--plan", help="run this plan file instead of the bundled product demo")

@@ -23,8 +23,10 @@ from video_pipelines.instance import prepare_dagster_home
 from video_pipelines.orchestration.executions import find_run
 from video_pipelines.orchestration.job import MAX_LEVELS
 from video_pipelines.orchestration.status import TERMINAL, execution_status
+from video_pipelines.orchestration.webhook_sensors import delivery_report, enqueue_webhook
 from video_pipelines.plan import Plan, Priority, parse_plan
 from video_pipelines.submissions import SubmissionStore
+from video_pipelines.webhooks import DeliveryOutbox
 
 
 @dataclass
@@ -121,11 +123,21 @@ def cancel(execution_id: str, *, target: Deployment | None = None) -> dict[str, 
     if target is None:
         with deployment() as target:
             return cancel(execution_id, target=target)
-    target.store.cancel_pending(execution_id)
+    if target.store.cancel_pending(execution_id):
+        # Canceled before it ran: its webhook says so (sent by the webhook_deliveries sensor).
+        enqueue_webhook(target.instance, target.store, DeliveryOutbox(target.store), execution_id)
     record = find_run(target.instance, execution_id)
     if record is not None and not record.dagster_run.is_finished:
         target.instance.run_coordinator.cancel_run(record.dagster_run.run_id)
     return execution_status(target.instance, target.store, execution_id)
+
+
+def deliveries(execution_id: str, *, target: Deployment | None = None) -> list[dict[str, Any]]:
+    """Every webhook delivery of an execution and every attempt: time, status code or error."""
+    if target is None:
+        with deployment() as target:
+            return delivery_report(target.store, execution_id)
+    return delivery_report(target.store, execution_id)
 
 
 def wait(

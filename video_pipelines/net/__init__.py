@@ -4,6 +4,8 @@
   `VIDEO_PIPELINES_ALLOWED_HOSTS` (comma-separated hostnames, `*.domain`, IPs and CIDRs).
 - `resolve_destination`: checks a URL and pins the addresses it may connect to; raises
   `BlockedDestinationError` for private, loopback, link-local, metadata... addresses.
+- `open_pinned`: one request sent to the checked IP (Host header and SNI of the original
+  host, no redirects, no proxies), with an optional deadline for the whole request.
 - `fetch_to_file`: downloads to disk through that check, connecting to the checked IP.
 - `redact_url`: a URL as it may appear in logs and errors (no credentials, no query string).
 """
@@ -21,6 +23,7 @@ from video_pipelines.net.guard import (
     redact_url,
     resolve_destination,
 )
+from video_pipelines.net.pinned import certificate_error, open_pinned
 
 __all__ = [
     "ALLOWED_HOSTS_ENV",
@@ -29,7 +32,9 @@ __all__ = [
     "AllowedHosts",
     "Destination",
     "blocked_reason",
+    "certificate_error",
     "fetch_to_file",
+    "open_pinned",
     "parse_allowed_hosts",
     "redact_url",
     "resolve_destination",

@@ -1,11 +1,12 @@
 """Download a remote media file to disk, through the SSRF guard.
 
 Each hop is resolved and checked once (`resolve_destination`), then the request goes to the
-checked IP itself, so DNS cannot answer differently between the check and the connection
-(DNS rebinding). The original host still travels in the `Host` header and, for https, as
-the TLS SNI name; the certificate is verified against that hostname (httpcore passes the
-`sni_hostname` request extension to `ssl.wrap_socket` as `server_hostname`, and the default
-SSL context checks the certificate against it).
+checked IP itself (`pinned.open_pinned`, shared with the webhook sender), so DNS cannot
+answer differently between the check and the connection (DNS rebinding). The original host
+still travels in the `Host` header and, for https, as the TLS SNI name; the certificate is
+verified against that hostname (httpcore passes the `sni_hostname` request extension to
+`ssl.wrap_socket` as `server_hostname`, and the default SSL context checks the certificate
+against it).
 
 Proxy environment variables are not used (`trust_env=False`): a proxy would resolve the
 host itself and bypass the check. CA certificates come from `SSL_CERT_FILE` / `SSL_CERT_DIR`
@@ -14,16 +15,14 @@ when set, else certifi.
 
 from __future__ import annotations
 
-import ssl
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from video_pipelines.errors import FetchError, TransientFetchError
 from video_pipelines.net.guard import AllowedHosts, Destination, redact_url, resolve_destination
+from video_pipelines.net.pinned import certificate_error, open_pinned
 
 MAX_REDIRECTS = 3
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -31,20 +30,11 @@ _CHUNK_SIZE = 1024 * 1024
 _HEADERS = {"User-Agent": "video-pipelines", "Accept-Encoding": "identity"}
 
 
-def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 def _translate(exc: httpx.HTTPError, destination: Destination, timeout: float) -> FetchError:
     shown = destination.redacted
     if isinstance(exc, httpx.TimeoutException):
         return TransientFetchError(f"timed out ({timeout:g}s) fetching {shown}: {type(exc).__name__}")
-    certificate = _certificate_error(exc)
+    certificate = certificate_error(exc)
     if certificate is not None:
         return FetchError(
             f"TLS certificate of {destination.host} not accepted fetching {shown}: "
@@ -53,29 +43,6 @@ def _translate(exc: httpx.HTTPError, destination: Destination, timeout: float) -
     if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
         return TransientFetchError(f"{type(exc).__name__} fetching {shown}: {exc}")
     return FetchError(f"{type(exc).__name__} fetching {shown}: {exc}")
-
-
-@contextmanager
-def _open(destination: Destination, ssl_context: ssl.SSLContext, timeout: float) -> Iterator[httpx.Response]:
-    """Send the GET to the first checked address that accepts a connection; yield the streamed response."""
-    extensions = {"sni_hostname": destination.host} if destination.scheme == "https" else {}
-    headers = {**_HEADERS, "Host": destination.host_header}
-    for index, ip in enumerate(destination.addresses):
-        # One client per connection: pooled connections are keyed by IP, and one verified for
-        # another hostname must never be reused.
-        with httpx.Client(verify=ssl_context, trust_env=False, timeout=timeout) as client:
-            request = client.build_request("GET", destination.url_at(ip), headers=headers, extensions=extensions)
-            try:
-                response = client.send(request, stream=True)
-            except httpx.ConnectError as exc:
-                if index + 1 < len(destination.addresses) and _certificate_error(exc) is None:
-                    continue
-                raise
-            try:
-                yield response
-            finally:
-                response.close()
-            return
 
 
 def _check_status(response: httpx.Response, destination: Destination) -> None:
@@ -139,7 +106,9 @@ def fetch_to_file(
     for _hop in range(MAX_REDIRECTS + 1):
         destination = resolve_destination(current, allowed)
         try:
-            with _open(destination, ssl_context, timeout) as response:
+            with open_pinned(
+                destination, "GET", headers=_HEADERS, ssl_context=ssl_context, timeout=timeout
+            ) as response:
                 if response.status_code in REDIRECT_STATUSES:
                     current = _redirect_target(response, destination)
                     continue

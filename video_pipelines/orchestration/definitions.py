@@ -8,13 +8,19 @@ from video_pipelines.orchestration.assets import VIDEO_ASSET_SPECS
 from video_pipelines.orchestration.job import execute_plan
 from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy, SubmissionStoreResource
 from video_pipelines.orchestration.sensors import submitted_plans
+from video_pipelines.orchestration.webhook_sensors import (
+    webhook_deliveries,
+    webhook_on_canceled,
+    webhook_on_completed,
+    webhook_on_failed,
+)
 
 
 def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         jobs=[execute_plan],
         assets=VIDEO_ASSET_SPECS,
-        sensors=[submitted_plans],
+        sensors=[submitted_plans, webhook_on_completed, webhook_on_failed, webhook_on_canceled, webhook_deliveries],
         resources={
             "artifact_storage": ArtifactStorage(),
             "media_policy": MediaPolicy(),

@@ -157,7 +157,13 @@ def run_plan_node(
             log=lambda message: context.log.info(f"{node.id}: {message}"),
         )
     except TransientError as exc:
-        context.log.warning(f"{node.id}: transient failure, attempt {context.retry_number + 1}: {exc}")
+        attempt = context.retry_number + 1
+        if attempt > MAX_RETRIES:
+            raise dg.Failure(
+                description=f"{node.id} ({node.operation.value}) failed after {attempt} attempts: {exc}",
+                allow_retries=False,
+            ) from exc
+        context.log.warning(f"{node.id}: transient failure, attempt {attempt}: {exc}")
         raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=retry_delay(context.retry_number)) from exc
     except VideoPipelineError as exc:
         raise dg.Failure(description=f"{node.id} ({node.operation.value}) failed: {exc}", allow_retries=False) from exc

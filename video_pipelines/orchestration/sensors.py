@@ -27,8 +27,10 @@ from video_pipelines.orchestration.executions import (
 )
 from video_pipelines.orchestration.job import MAX_LEVELS, execute_plan
 from video_pipelines.orchestration.resources import SubmissionStoreResource
+from video_pipelines.orchestration.webhook_sensors import enqueue_webhook
 from video_pipelines.plan import Plan, parse_plan
 from video_pipelines.submissions import Submission, SubmissionState, SubmissionStore
+from video_pipelines.webhooks import DeliveryOutbox
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +158,12 @@ def poll_submissions(
 )
 def submitted_plans(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
     """Launch plans submitted with `video-pipelines submit` (variants wait for their base)."""
-    tick = poll_submissions(submissions.store(), context.instance)
+    store = submissions.store()
+    tick = poll_submissions(store, context.instance)
     for execution_id, error in tick.rejected.items():
         context.log.warning(f"{execution_id} rejected: {error}")
+        # Rejected before it ran: its webhook says so (sent by webhook_deliveries).
+        enqueue_webhook(context.instance, store, DeliveryOutbox(store), execution_id)
     for execution_id, error in tick.errors.items():
         context.log.error(f"{execution_id} could not be evaluated: {error}")
     if tick.run_requests:

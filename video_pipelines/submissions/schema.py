@@ -29,6 +29,8 @@ from video_pipelines.submissions.errors import SubmissionStoreError
 
 SUBMISSIONS_TABLE = "video_pipelines_submissions"
 VERSION_TABLE = "video_pipelines_schema_version"
+WEBHOOK_DELIVERIES_TABLE = "video_pipelines_webhook_deliveries"
+WEBHOOK_ATTEMPTS_TABLE = "video_pipelines_webhook_attempts"
 # One fixed 64-bit advisory-lock id for this schema, derived from its name so it is unlikely to meet another app's.
 _ADVISORY_LOCK_ID = int.from_bytes(hashlib.sha256(VERSION_TABLE.encode()).digest()[:8], "big", signed=True)
 
@@ -100,7 +102,67 @@ def _create_submissions(connection: sa.Connection) -> None:
     metadata.create_all(connection)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "submissions table", _create_submissions),)
+def _create_webhook_deliveries(connection: sa.Connection) -> None:
+    metadata = sa.MetaData()
+    timestamp = sa.DateTime(timezone=True)
+    deliveries = sa.Table(
+        WEBHOOK_DELIVERIES_TABLE,
+        metadata,
+        sa.Column("webhook_id", sa.Text, primary_key=True),
+        sa.Column("execution_id", sa.Text, nullable=False),
+        sa.Column("event", sa.String(16), nullable=False),
+        sa.Column("url", sa.Text, nullable=False),
+        # The exact JSON bytes sent, as UTF-8 text: signed afresh at each attempt, never changed.
+        sa.Column("body", sa.Text, nullable=False),
+        # Where the secret is found at send time ("submission" or "env:NAME"); never the secret itself.
+        sa.Column("secret_source", sa.Text),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_attempt_at", timestamp, nullable=False),
+        sa.Column("lease_until", timestamp),
+        sa.Column("created_at", timestamp, nullable=False),
+        sa.Column("delivered_at", timestamp),
+        sa.Column("last_error", sa.Text),
+        # One delivery per execution and event, whoever enqueues it and however often.
+        sa.UniqueConstraint("execution_id", "event", name="uq_video_pipelines_webhook_deliveries_execution_event"),
+        sa.CheckConstraint(
+            "event IN ('completed', 'failed', 'canceled')", name="ck_video_pipelines_webhook_deliveries_event"
+        ),
+        sa.CheckConstraint(
+            "state IN ('pending', 'delivered', 'failed')", name="ck_video_pipelines_webhook_deliveries_state"
+        ),
+        sa.CheckConstraint(
+            "secret_source IS NULL OR secret_source = 'submission' OR secret_source LIKE 'env:_%'",
+            name="ck_video_pipelines_webhook_deliveries_secret_source",
+        ),
+    )
+    sa.Index("ix_video_pipelines_webhook_deliveries_due", deliveries.c.state, deliveries.c.next_attempt_at)
+    sa.Table(
+        WEBHOOK_ATTEMPTS_TABLE,
+        metadata,
+        # INTEGER on SQLite, where only that type is an auto-incrementing rowid alias.
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column(
+            "webhook_id",
+            sa.Text,
+            sa.ForeignKey(deliveries.c.webhook_id, name="fk_video_pipelines_webhook_attempts_webhook_id"),
+            nullable=False,
+        ),
+        sa.Column("number", sa.Integer, nullable=False),
+        sa.Column("started_at", timestamp, nullable=False),
+        sa.Column("finished_at", timestamp, nullable=False),
+        sa.Column("status_code", sa.Integer),
+        sa.Column("error", sa.Text),
+        sa.Column("duration_ms", sa.Integer, nullable=False),
+        sa.UniqueConstraint("webhook_id", "number", name="uq_video_pipelines_webhook_attempts_number"),
+    )
+    metadata.create_all(connection)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "submissions table", _create_submissions),
+    Migration(2, "webhook deliveries and attempts", _create_webhook_deliveries),
+)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

@@ -334,6 +334,19 @@ class SubmissionStore:
         """The database URL, with any password masked."""
         return self._url.render_as_string(hide_password=True)
 
+    @property
+    def engine(self) -> sa.Engine:
+        """The store's engine, for the tables that live beside the submissions (the webhook outbox).
+
+        On SQLite, each transaction it begins takes the write lock at once (see `reader`).
+        """
+        return self._engine
+
+    @property
+    def reader(self) -> sa.Engine:
+        """The same engine for read-only work: on SQLite its transactions do not queue behind writers."""
+        return self._reader
+
     def __repr__(self) -> str:
         return f"SubmissionStore({self.url!r})"
 

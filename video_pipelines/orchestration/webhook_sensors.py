@@ -1,0 +1,189 @@
+"""Signed webhooks when an execution ends: run-status sensors enqueue, every tick delivers what is due.
+
+An ended execution gets one delivery record per event (completed, failed or canceled) in
+the outbox; the first attempt is made at once by the run-status sensor, later attempts by
+`webhook_deliveries` on the next ticks once their backoff has passed, so no tick ever sleeps.
+Secrets are looked up at send time (the submission store's encrypted secret, or the
+environment variable a direct run named with `secretEnv`) and never stored elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import dagster as dg
+
+from video_pipelines.errors import VideoPipelineError
+from video_pipelines.net import AllowedHosts
+from video_pipelines.orchestration.executions import EXECUTION_ID_TAG, find_run, plan_of_run
+from video_pipelines.orchestration.job import execute_plan
+from video_pipelines.orchestration.resources import SubmissionStoreResource
+from video_pipelines.orchestration.status import TERMINAL, execution_status
+from video_pipelines.submissions import SubmissionStore
+from video_pipelines.webhooks import (
+    ENV_SOURCE_PREFIX,
+    SUBMISSION_SOURCE,
+    Delivery,
+    DeliveryOutbox,
+    RetrySchedule,
+    deliver_due,
+    encode_payload,
+    payload_for,
+)
+
+
+class WebhookSecretUnavailable(VideoPipelineError):
+    """The secret a webhook is signed with could not be read at send time."""
+
+
+def webhook_target(
+    instance: dg.DagsterInstance, store: SubmissionStore, execution_id: str
+) -> tuple[str, str | None] | None:
+    """(url, secret source) of an execution's webhook, or None when it has none."""
+    submission = store.get(execution_id)
+    record = find_run(instance, execution_id)
+    if record is not None:
+        hook = plan_of_run(record.dagster_run).get("webhook")
+        if not hook:
+            return None
+        if hook.get("secretEnv"):
+            return str(hook["url"]), f"{ENV_SOURCE_PREFIX}{hook['secretEnv']}"
+        has_secret = submission is not None and submission.has_webhook_secret
+        return str(hook["url"]), SUBMISSION_SOURCE if has_secret else None
+    if submission is None or not submission.webhook_url:
+        return None
+    return submission.webhook_url, SUBMISSION_SOURCE if submission.has_webhook_secret else None
+
+
+def enqueue_webhook(
+    instance: dg.DagsterInstance, store: SubmissionStore, outbox: DeliveryOutbox, execution_id: str
+) -> Delivery | None:
+    """Record the webhook of an ended execution (idempotent per execution and event)."""
+    target = webhook_target(instance, store, execution_id)
+    if target is None:
+        return None
+    status = execution_status(instance, store, execution_id)
+    if status["status"] not in TERMINAL:
+        return None
+    url, secret_source = target
+    return outbox.enqueue(
+        execution_id=execution_id,
+        event=status["status"],
+        url=url,
+        body=encode_payload(payload_for(status)),
+        secret_source=secret_source,
+    )
+
+
+def secret_lookup(store: SubmissionStore) -> Callable[[Delivery], str | None]:
+    def secret_for(delivery: Delivery) -> str | None:
+        source = delivery.secret_source
+        if source is None:
+            return None
+        if source == SUBMISSION_SOURCE:
+            return store.webhook_secret(delivery.execution_id)
+        name = source.removeprefix(ENV_SOURCE_PREFIX)
+        value = os.environ.get(name)
+        if not value:
+            raise WebhookSecretUnavailable(
+                f"environment variable {name} (secretEnv) is not set where webhooks are sent"
+            )
+        return value
+
+    return secret_for
+
+
+def deliver(store: SubmissionStore) -> list[str]:
+    """Send every delivery that is due; one line per attempt for the sensor's log."""
+    outbox = DeliveryOutbox(store)
+    sent = deliver_due(
+        outbox,
+        secret_for=secret_lookup(store),
+        allowed=AllowedHosts.from_env(),
+        schedule=RetrySchedule.from_env(),
+    )
+    return [
+        f"{delivery.webhook_id} ({delivery.execution_id}, {delivery.event}): "
+        + (f"HTTP {outcome.status_code}" if outcome.status_code is not None else f"error: {outcome.error}")
+        for delivery, outcome in sent
+    ]
+
+
+def _notify(context: dg.RunStatusSensorContext, store: SubmissionStore) -> None:
+    run = context.dagster_run
+    execution_id = run.tags.get(EXECUTION_ID_TAG, run.run_id)
+    delivery = enqueue_webhook(context.instance, store, DeliveryOutbox(store), execution_id)
+    if delivery is None:
+        context.log.info(f"{execution_id}: no webhook")
+        return
+    for line in deliver(store):
+        context.log.info(line)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[execute_plan],
+    minimum_interval_seconds=1,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def webhook_on_completed(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
+    """POST the signed `completed` webhook with the final video when an execution succeeds."""
+    _notify(context, submissions.store())
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.FAILURE,
+    monitored_jobs=[execute_plan],
+    minimum_interval_seconds=1,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def webhook_on_failed(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
+    """POST the signed `failed` webhook, saying which node failed and why."""
+    _notify(context, submissions.store())
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.CANCELED,
+    monitored_jobs=[execute_plan],
+    minimum_interval_seconds=1,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def webhook_on_canceled(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
+    """POST the signed `canceled` webhook when an execution is canceled."""
+    _notify(context, submissions.store())
+
+
+@dg.sensor(minimum_interval_seconds=1, default_status=dg.DefaultSensorStatus.RUNNING)
+def webhook_deliveries(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SkipReason:
+    """Retry webhook deliveries whose backoff has passed (and send those of rejected submissions)."""
+    lines = deliver(submissions.store())
+    for line in lines:
+        context.log.info(line)
+    return dg.SkipReason(f"{len(lines)} webhook attempt(s) made" if lines else "no webhook delivery is due")
+
+
+def delivery_report(store: SubmissionStore, execution_id: str) -> list[dict[str, object]]:
+    """Every webhook delivery of an execution with every attempt (`video-pipelines deliveries`)."""
+    outbox = DeliveryOutbox(store)
+    return [
+        {
+            "webhookId": delivery.webhook_id,
+            "event": delivery.event,
+            "state": delivery.state.value,
+            "createdAt": delivery.created_at.isoformat(),
+            "deliveredAt": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
+            "nextAttemptAt": delivery.next_attempt_at.isoformat() if delivery.state.value == "pending" else None,
+            "attempts": [
+                {
+                    "number": attempt.number,
+                    "at": attempt.started_at.isoformat(),
+                    "statusCode": attempt.status_code,
+                    "error": attempt.error,
+                    "durationMs": attempt.duration_ms,
+                }
+                for attempt in outbox.attempts(delivery.webhook_id)
+            ],
+        }
+        for delivery in outbox.deliveries(execution_id)
+    ]

@@ -1,0 +1,68 @@
+"""Webhooks (SPEC section 5): the signed POST an execution's end sends, and its delivery record.
+
+- `payload` — `payload_for` builds the body from an execution's status document;
+  `encode_payload` turns it into the exact bytes that are stored and sent.
+- `signing` — `signature_headers` (X-Webhook-Signature and Standard Webhooks'
+  webhook-id / webhook-timestamp / webhook-signature) and `unsigned_headers`.
+- `outbox` — `DeliveryOutbox`: one delivery per execution and event, claims, attempts and
+  the `RetrySchedule` (`VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS`), in the submission store's database.
+- `sender` — `send_once` (one POST through the SSRF guard, no redirects) and `deliver_due`
+  (claim, sign, send and record every delivery that is due).
+- `errors` — `WebhookError` and `WebhookSecretError`.
+
+Plain Python: no Dagster import. The Dagster sensors that enqueue and deliver live in
+`video_pipelines.orchestration`.
+"""
+
+from __future__ import annotations
+
+from video_pipelines.webhooks.errors import WebhookError, WebhookSecretError
+from video_pipelines.webhooks.outbox import (
+    DEFAULT_RETRY_DELAYS,
+    ENV_SOURCE_PREFIX,
+    RETRY_DELAYS_ENV,
+    SUBMISSION_SOURCE,
+    Attempt,
+    Delivery,
+    DeliveryOutbox,
+    DeliveryState,
+    RetrySchedule,
+    webhook_id_for,
+)
+from video_pipelines.webhooks.payload import EVENTS, encode_payload, payload_for
+from video_pipelines.webhooks.sender import (
+    DEFAULT_TIMEOUT,
+    MAX_TIMEOUT,
+    AttemptOutcome,
+    deliver_due,
+    parse_retry_after,
+    send_once,
+)
+from video_pipelines.webhooks.signing import signature_headers, standard_webhooks_key, unsigned_headers
+
+__all__ = [
+    "DEFAULT_RETRY_DELAYS",
+    "DEFAULT_TIMEOUT",
+    "ENV_SOURCE_PREFIX",
+    "EVENTS",
+    "MAX_TIMEOUT",
+    "RETRY_DELAYS_ENV",
+    "SUBMISSION_SOURCE",
+    "Attempt",
+    "AttemptOutcome",
+    "Delivery",
+    "DeliveryOutbox",
+    "DeliveryState",
+    "RetrySchedule",
+    "WebhookError",
+    "WebhookSecretError",
+    "deliver_due",
+    "encode_payload",
+    "parse_retry_after",
+    "payload_for",
+    "send_once",
+    "signature_headers",
+    "standard_webhooks_key",
+    "unsigned_headers",
+    "webhook_id_for",
+]

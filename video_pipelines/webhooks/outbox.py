@@ -1,0 +1,486 @@
+"""The webhook outbox: delivery records that lose nothing and repeat nothing.
+
+An ended execution gets one delivery per event (completed, failed or canceled), in
+`video_pipelines_webhook_deliveries` beside the submissions (same database, same engine; the
+tables come from migration 2 in `submissions.schema`). The record holds the URL, the exact
+body and where to find the secret at send time (`"submission"`: the submission store's
+encrypted secret of the execution; `"env:NAME"`: an environment variable), never the secret.
+Every attempt is a row of `video_pipelines_webhook_attempts`: when, how long, the status
+code or the error.
+
+    pending ──2xx──────────────────────────────> delivered
+       │  ──410 Gone, refused destination (SSRF)──> failed
+       └──other answer, timeout, error: retried per the schedule, then──> failed
+
+Guarantees:
+- `enqueue` is idempotent per (execution, event): the database's unique key decides, also
+  when processes race, and the `webhook-id` (`msg_<execution id>_<event>`) is stable.
+- `claim_due` leases a delivery with a conditional UPDATE (and `FOR UPDATE SKIP LOCKED` on
+  PostgreSQL): two senders never hold the same delivery at once.
+- `record_attempt` inserts the attempt and moves the delivery in one transaction and releases
+  the lease; a delivered (or failed) record is never claimed again.
+- At least once, not more than needed: a sender that dies after the receiver answered but
+  before recording it leaves its lease to expire, and the delivery is sent again with the same
+  `webhook-id`, which is what Standard Webhooks receivers deduplicate on.
+
+Retry schedule
+--------------
+The first attempt is due as soon as the delivery is enqueued. After a failed attempt the next
+one waits (`RetrySchedule`, each delay jittered by +-20% so receivers coming back are not hit
+by every sender at once):
+
+    after attempt   1     2      3       4        5        6
+    wait            5 s   30 s   2 min   10 min   30 min   2 h
+
+that is 7 attempts over about 2 h 45 min; the delivery fails after the 7th. A `Retry-After`
+answer (seconds or an HTTP date) pushes the next attempt out to at least what it asks, capped
+at 1 h. Nobody sleeps through a backoff: a delivery not yet due is left for a later call.
+
+`VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS` replaces the delays: comma-separated seconds, n delays
+for n + 1 attempts (`1,1,1,1`: 5 attempts a second apart, for tests; `0` retries at the next
+call). Unset or empty: the schedule above.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Final
+
+import sqlalchemy as sa
+
+from video_pipelines.net import redact_url
+from video_pipelines.submissions.schema import WEBHOOK_ATTEMPTS_TABLE, WEBHOOK_DELIVERIES_TABLE, migrate
+from video_pipelines.submissions.store import SubmissionStore
+from video_pipelines.webhooks.errors import WebhookError
+from video_pipelines.webhooks.payload import EVENTS
+
+if TYPE_CHECKING:
+    from video_pipelines.webhooks.sender import AttemptOutcome
+
+RETRY_DELAYS_ENV = "VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS"
+DEFAULT_RETRY_DELAYS: Final = (5.0, 30.0, 120.0, 600.0, 1800.0, 7200.0)
+MAX_RETRY_AFTER_SECONDS: Final = 3600.0
+SUBMISSION_SOURCE: Final = "submission"
+ENV_SOURCE_PREFIX: Final = "env:"
+GONE_ERROR: Final = "receiver answered 410 Gone"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RetrySchedule:
+    """The waits between attempts (see the module docstring); `delays[i]` follows attempt i + 1."""
+
+    delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if any(not math.isfinite(delay) or delay < 0 for delay in self.delays):
+            raise WebhookError(f"webhook retry delays must be seconds >= 0, got {self.delays}")
+        if not 0 <= self.jitter < 1:
+            raise WebhookError(f"webhook retry jitter must be a fraction in [0, 1), got {self.jitter}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RetrySchedule:
+        """`$VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS` (comma-separated seconds) when set, else the default."""
+        env = os.environ if environ is None else environ
+        value = (env.get(RETRY_DELAYS_ENV) or "").strip()
+        if not value:
+            return cls()
+        try:
+            delays = tuple(float(part) for part in value.split(","))
+        except ValueError:
+            raise WebhookError(
+                f"{RETRY_DELAYS_ENV} must be comma-separated seconds such as 5,30,120; got {value!r}"
+            ) from None
+        return cls(delays)
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.delays) + 1
+
+    def delay_after(self, attempt: int) -> float | None:
+        """Seconds to wait after failed attempt number `attempt` (from 1), jittered; None after the last."""
+        if attempt < 1:
+            raise ValueError(f"attempts are numbered from 1, got {attempt}")
+        if attempt >= self.max_attempts:
+            return None
+        delay = self.delays[attempt - 1]
+        return delay * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook (an execution's event) and where its delivery stands. Holds no secret."""
+
+    webhook_id: str
+    execution_id: str
+    event: str
+    # A URL may carry a token in its query string: kept out of reprs (see `redacted_url`).
+    url: str = field(repr=False)
+    body: bytes = field(repr=False)
+    secret_source: str | None
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: datetime
+    lease_until: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+    last_error: str | None
+
+    @property
+    def redacted_url(self) -> str:
+        return redact_url(self.url)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One POST of a delivery: when, how long, and the status code or the error."""
+
+    id: int
+    webhook_id: str
+    number: int
+    started_at: datetime
+    finished_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+# The current shape of the tables, for queries (migration 2 in `submissions.schema` creates them).
+_metadata = sa.MetaData()
+_timestamp = sa.DateTime(timezone=True)
+deliveries_table = sa.Table(
+    WEBHOOK_DELIVERIES_TABLE,
+    _metadata,
+    sa.Column("webhook_id", sa.Text, primary_key=True),
+    sa.Column("execution_id", sa.Text, nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("secret_source", sa.Text),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", _timestamp, nullable=False),
+    sa.Column("lease_until", _timestamp),
+    sa.Column("created_at", _timestamp, nullable=False),
+    sa.Column("delivered_at", _timestamp),
+    sa.Column("last_error", sa.Text),
+)
+attempts_table = sa.Table(
+    WEBHOOK_ATTEMPTS_TABLE,
+    _metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("webhook_id", sa.Text, nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("started_at", _timestamp, nullable=False),
+    sa.Column("finished_at", _timestamp, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+)
+_D = deliveries_table.c
+_A = attempts_table.c
+
+
+def webhook_id_for(execution_id: str, event: str) -> str:
+    """The `webhook-id` of an execution's event: the same at every attempt and every enqueue."""
+    return f"msg_{execution_id}_{event}"
+
+
+def _moment(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        raise ValueError("`now` must be timezone-aware (UTC), not a naive datetime")
+    return now.astimezone(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite keeps no offset (only UTC is ever written); PostgreSQL answers in the session's time zone.
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _required_utc(value: datetime) -> datetime:
+    converted = _utc(value)
+    assert converted is not None
+    return converted
+
+
+def _delivery(row: sa.RowMapping) -> Delivery:
+    return Delivery(
+        webhook_id=row["webhook_id"],
+        execution_id=row["execution_id"],
+        event=row["event"],
+        url=row["url"],
+        body=row["body"].encode("utf-8"),
+        secret_source=row["secret_source"],
+        state=DeliveryState(row["state"]),
+        attempts=row["attempts"],
+        next_attempt_at=_required_utc(row["next_attempt_at"]),
+        lease_until=_utc(row["lease_until"]),
+        created_at=_required_utc(row["created_at"]),
+        delivered_at=_utc(row["delivered_at"]),
+        last_error=row["last_error"],
+    )
+
+
+def _attempt(row: sa.RowMapping) -> Attempt:
+    return Attempt(
+        id=row["id"],
+        webhook_id=row["webhook_id"],
+        number=row["number"],
+        started_at=_required_utc(row["started_at"]),
+        finished_at=_required_utc(row["finished_at"]),
+        status_code=row["status_code"],
+        error=row["error"],
+        duration_ms=row["duration_ms"],
+    )
+
+
+def _check_secret_source(source: str | None) -> None:
+    if source is None or source == SUBMISSION_SOURCE:
+        return
+    name = source.removeprefix(ENV_SOURCE_PREFIX)
+    if source.startswith(ENV_SOURCE_PREFIX) and name.strip() and "=" not in name:
+        return
+    # Never echo the value: a caller that got this wrong may have passed the secret itself.
+    raise WebhookError(
+        "secret_source must be None (unsigned), 'submission' or 'env:NAME' (an environment variable name), "
+        "never the secret itself"
+    )
+
+
+def _body_text(body: bytes) -> str:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebhookError("a webhook body must be UTF-8 JSON (see encode_payload)") from None
+    if "\x00" in text:
+        raise WebhookError("a webhook body cannot contain NUL characters (JSON escapes them)")
+    return text
+
+
+def _outcome_text(outcome: AttemptOutcome) -> str:
+    if outcome.error:
+        return outcome.error
+    return f"HTTP {outcome.status_code}" if outcome.status_code is not None else "no answer"
+
+
+def _next(outcome: AttemptOutcome, number: int, schedule: RetrySchedule, now: datetime) -> dict[str, Any]:
+    """How a pending delivery moves after attempt `number` ended with `outcome`."""
+    if outcome.acknowledged:
+        return {"state": DeliveryState.DELIVERED.value, "delivered_at": now, "last_error": None}
+    if outcome.status_code == 410:
+        return {"state": DeliveryState.FAILED.value, "last_error": GONE_ERROR}
+    if outcome.refused:
+        return {"state": DeliveryState.FAILED.value, "last_error": _outcome_text(outcome)}
+    delay = schedule.delay_after(number)
+    if delay is None:
+        return {
+            "state": DeliveryState.FAILED.value,
+            "last_error": f"gave up after {number} attempts; the last: {_outcome_text(outcome)}",
+        }
+    if outcome.retry_after is not None:
+        delay = max(delay, min(outcome.retry_after, MAX_RETRY_AFTER_SECONDS))
+    return {"next_attempt_at": now + timedelta(seconds=delay), "last_error": _outcome_text(outcome)}
+
+
+class DeliveryOutbox:
+    """Webhook deliveries and their attempts, in the submission store's database (see the module docstring).
+
+    Built on a `SubmissionStore` (its engine; the store owns and closes it) or on a SQLAlchemy
+    engine, whose tables are then migrated. Thread-safe; several processes may share a database.
+    """
+
+    def __init__(self, database: SubmissionStore | sa.Engine) -> None:
+        if isinstance(database, SubmissionStore):
+            self._engine, self._reader = database.engine, database.reader
+        else:
+            migrate(database)
+            self._engine = self._reader = database
+
+    def enqueue(
+        self,
+        *,
+        execution_id: str,
+        event: str,
+        url: str,
+        body: bytes,
+        secret_source: str | None,
+        now: datetime | None = None,
+    ) -> Delivery:
+        """Record the webhook of an execution's event, due at once; idempotent.
+
+        When (execution_id, event) is already recorded, that record is returned unchanged,
+        whatever the other arguments, also when processes race.
+        """
+        if event not in EVENTS:
+            raise WebhookError(f"a webhook event is one of {', '.join(EVENTS)}; got {event!r}")
+        if not execution_id or not url:
+            raise WebhookError("a webhook delivery needs an execution id and a URL")
+        _check_secret_source(secret_source)
+        text = _body_text(body)
+        webhook_id = webhook_id_for(execution_id, event)
+        existing = self.get(webhook_id)
+        if existing is not None:
+            return existing
+        at = _moment(now)
+        delivery = Delivery(
+            webhook_id=webhook_id,
+            execution_id=execution_id,
+            event=event,
+            url=url,
+            body=body,
+            secret_source=secret_source,
+            state=DeliveryState.PENDING,
+            attempts=0,
+            next_attempt_at=at,
+            lease_until=None,
+            created_at=at,
+            delivered_at=None,
+            last_error=None,
+        )
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(
+                    deliveries_table.insert().values(
+                        webhook_id=webhook_id,
+                        execution_id=execution_id,
+                        event=event,
+                        url=url,
+                        body=text,
+                        secret_source=secret_source,
+                        state=delivery.state.value,
+                        attempts=0,
+                        next_attempt_at=at,
+                        created_at=at,
+                    )
+                )
+        except sa.exc.IntegrityError:
+            # Another process recorded this event between our read and our insert.
+            existing = self.get(webhook_id)
+            if existing is None:
+                raise
+            return existing
+        return delivery
+
+    def get(self, webhook_id: str) -> Delivery | None:
+        """The delivery `webhook_id`, or None."""
+        with self._reader.connect() as connection:
+            row = connection.execute(sa.select(deliveries_table).where(_D.webhook_id == webhook_id)).mappings().first()
+        return _delivery(row) if row is not None else None
+
+    def claim_due(
+        self,
+        now: datetime | None = None,
+        limit: int = 20,
+        lease_seconds: float = 60.0,
+        *,
+        exclude: Collection[str] = (),
+    ) -> list[Delivery]:
+        """Lease up to `limit` pending deliveries that are due and not leased; oldest due first.
+
+        A leased delivery is claimed by nobody else until `record_attempt` releases it or
+        `lease_seconds` pass (a sender that died). `exclude` skips webhook ids (those already
+        attempted in this round).
+        """
+        if limit <= 0:
+            return []
+        at = _moment(now)
+        due = sa.and_(
+            _D.state == DeliveryState.PENDING.value,
+            _D.next_attempt_at <= at,
+            sa.or_(_D.lease_until.is_(None), _D.lease_until <= at),
+        )
+        if exclude:
+            due = sa.and_(due, _D.webhook_id.not_in(list(exclude)))
+        order = (_D.next_attempt_at, _D.created_at, _D.webhook_id)
+        candidates = sa.select(_D.webhook_id).where(due).order_by(*order).limit(limit).with_for_update(skip_locked=True)
+        lease = {"lease_until": at + timedelta(seconds=lease_seconds)}
+        with self._engine.begin() as connection:
+            claimed = [
+                webhook_id
+                for webhook_id in connection.execute(candidates).scalars().all()
+                # Conditional: of racing claimers, only one finds the delivery still free.
+                if connection.execute(
+                    deliveries_table.update().where(_D.webhook_id == webhook_id, due).values(**lease)
+                ).rowcount
+                == 1
+            ]
+            if not claimed:
+                return []
+            rows = connection.execute(
+                sa.select(deliveries_table).where(_D.webhook_id.in_(claimed)).order_by(*order)
+            ).mappings()
+            return [_delivery(row) for row in rows]
+
+    def record_attempt(
+        self,
+        delivery: Delivery,
+        outcome: AttemptOutcome,
+        *,
+        schedule: RetrySchedule,
+        now: datetime | None = None,
+    ) -> Delivery:
+        """Record one attempt and move the delivery, in one transaction; returns the delivery as it now stands.
+
+        2xx: delivered. 410 Gone or a refused destination: failed. Anything else: retried after
+        the schedule's next delay (at least the answer's Retry-After, capped at 1 h), or failed
+        once the schedule's attempts are spent. A delivery that another sender already
+        delivered or failed keeps its state; the attempt is recorded all the same. The lease
+        is released when it is still the one `delivery` was claimed with.
+        """
+        finished = _moment(now)
+        started = finished - timedelta(milliseconds=outcome.duration_ms)
+        this = _D.webhook_id == delivery.webhook_id
+        with self._engine.begin() as connection:
+            current = connection.execute(sa.select(deliveries_table).where(this).with_for_update()).mappings().first()
+            if current is None:
+                raise WebhookError(f"no webhook delivery {delivery.webhook_id} to record an attempt of")
+            number = int(current["attempts"]) + 1
+            connection.execute(
+                attempts_table.insert().values(
+                    webhook_id=delivery.webhook_id,
+                    number=number,
+                    started_at=started,
+                    finished_at=finished,
+                    status_code=outcome.status_code,
+                    error=outcome.error,
+                    duration_ms=outcome.duration_ms,
+                )
+            )
+            values: dict[str, Any] = {"attempts": number}
+            if _utc(current["lease_until"]) == delivery.lease_until:
+                values["lease_until"] = None
+            if current["state"] == DeliveryState.PENDING.value:
+                values.update(_next(outcome, number, schedule, finished))
+            connection.execute(deliveries_table.update().where(this).values(**values))
+            row = connection.execute(sa.select(deliveries_table).where(this)).mappings().one()
+        return _delivery(row)
+
+    def deliveries(self, execution_id: str) -> list[Delivery]:
+        """Every delivery of an execution, in the order they were enqueued."""
+        query = (
+            sa.select(deliveries_table).where(_D.execution_id == execution_id).order_by(_D.created_at, _D.webhook_id)
+        )
+        with self._reader.connect() as connection:
+            return [_delivery(row) for row in connection.execute(query).mappings()]
+
+    def attempts(self, webhook_id: str) -> list[Attempt]:
+        """Every attempt of a delivery, first to last."""
+        query = sa.select(attempts_table).where(_A.webhook_id == webhook_id).order_by(_A.number, _A.id)
+        with self._reader.connect() as connection:
+            return [_attempt(row) for row in connection.execute(query).mappings()]

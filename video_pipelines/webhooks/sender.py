@@ -1,0 +1,227 @@
+"""Sending webhooks: one attempt (`send_once`), and every delivery that is due (`deliver_due`).
+
+An attempt is one POST of the stored body, through the SSRF guard: the URL is resolved and
+checked first (private, loopback, link-local and metadata addresses are refused unless
+`VIDEO_PIPELINES_ALLOWED_HOSTS` allows them), then the request goes to the checked IP itself
+with the original Host header and SNI (`net.open_pinned`), so DNS cannot answer differently
+in between. Redirects are not followed: a 3xx is a failed attempt, retried like any other,
+since following one would send the signed body somewhere the operator never checked.
+
+Nothing an attempt meets raises: a refusal, a timeout, a connection error or any answer
+becomes an `AttemptOutcome` for the outbox to record. Error texts name the URL without its
+query string or credentials and never contain the secret.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import math
+import os
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import httpx
+
+from video_pipelines.errors import BlockedDestinationError, FetchError
+from video_pipelines.net import AllowedHosts, certificate_error, open_pinned, redact_url, resolve_destination
+from video_pipelines.webhooks.errors import WebhookSecretError
+from video_pipelines.webhooks.outbox import Delivery, DeliveryOutbox, RetrySchedule
+from video_pipelines.webhooks.signing import signature_headers, unsigned_headers
+
+DEFAULT_TIMEOUT: Final = 10.0
+MAX_TIMEOUT: Final = 15.0
+# Longer than any attempt can take (MAX_TIMEOUT), so a live sender never loses its claim.
+LEASE_SECONDS: Final = 60.0
+_USER_AGENT = "video-pipelines"
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """How one attempt ended: the answer's status code, or the error that stopped it."""
+
+    status_code: int | None = None
+    error: str | None = None
+    # Seconds the receiver asked to wait (Retry-After), when it did.
+    retry_after: float | None = None
+    # The destination was refused by the SSRF guard; no request was sent.
+    refused: bool = False
+    duration_ms: int = 0
+
+    @property
+    def acknowledged(self) -> bool:
+        """The receiver answered 2xx: the webhook is delivered."""
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (delay-seconds or an HTTP date); None when absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # HTTP dates are GMT
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+@functools.lru_cache(maxsize=4)
+def _ssl_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    # Loading the CA bundle costs tens of milliseconds: attempts with the same CA settings
+    # (SSL_CERT_FILE / SSL_CERT_DIR, else certifi) share one context.
+    return httpx.create_ssl_context()
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` without the URL's query string, credentials or fragment (they may hold tokens)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return text
+    for part in (parsed.query.decode("ascii", "replace"), parsed.userinfo.decode("ascii", "replace"), parsed.fragment):
+        if part:
+            text = text.replace(part, "<redacted>")
+    return text
+
+
+def _transport_error(exc: httpx.HTTPError, url: str, host: str) -> str:
+    shown = redact_url(url)
+    certificate = certificate_error(exc)
+    if certificate is not None:
+        return f"TLS certificate of {host} not accepted posting to {shown}: {certificate.verify_message or certificate}"
+    return f"{type(exc).__name__} posting to {shown}: {_scrub(str(exc), url) or 'no detail'}"
+
+
+def send_once(
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    allowed: AllowedHosts,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> AttemptOutcome:
+    """POST exactly `body` as `application/json` with `headers` to `url`; never raises for what the network does.
+
+    `timeout` (at most `MAX_TIMEOUT` seconds) bounds the whole exchange: connecting, sending
+    and the answer, however slowly the receiver trickles it. Resolving the host name before it
+    is bounded by the system resolver's own timeouts.
+    """
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    budget = min(timeout, MAX_TIMEOUT)
+    started = time.monotonic()
+
+    def ended(**fields: Any) -> AttemptOutcome:
+        return AttemptOutcome(duration_ms=round((time.monotonic() - started) * 1000), **fields)
+
+    shown = redact_url(url)
+    try:
+        destination = resolve_destination(url, allowed)
+    except BlockedDestinationError as exc:
+        return ended(refused=True, error=str(exc))
+    except FetchError as exc:
+        return ended(error=str(exc))
+    request_headers = httpx.Headers({"User-Agent": _USER_AGENT})
+    request_headers.update(headers)
+    request_headers["Content-Type"] = "application/json"
+    try:
+        with open_pinned(
+            destination,
+            "POST",
+            headers=request_headers,
+            content=body,
+            ssl_context=_ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")),
+            timeout=budget,
+            total_timeout=budget,
+        ) as response:
+            status = response.status_code
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+    except httpx.TimeoutException:
+        return ended(error=f"no answer from {shown} within {budget:g}s")
+    except httpx.HTTPError as exc:
+        return ended(error=_transport_error(exc, url, destination.host))
+    except httpx.InvalidURL as exc:
+        return ended(error=f"cannot build a request for {shown}: {_scrub(str(exc), url)}")
+    if 300 <= status < 400:
+        return ended(
+            status_code=status,
+            retry_after=retry_after,
+            error=f"{shown} answered HTTP {status}, a redirect; webhooks do not follow redirects",
+        )
+    return ended(status_code=status, retry_after=retry_after)
+
+
+def _attempt(
+    delivery: Delivery,
+    secret_for: Callable[[Delivery], str | None],
+    allowed: AllowedHosts,
+    timeout: float,
+) -> AttemptOutcome:
+    """Sign `delivery` for this attempt (a fresh timestamp, its stable id) and send it."""
+    started = time.monotonic()
+
+    def failed(error: str) -> AttemptOutcome:
+        return AttemptOutcome(error=error, duration_ms=round((time.monotonic() - started) * 1000))
+
+    try:
+        secret = secret_for(delivery)
+    except Exception as exc:
+        return failed(f"the webhook secret could not be read ({delivery.secret_source}): {type(exc).__name__}: {exc}")
+    if secret is None and delivery.secret_source is not None:
+        # A webhook recorded as signed never goes out unsigned.
+        return failed(f"the webhook secret could not be read ({delivery.secret_source}): there is none")
+    # The receiver checks the timestamp against its own clock: always the real time.
+    timestamp = int(time.time())
+    try:
+        headers = (
+            signature_headers(delivery.body, secret, webhook_id=delivery.webhook_id, timestamp=timestamp)
+            if secret is not None
+            else unsigned_headers(delivery.webhook_id, timestamp)
+        )
+    except (WebhookSecretError, ValueError) as exc:
+        return failed(f"the webhook cannot be signed: {exc}")
+    return send_once(delivery.url, delivery.body, headers, allowed=allowed, timeout=timeout)
+
+
+def deliver_due(
+    outbox: DeliveryOutbox,
+    *,
+    secret_for: Callable[[Delivery], str | None],
+    allowed: AllowedHosts,
+    schedule: RetrySchedule,
+    now: datetime | None = None,
+    limit: int = 20,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[tuple[Delivery, AttemptOutcome]]:
+    """Make one attempt of each delivery that is due (up to `limit`); returns each as it now stands, with its outcome.
+
+    Deliveries are claimed one at a time, so several senders share the work and each holds a
+    short lease. A delivery is attempted at most once per call; one whose backoff has not
+    passed is left for a later call (nothing sleeps). `now` moves the schedule (claims, next
+    attempts, records); signatures always carry the real time. A secret that cannot be read
+    is a failed attempt, retried per the schedule.
+    """
+    results: list[tuple[Delivery, AttemptOutcome]] = []
+    attempted: set[str] = set()
+    while len(results) < limit:
+        claimed = outbox.claim_due(now=now, limit=1, lease_seconds=LEASE_SECONDS, exclude=attempted)
+        if not claimed:
+            break
+        delivery = claimed[0]
+        attempted.add(delivery.webhook_id)
+        outcome = _attempt(delivery, secret_for, allowed, timeout)
+        results.append((outbox.record_attempt(delivery, outcome, schedule=schedule, now=now), outcome))
+    return results

@@ -1,0 +1,82 @@
+"""Webhook signatures (SPEC section 5), over the exact bytes that are sent.
+
+A signed webhook carries two signatures:
+
+- `X-Webhook-Signature`: the lowercase hex HMAC-SHA256 of the raw body, keyed with the
+  secret's UTF-8 bytes as given (what the seed SDK's `createHmac("sha256", secret)` does).
+- `webhook-signature` with `webhook-id` and `webhook-timestamp` (Standard Webhooks):
+  `v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">`. The key is the
+  secret's UTF-8 bytes, except a secret in Standard Webhooks' own form `whsec_<base64>`,
+  whose key is the base64 it carries. A receiver using the `standardwebhooks` library verifies
+  with `Webhook(secret.encode())`, or `Webhook("whsec_...")` for such a secret.
+
+The Standard Webhooks signature is made by the `standardwebhooks` library itself
+(`Webhook(key_bytes).sign(...)`), so sender and receivers share one implementation. Two
+things are done here because of how that library takes its inputs:
+
+- The key is always given to it as bytes. Given a string, the library base64-decodes it
+  (with or without `whsec_`) and silently drops characters outside the base64 alphabet, so a
+  mistyped `whsec_` secret would sign with some other key; here a `whsec_` secret must be
+  valid base64 (padding optional), else `WebhookSecretError`. When it is, the key is exactly
+  the one `Webhook("whsec_...")` decodes.
+- The library signs text: the body is decoded as UTF-8 and it encodes the signed string back
+  as UTF-8. Strict UTF-8 decoding and encoding are inverse, so the signature covers exactly
+  the bytes sent; a body that is not UTF-8 is refused (JSON always is).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from datetime import UTC, datetime
+
+from standardwebhooks import Webhook
+
+from video_pipelines.webhooks.errors import WebhookSecretError
+
+WHSEC_PREFIX = "whsec_"
+
+
+def standard_webhooks_key(secret: str) -> bytes:
+    """The key of the `webhook-signature`: the secret's UTF-8 bytes, or the base64 after `whsec_`."""
+    if not secret:
+        raise WebhookSecretError("the webhook secret is empty; leave it out to send unsigned webhooks")
+    if not secret.startswith(WHSEC_PREFIX):
+        return secret.encode("utf-8")
+    encoded = secret.removeprefix(WHSEC_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise WebhookSecretError(
+            "the webhook secret starts with whsec_ but what follows is not base64 (A-Z a-z 0-9 + /); "
+            "use the secret exactly as Standard Webhooks generated it, or a secret without that prefix"
+        ) from None
+    if not key:
+        raise WebhookSecretError("the webhook secret whsec_ carries no key; give the whole whsec_<base64> secret")
+    return key
+
+
+def unsigned_headers(webhook_id: str, timestamp: int) -> dict[str, str]:
+    """The headers of a webhook without a secret: its stable id and the time of this attempt."""
+    return {"webhook-id": webhook_id, "webhook-timestamp": str(timestamp)}
+
+
+def signature_headers(body: bytes, secret: str, *, webhook_id: str, timestamp: int) -> dict[str, str]:
+    """`X-Webhook-Signature`, `webhook-id`, `webhook-timestamp` and `webhook-signature` for `body`.
+
+    `timestamp` is unix seconds (receivers reject one far from their clock); `body` must be the
+    exact bytes sent, UTF-8.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"a webhook body must be UTF-8 (invalid byte at offset {exc.start})") from None
+    key = standard_webhooks_key(secret)
+    standard = Webhook(key).sign(webhook_id, datetime.fromtimestamp(timestamp, UTC), text)
+    return {
+        "X-Webhook-Signature": hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest(),
+        **unsigned_headers(webhook_id, timestamp),
+        "webhook-signature": standard,
+    }
