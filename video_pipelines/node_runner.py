@@ -34,7 +34,14 @@ from video_pipelines.plan.params import (
     ReframeParams,
 )
 from video_pipelines.plan.results import VideoResult, aspect_ratio_name
-from video_pipelines.providers import lip_syncer, video_generator
+from video_pipelines.providers import (
+    GenerationRequest,
+    JobLedger,
+    LipSyncRequest,
+    NoLedger,
+    lip_syncer,
+    video_generator,
+)
 from video_pipelines.storage import ArtifactStore
 
 Log = Callable[[str], None]
@@ -74,6 +81,7 @@ def run_node(
     lineage: str,
     env: NodeEnvironment,
     log: Log = _ignore,
+    ledger: JobLedger | None = None,
 ) -> NodeRun:
     """Run `node` on `inputs` (its input videos in dependsOn order) and store the result.
 
@@ -90,7 +98,9 @@ def run_node(
         input_paths = [_local_copy(result, work / f"input{i}.mp4", env) for i, result in enumerate(inputs)]
         out = work / "output.mp4"
         started = time.perf_counter()
-        provider = _run_operation(params, input_paths, out, work, env, lineage, log)
+        provider = _run_operation(
+            params, input_paths, [result.url for result in inputs], out, work, env, lineage, log, ledger or NoLedger()
+        )
         seconds = time.perf_counter() - started
         info = probe(out)
         digest = sha256_file(out)
@@ -122,27 +132,29 @@ def _local_copy(result: VideoResult, dest: Path, env: NodeEnvironment) -> Path:
 def _run_operation(
     params: AnyParams,
     inputs: list[Path],
+    input_urls: list[str],
     out: Path,
     work: Path,
     env: NodeEnvironment,
     lineage: str,
     log: Log,
+    ledger: JobLedger,
 ) -> str | None:
     """Run the operation `params` describes; returns the provider used, if any."""
     if isinstance(params, GenerateVideoParams):
         width, height = dimensions_for(params.aspect_ratio, params.resolution)
         generator = video_generator(params.provider)
         log(f"generating {params.duration}s {width}x{height} with provider {generator.name}")
-        generator.generate(
-            out,
+        request = GenerationRequest(
             prompt=params.prompt,
             duration=params.duration,
             width=width,
             height=height,
+            aspect_ratio=params.aspect_ratio,
             seed=seed_for(params, lineage),
             model=params.model,
-            timeout=env.timeout,
         )
+        generator.generate(request, out, timeout=env.timeout, ledger=ledger)
         return generator.name
     if isinstance(params, MergeParams):
         strategy = merge_videos(
@@ -159,7 +171,10 @@ def _run_operation(
         size = fetch_to_file(params.audio_url, audio, allowed=env.allowed_hosts)
         log(f"fetched {size} bytes of audio")
         syncer = lip_syncer(params.provider)
-        syncer.lip_sync(inputs[0], audio, out, model=params.model, timeout=env.timeout)
+        sync_request = LipSyncRequest(
+            video=inputs[0], video_url=input_urls[0], audio=audio, audio_url=params.audio_url, model=params.model
+        )
+        syncer.lip_sync(sync_request, out, timeout=env.timeout, ledger=ledger)
         return syncer.name
     if isinstance(params, AddSubtitlesParams):
         cues = _cues(params, inputs[0])

@@ -61,6 +61,25 @@ def _execution_id(context: dg.OpExecutionContext) -> str:
     return execution_id
 
 
+PROVIDER_JOB_TAG_PREFIX = "video/provider_job/"
+
+
+class RunTagLedger:
+    """Remembers a node's provider job on its run's tags, so a retried step resumes it (and the UI shows it)."""
+
+    def __init__(self, instance: dg.DagsterInstance, run_id: str, node_id: str) -> None:
+        self._instance = instance
+        self._run_id = run_id
+        self._key = PROVIDER_JOB_TAG_PREFIX + node_id
+
+    def recall(self) -> str | None:
+        run = self._instance.get_run_by_id(self._run_id)
+        return run.tags.get(self._key) if run is not None else None
+
+    def remember(self, job_id: str) -> None:
+        self._instance.add_run_tags(self._run_id, {self._key: job_id})
+
+
 def _invalid(description: str) -> dg.Failure:
     return dg.Failure(description=description, allow_retries=False)
 
@@ -155,6 +174,7 @@ def run_plan_node(
             lineage=task.lineage,
             env=env,
             log=lambda message: context.log.info(f"{node.id}: {message}"),
+            ledger=RunTagLedger(context.instance, context.run_id, node.id),
         )
     except TransientError as exc:
         attempt = context.retry_number + 1

@@ -10,7 +10,9 @@ environment variable a direct run named with `secretEnv`) and never stored elsew
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -154,10 +156,71 @@ def webhook_on_canceled(context: dg.RunStatusSensorContext, submissions: Submiss
     _notify(context, submissions.store())
 
 
+# Like the plan sensor, the delivery sensor long-polls: the daemon evaluates sensors every
+# 5 s at best, so a run-status sensor alone answers 2.5 s after a run ends on average. Within
+# one evaluation this sensor looks every POLL_INTERVAL_SECONDS for runs that ended in the last
+# RECENT_SECONDS without a delivery record, and for due retries; the run-status sensors stay
+# as the guarantee (enqueueing is idempotent per execution and event).
+LONG_POLL_SECONDS = 4.0
+POLL_INTERVAL_SECONDS = 0.2
+RECENT_SECONDS = 120.0
+_ENDED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+_handled_runs: dict[str, float] = {}  # run id -> when; runs this process already enqueued or found without webhook
+_last_checked: list[float] = []  # when enqueue_recently_ended last looked, in this process
+# Each look re-reads runs updated since the previous look minus this margin (commits land late).
+OVERLAP_SECONDS = 5.0
+
+
+def enqueue_recently_ended(instance: dg.DagsterInstance, store: SubmissionStore, outbox: DeliveryOutbox) -> int:
+    """Enqueue the webhooks of execute_plan runs that ended lately and have no delivery record yet."""
+    now = time.time()
+    for run_id, seen in list(_handled_runs.items()):
+        if now - seen > 2 * RECENT_SECONDS:
+            del _handled_runs[run_id]
+    since = max(now - RECENT_SECONDS, _last_checked[-1] - OVERLAP_SECONDS) if _last_checked else now - RECENT_SECONDS
+    _last_checked[:] = [now]
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(
+            job_name=execute_plan.name,
+            statuses=_ENDED,
+            updated_after=datetime.fromtimestamp(since, tz=UTC),
+        ),
+        limit=100,
+    )
+    enqueued = 0
+    for record in records:
+        run = record.dagster_run
+        if run.run_id in _handled_runs:
+            continue
+        execution_id = run.tags.get(EXECUTION_ID_TAG, run.run_id)
+        if not outbox.deliveries(execution_id) and enqueue_webhook(instance, store, outbox, execution_id):
+            enqueued += 1
+        _handled_runs[run.run_id] = now
+    return enqueued
+
+
+def poll_deliveries(
+    store: SubmissionStore,
+    instance: dg.DagsterInstance,
+    *,
+    wait_seconds: float = LONG_POLL_SECONDS,
+    interval: float = POLL_INTERVAL_SECONDS,
+) -> list[str]:
+    """Enqueue and send what is due, looking again until something was sent or `wait_seconds` pass."""
+    deadline = time.monotonic() + wait_seconds
+    outbox = DeliveryOutbox(store)
+    while True:
+        enqueue_recently_ended(instance, store, outbox)
+        lines = deliver(store)
+        if lines or time.monotonic() + interval > deadline:
+            return lines
+        time.sleep(interval)
+
+
 @dg.sensor(minimum_interval_seconds=1, default_status=dg.DefaultSensorStatus.RUNNING)
 def webhook_deliveries(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SkipReason:
-    """Retry webhook deliveries whose backoff has passed (and send those of rejected submissions)."""
-    lines = deliver(submissions.store())
+    """Send webhooks as soon as executions end, and retry deliveries whose backoff has passed."""
+    lines = poll_deliveries(submissions.store(), context.instance)
     for line in lines:
         context.log.info(line)
     return dg.SkipReason(f"{len(lines)} webhook attempt(s) made" if lines else "no webhook delivery is due")

@@ -2,41 +2,35 @@
 
 A provider is chosen per node by its `provider` param. `local` renders real media with
 FFmpeg and needs nothing; remote providers (Replicate, fal, Google Vertex) are adapters
-behind the same two protocols.
+behind the same two protocols (`base.py`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 from video_pipelines.errors import ProviderError
 from video_pipelines.operations.video import generate_clip, replace_audio
+from video_pipelines.providers.base import (
+    GenerationRequest,
+    JobLedger,
+    LipSyncer,
+    LipSyncRequest,
+    NoLedger,
+    VideoGenerator,
+)
 
-
-class VideoGenerator(Protocol):
-    name: str
-
-    def generate(
-        self,
-        out: Path,
-        *,
-        prompt: str,
-        duration: float,
-        width: int,
-        height: int,
-        seed: int,
-        model: str | None,
-        timeout: float | None,
-    ) -> None:
-        """Write a clip of `duration` seconds at `width`x`height` to `out`."""
-
-
-class LipSyncer(Protocol):
-    name: str
-
-    def lip_sync(self, video: Path, audio: Path, out: Path, *, model: str | None, timeout: float | None) -> None:
-        """Write `video` with its speech synchronised to `audio` to `out`."""
+__all__ = [
+    "GenerationRequest",
+    "JobLedger",
+    "LipSyncRequest",
+    "LipSyncer",
+    "LocalProvider",
+    "NoLedger",
+    "VideoGenerator",
+    "lip_syncer",
+    "video_generator",
+]
 
 
 class LocalProvider:
@@ -44,22 +38,19 @@ class LocalProvider:
 
     name = "local"
 
-    def generate(
-        self,
-        out: Path,
-        *,
-        prompt: str,
-        duration: float,
-        width: int,
-        height: int,
-        seed: int,
-        model: str | None,
-        timeout: float | None,
-    ) -> None:
-        generate_clip(out, prompt=prompt, duration=duration, width=width, height=height, seed=seed, timeout=timeout)
+    def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
+        generate_clip(
+            out,
+            prompt=request.prompt,
+            duration=request.duration,
+            width=request.width,
+            height=request.height,
+            seed=request.seed,
+            timeout=timeout,
+        )
 
-    def lip_sync(self, video: Path, audio: Path, out: Path, *, model: str | None, timeout: float | None) -> None:
-        replace_audio(video, audio, out, timeout=timeout)
+    def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
+        replace_audio(request.video, request.audio, out, timeout=timeout)
 
 
 REMOTE_PROVIDERS = {

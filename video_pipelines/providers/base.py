@@ -1,0 +1,67 @@
+"""The contract every generation / lip-sync provider implements.
+
+A remote provider job costs money, so a node must never pay twice for one result: before
+it waits on a job, an adapter tells the `JobLedger` the job's id; a retried step asks the
+ledger first and resumes polling that job instead of starting another. When the step is
+interrupted (a cancel), the adapter cancels the provider job before re-raising.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+class JobLedger(Protocol):
+    """Where a node remembers the provider job it started (the Dagster shell keeps it on the run)."""
+
+    def recall(self) -> str | None:
+        """The job id remembered for this node, if any."""
+
+    def remember(self, job_id: str) -> None:
+        """Remember `job_id` for this node, before waiting on it."""
+
+
+class NoLedger:
+    """A ledger that remembers nothing (plain calls, tests of other parts)."""
+
+    def recall(self) -> str | None:
+        return None
+
+    def remember(self, job_id: str) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    duration: float
+    width: int
+    height: int
+    aspect_ratio: str  # "16:9", "9:16", "1:1", "4:5"
+    seed: int
+    model: str | None
+
+
+@dataclass(frozen=True)
+class LipSyncRequest:
+    video: Path  # the input video as a local file
+    video_url: str  # where it is stored (http(s) when the store is S3; file:// for a local store)
+    audio: Path  # the voice track, already fetched
+    audio_url: str  # the voice track's http(s) URL as the plan gave it
+    model: str | None
+
+
+class VideoGenerator(Protocol):
+    name: str
+
+    def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
+        """Write the generated clip to `out` (an MP4 the caller probes)."""
+
+
+class LipSyncer(Protocol):
+    name: str
+
+    def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
+        """Write `request.video` lip-synced to `request.audio` to `out`."""
