@@ -155,3 +155,13 @@ def s3_bucket(s3_endpoint: str, aws_env: None) -> str:
     name = f"vp-test-{uuid.uuid4().hex[:12]}"
     boto3.session.Session().client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The bytes of a real 1 s 160x90 MP4, as a remote provider would serve them."""
+    from video_pipelines.operations import generate_clip
+
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    generate_clip(path, prompt="served", width=160, height=90, duration=1, seed=1)
+    return path.read_bytes()

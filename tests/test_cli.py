@@ -39,7 +39,21 @@ def test_validate_prints_the_execution_order() -> None:
         "level": 1,
         "dependsOn": ["job1", "job2", "job3"],
         "action": "run",
+        "reason": None,
+        "reusedFrom": None,
+        "estimatedCost": 0.0,
     }
+    assert report["estimatedCost"] == 0.0 and report["costUnknown"] is False
+
+
+def test_validate_estimates_remote_costs() -> None:
+    plan = {
+        "jobs": [
+            {"id": "g", "type": "generateVideo", "params": {"prompt": "x", "duration": 8, "provider": "google-cloud"}}
+        ]
+    }
+    report = json.loads(cli("validate", "--json", "-", stdin=json.dumps(plan)).stdout)
+    assert report["estimatedCost"] == 4.0  # veo-2.0 at the default $0.50/s
 
 
 def test_validate_a_dependent_plan_against_a_base() -> None:

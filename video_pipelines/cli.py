@@ -16,6 +16,8 @@ from typing import Any
 
 from video_pipelines.errors import PlanValidationError, VideoPipelineError
 from video_pipelines.plan import Plan, execution_order, levels, load_plan_json, parse_plan
+from video_pipelines.plan.params import parse_params
+from video_pipelines.plan.reuse import ResolvedPlan, resolve
 
 EXIT_INVALID = 2
 
@@ -39,36 +41,83 @@ def _validate(args: argparse.Namespace) -> int:
     if args.base_execution_id:
         data = {**data, "baseExecutionId": args.base_execution_id}
     plan = parse_plan(data, max_depth=MAX_LEVELS)
-    report = validation_report(plan)
+    report = validation_report(plan, _resolve_against_base(plan))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(f"plan is valid: {len(plan.nodes)} job(s) in {report['levels']} level(s), in execution order:")
     for entry in report["nodes"]:
         inputs = f" <- {', '.join(entry['dependsOn'])}" if entry["dependsOn"] else ""
-        print(f"  {entry['id']:<16} {entry['operation']:<13} level {entry['level']}  {entry['action']}{inputs}")
+        cost = "cost unknown" if entry["estimatedCost"] is None else f"~${entry['estimatedCost']:.4f}"
+        reason = f" ({entry['reason']})" if entry["reason"] else ""
+        where = f"{entry['id']:<16} {entry['operation']:<13} level {entry['level']}"
+        print(f"  {where}  {entry['action']:<6} {cost}{inputs}{reason}")
     if plan.base_execution_id:
-        print(f"base execution: {plan.base_execution_id}")
+        print(f"base execution: {plan.base_execution_id}" + (f" ({report['baseNote']})" if report["baseNote"] else ""))
+    print(
+        f"estimated cost of what would run: ${report['estimatedCost']:.4f}"
+        + (" + unknown" if report["costUnknown"] else "")
+    )
     return 0
 
 
-def validation_report(plan: Plan) -> dict[str, Any]:
-    """What would run, node by node, in execution order."""
+def _resolve_against_base(plan: Plan) -> tuple[ResolvedPlan | None, str | None]:
+    """The plan resolved against its base when the base can be read here, else why not."""
+    if not plan.base_execution_id:
+        return resolve(plan), None
+    from video_pipelines import client
+    from video_pipelines.orchestration.executions import BaseNotReady, BaseUnusable, load_base
+
+    try:
+        with client.deployment() as target:
+            base = load_base(target.instance, plan.base_execution_id)
+    except (BaseNotReady, BaseUnusable) as exc:
+        return None, str(exc)
+    parse_plan(plan.to_wire(), external_nodes=set(base.nodes))
+    return resolve(plan, base), None
+
+
+def validation_report(plan: Plan, resolution: tuple[ResolvedPlan | None, str | None]) -> dict[str, Any]:
+    """What would run and what would be reused, node by node in execution order, with estimated costs."""
+    from video_pipelines.plan.refs import with_samples
+    from video_pipelines.providers.pricing import PricingTable
+
+    resolved, base_note = resolution
+    pricing = PricingTable.from_env()
     level = levels(plan)
-    return {
-        "valid": True,
-        "levels": max(level.values()) + 1,
-        "baseExecutionId": plan.base_execution_id,
-        "nodes": [
+    nodes = []
+    total, unknown = 0.0, False
+    for node in execution_order(plan):
+        decision = resolved.decisions[node.id] if resolved else None
+        action = decision.action.value if decision else "run"
+        cost: float | None = 0.0
+        if action == "run":
+            estimate = pricing.estimate(parse_params(node.operation, with_samples(node.params)))
+            cost = estimate.usd if estimate is not None and estimate.known else None
+            if cost is None and node.operation.value in ("generateVideo", "lipSync"):
+                unknown = True
+            cost = cost if cost is not None or node.operation.value in ("generateVideo", "lipSync") else 0.0
+            total += cost or 0.0
+        nodes.append(
             {
                 "id": node.id,
                 "operation": node.operation.value,
                 "level": level[node.id],
                 "dependsOn": list(node.depends_on),
-                "action": "run",
+                "action": action,
+                "reason": decision.reason if decision and decision.reason != "new" else None,
+                "reusedFrom": decision.reused_from if decision else None,
+                "estimatedCost": cost,
             }
-            for node in execution_order(plan)
-        ],
+        )
+    return {
+        "valid": True,
+        "levels": max(level.values()) + 1,
+        "baseExecutionId": plan.base_execution_id,
+        "baseNote": base_note,
+        "estimatedCost": round(total, 4),
+        "costUnknown": unknown,
+        "nodes": nodes,
     }
 
 

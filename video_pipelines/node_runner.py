@@ -42,6 +42,7 @@ from video_pipelines.providers import (
     lip_syncer,
     video_generator,
 )
+from video_pipelines.providers.pricing import DEFAULT_MODELS, PricingTable
 from video_pipelines.storage import ArtifactStore
 
 Log = Callable[[str], None]
@@ -59,6 +60,7 @@ class NodeEnvironment:
     allowed_hosts: AllowedHosts = field(default_factory=AllowedHosts.from_env)
     timeout: float | None = 1800.0
     workdir: Path | None = None
+    pricing: PricingTable = field(default_factory=PricingTable.from_env)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class NodeRun:
     result: VideoResult
     provider: str | None
     seconds: float
+    cost_usd: float = 0.0
+    model: str | None = None
 
 
 def seed_for(params: GenerateVideoParams, lineage: str) -> int:
@@ -114,7 +118,16 @@ def run_node(
         size_bytes=info.size_bytes,
         sha256=digest,
     )
-    return NodeRun(result=result, provider=provider, seconds=round(seconds, 3))
+    model = _model_used(params, provider)
+    cost = env.pricing.cost(provider, model, result.duration) if provider else 0.0
+    return NodeRun(result=result, provider=provider, seconds=round(seconds, 3), cost_usd=cost, model=model)
+
+
+def _model_used(params: AnyParams, provider: str | None) -> str | None:
+    if provider is None or provider == "local" or not isinstance(params, GenerateVideoParams | LipSyncParams):
+        return None
+    operation = "generateVideo" if isinstance(params, GenerateVideoParams) else "lipSync"
+    return params.model or DEFAULT_MODELS.get((operation, provider))
 
 
 def _local_copy(result: VideoResult, dest: Path, env: NodeEnvironment) -> Path:
@@ -143,7 +156,7 @@ def _run_operation(
     """Run the operation `params` describes; returns the provider used, if any."""
     if isinstance(params, GenerateVideoParams):
         width, height = dimensions_for(params.aspect_ratio, params.resolution)
-        generator = video_generator(params.provider)
+        generator = video_generator(params.provider, allowed=env.allowed_hosts)
         log(f"generating {params.duration}s {width}x{height} with provider {generator.name}")
         request = GenerationRequest(
             prompt=params.prompt,
@@ -170,7 +183,7 @@ def _run_operation(
         audio = work / "audio"
         size = fetch_to_file(params.audio_url, audio, allowed=env.allowed_hosts)
         log(f"fetched {size} bytes of audio")
-        syncer = lip_syncer(params.provider)
+        syncer = lip_syncer(params.provider, allowed=env.allowed_hosts)
         sync_request = LipSyncRequest(
             video=inputs[0], video_url=input_urls[0], audio=audio, audio_url=params.audio_url, model=params.model
         )

@@ -197,6 +197,8 @@ def run_plan_node(
             status="completed",
             provider=run.provider,
             seconds=run.seconds,
+            cost_usd=run.cost_usd,
+            model=run.model,
         )
     )
     context.log.info(f"{node.id}: {result.duration}s {result.width}x{result.height} -> {result.url}")
@@ -213,6 +215,8 @@ def _materialization(
     provider: str | None = None,
     seconds: float = 0.0,
     reused_from: str | None = None,
+    cost_usd: float = 0.0,
+    model: str | None = None,
 ) -> dg.AssetMaterialization:
     """The record of one node's video: what the catalog shows and what status and variants read."""
     return dg.AssetMaterialization(
@@ -226,6 +230,8 @@ def _materialization(
             "reused_from": reused_from or "",
             "lineage": lineage,
             "provider": provider or "",
+            "model": model or "",
+            "cost_usd": float(cost_usd),
             "work_seconds": float(seconds),
             "url": dg.MetadataValue.url(result.url),
             "duration": float(result.duration),

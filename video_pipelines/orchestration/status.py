@@ -76,7 +76,8 @@ def _run_status(instance: dg.DagsterInstance, execution_id: str, run: dg.Dagster
     for node in plan.nodes:
         record = records.get(node.id)
         if record is not None:
-            jobs[node.id] = _job(record.status, record.result.to_wire(), record.reused_from)
+            cost = 0.0 if record.status == "reused" else float(record.metadata.get("cost_usd", 0.0))
+            jobs[node.id] = _job(record.status, record.result.to_wire(), record.reused_from, cost)
         elif step_status.get(node.id) == "running" and status == "processing":
             jobs[node.id] = _job("running")
         elif step_status.get(node.id) == "failed":
@@ -93,8 +94,11 @@ def _run_status(instance: dg.DagsterInstance, execution_id: str, run: dg.Dagster
     return _document(execution_id=execution_id, status=status, jobs=jobs, result=result, error=error, run_id=run.run_id)
 
 
-def _job(status: str, result: dict[str, Any] | None = None, reused_from: str | None = None) -> dict[str, Any]:
-    return {"status": status, "result": result, "reusedFrom": reused_from}
+def _job(
+    status: str, result: dict[str, Any] | None = None, reused_from: str | None = None, cost: float = 0.0
+) -> dict[str, Any]:
+    # Cost in USD of the provider work this node did in this execution (a reused node costs nothing).
+    return {"status": status, "result": result, "reusedFrom": reused_from, "cost": round(cost, 4)}
 
 
 def _document(
@@ -122,6 +126,7 @@ def _document(
         "result": result,
         "error": error,
         "runId": run_id,
+        "cost": round(sum(job["cost"] for job in jobs.values()), 4),
         "jobs": dict(jobs),
     }
 

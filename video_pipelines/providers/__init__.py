@@ -7,9 +7,11 @@ behind the same two protocols (`base.py`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from video_pipelines.errors import ProviderError
+from video_pipelines.net import AllowedHosts
 from video_pipelines.operations.video import generate_clip, replace_audio
 from video_pipelines.providers.base import (
     GenerationRequest,
@@ -60,25 +62,58 @@ REMOTE_PROVIDERS = {
 }
 
 
-def _not_configured(name: str) -> ProviderError:
-    credential = REMOTE_PROVIDERS.get(name)
-    if credential is None:
-        return ProviderError(f"unknown provider '{name}' (expected local, {', '.join(REMOTE_PROVIDERS)})")
-    return ProviderError(
-        f"provider '{name}' is not configured in this deployment (it needs {credential}); "
-        "use provider 'local' or configure the provider"
-    )
+def _credential(name: str) -> str:
+    variable = REMOTE_PROVIDERS.get(name)
+    if variable is None:
+        raise ProviderError(f"unknown provider '{name}' (expected local, {', '.join(REMOTE_PROVIDERS)})")
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        raise ProviderError(
+            f"provider '{name}' is not configured in this deployment: set {variable} where runs execute, "
+            "or use provider 'local'"
+        )
+    return value
 
 
-def video_generator(name: str) -> VideoGenerator:
+def _remote(name: str, allowed: AllowedHosts) -> VideoGenerator | LipSyncer:
+    # Credentials and endpoints are read when a node runs (never at import, never into run config),
+    # so a deployment can add a provider by setting its variables.
+    if name == "replicate":
+        from video_pipelines.providers.replicate import DEFAULT_BASE_URL, ReplicateProvider
+
+        base_url = os.environ.get("REPLICATE_API_BASE_URL") or DEFAULT_BASE_URL
+        return ReplicateProvider(_credential(name), base_url=base_url, allowed=allowed)
+    if name == "fal":
+        from video_pipelines.providers.fal import DEFAULT_BASE_URL as FAL_BASE_URL
+        from video_pipelines.providers.fal import FalProvider
+
+        return FalProvider(
+            _credential(name), base_url=os.environ.get("FAL_QUEUE_BASE_URL") or FAL_BASE_URL, allowed=allowed
+        )
+    if name == "google-cloud":
+        from video_pipelines.providers.vertex import VertexVeoProvider
+
+        _credential(name)
+        return VertexVeoProvider.from_env(allowed)
+    _credential(name)  # raises: unknown provider
+    raise AssertionError(name)
+
+
+def video_generator(name: str, *, allowed: AllowedHosts | None = None) -> VideoGenerator:
     """The generation provider called `name`; ProviderError when it is not configured."""
     if name == "local":
         return LocalProvider()
-    raise _not_configured(name)
+    provider = _remote(name, allowed or AllowedHosts.from_env())
+    if not hasattr(provider, "generate"):
+        raise ProviderError(f"provider '{name}' does not generate videos")
+    return provider  # type: ignore[return-value]
 
 
-def lip_syncer(name: str) -> LipSyncer:
+def lip_syncer(name: str, *, allowed: AllowedHosts | None = None) -> LipSyncer:
     """The lip-sync provider called `name`; ProviderError when it is not configured."""
     if name == "local":
         return LocalProvider()
-    raise _not_configured(name)
+    provider = _remote(name, allowed or AllowedHosts.from_env())
+    if not hasattr(provider, "lip_sync"):
+        raise ProviderError(f"provider '{name}' does not lip-sync (use replicate, fal or local)")
+    return provider  # type: ignore[return-value]

@@ -47,7 +47,7 @@ def payload_for(status: Mapping[str, Any]) -> dict[str, Any]:
             f"execution {execution_id} is {state!r}; a webhook is sent only once it is completed, failed or canceled"
         )
     completed = state == "completed"
-    return {
+    payload = {
         "executionId": execution_id,
         "status": state,
         "video": _video(execution_id, status.get("result")) if completed else None,
@@ -55,6 +55,14 @@ def payload_for(status: Mapping[str, Any]) -> dict[str, Any]:
         "completedJobs": int(status.get("completedJobs") or 0),
         "totalJobs": int(status.get("totalJobs") or 0),
     }
+    if "cost" in status:
+        # What the providers charged for this execution, in USD (reused nodes cost nothing).
+        jobs = status.get("jobs") or {}
+        payload["cost"] = {
+            "totalUsd": status["cost"],
+            "jobs": {node_id: job.get("cost", 0.0) for node_id, job in jobs.items()},
+        }
+    return payload
 
 
 def encode_payload(payload: Mapping[str, Any]) -> bytes:

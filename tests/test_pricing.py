@@ -1,0 +1,171 @@
+"""The pricing table: defaults, file overrides (JSON and YAML), fallbacks, rounding and estimates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from video_pipelines.errors import VideoPipelineError
+from video_pipelines.plan.params import (
+    GenerateVideoParams,
+    LipSyncParams,
+    MergeParams,
+    ReframeParams,
+)
+from video_pipelines.providers import vertex
+from video_pipelines.providers.pricing import (
+    DEFAULT_MODELS,
+    PRICING_FILE_ENV,
+    Cost,
+    Price,
+    PricingTable,
+)
+
+
+def test_defaults_price_the_default_models() -> None:
+    table = PricingTable()
+    assert table.cost("google-cloud", "veo-2.0-generate-001", 8) == 4.0
+    assert table.cost("replicate", "minimax/video-01", 6) == 0.5  # per call: the length does not matter
+    assert table.is_priced("fal", DEFAULT_MODELS[("generateVideo", "fal")])
+    assert DEFAULT_MODELS[("generateVideo", "google-cloud")] == vertex.DEFAULT_MODEL
+    for (_operation, provider), model in DEFAULT_MODELS.items():
+        assert table.is_priced(provider, model), (provider, model)
+
+
+def test_local_costs_nothing_and_is_known() -> None:
+    table = PricingTable()
+    assert table.quote("local", None, 30) == Cost("local", None, 0.0, known=True, output_seconds=30)
+    assert table.cost("local", "anything", 12.5) == 0.0
+
+
+def test_unpriced_models_cost_zero_and_say_so() -> None:
+    table = PricingTable()
+    quote = table.quote("replicate", "someone/new-model", 5)
+    assert (quote.usd, quote.known) == (0.0, False)
+    assert not table.is_priced("replicate", "someone/new-model")
+    assert not table.is_priced("acme-video", None)
+    assert table.cost("acme-video", "x", 5) == 0.0
+
+
+def test_a_json_file_overrides_and_extends_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "pricing.json"
+    path.write_text(
+        json.dumps(
+            {
+                "google-cloud": {"veo-2.0-generate-001": {"per_call": 1.25}},
+                "replicate": {"*": {"per_second": 0.1}},
+            }
+        )
+    )
+    table = PricingTable.from_env({PRICING_FILE_ENV: str(path)})
+    # The file's entry replaces the default one whole: per_call now, no per_second.
+    assert table.price("google-cloud", "veo-2.0-generate-001") == Price(per_call=1.25)
+    assert table.cost("google-cloud", "veo-2.0-generate-001", 8) == 1.25
+    # Other defaults stay.
+    assert table.cost("google-cloud", "veo-3.0-generate-001", 10) == 4.0
+    assert table.cost("replicate", "minimax/video-01", 6) == 0.5
+    # "*" is the provider's fallback for models the table does not name.
+    assert table.quote("replicate", "someone/new-model", 7) == Cost(
+        "replicate", "someone/new-model", 0.7, known=True, output_seconds=7
+    )
+    assert table.cost("replicate", None, 3) == 0.3
+
+
+def test_a_yaml_file_overrides_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "pricing.yaml"
+    path.write_text(
+        "fal:\n"
+        "  fal-ai/kling-video/v1.6/standard/text-to-video:\n"
+        "    per_second: 0.07\n"
+        "  '*':\n"
+        "    per_call: 0.2\n"
+        "    per_second: 0.01\n"
+        "local:\n"
+        "  '*': {per_second: 0.001}\n"
+    )
+    table = PricingTable.from_file(path)
+    assert table.cost("fal", "fal-ai/kling-video/v1.6/standard/text-to-video", 10) == 0.7
+    assert table.cost("fal", "fal-ai/other", 10) == 0.3  # per call + per second, added
+    assert table.cost("local", None, 10) == 0.01
+
+
+def test_without_the_variable_the_defaults_apply() -> None:
+    assert PricingTable.from_env({}).prices == PricingTable().prices
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "problem"),
+    [
+        ("{not json", ".json", "not valid .json"),
+        ("[1, 2]", ".json", "expected a mapping"),
+        ('{"fal": {"m": {"per_minute": 1}}}', ".json", r"fal\.m: unknown key\(s\) per_minute"),
+        ('{"fal": {"m": {"per_call": -1}}}', ".json", r"fal\.m\.per_call must be a non-negative number"),
+        ('{"fal": {"m": {"per_call": "cheap"}}}', ".json", r"fal\.m\.per_call must be a non-negative number"),
+        ("fal: [1]", ".yml", "'fal' must map model names"),
+    ],
+)
+def test_bad_pricing_files_name_the_entry(tmp_path: Path, content: str, suffix: str, problem: str) -> None:
+    path = tmp_path / f"pricing{suffix}"
+    path.write_text(content)
+    with pytest.raises(VideoPipelineError, match=problem):
+        PricingTable.from_file(path)
+
+
+def test_a_missing_pricing_file_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(VideoPipelineError, match=PRICING_FILE_ENV):
+        PricingTable.from_env({PRICING_FILE_ENV: str(tmp_path / "nope.json")})
+
+
+def test_costs_are_rounded_to_four_decimals() -> None:
+    table = PricingTable(
+        {"p": {"a": Price(per_second=0.00005), "b": Price(per_second=0.0117), "c": Price(per_call=1 / 3)}}
+    )
+    assert table.cost("p", "a", 1) == 0.0001  # half up, as written
+    assert table.cost("p", "a", 0.9) == 0.0
+    assert table.cost("p", "b", 7.3) == 0.0854  # 0.08541
+    assert table.cost("p", "c", 0) == 0.3333
+    with pytest.raises(ValueError, match="non-negative"):
+        table.cost("p", "b", -1)
+
+
+def test_estimate_a_generation_from_its_duration() -> None:
+    table = PricingTable()
+    node = GenerateVideoParams.model_validate({"prompt": "x", "duration": 6, "provider": "google-cloud"})
+    assert table.estimate(node) == Cost("google-cloud", "veo-2.0-generate-001", 3.0, known=True, output_seconds=6)
+    named = GenerateVideoParams.model_validate(
+        {"prompt": "x", "provider": "google-cloud", "model": "veo-3.0-fast-generate-001"}
+    )
+    assert table.estimate(named) == Cost(
+        "google-cloud", "veo-3.0-fast-generate-001", 0.75, known=True, output_seconds=5
+    )
+    local = GenerateVideoParams.model_validate({"prompt": "x", "duration": 60})
+    assert table.estimate(local) == Cost("local", None, 0.0, known=True, output_seconds=60)
+
+
+def test_estimate_a_lip_sync_from_its_input_duration() -> None:
+    table = PricingTable()
+    node = LipSyncParams.model_validate({"audioUrl": "https://example.com/voice.mp3", "provider": "fal"})
+    assert table.estimate(node, input_seconds=10) == Cost(
+        "fal", "fal-ai/sync-lipsync", 0.117, known=True, output_seconds=10
+    )
+    # Priced per second, input length unknown: nothing honest to say yet.
+    assert table.estimate(node) is None
+
+    per_call = PricingTable({"replicate": {"*": Price(per_call=0.4)}})
+    replicate = LipSyncParams.model_validate({"audioUrl": "https://example.com/v.mp3", "provider": "replicate"})
+    assert per_call.estimate(replicate) == Cost(
+        "replicate", DEFAULT_MODELS[("lipSync", "replicate")], 0.4, known=True, output_seconds=None
+    )
+    unpriced = PricingTable({}).estimate(replicate)
+    assert unpriced is not None and (unpriced.usd, unpriced.known) == (0.0, False)
+
+    local = LipSyncParams.model_validate({"audioUrl": "https://example.com/v.mp3"})
+    assert table.estimate(local) == Cost("local", None, 0.0, known=True, output_seconds=None)
+
+
+def test_operations_without_a_provider_cost_nothing() -> None:
+    table = PricingTable()
+    for params in (MergeParams(), ReframeParams.model_validate({"aspectRatio": "9:16"})):
+        assert table.estimate(params) == Cost("local", None, 0.0, known=True, output_seconds=None)

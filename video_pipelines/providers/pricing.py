@@ -1,0 +1,203 @@
+"""What a provider call costs: a price table per provider and model, in US dollars.
+
+A model is priced `per_second` (of output video), `per_call`, or both (added). The `local`
+provider costs nothing. Under each provider, the model `"*"` is its fallback for models the
+table does not name.
+
+The defaults below are public list prices of the providers' default models when this was
+written; they are defaults to override, not a bill. A deployment overrides or extends them
+with a JSON or YAML file named by `VIDEO_PIPELINES_PRICING_FILE`:
+
+    {"replicate": {"minimax/video-01": {"per_call": 0.5}, "*": {"per_second": 0.1}},
+     "google-cloud": {"veo-2.0-generate-001": {"per_second": 0.5}}}
+
+An entry in the file replaces the default entry of the same provider and model; the other
+defaults stay. A provider/model with neither an entry nor a fallback is *unpriced*: its cost
+is 0.0 with `known=False`, so a report can say "unpriced" rather than "free".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from video_pipelines.errors import VideoPipelineError
+from video_pipelines.plan.params import AnyParams, GenerateVideoParams, LipSyncParams
+
+PRICING_FILE_ENV = "VIDEO_PIPELINES_PRICING_FILE"
+FALLBACK = "*"
+_CENT_FRACTION = Decimal("0.0001")
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per second of output video and/or per call."""
+
+    per_second: float = 0.0
+    per_call: float = 0.0
+
+    def usd(self, output_seconds: float) -> float:
+        """The cost of one call producing `output_seconds` of video, rounded to 4 decimals."""
+        if not math.isfinite(output_seconds) or output_seconds < 0:
+            raise ValueError(f"output_seconds must be a finite, non-negative number, got {output_seconds}")
+        # Decimal from the shortest repr, so 0.00005 rounds up as written rather than as stored.
+        total = Decimal(repr(self.per_second)) * Decimal(repr(float(output_seconds))) + Decimal(repr(self.per_call))
+        return float(total.quantize(_CENT_FRACTION, rounding=ROUND_HALF_UP))
+
+    @property
+    def needs_duration(self) -> bool:
+        return self.per_second != 0.0
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A priced call: `usd` is 0.0 with `known=False` when the table has no price for it."""
+
+    provider: str
+    model: str | None
+    usd: float
+    known: bool
+    output_seconds: float | None
+
+
+# The model each remote provider uses when a node names none, per operation. Keep in step with
+# the adapters' defaults (estimate() prices a node without a `model` param as this model).
+DEFAULT_MODELS: Mapping[tuple[str, str], str] = {
+    ("generateVideo", "google-cloud"): "veo-2.0-generate-001",
+    ("generateVideo", "replicate"): "kwaivgi/kling-v1.6-standard",
+    ("generateVideo", "fal"): "fal-ai/kling-video/v1.6/standard/text-to-video",
+    ("lipSync", "replicate"): "kwaivgi/kling-lip-sync",
+    ("lipSync", "fal"): "fal-ai/sync-lipsync",
+}
+
+DEFAULT_PRICES: Mapping[str, Mapping[str, Price]] = {
+    "local": {FALLBACK: Price()},
+    "google-cloud": {
+        "veo-2.0-generate-001": Price(per_second=0.50),
+        "veo-3.0-generate-001": Price(per_second=0.40),
+        "veo-3.0-fast-generate-001": Price(per_second=0.15),
+    },
+    "replicate": {
+        "kwaivgi/kling-v1.6-standard": Price(per_second=0.05),
+        "kwaivgi/kling-lip-sync": Price(per_second=0.014),
+        "minimax/video-01": Price(per_call=0.50),
+    },
+    "fal": {
+        "fal-ai/kling-video/v1.6/standard/text-to-video": Price(per_second=0.045),
+        "fal-ai/sync-lipsync": Price(per_second=0.0117),
+    },
+}
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise VideoPipelineError(f"{where} must be a non-negative number of US dollars, got {value!r}")
+    return float(value)
+
+
+def parse_prices(data: Any, *, source: str) -> dict[str, dict[str, Price]]:
+    """Validate a pricing document (`{provider: {model: {per_second|per_call: usd}}}`); errors name the entry."""
+    if not isinstance(data, dict):
+        raise VideoPipelineError(f"{source}: expected a mapping of provider -> model -> price")
+    table: dict[str, dict[str, Price]] = {}
+    for provider, models in data.items():
+        if not isinstance(models, dict):
+            raise VideoPipelineError(f"{source}: {provider!r} must map model names (or '*') to prices")
+        table[str(provider)] = {}
+        for model, entry in models.items():
+            where = f"{source}: {provider}.{model}"
+            if not isinstance(entry, dict) or not entry:
+                raise VideoPipelineError(f"{where} must be an object with per_second and/or per_call")
+            unknown = sorted(set(entry) - {"per_second", "per_call"})
+            if unknown:
+                raise VideoPipelineError(f"{where}: unknown key(s) {', '.join(unknown)} (use per_second, per_call)")
+            table[str(provider)][str(model)] = Price(
+                per_second=_number(entry.get("per_second", 0), f"{where}.per_second"),
+                per_call=_number(entry.get("per_call", 0), f"{where}.per_call"),
+            )
+    return table
+
+
+class PricingTable:
+    """Prices per provider and model; see the module docstring."""
+
+    def __init__(self, prices: Mapping[str, Mapping[str, Price]] = DEFAULT_PRICES) -> None:
+        self.prices: dict[str, dict[str, Price]] = {provider: dict(models) for provider, models in prices.items()}
+
+    @classmethod
+    def from_file(cls, path: Path, *, base: Mapping[str, Mapping[str, Price]] = DEFAULT_PRICES) -> PricingTable:
+        """`base` (the defaults) with the entries of a JSON or YAML pricing file laid over it."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise VideoPipelineError(f"cannot read the pricing file {path}: {exc.strerror or exc}") from None
+        try:
+            data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise VideoPipelineError(f"the pricing file {path} is not valid {path.suffix or 'YAML'}: {exc}") from None
+        table = cls(base)
+        for provider, models in parse_prices(data, source=str(path)).items():
+            table.prices.setdefault(provider, {}).update(models)
+        return table
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PricingTable:
+        """The defaults, overridden by the file `VIDEO_PIPELINES_PRICING_FILE` names when it is set."""
+        env = os.environ if environ is None else environ
+        path = env.get(PRICING_FILE_ENV, "").strip()
+        if not path:
+            return cls()
+        file = Path(path)
+        if not file.is_file():
+            raise VideoPipelineError(f"{PRICING_FILE_ENV} names {path}, which is not a file")
+        return cls.from_file(file)
+
+    def price(self, provider: str, model: str | None) -> Price | None:
+        """The price of `model` (or, without one, the provider's fallback); None when unpriced."""
+        models = self.prices.get(provider, {})
+        if model is not None and model in models:
+            return models[model]
+        return models.get(FALLBACK)
+
+    def is_priced(self, provider: str, model: str | None) -> bool:
+        return self.price(provider, model) is not None
+
+    def quote(self, provider: str, model: str | None, output_seconds: float) -> Cost:
+        """The cost of one call with its `known` flag (False: no price, usd 0.0)."""
+        price = self.price(provider, model)
+        if price is None:
+            return Cost(provider, model, 0.0, known=False, output_seconds=output_seconds)
+        return Cost(provider, model, price.usd(output_seconds), known=True, output_seconds=output_seconds)
+
+    def cost(self, provider: str, model: str | None, output_seconds: float) -> float:
+        """USD for one call producing `output_seconds` of video, rounded to 4 decimals; 0.0 when unpriced."""
+        return self.quote(provider, model, output_seconds).usd
+
+    def estimate(self, params: AnyParams, *, input_seconds: float | None = None) -> Cost | None:
+        """What a node should cost before it runs.
+
+        generateVideo: its `duration`. lipSync: `input_seconds` (the input video's duration),
+        or None when that is unknown and the price depends on it. Operations without a
+        provider (merge, addSubtitles, reframe) run locally and cost 0.
+        """
+        if isinstance(params, GenerateVideoParams):
+            model = params.model or DEFAULT_MODELS.get(("generateVideo", params.provider))
+            return self.quote(params.provider, model, params.duration)
+        if isinstance(params, LipSyncParams):
+            model = params.model or DEFAULT_MODELS.get(("lipSync", params.provider))
+            price = self.price(params.provider, model)
+            if price is None:
+                return Cost(params.provider, model, 0.0, known=False, output_seconds=input_seconds)
+            if input_seconds is None:
+                # A per-call price needs no duration; a per-second one cannot be told yet.
+                return None if price.needs_duration else Cost(params.provider, model, price.usd(0.0), True, None)
+            return self.quote(params.provider, model, input_seconds)
+        return Cost("local", None, 0.0, known=True, output_seconds=None)
