@@ -40,12 +40,18 @@ def step_keys(result: dg.ExecuteInProcessResult) -> list[str]:
 def test_definitions_load() -> None:
     repo = defs.get_repository_def()
     assert [job.name for job in repo.get_all_jobs() if not job.name.startswith("__")] == ["execute_plan"]
-    assert {"artifact_storage", "media_policy"} <= set(repo.get_top_level_resources())
-    assert (
-        {key.to_user_string() for key in defs.resolve_all_asset_specs_keys()}
-        if hasattr(defs, "resolve_all_asset_specs_keys")
-        else True
-    )
+    assert sorted(sensor.name for sensor in repo.sensor_defs) == [
+        "submitted_plans",
+        "webhook_deliveries",
+        "webhook_on_canceled",
+        "webhook_on_completed",
+        "webhook_on_failed",
+    ]
+    assert all(sensor.default_status == dg.DefaultSensorStatus.RUNNING for sensor in repo.sensor_defs)
+    assert {"artifact_storage", "media_policy", "submissions"} <= set(repo.get_top_level_resources())
+    assert {spec.key for spec in defs.assets or []} >= {  # type: ignore[union-attr]
+        dg.AssetKey(["video", name]) for name in ("generate_video", "merge", "lip_sync", "add_subtitles", "reframe")
+    }
 
 
 def test_vertical_short_runs_one_step_per_node(dagster_home: Path) -> None:

@@ -123,37 +123,32 @@ def _notify(context: dg.RunStatusSensorContext, store: SubmissionStore) -> None:
         context.log.info(line)
 
 
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[execute_plan],
-    minimum_interval_seconds=1,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+def _webhook_sensor(status: dg.DagsterRunStatus, event: str, description: str) -> dg.RunStatusSensorDefinition:
+    """One run-status sensor per ended status (Dagster takes one status per sensor)."""
+
+    @dg.run_status_sensor(
+        name=f"webhook_on_{event}",
+        description=description,
+        run_status=status,
+        monitored_jobs=[execute_plan],
+        minimum_interval_seconds=1,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def notify(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
+        _notify(context, submissions.store())
+
+    return notify
+
+
+webhook_on_completed = _webhook_sensor(
+    dg.DagsterRunStatus.SUCCESS, "completed", "POST the signed `completed` webhook with the final video."
 )
-def webhook_on_completed(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
-    """POST the signed `completed` webhook with the final video when an execution succeeds."""
-    _notify(context, submissions.store())
-
-
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.FAILURE,
-    monitored_jobs=[execute_plan],
-    minimum_interval_seconds=1,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+webhook_on_failed = _webhook_sensor(
+    dg.DagsterRunStatus.FAILURE, "failed", "POST the signed `failed` webhook, saying which node failed and why."
 )
-def webhook_on_failed(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
-    """POST the signed `failed` webhook, saying which node failed and why."""
-    _notify(context, submissions.store())
-
-
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.CANCELED,
-    monitored_jobs=[execute_plan],
-    minimum_interval_seconds=1,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+webhook_on_canceled = _webhook_sensor(
+    dg.DagsterRunStatus.CANCELED, "canceled", "POST the signed `canceled` webhook when an execution is canceled."
 )
-def webhook_on_canceled(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
-    """POST the signed `canceled` webhook when an execution is canceled."""
-    _notify(context, submissions.store())
 
 
 # Like the plan sensor, the delivery sensor long-polls: the daemon evaluates sensors every

@@ -60,6 +60,7 @@ from video_pipelines.submissions.crypto import (
 )
 from video_pipelines.submissions.errors import SecretKeyError, SubmissionStoreError
 from video_pipelines.submissions.schema import migrate, submissions
+from video_pipelines.submissions.timestamps import as_utc, required_utc
 
 DATABASE_FILE_NAME = "video_pipelines.db"
 PRIORITIES: Final = ("high", "normal", "low")
@@ -108,19 +109,6 @@ def new_execution_id() -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite keeps no offset (we only ever write UTC); PostgreSQL answers in the session's time zone.
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _required_utc(value: datetime) -> datetime:
-    converted = _utc(value)
-    assert converted is not None
-    return converted
 
 
 def _use_wal(dbapi_connection: sqlite3.Connection) -> None:
@@ -274,9 +262,9 @@ def _submission(row: sa.RowMapping) -> Submission:
         state=SubmissionState(row["state"]),
         error=row["error"],
         run_id=row["run_id"],
-        created_at=_required_utc(row["created_at"]),
-        updated_at=_required_utc(row["updated_at"]),
-        launched_at=_utc(row["launched_at"]),
+        created_at=required_utc(row["created_at"]),
+        updated_at=required_utc(row["updated_at"]),
+        launched_at=as_utc(row["launched_at"]),
     )
 
 

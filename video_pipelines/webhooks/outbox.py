@@ -57,6 +57,7 @@ import sqlalchemy as sa
 from video_pipelines.net import redact_url
 from video_pipelines.submissions.schema import WEBHOOK_ATTEMPTS_TABLE, WEBHOOK_DELIVERIES_TABLE, migrate
 from video_pipelines.submissions.store import SubmissionStore
+from video_pipelines.submissions.timestamps import as_utc, required_utc
 from video_pipelines.webhooks.errors import WebhookError
 from video_pipelines.webhooks.payload import EVENTS
 
@@ -206,19 +207,6 @@ def _moment(now: datetime | None) -> datetime:
     return now.astimezone(UTC)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite keeps no offset (only UTC is ever written); PostgreSQL answers in the session's time zone.
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _required_utc(value: datetime) -> datetime:
-    converted = _utc(value)
-    assert converted is not None
-    return converted
-
-
 def _delivery(row: sa.RowMapping) -> Delivery:
     return Delivery(
         webhook_id=row["webhook_id"],
@@ -229,10 +217,10 @@ def _delivery(row: sa.RowMapping) -> Delivery:
         secret_source=row["secret_source"],
         state=DeliveryState(row["state"]),
         attempts=row["attempts"],
-        next_attempt_at=_required_utc(row["next_attempt_at"]),
-        lease_until=_utc(row["lease_until"]),
-        created_at=_required_utc(row["created_at"]),
-        delivered_at=_utc(row["delivered_at"]),
+        next_attempt_at=required_utc(row["next_attempt_at"]),
+        lease_until=as_utc(row["lease_until"]),
+        created_at=required_utc(row["created_at"]),
+        delivered_at=as_utc(row["delivered_at"]),
         last_error=row["last_error"],
     )
 
@@ -242,8 +230,8 @@ def _attempt(row: sa.RowMapping) -> Attempt:
         id=row["id"],
         webhook_id=row["webhook_id"],
         number=row["number"],
-        started_at=_required_utc(row["started_at"]),
-        finished_at=_required_utc(row["finished_at"]),
+        started_at=required_utc(row["started_at"]),
+        finished_at=required_utc(row["finished_at"]),
         status_code=row["status_code"],
         error=row["error"],
         duration_ms=row["duration_ms"],
@@ -463,7 +451,7 @@ class DeliveryOutbox:
                 )
             )
             values: dict[str, Any] = {"attempts": number}
-            if _utc(current["lease_until"]) == delivery.lease_until:
+            if as_utc(current["lease_until"]) == delivery.lease_until:
                 values["lease_until"] = None
             if current["state"] == DeliveryState.PENDING.value:
                 values.update(_next(outcome, number, schedule, finished))
