@@ -39,6 +39,7 @@ from video_pipelines.providers import (
     JobLedger,
     LipSyncRequest,
     NoLedger,
+    RemoteFactory,
     lip_syncer,
     video_generator,
 )
@@ -61,6 +62,8 @@ class NodeEnvironment:
     timeout: float | None = 1800.0
     workdir: Path | None = None
     pricing: PricingTable = field(default_factory=PricingTable.from_env)
+    # Configured remote providers by name (the Dagster resources); others come from the environment.
+    remote: Mapping[str, RemoteFactory] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ def _run_operation(
     """Run the operation `params` describes; returns the provider used, if any."""
     if isinstance(params, GenerateVideoParams):
         width, height = dimensions_for(params.aspect_ratio, params.resolution)
-        generator = video_generator(params.provider, allowed=env.allowed_hosts)
+        generator = video_generator(params.provider, allowed=env.allowed_hosts, remote=env.remote)
         log(f"generating {params.duration}s {width}x{height} with provider {generator.name}")
         request = GenerationRequest(
             prompt=params.prompt,
@@ -183,7 +186,7 @@ def _run_operation(
         audio = work / "audio"
         size = fetch_to_file(params.audio_url, audio, allowed=env.allowed_hosts)
         log(f"fetched {size} bytes of audio")
-        syncer = lip_syncer(params.provider, allowed=env.allowed_hosts)
+        syncer = lip_syncer(params.provider, allowed=env.allowed_hosts, remote=env.remote)
         sync_request = LipSyncRequest(
             video=inputs[0], video_url=input_urls[0], audio=audio, audio_url=params.audio_url, model=params.model
         )

@@ -6,6 +6,7 @@ import dagster as dg
 
 from video_pipelines.orchestration.assets import VIDEO_ASSET_SPECS
 from video_pipelines.orchestration.job import execute_plan
+from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
 from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy, SubmissionStoreResource
 from video_pipelines.orchestration.sensors import submitted_plans
 from video_pipelines.orchestration.webhook_sensors import (
@@ -25,6 +26,9 @@ def build_definitions() -> dg.Definitions:
             "artifact_storage": ArtifactStorage(),
             "media_policy": MediaPolicy(),
             "submissions": SubmissionStoreResource(),
+            "replicate": ReplicateResource(),
+            "fal": FalResource(),
+            "google_cloud": GoogleVertexResource(),
         },
     )
 

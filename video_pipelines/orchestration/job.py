@@ -30,6 +30,7 @@ from video_pipelines.orchestration.executions import (
     load_base,
 )
 from video_pipelines.orchestration.executor import in_process_or_multiprocess
+from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
 from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy
 from video_pipelines.orchestration.state import NodeOutput, NodeTask, PlanState
 from video_pipelines.plan import Plan, PlanNode, parse_plan
@@ -157,6 +158,9 @@ def run_plan_node(
     task: NodeTask,
     artifact_storage: ArtifactStorage,
     media_policy: MediaPolicy,
+    replicate: ReplicateResource,
+    fal: FalResource,
+    google_cloud: GoogleVertexResource,
 ) -> NodeOutput:
     """Run one plan node on real media and record its video as an asset materialization."""
     node = task.node
@@ -164,6 +168,7 @@ def run_plan_node(
         store=artifact_storage.store(),
         allowed_hosts=media_policy.hosts(),
         timeout=media_policy.operation_timeout_seconds,
+        remote={"replicate": replicate.factory(), "fal": fal.factory(), "google-cloud": google_cloud.factory()},
     )
     context.log.info(f"{node.id}: {node.operation.value} on {len(task.inputs)} input(s), lineage {task.lineage[:12]}")
     try:

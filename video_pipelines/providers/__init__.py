@@ -8,6 +8,7 @@ behind the same two protocols (`base.py`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from video_pipelines.errors import ProviderError
@@ -29,7 +30,9 @@ __all__ = [
     "LipSyncer",
     "LocalProvider",
     "NoLedger",
+    "RemoteFactory",
     "VideoGenerator",
+    "credential",
     "lip_syncer",
     "video_generator",
 ]
@@ -62,8 +65,9 @@ REMOTE_PROVIDERS = {
 }
 
 
-def _credential(name: str) -> str:
-    variable = REMOTE_PROVIDERS.get(name)
+def credential(name: str, variable: str | None = None) -> str:
+    """The credential of provider `name` from the environment variable `variable` (default: the usual one)."""
+    variable = variable or REMOTE_PROVIDERS.get(name)
     if variable is None:
         raise ProviderError(f"unknown provider '{name}' (expected local, {', '.join(REMOTE_PROVIDERS)})")
     value = os.environ.get(variable, "").strip()
@@ -82,38 +86,56 @@ def _remote(name: str, allowed: AllowedHosts) -> VideoGenerator | LipSyncer:
         from video_pipelines.providers.replicate import DEFAULT_BASE_URL, ReplicateProvider
 
         base_url = os.environ.get("REPLICATE_API_BASE_URL") or DEFAULT_BASE_URL
-        return ReplicateProvider(_credential(name), base_url=base_url, allowed=allowed)
+        return ReplicateProvider(credential(name), base_url=base_url, allowed=allowed)
     if name == "fal":
         from video_pipelines.providers.fal import DEFAULT_BASE_URL as FAL_BASE_URL
         from video_pipelines.providers.fal import FalProvider
 
         return FalProvider(
-            _credential(name), base_url=os.environ.get("FAL_QUEUE_BASE_URL") or FAL_BASE_URL, allowed=allowed
+            credential(name), base_url=os.environ.get("FAL_QUEUE_BASE_URL") or FAL_BASE_URL, allowed=allowed
         )
     if name == "google-cloud":
         from video_pipelines.providers.vertex import VertexVeoProvider
 
-        _credential(name)
+        credential(name)
         return VertexVeoProvider.from_env(allowed)
-    _credential(name)  # raises: unknown provider
+    credential(name)  # raises: unknown provider
     raise AssertionError(name)
 
 
-def video_generator(name: str, *, allowed: AllowedHosts | None = None) -> VideoGenerator:
-    """The generation provider called `name`; ProviderError when it is not configured."""
+RemoteFactory = Callable[[AllowedHosts], "VideoGenerator | LipSyncer"]
+
+
+def _provider(name: str, allowed: AllowedHosts | None, remote: Mapping[str, RemoteFactory] | None) -> object:
+    allowed = allowed or AllowedHosts.from_env()
+    if remote is not None and name in remote:
+        return remote[name](allowed)
+    return _remote(name, allowed)
+
+
+def video_generator(
+    name: str, *, allowed: AllowedHosts | None = None, remote: Mapping[str, RemoteFactory] | None = None
+) -> VideoGenerator:
+    """The generation provider called `name`; ProviderError when it is not configured.
+
+    `remote` maps provider names to configured factories (the Dagster resources); without one,
+    a provider is configured from the environment.
+    """
     if name == "local":
         return LocalProvider()
-    provider = _remote(name, allowed or AllowedHosts.from_env())
+    provider = _provider(name, allowed, remote)
     if not hasattr(provider, "generate"):
         raise ProviderError(f"provider '{name}' does not generate videos")
     return provider  # type: ignore[return-value]
 
 
-def lip_syncer(name: str, *, allowed: AllowedHosts | None = None) -> LipSyncer:
+def lip_syncer(
+    name: str, *, allowed: AllowedHosts | None = None, remote: Mapping[str, RemoteFactory] | None = None
+) -> LipSyncer:
     """The lip-sync provider called `name`; ProviderError when it is not configured."""
     if name == "local":
         return LocalProvider()
-    provider = _remote(name, allowed or AllowedHosts.from_env())
+    provider = _provider(name, allowed, remote)
     if not hasattr(provider, "lip_sync"):
         raise ProviderError(f"provider '{name}' does not lip-sync (use replicate, fal or local)")
     return provider  # type: ignore[return-value]

@@ -1,0 +1,101 @@
+"""One typed resource per remote provider: its endpoint, default models and where its credential is.
+
+Why the credential is an environment variable *name* here and not a `dg.EnvVar` value: every
+plan node runs in the same op, which therefore needs every provider's resource, and Dagster
+fails a run whose `EnvVar` is unset. A deployment that uses only `local` (or only fal) would
+see every run fail for a token it never needs. So each resource names its variable (shown
+in the UI, never the value) and reads it when a node actually calls the provider; the secret
+stays out of run config, resource config and logs all the same.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from video_pipelines.errors import ProviderError
+from video_pipelines.net import AllowedHosts
+from video_pipelines.providers import LipSyncer, RemoteFactory, VideoGenerator, credential
+from video_pipelines.providers import fal as fal_api
+from video_pipelines.providers import replicate as replicate_api
+from video_pipelines.providers import vertex as vertex_api
+
+
+class ReplicateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Replicate's predictions API (generateVideo, lipSync)."""
+
+    token_env: str = Field(default="REPLICATE_API_TOKEN", description="environment variable holding the API token")
+    base_url: str | None = Field(default=None, description="default: $REPLICATE_API_BASE_URL, else the public API")
+    video_model: str = replicate_api.DEFAULT_VIDEO_MODEL
+    lipsync_model: str = replicate_api.DEFAULT_LIPSYNC_MODEL
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
+
+    def factory(self) -> RemoteFactory:
+        def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer:
+            return replicate_api.ReplicateProvider(
+                credential("replicate", self.token_env),
+                base_url=self.base_url or os.environ.get("REPLICATE_API_BASE_URL") or replicate_api.DEFAULT_BASE_URL,
+                video_model=self.video_model,
+                lipsync_model=self.lipsync_model,
+                allowed=allowed,
+                poll_interval=self.poll_interval_seconds,
+            )
+
+        return make
+
+
+class FalResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """fal's queue API (generateVideo, lipSync)."""
+
+    key_env: str = Field(default="FAL_KEY", description="environment variable holding the API key")
+    base_url: str | None = Field(default=None, description="default: $FAL_QUEUE_BASE_URL, else the public queue")
+    video_model: str = fal_api.DEFAULT_VIDEO_MODEL
+    lipsync_model: str = fal_api.DEFAULT_LIPSYNC_MODEL
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
+
+    def factory(self) -> RemoteFactory:
+        def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer:
+            return fal_api.FalProvider(
+                credential("fal", self.key_env),
+                base_url=self.base_url or os.environ.get("FAL_QUEUE_BASE_URL") or fal_api.DEFAULT_BASE_URL,
+                video_model=self.video_model,
+                lipsync_model=self.lipsync_model,
+                allowed=allowed,
+                poll_interval=self.poll_interval_seconds,
+            )
+
+        return make
+
+
+class GoogleVertexResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Google Vertex AI video generation with Veo (generateVideo)."""
+
+    credentials_env: str = Field(
+        default="GOOGLE_APPLICATION_CREDENTIALS", description="environment variable with the service-account JSON path"
+    )
+    project: str | None = Field(default=None, description="default: $GOOGLE_CLOUD_PROJECT, else the key's project")
+    location: str | None = Field(default=None, description="default: $GOOGLE_CLOUD_LOCATION, else us-central1")
+    base_url: str | None = Field(default=None, description="default: $GOOGLE_VERTEX_BASE_URL, else the regional API")
+    model: str = vertex_api.DEFAULT_MODEL
+    poll_interval_seconds: float = Field(default=5.0, gt=0)
+
+    def factory(self) -> RemoteFactory:
+        def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer:
+            key_file = Path(credential("google-cloud", self.credentials_env))
+            if not key_file.is_file():
+                raise ProviderError(f"provider 'google-cloud': {self.credentials_env} names no readable file")
+            location = self.location or os.environ.get("GOOGLE_CLOUD_LOCATION") or vertex_api.DEFAULT_LOCATION
+            return vertex_api.VertexVeoProvider(
+                key_file,
+                project=self.project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None,
+                location=location,
+                base_url=self.base_url or os.environ.get("GOOGLE_VERTEX_BASE_URL") or None,
+                model=self.model,
+                allowed=allowed,
+                poll_interval=self.poll_interval_seconds,
+            )
+
+        return make
