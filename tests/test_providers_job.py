@@ -79,3 +79,22 @@ def test_an_unconfigured_provider_fails_the_node_with_a_clear_error(
     assert not result.success and status["status"] == "failed"
     assert "gen (generateVideo) failed: provider 'replicate' is not configured" in status["error"]
     assert "REPLICATE_API_TOKEN" in status["error"]
+
+
+def test_a_provider_output_that_is_not_a_video_fails_the_node_clearly(
+    dagster_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = FakeReplicate(auth=f"Bearer {TOKEN}", output=b"<html>quota exceeded</html>", polls_to_finish=1)
+    api.start()
+    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
+    monkeypatch.setenv("REPLICATE_API_BASE_URL", api.base_url)
+    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            result = run_plan_in_process(PLAN, instance)
+            status = execution_status(instance, None, result.run_id)
+    finally:
+        api.stop()
+    assert not result.success and status["jobs"]["gen"]["status"] == "failed"
+    assert status["error"].startswith("gen (generateVideo) failed:")
+    assert "output.mp4" in status["error"] or "video" in status["error"].lower()
