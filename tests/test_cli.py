@@ -54,6 +54,17 @@ def test_validate_estimates_remote_costs() -> None:
     }
     report = json.loads(cli("validate", "--json", "-", stdin=json.dumps(plan)).stdout)
     assert report["estimatedCost"] == 4.0  # veo-2.0 at the default $0.50/s
+    plan["jobs"].append(
+        {
+            "id": "l",
+            "type": "lipSync",
+            "params": {"audioUrl": "https://x/a.mp3", "provider": "replicate"},
+            "dependsOn": ["g"],
+        }
+    )
+    report = json.loads(cli("validate", "--json", "-", stdin=json.dumps(plan)).stdout)
+    assert report["nodes"][1]["estimatedCost"] == 0.112  # 8 s of kling-lip-sync at the default $0.014/s
+    assert report["costUnknown"] is False
 
 
 def test_validate_a_dependent_plan_against_a_base() -> None:

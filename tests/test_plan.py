@@ -362,3 +362,15 @@ def test_srt_is_parsed_at_validation() -> None:
     assert parse_plan(
         {"jobs": [gen("a"), {"id": "s", "type": "addSubtitles", "params": {"srt": good}, "dependsOn": ["a"]}]}
     )
+
+
+def test_expected_durations_follow_the_graph() -> None:
+    from video_pipelines.plan.durations import expected_durations
+
+    plan = parse_plan(load("french_variant"))
+    durations = expected_durations(plan)
+    assert durations["job1"] == 3 and durations["job4"] == 8.0  # 3 x 3 s - 2 x 0.5 s crossfades
+    assert durations["job5"] == 8.0 and durations["job6"] == 8.0
+    dependent = parse_plan({**load("spanish_dependent"), "baseExecutionId": "exec_b"})
+    assert expected_durations(dependent, base_final=12.5) == {"job1": 12.5, "job2": 12.5}
+    assert expected_durations(dependent) == {"job1": None, "job2": None}

@@ -79,11 +79,17 @@ def _resolve_against_base(plan: Plan) -> tuple[ResolvedPlan | None, str | None]:
 
 def validation_report(plan: Plan, resolution: tuple[ResolvedPlan | None, str | None]) -> dict[str, Any]:
     """What would run and what would be reused, node by node in execution order, with estimated costs."""
+    from video_pipelines.plan.durations import expected_durations
     from video_pipelines.plan.refs import with_samples
     from video_pipelines.providers.pricing import PricingTable
 
     resolved, base_note = resolution
     pricing = PricingTable.from_env()
+    seconds = expected_durations(
+        plan,
+        external={node_id: result.duration for node_id, result in (resolved.external if resolved else {}).items()},
+        base_final=resolved.base_final.duration if resolved and resolved.base_final else None,
+    )
     level = levels(plan)
     nodes = []
     total, unknown = 0.0, False
@@ -92,7 +98,11 @@ def validation_report(plan: Plan, resolution: tuple[ResolvedPlan | None, str | N
         action = decision.action.value if decision else "run"
         cost: float | None = 0.0
         if action == "run":
-            estimate = pricing.estimate(parse_params(node.operation, with_samples(node.params)))
+            input_seconds = seconds[node.depends_on[0]] if node.depends_on and node.depends_on[0] in seconds else None
+            if node.consumes_inputs and not node.depends_on and resolved and resolved.base_final:
+                input_seconds = resolved.base_final.duration
+            params = parse_params(node.operation, with_samples(node.params))
+            estimate = pricing.estimate(params, input_seconds=input_seconds)
             cost = estimate.usd if estimate is not None and estimate.known else None
             if cost is None and node.operation.value in ("generateVideo", "lipSync"):
                 unknown = True

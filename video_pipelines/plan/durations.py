@@ -1,0 +1,45 @@
+"""The duration each node's video should have, known before anything runs (for cost estimates)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from video_pipelines.plan.model import Plan, execution_order
+from video_pipelines.plan.params import GenerateVideoParams, MergeParams, parse_params
+from video_pipelines.plan.refs import REF_PATTERN, with_samples
+
+
+def expected_durations(
+    plan: Plan, *, external: Mapping[str, float] | None = None, base_final: float | None = None
+) -> dict[str, float | None]:
+    """Seconds of video per node, or None where it depends on a value not known yet (a `{{ref}}`).
+
+    `external` gives the durations of base-only dependencies, `base_final` that of the base's
+    final video (the input of a variant node with no dependsOn).
+    """
+    external = external or {}
+    durations: dict[str, float | None] = {}
+    for node in execution_order(plan):
+        if node.consumes_inputs and not node.depends_on:
+            inputs: list[float | None] = [base_final]
+        else:
+            inputs = [durations[dep] if dep in durations else external.get(dep) for dep in node.depends_on]
+        if any(isinstance(value, str) and REF_PATTERN.search(value) for value in node.params.values()):
+            durations[node.id] = None if not node.consumes_inputs else _first(inputs)
+            continue
+        params = parse_params(node.operation, with_samples(node.params))
+        if isinstance(params, GenerateVideoParams):
+            durations[node.id] = params.duration
+        elif isinstance(params, MergeParams):
+            if any(value is None for value in inputs):
+                durations[node.id] = None
+            else:
+                overlap = 0.0 if params.transition == "cut" else params.transition_duration * (len(inputs) - 1)
+                durations[node.id] = sum(value for value in inputs if value is not None) - overlap
+        else:
+            durations[node.id] = _first(inputs)
+    return durations
+
+
+def _first(inputs: list[float | None]) -> float | None:
+    return inputs[0] if inputs else None
