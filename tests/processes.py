@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from video_pipelines import client as client_api
 from video_pipelines.instance import render_instance_yaml
 
 from .conftest import free_port
@@ -21,6 +23,12 @@ from .conftest import free_port
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / "workspace.yaml"
 LOCATION = "video_pipelines"
+CLIENT_ENV = (
+    "DAGSTER_HOME",
+    "VIDEO_PIPELINES_DATABASE_URL",
+    "VIDEO_PIPELINES_SECRET_KEY",
+    "VIDEO_PIPELINES_STORAGE_URL",
+)
 
 
 @dataclass
@@ -58,6 +66,15 @@ class DagsterDeployment:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+    @contextmanager
+    def client(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[client_api.Deployment]:
+        """The client side, in the test process, pointed at this deployment's instance and database."""
+        for name in CLIENT_ENV:
+            if name in self.env:
+                monkeypatch.setenv(name, self.env[name])
+        with client_api.deployment() as target:
+            yield target
 
     def log_tail(self) -> str:
         return "\n".join(

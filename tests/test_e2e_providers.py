@@ -42,10 +42,8 @@ def deployment(tmp_path: Path, replicate: FakeReplicate) -> Iterator[DagsterDepl
 def test_cancel_cancels_the_provider_job(
     deployment: DagsterDeployment, replicate: FakeReplicate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("DAGSTER_HOME", "VIDEO_PIPELINES_DATABASE_URL", "VIDEO_PIPELINES_SECRET_KEY"):
-        monkeypatch.setenv(name, deployment.env[name])
     plan = {"jobs": [{"id": "gen", "type": "generateVideo", "params": {"prompt": "a fox", "provider": "replicate"}}]}
-    with client.deployment() as target:
+    with deployment.client(monkeypatch) as target:
         execution_id = client.submit(plan, target=target)
         deadline = time.monotonic() + 90
         while not replicate.jobs:

@@ -81,14 +81,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDepl
 @pytest.fixture
 def target(deployment: DagsterDeployment, monkeypatch: pytest.MonkeyPatch) -> Iterator[client.Deployment]:
     """The client side, in this test process, pointed at the deployment's instance and database."""
-    for name in (
-        "DAGSTER_HOME",
-        "VIDEO_PIPELINES_DATABASE_URL",
-        "VIDEO_PIPELINES_SECRET_KEY",
-        "VIDEO_PIPELINES_STORAGE_URL",
-    ):
-        monkeypatch.setenv(name, deployment.env[name])
-    with client.deployment() as target:
+    with deployment.client(monkeypatch) as target:
         yield target
 
 
