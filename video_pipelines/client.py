@@ -11,10 +11,10 @@ Calls use the deployment of the environment: `DAGSTER_HOME` (default `./.dagster
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 
@@ -27,6 +27,8 @@ from video_pipelines.orchestration.webhook_sensors import delivery_report, enque
 from video_pipelines.plan import Plan, Priority, parse_plan
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.webhooks import DeliveryOutbox
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -47,6 +49,14 @@ def deployment() -> Iterator[Deployment]:
             yield Deployment(instance, store)
     finally:
         store.close()
+
+
+def _on(target: Deployment | None, call: Callable[[Deployment], T]) -> T:
+    """`call` on `target`, or on the environment's deployment, opened for this call only."""
+    if target is not None:
+        return call(target)
+    with deployment() as opened:
+        return call(opened)
 
 
 def prepare_plan(
@@ -92,10 +102,7 @@ def submit(
         webhook_secret=webhook_secret,
         priority=priority,
     )
-    if target is None:
-        with deployment() as target:
-            return _store(parsed, idempotency_key, target.store)
-    return _store(parsed, idempotency_key, target.store)
+    return _on(target, lambda opened: _store(parsed, idempotency_key, opened.store))
 
 
 def _store(plan: Plan, idempotency_key: str | None, store: SubmissionStore) -> str:
@@ -112,17 +119,13 @@ def _store(plan: Plan, idempotency_key: str | None, store: SubmissionStore) -> s
 
 def status(execution_id: str, *, target: Deployment | None = None) -> dict[str, Any]:
     """The status document of SPEC section 4."""
-    if target is None:
-        with deployment() as target:
-            return execution_status(target.instance, target.store, execution_id)
-    return execution_status(target.instance, target.store, execution_id)
+    return _on(target, lambda opened: execution_status(opened.instance, opened.store, execution_id))
 
 
 def cancel(execution_id: str, *, target: Deployment | None = None) -> dict[str, Any]:
     """Cancel a pending submission, or terminate its queued or running run; returns the status."""
     if target is None:
-        with deployment() as target:
-            return cancel(execution_id, target=target)
+        return _on(target, lambda opened: cancel(execution_id, target=opened))
     if target.store.cancel_pending(execution_id):
         # Canceled before it ran: its webhook says so (sent by the webhook_deliveries sensor).
         enqueue_webhook(target.instance, target.store, DeliveryOutbox(target.store), execution_id)
@@ -134,10 +137,7 @@ def cancel(execution_id: str, *, target: Deployment | None = None) -> dict[str, 
 
 def deliveries(execution_id: str, *, target: Deployment | None = None) -> list[dict[str, Any]]:
     """Every webhook delivery of an execution and every attempt: time, status code or error."""
-    if target is None:
-        with deployment() as target:
-            return delivery_report(target.store, execution_id)
-    return delivery_report(target.store, execution_id)
+    return _on(target, lambda opened: delivery_report(opened.store, execution_id))
 
 
 def wait(
