@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from video_pipelines.errors import ProviderError, TransientProviderError
+from video_pipelines.errors import ProviderError, ProviderHttpError, TransientProviderError
 from video_pipelines.net import parse_allowed_hosts
 from video_pipelines.providers import http as provider_http
 from video_pipelines.providers.base import GenerationRequest, LipSyncRequest, NoLedger
 from video_pipelines.providers.fal import FalProvider, app_id
-from video_pipelines.providers.http import HttpPolicy, ProviderHttpError, remote_input, retry_after_seconds
+from video_pipelines.providers.http import HttpPolicy, remote_input, retry_after_seconds
 from video_pipelines.providers.replicate import ReplicateProvider, output_url
 
 TOKEN = "tok-Secret-8f3a91"

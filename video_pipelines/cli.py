@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from video_pipelines.errors import PlanValidationError, VideoPipelineError
+from video_pipelines.errors import PlanValidationError, UsageError, VideoPipelineError
 from video_pipelines.plan import Plan, execution_order, levels, load_plan_json, parse_plan
 from video_pipelines.plan.params import parse_params
 from video_pipelines.plan.reuse import ResolvedPlan, resolve
@@ -22,15 +22,11 @@ from video_pipelines.plan.reuse import ResolvedPlan, resolve
 EXIT_INVALID = 2
 
 
-class CliError(Exception):
-    """A user error: printed on stderr, exit 2."""
-
-
 def _read_plan(path: str) -> dict[str, Any]:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise CliError(f"cannot read plan {path}: {exc.strerror}") from None
+        raise UsageError(f"cannot read plan {path}: {exc.strerror}") from None
     return load_plan_json(text)
 
 
@@ -66,7 +62,8 @@ def _resolve_against_base(plan: Plan) -> tuple[ResolvedPlan | None, str | None]:
     if not plan.base_execution_id:
         return resolve(plan), None
     from video_pipelines import client
-    from video_pipelines.orchestration.executions import BaseNotReady, BaseUnusable, load_base
+    from video_pipelines.errors import BaseNotReady, BaseUnusable
+    from video_pipelines.orchestration.executions import load_base
 
     try:
         with client.deployment() as target:
@@ -249,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_INVALID
-    except (CliError, VideoPipelineError) as exc:
+    except VideoPipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     return code

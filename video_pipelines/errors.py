@@ -1,11 +1,16 @@
-"""The errors video_pipelines raises.
+"""The errors video_pipelines raises: one tree, every class of the package in this module.
 
-Every error the package raises on purpose derives from `VideoPipelineError`, so a
-caller can catch the whole family in one place. The hierarchy says what a caller
-should do next:
+Every error the package raises on purpose derives from `VideoPipelineError`, so a caller
+(a door: the CLI, the HTTP API, an op) can catch the whole family in one place. The tree
+says what a caller should do next:
 
     VideoPipelineError
+    ├── UsageError               a door was called wrong (an unreadable file, a missing option)
     ├── PlanValidationError      the plan is wrong; fix it and submit again (never retried)
+    ├── ExecutionError           an execution cannot be found or used as asked
+    │   ├── ExecutionNotFound         no submission and no run carries this execution id
+    │   ├── BaseNotReady              the base of a variant has not ended yet: the variant waits
+    │   └── BaseUnusable              the base does not exist, failed or was canceled: rejected
     ├── MediaError               an input or output is not usable media (never retried)
     │   └── FFmpegError          FFmpeg exited non-zero; carries the tail of its stderr
     ├── FetchError               a remote file could not be fetched
@@ -13,11 +18,20 @@ should do next:
     │   └── TransientFetchError       timeout, connection error or 5xx: worth a retry
     ├── StorageError             artifact storage refused or failed
     │   └── TransientStorageError     worth a retry
-    └── ProviderError            a generation/lip-sync provider failed or is not configured
-        └── TransientProviderError    429, 5xx, timeouts: worth a retry
+    ├── ProviderError            a generation/lip-sync provider failed or is not configured
+    │   ├── ProviderHttpError         the provider refused the request (a 4xx other than 429)
+    │   ├── JobFailed                 the provider's job ended without a usable result
+    │   └── TransientProviderError    429, 5xx, timeouts: worth a retry
+    ├── SubmissionStoreError     the submission store refused an input or cannot open its database
+    │   └── SecretKeyError            the webhook-secret key is missing, malformed or not the right one
+    └── WebhookError             a webhook cannot be built, stored or signed as asked
+        └── WebhookSecretError        the secret cannot sign, or cannot be read where webhooks are sent
 
-Dagster's `RetryPolicy` retries only the `Transient*` errors (see
-`video_pipelines.orchestration`); everything else fails the step at once.
+`TransientError` marks the errors worth another try (the `Transient*` classes). The
+`execute_plan` op retries exactly those, with backoff, by raising Dagster's `RetryRequested`
+itself rather than through an op `RetryPolicy` (Dagster applies a RetryPolicy to interrupts
+too, so a canceled step would start again); every other error fails the step at once. A
+failed webhook delivery is not an error: it is an attempt recorded in the outbox.
 """
 
 from __future__ import annotations
@@ -31,12 +45,32 @@ class TransientError(VideoPipelineError):
     """Mixin-style marker: the same call may succeed if tried again later."""
 
 
+class UsageError(VideoPipelineError):
+    """A door was called wrong (an unreadable plan file, a missing option); the message says what to fix."""
+
+
 class PlanValidationError(VideoPipelineError):
     """A plan that cannot run; `problems` lists every problem found, each naming the node and field."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("; ".join(self.problems) if self.problems else "invalid plan")
+
+
+class ExecutionError(VideoPipelineError):
+    """An execution that cannot be found or used as asked."""
+
+
+class ExecutionNotFound(ExecutionError):
+    """No submission and no run carries this execution id."""
+
+
+class BaseNotReady(ExecutionError):
+    """The base execution has not ended yet: the variant waits."""
+
+
+class BaseUnusable(ExecutionError):
+    """The base execution does not exist, failed or was canceled: the variant is rejected."""
 
 
 class MediaError(VideoPipelineError):
@@ -77,5 +111,34 @@ class ProviderError(VideoPipelineError):
     """A provider failed the job or is not configured."""
 
 
+class ProviderHttpError(ProviderError):
+    """The provider refused a request (a 4xx other than 429); never worth a retry."""
+
+    def __init__(self, message: str, *, status_code: int, provider_message: str) -> None:
+        self.status_code = status_code
+        self.provider_message = provider_message
+        super().__init__(message)
+
+
+class JobFailed(ProviderError):
+    """The provider job ended without a usable result (failed, canceled, no output): nothing to cancel."""
+
+
 class TransientProviderError(ProviderError, TransientError):
     """A provider failure that may pass (429, 5xx, timeouts)."""
+
+
+class SubmissionStoreError(VideoPipelineError):
+    """The submission store refused an input (bad priority, a secret without a URL) or cannot use its database."""
+
+
+class SecretKeyError(SubmissionStoreError):
+    """The key that encrypts webhook secrets is missing, malformed or not the one a secret was encrypted with."""
+
+
+class WebhookError(VideoPipelineError):
+    """A webhook that cannot be built, stored or signed as asked; the message says what to fix."""
+
+
+class WebhookSecretError(WebhookError):
+    """A webhook secret that cannot sign or cannot be read at send time; the message never contains it."""

@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.storage.dagster_run import RunRecord
 
-from video_pipelines.errors import VideoPipelineError
+from video_pipelines.errors import BaseNotReady, BaseUnusable
 from video_pipelines.plan import parse_plan, sinks
 from video_pipelines.plan.model import normalised_node_params
 from video_pipelines.plan.results import VideoResult
@@ -29,14 +29,6 @@ UNFINISHED = (
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 )
-
-
-class BaseNotReady(VideoPipelineError):
-    """The base execution has not ended yet: the variant waits."""
-
-
-class BaseUnusable(VideoPipelineError):
-    """The base execution does not exist, failed or was canceled: the variant is rejected."""
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,13 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from video_pipelines.errors import PlanValidationError, TransientError, VideoPipelineError
+from video_pipelines.errors import BaseNotReady, BaseUnusable, PlanValidationError, TransientError, VideoPipelineError
 from video_pipelines.node_runner import NodeEnvironment, run_node
 from video_pipelines.orchestration.assets import asset_key_for
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.executions import (
     BASE_EXECUTION_ID_TAG,
     EXECUTION_ID_TAG,
-    BaseNotReady,
-    BaseUnusable,
     load_base,
 )
 from video_pipelines.orchestration.executor import in_process_or_multiprocess

@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from video_pipelines.errors import PlanValidationError
+from video_pipelines.errors import BaseNotReady, BaseUnusable, PlanValidationError
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.executions import (
     BASE_EXECUTION_ID_TAG,
     EXECUTION_ID_TAG,
     UNFINISHED,
-    BaseNotReady,
-    BaseUnusable,
     find_run,
     load_base,
 )

@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.execution.stats import StepEventStatus
 
-from video_pipelines.errors import VideoPipelineError
+from video_pipelines.errors import ExecutionNotFound
 from video_pipelines.orchestration.executions import find_run, node_records, plan_of_run
 from video_pipelines.orchestration.state import mapping_key
 from video_pipelines.plan import parse_plan, sinks
@@ -31,10 +31,6 @@ _RUN_STATUS = {
     dg.DagsterRunStatus.FAILURE: "failed",
     dg.DagsterRunStatus.CANCELED: "canceled",
 }
-
-
-class ExecutionNotFound(VideoPipelineError):
-    """No submission and no run carries this execution id."""
 
 
 def execution_status(instance: dg.DagsterInstance, store: SubmissionStore | None, execution_id: str) -> dict[str, Any]:

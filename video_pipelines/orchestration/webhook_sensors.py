@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from video_pipelines.errors import VideoPipelineError
+from video_pipelines.errors import WebhookSecretError
 from video_pipelines.net import AllowedHosts
 from video_pipelines.orchestration.executions import EXECUTION_ID_TAG, find_run, plan_of_run
 from video_pipelines.orchestration.job import execute_plan
@@ -33,10 +33,6 @@ from video_pipelines.webhooks import (
     encode_payload,
     payload_for,
 )
-
-
-class WebhookSecretUnavailable(VideoPipelineError):
-    """The secret a webhook is signed with could not be read at send time."""
 
 
 def webhook_target(
@@ -88,9 +84,7 @@ def secret_lookup(store: SubmissionStore) -> Callable[[Delivery], str | None]:
         name = source.removeprefix(ENV_SOURCE_PREFIX)
         value = os.environ.get(name)
         if not value:
-            raise WebhookSecretUnavailable(
-                f"environment variable {name} (secretEnv) is not set where webhooks are sent"
-            )
+            raise WebhookSecretError(f"environment variable {name} (secretEnv) is not set where webhooks are sent")
         return value
 
     return secret_for

@@ -22,15 +22,13 @@ from urllib.parse import quote
 
 import httpx
 
-from video_pipelines.errors import ProviderError
+from video_pipelines.errors import JobFailed, ProviderError, ProviderHttpError
 from video_pipelines.net import AllowedHosts, fetch_to_file
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest
 from video_pipelines.providers.http import (
     DEFAULT_MAX_INLINE_BYTES,
     HttpPolicy,
-    JobFailed,
     ProviderHttp,
-    ProviderHttpError,
     lipsync_sources,
     run_job,
 )

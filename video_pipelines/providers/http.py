@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from video_pipelines.errors import ProviderError, TransientError, TransientProviderError
+from video_pipelines.errors import JobFailed, ProviderError, ProviderHttpError, TransientError, TransientProviderError
 from video_pipelines.providers.base import JobLedger, LipSyncRequest
 
 T = TypeVar("T")
@@ -59,19 +59,6 @@ class HttpPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
-
-
-class ProviderHttpError(ProviderError):
-    """The provider refused a request (a 4xx other than 429); never worth a retry."""
-
-    def __init__(self, message: str, *, status_code: int, provider_message: str) -> None:
-        self.status_code = status_code
-        self.provider_message = provider_message
-        super().__init__(message)
-
-
-class JobFailed(ProviderError):
-    """The provider job ended without a usable result (failed, canceled, no output): nothing to cancel."""
 
 
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from video_pipelines.errors import ProviderError
+from video_pipelines.errors import JobFailed, ProviderError
 from video_pipelines.net import AllowedHosts, fetch_to_file
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest
 from video_pipelines.providers.http import (
     DEFAULT_MAX_INLINE_BYTES,
     HttpPolicy,
-    JobFailed,
     ProviderHttp,
     lipsync_sources,
     run_job,

@@ -11,8 +11,8 @@ Plain Python: no Dagster import (the PostgreSQL URL helper loads lazily, only fo
 
 from __future__ import annotations
 
+from video_pipelines.errors import SecretKeyError, SubmissionStoreError
 from video_pipelines.submissions.crypto import KEY_FILE_NAME, SECRET_KEY_ENV
-from video_pipelines.submissions.errors import SecretKeyError, SubmissionStoreError
 from video_pipelines.submissions.schema import SCHEMA_VERSION
 from video_pipelines.submissions.store import (
     DATABASE_FILE_NAME,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from video_pipelines.submissions.errors import SecretKeyError
+from video_pipelines.errors import SecretKeyError
 
 SECRET_KEY_ENV = "VIDEO_PIPELINES_SECRET_KEY"  # noqa: S105 (the name of the variable, not a key)
 KEY_FILE_NAME = "video_pipelines_secret.key"

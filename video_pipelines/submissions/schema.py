@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from video_pipelines.submissions.errors import SubmissionStoreError
+from video_pipelines.errors import SubmissionStoreError
 
 SUBMISSIONS_TABLE = "video_pipelines_submissions"
 VERSION_TABLE = "video_pipelines_schema_version"

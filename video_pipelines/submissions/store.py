@@ -50,6 +50,7 @@ from sqlalchemy import event
 from ulid import ULID
 
 from video_pipelines.database_url import psycopg2_url
+from video_pipelines.errors import SecretKeyError, SubmissionStoreError
 from video_pipelines.instance import DATABASE_URL_ENV, DEFAULT_HOME
 from video_pipelines.submissions.crypto import (
     KEY_FILE_NAME,
@@ -58,7 +59,6 @@ from video_pipelines.submissions.crypto import (
     fernet_key,
     load_or_create_key_file,
 )
-from video_pipelines.submissions.errors import SecretKeyError, SubmissionStoreError
 from video_pipelines.submissions.schema import migrate, submissions
 from video_pipelines.submissions.timestamps import as_utc, required_utc
 

@@ -16,7 +16,7 @@ Plain Python: no Dagster import. The Dagster sensors that enqueue and deliver li
 
 from __future__ import annotations
 
-from video_pipelines.webhooks.errors import WebhookError, WebhookSecretError
+from video_pipelines.errors import WebhookError, WebhookSecretError
 from video_pipelines.webhooks.outbox import (
     DEFAULT_RETRY_DELAYS,
     ENV_SOURCE_PREFIX,

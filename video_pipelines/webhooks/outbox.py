@@ -54,11 +54,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 
+from video_pipelines.errors import WebhookError
 from video_pipelines.net import redact_url
 from video_pipelines.submissions.schema import WEBHOOK_ATTEMPTS_TABLE, WEBHOOK_DELIVERIES_TABLE, migrate
 from video_pipelines.submissions.store import SubmissionStore
 from video_pipelines.submissions.timestamps import as_utc, required_utc
-from video_pipelines.webhooks.errors import WebhookError
 from video_pipelines.webhooks.payload import EVENTS
 
 if TYPE_CHECKING:

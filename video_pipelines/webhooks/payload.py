@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from video_pipelines.webhooks.errors import WebhookError
+from video_pipelines.errors import WebhookError
 
 EVENTS: Final = ("completed", "failed", "canceled")
 _VIDEO_FIELDS: Final = ("url", "duration", "aspectRatio", "width", "height")

@@ -27,9 +27,8 @@ from typing import Any, Final
 
 import httpx
 
-from video_pipelines.errors import BlockedDestinationError, FetchError
+from video_pipelines.errors import BlockedDestinationError, FetchError, WebhookSecretError
 from video_pipelines.net import AllowedHosts, certificate_error, open_pinned, redact_url, resolve_destination
-from video_pipelines.webhooks.errors import WebhookSecretError
 from video_pipelines.webhooks.outbox import Delivery, DeliveryOutbox, RetrySchedule
 from video_pipelines.webhooks.signing import signature_headers, unsigned_headers
 

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 
 from standardwebhooks import Webhook
 
-from video_pipelines.webhooks.errors import WebhookSecretError
+from video_pipelines.errors import WebhookSecretError
 
 WHSEC_PREFIX = "whsec_"
 
