@@ -6,7 +6,6 @@ from video_pipelines.plan.lineage import lineage_hashes
 from video_pipelines.plan.model import (
     Plan,
     PlanNode,
-    Priority,
     Webhook,
     ancestors,
     execution_order,
@@ -17,6 +16,7 @@ from video_pipelines.plan.model import (
     sinks,
 )
 from video_pipelines.plan.params import Operation
+from video_pipelines.vocabulary import Priority
 
 __all__ = [
     "Operation",

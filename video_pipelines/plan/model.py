@@ -10,7 +10,6 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
@@ -19,22 +18,12 @@ from pydantic import ValidationError
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.plan.params import VIDEO_INPUTS, AnyParams, Operation, normalised_params, parse_params
 from video_pipelines.plan.refs import RESULT_FIELD_SAMPLES, find_references, with_results, with_samples
+from video_pipelines.vocabulary import Priority
 
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLAN_KEYS = {"jobs", "baseExecutionId", "webhook", "priority"}
 _JOB_KEYS = {"id", "type", "operation", "params", "dependsOn", "output"}
-
-
-class Priority(StrEnum):
-    HIGH = "high"
-    NORMAL = "normal"
-    LOW = "low"
-
-    @property
-    def dagster_priority(self) -> int:
-        """The value of Dagster's `dagster/priority` tag: higher runs first."""
-        return {Priority.HIGH: 10, Priority.NORMAL: 0, Priority.LOW: -10}[self]
 
 
 @dataclass(frozen=True)

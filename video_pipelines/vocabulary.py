@@ -1,0 +1,73 @@
+"""The words every layer shares, defined once: priorities, aspect ratios, statuses.
+
+Plain enums with no dependency, so the plan model, the FFmpeg operations, the providers,
+the submission store, the execution life cycle and every door speak the same vocabulary
+(and the wire strings stay those of the SDK).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+
+class Priority(StrEnum):
+    """A plan's `priority`: higher runs first when runs queue."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def dagster_priority(self) -> int:
+        """The value of Dagster's `dagster/priority` tag: higher runs first."""
+        return {Priority.HIGH: 10, Priority.NORMAL: 0, Priority.LOW: -10}[self]
+
+    @property
+    def rank(self) -> int:
+        """Order in which pending submissions are taken: 0 first."""
+        return {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}[self]
+
+
+# The aspect ratios a plan may ask for, as the SDK spells them, with their (across, down) shape.
+AspectRatioName = Literal["16:9", "9:16", "1:1", "4:5"]
+ASPECT_RATIOS: dict[str, tuple[int, int]] = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1), "4:5": (4, 5)}
+# Ratios a result may be recognised as although no plan asks for them (e.g. an input of 4:3).
+RECOGNISED_RATIOS: dict[str, tuple[int, int]] = {**ASPECT_RATIOS, "4:3": (4, 3), "3:4": (3, 4)}
+
+
+class ExecutionState(StrEnum):
+    """The `status` of an execution in the status document and the webhook."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+# The states an execution ends in; each is also the webhook event sent for it.
+TERMINAL_STATES: tuple[ExecutionState, ...] = (
+    ExecutionState.COMPLETED,
+    ExecutionState.FAILED,
+    ExecutionState.CANCELED,
+)
+
+
+class NodeState(StrEnum):
+    """The `status` of one plan node in the status document (`jobs.<id>.status`)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    REUSED = "reused"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    @property
+    def has_result(self) -> bool:
+        return self in (NodeState.COMPLETED, NodeState.REUSED)
