@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from video_pipelines.demo import node_results, run_plan_in_process
-from video_pipelines.operations.ffmpeg import probe, sha256_file
+from video_pipelines.digest import file_sha256
+from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.orchestration.definitions import defs, execute_plan_job
 from video_pipelines.orchestration.job import EXECUTION_ID_TAG
 from video_pipelines.orchestration.state import mapping_key
@@ -75,7 +76,7 @@ def test_vertical_short_runs_one_step_per_node(dagster_home: Path) -> None:
     assert (clip.width, clip.height) == (160, 90) and abs(clip.duration - 2) < 0.1
     assert vertical.height > vertical.width and abs(vertical.width / vertical.height - 9 / 16) < 0.02
     assert videos["vertical"].aspect_ratio == "9:16"
-    assert videos["vertical"].sha256 == sha256_file(local_path_of(videos["vertical"].url))
+    assert videos["vertical"].sha256 == file_sha256(local_path_of(videos["vertical"].url))
     assert (vertical.video_codec, vertical.audio_codec) == ("h264", "aac")
     # Artifacts are content-addressed under DAGSTER_HOME/artifacts.
     assert str(dagster_home / "artifacts") in videos["clip"].url

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from video_pipelines.digest import file_sha256
 from video_pipelines.errors import FFmpegError, MediaError
 from video_pipelines.operations import (
     Cue,
@@ -30,7 +31,6 @@ from video_pipelines.operations import (
     reframe_video,
     replace_audio,
     run_ffmpeg,
-    sha256_file,
 )
 from video_pipelines.operations.ffmpeg import (
     _parse_audio_stream,
@@ -163,9 +163,9 @@ def test_dimensions_for(ratio: str, short: int, expected: tuple[int, int]) -> No
 
 
 def test_dimensions_for_rejects_unknown_ratio_and_odd_sizes() -> None:
-    with pytest.raises(ValueError, match="21:9"):
+    with pytest.raises(MediaError, match="21:9"):
         dimensions_for("21:9", 720)
-    with pytest.raises(ValueError, match="even"):
+    with pytest.raises(MediaError, match="even"):
         dimensions_for("16:9", 721)
 
 
@@ -249,7 +249,7 @@ def test_build_ass_and_cue_validation() -> None:
 def test_escape_filter_value() -> None:
     assert escape_filter_value("/tmp/a b/c.ass") == "/tmp/a b/c.ass"
     assert escape_filter_value("/x/it's:a,b[1];c\\d") == "/x/it\\\\\\'s\\\\:a\\,b\\[1\\]\\;c\\\\\\\\d"
-    with pytest.raises(ValueError, match="whitespace"):
+    with pytest.raises(MediaError, match="whitespace"):
         escape_filter_value(" leading")
 
 
@@ -273,10 +273,10 @@ def test_stream_line_parsing() -> None:
 # ---------------------------------------------------------------- probe and run_ffmpeg
 
 
-def test_sha256_file(tmp_path: Path) -> None:
+def test_file_sha256(tmp_path: Path) -> None:
     path = tmp_path / "x.bin"
     path.write_bytes(b"video" * 100_000)
-    assert sha256_file(path) == hashlib.sha256(b"video" * 100_000).hexdigest()
+    assert file_sha256(path) == hashlib.sha256(b"video" * 100_000).hexdigest()
 
 
 def test_probe_rejects_what_is_not_a_video(tmp_path: Path, clips: Clips) -> None:
@@ -400,8 +400,8 @@ def test_generate_clip_is_exact_and_deterministic(tmp_path: Path, hostile_tempdi
     generate_clip(again, prompt=prompt, duration=1.3, width=320, height=180, seed=42)
     generate_clip(other, prompt=prompt, duration=1.3, width=320, height=180, seed=43)
     assert_standard_mp4(first, duration=1.3, width=320, height=180)
-    assert sha256_file(first) == sha256_file(again)
-    assert sha256_file(first) != sha256_file(other)
+    assert file_sha256(first) == file_sha256(again)
+    assert file_sha256(first) != file_sha256(other)
     assert list(hostile_tempdir.iterdir()) == []  # temporary files cleaned up
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no partial outputs left
 
@@ -490,7 +490,7 @@ def test_re_encoding_operations_are_deterministic(tmp_path: Path, clips: Clips) 
         reframe_video(clips.a, tmp_path / f"blur-{name}.mp4", aspect_ratio="9:16", mode="blur")
         replace_audio(clips.a, clips.tone_long, tmp_path / f"audio-{name}.mp4")
     for kind in ("merge", "subs", "blur", "audio"):
-        assert sha256_file(tmp_path / f"{kind}-one.mp4") == sha256_file(tmp_path / f"{kind}-two.mp4")
+        assert file_sha256(tmp_path / f"{kind}-one.mp4") == file_sha256(tmp_path / f"{kind}-two.mp4")
 
 
 def test_merge_validates(tmp_path: Path, clips: Clips) -> None:

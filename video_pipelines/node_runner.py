@@ -11,17 +11,20 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
+from video_pipelines.digest import file_sha256
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.net import AllowedHosts, fetch_to_file
-from video_pipelines.operations.ffmpeg import probe, sha256_file
-from video_pipelines.operations.subtitles import Cue, parse_srt
-from video_pipelines.operations.video import (
+from video_pipelines.operations import (
+    Cue,
     burn_subtitles,
     dimensions_for,
     merge_videos,
+    parse_srt,
+    probe,
     reframe_video,
 )
 from video_pipelines.plan.model import PlanNode
@@ -31,6 +34,7 @@ from video_pipelines.plan.params import (
     GenerateVideoParams,
     LipSyncParams,
     MergeParams,
+    Operation,
     ReframeParams,
 )
 from video_pipelines.plan.results import VideoResult, aspect_ratio_name
@@ -104,13 +108,21 @@ def run_node(
         work = Path(tmp)
         input_paths = [_local_copy(result, work / f"input{i}.mp4", env) for i, result in enumerate(inputs)]
         out = work / "output.mp4"
-        started = time.perf_counter()
-        provider = _run_operation(
-            params, input_paths, [result.url for result in inputs], out, work, env, lineage, log, ledger or NoLedger()
+        call = _OperationCall(
+            inputs=input_paths,
+            input_urls=[result.url for result in inputs],
+            out=out,
+            work=work,
+            env=env,
+            lineage=lineage,
+            log=log,
+            ledger=ledger or NoLedger(),
         )
+        started = time.perf_counter()
+        provider = _HANDLERS[node.operation](params, call)
         seconds = time.perf_counter() - started
         info = probe(out)
-        digest = sha256_file(out)
+        digest = file_sha256(out)
         stored = env.store.put_file(out, sha256=digest)
     result = VideoResult(
         url=stored.url,
@@ -121,15 +133,14 @@ def run_node(
         size_bytes=info.size_bytes,
         sha256=digest,
     )
-    model = _model_used(params, provider)
+    model = _model_used(node.operation, params, provider)
     cost = env.pricing.cost(provider, model, result.duration) if provider else 0.0
     return NodeRun(result=result, provider=provider, seconds=round(seconds, 3), cost_usd=cost, model=model)
 
 
-def _model_used(params: AnyParams, provider: str | None) -> str | None:
+def _model_used(operation: Operation, params: AnyParams, provider: str | None) -> str | None:
     if provider is None or provider == "local" or not isinstance(params, GenerateVideoParams | LipSyncParams):
         return None
-    operation = "generateVideo" if isinstance(params, GenerateVideoParams) else "lipSync"
     return params.model or DEFAULT_MODELS.get((operation, provider))
 
 
@@ -145,64 +156,89 @@ def _local_copy(result: VideoResult, dest: Path, env: NodeEnvironment) -> Path:
     return dest
 
 
-def _run_operation(
-    params: AnyParams,
-    inputs: list[Path],
-    input_urls: list[str],
-    out: Path,
-    work: Path,
-    env: NodeEnvironment,
-    lineage: str,
-    log: Log,
-    ledger: JobLedger,
-) -> str | None:
-    """Run the operation `params` describes; returns the provider used, if any."""
-    if isinstance(params, GenerateVideoParams):
-        width, height = dimensions_for(params.aspect_ratio, params.resolution)
-        generator = video_generator(params.provider, allowed=env.allowed_hosts, remote=env.remote)
-        log(f"generating {params.duration}s {width}x{height} with provider {generator.name}")
-        request = GenerationRequest(
-            prompt=params.prompt,
-            duration=params.duration,
-            width=width,
-            height=height,
-            aspect_ratio=params.aspect_ratio,
-            seed=seed_for(params, lineage),
-            model=params.model,
-        )
-        generator.generate(request, out, timeout=env.timeout, ledger=ledger)
-        return generator.name
-    if isinstance(params, MergeParams):
-        strategy = merge_videos(
-            inputs,
-            out,
-            transition=params.transition,
-            transition_duration=params.transition_duration,
-            timeout=env.timeout,
-        )
-        log(f"merged {len(inputs)} inputs with {params.transition} ({strategy})")
-        return None
-    if isinstance(params, LipSyncParams):
-        audio = work / "audio"
-        size = fetch_to_file(params.audio_url, audio, allowed=env.allowed_hosts)
-        log(f"fetched {size} bytes of audio")
-        syncer = lip_syncer(params.provider, allowed=env.allowed_hosts, remote=env.remote)
-        sync_request = LipSyncRequest(
-            video=inputs[0], video_url=input_urls[0], audio=audio, audio_url=params.audio_url, model=params.model
-        )
-        syncer.lip_sync(sync_request, out, timeout=env.timeout, ledger=ledger)
-        return syncer.name
-    if isinstance(params, AddSubtitlesParams):
-        cues = _cues(params, inputs[0])
-        style = params.style
-        burn_subtitles(
-            inputs[0], out, cues=cues, font_size=style.font_size, position=style.position, timeout=env.timeout
-        )
-        log(f"burned {len(cues)} subtitle cue(s)")
-        return None
-    assert isinstance(params, ReframeParams)
-    reframe_video(inputs[0], out, aspect_ratio=params.aspect_ratio, mode=params.mode, timeout=env.timeout)
-    return None
+@dataclass(frozen=True)
+class _OperationCall:
+    """What an operation handler works with besides its params: local inputs, the output, the deployment."""
+
+    inputs: list[Path]
+    input_urls: list[str]
+    out: Path
+    work: Path
+    env: NodeEnvironment
+    lineage: str
+    log: Log
+    ledger: JobLedger
+
+
+def _generate_video(params: GenerateVideoParams, call: _OperationCall) -> str:
+    width, height = dimensions_for(params.aspect_ratio, params.resolution)
+    generator = video_generator(params.provider, allowed=call.env.allowed_hosts, remote=call.env.remote)
+    call.log(f"generating {params.duration}s {width}x{height} with provider {generator.name}")
+    request = GenerationRequest(
+        prompt=params.prompt,
+        duration=params.duration,
+        width=width,
+        height=height,
+        aspect_ratio=params.aspect_ratio,
+        seed=seed_for(params, call.lineage),
+        model=params.model,
+    )
+    generator.generate(request, call.out, timeout=call.env.timeout, ledger=call.ledger)
+    return generator.name
+
+
+def _merge(params: MergeParams, call: _OperationCall) -> None:
+    strategy = merge_videos(
+        call.inputs,
+        call.out,
+        transition=params.transition,
+        transition_duration=params.transition_duration,
+        timeout=call.env.timeout,
+    )
+    call.log(f"merged {len(call.inputs)} inputs with {params.transition} ({strategy})")
+
+
+def _lip_sync(params: LipSyncParams, call: _OperationCall) -> str:
+    audio = call.work / "audio"
+    size = fetch_to_file(params.audio_url, audio, allowed=call.env.allowed_hosts)
+    call.log(f"fetched {size} bytes of audio")
+    syncer = lip_syncer(params.provider, allowed=call.env.allowed_hosts, remote=call.env.remote)
+    request = LipSyncRequest(
+        video=call.inputs[0], video_url=call.input_urls[0], audio=audio, audio_url=params.audio_url, model=params.model
+    )
+    syncer.lip_sync(request, call.out, timeout=call.env.timeout, ledger=call.ledger)
+    return syncer.name
+
+
+def _add_subtitles(params: AddSubtitlesParams, call: _OperationCall) -> None:
+    cues = _cues(params, call.inputs[0])
+    style = params.style
+    burn_subtitles(
+        call.inputs[0],
+        call.out,
+        cues=cues,
+        font_size=style.font_size,
+        position=style.position,
+        timeout=call.env.timeout,
+    )
+    call.log(f"burned {len(cues)} subtitle cue(s)")
+
+
+def _reframe(params: ReframeParams, call: _OperationCall) -> None:
+    reframe_video(
+        call.inputs[0], call.out, aspect_ratio=params.aspect_ratio, mode=params.mode, timeout=call.env.timeout
+    )
+
+
+# Each handler takes the params class `PARAMS_MODELS` parses its operation into, and returns
+# the provider it used (None for FFmpeg-only operations).
+_HANDLERS: dict[Operation, Callable[[Any, _OperationCall], str | None]] = {
+    Operation.GENERATE_VIDEO: _generate_video,
+    Operation.MERGE: _merge,
+    Operation.LIP_SYNC: _lip_sync,
+    Operation.ADD_SUBTITLES: _add_subtitles,
+    Operation.REFRAME: _reframe,
+}
 
 
 def _cues(params: AddSubtitlesParams, video: Path) -> list[Cue]:

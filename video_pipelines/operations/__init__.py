@@ -1,22 +1,20 @@
-"""The FFmpeg core: plain Python that turns media files into media files (no Dagster here)."""
+"""The FFmpeg core: plain Python that turns media files into media files (no Dagster here).
+
+One module per operation (`generate`, `merge`, `lip_sync`, `subtitles`, `reframe`), the
+FFmpeg runner and prober in `ffmpeg`, and the output format they share in `common`.
+"""
 
 from __future__ import annotations
 
-from video_pipelines.operations.ffmpeg import MediaInfo, ffmpeg_exe, probe, run_ffmpeg, sha256_file
-from video_pipelines.operations.subtitles import Cue, build_ass, escape_ass_text, parse_srt
-from video_pipelines.operations.video import (
-    ASPECT_RATIOS,
-    MergeStrategy,
-    burn_subtitles,
-    dimensions_for,
-    generate_clip,
-    merge_videos,
-    reframe_video,
-    replace_audio,
-)
+from video_pipelines.operations.common import dimensions_for
+from video_pipelines.operations.ffmpeg import MediaInfo, ffmpeg_exe, probe, run_ffmpeg
+from video_pipelines.operations.generate import generate_clip
+from video_pipelines.operations.lip_sync import replace_audio
+from video_pipelines.operations.merge import MergeStrategy, merge_videos
+from video_pipelines.operations.reframe import reframe_video
+from video_pipelines.operations.subtitles import Cue, build_ass, burn_subtitles, escape_ass_text, parse_srt
 
 __all__ = [
-    "ASPECT_RATIOS",
     "Cue",
     "MediaInfo",
     "MergeStrategy",
@@ -32,5 +30,4 @@ __all__ = [
     "reframe_video",
     "replace_audio",
     "run_ffmpeg",
-    "sha256_file",
 ]

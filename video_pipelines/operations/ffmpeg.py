@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
-import hashlib
 import os
 import re
 import signal
@@ -38,7 +37,6 @@ __all__ = [
     "probe",
     "probe_audio",
     "run_ffmpeg",
-    "sha256_file",
 ]
 
 STDERR_TAIL_LINES = 15
@@ -101,7 +99,7 @@ def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None =
     SystemExit, Dagster's interrupt) the group is killed and the exception re-raised.
     """
     if timeout is not None and timeout <= 0:
-        raise ValueError(f"timeout must be positive, got {timeout}")
+        raise MediaError(f"timeout must be positive, got {timeout}")
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y", *args]
     with tempfile.TemporaryFile() as stderr_file:
         proc = subprocess.Popen(
@@ -161,7 +159,7 @@ def escape_filter_value(value: str) -> str:
     whitespace would be trimmed, so values must not start or end with it.
     """
     if value != value.strip():
-        raise ValueError(f"a filter option value cannot start or end with whitespace: {value!r}")
+        raise MediaError(f"a filter option value cannot start or end with whitespace: {value!r}")
     option_level = re.sub(r"([\\':])", r"\\\1", value)
     return re.sub(r"([\\'\[\],;])", r"\\\1", option_level)
 
@@ -388,12 +386,3 @@ def probe_audio(path: Path) -> float:
     if result.audio is None:
         raise MediaError(f"{path}: has no audio stream")
     return result.duration or 0.0
-
-
-def sha256_file(path: Path) -> str:
-    """The lowercase hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -1,4 +1,4 @@
-"""Subtitle cues: parse SRT, and write an ASS script libass renders literally.
+"""addSubtitles: parse SRT into cues, write them as an ASS script, and burn it into a video.
 
 User text never reaches an FFmpeg filter string: it goes into an ASS file, and
 `escape_ass_text` neutralises everything libass would otherwise interpret.
@@ -16,13 +16,26 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
+import tempfile
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from video_pipelines.errors import MediaError
+from video_pipelines.operations.common import FONT_FILE, check_timeout, filter_video
+from video_pipelines.operations.ffmpeg import escape_filter_path, probe
 
-__all__ = ["POSITIONS", "Cue", "build_ass", "default_font_size", "escape_ass_text", "parse_srt"]
+__all__ = [
+    "POSITIONS",
+    "Cue",
+    "build_ass",
+    "burn_subtitles",
+    "default_font_size",
+    "escape_ass_text",
+    "parse_srt",
+]
 
 WORD_JOINER = "\u2060"
 FONT_NAME = "DejaVu Sans"
@@ -169,3 +182,46 @@ def build_ass(
             end = _ass_time(cue.start + 0.01)
         events.append(f"Dialogue: 0,{start},{end},Default,,0,0,0,,{escape_ass_text(cue.text)}")
     return "\n".join([*header, *events]) + "\n"
+
+
+def burn_subtitles(
+    video: Path,
+    out: Path,
+    *,
+    cues: Sequence[Cue],
+    font_size: int | None = None,
+    position: str = "bottom",
+    timeout: float | None = None,
+) -> None:
+    """Burn `cues` into `video` with libass (bundled DejaVu Sans); the audio is kept."""
+    if not cues:
+        raise MediaError("addSubtitles: there are no subtitle cues to burn")
+    if position not in POSITIONS:
+        raise MediaError(f"addSubtitles: position must be one of {', '.join(POSITIONS)}, got {position!r}")
+    check_timeout(timeout)
+    info = probe(video)
+    width, height = info.width - info.width % 2, info.height - info.height % 2
+    script = build_ass(cues, width=width, height=height, font_size=font_size, position=position)
+    with tempfile.TemporaryDirectory(prefix="vp-subtitles-") as tmp:
+        ass_file = Path(tmp) / "subtitles.ass"
+        ass_file.write_text(script, encoding="utf-8")
+        # A folder holding only the font: libass tries to load every file in fontsdir.
+        fonts = Path(tmp) / "fonts"
+        fonts.mkdir()
+        try:
+            (fonts / FONT_FILE.name).symlink_to(FONT_FILE.absolute())
+        except OSError:
+            shutil.copyfile(FONT_FILE, fonts / FONT_FILE.name)
+        chain = (
+            f"[0:v:0]crop={width}:{height}:0:0,setsar=1,"
+            f"ass=filename={escape_filter_path(ass_file)}:fontsdir={escape_filter_path(fonts)},"
+            "format=yuv420p[vout]"
+        )
+        filter_video(
+            video,
+            out,
+            info=info,
+            video_chain=chain,
+            description=f"addSubtitles: burning {len(cues)} cues into {video.name}",
+            timeout=timeout,
+        )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from video_pipelines.errors import ProviderError
 from video_pipelines.net import AllowedHosts
-from video_pipelines.operations.video import generate_clip, replace_audio
+from video_pipelines.operations import generate_clip, replace_audio
 from video_pipelines.providers.base import (
     GenerationRequest,
     JobLedger,

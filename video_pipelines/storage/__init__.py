@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from video_pipelines.storage.base import ArtifactStore, StoredArtifact, file_sha256
+from video_pipelines.digest import file_sha256
+from video_pipelines.storage.base import ArtifactStore, StoredArtifact
 from video_pipelines.storage.factory import PUBLIC_BASE_URL_ENV, store_from_url
 from video_pipelines.storage.local import LocalArtifactStore
 

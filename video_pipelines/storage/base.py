@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -26,15 +25,6 @@ class StoredArtifact:
     size_bytes: int
 
 
-def file_sha256(path: Path, *, chunk_size: int = 1024 * 1024) -> str:
-    """The lowercase hex SHA-256 of a file's bytes (the content address used by `key_for`)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_key(key: str) -> str:
     """Return `key` if it is a safe relative key (no absolute path, no `..`), else raise StorageError."""
     segments = key.split("/")
@@ -48,7 +38,7 @@ class ArtifactStore(ABC):
 
     Keys are relative to the store's root or prefix and derive from the content's SHA-256, so
     putting the same bytes twice keeps one object. Callers pass the SHA-256 they computed
-    (see `file_sha256`); the store trusts it.
+    (see `video_pipelines.digest.file_sha256`); the store trusts it.
     """
 
     def key_for(self, sha256: str, suffix: str = ".mp4") -> str:
