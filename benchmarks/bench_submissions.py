@@ -27,9 +27,14 @@ from tests.conftest import fresh_database
 from tests.processes import dagster_deployment
 from tests.receiver import WebhookReceiver
 from video_pipelines import client
-from video_pipelines.orchestration.executions import find_run
+from video_pipelines.executions import EXECUTION_ID_TAG
 
 PLAN = {"jobs": [{"id": "clip", "type": "generateVideo", "params": {"prompt": "x", "duration": 1, "resolution": 64}}]}
+
+
+def newest_run(instance: dg.DagsterInstance, execution_id: str) -> dg.RunRecord | None:
+    records = instance.get_run_records(filters=dg.RunsFilter(tags={EXECUTION_ID_TAG: execution_id}), limit=1)
+    return records[0] if records else None
 
 
 def main() -> None:
@@ -56,7 +61,7 @@ def main() -> None:
                         target=target,
                     )
                     while True:
-                        record = find_run(target.instance, execution_id)
+                        record = newest_run(target.instance, execution_id)
                         if record is not None and record.start_time is not None:
                             break
                         time.sleep(0.05)

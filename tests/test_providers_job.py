@@ -10,8 +10,9 @@ import dagster as dg
 import pytest
 
 from video_pipelines.demo import run_plan_in_process
+from video_pipelines.executions import execution_status
 from video_pipelines.operations.ffmpeg import probe
-from video_pipelines.orchestration.status import execution_status
+from video_pipelines.orchestration.run_records import DagsterRunRecords
 
 from .media import local_path_of
 from .test_providers_replicate_fal import TOKEN, FakeReplicate
@@ -41,7 +42,7 @@ def test_a_replicate_node_runs_records_its_cost_and_job_id(dagster_home: Path, r
     with dg.DagsterInstance.get() as instance:
         result = run_plan_in_process(PLAN, instance)
         assert result.success
-        status = execution_status(instance, None, result.run_id)
+        status = execution_status(DagsterRunRecords(instance), None, result.run_id).to_wire()
         run = instance.get_run_by_id(result.run_id)
         assert run is not None
         logs = "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
@@ -64,7 +65,7 @@ def test_a_replicate_node_runs_records_its_cost_and_job_id(dagster_home: Path, r
     with dg.DagsterInstance.get() as instance:
         variant = run_plan_in_process({**PLAN, "baseExecutionId": result.run_id}, instance)
         assert variant.success
-        variant_status = execution_status(instance, None, variant.run_id)
+        variant_status = execution_status(DagsterRunRecords(instance), None, variant.run_id).to_wire()
     assert variant_status["jobs"]["gen"]["status"] == "reused" and variant_status["cost"] == 0.0
     assert len(replicate.jobs) == 1
 
@@ -75,7 +76,7 @@ def test_an_unconfigured_provider_fails_the_node_with_a_clear_error(
     monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
     with dg.DagsterInstance.get() as instance:
         result = run_plan_in_process(PLAN, instance)
-        status = execution_status(instance, None, result.run_id)
+        status = execution_status(DagsterRunRecords(instance), None, result.run_id).to_wire()
     assert not result.success and status["status"] == "failed"
     assert "gen (generateVideo) failed: provider 'replicate' is not configured" in status["error"]
     assert "REPLICATE_API_TOKEN" in status["error"]
@@ -92,7 +93,7 @@ def test_a_provider_output_that_is_not_a_video_fails_the_node_clearly(
     try:
         with dg.DagsterInstance.get() as instance:
             result = run_plan_in_process(PLAN, instance)
-            status = execution_status(instance, None, result.run_id)
+            status = execution_status(DagsterRunRecords(instance), None, result.run_id).to_wire()
     finally:
         api.stop()
     assert not result.success and status["jobs"]["gen"]["status"] == "failed"

@@ -28,8 +28,11 @@ def target(dagster_home: Path) -> Iterator[client.Deployment]:
 
 
 def tick(target: client.Deployment) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=target.instance, resources={"submissions": SubmissionStoreResource()})
-    result = submitted_plans(context)
+    # The store resource opens its database for the evaluation and closes it after, as the daemon does.
+    with dg.build_sensor_context(
+        instance=target.instance, resources={"submissions": SubmissionStoreResource()}
+    ) as context:
+        result = submitted_plans(context)
     assert isinstance(result, dg.SensorResult)
     return result
 

@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from video_pipelines.demo import node_results, run_plan_in_process
+from video_pipelines.errors import PlanValidationError
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.plan import parse_plan
 from video_pipelines.plan.results import VideoResult
@@ -118,7 +119,7 @@ def test_resolve_dependency_on_a_base_only_node() -> None:
     )
     resolved = resolve(plan, base)
     assert resolved.inputs(plan.node("square"), {}) == [base.nodes["job2"].result]
-    with pytest.raises(KeyError, match="ghost"):
+    with pytest.raises(PlanValidationError, match="ghost"):
         resolve(
             parse_plan(
                 {

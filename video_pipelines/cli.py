@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from video_pipelines.errors import PlanValidationError, UsageError, VideoPipelineError
-from video_pipelines.plan import Plan, execution_order, levels, load_plan_json, parse_plan
-from video_pipelines.plan.params import parse_params
-from video_pipelines.plan.reuse import ResolvedPlan, resolve
+from video_pipelines.plan import Priority, load_plan_json
 
 EXIT_INVALID = 2
 
@@ -31,101 +29,40 @@ def _read_plan(path: str) -> dict[str, Any]:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from video_pipelines.orchestration.job import MAX_LEVELS
+    from video_pipelines.executions import admit, validation_report
+    from video_pipelines.providers.pricing import PricingTable
 
     data = _read_plan(args.plan)
     if args.base_execution_id:
         data = {**data, "baseExecutionId": args.base_execution_id}
-    plan = parse_plan(data, max_depth=MAX_LEVELS)
-    report = validation_report(plan, _resolve_against_base(plan))
+    admission = admit(data)
+    if admission.plan.base_execution_id:
+        # Only a variant needs the deployment: its base is read from the runs there.
+        from video_pipelines import client
+
+        with client.deployment() as target:
+            admission = admit(data, target.records, target.store)
+    report = validation_report(admission, PricingTable.from_env())
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"plan is valid: {len(plan.nodes)} job(s) in {report['levels']} level(s), in execution order:")
+    _print_validation(report)
+    return 0
+
+
+def _print_validation(report: dict[str, Any]) -> None:
+    print(f"plan is valid: {len(report['nodes'])} job(s) in {report['levels']} level(s), in execution order:")
     for entry in report["nodes"]:
         inputs = f" <- {', '.join(entry['dependsOn'])}" if entry["dependsOn"] else ""
         cost = "cost unknown" if entry["estimatedCost"] is None else f"~${entry['estimatedCost']:.4f}"
         reason = f" ({entry['reason']})" if entry["reason"] else ""
         where = f"{entry['id']:<16} {entry['operation']:<13} level {entry['level']}"
         print(f"  {where}  {entry['action']:<6} {cost}{inputs}{reason}")
-    if plan.base_execution_id:
-        print(f"base execution: {plan.base_execution_id}" + (f" ({report['baseNote']})" if report["baseNote"] else ""))
-    print(
-        f"estimated cost of what would run: ${report['estimatedCost']:.4f}"
-        + (" + unknown" if report["costUnknown"] else "")
-    )
-    return 0
-
-
-def _resolve_against_base(plan: Plan) -> tuple[ResolvedPlan | None, str | None]:
-    """The plan resolved against its base when the base can be read here, else why not."""
-    if not plan.base_execution_id:
-        return resolve(plan), None
-    from video_pipelines import client
-    from video_pipelines.errors import BaseNotReady, BaseUnusable
-    from video_pipelines.orchestration.executions import load_base
-
-    try:
-        with client.deployment() as target:
-            base = load_base(target.instance, plan.base_execution_id)
-    except (BaseNotReady, BaseUnusable) as exc:
-        return None, str(exc)
-    parse_plan(plan.to_wire(), external_nodes=set(base.nodes))
-    return resolve(plan, base), None
-
-
-def validation_report(plan: Plan, resolution: tuple[ResolvedPlan | None, str | None]) -> dict[str, Any]:
-    """What would run and what would be reused, node by node in execution order, with estimated costs."""
-    from video_pipelines.plan.durations import expected_durations
-    from video_pipelines.plan.refs import with_samples
-    from video_pipelines.providers.pricing import PricingTable
-
-    resolved, base_note = resolution
-    pricing = PricingTable.from_env()
-    seconds = expected_durations(
-        plan,
-        external={node_id: result.duration for node_id, result in (resolved.external if resolved else {}).items()},
-        base_final=resolved.base_final.duration if resolved and resolved.base_final else None,
-    )
-    level = levels(plan)
-    nodes = []
-    total, unknown = 0.0, False
-    for node in execution_order(plan):
-        decision = resolved.decisions[node.id] if resolved else None
-        action = decision.action.value if decision else "run"
-        cost: float | None = 0.0
-        if action == "run":
-            input_seconds = seconds[node.depends_on[0]] if node.depends_on and node.depends_on[0] in seconds else None
-            if node.consumes_inputs and not node.depends_on and resolved and resolved.base_final:
-                input_seconds = resolved.base_final.duration
-            params = parse_params(node.operation, with_samples(node.params))
-            estimate = pricing.estimate(params, input_seconds=input_seconds)
-            cost = estimate.usd if estimate is not None and estimate.known else None
-            if cost is None and node.operation.value in ("generateVideo", "lipSync"):
-                unknown = True
-            cost = cost if cost is not None or node.operation.value in ("generateVideo", "lipSync") else 0.0
-            total += cost or 0.0
-        nodes.append(
-            {
-                "id": node.id,
-                "operation": node.operation.value,
-                "level": level[node.id],
-                "dependsOn": list(node.depends_on),
-                "action": action,
-                "reason": decision.reason if decision and decision.reason != "new" else None,
-                "reusedFrom": decision.reused_from if decision else None,
-                "estimatedCost": cost,
-            }
-        )
-    return {
-        "valid": True,
-        "levels": max(level.values()) + 1,
-        "baseExecutionId": plan.base_execution_id,
-        "baseNote": base_note,
-        "estimatedCost": round(total, 4),
-        "costUnknown": unknown,
-        "nodes": nodes,
-    }
+    if report["baseExecutionId"]:
+        note = f" ({report['baseNote']})" if report["baseNote"] else ""
+        print(f"base execution: {report['baseExecutionId']}{note}")
+    unknown = " + unknown" if report["costUnknown"] else ""
+    print(f"estimated cost of what would run: ${report['estimatedCost']:.4f}{unknown}")
 
 
 def _print_json(document: Any) -> None:
@@ -209,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--base-execution-id", help="run as a variant of this execution, reusing its results")
     submit.add_argument("--webhook-url", help="POST the signed result here when the execution ends")
     submit.add_argument("--webhook-secret", help="signing secret (kept out of Dagster's run storage)")
-    submit.add_argument("--priority", choices=["high", "normal", "low"])
+    submit.add_argument("--priority", choices=[priority.value for priority in Priority])
     submit.add_argument("--idempotency-key", help="the same key returns the same execution, never a second run")
     submit.add_argument("--wait", action="store_true", help="wait for the end and print the final status")
     submit.set_defaults(handler=_submit)

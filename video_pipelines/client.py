@@ -18,15 +18,14 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
+from video_pipelines import executions
 from video_pipelines.errors import VideoPipelineError
+from video_pipelines.executions import Admission, admit
 from video_pipelines.instance import prepare_dagster_home
-from video_pipelines.orchestration.executions import find_run
-from video_pipelines.orchestration.job import MAX_LEVELS
-from video_pipelines.orchestration.status import TERMINAL, execution_status
-from video_pipelines.orchestration.webhook_sensors import delivery_report, enqueue_webhook
-from video_pipelines.plan import Plan, Priority, parse_plan
+from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.plan.overrides import apply_overrides
 from video_pipelines.submissions import SubmissionStore
-from video_pipelines.webhooks import DeliveryOutbox
+from video_pipelines.vocabulary import TERMINAL_STATES
 
 T = TypeVar("T")
 
@@ -37,6 +36,10 @@ class Deployment:
 
     instance: dg.DagsterInstance
     store: SubmissionStore
+
+    @property
+    def records(self) -> DagsterRunRecords:
+        return DagsterRunRecords(self.instance)
 
 
 @contextmanager
@@ -66,22 +69,16 @@ def prepare_plan(
     webhook_url: str | None = None,
     webhook_secret: str | None = None,
     priority: str | None = None,
-) -> Plan:
-    """The plan with the caller's overrides applied, validated; raises PlanValidationError."""
-    wire = dict(plan)
-    if base_execution_id:
-        wire["baseExecutionId"] = base_execution_id
-    if priority:
-        wire["priority"] = priority
-    if webhook_url or webhook_secret:
-        hook = dict(wire.get("webhook") or {})
-        if webhook_url:
-            hook["url"] = webhook_url
-        if webhook_secret:
-            hook["secret"] = webhook_secret
-            hook.pop("secretEnv", None)
-        wire["webhook"] = hook
-    return parse_plan(wire, max_depth=MAX_LEVELS)
+) -> Admission:
+    """The plan with the caller's overrides applied, admitted (base not looked up); raises PlanValidationError."""
+    wire = apply_overrides(
+        plan,
+        base_execution_id=base_execution_id,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        priority=priority,
+    )
+    return admit(wire)
 
 
 def submit(
@@ -95,49 +92,29 @@ def submit(
     target: Deployment | None = None,
 ) -> str:
     """Validate and store a plan; returns its execution id at once (the plan sensor launches it)."""
-    parsed = prepare_plan(
+    admission = prepare_plan(
         plan,
         base_execution_id=base_execution_id,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
         priority=priority,
     )
-    return _on(target, lambda opened: _store(parsed, idempotency_key, opened.store))
-
-
-def _store(plan: Plan, idempotency_key: str | None, store: SubmissionStore) -> str:
-    submission, _created = store.submit(
-        plan.to_wire(include_secret=False),
-        base_execution_id=plan.base_execution_id,
-        webhook_url=plan.webhook.url if plan.webhook else None,
-        webhook_secret=plan.webhook.secret if plan.webhook else None,
-        priority=(plan.priority or Priority.NORMAL).value,
-        idempotency_key=idempotency_key,
-    )
-    return submission.execution_id
+    return _on(target, lambda opened: executions.submit(admission, opened.store, idempotency_key=idempotency_key))
 
 
 def status(execution_id: str, *, target: Deployment | None = None) -> dict[str, Any]:
-    """The status document of SPEC section 4."""
-    return _on(target, lambda opened: execution_status(opened.instance, opened.store, execution_id))
+    """The status document of an execution (`video-pipelines status`)."""
+    return _on(target, lambda opened: executions.execution_status(opened.records, opened.store, execution_id).to_wire())
 
 
 def cancel(execution_id: str, *, target: Deployment | None = None) -> dict[str, Any]:
     """Cancel a pending submission, or terminate its queued or running run; returns the status."""
-    if target is None:
-        return _on(target, lambda opened: cancel(execution_id, target=opened))
-    if target.store.cancel_pending(execution_id):
-        # Canceled before it ran: its webhook says so (sent by the webhook_deliveries sensor).
-        enqueue_webhook(target.instance, target.store, DeliveryOutbox(target.store), execution_id)
-    record = find_run(target.instance, execution_id)
-    if record is not None and not record.dagster_run.is_finished:
-        target.instance.run_coordinator.cancel_run(record.dagster_run.run_id)
-    return execution_status(target.instance, target.store, execution_id)
+    return _on(target, lambda opened: executions.cancel(opened.records, opened.store, execution_id).to_wire())
 
 
 def deliveries(execution_id: str, *, target: Deployment | None = None) -> list[dict[str, Any]]:
     """Every webhook delivery of an execution and every attempt: time, status code or error."""
-    return _on(target, lambda opened: delivery_report(opened.store, execution_id))
+    return _on(target, lambda opened: executions.delivery_report(opened.store, execution_id))
 
 
 def wait(
@@ -147,7 +124,7 @@ def wait(
     deadline = time.monotonic() + timeout
     while True:
         current = status(execution_id, target=target)
-        if current["status"] in TERMINAL:
+        if current["status"] in TERMINAL_STATES:
             return current
         if time.monotonic() > deadline:
             raise VideoPipelineError(

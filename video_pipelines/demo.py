@@ -22,11 +22,12 @@ from typing import Any
 import dagster as dg
 
 from video_pipelines.examples import example_plan
+from video_pipelines.executions import execution_status
 from video_pipelines.instance import prepare_dagster_home
 from video_pipelines.operations import run_ffmpeg
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.definitions import execute_plan_job
-from video_pipelines.orchestration.status import execution_status
+from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import load_plan_json, parse_plan
 from video_pipelines.plan.results import VideoResult
 
@@ -86,7 +87,8 @@ def _with_local_audio(plan: dict[str, Any], audio_base: str) -> dict[str, Any]:
     return plan
 
 
-def _summary(name: str, status: dict[str, Any]) -> dict[str, Any]:
+def _summary(name: str, instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
+    status = execution_status(DagsterRunRecords(instance), None, run_id).to_wire()
     jobs = status["jobs"]
     return {
         "name": name,
@@ -107,16 +109,16 @@ def run_demo(plan_file: str | None = None) -> int:
     with dg.DagsterInstance.get() as instance:
         if plan_file:
             result = run_plan_in_process(load_plan_json(Path(plan_file).read_text()), instance)
-            reports.append(_summary(plan_file, execution_status(instance, None, result.run_id)))
+            reports.append(_summary(plan_file, instance, result.run_id))
         else:
             with serve_voice_tracks() as audio_base:
                 base = run_plan_in_process(example_plan("product_demo"), instance)
-                reports.append(_summary("product_demo (base)", execution_status(instance, None, base.run_id)))
+                reports.append(_summary("product_demo (base)", instance, base.run_id))
                 if base.success:
                     for name in ("french_variant", "spanish_dependent"):
                         plan = _with_local_audio(example_plan(name), audio_base)
                         plan["baseExecutionId"] = base.run_id
                         result = run_plan_in_process(plan, instance)
-                        reports.append(_summary(name, execution_status(instance, None, result.run_id)))
+                        reports.append(_summary(name, instance, result.run_id))
     print(json.dumps(reports, indent=2, ensure_ascii=False))
     return 0 if all(report["status"] == "completed" for report in reports) else 1

@@ -8,9 +8,7 @@ says what a caller should do next:
     ├── UsageError               a door was called wrong (an unreadable file, a missing option)
     ├── PlanValidationError      the plan is wrong; fix it and submit again (never retried)
     ├── ExecutionError           an execution cannot be found or used as asked
-    │   ├── ExecutionNotFound         no submission and no run carries this execution id
-    │   ├── BaseNotReady              the base of a variant has not ended yet: the variant waits
-    │   └── BaseUnusable              the base does not exist, failed or was canceled: rejected
+    │   └── ExecutionNotFound         no submission and no run carries this execution id
     ├── MediaError               an input or output is not usable media (never retried)
     │   └── FFmpegError          FFmpeg exited non-zero; carries the tail of its stderr
     ├── FetchError               a remote file could not be fetched
@@ -63,14 +61,6 @@ class ExecutionError(VideoPipelineError):
 
 class ExecutionNotFound(ExecutionError):
     """No submission and no run carries this execution id."""
-
-
-class BaseNotReady(ExecutionError):
-    """The base execution has not ended yet: the variant waits."""
-
-
-class BaseUnusable(ExecutionError):
-    """The base execution does not exist, failed or was canceled: the variant is rejected."""
 
 
 class MediaError(VideoPipelineError):

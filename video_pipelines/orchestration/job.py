@@ -13,30 +13,25 @@ one at a time anyway, so nothing is lost there.
 
 # No `from __future__ import annotations`: Dagster reads op and config annotations at runtime.
 
-import random
 from collections.abc import Iterator
 
 import dagster as dg
 
-from video_pipelines.errors import BaseNotReady, BaseUnusable, PlanValidationError, TransientError, VideoPipelineError
+from video_pipelines.errors import PlanValidationError, TransientError, VideoPipelineError
+from video_pipelines.executions import EXECUTION_ID_TAG, MAX_LEVELS, PROVIDER_JOB_TAG_PREFIX, Admission, admit
 from video_pipelines.node_runner import NodeEnvironment, run_node
 from video_pipelines.orchestration.assets import asset_key_for
 from video_pipelines.orchestration.config import PlanConfig
-from video_pipelines.orchestration.executions import (
-    BASE_EXECUTION_ID_TAG,
-    EXECUTION_ID_TAG,
-    load_base,
-)
 from video_pipelines.orchestration.executor import in_process_or_multiprocess
 from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
 from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy
+from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.orchestration.state import NodeOutput, NodeTask, PlanState
-from video_pipelines.plan import Plan, PlanNode, parse_plan
+from video_pipelines.plan import PlanNode
 from video_pipelines.plan.results import VideoResult
-from video_pipelines.plan.reuse import ResolvedPlan, resolve
-
-MAX_LEVELS = 12
-__all__ = ["BASE_EXECUTION_ID_TAG", "EXECUTION_ID_TAG", "MAX_LEVELS", "execute_plan"]
+from video_pipelines.plan.reuse import ResolvedPlan
+from video_pipelines.retrying import backoff_delay
+from video_pipelines.vocabulary import NodeState
 
 # Transient errors are retried with exponential backoff and jitter: 2 s, 4 s, 8 s (each +-50%).
 # Not a dg.RetryPolicy on the op: Dagster applies an op's RetryPolicy to interrupts too, so a
@@ -46,11 +41,6 @@ MAX_RETRIES = 3
 RETRY_BASE_DELAY_SECONDS = 2.0
 
 
-def retry_delay(attempt: int) -> float:
-    """Seconds before retry number `attempt + 1`: exponential, with +-50% jitter."""
-    return float(RETRY_BASE_DELAY_SECONDS * 2**attempt * random.uniform(0.5, 1.5))
-
-
 def _execution_id(context: dg.OpExecutionContext) -> str:
     """The run's `video/execution_id` tag; a run launched directly gets its run id as the execution id."""
     execution_id = context.run.tags.get(EXECUTION_ID_TAG)
@@ -58,9 +48,6 @@ def _execution_id(context: dg.OpExecutionContext) -> str:
         execution_id = context.run_id
         context.instance.add_run_tags(context.run_id, {EXECUTION_ID_TAG: execution_id})
     return execution_id
-
-
-PROVIDER_JOB_TAG_PREFIX = "video/provider_job/"
 
 
 class RunTagLedger:
@@ -83,21 +70,18 @@ def _invalid(description: str) -> dg.Failure:
     return dg.Failure(description=description, allow_retries=False)
 
 
-def _resolve(context: dg.OpExecutionContext, parsed: Plan) -> ResolvedPlan:
-    """Resolve the plan against its base (if any) and log every decision."""
-    if parsed.base_execution_id is None:
-        return resolve(parsed)
+def _admit(context: dg.OpExecutionContext, config: PlanConfig) -> ResolvedPlan:
+    """Admit the plan against its base (if any) and log every reuse decision."""
     try:
-        base = load_base(context.instance, parsed.base_execution_id)
-        parse_plan(parsed.to_wire(), external_nodes=set(base.nodes), max_depth=MAX_LEVELS)
-        resolved = resolve(parsed, base)
-    except (BaseNotReady, BaseUnusable) as exc:
-        raise _invalid(f"plan.baseExecutionId: {exc}") from None
+        admission: Admission = admit(config.to_wire(), DagsterRunRecords(context.instance))
     except PlanValidationError as exc:
         raise _invalid("invalid plan:\n" + "\n".join(exc.problems)) from None
-    for decision in resolved.decisions.values():
-        context.log.info(f"{decision.node_id}: {decision.action.value}: {decision.reason}")
-    return resolved
+    if admission.resolved is None:
+        raise _invalid(f"plan.baseExecutionId: {admission.base.reason}")
+    if admission.plan.base_execution_id is not None:
+        for decision in admission.resolved.decisions.values():
+            context.log.info(f"{decision.node_id}: {decision.action.value}: {decision.reason}")
+    return admission.resolved
 
 
 @dg.op(
@@ -111,11 +95,8 @@ def plan(
 ) -> Iterator[dg.Output[PlanState] | dg.DynamicOutput[NodeTask]]:
     """Validate the execution plan, reuse what its base already made, and start the first nodes."""
     execution_id = _execution_id(context)
-    try:
-        parsed = parse_plan(config.to_wire(), max_depth=MAX_LEVELS)
-    except PlanValidationError as exc:
-        raise _invalid("invalid plan:\n" + "\n".join(exc.problems)) from None
-    resolved = _resolve(context, parsed)
+    resolved = _admit(context, config)
+    parsed = resolved.plan
     for decision in resolved.reused:
         assert decision.result is not None
         node = parsed.node(decision.node_id)
@@ -125,7 +106,7 @@ def plan(
                 node,
                 resolved.lineage[node.id],
                 decision.result,
-                status="reused",
+                state=NodeState.REUSED,
                 reused_from=decision.reused_from,
             )
         )
@@ -187,7 +168,8 @@ def run_plan_node(
                 allow_retries=False,
             ) from exc
         context.log.warning(f"{node.id}: transient failure, attempt {attempt}: {exc}")
-        raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=retry_delay(context.retry_number)) from exc
+        delay = backoff_delay(context.retry_number, base=RETRY_BASE_DELAY_SECONDS)
+        raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=delay) from exc
     except VideoPipelineError as exc:
         raise dg.Failure(description=f"{node.id} ({node.operation.value}) failed: {exc}", allow_retries=False) from exc
     result = run.result
@@ -197,7 +179,7 @@ def run_plan_node(
             node,
             task.lineage,
             result,
-            status="completed",
+            state=NodeState.COMPLETED,
             provider=run.provider,
             seconds=run.seconds,
             cost_usd=run.cost_usd,
@@ -214,7 +196,7 @@ def _materialization(
     lineage: str,
     result: VideoResult,
     *,
-    status: str,
+    state: NodeState,
     provider: str | None = None,
     seconds: float = 0.0,
     reused_from: str | None = None,
@@ -229,7 +211,7 @@ def _materialization(
             "execution_id": execution_id,
             "node_id": node.id,
             "operation": node.operation.value,
-            "status": status,
+            "status": state.value,
             "reused_from": reused_from or "",
             "lineage": lineage,
             "provider": provider or "",

@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
+from video_pipelines.errors import SubmissionStoreError
 from video_pipelines.net import AllowedHosts, parse_allowed_hosts
 from video_pipelines.storage import ArtifactStore, store_from_url
 from video_pipelines.submissions import SubmissionStore
@@ -50,16 +51,21 @@ class MediaPolicy(dg.ConfigurableResource):  # type: ignore[type-arg]
         return AllowedHosts.from_env()
 
 
-_STORES: dict[str, SubmissionStore] = {}
-
-
 class SubmissionStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """The store of submitted plans: $VIDEO_PIPELINES_DATABASE_URL, else SQLite in DAGSTER_HOME."""
 
+    _store: SubmissionStore | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # One store (one engine and its connection pool) per sensor evaluation or run, closed after it.
+        self._store = SubmissionStore.from_env()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
     def store(self) -> SubmissionStore:
-        # One store (one engine and connection pool) per database for the life of the process:
-        # the sensor runs every second in the same code server.
-        key = os.environ.get("VIDEO_PIPELINES_DATABASE_URL") or os.environ.get("DAGSTER_HOME") or ""
-        if key not in _STORES:
-            _STORES[key] = SubmissionStore.from_env()
-        return _STORES[key]
+        if self._store is None:
+            raise SubmissionStoreError("the submission store is open only while a sensor or run uses the resource")
+        return self._store

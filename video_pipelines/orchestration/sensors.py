@@ -14,20 +14,21 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from video_pipelines.errors import BaseNotReady, BaseUnusable, PlanValidationError
-from video_pipelines.orchestration.config import PlanConfig
-from video_pipelines.orchestration.executions import (
+from video_pipelines.errors import PlanValidationError
+from video_pipelines.executions import (
     BASE_EXECUTION_ID_TAG,
     EXECUTION_ID_TAG,
-    UNFINISHED,
-    find_run,
-    load_base,
+    BaseReadiness,
+    RunRecords,
+    admit,
+    enqueue_webhook,
 )
-from video_pipelines.orchestration.job import MAX_LEVELS, execute_plan
+from video_pipelines.orchestration.config import PlanConfig
+from video_pipelines.orchestration.job import execute_plan
 from video_pipelines.orchestration.resources import SubmissionStoreResource
-from video_pipelines.orchestration.webhook_sensors import enqueue_webhook
-from video_pipelines.plan import Plan, parse_plan
-from video_pipelines.submissions import Submission, SubmissionState, SubmissionStore
+from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.plan import Plan
+from video_pipelines.submissions import Submission, SubmissionStore
 from video_pipelines.webhooks import DeliveryOutbox
 
 log = logging.getLogger(__name__)
@@ -69,55 +70,37 @@ def run_request_for(submission: Submission, plan: Plan) -> dg.RunRequest:
     )
 
 
-def base_wait_reason(store: SubmissionStore, instance: dg.DagsterInstance, base_id: str) -> str | None:
-    """Why a variant of `base_id` must wait, or None when the base has completed.
-
-    Raises BaseUnusable when the base does not exist, was rejected, failed or was canceled.
-    """
-    submission = store.get(base_id)
-    record = find_run(instance, base_id)
-    if record is None:
-        if submission is None:
-            raise BaseUnusable(f"base execution {base_id} does not exist")
-        if submission.state is SubmissionState.REJECTED:
-            raise BaseUnusable(f"base execution {base_id} was rejected: {submission.error}")
-        if submission.state is SubmissionState.CANCELED:
-            raise BaseUnusable(f"base execution {base_id} was canceled")
-        return f"base execution {base_id} is pending"
-    if record.dagster_run.status in UNFINISHED:
-        return f"base execution {base_id} is {record.dagster_run.status.value.lower()}"
-    return None
+def _evaluate(submission: Submission, store: SubmissionStore, records: RunRecords, tick: SubmissionTick) -> None:
+    """Launch, wait or reject one pending submission (raises PlanValidationError for an invalid plan)."""
+    execution_id = submission.execution_id
+    existing = records.find_run(execution_id)
+    if existing is not None:
+        store.mark_launched(execution_id, existing.run_id)
+        tick.launched[execution_id] = existing.run_id
+        return
+    admission = admit(submission.plan, records, store)
+    if admission.base.readiness is BaseReadiness.WAITING:
+        tick.waiting[execution_id] = admission.base.reason or "waiting for its base"
+    elif admission.base.readiness is BaseReadiness.UNUSABLE:
+        error = admission.base.reason or "its base cannot be used"
+        store.mark_rejected(execution_id, error)
+        tick.rejected[execution_id] = error
+    else:
+        tick.run_requests.append(run_request_for(submission, admission.plan))
 
 
 def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, limit: int = 100) -> SubmissionTick:
     """Decide, for every pending submission, whether to launch, wait or reject it; records marks and rejections."""
     tick = SubmissionTick()
+    records = DagsterRunRecords(instance)
     for submission in store.pending(limit):
         execution_id = submission.execution_id
         try:
-            existing = find_run(instance, execution_id)
-            if existing is not None:
-                store.mark_launched(execution_id, existing.dagster_run.run_id)
-                tick.launched[execution_id] = existing.dagster_run.run_id
-                continue
-            plan = parse_plan(submission.plan, max_depth=MAX_LEVELS)
-            if plan.base_execution_id:
-                reason = base_wait_reason(store, instance, plan.base_execution_id)
-                if reason is not None:
-                    tick.waiting[execution_id] = reason
-                    continue
-                base = load_base(instance, plan.base_execution_id)
-                parse_plan(submission.plan, external_nodes=set(base.nodes), max_depth=MAX_LEVELS)
-            tick.run_requests.append(run_request_for(submission, plan))
+            _evaluate(submission, store, records, tick)
         except PlanValidationError as exc:
             error = "invalid plan: " + "; ".join(exc.problems)
             store.mark_rejected(execution_id, error)
             tick.rejected[execution_id] = error
-        except BaseUnusable as exc:
-            store.mark_rejected(execution_id, str(exc))
-            tick.rejected[execution_id] = str(exc)
-        except BaseNotReady as exc:
-            tick.waiting[execution_id] = str(exc)
         except Exception as exc:  # one broken submission must never stop the others
             log.exception("submission %s could not be evaluated; it stays pending", execution_id)
             tick.errors[execution_id] = f"{type(exc).__name__}: {exc}"
@@ -161,7 +144,7 @@ def submitted_plans(context: dg.SensorEvaluationContext, submissions: Submission
     for execution_id, error in tick.rejected.items():
         context.log.warning(f"{execution_id} rejected: {error}")
         # Rejected before it ran: its webhook says so (sent by webhook_deliveries).
-        enqueue_webhook(context.instance, store, DeliveryOutbox(store), execution_id)
+        enqueue_webhook(DagsterRunRecords(context.instance), store, DeliveryOutbox(store), execution_id)
     for execution_id, error in tick.errors.items():
         context.log.error(f"{execution_id} could not be evaluated: {error}")
     if tick.run_requests:

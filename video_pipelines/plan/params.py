@@ -13,9 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from video_pipelines.errors import MediaError
 from video_pipelines.operations.subtitles import parse_srt
-
-AspectRatio = Literal["16:9", "9:16", "1:1", "4:5"]
-ASPECT_RATIOS: tuple[str, ...] = ("16:9", "9:16", "1:1", "4:5")
+from video_pipelines.vocabulary import AspectRatioName
 
 
 class Operation(StrEnum):
@@ -56,7 +54,7 @@ class _Params(BaseModel):
 class GenerateVideoParams(_Params):
     prompt: str = Field(min_length=1, max_length=4000)
     duration: float = Field(default=5, ge=1, le=60)
-    aspect_ratio: AspectRatio = Field(default="16:9", alias="aspectRatio")
+    aspect_ratio: AspectRatioName = Field(default="16:9", alias="aspectRatio")
     provider: Literal["local", "replicate", "fal", "google-cloud"] = "local"
     model: str | None = None
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
@@ -136,7 +134,7 @@ class AddSubtitlesParams(_Params):
 
 
 class ReframeParams(_Params):
-    aspect_ratio: AspectRatio = Field(alias="aspectRatio")
+    aspect_ratio: AspectRatioName = Field(alias="aspectRatio")
     mode: Literal["crop", "pad", "blur"] = "crop"
 
 

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-_KNOWN_RATIOS = {"16:9": 16 / 9, "9:16": 9 / 16, "1:1": 1.0, "4:5": 4 / 5, "4:3": 4 / 3, "3:4": 3 / 4}
+from video_pipelines.vocabulary import RECOGNISED_RATIOS
 
 
 def aspect_ratio_name(width: int, height: int) -> str:
     """`16:9` for 1280x720: a known ratio when the size is it up to rounding to even pixels
     (2 px, or 1% for large frames), else the reduced fraction."""
-    for name, value in _KNOWN_RATIOS.items():
-        if abs(width - height * value) <= max(2.0, width * 0.01):
+    for name, (across, down) in RECOGNISED_RATIOS.items():
+        if abs(width - height * across / down) <= max(2.0, width * 0.01):
             return name
     fraction = Fraction(width, height)
     return f"{fraction.numerator}:{fraction.denominator}"

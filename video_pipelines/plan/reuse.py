@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from video_pipelines.errors import PlanValidationError
 from video_pipelines.plan.lineage import lineage_hashes
 from video_pipelines.plan.model import Plan, PlanNode, ancestors, normalised_node_params
 from video_pipelines.plan.results import VideoResult
@@ -120,7 +121,12 @@ def resolve(plan: Plan, base: BaseExecution | None = None) -> ResolvedPlan:
     external_ids = {dep for node in plan.nodes for dep in node.depends_on if dep not in plan.by_id}
     missing = sorted(external_ids - set(base.nodes))
     if missing:
-        raise KeyError(f"dependencies not in base {base.execution_id}: {', '.join(missing)}")
+        raise PlanValidationError(
+            [
+                f"plan.jobs: dependsOn names {node_id}, which is neither in the plan nor in base {base.execution_id}"
+                for node_id in missing
+            ]
+        )
     needs_final = any(node.consumes_inputs and not node.depends_on for node in plan.nodes)
     lineage = lineage_hashes(
         plan,

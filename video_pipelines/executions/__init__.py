@@ -1,0 +1,69 @@
+"""The execution life cycle, once for every door: admit, submit, status, cancel, webhooks.
+
+Plain Python, no Dagster import. The doors (the `execute_plan` ops and sensors, the CLI, the
+Python client, the HTTP API) call these functions; what they need from the orchestrator they
+get through the `RunRecords` protocol, which `orchestration/` implements over Dagster.
+
+- `admission` — `admit`: parse, depth limit, base check, resolve (`Admission`, `check_base`).
+- `report` — what an admitted plan would run or reuse and what it would cost (`validate`).
+- `status` — the typed `ExecutionStatus` with `to_wire()`.
+- `lifecycle` — `submit` and `cancel`.
+- `notifications` — an ended execution's webhook: target, secret, enqueue, delivery report.
+- `records` — the `RunRecords` protocol and the run and node views it returns.
+"""
+
+from __future__ import annotations
+
+from video_pipelines.executions.admission import MAX_LEVELS, Admission, BaseCheck, BaseReadiness, admit, check_base
+from video_pipelines.executions.lifecycle import cancel, submit
+from video_pipelines.executions.notifications import (
+    EndedRunScan,
+    WebhookTarget,
+    deliver,
+    delivery_report,
+    enqueue_recently_ended,
+    enqueue_webhook,
+    secret_lookup,
+    webhook_target,
+)
+from video_pipelines.executions.records import (
+    BASE_EXECUTION_ID_TAG,
+    EXECUTION_ID_TAG,
+    PROVIDER_JOB_TAG_PREFIX,
+    NodeRecord,
+    RunRecords,
+    RunState,
+    RunView,
+)
+from video_pipelines.executions.report import validation_report
+from video_pipelines.executions.status import ExecutionStatus, NodeStatus, execution_status
+
+__all__ = [
+    "BASE_EXECUTION_ID_TAG",
+    "EXECUTION_ID_TAG",
+    "MAX_LEVELS",
+    "PROVIDER_JOB_TAG_PREFIX",
+    "Admission",
+    "BaseCheck",
+    "BaseReadiness",
+    "EndedRunScan",
+    "ExecutionStatus",
+    "NodeRecord",
+    "NodeStatus",
+    "RunRecords",
+    "RunState",
+    "RunView",
+    "WebhookTarget",
+    "admit",
+    "cancel",
+    "check_base",
+    "deliver",
+    "delivery_report",
+    "enqueue_recently_ended",
+    "enqueue_webhook",
+    "execution_status",
+    "secret_lookup",
+    "submit",
+    "validation_report",
+    "webhook_target",
+]

@@ -1,0 +1,119 @@
+"""Admitting a plan: parse it, check its depth and its base, resolve what it reuses, estimate its cost.
+
+Every door admits through `admit`: `validate` (to report), `submit` (to store), the plan
+sensor (to launch, wait or reject) and the `plan` op (to run). What each does with the
+answer differs; what the answer is does not.
+
+A variant's base is checked against the submission store (a base that is still only a
+submission) and the runs: it is READY (completed, with a result for its final node), WAITING
+(pending, queued or running: the variant waits) or UNUSABLE (missing, rejected, failed or
+canceled: the variant is rejected, naming the base and its state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from video_pipelines.executions.records import RunRecords, RunState
+from video_pipelines.plan import Plan, parse_plan, sinks
+from video_pipelines.plan.model import normalised_node_params
+from video_pipelines.plan.reuse import BaseExecution, BaseNode, ResolvedPlan, resolve
+from video_pipelines.submissions import SubmissionState, SubmissionStore
+
+# The longest dependency chain execute_plan can run: its graph has this many levels.
+MAX_LEVELS = 12
+
+
+class BaseReadiness(StrEnum):
+    NONE = "none"  # the plan names no base
+    UNCHECKED = "unchecked"  # it names one, and the caller did not ask to look it up
+    READY = "ready"
+    WAITING = "waiting"
+    UNUSABLE = "unusable"
+
+
+@dataclass(frozen=True)
+class BaseCheck:
+    """Whether a variant's base can be used now, and why not."""
+
+    readiness: BaseReadiness
+    reason: str | None = None
+    base: BaseExecution | None = None
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A plan that passed validation, with its base checked and (when the base allows) resolved."""
+
+    plan: Plan
+    base: BaseCheck
+    resolved: ResolvedPlan | None  # None while the base is waiting, unusable or unchecked
+
+    @property
+    def runnable(self) -> bool:
+        return self.resolved is not None
+
+
+def admit(
+    wire: Mapping[str, Any], records: RunRecords | None = None, store: SubmissionStore | None = None
+) -> Admission:
+    """Validate a plan (raises PlanValidationError) and, given `records`, check and resolve its base.
+
+    Without `records` the base is not looked up (a submission is stored before its base ends).
+    """
+    plan = parse_plan(wire, max_depth=MAX_LEVELS)
+    if plan.base_execution_id is None:
+        return Admission(plan, BaseCheck(BaseReadiness.NONE), resolve(plan))
+    if records is None:
+        return Admission(plan, BaseCheck(BaseReadiness.UNCHECKED), None)
+    check = check_base(records, store, plan.base_execution_id)
+    if check.base is None:
+        return Admission(plan, check, None)
+    # Now that the base's nodes are known, a dependency on a node it lacks is an error of the plan.
+    parse_plan(wire, external_nodes=set(check.base.nodes), max_depth=MAX_LEVELS)
+    return Admission(plan, check, resolve(plan, check.base))
+
+
+def check_base(records: RunRecords, store: SubmissionStore | None, base_id: str) -> BaseCheck:
+    """Whether the execution `base_id` can serve as a base now (see the module docstring)."""
+    run = records.find_run(base_id)
+    if run is None:
+        return _submitted_base(store, base_id)
+    if not run.state.is_finished:
+        return BaseCheck(BaseReadiness.WAITING, f"base execution {base_id} is {run.state.value}")
+    if run.state is not RunState.SUCCESS:
+        state = "canceled" if run.state is RunState.CANCELED else "failed"
+        reason = f"base execution {base_id} {state} (run {run.run_id}); submit against a completed base"
+        return BaseCheck(BaseReadiness.UNUSABLE, reason)
+    base_plan = parse_plan(run.plan, external_nodes=None)
+    nodes = {
+        node_id: BaseNode(
+            node_id=node_id,
+            operation=record.operation,
+            lineage=record.lineage,
+            result=record.result,
+            params=normalised_node_params(base_plan.node(node_id)) if node_id in base_plan.by_id else None,
+        )
+        for node_id, record in records.node_records(run.run_id).items()
+    }
+    final = sinks(base_plan)[-1].id
+    if final not in nodes:
+        reason = f"base execution {base_id} has no result for its final node {final}"
+        return BaseCheck(BaseReadiness.UNUSABLE, reason)
+    base = BaseExecution(execution_id=base_id, nodes=nodes, final_node_id=final)
+    return BaseCheck(BaseReadiness.READY, base=base)
+
+
+def _submitted_base(store: SubmissionStore | None, base_id: str) -> BaseCheck:
+    """A base without a run: still a submission (waiting), or rejected, canceled or unknown (unusable)."""
+    submission = store.get(base_id) if store is not None else None
+    if submission is None:
+        return BaseCheck(BaseReadiness.UNUSABLE, f"base execution {base_id} does not exist")
+    if submission.state is SubmissionState.REJECTED:
+        return BaseCheck(BaseReadiness.UNUSABLE, f"base execution {base_id} was rejected: {submission.error}")
+    if submission.state is SubmissionState.CANCELED:
+        return BaseCheck(BaseReadiness.UNUSABLE, f"base execution {base_id} was canceled")
+    return BaseCheck(BaseReadiness.WAITING, f"base execution {base_id} is pending")

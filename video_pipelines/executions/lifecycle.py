@@ -1,0 +1,39 @@
+"""Submitting and canceling an execution: what every door does to change one.
+
+A submission is stored and answered at once; the plan sensor launches it. A cancel ends a
+pending submission (whose webhook then says `canceled`) or terminates its run.
+"""
+
+from __future__ import annotations
+
+from video_pipelines.executions.admission import Admission
+from video_pipelines.executions.notifications import enqueue_webhook
+from video_pipelines.executions.records import RunRecords
+from video_pipelines.executions.status import ExecutionStatus, execution_status
+from video_pipelines.submissions import SubmissionStore
+from video_pipelines.webhooks import DeliveryOutbox
+
+
+def submit(admission: Admission, store: SubmissionStore, *, idempotency_key: str | None = None) -> str:
+    """Store an admitted plan; returns its execution id (the same one again for the same idempotency key)."""
+    plan = admission.plan
+    submission, _created = store.submit(
+        plan.to_wire(include_secret=False),
+        base_execution_id=plan.base_execution_id,
+        webhook_url=plan.webhook.url if plan.webhook else None,
+        webhook_secret=plan.webhook.secret if plan.webhook else None,
+        priority=plan.priority.value,
+        idempotency_key=idempotency_key,
+    )
+    return submission.execution_id
+
+
+def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
+    """Cancel a pending submission, or terminate its queued or running run; returns the status."""
+    if store.cancel_pending(execution_id):
+        # Canceled before it ran: its webhook says so (sent by the webhook_deliveries sensor).
+        enqueue_webhook(records, store, DeliveryOutbox(store), execution_id)
+    run = records.find_run(execution_id)
+    if run is not None and not run.state.is_finished:
+        records.terminate(run.run_id)
+    return execution_status(records, store, execution_id)

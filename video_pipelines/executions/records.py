@@ -1,0 +1,112 @@
+"""What the execution life cycle reads from the orchestrator, as a small protocol.
+
+The orchestrator (Dagster) keeps the runs, their step states and the node results (asset
+materializations). The life cycle needs only a few questions answered about them, named
+here in our own words; `orchestration/` answers them over a `DagsterInstance`, and tests
+answer them from memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from video_pipelines.plan.results import VideoResult
+from video_pipelines.vocabulary import ExecutionState, NodeState
+
+EXECUTION_ID_TAG = "video/execution_id"
+BASE_EXECUTION_ID_TAG = "video/base_execution_id"
+PROVIDER_JOB_TAG_PREFIX = "video/provider_job/"
+
+
+class RunState(StrEnum):
+    """Where a run of `execute_plan` is in its life (the orchestrator's run status, lower-cased)."""
+
+    QUEUED = "queued"
+    NOT_STARTED = "not_started"
+    MANAGED = "managed"  # run by something outside the orchestrator's launcher
+    STARTING = "starting"
+    STARTED = "started"
+    SUSPENDED = "suspended"
+    CANCELING = "canceling"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    CANCELED = "canceled"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (RunState.SUCCESS, RunState.FAILURE, RunState.CANCELED)
+
+    @property
+    def execution_state(self) -> ExecutionState:
+        """The execution's status while its run is in this state."""
+        return _EXECUTION_STATE[self]
+
+
+_EXECUTION_STATE = {
+    RunState.QUEUED: ExecutionState.PENDING,
+    RunState.NOT_STARTED: ExecutionState.PENDING,
+    RunState.MANAGED: ExecutionState.PROCESSING,
+    RunState.STARTING: ExecutionState.PENDING,
+    RunState.STARTED: ExecutionState.PROCESSING,
+    RunState.SUSPENDED: ExecutionState.PROCESSING,
+    RunState.CANCELING: ExecutionState.PROCESSING,
+    RunState.SUCCESS: ExecutionState.COMPLETED,
+    RunState.FAILURE: ExecutionState.FAILED,
+    RunState.CANCELED: ExecutionState.CANCELED,
+}
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One run of an execution: its id, state, the plan it was launched with and its tags."""
+
+    run_id: str
+    execution_id: str
+    state: RunState
+    plan: Mapping[str, Any]  # wire form, as in the run config (never a webhook secret)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """One node's recorded video in a run (a completed or reused node)."""
+
+    node_id: str
+    operation: str
+    state: NodeState  # completed | reused
+    lineage: str
+    result: VideoResult
+    reused_from: str | None = None
+    cost_usd: float = 0.0
+
+
+class RunRecords(Protocol):
+    """The orchestrator's records of `execute_plan` runs, as the execution life cycle reads them."""
+
+    def find_run(self, execution_id: str) -> RunView | None:
+        """The newest run of an execution, or None when it has none."""
+        ...
+
+    def node_records(self, run_id: str) -> dict[str, NodeRecord]:
+        """The nodes of a run that have a video."""
+        ...
+
+    def node_steps(self, run_id: str, node_ids: Sequence[str]) -> dict[str, NodeState]:
+        """RUNNING or FAILED for the nodes whose step is in progress or failed; others are left out."""
+        ...
+
+    def failure_message(self, run_id: str) -> str:
+        """What failed in a failed run, readably (the failed nodes' errors, else the run's)."""
+        ...
+
+    def ended_since(self, since: datetime, limit: int) -> list[RunView]:
+        """Runs of `execute_plan` that ended (or were updated after ending) since `since`."""
+        ...
+
+    def terminate(self, run_id: str) -> None:
+        """Cancel a queued run or terminate a running one."""
+        ...

@@ -1,0 +1,193 @@
+"""The status of an execution: a typed document, built from the submission and the run's records.
+
+A submission that has not been launched answers from the submission store; once it has a
+run, everything comes from the run: its state, its nodes' steps and their recorded videos.
+`to_wire()` gives the JSON of `video-pipelines status` (and of the HTTP API):
+
+    {"executionId", "status", "progress", "totalJobs", "completedJobs", "reusedJobs",
+     "currentJob", "result", "error", "runId", "cost",
+     "jobs": {"<node id>": {"status", "result", "reusedFrom", "cost"}}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from video_pipelines.errors import ExecutionNotFound
+from video_pipelines.executions.records import RunRecords, RunView
+from video_pipelines.plan import parse_plan, sinks
+from video_pipelines.plan.results import VideoResult
+from video_pipelines.submissions import Submission, SubmissionState, SubmissionStore
+from video_pipelines.vocabulary import ExecutionState, NodeState
+
+CANCELED_ERROR = "the execution was canceled"
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node in the status document."""
+
+    state: NodeState
+    result: VideoResult | None = None
+    reused_from: str | None = None
+    cost_usd: float = 0.0  # what the provider work of this node cost in this execution; reused nodes cost 0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "status": self.state.value,
+            "result": self.result.to_wire() if self.result is not None else None,
+            "reusedFrom": self.reused_from,
+            "cost": round(self.cost_usd, 4),
+        }
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> NodeStatus:
+        result = wire.get("result")
+        return cls(
+            state=NodeState(wire["status"]),
+            result=VideoResult.from_wire(result) if result else None,
+            reused_from=wire.get("reusedFrom"),
+            cost_usd=float(wire.get("cost") or 0.0),
+        )
+
+
+@dataclass(frozen=True)
+class ExecutionStatus:
+    """The status of an execution, node by node, in plan order."""
+
+    execution_id: str
+    state: ExecutionState
+    nodes: Mapping[str, NodeStatus] = field(default_factory=dict)
+    result: VideoResult | None = None  # the final video, once completed
+    error: str | None = None
+    run_id: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state.is_terminal
+
+    @property
+    def total_jobs(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def completed_jobs(self) -> int:
+        """Nodes with a video (computed or reused)."""
+        return sum(1 for node in self.nodes.values() if node.state.has_result)
+
+    @property
+    def reused_jobs(self) -> int:
+        return sum(1 for node in self.nodes.values() if node.state is NodeState.REUSED)
+
+    @property
+    def current_job(self) -> str | None:
+        return next((node_id for node_id, node in self.nodes.items() if node.state is NodeState.RUNNING), None)
+
+    @property
+    def progress(self) -> int:
+        if self.state is ExecutionState.COMPLETED:
+            return 100
+        return 100 * self.completed_jobs // self.total_jobs if self.total_jobs else 0
+
+    @property
+    def cost_usd(self) -> float:
+        return round(sum(round(node.cost_usd, 4) for node in self.nodes.values()), 4)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "executionId": self.execution_id,
+            "status": self.state.value,
+            "progress": self.progress,
+            "totalJobs": self.total_jobs,
+            "completedJobs": self.completed_jobs,
+            "reusedJobs": self.reused_jobs,
+            "currentJob": self.current_job,
+            "result": self.result.to_wire() if self.result is not None else None,
+            "error": self.error,
+            "runId": self.run_id,
+            "cost": self.cost_usd,
+            "jobs": {node_id: node.to_wire() for node_id, node in self.nodes.items()},
+        }
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> ExecutionStatus:
+        """The typed status of a status document (as the HTTP API sends it)."""
+        result = wire.get("result")
+        return cls(
+            execution_id=str(wire["executionId"]),
+            state=ExecutionState(wire["status"]),
+            nodes={node_id: NodeStatus.from_wire(node) for node_id, node in (wire.get("jobs") or {}).items()},
+            result=VideoResult.from_wire(result) if result else None,
+            error=wire.get("error"),
+            run_id=wire.get("runId"),
+        )
+
+
+def execution_status(records: RunRecords, store: SubmissionStore | None, execution_id: str) -> ExecutionStatus:
+    """The status of an execution; raises ExecutionNotFound when neither a run nor a submission has it."""
+    run = records.find_run(execution_id)
+    if run is not None:
+        return run_status(records, run)
+    submission = store.get(execution_id) if store is not None else None
+    if submission is None:
+        raise ExecutionNotFound(f"no execution {execution_id}")
+    return submission_status(submission)
+
+
+_SUBMISSION_STATE = {
+    SubmissionState.PENDING: ExecutionState.PENDING,
+    SubmissionState.LAUNCHED: ExecutionState.PENDING,
+    SubmissionState.REJECTED: ExecutionState.FAILED,
+    SubmissionState.CANCELED: ExecutionState.CANCELED,
+}
+
+
+def submission_status(submission: Submission) -> ExecutionStatus:
+    """The status of a submission that has no run yet (pending, rejected or canceled before launch)."""
+    state = _SUBMISSION_STATE[submission.state]
+    node_state = NodeState.PENDING if state is ExecutionState.PENDING else NodeState.SKIPPED
+    node_ids = [str(job.get("id")) for job in submission.plan.get("jobs", [])]
+    return ExecutionStatus(
+        execution_id=submission.execution_id,
+        state=state,
+        nodes={node_id: NodeStatus(node_state) for node_id in node_ids},
+        error=submission.error,
+        run_id=submission.run_id,
+    )
+
+
+def run_status(records: RunRecords, run: RunView) -> ExecutionStatus:
+    """The status of an execution from its run: recorded videos, running and failed steps, the final video."""
+    plan = parse_plan(run.plan, external_nodes=None)
+    recorded = records.node_records(run.run_id)
+    steps = records.node_steps(run.run_id, [node.id for node in plan.nodes])
+    state = run.state.execution_state
+    nodes: dict[str, NodeStatus] = {}
+    for node in plan.nodes:
+        record = recorded.get(node.id)
+        step = steps.get(node.id)
+        if record is not None:
+            cost = 0.0 if record.state is NodeState.REUSED else record.cost_usd
+            nodes[node.id] = NodeStatus(record.state, record.result, record.reused_from, cost)
+        elif step is NodeState.RUNNING and state is ExecutionState.PROCESSING:
+            nodes[node.id] = NodeStatus(NodeState.RUNNING)
+        elif step is NodeState.FAILED:
+            nodes[node.id] = NodeStatus(NodeState.FAILED)
+        else:
+            nodes[node.id] = NodeStatus(NodeState.SKIPPED if state.is_terminal else NodeState.PENDING)
+    error = None
+    if state is ExecutionState.FAILED:
+        error = records.failure_message(run.run_id)
+    elif state is ExecutionState.CANCELED:
+        error = CANCELED_ERROR
+    final = nodes[sinks(plan)[-1].id]
+    return ExecutionStatus(
+        execution_id=run.execution_id,
+        state=state,
+        nodes=nodes,
+        result=final.result if state is ExecutionState.COMPLETED else None,
+        error=error,
+        run_id=run.run_id,
+    )

@@ -1,0 +1,114 @@
+"""`RunRecords` over a `DagsterInstance`: runs by execution id, node results, step states, failures.
+
+Node results come from the run's asset materializations (the records the UI shows), never
+from a side cache that could drift from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import dagster as dg
+from dagster._core.execution.stats import StepEventStatus
+
+from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
+from video_pipelines.orchestration.state import mapping_key
+from video_pipelines.plan.results import VideoResult
+from video_pipelines.vocabulary import NodeState
+
+JOB_NAME = "execute_plan"
+_ENDED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
+def plan_of_run(run: dg.DagsterRun) -> dict[str, Any]:
+    """The plan (wire form) a run of execute_plan was launched with."""
+    ops: Any = run.run_config.get("ops", {})
+    plan: dict[str, Any] = ops["plan"]["config"]
+    return plan
+
+
+def run_view(run: dg.DagsterRun) -> RunView:
+    return RunView(
+        run_id=run.run_id,
+        execution_id=run.tags.get(EXECUTION_ID_TAG, run.run_id),
+        state=RunState(run.status.value.lower()),
+        plan=plan_of_run(run),
+        tags=dict(run.tags),
+    )
+
+
+class DagsterRunRecords:
+    """The execution life cycle's view of a Dagster instance."""
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self.instance = instance
+
+    def find_run(self, execution_id: str) -> RunView | None:
+        records = self.instance.get_run_records(filters=dg.RunsFilter(tags={EXECUTION_ID_TAG: execution_id}), limit=1)
+        return run_view(records[0].dagster_run) if records else None
+
+    def node_records(self, run_id: str) -> dict[str, NodeRecord]:
+        nodes: dict[str, NodeRecord] = {}
+        kind = dg.DagsterEventType.ASSET_MATERIALIZATION
+        for record in self.instance.get_records_for_run(run_id, of_type=kind, limit=10_000).records:
+            materialization = record.event_log_entry.asset_materialization
+            if materialization is None or "node_id" not in materialization.metadata:
+                continue
+            metadata = {key: value.value for key, value in materialization.metadata.items()}
+            node_id = str(metadata["node_id"])
+            nodes[node_id] = NodeRecord(
+                node_id=node_id,
+                operation=str(metadata["operation"]),
+                state=NodeState(str(metadata["status"])),
+                lineage=str(metadata["lineage"]),
+                result=VideoResult.from_wire(metadata["result"]),  # type: ignore[arg-type]
+                reused_from=str(metadata["reused_from"]) if metadata.get("reused_from") else None,
+                cost_usd=float(metadata.get("cost_usd", 0.0)),  # type: ignore[arg-type]
+            )
+        return nodes
+
+    def node_steps(self, run_id: str, node_ids: Sequence[str]) -> dict[str, NodeState]:
+        # Step keys are `level_<k>[<mapping key>]`.
+        by_key = {mapping_key(node_id): node_id for node_id in node_ids}
+        states: dict[str, NodeState] = {}
+        for stats in self.instance.get_run_step_stats(run_id):
+            if "[" not in stats.step_key:
+                continue
+            node_id = by_key.get(stats.step_key.split("[", 1)[1].rstrip("]"))
+            if node_id is None:
+                continue
+            if stats.status is None or stats.status == StepEventStatus.IN_PROGRESS:
+                states[node_id] = NodeState.RUNNING
+            elif stats.status == StepEventStatus.FAILURE:
+                states[node_id] = NodeState.FAILED
+        return states
+
+    def failure_message(self, run_id: str) -> str:
+        messages = []
+        kind = dg.DagsterEventType.STEP_FAILURE
+        for record in self.instance.get_records_for_run(run_id, of_type=kind, limit=20).records:
+            event = record.event_log_entry.dagster_event
+            if event is None:
+                continue
+            data = event.step_failure_data
+            user = data.user_failure_data
+            if user is not None and user.description:
+                messages.append(user.description)
+            elif data.error is not None:
+                messages.append(data.error.message.strip())
+        if messages:
+            return "; ".join(messages)
+        kind = dg.DagsterEventType.RUN_FAILURE
+        run_failures = self.instance.get_records_for_run(run_id, of_type=kind, limit=1).records
+        if run_failures and run_failures[0].event_log_entry.message:
+            return run_failures[0].event_log_entry.message
+        return "the run failed"
+
+    def ended_since(self, since: datetime, limit: int) -> list[RunView]:
+        filters = dg.RunsFilter(job_name=JOB_NAME, statuses=_ENDED, updated_after=since)
+        return [run_view(record.dagster_run) for record in self.instance.get_run_records(filters=filters, limit=limit)]
+
+    def terminate(self, run_id: str) -> None:
+        self.instance.run_coordinator.cancel_run(run_id)
