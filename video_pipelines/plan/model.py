@@ -134,25 +134,12 @@ def parse_plan(
         problems.append("plan.jobs: the plan is empty; add at least one job")
         raise PlanValidationError(problems)
 
-    nodes = [node for index, raw in enumerate(jobs) if (node := _parse_node(index, raw, problems))]
-    seen: dict[str, int] = {}
-    for index, node in enumerate(nodes):
-        if node.id in seen:
-            problems.append(f"{node.id}: duplicate id (jobs[{seen[node.id]}] and jobs[{index}])")
-        seen.setdefault(node.id, index)
+    nodes = _parse_nodes(jobs, problems)
     if problems:
         raise PlanValidationError(problems)
 
     plan = Plan(tuple(nodes), base_execution_id, webhook, priority)
-    has_base = base_execution_id is not None
-    for node in plan.nodes:
-        for dep in node.depends_on:
-            if dep in plan.by_id:
-                continue
-            if has_base and (external_nodes is None or dep in external_nodes):
-                continue
-            where = f" or in base {base_execution_id}" if has_base else ""
-            problems.append(f"{node.id}.dependsOn: unknown dependency '{dep}' (no job with that id{where})")
+    _check_dependencies(plan, external_nodes, problems)
     if problems:
         raise PlanValidationError(problems)
 
@@ -161,18 +148,46 @@ def parse_plan(
         raise PlanValidationError([f"plan: dependency cycle {' -> '.join(cycle)}"])
 
     for node in plan.nodes:
-        _check_inputs(node, has_base, problems)
+        _check_inputs(node, plan.base_execution_id is not None, problems)
         _check_params(plan, node, problems)
     if max_depth is not None:
-        depth = max(levels(plan).values()) + 1
-        if depth > max_depth:
-            problems.append(
-                f"plan: {depth} levels of dependencies; execute_plan runs at most {max_depth} "
-                "(split the plan, or submit the rest as a variant of this one)"
-            )
+        _check_depth(plan, max_depth, problems)
     if problems:
         raise PlanValidationError(problems)
     return plan
+
+
+def _parse_nodes(jobs: list[Any], problems: list[str]) -> list[PlanNode]:
+    """The jobs that parse as nodes; the others, and duplicate ids, go to `problems`."""
+    nodes = [node for index, raw in enumerate(jobs) if (node := _parse_node(index, raw, problems))]
+    seen: dict[str, int] = {}
+    for index, node in enumerate(nodes):
+        if node.id in seen:
+            problems.append(f"{node.id}: duplicate id (jobs[{seen[node.id]}] and jobs[{index}])")
+        seen.setdefault(node.id, index)
+    return nodes
+
+
+def _check_dependencies(plan: Plan, external_nodes: Collection[str] | None, problems: list[str]) -> None:
+    """Every dependsOn names a node of the plan, or of its base (all of them while the base is unknown)."""
+    base_execution_id = plan.base_execution_id
+    for node in plan.nodes:
+        for dep in node.depends_on:
+            if dep in plan.by_id:
+                continue
+            if base_execution_id is not None and (external_nodes is None or dep in external_nodes):
+                continue
+            where = f" or in base {base_execution_id}" if base_execution_id is not None else ""
+            problems.append(f"{node.id}.dependsOn: unknown dependency '{dep}' (no job with that id{where})")
+
+
+def _check_depth(plan: Plan, max_depth: int, problems: list[str]) -> None:
+    depth = max(levels(plan).values()) + 1
+    if depth > max_depth:
+        problems.append(
+            f"plan: {depth} levels of dependencies; execute_plan runs at most {max_depth} "
+            "(split the plan, or submit the rest as a variant of this one)"
+        )
 
 
 def _parse_webhook(raw: Any, problems: list[str]) -> Webhook | None:
