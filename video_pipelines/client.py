@@ -20,7 +20,7 @@ import dagster as dg
 
 from video_pipelines import executions
 from video_pipelines.errors import VideoPipelineError
-from video_pipelines.executions import Admission, admit
+from video_pipelines.executions import admit
 from video_pipelines.instance import prepare_dagster_home
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan.overrides import apply_overrides
@@ -62,25 +62,6 @@ def _on(target: Deployment | None, call: Callable[[Deployment], T]) -> T:
         return call(opened)
 
 
-def prepare_plan(
-    plan: Mapping[str, Any],
-    *,
-    base_execution_id: str | None = None,
-    webhook_url: str | None = None,
-    webhook_secret: str | None = None,
-    priority: str | None = None,
-) -> Admission:
-    """The plan with the caller's overrides applied, admitted (base not looked up); raises PlanValidationError."""
-    wire = apply_overrides(
-        plan,
-        base_execution_id=base_execution_id,
-        webhook_url=webhook_url,
-        webhook_secret=webhook_secret,
-        priority=priority,
-    )
-    return admit(wire)
-
-
 def submit(
     plan: Mapping[str, Any],
     *,
@@ -91,14 +72,18 @@ def submit(
     idempotency_key: str | None = None,
     target: Deployment | None = None,
 ) -> str:
-    """Validate and store a plan; returns its execution id at once (the plan sensor launches it)."""
-    admission = prepare_plan(
+    """Validate and store a plan; returns its execution id at once (the plan sensor launches it).
+
+    The base is not looked up here: a variant may be submitted before its base ends.
+    """
+    overridden = apply_overrides(
         plan,
         base_execution_id=base_execution_id,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
         priority=priority,
     )
+    admission = admit(overridden)
     return _on(target, lambda opened: executions.submit(admission, opened.store, idempotency_key=idempotency_key))
 
 
