@@ -11,9 +11,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from cryptography.fernet import Fernet
+
+if TYPE_CHECKING:
+    from video_pipelines.submissions import SubmissionStore
 
 POSTGRES_ADMIN_URL = os.environ.get("VIDEO_PIPELINES_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = bool(os.environ.get("CI"))
@@ -65,6 +69,28 @@ def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test."""
     with fresh_database() as url:
         yield url
+
+
+# The key of the `store` fixture's webhook secrets, for tests that open more stores on its database.
+STORE_KEY = Fernet.generate_key()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A submission store's database for one test: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'video_pipelines.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[SubmissionStore]:
+    """A submission store on `db_url`, its secrets encrypted with `STORE_KEY`."""
+    from video_pipelines.submissions import SubmissionStore
+
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
+        yield opened
 
 
 @dataclass

@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from cryptography.fernet import Fernet
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from video_pipelines.database_url import psycopg2_url
@@ -50,10 +49,9 @@ from video_pipelines.webhooks import (
     unsigned_headers,
 )
 
-from .conftest import free_port
+from .conftest import STORE_KEY, free_port
 from .test_fetch import _issue_certificates
 
-KEY = Fernet.generate_key()
 SECRET = "whk-secret-9d3f6a0c-never-stored"
 LOOPBACK = parse_allowed_hosts("127.0.0.1")
 NOW_RETRY = RetrySchedule(delays=(0.0, 0.0, 0.0, 0.0), jitter=0.0)
@@ -151,20 +149,6 @@ def receiver() -> Iterator[Receiver]:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("VIDEO_PIPELINES_SECRET_KEY", "VIDEO_PIPELINES_DATABASE_URL", RETRY_DELAYS_ENV):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'db' / 'video_pipelines.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[SubmissionStore]:
-    with SubmissionStore(db_url, secret_key=KEY) as opened:
-        yield opened
 
 
 @pytest.fixture
@@ -303,7 +287,7 @@ def test_secrets_that_cannot_sign_are_refused_without_echoing_them(secret: str) 
 
 def test_unsigned_headers_and_non_utf8_bodies() -> None:
     assert unsigned_headers("msg_1", 1700000000) == {"webhook-id": "msg_1", "webhook-timestamp": "1700000000"}
-    with pytest.raises(ValueError, match="UTF-8"):
+    with pytest.raises(WebhookError, match="UTF-8"):
         signature_headers(b"\xff\xfe", SECRET, webhook_id="msg_1", timestamp=1)
 
 
@@ -500,7 +484,7 @@ def test_schedule_delays_and_giving_up_after_max_attempts(outbox: DeliveryOutbox
 
 def test_receiver_down_then_back_after_a_restart_is_delivered_once(db_url: str) -> None:
     port = free_port()
-    with SubmissionStore(db_url, secret_key=KEY) as store:
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as store:
         outbox = DeliveryOutbox(store)
         delivery = enqueue(outbox, f"http://127.0.0.1:{port}/hook?token=query-token-123")
         [(after, outcome)] = deliver(outbox)
@@ -512,12 +496,12 @@ def test_receiver_down_then_back_after_a_restart_is_delivered_once(db_url: str) 
     back = Receiver()
     back.start(port)
     try:
-        with SubmissionStore(db_url, secret_key=KEY) as reopened:
+        with SubmissionStore(db_url, secret_key=STORE_KEY) as reopened:
             outbox = DeliveryOutbox(reopened)
             [(after, outcome)] = deliver(outbox)
             assert outcome.acknowledged and after.state is DeliveryState.DELIVERED and after.attempts == 2
             assert deliver(outbox) == []
-        with SubmissionStore(db_url, secret_key=KEY) as again:
+        with SubmissionStore(db_url, secret_key=STORE_KEY) as again:
             assert deliver(DeliveryOutbox(again), now=datetime.now(UTC) + timedelta(days=1)) == []
             errors = [a.error for a in DeliveryOutbox(again).attempts(delivery.webhook_id)]
     finally:
@@ -674,7 +658,7 @@ def test_a_store_at_schema_version_1_is_upgraded_with_the_outbox_tables(db_url: 
             )
     finally:
         engine.dispose()
-    with SubmissionStore(db_url, secret_key=KEY) as store:
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as store:
         submission, _ = store.submit({"jobs": []}, webhook_url="https://hooks.example.com/a")
         delivery = enqueue(DeliveryOutbox(store), "https://hooks.example.com/a", submission.execution_id)
         assert store.get(submission.execution_id) == submission
@@ -773,7 +757,7 @@ def test_send_once_sends_exactly_the_body_with_the_headers(receiver: Receiver) -
     assert request.headers["Content-Type"] == "application/json"
     assert request.headers["Host"] == f"127.0.0.1:{receiver.port}"
     assert_verified(request)
-    with pytest.raises(ValueError, match="timeout"):
+    with pytest.raises(WebhookError, match="timeout"):
         send_once(receiver.url(), body, {}, allowed=LOOPBACK, timeout=0)
 
 

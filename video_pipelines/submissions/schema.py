@@ -11,9 +11,12 @@ other and the later ones find nothing left to do:
   transactional, so a failed step leaves nothing behind);
 - SQLite: the write lock taken by `BEGIN IMMEDIATE` (see `store._sqlite_on_begin`).
 
-A step is frozen once released: it builds its own table objects instead of reusing
-`submissions` below, so a later change to the current table shape cannot change what an
-old step creates. A change of schema is a new step with the next version.
+A step is frozen once released: it declares its tables in a function of its own
+(`_submissions_v1`, `_webhook_tables_v2`) that no later change touches. The tables the
+store and the outbox query (`submissions`, `webhook_deliveries`, `webhook_attempts`) are
+built from those declarations because no step has changed a table yet; a step that does
+declares the new current shape below instead, and leaves the old declarations as they are.
+A change of schema is a new step with the next version.
 """
 
 from __future__ import annotations
@@ -44,25 +47,6 @@ schema_version = sa.Table(
     sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# The current shape of the submissions table, for queries (constraints live in the migrations).
-submissions = sa.Table(
-    SUBMISSIONS_TABLE,
-    _metadata,
-    sa.Column("execution_id", sa.String(64), primary_key=True),
-    sa.Column("plan", sa.JSON, nullable=False),
-    sa.Column("base_execution_id", sa.Text),
-    sa.Column("webhook_url", sa.Text),
-    sa.Column("webhook_secret_token", sa.Text),
-    sa.Column("priority", sa.String(16), nullable=False),
-    sa.Column("idempotency_key", sa.Text),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("error", sa.Text),
-    sa.Column("run_id", sa.Text),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("launched_at", sa.DateTime(timezone=True)),
-)
-
 
 @dataclass(frozen=True)
 class Migration:
@@ -71,8 +55,8 @@ class Migration:
     apply: Callable[[sa.Connection], None]
 
 
-def _create_submissions(connection: sa.Connection) -> None:
-    metadata = sa.MetaData()
+def _submissions_v1(metadata: sa.MetaData) -> sa.Table:
+    """The submissions table as migration 1 creates it."""
     table = sa.Table(
         SUBMISSIONS_TABLE,
         metadata,
@@ -99,11 +83,11 @@ def _create_submissions(connection: sa.Connection) -> None:
         ),
     )
     sa.Index("ix_video_pipelines_submissions_state_created", table.c.state, table.c.created_at)
-    metadata.create_all(connection)
+    return table
 
 
-def _create_webhook_deliveries(connection: sa.Connection) -> None:
-    metadata = sa.MetaData()
+def _webhook_tables_v2(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """The webhook deliveries and attempts tables as migration 2 creates them."""
     timestamp = sa.DateTime(timezone=True)
     deliveries = sa.Table(
         WEBHOOK_DELIVERIES_TABLE,
@@ -137,7 +121,7 @@ def _create_webhook_deliveries(connection: sa.Connection) -> None:
         ),
     )
     sa.Index("ix_video_pipelines_webhook_deliveries_due", deliveries.c.state, deliveries.c.next_attempt_at)
-    sa.Table(
+    attempts = sa.Table(
         WEBHOOK_ATTEMPTS_TABLE,
         metadata,
         # INTEGER on SQLite, where only that type is an auto-incrementing rowid alias.
@@ -156,8 +140,24 @@ def _create_webhook_deliveries(connection: sa.Connection) -> None:
         sa.Column("duration_ms", sa.Integer, nullable=False),
         sa.UniqueConstraint("webhook_id", "number", name="uq_video_pipelines_webhook_attempts_number"),
     )
+    return deliveries, attempts
+
+
+def _create_submissions(connection: sa.Connection) -> None:
+    metadata = sa.MetaData()
+    _submissions_v1(metadata)
     metadata.create_all(connection)
 
+
+def _create_webhook_deliveries(connection: sa.Connection) -> None:
+    metadata = sa.MetaData()
+    _webhook_tables_v2(metadata)
+    metadata.create_all(connection)
+
+
+# The current shape of the tables, for queries (see the module docstring).
+submissions = _submissions_v1(_metadata)
+webhook_deliveries, webhook_attempts = _webhook_tables_v2(_metadata)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "submissions table", _create_submissions),

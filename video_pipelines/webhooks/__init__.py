@@ -4,10 +4,13 @@
   `encode_payload` turns it into the exact bytes that are stored and sent.
 - `signing` — `signature_headers` (X-Webhook-Signature and Standard Webhooks'
   webhook-id / webhook-timestamp / webhook-signature) and `unsigned_headers`.
+- `delivery` — `Delivery`, `Attempt` and `AttemptOutcome`: what the outbox keeps and what
+  an attempt reports.
 - `outbox` — `DeliveryOutbox`: one delivery per execution and event, claims, attempts and
   the `RetrySchedule` (`VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS`), in the submission store's database.
 - `sender` — `send_once` (one POST through the SSRF guard, no redirects) and `deliver_due`
-  (claim, sign, send and record every delivery that is due).
+  (claim, sign, send and record every delivery that is due). Retry-After is read by
+  `video_pipelines.retrying.parse_retry_after`, exported here too.
 - `errors` — `WebhookError` and `WebhookSecretError`.
 
 Plain Python: no Dagster import. The Dagster sensors that enqueue and deliver live in
@@ -17,27 +20,19 @@ Plain Python: no Dagster import. The Dagster sensors that enqueue and deliver li
 from __future__ import annotations
 
 from video_pipelines.errors import WebhookError, WebhookSecretError
+from video_pipelines.retrying import parse_retry_after
+from video_pipelines.webhooks.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
 from video_pipelines.webhooks.outbox import (
     DEFAULT_RETRY_DELAYS,
     ENV_SOURCE_PREFIX,
     RETRY_DELAYS_ENV,
     SUBMISSION_SOURCE,
-    Attempt,
-    Delivery,
     DeliveryOutbox,
-    DeliveryState,
     RetrySchedule,
     webhook_id_for,
 )
 from video_pipelines.webhooks.payload import EVENTS, encode_payload, payload_for
-from video_pipelines.webhooks.sender import (
-    DEFAULT_TIMEOUT,
-    MAX_TIMEOUT,
-    AttemptOutcome,
-    deliver_due,
-    parse_retry_after,
-    send_once,
-)
+from video_pipelines.webhooks.sender import DEFAULT_TIMEOUT, MAX_TIMEOUT, deliver_due, send_once
 from video_pipelines.webhooks.signing import signature_headers, standard_webhooks_key, unsigned_headers
 
 __all__ = [

@@ -45,24 +45,20 @@ from __future__ import annotations
 
 import math
 import os
-import random
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import sqlalchemy as sa
 
 from video_pipelines.errors import WebhookError
-from video_pipelines.net import redact_url
-from video_pipelines.submissions.schema import WEBHOOK_ATTEMPTS_TABLE, WEBHOOK_DELIVERIES_TABLE, migrate
+from video_pipelines.retrying import jittered
+from video_pipelines.submissions.schema import migrate, webhook_attempts, webhook_deliveries
 from video_pipelines.submissions.store import SubmissionStore
 from video_pipelines.submissions.timestamps import as_utc, required_utc
+from video_pipelines.webhooks.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
 from video_pipelines.webhooks.payload import EVENTS
-
-if TYPE_CHECKING:
-    from video_pipelines.webhooks.sender import AttemptOutcome
 
 RETRY_DELAYS_ENV = "VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS"
 DEFAULT_RETRY_DELAYS: Final = (5.0, 30.0, 120.0, 600.0, 1800.0, 7200.0)
@@ -70,12 +66,6 @@ MAX_RETRY_AFTER_SECONDS: Final = 3600.0
 SUBMISSION_SOURCE: Final = "submission"
 ENV_SOURCE_PREFIX: Final = "env:"
 GONE_ERROR: Final = "receiver answered 410 Gone"
-
-
-class DeliveryState(StrEnum):
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -113,85 +103,14 @@ class RetrySchedule:
     def delay_after(self, attempt: int) -> float | None:
         """Seconds to wait after failed attempt number `attempt` (from 1), jittered; None after the last."""
         if attempt < 1:
-            raise ValueError(f"attempts are numbered from 1, got {attempt}")
+            raise WebhookError(f"attempts are numbered from 1, got {attempt}")
         if attempt >= self.max_attempts:
             return None
-        delay = self.delays[attempt - 1]
-        return delay * random.uniform(1 - self.jitter, 1 + self.jitter)
+        return jittered(self.delays[attempt - 1], self.jitter)
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One webhook (an execution's event) and where its delivery stands. Holds no secret."""
-
-    webhook_id: str
-    execution_id: str
-    event: str
-    # A URL may carry a token in its query string: kept out of reprs (see `redacted_url`).
-    url: str = field(repr=False)
-    body: bytes = field(repr=False)
-    secret_source: str | None
-    state: DeliveryState
-    attempts: int
-    next_attempt_at: datetime
-    lease_until: datetime | None
-    created_at: datetime
-    delivered_at: datetime | None
-    last_error: str | None
-
-    @property
-    def redacted_url(self) -> str:
-        return redact_url(self.url)
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One POST of a delivery: when, how long, and the status code or the error."""
-
-    id: int
-    webhook_id: str
-    number: int
-    started_at: datetime
-    finished_at: datetime
-    status_code: int | None
-    error: str | None
-    duration_ms: int
-
-
-# The current shape of the tables, for queries (migration 2 in `submissions.schema` creates them).
-_metadata = sa.MetaData()
-_timestamp = sa.DateTime(timezone=True)
-deliveries_table = sa.Table(
-    WEBHOOK_DELIVERIES_TABLE,
-    _metadata,
-    sa.Column("webhook_id", sa.Text, primary_key=True),
-    sa.Column("execution_id", sa.Text, nullable=False),
-    sa.Column("event", sa.String(16), nullable=False),
-    sa.Column("url", sa.Text, nullable=False),
-    sa.Column("body", sa.Text, nullable=False),
-    sa.Column("secret_source", sa.Text),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("next_attempt_at", _timestamp, nullable=False),
-    sa.Column("lease_until", _timestamp),
-    sa.Column("created_at", _timestamp, nullable=False),
-    sa.Column("delivered_at", _timestamp),
-    sa.Column("last_error", sa.Text),
-)
-attempts_table = sa.Table(
-    WEBHOOK_ATTEMPTS_TABLE,
-    _metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("webhook_id", sa.Text, nullable=False),
-    sa.Column("number", sa.Integer, nullable=False),
-    sa.Column("started_at", _timestamp, nullable=False),
-    sa.Column("finished_at", _timestamp, nullable=False),
-    sa.Column("status_code", sa.Integer),
-    sa.Column("error", sa.Text),
-    sa.Column("duration_ms", sa.Integer, nullable=False),
-)
-_D = deliveries_table.c
-_A = attempts_table.c
+_D = webhook_deliveries.c
+_A = webhook_attempts.c
 
 
 def webhook_id_for(execution_id: str, event: str) -> str:
@@ -203,7 +122,7 @@ def _moment(now: datetime | None) -> datetime:
     if now is None:
         return datetime.now(UTC)
     if now.tzinfo is None:
-        raise ValueError("`now` must be timezone-aware (UTC), not a naive datetime")
+        raise WebhookError("`now` must be timezone-aware (UTC), not a naive datetime")
     return now.astimezone(UTC)
 
 
@@ -223,6 +142,11 @@ def _delivery(row: sa.RowMapping) -> Delivery:
         delivered_at=as_utc(row["delivered_at"]),
         last_error=row["last_error"],
     )
+
+
+def _row(delivery: Delivery) -> dict[str, Any]:
+    """The table row of `delivery`: its body as the UTF-8 text it is stored as."""
+    return {**vars(delivery), "body": delivery.body.decode("utf-8"), "state": delivery.state.value}
 
 
 def _attempt(row: sa.RowMapping) -> Attempt:
@@ -251,14 +175,13 @@ def _check_secret_source(source: str | None) -> None:
     )
 
 
-def _body_text(body: bytes) -> str:
+def _check_body(body: bytes) -> None:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise WebhookError("a webhook body must be UTF-8 JSON (see encode_payload)") from None
     if "\x00" in text:
         raise WebhookError("a webhook body cannot contain NUL characters (JSON escapes them)")
-    return text
 
 
 def _outcome_text(outcome: AttemptOutcome) -> str:
@@ -320,7 +243,7 @@ class DeliveryOutbox:
         if not execution_id or not url:
             raise WebhookError("a webhook delivery needs an execution id and a URL")
         _check_secret_source(secret_source)
-        text = _body_text(body)
+        _check_body(body)
         webhook_id = webhook_id_for(execution_id, event)
         existing = self.get(webhook_id)
         if existing is not None:
@@ -343,20 +266,7 @@ class DeliveryOutbox:
         )
         try:
             with self._engine.begin() as connection:
-                connection.execute(
-                    deliveries_table.insert().values(
-                        webhook_id=webhook_id,
-                        execution_id=execution_id,
-                        event=event,
-                        url=url,
-                        body=text,
-                        secret_source=secret_source,
-                        state=delivery.state.value,
-                        attempts=0,
-                        next_attempt_at=at,
-                        created_at=at,
-                    )
-                )
+                connection.execute(webhook_deliveries.insert().values(_row(delivery)))
         except sa.exc.IntegrityError:
             # Another process recorded this event between our read and our insert.
             existing = self.get(webhook_id)
@@ -367,8 +277,9 @@ class DeliveryOutbox:
 
     def get(self, webhook_id: str) -> Delivery | None:
         """The delivery `webhook_id`, or None."""
+        query = sa.select(webhook_deliveries).where(_D.webhook_id == webhook_id)
         with self._reader.connect() as connection:
-            row = connection.execute(sa.select(deliveries_table).where(_D.webhook_id == webhook_id)).mappings().first()
+            row = connection.execute(query).mappings().first()
         return _delivery(row) if row is not None else None
 
     def claim_due(
@@ -404,14 +315,14 @@ class DeliveryOutbox:
                 for webhook_id in connection.execute(candidates).scalars().all()
                 # Conditional: of racing claimers, only one finds the delivery still free.
                 if connection.execute(
-                    deliveries_table.update().where(_D.webhook_id == webhook_id, due).values(**lease)
+                    webhook_deliveries.update().where(_D.webhook_id == webhook_id, due).values(**lease)
                 ).rowcount
                 == 1
             ]
             if not claimed:
                 return []
             rows = connection.execute(
-                sa.select(deliveries_table).where(_D.webhook_id.in_(claimed)).order_by(*order)
+                sa.select(webhook_deliveries).where(_D.webhook_id.in_(claimed)).order_by(*order)
             ).mappings()
             return [_delivery(row) for row in rows]
 
@@ -435,12 +346,12 @@ class DeliveryOutbox:
         started = finished - timedelta(milliseconds=outcome.duration_ms)
         this = _D.webhook_id == delivery.webhook_id
         with self._engine.begin() as connection:
-            current = connection.execute(sa.select(deliveries_table).where(this).with_for_update()).mappings().first()
+            current = connection.execute(sa.select(webhook_deliveries).where(this).with_for_update()).mappings().first()
             if current is None:
                 raise WebhookError(f"no webhook delivery {delivery.webhook_id} to record an attempt of")
             number = int(current["attempts"]) + 1
             connection.execute(
-                attempts_table.insert().values(
+                webhook_attempts.insert().values(
                     webhook_id=delivery.webhook_id,
                     number=number,
                     started_at=started,
@@ -455,20 +366,20 @@ class DeliveryOutbox:
                 values["lease_until"] = None
             if current["state"] == DeliveryState.PENDING.value:
                 values.update(_next(outcome, number, schedule, finished))
-            connection.execute(deliveries_table.update().where(this).values(**values))
-            row = connection.execute(sa.select(deliveries_table).where(this)).mappings().one()
+            connection.execute(webhook_deliveries.update().where(this).values(**values))
+            row = connection.execute(sa.select(webhook_deliveries).where(this)).mappings().one()
         return _delivery(row)
 
     def deliveries(self, execution_id: str) -> list[Delivery]:
         """Every delivery of an execution, in the order they were enqueued."""
         query = (
-            sa.select(deliveries_table).where(_D.execution_id == execution_id).order_by(_D.created_at, _D.webhook_id)
+            sa.select(webhook_deliveries).where(_D.execution_id == execution_id).order_by(_D.created_at, _D.webhook_id)
         )
         with self._reader.connect() as connection:
             return [_delivery(row) for row in connection.execute(query).mappings()]
 
     def attempts(self, webhook_id: str) -> list[Attempt]:
         """Every attempt of a delivery, first to last."""
-        query = sa.select(attempts_table).where(_A.webhook_id == webhook_id).order_by(_A.number, _A.id)
+        query = sa.select(webhook_attempts).where(_A.webhook_id == webhook_id).order_by(_A.number, _A.id)
         with self._reader.connect() as connection:
             return [_attempt(row) for row in connection.execute(query).mappings()]

@@ -14,22 +14,21 @@ query string or credentials and never contain the secret.
 
 from __future__ import annotations
 
-import email.utils
 import functools
-import math
 import os
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import httpx
 
-from video_pipelines.errors import BlockedDestinationError, FetchError, WebhookSecretError
+from video_pipelines.errors import BlockedDestinationError, FetchError, WebhookError
 from video_pipelines.net import AllowedHosts, certificate_error, open_pinned, redact_url, resolve_destination
-from video_pipelines.webhooks.outbox import Delivery, DeliveryOutbox, RetrySchedule
+from video_pipelines.retrying import parse_retry_after
+from video_pipelines.webhooks.delivery import AttemptOutcome, Delivery
+from video_pipelines.webhooks.outbox import DeliveryOutbox, RetrySchedule
 from video_pipelines.webhooks.signing import signature_headers, unsigned_headers
 
 DEFAULT_TIMEOUT: Final = 10.0
@@ -37,44 +36,6 @@ MAX_TIMEOUT: Final = 15.0
 # Longer than any attempt can take (MAX_TIMEOUT), so a live sender never loses its claim.
 LEASE_SECONDS: Final = 60.0
 _USER_AGENT = "video-pipelines"
-
-
-@dataclass(frozen=True)
-class AttemptOutcome:
-    """How one attempt ended: the answer's status code, or the error that stopped it."""
-
-    status_code: int | None = None
-    error: str | None = None
-    # Seconds the receiver asked to wait (Retry-After), when it did.
-    retry_after: float | None = None
-    # The destination was refused by the SSRF guard; no request was sent.
-    refused: bool = False
-    duration_ms: int = 0
-
-    @property
-    def acknowledged(self) -> bool:
-        """The receiver answered 2xx: the webhook is delivered."""
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header (delay-seconds or an HTTP date); None when absent or unreadable."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)  # HTTP dates are GMT
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 @functools.lru_cache(maxsize=4)
@@ -119,7 +80,7 @@ def send_once(
     is bounded by the system resolver's own timeouts.
     """
     if not timeout > 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        raise WebhookError(f"timeout must be > 0 seconds, got {timeout}")
     budget = min(timeout, MAX_TIMEOUT)
     started = time.monotonic()
 
@@ -190,7 +151,7 @@ def _attempt(
             if secret is not None
             else unsigned_headers(delivery.webhook_id, timestamp)
         )
-    except (WebhookSecretError, ValueError) as exc:
+    except WebhookError as exc:
         return failed(f"the webhook cannot be signed: {exc}")
     return send_once(delivery.url, delivery.body, headers, allowed=allowed, timeout=timeout)
 

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 
 from standardwebhooks import Webhook
 
-from video_pipelines.errors import WebhookSecretError
+from video_pipelines.errors import WebhookError, WebhookSecretError
 
 WHSEC_PREFIX = "whsec_"
 
@@ -72,7 +72,7 @@ def signature_headers(body: bytes, secret: str, *, webhook_id: str, timestamp: i
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"a webhook body must be UTF-8 (invalid byte at offset {exc.start})") from None
+        raise WebhookError(f"a webhook body must be UTF-8 (invalid byte at offset {exc.start})") from None
     key = standard_webhooks_key(secret)
     standard = Webhook(key).sign(webhook_id, datetime.fromtimestamp(timestamp, UTC), text)
     return {

@@ -1,0 +1,76 @@
+"""What a webhook delivery is: the `Delivery` the outbox keeps, its `Attempt`s, and the
+`AttemptOutcome` a sender reports for the outbox to record.
+
+Plain values shared by `outbox` (which stores them) and `sender` (which makes attempts), so
+neither module needs the other's types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from video_pipelines.net import redact_url
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook (an execution's event) and where its delivery stands. Holds no secret."""
+
+    webhook_id: str
+    execution_id: str
+    event: str
+    # A URL may carry a token in its query string: kept out of reprs (see `redacted_url`).
+    url: str = field(repr=False)
+    body: bytes = field(repr=False)
+    secret_source: str | None
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: datetime
+    lease_until: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+    last_error: str | None
+
+    @property
+    def redacted_url(self) -> str:
+        return redact_url(self.url)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One POST of a delivery: when, how long, and the status code or the error."""
+
+    id: int
+    webhook_id: str
+    number: int
+    started_at: datetime
+    finished_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """How one attempt ended: the answer's status code, or the error that stopped it."""
+
+    status_code: int | None = None
+    error: str | None = None
+    # Seconds the receiver asked to wait (Retry-After), when it did.
+    retry_after: float | None = None
+    # The destination was refused by the SSRF guard; no request was sent.
+    refused: bool = False
+    duration_ms: int = 0
+
+    @property
+    def acknowledged(self) -> bool:
+        """The receiver answered 2xx: the webhook is delivered."""
+        return self.status_code is not None and 200 <= self.status_code < 300
