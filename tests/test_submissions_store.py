@@ -7,7 +7,7 @@ import re
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 from pathlib import Path
@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 from video_pipelines.database_url import psycopg2_url
+from video_pipelines.plan.overrides import apply_overrides
 from video_pipelines.submissions import (
     KEY_FILE_NAME,
     SCHEMA_VERSION,
@@ -30,7 +31,8 @@ from video_pipelines.submissions import (
     new_execution_id,
 )
 
-KEY = Fernet.generate_key()
+from .conftest import STORE_KEY
+
 SECRET = "s3cr3t-webhook-value-7f1c"
 T = TypeVar("T")
 
@@ -43,20 +45,6 @@ def plan(prompt: str = "Scene 1", **extra: Any) -> dict[str, Any]:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (SECRET_KEY_ENV, "VIDEO_PIPELINES_DATABASE_URL", "DAGSTER_HOME"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'db' / 'submissions.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[SubmissionStore]:
-    with SubmissionStore(db_url, secret_key=KEY) as opened:
-        yield opened
 
 
 def raw_rows(url: str, query: str) -> list[dict[str, Any]]:
@@ -167,6 +155,33 @@ def test_arguments_win_over_the_plan_and_fill_what_it_lacks(store: SubmissionSto
     assert store.webhook_secret(plain.execution_id) is None
 
 
+def test_apply_overrides_is_the_merge_every_door_uses() -> None:
+    given = plan(
+        priority="low", baseExecutionId="exec_plan", webhook={"url": "https://plan.example.com", "secretEnv": "HOOK"}
+    )
+    assert apply_overrides(given) == given
+    assert apply_overrides(given, base_execution_id="", webhook_url="", webhook_secret="", priority="") == given
+
+    merged = apply_overrides(given, base_execution_id="exec_flag", webhook_secret=SECRET, priority="high")
+    assert merged == plan(
+        priority="high", baseExecutionId="exec_flag", webhook={"url": "https://plan.example.com", "secret": SECRET}
+    )
+    assert given["webhook"] == {"url": "https://plan.example.com", "secretEnv": "HOOK"}, "the plan is not modified"
+
+    for own in ({}, {"webhook": None}, {"webhook": "not an object"}):
+        assert apply_overrides(plan(**own), webhook_url="https://flag.example.com")["webhook"] == {
+            "url": "https://flag.example.com"
+        }
+
+
+def test_a_secret_argument_replaces_the_plans_secret_env(store: SubmissionStore) -> None:
+    submitted, _ = store.submit(
+        plan(webhook={"url": "https://plan.example.com", "secretEnv": "HOOK"}), webhook_secret=SECRET
+    )
+    assert submitted.plan["webhook"] == {"url": "https://plan.example.com"}
+    assert store.webhook_secret(submitted.execution_id) == SECRET
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -239,7 +254,7 @@ def test_idempotency_key_is_kept_after_the_submission_left_pending(store: Submis
 
 def test_racing_submits_with_one_key_make_one_submission(db_url: str) -> None:
     # Four stores are four engines: to the database, four clients.
-    stores = [SubmissionStore(db_url, secret_key=KEY) for _ in range(4)]
+    stores = [SubmissionStore(db_url, secret_key=STORE_KEY) for _ in range(4)]
     try:
         results = in_parallel(
             16, lambda i: stores[i % 4].submit(plan(f"variant {i}"), idempotency_key="same-key", priority="high")
@@ -314,7 +329,7 @@ def test_state_changes_move_only_pending_submissions(store: SubmissionStore) -> 
 
 
 def test_racing_launches_have_one_winner(db_url: str) -> None:
-    stores = [SubmissionStore(db_url, secret_key=KEY) for _ in range(4)]
+    stores = [SubmissionStore(db_url, secret_key=STORE_KEY) for _ in range(4)]
     try:
         target, _ = stores[0].submit(plan())
         wins = in_parallel(12, lambda i: stores[i % 4].mark_launched(target.execution_id, f"run-{i}"))
@@ -345,7 +360,7 @@ def test_racing_launches_have_one_winner(db_url: str) -> None:
 
 
 def test_the_secret_is_encrypted_at_rest(db_url: str) -> None:
-    with SubmissionStore(db_url, secret_key=KEY) as opened:
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
         submitted, _ = opened.submit(plan(webhook={"url": "https://hooks.example.com/x", "secret": SECRET}))
         opened.submit(plan("second"), webhook_url="https://hooks.example.com/y", webhook_secret=SECRET)
 
@@ -356,7 +371,7 @@ def test_the_secret_is_encrypted_at_rest(db_url: str) -> None:
             assert SECRET not in str(value), f"the plaintext secret is in column {column}"
         stored_plan = row["plan"] if isinstance(row["plan"], dict) else json.loads(row["plan"])
         assert "secret" not in keys_in(stored_plan)
-        assert Fernet(KEY).decrypt(row["webhook_secret_token"].encode()).decode() == SECRET
+        assert Fernet(STORE_KEY).decrypt(row["webhook_secret_token"].encode()).decode() == SECRET
     assert submitted.execution_id in {row["execution_id"] for row in rows}
 
     if db_url.startswith("sqlite"):
@@ -366,7 +381,7 @@ def test_the_secret_is_encrypted_at_rest(db_url: str) -> None:
 
 
 def test_a_wrong_key_is_a_clear_error(db_url: str) -> None:
-    with SubmissionStore(db_url, secret_key=KEY) as opened:
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
         submitted, _ = opened.submit(plan(), webhook_url="https://e.example.com", webhook_secret=SECRET)
     with SubmissionStore(db_url, secret_key=Fernet.generate_key()) as other:
         assert other.get(submitted.execution_id) == submitted, "everything but the secret reads without the key"
@@ -384,9 +399,9 @@ def test_passphrase_and_key_forms(db_url: str, monkeypatch: pytest.MonkeyPatch) 
     with SubmissionStore(db_url) as from_env_key:
         assert from_env_key.webhook_secret(with_passphrase.execution_id) == SECRET
 
-    with SubmissionStore(db_url, secret_key=KEY) as as_bytes:
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as as_bytes:
         with_key, _ = as_bytes.submit(plan("b"), webhook_url="https://e.example.com", webhook_secret="other")
-    with SubmissionStore(db_url, secret_key=KEY.decode()) as as_text:
+    with SubmissionStore(db_url, secret_key=STORE_KEY.decode()) as as_text:
         assert as_text.webhook_secret(with_key.execution_id) == "other"
         with pytest.raises(SecretKeyError):
             as_text.webhook_secret(with_passphrase.execution_id)
@@ -474,8 +489,8 @@ def test_from_env_uses_postgres_when_the_url_is_set(
 
 
 def test_migrations_are_idempotent_and_recorded(db_url: str) -> None:
-    SubmissionStore(db_url, secret_key=KEY).close()
-    with SubmissionStore(db_url, secret_key=KEY) as reopened:
+    SubmissionStore(db_url, secret_key=STORE_KEY).close()
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as reopened:
         reopened.submit(plan())
     versions = raw_rows(db_url, "SELECT version, description FROM video_pipelines_schema_version ORDER BY version")
     assert [row["version"] for row in versions] == list(range(1, SCHEMA_VERSION + 1))
@@ -494,7 +509,7 @@ def test_migrations_are_idempotent_and_recorded(db_url: str) -> None:
 
 
 def test_stores_opening_at_once_migrate_once(db_url: str) -> None:
-    stores = in_parallel(8, lambda _: SubmissionStore(db_url, secret_key=KEY))
+    stores = in_parallel(8, lambda _: SubmissionStore(db_url, secret_key=STORE_KEY))
     try:
         made = [opened.submit(plan(f"from store {n}"))[0] for n, opened in enumerate(stores)]
         assert {item.execution_id for item in stores[0].pending()} == {item.execution_id for item in made}
@@ -506,7 +521,7 @@ def test_stores_opening_at_once_migrate_once(db_url: str) -> None:
 
 
 def test_a_newer_schema_is_refused(db_url: str) -> None:
-    SubmissionStore(db_url, secret_key=KEY).close()
+    SubmissionStore(db_url, secret_key=STORE_KEY).close()
     engine = sa.create_engine(psycopg2_url(db_url))
     try:
         with engine.begin() as connection:
@@ -519,12 +534,12 @@ def test_a_newer_schema_is_refused(db_url: str) -> None:
     finally:
         engine.dispose()
     with pytest.raises(SubmissionStoreError, match=r"version 999.*upgrade video-pipelines"):
-        SubmissionStore(db_url, secret_key=KEY)
+        SubmissionStore(db_url, secret_key=STORE_KEY)
 
 
 def test_sqlite_uses_wal_and_waits_for_a_busy_writer(tmp_path: Path) -> None:
     database = tmp_path / "submissions.db"
-    with SubmissionStore(f"sqlite:///{database}", secret_key=KEY) as opened:
+    with SubmissionStore(f"sqlite:///{database}", secret_key=STORE_KEY) as opened:
         other = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
         try:
             assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -550,14 +565,14 @@ def test_sqlite_uses_wal_and_waits_for_a_busy_writer(tmp_path: Path) -> None:
 )
 def test_unsupported_urls_are_refused(url: str, message: str) -> None:
     with pytest.raises(SubmissionStoreError, match=message):
-        SubmissionStore(url, secret_key=KEY)
+        SubmissionStore(url, secret_key=STORE_KEY)
 
 
 def test_an_unreachable_database_is_a_clear_error() -> None:
     with pytest.raises(
         SubmissionStoreError, match=r"cannot open the submission store at postgresql\+psycopg2://u:\*\*\*@"
     ):
-        SubmissionStore("postgresql://u:hunter2@127.0.0.1:1/nowhere", secret_key=KEY)
+        SubmissionStore("postgresql://u:hunter2@127.0.0.1:1/nowhere", secret_key=STORE_KEY)
 
 
 def test_submission_repr_and_states() -> None:

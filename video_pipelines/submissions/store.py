@@ -52,6 +52,7 @@ from ulid import ULID
 from video_pipelines.database_url import psycopg2_url
 from video_pipelines.errors import SecretKeyError, SubmissionStoreError
 from video_pipelines.instance import DATABASE_URL_ENV, DEFAULT_HOME
+from video_pipelines.plan.overrides import apply_overrides
 from video_pipelines.submissions.crypto import (
     KEY_FILE_NAME,
     SECRET_KEY_ENV,
@@ -224,30 +225,38 @@ def _prepare(
         raise SubmissionStoreError(f"the plan must be a JSON object, got {type(plan).__name__}")
     try:
         # A deep copy that is surely JSON (both databases store it as JSON).
-        stored: dict[str, Any] = json.loads(json.dumps(dict(plan), allow_nan=False))
+        copied: dict[str, Any] = json.loads(json.dumps(dict(plan), allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise SubmissionStoreError(f"the plan cannot be stored as JSON: {exc}") from None
+    stored = apply_overrides(
+        copied,
+        base_execution_id=base_execution_id,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        priority=priority,
+    )
 
     webhook = stored.get("webhook")
-    plan_url = plan_secret = None
+    url = secret = None
     if isinstance(webhook, dict):
-        plan_url = _optional_text(webhook.get("url"))
-        plan_secret = _optional_text(webhook.pop("secret", None))
-    url = webhook_url if webhook_url is not None else plan_url
-    secret = webhook_secret if webhook_secret is not None else plan_secret
-    if secret is not None and not secret:
+        url = _optional_text(webhook.get("url"))
+        secret = _optional_text(webhook.pop("secret", None))
+    # apply_overrides reads an empty secret as "not given"; asked for explicitly, it is a mistake.
+    if webhook_secret == "":
         raise SubmissionStoreError("the webhook secret must not be empty; leave it out to send unsigned webhooks")
     if secret is not None and not url:
         raise SubmissionStoreError("a webhook secret needs a webhook URL (webhook_url or the plan's webhook.url)")
-    if url:
-        stored["webhook"] = {**(webhook if isinstance(webhook, dict) else {}), "url": url}
-
-    base = base_execution_id if base_execution_id is not None else _optional_text(stored.get("baseExecutionId"))
-    if base:
-        stored["baseExecutionId"] = base
+    # An empty priority asked for is refused, not read as "not given".
     effective_priority = _check_priority(priority if priority is not None else stored.get("priority", "normal"))
     stored["priority"] = effective_priority
-    return _Prepared(stored, base or None, url or None, secret, effective_priority)
+    return _Prepared(stored, _optional_text(stored.get("baseExecutionId")), url, secret, effective_priority)
+
+
+def _row(submission: Submission, token: str | None) -> dict[str, Any]:
+    """The table row of `submission`, which holds the encrypted secret `token` where the record has a flag."""
+    row = {**vars(submission), "state": submission.state.value, "webhook_secret_token": token}
+    del row["has_webhook_secret"]
+    return row
 
 
 def _submission(row: sa.RowMapping) -> Submission:
@@ -362,7 +371,9 @@ class SubmissionStore:
         """Store `plan` as a new PENDING submission: (submission, True).
 
         An argument left None is taken from the plan (`baseExecutionId`, `webhook.url`,
-        `webhook.secret`, `priority`; priority defaults to normal). The stored plan never
+        `webhook.secret`, `priority`; priority defaults to normal), as is an empty base or URL;
+        an empty secret or priority is refused. A secret given replaces the plan's
+        `webhook.secretEnv` (see `plan.overrides.apply_overrides`). The stored plan never
         holds the secret: it is encrypted into its own column.
 
         When `idempotency_key` was used before, nothing changes and the earlier submission is
@@ -399,20 +410,7 @@ class SubmissionStore:
         )
         try:
             with self._engine.begin() as connection:
-                connection.execute(
-                    submissions.insert().values(
-                        execution_id=submission.execution_id,
-                        plan=submission.plan,
-                        base_execution_id=submission.base_execution_id,
-                        webhook_url=submission.webhook_url,
-                        webhook_secret_token=token,
-                        priority=submission.priority,
-                        idempotency_key=key,
-                        state=submission.state.value,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                connection.execute(submissions.insert().values(_row(submission, token)))
         except sa.exc.IntegrityError:
             # Another process inserted this idempotency key between our read and our insert.
             existing = self._by_idempotency_key(key) if key is not None else None
