@@ -62,9 +62,10 @@ from video_pipelines.submissions.crypto import (
 )
 from video_pipelines.submissions.schema import migrate, submissions
 from video_pipelines.submissions.timestamps import as_utc, required_utc
+from video_pipelines.vocabulary import Priority
 
 DATABASE_FILE_NAME = "video_pipelines.db"
-PRIORITIES: Final = ("high", "normal", "low")
+PRIORITIES: Final = tuple(priority.value for priority in Priority)
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 _SQLITE_BUSY_TIMEOUT_S = 30.0
 _POSTGRES_CONNECT_TIMEOUT_S = 10
@@ -247,7 +248,8 @@ def _prepare(
     if secret is not None and not url:
         raise SubmissionStoreError("a webhook secret needs a webhook URL (webhook_url or the plan's webhook.url)")
     # An empty priority asked for is refused, not read as "not given".
-    effective_priority = _check_priority(priority if priority is not None else stored.get("priority", "normal"))
+    asked = priority if priority is not None else stored.get("priority", Priority.NORMAL.value)
+    effective_priority = _check_priority(asked)
     stored["priority"] = effective_priority
     return _Prepared(stored, _optional_text(stored.get("baseExecutionId")), url, secret, effective_priority)
 
@@ -277,7 +279,7 @@ def _submission(row: sa.RowMapping) -> Submission:
     )
 
 
-_PRIORITY_RANK = sa.case({"high": 0, "normal": 1, "low": 2}, value=submissions.c.priority, else_=3)
+_PRIORITY_RANK = sa.case({p.value: p.rank for p in Priority}, value=submissions.c.priority, else_=len(Priority))
 
 
 class SubmissionStore:
