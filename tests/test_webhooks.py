@@ -29,6 +29,8 @@ import sqlalchemy as sa
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from video_pipelines.database_url import psycopg2_url
+from video_pipelines.errors import ExecutionError
+from video_pipelines.executions import ExecutionStatus, webhook_payload
 from video_pipelines.net import AllowedHosts, parse_allowed_hosts
 from video_pipelines.submissions import SubmissionStore, schema
 from video_pipelines.webhooks import (
@@ -43,7 +45,6 @@ from video_pipelines.webhooks import (
     deliver_due,
     encode_payload,
     parse_retry_after,
-    payload_for,
     send_once,
     signature_headers,
     unsigned_headers,
@@ -166,6 +167,11 @@ def raw_rows(url: str, table: str) -> list[dict[str, Any]]:
         engine.dispose()
 
 
+def payload_for(document: dict[str, Any]) -> dict[str, Any]:
+    """The webhook payload of a status document, as the execution life cycle builds it."""
+    return webhook_payload(ExecutionStatus.from_wire(document))
+
+
 def status_doc(execution_id: str = "exec_01", status: str = "completed", **extra: Any) -> dict[str, Any]:
     video = {
         "url": "https://cdn.example.com/v.mp4",
@@ -188,7 +194,11 @@ def status_doc(execution_id: str = "exec_01", status: str = "completed", **extra
         "result": video if status == "completed" else None,
         "error": None if status == "completed" else "job2: FFmpeg exited 1",
         "runId": "run-1",
-        "jobs": {},
+        "jobs": {
+            "job1": {"status": "completed", "result": video, "reusedFrom": None, "cost": 0.0},
+            "job2": {"status": "completed" if status == "completed" else "failed", "result": None, "cost": 0.0},
+            "job3": {"status": "completed" if status == "completed" else "skipped", "result": None, "cost": 0.0},
+        },
         **extra,
     }
 
@@ -310,6 +320,7 @@ def test_payload_of_a_completed_execution_has_the_video_and_no_error() -> None:
         "error": None,
         "completedJobs": 3,
         "totalJobs": 3,
+        "cost": {"totalUsd": 0.0, "jobs": {"job1": 0.0, "job2": 0.0, "job3": 0.0}},
     }
     body = encode_payload(payload)
     assert body == encode_payload(payload_for(status_doc("exec_9")))
@@ -334,7 +345,7 @@ def test_payload_of_an_execution_that_did_not_complete(status: str, error: str |
 def test_payload_is_refused_before_the_end_and_for_a_broken_result() -> None:
     with pytest.raises(WebhookError, match="exec_4 is 'processing'"):
         payload_for(status_doc("exec_4", "processing"))
-    with pytest.raises(WebhookError, match="no url"):
+    with pytest.raises(ExecutionError, match="url"):
         payload_for(status_doc("exec_5", result={"duration": 1, "width": 2, "height": 2, "aspectRatio": "1:1"}))
     assert json.loads(encode_payload({"error": "échec \u2713"})) == {"error": "échec ✓"}
 

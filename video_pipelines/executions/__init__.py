@@ -24,6 +24,7 @@ from video_pipelines.executions.notifications import (
     enqueue_recently_ended,
     enqueue_webhook,
     secret_lookup,
+    webhook_payload,
     webhook_target,
 )
 from video_pipelines.executions.records import (
@@ -65,5 +66,6 @@ __all__ = [
     "secret_lookup",
     "submit",
     "validation_report",
+    "webhook_payload",
     "webhook_target",
 ]

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from video_pipelines.errors import WebhookSecretError
+from video_pipelines.errors import WebhookError, WebhookSecretError
 from video_pipelines.executions.records import RunRecords
-from video_pipelines.executions.status import execution_status
+from video_pipelines.executions.status import CANCELED_ERROR, ExecutionStatus, execution_status
 from video_pipelines.net import AllowedHosts
 from video_pipelines.submissions import SubmissionStore
+from video_pipelines.vocabulary import ExecutionState
 from video_pipelines.webhooks import (
     ENV_SOURCE_PREFIX,
     SUBMISSION_SOURCE,
@@ -28,7 +29,6 @@ from video_pipelines.webhooks import (
     RetrySchedule,
     deliver_due,
     encode_payload,
-    payload_for,
 )
 
 
@@ -55,6 +55,47 @@ def webhook_target(records: RunRecords, store: SubmissionStore, execution_id: st
     return WebhookTarget(submission.webhook_url, SUBMISSION_SOURCE if submission.has_webhook_secret else None)
 
 
+def webhook_payload(status: ExecutionStatus) -> dict[str, Any]:
+    """The body of an ended execution's webhook:
+
+        {"executionId", "status": "completed|failed|canceled",
+         "video": {"url", "duration", "aspectRatio", "width", "height", "status": "completed"} | null,
+         "error": null | "...", "completedJobs", "totalJobs", "cost": {"totalUsd", "jobs": {node: usd}}}
+
+    Raises WebhookError for an execution that has not ended (a webhook is sent only at the end).
+    """
+    if not status.is_terminal:
+        raise WebhookError(
+            f"execution {status.execution_id} is {status.state.value!r}; "
+            "a webhook is sent only once it is completed, failed or canceled"
+        )
+    completed = status.state is ExecutionState.COMPLETED
+    video = status.result if completed else None
+    default_error = CANCELED_ERROR if status.state is ExecutionState.CANCELED else "the execution failed"
+    return {
+        "executionId": status.execution_id,
+        "status": status.state.value,
+        "video": None
+        if video is None
+        else {
+            "url": video.url,
+            "duration": video.duration,
+            "aspectRatio": video.aspect_ratio,
+            "width": video.width,
+            "height": video.height,
+            "status": "completed",
+        },
+        "error": None if completed else (status.error or default_error),
+        "completedJobs": status.completed_jobs,
+        "totalJobs": status.total_jobs,
+        # What the providers charged for this execution, in USD (reused nodes cost nothing).
+        "cost": {
+            "totalUsd": status.cost_usd,
+            "jobs": {node_id: round(node.cost_usd, 4) for node_id, node in status.nodes.items()},
+        },
+    }
+
+
 def enqueue_webhook(
     records: RunRecords, store: SubmissionStore, outbox: DeliveryOutbox, execution_id: str
 ) -> Delivery | None:
@@ -69,7 +110,7 @@ def enqueue_webhook(
         execution_id=execution_id,
         event=status.state.value,
         url=target.url,
-        body=encode_payload(payload_for(status.to_wire())),
+        body=encode_payload(webhook_payload(status)),
         secret_source=target.secret_source,
     )
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from video_pipelines.errors import ExecutionNotFound
+from video_pipelines.errors import ExecutionError, ExecutionNotFound
 from video_pipelines.executions.records import RunRecords, RunView
 from video_pipelines.plan import parse_plan, sinks
 from video_pipelines.plan.results import VideoResult
@@ -113,7 +113,14 @@ class ExecutionStatus:
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> ExecutionStatus:
-        """The typed status of a status document (as the HTTP API sends it)."""
+        """The typed status of a status document (as the HTTP API sends it); raises ExecutionError if it is not one."""
+        try:
+            return cls._from_wire(wire)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ExecutionError(f"not a status document: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def _from_wire(cls, wire: Mapping[str, Any]) -> ExecutionStatus:
         result = wire.get("result")
         return cls(
             execution_id=str(wire["executionId"]),

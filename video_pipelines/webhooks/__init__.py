@@ -1,7 +1,7 @@
 """Webhooks (SPEC section 5): the signed POST an execution's end sends, and its delivery record.
 
-- `payload` — `payload_for` builds the body from an execution's status document;
-  `encode_payload` turns it into the exact bytes that are stored and sent.
+- `payload` — `encode_payload` turns a body into the exact bytes that are stored and sent
+  (what the body says is built by `video_pipelines.executions`).
 - `signing` — `signature_headers` (X-Webhook-Signature and Standard Webhooks'
   webhook-id / webhook-timestamp / webhook-signature) and `unsigned_headers`.
 - `delivery` — `Delivery`, `Attempt` and `AttemptOutcome`: what the outbox keeps and what
@@ -31,7 +31,7 @@ from video_pipelines.webhooks.outbox import (
     RetrySchedule,
     webhook_id_for,
 )
-from video_pipelines.webhooks.payload import EVENTS, encode_payload, payload_for
+from video_pipelines.webhooks.payload import EVENTS, encode_payload
 from video_pipelines.webhooks.sender import DEFAULT_TIMEOUT, MAX_TIMEOUT, deliver_due, send_once
 from video_pipelines.webhooks.signing import signature_headers, standard_webhooks_key, unsigned_headers
 
@@ -54,7 +54,6 @@ __all__ = [
     "deliver_due",
     "encode_payload",
     "parse_retry_after",
-    "payload_for",
     "send_once",
     "signature_headers",
     "standard_webhooks_key",
