@@ -22,8 +22,9 @@ from video_pipelines.net import parse_allowed_hosts
 from video_pipelines.providers import http as provider_http
 from video_pipelines.providers.base import GenerationRequest, LipSyncRequest, NoLedger
 from video_pipelines.providers.fal import FalProvider, app_id
-from video_pipelines.providers.http import HttpPolicy, remote_input, retry_after_seconds
+from video_pipelines.providers.http import HttpPolicy, remote_input
 from video_pipelines.providers.replicate import ReplicateProvider, output_url
+from video_pipelines.retrying import parse_retry_after
 
 TOKEN = "tok-Secret-8f3a91"
 LOOPBACK = parse_allowed_hosts("127.0.0.1")
@@ -614,11 +615,11 @@ def test_an_empty_token_is_refused() -> None:
 
 def test_retry_after_in_seconds_or_as_an_http_date() -> None:
     now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
-    assert retry_after_seconds("3", now=now) == 3.0
-    assert retry_after_seconds(format_datetime(now + timedelta(seconds=10), usegmt=True), now=now) == 10.0
-    assert retry_after_seconds(format_datetime(now - timedelta(seconds=10), usegmt=True), now=now) == 0.0
-    assert retry_after_seconds("soon", now=now) is None
-    assert retry_after_seconds(None) is None
+    assert parse_retry_after("3", now=now) == 3.0
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=10), usegmt=True), now=now) == 10.0
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=10), usegmt=True), now=now) == 0.0
+    assert parse_retry_after("soon", now=now) is None
+    assert parse_retry_after(None) is None
 
 
 def test_remote_input(tmp_path: Path) -> None:

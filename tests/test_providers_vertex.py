@@ -34,12 +34,15 @@ from video_pipelines.operations import generate_clip
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.providers.base import GenerationRequest
 from video_pipelines.providers.google_auth import CLOUD_PLATFORM_SCOPE, JWT_BEARER_GRANT
-from video_pipelines.providers.vertex import VertexVeoProvider, retry_after_seconds
+from video_pipelines.providers.http import HttpPolicy
+from video_pipelines.providers.vertex import VertexVeoProvider
+from video_pipelines.retrying import parse_retry_after
 
 PROJECT = "test-project"
 EMAIL = "veo-runner@test-project.iam.gserviceaccount.com"
 MODEL = "veo-2.0-generate-001"
 LOOPBACK = AllowedHosts(addresses=frozenset({ipaddress.ip_address("127.0.0.1")}))
+FAST = HttpPolicy(base_delay=0.01)
 
 
 def _b64url_decode(text: str) -> bytes:
@@ -268,11 +271,9 @@ def credentials(tmp_path: Path, google: FakeGoogle, key: rsa.RSAPrivateKey) -> P
 
 
 def _provider(credentials: Path, google: FakeGoogle, **kwargs: Any) -> VertexVeoProvider:
-    provider = VertexVeoProvider(
-        credentials, base_url=google.url, allowed=kwargs.pop("allowed", LOOPBACK), poll_interval=0.05, **kwargs
-    )
-    provider.backoff = 0.01
-    return provider
+    kwargs.setdefault("allowed", LOOPBACK)
+    kwargs.setdefault("http", FAST)
+    return VertexVeoProvider(credentials, base_url=google.url, poll_interval=0.05, **kwargs)
 
 
 def _request(**overrides: Any) -> GenerationRequest:
@@ -390,8 +391,7 @@ def test_persistent_5xx_gives_up_with_a_transient_error(credentials: Path, googl
         503, {"error": {"code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}}
     )
     google.scripts["predict"].extend([unavailable] * 5)
-    provider = _provider(credentials, google)
-    provider.max_attempts = 3
+    provider = _provider(credentials, google, http=HttpPolicy(max_attempts=3, base_delay=0.01))
     with pytest.raises(TransientProviderError) as caught:
         provider.generate(_request(), tmp_path / "out.mp4", timeout=30, ledger=MemoryLedger())
     assert "HTTP 503" in str(caught.value) and "currently unavailable" in str(caught.value)
@@ -402,8 +402,7 @@ def test_a_transient_failure_while_polling_leaves_the_operation_to_resume(
     credentials: Path, google: FakeGoogle, clip: bytes, tmp_path: Path
 ) -> None:
     google.scripts["fetch"].extend([Reply(502, {})] * 2)
-    provider = _provider(credentials, google)
-    provider.max_attempts = 2
+    provider = _provider(credentials, google, http=HttpPolicy(max_attempts=2, base_delay=0.01))
     ledger = MemoryLedger()
     with pytest.raises(TransientProviderError):
         provider.generate(_request(), tmp_path / "out.mp4", timeout=30, ledger=ledger)
@@ -605,9 +604,9 @@ def test_from_env_reads_the_google_variables(credentials: Path) -> None:
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
-    assert retry_after_seconds("7") == 7.0
-    assert retry_after_seconds(None) is None
-    assert retry_after_seconds("soon") is None
-    assert retry_after_seconds("-3") == 0.0
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("-3") is None  # not delay-seconds (RFC 9110): the backoff decides
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    assert retry_after_seconds(later) == pytest.approx(30, abs=2)
+    assert parse_retry_after(later) == pytest.approx(30, abs=2)

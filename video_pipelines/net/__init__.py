@@ -6,13 +6,14 @@
   `BlockedDestinationError` for private, loopback, link-local, metadata... addresses.
 - `open_pinned`: one request sent to the checked IP (Host header and SNI of the original
   host, no redirects, no proxies), with an optional deadline for the whole request.
-- `fetch_to_file`: downloads to disk through that check, connecting to the checked IP.
+- `fetch_to_file`: downloads to disk through that check, connecting to the checked IP;
+  `atomic_file`: how a download lands, the file appearing only once complete.
 - `redact_url`: a URL as it may appear in logs and errors (no credentials, no query string).
 """
 
 from __future__ import annotations
 
-from video_pipelines.net.fetch import MAX_REDIRECTS, fetch_to_file
+from video_pipelines.net.fetch import MAX_REDIRECTS, atomic_file, fetch_to_file
 from video_pipelines.net.guard import (
     ALLOWED_HOSTS_ENV,
     METADATA_ADDRESSES,
@@ -31,6 +32,7 @@ __all__ = [
     "METADATA_ADDRESSES",
     "AllowedHosts",
     "Destination",
+    "atomic_file",
     "blocked_reason",
     "certificate_error",
     "fetch_to_file",

@@ -16,7 +16,10 @@ when set, else certifi.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -64,26 +67,37 @@ def _redirect_target(response: httpx.Response, destination: Destination) -> str:
     return str(destination.url.join(location))
 
 
+@contextmanager
+def atomic_file(dest: Path) -> Iterator[BinaryIO]:
+    """A file to write that becomes `dest` only once the block completes: a failure leaves no partial file.
+
+    An OSError (the folder cannot be made, the disk is full) goes to the caller, which says what it was writing.
+    """
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as out:
+            yield out
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _save(response: httpx.Response, dest: Path, destination: Destination, max_bytes: int) -> int:
     too_big = f"{destination.redacted} is larger than the {max_bytes}-byte limit"
     length = response.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes:
         raise FetchError(f"{too_big} (Content-Length {length})")
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
     written = 0
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as out:
+        with atomic_file(dest) as out:
             for chunk in response.iter_bytes(_CHUNK_SIZE):
                 written += len(chunk)
                 if written > max_bytes:
                     raise FetchError(too_big)
                 out.write(chunk)
-        tmp.replace(dest)
     except OSError as exc:
         raise FetchError(f"cannot write {dest} while fetching {destination.redacted}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return written
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import cast
 
 from video_pipelines.errors import ProviderError
 from video_pipelines.net import AllowedHosts
@@ -79,38 +80,37 @@ def credential(name: str, variable: str | None = None) -> str:
     return value
 
 
-def _remote(name: str, allowed: AllowedHosts) -> VideoGenerator | LipSyncer:
-    # Credentials and endpoints are read when a node runs (never at import, never into run config),
-    # so a deployment can add a provider by setting its variables.
-    if name == "replicate":
-        from video_pipelines.providers.replicate import DEFAULT_BASE_URL, ReplicateProvider
-
-        base_url = os.environ.get("REPLICATE_API_BASE_URL") or DEFAULT_BASE_URL
-        return ReplicateProvider(credential(name), base_url=base_url, allowed=allowed)
-    if name == "fal":
-        from video_pipelines.providers.fal import DEFAULT_BASE_URL as FAL_BASE_URL
-        from video_pipelines.providers.fal import FalProvider
-
-        return FalProvider(
-            credential(name), base_url=os.environ.get("FAL_QUEUE_BASE_URL") or FAL_BASE_URL, allowed=allowed
-        )
-    if name == "google-cloud":
-        from video_pipelines.providers.vertex import VertexVeoProvider
-
-        credential(name)
-        return VertexVeoProvider.from_env(allowed)
-    credential(name)  # raises: unknown provider
-    raise AssertionError(name)
-
-
 RemoteFactory = Callable[[AllowedHosts], "VideoGenerator | LipSyncer"]
 
 
-def _provider(name: str, allowed: AllowedHosts | None, remote: Mapping[str, RemoteFactory] | None) -> object:
-    allowed = allowed or AllowedHosts.from_env()
-    if remote is not None and name in remote:
-        return remote[name](allowed)
-    return _remote(name, allowed)
+def _configured(name: str) -> RemoteFactory:
+    credential(name)  # a clear error when the provider is unknown or not configured here
+    # Imported when a node first calls one: the others' dependencies stay unloaded.
+    if name == "replicate":
+        from video_pipelines.providers.replicate import ReplicateProvider
+
+        return ReplicateProvider.from_env
+    if name == "fal":
+        from video_pipelines.providers.fal import FalProvider
+
+        return FalProvider.from_env
+    from video_pipelines.providers.vertex import VertexVeoProvider
+
+    return VertexVeoProvider.from_env
+
+
+def _provider(
+    name: str, allowed: AllowedHosts | None, remote: Mapping[str, RemoteFactory] | None, *, does: str, refusal: str
+) -> object:
+    if name == "local":
+        return LocalProvider()
+    # Credentials and endpoints are read when a node runs (never at import, never into run config),
+    # so a deployment can add a provider by setting its variables.
+    factory = remote[name] if remote is not None and name in remote else _configured(name)
+    provider = factory(allowed or AllowedHosts.from_env())
+    if not hasattr(provider, does):
+        raise ProviderError(f"provider '{name}' {refusal}")
+    return provider
 
 
 def video_generator(
@@ -121,21 +121,13 @@ def video_generator(
     `remote` maps provider names to configured factories (the Dagster resources); without one,
     a provider is configured from the environment.
     """
-    if name == "local":
-        return LocalProvider()
-    provider = _provider(name, allowed, remote)
-    if not hasattr(provider, "generate"):
-        raise ProviderError(f"provider '{name}' does not generate videos")
-    return provider  # type: ignore[return-value]
+    refusal = "does not generate videos"
+    return cast(VideoGenerator, _provider(name, allowed, remote, does="generate", refusal=refusal))
 
 
 def lip_syncer(
     name: str, *, allowed: AllowedHosts | None = None, remote: Mapping[str, RemoteFactory] | None = None
 ) -> LipSyncer:
     """The lip-sync provider called `name`; ProviderError when it is not configured."""
-    if name == "local":
-        return LocalProvider()
-    provider = _provider(name, allowed, remote)
-    if not hasattr(provider, "lip_sync"):
-        raise ProviderError(f"provider '{name}' does not lip-sync (use replicate, fal or local)")
-    return provider  # type: ignore[return-value]
+    refusal = "does not lip-sync (use replicate, fal or local)"
+    return cast(LipSyncer, _provider(name, allowed, remote, does="lip_sync", refusal=refusal))

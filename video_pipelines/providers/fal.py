@@ -23,15 +23,10 @@ from urllib.parse import quote
 import httpx
 
 from video_pipelines.errors import JobFailed, ProviderError, ProviderHttpError
-from video_pipelines.net import AllowedHosts, fetch_to_file
+from video_pipelines.net import fetch_to_file
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest
-from video_pipelines.providers.http import (
-    DEFAULT_MAX_INLINE_BYTES,
-    HttpPolicy,
-    ProviderHttp,
-    lipsync_sources,
-    run_job,
-)
+from video_pipelines.providers.http import ProviderHttp, lipsync_sources
+from video_pipelines.providers.keyed import ApiKeyProvider
 
 DEFAULT_BASE_URL = "https://queue.fal.run"
 DEFAULT_VIDEO_MODEL = "fal-ai/kling-video/v1.6/standard/text-to-video"
@@ -81,33 +76,17 @@ class _RequestUrls:
     cancel: str
 
 
-class FalProvider:
+class FalProvider(ApiKeyProvider):
     """Generates clips and lip-syncs them with models on fal's queue."""
 
     name = "fal"
-
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        base_url: str = DEFAULT_BASE_URL,
-        video_model: str = DEFAULT_VIDEO_MODEL,
-        lipsync_model: str = DEFAULT_LIPSYNC_MODEL,
-        allowed: AllowedHosts,
-        poll_interval: float = 2.0,
-        http: HttpPolicy | None = None,
-        max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES,
-    ) -> None:
-        if not api_key:
-            raise ProviderError("fal: the API key is empty (set FAL_KEY)")
-        self._key = api_key
-        self.base_url = base_url.rstrip("/")
-        self.video_model = video_model
-        self.lipsync_model = lipsync_model
-        self.allowed = allowed
-        self.poll_interval = poll_interval
-        self.http = http or HttpPolicy()
-        self.max_inline_bytes = max_inline_bytes
+    key_variable = "FAL_KEY"
+    key_label = "API key"
+    auth_scheme = "Key"
+    base_url_variable = "FAL_QUEUE_BASE_URL"
+    default_base_url = DEFAULT_BASE_URL
+    default_video_model = DEFAULT_VIDEO_MODEL
+    default_lipsync_model = DEFAULT_LIPSYNC_MODEL
 
     def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         self._run(request.model or self.video_model, generation_input(request), out, timeout=timeout, ledger=ledger)
@@ -140,56 +119,46 @@ class FalProvider:
     def _run(self, model: str, inputs: dict[str, Any], out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         app = app_id(model)
         known: dict[str, _RequestUrls] = {}
+        api = self._api()
 
         def urls(request_id: str) -> _RequestUrls:
             return known.get(request_id) or self._urls(app, request_id)
 
-        with ProviderHttp(
-            self.name,
-            authorization=f"Key {self._key}",
-            secret=self._key,
-            credential="FAL_KEY",
-            policy=self.http,
-        ) as api:
+        def create() -> str:
+            what = f"queueing a request for {model}"
+            body = api.call("POST", f"{self.base_url}/{model.strip('/')}", what=what, json=inputs)
+            request_id = body.get("request_id")
+            if not isinstance(request_id, str) or not request_id:
+                raise ProviderError(f"fal: {what}: the answer has no request_id")
+            known[request_id] = self._urls(app, request_id, body)
+            return request_id
 
-            def create() -> str:
-                what = f"queueing a request for {model}"
-                body = api.call("POST", f"{self.base_url}/{model.strip('/')}", what=what, json=inputs)
-                request_id = body.get("request_id")
-                if not isinstance(request_id, str) or not request_id:
-                    raise ProviderError(f"fal: {what}: the answer has no request_id")
-                known[request_id] = self._urls(app, request_id, body)
+        def check(request_id: str) -> str | None:
+            body = api.call("GET", urls(request_id).status, what=f"polling request {request_id}")
+            status = body.get("status")
+            if body.get("error"):
+                raise JobFailed(f"fal request {request_id} ({model}) failed: {body['error']}")
+            if status == "COMPLETED":
                 return request_id
+            if status in _RUNNING:
+                return None
+            raise JobFailed(f"fal request {request_id} ({model}) is in an unexpected state: {status!r}")
 
-            def check(request_id: str) -> str | None:
-                body = api.call("GET", urls(request_id).status, what=f"polling request {request_id}")
-                status = body.get("status")
-                if body.get("error"):
-                    raise JobFailed(f"fal request {request_id} ({model}) failed: {body['error']}")
-                if status == "COMPLETED":
-                    return request_id
-                if status in _RUNNING:
-                    return None
-                raise JobFailed(f"fal request {request_id} ({model}) is in an unexpected state: {status!r}")
+        def cancel(request_id: str) -> bool:
+            return api.cancel_quietly("PUT", urls(request_id).cancel)
 
-            def cancel(request_id: str) -> bool:
-                return api.cancel_quietly("PUT", urls(request_id).cancel)
+        request_id = self._await_job(ledger, create=create, check=check, cancel=cancel, timeout=timeout)
+        fetch_to_file(self._video_url(api, urls(request_id).response, request_id, model), out, allowed=self.allowed)
 
-            request_id = run_job(
-                ledger,
-                create=create,
-                check=check,
-                cancel=cancel,
-                provider=self.name,
-                timeout=timeout,
-                poll_interval=self.poll_interval,
-            )
-            try:
-                result = api.call("GET", urls(request_id).response, what=f"fetching the result of request {request_id}")
-            except ProviderHttpError as exc:
-                raise ProviderError(
-                    f"fal request {request_id} ({model}) failed (HTTP {exc.status_code}): {exc.provider_message}"
-                ) from exc
+    @staticmethod
+    def _video_url(api: ProviderHttp, response_url: str, request_id: str, model: str) -> str:
+        what = f"fetching the result of request {request_id}"
+        try:
+            result = api.call("GET", response_url, what=what)
+        except ProviderHttpError as exc:
+            raise ProviderError(
+                f"fal request {request_id} ({model}) failed (HTTP {exc.status_code}): {exc.provider_message}"
+            ) from exc
         video_url = result_video_url(result)
         if video_url is None:
             error = result.get("detail") or result.get("error")
@@ -198,4 +167,4 @@ class FalProvider:
             raise ProviderError(
                 f"fal request {request_id} ({model}) completed without a video URL (result keys: {sorted(result)})"
             )
-        fetch_to_file(video_url, out, allowed=self.allowed)
+        return video_url

@@ -1,11 +1,15 @@
 """What every remote provider adapter shares: its HTTP client, job polling and remote inputs.
 
-- `ProviderHttp`: one `httpx.Client` per adapter call, sending JSON with the provider's auth
-  header. 429, 5xx, connection errors and timeouts are retried with exponential backoff and
-  jitter, honouring `Retry-After` (capped); when the attempts run out the error is a
-  `TransientProviderError` (the step may be retried). Any other 4xx fails at once with a
-  `ProviderHttpError` that carries the HTTP status and the provider's own message. The API
-  token never appears in an error.
+- `ProviderHttp`: JSON (or form) calls to one provider's API, each through the SSRF guard:
+  the URL is checked with `resolve_destination` and the request sent to the checked address
+  itself (`net.open_pinned`), so a provider endpoint must be public or allowed in
+  `VIDEO_PIPELINES_ALLOWED_HOSTS`. 429, 5xx, connection errors and timeouts are retried with
+  the package's backoff (`retrying.backoff_delay`), honouring `Retry-After` (capped); when the
+  attempts run out the error is a `TransientProviderError` (the step may be retried). A 401
+  first renews the credential once when the adapter can (an access token revoked early). Any
+  other 4xx fails at once with a `ProviderHttpError` that carries the HTTP status and the
+  provider's own message. The credential never appears in an error. An adapter may give a
+  deadline that bounds all its calls (Vertex: the node's timeout covers the whole call).
 - `run_job` / `poll_until`: the life of one provider job under a `JobLedger`: resume the job
   the ledger remembers or create one, remember it before waiting, poll it to the end within
   the node's timeout. On expiry, or on any exception while waiting (KeyboardInterrupt,
@@ -20,67 +24,66 @@
 from __future__ import annotations
 
 import base64
-import contextlib
-import email.utils
+import json
 import mimetypes
-import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from video_pipelines.errors import JobFailed, ProviderError, ProviderHttpError, TransientError, TransientProviderError
+from video_pipelines.errors import (
+    FetchError,
+    JobFailed,
+    ProviderError,
+    ProviderHttpError,
+    TransientError,
+    TransientFetchError,
+    TransientProviderError,
+)
+from video_pipelines.net import (
+    AllowedHosts,
+    Destination,
+    certificate_error,
+    open_pinned,
+    redact_url,
+    resolve_destination,
+)
 from video_pipelines.providers.base import JobLedger, LipSyncRequest
+from video_pipelines.retrying import backoff_delay, parse_retry_after
 
 T = TypeVar("T")
 
 DEFAULT_MAX_INLINE_BYTES = 20 * 1024 * 1024
-CANCEL_TIMEOUT = 5.0
 _SLEEP_SLICE = 0.2  # seconds; a signal handled by another thread gets its turn this often
 _MESSAGE_LIMIT = 500
+_HEADERS = {"Accept": "application/json", "User-Agent": "video-pipelines"}
+_RETRIED_TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, TransientFetchError)
 
 
 @dataclass(frozen=True)
 class HttpPolicy:
-    """How hard a provider call tries: attempts, backoff (seconds) and the per-request timeout."""
+    """How hard a provider call tries: attempts, backoff and timeouts (seconds), the largest answer it reads."""
 
     max_attempts: int = 5
     base_delay: float = 1.0
     max_delay: float = 30.0
     max_retry_after: float = 60.0
     request_timeout: float = 30.0
+    cancel_timeout: float = 5.0
+    max_response_bytes: int = 512 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+            raise ProviderError(f"HttpPolicy: max_attempts must be at least 1, got {self.max_attempts}")
 
 
-def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
-    """The delay a `Retry-After` header asks for (delta-seconds or an HTTP date), or None."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    with contextlib.suppress(ValueError):
-        return max(0.0, float(text))
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def backoff_delay(attempt: int, policy: HttpPolicy) -> float:
-    """Exponential backoff with jitter before retry `attempt + 1` (the ceiling halves stay random)."""
-    ceiling = min(policy.max_delay, policy.base_delay * 2.0 ** (attempt - 1))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+class _DeadlineReached(Exception):
+    """The adapter's deadline passed during a call; `run_job` cancels the job and says so."""
 
 
 def _sleep(seconds: float) -> None:
@@ -94,9 +97,13 @@ def sleep_interruptibly(seconds: float) -> None:
         _sleep(min(_SLEEP_SLICE, remaining))
 
 
+def _text(value: Any) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
 def _message_in(body: Any) -> str | None:
     if isinstance(body, str):
-        return body.strip() or None
+        return _text(body)
     if isinstance(body, list):
         parts = [part for part in (_message_in(item) for item in body) if part]
         return "; ".join(parts) or None
@@ -104,6 +111,12 @@ def _message_in(body: Any) -> str | None:
         if isinstance(body.get("msg"), str):  # one pydantic/FastAPI validation error
             location = ".".join(str(part) for part in body.get("loc", ()) if part != "body")
             return f"{location}: {body['msg']}" if location else str(body["msg"])
+        error, description = _text(body.get("error")), _text(body.get("error_description"))
+        if error and description:  # an OAuth 2.0 token endpoint (RFC 6749)
+            return f"{error}: {description}"
+        message, status = _text(body.get("message")), _text(body.get("status"))
+        if message and status:  # a Google API's google.rpc.Status
+            return f"{status}: {message}"
         for key in ("detail", "error", "message"):
             found = _message_in(body.get(key))
             if found:
@@ -111,132 +124,244 @@ def _message_in(body: Any) -> str | None:
     return None
 
 
-def provider_message(response: httpx.Response) -> str:
+def provider_message(body: bytes, reason: str) -> str:
     """The provider's own explanation of an error answer (`detail` / `error` / `message`), shortened."""
     try:
-        message = _message_in(response.json())
+        message = _message_in(json.loads(body))
     except ValueError:
         message = None
     if not message:
-        message = response.text.strip() or response.reason_phrase or "no details"
+        message = body.decode("utf-8", "replace").strip() or reason or "no details"
     return message if len(message) <= _MESSAGE_LIMIT else message[:_MESSAGE_LIMIT] + "…"
 
 
-_RETRIED_TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+def _encoded(payload: Mapping[str, Any] | None, form: Mapping[str, str] | None) -> tuple[bytes | None, str | None]:
+    if form is not None:
+        return urlencode(dict(form)).encode("ascii"), "application/x-www-form-urlencoded"
+    if payload is not None:
+        return json.dumps(payload).encode("utf-8"), "application/json"
+    return None, None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    reason: str
+    retry_after: str | None
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
 
 
 class ProviderHttp:
-    """JSON calls to one provider's API with retries; use as a context manager, one per adapter call."""
+    """JSON calls to one provider's API through the SSRF guard, with retries (see the module docstring).
+
+    `authorization` is the Authorization header, or what returns it before each request (a
+    token that expires); after a 401, `renew` (when given) is called once per call and the
+    request sent again. `credential` names where the credential comes from, for the hint of a
+    401/403; `secret` is redacted from every error. `deadline` (a `time.monotonic()` instant)
+    bounds every call; past it a call stops and `run_job` cancels the job.
+    """
 
     def __init__(
         self,
         provider: str,
         *,
-        authorization: str,
-        secret: str,
-        credential: str,
+        allowed: AllowedHosts,
         policy: HttpPolicy,
+        credential: str,
+        authorization: str | Callable[[], str] | None = None,
+        renew: Callable[[], object] | None = None,
+        secret: str = "",
+        deadline: float | None = None,
     ) -> None:
         self.provider = provider
         self.policy = policy
-        self._secret = secret
+        self._allowed = allowed
         self._credential = credential
-        self._client = httpx.Client(
-            headers={"Authorization": authorization, "Accept": "application/json", "User-Agent": "video-pipelines"},
-            timeout=httpx.Timeout(policy.request_timeout, connect=min(10.0, policy.request_timeout)),
-            follow_redirects=False,
-        )
-
-    def __enter__(self) -> ProviderHttp:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
+        self._authorization = authorization
+        self._renew = renew
+        self._secret = secret
+        self._deadline = deadline
+        self._ssl_context: ssl.SSLContext | None = None
 
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
 
-    def call(self, method: str, url: str, *, what: str, json: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Send one JSON request (retrying what may pass) and return the JSON object it answers.
+    def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        json: Mapping[str, Any] | None = None,
+        form: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Send one JSON (or form) request, retrying what may pass, and return the JSON object it answers.
 
         `what` says what the call was for ("creating a prediction for x/y"); it names the call in errors.
         """
+        content, content_type = _encoded(json, form)
         attempts = self.policy.max_attempts
-        last = ""
-        for attempt in range(1, attempts + 1):
-            delay: float | None = None
+        attempt, renewed = 1, False
+        while True:
+            wait: float | None = None
             try:
-                response = self._client.request(method, url, json=json)
+                answer = self._send(method, url, content, content_type, what=what, timeout=self._request_timeout())
             except _RETRIED_TRANSPORT_ERRORS as exc:
-                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                failure = f"{self.provider}: {what} failed: {type(exc).__name__}: {exc}"
-                raise ProviderError(self._redact(failure)) from exc
+                if self._expired():
+                    raise _DeadlineReached from None
+                last = f"{type(exc).__name__} talking to {redact_url(url)}" + (f": {exc}" if str(exc) else "")
             else:
-                if response.is_success:
-                    return self._json(response, what)
-                status = response.status_code
-                message = self._redact(provider_message(response))
-                if status == 429 or status >= 500:
-                    last = f"HTTP {status} {response.reason_phrase}: {message}"
-                    retry_after = retry_after_seconds(response.headers.get("retry-after"))
-                    if retry_after is not None:
-                        delay = min(retry_after, self.policy.max_retry_after)
-                else:
-                    hint = f" (check {self._credential})" if status in (401, 403) else ""
-                    raise ProviderHttpError(
-                        f"{self.provider}: {what} failed: HTTP {status} {response.reason_phrase}: {message}{hint}",
-                        status_code=status,
-                        provider_message=message,
-                    )
-            if attempt < attempts:
-                sleep_interruptibly(delay if delay is not None else backoff_delay(attempt, self.policy))
-        raise TransientProviderError(
-            self._redact(f"{self.provider}: {what} failed after {attempts} attempts; last: {last}")
+                if answer.ok:
+                    return self._json(answer.body, what)
+                if answer.status == 401 and self._renew is not None and not renewed:
+                    # A token revoked or expired early: another one, once, without using up an attempt.
+                    self._renew()
+                    renewed = True
+                    continue
+                last, wait = self._refusal(answer, what)
+            if attempt == attempts:
+                raise TransientProviderError(
+                    self._redact(f"{self.provider}: {what} failed after {attempts} attempts; last: {last}")
+                )
+            if wait is None:
+                wait = backoff_delay(attempt - 1, base=self.policy.base_delay, cap=self.policy.max_delay)
+            self._pause(wait)
+            attempt += 1
+
+    def cancel_quietly(self, method: str, url: str, *, json: Mapping[str, Any] | None = None) -> bool:
+        """One attempt within `policy.cancel_timeout`, even past the deadline; True when the provider accepted it."""
+        content, content_type = _encoded(json, None)
+        timeout = self.policy.cancel_timeout
+        try:
+            answer = self._send(method, url, content, content_type, what="canceling the job", timeout=timeout)
+        except Exception:  # best effort: the error that made us cancel is the one worth reporting
+            return False
+        return answer.ok
+
+    def _remaining(self) -> float | None:
+        return None if self._deadline is None else self._deadline - time.monotonic()
+
+    def _expired(self) -> bool:
+        remaining = self._remaining()
+        return remaining is not None and remaining <= 0
+
+    def _request_timeout(self) -> float:
+        remaining = self._remaining()
+        if remaining is None:
+            return self.policy.request_timeout
+        if remaining <= 0:
+            raise _DeadlineReached
+        return min(self.policy.request_timeout, remaining)
+
+    def _pause(self, seconds: float) -> None:
+        remaining = self._remaining()
+        if remaining is not None and remaining <= seconds:
+            sleep_interruptibly(remaining)
+            raise _DeadlineReached
+        sleep_interruptibly(seconds)
+
+    def _refusal(self, answer: _Answer, what: str) -> tuple[str, float | None]:
+        """What an error answer worth a retry says and how long it asks to wait; raise for the others."""
+        message = self._redact(provider_message(answer.body, answer.reason))
+        shown = f"HTTP {answer.status} ({message})"
+        if answer.status == 429 or answer.status >= 500:
+            retry_after = parse_retry_after(answer.retry_after)
+            return shown, None if retry_after is None else min(retry_after, self.policy.max_retry_after)
+        hint = f" (check {self._credential})" if answer.status in (401, 403) else ""
+        raise ProviderHttpError(
+            f"{self.provider}: {what} failed: {shown}{hint}", status_code=answer.status, provider_message=message
         )
 
-    def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
-        if not response.content:
+    def _send(
+        self, method: str, url: str, content: bytes | None, content_type: str | None, *, what: str, timeout: float
+    ) -> _Answer:
+        """One request to the checked address of `url`; transport errors worth a retry are raised as they are."""
+        destination = self._destination(url, what)
+        headers = dict(_HEADERS)
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        authorization = self._authorization() if callable(self._authorization) else self._authorization
+        if authorization:
+            headers["Authorization"] = authorization
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+        try:
+            with open_pinned(
+                destination,
+                method,
+                headers=headers,
+                ssl_context=self._ssl_context,
+                timeout=timeout,
+                content=content,
+                total_timeout=timeout,
+            ) as response:
+                body = self._read(response, destination)
+                return _Answer(response.status_code, response.reason_phrase, response.headers.get("retry-after"), body)
+        except httpx.HTTPError as exc:
+            certificate = certificate_error(exc)
+            if certificate is not None:
+                raise ProviderError(
+                    f"{self.provider}: {what}: TLS certificate of {destination.host} not accepted: "
+                    f"{certificate.verify_message or certificate}"
+                ) from None
+            if isinstance(exc, _RETRIED_TRANSPORT_ERRORS):
+                raise
+            raise ProviderError(self._redact(f"{self.provider}: {what} failed: {type(exc).__name__}: {exc}")) from exc
+        except httpx.InvalidURL as exc:
+            raise ProviderError(self._redact(f"{self.provider}: {what} failed: {type(exc).__name__}: {exc}")) from exc
+
+    def _destination(self, url: str, what: str) -> Destination:
+        try:
+            return resolve_destination(url, self._allowed)
+        except TransientFetchError:
+            raise
+        except FetchError as exc:
+            raise ProviderError(f"{self.provider}: {what}: {exc}") from None
+
+    def _read(self, response: httpx.Response, destination: Destination) -> bytes:
+        limit = self.policy.max_response_bytes
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise ProviderError(
+                    f"{self.provider}: the answer of {destination.redacted} is larger than the {limit}-byte limit"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _json(self, body: bytes, what: str) -> dict[str, Any]:
+        if not body:
             return {}
         try:
-            body = response.json()
+            parsed = json.loads(body)
         except ValueError as exc:
             raise ProviderError(f"{self.provider}: {what}: the answer is not JSON") from exc
-        if not isinstance(body, dict):
-            raise ProviderError(f"{self.provider}: {what}: expected a JSON object, got {type(body).__name__}")
-        return body
-
-    def cancel_quietly(self, method: str, url: str) -> bool:
-        """One best-effort attempt with a short timeout; True when the provider accepted it."""
-        try:
-            response = self._client.request(method, url, timeout=CANCEL_TIMEOUT)
-        except (httpx.HTTPError, httpx.InvalidURL):
-            return False
-        return response.is_success
+        if not isinstance(parsed, dict):
+            raise ProviderError(f"{self.provider}: {what}: expected a JSON object, got {type(parsed).__name__}")
+        return parsed
 
 
 def poll_until(
     check: Callable[[], T | None],
     *,
     cancel: Callable[[], object],
-    provider: str,
-    job_id: str,
-    timeout: float | None,
+    deadline: float | None,
     poll_interval: float,
+    timed_out: Callable[[], str],
 ) -> T:
     """Call `check` every `poll_interval` s until it returns a value; cancel the job if we stop waiting.
 
-    `check` returns None while the job runs and raises `JobFailed` when it ended badly.
-    Past `timeout` seconds the job is canceled and a `ProviderError` raised; any other
-    exception (except `JobFailed` and transient errors, see the module docstring) cancels the
-    job and is re-raised.
+    `check` returns None while the job runs and raises `JobFailed` when it ended badly. Past
+    `deadline` (a `time.monotonic()` instant) the job is canceled and a `ProviderError` saying
+    `timed_out()` raised; any other exception (except `JobFailed` and transient errors, see
+    the module docstring) cancels the job and is re-raised.
     """
-    deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
             result = check()
@@ -246,13 +371,15 @@ def poll_until(
             if remaining is not None and remaining <= 0:
                 break
             sleep_interruptibly(poll_interval if remaining is None else min(poll_interval, remaining))
+    except _DeadlineReached:
+        pass  # a call the deadline cut short: the job has run out of time like any other
     except (JobFailed, TransientError):
         raise
     except BaseException:
         cancel()
         raise
     cancel()
-    raise ProviderError(f"{provider} job {job_id} did not finish within {timeout:g} s; canceled")
+    raise ProviderError(timed_out())
 
 
 def run_job(
@@ -264,11 +391,21 @@ def run_job(
     provider: str,
     timeout: float | None,
     poll_interval: float,
+    deadline: float | None = None,
+    timed_out: Callable[[str], str] | None = None,
 ) -> T:
-    """Resume the job `ledger` remembers, or create one and remember it before waiting; poll it to the end."""
+    """Resume the job `ledger` remembers, or create one and remember it before waiting; poll it to the end.
+
+    The `timeout` counts from when the job exists, unless the adapter's clock started earlier:
+    then `deadline` is that instant plus `timeout` (the one its `ProviderHttp` has).
+    `timed_out(job_id)` words the error when the job outlives it.
+    """
     job_id = ledger.recall()
     if job_id is None:
-        created = create()
+        try:
+            created = create()
+        except _DeadlineReached:
+            raise ProviderError(f"{provider}: no job started within the {timeout:g} s timeout") from None
         try:
             ledger.remember(created)
         except BaseException:
@@ -277,13 +414,15 @@ def run_job(
             raise
         job_id = created
     found = job_id
+    if deadline is None and timeout is not None:
+        deadline = time.monotonic() + timeout
+    message = timed_out or (lambda job: f"{provider} job {job} did not finish within {timeout:g} s; canceled")
     return poll_until(
         lambda: check(found),
         cancel=lambda: cancel(found),
-        provider=provider,
-        job_id=found,
-        timeout=timeout,
+        deadline=deadline,
         poll_interval=poll_interval,
+        timed_out=lambda: message(found),
     )
 
 

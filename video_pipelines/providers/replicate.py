@@ -18,15 +18,10 @@ from typing import Any
 from urllib.parse import quote
 
 from video_pipelines.errors import JobFailed, ProviderError
-from video_pipelines.net import AllowedHosts, fetch_to_file
+from video_pipelines.net import fetch_to_file
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest
-from video_pipelines.providers.http import (
-    DEFAULT_MAX_INLINE_BYTES,
-    HttpPolicy,
-    ProviderHttp,
-    lipsync_sources,
-    run_job,
-)
+from video_pipelines.providers.http import lipsync_sources
+from video_pipelines.providers.keyed import ApiKeyProvider
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
 # Kling 1.6 takes the plan's duration and aspect ratio (minimax/video-01 ignores both).
@@ -75,33 +70,17 @@ def output_url(output: Any) -> str | None:
     return None
 
 
-class ReplicateProvider:
+class ReplicateProvider(ApiKeyProvider):
     """Generates clips and lip-syncs them with models hosted on Replicate."""
 
     name = "replicate"
-
-    def __init__(
-        self,
-        api_token: str,
-        *,
-        base_url: str = DEFAULT_BASE_URL,
-        video_model: str = DEFAULT_VIDEO_MODEL,
-        lipsync_model: str = DEFAULT_LIPSYNC_MODEL,
-        allowed: AllowedHosts,
-        poll_interval: float = 2.0,
-        http: HttpPolicy | None = None,
-        max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES,
-    ) -> None:
-        if not api_token:
-            raise ProviderError("replicate: the API token is empty (set REPLICATE_API_TOKEN)")
-        self._token = api_token
-        self.base_url = base_url.rstrip("/")
-        self.video_model = video_model
-        self.lipsync_model = lipsync_model
-        self.allowed = allowed
-        self.poll_interval = poll_interval
-        self.http = http or HttpPolicy()
-        self.max_inline_bytes = max_inline_bytes
+    key_variable = "REPLICATE_API_TOKEN"
+    key_label = "API token"
+    auth_scheme = "Bearer"
+    base_url_variable = "REPLICATE_API_BASE_URL"
+    default_base_url = DEFAULT_BASE_URL
+    default_video_model = DEFAULT_VIDEO_MODEL
+    default_lipsync_model = DEFAULT_LIPSYNC_MODEL
 
     def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         model = request.model or self.video_model
@@ -117,53 +96,38 @@ class ReplicateProvider:
     def _run(self, model: str, inputs: dict[str, Any], out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         owner, model_name, version = _model_parts(model)
         predictions = f"{self.base_url}/v1/predictions"
+        api = self._api()
 
-        with ProviderHttp(
-            self.name,
-            authorization=f"Bearer {self._token}",
-            secret=self._token,
-            credential="REPLICATE_API_TOKEN",
-            policy=self.http,
-        ) as api:
+        def create() -> str:
+            what = f"creating a prediction for {model}"
+            if version is None:
+                url = f"{self.base_url}/v1/models/{quote(owner)}/{quote(model_name)}/predictions"
+                body = api.call("POST", url, what=what, json={"input": inputs})
+            else:
+                body = api.call("POST", predictions, what=what, json={"version": version, "input": inputs})
+            prediction_id = body.get("id")
+            if not isinstance(prediction_id, str) or not prediction_id:
+                raise ProviderError(f"replicate: {what}: the answer has no prediction id")
+            return prediction_id
 
-            def create() -> str:
-                what = f"creating a prediction for {model}"
-                if version is None:
-                    url = f"{self.base_url}/v1/models/{quote(owner)}/{quote(model_name)}/predictions"
-                    body = api.call("POST", url, what=what, json={"input": inputs})
-                else:
-                    body = api.call("POST", predictions, what=what, json={"version": version, "input": inputs})
-                prediction_id = body.get("id")
-                if not isinstance(prediction_id, str) or not prediction_id:
-                    raise ProviderError(f"replicate: {what}: the answer has no prediction id")
-                return prediction_id
+        def check(prediction_id: str) -> str | None:
+            url = f"{predictions}/{quote(prediction_id, safe='')}"
+            body = api.call("GET", url, what=f"polling prediction {prediction_id}")
+            status = body.get("status")
+            if status == "succeeded":
+                found = output_url(body.get("output"))
+                if found is None:
+                    raise JobFailed(f"replicate prediction {prediction_id} ({model}) succeeded without a video URL")
+                return found
+            if status == "failed":
+                error = body.get("error") or "no error message"
+                raise JobFailed(f"replicate prediction {prediction_id} ({model}) failed: {error}")
+            if status in ("canceled", "aborted"):
+                raise JobFailed(f"replicate prediction {prediction_id} ({model}) was {status}")
+            return None
 
-            def check(prediction_id: str) -> str | None:
-                url = f"{predictions}/{quote(prediction_id, safe='')}"
-                body = api.call("GET", url, what=f"polling prediction {prediction_id}")
-                status = body.get("status")
-                if status == "succeeded":
-                    found = output_url(body.get("output"))
-                    if found is None:
-                        raise JobFailed(f"replicate prediction {prediction_id} ({model}) succeeded without a video URL")
-                    return found
-                if status == "failed":
-                    error = body.get("error") or "no error message"
-                    raise JobFailed(f"replicate prediction {prediction_id} ({model}) failed: {error}")
-                if status in ("canceled", "aborted"):
-                    raise JobFailed(f"replicate prediction {prediction_id} ({model}) was {status}")
-                return None
+        def cancel(prediction_id: str) -> bool:
+            return api.cancel_quietly("POST", f"{predictions}/{quote(prediction_id, safe='')}/cancel")
 
-            def cancel(prediction_id: str) -> bool:
-                return api.cancel_quietly("POST", f"{predictions}/{quote(prediction_id, safe='')}/cancel")
-
-            video_url = run_job(
-                ledger,
-                create=create,
-                check=check,
-                cancel=cancel,
-                provider=self.name,
-                timeout=timeout,
-                poll_interval=self.poll_interval,
-            )
+        video_url = self._await_job(ledger, create=create, check=check, cancel=cancel, timeout=timeout)
         fetch_to_file(video_url, out, allowed=self.allowed)

@@ -1,0 +1,90 @@
+"""What the Replicate and fal adapters share: one API key in a header, a base URL, two default models.
+
+The constructor takes explicit values; `from_env` reads the key and the endpoint from the
+environment when a node runs (never at import), so a deployment adds a provider by setting
+its variables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import ClassVar, Self
+
+from video_pipelines.errors import ProviderError
+from video_pipelines.net import AllowedHosts
+from video_pipelines.providers.base import JobLedger
+from video_pipelines.providers.http import DEFAULT_MAX_INLINE_BYTES, HttpPolicy, ProviderHttp, run_job
+
+
+class ApiKeyProvider:
+    """A provider reached with one API key: its configuration and its HTTP client."""
+
+    name: str
+    key_variable: ClassVar[str]  # the environment variable of the key, named in errors
+    key_label: ClassVar[str]  # what the provider calls its key
+    auth_scheme: ClassVar[str]  # of the Authorization header
+    base_url_variable: ClassVar[str]
+    default_base_url: ClassVar[str]
+    default_video_model: ClassVar[str]
+    default_lipsync_model: ClassVar[str]
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str | None = None,
+        video_model: str | None = None,
+        lipsync_model: str | None = None,
+        allowed: AllowedHosts,
+        poll_interval: float = 2.0,
+        http: HttpPolicy | None = None,
+        max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES,
+    ) -> None:
+        if not api_key:
+            raise ProviderError(f"{self.name}: the {self.key_label} is empty (set {self.key_variable})")
+        self._key = api_key
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        self.video_model = video_model or self.default_video_model
+        self.lipsync_model = lipsync_model or self.default_lipsync_model
+        self.allowed = allowed
+        self.poll_interval = poll_interval
+        self.http = http or HttpPolicy()
+        self.max_inline_bytes = max_inline_bytes
+
+    @classmethod
+    def from_env(cls, allowed: AllowedHosts, environ: Mapping[str, str] | None = None) -> Self:
+        """Configured from the key and base-URL variables; `environ` defaults to `os.environ`."""
+        env = os.environ if environ is None else environ
+        base_url = env.get(cls.base_url_variable, "").strip() or None
+        return cls(env.get(cls.key_variable, "").strip(), base_url=base_url, allowed=allowed)
+
+    def _await_job(
+        self,
+        ledger: JobLedger,
+        *,
+        create: Callable[[], str],
+        check: Callable[[str], str | None],
+        cancel: Callable[[str], object],
+        timeout: float | None,
+    ) -> str:
+        """One job of this provider under `ledger` (see `run_job`): what `check` returned when it ended."""
+        return run_job(
+            ledger,
+            create=create,
+            check=check,
+            cancel=cancel,
+            provider=self.name,
+            timeout=timeout,
+            poll_interval=self.poll_interval,
+        )
+
+    def _api(self) -> ProviderHttp:
+        return ProviderHttp(
+            self.name,
+            allowed=self.allowed,
+            policy=self.http,
+            credential=self.key_variable,
+            authorization=f"{self.auth_scheme} {self._key}",
+            secret=self._key,
+        )
