@@ -146,7 +146,9 @@ def test_a_dependency_the_base_lacks_is_a_plan_error(records: MemoryRunRecords) 
 def test_the_depth_limit_is_the_jobs(records: MemoryRunRecords) -> None:
     jobs = [{"id": "n0", "type": "generateVideo", "params": {"prompt": "x"}}]
     for level in range(1, MAX_LEVELS + 1):
-        jobs.append({"id": f"n{level}", "type": "reframe", "params": {"aspectRatio": "1:1"}, "dependsOn": [f"n{level - 1}"]})
+        jobs.append(
+            {"id": f"n{level}", "type": "reframe", "params": {"aspectRatio": "1:1"}, "dependsOn": [f"n{level - 1}"]}
+        )
     with pytest.raises(PlanValidationError, match=f"runs at most {MAX_LEVELS}"):
         admit({"jobs": jobs}, records)
 
@@ -268,7 +270,12 @@ def test_the_validation_report_prices_what_would_run(records: MemoryRunRecords) 
     completed_base(records)
     plan = variant()
     plan["jobs"].append(
-        {"id": "v", "type": "lipSync", "params": {"audioUrl": "https://x/a.mp3", "provider": "replicate"}, "dependsOn": ["r"]}
+        {
+            "id": "v",
+            "type": "lipSync",
+            "params": {"audioUrl": "https://x/a.mp3", "provider": "replicate"},
+            "dependsOn": ["r"],
+        }
     )
     report = executions.validation_report(admit(plan, records), PricingTable.from_env({}))
     actions = {node["id"]: (node["action"], node["estimatedCost"]) for node in report["nodes"]}
