@@ -126,7 +126,7 @@ def test_costs_are_rounded_to_four_decimals() -> None:
     assert table.cost("p", "a", 0.9) == 0.0
     assert table.cost("p", "b", 7.3) == 0.0854  # 0.08541
     assert table.cost("p", "c", 0) == 0.3333
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(VideoPipelineError, match="non-negative"):
         table.cost("p", "b", -1)
 
 

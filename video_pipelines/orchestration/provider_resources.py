@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
 import dagster as dg
 from pydantic import Field
@@ -24,6 +25,41 @@ from video_pipelines.providers import replicate as replicate_api
 from video_pipelines.providers import vertex as vertex_api
 
 
+class _ModelChoice(Protocol):
+    """The models and polling an API-key provider's resource configures (read-only: resources are frozen)."""
+
+    @property
+    def video_model(self) -> str: ...
+
+    @property
+    def lipsync_model(self) -> str: ...
+
+    @property
+    def poll_interval_seconds(self) -> float: ...
+
+
+def _keyed_factory(
+    provider: type[replicate_api.ReplicateProvider | fal_api.FalProvider],
+    name: str,
+    credential_env: str,
+    base_url: str,
+    models: _ModelChoice,
+) -> RemoteFactory:
+    """A factory of an API-key provider; the key is read from `credential_env` only when a node needs it."""
+
+    def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer:
+        return provider(
+            credential(name, credential_env),
+            base_url=base_url,
+            video_model=models.video_model,
+            lipsync_model=models.lipsync_model,
+            allowed=allowed,
+            poll_interval=models.poll_interval_seconds,
+        )
+
+    return make
+
+
 class ReplicateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Replicate's predictions API (generateVideo, lipSync)."""
 
@@ -34,17 +70,8 @@ class ReplicateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     poll_interval_seconds: float = Field(default=2.0, gt=0)
 
     def factory(self) -> RemoteFactory:
-        def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer:
-            return replicate_api.ReplicateProvider(
-                credential("replicate", self.token_env),
-                base_url=self.base_url or os.environ.get("REPLICATE_API_BASE_URL") or replicate_api.DEFAULT_BASE_URL,
-                video_model=self.video_model,
-                lipsync_model=self.lipsync_model,
-                allowed=allowed,
-                poll_interval=self.poll_interval_seconds,
-            )
-
-        return make
+        base_url = self.base_url or os.environ.get("REPLICATE_API_BASE_URL") or replicate_api.DEFAULT_BASE_URL
+        return _keyed_factory(replicate_api.ReplicateProvider, "replicate", self.token_env, base_url, self)
 
 
 class FalResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -57,17 +84,8 @@ class FalResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     poll_interval_seconds: float = Field(default=2.0, gt=0)
 
     def factory(self) -> RemoteFactory:
-        def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer:
-            return fal_api.FalProvider(
-                credential("fal", self.key_env),
-                base_url=self.base_url or os.environ.get("FAL_QUEUE_BASE_URL") or fal_api.DEFAULT_BASE_URL,
-                video_model=self.video_model,
-                lipsync_model=self.lipsync_model,
-                allowed=allowed,
-                poll_interval=self.poll_interval_seconds,
-            )
-
-        return make
+        base_url = self.base_url or os.environ.get("FAL_QUEUE_BASE_URL") or fal_api.DEFAULT_BASE_URL
+        return _keyed_factory(fal_api.FalProvider, "fal", self.key_env, base_url, self)
 
 
 class GoogleVertexResource(dg.ConfigurableResource):  # type: ignore[type-arg]

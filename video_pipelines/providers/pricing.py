@@ -47,7 +47,7 @@ class Price:
     def usd(self, output_seconds: float) -> float:
         """The cost of one call producing `output_seconds` of video, rounded to 4 decimals."""
         if not math.isfinite(output_seconds) or output_seconds < 0:
-            raise ValueError(f"output_seconds must be a finite, non-negative number, got {output_seconds}")
+            raise VideoPipelineError(f"output_seconds must be a finite, non-negative number, got {output_seconds}")
         # Decimal from the shortest repr, so 0.00005 rounds up as written rather than as stored.
         total = Decimal(repr(self.per_second)) * Decimal(repr(float(output_seconds))) + Decimal(repr(self.per_call))
         return float(total.quantize(_CENT_FRACTION, rounding=ROUND_HALF_UP))
