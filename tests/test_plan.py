@@ -374,3 +374,14 @@ def test_expected_durations_follow_the_graph() -> None:
     dependent = parse_plan({**load("spanish_dependent"), "baseExecutionId": "exec_b"})
     assert expected_durations(dependent, base_final=12.5) == {"job1": 12.5, "job2": 12.5}
     assert expected_durations(dependent) == {"job1": None, "job2": None}
+
+
+def test_the_seed_sdks_own_payload_is_accepted() -> None:
+    # The seed SDK's JSON example, byte for byte: "type": "generate" and "output": "$<id>".
+    seed = (
+        '{"jobs":[{"id":"job1","type":"generate","params":{"prompt":"A sunrise","duration":5},"output":"$job1"},'
+        '{"id":"job2","type":"merge","params":{},"dependsOn":["job1"],"output":"$job2"}]}'
+    )
+    plan = parse_plan(load_plan_json(seed))
+    assert [n.operation for n in plan.nodes] == [Operation.GENERATE_VIDEO, Operation.MERGE]
+    assert plan.to_wire()["jobs"][0]["type"] == "generateVideo"

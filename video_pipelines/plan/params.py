@@ -42,9 +42,12 @@ _SNAKE_NAMES = {
     Operation.ADD_SUBTITLES: "add_subtitles",
     Operation.REFRAME: "reframe",
 }
-_BY_SPELLING: dict[str, Operation] = {op.value: op for op in Operation} | {
-    snake: op for op, snake in _SNAKE_NAMES.items()
-}
+# The seed SDK's JSON payload examples say "generate" for generateVideo.
+_BY_SPELLING: dict[str, Operation] = (
+    {op.value: op for op in Operation}
+    | {snake: op for op, snake in _SNAKE_NAMES.items()}
+    | {"generate": Operation.GENERATE_VIDEO}
+)
 
 
 class _Params(BaseModel):
