@@ -52,10 +52,6 @@ class Admission:
     base: BaseCheck
     resolved: ResolvedPlan | None  # None while the base is waiting, unusable or unchecked
 
-    @property
-    def runnable(self) -> bool:
-        return self.resolved is not None
-
 
 def admit(
     wire: Mapping[str, Any], records: RunRecords | None = None, store: SubmissionStore | None = None
