@@ -9,7 +9,7 @@ import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -501,11 +501,62 @@ def test_migrations_are_idempotent_and_recorded(db_url: str) -> None:
     finally:
         engine.dispose()
     assert sorted(tables) == [
+        "video_pipelines_api_keys",
+        "video_pipelines_counters",
         "video_pipelines_schema_version",
         "video_pipelines_submissions",
         "video_pipelines_webhook_attempts",
         "video_pipelines_webhook_deliveries",
     ]
+
+
+def test_migration_3_keeps_rows_and_scopes_idempotency_keys_per_tenant(db_url: str) -> None:
+    """A database at schema 2 with a submission, a delivery and its attempt keeps all three through step 3."""
+    from video_pipelines.submissions import schema
+
+    url = sa.make_url(psycopg2_url(db_url))
+    if url.get_backend_name() == "sqlite":
+        Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    at = "'2026-01-01 00:00:00+00'"
+    try:
+        with engine.begin() as connection:
+            schema.schema_version.create(connection)
+            for step in schema.MIGRATIONS[:2]:
+                step.apply(connection)
+                connection.execute(
+                    schema.schema_version.insert().values(
+                        version=step.version, description=step.description, applied_at=datetime.now(UTC)
+                    )
+                )
+            connection.exec_driver_sql(
+                "INSERT INTO video_pipelines_submissions (execution_id, plan, priority, state, created_at, "
+                f"updated_at, idempotency_key) VALUES ('exec_old', '{{}}', 'normal', 'pending', {at}, {at}, 'k1')"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO video_pipelines_webhook_deliveries (webhook_id, execution_id, event, url, body, state, "
+                f"attempts, next_attempt_at, created_at) VALUES ('msg_exec_old_completed', 'exec_old', 'completed', "
+                f"'http://receiver', '{{}}', 'delivered', 1, {at}, {at})"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO video_pipelines_webhook_attempts (webhook_id, number, started_at, finished_at, "
+                f"status_code, duration_ms) VALUES ('msg_exec_old_completed', 1, {at}, {at}, 200, 5)"
+            )
+    finally:
+        engine.dispose()
+
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
+        old = opened.get("exec_old")
+        assert old is not None and old.tenant == "default" and old.idempotency_key == "k1"
+        again, created = opened.submit(plan(), idempotency_key="k1")
+        assert not created and again.execution_id == "exec_old"
+        other, created = opened.submit(plan(), idempotency_key="k1", tenant="acme")
+        assert created and other.tenant == "acme" and other.execution_id != "exec_old"
+        from video_pipelines.webhooks import DeliveryOutbox
+
+        outbox = DeliveryOutbox(opened)
+        assert [delivery.webhook_id for delivery in outbox.deliveries("exec_old")] == ["msg_exec_old_completed"]
+        assert [attempt.status_code for attempt in outbox.attempts("msg_exec_old_completed")] == [200]
 
 
 def test_stores_opening_at_once_migrate_once(db_url: str) -> None:

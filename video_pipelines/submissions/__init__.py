@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from video_pipelines.errors import SecretKeyError, SubmissionStoreError
 from video_pipelines.submissions.crypto import KEY_FILE_NAME, SECRET_KEY_ENV
-from video_pipelines.submissions.schema import SCHEMA_VERSION
+from video_pipelines.submissions.schema import DEFAULT_TENANT, SCHEMA_VERSION
 from video_pipelines.submissions.store import (
     DATABASE_FILE_NAME,
     PRIORITIES,
@@ -25,6 +25,7 @@ from video_pipelines.submissions.store import (
 
 __all__ = [
     "DATABASE_FILE_NAME",
+    "DEFAULT_TENANT",
     "KEY_FILE_NAME",
     "PRIORITIES",
     "SCHEMA_VERSION",

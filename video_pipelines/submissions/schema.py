@@ -12,11 +12,17 @@ other and the later ones find nothing left to do:
 - SQLite: the write lock taken by `BEGIN IMMEDIATE` (see `store._sqlite_on_begin`).
 
 A step is frozen once released: it declares its tables in a function of its own
-(`_submissions_v1`, `_webhook_tables_v2`) that no later change touches. The tables the
-store and the outbox query (`submissions`, `webhook_deliveries`, `webhook_attempts`) are
-built from those declarations because no step has changed a table yet; a step that does
-declares the new current shape below instead, and leaves the old declarations as they are.
-A change of schema is a new step with the next version.
+(`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`) that no later change touches. The
+tables the store, the outbox, the API keys and the metrics query are built from the newest
+declaration of each table; a step that changes a table declares its new shape in a function
+of its own and leaves the old declarations as they are. A change of schema is a new step
+with the next version.
+
+Step 3 changes two tables (a tenant per submission, idempotency keys unique per tenant;
+webhook events beyond the terminal one, one per node for node events). PostgreSQL alters
+them in place; SQLite, which cannot drop a constraint, rebuilds them (`_rebuild_sqlite`,
+SQLite's documented recipe: a new table, the rows copied, the old one dropped, the new one
+renamed).
 """
 
 from __future__ import annotations
@@ -34,6 +40,12 @@ SUBMISSIONS_TABLE = "video_pipelines_submissions"
 VERSION_TABLE = "video_pipelines_schema_version"
 WEBHOOK_DELIVERIES_TABLE = "video_pipelines_webhook_deliveries"
 WEBHOOK_ATTEMPTS_TABLE = "video_pipelines_webhook_attempts"
+API_KEYS_TABLE = "video_pipelines_api_keys"
+COUNTERS_TABLE = "video_pipelines_counters"
+# The tenant of everything that no API key scoped: operator submissions, runs launched through Dagster's doors.
+DEFAULT_TENANT = "default"
+# The webhook events a delivery can be for (see `webhooks.payload.EVENTS`); frozen with step 3.
+_EVENTS_V3 = ("completed", "failed", "canceled", "execution.started", "node.completed", "node.failed")
 # One fixed 64-bit advisory-lock id for this schema, derived from its name so it is unlikely to meet another app's.
 _ADVISORY_LOCK_ID = int.from_bytes(hashlib.sha256(VERSION_TABLE.encode()).digest()[:8], "big", signed=True)
 
@@ -143,6 +155,119 @@ def _webhook_tables_v2(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return deliveries, attempts
 
 
+def _submissions_v3(metadata: sa.MetaData, name: str = SUBMISSIONS_TABLE) -> sa.Table:
+    """The submissions table as migration 3 leaves it: a tenant and a trace context per submission.
+
+    `name` is the table's name while SQLite rebuilds it; constraint and index names stay those of the real table.
+    """
+    table = sa.Table(
+        name,
+        metadata,
+        sa.Column("execution_id", sa.String(64), primary_key=True),
+        sa.Column("plan", sa.JSON, nullable=False),
+        sa.Column("base_execution_id", sa.Text),
+        sa.Column("webhook_url", sa.Text),
+        sa.Column("webhook_secret_token", sa.Text),
+        sa.Column("priority", sa.String(16), nullable=False),
+        sa.Column("idempotency_key", sa.Text),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("error", sa.Text),
+        sa.Column("run_id", sa.Text),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("launched_at", sa.DateTime(timezone=True)),
+        sa.Column("tenant", sa.String(64), nullable=False, server_default=DEFAULT_TENANT),
+        # The W3C traceparent of the execution's span (its trace id is the execution's trace).
+        sa.Column("traceparent", sa.String(55)),
+        # One idempotency key is one submission per tenant: two tenants never see each other's keys.
+        sa.UniqueConstraint("tenant", "idempotency_key", name="uq_video_pipelines_submissions_tenant_idempotency"),
+        sa.CheckConstraint("priority IN ('high', 'normal', 'low')", name="ck_video_pipelines_submissions_priority"),
+        sa.CheckConstraint(
+            "state IN ('pending', 'launched', 'rejected', 'canceled')", name="ck_video_pipelines_submissions_state"
+        ),
+    )
+    return table
+
+
+def _submissions_v3_indexes(table: sa.Table) -> list[sa.Index]:
+    return [
+        sa.Index("ix_video_pipelines_submissions_state_created", table.c.state, table.c.created_at),
+        # A tenant's executions, newest first (`GET /api/executions`).
+        sa.Index("ix_video_pipelines_submissions_tenant_execution", table.c.tenant, table.c.execution_id),
+    ]
+
+
+def _webhook_deliveries_v3(metadata: sa.MetaData, name: str = WEBHOOK_DELIVERIES_TABLE) -> sa.Table:
+    """The webhook deliveries table as migration 3 leaves it: more events, one per node for node events."""
+    timestamp = sa.DateTime(timezone=True)
+    events = ", ".join(f"'{event}'" for event in _EVENTS_V3)
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("webhook_id", sa.Text, primary_key=True),
+        sa.Column("execution_id", sa.Text, nullable=False),
+        sa.Column("event", sa.String(32), nullable=False),
+        sa.Column("url", sa.Text, nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("secret_source", sa.Text),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_attempt_at", timestamp, nullable=False),
+        sa.Column("lease_until", timestamp),
+        sa.Column("created_at", timestamp, nullable=False),
+        sa.Column("delivered_at", timestamp),
+        sa.Column("last_error", sa.Text),
+        # The plan node of a node.* event; '' for execution events (NULLs would not be unique).
+        sa.Column("node_id", sa.Text, nullable=False, server_default=""),
+        sa.UniqueConstraint(
+            "execution_id", "event", "node_id", name="uq_video_pipelines_webhook_deliveries_execution_event_node"
+        ),
+        sa.CheckConstraint(f"event IN ({events})", name="ck_video_pipelines_webhook_deliveries_event_v3"),
+        sa.CheckConstraint(
+            "state IN ('pending', 'delivered', 'failed')", name="ck_video_pipelines_webhook_deliveries_state"
+        ),
+        sa.CheckConstraint(
+            "secret_source IS NULL OR secret_source = 'submission' OR secret_source LIKE 'env:_%'",
+            name="ck_video_pipelines_webhook_deliveries_secret_source",
+        ),
+    )
+
+
+def _webhook_deliveries_v3_indexes(table: sa.Table) -> list[sa.Index]:
+    return [sa.Index("ix_video_pipelines_webhook_deliveries_due", table.c.state, table.c.next_attempt_at)]
+
+
+def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """The API keys and counters tables migration 3 creates."""
+    timestamp = sa.DateTime(timezone=True)
+    api_keys = sa.Table(
+        API_KEYS_TABLE,
+        metadata,
+        sa.Column("key_id", sa.String(64), primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("tenant", sa.String(64), nullable=False),
+        # SHA-256 (hex) of the whole key: a key is a 256-bit random token, so a fast hash looked up
+        # by equality is enough; the key itself is never stored.
+        sa.Column("key_hash", sa.String(64), nullable=False),
+        # The key's first characters, to recognise it in `api-keys list` (not enough to use it).
+        sa.Column("key_prefix", sa.String(24), nullable=False),
+        sa.Column("created_at", timestamp, nullable=False),
+        sa.Column("revoked_at", timestamp),
+        sa.Column("last_used_at", timestamp),
+        sa.UniqueConstraint("key_hash", name="uq_video_pipelines_api_keys_key_hash"),
+    )
+    counters = sa.Table(
+        COUNTERS_TABLE,
+        metadata,
+        # A Prometheus sample kept in the database, so every process (API, daemon, run workers) adds to one count.
+        sa.Column("metric", sa.String(128), primary_key=True),
+        # The sample's labels as canonical JSON (sorted keys), '{}' without labels.
+        sa.Column("labels", sa.Text, primary_key=True),
+        sa.Column("value", sa.Float, nullable=False),
+    )
+    return api_keys, counters
+
+
 def _create_submissions(connection: sa.Connection) -> None:
     metadata = sa.MetaData()
     _submissions_v1(metadata)
@@ -155,13 +280,71 @@ def _create_webhook_deliveries(connection: sa.Connection) -> None:
     metadata.create_all(connection)
 
 
+def _rebuild_sqlite(
+    connection: sa.Connection,
+    declare: Callable[[sa.MetaData, str], sa.Table],
+    indexes: Callable[[sa.Table], list[sa.Index]],
+    name: str,
+) -> None:
+    """Give SQLite table `name` the shape `declare` makes, keeping its rows (new columns take their defaults)."""
+    temporary = f"{name}_v3_new"
+    metadata = sa.MetaData()
+    new = declare(metadata, temporary)
+    new.create(connection)
+    kept = [column for column in sa.inspect(connection).get_columns(name) if column["name"] in new.c]
+    columns = ", ".join(f'"{column["name"]}"' for column in kept)
+    connection.exec_driver_sql(f'INSERT INTO "{temporary}" ({columns}) SELECT {columns} FROM "{name}"')
+    connection.exec_driver_sql(f'DROP TABLE "{name}"')
+    # Tables that reference `name` (the attempts' foreign key) name it as text: they find the renamed table.
+    connection.exec_driver_sql(f'ALTER TABLE "{temporary}" RENAME TO "{name}"')
+    final = declare(sa.MetaData(), name)
+    for index in indexes(final):
+        index.create(connection)
+
+
+def _alter_postgres_v3(connection: sa.Connection) -> None:
+    events = ", ".join(f"'{event}'" for event in _EVENTS_V3)
+    for statement in (
+        f"ALTER TABLE {SUBMISSIONS_TABLE} ADD COLUMN tenant VARCHAR(64) NOT NULL DEFAULT '{DEFAULT_TENANT}'",
+        f"ALTER TABLE {SUBMISSIONS_TABLE} ADD COLUMN traceparent VARCHAR(55)",
+        f"ALTER TABLE {SUBMISSIONS_TABLE} DROP CONSTRAINT uq_video_pipelines_submissions_idempotency_key",
+        f"ALTER TABLE {SUBMISSIONS_TABLE} ADD CONSTRAINT uq_video_pipelines_submissions_tenant_idempotency "
+        "UNIQUE (tenant, idempotency_key)",
+        f"CREATE INDEX ix_video_pipelines_submissions_tenant_execution ON {SUBMISSIONS_TABLE} (tenant, execution_id)",
+        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} ALTER COLUMN event TYPE VARCHAR(32)",
+        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} ADD COLUMN node_id TEXT NOT NULL DEFAULT ''",
+        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} DROP CONSTRAINT ck_video_pipelines_webhook_deliveries_event",
+        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} ADD CONSTRAINT ck_video_pipelines_webhook_deliveries_event_v3 "
+        f"CHECK (event IN ({events}))",
+        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} DROP CONSTRAINT uq_video_pipelines_webhook_deliveries_execution_event",
+        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} ADD CONSTRAINT "
+        "uq_video_pipelines_webhook_deliveries_execution_event_node UNIQUE (execution_id, event, node_id)",
+    ):
+        connection.exec_driver_sql(statement)
+
+
+def _tenancy_and_events(connection: sa.Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        _alter_postgres_v3(connection)
+    else:
+        _rebuild_sqlite(connection, _submissions_v3, _submissions_v3_indexes, SUBMISSIONS_TABLE)
+        _rebuild_sqlite(connection, _webhook_deliveries_v3, _webhook_deliveries_v3_indexes, WEBHOOK_DELIVERIES_TABLE)
+    metadata = sa.MetaData()
+    _tenancy_v3(metadata)
+    metadata.create_all(connection)
+
+
 # The current shape of the tables, for queries (see the module docstring).
-submissions = _submissions_v1(_metadata)
-webhook_deliveries, webhook_attempts = _webhook_tables_v2(_metadata)
+submissions = _submissions_v3(_metadata)
+_, webhook_attempts = _webhook_tables_v2(sa.MetaData())
+webhook_deliveries = _webhook_deliveries_v3(_metadata)
+webhook_attempts = webhook_attempts.to_metadata(_metadata)
+api_keys, counters = _tenancy_v3(_metadata)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "submissions table", _create_submissions),
     Migration(2, "webhook deliveries and attempts", _create_webhook_deliveries),
+    Migration(3, "tenants, API keys, webhook events per node, counters", _tenancy_and_events),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

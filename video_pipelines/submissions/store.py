@@ -60,7 +60,7 @@ from video_pipelines.submissions.crypto import (
     fernet_key,
     load_or_create_key_file,
 )
-from video_pipelines.submissions.schema import migrate, submissions
+from video_pipelines.submissions.schema import DEFAULT_TENANT, migrate, submissions
 from video_pipelines.submissions.timestamps import as_utc, required_utc
 from video_pipelines.vocabulary import Priority
 
@@ -98,6 +98,10 @@ class Submission:
     created_at: datetime
     updated_at: datetime
     launched_at: datetime | None
+    # Whose execution this is: the tenant of the API key that submitted it, DEFAULT_TENANT for operators.
+    tenant: str = DEFAULT_TENANT
+    # The W3C traceparent of the execution's span, when the submission was traced.
+    traceparent: str | None = None
 
 
 def new_execution_id() -> str:
@@ -276,6 +280,8 @@ def _submission(row: sa.RowMapping) -> Submission:
         created_at=required_utc(row["created_at"]),
         updated_at=required_utc(row["updated_at"]),
         launched_at=as_utc(row["launched_at"]),
+        tenant=row["tenant"],
+        traceparent=row["traceparent"],
     )
 
 
@@ -369,6 +375,8 @@ class SubmissionStore:
         webhook_secret: str | None = None,
         priority: str | None = None,
         idempotency_key: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+        traceparent: str | None = None,
     ) -> tuple[Submission, bool]:
         """Store `plan` as a new PENDING submission: (submission, True).
 
@@ -378,8 +386,9 @@ class SubmissionStore:
         `webhook.secretEnv` (see `plan.overrides.apply_overrides`). The stored plan never
         holds the secret: it is encrypted into its own column.
 
-        When `idempotency_key` was used before, nothing changes and the earlier submission is
-        returned: (existing, False), whatever the plan, also when processes race on the key.
+        When `idempotency_key` was used before by the same `tenant`, nothing changes and the
+        earlier submission is returned: (existing, False), whatever the plan, also when
+        processes race on the key. Another tenant's use of the same key is another submission.
         """
         key = _check_idempotency_key(idempotency_key)
         prepared = _prepare(
@@ -390,7 +399,7 @@ class SubmissionStore:
             priority=priority,
         )
         if key is not None:
-            existing = self._by_idempotency_key(key)
+            existing = self._by_idempotency_key(tenant, key)
             if existing is not None:
                 return existing, False
         token = self._secrets.encrypt(prepared.webhook_secret) if prepared.webhook_secret is not None else None
@@ -409,20 +418,22 @@ class SubmissionStore:
             created_at=now,
             updated_at=now,
             launched_at=None,
+            tenant=tenant,
+            traceparent=traceparent,
         )
         try:
             with self._engine.begin() as connection:
                 connection.execute(submissions.insert().values(_row(submission, token)))
         except sa.exc.IntegrityError:
             # Another process inserted this idempotency key between our read and our insert.
-            existing = self._by_idempotency_key(key) if key is not None else None
+            existing = self._by_idempotency_key(tenant, key) if key is not None else None
             if existing is None:
                 raise
             return existing, False
         return submission, True
 
-    def _by_idempotency_key(self, key: str) -> Submission | None:
-        query = sa.select(submissions).where(submissions.c.idempotency_key == key)
+    def _by_idempotency_key(self, tenant: str, key: str) -> Submission | None:
+        query = sa.select(submissions).where(submissions.c.tenant == tenant, submissions.c.idempotency_key == key)
         with self._reader.connect() as connection:
             row = connection.execute(query).mappings().first()
         return _submission(row) if row is not None else None
@@ -433,6 +444,28 @@ class SubmissionStore:
         with self._reader.connect() as connection:
             row = connection.execute(query).mappings().first()
         return _submission(row) if row is not None else None
+
+    def newest(self, tenant: str | None, *, limit: int = 50, before: str | None = None) -> list[Submission]:
+        """Up to `limit` submissions of `tenant` (None: every tenant), newest first, older than execution id `before`.
+
+        Execution ids sort in creation order, so `before` (the last id of a page) is a stable cursor.
+        """
+        if limit <= 0:
+            return []
+        query = sa.select(submissions).order_by(submissions.c.execution_id.desc()).limit(limit)
+        if tenant is not None:
+            query = query.where(submissions.c.tenant == tenant)
+        if before is not None:
+            query = query.where(submissions.c.execution_id < before)
+        with self._reader.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return [_submission(row) for row in rows]
+
+    def count_by_state(self) -> dict[str, int]:
+        """How many submissions are in each state (for metrics)."""
+        query = sa.select(submissions.c.state, sa.func.count()).group_by(submissions.c.state)
+        with self._reader.connect() as connection:
+            return {str(state): int(count) for state, count in connection.execute(query).all()}
 
     def pending(self, limit: int = 100) -> list[Submission]:
         """Up to `limit` PENDING submissions: high priority before normal before low, then oldest first."""
