@@ -73,7 +73,7 @@ def _submit(args: argparse.Namespace) -> int:
     from video_pipelines import client
 
     plan = _read_plan(args.plan)
-    with client.deployment() as target:
+    with client.connect() as target:
         execution_id = client.submit(
             plan,
             base_execution_id=args.base_execution_id,

@@ -1,0 +1,269 @@
+"""The HTTP API's client: submit, status, cancel, wait and deliveries over `video-pipelines serve`.
+
+    from video_pipelines.api_client import ApiClient
+    with ApiClient("https://videos.example.com", api_key) as api:
+        execution_id = api.submit(plan, idempotency_key="order-42")
+        api.wait(execution_id)["status"]  # "completed"
+
+What the CLI and the Python client use when `VIDEO_PIPELINES_API_URL` and
+`VIDEO_PIPELINES_API_KEY` are set (`ApiClient.from_env`). It imports neither Dagster nor the
+submission store: a client machine needs only this module, httpx and the API's URL and key.
+
+Answers are mapped to the package's errors: 422 is a `PlanValidationError` with the same
+problems `validate` prints, 404 an `ExecutionNotFound`, a missing or refused key a
+`UsageError` naming `VIDEO_PIPELINES_API_KEY`, anything else a `UsageError` (4xx) or a
+`VideoPipelineError` (5xx) carrying the problem's detail.
+
+Retries: a request that never reached the server (connection refused or reset before it was
+sent) is tried again, whatever the call. A call that is safe to repeat (every GET, cancel,
+and a submit, which always carries an `Idempotency-Key`: one is made for each `submit` call
+that names none) is also tried again after a timeout or a 429/502/503/504, with the package's
+backoff, honouring `Retry-After`. So a retried POST never makes a second execution.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from video_pipelines.errors import ExecutionNotFound, PlanValidationError, UsageError, VideoPipelineError
+from video_pipelines.plan.overrides import apply_overrides
+from video_pipelines.retrying import backoff_delay, parse_retry_after
+from video_pipelines.vocabulary import TERMINAL_STATES
+
+API_URL_ENV = "VIDEO_PIPELINES_API_URL"
+API_KEY_ENV = "VIDEO_PIPELINES_API_KEY"
+
+# Answers that say "not now" rather than "no": worth another try of a call that is safe to repeat.
+RETRIED_STATUSES = frozenset({429, 502, 503, 504})
+RETRY_AFTER_CAP = 30.0
+
+
+class ApiClient:
+    """A connection to `video-pipelines serve` with one API key (keep-alive: one client for many calls)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        headers = {"Accept": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, timeout: float = 30.0) -> ApiClient | None:
+        """The client of `VIDEO_PIPELINES_API_URL` with `VIDEO_PIPELINES_API_KEY`; None when no URL is set."""
+        env = os.environ if environ is None else environ
+        url = env.get(API_URL_ENV, "").strip()
+        if not url:
+            return None
+        key = env.get(API_KEY_ENV, "").strip()
+        if not key:
+            raise UsageError(
+                f"{API_URL_ENV} is set but {API_KEY_ENV} is not: set it to a key made with "
+                "`video-pipelines api-keys create` (or unset the URL to use the local deployment)"
+            )
+        return cls(url, key, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def submit(
+        self,
+        plan: Mapping[str, Any],
+        *,
+        base_execution_id: str | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        priority: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Submit a plan (`POST /api/execute`); returns its execution id once the API has stored it.
+
+        Without an `idempotency_key` one is made for this call, so that retrying it after a
+        lost answer returns the same execution instead of making a second one.
+        """
+        body = apply_overrides(
+            plan,
+            base_execution_id=base_execution_id,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            priority=priority,
+        )
+        key = idempotency_key or f"client-{uuid.uuid4().hex}"
+        answer = self._call("POST", "/api/execute", json=body, headers={"Idempotency-Key": key}, repeatable=True)
+        execution_id = answer.get("executionId") if isinstance(answer, dict) else None
+        if not isinstance(execution_id, str):
+            raise VideoPipelineError(f"the API at {self.base_url} answered a submit without an executionId")
+        return execution_id
+
+    def status(self, execution_id: str) -> dict[str, Any]:
+        """The status document of an execution (`GET /api/execute/{id}/status`)."""
+        return self._document("GET", f"{_execution_path(execution_id)}/status")
+
+    def cancel(self, execution_id: str) -> dict[str, Any]:
+        """Cancel a pending submission or terminate its run; returns the status document."""
+        # Canceling twice is canceling once: safe to repeat.
+        return self._document("POST", f"{_execution_path(execution_id)}/cancel")
+
+    def deliveries(self, execution_id: str) -> list[dict[str, Any]]:
+        """Every webhook delivery of an execution, with every attempt."""
+        answer = self._call("GET", f"{_execution_path(execution_id)}/deliveries", repeatable=True)
+        if isinstance(answer, dict) and isinstance(answer.get("deliveries"), list):
+            answer = answer["deliveries"]
+        if not isinstance(answer, list):
+            raise VideoPipelineError(f"the API at {self.base_url} answered deliveries with {type(answer).__name__}")
+        return answer
+
+    def redeliver(self, execution_id: str, webhook_id: str) -> dict[str, Any]:
+        """Send a webhook event again (same `webhook-id`); returns the delivery as now recorded."""
+        path = f"{_execution_path(execution_id)}/deliveries/{quote(webhook_id, safe='')}/redeliver"
+        # Not repeated after it may have reached the server: each redelivery is an attempt sent.
+        answer = self._call("POST", path, repeatable=False)
+        if not isinstance(answer, dict):
+            raise VideoPipelineError(f"the API at {self.base_url} answered a redelivery with {type(answer).__name__}")
+        return answer
+
+    def wait(self, execution_id: str, *, timeout: float = 3600.0, poll: float = 0.5) -> dict[str, Any]:
+        """Poll the status until the execution ends; returns its final status document."""
+        return poll_until_ended(lambda: self.status(execution_id), execution_id, timeout=timeout, poll=poll)
+
+    def _document(self, method: str, path: str) -> dict[str, Any]:
+        answer = self._call(method, path, repeatable=True)
+        if not isinstance(answer, dict):
+            raise VideoPipelineError(f"the API at {self.base_url} answered {path} with {type(answer).__name__}")
+        return answer
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        repeatable: bool,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Send one request, retried as the module docstring says; the decoded JSON answer of a 2xx."""
+        attempt = 0
+        while True:
+            wait: float | None = None
+            try:
+                response = self._http.request(method, path, json=json, headers=headers)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # The request never left: repeating it cannot do anything twice.
+                failure: BaseException = exc
+            except httpx.TransportError as exc:
+                if not repeatable:
+                    raise VideoPipelineError(f"{method} {self.base_url}{path} failed: {_describe(exc)}") from None
+                failure = exc
+            else:
+                if not repeatable or response.status_code not in RETRIED_STATUSES or attempt >= self.retries:
+                    return self._answer(response)
+                failure = VideoPipelineError(f"HTTP {response.status_code}")
+                wait = parse_retry_after(response.headers.get("Retry-After"))
+            if attempt >= self.retries:
+                raise VideoPipelineError(
+                    f"cannot reach the API at {self.base_url} ({method} {path}): {_describe(failure)} "
+                    f"after {attempt + 1} attempts"
+                ) from None
+            time.sleep(min(wait, RETRY_AFTER_CAP) if wait is not None else backoff_delay(attempt, base=self.backoff))
+            attempt += 1
+
+    def _answer(self, response: httpx.Response) -> Any:
+        """The JSON of a 2xx answer; any other answer raised as the error it means."""
+        if response.is_success:
+            try:
+                return response.json()
+            except ValueError:
+                raise VideoPipelineError(
+                    f"the API at {self.base_url} answered {response.request.url.path} with a body that is not JSON"
+                ) from None
+        raise _error_of(response, self.base_url)
+
+
+def poll_until_ended(
+    read_status: Callable[[], dict[str, Any]], execution_id: str, *, timeout: float, poll: float
+) -> dict[str, Any]:
+    """`read_status()` every `poll` seconds until its status is terminal (every door's `wait`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = read_status()
+        if current.get("status") in TERMINAL_STATES:
+            return current
+        if time.monotonic() > deadline:
+            raise VideoPipelineError(
+                f"{execution_id} did not finish within {timeout:.0f}s (status {current.get('status')})"
+            )
+        time.sleep(poll)
+
+
+def _execution_path(execution_id: str) -> str:
+    return f"/api/execute/{quote(execution_id, safe='')}"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    """The RFC 9457 problem document of an error answer ({} when the body is not one)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def plan_problems(errors: Any) -> list[str]:
+    """A 422's `errors: [{node, field, message}]` as the problem strings `validate` prints (`node.field: message`)."""
+    problems: list[str] = []
+    for error in errors if isinstance(errors, list) else []:
+        if not isinstance(error, dict):
+            continue
+        location = ".".join(str(part) for part in (error.get("node"), error.get("field")) if part) or "plan"
+        problems.append(f"{location}: {error.get('message', '')}")
+    return problems
+
+
+def _error_of(response: httpx.Response, base_url: str) -> VideoPipelineError:
+    problem = _problem(response)
+    code = response.status_code
+    detail = str(problem.get("detail") or problem.get("title") or response.reason_phrase or f"HTTP {code}")
+    if code == 422:
+        return PlanValidationError(plan_problems(problem.get("errors")) or [f"plan: {detail}"])
+    if code == 404:
+        return ExecutionNotFound(detail)
+    if code in (401, 403):
+        return UsageError(
+            f"the API at {base_url} refused the request ({code}: {detail}): {API_KEY_ENV} is missing, revoked "
+            "or not a key of this API; make one with `video-pipelines api-keys create --name NAME`"
+        )
+    if code < 500:
+        return UsageError(f"the API at {base_url} refused the request ({code}): {detail}")
+    return VideoPipelineError(f"the API at {base_url} failed ({code}): {detail}")
