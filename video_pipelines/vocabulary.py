@@ -1,4 +1,4 @@
-"""The words every layer shares, defined once: priorities, aspect ratios, statuses.
+"""The words every layer shares, defined once: priorities, aspect ratios, statuses, webhook events.
 
 Plain enums with no dependency, so the plan model, the FFmpeg operations, the providers,
 the submission store, the execution life cycle and every door speak the same vocabulary
@@ -55,6 +55,42 @@ TERMINAL_STATES: tuple[ExecutionState, ...] = (
     ExecutionState.COMPLETED,
     ExecutionState.FAILED,
     ExecutionState.CANCELED,
+)
+
+
+class WebhookEvent(StrEnum):
+    """What a webhook reports: an execution's end (named for its terminal state), or an event a plan subscribes to."""
+
+    COMPLETED = ExecutionState.COMPLETED.value
+    FAILED = ExecutionState.FAILED.value
+    CANCELED = ExecutionState.CANCELED.value
+    EXECUTION_STARTED = "execution.started"
+    NODE_COMPLETED = "node.completed"
+    NODE_FAILED = "node.failed"
+
+    @property
+    def is_end(self) -> bool:
+        """The event of an execution's end: sent once per execution, always last of its events."""
+        return self in (WebhookEvent.COMPLETED, WebhookEvent.FAILED, WebhookEvent.CANCELED)
+
+    @property
+    def is_node_event(self) -> bool:
+        """One delivery per node of the execution, rather than one per execution."""
+        return self in (WebhookEvent.NODE_COMPLETED, WebhookEvent.NODE_FAILED)
+
+    @classmethod
+    def ended(cls, state: ExecutionState) -> WebhookEvent:
+        """The event of an execution that ended in `state`."""
+        if not state.is_terminal:
+            raise ValueError(f"an execution that is {state.value!r} has not ended")
+        return cls(state.value)
+
+
+# What a plan's `webhook.events` may subscribe to; the event of the end is always sent.
+SUBSCRIBABLE_EVENTS: tuple[WebhookEvent, ...] = (
+    WebhookEvent.EXECUTION_STARTED,
+    WebhookEvent.NODE_COMPLETED,
+    WebhookEvent.NODE_FAILED,
 )
 
 

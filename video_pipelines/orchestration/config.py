@@ -17,13 +17,17 @@ from video_pipelines.plan import Plan
 
 
 class WebhookConfig(dg.Config):
-    """Where to POST when the execution ends. Secrets go by env var name (secretEnv), never in plain text."""
+    """Where to POST when the execution ends (and on `events`). Secrets go by env var name, never in plain text."""
 
     url: str = Field(description="http(s) URL that receives the signed webhook")
     secretEnv: str | None = Field(
         default=None,
         description="Name of the environment variable holding the signing secret "
         "(a plaintext 'secret' is refused: it would be stored in run config)",
+    )
+    events: list[str] | None = Field(
+        default=None,
+        description="Events to POST besides the end's: execution.started, node.completed, node.failed",
     )
 
 
@@ -54,6 +58,8 @@ class PlanConfig(dg.Config):
             wire["webhook"] = {"url": self.webhook.url}
             if self.webhook.secretEnv is not None:
                 wire["webhook"]["secretEnv"] = self.webhook.secretEnv
+            if self.webhook.events is not None:
+                wire["webhook"]["events"] = list(self.webhook.events)
         if self.priority is not None:
             wire["priority"] = self.priority
         return wire

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.plan.params import VIDEO_INPUTS, AnyParams, Operation, normalised_params, parse_params
 from video_pipelines.plan.refs import RESULT_FIELD_SAMPLES, find_references, with_results, with_samples
-from video_pipelines.vocabulary import Priority
+from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, Priority, WebhookEvent
 
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -31,6 +31,8 @@ class Webhook:
     url: str
     secret: str | None = field(default=None, repr=False)
     secret_env: str | None = None
+    # Events sent besides the end's (always sent), in the order the plan lists them.
+    events: tuple[WebhookEvent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class Plan:
                 hook["secretEnv"] = self.webhook.secret_env
             if include_secret and self.webhook.secret:
                 hook["secret"] = self.webhook.secret
+            if self.webhook.events:
+                hook["events"] = [event.value for event in self.webhook.events]
             wire["webhook"] = hook
         if self.priority is not Priority.NORMAL:
             wire["priority"] = self.priority.value
@@ -196,9 +200,9 @@ def _parse_webhook(raw: Any, problems: list[str]) -> Webhook | None:
     if not isinstance(raw, Mapping):
         problems.append("plan.webhook: must be an object with 'url'")
         return None
-    unknown = set(raw) - {"url", "secret", "secretEnv"}
+    unknown = set(raw) - {"url", "secret", "secretEnv", "events"}
     for key in sorted(unknown):
-        problems.append(f"plan.webhook: unknown field '{key}' (expected url, secret, secretEnv)")
+        problems.append(f"plan.webhook: unknown field '{key}' (expected url, secret, secretEnv, events)")
     url = raw.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         problems.append("plan.webhook.url: must be an http(s) URL")
@@ -210,7 +214,29 @@ def _parse_webhook(raw: Any, problems: list[str]) -> Webhook | None:
         problems.append("plan.webhook.secretEnv: must be the name of an environment variable")
     if secret is not None and secret_env is not None:
         problems.append("plan.webhook: give either 'secret' or 'secretEnv', not both")
-    return Webhook(url, secret if isinstance(secret, str) else None, secret_env)
+    events = _parse_events(raw.get("events"), problems)
+    return Webhook(url, secret if isinstance(secret, str) else None, secret_env, events)
+
+
+def _parse_events(raw: Any, problems: list[str]) -> tuple[WebhookEvent, ...]:
+    """`webhook.events`: the events to send besides the end's, each named once."""
+    allowed = ", ".join(event.value for event in SUBSCRIBABLE_EVENTS)
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(f"plan.webhook.events: must be a list of event names ({allowed})")
+        return ()
+    events: list[WebhookEvent] = []
+    for name in raw:
+        event = next((event for event in SUBSCRIBABLE_EVENTS if event.value == name), None)
+        if event is None:
+            hint = " (the end's event is always sent)" if name in (e.value for e in WebhookEvent) else ""
+            problems.append(f"plan.webhook.events: unknown event {name!r}{hint}; expected one of {allowed}")
+        elif event in events:
+            problems.append(f"plan.webhook.events: {name!r} is listed twice")
+        else:
+            events.append(event)
+    return tuple(events)
 
 
 def _parse_priority(raw: Any, problems: list[str]) -> Priority:
