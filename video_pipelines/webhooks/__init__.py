@@ -1,4 +1,4 @@
-"""Webhooks (SPEC section 5): the signed POST an execution's end sends, and its delivery record.
+"""Webhooks (SPEC section 5): the signed POSTs an execution sends (its end, and the events its plan subscribes to).
 
 - `payload` — `encode_payload` turns a body into the exact bytes that are stored and sent
   (what the body says is built by `video_pipelines.executions`).
@@ -6,8 +6,9 @@
   webhook-id / webhook-timestamp / webhook-signature) and `unsigned_headers`.
 - `delivery` — `Delivery`, `Attempt` and `AttemptOutcome`: what the outbox keeps and what
   an attempt reports.
-- `outbox` — `DeliveryOutbox`: one delivery per execution and event, claims, attempts and
-  the `RetrySchedule` (`VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS`), in the submission store's database.
+- `outbox` — `DeliveryOutbox`: one delivery per execution and event (and node, for node
+  events), claims, attempts, redelivery and the `RetrySchedule`
+  (`VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS`), in the submission store's database.
 - `sender` — `send_once` (one POST through the SSRF guard, no redirects) and `deliver_due`
   (claim, sign, send and record every delivery that is due). Retry-After is read by
   `video_pipelines.retrying.parse_retry_after`, exported here too.
@@ -29,6 +30,7 @@ from video_pipelines.webhooks.outbox import (
     SUBMISSION_SOURCE,
     DeliveryOutbox,
     RetrySchedule,
+    execution_of_webhook,
     webhook_id_for,
 )
 from video_pipelines.webhooks.payload import EVENTS, encode_payload
@@ -53,6 +55,7 @@ __all__ = [
     "WebhookSecretError",
     "deliver_due",
     "encode_payload",
+    "execution_of_webhook",
     "parse_retry_after",
     "send_once",
     "signature_headers",

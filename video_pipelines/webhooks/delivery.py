@@ -22,11 +22,12 @@ class DeliveryState(StrEnum):
 
 @dataclass(frozen=True)
 class Delivery:
-    """One webhook (an execution's event) and where its delivery stands. Holds no secret."""
+    """One webhook (an execution's event, or a node's) and where its delivery stands. Holds no secret."""
 
     webhook_id: str
     execution_id: str
     event: str
+    node_id: str  # the plan node of a node.* event; '' for an execution's events
     # A URL may carry a token in its query string: kept out of reprs (see `redacted_url`).
     url: str = field(repr=False)
     body: bytes = field(repr=False)

@@ -1,8 +1,10 @@
 """The webhook outbox: delivery records that lose nothing and repeat nothing.
 
-An ended execution gets one delivery per event (completed, failed or canceled), in
+An ended execution gets one delivery for its end (completed, failed or canceled) and, when
+its plan subscribes to them (`webhook.events`), one for its start (`execution.started`) and
+one per node that completed or failed (`node.completed`, `node.failed`), in
 `video_pipelines_webhook_deliveries` beside the submissions (same database, same engine; the
-tables come from migration 2 in `submissions.schema`). The record holds the URL, the exact
+tables come from migrations 2 and 3 in `submissions.schema`). The record holds the URL, the exact
 body and where to find the secret at send time (`"submission"`: the submission store's
 encrypted secret of the execution; `"env:NAME"`: an environment variable), never the secret.
 Every attempt is a row of `video_pipelines_webhook_attempts`: when, how long, the status
@@ -11,10 +13,15 @@ code or the error.
     pending ──2xx──────────────────────────────> delivered
        │  ──410 Gone, refused destination (SSRF)──> failed
        └──other answer, timeout, error: retried per the schedule, then──> failed
+    delivered, failed ──redeliver──> pending (due at once, same webhook-id)
 
 Guarantees:
-- `enqueue` is idempotent per (execution, event): the database's unique key decides, also
-  when processes race, and the `webhook-id` (`msg_<execution id>_<event>`) is stable.
+- `enqueue` is idempotent per (execution, event, node): the database's unique key decides,
+  also when processes race, and the `webhook-id` is stable: `msg_<execution id>_<event>` for
+  an execution's events, `msg_<execution id>_<event>_<node id>` for a node's.
+- `redeliver` sends an event again on request with the same `webhook-id`: its attempts go on
+  being numbered and recorded after the earlier ones, and the retry schedule counts them all
+  (a delivery whose schedule is spent gets one more attempt).
 - `claim_due` leases a delivery with a conditional UPDATE (and `FOR UPDATE SKIP LOCKED` on
   PostgreSQL): two senders never hold the same delivery at once.
 - `record_attempt` inserts the attempt and moves the delivery in one transaction and releases
@@ -53,10 +60,12 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from video_pipelines.errors import WebhookError
+from video_pipelines.plan.model import NODE_ID_PATTERN
 from video_pipelines.retrying import jittered
 from video_pipelines.submissions.schema import migrate, webhook_attempts, webhook_deliveries
 from video_pipelines.submissions.store import SubmissionStore
 from video_pipelines.submissions.timestamps import as_utc, required_utc
+from video_pipelines.vocabulary import WebhookEvent
 from video_pipelines.webhooks.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
 from video_pipelines.webhooks.payload import EVENTS
 
@@ -113,9 +122,30 @@ _D = webhook_deliveries.c
 _A = webhook_attempts.c
 
 
-def webhook_id_for(execution_id: str, event: str) -> str:
-    """The `webhook-id` of an execution's event: the same at every attempt and every enqueue."""
+def webhook_id_for(execution_id: str, event: str, node_id: str = "") -> str:
+    """The `webhook-id` of an execution's event (or a node's): the same at every attempt and every enqueue."""
+    if node_id:
+        return f"msg_{execution_id}_{event}_{node_id}"
     return f"msg_{execution_id}_{event}"
+
+
+def execution_of_webhook(webhook_id: str) -> str | None:
+    """The execution id a `webhook_id_for` id names, or None when it is not one.
+
+    Unambiguous because execution ids and node ids hold no '.': a node event's name sits
+    between the two, any other event's name ends the id.
+    """
+    rest = webhook_id.removeprefix("msg_")
+    if rest == webhook_id:
+        return None
+    for event in WebhookEvent:
+        if event.is_node_event:
+            execution_id, marker, node_id = rest.partition(f"_{event.value}_")
+            if marker and NODE_ID_PATTERN.match(node_id):
+                return execution_id or None
+        elif rest.endswith(f"_{event.value}"):
+            return rest.removesuffix(f"_{event.value}") or None
+    return None
 
 
 def _moment(now: datetime | None) -> datetime:
@@ -131,6 +161,7 @@ def _delivery(row: sa.RowMapping) -> Delivery:
         webhook_id=row["webhook_id"],
         execution_id=row["execution_id"],
         event=row["event"],
+        node_id=row["node_id"],
         url=row["url"],
         body=row["body"].encode("utf-8"),
         secret_source=row["secret_source"],
@@ -173,6 +204,15 @@ def _check_secret_source(source: str | None) -> None:
         "secret_source must be None (unsigned), 'submission' or 'env:NAME' (an environment variable name), "
         "never the secret itself"
     )
+
+
+def _check_node(event: WebhookEvent, node_id: str) -> None:
+    if not event.is_node_event:
+        if node_id:
+            raise WebhookError(f"a {event.value} webhook is for the whole execution; got node {node_id!r}")
+        return
+    if not NODE_ID_PATTERN.match(node_id):
+        raise WebhookError(f"a {event.value} webhook needs the id of its plan node ([A-Za-z0-9_-]{{1,64}})")
 
 
 def _check_body(body: bytes) -> None:
@@ -231,20 +271,22 @@ class DeliveryOutbox:
         url: str,
         body: bytes,
         secret_source: str | None,
+        node_id: str = "",
         now: datetime | None = None,
     ) -> Delivery:
-        """Record the webhook of an execution's event, due at once; idempotent.
+        """Record the webhook of an execution's event (`node_id` for a node.* event), due at once; idempotent.
 
-        When (execution_id, event) is already recorded, that record is returned unchanged,
-        whatever the other arguments, also when processes race.
+        When (execution_id, event, node_id) is already recorded, that record is returned
+        unchanged, whatever the other arguments, also when processes race.
         """
         if event not in EVENTS:
             raise WebhookError(f"a webhook event is one of {', '.join(EVENTS)}; got {event!r}")
         if not execution_id or not url:
             raise WebhookError("a webhook delivery needs an execution id and a URL")
+        _check_node(WebhookEvent(event), node_id)
         _check_secret_source(secret_source)
         _check_body(body)
-        webhook_id = webhook_id_for(execution_id, event)
+        webhook_id = webhook_id_for(execution_id, event, node_id)
         existing = self.get(webhook_id)
         if existing is not None:
             return existing
@@ -253,6 +295,7 @@ class DeliveryOutbox:
             webhook_id=webhook_id,
             execution_id=execution_id,
             event=event,
+            node_id=node_id,
             url=url,
             body=body,
             secret_source=secret_source,
@@ -366,6 +409,26 @@ class DeliveryOutbox:
                 values["lease_until"] = None
             if current["state"] == DeliveryState.PENDING.value:
                 values.update(_next(outcome, number, schedule, finished))
+            connection.execute(webhook_deliveries.update().where(this).values(**values))
+            row = connection.execute(sa.select(webhook_deliveries).where(this)).mappings().one()
+        return _delivery(row)
+
+    def redeliver(self, webhook_id: str, now: datetime | None = None) -> Delivery:
+        """Send a delivery again: due at `now`, with the same `webhook-id`; returns it as it now stands.
+
+        A delivered or failed delivery becomes pending again (its next attempt is recorded
+        after the earlier ones, numbered on from them); a pending one is only made due now,
+        its lease (a sender's attempt in flight) left alone. Unknown ids raise WebhookError.
+        """
+        at = _moment(now)
+        this = _D.webhook_id == webhook_id
+        with self._engine.begin() as connection:
+            current = connection.execute(sa.select(webhook_deliveries).where(this).with_for_update()).mappings().first()
+            if current is None:
+                raise WebhookError(f"no webhook delivery {webhook_id}")
+            values: dict[str, Any] = {"next_attempt_at": at}
+            if current["state"] != DeliveryState.PENDING.value:
+                values.update(state=DeliveryState.PENDING.value, delivered_at=None, lease_until=None)
             connection.execute(webhook_deliveries.update().where(this).values(**values))
             row = connection.execute(sa.select(webhook_deliveries).where(this)).mappings().one()
         return _delivery(row)

@@ -11,10 +11,11 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from video_pipelines.vocabulary import TERMINAL_STATES
+from video_pipelines.vocabulary import WebhookEvent
 
-# The events a webhook is sent for: the states an execution ends in.
-EVENTS: Final = tuple(state.value for state in TERMINAL_STATES)
+# The events a webhook is sent for: the states an execution ends in, then those a plan may
+# subscribe to (`webhook.events`).
+EVENTS: Final = tuple(event.value for event in WebhookEvent)
 
 
 def encode_payload(payload: Mapping[str, Any]) -> bytes:
