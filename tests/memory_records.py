@@ -34,6 +34,7 @@ class MemoryRunRecords:
     nodes: dict[str, dict[str, NodeRecord]] = field(default_factory=dict)  # run id -> node id -> record
     steps: dict[str, dict[str, NodeState]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    node_failures: dict[str, dict[str, str]] = field(default_factory=dict)  # run id -> node id -> error
     ended: dict[str, datetime] = field(default_factory=dict)
     terminated: list[str] = field(default_factory=list)
 
@@ -64,6 +65,9 @@ class MemoryRunRecords:
 
     def failure_message(self, run_id: str) -> str:
         return self.failures.get(run_id, "the run failed")
+
+    def node_errors(self, run_id: str, node_ids: Sequence[str]) -> dict[str, str]:
+        return {node_id: error for node_id, error in self.node_failures.get(run_id, {}).items() if node_id in node_ids}
 
     def ended_since(self, since: datetime, limit: int) -> list[RunView]:
         return [run for run in self.runs if run.run_id in self.ended and self.ended[run.run_id] >= since][:limit]

@@ -8,7 +8,8 @@ get through the `RunRecords` protocol, which `orchestration/` implements over Da
 - `report` — what an admitted plan would run or reuse and what it would cost (`validate`).
 - `status` — the typed `ExecutionStatus` with `to_wire()`.
 - `lifecycle` — `submit` and `cancel`.
-- `notifications` — an ended execution's webhook: target, secret, enqueue, delivery report.
+- `notifications` — an execution's webhooks: target, secret, payloads (the end, `execution.started`,
+  node events), enqueue, delivery report, redelivery.
 - `records` — the `RunRecords` protocol and the run and node views it returns.
 """
 
@@ -20,10 +21,17 @@ from video_pipelines.executions.notifications import (
     EndedRunScan,
     WebhookTarget,
     deliver,
+    delivery_record,
     delivery_report,
+    enqueue_progress_events,
     enqueue_recently_ended,
+    enqueue_running_events,
     enqueue_webhook,
+    node_payload,
+    redeliver,
     secret_lookup,
+    started_payload,
+    subscribed_events,
     webhook_payload,
     webhook_target,
 )
@@ -59,12 +67,19 @@ __all__ = [
     "cancel",
     "check_base",
     "deliver",
+    "delivery_record",
     "delivery_report",
+    "enqueue_progress_events",
     "enqueue_recently_ended",
+    "enqueue_running_events",
     "enqueue_webhook",
     "execution_status",
+    "node_payload",
+    "redeliver",
     "secret_lookup",
+    "started_payload",
     "submit",
+    "subscribed_events",
     "validation_report",
     "webhook_payload",
     "webhook_target",

@@ -1,34 +1,44 @@
-"""An ended execution's webhook: where it goes, with which secret, when it is enqueued and sent.
+"""An execution's webhooks: where they go, with which secret, what they say, when they are enqueued and sent.
 
-An ended execution gets one delivery record per event (completed, failed or canceled) in
-the outbox; `deliver` sends what is due. Secrets are looked up at send time (the submission
-store's encrypted secret, or the environment variable a direct run named with `secretEnv`)
-and never stored elsewhere.
+An ended execution gets one delivery record for its end (completed, failed or canceled) in
+the outbox. A plan's `webhook.events` subscribes to more, each its own delivery with its own
+stable webhook-id: `execution.started` once its run started, and `node.completed` (a node
+computed or reused) / `node.failed` per node. Node events are enqueued in plan order while
+the run goes (`enqueue_progress_events`, `enqueue_running_events`) and, at the end, always
+before the end's own event (`enqueue_webhook` sweeps them first), so a receiver whose
+deliveries all succeed at once hears: started, the nodes, the end. Retries of one delivery
+do not hold the others back, so a receiver that failed an event may get it after later ones.
+
+`deliver` sends what is due; `redeliver` sends an event again on request. Secrets are
+looked up at send time (the submission store's encrypted secret, or the environment variable
+a direct run named with `secretEnv`) and never stored elsewhere.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from video_pipelines.errors import WebhookError, WebhookSecretError
-from video_pipelines.executions.records import RunRecords
+from video_pipelines.errors import ExecutionNotFound, WebhookError, WebhookSecretError
+from video_pipelines.executions.records import RunRecords, RunView
 from video_pipelines.executions.status import CANCELED_ERROR, ExecutionStatus, execution_status
 from video_pipelines.net import AllowedHosts
 from video_pipelines.submissions import SubmissionStore
-from video_pipelines.vocabulary import ExecutionState
+from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, ExecutionState, NodeState, WebhookEvent
 from video_pipelines.webhooks import (
     ENV_SOURCE_PREFIX,
     SUBMISSION_SOURCE,
     Delivery,
     DeliveryOutbox,
+    DeliveryState,
     RetrySchedule,
     deliver_due,
     encode_payload,
+    webhook_id_for,
 )
 
 
@@ -36,23 +46,34 @@ from video_pipelines.webhooks import (
 class WebhookTarget:
     url: str
     secret_source: str | None  # SUBMISSION_SOURCE, ENV_SOURCE_PREFIX + a variable name, or None: unsigned
+    # What the plan subscribed to besides the end (`webhook.events`).
+    events: tuple[WebhookEvent, ...] = ()
+
+
+def subscribed_events(plan: Mapping[str, Any]) -> tuple[WebhookEvent, ...]:
+    """The `webhook.events` of a plan in wire form (validated when it was admitted)."""
+    hook = plan.get("webhook")
+    names = hook.get("events") if isinstance(hook, Mapping) else None
+    return tuple(event for event in SUBSCRIBABLE_EVENTS if event.value in (names or ()))
 
 
 def webhook_target(records: RunRecords, store: SubmissionStore, execution_id: str) -> WebhookTarget | None:
-    """Where an execution's webhook goes and where its secret is, or None when it has no webhook."""
+    """Where an execution's webhooks go, where their secret is and what they are for; None without a webhook."""
     submission = store.get(execution_id)
     run = records.find_run(execution_id)
     if run is not None:
         hook = run.plan.get("webhook")
         if not hook:
             return None
+        events = subscribed_events(run.plan)
         if hook.get("secretEnv"):
-            return WebhookTarget(str(hook["url"]), f"{ENV_SOURCE_PREFIX}{hook['secretEnv']}")
+            return WebhookTarget(str(hook["url"]), f"{ENV_SOURCE_PREFIX}{hook['secretEnv']}", events)
         has_secret = submission is not None and submission.has_webhook_secret
-        return WebhookTarget(str(hook["url"]), SUBMISSION_SOURCE if has_secret else None)
+        return WebhookTarget(str(hook["url"]), SUBMISSION_SOURCE if has_secret else None, events)
     if submission is None or not submission.webhook_url:
         return None
-    return WebhookTarget(submission.webhook_url, SUBMISSION_SOURCE if submission.has_webhook_secret else None)
+    source = SUBMISSION_SOURCE if submission.has_webhook_secret else None
+    return WebhookTarget(submission.webhook_url, source, subscribed_events(submission.plan))
 
 
 def webhook_payload(status: ExecutionStatus) -> dict[str, Any]:
@@ -96,19 +117,161 @@ def webhook_payload(status: ExecutionStatus) -> dict[str, Any]:
     }
 
 
+NODE_FAILED_ERROR = "the node failed"
+
+
+def started_payload(status: ExecutionStatus) -> dict[str, Any]:
+    """The body of `execution.started`: {"executionId", "event", "status": "processing", "totalJobs"}."""
+    return {
+        "executionId": status.execution_id,
+        "event": WebhookEvent.EXECUTION_STARTED.value,
+        "status": ExecutionState.PROCESSING.value,
+        "totalJobs": status.total_jobs,
+    }
+
+
+def node_payload(status: ExecutionStatus, node_id: str, error: str | None = None) -> dict[str, Any]:
+    """The body of `node.completed` (computed or reused) or `node.failed`:
+
+        {"executionId", "event", "nodeId", "status": "completed|reused|failed",
+         "result": <video> | null, "reusedFrom": <execution id> | null, "error": null | "..."}
+
+    Raises WebhookError for a node that has neither a video nor failed (yet).
+    """
+    node = status.nodes.get(node_id)
+    event = _node_event(node.state) if node is not None else None
+    if node is None or event is None:
+        state = node.state.value if node is not None else "not in the plan"
+        raise WebhookError(
+            f"node {node_id} of execution {status.execution_id} is {state}; "
+            "a node webhook is sent once it completed, was reused or failed"
+        )
+    failed = event is WebhookEvent.NODE_FAILED
+    return {
+        "executionId": status.execution_id,
+        "event": event.value,
+        "nodeId": node_id,
+        "status": node.state.value,
+        "result": node.result.to_wire() if node.result is not None else None,
+        "reusedFrom": node.reused_from,
+        "error": (error or NODE_FAILED_ERROR) if failed else None,
+    }
+
+
+def _node_event(state: NodeState) -> WebhookEvent | None:
+    if state.has_result:
+        return WebhookEvent.NODE_COMPLETED
+    if state is NodeState.FAILED:
+        return WebhookEvent.NODE_FAILED
+    return None
+
+
+def _has_started(status: ExecutionStatus) -> bool:
+    """Whether the execution's run got going: it runs, succeeded or failed, or one of its nodes got somewhere."""
+    if status.state is ExecutionState.PROCESSING or status.state is ExecutionState.COMPLETED:
+        return True
+    if status.run_id is None:
+        return False  # rejected or canceled before it was launched
+    if status.state is ExecutionState.FAILED:
+        return True
+    return any(node.state not in (NodeState.PENDING, NodeState.SKIPPED) for node in status.nodes.values())
+
+
+@dataclass(frozen=True)
+class _Event:
+    event: WebhookEvent
+    node_id: str
+    body: bytes
+
+
+def _progress(
+    records: RunRecords, status: ExecutionStatus, events: tuple[WebhookEvent, ...], known: set[str]
+) -> list[_Event]:
+    """The subscribed events `status` shows that are not among the `known` webhook ids: started first, then nodes."""
+    wanted: list[_Event] = []
+    started = webhook_id_for(status.execution_id, WebhookEvent.EXECUTION_STARTED.value)
+    if WebhookEvent.EXECUTION_STARTED in events and started not in known and _has_started(status):
+        wanted.append(_Event(WebhookEvent.EXECUTION_STARTED, "", encode_payload(started_payload(status))))
+    pending: list[tuple[str, WebhookEvent]] = []
+    for node_id, node in status.nodes.items():  # in plan order
+        event = _node_event(node.state)
+        if event in events and webhook_id_for(status.execution_id, event.value, node_id) not in known:
+            pending.append((node_id, event))
+    failed = [node_id for node_id, event in pending if event is WebhookEvent.NODE_FAILED]
+    errors = records.node_errors(status.run_id, failed) if failed and status.run_id is not None else {}
+    for node_id, event in pending:
+        body = encode_payload(node_payload(status, node_id, errors.get(node_id)))
+        wanted.append(_Event(event, node_id, body))
+    return wanted
+
+
+def _enqueue_progress(
+    records: RunRecords, outbox: DeliveryOutbox, target: WebhookTarget, status: ExecutionStatus
+) -> list[Delivery]:
+    if not target.events:
+        return []
+    existing = outbox.deliveries(status.execution_id)
+    if any(WebhookEvent(delivery.event).is_end for delivery in existing):
+        return []  # nothing is reported after the end
+    known = {delivery.webhook_id for delivery in existing}
+    return [
+        outbox.enqueue(
+            execution_id=status.execution_id,
+            event=item.event.value,
+            node_id=item.node_id,
+            url=target.url,
+            body=item.body,
+            secret_source=target.secret_source,
+        )
+        for item in _progress(records, status, target.events, known)
+    ]
+
+
+def enqueue_progress_events(
+    records: RunRecords, store: SubmissionStore, outbox: DeliveryOutbox, execution_id: str
+) -> list[Delivery]:
+    """Record the events an execution's webhook subscribes to that have happened and are not recorded yet.
+
+    `execution.started` once its run started, then `node.completed` / `node.failed` for each
+    node that completed (computed or reused) or failed, in plan order. Idempotent; nothing
+    for an execution without a webhook, without `webhook.events`, or whose end is recorded.
+    Returns the deliveries recorded by this call.
+    """
+    target = webhook_target(records, store, execution_id)
+    if target is None or not target.events:
+        return []
+    return _enqueue_progress(records, outbox, target, execution_status(records, store, execution_id))
+
+
+def enqueue_running_events(
+    records: RunRecords, store: SubmissionStore, outbox: DeliveryOutbox, runs: Iterable[RunView]
+) -> list[Delivery]:
+    """`enqueue_progress_events` for each of these running runs whose plan subscribes to events."""
+    recorded: list[Delivery] = []
+    for run in runs:
+        if subscribed_events(run.plan):
+            recorded.extend(enqueue_progress_events(records, store, outbox, run.execution_id))
+    return recorded
+
+
 def enqueue_webhook(
     records: RunRecords, store: SubmissionStore, outbox: DeliveryOutbox, execution_id: str
 ) -> Delivery | None:
-    """Record the webhook of an ended execution (idempotent per execution and event)."""
+    """Record the webhook of an ended execution (idempotent per execution and event); returns it.
+
+    The subscribed events not recorded yet (`enqueue_progress_events`) are recorded first, so
+    each node's event is always due before the end's.
+    """
     target = webhook_target(records, store, execution_id)
     if target is None:
         return None
     status = execution_status(records, store, execution_id)
     if not status.is_terminal:
         return None
+    _enqueue_progress(records, outbox, target, status)
     return outbox.enqueue(
         execution_id=execution_id,
-        event=status.state.value,
+        event=WebhookEvent.ended(status.state).value,
         url=target.url,
         body=encode_payload(webhook_payload(status)),
         secret_source=target.secret_source,
@@ -185,33 +348,55 @@ def enqueue_recently_ended(
     for run in records.ended_since(datetime.fromtimestamp(since, tz=UTC), limit=100):
         if run.run_id in scan.handled:
             continue
-        if not outbox.deliveries(run.execution_id) and enqueue_webhook(records, store, outbox, run.execution_id):
+        ended = any(WebhookEvent(delivery.event).is_end for delivery in outbox.deliveries(run.execution_id))
+        if not ended and enqueue_webhook(records, store, outbox, run.execution_id):
             enqueued += 1
         scan.handled[run.run_id] = now
     return enqueued
 
 
+def delivery_record(outbox: DeliveryOutbox, delivery: Delivery) -> dict[str, object]:
+    """One delivery with every attempt, as `video-pipelines deliveries` and the HTTP API show it.
+
+    {"webhookId", "event", "nodeId": <node id> | null, "state", "createdAt", "deliveredAt",
+     "nextAttemptAt", "attempts": [{"number", "at", "statusCode", "error", "durationMs"}]}
+    """
+    return {
+        "webhookId": delivery.webhook_id,
+        "event": delivery.event,
+        "nodeId": delivery.node_id or None,
+        "state": delivery.state.value,
+        "createdAt": delivery.created_at.isoformat(),
+        "deliveredAt": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
+        "nextAttemptAt": delivery.next_attempt_at.isoformat() if delivery.state is DeliveryState.PENDING else None,
+        "attempts": [
+            {
+                "number": attempt.number,
+                "at": attempt.started_at.isoformat(),
+                "statusCode": attempt.status_code,
+                "error": attempt.error,
+                "durationMs": attempt.duration_ms,
+            }
+            for attempt in outbox.attempts(delivery.webhook_id)
+        ],
+    }
+
+
 def delivery_report(store: SubmissionStore, execution_id: str) -> list[dict[str, object]]:
     """Every webhook delivery of an execution with every attempt (`video-pipelines deliveries`)."""
     outbox = DeliveryOutbox(store)
-    return [
-        {
-            "webhookId": delivery.webhook_id,
-            "event": delivery.event,
-            "state": delivery.state.value,
-            "createdAt": delivery.created_at.isoformat(),
-            "deliveredAt": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
-            "nextAttemptAt": delivery.next_attempt_at.isoformat() if delivery.state.value == "pending" else None,
-            "attempts": [
-                {
-                    "number": attempt.number,
-                    "at": attempt.started_at.isoformat(),
-                    "statusCode": attempt.status_code,
-                    "error": attempt.error,
-                    "durationMs": attempt.duration_ms,
-                }
-                for attempt in outbox.attempts(delivery.webhook_id)
-            ],
-        }
-        for delivery in outbox.deliveries(execution_id)
-    ]
+    return [delivery_record(outbox, delivery) for delivery in outbox.deliveries(execution_id)]
+
+
+def redeliver(store: SubmissionStore, execution_id: str, webhook_id: str) -> Delivery:
+    """Send an execution's webhook `webhook_id` again, with the same webhook-id; returns the delivery, due now.
+
+    A delivered or failed delivery is pending again and the sender sends it as usual (the
+    attempt is recorded after the earlier ones); a pending one is made due now. Raises
+    ExecutionNotFound when the execution has no such delivery.
+    """
+    outbox = DeliveryOutbox(store)
+    delivery = outbox.get(webhook_id)
+    if delivery is None or delivery.execution_id != execution_id:
+        raise ExecutionNotFound(f"execution {execution_id} has no webhook delivery {webhook_id}")
+    return outbox.redeliver(webhook_id)

@@ -103,6 +103,10 @@ class RunRecords(Protocol):
         """What failed in a failed run, readably (the failed nodes' errors, else the run's)."""
         ...
 
+    def node_errors(self, run_id: str, node_ids: Sequence[str]) -> dict[str, str]:
+        """The error of each of these nodes whose step failed; others are left out."""
+        ...
+
     def ended_since(self, since: datetime, limit: int) -> list[RunView]:
         """Runs of `execute_plan` that ended (or were updated after ending) since `since`."""
         ...

@@ -20,6 +20,7 @@ from video_pipelines.vocabulary import NodeState
 
 JOB_NAME = "execute_plan"
 _ENDED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+_RUNNING = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 def plan_of_run(run: dg.DagsterRun) -> dict[str, Any]:
@@ -37,6 +38,13 @@ def run_view(run: dg.DagsterRun) -> RunView:
         plan=plan_of_run(run),
         tags=dict(run.tags),
     )
+
+
+def _node_of_step(step_key: str, by_key: dict[str, str]) -> str | None:
+    """The plan node a step runs: step keys are `level_<k>[<mapping key>]`; other steps run none."""
+    if "[" not in step_key:
+        return None
+    return by_key.get(step_key.split("[", 1)[1].rstrip("]"))
 
 
 class DagsterRunRecords:
@@ -70,13 +78,10 @@ class DagsterRunRecords:
         return nodes
 
     def node_steps(self, run_id: str, node_ids: Sequence[str]) -> dict[str, NodeState]:
-        # Step keys are `level_<k>[<mapping key>]`.
         by_key = {mapping_key(node_id): node_id for node_id in node_ids}
         states: dict[str, NodeState] = {}
         for stats in self.instance.get_run_step_stats(run_id):
-            if "[" not in stats.step_key:
-                continue
-            node_id = by_key.get(stats.step_key.split("[", 1)[1].rstrip("]"))
+            node_id = _node_of_step(stats.step_key, by_key)
             if node_id is None:
                 continue
             if stats.status is None or stats.status == StepEventStatus.IN_PROGRESS:
@@ -85,19 +90,33 @@ class DagsterRunRecords:
                 states[node_id] = NodeState.FAILED
         return states
 
-    def failure_message(self, run_id: str) -> str:
-        messages = []
+    def _step_failures(self, run_id: str) -> list[tuple[str, str]]:
+        """(step key, what went wrong) of each failed step of a run, in order."""
+        failures = []
         kind = dg.DagsterEventType.STEP_FAILURE
         for record in self.instance.get_records_for_run(run_id, of_type=kind, limit=20).records:
             event = record.event_log_entry.dagster_event
-            if event is None:
+            if event is None or event.step_key is None:
                 continue
             data = event.step_failure_data
             user = data.user_failure_data
             if user is not None and user.description:
-                messages.append(user.description)
+                failures.append((event.step_key, user.description))
             elif data.error is not None:
-                messages.append(data.error.message.strip())
+                failures.append((event.step_key, data.error.message.strip()))
+        return failures
+
+    def node_errors(self, run_id: str, node_ids: Sequence[str]) -> dict[str, str]:
+        by_key = {mapping_key(node_id): node_id for node_id in node_ids}
+        errors: dict[str, str] = {}
+        for step_key, message in self._step_failures(run_id):
+            node_id = _node_of_step(step_key, by_key)
+            if node_id is not None:
+                errors[node_id] = message
+        return errors
+
+    def failure_message(self, run_id: str) -> str:
+        messages = [message for _step_key, message in self._step_failures(run_id)]
         if messages:
             return "; ".join(messages)
         kind = dg.DagsterEventType.RUN_FAILURE
@@ -105,6 +124,11 @@ class DagsterRunRecords:
         if run_failures and run_failures[0].event_log_entry.message:
             return run_failures[0].event_log_entry.message
         return "the run failed"
+
+    def in_progress(self, limit: int = 100) -> list[RunView]:
+        """Runs of `execute_plan` that are running now (started, or being canceled), newest first."""
+        filters = dg.RunsFilter(job_name=JOB_NAME, statuses=_RUNNING)
+        return [run_view(record.dagster_run) for record in self.instance.get_run_records(filters=filters, limit=limit)]
 
     def ended_since(self, since: datetime, limit: int) -> list[RunView]:
         filters = dg.RunsFilter(job_name=JOB_NAME, statuses=_ENDED, updated_after=since)
