@@ -47,6 +47,7 @@ def test_definitions_load() -> None:
         "webhook_on_canceled",
         "webhook_on_completed",
         "webhook_on_failed",
+        "webhook_on_started",
     ]
     assert all(sensor.default_status == dg.DefaultSensorStatus.RUNNING for sensor in repo.sensor_defs)
     assert {"artifact_storage", "media_policy", "submissions", "replicate", "fal", "google_cloud"} <= set(

@@ -14,6 +14,7 @@ from video_pipelines.orchestration.webhook_sensors import (
     webhook_on_canceled,
     webhook_on_completed,
     webhook_on_failed,
+    webhook_on_started,
 )
 
 
@@ -21,7 +22,14 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         jobs=[execute_plan],
         assets=VIDEO_ASSET_SPECS,
-        sensors=[submitted_plans, webhook_on_completed, webhook_on_failed, webhook_on_canceled, webhook_deliveries],
+        sensors=[
+            submitted_plans,
+            webhook_on_started,
+            webhook_on_completed,
+            webhook_on_failed,
+            webhook_on_canceled,
+            webhook_deliveries,
+        ],
         resources={
             "artifact_storage": ArtifactStorage(),
             "media_policy": MediaPolicy(),
