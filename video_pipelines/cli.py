@@ -108,7 +108,13 @@ def _cancel(args: argparse.Namespace) -> int:
 def _deliveries(args: argparse.Namespace) -> int:
     from video_pipelines import client
 
-    _print_json(client.deliveries(args.execution_id))
+    match args.target:
+        case [execution_id]:
+            _print_json(client.deliveries(execution_id))
+        case ["redeliver", webhook_id]:
+            _print_json(client.redeliver(webhook_id))
+        case _:
+            raise UsageError("usage: video-pipelines deliveries EXECUTION_ID | deliveries redeliver WEBHOOK_ID")
     return 0
 
 
@@ -159,8 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("execution_id")
     cancel.set_defaults(handler=_cancel)
 
-    deliveries = verbs.add_parser("deliveries", help="every webhook attempt of an execution: time, status or error")
-    deliveries.add_argument("execution_id")
+    deliveries = verbs.add_parser(
+        "deliveries",
+        help="every webhook attempt of an execution: time, status or error; `redeliver WEBHOOK_ID` sends one again",
+        usage="%(prog)s EXECUTION_ID | %(prog)s redeliver WEBHOOK_ID",
+    )
+    deliveries.add_argument("target", nargs="+", metavar="ARG", help="EXECUTION_ID, or redeliver WEBHOOK_ID")
     deliveries.set_defaults(handler=_deliveries)
 
     demo = verbs.add_parser("demo", help="run the product demo end to end on the embedded defaults")

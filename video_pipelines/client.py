@@ -163,6 +163,37 @@ def deliveries(execution_id: str, *, target: Target | None = None) -> list[dict[
     return _on(target, local, lambda api: api.deliveries(execution_id))
 
 
+def redeliver(webhook_id: str, *, execution_id: str | None = None, target: Target | None = None) -> dict[str, Any]:
+    """Send a webhook event again with the same webhook-id; returns its delivery record, due now.
+
+    The execution is the one the outbox records for `webhook_id` (over the API: the one the
+    id names, unless `execution_id` is given).
+    """
+
+    def local(opened: Deployment) -> dict[str, Any]:
+        from video_pipelines import executions
+        from video_pipelines.errors import ExecutionNotFound
+        from video_pipelines.webhooks import DeliveryOutbox
+
+        outbox = DeliveryOutbox(opened.store)
+        recorded = outbox.get(webhook_id)
+        owner = execution_id or (recorded.execution_id if recorded is not None else None)
+        if owner is None:
+            raise ExecutionNotFound(f"no webhook delivery {webhook_id}")
+        return executions.delivery_record(outbox, executions.redeliver(opened.store, owner, webhook_id))
+
+    def remote(api: ApiClient) -> dict[str, Any]:
+        from video_pipelines.errors import UsageError
+        from video_pipelines.webhooks import execution_of_webhook
+
+        named = execution_id or execution_of_webhook(webhook_id)
+        if named is None:
+            raise UsageError(f"{webhook_id} is not a webhook id (msg_<execution id>_<event>...)")
+        return api.redeliver(named, webhook_id)
+
+    return _on(target, local, remote)
+
+
 def wait(
     execution_id: str, *, timeout: float = 3600.0, poll: float = 0.5, target: Target | None = None
 ) -> dict[str, Any]:
