@@ -221,6 +221,31 @@ def test_private_destination_is_refused_and_the_video_still_completes(
     assert receiver.received("/ssrf") == []
 
 
+def test_subscribed_events_come_from_the_daemon_each_signed_with_its_own_id(
+    deployment: DagsterDeployment, target: client.Deployment, receiver: WebhookReceiver
+) -> None:
+    events = ["execution.started", "node.completed", "node.failed"]
+    plan = {**PLAN, "webhook": {"url": receiver.url("/events"), "secret": SECRET, "events": events}}
+    execution_id = client.submit(plan, target=target)
+    assert client.wait(execution_id, timeout=120, target=target)["status"] == "completed"
+    requests = receiver.wait_for("/events", 4, timeout=60)
+    by_id = {request.headers["webhook-id"]: verify(request, SECRET) for request in requests}
+    expected = [
+        f"msg_{execution_id}_execution.started",
+        f"msg_{execution_id}_node.completed_a",
+        f"msg_{execution_id}_node.completed_b",
+        f"msg_{execution_id}_completed",
+    ]
+    assert sorted(by_id) == sorted(expected)
+    assert by_id[expected[0]]["event"] == "execution.started" and by_id[expected[0]]["totalJobs"] == 2
+    assert [by_id[webhook_id]["nodeId"] for webhook_id in expected[1:3]] == ["a", "b"]
+    assert by_id[expected[3]]["status"] == "completed" and "event" not in by_id[expected[3]]
+    # Recorded in that order: started, the nodes in plan order, the end last.
+    assert [d["webhookId"] for d in client.deliveries(execution_id, target=target)] == expected
+    settle()
+    assert len(receiver.received("/events")) == 4  # each event once
+
+
 def test_secrets_are_nowhere_in_dagster_storage_or_logs(deployment: DagsterDeployment) -> None:
     """Runs after the others in this module: every secret they used is absent from every table and log."""
     with psycopg2.connect(deployment.env["VIDEO_PIPELINES_DATABASE_URL"]) as db, db.cursor() as cursor:

@@ -3,11 +3,13 @@
 An ended execution gets one delivery record for its end (completed, failed or canceled) in
 the outbox. A plan's `webhook.events` subscribes to more, each its own delivery with its own
 stable webhook-id: `execution.started` once its run started, and `node.completed` (a node
-computed or reused) / `node.failed` per node. Node events are enqueued in plan order while
-the run goes (`enqueue_progress_events`, `enqueue_running_events`) and, at the end, always
-before the end's own event (`enqueue_webhook` sweeps them first), so a receiver whose
-deliveries all succeed at once hears: started, the nodes, the end. Retries of one delivery
-do not hold the others back, so a receiver that failed an event may get it after later ones.
+computed or reused) / `node.failed` per node. They are recorded in that order: started, then
+node events in plan order as the run goes (`enqueue_progress_events`,
+`enqueue_running_events`), and at the end the missed ones before the end's own event
+(`enqueue_webhook` sweeps them first); nothing is recorded after the end. Senders take due
+deliveries oldest first, but the order of arrival is not promised: two senders may post two
+events at once, and a retried event does not hold back later ones. Receivers order by the
+body (`event`, `nodeId`) and deduplicate by webhook-id, as Standard Webhooks expects.
 
 `deliver` sends what is due; `redeliver` sends an event again on request. Secrets are
 looked up at send time (the submission store's encrypted secret, or the environment variable
