@@ -111,6 +111,10 @@ class RunRecords(Protocol):
         """Runs of `execute_plan` that ended (or were updated after ending) since `since`."""
         ...
 
+    def run_counts(self) -> dict[RunState, int]:
+        """How many runs of `execute_plan` are in each state now (for metrics)."""
+        ...
+
     def terminate(self, run_id: str) -> None:
         """Cancel a queued run or terminate a running one."""
         ...

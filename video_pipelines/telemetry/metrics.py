@@ -1,0 +1,334 @@
+"""The Prometheus metrics of `GET /metrics`, computed at scrape time from the database and the orchestrator.
+
+Why at scrape time: several API processes, the Dagster daemon and the run workers (later on
+other machines, through Celery) must all agree on one count. So every metric is read, when
+Prometheus scrapes, from what they all share: the submission store's database and the
+Dagster instance (through the `RunRecords` protocol). prometheus_client's multiprocess mode
+is not used: it needs one local directory shared by every process, which processes on other
+machines do not have, and it keeps nothing across a redeploy.
+
+What the database does not already hold is written into the `counters` table (schema 3) by
+the process that observes it, through `Counters`: node seconds (the `execute_plan` op, when a
+node completes) and provider HTTP errors (the provider HTTP stack, through the sink of
+`provider_errors`). Each sample is one row (metric, labels as canonical JSON, value), added
+to by an atomic upsert (`INSERT ... ON CONFLICT DO UPDATE SET value = value + excluded.value`),
+so concurrent writers never lose an increment. A histogram is its cumulative `_bucket{le}`
+rows plus `_sum` and `_count`, all incremented in one transaction per observation, so a
+scrape never sees half an observation.
+
+Metrics (every one prefixed `video_pipelines_`):
+
+- `executions_submitted_total` — submissions stored (through the API, the CLI or the client).
+- `executions_started_total` — runs of `execute_plan` past Dagster's queue (any status but
+  queued, not started, starting); runs launched directly through Dagster count too. A run
+  canceled while still queued counts as started: its run status does not tell them apart.
+- `executions_finished_total{status}` — `completed`, `failed`, `canceled`: ended runs, plus
+  submissions rejected before a run (failed) and canceled while pending (canceled).
+- `node_seconds{operation,provider}` — histogram of the work seconds of each node that ran
+  (reused nodes run nothing); `provider` is `local` for FFmpeg-only operations.
+- `pending_submissions` — gauge: submissions waiting for the submission sensor.
+- `queued_runs` — gauge: runs of `execute_plan` waiting in Dagster's run queue.
+- `webhook_attempts_total{outcome}` — `delivered` (2xx), `http_error` (another status),
+  `error` (no answer: timeout, connection refused, destination refused).
+- `provider_http_errors_total{provider,status}` — non-2xx answers of provider APIs, retried
+  ones included.
+
+Values counted from rows (submissions, runs, attempts) only go up as long as those rows are
+kept; a retention that deletes them looks to Prometheus like a counter reset.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from sqlalchemy.dialects import postgresql, sqlite
+
+from video_pipelines.errors import SubmissionStoreError
+from video_pipelines.executions.records import RunRecords, RunState
+from video_pipelines.submissions import SubmissionState, SubmissionStore
+from video_pipelines.submissions.schema import counters, webhook_attempts
+from video_pipelines.telemetry.provider_errors import reporting_provider_errors
+from video_pipelines.vocabulary import ExecutionState
+
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "NODE_SECONDS",
+    "NODE_SECONDS_BUCKETS",
+    "PROVIDER_HTTP_ERRORS",
+    "Counters",
+    "Sample",
+    "ServiceCollector",
+    "counting_provider_errors",
+    "observe_node_seconds",
+    "render_metrics",
+]
+
+PREFIX = "video_pipelines_"
+NODE_SECONDS = PREFIX + "node_seconds"
+PROVIDER_HTTP_ERRORS = PREFIX + "provider_http_errors_total"
+# Plan nodes take from a fraction of a second (a reframe of a short clip) to many minutes (a remote model).
+NODE_SECONDS_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+LOCAL_PROVIDER = "local"
+
+_NOT_STARTED = frozenset({RunState.QUEUED, RunState.NOT_STARTED, RunState.STARTING})
+_FINISHED = (ExecutionState.COMPLETED, ExecutionState.FAILED, ExecutionState.CANCELED)
+_OUTCOMES = ("delivered", "http_error", "error")
+
+
+def _le(bound: float) -> str:
+    """A bucket's `le` label: `+Inf` or the bound as Python writes a float (`2.5`, `60.0`)."""
+    return "+Inf" if bound == math.inf else repr(float(bound))
+
+
+def _labels_key(labels: Mapping[str, str]) -> str:
+    """The canonical JSON of a sample's labels: the `labels` column of the counters table."""
+    return json.dumps({str(name): str(value) for name, value in labels.items()}, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One row of the counters table: a sample's name, labels and value."""
+
+    metric: str
+    labels: Mapping[str, str]
+    value: float
+
+
+class Counters:
+    """Prometheus samples kept in the `counters` table, added to by every process that observes them.
+
+    Thread-safe and safe across processes: each change is one transaction of atomic upserts.
+    A failure of the database raises `SubmissionStoreError`.
+    """
+
+    def __init__(self, store: SubmissionStore) -> None:
+        self._store = store
+
+    def add(self, metric: str, labels: Mapping[str, str], amount: float = 1.0) -> None:
+        """Add `amount` (>= 0: counters only go up) to the sample `metric{labels}`."""
+        if not math.isfinite(amount) or amount < 0:
+            raise SubmissionStoreError(f"{metric}: a counter only goes up; cannot add {amount!r}")
+        self._increment(metric, [(metric, _labels_key(labels), float(amount))])
+
+    def observe(self, histogram: str, labels: Mapping[str, str], value: float, buckets: Sequence[float]) -> None:
+        """Count one observation of `value` in `histogram{labels}`: its buckets, `_sum` and `_count`, at once.
+
+        Every bucket row is written (by 0 when `value` is above its bound), so the table holds
+        the histogram's whole bucket layout and a scrape renders it as it is.
+        """
+        if not math.isfinite(value):
+            raise SubmissionStoreError(f"{histogram}: cannot observe {value!r}")
+        if "le" in labels:
+            raise SubmissionStoreError(f"{histogram}: 'le' is the bucket label of a histogram, not one of its labels")
+        bounds = sorted({float(bound) for bound in buckets} | {math.inf})
+        rows = [
+            (f"{histogram}_bucket", _labels_key({**labels, "le": _le(bound)}), 1.0 if value <= bound else 0.0)
+            for bound in bounds
+        ]
+        key = _labels_key(labels)
+        rows += [(f"{histogram}_sum", key, float(value)), (f"{histogram}_count", key, 1.0)]
+        self._increment(histogram, rows)
+
+    def samples(self) -> list[Sample]:
+        """Every sample of the table."""
+        query = sa.select(counters.c.metric, counters.c.labels, counters.c.value)
+        try:
+            with self._store.reader.connect() as connection:
+                rows = connection.execute(query).all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise _store_error(f"cannot read the counters in {self._store.url}", exc) from exc
+        return [Sample(str(metric), json.loads(labels), float(value)) for metric, labels, value in rows]
+
+    def _increment(self, metric: str, rows: list[tuple[str, str, float]]) -> None:
+        # Sorted: concurrent transactions lock the rows in one order, so they cannot deadlock.
+        values = [{"metric": name, "labels": labels, "value": amount} for name, labels, amount in sorted(rows)]
+        engine = self._store.engine
+        try:
+            with engine.begin() as connection:
+                connection.execute(_upsert(connection.dialect.name, values))
+        except sa.exc.SQLAlchemyError as exc:
+            raise _store_error(f"cannot add to {metric} in {self._store.url}", exc) from exc
+
+
+def _upsert(dialect: str, values: list[dict[str, object]]) -> sa.Executable:
+    """INSERT the rows; a row already there gets the new value added to its own."""
+    key = [counters.c.metric, counters.c.labels]
+    if dialect == "postgresql":
+        pg = postgresql.insert(counters).values(values)
+        return pg.on_conflict_do_update(index_elements=key, set_={"value": counters.c.value + pg.excluded.value})
+    if dialect == "sqlite":
+        lite = sqlite.insert(counters).values(values)
+        return lite.on_conflict_do_update(index_elements=key, set_={"value": counters.c.value + lite.excluded.value})
+    raise SubmissionStoreError(f"counters are kept on PostgreSQL or SQLite, not {dialect}")
+
+
+def _store_error(message: str, exc: sa.exc.SQLAlchemyError) -> SubmissionStoreError:
+    return SubmissionStoreError(f"{message}: {getattr(exc, 'orig', None) or exc}")
+
+
+def observe_node_seconds(
+    store: SubmissionStore, operation: str, provider: str | None, seconds: float, *, warn: Callable[[str], None]
+) -> None:
+    """Count a completed node's work seconds; a failure to write is a warning, never the node's failure."""
+    labels = {"operation": operation, "provider": provider or LOCAL_PROVIDER}
+    try:
+        Counters(store).observe(NODE_SECONDS, labels, seconds, NODE_SECONDS_BUCKETS)
+    except SubmissionStoreError as exc:
+        warn(f"the node's {seconds:g} s are not counted in the metrics: {exc}")
+
+
+@contextmanager
+def counting_provider_errors(store: SubmissionStore, *, warn: Callable[[str], None]) -> Iterator[None]:
+    """Count, in the counters table, the provider HTTP error answers seen in this block (see `provider_errors`)."""
+    tally = Counters(store)
+
+    def count(provider: str, status: int) -> None:
+        try:
+            tally.add(PROVIDER_HTTP_ERRORS, {"provider": provider, "status": str(status)})
+        except SubmissionStoreError as exc:
+            warn(f"{provider}'s HTTP {status} is not counted in the metrics: {exc}")
+
+    with reporting_provider_errors(count):
+        yield
+
+
+class ServiceCollector:
+    """A prometheus_client collector that reads every metric from the store and the run records when collected."""
+
+    def __init__(self, store: SubmissionStore, records: RunRecords) -> None:
+        self._store = store
+        self._records = records
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            submissions = self._store.count_by_state()
+            attempts = self._attempts_by_status()
+        except sa.exc.SQLAlchemyError as exc:
+            raise _store_error(f"cannot read the metrics from {self._store.url}", exc) from exc
+        runs = self._records.run_counts()
+        samples = Counters(self._store).samples()
+        yield from _execution_metrics(submissions, runs)
+        yield from _queue_metrics(submissions, runs)
+        yield _node_seconds([sample for sample in samples if sample.metric.startswith(NODE_SECONDS + "_")])
+        yield _webhook_attempts(attempts)
+        yield _provider_errors([sample for sample in samples if sample.metric == PROVIDER_HTTP_ERRORS])
+
+    def _attempts_by_status(self) -> dict[int | None, int]:
+        """How many webhook attempts ended with each status code (None: no answer)."""
+        code = webhook_attempts.c.status_code
+        query = sa.select(code, sa.func.count()).group_by(code)
+        with self._store.reader.connect() as connection:
+            return {status: int(count) for status, count in connection.execute(query).all()}
+
+
+def _execution_metrics(submissions: Mapping[str, int], runs: Mapping[RunState, int]) -> Iterator[Metric]:
+    yield CounterMetricFamily(
+        PREFIX + "executions_submitted",
+        "Executions submitted (stored submissions, through the API, the CLI or the client).",
+        value=sum(submissions.values()),
+    )
+    yield CounterMetricFamily(
+        PREFIX + "executions_started",
+        "Runs of execute_plan past Dagster's run queue (also those launched directly through Dagster).",
+        value=sum(count for state, count in runs.items() if state not in _NOT_STARTED),
+    )
+    finished = dict.fromkeys(_FINISHED, 0)
+    for run_state, count in runs.items():
+        if run_state.is_finished:
+            finished[run_state.execution_state] += count
+    finished[ExecutionState.FAILED] += submissions.get(SubmissionState.REJECTED.value, 0)
+    finished[ExecutionState.CANCELED] += submissions.get(SubmissionState.CANCELED.value, 0)
+    family = CounterMetricFamily(
+        PREFIX + "executions_finished",
+        "Executions that ended, by status (ended runs; submissions rejected or canceled before a run).",
+        labels=["status"],
+    )
+    for status, count in finished.items():
+        family.add_metric([status.value], count)
+    yield family
+
+
+def _queue_metrics(submissions: Mapping[str, int], runs: Mapping[RunState, int]) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        PREFIX + "pending_submissions",
+        "Submissions waiting for the submission sensor to launch them.",
+        value=submissions.get(SubmissionState.PENDING.value, 0),
+    )
+    yield GaugeMetricFamily(
+        PREFIX + "queued_runs",
+        "Runs of execute_plan waiting in Dagster's run queue.",
+        value=runs.get(RunState.QUEUED, 0),
+    )
+
+
+def _series(samples: Iterable[Sample]) -> dict[str, list[Sample]]:
+    """The samples grouped by their labels without `le` (one group per histogram series)."""
+    grouped: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        grouped[_labels_key({name: value for name, value in sample.labels.items() if name != "le"})].append(sample)
+    return grouped
+
+
+def _node_seconds(samples: list[Sample]) -> Metric:
+    labels = ["operation", "provider"]
+    family = HistogramMetricFamily(
+        NODE_SECONDS, "Work seconds of each plan node that ran, by operation and provider.", labels=labels
+    )
+    for key, rows in sorted(_series(samples).items()):
+        series = json.loads(key)
+        buckets = sorted(
+            ((row.labels["le"], row.value) for row in rows if row.metric == f"{NODE_SECONDS}_bucket"),
+            key=lambda bucket: float(bucket[0]),
+        )
+        total = sum(row.value for row in rows if row.metric == f"{NODE_SECONDS}_sum")
+        if not buckets or buckets[-1][0] != "+Inf":
+            continue  # not a histogram series this version wrote
+        family.add_metric([series.get(name, "") for name in labels], buckets, total)
+    return family
+
+
+def _webhook_attempts(attempts: Mapping[int | None, int]) -> Metric:
+    outcomes = dict.fromkeys(_OUTCOMES, 0)
+    for status, count in attempts.items():
+        if status is None:
+            outcomes["error"] += count
+        elif 200 <= status < 300:
+            outcomes["delivered"] += count
+        else:
+            outcomes["http_error"] += count
+    family = CounterMetricFamily(
+        PREFIX + "webhook_attempts",
+        "Webhook delivery attempts by outcome: delivered (2xx), http_error (another status), error (no answer).",
+        labels=["outcome"],
+    )
+    for outcome, count in outcomes.items():
+        family.add_metric([outcome], count)
+    return family
+
+
+def _provider_errors(samples: list[Sample]) -> Metric:
+    labels = ["provider", "status"]
+    family = CounterMetricFamily(
+        PROVIDER_HTTP_ERRORS,
+        "Answers of provider APIs that were not 2xx, by provider and HTTP status (retried ones included).",
+        labels=labels,
+    )
+    for sample in sorted(samples, key=lambda sample: _labels_key(sample.labels)):
+        family.add_metric([sample.labels.get(name, "") for name in labels], sample.value)
+    return family
+
+
+def render_metrics(store: SubmissionStore, records: RunRecords) -> bytes:
+    """Every metric in the Prometheus text format (`CONTENT_TYPE_LATEST`), read from the store and the records now."""
+    # A fresh registry per scrape: nothing is kept in this process between scrapes.
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServiceCollector(store, records))
+    return generate_latest(registry)
