@@ -24,13 +24,14 @@ from video_pipelines.orchestration.assets import asset_key_for
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.executor import in_process_or_multiprocess
 from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
-from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy
+from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy, SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.orchestration.state import NodeOutput, NodeTask, PlanState
 from video_pipelines.plan import PlanNode
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan
 from video_pipelines.retrying import backoff_delay
+from video_pipelines.telemetry.metrics import counting_provider_errors, observe_node_seconds
 from video_pipelines.vocabulary import NodeState
 
 # Transient errors are retried with exponential backoff and jitter: 2 s, 4 s, 8 s (each +-50%).
@@ -140,6 +141,7 @@ def run_plan_node(
     replicate: ReplicateResource,
     fal: FalResource,
     google_cloud: GoogleVertexResource,
+    submissions: SubmissionStoreResource,
 ) -> NodeOutput:
     """Run one plan node on real media and record its video as an asset materialization."""
     node = task.node
@@ -151,15 +153,16 @@ def run_plan_node(
     )
     context.log.info(f"{node.id}: {node.operation.value} on {len(task.inputs)} input(s), lineage {task.lineage[:12]}")
     try:
-        run = run_node(
-            node,
-            inputs=task.inputs,
-            upstream=task.upstream,
-            lineage=task.lineage,
-            env=env,
-            log=lambda message: context.log.info(f"{node.id}: {message}"),
-            ledger=RunTagLedger(context.instance, context.run_id, node.id),
-        )
+        with counting_provider_errors(submissions.store(), warn=context.log.warning):
+            run = run_node(
+                node,
+                inputs=task.inputs,
+                upstream=task.upstream,
+                lineage=task.lineage,
+                env=env,
+                log=lambda message: context.log.info(f"{node.id}: {message}"),
+                ledger=RunTagLedger(context.instance, context.run_id, node.id),
+            )
     except TransientError as exc:
         attempt = context.retry_number + 1
         if attempt > MAX_RETRIES:
@@ -186,6 +189,7 @@ def run_plan_node(
             model=run.model,
         )
     )
+    observe_node_seconds(submissions.store(), node.operation.value, run.provider, run.seconds, warn=context.log.warning)
     context.log.info(f"{node.id}: {result.duration}s {result.width}x{result.height} -> {result.url}")
     return NodeOutput(node.id, result)
 

@@ -10,6 +10,8 @@
   other 4xx fails at once with a `ProviderHttpError` that carries the HTTP status and the
   provider's own message. The credential never appears in an error. An adapter may give a
   deadline that bounds all its calls (Vertex: the node's timeout covers the whole call).
+  Every answer that is not 2xx, retried or not, is reported to the sink of
+  `telemetry.provider_errors` (the metrics count it).
 - `run_job` / `poll_until`: the life of one provider job under a `JobLedger`: resume the job
   the ledger remembers or create one, remember it before waiting, poll it to the end within
   the node's timeout. On expiry, or on any exception while waiting (KeyboardInterrupt,
@@ -55,6 +57,7 @@ from video_pipelines.net import (
 )
 from video_pipelines.providers.base import JobLedger, LipSyncRequest
 from video_pipelines.retrying import backoff_delay, parse_retry_after
+from video_pipelines.telemetry.provider_errors import report_provider_error
 
 T = TypeVar("T")
 
@@ -300,6 +303,8 @@ class ProviderHttp:
                 total_timeout=timeout,
             ) as response:
                 body = self._read(response, destination)
+                if not 200 <= response.status_code < 300:
+                    report_provider_error(self.provider, response.status_code)
                 return _Answer(response.status_code, response.reason_phrase, response.headers.get("retry-after"), body)
         except httpx.HTTPError as exc:
             certificate = certificate_error(exc)

@@ -1,0 +1,305 @@
+"""`/metrics`: a known run, known submissions and webhook attempts, scraped and parsed with prometheus_client."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from dagster._core.events import DagsterEvent
+from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from prometheus_client.parser import text_string_to_metric_families
+
+from video_pipelines import client
+from video_pipelines.demo import run_plan_in_process
+from video_pipelines.executions import RunState
+from video_pipelines.orchestration.config import PlanConfig
+from video_pipelines.orchestration.definitions import execute_plan_job
+from video_pipelines.plan import parse_plan
+from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions.schema import COUNTERS_TABLE
+from video_pipelines.telemetry.metrics import (
+    CONTENT_TYPE_LATEST,
+    NODE_SECONDS,
+    NODE_SECONDS_BUCKETS,
+    Counters,
+    counting_provider_errors,
+    render_metrics,
+)
+from video_pipelines.webhooks import AttemptOutcome, DeliveryOutbox, RetrySchedule
+
+from .conftest import STORE_KEY
+from .memory_records import MemoryRunRecords
+from .test_providers_replicate_fal import TOKEN, FakeReplicate
+
+PLAN: dict[str, Any] = {
+    "jobs": [
+        {"id": "clip", "type": "generateVideo", "params": {"prompt": "metrics", "duration": 1, "resolution": 64}},
+        {"id": "square", "type": "reframe", "params": {"aspectRatio": "1:1"}, "dependsOn": ["clip"]},
+    ]
+}
+LabelSet = tuple[tuple[str, str], ...]
+
+
+class Scrape:
+    """One scrape, parsed by prometheus_client's own parser."""
+
+    def __init__(self, text: str) -> None:
+        self.types: dict[str, str] = {}
+        self.samples: dict[tuple[str, LabelSet], float] = {}
+        for family in text_string_to_metric_families(text):
+            self.types[family.name] = family.type
+            for sample in family.samples:
+                self.samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.samples[(name, tuple(sorted(labels.items())))]
+
+    def series(self, name: str) -> dict[LabelSet, float]:
+        return {labels: value for (sample, labels), value in self.samples.items() if sample == name}
+
+
+def scrape(store: SubmissionStore, records: Any) -> Scrape:
+    return Scrape(render_metrics(store, records).decode("utf-8"))
+
+
+@pytest.fixture
+def deployment(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[client.Deployment]:
+    """A Dagster instance and a submission store on `db_url`'s kind of database, as the run's resources find them."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.delenv("VIDEO_PIPELINES_STORAGE_URL", raising=False)
+    if db_url.startswith("postgresql"):
+        # Dagster's storage and the submission store in one PostgreSQL database, as in production.
+        monkeypatch.setenv("VIDEO_PIPELINES_DATABASE_URL", db_url)
+    else:
+        # The embedded default: SQLite files in DAGSTER_HOME.
+        monkeypatch.delenv("VIDEO_PIPELINES_DATABASE_URL", raising=False)
+    with client.deployment() as opened:
+        yield opened
+
+
+def work_seconds(result: dg.ExecuteInProcessResult) -> dict[str, float]:
+    """Each node's work seconds, as its materialization recorded them."""
+    seconds = {}
+    for event in result.get_asset_materialization_events():
+        metadata = event.step_materialization_data.materialization.metadata
+        seconds[str(metadata["node_id"].value)] = float(metadata["work_seconds"].value)  # type: ignore[arg-type]
+    return seconds
+
+
+def queue_a_run(instance: dg.DagsterInstance) -> None:
+    """A run of execute_plan waiting in Dagster's run queue (no daemon dequeues it here)."""
+    config = dg.RunConfig(ops={"plan": PlanConfig.from_plan(parse_plan(PLAN))}).to_config_dict()
+    location = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="video_pipelines.orchestration.definitions", attribute="defs")
+    )
+    origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "execute_plan")
+    run = instance.create_run_for_job(execute_plan_job(), run_config=config, remote_job_origin=origin)
+    # What Dagster's QueuedRunCoordinator.submit_run does with a new run.
+    instance.report_dagster_event(DagsterEvent.job_enqueue(run), run_id=run.run_id)
+    queued = instance.get_run_by_id(run.run_id)
+    assert queued is not None and queued.status == dg.DagsterRunStatus.QUEUED
+
+
+def record_attempts(store: SubmissionStore, execution_id: str) -> None:
+    """Webhook attempts: one delivery 503, timeout, 200; another 404 once."""
+    outbox = DeliveryOutbox(store)
+    schedule = RetrySchedule(delays=(0.0, 0.0, 0.0))
+    first = outbox.enqueue(
+        execution_id=execution_id, event="completed", url="https://hooks.example.com/a", body=b"{}", secret_source=None
+    )
+    for outcome in (
+        AttemptOutcome(status_code=503),
+        AttemptOutcome(error="timed out"),
+        AttemptOutcome(status_code=200),
+    ):
+        first = outbox.record_attempt(first, outcome, schedule=schedule)
+    second = outbox.enqueue(
+        execution_id=execution_id, event="failed", url="https://hooks.example.com/b", body=b"{}", secret_source=None
+    )
+    outbox.record_attempt(second, AttemptOutcome(status_code=404), schedule=schedule)
+
+
+def test_metrics_after_a_known_run(deployment: client.Deployment) -> None:
+    store, instance = deployment.store, deployment.instance
+    result = run_plan_in_process(PLAN, instance)
+    assert result.success
+    pending, _ = store.submit(PLAN)
+    rejected, _ = store.submit(PLAN)
+    canceled, _ = store.submit(PLAN)
+    assert store.mark_rejected(rejected.execution_id, "plan.baseExecutionId: no execution exec_x")
+    assert store.cancel_pending(canceled.execution_id)
+    queue_a_run(instance)
+    record_attempts(store, pending.execution_id)
+
+    metrics = scrape(store, deployment.records)
+
+    assert metrics.value("video_pipelines_executions_submitted_total") == 3
+    # The in-process run started and completed; the queued one has not started.
+    assert metrics.value("video_pipelines_executions_started_total") == 1
+    assert metrics.series("video_pipelines_executions_finished_total") == {
+        (("status", "completed"),): 1,
+        (("status", "failed"),): 1,  # the rejected submission
+        (("status", "canceled"),): 1,  # the submission canceled while pending
+    }
+    assert metrics.value("video_pipelines_pending_submissions") == 1
+    assert metrics.value("video_pipelines_queued_runs") == 1
+    assert metrics.types["video_pipelines_pending_submissions"] == "gauge"
+
+    # One observation per node that ran, its sum the seconds the node's materialization recorded.
+    assert metrics.types[NODE_SECONDS] == "histogram"
+    seconds = work_seconds(result)
+    for node_id, operation in (("clip", "generateVideo"), ("square", "reframe")):
+        series = {"operation": operation, "provider": "local"}
+        assert metrics.value(f"{NODE_SECONDS}_count", **series) == 1
+        assert metrics.value(f"{NODE_SECONDS}_sum", **series) == pytest.approx(seconds[node_id])
+        assert seconds[node_id] > 0
+        buckets = {float(labels["le"]): value for labels, value in _buckets(metrics, series)}
+        assert sorted(buckets) == [*NODE_SECONDS_BUCKETS, float("inf")]
+        assert buckets == {bound: 1.0 if seconds[node_id] <= bound else 0.0 for bound in buckets}
+    assert sum(metrics.series(f"{NODE_SECONDS}_count").values()) == 2
+
+    assert metrics.series("video_pipelines_webhook_attempts_total") == {
+        (("outcome", "delivered"),): 1,
+        (("outcome", "http_error"),): 2,
+        (("outcome", "error"),): 1,
+    }
+    assert metrics.types["video_pipelines_provider_http_errors"] == "counter"
+    assert metrics.series("video_pipelines_provider_http_errors_total") == {}
+
+
+def _buckets(metrics: Scrape, series: dict[str, str]) -> list[tuple[dict[str, str], float]]:
+    found = []
+    for labels, value in metrics.series(f"{NODE_SECONDS}_bucket").items():
+        named = dict(labels)
+        if {name: named[name] for name in series} == series:
+            found.append((named, value))
+    return found
+
+
+def test_started_and_finished_from_every_run_state(store: SubmissionStore) -> None:
+    records = MemoryRunRecords()
+    for number, state in enumerate([*RunState, RunState.SUCCESS, RunState.FAILURE]):
+        records.add_run(f"exec_{number}", PLAN, state)
+    metrics = scrape(store, records)
+    # Past the queue: managed, started, suspended, canceling, 2 success, 2 failure, canceled.
+    assert metrics.value("video_pipelines_executions_started_total") == 9
+    assert metrics.series("video_pipelines_executions_finished_total") == {
+        (("status", "completed"),): 2,
+        (("status", "failed"),): 2,
+        (("status", "canceled"),): 1,
+    }
+    assert metrics.value("video_pipelines_queued_runs") == 1
+    assert metrics.value("video_pipelines_executions_submitted_total") == 0
+    assert CONTENT_TYPE_LATEST.startswith("text/plain")
+
+
+def test_counters_add_up_across_stores_and_threads(db_url: str) -> None:
+    """Four stores (four engines, as four processes would have) adding at once: no increment is lost."""
+    stores = [SubmissionStore(db_url, secret_key=STORE_KEY) for _ in range(4)]
+    adds, start = 25, threading.Barrier(len(stores))
+    errors: list[BaseException] = []
+
+    def work(store: SubmissionStore) -> None:
+        counters = Counters(store)
+        start.wait()
+        try:
+            for number in range(adds):
+                counters.add("video_pipelines_provider_http_errors_total", {"provider": "fal", "status": "502"})
+                counters.observe(NODE_SECONDS, {"operation": "merge", "provider": "local"}, number % 5, (1.0, 2.0))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(store,)) for store in stores]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        metrics = scrape(stores[0], MemoryRunRecords())
+    finally:
+        for store in stores:
+            store.close()
+    total = adds * len(stores)
+    assert metrics.value("video_pipelines_provider_http_errors_total", provider="fal", status="502") == total
+    series = {"operation": "merge", "provider": "local"}
+    assert metrics.value(f"{NODE_SECONDS}_count", **series) == total
+    # Values 0..4, each a fifth of the time: 0 and 1 are <= 1, 0..2 are <= 2.
+    assert metrics.value(f"{NODE_SECONDS}_bucket", le="1.0", **series) == total * 2 / 5
+    assert metrics.value(f"{NODE_SECONDS}_bucket", le="2.0", **series) == total * 3 / 5
+    assert metrics.value(f"{NODE_SECONDS}_bucket", le="+Inf", **series) == total
+    assert metrics.value(f"{NODE_SECONDS}_sum", **series) == len(stores) * sum(n % 5 for n in range(adds))
+
+
+def test_a_provider_5xx_is_counted_by_provider_and_status(
+    dagster_home: Path, clip: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = {"prompt": "a fox", "duration": 1, "provider": "replicate"}
+    plan = {"jobs": [{"id": "gen", "type": "generateVideo", "params": params}]}
+    api = FakeReplicate(auth=f"Bearer {TOKEN}", output=clip, polls_to_finish=1)
+    # The first poll fails with a 503 (retried at once, as its Retry-After asks), then the job succeeds.
+    api.script["status"] = [(503, {"Retry-After": "0"}, {"detail": "upstream overloaded"})]
+    api.start()
+    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
+    monkeypatch.setenv("REPLICATE_API_BASE_URL", api.base_url)
+    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
+    try:
+        with client.deployment() as target:
+            result = run_plan_in_process(plan, target.instance)
+            assert result.success
+            metrics = scrape(target.store, target.records)
+    finally:
+        api.stop()
+    assert len(api.seen("status")) >= 2
+    assert metrics.series("video_pipelines_provider_http_errors_total") == {
+        (("provider", "replicate"), ("status", "503")): 1
+    }
+    assert metrics.value(f"{NODE_SECONDS}_count", operation="generateVideo", provider="replicate") == 1
+
+
+def test_provider_errors_are_counted_only_inside_the_block(store: SubmissionStore, clip: bytes) -> None:
+    from video_pipelines.errors import ProviderHttpError
+    from video_pipelines.net import parse_allowed_hosts
+    from video_pipelines.providers.base import GenerationRequest, NoLedger
+    from video_pipelines.providers.http import HttpPolicy
+    from video_pipelines.providers.replicate import ReplicateProvider
+
+    api = FakeReplicate(auth=f"Bearer {TOKEN}", output=clip).start()
+    request = GenerationRequest(prompt="x", duration=1, width=64, height=36, aspect_ratio="16:9", seed=1, model=None)
+    provider = ReplicateProvider(
+        TOKEN, base_url=api.base_url, allowed=parse_allowed_hosts("127.0.0.1"), poll_interval=0.05,
+        http=HttpPolicy(max_attempts=1),
+    )  # fmt: skip
+    refusal = (422, {}, {"detail": "prompt flagged"})
+    warnings: list[str] = []
+    try:
+        api.script["create"] = [refusal]
+        with pytest.raises(ProviderHttpError):
+            provider.generate(request, Path("/nonexistent/out.mp4"), timeout=10, ledger=NoLedger())
+        api.script["create"] = [refusal]
+        with counting_provider_errors(store, warn=warnings.append), pytest.raises(ProviderHttpError):
+            provider.generate(request, Path("/nonexistent/out.mp4"), timeout=10, ledger=NoLedger())
+    finally:
+        api.stop()
+    assert warnings == []
+    metrics = scrape(store, MemoryRunRecords())
+    assert metrics.series("video_pipelines_provider_http_errors_total") == {
+        (("provider", "replicate"), ("status", "422")): 1
+    }
+
+
+def test_a_metrics_write_that_fails_never_fails_the_node(dagster_home: Path) -> None:
+    with client.deployment() as target:
+        with target.store.engine.begin() as connection:
+            connection.execute(sa.text(f"DROP TABLE {COUNTERS_TABLE}"))
+        result = run_plan_in_process(PLAN, target.instance)
+        logs = [entry for entry in target.instance.all_logs(result.run_id) if entry.level == 30]  # WARNING
+    assert result.success
+    messages = [entry.user_message for entry in logs]
+    assert any("are not counted in the metrics" in message for message in messages), messages
