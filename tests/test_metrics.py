@@ -17,10 +17,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from video_pipelines import client
 from video_pipelines.demo import run_plan_in_process
+from video_pipelines.errors import ProviderHttpError
 from video_pipelines.executions import RunState
+from video_pipelines.net import parse_allowed_hosts
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.plan import parse_plan
+from video_pipelines.providers.base import GenerationRequest, NoLedger
+from video_pipelines.providers.http import HttpPolicy
+from video_pipelines.providers.replicate import ReplicateProvider
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.submissions.schema import COUNTERS_TABLE
 from video_pipelines.telemetry.metrics import (
@@ -263,28 +268,20 @@ def test_a_provider_5xx_is_counted_by_provider_and_status(
     assert metrics.value(f"{NODE_SECONDS}_count", operation="generateVideo", provider="replicate") == 1
 
 
-def test_provider_errors_are_counted_only_inside_the_block(store: SubmissionStore, clip: bytes) -> None:
-    from video_pipelines.errors import ProviderHttpError
-    from video_pipelines.net import parse_allowed_hosts
-    from video_pipelines.providers.base import GenerationRequest, NoLedger
-    from video_pipelines.providers.http import HttpPolicy
-    from video_pipelines.providers.replicate import ReplicateProvider
-
+def test_provider_errors_are_counted_only_inside_the_block(store: SubmissionStore, clip: bytes, tmp_path: Path) -> None:
     api = FakeReplicate(auth=f"Bearer {TOKEN}", output=clip).start()
     request = GenerationRequest(prompt="x", duration=1, width=64, height=36, aspect_ratio="16:9", seed=1, model=None)
-    provider = ReplicateProvider(
-        TOKEN, base_url=api.base_url, allowed=parse_allowed_hosts("127.0.0.1"), poll_interval=0.05,
-        http=HttpPolicy(max_attempts=1),
-    )  # fmt: skip
+    allowed = parse_allowed_hosts("127.0.0.1")
+    provider = ReplicateProvider(TOKEN, base_url=api.base_url, allowed=allowed, http=HttpPolicy(max_attempts=1))
     refusal = (422, {}, {"detail": "prompt flagged"})
     warnings: list[str] = []
     try:
         api.script["create"] = [refusal]
         with pytest.raises(ProviderHttpError):
-            provider.generate(request, Path("/nonexistent/out.mp4"), timeout=10, ledger=NoLedger())
+            provider.generate(request, tmp_path / "out.mp4", timeout=10, ledger=NoLedger())
         api.script["create"] = [refusal]
         with counting_provider_errors(store, warn=warnings.append), pytest.raises(ProviderHttpError):
-            provider.generate(request, Path("/nonexistent/out.mp4"), timeout=10, ledger=NoLedger())
+            provider.generate(request, tmp_path / "out.mp4", timeout=10, ledger=NoLedger())
     finally:
         api.stop()
     assert warnings == []
