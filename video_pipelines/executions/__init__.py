@@ -11,6 +11,7 @@ get through the `RunRecords` protocol, which `orchestration/` implements over Da
 - `notifications` — an execution's webhooks: target, secret, payloads (the end, `execution.started`,
   node events), enqueue, delivery report, redelivery.
 - `records` — the `RunRecords` protocol and the run and node views it returns.
+- `traces` — an execution's trace context and the spans of its submission and its end.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from video_pipelines.executions.records import (
     BASE_EXECUTION_ID_TAG,
     EXECUTION_ID_TAG,
     PROVIDER_JOB_TAG_PREFIX,
+    TRACEPARENT_TAG,
     NodeRecord,
     RunRecords,
     RunState,
@@ -46,12 +48,14 @@ from video_pipelines.executions.records import (
 )
 from video_pipelines.executions.report import validation_report
 from video_pipelines.executions.status import ExecutionStatus, NodeStatus, execution_status
+from video_pipelines.executions.traces import execution_trace, record_execution, record_never_ran, trace_lookup
 
 __all__ = [
     "BASE_EXECUTION_ID_TAG",
     "EXECUTION_ID_TAG",
     "MAX_LEVELS",
     "PROVIDER_JOB_TAG_PREFIX",
+    "TRACEPARENT_TAG",
     "Admission",
     "BaseCheck",
     "BaseReadiness",
@@ -74,12 +78,16 @@ __all__ = [
     "enqueue_running_events",
     "enqueue_webhook",
     "execution_status",
+    "execution_trace",
     "node_payload",
+    "record_execution",
+    "record_never_ran",
     "redeliver",
     "secret_lookup",
     "started_payload",
     "submit",
     "subscribed_events",
+    "trace_lookup",
     "validation_report",
     "webhook_payload",
     "webhook_target",

@@ -10,21 +10,35 @@ from video_pipelines.executions.admission import Admission
 from video_pipelines.executions.notifications import enqueue_webhook
 from video_pipelines.executions.records import RunRecords
 from video_pipelines.executions.status import ExecutionStatus, execution_status
+from video_pipelines.executions.traces import record_never_ran, record_submitted
 from video_pipelines.submissions import SubmissionStore
+from video_pipelines.telemetry.trace_context import new_execution_context, parse_traceparent
 from video_pipelines.webhooks import DeliveryOutbox
 
 
-def submit(admission: Admission, store: SubmissionStore, *, idempotency_key: str | None = None) -> str:
-    """Store an admitted plan; returns its execution id (the same one again for the same idempotency key)."""
+def submit(
+    admission: Admission,
+    store: SubmissionStore,
+    *,
+    idempotency_key: str | None = None,
+    trace_parent: str | None = None,
+) -> str:
+    """Store an admitted plan; returns its execution id (the same one again for the same idempotency key).
+
+    The execution gets its own span id in the trace of `trace_parent` (the request's W3C
+    `traceparent`, when it carried a valid one) or in a new trace; see `telemetry.trace_context`.
+    """
     plan = admission.plan
-    submission, _created = store.submit(
+    submission, created = store.submit(
         plan.to_wire(include_secret=False),
         base_execution_id=plan.base_execution_id,
         webhook_url=plan.webhook.url if plan.webhook else None,
         webhook_secret=plan.webhook.secret if plan.webhook else None,
         priority=plan.priority.value,
         idempotency_key=idempotency_key,
+        traceparent=new_execution_context(trace_parent).traceparent,
     )
+    record_submitted(submission, created=created, parent=parse_traceparent(trace_parent))
     return submission.execution_id
 
 
@@ -33,6 +47,7 @@ def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> Ex
     if store.cancel_pending(execution_id):
         # Canceled before it ran: its webhook says so (sent by the webhook_deliveries sensor).
         enqueue_webhook(records, store, DeliveryOutbox(store), execution_id)
+        record_never_ran(records, store, execution_id)
     run = records.find_run(execution_id)
     if run is not None and not run.state.is_finished:
         records.terminate(run.run_id)

@@ -28,6 +28,7 @@ from typing import Any
 from video_pipelines.errors import ExecutionNotFound, WebhookError, WebhookSecretError
 from video_pipelines.executions.records import RunRecords, RunView
 from video_pipelines.executions.status import CANCELED_ERROR, ExecutionStatus, execution_status
+from video_pipelines.executions.traces import trace_lookup
 from video_pipelines.net import AllowedHosts
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, ExecutionState, NodeState, WebhookEvent
@@ -305,6 +306,7 @@ def deliver(store: SubmissionStore) -> list[str]:
         secret_for=secret_lookup(store),
         allowed=AllowedHosts.from_env(),
         schedule=RetrySchedule.from_env(),
+        trace_parent_for=trace_lookup(store),
     )
     return [
         f"{delivery.webhook_id} ({delivery.execution_id}, {delivery.event}): "

@@ -20,6 +20,8 @@ from video_pipelines.vocabulary import ExecutionState, NodeState
 EXECUTION_ID_TAG = "video/execution_id"
 BASE_EXECUTION_ID_TAG = "video/base_execution_id"
 PROVIDER_JOB_TAG_PREFIX = "video/provider_job/"
+# The W3C traceparent of the execution's span, on runs launched from a submission (see telemetry.trace_context).
+TRACEPARENT_TAG = "video/traceparent"
 
 
 class RunState(StrEnum):

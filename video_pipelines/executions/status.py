@@ -5,8 +5,11 @@ run, everything comes from the run: its state, its nodes' steps and their record
 `to_wire()` gives the JSON of `video-pipelines status` (and of the HTTP API):
 
     {"executionId", "status", "progress", "totalJobs", "completedJobs", "reusedJobs",
-     "currentJob", "result", "error", "runId", "cost",
+     "currentJob", "result", "error", "runId", "cost", "traceId",
      "jobs": {"<node id>": {"status", "result", "reusedFrom", "cost"}}}
+
+`traceId` is the execution's trace (32 hex digits): its OpenTelemetry spans, and the W3C
+`traceparent` its webhooks and provider calls carry, are all in it (`telemetry.trace_context`).
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from video_pipelines.errors import ExecutionError, ExecutionNotFound
-from video_pipelines.executions.records import RunRecords, RunView
+from video_pipelines.executions.records import TRACEPARENT_TAG, RunRecords, RunView
 from video_pipelines.plan import parse_plan, sinks
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.submissions import Submission, SubmissionState, SubmissionStore
+from video_pipelines.telemetry.trace_context import execution_context
 from video_pipelines.vocabulary import ExecutionState, NodeState
 
 CANCELED_ERROR = "the execution was canceled"
@@ -63,6 +67,7 @@ class ExecutionStatus:
     result: VideoResult | None = None  # the final video, once completed
     error: str | None = None
     run_id: str | None = None
+    trace_id: str | None = None  # the execution's trace, 32 hex digits
 
     @property
     def is_terminal(self) -> bool:
@@ -108,6 +113,7 @@ class ExecutionStatus:
             "error": self.error,
             "runId": self.run_id,
             "cost": self.cost_usd,
+            "traceId": self.trace_id,
             "jobs": {node_id: node.to_wire() for node_id, node in self.nodes.items()},
         }
 
@@ -129,6 +135,7 @@ class ExecutionStatus:
             result=VideoResult.from_wire(result) if result else None,
             error=wire.get("error"),
             run_id=wire.get("runId"),
+            trace_id=wire.get("traceId"),
         )
 
 
@@ -162,6 +169,7 @@ def submission_status(submission: Submission) -> ExecutionStatus:
         nodes={node_id: NodeStatus(node_state) for node_id in node_ids},
         error=submission.error,
         run_id=submission.run_id,
+        trace_id=execution_context(submission.traceparent, submission.execution_id).trace_id_hex,
     )
 
 
@@ -197,4 +205,5 @@ def run_status(records: RunRecords, run: RunView) -> ExecutionStatus:
         result=final.result if state is ExecutionState.COMPLETED else None,
         error=error,
         run_id=run.run_id,
+        trace_id=execution_context(run.tags.get(TRACEPARENT_TAG), run.execution_id).trace_id_hex,
     )

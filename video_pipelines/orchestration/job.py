@@ -27,6 +27,7 @@ from video_pipelines.orchestration.provider_resources import FalResource, Google
 from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy, SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.orchestration.state import NodeOutput, NodeTask, PlanState
+from video_pipelines.orchestration.traces import node_span, trace_reused
 from video_pipelines.plan import PlanNode
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan
@@ -111,6 +112,7 @@ def plan(
                 reused_from=decision.reused_from,
             )
         )
+    trace_reused(context, execution_id, parsed, resolved.reused)
     state = PlanState(execution_id, resolved, resolved.run_levels())
     context.log.info(
         f"execution {execution_id}: {len(parsed.nodes)} nodes, {len(resolved.reused)} reused, "
@@ -153,7 +155,7 @@ def run_plan_node(
     )
     context.log.info(f"{node.id}: {node.operation.value} on {len(task.inputs)} input(s), lineage {task.lineage[:12]}")
     try:
-        with counting_provider_errors(submissions.store(), warn=context.log.warning):
+        with counting_provider_errors(submissions.store(), warn=context.log.warning), node_span(context, task) as span:
             run = run_node(
                 node,
                 inputs=task.inputs,
@@ -163,6 +165,7 @@ def run_plan_node(
                 log=lambda message: context.log.info(f"{node.id}: {message}"),
                 ledger=RunTagLedger(context.instance, context.run_id, node.id),
             )
+            span.ran(run)
     except TransientError as exc:
         attempt = context.retry_number + 1
         if attempt > MAX_RETRIES:

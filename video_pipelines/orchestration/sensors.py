@@ -18,10 +18,12 @@ from video_pipelines.errors import PlanValidationError
 from video_pipelines.executions import (
     BASE_EXECUTION_ID_TAG,
     EXECUTION_ID_TAG,
+    TRACEPARENT_TAG,
     BaseReadiness,
     RunRecords,
     admit,
     enqueue_webhook,
+    record_never_ran,
 )
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.job import execute_plan
@@ -63,6 +65,9 @@ def run_request_for(submission: Submission, plan: Plan) -> dg.RunRequest:
     }
     if plan.base_execution_id:
         tags[BASE_EXECUTION_ID_TAG] = plan.base_execution_id
+    if submission.traceparent:
+        # The execution's span context, for its nodes' spans (telemetry.trace_context).
+        tags[TRACEPARENT_TAG] = submission.traceparent
     return dg.RunRequest(
         run_key=submission.execution_id,
         run_config=dg.RunConfig(ops={"plan": PlanConfig.from_plan(plan)}),
@@ -145,6 +150,7 @@ def submitted_plans(context: dg.SensorEvaluationContext, submissions: Submission
         context.log.warning(f"{execution_id} rejected: {error}")
         # Rejected before it ran: its webhook says so (sent by webhook_deliveries).
         enqueue_webhook(DagsterRunRecords(context.instance), store, DeliveryOutbox(store), execution_id)
+        record_never_ran(DagsterRunRecords(context.instance), store, execution_id)
     for execution_id, error in tick.errors.items():
         context.log.error(f"{execution_id} could not be evaluated: {error}")
     if tick.run_requests:

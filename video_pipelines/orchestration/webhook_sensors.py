@@ -28,6 +28,7 @@ from video_pipelines.executions import (
 from video_pipelines.orchestration.job import execute_plan
 from video_pipelines.orchestration.resources import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.orchestration.traces import trace_run_end
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.webhooks import DeliveryOutbox
 
@@ -77,6 +78,8 @@ def _webhook_sensor(status: dg.DagsterRunStatus, event: str, description: str) -
     )
     def notify(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
         _notify(context, submissions.store())
+        # After the webhook: the execution's span never delays it.
+        trace_run_end(context.instance, submissions.store(), context.dagster_run)
 
     return notify
 

@@ -11,7 +11,8 @@
   provider's own message. The credential never appears in an error. An adapter may give a
   deadline that bounds all its calls (Vertex: the node's timeout covers the whole call).
   Every answer that is not 2xx, retried or not, is reported to the sink of
-  `telemetry.provider_errors` (the metrics count it).
+  `telemetry.provider_errors` (the metrics count it). Every request is an OpenTelemetry
+  CLIENT span (a child of the node's span) and carries its W3C `traceparent`.
 - `run_job` / `poll_until`: the life of one provider job under a `JobLedger`: resume the job
   the ledger remembers or create one, remember it before waiting, poll it to the end within
   the node's timeout. On expiry, or on any exception while waiting (KeyboardInterrupt,
@@ -58,6 +59,7 @@ from video_pipelines.net import (
 from video_pipelines.providers.base import JobLedger, LipSyncRequest
 from video_pipelines.retrying import backoff_delay, parse_retry_after
 from video_pipelines.telemetry.provider_errors import report_provider_error
+from video_pipelines.telemetry.tracing import http_client_span
 
 T = TypeVar("T")
 
@@ -282,9 +284,27 @@ class ProviderHttp:
     def _send(
         self, method: str, url: str, content: bytes | None, content_type: str | None, *, what: str, timeout: float
     ) -> _Answer:
+        """`_request` in its own span, whose `traceparent` the request carries."""
+        attributes = {"video_pipelines.provider": self.provider, "video_pipelines.call": what}
+        with http_client_span(f"{self.provider} {method}", method, redact_url(url), attributes=attributes) as span:
+            answer = self._request(method, url, content, content_type, what=what, timeout=timeout, traced=span.headers)
+            span.answered(answer.status)
+            return answer
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        content_type: str | None,
+        *,
+        what: str,
+        timeout: float,
+        traced: Mapping[str, str],
+    ) -> _Answer:
         """One request to the checked address of `url`; transport errors worth a retry are raised as they are."""
         destination = self._destination(url, what)
-        headers = dict(_HEADERS)
+        headers = {**_HEADERS, **traced}
         if content_type is not None:
             headers["Content-Type"] = content_type
         authorization = self._authorization() if callable(self._authorization) else self._authorization

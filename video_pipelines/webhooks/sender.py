@@ -10,6 +10,10 @@ since following one would send the signed body somewhere the operator never chec
 Nothing an attempt meets raises: a refusal, a timeout, a connection error or any answer
 becomes an `AttemptOutcome` for the outbox to record. Error texts name the URL without its
 query string or credentials and never contain the secret.
+
+Each attempt is an OpenTelemetry CLIENT span, a child of its execution's span when the
+caller says where that is (`trace_parent_for`), and its POST carries the span's W3C
+`traceparent`, so a receiver's own trace joins the execution's (`telemetry.tracing`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import httpx
 from video_pipelines.errors import BlockedDestinationError, FetchError, WebhookError
 from video_pipelines.net import AllowedHosts, certificate_error, open_pinned, redact_url, resolve_destination
 from video_pipelines.retrying import parse_retry_after
+from video_pipelines.telemetry.trace_context import parse_traceparent
+from video_pipelines.telemetry.tracing import http_client_span
 from video_pipelines.webhooks.delivery import AttemptOutcome, Delivery
 from video_pipelines.webhooks.outbox import DeliveryOutbox, RetrySchedule
 from video_pipelines.webhooks.signing import signature_headers, unsigned_headers
@@ -129,6 +135,7 @@ def _attempt(
     secret_for: Callable[[Delivery], str | None],
     allowed: AllowedHosts,
     timeout: float,
+    trace_headers: Mapping[str, str],
 ) -> AttemptOutcome:
     """Sign `delivery` for this attempt (a fresh timestamp, its stable id) and send it."""
     started = time.monotonic()
@@ -153,7 +160,37 @@ def _attempt(
         )
     except WebhookError as exc:
         return failed(f"the webhook cannot be signed: {exc}")
-    return send_once(delivery.url, delivery.body, headers, allowed=allowed, timeout=timeout)
+    return send_once(delivery.url, delivery.body, {**headers, **trace_headers}, allowed=allowed, timeout=timeout)
+
+
+def _traced_attempt(
+    delivery: Delivery,
+    secret_for: Callable[[Delivery], str | None],
+    allowed: AllowedHosts,
+    timeout: float,
+    trace_parent_for: Callable[[Delivery], str | None] | None,
+) -> AttemptOutcome:
+    """`_attempt` in its own span, a child of the execution's span when `trace_parent_for` finds it."""
+    try:
+        parent = parse_traceparent(trace_parent_for(delivery)) if trace_parent_for is not None else None
+    except Exception:  # tracing never costs a delivery
+        parent = None
+    attributes: dict[str, str | int] = {
+        "video_pipelines.execution_id": delivery.execution_id,
+        "video_pipelines.webhook_id": delivery.webhook_id,
+        "video_pipelines.event": delivery.event,
+        "video_pipelines.attempt": delivery.attempts + 1,
+    }
+    if delivery.node_id:
+        attributes["video_pipelines.node_id"] = delivery.node_id
+    name = f"webhook {delivery.event}"
+    with http_client_span(name, "POST", delivery.redacted_url, parent=parent, attributes=attributes) as span:
+        outcome = _attempt(delivery, secret_for, allowed, timeout, span.headers)
+        if outcome.status_code is not None:
+            span.answered(outcome.status_code)
+        if outcome.error is not None:
+            span.failed(outcome.error)
+    return outcome
 
 
 def deliver_due(
@@ -165,6 +202,7 @@ def deliver_due(
     now: datetime | None = None,
     limit: int = 20,
     timeout: float = DEFAULT_TIMEOUT,
+    trace_parent_for: Callable[[Delivery], str | None] | None = None,
 ) -> list[tuple[Delivery, AttemptOutcome]]:
     """Make one attempt of each delivery that is due (up to `limit`); returns each as it now stands, with its outcome.
 
@@ -172,7 +210,8 @@ def deliver_due(
     short lease. A delivery is attempted at most once per call; one whose backoff has not
     passed is left for a later call (nothing sleeps). `now` moves the schedule (claims, next
     attempts, records); signatures always carry the real time. A secret that cannot be read
-    is a failed attempt, retried per the schedule.
+    is a failed attempt, retried per the schedule. `trace_parent_for` gives the traceparent of
+    a delivery's execution, whose span each attempt's span is a child of.
     """
     results: list[tuple[Delivery, AttemptOutcome]] = []
     attempted: set[str] = set()
@@ -182,6 +221,6 @@ def deliver_due(
             break
         delivery = claimed[0]
         attempted.add(delivery.webhook_id)
-        outcome = _attempt(delivery, secret_for, allowed, timeout)
+        outcome = _traced_attempt(delivery, secret_for, allowed, timeout, trace_parent_for)
         results.append((outbox.record_attempt(delivery, outcome, schedule=schedule, now=now), outcome))
     return results

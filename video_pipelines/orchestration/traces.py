@@ -1,0 +1,106 @@
+"""Spans of `execute_plan` runs: one per node (run or reused), and the execution's own when the run ends.
+
+The execution's trace context comes from the run's `video/traceparent` tag (put there by
+the plan sensor from the submission), else from its id (a run launched directly), so every
+step process finds the same parent without asking anyone (`telemetry.trace_context`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+from opentelemetry.trace import Span
+
+from video_pipelines.executions import (
+    EXECUTION_ID_TAG,
+    TRACEPARENT_TAG,
+    execution_status,
+    record_execution,
+)
+from video_pipelines.node_runner import NodeRun
+from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.orchestration.state import NodeTask
+from video_pipelines.plan import Plan
+from video_pipelines.plan.reuse import NodeDecision
+from video_pipelines.submissions import SubmissionStore
+from video_pipelines.telemetry.trace_context import TraceContext, execution_context
+from video_pipelines.telemetry.tracing import span_in, tracing
+
+
+def run_trace(run: dg.DagsterRun) -> TraceContext:
+    """The trace context of the execution a run of `execute_plan` runs."""
+    return execution_context(run.tags.get(TRACEPARENT_TAG), run.tags.get(EXECUTION_ID_TAG, run.run_id))
+
+
+class NodeSpan:
+    """The span of one node's step; `ran` adds what the node did."""
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+    def ran(self, run: NodeRun) -> None:
+        self.span.set_attributes(
+            {
+                "video_pipelines.provider": run.provider or "local",
+                "video_pipelines.work_seconds": run.seconds,
+                "video_pipelines.cost_usd": run.cost_usd,
+            }
+        )
+        if run.model:
+            self.span.set_attribute("video_pipelines.model", run.model)
+
+
+@contextmanager
+def node_span(context: dg.OpExecutionContext, task: NodeTask) -> Iterator[NodeSpan]:
+    """The span `node <id>` around a node's work, a child of its execution's; an error leaving it is recorded."""
+    node = task.node
+    attributes = {
+        "video_pipelines.execution_id": task.execution_id,
+        "video_pipelines.node_id": node.id,
+        "video_pipelines.operation": node.operation.value,
+        "video_pipelines.reused": False,
+        "video_pipelines.run_id": context.run_id,
+        "video_pipelines.attempt": context.retry_number + 1,
+    }
+    with span_in(run_trace(context.run), f"node {node.id}", attributes=attributes) as span:
+        yield NodeSpan(span)
+
+
+def trace_reused(context: dg.OpExecutionContext, execution_id: str, plan: Plan, reused: Iterable[NodeDecision]) -> None:
+    """A span for each node taken from the base, so the trace shows every node of the plan."""
+    if not tracing().enabled:
+        return
+    parent = run_trace(context.run)
+    for decision in reused:
+        attributes = {
+            "video_pipelines.execution_id": execution_id,
+            "video_pipelines.node_id": decision.node_id,
+            "video_pipelines.operation": plan.node(decision.node_id).operation.value,
+            "video_pipelines.reused": True,
+            "video_pipelines.reused_from": decision.reused_from or "",
+            "video_pipelines.run_id": context.run_id,
+        }
+        with span_in(parent, f"node {decision.node_id}", attributes=attributes):
+            pass
+
+
+def trace_run_end(instance: dg.DagsterInstance, store: SubmissionStore, run: dg.DagsterRun) -> None:
+    """Record the span of the execution whose run ended: from its submission (or run start) to the run's end."""
+    if not tracing().enabled:
+        return
+    record = instance.get_run_record_by_id(run.run_id)
+    if record is None or record.end_time is None:
+        return
+    execution_id = run.tags.get(EXECUTION_ID_TAG, run.run_id)
+    submission = store.get(execution_id)
+    started = record.start_time if record.start_time is not None else record.create_timestamp.timestamp()
+    record_execution(
+        run_trace(run),
+        execution_status(DagsterRunRecords(instance), store, execution_id),
+        started_at=submission.created_at if submission is not None else started,
+        ended_at=record.end_time,
+        run_started_at=record.start_time,
+        tenant=submission.tenant if submission is not None else None,
+    )
