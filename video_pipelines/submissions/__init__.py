@@ -2,6 +2,7 @@
 
 - `store` — `SubmissionStore`, the table of submissions (PostgreSQL or SQLite) and its
   states: PENDING until launched, rejected or canceled; idempotency keys.
+- `api_keys` — `ApiKeys`: the HTTP API's keys, stored as SHA-256 hashes, each with its tenant.
 - `crypto` — webhook secrets encrypted at rest (Fernet) and where the key comes from.
 - `schema` — the tables and the versioned migration runner.
 - `errors` — `SubmissionStoreError` and `SecretKeyError`.
@@ -12,6 +13,7 @@ Plain Python: no Dagster import (the PostgreSQL URL helper loads lazily, only fo
 from __future__ import annotations
 
 from video_pipelines.errors import SecretKeyError, SubmissionStoreError
+from video_pipelines.submissions.api_keys import ApiKey, ApiKeys, check_tenant
 from video_pipelines.submissions.crypto import KEY_FILE_NAME, SECRET_KEY_ENV
 from video_pipelines.submissions.schema import DEFAULT_TENANT, SCHEMA_VERSION
 from video_pipelines.submissions.store import (
@@ -30,10 +32,13 @@ __all__ = [
     "PRIORITIES",
     "SCHEMA_VERSION",
     "SECRET_KEY_ENV",
+    "ApiKey",
+    "ApiKeys",
     "SecretKeyError",
     "Submission",
     "SubmissionState",
     "SubmissionStore",
     "SubmissionStoreError",
+    "check_tenant",
     "new_execution_id",
 ]
