@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -23,7 +24,15 @@ import dagster as dg
 import pytest
 
 from video_pipelines import client
-from video_pipelines.executions import TRACEPARENT_TAG, ExecutionStatus, RunState, admit, execution_status, submit
+from video_pipelines.executions import (
+    TRACEPARENT_TAG,
+    ExecutionStatus,
+    RunState,
+    admit,
+    execution_status,
+    record_never_ran,
+    submit,
+)
 from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.sensors import evaluate_submissions
 from video_pipelines.orchestration.webhook_sensors import webhook_on_completed
@@ -352,6 +361,19 @@ def test_a_failed_node_is_an_error_span(
     [bad] = traced.wait_for(has("node bad"), trace_id=run_id.replace("-", ""))
     assert bad.is_error and "FAL_KEY" in bad.status_message
     assert bad.parent_span_id == derived_context(run_id).span_id_hex
+
+
+class BrokenStore:
+    """A submission store whose database is gone."""
+
+    def get(self, execution_id: str) -> None:
+        raise ConnectionError("the database is down")
+
+
+def test_recording_a_span_never_fails_what_it_observes(traced: OtlpCollector, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        record_never_ran(MemoryRunRecords(), BrokenStore(), "exec_gone")  # type: ignore[arg-type]
+    assert "record_never_ran failed; no span recorded" in caplog.text and "the database is down" in caplog.text
 
 
 # --- tracing off ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from video_pipelines.executions.records import RunRecords
 from video_pipelines.executions.status import ExecutionStatus, execution_status
 from video_pipelines.submissions import Submission, SubmissionStore
 from video_pipelines.telemetry.trace_context import TraceContext, execution_context
-from video_pipelines.telemetry.tracing import Attributes, record_span, span_in, tracing
+from video_pipelines.telemetry.tracing import Attributes, best_effort, record_span, span_in, tracing
 from video_pipelines.vocabulary import ExecutionState
 from video_pipelines.webhooks import Delivery
 
@@ -41,6 +41,7 @@ def trace_lookup(store: SubmissionStore) -> Callable[[Delivery], str]:
     return trace_parent_for
 
 
+@best_effort
 def record_submitted(submission: Submission, *, created: bool, parent: TraceContext | None) -> None:
     """The `submit` span, in the submitting process: a child of the caller's span, linked to the execution's."""
     if not tracing().enabled:
@@ -60,6 +61,7 @@ def _ns(at: datetime | float) -> int:
     return int(seconds * 1_000_000_000)
 
 
+@best_effort
 def record_execution(
     trace: TraceContext,
     status: ExecutionStatus,
@@ -101,6 +103,7 @@ def record_execution(
     )
 
 
+@best_effort
 def record_never_ran(records: RunRecords, store: SubmissionStore, execution_id: str) -> None:
     """Record the span of a submission that ended without a run (rejected, or canceled while pending)."""
     if not tracing().enabled:

@@ -26,7 +26,7 @@ from video_pipelines.plan import Plan
 from video_pipelines.plan.reuse import NodeDecision
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.telemetry.trace_context import TraceContext, execution_context
-from video_pipelines.telemetry.tracing import span_in, tracing
+from video_pipelines.telemetry.tracing import best_effort, span_in, tracing
 
 
 def run_trace(run: dg.DagsterRun) -> TraceContext:
@@ -68,6 +68,7 @@ def node_span(context: dg.OpExecutionContext, task: NodeTask) -> Iterator[NodeSp
         yield NodeSpan(span)
 
 
+@best_effort
 def trace_reused(context: dg.OpExecutionContext, execution_id: str, plan: Plan, reused: Iterable[NodeDecision]) -> None:
     """A span for each node taken from the base, so the trace shows every node of the plan."""
     if not tracing().enabled:
@@ -86,6 +87,7 @@ def trace_reused(context: dg.OpExecutionContext, execution_id: str, plan: Plan, 
             pass
 
 
+@best_effort
 def trace_run_end(instance: dg.DagsterInstance, store: SubmissionStore, run: dg.DagsterRun) -> None:
     """Record the span of the execution whose run ended: from its submission (or run start) to the run's end."""
     if not tracing().enabled:

@@ -31,18 +31,22 @@ Spans
 - `record_span(context, ...)`: a span recorded after the fact with the ids of `context`:
   the execution's span, whose id was fixed when it was submitted, so that its children could
   be recorded before it (see `telemetry.trace_context`).
+- `best_effort`: what only records spans logs its errors and never raises them: tracing
+  never fails a submission, a node or a sensor.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
+import logging
 import multiprocessing.util
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, ParamSpec
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -69,6 +73,21 @@ _W3C = TraceContextTextMapPropagator()
 _NO_OP_TRACER: Final = trace.NoOpTracer()
 
 Attributes = Mapping[str, AttributeValue]
+P = ParamSpec("P")
+log = logging.getLogger(__name__)
+
+
+def best_effort(record: Callable[P, None]) -> Callable[P, None]:
+    """For a function that only records spans: an error in it is logged, never raised (tracing fails nothing)."""
+
+    @functools.wraps(record)
+    def recorded(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            record(*args, **kwargs)
+        except Exception:
+            log.warning("%s failed; no span recorded", record.__qualname__, exc_info=True)
+
+    return recorded
 
 
 def tracing_enabled(environ: Mapping[str, str]) -> bool:
