@@ -4,13 +4,16 @@ Plain Python, no Dagster import. The doors (the `execute_plan` ops and sensors, 
 Python client, the HTTP API) call these functions; what they need from the orchestrator they
 get through the `RunRecords` protocol, which `orchestration/` implements over Dagster.
 
-- `admission` — `admit`: parse, depth limit, base check, resolve (`Admission`, `check_base`).
+- `admission` — `admit`: parse, depth limit, base check (its tenant too), resolve (`Admission`, `check_base`).
 - `report` — what an admitted plan would run or reuse and what it would cost (`validate`).
 - `status` — the typed `ExecutionStatus` with `to_wire()`.
 - `lifecycle` — `submit` and `cancel`.
 - `notifications` — an execution's webhooks: target, secret, payloads (the end, `execution.started`,
   node events), enqueue, delivery report, redelivery.
 - `records` — the `RunRecords` protocol and the run and node views it returns.
+- `ownership` — `Caller` (a tenant, or an operator) and whose an execution is.
+- `tenancy` — status, cancel and listing as a caller may see them (`status_for`, `cancel_for`,
+  `list_executions`): another tenant's execution is a missing one.
 - `traces` — an execution's trace context and the spans of its submission and its end.
 """
 
@@ -36,6 +39,7 @@ from video_pipelines.executions.notifications import (
     webhook_payload,
     webhook_target,
 )
+from video_pipelines.executions.ownership import OPERATOR, Caller, execution_tenant
 from video_pipelines.executions.records import (
     BASE_EXECUTION_ID_TAG,
     EXECUTION_ID_TAG,
@@ -48,17 +52,20 @@ from video_pipelines.executions.records import (
 )
 from video_pipelines.executions.report import validation_report
 from video_pipelines.executions.status import ExecutionStatus, NodeStatus, execution_status
+from video_pipelines.executions.tenancy import cancel_for, list_executions, status_for
 from video_pipelines.executions.traces import execution_trace, record_execution, record_never_ran, trace_lookup
 
 __all__ = [
     "BASE_EXECUTION_ID_TAG",
     "EXECUTION_ID_TAG",
     "MAX_LEVELS",
+    "OPERATOR",
     "PROVIDER_JOB_TAG_PREFIX",
     "TRACEPARENT_TAG",
     "Admission",
     "BaseCheck",
     "BaseReadiness",
+    "Caller",
     "EndedRunScan",
     "ExecutionStatus",
     "NodeRecord",
@@ -69,6 +76,7 @@ __all__ = [
     "WebhookTarget",
     "admit",
     "cancel",
+    "cancel_for",
     "check_base",
     "deliver",
     "delivery_record",
@@ -78,13 +86,16 @@ __all__ = [
     "enqueue_running_events",
     "enqueue_webhook",
     "execution_status",
+    "execution_tenant",
     "execution_trace",
+    "list_executions",
     "node_payload",
     "record_execution",
     "record_never_ran",
     "redeliver",
     "secret_lookup",
     "started_payload",
+    "status_for",
     "submit",
     "subscribed_events",
     "trace_lookup",

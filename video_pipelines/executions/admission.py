@@ -8,6 +8,11 @@ A variant's base is checked against the submission store (a base that is still o
 submission) and the runs: it is READY (completed, with a result for its final node), WAITING
 (pending, queued or running: the variant waits) or UNUSABLE (missing, rejected, failed or
 canceled: the variant is rejected, naming the base and its state).
+
+A base of another tenant is, to a tenant, a base that does not exist: same reason, same
+words (`missing_base`), so a refusal never tells whether the id is someone else's. A tenant's
+`submit` checks that at once (`check_base_owner`); the plan sensor checks it again when it
+admits the variant of a tenant (`admit(..., tenant=)`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from video_pipelines.errors import PlanValidationError
+from video_pipelines.executions.ownership import execution_tenant
 from video_pipelines.executions.records import RunRecords, RunState
 from video_pipelines.plan import Plan, parse_plan, sinks
 from video_pipelines.plan.model import normalised_node_params
@@ -54,18 +61,23 @@ class Admission:
 
 
 def admit(
-    wire: Mapping[str, Any], records: RunRecords | None = None, store: SubmissionStore | None = None
+    wire: Mapping[str, Any],
+    records: RunRecords | None = None,
+    store: SubmissionStore | None = None,
+    *,
+    tenant: str | None = None,
 ) -> Admission:
     """Validate a plan (raises PlanValidationError) and, given `records`, check and resolve its base.
 
     Without `records` the base is not looked up (a submission is stored before its base ends).
+    With a `tenant`, a base of another tenant is unusable, as if it did not exist.
     """
     plan = parse_plan(wire, max_depth=MAX_LEVELS)
     if plan.base_execution_id is None:
         return Admission(plan, BaseCheck(BaseReadiness.NONE), resolve(plan))
     if records is None:
         return Admission(plan, BaseCheck(BaseReadiness.UNCHECKED), None)
-    check = check_base(records, store, plan.base_execution_id)
+    check = check_base(records, store, plan.base_execution_id, tenant=tenant)
     if check.base is None:
         return Admission(plan, check, None)
     # Now that the base's nodes are known, a dependency on a node it lacks is an error of the plan.
@@ -73,8 +85,30 @@ def admit(
     return Admission(plan, check, resolve(plan, check.base))
 
 
-def check_base(records: RunRecords, store: SubmissionStore | None, base_id: str) -> BaseCheck:
-    """Whether the execution `base_id` can serve as a base now (see the module docstring)."""
+def missing_base(base_id: str) -> str:
+    """Why a base that does not exist (or is another tenant's) cannot be used."""
+    return f"base execution {base_id} does not exist"
+
+
+def check_base_owner(store: SubmissionStore, base_id: str, tenant: str, records: RunRecords | None = None) -> None:
+    """Raise PlanValidationError on `plan.baseExecutionId` unless `base_id` is an execution of `tenant`.
+
+    Without `records`, only submissions are known: a run launched directly through Dagster
+    (a `DEFAULT_TENANT` execution without a submission) counts as missing.
+    """
+    if execution_tenant(records, store, base_id) != tenant:
+        raise PlanValidationError([f"plan.baseExecutionId: {missing_base(base_id)}"])
+
+
+def check_base(
+    records: RunRecords, store: SubmissionStore | None, base_id: str, *, tenant: str | None = None
+) -> BaseCheck:
+    """Whether the execution `base_id` can serve as a base now (see the module docstring).
+
+    With a `tenant`, a base that is not that tenant's is unusable, with the reason of a missing one.
+    """
+    if tenant is not None and execution_tenant(records, store, base_id) != tenant:
+        return BaseCheck(BaseReadiness.UNUSABLE, missing_base(base_id))
     run = records.find_run(base_id)
     if run is None:
         return _submitted_base(store, base_id)
@@ -107,7 +141,7 @@ def _submitted_base(store: SubmissionStore | None, base_id: str) -> BaseCheck:
     """A base without a run: still a submission (waiting), or rejected, canceled or unknown (unusable)."""
     submission = store.get(base_id) if store is not None else None
     if submission is None:
-        return BaseCheck(BaseReadiness.UNUSABLE, f"base execution {base_id} does not exist")
+        return BaseCheck(BaseReadiness.UNUSABLE, missing_base(base_id))
     if submission.state is SubmissionState.REJECTED:
         return BaseCheck(BaseReadiness.UNUSABLE, f"base execution {base_id} was rejected: {submission.error}")
     if submission.state is SubmissionState.CANCELED:

@@ -2,16 +2,20 @@
 
 A submission is stored and answered at once; the plan sensor launches it. A cancel ends a
 pending submission (whose webhook then says `canceled`) or terminates its run.
+
+A submission belongs to its caller's tenant (`DEFAULT_TENANT` for an operator); a tenant's
+variant must name a base of its own (`admission.check_base_owner`), checked at once.
 """
 
 from __future__ import annotations
 
-from video_pipelines.executions.admission import Admission
+from video_pipelines.executions.admission import Admission, check_base_owner
 from video_pipelines.executions.notifications import enqueue_webhook
+from video_pipelines.executions.ownership import OPERATOR, Caller
 from video_pipelines.executions.records import RunRecords
 from video_pipelines.executions.status import ExecutionStatus, execution_status
 from video_pipelines.executions.traces import record_never_ran, record_submitted
-from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions import DEFAULT_TENANT, SubmissionStore
 from video_pipelines.telemetry.trace_context import new_execution_context, parse_traceparent
 from video_pipelines.webhooks import DeliveryOutbox
 
@@ -21,14 +25,23 @@ def submit(
     store: SubmissionStore,
     *,
     idempotency_key: str | None = None,
+    caller: Caller = OPERATOR,
     trace_parent: str | None = None,
+    records: RunRecords | None = None,
 ) -> str:
     """Store an admitted plan; returns its execution id (the same one again for the same idempotency key).
+
+    The execution is `caller`'s tenant's, and so is the idempotency key. A tenant's plan with
+    a `baseExecutionId` that is missing or another tenant's raises PlanValidationError (the same
+    message for both); give `records` so that a run launched directly through Dagster (a
+    `DEFAULT_TENANT` execution) counts too. An operator's base is checked by the plan sensor.
 
     The execution gets its own span id in the trace of `trace_parent` (the request's W3C
     `traceparent`, when it carried a valid one) or in a new trace; see `telemetry.trace_context`.
     """
     plan = admission.plan
+    if caller.tenant is not None and plan.base_execution_id is not None:
+        check_base_owner(store, plan.base_execution_id, caller.tenant, records)
     submission, created = store.submit(
         plan.to_wire(include_secret=False),
         base_execution_id=plan.base_execution_id,
@@ -36,6 +49,7 @@ def submit(
         webhook_secret=plan.webhook.secret if plan.webhook else None,
         priority=plan.priority.value,
         idempotency_key=idempotency_key,
+        tenant=DEFAULT_TENANT if caller.tenant is None else caller.tenant,
         traceparent=new_execution_context(trace_parent).traceparent,
     )
     record_submitted(submission, created=created, parent=parse_traceparent(trace_parent))

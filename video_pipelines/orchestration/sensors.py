@@ -30,7 +30,7 @@ from video_pipelines.orchestration.job import execute_plan
 from video_pipelines.orchestration.resources import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import Plan
-from video_pipelines.submissions import Submission, SubmissionStore
+from video_pipelines.submissions import DEFAULT_TENANT, Submission, SubmissionStore
 from video_pipelines.webhooks import DeliveryOutbox
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,10 @@ def _evaluate(submission: Submission, store: SubmissionStore, records: RunRecord
         store.mark_launched(execution_id, existing.run_id)
         tick.launched[execution_id] = existing.run_id
         return
-    admission = admit(submission.plan, records, store)
+    # A tenant's base must be its own (checked at submit too); DEFAULT_TENANT submissions may be an
+    # operator's, who may use any base.
+    tenant = None if submission.tenant == DEFAULT_TENANT else submission.tenant
+    admission = admit(submission.plan, records, store, tenant=tenant)
     if admission.base.readiness is BaseReadiness.WAITING:
         tick.waiting[execution_id] = admission.base.reason or "waiting for its base"
     elif admission.base.readiness is BaseReadiness.UNUSABLE:

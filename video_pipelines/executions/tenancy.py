@@ -1,0 +1,101 @@
+"""The life-cycle calls as a caller may make them: a tenant sees, cancels and lists only its own.
+
+Every door that serves tenants (the HTTP API) calls these instead of `execution_status` and
+`cancel`; operator doors pass `OPERATOR` and see every tenant. Whose an execution is comes
+from `ownership`: its submission's `tenant`, or `DEFAULT_TENANT` for a run launched directly
+through Dagster. To a tenant, another tenant's execution is exactly a missing one: the same
+`ExecutionNotFound("no execution X")`, so an answer never tells that the id exists.
+A tenant's base is checked by `submit` (`caller=`) and by the plan sensor (`admission`).
+
+`list_executions` pages through the caller's submissions newest first (execution ids sort
+in creation order, so the last id of a page is a stable cursor). A run launched directly
+through Dagster has no submission and is not listed: Dagster's own UI lists those.
+"""
+
+from __future__ import annotations
+
+from video_pipelines.errors import ExecutionNotFound, UsageError
+from video_pipelines.executions.lifecycle import cancel
+from video_pipelines.executions.ownership import OPERATOR, Caller, execution_tenant
+from video_pipelines.executions.records import RunRecords
+from video_pipelines.executions.status import ExecutionStatus, execution_status, run_status, submission_status
+from video_pipelines.submissions import Submission, SubmissionStore
+from video_pipelines.vocabulary import ExecutionState
+
+__all__ = ["OPERATOR", "Caller", "cancel_for", "list_executions", "status_for"]
+
+MAX_PAGE = 100
+# Submissions read per query while a status filter skips the ones that do not match.
+_SCAN_BATCH = 100
+
+
+def _check_visible(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> None:
+    if caller.is_operator:
+        return  # execution_status and cancel raise ExecutionNotFound for a missing id themselves
+    if not caller.may_see(execution_tenant(records, store, execution_id)):
+        raise ExecutionNotFound(f"no execution {execution_id}")
+
+
+def status_for(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
+    """The status of `execution_id`; ExecutionNotFound when it does not exist or `caller` may not see it."""
+    _check_visible(caller, records, store, execution_id)
+    return execution_status(records, store, execution_id)
+
+
+def cancel_for(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
+    """Cancel `execution_id` (see `lifecycle.cancel`); ExecutionNotFound, and no change, if `caller` may not see it."""
+    _check_visible(caller, records, store, execution_id)
+    return cancel(records, store, execution_id)
+
+
+def _wanted_state(status: str | None) -> ExecutionState | None:
+    if status is None:
+        return None
+    try:
+        return ExecutionState(status)
+    except ValueError:
+        names = ", ".join(state.value for state in ExecutionState)
+        raise UsageError(f"status must be one of {names}; got {status!r}") from None
+
+
+def _status_of(records: RunRecords, submission: Submission) -> ExecutionStatus:
+    run = records.find_run(submission.execution_id)
+    return run_status(records, run) if run is not None else submission_status(submission)
+
+
+def list_executions(
+    caller: Caller,
+    records: RunRecords,
+    store: SubmissionStore,
+    *,
+    status: str | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> tuple[list[ExecutionStatus], str | None]:
+    """Up to `limit` (1 to 100) of the caller's executions, newest first, and the cursor of the next page.
+
+    `status` keeps only executions in that wire status (pending, processing, completed, failed,
+    canceled). `cursor` is the value a previous page returned; the next cursor is None after the
+    last page. Raises UsageError for a bad status or limit.
+    """
+    wanted = _wanted_state(status)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise UsageError(f"limit must be an integer from 1 to {MAX_PAGE}; got {limit!r}")
+    page: list[ExecutionStatus] = []
+    before = cursor or None
+    # Without a filter every submission is a match: read one more than a page, to know if another follows.
+    batch = limit + 1 if wanted is None else _SCAN_BATCH
+    while True:
+        submissions = store.newest(caller.tenant, limit=batch, before=before)
+        for submission in submissions:
+            if wanted is None and len(page) == limit:
+                return page, page[-1].execution_id
+            found = _status_of(records, submission)
+            if wanted is not None and found.state is not wanted:
+                continue
+            if len(page) == limit:
+                return page, page[-1].execution_id
+            page.append(found)
+        if len(submissions) < batch:
+            return page, None
+        before = submissions[-1].execution_id
