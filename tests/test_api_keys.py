@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -188,3 +190,65 @@ def test_keys_are_shared_by_every_store_on_the_database(db_url: str, store: Subm
         assert found is not None and found.key_id == created.key_id
         ApiKeys(other).revoke(created.key_id)
     assert ApiKeys(store).authenticate(key) is None
+
+
+# --- the CLI
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from video_pipelines import cli
+
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_cli_creates_lists_and_revokes_keys(dagster_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "api-keys", "create", "--name", "ci", "--tenant", "acme")
+    assert code == 0, err
+    created = json.loads(out)
+    assert set(created) == {"keyId", "name", "tenant", "key"}
+    assert (created["name"], created["tenant"]) == ("ci", "acme")
+    assert "shown only now" in err and created["key"] not in err
+    code, out, _ = run_cli(capsys, "api-keys", "create", "--name", "ops")
+    assert code == 0 and json.loads(out)["tenant"] == DEFAULT_TENANT
+
+    # The key works against the deployment's store, which keeps only its hash.
+    with SubmissionStore.from_env(dagster_home) as store:
+        found = ApiKeys(store).authenticate(created["key"])
+        assert found is not None and found.key_id == created["keyId"] and found.tenant == "acme"
+        with store.engine.connect() as connection:
+            assert created["key"] not in str(connection.execute(sa.select(api_keys)).all())
+
+    code, out, _ = run_cli(capsys, "api-keys", "list")
+    assert code == 0
+    listed = json.loads(out)
+    assert [entry["name"] for entry in listed] == ["ci", "ops"]
+    assert set(listed[0]) == {"keyId", "name", "tenant", "keyPrefix", "createdAt", "revokedAt", "lastUsedAt"}
+    assert listed[0]["keyPrefix"] == created["key"][:12] and listed[0]["lastUsedAt"] is not None
+    assert listed[0]["revokedAt"] is None and created["key"] not in out
+
+    code, out, _ = run_cli(capsys, "api-keys", "revoke", listed[0]["keyPrefix"])
+    assert code == 0 and json.loads(out)["keyId"] == created["keyId"] and json.loads(out)["revokedAt"]
+    with SubmissionStore.from_env(dagster_home) as store:
+        assert ApiKeys(store).authenticate(created["key"]) is None
+    _, out, _ = run_cli(capsys, "api-keys", "list")
+    assert [entry["revokedAt"] is not None for entry in json.loads(out)] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("create", "--name", "x", "--tenant", "Acme Corp"), "error: tenant 'Acme Corp' is not a valid tenant name"),
+        (("create", "--name", "x", "--tenant", ""), "error: tenant '' is not a valid tenant name"),
+        (("revoke", "key_01JNOSUCHKEY0000000000000"), "error: no API key 'key_01JNOSUCHKEY0000000000000'"),
+    ],
+)
+def test_the_cli_refuses_with_exit_2_and_a_message(
+    dagster_home: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
+    code, out, err = run_cli(capsys, "api-keys", *args)
+    assert code == 2 and out == ""
+    assert err.startswith(message) and "Traceback" not in err
+    _, out, _ = run_cli(capsys, "api-keys", "list")
+    assert json.loads(out) == []

@@ -118,6 +118,25 @@ def _deliveries(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api_keys(args: argparse.Namespace) -> int:
+    # Always the local deployment's store: making keys is an operator's act, never one over the API.
+    from video_pipelines.instance import prepare_dagster_home
+    from video_pipelines.submissions import DEFAULT_TENANT, ApiKeys, SubmissionStore
+
+    with SubmissionStore.from_env(prepare_dagster_home()) as store:
+        keys = ApiKeys(store)
+        match args.action:
+            case "create":
+                created, key = keys.create(args.name, tenant=DEFAULT_TENANT if args.tenant is None else args.tenant)
+                _print_json({"keyId": created.key_id, "name": created.name, "tenant": created.tenant, "key": key})
+                print("the key is shown only now; only its hash is stored", file=sys.stderr)
+            case "list":
+                _print_json([listed.to_wire() for listed in keys.list()])
+            case "revoke":
+                _print_json(keys.revoke(args.key).to_wire())
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from video_pipelines.demo import run_demo
 
@@ -172,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deliveries.add_argument("target", nargs="+", metavar="ARG", help="EXECUTION_ID, or redeliver WEBHOOK_ID")
     deliveries.set_defaults(handler=_deliveries)
+
+    api_keys = verbs.add_parser("api-keys", help="create, list or revoke the HTTP API's keys (each for one tenant)")
+    key_actions = api_keys.add_subparsers(dest="action", required=True)
+    create_key = key_actions.add_parser("create", help="make a key; prints it once (only its hash is stored)")
+    create_key.add_argument("--name", required=True, help="what the key is for, shown by list")
+    create_key.add_argument("--tenant", help="whose executions the key submits and sees (default: the default tenant)")
+    key_actions.add_parser("list", help="every key: id, name, tenant, prefix, created, revoked, last used")
+    revoke_key = key_actions.add_parser("revoke", help="refuse a key from now on")
+    revoke_key.add_argument("key", metavar="KEY_ID_OR_PREFIX", help="the key id (key_...) or its prefix (vp_...)")
+    api_keys.set_defaults(handler=_api_keys)
 
     demo = verbs.add_parser("demo", help="run the product demo end to end on the embedded defaults")
     demo.add_argument("--plan", help="run this plan file instead of the bundled product demo")
