@@ -143,17 +143,46 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.plan)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from video_pipelines.api import ApiSettings, serve
+
+    return serve(ApiSettings.from_env(host=args.host, port=args.port))
+
+
 def _dev(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from video_pipelines.api import ApiSettings
     from video_pipelines.instance import prepare_dagster_home, write_workspace
 
     home = prepare_dagster_home()
     workspace = write_workspace(home)
-    print(f"DAGSTER_HOME={home}; webserver on http://{args.host}:{args.port}", file=sys.stderr)
-    command = ["dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
+    api = ApiSettings.from_env(host=args.host, port=args.api_port)  # a bad API setting stops here, before anything runs
+    print(f"DAGSTER_HOME={home}; webserver on http://{args.host}:{args.port}; API on {api.url}", file=sys.stderr)
+    commands = [
+        ["dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)],
+        [sys.executable, "-m", "video_pipelines.cli", "serve", "--host", args.host, "--port", str(args.api_port)],
+    ]
+    processes = [subprocess.Popen(command, env=os.environ.copy()) for command in commands]
+    interrupted = False
     try:
-        return subprocess.call(command, env=os.environ.copy())
+        while all(process.poll() is None for process in processes):
+            time.sleep(0.5)
     except KeyboardInterrupt:
-        return 0
+        interrupted = True  # Ctrl-C reached both processes as well: each stops by itself
+    finally:
+        for process in processes:
+            if not interrupted and process.poll() is None:
+                process.send_signal(signal.SIGINT)  # one ended: stop the other as Ctrl-C would
+        for process in processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    failed = [process.returncode for process in processes if process.returncode not in (0, -signal.SIGINT)]
+    return 0 if interrupted or not failed else failed[0]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,9 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--plan", help="run this plan file instead of the bundled product demo")
     demo.set_defaults(handler=_demo)
 
-    dev = verbs.add_parser("dev", help="dagster-webserver + dagster-daemon on the embedded default")
+    serve = verbs.add_parser("serve", help="serve the HTTP API (one uvicorn process); docs at /docs")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(handler=_serve)
+
+    dev = verbs.add_parser("dev", help="dagster-webserver + dagster-daemon + the HTTP API on the embedded default")
     dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--port", type=int, default=3000, help="the Dagster webserver's port")
+    dev.add_argument("--api-port", type=int, default=8080, help="the HTTP API's port")
     dev.set_defaults(handler=_dev)
     return parser
 

@@ -1,0 +1,81 @@
+"""`create_app`: the FastAPI application of `video-pipelines serve`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from video_pipelines.api.models import PlanDocument
+from video_pipelines.api.problems import PROBLEM_JSON, install_problem_handlers
+from video_pipelines.api.routes import router
+from video_pipelines.api.settings import ApiSettings
+from video_pipelines.api.state import open_state
+
+DESCRIPTION = """\
+Submit AI-video execution plans, follow them and receive their signed webhooks.
+
+Every `/api/...` call needs `Authorization: Bearer <api key>` (made with
+`video-pipelines api-keys create --name NAME [--tenant T]`); a key sees only its tenant's
+executions. Errors are RFC 9457 `application/problem+json`.
+"""
+
+
+_VALIDATION_ERROR = "#/components/schemas/HTTPValidationError"
+
+
+def _version() -> str:
+    try:
+        return version("video-pipelines")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus the plan's schema (the body the submit route reads itself) and problem+json errors."""
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        _, plan_schemas = models_json_schema(
+            [(PlanDocument, "validation")], ref_template="#/components/schemas/{model}"
+        )
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(plan_schemas.get("$defs", {}))
+        for operation in (op for path in document["paths"].values() for op in path.values()):
+            responses = operation.get("responses", {})
+            # FastAPI's own 422 for a bad parameter: here a bad parameter is a 400 problem.
+            if _VALIDATION_ERROR in json.dumps(responses.get("422", {})):
+                del responses["422"]
+            for code, answer in responses.items():
+                content = answer.get("content", {})
+                if code.isdigit() and int(code) >= 400 and "application/json" in content:
+                    content[PROBLEM_JSON] = content.pop("application/json")
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = document
+    return app.openapi_schema
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    """The API over the environment's deployment: its store and Dagster instance are opened at start-up.
+
+    Run it with uvicorn (`video-pipelines serve` does), or with FastAPI's TestClient as a
+    context manager (which runs the start-up and the shut-down).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with open_state(settings) as state:
+            app.state.api = state
+            yield
+
+    app = FastAPI(title="video-pipelines", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    install_problem_handlers(app)
+    app.include_router(router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,118 @@
+"""`GET /api/execute/{id}/events`: an execution's changes as server-sent events.
+
+The stream is made by polling the execution's status (`executions.execution_status`) and
+diffing each reading with the one before (`status_changes`), so it shows exactly what the
+status document shows, from whichever process runs the execution. Events, in order:
+
+    event: status      the status document as it is when the client connects (always first)
+    event: node        a node's state changed: {"executionId", "nodeId", "status",
+                       "previousStatus", "result", "reusedFrom"} (pending -> running ->
+                       completed | reused | failed, or skipped when the run ends without it)
+    event: execution   the execution's status changed: the status document
+
+A reading's node events come before its execution event, and the stream ends after the
+event that carries a terminal status (completed, failed, canceled). So a client that
+connects late, even after the end, first gets the current state (and then, at the end,
+nothing more). Each event has an `id` (1, 2, ...). Without an event for
+`keepalive_seconds`, a comment line (`: keep-alive`) keeps proxies from closing the stream.
+
+A state held for less than the poll interval may be missed (a node seen pending, then
+completed): the stream reports what it saw, never a state it did not.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+from fastapi.sse import format_sse_event
+
+from video_pipelines.executions import ExecutionStatus
+
+EventKind = Literal["status", "node", "execution"]
+KEEPALIVE = b": keep-alive\n\n"
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """One event of the stream: its kind and its JSON data."""
+
+    kind: EventKind
+    data: dict[str, Any]
+
+    def encode(self, event_id: int) -> bytes:
+        """The event in the `text/event-stream` format."""
+        data = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
+        return format_sse_event(data_str=data, event=self.kind, id=str(event_id))
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether this event carries the execution's terminal status (the stream ends after it)."""
+        return self.kind != "node" and self.data["status"] in {"completed", "failed", "canceled"}
+
+
+def current_state(status: ExecutionStatus) -> StatusEvent:
+    """The first event of every stream: the status as it is now."""
+    return StatusEvent("status", status.to_wire())
+
+
+def status_changes(before: ExecutionStatus, after: ExecutionStatus) -> list[StatusEvent]:
+    """The events between two readings of one execution: node changes in plan order, then its own."""
+    events: list[StatusEvent] = []
+    for node_id, node in after.nodes.items():
+        earlier = before.nodes.get(node_id)
+        if earlier is not None and earlier.state is node.state:
+            continue
+        events.append(
+            StatusEvent(
+                "node",
+                {
+                    "executionId": after.execution_id,
+                    "nodeId": node_id,
+                    "status": node.state.value,
+                    "previousStatus": earlier.state.value if earlier is not None else None,
+                    "result": node.result.to_wire() if node.result is not None else None,
+                    "reusedFrom": node.reused_from,
+                },
+            )
+        )
+    if after.state is not before.state:
+        events.append(StatusEvent("execution", after.to_wire()))
+    return events
+
+
+async def execution_events(
+    first: ExecutionStatus,
+    read_status: Callable[[], Awaitable[ExecutionStatus]],
+    *,
+    poll_seconds: float,
+    keepalive_seconds: float,
+    disconnected: Callable[[], Awaitable[bool]],
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[bytes]:
+    """The stream of one execution from its reading `first` (see the module docstring), encoded.
+
+    `read_status` reads the status again; `disconnected` says when the client has gone, and
+    the stream then stops reading.
+    """
+    sequence = 1
+    yield current_state(first).encode(sequence)
+    previous = first
+    quiet_since = clock()
+    while not previous.is_terminal:
+        await anyio.sleep(poll_seconds)
+        if await disconnected():
+            return
+        current = await read_status()
+        for event in status_changes(previous, current):
+            sequence += 1
+            yield event.encode(sequence)
+            quiet_since = clock()
+        if clock() - quiet_since >= keepalive_seconds:
+            yield KEEPALIVE
+            quiet_since = clock()
+        previous = current

@@ -1,0 +1,111 @@
+"""`GET /health`: can this deployment take and run executions right now?
+
+Three checks, each given `ApiSettings.health_timeout_seconds` (a check that takes longer is down):
+
+- `database` — the submission store answers a query (the API's own database).
+- `daemon` — every daemon the Dagster instance needs (sensors, run queue, run monitoring,
+  ...) has written a heartbeat within `daemon_max_age_seconds` (Dagster's daemons beat
+  every 30 s). Without one, submissions are stored but never launched.
+- `storage` — artifact storage is reachable and writable: a small probe object (always the
+  same content, so the same content-addressed key) is put, which writes it when it is
+  missing, and read back.
+
+200 `{"database": "ok", "daemon": "ok", "storage": "ok"}`, or 503 with `down` for what is
+down and the reasons in `detail`. No authentication: it says nothing about any tenant, and
+an unexpected error is named by its type only (its message, which may name hosts, is logged).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import dagster as dg
+import sqlalchemy as sa
+
+from video_pipelines.storage import ArtifactStore
+from video_pipelines.submissions import SubmissionStore
+
+log = logging.getLogger(__name__)
+
+PROBE = b"video-pipelines /health probe: artifact storage is writable\n"
+PROBE_SHA256 = hashlib.sha256(PROBE).hexdigest()
+
+
+class CheckFailed(Exception):
+    """A check found its part down; the message says why and may be shown to anyone."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    problem: str | None  # None: ok
+
+    @property
+    def state(self) -> str:
+        return "ok" if self.problem is None else "down"
+
+
+def check_database(store: SubmissionStore) -> None:
+    with store.reader.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+
+
+def check_daemon(instance: dg.DagsterInstance, max_age_seconds: float, now: float | None = None) -> None:
+    """Raise CheckFailed naming each required daemon without a recent heartbeat."""
+    moment = time.time() if now is None else now
+    heartbeats = instance.get_daemon_heartbeats()
+    stale: list[str] = []
+    for daemon_type in instance.get_required_daemon_types():
+        beat = heartbeats.get(daemon_type)
+        if beat is None:
+            stale.append(f"{daemon_type} (no heartbeat)")
+        elif moment - beat.timestamp > max_age_seconds:
+            stale.append(f"{daemon_type} (last heartbeat {moment - beat.timestamp:.0f} s ago)")
+    if stale:
+        raise CheckFailed(f"is dagster-daemon running? {', '.join(stale)}")
+
+
+def check_storage(storage: Callable[[], ArtifactStore]) -> None:
+    store = storage()
+    with tempfile.TemporaryDirectory(prefix="vp-health-") as folder:
+        probe = Path(folder) / "probe.txt"
+        probe.write_bytes(PROBE)
+        stored = store.put_file(probe, sha256=PROBE_SHA256, suffix=".txt", content_type="text/plain")
+    if not store.exists(stored.key):
+        raise CheckFailed(f"the probe object {stored.key} was stored but cannot be found again")
+
+
+async def run_check(name: str, check: Callable[[], None], timeout_seconds: float) -> CheckResult:
+    """Run one blocking check in a worker thread; any error or a timeout is its problem."""
+    try:
+        with anyio.fail_after(timeout_seconds):
+            # A stuck check is left behind in its thread: /health answers in time all the same.
+            await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
+    except TimeoutError:
+        return CheckResult(name, f"no answer within {timeout_seconds:g} s")
+    except CheckFailed as exc:
+        return CheckResult(name, str(exc))
+    except Exception as exc:
+        log.warning("/health: the %s check failed: %s: %s", name, type(exc).__name__, exc)
+        return CheckResult(name, f"{type(exc).__name__} (see the server log)")
+    return CheckResult(name, None)
+
+
+async def run_checks(checks: dict[str, Callable[[], None]], timeout_seconds: float) -> list[CheckResult]:
+    """Every check at once, results in the order given."""
+    results: dict[str, CheckResult] = {}
+
+    async def one(name: str, check: Callable[[], None]) -> None:
+        results[name] = await run_check(name, check, timeout_seconds)
+
+    async with anyio.create_task_group() as group:
+        for name, check in checks.items():
+            group.start_soon(one, name, check)
+    return [results[name] for name in checks]

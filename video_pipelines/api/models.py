@@ -1,0 +1,175 @@
+"""The API's request and response shapes, as pydantic models (they are also its OpenAPI schema).
+
+The answers are built by the application layer (`ExecutionStatus.to_wire()`,
+`executions.delivery_record`) and validated through these models on the way out, so a
+drift between them is a failing test, not a silently different document; unknown fields
+pass through (`extra="allow"`) rather than being dropped.
+
+The plan itself is not modelled here: `POST /api/execute` reads its body with the plan
+model (`video_pipelines.plan`), so its problems are exactly those of `video-pipelines
+validate`. `PlanDocument` only describes it in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, ExecutionState, NodeState, Priority
+
+
+class _Wire(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields kept."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+class ExecutionAccepted(_Wire):
+    """`POST /api/execute` answered 202: the execution is stored; the daemon will launch it."""
+
+    execution_id: str = Field(examples=["exec_01JC6V3YH5Q1M2N8R4T7W9XZ0B"])
+
+
+class Video(_Wire):
+    """A video result: where to get it and what it is."""
+
+    url: str
+    duration: float
+    width: int
+    height: int
+    aspect_ratio: str
+    size_bytes: int
+    sha256: str
+    status: str
+
+
+class NodeDocument(_Wire):
+    """One plan node in the status document."""
+
+    status: NodeState
+    result: Video | None
+    reused_from: str | None
+    cost: float
+
+
+class StatusDocument(_Wire):
+    """The status document of `video-pipelines status`."""
+
+    execution_id: str
+    status: ExecutionState
+    progress: int = Field(ge=0, le=100)
+    total_jobs: int
+    completed_jobs: int
+    reused_jobs: int
+    current_job: str | None
+    result: Video | None
+    error: str | None
+    run_id: str | None
+    cost: float
+    trace_id: str | None
+    jobs: dict[str, NodeDocument]
+
+
+class ExecutionPage(_Wire):
+    """One page of the caller's executions, newest first; `nextCursor` fetches the next (null after the last)."""
+
+    executions: list[StatusDocument]
+    next_cursor: str | None
+
+
+class Attempt(_Wire):
+    """One attempt to deliver a webhook: when, and the answer's status code or the error."""
+
+    number: int
+    at: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class Delivery(_Wire):
+    """One webhook event of an execution and every attempt to deliver it."""
+
+    webhook_id: str
+    event: str
+    node_id: str | None
+    state: Literal["pending", "delivered", "failed"]
+    created_at: str
+    delivered_at: str | None
+    next_attempt_at: str | None
+    attempts: list[Attempt]
+
+
+class DeliveryLog(_Wire):
+    """Every webhook delivery of an execution."""
+
+    deliveries: list[Delivery]
+
+
+class Health(_Wire):
+    """What `/health` checked; each is `ok` or `down`."""
+
+    database: Literal["ok", "down"]
+    daemon: Literal["ok", "down"]
+    storage: Literal["ok", "down"]
+
+
+class Problem(_Wire):
+    """An RFC 9457 problem document (`application/problem+json`)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str
+
+
+class PlanProblem(_Wire):
+    """One problem of an invalid plan: the node (null for the plan as a whole), the field, what is wrong."""
+
+    node: str | None
+    field: str | None
+    message: str
+
+
+class InvalidPlan(Problem):
+    """422: the plan was not stored; `errors` lists every problem, as `video-pipelines validate` does."""
+
+    errors: list[PlanProblem]
+
+
+class Unhealthy(Problem, Health):
+    """503: what is down is `down`, and `detail` says why."""
+
+
+class WebhookDocument(_Wire):
+    """Where to POST the signed events of the execution."""
+
+    url: str = Field(examples=["https://example.com/hooks/video"])
+    secret: str | None = Field(default=None, description="signs every delivery; stored encrypted, never shown")
+    events: list[str] | None = Field(
+        default=None,
+        description="events besides the end (always sent)",
+        json_schema_extra={"items": {"type": "string", "enum": [event.value for event in SUBSCRIBABLE_EVENTS]}},
+    )
+
+
+class JobDocument(_Wire):
+    """One node of the plan (`operation` is accepted for `type`)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    type: str = Field(examples=["generateVideo", "generate", "merge", "lipSync", "addSubtitles", "reframe"])
+    params: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    output: str | None = Field(default=None, examples=["$job1"])
+
+
+class PlanDocument(_Wire):
+    """An execution plan (SPEC section 3); validated by the plan model, not by this schema."""
+
+    jobs: list[JobDocument]
+    base_execution_id: str | None = None
+    webhook: WebhookDocument | None = None
+    priority: Priority = Priority.NORMAL

@@ -1,0 +1,182 @@
+"""Every error answer of the API, mapped once: RFC 9457 `application/problem+json`.
+
+    {"type": "about:blank", "title": "Not Found", "status": 404,
+     "detail": "no execution exec_01...", "instance": "/api/execute/exec_01.../status"}
+
+`type` is `about:blank` (the status says it all) except for an invalid plan, whose problem
+type `tag:video-pipelines,2025:invalid-plan` adds `errors: [{"node", "field", "message"}]`
+(`plan.problems`), and an unhealthy service (`/health`). The package's errors map to:
+
+    PlanValidationError            422  (errors: every problem, as `validate` prints them)
+    ExecutionNotFound              404  (also for another tenant's execution: the same body)
+    UsageError, SubmissionStoreError  400  (a bad query parameter, a bad Idempotency-Key)
+    ExecutionError, WebhookError   409  (the execution or webhook cannot be used as asked)
+    SecretKeyError, any other      500  (the detail never carries the cause; the log does)
+
+Unknown routes (404), wrong methods (405, with `Allow`), malformed requests (400) and every
+unexpected exception (500) are problems too: never a traceback, never an HTML page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from video_pipelines.errors import (
+    ExecutionError,
+    ExecutionNotFound,
+    PlanValidationError,
+    SecretKeyError,
+    SubmissionStoreError,
+    UsageError,
+    VideoPipelineError,
+    WebhookError,
+)
+from video_pipelines.plan.problems import plan_problems
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+ABOUT_BLANK = "about:blank"
+INVALID_PLAN = "tag:video-pipelines,2025:invalid-plan"
+UNHEALTHY = "tag:video-pipelines,2025:unhealthy"
+INTERNAL_ERROR = "the server failed to answer this request; the error is in its log"
+
+
+class ApiProblem(Exception):
+    """An answer that is a problem: raise it from a route or a dependency."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        type_: str = ABOUT_BLANK,
+        headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title
+        self.type = type_
+        self.headers = dict(headers or {})
+        self.extensions = dict(extensions or {})
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    type_: str = ABOUT_BLANK,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    """The problem document of one answer; `instance` is the request's path."""
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **(extensions or {}),
+    }
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
+
+
+def _api_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiProblem)
+    return problem_response(
+        request,
+        exc.status,
+        exc.detail,
+        title=exc.title,
+        type_=exc.type,
+        headers=exc.headers,
+        extensions=exc.extensions,
+    )
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own answers: no route (404), wrong method (405), and HTTPExceptions of dependencies."""
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    detail = str(exc.detail)
+    if status == 404 and detail == HTTPStatus.NOT_FOUND.phrase:
+        detail = f"there is no {request.url.path} here; the API is described at /docs"
+    elif status == 405 and detail == HTTPStatus.METHOD_NOT_ALLOWED.phrase:
+        allowed = headers.get("Allow") or headers.get("allow")
+        detail = f"{request.method} is not allowed on {request.url.path}" + (f"; use {allowed}" if allowed else "")
+    return problem_response(request, status, detail, headers=headers)
+
+
+def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """A query parameter or header FastAPI could not read: 400, naming each one."""
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return problem_response(request, 400, "; ".join(parts) or "the request is not valid")
+
+
+def _invalid_plan(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PlanValidationError)
+    return problem_response(
+        request,
+        422,
+        str(exc),
+        title="Invalid plan",
+        type_=INVALID_PLAN,
+        extensions={"errors": [problem.to_wire() for problem in plan_problems(exc)]},
+    )
+
+
+def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    return problem_response(request, 404, str(exc))
+
+
+def _refused(request: Request, exc: Exception) -> JSONResponse:
+    return problem_response(request, 400, str(exc))
+
+
+def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    return problem_response(request, 409, str(exc))
+
+
+def _failed(request: Request, exc: Exception) -> JSONResponse:
+    # A VideoPipelineError handled here is not re-raised: log it, since the answer never carries it.
+    log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc)
+    return problem_response(request, 500, INTERNAL_ERROR)
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette's ServerErrorMiddleware sends this answer, then re-raises: the server logs the traceback.
+    return problem_response(request, 500, INTERNAL_ERROR)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map every error to its problem answer (see the module docstring); the most specific class wins."""
+    app.add_exception_handler(ApiProblem, _api_problem)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(PlanValidationError, _invalid_plan)
+    app.add_exception_handler(ExecutionNotFound, _not_found)
+    app.add_exception_handler(UsageError, _refused)
+    app.add_exception_handler(SubmissionStoreError, _refused)
+    app.add_exception_handler(SecretKeyError, _failed)
+    app.add_exception_handler(ExecutionError, _conflict)
+    app.add_exception_handler(WebhookError, _conflict)
+    app.add_exception_handler(VideoPipelineError, _failed)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,101 @@
+"""A plan's destinations checked at submission: webhook and media URLs whose host is a literal address.
+
+A URL whose host is written as an IP address (`http://10.0.0.5/`, `http://[::1]/`, and the
+numeric shorthands `http://127.1/` or `http://2130706433/` that the C resolver reads as
+addresses) can be judged at once, without asking DNS: when that address is private,
+loopback, link-local, a cloud metadata endpoint or otherwise not public
+(`net.guard.blocked_reason`) and `VIDEO_PIPELINES_ALLOWED_HOSTS` does not allow it, the plan is
+refused before anything is stored, with a problem on the field that holds the URL.
+
+Hostnames are not resolved here: what a name resolves to can change between now and the
+fetch, so names are checked (and pinned) when the media is fetched or the webhook is
+delivered (`net.guard.resolve_destination`), as every URL is.
+
+The URLs looked at: `webhook.url`, and every string param of a node whose name ends in
+`url` (`audioUrl`, ...) that is an http(s) URL (a `{{ref}}` to an upstream result is not).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from video_pipelines.errors import PlanValidationError
+from video_pipelines.net.guard import ALLOWED_HOSTS_ENV, METADATA_ADDRESSES, AllowedHosts, IPAddress, blocked_reason
+from video_pipelines.plan import Plan
+
+_SCHEMES = ("http://", "https://")
+_NUMERIC_HOST = frozenset("0123456789abcdefxABCDEFX.")
+
+
+def literal_address(url: str) -> IPAddress | None:
+    """The address an http(s) URL's host is written as, or None for a hostname (or not a URL)."""
+    try:
+        host = httpx.URL(url).host
+    except httpx.InvalidURL:
+        return None  # the plan's own validation says what is wrong with it
+    if not host:
+        return None
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    # `127.1`, `0x7f000001`, `2130706433`: inet_aton reads them as the resolver would, without DNS.
+    if host[0].isdigit() and set(host) <= _NUMERIC_HOST:
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def refusal(url: str, allowed: AllowedHosts) -> str | None:
+    """Why `url` is refused at submission (its host is a literal address that is not allowed), or None."""
+    address = literal_address(url)
+    if address is None:
+        return None
+    reason = blocked_reason(address)
+    if reason is None or allowed.allows_address(address):
+        return None
+    plain = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped else address
+    if plain in METADATA_ADDRESSES:
+        return (
+            f"{address} is a cloud metadata endpoint; only a {ALLOWED_HOSTS_ENV} entry naming that exact address "
+            "allows it"
+        )
+    return f"{address} is not a public address ({reason}); add it to {ALLOWED_HOSTS_ENV} to allow it"
+
+
+def _url_params(params: Mapping[str, Any], path: str) -> Iterator[tuple[str, str]]:
+    for name, value in params.items():
+        where = f"{path}.{name}"
+        if isinstance(value, Mapping):
+            yield from _url_params(value, where)
+        elif isinstance(value, str) and name.lower().endswith("url") and value.startswith(_SCHEMES):
+            yield where, value
+
+
+def destination_problems(plan: Plan, allowed: AllowedHosts) -> list[str]:
+    """A problem (`<node>.params.<name>: ...`, `plan.webhook.url: ...`) for each refused URL of `plan`."""
+    problems: list[str] = []
+    for node in plan.nodes:
+        for where, url in _url_params(node.params, f"{node.id}.params"):
+            why = refusal(url, allowed)
+            if why is not None:
+                problems.append(f"{where}: refused: {why}")
+    if plan.webhook is not None:
+        why = refusal(plan.webhook.url, allowed)
+        if why is not None:
+            problems.append(f"plan.webhook.url: refused: {why}")
+    return problems
+
+
+def check_destinations(plan: Plan, allowed: AllowedHosts) -> None:
+    """Raise PlanValidationError naming every URL of `plan` refused at submission (see the module docstring)."""
+    problems = destination_problems(plan, allowed)
+    if problems:
+        raise PlanValidationError(problems)
