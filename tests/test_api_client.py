@@ -20,7 +20,14 @@ from typing import Any
 import pytest
 
 from video_pipelines.api_client import API_KEY_ENV, API_URL_ENV, ApiClient, plan_problems
-from video_pipelines.errors import ExecutionNotFound, PlanValidationError, UsageError, VideoPipelineError
+from video_pipelines.errors import (
+    ExecutionError,
+    ExecutionNotFound,
+    PlanValidationError,
+    UsageError,
+    VideoPipelineError,
+)
+from video_pipelines.plan.problems import plan_problems as located
 
 from .conftest import free_port
 
@@ -194,12 +201,13 @@ def test_a_server_that_is_not_there() -> None:
 def test_problems_map_to_the_package_errors(server: ScriptedServer) -> None:
     errors = [
         {"node": "job3", "field": "params.transition", "message": "unknown transition 'wipe'"},
-        {"node": None, "field": "webhook.url", "message": "host is a private address"},
+        {"node": None, "field": "plan.webhook.url", "message": "host is a private address"},
     ]
     server.script = [
         problem(422, "invalid plan", errors=errors),
         problem(404, "no execution exec_9"),
         problem(401, "missing API key"),
+        problem(409, "exec_9 has ended"),
         problem(413, "the body is over 1048576 bytes"),
         problem(500, "boom"),
     ]
@@ -208,20 +216,24 @@ def test_problems_map_to_the_package_errors(server: ScriptedServer) -> None:
             client.submit(PLAN)
         assert invalid.value.problems == [
             "job3.params.transition: unknown transition 'wipe'",
-            "webhook.url: host is a private address",
+            "plan.webhook.url: host is a private address",
         ]
         with pytest.raises(ExecutionNotFound, match="no execution exec_9"):
             client.status("exec_9")
         with pytest.raises(UsageError, match=f"401: missing API key.*{API_KEY_ENV}"):
             client.cancel("exec_9")
+        with pytest.raises(ExecutionError, match="exec_9 has ended"):
+            client.redeliver("exec_9", "msg_exec_9_completed")
         with pytest.raises(UsageError, match=r"413.*over 1048576 bytes"):
             client.submit(PLAN)
         with pytest.raises(VideoPipelineError, match=r"failed \(500\): boom"):
             client.deliveries("exec_9")
 
 
-def test_plan_problems_of_a_plan_wide_error() -> None:
-    assert plan_problems([{"node": None, "field": None, "message": "plan has no jobs"}]) == ["plan: plan has no jobs"]
+def test_plan_problems_are_the_strings_the_api_located() -> None:
+    problems = ["job3.params.transition: must be one of ...", "job3: unknown field 'x'", "plan is not valid JSON: x"]
+    wire = [problem.to_wire() for problem in located(PlanValidationError(problems))]
+    assert plan_problems(wire) == problems
 
 
 def test_from_env() -> None:

@@ -9,10 +9,11 @@ What the CLI and the Python client use when `VIDEO_PIPELINES_API_URL` and
 `VIDEO_PIPELINES_API_KEY` are set (`ApiClient.from_env`). It imports neither Dagster nor the
 submission store: a client machine needs only this module, httpx and the API's URL and key.
 
-Answers are mapped to the package's errors: 422 is a `PlanValidationError` with the same
-problems `validate` prints, 404 an `ExecutionNotFound`, a missing or refused key a
-`UsageError` naming `VIDEO_PIPELINES_API_KEY`, anything else a `UsageError` (4xx) or a
-`VideoPipelineError` (5xx) carrying the problem's detail.
+Answers are mapped back to the errors the API mapped them from (`api.problems`): 422 is a
+`PlanValidationError` with the same problems `validate` prints, 404 an `ExecutionNotFound`,
+409 an `ExecutionError`, a missing or refused key a `UsageError` naming
+`VIDEO_PIPELINES_API_KEY`, anything else a `UsageError` (4xx) or a `VideoPipelineError` (5xx)
+carrying the problem's detail.
 
 Retries: a request that never reached the server (connection refused or reset before it was
 sent) is tried again, whatever the call. A call that is safe to repeat (every GET, cancel,
@@ -33,8 +34,15 @@ from urllib.parse import quote
 
 import httpx
 
-from video_pipelines.errors import ExecutionNotFound, PlanValidationError, UsageError, VideoPipelineError
+from video_pipelines.errors import (
+    ExecutionError,
+    ExecutionNotFound,
+    PlanValidationError,
+    UsageError,
+    VideoPipelineError,
+)
 from video_pipelines.plan.overrides import apply_overrides
+from video_pipelines.plan.problems import PlanProblem
 from video_pipelines.retrying import backoff_delay, parse_retry_after
 from video_pipelines.vocabulary import TERMINAL_STATES
 
@@ -242,13 +250,15 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
 
 def plan_problems(errors: Any) -> list[str]:
     """A 422's `errors: [{node, field, message}]` as the problem strings `validate` prints (`node.field: message`)."""
-    problems: list[str] = []
-    for error in errors if isinstance(errors, list) else []:
-        if not isinstance(error, dict):
-            continue
-        location = ".".join(str(part) for part in (error.get("node"), error.get("field")) if part) or "plan"
-        problems.append(f"{location}: {error.get('message', '')}")
-    return problems
+    return [
+        str(PlanProblem(_text(error.get("node")), _text(error.get("field")), str(error.get("message", ""))))
+        for error in (errors if isinstance(errors, list) else [])
+        if isinstance(error, dict)
+    ]
+
+
+def _text(value: object) -> str | None:
+    return str(value) if value else None
 
 
 def _error_of(response: httpx.Response, base_url: str) -> VideoPipelineError:
@@ -259,6 +269,8 @@ def _error_of(response: httpx.Response, base_url: str) -> VideoPipelineError:
         return PlanValidationError(plan_problems(problem.get("errors")) or [f"plan: {detail}"])
     if code == 404:
         return ExecutionNotFound(detail)
+    if code == 409:
+        return ExecutionError(detail)
     if code in (401, 403):
         return UsageError(
             f"the API at {base_url} refused the request ({code}: {detail}): {API_KEY_ENV} is missing, revoked "
