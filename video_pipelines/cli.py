@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -150,39 +148,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    import signal
-    import time
+    from video_pipelines.dev import run_dev
 
-    from video_pipelines.api import ApiSettings
-    from video_pipelines.instance import prepare_dagster_home, write_workspace
-
-    home = prepare_dagster_home()
-    workspace = write_workspace(home)
-    api = ApiSettings.from_env(host=args.host, port=args.api_port)  # a bad API setting stops here, before anything runs
-    print(f"DAGSTER_HOME={home}; webserver on http://{args.host}:{args.port}; API on {api.url}", file=sys.stderr)
-    commands = [
-        ["dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)],
-        [sys.executable, "-m", "video_pipelines.cli", "serve", "--host", args.host, "--port", str(args.api_port)],
-    ]
-    processes = [subprocess.Popen(command, env=os.environ.copy()) for command in commands]
-    interrupted = False
-    try:
-        while all(process.poll() is None for process in processes):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        interrupted = True  # Ctrl-C reached both processes as well: each stops by itself
-    finally:
-        for process in processes:
-            if not interrupted and process.poll() is None:
-                process.send_signal(signal.SIGINT)  # one ended: stop the other as Ctrl-C would
-        for process in processes:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    failed = [process.returncode for process in processes if process.returncode not in (0, -signal.SIGINT)]
-    return 0 if interrupted or not failed else failed[0]
+    return run_dev(host=args.host, port=args.port, api_port=args.api_port)
 
 
 def build_parser() -> argparse.ArgumentParser:
