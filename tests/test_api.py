@@ -253,6 +253,41 @@ def test_the_event_stream_starts_with_the_current_state_and_ends_after_the_termi
     assert b"id: 1\n" in chunks[0] and b"id: 7\n" in chunks[-1]
 
 
+def test_the_event_stream_ends_when_a_reading_fails(caplog: pytest.LogCaptureFixture) -> None:
+    async def read() -> ExecutionStatus:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("the database went away"))
+
+    async def connected() -> bool:
+        return False
+
+    async def collect() -> list[bytes]:
+        first = status_of(ExecutionState.PROCESSING, a=R)
+        stream = execution_events(first, read, poll_seconds=0, keepalive_seconds=15, disconnected=connected)
+        return [chunk async for chunk in stream]
+
+    chunks = anyio.run(collect)
+    assert [kind for kind, _ in parse_stream(b"".join(chunks))] == ["status"]
+    assert "the database went away" in caplog.text
+
+
+def test_the_event_stream_stops_reading_when_the_client_has_gone() -> None:
+    reads: list[int] = []
+
+    async def read() -> ExecutionStatus:
+        reads.append(1)
+        return status_of(ExecutionState.PROCESSING, a=R)
+
+    async def gone() -> bool:
+        return True
+
+    async def collect() -> list[bytes]:
+        first = status_of(ExecutionState.PROCESSING, a=R)
+        stream = execution_events(first, read, poll_seconds=0, keepalive_seconds=15, disconnected=gone)
+        return [chunk async for chunk in stream]
+
+    assert len(anyio.run(collect)) == 1 and reads == []
+
+
 # --- the app ---------------------------------------------------------------------------------
 
 

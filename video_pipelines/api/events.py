@@ -17,12 +17,15 @@ nothing more). Each event has an `id` (1, 2, ...). Without an event for
 `keepalive_seconds`, a comment line (`: keep-alive`) keeps proxies from closing the stream.
 
 A state held for less than the poll interval may be missed (a node seen pending, then
-completed): the stream reports what it saw, never a state it did not.
+completed): the stream reports what it saw, never a state it did not. When a reading fails
+(the database is away), the stream ends there and the error is logged: a client's
+EventSource connects again and first gets the current state, so nothing is lost but time.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -32,6 +35,8 @@ import anyio
 from fastapi.sse import format_sse_event
 
 from video_pipelines.executions import ExecutionStatus
+
+log = logging.getLogger(__name__)
 
 EventKind = Literal["status", "node", "execution"]
 KEEPALIVE = b": keep-alive\n\n"
@@ -107,7 +112,11 @@ async def execution_events(
         await anyio.sleep(poll_seconds)
         if await disconnected():
             return
-        current = await read_status()
+        try:
+            current = await read_status()
+        except Exception as exc:
+            log.warning("events of %s: reading its status failed, ending the stream: %s", first.execution_id, exc)
+            return
         for event in status_changes(previous, current):
             sequence += 1
             yield event.encode(sequence)

@@ -47,15 +47,6 @@ PLAN_BODY: dict[str, Any] = {
         "required": True,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PlanDocument"}}},
     },
-    "parameters": [
-        {
-            "name": "traceparent",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": "W3C trace context: the execution's trace continues the caller's",
-        }
-    ],
 }
 _PROBLEMS: dict[int, tuple[type[Problem], str]] = {
     400: (Problem, "The request is malformed (not JSON, a bad parameter or header)."),
@@ -144,6 +135,9 @@ async def submit(
             description="the same key (per tenant) returns the same executionId and never starts a second run",
         ),
     ] = None,
+    traceparent: Annotated[
+        str | None, Header(description="W3C trace context: the execution's trace continues the caller's")
+    ] = None,
 ) -> dict[str, str]:
     """Store a plan for the daemon to run; answers at once with its execution id.
 
@@ -154,7 +148,6 @@ async def submit(
     """
     body = await read_body(request, state.settings.max_body_bytes)
     wire = decode_json(body)
-    traceparent = request.headers.get("traceparent")
     execution_id = await run_in_threadpool(admit_and_submit, state, caller, wire, idempotency_key, traceparent)
     return {"executionId": execution_id}
 
@@ -186,6 +179,8 @@ def cancel(execution_id: str, caller: CallerDep, state: StateDep) -> dict[str, A
 
 @router.get(
     "/api/execute/{execution_id}/events",
+    # Not EventSourceResponse: FastAPI would then expect this route to be a generator of events.
+    response_class=Response,
     tags=["executions"],
     summary="Follow an execution (server-sent events)",
     responses={
