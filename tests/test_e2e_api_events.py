@@ -7,6 +7,7 @@ the API as a real process (`api_process.py`); the stream is read over real HTTP.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -96,20 +97,24 @@ def test_the_stream_shows_each_node_and_the_execution_change_until_the_end(servi
             raise
         final = http.get(f"/api/execute/{execution_id}/status").json()
     assert final["status"] == "completed", service.logs()
+    seen = [(kind, data.get("nodeId"), data["status"]) for kind, data in events]
     assert node_histories(events) == {
         "clip": ["pending", "running", "completed"],
         "tall": ["pending", "running", "completed"],
-    }
-    executions = [data["status"] for kind, data in events if kind == "execution"]
-    assert executions == ["processing", "completed"]
+    }, seen
+    assert [status for kind, _, status in seen if kind == "execution"] == ["processing", "completed"], seen
     # The terminal event is the last, and it is the final status document.
     assert events[-1] == ("execution", final)
     clip_done = next(d for k, d in events if k == "node" and d["nodeId"] == "clip" and d["status"] == "completed")
     assert clip_done["previousStatus"] == "running" and clip_done["result"] == final["jobs"]["clip"]["result"]
 
-    # With the daemon beating, the deployment is healthy.
-    health = httpx.get(f"{service.server.url}/health", timeout=30)
-    assert health.status_code == 200 and health.json() == {"database": "ok", "daemon": "ok", "storage": "ok"}
+    # With the daemon beating, the deployment is healthy (once each of its daemons has beaten a first time).
+    deadline = time.monotonic() + 90
+    while (health := httpx.get(f"{service.server.url}/health", timeout=30)).status_code != 200:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert health.json() == {"database": "ok", "daemon": "ok", "storage": "ok"}, health.text
 
 
 def test_a_late_client_gets_the_current_state_then_the_stream_ends(service: Service) -> None:
