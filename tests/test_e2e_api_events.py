@@ -24,10 +24,11 @@ from .processes import DagsterDeployment, dagster_deployment
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 SECRET_KEY = "e2e-api-events-passphrase"
+# Work enough that each node runs for many poll intervals (0.1 s here): a 1 s 90p clip runs for ~0.15 s.
 PLAN: dict[str, Any] = {
     "jobs": [
-        {"id": "clip", "type": "generate", "params": {"prompt": "Scene 1", "duration": 1, "resolution": 90}},
-        {"id": "tall", "type": "reframe", "params": {"aspectRatio": "9:16"}, "dependsOn": ["clip"]},
+        {"id": "clip", "type": "generate", "params": {"prompt": "Scene 1", "duration": 4, "resolution": 480}},
+        {"id": "tall", "type": "reframe", "params": {"aspectRatio": "9:16", "mode": "blur"}, "dependsOn": ["clip"]},
     ]
 }
 
