@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook
 
 from video_pipelines.api_client import API_KEY_ENV, API_URL_ENV, ApiClient
@@ -188,9 +190,49 @@ def test_seed_flow_over_http(service: Service) -> None:
         assert again.headers["webhook-id"] == first.headers["webhook-id"]
         assert verify(again, WEBHOOK_SECRET) == verify(first, WEBHOOK_SECRET)
 
+        check_metrics(http)
+
     # Another tenant sees none of it.
     with ApiClient(service.url, service.other_key) as other, pytest.raises(ExecutionNotFound):
         other.status(base_id)
+
+
+def scrape(http: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics of the real server, parsed by prometheus_client: {(sample name, labels): value}."""
+    response = http.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def check_metrics(http: httpx.Client) -> None:
+    """After the seed flow (the first test on a fresh database): its two executions and five nodes, exactly."""
+    deadline = time.monotonic() + 30
+    while True:  # the redelivery's attempt is recorded just after the receiver answered it
+        metrics = scrape(http)
+        if metrics.get(("video_pipelines_webhook_attempts_total", (("outcome", "delivered"),))) == 2 or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(0.2)
+    assert metrics[("video_pipelines_webhook_attempts_total", (("outcome", "delivered"),))] == 2
+    assert metrics[("video_pipelines_executions_submitted_total", ())] == 2
+    assert metrics[("video_pipelines_executions_started_total", ())] == 2
+    assert metrics[("video_pipelines_executions_finished_total", (("status", "completed"),))] == 2
+    assert metrics[("video_pipelines_executions_finished_total", (("status", "failed"),))] == 0
+    assert metrics[("video_pipelines_pending_submissions", ())] == 0
+    assert metrics[("video_pipelines_queued_runs", ())] == 0
+    node_counts = {
+        dict(labels)["operation"]: value
+        for (name, labels), value in metrics.items()
+        if name == "video_pipelines_node_seconds_count"
+    }
+    assert node_counts == {"generateVideo": 2, "merge": 1, "lipSync": 1, "addSubtitles": 1}
+    sums = [value for (name, _), value in metrics.items() if name == "video_pipelines_node_seconds_sum"]
+    assert len(sums) == 4 and all(value > 0 for value in sums)
 
 
 def client_env(service: Service, key: str | None = None) -> dict[str, str]:
