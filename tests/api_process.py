@@ -13,7 +13,6 @@ when `logs` is a deployment's log folder.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from .conftest import free_port
+from .processes import stop_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 # A port taken between free_port() and the server's bind: try another.
@@ -62,16 +62,6 @@ def _wait_until_serving(server: ApiServer, timeout: float) -> bool:
     raise AssertionError(f"video-pipelines serve did not answer within {timeout:.0f}s\n{server.log_tail()}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @contextmanager
 def api_process(
     env: Mapping[str, str] | None = None,
@@ -105,5 +95,5 @@ def api_process(
                 yield server
                 return
             finally:
-                _stop(process)
+                stop_process_group(process)
         raise AssertionError(f"video-pipelines serve found no free port in 3 tries\n{server.log_tail()}")

@@ -31,6 +31,17 @@ CLIENT_ENV = (
 )
 
 
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process started with `start_new_session=True` and its children: SIGTERM, then SIGKILL after 20 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 @dataclass
 class DagsterDeployment:
     home: Path
@@ -58,14 +69,7 @@ class DagsterDeployment:
         )
 
     def stop(self, name: str) -> None:
-        process = self.processes.pop(name)
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process_group(self.processes.pop(name))
 
     @contextmanager
     def client(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[client_api.Deployment]:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -30,6 +30,7 @@ from video_pipelines.errors import (
 from video_pipelines.plan.problems import plan_problems as located
 
 from .conftest import free_port
+from .http_servers import serve_in_background, shut_down
 
 PLAN: dict[str, Any] = {"jobs": [{"id": "job1", "type": "generate", "params": {"prompt": "x"}, "output": "$job1"}]}
 
@@ -94,15 +95,12 @@ def server() -> Iterator[ScriptedServer]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    http.daemon_threads = True
+    http = serve_in_background(Handler)
     scripted.port = http.server_address[1]
-    threading.Thread(target=http.serve_forever, daemon=True).start()
     try:
         yield scripted
     finally:
-        http.shutdown()
-        http.server_close()
+        shut_down(http)
 
 
 def api(url: str, **options: Any) -> ApiClient:

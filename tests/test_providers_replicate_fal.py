@@ -26,6 +26,8 @@ from video_pipelines.providers.http import HttpPolicy, remote_input
 from video_pipelines.providers.replicate import ReplicateProvider, output_url
 from video_pipelines.retrying import parse_retry_after
 
+from .http_servers import serve_in_background, shut_down
+
 TOKEN = "tok-Secret-8f3a91"
 LOOPBACK = parse_allowed_hosts("127.0.0.1")
 FAST = HttpPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, max_retry_after=5.0, request_timeout=5.0)
@@ -95,15 +97,13 @@ class FakeApi:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = serve_in_background(Handler, poll_interval=0.05)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            shut_down(self._server)
 
     @property
     def base_url(self) -> str:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from video_pipelines.webhooks import (
     webhook_id_for,
 )
 
+from .http_servers import serve_in_background, shut_down
 from .media import make_tone
 from .memory_records import MemoryRunRecords, video
 from .receiver import ReceivedRequest, WebhookReceiver
@@ -477,8 +478,7 @@ class GatedMedia:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve_in_background(Handler)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/{name}"
@@ -488,8 +488,7 @@ class GatedMedia:
 
     def stop(self) -> None:
         self.release()
-        self._server.shutdown()
-        self._server.server_close()
+        shut_down(self._server)
 
 
 @pytest.fixture
