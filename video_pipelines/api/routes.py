@@ -245,7 +245,7 @@ def list_executions(
 )
 def deliveries(execution_id: str, caller: CallerDep, state: StateDep) -> dict[str, Any]:
     """Every webhook delivery of the execution and every attempt: time, status code or error."""
-    executions.status_for(caller, state.records, state.store, execution_id)  # 404 unless the caller may see it
+    executions.require_visible(caller, state.records, state.store, execution_id)
     return {"deliveries": executions.delivery_report(state.store, execution_id)}
 
 
@@ -259,7 +259,7 @@ def deliveries(execution_id: str, caller: CallerDep, state: StateDep) -> dict[st
 )
 def redeliver(execution_id: str, webhook_id: str, caller: CallerDep, state: StateDep) -> dict[str, object]:
     """Send the event again with the same `webhook-id`, as a new attempt; answers with the delivery, due now."""
-    executions.status_for(caller, state.records, state.store, execution_id)  # 404 unless the caller may see it
+    executions.require_visible(caller, state.records, state.store, execution_id)
     delivery = executions.redeliver(state.store, execution_id, webhook_id)
     return executions.delivery_record(DeliveryOutbox(state.store), delivery)
 

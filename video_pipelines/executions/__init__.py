@@ -13,7 +13,7 @@ get through the `RunRecords` protocol, which `orchestration/` implements over Da
 - `records` — the `RunRecords` protocol and the run and node views it returns.
 - `ownership` — `Caller` (a tenant, or an operator) and whose an execution is.
 - `tenancy` — status, cancel and listing as a caller may see them (`status_for`, `cancel_for`,
-  `list_executions`): another tenant's execution is a missing one.
+  `list_executions`, `require_visible`): another tenant's execution is a missing one.
 - `traces` — an execution's trace context and the spans of its submission and its end.
 """
 
@@ -52,7 +52,7 @@ from video_pipelines.executions.records import (
 )
 from video_pipelines.executions.report import validation_report
 from video_pipelines.executions.status import ExecutionStatus, NodeStatus, execution_status
-from video_pipelines.executions.tenancy import cancel_for, list_executions, status_for
+from video_pipelines.executions.tenancy import cancel_for, list_executions, require_visible, status_for
 from video_pipelines.executions.traces import execution_trace, record_execution, record_never_ran, trace_lookup
 
 __all__ = [
@@ -93,6 +93,7 @@ __all__ = [
     "record_execution",
     "record_never_ran",
     "redeliver",
+    "require_visible",
     "secret_lookup",
     "started_payload",
     "status_for",

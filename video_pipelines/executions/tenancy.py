@@ -22,18 +22,23 @@ from video_pipelines.executions.status import ExecutionStatus, execution_status,
 from video_pipelines.submissions import Submission, SubmissionStore
 from video_pipelines.vocabulary import ExecutionState
 
-__all__ = ["OPERATOR", "Caller", "cancel_for", "list_executions", "status_for"]
+__all__ = ["OPERATOR", "Caller", "cancel_for", "list_executions", "require_visible", "status_for"]
 
 MAX_PAGE = 100
 # Submissions read per query while a status filter skips the ones that do not match.
 _SCAN_BATCH = 100
 
 
+def require_visible(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> None:
+    """ExecutionNotFound unless `execution_id` exists and `caller` may see it; reads its owner, not its status."""
+    if not caller.may_see(execution_tenant(records, store, execution_id)):
+        raise ExecutionNotFound(f"no execution {execution_id}")
+
+
 def _check_visible(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> None:
     if caller.is_operator:
         return  # execution_status and cancel raise ExecutionNotFound for a missing id themselves
-    if not caller.may_see(execution_tenant(records, store, execution_id)):
-        raise ExecutionNotFound(f"no execution {execution_id}")
+    require_visible(caller, records, store, execution_id)
 
 
 def status_for(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
