@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from video_pipelines.orchestration.assets import VIDEO_ASSET_SPECS
+from video_pipelines.orchestration.io_managers import StepOutputs
 from video_pipelines.orchestration.job import execute_plan
 from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
 from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy, SubmissionStoreResource
@@ -19,6 +20,7 @@ from video_pipelines.orchestration.webhook_sensors import (
 
 
 def build_definitions() -> dg.Definitions:
+    artifact_storage = ArtifactStorage()
     return dg.Definitions(
         jobs=[execute_plan],
         assets=VIDEO_ASSET_SPECS,
@@ -31,7 +33,9 @@ def build_definitions() -> dg.Definitions:
             webhook_deliveries,
         ],
         resources={
-            "artifact_storage": ArtifactStorage(),
+            "artifact_storage": artifact_storage,
+            # Step outputs beside the artifacts (S3 when they are on S3), readable by every worker.
+            "io_manager": StepOutputs(artifact_storage=artifact_storage),
             "media_policy": MediaPolicy(),
             "submissions": SubmissionStoreResource(),
             "replicate": ReplicateResource(),
