@@ -101,12 +101,21 @@ class DagsterDeployment:
 
 @contextmanager
 def dagster_deployment(
-    tmp_path: Path, database_url: str, *, daemon: bool = True, extra_env: dict[str, str] | None = None
+    tmp_path: Path,
+    database_url: str,
+    *,
+    daemon: bool = True,
+    extra_env: dict[str, str] | None = None,
+    celery: bool = False,
 ) -> Iterator[DagsterDeployment]:
-    """The production instance (PostgreSQL) with a webserver and, optionally, the daemon."""
+    """The production instance (PostgreSQL) with a webserver and, optionally, the daemon.
+
+    With `celery`, runs go to warm workers through $VIDEO_PIPELINES_BROKER_URL (in `extra_env`);
+    the test starts the workers (tests/workers.py). Without it, Dagster's default launcher.
+    """
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(render_instance_yaml(postgres=True))
+    (home / "dagster.yaml").write_text(render_instance_yaml(postgres=True, celery=celery))
     logs = tmp_path / "logs"
     logs.mkdir()
     env = {

@@ -114,4 +114,4 @@ def test_demo_runs_the_product_demo_on_embedded_defaults(tmp_path: Path) -> None
 
 
 def test_repository_dagster_yaml_is_the_rendered_production_config() -> None:
-    assert (REPO / "dagster.yaml").read_text() == render_instance_yaml(postgres=True)
+    assert (REPO / "dagster.yaml").read_text() == render_instance_yaml(postgres=True, celery=True)

@@ -153,6 +153,30 @@ def _dev(args: argparse.Namespace) -> int:
     return run_dev(host=args.host, port=args.port, api_port=args.api_port)
 
 
+def _worker(args: argparse.Namespace) -> int:
+    import os
+    import socket
+
+    from video_pipelines.workers import WorkerSettings
+
+    WorkerSettings.from_env()  # no broker, or an unusable backend: say so before importing anything
+    if not os.environ.get("DAGSTER_HOME"):
+        raise UsageError("set DAGSTER_HOME to the deployment's instance folder (its dagster.yaml) before `worker`")
+    from video_pipelines.orchestration import celery_worker
+    from video_pipelines.orchestration.celery_launcher import ensure_queue
+
+    if args.queue:
+        ensure_queue(celery_worker.app, args.queue)
+    for warning in celery_worker.startup_warnings():
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    name = args.name or f"video-pipelines-{os.getpid()}@{socket.gethostname()}"
+    argv = ["worker", "--pool=prefork", f"--concurrency={args.concurrency}", f"--hostname={name}"]
+    argv += ["--prefetch-multiplier=1", f"--queues={args.queue or celery_worker.settings.queue}"]
+    argv += ["--loglevel=INFO", "--without-gossip", "--without-mingle"]
+    celery_worker.app.worker_main(argv)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="video-pipelines", description=__doc__.splitlines()[0] if __doc__ else None)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -207,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(handler=_serve)
+
+    worker = verbs.add_parser(
+        "worker", help="a warm run worker: takes runs from $VIDEO_PIPELINES_BROKER_URL and runs them in its children"
+    )
+    worker.add_argument("--concurrency", type=int, default=2, help="runs at once (one child process each)")
+    worker.add_argument("--queue", help="the queue to take runs from (default: dagster)")
+    worker.add_argument("--name", help="the worker's node name, NAME@HOST (default: video-pipelines-PID@HOST)")
+    worker.set_defaults(handler=_worker)
 
     dev = verbs.add_parser("dev", help="dagster-webserver + dagster-daemon + the HTTP API on the embedded default")
     dev.add_argument("--host", default="127.0.0.1")

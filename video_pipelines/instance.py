@@ -1,9 +1,11 @@
-"""The Dagster instance: production config (PostgreSQL) and the embedded default (SQLite).
+"""The Dagster instance: production config (PostgreSQL + Celery) and the embedded default (SQLite).
 
 `dagster.yaml` at the repository root is the production instance; it is rendered from
-`instance_config(postgres=True)` (a test keeps them equal). The embedded default used by
-`video-pipelines demo` and `dev` has the same settings without the `storage` section, so
-Dagster falls back to SQLite under DAGSTER_HOME.
+`instance_config(postgres=True, celery=True)` (a test keeps them equal): PostgreSQL storage,
+runs launched into warm `video-pipelines worker` processes through the broker of
+$VIDEO_PIPELINES_BROKER_URL. The embedded default used by `video-pipelines demo` and `dev`
+has the same settings without the `storage` section, so Dagster falls back to SQLite under
+DAGSTER_HOME, and with Dagster's default launcher unless a broker is configured.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import yaml
 
 DATABASE_URL_ENV = "VIDEO_PIPELINES_DATABASE_URL"
+BROKER_URL_ENV = "VIDEO_PIPELINES_BROKER_URL"
 DEFAULT_HOME = ".dagster_home"
 _GENERATED_MARK = "# Written by video-pipelines"
 
@@ -35,8 +38,35 @@ _SETTINGS: dict[str, Any] = {
 }
 
 
-def instance_config(*, postgres: bool) -> dict[str, Any]:
-    """The instance settings; with `postgres`, storage comes from $VIDEO_PIPELINES_DATABASE_URL."""
+# With warm Celery workers. Runs wait QUEUED in Dagster's queue (ordered by dagster/priority, no
+# timeout) rather than STARTING in the broker, where run monitoring's start timeout counts: keep
+# max_concurrent_runs near the total worker concurrency (4 = two workers of concurrency 2). Runs
+# already in the broker are ordered there too (the launcher maps dagster/priority), but a queued run
+# cannot overtake them. A dead worker's run is failed within 2 polls + 2 pings (<= 10+10+2+2 s plus
+# one monitoring pass, under 30 s; stated bound 60 s): its first missed ping is tolerated.
+# Resuming a run on another worker is not enabled (max_resume_run_attempts: 0).
+_CELERY_SETTINGS: dict[str, Any] = {
+    "run_queue": {"max_concurrent_runs": 4, "dequeue_interval_seconds": 1},
+    "run_monitoring": {
+        "enabled": True,
+        "start_timeout_seconds": 300,
+        "cancel_timeout_seconds": 180,
+        "max_resume_run_attempts": 0,
+        "poll_interval_seconds": 10,
+    },
+}
+
+CELERY_LAUNCHER: dict[str, Any] = {
+    "module": "video_pipelines.orchestration.celery_launcher",
+    "class": "VideoCeleryRunLauncher",
+    # The result backend is $VIDEO_PIPELINES_RESULT_BACKEND, else the broker when it is Redis.
+    "config": {"broker": {"env": BROKER_URL_ENV}},
+}
+
+
+def instance_config(*, postgres: bool, celery: bool = False) -> dict[str, Any]:
+    """The instance settings; with `postgres`, storage comes from $VIDEO_PIPELINES_DATABASE_URL;
+    with `celery`, runs go to warm workers through the broker of $VIDEO_PIPELINES_BROKER_URL."""
     config: dict[str, Any] = {}
     if postgres:
         config["storage"] = {
@@ -46,11 +76,15 @@ def instance_config(*, postgres: bool) -> dict[str, Any]:
                 "config": {"postgres_url": {"env": DATABASE_URL_ENV}},
             }
         }
+    if celery:
+        config["run_launcher"] = CELERY_LAUNCHER
     config.update(_SETTINGS)
+    if celery:
+        config.update(_CELERY_SETTINGS)
     return config
 
 
-def render_instance_yaml(*, postgres: bool) -> str:
+def render_instance_yaml(*, postgres: bool, celery: bool = False) -> str:
     header = (
         "# The production Dagster instance of video_pipelines: PostgreSQL storage from\n"
         f"# ${DATABASE_URL_ENV} (a plain postgresql://user@host:port/db URL), queued runs,\n"
@@ -59,21 +93,30 @@ def render_instance_yaml(*, postgres: bool) -> str:
         if postgres
         else f"{_GENERATED_MARK} (embedded default: SQLite in this folder). Safe to delete.\n"
     )
-    return header + yaml.safe_dump(instance_config(postgres=postgres), sort_keys=False)
+    if celery:
+        header += (
+            f"# Runs execute in warm `video-pipelines worker` processes, through the broker of ${BROKER_URL_ENV}\n"
+            "# (redis:// or amqp://); task states in $VIDEO_PIPELINES_RESULT_BACKEND (default: the Redis broker).\n"
+        )
+    return header + yaml.safe_dump(instance_config(postgres=postgres, celery=celery), sort_keys=False)
 
 
 def prepare_dagster_home(home: Path | None = None) -> Path:
     """Make DAGSTER_HOME usable and export it: `.dagster_home` unless DAGSTER_HOME is set.
 
     Writes dagster.yaml there: PostgreSQL when $VIDEO_PIPELINES_DATABASE_URL is set, else
-    SQLite. A dagster.yaml the user wrote (without our mark) is left as it is.
+    SQLite; the Celery launcher when $VIDEO_PIPELINES_BROKER_URL is set, else Dagster's default
+    launcher (a fresh machine needs no broker). A dagster.yaml the user wrote (without our mark)
+    is left as it is.
     """
     chosen = home or Path(os.environ.get("DAGSTER_HOME") or DEFAULT_HOME)
     chosen = chosen.resolve()
     chosen.mkdir(parents=True, exist_ok=True)
     config_file = chosen / "dagster.yaml"
     if not config_file.exists() or config_file.read_text().startswith(_GENERATED_MARK):
-        text = render_instance_yaml(postgres=bool(os.environ.get(DATABASE_URL_ENV)))
+        text = render_instance_yaml(
+            postgres=bool(os.environ.get(DATABASE_URL_ENV)), celery=bool(os.environ.get(BROKER_URL_ENV))
+        )
         if not text.startswith(_GENERATED_MARK):
             text = f"{_GENERATED_MARK} from the production settings.\n{text}"
         config_file.write_text(text)

@@ -22,6 +22,8 @@ BASE_EXECUTION_ID_TAG = "video/base_execution_id"
 PROVIDER_JOB_TAG_PREFIX = "video/provider_job/"
 # The W3C traceparent of the execution's span, on runs launched from a submission (see telemetry.trace_context).
 TRACEPARENT_TAG = "video/traceparent"
+# The worker process that ran the run ("<celery node> pid <N>"), set by a Celery run worker as it starts it.
+WORKER_TAG = "video/worker"
 
 
 class RunState(StrEnum):

@@ -5,8 +5,11 @@ run, everything comes from the run: its state, its nodes' steps and their record
 `to_wire()` gives the JSON of `video-pipelines status` (and of the HTTP API):
 
     {"executionId", "status", "progress", "totalJobs", "completedJobs", "reusedJobs",
-     "currentJob", "result", "error", "runId", "cost", "traceId",
+     "currentJob", "result", "error", "runId", "cost", "traceId", "worker",
      "jobs": {"<node id>": {"status", "result", "reusedFrom", "cost"}}}
+
+`worker` (an extension of the SPEC's document) names the run worker process that took the
+run ("<celery node> pid <N>") with warm Celery workers, else null.
 
 `traceId` is the execution's trace (32 hex digits): its OpenTelemetry spans, and the W3C
 `traceparent` its webhooks and provider calls carry, are all in it (`telemetry.trace_context`).
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from video_pipelines.errors import ExecutionError, ExecutionNotFound
-from video_pipelines.executions.records import TRACEPARENT_TAG, RunRecords, RunView
+from video_pipelines.executions.records import TRACEPARENT_TAG, WORKER_TAG, RunRecords, RunView
 from video_pipelines.plan import parse_plan, sinks
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.submissions import Submission, SubmissionState, SubmissionStore
@@ -68,6 +71,7 @@ class ExecutionStatus:
     error: str | None = None
     run_id: str | None = None
     trace_id: str | None = None  # the execution's trace, 32 hex digits
+    worker: str | None = None  # the run worker process that took the run, when a Celery worker did
 
     @property
     def is_terminal(self) -> bool:
@@ -114,6 +118,7 @@ class ExecutionStatus:
             "runId": self.run_id,
             "cost": self.cost_usd,
             "traceId": self.trace_id,
+            "worker": self.worker,
             "jobs": {node_id: node.to_wire() for node_id, node in self.nodes.items()},
         }
 
@@ -136,6 +141,7 @@ class ExecutionStatus:
             error=wire.get("error"),
             run_id=wire.get("runId"),
             trace_id=wire.get("traceId"),
+            worker=wire.get("worker"),
         )
 
 
@@ -206,4 +212,5 @@ def run_status(records: RunRecords, run: RunView) -> ExecutionStatus:
         error=error,
         run_id=run.run_id,
         trace_id=execution_context(run.tags.get(TRACEPARENT_TAG), run.execution_id).trace_id_hex,
+        worker=run.tags.get(WORKER_TAG),
     )

@@ -1,0 +1,210 @@
+"""`VideoCeleryRunLauncher`: dagster-celery's `CeleryRunLauncher` with its four defects fixed.
+
+Each run executes inside an already-running, warm `video-pipelines worker` (see
+`celery_worker.py`). The upstream launcher (dagster_celery/launcher.py, 0.29.27) is kept and
+four things are changed in this subclass:
+
+- priority: `dagster/priority` becomes `dagster-celery/run_priority`, mapped to the broker's
+  order (`workers.celery_priority`: RabbitMQ serves higher numbers first, Redis lower);
+- cancel: `terminate` reports the run CANCELING before it revokes the task, and revokes it
+  with SIGINT, which Dagster's interrupt handling turns into a clean cancel (steps
+  interrupted, the node's provider job canceled, the run CANCELED) while the prefork child
+  survives: billiard ignores SIGINT outside a run and Dagster only captures it during one.
+  The upstream SIGTERM kills the child mid-run, leaving the run CANCELING until a timeout;
+- dead workers: the upstream health check trusts the result backend, which still says
+  STARTED for a task whose worker was SIGKILLed. Ours pings the worker that took the task
+  (its node name and pid are in the STARTED meta) and fails the run, naming that worker,
+  after two unanswered pings in a row;
+- the result backend comes from `workers.WorkerSettings` and is never `rpc://`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, Self
+
+import dagster as dg
+from celery import Celery  # type: ignore[import-untyped]  # celery ships no types
+from dagster import Field, Noneable, StringSource
+from dagster._config import UserConfigSchema
+from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+from dagster._serdes import ConfigurableClassData
+from dagster_celery import defaults
+from dagster_celery.config import DEFAULT_CONFIG
+from dagster_celery.launcher import CeleryRunLauncher
+from dagster_celery.make_app import make_app
+from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG, DAGSTER_CELERY_RUN_PRIORITY_TAG, DAGSTER_CELERY_TASK_ID_TAG
+from kombu.entity import Queue
+
+from video_pipelines.workers import (
+    AMQP_MAX_PRIORITY,
+    BROKER_URL_ENV,
+    RESULT_BACKEND_ENV,
+    RunWorker,
+    WorkerSettings,
+    WorkerWatch,
+    celery_priority,
+    celery_settings,
+    priority_of_tag,
+)
+
+PRIORITY_TAG = "dagster/priority"
+# A live worker answers a ping from its main process at once, even with every child busy.
+PING_TIMEOUT_SECONDS = 2.0
+# Answers (and silences) are reused this long, so many runs on one worker cost one ping per poll.
+PING_CACHE_SECONDS = 5.0
+
+
+def app_config(settings: WorkerSettings) -> dict[str, Any]:
+    """dagster-celery's defaults under ours; the Redis transport options keep its publish retries."""
+    ours = celery_settings(settings)
+    return {
+        **DEFAULT_CONFIG,
+        **ours,
+        "broker_transport_options": {
+            **dict(defaults.broker_transport_options),
+            **ours.get("broker_transport_options", {}),
+        },
+    }
+
+
+def make_celery_app(settings: WorkerSettings) -> Celery:
+    """The workers' Celery app, configured exactly as the launcher's: dagster-celery's routes and queue, ours."""
+    app: Celery = make_app(  # type: ignore[no-untyped-call]
+        app_args={
+            "broker": settings.broker_url,
+            "backend": settings.result_backend,
+            "config_source": app_config(settings),
+            "task_default_queue": settings.queue,
+        }
+    )
+    ensure_queue(app, settings.queue)
+    return app
+
+
+def ensure_queue(app: Celery, name: str) -> None:
+    """Declare `name` as dagster-celery declares its queue: RabbitMQ refuses two declarations that differ."""
+    if name not in app.amqp.queues:
+        arguments = {"x-max-priority": AMQP_MAX_PRIORITY}
+        app.amqp.queues.add(Queue(name, routing_key=f"{name}.#", queue_arguments=arguments))  # type: ignore[no-untyped-call]
+
+
+class VideoCeleryRunLauncher(CeleryRunLauncher):
+    """Runs in warm Celery workers, with priorities, clean cancels and dead-worker detection."""
+
+    def __init__(
+        self,
+        broker: str | None = None,
+        backend: str | None = None,
+        default_queue: str | None = None,
+        inst_data: ConfigurableClassData | None = None,
+    ) -> None:
+        environ = dict(os.environ)
+        if broker:
+            environ[BROKER_URL_ENV] = broker
+        if backend:
+            environ[RESULT_BACKEND_ENV] = backend
+        settings = WorkerSettings.from_env(environ)
+        self.settings = replace(settings, queue=default_queue) if default_queue else settings
+        self._watch = WorkerWatch()
+        self._pings: dict[str, tuple[float, bool]] = {}
+        super().__init__(
+            default_queue=self.settings.queue,
+            broker=self.settings.broker_url,
+            backend=self.settings.result_backend,
+            config_source=app_config(self.settings),
+            inst_data=inst_data,
+        )
+        ensure_queue(self.celery, self.settings.queue)
+
+    @classmethod
+    def config_type(cls) -> UserConfigSchema:
+        return {
+            "broker": Field(
+                Noneable(StringSource),
+                is_required=False,
+                description=f"The broker URL (redis:// or amqp://). Default: ${BROKER_URL_ENV}.",
+            ),
+            "backend": Field(
+                Noneable(StringSource),
+                is_required=False,
+                description="The result backend (redis:// or db+...). Default: $VIDEO_PIPELINES_RESULT_BACKEND, "
+                "else the broker when it is Redis.",
+            ),
+            "default_queue": Field(
+                Noneable(StringSource), is_required=False, description="The queue of runs without a queue tag."
+            ),
+        }
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> Self:
+        return cls(inst_data=inst_data, **config_value)
+
+    def _launch_celery_task_run(self, run: dg.DagsterRun, task_signature: Any, routing_key: str) -> None:
+        tags: dict[str, str] = {}
+        if DAGSTER_CELERY_RUN_PRIORITY_TAG not in run.tags:
+            priority = celery_priority(priority_of_tag(run.tags.get(PRIORITY_TAG)), self.settings.kind)
+            tags[DAGSTER_CELERY_RUN_PRIORITY_TAG] = str(priority)
+            self._instance.add_run_tags(run.run_id, tags)
+        ensure_queue(self.celery, run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue))
+        super()._launch_celery_task_run(run.with_tags({**run.tags, **tags}), task_signature, routing_key)
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return False
+        task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
+        # Reported first, as DefaultRunLauncher does: the interrupted run worker then ends the run
+        # CANCELED ("user initiated termination") instead of FAILURE.
+        self._instance.report_run_canceling(run)
+        if task_id is None:
+            return False
+        self.celery.control.revoke(task_id, terminate=True, signal="SIGINT")
+        if self.celery.AsyncResult(task_id).state == "PENDING":
+            # Still in the broker: no worker will run a revoked task, so nothing else will end the run.
+            self._instance.report_run_canceled(run, "canceled before a worker took it")
+        return True
+
+    def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
+        task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
+        if task_id is None:
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has no Celery task yet")
+        result = self.celery.AsyncResult(task_id)
+        if result.state == "STARTED":
+            worker = RunWorker.from_started_meta(result.info)
+            if worker is None or self._answers(worker.hostname):
+                self._watch.answered(run.run_id)
+                return CheckRunHealthResult(WorkerStatus.RUNNING)
+            result = self.celery.AsyncResult(task_id)  # it may have ended while we waited for the ping
+            if result.state == "STARTED":
+                message = self._watch.missed(run.run_id, worker)
+                if message is None:
+                    return CheckRunHealthResult(WorkerStatus.RUNNING, f"{worker.describe()} missed a ping")
+                return self._fail(run, message)
+        self._watch.forget(run.run_id)
+        if result.state == "SUCCESS":
+            return CheckRunHealthResult(WorkerStatus.SUCCESS)
+        if result.state == "FAILURE":
+            worker_name = result.worker or "its run worker"
+            return self._fail(run, f"the Celery task of the run failed on {worker_name}: {result.info!r}")
+        return CheckRunHealthResult(WorkerStatus.UNKNOWN, f"Celery task state {result.state}")
+
+    def _fail(self, run: dg.DagsterRun, message: str) -> CheckRunHealthResult:
+        # Reported here, with our message alone: the monitoring daemon re-reads the run after this
+        # check and leaves a run whose status changed alone, instead of failing it with a message that
+        # wraps ours in the repr of this result. The failure is what status and the webhook show.
+        self._instance.report_run_failed(run, message)
+        return CheckRunHealthResult(WorkerStatus.FAILED, message)
+
+    def _answers(self, hostname: str) -> bool:
+        now = time.monotonic()
+        cached = self._pings.get(hostname)
+        if cached is not None and now - cached[0] < PING_CACHE_SECONDS:
+            return cached[1]
+        replies = self.celery.control.ping(destination=[hostname], timeout=PING_TIMEOUT_SECONDS)
+        answered = any(hostname in reply for reply in replies)
+        self._pings[hostname] = (time.monotonic(), answered)
+        return answered

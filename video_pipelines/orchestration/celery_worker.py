@@ -1,0 +1,83 @@
+"""The Celery app that `video-pipelines worker` runs: warm run workers for `VideoCeleryRunLauncher`.
+
+Importing this module builds the app from the environment (`workers.WorkerSettings`, the same
+settings as the launcher's) and imports our Definitions once, in the worker's parent process,
+so every prefork child starts a run with Dagster and our code already imported (a child is a
+fork of the parent). Each child:
+- dies with its parent (PR_SET_PDEATHSIG=SIGKILL): a SIGKILLed worker takes its runs with it,
+  instead of leaving orphans that run on unobserved;
+- records on each run the worker process that took it (`video/worker`: the Celery node name
+  and the child's pid), which `video-pipelines status` shows as `worker`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import dagster as dg
+from celery import signals  # type: ignore[import-untyped]  # celery ships no types
+from dagster._grpc.types import ExecuteRunArgs, ResumeRunArgs
+from dagster._serdes import unpack_value
+from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
+
+import video_pipelines.orchestration.definitions as definitions
+import video_pipelines.postgres  # noqa: F401  # the instance's storage, imported before the fork
+from video_pipelines.executions.records import WORKER_TAG
+from video_pipelines.orchestration.celery_launcher import make_celery_app
+from video_pipelines.workers import STORAGE_URL_ENV, WorkerSettings, local_artifacts_warning
+
+_PR_SET_PDEATHSIG = 1
+logger = logging.getLogger("video_pipelines.worker")
+
+if not os.environ.get("DAGSTER_HOME"):
+    raise RuntimeError("DAGSTER_HOME must be set before a run worker starts (the instance the daemon uses)")
+
+settings = WorkerSettings.from_env()
+app = make_celery_app(settings)
+execute_job = create_execute_job_task(app)
+resume_job = create_resume_job_task(app)
+# Build the job once here: a run's code pointer then finds the module imported and its job made.
+definitions.defs.get_job_def("execute_plan")
+
+
+def startup_warnings() -> list[str]:
+    """What an operator should know before this worker takes runs."""
+    warning = local_artifacts_warning(settings, os.environ.get(STORAGE_URL_ENV))
+    return [warning] if warning else []
+
+
+@signals.worker_process_init.connect  # type: ignore[untyped-decorator]
+def _die_with_parent(**_kwargs: Any) -> None:
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before prctl: nobody will reap or watch this child
+        os._exit(1)
+
+
+@functools.cache
+def _instance() -> dg.DagsterInstance:
+    # One per child, made after the fork: a database connection must never cross a fork.
+    return dg.DagsterInstance.get()
+
+
+@signals.task_prerun.connect  # type: ignore[untyped-decorator]
+def _record_worker(task: Any = None, kwargs: dict[str, Any] | None = None, **_rest: Any) -> None:
+    packed = (kwargs or {}).get("execute_job_args_packed") or (kwargs or {}).get("resume_job_args_packed")
+    if packed is None:
+        return
+    args = unpack_value(packed, as_type=(ExecuteRunArgs, ResumeRunArgs))
+    hostname = getattr(task.request, "hostname", None) if task is not None else None
+    try:
+        _instance().add_run_tags(args.run_id, {WORKER_TAG: f"{hostname or 'celery'} pid {os.getpid()}"})
+    except Exception:
+        # Where a run ran is shown for convenience: never fail the run over it.
+        logger.exception("could not record the worker on run %s", args.run_id)

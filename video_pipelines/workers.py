@@ -1,0 +1,250 @@
+"""Warm run workers: the broker and result backend from the environment, and run priorities on it.
+
+Plain Python (no Dagster): the Celery launcher (`orchestration/celery_launcher.py`) and the
+worker app (`orchestration/celery_worker.py`) both build their Celery configuration from
+`celery_settings()`, so a producer and a consumer can never disagree about the broker, the
+backend, the queue or how priorities are ordered.
+
+    VIDEO_PIPELINES_BROKER_URL       redis://host:6379/0 or amqp://user:pass@host:5672//
+    VIDEO_PIPELINES_RESULT_BACKEND   default: the broker URL when it is Redis; with RabbitMQ
+                                     a redis:// or db+postgresql:// backend is required
+    VIDEO_PIPELINES_QUEUE            the queue of runs (default: dagster); deployments sharing
+                                     one broker keep apart by giving each its own
+
+Priorities. A plan's priority is Dagster's `dagster/priority` (high 10, normal 0, low -10);
+the two brokers order Celery's `priority` in opposite directions:
+- RabbitMQ: a higher number is delivered first, within the queue's `x-max-priority`
+  (dagster-celery declares its queue with 10).
+- kombu's Redis transport: a message goes to the list `queue<sep><step>` of its priority
+  step, and the worker BRPOPs the lists in `priority_steps` order, so a LOWER number is
+  delivered first (0 is the plain list, served before all others). The default steps
+  (0, 3, 6, 9) would merge neighbours; ours are 0..9, set on the producer and the worker alike.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from video_pipelines.errors import UsageError
+from video_pipelines.vocabulary import Priority
+
+BROKER_URL_ENV = "VIDEO_PIPELINES_BROKER_URL"
+RESULT_BACKEND_ENV = "VIDEO_PIPELINES_RESULT_BACKEND"
+QUEUE_ENV = "VIDEO_PIPELINES_QUEUE"
+STORAGE_URL_ENV = "VIDEO_PIPELINES_STORAGE_URL"
+# dagster-celery's queue name: its routes and the queue it declares (with x-max-priority 10) use it.
+DEFAULT_QUEUE = "dagster"
+# RabbitMQ's priority range for dagster-celery's queue (x-max-priority).
+AMQP_MAX_PRIORITY = 10
+REDIS_PRIORITY_STEPS = list(range(10))
+
+
+class BrokerKind(StrEnum):
+    REDIS = "redis"
+    AMQP = "amqp"
+
+
+_SCHEMES = {
+    "redis": BrokerKind.REDIS,
+    "rediss": BrokerKind.REDIS,
+    "amqp": BrokerKind.AMQP,
+    "amqps": BrokerKind.AMQP,
+    "pyamqp": BrokerKind.AMQP,
+}
+
+
+def broker_kind(url: str) -> BrokerKind:
+    """Which broker a URL names; raises UsageError for anything but Redis or RabbitMQ."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in _SCHEMES:
+        raise UsageError(
+            f"{BROKER_URL_ENV}: the broker must be redis://... or amqp://... (got scheme {scheme or 'none'!r})"
+        )
+    return _SCHEMES[scheme]
+
+
+def celery_priority(dagster_priority: int, kind: BrokerKind) -> int:
+    """The Celery `priority` that makes `kind` deliver a run of this `dagster/priority` in Dagster's order.
+
+    Dagster's priorities (any int, higher first; ours are -10, 0, 10) are squeezed into the
+    broker's range around its middle: normal 5, high 10 (RabbitMQ) / 0 (Redis), low 0 / 9.
+    """
+    # 0..10 with higher first; each 2 points of Dagster priority move one Celery step.
+    higher_first = max(0, min(AMQP_MAX_PRIORITY, 5 + dagster_priority // 2))
+    if kind is BrokerKind.AMQP:
+        return higher_first
+    # Redis: 0..9 with LOWER first (see the module docstring).
+    return max(0, min(REDIS_PRIORITY_STEPS[-1], AMQP_MAX_PRIORITY - higher_first))
+
+
+def priority_of_tag(value: str | None) -> int:
+    """The `dagster/priority` tag as an int: missing or not a number is normal (0), as Dagster reads it."""
+    try:
+        return int(value) if value is not None else Priority.NORMAL.dagster_priority
+    except ValueError:
+        return Priority.NORMAL.dagster_priority
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Where runs are queued and where their task states are kept."""
+
+    broker_url: str
+    result_backend: str
+    queue: str = DEFAULT_QUEUE
+
+    @property
+    def kind(self) -> BrokerKind:
+        return broker_kind(self.broker_url)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
+        """The settings of $VIDEO_PIPELINES_BROKER_URL / $VIDEO_PIPELINES_RESULT_BACKEND; UsageError if unusable."""
+        env = os.environ if environ is None else environ
+        broker = env.get(BROKER_URL_ENV, "").strip()
+        if not broker:
+            raise UsageError(
+                f"no broker configured: set {BROKER_URL_ENV} (e.g. redis://127.0.0.1:6379/0 or "
+                "amqp://guest:guest@127.0.0.1:5672//)"
+            )
+        kind = broker_kind(broker)
+        backend = env.get(RESULT_BACKEND_ENV, "").strip()
+        if not backend:
+            if kind is not BrokerKind.REDIS:
+                raise UsageError(
+                    f"{RESULT_BACKEND_ENV} is required with a RabbitMQ broker: a redis://... or "
+                    "db+postgresql://... backend (run monitoring reads task states from the daemon, "
+                    "so rpc:// cannot serve it)"
+                )
+            backend = broker
+        check_result_backend(backend)
+        return cls(broker_url=broker, result_backend=backend, queue=env.get(QUEUE_ENV, "").strip() or DEFAULT_QUEUE)
+
+
+def check_result_backend(url: str) -> None:
+    """Only backends any process can read: rpc:// answers only the process that sent the task."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("redis", "rediss") or scheme.startswith("db+"):
+        return
+    raise UsageError(
+        f"{RESULT_BACKEND_ENV}: use a redis://... or db+postgresql://... result backend (got {scheme or 'none'!r}): "
+        "run monitoring reads task states from the daemon, which rpc:// cannot serve"
+    )
+
+
+def celery_settings(settings: WorkerSettings) -> dict[str, Any]:
+    """Celery configuration shared by the launcher (producer) and the workers (consumers).
+
+    Early acknowledgement, on purpose: a task is acked when a worker child takes it, so a
+    worker that dies mid-run does NOT get its run redelivered to another worker. A
+    redelivered task would execute a STARTED Dagster run a second time from the start,
+    paying its providers again; instead run monitoring fails the run (the launcher's health
+    check pings the worker that took it) and recovery resumes it through run retries and the
+    provider-job ledger on run tags. `task_reject_on_worker_lost` only matters with late
+    acks, and Redis' `visibility_timeout` (redelivery of long-unacked tasks) never applies
+    to an acked task, so neither can run a run twice.
+    """
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_default_queue": settings.queue,
+        "task_acks_late": False,
+        "task_reject_on_worker_lost": False,
+        # STARTED is stored with the worker's hostname and the child's pid: the health check pings that worker.
+        "task_track_started": True,
+        "result_extended": True,
+        # One run per child at a time, and no run waiting inside a busy worker while another is idle.
+        "worker_prefetch_multiplier": 1,
+        "worker_send_task_events": False,
+        "broker_connection_retry_on_startup": True,
+        # A run is long: keep its task state for a week (the default is one day).
+        "result_expires": 7 * 24 * 3600,
+    }
+    if settings.kind is BrokerKind.REDIS:
+        config["broker_transport_options"] = {
+            "priority_steps": REDIS_PRIORITY_STEPS,
+            "sep": ":",
+            "queue_order_strategy": "priority",
+        }
+        # Reserve no more tasks than free children: a prefetched run would wait behind a long one
+        # while a higher-priority run arrives after it (Redis only; RabbitMQ's prefetch 1 suffices).
+        config["worker_disable_prefetch"] = True
+    return config
+
+
+def is_loopback_url(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def local_artifacts_warning(settings: WorkerSettings, storage_url: str | None) -> str | None:
+    """A warning when artifacts are on this machine's disk but the broker may serve other machines."""
+    if storage_url and not storage_url.startswith("file:"):
+        return None
+    if is_loopback_url(settings.broker_url):
+        return None
+    where = storage_url or "the default folder under DAGSTER_HOME"
+    return (
+        f"artifacts are stored on a local disk ({where}) but the broker is not on this machine: "
+        "every worker, the daemon and the API must share that disk, or set "
+        f"{STORAGE_URL_ENV}=s3://bucket/prefix"
+    )
+
+
+@dataclass(frozen=True)
+class RunWorker:
+    """The worker process that took a run's task: the Celery node name and the child's pid."""
+
+    hostname: str
+    pid: int | None = None
+
+    @classmethod
+    def from_started_meta(cls, meta: object) -> RunWorker | None:
+        """From a STARTED task's meta in the result backend (`{"hostname": ..., "pid": ...}`)."""
+        if not isinstance(meta, Mapping) or not isinstance(meta.get("hostname"), str):
+            return None
+        pid = meta.get("pid")
+        return cls(meta["hostname"], pid if isinstance(pid, int) else None)
+
+    def describe(self) -> str:
+        return f"run worker {self.hostname}" + (f" (pid {self.pid})" if self.pid is not None else "")
+
+
+@dataclass
+class WorkerWatch:
+    """Whether the workers of running runs still answer, run by run.
+
+    A worker is gone after `misses_allowed + 1` unanswered pings in a row: one missed answer
+    (a worker busy with a garbage collection or a slow broker round trip) is tolerated. The
+    run-monitoring daemon keeps one launcher, so this state lives as long as the daemon.
+    """
+
+    misses_allowed: int = 1
+    clock: Callable[[], float] = time.monotonic
+    _first_miss: dict[str, float] = field(default_factory=dict)
+    _misses: dict[str, int] = field(default_factory=dict)
+
+    def answered(self, run_id: str) -> None:
+        self.forget(run_id)
+
+    def missed(self, run_id: str, worker: RunWorker) -> str | None:
+        """Record a missed answer; the failure message once the worker counts as gone, else None."""
+        now = self.clock()
+        first = self._first_miss.setdefault(run_id, now)
+        self._misses[run_id] = self._misses.get(run_id, 0) + 1
+        if self._misses[run_id] <= self.misses_allowed:
+            return None
+        return f"{worker.describe()} is gone: no answer for {now - first:.0f} s"
+
+    def forget(self, run_id: str) -> None:
+        self._first_miss.pop(run_id, None)
+        self._misses.pop(run_id, None)
+
+    def watching(self) -> set[str]:
+        return set(self._misses)
