@@ -28,6 +28,10 @@ CLIENT_ENV = (
     "VIDEO_PIPELINES_DATABASE_URL",
     "VIDEO_PIPELINES_SECRET_KEY",
     "VIDEO_PIPELINES_STORAGE_URL",
+    # The Celery launcher's settings: a client that cancels a run revokes its task on the broker.
+    "VIDEO_PIPELINES_BROKER_URL",
+    "VIDEO_PIPELINES_RESULT_BACKEND",
+    "VIDEO_PIPELINES_QUEUE",
 )
 
 

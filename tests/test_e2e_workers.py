@@ -7,6 +7,7 @@ server whose predictions never finish unless canceled, and a webhook receiver.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -94,3 +95,97 @@ def test_eight_executions_complete_on_two_workers(deployment: DagsterDeployment,
     workers = {final["worker"].split(" ")[0] for final in finals}
     assert {worker.split("-")[0] for worker in workers} == {"w1", "w2"}, workers
     assert all(" pid " in final["worker"] for final in finals)
+
+
+def start_held(
+    target: client.Deployment, replicate: FakeReplicate, path: str, receiver: WebhookReceiver
+) -> tuple[str, str]:
+    """Submit a plan whose Replicate prediction never finishes; returns (execution id, its worker tag) once it runs."""
+    before = set(replicate.jobs)
+    execution_id = client.submit(HELD_PLAN, webhook_url=receiver.url(path), webhook_secret=SECRET, target=target)
+    deadline = time.monotonic() + 90
+    while not set(replicate.jobs) - before or client.status(execution_id, target=target)["worker"] is None:
+        assert time.monotonic() < deadline, (
+            f"the held execution never reached its worker: {client.status(execution_id, target=target)}, "
+            f"jobs {list(replicate.jobs)}"
+        )
+        time.sleep(0.2)
+    return execution_id, client.status(execution_id, target=target)["worker"]
+
+
+def child_pid(worker: str) -> int:
+    return int(worker.rsplit(" pid ", 1)[1])
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_cancel_ends_canceled_and_the_worker_stays_warm(
+    deployment: DagsterDeployment, target: client.Deployment, replicate: FakeReplicate, receiver: WebhookReceiver
+) -> None:
+    before = set(replicate.jobs)
+    execution_id, worker = start_held(target, replicate, "/cancel", receiver)
+    [job_id] = set(replicate.jobs) - before
+    pid = child_pid(worker)
+    worker_pid = parent_of(pid)
+    client.cancel(execution_id, target=target)
+    final = client.wait(execution_id, timeout=60, target=target)
+    assert final["status"] == "canceled", (final, deployment.log_tail())
+    [request] = receiver.wait_for("/cancel", 1)
+    payload = json.loads(request.body)
+    assert payload["status"] == "canceled"
+    assert replicate.jobs[job_id].canceled, "the Replicate prediction was left running"
+    # SIGINT interrupted the run, not the process: the same warm child is still there, in the same worker.
+    assert parent_of(pid) == worker_pid
+    again = client.wait(client.submit(local_plan(100), target=target), timeout=60, target=target)
+    assert again["status"] == "completed"
+
+
+def test_sigkilled_worker_fails_its_run_naming_it_and_the_other_goes_on(
+    deployment: DagsterDeployment, target: client.Deployment, replicate: FakeReplicate, receiver: WebhookReceiver
+) -> None:
+    execution_id, worker = start_held(target, replicate, "/killed", receiver)
+    node = worker.split(" ")[0]
+    name = next(name for name in deployment.processes if node.startswith(f"{name}-"))
+    process = deployment.processes.pop(name)
+    killed_at = time.monotonic()
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    final = client.wait(execution_id, timeout=90, target=target)
+    took = time.monotonic() - killed_at
+    assert final["status"] == "failed", (final, deployment.log_tail())
+    assert took <= 60, f"the dead worker's run was failed only after {took:.0f} s"
+    assert node in final["error"] and "is gone" in final["error"], final["error"]
+    assert not os.path.exists(f"/proc/{child_pid(worker)}"), "the worker's child outlived it"
+    # The other worker goes on.
+    assert (
+        client.wait(client.submit(local_plan(200), target=target), timeout=60, target=target)["status"] == "completed"
+    )
+    [request] = receiver.wait_for("/killed", 1)
+    sent = json.loads(request.body)
+    assert sent["status"] == "failed" and node in sent["error"]
+    time.sleep(7)  # the webhook sensors tick again: still one webhook
+    assert len(receiver.received("/killed")) == 1
+
+
+def test_high_priority_submission_starts_before_earlier_low_ones(
+    deployment: DagsterDeployment, target: client.Deployment, replicate: FakeReplicate, receiver: WebhookReceiver
+) -> None:
+    # One worker of concurrency 1 is left: hold it, queue two low runs in the broker, then a high one.
+    blocker, _worker = start_held(target, replicate, "/blocker", receiver)
+    low = [client.submit(local_plan(300 + i, "low"), target=target) for i in range(2)]
+    high: list[str] = []
+
+    def launched(ids: list[str]) -> bool:
+        return all(client.status(i, target=target)["runId"] is not None for i in ids)
+
+    wait_until(lambda: launched(low), 60, "the low runs were launched", deployment)
+    high.append(client.submit(local_plan(400, "high"), target=target))
+    wait_until(lambda: launched(high), 60, "the high run was launched", deployment)
+    client.cancel(blocker, target=target)
+    finals = {i: client.wait(i, timeout=90, target=target) for i in [*low, *high]}
+    assert all(final["status"] == "completed" for final in finals.values()), finals
+    starts = {i: target.instance.get_run_record_by_id(final["runId"]).start_time for i, final in finals.items()}  # type: ignore[union-attr]
+    assert starts[high[0]] < min(starts[i] for i in low), starts

@@ -19,12 +19,14 @@ import logging
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import dagster as dg
 from celery import signals  # type: ignore[import-untyped]  # celery ships no types
 from dagster._grpc.types import ExecuteRunArgs, ResumeRunArgs
 from dagster._serdes import unpack_value
+from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 
 import video_pipelines.orchestration.definitions as definitions
@@ -34,6 +36,7 @@ from video_pipelines.orchestration.celery_launcher import make_celery_app
 from video_pipelines.workers import STORAGE_URL_ENV, WorkerSettings, local_artifacts_warning
 
 _PR_SET_PDEATHSIG = 1
+TAG_WAIT_SECONDS = 5.0
 logger = logging.getLogger("video_pipelines.worker")
 
 if not os.environ.get("DAGSTER_HOME"):
@@ -77,7 +80,16 @@ def _record_worker(task: Any = None, kwargs: dict[str, Any] | None = None, **_re
     args = unpack_value(packed, as_type=(ExecuteRunArgs, ResumeRunArgs))
     hostname = getattr(task.request, "hostname", None) if task is not None else None
     try:
-        _instance().add_run_tags(args.run_id, {WORKER_TAG: f"{hostname or 'celery'} pid {os.getpid()}"})
+        instance = _instance()
+        # Run tags are read, merged and written back whole: wait for the launcher's own write (the task
+        # id, just after it sent the task), or one of the two writes is lost. Milliseconds in practice.
+        deadline = time.monotonic() + TAG_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            run = instance.get_run_by_id(args.run_id)
+            if run is None or DAGSTER_CELERY_TASK_ID_TAG in run.tags:
+                break
+            time.sleep(0.02)
+        instance.add_run_tags(args.run_id, {WORKER_TAG: f"{hostname or 'celery'} pid {os.getpid()}"})
     except Exception:
         # Where a run ran is shown for convenience: never fail the run over it.
         logger.exception("could not record the worker on run %s", args.run_id)
