@@ -1,0 +1,133 @@
+"""The Celery topology's core: settings, priority order on both real brokers, the dead-worker check."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import dagster as dg
+import pytest
+from dagster._core.launcher import WorkerStatus
+from dagster._core.test_utils import create_run_for_test
+from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
+
+from video_pipelines.errors import UsageError
+from video_pipelines.orchestration.celery_launcher import VideoCeleryRunLauncher, make_celery_app
+from video_pipelines.vocabulary import Priority
+from video_pipelines.workers import (
+    BrokerKind,
+    RunWorker,
+    WorkerSettings,
+    WorkerWatch,
+    celery_priority,
+    local_artifacts_warning,
+)
+
+from .workers import AMQP_URL, REDIS_URL, require_service
+
+
+def test_priorities_keep_dagster_order_on_each_broker() -> None:
+    high, normal, low = (p.dagster_priority for p in (Priority.HIGH, Priority.NORMAL, Priority.LOW))
+    amqp = [celery_priority(p, BrokerKind.AMQP) for p in (high, normal, low)]
+    redis = [celery_priority(p, BrokerKind.REDIS) for p in (high, normal, low)]
+    assert amqp == [10, 5, 0]  # RabbitMQ: higher first, within x-max-priority 10
+    assert redis == [0, 5, 9]  # kombu's Redis transport: lower first, steps 0..9
+    assert celery_priority(1000, BrokerKind.AMQP) == 10 and celery_priority(-1000, BrokerKind.REDIS) == 9
+
+
+def test_settings_from_env() -> None:
+    redis = WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": REDIS_URL})
+    assert redis.result_backend == REDIS_URL and redis.queue == "dagster"
+    with pytest.raises(UsageError, match="no broker configured"):
+        WorkerSettings.from_env({})
+    with pytest.raises(UsageError, match="required with a RabbitMQ broker"):
+        WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": AMQP_URL})
+    with pytest.raises(UsageError, match="which rpc:// cannot serve"):
+        WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": AMQP_URL, "VIDEO_PIPELINES_RESULT_BACKEND": "rpc://"})
+    with pytest.raises(UsageError, match="redis:// or amqp://"):
+        WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": "sqs://queue"})
+
+
+def test_local_artifacts_warning_only_when_the_broker_is_elsewhere() -> None:
+    local = WorkerSettings(REDIS_URL, REDIS_URL)
+    remote = WorkerSettings("redis://broker.internal:6379/0", "redis://broker.internal:6379/0")
+    assert local_artifacts_warning(local, None) is None
+    assert local_artifacts_warning(remote, "s3://bucket/videos") is None
+    warning = local_artifacts_warning(remote, "file:///srv/videos")
+    assert warning is not None and "file:///srv/videos" in warning and "s3://" in warning
+
+
+def test_watch_tolerates_one_missed_answer() -> None:
+    now = [100.0]
+    watch = WorkerWatch(clock=lambda: now[0])
+    worker = RunWorker("w1@host", 4242)
+    assert watch.missed("run", worker) is None
+    watch.answered("run")  # an answer resets the count
+    assert watch.missed("run", worker) is None
+    now[0] += 20
+    assert watch.missed("run", worker) == "run worker w1@host (pid 4242) is gone: no answer for 20 s"
+    assert RunWorker.from_started_meta({"hostname": "w@h", "pid": 7}) == RunWorker("w@h", 7)
+    assert RunWorker.from_started_meta(None) is None
+
+
+def _consumed_order(broker: str, backend: str) -> list[str]:
+    """Publish low, normal, high through the launcher's app, then consume one at a time."""
+    require_service(broker)
+    settings = WorkerSettings(broker, backend, queue=f"test-{uuid.uuid4().hex[:10]}")
+    app = make_celery_app(settings)
+    order: list[str] = []
+    queue = app.amqp.queues[settings.queue]
+    try:
+        with app.connection_for_write() as connection:
+            queue.bind(connection.default_channel).declare()
+            for name, priority in (("low", Priority.LOW), ("normal", Priority.NORMAL), ("high", Priority.HIGH)):
+                app.send_task(
+                    "execute_job",
+                    args=(name,),
+                    queue=settings.queue,
+                    routing_key=f"{settings.queue}.execute_job",
+                    priority=celery_priority(priority.dagster_priority, settings.kind),
+                    connection=connection,
+                )
+
+            def take(body: Any, message: Any) -> None:
+                order.append(body[0][0])
+                message.ack()
+
+            with connection.Consumer(queue, accept=["json"], callbacks=[take], prefetch_count=1):
+                while len(order) < 3:
+                    connection.drain_events(timeout=10)
+            queue.bind(connection.default_channel).delete()
+    finally:
+        app.close()
+    return order
+
+
+@pytest.mark.parametrize("broker", [REDIS_URL, AMQP_URL], ids=["redis", "rabbitmq"])
+def test_a_real_broker_delivers_high_before_normal_before_low(broker: str) -> None:
+    require_service(REDIS_URL)
+    assert _consumed_order(broker, REDIS_URL) == ["high", "normal", "low"]
+
+
+def test_health_check_fails_a_run_whose_worker_does_not_answer(tmp_path: Any) -> None:
+    require_service(REDIS_URL)
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    launcher = VideoCeleryRunLauncher(broker=REDIS_URL, default_queue=queue)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        launcher.register_instance(instance)
+        task_id = str(uuid.uuid4())
+        # What a worker's child stores as it starts a task (track_started): its node name and pid.
+        launcher.celery.backend.store_result(task_id, {"hostname": "gone@nowhere", "pid": 4242}, "STARTED")
+        run = create_run_for_test(instance, job_name="j", status=dg.DagsterRunStatus.STARTED)
+        instance.add_run_tags(run.run_id, {DAGSTER_CELERY_TASK_ID_TAG: task_id})
+        run = instance.get_run_by_id(run.run_id)
+        assert run is not None
+        first = launcher.check_run_worker_health(run)
+        assert first.status is WorkerStatus.RUNNING  # one missed answer is tolerated
+        second = launcher.check_run_worker_health(run)
+        assert second.status is WorkerStatus.FAILED
+        assert second.msg is not None and second.msg.startswith("run worker gone@nowhere (pid 4242) is gone")
+        ended = instance.get_run_by_id(run.run_id)
+        assert ended is not None and ended.status is dg.DagsterRunStatus.FAILURE
+        launcher.celery.backend.forget(task_id)
+    launcher.celery.close()
