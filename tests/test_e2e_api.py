@@ -211,11 +211,15 @@ def scrape(http: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
 def check_metrics(http: httpx.Client) -> None:
     """After the seed flow (the first test on a fresh database): its two executions and five nodes, exactly."""
     deadline = time.monotonic() + 30
-    while True:  # the redelivery's attempt is recorded just after the receiver answered it
+    # The redelivery's attempt is recorded just after the receiver answered it, and a submission
+    # is marked launched by the submission sensor's tick after the one that created its run.
+    while True:
         metrics = scrape(http)
-        if metrics.get(("video_pipelines_webhook_attempts_total", (("outcome", "delivered"),))) == 2 or (
-            time.monotonic() > deadline
-        ):
+        settled = (
+            metrics.get(("video_pipelines_webhook_attempts_total", (("outcome", "delivered"),))) == 2
+            and metrics.get(("video_pipelines_pending_submissions", ())) == 0
+        )
+        if settled or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert metrics[("video_pipelines_webhook_attempts_total", (("outcome", "delivered"),))] == 2

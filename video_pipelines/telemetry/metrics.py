@@ -259,7 +259,8 @@ def _execution_metrics(submissions: Mapping[str, int], runs: Mapping[RunState, i
 def _queue_metrics(submissions: Mapping[str, int], runs: Mapping[RunState, int]) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         PREFIX + "pending_submissions",
-        "Submissions waiting for the submission sensor to launch them.",
+        "Submissions waiting for the submission sensor to launch them (one whose run was just created "
+        "counts until the sensor's next tick marks it launched).",
         value=submissions.get(SubmissionState.PENDING.value, 0),
     )
     yield GaugeMetricFamily(
