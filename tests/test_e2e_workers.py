@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import dagster as dg
 import pytest
 
 from video_pipelines import client
@@ -178,12 +179,16 @@ def test_high_priority_submission_starts_before_earlier_low_ones(
     low = [client.submit(local_plan(300 + i, "low"), target=target) for i in range(2)]
     high: list[str] = []
 
-    def launched(ids: list[str]) -> bool:
-        return all(client.status(i, target=target)["runId"] is not None for i in ids)
+    def in_broker(ids: list[str]) -> bool:
+        """Every run was dequeued from Dagster's run queue and sent to the broker (STARTING), none taken yet."""
+        run_ids = [client.status(i, target=target)["runId"] for i in ids]
+        runs = [target.instance.get_run_by_id(run_id) if run_id else None for run_id in run_ids]
+        return all(run is not None and run.status == dg.DagsterRunStatus.STARTING for run in runs)
 
-    wait_until(lambda: launched(low), 60, "the low runs were launched", deployment)
+    wait_until(lambda: in_broker(low), 60, "the low runs were sent to the broker", deployment)
     high.append(client.submit(local_plan(400, "high"), target=target))
-    wait_until(lambda: launched(high), 60, "the high run was launched", deployment)
+    wait_until(lambda: in_broker(high), 60, "the high run was sent to the broker", deployment)
+    assert in_broker(low), "a low run left the broker while the only worker was busy"
     client.cancel(blocker, target=target)
     finals = {i: client.wait(i, timeout=90, target=target) for i in [*low, *high]}
     assert all(final["status"] == "completed" for final in finals.values()), finals

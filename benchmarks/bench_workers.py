@@ -1,0 +1,121 @@
+"""Benchmark warm Celery run workers against Dagster's default launcher, on a real daemon + PostgreSQL.
+
+Submissions go straight into the submission store (`client.submit` on the local deployment,
+the path the HTTP API takes after authentication), so the numbers are the deployment's, not a
+CLI's start-up. Prints:
+- submit -> run STARTED (RUN_START), median over `--count` one-node plans submitted one after
+  another, with two warm workers and with the default launcher (target: <= 1.0 s warm);
+- executions/min for a burst of `--burst` one-node plans, with one and with two workers
+  (concurrency 2 each; target >= 60/min), from the first submission to the last run's end.
+
+Run from the repository root: python benchmarks/bench_workers.py [--count 10] [--burst 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import dagster as dg
+
+from tests.conftest import fresh_database
+from tests.processes import CLIENT_ENV, DagsterDeployment, dagster_deployment
+from tests.workers import broker_env, start_worker, wait_for_workers
+from video_pipelines import client
+from video_pipelines.executions import EXECUTION_ID_TAG
+
+
+def plan(index: int) -> dict[str, object]:
+    params = {"prompt": f"bench {index}", "duration": 1, "resolution": 64}
+    return {"jobs": [{"id": "clip", "type": "generateVideo", "params": params}]}
+
+
+def run_record(instance: dg.DagsterInstance, execution_id: str) -> dg.RunRecord | None:
+    records = instance.get_run_records(filters=dg.RunsFilter(tags={EXECUTION_ID_TAG: execution_id}), limit=1)
+    return records[0] if records else None
+
+
+@contextmanager
+def deployment_with(workers: int, tmp: Path) -> Iterator[tuple[DagsterDeployment, client.Deployment]]:
+    env = {"VIDEO_PIPELINES_SECRET_KEY": "bench", "VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1"}
+    if workers:
+        env |= broker_env()
+    with fresh_database() as url, dagster_deployment(tmp, url, extra_env=env, celery=bool(workers)) as deployment:
+        if workers:
+            wait_for_workers(deployment, [start_worker(deployment, f"w{i}", concurrency=2) for i in range(workers)])
+        saved = {name: os.environ.get(name) for name in CLIENT_ENV}
+        os.environ.update({name: deployment.env[name] for name in CLIENT_ENV if name in deployment.env})
+        try:
+            with client.deployment() as target:
+                yield deployment, target
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def submit_to_started(target: client.Deployment, count: int) -> list[float]:
+    latencies = []
+    for index in range(count + 1):  # the first warms each path (worker child, sensor); not counted
+        submitted = time.time()
+        execution_id = client.submit(plan(index), target=target)
+        final = client.wait(execution_id, timeout=120, target=target)
+        assert final["status"] == "completed", final
+        record = run_record(target.instance, execution_id)
+        assert record is not None and record.start_time is not None
+        if index:
+            latencies.append(record.start_time - submitted)
+    return latencies
+
+
+def burst_rate(target: client.Deployment, count: int) -> float:
+    started = time.time()
+    ids = [client.submit(plan(1000 + index), target=target) for index in range(count)]
+    ended = []
+    for execution_id in ids:
+        assert client.wait(execution_id, timeout=600, target=target)["status"] == "completed"
+        record = run_record(target.instance, execution_id)
+        assert record is not None and record.end_time is not None
+        ended.append(record.end_time)
+    return count / ((max(ended) - started) / 60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=10)
+    parser.add_argument("--burst", type=int, default=50)
+    args = parser.parse_args()
+    results: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, workers in (("default launcher", 0), ("two warm workers", 2)):
+            with deployment_with(workers, Path(tmp) / label.replace(" ", "_")) as (_deployment, target):
+                latencies = submit_to_started(target, args.count)
+                results[f"submit -> STARTED, {label}"] = (
+                    f"median {statistics.median(latencies):.2f} s "
+                    f"(min {min(latencies):.2f}, max {max(latencies):.2f}, n={len(latencies)})"
+                )
+                if workers:
+                    results[f"burst of {args.burst}, two workers (concurrency 2)"] = (
+                        f"{burst_rate(target, args.burst):.1f} executions/min"
+                    )
+        with deployment_with(1, Path(tmp) / "one_worker") as (_deployment, target):
+            results[f"burst of {args.burst}, one worker (concurrency 2)"] = (
+                f"{burst_rate(target, args.burst):.1f} executions/min"
+            )
+    for name, value in results.items():
+        print(f"{name}: {value}")
+
+
+if __name__ == "__main__":
+    main()
