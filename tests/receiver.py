@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -73,3 +74,12 @@ class WebhookReceiver:
             assert time.monotonic() < deadline, f"{path}: {len(self.received(path))} of {count} requests arrived"
             time.sleep(0.1)
         return self.received(path)
+
+
+def running_receiver() -> Iterator[WebhookReceiver]:
+    """A started receiver, stopped afterwards: the body of the `receiver` fixtures."""
+    receiver = WebhookReceiver().start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()

@@ -18,7 +18,7 @@ from video_pipelines import client
 
 from .conftest import fresh_database
 from .processes import DagsterDeployment, dagster_deployment
-from .receiver import ReceivedRequest, WebhookReceiver
+from .receiver import ReceivedRequest, WebhookReceiver, running_receiver
 from .test_e2e_graphql import LAUNCH, launch_params
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -36,11 +36,7 @@ PLAN: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver().start()
-    yield receiver
-    receiver.stop()
+receiver = pytest.fixture(scope="module", name="receiver")(running_receiver)
 
 
 @pytest.fixture(scope="module")

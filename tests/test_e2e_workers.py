@@ -21,7 +21,7 @@ from video_pipelines import client
 
 from .conftest import fresh_database
 from .processes import DagsterDeployment, dagster_deployment
-from .receiver import WebhookReceiver
+from .receiver import WebhookReceiver, running_receiver
 from .test_providers_replicate_fal import TOKEN, FakeReplicate
 from .workers import broker_env, start_worker, wait_for_workers
 
@@ -52,11 +52,7 @@ def replicate(clip: bytes) -> Iterator[FakeReplicate]:
     api.stop()
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver().start()
-    yield receiver
-    receiver.stop()
+receiver = pytest.fixture(scope="module", name="receiver")(running_receiver)
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ from .conftest import fresh_database
 from .memory_records import MemoryRunRecords
 from .otlp_collector import OtlpCollector, ReceivedSpan
 from .processes import DagsterDeployment, dagster_deployment
-from .receiver import WebhookReceiver
+from .receiver import WebhookReceiver, running_receiver
 from .test_e2e_graphql import LAUNCH, launch_params
 from .test_providers_replicate_fal import TOKEN, FakeReplicate
 from .test_webhook_events import run_event
@@ -200,11 +200,7 @@ def collector() -> Iterator[OtlpCollector]:
     collector.stop()
 
 
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver().start()
-    yield receiver
-    receiver.stop()
+receiver = pytest.fixture(name="receiver")(running_receiver)
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ from video_pipelines.webhooks import (
 from .http_servers import serve_in_background, shut_down
 from .media import make_tone
 from .memory_records import MemoryRunRecords, video
-from .receiver import ReceivedRequest, WebhookReceiver
+from .receiver import ReceivedRequest, WebhookReceiver, running_receiver
 
 SECRET = "whk-events-4e1b7d"
 ALL_EVENTS = ["execution.started", "node.completed", "node.failed"]
@@ -83,11 +83,7 @@ def problems(plan: dict[str, Any]) -> list[str]:
     return caught.value.problems
 
 
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    running = WebhookReceiver().start()
-    yield running
-    running.stop()
+receiver = pytest.fixture(name="receiver")(running_receiver)
 
 
 @pytest.fixture(autouse=True)
