@@ -6,7 +6,7 @@ import dagster as dg
 
 from video_pipelines.orchestration.assets import VIDEO_ASSET_SPECS
 from video_pipelines.orchestration.io_managers import StepOutputs
-from video_pipelines.orchestration.job import execute_plan
+from video_pipelines.orchestration.job import execute_plan, head_starts
 from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
 from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy, SubmissionStoreResource
 from video_pipelines.orchestration.sensors import submitted_plans
@@ -41,6 +41,8 @@ def build_definitions() -> dg.Definitions:
             "replicate": ReplicateResource(),
             "fal": FalResource(),
             "google_cloud": GoogleVertexResource(),
+            # Per run: the nodes' environment, and remote nodes started ahead of their steps.
+            "head_starts": head_starts,
         },
     )
 

@@ -6,32 +6,41 @@ nodes of level 0 as dynamic outputs, `level_0[<node>]` runs each of them, `level
 collects their videos and fans out level 1, and so on up to `MAX_LEVELS`. A level with
 nothing to run yields nothing, so the rest of the graph is skipped without work.
 
-What levels cost: a node starts when every node of the previous level is done, not only
+What levels cost: a step starts when every node of the previous level is done, not only
 its own inputs. With the in-process executor (our default, see `executor.py`) steps run
-one at a time anyway, so nothing is lost there.
+one at a time anyway, and remote nodes do not wait for their steps: each starts ahead, in
+a thread of the run's process, as soon as its own inputs exist (`head_start.py`), and its
+step awaits it. So a plan's remote calls overlap and its wall approaches its critical path.
+Local FFmpeg nodes run in their steps as before. The multiprocess executor starts nothing
+ahead (each step is another process, which could not await a thread of this one).
 """
 
 # No `from __future__ import annotations`: Dagster reads op and config annotations at runtime.
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 
 from video_pipelines.errors import PlanValidationError, TransientError, VideoPipelineError
 from video_pipelines.executions import EXECUTION_ID_TAG, MAX_LEVELS, PROVIDER_JOB_TAG_PREFIX, Admission, admit
-from video_pipelines.node_runner import NodeEnvironment, run_node
+from video_pipelines.head_start import HeadStarts, Log, Work, await_result, is_remote
+from video_pipelines.node_runner import NodeEnvironment, NodeRun, run_node
 from video_pipelines.orchestration.assets import asset_key_for
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.executor import in_process_or_multiprocess
 from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
+from video_pipelines.orchestration.provider_slots import DagsterProviderSlots
 from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy, SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords
-from video_pipelines.orchestration.state import NodeOutput, NodeTask, PlanState
+from video_pipelines.orchestration.state import NodeOutput, NodeTask, PlanState, step_key
 from video_pipelines.orchestration.traces import node_span, trace_reused
 from video_pipelines.plan import PlanNode
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan
+from video_pipelines.providers.http import Abandoned
+from video_pipelines.providers.slots import limiting_provider_jobs
 from video_pipelines.retrying import backoff_delay
+from video_pipelines.submissions import SubmissionStore
 from video_pipelines.telemetry.metrics import counting_provider_errors, observe_node_seconds
 from video_pipelines.vocabulary import NodeState
 
@@ -68,6 +77,123 @@ class RunTagLedger:
         self._instance.add_run_tags(self._run_id, {self._key: job_id})
 
 
+class RunNodes:
+    """How the nodes of one run's execution run: their environment, and the remote ones started ahead."""
+
+    def __init__(self, make_env: Callable[[], NodeEnvironment], store: Callable[[], SubmissionStore]) -> None:
+        self._make_env = make_env
+        self._store = store
+        self._env: NodeEnvironment | None = None
+        self.started = HeadStarts()
+
+    def env(self) -> NodeEnvironment:
+        if self._env is None:  # built on first use, once per run (per step with the multiprocess executor)
+            self._env = self._make_env()
+        return self._env
+
+    def store(self) -> SubmissionStore:
+        return self._store()
+
+
+@dg.resource(
+    description="How a run's plan nodes run: their environment, and the remote nodes started ahead of their steps.",
+    required_resource_keys={"artifact_storage", "media_policy", "replicate", "fal", "google_cloud", "submissions"},
+)
+def head_starts(init_context: dg.InitResourceContext) -> Iterator[RunNodes]:
+    """One per run's execution (in-process: the whole run); the work started ahead ends with it."""
+    resources = init_context.resources
+    artifact_storage: ArtifactStorage = resources.artifact_storage
+    media_policy: MediaPolicy = resources.media_policy
+    submissions: SubmissionStoreResource = resources.submissions
+    replicate: ReplicateResource = resources.replicate
+    fal: FalResource = resources.fal
+    google_cloud: GoogleVertexResource = resources.google_cloud
+
+    def make_env() -> NodeEnvironment:
+        return NodeEnvironment(
+            store=artifact_storage.store(),
+            allowed_hosts=media_policy.hosts(),
+            timeout=media_policy.operation_timeout_seconds,
+            remote={"replicate": replicate.factory(), "fal": fal.factory(), "google-cloud": google_cloud.factory()},
+        )
+
+    nodes = RunNodes(make_env, submissions.store)
+    try:
+        yield nodes
+    finally:
+        abandoned = nodes.started.close()
+        if abandoned and init_context.log is not None:
+            init_context.log.warning(
+                f"{', '.join(sorted(abandoned))}: started ahead, abandoned when the run ended; "
+                "their provider jobs were canceled"
+            )
+
+
+def _head_starts(context: dg.OpExecutionContext, nodes: RunNodes) -> HeadStarts | None:
+    """The run's `HeadStarts` when every step of the run executes in this process, else None.
+
+    Read from the run's executor config (a step's context does not hold the executor): the
+    in-process executor, or `execute_in_process`. With the multiprocess executor each step is
+    a process of its own, whose threads would end with it.
+    """
+    execution = context.get_step_execution_context().resolved_run_config.execution
+    in_process = execution.execution_engine_name is None or "in_process" in execution.execution_engine_config
+    return nodes.started if in_process else None
+
+
+def _task_key(task: NodeTask) -> object:
+    """What work started ahead must have been started with for a step to take it."""
+    return (task.inputs, task.upstream, task.lineage)
+
+
+def _node_work(
+    nodes: RunNodes, instance: dg.DagsterInstance, run: dg.DagsterRun, task: NodeTask, *, step: str, attempt: int
+) -> Work:
+    """The node's work, with its span, its provider-error counting and its provider slots (held as `step`).
+
+    Takes no step context: the work may run in a thread ahead of its step, while others run.
+    """
+    node = task.node
+
+    def work(log: Log, warn: Log) -> NodeRun:
+        slots = DagsterProviderSlots(instance, run, step_key=step, log=log)
+        with (
+            counting_provider_errors(nodes.store(), warn=warn),
+            node_span(run, task, attempt=attempt) as span,
+            limiting_provider_jobs(slots),
+        ):
+            result = run_node(
+                node,
+                inputs=task.inputs,
+                upstream=task.upstream,
+                lineage=task.lineage,
+                env=nodes.env(),
+                log=log,
+                ledger=RunTagLedger(instance, run.run_id, node.id),
+            )
+            span.ran(result)
+        return result
+
+    return work
+
+
+def _start_ready(
+    nodes: RunNodes, started: HeadStarts, instance: dg.DagsterInstance, run: dg.DagsterRun, log: Log
+) -> None:
+    """Start, each in a thread ahead of its step, the remote nodes whose inputs all exist now."""
+    for ready in started.ready():
+        node = ready.node
+        task = NodeTask(started.execution_id, node, ready.inputs, ready.upstream, ready.lineage)
+        work = _node_work(nodes, instance, run, task, step=step_key(ready.level, node.id), attempt=1)
+
+        def then(done: NodeRun, log: Log, node_id: str = node.id) -> None:
+            started.record(node_id, done.result)
+            _start_ready(nodes, started, instance, run, log)
+
+        if started.start(node.id, _task_key(task), work, then=then):
+            log(f"{node.id}: started ahead of its step (level {ready.level}): its inputs all exist")
+
+
 def _invalid(description: str) -> dg.Failure:
     return dg.Failure(description=description, allow_retries=False)
 
@@ -93,7 +219,7 @@ def _admit(context: dg.OpExecutionContext, config: PlanConfig) -> ResolvedPlan:
     },
 )
 def plan(
-    context: dg.OpExecutionContext, config: PlanConfig
+    context: dg.OpExecutionContext, config: PlanConfig, head_starts: dg.ResourceParam[RunNodes]
 ) -> Iterator[dg.Output[PlanState] | dg.DynamicOutput[NodeTask]]:
     """Validate the execution plan, reuse what its base already made, and start the first nodes."""
     execution_id = _execution_id(context)
@@ -122,8 +248,17 @@ def plan(
     if not state.levels:
         _log_final(context, state)
         return
+    _start_ahead(context, head_starts, state)
     yield dg.Output(state, output_name="state")
     yield from state.tasks(0)
+
+
+def _start_ahead(context: dg.OpExecutionContext, nodes: RunNodes, state: PlanState) -> None:
+    """Tell the run's head starts what `state` knows, and start the remote nodes it makes ready."""
+    started = _head_starts(context, nodes)
+    if started is not None:
+        started.know(state.execution_id, state.resolved, state.levels, state.results)
+        _start_ready(nodes, started, context.instance, context.run, context.log.info)
 
 
 def _log_final(context: dg.OpExecutionContext, state: PlanState) -> None:
@@ -136,39 +271,18 @@ def _log_final(context: dg.OpExecutionContext, state: PlanState) -> None:
 
 @dg.op
 def run_plan_node(
-    context: dg.OpExecutionContext,
-    task: NodeTask,
-    artifact_storage: ArtifactStorage,
-    media_policy: MediaPolicy,
-    replicate: ReplicateResource,
-    fal: FalResource,
-    google_cloud: GoogleVertexResource,
-    submissions: SubmissionStoreResource,
+    context: dg.OpExecutionContext, task: NodeTask, head_starts: dg.ResourceParam[RunNodes]
 ) -> NodeOutput:
     """Run one plan node on real media and record its video as an asset materialization."""
     node = task.node
-    env = NodeEnvironment(
-        store=artifact_storage.store(),
-        allowed_hosts=media_policy.hosts(),
-        timeout=media_policy.operation_timeout_seconds,
-        remote={"replicate": replicate.factory(), "fal": fal.factory(), "google-cloud": google_cloud.factory()},
-    )
     context.log.info(f"{node.id}: {node.operation.value} on {len(task.inputs)} input(s), lineage {task.lineage[:12]}")
+    started = _head_starts(context, head_starts)
     try:
-        with counting_provider_errors(submissions.store(), warn=context.log.warning), node_span(context, task) as span:
-            run = run_node(
-                node,
-                inputs=task.inputs,
-                upstream=task.upstream,
-                lineage=task.lineage,
-                env=env,
-                log=lambda message: context.log.info(f"{node.id}: {message}"),
-                ledger=RunTagLedger(context.instance, context.run_id, node.id),
-            )
-            span.ran(run)
+        run = _run_or_await(context, head_starts, started, task)
     except TransientError as exc:
         attempt = context.retry_number + 1
         if attempt > MAX_RETRIES:
+            _halt(started)
             raise dg.Failure(
                 description=f"{node.id} ({node.operation.value}) failed after {attempt} attempts: {exc}",
                 allow_retries=False,
@@ -177,8 +291,17 @@ def run_plan_node(
         delay = backoff_delay(context.retry_number, base=RETRY_BASE_DELAY_SECONDS)
         raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=delay) from exc
     except VideoPipelineError as exc:
+        _halt(started)
         raise dg.Failure(description=f"{node.id} ({node.operation.value}) failed: {exc}", allow_retries=False) from exc
+    except Abandoned:
+        raise dg.Failure(
+            description=f"{node.id} ({node.operation.value}) canceled: another node failed, so the run fails",
+            allow_retries=False,
+        ) from None
     result = run.result
+    if started is not None:
+        started.record(node.id, result)
+        _start_ready(head_starts, started, context.instance, context.run, context.log.info)
     context.log_event(
         _materialization(
             task.execution_id,
@@ -192,9 +315,37 @@ def run_plan_node(
             model=run.model,
         )
     )
-    observe_node_seconds(submissions.store(), node.operation.value, run.provider, run.seconds, warn=context.log.warning)
+    observe_node_seconds(head_starts.store(), node.operation.value, run.provider, run.seconds, warn=context.log.warning)
     context.log.info(f"{node.id}: {result.duration}s {result.width}x{result.height} -> {result.url}")
     return NodeOutput(node.id, result)
+
+
+def _run_or_await(
+    context: dg.OpExecutionContext, nodes: RunNodes, started: HeadStarts | None, task: NodeTask
+) -> NodeRun:
+    """The node's run: awaited when it was started ahead (its lines passed on), else run here and now."""
+    node = task.node
+
+    def info(message: str) -> None:
+        context.log.info(f"{node.id}: {message}")
+
+    def warning(message: str) -> None:
+        context.log.warning(f"{node.id}: {message}")
+
+    ahead = started.take(node.id, _task_key(task)) if started is not None else None
+    if ahead is not None:
+        info("awaiting its work, started ahead of this step")
+        return await_result(ahead, log=info, warn=warning)
+    if started is not None and started.stopped and is_remote(node):
+        raise Abandoned  # another node failed for good: no provider job for a run that will fail
+    step = context.get_step_execution_context().step.key
+    work = _node_work(nodes, context.instance, context.run, task, step=step, attempt=context.retry_number + 1)
+    return work(info, context.log.warning)
+
+
+def _halt(started: HeadStarts | None) -> None:
+    if started is not None:
+        started.halt()
 
 
 def _materialization(
@@ -244,7 +395,7 @@ def _materialization(
     },
 )
 def finish_level(
-    context: dg.OpExecutionContext, state: PlanState, outputs: list[NodeOutput]
+    context: dg.OpExecutionContext, state: PlanState, outputs: list[NodeOutput], head_starts: dg.ResourceParam[RunNodes]
 ) -> Iterator[dg.Output[PlanState] | dg.DynamicOutput[NodeTask]]:
     """Collect a level's videos and start the next level's nodes (or report the final video)."""
     state = state.with_outputs(outputs)
@@ -252,6 +403,7 @@ def finish_level(
     if next_level > state.last_level:
         _log_final(context, state)
         return
+    _start_ahead(context, head_starts, state)
     yield dg.Output(state, output_name="state")
     yield from state.tasks(next_level)
 

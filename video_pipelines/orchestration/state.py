@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 import dagster as dg
 
+from video_pipelines.head_start import is_remote
 from video_pipelines.plan import PlanNode, sinks
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan
@@ -66,15 +67,28 @@ class PlanState:
         decision = self.resolved.decisions[node.id]
         return node.id, decision.result if decision.result is not None else self.results[node.id]
 
+    def task(self, node: PlanNode, results: Mapping[str, VideoResult]) -> NodeTask:
+        """What `node`'s step needs, given the results so far (KeyError: one it needs is missing)."""
+        return NodeTask(
+            execution_id=self.execution_id,
+            node=node,
+            inputs=tuple(self.resolved.inputs(node, results)),
+            upstream=self.resolved.upstream(node, results),
+            lineage=self.resolved.lineage[node.id],
+        )
+
     def tasks(self, level: int) -> Iterator[dg.DynamicOutput[NodeTask]]:
-        for node in self.resolved.to_run:
-            if self.levels[node.id] != level:
-                continue
-            task = NodeTask(
-                execution_id=self.execution_id,
-                node=node,
-                inputs=tuple(self.resolved.inputs(node, self.results)),
-                upstream=self.resolved.upstream(node, self.results),
-                lineage=self.resolved.lineage[node.id],
-            )
+        """The steps of `level`, local nodes first.
+
+        The in-process executor runs a level's steps in this order: a local node runs while the
+        remote nodes started ahead wait on their providers, before their steps await them.
+        """
+        nodes = [node for node in self.resolved.to_run if self.levels[node.id] == level]
+        for node in sorted(nodes, key=is_remote):
+            task = self.task(node, self.results)
             yield dg.DynamicOutput(task, mapping_key=mapping_key(node.id), output_name="tasks")
+
+
+def step_key(level: int, node_id: str) -> str:
+    """The Dagster step key of a node's step at `level` (`level_0[scene_1]`)."""
+    return f"level_{level}[{mapping_key(node_id)}]"

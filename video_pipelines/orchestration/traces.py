@@ -53,18 +53,21 @@ class NodeSpan:
 
 
 @contextmanager
-def node_span(context: dg.OpExecutionContext, task: NodeTask) -> Iterator[NodeSpan]:
-    """The span `node <id>` around a node's work, a child of its execution's; an error leaving it is recorded."""
+def node_span(run: dg.DagsterRun, task: NodeTask, *, attempt: int) -> Iterator[NodeSpan]:
+    """The span `node <id>` around a node's work, a child of its execution's; an error leaving it is recorded.
+
+    Given the run rather than a step's context: a remote node's work may begin, in a thread, before its step.
+    """
     node = task.node
     attributes = {
         "video_pipelines.execution_id": task.execution_id,
         "video_pipelines.node_id": node.id,
         "video_pipelines.operation": node.operation.value,
         "video_pipelines.reused": False,
-        "video_pipelines.run_id": context.run_id,
-        "video_pipelines.attempt": context.retry_number + 1,
+        "video_pipelines.run_id": run.run_id,
+        "video_pipelines.attempt": attempt,
     }
-    with span_in(run_trace(context.run), f"node {node.id}", attributes=attributes) as span:
+    with span_in(run_trace(run), f"node {node.id}", attributes=attributes) as span:
         yield NodeSpan(span)
 
 

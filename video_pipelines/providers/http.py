@@ -20,6 +20,10 @@
   the error goes on, so nobody pays for a result nobody will collect. Two exceptions are not
   cause to cancel: the job ended on its own (`JobFailed`), or a transient error, after which
   the retried step resumes the same job through the ledger.
+- `stopping_on` / `Abandoned`: work running in a background thread (a node started ahead of
+  its step, `head_start.py`) gets no signal; its owner sets an event instead, and every
+  `sleep_interruptibly` of that thread then raises `Abandoned`, which cancels the job like
+  any interrupt. `run_job` holds a slot of its provider while the job exists (`slots.py`).
 - `remote_input`: how a local file reaches a remote model (an http(s) URL as is, else a
   `data:` URI up to a size limit).
 """
@@ -30,8 +34,11 @@ import base64
 import json
 import mimetypes
 import ssl
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +64,7 @@ from video_pipelines.net import (
     resolve_destination,
 )
 from video_pipelines.providers.base import JobLedger, LipSyncRequest
+from video_pipelines.providers.slots import provider_slot
 from video_pipelines.retrying import backoff_delay, parse_retry_after
 from video_pipelines.telemetry.provider_errors import report_provider_error
 from video_pipelines.telemetry.tracing import http_client_span
@@ -91,15 +99,43 @@ class _DeadlineReached(Exception):
     """The adapter's deadline passed during a call; `run_job` cancels the job and says so."""
 
 
+class Abandoned(BaseException):
+    """The owner of this background work stopped waiting for it (its run ended): stop, canceling the job.
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` mistakes it for an error of the work.
+    """
+
+
+_stop: ContextVar[threading.Event | None] = ContextVar("video_pipelines_stop", default=None)
+
+
+@contextmanager
+def stopping_on(event: threading.Event) -> Iterator[None]:
+    """In this context, every `sleep_interruptibly` raises `Abandoned` once `event` is set."""
+    token = _stop.set(event)
+    try:
+        yield
+    finally:
+        _stop.reset(token)
+
+
 def _sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
 def sleep_interruptibly(seconds: float) -> None:
-    """Sleep in short slices: Dagster's interrupt may arrive through a signal to another thread."""
+    """Sleep in short slices: Dagster's interrupt may arrive through a signal to another thread.
+
+    In a context of `stopping_on(event)`, raise `Abandoned` as soon as `event` is set.
+    """
+    stop = _stop.get()
     deadline = time.monotonic() + seconds
     while (remaining := deadline - time.monotonic()) > 0:
+        if stop is not None and stop.is_set():
+            raise Abandoned
         _sleep(min(_SLEEP_SLICE, remaining))
+    if stop is not None and stop.is_set():
+        raise Abandoned
 
 
 def _text(value: Any) -> str | None:
@@ -423,9 +459,38 @@ def run_job(
 
     The `timeout` counts from when the job exists, unless the adapter's clock started earlier:
     then `deadline` is that instant plus `timeout` (the one its `ProviderHttp` has).
-    `timed_out(job_id)` words the error when the job outlives it.
+    `timed_out(job_id)` words the error when the job outlives it. A slot of `provider` is held
+    from before the job is created (or resumed) until it ends (`slots.provider_slot`).
     """
     job_id = ledger.recall()
+    with provider_slot(provider, resuming=job_id is not None):
+        return _run_job(
+            ledger,
+            job_id,
+            create=create,
+            check=check,
+            cancel=cancel,
+            provider=provider,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            deadline=deadline,
+            timed_out=timed_out,
+        )
+
+
+def _run_job(
+    ledger: JobLedger,
+    job_id: str | None,
+    *,
+    create: Callable[[], str],
+    check: Callable[[str], T | None],
+    cancel: Callable[[str], object],
+    provider: str,
+    timeout: float | None,
+    poll_interval: float,
+    deadline: float | None,
+    timed_out: Callable[[str], str] | None,
+) -> T:
     if job_id is None:
         try:
             created = create()

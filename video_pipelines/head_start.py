@@ -1,0 +1,243 @@
+"""Remote nodes side by side in one run: each started ahead of its step, in a thread of the run's process.
+
+Why: with the in-process executor (our default, `orchestration/executor.py`) a run's steps
+execute one at a time, so three remote generations of minutes each took the sum of their
+times. A remote node (generateVideo / lipSync on a provider other than `local`) spends its
+time waiting on the provider, so it can wait in a background thread while the run's main
+thread goes on with the other steps. Whenever the plan starts, a node finishes or a level
+is done, the shell asks `HeadStarts.ready` which remote nodes now have every result they
+need (their inputs and the ancestors their refs may name) and starts each of them
+(`start`); the node's own step later takes the work it started (`take`) and awaits its
+result (`await_result`). So a remote node starts as soon as its own inputs exist, not when
+its whole level is done.
+
+Local (FFmpeg) nodes never start ahead: FFmpeg keeps the cores busy already (x264's own
+threads), so overlapping local nodes buys nothing on small machines and the plain path
+keeps local plans' overhead unchanged.
+
+What it guarantees:
+- a node runs at most once at a time per run: started ahead at most once, never once its
+  step has begun without it (`take` marks it), and a retried step runs the node itself,
+  its provider job resumed through the job ledger (nothing is created twice);
+- work started ahead ends with its run: `close` (the run's execution ending, however it
+  ends) and `halt` (a node failed for good, so the run will fail) set the stop event, so
+  each thread's next `sleep_interruptibly` raises `Abandoned`, which cancels its provider
+  job (`http.poll_until`); `close` then joins the threads;
+- nothing is shared between runs: one `HeadStarts` per run's execution, never a module global
+  (a Celery worker child runs one run after another in the same process).
+
+No Dagster import: the Dagster shell (`orchestration/job.py`) builds the work and logs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field
+
+from video_pipelines.errors import TransientError, VideoPipelineError
+from video_pipelines.node_runner import NodeRun
+from video_pipelines.plan import PlanNode
+from video_pipelines.plan.params import Operation
+from video_pipelines.plan.results import VideoResult
+from video_pipelines.plan.reuse import ResolvedPlan
+from video_pipelines.providers.http import stopping_on
+
+Log = Callable[[str], None]
+# The work of a node: given where to log its lines and its warnings, run it.
+Work = Callable[[Log, Log], NodeRun]
+
+REMOTE_OPERATIONS = (Operation.GENERATE_VIDEO, Operation.LIP_SYNC)
+_AWAIT_SLICE = 0.2  # seconds: as `sleep_interruptibly`, so an interrupt of the main thread gets its turn
+
+
+def is_remote(node: PlanNode) -> bool:
+    """Whether `node` waits on a remote provider (generateVideo / lipSync on a provider other than local)."""
+    return node.operation in REMOTE_OPERATIONS and node.params.get("provider", "local") != "local"
+
+
+def ready_nodes(resolved: ResolvedPlan, results: Mapping[str, VideoResult], *, skip: Iterable[str]) -> list[PlanNode]:
+    """The remote nodes to run, not in `skip`, whose inputs and ref-able ancestors all have a result."""
+    skipped = set(skip)
+    ready = []
+    for node in resolved.to_run:
+        if node.id in skipped or node.id in results or not is_remote(node):
+            continue
+        try:
+            resolved.upstream(node, results)
+        except KeyError:  # an ancestor that runs has no result yet
+            continue
+        ready.append(node)
+    return ready
+
+
+@dataclass
+class Ahead:
+    """One node's work started ahead of its step: its future and the lines it logged meanwhile."""
+
+    node_id: str
+    key: object  # what the work was started with; a step with other inputs does not take it
+    future: Future[NodeRun] = field(default_factory=Future)
+    lines: list[tuple[bool, str]] = field(default_factory=list)  # (is a warning, message), appended by the thread
+    started_at: float = field(default_factory=time.monotonic)
+    taken: bool = False
+
+    def _line(self, warning: bool, message: str) -> None:
+        self.lines.append((warning, f"[started ahead, +{time.monotonic() - self.started_at:.1f} s] {message}"))
+
+    def log(self, message: str) -> None:
+        self._line(False, message)
+
+    def warn(self, message: str) -> None:
+        self._line(True, message)
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A remote node whose inputs all exist: what its step will be given (see `orchestration.state.NodeTask`)."""
+
+    node: PlanNode
+    level: int
+    inputs: tuple[VideoResult, ...]
+    upstream: dict[str, VideoResult]
+    lineage: str
+
+
+class HeadStarts:
+    """The work started ahead in one run's execution, and the node results known to it so far."""
+
+    def __init__(self, *, join_timeout: float = 60.0) -> None:
+        self._lock = threading.Lock()
+        self._ahead: dict[str, Ahead] = {}
+        self._in_step: set[str] = set()  # nodes whose step began without work started ahead
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._join_timeout = join_timeout
+        self._resolved: ResolvedPlan | None = None
+        self._levels: dict[str, int] = {}
+        self._results: dict[str, VideoResult] = {}
+        self.execution_id = ""
+
+    def know(
+        self,
+        execution_id: str,
+        resolved: ResolvedPlan,
+        levels: Mapping[str, int],
+        results: Mapping[str, VideoResult],
+    ) -> None:
+        """The run's plan, its nodes' levels and the results of its finished nodes (from each fan-out step)."""
+        with self._lock:
+            self.execution_id = execution_id
+            self._resolved = resolved
+            self._levels = dict(levels)
+            self._results.update(results)
+
+    def record(self, node_id: str, result: VideoResult) -> None:
+        """A node finished (in its step or ahead of it)."""
+        with self._lock:
+            self._results[node_id] = result
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def halt(self) -> None:
+        """A node failed for good, so the run will fail: start nothing more, abandon (cancel) what runs ahead."""
+        self._stop.set()
+
+    def ready(self) -> list[Ready]:
+        """The remote nodes to start now (none once halted or closed, or before `know`)."""
+        with self._lock:
+            if self._resolved is None or self._stop.is_set():
+                return []
+            resolved, results = self._resolved, self._results
+            return [
+                Ready(
+                    node,
+                    self._levels[node.id],
+                    tuple(resolved.inputs(node, results)),
+                    resolved.upstream(node, results),
+                    resolved.lineage[node.id],
+                )
+                for node in ready_nodes(resolved, results, skip=self._ahead.keys() | self._in_step)
+            ]
+
+    def start(self, node_id: str, key: object, work: Work, *, then: Callable[[NodeRun, Log], None]) -> bool:
+        """Run `work` in a thread, unless `node_id` was started already or its step began; False: not started.
+
+        `then(result, log)` runs in the thread after `work` succeeds, before its step sees the
+        result (to record it and start the nodes it makes ready, logging among the node's lines).
+        """
+        with self._lock:
+            if node_id in self._ahead or node_id in self._in_step or self._stop.is_set():
+                return False
+            ahead = Ahead(node_id, key)
+            self._ahead[node_id] = ahead
+            thread = threading.Thread(
+                target=self._run, args=(ahead, work, then), name=f"head-start-{node_id}", daemon=True
+            )
+            self._threads.append(thread)
+        thread.start()
+        return True
+
+    def _run(self, ahead: Ahead, work: Work, then: Callable[[NodeRun, Log], None]) -> None:
+        try:
+            with stopping_on(self._stop):
+                result = work(ahead.log, ahead.warn)
+        except BaseException as exc:  # the step that takes it raises it (Abandoned included)
+            if isinstance(exc, VideoPipelineError) and not isinstance(exc, TransientError):
+                self.halt()  # no need to wait for its step to stop the rest
+            ahead.future.set_exception(exc)
+            return
+        try:
+            then(result, ahead.log)
+        except Exception as exc:  # the node itself succeeded: its step still gets the result
+            ahead.warn(f"could not start the nodes it made ready: {exc!r}")
+        ahead.future.set_result(result)
+
+    def take(self, node_id: str, key: object) -> Ahead | None:
+        """The work started ahead for `node_id` with `key`, once; None: the step runs the node itself.
+
+        From then on nothing starts `node_id` ahead (a retried step, too, runs the node itself).
+        """
+        with self._lock:
+            ahead = self._ahead.get(node_id)
+            if ahead is None or ahead.taken or ahead.key != key:
+                self._in_step.add(node_id)
+                return None
+            ahead.taken = True
+            return ahead
+
+    def close(self) -> list[str]:
+        """Stop every thread (its provider job is canceled) and wait for them; the nodes whose work was abandoned."""
+        with self._lock:
+            self._stop.set()
+            threads = list(self._threads)
+            abandoned = [ahead.node_id for ahead in self._ahead.values() if not ahead.future.done()]
+        deadline = time.monotonic() + self._join_timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return abandoned
+
+
+def await_result(ahead: Ahead, *, log: Log, warn: Log) -> NodeRun:
+    """The result of work started ahead (or its error), passing on its lines as they come.
+
+    Waits in slices so that an interrupt of the calling (main) thread is not held up.
+    """
+    shown = 0
+
+    def show() -> None:
+        nonlocal shown
+        lines = ahead.lines[shown:]
+        shown += len(lines)
+        for warning, message in lines:
+            (warn if warning else log)(message)
+
+    while not wait_futures([ahead.future], timeout=_AWAIT_SLICE).done:
+        show()
+    show()
+    return ahead.future.result()
