@@ -49,6 +49,7 @@ def deployment_with(workers: int, tmp: Path) -> Iterator[tuple[DagsterDeployment
     env = {"VIDEO_PIPELINES_SECRET_KEY": "bench", "VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1"}
     if workers:
         env |= broker_env()
+    tmp.mkdir(parents=True)
     with fresh_database() as url, dagster_deployment(tmp, url, extra_env=env, celery=bool(workers)) as deployment:
         if workers:
             wait_for_workers(deployment, [start_worker(deployment, f"w{i}", concurrency=2) for i in range(workers)])
