@@ -50,9 +50,15 @@ def test_definitions_load() -> None:
         "webhook_on_started",
     ]
     assert all(sensor.default_status == dg.DefaultSensorStatus.RUNNING for sensor in repo.sensor_defs)
-    assert {"artifact_storage", "media_policy", "submissions", "replicate", "fal", "google_cloud"} <= set(
-        repo.get_top_level_resources()
-    )
+    assert {
+        "artifact_storage",
+        "media_policy",
+        "submissions",
+        "replicate",
+        "fal",
+        "google_cloud",
+        "head_starts",
+    } <= set(repo.get_top_level_resources())
     assert {spec.key for spec in defs.assets or [] if isinstance(spec, dg.AssetSpec)} >= {
         dg.AssetKey(["video", name]) for name in ("generate_video", "merge", "lip_sync", "add_subtitles", "reframe")
     }

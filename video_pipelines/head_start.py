@@ -116,6 +116,7 @@ class HeadStarts:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._join_timeout = join_timeout
+        self._halted_by: str | None = None
         self._resolved: ResolvedPlan | None = None
         self._levels: dict[str, int] = {}
         self._results: dict[str, VideoResult] = {}
@@ -141,11 +142,15 @@ class HeadStarts:
             self._results[node_id] = result
 
     @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
+    def halted_by(self) -> str | None:
+        """Why work started ahead was abandoned before the run ended (`halt`), if it was."""
+        return self._halted_by
 
-    def halt(self) -> None:
+    def halt(self, reason: str) -> None:
         """A node failed for good, so the run will fail: start nothing more, abandon (cancel) what runs ahead."""
+        with self._lock:
+            if self._halted_by is None:
+                self._halted_by = reason
         self._stop.set()
 
     def ready(self) -> list[Ready]:
@@ -189,7 +194,7 @@ class HeadStarts:
                 result = work(ahead.log, ahead.warn)
         except BaseException as exc:  # the step that takes it raises it (Abandoned included)
             if isinstance(exc, VideoPipelineError) and not isinstance(exc, TransientError):
-                self.halt()  # no need to wait for its step to stop the rest
+                self.halt(f"{ahead.node_id} failed")  # no need to wait for its step to stop the rest
             ahead.future.set_exception(exc)
             return
         try:

@@ -282,7 +282,7 @@ def run_plan_node(
     except TransientError as exc:
         attempt = context.retry_number + 1
         if attempt > MAX_RETRIES:
-            _halt(started)
+            _halt(started, node)
             raise dg.Failure(
                 description=f"{node.id} ({node.operation.value}) failed after {attempt} attempts: {exc}",
                 allow_retries=False,
@@ -291,12 +291,12 @@ def run_plan_node(
         delay = backoff_delay(context.retry_number, base=RETRY_BASE_DELAY_SECONDS)
         raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=delay) from exc
     except VideoPipelineError as exc:
-        _halt(started)
+        _halt(started, node)
         raise dg.Failure(description=f"{node.id} ({node.operation.value}) failed: {exc}", allow_retries=False) from exc
     except Abandoned:
+        why = (started.halted_by if started is not None else None) or "the run is ending"
         raise dg.Failure(
-            description=f"{node.id} ({node.operation.value}) canceled: another node failed, so the run fails",
-            allow_retries=False,
+            description=f"{node.id} ({node.operation.value}) canceled: {why}, so the run fails", allow_retries=False
         ) from None
     result = run.result
     if started is not None:
@@ -336,16 +336,16 @@ def _run_or_await(
     if ahead is not None:
         info("awaiting its work, started ahead of this step")
         return await_result(ahead, log=info, warn=warning)
-    if started is not None and started.stopped and is_remote(node):
+    if started is not None and started.halted_by is not None and is_remote(node):
         raise Abandoned  # another node failed for good: no provider job for a run that will fail
     step = context.get_step_execution_context().step.key
     work = _node_work(nodes, context.instance, context.run, task, step=step, attempt=context.retry_number + 1)
     return work(info, context.log.warning)
 
 
-def _halt(started: HeadStarts | None) -> None:
+def _halt(started: HeadStarts | None, node: PlanNode) -> None:
     if started is not None:
-        started.halt()
+        started.halt(f"{node.id} failed")
 
 
 def _materialization(
