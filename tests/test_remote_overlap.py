@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from video_pipelines import client
 from video_pipelines.demo import node_results
 from video_pipelines.executions import execution_status
 from video_pipelines.head_start import HeadStarts, Log, await_result
@@ -31,8 +32,9 @@ from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import parse_plan
 from video_pipelines.providers.http import Abandoned, sleep_interruptibly
 
-from .conftest import MediaServer
+from .conftest import MediaServer, fresh_database
 from .media import local_path_of, make_tone
+from .processes import dagster_deployment
 from .test_providers_replicate_fal import TOKEN, Answer, FakeReplicate, Job
 
 # The figure is 15 s; 6 s keeps the suite fast and still dwarfs a run's own overhead.
@@ -255,3 +257,32 @@ def test_closing_abandons_the_work_started_ahead() -> None:
     assert ahead is not None
     with pytest.raises(Abandoned):
         await_result(ahead, log=lambda line: None, warn=lambda line: None)
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+def test_e2e_canceling_an_execution_cancels_the_predictions_started_ahead(
+    tmp_path: Path, replicate: TimedReplicate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replicate.seconds = 600  # they end only when canceled
+    env = {
+        "VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1",
+        "VIDEO_PIPELINES_SECRET_KEY": "e2e-head-starts",
+        "REPLICATE_API_TOKEN": TOKEN,
+        "REPLICATE_API_BASE_URL": replicate.base_url,
+    }
+    with (
+        fresh_database() as url,
+        dagster_deployment(tmp_path, url, extra_env=env) as deployment,
+        deployment.client(monkeypatch) as target,
+    ):
+        execution_id = client.submit(THREE_AND_A_MERGE, target=target)
+        deadline = time.monotonic() + 90
+        while len(replicate.jobs) < 3:
+            assert time.monotonic() < deadline, deployment.log_tail()
+            time.sleep(0.2)
+        client.cancel(execution_id, target=target)
+        final = client.wait(execution_id, timeout=60, target=target)
+    assert final["status"] == "canceled"
+    assert all(job.canceled for job in replicate.jobs.values()), "a prediction started ahead was left running"
+    assert len(replicate.jobs) == 3
