@@ -137,7 +137,7 @@ def dagster_deployment(
         ["dagster-webserver", "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(deployment.port)],
     )
     if daemon:
-        deployment.start("daemon", ["dagster-daemon", "run", "-w", str(WORKSPACE)])
+        deployment.start("daemon", ["video-pipelines", "daemon", "-w", str(WORKSPACE)])
     try:
         deployment.wait_for_webserver()
         yield deployment

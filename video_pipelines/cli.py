@@ -147,6 +147,12 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(ApiSettings.from_env(host=args.host, port=args.port))
 
 
+def _daemon(args: argparse.Namespace) -> int:
+    from video_pipelines.orchestration.daemon import run_daemon
+
+    return run_daemon(args.daemon_args)
+
+
 def _dev(args: argparse.Namespace) -> int:
     from video_pipelines.dev import run_dev
 
@@ -240,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", help="the worker's node name, NAME@HOST (default: video-pipelines-PID@HOST)")
     worker.set_defaults(handler=_worker)
 
+    daemon = verbs.add_parser(
+        "daemon",
+        help="dagster-daemon run, its sensors evaluated every second (submissions start sooner); "
+        "takes the options of `dagster-daemon run`, e.g. -w workspace.yaml",
+    )
+    daemon.set_defaults(handler=_daemon)
+
     dev = verbs.add_parser("dev", help="dagster-webserver + dagster-daemon + the HTTP API on the embedded default")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000, help="the Dagster webserver's port")
@@ -249,7 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, passed_on = parser.parse_known_args(argv)
+    if args.verb == "daemon":
+        args.daemon_args = passed_on  # every option is dagster-daemon run's
+    elif passed_on:
+        parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
     try:
         code: int = args.handler(args)
     except PlanValidationError as exc:
