@@ -17,6 +17,7 @@ ahead (each step is another process, which could not await a thread of this one)
 
 # No `from __future__ import annotations`: Dagster reads op and config annotations at runtime.
 
+import threading
 from collections.abc import Callable, Iterator
 
 import dagster as dg
@@ -84,12 +85,14 @@ class RunNodes:
         self._make_env = make_env
         self._store = store
         self._env: NodeEnvironment | None = None
+        self._env_lock = threading.Lock()  # the threads of nodes started ahead ask for it too
         self.started = HeadStarts()
 
     def env(self) -> NodeEnvironment:
-        if self._env is None:  # built on first use, once per run (per step with the multiprocess executor)
-            self._env = self._make_env()
-        return self._env
+        with self._env_lock:
+            if self._env is None:  # built on first use, once per run (per step with the multiprocess executor)
+                self._env = self._make_env()
+            return self._env
 
     def store(self) -> SubmissionStore:
         return self._store()
