@@ -115,3 +115,23 @@ def test_demo_runs_the_product_demo_on_embedded_defaults(tmp_path: Path) -> None
 
 def test_repository_dagster_yaml_is_the_rendered_production_config() -> None:
     assert (REPO / "dagster.yaml").read_text() == render_instance_yaml(postgres=True, celery=True)
+
+
+def test_daemon_loops_faster_only_where_dagster_allows_no_less() -> None:
+    # In a process of its own: the change is to Dagster's classes, for the daemon's whole process.
+    check = """
+import dagster._daemon.sensor as sensor_daemon
+from dagster._core.run_coordinator.queued_run_coordinator import QueuedRunCoordinator
+from video_pipelines.orchestration.daemon import speed_up_loops
+before = [QueuedRunCoordinator(dequeue_interval_seconds=n).dequeue_interval_seconds for n in (1, 5)]
+speed_up_loops()
+after = [QueuedRunCoordinator(dequeue_interval_seconds=n).dequeue_interval_seconds for n in (1, 5)]
+print(before, after, sensor_daemon.MIN_INTERVAL_LOOP_TIME)
+"""
+    done = subprocess.run(["python", "-c", check], capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[0] == "[1, 5] [0.5, 5.0] 1", done.stdout + done.stderr
+
+
+def test_daemon_passes_dagster_daemon_options_on() -> None:
+    done = subprocess.run(["video-pipelines", "daemon", "--bogus-option"], capture_output=True, text=True)
+    assert done.returncode == 2 and "No such option '--bogus-option'" in done.stderr, done.stderr
