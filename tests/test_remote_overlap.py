@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from video_pipelines.node_runner import NodeRun
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.definitions import execute_plan_job
+from video_pipelines.orchestration.job import RunTagLedger
 from video_pipelines.orchestration.provider_resources import ReplicateResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import parse_plan
@@ -138,6 +140,8 @@ def test_three_remote_generations_overlap_and_the_merge_follows(dagster_home: Pa
         wall = time.monotonic() - began
         assert result.success, logs_of(instance, result.run_id)
         logs = logs_of(instance, result.run_id)
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None
     creates = replicate.creates()
     durations = [replicate.ended_at[job] - replicate.created_at[job] for job in replicate.created_at]
     print(f"wall {wall:.1f} s for predictions of {PREDICTION_SECONDS:g} s (sum {sum(durations):.1f} s), "
@@ -149,6 +153,8 @@ def test_three_remote_generations_overlap_and_the_merge_follows(dagster_home: Pa
     merged = probe(local_path_of(videos["final"].url))
     assert abs(merged.duration - 3) < 0.2 and merged.video_codec == "h264"
     for scene in ("scene_1", "scene_2", "scene_3"):
+        # Each job id on the run's tags (the ledger a retried step resumes from), though written at once.
+        assert run.tags[f"video/provider_job/{scene}"] == replicate.job_for(f"prompt of {scene}")
         assert f"{scene}: started ahead of its step (level 0)" in logs
         assert f"{scene}: [started ahead, +" in logs  # its lines, passed on by its step
 
@@ -286,3 +292,28 @@ def test_e2e_canceling_an_execution_cancels_the_predictions_started_ahead(
     assert final["status"] == "canceled"
     assert all(job.canceled for job in replicate.jobs.values()), "a prediction started ahead was left running"
     assert len(replicate.jobs) == 3
+
+
+def test_provider_jobs_remembered_at_once_all_stay_on_the_run(dagster_home: Path) -> None:
+    # Dagster writes run tags whole (read, merge, write): unserialized, most of these writes were lost.
+    lock = threading.Lock()
+
+    def remember(ledger: RunTagLedger, job_id: str, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        ledger.remember(job_id)
+
+    with dg.DagsterInstance.get() as instance:
+        for _ in range(5):
+            run = dg.DagsterRun(job_name="execute_plan", run_id=str(uuid.uuid4()))
+            instance.add_run(run)
+            ledgers = [RunTagLedger(instance, run.run_id, f"scene_{i}", lock) for i in range(3)]
+            barrier = threading.Barrier(len(ledgers))
+            threads = [
+                threading.Thread(target=remember, args=(ledger, f"job-{i}", barrier))
+                for i, ledger in enumerate(ledgers)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+            assert [ledger.recall() for ledger in ledgers] == ["job-0", "job-1", "job-2"]
