@@ -35,6 +35,7 @@ class MemoryRunRecords:
     steps: dict[str, dict[str, NodeState]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     node_failures: dict[str, dict[str, str]] = field(default_factory=dict)  # run id -> node id -> error
+    messages: dict[str, list[str]] = field(default_factory=dict)  # run id -> its run events' messages
     ended: dict[str, datetime] = field(default_factory=dict)
     terminated: list[str] = field(default_factory=list)
 
@@ -46,8 +47,9 @@ class MemoryRunRecords:
         *,
         run_id: str | None = None,
         nodes: Sequence[NodeRecord] = (),
+        tags: Mapping[str, str] | None = None,
     ) -> RunView:
-        run = RunView(run_id or f"run-{execution_id}", execution_id, state, plan)
+        run = RunView(run_id or f"run-{execution_id}", execution_id, state, plan, dict(tags or {}))
         self.runs.append(run)
         self.nodes[run.run_id] = {record.node_id: record for record in nodes}
         if state.is_finished:
@@ -68,6 +70,9 @@ class MemoryRunRecords:
 
     def node_errors(self, run_id: str, node_ids: Sequence[str]) -> dict[str, str]:
         return {node_id: error for node_id, error in self.node_failures.get(run_id, {}).items() if node_id in node_ids}
+
+    def run_messages(self, run_id: str) -> list[str]:
+        return list(self.messages.get(run_id, []))
 
     def ended_since(self, since: datetime, limit: int) -> list[RunView]:
         return [run for run in self.runs if run.run_id in self.ended and self.ended[run.run_id] >= since][:limit]

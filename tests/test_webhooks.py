@@ -321,6 +321,7 @@ def test_payload_of_a_completed_execution_has_the_video_and_no_error() -> None:
         "completedJobs": 3,
         "totalJobs": 3,
         "cost": {"totalUsd": 0.0, "jobs": {"job1": 0.0, "job2": 0.0, "job3": 0.0}},
+        "savedUsd": 0.0,
     }
     body = encode_payload(payload)
     assert body == encode_payload(payload_for(status_doc("exec_9")))

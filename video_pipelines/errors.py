@@ -8,7 +8,8 @@ says what a caller should do next:
     ├── UsageError               a door was called wrong (an unreadable file, a missing option)
     ├── PlanValidationError      the plan is wrong; fix it and submit again (never retried)
     ├── ExecutionError           an execution cannot be found or used as asked
-    │   └── ExecutionNotFound         no submission and no run carries this execution id
+    │   ├── ExecutionNotFound         no submission and no run carries this execution id
+    │   └── SpendCapExceeded          a paid node would take the execution over its maxCostUsd (never retried)
     ├── MediaError               an input or output is not usable media (never retried)
     │   └── FFmpegError          FFmpeg exited non-zero; carries the tail of its stderr
     ├── FetchError               a remote file could not be fetched
@@ -57,6 +58,10 @@ class PlanValidationError(VideoPipelineError):
 
 class ExecutionError(VideoPipelineError):
     """An execution that cannot be found or used as asked."""
+
+
+class SpendCapExceeded(ExecutionError):
+    """Starting a paid node would take its execution over the plan's `maxCostUsd`; nothing was started."""
 
 
 class ExecutionNotFound(ExecutionError):

@@ -5,6 +5,7 @@ Python client, the HTTP API) call these functions; what they need from the orche
 get through the `RunRecords` protocol, which `orchestration/` implements over Dagster.
 
 - `admission` — `admit`: parse, depth limit, base check (its tenant too), resolve (`Admission`, `check_base`).
+- `spending` — spend caps (`maxCostUsd`) at admission and before each paid node, and what reuse saved.
 - `report` — what an admitted plan would run or reuse and what it would cost (`validate`).
 - `status` — the typed `ExecutionStatus` with `to_wire()`.
 - `lifecycle` — `submit` and `cancel`.
@@ -43,6 +44,7 @@ from video_pipelines.executions.ownership import OPERATOR, Caller, execution_ten
 from video_pipelines.executions.records import (
     BASE_EXECUTION_ID_TAG,
     EXECUTION_ID_TAG,
+    MAX_RUNTIME_TAG,
     PROVIDER_JOB_TAG_PREFIX,
     TRACEPARENT_TAG,
     NodeRecord,
@@ -59,6 +61,7 @@ __all__ = [
     "BASE_EXECUTION_ID_TAG",
     "EXECUTION_ID_TAG",
     "MAX_LEVELS",
+    "MAX_RUNTIME_TAG",
     "OPERATOR",
     "PROVIDER_JOB_TAG_PREFIX",
     "TRACEPARENT_TAG",

@@ -9,6 +9,11 @@ submission) and the runs: it is READY (completed, with a result for its final no
 (pending, queued or running: the variant waits) or UNUSABLE (missing, rejected, failed or
 canceled: the variant is rejected, naming the base and its state).
 
+A plan with `maxCostUsd` is refused (PlanValidationError on that field, with the estimate
+and the cap) when the estimate of the nodes it runs exceeds the cap (`spending.check_estimate`).
+That is checked once what it runs is known: at once without a base, and when the base is
+resolved for a variant (a `submit` without records leaves it to the plan sensor).
+
 A base of another tenant is, to a tenant, a base that does not exist: same reason, same
 words (`missing_base`), so a refusal never tells whether the id is someone else's. A tenant's
 `submit` checks that at once (`check_base_owner`); the plan sensor checks it again when it
@@ -25,9 +30,11 @@ from typing import Any
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.executions.ownership import execution_tenant
 from video_pipelines.executions.records import RunRecords, RunState
+from video_pipelines.executions.spending import check_estimate
 from video_pipelines.plan import Plan, parse_plan, sinks
 from video_pipelines.plan.model import normalised_node_params
 from video_pipelines.plan.reuse import BaseExecution, BaseNode, ResolvedPlan, resolve
+from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import SubmissionState, SubmissionStore
 
 # The longest dependency chain execute_plan can run: its graph has this many levels.
@@ -66,15 +73,19 @@ def admit(
     store: SubmissionStore | None = None,
     *,
     tenant: str | None = None,
+    pricing: PricingTable | None = None,
 ) -> Admission:
     """Validate a plan (raises PlanValidationError) and, given `records`, check and resolve its base.
 
     Without `records` the base is not looked up (a submission is stored before its base ends).
-    With a `tenant`, a base of another tenant is unusable, as if it did not exist.
+    With a `tenant`, a base of another tenant is unusable, as if it did not exist. A `maxCostUsd`
+    is checked against the estimate at `pricing` (default: `PricingTable.from_env()`).
     """
     plan = parse_plan(wire, max_depth=MAX_LEVELS)
     if plan.base_execution_id is None:
-        return Admission(plan, BaseCheck(BaseReadiness.NONE), resolve(plan))
+        resolved = resolve(plan)
+        _check_cap(plan, resolved, pricing)
+        return Admission(plan, BaseCheck(BaseReadiness.NONE), resolved)
     if records is None:
         return Admission(plan, BaseCheck(BaseReadiness.UNCHECKED), None)
     check = check_base(records, store, plan.base_execution_id, tenant=tenant)
@@ -82,7 +93,14 @@ def admit(
         return Admission(plan, check, None)
     # Now that the base's nodes are known, a dependency on a node it lacks is an error of the plan.
     parse_plan(wire, external_nodes=set(check.base.nodes), max_depth=MAX_LEVELS)
-    return Admission(plan, check, resolve(plan, check.base))
+    resolved = resolve(plan, check.base)
+    _check_cap(plan, resolved, pricing)
+    return Admission(plan, check, resolved)
+
+
+def _check_cap(plan: Plan, resolved: ResolvedPlan, pricing: PricingTable | None) -> None:
+    if plan.max_cost_usd is not None:  # the pricing file is read only for a capped plan
+        check_estimate(plan, resolved, pricing or PricingTable.from_env())
 
 
 def missing_base(base_id: str) -> str:

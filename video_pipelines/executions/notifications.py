@@ -84,7 +84,8 @@ def webhook_payload(status: ExecutionStatus) -> dict[str, Any]:
 
         {"executionId", "status": "completed|failed|canceled",
          "video": {"url", "duration", "aspectRatio", "width", "height", "status": "completed"} | null,
-         "error": null | "...", "completedJobs", "totalJobs", "cost": {"totalUsd", "jobs": {node: usd}}}
+         "error": null | "...", "completedJobs", "totalJobs", "cost": {"totalUsd", "jobs": {node: usd}},
+         "savedUsd"}
 
     Raises WebhookError for an execution that has not ended (a webhook is sent only at the end).
     """
@@ -117,6 +118,8 @@ def webhook_payload(status: ExecutionStatus) -> dict[str, Any]:
             "totalUsd": status.cost_usd,
             "jobs": {node_id: round(node.cost_usd, 4) for node_id, node in status.nodes.items()},
         },
+        # What reuse saved at list prices (the estimate of every reused node), 0.0 without reuse.
+        "savedUsd": round(status.saved_usd, 4),
     }
 
 

@@ -22,6 +22,8 @@ BASE_EXECUTION_ID_TAG = "video/base_execution_id"
 PROVIDER_JOB_TAG_PREFIX = "video/provider_job/"
 # The W3C traceparent of the execution's span, on runs launched from a submission (see telemetry.trace_context).
 TRACEPARENT_TAG = "video/traceparent"
+# Dagster's own tag for a run's deadline in seconds: run monitoring ends a run that runs longer.
+MAX_RUNTIME_TAG = "dagster/max_runtime"
 # The worker process that ran the run ("<celery node> pid <N>"), set by a Celery run worker as it starts it.
 WORKER_TAG = "video/worker"
 
@@ -109,6 +111,10 @@ class RunRecords(Protocol):
 
     def node_errors(self, run_id: str, node_ids: Sequence[str]) -> dict[str, str]:
         """The error of each of these nodes whose step failed; others are left out."""
+        ...
+
+    def run_messages(self, run_id: str) -> list[str]:
+        """The messages of the run's own canceling, failure and canceled events, oldest first."""
         ...
 
     def ended_since(self, since: datetime, limit: int) -> list[RunView]:

@@ -5,8 +5,16 @@ run, everything comes from the run: its state, its nodes' steps and their record
 `to_wire()` gives the JSON of `video-pipelines status` (and of the HTTP API):
 
     {"executionId", "status", "progress", "totalJobs", "completedJobs", "reusedJobs",
-     "currentJob", "result", "error", "runId", "cost", "traceId", "worker",
+     "currentJob", "result", "error", "runId", "cost", "savedUsd", "traceId", "worker",
      "jobs": {"<node id>": {"status", "result", "reusedFrom", "cost"}}}
+
+`savedUsd` (an extension) is what reuse saved at list prices: the estimate of every reused
+node (`spending.saved_usd`), 0.0 when nothing was reused.
+
+An execution with a deadline (`timeoutSeconds`, Dagster's `dagster/max_runtime` tag) that
+run monitoring ended is `failed` with "deadline exceeded after N s", whether Dagster's run
+ended failed or canceled (the monitor cancels the run, then marks it failed; the run
+worker, interrupted meanwhile, may report it canceled first). A user's cancel stays canceled.
 
 `worker` (an extension of the SPEC's document) names the run worker process that took the
 run ("<celery node> pid <N>") with warm Celery workers, else null.
@@ -17,19 +25,40 @@ run ("<celery node> pid <N>") with warm Celery workers, else null.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from video_pipelines.errors import ExecutionError, ExecutionNotFound
-from video_pipelines.executions.records import TRACEPARENT_TAG, WORKER_TAG, RunRecords, RunView
-from video_pipelines.plan import parse_plan, sinks
+from video_pipelines.executions.records import (
+    MAX_RUNTIME_TAG,
+    TRACEPARENT_TAG,
+    WORKER_TAG,
+    NodeRecord,
+    RunRecords,
+    RunView,
+)
+from video_pipelines.executions.spending import saved_usd
+from video_pipelines.plan import Plan, parse_plan, sinks
 from video_pipelines.plan.results import VideoResult
+from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import Submission, SubmissionState, SubmissionStore
 from video_pipelines.telemetry.trace_context import execution_context
 from video_pipelines.vocabulary import ExecutionState, NodeState
 
 CANCELED_ERROR = "the execution was canceled"
+
+# What Dagster's run monitoring writes when it ends a run past its `dagster/max_runtime`
+# (dagster/_daemon/monitoring/run_monitoring.py `check_run_timeout`): "Canceling due to
+# exceeding maximum runtime of N seconds." on canceling, "Exceeded maximum runtime of N seconds." on failing.
+_MAX_RUNTIME_MESSAGE = re.compile(r"(?:exceeding|Exceeded) maximum runtime of (\d+) seconds")
+
+
+def deadline_error(seconds: int, unfinished: list[str]) -> str:
+    """The error of an execution its deadline ended."""
+    error = f"deadline exceeded after {seconds} s (timeoutSeconds)"
+    return error + (f"; unfinished: {', '.join(unfinished)}" if unfinished else "")
 
 
 @dataclass(frozen=True)
@@ -72,6 +101,7 @@ class ExecutionStatus:
     run_id: str | None = None
     trace_id: str | None = None  # the execution's trace, 32 hex digits
     worker: str | None = None  # the run worker process that took the run, when a Celery worker did
+    saved_usd: float = 0.0  # what reuse saved at list prices
 
     @property
     def is_terminal(self) -> bool:
@@ -117,6 +147,7 @@ class ExecutionStatus:
             "error": self.error,
             "runId": self.run_id,
             "cost": self.cost_usd,
+            "savedUsd": round(self.saved_usd, 4),
             "traceId": self.trace_id,
             "worker": self.worker,
             "jobs": {node_id: node.to_wire() for node_id, node in self.nodes.items()},
@@ -142,6 +173,7 @@ class ExecutionStatus:
             run_id=wire.get("runId"),
             trace_id=wire.get("traceId"),
             worker=wire.get("worker"),
+            saved_usd=float(wire.get("savedUsd") or 0.0),
         )
 
 
@@ -179,12 +211,18 @@ def submission_status(submission: Submission) -> ExecutionStatus:
     )
 
 
-def run_status(records: RunRecords, run: RunView) -> ExecutionStatus:
-    """The status of an execution from its run: recorded videos, running and failed steps, the final video."""
+def run_status(records: RunRecords, run: RunView, pricing: PricingTable | None = None) -> ExecutionStatus:
+    """The status of an execution from its run: recorded videos, running and failed steps, the final video.
+
+    `pricing` prices what reuse saved (default: `PricingTable.from_env()`, read only when a node was reused).
+    """
     plan = parse_plan(run.plan, external_nodes=None)
     recorded = records.node_records(run.run_id)
     steps = records.node_steps(run.run_id, [node.id for node in plan.nodes])
     state = run.state.execution_state
+    deadline = _deadline_exceeded(records, run) if state.is_terminal else None
+    if deadline is not None:
+        state = ExecutionState.FAILED
     nodes: dict[str, NodeStatus] = {}
     for node in plan.nodes:
         record = recorded.get(node.id)
@@ -199,7 +237,10 @@ def run_status(records: RunRecords, run: RunView) -> ExecutionStatus:
         else:
             nodes[node.id] = NodeStatus(NodeState.SKIPPED if state.is_terminal else NodeState.PENDING)
     error = None
-    if state is ExecutionState.FAILED:
+    if deadline is not None:
+        unfinished = [node.id for node in plan.nodes if steps.get(node.id) in (NodeState.RUNNING, NodeState.FAILED)]
+        error = deadline_error(deadline, unfinished)
+    elif state is ExecutionState.FAILED:
         error = records.failure_message(run.run_id)
     elif state is ExecutionState.CANCELED:
         error = CANCELED_ERROR
@@ -213,4 +254,22 @@ def run_status(records: RunRecords, run: RunView) -> ExecutionStatus:
         run_id=run.run_id,
         trace_id=execution_context(run.tags.get(TRACEPARENT_TAG), run.execution_id).trace_id_hex,
         worker=run.tags.get(WORKER_TAG),
+        saved_usd=_saved(plan, recorded, pricing),
     )
+
+
+def _saved(plan: Plan, recorded: Mapping[str, NodeRecord], pricing: PricingTable | None) -> float:
+    if not any(record.state is NodeState.REUSED for record in recorded.values()):
+        return 0.0
+    return saved_usd(plan, recorded, pricing or PricingTable.from_env())
+
+
+def _deadline_exceeded(records: RunRecords, run: RunView) -> int | None:
+    """The deadline in seconds when run monitoring ended this run for passing it, else None."""
+    if MAX_RUNTIME_TAG not in run.tags:
+        return None  # no deadline: no need to read the run's events
+    for message in records.run_messages(run.run_id):
+        match = _MAX_RUNTIME_MESSAGE.search(message)
+        if match:
+            return int(match.group(1))
+    return None

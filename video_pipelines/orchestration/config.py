@@ -49,6 +49,14 @@ class PlanConfig(dg.Config):
     baseExecutionId: str | None = None
     webhook: WebhookConfig | None = None
     priority: str | None = None
+    maxCostUsd: float | None = Field(
+        default=None, description="spend cap in USD: refused over the estimate, a paid node fails past it"
+    )
+    timeoutSeconds: int | None = Field(
+        default=None,
+        description="deadline of the whole execution; set the run tag dagster/max_runtime to the same value "
+        "when launching from the UI (the submission sensor sets it)",
+    )
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"jobs": [_node_wire(node) for node in self.jobs]}
@@ -62,6 +70,10 @@ class PlanConfig(dg.Config):
                 wire["webhook"]["events"] = list(self.webhook.events)
         if self.priority is not None:
             wire["priority"] = self.priority
+        if self.maxCostUsd is not None:
+            wire["maxCostUsd"] = self.maxCostUsd
+        if self.timeoutSeconds is not None:
+            wire["timeoutSeconds"] = self.timeoutSeconds
         return wire
 
     @classmethod

@@ -125,6 +125,11 @@ class DagsterRunRecords:
             return run_failures[0].event_log_entry.message
         return "the run failed"
 
+    def run_messages(self, run_id: str) -> list[str]:
+        kinds = {dg.DagsterEventType.RUN_CANCELING, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED}
+        records = self.instance.get_records_for_run(run_id, of_type=kinds, limit=20).records
+        return [record.event_log_entry.message for record in records if record.event_log_entry.message]
+
     def in_progress(self, limit: int = 100) -> list[RunView]:
         """Runs of `execute_plan` that are running now (started, or being canceled), newest first."""
         filters = dg.RunsFilter(job_name=JOB_NAME, statuses=_RUNNING)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, Priority, WebhookEve
 
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PLAN_KEYS = {"jobs", "baseExecutionId", "webhook", "priority"}
+_PLAN_KEYS = {"jobs", "baseExecutionId", "webhook", "priority", "maxCostUsd", "timeoutSeconds"}
 _JOB_KEYS = {"id", "type", "operation", "params", "dependsOn", "output"}
 
 
@@ -64,6 +65,8 @@ class Plan:
     base_execution_id: str | None = None
     webhook: Webhook | None = None
     priority: Priority = Priority.NORMAL
+    max_cost_usd: float | None = None  # the spend cap, checked at admission and before each paid node
+    timeout_seconds: int | None = None  # the whole execution's deadline (Dagster's `dagster/max_runtime`)
 
     @cached_property
     def by_id(self) -> dict[str, PlanNode]:
@@ -88,6 +91,10 @@ class Plan:
             wire["webhook"] = hook
         if self.priority is not Priority.NORMAL:
             wire["priority"] = self.priority.value
+        if self.max_cost_usd is not None:
+            wire["maxCostUsd"] = self.max_cost_usd
+        if self.timeout_seconds is not None:
+            wire["timeoutSeconds"] = self.timeout_seconds
         return wire
 
 
@@ -129,6 +136,8 @@ def parse_plan(
         base_execution_id = None
     webhook = _parse_webhook(data.get("webhook"), problems)
     priority = _parse_priority(data.get("priority"), problems)
+    max_cost_usd = _parse_max_cost(data.get("maxCostUsd"), problems)
+    timeout_seconds = _parse_timeout(data.get("timeoutSeconds"), problems)
 
     jobs = data.get("jobs")
     if not isinstance(jobs, list):
@@ -142,7 +151,7 @@ def parse_plan(
     if problems:
         raise PlanValidationError(problems)
 
-    plan = Plan(tuple(nodes), base_execution_id, webhook, priority)
+    plan = Plan(tuple(nodes), base_execution_id, webhook, priority, max_cost_usd, timeout_seconds)
     _check_dependencies(plan, external_nodes, problems)
     if problems:
         raise PlanValidationError(problems)
@@ -247,6 +256,26 @@ def _parse_priority(raw: Any, problems: list[str]) -> Priority:
     except ValueError:
         problems.append(f"plan.priority: must be one of high, normal, low (got {raw!r})")
         return Priority.NORMAL
+
+
+def _parse_max_cost(raw: Any, problems: list[str]) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw) or raw <= 0:
+        problems.append(f"plan.maxCostUsd: must be a positive number of US dollars (got {raw!r})")
+        return None
+    return float(raw)
+
+
+def _parse_timeout(raw: Any, problems: list[str]) -> int | None:
+    if raw is None:
+        return None
+    # 2.0 from a JSON encoder that writes every number as a float is still a whole number of seconds.
+    whole = isinstance(raw, int) or (isinstance(raw, float) and raw.is_integer())
+    if isinstance(raw, bool) or not whole or raw <= 0:
+        problems.append(f"plan.timeoutSeconds: must be a positive whole number of seconds (got {raw!r})")
+        return None
+    return int(raw)
 
 
 def _parse_node(index: int, raw: Any, problems: list[str]) -> PlanNode | None:
