@@ -225,6 +225,39 @@ def test_cancel_a_running_execution_terminates_its_run(records: MemoryRunRecords
     assert records.terminated == ["run-exec_1"]
 
 
+DEADLINE_TAGS = {"dagster/max_runtime": "10"}
+
+
+@pytest.mark.parametrize("ended", [RunState.FAILURE, RunState.CANCELED])
+def test_a_run_its_deadline_ended_is_failed_with_the_deadline_whichever_way_dagster_ended_it(
+    records: MemoryRunRecords, store: SubmissionStore, ended: RunState
+) -> None:
+    hooked = {**BASE_PLAN, "timeoutSeconds": 10, "webhook": {"url": "https://hooks.example.com/d"}}
+    run = records.add_run("exec_1", hooked, ended, nodes=[_completed("a")], tags=DEADLINE_TAGS)
+    records.steps[run.run_id] = {"b": NodeState.RUNNING}
+    # What Dagster's run monitoring writes (dagster/_daemon/monitoring/run_monitoring.py).
+    records.messages[run.run_id] = ["Canceling due to exceeding maximum runtime of 10 seconds."]
+    if ended is RunState.FAILURE:
+        records.messages[run.run_id].append("Exceeded maximum runtime of 10 seconds.")
+    records.failures[run.run_id] = "b (generateVideo) canceled: the run is ending, so the run fails"
+    status = execution_status(records, store, "exec_1")
+    assert status.state is ExecutionState.FAILED
+    assert status.error == "deadline exceeded after 10 s (timeoutSeconds); unfinished: b"
+    delivery = executions.enqueue_webhook(records, store, DeliveryOutbox(store), "exec_1")
+    assert delivery is not None and delivery.event == "failed"
+    body = json.loads(delivery.body)
+    assert body["status"] == "failed" and body["error"].startswith("deadline exceeded after 10 s")
+
+
+def test_a_user_cancel_of_a_run_with_a_deadline_stays_canceled(
+    records: MemoryRunRecords, store: SubmissionStore
+) -> None:
+    run = records.add_run("exec_1", {**BASE_PLAN, "timeoutSeconds": 10}, RunState.CANCELED, tags=DEADLINE_TAGS)
+    records.messages[run.run_id] = ["Sending run termination request."]
+    status = execution_status(records, store, "exec_1")
+    assert status.state is ExecutionState.CANCELED and status.error == "the execution was canceled"
+
+
 def test_a_direct_run_with_secret_env_is_signed_from_that_variable(
     records: MemoryRunRecords, store: SubmissionStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -293,6 +293,26 @@ def test_bad_ids_and_shapes() -> None:
     assert problems({"jobs": [gen("a")], "colour": 1})[0].startswith("plan: unknown field 'colour'")
 
 
+@pytest.mark.parametrize("value", [0, -1, "5", True, float("inf"), float("nan"), [1]])
+def test_max_cost_usd_must_be_a_positive_number(value: object) -> None:
+    [problem] = problems({"jobs": [gen("a")], "maxCostUsd": value})
+    assert problem.startswith("plan.maxCostUsd: must be a positive number of US dollars")
+
+
+@pytest.mark.parametrize("value", [0, -5, 1.5, "10", True])
+def test_timeout_seconds_must_be_a_positive_whole_number(value: object) -> None:
+    [problem] = problems({"jobs": [gen("a")], "timeoutSeconds": value})
+    assert problem.startswith("plan.timeoutSeconds: must be a positive whole number of seconds")
+
+
+def test_spend_cap_and_deadline_round_trip() -> None:
+    plan = parse_plan({"jobs": [gen("a")], "maxCostUsd": 2, "timeoutSeconds": 30.0})
+    assert (plan.max_cost_usd, plan.timeout_seconds) == (2.0, 30)
+    assert parse_plan(plan.to_wire()) == plan
+    assert plan.to_wire()["maxCostUsd"] == 2.0 and plan.to_wire()["timeoutSeconds"] == 30
+    assert "maxCostUsd" not in parse_plan({"jobs": [gen("a")]}).to_wire()
+
+
 def test_webhook_validation() -> None:
     assert problems({"jobs": [gen("a")], "webhook": {"url": "ftp://x"}}) == ["plan.webhook.url: must be an http(s) URL"]
     assert (
