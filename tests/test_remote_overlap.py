@@ -39,8 +39,11 @@ from .media import local_path_of, make_tone
 from .processes import dagster_deployment
 from .test_providers_replicate_fal import TOKEN, Answer, FakeReplicate, Job
 
-# The figure is 15 s; 6 s keeps the suite fast and still dwarfs a run's own overhead.
+# 6 s keeps the suite fast and still dwarfs a run's own overhead; the overlap test itself uses
+# the figure, 15 s predictions, and its bound: the plan done in under 25 s (45 s in turn).
 PREDICTION_SECONDS = float(os.environ.get("VIDEO_PIPELINES_TEST_PREDICTION_SECONDS", "6"))
+OVERLAP_PREDICTION_SECONDS = 15.0
+OVERLAP_BOUND_SECONDS = 25.0
 POLL_SECONDS = 0.2
 
 
@@ -134,6 +137,7 @@ THREE_AND_A_MERGE = {
 
 
 def test_three_remote_generations_overlap_and_the_merge_follows(dagster_home: Path, replicate: TimedReplicate) -> None:
+    replicate.seconds = OVERLAP_PREDICTION_SECONDS
     with dg.DagsterInstance.get() as instance:
         began = time.monotonic()
         result = run_plan(THREE_AND_A_MERGE, instance)
@@ -144,11 +148,11 @@ def test_three_remote_generations_overlap_and_the_merge_follows(dagster_home: Pa
         assert run is not None
     creates = replicate.creates()
     durations = [replicate.ended_at[job] - replicate.created_at[job] for job in replicate.created_at]
-    print(f"wall {wall:.1f} s for predictions of {PREDICTION_SECONDS:g} s (sum {sum(durations):.1f} s), "
+    print(f"wall {wall:.1f} s for predictions of {replicate.seconds:g} s (sum {sum(durations):.1f} s), "
           f"creates spread {creates[-1] - creates[0]:.2f} s")  # fmt: skip
     assert len(creates) == 3
     assert creates[-1] - creates[0] < 3.0, "the three predictions did not start together"
-    assert wall < 1.7 * PREDICTION_SECONDS, f"{wall:.1f} s: the predictions ran one after another"
+    assert wall < OVERLAP_BOUND_SECONDS, f"{wall:.1f} s: the predictions ran one after another"
     videos = node_results(result)
     merged = probe(local_path_of(videos["final"].url))
     assert abs(merged.duration - 3) < 0.2 and merged.video_codec == "h264"
