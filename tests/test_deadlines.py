@@ -7,16 +7,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from video_pipelines import client
+from video_pipelines.demo import run_plan_in_process
 
 from .conftest import fresh_database
 from .processes import DagsterDeployment, dagster_deployment
 from .receiver import WebhookReceiver, running_receiver
 from .test_providers_replicate_fal import TOKEN, FakeReplicate
-
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 receiver = pytest.fixture(name="receiver")(running_receiver)
 
@@ -43,6 +43,18 @@ def deployment(tmp_path: Path, replicate: FakeReplicate) -> Iterator[DagsterDepl
         yield deployment
 
 
+def test_a_run_launched_directly_gets_its_deadline_tag_from_its_plan_step(dagster_home: Path) -> None:
+    plan = {"jobs": [{"id": "gen", "type": "generateVideo", "params": {"prompt": "p", "duration": 1}}]}
+    with dg.DagsterInstance.get() as instance:
+        timed = run_plan_in_process({**plan, "timeoutSeconds": 600}, instance)
+        untimed = run_plan_in_process(plan, instance)
+        assert timed.success and untimed.success
+        assert instance.get_run_by_id(timed.run_id).tags["dagster/max_runtime"] == "600"  # type: ignore[union-attr]
+        assert "dagster/max_runtime" not in instance.get_run_by_id(untimed.run_id).tags  # type: ignore[union-attr]
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
 def test_a_deadline_ends_the_execution_failed_and_cancels_the_provider_job(
     deployment: DagsterDeployment, replicate: FakeReplicate, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -51,6 +51,7 @@ from video_pipelines.executions.records import (
     RunRecords,
     RunState,
     RunView,
+    deadline_tags,
 )
 from video_pipelines.executions.report import validation_report
 from video_pipelines.executions.status import ExecutionStatus, NodeStatus, execution_status
@@ -81,6 +82,7 @@ __all__ = [
     "cancel",
     "cancel_for",
     "check_base",
+    "deadline_tags",
     "deliver",
     "delivery_record",
     "delivery_report",

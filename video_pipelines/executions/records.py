@@ -24,6 +24,13 @@ PROVIDER_JOB_TAG_PREFIX = "video/provider_job/"
 TRACEPARENT_TAG = "video/traceparent"
 # Dagster's own tag for a run's deadline in seconds: run monitoring ends a run that runs longer.
 MAX_RUNTIME_TAG = "dagster/max_runtime"
+
+
+def deadline_tags(timeout_seconds: int | None) -> dict[str, str]:
+    """The run tags that give a run its plan's `timeoutSeconds` (none without one)."""
+    return {} if timeout_seconds is None else {MAX_RUNTIME_TAG: str(timeout_seconds)}
+
+
 # The worker process that ran the run ("<celery node> pid <N>"), set by a Celery run worker as it starts it.
 WORKER_TAG = "video/worker"
 

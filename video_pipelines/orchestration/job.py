@@ -24,6 +24,7 @@ import dagster as dg
 
 from video_pipelines.errors import PlanValidationError, TransientError, TransientStorageError, VideoPipelineError
 from video_pipelines.executions import EXECUTION_ID_TAG, MAX_LEVELS, PROVIDER_JOB_TAG_PREFIX, Admission, admit
+from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.spending import check_spend_cap
 from video_pipelines.head_start import HeadStarts, Log, Work, await_result, is_remote
 from video_pipelines.node_runner import NodeEnvironment, NodeRun, run_node
@@ -256,6 +257,8 @@ def plan(
     """Validate the execution plan, reuse what its base already made, and start the first nodes."""
     execution_id = _execution_id(context)
     resolved = _admit(context, config)
+    if (deadline := deadline_tags(resolved.plan.timeout_seconds)) and MAX_RUNTIME_TAG not in context.run.tags:
+        context.instance.add_run_tags(context.run_id, deadline)  # launched from the UI: run monitoring reads it now
     parsed = resolved.plan
     for decision in resolved.reused:
         assert decision.result is not None

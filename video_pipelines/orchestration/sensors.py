@@ -18,11 +18,11 @@ from video_pipelines.errors import PlanValidationError
 from video_pipelines.executions import (
     BASE_EXECUTION_ID_TAG,
     EXECUTION_ID_TAG,
-    MAX_RUNTIME_TAG,
     TRACEPARENT_TAG,
     BaseReadiness,
     RunRecords,
     admit,
+    deadline_tags,
     enqueue_webhook,
     record_never_ran,
 )
@@ -66,9 +66,8 @@ def run_request_for(submission: Submission, plan: Plan) -> dg.RunRequest:
     }
     if plan.base_execution_id:
         tags[BASE_EXECUTION_ID_TAG] = plan.base_execution_id
-    if plan.timeout_seconds is not None:
-        # The plan's deadline: run monitoring ends the run past it (execution status maps that to the deadline).
-        tags[MAX_RUNTIME_TAG] = str(plan.timeout_seconds)
+    # The plan's deadline: run monitoring ends the run past it (execution status maps that to the deadline).
+    tags.update(deadline_tags(plan.timeout_seconds))
     if submission.traceparent:
         # The execution's span context, for its nodes' spans (telemetry.trace_context).
         tags[TRACEPARENT_TAG] = submission.traceparent
