@@ -12,12 +12,14 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from video_pipelines import client
 from video_pipelines.demo import run_plan_in_process
 from video_pipelines.errors import PlanValidationError, SpendCapExceeded
 from video_pipelines.executions import NodeRecord, RunState, admit, execution_status, webhook_payload
 from video_pipelines.executions.spending import check_node_spend, saved_usd, spent_so_far
 from video_pipelines.operations import generate_clip
 from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.orchestration.sensors import evaluate_submissions
 from video_pipelines.plan import parse_plan
 from video_pipelines.plan.params import parse_params
 from video_pipelines.providers.pricing import PRICING_FILE_ENV, PricingTable
@@ -242,3 +244,24 @@ def test_saved_usd_counts_reused_nodes_at_their_estimate() -> None:
     }
     # g: 4 s requested at $0.05/s; ls: 5 s of video at kling-lip-sync's $0.014/s; computed nodes save nothing.
     assert saved_usd(plan, recorded, PricingTable()) == pytest.approx(0.2 + 0.07)
+
+
+def test_the_plan_sensor_rejects_a_variant_over_its_cap_once_its_base_is_known(
+    dagster_home: Path, replicate: FakeReplicate
+) -> None:
+    base = {"jobs": [generate("gen", 2)]}
+    with client.deployment() as target:
+        first = run_plan_in_process(base, target.instance)
+        assert first.success
+        # Stored at once (its base's reuse is not known at submit), then admitted by the sensor with it.
+        capped = {"jobs": [*base["jobs"], generate("extra", 1)], "maxCostUsd": 0.5, "timeoutSeconds": 60}
+        variant_id = client.submit(capped, base_execution_id=first.run_id, target=target)
+        within_id = client.submit({**capped, "maxCostUsd": 1.0}, base_execution_id=first.run_id, target=target)
+        tick = evaluate_submissions(target.store, target.instance)
+        status = client.status(variant_id, target=target)
+    expected = "plan.maxCostUsd: the estimated cost $1 exceeds the cap $0.5 (extra $1)"
+    assert tick.rejected[variant_id].startswith(f"invalid plan: {expected}")
+    assert status["status"] == "failed" and expected in status["error"]
+    # Within its cap (gen is reused: only extra's $1 runs), launched with its deadline.
+    [request] = tick.run_requests
+    assert request.run_key == within_id and request.tags["dagster/max_runtime"] == "60"
