@@ -11,8 +11,10 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from fastapi.testclient import TestClient
 
 from video_pipelines import client
+from video_pipelines.api import ApiSettings, create_app
 from video_pipelines.demo import run_plan_in_process
 from video_pipelines.errors import PlanValidationError, SpendCapExceeded
 from video_pipelines.executions import NodeRecord, RunState, admit, execution_status, webhook_payload
@@ -23,6 +25,7 @@ from video_pipelines.orchestration.sensors import evaluate_submissions
 from video_pipelines.plan import parse_plan
 from video_pipelines.plan.params import parse_params
 from video_pipelines.providers.pricing import PRICING_FILE_ENV, PricingTable
+from video_pipelines.submissions import ApiKeys
 from video_pipelines.vocabulary import NodeState
 
 from .memory_records import MemoryRunRecords, video
@@ -265,3 +268,19 @@ def test_the_plan_sensor_rejects_a_variant_over_its_cap_once_its_base_is_known(
     # Within its cap (gen is reused: only extra's $1 runs), launched with its deadline.
     [request] = tick.run_requests
     assert request.run_key == within_id and request.tags["dagster/max_runtime"] == "60"
+
+
+def test_the_http_api_answers_a_plan_over_its_cap_with_a_422_naming_the_field(
+    dagster_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VIDEO_PIPELINES_ALLOWED_HOSTS", raising=False)
+    app = create_app(ApiSettings())
+    with TestClient(app) as http:
+        _, key = ApiKeys(app.state.api.store).create("cap test", tenant="acme")
+        plan = {"jobs": [generate("a", 10)], "maxCostUsd": 0.25}
+        response = http.post("/api/execute", json=plan, headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+        [error] = response.json()["errors"]
+        assert (error["node"], error["field"]) == (None, "plan.maxCostUsd")  # a plan-level field, like plan.priority
+        assert error["message"].startswith("the estimated cost $0.5 exceeds the cap $0.25")
+        assert app.state.api.store.pending(10) == []  # nothing stored
