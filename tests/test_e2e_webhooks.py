@@ -93,6 +93,7 @@ def test_completed_webhook_is_signed_and_delivered_once(
         "completedJobs": 2,
         "totalJobs": 2,
         "cost": {"totalUsd": 0.0, "jobs": {"a": 0.0, "b": 0.0}},
+        "savedUsd": 0.0,
     }  # fmt: skip
     assert request.headers["webhook-id"]
     settle()
