@@ -68,7 +68,9 @@ class StatusDocument(_Wire):
     error: str | None
     run_id: str | None
     cost: float
+    saved_usd: float = Field(default=0.0, description="what reuse saved at list prices")
     trace_id: str | None
+    worker: str | None = Field(default=None, description="the run worker that took the run: node name and pid")
     jobs: dict[str, NodeDocument]
 
 
@@ -173,3 +175,7 @@ class PlanDocument(_Wire):
     base_execution_id: str | None = None
     webhook: WebhookDocument | None = None
     priority: Priority = Priority.NORMAL
+    max_cost_usd: float | None = Field(
+        default=None, description="refused at admission, and before a paid node, when its spend would exceed this"
+    )
+    timeout_seconds: int | None = Field(default=None, description="the whole execution's deadline, in seconds")
