@@ -40,7 +40,7 @@ from video_pipelines.webhooks import AttemptOutcome, DeliveryOutbox, RetrySchedu
 
 from .conftest import STORE_KEY
 from .memory_records import MemoryRunRecords
-from .test_providers_replicate_fal import TOKEN, FakeReplicate
+from .test_providers_replicate_fal import TOKEN, FakeReplicate, serving_replicate
 
 PLAN: dict[str, Any] = {
     "jobs": [
@@ -250,17 +250,10 @@ def test_a_provider_5xx_is_counted_by_provider_and_status(
     api = FakeReplicate(auth=f"Bearer {TOKEN}", output=clip, polls_to_finish=1)
     # The first poll fails with a 503 (retried at once, as its Retry-After asks), then the job succeeds.
     api.script["status"] = [(503, {"Retry-After": "0"}, {"detail": "upstream overloaded"})]
-    api.start()
-    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
-    monkeypatch.setenv("REPLICATE_API_BASE_URL", api.base_url)
-    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
-    try:
-        with client.deployment() as target:
-            result = run_plan_in_process(plan, target.instance)
-            assert result.success
-            metrics = scrape(target.store, target.records)
-    finally:
-        api.stop()
+    with serving_replicate(api, monkeypatch), client.deployment() as target:
+        result = run_plan_in_process(plan, target.instance)
+        assert result.success
+        metrics = scrape(target.store, target.records)
     assert len(api.seen("status")) >= 2
     assert metrics.series("video_pipelines_provider_http_errors_total") == {
         (("provider", "replicate"), ("status", "503")): 1

@@ -22,21 +22,14 @@ from video_pipelines.orchestration.provider_slots import DagsterProviderSlots, p
 from video_pipelines.providers.slots import limiting_provider_jobs, provider_slot
 
 from .media import local_path_of
-from .test_providers_replicate_fal import TOKEN
+from .test_providers_replicate_fal import TOKEN, serving_replicate
 from .test_remote_overlap import TimedReplicate, logs_of, remote_gen, run_plan
 
 
 @pytest.fixture
 def replicate(clip: bytes, monkeypatch: pytest.MonkeyPatch) -> Iterator[TimedReplicate]:
-    api = TimedReplicate(auth=f"Bearer {TOKEN}", output=clip, seconds=2.0)
-    api.start()
-    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
-    monkeypatch.setenv("REPLICATE_API_BASE_URL", api.base_url)
-    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
-    try:
+    with serving_replicate(TimedReplicate(auth=f"Bearer {TOKEN}", output=clip, seconds=2.0), monkeypatch) as api:
         yield api
-    finally:
-        api.stop()
 
 
 def a_run(instance: dg.DagsterInstance, priority: int = 0) -> dg.DagsterRun:

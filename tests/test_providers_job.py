@@ -15,7 +15,7 @@ from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 
 from .media import local_path_of
-from .test_providers_replicate_fal import TOKEN, FakeReplicate
+from .test_providers_replicate_fal import TOKEN, FakeReplicate, serving_replicate
 
 PLAN = {
     "jobs": [
@@ -27,15 +27,8 @@ PLAN = {
 
 @pytest.fixture
 def replicate(clip: bytes, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeReplicate]:
-    api = FakeReplicate(auth=f"Bearer {TOKEN}", output=clip, polls_to_finish=1)
-    api.start()
-    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
-    monkeypatch.setenv("REPLICATE_API_BASE_URL", api.base_url)
-    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
-    try:
+    with serving_replicate(FakeReplicate(auth=f"Bearer {TOKEN}", output=clip, polls_to_finish=1), monkeypatch) as api:
         yield api
-    finally:
-        api.stop()
 
 
 def test_a_replicate_node_runs_records_its_cost_and_job_id(dagster_home: Path, replicate: FakeReplicate) -> None:
@@ -86,16 +79,9 @@ def test_a_provider_output_that_is_not_a_video_fails_the_node_clearly(
     dagster_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = FakeReplicate(auth=f"Bearer {TOKEN}", output=b"<html>quota exceeded</html>", polls_to_finish=1)
-    api.start()
-    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
-    monkeypatch.setenv("REPLICATE_API_BASE_URL", api.base_url)
-    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
-    try:
-        with dg.DagsterInstance.get() as instance:
-            result = run_plan_in_process(PLAN, instance)
-            status = execution_status(DagsterRunRecords(instance), None, result.run_id).to_wire()
-    finally:
-        api.stop()
+    with serving_replicate(api, monkeypatch), dg.DagsterInstance.get() as instance:
+        result = run_plan_in_process(PLAN, instance)
+        status = execution_status(DagsterRunRecords(instance), None, result.run_id).to_wire()
     assert not result.success and status["jobs"]["gen"]["status"] == "failed"
     assert status["error"].startswith("gen (generateVideo) failed:")
     assert "output.mp4" in status["error"] or "video" in status["error"].lower()

@@ -8,12 +8,13 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -197,6 +198,23 @@ class FakeReplicate(FakeApi):
         if job.outcome == "fail":
             return 200, {}, self.prediction(job, "failed", error="CUDA out of memory: the model crashed")
         return 200, {}, self.prediction(job, "succeeded", output=[self.file_url()])
+
+
+FakeReplicateT = TypeVar("FakeReplicateT", bound=FakeReplicate)
+
+
+@contextmanager
+def serving_replicate(api: FakeReplicateT, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeReplicateT]:
+    """`api` started on 127.0.0.1 and this process's Replicate adapter pointed at it (token, base
+    URL, the loopback host allowed); stopped afterwards."""
+    api.start()
+    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
+    monkeypatch.setenv("REPLICATE_API_BASE_URL", api.base_url)
+    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
+    try:
+        yield api
+    finally:
+        api.stop()
 
 
 class FakeFal(FakeApi):

@@ -37,7 +37,7 @@ from video_pipelines.providers.http import Abandoned, sleep_interruptibly
 from .conftest import MediaServer, fresh_database
 from .media import local_path_of, make_tone
 from .processes import dagster_deployment
-from .test_providers_replicate_fal import TOKEN, Answer, FakeReplicate, Job
+from .test_providers_replicate_fal import TOKEN, Answer, FakeReplicate, Job, serving_replicate
 
 # 6 s keeps the suite fast and still dwarfs a run's own overhead; the overlap test itself uses
 # the figure, 15 s predictions, and its bound: the plan done in under 25 s (45 s in turn).
@@ -93,15 +93,8 @@ class TimedReplicate(FakeReplicate):
 
 @pytest.fixture
 def replicate(clip: bytes, monkeypatch: pytest.MonkeyPatch) -> Iterator[TimedReplicate]:
-    api = TimedReplicate(auth=f"Bearer {TOKEN}", output=clip)
-    api.start()
-    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
-    monkeypatch.setenv("REPLICATE_API_BASE_URL", api.base_url)
-    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
-    try:
+    with serving_replicate(TimedReplicate(auth=f"Bearer {TOKEN}", output=clip), monkeypatch) as api:
         yield api
-    finally:
-        api.stop()
 
 
 def remote_gen(node_id: str, **params: Any) -> dict[str, Any]:

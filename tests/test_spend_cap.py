@@ -29,7 +29,7 @@ from video_pipelines.submissions import ApiKeys
 from video_pipelines.vocabulary import NodeState
 
 from .memory_records import MemoryRunRecords, video
-from .test_providers_replicate_fal import TOKEN, FakeReplicate
+from .test_providers_replicate_fal import TOKEN, FakeReplicate, serving_replicate
 
 KLING = "kwaivgi/kling-v1.6-standard"  # the default Replicate model: $0.05/s by default
 
@@ -158,18 +158,12 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 @pytest.fixture
 def replicate(long_clip: bytes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeReplicate]:
-    api = FakeReplicate(auth=f"Bearer {TOKEN}", output=long_clip, polls_to_finish=1)
-    api.start()
     prices = tmp_path / "prices.yaml"
     prices.write_text(f"replicate:\n  {KLING}: {{per_second: 1.0}}\n")
     monkeypatch.setenv(PRICING_FILE_ENV, str(prices))
-    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
-    monkeypatch.setenv("REPLICATE_API_BASE_URL", api.base_url)
-    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
-    try:
+    api = FakeReplicate(auth=f"Bearer {TOKEN}", output=long_clip, polls_to_finish=1)
+    with serving_replicate(api, monkeypatch):
         yield api
-    finally:
-        api.stop()
 
 
 def test_a_paid_node_past_the_cap_fails_before_its_provider_job_starts(
