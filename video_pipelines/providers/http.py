@@ -464,56 +464,29 @@ def run_job(
     """
     job_id = ledger.recall()
     with provider_slot(provider, resuming=job_id is not None):
-        return _run_job(
-            ledger,
-            job_id,
-            create=create,
-            check=check,
-            cancel=cancel,
-            provider=provider,
-            timeout=timeout,
-            poll_interval=poll_interval,
+        if job_id is None:
+            try:
+                created = create()
+            except _DeadlineReached:
+                raise ProviderError(f"{provider}: no job started within the {timeout:g} s timeout") from None
+            try:
+                ledger.remember(created)
+            except BaseException:
+                # Not remembered, so a retry could not resume it: nobody would collect its result.
+                cancel(created)
+                raise
+            job_id = created
+        found = job_id
+        if deadline is None and timeout is not None:
+            deadline = time.monotonic() + timeout
+        message = timed_out or (lambda job: f"{provider} job {job} did not finish within {timeout:g} s; canceled")
+        return poll_until(
+            lambda: check(found),
+            cancel=lambda: cancel(found),
             deadline=deadline,
-            timed_out=timed_out,
+            poll_interval=poll_interval,
+            timed_out=lambda: message(found),
         )
-
-
-def _run_job(
-    ledger: JobLedger,
-    job_id: str | None,
-    *,
-    create: Callable[[], str],
-    check: Callable[[str], T | None],
-    cancel: Callable[[str], object],
-    provider: str,
-    timeout: float | None,
-    poll_interval: float,
-    deadline: float | None,
-    timed_out: Callable[[str], str] | None,
-) -> T:
-    if job_id is None:
-        try:
-            created = create()
-        except _DeadlineReached:
-            raise ProviderError(f"{provider}: no job started within the {timeout:g} s timeout") from None
-        try:
-            ledger.remember(created)
-        except BaseException:
-            # Not remembered, so a retry could not resume it: nobody would collect its result.
-            cancel(created)
-            raise
-        job_id = created
-    found = job_id
-    if deadline is None and timeout is not None:
-        deadline = time.monotonic() + timeout
-    message = timed_out or (lambda job: f"{provider} job {job} did not finish within {timeout:g} s; canceled")
-    return poll_until(
-        lambda: check(found),
-        cancel=lambda: cancel(found),
-        deadline=deadline,
-        poll_interval=poll_interval,
-        timed_out=lambda: message(found),
-    )
 
 
 def remote_input(
