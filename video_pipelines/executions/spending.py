@@ -195,8 +195,10 @@ def check_spend_cap(
     `inputs` and `upstream` are the node's input videos and the results its refs may name (its
     step's task). Cheap for an uncapped plan or a local node: nothing is read.
     """
+    if not is_paid(node):
+        return
     plan = parse_plan(run.plan, external_nodes=None)
-    if plan.max_cost_usd is None or not is_paid(node):
+    if plan.max_cost_usd is None:
         return
     try:
         params = node.typed_params({node_id: result.to_wire() for node_id, result in upstream.items()})
