@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from video_pipelines.errors import TransientError, VideoPipelineError
 from video_pipelines.node_runner import NodeRun
 from video_pipelines.plan import PlanNode
-from video_pipelines.plan.params import Operation
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan
 from video_pipelines.providers.http import stopping_on
@@ -50,13 +49,7 @@ Log = Callable[[str], None]
 # The work of a node: given where to log its lines and its warnings, run it.
 Work = Callable[[Log, Log], NodeRun]
 
-REMOTE_OPERATIONS = (Operation.GENERATE_VIDEO, Operation.LIP_SYNC)
 _AWAIT_SLICE = 0.2  # seconds: as `sleep_interruptibly`, so an interrupt of the main thread gets its turn
-
-
-def is_remote(node: PlanNode) -> bool:
-    """Whether `node` waits on a remote provider (generateVideo / lipSync on a provider other than local)."""
-    return node.operation in REMOTE_OPERATIONS and node.params.get("provider", "local") != "local"
 
 
 def ready_nodes(resolved: ResolvedPlan, results: Mapping[str, VideoResult], *, skip: Iterable[str]) -> list[PlanNode]:
@@ -64,7 +57,7 @@ def ready_nodes(resolved: ResolvedPlan, results: Mapping[str, VideoResult], *, s
     skipped = set(skip)
     ready = []
     for node in resolved.to_run:
-        if node.id in skipped or node.id in results or not is_remote(node):
+        if node.id in skipped or node.id in results or not node.is_remote:
             continue
         try:
             resolved.upstream(node, results)

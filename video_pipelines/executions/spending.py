@@ -24,8 +24,9 @@ from pydantic import ValidationError
 
 from video_pipelines.errors import PlanValidationError, SpendCapExceeded
 from video_pipelines.executions.records import NodeRecord, RunRecords, RunView
-from video_pipelines.plan import Operation, Plan, PlanNode, parse_plan
+from video_pipelines.plan import Plan, PlanNode, parse_plan
 from video_pipelines.plan.durations import expected_durations
+from video_pipelines.plan.model import REMOTE_OPERATIONS
 from video_pipelines.plan.params import AnyParams, GenerateVideoParams, LipSyncParams, parse_params
 from video_pipelines.plan.refs import with_samples
 from video_pipelines.plan.results import VideoResult
@@ -34,7 +35,7 @@ from video_pipelines.providers.pricing import DEFAULT_MODELS, PricingTable
 from video_pipelines.vocabulary import NodeState
 
 # Operations whose price depends on the provider: an unknown price there is unknown, not free.
-PRICED_OPERATIONS = (Operation.GENERATE_VIDEO, Operation.LIP_SYNC)
+PRICED_OPERATIONS = REMOTE_OPERATIONS
 
 
 @dataclass(frozen=True)
@@ -118,14 +119,6 @@ def _breakdown(estimates: Mapping[str, NodeEstimate]) -> str:
     return ", ".join(paid) or "no paid node"
 
 
-def is_paid(node: PlanNode) -> bool:
-    """Whether the node calls a provider that bills (any provider but `local`)."""
-    if node.operation not in PRICED_OPERATIONS:
-        return False
-    params = parse_params(node.operation, with_samples(node.params))
-    return isinstance(params, GenerateVideoParams | LipSyncParams) and params.provider != "local"
-
-
 def spent_so_far(
     plan: Plan, recorded: Mapping[str, NodeRecord], known: Mapping[str, VideoResult], pricing: PricingTable
 ) -> float:
@@ -166,7 +159,7 @@ def check_node_spend(
     (their durations price a lip-sync), `spent` what the execution has spent so far.
     """
     cap = plan.max_cost_usd
-    if cap is None or not is_paid(node):
+    if cap is None or not node.is_remote:
         return
     estimate = _list_price(node, params, inputs[0].duration if inputs else None, pricing)
     if estimate is None:
@@ -195,7 +188,7 @@ def check_spend_cap(
     `inputs` and `upstream` are the node's input videos and the results its refs may name (its
     step's task). Cheap for an uncapped plan or a local node: nothing is read.
     """
-    if not is_paid(node):
+    if not node.is_remote:
         return
     plan = parse_plan(run.plan, external_nodes=None)
     if plan.max_cost_usd is None:

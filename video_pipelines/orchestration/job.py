@@ -26,7 +26,7 @@ from video_pipelines.errors import PlanValidationError, TransientError, Transien
 from video_pipelines.executions import EXECUTION_ID_TAG, MAX_LEVELS, PROVIDER_JOB_TAG_PREFIX, Admission, admit
 from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.spending import check_spend_cap
-from video_pipelines.head_start import HeadStarts, Log, Work, await_result, is_remote
+from video_pipelines.head_start import HeadStarts, Log, Work, await_result
 from video_pipelines.node_runner import NodeEnvironment, NodeRun, run_node
 from video_pipelines.orchestration.assets import asset_key_for
 from video_pipelines.orchestration.config import PlanConfig
@@ -371,7 +371,7 @@ def _run_or_await(
     if ahead is not None:
         info("awaiting its work, started ahead of this step")
         return await_result(ahead, log=info, warn=warning)
-    if started is not None and started.halted_by is not None and is_remote(node):
+    if started is not None and started.halted_by is not None and node.is_remote:
         raise Abandoned  # another node failed for good: no provider job for a run that will fail
     step = context.get_step_execution_context().step.key
     work = _node_work(nodes, context.instance, context.run, task, step=step, attempt=context.retry_number + 1)

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field, replace
 
 import dagster as dg
 
-from video_pipelines.head_start import is_remote
 from video_pipelines.plan import PlanNode, sinks
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan
@@ -84,7 +83,7 @@ class PlanState:
         remote nodes started ahead wait on their providers, before their steps await them.
         """
         nodes = [node for node in self.resolved.to_run if self.levels[node.id] == level]
-        for node in sorted(nodes, key=is_remote):
+        for node in sorted(nodes, key=lambda node: node.is_remote):
             task = self.task(node, self.results)
             yield dg.DynamicOutput(task, mapping_key=mapping_key(node.id), output_name="tasks")
 

@@ -21,6 +21,9 @@ from video_pipelines.plan.params import VIDEO_INPUTS, AnyParams, Operation, norm
 from video_pipelines.plan.refs import RESULT_FIELD_SAMPLES, find_references, with_results, with_samples
 from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, Priority, WebhookEvent
 
+# The operations a remote provider may run (their `provider` param); every other one is FFmpeg here.
+REMOTE_OPERATIONS = (Operation.GENERATE_VIDEO, Operation.LIP_SYNC)
+
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLAN_KEYS = {"jobs", "baseExecutionId", "webhook", "priority", "maxCostUsd", "timeoutSeconds"}
@@ -47,6 +50,12 @@ class PlanNode:
     def consumes_inputs(self) -> bool:
         """False for generateVideo, whose dependsOn entries only order it and feed `{{refs}}`."""
         return VIDEO_INPUTS[self.operation][1] != 0
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the node's work is a remote provider's job (generateVideo / lipSync on a provider
+        other than `local`): it spends its time waiting on the provider, and the provider bills it."""
+        return self.operation in REMOTE_OPERATIONS and self.params.get("provider", "local") != "local"
 
     def typed_params(self, results: Mapping[str, Mapping[str, Any]]) -> AnyParams:
         """Params with references replaced by upstream results, validated for the operation."""
