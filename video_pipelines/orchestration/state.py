@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import dagster as dg
@@ -66,16 +66,6 @@ class PlanState:
         decision = self.resolved.decisions[node.id]
         return node.id, decision.result if decision.result is not None else self.results[node.id]
 
-    def task(self, node: PlanNode, results: Mapping[str, VideoResult]) -> NodeTask:
-        """What `node`'s step needs, given the results so far (KeyError: one it needs is missing)."""
-        return NodeTask(
-            execution_id=self.execution_id,
-            node=node,
-            inputs=tuple(self.resolved.inputs(node, results)),
-            upstream=self.resolved.upstream(node, results),
-            lineage=self.resolved.lineage[node.id],
-        )
-
     def tasks(self, level: int) -> Iterator[dg.DynamicOutput[NodeTask]]:
         """The steps of `level`, local nodes first.
 
@@ -84,7 +74,13 @@ class PlanState:
         """
         nodes = [node for node in self.resolved.to_run if self.levels[node.id] == level]
         for node in sorted(nodes, key=lambda node: node.is_remote):
-            task = self.task(node, self.results)
+            task = NodeTask(
+                execution_id=self.execution_id,
+                node=node,
+                inputs=tuple(self.resolved.inputs(node, self.results)),
+                upstream=self.resolved.upstream(node, self.results),
+                lineage=self.resolved.lineage[node.id],
+            )
             yield dg.DynamicOutput(task, mapping_key=mapping_key(node.id), output_name="tasks")
 
 
