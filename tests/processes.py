@@ -111,8 +111,12 @@ def dagster_deployment(
     daemon: bool = True,
     extra_env: dict[str, str] | None = None,
     celery: bool = False,
+    plain_daemon: bool = False,
 ) -> Iterator[DagsterDeployment]:
     """The production instance (PostgreSQL) with a webserver and, optionally, the daemon.
+
+    The daemon is `video-pipelines daemon` (Dagster's, with faster loops); `plain_daemon`
+    starts Dagster's own `dagster-daemon run` instead, which must keep working as well.
 
     With `celery`, runs go to warm workers through $VIDEO_PIPELINES_BROKER_URL (in `extra_env`);
     the test starts the workers (tests/workers.py). Without it, Dagster's default launcher.
@@ -137,7 +141,8 @@ def dagster_deployment(
         ["dagster-webserver", "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(deployment.port)],
     )
     if daemon:
-        deployment.start("daemon", ["video-pipelines", "daemon", "-w", str(WORKSPACE)])
+        command = ["dagster-daemon", "run"] if plain_daemon else ["video-pipelines", "daemon"]
+        deployment.start("daemon", [*command, "-w", str(WORKSPACE)])
     try:
         deployment.wait_for_webserver()
         yield deployment

@@ -68,7 +68,8 @@ def test_graphql_launch_run_on_postgres_with_the_daemon(tmp_path: Path, postgres
             },
         ]
     }
-    with dagster_deployment(tmp_path, postgres_url) as deployment:
+    # Dagster's own dagster-daemon, as a deployment that does not use ours would run it.
+    with dagster_deployment(tmp_path, postgres_url, plain_daemon=True) as deployment:
         invalid = deployment.graphql(LAUNCH, {"params": launch_params({"jobs": [{"id": "x", "params": "nope"}]})})
         assert invalid["launchRun"]["__typename"] == "RunConfigValidationInvalid"
 
