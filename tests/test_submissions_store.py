@@ -9,7 +9,7 @@ import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +23,10 @@ from video_pipelines.submissions import (
     KEY_FILE_NAME,
     SCHEMA_VERSION,
     SECRET_KEY_ENV,
+    AttemptReason,
+    AttemptState,
+    AttemptStore,
+    RunAttempt,
     SecretKeyError,
     Submission,
     SubmissionState,
@@ -34,6 +38,7 @@ from video_pipelines.submissions import (
 from .conftest import STORE_KEY
 
 SECRET = "s3cr3t-webhook-value-7f1c"
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 T = TypeVar("T")
 
 
@@ -67,6 +72,30 @@ def in_parallel(count: int, work: Callable[[int], T]) -> list[T]:
 
     with ThreadPoolExecutor(count) as pool:
         return list(pool.map(run, range(count)))
+
+
+def database_at(db_url: str, version: int, *statements: str) -> None:
+    """A new database at schema `version` (its migrations as they were released), then `statements` run in it."""
+    from video_pipelines.submissions import schema
+
+    url = sa.make_url(psycopg2_url(db_url))
+    if url.get_backend_name() == "sqlite":
+        Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            schema.schema_version.create(connection)
+            for step in schema.MIGRATIONS[:version]:
+                step.apply(connection)
+                connection.execute(
+                    schema.schema_version.insert().values(
+                        version=step.version, description=step.description, applied_at=datetime.now(UTC)
+                    )
+                )
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
 
 
 def keys_in(value: Any) -> set[str]:
@@ -502,6 +531,7 @@ def test_migrations_are_idempotent_and_recorded(db_url: str) -> None:
         engine.dispose()
     assert sorted(tables) == [
         "video_pipelines_api_keys",
+        "video_pipelines_attempts",
         "video_pipelines_counters",
         "video_pipelines_schema_version",
         "video_pipelines_submissions",
@@ -512,38 +542,18 @@ def test_migrations_are_idempotent_and_recorded(db_url: str) -> None:
 
 def test_migration_3_keeps_rows_and_scopes_idempotency_keys_per_tenant(db_url: str) -> None:
     """A database at schema 2 with a submission, a delivery and its attempt keeps all three through step 3."""
-    from video_pipelines.submissions import schema
-
-    url = sa.make_url(psycopg2_url(db_url))
-    if url.get_backend_name() == "sqlite":
-        Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url)
     at = "'2026-01-01 00:00:00+00'"
-    try:
-        with engine.begin() as connection:
-            schema.schema_version.create(connection)
-            for step in schema.MIGRATIONS[:2]:
-                step.apply(connection)
-                connection.execute(
-                    schema.schema_version.insert().values(
-                        version=step.version, description=step.description, applied_at=datetime.now(UTC)
-                    )
-                )
-            connection.exec_driver_sql(
-                "INSERT INTO video_pipelines_submissions (execution_id, plan, priority, state, created_at, "
-                f"updated_at, idempotency_key) VALUES ('exec_old', '{{}}', 'normal', 'pending', {at}, {at}, 'k1')"
-            )
-            connection.exec_driver_sql(
-                "INSERT INTO video_pipelines_webhook_deliveries (webhook_id, execution_id, event, url, body, state, "
-                f"attempts, next_attempt_at, created_at) VALUES ('msg_exec_old_completed', 'exec_old', 'completed', "
-                f"'http://receiver', '{{}}', 'delivered', 1, {at}, {at})"
-            )
-            connection.exec_driver_sql(
-                "INSERT INTO video_pipelines_webhook_attempts (webhook_id, number, started_at, finished_at, "
-                f"status_code, duration_ms) VALUES ('msg_exec_old_completed', 1, {at}, {at}, 200, 5)"
-            )
-    finally:
-        engine.dispose()
+    database_at(
+        db_url,
+        2,
+        "INSERT INTO video_pipelines_submissions (execution_id, plan, priority, state, created_at, "
+        f"updated_at, idempotency_key) VALUES ('exec_old', '{{}}', 'normal', 'pending', {at}, {at}, 'k1')",
+        "INSERT INTO video_pipelines_webhook_deliveries (webhook_id, execution_id, event, url, body, state, "
+        f"attempts, next_attempt_at, created_at) VALUES ('msg_exec_old_completed', 'exec_old', 'completed', "
+        f"'http://receiver', '{{}}', 'delivered', 1, {at}, {at})",
+        "INSERT INTO video_pipelines_webhook_attempts (webhook_id, number, started_at, finished_at, "
+        f"status_code, duration_ms) VALUES ('msg_exec_old_completed', 1, {at}, {at}, 200, 5)",
+    )
 
     with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
         old = opened.get("exec_old")
@@ -559,6 +569,90 @@ def test_migration_3_keeps_rows_and_scopes_idempotency_keys_per_tenant(db_url: s
         assert [attempt.status_code for attempt in outbox.attempts("msg_exec_old_completed")] == [200]
 
 
+def test_migration_4_keeps_deliveries_as_attempt_1_and_makes_them_unique_per_attempt(db_url: str) -> None:
+    """A database at schema 3 keeps its submission, deliveries and their attempts through step 4, as attempt 1."""
+    at = "'2026-01-01 00:00:00+00'"
+    columns = "webhook_id, execution_id, event, node_id, url, body, state, attempts, next_attempt_at, created_at"
+    database_at(
+        db_url,
+        3,
+        "INSERT INTO video_pipelines_submissions (execution_id, plan, priority, state, created_at, updated_at, "
+        f"tenant) VALUES ('exec_old', '{{}}', 'normal', 'launched', {at}, {at}, 'acme')",
+        f"INSERT INTO video_pipelines_webhook_deliveries ({columns}) VALUES ('msg_exec_old_node.failed_a', "
+        f"'exec_old', 'node.failed', 'a', 'http://receiver', '{{}}', 'delivered', 1, {at}, {at})",
+        f"INSERT INTO video_pipelines_webhook_deliveries ({columns}) VALUES ('msg_exec_old_failed', "
+        f"'exec_old', 'failed', '', 'http://receiver', '{{}}', 'failed', 2, {at}, {at})",
+        "INSERT INTO video_pipelines_webhook_attempts (webhook_id, number, started_at, finished_at, "
+        f"status_code, duration_ms) VALUES ('msg_exec_old_failed', 1, {at}, {at}, 500, 5)",
+        "INSERT INTO video_pipelines_webhook_attempts (webhook_id, number, started_at, finished_at, "
+        f"status_code, duration_ms) VALUES ('msg_exec_old_failed', 2, {at}, {at}, 410, 7)",
+    )
+    from video_pipelines.webhooks import DeliveryOutbox, DeliveryState
+
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
+        old = opened.get("exec_old")
+        assert old is not None and old.tenant == "acme" and old.state is SubmissionState.LAUNCHED
+        outbox = DeliveryOutbox(opened)
+        kept = outbox.deliveries("exec_old")
+        assert [(d.webhook_id, d.attempt, d.state) for d in kept] == [
+            ("msg_exec_old_failed", 1, DeliveryState.FAILED),
+            ("msg_exec_old_node.failed_a", 1, DeliveryState.DELIVERED),
+        ]
+        assert [attempt.status_code for attempt in outbox.attempts("msg_exec_old_failed")] == [500, 410]
+
+        def enqueue(event: str, node_id: str = "", attempt: int = 1) -> Any:
+            later = datetime(2026, 1, 2, tzinfo=UTC) + timedelta(seconds=attempt)
+            return outbox.enqueue(
+                execution_id="exec_old",
+                event=event,
+                node_id=node_id,
+                url="http://receiver/again",
+                body=b"{}",
+                secret_source=None,
+                attempt=attempt,
+                now=later,
+            )
+
+        assert enqueue("failed") == kept[0] and enqueue("node.failed", "a", attempt=1) == kept[1]
+        second = enqueue("failed", attempt=2)
+        second_node = enqueue("node.failed", "a", attempt=2)
+        assert (second.webhook_id, second.attempt, second.state) == (
+            "msg_exec_old_attempt2_failed",
+            2,
+            DeliveryState.PENDING,
+        )
+        assert second_node.webhook_id == "msg_exec_old_attempt2_node.failed_a"
+        assert enqueue("failed", attempt=2) == second and enqueue("node.failed", "a", attempt=2) == second_node
+        assert [d.webhook_id for d in outbox.deliveries("exec_old")] == [
+            "msg_exec_old_failed",
+            "msg_exec_old_node.failed_a",
+            "msg_exec_old_attempt2_failed",
+            "msg_exec_old_attempt2_node.failed_a",
+        ]
+
+    # The database's key, not only the webhook id, keeps one delivery per (execution, event, node, attempt).
+    engine = sa.create_engine(psycopg2_url(db_url))
+    try:
+        for attempt, webhook_id in ((2, "msg_other"), (1, "msg_another")):
+            with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+                connection.exec_driver_sql(
+                    f"INSERT INTO video_pipelines_webhook_deliveries ({columns}, attempt) VALUES ('{webhook_id}', "
+                    f"'exec_old', 'failed', '', 'http://receiver', '{{}}', 'pending', 0, {at}, {at}, {attempt})"
+                )
+        inspector = sa.inspect(engine)
+        uniques = {c["name"] for c in inspector.get_unique_constraints("video_pipelines_webhook_deliveries")}
+        indexes = {index["name"] for index in inspector.get_indexes("video_pipelines_webhook_deliveries")}
+        attempt_indexes = {index["name"] for index in inspector.get_indexes("video_pipelines_attempts")}
+    finally:
+        engine.dispose()
+    assert "uq_video_pipelines_webhook_deliveries_exec_event_node_attempt" in uniques
+    assert "uq_video_pipelines_webhook_deliveries_execution_event_node" not in uniques
+    assert "ix_video_pipelines_webhook_deliveries_due" in indexes
+    assert attempt_indexes == {"ix_video_pipelines_attempts_state_requested"}
+    versions = raw_rows(db_url, "SELECT version FROM video_pipelines_schema_version ORDER BY version")
+    assert versions == [{"version": version} for version in range(1, SCHEMA_VERSION + 1)] and SCHEMA_VERSION == 4
+
+
 def test_stores_opening_at_once_migrate_once(db_url: str) -> None:
     stores = in_parallel(8, lambda _: SubmissionStore(db_url, secret_key=STORE_KEY))
     try:
@@ -569,6 +663,116 @@ def test_stores_opening_at_once_migrate_once(db_url: str) -> None:
             opened.close()
     versions = raw_rows(db_url, "SELECT version FROM video_pipelines_schema_version ORDER BY version")
     assert versions == [{"version": version} for version in range(1, SCHEMA_VERSION + 1)]
+
+
+# --- attempts -----------------------------------------------------------------------
+
+
+def test_an_attempt_request_is_idempotent_per_execution_and_number(store: SubmissionStore) -> None:
+    attempts = AttemptStore(store)
+    second, created = attempts.request("exec_a", 2, AttemptReason.RESUME, "run-1", now=T0)
+    assert created
+    assert second == RunAttempt(
+        execution_id="exec_a",
+        number=2,
+        reason=AttemptReason.RESUME,
+        previous_run_id="run-1",
+        state=AttemptState.PENDING,
+        run_id=None,
+        requested_at=T0,
+        launched_at=None,
+    )
+    again, created = attempts.request("exec_a", 2, AttemptReason.RETRY, "run-other", now=T0 + timedelta(hours=1))
+    assert not created and again == second == attempts.get("exec_a", 2)
+    third, created = attempts.request("exec_a", 3, AttemptReason.RETRY, "run-2", now=T0 - timedelta(hours=1))
+    assert created and third.reason is AttemptReason.RETRY
+    attempts.request("exec_b", 2, AttemptReason.RETRY, "run-b")
+    assert attempts.of_execution("exec_a") == [second, third]
+    assert attempts.get("exec_a", 4) is None and attempts.get("exec_c", 2) is None
+    assert attempts.of_execution("exec_c") == []
+
+
+@pytest.mark.parametrize(
+    ("execution_id", "number", "previous", "now", "message"),
+    [
+        ("exec_a", 1, "run-1", None, "numbered from 2"),
+        ("exec_a", 0, "run-1", None, "numbered from 2"),
+        ("exec_a", 2, "", None, "needs the run id"),
+        ("exec_a", 2, "run-1", datetime(2030, 1, 1), "timezone-aware"),
+        ("", 2, "run-1", None, "needs its execution id"),
+        ("x" * 65, 2, "run-1", None, "needs its execution id"),
+    ],
+)
+def test_attempt_requests_that_cannot_be_kept_are_refused(
+    store: SubmissionStore, execution_id: str, number: int, previous: str, now: datetime | None, message: str
+) -> None:
+    attempts = AttemptStore(store)
+    with pytest.raises(SubmissionStoreError, match=message):
+        attempts.request(execution_id, number, AttemptReason.RETRY, previous, now=now)
+    with pytest.raises(SubmissionStoreError, match="reason must be one of resume, retry"):
+        attempts.request("exec_a", 2, "again", "run-1")  # type: ignore[arg-type]
+    assert attempts.of_execution(execution_id) == [] and attempts.of_execution("exec_a") == []
+
+
+def test_racing_attempt_requests_make_one_attempt(db_url: str) -> None:
+    # Four stores are four engines: to the database, four clients.
+    stores = [SubmissionStore(db_url, secret_key=STORE_KEY) for _ in range(4)]
+    try:
+        results = in_parallel(
+            16, lambda i: AttemptStore(stores[i % 4]).request("exec_race", 2, AttemptReason.RESUME, f"run-{i}")
+        )
+    finally:
+        for opened in stores:
+            opened.close()
+
+    assert sum(created for _, created in results) == 1
+    assert len({attempt for attempt, _ in results}) == 1
+    rows = raw_rows(db_url, "SELECT execution_id, number, previous_run_id FROM video_pipelines_attempts")
+    assert rows == [{"execution_id": "exec_race", "number": 2, "previous_run_id": results[0][0].previous_run_id}]
+
+
+def test_pending_attempts_oldest_first_each_launched_once(db_url: str, store: SubmissionStore) -> None:
+    attempts = AttemptStore(store)
+    late, _ = attempts.request("exec_a", 2, AttemptReason.RESUME, "run-a1", now=T0 + timedelta(minutes=2))
+    early, _ = attempts.request("exec_b", 2, AttemptReason.RETRY, "run-b1", now=T0)
+    middle, _ = attempts.request("exec_c", 3, AttemptReason.RETRY, "run-c2", now=T0 + timedelta(minutes=1))
+    assert attempts.pending() == [early, middle, late]
+    assert attempts.pending(limit=2) == [early, middle] and attempts.pending(limit=0) == []
+
+    # Four stores racing to launch one attempt: one run is recorded.
+    stores = [SubmissionStore(db_url, secret_key=STORE_KEY) for _ in range(4)]
+    try:
+        wins = in_parallel(12, lambda i: AttemptStore(stores[i % 4]).mark_launched("exec_b", 2, f"run-b2-{i}"))
+    finally:
+        for opened in stores:
+            opened.close()
+    assert wins.count(True) == 1
+    launched = attempts.get("exec_b", 2)
+    assert launched is not None and launched.state is AttemptState.LAUNCHED
+    assert launched.run_id == f"run-b2-{wins.index(True)}"
+    assert launched.launched_at is not None and launched.launched_at.tzinfo is UTC
+    assert not attempts.mark_launched("exec_b", 2, "run-late") and attempts.get("exec_b", 2) == launched
+    assert not attempts.mark_launched("exec_b", 3, "run-never") and attempts.get("exec_b", 3) is None
+    assert attempts.pending() == [middle, late]
+
+
+def test_cancel_pending_cancels_every_pending_attempt_of_the_execution(store: SubmissionStore) -> None:
+    attempts = AttemptStore(store)
+    attempts.request("exec_a", 2, AttemptReason.RESUME, "run-1", now=T0)
+    assert attempts.mark_launched("exec_a", 2, "run-2")
+    attempts.request("exec_a", 3, AttemptReason.RETRY, "run-2", now=T0)
+    attempts.request("exec_a", 4, AttemptReason.RETRY, "run-2", now=T0)
+    other, _ = attempts.request("exec_b", 2, AttemptReason.RETRY, "run-b", now=T0)
+
+    assert attempts.cancel_pending("exec_a")
+    assert [(a.number, a.state) for a in attempts.of_execution("exec_a")] == [
+        (2, AttemptState.LAUNCHED),
+        (3, AttemptState.CANCELED),
+        (4, AttemptState.CANCELED),
+    ]
+    assert not attempts.cancel_pending("exec_a") and not attempts.cancel_pending("exec_unknown")
+    assert not attempts.mark_launched("exec_a", 3, "run-3")
+    assert attempts.pending() == [other]
 
 
 def test_a_newer_schema_is_refused(db_url: str) -> None:

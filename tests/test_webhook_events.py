@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
@@ -39,7 +40,7 @@ from video_pipelines.orchestration.webhook_sensors import (
     webhook_on_started,
 )
 from video_pipelines.plan import parse_plan
-from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions import SubmissionStore, new_execution_id
 from video_pipelines.vocabulary import ExecutionState, NodeState, WebhookEvent
 from video_pipelines.webhooks import (
     RETRY_DELAYS_ENV,
@@ -189,6 +190,61 @@ def test_webhook_ids_of_execution_and_node_events() -> None:
     for args in (("exec_01", "failed", ""), ("exec_01", "node.failed", "a_b"), ("0f2c-run-id", "node.completed", "z")):
         assert execution_of_webhook(webhook_id_for(*args)) == args[0]
     assert execution_of_webhook("whatever") is None and execution_of_webhook("msg_exec_01_unknown") is None
+
+
+def test_webhook_ids_of_later_attempts_name_the_attempt_after_the_execution() -> None:
+    # Attempt 1 is the execution's first run: its ids are those it always had.
+    assert webhook_id_for("exec_01", "completed", attempt=1) == "msg_exec_01_completed"
+    assert webhook_id_for("exec_01", "node.failed", "job-1_x", 1) == "msg_exec_01_node.failed_job-1_x"
+    assert webhook_id_for("exec_01", "completed", attempt=2) == "msg_exec_01_attempt2_completed"
+    assert webhook_id_for("exec_01", "execution.started", attempt=12) == "msg_exec_01_attempt12_execution.started"
+    assert webhook_id_for("exec_01", "node.completed", "job-1_x", 2) == "msg_exec_01_attempt2_node.completed_job-1_x"
+    with pytest.raises(WebhookError, match="numbered from 1"):
+        webhook_id_for("exec_01", "completed", attempt=0)
+
+
+@pytest.mark.parametrize("execution_id", [new_execution_id(), str(uuid.uuid4())], ids=["exec_ulid", "dagster_run_id"])
+@pytest.mark.parametrize("attempt", [1, 2, 10])
+def test_execution_of_webhook_reads_back_every_attempts_ids(execution_id: str, attempt: int) -> None:
+    # Node ids that hold '_' and '-', or end like an execution event's name, do not confuse the parse.
+    nodes = ("a", "job-1_x", "_-", "a_completed", "completed", "attempt2", "x_attempt3")
+    for event in WebhookEvent:
+        for node_id in nodes if event.is_node_event else ("",):
+            webhook_id = webhook_id_for(execution_id, event.value, node_id, attempt)
+            assert execution_of_webhook(webhook_id) == execution_id, webhook_id
+
+
+@pytest.mark.parametrize(
+    "webhook_id",
+    [
+        "msg_exec_01_attempt1_completed",  # attempt 1 has no marker
+        "msg_exec_01_attempt02_completed",
+        "msg_exec_01_attempt_completed",
+        "msg__attempt2_completed",
+        "msg_exec_01_attempt2_attempt3_completed",
+        "msg_exec_01_attempt2_node.completed_",
+        "msg_exec.01_completed",
+        "msg_exec_01_node.completed_bad id",
+    ],
+)
+def test_execution_of_webhook_refuses_ids_it_does_not_make(webhook_id: str) -> None:
+    assert execution_of_webhook(webhook_id) is None
+
+
+def test_each_attempt_of_an_execution_has_its_own_deliveries(outbox: DeliveryOutbox) -> None:
+    url = "https://hooks.example.com/attempts"
+    moments = (T0 + timedelta(seconds=second) for second in range(10))
+    first = enqueue(outbox, url, "node.completed", "a", now=next(moments))
+    first_end = enqueue(outbox, url, "failed", now=next(moments))
+    second = enqueue(outbox, url, "node.completed", "a", attempt=2, now=next(moments))
+    second_end = enqueue(outbox, url, "completed", attempt=2, now=next(moments))
+    assert (first.attempt, first.webhook_id) == (1, "msg_exec_01_node.completed_a")
+    assert (second.attempt, second.webhook_id) == (2, "msg_exec_01_attempt2_node.completed_a")
+    assert enqueue(outbox, url, "node.completed", "a", attempt=2, now=next(moments)) == second
+    assert outbox.get(second_end.webhook_id) == second_end
+    assert outbox.deliveries("exec_01") == [first, first_end, second, second_end]
+    with pytest.raises(WebhookError, match="numbered from 1"):
+        enqueue(outbox, url, "completed", attempt=0)
 
 
 def test_node_events_are_one_delivery_per_node_and_idempotent(

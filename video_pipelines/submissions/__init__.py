@@ -3,6 +3,8 @@
 - `store` — `SubmissionStore`, the table of submissions (PostgreSQL or SQLite) and its
   states: PENDING until launched, rejected or canceled; idempotency keys.
 - `api_keys` — `ApiKeys`: the HTTP API's keys, stored as SHA-256 hashes, each with its tenant.
+- `attempts` — `AttemptStore`: an execution's runs after its first one (resumed or retried),
+  pending until launched.
 - `crypto` — webhook secrets encrypted at rest (Fernet) and where the key comes from.
 - `schema` — the tables and the versioned migration runner.
 - `errors` — `SubmissionStoreError` and `SecretKeyError`.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from video_pipelines.errors import SecretKeyError, SubmissionStoreError
 from video_pipelines.submissions.api_keys import ApiKey, ApiKeys, check_tenant
+from video_pipelines.submissions.attempts import AttemptReason, AttemptState, AttemptStore, RunAttempt
 from video_pipelines.submissions.crypto import KEY_FILE_NAME, SECRET_KEY_ENV
 from video_pipelines.submissions.schema import DEFAULT_TENANT, SCHEMA_VERSION
 from video_pipelines.submissions.store import (
@@ -34,6 +37,10 @@ __all__ = [
     "SECRET_KEY_ENV",
     "ApiKey",
     "ApiKeys",
+    "AttemptReason",
+    "AttemptState",
+    "AttemptStore",
+    "RunAttempt",
     "SecretKeyError",
     "Submission",
     "SubmissionState",

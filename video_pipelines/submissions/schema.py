@@ -12,17 +12,25 @@ other and the later ones find nothing left to do:
 - SQLite: the write lock taken by `BEGIN IMMEDIATE` (see `store._sqlite_on_begin`).
 
 A step is frozen once released: it declares its tables in a function of its own
-(`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`) that no later change touches. The
-tables the store, the outbox, the API keys and the metrics query are built from the newest
-declaration of each table; a step that changes a table declares its new shape in a function
-of its own and leaves the old declarations as they are. A change of schema is a new step
-with the next version.
+(`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`, `_attempts_v4`) that no later
+change touches. The tables the store, the outbox, the API keys, the attempts and the
+metrics query are built from the newest declaration of each table; a step that changes a
+table declares its new shape in a function of its own and leaves the old declarations as
+they are. A change of schema is a new step with the next version.
 
 Step 3 changes two tables (a tenant per submission, idempotency keys unique per tenant;
 webhook events beyond the terminal one, one per node for node events). PostgreSQL alters
 them in place; SQLite, which cannot drop a constraint, rebuilds them (`_rebuild_sqlite`,
 SQLite's documented recipe: a new table, the rows copied, the old one dropped, the new one
 renamed).
+
+Step 4 lets an execution run more than once: attempt 1 is its first Dagster run, and each
+later run of the same execution (`resume` after its run worker died, `retry` on a user's
+request after it failed or was canceled) is a row of `video_pipelines_attempts`, numbered
+from 2, pending until the plan sensor launches it. Each attempt sends its own webhooks, so
+a delivery carries the attempt it is for (`attempt`, 1 for every delivery made before) and
+is unique per (execution, event, node, attempt). PostgreSQL alters the deliveries in place;
+SQLite rebuilds them again (`_webhook_deliveries_v4`).
 """
 
 from __future__ import annotations
@@ -42,10 +50,13 @@ WEBHOOK_DELIVERIES_TABLE = "video_pipelines_webhook_deliveries"
 WEBHOOK_ATTEMPTS_TABLE = "video_pipelines_webhook_attempts"
 API_KEYS_TABLE = "video_pipelines_api_keys"
 COUNTERS_TABLE = "video_pipelines_counters"
+ATTEMPTS_TABLE = "video_pipelines_attempts"
 # The tenant of everything that no API key scoped: operator submissions, runs launched through Dagster's doors.
 DEFAULT_TENANT = "default"
 # The webhook events a delivery can be for (see `webhooks.payload.EVENTS`); frozen with step 3.
 _EVENTS_V3 = ("completed", "failed", "canceled", "execution.started", "node.completed", "node.failed")
+# One delivery per (execution, event, node, attempt); abbreviated, since PostgreSQL cuts names at 63 characters.
+_DELIVERIES_UNIQUE_V4 = "uq_video_pipelines_webhook_deliveries_exec_event_node_attempt"
 # One fixed 64-bit advisory-lock id for this schema, derived from its name so it is unlikely to meet another app's.
 _ADVISORY_LOCK_ID = int.from_bytes(hashlib.sha256(VERSION_TABLE.encode()).digest()[:8], "big", signed=True)
 
@@ -237,6 +248,69 @@ def _webhook_deliveries_v3_indexes(table: sa.Table) -> list[sa.Index]:
     return [sa.Index("ix_video_pipelines_webhook_deliveries_due", table.c.state, table.c.next_attempt_at)]
 
 
+def _webhook_deliveries_v4(metadata: sa.MetaData, name: str = WEBHOOK_DELIVERIES_TABLE) -> sa.Table:
+    """The webhook deliveries table as migration 4 leaves it: the execution's attempt each delivery is for."""
+    timestamp = sa.DateTime(timezone=True)
+    events = ", ".join(f"'{event}'" for event in _EVENTS_V3)
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("webhook_id", sa.Text, primary_key=True),
+        sa.Column("execution_id", sa.Text, nullable=False),
+        sa.Column("event", sa.String(32), nullable=False),
+        sa.Column("url", sa.Text, nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("secret_source", sa.Text),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_attempt_at", timestamp, nullable=False),
+        sa.Column("lease_until", timestamp),
+        sa.Column("created_at", timestamp, nullable=False),
+        sa.Column("delivered_at", timestamp),
+        sa.Column("last_error", sa.Text),
+        sa.Column("node_id", sa.Text, nullable=False, server_default=""),
+        # The run of the execution the event happened in: 1 for its first run (and every delivery made before step 4).
+        sa.Column("attempt", sa.Integer, nullable=False, server_default=sa.text("1")),
+        # Each attempt of an execution reports its own events.
+        sa.UniqueConstraint("execution_id", "event", "node_id", "attempt", name=_DELIVERIES_UNIQUE_V4),
+        sa.CheckConstraint(f"event IN ({events})", name="ck_video_pipelines_webhook_deliveries_event_v3"),
+        sa.CheckConstraint(
+            "state IN ('pending', 'delivered', 'failed')", name="ck_video_pipelines_webhook_deliveries_state"
+        ),
+        sa.CheckConstraint(
+            "secret_source IS NULL OR secret_source = 'submission' OR secret_source LIKE 'env:_%'",
+            name="ck_video_pipelines_webhook_deliveries_secret_source",
+        ),
+        sa.CheckConstraint("attempt >= 1", name="ck_video_pipelines_webhook_deliveries_attempt"),
+    )
+
+
+def _attempts_v4(metadata: sa.MetaData) -> sa.Table:
+    """The attempts table migration 4 creates: the runs of an execution after its first one."""
+    timestamp = sa.DateTime(timezone=True)
+    table = sa.Table(
+        ATTEMPTS_TABLE,
+        metadata,
+        # No foreign key to the submissions: an execution started through Dagster's doors has no submission.
+        sa.Column("execution_id", sa.String(64), primary_key=True),
+        # 2, 3, ...: attempt 1 is the execution's first run, which has no row.
+        sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("reason", sa.String(16), nullable=False),
+        # The run this attempt follows (the one whose worker died, or that failed or was canceled).
+        sa.Column("previous_run_id", sa.Text, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("run_id", sa.Text),
+        sa.Column("requested_at", timestamp, nullable=False),
+        sa.Column("launched_at", timestamp),
+        sa.CheckConstraint("number >= 2", name="ck_video_pipelines_attempts_number"),
+        sa.CheckConstraint("reason IN ('resume', 'retry')", name="ck_video_pipelines_attempts_reason"),
+        sa.CheckConstraint("state IN ('pending', 'launched', 'canceled')", name="ck_video_pipelines_attempts_state"),
+    )
+    # The plan sensor's question: which attempts wait to be launched, oldest first.
+    sa.Index("ix_video_pipelines_attempts_state_requested", table.c.state, table.c.requested_at)
+    return table
+
+
 def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     """The API keys and counters tables migration 3 creates."""
     timestamp = sa.DateTime(timezone=True)
@@ -285,9 +359,14 @@ def _rebuild_sqlite(
     declare: Callable[[sa.MetaData, str], sa.Table],
     indexes: Callable[[sa.Table], list[sa.Index]],
     name: str,
+    *,
+    version: int,
 ) -> None:
-    """Give SQLite table `name` the shape `declare` makes, keeping its rows (new columns take their defaults)."""
-    temporary = f"{name}_v3_new"
+    """Give SQLite table `name` the shape `declare` makes, keeping its rows (new columns take their defaults).
+
+    `version` is the migration's: the table is built as `<name>_v<version>_new`, then renamed.
+    """
+    temporary = f"{name}_v{version}_new"
     metadata = sa.MetaData()
     new = declare(metadata, temporary)
     new.create(connection)
@@ -327,24 +406,54 @@ def _tenancy_and_events(connection: sa.Connection) -> None:
     if connection.dialect.name == "postgresql":
         _alter_postgres_v3(connection)
     else:
-        _rebuild_sqlite(connection, _submissions_v3, _submissions_v3_indexes, SUBMISSIONS_TABLE)
-        _rebuild_sqlite(connection, _webhook_deliveries_v3, _webhook_deliveries_v3_indexes, WEBHOOK_DELIVERIES_TABLE)
+        _rebuild_sqlite(connection, _submissions_v3, _submissions_v3_indexes, SUBMISSIONS_TABLE, version=3)
+        _rebuild_sqlite(
+            connection, _webhook_deliveries_v3, _webhook_deliveries_v3_indexes, WEBHOOK_DELIVERIES_TABLE, version=3
+        )
     metadata = sa.MetaData()
     _tenancy_v3(metadata)
+    metadata.create_all(connection)
+
+
+def _alter_postgres_v4(connection: sa.Connection) -> None:
+    for statement in (
+        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1",
+        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} ADD CONSTRAINT ck_video_pipelines_webhook_deliveries_attempt "
+        "CHECK (attempt >= 1)",
+        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} DROP CONSTRAINT "
+        "uq_video_pipelines_webhook_deliveries_execution_event_node",
+        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} ADD CONSTRAINT {_DELIVERIES_UNIQUE_V4} "
+        "UNIQUE (execution_id, event, node_id, attempt)",
+    ):
+        connection.exec_driver_sql(statement)
+
+
+def _attempts_and_webhooks_per_attempt(connection: sa.Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        _alter_postgres_v4(connection)
+    else:
+        # The deliveries' index is unchanged since step 3.
+        _rebuild_sqlite(
+            connection, _webhook_deliveries_v4, _webhook_deliveries_v3_indexes, WEBHOOK_DELIVERIES_TABLE, version=4
+        )
+    metadata = sa.MetaData()
+    _attempts_v4(metadata)
     metadata.create_all(connection)
 
 
 # The current shape of the tables, for queries (see the module docstring).
 submissions = _submissions_v3(_metadata)
 _, webhook_attempts = _webhook_tables_v2(sa.MetaData())
-webhook_deliveries = _webhook_deliveries_v3(_metadata)
+webhook_deliveries = _webhook_deliveries_v4(_metadata)
 webhook_attempts = webhook_attempts.to_metadata(_metadata)
 api_keys, counters = _tenancy_v3(_metadata)
+execution_attempts = _attempts_v4(_metadata)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "submissions table", _create_submissions),
     Migration(2, "webhook deliveries and attempts", _create_webhook_deliveries),
     Migration(3, "tenants, API keys, webhook events per node, counters", _tenancy_and_events),
+    Migration(4, "execution attempts, webhook deliveries per attempt", _attempts_and_webhooks_per_attempt),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

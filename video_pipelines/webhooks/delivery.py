@@ -39,6 +39,8 @@ class Delivery:
     created_at: datetime
     delivered_at: datetime | None
     last_error: str | None
+    # The execution's attempt (its Dagster run) the event happened in: 1 for its first run.
+    attempt: int = 1
 
     @property
     def redacted_url(self) -> str:

@@ -15,10 +15,18 @@ code or the error.
        └──other answer, timeout, error: retried per the schedule, then──> failed
     delivered, failed ──redeliver──> pending (due at once, same webhook-id)
 
+An execution that runs again (an attempt 2, 3, ...: resumed after its run worker died, or
+retried) reports the events of each attempt: a delivery is for one attempt of its execution
+(`attempt`, 1 for its first run).
+
 Guarantees:
-- `enqueue` is idempotent per (execution, event, node): the database's unique key decides,
-  also when processes race, and the `webhook-id` is stable: `msg_<execution id>_<event>` for
-  an execution's events, `msg_<execution id>_<event>_<node id>` for a node's.
+- `enqueue` is idempotent per (execution, event, node, attempt): the database's unique key
+  decides, also when processes race, and the `webhook-id` is stable. An execution's first
+  attempt keeps the ids of earlier versions, `msg_<execution id>_<event>` for an execution's
+  events and `msg_<execution id>_<event>_<node id>` for a node's; a later attempt n names
+  itself after the execution id, `msg_<execution id>_attempt<n>_<event>` (and
+  `..._<event>_<node id>`), so a receiver deduplicating on `webhook-id` sees each attempt's
+  events as new and each attempt's redeliveries as repeats.
 - `redeliver` sends an event again on request with the same `webhook-id`: its attempts go on
   being numbered and recorded after the earlier ones, and the retry schedule counts them all
   (a delivery whose schedule is spent gets one more attempt).
@@ -75,6 +83,8 @@ MAX_RETRY_AFTER_SECONDS: Final = 3600.0
 SUBMISSION_SOURCE: Final = "submission"
 ENV_SOURCE_PREFIX: Final = "env:"
 GONE_ERROR: Final = "receiver answered 410 Gone"
+# What a later attempt's webhook id adds after the execution id (see `webhook_id_for`).
+_ATTEMPT_MARKER: Final = "_attempt"
 
 
 @dataclass(frozen=True)
@@ -122,30 +132,57 @@ _D = webhook_deliveries.c
 _A = webhook_attempts.c
 
 
-def webhook_id_for(execution_id: str, event: str, node_id: str = "") -> str:
-    """The `webhook-id` of an execution's event (or a node's): the same at every attempt and every enqueue."""
-    if node_id:
-        return f"msg_{execution_id}_{event}_{node_id}"
-    return f"msg_{execution_id}_{event}"
+def webhook_id_for(execution_id: str, event: str, node_id: str = "", attempt: int = 1) -> str:
+    """The `webhook-id` of an execution's event (or a node's) in one attempt of the execution.
 
-
-def execution_of_webhook(webhook_id: str) -> str | None:
-    """The execution id a `webhook_id_for` id names, or None when it is not one.
-
-    Unambiguous because execution ids and node ids hold no '.': a node event's name sits
-    between the two, any other event's name ends the id.
+    The same at every delivery attempt and every enqueue. Attempt 1 (the execution's first
+    run) has the ids of earlier versions; a later attempt puts `_attempt<n>` after the execution id.
     """
+    if attempt < 1:
+        raise WebhookError(f"an execution's attempts are numbered from 1, got {attempt}")
+    execution = execution_id if attempt == 1 else f"{execution_id}{_ATTEMPT_MARKER}{attempt}"
+    if node_id:
+        return f"msg_{execution}_{event}_{node_id}"
+    return f"msg_{execution}_{event}"
+
+
+def _named_execution(webhook_id: str) -> str | None:
+    """What a `webhook_id_for` id holds before its event: the execution id, with `_attempt<n>` for attempt n >= 2."""
     rest = webhook_id.removeprefix("msg_")
     if rest == webhook_id:
         return None
+    # Node events first: their names hold a '.', which no execution id or node id does, so
+    # `_node.completed_` is found only where the event is, whatever the node is called (even
+    # `a_completed`, which ends the id like an execution event's name would).
     for event in WebhookEvent:
         if event.is_node_event:
-            execution_id, marker, node_id = rest.partition(f"_{event.value}_")
+            named, marker, node_id = rest.partition(f"_{event.value}_")
             if marker and NODE_ID_PATTERN.match(node_id):
-                return execution_id or None
-        elif rest.endswith(f"_{event.value}"):
-            return rest.removesuffix(f"_{event.value}") or None
+                return named
+    for event in WebhookEvent:
+        if not event.is_node_event and rest.endswith(f"_{event.value}"):
+            return rest.removesuffix(f"_{event.value}")
     return None
+
+
+def execution_of_webhook(webhook_id: str) -> str | None:
+    """The execution id a `webhook_id_for` id names (of any attempt), or None when it is not one.
+
+    Unambiguous because execution ids (`exec_<ULID>` or a Dagster run id) hold neither '.' nor
+    `_attempt`, and node ids hold no '.': a node event's name sits between the execution's
+    part and the node id, any other event's name ends the id, and `_attempt<n>` can only be
+    what a later attempt added.
+    """
+    named = _named_execution(webhook_id)
+    if not named or "." in named:
+        return None
+    execution_id, marker, number = named.partition(_ATTEMPT_MARKER)
+    if not marker:
+        return execution_id
+    # Only the form webhook_id_for writes: n >= 2 in plain digits.
+    if not execution_id or not number.isdigit() or number != str(int(number)) or int(number) < 2:
+        return None
+    return execution_id
 
 
 def _moment(now: datetime | None) -> datetime:
@@ -172,6 +209,7 @@ def _delivery(row: sa.RowMapping) -> Delivery:
         created_at=required_utc(row["created_at"]),
         delivered_at=as_utc(row["delivered_at"]),
         last_error=row["last_error"],
+        attempt=row["attempt"],
     )
 
 
@@ -272,11 +310,13 @@ class DeliveryOutbox:
         body: bytes,
         secret_source: str | None,
         node_id: str = "",
+        attempt: int = 1,
         now: datetime | None = None,
     ) -> Delivery:
         """Record the webhook of an execution's event (`node_id` for a node.* event), due at once; idempotent.
 
-        When (execution_id, event, node_id) is already recorded, that record is returned
+        `attempt` is the execution's attempt the event happened in (1: its first run). When
+        (execution_id, event, node_id, attempt) is already recorded, that record is returned
         unchanged, whatever the other arguments, also when processes race.
         """
         if event not in EVENTS:
@@ -286,7 +326,7 @@ class DeliveryOutbox:
         _check_node(WebhookEvent(event), node_id)
         _check_secret_source(secret_source)
         _check_body(body)
-        webhook_id = webhook_id_for(execution_id, event, node_id)
+        webhook_id = webhook_id_for(execution_id, event, node_id, attempt)
         existing = self.get(webhook_id)
         if existing is not None:
             return existing
@@ -306,6 +346,7 @@ class DeliveryOutbox:
             created_at=at,
             delivered_at=None,
             last_error=None,
+            attempt=attempt,
         )
         try:
             with self._engine.begin() as connection:
@@ -434,7 +475,7 @@ class DeliveryOutbox:
         return _delivery(row)
 
     def deliveries(self, execution_id: str) -> list[Delivery]:
-        """Every delivery of an execution, in the order they were enqueued."""
+        """Every delivery of an execution (of all its attempts), in the order they were enqueued."""
         query = (
             sa.select(webhook_deliveries).where(_D.execution_id == execution_id).order_by(_D.created_at, _D.webhook_id)
         )
