@@ -38,6 +38,7 @@ class MemoryRunRecords:
     messages: dict[str, list[str]] = field(default_factory=dict)  # run id -> its run events' messages
     ended: dict[str, datetime] = field(default_factory=dict)
     terminated: list[str] = field(default_factory=list)
+    lost: dict[str, str] = field(default_factory=dict)  # run id -> how its worker was lost
 
     def add_run(
         self,
@@ -58,6 +59,12 @@ class MemoryRunRecords:
 
     def find_run(self, execution_id: str) -> RunView | None:
         return next((run for run in reversed(self.runs) if run.execution_id == execution_id), None)
+
+    def execution_runs(self, execution_id: str) -> list[RunView]:
+        return [run for run in self.runs if run.execution_id == execution_id]
+
+    def lost_worker(self, run: RunView) -> str | None:
+        return self.lost.get(run.run_id)
 
     def node_records(self, run_id: str) -> dict[str, NodeRecord]:
         return dict(self.nodes.get(run_id, {}))

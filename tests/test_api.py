@@ -627,6 +627,7 @@ def test_metrics_and_the_docs_need_no_key(api: Api) -> None:
     document = api.client.get("/openapi.json").json()
     assert set(document["paths"]) == {
         "/api/execute", "/api/execute/{execution_id}/status", "/api/execute/{execution_id}/cancel",
+        "/api/execute/{execution_id}/retry",
         "/api/execute/{execution_id}/events", "/api/executions", "/api/execute/{execution_id}/deliveries",
         "/api/execute/{execution_id}/deliveries/{webhook_id}/redeliver", "/health", "/metrics",
     }  # fmt: skip

@@ -139,6 +139,11 @@ class ApiClient:
         # Canceling twice is canceling once: safe to repeat.
         return self._document("POST", f"{_execution_path(execution_id)}/cancel")
 
+    def retry(self, execution_id: str) -> dict[str, Any]:
+        """Run a failed or canceled execution again; returns the status document."""
+        # A retry recorded and not launched yet is the one a second call finds: safe to repeat.
+        return self._document("POST", f"{_execution_path(execution_id)}/retry")
+
     def deliveries(self, execution_id: str) -> list[dict[str, Any]]:
         """Every webhook delivery of an execution, with every attempt."""
         answer = self._call("GET", f"{_execution_path(execution_id)}/deliveries", repeatable=True)

@@ -103,6 +103,13 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retry(args: argparse.Namespace) -> int:
+    from video_pipelines import client
+
+    _print_json(client.retry(args.execution_id))
+    return 0
+
+
 def _deliveries(args: argparse.Namespace) -> int:
     from video_pipelines import client
 
@@ -210,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = verbs.add_parser("cancel", help="cancel a pending submission or terminate its run")
     cancel.add_argument("execution_id")
     cancel.set_defaults(handler=_cancel)
+    retry = verbs.add_parser(
+        "retry", help="run a failed or canceled execution again: completed nodes are reused, only the rest run"
+    )
+    retry.add_argument("execution_id")
+    retry.set_defaults(handler=_retry)
 
     deliveries = verbs.add_parser(
         "deliveries",

@@ -152,6 +152,17 @@ def cancel(execution_id: str, *, target: Target | None = None) -> dict[str, Any]
     return _on(target, local, lambda api: api.cancel(execution_id))
 
 
+def retry(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
+    """Run a failed or canceled execution again (its completed nodes are reused); returns the status."""
+
+    def local(opened: Deployment) -> dict[str, Any]:
+        from video_pipelines import executions
+
+        return executions.retry(opened.records, opened.store, execution_id).to_wire()
+
+    return _on(target, local, lambda api: api.retry(execution_id))
+
+
 def deliveries(execution_id: str, *, target: Target | None = None) -> list[dict[str, Any]]:
     """Every webhook delivery of an execution and every attempt: time, status code or error."""
 

@@ -54,6 +54,15 @@ class NodeDocument(_Wire):
     cost: float
 
 
+class AttemptDocument(_Wire):
+    """One run of an execution: its first, or one that resumed it (a lost worker) or retried it."""
+
+    attempt: int = Field(ge=1)
+    run_id: str
+    status: ExecutionState
+    reason: Literal["resume", "retry"] | None
+
+
 class StatusDocument(_Wire):
     """The status document of `video-pipelines status`."""
 
@@ -71,6 +80,8 @@ class StatusDocument(_Wire):
     saved_usd: float = Field(default=0.0, description="what reuse saved at list prices")
     trace_id: str | None
     worker: str | None = Field(default=None, description="the run worker that took the run: node name and pid")
+    attempt: int = Field(default=0, ge=0, description="the number of the execution's newest run (0 before its first)")
+    attempts: list[AttemptDocument] = Field(default_factory=list, description="every run of the execution")
     jobs: dict[str, NodeDocument]
 
 

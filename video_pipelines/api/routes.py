@@ -52,6 +52,7 @@ _PROBLEMS: dict[int, tuple[type[Problem], str]] = {
     400: (Problem, "The request is malformed (not JSON, a bad parameter or header)."),
     401: (Problem, "No API key, or a key that is unknown or revoked."),
     404: (Problem, "No such execution (or not one of this key's tenant: the same answer)."),
+    409: (Problem, "The execution cannot be used as asked (e.g. a retry of one that is not failed or canceled)."),
     413: (Problem, "The body is larger than the server's limit."),
     422: (InvalidPlan, "The plan is invalid; nothing was stored."),
     429: (Problem, "Too many requests for this key; see Retry-After."),
@@ -175,6 +176,23 @@ def status(execution_id: str, caller: CallerDep, state: StateDep) -> dict[str, A
 def cancel(execution_id: str, caller: CallerDep, state: StateDep) -> dict[str, Any]:
     """Cancel a pending submission, or ask its run to terminate; answers with the status document."""
     return executions.cancel_for(caller, state.records, state.store, execution_id).to_wire()
+
+
+@router.post(
+    "/api/execute/{execution_id}/retry",
+    status_code=202,
+    response_model=StatusDocument,
+    tags=["executions"],
+    summary="Retry a failed or canceled execution",
+    responses=problems(404, 409),
+)
+def retry(execution_id: str, caller: CallerDep, state: StateDep) -> dict[str, Any]:
+    """Run a failed or canceled execution again: completed nodes are reused, only the rest run.
+
+    Answers with the status document (pending until the new run starts). Retrying twice before
+    it starts is retrying once; 409 for an execution that is not failed or canceled.
+    """
+    return executions.retry_for(caller, state.records, state.store, execution_id).to_wire()
 
 
 @router.get(

@@ -8,7 +8,8 @@ get through the `RunRecords` protocol, which `orchestration/` implements over Da
 - `spending` — spend caps (`maxCostUsd`) at admission and before each paid node, and what reuse saved.
 - `report` — what an admitted plan would run or reuse and what it would cost (`validate`).
 - `status` — the typed `ExecutionStatus` with `to_wire()`.
-- `lifecycle` — `submit` and `cancel`.
+- `lifecycle` — `submit`, `retry` and `cancel`.
+- `attempts` — an execution's runs after its first: resumed after a lost worker, or retried.
 - `notifications` — an execution's webhooks: target, secret, payloads (the end, `execution.started`,
   node events), enqueue, delivery report, redelivery.
 - `records` — the `RunRecords` protocol and the run and node views it returns.
@@ -21,7 +22,7 @@ get through the `RunRecords` protocol, which `orchestration/` implements over Da
 from __future__ import annotations
 
 from video_pipelines.executions.admission import MAX_LEVELS, Admission, BaseCheck, BaseReadiness, admit, check_base
-from video_pipelines.executions.lifecycle import cancel, submit
+from video_pipelines.executions.lifecycle import cancel, retry, submit
 from video_pipelines.executions.notifications import (
     EndedRunScan,
     WebhookTarget,
@@ -55,7 +56,7 @@ from video_pipelines.executions.records import (
 )
 from video_pipelines.executions.report import validation_report
 from video_pipelines.executions.status import ExecutionStatus, NodeStatus, execution_status
-from video_pipelines.executions.tenancy import cancel_for, list_executions, require_visible, status_for
+from video_pipelines.executions.tenancy import cancel_for, list_executions, require_visible, retry_for, status_for
 from video_pipelines.executions.traces import execution_trace, record_execution, record_never_ran, trace_lookup
 
 __all__ = [
@@ -99,6 +100,8 @@ __all__ = [
     "record_never_ran",
     "redeliver",
     "require_visible",
+    "retry",
+    "retry_for",
     "secret_lookup",
     "started_payload",
     "status_for",

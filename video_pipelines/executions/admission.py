@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from video_pipelines.errors import PlanValidationError
+from video_pipelines.executions.attempts import ExecutionRuns
 from video_pipelines.executions.ownership import execution_tenant
 from video_pipelines.executions.records import RunRecords, RunState
 from video_pipelines.executions.spending import check_estimate
@@ -145,7 +146,7 @@ def check_base(
             result=record.result,
             params=normalised_node_params(base_plan.node(node_id)) if node_id in base_plan.by_id else None,
         )
-        for node_id, record in records.node_records(run.run_id).items()
+        for node_id, record in ExecutionRuns.of(records, run).node_records(records).items()
     }
     final = sinks(base_plan)[-1].id
     if final not in nodes:

@@ -1,6 +1,7 @@
-"""Submitting and canceling an execution: what every door does to change one.
+"""Submitting, retrying and canceling an execution: what every door does to change one.
 
-A submission is stored and answered at once; the plan sensor launches it. A cancel ends a
+A submission is stored and answered at once; the plan sensor launches it. A retry records the
+execution's next attempt, which the plan sensor launches too (see `attempts`). A cancel ends a
 pending submission (whose webhook then says `canceled`) or terminates its run.
 
 A submission belongs to its caller's tenant (`DEFAULT_TENANT` for an operator); a tenant's
@@ -10,12 +11,13 @@ variant must name a base of its own (`admission.check_base_owner`), checked at o
 from __future__ import annotations
 
 from video_pipelines.executions.admission import Admission, check_base_owner
+from video_pipelines.executions.attempts import request_retry
 from video_pipelines.executions.notifications import enqueue_webhook
 from video_pipelines.executions.ownership import OPERATOR, Caller
 from video_pipelines.executions.records import RunRecords
 from video_pipelines.executions.status import ExecutionStatus, execution_status
 from video_pipelines.executions.traces import record_never_ran, record_submitted
-from video_pipelines.submissions import DEFAULT_TENANT, SubmissionStore
+from video_pipelines.submissions import DEFAULT_TENANT, AttemptStore, SubmissionStore
 from video_pipelines.telemetry.trace_context import new_execution_context, parse_traceparent
 from video_pipelines.webhooks import DeliveryOutbox
 
@@ -56,8 +58,23 @@ def submit(
     return submission.execution_id
 
 
+def retry(records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
+    """Run a failed or canceled execution again: its completed nodes are reused, only the rest run.
+
+    Records the attempt for the plan sensor to launch and returns the status (pending until the
+    run starts). Raises ExecutionNotFound for an unknown id and ExecutionError for an execution
+    that cannot be retried (see `attempts.request_retry`).
+    """
+    request_retry(records, store, execution_id)
+    return execution_status(records, store, execution_id)
+
+
 def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
-    """Cancel a pending submission, or terminate its queued or running run; returns the status."""
+    """Cancel a pending submission, or terminate its queued or running run; returns the status.
+
+    A resume or retry recorded but not launched yet is canceled too, so the execution ends as its last run did.
+    """
+    AttemptStore(store).cancel_pending(execution_id)
     if store.cancel_pending(execution_id):
         # Canceled before it ran: its webhook says so (sent by the webhook_deliveries sensor).
         enqueue_webhook(records, store, DeliveryOutbox(store), execution_id)

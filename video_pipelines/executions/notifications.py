@@ -217,7 +217,7 @@ def _enqueue_progress(
     if not target.events:
         return []
     existing = outbox.deliveries(status.execution_id)
-    if any(WebhookEvent(delivery.event).is_end for delivery in existing):
+    if _has_ended(existing, _end_attempt(status)):
         return []  # nothing is reported after the end
     known = {delivery.webhook_id for delivery in existing}
     return [
@@ -281,7 +281,22 @@ def enqueue_webhook(
         url=target.url,
         body=encode_payload(webhook_payload(status)),
         secret_source=target.secret_source,
+        attempt=_end_attempt(status),
     )
+
+
+def _end_attempt(status: ExecutionStatus) -> int:
+    """Which attempt an execution's end belongs to: a retried execution ends again, under a webhook-id of its own.
+
+    A resumed run's end is the execution's first: the lost run before it reported nothing. So
+    the end of attempt n is numbered after the retries up to it (1 without any), and its
+    webhook-id stays `msg_<execution id>_<event>` until the execution is retried.
+    """
+    return 1 + sum(1 for attempt in status.attempts if attempt.reason == "retry")
+
+
+def _has_ended(deliveries: Iterable[Delivery], attempt: int) -> bool:
+    return any(WebhookEvent(delivery.event).is_end and delivery.attempt == attempt for delivery in deliveries)
 
 
 def secret_lookup(store: SubmissionStore) -> Callable[[Delivery], str | None]:
@@ -356,7 +371,7 @@ def enqueue_recently_ended(
         if run.run_id in scan.handled:
             continue
         ended = any(WebhookEvent(delivery.event).is_end for delivery in outbox.deliveries(run.execution_id))
-        if not ended and enqueue_webhook(records, store, outbox, run.execution_id):
+        if (not ended or run.attempt > 1) and enqueue_webhook(records, store, outbox, run.execution_id):
             enqueued += 1
         scan.handled[run.run_id] = now
     return enqueued

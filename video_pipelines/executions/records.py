@@ -33,6 +33,12 @@ def deadline_tags(timeout_seconds: int | None) -> dict[str, str]:
 
 # The worker process that ran the run ("<celery node> pid <N>"), set by a Celery run worker as it starts it.
 WORKER_TAG = "video/worker"
+# Which attempt at its execution a run is (absent: 1, the first run), and the run it follows.
+ATTEMPT_TAG = "video/attempt"
+ATTEMPT_REASON_TAG = "video/attempt_reason"  # resume | retry
+PREVIOUS_RUN_TAG = "video/previous_run_id"
+# Why a run's worker counts as lost ("<worker> is gone: ..."), set by the run launcher that found it dead.
+LOST_WORKER_TAG = "video/lost_worker"
 
 
 class RunState(StrEnum):
@@ -83,6 +89,12 @@ class RunView:
     plan: Mapping[str, Any]  # wire form, as in the run config (never a webhook secret)
     tags: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def attempt(self) -> int:
+        """Which attempt at its execution this run is: 1 for the first run, n for the (n-1)th resume or retry."""
+        value = self.tags.get(ATTEMPT_TAG, "1")
+        return int(value) if value.isdigit() and int(value) >= 1 else 1
+
 
 @dataclass(frozen=True)
 class NodeRecord:
@@ -95,6 +107,7 @@ class NodeRecord:
     result: VideoResult
     reused_from: str | None = None
     cost_usd: float = 0.0
+    run_id: str | None = None  # the run that recorded it
 
 
 class RunRecords(Protocol):
@@ -102,6 +115,14 @@ class RunRecords(Protocol):
 
     def find_run(self, execution_id: str) -> RunView | None:
         """The newest run of an execution, or None when it has none."""
+        ...
+
+    def execution_runs(self, execution_id: str) -> list[RunView]:
+        """Every run of an execution (its attempts, and re-executions launched from the UI), oldest first."""
+        ...
+
+    def lost_worker(self, run: RunView) -> str | None:
+        """How the run's worker process was lost (killed, gone), when that is why it failed; else None."""
         ...
 
     def node_records(self, run_id: str) -> dict[str, NodeRecord]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from video_pipelines.errors import PlanValidationError, SpendCapExceeded
+from video_pipelines.executions.attempts import ExecutionRuns
 from video_pipelines.executions.records import NodeRecord, RunRecords, RunView
 from video_pipelines.plan import Plan, PlanNode, parse_plan
 from video_pipelines.plan.durations import expected_durations
@@ -197,7 +198,8 @@ def check_spend_cap(
         params = node.typed_params({node_id: result.to_wire() for node_id, result in upstream.items()})
     except ValidationError:  # run_node reports it, naming the param; price it as admission did
         params = parse_params(node.operation, with_samples(node.params))
-    spent = spent_so_far(plan, records.node_records(run.run_id), upstream, pricing)
+    # Every run of the execution: nodes an earlier attempt completed were paid for once, there.
+    spent = spent_so_far(plan, ExecutionRuns.of(records, run).node_records(records), upstream, pricing)
     check_node_spend(plan, node, params=params, inputs=inputs, spent=spent, pricing=pricing)
 
 

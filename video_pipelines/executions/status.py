@@ -19,6 +19,13 @@ worker, interrupted meanwhile, may report it canceled first). A user's cancel st
 `worker` (an extension of the SPEC's document) names the run worker process that took the
 run ("<celery node> pid <N>") with warm Celery workers, else null.
 
+An execution may have several runs (`attempts`): a run whose worker was lost is resumed, a
+failed or canceled one may be retried. Node results of every run count (a later run's win),
+steps and the state come from the newest run; `attempt` is its number and `attempts` lists
+them all: [{"attempt", "runId", "status", "reason": null | "resume" | "retry"}]. While a lost
+run waits for its resume, or a retry waits for its run, the execution is `processing` or
+`pending`, never failed. See `attempts`.
+
 `traceId` is the execution's trace (32 hex digits): its OpenTelemetry spans, and the W3C
 `traceparent` its webhooks and provider calls carry, are all in it (`telemetry.trace_context`).
 """
@@ -31,7 +38,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from video_pipelines.errors import ExecutionError, ExecutionNotFound
+from video_pipelines.executions.attempts import (
+    ExecutionRuns,
+    lost_worker,
+    lost_worker_error,
+    pending_attempt,
+    resume_cause,
+    running_when_lost,
+)
 from video_pipelines.executions.records import (
+    ATTEMPT_REASON_TAG,
     MAX_RUNTIME_TAG,
     TRACEPARENT_TAG,
     WORKER_TAG,
@@ -90,6 +106,23 @@ class NodeStatus:
 
 
 @dataclass(frozen=True)
+class AttemptStatus:
+    """One run of an execution in the status document's `attempts`."""
+
+    attempt: int
+    run_id: str
+    state: ExecutionState  # what that run ended as, or is
+    reason: str | None = None  # resume | retry; None for the first run and runs re-executed from the UI
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"attempt": self.attempt, "runId": self.run_id, "status": self.state.value, "reason": self.reason}
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> AttemptStatus:
+        return cls(int(wire["attempt"]), str(wire["runId"]), ExecutionState(wire["status"]), wire.get("reason"))
+
+
+@dataclass(frozen=True)
 class ExecutionStatus:
     """The status of an execution, node by node, in plan order."""
 
@@ -102,6 +135,12 @@ class ExecutionStatus:
     trace_id: str | None = None  # the execution's trace, 32 hex digits
     worker: str | None = None  # the run worker process that took the run, when a Celery worker did
     saved_usd: float = 0.0  # what reuse saved at list prices
+    attempts: tuple[AttemptStatus, ...] = ()  # every run of the execution, oldest first
+
+    @property
+    def attempt(self) -> int:
+        """The number of the execution's newest run (0 before it has one)."""
+        return len(self.attempts)
 
     @property
     def is_terminal(self) -> bool:
@@ -150,6 +189,8 @@ class ExecutionStatus:
             "savedUsd": round(self.saved_usd, 4),
             "traceId": self.trace_id,
             "worker": self.worker,
+            "attempt": self.attempt,
+            "attempts": [attempt.to_wire() for attempt in self.attempts],
             "jobs": {node_id: node.to_wire() for node_id, node in self.nodes.items()},
         }
 
@@ -174,6 +215,7 @@ class ExecutionStatus:
             trace_id=wire.get("traceId"),
             worker=wire.get("worker"),
             saved_usd=float(wire.get("savedUsd") or 0.0),
+            attempts=tuple(AttemptStatus.from_wire(attempt) for attempt in wire.get("attempts") or ()),
         )
 
 
@@ -181,7 +223,7 @@ def execution_status(records: RunRecords, store: SubmissionStore | None, executi
     """The status of an execution; raises ExecutionNotFound when neither a run nor a submission has it."""
     run = records.find_run(execution_id)
     if run is not None:
-        return run_status(records, run)
+        return run_status(records, run, store=store)
     submission = store.get(execution_id) if store is not None else None
     if submission is None:
         raise ExecutionNotFound(f"no execution {execution_id}")
@@ -211,18 +253,28 @@ def submission_status(submission: Submission) -> ExecutionStatus:
     )
 
 
-def run_status(records: RunRecords, run: RunView, pricing: PricingTable | None = None) -> ExecutionStatus:
-    """The status of an execution from its run: recorded videos, running and failed steps, the final video.
+def run_status(
+    records: RunRecords, run: RunView, pricing: PricingTable | None = None, store: SubmissionStore | None = None
+) -> ExecutionStatus:
+    """The status of an execution from its runs (`run` is the newest): videos, steps running or failed, final video.
 
-    `pricing` prices what reuse saved (default: `PricingTable.from_env()`, read only when a node was reused).
+    `pricing` prices what reuse saved (default: `PricingTable.from_env()`, read only when a node
+    was reused). With `store`, a retry recorded but not launched yet makes an ended execution pending.
     """
     plan = parse_plan(run.plan, external_nodes=None)
-    recorded = records.node_records(run.run_id)
-    steps = records.node_steps(run.run_id, [node.id for node in plan.nodes])
+    runs = ExecutionRuns.of(records, run)
+    recorded = runs.node_records(records)
+    node_ids = [node.id for node in plan.nodes]
+    steps = records.node_steps(run.run_id, node_ids)
     state = run.state.execution_state
     deadline = _deadline_exceeded(records, run) if state.is_terminal else None
+    lost = lost_worker(records, run) if deadline is None else None
     if deadline is not None:
         state = ExecutionState.FAILED
+    elif lost is not None and resume_cause(records, runs) is not None:
+        state = ExecutionState.PROCESSING  # its resume is on its way
+    if state.is_terminal and pending_attempt(store, run) is not None:
+        state = ExecutionState.PENDING  # retried: its next run is on its way
     nodes: dict[str, NodeStatus] = {}
     for node in plan.nodes:
         record = recorded.get(node.id)
@@ -230,9 +282,9 @@ def run_status(records: RunRecords, run: RunView, pricing: PricingTable | None =
         if record is not None:
             cost = 0.0 if record.state is NodeState.REUSED else record.cost_usd
             nodes[node.id] = NodeStatus(record.state, record.result, record.reused_from, cost)
-        elif step is NodeState.RUNNING and state is ExecutionState.PROCESSING:
+        elif step is NodeState.RUNNING and state is ExecutionState.PROCESSING and lost is None:
             nodes[node.id] = NodeStatus(NodeState.RUNNING)
-        elif step is NodeState.FAILED:
+        elif step is NodeState.FAILED or (step is NodeState.RUNNING and lost is not None and state.is_terminal):
             nodes[node.id] = NodeStatus(NodeState.FAILED)
         else:
             nodes[node.id] = NodeStatus(NodeState.SKIPPED if state.is_terminal else NodeState.PENDING)
@@ -240,6 +292,8 @@ def run_status(records: RunRecords, run: RunView, pricing: PricingTable | None =
     if deadline is not None:
         unfinished = [node.id for node in plan.nodes if steps.get(node.id) in (NodeState.RUNNING, NodeState.FAILED)]
         error = deadline_error(deadline, unfinished)
+    elif state is ExecutionState.FAILED and lost is not None:
+        error = lost_worker_error(lost, running_when_lost(records, run, node_ids), runs.resumes_in_a_row())
     elif state is ExecutionState.FAILED:
         error = records.failure_message(run.run_id)
     elif state is ExecutionState.CANCELED:
@@ -255,6 +309,14 @@ def run_status(records: RunRecords, run: RunView, pricing: PricingTable | None =
         trace_id=execution_context(run.tags.get(TRACEPARENT_TAG), run.execution_id).trace_id_hex,
         worker=run.tags.get(WORKER_TAG),
         saved_usd=_saved(plan, recorded, pricing),
+        attempts=_attempts(runs),
+    )
+
+
+def _attempts(runs: ExecutionRuns) -> tuple[AttemptStatus, ...]:
+    return tuple(
+        AttemptStatus(number, run.run_id, run.state.execution_state, run.tags.get(ATTEMPT_REASON_TAG))
+        for number, run in enumerate(runs.runs, start=1)
     )
 
 

@@ -15,14 +15,14 @@ through Dagster has no submission and is not listed: Dagster's own UI lists thos
 from __future__ import annotations
 
 from video_pipelines.errors import ExecutionNotFound, UsageError
-from video_pipelines.executions.lifecycle import cancel
+from video_pipelines.executions.lifecycle import cancel, retry
 from video_pipelines.executions.ownership import OPERATOR, Caller, execution_tenant
 from video_pipelines.executions.records import RunRecords
 from video_pipelines.executions.status import ExecutionStatus, execution_status, run_status, submission_status
 from video_pipelines.submissions import Submission, SubmissionStore
 from video_pipelines.vocabulary import ExecutionState
 
-__all__ = ["OPERATOR", "Caller", "cancel_for", "list_executions", "require_visible", "status_for"]
+__all__ = ["OPERATOR", "Caller", "cancel_for", "list_executions", "require_visible", "retry_for", "status_for"]
 
 MAX_PAGE = 100
 # Submissions read per query while a status filter skips the ones that do not match.
@@ -53,6 +53,12 @@ def cancel_for(caller: Caller, records: RunRecords, store: SubmissionStore, exec
     return cancel(records, store, execution_id)
 
 
+def retry_for(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
+    """Retry `execution_id` (see `lifecycle.retry`); ExecutionNotFound, and no change, if `caller` may not see it."""
+    _check_visible(caller, records, store, execution_id)
+    return retry(records, store, execution_id)
+
+
 def _wanted_state(status: str | None) -> ExecutionState | None:
     if status is None:
         return None
@@ -63,9 +69,9 @@ def _wanted_state(status: str | None) -> ExecutionState | None:
         raise UsageError(f"status must be one of {names}; got {status!r}") from None
 
 
-def _status_of(records: RunRecords, submission: Submission) -> ExecutionStatus:
+def _status_of(records: RunRecords, store: SubmissionStore, submission: Submission) -> ExecutionStatus:
     run = records.find_run(submission.execution_id)
-    return run_status(records, run) if run is not None else submission_status(submission)
+    return run_status(records, run, store=store) if run is not None else submission_status(submission)
 
 
 def list_executions(
@@ -95,7 +101,7 @@ def list_executions(
         for submission in submissions:
             if wanted is None and len(page) == limit:
                 return page, page[-1].execution_id
-            found = _status_of(records, submission)
+            found = _status_of(records, store, submission)
             if wanted is not None and found.state is not wanted:
                 continue
             if len(page) == limit:

@@ -14,7 +14,9 @@ four things are changed in this subclass:
 - dead workers: the upstream health check trusts the result backend, which still says
   STARTED for a task whose worker was SIGKILLed. Ours pings the worker that took the task
   (its node name and pid are in the STARTED meta) and fails the run, naming that worker,
-  after two unanswered pings in a row;
+  after two unanswered pings in a row. A run whose worker is gone, or whose child process
+  the worker saw die (`WorkerLostError`), is tagged `video/lost_worker` before it is failed:
+  the execution is then resumed (`executions.attempts`);
 - the result backend comes from `workers.WorkerSettings` and is never `rpc://`.
 """
 
@@ -27,6 +29,7 @@ from dataclasses import replace
 from typing import Any, Self
 
 import dagster as dg
+from billiard.exceptions import WorkerLostError  # type: ignore[import-untyped]
 from celery import Celery  # type: ignore[import-untyped]  # celery ships no types
 from dagster import Field, Noneable, StringSource
 from dagster._config import UserConfigSchema
@@ -39,6 +42,7 @@ from dagster_celery.make_app import make_app
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG, DAGSTER_CELERY_RUN_PRIORITY_TAG, DAGSTER_CELERY_TASK_ID_TAG
 from kombu.entity import Queue
 
+from video_pipelines.executions.records import LOST_WORKER_TAG
 from video_pipelines.workers import (
     AMQP_MAX_PRIORITY,
     BROKER_URL_ENV,
@@ -183,16 +187,20 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
                 message = self._watch.missed(run.run_id, worker)
                 if message is None:
                     return CheckRunHealthResult(WorkerStatus.RUNNING, f"{worker.describe()} missed a ping")
-                return self._fail(run, message)
+                return self._fail(run, message, lost=True)
         self._watch.forget(run.run_id)
         if result.state == "SUCCESS":
             return CheckRunHealthResult(WorkerStatus.SUCCESS)
         if result.state == "FAILURE":
             worker_name = result.worker or "its run worker"
-            return self._fail(run, f"the Celery task of the run failed on {worker_name}: {result.info!r}")
+            # The worker's main process saw the child running the run die (a signal, out of memory).
+            lost = isinstance(result.info, WorkerLostError)
+            return self._fail(run, f"the Celery task of the run failed on {worker_name}: {result.info!r}", lost=lost)
         return CheckRunHealthResult(WorkerStatus.UNKNOWN, f"Celery task state {result.state}")
 
-    def _fail(self, run: dg.DagsterRun, message: str) -> CheckRunHealthResult:
+    def _fail(self, run: dg.DagsterRun, message: str, *, lost: bool = False) -> CheckRunHealthResult:
+        if lost:  # tagged before the failure, so whoever reacts to the failure knows the execution is resumable
+            self._instance.add_run_tags(run.run_id, {LOST_WORKER_TAG: message})
         # Reported here, with our message alone: the monitoring daemon re-reads the run after this
         # check and leaves a run whose status changed alone, instead of failing it with a message that
         # wraps ours in the repr of this result. The failure is what status and the webhook show.

@@ -9,7 +9,7 @@ from video_pipelines.orchestration.io_managers import StepOutputs
 from video_pipelines.orchestration.job import execute_plan, head_starts
 from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
 from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy, SubmissionStoreResource
-from video_pipelines.orchestration.sensors import submitted_plans
+from video_pipelines.orchestration.sensors import resume_lost_runs, submitted_plans
 from video_pipelines.orchestration.webhook_sensors import (
     webhook_deliveries,
     webhook_on_canceled,
@@ -26,6 +26,7 @@ def build_definitions() -> dg.Definitions:
         assets=VIDEO_ASSET_SPECS,
         sensors=[
             submitted_plans,
+            resume_lost_runs,
             webhook_on_started,
             webhook_on_completed,
             webhook_on_failed,

@@ -24,6 +24,7 @@ import dagster as dg
 
 from video_pipelines.errors import PlanValidationError, TransientError, TransientStorageError, VideoPipelineError
 from video_pipelines.executions import EXECUTION_ID_TAG, MAX_LEVELS, PROVIDER_JOB_TAG_PREFIX, Admission, admit
+from video_pipelines.executions.attempts import ExecutionRuns, carry_completed
 from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.spending import check_spend_cap
 from video_pipelines.head_start import HeadStarts, Log, Work, await_result
@@ -231,18 +232,23 @@ def _invalid(description: str) -> dg.Failure:
     return dg.Failure(description=description, allow_retries=False)
 
 
-def _admit(context: dg.OpExecutionContext, config: PlanConfig) -> ResolvedPlan:
-    """Admit the plan against its base (if any) and log every reuse decision."""
+def _admit(context: dg.OpExecutionContext, config: PlanConfig, execution_id: str) -> ResolvedPlan:
+    """Admit the plan against its base (if any), carry what earlier runs of the execution completed, log decisions."""
+    records = DagsterRunRecords(context.instance)
     try:
-        admission: Admission = admit(config.to_wire(), DagsterRunRecords(context.instance))
+        admission: Admission = admit(config.to_wire(), records)
     except PlanValidationError as exc:
         raise _invalid("invalid plan:\n" + "\n".join(exc.problems)) from None
     if admission.resolved is None:
         raise _invalid(f"plan.baseExecutionId: {admission.base.reason}")
-    if admission.plan.base_execution_id is not None:
-        for decision in admission.resolved.decisions.values():
+    resolved = admission.resolved
+    earlier = [run for run in records.execution_runs(execution_id) if run.run_id != context.run_id]
+    if earlier:  # a resume, a retry or a re-execution: what an earlier run completed is not run again
+        resolved = carry_completed(resolved, ExecutionRuns(tuple(earlier)).node_records(records))
+    if admission.plan.base_execution_id is not None or earlier:
+        for decision in resolved.decisions.values():
             context.log.info(f"{decision.node_id}: {decision.action.value}: {decision.reason}")
-    return admission.resolved
+    return resolved
 
 
 @dg.op(
@@ -256,24 +262,28 @@ def plan(
 ) -> Iterator[dg.Output[PlanState] | dg.DynamicOutput[NodeTask]]:
     """Validate the execution plan, reuse what its base already made, and start the first nodes."""
     execution_id = _execution_id(context)
-    resolved = _admit(context, config)
+    resolved = _admit(context, config, execution_id)
     if (deadline := deadline_tags(resolved.plan.timeout_seconds)) and MAX_RUNTIME_TAG not in context.run.tags:
         context.instance.add_run_tags(context.run_id, deadline)  # launched from the UI: run monitoring reads it now
     parsed = resolved.plan
     for decision in resolved.reused:
         assert decision.result is not None
         node = parsed.node(decision.node_id)
+        computed = decision.carried_from_run is not None and decision.reused_from is None
         context.log_event(
             _materialization(
                 execution_id,
                 node,
                 resolved.lineage[node.id],
                 decision.result,
-                state=NodeState.REUSED,
+                # A node an earlier run of this execution computed stays completed (and paid for once, there).
+                state=NodeState.COMPLETED if computed else NodeState.REUSED,
                 reused_from=decision.reused_from,
+                cost_usd=decision.cost_usd,
+                carried_from_run=decision.carried_from_run,
             )
         )
-    trace_reused(context, execution_id, parsed, resolved.reused)
+    trace_reused(context, execution_id, parsed, [d for d in resolved.reused if d.carried_from_run is None])
     state = PlanState(execution_id, resolved, resolved.run_levels())
     context.log.info(
         f"execution {execution_id}: {len(parsed.nodes)} nodes, {len(resolved.reused)} reused, "
@@ -395,17 +405,21 @@ def _materialization(
     reused_from: str | None = None,
     cost_usd: float = 0.0,
     model: str | None = None,
+    carried_from_run: str | None = None,
 ) -> dg.AssetMaterialization:
     """The record of one node's video: what the catalog shows and what status and variants read."""
     return dg.AssetMaterialization(
         asset_key=asset_key_for(node.operation),
-        description=f"{node.id} of execution {execution_id}" + (f" (reused from {reused_from})" if reused_from else ""),
+        description=f"{node.id} of execution {execution_id}"
+        + (f" (reused from {reused_from})" if reused_from else "")
+        + (f" (completed by run {carried_from_run})" if carried_from_run else ""),
         metadata={
             "execution_id": execution_id,
             "node_id": node.id,
             "operation": node.operation.value,
             "status": state.value,
             "reused_from": reused_from or "",
+            "carried_from_run": carried_from_run or "",
             "lineage": lineage,
             "provider": provider or "",
             "model": model or "",

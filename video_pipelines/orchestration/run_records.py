@@ -6,6 +6,7 @@ from a side cache that could drift from them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ import dagster as dg
 from dagster._core.execution.stats import StepEventStatus
 
 from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
+from video_pipelines.executions.records import LOST_WORKER_TAG
 from video_pipelines.orchestration.state import mapping_key
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.vocabulary import NodeState
@@ -21,6 +23,12 @@ from video_pipelines.vocabulary import NodeState
 JOB_NAME = "execute_plan"
 _ENDED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 _RUNNING = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+# What Dagster's code server reports when the process of a run it launched died (dagster/_grpc/server.py
+# `_check_for_orphaned_runs`, dagster/_utils `get_run_crash_explanation`): "Run execution process for <run id>
+# was terminated by signal 9 (SIGKILL)." or "... unexpectedly exited with code N."
+_CRASHED_PROCESS = re.compile(
+    r"^Run execution process for \S+ (was terminated by signal \d+ \(\w+\)|unexpectedly exited with code -?\d+)"
+)
 
 
 def plan_of_run(run: dg.DagsterRun) -> dict[str, Any]:
@@ -57,6 +65,22 @@ class DagsterRunRecords:
         records = self.instance.get_run_records(filters=dg.RunsFilter(tags={EXECUTION_ID_TAG: execution_id}), limit=1)
         return run_view(records[0].dagster_run) if records else None
 
+    def execution_runs(self, execution_id: str) -> list[RunView]:
+        records = self.instance.get_run_records(filters=dg.RunsFilter(tags={EXECUTION_ID_TAG: execution_id}))
+        return [run_view(record.dagster_run) for record in reversed(records)]
+
+    def lost_worker(self, run: RunView) -> str | None:
+        if run.state is not RunState.FAILURE:
+            return None
+        if run.tags.get(LOST_WORKER_TAG):
+            return run.tags[LOST_WORKER_TAG]
+        kind = dg.DagsterEventType.ENGINE_EVENT
+        for record in self.instance.get_records_for_run(run.run_id, of_type=kind, limit=200, ascending=False).records:
+            match = _CRASHED_PROCESS.match(record.event_log_entry.message or "")
+            if match:
+                return f"the run worker process {match.group(1).removesuffix('.')}"
+        return None
+
     def node_records(self, run_id: str) -> dict[str, NodeRecord]:
         nodes: dict[str, NodeRecord] = {}
         kind = dg.DagsterEventType.ASSET_MATERIALIZATION
@@ -74,6 +98,7 @@ class DagsterRunRecords:
                 result=VideoResult.from_wire(metadata["result"]),  # type: ignore[arg-type]
                 reused_from=str(metadata["reused_from"]) if metadata.get("reused_from") else None,
                 cost_usd=float(metadata.get("cost_usd", 0.0)),  # type: ignore[arg-type]
+                run_id=run_id,
             )
         return nodes
 

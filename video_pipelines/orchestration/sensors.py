@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from video_pipelines.errors import PlanValidationError
+from video_pipelines.errors import ExecutionError, PlanValidationError
 from video_pipelines.executions import (
     BASE_EXECUTION_ID_TAG,
     EXECUTION_ID_TAG,
+    MAX_RUNTIME_TAG,
     TRACEPARENT_TAG,
     BaseReadiness,
     RunRecords,
@@ -26,12 +27,14 @@ from video_pipelines.executions import (
     enqueue_webhook,
     record_never_ran,
 )
+from video_pipelines.executions.attempts import ExecutionRuns, attempt_run_tags, request_resume
+from video_pipelines.executions.records import ATTEMPT_TAG, PREVIOUS_RUN_TAG
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.job import execute_plan
 from video_pipelines.orchestration.resources import SubmissionStoreResource
-from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
 from video_pipelines.plan import Plan
-from video_pipelines.submissions import DEFAULT_TENANT, Submission, SubmissionStore
+from video_pipelines.submissions import DEFAULT_TENANT, AttemptStore, RunAttempt, Submission, SubmissionStore
 from video_pipelines.webhooks import DeliveryOutbox
 
 log = logging.getLogger(__name__)
@@ -100,10 +103,62 @@ def _evaluate(submission: Submission, store: SubmissionStore, records: RunRecord
         tick.run_requests.append(run_request_for(submission, admission.plan))
 
 
+def attempt_run_request(attempt: RunAttempt, records: RunRecords) -> dg.RunRequest:
+    """The run of an execution's next attempt: the plan and execution tags of the run it follows, and its own."""
+    runs = records.execution_runs(attempt.execution_id)
+    previous = next((run for run in runs if run.run_id == attempt.previous_run_id), None)
+    if previous is None:
+        raise ExecutionError(f"run {attempt.previous_run_id}, which attempt {attempt.number} follows, does not exist")
+    completed = ExecutionRuns(tuple(runs)).node_records(records)
+    tags = {key: value for key, value in previous.tags.items() if key in _EXECUTION_TAGS}
+    tags.update(attempt_run_tags(attempt, previous, completed))
+    return dg.RunRequest(
+        run_key=f"{attempt.execution_id}:attempt-{attempt.number}",
+        run_config=dg.RunConfig(ops={"plan": PlanConfig.model_validate(dict(previous.plan))}),
+        tags=tags,
+    )
+
+
+# What a run of an execution carries on to its next attempt's run.
+_EXECUTION_TAGS = frozenset(
+    {EXECUTION_ID_TAG, BASE_EXECUTION_ID_TAG, TRACEPARENT_TAG, MAX_RUNTIME_TAG, "dagster/priority"}
+)
+
+
+def _evaluate_attempt(attempt: RunAttempt, attempts: AttemptStore, records: RunRecords, tick: SubmissionTick) -> None:
+    key = f"{attempt.execution_id}:attempt-{attempt.number}"
+    existing = next(
+        (
+            run
+            for run in records.execution_runs(attempt.execution_id)
+            if run.tags.get(ATTEMPT_TAG) == str(attempt.number)
+            and run.tags.get(PREVIOUS_RUN_TAG) == attempt.previous_run_id
+        ),
+        None,
+    )
+    if existing is not None:
+        attempts.mark_launched(attempt.execution_id, attempt.number, existing.run_id)
+        tick.launched[key] = existing.run_id
+        return
+    tick.run_requests.append(attempt_run_request(attempt, records))
+
+
 def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, limit: int = 100) -> SubmissionTick:
-    """Decide, for every pending submission, whether to launch, wait or reject it; records marks and rejections."""
+    """Decide, for every pending submission, whether to launch, wait or reject it; records marks and rejections.
+
+    Pending attempts (an execution resumed after a lost worker, or retried) are launched too.
+    """
     tick = SubmissionTick()
     records = DagsterRunRecords(instance)
+    attempts = AttemptStore(store)
+    for attempt in attempts.pending(limit):
+        try:
+            _evaluate_attempt(attempt, attempts, records, tick)
+        except Exception as exc:  # one broken attempt must never stop the others
+            log.exception(
+                "attempt %d of %s could not be evaluated; it stays pending", attempt.number, attempt.execution_id
+            )
+            tick.errors[f"{attempt.execution_id}:attempt-{attempt.number}"] = f"{type(exc).__name__}: {exc}"
     for submission in store.pending(limit):
         execution_id = submission.execution_id
         try:
@@ -162,3 +217,24 @@ def submitted_plans(context: dg.SensorEvaluationContext, submissions: Submission
     if tick.run_requests:
         return dg.SensorResult(run_requests=tick.run_requests)
     return dg.SensorResult(skip_reason=dg.SkipReason(f"nothing to launch: {tick.summary()}"))
+
+
+@dg.run_status_sensor(
+    name="resume_lost_runs",
+    run_status=dg.DagsterRunStatus.FAILURE,
+    monitored_jobs=[execute_plan],
+    minimum_interval_seconds=1,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def resume_lost_runs(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
+    """Resume an execution whose run worker was lost: a new run reuses what was done and resumes provider jobs."""
+    records = DagsterRunRecords(context.instance)
+    run = run_view(context.dagster_run)
+    attempt = request_resume(records, submissions.store(), run)
+    if attempt is None:
+        context.log.info(f"{run.execution_id}: run {run.run_id} failed; not a lost worker, or no resume left")
+        return
+    context.log.info(
+        f"{run.execution_id}: run {run.run_id} lost its worker ({records.lost_worker(run)}); "
+        f"attempt {attempt.number} will resume it"
+    )

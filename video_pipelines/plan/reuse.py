@@ -52,8 +52,11 @@ class NodeDecision:
     node_id: str
     action: Action
     reason: str
-    reused_from: str | None = None
+    reused_from: str | None = None  # the base execution the result comes from
     result: VideoResult | None = None
+    # A node an earlier run of the same execution completed: that run, and what its work cost there.
+    carried_from_run: str | None = None
+    cost_usd: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,241 @@
+"""An execution's attempts: its first run, and the runs that resume or retry it.
+
+An execution runs as one run of `execute_plan`, unless:
+
+- **its run worker is lost** (the process killed by a signal, out of memory, a machine gone):
+  that run fails and the execution is *resumed* automatically, as a new run of the same
+  execution id, up to `VIDEO_PIPELINES_MAX_RESUMES` times in a row (default 2). Meanwhile its
+  status stays `processing` and no end webhook is sent: only the final outcome is reported.
+  When the resumes run out, the error names what was lost and the node that was running.
+- **a user retries it** after it failed or was canceled (`video-pipelines retry`,
+  `POST /api/execute/{id}/retry`).
+
+Either way a pending attempt is recorded in the submission store (`AttemptStore`), and the
+plan sensor launches it as attempt n (run tags `video/attempt`, `video/attempt_reason`,
+`video/previous_run_id`) with the plan and tags of the run it follows. Its `plan` step
+*carries* every node an earlier run of the execution completed with the same lineage
+(`carry_completed`): recorded again in the new run as completed, with its original cost, and
+never run again. A resumed run also takes the provider-job ledger tags of the nodes that had
+not completed, so a prediction in flight when the worker died is resumed, not created (and
+paid for) a second time. A retry takes none: a retried node failed, and its provider job with it.
+
+Status reads every run of the execution (`ExecutionRuns`): node results of earlier runs count
+(a run re-executed from failure in the Dagster UI skips the steps that succeeded, whose
+records stay in the run before), and `attempts` lists the runs.
+
+Why not Dagster's run retries (`run_retries` in dagster.yaml)? Run monitoring fails a run
+past its deadline (`dagster/max_runtime`) just as it fails one whose worker died (no failure
+reason on either), so Dagster would retry an execution its deadline ended, with a new clock.
+And a Dagster re-execution is built from a code location, which the CLI and the HTTP API do
+not load; a sensor's run request is launched by the daemon, which has one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from video_pipelines.errors import ExecutionError, UsageError
+from video_pipelines.executions.records import (
+    ATTEMPT_REASON_TAG,
+    ATTEMPT_TAG,
+    PREVIOUS_RUN_TAG,
+    PROVIDER_JOB_TAG_PREFIX,
+    NodeRecord,
+    RunRecords,
+    RunState,
+    RunView,
+)
+from video_pipelines.plan.reuse import Action, NodeDecision, ResolvedPlan
+from video_pipelines.submissions import AttemptReason, AttemptState, AttemptStore, RunAttempt, SubmissionStore
+from video_pipelines.vocabulary import ExecutionState, NodeState
+
+MAX_RESUMES_ENV = "VIDEO_PIPELINES_MAX_RESUMES"
+DEFAULT_MAX_RESUMES = 2
+
+
+def max_resumes(environ: Mapping[str, str] | None = None) -> int:
+    """How many times in a row an execution is resumed after a lost worker (`$VIDEO_PIPELINES_MAX_RESUMES`)."""
+    value = ((os.environ if environ is None else environ).get(MAX_RESUMES_ENV) or "").strip()
+    if not value:
+        return DEFAULT_MAX_RESUMES
+    if not value.isdigit():
+        raise UsageError(f"{MAX_RESUMES_ENV} must be a whole number >= 0 (0: never resume); got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class ExecutionRuns:
+    """Every run of one execution, oldest first: its attempts (and runs re-executed from the Dagster UI)."""
+
+    runs: tuple[RunView, ...]
+
+    @classmethod
+    def of(cls, records: RunRecords, latest: RunView) -> ExecutionRuns:
+        """The runs of `latest`'s execution, ending with `latest` (the newest run, as `find_run` gives it)."""
+        earlier = [run for run in records.execution_runs(latest.execution_id) if run.run_id != latest.run_id]
+        return cls((*earlier, latest))
+
+    @property
+    def latest(self) -> RunView:
+        return self.runs[-1]
+
+    @property
+    def attempt(self) -> int:
+        """The latest run's attempt number: its place among the execution's runs, from 1."""
+        return len(self.runs)
+
+    def node_records(self, records: RunRecords) -> dict[str, NodeRecord]:
+        """The nodes with a video in any run of the execution; a later run's record wins."""
+        merged: dict[str, NodeRecord] = {}
+        for run in self.runs:
+            merged.update(records.node_records(run.run_id))
+        return merged
+
+    def resumes_in_a_row(self) -> int:
+        """How many of the latest runs, counting back, were automatic resumes."""
+        count = 0
+        for run in reversed(self.runs):
+            if run.tags.get(ATTEMPT_REASON_TAG) != AttemptReason.RESUME.value:
+                break
+            count += 1
+        return count
+
+
+def lost_worker(records: RunRecords, run: RunView) -> str | None:
+    """How `run`'s worker was lost, when that is why it failed (None for every other ending)."""
+    return records.lost_worker(run) if run.state is RunState.FAILURE else None
+
+
+def resume_cause(records: RunRecords, runs: ExecutionRuns, limit: int | None = None) -> str | None:
+    """Why the latest run is to be resumed (its lost worker), or None: it did not lose one, or no resume is left."""
+    cause = lost_worker(records, runs.latest)
+    if cause is None:
+        return None
+    return cause if runs.resumes_in_a_row() < (max_resumes() if limit is None else limit) else None
+
+
+def request_resume(records: RunRecords, store: SubmissionStore, run: RunView) -> RunAttempt | None:
+    """Record the resume of `run`'s execution when its worker was lost and resumes are left; idempotent."""
+    latest = records.find_run(run.execution_id)
+    if latest is None or latest.run_id != run.run_id:
+        return None  # a later run exists: this one was resumed, retried or re-executed already
+    runs = ExecutionRuns.of(records, run)
+    if resume_cause(records, runs) is None:
+        return None
+    attempt, _created = AttemptStore(store).request(
+        run.execution_id, runs.attempt + 1, AttemptReason.RESUME, previous_run_id=run.run_id
+    )
+    return attempt
+
+
+def request_retry(records: RunRecords, store: SubmissionStore, execution_id: str) -> RunAttempt:
+    """Record a retry of a failed or canceled execution (idempotent while it is pending); returns the attempt.
+
+    Raises ExecutionNotFound for an unknown id, and ExecutionError for an execution that has
+    no run (it was rejected or canceled before it ran: submit its plan again), or that is not
+    failed or canceled.
+    """
+    from video_pipelines.executions.status import execution_status  # status reads attempts too
+
+    status = execution_status(records, store, execution_id)
+    latest = records.find_run(execution_id)
+    if latest is None:
+        raise ExecutionError(
+            f"execution {execution_id} is {status.state.value} and never ran, so there is nothing to retry; "
+            "submit its plan again"
+        )
+    pending = next((a for a in AttemptStore(store).of_execution(execution_id) if a.state is AttemptState.PENDING), None)
+    if pending is not None:
+        return pending
+    if status.state not in (ExecutionState.FAILED, ExecutionState.CANCELED):
+        raise ExecutionError(
+            f"execution {execution_id} is {status.state.value}; only a failed or canceled execution can be retried"
+        )
+    runs = ExecutionRuns.of(records, latest)
+    attempt, _created = AttemptStore(store).request(
+        execution_id, runs.attempt + 1, AttemptReason.RETRY, previous_run_id=latest.run_id
+    )
+    return attempt
+
+
+def pending_attempt(store: SubmissionStore | None, run: RunView) -> RunAttempt | None:
+    """The attempt recorded to follow `run` that the plan sensor has not launched yet."""
+    if store is None:
+        return None
+    return next(
+        (
+            attempt
+            for attempt in AttemptStore(store).of_execution(run.execution_id)
+            if attempt.state is AttemptState.PENDING and attempt.previous_run_id == run.run_id
+        ),
+        None,
+    )
+
+
+def attempt_run_tags(attempt: RunAttempt, previous: RunView, completed: Mapping[str, NodeRecord]) -> dict[str, str]:
+    """The tags of the run that makes `attempt`, besides the execution's own: which attempt, and the ledger.
+
+    A resume takes the provider jobs `previous` remembered for the nodes no run completed,
+    so their steps resume those jobs instead of creating new ones.
+    """
+    tags = {
+        ATTEMPT_TAG: str(attempt.number),
+        ATTEMPT_REASON_TAG: attempt.reason.value,
+        PREVIOUS_RUN_TAG: previous.run_id,
+    }
+    if attempt.reason is AttemptReason.RESUME:
+        for key, value in previous.tags.items():
+            if key.startswith(PROVIDER_JOB_TAG_PREFIX) and key.removeprefix(PROVIDER_JOB_TAG_PREFIX) not in completed:
+                tags[key] = value
+    return tags
+
+
+def carry_completed(resolved: ResolvedPlan, earlier: Mapping[str, NodeRecord]) -> ResolvedPlan:
+    """`resolved` with every node to run that an earlier run completed with the same lineage taken from that run."""
+    decisions = dict(resolved.decisions)
+    for node in resolved.to_run:
+        record = earlier.get(node.id)
+        if record is None or record.lineage != resolved.lineage[node.id]:
+            continue
+        decisions[node.id] = NodeDecision(
+            node.id,
+            Action.REUSE,
+            f"completed by an earlier run of this execution ({record.run_id}): not run again",
+            reused_from=record.reused_from,
+            result=record.result,
+            carried_from_run=record.run_id,
+            cost_usd=record.cost_usd,
+        )
+    return replace(resolved, decisions=decisions)
+
+
+def running_when_lost(records: RunRecords, run: RunView, node_ids: Sequence[str]) -> list[str]:
+    """The nodes whose steps had started and not ended when `run` failed."""
+    steps = records.node_steps(run.run_id, node_ids)
+    return [node_id for node_id in node_ids if steps.get(node_id) is NodeState.RUNNING]
+
+
+def lost_worker_error(cause: str, running: Sequence[str], resumes: int) -> str:
+    """The error of an execution whose last run lost its worker with no resume left."""
+    where = f" while running node {', '.join(running)}" if running else ""
+    after = f" (resumed {resumes} time{'s' if resumes != 1 else ''} before; no resume left)" if resumes else ""
+    return f"run worker lost{where}: {cause}{after}"
+
+
+__all__ = [
+    "DEFAULT_MAX_RESUMES",
+    "MAX_RESUMES_ENV",
+    "ExecutionRuns",
+    "attempt_run_tags",
+    "carry_completed",
+    "lost_worker",
+    "lost_worker_error",
+    "max_resumes",
+    "pending_attempt",
+    "request_resume",
+    "request_retry",
+    "resume_cause",
+    "running_when_lost",
+]
