@@ -108,11 +108,6 @@ def test_a_lost_worker_is_resumable_and_a_plain_failure_is_not(records: MemoryRu
     assert resume_cause(records, ExecutionRuns.of(records, canceled)) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="request_resume does not check the deadline that run_status gives precedence: a deadline-ended run "
-    "that also reports a lost worker is resumed (attempts.lost_worker should return None past the deadline)",
-)
 def test_a_run_its_deadline_ended_is_not_resumed_even_if_its_worker_went_too(
     records: MemoryRunRecords, sqlite_store: SubmissionStore
 ) -> None:
@@ -192,6 +187,21 @@ def test_a_lost_run_waiting_for_its_resume_is_processing_without_an_error(
     assert status.nodes["gen"].state is NodeState.COMPLETED
     assert status.nodes["voice"].state is NodeState.PENDING  # it runs again in the resume
     assert not status.is_terminal and status.progress == 50
+
+
+@pytest.mark.parametrize("resume_recorded", [True, False])
+def test_a_cancel_while_a_lost_run_waits_for_its_resume_ends_it_canceled(
+    records: MemoryRunRecords, sqlite_store: SubmissionStore, resume_recorded: bool
+) -> None:
+    """Whether the resume sensor recorded the resume before the user's cancel or not, nothing is launched."""
+    run = lost_run(records, "run-1")
+    if resume_recorded:
+        request_resume(records, sqlite_store, run)
+    status = executions.cancel(records, sqlite_store, "exec_1")
+    assert (status.state, status.error) == (ExecutionState.CANCELED, "the execution was canceled")
+    assert request_resume(records, sqlite_store, run).state is AttemptState.CANCELED  # type: ignore[union-attr]
+    assert AttemptStore(sqlite_store).pending() == []
+    assert execution_status(records, sqlite_store, "exec_1").state is ExecutionState.CANCELED
 
 
 def test_a_lost_run_with_no_resume_left_fails_naming_the_node_and_the_cause(

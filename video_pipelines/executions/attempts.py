@@ -33,6 +33,7 @@ not load; a sensor's run request is launched by the daemon, which has one.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -40,6 +41,7 @@ from video_pipelines.errors import ExecutionError, UsageError
 from video_pipelines.executions.records import (
     ATTEMPT_REASON_TAG,
     ATTEMPT_TAG,
+    MAX_RUNTIME_TAG,
     PREVIOUS_RUN_TAG,
     PROVIDER_JOB_TAG_PREFIX,
     NodeRecord,
@@ -103,9 +105,32 @@ class ExecutionRuns:
         return count
 
 
+# What Dagster's run monitoring writes when it ends a run past its `dagster/max_runtime`
+# (dagster/_daemon/monitoring/run_monitoring.py `check_run_timeout`): "Canceling due to
+# exceeding maximum runtime of N seconds." on canceling, "Exceeded maximum runtime of N seconds." on failing.
+_MAX_RUNTIME_MESSAGE = re.compile(r"(?:exceeding|Exceeded) maximum runtime of (\d+) seconds")
+
+
+def deadline_exceeded(records: RunRecords, run: RunView) -> int | None:
+    """The deadline in seconds when run monitoring ended this run for passing it, else None."""
+    if MAX_RUNTIME_TAG not in run.tags:
+        return None  # no deadline: no need to read the run's events
+    for message in records.run_messages(run.run_id):
+        match = _MAX_RUNTIME_MESSAGE.search(message)
+        if match:
+            return int(match.group(1))
+    return None
+
+
 def lost_worker(records: RunRecords, run: RunView) -> str | None:
-    """How `run`'s worker was lost, when that is why it failed (None for every other ending)."""
-    return records.lost_worker(run) if run.state is RunState.FAILURE else None
+    """How `run`'s worker was lost, when that is why it failed (None for every other ending).
+
+    A run its deadline ended is not lost, whatever happened to its worker on the way: resuming
+    it would start the deadline's clock again.
+    """
+    if run.state is not RunState.FAILURE or deadline_exceeded(records, run) is not None:
+        return None
+    return records.lost_worker(run)
 
 
 def resume_cause(records: RunRecords, runs: ExecutionRuns, limit: int | None = None) -> str | None:
@@ -128,6 +153,31 @@ def request_resume(records: RunRecords, store: SubmissionStore, run: RunView) ->
         run.execution_id, runs.attempt + 1, AttemptReason.RESUME, previous_run_id=run.run_id
     )
     return attempt
+
+
+def stop_resume(records: RunRecords, store: SubmissionStore, execution_id: str) -> bool:
+    """Cancel the resume a lost run is waiting for (a user's cancel), before the resume sensor records it too.
+
+    The resume is recorded as canceled, so `request_resume` finds it and launches nothing, and
+    the execution ends `canceled`. True when a resume was stopped.
+    """
+    latest = records.find_run(execution_id)
+    if latest is None:
+        return False
+    runs = ExecutionRuns.of(records, latest)
+    if resume_cause(records, runs) is None:
+        return False
+    attempts = AttemptStore(store)
+    attempts.request(execution_id, runs.attempt + 1, AttemptReason.RESUME, previous_run_id=latest.run_id)
+    return attempts.cancel_pending(execution_id)
+
+
+def resume_canceled(store: SubmissionStore | None, runs: ExecutionRuns) -> bool:
+    """Whether the resume of the latest run was canceled by a user (`stop_resume`)."""
+    if store is None:
+        return False
+    attempt = AttemptStore(store).get(runs.latest.execution_id, runs.attempt + 1)
+    return attempt is not None and attempt.state is AttemptState.CANCELED
 
 
 def request_retry(records: RunRecords, store: SubmissionStore, execution_id: str) -> RunAttempt:

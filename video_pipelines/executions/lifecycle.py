@@ -11,7 +11,7 @@ variant must name a base of its own (`admission.check_base_owner`), checked at o
 from __future__ import annotations
 
 from video_pipelines.executions.admission import Admission, check_base_owner
-from video_pipelines.executions.attempts import request_retry
+from video_pipelines.executions.attempts import request_retry, stop_resume
 from video_pipelines.executions.notifications import enqueue_webhook
 from video_pipelines.executions.ownership import OPERATOR, Caller
 from video_pipelines.executions.records import RunRecords
@@ -74,7 +74,9 @@ def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> Ex
 
     A resume or retry recorded but not launched yet is canceled too, so the execution ends as its last run did.
     """
-    AttemptStore(store).cancel_pending(execution_id)
+    attempts = AttemptStore(store)
+    attempts.cancel_pending(execution_id)
+    stop_resume(records, store, execution_id)
     if store.cancel_pending(execution_id):
         # Canceled before it ran: its webhook says so (sent by the webhook_deliveries sensor).
         enqueue_webhook(records, store, DeliveryOutbox(store), execution_id)

@@ -32,7 +32,6 @@ run waits for its resume, or a retry waits for its run, the execution is `proces
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,15 +39,16 @@ from typing import Any
 from video_pipelines.errors import ExecutionError, ExecutionNotFound
 from video_pipelines.executions.attempts import (
     ExecutionRuns,
+    deadline_exceeded,
     lost_worker,
     lost_worker_error,
     pending_attempt,
+    resume_canceled,
     resume_cause,
     running_when_lost,
 )
 from video_pipelines.executions.records import (
     ATTEMPT_REASON_TAG,
-    MAX_RUNTIME_TAG,
     TRACEPARENT_TAG,
     WORKER_TAG,
     NodeRecord,
@@ -64,11 +64,6 @@ from video_pipelines.telemetry.trace_context import execution_context
 from video_pipelines.vocabulary import ExecutionState, NodeState
 
 CANCELED_ERROR = "the execution was canceled"
-
-# What Dagster's run monitoring writes when it ends a run past its `dagster/max_runtime`
-# (dagster/_daemon/monitoring/run_monitoring.py `check_run_timeout`): "Canceling due to
-# exceeding maximum runtime of N seconds." on canceling, "Exceeded maximum runtime of N seconds." on failing.
-_MAX_RUNTIME_MESSAGE = re.compile(r"(?:exceeding|Exceeded) maximum runtime of (\d+) seconds")
 
 
 def deadline_error(seconds: int, unfinished: list[str]) -> str:
@@ -267,12 +262,13 @@ def run_status(
     node_ids = [node.id for node in plan.nodes]
     steps = records.node_steps(run.run_id, node_ids)
     state = run.state.execution_state
-    deadline = _deadline_exceeded(records, run) if state.is_terminal else None
+    deadline = deadline_exceeded(records, run) if state.is_terminal else None
     lost = lost_worker(records, run) if deadline is None else None
     if deadline is not None:
         state = ExecutionState.FAILED
     elif lost is not None and resume_cause(records, runs) is not None:
-        state = ExecutionState.PROCESSING  # its resume is on its way
+        # Its resume is on its way, unless a user canceled the execution while it waited.
+        state = ExecutionState.CANCELED if resume_canceled(store, runs) else ExecutionState.PROCESSING
     if state.is_terminal and pending_attempt(store, run) is not None:
         state = ExecutionState.PENDING  # retried: its next run is on its way
     nodes: dict[str, NodeStatus] = {}
@@ -324,14 +320,3 @@ def _saved(plan: Plan, recorded: Mapping[str, NodeRecord], pricing: PricingTable
     if not any(record.state is NodeState.REUSED for record in recorded.values()):
         return 0.0
     return saved_usd(plan, recorded, pricing or PricingTable.from_env())
-
-
-def _deadline_exceeded(records: RunRecords, run: RunView) -> int | None:
-    """The deadline in seconds when run monitoring ended this run for passing it, else None."""
-    if MAX_RUNTIME_TAG not in run.tags:
-        return None  # no deadline: no need to read the run's events
-    for message in records.run_messages(run.run_id):
-        match = _MAX_RUNTIME_MESSAGE.search(message)
-        if match:
-            return int(match.group(1))
-    return None
