@@ -5,6 +5,8 @@
 - `api_keys` — `ApiKeys`: the HTTP API's keys, stored as SHA-256 hashes, each with its tenant.
 - `attempts` — `AttemptStore`: an execution's runs after its first one (resumed or retried),
   pending until launched.
+- `node_results` — `NodeResultIndex`: completed nodes' results by (tenant, lineage), reused by
+  later executions, and the claims that make two executions compute one lineage once.
 - `crypto` — webhook secrets encrypted at rest (Fernet) and where the key comes from.
 - `schema` — the tables and the versioned migration runner.
 - `errors` — `SubmissionStoreError` and `SecretKeyError`.
@@ -18,6 +20,7 @@ from video_pipelines.errors import SecretKeyError, SubmissionStoreError
 from video_pipelines.submissions.api_keys import ApiKey, ApiKeys, check_tenant
 from video_pipelines.submissions.attempts import AttemptReason, AttemptState, AttemptStore, RunAttempt
 from video_pipelines.submissions.crypto import KEY_FILE_NAME, SECRET_KEY_ENV
+from video_pipelines.submissions.node_results import CachedNode, NodeClaim, NodeResultIndex
 from video_pipelines.submissions.schema import DEFAULT_TENANT, SCHEMA_VERSION
 from video_pipelines.submissions.store import (
     DATABASE_FILE_NAME,
@@ -40,6 +43,9 @@ __all__ = [
     "AttemptReason",
     "AttemptState",
     "AttemptStore",
+    "CachedNode",
+    "NodeClaim",
+    "NodeResultIndex",
     "RunAttempt",
     "SecretKeyError",
     "Submission",

@@ -12,11 +12,12 @@ other and the later ones find nothing left to do:
 - SQLite: the write lock taken by `BEGIN IMMEDIATE` (see `store._sqlite_on_begin`).
 
 A step is frozen once released: it declares its tables in a function of its own
-(`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`, `_attempts_v4`) that no later
-change touches. The tables the store, the outbox, the API keys, the attempts and the
-metrics query are built from the newest declaration of each table; a step that changes a
-table declares its new shape in a function of its own and leaves the old declarations as
-they are. A change of schema is a new step with the next version.
+(`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`, `_attempts_v4`, `_node_results_v5`)
+that no later change touches. The tables the store, the outbox, the API keys, the attempts,
+the node result index and the metrics query are built from the newest declaration of each
+table; a step that changes a table declares its new shape in a function of its own and
+leaves the old declarations as they are. A change of schema is a new step with the next
+version.
 
 Step 3 changes two tables (a tenant per submission, idempotency keys unique per tenant;
 webhook events beyond the terminal one, one per node for node events). PostgreSQL alters
@@ -31,6 +32,18 @@ from 2, pending until the plan sensor launches it. Each attempt sends its own we
 a delivery carries the attempt it is for (`attempt`, 1 for every delivery made before) and
 is unique per (execution, event, node, attempt). PostgreSQL alters the deliveries in place;
 SQLite rebuilds them again (`_webhook_deliveries_v4`).
+
+Step 5 lets an execution reuse what an earlier execution of the same tenant computed: a node
+whose lineage (the hash of its operation, normalised params and upstream lineage, see
+`plan.lineage`) was computed before need not be computed again. `video_pipelines_node_results`
+holds the result of each completed lineage, one row per (tenant, lineage), the newest result
+winning; `video_pipelines_node_claims` holds the (tenant, lineage) pairs being computed right
+now, so that two executions needing one lineage at once compute it once (see `node_results`).
+Both are new tables, created as they are on both databases. The results are an index table
+of their own, keyed by (tenant, lineage), because the question "was this lineage computed?"
+is asked for every node of every execution: here it is one primary-key probe, O(log n) in the
+number of recorded lineages of all tenants, where finding it in Dagster's asset
+materializations would mean reading the event log, which grows with every run.
 """
 
 from __future__ import annotations
@@ -51,6 +64,8 @@ WEBHOOK_ATTEMPTS_TABLE = "video_pipelines_webhook_attempts"
 API_KEYS_TABLE = "video_pipelines_api_keys"
 COUNTERS_TABLE = "video_pipelines_counters"
 ATTEMPTS_TABLE = "video_pipelines_attempts"
+NODE_RESULTS_TABLE = "video_pipelines_node_results"
+NODE_CLAIMS_TABLE = "video_pipelines_node_claims"
 # The tenant of everything that no API key scoped: operator submissions, runs launched through Dagster's doors.
 DEFAULT_TENANT = "default"
 # The webhook events a delivery can be for (see `webhooks.payload.EVENTS`); frozen with step 3.
@@ -311,6 +326,43 @@ def _attempts_v4(metadata: sa.MetaData) -> sa.Table:
     return table
 
 
+def _node_results_v5(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """The node results and node claims tables migration 5 creates."""
+    timestamp = sa.DateTime(timezone=True)
+    results = sa.Table(
+        NODE_RESULTS_TABLE,
+        metadata,
+        # Reuse never crosses tenants: a tenant's lineage is found only under its own name.
+        sa.Column("tenant", sa.String(64), primary_key=True),
+        # The sha256 hex of the node's lineage (`plan.lineage`).
+        sa.Column("lineage", sa.String(64), primary_key=True),
+        # Where the result was computed: the execution, its plan node and the Dagster run.
+        sa.Column("execution_id", sa.String(64), nullable=False),
+        sa.Column("node_id", sa.Text, nullable=False),
+        sa.Column("operation", sa.String(32), nullable=False),
+        sa.Column("run_id", sa.Text, nullable=False),
+        # The video result's wire dict (`plan.results.VideoResult.to_wire`).
+        sa.Column("result", sa.JSON, nullable=False),
+        # What computing it cost, so a reuse can say what it saved.
+        sa.Column("cost_usd", sa.Float, nullable=False, server_default=sa.text("0")),
+        sa.Column("recorded_at", timestamp, nullable=False),
+        sa.CheckConstraint("cost_usd >= 0", name="ck_video_pipelines_node_results_cost_usd"),
+    )
+    claims = sa.Table(
+        NODE_CLAIMS_TABLE,
+        metadata,
+        # The primary key is what makes one claim per (tenant, lineage), also when processes race.
+        sa.Column("tenant", sa.String(64), primary_key=True),
+        sa.Column("lineage", sa.String(64), primary_key=True),
+        sa.Column("execution_id", sa.String(64), nullable=False),
+        # The holder: the run and the plan node computing the lineage.
+        sa.Column("node_id", sa.Text, nullable=False),
+        sa.Column("run_id", sa.Text, nullable=False),
+        sa.Column("claimed_at", timestamp, nullable=False),
+    )
+    return results, claims
+
+
 def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     """The API keys and counters tables migration 3 creates."""
     timestamp = sa.DateTime(timezone=True)
@@ -441,6 +493,12 @@ def _attempts_and_webhooks_per_attempt(connection: sa.Connection) -> None:
     metadata.create_all(connection)
 
 
+def _create_node_results(connection: sa.Connection) -> None:
+    metadata = sa.MetaData()
+    _node_results_v5(metadata)
+    metadata.create_all(connection)
+
+
 # The current shape of the tables, for queries (see the module docstring).
 submissions = _submissions_v3(_metadata)
 _, webhook_attempts = _webhook_tables_v2(sa.MetaData())
@@ -448,12 +506,14 @@ webhook_deliveries = _webhook_deliveries_v4(_metadata)
 webhook_attempts = webhook_attempts.to_metadata(_metadata)
 api_keys, counters = _tenancy_v3(_metadata)
 execution_attempts = _attempts_v4(_metadata)
+node_results, node_claims = _node_results_v5(_metadata)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "submissions table", _create_submissions),
     Migration(2, "webhook deliveries and attempts", _create_webhook_deliveries),
     Migration(3, "tenants, API keys, webhook events per node, counters", _tenancy_and_events),
     Migration(4, "execution attempts, webhook deliveries per attempt", _attempts_and_webhooks_per_attempt),
+    Migration(5, "node results by lineage, node claims", _create_node_results),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
