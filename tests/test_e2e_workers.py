@@ -48,12 +48,19 @@ HELD_PLAN = {"jobs": [{"id": "gen", "type": "generateVideo", "params": {"prompt"
 
 SLOW_PROMPT = "a slow scene"
 SLOW_SECONDS = 12.0
+SHARED_PROMPT = "one scene for two executions"
+SHARED_SECONDS = 8.0
 NEVER = 1e9  # seconds: a prediction that only a cancel ends
 
 
 @pytest.fixture(scope="module")
 def replicate(clip: bytes) -> Iterator[TimedReplicate]:
-    api = TimedReplicate(auth=f"Bearer {TOKEN}", output=clip, seconds=NEVER, seconds_for={SLOW_PROMPT: SLOW_SECONDS})
+    api = TimedReplicate(
+        auth=f"Bearer {TOKEN}",
+        output=clip,
+        seconds=NEVER,
+        seconds_for={SLOW_PROMPT: SLOW_SECONDS, SHARED_PROMPT: SHARED_SECONDS},
+    )
     api.start()
     yield api
     api.stop()
@@ -145,6 +152,32 @@ def test_cancel_ends_canceled_and_the_worker_stays_warm(
     assert parent_of(pid) == worker_pid
     again = client.wait(client.submit(local_plan(100), target=target), timeout=60, target=target)
     assert again["status"] == "completed"
+
+
+def test_two_executions_at_once_compute_a_shared_lineage_once(
+    deployment: DagsterDeployment, target: client.Deployment, replicate: TimedReplicate
+) -> None:
+    """Single-flight: both need the same remote generation; one creates it, the other waits and reuses it."""
+    plan = {
+        "jobs": [
+            {"id": "scene", "type": "generateVideo", "params": {"prompt": SHARED_PROMPT, "provider": "replicate"}},
+            {"id": "square", "type": "reframe", "params": {"aspectRatio": "1:1"}, "dependsOn": ["scene"]},
+        ]
+    }
+    first, second = (client.submit(plan, target=target) for _ in range(2))
+    finals = [client.wait(execution_id, timeout=120, target=target) for execution_id in (first, second)]
+    assert [final["status"] for final in finals] == ["completed", "completed"], (finals, deployment.log_tail())
+    assert list(replicate.prompts.values()).count(SHARED_PROMPT) == 1, replicate.prompts  # one create, one bill
+    # Both ran at once on the two workers: one computed, the other waited and took its result.
+    assert {final["worker"].split("-")[0] for final in finals} == {"w1", "w2"}, [f["worker"] for f in finals]
+    states = sorted(final["jobs"]["scene"]["status"] for final in finals)
+    assert states == ["completed", "reused"], finals
+    computed, reused = sorted(finals, key=lambda final: final["jobs"]["scene"]["status"])
+    assert reused["jobs"]["scene"]["reusedFrom"] == computed["executionId"]
+    assert reused["jobs"]["scene"]["result"]["sha256"] == computed["jobs"]["scene"]["result"]["sha256"]
+    assert reused["jobs"]["scene"]["cost"] == 0 and reused["savedUsd"] > 0, reused
+    # The node that reused its input still ran: reframe is local and its input is the same video.
+    assert reused["jobs"]["square"]["status"] in ("completed", "reused")
 
 
 RESUMED_PLAN = {

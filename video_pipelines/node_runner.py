@@ -77,6 +77,8 @@ class NodeRun:
     seconds: float
     cost_usd: float = 0.0
     model: str | None = None
+    # Not computed here: another execution's result of the same lineage (`executions.node_cache`).
+    reused_from: str | None = None
 
 
 def seed_for(params: GenerateVideoParams, lineage: str) -> int:

@@ -177,6 +177,7 @@ class JobDocument(_Wire):
     params: dict[str, Any] = Field(default_factory=dict)
     depends_on: list[str] = Field(default_factory=list)
     output: str | None = Field(default=None, examples=["$job1"])
+    cache: bool = Field(default=True, description="false: compute anew, never reuse an earlier result of its lineage")
 
 
 class PlanDocument(_Wire):
@@ -190,3 +191,6 @@ class PlanDocument(_Wire):
         default=None, description="refused at admission, and before a paid node, when its spend would exceed this"
     )
     timeout_seconds: int | None = Field(default=None, description="the whole execution's deadline, in seconds")
+    cache: bool = Field(
+        default=True, description="false: no node reuses an earlier execution's result of the same lineage"
+    )

@@ -40,6 +40,7 @@ class PlanNodeConfig(dg.Config):
     params: dict[str, Any] = Field(default_factory=dict)
     dependsOn: list[str] = Field(default_factory=list)
     output: str | None = None
+    cache: bool | None = Field(default=None, description="false: compute anew, never reuse an earlier result")
 
 
 class PlanConfig(dg.Config):
@@ -56,6 +57,9 @@ class PlanConfig(dg.Config):
         default=None,
         description="deadline of the whole execution; set the run tag dagster/max_runtime to the same value "
         "when launching from the UI (the submission sensor sets it)",
+    )
+    cache: bool | None = Field(
+        default=None, description="false: no node reuses an earlier execution's result of the same lineage"
     )
 
     def to_wire(self) -> dict[str, Any]:
@@ -74,6 +78,8 @@ class PlanConfig(dg.Config):
             wire["maxCostUsd"] = self.maxCostUsd
         if self.timeoutSeconds is not None:
             wire["timeoutSeconds"] = self.timeoutSeconds
+        if self.cache is not None:
+            wire["cache"] = self.cache
         return wire
 
     @classmethod
@@ -90,4 +96,6 @@ def _node_wire(node: PlanNodeConfig) -> dict[str, Any]:
         wire["operation"] = node.operation
     if node.output is not None:
         wire["output"] = node.output
+    if node.cache is not None:
+        wire["cache"] = node.cache
     return wire

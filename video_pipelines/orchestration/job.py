@@ -25,6 +25,7 @@ import dagster as dg
 from video_pipelines.errors import PlanValidationError, TransientError, TransientStorageError, VideoPipelineError
 from video_pipelines.executions import EXECUTION_ID_TAG, MAX_LEVELS, PROVIDER_JOB_TAG_PREFIX, Admission, admit
 from video_pipelines.executions.attempts import ExecutionRuns, carry_completed
+from video_pipelines.executions.node_cache import NodeWork, reuse_cached, single_flight
 from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.spending import check_spend_cap
 from video_pipelines.head_start import HeadStarts, Log, Work, await_result
@@ -35,16 +36,16 @@ from video_pipelines.orchestration.executor import in_process_or_multiprocess
 from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
 from video_pipelines.orchestration.provider_slots import DagsterProviderSlots
 from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy, SubmissionStoreResource
-from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
+from video_pipelines.orchestration.run_records import DagsterRunRecords, plan_of_run, run_view
 from video_pipelines.orchestration.state import NodeOutput, NodeTask, PlanState, step_key
 from video_pipelines.orchestration.traces import node_span, trace_reused
 from video_pipelines.plan import PlanNode
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan
-from video_pipelines.providers.http import Abandoned
+from video_pipelines.providers.http import Abandoned, sleep_interruptibly
 from video_pipelines.providers.slots import limiting_provider_jobs
 from video_pipelines.retrying import backoff_delay
-from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex, SubmissionStore
 from video_pipelines.telemetry.metrics import counting_provider_errors, observe_node_seconds
 from video_pipelines.vocabulary import NodeState
 
@@ -109,6 +110,7 @@ class RunNodes:
         self._env_lock = threading.Lock()  # the threads of nodes started ahead ask for it too
         self.tags_lock = threading.Lock()  # see RunTagLedger
         self.started = HeadStarts()
+        self._tenants: dict[str, str] = {}
 
     def env(self) -> NodeEnvironment:
         with self._env_lock:
@@ -118,6 +120,13 @@ class RunNodes:
 
     def store(self) -> SubmissionStore:
         return self._store()
+
+    def tenant(self, execution_id: str) -> str:
+        """The tenant whose node-result index the execution's nodes use (`DEFAULT_TENANT` for a direct launch)."""
+        if execution_id not in self._tenants:
+            submission = self.store().get(execution_id)
+            self._tenants[execution_id] = submission.tenant if submission is not None else DEFAULT_TENANT
+        return self._tenants[execution_id]
 
 
 @dg.resource(
@@ -180,7 +189,7 @@ def _node_work(
     """
     node = task.node
 
-    def work(log: Log, warn: Log) -> NodeRun:
+    def compute(log: Log, warn: Log) -> NodeRun:
         # Before anything starts at the provider: a paid node past the plan's maxCostUsd fails here.
         check_spend_cap(
             DagsterRunRecords(instance),
@@ -208,7 +217,32 @@ def _node_work(
             span.ran(result)
         return result
 
+    def work(log: Log, warn: Log) -> NodeRun:
+        # Computed once over every execution of the tenant that needs this lineage now (executions.node_cache).
+        flight = NodeWork(
+            tenant=nodes.tenant(task.execution_id),
+            lineage=task.lineage,
+            execution_id=task.execution_id,
+            node_id=node.id,
+            operation=node.operation.value,
+            run_id=run.run_id,
+            cache=node.cache and plan_of_run(run).get("cache", True) is not False,  # the node's and the plan's
+        )
+        return single_flight(
+            NodeResultIndex(nodes.store()),
+            flight,
+            lambda: compute(log, warn),
+            run_has_ended=lambda run_id: _run_has_ended(instance, run_id),
+            log=log,
+            sleep=sleep_interruptibly,
+        )
+
     return work
+
+
+def _run_has_ended(instance: dg.DagsterInstance, run_id: str) -> bool:
+    run = instance.get_run_by_id(run_id)
+    return run is None or run.is_finished
 
 
 def _start_ready(
@@ -232,8 +266,8 @@ def _invalid(description: str) -> dg.Failure:
     return dg.Failure(description=description, allow_retries=False)
 
 
-def _admit(context: dg.OpExecutionContext, config: PlanConfig, execution_id: str) -> ResolvedPlan:
-    """Admit the plan against its base (if any), carry what earlier runs of the execution completed, log decisions."""
+def _admit(context: dg.OpExecutionContext, config: PlanConfig, execution_id: str, nodes: RunNodes) -> ResolvedPlan:
+    """Admit the plan: its base (if any), what earlier runs of the execution completed, what earlier executions did."""
     records = DagsterRunRecords(context.instance)
     try:
         admission: Admission = admit(config.to_wire(), records)
@@ -245,7 +279,9 @@ def _admit(context: dg.OpExecutionContext, config: PlanConfig, execution_id: str
     earlier = [run for run in records.execution_runs(execution_id) if run.run_id != context.run_id]
     if earlier:  # a resume, a retry or a re-execution: what an earlier run completed is not run again
         resolved = carry_completed(resolved, ExecutionRuns(tuple(earlier)).node_records(records))
-    if admission.plan.base_execution_id is not None or earlier:
+    to_run = len(resolved.to_run)
+    resolved = reuse_cached(resolved, NodeResultIndex(nodes.store()), nodes.tenant(execution_id), execution_id)
+    if admission.plan.base_execution_id is not None or earlier or len(resolved.to_run) < to_run:
         for decision in resolved.decisions.values():
             context.log.info(f"{decision.node_id}: {decision.action.value}: {decision.reason}")
     return resolved
@@ -262,7 +298,7 @@ def plan(
 ) -> Iterator[dg.Output[PlanState] | dg.DynamicOutput[NodeTask]]:
     """Validate the execution plan, reuse what its base already made, and start the first nodes."""
     execution_id = _execution_id(context)
-    resolved = _admit(context, config, execution_id)
+    resolved = _admit(context, config, execution_id, head_starts)
     if (deadline := deadline_tags(resolved.plan.timeout_seconds)) and MAX_RUNTIME_TAG not in context.run.tags:
         context.instance.add_run_tags(context.run_id, deadline)  # launched from the UI: run monitoring reads it now
     parsed = resolved.plan
@@ -353,14 +389,18 @@ def run_plan_node(
             node,
             task.lineage,
             result,
-            state=NodeState.COMPLETED,
+            state=NodeState.COMPLETED if run.reused_from is None else NodeState.REUSED,
             provider=run.provider,
             seconds=run.seconds,
             cost_usd=run.cost_usd,
             model=run.model,
+            reused_from=run.reused_from,
         )
     )
-    observe_node_seconds(head_starts.store(), node.operation.value, run.provider, run.seconds, warn=context.log.warning)
+    if run.reused_from is None:
+        observe_node_seconds(
+            head_starts.store(), node.operation.value, run.provider, run.seconds, warn=context.log.warning
+        )
     context.log.info(f"{node.id}: {result.duration}s {result.width}x{result.height} -> {result.url}")
     return NodeOutput(node.id, result)
 

@@ -26,8 +26,8 @@ REMOTE_OPERATIONS = (Operation.GENERATE_VIDEO, Operation.LIP_SYNC)
 
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PLAN_KEYS = {"jobs", "baseExecutionId", "webhook", "priority", "maxCostUsd", "timeoutSeconds"}
-_JOB_KEYS = {"id", "type", "operation", "params", "dependsOn", "output"}
+_PLAN_KEYS = {"jobs", "baseExecutionId", "webhook", "priority", "maxCostUsd", "timeoutSeconds", "cache"}
+_JOB_KEYS = {"id", "type", "operation", "params", "dependsOn", "output", "cache"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class PlanNode:
     operation: Operation
     params: dict[str, Any]  # as given, `{{refs}}` intact
     depends_on: tuple[str, ...] = ()
+    # False: never reuse an earlier execution's result of the same lineage (a fresh take of a non-deterministic model).
+    cache: bool = True
 
     @property
     def consumes_inputs(self) -> bool:
@@ -65,6 +67,8 @@ class PlanNode:
         wire: dict[str, Any] = {"id": self.id, "type": self.operation.value, "params": self.params}
         if self.depends_on:
             wire["dependsOn"] = list(self.depends_on)
+        if not self.cache:
+            wire["cache"] = False
         return wire
 
 
@@ -76,6 +80,11 @@ class Plan:
     priority: Priority = Priority.NORMAL
     max_cost_usd: float | None = None  # the spend cap, checked at admission and before each paid node
     timeout_seconds: int | None = None  # the whole execution's deadline (Dagster's `dagster/max_runtime`)
+    cache: bool = True  # False: no node of this plan reuses an earlier execution's result by lineage
+
+    def caches(self, node: PlanNode) -> bool:
+        """Whether `node` may take an earlier execution's result of its lineage (neither it nor the plan opts out)."""
+        return self.cache and node.cache
 
     @cached_property
     def by_id(self) -> dict[str, PlanNode]:
@@ -104,6 +113,8 @@ class Plan:
             wire["maxCostUsd"] = self.max_cost_usd
         if self.timeout_seconds is not None:
             wire["timeoutSeconds"] = self.timeout_seconds
+        if not self.cache:
+            wire["cache"] = False
         return wire
 
 
@@ -147,6 +158,7 @@ def parse_plan(
     priority = _parse_priority(data.get("priority"), problems)
     max_cost_usd = _parse_max_cost(data.get("maxCostUsd"), problems)
     timeout_seconds = _parse_timeout(data.get("timeoutSeconds"), problems)
+    cache = _parse_cache(data.get("cache"), "plan.cache", problems)
 
     jobs = data.get("jobs")
     if not isinstance(jobs, list):
@@ -160,7 +172,7 @@ def parse_plan(
     if problems:
         raise PlanValidationError(problems)
 
-    plan = Plan(tuple(nodes), base_execution_id, webhook, priority, max_cost_usd, timeout_seconds)
+    plan = Plan(tuple(nodes), base_execution_id, webhook, priority, max_cost_usd, timeout_seconds, cache)
     _check_dependencies(plan, external_nodes, problems)
     if problems:
         raise PlanValidationError(problems)
@@ -337,7 +349,18 @@ def _parse_node(index: int, raw: Any, problems: list[str]) -> PlanNode | None:
     output = raw.get("output")
     if output is not None and output != f"${node_id}":
         problems.append(f"{node_id}.output: must be '${node_id}' (got {output!r})")
-    return PlanNode(node_id, operation, dict(params), tuple(depends_on))
+    cache = _parse_cache(raw.get("cache"), f"{node_id}.cache", problems)
+    return PlanNode(node_id, operation, dict(params), tuple(depends_on), cache)
+
+
+def _parse_cache(value: object, where: str, problems: list[str]) -> bool:
+    """`cache`: true (the default) or false; anything else is a problem of `where`."""
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        problems.append(f"{where}: must be true or false (false: compute it anew, never reuse an earlier result)")
+        return True
+    return value
 
 
 def _check_inputs(node: PlanNode, has_base: bool, problems: list[str]) -> None:
