@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from video_pipelines.errors import SubmissionStoreError
 from video_pipelines.submissions.schema import execution_attempts
 from video_pipelines.submissions.store import SubmissionStore
-from video_pipelines.submissions.timestamps import as_utc, required_utc
+from video_pipelines.submissions.timestamps import as_utc, moment, required_utc
 
 # Attempt 1 is the execution's first run, which is not stored here.
 _FIRST_STORED_ATTEMPT: Final = 2
@@ -71,11 +71,7 @@ class RunAttempt:
 
 
 def _moment(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None:
-        raise SubmissionStoreError("`now` must be timezone-aware (UTC), not a naive datetime")
-    return now.astimezone(UTC)
+    return moment(now, SubmissionStoreError)
 
 
 def _attempt(row: sa.RowMapping) -> RunAttempt:

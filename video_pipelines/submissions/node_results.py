@@ -40,7 +40,7 @@ import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -49,7 +49,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from video_pipelines.errors import SubmissionStoreError
 from video_pipelines.submissions.schema import node_claims, node_results
 from video_pipelines.submissions.store import SubmissionStore
-from video_pipelines.submissions.timestamps import required_utc
+from video_pipelines.submissions.timestamps import moment, required_utc
 
 _LINEAGE_PATTERN: Final = re.compile(r"[0-9a-f]{64}")
 _MAX_TENANT_LENGTH: Final = 64
@@ -92,11 +92,7 @@ class NodeClaim:
 
 
 def _moment(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None:
-        raise SubmissionStoreError("`now` must be timezone-aware (UTC), not a naive datetime")
-    return now.astimezone(UTC)
+    return moment(now, SubmissionStoreError)
 
 
 def _check_tenant(tenant: str) -> None:

@@ -5,6 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
+def moment(now: datetime | None, error: type[Exception]) -> datetime:
+    """`now` as aware UTC (the current time when None); `error` for a naive datetime, whose zone is unknown."""
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        raise error("`now` must be timezone-aware (UTC), not a naive datetime")
+    return now.astimezone(UTC)
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     # SQLite keeps no offset (only UTC is ever written); PostgreSQL answers in the session's time zone.
     if value is None:

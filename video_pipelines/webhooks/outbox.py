@@ -62,7 +62,7 @@ import math
 import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -72,7 +72,7 @@ from video_pipelines.plan.model import NODE_ID_PATTERN
 from video_pipelines.retrying import jittered
 from video_pipelines.submissions.schema import migrate, webhook_attempts, webhook_deliveries
 from video_pipelines.submissions.store import SubmissionStore
-from video_pipelines.submissions.timestamps import as_utc, required_utc
+from video_pipelines.submissions.timestamps import as_utc, moment, required_utc
 from video_pipelines.vocabulary import WebhookEvent
 from video_pipelines.webhooks.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
 from video_pipelines.webhooks.payload import EVENTS
@@ -186,11 +186,7 @@ def execution_of_webhook(webhook_id: str) -> str | None:
 
 
 def _moment(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None:
-        raise WebhookError("`now` must be timezone-aware (UTC), not a naive datetime")
-    return now.astimezone(UTC)
+    return moment(now, WebhookError)
 
 
 def _delivery(row: sa.RowMapping) -> Delivery:
