@@ -254,3 +254,25 @@ def test_a_run_re_executed_from_failure_completes_its_execution(
     assert execution_status(records, None, execution_id).state is status.state  # without the store too
     latest = records.find_run(execution_id)
     assert latest is not None and latest.state is RunState.SUCCESS
+
+
+def test_a_run_whose_process_the_code_server_saw_die_counts_as_a_lost_worker(dagster_home: Path) -> None:
+    """The default launcher's way of losing a run: Dagster's code server reports its process's crash, then fails it."""
+    from dagster._utils import get_run_crash_explanation
+
+    with dg.DagsterInstance.get() as instance:
+        records = DagsterRunRecords(instance)
+        failed = execute_plan_job().execute_in_process(
+            run_config={"ops": {"plan": {"config": {"jobs": []}}}}, instance=instance, raise_on_error=False
+        )
+        plain = records.find_run(failed.run_id)
+        assert plain is not None and plain.state is RunState.FAILURE
+        assert records.lost_worker(plain) is None  # an invalid plan is no lost worker
+
+        run = instance.get_run_by_id(failed.run_id)
+        assert run is not None
+        explanation = get_run_crash_explanation(prefix=f"Run execution process for {run.run_id}", exit_code=-9)
+        instance.report_engine_event(explanation, run)
+        lost = records.find_run(failed.run_id)
+        assert lost is not None
+        assert records.lost_worker(lost) == "the run worker process was terminated by signal 9 (SIGKILL)"
