@@ -9,12 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from video_pipelines.instance import render_instance_yaml
+from video_pipelines.client import with_ui_link
+from video_pipelines.instance import describe_instance, render_instance_yaml
 
 from .media import local_path_of
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "video_pipelines" / "examples"
+
+
+def local_env(**extra: str) -> dict[str, str]:
+    """This environment without any deployment setting: the CLI's choice is then `./.dagster_home`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_HOME", "VIDEO_PIPELINES_"))}
+    return {**env, **extra}
 
 
 def cli(
@@ -67,10 +74,14 @@ def test_validate_estimates_remote_costs() -> None:
     assert report["costUnknown"] is False
 
 
-def test_validate_a_dependent_plan_against_a_base() -> None:
+def test_validate_a_dependent_plan_against_a_base(tmp_path: Path) -> None:
     done = cli("validate", str(EXAMPLES / "spanish_dependent.json"))
     assert done.returncode == 2 and "job1.dependsOn: lipSync takes exactly 1 input video, got 0" in done.stderr
-    assert cli("validate", "--base-execution-id", "exec_base", str(EXAMPLES / "spanish_dependent.json")).returncode == 0
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**local_env(), "DAGSTER_HOME": str(home)}
+    done = cli("validate", "--base-execution-id", "exec_base", str(EXAMPLES / "spanish_dependent.json"), env=env)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize(
@@ -94,8 +105,7 @@ def test_validate_missing_file() -> None:
 
 
 def test_demo_runs_the_product_demo_on_embedded_defaults(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_HOME", "VIDEO_PIPELINES_"))}
-    done = cli("demo", cwd=tmp_path, env=env)
+    done = cli("demo", cwd=tmp_path, env=local_env())
     assert done.returncode == 0, done.stderr[-3000:]
     base, french, spanish = json.loads(done.stdout)
     assert [r["status"] for r in (base, french, spanish)] == ["completed"] * 3
@@ -149,3 +159,69 @@ print(len(passes))
 def test_daemon_passes_dagster_daemon_options_on() -> None:
     done = subprocess.run(["video-pipelines", "daemon", "--bogus-option"], capture_output=True, text=True)
     assert done.returncode == 2 and "No such option '--bogus-option'" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "exec_x"],
+        ["cancel", "exec_x"],
+        ["retry", "exec_x"],
+        ["deliveries", "exec_x"],
+        ["deliveries", "redeliver", "msg_exec_x_completed"],
+        ["validate", "--base-execution-id", "exec_x", str(EXAMPLES / "spanish_dependent.json")],
+    ],
+)
+def test_commands_on_an_existing_execution_never_make_an_instance(tmp_path: Path, args: list[str]) -> None:
+    done = cli(*args, cwd=tmp_path, env=local_env())
+    home = tmp_path / ".dagster_home"
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"error: no Dagster instance at {home}: set DAGSTER_HOME to the deployment's instance folder "
+        "(or VIDEO_PIPELINES_API_URL and VIDEO_PIPELINES_API_KEY to use its HTTP API)\n"
+    )
+    assert not home.exists()
+
+
+def test_submit_and_status_say_which_instance(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = local_env(DAGSTER_HOME=str(home), VIDEO_PIPELINES_UI_URL="http://127.0.0.1:3000/")
+    no_daemon = (
+        f"warning: no daemon is running for the instance at {home}: the submission stays pending until one runs "
+        "(`video-pipelines dev` or `video-pipelines daemon`)"
+    )
+    done = cli("submit", str(EXAMPLES / "product_demo.json"), cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        f"warning: no Dagster instance at {home}; created a new one. Set DAGSTER_HOME to use an existing deployment.",
+        no_daemon,
+    ]
+    execution_id = json.loads(done.stdout)["executionId"]  # stdout is the answer alone
+    assert (home / "dagster.yaml").is_file() and not (tmp_path / ".dagster_home").exists()
+
+    again = cli("submit", str(EXAMPLES / "product_demo.json"), cwd=tmp_path, env=env)
+    assert again.returncode == 0 and again.stderr.splitlines() == [no_daemon]
+
+    done = cli("status", execution_id, cwd=tmp_path, env=env)
+    assert done.returncode == 0 and done.stderr == ""
+    status = json.loads(done.stdout)
+    assert status["status"] == "pending" and "uiUrl" not in status  # no run yet: nothing to link to
+
+    done = cli("status", "exec_missing", cwd=tmp_path, env=env)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"error: no execution exec_missing in the instance at {home}\n"
+
+
+def test_status_links_the_run_in_the_ui(monkeypatch: pytest.MonkeyPatch) -> None:
+    document = {"executionId": "exec_1", "status": "running", "runId": "abc-123"}
+    assert with_ui_link(document) == document  # no UI URL known
+    monkeypatch.setenv("VIDEO_PIPELINES_UI_URL", "https://dagster.example.com/")
+    assert with_ui_link(document) == {**document, "uiUrl": "https://dagster.example.com/runs/abc-123"}
+    assert with_ui_link({**document, "runId": None}) == {**document, "runId": None}
+
+
+def test_instance_messages_never_show_the_database_password(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("VIDEO_PIPELINES_DATABASE_URL", "postgresql://video:s3cret@db.example:5432/vp?sslmode=require")
+    where = describe_instance(tmp_path)
+    assert where == f"the instance at {tmp_path} (database postgresql://db.example:5432/vp)"
+    assert "s3cret" not in where

@@ -1,6 +1,15 @@
 """The `video-pipelines` command line (SPEC section 4).
 
-Invalid input exits 2 with the message on stderr, never a traceback.
+Invalid input exits 2 with the message on stderr, never a traceback. Stdout carries only the
+command's answer (JSON, or `validate`'s report); warnings go to stderr.
+
+Every command uses the deployment of the environment (`client.connect`): the HTTP API when
+$VIDEO_PIPELINES_API_URL is set, else the instance of $DAGSTER_HOME (default `./.dagster_home`
+of the current directory), and says which when it matters. A command that reads or changes an
+existing execution (`status`, `cancel`, `retry`, `deliveries`, `validate --base-execution-id`)
+never makes an instance: where there is none it fails with the folder it looked in. `submit`
+and `api-keys` make one with a warning, and `submit` warns when no daemon of that instance is
+running (the submission would stay pending).
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ def _validate(args: argparse.Namespace) -> int:
         # Only a variant needs the deployment: its base is read from the runs there.
         from video_pipelines import client
 
-        with client.deployment() as target:
+        with client.deployment(create=False) as target:
             admission = admit(data, target.records, target.store)
     report = validation_report(admission, PricingTable.from_env())
     if args.json:
@@ -67,11 +76,21 @@ def _print_json(document: Any) -> None:
     print(json.dumps(document, indent=2, ensure_ascii=False))
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _warn_new_instance(home: Path) -> None:
+    _warn(f"no Dagster instance at {home}; created a new one. Set DAGSTER_HOME to use an existing deployment.")
+
+
 def _submit(args: argparse.Namespace) -> int:
     from video_pipelines import client
 
     plan = _read_plan(args.plan)
-    with client.connect() as target:
+    with client.connect(create=True) as target:
+        if isinstance(target, client.Deployment) and target.created:
+            _warn_new_instance(target.home)
         execution_id = client.submit(
             plan,
             base_execution_id=args.base_execution_id,
@@ -81,6 +100,12 @@ def _submit(args: argparse.Namespace) -> int:
             idempotency_key=args.idempotency_key,
             target=target,
         )
+        # Over the API, its /health says whether its daemon runs; locally nothing else would tell.
+        if isinstance(target, client.Deployment) and target.daemon_problem() is not None:
+            _warn(
+                f"no daemon is running for {target.where}: the submission stays pending until one runs "
+                "(`video-pipelines dev` or `video-pipelines daemon`)"
+            )
         if not args.wait:
             _print_json({"executionId": execution_id})
             return 0
@@ -125,10 +150,13 @@ def _deliveries(args: argparse.Namespace) -> int:
 
 def _api_keys(args: argparse.Namespace) -> int:
     # Always the local deployment's store: making keys is an operator's act, never one over the API.
-    from video_pipelines.instance import prepare_dagster_home
+    from video_pipelines.instance import dagster_home_path, is_new_instance, prepare_dagster_home
     from video_pipelines.submissions import DEFAULT_TENANT, ApiKeys, SubmissionStore
 
-    with SubmissionStore.from_env(prepare_dagster_home()) as store:
+    home = dagster_home_path()
+    if is_new_instance(home):
+        _warn_new_instance(home)
+    with SubmissionStore.from_env(prepare_dagster_home(home)) as store:
         keys = ApiKeys(store)
         match args.action:
             case "create":

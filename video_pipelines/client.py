@@ -10,16 +10,30 @@ tenant, and this machine needs neither Dagster nor the database: both are import
 a local deployment. Otherwise they use the local deployment as an operator (every tenant):
 `DAGSTER_HOME` (default `./.dagster_home`) and `VIDEO_PIPELINES_DATABASE_URL` (default SQLite
 in DAGSTER_HOME).
+
+Where they look is part of what they say. A call that only reads or changes an existing
+execution (`status`, `cancel`, `retry`, `deliveries`, `redeliver`, `wait`) never makes an
+instance: with no instance where the environment points it raises a `UsageError` naming the
+folder, instead of leaving an empty `.dagster_home` behind and answering "no execution".
+`submit` makes one when there is none (`Deployment.created` says so). Locally, an
+`ExecutionNotFound` names the instance it looked in ("no execution X in the instance at /abs").
+
+`status` adds one field to the status document when $VIDEO_PIPELINES_UI_URL (the Dagster
+webserver, e.g. http://127.0.0.1:3000) is set and the execution has a run: `uiUrl`, the run's
+page in the Dagster UI (`<VIDEO_PIPELINES_UI_URL>/runs/<runId>`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from video_pipelines.api_client import ApiClient, poll_until_ended
+from video_pipelines.api_client import API_KEY_ENV, API_URL_ENV, ApiClient, poll_until_ended
+from video_pipelines.errors import ExecutionNotFound, UsageError
 from video_pipelines.plan.overrides import apply_overrides
 
 if TYPE_CHECKING:
@@ -30,13 +44,36 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+UI_URL_ENV = "VIDEO_PIPELINES_UI_URL"
+
 
 @dataclass
 class Deployment:
-    """The Dagster instance and submission store a client talks to."""
+    """The Dagster instance and submission store a client talks to; `home` is its DAGSTER_HOME,
+    and `created` says that the folder was made for this deployment (a new, empty instance)."""
 
     instance: dg.DagsterInstance
     store: SubmissionStore
+    home: Path
+    created: bool = False
+
+    @property
+    def where(self) -> str:
+        """The instance for messages: `the instance at /abs/.dagster_home` (and its database, redacted)."""
+        from video_pipelines.instance import describe_instance
+
+        return describe_instance(self.home)
+
+    def daemon_problem(self) -> str | None:
+        """Why no daemon would launch this deployment's submissions, as `/health` sees it; None when one beats."""
+        from video_pipelines.api.health import CheckFailed, check_daemon
+        from video_pipelines.api.settings import ApiSettings
+
+        try:
+            check_daemon(self.instance, ApiSettings.daemon_max_age_seconds)
+        except CheckFailed as exc:
+            return str(exc)
+        return None
 
     @property
     def records(self) -> DagsterRunRecords:
@@ -50,42 +87,75 @@ Target: TypeAlias = "Deployment | ApiClient"
 
 
 @contextmanager
-def deployment() -> Iterator[Deployment]:
-    """The deployment of the environment (prepares the embedded default when nothing is configured)."""
+def deployment(*, create: bool = True) -> Iterator[Deployment]:
+    """The deployment of the environment (prepares the embedded default when nothing is configured).
+
+    Without `create`, a missing instance is a UsageError naming the folder: nothing is made.
+    """
     import dagster as dg
 
-    from video_pipelines.instance import prepare_dagster_home
+    from video_pipelines.instance import dagster_home_path, is_new_instance, prepare_dagster_home
     from video_pipelines.submissions import SubmissionStore
 
-    home = prepare_dagster_home()
+    home = dagster_home_path()
+    created = is_new_instance(home)
+    if created and not create:
+        raise UsageError(
+            f"no Dagster instance at {home}: set DAGSTER_HOME to the deployment's instance folder "
+            f"(or {API_URL_ENV} and {API_KEY_ENV} to use its HTTP API)"
+        )
+    home = prepare_dagster_home(home)
     store = SubmissionStore.from_env(home)
     try:
         with dg.DagsterInstance.get() as instance:
-            yield Deployment(instance, store)
+            yield Deployment(instance, store, home, created)
     finally:
         store.close()
 
 
 @contextmanager
-def connect() -> Iterator[Target]:
-    """The environment's target: the API when `VIDEO_PIPELINES_API_URL` is set, else the local deployment."""
+def connect(*, create: bool = True) -> Iterator[Target]:
+    """The environment's target: the API when `VIDEO_PIPELINES_API_URL` is set, else the local deployment
+    (made when missing only with `create`)."""
     api = ApiClient.from_env()
     if api is None:
-        with deployment() as opened:
+        with deployment(create=create) as opened:
             yield opened
         return
     with api:
         yield api
 
 
-def _on(target: Target | None, local: Callable[[Deployment], T], remote: Callable[[ApiClient], T]) -> T:
-    """`local` or `remote` on `target`, or on the environment's target, opened for this call only."""
+def _on(
+    target: Target | None,
+    local: Callable[[Deployment], T],
+    remote: Callable[[ApiClient], T],
+    *,
+    create: bool = False,
+) -> T:
+    """`local` or `remote` on `target`, or on the environment's target, opened for this call only
+    (a missing local instance is made only with `create`)."""
     if target is None:
-        with connect() as opened:
+        with connect(create=create) as opened:
             return _on(opened, local, remote)
     if isinstance(target, ApiClient):
         return remote(target)
-    return local(target)
+    try:
+        return local(target)
+    except ExecutionNotFound as exc:
+        # A nested call (wait's status) has already said where it looked.
+        if target.where in str(exc):
+            raise
+        raise ExecutionNotFound(f"{exc} in {target.where}") from exc
+
+
+def with_ui_link(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` with `uiUrl`, its run's page in the Dagster UI at $VIDEO_PIPELINES_UI_URL, when both are known."""
+    base = os.environ.get(UI_URL_ENV, "").strip().rstrip("/")
+    run_id = document.get("runId")
+    if not base or not run_id:
+        return document
+    return {**document, "uiUrl": f"{base}/runs/{run_id}"}
 
 
 def submit(
@@ -127,18 +197,19 @@ def submit(
             idempotency_key=idempotency_key,
         )
 
-    return _on(target, local, remote)
+    return _on(target, local, remote, create=True)
 
 
 def status(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
-    """The status document of an execution (`video-pipelines status`)."""
+    """The status document of an execution (`video-pipelines status`), with `uiUrl` when
+    $VIDEO_PIPELINES_UI_URL is set and it has a run."""
 
     def local(opened: Deployment) -> dict[str, Any]:
         from video_pipelines import executions
 
         return executions.execution_status(opened.records, opened.store, execution_id).to_wire()
 
-    return _on(target, local, lambda api: api.status(execution_id))
+    return with_ui_link(_on(target, local, lambda api: api.status(execution_id)))
 
 
 def cancel(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
@@ -183,7 +254,6 @@ def redeliver(webhook_id: str, *, execution_id: str | None = None, target: Targe
 
     def local(opened: Deployment) -> dict[str, Any]:
         from video_pipelines import executions
-        from video_pipelines.errors import ExecutionNotFound
         from video_pipelines.webhooks import DeliveryOutbox
 
         outbox = DeliveryOutbox(opened.store)
@@ -194,7 +264,6 @@ def redeliver(webhook_id: str, *, execution_id: str | None = None, target: Targe
         return executions.delivery_record(outbox, executions.redeliver(opened.store, owner, webhook_id))
 
     def remote(api: ApiClient) -> dict[str, Any]:
-        from video_pipelines.errors import UsageError
         from video_pipelines.webhooks import execution_of_webhook
 
         named = execution_id or execution_of_webhook(webhook_id)

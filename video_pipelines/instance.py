@@ -101,6 +101,34 @@ def render_instance_yaml(*, postgres: bool, celery: bool = False) -> str:
     return header + yaml.safe_dump(instance_config(postgres=postgres, celery=celery), sort_keys=False)
 
 
+def dagster_home_path() -> Path:
+    """The instance folder the environment names, absolute: $DAGSTER_HOME, else `./.dagster_home`.
+
+    Nothing is created: `prepare_dagster_home` does that.
+    """
+    return Path(os.environ.get("DAGSTER_HOME") or DEFAULT_HOME).resolve()
+
+
+def is_new_instance(home: Path) -> bool:
+    """Whether preparing `home` would make a new, empty instance rather than open an existing one.
+
+    With SQLite the folder is the instance: a missing folder is a new one. With
+    $VIDEO_PIPELINES_DATABASE_URL the database holds everything the folder would (the folder
+    only gets the generated dagster.yaml), so the instance is the database's, wherever the folder.
+    """
+    return not home.is_dir() and not os.environ.get(DATABASE_URL_ENV)
+
+
+def describe_instance(home: Path) -> str:
+    """Where the instance of `home` is, for messages: `the instance at /abs/.dagster_home`, and its
+    database when $VIDEO_PIPELINES_DATABASE_URL is set (without user, password or query)."""
+    from video_pipelines.net import redact_url
+
+    database_url = os.environ.get(DATABASE_URL_ENV)
+    database = f" (database {redact_url(database_url)})" if database_url else ""
+    return f"the instance at {home}{database}"
+
+
 def prepare_dagster_home(home: Path | None = None) -> Path:
     """Make DAGSTER_HOME usable and export it: `.dagster_home` unless DAGSTER_HOME is set.
 
@@ -109,8 +137,7 @@ def prepare_dagster_home(home: Path | None = None) -> Path:
     launcher (a fresh machine needs no broker). A dagster.yaml the user wrote (without our mark)
     is left as it is.
     """
-    chosen = home or Path(os.environ.get("DAGSTER_HOME") or DEFAULT_HOME)
-    chosen = chosen.resolve()
+    chosen = home.resolve() if home is not None else dagster_home_path()
     chosen.mkdir(parents=True, exist_ok=True)
     config_file = chosen / "dagster.yaml"
     if not config_file.exists() or config_file.read_text().startswith(_GENERATED_MARK):
