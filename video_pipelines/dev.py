@@ -3,18 +3,26 @@
 Two child processes, `dagster dev` and `video-pipelines serve` (and a third, one warm
 `video-pipelines worker`, when $VIDEO_PIPELINES_BROKER_URL is set: the embedded instance then
 launches runs through the broker; without a broker, Dagster's default launcher runs them, so a
-fresh machine needs nothing more), stopped together: Ctrl-C
-reaches both (they share the terminal's process group), a SIGTERM to this process is passed
-on to both, and when one of them ends by itself the other is stopped as Ctrl-C would.
+fresh machine needs nothing more), stopped together with everything they started.
+
+Each child runs in a session (and process group) of its own, so that this process alone
+decides how they stop: Ctrl-C (SIGINT) or SIGTERM to it is passed to each child's whole
+group (`dagster dev`'s webserver, daemon and code servers included), and when one child ends
+by itself the others are stopped as Ctrl-C would. Whatever they started that is still alive
+after `STOP_TIMEOUT_SECONDS` (a process of another group included: every descendant is
+recorded while it runs, from /proc) is killed, so nothing is left holding the ports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
+from pathlib import Path
 
 import dagster as dg
 
@@ -23,7 +31,10 @@ from video_pipelines.instance import prepare_dagster_home, write_workspace
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.workers import BROKER_URL_ENV, WorkerSettings
 
-STOP_TIMEOUT_SECONDS = 60
+# How long the children get to stop by themselves before what is left of them is killed.
+STOP_TIMEOUT_SECONDS = 20
+# How long a descendant that outlives its parent gets after its own SIGTERM.
+LEFTOVER_GRACE_SECONDS = 5
 
 
 def run_dev(*, host: str, port: int, api_port: int) -> int:
@@ -43,33 +54,104 @@ def run_dev(*, host: str, port: int, api_port: int) -> int:
         WorkerSettings.from_env()  # an unusable broker or backend stops here, before anything runs
         commands.append([sys.executable, "-m", "video_pipelines.cli", "worker", "--concurrency", "2"])
     # Started in the background of a script, this process ignores SIGINT, and its children would inherit
-    # that (dagster dev then ignores SIGTERM too): take it back, so that Ctrl-C and SIGTERM stop them all.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    processes = [subprocess.Popen(command, env=os.environ.copy()) for command in commands]
-    stopping = False
+    # that (dagster dev then ignores SIGTERM too): a handler of our own is reset to the default in them.
+    received: list[int] = []
 
-    def pass_on(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signum)
+    def stop_on(signum: int, _frame: object) -> None:
+        received.append(signum)
 
-    signal.signal(signal.SIGTERM, pass_on)
+    signal.signal(signal.SIGINT, stop_on)
+    signal.signal(signal.SIGTERM, stop_on)
+    processes: list[subprocess.Popen[bytes]] = []
+    family = Family()
     try:
-        while all(process.poll() is None for process in processes):
+        for command in commands:
+            processes.append(subprocess.Popen(command, env=os.environ.copy(), start_new_session=True))
+        while not received and all(process.poll() is None for process in processes):
+            family.record(process.pid for process in processes)
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        stopping = True  # Ctrl-C reached both children as well: each stops by itself
     finally:
-        for process in processes:
-            if not stopping and process.poll() is None:
-                process.send_signal(signal.SIGINT)  # the other one ended: stop this one as Ctrl-C would
-        for process in processes:
-            try:
-                process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        # A signal passed on as it came; a child that ended by itself stops the others as Ctrl-C would.
+        stop(processes, family, received[0] if received else signal.SIGINT)
     failed = [process.returncode for process in processes if process.returncode not in (0, -signal.SIGINT)]
-    return 0 if stopping or not failed else failed[0]
+    return 0 if received or not failed else failed[0]
+
+
+def stop(processes: list[subprocess.Popen[bytes]], family: Family, signum: int) -> None:
+    """Signal each child's process group, wait up to STOP_TIMEOUT_SECONDS, then kill what is left of the family."""
+    family.record(process.pid for process in processes if process.poll() is None)
+    for process in processes:
+        if process.poll() is None:
+            _signal_group(process.pid, signum)
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(deadline - time.monotonic(), 0))
+    # The children are gone or late: a descendant that outlives them (in another group) gets a short grace.
+    left = family.alive()
+    if left:
+        for pid in left:
+            _signal(pid, signal.SIGTERM)
+        family.wait_gone(min(max(deadline - time.monotonic(), 0), LEFTOVER_GRACE_SECONDS))
+    for process in processes:
+        if process.poll() is None:
+            _signal_group(process.pid, signal.SIGKILL)
+    for pid in family.alive():
+        _signal(pid, signal.SIGKILL)
+    for process in processes:
+        process.wait()
+
+
+class Family:
+    """Every process descended from the children, as (pid, start time): a pid reused later is not ours."""
+
+    def __init__(self) -> None:
+        self.members: dict[int, str] = {}
+
+    def record(self, roots: Iterable[int]) -> None:
+        """Add the processes under `roots` (and the roots) as they are now; nothing without /proc."""
+        table = _process_table()
+        children: dict[int, list[int]] = {}
+        for pid, (parent, _started) in table.items():
+            children.setdefault(parent, []).append(pid)
+        pending = list(roots)
+        while pending:
+            pid = pending.pop()
+            if pid in table and pid not in self.members:
+                self.members[pid] = table[pid][1]
+                pending.extend(children.get(pid, []))
+
+    def alive(self) -> list[int]:
+        """The recorded processes still running (a zombie has ended)."""
+        table = _process_table()
+        return [pid for pid, started in self.members.items() if pid in table and table[pid][1] == started]
+
+    def wait_gone(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, start time) of every running process (zombies left out), from /proc."""
+    table: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = entry.read_text()
+        except OSError:
+            continue  # ended while we looked
+        # The command name, in parentheses, may hold spaces: the fields after its last ")" are fixed.
+        fields = text[text.rindex(")") + 2 :].split()
+        if fields[0] != "Z":
+            table[int(entry.parent.name)] = (int(fields[1]), fields[19])
+    return table
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
