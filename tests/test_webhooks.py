@@ -28,9 +28,11 @@ import pytest
 import sqlalchemy as sa
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from video_pipelines import executions
 from video_pipelines.database_url import psycopg2_url
 from video_pipelines.errors import ExecutionError
 from video_pipelines.executions import ExecutionStatus, webhook_payload
+from video_pipelines.executions.notifications import secret_env_warning
 from video_pipelines.net import AllowedHosts, parse_allowed_hosts
 from video_pipelines.submissions import SubmissionStore, schema
 from video_pipelines.webhooks import (
@@ -590,7 +592,7 @@ def test_redirects_are_not_followed(outbox: DeliveryOutbox, receiver: Receiver) 
     assert [(r.method, r.path) for r in receiver.requests] == [("POST", "/hook")] * 2
 
 
-def test_an_unreadable_secret_is_a_failed_attempt_and_never_an_unsigned_send(
+def test_a_secret_lookup_that_breaks_is_retried_and_never_an_unsigned_send(
     outbox: DeliveryOutbox, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     delivery = enqueue(outbox, receiver.url(), secret_source="env:HOOK_SECRET")
@@ -599,22 +601,89 @@ def test_an_unreadable_secret_is_a_failed_attempt_and_never_an_unsigned_send(
         assert d.secret_source == "env:HOOK_SECRET"
         return os.environ["HOOK_SECRET"]
 
+    # Not a configuration error the sender knows (a database that did not answer, say): may pass.
     [(after, outcome)] = deliver(outbox, secret_for=from_env)
     assert outcome.error is not None and "the webhook secret could not be read (env:HOOK_SECRET)" in outcome.error
-    assert after.state is DeliveryState.PENDING and receiver.requests == []
-
-    [(after, outcome)] = deliver(outbox, secret_for=lambda _: None)
-    assert outcome.error is not None and "there is none" in outcome.error and receiver.requests == []
-
-    monkeypatch.setenv("HOOK_SECRET", "whsec_zz!!qq")
-    [(after, outcome)] = deliver(outbox, secret_for=from_env)
-    assert outcome.error is not None and "cannot be signed" in outcome.error and "zz!!qq" not in outcome.error
+    assert not outcome.permanent and after.state is DeliveryState.PENDING and receiver.requests == []
 
     monkeypatch.setenv("HOOK_SECRET", SECRET)
     [(after, outcome)] = deliver(outbox, secret_for=from_env)
-    assert outcome.acknowledged and after.state is DeliveryState.DELIVERED and after.attempts == 4
+    assert outcome.acknowledged and after.state is DeliveryState.DELIVERED and after.attempts == 2
     assert len(receiver.requests) == 1 and receiver.requests[0].webhook_id == delivery.webhook_id
     assert_verified(receiver.requests[0])
+
+
+def _unset(name: str) -> str | None:
+    raise WebhookSecretError(f"environment variable {name} (secretEnv) is not set where webhooks are sent")
+
+
+@pytest.mark.parametrize(
+    ("secret_for", "expected"),
+    [
+        (lambda _: _unset("HOOK_SECRET"), "could not be read (env:HOOK_SECRET): environment variable HOOK_SECRET"),
+        (lambda _: None, "could not be read (env:HOOK_SECRET): there is none"),
+        (lambda _: "whsec_zz!!qq", "the webhook cannot be signed"),
+    ],
+    ids=["secret-env-unset", "no-secret", "secret-that-cannot-sign"],
+)
+def test_a_configuration_error_fails_the_delivery_at_once_and_is_never_retried(
+    outbox: DeliveryOutbox, receiver: Receiver, secret_for: Any, expected: str
+) -> None:
+    delivery = enqueue(outbox, receiver.url(), secret_source="env:HOOK_SECRET")
+    [(after, outcome)] = deliver(outbox, secret_for=secret_for)
+    assert outcome.permanent and outcome.status_code is None and outcome.error is not None
+    assert expected in outcome.error and "zz!!qq" not in outcome.error
+    fix = f"not retried: fix it, then `video-pipelines deliveries redeliver {delivery.webhook_id}`"
+    assert outcome.error.endswith(fix)
+    assert after.state is DeliveryState.FAILED and after.last_error == outcome.error and after.attempts == 1
+    # Never retried, however long one waits; nothing was sent, signed or not.
+    assert deliver(outbox, secret_for=secret_for, now=datetime.now(UTC) + timedelta(days=1)) == []
+    assert [(a.number, a.status_code, a.error) for a in outbox.attempts(delivery.webhook_id)] == [
+        (1, None, outcome.error)
+    ]
+    assert receiver.requests == []
+
+    # Fixed, then redelivered: the next attempt is sent, signed, with the same webhook-id.
+    outbox.redeliver(delivery.webhook_id)
+    [(after, outcome)] = deliver(outbox)
+    assert outcome.acknowledged and after.state is DeliveryState.DELIVERED and after.attempts == 2
+    [request] = receiver.requests
+    assert request.webhook_id == delivery.webhook_id
+    assert_verified(request)
+
+
+def test_a_secret_env_not_set_where_webhooks_are_sent_fails_at_once_with_the_fix(
+    store: SubmissionStore, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The application's own lookup (`secret_lookup`) and sender (`deliver`), as the sensors call them."""
+    monkeypatch.delenv("VIDEO_WEBHOOK_SECRET", raising=False)
+    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
+    outbox = DeliveryOutbox(store)
+    delivery = enqueue(outbox, receiver.url(), secret_source="env:VIDEO_WEBHOOK_SECRET")
+
+    [report] = executions.deliver(store)
+    assert report.failed and "delivery failed for good" in report.line
+    assert "environment variable VIDEO_WEBHOOK_SECRET (the plan's webhook.secretEnv) is not set" in report.line
+    [shown] = executions.delivery_report(store, "exec_01")
+    assert shown["state"] == "failed" and shown["nextAttemptAt"] is None
+    [attempt] = shown["attempts"]  # type: ignore[misc]
+    assert "VIDEO_WEBHOOK_SECRET" in attempt["error"] and attempt["statusCode"] is None
+    assert executions.deliver(store) == [] and receiver.requests == []
+
+    monkeypatch.setenv("VIDEO_WEBHOOK_SECRET", SECRET)
+    executions.redeliver(store, "exec_01", delivery.webhook_id)
+    [report] = executions.deliver(store)
+    assert not report.failed and report.line.endswith("attempt 2: delivered (HTTP 200)")
+    assert_verified(receiver.requests[0])
+
+
+def test_a_run_whose_secret_env_is_not_set_is_warned_about_at_its_start() -> None:
+    plan = {"jobs": [], "webhook": {"url": "https://hooks.example.com/x", "secretEnv": "VIDEO_WEBHOOK_SECRET"}}
+    warning = secret_env_warning(plan, {})
+    assert warning is not None and "VIDEO_WEBHOOK_SECRET" in warning and "will fail" in warning
+    assert secret_env_warning(plan, {"VIDEO_WEBHOOK_SECRET": SECRET}) is None
+    assert secret_env_warning({"jobs": [], "webhook": {"url": "https://hooks.example.com/x"}}, {}) is None
+    assert secret_env_warning({"jobs": []}, {}) is None
 
 
 def test_unsigned_webhooks_carry_id_and_timestamp_only(outbox: DeliveryOutbox, receiver: Receiver) -> None:

@@ -35,6 +35,7 @@ from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, ExecutionState, Node
 from video_pipelines.webhooks import (
     ENV_SOURCE_PREFIX,
     SUBMISSION_SOURCE,
+    AttemptOutcome,
     Delivery,
     DeliveryOutbox,
     DeliveryState,
@@ -311,14 +312,59 @@ def secret_lookup(store: SubmissionStore) -> Callable[[Delivery], str | None]:
         name = source.removeprefix(ENV_SOURCE_PREFIX)
         value = os.environ.get(name)
         if not value:
-            raise WebhookSecretError(f"environment variable {name} (secretEnv) is not set where webhooks are sent")
+            raise WebhookSecretError(_unset_secret_env(name))
         return value
 
     return secret_for
 
 
-def deliver(store: SubmissionStore) -> list[str]:
-    """Send every delivery that is due; one line per attempt for a log."""
+def _unset_secret_env(name: str) -> str:
+    return (
+        f"environment variable {name} (the plan's webhook.secretEnv) is not set where webhooks are sent "
+        "(the daemon's environment, or the API server's for redeliveries)"
+    )
+
+
+def secret_env_warning(plan: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> str | None:
+    """What will go wrong with the webhook of a run whose plan names a `secretEnv` not set here; None when all is well.
+
+    Said when the run starts, so an operator can set the variable before the run ends instead
+    of learning it from a failed delivery.
+    """
+    hook = plan.get("webhook")
+    name = hook.get("secretEnv") if isinstance(hook, Mapping) else None
+    if not name or (os.environ if environ is None else environ).get(str(name)):
+        return None
+    return (
+        f"{_unset_secret_env(str(name))}: this run's webhooks will fail, unsent and not retried, "
+        f"unless {name} is set before they are due (then `video-pipelines deliveries redeliver <webhook id>`)"
+    )
+
+
+@dataclass(frozen=True)
+class AttemptReport:
+    """One webhook attempt as a log line, and whether it failed (for the log's level)."""
+
+    line: str
+    failed: bool
+
+
+def _report(delivery: Delivery, outcome: AttemptOutcome) -> AttemptReport:
+    what = f"{delivery.webhook_id} ({delivery.execution_id}, {delivery.event}) attempt {delivery.attempts}"
+    answer = f"HTTP {outcome.status_code}" if outcome.status_code is not None else "no answer"
+    if outcome.acknowledged:
+        return AttemptReport(f"{what}: delivered ({answer})", failed=False)
+    why = outcome.error or answer
+    if delivery.state is DeliveryState.FAILED:
+        return AttemptReport(f"{what} failed, delivery failed for good: {delivery.last_error or why}", failed=True)
+    if delivery.state is DeliveryState.DELIVERED:  # another sender delivered it meanwhile
+        return AttemptReport(f"{what} failed ({why}); already delivered by another attempt", failed=False)
+    next_at = delivery.next_attempt_at.astimezone(UTC).strftime("%H:%M:%S")
+    return AttemptReport(f"{what} failed, retried at {next_at} UTC: {why}", failed=True)
+
+
+def deliver(store: SubmissionStore) -> list[AttemptReport]:
+    """Send every delivery that is due; one report per attempt for a log: delivered, retried when, or failed and why."""
     sent = deliver_due(
         DeliveryOutbox(store),
         secret_for=secret_lookup(store),
@@ -326,11 +372,7 @@ def deliver(store: SubmissionStore) -> list[str]:
         schedule=RetrySchedule.from_env(),
         trace_parent_for=trace_lookup(store),
     )
-    return [
-        f"{delivery.webhook_id} ({delivery.execution_id}, {delivery.event}): "
-        + (f"HTTP {outcome.status_code}" if outcome.status_code is not None else f"error: {outcome.error}")
-        for delivery, outcome in sent
-    ]
+    return [_report(delivery, outcome) for delivery, outcome in sent]
 
 
 # How far back a scan for ended runs looks, and how much each look re-reads of the previous

@@ -198,8 +198,28 @@ def poll_submissions(
         time.sleep(interval)
 
 
+def log_tick(log: logging.Logger, tick: SubmissionTick) -> None:
+    """One line per submission (or attempt) in the tick's log: launched, marked launched, waiting or rejected, why."""
+    for request in tick.run_requests:
+        log.info(f"{request.run_key}: launching a run of execute_plan")
+    for key, run_id in tick.launched.items():
+        log.info(f"{key}: its run {run_id} exists; marked launched")
+    for execution_id, why in tick.waiting.items():
+        log.info(f"{execution_id} waits: {why}")
+    for execution_id, error in tick.rejected.items():
+        log.warning(f"{execution_id} rejected: {error}")
+    for key, error in tick.errors.items():
+        log.error(f"{key} could not be evaluated (it stays pending, tried again next tick): {error}")
+
+
 @dg.sensor(
     job=execute_plan,
+    description=(
+        "Launches plans submitted with `video-pipelines submit` or the API (variants wait for their base). "
+        f"Each tick looks for up to {LONG_POLL_SECONDS:g} s (every {POLL_INTERVAL_SECONDS:g} s) and returns as soon "
+        "as it has something to launch; the next tick follows within 1 s under `video-pipelines daemon` "
+        "(5 s under `dagster-daemon run`). The tick log says what was launched, what waits and what was rejected."
+    ),
     minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
@@ -207,13 +227,11 @@ def submitted_plans(context: dg.SensorEvaluationContext, submissions: Submission
     """Launch plans submitted with `video-pipelines submit` (variants wait for their base)."""
     store = submissions.store()
     tick = poll_submissions(store, context.instance)
-    for execution_id, error in tick.rejected.items():
-        context.log.warning(f"{execution_id} rejected: {error}")
+    log_tick(context.log, tick)
+    for execution_id in tick.rejected:
         # Rejected before it ran: its webhook says so (sent by webhook_deliveries).
         enqueue_webhook(DagsterRunRecords(context.instance), store, DeliveryOutbox(store), execution_id)
         record_never_ran(DagsterRunRecords(context.instance), store, execution_id)
-    for execution_id, error in tick.errors.items():
-        context.log.error(f"{execution_id} could not be evaluated: {error}")
     if tick.run_requests:
         return dg.SensorResult(run_requests=tick.run_requests)
     return dg.SensorResult(skip_reason=dg.SkipReason(f"nothing to launch: {tick.summary()}"))
@@ -221,6 +239,10 @@ def submitted_plans(context: dg.SensorEvaluationContext, submissions: Submission
 
 @dg.run_status_sensor(
     name="resume_lost_runs",
+    description=(
+        "When a run fails because its run worker was lost, records a resume: the plan sensor launches a new run "
+        "that reuses what was done. Other failures are left alone (the tick log says which and why)."
+    ),
     run_status=dg.DagsterRunStatus.FAILURE,
     monitored_jobs=[execute_plan],
     minimum_interval_seconds=1,

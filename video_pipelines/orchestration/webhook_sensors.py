@@ -12,6 +12,7 @@ tick ever sleeps past its long poll.
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import dagster as dg
@@ -25,12 +26,22 @@ from video_pipelines.executions import (
     enqueue_running_events,
     enqueue_webhook,
 )
+from video_pipelines.executions.notifications import AttemptReport, secret_env_warning
 from video_pipelines.orchestration.job import execute_plan
 from video_pipelines.orchestration.resources import SubmissionStoreResource
-from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
 from video_pipelines.orchestration.traces import trace_run_end
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.webhooks import DeliveryOutbox
+
+
+def log_attempts(log: logging.Logger, reports: list[AttemptReport]) -> None:
+    """Each webhook attempt in a tick's log: failed ones as warnings, with why and what happens next."""
+    for report in reports:
+        if report.failed:
+            log.warning(report.line)
+        else:
+            log.info(report.line)
 
 
 def _notify(context: dg.RunStatusSensorContext, store: SubmissionStore) -> None:
@@ -38,31 +49,42 @@ def _notify(context: dg.RunStatusSensorContext, store: SubmissionStore) -> None:
     execution_id = run.tags.get(EXECUTION_ID_TAG, run.run_id)
     delivery = enqueue_webhook(DagsterRunRecords(context.instance), store, DeliveryOutbox(store), execution_id)
     if delivery is None:
-        context.log.info(f"{execution_id}: no webhook")
+        context.log.info(f"{execution_id}: run {run.run_id} ended ({run.status.value}); no webhook to send")
         return
-    for line in deliver(store):
-        context.log.info(line)
+    context.log.info(f"{execution_id}: run {run.run_id} ended ({run.status.value}); webhook {delivery.webhook_id}")
+    log_attempts(context.log, deliver(store))
 
 
-def notify_started(instance: dg.DagsterInstance, store: SubmissionStore, run: dg.DagsterRun) -> list[str]:
+def notify_started(instance: dg.DagsterInstance, store: SubmissionStore, run: dg.DagsterRun) -> list[AttemptReport]:
     """Record `execution.started` (and node events so far) of a run that started, and send what is due."""
     execution_id = run.tags.get(EXECUTION_ID_TAG, run.run_id)
     if not enqueue_progress_events(DagsterRunRecords(instance), store, DeliveryOutbox(store), execution_id):
-        return [f"{execution_id}: nothing to send at its start (no webhook subscribed to events, or already sent)"]
+        line = f"{execution_id}: nothing to send at its start (no webhook subscribed to events, or already sent)"
+        return [AttemptReport(line, failed=False)]
     return deliver(store)
 
 
 @dg.run_status_sensor(
     name="webhook_on_started",
+    description=(
+        "When an execution's run starts: warns on the run when its webhook's secretEnv is not set here, "
+        "and POSTs the signed `execution.started` webhook to plans that subscribe to it."
+    ),
     run_status=dg.DagsterRunStatus.STARTED,
     monitored_jobs=[execute_plan],
     minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def webhook_on_started(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
-    """POST the signed `execution.started` webhook to plans whose webhook subscribes to it."""
-    for line in notify_started(context.instance, submissions.store(), context.dagster_run):
-        context.log.info(line)
+    """Warn about a webhook secretEnv that is not set; POST `execution.started` to plans that subscribe to it."""
+    run = context.dagster_run
+    view = run_view(run)
+    # This sensor runs in the daemon's code server, where webhooks are sent: what it lacks, the sender lacks.
+    warning = secret_env_warning(view.plan)
+    if warning is not None:
+        context.log.warning(f"{view.execution_id}: {warning}")
+        context.instance.report_engine_event(warning, run)
+    log_attempts(context.log, notify_started(context.instance, submissions.store(), run))
 
 
 def _webhook_sensor(status: dg.DagsterRunStatus, event: str, description: str) -> dg.RunStatusSensorDefinition:
@@ -84,14 +106,21 @@ def _webhook_sensor(status: dg.DagsterRunStatus, event: str, description: str) -
     return notify
 
 
+# The end's webhook is usually sent first by `webhook_deliveries`' long poll; these make sure.
 webhook_on_completed = _webhook_sensor(
-    dg.DagsterRunStatus.SUCCESS, "completed", "POST the signed `completed` webhook with the final video."
+    dg.DagsterRunStatus.SUCCESS,
+    "completed",
+    "When a run succeeds: POSTs the signed `completed` webhook with the final video, if not sent already.",
 )
 webhook_on_failed = _webhook_sensor(
-    dg.DagsterRunStatus.FAILURE, "failed", "POST the signed `failed` webhook, saying which node failed and why."
+    dg.DagsterRunStatus.FAILURE,
+    "failed",
+    "When a run fails: POSTs the signed `failed` webhook, saying which node failed and why, if not sent already.",
 )
 webhook_on_canceled = _webhook_sensor(
-    dg.DagsterRunStatus.CANCELED, "canceled", "POST the signed `canceled` webhook when an execution is canceled."
+    dg.DagsterRunStatus.CANCELED,
+    "canceled",
+    "When a run is canceled: POSTs the signed `canceled` webhook, if not sent already.",
 )
 
 
@@ -111,7 +140,7 @@ def poll_deliveries(
     *,
     wait_seconds: float = LONG_POLL_SECONDS,
     interval: float = POLL_INTERVAL_SECONDS,
-) -> list[str]:
+) -> list[AttemptReport]:
     """Enqueue and send what is due, looking again until something was sent or `wait_seconds` pass.
 
     Each look records the node events of running executions that subscribe to them, and the
@@ -123,19 +152,31 @@ def poll_deliveries(
     while True:
         enqueue_running_events(records, store, outbox, records.in_progress())
         enqueue_recently_ended(records, store, outbox, scan)
-        lines = deliver(store)
-        if lines or time.monotonic() + interval > deadline:
-            return lines
+        reports = deliver(store)
+        if reports or time.monotonic() + interval > deadline:
+            return reports
         time.sleep(interval)
 
 
-@dg.sensor(minimum_interval_seconds=1, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    description=(
+        "Sends webhooks as soon as executions and their nodes end, and retries deliveries whose backoff has passed. "
+        f"Each tick looks for up to {LONG_POLL_SECONDS:g} s (every {POLL_INTERVAL_SECONDS:g} s); the next tick "
+        "follows within 1 s under `video-pipelines daemon` (5 s under `dagster-daemon run`). "
+        "The tick log lists every attempt; `video-pipelines deliveries ID` has their history."
+    ),
+    minimum_interval_seconds=1,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def webhook_deliveries(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
     """Send webhooks as soon as executions and their nodes end, and retry deliveries whose backoff has passed."""
     # The cursor remembers where the scan for ended runs stands, so no tick re-reads what the last one handled.
     scan = EndedRunScan.from_json(json.loads(context.cursor) if context.cursor else None)
-    lines = poll_deliveries(submissions.store(), context.instance, scan)
-    for line in lines:
-        context.log.info(line)
-    reason = f"{len(lines)} webhook attempt(s) made" if lines else "no webhook delivery is due"
+    reports = poll_deliveries(submissions.store(), context.instance, scan)
+    log_attempts(context.log, reports)
+    failed = sum(1 for report in reports if report.failed)
+    if reports:
+        reason = f"{len(reports)} webhook attempt(s) made, {failed} failed (see the tick log)"
+    else:
+        reason = f"no webhook delivery was due within {LONG_POLL_SECONDS:g} s"
     return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=json.dumps(scan.to_json()))

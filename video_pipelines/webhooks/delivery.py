@@ -71,6 +71,9 @@ class AttemptOutcome:
     retry_after: float | None = None
     # The destination was refused by the SSRF guard; no request was sent.
     refused: bool = False
+    # A configuration error (the secret is not set, cannot be read or cannot sign): nothing was
+    # sent, and trying again cannot help until someone fixes it, so the delivery fails at once.
+    permanent: bool = False
     duration_ms: int = 0
 
     @property

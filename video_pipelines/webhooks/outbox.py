@@ -11,7 +11,7 @@ Every attempt is a row of `video_pipelines_webhook_attempts`: when, how long, th
 code or the error.
 
     pending ──2xx──────────────────────────────> delivered
-       │  ──410 Gone, refused destination (SSRF)──> failed
+       │  ──410 Gone, refused destination (SSRF), configuration error──> failed
        └──other answer, timeout, error: retried per the schedule, then──> failed
     delivered, failed ──redeliver──> pending (due at once, same webhook-id)
 
@@ -270,7 +270,7 @@ def _next(outcome: AttemptOutcome, number: int, schedule: RetrySchedule, now: da
         return {"state": DeliveryState.DELIVERED.value, "delivered_at": now, "last_error": None}
     if outcome.status_code == 410:
         return {"state": DeliveryState.FAILED.value, "last_error": GONE_ERROR}
-    if outcome.refused:
+    if outcome.refused or outcome.permanent:
         return {"state": DeliveryState.FAILED.value, "last_error": _outcome_text(outcome)}
     delay = schedule.delay_after(number)
     if delay is None:
@@ -416,7 +416,8 @@ class DeliveryOutbox:
     ) -> Delivery:
         """Record one attempt and move the delivery, in one transaction; returns the delivery as it now stands.
 
-        2xx: delivered. 410 Gone or a refused destination: failed. Anything else: retried after
+        2xx: delivered. 410 Gone, a refused destination or a configuration error (a secret that
+        is not set or cannot sign, `AttemptOutcome.permanent`): failed. Anything else: retried after
         the schedule's next delay (at least the answer's Retry-After, capped at 1 h), or failed
         once the schedule's attempts are spent. A delivery that another sender already
         delivered or failed keeps its state; the attempt is recorded all the same. The lease

@@ -7,9 +7,11 @@ with the original Host header and SNI (`net.open_pinned`), so DNS cannot answer 
 in between. Redirects are not followed: a 3xx is a failed attempt, retried like any other,
 since following one would send the signed body somewhere the operator never checked.
 
-Nothing an attempt meets raises: a refusal, a timeout, a connection error or any answer
-becomes an `AttemptOutcome` for the outbox to record. Error texts name the URL without its
-query string or credentials and never contain the secret.
+Nothing an attempt meets raises: a refusal, a timeout, a connection error, any answer or a
+secret that cannot be read becomes an `AttemptOutcome` for the outbox to record. A
+configuration error (a secret that is not set or cannot sign) is `permanent`: the outbox
+fails the delivery at once instead of retrying what cannot pass until someone fixes it.
+Error texts name the URL without its query string or credentials and never contain the secret.
 
 Each attempt is an OpenTelemetry CLIENT span, a child of its execution's span when the
 caller says where that is (`trace_parent_for`), and its POST carries the span's W3C
@@ -23,12 +25,19 @@ import os
 import ssl
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
 import httpx
 
-from video_pipelines.errors import BlockedDestinationError, FetchError, WebhookError
+from video_pipelines.errors import (
+    BlockedDestinationError,
+    FetchError,
+    SecretKeyError,
+    WebhookError,
+    WebhookSecretError,
+)
 from video_pipelines.net import AllowedHosts, certificate_error, open_pinned, redact_url, resolve_destination
 from video_pipelines.retrying import parse_retry_after
 from video_pipelines.telemetry.trace_context import parse_traceparent
@@ -143,13 +152,22 @@ def _attempt(
     def failed(error: str) -> AttemptOutcome:
         return AttemptOutcome(error=error, duration_ms=round((time.monotonic() - started) * 1000))
 
+    def misconfigured(error: str) -> AttemptOutcome:
+        # The same lookup fails the same way until someone changes the configuration: retrying
+        # for hours would only hide it. Redelivering after the fix sends it.
+        fix = f"not retried: fix it, then `video-pipelines deliveries redeliver {delivery.webhook_id}`"
+        return replace(failed(f"{error}; {fix}"), permanent=True)
+
+    source = delivery.secret_source
     try:
         secret = secret_for(delivery)
-    except Exception as exc:
-        return failed(f"the webhook secret could not be read ({delivery.secret_source}): {type(exc).__name__}: {exc}")
-    if secret is None and delivery.secret_source is not None:
+    except (WebhookSecretError, SecretKeyError) as exc:
+        return misconfigured(f"the webhook secret could not be read ({source}): {exc}")
+    except Exception as exc:  # the store's database, say: may pass, so retried
+        return failed(f"the webhook secret could not be read ({source}): {type(exc).__name__}: {exc}")
+    if secret is None and source is not None:
         # A webhook recorded as signed never goes out unsigned.
-        return failed(f"the webhook secret could not be read ({delivery.secret_source}): there is none")
+        return misconfigured(f"the webhook secret could not be read ({source}): there is none")
     # The receiver checks the timestamp against its own clock: always the real time.
     timestamp = int(time.time())
     try:
@@ -159,7 +177,7 @@ def _attempt(
             else unsigned_headers(delivery.webhook_id, timestamp)
         )
     except WebhookError as exc:
-        return failed(f"the webhook cannot be signed: {exc}")
+        return misconfigured(f"the webhook cannot be signed: {exc}")
     return send_once(delivery.url, delivery.body, {**headers, **trace_headers}, allowed=allowed, timeout=timeout)
 
 
@@ -209,8 +227,10 @@ def deliver_due(
     Deliveries are claimed one at a time, so several senders share the work and each holds a
     short lease. A delivery is attempted at most once per call; one whose backoff has not
     passed is left for a later call (nothing sleeps). `now` moves the schedule (claims, next
-    attempts, records); signatures always carry the real time. A secret that cannot be read
-    is a failed attempt, retried per the schedule. `trace_parent_for` gives the traceparent of
+    attempts, records); signatures always carry the real time. A secret that is not set or
+    cannot sign (`WebhookSecretError`, `SecretKeyError`, none for a signed delivery) fails the
+    delivery at once: a configuration error, never retried. Any other error reading it is a
+    failed attempt, retried per the schedule. `trace_parent_for` gives the traceparent of
     a delivery's execution, whose span each attempt's span is a child of.
     """
     results: list[tuple[Delivery, AttemptOutcome]] = []
