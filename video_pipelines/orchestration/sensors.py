@@ -181,6 +181,16 @@ def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, l
 LONG_POLL_SECONDS = 4.0
 POLL_INTERVAL_SECONDS = 0.2
 
+# What the daemons really do, for the sensors' descriptions: the UI's "Frequency" shows only
+# `minimum_interval_seconds` (1 s, so that a tick that launched something is followed at once).
+DAEMON_CADENCE = (
+    "Checked every 1 s by `video-pipelines daemon`, every 5 s by `dagster dev` (Frequency shows the 1 s minimum)."
+)
+LONG_POLL_CADENCE = (
+    f"A tick looks for up to {LONG_POLL_SECONDS:g} s; the next follows within 1 s by `video-pipelines daemon`, "
+    "5 s by `dagster dev` (Frequency shows the 1 s minimum)."
+)
+
 
 def poll_submissions(
     store: SubmissionStore,
@@ -215,10 +225,8 @@ def log_tick(log: logging.Logger, tick: SubmissionTick) -> None:
 @dg.sensor(
     job=execute_plan,
     description=(
-        "Launches plans submitted with `video-pipelines submit` or the API (variants wait for their base). "
-        f"Each tick looks for up to {LONG_POLL_SECONDS:g} s (every {POLL_INTERVAL_SECONDS:g} s) and returns as soon "
-        "as it has something to launch; the next tick follows within 1 s under `video-pipelines daemon` "
-        "(5 s under `dagster-daemon run`). The tick log says what was launched, what waits and what was rejected."
+        "Launches plans submitted with `video-pipelines submit` or the API (variants wait for their base); "
+        "the tick log says what was launched, what waits and what was rejected, and why. " + LONG_POLL_CADENCE
     ),
     minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -240,8 +248,8 @@ def submitted_plans(context: dg.SensorEvaluationContext, submissions: Submission
 @dg.run_status_sensor(
     name="resume_lost_runs",
     description=(
-        "When a run fails because its run worker was lost, records a resume: the plan sensor launches a new run "
-        "that reuses what was done. Other failures are left alone (the tick log says which and why)."
+        "When a run fails because its run worker was lost, has a new run resume it, reusing what was done; "
+        "other failures are left alone (the tick log says why). " + DAEMON_CADENCE
     ),
     run_status=dg.DagsterRunStatus.FAILURE,
     monitored_jobs=[execute_plan],

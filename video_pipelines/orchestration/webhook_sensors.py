@@ -30,6 +30,7 @@ from video_pipelines.executions.notifications import AttemptReport, secret_env_w
 from video_pipelines.orchestration.job import execute_plan
 from video_pipelines.orchestration.resources import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
+from video_pipelines.orchestration.sensors import DAEMON_CADENCE, LONG_POLL_CADENCE
 from video_pipelines.orchestration.traces import trace_run_end
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.webhooks import DeliveryOutbox
@@ -67,8 +68,8 @@ def notify_started(instance: dg.DagsterInstance, store: SubmissionStore, run: dg
 @dg.run_status_sensor(
     name="webhook_on_started",
     description=(
-        "When an execution's run starts: warns on the run when its webhook's secretEnv is not set here, "
-        "and POSTs the signed `execution.started` webhook to plans that subscribe to it."
+        "When an execution's run starts: warns on the run when its webhook's secretEnv is not set on the daemon, "
+        "and POSTs the signed `execution.started` webhook to plans that subscribe to it. " + DAEMON_CADENCE
     ),
     run_status=dg.DagsterRunStatus.STARTED,
     monitored_jobs=[execute_plan],
@@ -92,7 +93,7 @@ def _webhook_sensor(status: dg.DagsterRunStatus, event: str, description: str) -
 
     @dg.run_status_sensor(
         name=f"webhook_on_{event}",
-        description=description,
+        description=f"{description} {DAEMON_CADENCE}",
         run_status=status,
         monitored_jobs=[execute_plan],
         minimum_interval_seconds=1,
@@ -160,10 +161,8 @@ def poll_deliveries(
 
 @dg.sensor(
     description=(
-        "Sends webhooks as soon as executions and their nodes end, and retries deliveries whose backoff has passed. "
-        f"Each tick looks for up to {LONG_POLL_SECONDS:g} s (every {POLL_INTERVAL_SECONDS:g} s); the next tick "
-        "follows within 1 s under `video-pipelines daemon` (5 s under `dagster-daemon run`). "
-        "The tick log lists every attempt; `video-pipelines deliveries ID` has their history."
+        "Sends webhooks as soon as executions and their nodes end, and retries deliveries whose backoff has passed; "
+        "the tick log lists every attempt and why one failed. " + LONG_POLL_CADENCE
     ),
     minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.RUNNING,
