@@ -319,9 +319,10 @@ def secret_lookup(store: SubmissionStore) -> Callable[[Delivery], str | None]:
 
 
 def _unset_secret_env(name: str) -> str:
+    # The sensors send every webhook (a redelivery asked through the API or CLI too): their environment is the daemon's.
     return (
         f"environment variable {name} (the plan's webhook.secretEnv) is not set where webhooks are sent "
-        "(the daemon's environment, or the API server's for redeliveries)"
+        "(the daemon's environment)"
     )
 
 
@@ -336,8 +337,8 @@ def secret_env_warning(plan: Mapping[str, Any], environ: Mapping[str, str] | Non
     if not name or (os.environ if environ is None else environ).get(str(name)):
         return None
     return (
-        f"{_unset_secret_env(str(name))}: this run's webhooks will fail, unsent and not retried, "
-        f"unless {name} is set before they are due (then `video-pipelines deliveries redeliver <webhook id>`)"
+        f"{_unset_secret_env(str(name))}: this run's webhooks will fail unsent. Set {name} for the daemon "
+        "(and restart it), then send failed ones with `video-pipelines deliveries redeliver <webhook id>`"
     )
 
 
