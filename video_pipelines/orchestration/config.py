@@ -1,19 +1,50 @@
 """Run config of `execute_plan`: the plan object at `ops.plan.config` (SPEC section 4).
 
 Field names are the SDK's camelCase wire names so that a plan pastes into the launchpad
-as it is. The webhook secret is given by environment variable name (`secretEnv`): a
-plaintext `secret` is not a field, so Dagster refuses such run config before the run is
-created and the secret never reaches run storage.
+as it is. Operation names and priorities are enums, so Dagster's config editor refuses a
+typo (`generateVidoe`) before launch and offers the accepted spellings. The webhook secret
+is given by environment variable name (`secretEnv`): a plaintext `secret` is not a field,
+so Dagster refuses such run config before the run is created and the secret never reaches
+run storage.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from video_pipelines.plan import Plan
+
+# Dagster turns a Python enum into a config enum whose accepted strings are the members' *names*
+# (`Priority.HIGH` would have to be written HIGH), so these two enums name each member by its wire
+# spelling. They list exactly what the plan model accepts (`Operation.parse`, `Priority`); a test
+# holds them to it.
+
+
+class OperationName(StrEnum):
+    """A plan node's `type`: an operation in any spelling `Operation.parse` accepts."""
+
+    generateVideo = "generateVideo"
+    generate_video = "generate_video"
+    # The seed SDK's JSON payload examples say "generate" for generateVideo.
+    generate = "generate"
+    merge = "merge"
+    lipSync = "lipSync"
+    lip_sync = "lip_sync"
+    addSubtitles = "addSubtitles"
+    add_subtitles = "add_subtitles"
+    reframe = "reframe"
+
+
+class PriorityName(StrEnum):
+    """A plan's `priority`: higher runs first when runs queue."""
+
+    high = "high"
+    normal = "normal"
+    low = "low"
 
 
 class WebhookConfig(dg.Config):
@@ -35,8 +66,8 @@ class PlanNodeConfig(dg.Config):
     """One job of the plan, as in the SDK's wire format."""
 
     id: str
-    type: str | None = Field(default=None, description="generateVideo, merge, lipSync, addSubtitles, reframe")
-    operation: str | None = Field(default=None, description="older clients' name for 'type'")
+    type: OperationName | None = Field(default=None, description="generateVideo, merge, lipSync, addSubtitles, reframe")
+    operation: OperationName | None = Field(default=None, description="older clients' name for 'type'")
     params: dict[str, Any] = Field(default_factory=dict)
     dependsOn: list[str] = Field(default_factory=list)
     output: str | None = None
@@ -46,10 +77,13 @@ class PlanNodeConfig(dg.Config):
 class PlanConfig(dg.Config):
     """The execution plan to run (the SDK's JSON, minus any plaintext webhook secret)."""
 
-    jobs: list[PlanNodeConfig]
+    # Not `min_length=1`: Dagster's config types have no length bound, so its editor would accept `jobs: []`
+    # anyway, and pydantic's refusal would come as a stack trace from the `plan` step. Without it the `plan`
+    # step refuses the empty plan itself, before any node runs: "plan.jobs: the plan is empty; add at least one job".
+    jobs: list[PlanNodeConfig] = Field(description="the plan's jobs: at least one")
     baseExecutionId: str | None = None
     webhook: WebhookConfig | None = None
-    priority: str | None = None
+    priority: PriorityName | None = Field(default=None, description="high, normal (the default) or low")
     maxCostUsd: float | None = Field(
         default=None, description="spend cap in USD: refused over the estimate, a paid node fails past it"
     )
@@ -73,7 +107,7 @@ class PlanConfig(dg.Config):
             if self.webhook.events is not None:
                 wire["webhook"]["events"] = list(self.webhook.events)
         if self.priority is not None:
-            wire["priority"] = self.priority
+            wire["priority"] = self.priority.value
         if self.maxCostUsd is not None:
             wire["maxCostUsd"] = self.maxCostUsd
         if self.timeoutSeconds is not None:
@@ -91,9 +125,9 @@ class PlanConfig(dg.Config):
 def _node_wire(node: PlanNodeConfig) -> dict[str, Any]:
     wire: dict[str, Any] = {"id": node.id, "params": node.params, "dependsOn": node.dependsOn}
     if node.type is not None:
-        wire["type"] = node.type
+        wire["type"] = node.type.value
     if node.operation is not None:
-        wire["operation"] = node.operation
+        wire["operation"] = node.operation.value
     if node.output is not None:
         wire["output"] = node.output
     if node.cache is not None:
