@@ -1,19 +1,29 @@
-"""The Launchpad: Dagster's config editor refuses typos in a plan before launch."""
+"""The Launchpad: the job opens with a plan that runs, and Dagster's config editor refuses typos before launch."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
+import yaml
+from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
-from video_pipelines.orchestration.config import OperationName, PlanConfig, PriorityName
-from video_pipelines.orchestration.definitions import execute_plan_job
+from video_pipelines.demo import node_results
+from video_pipelines.operations.ffmpeg import probe
+from video_pipelines.orchestration.config import EXAMPLE_PLAN, OperationName, PlanConfig, PriorityName
+from video_pipelines.orchestration.definitions import defs, execute_plan_job
+from video_pipelines.orchestration.job import execute_plan
 from video_pipelines.plan import parse_plan
 from video_pipelines.plan.params import _BY_SPELLING, Operation
 from video_pipelines.vocabulary import Priority
+
+from .media import local_path_of
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def plan_config(**plan: Any) -> dict[str, Any]:
@@ -102,3 +112,74 @@ def test_an_empty_plan_fails_in_the_plan_step_before_any_node_runs(dagster_home:
     assert "plan.jobs: the plan is empty; add at least one job" in str(failure.event_specific_data.error.message)  # type: ignore[union-attr]
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert not result.get_asset_materialization_events()
+
+
+def test_the_job_is_execute_plan_with_the_example_plan_as_default() -> None:
+    job = defs.get_job_def("execute_plan")
+    assert job.run_config == plan_config(**EXAMPLE_PLAN)
+    for attribute in ("name", "description", "tags", "executor_def", "hook_defs", "op_retry_policy", "graph"):
+        assert getattr(job, attribute) == getattr(execute_plan, attribute), attribute
+    assert defs.resolve_sensor_def("submitted_plans").job_name == "execute_plan"
+    # With the plan given, every resource's default completes the config: no "Missing required config entry".
+    assert dg.validate_run_config(job, job.run_config)
+    assert parse_plan(EXAMPLE_PLAN).nodes[2].operation is Operation.MERGE
+
+
+def test_the_example_plan_runs_and_writes_a_real_mp4(dagster_home: Path) -> None:
+    job = execute_plan_job()
+    with dg.DagsterInstance.get() as instance:
+        # What Launch sends from a fresh Launchpad: the job's default config, as the editor shows it.
+        result = job.execute_in_process(run_config=job.run_config, instance=instance)
+        assert result.success
+    videos = node_results(result)
+    assert set(videos) == {"clip1", "clip2", "merged"}
+    merged = probe(local_path_of(videos["merged"].url))
+    assert abs(merged.duration - 3.5) < 0.2  # two 2 s clips, 0.5 s of crossfade
+    assert (merged.width, merged.height) == (1280, 720)
+    assert (merged.video_codec, merged.audio_codec) == ("h264", "aac")
+
+
+LAUNCHPAD = """
+query Launchpad($job: PipelineSelector!, $typo: RunConfigData!) {
+  pipelineOrError(params: $job) { ... on Pipeline { presets { name runConfigYaml } } }
+  runConfigSchemaOrError(selector: $job) {
+    ... on RunConfigSchema { allConfigTypes { ... on EnumConfigType { givenName values { value } } } }
+  }
+  isPipelineConfigValid(pipeline: $job, mode: "default", runConfigData: $typo) {
+    __typename
+    ... on RunConfigValidationInvalid { errors { reason message } }
+  }
+}
+"""
+
+
+@pytest.fixture
+def launchpad_context(dagster_home: Path) -> Iterator[Any]:
+    with (
+        dg.DagsterInstance.get() as instance,
+        define_out_of_process_context(str(REPO / "definitions.py"), "defs", instance) as context,
+    ):
+        yield context
+
+
+def test_the_launchpad_opens_with_the_example_and_flags_a_typo(launchpad_context: Any) -> None:
+    """What the UI asks the webserver: the job's presets, and whether the editor's config is valid."""
+    job = {
+        "repositoryLocationName": launchpad_context.code_location_names[0],
+        "repositoryName": "__repository__",
+        "pipelineName": "execute_plan",
+    }
+    typo = plan_config(jobs=[node("generateVidoe")])
+    data = execute_dagster_graphql(launchpad_context, LAUNCHPAD, {"job": job, "typo": typo}).data
+    [preset] = data["pipelineOrError"]["presets"]
+    assert preset["name"] == "default"
+    assert yaml.safe_load(preset["runConfigYaml"]) == plan_config(**EXAMPLE_PLAN)
+    validity = data["isPipelineConfigValid"]
+    assert validity["__typename"] == "RunConfigValidationInvalid"
+    [error] = validity["errors"]
+    assert error["reason"] == "RUNTIME_TYPE_MISMATCH"
+    assert "root:ops:plan:config:jobs[0]:type not in enum type OperationName got generateVidoe" in error["message"]
+    # The editor's autocompletion and type explorer offer the enum's values.
+    enums = {t["givenName"]: t["values"] for t in data["runConfigSchemaOrError"]["allConfigTypes"] if t}
+    assert {value["value"] for value in enums["OperationName"]} == set(_BY_SPELLING)
+    assert {value["value"] for value in enums["PriorityName"]} == {"high", "normal", "low"}

@@ -133,3 +133,28 @@ def _node_wire(node: PlanNodeConfig) -> dict[str, Any]:
     if node.cache is not None:
         wire["cache"] = node.cache
     return wire
+
+
+# The job's default run config, what the Launchpad opens with (in wire form, so it reads like the SDK's
+# plans): it runs as it is, with no provider key and no cost. Two 2 s clips of the local provider,
+# crossfaded into one 3.5 s video.
+EXAMPLE_PLAN: dict[str, Any] = {
+    "jobs": [
+        {
+            "id": "clip1",
+            "type": "generateVideo",
+            "params": {"prompt": "A lighthouse at dawn", "duration": 2, "aspectRatio": "16:9", "provider": "local"},
+        },
+        {
+            "id": "clip2",
+            "type": "generateVideo",
+            "params": {"prompt": "Waves on the rocks", "duration": 2, "aspectRatio": "16:9", "provider": "local"},
+        },
+        {
+            "id": "merged",
+            "type": "merge",
+            "params": {"transition": "crossfade", "transitionDuration": 0.5},
+            "dependsOn": ["clip1", "clip2"],
+        },
+    ]
+}
