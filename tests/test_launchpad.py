@@ -139,6 +139,20 @@ def test_the_example_plan_runs_and_writes_a_real_mp4(dagster_home: Path) -> None
     assert (merged.video_codec, merged.audio_codec) == ("h264", "aac")
 
 
+def test_a_run_launched_with_no_config_runs_the_example_and_has_a_status(dagster_home: Path) -> None:
+    """GraphQL launchRun or `dagster job execute` without config: Dagster stores `{}` and runs the default."""
+    from video_pipelines.executions import execution_status
+    from video_pipelines.orchestration.run_records import DagsterRunRecords
+
+    with dg.DagsterInstance.get() as instance:
+        result = execute_plan_job().execute_in_process(instance=instance)
+        assert result.success
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None and not run.run_config.get("ops")
+        status = execution_status(DagsterRunRecords(instance), None, result.run_id)
+    assert status.state.value == "completed" and set(status.nodes) == {"clip1", "clip2", "merged"}
+
+
 LAUNCHPAD = """
 query Launchpad($job: PipelineSelector!, $typo: RunConfigData!) {
   pipelineOrError(params: $job) { ... on Pipeline { presets { name runConfigYaml } } }

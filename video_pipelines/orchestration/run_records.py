@@ -16,6 +16,7 @@ from dagster._core.execution.stats import StepEventStatus
 
 from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
 from video_pipelines.executions.records import LOST_WORKER_TAG
+from video_pipelines.orchestration.config import EXAMPLE_PLAN
 from video_pipelines.orchestration.state import mapping_key
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.vocabulary import NodeState
@@ -32,9 +33,17 @@ _CRASHED_PROCESS = re.compile(
 
 
 def plan_of_run(run: dg.DagsterRun) -> dict[str, Any]:
-    """The plan (wire form) a run of execute_plan was launched with."""
-    ops: Any = run.run_config.get("ops", {})
-    plan: dict[str, Any] = ops["plan"]["config"]
+    """The plan (wire form) a run of execute_plan was launched with.
+
+    A run launched with no plan config at all (GraphQL or `dagster job execute` without config)
+    ran the job's default config, the Launchpad's example plan: Dagster stores the run config
+    as given, not as resolved.
+    """
+    ops: Any = run.run_config.get("ops") or {}
+    config = (ops.get("plan") or {}).get("config")
+    if config is None:
+        return dict(EXAMPLE_PLAN)
+    plan: dict[str, Any] = config
     return plan
 
 
