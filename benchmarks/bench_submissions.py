@@ -4,7 +4,7 @@ Submits N small plans one after another (each after the previous run ended), eac
 webhook to a receiver on 127.0.0.1, and prints the median and spread of
 - submit -> run STARTED (target: median <= 4 s), and
 - run end -> webhook received (target: median <= 3 s);
-the daemon's 5 s sensor loop is the floor of both (DAGSTER-FACTS.md).
+the daemon's 5 s sensor loop (a Dagster constant) is the floor of both.
 
 Run from the repository root: python benchmarks/bench_submissions.py [--count 20]
 """

@@ -1,4 +1,4 @@
-"""The HTTP API (SPEC section 4, "HTTP API"): FastAPI over the application layer `executions/`.
+"""The HTTP API (README "The HTTP API"): FastAPI over the application layer `executions/`.
 
     from video_pipelines.api import ApiSettings, create_app
     app = create_app(ApiSettings.from_env())   # or: video-pipelines serve --port 8080

@@ -181,7 +181,7 @@ class JobDocument(_Wire):
 
 
 class PlanDocument(_Wire):
-    """An execution plan (SPEC section 3); validated by the plan model, not by this schema."""
+    """An execution plan (README "Running plans"); validated by the plan model, not by this schema."""
 
     jobs: list[JobDocument]
     base_execution_id: str | None = None

@@ -16,7 +16,7 @@ run monitoring ended is `failed` with "deadline exceeded after N s", whether Dag
 ended failed or canceled (the monitor cancels the run, then marks it failed; the run
 worker, interrupted meanwhile, may report it canceled first). A user's cancel stays canceled.
 
-`worker` (an extension of the SPEC's document) names the run worker process that took the
+`worker` (an extension of the SDK's status document) names the run worker process that took the
 run ("<celery node> pid <N>") with warm Celery workers, else null.
 
 An execution may have several runs (`attempts`): a run whose worker was lost is resumed, a

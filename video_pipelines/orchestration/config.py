@@ -1,4 +1,4 @@
-"""Run config of `execute_plan`: the plan object at `ops.plan.config` (SPEC section 4).
+"""Run config of `execute_plan`: the plan object at `ops.plan.config` (README "The Dagster UI").
 
 Field names are the SDK's camelCase wire names so that a plan pastes into the launchpad
 as it is. Operation names and priorities are enums, so Dagster's config editor refuses a

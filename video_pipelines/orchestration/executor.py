@@ -1,7 +1,7 @@
 """The executor of `execute_plan`: in-process by default, multiprocess when asked for.
 
 Why in-process by default: on our 2-core machines a multiprocess step costs 0.7 s
-(forkserver) to 1.8 s (spawn) of process start-up (DAGSTER-FACTS.md), and FFmpeg already
+(forkserver) to 1.8 s (spawn) of process start-up (measured on a 2-core machine), and FFmpeg already
 keeps both cores busy with x264's own threads, so running local nodes side by side buys
 nothing while the start-up cost is paid per node. A deployment with more cores, or with
 slow remote providers, can choose `execution: {config: {multiprocess: {max_concurrent: N}}}`

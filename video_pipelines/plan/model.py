@@ -1,7 +1,7 @@
 """The execution plan: parsing the SDK's wire format and validating it before any work starts.
 
-`parse_plan` accepts the JSON object of SPEC section 3 and returns a `Plan`, or raises
-`PlanValidationError` listing every problem, each naming the node and the field.
+`parse_plan` accepts the plan's JSON object (the SDK's wire format, README "Running plans") and
+returns a `Plan`, or raises `PlanValidationError` listing every problem, each naming the node and the field.
 """
 
 from __future__ import annotations

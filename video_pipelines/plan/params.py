@@ -1,4 +1,4 @@
-"""Typed parameters of each plan operation (SPEC section 3, "Operations and their params").
+"""Typed parameters of each plan operation (README "Operations").
 
 Unknown parameter names are refused: a typo such as `promt` would otherwise be ignored
 silently and produce a video nobody asked for.

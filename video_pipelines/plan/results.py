@@ -1,4 +1,4 @@
-"""The result of a plan node: a stored, probed video (SPEC section 3, "A video result")."""
+"""The result of a plan node: a stored, probed video."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Variants: which nodes a plan can take from its base execution instead of computing them.
 
-SPEC section 3, "Variant semantics": a node is reused when the base has a completed node
+A node is reused when the base has a completed node
 with the same id, the same operation, the same params and the same upstream lineage,
 which is exactly "the same id and the same lineage hash". A `dependsOn` entry that names
 a node only the base has resolves to the base's output, and a node that needs a video but

@@ -1,4 +1,4 @@
-"""Webhooks (SPEC section 5): the signed POSTs an execution sends (its end, and the events its plan subscribes to).
+"""Webhooks (README "Webhooks"): the signed POSTs an execution sends (its end, and the events its plan subscribes to).
 
 - `payload` — `encode_payload` turns a body into the exact bytes that are stored and sent
   (what the body says is built by `video_pipelines.executions`).

@@ -1,4 +1,4 @@
-"""Webhook signatures (SPEC section 5), over the exact bytes that are sent.
+"""Webhook signatures (README "Webhooks"), over the exact bytes that are sent.
 
 A signed webhook carries two signatures:
 
