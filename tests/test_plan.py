@@ -1,4 +1,4 @@
-"""Plan model: parsing, every validation case of SPEC section 3, graph algorithms and lineage."""
+"""Plan model: parsing, every validation case of the plan format, graph algorithms and lineage."""
 
 from __future__ import annotations
 
