@@ -322,3 +322,133 @@ def test_boto3_honours_aws_endpoint_url(
     assert _object_keys(s3_endpoint, bucket) == [f"from-env/{stored.key}"]
     assert stored.url.startswith(f"{s3_endpoint}/{bucket}/from-env/videos/")
     assert store.describe() == f"s3://{bucket}/from-env"
+
+
+# --- Local artifacts served over HTTP, and thumbnails ---------------------------------------------
+
+# Nothing listens on the discard port: a test passes only if nothing is fetched from these URLs.
+UNSERVED_BASE_URL = "http://127.0.0.1:9/artifacts"
+
+
+def _real_video(folder: Path, name: str, *, width: int = 640, height: int = 360, seed: int = 1) -> tuple[Path, str]:
+    from video_pipelines.operations import generate_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    generate_clip(path, prompt=name, width=width, height=height, duration=1, seed=seed)
+    return path, file_sha256(path)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a JPEG's start-of-frame segment."""
+    assert data[:3] == b"\xff\xd8\xff", "not a JPEG"
+    at = 2
+    while at < len(data):
+        marker, length = data[at + 1], int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker in {0xC0, 0xC1, 0xC2}:
+            return int.from_bytes(data[at + 7 : at + 9], "big"), int.from_bytes(data[at + 5 : at + 7], "big")
+        at += 2 + length
+    raise AssertionError("no start-of-frame segment")
+
+
+def test_local_store_with_a_base_url_gives_http_urls(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "artifacts", base_url=UNSERVED_BASE_URL + "/")
+    source, sha = _real_video(tmp_path / "work", "clip.mp4")
+
+    stored = store.put_file(source, sha256=sha)
+
+    assert stored.url == f"{UNSERVED_BASE_URL}/videos/{sha[:2]}/{sha}.mp4" == store.url_for(stored.key)
+    assert stored.thumbnail_url == f"{UNSERVED_BASE_URL}/thumbnails/{sha[:2]}/{sha}.jpg" == store.thumbnail_url(sha)
+    assert store.local_path(stored.key) == tmp_path / "artifacts" / stored.key
+    assert store.location(stored.key) == str(tmp_path / "artifacts" / stored.key)
+
+
+def test_store_from_url_reads_the_artifacts_base_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIDEO_PIPELINES_ARTIFACTS_BASE_URL", UNSERVED_BASE_URL)
+    for url in (None, (tmp_path / "elsewhere").as_uri()):
+        store = store_from_url(url, default_root=tmp_path)
+        assert isinstance(store, LocalArtifactStore) and store.base_url == UNSERVED_BASE_URL
+    monkeypatch.setenv("VIDEO_PIPELINES_ARTIFACTS_BASE_URL", "ftp://127.0.0.1/artifacts")
+    with pytest.raises(StorageError, match="artifacts base URL must be an http"):
+        store_from_url(None, default_root=tmp_path)
+
+
+def test_a_stored_video_gets_a_jpeg_thumbnail_320_pixels_wide(tmp_path: Path) -> None:
+    from tests.media import ffmpeg_stdout
+
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    source, sha = _real_video(tmp_path / "work", "clip.mp4", width=640, height=360)
+
+    stored = store.put_file(source, sha256=sha)
+
+    thumbnail = tmp_path / "artifacts" / f"thumbnails/{sha[:2]}/{sha}.jpg"
+    assert stored.thumbnail_url == thumbnail.as_uri()
+    data = thumbnail.read_bytes()
+    assert _jpeg_size(data) == (320, 180)
+    # FFmpeg decodes it too: one 320x180 frame of 8-bit grey is 57600 bytes.
+    assert len(ffmpeg_stdout("-i", str(thumbnail), "-f", "rawvideo", "-pix_fmt", "gray", "-")) == 320 * 180
+    assert _all_files(tmp_path / "artifacts") == [f"thumbnails/{sha[:2]}/{sha}.jpg", stored.key]
+    assert store.put_file(source, sha256=sha).thumbnail_url == stored.thumbnail_url
+
+
+def test_only_playable_videos_get_thumbnails(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    source, sha = _write(tmp_path / "work", "not-a-video.mp4")
+    text, text_sha = _write(tmp_path / "work", "probe.txt", b"probe")
+
+    unreadable = store.put_file(source, sha256=sha)
+    plain = store.put_file(text, sha256=text_sha, suffix=".txt", content_type="text/plain")
+
+    assert unreadable.thumbnail_url is None and store.exists(unreadable.key)
+    assert plain.thumbnail_url is None
+    assert store.thumbnail_url(sha) is None
+    assert _all_files(tmp_path / "artifacts") == sorted([unreadable.key, plain.key])
+
+
+def test_s3_put_of_a_video_stores_its_thumbnail(s3_endpoint: str, bucket: str, tmp_path: Path) -> None:
+    store = S3ArtifactStore(bucket, "renders", endpoint_url=s3_endpoint, public_base_url="https://cdn.example.com")
+    source, sha = _real_video(tmp_path / "work", "clip.mp4")
+
+    stored = store.put_file(source, sha256=sha)
+
+    thumbnail = f"renders/thumbnails/{sha[:2]}/{sha}.jpg"
+    assert stored.thumbnail_url == f"https://cdn.example.com/{thumbnail}"
+    assert _object_keys(s3_endpoint, bucket) == [thumbnail, f"renders/{stored.key}"]
+    head = _admin(s3_endpoint).head_object(Bucket=bucket, Key=thumbnail)
+    assert head["ContentType"] == "image/jpeg"
+    assert store.location(stored.key) == f"s3://{bucket}/renders/{stored.key}"
+
+
+def test_a_merge_reads_http_url_inputs_from_the_local_files(tmp_path: Path) -> None:
+    from video_pipelines.node_runner import NodeEnvironment, run_node
+    from video_pipelines.operations import probe
+    from video_pipelines.plan.model import PlanNode
+    from video_pipelines.plan.params import Operation
+
+    env = NodeEnvironment(store=LocalArtifactStore(tmp_path / "artifacts", base_url=UNSERVED_BASE_URL))
+    clips = [
+        run_node(
+            PlanNode(name, Operation.GENERATE_VIDEO, {"prompt": name, "duration": 1, "resolution": 90}),
+            inputs=[],
+            upstream={},
+            lineage=f"{seed:064x}",
+            env=env,
+        ).result
+        for seed, name in enumerate(("first", "second"), start=1)
+    ]
+    assert all(clip.url.startswith(UNSERVED_BASE_URL + "/videos/") for clip in clips)
+
+    # A fresh store on the same folder, as a later run opens it: the inputs are its files, not downloads.
+    env = NodeEnvironment(store=LocalArtifactStore(tmp_path / "artifacts", base_url=UNSERVED_BASE_URL))
+    merged = run_node(
+        PlanNode("both", Operation.MERGE, {}, depends_on=("first", "second")),
+        inputs=clips,
+        upstream={},
+        lineage="f" * 64,
+        env=env,
+    ).result
+
+    assert merged.url == f"{UNSERVED_BASE_URL}/videos/{merged.sha256[:2]}/{merged.sha256}.mp4"
+    assert merged.duration == pytest.approx(2.0, abs=0.1)
+    stored = env.store.local_path(env.store.key_for(merged.sha256))
+    assert stored is not None and probe(stored).duration == pytest.approx(2.0, abs=0.1)

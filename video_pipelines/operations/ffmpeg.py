@@ -34,6 +34,7 @@ __all__ = [
     "escape_filter_value",
     "ffmpeg_exe",
     "fps_expression",
+    "make_thumbnail",
     "probe",
     "probe_audio",
     "run_ffmpeg",
@@ -41,6 +42,7 @@ __all__ = [
 
 STDERR_TAIL_LINES = 15
 _PROBE_TIMEOUT_S = 60.0
+_THUMBNAIL_TIMEOUT_S = 60.0
 _WAIT_SLICE = 0.2  # seconds per waitpid() slice; see _wait_interruptibly
 _PR_SET_PDEATHSIG = 1
 
@@ -386,3 +388,25 @@ def probe_audio(path: Path) -> float:
     if result.audio is None:
         raise MediaError(f"{path}: has no audio stream")
     return result.duration or 0.0
+
+
+def make_thumbnail(video: Path, out: Path, *, width: int = 320) -> Path:
+    """Write a JPEG of the frame in the middle of `video`, `width` pixels wide (aspect kept), to `out`.
+
+    Raises `MediaError` when `video` is not a playable video, `FFmpegError` when FFmpeg fails.
+    """
+    if width < 2:
+        raise MediaError(f"thumbnail width must be at least 2 pixels, got {width}")
+    middle = probe(video).duration / 2
+    run_ffmpeg(
+        [
+            # -ss before -i seeks the input: FFmpeg decodes from the nearest keyframe, not the start.
+            *("-ss", f"{middle:.3f}", "-i", str(video)),
+            # -2: an even height, which the MJPEG encoder's yuvj420p needs.
+            *("-frames:v", "1", "-vf", f"scale={width}:-2", "-q:v", "4"),
+            *("-f", "image2", "-c:v", "mjpeg", str(out)),
+        ],
+        description=f"thumbnail of {video}",
+        timeout=_THUMBNAIL_TIMEOUT_S,
+    )
+    return out

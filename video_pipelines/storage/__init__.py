@@ -3,7 +3,8 @@
 One abstract `ArtifactStore` with two real implementations:
 
 - `LocalArtifactStore` — a folder (the embedded default, `DAGSTER_HOME/artifacts`);
-  URLs are `file://` URLs.
+  URLs are `file://` URLs, or http(s) URLs under a base URL where the folder is served
+  (the API serves it at `/artifacts`, see `video_pipelines.api.artifacts`).
 - `S3ArtifactStore` — a bucket on AWS or any S3-compatible server; URLs are presigned
   GET URLs, or public URLs when a public base URL is configured.
 
@@ -16,6 +17,12 @@ One abstract `ArtifactStore` with two real implementations:
 - `VIDEO_PIPELINES_PUBLIC_BASE_URL` (S3 only, optional): the objects are served publicly at
   `<this>/<prefix>/<key>` (a CDN or a public bucket). Result URLs are then stable, instead
   of presigned GET URLs that expire after 7 days.
+- `VIDEO_PIPELINES_ARTIFACTS_BASE_URL` (local only, optional): the folder is served over HTTP
+  at this URL (`video-pipelines dev` sets `http://127.0.0.1:8080/artifacts`, its API's), so
+  result URLs and the UI's links open in a browser; unset = `file://` URLs.
+
+A stored video gets a JPEG thumbnail (`thumbnails/<sha256[:2]>/<sha256>.jpg`), its URL in
+`StoredArtifact.thumbnail_url`: the asset catalog shows it.
 
 Every failure is a `StorageError`; the ones worth a retry (throttling, 5xx, connection
 errors, timeouts) are `TransientStorageError`.
@@ -27,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from video_pipelines.digest import file_sha256
 from video_pipelines.storage.base import ArtifactStore, StoredArtifact
-from video_pipelines.storage.factory import PUBLIC_BASE_URL_ENV, store_from_url
+from video_pipelines.storage.factory import ARTIFACTS_BASE_URL_ENV, PUBLIC_BASE_URL_ENV, store_from_url
 from video_pipelines.storage.local import LocalArtifactStore
 
 if TYPE_CHECKING:
@@ -44,6 +51,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "ARTIFACTS_BASE_URL_ENV",
     "PUBLIC_BASE_URL_ENV",
     "ArtifactStore",
     "LocalArtifactStore",

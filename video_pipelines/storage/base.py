@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from video_pipelines.errors import StorageError
+from video_pipelines.errors import MediaError, StorageError
+from video_pipelines.operations.ffmpeg import make_thumbnail
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,16}){1,3}")
@@ -18,11 +21,22 @@ _KEY_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 
 @dataclass(frozen=True)
 class StoredArtifact:
-    """Where a stored file lives: its key in the store, a URL a client can open, and its size."""
+    """Where a stored file lives: its key in the store, a URL a client can open, and its size.
+
+    `thumbnail_url` opens a small JPEG of a stored video's middle frame (`<sha256>.jpg` beside
+    it); None for other content, or when FFmpeg could not read the video.
+    """
 
     key: str
     url: str
     size_bytes: int
+    thumbnail_url: str | None = None
+
+
+def _check_sha256(sha256: str) -> str:
+    if not _SHA256.fullmatch(sha256):
+        raise StorageError(f"sha256 must be 64 lowercase hex characters, got {sha256!r}")
+    return sha256
 
 
 def check_key(key: str) -> str:
@@ -39,21 +53,58 @@ class ArtifactStore(ABC):
     Keys are relative to the store's root or prefix and derive from the content's SHA-256, so
     putting the same bytes twice keeps one object. Callers pass the SHA-256 they computed
     (see `video_pipelines.digest.file_sha256`); the store trusts it.
+
+    A stored video gets a JPEG thumbnail, so a person can see which of the SHA-256-named files
+    is which: `thumbnails/<sha256[:2]>/<sha256>.jpg`, named by the video's SHA-256. Thumbnails
+    are kept out of `videos/`, which holds what the nodes made (and what tests and operators
+    count there); being derived, they can be deleted, or expired by a bucket rule, on their own.
     """
+
+    thumbnail_width = 320
 
     def key_for(self, sha256: str, suffix: str = ".mp4") -> str:
         """The key of content with this SHA-256: `videos/<sha256[:2]>/<sha256><suffix>`."""
-        if not _SHA256.fullmatch(sha256):
-            raise StorageError(f"sha256 must be 64 lowercase hex characters, got {sha256!r}")
         if not _SUFFIX.fullmatch(suffix):
             raise StorageError(f"suffix must look like '.mp4', got {suffix!r}")
-        return f"videos/{sha256[:2]}/{sha256}{suffix}"
+        return f"videos/{_check_sha256(sha256)[:2]}/{sha256}{suffix}"
 
-    @abstractmethod
+    def thumbnail_key(self, sha256: str) -> str:
+        """The key of the thumbnail of the video with this SHA-256: `thumbnails/<sha256[:2]>/<sha256>.jpg`."""
+        return f"thumbnails/{_check_sha256(sha256)[:2]}/{sha256}.jpg"
+
     def put_file(
         self, path: Path, *, sha256: str, suffix: str = ".mp4", content_type: str = "video/mp4"
     ) -> StoredArtifact:
-        """Store the file at `path` under its content key; a second put of the same content is a no-op."""
+        """Store the file at `path` under its content key; a second put of the same content is a no-op.
+
+        A video (`video/*`) also gets its thumbnail stored, once (see `thumbnail_key`).
+        """
+        stored = self._put(path, key=self.key_for(sha256, suffix), sha256=sha256, content_type=content_type)
+        if not content_type.startswith("video/"):
+            return stored
+        return dataclasses.replace(stored, thumbnail_url=self._put_thumbnail(path, sha256))
+
+    def _put_thumbnail(self, video: Path, sha256: str) -> str | None:
+        key = self.thumbnail_key(sha256)
+        if self.exists(key):
+            return self.url_for(key)
+        with tempfile.TemporaryDirectory(prefix="vp-thumbnail-") as tmp:
+            thumbnail = Path(tmp) / "thumbnail.jpg"
+            try:
+                make_thumbnail(video, thumbnail, width=self.thumbnail_width)
+            except MediaError:
+                # A preview is a convenience: the video is stored, so the node must not fail for it.
+                return None
+            return self._put(thumbnail, key=key, sha256=None, content_type="image/jpeg").url
+
+    def thumbnail_url(self, sha256: str) -> str | None:
+        """The URL of the thumbnail of the video with this SHA-256, or None when none is stored."""
+        key = self.thumbnail_key(sha256)
+        return self.url_for(key) if self.exists(key) else None
+
+    @abstractmethod
+    def _put(self, path: Path, *, key: str, sha256: str | None, content_type: str) -> StoredArtifact:
+        """Store the file at `path` under `key` unless it is there already; `sha256` is the file's, if known."""
 
     @abstractmethod
     def url_for(self, key: str) -> str:
@@ -70,6 +121,10 @@ class ArtifactStore(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool:
         """Whether the object is stored."""
+
+    @abstractmethod
+    def location(self, key: str) -> str:
+        """Where the object is, for a person: its file path, or its `s3://` URI."""
 
     @abstractmethod
     def describe(self) -> str:

@@ -11,6 +11,7 @@ from video_pipelines.storage.base import ArtifactStore
 from video_pipelines.storage.local import LocalArtifactStore
 
 PUBLIC_BASE_URL_ENV = "VIDEO_PIPELINES_PUBLIC_BASE_URL"
+ARTIFACTS_BASE_URL_ENV = "VIDEO_PIPELINES_ARTIFACTS_BASE_URL"
 _USAGE = "VIDEO_PIPELINES_STORAGE_URL must be file:///abs/dir or s3://bucket/prefix"
 
 
@@ -25,11 +26,13 @@ def _for_message(url: str) -> str:
 def store_from_url(url: str | None, *, default_root: Path) -> ArtifactStore:
     """The store a storage URL names: None/"" -> a local folder at `default_root`.
 
-    `file:///abs/dir` -> LocalArtifactStore; `s3://bucket/optional/prefix` -> S3ArtifactStore
-    (endpoint from `AWS_ENDPOINT_URL`, public base URL from `VIDEO_PIPELINES_PUBLIC_BASE_URL`).
+    `file:///abs/dir` -> LocalArtifactStore (its URLs under `VIDEO_PIPELINES_ARTIFACTS_BASE_URL`
+    when set); `s3://bucket/optional/prefix` -> S3ArtifactStore (endpoint from
+    `AWS_ENDPOINT_URL`, public base URL from `VIDEO_PIPELINES_PUBLIC_BASE_URL`).
     """
+    artifacts_base_url = os.environ.get(ARTIFACTS_BASE_URL_ENV, "").strip() or None
     if url is None or not url.strip():
-        return LocalArtifactStore(default_root)
+        return LocalArtifactStore(default_root, base_url=artifacts_base_url)
     url = url.strip()
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -37,7 +40,7 @@ def store_from_url(url: str | None, *, default_root: Path) -> ArtifactStore:
         path = unquote(parts.path)
         if parts.netloc not in {"", "localhost"} or not path.startswith("/") or parts.query or parts.fragment:
             raise StorageError(f"{_USAGE} (a file URL needs an absolute local path), got {_for_message(url)}")
-        return LocalArtifactStore(Path(path))
+        return LocalArtifactStore(Path(path), base_url=artifacts_base_url)
     if scheme == "s3":
         # Imported here: boto3 costs a quarter second of start-up to every run worker that stores locally.
         from video_pipelines.storage.s3 import S3ArtifactStore

@@ -6,6 +6,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from video_pipelines.errors import StorageError
 from video_pipelines.storage.base import ArtifactStore, StoredArtifact, check_key
@@ -22,18 +23,27 @@ class LocalArtifactStore(ArtifactStore):
     A put hard-links the source into the store when both are on one filesystem (no copy of
     large videos) and copies otherwise. Stored files are content-addressed and must never be
     edited in place, by the store or through a caller's hard-linked source.
+
+    URLs are `file://` URLs, which a browser refuses to open from a web page; with `base_url`
+    (where an HTTP server serves `root`, such as the API's `/artifacts`) they are
+    `<base_url>/<key>` instead. Either way the store reads its own files from disk.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, base_url: str | None = None) -> None:
         self.root = Path(root).expanduser().resolve()
+        self.base_url = base_url.rstrip("/") if base_url else None
+        if self.base_url is not None:
+            parts = urlsplit(self.base_url)
+            if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
+                raise StorageError(
+                    f"the artifacts base URL must be an http(s) URL such as http://127.0.0.1:8080/artifacts, "
+                    f"got {base_url!r}"
+                )
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def put_file(
-        self, path: Path, *, sha256: str, suffix: str = ".mp4", content_type: str = "video/mp4"
-    ) -> StoredArtifact:
-        key = self.key_for(sha256, suffix)
+    def _put(self, path: Path, *, key: str, sha256: str | None, content_type: str) -> StoredArtifact:
         dest = self._path(key)
         try:
             size = path.stat().st_size
@@ -43,7 +53,7 @@ class LocalArtifactStore(ArtifactStore):
                 self._install(path, dest, link=True)
         except OSError as exc:
             raise StorageError(f"cannot store {path} as {key} in {self.describe()}: {exc}") from exc
-        return StoredArtifact(key=key, url=dest.as_uri(), size_bytes=size)
+        return StoredArtifact(key=key, url=self.url_for(key), size_bytes=size)
 
     @staticmethod
     def _install(source: Path, dest: Path, *, link: bool) -> None:
@@ -63,7 +73,10 @@ class LocalArtifactStore(ArtifactStore):
             raise
 
     def url_for(self, key: str) -> str:
-        return self._path(key).as_uri()
+        path = self._path(key)
+        if self.base_url is None:
+            return path.as_uri()
+        return f"{self.base_url}/{quote(key, safe='/')}"
 
     def fetch_to(self, key: str, dest: Path) -> Path:
         source = self._path(key)
@@ -83,6 +96,9 @@ class LocalArtifactStore(ArtifactStore):
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def location(self, key: str) -> str:
+        return str(self._path(key))
 
     def describe(self) -> str:
         return self.root.as_uri()

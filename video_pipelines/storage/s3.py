@@ -173,10 +173,7 @@ class S3ArtifactStore(ArtifactStore):
             raise translate_error(exc, action="HeadObject", location=self._location(key)) from exc
         return int(head.get("ContentLength", 0))
 
-    def put_file(
-        self, path: Path, *, sha256: str, suffix: str = ".mp4", content_type: str = "video/mp4"
-    ) -> StoredArtifact:
-        key = self.key_for(sha256, suffix)
+    def _put(self, path: Path, *, key: str, sha256: str | None, content_type: str) -> StoredArtifact:
         existing = self._head_size(key)
         if existing is not None:
             return StoredArtifact(key=key, url=self.url_for(key), size_bytes=existing)
@@ -186,7 +183,7 @@ class S3ArtifactStore(ArtifactStore):
                 str(path),
                 self.bucket,
                 self.full_key(key),
-                ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha256}},
+                ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha256} if sha256 else {}},
             )
         # Boto errors first: some of botocore's connection errors are also OSErrors.
         except _BOTO_ERRORS as exc:
@@ -227,6 +224,9 @@ class S3ArtifactStore(ArtifactStore):
 
     def exists(self, key: str) -> bool:
         return self._head_size(key) is not None
+
+    def location(self, key: str) -> str:
+        return self._location(key)
 
     def describe(self) -> str:
         where = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
