@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
+from video_pipelines.api import artifacts
 from video_pipelines.api.models import PlanDocument
 from video_pipelines.api.problems import PROBLEM_JSON, install_problem_handlers
 from video_pipelines.api.routes import router
@@ -24,6 +25,10 @@ Submit AI-video execution plans, follow them and receive their signed webhooks.
 Every `/api/...` call needs `Authorization: Bearer <api key>` (made with
 `video-pipelines api-keys create --name NAME [--tenant T]`); a key sees only its tenant's
 executions. Errors are RFC 9457 `application/problem+json`.
+
+With local artifact storage, the videos and their thumbnails are served read-only at
+`/artifacts/videos/<sha256[:2]>/<sha256>.mp4` and `/artifacts/thumbnails/<sha256[:2]>/<sha256>.jpg`,
+without a key: the SHA-256 in a result's URL is what lets one open it.
 """
 
 
@@ -77,5 +82,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app = FastAPI(title="video-pipelines", version=_version(), description=DESCRIPTION, lifespan=lifespan)
     install_problem_handlers(app)
     app.include_router(router)
+    app.include_router(artifacts.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

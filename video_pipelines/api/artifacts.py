@@ -1,0 +1,56 @@
+"""`GET /artifacts/{key}`: the local artifact store's videos and thumbnails, over HTTP, read-only.
+
+A browser refuses `file://` links from a web page, so with local storage the result URLs and
+the asset catalog's links point here (`VIDEO_PIPELINES_ARTIFACTS_BASE_URL`, which
+`video-pipelines dev` sets to this server's `/artifacts`).
+
+There is no API key on this route: a browser following a link from the Dagster UI has none.
+What guards a video is its URL: a key names the content's SHA-256
+(`videos/<sha256[:2]>/<sha256>.mp4`, its thumbnail `thumbnails/<sha256[:2]>/<sha256>.jpg`), so
+a URL cannot be guessed, only handed out, and this route serves nothing else: only those
+keys, of files under the store's root; no listing, no other path. With S3 storage every answer is 404: the
+objects are read from S3's own (presigned or public) URLs.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from video_pipelines.api.problems import ApiProblem
+from video_pipelines.api.routes import StateDep
+from video_pipelines.storage import LocalArtifactStore
+
+# Only content keys: a 64-hex name is what makes the URL unguessable, and it keeps the other
+# files of the folder (the health probe's, anything a person put there) off the network.
+_CONTENT_KEY = re.compile(
+    r"(?P<folder>videos|thumbnails)/(?P<prefix>[0-9a-f]{2})/(?P<sha256>[0-9a-f]{64})(?P<suffix>\.mp4|\.jpg)"
+)
+_MEDIA_TYPES = {("videos", ".mp4"): "video/mp4", ("thumbnails", ".jpg"): "image/jpeg"}
+# The bytes of a content key never change, so a browser may keep them.
+_HEADERS = {"Cache-Control": "public, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"}
+
+router = APIRouter()
+
+
+@router.api_route("/artifacts/{key:path}", methods=["GET", "HEAD"], include_in_schema=False)
+def artifact(key: str, state: StateDep) -> FileResponse:
+    """Serve a stored video (`video/mp4`, with HTTP Range requests) or thumbnail (`image/jpeg`)."""
+    store = state.artifacts()
+    if not isinstance(store, LocalArtifactStore):
+        raise ApiProblem(
+            404, "artifacts are served here only from local storage; this deployment's result URLs point at S3"
+        )
+    match = _CONTENT_KEY.fullmatch(key)
+    media_type = _MEDIA_TYPES.get((match["folder"], match["suffix"])) if match else None
+    if match is None or media_type is None or not match["sha256"].startswith(match["prefix"]):
+        raise ApiProblem(
+            404, "no such artifact: expected videos/<sha256[:2]>/<sha256>.mp4 or thumbnails/<sha256[:2]>/<sha256>.jpg"
+        )
+    path = store.local_path(key)
+    # A symlink placed in the folder must not lead out of it.
+    if path is None or not path.resolve().is_relative_to(store.root):
+        raise ApiProblem(404, f"no artifact {key} in this deployment's storage")
+    return FileResponse(path, media_type=media_type, headers=_HEADERS)
