@@ -2,6 +2,7 @@
 
 Real MP4s made by FFmpeg, stored by the real LocalArtifactStore, served by the app with its
 real lifespan; no API key anywhere, as a browser following a link from the Dagster UI has none.
+Last, the preview a node's materialization shows, whose links are these URLs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from fastapi.testclient import TestClient
 
 from video_pipelines.api import ApiSettings, create_app
 from video_pipelines.operations import generate_clip
+from video_pipelines.orchestration.previews import node_preview
+from video_pipelines.plan.results import VideoResult
 from video_pipelines.storage import LocalArtifactStore, StoredArtifact, file_sha256
 
 BASE_URL = "http://testserver/artifacts"
@@ -144,3 +147,42 @@ def test_nothing_is_served_when_the_storage_is_s3(
 
     assert response.status_code == 404
     assert "only from local storage" in response.json()["detail"]
+
+
+def test_a_nodes_preview_shows_its_thumbnail_links_its_video_and_names_its_file(served: Served) -> None:
+    sha = file_sha256(served.root / served.video.key)
+    result = VideoResult(
+        url=served.video.url,
+        duration=1.0,
+        width=320,
+        height=180,
+        aspect_ratio="16:9",
+        size_bytes=len(served.data),
+        sha256=sha,
+    )
+
+    metadata = node_preview(LocalArtifactStore(served.root, base_url=BASE_URL), result, node_id="intro")
+
+    thumbnail_url = f"{BASE_URL}/thumbnails/{sha[:2]}/{sha}.jpg"
+    assert metadata["preview"].value == f"![intro]({thumbnail_url})\n\n[{served.video.url}]({served.video.url})"
+    assert metadata["path"].value == str(served.root / served.video.key)
+    # Both links of the markdown open in a browser: the API serves them.
+    assert served.client.get(thumbnail_url).headers["content-type"] == "image/jpeg"
+    assert served.client.get(served.video.url).content == served.data
+
+
+def test_a_preview_without_a_thumbnail_is_the_link_alone(served: Served, tmp_path: Path) -> None:
+    sha = "ab" * 32
+    result = VideoResult(
+        url=f"{BASE_URL}/videos/ab/{sha}.mp4",
+        duration=1.0,
+        width=320,
+        height=180,
+        aspect_ratio="16:9",
+        size_bytes=1,
+        sha256=sha,
+    )
+
+    metadata = node_preview(LocalArtifactStore(tmp_path / "empty", base_url=BASE_URL), result, node_id="old")
+
+    assert metadata["preview"].value == f"[{result.url}]({result.url})"
