@@ -12,8 +12,6 @@ import pytest
 from video_pipelines.client import with_ui_link
 from video_pipelines.instance import describe_instance, render_instance_yaml
 
-from .media import local_path_of
-
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "video_pipelines" / "examples"
 
@@ -102,25 +100,6 @@ def test_validate_rejects_with_exit_2_and_no_traceback(plan: str, expected: str)
 def test_validate_missing_file() -> None:
     done = cli("validate", "/nonexistent/plan.json")
     assert done.returncode == 2 and "cannot read plan /nonexistent/plan.json" in done.stderr
-
-
-def test_demo_runs_the_product_demo_on_embedded_defaults(tmp_path: Path) -> None:
-    done = cli("demo", cwd=tmp_path, env=local_env())
-    assert done.returncode == 0, done.stderr[-3000:]
-    base, french, spanish = json.loads(done.stdout)
-    assert [r["status"] for r in (base, french, spanish)] == ["completed"] * 3
-    assert base["computed"] == ["job1", "job2", "job3", "job4"] and base["reused"] == []
-    assert french["reused"] == ["job1", "job2", "job3", "job4"] and french["computed"] == ["job5", "job6"]
-    assert spanish["reused"] == [] and spanish["computed"] == ["job1", "job2"]
-    final = base["video"]
-    assert abs(final["duration"] - 8.0) <= 0.3 and final["aspectRatio"] == "16:9"
-    assert abs(french["video"]["duration"] - 8.0) <= 0.3 and abs(spanish["video"]["duration"] - 8.0) <= 0.3
-    assert local_path_of(final["url"]).is_file() and local_path_of(spanish["video"]["url"]).is_file()
-    home = tmp_path / ".dagster_home"
-    assert (home / "dagster.yaml").read_text().startswith("# Written by video-pipelines")
-    assert "storage" not in (home / "dagster.yaml").read_text()  # the embedded default is SQLite
-    assert list(home.glob("**/*.db")), "SQLite storage under .dagster_home"
-    assert str(home / "artifacts") in final["url"]
 
 
 def test_repository_dagster_yaml_is_the_rendered_production_config() -> None:

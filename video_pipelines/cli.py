@@ -171,9 +171,16 @@ def _api_keys(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import warnings
+
+    import dagster as dg
+
+    # Dagster's own SensorDefinition.with_updated_job (orchestration/definitions.py) passes the
+    # sensor's `owners` through its beta parameter even when none is set: nothing a user can act on.
+    warnings.filterwarnings("ignore", message="Parameter `owners` of initializer", category=dg.BetaWarning)
     from video_pipelines.demo import run_demo
 
-    return run_demo(args.plan)
+    return run_demo(args.plan, verbose=args.verbose)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -271,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = verbs.add_parser("demo", help="run the product demo end to end on the embedded defaults")
     demo.add_argument("--plan", help="run this plan file instead of the bundled product demo")
+    demo.add_argument(
+        "--verbose", action="store_true", help="print Dagster's run logs (DEBUG and up) instead of the progress lines"
+    )
     demo.set_defaults(handler=_demo)
 
     serve = verbs.add_parser("serve", help="serve the HTTP API (one uvicorn process); docs at /docs")

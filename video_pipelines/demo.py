@@ -3,26 +3,39 @@
 It runs the product demo as a base, then the French variant (reuses the base's scenes and
 merge, adds lip-sync and subtitles) and the Spanish dependent plan (attaches to the base's
 final video), serving its own sample voice tracks on 127.0.0.1.
+
+Each run is created the way the UI and `dagster job launch` create one, from the
+`video_pipelines` code location (the name `dev`'s workspace gives it), and executed in this
+process: the run records its remote job origin, so the UI can re-execute it like any other.
+While a run executes, a line is printed per node state change (polled from the status
+document); Dagster's own console log is shown only at WARNING and above unless `verbose`,
+and the run's event log in the instance stays complete. A table of the executions closes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import dagster as dg
+from dagster._core.execution.api import execute_run
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.remote_representation.code_location import CodeLocation
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.utils import make_new_run_id
+from dagster._utils.hosted_user_process import recon_job_from_origin
 
 from video_pipelines.examples import example_plan
-from video_pipelines.executions import execution_status
+from video_pipelines.executions import BASE_EXECUTION_ID_TAG, EXECUTION_ID_TAG, execution_status
 from video_pipelines.instance import prepare_dagster_home
 from video_pipelines.operations import run_ffmpeg
 from video_pipelines.orchestration.config import PlanConfig
@@ -30,6 +43,12 @@ from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import load_plan_json, parse_plan
 from video_pipelines.plan.results import VideoResult
+
+CODE_LOCATION = "video_pipelines"
+"""The code location's name in `video_pipelines.instance.write_workspace`: the UI finds a run's job by it."""
+DEFINITIONS_MODULE = "video_pipelines.orchestration.definitions"
+JOB_NAME = "execute_plan"
+_POLL_SECONDS = 0.5
 
 
 def run_plan_in_process(plan_wire: dict[str, Any], instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -87,38 +106,162 @@ def _with_local_audio(plan: dict[str, Any], audio_base: str) -> dict[str, Any]:
     return plan
 
 
-def _summary(name: str, instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
-    status = execution_status(DagsterRunRecords(instance), None, run_id).to_wire()
-    jobs = status["jobs"]
+@contextmanager
+def code_location(instance: dg.DagsterInstance) -> Iterator[CodeLocation]:
+    """The installed `video_pipelines` definitions as the code location the UI knows, loaded in this process."""
+    origin = InProcessCodeLocationOrigin(
+        loadable_target_origin=LoadableTargetOrigin(executable_path=sys.executable, module_name=DEFINITIONS_MODULE),
+        location_name=CODE_LOCATION,
+    )
+    with origin.create_location(instance) as location:
+        yield location
+
+
+def create_plan_run(
+    plan_wire: dict[str, Any], instance: dg.DagsterInstance, location: CodeLocation, *, verbose: bool = False
+) -> dg.DagsterRun:
+    """A new `execute_plan` run of `plan_wire` in `instance`, with the remote job origin the UI re-executes from.
+
+    Without `verbose` the run config sets Dagster's console logger to WARNING: that logger only
+    prints, so the event log keeps every message.
+    """
+    plan = parse_plan(plan_wire)
+    loggers = None if verbose else {"console": {"config": {"log_level": "WARNING"}}}
+    run_config = dg.RunConfig(ops={"plan": PlanConfig.from_plan(plan)}, loggers=loggers).to_config_dict()  # type: ignore[no-untyped-call]
+    run_id = make_new_run_id()
+    # Tagged before it starts, as the submission sensor does, so the status document finds it at once.
+    tags = {EXECUTION_ID_TAG: run_id}
+    if plan.base_execution_id:
+        tags[BASE_EXECUTION_ID_TAG] = plan.base_execution_id
+    (repository,) = location.get_repositories().values()
+    remote_job = repository.get_full_job(JOB_NAME)
+    execution_plan = location.get_execution_plan(
+        remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=instance
+    ).execution_plan_snapshot
+    return instance.create_run(
+        job_name=JOB_NAME,
+        run_id=run_id,
+        run_config=run_config,
+        resolved_op_selection=None,
+        step_keys_to_execute=execution_plan.step_keys_to_execute,
+        op_selection=None,
+        status=None,
+        root_run_id=None,
+        parent_run_id=None,
+        tags={**remote_job.tags, **tags},
+        job_snapshot=remote_job.job_snapshot,
+        execution_plan_snapshot=execution_plan,
+        parent_job_snapshot=remote_job.parent_job_snapshot,
+        remote_job_origin=remote_job.get_remote_origin(),
+        job_code_origin=remote_job.get_python_origin(),
+        asset_selection=None,
+        asset_check_selection=None,
+        asset_graph=repository.asset_graph,
+    )
+
+
+def _status(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
+    return execution_status(DagsterRunRecords(instance), None, run_id).to_wire()
+
+
+class _Progress:
+    """Prints a line whenever the execution or one of its nodes changes state, with seconds since the start."""
+
+    def __init__(self, name: str, instance: dg.DagsterInstance, run_id: str, out: TextIO) -> None:
+        self._name, self._instance, self._run_id, self._out = name, instance, run_id, out
+        self._seen: dict[str, str] = {}
+        self._started = time.monotonic()
+
+    def poll(self) -> dict[str, Any]:
+        status = _status(self._instance, self._run_id)
+        states = {node: job["status"] for node, job in status["jobs"].items()}
+        states[""] = status["status"]
+        for node, state in states.items():
+            # Every node starts pending: only what changes after that is news.
+            if self._seen.get(node, "pending") != state:
+                self._seen[node] = state
+                seconds = time.monotonic() - self._started
+                print(
+                    f"{self._name:<18} {node or 'execution':<10} {state:<10} {seconds:6.1f} s",
+                    file=self._out,
+                    flush=True,
+                )
+        return status
+
+    def watch(self, done: threading.Event) -> None:
+        while not done.wait(_POLL_SECONDS):
+            self.poll()
+
+
+def run_plan_with_progress(
+    name: str,
+    plan_wire: dict[str, Any],
+    instance: dg.DagsterInstance,
+    location: CodeLocation,
+    *,
+    verbose: bool = False,
+    out: TextIO = sys.stdout,
+) -> dict[str, Any]:
+    """Run `plan_wire` in this process as a run of the code location, printing its progress; its row of the table."""
+    run = create_plan_run(plan_wire, instance, location, verbose=verbose)
+    progress = _Progress(name, instance, run.run_id, out)
+    done = threading.Event()
+    watcher = threading.Thread(target=progress.watch, args=(done,), daemon=True)
+    started = time.monotonic()
+    watcher.start()
+    try:
+        execute_run(recon_job_from_origin(run.job_code_origin), run, instance)  # type: ignore[arg-type]
+    finally:
+        done.set()
+        watcher.join()
+    status = progress.poll()
+    jobs = status["jobs"].values()
     return {
-        "name": name,
         "executionId": status["executionId"],
+        "plan": name,
         "status": status["status"],
-        "reused": [node for node, job in jobs.items() if job["status"] == "reused"],
-        "computed": [node for node, job in jobs.items() if job["status"] == "completed"],
-        "video": status["result"],
-        "error": status["error"],
-        "files": {node: job["result"]["url"] for node, job in jobs.items() if job["result"]},
+        "computed": sum(job["status"] == "completed" for job in jobs),
+        "reused": sum(job["status"] == "reused" for job in jobs),
+        "seconds": time.monotonic() - started,
+        "cost": status["cost"],
+        "video": (status["result"] or {}).get("url") or status["error"] or "",
     }
 
 
-def run_demo(plan_file: str | None = None) -> int:
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The closing table: one execution a line."""
+    header = ["execution", "plan", "status", "computed", "reused", "seconds", "cost", "video"]
+    cells = [
+        [row["executionId"], row["plan"], row["status"], str(row["computed"]), str(row["reused"]),
+         f"{row['seconds']:.1f}", f"${row['cost']:.2f}", str(row["video"])]
+        for row in rows
+    ]  # fmt: skip
+    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join([*(cell.ljust(width) for cell, width in zip(line, widths, strict=False)), line[-1]])
+        for line in [header, *cells]
+    )
+
+
+def run_demo(plan_file: str | None = None, *, verbose: bool = False) -> int:
     home = prepare_dagster_home()
     print(f"DAGSTER_HOME={home}", file=sys.stderr)
-    reports = []
-    with dg.DagsterInstance.get() as instance:
+    rows = []
+    with dg.DagsterInstance.get() as instance, code_location(instance) as location:
         if plan_file:
-            result = run_plan_in_process(load_plan_json(Path(plan_file).read_text()), instance)
-            reports.append(_summary(plan_file, instance, result.run_id))
+            plan = load_plan_json(Path(plan_file).read_text())
+            rows.append(run_plan_with_progress(Path(plan_file).stem, plan, instance, location, verbose=verbose))
         else:
             with serve_voice_tracks() as audio_base:
-                base = run_plan_in_process(example_plan("product_demo"), instance)
-                reports.append(_summary("product_demo (base)", instance, base.run_id))
-                if base.success:
+                base = run_plan_with_progress(
+                    "product_demo", example_plan("product_demo"), instance, location, verbose=verbose
+                )
+                rows.append(base)
+                if base["status"] == "completed":
                     for name in ("french_variant", "spanish_dependent"):
                         plan = _with_local_audio(example_plan(name), audio_base)
-                        plan["baseExecutionId"] = base.run_id
-                        result = run_plan_in_process(plan, instance)
-                        reports.append(_summary(name, instance, result.run_id))
-    print(json.dumps(reports, indent=2, ensure_ascii=False))
-    return 0 if all(report["status"] == "completed" for report in reports) else 1
+                        plan["baseExecutionId"] = base["executionId"]
+                        rows.append(run_plan_with_progress(name, plan, instance, location, verbose=verbose))
+    print()
+    print(format_table(rows))
+    return 0 if all(row["status"] == "completed" for row in rows) else 1

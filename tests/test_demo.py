@@ -1,0 +1,102 @@
+"""`video-pipelines demo` as a user runs it: quiet progress and a closing table, runs the UI can re-execute."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.execution.api import execute_run
+from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+from dagster._utils.hosted_user_process import recon_job_from_origin
+
+from video_pipelines.demo import CODE_LOCATION, code_location
+
+from .media import local_path_of
+
+REPO = Path(__file__).resolve().parents[1]
+_ROW = re.compile(r"^([0-9a-f-]{36})\s+(\S+)\s+(\S+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+\$([\d.]+)\s+(\S+)$")
+
+
+def demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The demo verb of this checkout, on `./.dagster_home` in `tmp_path`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_HOME", "VIDEO_PIPELINES_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "video_pipelines.cli", "demo", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_demo_prints_progress_and_a_table_and_its_runs_can_be_re_executed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    done = demo(tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "DEBUG" not in output and " - dagster - " not in output
+    assert "Warning" not in output, output
+    lines = done.stdout.splitlines()
+    progress = [line.split() for line in lines if line.endswith(" s")]
+    assert ["product_demo", "job4", "completed"] in [line[:3] for line in progress]
+    assert ["french_variant", "job1", "reused"] in [line[:3] for line in progress]
+    assert ["spanish_dependent", "execution", "completed"] in [line[:3] for line in progress]
+    assert lines[-4].split() == ["execution", "plan", "status", "computed", "reused", "seconds", "cost", "video"]
+    rows = [_ROW.match(line) for line in lines[-3:]]
+    assert all(rows), lines[-3:]
+    table = [row.groups() for row in rows if row]
+    assert [(plan, status, computed, reused) for _, plan, status, computed, reused, *_ in table] == [
+        ("product_demo", "completed", "4", "0"),
+        ("french_variant", "completed", "2", "4"),
+        ("spanish_dependent", "completed", "2", "0"),
+    ]
+    assert all(local_path_of(row[-1]).is_file() for row in table)
+
+    home = tmp_path / ".dagster_home"
+    assert (home / "dagster.yaml").read_text().startswith("# Written by video-pipelines")
+    assert "storage" not in (home / "dagster.yaml").read_text()  # the embedded default is SQLite
+    assert list(home.glob("**/*.db")), "SQLite storage under .dagster_home"
+    assert all(row[-1].startswith(f"file://{home / 'artifacts'}") for row in table)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the artifact folder of the re-execution below
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        runs = {row[0]: instance.get_run_by_id(row[0]) for row in table}
+        for run in runs.values():
+            assert run is not None and run.remote_job_origin is not None
+            assert run.remote_job_origin.location_name == CODE_LOCATION
+        base = runs[table[0][0]]
+        assert base is not None and base.remote_job_origin is not None
+        # What the UI's "Re-execute all" does: find the parent's code location by name, create, run.
+        with code_location(instance) as location:
+            origin = location.origin
+        target = InProcessWorkspaceLoadTarget(origin)  # type: ignore[arg-type]
+        with WorkspaceProcessContext(instance, target) as workspace:
+            context = workspace.create_request_context()
+            location = context.get_code_location(base.remote_job_origin.location_name)
+            repository = location.get_repository(base.remote_job_origin.repository_origin.repository_name)
+            child = instance.create_reexecuted_run(
+                request_context=context,
+                parent_run=base,
+                code_location=location,
+                remote_job=repository.get_full_job(base.job_name),
+                strategy=ReexecutionStrategy.ALL_STEPS,
+            )
+            result = execute_run(recon_job_from_origin(child.job_code_origin), child, instance)  # type: ignore[arg-type]
+        assert result.success and child.parent_run_id == base.run_id
+
+
+def test_demo_verbose_brings_dagster_logs_back(tmp_path: Path) -> None:
+    done = demo(tmp_path, "--verbose", "--plan", str(REPO / "video_pipelines" / "examples" / "product_demo.json"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert " - dagster - DEBUG - " in done.stderr and " - dagster - INFO - " in done.stderr
+    assert done.stdout.splitlines()[-1].split()[1:3] == ["product_demo", "completed"]
