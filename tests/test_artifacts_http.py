@@ -186,3 +186,32 @@ def test_a_preview_without_a_thumbnail_is_the_link_alone(served: Served, tmp_pat
     metadata = node_preview(LocalArtifactStore(tmp_path / "empty", base_url=BASE_URL), result, node_id="old")
 
     assert metadata["preview"].value == f"[{result.url}]({result.url})"
+
+
+def test_a_nodes_materialization_shows_its_thumbnail_link_and_path(
+    dagster_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the asset catalog shows under `video-pipelines dev`: a picture, a link a browser opens, the file."""
+    import dagster as dg
+
+    from video_pipelines.demo import run_plan_in_process
+
+    monkeypatch.setenv("VIDEO_PIPELINES_ARTIFACTS_BASE_URL", "http://127.0.0.1:8080/artifacts")
+    plan = {
+        "jobs": [
+            {"id": "clip", "type": "generateVideo", "params": {"prompt": "a fox", "duration": 1, "resolution": 64}}
+        ]
+    }
+    with dg.DagsterInstance.get() as instance:
+        result = run_plan_in_process(plan, instance)
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    metadata = event.step_materialization_data.materialization.metadata
+    url = metadata["url"].value
+    assert isinstance(url, str) and url.startswith("http://127.0.0.1:8080/artifacts/videos/")
+    preview = metadata["preview"].value
+    assert (
+        isinstance(preview, str) and "![clip](http://127.0.0.1:8080/artifacts/thumbnails/" in preview and url in preview
+    )
+    path = metadata["path"].value
+    assert isinstance(path, str) and Path(path).is_file() and path.endswith(".mp4")

@@ -650,3 +650,13 @@ def test_remote_input(tmp_path: Path) -> None:
     assert remote_input("file:///x/voice.mp3", untyped, provider="p", what="audio").startswith(
         "data:audio/mpeg;base64,"
     )
+
+
+def test_remote_input_inlines_an_artifact_our_own_api_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `video-pipelines dev` local artifacts have http URLs on 127.0.0.1, which no provider can reach."""
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    monkeypatch.setenv("VIDEO_PIPELINES_ARTIFACTS_BASE_URL", "http://127.0.0.1:8080/artifacts/")
+    served = "http://127.0.0.1:8080/artifacts/videos/ab/ab.mp4"
+    assert remote_input(served, video, provider="p", what="video").startswith("data:video/mp4;base64,")
+    assert remote_input("https://cdn/x.mp4", video, provider="p", what="video") == "https://cdn/x.mp4"

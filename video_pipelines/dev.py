@@ -28,6 +28,7 @@ import dagster as dg
 
 from video_pipelines.api import ApiSettings
 from video_pipelines.instance import prepare_dagster_home, write_workspace
+from video_pipelines.storage import ARTIFACTS_BASE_URL_ENV
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.workers import BROKER_URL_ENV, WorkerSettings
 
@@ -42,6 +43,8 @@ def run_dev(*, host: str, port: int, api_port: int) -> int:
     home = prepare_dagster_home()
     workspace = write_workspace(home)
     api = ApiSettings.from_env(host=host, port=api_port)  # a bad API setting stops here, before anything runs
+    # Result URLs a browser can open (the API serves the local artifacts); the children inherit it. A user's own wins.
+    os.environ.setdefault(ARTIFACTS_BASE_URL_ENV, f"{api.url}/artifacts")
     # Create the instance's and the store's tables now: two processes creating a new SQLite storage at once collide.
     with dg.DagsterInstance.get(), SubmissionStore.from_env(home):
         pass

@@ -33,6 +33,7 @@ from video_pipelines.node_runner import NodeEnvironment, NodeRun, run_node
 from video_pipelines.orchestration.assets import asset_key_for
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.executor import in_process_or_multiprocess
+from video_pipelines.orchestration.previews import node_preview
 from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
 from video_pipelines.orchestration.provider_slots import DagsterProviderSlots
 from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy, SubmissionStoreResource
@@ -45,6 +46,7 @@ from video_pipelines.plan.reuse import ResolvedPlan
 from video_pipelines.providers.http import Abandoned, sleep_interruptibly
 from video_pipelines.providers.slots import limiting_provider_jobs
 from video_pipelines.retrying import backoff_delay
+from video_pipelines.storage import ArtifactStore
 from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex, SubmissionStore
 from video_pipelines.telemetry.metrics import counting_provider_errors, observe_node_seconds
 from video_pipelines.vocabulary import NodeState
@@ -317,6 +319,7 @@ def plan(
                 reused_from=decision.reused_from,
                 cost_usd=decision.cost_usd,
                 carried_from_run=decision.carried_from_run,
+                artifacts=head_starts.env().store,
             )
         )
     trace_reused(context, execution_id, parsed, [d for d in resolved.reused if d.carried_from_run is None])
@@ -395,6 +398,7 @@ def run_plan_node(
             cost_usd=run.cost_usd,
             model=run.model,
             reused_from=run.reused_from,
+            artifacts=head_starts.env().store,
         )
     )
     if run.reused_from is None:
@@ -446,6 +450,7 @@ def _materialization(
     cost_usd: float = 0.0,
     model: str | None = None,
     carried_from_run: str | None = None,
+    artifacts: ArtifactStore | None = None,
 ) -> dg.AssetMaterialization:
     """The record of one node's video: what the catalog shows and what status and variants read."""
     return dg.AssetMaterialization(
@@ -473,6 +478,8 @@ def _materialization(
             "size_bytes": result.size_bytes,
             "sha256": result.sha256,
             "result": dg.MetadataValue.json(result.to_wire()),
+            # A thumbnail a person can see in the UI, the video's link and where the file is.
+            **(node_preview(artifacts, result, node_id=node.id) if artifacts is not None else {}),
         },
     )
 

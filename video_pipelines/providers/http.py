@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
+import os
 import ssl
 import threading
 import time
@@ -66,6 +67,7 @@ from video_pipelines.net import (
 from video_pipelines.providers.base import JobLedger, LipSyncRequest
 from video_pipelines.providers.slots import provider_slot
 from video_pipelines.retrying import backoff_delay, parse_retry_after
+from video_pipelines.storage.factory import ARTIFACTS_BASE_URL_ENV
 from video_pipelines.telemetry.provider_errors import report_provider_error
 from video_pipelines.telemetry.tracing import http_client_span
 
@@ -499,10 +501,12 @@ def remote_input(
 ) -> str:
     """What to send a remote model for a file: its http(s) URL as is, else a base64 `data:` URI.
 
-    A `file://` (or other local) URL cannot be read by a remote provider; up to
-    `max_inline_bytes` the file travels inline, beyond that ProviderError says what to change.
+    A `file://` (or other local) URL cannot be read by a remote provider, nor can a local
+    artifact served by our own API (`VIDEO_PIPELINES_ARTIFACTS_BASE_URL`, e.g. 127.0.0.1 under
+    `video-pipelines dev`); up to `max_inline_bytes` the file travels inline, beyond that
+    ProviderError says what to change.
     """
-    if urlsplit(url).scheme.lower() in ("http", "https"):
+    if urlsplit(url).scheme.lower() in ("http", "https") and not _served_locally(url):
         return url
     try:
         size = path.stat().st_size
@@ -517,6 +521,12 @@ def remote_input(
     mime = mimetypes.guess_type(path.name)[0] or mimetypes.guess_type(urlsplit(url).path)[0]
     encoded = base64.b64encode(path.read_bytes()).decode("ascii")
     return f"data:{mime or 'application/octet-stream'};base64,{encoded}"
+
+
+def _served_locally(url: str) -> bool:
+    """Whether `url` is a local artifact served by this deployment's API (see `storage.ARTIFACTS_BASE_URL_ENV`)."""
+    base = (os.environ.get(ARTIFACTS_BASE_URL_ENV) or "").rstrip("/")
+    return bool(base) and url.startswith(base + "/")
 
 
 def lipsync_sources(request: LipSyncRequest, *, provider: str, max_inline_bytes: int) -> tuple[str, str]:
