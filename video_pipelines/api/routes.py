@@ -1,4 +1,4 @@
-"""The routes of SPEC section 4 "HTTP API": each a few lines over `executions/`.
+"""The routes of the HTTP API (README "The HTTP API"): each a few lines over `executions/`.
 
 Every `/api/...` route needs a key (`auth.authenticated`) and sees only its tenant's
 executions: another tenant's is 404 "no execution X", the answer for a missing id
@@ -142,7 +142,7 @@ async def submit(
 ) -> dict[str, str]:
     """Store a plan for the daemon to run; answers at once with its execution id.
 
-    The body is the plan of `video-pipelines submit` (SPEC section 3) with its optional
+    The body is the plan of `video-pipelines submit` (README "Running plans") with its optional
     `baseExecutionId` (one of this tenant's executions), `webhook {url, secret, events}`
     and `priority`. A webhook or media URL whose host is a private, loopback, link-local or
     metadata IP address is refused here unless `VIDEO_PIPELINES_ALLOWED_HOSTS` allows it.
