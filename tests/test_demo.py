@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -14,14 +15,21 @@ from dagster._core.execution.api import execute_run
 from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.workspace.context import WorkspaceProcessContext
-from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget, WorkspaceFileTarget
 from dagster._utils.hosted_user_process import recon_job_from_origin
+from dagster_graphql.test.utils import execute_dagster_graphql
 
 from video_pipelines.demo import CODE_LOCATION, code_location
+from video_pipelines.instance import write_workspace
 
 from .media import local_path_of
 
 REPO = Path(__file__).resolve().parents[1]
+_REEXECUTE = """
+mutation ($params: ReexecutionParams!) {
+  launchPipelineReexecution(reexecutionParams: $params) { __typename ... on PythonError { message } }
+}
+"""
 _ROW = re.compile(r"^([0-9a-f-]{36})\s+(\S+)\s+(\S+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+\$([\d.]+)\s+(\S+)$")
 
 
@@ -74,6 +82,10 @@ def test_demo_prints_progress_and_a_table_and_its_runs_can_be_re_executed(
         for run in runs.values():
             assert run is not None and run.remote_job_origin is not None
             assert run.remote_job_origin.location_name == CODE_LOCATION
+        # Only the console was quieted: the event log keeps Dagster's DEBUG events and our INFO lines.
+        logs = instance.all_logs(table[0][0])
+        assert any(entry.level == logging.DEBUG for entry in logs)
+        assert any("generating 3.0s" in entry.user_message for entry in logs)
         base = runs[table[0][0]]
         assert base is not None and base.remote_job_origin is not None
         # What the UI's "Re-execute all" does: find the parent's code location by name, create, run.
@@ -93,6 +105,14 @@ def test_demo_prints_progress_and_a_table_and_its_runs_can_be_re_executed(
             )
             result = execute_run(recon_job_from_origin(child.job_code_origin), child, instance)  # type: ignore[arg-type]
         assert result.success and child.parent_run_id == base.run_id
+        # And the UI's own mutation, on dev's workspace: accepted (queued for the daemon), no CheckError.
+        with WorkspaceProcessContext(instance, WorkspaceFileTarget([str(write_workspace(home))])) as workspace:
+            launched = execute_dagster_graphql(
+                workspace.create_request_context(),
+                _REEXECUTE,
+                {"params": {"parentRunId": base.run_id, "strategy": "ALL_STEPS"}},
+            )
+        assert launched.data["launchPipelineReexecution"]["__typename"] == "LaunchRunSuccess", launched
 
 
 def test_demo_verbose_brings_dagster_logs_back(tmp_path: Path) -> None:
