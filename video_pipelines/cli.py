@@ -278,9 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = verbs.add_parser("demo", help="run the product demo end to end on the embedded defaults")
     demo.add_argument("--plan", help="run this plan file instead of the bundled product demo")
-    demo.add_argument(
-        "--verbose", action="store_true", help="print Dagster's run logs (DEBUG and up) instead of the progress lines"
-    )
+    demo.add_argument("--verbose", action="store_true", help="also print Dagster's run logs (DEBUG and up)")
     demo.set_defaults(handler=_demo)
 
     serve = verbs.add_parser("serve", help="serve the HTTP API (one uvicorn process); docs at /docs")

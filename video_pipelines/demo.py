@@ -20,13 +20,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
 import dagster as dg
+import sqlalchemy.exc
 from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.remote_representation.code_location import CodeLocation
@@ -190,7 +191,9 @@ class _Progress:
 
     def watch(self, done: threading.Event) -> None:
         while not done.wait(_POLL_SECONDS):
-            self.poll()
+            # A locked SQLite read only delays a progress line: the poll after the run prints the end state.
+            with suppress(sqlalchemy.exc.OperationalError):
+                self.poll()
 
 
 def run_plan_with_progress(
