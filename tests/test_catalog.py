@@ -1,0 +1,98 @@
+"""The catalog's video assets: an execution is a partition of each kind of video it makes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from video_pipelines.demo import run_plan_in_process
+from video_pipelines.executions.status import execution_status
+from video_pipelines.orchestration.assets import VIDEO_ASSET_SPECS, executions_of
+from video_pipelines.orchestration.config import PlanConfig
+from video_pipelines.orchestration.definitions import defs, execute_plan_job
+from video_pipelines.orchestration.job import EXECUTION_ID_TAG
+from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.plan import Operation, parse_plan
+from video_pipelines.vocabulary import ExecutionState
+
+EXECUTION_ID = "exec_01JEXAMPLE0000000000000000"
+
+PLAN: dict[str, Any] = {
+    "jobs": [
+        {"id": "scene-1", "type": "generateVideo", "params": {"prompt": "one", "duration": 1, "resolution": 90}},
+        {"id": "scene-2", "type": "generateVideo", "params": {"prompt": "two", "duration": 1, "resolution": 90}},
+        {"id": "both", "type": "merge", "dependsOn": ["scene-1", "scene-2"]},
+    ]
+}
+
+
+def node_ids_in(instance: dg.DagsterInstance, operation: Operation, execution_id: str) -> list[str]:
+    """The node ids recorded in the partition `execution_id` of `operation`'s asset, oldest first."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["video", operation.snake_name]), asset_partitions=[execution_id]),
+        limit=10,
+        ascending=True,
+    ).records
+    materializations = [record.asset_materialization for record in records]
+    return [str(m.metadata["node_id"].value) for m in materializations if m is not None]
+
+
+def test_video_assets_cannot_be_materialized_from_the_catalog() -> None:
+    graph = defs.get_repository_def().asset_graph
+    for spec in VIDEO_ASSET_SPECS:
+        node = graph.get(spec.key)
+        assert node.is_external and not node.is_executable and not node.is_materializable
+        assert isinstance(node.partitions_def, dg.DynamicPartitionsDefinition)
+        assert "never materialized from here" in (node.description or "")
+    assert len({spec.partitions_def for spec in VIDEO_ASSET_SPECS}) == len(VIDEO_ASSET_SPECS)
+
+
+def test_each_node_is_recorded_in_its_executions_partition(dagster_home: Path) -> None:
+    run_config = dg.RunConfig(ops={"plan": PlanConfig.from_plan(parse_plan(PLAN))})
+    with dg.DagsterInstance.get() as instance:
+        result = execute_plan_job().execute_in_process(
+            run_config=run_config, instance=instance, tags={EXECUTION_ID_TAG: EXECUTION_ID}
+        )
+        assert result.success
+        assert instance.get_dynamic_partitions(executions_of(Operation.GENERATE_VIDEO)) == [EXECUTION_ID]
+        assert instance.get_dynamic_partitions(executions_of(Operation.MERGE)) == [EXECUTION_ID]
+        assert instance.get_dynamic_partitions(executions_of(Operation.REFRAME)) == []  # the plan has none
+        assert sorted(node_ids_in(instance, Operation.GENERATE_VIDEO, EXECUTION_ID)) == ["scene-1", "scene-2"]
+        assert node_ids_in(instance, Operation.MERGE, EXECUTION_ID) == ["both"]
+        # What status and variants read (a run's materializations) is unchanged.
+        records = DagsterRunRecords(instance)
+        assert set(records.node_records(result.run_id)) == {"scene-1", "scene-2", "both"}
+        status = execution_status(records, None, EXECUTION_ID)
+        assert status.state is ExecutionState.COMPLETED and status.result is not None
+        # Another run of the execution (a re-execution) adds no partition, and records what it carries there.
+        again = execute_plan_job().execute_in_process(
+            run_config=run_config, instance=instance, tags={EXECUTION_ID_TAG: EXECUTION_ID}
+        )
+        assert again.success
+        assert instance.get_dynamic_partitions(executions_of(Operation.MERGE)) == [EXECUTION_ID]
+        assert node_ids_in(instance, Operation.MERGE, EXECUTION_ID) == ["both", "both"]
+        assert records.node_records(again.run_id)["both"].run_id == again.run_id
+
+
+def test_a_variants_reused_nodes_are_recorded_in_its_own_partition(dagster_home: Path) -> None:
+    with dg.DagsterInstance.get() as instance:
+        base = run_plan_in_process(PLAN, instance)
+        variant_plan = {
+            "baseExecutionId": base.run_id,
+            "jobs": [
+                *PLAN["jobs"],
+                {"id": "square", "type": "reframe", "params": {"aspectRatio": "1:1"}, "dependsOn": ["both"]},
+            ],
+        }
+        variant = run_plan_in_process(variant_plan, instance)
+        assert base.success and variant.success
+        merges = set(instance.get_dynamic_partitions(executions_of(Operation.MERGE)))
+        assert merges == {base.run_id, variant.run_id}  # a direct launch's execution id is its run id
+        assert instance.get_dynamic_partitions(executions_of(Operation.REFRAME)) == [variant.run_id]
+        assert node_ids_in(instance, Operation.MERGE, variant.run_id) == ["both"]  # reused, logged by `plan`
+        assert node_ids_in(instance, Operation.REFRAME, variant.run_id) == ["square"]
+        assert node_ids_in(instance, Operation.MERGE, base.run_id) == ["both"]  # the base's record stays its own
+        reused = DagsterRunRecords(instance).node_records(variant.run_id)
+        assert reused["both"].reused_from == base.run_id
