@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
 from video_pipelines.demo import run_plan_in_process
 from video_pipelines.executions.status import execution_status
@@ -17,6 +18,7 @@ from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import Operation, parse_plan
 from video_pipelines.vocabulary import ExecutionState
 
+REPO = Path(__file__).resolve().parents[1]
 EXECUTION_ID = "exec_01JEXAMPLE0000000000000000"
 
 PLAN: dict[str, Any] = {
@@ -47,6 +49,39 @@ def test_video_assets_cannot_be_materialized_from_the_catalog() -> None:
         assert isinstance(node.partitions_def, dg.DynamicPartitionsDefinition)
         assert "never materialized from here" in (node.description or "")
     assert len({spec.partitions_def for spec in VIDEO_ASSET_SPECS}) == len(VIDEO_ASSET_SPECS)
+
+
+ASSET_NODE = """
+query ($key: AssetKeyInput!, $partition: String!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      isExecutable
+      isMaterializable
+      partitionKeysByDimension { partitionKeys }
+      assetMaterializations(partitions: [$partition]) { partition description }
+    }
+  }
+}
+"""
+
+
+def test_the_ui_finds_the_execution_as_a_partition_and_offers_no_materialize(dagster_home: Path) -> None:
+    """What the UI asks the webserver: whether to offer Materialize, the partitions, a partition's events."""
+    run_config = dg.RunConfig(ops={"plan": PlanConfig.from_plan(parse_plan(PLAN))})
+    with dg.DagsterInstance.get() as instance:
+        result = execute_plan_job().execute_in_process(
+            run_config=run_config, instance=instance, tags={EXECUTION_ID_TAG: EXECUTION_ID}
+        )
+        assert result.success
+        with define_out_of_process_context(str(REPO / "definitions.py"), "defs", instance) as context:
+            variables = {"key": {"path": ["video", "generate_video"]}, "partition": EXECUTION_ID}
+            node = execute_dagster_graphql(context, ASSET_NODE, variables).data["assetNodeOrError"]
+    assert not node["isExecutable"] and not node["isMaterializable"]
+    assert node["partitionKeysByDimension"] == [{"partitionKeys": [EXECUTION_ID]}]
+    assert sorted(event["description"] for event in node["assetMaterializations"]) == [
+        f"scene-1 of execution {EXECUTION_ID}",
+        f"scene-2 of execution {EXECUTION_ID}",
+    ]
 
 
 def test_each_node_is_recorded_in_its_executions_partition(dagster_home: Path) -> None:
