@@ -103,7 +103,7 @@ def test_resolve_colliding_ids_of_another_operation_never_reuse() -> None:
     }
     resolved = resolve(parse_plan(dependent), base)
     assert all(d.action is Action.RUN for d in resolved.decisions.values())
-    assert "base's job1 is a generateVideo, this is a lipSync" in resolved.decisions["job1"].reason
+    assert "base's job1 ran generateVideo, this one runs lipSync" in resolved.decisions["job1"].reason
     plan = resolved.plan
     assert resolved.inputs(plan.node("job1"), {}) == [base.nodes["job3"].result]  # the base's final output
 

@@ -1,4 +1,4 @@
-"""The `video-pipelines` command line (SPEC section 4).
+"""The `video-pipelines` command line (README "Running plans" and "The HTTP API").
 
 Invalid input exits 2 with the message on stderr, never a traceback. Stdout carries only the
 command's answer (JSON, or `validate`'s report); warnings go to stderr.

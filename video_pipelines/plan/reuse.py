@@ -159,7 +159,7 @@ def _decide(node: PlanNode, lineage: Mapping[str, str], base: BaseExecution) -> 
             result=base_node.result,
         )
     if base_node.operation != node.operation.value:
-        reason = f"base's {node.id} is a {base_node.operation}, this is a {node.operation.value}: runs as a new node"
+        reason = f"base's {node.id} ran {base_node.operation}, this one runs {node.operation.value}: runs as a new node"
     elif base_node.params is not None and dict(base_node.params) != normalised_node_params(node):
         reason = "params differ from base"
     else:
