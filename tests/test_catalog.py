@@ -1,4 +1,4 @@
-"""The catalog's video assets: an execution is a partition of each kind of video it makes."""
+"""The catalog's video assets: each node result is a partition, `<execution id>:<node id>`, of its kind's asset."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dagster_graphql.test.utils import define_out_of_process_context, execute_da
 
 from video_pipelines.demo import run_plan_in_process
 from video_pipelines.executions.status import execution_status
-from video_pipelines.orchestration.assets import VIDEO_ASSET_SPECS, executions_of
+from video_pipelines.orchestration.assets import VIDEO_ASSET_SPECS, partition_key, partitions_of
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.definitions import defs, execute_plan_job
 from video_pipelines.orchestration.job import EXECUTION_ID_TAG
@@ -30,10 +30,10 @@ PLAN: dict[str, Any] = {
 }
 
 
-def node_ids_in(instance: dg.DagsterInstance, operation: Operation, execution_id: str) -> list[str]:
-    """The node ids recorded in the partition `execution_id` of `operation`'s asset, oldest first."""
+def node_ids_in(instance: dg.DagsterInstance, operation: Operation, partition: str) -> list[str]:
+    """The node ids recorded in `partition` of `operation`'s asset, oldest first."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["video", operation.snake_name]), asset_partitions=[execution_id]),
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["video", operation.snake_name]), asset_partitions=[partition]),
         limit=10,
         ascending=True,
     ).records
@@ -65,7 +65,7 @@ query ($key: AssetKeyInput!, $partition: String!) {
 """
 
 
-def test_the_ui_finds_the_execution_as_a_partition_and_offers_no_materialize(dagster_home: Path) -> None:
+def test_the_ui_finds_the_executions_nodes_as_partitions_and_offers_no_materialize(dagster_home: Path) -> None:
     """What the UI asks the webserver: whether to offer Materialize, the partitions, a partition's events."""
     run_config = dg.RunConfig(ops={"plan": PlanConfig.from_plan(parse_plan(PLAN))})
     with dg.DagsterInstance.get() as instance:
@@ -74,44 +74,48 @@ def test_the_ui_finds_the_execution_as_a_partition_and_offers_no_materialize(dag
         )
         assert result.success
         with define_out_of_process_context(str(REPO / "definitions.py"), "defs", instance) as context:
-            variables = {"key": {"path": ["video", "generate_video"]}, "partition": EXECUTION_ID}
+            key = {"path": ["video", "generate_video"]}
+            variables = {"key": key, "partition": partition_key(EXECUTION_ID, "scene-1")}
             node = execute_dagster_graphql(context, ASSET_NODE, variables).data["assetNodeOrError"]
     assert not node["isExecutable"] and not node["isMaterializable"]
-    assert node["partitionKeysByDimension"] == [{"partitionKeys": [EXECUTION_ID]}]
-    assert sorted(event["description"] for event in node["assetMaterializations"]) == [
-        f"scene-1 of execution {EXECUTION_ID}",
-        f"scene-2 of execution {EXECUTION_ID}",
+    assert node["partitionKeysByDimension"] == [
+        {"partitionKeys": [f"{EXECUTION_ID}:scene-1", f"{EXECUTION_ID}:scene-2"]}
     ]
+    [event] = node["assetMaterializations"]
+    assert event["description"] == f"scene-1 of execution {EXECUTION_ID}"
 
 
-def test_each_node_is_recorded_in_its_executions_partition(dagster_home: Path) -> None:
+def test_each_node_is_recorded_in_its_own_partition(dagster_home: Path) -> None:
     run_config = dg.RunConfig(ops={"plan": PlanConfig.from_plan(parse_plan(PLAN))})
     with dg.DagsterInstance.get() as instance:
         result = execute_plan_job().execute_in_process(
             run_config=run_config, instance=instance, tags={EXECUTION_ID_TAG: EXECUTION_ID}
         )
         assert result.success
-        assert instance.get_dynamic_partitions(executions_of(Operation.GENERATE_VIDEO)) == [EXECUTION_ID]
-        assert instance.get_dynamic_partitions(executions_of(Operation.MERGE)) == [EXECUTION_ID]
-        assert instance.get_dynamic_partitions(executions_of(Operation.REFRAME)) == []  # the plan has none
-        assert sorted(node_ids_in(instance, Operation.GENERATE_VIDEO, EXECUTION_ID)) == ["scene-1", "scene-2"]
-        assert node_ids_in(instance, Operation.MERGE, EXECUTION_ID) == ["both"]
+        scenes = [partition_key(EXECUTION_ID, "scene-1"), partition_key(EXECUTION_ID, "scene-2")]
+        both = partition_key(EXECUTION_ID, "both")
+        assert instance.get_dynamic_partitions(partitions_of(Operation.GENERATE_VIDEO)) == scenes
+        assert instance.get_dynamic_partitions(partitions_of(Operation.MERGE)) == [both]
+        assert instance.get_dynamic_partitions(partitions_of(Operation.REFRAME)) == []  # the plan has none
+        assert node_ids_in(instance, Operation.GENERATE_VIDEO, scenes[0]) == ["scene-1"]
+        assert node_ids_in(instance, Operation.GENERATE_VIDEO, scenes[1]) == ["scene-2"]
+        assert node_ids_in(instance, Operation.MERGE, both) == ["both"]
         # What status and variants read (a run's materializations) is unchanged.
         records = DagsterRunRecords(instance)
         assert set(records.node_records(result.run_id)) == {"scene-1", "scene-2", "both"}
         status = execution_status(records, None, EXECUTION_ID)
         assert status.state is ExecutionState.COMPLETED and status.result is not None
-        # Another run of the execution (a re-execution) adds no partition, and records what it carries there.
+        # Another run of the execution (a re-execution) adds no partition: it records what it carries in the same.
         again = execute_plan_job().execute_in_process(
             run_config=run_config, instance=instance, tags={EXECUTION_ID_TAG: EXECUTION_ID}
         )
         assert again.success
-        assert instance.get_dynamic_partitions(executions_of(Operation.MERGE)) == [EXECUTION_ID]
-        assert node_ids_in(instance, Operation.MERGE, EXECUTION_ID) == ["both", "both"]
+        assert instance.get_dynamic_partitions(partitions_of(Operation.MERGE)) == [both]
+        assert node_ids_in(instance, Operation.MERGE, both) == ["both", "both"]
         assert records.node_records(again.run_id)["both"].run_id == again.run_id
 
 
-def test_a_variants_reused_nodes_are_recorded_in_its_own_partition(dagster_home: Path) -> None:
+def test_a_variants_reused_nodes_are_partitions_of_the_variant(dagster_home: Path) -> None:
     with dg.DagsterInstance.get() as instance:
         base = run_plan_in_process(PLAN, instance)
         variant_plan = {
@@ -123,11 +127,13 @@ def test_a_variants_reused_nodes_are_recorded_in_its_own_partition(dagster_home:
         }
         variant = run_plan_in_process(variant_plan, instance)
         assert base.success and variant.success
-        merges = set(instance.get_dynamic_partitions(executions_of(Operation.MERGE)))
-        assert merges == {base.run_id, variant.run_id}  # a direct launch's execution id is its run id
-        assert instance.get_dynamic_partitions(executions_of(Operation.REFRAME)) == [variant.run_id]
-        assert node_ids_in(instance, Operation.MERGE, variant.run_id) == ["both"]  # reused, logged by `plan`
-        assert node_ids_in(instance, Operation.REFRAME, variant.run_id) == ["square"]
-        assert node_ids_in(instance, Operation.MERGE, base.run_id) == ["both"]  # the base's record stays its own
+        # A direct launch's execution id is its run id.
+        base_both, variant_both = partition_key(base.run_id, "both"), partition_key(variant.run_id, "both")
+        assert set(instance.get_dynamic_partitions(partitions_of(Operation.MERGE))) == {base_both, variant_both}
+        square = partition_key(variant.run_id, "square")
+        assert instance.get_dynamic_partitions(partitions_of(Operation.REFRAME)) == [square]
+        assert node_ids_in(instance, Operation.MERGE, variant_both) == ["both"]  # reused: recorded by `plan`
+        assert node_ids_in(instance, Operation.REFRAME, square) == ["square"]
+        assert node_ids_in(instance, Operation.MERGE, base_both) == ["both"]  # the base's record stays its own
         reused = DagsterRunRecords(instance).node_records(variant.run_id)
         assert reused["both"].reused_from == base.run_id

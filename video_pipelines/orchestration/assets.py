@@ -1,23 +1,28 @@
 """Asset specs: one per operation kind, so the catalog explains what each video is.
 
-Each execution is a partition of the assets its nodes make, keyed by its execution id: in an
-asset's Partitions tab a person searches the id and opens that execution's video of that kind
-(`/assets/video/<kind>?view=partitions&partition=<execution id>`); two nodes of one kind are two
-events of that partition, each described by its node id. Why by execution and not by
-lineage: the execution id is what a person holds (`submit`, `status`, a webhook); a lineage hash
-is found only once the video is. Why one partition set per operation kind rather than one for
-all five: an asset then lists only the executions with a node of its kind, so a missing
-partition means a node that did not finish (failed, canceled), never "that plan had no merge".
+Each node result is a partition of its kind's asset, keyed `<execution id>:<node id>`: in the
+asset's Partitions tab a person types the execution id in the search box, sees that execution's
+nodes of that kind, and clicks one for its video and metadata; or goes straight there with
+`/assets/video/<kind>?view=partitions&partition=<execution id>:<node id>`.
+
+Why a partition per node result: one partition is one video. Keyed by the execution id alone,
+an execution's two clips would be two materializations of one partition, and the catalog shows
+a partition's latest materialization as its value and the others only in a history listed by
+partition key; so the first clip would look replaced by the second (seen in the UI of Dagster 1.13).
+Why the execution id in the key rather than the lineage hash: the execution id is what a person
+holds (`submit`, `status`, a webhook); a lineage hash is found only once the video is. Another
+run of the execution (a resume, a re-execution) records the same node under the same key again.
+Why a partition set per operation kind rather than one for all five: an asset lists only its
+kind's nodes, so a missing partition is a node that did not finish (failed, canceled).
 
 Dynamic partitions, because executions are not known when the code loads: the `plan` step adds
-the execution id to the partition set of each kind its plan has, before any node runs (adding is
-idempotent: a resumed or re-executed run adds nothing). The ids we mint (`exec_<ULID>`, a run's
-uuid) are valid keys; Dagster's instance refuses none (measured on 1.13), so an id set by hand
-on a launched run never fails it. Dagster suggests at most 100,000 partitions per asset: past
-that, deleting old executions' partitions (`instance.delete_dynamic_partition`) keeps it fast.
+the keys of its plan's nodes before any node runs (adding is idempotent). Dagster's instance
+refuses no key (measured on 1.13), so an unusual node id never fails a run. Dagster suggests at
+most 100,000 partitions per asset: past that, deleting old executions' partitions
+(`instance.delete_dynamic_partition`) keeps the catalog fast.
 
-The specs have no function: the catalog shows them as external assets, which it cannot
-materialize (no Materialize button); only `execute_plan` runs write them.
+The specs have no function: the catalog shows them as external assets, whose Materialize button
+it disables ("Asset does not have a definition"); only `execute_plan` runs write them.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from video_pipelines.plan import Operation
+from video_pipelines.plan import Operation, PlanNode
 
 _DESCRIPTIONS = {
     Operation.GENERATE_VIDEO: "Clips generated from a prompt (local FFmpeg render or an AI provider).",
@@ -41,26 +46,34 @@ def asset_key_for(operation: Operation) -> dg.AssetKey:
     return dg.AssetKey(["video", operation.snake_name])
 
 
-def executions_of(operation: Operation) -> str:
-    """The name of the partition set of `operation`'s asset: the executions with a node of that kind."""
-    return f"video_{operation.snake_name}_executions"
+def partitions_of(operation: Operation) -> str:
+    """The name of the partition set of `operation`'s asset: the node results of that kind."""
+    return f"video_{operation.snake_name}_node_results"
 
 
-def add_execution(instance: dg.DagsterInstance, execution_id: str, operations: Iterable[Operation]) -> None:
-    """Make `execution_id` a partition of the assets of `operations` (those its plan has); idempotent."""
-    for operation in sorted(set(operations), key=lambda op: op.snake_name):
-        instance.add_dynamic_partitions(executions_of(operation), [execution_id])
+def partition_key(execution_id: str, node_id: str) -> str:
+    """The partition of one node result: the execution id first, so searching it finds the execution's nodes."""
+    return f"{execution_id}:{node_id}"
+
+
+def add_execution(instance: dg.DagsterInstance, execution_id: str, nodes: Iterable[PlanNode]) -> None:
+    """Make each of `nodes` a partition of its kind's asset, under `execution_id`; idempotent."""
+    keys: dict[Operation, list[str]] = {}
+    for node in nodes:
+        keys.setdefault(node.operation, []).append(partition_key(execution_id, node.id))
+    for operation, operation_keys in keys.items():
+        instance.add_dynamic_partitions(partitions_of(operation), operation_keys)
 
 
 VIDEO_ASSET_SPECS = [
     dg.AssetSpec(
         key=asset_key_for(operation),
         description=description
-        + " Written by execute_plan runs, never materialized from here: one partition per execution"
-        " (its id), whose events are its nodes of this kind: each one's video and metadata.",
+        + " Written by execute_plan runs, never materialized from here: one partition per node result,"
+        " named <execution id>:<node id> (search the execution id), holding its video and metadata.",
         group_name="video_pipelines",
         kinds={"video"},
-        partitions_def=dg.DynamicPartitionsDefinition(name=executions_of(operation)),
+        partitions_def=dg.DynamicPartitionsDefinition(name=partitions_of(operation)),
     )
     for operation, description in _DESCRIPTIONS.items()
 ]

@@ -30,7 +30,7 @@ from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.spending import check_spend_cap
 from video_pipelines.head_start import HeadStarts, Log, Work, await_result
 from video_pipelines.node_runner import NodeEnvironment, NodeRun, run_node
-from video_pipelines.orchestration.assets import add_execution, asset_key_for
+from video_pipelines.orchestration.assets import add_execution, asset_key_for, partition_key
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.executor import in_process_or_multiprocess
 from video_pipelines.orchestration.previews import node_preview
@@ -301,8 +301,8 @@ def plan(
     """Validate the execution plan, reuse what its base already made, and start the first nodes."""
     execution_id = _execution_id(context)
     resolved = _admit(context, config, execution_id, head_starts)
-    # Before any node's materialization: the catalog lists the execution under each kind it has.
-    add_execution(context.instance, execution_id, (node.operation for node in resolved.plan.nodes))
+    # Before any node's materialization: the catalog lists each node of the execution under its kind.
+    add_execution(context.instance, execution_id, resolved.plan.nodes)
     if (deadline := deadline_tags(resolved.plan.timeout_seconds)) and MAX_RUNTIME_TAG not in context.run.tags:
         context.instance.add_run_tags(context.run_id, deadline)  # launched from the UI: run monitoring reads it now
     parsed = resolved.plan
@@ -457,7 +457,7 @@ def _materialization(
     """The record of one node's video: what the catalog shows and what status and variants read."""
     return dg.AssetMaterialization(
         asset_key=asset_key_for(node.operation),
-        partition=execution_id,  # the catalog's way from an execution id to its videos (assets.py)
+        partition=partition_key(execution_id, node.id),  # the catalog's way from an execution id to its videos
         description=f"{node.id} of execution {execution_id}"
         + (f" (reused from {reused_from})" if reused_from else "")
         + (f" (completed by run {carried_from_run})" if carried_from_run else ""),
