@@ -152,7 +152,7 @@ def open_ui(driver: WebDriver, ui: str) -> None:
     driver.execute_script("window.localStorage.setItem('communityNux', JSON.stringify('1'))")
 
 
-def test_a_person_finds_the_video_of_an_execution_and_launches_the_default_plan(dev: Dev, browser: WebDriver) -> None:
+def test_a_person_finds_the_video_of_an_execution_and_launches_the_default_plan(browser: WebDriver, dev: Dev) -> None:
     with client.deployment(create=False) as deployment:
         execution_id = client.submit(PLAN, target=deployment)
         other_id = client.submit({"jobs": [{**PLAN["jobs"][0], "id": "other"}]}, target=deployment)
