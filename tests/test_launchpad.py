@@ -116,9 +116,7 @@ def test_an_empty_plan_fails_in_the_plan_step_before_any_node_runs(dagster_home:
 
 def test_the_job_is_execute_plan_with_the_example_plan_as_default() -> None:
     job = defs.get_job_def("execute_plan")
-    assert job.run_config == plan_config(**EXAMPLE_PLAN)
-    for attribute in ("name", "description", "tags", "executor_def", "hook_defs", "op_retry_policy", "graph"):
-        assert getattr(job, attribute) == getattr(execute_plan, attribute), attribute
+    assert job.run_config == plan_config(**EXAMPLE_PLAN) == execute_plan.run_config
     assert defs.resolve_sensor_def("submitted_plans").job_name == "execute_plan"
     # With the plan given, every resource's default completes the config: no "Missing required config entry".
     assert dg.validate_run_config(job, job.run_config)

@@ -175,8 +175,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
-    # Dagster's own SensorDefinition.with_updated_job (orchestration/definitions.py) passes the
-    # sensor's `owners` through its beta parameter even when none is set: nothing a user can act on.
+    # Dagster binds resources to the jobs its sensors target (Definitions -> SensorDefinition.with_updated_jobs),
+    # which passes `owners` through a beta parameter even when none is set: nothing a user can act on.
     warnings.filterwarnings("ignore", message="Parameter `owners` of initializer", category=dg.BetaWarning)
     from video_pipelines.demo import run_demo
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dagster as dg
 
 from video_pipelines.orchestration.assets import VIDEO_ASSET_SPECS
-from video_pipelines.orchestration.config import EXAMPLE_PLAN
 from video_pipelines.orchestration.io_managers import StepOutputs
 from video_pipelines.orchestration.job import execute_plan, head_starts
 from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
@@ -20,38 +19,13 @@ from video_pipelines.orchestration.webhook_sensors import (
 )
 
 
-def with_example_plan(job: dg.JobDefinition) -> dg.JobDefinition:
-    """`job` as defined, plus a default run config: the example plan, which the Launchpad opens with.
-
-    Every resource's config has a default, so with the plan given the config is complete and
-    Launch runs it as it is. Built here rather than with `@dg.job(config=...)` so that job.py keeps
-    what a run does and this module what the UI offers; the other job-level settings are carried over.
-    """
-    return dg.JobDefinition(
-        graph_def=job.graph,
-        name=job.name,
-        description=job.description,
-        executor_def=job.executor_def,
-        logger_defs=job.loggers if job.has_specified_loggers else None,
-        tags=job.tags,
-        run_tags=job.run_tags if job.has_separately_defined_run_tags else None,
-        metadata=job.metadata,
-        hook_defs=job.hook_defs,
-        op_retry_policy=job.op_retry_policy,
-        owners=job.owners,
-        config={"ops": {"plan": {"config": EXAMPLE_PLAN}}},
-    )
-
-
 def build_definitions() -> dg.Definitions:
     artifact_storage = ArtifactStorage()
-    job = with_example_plan(execute_plan)
     return dg.Definitions(
-        jobs=[job],
+        jobs=[execute_plan],
         assets=VIDEO_ASSET_SPECS,
         sensors=[
-            # The sensor launches the job above: Definitions refuse two jobs of the same name.
-            submitted_plans.with_updated_job(job),
+            submitted_plans,
             resume_lost_runs,
             webhook_on_started,
             webhook_on_completed,

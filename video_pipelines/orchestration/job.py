@@ -31,7 +31,7 @@ from video_pipelines.executions.spending import check_spend_cap
 from video_pipelines.head_start import HeadStarts, Log, Work, await_result
 from video_pipelines.node_runner import NodeEnvironment, NodeRun, run_node
 from video_pipelines.orchestration.assets import add_execution, asset_key_for, partition_key
-from video_pipelines.orchestration.config import PlanConfig
+from video_pipelines.orchestration.config import EXAMPLE_PLAN, PlanConfig
 from video_pipelines.orchestration.executor import in_process_or_multiprocess
 from video_pipelines.orchestration.previews import node_preview
 from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
@@ -512,6 +512,8 @@ def finish_level(
     description="Run an AI-video execution plan: one step per plan node, each writing a real MP4.",
     executor_def=in_process_or_multiprocess,
     tags={"video/kind": "execution_plan"},
+    # What the Launchpad opens with: a small plan that runs as it is (every resource's config has a default).
+    config={"ops": {"plan": {"config": EXAMPLE_PLAN}}},
 )
 def execute_plan() -> None:
     state, tasks = plan()
