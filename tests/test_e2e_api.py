@@ -326,11 +326,11 @@ def test_cli_errors_over_http(service: Service, tmp_path: Path) -> None:
     ]
 
     done = cli(service, tmp_path, "status", "exec_does_not_exist")
-    assert (done.returncode, done.stderr) == (2, "error: no execution exec_does_not_exist\n")
+    assert (done.returncode, done.stderr) == (2, f"error: no execution exec_does_not_exist at the API {service.url}\n")
     (tmp_path / "base.json").write_text(json.dumps(seed_base()))
     mine = json.loads(cli(service, tmp_path, "submit", "base.json").stdout)["executionId"]
     done = cli(service, tmp_path, "cancel", mine, key=service.other_key)  # another tenant: as if it did not exist
-    assert (done.returncode, done.stderr) == (2, f"error: no execution {mine}\n")
+    assert (done.returncode, done.stderr) == (2, f"error: no execution {mine} at the API {service.url}\n")
     assert json.loads(cli(service, tmp_path, "status", mine).stdout)["status"] != "canceled"
 
     done = cli(service, tmp_path, "status", "exec_x", key="vp_not_a_key")

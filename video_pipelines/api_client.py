@@ -272,8 +272,8 @@ def _error_of(response: httpx.Response, base_url: str) -> VideoPipelineError:
     detail = str(problem.get("detail") or problem.get("title") or response.reason_phrase or f"HTTP {code}")
     if code == 422:
         return PlanValidationError(plan_problems(problem.get("errors")) or [f"plan: {detail}"])
-    if code == 404:
-        return ExecutionNotFound(detail)
+    if code == 404:  # says where it looked, as the local path names its instance
+        return ExecutionNotFound(f"{detail} at the API {base_url}")
     if code == 409:
         return ExecutionError(detail)
     if code in (401, 403):
