@@ -136,9 +136,12 @@ def lost_worker(records: RunRecords, run: RunView) -> str | None:
 def resume_cause(records: RunRecords, runs: ExecutionRuns, limit: int | None = None) -> str | None:
     """Why the latest run is to be resumed (its lost worker), or None: it did not lose one, or no resume is left."""
     cause = lost_worker(records, runs.latest)
-    if cause is None:
-        return None
-    return cause if runs.resumes_in_a_row() < (max_resumes() if limit is None else limit) else None
+    return cause if cause is not None and resumes_left(runs, limit) else None
+
+
+def resumes_left(runs: ExecutionRuns, limit: int | None = None) -> bool:
+    """Whether the execution may be resumed once more (`limit`, default `max_resumes()`, counts resumes in a row)."""
+    return runs.resumes_in_a_row() < (max_resumes() if limit is None else limit)
 
 
 def request_resume(records: RunRecords, store: SubmissionStore, run: RunView) -> RunAttempt | None:

@@ -44,7 +44,7 @@ from video_pipelines.executions.attempts import (
     lost_worker_error,
     pending_attempt,
     resume_canceled,
-    resume_cause,
+    resumes_left,
     running_when_lost,
 )
 from video_pipelines.executions.records import (
@@ -266,7 +266,7 @@ def run_status(
     lost = lost_worker(records, run) if deadline is None else None
     if deadline is not None:
         state = ExecutionState.FAILED
-    elif lost is not None and resume_cause(records, runs) is not None:
+    elif lost is not None and resumes_left(runs):  # `lost` already is the run's cause: read its events once
         # Its resume is on its way, unless a user canceled the execution while it waited.
         state = ExecutionState.CANCELED if resume_canceled(store, runs) else ExecutionState.PROCESSING
     if state.is_terminal and pending_attempt(store, run) is not None:

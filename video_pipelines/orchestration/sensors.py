@@ -22,6 +22,7 @@ from video_pipelines.executions import (
     TRACEPARENT_TAG,
     BaseReadiness,
     RunRecords,
+    RunView,
     admit,
     deadline_tags,
     enqueue_webhook,
@@ -103,9 +104,13 @@ def _evaluate(submission: Submission, store: SubmissionStore, records: RunRecord
         tick.run_requests.append(run_request_for(submission, admission.plan))
 
 
-def attempt_run_request(attempt: RunAttempt, records: RunRecords) -> dg.RunRequest:
-    """The run of an execution's next attempt: the plan and execution tags of the run it follows, and its own."""
-    runs = records.execution_runs(attempt.execution_id)
+def attempt_key(attempt: RunAttempt) -> str:
+    """The run key of an attempt's run (and its name in a tick's report)."""
+    return f"{attempt.execution_id}:attempt-{attempt.number}"
+
+
+def attempt_run_request(attempt: RunAttempt, runs: list[RunView], records: RunRecords) -> dg.RunRequest:
+    """The run of an attempt (`runs`: its execution's runs), with the plan and tags of the run it follows."""
     previous = next((run for run in runs if run.run_id == attempt.previous_run_id), None)
     if previous is None:
         raise ExecutionError(f"run {attempt.previous_run_id}, which attempt {attempt.number} follows, does not exist")
@@ -113,7 +118,7 @@ def attempt_run_request(attempt: RunAttempt, records: RunRecords) -> dg.RunReque
     tags = {key: value for key, value in previous.tags.items() if key in _EXECUTION_TAGS}
     tags.update(attempt_run_tags(attempt, previous, completed))
     return dg.RunRequest(
-        run_key=f"{attempt.execution_id}:attempt-{attempt.number}",
+        run_key=attempt_key(attempt),
         run_config=dg.RunConfig(ops={"plan": PlanConfig.model_validate(dict(previous.plan))}),
         tags=tags,
     )
@@ -126,11 +131,11 @@ _EXECUTION_TAGS = frozenset(
 
 
 def _evaluate_attempt(attempt: RunAttempt, attempts: AttemptStore, records: RunRecords, tick: SubmissionTick) -> None:
-    key = f"{attempt.execution_id}:attempt-{attempt.number}"
+    runs = records.execution_runs(attempt.execution_id)
     existing = next(
         (
             run
-            for run in records.execution_runs(attempt.execution_id)
+            for run in runs
             if run.tags.get(ATTEMPT_TAG) == str(attempt.number)
             and run.tags.get(PREVIOUS_RUN_TAG) == attempt.previous_run_id
         ),
@@ -138,9 +143,9 @@ def _evaluate_attempt(attempt: RunAttempt, attempts: AttemptStore, records: RunR
     )
     if existing is not None:
         attempts.mark_launched(attempt.execution_id, attempt.number, existing.run_id)
-        tick.launched[key] = existing.run_id
+        tick.launched[attempt_key(attempt)] = existing.run_id
         return
-    tick.run_requests.append(attempt_run_request(attempt, records))
+    tick.run_requests.append(attempt_run_request(attempt, runs, records))
 
 
 def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, limit: int = 100) -> SubmissionTick:
@@ -158,7 +163,7 @@ def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, l
             log.exception(
                 "attempt %d of %s could not be evaluated; it stays pending", attempt.number, attempt.execution_id
             )
-            tick.errors[f"{attempt.execution_id}:attempt-{attempt.number}"] = f"{type(exc).__name__}: {exc}"
+            tick.errors[attempt_key(attempt)] = f"{type(exc).__name__}: {exc}"
     for submission in store.pending(limit):
         execution_id = submission.execution_id
         try:
