@@ -117,7 +117,11 @@ def test_a_waiting_execution_takes_over_when_the_first_fails(store: SubmissionSt
 
     thread = threading.Thread(target=first)
     thread.start()
-    time.sleep(0.1)  # exec_1 holds the claim now
+    # exec_1 claims first (its computation takes 0.3 s, then fails): wait for its claim, not for a time.
+    index = NodeResultIndex(store)
+    while "exec_1" not in outcome and ((claim := index.claim_of("acme", LINEAGE)) is None or claim.run_id != "run-1"):
+        assert thread.is_alive(), "exec_1 ended without claiming or failing"
+        time.sleep(0.01)
     outcome["exec_2"] = fly(store, work("exec_2", "run-2"), compute)
     thread.join()
     assert isinstance(outcome["exec_1"], RuntimeError)
