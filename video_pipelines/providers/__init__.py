@@ -21,6 +21,8 @@ from video_pipelines.providers.base import (
     LipSyncer,
     LipSyncRequest,
     NoLedger,
+    SpeechTranscriber,
+    TranscriptionRequest,
     VideoGenerator,
 )
 
@@ -32,9 +34,12 @@ __all__ = [
     "LocalProvider",
     "NoLedger",
     "RemoteFactory",
+    "SpeechTranscriber",
+    "TranscriptionRequest",
     "VideoGenerator",
     "credential",
     "lip_syncer",
+    "speech_transcriber",
     "video_generator",
 ]
 
@@ -80,7 +85,7 @@ def credential(name: str, variable: str | None = None) -> str:
     return value
 
 
-RemoteFactory = Callable[[AllowedHosts], "VideoGenerator | LipSyncer"]
+RemoteFactory = Callable[[AllowedHosts], "VideoGenerator | LipSyncer | SpeechTranscriber"]
 
 
 def _configured(name: str) -> RemoteFactory:
@@ -131,3 +136,17 @@ def lip_syncer(
     """The lip-sync provider called `name`; ProviderError when it is not configured."""
     refusal = "does not lip-sync (use replicate, fal or local)"
     return cast(LipSyncer, _provider(name, allowed, remote, does="lip_sync", refusal=refusal))
+
+
+def speech_transcriber(
+    name: str, *, allowed: AllowedHosts | None = None, remote: Mapping[str, RemoteFactory] | None = None
+) -> SpeechTranscriber:
+    """The speech-to-text provider called `name` (`local`: the offline recogniser); ProviderError when
+    it is not configured."""
+    if name == "local":
+        # Imported on first use: the recogniser's model loads only where a node transcribes.
+        from video_pipelines.speech.local import LocalTranscriber
+
+        return LocalTranscriber()
+    refusal = "does not transcribe speech (use local, replicate or fal)"
+    return cast(SpeechTranscriber, _provider(name, allowed, remote, does="transcribe", refusal=refusal))

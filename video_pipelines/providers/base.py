@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from video_pipelines.speech import Word
+
 
 class JobLedger(Protocol):
     """Where a node remembers the provider job it started (the Dagster shell keeps it on the run)."""
@@ -53,6 +55,14 @@ class LipSyncRequest:
     model: str | None
 
 
+@dataclass(frozen=True)
+class TranscriptionRequest:
+    media: Path  # the input video as a local file: its audio track is what is transcribed
+    media_url: str  # where it is stored (http(s) when the store is S3 or served; file:// for a local store)
+    language: str  # the spoken language, ISO 639-1 ("en")
+    model: str | None
+
+
 class VideoGenerator(Protocol):
     name: str
 
@@ -65,3 +75,10 @@ class LipSyncer(Protocol):
 
     def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         """Write `request.video` lip-synced to `request.audio` to `out`."""
+
+
+class SpeechTranscriber(Protocol):
+    name: str
+
+    def transcribe(self, request: TranscriptionRequest, *, timeout: float | None, ledger: JobLedger) -> list[Word]:
+        """The words spoken in `request.media`, in order, with their times in seconds."""

@@ -1,0 +1,29 @@
+"""Speech to timed words: what captions from speech are made of.
+
+A recogniser (the offline local one, or a remote provider's speech-to-text) turns a video's
+speech into `Word`s with their times; cues are built from the words (`speech.cues`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from video_pipelines.errors import MediaError
+
+__all__ = ["Word"]
+
+
+@dataclass(frozen=True)
+class Word:
+    """One recognised word: `text` spoken from `start` to `end` seconds into the video."""
+
+    start: float
+    end: float
+    text: str
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.start) and math.isfinite(self.end)):
+            raise MediaError(f"recognised word {self.text!r}: start and end must be finite numbers")
+        if self.start < 0 or self.end < self.start:
+            raise MediaError(f"recognised word {self.text!r}: bad times {self.start}..{self.end}")

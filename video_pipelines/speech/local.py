@@ -1,0 +1,77 @@
+"""The offline recogniser: PocketSphinx with the US English model its wheel ships.
+
+Nothing is downloaded at run time: the acoustic model, pronunciation dictionary and language
+model come inside the `pocketsphinx` wheel. It knows US English only (`LOCAL_LANGUAGES`); other
+languages go to a remote provider's speech-to-text.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from video_pipelines.errors import MediaError
+from video_pipelines.operations.ffmpeg import run_ffmpeg
+from video_pipelines.providers.base import JobLedger, TranscriptionRequest
+from video_pipelines.speech import Word
+
+__all__ = ["LOCAL_LANGUAGES", "LocalTranscriber", "transcribe_file"]
+
+# ISO 639-1 codes the local recogniser transcribes (its wheel's model is US English).
+LOCAL_LANGUAGES = frozenset({"en"})
+SAMPLE_RATE = 16_000  # what the model was trained on: 16 kHz mono 16-bit PCM
+_FRAMES_PER_SECOND = 100  # PocketSphinx's default frame rate (10 ms frames)
+_FILLERS = {"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]"}
+
+
+def _speech_pcm(media: Path, work: Path, *, timeout: float | None) -> bytes:
+    """`media`'s first audio track as 16 kHz mono signed 16-bit little-endian PCM."""
+    pcm = work / "speech.raw"
+    try:
+        run_ffmpeg(
+            ["-nostdin", "-y", "-i", str(media), "-map", "0:a:0", "-vn",
+             "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", str(pcm)],
+            description=f"extracting the speech of {media.name}",
+            timeout=timeout,
+        )  # fmt: skip
+    except MediaError as exc:
+        if "matches no streams" in str(exc):
+            raise MediaError(f"{media.name} has no audio track: there is no speech to transcribe") from None
+        raise
+    return pcm.read_bytes()
+
+
+def transcribe_file(media: Path, *, timeout: float | None = None) -> list[Word]:
+    """The English words spoken in `media` (a video or audio file), with their times."""
+    from pocketsphinx import Decoder  # a 0.3 s model load: only where a node transcribes
+
+    with tempfile.TemporaryDirectory(prefix="vp-speech-") as tmp:
+        pcm = _speech_pcm(media, Path(tmp), timeout=timeout)
+    decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+    decoder.start_utt()
+    decoder.process_raw(pcm, no_search=False, full_utt=True)
+    decoder.end_utt()
+    words: list[Word] = []
+    for segment in decoder.seg():
+        text = segment.word
+        if text in _FILLERS or text.startswith("["):
+            continue
+        text = text.split("(")[0]  # "the(2)": a pronunciation variant of "the"
+        start = segment.start_frame / _FRAMES_PER_SECOND
+        end = (segment.end_frame + 1) / _FRAMES_PER_SECOND
+        words.append(Word(start=round(start, 2), end=round(end, 2), text=text))
+    return words
+
+
+class LocalTranscriber:
+    """Speech-to-text on this machine, offline; US English."""
+
+    name = "local"
+
+    def transcribe(self, request: TranscriptionRequest, *, timeout: float | None, ledger: JobLedger) -> list[Word]:
+        if request.language.split("-")[0].lower() not in LOCAL_LANGUAGES:
+            raise MediaError(
+                f"the local recogniser transcribes {', '.join(sorted(LOCAL_LANGUAGES))} only, "
+                f"not {request.language!r}: use provider replicate or fal"
+            )
+        return transcribe_file(request.media, timeout=timeout)
