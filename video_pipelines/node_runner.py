@@ -16,16 +16,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from video_pipelines.digest import file_sha256
-from video_pipelines.errors import PlanValidationError
+from video_pipelines.errors import MediaError, PlanValidationError
 from video_pipelines.net import AllowedHosts, fetch_to_file
 from video_pipelines.operations import (
     Cue,
+    add_subtitle_track,
     burn_subtitles,
     dimensions_for,
     merge_videos,
     parse_srt,
     probe,
     reframe_video,
+    to_srt,
+    to_webvtt,
 )
 from video_pipelines.plan.model import PlanNode
 from video_pipelines.plan.params import (
@@ -37,20 +40,26 @@ from video_pipelines.plan.params import (
     Operation,
     ReframeParams,
 )
-from video_pipelines.plan.results import VideoResult, aspect_ratio_name
+from video_pipelines.plan.results import Captions, VideoResult, aspect_ratio_name
 from video_pipelines.providers import (
     GenerationRequest,
     JobLedger,
     LipSyncRequest,
     NoLedger,
     RemoteFactory,
+    TranscriptionRequest,
     lip_syncer,
+    speech_transcriber,
     video_generator,
 )
 from video_pipelines.providers.pricing import DEFAULT_MODELS, PricingTable
+from video_pipelines.speech.cues import cues_from_words
 from video_pipelines.storage import ArtifactStore
 
 Log = Callable[[str], None]
+
+SRT_CONTENT_TYPE = "application/x-subrip; charset=utf-8"
+VTT_CONTENT_TYPE = "text/vtt; charset=utf-8"
 
 
 def _ignore(_message: str) -> None:
@@ -111,6 +120,7 @@ def run_node(
         input_paths = [_local_copy(result, work / f"input{i}.mp4", env) for i, result in enumerate(inputs)]
         out = work / "output.mp4"
         call = _OperationCall(
+            node_id=node.id,
             inputs=input_paths,
             input_urls=[result.url for result in inputs],
             out=out,
@@ -121,11 +131,13 @@ def run_node(
             ledger=ledger or NoLedger(),
         )
         started = time.perf_counter()
-        provider = _HANDLERS[node.operation](params, call)
+        done = _HANDLERS[node.operation](params, call)
+        provider = done if not isinstance(done, _Subtitled) else done.provider
         seconds = time.perf_counter() - started
         info = probe(out)
         digest = file_sha256(out)
         stored = env.store.put_file(out, sha256=digest)
+        captions = _store_captions(done.cues, digest, work, env.store) if isinstance(done, _Subtitled) else None
     result = VideoResult(
         url=stored.url,
         duration=round(info.duration, 3),
@@ -134,6 +146,7 @@ def run_node(
         aspect_ratio=aspect_ratio_name(info.width, info.height),
         size_bytes=info.size_bytes,
         sha256=digest,
+        captions=captions,
     )
     model = _model_used(node.operation, params, provider)
     cost = env.pricing.cost(provider, model, result.duration) if provider else 0.0
@@ -141,7 +154,10 @@ def run_node(
 
 
 def _model_used(operation: Operation, params: AnyParams, provider: str | None) -> str | None:
-    if provider is None or provider == "local" or not isinstance(params, GenerateVideoParams | LipSyncParams):
+    # A remote provider's model: generation, lip-sync, or addSubtitles's speech-to-text.
+    if provider is None or provider == "local":
+        return None
+    if not isinstance(params, GenerateVideoParams | LipSyncParams | AddSubtitlesParams):
         return None
     return params.model or DEFAULT_MODELS.get((operation, provider))
 
@@ -162,6 +178,7 @@ def _local_copy(result: VideoResult, dest: Path, env: NodeEnvironment) -> Path:
 class _OperationCall:
     """What an operation handler works with besides its params: local inputs, the output, the deployment."""
 
+    node_id: str
     inputs: list[Path]
     input_urls: list[str]
     out: Path
@@ -212,18 +229,63 @@ def _lip_sync(params: LipSyncParams, call: _OperationCall) -> str:
     return syncer.name
 
 
-def _add_subtitles(params: AddSubtitlesParams, call: _OperationCall) -> None:
-    cues = _cues(params, call.inputs[0])
+@dataclass(frozen=True)
+class _Subtitled:
+    """What addSubtitles did: who transcribed the speech (None: the cues were given) and the cues."""
+
+    provider: str | None
+    cues: list[Cue]
+
+
+def _add_subtitles(params: AddSubtitlesParams, call: _OperationCall) -> _Subtitled:
+    provider = None
+    if params.from_speech:
+        cues, provider = _speech_cues(params, call)
+    else:
+        cues = _cues(params, call.inputs[0])
     style = params.style
-    burn_subtitles(
-        call.inputs[0],
-        call.out,
-        cues=cues,
-        font_size=style.font_size,
-        position=style.position,
-        timeout=call.env.timeout,
+    if params.burn:
+        burn_subtitles(
+            call.inputs[0],
+            call.out,
+            cues=cues,
+            font_size=style.font_size,
+            position=style.position,
+            highlight=style.highlight,
+            timeout=call.env.timeout,
+        )
+        call.log(f"burned {len(cues)} subtitle cue(s)" + (" as karaoke" if style.highlight == "word" else ""))
+    else:
+        add_subtitle_track(call.inputs[0], call.out, cues=cues, language=params.language, timeout=call.env.timeout)
+        call.log(f"added a subtitle track of {len(cues)} cue(s); the picture is untouched")
+    return _Subtitled(provider, cues)
+
+
+def _speech_cues(params: AddSubtitlesParams, call: _OperationCall) -> tuple[list[Cue], str]:
+    """Cues of the input video's speech, and who transcribed it."""
+    assert params.language is not None  # the params' validation: speech needs a language
+    transcriber = speech_transcriber(params.provider, allowed=call.env.allowed_hosts, remote=call.env.remote)
+    request = TranscriptionRequest(
+        media=call.inputs[0], media_url=call.input_urls[0], language=params.language, model=params.model
     )
-    call.log(f"burned {len(cues)} subtitle cue(s)")
+    words = transcriber.transcribe(request, timeout=call.env.timeout, ledger=call.ledger)
+    if not words:
+        raise MediaError(
+            f"{call.node_id}: no speech recognised in its input video (language {params.language!r}, "
+            f"provider {transcriber.name}); give 'text', 'cues' or 'srt' instead, or check the video's audio"
+        )
+    call.log(f"{transcriber.name} recognised {len(words)} word(s) of {params.language} speech")
+    return cues_from_words(words), transcriber.name
+
+
+def _store_captions(cues: Sequence[Cue], video_sha256: str, work: Path, store: ArtifactStore) -> Captions:
+    """The cues stored as SRT and WebVTT beside the video they caption."""
+    srt, vtt = work / "captions.srt", work / "captions.vtt"
+    srt.write_text(to_srt(cues), encoding="utf-8")
+    vtt.write_text(to_webvtt(cues), encoding="utf-8")
+    stored_srt = store.put_sidecar(srt, video_sha256=video_sha256, suffix=".srt", content_type=SRT_CONTENT_TYPE)
+    stored_vtt = store.put_sidecar(vtt, video_sha256=video_sha256, suffix=".vtt", content_type=VTT_CONTENT_TYPE)
+    return Captions(srt=stored_srt.url, vtt=stored_vtt.url)
 
 
 def _reframe(params: ReframeParams, call: _OperationCall) -> None:
@@ -233,8 +295,8 @@ def _reframe(params: ReframeParams, call: _OperationCall) -> None:
 
 
 # Each handler takes the params class `PARAMS_MODELS` parses its operation into, and returns
-# the provider it used (None for FFmpeg-only operations).
-_HANDLERS: dict[Operation, Callable[[Any, _OperationCall], str | None]] = {
+# the provider it used (None for FFmpeg-only operations); addSubtitles also returns its cues.
+_HANDLERS: dict[Operation, Callable[[Any, _OperationCall], str | _Subtitled | None]] = {
     Operation.GENERATE_VIDEO: _generate_video,
     Operation.MERGE: _merge,
     Operation.LIP_SYNC: _lip_sync,

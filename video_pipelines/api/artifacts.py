@@ -1,4 +1,4 @@
-"""`GET /artifacts/{key}`: the local artifact store's videos and thumbnails, over HTTP, read-only.
+"""`GET /artifacts/{key}`: the local artifact store's videos, their captions and thumbnails, over HTTP, read-only.
 
 A browser refuses `file://` links from a web page, so with local storage the result URLs and
 the asset catalog's links point here (`VIDEO_PIPELINES_ARTIFACTS_BASE_URL`, which
@@ -6,7 +6,8 @@ the asset catalog's links point here (`VIDEO_PIPELINES_ARTIFACTS_BASE_URL`, whic
 
 There is no API key on this route: a browser following a link from the Dagster UI has none.
 What guards a video is its URL: a key names the content's SHA-256
-(`videos/<sha256[:2]>/<sha256>.mp4`, its thumbnail `thumbnails/<sha256[:2]>/<sha256>.jpg`), so
+(`videos/<sha256[:2]>/<sha256>.mp4`, its captions `.srt` and `.vtt` beside it, its thumbnail
+`thumbnails/<sha256[:2]>/<sha256>.jpg`), so
 a URL cannot be guessed, only handed out, and this route serves nothing else: only those
 keys, of files under the store's root; no listing, no other path. With S3 storage every answer is 404: the
 objects are read from S3's own (presigned or public) URLs.
@@ -26,9 +27,15 @@ from video_pipelines.storage import LocalArtifactStore
 # Only content keys: a 64-hex name is what makes the URL unguessable, and it keeps the other
 # files of the folder (the health probe's, anything a person put there) off the network.
 _CONTENT_KEY = re.compile(
-    r"(?P<folder>videos|thumbnails)/(?P<prefix>[0-9a-f]{2})/(?P<sha256>[0-9a-f]{64})(?P<suffix>\.mp4|\.jpg)"
+    r"(?P<folder>videos|thumbnails)/(?P<prefix>[0-9a-f]{2})/(?P<sha256>[0-9a-f]{64})(?P<suffix>\.mp4|\.srt|\.vtt|\.jpg)"
 )
-_MEDIA_TYPES = {("videos", ".mp4"): "video/mp4", ("thumbnails", ".jpg"): "image/jpeg"}
+# Captions in UTF-8, said so: SubRip has no way to say it in the file, and a <track> needs text/vtt.
+_MEDIA_TYPES = {
+    ("videos", ".mp4"): "video/mp4",
+    ("videos", ".srt"): "application/x-subrip; charset=utf-8",
+    ("videos", ".vtt"): "text/vtt; charset=utf-8",
+    ("thumbnails", ".jpg"): "image/jpeg",
+}
 # The bytes of a content key never change, so a browser may keep them.
 _HEADERS = {"Cache-Control": "public, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"}
 
@@ -37,7 +44,7 @@ router = APIRouter()
 
 @router.api_route("/artifacts/{key:path}", methods=["GET", "HEAD"], include_in_schema=False)
 def artifact(key: str, state: StateDep) -> FileResponse:
-    """Serve a stored video (`video/mp4`, with HTTP Range requests) or thumbnail (`image/jpeg`)."""
+    """Serve a stored video (`video/mp4`, with HTTP Range requests), its captions (SubRip, WebVTT) or thumbnail."""
     store = state.artifacts()
     if not isinstance(store, LocalArtifactStore):
         raise ApiProblem(
@@ -47,7 +54,9 @@ def artifact(key: str, state: StateDep) -> FileResponse:
     media_type = _MEDIA_TYPES.get((match["folder"], match["suffix"])) if match else None
     if match is None or media_type is None or not match["sha256"].startswith(match["prefix"]):
         raise ApiProblem(
-            404, "no such artifact: expected videos/<sha256[:2]>/<sha256>.mp4 or thumbnails/<sha256[:2]>/<sha256>.jpg"
+            404,
+            "no such artifact: expected videos/<sha256[:2]>/<sha256>.mp4 (or .srt, .vtt) "
+            "or thumbnails/<sha256[:2]>/<sha256>.jpg",
         )
     path = store.local_path(key)
     # A symlink placed in the folder must not lead out of it.

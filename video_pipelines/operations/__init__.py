@@ -12,12 +12,22 @@ from video_pipelines.operations.generate import generate_clip
 from video_pipelines.operations.lip_sync import replace_audio
 from video_pipelines.operations.merge import MergeStrategy, merge_videos
 from video_pipelines.operations.reframe import reframe_video
-from video_pipelines.operations.subtitles import Cue, build_ass, burn_subtitles, escape_ass_text, parse_srt
+from video_pipelines.operations.subtitles import (
+    Cue,
+    add_subtitle_track,
+    build_ass,
+    burn_subtitles,
+    escape_ass_text,
+    parse_srt,
+    to_srt,
+    to_webvtt,
+)
 
 __all__ = [
     "Cue",
     "MediaInfo",
     "MergeStrategy",
+    "add_subtitle_track",
     "build_ass",
     "burn_subtitles",
     "dimensions_for",
@@ -30,4 +40,6 @@ __all__ = [
     "reframe_video",
     "replace_audio",
     "run_ffmpeg",
+    "to_srt",
+    "to_webvtt",
 ]

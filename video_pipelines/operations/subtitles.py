@@ -1,4 +1,5 @@
-"""addSubtitles: parse SRT into cues, write them as an ASS script, and burn it into a video.
+"""addSubtitles: parse SRT into cues, write them as an ASS script, and burn it into a video;
+or add them as a soft subtitle track; and write them as SRT and WebVTT sidecar files.
 
 User text never reaches an FFmpeg filter string: it goes into an ASS file, and
 `escape_ass_text` neutralises everything libass would otherwise interpret.
@@ -10,6 +11,11 @@ Checked against the libass in imageio-ffmpeg's FFmpeg 9 build:
   U+2060 WORD JOINER (an invisible, zero-width character) is no longer an escape, so it
   renders as a plain backslash whatever follows.
 - A newline in the text becomes ``\\N``, the ASS hard line break.
+
+Karaoke (`highlight="word"`): each word is preceded by ``{\\kNN}``, its time in centiseconds;
+libass draws a word in the style's SecondaryColour (white) until it is spoken, then in its
+PrimaryColour (yellow). Only the tags are ours: each word's text still goes through
+`escape_ass_text`.
 """
 
 from __future__ import annotations
@@ -24,17 +30,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from video_pipelines.errors import MediaError
-from video_pipelines.operations.common import FONT_FILE, check_timeout, filter_video
-from video_pipelines.operations.ffmpeg import escape_filter_path, probe
+from video_pipelines.operations.common import FONT_FILE, atomic_output, check_timeout, filter_video
+from video_pipelines.operations.ffmpeg import escape_filter_path, probe, run_ffmpeg
+from video_pipelines.speech import Word, base_language
 
 __all__ = [
     "POSITIONS",
     "Cue",
+    "add_subtitle_track",
     "build_ass",
     "burn_subtitles",
     "default_font_size",
     "escape_ass_text",
     "parse_srt",
+    "to_srt",
+    "to_webvtt",
 ]
 
 WORD_JOINER = "\u2060"
@@ -45,11 +55,16 @@ POSITIONS = {"bottom": 2, "center": 5, "top": 8}
 
 @dataclass(frozen=True)
 class Cue:
-    """One subtitle: `text` shown from `start` to `end` seconds."""
+    """One subtitle: `text` shown from `start` to `end` seconds.
+
+    `words`, when the cue comes from speech, are its words as shown (in the order of `text`'s
+    space-separated words) with the times they are spoken: karaoke highlights them then.
+    """
 
     start: float
     end: float
     text: str
+    words: tuple[Word, ...] = ()
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.start) and math.isfinite(self.end)):
@@ -136,6 +151,50 @@ def _ass_time(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}.{centis:02d}"
 
 
+def _timed_lines(cue: Cue) -> list[list[Word]]:
+    """The cue's words line by line, each with the time it is spoken.
+
+    Its own word timings when they match its text; otherwise (text, cues and SRT carry none)
+    the cue's time is spread over its words in proportion to their length, so a karaoke of
+    written text still moves along at a reading pace.
+    """
+    lines = [line.split() for line in cue.text.split("\n")]
+    tokens = [token for line in lines for token in line]
+    if cue.words and [word.text for word in cue.words] == tokens:
+        timed = list(cue.words)
+    else:
+        span, total = cue.end - cue.start, sum(len(token) + 1 for token in tokens) or 1
+        timed, at = [], cue.start
+        for token in tokens:
+            length = span * (len(token) + 1) / total
+            timed.append(Word(start=at, end=min(cue.end, at + length), text=token))
+            at += length
+    result: list[list[Word]] = []
+    for line in lines:
+        result.append(timed[: len(line)])
+        timed = timed[len(line) :]
+    return result
+
+
+def _karaoke_text(cue: Cue) -> str:
+    """The cue's text with a ``{\\kNN}`` before each word: centiseconds from its start to the next word's."""
+    lines = _timed_lines(cue)
+    words = [word for line in lines for word in line]
+    # Boundaries rounded once, on the cue's clock, so the rounding of many words does not drift.
+    starts = [round((max(word.start, cue.start) - cue.start) * 100) for word in words]
+    ends = [*starts[1:], round((cue.end - cue.start) * 100)]
+    parts: list[str] = [f"{{\\k{starts[0]}}}"] if words and starts[0] > 0 else []
+    index = 0
+    for number, line in enumerate(lines):
+        if number:
+            parts.append("\\N")
+        for position, word in enumerate(line):
+            space = " " if position < len(line) - 1 else ""
+            parts.append(f"{{\\k{max(0, ends[index] - starts[index])}}}{escape_ass_text(word.text)}{space}")
+            index += 1
+    return "".join(parts)
+
+
 def build_ass(
     cues: Sequence[Cue],
     *,
@@ -143,17 +202,25 @@ def build_ass(
     height: int,
     font_size: int | None = None,
     position: str = "bottom",
+    highlight: str = "none",
 ) -> str:
-    """A complete ASS script drawing `cues` on a `width` x `height` video in DejaVu Sans with an outline."""
+    """A complete ASS script drawing `cues` on a `width` x `height` video in DejaVu Sans with an outline.
+
+    `highlight="word"` draws them as karaoke: each word turns from white to yellow as it is spoken.
+    """
     if width <= 0 or height <= 0:
         raise MediaError(f"subtitles: video size must be positive, got {width}x{height}")
     if position not in POSITIONS:
         raise MediaError(f"subtitles: position must be one of {', '.join(POSITIONS)}, got {position!r}")
+    if highlight not in ("none", "word"):
+        raise MediaError(f"subtitles: highlight must be 'none' or 'word', got {highlight!r}")
     if font_size is None:
         font_size = default_font_size(width, height)
     if isinstance(font_size, bool) or not isinstance(font_size, int) or font_size <= 0:
         raise MediaError(f"subtitles: fontSize must be a positive integer, got {font_size!r}")
     outline = max(1, round(font_size / 14))
+    # &HAABBGGRR. Karaoke: spoken words in yellow (primary), the ones to come in white (secondary).
+    primary, secondary = ("&H0000FFFF", "&H00FFFFFF") if highlight == "word" else ("&H00FFFFFF", "&H000000FF")
     margin_v = max(4, round(height * 0.05))
     margin_h = max(4, round(width * 0.05))
     header = [
@@ -169,7 +236,7 @@ def build_ass(
         "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, "
         "Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, "
         "Shadow, Alignment, MarginL, MarginR, MarginV, Encoding",
-        f"Style: Default,{FONT_NAME},{font_size},&H00FFFFFF,&H000000FF,&H00000000,&H80000000,"
+        f"Style: Default,{FONT_NAME},{font_size},{primary},{secondary},&H00000000,&H80000000,"
         f"0,0,0,0,100,100,0,0,1,{outline},1,{POSITIONS[position]},{margin_h},{margin_h},{margin_v},1",
         "",
         "[Events]",
@@ -180,7 +247,8 @@ def build_ass(
         start, end = _ass_time(cue.start), _ass_time(cue.end)
         if end == start:
             end = _ass_time(cue.start + 0.01)
-        events.append(f"Dialogue: 0,{start},{end},Default,,0,0,0,,{escape_ass_text(cue.text)}")
+        text = _karaoke_text(cue) if highlight == "word" else escape_ass_text(cue.text)
+        events.append(f"Dialogue: 0,{start},{end},Default,,0,0,0,,{text}")
     return "\n".join([*header, *events]) + "\n"
 
 
@@ -191,6 +259,7 @@ def burn_subtitles(
     cues: Sequence[Cue],
     font_size: int | None = None,
     position: str = "bottom",
+    highlight: str = "none",
     timeout: float | None = None,
 ) -> None:
     """Burn `cues` into `video` with libass (bundled DejaVu Sans); the audio is kept."""
@@ -201,7 +270,7 @@ def burn_subtitles(
     check_timeout(timeout)
     info = probe(video)
     width, height = info.width - info.width % 2, info.height - info.height % 2
-    script = build_ass(cues, width=width, height=height, font_size=font_size, position=position)
+    script = build_ass(cues, width=width, height=height, font_size=font_size, position=position, highlight=highlight)
     with tempfile.TemporaryDirectory(prefix="vp-subtitles-") as tmp:
         ass_file = Path(tmp) / "subtitles.ass"
         ass_file.write_text(script, encoding="utf-8")
@@ -225,3 +294,98 @@ def burn_subtitles(
             description=f"addSubtitles: burning {len(cues)} cues into {video.name}",
             timeout=timeout,
         )
+
+
+def _clock(seconds: float, separator: str) -> str:
+    millis = round(seconds * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def _sidecar_lines(text: str) -> list[str]:
+    """A cue's text as the lines of a sidecar cue: a blank line would end the cue there, so none."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return [line for line in lines if line.strip()] or [" "]
+
+
+def to_srt(cues: Sequence[Cue]) -> str:
+    """`cues` as SubRip text: numbered blocks, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, UTF-8 without BOM.
+
+    SRT has no escapes: an arrow `-->` in the text gets an invisible U+2060 WORD JOINER after `--` so
+    no reader takes that line for a timing line.
+    """
+    blocks = []
+    for number, cue in enumerate(cues, start=1):
+        lines = [line.replace("-->", f"--{WORD_JOINER}>") for line in _sidecar_lines(cue.text)]
+        blocks.append("\n".join([str(number), f"{_clock(cue.start, ',')} --> {_clock(cue.end, ',')}", *lines]))
+    return "\n\n".join(blocks) + "\n"
+
+
+def to_webvtt(cues: Sequence[Cue]) -> str:
+    """`cues` as WebVTT: the `WEBVTT` header, then `HH:MM:SS.mmm --> HH:MM:SS.mmm` cues.
+
+    The text is escaped as WebVTT asks (`&`, `<`, `>` as character references), which also
+    keeps `-->` out of it.
+    """
+    blocks = ["WEBVTT"]
+    for cue in cues:
+        lines = [
+            line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for line in _sidecar_lines(cue.text)
+        ]
+        blocks.append("\n".join([f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}", *lines]))
+    return "\n\n".join(blocks) + "\n"
+
+
+# ISO 639-1 -> ISO 639-2/T, the three letters an MP4 track's language is written in (ISO 14496-12).
+_ISO_639_2 = {
+    "ar": "ara", "bn": "ben", "cs": "ces", "da": "dan", "de": "deu", "el": "ell", "en": "eng", "es": "spa",
+    "fa": "fas", "fi": "fin", "fr": "fra", "he": "heb", "hi": "hin", "hu": "hun", "id": "ind", "it": "ita",
+    "ja": "jpn", "ko": "kor", "ms": "msa", "nl": "nld", "no": "nor", "pl": "pol", "pt": "por", "ro": "ron",
+    "ru": "rus", "sv": "swe", "th": "tha", "tr": "tur", "uk": "ukr", "vi": "vie", "zh": "zho",
+}  # fmt: skip
+
+
+def track_language(language: str | None) -> str:
+    """The MP4 language code of a subtitle track: `eng` for `en` or `en-US`; `und` when unknown."""
+    if not language:
+        return "und"
+    code = base_language(language)
+    if len(code) == 3 and code.isalpha():
+        return code
+    return _ISO_639_2.get(code, "und")
+
+
+def add_subtitle_track(
+    video: Path,
+    out: Path,
+    *,
+    cues: Sequence[Cue],
+    language: str | None = None,
+    timeout: float | None = None,
+) -> None:
+    """`video` with `cues` as a soft subtitle track (MP4 `mov_text`); its video and audio packets are copied.
+
+    Players show or hide the track; the picture is untouched.
+    """
+    if not cues:
+        raise MediaError("addSubtitles: there are no subtitle cues to add")
+    check_timeout(timeout)
+    with tempfile.TemporaryDirectory(prefix="vp-subtitles-") as tmp:
+        srt = Path(tmp) / "subtitles.srt"
+        srt.write_text(to_srt(cues), encoding="utf-8")
+        with atomic_output(out) as partial:
+            run_ffmpeg(
+                [
+                    "-i", str(video), "-f", "srt", "-i", str(srt),
+                    "-map", "0:v:0", "-map", "0:a:0?", "-map", "1:0",
+                    "-c:v", "copy", "-c:a", "copy", "-c:s", "mov_text",
+                    "-metadata:s:s:0", f"language={track_language(language)}",
+                    # The shared output's determinism (operations.common), with every packet copied.
+                    "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact",
+                    "-movflags", "+faststart", "-f", "mp4", str(partial),
+                ],
+                description=f"addSubtitles: adding a track of {len(cues)} cues to {video.name}",
+                timeout=timeout,
+            )  # fmt: skip

@@ -22,7 +22,8 @@ from video_pipelines.plan.refs import RESULT_FIELD_SAMPLES, find_references, wit
 from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, Priority, WebhookEvent
 
 # The operations a remote provider may run (their `provider` param); every other one is FFmpeg here.
-REMOTE_OPERATIONS = (Operation.GENERATE_VIDEO, Operation.LIP_SYNC)
+# addSubtitles: its speech-to-text, when it captions speech (`provider` goes only with `language`).
+REMOTE_OPERATIONS = (Operation.GENERATE_VIDEO, Operation.LIP_SYNC, Operation.ADD_SUBTITLES)
 
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -55,8 +56,9 @@ class PlanNode:
 
     @property
     def is_remote(self) -> bool:
-        """Whether the node's work is a remote provider's job (generateVideo / lipSync on a provider
-        other than `local`): it spends its time waiting on the provider, and the provider bills it."""
+        """Whether the node's work is a remote provider's job (generateVideo / lipSync, or addSubtitles's
+        speech-to-text, on a provider other than `local`): it spends its time waiting on the provider,
+        and the provider bills it."""
         return self.operation in REMOTE_OPERATIONS and self.params.get("provider", "local") != "local"
 
     def typed_params(self, results: Mapping[str, Mapping[str, Any]]) -> AnyParams:

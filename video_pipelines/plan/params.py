@@ -9,10 +9,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from video_pipelines.errors import MediaError
 from video_pipelines.operations.subtitles import parse_srt
+from video_pipelines.speech import LOCAL_LANGUAGES, REMOTE_TRANSCRIBERS, base_language
 from video_pipelines.vocabulary import AspectRatioName
 
 
@@ -105,14 +106,34 @@ class SubtitleCue(_Params):
 class SubtitleStyle(_Params):
     font_size: int | None = Field(default=None, ge=6, le=300, alias="fontSize")
     position: Literal["bottom", "top", "center"] = "bottom"
+    # "word": karaoke, each word highlighted as it is spoken (speech's own timings, else spread over the cue).
+    highlight: Literal["none", "word"] = "none"
+
+
+_SOURCES = ("text", "cues", "srt")
 
 
 class AddSubtitlesParams(_Params):
+    """One of `text`, `cues` or `srt`; or none of them and `language`: captions of the video's speech.
+
+    Field order matters to the validators: each sees the fields declared before it.
+    """
+
     text: str | None = Field(default=None, min_length=1)
     cues: list[SubtitleCue] | None = Field(default=None, min_length=1)
     srt: str | None = Field(default=None, min_length=1)
+    # Who transcribes the speech: the offline recogniser, or a provider's speech-to-text.
+    provider: Literal["local", "replicate", "fal"] = "local"
+    model: str | None = Field(default=None, min_length=1)
     language: str | None = Field(default=None, max_length=35)
+    # False: the picture is left alone; the cues become a soft subtitle track and the sidecars.
+    burn: bool = True
     style: SubtitleStyle = SubtitleStyle()
+
+    @property
+    def from_speech(self) -> bool:
+        """Whether the cues come from transcribing the video's speech (no text, cues or srt given)."""
+        return self.text is None and self.cues is None and self.srt is None
 
     @field_validator("srt")
     @classmethod
@@ -125,13 +146,50 @@ class AddSubtitlesParams(_Params):
                 raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("provider", "model")
+    @classmethod
+    def _only_for_speech(cls, value: str | None, info: ValidationInfo) -> str | None:
+        given = [name for name in _SOURCES if info.data.get(name) is not None]
+        if value is not None and given:
+            raise ValueError(
+                f"'{info.field_name}' chooses who transcribes the video's speech; it does not go with "
+                f"'{given[0]}' (drop '{info.field_name}', or give only 'language' to caption the speech)"
+            )
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _transcribable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        speech = all(info.data.get(name) is None for name in _SOURCES)
+        if value is None or not speech or info.data.get("provider", "local") != "local":
+            return value
+        if not value.strip():
+            raise ValueError("must name a language, e.g. 'en'")
+        if base_language(value) not in LOCAL_LANGUAGES:
+            raise ValueError(
+                f"the local recogniser transcribes {', '.join(sorted(LOCAL_LANGUAGES))} only; "
+                f"to caption {value!r} speech set 'provider' to {' or '.join(REMOTE_TRANSCRIBERS)}"
+            )
+        return value
+
+    @field_validator("style")
+    @classmethod
+    def _drawn(cls, value: SubtitleStyle, info: ValidationInfo) -> SubtitleStyle:
+        if value.highlight == "word" and info.data.get("burn") is False:
+            raise ValueError(
+                "highlight 'word' is drawn into the picture, and burn is false; set burn to true or drop highlight"
+            )
+        return value
+
     @model_validator(mode="after")
     def _one_source(self) -> Self:
-        given = [name for name in ("text", "cues", "srt") if getattr(self, name) is not None]
-        if len(given) != 1:
+        given = [name for name in _SOURCES if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give exactly one of 'text', 'cues' or 'srt' (got {', '.join(given)})")
+        if not given and self.language is None:
             raise ValueError(
-                "give exactly one of 'text', 'cues' or 'srt'"
-                + (f" (got {', '.join(given)})" if given else " (got none)")
+                "give exactly one of 'text', 'cues' or 'srt', or only 'language' to caption the video's speech "
+                "(got none)"
             )
         return self
 

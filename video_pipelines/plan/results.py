@@ -1,4 +1,4 @@
-"""The result of a plan node: a stored, probed video."""
+"""The result of a plan node: a stored, probed video (and, for subtitles, its caption files)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,21 @@ def aspect_ratio_name(width: int, height: int) -> str:
 
 
 @dataclass(frozen=True)
+class Captions:
+    """Where a video's subtitles are stored as sidecar files: SubRip and WebVTT."""
+
+    srt: str
+    vtt: str
+
+    def to_wire(self) -> dict[str, str]:
+        return {"srt": self.srt, "vtt": self.vtt}
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> Captions:
+        return cls(srt=str(wire["srt"]), vtt=str(wire["vtt"]))
+
+
+@dataclass(frozen=True)
 class VideoResult:
     url: str
     duration: float
@@ -30,9 +45,11 @@ class VideoResult:
     size_bytes: int
     sha256: str
     status: str = "completed"
+    # addSubtitles: the cues as sidecar files; on the wire only when there are some.
+    captions: Captions | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "url": self.url,
             "duration": self.duration,
             "width": self.width,
@@ -42,6 +59,9 @@ class VideoResult:
             "sha256": self.sha256,
             "status": self.status,
         }
+        if self.captions is not None:
+            wire["captions"] = self.captions.to_wire()
+        return wire
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> VideoResult:
@@ -54,4 +74,5 @@ class VideoResult:
             size_bytes=int(wire["sizeBytes"]),
             sha256=str(wire["sha256"]),
             status=str(wire.get("status", "completed")),
+            captions=Captions.from_wire(wire["captions"]) if wire.get("captions") else None,
         )

@@ -11,7 +11,18 @@ from dataclasses import dataclass
 
 from video_pipelines.errors import MediaError
 
-__all__ = ["Word"]
+__all__ = ["LOCAL_LANGUAGES", "REMOTE_TRANSCRIBERS", "Word", "base_language"]
+
+# ISO 639-1 codes the local recogniser transcribes (its wheel's model is US English). Here, not
+# in `speech.local`, so plan validation can tell without importing the recogniser.
+LOCAL_LANGUAGES = frozenset({"en"})
+# The providers whose speech-to-text takes other languages.
+REMOTE_TRANSCRIBERS = ("replicate", "fal")
+
+
+def base_language(language: str) -> str:
+    """The ISO 639-1 part of a language tag: `en` for `en-US`, `en_GB` or `EN`."""
+    return language.replace("_", "-").split("-")[0].strip().lower()
 
 
 @dataclass(frozen=True)

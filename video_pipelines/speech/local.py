@@ -13,12 +13,10 @@ from pathlib import Path
 from video_pipelines.errors import MediaError
 from video_pipelines.operations.ffmpeg import run_ffmpeg
 from video_pipelines.providers.base import JobLedger, TranscriptionRequest
-from video_pipelines.speech import Word
+from video_pipelines.speech import LOCAL_LANGUAGES, REMOTE_TRANSCRIBERS, Word, base_language
 
 __all__ = ["LOCAL_LANGUAGES", "LocalTranscriber", "transcribe_file"]
 
-# ISO 639-1 codes the local recogniser transcribes (its wheel's model is US English).
-LOCAL_LANGUAGES = frozenset({"en"})
 SAMPLE_RATE = 16_000  # what the model was trained on: 16 kHz mono 16-bit PCM
 _FRAMES_PER_SECOND = 100  # PocketSphinx's default frame rate (10 ms frames)
 _FILLERS = {"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]"}
@@ -69,9 +67,9 @@ class LocalTranscriber:
     name = "local"
 
     def transcribe(self, request: TranscriptionRequest, *, timeout: float | None, ledger: JobLedger) -> list[Word]:
-        if request.language.split("-")[0].lower() not in LOCAL_LANGUAGES:
+        if base_language(request.language) not in LOCAL_LANGUAGES:
             raise MediaError(
                 f"the local recogniser transcribes {', '.join(sorted(LOCAL_LANGUAGES))} only, "
-                f"not {request.language!r}: use provider replicate or fal"
+                f"not {request.language!r}: use provider {' or '.join(REMOTE_TRANSCRIBERS)}"
             )
         return transcribe_file(request.media, timeout=timeout)

@@ -84,6 +84,17 @@ class ArtifactStore(ABC):
             return stored
         return dataclasses.replace(stored, thumbnail_url=self._put_thumbnail(path, sha256))
 
+    def put_sidecar(self, path: Path, *, video_sha256: str, suffix: str, content_type: str) -> StoredArtifact:
+        """Store a file that belongs to a stored video (its subtitles as `.srt`, `.vtt`) beside it.
+
+        Its key is the video's with `suffix` (`videos/<sha256[:2]>/<sha256>.srt`): a person finds a
+        video's captions next to it, and the file is as content-addressed as the video is, since
+        the same video is always captioned by the same cues (they are burned in or in its track).
+        """
+        if suffix == ".mp4":
+            raise StorageError("a sidecar needs a suffix of its own, not the video's .mp4")
+        return self._put(path, key=self.key_for(video_sha256, suffix), sha256=None, content_type=content_type)
+
     def _put_thumbnail(self, video: Path, sha256: str) -> str | None:
         key = self.thumbnail_key(sha256)
         if self.exists(key):

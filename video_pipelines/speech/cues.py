@@ -1,0 +1,114 @@
+"""Subtitle cues from recognised words: lines a viewer can read, shown while the words are spoken.
+
+A cue holds at most `MAX_LINES` lines of at most `MAX_LINE_CHARS` characters (the usual broadcast
+limits: 42 characters, two lines). A new cue starts after a sentence ends, after a pause longer
+than `PAUSE_SECONDS`, when the cue would last longer than `MAX_CUE_SECONDS`, or when its words
+no longer fit. A cue stays on screen at least `MIN_CUE_SECONDS` (a lone "yes" is otherwise gone
+before it is read), never into the next cue. Each cue keeps its words' times for karaoke.
+
+Recognisers give lower-case words without punctuation: the first word of each cue is capitalised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from video_pipelines.operations.subtitles import Cue
+from video_pipelines.speech import Word
+
+__all__ = ["MAX_CUE_SECONDS", "MAX_LINES", "MAX_LINE_CHARS", "MIN_CUE_SECONDS", "PAUSE_SECONDS", "cues_from_words"]
+
+MAX_LINE_CHARS = 42
+MAX_LINES = 2
+MAX_CUE_SECONDS = 6.0
+MIN_CUE_SECONDS = 0.8
+PAUSE_SECONDS = 0.7
+_SENTENCE_ENDS = (".", "!", "?", "…", "\u3002", "\uff01", "\uff1f")  # and the CJK full stop, ! and ?
+
+
+def _lines(texts: Sequence[str], width: int) -> list[list[str]]:
+    """`texts` wrapped greedily into lines of at most `width` characters (a longer word gets a line of its own)."""
+    lines: list[list[str]] = []
+    length = 0
+    for text in texts:
+        if lines and length + 1 + len(text) <= width:
+            lines[-1].append(text)
+            length += 1 + len(text)
+        else:
+            lines.append([text])
+            length = len(text)
+    return lines
+
+
+def _layout(texts: Sequence[str], width: int) -> str:
+    """The cue's text: one line when it fits, else two lines as even as the words allow."""
+    if len(" ".join(texts)) <= width or len(texts) < 2:
+        return " ".join(texts)
+    wrapped = _lines(texts, width)
+    if len(wrapped) != 2:
+        return "\n".join(" ".join(line) for line in wrapped)
+    best = min(
+        range(1, len(texts)),
+        key=lambda cut: max(len(" ".join(texts[:cut])), len(" ".join(texts[cut:]))),
+    )
+    return " ".join(texts[:best]) + "\n" + " ".join(texts[best:])
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def cues_from_words(
+    words: Sequence[Word],
+    *,
+    max_line_chars: int = MAX_LINE_CHARS,
+    max_lines: int = MAX_LINES,
+    max_seconds: float = MAX_CUE_SECONDS,
+    min_seconds: float = MIN_CUE_SECONDS,
+    pause_seconds: float = PAUSE_SECONDS,
+) -> list[Cue]:
+    """The cues that show `words` (in spoken order) as they are spoken; see the module docstring."""
+    groups: list[list[Word]] = []
+    for word in words:
+        text = " ".join(word.text.split())
+        if not text:
+            continue
+        word = Word(start=word.start, end=word.end, text=text)
+        current = groups[-1] if groups else None
+        if current is None or _ends_before(current, word, max_line_chars, max_lines, max_seconds, pause_seconds):
+            groups.append([word])
+        else:
+            current.append(word)
+    cues: list[Cue] = []
+    for index, group in enumerate(groups):
+        shown = [Word(group[0].start, group[0].end, _capitalised(group[0].text)), *group[1:]]
+        start, end = group[0].start, group[-1].end
+        following = groups[index + 1][0].start if index + 1 < len(groups) else None
+        end = max(end, start + min_seconds)
+        if following is not None:
+            end = max(min(end, following), group[-1].end)
+        if end <= start:  # a word the recogniser gave no duration
+            end = start + 0.01
+        cues.append(
+            Cue(
+                start=round(start, 3),
+                end=round(end, 3),
+                text=_layout([w.text for w in shown], max_line_chars),
+                words=tuple(shown),
+            )
+        )
+    return cues
+
+
+def _ends_before(
+    current: list[Word], word: Word, max_line_chars: int, max_lines: int, max_seconds: float, pause_seconds: float
+) -> bool:
+    """Whether `word` starts a new cue rather than joining `current`."""
+    last = current[-1]
+    if last.text.endswith(_SENTENCE_ENDS):
+        return True
+    if word.start - last.end > pause_seconds:
+        return True
+    if word.end - current[0].start > max_seconds:
+        return True
+    return len(_lines([w.text for w in [*current, word]], max_line_chars)) > max_lines
