@@ -27,8 +27,10 @@ def _speech_pcm(media: Path, work: Path, *, timeout: float | None) -> bytes:
     pcm = work / "speech.raw"
     try:
         run_ffmpeg(
-            ["-nostdin", "-y", "-i", str(media), "-map", "0:a:0", "-vn",
-             "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", str(pcm)],
+            ["-nostdin", "-y", "-i", str(media), "-map", "0:a:0", "-vn", "-ac", "1",
+             # Dithered: on digital silence (all zeros) PocketSphinx hears words ("dog" over 2 s of
+             # it); noise of one least significant bit, inaudible, makes it hear nothing there.
+             "-af", f"aresample={SAMPLE_RATE}:dither_method=triangular", "-f", "s16le", str(pcm)],
             description=f"extracting the speech of {media.name}",
             timeout=timeout,
         )  # fmt: skip
