@@ -9,6 +9,7 @@ import pytest
 
 from video_pipelines.errors import VideoPipelineError
 from video_pipelines.plan.params import (
+    AddSubtitlesParams,
     GenerateVideoParams,
     LipSyncParams,
     MergeParams,
@@ -169,3 +170,29 @@ def test_operations_without_a_provider_cost_nothing() -> None:
     table = PricingTable()
     for params in (MergeParams(), ReframeParams.model_validate({"aspectRatio": "9:16"})):
         assert table.estimate(params) == Cost("local", None, 0.0, known=True, output_seconds=None)
+
+
+def test_speech_to_text_is_priced_by_the_seconds_of_audio() -> None:
+    table = PricingTable()
+    replicate = DEFAULT_MODELS[("addSubtitles", "replicate")]
+    assert replicate.startswith("vaibhavs10/incredibly-fast-whisper:")  # pinned: a community model
+    # A version takes the price of its model; 60 s of speech: 60 x 0.000015 + 0.002 per prediction.
+    assert table.cost("replicate", replicate, 60) == 0.0029
+    assert table.cost("replicate", "vaibhavs10/incredibly-fast-whisper", 60) == 0.0029
+    assert table.cost("fal", DEFAULT_MODELS[("addSubtitles", "fal")], 60) == 0.0076
+    assert table.cost("replicate", "kwaivgi/kling-v1.6-standard:abc", 2) == 0.1  # any pinned version
+    for provider in ("replicate", "fal"):
+        assert table.cost(provider, DEFAULT_MODELS[("addSubtitles", provider)], 1) > 0
+
+
+def test_estimate_captions_from_speech_from_the_input_duration() -> None:
+    table = PricingTable()
+    node = AddSubtitlesParams.model_validate({"language": "de", "provider": "fal"})
+    assert table.estimate(node, input_seconds=60) == Cost("fal", "fal-ai/whisper", 0.0076, True, 60)
+    assert table.estimate(node) is None  # per second of audio, the length not known yet
+    named = AddSubtitlesParams.model_validate({"language": "de", "provider": "fal", "model": "fal-ai/wizper"})
+    assert table.estimate(named, input_seconds=60) == Cost("fal", "fal-ai/wizper", 0.0046, True, 60)
+    local = AddSubtitlesParams.model_validate({"language": "en"})
+    assert table.estimate(local, input_seconds=60) == Cost("local", None, 0.0, known=True, output_seconds=60)
+    given = AddSubtitlesParams.model_validate({"text": "Hallo"})
+    assert table.estimate(given, input_seconds=60) == Cost("local", None, 0.0, known=True, output_seconds=None)

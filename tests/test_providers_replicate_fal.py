@@ -56,8 +56,25 @@ class Job:
     id: str
     outcome: str  # succeed | fail | never
     app: str = ""
+    model: str = ""  # what the request named: `owner/name`, a Replicate version, a fal model path
     polls: int = 0
     canceled: bool = False
+
+
+# Spoken words a speech model answers: (start, end or None as Whisper sometimes gives, text).
+SpokenWord = tuple[float, float | None, str]
+DEFAULT_WORDS: list[SpokenWord] = [(0.0, 0.42, "Guten"), (0.42, 0.9, "Morgen,"), (1.1, 1.5, "Welt.")]
+SPEECH_VERSIONS = {
+    "3ab86df6c8f54c11309d4d1f930ac292bad43ace52d10c80d87eb258b3c9f79c": "vaibhavs10/incredibly-fast-whisper"
+}
+
+
+def whisper_chunks(words: list[SpokenWord]) -> dict[str, Any]:
+    """What Hugging Face's Whisper pipeline answers with word timestamps (incredibly-fast-whisper, fal-ai/whisper)."""
+    return {
+        "text": " ".join(text for _, _, text in words),
+        "chunks": [{"timestamp": [start, end], "text": f" {text}"} for start, end, text in words],
+    }
 
 
 @dataclass
@@ -68,6 +85,8 @@ class FakeApi:
     output: bytes
     outcome: str = "succeed"
     polls_to_finish: int = 2
+    words: list[SpokenWord] = field(default_factory=lambda: list(DEFAULT_WORDS))
+    transcript: Any = None  # what a speech model answers instead of `whisper_chunks(words)`
     script: dict[str, list[Answer]] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
@@ -113,10 +132,17 @@ class FakeApi:
     def file_url(self) -> str:
         return f"{self.base_url}/files/output.mp4"
 
-    def new_job(self, outcome: str | None = None, app: str = "") -> Job:
-        job = Job(id=f"job-{next(self._ids)}", outcome=outcome or self.outcome, app=app)
+    def new_job(self, outcome: str | None = None, app: str = "", model: str = "") -> Job:
+        job = Job(id=f"job-{next(self._ids)}", outcome=outcome or self.outcome, app=app, model=model)
         self.jobs[job.id] = job
         return job
+
+    def speech_output(self) -> Any:
+        return self.transcript if self.transcript is not None else whisper_chunks(self.words)
+
+    @staticmethod
+    def is_speech(job: Job) -> bool:
+        return "whisper" in SPEECH_VERSIONS.get(job.model, job.model) or "wizper" in job.model
 
     def seen(self, kind: str) -> list[Seen]:
         with self._lock:
@@ -135,7 +161,7 @@ class FakeApi:
             if scripted:
                 return scripted.pop(0)
             if kind == "create":
-                return self.created(self.new_job(app=self.app_of(path)))
+                return self.created(self.new_job(app=self.app_of(path), model=self.model_of(path, body)))
             job = self.jobs.get(job_id or "")
             if job is None:
                 return 404, {}, {"detail": "Not found."}
@@ -143,6 +169,9 @@ class FakeApi:
 
     def app_of(self, path: str) -> str:
         return ""
+
+    def model_of(self, path: str, body: Any) -> str:
+        return path.strip("/")
 
     def classify(self, method: str, path: str) -> tuple[str, str | None]:
         raise NotImplementedError
@@ -172,6 +201,12 @@ class FakeReplicate(FakeApi):
             return "cancel", parts[2]
         return "unknown", None
 
+    def model_of(self, path: str, body: Any) -> str:
+        parts = path.strip("/").split("/")
+        if parts[:2] == ["v1", "models"]:
+            return "/".join(parts[2:4])
+        return str(body.get("version", "")) if isinstance(body, dict) else ""
+
     def unauthorized(self, given: str) -> Answer:
         # Echoes what it was given, as some APIs do: the adapter must not repeat it.
         return 401, {}, {"title": "Unauthenticated", "detail": f"Invalid token {given!r}", "status": 401}
@@ -197,6 +232,8 @@ class FakeReplicate(FakeApi):
             return 200, {}, self.prediction(job, "starting" if job.polls == 1 else "processing")
         if job.outcome == "fail":
             return 200, {}, self.prediction(job, "failed", error="CUDA out of memory: the model crashed")
+        if self.is_speech(job):
+            return 200, {}, self.prediction(job, "succeeded", output=self.speech_output())
         return 200, {}, self.prediction(job, "succeeded", output=[self.file_url()])
 
 
@@ -269,6 +306,8 @@ class FakeFal(FakeApi):
                     {"loc": ["body", "prompt"], "msg": "The prompt was flagged by the content checker", "type": "x"}
                 ]
                 return 422, {}, {"detail": detail}
+            if self.is_speech(job):
+                return 200, {}, {**self.speech_output(), "inferred_languages": ["de"], "diarization_segments": []}
             return 200, {}, {"video": {"url": self.file_url(), "content_type": "video/mp4"}}
         job.polls += 1
         if job.polls <= self.polls_to_finish or job.outcome == "never" or job.canceled:

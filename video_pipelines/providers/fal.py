@@ -1,4 +1,4 @@
-"""fal (queue API): text-to-video and lip-sync as queued requests.
+"""fal (queue API): text-to-video, lip-sync and speech-to-text as queued requests.
 
 `POST {base}/{model}` queues a request and answers its `request_id` with `status_url`,
 `response_url` and `cancel_url`. A model id may carry a subpath
@@ -11,10 +11,17 @@ request the ledger remembers, they are built from the app id.
 
 Model inputs differ from model to model; fal's apps ignore inputs they do not declare, so the
 common names are sent (`generation_input`; Kling on fal takes `duration` as a string).
+
+Speech-to-text defaults to `fal-ai/whisper` (Whisper large-v3): `{"audio_url", "task":
+"transcribe", "language": "de", "chunk_level": "word", "version": "3"}` answers `{"text",
+"chunks": [{"timestamp": [start, end], "text"}]}`, one chunk a word (`fal-ai/wizper` takes the
+same inputs and gives segment chunks, which `whisper.words_from_output` splits into words).
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +31,16 @@ import httpx
 
 from video_pipelines.errors import JobFailed, ProviderError, ProviderHttpError
 from video_pipelines.net import fetch_to_file
-from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest
+from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
 from video_pipelines.providers.http import ProviderHttp, lipsync_sources
 from video_pipelines.providers.keyed import ApiKeyProvider
+from video_pipelines.providers.whisper import iso_language, speech_source, words_from_output
+from video_pipelines.speech import Word
 
 DEFAULT_BASE_URL = "https://queue.fal.run"
 DEFAULT_VIDEO_MODEL = "fal-ai/kling-video/v1.6/standard/text-to-video"
 DEFAULT_LIPSYNC_MODEL = "fal-ai/sync-lipsync"
+DEFAULT_SPEECH_MODEL = "fal-ai/whisper"
 _RUNNING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
 
 
@@ -46,6 +56,17 @@ def generation_input(request: GenerationRequest) -> dict[str, Any]:
 
 def lipsync_input(video: str, audio: str) -> dict[str, Any]:
     return {"video_url": video, "audio_url": audio}
+
+
+def transcription_input(audio: str, language: str) -> dict[str, Any]:
+    """The inputs of fal's Whisper apps for `audio` (a URL or data URI) in `language` (ISO 639-1)."""
+    return {
+        "audio_url": audio,
+        "task": "transcribe",
+        "language": iso_language(language),
+        "chunk_level": "word",
+        "version": "3",
+    }
 
 
 def app_id(model: str) -> str:
@@ -87,6 +108,7 @@ class FalProvider(ApiKeyProvider):
     default_base_url = DEFAULT_BASE_URL
     default_video_model = DEFAULT_VIDEO_MODEL
     default_lipsync_model = DEFAULT_LIPSYNC_MODEL
+    default_speech_model = DEFAULT_SPEECH_MODEL
 
     def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         self._run(request.model or self.video_model, generation_input(request), out, timeout=timeout, ledger=ledger)
@@ -95,6 +117,24 @@ class FalProvider(ApiKeyProvider):
         video, audio = lipsync_sources(request, provider=self.name, max_inline_bytes=self.max_inline_bytes)
         inputs = lipsync_input(video, audio)
         self._run(request.model or self.lipsync_model, inputs, out, timeout=timeout, ledger=ledger)
+
+    def transcribe(self, request: TranscriptionRequest, *, timeout: float | None, ledger: JobLedger) -> list[Word]:
+        model = request.model or self.speech_model
+
+        def inputs() -> dict[str, Any]:
+            with tempfile.TemporaryDirectory(prefix="vp-fal-speech-") as work:
+                audio = speech_source(
+                    request, Path(work), provider=self.name, max_inline_bytes=self.max_inline_bytes, timeout=timeout
+                )
+            return transcription_input(audio, request.language)
+
+        request_id, result = self._request(model, inputs, timeout=timeout, ledger=ledger)
+        where = f"fal request {request_id} ({model})"
+        if not any(key in result for key in ("chunks", "segments", "words", "text")):
+            error = result.get("detail") or result.get("error")
+            if error:
+                raise ProviderError(f"{where} failed: {error}")
+        return words_from_output(result, where=where)
 
     def _under_base(self, url: Any) -> bool:
         if not isinstance(url, str):
@@ -117,6 +157,16 @@ class FalProvider(ApiKeyProvider):
         return built
 
     def _run(self, model: str, inputs: dict[str, Any], out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
+        request_id, result = self._request(model, lambda: inputs, timeout=timeout, ledger=ledger)
+        fetch_to_file(self._video_url(result, request_id, model), out, allowed=self.allowed)
+
+    def _request(
+        self, model: str, inputs: Callable[[], dict[str, Any]], *, timeout: float | None, ledger: JobLedger
+    ) -> tuple[str, dict[str, Any]]:
+        """Queue one request of `model` under `ledger`, wait for it, and return its id and result.
+
+        `inputs` is called only when a request is queued, not when the ledger's is resumed.
+        """
         app = app_id(model)
         known: dict[str, _RequestUrls] = {}
         api = self._api()
@@ -126,7 +176,7 @@ class FalProvider(ApiKeyProvider):
 
         def create() -> str:
             what = f"queueing a request for {model}"
-            body = api.call("POST", f"{self.base_url}/{model.strip('/')}", what=what, json=inputs)
+            body = api.call("POST", f"{self.base_url}/{model.strip('/')}", what=what, json=inputs())
             request_id = body.get("request_id")
             if not isinstance(request_id, str) or not request_id:
                 raise ProviderError(f"fal: {what}: the answer has no request_id")
@@ -148,17 +198,20 @@ class FalProvider(ApiKeyProvider):
             return api.cancel_quietly("PUT", urls(request_id).cancel)
 
         request_id = self._await_job(ledger, create=create, check=check, cancel=cancel, timeout=timeout)
-        fetch_to_file(self._video_url(api, urls(request_id).response, request_id, model), out, allowed=self.allowed)
+        return request_id, self._result(api, urls(request_id).response, request_id, model)
 
     @staticmethod
-    def _video_url(api: ProviderHttp, response_url: str, request_id: str, model: str) -> str:
+    def _result(api: ProviderHttp, response_url: str, request_id: str, model: str) -> dict[str, Any]:
         what = f"fetching the result of request {request_id}"
         try:
-            result = api.call("GET", response_url, what=what)
+            return api.call("GET", response_url, what=what)
         except ProviderHttpError as exc:
             raise ProviderError(
                 f"fal request {request_id} ({model}) failed (HTTP {exc.status_code}): {exc.provider_message}"
             ) from exc
+
+    @staticmethod
+    def _video_url(result: dict[str, Any], request_id: str, model: str) -> str:
         video_url = result_video_url(result)
         if video_url is None:
             error = result.get("detail") or result.get("error")

@@ -25,7 +25,7 @@
   `sleep_interruptibly` of that thread then raises `Abandoned`, which cancels the job like
   any interrupt. `run_job` holds a slot of its provider while the job exists (`slots.py`).
 - `remote_input`: how a local file reaches a remote model (an http(s) URL as is, else a
-  `data:` URI up to a size limit).
+  `data:` URI up to a size limit); `reachable_by_provider` says which URLs go as they are.
 """
 
 from __future__ import annotations
@@ -506,7 +506,7 @@ def remote_input(
     `video-pipelines dev`); up to `max_inline_bytes` the file travels inline, beyond that
     ProviderError says what to change.
     """
-    if urlsplit(url).scheme.lower() in ("http", "https") and not _served_locally(url):
+    if reachable_by_provider(url):
         return url
     try:
         size = path.stat().st_size
@@ -515,12 +515,17 @@ def remote_input(
     if size > max_inline_bytes:
         raise ProviderError(
             f"{provider}: the {what} is a local file ({size} bytes), larger than the {max_inline_bytes} bytes "
-            "that can be sent inline; remote lip-sync needs an artifact store the provider can read: "
+            "that can be sent inline; a remote model needs an artifact store the provider can read for it: "
             "set VIDEO_PIPELINES_STORAGE_URL to an s3:// store (http URLs)"
         )
     mime = mimetypes.guess_type(path.name)[0] or mimetypes.guess_type(urlsplit(url).path)[0]
     encoded = base64.b64encode(path.read_bytes()).decode("ascii")
     return f"data:{mime or 'application/octet-stream'};base64,{encoded}"
+
+
+def reachable_by_provider(url: str) -> bool:
+    """Whether a remote provider can fetch `url` itself: an http(s) URL not served by this deployment's API."""
+    return urlsplit(url).scheme.lower() in ("http", "https") and not _served_locally(url)
 
 
 def _served_locally(url: str) -> bool:

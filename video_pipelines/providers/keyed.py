@@ -1,4 +1,4 @@
-"""What the Replicate and fal adapters share: one API key in a header, a base URL, two default models.
+"""What the Replicate and fal adapters share: one API key in a header, a base URL, default models.
 
 The constructor takes explicit values; `from_env` reads the key and the endpoint from the
 environment when a node runs (never at import), so a deployment adds a provider by setting
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import ClassVar, Self
+from typing import ClassVar, Self, TypeVar
 
 from video_pipelines.errors import ProviderError
 from video_pipelines.net import AllowedHosts
 from video_pipelines.providers.base import JobLedger
 from video_pipelines.providers.http import DEFAULT_MAX_INLINE_BYTES, HttpPolicy, ProviderHttp, run_job
+
+T = TypeVar("T")
 
 
 class ApiKeyProvider:
@@ -28,6 +30,7 @@ class ApiKeyProvider:
     default_base_url: ClassVar[str]
     default_video_model: ClassVar[str]
     default_lipsync_model: ClassVar[str]
+    default_speech_model: ClassVar[str]
 
     def __init__(
         self,
@@ -36,6 +39,7 @@ class ApiKeyProvider:
         base_url: str | None = None,
         video_model: str | None = None,
         lipsync_model: str | None = None,
+        speech_model: str | None = None,
         allowed: AllowedHosts,
         poll_interval: float = 2.0,
         http: HttpPolicy | None = None,
@@ -47,6 +51,7 @@ class ApiKeyProvider:
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         self.video_model = video_model or self.default_video_model
         self.lipsync_model = lipsync_model or self.default_lipsync_model
+        self.speech_model = speech_model or self.default_speech_model
         self.allowed = allowed
         self.poll_interval = poll_interval
         self.http = http or HttpPolicy()
@@ -64,10 +69,10 @@ class ApiKeyProvider:
         ledger: JobLedger,
         *,
         create: Callable[[], str],
-        check: Callable[[str], str | None],
+        check: Callable[[str], T | None],
         cancel: Callable[[str], object],
         timeout: float | None,
-    ) -> str:
+    ) -> T:
         """One job of this provider under `ledger` (see `run_job`): what `check` returned when it ended."""
         return run_job(
             ledger,

@@ -1,8 +1,9 @@
 """What a provider call costs: a price table per provider and model, in US dollars.
 
-A model is priced `per_second` (of output video), `per_call`, or both (added). The `local`
-provider costs nothing. Under each provider, the model `"*"` is its fallback for models the
-table does not name.
+A model is priced `per_second` (of output video; of input audio for speech-to-text),
+`per_call`, or both (added). The `local` provider costs nothing. Under each provider, the model
+`"*"` is its fallback for models the table does not name; a Replicate model pinned to a version
+(`owner/name:version`) takes the price of `owner/name` when the table has no entry for the version.
 
 The defaults below are public list prices of the providers' default models when this was
 written; they are defaults to override, not a bill. A deployment overrides or extends them
@@ -30,7 +31,7 @@ from typing import Any
 import yaml
 
 from video_pipelines.errors import VideoPipelineError
-from video_pipelines.plan.params import AnyParams, GenerateVideoParams, LipSyncParams
+from video_pipelines.plan.params import AddSubtitlesParams, AnyParams, GenerateVideoParams, LipSyncParams
 
 PRICING_FILE_ENV = "VIDEO_PIPELINES_PRICING_FILE"
 FALLBACK = "*"
@@ -39,7 +40,7 @@ _CENT_FRACTION = Decimal("0.0001")
 
 @dataclass(frozen=True)
 class Price:
-    """USD per second of output video and/or per call."""
+    """USD per second (of output video, or of transcribed audio) and/or per call."""
 
     per_second: float = 0.0
     per_call: float = 0.0
@@ -76,6 +77,10 @@ DEFAULT_MODELS: Mapping[tuple[str, str], str] = {
     ("generateVideo", "fal"): "fal-ai/kling-video/v1.6/standard/text-to-video",
     ("lipSync", "replicate"): "kwaivgi/kling-lip-sync",
     ("lipSync", "fal"): "fal-ai/sync-lipsync",
+    ("addSubtitles", "replicate"): (
+        "vaibhavs10/incredibly-fast-whisper:3ab86df6c8f54c11309d4d1f930ac292bad43ace52d10c80d87eb258b3c9f79c"
+    ),
+    ("addSubtitles", "fal"): "fal-ai/whisper",
 }
 
 DEFAULT_PRICES: Mapping[str, Mapping[str, Price]] = {
@@ -89,10 +94,18 @@ DEFAULT_PRICES: Mapping[str, Mapping[str, Price]] = {
         "kwaivgi/kling-v1.6-standard": Price(per_second=0.05),
         "kwaivgi/kling-lip-sync": Price(per_second=0.014),
         "minimax/video-01": Price(per_call=0.50),
+        # Billed by GPU time, not by audio: Nvidia A100 (80GB) at $0.0014/s (replicate.com/pricing);
+        # it transcribes about 150 minutes of audio in 98 s there (insanely-fast-whisper's README), so about
+        # $0.000015 a second of audio, plus a second or two of GPU for any prediction's start.
+        "vaibhavs10/incredibly-fast-whisper": Price(per_second=0.000015, per_call=0.002),
     },
     "fal": {
         "fal-ai/kling-video/v1.6/standard/text-to-video": Price(per_second=0.045),
         "fal-ai/sync-lipsync": Price(per_second=0.0117),
+        # Billed by compute second (fal.ai/models/fal-ai/whisper); an estimate at fal's GPU rate
+        # of about $0.0011/s and ten seconds of audio per compute second, plus a request's start.
+        "fal-ai/whisper": Price(per_second=0.00011, per_call=0.001),
+        "fal-ai/wizper": Price(per_second=0.00006, per_call=0.001),
     },
 }
 
@@ -163,8 +176,10 @@ class PricingTable:
     def price(self, provider: str, model: str | None) -> Price | None:
         """The price of `model` (or, without one, the provider's fallback); None when unpriced."""
         models = self.prices.get(provider, {})
-        if model is not None and model in models:
-            return models[model]
+        if model is not None:
+            for name in (model, model.partition(":")[0]):
+                if name in models:
+                    return models[name]
         return models.get(FALLBACK)
 
     def is_priced(self, provider: str, model: str | None) -> bool:
@@ -184,20 +199,28 @@ class PricingTable:
     def estimate(self, params: AnyParams, *, input_seconds: float | None = None) -> Cost | None:
         """What a node should cost before it runs.
 
-        generateVideo: its `duration`. lipSync: `input_seconds` (the input video's duration),
-        or None when that is unknown and the price depends on it. Operations without a
-        provider (merge, addSubtitles, reframe) run locally and cost 0.
+        generateVideo: its `duration`. lipSync, and addSubtitles transcribing speech on a
+        provider: `input_seconds` (the input video's duration: what is lip-synced or
+        transcribed), or None when that is unknown and the price depends on it. Operations
+        without a provider (merge, reframe, addSubtitles from given text) run locally and cost 0.
         """
         if isinstance(params, GenerateVideoParams):
             model = params.model or DEFAULT_MODELS.get(("generateVideo", params.provider))
             return self.quote(params.provider, model, params.duration)
         if isinstance(params, LipSyncParams):
             model = params.model or DEFAULT_MODELS.get(("lipSync", params.provider))
-            price = self.price(params.provider, model)
-            if price is None:
-                return Cost(params.provider, model, 0.0, known=False, output_seconds=input_seconds)
-            if input_seconds is None:
-                # A per-call price needs no duration; a per-second one cannot be told yet.
-                return None if price.needs_duration else Cost(params.provider, model, price.usd(0.0), True, None)
-            return self.quote(params.provider, model, input_seconds)
+            return self._by_input(params.provider, model, input_seconds)
+        if isinstance(params, AddSubtitlesParams) and params.from_speech:
+            model = params.model or DEFAULT_MODELS.get(("addSubtitles", params.provider))
+            return self._by_input(params.provider, model, input_seconds)
         return Cost("local", None, 0.0, known=True, output_seconds=None)
+
+    def _by_input(self, provider: str, model: str | None, input_seconds: float | None) -> Cost | None:
+        """The estimate of a call priced by the length of its input video (see `estimate`)."""
+        price = self.price(provider, model)
+        if price is None:
+            return Cost(provider, model, 0.0, known=False, output_seconds=input_seconds)
+        if input_seconds is None:
+            # A per-call price needs no duration; a per-second one cannot be told yet.
+            return None if price.needs_duration else Cost(provider, model, price.usd(0.0), True, None)
+        return self.quote(provider, model, input_seconds)

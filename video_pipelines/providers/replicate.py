@@ -1,32 +1,44 @@
-"""Replicate (HTTP API v1): text-to-video and lip-sync as predictions.
+"""Replicate (HTTP API v1): text-to-video, lip-sync and speech-to-text as predictions.
 
 A model `owner/name` runs its latest version (`POST /v1/models/{owner}/{name}/predictions`);
 `owner/name:version` pins one (`POST /v1/predictions` with `version`). A prediction goes
 `starting` -> `processing` -> `succeeded` | `failed` | `canceled`; it is polled with
 `GET /v1/predictions/{id}` and canceled with `POST /v1/predictions/{id}/cancel`. Its output
-is a URL or a list of URLs, downloaded through the SSRF guard.
+is a URL or a list of URLs, downloaded through the SSRF guard; a speech model's output is the
+transcript itself (JSON), read by `whisper.words_from_output`.
 
 Model inputs differ from model to model; Replicate ignores inputs a model does not declare,
 so the common names are sent (`generation_input`), and the lip-sync models whose inputs
-have other names are listed in `LIPSYNC_INPUT_NAMES`.
+have other names are listed in `LIPSYNC_INPUT_NAMES`. Speech-to-text defaults to
+`vaibhavs10/incredibly-fast-whisper` (Whisper large-v3 through Hugging Face's pipeline) with
+`timestamp: "word"`: its output is `{"text", "chunks": [{"timestamp": [start, end], "text"}]}`,
+one chunk a word. It is a community model, so it runs pinned to a version (`/v1/predictions`),
+and it takes the language by Whisper's name for it ("german", not "de"). Other speech models get
+the common inputs (`audio`, `language` as the ISO code, `word_timestamps`).
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from video_pipelines.errors import JobFailed, ProviderError
 from video_pipelines.net import fetch_to_file
-from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest
+from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
 from video_pipelines.providers.http import lipsync_sources
 from video_pipelines.providers.keyed import ApiKeyProvider
+from video_pipelines.providers.whisper import iso_language, speech_source, whisper_language_name, words_from_output
+from video_pipelines.speech import Word
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
 # Kling 1.6 takes the plan's duration and aspect ratio (minimax/video-01 ignores both).
 DEFAULT_VIDEO_MODEL = "kwaivgi/kling-v1.6-standard"
 DEFAULT_LIPSYNC_MODEL = "kwaivgi/kling-lip-sync"
+INCREDIBLY_FAST_WHISPER = "vaibhavs10/incredibly-fast-whisper"
+DEFAULT_SPEECH_MODEL = f"{INCREDIBLY_FAST_WHISPER}:3ab86df6c8f54c11309d4d1f930ac292bad43ace52d10c80d87eb258b3c9f79c"
 
 # model (without version) -> (video input name, audio input name); others take `video` and `audio`.
 LIPSYNC_INPUT_NAMES: dict[str, tuple[str, str]] = {
@@ -44,6 +56,19 @@ def generation_input(request: GenerationRequest) -> dict[str, Any]:
         "aspect_ratio": request.aspect_ratio,
         "seed": request.seed,
     }
+
+
+def transcription_input(model: str, audio: str, language: str) -> dict[str, Any]:
+    """The speech-to-text inputs of `model` for `audio` (a URL or data URI) in `language` (ISO 639-1)."""
+    if model.partition(":")[0] == INCREDIBLY_FAST_WHISPER:
+        return {
+            "audio": audio,
+            "task": "transcribe",
+            "language": whisper_language_name(language, provider="replicate"),
+            "timestamp": "word",
+            "batch_size": 24,
+        }
+    return {"audio": audio, "language": iso_language(language), "word_timestamps": True}
 
 
 def _model_parts(model: str) -> tuple[str, str, str | None]:
@@ -81,6 +106,7 @@ class ReplicateProvider(ApiKeyProvider):
     default_base_url = DEFAULT_BASE_URL
     default_video_model = DEFAULT_VIDEO_MODEL
     default_lipsync_model = DEFAULT_LIPSYNC_MODEL
+    default_speech_model = DEFAULT_SPEECH_MODEL
 
     def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         model = request.model or self.video_model
@@ -93,7 +119,34 @@ class ReplicateProvider(ApiKeyProvider):
         inputs: dict[str, Any] = {video_name: video, audio_name: audio}
         self._run(model, inputs, out, timeout=timeout, ledger=ledger)
 
+    def transcribe(self, request: TranscriptionRequest, *, timeout: float | None, ledger: JobLedger) -> list[Word]:
+        model = request.model or self.speech_model
+
+        def inputs() -> dict[str, Any]:
+            with tempfile.TemporaryDirectory(prefix="vp-replicate-speech-") as work:
+                audio = speech_source(
+                    request, Path(work), provider=self.name, max_inline_bytes=self.max_inline_bytes, timeout=timeout
+                )
+            return transcription_input(model, audio, request.language)
+
+        prediction_id, output = self._predict(model, inputs, timeout=timeout, ledger=ledger)
+        return words_from_output(output, where=f"replicate prediction {prediction_id} ({model})")
+
     def _run(self, model: str, inputs: dict[str, Any], out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
+        prediction_id, output = self._predict(model, lambda: inputs, timeout=timeout, ledger=ledger)
+        video_url = output_url(output)
+        if video_url is None:
+            raise JobFailed(f"replicate prediction {prediction_id} ({model}) succeeded without a video URL")
+        fetch_to_file(video_url, out, allowed=self.allowed)
+
+    def _predict(
+        self, model: str, inputs: Callable[[], dict[str, Any]], *, timeout: float | None, ledger: JobLedger
+    ) -> tuple[str, Any]:
+        """Run one prediction of `model` under `ledger`: its id and output.
+
+        `inputs` is called only when a prediction is created, not when the ledger's is resumed
+        (a retried transcription does not extract its audio again).
+        """
         owner, model_name, version = _model_parts(model)
         predictions = f"{self.base_url}/v1/predictions"
         api = self._api()
@@ -102,23 +155,20 @@ class ReplicateProvider(ApiKeyProvider):
             what = f"creating a prediction for {model}"
             if version is None:
                 url = f"{self.base_url}/v1/models/{quote(owner)}/{quote(model_name)}/predictions"
-                body = api.call("POST", url, what=what, json={"input": inputs})
+                body = api.call("POST", url, what=what, json={"input": inputs()})
             else:
-                body = api.call("POST", predictions, what=what, json={"version": version, "input": inputs})
+                body = api.call("POST", predictions, what=what, json={"version": version, "input": inputs()})
             prediction_id = body.get("id")
             if not isinstance(prediction_id, str) or not prediction_id:
                 raise ProviderError(f"replicate: {what}: the answer has no prediction id")
             return prediction_id
 
-        def check(prediction_id: str) -> str | None:
+        def check(prediction_id: str) -> tuple[str, Any] | None:
             url = f"{predictions}/{quote(prediction_id, safe='')}"
             body = api.call("GET", url, what=f"polling prediction {prediction_id}")
             status = body.get("status")
             if status == "succeeded":
-                found = output_url(body.get("output"))
-                if found is None:
-                    raise JobFailed(f"replicate prediction {prediction_id} ({model}) succeeded without a video URL")
-                return found
+                return prediction_id, body.get("output")
             if status == "failed":
                 error = body.get("error") or "no error message"
                 raise JobFailed(f"replicate prediction {prediction_id} ({model}) failed: {error}")
@@ -129,5 +179,4 @@ class ReplicateProvider(ApiKeyProvider):
         def cancel(prediction_id: str) -> bool:
             return api.cancel_quietly("POST", f"{predictions}/{quote(prediction_id, safe='')}/cancel")
 
-        video_url = self._await_job(ledger, create=create, check=check, cancel=cancel, timeout=timeout)
-        fetch_to_file(video_url, out, allowed=self.allowed)
+        return self._await_job(ledger, create=create, check=check, cancel=cancel, timeout=timeout)

@@ -1,0 +1,234 @@
+"""What the remote speech-to-text adapters share: the audio they send and the words they read back.
+
+- `speech_source`: how a video's speech reaches a remote model. A video stored at an http(s)
+  URL the provider can fetch (S3, a CDN) is sent as that URL: Whisper models read the audio of
+  an MP4 themselves, and nothing is uploaded from here. A local video (a `file://` store, or
+  our own API on 127.0.0.1 under `video-pipelines dev`) is not reachable, so its first audio
+  track is extracted to mono 16 kHz MP3 at 32 kbit/s (what Whisper resamples to anyway, about
+  4 KB a second: the 20 MB inline limit holds over an hour of speech) and sent inline as a
+  `data:` URI (`http.remote_input`).
+- `words_from_output`: the timed words in what a Whisper model answers, whichever of the common
+  shapes it has: Hugging Face pipeline chunks (`{"chunks": [{"timestamp": [s, e], "text"}]}`,
+  Replicate's incredibly-fast-whisper and fal's whisper/wizper), segments with words
+  (`{"segments": [{"start", "end", "text", "words": [{"word", "start", "end"}]}]}`, openai
+  whisper, WhisperX, faster-whisper) or a flat `{"words": [...]}`. Word-level pieces become
+  words as they are; a piece holding several words (segment-level timestamps) is split evenly
+  over its time. Whisper leaves a time out now and then (the last chunk's end is often null,
+  WhisperX cannot align numerals): a missing start is the previous word's end, a missing end
+  the next piece's start, else `DEFAULT_WORD_SECONDS` a word.
+- `whisper_language_name`: the language names some Whisper deployments take instead of codes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from video_pipelines.errors import MediaError, ProviderError
+from video_pipelines.operations.ffmpeg import run_ffmpeg
+from video_pipelines.providers.base import TranscriptionRequest
+from video_pipelines.providers.http import reachable_by_provider, remote_input
+from video_pipelines.speech import Word
+
+__all__ = [
+    "DEFAULT_WORD_SECONDS",
+    "WHISPER_LANGUAGES",
+    "iso_language",
+    "speech_source",
+    "whisper_language_name",
+    "words_from_output",
+]
+
+DEFAULT_WORD_SECONDS = 0.4  # a spoken word's length when the model gives no end
+SPEECH_SAMPLE_RATE = 16_000  # Whisper's input rate: more is resampled away by the model
+SPEECH_BITRATE = "32k"
+
+# ISO 639-1 (and Whisper's own 'haw', 'jw') -> the name Whisper's tokenizer gives the language.
+WHISPER_LANGUAGES: dict[str, str] = {
+    "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian",
+    "ko": "korean", "fr": "french", "ja": "japanese", "pt": "portuguese", "tr": "turkish",
+    "pl": "polish", "ca": "catalan", "nl": "dutch", "ar": "arabic", "sv": "swedish",
+    "it": "italian", "id": "indonesian", "hi": "hindi", "fi": "finnish", "vi": "vietnamese",
+    "he": "hebrew", "uk": "ukrainian", "el": "greek", "ms": "malay", "cs": "czech",
+    "ro": "romanian", "da": "danish", "hu": "hungarian", "ta": "tamil", "no": "norwegian",
+    "th": "thai", "ur": "urdu", "hr": "croatian", "bg": "bulgarian", "lt": "lithuanian",
+    "la": "latin", "mi": "maori", "ml": "malayalam", "cy": "welsh", "sk": "slovak",
+    "te": "telugu", "fa": "persian", "lv": "latvian", "bn": "bengali", "sr": "serbian",
+    "az": "azerbaijani", "sl": "slovenian", "kn": "kannada", "et": "estonian", "mk": "macedonian",
+    "br": "breton", "eu": "basque", "is": "icelandic", "hy": "armenian", "ne": "nepali",
+    "mn": "mongolian", "bs": "bosnian", "kk": "kazakh", "sq": "albanian", "sw": "swahili",
+    "gl": "galician", "mr": "marathi", "pa": "punjabi", "si": "sinhala", "km": "khmer",
+    "sn": "shona", "yo": "yoruba", "so": "somali", "af": "afrikaans", "oc": "occitan",
+    "ka": "georgian", "be": "belarusian", "tg": "tajik", "sd": "sindhi", "gu": "gujarati",
+    "am": "amharic", "yi": "yiddish", "lo": "lao", "uz": "uzbek", "fo": "faroese",
+    "ht": "haitian creole", "ps": "pashto", "tk": "turkmen", "nn": "nynorsk", "mt": "maltese",
+    "sa": "sanskrit", "lb": "luxembourgish", "my": "myanmar", "bo": "tibetan", "tl": "tagalog",
+    "mg": "malagasy", "as": "assamese", "tt": "tatar", "haw": "hawaiian", "ln": "lingala",
+    "ha": "hausa", "ba": "bashkir", "jw": "javanese", "su": "sundanese",
+}  # fmt: skip
+
+
+def iso_language(language: str) -> str:
+    """The primary language subtag of a BCP 47 tag, lower case: 'pt-BR' -> 'pt'."""
+    return language.strip().replace("_", "-").split("-")[0].lower()
+
+
+def whisper_language_name(language: str, *, provider: str) -> str:
+    """The Whisper name of `language` ('de' -> 'german'); ProviderError for a language Whisper lacks."""
+    code = iso_language(language)
+    name = WHISPER_LANGUAGES.get(code)
+    if name is None:
+        raise ProviderError(
+            f"{provider}: Whisper does not know the language {language!r}: "
+            "give an ISO 639-1 code Whisper transcribes (e.g. 'en', 'de', 'fr')"
+        )
+    return name
+
+
+def extract_speech(media: Path, out: Path, *, timeout: float | None) -> Path:
+    """`media`'s first audio track as mono 16 kHz MP3 at `out`; MediaError when it has no audio."""
+    try:
+        run_ffmpeg(
+            ["-nostdin", "-y", "-i", str(media), "-map", "0:a:0", "-vn", "-ac", "1",
+             "-ar", str(SPEECH_SAMPLE_RATE), "-c:a", "libmp3lame", "-b:a", SPEECH_BITRATE, str(out)],
+            description=f"extracting the speech of {media.name}",
+            timeout=timeout,
+        )  # fmt: skip
+    except MediaError as exc:
+        if "matches no streams" in str(exc):
+            raise MediaError(f"{media.name} has no audio track: there is no speech to transcribe") from None
+        raise
+    return out
+
+
+def speech_source(
+    request: TranscriptionRequest, work: Path, *, provider: str, max_inline_bytes: int, timeout: float | None
+) -> str:
+    """What to send a remote model for the speech of `request.media` (see the module docstring).
+
+    `work` is a folder for the extracted audio; the data URI is read from it before this returns.
+    """
+    if reachable_by_provider(request.media_url):
+        return request.media_url
+    audio = extract_speech(request.media, work / "speech.mp3", timeout=timeout)
+    return remote_input(
+        audio.as_uri(), audio, provider=provider, what="speech audio", max_inline_bytes=max_inline_bytes
+    )
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A stretch of recognised text with the times the model gave it (None where it gave none)."""
+
+    start: float | None
+    end: float | None
+    text: str
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _text(item: dict[str, Any]) -> str:
+    for key in ("word", "text"):
+        value = item.get(key)
+        if isinstance(value, str):
+            return value
+    return ""
+
+
+def _chunk_pieces(chunks: list[Any]) -> list[_Piece]:
+    pieces = []
+    for chunk in chunks:
+        if not isinstance(chunk, dict):
+            continue
+        stamp = chunk.get("timestamp")
+        times = list(stamp) if isinstance(stamp, list | tuple) else [chunk.get("start"), chunk.get("end")]
+        start = _seconds(times[0]) if times else None
+        end = _seconds(times[1]) if len(times) > 1 else None
+        pieces.append(_Piece(start, end, _text(chunk)))
+    return pieces
+
+
+def _word_pieces(words: list[Any]) -> list[_Piece]:
+    return [
+        _Piece(_seconds(word.get("start")), _seconds(word.get("end")), _text(word))
+        for word in words
+        if isinstance(word, dict)
+    ]
+
+
+def _segment_pieces(segments: list[Any]) -> list[_Piece]:
+    """Each segment's words when the model timed them, else the segment as one piece."""
+    pieces: list[_Piece] = []
+    for segment in segments:
+        if not isinstance(segment, dict):
+            continue
+        start, end = _seconds(segment.get("start")), _seconds(segment.get("end"))
+        words = _word_pieces(segment["words"]) if isinstance(segment.get("words"), list) else []
+        if any(word.start is not None or word.end is not None for word in words):
+            # An untimed word (WhisperX cannot align numerals) stays inside its segment.
+            words[0] = _Piece(start if words[0].start is None else words[0].start, words[0].end, words[0].text)
+            words[-1] = _Piece(words[-1].start, end if words[-1].end is None else words[-1].end, words[-1].text)
+            pieces.extend(words)
+        else:
+            pieces.append(_Piece(start, end, _text(segment)))
+    return pieces
+
+
+def _pieces(output: Any) -> list[_Piece] | None:
+    """The timed pieces of a model's output; None when it has none of the shapes we know."""
+    if isinstance(output, list):
+        return _chunk_pieces(output)
+    if not isinstance(output, dict):
+        return None
+    for key, read in (("chunks", _chunk_pieces), ("segments", _segment_pieces), ("words", _word_pieces)):
+        if isinstance(output.get(key), list):
+            return read(output[key])
+    if isinstance(output.get("output"), dict | list):  # a wrapper around the transcript
+        return _pieces(output["output"])
+    return None
+
+
+def _timed(pieces: list[_Piece]) -> Iterable[Word]:
+    previous_end = 0.0
+    for index, piece in enumerate(pieces):
+        tokens = piece.text.split()
+        if not tokens:
+            continue
+        start = piece.start if piece.start is not None else previous_end
+        end = piece.end
+        if end is None:
+            following = next((later.start for later in pieces[index + 1 :] if later.start is not None), None)
+            spoken = start + DEFAULT_WORD_SECONDS * len(tokens)
+            end = following if following is not None and following > start else spoken
+        end = max(end, start)
+        step = (end - start) / len(tokens)
+        for position, token in enumerate(tokens):
+            yield Word(start=round(start + position * step, 3), end=round(start + (position + 1) * step, 3), text=token)
+        previous_end = end
+
+
+def words_from_output(output: Any, *, where: str) -> list[Word]:
+    """The words of a Whisper model's output in order, with their times (see the module docstring).
+
+    `where` names the job in errors ("replicate prediction p1 (model)"). An output with text
+    but no timestamps, or of no shape we know, is a ProviderError: captions need times.
+    """
+    pieces = _pieces(output)
+    if pieces is None:
+        text = output.get("text") if isinstance(output, dict) else output if isinstance(output, str) else None
+        if isinstance(text, str) and not text.strip():
+            return []  # nothing was said
+        shape = f"keys: {sorted(output)}" if isinstance(output, dict) else type(output).__name__
+        raise ProviderError(
+            f"{where} gave no timestamps ({shape}): captions need a speech model that returns "
+            "timed chunks, segments or words"
+        )
+    return list(_timed(pieces))
