@@ -35,7 +35,7 @@ from .conftest import MediaServer
 from .media import ffmpeg, frame_rgb, local_path_of
 from .speech import require_engine, speak, srt_text, word_error_rate
 
-SENTENCE = "The quick brown fox jumps over the lazy dog"
+SENTENCE = "Today we show you how the new camera works in the city at night"
 
 
 def words(*spec: tuple[float, float, str]) -> list[Word]:
