@@ -169,7 +169,7 @@ def test_status_of_a_running_execution_names_its_current_job(records: MemoryRunR
     records.steps[run.run_id] = {"b": NodeState.RUNNING}
     wire = execution_status(records, None, "exec_1").to_wire()
     assert (wire["status"], wire["currentJob"], wire["completedJobs"], wire["progress"]) == ("processing", "b", 1, 33)
-    assert wire["jobs"]["m"] == {"status": "pending", "result": None, "reusedFrom": None, "cost": 0.0}
+    assert wire["jobs"]["m"] == {"status": "pending", "result": None, "reusedFrom": None, "cost": 0.0, "checks": []}
     assert wire["jobs"]["a"]["cost"] == 0.25 and wire["cost"] == 0.25
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.vocabulary import ExecutionState, NodeState
@@ -108,6 +108,33 @@ class NodeRecord:
     reused_from: str | None = None
     cost_usd: float = 0.0
     run_id: str | None = None  # the run that recorded it
+
+
+@dataclass(frozen=True)
+class NodeCheck:
+    """One media check of a node's video, as its run recorded it (see `operations.checks`)."""
+
+    name: str
+    passed: bool
+    blocking: bool
+    message: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "blocking": self.blocking, "message": self.message}
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> NodeCheck:
+        return cls(str(wire["name"]), bool(wire["passed"]), bool(wire["blocking"]), str(wire["message"]))
+
+
+@runtime_checkable
+class CheckRecords(Protocol):
+    """Records that also hold the media checks of a run's nodes (the orchestrator's do; a status without
+    them shows no checks)."""
+
+    def node_checks(self, run_id: str) -> dict[str, list[NodeCheck]]:
+        """The media checks each node computed in the run was given, in the order they ran."""
+        ...
 
 
 class RunRecords(Protocol):

@@ -6,7 +6,13 @@ run, everything comes from the run: its state, its nodes' steps and their record
 
     {"executionId", "status", "progress", "totalJobs", "completedJobs", "reusedJobs",
      "currentJob", "result", "error", "runId", "cost", "savedUsd", "traceId", "worker",
-     "jobs": {"<node id>": {"status", "result", "reusedFrom", "cost"}}}
+     "jobs": {"<node id>": {"status", "result", "reusedFrom", "cost", "checks"}}}
+
+`checks` (an extension) lists the media checks of the node's video, as the run that made it
+evaluated them: [{"name", "passed", "blocking", "message"}] (streams, duration, aspect_ratio,
+not_black, not_silent). A node reused from another execution, or completed by an earlier run of
+this one, was checked where it was made and shows none here; a node that failed a blocking
+check is `failed` and shows them all.
 
 `savedUsd` (an extension) is what reuse saved at list prices: the estimate of every reused
 node (`spending.saved_usd`), 0.0 when nothing was reused.
@@ -51,6 +57,8 @@ from video_pipelines.executions.records import (
     ATTEMPT_REASON_TAG,
     TRACEPARENT_TAG,
     WORKER_TAG,
+    CheckRecords,
+    NodeCheck,
     NodeRecord,
     RunRecords,
     RunView,
@@ -80,6 +88,7 @@ class NodeStatus:
     result: VideoResult | None = None
     reused_from: str | None = None
     cost_usd: float = 0.0  # what the provider work of this node cost in this execution; reused nodes cost 0
+    checks: tuple[NodeCheck, ...] = ()  # the media checks of its video, where this execution's newest run made it
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -87,6 +96,7 @@ class NodeStatus:
             "result": self.result.to_wire() if self.result is not None else None,
             "reusedFrom": self.reused_from,
             "cost": round(self.cost_usd, 4),
+            "checks": [check.to_wire() for check in self.checks],
         }
 
     @classmethod
@@ -97,6 +107,7 @@ class NodeStatus:
             result=VideoResult.from_wire(result) if result else None,
             reused_from=wire.get("reusedFrom"),
             cost_usd=float(wire.get("cost") or 0.0),
+            checks=tuple(NodeCheck.from_wire(check) for check in wire.get("checks") or ()),
         )
 
 
@@ -261,6 +272,7 @@ def run_status(
     recorded = runs.node_records(records)
     node_ids = [node.id for node in plan.nodes]
     steps = records.node_steps(run.run_id, node_ids)
+    checks = records.node_checks(run.run_id) if isinstance(records, CheckRecords) else {}
     state = run.state.execution_state
     deadline = deadline_exceeded(records, run) if state.is_terminal else None
     lost = lost_worker(records, run) if deadline is None else None
@@ -275,13 +287,14 @@ def run_status(
     for node in plan.nodes:
         record = recorded.get(node.id)
         step = steps.get(node.id)
+        node_checks = tuple(checks.get(node.id, ()))
         if record is not None:
             cost = 0.0 if record.state is NodeState.REUSED else record.cost_usd
-            nodes[node.id] = NodeStatus(record.state, record.result, record.reused_from, cost)
+            nodes[node.id] = NodeStatus(record.state, record.result, record.reused_from, cost, node_checks)
         elif step is NodeState.RUNNING and state is ExecutionState.PROCESSING and lost is None:
             nodes[node.id] = NodeStatus(NodeState.RUNNING)
         elif step is NodeState.FAILED or (step is NodeState.RUNNING and lost is not None and state.is_terminal):
-            nodes[node.id] = NodeStatus(NodeState.FAILED)
+            nodes[node.id] = NodeStatus(NodeState.FAILED, checks=node_checks)
         else:
             nodes[node.id] = NodeStatus(NodeState.SKIPPED if state.is_terminal else NodeState.PENDING)
     error = None

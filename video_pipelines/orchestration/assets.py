@@ -23,14 +23,25 @@ most 100,000 partitions per asset: past that, deleting old executions' partition
 
 The specs have no function: the catalog shows them as external assets, whose Materialize button
 it disables ("Asset does not have a definition"); only `execute_plan` runs write them.
+
+Media checks (`operations.checks`): each asset declares the five checks (streams, duration,
+aspect_ratio, not_black, not_silent), partitioned as the asset, so its *Checks* tab lists them
+and each node result (partition) shows its own evaluations. `execute_plan` evaluates them on
+every node it runs and logs `AssetCheckEvaluation`s with the node's partition. Dagster attaches
+check specs only to an executable definition, so they belong to one `@multi_asset_check` that
+cannot be subset: the UI then offers no *Execute* for a check on its own ("This check cannot
+execute without materializing the asset"), nor for a partitioned asset's checks; launched anyway
+(GraphQL), its op fails and says where checks run.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 
 import dagster as dg
 
+from video_pipelines.operations.checks import DEFAULT_BLOCKING, CheckName, CheckOutcome
 from video_pipelines.plan import Operation, PlanNode
 
 _DESCRIPTIONS = {
@@ -65,6 +76,10 @@ def add_execution(instance: dg.DagsterInstance, execution_id: str, nodes: Iterab
         instance.add_dynamic_partitions(partitions_of(operation), operation_keys)
 
 
+def _partitions_def(operation: Operation) -> dg.DynamicPartitionsDefinition:
+    return dg.DynamicPartitionsDefinition(name=partitions_of(operation))
+
+
 VIDEO_ASSET_SPECS = [
     dg.AssetSpec(
         key=asset_key_for(operation),
@@ -73,7 +88,60 @@ VIDEO_ASSET_SPECS = [
         " named <execution id>:<node id> (search the execution id), holding its video and metadata.",
         group_name="video_pipelines",
         kinds={"video"},
-        partitions_def=dg.DynamicPartitionsDefinition(name=partitions_of(operation)),
+        partitions_def=_partitions_def(operation),
     )
     for operation, description in _DESCRIPTIONS.items()
 ]
+
+
+def media_check_specs(blocking: Iterable[CheckName] = DEFAULT_BLOCKING) -> list[dg.AssetCheckSpec]:
+    """The media checks of every video asset, `blocking` marked so (the UI shows it beside the check)."""
+    blocks = frozenset(blocking)
+    with warnings.catch_warnings():
+        # A check's partitions_def is a preview feature of Dagster 1.13; it is what shows each node's own result.
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [
+            dg.AssetCheckSpec(
+                name.value,
+                asset=asset_key_for(operation),
+                description=name.description + " Evaluated by execute_plan on each node it runs.",
+                blocking=name in blocks,
+                partitions_def=_partitions_def(operation),
+            )
+            for operation in _DESCRIPTIONS
+            for name in CheckName
+        ]
+
+
+def media_checks(blocking: Iterable[CheckName] = DEFAULT_BLOCKING) -> dg.AssetChecksDefinition:
+    """The media checks as Dagster knows them: declared here, evaluated only inside execute_plan."""
+
+    @dg.multi_asset_check(specs=media_check_specs(blocking), can_subset=False, name="video_media_checks")
+    def video_media_checks() -> dg.AssetCheckResult:
+        """Media checks run inside execute_plan, on each node it runs: re-run the execution to check again."""
+        raise dg.Failure(
+            description="media checks run inside execute_plan on each node's video, not on their own: "
+            "run the execution again (video-pipelines submit / execute_plan) to check its nodes again",
+            allow_retries=False,
+        )
+
+    return video_media_checks
+
+
+def check_evaluation(
+    operation: Operation, execution_id: str, node_id: str, outcome: CheckOutcome
+) -> dg.AssetCheckEvaluation:
+    """A node's media check as the asset's check evaluation, on the node's partition.
+
+    A failure that does not block is a WARN (the node still completes); one that blocks is an ERROR.
+    """
+    return dg.AssetCheckEvaluation(
+        asset_key=asset_key_for(operation),
+        check_name=outcome.name.value,
+        passed=outcome.passed,
+        partition=partition_key(execution_id, node_id),
+        severity=dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN,
+        blocking=outcome.blocking,
+        description=outcome.message,
+        metadata={"node_id": node_id, "execution_id": execution_id, **outcome.metadata},
+    )

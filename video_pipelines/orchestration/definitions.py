@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import dagster as dg
 
-from video_pipelines.orchestration.assets import VIDEO_ASSET_SPECS
+from video_pipelines.operations.checks import parse_blocking
+from video_pipelines.orchestration.assets import VIDEO_ASSET_SPECS, media_checks
 from video_pipelines.orchestration.io_managers import StepOutputs
 from video_pipelines.orchestration.job import execute_plan, head_starts
 from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
-from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy, SubmissionStoreResource
+from video_pipelines.orchestration.resources import (
+    ArtifactStorage,
+    MediaPolicy,
+    SubmissionStoreResource,
+    blocking_checks_env,
+)
 from video_pipelines.orchestration.sensors import resume_lost_runs, submitted_plans
 from video_pipelines.orchestration.webhook_sensors import (
     webhook_deliveries,
@@ -24,6 +30,8 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         jobs=[execute_plan],
         assets=VIDEO_ASSET_SPECS,
+        # Declared for the catalog (blocking as the deployment sets it); evaluated inside execute_plan.
+        asset_checks=[media_checks(parse_blocking(blocking_checks_env()))],
         sensors=[
             submitted_plans,
             resume_lost_runs,

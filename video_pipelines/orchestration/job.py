@@ -17,8 +17,10 @@ ahead (each step is another process, which could not await a thread of this one)
 
 # No `from __future__ import annotations`: Dagster reads op and config annotations at runtime.
 
+import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import dagster as dg
 
@@ -29,8 +31,17 @@ from video_pipelines.executions.node_cache import NodeWork, reuse_cached, single
 from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.spending import check_spend_cap
 from video_pipelines.head_start import HeadStarts, Log, Work, await_result
+from video_pipelines.node_checks import audio_expected, expectations_for, subject
 from video_pipelines.node_runner import NodeEnvironment, NodeRun, run_node
-from video_pipelines.orchestration.assets import add_execution, asset_key_for, partition_key
+from video_pipelines.operations.checks import (
+    DEFAULT_BLOCKING,
+    CheckName,
+    CheckOutcome,
+    MediaChecksFailed,
+    blocking_failure,
+    check_media,
+)
+from video_pipelines.orchestration.assets import add_execution, asset_key_for, check_evaluation, partition_key
 from video_pipelines.orchestration.config import EXAMPLE_PLAN, PlanConfig
 from video_pipelines.orchestration.executor import in_process_or_multiprocess
 from video_pipelines.orchestration.previews import node_preview
@@ -105,9 +116,18 @@ class RunTagLedger:
 class RunNodes:
     """How the nodes of one run's execution run: their environment, and the remote ones started ahead."""
 
-    def __init__(self, make_env: Callable[[], NodeEnvironment], store: Callable[[], SubmissionStore]) -> None:
+    def __init__(
+        self,
+        make_env: Callable[[], NodeEnvironment],
+        store: Callable[[], SubmissionStore],
+        blocking: frozenset[CheckName] = DEFAULT_BLOCKING,
+    ) -> None:
         self._make_env = make_env
         self._store = store
+        self.blocking = blocking  # the media checks whose failure fails the node
+        self.audio: dict[str, bool] = {}  # whether each node's video should have sound, once the plan is known
+        # The media checks of the nodes computed here, by (node id, lineage), until their steps log them.
+        self._checks: dict[tuple[str, str], list[CheckOutcome]] = {}
         self._env: NodeEnvironment | None = None
         self._env_lock = threading.Lock()  # the threads of nodes started ahead ask for it too
         self.tags_lock = threading.Lock()  # see RunTagLedger
@@ -122,6 +142,13 @@ class RunNodes:
 
     def store(self) -> SubmissionStore:
         return self._store()
+
+    def record_checks(self, node_id: str, lineage: str, outcomes: list[CheckOutcome]) -> None:
+        self._checks[(node_id, lineage)] = outcomes
+
+    def take_checks(self, node_id: str, lineage: str) -> list[CheckOutcome]:
+        """The media checks of the node's video computed in this run (none for a video reused from elsewhere)."""
+        return self._checks.pop((node_id, lineage), [])
 
     def tenant(self, execution_id: str) -> str:
         """The tenant whose node-result index the execution's nodes use (`DEFAULT_TENANT` for a direct launch)."""
@@ -153,7 +180,8 @@ def head_starts(init_context: dg.InitResourceContext) -> Iterator[RunNodes]:
             remote={"replicate": replicate.factory(), "fal": fal.factory(), "google-cloud": google_cloud.factory()},
         )
 
-    nodes = RunNodes(make_env, submissions.store)
+    # A typo in the blocking checks fails the run here, before any node runs, naming the setting.
+    nodes = RunNodes(make_env, submissions.store, blocking=media_policy.blocking())
     try:
         yield nodes
     finally:
@@ -217,6 +245,8 @@ def _node_work(
                 ledger=RunTagLedger(instance, run.run_id, node.id, nodes.tags_lock),
             )
             span.ran(result)
+        # Inside the single flight: a video that fails a blocking check is not recorded for reuse.
+        _check_media(nodes, task, result)
         return result
 
     def work(log: Log, warn: Log) -> NodeRun:
@@ -242,6 +272,27 @@ def _node_work(
     return work
 
 
+def _check_media(nodes: RunNodes, task: NodeTask, run: NodeRun) -> None:
+    """Check the video the node just made against what it asked for; raise MediaChecksFailed if a blocking check failed.
+
+    The outcomes wait in `nodes` for the node's step, which logs them (the work may run ahead of it, in a thread).
+    """
+    node = task.node
+    params = node.typed_params({node_id: result.to_wire() for node_id, result in task.upstream.items()})
+    expected = expectations_for(node, params, task.inputs, audio=task.audio_expected)
+    store = nodes.env().store
+    with tempfile.TemporaryDirectory(prefix=f"vp-checks-{node.id}-") as tmp:
+        key = store.key_for(run.result.sha256)
+        local = store.local_path(key)
+        path = local if local is not None and local.exists() else store.fetch_to(key, Path(tmp) / "video.mp4")
+        timeout = nodes.env().timeout
+        outcomes = check_media(path, expected, subject=subject(node), blocking=nodes.blocking, timeout=timeout)
+    failure = blocking_failure(outcomes)
+    if failure is not None:
+        raise failure
+    nodes.record_checks(node.id, task.lineage, outcomes)
+
+
 def _run_has_ended(instance: dg.DagsterInstance, run_id: str) -> bool:
     run = instance.get_run_by_id(run_id)
     return run is None or run.is_finished
@@ -253,7 +304,9 @@ def _start_ready(
     """Start, each in a thread ahead of its step, the remote nodes whose inputs all exist now."""
     for ready in started.ready():
         node = ready.node
-        task = NodeTask(started.execution_id, node, ready.inputs, ready.upstream, ready.lineage)
+        task = NodeTask(
+            started.execution_id, node, ready.inputs, ready.upstream, ready.lineage, nodes.audio.get(node.id, False)
+        )
         work = _node_work(nodes, instance, run, task, step=step_key(ready.level, node.id), attempt=1)
 
         def then(done: NodeRun, log: Log, node_id: str = node.id) -> None:
@@ -343,6 +396,7 @@ def _start_ahead(context: dg.OpExecutionContext, nodes: RunNodes, state: PlanSta
     """Tell the run's head starts what `state` knows, and start the remote nodes it makes ready."""
     started = _head_starts(context, nodes)
     if started is not None:
+        nodes.audio.update(audio_expected(state.resolved.plan))
         started.know(state.execution_id, state.resolved, state.levels, state.results)
         _start_ready(nodes, started, context.instance, context.run, context.log.info)
 
@@ -365,6 +419,11 @@ def run_plan_node(
     started = _head_starts(context, head_starts)
     try:
         run = _run_or_await(context, head_starts, started, task)
+    except MediaChecksFailed as exc:
+        _log_checks(context, task, exc.outcomes)
+        _halt(started, node)
+        # Not retried: the same work makes the same video. Not recorded: no materialization, nothing to reuse.
+        raise dg.Failure(description=f"{node.id} ({node.operation.value}) failed: {exc}", allow_retries=False) from exc
     except TransientError as exc:
         attempt = context.retry_number + 1
         if attempt > MAX_RETRIES:
@@ -385,6 +444,7 @@ def run_plan_node(
             description=f"{node.id} ({node.operation.value}) canceled: {why}, so the run fails", allow_retries=False
         ) from None
     result = run.result
+    checks = head_starts.take_checks(node.id, task.lineage) if run.reused_from is None else []
     if started is not None:
         started.record(node.id, result)
         _start_ready(head_starts, started, context.instance, context.run, context.log.info)
@@ -401,14 +461,25 @@ def run_plan_node(
             model=run.model,
             reused_from=run.reused_from,
             artifacts=head_starts.env().store,
+            check_seconds=float(checks[0].metadata.get("check_seconds", 0.0)) if checks else 0.0,
         )
     )
+    _log_checks(context, task, checks)
     if run.reused_from is None:
         observe_node_seconds(
             head_starts.store(), node.operation.value, run.provider, run.seconds, warn=context.log.warning
         )
     context.log.info(f"{node.id}: {result.duration}s {result.width}x{result.height} -> {result.url}")
     return NodeOutput(node.id, result)
+
+
+def _log_checks(context: dg.OpExecutionContext, task: NodeTask, outcomes: Sequence[CheckOutcome]) -> None:
+    """Each media check as an evaluation of the node's asset check, on its partition; failures also in the log."""
+    for outcome in outcomes:
+        evaluation = check_evaluation(task.node.operation, task.execution_id, task.node.id, outcome)
+        context.log_event(evaluation)  # type: ignore[arg-type]  # log_event takes check evaluations (its annotation lags)
+        if not outcome.passed:
+            (context.log.error if outcome.blocking else context.log.warning)(f"{task.node.id}: {outcome.message}")
 
 
 def _run_or_await(
@@ -453,6 +524,7 @@ def _materialization(
     model: str | None = None,
     carried_from_run: str | None = None,
     artifacts: ArtifactStore | None = None,
+    check_seconds: float = 0.0,
 ) -> dg.AssetMaterialization:
     """The record of one node's video: what the catalog shows and what status and variants read."""
     return dg.AssetMaterialization(
@@ -473,6 +545,7 @@ def _materialization(
             "model": model or "",
             "cost_usd": float(cost_usd),
             "work_seconds": float(seconds),
+            "check_seconds": float(check_seconds),  # what the media checks added (0.0: not checked in this run)
             "url": dg.MetadataValue.url(result.url),
             "duration": float(result.duration),
             "width": result.width,

@@ -10,6 +10,7 @@ from pydantic import Field, PrivateAttr
 
 from video_pipelines.errors import SubmissionStoreError
 from video_pipelines.net import AllowedHosts, parse_allowed_hosts
+from video_pipelines.operations.checks import BLOCKING_CHECKS_ENV, CheckName, parse_blocking
 from video_pipelines.storage import ArtifactStore, store_from_url
 from video_pipelines.submissions import SubmissionStore
 
@@ -44,11 +45,24 @@ class MediaPolicy(dg.ConfigurableResource):  # type: ignore[type-arg]
         description=f"hosts/CIDRs allowed although private; unset = ${ALLOWED_HOSTS_ENV}",
     )
     operation_timeout_seconds: float = Field(default=1800.0, gt=0)
+    blocking_checks: str | None = Field(
+        default=None,
+        description="media checks that fail their node: names separated by commas "
+        f"({', '.join(CheckName)}), 'all' or 'none'; unset = ${BLOCKING_CHECKS_ENV}, else 'streams'",
+    )
 
     def hosts(self) -> AllowedHosts:
         if self.allowed_hosts is not None:
             return parse_allowed_hosts(self.allowed_hosts)
         return AllowedHosts.from_env()
+
+    def blocking(self) -> frozenset[CheckName]:
+        """The media checks whose failure fails the node (read at run time, like the other settings)."""
+        return parse_blocking(self.blocking_checks if self.blocking_checks is not None else blocking_checks_env())
+
+
+def blocking_checks_env() -> str | None:
+    return os.environ.get(BLOCKING_CHECKS_ENV)
 
 
 class SubmissionStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]

@@ -15,7 +15,7 @@ import dagster as dg
 from dagster._core.execution.stats import StepEventStatus
 
 from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
-from video_pipelines.executions.records import LOST_WORKER_TAG
+from video_pipelines.executions.records import LOST_WORKER_TAG, NodeCheck
 from video_pipelines.orchestration.config import EXAMPLE_PLAN
 from video_pipelines.orchestration.state import mapping_key
 from video_pipelines.plan.results import VideoResult
@@ -110,6 +110,29 @@ class DagsterRunRecords:
                 run_id=run_id,
             )
         return nodes
+
+    def node_checks(self, run_id: str) -> dict[str, list[NodeCheck]]:
+        """One query, by event type: the run's asset check evaluations (the media checks `execute_plan` logs)."""
+        checks: dict[str, list[NodeCheck]] = {}
+        kind = dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        for record in self.instance.get_records_for_run(run_id, of_type=kind, limit=10_000).records:
+            event = record.event_log_entry.dagster_event
+            if event is None:
+                continue
+            evaluation = event.asset_check_evaluation_data
+            node_id = evaluation.metadata.get("node_id")
+            if node_id is None:
+                continue
+            check = NodeCheck(
+                name=evaluation.check_name,
+                passed=evaluation.passed,
+                blocking=bool(evaluation.blocking),
+                message=evaluation.description or "",
+            )
+            # A retried step checks again: its evaluation replaces the earlier one of the same check.
+            node_checks = [c for c in checks.get(str(node_id.value), []) if c.name != check.name]
+            checks[str(node_id.value)] = [*node_checks, check]
+        return checks
 
     def node_steps(self, run_id: str, node_ids: Sequence[str]) -> dict[str, NodeState]:
         by_key = {mapping_key(node_id): node_id for node_id in node_ids}

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 
 import dagster as dg
 
+from video_pipelines.node_checks import audio_expected
 from video_pipelines.plan import PlanNode, sinks
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan
@@ -36,6 +37,7 @@ class NodeTask:
     inputs: tuple[VideoResult, ...]
     upstream: dict[str, VideoResult]
     lineage: str
+    audio_expected: bool = False  # whether its video should have sound (the media checks, `node_checks`)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class PlanState:
         remote nodes started ahead wait on their providers, before their steps await them.
         """
         nodes = [node for node in self.resolved.to_run if self.levels[node.id] == level]
+        audio = audio_expected(self.resolved.plan)
         for node in sorted(nodes, key=lambda node: node.is_remote):
             task = NodeTask(
                 execution_id=self.execution_id,
@@ -80,6 +83,7 @@ class PlanState:
                 inputs=tuple(self.resolved.inputs(node, self.results)),
                 upstream=self.resolved.upstream(node, self.results),
                 lineage=self.resolved.lineage[node.id],
+                audio_expected=audio[node.id],
             )
             yield dg.DynamicOutput(task, mapping_key=mapping_key(node.id), output_name="tasks")
 

@@ -1,0 +1,70 @@
+"""What a plan node's video should be, for the media checks (`operations.checks`); no Dagster here.
+
+From the node's operation, params and input videos:
+
+- generateVideo: its `duration` and `aspectRatio`; sound with `local` only (it renders a tone),
+  as remote models may give silent clips.
+- merge: the sum of its inputs' durations less (n-1) transitionDuration (a cut: the sum); the
+  first input's aspect ratio (merge normalises to it); sound if any input should have it.
+- lipSync: the input video's duration (`local` fits the voice to it; remote: not checked, a model
+  may follow the voice); the input's aspect ratio; always sound (it is the voice).
+- addSubtitles: the input's duration, aspect ratio and sound.
+- reframe: the input's duration and sound; its `aspectRatio`.
+
+Whether an input should have sound comes from the plan (`audio_expected`); an input the plan
+does not hold (a base execution's node, under a variant) is not expected to have any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from video_pipelines.operations.checks import MediaExpectations
+from video_pipelines.plan import Plan, PlanNode, execution_order
+from video_pipelines.plan.params import (
+    AnyParams,
+    GenerateVideoParams,
+    LipSyncParams,
+    MergeParams,
+    Operation,
+    ReframeParams,
+)
+from video_pipelines.plan.results import VideoResult
+
+
+def audio_expected(plan: Plan) -> dict[str, bool]:
+    """Whether each node's video should have audible sound."""
+    expected: dict[str, bool] = {}
+    for node in execution_order(plan):
+        provider = node.params.get("provider", "local")
+        if node.operation is Operation.GENERATE_VIDEO:
+            expected[node.id] = provider == "local"
+        elif node.operation is Operation.LIP_SYNC:
+            expected[node.id] = True
+        else:
+            expected[node.id] = any(expected.get(dep, False) for dep in node.depends_on)
+    return expected
+
+
+def expectations_for(
+    node: PlanNode, params: AnyParams, inputs: Sequence[VideoResult], *, audio: bool
+) -> MediaExpectations:
+    """What `node`'s video should be, given its typed params, its input videos and whether it should have sound."""
+    first = inputs[0] if inputs else None
+    duration = first.duration if first is not None else None
+    aspect_ratio = first.aspect_ratio if first is not None else None
+    if isinstance(params, GenerateVideoParams):
+        duration, aspect_ratio = params.duration, params.aspect_ratio
+    elif isinstance(params, MergeParams):
+        overlap = 0.0 if params.transition == "cut" else params.transition_duration * (len(inputs) - 1)
+        duration = sum(result.duration for result in inputs) - overlap
+    elif isinstance(params, ReframeParams):
+        aspect_ratio = params.aspect_ratio
+    elif isinstance(params, LipSyncParams) and params.provider != "local":
+        duration = None  # remote lip-sync models may follow the voice's length rather than the video's
+    return MediaExpectations(duration=duration, aspect_ratio=aspect_ratio, audio=audio)
+
+
+def subject(node: PlanNode) -> str:
+    """How a check's message names the node: `scene_1 (generateVideo)`."""
+    return f"{node.id} ({node.operation.value})"

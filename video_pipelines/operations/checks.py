@@ -1,0 +1,329 @@
+"""Media checks: is a node's video what the node asked for? Plain FFmpeg, no Dagster here.
+
+Five checks, each a typed `CheckOutcome` (name, passed, blocking, a message naming the node
+and the numbers, metadata):
+
+- `streams`: a video stream, and an audio stream where audio is expected.
+- `duration`: within `MediaExpectations.tolerance` of the seconds the node asked for.
+- `aspect_ratio`: the frame's shape is the ratio asked for (up to rounding to even pixels).
+- `not_black`: not black for (nearly) the whole video; a fade to black is fine.
+- `not_silent`: not silent for (nearly) the whole video, where audio is expected.
+
+What a video is (`MediaFacts`) comes from `probe` and ONE FFmpeg pass that decodes the video
+and audio once: the video decimated to `SAMPLE_FPS` frames a second and scaled to a thumbnail
+before `blackdetect`, the audio through `silencedetect`. Decoding is the pass's cost (the
+filters on a few tiny frames are free); `benchmarks/bench_checks.py` measures it against the
+node's own work. The detectors' findings are read from the files the `metadata` filters write,
+so the pass runs through `run_ffmpeg` (process group, timeout) like every other FFmpeg call.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from video_pipelines.errors import MediaError
+from video_pipelines.operations.ffmpeg import escape_filter_path, probe, run_ffmpeg
+from video_pipelines.vocabulary import RECOGNISED_RATIOS
+
+__all__ = [
+    "BLOCKING_CHECKS_ENV",
+    "DEFAULT_BLOCKING",
+    "CheckName",
+    "CheckOutcome",
+    "MediaChecksFailed",
+    "MediaExpectations",
+    "MediaFacts",
+    "analyse",
+    "blocking_failure",
+    "check_media",
+    "evaluate",
+    "parse_blocking",
+]
+
+# Which checks fail their node when they fail, as a deployment sets it: "streams,duration", "all" or "none".
+BLOCKING_CHECKS_ENV = "VIDEO_PIPELINES_BLOCKING_CHECKS"
+
+SAMPLE_FPS = 4  # frames a second blackdetect looks at: a fade lasts longer than a quarter second
+_THUMB_WIDTH = 64
+_BLACK_PICTURE = 0.98  # share of a frame's pixels that must be black for the frame to count as black
+_SILENCE_DB = -50
+_SILENCE_MIN_SECONDS = 0.5
+MOSTLY = 0.9  # black or silent for this share of the video or more: "the whole video"
+_MIN_TOLERANCE_S = 0.25
+_RELATIVE_TOLERANCE = 0.05
+_ANALYSIS_TIMEOUT_S = 600.0
+
+
+class CheckName(StrEnum):
+    """The media checks, by the names the UI and `status` show."""
+
+    STREAMS = "streams"
+    DURATION = "duration"
+    ASPECT_RATIO = "aspect_ratio"
+    NOT_BLACK = "not_black"
+    NOT_SILENT = "not_silent"
+
+    @property
+    def description(self) -> str:
+        return _DESCRIPTIONS[self]
+
+
+_DESCRIPTIONS = {
+    CheckName.STREAMS: "The video has a video stream, and an audio stream where the node's video should have sound.",
+    CheckName.DURATION: "The video lasts what the node asked for, within max(0.25 s, 5%).",
+    CheckName.ASPECT_RATIO: "The frame has the aspect ratio the node asked for (or its input's).",
+    CheckName.NOT_BLACK: f"The video is not black for {MOSTLY:.0%} or more of its length (FFmpeg blackdetect).",
+    CheckName.NOT_SILENT: f"Where sound is expected, the audio is not silent (below {_SILENCE_DB} dB) for "
+    f"{MOSTLY:.0%} or more of its length (FFmpeg silencedetect).",
+}
+
+DEFAULT_BLOCKING: frozenset[CheckName] = frozenset({CheckName.STREAMS})
+
+
+def parse_blocking(text: str | None) -> frozenset[CheckName]:
+    """The checks that block, from `VIDEO_PIPELINES_BLOCKING_CHECKS`'s syntax: unset or "" = default (streams),
+    "none", "all", or names separated by commas."""
+    if text is None or not text.strip():
+        return DEFAULT_BLOCKING
+    words = {word.strip().lower() for word in text.split(",") if word.strip()}
+    if words == {"none"}:
+        return frozenset()
+    if words == {"all"}:
+        return frozenset(CheckName)
+    unknown = sorted(word for word in words if word not in CheckName.__members__.values())
+    if unknown:
+        raise MediaError(
+            f"{BLOCKING_CHECKS_ENV}: unknown check(s) {', '.join(unknown)}; "
+            f"expected 'all', 'none' or some of {', '.join(CheckName)}"
+        )
+    return frozenset(CheckName(word) for word in words)
+
+
+@dataclass(frozen=True)
+class MediaExpectations:
+    """What a node's video should be; None where the node does not say (not checked)."""
+
+    duration: float | None = None  # seconds
+    aspect_ratio: str | None = None  # a name of RECOGNISED_RATIOS, e.g. "16:9"
+    audio: bool = False  # whether it should have audible sound
+    duration_tolerance: float | None = None  # seconds either side; default max(0.25 s, 5%)
+
+    @property
+    def tolerance(self) -> float:
+        if self.duration_tolerance is not None:
+            return self.duration_tolerance
+        return max(_MIN_TOLERANCE_S, _RELATIVE_TOLERANCE * (self.duration or 0.0))
+
+
+@dataclass(frozen=True)
+class MediaFacts:
+    """What a video is, as the checks need it."""
+
+    duration: float
+    width: int
+    height: int
+    has_audio: bool
+    black_seconds: float  # how long it is black (sampled at SAMPLE_FPS)
+    silent_seconds: float | None  # how long its audio is silent; None without audio
+    seconds: float = 0.0  # what finding this out took
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One check on one node's video."""
+
+    name: CheckName
+    passed: bool
+    blocking: bool
+    message: str
+    metadata: Mapping[str, float | int | str | bool] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"name": self.name.value, "passed": self.passed, "blocking": self.blocking, "message": self.message}
+
+
+class MediaChecksFailed(MediaError):
+    """A node's video failed a blocking media check; `outcomes` holds every check's outcome."""
+
+    def __init__(self, message: str, outcomes: Sequence[CheckOutcome]) -> None:
+        super().__init__(message)
+        self.outcomes = tuple(outcomes)
+
+
+_METADATA_LINE = re.compile(r"^lavfi\.(black_start|black_end|silence_start|silence_end)=(-?[\d.]+)", re.MULTILINE)
+
+
+def _covered(text: str, start_key: str, end_key: str, duration: float) -> float:
+    """Seconds inside [start, end) intervals printed by a detector; an interval left open runs to the end."""
+    total, opened = 0.0, None
+    for key, value in _METADATA_LINE.findall(text):
+        at = min(max(float(value), 0.0), duration)
+        if key == start_key and opened is None:
+            opened = at
+        elif key == end_key and opened is not None:
+            total += max(0.0, at - opened)
+            opened = None
+    if opened is not None:
+        total += max(0.0, duration - opened)
+    return min(total, duration)
+
+
+def analyse(path: Path, *, timeout: float | None = _ANALYSIS_TIMEOUT_S) -> MediaFacts:
+    """Probe `path` and find, in one decoding pass, how long it is black and how long silent."""
+    started = time.perf_counter()
+    info = probe(path)
+    with tempfile.TemporaryDirectory(prefix="vp-checks-") as tmp:
+        black_file, silence_file = Path(tmp) / "black.txt", Path(tmp) / "silence.txt"
+        video = (
+            f"fps={SAMPLE_FPS},scale={_THUMB_WIDTH}:-2,blackdetect=d=0:pic_th={_BLACK_PICTURE},"
+            f"metadata=mode=print:file={escape_filter_path(black_file)}"
+        )
+        audio = (
+            f"silencedetect=n={_SILENCE_DB}dB:d={_SILENCE_MIN_SECONDS},"
+            f"ametadata=mode=print:file={escape_filter_path(silence_file)}"
+        )
+        run_ffmpeg(
+            [
+                # The loop filter only smooths block edges: black stays black without it, and decoding is cheaper.
+                "-skip_loop_filter", "all", "-i", str(path),
+                "-map", "0:v:0", "-vf", video,
+                *(["-map", "0:a:0", "-af", audio] if info.has_audio else []),
+                "-f", "null", "-",
+            ],
+            description=f"media checks of {path.name}",
+            timeout=timeout,
+        )  # fmt: skip
+        black_text = black_file.read_text() if black_file.exists() else ""
+        silence_text = silence_file.read_text() if silence_file.exists() else ""
+    return MediaFacts(
+        duration=info.duration,
+        width=info.width,
+        height=info.height,
+        has_audio=info.has_audio,
+        black_seconds=round(_covered(black_text, "black_start", "black_end", info.duration), 3),
+        silent_seconds=(
+            round(_covered(silence_text, "silence_start", "silence_end", info.duration), 3) if info.has_audio else None
+        ),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def _streams(facts: MediaFacts, expected: MediaExpectations, subject: str) -> tuple[bool, str]:
+    if expected.audio and not facts.has_audio:
+        return False, f"{subject} has no audio stream, but its video should have sound"
+    audio = "and an audio stream" if facts.has_audio else "and no audio stream (none expected)"
+    return True, f"{subject} has a video stream {audio}"
+
+
+def _duration(facts: MediaFacts, expected: MediaExpectations, subject: str) -> tuple[bool, str]:
+    if expected.duration is None:
+        return True, f"{subject} lasts {facts.duration:.2f} s (no duration to compare with)"
+    off = facts.duration - expected.duration
+    numbers = f"{facts.duration:.2f} s, expected {expected.duration:.2f} s ± {expected.tolerance:.2f} s"
+    if abs(off) > expected.tolerance:
+        return False, f"{subject} lasts {numbers} ({'too short' if off < 0 else 'too long'} by {abs(off):.2f} s)"
+    return True, f"{subject} lasts {numbers}"
+
+
+def _aspect_ratio(facts: MediaFacts, expected: MediaExpectations, subject: str) -> tuple[bool, str]:
+    size = f"{facts.width}x{facts.height}"
+    if expected.aspect_ratio is None:
+        return True, f"{subject} is {size} (no aspect ratio to compare with)"
+    shape = RECOGNISED_RATIOS.get(expected.aspect_ratio)
+    if shape is None:
+        return True, f"{subject} is {size} (aspect ratio {expected.aspect_ratio} is not one this checks)"
+    across, down = shape
+    # As aspect_ratio_name: up to rounding to even pixels (2 px, or 1% for large frames).
+    if abs(facts.width - facts.height * across / down) > max(2.0, facts.width * 0.01):
+        ratio = facts.width / facts.height
+        return False, f"{subject} is {size} ({ratio:.3f}:1), expected {expected.aspect_ratio} ({across / down:.3f}:1)"
+    return True, f"{subject} is {size}, {expected.aspect_ratio} as expected"
+
+
+def _not_black(facts: MediaFacts, expected: MediaExpectations, subject: str) -> tuple[bool, str]:
+    share = facts.black_seconds / facts.duration
+    numbers = f"black for {facts.black_seconds:.2f} s of {facts.duration:.2f} s ({share:.0%})"
+    if share >= MOSTLY:
+        return False, f"{subject} is {numbers}, at least {MOSTLY:.0%}"
+    return True, f"{subject} is {numbers}"
+
+
+def _not_silent(facts: MediaFacts, expected: MediaExpectations, subject: str) -> tuple[bool, str]:
+    if not expected.audio:
+        return True, f"{subject}: no sound expected, not checked"
+    if facts.silent_seconds is None:
+        return False, f"{subject} has no audio to hear, but its video should have sound"
+    share = facts.silent_seconds / facts.duration
+    seconds = f"{facts.silent_seconds:.2f} s of {facts.duration:.2f} s ({share:.0%})"
+    numbers = f"silent (below {_SILENCE_DB} dB) for {seconds}"
+    if share >= MOSTLY:
+        return False, f"{subject} is {numbers}, at least {MOSTLY:.0%}"
+    return True, f"{subject} is {numbers}"
+
+
+_CHECKS = {
+    CheckName.STREAMS: _streams,
+    CheckName.DURATION: _duration,
+    CheckName.ASPECT_RATIO: _aspect_ratio,
+    CheckName.NOT_BLACK: _not_black,
+    CheckName.NOT_SILENT: _not_silent,
+}
+
+
+def evaluate(
+    facts: MediaFacts,
+    expected: MediaExpectations,
+    *,
+    subject: str,
+    blocking: Iterable[CheckName] = DEFAULT_BLOCKING,
+) -> list[CheckOutcome]:
+    """Every check's outcome on `facts`, in `CheckName` order; `subject` names the node in the messages."""
+    blocks = frozenset(blocking)
+    metadata: dict[str, float | int | str | bool] = {
+        "duration": facts.duration,
+        "width": facts.width,
+        "height": facts.height,
+        "has_audio": facts.has_audio,
+        "black_seconds": facts.black_seconds,
+        "silent_seconds": facts.silent_seconds if facts.silent_seconds is not None else -1.0,
+        "expected_duration": expected.duration if expected.duration is not None else -1.0,
+        "duration_tolerance": expected.tolerance,
+        "expected_aspect_ratio": expected.aspect_ratio or "",
+        "audio_expected": expected.audio,
+        "check_seconds": facts.seconds,
+    }
+    outcomes = []
+    for name, check in _CHECKS.items():
+        passed, message = check(facts, expected, subject)
+        outcomes.append(CheckOutcome(name, passed, name in blocks, f"{name.value}: {message}", metadata))
+    return outcomes
+
+
+def check_media(
+    path: Path,
+    expected: MediaExpectations,
+    *,
+    subject: str,
+    blocking: Iterable[CheckName] = DEFAULT_BLOCKING,
+    timeout: float | None = _ANALYSIS_TIMEOUT_S,
+) -> list[CheckOutcome]:
+    """Analyse the video at `path` and check it against `expected`."""
+    return evaluate(analyse(path, timeout=timeout), expected, subject=subject, blocking=blocking)
+
+
+def blocking_failure(outcomes: Sequence[CheckOutcome]) -> MediaChecksFailed | None:
+    """The error that fails the node, when a blocking check failed; its message names each such check."""
+    failed = [outcome for outcome in outcomes if outcome.blocking and not outcome.passed]
+    if not failed:
+        return None
+    plural = "s" if len(failed) > 1 else ""
+    return MediaChecksFailed(
+        f"blocking media check{plural} failed: " + "; ".join(outcome.message for outcome in failed), outcomes
+    )
