@@ -4,24 +4,30 @@ that speak each protocol and answer Whisper's word-timestamped JSON."""
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 
+from video_pipelines.demo import run_plan_in_process
 from video_pipelines.errors import JobFailed, MediaError, ProviderError, ProviderHttpError, TransientProviderError
-from video_pipelines.operations.ffmpeg import probe_audio
+from video_pipelines.executions import execution_status
+from video_pipelines.operations.ffmpeg import probe, probe_audio
+from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.providers import speech_transcriber
 from video_pipelines.providers.base import NoLedger, TranscriptionRequest
 from video_pipelines.providers.fal import FalProvider
-from video_pipelines.providers.pricing import DEFAULT_MODELS
+from video_pipelines.providers.pricing import DEFAULT_MODELS, PricingTable
 from video_pipelines.providers.replicate import DEFAULT_SPEECH_MODEL, ReplicateProvider
 from video_pipelines.providers.whisper import words_from_output
 from video_pipelines.speech import Word
 
-from .media import ffmpeg
+from .media import ffmpeg, frame_rgb, local_path_of
 from .test_providers_replicate_fal import (
     FAST,
     LOOPBACK,
@@ -320,3 +326,81 @@ def test_garbage_times_fall_back_instead_of_failing() -> None:
 def test_an_unknown_shape_names_its_keys() -> None:
     with pytest.raises(ProviderError, match=r"replicate prediction p1 \(m\) gave no timestamps \(keys: \['srt'\]\)"):
         words_from_output({"srt": "1\n00:00:00,000 --> ..."}, where="replicate prediction p1 (m)")
+
+
+# ---- through execute_plan ----
+
+
+@contextmanager
+def serving_fal(api: FakeFal, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeFal]:
+    """`api` started on 127.0.0.1 and this process's fal adapter pointed at it; stopped afterwards."""
+    api.start()
+    monkeypatch.setenv("FAL_KEY", TOKEN)
+    monkeypatch.setenv("FAL_QUEUE_BASE_URL", api.base_url)
+    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+@pytest.mark.parametrize("provider", ["replicate", "fal"])
+def test_captions_of_german_speech_transcribed_by_a_provider(
+    provider: str, dagster_home: Path, clip: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = {
+        "jobs": [
+            {"id": "gen", "type": "generateVideo", "params": {"prompt": "ein Fuchs", "duration": 2}},
+            {
+                "id": "subs",
+                "type": "addSubtitles",
+                "params": {"language": "de", "provider": provider},
+                "dependsOn": ["gen"],
+            },
+        ]
+    }
+    serving: AbstractContextManager[FakeApi] = (
+        serving_replicate(FakeReplicate(auth=f"Bearer {TOKEN}", output=clip, polls_to_finish=1), monkeypatch)
+        if provider == "replicate"
+        else serving_fal(FakeFal(auth=f"Key {TOKEN}", output=clip, polls_to_finish=1), monkeypatch)
+    )
+    model = DEFAULT_MODELS[("addSubtitles", provider)]
+    with serving as api, dg.DagsterInstance.get() as instance:
+        result = run_plan_in_process(plan, instance)
+        assert result.success
+        status = execution_status(DagsterRunRecords(instance), None, result.run_id).to_wire()
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None
+        logs = "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
+
+    gen, subs = status["jobs"]["gen"], status["jobs"]["subs"]
+    assert subs["status"] == "completed"
+    # The German speech went to the Whisper model, as the speech track of the local clip.
+    [create] = api.seen("create")
+    if provider == "replicate":
+        assert create.body["version"] == REPLICATE_VERSION
+        assert create.body["input"]["language"] == "german"
+        assert create.body["input"]["audio"].startswith("data:audio/mpeg;base64,")
+    else:
+        assert create.path == "/fal-ai/whisper"
+        assert create.body["language"] == "de"
+        assert create.body["audio_url"].startswith("data:audio/mpeg;base64,")
+    assert run.tags["video/provider_job/subs"] == next(iter(api.jobs))
+    # Billed: the default model's price for the video's seconds of speech.
+    expected = PricingTable().cost(provider, model, subs["result"]["duration"])
+    assert subs["cost"] == expected > 0 and status["cost"] == expected and gen["cost"] == 0.0
+    # Burned into the picture, and beside it as SubRip and WebVTT.
+    video = local_path_of(subs["result"]["url"])
+    assert probe(video).duration == pytest.approx(2.0, abs=0.1)
+    assert frame_rgb(video, 0.5) != frame_rgb(local_path_of(gen["result"]["url"]), 0.5)
+    srt = local_path_of(subs["result"]["captions"]["srt"]).read_text(encoding="utf-8")
+    assert "00:00:00,000 -->" in srt and "Guten Morgen" in srt and "Welt." in srt
+    assert "Guten Morgen" in local_path_of(subs["result"]["captions"]["vtt"]).read_text(encoding="utf-8")
+    materialization = next(
+        event.step_materialization_data.materialization
+        for event in result.get_asset_materialization_events()
+        if event.step_materialization_data.materialization.metadata["node_id"].value == "subs"
+    )
+    assert materialization.metadata["provider"].value == provider
+    assert materialization.metadata["model"].value == model
+    assert TOKEN not in json.dumps(run.run_config) + json.dumps(dict(run.tags)) + logs
