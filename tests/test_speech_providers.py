@@ -38,6 +38,7 @@ from .test_providers_replicate_fal import (
     FakeReplicate,
     RecordingLedger,
     serving_replicate,
+    whisper_chunks,
 )
 
 REPLICATE_VERSION = DEFAULT_SPEECH_MODEL.partition(":")[2]
@@ -321,6 +322,22 @@ def test_flat_words_and_bare_chunk_lists_are_read() -> None:
 def test_garbage_times_fall_back_instead_of_failing() -> None:
     output = {"chunks": [{"timestamp": [-1, "x"], "text": " a"}, {"timestamp": [0.5, 0.2], "text": " b"}]}
     assert words_from_output(output, where="t") == [Word(0.0, 0.5, "a"), Word(0.5, 0.5, "b")]
+
+
+def test_a_window_clock_that_restarts_continues_from_the_previous_word() -> None:
+    # Long-form chunked Whisper output in some versions restarts each 30 s window at 0.
+    output = whisper_chunks([(28.9, 29.5, "eins"), (29.5, 29.9, "zwei"), (0.1, 0.6, "drei"), (0.6, 1.0, "vier")])
+    assert words_from_output(output, where="t") == [
+        Word(28.9, 29.5, "eins"),
+        Word(29.5, 29.9, "zwei"),
+        Word(29.9, 30.4, "drei"),
+        Word(30.4, 30.8, "vier"),
+    ]
+
+
+def test_a_word_stretched_over_a_pause_is_cut() -> None:
+    output = whisper_chunks([(40.8, 41.0, "by"), (42.02, 69.98, "claws--"), (69.98, 70.3, "Oh,")])
+    assert words_from_output(output, where="t")[1] == Word(42.02, 45.02, "claws--")
 
 
 def test_an_unknown_shape_names_its_keys() -> None:

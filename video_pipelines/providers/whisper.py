@@ -15,7 +15,10 @@
   words as they are; a piece holding several words (segment-level timestamps) is split evenly
   over its time. Whisper leaves a time out now and then (the last chunk's end is often null,
   WhisperX cannot align numerals): a missing start is the previous word's end, a missing end
-  the next piece's start, else `DEFAULT_WORD_SECONDS` a word.
+  the next piece's start, else `DEFAULT_WORD_SECONDS` a word. Long-form chunked output is
+  known to restart its clock at 0 every 30 s window in some versions (huggingface/distil-whisper
+  #166) and to stretch a window's last word to the window's end (transformers.js #1357): time
+  running backwards continues from the previous word, and no word lasts over `MAX_WORD_SECONDS`.
 - `whisper_language_name`: the language names some Whisper deployments take instead of codes.
 """
 
@@ -43,6 +46,8 @@ __all__ = [
 ]
 
 DEFAULT_WORD_SECONDS = 0.4  # a spoken word's length when the model gives no end
+MAX_WORD_SECONDS = 3.0  # a longer "word" (of a piece's average) ran over a pause; it is cut to this
+_BACKWARDS_SLACK = 1.0  # seconds a piece may start before the previous one without being a clock reset
 SPEECH_SAMPLE_RATE = 16_000  # Whisper's input rate: more is resampled away by the model
 SPEECH_BITRATE = "32k"
 
@@ -197,22 +202,26 @@ def _pieces(output: Any) -> list[_Piece] | None:
 
 
 def _timed(pieces: list[_Piece]) -> Iterable[Word]:
-    previous_end = 0.0
+    previous_start = previous_end = offset = 0.0
     for index, piece in enumerate(pieces):
         tokens = piece.text.split()
         if not tokens:
             continue
-        start = piece.start if piece.start is not None else previous_end
-        end = piece.end
+        if piece.start is not None and piece.start + offset < previous_start - _BACKWARDS_SLACK:
+            # Time ran backwards: a 30 s window's clock restarted at 0. Carry on from where we were.
+            offset = previous_end - piece.start
+        start = piece.start + offset if piece.start is not None else previous_end
+        end = piece.end + offset if piece.end is not None else None
         if end is None:
             following = next((later.start for later in pieces[index + 1 :] if later.start is not None), None)
             spoken = start + DEFAULT_WORD_SECONDS * len(tokens)
-            end = following if following is not None and following > start else spoken
-        end = max(end, start)
+            end = following + offset if following is not None and following + offset > start else spoken
+        # No word lasts MAX_WORD_SECONDS: a longer one swallowed a pause (or the window's end).
+        end = min(max(end, start), start + MAX_WORD_SECONDS * len(tokens))
         step = (end - start) / len(tokens)
         for position, token in enumerate(tokens):
             yield Word(start=round(start + position * step, 3), end=round(start + (position + 1) * step, 3), text=token)
-        previous_end = end
+        previous_start, previous_end = start, end
 
 
 def words_from_output(output: Any, *, where: str) -> list[Word]:
