@@ -98,7 +98,7 @@ class _RequestUrls:
 
 
 class FalProvider(ApiKeyProvider):
-    """Generates clips and lip-syncs them with models on fal's queue."""
+    """Generates clips, lip-syncs them and transcribes speech with models on fal's queue."""
 
     name = "fal"
     key_variable = "FAL_KEY"

@@ -96,7 +96,7 @@ def output_url(output: Any) -> str | None:
 
 
 class ReplicateProvider(ApiKeyProvider):
-    """Generates clips and lip-syncs them with models hosted on Replicate."""
+    """Generates clips, lip-syncs them and transcribes speech with models hosted on Replicate."""
 
     name = "replicate"
     key_variable = "REPLICATE_API_TOKEN"
