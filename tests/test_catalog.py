@@ -65,6 +65,28 @@ query ($key: AssetKeyInput!, $partition: String!) {
 """
 
 
+ASSET_CHECKS = """
+query ($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      isPartitioned
+      assetChecksOrError {
+        ... on AssetChecks {
+          checks {
+            name
+            blocking
+            canExecuteIndividually
+            partitionDefinition { type }
+            executionForLatestMaterialization { status partition evaluation { severity description } }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+
 def test_the_ui_finds_the_executions_nodes_as_partitions_and_offers_no_materialize(dagster_home: Path) -> None:
     """What the UI asks the webserver: whether to offer Materialize, the partitions, a partition's events."""
     run_config = dg.RunConfig(ops={"plan": PlanConfig.from_plan(parse_plan(PLAN))})
@@ -77,7 +99,22 @@ def test_the_ui_finds_the_executions_nodes_as_partitions_and_offers_no_materiali
             key = {"path": ["video", "generate_video"]}
             variables = {"key": key, "partition": partition_key(EXECUTION_ID, "scene-1")}
             node = execute_dagster_graphql(context, ASSET_NODE, variables).data["assetNodeOrError"]
+            merge = {"key": {"path": ["video", "merge"]}}
+            checked = execute_dagster_graphql(context, ASSET_CHECKS, merge).data["assetNodeOrError"]
     assert not node["isExecutable"] and not node["isMaterializable"]
+    # The asset's Checks tab: the five media checks, the node's evaluations, and no Execute button
+    # (the UI disables it for checks that require a materialization, and for partitioned assets).
+    checks = {check["name"]: check for check in checked["assetChecksOrError"]["checks"]}
+    assert set(checks) == {"streams", "duration", "aspect_ratio", "not_black", "not_silent"}
+    assert checked["isPartitioned"] and {check["blocking"] for check in checks.values()} == {True, False}
+    for check in checks.values():
+        assert check["canExecuteIndividually"] == "REQUIRES_MATERIALIZATION"
+        assert check["partitionDefinition"] == {"type": "DYNAMIC"}
+        execution = check["executionForLatestMaterialization"]
+        assert (execution["status"], execution["partition"]) == ("SUCCEEDED", f"{EXECUTION_ID}:both")
+    assert checks["duration"]["executionForLatestMaterialization"]["evaluation"]["description"].startswith(
+        "duration: both (merge) lasts"
+    )
     assert node["partitionKeysByDimension"] == [
         {"partitionKeys": [f"{EXECUTION_ID}:scene-1", f"{EXECUTION_ID}:scene-2"]}
     ]
