@@ -152,7 +152,7 @@ class AddSubtitlesParams(_Params):
         given = [name for name in _SOURCES if info.data.get(name) is not None]
         if value is not None and given:
             raise ValueError(
-                f"'{info.field_name}' chooses who transcribes the video's speech; it does not go with "
+                f"'{info.field_name}' is for captions from speech (who transcribes it); it does not go with "
                 f"'{given[0]}' (drop '{info.field_name}', or give only 'language' to caption the speech)"
             )
         return value
