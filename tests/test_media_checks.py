@@ -226,3 +226,7 @@ def test_execute_plan_records_each_nodes_checks_and_a_blocking_failure_fails_the
         assert good.success
         good_wire = execution_status(records, None, good.run_id).to_wire()
         assert all(check["passed"] for check in good_wire["jobs"]["voice"]["checks"])
+        # Another execution of it reuses both videos: checked where they were made, not again here.
+        again = run_plan_in_process(plan, instance)
+        again_wire = execution_status(records, None, again.run_id).to_wire()
+        assert [(job["status"], job["checks"]) for job in again_wire["jobs"].values()] == [("reused", [])] * 2
