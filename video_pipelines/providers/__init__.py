@@ -1,8 +1,9 @@
-"""Providers that generate clips and lip-sync them: `local` (FFmpeg, offline) and remote adapters.
+"""Providers that generate clips, lip-sync them and transcribe speech: `local` and remote adapters.
 
 A provider is chosen per node by its `provider` param. `local` renders real media with
-FFmpeg and needs nothing; remote providers (Replicate, fal, Google Vertex) are adapters
-behind the same two protocols (`base.py`).
+FFmpeg and transcribes offline (`speech.local`); remote providers (Replicate, fal, Google
+Vertex) are adapters behind the same three protocols (`base.py`): `VideoGenerator`,
+`LipSyncer` and `SpeechTranscriber`.
 """
 
 from __future__ import annotations
