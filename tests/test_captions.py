@@ -378,7 +378,7 @@ def test_real_speech_is_lip_synced_captioned_burned_and_in_the_sidecars(
 
     from video_pipelines.demo import node_results, run_plan_in_process
     from video_pipelines.executions import execution_status
-    from video_pipelines.executions.notifications import node_payload
+    from video_pipelines.executions.notifications import node_payload, webhook_payload
     from video_pipelines.orchestration.run_records import DagsterRunRecords
 
     require_engine("festival-hts")
@@ -414,6 +414,7 @@ def test_real_speech_is_lip_synced_captioned_burned_and_in_the_sidecars(
         wire = status.to_wire()
         assert wire["result"]["captions"] == captions.to_wire() == wire["jobs"]["subs"]["result"]["captions"]
         assert node_payload(status, "subs")["result"]["captions"] == captions.to_wire()
+        assert webhook_payload(status)["video"]["captions"] == captions.to_wire()  # the end's webhook too
 
         # Run again: the captioned result is reused by lineage, captions and all.
         again = run_plan_in_process(plan, instance)

@@ -23,8 +23,8 @@ from video_pipelines.operations import generate_clip
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.orchestration.sensors import evaluate_submissions
 from video_pipelines.plan import parse_plan
-from video_pipelines.plan.params import parse_params
-from video_pipelines.providers.pricing import PRICING_FILE_ENV, PricingTable
+from video_pipelines.plan.params import Operation, parse_params
+from video_pipelines.providers.pricing import DEFAULT_MODELS, PRICING_FILE_ENV, PricingTable
 from video_pipelines.submissions import ApiKeys
 from video_pipelines.vocabulary import NodeState
 
@@ -146,6 +146,15 @@ def test_the_spend_so_far_counts_completed_nodes_and_those_started_ahead_not_yet
     # b's video is known (it finished ahead of its step) but not recorded: priced for its 4 s video.
     spent = spent_so_far(plan, recorded, {"a": video("a", 1), "b": video("b", 4)}, PricingTable())
     assert spent == pytest.approx(0.7 + 4 * 0.05)
+
+
+def test_speech_captioned_by_a_provider_ahead_of_its_step_counts_in_the_spend_so_far() -> None:
+    subs = {"id": "s", "type": "addSubtitles", "params": {"language": "de", "provider": "fal"}, "dependsOn": ["a"]}
+    plan = parse_plan({"jobs": [generate("a", 1), subs], "maxCostUsd": 10})
+    pricing = PricingTable()
+    model = DEFAULT_MODELS[(Operation.ADD_SUBTITLES, "fal")]
+    spent = spent_so_far(plan, {}, {"s": video("s", 8)}, pricing)
+    assert spent == pytest.approx(pricing.cost("fal", model, 8)) and spent > 0
 
 
 @pytest.fixture

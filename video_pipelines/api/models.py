@@ -32,6 +32,13 @@ class ExecutionAccepted(_Wire):
     execution_id: str = Field(examples=["exec_01JC6V3YH5Q1M2N8R4T7W9XZ0B"])
 
 
+class Captions(_Wire):
+    """An addSubtitles result's cues as sidecar files beside the video."""
+
+    srt: str = Field(description="SubRip (.srt) file URL")
+    vtt: str = Field(description="WebVTT (.vtt) file URL")
+
+
 class Video(_Wire):
     """A video result: where to get it and what it is."""
 
@@ -43,6 +50,10 @@ class Video(_Wire):
     size_bytes: int
     sha256: str
     status: str
+    # Absent, not null, on other results: the document stays what `video-pipelines status` prints.
+    captions: Captions | None = Field(
+        default=None, description="addSubtitles results: the cues as SRT and VTT", exclude_if=lambda v: v is None
+    )
 
 
 class NodeDocument(_Wire):

@@ -84,7 +84,8 @@ def webhook_payload(status: ExecutionStatus) -> dict[str, Any]:
     """The body of an ended execution's webhook:
 
         {"executionId", "status": "completed|failed|canceled",
-         "video": {"url", "duration", "aspectRatio", "width", "height", "status": "completed"} | null,
+         "video": {"url", "duration", "aspectRatio", "width", "height", "status": "completed",
+                   "captions"?: {"srt", "vtt"}} | null,
          "error": null | "...", "completedJobs", "totalJobs", "cost": {"totalUsd", "jobs": {node: usd}},
          "savedUsd"}
 
@@ -110,6 +111,8 @@ def webhook_payload(status: ExecutionStatus) -> dict[str, Any]:
             "width": video.width,
             "height": video.height,
             "status": "completed",
+            # An addSubtitles final video: its cues as SRT and VTT sidecars.
+            **({"captions": video.captions.to_wire()} if video.captions else {}),
         },
         "error": None if completed else (status.error or default_error),
         "completedJobs": status.completed_jobs,

@@ -28,7 +28,13 @@ from video_pipelines.executions.records import NodeRecord, RunRecords, RunView
 from video_pipelines.plan import Plan, PlanNode, parse_plan
 from video_pipelines.plan.durations import expected_durations
 from video_pipelines.plan.model import REMOTE_OPERATIONS
-from video_pipelines.plan.params import AnyParams, GenerateVideoParams, LipSyncParams, parse_params
+from video_pipelines.plan.params import (
+    AddSubtitlesParams,
+    AnyParams,
+    GenerateVideoParams,
+    LipSyncParams,
+    parse_params,
+)
 from video_pipelines.plan.refs import with_samples
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan
@@ -139,7 +145,7 @@ def spent_so_far(
 def actual_cost(node: PlanNode, result: VideoResult, pricing: PricingTable) -> float:
     """What running `node` cost for `result`: its list price per second of the video it made (as run_node records)."""
     params = parse_params(node.operation, with_samples(node.params))
-    if not isinstance(params, GenerateVideoParams | LipSyncParams) or params.provider == "local":
+    if not isinstance(params, GenerateVideoParams | LipSyncParams | AddSubtitlesParams) or params.provider == "local":
         return 0.0
     model = params.model or DEFAULT_MODELS.get((node.operation, params.provider))
     return pricing.cost(params.provider, model, result.duration)
