@@ -284,6 +284,26 @@ def test_speech_transcriber_configures_replicate_from_the_environment(
     assert DEFAULT_MODELS[("addSubtitles", "replicate")] == DEFAULT_SPEECH_MODEL
 
 
+def test_the_fal_resource_configures_the_speech_model(
+    clip: bytes, video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from video_pipelines.net import AllowedHosts
+    from video_pipelines.orchestration.provider_resources import FalResource
+
+    api = FakeFal(auth=f"Key {TOKEN}", output=clip, polls_to_finish=1).start()
+    try:
+        monkeypatch.setenv("FAL_KEY", TOKEN)
+        resource = FalResource(base_url=api.base_url, speech_model="fal-ai/wizper", poll_interval_seconds=POLL)
+        transcriber = resource.factory()(AllowedHosts.from_env())
+        assert transcriber.speech_model == "fal-ai/wizper"  # type: ignore[union-attr]
+        transcriber.http = FAST  # type: ignore[union-attr]
+        transcriber.allowed = LOOPBACK  # type: ignore[union-attr]
+        transcriber.transcribe(local_request(video), timeout=30, ledger=NoLedger())  # type: ignore[union-attr]
+        assert "fal-ai/wizper" in api.seen("create")[0].path
+    finally:
+        api.stop()
+
+
 # ---- the output shapes, directly ----
 
 

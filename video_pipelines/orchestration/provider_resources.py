@@ -19,7 +19,7 @@ from pydantic import Field
 
 from video_pipelines.errors import ProviderError
 from video_pipelines.net import AllowedHosts
-from video_pipelines.providers import LipSyncer, RemoteFactory, VideoGenerator, credential
+from video_pipelines.providers import LipSyncer, RemoteFactory, SpeechTranscriber, VideoGenerator, credential
 from video_pipelines.providers import fal as fal_api
 from video_pipelines.providers import replicate as replicate_api
 from video_pipelines.providers import vertex as vertex_api
@@ -35,6 +35,9 @@ class _ModelChoice(Protocol):
     def lipsync_model(self) -> str: ...
 
     @property
+    def speech_model(self) -> str: ...
+
+    @property
     def poll_interval_seconds(self) -> float: ...
 
 
@@ -47,12 +50,13 @@ def _keyed_factory(
 ) -> RemoteFactory:
     """A factory of an API-key provider; the key is read from `credential_env` only when a node needs it."""
 
-    def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer:
+    def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer | SpeechTranscriber:
         return provider(
             credential(name, credential_env),
             base_url=base_url,
             video_model=models.video_model,
             lipsync_model=models.lipsync_model,
+            speech_model=models.speech_model,
             allowed=allowed,
             poll_interval=models.poll_interval_seconds,
         )
@@ -61,12 +65,13 @@ def _keyed_factory(
 
 
 class ReplicateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Replicate's predictions API (generateVideo, lipSync)."""
+    """Replicate's predictions API (generateVideo, lipSync, addSubtitles from speech)."""
 
     token_env: str = Field(default="REPLICATE_API_TOKEN", description="environment variable holding the API token")
     base_url: str | None = Field(default=None, description="default: $REPLICATE_API_BASE_URL, else the public API")
     video_model: str = replicate_api.DEFAULT_VIDEO_MODEL
     lipsync_model: str = replicate_api.DEFAULT_LIPSYNC_MODEL
+    speech_model: str = Field(default=replicate_api.DEFAULT_SPEECH_MODEL, description="speech-to-text (captions)")
     poll_interval_seconds: float = Field(default=2.0, gt=0)
 
     def factory(self) -> RemoteFactory:
@@ -75,12 +80,13 @@ class ReplicateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 
 class FalResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """fal's queue API (generateVideo, lipSync)."""
+    """fal's queue API (generateVideo, lipSync, addSubtitles from speech)."""
 
     key_env: str = Field(default="FAL_KEY", description="environment variable holding the API key")
     base_url: str | None = Field(default=None, description="default: $FAL_QUEUE_BASE_URL, else the public queue")
     video_model: str = fal_api.DEFAULT_VIDEO_MODEL
     lipsync_model: str = fal_api.DEFAULT_LIPSYNC_MODEL
+    speech_model: str = Field(default=fal_api.DEFAULT_SPEECH_MODEL, description="speech-to-text (captions)")
     poll_interval_seconds: float = Field(default=2.0, gt=0)
 
     def factory(self) -> RemoteFactory:
@@ -101,7 +107,7 @@ class GoogleVertexResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     poll_interval_seconds: float = Field(default=5.0, gt=0)
 
     def factory(self) -> RemoteFactory:
-        def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer:
+        def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer | SpeechTranscriber:
             key_file = Path(credential("google-cloud", self.credentials_env))
             if not key_file.is_file():
                 raise ProviderError(f"provider 'google-cloud': {self.credentials_env} names no readable file")
