@@ -21,11 +21,16 @@ ENGINES: dict[str, tuple[str, list[str]]] = {
 }
 
 
+# festival speaks with this voice only when its Debian package is installed beside festival.
+HTS_VOICE = Path("/usr/share/festival/voices/us/cmu_us_slt_arctic_hts")
+
+
 def require_engine(engine: str) -> None:
-    """Skip the test when `engine` is not installed; in CI (`CI=true`), fail instead."""
+    """Skip the test when `engine` (or its voice) is not installed; in CI (`CI=true`), fail instead."""
     program = ENGINES[engine][0]
-    if shutil.which(program) is None:
-        reason = f"{program} is not installed (apt-get install espeak-ng flite festival festvox-us-slt-hts)"
+    missing = shutil.which(program) is None or (engine == "festival-hts" and not HTS_VOICE.is_dir())
+    if missing:
+        reason = f"{engine} is not installed (apt-get install espeak-ng flite festival festvox-us-slt-hts)"
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
