@@ -85,8 +85,8 @@ def test_graphql_launch_run_on_postgres_with_the_daemon(tmp_path: Path, postgres
             time.sleep(1)
         assert run["status"] == "SUCCESS", deployment.log_tail()
         steps = {step["stepKey"]: step["status"] for step in run["stepStats"]}
-        node_steps = {key for key in steps if key.startswith("level_") and "[" in key}
-        assert node_steps == {"level_0[job1]", "level_0[job2]", "level_1[job3]"}
+        node_steps = {key for key in steps if key.startswith("node[")}
+        assert node_steps == {"node[job1]", "node[job2]", "node[job3]"}
         assert all(steps[key] == "SUCCESS" for key in node_steps)
         assert {"key": "video/execution_id", "value": run_id} in run["tags"]
 

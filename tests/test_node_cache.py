@@ -199,7 +199,7 @@ def test_an_unrelated_execution_reuses_by_lineage_and_cache_false_forces_a_run(d
         first = run_plan_in_process(plan, instance)
         second = run_plan_in_process(renamed, instance)
         assert first.success and second.success
-        assert _steps(second) >= {"level_0[square]"} and not _steps(second) & {"level_0[opening]", "level_1[tall]"}
+        assert _steps(second) >= {"node[square]"} and not _steps(second) & {"node[opening]", "node[tall]"}
         status = execution_status(records, None, second.run_id).to_wire()
         assert status["status"] == "completed" and status["reusedJobs"] == 2
         assert {node: job["reusedFrom"] for node, job in status["jobs"].items()} == {
@@ -215,7 +215,7 @@ def test_an_unrelated_execution_reuses_by_lineage_and_cache_false_forces_a_run(d
         fresh = run_plan_in_process(
             {**renamed, "jobs": [{**renamed["jobs"][0], "cache": False}, *renamed["jobs"][1:]]}, instance
         )
-        assert fresh.success and "level_0[opening]" in _steps(fresh)
+        assert fresh.success and "node[opening]" in _steps(fresh)
         fresh_status = execution_status(records, None, fresh.run_id).to_wire()
         assert fresh_status["jobs"]["opening"]["status"] == "completed"
         # Its clip renders as before (same lineage, same seed), so the downstream nodes that cache still match.

@@ -331,14 +331,6 @@ def test_all_problems_reported_at_once() -> None:
     assert any(p.startswith("b.type") for p in found)
 
 
-def test_depth_limit() -> None:
-    jobs: list[dict[str, Any]] = [gen("n0")]
-    for i in range(1, 5):
-        jobs.append({"id": f"n{i}", "type": "reframe", "params": {"aspectRatio": "1:1"}, "dependsOn": [f"n{i - 1}"]})
-    assert parse_plan({"jobs": jobs}, max_depth=5)
-    assert "5 levels of dependencies; execute_plan runs at most 4" in problems({"jobs": jobs}, max_depth=4)[0]
-
-
 # --- lineage ------------------------------------------------------------------------------------
 
 

@@ -66,7 +66,7 @@ def test_with_a_replicate_limit_of_one_two_remote_nodes_never_overlap(
 def test_without_a_limit_a_provider_job_claims_nothing(dagster_home: Path) -> None:
     with dg.DagsterInstance.get() as instance:
         assert pool_limit(instance, "replicate") is None
-        slots = DagsterProviderSlots(instance, a_run(instance), step_key="level_0[gen]", log=pytest.fail)
+        slots = DagsterProviderSlots(instance, a_run(instance), step_key="node[gen]", log=pytest.fail)
         with slots.hold("replicate", resuming=False):
             assert instance.event_log_storage.get_concurrency_info("replicate").active_slot_count == 0
 
@@ -74,9 +74,9 @@ def test_without_a_limit_a_provider_job_claims_nothing(dagster_home: Path) -> No
 def test_a_slot_is_shared_by_every_run_and_freed_however_the_job_ends(dagster_home: Path) -> None:
     with dg.DagsterInstance.get() as instance:
         instance.event_log_storage.set_concurrency_slots("fal", 1)
-        first = DagsterProviderSlots(instance, a_run(instance), step_key="level_0[a]", log=pytest.fail)
+        first = DagsterProviderSlots(instance, a_run(instance), step_key="node[a]", log=pytest.fail)
         waited: list[str] = []
-        other = DagsterProviderSlots(instance, a_run(instance), step_key="level_0[b]", log=waited.append)
+        other = DagsterProviderSlots(instance, a_run(instance), step_key="node[b]", log=waited.append)
         held_by_other = threading.Event()
 
         def other_job() -> None:
@@ -98,12 +98,12 @@ def test_a_slot_is_shared_by_every_run_and_freed_however_the_job_ends(dagster_ho
 def test_a_resumed_job_gets_the_next_slot_before_new_ones(dagster_home: Path) -> None:
     with dg.DagsterInstance.get() as instance:
         instance.event_log_storage.set_concurrency_slots("replicate", 1)
-        holder = DagsterProviderSlots(instance, a_run(instance), step_key="level_0[a]", log=lambda line: None)
+        holder = DagsterProviderSlots(instance, a_run(instance), step_key="node[a]", log=lambda line: None)
         order: list[str] = []
 
         def job(name: str, *, resuming: bool, priority: int) -> threading.Thread:
             run = a_run(instance, priority=priority)
-            slots = DagsterProviderSlots(instance, run, step_key=f"level_0[{name}]", log=lambda line: None)
+            slots = DagsterProviderSlots(instance, run, step_key=f"node[{name}]", log=lambda line: None)
 
             def hold() -> None:
                 with slots.hold("replicate", resuming=resuming):

@@ -111,8 +111,9 @@ def failed_first_run(target: client.Deployment, voice: MediaServer) -> tuple[str
     assert request.run_key == execution_id
     first = launch(target, request)
     assert not first.success
-    retried = [event.step_key for event in first.all_events if event.event_type_value == "STEP_UP_FOR_RETRY"]
-    assert retried == ["level_1[voice]"] * job_module.MAX_RETRIES
+    logs = target.instance.all_logs(first.run_id)
+    retried = [entry.step_key for entry in logs if "transient failure, attempt" in entry.user_message]
+    assert retried == ["node[voice]"] * job_module.MAX_RETRIES  # inside its step
     assert len(UNAVAILABLE) - len(voice.fail_next[VOICE]) == job_module.MAX_RETRIES + 1  # every attempt got a 503
     assert set(materialized(first)) == {"gen"}
     submission = target.store.get(execution_id)
@@ -166,8 +167,8 @@ def test_a_failed_execution_is_retried_and_its_completed_node_does_not_run_again
     launched = AttemptStore(target.store).get(execution_id, 2)
     assert launched is not None and (launched.state, launched.run_id) == (AttemptState.LAUNCHED, second.run_id)
     steps = succeeded_steps(second)
-    assert "level_0[gen]" not in steps and not any("[gen]" in step for step in steps)  # gen did not run again
-    assert "level_0[voice]" in steps  # with gen carried, voice is the first level of this run
+    assert "node[gen]" not in steps and not any("[gen]" in step for step in steps)  # gen did not run again
+    assert "node[voice]" in steps  # with gen carried, voice is the only node this run runs
     recorded = materialized(second)
     assert recorded["gen"]["status"] == "completed" and recorded["gen"]["carried_from_run"] == first.run_id
     assert recorded["gen"]["sha256"] == materialized(first)["gen"]["sha256"]  # the same video, not a new one
@@ -235,7 +236,7 @@ def test_a_run_re_executed_from_failure_completes_its_execution(
     )
     assert again.success
     steps = {event.step_key for event in again.all_events if event.is_step_success}
-    assert "level_1[voice]" in steps and "level_0[gen]" not in steps and "plan" not in steps
+    assert "node[voice]" in steps and "node[gen]" not in steps and "plan" not in steps
 
     records = DagsterRunRecords(target.instance)
     assert set(records.node_records(again.run_id)) == {"voice"}  # gen's record lives in the first run only

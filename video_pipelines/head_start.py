@@ -4,12 +4,11 @@ Why: with the in-process executor (our default, `orchestration/executor.py`) a r
 execute one at a time, so three remote generations of minutes each took the sum of their
 times. A remote node (generateVideo / lipSync on a provider other than `local`) spends its
 time waiting on the provider, so it can wait in a background thread while the run's main
-thread goes on with the other steps. Whenever the plan starts, a node finishes or a level
-is done, the shell asks `HeadStarts.ready` which remote nodes now have every result they
-need (their inputs and the ancestors their refs may name) and starts each of them
-(`start`); the node's own step later takes the work it started (`take`) and awaits its
-result (`await_result`). So a remote node starts as soon as its own inputs exist, not when
-its whole level is done.
+thread goes on with the other steps. Whenever the plan starts or a node finishes, the shell
+asks `HeadStarts.ready` which remote nodes now have every result they need (their inputs
+and the ancestors their refs may name) and starts each of them (`start`); the node's own
+step later takes the work it started (`take`) and awaits its result (`await_result`). So a
+remote node starts as soon as its own inputs exist, not when its step's turn comes.
 
 Local (FFmpeg) nodes never start ahead: FFmpeg keeps the cores busy already (x264's own
 threads), so overlapping local nodes buys nothing on small machines and the plain path
@@ -93,7 +92,6 @@ class Ready:
     """A remote node whose inputs all exist: what its step will be given (see `orchestration.state.NodeTask`)."""
 
     node: PlanNode
-    level: int
     inputs: tuple[VideoResult, ...]
     upstream: dict[str, VideoResult]
     lineage: str
@@ -111,23 +109,19 @@ class HeadStarts:
         self._join_timeout = join_timeout
         self._halted_by: str | None = None
         self._resolved: ResolvedPlan | None = None
-        self._levels: dict[str, int] = {}
         self._results: dict[str, VideoResult] = {}
         self.execution_id = ""
 
-    def know(
-        self,
-        execution_id: str,
-        resolved: ResolvedPlan,
-        levels: Mapping[str, int],
-        results: Mapping[str, VideoResult],
-    ) -> None:
-        """The run's plan, its nodes' levels and the results of its finished nodes (from each fan-out step)."""
+    def know(self, execution_id: str, resolved: ResolvedPlan) -> None:
+        """The run's plan (from its `plan` step): what it runs, and what it reuses."""
         with self._lock:
             self.execution_id = execution_id
             self._resolved = resolved
-            self._levels = dict(levels)
-            self._results.update(results)
+
+    def results(self) -> dict[str, VideoResult]:
+        """The videos of the nodes finished so far in this process (in their steps or ahead of them)."""
+        with self._lock:
+            return dict(self._results)
 
     def record(self, node_id: str, result: VideoResult) -> None:
         """A node finished (in its step or ahead of it)."""
@@ -155,7 +149,6 @@ class HeadStarts:
             return [
                 Ready(
                     node,
-                    self._levels[node.id],
                     tuple(resolved.inputs(node, results)),
                     resolved.upstream(node, results),
                     resolved.lineage[node.id],

@@ -4,7 +4,7 @@ Plain Python, no Dagster import. The doors (the `execute_plan` ops and sensors, 
 Python client, the HTTP API) call these functions; what they need from the orchestrator they
 get through the `RunRecords` protocol, which `orchestration/` implements over Dagster.
 
-- `admission` — `admit`: parse, depth limit, base check (its tenant too), resolve (`Admission`, `check_base`).
+- `admission` — `admit`: parse, base check (its tenant too), resolve (`Admission`, `check_base`).
 - `spending` — spend caps (`maxCostUsd`) at admission and before each paid node, and what reuse saved.
 - `report` — what an admitted plan would run or reuse and what it would cost (`validate`).
 - `status` — the typed `ExecutionStatus` with `to_wire()`.
@@ -21,7 +21,7 @@ get through the `RunRecords` protocol, which `orchestration/` implements over Da
 
 from __future__ import annotations
 
-from video_pipelines.executions.admission import MAX_LEVELS, Admission, BaseCheck, BaseReadiness, admit, check_base
+from video_pipelines.executions.admission import Admission, BaseCheck, BaseReadiness, admit, check_base
 from video_pipelines.executions.lifecycle import cancel, retry, submit
 from video_pipelines.executions.notifications import (
     EndedRunScan,
@@ -62,7 +62,6 @@ from video_pipelines.executions.traces import execution_trace, record_execution,
 __all__ = [
     "BASE_EXECUTION_ID_TAG",
     "EXECUTION_ID_TAG",
-    "MAX_LEVELS",
     "MAX_RUNTIME_TAG",
     "OPERATOR",
     "PROVIDER_JOB_TAG_PREFIX",

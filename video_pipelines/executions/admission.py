@@ -1,4 +1,4 @@
-"""Admitting a plan: parse it, check its depth and its base, resolve what it reuses, estimate its cost.
+"""Admitting a plan: parse it, check its base, resolve what it reuses, estimate its cost.
 
 Every door admits through `admit`: `validate` (to report), `submit` (to store), the plan
 sensor (to launch, wait or reject) and the `plan` op (to run). What each does with the
@@ -37,10 +37,6 @@ from video_pipelines.plan.model import normalised_node_params
 from video_pipelines.plan.reuse import BaseExecution, BaseNode, ResolvedPlan, resolve
 from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import SubmissionState, SubmissionStore
-
-# The longest dependency chain execute_plan can run: its graph has this many levels.
-MAX_LEVELS = 12
-
 
 class BaseReadiness(StrEnum):
     NONE = "none"  # the plan names no base
@@ -82,7 +78,7 @@ def admit(
     With a `tenant`, a base of another tenant is unusable, as if it did not exist. A `maxCostUsd`
     is checked against the estimate at `pricing` (default: `PricingTable.from_env()`).
     """
-    plan = parse_plan(wire, max_depth=MAX_LEVELS)
+    plan = parse_plan(wire)
     if plan.base_execution_id is None:
         resolved = resolve(plan)
         _check_cap(plan, resolved, pricing)
@@ -93,7 +89,7 @@ def admit(
     if check.base is None:
         return Admission(plan, check, None)
     # Now that the base's nodes are known, a dependency on a node it lacks is an error of the plan.
-    parse_plan(wire, external_nodes=set(check.base.nodes), max_depth=MAX_LEVELS)
+    parse_plan(wire, external_nodes=set(check.base.nodes))
     resolved = resolve(plan, check.base)
     _check_cap(plan, resolved, pricing)
     return Admission(plan, check, resolved)

@@ -6,17 +6,46 @@ and a run can be re-executed from failure on another worker; otherwise in the in
 storage folder (`$DAGSTER_HOME/storage`, Dagster's default), which only workers sharing that
 disk can read. The choice is made when a run starts, from the same setting as the artifact
 store (`VIDEO_PIPELINES_STORAGE_URL`), so the two can never disagree.
+
+Quietly: Dagster's pickle IO managers log a line for each object they write or read ("Writing
+file at: ...", "Loading S3 object from: ..."), beside the HANDLED_OUTPUT and LOADED_INPUT
+events that already say it, with the path in their metadata: two rows per node on a run page.
+These subclasses write and read the same objects at the same paths without those lines.
 """
 
 # No `from __future__ import annotations`: Dagster reads resource annotations at runtime.
 
+from typing import Any
+
 import dagster as dg
 from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
+from dagster._core.storage.upath_io_manager import UPathIOManager
 from pydantic import Field
 
 from video_pipelines.orchestration.resources import ArtifactStorage
 
 STEP_OUTPUTS_FOLDER = "dagster-step-outputs"
+
+
+def _write(manager: UPathIOManager, context: dg.OutputContext, obj: Any) -> None:
+    path = manager._get_path(context)  # op outputs are never partitioned: one path each, as Dagster's own
+    manager.make_directory(path.parent)
+    manager.dump_to_path(context=context, obj=obj, path=path)
+    context.add_output_metadata({"path": dg.MetadataValue.path(str(path)), **manager.get_metadata(context, obj)})
+
+
+def _read(manager: UPathIOManager, context: dg.InputContext) -> Any:
+    return manager.load_from_path(context=context, path=manager._get_path(context))
+
+
+class QuietFilesystemIOManager(PickledObjectFilesystemIOManager):
+    """Dagster's pickled step outputs in a folder, without a log line per object."""
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        _write(self, context, obj)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        return _read(self, context)
 
 
 class StepOutputs(dg.ConfigurableIOManagerFactory):  # type: ignore[type-arg]
@@ -29,15 +58,24 @@ class StepOutputs(dg.ConfigurableIOManagerFactory):  # type: ignore[type-arg]
         store = self.artifact_storage.store()
         bucket = getattr(store, "bucket", None)
         if bucket is None:  # a local folder
-            return PickledObjectFilesystemIOManager(base_dir=_instance(context).storage_directory())  # type: ignore[no-untyped-call]
+            return QuietFilesystemIOManager(base_dir=_instance(context).storage_directory())  # type: ignore[no-untyped-call]
         # Imported here: dagster-aws (and boto3) stay unloaded for runs that store locally.
         from dagster_aws.s3.io_manager import PickledObjectS3IOManager
 
         from video_pipelines.storage.s3 import S3ArtifactStore
 
+        class QuietS3IOManager(PickledObjectS3IOManager):
+            """dagster-aws's pickled step outputs on S3, without a log line per object."""
+
+            def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+                _write(self, context, obj)
+
+            def load_input(self, context: dg.InputContext) -> Any:
+                return _read(self, context)
+
         assert isinstance(store, S3ArtifactStore)
         prefix = f"{store.prefix}/{self.folder}" if store.prefix else self.folder
-        return PickledObjectS3IOManager(s3_bucket=bucket, s3_session=store.client, s3_prefix=prefix)
+        return QuietS3IOManager(s3_bucket=bucket, s3_session=store.client, s3_prefix=prefix)
 
 
 def _instance(context: dg.InitResourceContext) -> dg.DagsterInstance:

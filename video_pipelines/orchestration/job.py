@@ -1,18 +1,30 @@
 """The `execute_plan` job: one Dagster step per plan node, on any plan.
 
-A Dagster job's graph is fixed when the code loads, while every plan has its own shape.
-The job therefore runs a plan level by level: `plan` validates the plan and fans out the
-nodes of level 0 as dynamic outputs, `level_0[<node>]` runs each of them, `level_0_done`
-collects their videos and fans out level 1, and so on up to `MAX_LEVELS`. A level with
-nothing to run yields nothing, so the rest of the graph is skipped without work.
+A Dagster job's graph is fixed when the code loads, while every plan has its own shape. The
+job is therefore a node pool of three ops: `plan` validates and admits the plan (reuse,
+carried nodes, spend cap) and fans out one dynamic output per node to run, in topological
+order; `node[<node id>]` runs each of them; `finish` collects them and reports the final
+video. A run page lists exactly the plan's nodes that run: no steps for depths a plan does
+not have, nothing skipped, no `[?]` box left when the run ends.
 
-What levels cost: a step starts when every node of the previous level is done, not only
-its own inputs. With the in-process executor (our default, see `executor.py`) steps run
-one at a time anyway, and remote nodes do not wait for their steps: each starts ahead, in
-a thread of the run's process, as soon as its own inputs exist (`head_start.py`), and its
+A node's step depends, for Dagster, on `plan` alone, so it finds its inputs' videos itself
+when it starts (`upstream.py`): in memory with the in-process executor (our default, see
+`executor.py`), whose steps run one at a time in yield order, so a node's upstream steps
+ran before it; in the run's records with the multiprocess one, waiting until they exist.
+That module's docstring says why the wait cannot deadlock: steps start first in, first out in
+topological order, and transient failures are retried inside the step (`MAX_RETRIES`).
+A node whose input's step failed is not run: its step logs "not run: <input> failed" and
+ends without output, and `finish` is not run either (the failed step failed the run).
+
+Remote nodes do not wait for their steps: with the in-process executor each starts ahead,
+in a thread of the run's process, as soon as its own inputs exist (`head_start.py`), and its
 step awaits it. So a plan's remote calls overlap and its wall approaches its critical path.
-Local FFmpeg nodes run in their steps as before. The multiprocess executor starts nothing
-ahead (each step is another process, which could not await a thread of this one).
+The multiprocess executor starts nothing ahead (each step is another process, which could
+not await a thread of this one).
+
+Only what a step needs crosses the IO manager (`io_managers.py`): the planned nodes. A
+node's output is `Nothing` (its video is in its materialization), and `finish` returns
+nothing, so neither writes nor reads a step output.
 """
 
 # No `from __future__ import annotations`: Dagster reads op and config annotations at runtime.
@@ -25,7 +37,7 @@ from pathlib import Path
 import dagster as dg
 
 from video_pipelines.errors import PlanValidationError, TransientError, TransientStorageError, VideoPipelineError
-from video_pipelines.executions import EXECUTION_ID_TAG, MAX_LEVELS, PROVIDER_JOB_TAG_PREFIX, Admission, admit
+from video_pipelines.executions import EXECUTION_ID_TAG, PROVIDER_JOB_TAG_PREFIX, Admission, admit
 from video_pipelines.executions.attempts import ExecutionRuns, carry_completed
 from video_pipelines.executions.node_cache import NodeWork, reuse_cached, single_flight
 from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
@@ -49,9 +61,10 @@ from video_pipelines.orchestration.provider_resources import FalResource, Google
 from video_pipelines.orchestration.provider_slots import DagsterProviderSlots
 from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy, SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, plan_of_run, run_view
-from video_pipelines.orchestration.state import NodeOutput, NodeTask, PlanState, step_key
+from video_pipelines.orchestration.state import NODE_OP, NodeTask, PlannedNode, mapping_key, planned_nodes, step_key
 from video_pipelines.orchestration.traces import node_span, trace_reused
-from video_pipelines.plan import PlanNode
+from video_pipelines.orchestration.upstream import NotRun, earlier_results, upstream_results
+from video_pipelines.plan import PlanNode, parse_plan, sinks
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan
 from video_pipelines.providers.http import Abandoned, sleep_interruptibly
@@ -62,10 +75,12 @@ from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex, Submiss
 from video_pipelines.telemetry.metrics import counting_provider_errors, observe_node_seconds
 from video_pipelines.vocabulary import NodeState
 
-# Transient errors are retried with exponential backoff and jitter: 2 s, 4 s, 8 s (each +-50%).
-# Not a dg.RetryPolicy on the op: Dagster applies an op's RetryPolicy to interrupts too, so a
-# step terminated by a cancel would be started again. Raising RetryRequested ourselves retries
-# exactly the errors our hierarchy calls transient.
+# Transient errors are retried with exponential backoff and jitter: 2 s, 4 s, 8 s (each +-50%),
+# inside the step. Not a dg.RetryPolicy on the op: Dagster applies it to interrupts too, so a
+# step terminated by a cancel would be started again. Not RetryRequested either: it puts the
+# step back at the end of the executor's queue, behind the steps of the nodes that need its
+# video (the in-process executor would run them first, the multiprocess one could fill every
+# slot with steps waiting for it). The loop retries exactly the errors our hierarchy calls transient.
 MAX_RETRIES = 3
 RETRY_BASE_DELAY_SECONDS = 2.0
 
@@ -307,14 +322,14 @@ def _start_ready(
         task = NodeTask(
             started.execution_id, node, ready.inputs, ready.upstream, ready.lineage, nodes.audio.get(node.id, False)
         )
-        work = _node_work(nodes, instance, run, task, step=step_key(ready.level, node.id), attempt=1)
+        work = _node_work(nodes, instance, run, task, step=step_key(node.id), attempt=1)
 
         def then(done: NodeRun, log: Log, node_id: str = node.id) -> None:
             started.record(node_id, done.result)
             _start_ready(nodes, started, instance, run, log)
 
         if started.start(node.id, _task_key(task), work, then=then):
-            log(f"{node.id}: started ahead of its step (level {ready.level}): its inputs all exist")
+            log(f"{node.id}: started ahead of its step: its inputs all exist")
 
 
 def _invalid(description: str) -> dg.Failure:
@@ -342,16 +357,11 @@ def _admit(context: dg.OpExecutionContext, config: PlanConfig, execution_id: str
     return resolved
 
 
-@dg.op(
-    out={
-        "state": dg.Out(PlanState, is_required=False),
-        "tasks": dg.DynamicOut(NodeTask, is_required=False),
-    },
-)
+@dg.op(out=dg.DynamicOut(PlannedNode))
 def plan(
     context: dg.OpExecutionContext, config: PlanConfig, head_starts: dg.ResourceParam[RunNodes]
-) -> Iterator[dg.Output[PlanState] | dg.DynamicOutput[NodeTask]]:
-    """Validate the execution plan, reuse what its base already made, and start the first nodes."""
+) -> Iterator[dg.DynamicOutput[PlannedNode]]:
+    """Validate the execution plan, reuse what is already made, and hand out its nodes to run."""
     execution_id = _execution_id(context)
     resolved = _admit(context, config, execution_id, head_starts)
     # Before any node's materialization: the catalog lists each node of the execution under its kind.
@@ -378,71 +388,42 @@ def plan(
             )
         )
     trace_reused(context, execution_id, parsed, [d for d in resolved.reused if d.carried_from_run is None])
-    state = PlanState(execution_id, resolved, resolved.run_levels())
+    planned = planned_nodes(execution_id, resolved)
     context.log.info(
         f"execution {execution_id}: {len(parsed.nodes)} nodes, {len(resolved.reused)} reused, "
-        f"{len(state.levels)} to run in {state.last_level + 1} level(s): "
-        + ", ".join(f"{node_id} (level {level})" for node_id, level in state.levels.items())
+        f"{len(planned)} to run" + (": " + ", ".join(p.node.id for p in planned) if planned else "")
     )
-    if not state.levels:
-        _log_final(context, state)
-        return
-    _start_ahead(context, head_starts, state)
-    yield dg.Output(state, output_name="state")
-    yield from state.tasks(0)
-
-
-def _start_ahead(context: dg.OpExecutionContext, nodes: RunNodes, state: PlanState) -> None:
-    """Tell the run's head starts what `state` knows, and start the remote nodes it makes ready."""
-    started = _head_starts(context, nodes)
-    if started is not None:
-        nodes.audio.update(audio_expected(state.resolved.plan))
-        started.know(state.execution_id, state.resolved, state.levels, state.results)
-        _start_ready(nodes, started, context.instance, context.run, context.log.info)
-
-
-def _log_final(context: dg.OpExecutionContext, state: PlanState) -> None:
-    final_id, result = state.final()
-    context.log.info(
-        f"execution {state.execution_id} completed: final video {final_id} "
-        f"({result.duration}s {result.width}x{result.height}) {result.url}"
-    )
-
-
-@dg.op
-def run_plan_node(
-    context: dg.OpExecutionContext, task: NodeTask, head_starts: dg.ResourceParam[RunNodes]
-) -> NodeOutput:
-    """Run one plan node on real media and record its video as an asset materialization."""
-    node = task.node
-    context.log.info(f"{node.id}: {node.operation.value} on {len(task.inputs)} input(s), lineage {task.lineage[:12]}")
     started = _head_starts(context, head_starts)
-    try:
-        run = _run_or_await(context, head_starts, started, task)
-    except MediaChecksFailed as exc:
-        _log_checks(context, task, exc.outcomes)
-        _halt(started, node)
-        # Not retried: the same work makes the same video. Not recorded: no materialization, nothing to reuse.
-        raise dg.Failure(description=f"{node.id} ({node.operation.value}) failed: {exc}", allow_retries=False) from exc
-    except TransientError as exc:
-        attempt = context.retry_number + 1
-        if attempt > MAX_RETRIES:
-            _halt(started, node)
-            raise dg.Failure(
-                description=f"{node.id} ({node.operation.value}) failed after {attempt} attempts: {exc}",
-                allow_retries=False,
-            ) from exc
-        context.log.warning(f"{node.id}: transient failure, attempt {attempt}: {exc}")
-        delay = backoff_delay(context.retry_number, base=RETRY_BASE_DELAY_SECONDS)
-        raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=delay) from exc
-    except VideoPipelineError as exc:
-        _halt(started, node)
-        raise dg.Failure(description=f"{node.id} ({node.operation.value}) failed: {exc}", allow_retries=False) from exc
-    except Abandoned:
-        why = (started.halted_by if started is not None else None) or "the run is ending"
-        raise dg.Failure(
-            description=f"{node.id} ({node.operation.value}) canceled: {why}, so the run fails", allow_retries=False
-        ) from None
+    if started is not None and planned:
+        head_starts.audio.update(audio_expected(parsed))
+        started.know(execution_id, resolved)
+        _start_ready(head_starts, started, context.instance, context.run, context.log.info)
+    for each in planned:
+        yield dg.DynamicOutput(each, mapping_key=mapping_key(each.node.id))
+
+
+@dg.op(name=NODE_OP, out=dg.Out(dg.Nothing, is_required=False))
+def run_plan_node(
+    context: dg.OpExecutionContext, planned: PlannedNode, head_starts: dg.ResourceParam[RunNodes]
+) -> Iterator[dg.Output[None]]:
+    """Run one plan node on real media and record its video as an asset materialization."""
+    node = planned.node
+    started = _head_starts(context, head_starts)
+    results = upstream_results(
+        context.instance,
+        context.run,
+        planned,
+        started.results() if started is not None else {},
+        wait=started is None,  # each step in its own process: its inputs' steps may still be running
+        log=lambda line: context.log.info(f"{node.id}: {line}"),
+    )
+    if isinstance(results, NotRun):
+        # No output: nothing downstream of it runs, and the run already fails with its input's step.
+        context.log.warning(f"{node.id}: {results.message}")
+        return
+    task = planned.task(results)
+    context.log.info(f"{node.id}: {node.operation.value} on {len(task.inputs)} input(s), lineage {task.lineage[:12]}")
+    run = _run_with_retries(context, head_starts, started, task)
     result = run.result
     checks = head_starts.take_checks(node.id, task.lineage) if run.reused_from is None else []
     if started is not None:
@@ -470,7 +451,47 @@ def run_plan_node(
             head_starts.store(), node.operation.value, run.provider, run.seconds, warn=context.log.warning
         )
     context.log.info(f"{node.id}: {result.duration}s {result.width}x{result.height} -> {result.url}")
-    return NodeOutput(node.id, result)
+    yield dg.Output(None)
+
+
+def _run_with_retries(
+    context: dg.OpExecutionContext, nodes: RunNodes, started: HeadStarts | None, task: NodeTask
+) -> NodeRun:
+    """The node's run, its transient failures retried here (see MAX_RETRIES); a dg.Failure when it fails."""
+    node = task.node
+    attempt = 1
+    while True:
+        try:
+            return _run_or_await(context, nodes, started, task, attempt)
+        except MediaChecksFailed as exc:
+            _log_checks(context, task, exc.outcomes)
+            _halt(started, node)
+            # Not retried: the same work makes the same video. Not recorded: no materialization, nothing to reuse.
+            raise dg.Failure(
+                description=f"{node.id} ({node.operation.value}) failed: {exc}", allow_retries=False
+            ) from exc
+        except TransientError as exc:
+            if attempt > MAX_RETRIES:
+                _halt(started, node)
+                raise dg.Failure(
+                    description=f"{node.id} ({node.operation.value}) failed after {attempt} attempts: {exc}",
+                    allow_retries=False,
+                ) from exc
+            delay = backoff_delay(attempt - 1, base=RETRY_BASE_DELAY_SECONDS)
+            context.log.warning(f"{node.id}: transient failure, attempt {attempt}: {exc}; retrying in {delay:.1f} s")
+            sleep_interruptibly(delay)
+            attempt += 1
+        except VideoPipelineError as exc:
+            _halt(started, node)
+            raise dg.Failure(
+                description=f"{node.id} ({node.operation.value}) failed: {exc}", allow_retries=False
+            ) from exc
+        except Abandoned:
+            why = (started.halted_by if started is not None else None) or "the run is ending"
+            raise dg.Failure(
+                description=f"{node.id} ({node.operation.value}) canceled: {why}, so the run fails",
+                allow_retries=False,
+            ) from None
 
 
 def _log_checks(context: dg.OpExecutionContext, task: NodeTask, outcomes: Sequence[CheckOutcome]) -> None:
@@ -483,7 +504,7 @@ def _log_checks(context: dg.OpExecutionContext, task: NodeTask, outcomes: Sequen
 
 
 def _run_or_await(
-    context: dg.OpExecutionContext, nodes: RunNodes, started: HeadStarts | None, task: NodeTask
+    context: dg.OpExecutionContext, nodes: RunNodes, started: HeadStarts | None, task: NodeTask, attempt: int
 ) -> NodeRun:
     """The node's run: awaited when it was started ahead (its lines passed on), else run here and now."""
     node = task.node
@@ -501,7 +522,7 @@ def _run_or_await(
     if started is not None and started.halted_by is not None and node.is_remote:
         raise Abandoned  # another node failed for good: no provider job for a run that will fail
     step = context.get_step_execution_context().step.key
-    work = _node_work(nodes, context.instance, context.run, task, step=step, attempt=context.retry_number + 1)
+    work = _node_work(nodes, context.instance, context.run, task, step=step, attempt=attempt)
     return work(info, context.log.warning)
 
 
@@ -560,24 +581,24 @@ def _materialization(
     )
 
 
-@dg.op(
-    out={
-        "state": dg.Out(PlanState, is_required=False),
-        "tasks": dg.DynamicOut(NodeTask, is_required=False),
-    },
-)
-def finish_level(
-    context: dg.OpExecutionContext, state: PlanState, outputs: list[NodeOutput], head_starts: dg.ResourceParam[RunNodes]
-) -> Iterator[dg.Output[PlanState] | dg.DynamicOutput[NodeTask]]:
-    """Collect a level's videos and start the next level's nodes (or report the final video)."""
-    state = state.with_outputs(outputs)
-    next_level = 1 + max(state.levels[out.node_id] for out in outputs)
-    if next_level > state.last_level:
-        _log_final(context, state)
-        return
-    _start_ahead(context, head_starts, state)
-    yield dg.Output(state, output_name="state")
-    yield from state.tasks(next_level)
+@dg.op(ins={"nodes": dg.In(dg.Nothing)}, out={})
+def finish(context: dg.OpExecutionContext) -> Iterator[dg.Output[None]]:
+    """Report the execution's final video, once every node of the plan has one."""
+    execution_id = _execution_id(context)
+    final_id = sinks(parse_plan(plan_of_run(context.run)))[-1].id
+    videos = {node_id: result for node_id, (_lineage, result) in earlier_results(context.instance, context.run).items()}
+    videos.update(
+        {node_id: r.result for node_id, r in DagsterRunRecords(context.instance).node_records(context.run_id).items()}
+    )
+    result = videos.get(final_id)
+    if result is None:
+        context.log.warning(f"execution {execution_id}: no video recorded for its final node {final_id}")
+    else:
+        context.log.info(
+            f"execution {execution_id} completed: final video {final_id} "
+            f"({result.duration}s {result.width}x{result.height}) {result.url}"
+        )
+    yield from ()  # no output (a generator: Dagster's way to an op with `out={}` and a typed signature)
 
 
 @dg.job(
@@ -589,7 +610,4 @@ def finish_level(
     config={"ops": {"plan": {"config": EXAMPLE_PLAN}}},
 )
 def execute_plan() -> None:
-    state, tasks = plan()
-    for level in range(MAX_LEVELS):
-        outputs = tasks.map(run_plan_node.alias(f"level_{level}"))
-        state, tasks = finish_level.alias(f"level_{level}_done")(state, outputs.collect())
+    finish(plan().map(run_plan_node).collect())

@@ -1,20 +1,20 @@
-"""What flows between the steps of execute_plan: the plan state and one task per node."""
+"""What flows between the steps of execute_plan: one planned node per node to run, and its task."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-
-import dagster as dg
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from video_pipelines.node_checks import audio_expected
-from video_pipelines.plan import PlanNode, sinks
+from video_pipelines.plan import PlanNode
+from video_pipelines.plan.model import ancestors
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan
 
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_]")
+NODE_OP = "node"  # the name of the op that runs each node: its steps are `node[<mapping key>]`
 
 
 def mapping_key(node_id: str) -> str:
@@ -41,53 +41,67 @@ class NodeTask:
 
 
 @dataclass(frozen=True)
-class NodeOutput:
-    node_id: str
-    result: VideoResult
+class PlannedNode:
+    """What `plan` hands one node step: the node, and what it needs from the run before it can run.
 
-
-@dataclass(frozen=True)
-class PlanState:
-    """The plan as it runs: what runs at which level, and the results so far."""
+    Its inputs' videos do not exist yet when `plan` fans the nodes out: the step finds the
+    results of `needs` (the ancestors that run in this run) when it starts (`task`).
+    """
 
     execution_id: str
-    resolved: ResolvedPlan
-    levels: dict[str, int]  # of the nodes that run
-    results: dict[str, VideoResult] = field(default_factory=dict)
+    node: PlanNode
+    lineage: str
+    audio_expected: bool
+    needs: dict[str, str]  # the ancestors that run in this run: node id -> lineage
+    known: dict[str, VideoResult]  # the results of its other ancestors (and base outputs), known at `plan`
+    ancestors: tuple[str, ...]  # what its `{{refs}}` may name, in order
+    base_final: VideoResult | None = None  # the base's final video, the input of a node that names none
 
-    @property
-    def last_level(self) -> int:
-        return max(self.levels.values(), default=-1)
+    def task(self, results: Mapping[str, VideoResult]) -> NodeTask:
+        """The node's task once `results` holds a video for each of `needs`."""
+        have = {**self.known, **{node_id: results[node_id] for node_id in self.needs}}
+        node = self.node
+        if not node.consumes_inputs:
+            inputs: tuple[VideoResult, ...] = ()
+        elif not node.depends_on and self.base_final is not None:
+            inputs = (self.base_final,)
+        else:
+            inputs = tuple(have[dep] for dep in node.depends_on)
+        upstream = {dep: have[dep] for dep in self.ancestors}
+        return NodeTask(self.execution_id, node, inputs, upstream, self.lineage, self.audio_expected)
 
-    def with_outputs(self, outputs: list[NodeOutput]) -> PlanState:
-        return replace(self, results={**self.results, **{out.node_id: out.result for out in outputs}})
 
-    def final(self) -> tuple[str, VideoResult]:
-        """The final node (the last sink in plan order) and its video."""
-        node = sinks(self.resolved.plan)[-1]
-        decision = self.resolved.decisions[node.id]
-        return node.id, decision.result if decision.result is not None else self.results[node.id]
+def planned_nodes(execution_id: str, resolved: ResolvedPlan) -> list[PlannedNode]:
+    """The nodes to run, each after its dependencies; among nodes of the same depth, local ones first.
 
-    def tasks(self, level: int) -> Iterator[dg.DynamicOutput[NodeTask]]:
-        """The steps of `level`, local nodes first.
-
-        The in-process executor runs a level's steps in this order: a local node runs while the
-        remote nodes started ahead wait on their providers, before their steps await them.
-        """
-        nodes = [node for node in self.resolved.to_run if self.levels[node.id] == level]
-        audio = audio_expected(self.resolved.plan)
-        for node in sorted(nodes, key=lambda node: node.is_remote):
-            task = NodeTask(
-                execution_id=self.execution_id,
-                node=node,
-                inputs=tuple(self.resolved.inputs(node, self.results)),
-                upstream=self.resolved.upstream(node, self.results),
-                lineage=self.resolved.lineage[node.id],
-                audio_expected=audio[node.id],
+    The in-process executor runs the steps one at a time in this order, so a node's step comes
+    after its inputs' steps, and a local node runs while the remote nodes started ahead of
+    their steps wait on their providers.
+    """
+    levels = resolved.run_levels()
+    order = {node.id: index for index, node in enumerate(resolved.plan.nodes)}
+    nodes = sorted(resolved.to_run, key=lambda node: (levels[node.id], node.is_remote, order[node.id]))
+    audio = audio_expected(resolved.plan)
+    planned = []
+    for node in nodes:
+        ancestors_of = tuple(sorted(ancestors(resolved.plan, node.id)))
+        needs = {dep: resolved.lineage[dep] for dep in ancestors_of if dep in levels}
+        known = {dep: resolved.result(dep) for dep in ancestors_of if dep not in levels}
+        planned.append(
+            PlannedNode(
+                execution_id,
+                node,
+                resolved.lineage[node.id],
+                audio[node.id],
+                needs,
+                known,
+                ancestors_of,
+                resolved.base_final if node.consumes_inputs and not node.depends_on else None,
             )
-            yield dg.DynamicOutput(task, mapping_key=mapping_key(node.id), output_name="tasks")
+        )
+    return planned
 
 
-def step_key(level: int, node_id: str) -> str:
-    """The Dagster step key of a node's step at `level` (`level_0[scene_1]`)."""
-    return f"level_{level}[{mapping_key(node_id)}]"
+def step_key(node_id: str) -> str:
+    """The Dagster step key of a node's step (`node[scene_1]`)."""
+    return f"{NODE_OP}[{mapping_key(node_id)}]"

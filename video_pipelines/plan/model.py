@@ -137,14 +137,12 @@ def parse_plan(
     data: Mapping[str, Any],
     *,
     external_nodes: Collection[str] | None = None,
-    max_depth: int | None = None,
 ) -> Plan:
     """Validate a plan in wire form and return it.
 
     `external_nodes` are the node ids a variant may depend on outside the plan (the base's
     nodes). When the plan names a base whose nodes are not known yet, pass None: unknown
-    dependencies are then left for the base to resolve. `max_depth` bounds the number of
-    levels (the longest dependency chain) an executor supports.
+    dependencies are then left for the base to resolve.
     """
     problems: list[str] = []
     if not isinstance(data, Mapping):
@@ -186,8 +184,6 @@ def parse_plan(
     for node in plan.nodes:
         _check_inputs(node, plan.base_execution_id is not None, problems)
         _check_params(plan, node, problems)
-    if max_depth is not None:
-        _check_depth(plan, max_depth, problems)
     if problems:
         raise PlanValidationError(problems)
     return plan
@@ -215,15 +211,6 @@ def _check_dependencies(plan: Plan, external_nodes: Collection[str] | None, prob
                 continue
             where = f" or in base {base_execution_id}" if base_execution_id is not None else ""
             problems.append(f"{node.id}.dependsOn: unknown dependency '{dep}' (no job with that id{where})")
-
-
-def _check_depth(plan: Plan, max_depth: int, problems: list[str]) -> None:
-    depth = max(levels(plan).values()) + 1
-    if depth > max_depth:
-        problems.append(
-            f"plan: {depth} levels of dependencies; execute_plan runs at most {max_depth} "
-            "(split the plan, or submit the rest as a variant of this one)"
-        )
 
 
 def _parse_webhook(raw: Any, problems: list[str]) -> Webhook | None:

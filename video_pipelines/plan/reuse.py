@@ -107,6 +107,10 @@ class ResolvedPlan:
         """The results `{{refs}}` of `node` may name."""
         return {dep: self._result(dep, results) for dep in sorted(ancestors(self.plan, node.id))}
 
+    def result(self, node_id: str) -> VideoResult:
+        """The video of a node that does not run here (reused, carried) or of a dependency only the base has."""
+        return self._result(node_id, {})
+
     def _result(self, node_id: str, results: Mapping[str, VideoResult]) -> VideoResult:
         if node_id in self.plan.by_id:
             decision = self.decisions[node_id]

@@ -1,0 +1,129 @@
+"""How a node's step finds the videos of the nodes it needs, which run as steps of their own.
+
+In `execute_plan` every node to run is a step `node[<id>]` that depends, for Dagster, only on
+`plan`: Dagster's graph is fixed when the code loads, the plan's edges are not. So a step
+finds its upstream videos itself, when it starts:
+
+1. in memory: with the in-process executor every step of the run runs in this process, and
+   each node's step (or its work started ahead, `head_start.py`) records its video there;
+2. in the run's records: each node's step logs an asset materialization with its `node_id`,
+   `lineage` and `result` (as `plan` does for each node it reuses), and a run re-executed
+   from failure reads the runs it re-executes too;
+3. else it waits for them, polling the run's records (each step in its own process, the
+   multiprocess executor), until each has a video or its step ended without one: then this
+   node does not run (`NotRun`), and its step ends without work.
+
+Why waiting cannot deadlock: `plan` yields the nodes in topological order, the steps become
+executable in that order (they all wait on `plan` alone), and Dagster's executors start
+executable steps first in, first out (`ActiveExecution.get_steps_to_execute`: a stable sort
+on `dagster/priority`, which the steps of a run share). So a step waits only on steps
+started before it, which hold their slots of `max_concurrent` while they run and never wait on
+a later one; the earliest step still running waits on nothing unfinished. Two things keep that true:
+retries of a transient failure happen inside the step (Dagster's `RetryRequested` would put
+the step back at the end of the queue, behind the steps waiting for it), and with the
+in-process executor a step never waits (its upstream steps ran before it, one at a time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import dagster as dg
+
+from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.orchestration.state import PlannedNode, step_key
+from video_pipelines.plan.results import VideoResult
+from video_pipelines.providers.http import sleep_interruptibly
+
+POLL_SECONDS = 0.25
+_STEP_ENDS = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED}
+
+
+@dataclass(frozen=True)
+class NotRun:
+    """A node needed `dependency`, whose step ended without a video."""
+
+    dependency: str
+    failed: bool
+
+    @property
+    def message(self) -> str:
+        return f"not run: {self.dependency} {'failed' if self.failed else 'did not run'}"
+
+
+def earlier_results(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[str, tuple[str, VideoResult]]:
+    """The videos (with their lineage) of the runs `run` re-executes, by node id; a later run wins."""
+    records = DagsterRunRecords(instance)
+    chain: list[str] = []
+    parent_id = run.parent_run_id
+    while parent_id is not None and parent_id not in chain:
+        chain.append(parent_id)
+        parent = instance.get_run_by_id(parent_id)
+        parent_id = parent.parent_run_id if parent is not None else None
+    found: dict[str, tuple[str, VideoResult]] = {}
+    for run_id in reversed(chain):
+        found.update({node_id: (r.lineage, r.result) for node_id, r in records.node_records(run_id).items()})
+    return found
+
+
+def _look(
+    instance: dg.DagsterInstance, run_id: str, needs: Mapping[str, str]
+) -> tuple[dict[str, VideoResult], dict[str, bool]]:
+    """From the run's records: the needed videos recorded so far, and the needed steps that ended (failed?)."""
+    kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION, *_STEP_ENDS}
+    found: dict[str, VideoResult] = {}
+    ended: dict[str, bool] = {}
+    keys = {step_key(node_id): node_id for node_id in needs}
+    for record in instance.get_records_for_run(run_id, of_type=kinds, limit=100_000).records:
+        entry = record.event_log_entry
+        materialization = entry.asset_materialization
+        if materialization is not None:
+            metadata = materialization.metadata
+            node_id = metadata["node_id"].value if "node_id" in metadata else None
+            if node_id in needs and metadata["lineage"].value == needs[str(node_id)]:
+                found[str(node_id)] = VideoResult.from_wire(metadata["result"].value)  # type: ignore[arg-type]
+        elif entry.step_key in keys:
+            ended[keys[entry.step_key]] = entry.dagster_event_type == dg.DagsterEventType.STEP_FAILURE
+    return found, ended
+
+
+def upstream_results(
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    planned: PlannedNode,
+    in_memory: Mapping[str, VideoResult],
+    *,
+    wait: bool,
+    log: Callable[[str], None],
+    sleep: Callable[[float], None] = sleep_interruptibly,
+) -> dict[str, VideoResult] | NotRun:
+    """The videos of the nodes `planned` needs, or the first of them whose step ended without one.
+
+    `wait`: poll the run's records until each needed step has ended (the multiprocess
+    executor); else a needed step has ended already (the in-process one), so look once.
+    """
+    needs = planned.needs
+    found = {node_id: in_memory[node_id] for node_id in needs if node_id in in_memory}
+    if len(found) == len(needs):
+        return found
+    if run.parent_run_id is not None:
+        earlier = earlier_results(instance, run)
+        found.update(
+            {node_id: earlier[node_id][1] for node_id in needs if earlier.get(node_id, ("",))[0] == needs[node_id]}
+        )
+    waiting = False
+    while True:
+        missing = {node_id: lineage for node_id, lineage in needs.items() if node_id not in found}
+        if not missing:
+            return found
+        recorded, ended = _look(instance, run.run_id, missing)
+        found.update(recorded)
+        for node_id in missing:
+            if node_id not in found and (node_id in ended or not wait):
+                return NotRun(node_id, failed=ended.get(node_id, False))
+        if len(found) < len(needs):
+            if not waiting:
+                log(f"waiting for {', '.join(node_id for node_id in missing if node_id not in found)}")
+                waiting = True
+            sleep(POLL_SECONDS)
