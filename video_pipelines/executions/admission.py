@@ -38,6 +38,7 @@ from video_pipelines.plan.reuse import BaseExecution, BaseNode, ResolvedPlan, re
 from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import SubmissionState, SubmissionStore
 
+
 class BaseReadiness(StrEnum):
     NONE = "none"  # the plan names no base
     UNCHECKED = "unchecked"  # it names one, and the caller did not ask to look it up
