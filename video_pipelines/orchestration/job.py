@@ -391,7 +391,7 @@ def plan(
     planned = planned_nodes(execution_id, resolved)
     context.log.info(
         f"execution {execution_id}: {len(parsed.nodes)} nodes, {len(resolved.reused)} reused, "
-        f"{len(planned)} to run" + (": " + ", ".join(p.node.id for p in planned) if planned else "")
+        f"{len(planned)} to run" + (": " + ", ".join(_shape(p) for p in planned) if planned else "")
     )
     started = _head_starts(context, head_starts)
     if started is not None and planned:
@@ -400,6 +400,12 @@ def plan(
         _start_ready(head_starts, started, context.instance, context.run, context.log.info)
     for each in planned:
         yield dg.DynamicOutput(each, mapping_key=mapping_key(each.node.id))
+
+
+def _shape(planned: PlannedNode) -> str:
+    """A node to run and the nodes it takes videos from: the plan's edges, which the job's graph cannot draw."""
+    after = planned.node.depends_on
+    return f"{planned.node.id} (after {', '.join(after)})" if after else planned.node.id
 
 
 @dg.op(name=NODE_OP, out=dg.Out(dg.Nothing, is_required=False))
