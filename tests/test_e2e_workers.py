@@ -229,7 +229,7 @@ def test_sigkilled_worker_is_named_and_its_execution_resumed_on_the_other(
     assert final["worker"] is not None and not final["worker"].startswith(node), final["worker"]
     # Nothing ran twice: `first` has no step in the resumed run, the slow prediction was created once and resumed.
     steps = {stats.step_key for stats in target.instance.get_run_step_stats(resumed["runId"])}
-    assert "level_0[first]" not in steps and "level_0[long]" in steps, steps
+    assert "node[first]" not in steps and "node[long]" in steps, steps
     assert list(replicate.prompts.values()).count(SLOW_PROMPT) == 1, replicate.prompts
     assert final["jobs"]["first"]["status"] == "completed" and final["result"]["duration"] > 1.5, final
     # One webhook, for the final outcome.

@@ -27,9 +27,10 @@ says what a caller should do next:
         └── WebhookSecretError        the secret cannot sign, or cannot be read where webhooks are sent
 
 `TransientError` marks the errors worth another try (the `Transient*` classes). The
-`execute_plan` op retries exactly those, with backoff, by raising Dagster's `RetryRequested`
-itself rather than through an op `RetryPolicy` (Dagster applies a RetryPolicy to interrupts
-too, so a canceled step would start again); every other error fails the step at once. A
+`execute_plan` node step retries exactly those, with backoff, inside the step: not through an
+op `RetryPolicy` (Dagster applies it to interrupts too, so a canceled step would start again)
+nor `RetryRequested` (it queues the step behind the steps that need its video); every other
+error fails the step at once. A
 failed webhook delivery is not an error: it is an attempt recorded in the outbox.
 """
 

@@ -58,7 +58,7 @@ def run_view(run: dg.DagsterRun) -> RunView:
 
 
 def _node_of_step(step_key: str, by_key: dict[str, str]) -> str | None:
-    """The plan node a step runs: step keys are `level_<k>[<mapping key>]`; other steps run none."""
+    """The plan node a step runs: node steps are `node[<mapping key>]`; other steps (`plan`, `finish`) run none."""
     if "[" not in step_key:
         return None
     return by_key.get(step_key.split("[", 1)[1].rstrip("]"))
