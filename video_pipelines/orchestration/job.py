@@ -424,7 +424,7 @@ def run_plan_node(
         log=lambda line: context.log.info(f"{node.id}: {line}"),
     )
     if isinstance(results, NotRun):
-        # No output: nothing downstream of it runs, and the run already fails with its input's step.
+        # No work, no video: the nodes that need it are not run either; the run fails with its input's step.
         context.log.warning(f"{node.id}: {results.message}")
         return
     task = planned.task(results)
