@@ -19,10 +19,10 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget, Wo
 from dagster._utils.hosted_user_process import recon_job_from_origin
 from dagster_graphql.test.utils import execute_dagster_graphql
 
-from video_pipelines.demo import CODE_LOCATION, code_location
+from video_pipelines.demo import CODE_LOCATION, DEV_ARTIFACTS_URL, code_location
+from video_pipelines.executions import execution_status
 from video_pipelines.instance import write_workspace
-
-from .media import local_path_of
+from video_pipelines.orchestration.run_records import DagsterRunRecords
 
 REPO = Path(__file__).resolve().parents[1]
 _REEXECUTE = """
@@ -60,25 +60,34 @@ def test_demo_prints_progress_and_a_table_and_its_runs_can_be_re_executed(
     assert ["product_demo", "job4", "completed"] in [line[:3] for line in progress]
     assert ["french_variant", "job1", "reused"] in [line[:3] for line in progress]
     assert ["spanish_dependent", "execution", "completed"] in [line[:3] for line in progress]
-    assert lines[-4].split() == ["execution", "plan", "status", "computed", "reused", "seconds", "cost", "video"]
-    rows = [_ROW.match(line) for line in lines[-3:]]
-    assert all(rows), lines[-3:]
+    header = ["execution", "plan", "status", "computed", "reused", "seconds", "cost", "video"]
+    at = next(i for i, line in enumerate(lines) if line.split() == header)
+    rows = [_ROW.match(line) for line in lines[at + 1 : at + 4]]
+    assert all(rows), lines[at:]
+    # The videos open now from their files; the UI and status link them where `video-pipelines dev` serves them.
+    assert lines[at + 4 :] == [
+        "",
+        f"The UI and status link these videos at {DEV_ARTIFACTS_URL}/ (served by `video-pipelines dev`).",
+    ]
     table = [row.groups() for row in rows if row]
     assert [(plan, status, computed, reused) for _, plan, status, computed, reused, *_ in table] == [
         ("product_demo", "completed", "4", "0"),
         ("french_variant", "completed", "2", "4"),
         ("spanish_dependent", "completed", "2", "0"),
     ]
-    assert all(local_path_of(row[-1]).is_file() for row in table)
+    assert all(Path(row[-1]).is_file() for row in table)
 
     home = tmp_path / ".dagster_home"
     assert (home / "dagster.yaml").read_text().startswith("# Written by video-pipelines")
     assert "storage" not in (home / "dagster.yaml").read_text()  # the embedded default is SQLite
     assert list(home.glob("**/*.db")), "SQLite storage under .dagster_home"
-    assert all(row[-1].startswith(f"file://{home / 'artifacts'}") for row in table)
+    assert all(row[-1].startswith(str(home / "artifacts")) for row in table)
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # the artifact folder of the re-execution below
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         runs = {row[0]: instance.get_run_by_id(row[0]) for row in table}
+        for execution_id, *_, video in table:
+            url = execution_status(DagsterRunRecords(instance), None, execution_id).to_wire()["result"]["url"]
+            assert url == f"{DEV_ARTIFACTS_URL}/{Path(video).relative_to(home / 'artifacts')}"
         for run in runs.values():
             assert run is not None and run.remote_job_origin is not None
             assert run.remote_job_origin.location_name == CODE_LOCATION
@@ -119,4 +128,5 @@ def test_demo_verbose_brings_dagster_logs_back(tmp_path: Path) -> None:
     done = demo(tmp_path, "--verbose", "--plan", str(REPO / "video_pipelines" / "examples" / "product_demo.json"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert " - dagster - DEBUG - " in done.stderr and " - dagster - INFO - " in done.stderr
-    assert done.stdout.splitlines()[-1].split()[1:3] == ["product_demo", "completed"]
+    (row,) = [line for line in done.stdout.splitlines() if _ROW.match(line)]
+    assert row.split()[1:3] == ["product_demo", "completed"]

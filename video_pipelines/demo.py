@@ -44,12 +44,17 @@ from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import load_plan_json, parse_plan
 from video_pipelines.plan.results import VideoResult
+from video_pipelines.storage import ARTIFACTS_BASE_URL_ENV, ArtifactStore, store_from_url
 
 CODE_LOCATION = "video_pipelines"
 """The code location's name in `video_pipelines.instance.write_workspace`: the UI finds a run's job by it."""
 DEFINITIONS_MODULE = "video_pipelines.orchestration.definitions"
 JOB_NAME = "execute_plan"
 _POLL_SECONDS = 0.5
+# Where `video-pipelines dev` (its API on the default port) serves the artifact folder. The demo's result URLs
+# point there, so its videos open from the Dagster UI and `status` once dev runs; the demo itself ends, so its
+# table names the files to open now.
+DEV_ARTIFACTS_URL = "http://127.0.0.1:8080/artifacts"
 
 
 def run_plan_in_process(plan_wire: dict[str, Any], instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -246,9 +251,21 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def openable(url: str, store: ArtifactStore) -> str:
+    """What a person opens from the terminal: the local file behind a served artifact URL, else the URL itself."""
+    base = os.environ.get(ARTIFACTS_BASE_URL_ENV, "").rstrip("/")
+    if base and url.startswith(base + "/"):
+        local = store.local_path(url.removeprefix(base + "/"))
+        if local is not None and local.exists():
+            return str(local)
+    return url
+
+
 def run_demo(plan_file: str | None = None, *, verbose: bool = False) -> int:
     home = prepare_dagster_home()
     print(f"DAGSTER_HOME={home}", file=sys.stderr)
+    os.environ.setdefault(ARTIFACTS_BASE_URL_ENV, DEV_ARTIFACTS_URL)  # a user's own wins, as under dev
+    store = store_from_url(os.environ.get("VIDEO_PIPELINES_STORAGE_URL"), default_root=home / "artifacts")
     rows = []
     with dg.DagsterInstance.get() as instance, code_location(instance) as location:
         if plan_file:
@@ -265,6 +282,10 @@ def run_demo(plan_file: str | None = None, *, verbose: bool = False) -> int:
                         plan = _with_local_audio(example_plan(name), audio_base)
                         plan["baseExecutionId"] = base["executionId"]
                         rows.append(run_plan_with_progress(name, plan, instance, location, verbose=verbose))
+    for row in rows:
+        row["video"] = openable(str(row["video"]), store)
     print()
     print(format_table(rows))
+    if os.environ[ARTIFACTS_BASE_URL_ENV] == DEV_ARTIFACTS_URL:
+        print(f"\nThe UI and status link these videos at {DEV_ARTIFACTS_URL}/ (served by `video-pipelines dev`).")
     return 0 if all(row["status"] == "completed" for row in rows) else 1
