@@ -135,6 +135,24 @@ def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None =
             )
 
 
+def extract_speech_track(media: Path, out: Path, encoding: Sequence[str], *, timeout: float | None) -> Path:
+    """`media`'s first audio track, mono, encoded by `encoding` (FFmpeg output options) into `out`.
+
+    A MediaError that says so when `media` has no audio track (there is no speech to transcribe).
+    """
+    try:
+        run_ffmpeg(
+            ["-nostdin", "-y", "-i", str(media), "-map", "0:a:0", "-vn", "-ac", "1", *encoding, str(out)],
+            description=f"extracting the speech of {media.name}",
+            timeout=timeout,
+        )
+    except MediaError as exc:
+        if "matches no streams" in str(exc):
+            raise MediaError(f"{media.name} has no audio track: there is no speech to transcribe") from None
+        raise
+    return out
+
+
 def _wait_interruptibly(proc: subprocess.Popen[bytes], timeout: float | None) -> int:
     """`proc.wait(timeout)` in short slices.
 

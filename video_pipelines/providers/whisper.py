@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from video_pipelines.errors import MediaError, ProviderError
-from video_pipelines.operations.ffmpeg import run_ffmpeg
+from video_pipelines.errors import ProviderError
+from video_pipelines.operations.ffmpeg import extract_speech_track
 from video_pipelines.providers.base import TranscriptionRequest
 from video_pipelines.providers.http import reachable_by_provider, remote_input
 from video_pipelines.speech import Word
@@ -95,18 +95,8 @@ def whisper_language_name(language: str, *, provider: str) -> str:
 
 def extract_speech(media: Path, out: Path, *, timeout: float | None) -> Path:
     """`media`'s first audio track as mono 16 kHz MP3 at `out`; MediaError when it has no audio."""
-    try:
-        run_ffmpeg(
-            ["-nostdin", "-y", "-i", str(media), "-map", "0:a:0", "-vn", "-ac", "1",
-             "-ar", str(SPEECH_SAMPLE_RATE), "-c:a", "libmp3lame", "-b:a", SPEECH_BITRATE, str(out)],
-            description=f"extracting the speech of {media.name}",
-            timeout=timeout,
-        )  # fmt: skip
-    except MediaError as exc:
-        if "matches no streams" in str(exc):
-            raise MediaError(f"{media.name} has no audio track: there is no speech to transcribe") from None
-        raise
-    return out
+    encoding = ["-ar", str(SPEECH_SAMPLE_RATE), "-c:a", "libmp3lame", "-b:a", SPEECH_BITRATE]
+    return extract_speech_track(media, out, encoding, timeout=timeout)
 
 
 def speech_source(

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from video_pipelines.errors import MediaError
-from video_pipelines.operations.ffmpeg import run_ffmpeg
+from video_pipelines.operations.ffmpeg import extract_speech_track
 from video_pipelines.providers.base import JobLedger, TranscriptionRequest
 from video_pipelines.speech import LOCAL_LANGUAGES, REMOTE_TRANSCRIBERS, Word, base_language
 
@@ -25,19 +25,10 @@ _FILLERS = {"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]"}
 def _speech_pcm(media: Path, work: Path, *, timeout: float | None) -> bytes:
     """`media`'s first audio track as 16 kHz mono signed 16-bit little-endian PCM."""
     pcm = work / "speech.raw"
-    try:
-        run_ffmpeg(
-            ["-nostdin", "-y", "-i", str(media), "-map", "0:a:0", "-vn", "-ac", "1",
-             # Dithered: on digital silence (all zeros) PocketSphinx hears words ("dog" over 2 s of
-             # it); noise of one least significant bit, inaudible, makes it hear nothing there.
-             "-af", f"aresample={SAMPLE_RATE}:dither_method=triangular", "-f", "s16le", str(pcm)],
-            description=f"extracting the speech of {media.name}",
-            timeout=timeout,
-        )  # fmt: skip
-    except MediaError as exc:
-        if "matches no streams" in str(exc):
-            raise MediaError(f"{media.name} has no audio track: there is no speech to transcribe") from None
-        raise
+    # Dithered: on digital silence (all zeros) PocketSphinx hears words ("dog" over 2 s of it);
+    # noise of one least significant bit, inaudible, makes it hear nothing there.
+    encoding = ["-af", f"aresample={SAMPLE_RATE}:dither_method=triangular", "-f", "s16le"]
+    extract_speech_track(media, pcm, encoding, timeout=timeout)
     return pcm.read_bytes()
 
 
