@@ -117,7 +117,7 @@ def run_node(
         ) from None
     with tempfile.TemporaryDirectory(prefix=f"vp-{node.id}-", dir=env.workdir) as tmp:
         work = Path(tmp)
-        input_paths = [_local_copy(result, work / f"input{i}.mp4", env) for i, result in enumerate(inputs)]
+        input_paths = [local_copy(result, work / f"input{i}.mp4", env) for i, result in enumerate(inputs)]
         out = work / "output.mp4"
         call = _OperationCall(
             node_id=node.id,
@@ -162,7 +162,7 @@ def _model_used(operation: Operation, params: AnyParams, provider: str | None) -
     return params.model or DEFAULT_MODELS.get((operation, provider))
 
 
-def _local_copy(result: VideoResult, dest: Path, env: NodeEnvironment) -> Path:
+def local_copy(result: VideoResult, dest: Path, env: NodeEnvironment) -> Path:
     """A local file holding `result`'s video: the store's own file when local, else a download."""
     key = env.store.key_for(result.sha256)
     local = env.store.local_path(key)

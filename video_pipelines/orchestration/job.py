@@ -44,7 +44,7 @@ from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.spending import check_spend_cap
 from video_pipelines.head_start import HeadStarts, Log, Work, await_result
 from video_pipelines.node_checks import audio_expected, expectations_for, subject
-from video_pipelines.node_runner import NodeEnvironment, NodeRun, run_node
+from video_pipelines.node_runner import NodeEnvironment, NodeRun, local_copy, run_node
 from video_pipelines.operations.checks import (
     DEFAULT_BLOCKING,
     CheckName,
@@ -295,11 +295,8 @@ def _check_media(nodes: RunNodes, task: NodeTask, run: NodeRun) -> None:
     node = task.node
     params = node.typed_params({node_id: result.to_wire() for node_id, result in task.upstream.items()})
     expected = expectations_for(node, params, task.inputs, audio=task.audio_expected)
-    store = nodes.env().store
     with tempfile.TemporaryDirectory(prefix=f"vp-checks-{node.id}-") as tmp:
-        key = store.key_for(run.result.sha256)
-        local = store.local_path(key)
-        path = local if local is not None and local.exists() else store.fetch_to(key, Path(tmp) / "video.mp4")
+        path = local_copy(run.result, Path(tmp) / "video.mp4", nodes.env())
         timeout = nodes.env().timeout
         outcomes = check_media(path, expected, subject=subject(node), blocking=nodes.blocking, timeout=timeout)
     failure = blocking_failure(outcomes)
