@@ -131,7 +131,7 @@ print(len(passes))
 """
     done = subprocess.run(["python", "-c", check], capture_output=True, text=True, check=True)
     lines = done.stdout.split("\n")
-    assert lines[0] == "[1, 5] [0.2, 5.0] 1", done.stdout + done.stderr
+    assert lines[0] == "[1, 5] [0.2, 5.0] 0.25", done.stdout + done.stderr
     assert 4 <= int(lines[1]) <= 6, done.stdout
 
 

@@ -1,22 +1,91 @@
-"""Dagster instance storage that accepts a plain `postgresql://user@host:port/db` URL.
+"""Dagster instance storage on PostgreSQL: a plain `postgresql://user@host:port/db` URL, pooled connections.
 
-`dagster.yaml` names `PostgresStorage`, which pins the URL's driver to psycopg2 (see
-`video_pipelines.database_url`) before handing it to dagster-postgres.
+`dagster.yaml` names `PostgresStorage`. It pins the URL's driver to psycopg2 (see
+`video_pipelines.database_url`) and gives dagster-postgres's run, event log and schedule
+storages one connection pool per process and database instead of their default `NullPool`.
+
+Why the pool: dagster-postgres opens a new connection for every statement (outside the
+webserver), and every connection makes PostgreSQL fork and initialise a backend. The daemon
+polls the run queue, sensors, run monitoring and the run-status sensors several times a second,
+and every sensor tick and every run builds a new instance, so a burst of 50 one-node
+executions opened about 13,000 connections and PostgreSQL spent 1.3-1.4 CPU-seconds per
+execution on them: more than the daemon and the workers together (benchmarks/bench_workers.py
+--profile). The pool is per process and shared by every instance the process builds, so
+instances made per tick or per run reuse warm connections; a process also checks for Dagster's
+tables only the first time it opens the database.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
+from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
 from video_pipelines.database_url import psycopg2_url
 
+POOL_SIZE_ENV = "VIDEO_PIPELINES_DB_POOL_SIZE"
+# Connections a process keeps open: the daemon's threads and a worker's run rarely need more at
+# once; bursts above it open short-lived overflow connections. Small, because every process of a
+# deployment (API, webserver, daemon, code servers, worker children) keeps its own.
+DEFAULT_POOL_SIZE = 2
+MAX_OVERFLOW = 20
+# Reconnect now and then so a long-lived process does not keep a backend forever (and to ride
+# out connections a proxy or failover closed behind our back: pre-ping checks each checkout).
+POOL_RECYCLE_SECONDS = 1800
+
+_engines: dict[str, sqlalchemy.engine.Engine] = {}
+_tables_checked: set[str] = set()
+_engines_lock = threading.Lock()
+
+
+def _forget_engines_after_fork() -> None:
+    """A forked child (Celery's prefork pool) must not use, nor close, its parent's connections."""
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
+    _tables_checked.clear()
+
+
+os.register_at_fork(after_in_child=_forget_engines_after_fork)
+
+
+def pool_size() -> int:
+    raw = os.environ.get(POOL_SIZE_ENV, "")
+    try:
+        size = int(raw) if raw else DEFAULT_POOL_SIZE
+    except ValueError:
+        raise ValueError(f"${POOL_SIZE_ENV} must be a whole number, got {raw!r}") from None
+    if size < 1:
+        raise ValueError(f"${POOL_SIZE_ENV} must be at least 1, got {size}")
+    return size
+
+
+def shared_engine(url: str) -> sqlalchemy.engine.Engine:
+    """This process's pooled engine for `url`."""
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is not None:
+            return engine
+        engine = sqlalchemy.create_engine(
+            url,
+            isolation_level="AUTOCOMMIT",  # what dagster-postgres's own engines use
+            pool_size=pool_size(),
+            max_overflow=MAX_OVERFLOW,
+            pool_recycle=POOL_RECYCLE_SECONDS,
+            pool_pre_ping=True,
+        )
+        _engines[url] = engine
+        return engine
+
 
 class PostgresStorage(DagsterPostgresStorage):
-    """dagster-postgres storage that accepts a plain `postgresql://user@host:port/db` URL."""
+    """dagster-postgres storage with a plain PostgreSQL URL and a per-process connection pool."""
 
     @classmethod
     def from_config_value(  # type: ignore[override]
@@ -25,4 +94,20 @@ class PostgresStorage(DagsterPostgresStorage):
         config = dict(config_value)
         if config.get("postgres_url"):
             config["postgres_url"] = psycopg2_url(str(config["postgres_url"]))
-        return DagsterPostgresStorage.from_config_value(inst_data, config)  # type: ignore[arg-type]
+        token_provider = get_token_provider_from_config(config)
+        if token_provider is not None:  # tokens are injected per connection: leave that to dagster-postgres
+            return DagsterPostgresStorage.from_config_value(inst_data, config)  # type: ignore[arg-type]
+        url = psycopg2_url(pg_url_from_config(config))
+        engine = shared_engine(url)
+        storage = DagsterPostgresStorage(
+            inst_data=inst_data,
+            postgres_url=url,
+            # Once a process has seen the tables, later instances need not look again.
+            should_autocreate_tables=url not in _tables_checked and bool(config.get("should_autocreate_tables", True)),
+        )
+        _tables_checked.add(url)
+        # The storages made their own NullPool engines (no connection yet); use the shared pool.
+        # The webserver later swaps in its own pool through optimize_for_webserver, as before.
+        for part in (storage._run_storage, storage._event_log_storage, storage._schedule_storage):
+            part._engine = engine
+        return storage

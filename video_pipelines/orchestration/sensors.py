@@ -192,8 +192,8 @@ DAEMON_CADENCE = (
     "Checked every 1 s by `video-pipelines daemon`, every 5 s by `dagster dev` (Frequency shows the 1 s minimum)."
 )
 LONG_POLL_CADENCE = (
-    f"A tick looks for up to {LONG_POLL_SECONDS:g} s; the next follows within 1 s by `video-pipelines daemon`, "
-    "5 s by `dagster dev` (Frequency shows the 1 s minimum)."
+    f"A tick looks for up to {LONG_POLL_SECONDS:g} s; the next starts 1 s after this one started, or at once if "
+    "it took longer, by `video-pipelines daemon` (within 5 s by `dagster dev`; Frequency shows the 1 s minimum)."
 )
 
 

@@ -1,0 +1,127 @@
+"""The production storage keeps one connection pool per process and database (video_pipelines/postgres.py).
+
+Against real PostgreSQL: instances built one after another (as the daemon's sensor ticks and a
+worker's runs build them) open only a few connections between them, a forked child gets its own,
+and a connection PostgreSQL closed behind our back is replaced before it is used.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg2
+import pytest
+from sqlalchemy import event
+from sqlalchemy.pool import Pool
+
+from video_pipelines.database_url import psycopg2_url
+from video_pipelines.instance import render_instance_yaml
+from video_pipelines.postgres import DEFAULT_POOL_SIZE, POOL_SIZE_ENV, pool_size, shared_engine
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def home(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DAGSTER_HOME with the production dagster.yaml (PostgreSQL, default launcher) on a fresh database."""
+    monkeypatch.setenv("VIDEO_PIPELINES_DATABASE_URL", postgres_url)
+    folder = tmp_path / "dagster_home"
+    folder.mkdir()
+    (folder / "dagster.yaml").write_text(render_instance_yaml(postgres=True))
+    return folder
+
+
+@pytest.fixture
+def connects() -> Iterator[list[int]]:
+    """Every new DBAPI connection SQLAlchemy opens in this process while the test runs."""
+    opened: list[int] = []
+
+    def count(_dbapi_connection: Any, _record: Any) -> None:
+        opened.append(1)
+
+    event.listen(Pool, "connect", count)
+    try:
+        yield opened
+    finally:
+        event.remove(Pool, "connect", count)
+
+
+def use(instance: dg.DagsterInstance) -> None:
+    """A little of what a sensor tick or a run does: the run, event log and schedule storages."""
+    instance.get_runs(limit=5)
+    instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]), limit=5)
+    instance.get_event_records(dg.EventRecordsFilter(event_type=dg.DagsterEventType.RUN_SUCCESS), limit=5)
+    instance.all_instigator_state()
+
+
+def test_instances_in_one_process_share_a_few_connections(home: Path, connects: list[int]) -> None:
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # creates Dagster's tables
+        use(instance)
+    connects.clear()
+    for _ in range(10):
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            use(instance)
+    # NullPool (dagster-postgres's default) opened one or more per statement, and each new
+    # instance looked for the tables again: over a hundred here. Now the pool's, at most.
+    assert len(connects) <= DEFAULT_POOL_SIZE, len(connects)
+
+
+def test_the_tables_are_still_created_on_a_new_database(home: Path) -> None:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = instance.create_run_for_job(dg.GraphDefinition("g").to_job(), run_id=None)
+        assert instance.get_run_by_id(run.run_id) is not None
+
+
+def _child_uses_the_database(home: str, results: Any) -> None:
+    with dg.DagsterInstance.from_config(home) as instance:
+        results.put(len(instance.get_runs()))
+
+
+def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents_alone(home: Path) -> None:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.create_run_for_job(dg.GraphDefinition("g").to_job())
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        for _ in range(2):  # as Celery's prefork pool does: children come and go
+            child = context.Process(target=_child_uses_the_database, args=(str(home), results))
+            child.start()
+            child.join(60)
+            assert child.exitcode == 0
+            assert results.get(timeout=5) == 1
+        # Had a child closed or used the parent's pooled connection, this would fail or hang.
+        assert len(instance.get_runs()) == 1
+
+
+def test_a_connection_closed_by_the_server_is_replaced(home: Path, postgres_url: str) -> None:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs()
+        admin = psycopg2.connect(postgres_url)
+        admin.autocommit = True
+        with admin.cursor() as cursor:  # what a restart, failover or idle timeout does to our pool
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            (terminated,) = cursor.fetchone()
+        admin.close()
+        assert terminated >= 1
+        assert instance.get_runs() == []
+
+
+def test_one_engine_per_database_in_a_process(postgres_url: str) -> None:
+    url = psycopg2_url(postgres_url)
+    assert shared_engine(url) is shared_engine(url)
+    assert shared_engine(url).pool.size() == pool_size()  # type: ignore[attr-defined]
+
+
+def test_the_pool_size_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(POOL_SIZE_ENV, "5")
+    assert pool_size() == 5
+    for bad in ("0", "two"):
+        monkeypatch.setenv(POOL_SIZE_ENV, bad)
+        with pytest.raises(ValueError, match=POOL_SIZE_ENV):
+            pool_size()
