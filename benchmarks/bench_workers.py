@@ -6,7 +6,11 @@ CLI's start-up. Prints:
 - submit -> run STARTED (RUN_START), median over `--count` one-node plans submitted one after
   another, with two warm workers and with the default launcher (target: <= 1.0 s warm);
 - executions/min for a burst of `--burst` one-node plans, with one and with two workers
-  (concurrency 2 each; target >= 60/min), from the first submission to the last run's end.
+  (concurrency 2 each; target >= 60/min), from the first submission to the last run's end;
+- for the two-worker burst, where the CPU went: CPU-seconds per execution of each process of the
+  deployment (with its children: the daemon's and webserver's code servers, a worker's pool) and
+  of PostgreSQL's backends, and the PostgreSQL connections opened per execution (from
+  pg_stat_database; a connection costs PostgreSQL a forked backend).
 
 Run from the repository root: python benchmarks/bench_workers.py [--count 10] [--burst 50]
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,6 +99,43 @@ def submit_to_started(target: client.Deployment, count: int) -> dict[str, list[f
     return latencies
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(deployment: DagsterDeployment) -> dict[str, float]:
+    """CPU-seconds so far of each started process's session (it and its children, reaped or alive),
+    and of all PostgreSQL server processes (other databases' too: keep the machine quiet)."""
+    sessions = {process.pid: name for name, process in deployment.processes.items()}
+    totals = dict.fromkeys([*sessions.values(), "postgresql"], 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")[0]
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        session = int(fields[3])
+        used = sum(int(value) for value in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
+        if session in sessions:
+            totals[sessions[session]] += used
+        elif command.startswith(b"postgres"):
+            totals["postgresql"] += used
+    return totals
+
+
+def postgres_sessions() -> int:
+    """Connections PostgreSQL has accepted since its statistics were reset, over all databases."""
+    done = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc", "SELECT sum(sessions) FROM pg_stat_database"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
 def burst_rate(target: client.Deployment, count: int) -> float:
     started = time.time()
     ids = [client.submit(plan(1000 + index), target=target) for index in range(count)]
@@ -114,7 +156,7 @@ def main() -> None:
     results: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, workers in (("default launcher", 0), ("two warm workers", 2)):
-            with deployment_with(workers, Path(tmp) / label.replace(" ", "_")) as (_deployment, target):
+            with deployment_with(workers, Path(tmp) / label.replace(" ", "_")) as (deployment, target):
                 latencies = submit_to_started(target, args.count)
                 total = latencies["total"]
                 results[f"submit -> STARTED, {label}"] = (
@@ -123,9 +165,21 @@ def main() -> None:
                     + ", ".join(f"{share} {statistics.median(latencies[share]):.2f} s" for share in list(latencies)[1:])
                 )
                 if workers:
+                    cpu_before, sessions_before = cpu_seconds(deployment), postgres_sessions()
                     results[f"burst of {args.burst}, two workers (concurrency 2)"] = (
                         f"{burst_rate(target, args.burst):.1f} executions/min"
                     )
+                    time.sleep(1)  # PostgreSQL counts a session when it ends; pooled ones are still open
+                    sessions = postgres_sessions() - sessions_before
+                    cpu_after = cpu_seconds(deployment)
+                    shares = {name: (cpu_after[name] - cpu_before[name]) / args.burst for name in cpu_after}
+                    results["  CPU-s per execution"] = (
+                        ", ".join(
+                            f"{name} {used:.3f}" for name, used in sorted(shares.items(), key=lambda item: -item[1])
+                        )
+                        + f"; total {sum(shares.values()):.3f}"
+                    )
+                    results["  PostgreSQL connections per execution"] = f"{sessions / args.burst:.1f}"
         with deployment_with(1, Path(tmp) / "one_worker") as (_deployment, target):
             results[f"burst of {args.burst}, one worker (concurrency 2)"] = (
                 f"{burst_rate(target, args.burst):.1f} executions/min"
