@@ -7,7 +7,7 @@
 
 execute_plan also runs every node's media checks (a probe and one decoding pass): each line is
 printed against the bare work alone, and against the bare work plus the same checks called
-directly (`checks.analyse`), which leaves the orchestration alone.
+directly (`run_node` with `checks`, as the job calls it), which leaves the orchestration alone.
 
 Run: python benchmarks/bench_execute_plan.py [--repeat N]
 """
@@ -27,8 +27,9 @@ from video_pipelines.demo import run_plan_in_process
 from video_pipelines.examples import example_plan
 from video_pipelines.instance import prepare_dagster_home
 from video_pipelines.net import AllowedHosts
-from video_pipelines.node_runner import NodeEnvironment, run_node
-from video_pipelines.operations.checks import analyse
+from video_pipelines.node_checks import audio_expected
+from video_pipelines.node_runner import NodeChecks, NodeEnvironment, run_node
+from video_pipelines.operations.checks import DEFAULT_BLOCKING
 from video_pipelines.plan import execution_order, lineage_hashes, parse_plan
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.storage import LocalArtifactStore
@@ -64,6 +65,7 @@ def bare(plan_wire: dict[str, Any], workdir: Path, *, checks: bool = False) -> f
     """The plan's node work called directly, in one process, with no Dagster (and each video's checks)."""
     plan = parse_plan(plan_wire)
     lineage = lineage_hashes(plan)
+    audio = audio_expected(plan)
     env = NodeEnvironment(store=LocalArtifactStore(workdir / "bare"), allowed_hosts=AllowedHosts.from_env())
     results: dict[str, VideoResult] = {}
     started = time.perf_counter()
@@ -74,12 +76,9 @@ def bare(plan_wire: dict[str, Any], workdir: Path, *, checks: bool = False) -> f
             upstream={dep: results[dep] for dep in node.depends_on},
             lineage=lineage[node.id],
             env=env,
+            checks=NodeChecks(audio=audio[node.id], blocking=DEFAULT_BLOCKING) if checks else None,
         )
         results[node.id] = run.result
-        if checks:
-            local = env.store.local_path(env.store.key_for(run.result.sha256))
-            assert local is not None
-            analyse(local)
     return time.perf_counter() - started
 
 

@@ -15,9 +15,11 @@ from video_pipelines.demo import run_plan_in_process
 from video_pipelines.errors import MediaError
 from video_pipelines.executions.status import execution_status
 from video_pipelines.node_checks import audio_expected, expectations_for
+from video_pipelines.node_runner import NodeChecks, NodeEnvironment, run_node
 from video_pipelines.operations.checks import (
     DEFAULT_BLOCKING,
     CheckName,
+    MediaChecksFailed,
     MediaExpectations,
     analyse,
     blocking_failure,
@@ -28,7 +30,10 @@ from video_pipelines.operations.generate import generate_clip
 from video_pipelines.orchestration.assets import partition_key
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import parse_plan
+from video_pipelines.plan.model import PlanNode
+from video_pipelines.plan.params import Operation
 from video_pipelines.plan.results import VideoResult
+from video_pipelines.storage import LocalArtifactStore
 
 WIDE = "160x90"
 EXPECTED = MediaExpectations(duration=2.0, aspect_ratio="16:9", audio=True)
@@ -230,3 +235,31 @@ def test_execute_plan_records_each_nodes_checks_and_a_blocking_failure_fails_the
         again = run_plan_in_process(plan, instance)
         again_wire = execution_status(records, None, again.run_id).to_wire()
         assert [(job["status"], job["checks"]) for job in again_wire["jobs"].values()] == [("reused", [])] * 2
+
+
+def test_run_node_checks_the_video_before_storing_it(tmp_path: Path, media_server: MediaServer) -> None:
+    """The job's path: the checks look at the file the node wrote (its probe reused), before the store."""
+    ffmpeg("-f", "lavfi", "-t", "1", "-i", SILENCE, "-c:a", "libmp3lame", str(media_server.root / "mute.mp3"))
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    env = NodeEnvironment(store=store)
+    everything = frozenset(CheckName)
+    scene = PlanNode("scene", Operation.GENERATE_VIDEO, {"prompt": "x", "duration": 1, "resolution": 90})
+    made = run_node(scene, inputs=[], upstream={}, lineage="a" * 64, env=env, checks=NodeChecks(True, everything))
+    assert [outcome.name for outcome in made.checks] == list(CheckName)
+    assert all(outcome.passed and outcome.blocking for outcome in made.checks)
+    assert run_node(scene, inputs=[], upstream={}, lineage="a" * 64, env=env).checks == []  # not asked for
+    stored_before = sorted(path.name for path in (tmp_path / "artifacts").rglob("*") if path.is_file())
+
+    voice = PlanNode("voice", Operation.LIP_SYNC, {"audioUrl": media_server.url("mute.mp3")}, depends_on=("scene",))
+    with pytest.raises(MediaChecksFailed, match=r"not_silent: voice \(lipSync\) is silent") as failure:
+        run_node(
+            voice,
+            inputs=[made.result],
+            upstream={"scene": made.result},
+            lineage="b" * 64,
+            env=env,
+            checks=NodeChecks(True, everything),
+        )
+    assert {outcome.name for outcome in failure.value.outcomes if not outcome.passed} == {CheckName.NOT_SILENT}
+    # Nothing of the silent video reached the store.
+    assert sorted(path.name for path in (tmp_path / "artifacts").rglob("*") if path.is_file()) == stored_before

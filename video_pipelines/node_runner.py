@@ -1,7 +1,10 @@
-"""Running one plan node: fetch its inputs, run the operation, probe and store the result.
+"""Running one plan node: fetch its inputs, run the operation, probe, check and store the result.
 
 This is the plain-Python body of an `execute_plan` step; the Dagster op around it only
-logs and records. Results are probed from the written file, never assumed.
+logs and records. Results are probed from the written file, never assumed. With `checks`,
+the media checks (`operations.checks`) look at the written file before it is stored, reusing
+its probe: a video that fails a blocking check is never stored, and one that passes is not
+fetched back from the store (S3) to be checked.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pydantic import ValidationError
 from video_pipelines.digest import file_sha256
 from video_pipelines.errors import MediaError, PlanValidationError
 from video_pipelines.net import AllowedHosts, fetch_to_file
+from video_pipelines.node_checks import expectations_for, subject
 from video_pipelines.operations import (
     Cue,
     add_subtitle_track,
@@ -30,6 +34,7 @@ from video_pipelines.operations import (
     to_srt,
     to_webvtt,
 )
+from video_pipelines.operations.checks import CheckName, CheckOutcome, blocking_failure, check_media
 from video_pipelines.plan.model import PlanNode
 from video_pipelines.plan.params import (
     AddSubtitlesParams,
@@ -88,6 +93,17 @@ class NodeRun:
     model: str | None = None
     # Not computed here: another execution's result of the same lineage (`executions.node_cache`).
     reused_from: str | None = None
+    # The media checks of the video made here (none when not asked for, or reused).
+    checks: list[CheckOutcome] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NodeChecks:
+    """The media checks to run on a node's video: whether it should have sound (from the plan,
+    `node_checks.audio_expected`) and which failed checks fail the node."""
+
+    audio: bool
+    blocking: frozenset[CheckName]
 
 
 def seed_for(params: GenerateVideoParams, lineage: str) -> int:
@@ -104,10 +120,12 @@ def run_node(
     env: NodeEnvironment,
     log: Log = _ignore,
     ledger: JobLedger | None = None,
+    checks: NodeChecks | None = None,
 ) -> NodeRun:
     """Run `node` on `inputs` (its input videos in dependsOn order) and store the result.
 
-    `upstream` holds the results its `{{refs}}` may name.
+    `upstream` holds the results its `{{refs}}` may name. With `checks`, the video is checked
+    first; a blocking failure raises `MediaChecksFailed` and nothing is stored.
     """
     try:
         params = node.typed_params({node_id: result.to_wire() for node_id, result in upstream.items()})
@@ -135,6 +153,15 @@ def run_node(
         provider = done if not isinstance(done, _Subtitled) else done.provider
         seconds = time.perf_counter() - started
         info = probe(out)
+        outcomes: list[CheckOutcome] = []
+        if checks is not None:
+            expected = expectations_for(node, params, inputs, audio=checks.audio)
+            outcomes = check_media(
+                out, expected, subject=subject(node), blocking=checks.blocking, info=info, timeout=env.timeout
+            )
+            failure = blocking_failure(outcomes)
+            if failure is not None:
+                raise failure
         digest = file_sha256(out)
         stored = env.store.put_file(out, sha256=digest)
         captions = _store_captions(done.cues, digest, work, env.store) if isinstance(done, _Subtitled) else None
@@ -150,7 +177,9 @@ def run_node(
     )
     model = _model_used(node.operation, params, provider)
     cost = env.pricing.cost(provider, model, result.duration) if provider else 0.0
-    return NodeRun(result=result, provider=provider, seconds=round(seconds, 3), cost_usd=cost, model=model)
+    return NodeRun(
+        result=result, provider=provider, seconds=round(seconds, 3), cost_usd=cost, model=model, checks=outcomes
+    )
 
 
 def _model_used(operation: Operation, params: AnyParams, provider: str | None) -> str | None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from video_pipelines.errors import MediaError
-from video_pipelines.operations.ffmpeg import escape_filter_path, probe, run_ffmpeg
+from video_pipelines.operations.ffmpeg import MediaInfo, escape_filter_path, probe, run_ffmpeg
 from video_pipelines.vocabulary import RECOGNISED_RATIOS
 
 __all__ = [
@@ -175,10 +175,11 @@ def _covered(text: str, start_key: str, end_key: str, duration: float) -> float:
     return min(total, duration)
 
 
-def analyse(path: Path, *, timeout: float | None = _ANALYSIS_TIMEOUT_S) -> MediaFacts:
-    """Probe `path` and find, in one decoding pass, how long it is black and how long silent."""
+def analyse(path: Path, *, info: MediaInfo | None = None, timeout: float | None = _ANALYSIS_TIMEOUT_S) -> MediaFacts:
+    """Probe `path` (unless `info` is its probe already) and find, in one decoding pass, how long it is
+    black and how long silent."""
     started = time.perf_counter()
-    info = probe(path)
+    info = info if info is not None else probe(path)
     with tempfile.TemporaryDirectory(prefix="vp-checks-") as tmp:
         black_file, silence_file = Path(tmp) / "black.txt", Path(tmp) / "silence.txt"
         video = (
@@ -319,10 +320,11 @@ def check_media(
     *,
     subject: str,
     blocking: Iterable[CheckName] = DEFAULT_BLOCKING,
+    info: MediaInfo | None = None,
     timeout: float | None = _ANALYSIS_TIMEOUT_S,
 ) -> list[CheckOutcome]:
-    """Analyse the video at `path` and check it against `expected`."""
-    return evaluate(analyse(path, timeout=timeout), expected, subject=subject, blocking=blocking)
+    """Analyse the video at `path` (`info`: its probe, if made already) and check it against `expected`."""
+    return evaluate(analyse(path, info=info, timeout=timeout), expected, subject=subject, blocking=blocking)
 
 
 def blocking_failure(outcomes: Sequence[CheckOutcome]) -> MediaChecksFailed | None:

@@ -29,10 +29,8 @@ nothing, so neither writes nor reads a step output.
 
 # No `from __future__ import annotations`: Dagster reads op and config annotations at runtime.
 
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import dagster as dg
 
@@ -43,15 +41,13 @@ from video_pipelines.executions.node_cache import NodeWork, reuse_cached, single
 from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.spending import check_spend_cap
 from video_pipelines.head_start import HeadStarts, Log, Work, await_result
-from video_pipelines.node_checks import audio_expected, expectations_for, subject
-from video_pipelines.node_runner import NodeEnvironment, NodeRun, local_copy, run_node
+from video_pipelines.node_checks import audio_expected
+from video_pipelines.node_runner import NodeChecks, NodeEnvironment, NodeRun, run_node
 from video_pipelines.operations.checks import (
     DEFAULT_BLOCKING,
     CheckName,
     CheckOutcome,
     MediaChecksFailed,
-    blocking_failure,
-    check_media,
 )
 from video_pipelines.orchestration.assets import add_execution, asset_key_for, check_evaluation, partition_key
 from video_pipelines.orchestration.config import EXAMPLE_PLAN, PlanConfig
@@ -258,10 +254,12 @@ def _node_work(
                 env=nodes.env(),
                 log=log,
                 ledger=RunTagLedger(instance, run.run_id, node.id, nodes.tags_lock),
+                # Inside the single flight: a video that fails a blocking check is never stored nor recorded.
+                checks=NodeChecks(audio=task.audio_expected, blocking=nodes.blocking),
             )
             span.ran(result)
-        # Inside the single flight: a video that fails a blocking check is not recorded for reuse.
-        _check_media(nodes, task, result)
+        # They wait for the node's step, which logs them (the work may run ahead of it, in a thread).
+        nodes.record_checks(node.id, task.lineage, result.checks)
         return result
 
     def work(log: Log, warn: Log) -> NodeRun:
@@ -285,24 +283,6 @@ def _node_work(
         )
 
     return work
-
-
-def _check_media(nodes: RunNodes, task: NodeTask, run: NodeRun) -> None:
-    """Check the video the node just made against what it asked for; raise MediaChecksFailed if a blocking check failed.
-
-    The outcomes wait in `nodes` for the node's step, which logs them (the work may run ahead of it, in a thread).
-    """
-    node = task.node
-    params = node.typed_params({node_id: result.to_wire() for node_id, result in task.upstream.items()})
-    expected = expectations_for(node, params, task.inputs, audio=task.audio_expected)
-    with tempfile.TemporaryDirectory(prefix=f"vp-checks-{node.id}-") as tmp:
-        path = local_copy(run.result, Path(tmp) / "video.mp4", nodes.env())
-        timeout = nodes.env().timeout
-        outcomes = check_media(path, expected, subject=subject(node), blocking=nodes.blocking, timeout=timeout)
-    failure = blocking_failure(outcomes)
-    if failure is not None:
-        raise failure
-    nodes.record_checks(node.id, task.lineage, outcomes)
 
 
 def _run_has_ended(instance: dg.DagsterInstance, run_id: str) -> bool:
