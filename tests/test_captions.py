@@ -422,3 +422,70 @@ def test_real_speech_is_lip_synced_captioned_burned_and_in_the_sidecars(
         reused = execution_status(records, None, again.run_id).to_wire()
         assert reused["jobs"]["subs"]["reusedFrom"] == result.run_id
         assert reused["jobs"]["subs"]["result"]["captions"] == captions.to_wire()
+
+
+# ---------------------------------------------------------------- captions carried by merge and reframe
+
+
+def subtitled(
+    store: LocalArtifactStore, folder: Path, name: str, cues: list[dict[str, Any]], *, burn: bool
+) -> VideoResult:
+    """A 2 s 160x90 clip of its own (seeded by `name`), subtitled with `cues` through run_node."""
+    generate_clip(folder / f"{name}.mp4", prompt=name, width=160, height=90, duration=2, seed=len(name))
+    node = PlanNode(name, Operation.ADD_SUBTITLES, {"cues": cues, "burn": burn, "language": "fr"})
+    env = NodeEnvironment(store=store)
+    plain = stored_input(store, folder / f"{name}.mp4")
+    return run_node(node, inputs=[plain], upstream={}, lineage=file_sha256(folder / f"{name}.mp4"), env=env).result
+
+
+def carried(node: PlanNode, inputs: list[VideoResult], store: LocalArtifactStore) -> VideoResult:
+    lineage = "c" * 63 + str(len(inputs))
+    return run_node(node, inputs=inputs, upstream={}, lineage=lineage, env=NodeEnvironment(store=store)).result
+
+
+def srt_of(result: VideoResult) -> list[tuple[float, float, str]]:
+    assert result.captions is not None
+    assert local_path_of(result.captions.srt).name == f"{result.sha256}.srt"
+    return [(cue.start, cue.end, cue.text) for cue in parse_srt(local_path_of(result.captions.srt).read_text())]
+
+
+def test_reframe_keeps_the_subtitle_track_and_the_sidecars(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "art")
+    soft = subtitled(store, tmp_path, "soft", [{"start": 0.2, "end": 1.5, "text": "Bonjour"}], burn=False)
+    square = carried(PlanNode("square", Operation.REFRAME, {"aspectRatio": "1:1"}, depends_on=("soft",)), [soft], store)
+    out = local_path_of(square.url)
+    assert (probe(out).width, probe(out).height) == (90, 90)
+    assert probe(out).subtitle_language == "fra"  # the track, with its language, survives the re-encode
+    assert srt_of(square) == [(0.2, 1.5, "Bonjour")]
+    assert local_path_of(square.captions.vtt).read_text().startswith("WEBVTT")  # type: ignore[union-attr]
+
+
+def test_merge_moves_each_inputs_captions_to_where_it_starts(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "art")
+    first = subtitled(store, tmp_path, "first", [{"start": 0.5, "end": 1.9, "text": "One"}], burn=False)
+    generate_clip(tmp_path / "plain.mp4", prompt="plain", width=160, height=90, duration=2, seed=9)
+    plain = stored_input(store, tmp_path / "plain.mp4")
+    third = subtitled(store, tmp_path, "third", [{"start": 0.1, "end": 0.9, "text": "Three"}], burn=True)
+    node = PlanNode(
+        "all", Operation.MERGE, {"transition": "crossfade", "transitionDuration": 0.5}, depends_on=("a", "b", "c")
+    )
+    merged = carried(node, [first, plain, third], store)
+    # first starts at 0, the plain clip at 1.5, third at 3.0 (two 0.5 s crossfades); first's cue is cut at 1.5.
+    assert srt_of(merged) == [(0.5, 1.5, "One"), (3.1, 3.9, "Three")]
+    info = probe(local_path_of(merged.url))
+    assert info.subtitle_language == "fra" and abs(info.duration - 5.0) < 0.1
+
+    # Burned-in captions only: the sidecars follow, and no track appears where there was none.
+    cut = carried(PlanNode("cut", Operation.MERGE, {}, depends_on=("b", "c")), [plain, third], store)
+    assert srt_of(cut) == [(2.1, 2.9, "Three")]
+    assert probe(local_path_of(cut.url)).subtitle_language is None
+    # Nothing captioned, nothing carried.
+    assert carried(PlanNode("bare", Operation.MERGE, {}, depends_on=("b", "b")), [plain, plain], store).captions is None
+
+
+def test_a_captioned_input_whose_srt_is_gone_fails_naming_it(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "art")
+    soft = subtitled(store, tmp_path, "soft", [{"start": 0.2, "end": 1.5, "text": "Bonjour"}], burn=False)
+    local_path_of(soft.captions.srt).unlink()  # type: ignore[union-attr]
+    with pytest.raises(MediaError, match=r"square: input 1 has captions, but its SRT \(videos/.*\.srt\) is not in"):
+        carried(PlanNode("square", Operation.REFRAME, {"aspectRatio": "1:1"}, depends_on=("soft",)), [soft], store)

@@ -140,6 +140,7 @@ def run_node(
         call = _OperationCall(
             node_id=node.id,
             inputs=input_paths,
+            input_results=inputs,
             input_urls=[result.url for result in inputs],
             out=out,
             work=work,
@@ -150,7 +151,7 @@ def run_node(
         )
         started = time.perf_counter()
         done = _HANDLERS[node.operation](params, call)
-        provider = done if not isinstance(done, _Subtitled) else done.provider
+        provider = done if not isinstance(done, _Captioned) else done.provider
         seconds = time.perf_counter() - started
         info = probe(out)
         outcomes: list[CheckOutcome] = []
@@ -164,7 +165,7 @@ def run_node(
                 raise failure
         digest = file_sha256(out)
         stored = env.store.put_file(out, sha256=digest)
-        captions = _store_captions(done.cues, digest, work, env.store) if isinstance(done, _Subtitled) else None
+        captions = _store_captions(done.cues, digest, work, env.store) if isinstance(done, _Captioned) else None
     result = VideoResult(
         url=stored.url,
         duration=round(info.duration, 3),
@@ -209,6 +210,7 @@ class _OperationCall:
 
     node_id: str
     inputs: list[Path]
+    input_results: Sequence[VideoResult]
     input_urls: list[str]
     out: Path
     work: Path
@@ -235,15 +237,20 @@ def _generate_video(params: GenerateVideoParams, call: _OperationCall) -> str:
     return generator.name
 
 
-def _merge(params: MergeParams, call: _OperationCall) -> None:
+def _merge(params: MergeParams, call: _OperationCall) -> _Captioned | None:
+    # Where each input starts in the merged video: a transition overlaps it with the one before.
+    overlap = params.transition_duration if params.transition != "cut" and len(call.inputs) > 1 else 0.0
+    starts = [sum(result.duration for result in call.input_results[:i]) - i * overlap for i in range(len(call.inputs))]
+    carried = _carried_captions(call, starts)
     strategy = merge_videos(
         call.inputs,
-        call.out,
+        _untracked_output(call, carried),
         transition=params.transition,
         transition_duration=params.transition_duration,
         timeout=call.env.timeout,
     )
     call.log(f"merged {len(call.inputs)} inputs with {params.transition} ({strategy})")
+    return _keep_captions(call, carried)
 
 
 def _lip_sync(params: LipSyncParams, call: _OperationCall) -> str:
@@ -259,14 +266,15 @@ def _lip_sync(params: LipSyncParams, call: _OperationCall) -> str:
 
 
 @dataclass(frozen=True)
-class _Subtitled:
-    """What addSubtitles did: who transcribed the speech (None: the cues were given) and the cues."""
+class _Captioned:
+    """A captioned output: who transcribed the speech for it (None: the cues were given, or carried
+    from captioned inputs by merge or reframe) and its cues."""
 
     provider: str | None
     cues: list[Cue]
 
 
-def _add_subtitles(params: AddSubtitlesParams, call: _OperationCall) -> _Subtitled:
+def _add_subtitles(params: AddSubtitlesParams, call: _OperationCall) -> _Captioned:
     provider = None
     if params.from_speech:
         cues, provider = _speech_cues(params, call)
@@ -287,7 +295,7 @@ def _add_subtitles(params: AddSubtitlesParams, call: _OperationCall) -> _Subtitl
     else:
         add_subtitle_track(call.inputs[0], call.out, cues=cues, language=params.language, timeout=call.env.timeout)
         call.log(f"added a subtitle track of {len(cues)} cue(s); the picture is untouched")
-    return _Subtitled(provider, cues)
+    return _Captioned(provider, cues)
 
 
 def _speech_cues(params: AddSubtitlesParams, call: _OperationCall) -> tuple[list[Cue], str]:
@@ -317,15 +325,89 @@ def _store_captions(cues: Sequence[Cue], video_sha256: str, work: Path, store: A
     return Captions(srt=stored_srt.url, vtt=stored_vtt.url)
 
 
-def _reframe(params: ReframeParams, call: _OperationCall) -> None:
+def _reframe(params: ReframeParams, call: _OperationCall) -> _Captioned | None:
+    carried = _carried_captions(call, [0.0])
     reframe_video(
-        call.inputs[0], call.out, aspect_ratio=params.aspect_ratio, mode=params.mode, timeout=call.env.timeout
+        call.inputs[0],
+        _untracked_output(call, carried),
+        aspect_ratio=params.aspect_ratio,
+        mode=params.mode,
+        timeout=call.env.timeout,
     )
+    return _keep_captions(call, carried)
+
+
+@dataclass(frozen=True)
+class _CarriedCaptions:
+    """The inputs' captions on the output's timeline, and the language of the soft subtitle track
+    an input had (None: the captions were burned in, or given as sidecars only)."""
+
+    cues: list[Cue]
+    track_language: str | None
+
+
+def _carried_captions(call: _OperationCall, starts: Sequence[float]) -> _CarriedCaptions | None:
+    """The captions of the inputs that have them, each input's cues moved to where it starts in the
+    output (`starts`) and cut where the next input starts; None when no input has captions.
+
+    merge and reframe keep the words on screen in step: without this, a reframed or merged
+    `burn: false` video lost its subtitle track, and every result lost its SRT/WebVTT sidecars.
+    """
+    cues: list[Cue] = []
+    language: str | None = None
+    for index, (result, path, start) in enumerate(zip(call.input_results, call.inputs, starts, strict=True)):
+        if result.captions is None:
+            continue
+        ends = starts[index + 1] if index + 1 < len(starts) else start + result.duration
+        for cue in _stored_cues(result, index, call):
+            begin, end = cue.start + start, min(cue.end + start, ends)
+            if end > begin:
+                cues.append(Cue(round(begin, 3), round(end, 3), cue.text))
+        language = language or probe(path).subtitle_language
+    if not cues:
+        return None
+    call.log(f"carried {len(cues)} caption cue(s) from the inputs" + (" in a subtitle track" if language else ""))
+    return _CarriedCaptions(cues, language)
+
+
+def _stored_cues(result: VideoResult, index: int, call: _OperationCall) -> list[Cue]:
+    """The cues of a captioned input, read from its SRT sidecar in the store."""
+    key = call.env.store.key_for(result.sha256, ".srt")
+    local = call.env.store.local_path(key)
+    if local is None or not local.exists():
+        if not call.env.store.exists(key):
+            raise MediaError(
+                f"{call.node_id}: input {index + 1} has captions, but its SRT ({key}) is not in the artifact store"
+            )
+        local = call.env.store.fetch_to(key, call.work / f"input{index}.srt")
+    return parse_srt(local.read_text(encoding="utf-8"))
+
+
+def _untracked_output(call: _OperationCall, carried: _CarriedCaptions | None) -> Path:
+    """Where the operation writes: the node's output, unless a subtitle track is added to it afterwards."""
+    return call.work / "untracked.mp4" if carried is not None and carried.track_language else call.out
+
+
+def _keep_captions(call: _OperationCall, carried: _CarriedCaptions | None) -> _Captioned | None:
+    """The carried captions as the output's own: its subtitle track (when an input had one) and, through
+    the returned cues, its SRT/WebVTT sidecars."""
+    if carried is None:
+        return None
+    if carried.track_language:
+        add_subtitle_track(
+            call.work / "untracked.mp4",
+            call.out,
+            cues=carried.cues,
+            language=carried.track_language,
+            timeout=call.env.timeout,
+        )
+    return _Captioned(None, carried.cues)
 
 
 # Each handler takes the params class `PARAMS_MODELS` parses its operation into, and returns
-# the provider it used (None for FFmpeg-only operations); addSubtitles also returns its cues.
-_HANDLERS: dict[Operation, Callable[[Any, _OperationCall], str | _Subtitled | None]] = {
+# the provider it used (None for FFmpeg-only operations); the ones that caption their output
+# (addSubtitles, and merge and reframe of captioned inputs) return the cues as well.
+_HANDLERS: dict[Operation, Callable[[Any, _OperationCall], str | _Captioned | None]] = {
     Operation.GENERATE_VIDEO: _generate_video,
     Operation.MERGE: _merge,
     Operation.LIP_SYNC: _lip_sync,

@@ -214,6 +214,8 @@ class MediaInfo:
     channels: int | None
     pix_fmt: str | None
     size_bytes: int
+    # The first subtitle track's language (ISO 639-2, "und" when untagged); None: no subtitle track.
+    subtitle_language: str | None = None
 
     @property
     def has_audio(self) -> bool:
@@ -222,6 +224,7 @@ class MediaInfo:
 
 _DURATION_RE = re.compile(r"^\s*Duration:\s*(?:(\d+):(\d{2}):(\d{2}(?:\.\d+)?)|N/A)", re.MULTILINE)
 _STREAM_RE = re.compile(r"^\s*Stream #\d+:\d+\S*: (Video|Audio): (.*)$", re.MULTILINE)
+_SUBTITLE_RE = re.compile(r"^\s*Stream #\d+:\d+(?:\[\w+\])?(?:\((\w+)\))?: Subtitle: ", re.MULTILINE)
 _SIZE_RE = re.compile(r"^(\d+)x(\d+)(?:\s|$)")
 _RATE_RE = re.compile(r"^([\d.]+)(k?) (fps|tbr)$")
 _CHANNEL_LAYOUTS = {
@@ -335,6 +338,7 @@ class _ProbeResult:
     video: _VideoStream | None
     audio: _AudioStream | None
     stderr: str
+    subtitle_language: str | None = None
 
 
 def _probe_streams(path: Path) -> _ProbeResult:
@@ -364,7 +368,9 @@ def _probe_streams(path: Path) -> _ProbeResult:
             video = _parse_video_stream(description)
         elif kind == "Audio" and audio is None:
             audio = _parse_audio_stream(description)
-    return _ProbeResult(duration=duration, video=video, audio=audio, stderr=stderr)
+    subtitle = _SUBTITLE_RE.search(stderr)
+    subtitle_language = (subtitle.group(1) or "und") if subtitle else None
+    return _ProbeResult(duration=duration, video=video, audio=audio, stderr=stderr, subtitle_language=subtitle_language)
 
 
 def _problem(result: _ProbeResult) -> str:
@@ -395,6 +401,7 @@ def probe(path: Path) -> MediaInfo:
         channels=audio.channels if audio else None,
         pix_fmt=result.video.pix_fmt,
         size_bytes=path.stat().st_size,
+        subtitle_language=result.subtitle_language,
     )
 
 
