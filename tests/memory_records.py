@@ -49,8 +49,12 @@ class MemoryRunRecords:
         run_id: str | None = None,
         nodes: Sequence[NodeRecord] = (),
         tags: Mapping[str, str] | None = None,
+        started_at: float | None = None,
+        ended_at: float | None = None,
     ) -> RunView:
-        run = RunView(run_id or f"run-{execution_id}", execution_id, state, plan, dict(tags or {}))
+        run = RunView(
+            run_id or f"run-{execution_id}", execution_id, state, plan, dict(tags or {}), started_at, ended_at
+        )
         self.runs.append(run)
         self.nodes[run.run_id] = {record.node_id: record for record in nodes}
         if state.is_finished:

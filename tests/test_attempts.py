@@ -8,7 +8,9 @@ on a fresh PostgreSQL database. The job and sensor layer is in `test_retry.py`.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from video_pipelines.executions import NodeRecord, RunState, RunView, admit, exe
 from video_pipelines.executions.attempts import (
     MAX_RESUMES_ENV,
     ExecutionRuns,
+    attempt_run_tags,
     carry_completed,
     max_resumes,
     request_resume,
@@ -83,11 +86,24 @@ def default_resumes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def lost_run(
-    records: MemoryRunRecords, run_id: str, *, tags: dict[str, str] | None = None, plan: dict[str, Any] = PLAN
+    records: MemoryRunRecords,
+    run_id: str,
+    *,
+    tags: dict[str, str] | None = None,
+    plan: dict[str, Any] = PLAN,
+    started_at: float | None = None,
+    ended_at: float | None = None,
 ) -> RunView:
     """A run of exec_1 that failed because its worker died while `voice` was running, after `gen` completed."""
     run = records.add_run(
-        "exec_1", plan, RunState.FAILURE, run_id=run_id, nodes=[completed("gen", run_id, cost=0.25)], tags=tags
+        "exec_1",
+        plan,
+        RunState.FAILURE,
+        run_id=run_id,
+        nodes=[completed("gen", run_id, cost=0.25)],
+        tags=tags,
+        started_at=started_at,
+        ended_at=ended_at,
     )
     records.steps[run_id] = {"voice": NodeState.RUNNING}
     records.lost[run_id] = KILLED
@@ -122,6 +138,50 @@ def test_a_run_its_deadline_ended_is_not_resumed_even_if_its_worker_went_too(
     status = execution_status(records, sqlite_store, "exec_1")
     assert status.state is ExecutionState.FAILED
     assert status.error == "deadline exceeded after 30 s (timeoutSeconds); unfinished: voice"
+
+
+def test_a_resume_has_what_was_left_of_the_deadline_and_a_retry_all_of_it_again(
+    records: MemoryRunRecords, sqlite_store: SubmissionStore
+) -> None:
+    """`dagster/max_runtime` counts from each run's start: a resume must not give the attempt a new clock."""
+    plan = {**PLAN, "timeoutSeconds": 600}
+    now = time.time()
+    first = lost_run(records, "run-1", plan=plan, tags={MAX_RUNTIME_TAG: "600"}, started_at=now - 100, ended_at=now)
+    attempt = request_resume(records, sqlite_store, first)
+    assert attempt is not None
+    tags = attempt_run_tags(attempt, first, {}, ExecutionRuns.of(records, first))
+    assert 499 <= int(tags[MAX_RUNTIME_TAG]) <= 501  # 600 s less the 100 s the lost run had used
+    # Lost again: the clock still runs from the first run's start, not the resume's.
+    second = lost_run(
+        records, "run-2", plan=plan, tags={**attempt_tags(2, AttemptReason.RESUME, "run-1"), MAX_RUNTIME_TAG: "500"},
+        started_at=now - 40, ended_at=now,
+    )  # fmt: skip
+    resume = request_resume(records, sqlite_store, second)
+    assert resume is not None
+    again = attempt_run_tags(resume, second, {}, ExecutionRuns.of(records, second))
+    assert 499 <= int(again[MAX_RUNTIME_TAG]) <= 501
+    # A retry is a new attempt: the whole deadline, whatever the run before it had left.
+    records.lost.pop("run-2")
+    retry = AttemptStore(sqlite_store).request("exec_1", 4, AttemptReason.RETRY, previous_run_id="run-2")[0]
+    assert attempt_run_tags(retry, second, {}, ExecutionRuns.of(records, second))[MAX_RUNTIME_TAG] == "600"
+
+
+def test_a_lost_run_with_too_little_of_its_deadline_left_is_not_resumed(
+    records: MemoryRunRecords, sqlite_store: SubmissionStore
+) -> None:
+    plan = {**PLAN, "timeoutSeconds": 60}
+    now = time.time()
+    run = lost_run(records, "run-1", plan=plan, tags={MAX_RUNTIME_TAG: "60"}, started_at=now - 58, ended_at=now)
+    assert request_resume(records, sqlite_store, run) is None
+    status = execution_status(records, sqlite_store, "exec_1")
+    assert status.state is ExecutionState.FAILED
+    assert status.error == (
+        f"run worker lost while running node voice: {KILLED} (not resumed: too little of its 60 s deadline "
+        "(timeoutSeconds) was left)"
+    )
+    # With time left it would have been: the status says processing, its resume on the way.
+    records.runs[-1] = replace(run, started_at=now - 10)
+    assert execution_status(records, sqlite_store, "exec_1").state is ExecutionState.PROCESSING
 
 
 def test_resumes_in_a_row_are_bounded_and_a_retry_starts_the_count_again(

@@ -32,8 +32,10 @@ not load; a sensor's run request is launched by the daemon, which has one.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -134,9 +136,42 @@ def lost_worker(records: RunRecords, run: RunView) -> str | None:
 
 
 def resume_cause(records: RunRecords, runs: ExecutionRuns, limit: int | None = None) -> str | None:
-    """Why the latest run is to be resumed (its lost worker), or None: it did not lose one, or no resume is left."""
+    """Why the latest run is to be resumed (its lost worker), or None: it did not lose one, no resume is
+    left, or its execution's deadline had passed when it ended."""
     cause = lost_worker(records, runs.latest)
-    return cause if cause is not None and resumes_left(runs, limit) else None
+    return cause if cause is not None and may_resume(runs, limit) else None
+
+
+def may_resume(runs: ExecutionRuns, limit: int | None = None) -> bool:
+    """Whether the latest run, if its worker was lost, is resumed: a resume is left (`resumes_left`) and
+    some of the execution's deadline was left when the run ended (`deadline_left`)."""
+    left = deadline_left(runs, at=runs.latest.ended_at)
+    return resumes_left(runs, limit) and (left is None or left >= MIN_RESUME_SECONDS)
+
+
+# A resume with less of the deadline than this left is not worth starting: the run would be ended
+# by its deadline before it did anything, possibly after starting a provider job.
+MIN_RESUME_SECONDS = 5.0
+
+
+def deadline_left(runs: ExecutionRuns, *, at: float | None = None) -> float | None:
+    """Seconds left, at time `at` (default now), of the deadline (`timeoutSeconds`) of the latest run's
+    attempt: counted from when the run that the latest resumes in a row follow started, since a
+    resume carries on the same attempt. None: the plan has no deadline."""
+    timeout = plan_timeout(runs.latest)
+    if timeout is None:
+        return None
+    chain = runs.runs[len(runs.runs) - 1 - runs.resumes_in_a_row() :]
+    started = next((run.started_at for run in chain if run.started_at is not None), None)
+    if started is None:
+        return float(timeout)
+    return timeout - ((time.time() if at is None else at) - started)
+
+
+def plan_timeout(run: RunView) -> int | None:
+    """The plan's `timeoutSeconds`: each attempt's deadline (a resumed run's tag holds what was left of it)."""
+    value = run.plan.get("timeoutSeconds")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def resumes_left(runs: ExecutionRuns, limit: int | None = None) -> bool:
@@ -149,7 +184,7 @@ def request_resume(records: RunRecords, store: SubmissionStore, run: RunView) ->
     latest = records.find_run(run.execution_id)
     if latest is None or latest.run_id != run.run_id:
         return None  # a later run exists: this one was resumed, retried or re-executed already
-    runs = ExecutionRuns.of(records, run)
+    runs = ExecutionRuns.of(records, latest)  # the record's view: it knows when the run started and ended
     if resume_cause(records, runs) is None:
         return None
     attempt, _created = AttemptStore(store).request(
@@ -227,21 +262,32 @@ def pending_attempt(store: SubmissionStore | None, run: RunView) -> RunAttempt |
     )
 
 
-def attempt_run_tags(attempt: RunAttempt, previous: RunView, completed: Mapping[str, NodeRecord]) -> dict[str, str]:
-    """The tags of the run that makes `attempt`, besides the execution's own: which attempt, and the ledger.
+def attempt_run_tags(
+    attempt: RunAttempt, previous: RunView, completed: Mapping[str, NodeRecord], runs: ExecutionRuns
+) -> dict[str, str]:
+    """The tags of the run that makes `attempt`, besides the execution's own: which attempt, its
+    deadline, and the ledger (`runs`: the execution's runs, ending with `previous`).
 
     A resume takes the provider jobs `previous` remembered for the nodes no run completed,
-    so their steps resume those jobs instead of creating new ones.
+    so their steps resume those jobs instead of creating new ones. It also takes what is left
+    of the deadline (`dagster/max_runtime` counts from each run's start; a resume must not
+    restart the clock); a retry, a new attempt, has the whole of it again.
     """
     tags = {
         ATTEMPT_TAG: str(attempt.number),
         ATTEMPT_REASON_TAG: attempt.reason.value,
         PREVIOUS_RUN_TAG: previous.run_id,
     }
+    timeout = plan_timeout(previous)
     if attempt.reason is AttemptReason.RESUME:
         for key, value in previous.tags.items():
             if key.startswith(PROVIDER_JOB_TAG_PREFIX) and key.removeprefix(PROVIDER_JOB_TAG_PREFIX) not in completed:
                 tags[key] = value
+        left = deadline_left(runs)
+        if left is not None:
+            tags[MAX_RUNTIME_TAG] = str(max(1, math.ceil(left)))
+    elif timeout is not None:
+        tags[MAX_RUNTIME_TAG] = str(timeout)
     return tags
 
 
@@ -270,10 +316,16 @@ def running_when_lost(records: RunRecords, run: RunView, node_ids: Sequence[str]
     return [node_id for node_id in node_ids if steps.get(node_id) is NodeState.RUNNING]
 
 
-def lost_worker_error(cause: str, running: Sequence[str], resumes: int) -> str:
-    """The error of an execution whose last run lost its worker with no resume left."""
+def lost_worker_error(cause: str, running: Sequence[str], resumes: int, *, deadline: int | None = None) -> str:
+    """The error of an execution whose last run lost its worker with no resume left, or too little of
+    its `deadline` (seconds) left to resume it."""
     where = f" while running node {', '.join(running)}" if running else ""
-    after = f" (resumed {resumes} time{'s' if resumes != 1 else ''} before; no resume left)" if resumes else ""
+    if deadline is not None:
+        after = f" (not resumed: too little of its {deadline} s deadline (timeoutSeconds) was left)"
+    elif resumes:
+        after = f" (resumed {resumes} time{'s' if resumes != 1 else ''} before; no resume left)"
+    else:
+        after = ""
     return f"run worker lost{where}: {cause}{after}"
 
 
@@ -286,6 +338,7 @@ __all__ = [
     "lost_worker",
     "lost_worker_error",
     "max_resumes",
+    "may_resume",
     "pending_attempt",
     "request_resume",
     "request_retry",

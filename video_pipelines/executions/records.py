@@ -88,6 +88,9 @@ class RunView:
     state: RunState
     plan: Mapping[str, Any]  # wire form, as in the run config (never a webhook secret)
     tags: Mapping[str, str] = field(default_factory=dict)
+    # When it started and ended (epoch seconds; None: not yet, or not read with the run).
+    started_at: float | None = None
+    ended_at: float | None = None
 
     @property
     def attempt(self) -> int:

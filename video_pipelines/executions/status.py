@@ -48,7 +48,9 @@ from video_pipelines.executions.attempts import (
     deadline_exceeded,
     lost_worker,
     lost_worker_error,
+    may_resume,
     pending_attempt,
+    plan_timeout,
     resume_canceled,
     resumes_left,
     running_when_lost,
@@ -278,7 +280,7 @@ def run_status(
     lost = lost_worker(records, run) if deadline is None else None
     if deadline is not None:
         state = ExecutionState.FAILED
-    elif lost is not None and resumes_left(runs):  # `lost` already is the run's cause: read its events once
+    elif lost is not None and may_resume(runs):  # `lost` already is the run's cause: read its events once
         # Its resume is on its way, unless a user canceled the execution while it waited.
         state = ExecutionState.CANCELED if resume_canceled(store, runs) else ExecutionState.PROCESSING
     if state.is_terminal and pending_attempt(store, run) is not None:
@@ -300,9 +302,12 @@ def run_status(
     error = None
     if deadline is not None:
         unfinished = [node.id for node in plan.nodes if steps.get(node.id) in (NodeState.RUNNING, NodeState.FAILED)]
-        error = deadline_error(deadline, unfinished)
+        error = deadline_error(plan_timeout(run) or deadline, unfinished)  # a resumed run's tag held what was left
     elif state is ExecutionState.FAILED and lost is not None:
-        error = lost_worker_error(lost, running_when_lost(records, run, node_ids), runs.resumes_in_a_row())
+        out_of_time = plan_timeout(run) if resumes_left(runs) else None  # then the deadline is why it was not resumed
+        error = lost_worker_error(
+            lost, running_when_lost(records, run, node_ids), runs.resumes_in_a_row(), deadline=out_of_time
+        )
     elif state is ExecutionState.FAILED:
         error = records.failure_message(run.run_id)
     elif state is ExecutionState.CANCELED:

@@ -47,13 +47,16 @@ def plan_of_run(run: dg.DagsterRun) -> dict[str, Any]:
     return plan
 
 
-def run_view(run: dg.DagsterRun) -> RunView:
+def run_view(run: dg.DagsterRun, record: dg.RunRecord | None = None) -> RunView:
+    """`run` for the plain-Python core; with its `record`, when it started and ended too."""
     return RunView(
         run_id=run.run_id,
         execution_id=run.tags.get(EXECUTION_ID_TAG, run.run_id),
         state=RunState(run.status.value.lower()),
         plan=plan_of_run(run),
         tags=dict(run.tags),
+        started_at=record.start_time if record is not None else None,
+        ended_at=record.end_time if record is not None else None,
     )
 
 
@@ -72,11 +75,11 @@ class DagsterRunRecords:
 
     def find_run(self, execution_id: str) -> RunView | None:
         records = self.instance.get_run_records(filters=dg.RunsFilter(tags={EXECUTION_ID_TAG: execution_id}), limit=1)
-        return run_view(records[0].dagster_run) if records else None
+        return run_view(records[0].dagster_run, records[0]) if records else None
 
     def execution_runs(self, execution_id: str) -> list[RunView]:
         records = self.instance.get_run_records(filters=dg.RunsFilter(tags={EXECUTION_ID_TAG: execution_id}))
-        return [run_view(record.dagster_run) for record in reversed(records)]
+        return [run_view(record.dagster_run, record) for record in reversed(records)]
 
     def lost_worker(self, run: RunView) -> str | None:
         if run.state is not RunState.FAILURE:
@@ -190,11 +193,17 @@ class DagsterRunRecords:
     def in_progress(self, limit: int = 100) -> list[RunView]:
         """Runs of `execute_plan` that are running now (started, or being canceled), newest first."""
         filters = dg.RunsFilter(job_name=JOB_NAME, statuses=_RUNNING)
-        return [run_view(record.dagster_run) for record in self.instance.get_run_records(filters=filters, limit=limit)]
+        return [
+            run_view(record.dagster_run, record)
+            for record in self.instance.get_run_records(filters=filters, limit=limit)
+        ]
 
     def ended_since(self, since: datetime, limit: int) -> list[RunView]:
         filters = dg.RunsFilter(job_name=JOB_NAME, statuses=_ENDED, updated_after=since)
-        return [run_view(record.dagster_run) for record in self.instance.get_run_records(filters=filters, limit=limit)]
+        return [
+            run_view(record.dagster_run, record)
+            for record in self.instance.get_run_records(filters=filters, limit=limit)
+        ]
 
     def run_counts(self) -> dict[RunState, int]:
         # One COUNT per status: Dagster's run storage has no GROUP BY query.

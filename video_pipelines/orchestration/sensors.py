@@ -116,7 +116,7 @@ def attempt_run_request(attempt: RunAttempt, runs: list[RunView], records: RunRe
         raise ExecutionError(f"run {attempt.previous_run_id}, which attempt {attempt.number} follows, does not exist")
     completed = ExecutionRuns(tuple(runs)).node_records(records)
     tags = {key: value for key, value in previous.tags.items() if key in _EXECUTION_TAGS}
-    tags.update(attempt_run_tags(attempt, previous, completed))
+    tags.update(attempt_run_tags(attempt, previous, completed, ExecutionRuns(tuple(runs))))
     return dg.RunRequest(
         run_key=attempt_key(attempt),
         run_config=dg.RunConfig(ops={"plan": PlanConfig.model_validate(dict(previous.plan))}),
