@@ -19,6 +19,7 @@ import pytest
 from video_pipelines import cli, client
 from video_pipelines.errors import ExecutionError
 from video_pipelines.executions import RunState, execution_status
+from video_pipelines.operations.checks import CheckName
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.orchestration import job as job_module
 from video_pipelines.orchestration.definitions import execute_plan_job
@@ -179,6 +180,9 @@ def test_a_failed_execution_is_retried_and_its_completed_node_does_not_run_again
         "completed", 100, None, second.run_id
     )  # fmt: skip
     assert {node: job["status"] for node, job in final["jobs"].items()} == {"gen": "completed", "voice": "completed"}
+    # gen's media checks ran in the first run, where it was made; voice's in the second.
+    assert final["jobs"]["gen"]["checks"] == failed["jobs"]["gen"]["checks"] != []
+    assert [check["name"] for check in final["jobs"]["voice"]["checks"]] == [name.value for name in CheckName]
     assert final["attempt"] == 2
     assert final["attempts"] == [
         {"attempt": 1, "runId": first.run_id, "status": "failed", "reason": None},

@@ -90,7 +90,7 @@ class NodeStatus:
     result: VideoResult | None = None
     reused_from: str | None = None
     cost_usd: float = 0.0  # what the provider work of this node cost in this execution; reused nodes cost 0
-    checks: tuple[NodeCheck, ...] = ()  # the media checks of its video, where this execution's newest run made it
+    checks: tuple[NodeCheck, ...] = ()  # the media checks of its video, from the run of this execution that made it
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -274,7 +274,10 @@ def run_status(
     recorded = runs.node_records(records)
     node_ids = [node.id for node in plan.nodes]
     steps = records.node_steps(run.run_id, node_ids)
-    checks = records.node_checks(run.run_id) if isinstance(records, CheckRecords) else {}
+    checks: dict[str, list[NodeCheck]] = {}
+    if isinstance(records, CheckRecords):
+        for earlier in runs.runs:  # a node carried from an earlier run was checked there; a later check wins
+            checks.update(records.node_checks(earlier.run_id))
     state = run.state.execution_state
     deadline = deadline_exceeded(records, run) if state.is_terminal else None
     lost = lost_worker(records, run) if deadline is None else None
