@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import email.parser
+import email.policy
 import itertools
 import json
 import threading
@@ -150,7 +152,8 @@ class FakeApi:
 
     def dispatch(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Answer:
         kind, job_id = self.classify(method, path)
-        body = json.loads(raw) if raw else None
+        multipart = headers.get("Content-Type", "").startswith("multipart/form-data")
+        body = multipart_file(headers["Content-Type"], raw) if multipart else json.loads(raw) if raw else None
         with self._lock:
             self.requests.append(Seen(kind, method, path, headers, body, time.monotonic()))
             if kind == "file":
@@ -162,6 +165,8 @@ class FakeApi:
                 return scripted.pop(0)
             if kind == "create":
                 return self.created(self.new_job(app=self.app_of(path), model=self.model_of(path, body)))
+            if kind == "upload":
+                return self.uploaded(body)
             job = self.jobs.get(job_id or "")
             if job is None:
                 return 404, {}, {"detail": "Not found."}
@@ -179,6 +184,9 @@ class FakeApi:
     def unauthorized(self, given: str) -> Answer:
         raise NotImplementedError
 
+    def uploaded(self, upload: Any) -> Answer:
+        return 404, {}, {"detail": "Not found."}
+
     def created(self, job: Job) -> Answer:
         raise NotImplementedError
 
@@ -186,13 +194,30 @@ class FakeApi:
         raise NotImplementedError
 
 
+def multipart_file(content_type: str, raw: bytes) -> dict[str, Any]:
+    """The one file part of a multipart/form-data body, read with the standard library's MIME parser."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    [part] = message.iter_parts()  # type: ignore[attr-defined]
+    return {
+        "field": part.get_param("name", header="content-disposition"),
+        "filename": part.get_filename(),
+        "content_type": part.get_content_type(),
+        "content": part.get_payload(decode=True),
+    }
+
+
 class FakeReplicate(FakeApi):
-    """Replicate's HTTP API v1: predictions that go starting -> processing -> succeeded/failed."""
+    """Replicate's HTTP API v1: predictions that go starting -> processing -> succeeded/failed, and
+    the files API (`POST /v1/files`, multipart field `content`) that keeps what is uploaded."""
 
     def classify(self, method: str, path: str) -> tuple[str, str | None]:
         parts = path.strip("/").split("/")
         if parts[0] == "files":
             return "file", None
+        if method == "POST" and parts == ["v1", "files"]:
+            return "upload", None
         if method == "POST" and (parts == ["v1", "predictions"] or (parts[:2] == ["v1", "models"] and len(parts) == 5)):
             return "create", None
         if method == "GET" and parts[:2] == ["v1", "predictions"] and len(parts) == 3:
@@ -220,6 +245,14 @@ class FakeReplicate(FakeApi):
 
     def created(self, job: Job) -> Answer:
         return 201, {}, self.prediction(job, "starting")
+
+    def uploaded(self, upload: Any) -> Answer:
+        file_id = f"file-{next(self._ids)}"
+        size = len(upload["content"])
+        return 201, {}, {
+            "id": file_id, "name": upload["filename"], "content_type": upload["content_type"], "size": size,
+            "urls": {"get": f"https://api.replicate.com/v1/files/{file_id}"},
+        }  # fmt: skip
 
     def answer(self, kind: str, job: Job) -> Answer:
         if kind == "cancel":
@@ -443,12 +476,32 @@ def test_lip_sync_passes_an_http_video_url_through(harness: Harness, tmp_path: P
         assert sent == {"video": stored, "audio": AUDIO_URL}  # models not in the table take video/audio
 
 
-def test_lip_sync_refuses_a_local_video_over_the_inline_limit(harness: Harness, tmp_path: Path, clip: bytes) -> None:
-    with pytest.raises(ProviderError, match="s3://"):
-        harness.make(max_inline_bytes=1024).lip_sync(
-            lip_sync_request(tmp_path, clip), tmp_path / "out.mp4", timeout=30, ledger=NoLedger()
-        )
-    assert not harness.api.requests
+def test_a_local_video_over_the_inline_limit_is_uploaded_to_replicate_and_refused_by_fal(
+    harness: Harness, tmp_path: Path, clip: bytes
+) -> None:
+    request = lip_sync_request(tmp_path, clip)
+    if harness.name == "fal":
+        with pytest.raises(ProviderError, match="s3://"):
+            harness.make(max_inline_bytes=1024).lip_sync(request, tmp_path / "out.mp4", timeout=30, ledger=NoLedger())
+        assert not harness.api.requests
+        return
+    harness.make(max_inline_bytes=1024).lip_sync(request, tmp_path / "out.mp4", timeout=30, ledger=NoLedger())
+    [upload] = harness.api.seen("upload")
+    assert upload.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert upload.body == {"field": "content", "filename": "input0.mp4", "content_type": "video/mp4", "content": clip}
+    # The model reads the uploaded copy; the small audio still travels as it came (a URL here).
+    assert created_input(harness) == {"video_url": "https://api.replicate.com/v1/files/file-1", "audio_file": AUDIO_URL}
+    assert [request.kind for request in harness.api.requests][:2] == ["upload", "create"]
+
+
+def test_replicate_sends_inline_only_under_1_mb_and_uploads_up_to_100_mb(clip: bytes, tmp_path: Path) -> None:
+    provider = ReplicateProvider(TOKEN, base_url="http://127.0.0.1:9", allowed=LOOPBACK, http=FAST)
+    assert (provider.max_inline_bytes, provider.max_upload_bytes) == (1024 * 1024, 100 * 1024 * 1024)
+    provider.max_upload_bytes = 1024
+    big = tmp_path / "big.mp4"
+    big.write_bytes(clip[:2048].ljust(2048, b"\0"))
+    with pytest.raises(ProviderError, match=r"big.mp4 \(2048 bytes\) is larger than the 1024 bytes.*s3://"):
+        provider._upload(big, "video/mp4")
 
 
 def test_an_output_that_is_not_a_video_still_arrives(harness: Harness, tmp_path: Path) -> None:

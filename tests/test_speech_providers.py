@@ -255,10 +255,23 @@ def test_a_video_without_audio_fails_before_any_call(speech: Speech, tmp_path: P
     assert not speech.api.requests
 
 
-def test_speech_over_the_inline_limit_asks_for_an_s3_store(speech: Speech, video: Path) -> None:
-    with pytest.raises(ProviderError, match="s3://"):
-        speech.make(max_inline_bytes=512).transcribe(local_request(video), timeout=30, ledger=NoLedger())
-    assert not speech.api.requests
+def test_speech_over_the_inline_limit_is_uploaded_to_replicate_and_refused_by_fal(
+    speech: Speech, video: Path, tmp_path: Path
+) -> None:
+    if speech.name == "fal":
+        with pytest.raises(ProviderError, match="s3://"):
+            speech.make(max_inline_bytes=512).transcribe(local_request(video), timeout=30, ledger=NoLedger())
+        assert not speech.api.requests
+        return
+    words = speech.make(max_inline_bytes=512).transcribe(local_request(video), timeout=30, ledger=NoLedger())
+    assert [word.text for word in words] == ["Guten", "Morgen,", "Welt."]
+    [upload] = speech.api.seen("upload")
+    assert (upload.body["filename"], upload.body["content_type"]) == ("speech.mp3", "audio/mpeg")
+    uploaded = tmp_path / "uploaded.mp3"
+    uploaded.write_bytes(upload.body["content"])  # the extracted speech track, as the model would read it
+    assert len(upload.body["content"]) > 512 and abs(probe_audio(uploaded) - probe(video).duration) < 0.2
+    (create,) = speech.api.seen("create")
+    assert create.body["input"]["audio"] == "https://api.replicate.com/v1/files/file-1"
 
 
 def test_replicate_refuses_a_language_whisper_does_not_know(video: Path) -> None:

@@ -178,7 +178,18 @@ def provider_message(body: bytes, reason: str) -> str:
     return message if len(message) <= _MESSAGE_LIMIT else message[:_MESSAGE_LIMIT] + "…"
 
 
-def _encoded(payload: Mapping[str, Any] | None, form: Mapping[str, str] | None) -> tuple[bytes | None, str | None]:
+# One file of a multipart/form-data body: (field name, file name, content type, bytes).
+UploadedFile = tuple[str, str, str, bytes]
+
+
+def _encoded(
+    payload: Mapping[str, Any] | None, form: Mapping[str, str] | None, upload: UploadedFile | None = None
+) -> tuple[bytes | None, str | None]:
+    if upload is not None:
+        field, filename, content_type, data = upload
+        # httpx (a dependency already) writes the multipart body and its boundary; we send the bytes ourselves.
+        request = httpx.Request("POST", "http://multipart.invalid/", files={field: (filename, data, content_type)})
+        return request.read(), request.headers["content-type"]
     if form is not None:
         return urlencode(dict(form)).encode("ascii"), "application/x-www-form-urlencoded"
     if payload is not None:
@@ -241,12 +252,14 @@ class ProviderHttp:
         what: str,
         json: Mapping[str, Any] | None = None,
         form: Mapping[str, str] | None = None,
+        upload: UploadedFile | None = None,
     ) -> dict[str, Any]:
-        """Send one JSON (or form) request, retrying what may pass, and return the JSON object it answers.
+        """Send one JSON (or form, or multipart `upload`) request, retrying what may pass, and return the
+        JSON object it answers.
 
         `what` says what the call was for ("creating a prediction for x/y"); it names the call in errors.
         """
-        content, content_type = _encoded(json, form)
+        content, content_type = _encoded(json, form, upload)
         attempts = self.policy.max_attempts
         attempt, renewed = 1, False
         while True:
@@ -491,6 +504,10 @@ def run_job(
         )
 
 
+# Uploads a local file to the provider's own file store: (path, content type) -> the URL its models read.
+Upload = Callable[[Path, str], str]
+
+
 def remote_input(
     url: str,
     path: Path,
@@ -498,13 +515,15 @@ def remote_input(
     provider: str,
     what: str,
     max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES,
+    upload: Upload | None = None,
 ) -> str:
-    """What to send a remote model for a file: its http(s) URL as is, else a base64 `data:` URI.
+    """What to send a remote model for a file: its http(s) URL as is, else a base64 `data:` URI, else
+    (a larger file, with `upload`) the URL of its copy on the provider's file store.
 
     A `file://` (or other local) URL cannot be read by a remote provider, nor can a local
     artifact served by our own API (`VIDEO_PIPELINES_ARTIFACTS_BASE_URL`, e.g. 127.0.0.1 under
-    `video-pipelines dev`); up to `max_inline_bytes` the file travels inline, beyond that
-    ProviderError says what to change.
+    `video-pipelines dev`); up to `max_inline_bytes` the file travels inline; beyond that it is
+    uploaded, or, for a provider without a file store here, ProviderError says what to change.
     """
     if reachable_by_provider(url):
         return url
@@ -512,13 +531,15 @@ def remote_input(
         size = path.stat().st_size
     except OSError as exc:
         raise ProviderError(f"{provider}: cannot read the {what} {path}: {exc}") from exc
+    mime = mimetypes.guess_type(path.name)[0] or mimetypes.guess_type(urlsplit(url).path)[0]
     if size > max_inline_bytes:
+        if upload is not None:
+            return upload(path, mime or "application/octet-stream")
         raise ProviderError(
             f"{provider}: the {what} is a local file ({size} bytes), larger than the {max_inline_bytes} bytes "
             "that can be sent inline; a remote model needs an artifact store the provider can read for it: "
             "set VIDEO_PIPELINES_STORAGE_URL to an s3:// store (http URLs)"
         )
-    mime = mimetypes.guess_type(path.name)[0] or mimetypes.guess_type(urlsplit(url).path)[0]
     encoded = base64.b64encode(path.read_bytes()).decode("ascii")
     return f"data:{mime or 'application/octet-stream'};base64,{encoded}"
 
@@ -534,12 +555,16 @@ def _served_locally(url: str) -> bool:
     return bool(base) and url.startswith(base + "/")
 
 
-def lipsync_sources(request: LipSyncRequest, *, provider: str, max_inline_bytes: int) -> tuple[str, str]:
+def lipsync_sources(
+    request: LipSyncRequest, *, provider: str, max_inline_bytes: int, upload: Upload | None = None
+) -> tuple[str, str]:
     """The video and the audio of a lip-sync request as a remote model can read them (see `remote_input`)."""
     video = remote_input(
-        request.video_url, request.video, provider=provider, what="video", max_inline_bytes=max_inline_bytes
-    )
+        request.video_url, request.video, provider=provider, what="video", max_inline_bytes=max_inline_bytes,
+        upload=upload,
+    )  # fmt: skip
     audio = remote_input(
-        request.audio_url, request.audio, provider=provider, what="audio", max_inline_bytes=max_inline_bytes
-    )
+        request.audio_url, request.audio, provider=provider, what="audio", max_inline_bytes=max_inline_bytes,
+        upload=upload,
+    )  # fmt: skip
     return video, audio

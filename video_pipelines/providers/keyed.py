@@ -31,6 +31,10 @@ class ApiKeyProvider:
     default_video_model: ClassVar[str]
     default_lipsync_model: ClassVar[str]
     default_speech_model: ClassVar[str]
+    # Local files up to this size travel inline (a data URI); larger ones go to the provider's file
+    # store (`_upload`) when it has one here, up to `max_upload_bytes`, else fail naming the fix.
+    default_max_inline_bytes: ClassVar[int] = DEFAULT_MAX_INLINE_BYTES
+    max_upload_bytes: int | None = None
 
     def __init__(
         self,
@@ -43,7 +47,7 @@ class ApiKeyProvider:
         allowed: AllowedHosts,
         poll_interval: float = 2.0,
         http: HttpPolicy | None = None,
-        max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES,
+        max_inline_bytes: int | None = None,
     ) -> None:
         if not api_key:
             raise ProviderError(f"{self.name}: the {self.key_label} is empty (set {self.key_variable})")
@@ -55,7 +59,7 @@ class ApiKeyProvider:
         self.allowed = allowed
         self.poll_interval = poll_interval
         self.http = http or HttpPolicy()
-        self.max_inline_bytes = max_inline_bytes
+        self.max_inline_bytes = self.default_max_inline_bytes if max_inline_bytes is None else max_inline_bytes
 
     @classmethod
     def from_env(cls, allowed: AllowedHosts, environ: Mapping[str, str] | None = None) -> Self:

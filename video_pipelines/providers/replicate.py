@@ -107,16 +107,25 @@ class ReplicateProvider(ApiKeyProvider):
     default_video_model = DEFAULT_VIDEO_MODEL
     default_lipsync_model = DEFAULT_LIPSYNC_MODEL
     default_speech_model = DEFAULT_SPEECH_MODEL
+    # Replicate takes data URIs but recommends them only under 1 MB; a larger local file goes
+    # through its files API (`POST /v1/files`), which takes up to 100 MB.
+    default_max_inline_bytes = 1024 * 1024
+    max_upload_bytes = 100 * 1024 * 1024
 
     def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         model = request.model or self.video_model
-        self._run(model, generation_input(request), out, timeout=timeout, ledger=ledger)
+        self._run(model, lambda: generation_input(request), out, timeout=timeout, ledger=ledger)
 
     def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         model = request.model or self.lipsync_model
         video_name, audio_name = LIPSYNC_INPUT_NAMES.get(model.partition(":")[0], DEFAULT_LIPSYNC_INPUT_NAMES)
-        video, audio = lipsync_sources(request, provider=self.name, max_inline_bytes=self.max_inline_bytes)
-        inputs: dict[str, Any] = {video_name: video, audio_name: audio}
+
+        def inputs() -> dict[str, Any]:  # only for a new prediction: a resumed one uploads nothing again
+            video, audio = lipsync_sources(
+                request, provider=self.name, max_inline_bytes=self.max_inline_bytes, upload=self._upload
+            )
+            return {video_name: video, audio_name: audio}
+
         self._run(model, inputs, out, timeout=timeout, ledger=ledger)
 
     def transcribe(self, request: TranscriptionRequest, *, timeout: float | None, ledger: JobLedger) -> list[Word]:
@@ -125,15 +134,45 @@ class ReplicateProvider(ApiKeyProvider):
         def inputs() -> dict[str, Any]:
             with tempfile.TemporaryDirectory(prefix="vp-replicate-speech-") as work:
                 audio = speech_source(
-                    request, Path(work), provider=self.name, max_inline_bytes=self.max_inline_bytes, timeout=timeout
+                    request,
+                    Path(work),
+                    provider=self.name,
+                    max_inline_bytes=self.max_inline_bytes,
+                    timeout=timeout,
+                    upload=self._upload,
                 )
             return transcription_input(model, audio, request.language)
 
         prediction_id, output = self._predict(model, inputs, timeout=timeout, ledger=ledger)
         return words_from_output(output, where=f"replicate prediction {prediction_id} ({model})")
 
-    def _run(self, model: str, inputs: dict[str, Any], out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
-        prediction_id, output = self._predict(model, lambda: inputs, timeout=timeout, ledger=ledger)
+    def _upload(self, path: Path, content_type: str) -> str:
+        """Put a local file on Replicate's file store (`POST /v1/files`); the URL its models read it from."""
+        size = path.stat().st_size
+        limit = self.max_upload_bytes or 0
+        if size > limit:
+            raise ProviderError(
+                f"replicate: the local file {path.name} ({size} bytes) is larger than the {limit} bytes Replicate's "
+                "files API takes; a remote model needs an artifact store the provider can read for it: "
+                "set VIDEO_PIPELINES_STORAGE_URL to an s3:// store (http URLs)"
+            )
+        what = f"uploading {path.name} ({size} bytes)"
+        body = self._api().call(
+            "POST",
+            f"{self.base_url}/v1/files",
+            what=what,
+            upload=("content", path.name, content_type, path.read_bytes()),
+        )
+        urls = body.get("urls")
+        url = urls.get("get") if isinstance(urls, dict) else None
+        if not isinstance(url, str) or not url:
+            raise ProviderError(f"replicate: {what}: the answer has no file URL (urls.get)")
+        return url
+
+    def _run(
+        self, model: str, inputs: Callable[[], dict[str, Any]], out: Path, *, timeout: float | None, ledger: JobLedger
+    ) -> None:
+        prediction_id, output = self._predict(model, inputs, timeout=timeout, ledger=ledger)
         video_url = output_url(output)
         if video_url is None:
             raise JobFailed(f"replicate prediction {prediction_id} ({model}) succeeded without a video URL")

@@ -5,8 +5,9 @@
   an MP4 themselves, and nothing is uploaded from here. A local video (a `file://` store, or
   our own API on 127.0.0.1 under `video-pipelines dev`) is not reachable, so its first audio
   track is extracted to mono 16 kHz MP3 at 32 kbit/s (what Whisper resamples to anyway, about
-  4 KB a second: the 20 MB inline limit holds over an hour of speech) and sent inline as a
-  `data:` URI (`http.remote_input`).
+  4 KB a second) and sent inline as a `data:` URI (`http.remote_input`): fal's 20 MB limit holds
+  over an hour of speech; past Replicate's 1 MB (about 4 minutes) it goes through Replicate's
+  files API instead (up to 100 MB).
 - `words_from_output`: the timed words in what a Whisper model answers, whichever of the common
   shapes it has: Hugging Face pipeline chunks (`{"chunks": [{"timestamp": [s, e], "text"}]}`,
   Replicate's incredibly-fast-whisper and fal's whisper/wizper), segments with words
@@ -33,7 +34,7 @@ from typing import Any
 from video_pipelines.errors import ProviderError
 from video_pipelines.operations.ffmpeg import extract_speech_track
 from video_pipelines.providers.base import TranscriptionRequest
-from video_pipelines.providers.http import reachable_by_provider, remote_input
+from video_pipelines.providers.http import Upload, reachable_by_provider, remote_input
 from video_pipelines.speech import Word
 
 __all__ = [
@@ -100,17 +101,23 @@ def extract_speech(media: Path, out: Path, *, timeout: float | None) -> Path:
 
 
 def speech_source(
-    request: TranscriptionRequest, work: Path, *, provider: str, max_inline_bytes: int, timeout: float | None
+    request: TranscriptionRequest,
+    work: Path,
+    *,
+    provider: str,
+    max_inline_bytes: int,
+    timeout: float | None,
+    upload: Upload | None = None,
 ) -> str:
     """What to send a remote model for the speech of `request.media` (see the module docstring).
 
-    `work` is a folder for the extracted audio; the data URI is read from it before this returns.
+    `work` is a folder for the extracted audio; it is read (inline, or uploaded) before this returns.
     """
     if reachable_by_provider(request.media_url):
         return request.media_url
     audio = extract_speech(request.media, work / "speech.mp3", timeout=timeout)
     return remote_input(
-        audio.as_uri(), audio, provider=provider, what="speech audio", max_inline_bytes=max_inline_bytes
+        audio.as_uri(), audio, provider=provider, what="speech audio", max_inline_bytes=max_inline_bytes, upload=upload
     )
 
 
