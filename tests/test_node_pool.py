@@ -179,7 +179,8 @@ def test_a_node_whose_input_failed_is_not_run_multiprocess(dagster_home: Path, m
             run_id = result.run_id
         lines = messages(instance, run_id)
         assert "square: not run: voice failed" in lines
-        assert "round: not run: square did not run" in lines
+        # round needs square and, through it, voice: it names the failure, whichever step ended first.
+        assert "round: not run: voice failed" in lines
         assert materialized_in_order(instance, run_id) == ["clip"]
 
 

@@ -98,7 +98,7 @@ def upstream_results(
     log: Callable[[str], None],
     sleep: Callable[[float], None] = sleep_interruptibly,
 ) -> dict[str, VideoResult] | NotRun:
-    """The videos of the nodes `planned` needs, or the first of them whose step ended without one.
+    """The videos of the nodes `planned` needs, or one of them whose step ended without one (a failed one first).
 
     `wait`: poll the run's records until each needed step has ended (the multiprocess
     executor); else a needed step has ended already (the in-process one), so look once.
@@ -119,9 +119,12 @@ def upstream_results(
             return found
         recorded, ended = _look(instance, run.run_id, missing)
         found.update(recorded)
-        for node_id in missing:
-            if node_id not in found and (node_id in ended or not wait):
-                return NotRun(node_id, failed=ended.get(node_id, False))
+        gone = [node_id for node_id in missing if node_id not in found and (node_id in ended or not wait)]
+        if gone:
+            # The cause first: a needed node that failed, rather than one it kept from running
+            # (which of the two has ended first is a race between steps in other processes).
+            cause = next((node_id for node_id in gone if ended.get(node_id)), gone[0])
+            return NotRun(cause, failed=ended.get(cause, False))
         if len(found) < len(needs):
             if not waiting:
                 log(f"waiting for {', '.join(node_id for node_id in missing if node_id not in found)}")
