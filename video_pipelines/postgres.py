@@ -10,7 +10,7 @@ polls the run queue, sensors, run monitoring and the run-status sensors several 
 and every sensor tick and every run builds a new instance, so a burst of 50 one-node
 executions opened about 13,000 connections and PostgreSQL spent 1.3-1.4 CPU-seconds per
 execution on them: more than the daemon and the workers together (benchmarks/bench_workers.py
---profile). The pool is per process and shared by every instance the process builds, so
+prints both). The pool is per process and shared by every instance the process builds, so
 instances made per tick or per run reuse warm connections; a process also checks for Dagster's
 tables only the first time it opens the database.
 """
@@ -46,6 +46,8 @@ _engines_lock = threading.Lock()
 
 def _forget_engines_after_fork() -> None:
     """A forked child (Celery's prefork pool) must not use, nor close, its parent's connections."""
+    global _engines_lock
+    _engines_lock = threading.Lock()  # another thread of the parent may have held it as it forked
     for engine in _engines.values():
         engine.dispose(close=False)
     _engines.clear()
