@@ -295,8 +295,13 @@ def test_seed_flow_through_the_cli_on_a_client_machine(service: Service, tmp_pat
     assert done.returncode == 0, done.stderr
     assert service.receiver.wait_for("/cli", 2)[1].headers["webhook-id"] == delivery["webhookId"]
 
-    # A variant waits while its base runs: still pending when canceled.
-    fresh = json.loads(cli(service, tmp_path, "submit", "base.json").stdout)["executionId"]
+    # A variant waits while its base runs: still pending when canceled. The base must still be running
+    # then: not reused from the first one (which would end within a second) and seconds of work.
+    slow = seed_base()
+    for job in slow["jobs"][:2]:
+        job["params"].update(duration=20, resolution=360)
+    (tmp_path / "slow_base.json").write_text(json.dumps({**slow, "cache": False}))
+    fresh = json.loads(cli(service, tmp_path, "submit", "slow_base.json").stdout)["executionId"]
     waiting = json.loads(cli(service, tmp_path, "submit", "dependent.json", "--base-execution-id", fresh).stdout)[
         "executionId"
     ]
