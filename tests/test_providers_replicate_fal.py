@@ -92,6 +92,7 @@ class FakeApi:
     script: dict[str, list[Answer]] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
+    stored: dict[str, bytes] = field(default_factory=dict)  # what was PUT to a pre-signed upload URL, by path
     port: int = 0
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -152,12 +153,19 @@ class FakeApi:
 
     def dispatch(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Answer:
         kind, job_id = self.classify(method, path)
-        multipart = headers.get("Content-Type", "").startswith("multipart/form-data")
-        body = multipart_file(headers["Content-Type"], raw) if multipart else json.loads(raw) if raw else None
+        content_type = headers.get("Content-Type", "")
+        body: Any = None
+        if content_type.startswith("multipart/form-data"):
+            body = multipart_file(content_type, raw)
+        elif raw and content_type.startswith("application/json"):
+            body = json.loads(raw)
         with self._lock:
             self.requests.append(Seen(kind, method, path, headers, body, time.monotonic()))
             if kind == "file":
                 return 200, {"Content-Type": "video/mp4"}, self.output
+            if kind == "signed_put":  # a pre-signed upload URL: its signature is the credential, no key
+                self.stored[path] = raw
+                return 200, {}, b""
             if headers.get("Authorization") != self.auth:
                 return self.unauthorized(headers.get("Authorization", ""))
             scripted = self.script.get(kind)
@@ -288,14 +296,19 @@ def serving_replicate(api: FakeReplicateT, monkeypatch: pytest.MonkeyPatch) -> I
 
 
 class FakeFal(FakeApi):
-    """fal's queue API: requests that go IN_QUEUE -> IN_PROGRESS -> COMPLETED, results under the app id."""
+    """fal's queue API: requests that go IN_QUEUE -> IN_PROGRESS -> COMPLETED, results under the app id;
+    and its storage: `POST /storage/upload/initiate` answers a pre-signed URL that takes a PUT."""
 
     foreign_urls: bool = False
 
     def classify(self, method: str, path: str) -> tuple[str, str | None]:
-        parts = path.strip("/").split("/")
+        parts = path.strip("/").split("?")[0].split("/")
         if parts[0] == "files":
             return "file", None
+        if method == "POST" and parts == ["storage", "upload", "initiate"]:
+            return "upload", None
+        if method == "PUT" and parts[0] == "signed-upload":
+            return "signed_put", None
         if "requests" not in parts:
             return ("create", None) if method == "POST" else ("unknown", None)
         if parts.index("requests") != 2 or len(parts) < 4:
@@ -311,6 +324,13 @@ class FakeFal(FakeApi):
 
     def app_of(self, path: str) -> str:
         return "/".join(path.strip("/").split("/")[:2])
+
+    def uploaded(self, upload: Any) -> Answer:
+        file_id = f"f{next(self._ids)}"
+        return 200, {}, {
+            "upload_url": f"{self.base_url}/signed-upload/{file_id}?X-Goog-Signature=abc",
+            "file_url": f"https://v3.fal.media/files/{file_id}/{upload['file_name']}",
+        }  # fmt: skip
 
     def unauthorized(self, given: str) -> Answer:
         return 401, {}, {"detail": f"Authentication failed for key {given!r}"}
@@ -372,7 +392,7 @@ class Harness:
 
 
 @pytest.fixture(params=["replicate", "fal"])
-def harness(request: pytest.FixtureRequest, clip: bytes) -> Iterator[Harness]:
+def harness(request: pytest.FixtureRequest, clip: bytes, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     if request.param == "replicate":
         api: FakeApi = FakeReplicate(auth=f"Bearer {TOKEN}", output=clip).start()
 
@@ -382,6 +402,7 @@ def harness(request: pytest.FixtureRequest, clip: bytes) -> Iterator[Harness]:
 
     else:
         api = FakeFal(auth=f"Key {TOKEN}", output=clip).start()
+        monkeypatch.setenv("FAL_STORAGE_BASE_URL", api.base_url)
 
         def make(token: str = TOKEN, **kwargs: Any) -> Any:
             kwargs.setdefault("http", FAST)
@@ -476,22 +497,33 @@ def test_lip_sync_passes_an_http_video_url_through(harness: Harness, tmp_path: P
         assert sent == {"video": stored, "audio": AUDIO_URL}  # models not in the table take video/audio
 
 
-def test_a_local_video_over_the_inline_limit_is_uploaded_to_replicate_and_refused_by_fal(
+def test_a_local_video_over_the_inline_limit_is_uploaded_to_the_providers_storage(
     harness: Harness, tmp_path: Path, clip: bytes
 ) -> None:
     request = lip_sync_request(tmp_path, clip)
-    if harness.name == "fal":
-        with pytest.raises(ProviderError, match="s3://"):
-            harness.make(max_inline_bytes=1024).lip_sync(request, tmp_path / "out.mp4", timeout=30, ledger=NoLedger())
-        assert not harness.api.requests
-        return
     harness.make(max_inline_bytes=1024).lip_sync(request, tmp_path / "out.mp4", timeout=30, ledger=NoLedger())
     [upload] = harness.api.seen("upload")
-    assert upload.headers["Authorization"] == f"Bearer {TOKEN}"
-    assert upload.body == {"field": "content", "filename": "input0.mp4", "content_type": "video/mp4", "content": clip}
+    assert upload.headers["Authorization"] == (f"Bearer {TOKEN}" if harness.name == "replicate" else f"Key {TOKEN}")
+    sent = created_input(harness)
+    if harness.name == "replicate":
+        assert upload.body == {
+            "field": "content",
+            "filename": "input0.mp4",
+            "content_type": "video/mp4",
+            "content": clip,
+        }
+        assert sent["video_url"] == "https://api.replicate.com/v1/files/file-1"
+    else:
+        assert upload.path == "/storage/upload/initiate?storage_type=fal-cdn-v3"
+        assert upload.body == {"file_name": "input0.mp4", "content_type": "video/mp4"}
+        [put] = harness.api.seen("signed_put")
+        assert "Authorization" not in put.headers  # the key never travels to the storage host
+        assert put.headers["Content-Type"] == "video/mp4"
+        assert harness.api.stored == {put.path: clip}
+        assert sent["video_url"] == "https://v3.fal.media/files/f1/input0.mp4"
     # The model reads the uploaded copy; the small audio still travels as it came (a URL here).
-    assert created_input(harness) == {"video_url": "https://api.replicate.com/v1/files/file-1", "audio_file": AUDIO_URL}
-    assert [request.kind for request in harness.api.requests][:2] == ["upload", "create"]
+    assert sent["audio_url" if harness.name == "fal" else "audio_file"] == AUDIO_URL
+    assert [request.kind for request in harness.api.requests].index("create") > 0  # uploaded first
 
 
 def test_replicate_sends_inline_only_under_1_mb_and_uploads_up_to_100_mb(clip: bytes, tmp_path: Path) -> None:

@@ -61,12 +61,13 @@ class Speech:
 
 
 @pytest.fixture(params=["replicate", "fal"])
-def speech(request: pytest.FixtureRequest, clip: bytes) -> Iterator[Speech]:
+def speech(request: pytest.FixtureRequest, clip: bytes, monkeypatch: pytest.MonkeyPatch) -> Iterator[Speech]:
     if request.param == "replicate":
         api: FakeApi = FakeReplicate(auth=f"Bearer {TOKEN}", output=clip, polls_to_finish=1).start()
         provider: type[ReplicateProvider | FalProvider] = ReplicateProvider
     else:
         api = FakeFal(auth=f"Key {TOKEN}", output=clip, polls_to_finish=1).start()
+        monkeypatch.setenv("FAL_STORAGE_BASE_URL", api.base_url)
         provider = FalProvider
 
     def make(token: str = TOKEN, **kwargs: Any) -> Any:
@@ -255,23 +256,24 @@ def test_a_video_without_audio_fails_before_any_call(speech: Speech, tmp_path: P
     assert not speech.api.requests
 
 
-def test_speech_over_the_inline_limit_is_uploaded_to_replicate_and_refused_by_fal(
+def test_speech_over_the_inline_limit_is_uploaded_to_the_providers_storage(
     speech: Speech, video: Path, tmp_path: Path
 ) -> None:
-    if speech.name == "fal":
-        with pytest.raises(ProviderError, match="s3://"):
-            speech.make(max_inline_bytes=512).transcribe(local_request(video), timeout=30, ledger=NoLedger())
-        assert not speech.api.requests
-        return
     words = speech.make(max_inline_bytes=512).transcribe(local_request(video), timeout=30, ledger=NoLedger())
     assert [word.text for word in words] == ["Guten", "Morgen,", "Welt."]
     [upload] = speech.api.seen("upload")
-    assert (upload.body["filename"], upload.body["content_type"]) == ("speech.mp3", "audio/mpeg")
-    uploaded = tmp_path / "uploaded.mp3"
-    uploaded.write_bytes(upload.body["content"])  # the extracted speech track, as the model would read it
-    assert len(upload.body["content"]) > 512 and abs(probe_audio(uploaded) - probe(video).duration) < 0.2
     (create,) = speech.api.seen("create")
-    assert create.body["input"]["audio"] == "https://api.replicate.com/v1/files/file-1"
+    if speech.name == "replicate":
+        assert (upload.body["filename"], upload.body["content_type"]) == ("speech.mp3", "audio/mpeg")
+        content = upload.body["content"]
+        assert create.body["input"]["audio"] == "https://api.replicate.com/v1/files/file-1"
+    else:
+        assert upload.body == {"file_name": "speech.mp3", "content_type": "audio/mpeg"}
+        [content] = speech.api.stored.values()
+        assert create.body["audio_url"] == "https://v3.fal.media/files/f1/speech.mp3"
+    uploaded = tmp_path / "uploaded.mp3"
+    uploaded.write_bytes(content)  # the extracted speech track, as the model would read it
+    assert len(content) > 512 and abs(probe_audio(uploaded) - probe(video).duration) < 0.2
 
 
 def test_replicate_refuses_a_language_whisper_does_not_know(video: Path) -> None:
@@ -387,6 +389,7 @@ def serving_fal(api: FakeFal, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeF
     api.start()
     monkeypatch.setenv("FAL_KEY", TOKEN)
     monkeypatch.setenv("FAL_QUEUE_BASE_URL", api.base_url)
+    monkeypatch.setenv("FAL_STORAGE_BASE_URL", api.base_url)
     monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
     try:
         yield api

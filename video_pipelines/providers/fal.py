@@ -16,10 +16,14 @@ Speech-to-text defaults to `fal-ai/whisper` (Whisper large-v3): `{"audio_url", "
 "transcribe", "language": "de", "chunk_level": "word", "version": "3"}` answers `{"text",
 "chunks": [{"timestamp": [start, end], "text"}]}`, one chunk a word (`fal-ai/wizper` takes the
 same inputs and gives segment chunks, which `whisper.words_from_output` splits into words).
+
+Local inputs (a `file://` store) go inline as data URIs up to 1 MB; larger ones are uploaded to
+fal's storage (`$FAL_STORAGE_BASE_URL`, default https://rest.fal.ai) and sent as their URL.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +42,9 @@ from video_pipelines.providers.whisper import iso_language, speech_source, words
 from video_pipelines.speech import Word
 
 DEFAULT_BASE_URL = "https://queue.fal.run"
+# fal's file storage (its CDN), where local files too large to send inline are uploaded.
+DEFAULT_STORAGE_BASE_URL = "https://rest.fal.ai"
+STORAGE_BASE_URL_ENV = "FAL_STORAGE_BASE_URL"
 DEFAULT_VIDEO_MODEL = "fal-ai/kling-video/v1.6/standard/text-to-video"
 DEFAULT_LIPSYNC_MODEL = "fal-ai/sync-lipsync"
 DEFAULT_SPEECH_MODEL = "fal-ai/whisper"
@@ -109,13 +116,21 @@ class FalProvider(ApiKeyProvider):
     default_video_model = DEFAULT_VIDEO_MODEL
     default_lipsync_model = DEFAULT_LIPSYNC_MODEL
     default_speech_model = DEFAULT_SPEECH_MODEL
+    # fal takes data URIs but advises against them for large files; a local file over 1 MB is
+    # uploaded to fal's storage (`_upload`) and sent as its URL. No size limit is published.
+    default_max_inline_bytes = 1024 * 1024
 
     def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
-        self._run(request.model or self.video_model, generation_input(request), out, timeout=timeout, ledger=ledger)
+        inputs = generation_input(request)
+        self._run(request.model or self.video_model, lambda: inputs, out, timeout=timeout, ledger=ledger)
 
     def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
-        video, audio = lipsync_sources(request, provider=self.name, max_inline_bytes=self.max_inline_bytes)
-        inputs = lipsync_input(video, audio)
+        def inputs() -> dict[str, Any]:  # only for a new request: a resumed one uploads nothing again
+            video, audio = lipsync_sources(
+                request, provider=self.name, max_inline_bytes=self.max_inline_bytes, upload=self._upload
+            )
+            return lipsync_input(video, audio)
+
         self._run(request.model or self.lipsync_model, inputs, out, timeout=timeout, ledger=ledger)
 
     def transcribe(self, request: TranscriptionRequest, *, timeout: float | None, ledger: JobLedger) -> list[Word]:
@@ -124,7 +139,12 @@ class FalProvider(ApiKeyProvider):
         def inputs() -> dict[str, Any]:
             with tempfile.TemporaryDirectory(prefix="vp-fal-speech-") as work:
                 audio = speech_source(
-                    request, Path(work), provider=self.name, max_inline_bytes=self.max_inline_bytes, timeout=timeout
+                    request,
+                    Path(work),
+                    provider=self.name,
+                    max_inline_bytes=self.max_inline_bytes,
+                    timeout=timeout,
+                    upload=self._upload,
                 )
             return transcription_input(audio, request.language)
 
@@ -156,8 +176,33 @@ class FalProvider(ApiKeyProvider):
             return _RequestUrls(*(str(url) for url in urls))
         return built
 
-    def _run(self, model: str, inputs: dict[str, Any], out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
-        request_id, result = self._request(model, lambda: inputs, timeout=timeout, ledger=ledger)
+    def _upload(self, path: Path, content_type: str) -> str:
+        """Put a local file on fal's storage; the URL its models read it from.
+
+        Two calls, as fal's clients make them: `POST {storage}/storage/upload/initiate` (with the
+        key) answers a pre-signed `upload_url` and the `file_url`; the bytes are PUT to the
+        upload URL without the key (its signature is the credential, and its host is not fal's API).
+        """
+        storage = (os.environ.get(STORAGE_BASE_URL_ENV, "").strip() or DEFAULT_STORAGE_BASE_URL).rstrip("/")
+        size = path.stat().st_size
+        what = f"uploading {path.name} ({size} bytes)"
+        body = self._api().call(
+            "POST",
+            f"{storage}/storage/upload/initiate?storage_type=fal-cdn-v3",
+            what=what,
+            json={"file_name": path.name, "content_type": content_type},
+        )
+        upload_url, file_url = body.get("upload_url"), body.get("file_url")
+        if not isinstance(upload_url, str) or not upload_url or not isinstance(file_url, str) or not file_url:
+            raise ProviderError(f"fal: {what}: the answer has no upload_url and file_url")
+        signed = ProviderHttp(self.name, allowed=self.allowed, policy=self.http, credential=self.key_variable)
+        signed.send("PUT", upload_url, what=what, content=path.read_bytes(), content_type=content_type)
+        return file_url
+
+    def _run(
+        self, model: str, inputs: Callable[[], dict[str, Any]], out: Path, *, timeout: float | None, ledger: JobLedger
+    ) -> None:
+        request_id, result = self._request(model, inputs, timeout=timeout, ledger=ledger)
         fetch_to_file(self._video_url(result, request_id, model), out, allowed=self.allowed)
 
     def _request(

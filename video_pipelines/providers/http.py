@@ -260,6 +260,16 @@ class ProviderHttp:
         `what` says what the call was for ("creating a prediction for x/y"); it names the call in errors.
         """
         content, content_type = _encoded(json, form, upload)
+        return self._json(self.send(method, url, what=what, content=content, content_type=content_type), what)
+
+    def send(
+        self, method: str, url: str, *, what: str, content: bytes | None = None, content_type: str | None = None
+    ) -> bytes:
+        """Send one request with `content` as it is, retrying what may pass; the body of the answer.
+
+        `call` is this with a JSON (form, multipart) body and a JSON answer; a client made without
+        `authorization` sends raw bytes to a pre-signed upload URL, whose signature is the credential.
+        """
         attempts = self.policy.max_attempts
         attempt, renewed = 1, False
         while True:
@@ -272,7 +282,7 @@ class ProviderHttp:
                 last = f"{type(exc).__name__} talking to {redact_url(url)}" + (f": {exc}" if str(exc) else "")
             else:
                 if answer.ok:
-                    return self._json(answer.body, what)
+                    return answer.body
                 if answer.status == 401 and self._renew is not None and not renewed:
                     # A token revoked or expired early: another one, once, without using up an attempt.
                     self._renew()

@@ -32,7 +32,7 @@ class ApiKeyProvider:
     default_lipsync_model: ClassVar[str]
     default_speech_model: ClassVar[str]
     # Local files up to this size travel inline (a data URI); larger ones go to the provider's file
-    # store (`_upload`) when it has one here, up to `max_upload_bytes`, else fail naming the fix.
+    # store (its `_upload`), up to `max_upload_bytes` where it publishes a limit.
     default_max_inline_bytes: ClassVar[int] = DEFAULT_MAX_INLINE_BYTES
     max_upload_bytes: int | None = None
 

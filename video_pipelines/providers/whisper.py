@@ -5,9 +5,9 @@
   an MP4 themselves, and nothing is uploaded from here. A local video (a `file://` store, or
   our own API on 127.0.0.1 under `video-pipelines dev`) is not reachable, so its first audio
   track is extracted to mono 16 kHz MP3 at 32 kbit/s (what Whisper resamples to anyway, about
-  4 KB a second) and sent inline as a `data:` URI (`http.remote_input`): fal's 20 MB limit holds
-  over an hour of speech; past Replicate's 1 MB (about 4 minutes) it goes through Replicate's
-  files API instead (up to 100 MB).
+  4 KB a second) and sent inline as a `data:` URI (`http.remote_input`) up to 1 MB (about 4
+  minutes), else uploaded to the provider's storage (Replicate's files API, fal's storage) and
+  sent as its URL.
 - `words_from_output`: the timed words in what a Whisper model answers, whichever of the common
   shapes it has: Hugging Face pipeline chunks (`{"chunks": [{"timestamp": [s, e], "text"}]}`,
   Replicate's incredibly-fast-whisper and fal's whisper/wizper), segments with words
