@@ -24,7 +24,6 @@ fal's storage (`$FAL_STORAGE_BASE_URL`, default https://rest.fal.ai) and sent as
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +35,9 @@ import httpx
 from video_pipelines.errors import JobFailed, ProviderError, ProviderHttpError
 from video_pipelines.net import fetch_to_file
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
-from video_pipelines.providers.http import ProviderHttp, lipsync_sources
+from video_pipelines.providers.http import ProviderHttp
 from video_pipelines.providers.keyed import ApiKeyProvider
-from video_pipelines.providers.whisper import iso_language, speech_source, words_from_output
+from video_pipelines.providers.whisper import iso_language, words_from_output
 from video_pipelines.speech import Word
 
 DEFAULT_BASE_URL = "https://queue.fal.run"
@@ -126,9 +125,7 @@ class FalProvider(ApiKeyProvider):
 
     def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         def inputs() -> dict[str, Any]:  # only for a new request: a resumed one uploads nothing again
-            video, audio = lipsync_sources(
-                request, provider=self.name, max_inline_bytes=self.max_inline_bytes, upload=self._upload
-            )
+            video, audio = self._lipsync_sources(request)
             return lipsync_input(video, audio)
 
         self._run(request.model or self.lipsync_model, inputs, out, timeout=timeout, ledger=ledger)
@@ -137,15 +134,7 @@ class FalProvider(ApiKeyProvider):
         model = request.model or self.speech_model
 
         def inputs() -> dict[str, Any]:
-            with tempfile.TemporaryDirectory(prefix="vp-fal-speech-") as work:
-                audio = speech_source(
-                    request,
-                    Path(work),
-                    provider=self.name,
-                    max_inline_bytes=self.max_inline_bytes,
-                    timeout=timeout,
-                    upload=self._upload,
-                )
+            audio = self._speech_source(request, timeout=timeout)
             return transcription_input(audio, request.language)
 
         request_id, result = self._request(model, inputs, timeout=timeout, ledger=ledger)

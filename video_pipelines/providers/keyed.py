@@ -8,13 +8,16 @@ its variables.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import ClassVar, Self, TypeVar
 
 from video_pipelines.errors import ProviderError
 from video_pipelines.net import AllowedHosts
-from video_pipelines.providers.base import JobLedger
-from video_pipelines.providers.http import DEFAULT_MAX_INLINE_BYTES, HttpPolicy, ProviderHttp, run_job
+from video_pipelines.providers.base import JobLedger, LipSyncRequest, TranscriptionRequest
+from video_pipelines.providers.http import DEFAULT_MAX_INLINE_BYTES, HttpPolicy, ProviderHttp, lipsync_sources, run_job
+from video_pipelines.providers.whisper import speech_source
 
 T = TypeVar("T")
 
@@ -87,6 +90,26 @@ class ApiKeyProvider:
             timeout=timeout,
             poll_interval=self.poll_interval,
         )
+
+    def _upload(self, path: Path, content_type: str) -> str:
+        """Put a local file on the provider's file store; the URL its models read it from."""
+        raise NotImplementedError
+
+    def _lipsync_sources(self, request: LipSyncRequest) -> tuple[str, str]:
+        """The video and audio of `request` as this provider's models read them (inline, uploaded or a URL)."""
+        return lipsync_sources(request, provider=self.name, max_inline_bytes=self.max_inline_bytes, upload=self._upload)
+
+    def _speech_source(self, request: TranscriptionRequest, *, timeout: float | None) -> str:
+        """The speech of `request.media` as this provider's models read it (see `whisper.speech_source`)."""
+        with tempfile.TemporaryDirectory(prefix=f"vp-{self.name}-speech-") as work:
+            return speech_source(
+                request,
+                Path(work),
+                provider=self.name,
+                max_inline_bytes=self.max_inline_bytes,
+                timeout=timeout,
+                upload=self._upload,
+            )
 
     def _api(self) -> ProviderHttp:
         return ProviderHttp(

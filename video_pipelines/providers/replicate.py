@@ -19,7 +19,6 @@ the common inputs (`audio`, `language` as the ISO code, `word_timestamps`).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,8 @@ from urllib.parse import quote
 from video_pipelines.errors import JobFailed, ProviderError
 from video_pipelines.net import fetch_to_file
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
-from video_pipelines.providers.http import lipsync_sources
 from video_pipelines.providers.keyed import ApiKeyProvider
-from video_pipelines.providers.whisper import iso_language, speech_source, whisper_language_name, words_from_output
+from video_pipelines.providers.whisper import iso_language, whisper_language_name, words_from_output
 from video_pipelines.speech import Word
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
@@ -121,9 +119,7 @@ class ReplicateProvider(ApiKeyProvider):
         video_name, audio_name = LIPSYNC_INPUT_NAMES.get(model.partition(":")[0], DEFAULT_LIPSYNC_INPUT_NAMES)
 
         def inputs() -> dict[str, Any]:  # only for a new prediction: a resumed one uploads nothing again
-            video, audio = lipsync_sources(
-                request, provider=self.name, max_inline_bytes=self.max_inline_bytes, upload=self._upload
-            )
+            video, audio = self._lipsync_sources(request)
             return {video_name: video, audio_name: audio}
 
         self._run(model, inputs, out, timeout=timeout, ledger=ledger)
@@ -132,15 +128,7 @@ class ReplicateProvider(ApiKeyProvider):
         model = request.model or self.speech_model
 
         def inputs() -> dict[str, Any]:
-            with tempfile.TemporaryDirectory(prefix="vp-replicate-speech-") as work:
-                audio = speech_source(
-                    request,
-                    Path(work),
-                    provider=self.name,
-                    max_inline_bytes=self.max_inline_bytes,
-                    timeout=timeout,
-                    upload=self._upload,
-                )
+            audio = self._speech_source(request, timeout=timeout)
             return transcription_input(model, audio, request.language)
 
         prediction_id, output = self._predict(model, inputs, timeout=timeout, ledger=ledger)
