@@ -194,14 +194,21 @@ def _model_used(operation: Operation, params: AnyParams, provider: str | None) -
 
 def local_copy(result: VideoResult, dest: Path, env: NodeEnvironment) -> Path:
     """A local file holding `result`'s video: the store's own file when local, else a download."""
-    key = env.store.key_for(result.sha256)
-    local = env.store.local_path(key)
-    if local is not None and local.exists():
-        return local
-    if env.store.exists(key):
-        return env.store.fetch_to(key, dest)
+    stored = _from_store(env.store, env.store.key_for(result.sha256), dest)
+    if stored is not None:
+        return stored
     fetch_to_file(result.url, dest, allowed=env.allowed_hosts)
     return dest
+
+
+def _from_store(store: ArtifactStore, key: str, dest: Path) -> Path | None:
+    """The store's own file for `key` when it is local, else `dest` downloaded from it; None: not stored."""
+    local = store.local_path(key)
+    if local is not None and local.exists():
+        return local
+    if store.exists(key):
+        return store.fetch_to(key, dest)
+    return None
 
 
 @dataclass(frozen=True)
@@ -373,14 +380,12 @@ def _carried_captions(call: _OperationCall, starts: Sequence[float]) -> _Carried
 def _stored_cues(result: VideoResult, index: int, call: _OperationCall) -> list[Cue]:
     """The cues of a captioned input, read from its SRT sidecar in the store."""
     key = call.env.store.key_for(result.sha256, ".srt")
-    local = call.env.store.local_path(key)
-    if local is None or not local.exists():
-        if not call.env.store.exists(key):
-            raise MediaError(
-                f"{call.node_id}: input {index + 1} has captions, but its SRT ({key}) is not in the artifact store"
-            )
-        local = call.env.store.fetch_to(key, call.work / f"input{index}.srt")
-    return parse_srt(local.read_text(encoding="utf-8"))
+    srt = _from_store(call.env.store, key, call.work / f"input{index}.srt")
+    if srt is None:
+        raise MediaError(
+            f"{call.node_id}: input {index + 1} has captions, but its SRT ({key}) is not in the artifact store"
+        )
+    return parse_srt(srt.read_text(encoding="utf-8"))
 
 
 def _untracked_output(call: _OperationCall, carried: _CarriedCaptions | None) -> Path:
