@@ -82,7 +82,12 @@ def test_a_deadline_ends_the_execution_failed_and_cancels_the_provider_job(
     assert final["error"].startswith("deadline exceeded after 10 s"), final["error"]
     assert "canceled" not in final["error"]
     assert final["jobs"]["gen"]["status"] in ("failed", "skipped") and final["jobs"]["square"]["status"] == "skipped"
-    assert replicate.jobs[job_id].canceled, "the Replicate prediction was left running"
+    # Run monitoring marks the run failed as soon as it has sent the interrupt, so the worker's cancel of the
+    # prediction may reach the provider a moment after the status says failed: it gets a bounded while.
+    cancel_by = time.monotonic() + 20
+    while not replicate.jobs[job_id].canceled:
+        assert time.monotonic() < cancel_by, f"the Replicate prediction was left running\n{deployment.log_tail()}"
+        time.sleep(0.1)
     assert len(replicate.jobs) == 1
     assert ended is not None and ended.start_time is not None and ended.end_time is not None
     assert ended.end_time - ended.start_time >= 10
