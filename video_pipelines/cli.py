@@ -9,7 +9,8 @@ of the current directory), and says which when it matters. A command that reads 
 existing execution (`status`, `cancel`, `retry`, `deliveries`, `validate --base-execution-id`)
 never makes an instance: where there is none it fails with the folder it looked in. `submit`
 and `api-keys` make one with a warning, and `submit` warns when no daemon of that instance is
-running (the submission would stay pending).
+running (the submission would stay pending). `api-keys` and `prune-catalog` are an operator's
+acts: always on the local deployment, never over the API (`prune-catalog` makes no instance either).
 """
 
 from __future__ import annotations
@@ -170,6 +171,19 @@ def _api_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune_catalog(args: argparse.Namespace) -> int:
+    # Always the local deployment's instance: pruning the catalog is an operator's act, never one over the API.
+    from video_pipelines import client
+    from video_pipelines.orchestration.catalog_retention import parse_retention_days, prune_catalog
+
+    retention = parse_retention_days(args.older_than_days, "--older-than-days")
+    with client.deployment(create=False) as target:
+        report = prune_catalog(target.instance, retention, dry_run=args.dry_run)
+    print(report.summary(), file=sys.stderr)
+    _print_json(report.to_wire())
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     import warnings
 
@@ -275,6 +289,17 @@ def build_parser() -> argparse.ArgumentParser:
     revoke_key = key_actions.add_parser("revoke", help="refuse a key from now on")
     revoke_key.add_argument("key", metavar="KEY_ID_OR_PREFIX", help="the key id (key_...) or its prefix (vp_...)")
     api_keys.set_defaults(handler=_api_keys)
+
+    prune = verbs.add_parser(
+        "prune-catalog",
+        help="delete the asset catalog's partitions of executions ended more than N days ago "
+        "(videos, runs, status and reuse stay)",
+    )
+    prune.add_argument(
+        "--older-than-days", required=True, metavar="N", help="days since the execution's last run ended"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="say what would be deleted; delete nothing")
+    prune.set_defaults(handler=_prune_catalog)
 
     demo = verbs.add_parser("demo", help="run the product demo end to end on the embedded defaults")
     demo.add_argument("--plan", help="run this plan file instead of the bundled product demo")

@@ -18,8 +18,8 @@ kind's nodes, so a missing partition is a node that did not finish (failed, canc
 Dynamic partitions, because executions are not known when the code loads: the `plan` step adds
 the keys of its plan's nodes before any node runs (adding is idempotent). Dagster's instance
 refuses no key (measured on 1.13), so an unusual node id never fails a run. Dagster suggests at
-most 100,000 partitions per asset: past that, deleting old executions' partitions
-(`instance.delete_dynamic_partition`) keeps the catalog fast.
+most 100,000 partitions per asset: the `catalog_retention` sensor and `video-pipelines
+prune-catalog` delete the partitions of old executions (`catalog_retention.py`).
 
 The specs have no function: the catalog shows them as external assets, whose Materialize button
 it disables ("Asset does not have a definition"); only `execute_plan` runs write them.

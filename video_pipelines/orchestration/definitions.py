@@ -6,6 +6,7 @@ import dagster as dg
 
 from video_pipelines.operations.checks import parse_blocking
 from video_pipelines.orchestration.assets import VIDEO_ASSET_SPECS, media_checks
+from video_pipelines.orchestration.catalog_retention import catalog_retention
 from video_pipelines.orchestration.io_managers import StepOutputs
 from video_pipelines.orchestration.job import execute_plan, head_starts
 from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
@@ -40,6 +41,7 @@ def build_definitions() -> dg.Definitions:
             webhook_on_failed,
             webhook_on_canceled,
             webhook_deliveries,
+            catalog_retention,
         ],
         resources={
             "artifact_storage": artifact_storage,

@@ -1,0 +1,55 @@
+"""When an execution is old enough to leave the asset catalog.
+
+The catalog keeps one partition per node result (`orchestration/assets.py`), and Dagster
+suggests at most 100,000 partitions per asset; a busy deployment passes that in months. An
+execution leaves the catalog once every run of it ended before the retention's cutoff: its
+videos, its status, its webhooks and its results for reuse stay; only the catalog's entries go.
+
+An execution still running, or ended after the cutoff (a base resumed or retried last week),
+stays. An `exec_<ULID>` id says when the execution was created, and an execution cannot end
+before it began: one created after the cutoff is kept without reading its runs, so a pass over
+a catalog of recent executions costs no query per execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from ulid import ULID
+
+from video_pipelines.executions.records import RunView
+
+EXECUTION_ID_PREFIX = "exec_"
+
+
+def created_at(execution_id: str) -> float | None:
+    """When an `exec_<ULID>` execution was created (epoch seconds); None for another id (a run's own id)."""
+    if not execution_id.startswith(EXECUTION_ID_PREFIX):
+        return None
+    try:
+        return float(ULID.from_str(execution_id.removeprefix(EXECUTION_ID_PREFIX)).timestamp)
+    except ValueError:
+        return None
+
+
+def ended_before(execution_id: str, runs_of: Callable[[str], Sequence[RunView]], cutoff: float) -> bool:
+    """True when every run of the execution ended before `cutoff` (epoch seconds).
+
+    `runs_of` is read only when the execution's id does not already say it began after the
+    cutoff. An execution with no run left (deleted from the UI) counts as ended when it was
+    created, or long ago if its id does not say; a run with no end time known keeps it.
+    """
+    created = created_at(execution_id)
+    if created is not None and created >= cutoff:
+        return False
+    runs = runs_of(execution_id)
+    if any(not run.state.is_finished or run.ended_at is None for run in runs):
+        return False
+    last_ended = max((run.ended_at for run in runs if run.ended_at is not None), default=created or 0.0)
+    return last_ended < cutoff
+
+
+def describe_cutoff(cutoff: float) -> str:
+    """The cutoff as people read it (UTC, to the second)."""
+    return datetime.fromtimestamp(cutoff, UTC).isoformat(timespec="seconds")
