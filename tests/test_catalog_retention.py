@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from video_pipelines.cli import main
 from video_pipelines.demo import run_plan_in_process
 from video_pipelines.executions import RunView
 from video_pipelines.executions.records import RunState
-from video_pipelines.executions.retention import created_at, ended_before
+from video_pipelines.executions.retention import began_after, created_at, ended_before
 from video_pipelines.orchestration.assets import add_execution, partition_key, partitions_of
 from video_pipelines.orchestration.catalog_retention import (
     CATALOG_RETENTION_ENV,
@@ -46,22 +45,21 @@ def run(state: RunState, ended_at: float | None) -> RunView:
     return RunView(run_id="r", execution_id="x", state=state, plan={}, ended_at=ended_at)
 
 
-def no_runs_read(execution_id: str) -> Sequence[RunView]:
-    raise AssertionError(f"the runs of {execution_id} were read")
-
-
 # --- the core: when an execution has ended before the cutoff ----------------------------------
 
 
-def test_an_execution_created_after_the_cutoff_is_kept_without_reading_its_runs() -> None:
+def test_an_execution_created_after_the_cutoff_is_kept_whatever_its_runs_say() -> None:
     cutoff = time.time() - DAY
-    assert not ended_before(execution_id_made_at(cutoff + 60), no_runs_read, cutoff)
+    assert began_after(execution_id_made_at(cutoff + 60), cutoff)
+    assert not began_after(execution_id_made_at(cutoff - 60), cutoff)
+    assert not began_after("0b6e1f3c-8a4e-4c59-9a6c-0d7a2f1e5b11", cutoff)
+    assert not ended_before(execution_id_made_at(cutoff + 60), [], cutoff)
 
 
 def test_an_old_execution_whose_runs_all_ended_before_the_cutoff_goes() -> None:
     cutoff = time.time() - DAY
     runs = [run(RunState.FAILURE, cutoff - 500), run(RunState.SUCCESS, cutoff - 100)]
-    assert ended_before(execution_id_made_at(cutoff - 1000), lambda _: runs, cutoff)
+    assert ended_before(execution_id_made_at(cutoff - 1000), runs, cutoff)
 
 
 @pytest.mark.parametrize(
@@ -75,14 +73,14 @@ def test_an_old_execution_whose_runs_all_ended_before_the_cutoff_goes() -> None:
     ids=["running", "retried-later", "queued", "end-unknown"],
 )
 def test_an_old_execution_still_running_or_ended_after_the_cutoff_stays(runs: list[RunView]) -> None:
-    assert not ended_before(execution_id_made_at(50.0), lambda _: runs, DAY)
+    assert not ended_before(execution_id_made_at(50.0), runs, DAY)
 
 
 def test_an_execution_with_no_run_left_counts_as_ended_when_it_was_created() -> None:
     cutoff = time.time() - DAY
-    assert ended_before(execution_id_made_at(cutoff - 10), lambda _: [], cutoff)
+    assert ended_before(execution_id_made_at(cutoff - 10), [], cutoff)
     # A run's own id says nothing of its age: with no run left it goes.
-    assert ended_before("0b6e1f3c-8a4e-4c59-9a6c-0d7a2f1e5b11", lambda _: [], cutoff)
+    assert ended_before("0b6e1f3c-8a4e-4c59-9a6c-0d7a2f1e5b11", [], cutoff)
 
 
 def test_created_at_reads_only_execution_ids_made_here() -> None:

@@ -13,7 +13,7 @@ a catalog of recent executions costs no query per execution.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from ulid import ULID
@@ -33,20 +33,24 @@ def created_at(execution_id: str) -> float | None:
         return None
 
 
-def ended_before(execution_id: str, runs_of: Callable[[str], Sequence[RunView]], cutoff: float) -> bool:
-    """True when every run of the execution ended before `cutoff` (epoch seconds).
-
-    `runs_of` is read only when the execution's id does not already say it began after the
-    cutoff. An execution with no run left (deleted from the UI) counts as ended when it was
-    created, or long ago if its id does not say; a run with no end time known keeps it.
-    """
+def began_after(execution_id: str, cutoff: float) -> bool:
+    """True when the execution's id says it was created after `cutoff`: it cannot have ended before it."""
     created = created_at(execution_id)
-    if created is not None and created >= cutoff:
+    return created is not None and created >= cutoff
+
+
+def ended_before(execution_id: str, runs: Sequence[RunView], cutoff: float) -> bool:
+    """True when every run of the execution (`runs`) ended before `cutoff` (epoch seconds).
+
+    An execution with no run left (deleted from the UI) counts as ended when it was created,
+    or long ago if its id does not say; a run with no end time known keeps it.
+    """
+    if began_after(execution_id, cutoff):
         return False
-    runs = runs_of(execution_id)
     if any(not run.state.is_finished or run.ended_at is None for run in runs):
         return False
-    last_ended = max((run.ended_at for run in runs if run.ended_at is not None), default=created or 0.0)
+    ended = [run.ended_at for run in runs if run.ended_at is not None]
+    last_ended = max(ended, default=created_at(execution_id) or 0.0)
     return last_ended < cutoff
 
 

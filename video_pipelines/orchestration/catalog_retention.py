@@ -28,7 +28,7 @@ from typing import Any
 import dagster as dg
 
 from video_pipelines.errors import UsageError
-from video_pipelines.executions.retention import created_at, describe_cutoff, ended_before
+from video_pipelines.executions.retention import began_after, created_at, describe_cutoff, ended_before
 from video_pipelines.orchestration.assets import partitions_of
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import Operation
@@ -37,6 +37,7 @@ CATALOG_RETENTION_ENV = "VIDEO_PIPELINES_CATALOG_RETENTION_DAYS"
 SENSOR_INTERVAL_SECONDS = 3600
 # Well inside Dagster's sensor evaluation timeout (60 s by default).
 SENSOR_BUDGET_SECONDS = 20.0
+RUN_QUERY_BATCH = 200
 
 
 @dataclass
@@ -99,18 +100,29 @@ def prune_catalog(
     report = CatalogPrune(cutoff=cutoff, dry_run=dry_run)
     stop_at = None if budget_seconds is None else time.monotonic() + budget_seconds
     records = DagsterRunRecords(instance)
+    # Executions whose ids say they began after the cutoff are kept without a query; the others'
+    # runs are read RUN_QUERY_BATCH executions at a time.
+    candidates: list[tuple[str, Sequence[tuple[str, str]]]] = []
     for execution_id, keys in _partitions_by_execution(instance).items():
+        if began_after(execution_id, cutoff):
+            report.kept += 1
+        else:
+            candidates.append((execution_id, keys))
+    for start in range(0, len(candidates), RUN_QUERY_BATCH):
         if stop_at is not None and time.monotonic() > stop_at:
             report.complete = False
             break
-        if not ended_before(execution_id, records.execution_runs, cutoff):
-            report.kept += 1
-            continue
-        if not dry_run:
-            for partitions_def_name, key in keys:
-                instance.delete_dynamic_partition(partitions_def_name, key)
-        report.pruned.append(execution_id)
-        report.partitions_deleted += len(keys)
+        batch = candidates[start : start + RUN_QUERY_BATCH]
+        runs = records.runs_of_executions([execution_id for execution_id, _ in batch])
+        for execution_id, keys in batch:
+            if not ended_before(execution_id, runs.get(execution_id, []), cutoff):
+                report.kept += 1
+                continue
+            if not dry_run:
+                for partitions_def_name, key in keys:
+                    instance.delete_dynamic_partition(partitions_def_name, key)
+            report.pruned.append(execution_id)
+            report.partitions_deleted += len(keys)
     return report
 
 
