@@ -30,13 +30,14 @@ def cli(
     )
 
 
-def test_validate_prints_the_execution_order() -> None:
-    done = cli("validate", str(EXAMPLES / "french_variant.json"))
+def test_validate_prints_the_execution_order(tmp_path: Path) -> None:
+    done = cli("validate", str(EXAMPLES / "french_variant.json"), cwd=tmp_path, env=local_env())
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "plan is valid: 6 job(s) in 4 level(s), in execution order:"
     assert [line.split()[0] for line in lines[1:7]] == ["job1", "job2", "job3", "job4", "job5", "job6"]
-    report = json.loads(cli("validate", "--json", str(EXAMPLES / "product_demo.json")).stdout)
+    done = cli("validate", "--json", str(EXAMPLES / "product_demo.json"), cwd=tmp_path, env=local_env())
+    report = json.loads(done.stdout)
     assert [node["id"] for node in report["nodes"]] == ["job1", "job2", "job3", "job4"]
     assert report["nodes"][3] == {
         "id": "job4",
@@ -49,6 +50,48 @@ def test_validate_prints_the_execution_order() -> None:
         "estimatedCost": 0.0,
     }
     assert report["estimatedCost"] == 0.0 and report["costUnknown"] is False
+
+
+def test_validate_reuses_what_earlier_executions_made(tmp_path: Path, dagster_home: Path) -> None:
+    import dagster as dg
+
+    from video_pipelines.demo import run_plan_in_process
+
+    made = {
+        "jobs": [
+            {"id": "wide", "type": "generateVideo", "params": {"prompt": "a fox", "duration": 1, "resolution": 90}},
+            {"id": "tall", "type": "reframe", "params": {"aspectRatio": "9:16"}, "dependsOn": ["wide"]},
+        ]
+    }
+    with dg.DagsterInstance.get() as instance:
+        earlier = run_plan_in_process(made, instance)
+    assert earlier.success
+    plan = {
+        "jobs": [
+            {"id": "clip", "type": "generateVideo", "params": {"prompt": "a fox", "duration": 1, "resolution": 90}},
+            {"id": "short", "type": "reframe", "params": {"aspectRatio": "9:16"}, "dependsOn": ["clip"]},
+            {"id": "subs", "type": "addSubtitles", "params": {"text": "Hi", "language": "en"}, "dependsOn": ["short"]},
+        ]
+    }
+    env = {**local_env(), "DAGSTER_HOME": str(dagster_home)}
+
+    def actions(*extra: str, changed: dict[str, object] | None = None) -> list[tuple[str, str | None]]:
+        stdin = json.dumps({**plan, **(changed or {})})
+        done = cli("validate", "--json", *extra, "-", stdin=stdin, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+        return [(node["action"], node["reusedFrom"]) for node in json.loads(done.stdout)["nodes"]]
+
+    assert actions() == [("reuse", earlier.run_id), ("reuse", earlier.run_id), ("run", None)]
+    text = cli("validate", "-", stdin=json.dumps(plan), cwd=tmp_path, env=env).stdout
+    assert f"same operation, params and inputs as tall of {earlier.run_id}: reused, not run" in text, text
+    # Another tenant's results are not its own; `"cache": false` computes anew.
+    assert actions("--tenant", "acme") == [("run", None)] * 3
+    assert actions(changed={"cache": False}) == [("run", None)] * 3
+    # Where there is no deployment, nothing is looked up and nothing is made.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = cli("validate", "-", stdin=json.dumps(plan), cwd=elsewhere, env=local_env())
+    assert done.returncode == 0 and not (elsewhere / ".dagster_home").exists()
 
 
 def test_validate_estimates_remote_costs() -> None:

@@ -20,10 +20,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from video_pipelines.errors import PlanValidationError, UsageError, VideoPipelineError
 from video_pipelines.plan import Priority, load_plan_json
+
+if TYPE_CHECKING:
+    from video_pipelines.executions import Admission
+    from video_pipelines.submissions import SubmissionStore
 
 EXIT_INVALID = 2
 
@@ -45,17 +49,40 @@ def _validate(args: argparse.Namespace) -> int:
         data = {**data, "baseExecutionId": args.base_execution_id}
     admission = admit(data)
     if admission.plan.base_execution_id:
-        # Only a variant needs the deployment: its base is read from the runs there.
+        # A variant needs the deployment: its base is read from the runs there.
         from video_pipelines import client
 
         with client.deployment(create=False) as target:
-            admission = admit(data, target.records, target.store)
+            admission = _with_earlier_results(admit(data, target.records, target.store), target.store, args.tenant)
+    else:
+        from video_pipelines.instance import dagster_home_path, is_new_instance
+        from video_pipelines.submissions import SubmissionStore
+
+        # Nodes another execution already made are reused, as the `plan` step would; only the
+        # submission store is read (no Dagster instance), and only where a deployment exists.
+        home = dagster_home_path()
+        if not is_new_instance(home):
+            with SubmissionStore.from_env(home) as store:
+                admission = _with_earlier_results(admission, store, args.tenant)
     report = validation_report(admission, PricingTable.from_env())
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     _print_validation(report)
     return 0
+
+
+def _with_earlier_results(admission: Admission, store: SubmissionStore, tenant: str | None) -> Admission:
+    """`admission` with the nodes that executions of `tenant` (default: the operators') already computed reused."""
+    from dataclasses import replace
+
+    from video_pipelines.executions.node_cache import reuse_cached
+    from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex
+
+    if admission.resolved is None:
+        return admission
+    index = NodeResultIndex(store)
+    return replace(admission, resolved=reuse_cached(admission.resolved, index, tenant or DEFAULT_TENANT, ""))
 
 
 def _print_validation(report: dict[str, Any]) -> None:
@@ -247,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("plan", help="plan JSON file, or - for stdin")
     validate.add_argument("--base-execution-id", help="validate as a variant of this execution")
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
+    validate.add_argument(
+        "--tenant",
+        help="whose earlier results the plan may reuse (an API key's tenant; default: the operators')",
+    )
     validate.set_defaults(handler=_validate)
 
     submit = verbs.add_parser("submit", help="submit a plan; prints its executionId at once")
