@@ -17,7 +17,7 @@ from video_pipelines.cli import main
 from video_pipelines.demo import run_plan_in_process
 from video_pipelines.executions import RunView
 from video_pipelines.executions.records import RunState
-from video_pipelines.executions.retention import began_after, created_at, ended_before
+from video_pipelines.executions.retention import began_after, ended_before
 from video_pipelines.orchestration.assets import add_execution, partition_key, partitions_of
 from video_pipelines.orchestration.catalog_retention import (
     CATALOG_RETENTION_ENV,
@@ -25,6 +25,7 @@ from video_pipelines.orchestration.catalog_retention import (
     prune_catalog,
 )
 from video_pipelines.plan import Operation, parse_plan
+from video_pipelines.submissions import execution_created_at, new_execution_id
 
 from .test_variants import executed_nodes
 
@@ -83,10 +84,13 @@ def test_an_execution_with_no_run_left_counts_as_ended_when_it_was_created() -> 
     assert ended_before("0b6e1f3c-8a4e-4c59-9a6c-0d7a2f1e5b11", [], cutoff)
 
 
-def test_created_at_reads_only_execution_ids_made_here() -> None:
-    assert created_at(execution_id_made_at(1_700_000_000.0)) == pytest.approx(1_700_000_000.0)
-    assert created_at("0b6e1f3c-8a4e-4c59-9a6c-0d7a2f1e5b11") is None
-    assert created_at("exec_not-a-ulid") is None
+def test_an_execution_id_says_when_it_was_made() -> None:
+    before = time.time()
+    made = execution_created_at(new_execution_id())
+    assert made is not None and before - 0.002 <= made <= time.time()
+    assert execution_created_at(execution_id_made_at(1_700_000_000.0)) == pytest.approx(1_700_000_000.0)
+    assert execution_created_at("0b6e1f3c-8a4e-4c59-9a6c-0d7a2f1e5b11") is None
+    assert execution_created_at("exec_not-a-ulid") is None
 
 
 # --- the pass over a real instance ------------------------------------------------------------

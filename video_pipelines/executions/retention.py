@@ -16,26 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from ulid import ULID
-
 from video_pipelines.executions.records import RunView
-
-EXECUTION_ID_PREFIX = "exec_"
-
-
-def created_at(execution_id: str) -> float | None:
-    """When an `exec_<ULID>` execution was created (epoch seconds); None for another id (a run's own id)."""
-    if not execution_id.startswith(EXECUTION_ID_PREFIX):
-        return None
-    try:
-        return float(ULID.from_str(execution_id.removeprefix(EXECUTION_ID_PREFIX)).timestamp)
-    except ValueError:
-        return None
+from video_pipelines.submissions import execution_created_at
 
 
 def began_after(execution_id: str, cutoff: float) -> bool:
     """True when the execution's id says it was created after `cutoff`: it cannot have ended before it."""
-    created = created_at(execution_id)
+    created = execution_created_at(execution_id)
     return created is not None and created >= cutoff
 
 
@@ -50,7 +37,7 @@ def ended_before(execution_id: str, runs: Sequence[RunView], cutoff: float) -> b
     if any(not run.state.is_finished or run.ended_at is None for run in runs):
         return False
     ended = [run.ended_at for run in runs if run.ended_at is not None]
-    last_ended = max(ended, default=created_at(execution_id) or 0.0)
+    last_ended = max(ended, default=execution_created_at(execution_id) or 0.0)
     return last_ended < cutoff
 
 

@@ -28,16 +28,18 @@ from typing import Any
 import dagster as dg
 
 from video_pipelines.errors import UsageError
-from video_pipelines.executions.retention import began_after, created_at, describe_cutoff, ended_before
+from video_pipelines.executions.retention import began_after, describe_cutoff, ended_before
 from video_pipelines.orchestration.assets import partitions_of
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import Operation
+from video_pipelines.submissions import execution_created_at
 
 CATALOG_RETENTION_ENV = "VIDEO_PIPELINES_CATALOG_RETENTION_DAYS"
 SENSOR_INTERVAL_SECONDS = 3600
 # Well inside Dagster's sensor evaluation timeout (60 s by default).
 SENSOR_BUDGET_SECONDS = 20.0
 RUN_QUERY_BATCH = 200
+LOGGED_EXECUTIONS = 20
 
 
 @dataclass
@@ -138,7 +140,7 @@ def _partitions_by_execution(instance: dg.DagsterInstance) -> dict[str, Sequence
             # `<execution id>:<node id>`: execution ids hold no ':' (a node id may).
             execution_id = key.partition(":")[0]
             by_execution.setdefault(execution_id, []).append((name, key))
-    return dict(sorted(by_execution.items(), key=lambda item: created_at(item[0]) or 0.0))
+    return dict(sorted(by_execution.items(), key=lambda item: execution_created_at(item[0]) or 0.0))
 
 
 @dg.sensor(
@@ -156,6 +158,9 @@ def catalog_retention(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     if retention is None:
         return dg.SkipReason(f"retention is off: ${CATALOG_RETENTION_ENV} is not set")
     report = prune_catalog(context.instance, retention, budget_seconds=SENSOR_BUDGET_SECONDS)
-    for execution_id in report.pruned:
-        context.log.info(f"{execution_id}: its partitions left the catalog")
+    if report.pruned:
+        # One line, however many: a tick may prune thousands.
+        shown = ", ".join(report.pruned[:LOGGED_EXECUTIONS])
+        more = len(report.pruned) - LOGGED_EXECUTIONS
+        context.log.info(f"left the catalog: {shown}{f' and {more} more' if more > 0 else ''}")
     return dg.SkipReason(report.summary())

@@ -28,6 +28,7 @@ from video_pipelines.submissions.store import (
     Submission,
     SubmissionState,
     SubmissionStore,
+    execution_created_at,
     new_execution_id,
 )
 
@@ -53,5 +54,6 @@ __all__ = [
     "SubmissionStore",
     "SubmissionStoreError",
     "check_tenant",
+    "execution_created_at",
     "new_execution_id",
 ]

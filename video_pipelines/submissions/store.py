@@ -104,13 +104,29 @@ class Submission:
     traceparent: str | None = None
 
 
+EXECUTION_ID_PREFIX = "exec_"
+
+
 def new_execution_id() -> str:
     """`exec_` + a ULID: unique, and in creation order when sorted as text.
 
     python-ulid's generator is monotonic within a process (same millisecond: the previous
     value + 1); across processes the order holds to the millisecond.
     """
-    return f"exec_{ULID()}"
+    return f"{EXECUTION_ID_PREFIX}{ULID()}"
+
+
+def execution_created_at(execution_id: str) -> float | None:
+    """When an execution named by `new_execution_id` was created (epoch seconds, to the millisecond).
+
+    None for another id: a run launched directly uses its run id as its execution id.
+    """
+    if not execution_id.startswith(EXECUTION_ID_PREFIX):
+        return None
+    try:
+        return float(ULID.from_str(execution_id.removeprefix(EXECUTION_ID_PREFIX)).timestamp)
+    except ValueError:
+        return None
 
 
 def _now() -> datetime:
