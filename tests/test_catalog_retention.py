@@ -27,6 +27,8 @@ from video_pipelines.orchestration.catalog_retention import (
 from video_pipelines.plan import Operation, parse_plan
 from video_pipelines.submissions import execution_created_at, new_execution_id
 
+from .conftest import fresh_database
+from .processes import WORKSPACE, dagster_deployment
 from .test_variants import executed_nodes
 
 DAY = 86_400.0
@@ -213,3 +215,33 @@ def test_prune_catalog_makes_no_instance(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "nowhere"))
     assert main(["prune-catalog", "--older-than-days", "30"]) == 2
     assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+def test_the_daemon_prunes_the_catalog_on_postgresql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nodes = parse_plan(PLAN).nodes
+    old = execution_id_made_at(time.time() - 40 * DAY)
+    recent = execution_id_made_at(time.time() - 60)
+    env = {CATALOG_RETENTION_ENV: "30"}
+    with (
+        fresh_database() as url,
+        dagster_deployment(tmp_path, url, daemon=False, extra_env=env) as deployment,
+        deployment.client(monkeypatch) as target,
+    ):
+        add_execution(target.instance, old, nodes)
+        add_execution(target.instance, recent, nodes)
+        # The sensor's first tick comes as the daemon starts; the next one an hour later.
+        deployment.start("daemon", ["video-pipelines", "daemon", "-w", str(WORKSPACE)])
+        wait_until = time.monotonic() + 90
+        while partition_keys(target.instance) != {partition_key(recent, n) for n in ("clip", "square")}:
+            assert time.monotonic() < wait_until, deployment.log_tail()
+            time.sleep(0.5)
+        [state] = [state for state in target.instance.all_instigator_state() if state.name == "catalog_retention"]
+        # The tick is written as it starts and gets its reason when it ends, a moment after the deletes.
+        while not (ticks := target.instance.get_ticks(state.instigator_origin_id, state.selector_id))[0].skip_reason:
+            assert time.monotonic() < wait_until, deployment.log_tail()
+            time.sleep(0.2)
+    assert len(ticks) == 1, [tick.skip_reason for tick in ticks]
+    reason = ticks[0].skip_reason or ""
+    assert reason.startswith("deleted 2 partition(s) of 1 execution(s) ended before ") and reason.endswith("; kept 1")
