@@ -55,7 +55,7 @@ def test_validate_prints_the_execution_order(tmp_path: Path) -> None:
 def test_validate_reuses_what_earlier_executions_made(tmp_path: Path, dagster_home: Path) -> None:
     import dagster as dg
 
-    from video_pipelines.demo import run_plan_in_process
+    from video_pipelines.demo import node_results, run_plan_in_process
 
     made = {
         "jobs": [
@@ -87,6 +87,10 @@ def test_validate_reuses_what_earlier_executions_made(tmp_path: Path, dagster_ho
     # Another tenant's results are not its own; `"cache": false` computes anew.
     assert actions("--tenant", "acme") == [("run", None)] * 3
     assert actions(changed={"cache": False}) == [("run", None)] * 3
+    # A video the artifact storage has lost is made again, as the run would decide.
+    tall = node_results(earlier)["tall"]
+    Path(tall.url.removeprefix("file://")).unlink()
+    assert actions() == [("reuse", earlier.run_id), ("run", None), ("run", None)]
     # Where there is no deployment, nothing is looked up and nothing is made.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -87,6 +87,23 @@ def test_cache_false_computes_anew_and_its_result_becomes_the_one_reused(store: 
     assert fly(store, work("exec_3", "run-3"), Computation("never")).reused_from == "exec_2"
 
 
+def test_a_recorded_result_whose_video_storage_lost_is_computed_again(store: SubmissionStore) -> None:
+    first = fly(store, work("exec_1", "run-1"), Computation("first take"))
+    lost = first.result.sha256
+    again = single_flight(
+        NodeResultIndex(store),
+        work("exec_2", "run-2"),
+        Computation("made again"),
+        run_has_ended=lambda _run_id: False,
+        log=lambda _line: None,
+        sleep=time.sleep,
+        stored=lambda result: result.sha256 != lost,
+    )
+    assert again.reused_from is None and again.result == video("made again")
+    # Recorded in its place: the next execution reuses the video that exists.
+    assert fly(store, work("exec_3", "run-3"), Computation("never")).reused_from == "exec_2"
+
+
 def test_two_executions_at_once_compute_a_lineage_once(store: SubmissionStore) -> None:
     compute = Computation("shared", seconds=0.5)
     runs: dict[str, NodeRun] = {}

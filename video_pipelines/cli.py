@@ -73,16 +73,23 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _with_earlier_results(admission: Admission, store: SubmissionStore, tenant: str | None) -> Admission:
-    """`admission` with the nodes that executions of `tenant` (default: the operators') already computed reused."""
+    """`admission` as the `plan` step would decide it: the nodes executions of `tenant` (default: the
+    operators') already computed are reused, unless the artifact storage has lost a video that is needed."""
     from dataclasses import replace
 
     from video_pipelines.executions.node_cache import reuse_cached
+    from video_pipelines.instance import dagster_home_path
+    from video_pipelines.node_runner import still_stored
+    from video_pipelines.plan.reuse import run_where_gone
+    from video_pipelines.storage.factory import store_from_env
     from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex
 
     if admission.resolved is None:
         return admission
-    index = NodeResultIndex(store)
-    return replace(admission, resolved=reuse_cached(admission.resolved, index, tenant or DEFAULT_TENANT, ""))
+    resolved = reuse_cached(admission.resolved, NodeResultIndex(store), tenant or DEFAULT_TENANT, "")
+    if resolved.reused:
+        resolved = run_where_gone(resolved, still_stored(store_from_env(dagster_home_path()), _warn))
+    return replace(admission, resolved=resolved)
 
 
 def _print_validation(report: dict[str, Any]) -> None:

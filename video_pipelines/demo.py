@@ -44,7 +44,7 @@ from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import load_plan_json, parse_plan
 from video_pipelines.plan.results import VideoResult
-from video_pipelines.storage import ARTIFACTS_BASE_URL_ENV, ArtifactStore, store_from_url
+from video_pipelines.storage import ARTIFACTS_BASE_URL_ENV, ArtifactStore, store_from_env
 
 CODE_LOCATION = "video_pipelines"
 """The code location's name in `video_pipelines.instance.write_workspace`: the UI finds a run's job by it."""
@@ -265,7 +265,7 @@ def run_demo(plan_file: str | None = None, *, verbose: bool = False) -> int:
     home = prepare_dagster_home()
     print(f"DAGSTER_HOME={home}", file=sys.stderr)
     os.environ.setdefault(ARTIFACTS_BASE_URL_ENV, DEV_ARTIFACTS_URL)  # a user's own wins, as under dev
-    store = store_from_url(os.environ.get("VIDEO_PIPELINES_STORAGE_URL"), default_root=home / "artifacts")
+    store = store_from_env(home)
     rows = []
     with dg.DagsterInstance.get() as instance, code_location(instance) as location:
         if plan_file:

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from video_pipelines.digest import file_sha256
-from video_pipelines.errors import MediaError, PlanValidationError
+from video_pipelines.errors import MediaError, PlanValidationError, StorageError
 from video_pipelines.net import AllowedHosts, fetch_to_file
 from video_pipelines.node_checks import expectations_for, subject
 from video_pipelines.operations import (
@@ -199,6 +199,23 @@ def local_copy(result: VideoResult, dest: Path, env: NodeEnvironment) -> Path:
         return stored
     fetch_to_file(result.url, dest, allowed=env.allowed_hosts)
     return dest
+
+
+def still_stored(store: ArtifactStore, warn: Callable[[str], None]) -> Callable[[VideoResult], bool]:
+    """Whether `store` still holds a video made earlier; when storage cannot say, it is taken as held.
+
+    Taken as held because the node that takes it fetches it with its own retries (`local_copy`),
+    and fails naming it if it is gone: an outage must not make work (or a provider's bill) again.
+    """
+
+    def stored(result: VideoResult) -> bool:
+        try:
+            return store.exists(store.key_for(result.sha256))
+        except StorageError as exc:
+            warn(f"could not check that {result.url} is still stored ({exc}); taken as stored")
+            return True
+
+    return stored
 
 
 def _from_store(store: ArtifactStore, key: str, dest: Path) -> Path | None:

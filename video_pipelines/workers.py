@@ -32,12 +32,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from video_pipelines.errors import UsageError
+from video_pipelines.storage.factory import STORAGE_URL_ENV
 from video_pipelines.vocabulary import Priority
 
 BROKER_URL_ENV = "VIDEO_PIPELINES_BROKER_URL"
 RESULT_BACKEND_ENV = "VIDEO_PIPELINES_RESULT_BACKEND"
 QUEUE_ENV = "VIDEO_PIPELINES_QUEUE"
-STORAGE_URL_ENV = "VIDEO_PIPELINES_STORAGE_URL"
 # dagster-celery's queue name: its routes and the queue it declares (with x-max-priority 10) use it.
 DEFAULT_QUEUE = "dagster"
 # RabbitMQ's priority range for dagster-celery's queue (x-max-priority).

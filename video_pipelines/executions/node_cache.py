@@ -93,17 +93,25 @@ def single_flight(
     run_has_ended: Callable[[str], bool],
     log: Log,
     sleep: Callable[[float], None],
+    stored: Callable[[VideoResult], bool] = lambda _result: True,
     poll_seconds: float = WAIT_POLL_SECONDS,
 ) -> NodeRun:
     """The node's run: computed here (once over every execution of the tenant at a time), or another's result.
 
     `run_has_ended(run_id)` says whether a claim holder's run is over; `sleep` waits between
-    looks (an interruptible sleep, so a canceled run stops waiting). The result computed here
-    is recorded in the index; whatever `compute` raises lets the claim go first.
+    looks (an interruptible sleep, so a canceled run stops waiting). A recorded result whose
+    video storage no longer holds (`stored` says False) counts as none: the node computes it
+    again. The result computed here is recorded in the index; whatever `compute` raises lets
+    the claim go first.
     """
+
+    def find() -> CachedNode | None:
+        cached = index.find(work.tenant, work.lineage)
+        return cached if cached is None or stored(VideoResult.from_wire(cached.result)) else None
+
     if not work.cache:
         return _record(index, work, compute())
-    cached = index.find(work.tenant, work.lineage)
+    cached = find()
     if cached is not None:
         log(f"reused: {cached.execution_id} completed the same lineage ({cached.node_id}) meanwhile")
         return _reused(cached)
@@ -114,7 +122,7 @@ def single_flight(
         )
         if work.holds(claim):
             break
-        cached = index.find(work.tenant, work.lineage)
+        cached = find()
         if cached is not None:
             log(f"reused: {cached.execution_id} computed the same lineage ({cached.node_id}) while this waited")
             return _reused(cached)
@@ -133,7 +141,7 @@ def single_flight(
         sleep(poll_seconds)
     try:
         # The holder may have recorded its result and let go between this node's look and its claim.
-        cached = index.find(work.tenant, work.lineage)
+        cached = find()
         if cached is not None:
             log(f"reused: {cached.execution_id} completed the same lineage ({cached.node_id}) just before")
             index.release(work.tenant, work.lineage, run_id=work.run_id, node_id=work.node_id)

@@ -33,7 +33,8 @@ import video_pipelines.orchestration.definitions as definitions
 import video_pipelines.postgres  # noqa: F401  # the instance's storage, imported before the fork
 from video_pipelines.executions.records import WORKER_TAG
 from video_pipelines.orchestration.celery_launcher import make_celery_app
-from video_pipelines.workers import STORAGE_URL_ENV, WorkerSettings, local_artifacts_warning
+from video_pipelines.storage import STORAGE_URL_ENV
+from video_pipelines.workers import WorkerSettings, local_artifacts_warning
 
 _PR_SET_PDEATHSIG = 1
 TAG_WAIT_SECONDS = 5.0

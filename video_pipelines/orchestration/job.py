@@ -34,7 +34,12 @@ from collections.abc import Callable, Iterator, Sequence
 
 import dagster as dg
 
-from video_pipelines.errors import PlanValidationError, TransientError, TransientStorageError, VideoPipelineError
+from video_pipelines.errors import (
+    PlanValidationError,
+    TransientError,
+    TransientStorageError,
+    VideoPipelineError,
+)
 from video_pipelines.executions import EXECUTION_ID_TAG, PROVIDER_JOB_TAG_PREFIX, Admission, admit
 from video_pipelines.executions.attempts import ExecutionRuns, carry_completed
 from video_pipelines.executions.node_cache import NodeWork, reuse_cached, single_flight
@@ -42,7 +47,7 @@ from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.spending import check_spend_cap
 from video_pipelines.head_start import HeadStarts, Log, Work, await_result
 from video_pipelines.node_checks import audio_expected
-from video_pipelines.node_runner import NodeChecks, NodeEnvironment, NodeRun, run_node
+from video_pipelines.node_runner import NodeChecks, NodeEnvironment, NodeRun, run_node, still_stored
 from video_pipelines.operations.checks import (
     DEFAULT_BLOCKING,
     CheckName,
@@ -62,7 +67,7 @@ from video_pipelines.orchestration.traces import node_span, trace_reused
 from video_pipelines.orchestration.upstream import NotRun, earlier_results, upstream_results
 from video_pipelines.plan import PlanNode, parse_plan, sinks
 from video_pipelines.plan.results import VideoResult
-from video_pipelines.plan.reuse import ResolvedPlan
+from video_pipelines.plan.reuse import ResolvedPlan, run_where_gone
 from video_pipelines.providers.http import Abandoned, sleep_interruptibly
 from video_pipelines.providers.slots import limiting_provider_jobs
 from video_pipelines.retrying import backoff_delay
@@ -280,6 +285,7 @@ def _node_work(
             run_has_ended=lambda run_id: _run_has_ended(instance, run_id),
             log=log,
             sleep=sleep_interruptibly,
+            stored=still_stored(nodes.env().store, warn),
         )
 
     return work
@@ -326,9 +332,11 @@ def _admit(context: dg.OpExecutionContext, config: PlanConfig, execution_id: str
     earlier = [run for run in records.execution_runs(execution_id) if run.run_id != context.run_id]
     if earlier:  # a resume, a retry or a re-execution: what an earlier run completed is not run again
         resolved = carry_completed(resolved, ExecutionRuns(tuple(earlier)).node_records(records))
-    to_run = len(resolved.to_run)
+    decided = resolved.decisions
     resolved = reuse_cached(resolved, NodeResultIndex(nodes.store()), nodes.tenant(execution_id), execution_id)
-    if admission.plan.base_execution_id is not None or earlier or len(resolved.to_run) < to_run:
+    if resolved.reused:  # a video storage has lost since (expired, deleted) is made again
+        resolved = run_where_gone(resolved, still_stored(nodes.env().store, context.log.warning))
+    if admission.plan.base_execution_id is not None or earlier or resolved.decisions != decided:
         for decision in resolved.decisions.values():
             context.log.info(f"{decision.node_id}: {decision.action.value}: {decision.reason}")
     return resolved

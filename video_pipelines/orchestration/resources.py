@@ -11,10 +11,9 @@ from pydantic import Field, PrivateAttr
 from video_pipelines.errors import SubmissionStoreError
 from video_pipelines.net import AllowedHosts, parse_allowed_hosts
 from video_pipelines.operations.checks import BLOCKING_CHECKS_ENV, CheckName, parse_blocking
-from video_pipelines.storage import ArtifactStore, store_from_url
+from video_pipelines.storage import STORAGE_URL_ENV, ArtifactStore, store_from_url
 from video_pipelines.submissions import SubmissionStore
 
-STORAGE_URL_ENV = "VIDEO_PIPELINES_STORAGE_URL"
 ALLOWED_HOSTS_ENV = "VIDEO_PIPELINES_ALLOWED_HOSTS"
 
 

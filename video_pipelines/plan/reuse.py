@@ -9,14 +9,14 @@ names no dependency takes the base's final output.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.plan.lineage import lineage_hashes
-from video_pipelines.plan.model import Plan, PlanNode, ancestors, normalised_node_params
+from video_pipelines.plan.model import Plan, PlanNode, ancestors, execution_order, normalised_node_params, sinks
 from video_pipelines.plan.results import VideoResult
 
 
@@ -169,3 +169,35 @@ def _decide(node: PlanNode, lineage: Mapping[str, str], base: BaseExecution) -> 
     else:
         reason = "inputs differ from base (an upstream node changed)"
     return NodeDecision(node.id, Action.RUN, reason)
+
+
+def run_where_gone(resolved: ResolvedPlan, stored: Callable[[VideoResult], bool]) -> ResolvedPlan:
+    """`resolved` with each reused node whose video is needed but no longer `stored` run again instead.
+
+    A reused video is needed when a node that runs takes it as input, or when it is one of the
+    plan's outputs (a sink). A node run again needs its own inputs in turn, so the nodes are
+    seen from the last to the first. A reused video nothing needs is left as it is: making it
+    again would be work (or a provider's bill) for nothing. Storage may lose a video to a
+    bucket's expiry rule or an operator's clean-up; without this the node that takes it would
+    fail when it fetched it.
+    """
+    needed = {dep for node in resolved.to_run for dep in node.depends_on}
+    needed.update(node.id for node in sinks(resolved.plan))
+    decisions = dict(resolved.decisions)
+    for node in reversed(execution_order(resolved.plan)):
+        decision = decisions[node.id]
+        if decision.action is Action.RUN:
+            continue  # its inputs are already counted as needed
+        if node.id not in needed or decision.result is None or stored(decision.result):
+            continue
+        source = decision.reused_from or (f"run {decision.carried_from_run}" if decision.carried_from_run else "")
+        decisions[node.id] = NodeDecision(
+            node.id,
+            Action.RUN,
+            f"the video it would reuse{f' from {source}' if source else ''} ({decision.result.sha256[:12]}) "
+            "is no longer in storage: runs again",
+        )
+        needed.update(node.depends_on)
+    if decisions == resolved.decisions:
+        return resolved
+    return replace(resolved, decisions=decisions)

@@ -8,7 +8,7 @@ One abstract `ArtifactStore` with two real implementations:
 - `S3ArtifactStore` — a bucket on AWS or any S3-compatible server; URLs are presigned
   GET URLs, or public URLs when a public base URL is configured.
 
-`store_from_url` builds the store from configuration, read from the environment:
+`store_from_url` builds the store from configuration (`store_from_env`: read from the environment):
 
 - `VIDEO_PIPELINES_STORAGE_URL`: `file:///abs/dir` or `s3://bucket/optional/prefix`;
   unset or empty = the local default folder.
@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING
 
 from video_pipelines.digest import file_sha256
 from video_pipelines.storage.base import ArtifactStore, StoredArtifact
-from video_pipelines.storage.factory import ARTIFACTS_BASE_URL_ENV, PUBLIC_BASE_URL_ENV, store_from_url
+from video_pipelines.storage.factory import (
+    ARTIFACTS_BASE_URL_ENV,
+    PUBLIC_BASE_URL_ENV,
+    STORAGE_URL_ENV,
+    store_from_env,
+    store_from_url,
+)
 from video_pipelines.storage.local import LocalArtifactStore
 
 if TYPE_CHECKING:
@@ -53,10 +59,12 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "ARTIFACTS_BASE_URL_ENV",
     "PUBLIC_BASE_URL_ENV",
+    "STORAGE_URL_ENV",
     "ArtifactStore",
     "LocalArtifactStore",
     "S3ArtifactStore",
     "StoredArtifact",
     "file_sha256",
+    "store_from_env",
     "store_from_url",
 ]

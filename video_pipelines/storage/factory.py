@@ -10,6 +10,7 @@ from video_pipelines.errors import StorageError
 from video_pipelines.storage.base import ArtifactStore
 from video_pipelines.storage.local import LocalArtifactStore
 
+STORAGE_URL_ENV = "VIDEO_PIPELINES_STORAGE_URL"
 PUBLIC_BASE_URL_ENV = "VIDEO_PIPELINES_PUBLIC_BASE_URL"
 ARTIFACTS_BASE_URL_ENV = "VIDEO_PIPELINES_ARTIFACTS_BASE_URL"
 _USAGE = "VIDEO_PIPELINES_STORAGE_URL must be file:///abs/dir or s3://bucket/prefix"
@@ -21,6 +22,11 @@ def _for_message(url: str) -> str:
     if "@" not in parts.netloc:
         return repr(url)
     return repr(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl())
+
+
+def store_from_env(dagster_home: Path) -> ArtifactStore:
+    """The store `$VIDEO_PIPELINES_STORAGE_URL` names, else the folder `artifacts` of `dagster_home`."""
+    return store_from_url(os.environ.get(STORAGE_URL_ENV), default_root=dagster_home / "artifacts")
 
 
 def store_from_url(url: str | None, *, default_root: Path) -> ArtifactStore:
