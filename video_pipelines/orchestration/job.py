@@ -34,12 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import dagster as dg
 
-from video_pipelines.errors import (
-    PlanValidationError,
-    TransientError,
-    TransientStorageError,
-    VideoPipelineError,
-)
+from video_pipelines.errors import PlanValidationError, TransientError, TransientStorageError, VideoPipelineError
 from video_pipelines.executions import EXECUTION_ID_TAG, PROVIDER_JOB_TAG_PREFIX, Admission, admit
 from video_pipelines.executions.attempts import ExecutionRuns, carry_completed
 from video_pipelines.executions.node_cache import NodeWork, reuse_cached, single_flight
