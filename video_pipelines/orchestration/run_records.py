@@ -78,8 +78,7 @@ class DagsterRunRecords:
         return run_view(records[0].dagster_run, records[0]) if records else None
 
     def execution_runs(self, execution_id: str) -> list[RunView]:
-        records = self.instance.get_run_records(filters=dg.RunsFilter(tags={EXECUTION_ID_TAG: execution_id}))
-        return [run_view(record.dagster_run, record) for record in reversed(records)]
+        return self.runs_of_executions([execution_id]).get(execution_id, [])
 
     def runs_of_executions(self, execution_ids: Sequence[str]) -> dict[str, list[RunView]]:
         """Every run of each of these executions, oldest first, in one query (an execution with none is left out)."""
