@@ -5,9 +5,11 @@
 
 `type` is `about:blank` (the status says it all) except for an invalid plan, whose problem
 type `tag:video-pipelines,2025:invalid-plan` adds `errors: [{"node", "field", "message"}]`
-(`plan.problems`), and an unhealthy service (`/health`). The package's errors map to:
+(`plan.problems`), an idempotency key used again for another request (`errors` the same way,
+naming the header, so that every 422 has one shape), and an unhealthy service (`/health`). The package's errors map to:
 
     PlanValidationError            422  (errors: every problem, as `validate` prints them)
+    IdempotencyKeyReused           422  (errors: the Idempotency-Key, used before for another request)
     ExecutionNotFound              404  (also for another tenant's execution: the same body)
     UsageError, SubmissionStoreError  400  (a bad query parameter, a bad Idempotency-Key)
     ExecutionError, WebhookError   409  (the execution or webhook cannot be used as asked)
@@ -30,8 +32,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from video_pipelines.errors import (
+    IDEMPOTENCY_KEY_REUSED,
     ExecutionError,
     ExecutionNotFound,
+    IdempotencyKeyReused,
     PlanValidationError,
     SecretKeyError,
     SubmissionStoreError,
@@ -143,6 +147,18 @@ def _invalid_plan(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _key_reused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IdempotencyKeyReused)
+    return problem_response(
+        request,
+        422,
+        str(exc),
+        title="Idempotency-Key is already used",
+        type_=IDEMPOTENCY_KEY_REUSED,
+        extensions={"errors": [{"node": None, "field": "Idempotency-Key", "message": str(exc)}]},
+    )
+
+
 def _not_found(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, 404, str(exc))
 
@@ -172,6 +188,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(PlanValidationError, _invalid_plan)
+    app.add_exception_handler(IdempotencyKeyReused, _key_reused)
     app.add_exception_handler(ExecutionNotFound, _not_found)
     app.add_exception_handler(UsageError, _refused)
     app.add_exception_handler(SubmissionStoreError, _refused)
