@@ -43,7 +43,7 @@ from video_pipelines.errors import (
     VideoPipelineError,
     WebhookError,
 )
-from video_pipelines.plan.problems import plan_problems
+from video_pipelines.plan.problems import PlanProblem, plan_problems
 
 log = logging.getLogger(__name__)
 
@@ -135,28 +135,21 @@ def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, 400, "; ".join(parts) or "the request is not valid")
 
 
+def _unprocessable(request: Request, exc: Exception, title: str, type_: str, errors: list[PlanProblem]) -> JSONResponse:
+    """422: every 422 lists its `errors` as `{"node", "field", "message"}`."""
+    extensions = {"errors": [problem.to_wire() for problem in errors]}
+    return problem_response(request, 422, str(exc), title=title, type_=type_, extensions=extensions)
+
+
 def _invalid_plan(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PlanValidationError)
-    return problem_response(
-        request,
-        422,
-        str(exc),
-        title="Invalid plan",
-        type_=INVALID_PLAN,
-        extensions={"errors": [problem.to_wire() for problem in plan_problems(exc)]},
-    )
+    return _unprocessable(request, exc, "Invalid plan", INVALID_PLAN, plan_problems(exc))
 
 
 def _key_reused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, IdempotencyKeyReused)
-    return problem_response(
-        request,
-        422,
-        str(exc),
-        title="Idempotency-Key is already used",
-        type_=IDEMPOTENCY_KEY_REUSED,
-        extensions={"errors": [{"node": None, "field": "Idempotency-Key", "message": str(exc)}]},
-    )
+    problem = PlanProblem(None, "Idempotency-Key", str(exc))
+    return _unprocessable(request, exc, "Idempotency-Key is already used", IDEMPOTENCY_KEY_REUSED, [problem])
 
 
 def _not_found(request: Request, exc: Exception) -> JSONResponse:
