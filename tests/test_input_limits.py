@@ -105,7 +105,7 @@ def test_params_nest_at_most_32_levels() -> None:
     [unknown] = problems({"jobs": [gen("a", x=nested(31))]})
     assert unknown.startswith("a.params.x: unknown param")
     assert problems({"jobs": [gen("a", x=nested(32))]}) == [
-        "a.params: nested more than 32 levels deep (objects and lists), the limit"
+        "a.params: nested more than 32 levels deep (objects and lists); the limit is 32"
     ]
     # The Python client hands values over as they are: 100,000 levels are measured, never recursed into.
     assert problems({"jobs": [gen("a", x=[nested(100_000)])]})[0].startswith("a.params: nested more than 32")
@@ -351,6 +351,9 @@ def test_a_real_server_keeps_the_connection_through_every_refusal(tmp_path: Path
                 response = http.post("/api/execute", content=body)
                 assert response.status_code == status, (name, response.text[:300])
                 ports.add(local_port(response))
+            too_large = http.post("/api/execute", content=b"[" + b" " * 1024 * 1024 + b"]")
+            assert too_large.status_code == 413, too_large.text[:300]
+            ports.add(local_port(too_large))
             for method, path in HOSTILE_PATHS:
                 response = http.request(method, path)
                 assert response.status_code == 400, (path, response.text[:300])

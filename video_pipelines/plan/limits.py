@@ -75,6 +75,10 @@ def check_json_text(text: str) -> None:
 
 
 def _raise_where_beyond(text: str) -> None:
+    """The JSONDecodeError of the first limit `text` breaks, read token by token.
+
+    Raises nothing when only cutting the strings out made it look so (`1"a"2` in invalid JSON): json refuses it.
+    """
     depth = 0
     for match in _JSON_TOKEN.finditer(text):
         first = match.group()[0]
@@ -132,7 +136,8 @@ def value_problems(value: Any, where: str) -> list[str]:
     problems: list[str] = []
     for path, item, depth in walk(value, where, max_depth=MAX_VALUE_DEPTH):
         if isinstance(item, Mapping | list) and depth == MAX_VALUE_DEPTH:
-            return [f"{where}: nested more than {MAX_VALUE_DEPTH} levels deep (objects and lists), the limit"]
+            limit = MAX_VALUE_DEPTH
+            return [f"{where}: nested more than {limit} levels deep (objects and lists); the limit is {limit}"]
         if isinstance(item, Mapping):
             problems.extend(
                 f"{path}: the key {key!r} holds a NUL character (\\u0000), which no text of a plan may"
