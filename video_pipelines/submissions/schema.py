@@ -12,7 +12,8 @@ other and the later ones find nothing left to do:
 - SQLite: the write lock taken by `BEGIN IMMEDIATE` (see `store._sqlite_on_begin`).
 
 A step is frozen once released: it declares its tables in a function of its own
-(`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`, `_attempts_v4`, `_node_results_v5`)
+(`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`, `_attempts_v4`, `_node_results_v5`,
+`_submissions_v6`)
 that no later change touches. The tables the store, the outbox, the API keys, the attempts,
 the node result index and the metrics query are built from the newest declaration of each
 table; a step that changes a table declares its new shape in a function of its own and
@@ -44,6 +45,11 @@ of their own, keyed by (tenant, lineage), because the question "was this lineage
 is asked for every node of every execution: here it is one primary-key probe, O(log n) in the
 number of recorded lineages of all tenants, where finding it in Dagster's asset
 materializations would mean reading the event log, which grows with every run.
+
+Step 6 keeps, with each submission, the SHA-256 of the request that made it
+(`request_digest`), so that an idempotency key used again with another request is refused
+rather than answered with the first execution. A nullable column added in place on both
+databases; submissions made before it have none.
 """
 
 from __future__ import annotations
@@ -212,6 +218,14 @@ def _submissions_v3(metadata: sa.MetaData, name: str = SUBMISSIONS_TABLE) -> sa.
             "state IN ('pending', 'launched', 'rejected', 'canceled')", name="ck_video_pipelines_submissions_state"
         ),
     )
+    return table
+
+
+def _submissions_v6(metadata: sa.MetaData) -> sa.Table:
+    """The submissions table as migration 6 leaves it: step 3's, and the digest of the request of each."""
+    table = _submissions_v3(metadata)
+    # The hex SHA-256 of the submitted request (`store.request_digest`); NULL for submissions made before step 6.
+    table.append_column(sa.Column("request_digest", sa.String(64)))
     return table
 
 
@@ -499,8 +513,13 @@ def _create_node_results(connection: sa.Connection) -> None:
     metadata.create_all(connection)
 
 
+def _add_request_digest(connection: sa.Connection) -> None:
+    # Nullable without a default: an in-place ADD COLUMN on PostgreSQL and SQLite alike.
+    connection.exec_driver_sql(f"ALTER TABLE {SUBMISSIONS_TABLE} ADD COLUMN request_digest VARCHAR(64)")
+
+
 # The current shape of the tables, for queries (see the module docstring).
-submissions = _submissions_v3(_metadata)
+submissions = _submissions_v6(_metadata)
 _, webhook_attempts = _webhook_tables_v2(sa.MetaData())
 webhook_deliveries = _webhook_deliveries_v4(_metadata)
 webhook_attempts = webhook_attempts.to_metadata(_metadata)
@@ -514,6 +533,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "tenants, API keys, webhook events per node, counters", _tenancy_and_events),
     Migration(4, "execution attempts, webhook deliveries per attempt", _attempts_and_webhooks_per_attempt),
     Migration(5, "node results by lineage, node claims", _create_node_results),
+    Migration(6, "the request digest of each submission (idempotency keys)", _add_request_digest),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
