@@ -12,6 +12,7 @@ from video_pipelines import api, postgres, workers
 from video_pipelines.api.settings import ApiSettings
 from video_pipelines.executions.attempts import max_resumes
 from video_pipelines.operations.checks import parse_blocking
+from video_pipelines.plan.limits import max_nodes
 from video_pipelines.webhooks.outbox import RetrySchedule
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -38,6 +39,7 @@ CODE_DEFAULTS: dict[str, Callable[[], str]] = {
     "VIDEO_PIPELINES_DB_POOL_SIZE": lambda: str(postgres.pool_size()),
     "VIDEO_PIPELINES_BLOCKING_CHECKS": lambda: ",".join(sorted(parse_blocking(None))),
     "VIDEO_PIPELINES_QUEUE": lambda: workers.DEFAULT_QUEUE,
+    "VIDEO_PIPELINES_MAX_NODES": lambda: str(max_nodes({})),
 }
 
 
