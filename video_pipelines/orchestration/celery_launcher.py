@@ -17,6 +17,11 @@ four things are changed in this subclass:
   after two unanswered pings in a row. A run whose worker is gone, or whose child process
   the worker saw die (`WorkerLostError`), is tagged `video/lost_worker` before it is failed:
   the execution is then resumed (`executions.attempts`);
+- lost launches: a broker that restarts without its data (Redis without persistence) drops
+  every queued task, and upstream leaves such a run STARTING until run monitoring's start
+  timeout fails it for good. `lost_in_broker` recognises a task no worker took although a
+  worker of its queue has a free child; the `lost_launches` sensor fails that run as lost
+  (its task revoked, in case it surfaces), so it is resumed like a run whose worker died;
 - the result backend comes from `workers.WorkerSettings` and is never `rpc://`.
 """
 
@@ -42,7 +47,7 @@ from dagster_celery.make_app import make_app
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG, DAGSTER_CELERY_RUN_PRIORITY_TAG, DAGSTER_CELERY_TASK_ID_TAG
 from kombu.entity import Queue
 
-from video_pipelines.executions.records import LOST_WORKER_TAG
+from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
 from video_pipelines.workers import (
     AMQP_MAX_PRIORITY,
     BROKER_URL_ENV,
@@ -60,6 +65,12 @@ PRIORITY_TAG = "dagster/priority"
 PING_TIMEOUT_SECONDS = 2.0
 # Answers (and silences) are reused this long, so many runs on one worker cost one ping per poll.
 PING_CACHE_SECONDS = 5.0
+# The task states of a STARTED run that is still running. PENDING is "no record": the result backend lost
+# it (Redis restarted without its data); answering UNKNOWN would make run monitoring fail a healthy run.
+_RUNNING_STATES = frozenset({"STARTED", "PENDING"})
+# A run still STARTING this long after its launch may have lost its task in the broker: with
+# prefetch off, a worker with a free child takes a queued task within milliseconds.
+LOST_LAUNCH_SECONDS = 20.0
 
 
 def app_config(settings: WorkerSettings) -> dict[str, Any]:
@@ -177,13 +188,13 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         if task_id is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has no Celery task yet")
         result = self.celery.AsyncResult(task_id)
-        if result.state == "STARTED":
-            worker = RunWorker.from_started_meta(result.info)
+        if result.state in _RUNNING_STATES:
+            worker = self._worker_of(run, result)
             if worker is None or self._answers(worker.hostname):
                 self._watch.answered(run.run_id)
                 return CheckRunHealthResult(WorkerStatus.RUNNING)
             result = self.celery.AsyncResult(task_id)  # it may have ended while we waited for the ping
-            if result.state == "STARTED":
+            if result.state in _RUNNING_STATES:
                 message = self._watch.missed(run.run_id, worker)
                 if message is None:
                     return CheckRunHealthResult(WorkerStatus.RUNNING, f"{worker.describe()} missed a ping")
@@ -197,6 +208,52 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             lost = isinstance(result.info, WorkerLostError)
             return self._fail(run, f"the Celery task of the run failed on {worker_name}: {result.info!r}", lost=lost)
         return CheckRunHealthResult(WorkerStatus.UNKNOWN, f"Celery task state {result.state}")
+
+    def lost_in_broker(self, run: dg.DagsterRun) -> str | None:
+        """Why the task of `run` (STARTING) is lost in the broker: no worker took it though one of its queue is
+        idle; None when it was taken, or may still be waiting its turn."""
+        task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
+        if task_id is None or self.celery.AsyncResult(task_id).state != "PENDING":
+            return None
+        queue = run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue)
+        idle = self._idle_workers(queue)
+        if not idle:
+            return None
+        return f"the broker lost its Celery task {task_id}: no worker took it, though {idle[0]} has a free child"
+
+    def fail_lost_launch(self, run: dg.DagsterRun, message: str) -> None:
+        """Fail `run`, whose task the broker lost, as lost: its execution is resumed by a new run."""
+        task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
+        if task_id is not None:  # should the task surface after all, no worker runs it (nor would Dagster: failed)
+            self.celery.control.revoke(task_id)
+        self._fail(run, message, lost=True)
+
+    def _idle_workers(self, queue: str) -> list[str]:
+        """The workers consuming `queue` with a free child."""
+        inspect = self.celery.control.inspect(timeout=PING_TIMEOUT_SECONDS)
+        consumers = [
+            worker
+            for worker, queues in (inspect.active_queues() or {}).items()
+            if any(entry.get("name") == queue for entry in queues)
+        ]
+        if not consumers:
+            return []
+        inspect = self.celery.control.inspect(destination=consumers, timeout=PING_TIMEOUT_SECONDS)
+        active, stats = inspect.active() or {}, inspect.stats() or {}
+        return [
+            worker
+            for worker in consumers
+            if worker in active
+            and len(active[worker]) < stats.get(worker, {}).get("pool", {}).get("max-concurrency", 0)
+        ]
+
+    @staticmethod
+    def _worker_of(run: dg.DagsterRun, result: Any) -> RunWorker | None:
+        """The worker running `run` (STARTED): from its task's STARTED meta, or, when the result backend lost the
+        task's state (a Redis restarted without its data says PENDING), from the run's own `video/worker` tag."""
+        if result.state == "STARTED":
+            return RunWorker.from_started_meta(result.info)
+        return RunWorker.from_tag(run.tags.get(WORKER_TAG))
 
     def _fail(self, run: dg.DagsterRun, message: str, *, lost: bool = False) -> CheckRunHealthResult:
         if lost:  # tagged before the failure, so whoever reacts to the failure knows the execution is resumable
