@@ -9,7 +9,10 @@ import dagster as dg
 import pytest
 from dagster._core.launcher import WorkerStatus
 from dagster._core.test_utils import create_run_for_test
+from dagster_celery.config import TASK_EXECUTE_JOB_NAME
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
+from dagster_celery.tasks import create_execute_job_task
+from kombu.exceptions import OperationalError as BrokerError
 
 from video_pipelines.errors import UsageError
 from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
@@ -24,6 +27,7 @@ from video_pipelines.workers import (
     local_artifacts_warning,
 )
 
+from .conftest import free_port
 from .workers import AMQP_URL, REDIS_URL, require_service
 
 
@@ -154,4 +158,18 @@ def test_health_check_asks_the_run_when_the_backend_lost_its_task(tmp_path: Any)
         ended = instance.get_run_by_id(run.run_id)
         assert ended is not None and ended.status is dg.DagsterRunStatus.FAILURE
         assert ended.tags[LOST_WORKER_TAG] == second.msg  # resumed, as a run whose worker died
+    launcher.celery.close()
+
+
+def test_a_run_the_broker_cannot_take_is_tagged_lost(tmp_path: Any) -> None:
+    """Dagster fails a run whose launch raises: tagged lost first, its execution is resumed instead of failed."""
+    launcher = VideoCeleryRunLauncher(broker=f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        launcher.register_instance(instance)
+        run = create_run_for_test(instance, job_name="j", status=dg.DagsterRunStatus.STARTING)
+        signature = create_execute_job_task(launcher.celery).si(execute_job_args_packed={})
+        with pytest.raises((BrokerError, RuntimeError)):  # RuntimeError: the result backend's, from the same cause
+            launcher._launch_celery_task_run(run, signature, TASK_EXECUTE_JOB_NAME)
+        tagged = instance.get_run_by_id(run.run_id)
+        assert tagged is not None and tagged.tags[LOST_WORKER_TAG].startswith("the broker could not take the run: ")
     launcher.celery.close()

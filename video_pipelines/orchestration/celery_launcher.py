@@ -19,9 +19,11 @@ four things are changed in this subclass:
   the execution is then resumed (`executions.attempts`);
 - lost launches: a broker that restarts without its data (Redis without persistence) drops
   every queued task, and upstream leaves such a run STARTING until run monitoring's start
-  timeout fails it for good. `lost_in_broker` recognises a task no worker took although a
-  worker of its queue has a free child; the `lost_launches` sensor fails that run as lost
-  (its task revoked, in case it surfaces), so it is resumed like a run whose worker died;
+  timeout fails it for good. `lost_in_broker` recognises a task no worker took (nor holds)
+  although a worker of its queue has a free child; the `lost_launches` sensor fails that run as lost
+  (its task revoked, in case it surfaces), so it is resumed like a run whose worker died; a
+  run launched while the broker is unreachable is tagged lost before Dagster fails it, and
+  resumed the same way;
 - the result backend comes from `workers.WorkerSettings` and is never `rpc://`.
 """
 
@@ -46,6 +48,7 @@ from dagster_celery.launcher import CeleryRunLauncher
 from dagster_celery.make_app import make_app
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG, DAGSTER_CELERY_RUN_PRIORITY_TAG, DAGSTER_CELERY_TASK_ID_TAG
 from kombu.entity import Queue
+from kombu.exceptions import OperationalError as BrokerError
 
 from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
 from video_pipelines.workers import (
@@ -70,7 +73,7 @@ PING_CACHE_SECONDS = 5.0
 _RUNNING_STATES = frozenset({"STARTED", "PENDING"})
 # A run still STARTING this long after its launch may have lost its task in the broker: with
 # prefetch off, a worker with a free child takes a queued task within milliseconds.
-LOST_LAUNCH_SECONDS = 20.0
+LOST_LAUNCH_SECONDS = 10.0
 
 
 def app_config(settings: WorkerSettings) -> dict[str, Any]:
@@ -165,7 +168,21 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             tags[DAGSTER_CELERY_RUN_PRIORITY_TAG] = str(priority)
             self._instance.add_run_tags(run.run_id, tags)
         ensure_queue(self.celery, run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue))
-        super()._launch_celery_task_run(run.with_tags({**run.tags, **tags}), task_signature, routing_key)
+        try:
+            super()._launch_celery_task_run(run.with_tags({**run.tags, **tags}), task_signature, routing_key)
+        except Exception as exc:
+            # Dagster fails a run whose launch raised. Tagged lost, it is resumed by a new run (none of it ran)
+            # instead of failing its execution, also when the broker is back a moment later.
+            if self._unreachable(exc):
+                message = f"the broker could not take the run: {exc}".strip()
+                self._instance.add_run_tags(run.run_id, {LOST_WORKER_TAG: message})
+            raise
+
+    def _unreachable(self, exc: BaseException) -> bool:
+        """Whether `exc` says the broker or the result backend could not be reached (Celery's Redis backend
+        raises a RuntimeError from the connection error when it subscribes to the task's result)."""
+        errors = (BrokerError, *getattr(self.celery.backend, "connection_errors", ()))
+        return isinstance(exc, errors) or isinstance(exc.__cause__, errors)
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
@@ -217,7 +234,7 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             return None
         queue = run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue)
         idle = self._idle_workers(queue)
-        if not idle:
+        if not idle or self._reserved(task_id):
             return None
         return f"the broker lost its Celery task {task_id}: no worker took it, though {idle[0]} has a free child"
 
@@ -227,6 +244,11 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         if task_id is not None:  # should the task surface after all, no worker runs it (nor would Dagster: failed)
             self.celery.control.revoke(task_id)
         self._fail(run, message, lost=True)
+
+    def _reserved(self, task_id: str) -> bool:
+        """Whether a worker holds the task for a child that is not free yet (RabbitMQ prefetches one per child)."""
+        reserved = self.celery.control.inspect(timeout=PING_TIMEOUT_SECONDS).reserved() or {}
+        return any(task.get("id") == task_id for tasks in reserved.values() for task in tasks)
 
     def _idle_workers(self, queue: str) -> list[str]:
         """The workers consuming `queue` with a free child."""
