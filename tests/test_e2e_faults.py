@@ -220,6 +220,16 @@ def local_submitter(target: client.Deployment) -> Callable[[dict[str, Any], str]
     return submit
 
 
+def failures(deployment: DagsterDeployment) -> list[str]:
+    """The lines of every log that say what failed (the tails `log_tail` shows are often after them)."""
+    return [
+        f"{log.name}: {line[:3000]}"
+        for log in sorted(deployment.logs.glob("*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if "STEP_FAILURE" in line or "RUN_FAILURE" in line or "Error" in line
+    ][-40:]
+
+
 def stuck(status: dict[str, Any]) -> dict[str, Any]:
     return {key: status.get(key) for key in ("executionId", "status", "runId", "attempts", "error", "worker")}
 
@@ -250,17 +260,18 @@ def finish(
         time.sleep(0.25)
     recovered = time.monotonic() - recovered_from
     lost = [i for i, final in finals.items() if final["status"] != "completed"]
-    assert not lost, ({i: (finals[i]["status"], finals[i].get("error")) for i in lost}, deployment.log_tail())
+    assert not lost, "\n".join(
+        [*(f"{i} {finals[i]['status']}: {finals[i].get('error')}" for i in lost), *failures(deployment)]
+    )
     for path in burst.paths.values():
         receiver.wait_for(path, 1, timeout=60)
     # The outbox is what the webhook sensor sends from: one delivery per execution, delivered, nothing left to send.
     for execution_id in burst.paths:
-        wait_until(
-            lambda execution_id=execution_id: all(d["state"] != "pending" for d in deliveries(execution_id)),
-            60,
-            f"the webhook of {execution_id} recorded as delivered",
-            deployment,
-        )
+
+        def recorded(execution_id: str = execution_id) -> bool:
+            return all(delivery["state"] != "pending" for delivery in deliveries(execution_id))
+
+        wait_until(recorded, 60, f"the webhook of {execution_id} recorded as delivered", deployment)
         assert [d["state"] for d in deliveries(execution_id)] == ["delivered"], deliveries(execution_id)
     doubled_webhooks = sum(len(receiver.received(path)) - 1 for path in burst.paths.values())
     for execution_id, path in burst.paths.items():
@@ -471,7 +482,7 @@ def test_api_killed_mid_request(
         key = create_key(deployment, "faults", "acme")
         api_env = {**deployment.env, "VIDEO_PIPELINES_DATABASE_URL": cluster.url("video", "api")}
         port = free_port()
-        burst, keys = Burst("api"), {}
+        burst, keys = Burst("api"), dict[str, str]()
         caught: dict[str, Any] = {}
         # Retries enough to outlast the API's restart (connection refused is always retried).
         with ApiClient(f"http://127.0.0.1:{port}", key, retries=12, backoff=0.25) as api:
