@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Self
 
@@ -226,17 +226,30 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             return self._fail(run, f"the Celery task of the run failed on {worker_name}: {result.info!r}", lost=lost)
         return CheckRunHealthResult(WorkerStatus.UNKNOWN, f"Celery task state {result.state}")
 
-    def lost_in_broker(self, run: dg.DagsterRun) -> str | None:
-        """Why the task of `run` (STARTING) is lost in the broker: no worker took it though one of its queue is
-        idle; None when it was taken, or may still be waiting its turn."""
-        task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
-        if task_id is None or self.celery.AsyncResult(task_id).state != "PENDING":
-            return None
-        queue = run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue)
-        idle = self._idle_workers(queue)
-        if not idle or self._reserved(task_id):
-            return None
-        return f"the broker lost its Celery task {task_id}: no worker took it, though {idle[0]} has a free child"
+    def lost_in_broker(self, runs: Sequence[dg.DagsterRun]) -> dict[str, str]:
+        """Of `runs` (STARTING), those whose task the broker lost, by run id with why: no worker took the task nor
+        holds it, though a worker of its queue is idle. The workers are asked once for all the runs."""
+        pending = [
+            (run, task_id)
+            for run in runs
+            if (task_id := run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)) is not None
+            and self.celery.AsyncResult(task_id).state == "PENDING"
+        ]
+        if not pending:
+            return {}
+        reserved = self._reserved()
+        idle: dict[str, list[str]] = {}
+        lost: dict[str, str] = {}
+        for run, task_id in pending:
+            queue = run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue)
+            if queue not in idle:
+                idle[queue] = self._idle_workers(queue)
+            if idle[queue] and task_id not in reserved:
+                lost[run.run_id] = (
+                    f"the broker lost its Celery task {task_id}: no worker took it, though {idle[queue][0]} "
+                    "has a free child"
+                )
+        return lost
 
     def fail_lost_launch(self, run: dg.DagsterRun, message: str) -> None:
         """Fail `run`, whose task the broker lost, as lost: its execution is resumed by a new run."""
@@ -245,10 +258,10 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             self.celery.control.revoke(task_id)
         self._fail(run, message, lost=True)
 
-    def _reserved(self, task_id: str) -> bool:
-        """Whether a worker holds the task for a child that is not free yet (RabbitMQ prefetches one per child)."""
+    def _reserved(self) -> set[str]:
+        """The tasks workers hold for a child that is not free yet (RabbitMQ prefetches one per child)."""
         reserved = self.celery.control.inspect(timeout=PING_TIMEOUT_SECONDS).reserved() or {}
-        return any(task.get("id") == task_id for tasks in reserved.values() for task in tasks)
+        return {str(task.get("id")) for tasks in reserved.values() for task in tasks}
 
     def _idle_workers(self, queue: str) -> list[str]:
         """The workers consuming `queue` with a free child."""

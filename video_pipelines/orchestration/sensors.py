@@ -304,17 +304,17 @@ def lost_launches(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         for record in starting
         if now - (context.instance.get_run_stats(record.dagster_run.run_id).launch_time or now) >= LOST_LAUNCH_SECONDS
     ]
-    suspects = [run for run in old if launcher.lost_in_broker(run)]
-    if suspects:
-        time.sleep(LOST_LAUNCH_RECHECK_SECONDS)
-    failed = 0
-    for run in suspects:
-        current = context.instance.get_run_by_id(run.run_id)
-        if current is None or current.status is not dg.DagsterRunStatus.STARTING:
-            continue
-        reason = launcher.lost_in_broker(current)
-        if reason is not None:
-            context.log.warning(f"run {run.run_id} failed as lost, to be resumed: {reason}")
-            launcher.fail_lost_launch(current, reason)
-            failed += 1
-    return dg.SkipReason(f"{len(starting)} runs starting, {failed} of them lost by the broker")
+    suspects = launcher.lost_in_broker(old)
+    if not suspects:
+        return dg.SkipReason(f"{len(starting)} runs starting, none lost by the broker")
+    time.sleep(LOST_LAUNCH_RECHECK_SECONDS)
+    again = [context.instance.get_run_by_id(run_id) for run_id in suspects]
+    still = [run for run in again if run is not None and run.status is dg.DagsterRunStatus.STARTING]
+    lost = launcher.lost_in_broker(still)
+    for run in still:
+        if run.run_id in lost:
+            context.log.warning(f"run {run.run_id} failed as lost, to be resumed: {lost[run.run_id]}")
+            launcher.fail_lost_launch(run, lost[run.run_id])
+    return dg.SkipReason(
+        f"{len(starting)} runs starting, {len(lost)} of them lost by the broker: failed, to be resumed"
+    )
