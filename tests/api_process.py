@@ -69,26 +69,30 @@ def api_process(
     logs: Path | None = None,
     cwd: Path | None = None,
     host: str = "127.0.0.1",
+    port: int | None = None,
     timeout: float = 120.0,
 ) -> Iterator[ApiServer]:
-    """Start `video-pipelines serve` with `env` over this environment; stop it (SIGTERM, then SIGKILL) after."""
+    """Start `video-pipelines serve` with `env` over this environment; stop it (SIGTERM, then SIGKILL) after.
+
+    On `port` when given (a restarted server where clients expect the old one), else on a free one.
+    """
     with tempfile.TemporaryDirectory(prefix="vp-api-") as scratch:
         folder = logs if logs is not None else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         full_env = {**os.environ, **(env or {})}
-        for _ in range(3):
-            port = free_port()
-            log = folder / f"api-{port}.log"
+        for _ in range(1 if port is not None else 3):
+            chosen = port or free_port()
+            log = folder / f"api-{chosen}.log"
             with log.open("wb") as output:
                 process = subprocess.Popen(
-                    ["video-pipelines", "serve", "--host", host, "--port", str(port)],
+                    ["video-pipelines", "serve", "--host", host, "--port", str(chosen)],
                     cwd=cwd or REPO,
                     env=full_env,
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-            server = ApiServer(process, host, port, log)
+            server = ApiServer(process, host, chosen, log)
             try:
                 if not _wait_until_serving(server, timeout):
                     continue

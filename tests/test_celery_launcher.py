@@ -9,9 +9,13 @@ import dagster as dg
 import pytest
 from dagster._core.launcher import WorkerStatus
 from dagster._core.test_utils import create_run_for_test
+from dagster_celery.config import TASK_EXECUTE_JOB_NAME
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
+from dagster_celery.tasks import create_execute_job_task
+from kombu.exceptions import OperationalError as BrokerError
 
 from video_pipelines.errors import UsageError
+from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
 from video_pipelines.orchestration.celery_launcher import VideoCeleryRunLauncher, make_celery_app
 from video_pipelines.vocabulary import Priority
 from video_pipelines.workers import (
@@ -23,6 +27,7 @@ from video_pipelines.workers import (
     local_artifacts_warning,
 )
 
+from .conftest import free_port
 from .workers import AMQP_URL, REDIS_URL, require_service
 
 
@@ -130,4 +135,41 @@ def test_health_check_fails_a_run_whose_worker_does_not_answer(tmp_path: Any) ->
         ended = instance.get_run_by_id(run.run_id)
         assert ended is not None and ended.status is dg.DagsterRunStatus.FAILURE
         launcher.celery.backend.forget(task_id)
+    launcher.celery.close()
+
+
+def test_health_check_asks_the_run_when_the_backend_lost_its_task(tmp_path: Any) -> None:
+    """A Redis restarted without its data forgets a running task (PENDING): the run's own worker tag is pinged."""
+    require_service(REDIS_URL)
+    launcher = VideoCeleryRunLauncher(broker=REDIS_URL, default_queue=f"test-{uuid.uuid4().hex[:10]}")
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        launcher.register_instance(instance)
+        run = create_run_for_test(instance, job_name="j", status=dg.DagsterRunStatus.STARTED)
+        tags = {DAGSTER_CELERY_TASK_ID_TAG: str(uuid.uuid4()), WORKER_TAG: RunWorker("gone@nowhere", 4242).tag()}
+        instance.add_run_tags(run.run_id, tags)
+        run = instance.get_run_by_id(run.run_id)
+        assert run is not None
+        assert launcher.celery.AsyncResult(tags[DAGSTER_CELERY_TASK_ID_TAG]).state == "PENDING"
+        # Not UNKNOWN, which run monitoring answers by failing the run: its worker is asked, as for STARTED.
+        assert launcher.check_run_worker_health(run).status is WorkerStatus.RUNNING
+        second = launcher.check_run_worker_health(run)
+        assert second.status is WorkerStatus.FAILED
+        assert second.msg is not None and second.msg.startswith("run worker gone@nowhere (pid 4242) is gone")
+        ended = instance.get_run_by_id(run.run_id)
+        assert ended is not None and ended.status is dg.DagsterRunStatus.FAILURE
+        assert ended.tags[LOST_WORKER_TAG] == second.msg  # resumed, as a run whose worker died
+    launcher.celery.close()
+
+
+def test_a_run_the_broker_cannot_take_is_tagged_lost(tmp_path: Any) -> None:
+    """Dagster fails a run whose launch raises: tagged lost first, its execution is resumed instead of failed."""
+    launcher = VideoCeleryRunLauncher(broker=f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        launcher.register_instance(instance)
+        run = create_run_for_test(instance, job_name="j", status=dg.DagsterRunStatus.STARTING)
+        signature = create_execute_job_task(launcher.celery).si(execute_job_args_packed={})
+        with pytest.raises((BrokerError, RuntimeError)):  # RuntimeError: the result backend's, from the same cause
+            launcher._launch_celery_task_run(run, signature, TASK_EXECUTE_JOB_NAME)
+        tagged = instance.get_run_by_id(run.run_id)
+        assert tagged is not None and tagged.tags[LOST_WORKER_TAG].startswith("the broker could not take the run: ")
     launcher.celery.close()

@@ -43,6 +43,7 @@ def test_definitions_load() -> None:
     assert [job.name for job in repo.get_all_jobs() if not job.name.startswith("__")] == ["execute_plan"]
     assert sorted(sensor.name for sensor in repo.sensor_defs) == [
         "catalog_retention",
+        "lost_launches",
         "resume_lost_runs",
         "submitted_plans",
         "webhook_deliveries",

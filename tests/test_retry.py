@@ -24,7 +24,7 @@ from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.orchestration import job as job_module
 from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.resources import SubmissionStoreResource
-from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
 from video_pipelines.orchestration.sensors import evaluate_submissions, resume_lost_runs, submitted_plans
 from video_pipelines.submissions import AttemptState, AttemptStore, SubmissionState
 
@@ -281,3 +281,40 @@ def test_a_run_whose_process_the_code_server_saw_die_counts_as_a_lost_worker(dag
         lost = records.find_run(failed.run_id)
         assert lost is not None
         assert records.lost_worker(lost) == "the run worker process was terminated by signal 9 (SIGKILL)"
+
+
+@pytest.mark.parametrize(
+    ("error", "lost"),
+    [
+        ("terminating connection due to administrator command\nserver closed the connection unexpectedly", True),
+        ('connection to server at "127.0.0.1", port 5432 failed: Connection refused', True),
+        ("canceling statement due to statement timeout", False),  # the database answered: not an outage
+    ],
+)
+def test_a_step_that_lost_its_database_connection_counts_as_a_lost_worker(
+    dagster_home: Path, error: str, lost: bool
+) -> None:
+    """A database restarted under a step fails it for the infrastructure: the execution is resumed, not failed."""
+    import psycopg2
+
+    @dg.op
+    def node() -> None:
+        try:
+            raise psycopg2.OperationalError(error)
+        except psycopg2.OperationalError as exc:  # as SQLAlchemy raises it: its error, caused by the driver's
+            raise RuntimeError("(psycopg2.OperationalError) the statement failed") from exc
+
+    with dg.DagsterInstance.get() as instance:
+        result = (
+            dg.GraphDefinition(name="g", node_defs=[node])
+            .to_job()
+            .execute_in_process(instance=instance, raise_on_error=False)
+        )
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None
+        found = DagsterRunRecords(instance).lost_worker(run_view(run))
+        if lost:
+            assert found is not None and found.startswith("the database connection was lost during step node: ")
+            assert found.endswith(error.splitlines()[0]), found
+        else:
+            assert found is None

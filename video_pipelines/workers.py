@@ -212,6 +212,18 @@ class RunWorker:
         pid = meta.get("pid")
         return cls(meta["hostname"], pid if isinstance(pid, int) else None)
 
+    @classmethod
+    def from_tag(cls, value: str | None) -> RunWorker | None:
+        """From a run's `video/worker` tag (`<node name> pid <pid>`, written by the worker that took the run)."""
+        if not value:
+            return None
+        hostname, _, pid = value.partition(" pid ")
+        return cls(hostname, int(pid) if pid.isdigit() else None)
+
+    def tag(self) -> str:
+        """Its `video/worker` tag, which `from_tag` reads."""
+        return f"{self.hostname} pid {self.pid}"
+
     def describe(self) -> str:
         return f"run worker {self.hostname}" + (f" (pid {self.pid})" if self.pid is not None else "")
 

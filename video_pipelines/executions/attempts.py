@@ -2,7 +2,8 @@
 
 An execution runs as one run of `execute_plan`, unless:
 
-- **its run worker is lost** (the process killed by a signal, out of memory, a machine gone):
+- **its run worker is lost** (the process killed by a signal, out of memory, a machine gone; or
+  a step's database connection cut by a restart, or a task the broker lost or refused):
   that run fails and the execution is *resumed* automatically, as a new run of the same
   execution id, up to `VIDEO_PIPELINES_MAX_RESUMES` times in a row (default 2). Meanwhile its
   status stays `processing` and no end webhook is sent: only the final outcome is reported.

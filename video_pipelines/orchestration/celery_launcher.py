@@ -17,6 +17,13 @@ four things are changed in this subclass:
   after two unanswered pings in a row. A run whose worker is gone, or whose child process
   the worker saw die (`WorkerLostError`), is tagged `video/lost_worker` before it is failed:
   the execution is then resumed (`executions.attempts`);
+- lost launches: a broker that restarts without its data (Redis without persistence) drops
+  every queued task, and upstream leaves such a run STARTING until run monitoring's start
+  timeout fails it for good. `lost_in_broker` recognises a task no worker took (nor holds)
+  although a worker of its queue has a free child; the `lost_launches` sensor fails that run as lost
+  (its task revoked, in case it surfaces), so it is resumed like a run whose worker died; a
+  run launched while the broker is unreachable is tagged lost before Dagster fails it, and
+  resumed the same way;
 - the result backend comes from `workers.WorkerSettings` and is never `rpc://`.
 """
 
@@ -24,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Self
 
@@ -41,8 +48,9 @@ from dagster_celery.launcher import CeleryRunLauncher
 from dagster_celery.make_app import make_app
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG, DAGSTER_CELERY_RUN_PRIORITY_TAG, DAGSTER_CELERY_TASK_ID_TAG
 from kombu.entity import Queue
+from kombu.exceptions import OperationalError as BrokerError
 
-from video_pipelines.executions.records import LOST_WORKER_TAG
+from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
 from video_pipelines.workers import (
     AMQP_MAX_PRIORITY,
     BROKER_URL_ENV,
@@ -60,6 +68,12 @@ PRIORITY_TAG = "dagster/priority"
 PING_TIMEOUT_SECONDS = 2.0
 # Answers (and silences) are reused this long, so many runs on one worker cost one ping per poll.
 PING_CACHE_SECONDS = 5.0
+# The task states of a STARTED run that is still running. PENDING is "no record": the result backend lost
+# it (Redis restarted without its data); answering UNKNOWN would make run monitoring fail a healthy run.
+_RUNNING_STATES = frozenset({"STARTED", "PENDING"})
+# A run still STARTING this long after its launch may have lost its task in the broker: with
+# prefetch off, a worker with a free child takes a queued task within milliseconds.
+LOST_LAUNCH_SECONDS = 10.0
 
 
 def app_config(settings: WorkerSettings) -> dict[str, Any]:
@@ -154,7 +168,21 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             tags[DAGSTER_CELERY_RUN_PRIORITY_TAG] = str(priority)
             self._instance.add_run_tags(run.run_id, tags)
         ensure_queue(self.celery, run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue))
-        super()._launch_celery_task_run(run.with_tags({**run.tags, **tags}), task_signature, routing_key)
+        try:
+            super()._launch_celery_task_run(run.with_tags({**run.tags, **tags}), task_signature, routing_key)
+        except Exception as exc:
+            # Dagster fails a run whose launch raised. Tagged lost, it is resumed by a new run (none of it ran)
+            # instead of failing its execution, also when the broker is back a moment later.
+            if self._unreachable(exc):
+                message = f"the broker could not take the run: {exc}".strip()
+                self._instance.add_run_tags(run.run_id, {LOST_WORKER_TAG: message})
+            raise
+
+    def _unreachable(self, exc: BaseException) -> bool:
+        """Whether `exc` says the broker or the result backend could not be reached (Celery's Redis backend
+        raises a RuntimeError from the connection error when it subscribes to the task's result)."""
+        errors = (BrokerError, *getattr(self.celery.backend, "connection_errors", ()))
+        return isinstance(exc, errors) or isinstance(exc.__cause__, errors)
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
@@ -177,13 +205,13 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         if task_id is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has no Celery task yet")
         result = self.celery.AsyncResult(task_id)
-        if result.state == "STARTED":
-            worker = RunWorker.from_started_meta(result.info)
+        if result.state in _RUNNING_STATES:
+            worker = self._worker_of(run, result)
             if worker is None or self._answers(worker.hostname):
                 self._watch.answered(run.run_id)
                 return CheckRunHealthResult(WorkerStatus.RUNNING)
             result = self.celery.AsyncResult(task_id)  # it may have ended while we waited for the ping
-            if result.state == "STARTED":
+            if result.state in _RUNNING_STATES:
                 message = self._watch.missed(run.run_id, worker)
                 if message is None:
                     return CheckRunHealthResult(WorkerStatus.RUNNING, f"{worker.describe()} missed a ping")
@@ -197,6 +225,70 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             lost = isinstance(result.info, WorkerLostError)
             return self._fail(run, f"the Celery task of the run failed on {worker_name}: {result.info!r}", lost=lost)
         return CheckRunHealthResult(WorkerStatus.UNKNOWN, f"Celery task state {result.state}")
+
+    def lost_in_broker(self, runs: Sequence[dg.DagsterRun]) -> dict[str, str]:
+        """Of `runs` (STARTING), those whose task the broker lost, by run id with why: no worker took the task nor
+        holds it, though a worker of its queue is idle. The workers are asked once for all the runs."""
+        pending = [
+            (run, task_id)
+            for run in runs
+            if (task_id := run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)) is not None
+            and self.celery.AsyncResult(task_id).state == "PENDING"
+        ]
+        if not pending:
+            return {}
+        reserved = self._reserved()
+        idle: dict[str, list[str]] = {}
+        lost: dict[str, str] = {}
+        for run, task_id in pending:
+            queue = run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue)
+            if queue not in idle:
+                idle[queue] = self._idle_workers(queue)
+            if idle[queue] and task_id not in reserved:
+                lost[run.run_id] = (
+                    f"the broker lost its Celery task {task_id}: no worker took it, though {idle[queue][0]} "
+                    "has a free child"
+                )
+        return lost
+
+    def fail_lost_launch(self, run: dg.DagsterRun, message: str) -> None:
+        """Fail `run`, whose task the broker lost, as lost: its execution is resumed by a new run."""
+        task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
+        if task_id is not None:  # should the task surface after all, no worker runs it (nor would Dagster: failed)
+            self.celery.control.revoke(task_id)
+        self._fail(run, message, lost=True)
+
+    def _reserved(self) -> set[str]:
+        """The tasks workers hold for a child that is not free yet (RabbitMQ prefetches one per child)."""
+        reserved = self.celery.control.inspect(timeout=PING_TIMEOUT_SECONDS).reserved() or {}
+        return {str(task.get("id")) for tasks in reserved.values() for task in tasks}
+
+    def _idle_workers(self, queue: str) -> list[str]:
+        """The workers consuming `queue` with a free child."""
+        inspect = self.celery.control.inspect(timeout=PING_TIMEOUT_SECONDS)
+        consumers = [
+            worker
+            for worker, queues in (inspect.active_queues() or {}).items()
+            if any(entry.get("name") == queue for entry in queues)
+        ]
+        if not consumers:
+            return []
+        inspect = self.celery.control.inspect(destination=consumers, timeout=PING_TIMEOUT_SECONDS)
+        active, stats = inspect.active() or {}, inspect.stats() or {}
+        return [
+            worker
+            for worker in consumers
+            if worker in active
+            and len(active[worker]) < stats.get(worker, {}).get("pool", {}).get("max-concurrency", 0)
+        ]
+
+    @staticmethod
+    def _worker_of(run: dg.DagsterRun, result: Any) -> RunWorker | None:
+        """The worker running `run` (STARTED): from its task's STARTED meta, or, when the result backend lost the
+        task's state (a Redis restarted without its data says PENDING), from the run's own `video/worker` tag."""
+        if result.state == "STARTED":
+            return RunWorker.from_started_meta(result.info)
+        return RunWorker.from_tag(run.tags.get(WORKER_TAG))
 
     def _fail(self, run: dg.DagsterRun, message: str, *, lost: bool = False) -> CheckRunHealthResult:
         if lost:  # tagged before the failure, so whoever reacts to the failure knows the execution is resumable

@@ -34,7 +34,7 @@ import video_pipelines.postgres  # noqa: F401  # the instance's storage, importe
 from video_pipelines.executions.records import WORKER_TAG
 from video_pipelines.orchestration.celery_launcher import make_celery_app
 from video_pipelines.storage import STORAGE_URL_ENV
-from video_pipelines.workers import WorkerSettings, local_artifacts_warning
+from video_pipelines.workers import RunWorker, WorkerSettings, local_artifacts_warning
 
 _PR_SET_PDEATHSIG = 1
 TAG_WAIT_SECONDS = 5.0
@@ -90,7 +90,7 @@ def _record_worker(task: Any = None, kwargs: dict[str, Any] | None = None, **_re
             if run is None or DAGSTER_CELERY_TASK_ID_TAG in run.tags:
                 break
             time.sleep(0.02)
-        instance.add_run_tags(args.run_id, {WORKER_TAG: f"{hostname or 'celery'} pid {os.getpid()}"})
+        instance.add_run_tags(args.run_id, {WORKER_TAG: RunWorker(hostname or "celery", os.getpid()).tag()})
     except Exception:
         # Where a run ran is shown for convenience: never fail the run over it.
         logger.exception("could not record the worker on run %s", args.run_id)

@@ -16,7 +16,7 @@ from video_pipelines.orchestration.resources import (
     SubmissionStoreResource,
     blocking_checks_env,
 )
-from video_pipelines.orchestration.sensors import resume_lost_runs, submitted_plans
+from video_pipelines.orchestration.sensors import lost_launches, resume_lost_runs, submitted_plans
 from video_pipelines.orchestration.webhook_sensors import (
     webhook_deliveries,
     webhook_on_canceled,
@@ -36,6 +36,7 @@ def build_definitions() -> dg.Definitions:
         sensors=[
             submitted_plans,
             resume_lost_runs,
+            lost_launches,
             webhook_on_started,
             webhook_on_completed,
             webhook_on_failed,

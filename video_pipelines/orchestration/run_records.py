@@ -31,6 +31,24 @@ _CRASHED_PROCESS = re.compile(
     r"^Run execution process for \S+ (was terminated by signal \d+ \(\w+\)|unexpectedly exited with code -?\d+)"
 )
 
+# What libpq says when the database went away under a statement or refused a new connection (a restart,
+# a failover): a step that failed with this failed for the infrastructure, not for its work.
+_DATABASE_GONE = re.compile(
+    r"terminating connection due to administrator command|server closed the connection unexpectedly"
+    r"|the database system is (?:shutting down|starting up|in recovery mode)|connection refused"
+    r"|could not connect to server|connection to server at .* failed|SSL connection has been closed unexpectedly",
+    re.IGNORECASE,
+)
+
+
+def _database_gone(error: Any) -> str | None:
+    """The first line of a lost-database-connection error in `error` (a SerializableErrorInfo) or its causes."""
+    while error is not None:
+        if error.cls_name == "OperationalError" and _DATABASE_GONE.search(error.message or ""):
+            return str(error.message).strip().splitlines()[0]
+        error = error.cause or error.context
+    return None
+
 
 def plan_of_run(run: dg.DagsterRun) -> dict[str, Any]:
     """The plan (wire form) a run of execute_plan was launched with.
@@ -101,6 +119,13 @@ class DagsterRunRecords:
             match = _CRASHED_PROCESS.match(record.event_log_entry.message or "")
             if match:
                 return f"the run worker process {match.group(1).removesuffix('.')}"
+        kind = dg.DagsterEventType.STEP_FAILURE
+        for record in self.instance.get_records_for_run(run.run_id, of_type=kind, limit=200).records:
+            event = record.event_log_entry.dagster_event
+            data = event.step_failure_data if event is not None else None
+            gone = _database_gone(data.error) if data is not None else None
+            if gone is not None:
+                return f"the database connection was lost during step {event.step_key}: {gone}"  # type: ignore[union-attr]
         return None
 
     def node_records(self, run_id: str) -> dict[str, NodeRecord]:

@@ -30,6 +30,7 @@ from video_pipelines.executions import (
 )
 from video_pipelines.executions.attempts import ExecutionRuns, attempt_run_tags, request_resume
 from video_pipelines.executions.records import ATTEMPT_TAG, PREVIOUS_RUN_TAG
+from video_pipelines.orchestration.celery_launcher import LOST_LAUNCH_SECONDS, VideoCeleryRunLauncher
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.job import execute_plan
 from video_pipelines.orchestration.resources import SubmissionStoreResource
@@ -272,4 +273,48 @@ def resume_lost_runs(context: dg.RunStatusSensorContext, submissions: Submission
     context.log.info(
         f"{run.execution_id}: run {run.run_id} lost its worker ({records.lost_worker(run)}); "
         f"attempt {attempt.number} will resume it"
+    )
+
+
+# A task that looks lost is looked at again after this, so a worker just taking it is not mistaken for none.
+LOST_LAUNCH_RECHECK_SECONDS = 2.0
+
+
+@dg.sensor(
+    name="lost_launches",
+    description=(
+        "With warm Celery workers: fails as lost a run whose task the broker lost (a broker restarted without "
+        f"its data), still STARTING {LOST_LAUNCH_SECONDS:g} s after its launch while a worker of its queue is idle; "
+        "resume_lost_runs then resumes its execution. Without the Celery launcher it does nothing."
+    ),
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def lost_launches(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    """Fail, as lost, runs whose Celery task the broker lost before a worker took it."""
+    launcher = context.instance.run_launcher
+    if not isinstance(launcher, VideoCeleryRunLauncher):
+        return dg.SkipReason("runs are not launched through a broker")
+    starting = context.instance.get_run_records(
+        filters=dg.RunsFilter(job_name=execute_plan.name, statuses=[dg.DagsterRunStatus.STARTING]), limit=100
+    )
+    now = time.time()
+    old = [
+        record.dagster_run
+        for record in starting
+        if now - (context.instance.get_run_stats(record.dagster_run.run_id).launch_time or now) >= LOST_LAUNCH_SECONDS
+    ]
+    suspects = launcher.lost_in_broker(old)
+    if not suspects:
+        return dg.SkipReason(f"{len(starting)} runs starting, none lost by the broker")
+    time.sleep(LOST_LAUNCH_RECHECK_SECONDS)
+    again = [context.instance.get_run_by_id(run_id) for run_id in suspects]
+    still = [run for run in again if run is not None and run.status is dg.DagsterRunStatus.STARTING]
+    lost = launcher.lost_in_broker(still)
+    for run in still:
+        if run.run_id in lost:
+            context.log.warning(f"run {run.run_id} failed as lost, to be resumed: {lost[run.run_id]}")
+            launcher.fail_lost_launch(run, lost[run.run_id])
+    return dg.SkipReason(
+        f"{len(starting)} runs starting, {len(lost)} of them lost by the broker: failed, to be resumed"
     )
