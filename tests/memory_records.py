@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from video_pipelines.executions import NodeRecord, RunState, RunView
+from video_pipelines.executions.records import ATTEMPT_REASON_TAG, ATTEMPT_REASONS, PAST_QUEUE
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.vocabulary import NodeState
 
@@ -90,6 +91,15 @@ class MemoryRunRecords:
 
     def run_counts(self) -> dict[RunState, int]:
         return {state: sum(1 for run in self.runs if run.state is state) for state in RunState}
+
+    def attempt_counts(self) -> dict[tuple[str, RunState], int]:
+        return {
+            (reason, state): sum(
+                1 for run in self.runs if run.state is state and run.tags.get(ATTEMPT_REASON_TAG) == reason
+            )
+            for reason in ATTEMPT_REASONS
+            for state in PAST_QUEUE
+        }
 
     def terminate(self, run_id: str) -> None:
         self.terminated.append(run_id)

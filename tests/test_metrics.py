@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from video_pipelines import client
 from video_pipelines.demo import run_plan_in_process
 from video_pipelines.errors import ProviderHttpError
-from video_pipelines.executions import RunState
+from video_pipelines.executions import RunState, record_end
 from video_pipelines.net import parse_allowed_hosts
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.definitions import execute_plan_job
@@ -141,6 +141,9 @@ def test_metrics_after_a_known_run(deployment: client.Deployment) -> None:
     assert store.cancel_pending(canceled.execution_id)
     queue_a_run(instance)
     record_attempts(store, pending.execution_id)
+    # What observes each end (the run-status sensors, the plan sensor, cancel) claims it; the second claim is nothing.
+    for ended in (result.run_id, rejected.execution_id, canceled.execution_id, result.run_id):
+        record_end(deployment.records, store, ended)
 
     metrics = scrape(store, deployment.records)
 
@@ -152,6 +155,7 @@ def test_metrics_after_a_known_run(deployment: client.Deployment) -> None:
         (("status", "failed"),): 1,  # the rejected submission
         (("status", "canceled"),): 1,  # the submission canceled while pending
     }
+    assert set(metrics.series("video_pipelines_execution_attempts_total").values()) == {0}
     assert metrics.value("video_pipelines_pending_submissions") == 1
     assert metrics.value("video_pipelines_queued_runs") == 1
     assert metrics.types["video_pipelines_pending_submissions"] == "gauge"
@@ -191,6 +195,8 @@ def test_started_and_finished_from_every_run_state(store: SubmissionStore) -> No
     records = MemoryRunRecords()
     for number, state in enumerate([*RunState, RunState.SUCCESS, RunState.FAILURE]):
         records.add_run(f"exec_{number}", PLAN, state)
+    for number in range(len(records.runs)):
+        record_end(records, store, f"exec_{number}")  # claims the ended ones only
     metrics = scrape(store, records)
     # Past the queue: managed, started, suspended, canceling, 2 success, 2 failure, canceled.
     assert metrics.value("video_pipelines_executions_started_total") == 9

@@ -533,6 +533,7 @@ def test_migrations_are_idempotent_and_recorded(db_url: str) -> None:
         "video_pipelines_api_keys",
         "video_pipelines_attempts",
         "video_pipelines_counters",
+        "video_pipelines_execution_outcomes",
         "video_pipelines_node_claims",
         "video_pipelines_node_results",
         "video_pipelines_schema_version",
@@ -652,7 +653,7 @@ def test_migration_4_keeps_deliveries_as_attempt_1_and_makes_them_unique_per_att
     assert "ix_video_pipelines_webhook_deliveries_due" in indexes
     assert attempt_indexes == {"ix_video_pipelines_attempts_state_requested"}
     versions = raw_rows(db_url, "SELECT version FROM video_pipelines_schema_version ORDER BY version")
-    assert versions == [{"version": version} for version in range(1, SCHEMA_VERSION + 1)] and SCHEMA_VERSION == 5
+    assert versions == [{"version": version} for version in range(1, SCHEMA_VERSION + 1)] and SCHEMA_VERSION == 6
 
 
 def test_stores_opening_at_once_migrate_once(db_url: str) -> None:

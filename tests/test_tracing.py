@@ -30,7 +30,7 @@ from video_pipelines.executions import (
     RunState,
     admit,
     execution_status,
-    record_never_ran,
+    record_end_quietly,
     submit,
 )
 from video_pipelines.orchestration.definitions import execute_plan_job
@@ -279,10 +279,12 @@ def test_an_execution_is_one_trace_from_the_caller_to_the_provider_and_the_recei
 
     # The execution: the span id fixed at submission, from submission to the run's end, ok.
     [execution] = named["execution"]
-    assert execution.span_id == execution_span and execution.parent_span_id == "" and execution.is_ok
+    assert execution.span_id == execution_span and execution.parent_span_id == CALLER_SPAN and execution.is_ok
     assert execution.attributes["video_pipelines.execution_id"] == execution_id
     assert execution.attributes["video_pipelines.run_id"] == run.run_id
-    assert execution.attributes["video_pipelines.status"] == "completed" and "run started" in execution.events
+    assert (
+        execution.attributes["video_pipelines.status"] == "completed" and "run started (attempt 1)" in execution.events
+    )
 
     # One span per node, each a child of the execution's, recorded in the node's own step process.
     nodes = [span for span in spans if span.name.startswith("node ")]
@@ -368,8 +370,8 @@ class BrokenStore:
 
 def test_recording_a_span_never_fails_what_it_observes(traced: OtlpCollector, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
-        record_never_ran(MemoryRunRecords(), BrokenStore(), "exec_gone")  # type: ignore[arg-type]
-    assert "record_never_ran failed; no span recorded" in caplog.text and "the database is down" in caplog.text
+        record_end_quietly(MemoryRunRecords(), BrokenStore(), "exec_gone")  # type: ignore[arg-type]
+    assert "record_end_quietly failed; no span recorded" in caplog.text and "the database is down" in caplog.text
 
 
 # --- tracing off ------------------------------------------------------------------------------------

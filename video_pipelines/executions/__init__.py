@@ -57,7 +57,13 @@ from video_pipelines.executions.records import (
 from video_pipelines.executions.report import validation_report
 from video_pipelines.executions.status import ExecutionStatus, NodeStatus, execution_status
 from video_pipelines.executions.tenancy import cancel_for, list_executions, require_visible, retry_for, status_for
-from video_pipelines.executions.traces import execution_trace, record_execution, record_never_ran, trace_lookup
+from video_pipelines.executions.traces import (
+    execution_trace,
+    keep_caller_span,
+    record_end,
+    record_end_quietly,
+    trace_lookup,
+)
 
 __all__ = [
     "BASE_EXECUTION_ID_TAG",
@@ -93,10 +99,11 @@ __all__ = [
     "execution_status",
     "execution_tenant",
     "execution_trace",
+    "keep_caller_span",
     "list_executions",
     "node_payload",
-    "record_execution",
-    "record_never_ran",
+    "record_end",
+    "record_end_quietly",
     "redeliver",
     "require_visible",
     "retry",

@@ -25,13 +25,13 @@ from video_pipelines.executions import (
     enqueue_recently_ended,
     enqueue_running_events,
     enqueue_webhook,
+    record_end,
 )
 from video_pipelines.executions.notifications import AttemptReport, secret_env_warning
 from video_pipelines.orchestration.job import execute_plan
 from video_pipelines.orchestration.resources import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
 from video_pipelines.orchestration.sensors import DAEMON_CADENCE, LONG_POLL_CADENCE
-from video_pipelines.orchestration.traces import trace_run_end
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.webhooks import DeliveryOutbox
 
@@ -100,9 +100,11 @@ def _webhook_sensor(status: dg.DagsterRunStatus, event: str, description: str) -
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def notify(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
-        _notify(context, submissions.store())
-        # After the webhook: the execution's span never delays it.
-        trace_run_end(context.instance, submissions.store(), context.dagster_run)
+        store = submissions.store()
+        _notify(context, store)
+        # After the webhook, which the span never delays. Counted and traced once, when it is the execution's end.
+        run = context.dagster_run
+        record_end(DagsterRunRecords(context.instance), store, run.tags.get(EXECUTION_ID_TAG, run.run_id))
 
     return notify
 

@@ -12,7 +12,8 @@ other and the later ones find nothing left to do:
 - SQLite: the write lock taken by `BEGIN IMMEDIATE` (see `store._sqlite_on_begin`).
 
 A step is frozen once released: it declares its tables in a function of its own
-(`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`, `_attempts_v4`, `_node_results_v5`)
+(`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`, `_attempts_v4`, `_node_results_v5`,
+`_execution_outcomes_v6`)
 that no later change touches. The tables the store, the outbox, the API keys, the attempts,
 the node result index and the metrics query are built from the newest declaration of each
 table; a step that changes a table declares its new shape in a function of its own and
@@ -44,6 +45,12 @@ of their own, keyed by (tenant, lineage), because the question "was this lineage
 is asked for every node of every execution: here it is one primary-key probe, O(log n) in the
 number of recorded lineages of all tenants, where finding it in Dagster's asset
 materializations would mean reading the event log, which grows with every run.
+
+Step 6 records each execution's end once: `video_pipelines_execution_outcomes` has one row
+per execution, whose `status` and `ended_at` the first observer of its end claims (see
+`outcomes`), so the execution is counted once in the metrics and its span recorded once, and
+the caller's span (`parent_span_id`) that its span is a child of. A new table, created as it
+is on both databases.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ COUNTERS_TABLE = "video_pipelines_counters"
 ATTEMPTS_TABLE = "video_pipelines_attempts"
 NODE_RESULTS_TABLE = "video_pipelines_node_results"
 NODE_CLAIMS_TABLE = "video_pipelines_node_claims"
+EXECUTION_OUTCOMES_TABLE = "video_pipelines_execution_outcomes"
 # The tenant of everything that no API key scoped: operator submissions, runs launched through Dagster's doors.
 DEFAULT_TENANT = "default"
 # The webhook events a delivery can be for (see `webhooks.payload.EVENTS`); frozen with step 3.
@@ -363,6 +371,24 @@ def _node_results_v5(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return results, claims
 
 
+def _execution_outcomes_v6(metadata: sa.MetaData) -> sa.Table:
+    """The execution outcomes table migration 6 creates: each execution's end, claimed once."""
+    table = sa.Table(
+        EXECUTION_OUTCOMES_TABLE,
+        metadata,
+        # No foreign key to the submissions: an execution started through Dagster's doors has no submission.
+        sa.Column("execution_id", sa.String(64), primary_key=True),
+        # The span id (16 hex digits) of the caller's span, from the submitting request's traceparent.
+        sa.Column("parent_span_id", sa.String(16)),
+        # How the execution first ended (completed, failed, canceled) and when; NULL until then.
+        sa.Column("status", sa.String(16)),
+        sa.Column("ended_at", sa.DateTime(timezone=True)),
+    )
+    # The metrics' GROUP BY status, read from the index alone.
+    sa.Index("ix_video_pipelines_execution_outcomes_status", table.c.status)
+    return table
+
+
 def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     """The API keys and counters tables migration 3 creates."""
     timestamp = sa.DateTime(timezone=True)
@@ -499,6 +525,12 @@ def _create_node_results(connection: sa.Connection) -> None:
     metadata.create_all(connection)
 
 
+def _create_execution_outcomes(connection: sa.Connection) -> None:
+    metadata = sa.MetaData()
+    _execution_outcomes_v6(metadata)
+    metadata.create_all(connection)
+
+
 # The current shape of the tables, for queries (see the module docstring).
 submissions = _submissions_v3(_metadata)
 _, webhook_attempts = _webhook_tables_v2(sa.MetaData())
@@ -507,6 +539,7 @@ webhook_attempts = webhook_attempts.to_metadata(_metadata)
 api_keys, counters = _tenancy_v3(_metadata)
 execution_attempts = _attempts_v4(_metadata)
 node_results, node_claims = _node_results_v5(_metadata)
+execution_outcomes = _execution_outcomes_v6(_metadata)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "submissions table", _create_submissions),
@@ -514,6 +547,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "tenants, API keys, webhook events per node, counters", _tenancy_and_events),
     Migration(4, "execution attempts, webhook deliveries per attempt", _attempts_and_webhooks_per_attempt),
     Migration(5, "node results by lineage, node claims", _create_node_results),
+    Migration(
+        6, "execution outcomes: each execution's end claimed once, its caller's span", _create_execution_outcomes
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -19,11 +19,19 @@ scrape never sees half an observation.
 Metrics (every one prefixed `video_pipelines_`):
 
 - `executions_submitted_total` — submissions stored (through the API, the CLI or the client).
-- `executions_started_total` — runs of `execute_plan` past Dagster's queue (any status but
-  queued, not started, starting); runs launched directly through Dagster count too. A run
-  canceled while still queued counts as started: its run status does not tell them apart.
-- `executions_finished_total{status}` — `completed`, `failed`, `canceled`: ended runs, plus
-  submissions rejected before a run (failed) and canceled while pending (canceled).
+- `executions_started_total` — executions whose first run of `execute_plan` got past
+  Dagster's queue (any status but queued, not started, starting); runs launched directly
+  through Dagster count too. A run canceled while still queued counts as started: its run
+  status does not tell them apart. Resumes and retries are attempts, not executions.
+- `executions_finished_total{status}` — `completed`, `failed`, `canceled`: each execution
+  once, when it first ends, by how it ended, whatever ended it (its run, a rejection of its
+  submission, a cancel while pending). A run whose worker was lost and that is resumed is no
+  end: the execution ends (and counts) when its resumed run ends. Read from the execution
+  outcomes table, where the first observer of each end claims it (`submissions.outcomes`).
+- `execution_attempts_total{reason,outcome}` — runs after an execution's first, once they
+  ended: `reason` `resume` (its run worker was lost) or `retry` (a user's), `outcome` how
+  that run ended (`completed`, `failed`, `canceled`). A retry's end is counted here only:
+  the execution was counted when it first ended.
 - `node_seconds{operation,provider}` — histogram of the work seconds of each node that ran
   (reused nodes run nothing); `provider` is `local` for FFmpeg-only operations.
 - `pending_submissions` — gauge: submissions waiting for the submission sensor.
@@ -33,8 +41,15 @@ Metrics (every one prefixed `video_pipelines_`):
 - `provider_http_errors_total{provider,status}` — non-2xx answers of provider APIs, retried
   ones included.
 
-Values counted from rows (submissions, runs, attempts) only go up as long as those rows are
-kept; a retention that deletes them looks to Prometheus like a counter reset.
+Values counted from rows (submissions, runs, outcomes, attempts) only go up as long as those
+rows are kept; a retention that deletes them looks to Prometheus like a counter reset.
+Executions that ended before the outcomes table existed (schema 6) are not in
+`executions_finished_total`.
+
+Cost of a scrape: a GROUP BY over the submissions, the outcomes (on its status index) and the
+webhook attempts, the counters table, and one COUNT per run status (10) and per attempt
+reason and state past the queue (14) in Dagster's run storage, each on its indexes: bounded
+by the number of statuses, not of runs.
 """
 
 from __future__ import annotations
@@ -52,8 +67,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from sqlalchemy.dialects import postgresql, sqlite
 
 from video_pipelines.errors import SubmissionStoreError
-from video_pipelines.executions.records import RunRecords, RunState
-from video_pipelines.submissions import SubmissionState, SubmissionStore
+from video_pipelines.executions.records import ATTEMPT_REASONS, PAST_QUEUE, RunRecords, RunState
+from video_pipelines.submissions import ExecutionOutcomes, SubmissionState, SubmissionStore
 from video_pipelines.submissions.schema import counters, webhook_attempts
 from video_pipelines.telemetry.provider_errors import reporting_provider_errors
 from video_pipelines.vocabulary import ExecutionState
@@ -78,7 +93,6 @@ PROVIDER_HTTP_ERRORS = PREFIX + "provider_http_errors_total"
 NODE_SECONDS_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 LOCAL_PROVIDER = "local"
 
-_NOT_STARTED = frozenset({RunState.QUEUED, RunState.NOT_STARTED, RunState.STARTING})
 _FINISHED = (ExecutionState.COMPLETED, ExecutionState.FAILED, ExecutionState.CANCELED)
 _OUTCOMES = ("delivered", "http_error", "error")
 
@@ -210,12 +224,14 @@ class ServiceCollector:
     def collect(self) -> Iterator[Metric]:
         try:
             submissions = self._store.count_by_state()
+            outcomes = ExecutionOutcomes(self._store).count_by_status()
             attempts = self._attempts_by_status()
         except sa.exc.SQLAlchemyError as exc:
             raise _store_error(f"cannot read the metrics from {self._store.url}", exc) from exc
         runs = self._records.run_counts()
+        run_attempts = self._records.attempt_counts()
         samples = Counters(self._store).samples()
-        yield from _execution_metrics(submissions, runs)
+        yield from _execution_metrics(submissions, runs, outcomes, run_attempts)
         yield from _queue_metrics(submissions, runs)
         yield _node_seconds([sample for sample in samples if sample.metric.startswith(NODE_SECONDS + "_")])
         yield _webhook_attempts(attempts)
@@ -229,30 +245,46 @@ class ServiceCollector:
             return {status: int(count) for status, count in connection.execute(query).all()}
 
 
-def _execution_metrics(submissions: Mapping[str, int], runs: Mapping[RunState, int]) -> Iterator[Metric]:
+def _execution_metrics(
+    submissions: Mapping[str, int],
+    runs: Mapping[RunState, int],
+    outcomes: Mapping[str, int],
+    attempts: Mapping[tuple[str, RunState], int],
+) -> Iterator[Metric]:
     yield CounterMetricFamily(
         PREFIX + "executions_submitted",
         "Executions submitted (stored submissions, through the API, the CLI or the client).",
         value=sum(submissions.values()),
     )
+    started_runs = sum(count for state, count in runs.items() if state in PAST_QUEUE)
     yield CounterMetricFamily(
         PREFIX + "executions_started",
-        "Runs of execute_plan past Dagster's run queue (also those launched directly through Dagster).",
-        value=sum(count for state, count in runs.items() if state not in _NOT_STARTED),
+        "Executions whose first run of execute_plan got past Dagster's run queue (also those launched directly "
+        "through Dagster); resumes and retries are attempts.",
+        value=started_runs - sum(attempts.values()),
     )
-    finished = dict.fromkeys(_FINISHED, 0)
-    for run_state, count in runs.items():
-        if run_state.is_finished:
-            finished[run_state.execution_state] += count
-    finished[ExecutionState.FAILED] += submissions.get(SubmissionState.REJECTED.value, 0)
-    finished[ExecutionState.CANCELED] += submissions.get(SubmissionState.CANCELED.value, 0)
-    family = CounterMetricFamily(
+    finished = CounterMetricFamily(
         PREFIX + "executions_finished",
-        "Executions that ended, by status (ended runs; submissions rejected or canceled before a run).",
+        "Executions that ended, each once, by how it first ended (a resumed run's end is the execution's).",
         labels=["status"],
     )
-    for status, count in finished.items():
-        family.add_metric([status.value], count)
+    for status in _FINISHED:
+        finished.add_metric([status.value], outcomes.get(status.value, 0))
+    yield finished
+    family = CounterMetricFamily(
+        PREFIX + "execution_attempts",
+        "Runs after an execution's first, once ended: by reason (resume: its worker was lost; retry: a user's) "
+        "and how that run ended.",
+        labels=["reason", "outcome"],
+    )
+    for reason in ATTEMPT_REASONS:
+        for status in _FINISHED:
+            count = sum(
+                n
+                for (why, state), n in attempts.items()
+                if why == reason and state.is_finished and state.execution_state is status
+            )
+            family.add_metric([reason, status.value], count)
     yield family
 
 
