@@ -36,7 +36,7 @@ from video_pipelines.executions import (
 from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.sensors import evaluate_submissions
 from video_pipelines.orchestration.webhook_sensors import webhook_on_completed
-from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions import ExecutionOutcomes, SubmissionStore
 from video_pipelines.telemetry.trace_context import (
     TraceContext,
     derived_context,
@@ -46,12 +46,14 @@ from video_pipelines.telemetry.trace_context import (
 )
 from video_pipelines.telemetry.tracing import Tracing, tracing
 
-from .conftest import fresh_database
+from .conftest import MediaServer, fresh_database
 from .memory_records import MemoryRunRecords
 from .otlp_collector import OtlpCollector, ReceivedSpan
 from .processes import DagsterDeployment, dagster_deployment
 from .receiver import WebhookReceiver, running_receiver
+from .test_api import ApiFactory, make_api  # noqa: F401  (a fixture: the app under TestClient)
 from .test_e2e_graphql import LAUNCH, launch_params
+from .test_metrics import resumed_and_retried
 from .test_providers_replicate_fal import TOKEN, FakeReplicate
 from .test_webhook_events import run_event
 
@@ -359,6 +361,75 @@ def test_a_failed_node_is_an_error_span(
     [bad] = traced.wait_for(has("node bad"), trace_id=run_id.replace("-", ""))
     assert bad.is_error and "FAL_KEY" in bad.status_message
     assert bad.parent_span_id == derived_context(run_id).span_id_hex
+
+
+def test_a_resumed_execution_exports_its_span_once_as_a_child_of_the_callers_span(
+    traced: OtlpCollector, target: client.Deployment, voice: MediaServer, quick_retries: None
+) -> None:
+    resumed, retried = resumed_and_retried(target, voice, trace_parent=CALLER)
+    assert tracing().flush()  # every span recorded so far has reached the collector
+    spans = traced.received(CALLER_TRACE)
+    executions = {span.attributes["video_pipelines.execution_id"]: span for span in by_name(spans)["execution"]}
+    assert len(by_name(spans)["execution"]) == 2 == len(executions)  # one each, though each end was seen twice
+
+    for execution_id in (resumed, retried):
+        submission = target.store.get(execution_id)
+        assert submission is not None and submission.traceparent is not None
+        span = executions[execution_id]
+        assert (span.trace_id, span.span_id) == traceparent_ids(submission.traceparent)
+        assert span.parent_span_id == CALLER_SPAN
+    # Recorded when the resumed run completed it, not when its first run lost its worker.
+    completed = executions[resumed]
+    assert completed.is_ok and completed.attributes["video_pipelines.status"] == "completed"
+    assert completed.events == ["run started (attempt 1)", "run started (attempt 2)"]
+    assert completed.attributes["video_pipelines.attempts"] == 2
+    # A retried execution's span is its first end; the retry's nodes are children of it all the same.
+    failed = executions[retried]
+    assert failed.is_error and failed.attributes["video_pipelines.status"] == "failed"
+    nodes = [span for span in spans if span.name == "node voice" and span.attributes["video_pipelines.attempt"] == 2]
+    assert {span.parent_span_id for span in nodes} == {completed.span_id, failed.span_id}
+
+
+SERVER_KIND = 2  # Span.SpanKind.SPAN_KIND_SERVER
+
+
+def test_an_api_request_is_a_server_span_showing_no_secret(
+    traced: OtlpCollector,
+    make_api: ApiFactory,  # noqa: F811  (the fixture imported from test_api)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Even an operator who asks the instrumentation to capture every header gets no key or signature value.
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", ".*")
+    api = make_api()
+    acme = api.key()
+    secret = "whsec-not-for-traces"
+    plan = {**PLAN, "webhook": {"url": "https://hooks.example.com/x", "secret": secret}}
+    response = api.client.post("/api/execute", json=plan, headers={**acme, "traceparent": CALLER})
+    assert response.status_code == 202, response.text
+    execution_id = response.json()["executionId"]
+    assert api.client.get(f"/api/execute/{execution_id}/status", headers=acme).status_code == 200
+    assert api.client.get("/api/execute/exec_nope/status", headers=acme).status_code == 404
+
+    named = by_name(traced.wait_for(has("POST /api/execute", "submit"), trace_id=CALLER_TRACE))
+    [server] = named["POST /api/execute"]
+    assert server.kind == SERVER_KIND and server.parent_span_id == CALLER_SPAN  # the caller's request continues
+    assert server.attributes["http.route"] == "/api/execute" and server.attributes["http.status_code"] == 202
+    assert "[REDACTED]" in str(server.attributes["http.request.header.authorization"])
+    # The submission is a child of the request's span; the execution's span will be a child of the caller's.
+    [submitted] = named["submit"]
+    assert submitted.parent_span_id == server.span_id
+    assert ExecutionOutcomes(api.store).parent_span_id(execution_id) == CALLER_SPAN
+
+    # Every request gets one, named by its route (the template, not the id), its status as it was answered.
+    statuses = traced.wait_for(lambda spans: len(by_name(spans).get("GET /api/execute/{execution_id}/status", [])) == 2)
+    found = {
+        span.attributes["http.status_code"] for span in by_name(statuses)["GET /api/execute/{execution_id}/status"]
+    }
+    assert found == {200, 404}
+    assert all(span.kind == SERVER_KIND for span in by_name(statuses)["GET /api/execute/{execution_id}/status"])
+    key = acme["Authorization"].removeprefix("Bearer ")
+    exported = json.dumps([span.attributes for span in traced.received()], default=str)
+    assert key not in exported and secret not in exported
 
 
 class BrokenStore:
