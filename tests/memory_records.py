@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from video_pipelines.executions import NodeRecord, RunState, RunView
-from video_pipelines.executions.records import ATTEMPT_REASON_TAG, ATTEMPT_REASONS, PAST_QUEUE
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.vocabulary import NodeState
 
@@ -89,17 +88,8 @@ class MemoryRunRecords:
     def ended_since(self, since: datetime, limit: int) -> list[RunView]:
         return [run for run in self.runs if run.run_id in self.ended and self.ended[run.run_id] >= since][:limit]
 
-    def run_counts(self) -> dict[RunState, int]:
-        return {state: sum(1 for run in self.runs if run.state is state) for state in RunState}
-
-    def attempt_counts(self) -> dict[tuple[str, RunState], int]:
-        return {
-            (reason, state): sum(
-                1 for run in self.runs if run.state is state and run.tags.get(ATTEMPT_REASON_TAG) == reason
-            )
-            for reason in ATTEMPT_REASONS
-            for state in PAST_QUEUE
-        }
+    def queued_runs(self) -> int:
+        return sum(1 for run in self.runs if run.state is RunState.QUEUED)
 
     def terminate(self, run_id: str) -> None:
         self.terminated.append(run_id)

@@ -25,12 +25,12 @@ from video_pipelines.net import parse_allowed_hosts
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.sensors import resume_lost_runs
-from video_pipelines.orchestration.webhook_sensors import webhook_on_completed, webhook_on_failed
+from video_pipelines.orchestration.webhook_sensors import webhook_on_completed, webhook_on_failed, webhook_on_started
 from video_pipelines.plan import parse_plan
 from video_pipelines.providers.base import GenerationRequest, NoLedger
 from video_pipelines.providers.http import HttpPolicy
 from video_pipelines.providers.replicate import ReplicateProvider
-from video_pipelines.submissions import ExecutionOutcomes, SubmissionStore
+from video_pipelines.submissions import ExecutionOutcomes, OutcomeTally, SubmissionStore
 from video_pipelines.submissions.schema import COUNTERS_TABLE
 from video_pipelines.telemetry.metrics import (
     CONTENT_TYPE_LATEST,
@@ -147,8 +147,9 @@ def test_metrics_after_a_known_run(deployment: client.Deployment) -> None:
     assert store.cancel_pending(canceled.execution_id)
     queue_a_run(instance)
     record_attempts(store, pending.execution_id)
-    # What observes each end (the run-status sensors, the plan sensor, cancel) claims it; the second claim is nothing.
-    for ended in (result.run_id, rejected.execution_id, canceled.execution_id, result.run_id):
+    # What observes each start and end (the run-status sensors, the plan sensor, cancel) claims it, once.
+    observe(deployment, result.run_id, daemons=2)
+    for ended in (rejected.execution_id, canceled.execution_id):
         record_end(deployment.records, store, ended)
 
     metrics = scrape(store, deployment.records)
@@ -197,20 +198,19 @@ def _buckets(metrics: Scrape, series: dict[str, str]) -> list[tuple[dict[str, st
     return found
 
 
-def test_started_and_finished_from_every_run_state(store: SubmissionStore) -> None:
+def test_only_an_ended_execution_is_claimed_ended(store: SubmissionStore) -> None:
     records = MemoryRunRecords()
     for number, state in enumerate([*RunState, RunState.SUCCESS, RunState.FAILURE]):
         records.add_run(f"exec_{number}", PLAN, state)
-    for number in range(len(records.runs)):
-        record_end(records, store, f"exec_{number}")  # claims the ended ones only
+    claimed = [record_end(records, store, f"exec_{number}") for number in range(len(records.runs))]
+    assert sum(claimed) == 5 and not any(record_end(records, store, run.execution_id) for run in records.runs)
     metrics = scrape(store, records)
-    # Past the queue: managed, started, suspended, canceling, 2 success, 2 failure, canceled.
-    assert metrics.value("video_pipelines_executions_started_total") == 9
     assert metrics.series("video_pipelines_executions_finished_total") == {
         (("status", "completed"),): 2,
         (("status", "failed"),): 2,
         (("status", "canceled"),): 1,
     }
+    assert metrics.value("video_pipelines_executions_started_total") == 0  # no start was observed
     assert metrics.value("video_pipelines_queued_runs") == 1
     assert metrics.value("video_pipelines_executions_submitted_total") == 0
     assert CONTENT_TYPE_LATEST.startswith("text/plain")
@@ -310,17 +310,21 @@ def test_a_metrics_write_that_fails_never_fails_the_node(dagster_home: Path) -> 
 # --- executions with more than one run: counted once, their attempts apart ---------------------------
 
 
-def observe_end(target: client.Deployment, run_id: str) -> None:
-    """What a daemon does when a run ends: its ended-run sensor, and for a failure the resume sensor."""
+def observe(target: client.Deployment, run_id: str, *, daemons: int = 1) -> None:
+    """What each of `daemons` daemons does with a run that ended: its started sensor, its ended-run sensor, and
+    for a failure the resume sensor."""
     run = target.instance.get_run_by_id(run_id)
     assert run is not None and run.is_finished
     kind, sensors = {
         dg.DagsterRunStatus.SUCCESS: (dg.DagsterEventType.RUN_SUCCESS, [webhook_on_completed]),
         dg.DagsterRunStatus.FAILURE: (dg.DagsterEventType.RUN_FAILURE, [webhook_on_failed, resume_lost_runs]),
     }[run.status]
-    for sensor in sensors:
-        with run_event(target, run_id, kind) as context:
-            sensor(context)
+    for _ in range(daemons):
+        with run_event(target, run_id, dg.DagsterEventType.RUN_START) as context:
+            webhook_on_started(context)
+        for sensor in sensors:
+            with run_event(target, run_id, kind) as context:
+                sensor(context)
 
 
 def lose_worker(target: client.Deployment, run_id: str) -> None:
@@ -333,7 +337,7 @@ def lose_worker(target: client.Deployment, run_id: str) -> None:
 
 
 def resumed_and_retried(target: client.Deployment, voice: MediaServer, trace_parent: str | None = None) -> list[str]:
-    """Two executions of real runs, each observed as a daemon would, twice at its end (two daemons):
+    """Two executions of real runs, each run observed as a daemon would, the last ones by two daemons:
 
     - the first run of `resumed` loses its worker and a resume completes it;
     - `retried` fails (its voice track answers 503), is counted failed, then a user's retry completes it.
@@ -343,14 +347,14 @@ def resumed_and_retried(target: client.Deployment, voice: MediaServer, trace_par
     first = launch(target, request)
     assert not first.success
     lose_worker(target, first.run_id)
-    observe_end(target, first.run_id)
+    observe(target, first.run_id)
     assert client.status(resumed, target=target)["status"] == "processing"  # its resume is due: no end yet
     voice.fail_next.pop(VOICE)
     [request] = sensor_tick(target)
     assert request.tags["video/attempt_reason"] == "resume"
-    assert launch(target, request).success
-    for _ in range(2):
-        observe_end(target, str(target.records.execution_runs(resumed)[-1].run_id))
+    resumed_run = launch(target, request)
+    assert resumed_run.success
+    observe(target, resumed_run.run_id, daemons=2)
 
     voice.fail_next[VOICE] = list(UNAVAILABLE)
     other = voiced_plan(voice.url(VOICE))
@@ -358,14 +362,14 @@ def resumed_and_retried(target: client.Deployment, voice: MediaServer, trace_par
     retried = submit(admit(other), target.store, trace_parent=trace_parent)
     [request] = sensor_tick(target)
     failed = launch(target, request)
-    observe_end(target, failed.run_id)
+    observe(target, failed.run_id)
     assert client.status(retried, target=target)["status"] == "failed"
     client.retry(retried, target=target)
     voice.fail_next.pop(VOICE)
     [request] = sensor_tick(target)
-    assert launch(target, request).success
-    for _ in range(2):
-        observe_end(target, str(target.records.execution_runs(retried)[-1].run_id))
+    retry_run = launch(target, request)
+    assert retry_run.success
+    observe(target, retry_run.run_id, daemons=2)
     assert [client.status(e, target=target)["status"] for e in (resumed, retried)] == ["completed", "completed"]
     return [resumed, retried]
 
@@ -417,7 +421,7 @@ def test_of_two_observers_racing_on_an_end_exactly_one_claims_it(db_url: str) ->
                 thread.join()
         assert sorted(claimed) == ["exec_a", "exec_b"]
         outcomes = ExecutionOutcomes(stores[0])
-        assert outcomes.count_by_status() == {"completed": 2}
+        assert outcomes.tally() == OutcomeTally(started=0, finished={"completed": 2})
         assert not outcomes.claim_end("exec_a", "failed", at)  # the first end stays the end
         assert outcomes.parent_span_id("exec_b") == "00f067aa0ba902b7" and outcomes.parent_span_id("exec_a") is None
     finally:

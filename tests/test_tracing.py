@@ -571,7 +571,7 @@ def test_e2e_the_daemon_traces_submitted_and_direct_runs(
                             trace_id=CALLER_TRACE, timeout=90)  # fmt: skip
     named = by_name(spans)
     assert [span.span_id for span in named["execution"]] == [execution_span]
-    assert named["execution"][0].is_ok
+    assert named["execution"][0].is_ok and named["execution"][0].parent_span_id == CALLER_SPAN
     assert all(span.parent_span_id == execution_span for span in named["node gen"] + named["node square"])
     calls = [span for span in spans if span.name.startswith("replicate ")]
     assert calls and all(span.parent_span_id == named["node gen"][0].span_id for span in calls)

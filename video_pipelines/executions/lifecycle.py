@@ -13,10 +13,11 @@ from __future__ import annotations
 from video_pipelines.executions.admission import Admission, check_base_owner
 from video_pipelines.executions.attempts import request_retry, stop_resume
 from video_pipelines.executions.notifications import enqueue_webhook
+from video_pipelines.executions.outcomes import record_end_quietly
 from video_pipelines.executions.ownership import OPERATOR, Caller
 from video_pipelines.executions.records import RunRecords
 from video_pipelines.executions.status import ExecutionStatus, execution_status
-from video_pipelines.executions.traces import keep_caller_span, record_end_quietly, record_submitted
+from video_pipelines.executions.traces import keep_caller_span, record_submitted
 from video_pipelines.submissions import DEFAULT_TENANT, AttemptStore, SubmissionStore
 from video_pipelines.telemetry.trace_context import new_execution_context, parse_traceparent
 from video_pipelines.webhooks import DeliveryOutbox

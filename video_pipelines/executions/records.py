@@ -15,7 +15,6 @@ from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from video_pipelines.plan.results import VideoResult
-from video_pipelines.submissions.attempts import AttemptReason
 from video_pipelines.vocabulary import ExecutionState, NodeState
 
 EXECUTION_ID_TAG = "video/execution_id"
@@ -65,13 +64,6 @@ class RunState(StrEnum):
         """The execution's status while its run is in this state."""
         return _EXECUTION_STATE[self]
 
-
-# The states of a run that got past the orchestrator's run queue (a run canceled while queued counts: its state
-# does not tell).
-PAST_QUEUE = frozenset(
-    state for state in RunState if state not in (RunState.QUEUED, RunState.NOT_STARTED, RunState.STARTING)
-)
-ATTEMPT_REASONS = tuple(reason.value for reason in AttemptReason)
 
 _EXECUTION_STATE = {
     RunState.QUEUED: ExecutionState.PENDING,
@@ -187,13 +179,8 @@ class RunRecords(Protocol):
         """Runs of `execute_plan` that ended (or were updated after ending) since `since`."""
         ...
 
-    def run_counts(self) -> dict[RunState, int]:
-        """How many runs of `execute_plan` are in each state now (for metrics)."""
-        ...
-
-    def attempt_counts(self) -> dict[tuple[str, RunState], int]:
-        """How many runs after an execution's first (`ATTEMPT_REASON_TAG`: resume, retry) are in each state past
-        the run queue (`PAST_QUEUE`) now, by reason (for metrics)."""
+    def queued_runs(self) -> int:
+        """How many runs of `execute_plan` wait in the orchestrator's run queue now (for metrics)."""
         ...
 
     def terminate(self, run_id: str) -> None:

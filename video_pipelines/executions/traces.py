@@ -3,25 +3,22 @@
 The context itself (trace id, the execution span's id) is decided once, at submission, or
 derived from the run id of a run launched directly (`telemetry.trace_context`); every door
 and process reads it back from the same places: the submission, else the run's
-`video/traceparent` tag, else the id. The execution's span is recorded once, when it ends
-(`record_end`), by whichever observer of the end claims it (`submissions.outcomes`): the
-run-status sensors for a run, the plan sensor for a submission it rejects, `cancel` for one
-canceled before it ran or while its resume was due. A run that ends and is resumed is no
-end of the execution; a retry's end is an attempt's, whose runs and nodes are children of
-the span recorded at the first end. When the submitting request carried a `traceparent`,
-the caller's span is the execution span's parent.
+`video/traceparent` tag, else the id. The execution's span is recorded once, when it ends,
+by whichever observer of the end claims it (`executions.outcomes.record_end`). A run that
+ends and is resumed is no end of the execution; a retry's end is an attempt's, whose runs
+and nodes are children of the span recorded at the first end. When the submitting request
+carried a `traceparent`, the caller's span is the execution span's parent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanKind
 
-from video_pipelines.executions.records import RunRecords
-from video_pipelines.executions.status import ExecutionStatus, execution_status
+from video_pipelines.executions.status import ExecutionStatus
 from video_pipelines.submissions import ExecutionOutcomes, Submission, SubmissionStore
 from video_pipelines.telemetry.trace_context import TraceContext, execution_context
 from video_pipelines.telemetry.tracing import Attributes, best_effort, record_span, span_in, tracing
@@ -69,47 +66,8 @@ def _ns(at: datetime | float) -> int:
     return int(seconds * 1_000_000_000)
 
 
-def record_end(records: RunRecords, store: SubmissionStore, execution_id: str) -> bool:
-    """Claim the end of an execution that has ended and record its span; True for the one observer that claims it.
-
-    Every observer of an end calls this (see the module docstring); the claim
-    (`ExecutionOutcomes.claim_end`) makes the end counted once and its span exported once,
-    however many observe it. An execution that has not ended claims nothing: a run whose
-    worker was lost leaves it `processing` while its resume is due, so only the resumed
-    run's end is its end. Raises SubmissionStoreError when the claim cannot be written
-    (an observer that retries, such as a sensor's tick, claims it then).
-    """
-    status = execution_status(records, store, execution_id)
-    if not status.is_terminal:
-        return False
-    submission = store.get(execution_id)
-    runs = records.execution_runs(execution_id)
-    if runs and runs[-1].ended_at is not None:
-        ended: datetime = datetime.fromtimestamp(runs[-1].ended_at, UTC)
-    else:
-        ended = submission.updated_at if submission is not None else datetime.now(UTC)
-    outcomes = ExecutionOutcomes(store)
-    if not outcomes.claim_end(execution_id, status.state.value, ended):
-        return False
-    started: datetime | float = ended
-    if submission is not None:
-        started = submission.created_at
-    elif runs and runs[0].started_at is not None:
-        started = runs[0].started_at
-    _record_execution_span(
-        outcomes,
-        execution_context(submission.traceparent if submission is not None else None, execution_id),
-        status,
-        started_at=started,
-        ended_at=ended,
-        run_starts=[(run.attempt, run.started_at) for run in runs if run.started_at is not None],
-        tenant=submission.tenant if submission is not None else None,
-    )
-    return True
-
-
 @best_effort
-def _record_execution_span(
+def record_execution_span(
     outcomes: ExecutionOutcomes,
     trace: TraceContext,
     status: ExecutionStatus,
@@ -154,12 +112,6 @@ def _record_execution_span(
         error=(status.error or "the execution failed") if failed else None,
         events=[(f"run started (attempt {attempt})", _ns(at)) for attempt, at in run_starts],
     )
-
-
-@best_effort
-def record_end_quietly(records: RunRecords, store: SubmissionStore, execution_id: str) -> None:
-    """`record_end` for an observer that must not fail for it (a cancel, a rejection): an error is logged."""
-    record_end(records, store, execution_id)
 
 
 @best_effort

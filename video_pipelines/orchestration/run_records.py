@@ -15,13 +15,7 @@ import dagster as dg
 from dagster._core.execution.stats import StepEventStatus
 
 from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
-from video_pipelines.executions.records import (
-    ATTEMPT_REASON_TAG,
-    ATTEMPT_REASONS,
-    LOST_WORKER_TAG,
-    PAST_QUEUE,
-    NodeCheck,
-)
+from video_pipelines.executions.records import LOST_WORKER_TAG, NodeCheck
 from video_pipelines.orchestration.config import EXAMPLE_PLAN
 from video_pipelines.orchestration.state import mapping_key
 from video_pipelines.plan.results import VideoResult
@@ -221,25 +215,8 @@ class DagsterRunRecords:
             for record in self.instance.get_run_records(filters=filters, limit=limit)
         ]
 
-    def run_counts(self) -> dict[RunState, int]:
-        # One COUNT per status: Dagster's run storage has no GROUP BY query.
-        return {
-            RunState(status.value.lower()): self.instance.get_runs_count(
-                dg.RunsFilter(job_name=JOB_NAME, statuses=[status])
-            )
-            for status in dg.DagsterRunStatus
-        }
-
-    def attempt_counts(self) -> dict[tuple[str, RunState], int]:
-        # One COUNT per (reason, state), each on Dagster's index of run tags.
-        return {
-            (reason, RunState(status.value.lower())): self.instance.get_runs_count(
-                dg.RunsFilter(job_name=JOB_NAME, tags={ATTEMPT_REASON_TAG: reason}, statuses=[status])
-            )
-            for reason in ATTEMPT_REASONS
-            for status in dg.DagsterRunStatus
-            if RunState(status.value.lower()) in PAST_QUEUE
-        }
+    def queued_runs(self) -> int:
+        return self.instance.get_runs_count(dg.RunsFilter(job_name=JOB_NAME, statuses=[dg.DagsterRunStatus.QUEUED]))
 
     def terminate(self, run_id: str) -> None:
         self.instance.run_coordinator.cancel_run(run_id)

@@ -1,4 +1,5 @@
-"""Spans of `execute_plan` runs: one per node (run or reused); the execution's own is `executions.record_end`'s.
+"""Spans of `execute_plan` runs: one per node (run or reused); the execution's is recorded at its end
+(`executions.record_end`).
 
 The execution's trace context comes from the run's `video/traceparent` tag (put there by
 the plan sensor from the submission), else from its id (a run launched directly), so every

@@ -13,7 +13,7 @@ other and the later ones find nothing left to do:
 
 A step is frozen once released: it declares its tables in a function of its own
 (`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`, `_attempts_v4`, `_node_results_v5`,
-`_execution_outcomes_v6`)
+`_execution_outcomes_v6`, `_attempts_v6`)
 that no later change touches. The tables the store, the outbox, the API keys, the attempts,
 the node result index and the metrics query are built from the newest declaration of each
 table; a step that changes a table declares its new shape in a function of its own and
@@ -46,11 +46,11 @@ is asked for every node of every execution: here it is one primary-key probe, O(
 number of recorded lineages of all tenants, where finding it in Dagster's asset
 materializations would mean reading the event log, which grows with every run.
 
-Step 6 records each execution's end once: `video_pipelines_execution_outcomes` has one row
-per execution, whose `status` and `ended_at` the first observer of its end claims (see
-`outcomes`), so the execution is counted once in the metrics and its span recorded once, and
-the caller's span (`parent_span_id`) that its span is a child of. A new table, created as it
-is on both databases.
+Step 6 records what metrics and traces count once: `video_pipelines_execution_outcomes` has
+one row per execution, whose `started_at`, and `status` and `ended_at`, the first observer of
+its start and of its end claim (see `outcomes`), and the caller's span (`parent_span_id`) its
+span is a child of; an attempt gets the `outcome` of its run (`completed`, `failed`,
+`canceled`) once it ended. A new table, and a nullable column added in place on both databases.
 """
 
 from __future__ import annotations
@@ -334,6 +334,13 @@ def _attempts_v4(metadata: sa.MetaData) -> sa.Table:
     return table
 
 
+def _attempts_v6(metadata: sa.MetaData) -> sa.Table:
+    """The attempts table after migration 6: how each attempt's run ended (NULL until it did)."""
+    table = _attempts_v4(metadata)
+    table.append_column(sa.Column("outcome", sa.String(16)))
+    return table
+
+
 def _node_results_v5(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     """The node results and node claims tables migration 5 creates."""
     timestamp = sa.DateTime(timezone=True)
@@ -380,6 +387,8 @@ def _execution_outcomes_v6(metadata: sa.MetaData) -> sa.Table:
         sa.Column("execution_id", sa.String(64), primary_key=True),
         # The span id (16 hex digits) of the caller's span, from the submitting request's traceparent.
         sa.Column("parent_span_id", sa.String(16)),
+        # When its first run started; NULL until then.
+        sa.Column("started_at", sa.DateTime(timezone=True)),
         # How the execution first ended (completed, failed, canceled) and when; NULL until then.
         sa.Column("status", sa.String(16)),
         sa.Column("ended_at", sa.DateTime(timezone=True)),
@@ -525,7 +534,8 @@ def _create_node_results(connection: sa.Connection) -> None:
     metadata.create_all(connection)
 
 
-def _create_execution_outcomes(connection: sa.Connection) -> None:
+def _outcomes(connection: sa.Connection) -> None:
+    connection.exec_driver_sql(f"ALTER TABLE {ATTEMPTS_TABLE} ADD COLUMN outcome VARCHAR(16)")
     metadata = sa.MetaData()
     _execution_outcomes_v6(metadata)
     metadata.create_all(connection)
@@ -537,7 +547,7 @@ _, webhook_attempts = _webhook_tables_v2(sa.MetaData())
 webhook_deliveries = _webhook_deliveries_v4(_metadata)
 webhook_attempts = webhook_attempts.to_metadata(_metadata)
 api_keys, counters = _tenancy_v3(_metadata)
-execution_attempts = _attempts_v4(_metadata)
+execution_attempts = _attempts_v6(_metadata)
 node_results, node_claims = _node_results_v5(_metadata)
 execution_outcomes = _execution_outcomes_v6(_metadata)
 
@@ -547,9 +557,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "tenants, API keys, webhook events per node, counters", _tenancy_and_events),
     Migration(4, "execution attempts, webhook deliveries per attempt", _attempts_and_webhooks_per_attempt),
     Migration(5, "node results by lineage, node claims", _create_node_results),
-    Migration(
-        6, "execution outcomes: each execution's end claimed once, its caller's span", _create_execution_outcomes
-    ),
+    Migration(6, "execution and attempt outcomes, claimed once; the caller's span", _outcomes),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
