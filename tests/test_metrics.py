@@ -30,7 +30,7 @@ from video_pipelines.plan import parse_plan
 from video_pipelines.providers.base import GenerationRequest, NoLedger
 from video_pipelines.providers.http import HttpPolicy
 from video_pipelines.providers.replicate import ReplicateProvider
-from video_pipelines.submissions import ExecutionOutcomes, OutcomeTally, SubmissionStore
+from video_pipelines.submissions import AttemptReason, AttemptStore, ExecutionOutcomes, OutcomeTally, SubmissionStore
 from video_pipelines.submissions.schema import COUNTERS_TABLE
 from video_pipelines.telemetry.metrics import (
     CONTENT_TYPE_LATEST,
@@ -46,6 +46,7 @@ from .conftest import STORE_KEY, UNAVAILABLE, VOICE, MediaServer
 from .memory_records import MemoryRunRecords
 from .test_providers_replicate_fal import TOKEN, FakeReplicate, serving_replicate
 from .test_retry import launch, sensor_tick, voiced_plan
+from .test_submissions_store import database_at
 from .test_webhook_events import run_event
 
 PLAN: dict[str, Any] = {
@@ -427,3 +428,27 @@ def test_of_two_observers_racing_on_an_end_exactly_one_claims_it(db_url: str) ->
     finally:
         for store in stores:
             store.close()
+
+
+def test_migration_6_keeps_the_attempts_and_adds_their_outcome_and_the_outcomes_table(db_url: str) -> None:
+    at = "'2026-01-01 00:00:00+00'"
+    database_at(
+        db_url,
+        5,
+        "INSERT INTO video_pipelines_attempts (execution_id, number, reason, previous_run_id, state, run_id, "
+        f"requested_at) VALUES ('exec_old', 2, 'resume', 'run-old', 'launched', 'run-new', {at})",
+    )
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
+        attempts = AttemptStore(opened)
+        [attempt] = attempts.of_execution("exec_old")
+        assert (attempt.reason, attempt.run_id) == (AttemptReason.RESUME, "run-new")
+        assert attempts.outcome_counts() == {}
+        assert attempts.record_outcome("exec_old", 2, "completed")
+        assert not attempts.record_outcome("exec_old", 2, "failed")  # its run ended once
+        assert attempts.outcome_counts() == {("resume", "completed"): 1}
+        outcomes = ExecutionOutcomes(opened)
+        assert outcomes.tally() == OutcomeTally(started=0, finished={})
+        assert outcomes.claim_start("exec_old", datetime.now(UTC)) and outcomes.claim_end(
+            "exec_old", "completed", datetime.now(UTC)
+        )
+        assert outcomes.tally() == OutcomeTally(started=1, finished={"completed": 1})
