@@ -79,9 +79,9 @@ def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> Ex
     A resume or retry recorded but not launched yet is canceled too, so the execution ends as its last run did.
     """
     attempts = AttemptStore(store)
-    attempts.cancel_pending(execution_id)
-    if stop_resume(records, store, execution_id):
-        # Its lost run ended before; ending its resume ends the execution.
+    stopped = attempts.cancel_pending(execution_id)
+    if stop_resume(records, store, execution_id) or stopped:
+        # Its last run ended before; ending the attempt that was to follow it ends the execution (if not already).
         record_end_quietly(records, store, execution_id)
     if store.cancel_pending(execution_id):
         # Canceled before it ran: its webhook says so (sent by the webhook_deliveries sensor).
