@@ -494,11 +494,26 @@ def test_the_same_idempotency_key_returns_the_same_execution_and_stores_one_row(
     api = api_on_db
     acme, globex = api.key("acme"), api.key("globex")
     first = submit(api, {**acme, "Idempotency-Key": "order-42"})
-    again = submit(api, {**acme, "Idempotency-Key": "order-42"}, {**PLAN, "priority": "low"})
-    assert again == first and api.rows() == 1
+    # The same plan in other bytes (another key order, whitespace) is the same request.
+    reordered = json.dumps(json.loads(json.dumps(PLAN, sort_keys=True)), indent=3, sort_keys=True)
+    again = api.client.post("/api/execute", content=reordered, headers={**acme, "Idempotency-Key": "order-42"})
+    assert again.status_code == 202 and again.json() == {"executionId": first} and api.rows() == 1
     # Keys are per tenant: another tenant's order-42 is another execution.
-    assert submit(api, {**globex, "Idempotency-Key": "order-42"}) != first
+    assert submit(api, {**globex, "Idempotency-Key": "order-42"}, {**PLAN, "priority": "low"}) != first
     assert submit(api, acme) != first and api.rows() == 3
+
+
+def test_an_idempotency_key_used_again_for_another_plan_is_422_naming_it(api_on_db: Api) -> None:
+    api = api_on_db
+    acme = api.key("acme")
+    first = submit(api, {**acme, "Idempotency-Key": "order-42"})
+    for other in ({**PLAN, "priority": "low"}, {**PLAN, "webhook": HOOK}, {"jobs": PLAN["jobs"][:1]}):
+        response = api.client.post("/api/execute", json=other, headers={**acme, "Idempotency-Key": "order-42"})
+        body = problem(response, 422)
+        assert body["type"] == "tag:video-pipelines,2025:idempotency-key-reused", body
+        assert "'order-42'" in body["detail"] and first in body["detail"]
+        assert body["errors"] == [{"node": None, "field": "Idempotency-Key", "message": body["detail"]}]
+    assert api.rows() == 1
 
 
 def test_another_tenant_gets_404_exactly_as_for_a_missing_id(api_on_db: Api) -> None:

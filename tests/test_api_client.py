@@ -23,6 +23,7 @@ from video_pipelines.api_client import API_KEY_ENV, API_URL_ENV, ApiClient, plan
 from video_pipelines.errors import (
     ExecutionError,
     ExecutionNotFound,
+    IdempotencyKeyReused,
     PlanValidationError,
     UsageError,
     VideoPipelineError,
@@ -203,6 +204,7 @@ def test_problems_map_to_the_package_errors(server: ScriptedServer) -> None:
     ]
     server.script = [
         problem(422, "invalid plan", errors=errors),
+        problem(422, "key 'k' was used before", type="tag:video-pipelines,2025:idempotency-key-reused", errors=[]),
         problem(404, "no execution exec_9"),
         problem(401, "missing API key"),
         problem(409, "exec_9 has ended"),
@@ -216,6 +218,8 @@ def test_problems_map_to_the_package_errors(server: ScriptedServer) -> None:
             "job3.params.transition: unknown transition 'wipe'",
             "plan.webhook.url: host is a private address",
         ]
+        with pytest.raises(IdempotencyKeyReused, match="key 'k' was used before"):
+            client.submit(PLAN, idempotency_key="k")
         with pytest.raises(ExecutionNotFound, match="no execution exec_9"):
             client.status("exec_9")
         with pytest.raises(UsageError, match=f"401: missing API key.*{API_KEY_ENV}"):

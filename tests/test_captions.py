@@ -117,6 +117,13 @@ def test_srt_and_webvtt_have_their_timestamps_headers_and_escapes() -> None:
     assert vtt.count("-->") == 2
 
 
+def test_sidecars_hold_no_control_characters() -> None:
+    cues = [Cue(0.0, 1.0, "nul\x00 bel\x07 esc\x1b tab\t del\x7f\r\nnext")]
+    for sidecar in (to_srt(cues), to_webvtt(cues)):
+        assert not [ch for ch in sidecar if ch != "\n" and (ord(ch) < 0x20 or ord(ch) == 0x7F)], repr(sidecar)
+        assert "nul  bel  esc  tab  del \nnext\n" in sidecar
+
+
 def test_track_language_is_iso_639_2() -> None:
     assert [track_language(code) for code in ("en", "en-US", "fr", "deu", "xx", None)] == [
         "eng", "eng", "fra", "deu", "und", "und"

@@ -278,9 +278,16 @@ def test_seed_flow_through_the_cli_on_a_client_machine(service: Service, tmp_pat
     dependent_id = json.loads(done.stdout)["executionId"]
     again = cli(
         service, tmp_path, "submit", "dependent.json", "--base-execution-id", base["executionId"],
+        "--webhook-url", service.receiver.url("/cli"), "--webhook-secret", WEBHOOK_SECRET,
         "--idempotency-key", "cli-order-1",
     )  # fmt: skip
     assert json.loads(again.stdout) == {"executionId": dependent_id}
+    # The same key for another request (no webhook this time) is refused, naming the key: the API's 422.
+    other = cli(
+        service, tmp_path, "submit", "dependent.json", "--base-execution-id", base["executionId"],
+        "--idempotency-key", "cli-order-1",
+    )  # fmt: skip
+    assert other.returncode == 2 and "idempotency key 'cli-order-1'" in other.stderr, other.stderr
 
     [request] = service.receiver.wait_for("/cli", 1, timeout=240)
     done = cli(service, tmp_path, "status", dependent_id)

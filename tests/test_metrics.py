@@ -430,11 +430,11 @@ def test_of_two_observers_racing_on_an_end_exactly_one_claims_it(db_url: str) ->
             store.close()
 
 
-def test_migration_6_keeps_the_attempts_and_adds_their_outcome_and_the_outcomes_table(db_url: str) -> None:
+def test_migration_7_keeps_the_attempts_and_adds_their_outcome_and_the_outcomes_table(db_url: str) -> None:
     at = "'2026-01-01 00:00:00+00'"
     database_at(
         db_url,
-        5,
+        6,
         "INSERT INTO video_pipelines_attempts (execution_id, number, reason, previous_run_id, state, run_id, "
         f"requested_at) VALUES ('exec_old', 2, 'resume', 'run-old', 'launched', 'run-new', {at})",
     )

@@ -26,6 +26,7 @@ from video_pipelines.submissions import (
     AttemptReason,
     AttemptState,
     AttemptStore,
+    IdempotencyKeyReused,
     RunAttempt,
     SecretKeyError,
     Submission,
@@ -219,6 +220,7 @@ def test_a_secret_argument_replaces_the_plans_secret_env(store: SubmissionStore)
         ({"webhook_url": "https://e.example.com", "webhook_secret": ""}, "must not be empty"),
         ({"idempotency_key": "  "}, "idempotency key"),
         ({"idempotency_key": "k" * 256}, "idempotency key"),
+        ({"idempotency_key": "order\x00-1"}, "control characters such as NUL"),
     ],
 )
 def test_refused_inputs_store_nothing(store: SubmissionStore, kwargs: dict[str, Any], message: str) -> None:
@@ -255,22 +257,60 @@ def test_submissions_sort_by_creation(store: SubmissionStore) -> None:
 # --- idempotency ----------------------------------------------------------------------
 
 
-def test_idempotency_key_returns_the_existing_submission(store: SubmissionStore) -> None:
-    first, created = store.submit(plan("Scene 1"), idempotency_key="order-42", priority="low")
+def test_idempotency_key_returns_the_existing_submission_for_the_same_request(store: SubmissionStore) -> None:
+    first, created = store.submit(
+        plan("Scene 1"), idempotency_key="order-42", priority="low", webhook_url="https://e.example.com"
+    )
+    # The same plan with its keys in another order (JSON objects have none) is the same request.
+    reordered = json.loads(json.dumps(plan("Scene 1"), sort_keys=True))
+    reordered["jobs"][0] = dict(reversed(list(reordered["jobs"][0].items())))
     again, created_again = store.submit(
-        plan("Something else entirely"),
-        idempotency_key="order-42",
-        priority="high",
-        webhook_url="https://e.example.com",
-        webhook_secret=SECRET,
+        reordered, idempotency_key="order-42", priority="low", webhook_url="https://e.example.com"
     )
     assert created and not created_again
-    assert again == first
+    assert again == first and first.request_digest is not None and len(first.request_digest) == 64
     assert store.get(first.execution_id) == first
-    assert not again.has_webhook_secret
     other, created_other = store.submit(plan("Scene 1"), idempotency_key="order-43")
     assert created_other and other.execution_id != first.execution_id
     assert len(store.pending()) == 2
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"plan": plan("Something else entirely")},
+        {"priority": "high"},
+        {"webhook_url": "https://elsewhere.example.com"},
+        {"webhook_secret": SECRET},
+        {"base_execution_id": "exec_base"},
+    ],
+)
+def test_idempotency_key_used_again_for_another_request_is_refused(
+    store: SubmissionStore, changes: dict[str, Any]
+) -> None:
+    """The IETF idempotency-key draft: a key reused with another payload is an error, never the first answer."""
+    request: dict[str, Any] = {"plan": plan("Scene 1"), "priority": "low", "webhook_url": "https://e.example.com"}
+    first, _ = store.submit(**request, idempotency_key="order-42")
+    with pytest.raises(IdempotencyKeyReused, match=f"idempotency key 'order-42'.*{first.execution_id}"):
+        store.submit(**{**request, **changes}, idempotency_key="order-42")
+    assert [submission.execution_id for submission in store.newest(None)] == [first.execution_id]
+    # Keys are per tenant: another tenant's order-42 is another submission, whatever it holds.
+    assert store.submit(**{**request, **changes}, idempotency_key="order-42", tenant="globex")[1]
+
+
+def test_idempotency_key_compares_the_webhook_secret_too(store: SubmissionStore) -> None:
+    first, _ = store.submit(
+        plan(), idempotency_key="signed", webhook_url="https://e.example.com", webhook_secret=SECRET
+    )
+    again, created = store.submit(
+        plan(), idempotency_key="signed", webhook_url="https://e.example.com", webhook_secret=SECRET
+    )
+    assert again == first and not created
+    for other_secret in ("another-secret-value", None):
+        with pytest.raises(IdempotencyKeyReused):
+            store.submit(
+                plan(), idempotency_key="signed", webhook_url="https://e.example.com", webhook_secret=other_secret
+            )
 
 
 def test_idempotency_key_is_kept_after_the_submission_left_pending(store: SubmissionStore) -> None:
@@ -286,7 +326,7 @@ def test_racing_submits_with_one_key_make_one_submission(db_url: str) -> None:
     stores = [SubmissionStore(db_url, secret_key=STORE_KEY) for _ in range(4)]
     try:
         results = in_parallel(
-            16, lambda i: stores[i % 4].submit(plan(f"variant {i}"), idempotency_key="same-key", priority="high")
+            16, lambda i: stores[i % 4].submit(plan("one request"), idempotency_key="same-key", priority="high")
         )
     finally:
         for opened in stores:
@@ -653,7 +693,29 @@ def test_migration_4_keeps_deliveries_as_attempt_1_and_makes_them_unique_per_att
     assert "ix_video_pipelines_webhook_deliveries_due" in indexes
     assert attempt_indexes == {"ix_video_pipelines_attempts_state_requested"}
     versions = raw_rows(db_url, "SELECT version FROM video_pipelines_schema_version ORDER BY version")
-    assert versions == [{"version": version} for version in range(1, SCHEMA_VERSION + 1)] and SCHEMA_VERSION == 6
+    assert versions == [{"version": version} for version in range(1, SCHEMA_VERSION + 1)] and SCHEMA_VERSION >= 5
+
+
+def test_migration_6_keeps_a_digest_per_submission_and_trusts_the_keys_made_before(db_url: str) -> None:
+    """A submission made before step 6 has no digest: its key still returns it (nothing tells another request)."""
+    at = "'2026-01-01 00:00:00+00'"
+    database_at(
+        db_url,
+        5,
+        "INSERT INTO video_pipelines_submissions (execution_id, plan, priority, state, created_at, updated_at, "
+        f"tenant, idempotency_key) VALUES ('exec_old', '{{}}', 'normal', 'pending', {at}, {at}, 'acme', 'k1')",
+    )
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
+        old = opened.get("exec_old")
+        assert old is not None and old.request_digest is None and old.idempotency_key == "k1"
+        again, created = opened.submit(plan("anything"), idempotency_key="k1", tenant="acme")
+        assert not created and again.execution_id == "exec_old"
+        new, created = opened.submit(plan(), idempotency_key="k2", tenant="acme")
+        assert created and new.request_digest is not None
+        with pytest.raises(IdempotencyKeyReused):
+            opened.submit(plan("another"), idempotency_key="k2", tenant="acme")
+    versions = raw_rows(db_url, "SELECT version FROM video_pipelines_schema_version ORDER BY version")
+    assert versions == [{"version": version} for version in range(1, SCHEMA_VERSION + 1)]
 
 
 def test_stores_opening_at_once_migrate_once(db_url: str) -> None:

@@ -10,7 +10,8 @@ What the CLI and the Python client use when `VIDEO_PIPELINES_API_URL` and
 submission store: a client machine needs only this module, httpx and the API's URL and key.
 
 Answers are mapped back to the errors the API mapped them from (`api.problems`): 422 is a
-`PlanValidationError` with the same problems `validate` prints, 404 an `ExecutionNotFound`,
+`PlanValidationError` with the same problems `validate` prints (an Idempotency-Key used
+before for another request: `IdempotencyKeyReused`), 404 an `ExecutionNotFound`,
 409 an `ExecutionError`, a missing or refused key a `UsageError` naming
 `VIDEO_PIPELINES_API_KEY`, anything else a `UsageError` (4xx) or a `VideoPipelineError` (5xx)
 carrying the problem's detail.
@@ -35,8 +36,10 @@ from urllib.parse import quote
 import httpx
 
 from video_pipelines.errors import (
+    IDEMPOTENCY_KEY_REUSED,
     ExecutionError,
     ExecutionNotFound,
+    IdempotencyKeyReused,
     PlanValidationError,
     UsageError,
     VideoPipelineError,
@@ -270,6 +273,8 @@ def _error_of(response: httpx.Response, base_url: str) -> VideoPipelineError:
     problem = _problem(response)
     code = response.status_code
     detail = str(problem.get("detail") or problem.get("title") or response.reason_phrase or f"HTTP {code}")
+    if code == 422 and problem.get("type") == IDEMPOTENCY_KEY_REUSED:
+        return IdempotencyKeyReused(detail)
     if code == 422:
         return PlanValidationError(plan_problems(problem.get("errors")) or [f"plan: {detail}"])
     if code == 404:  # says where it looked, as the local path names its instance

@@ -22,7 +22,8 @@ says what a caller should do next:
     │   ├── JobFailed                 the provider's job ended without a usable result
     │   └── TransientProviderError    429, 5xx, timeouts: worth a retry
     ├── SubmissionStoreError     the submission store refused an input or cannot open its database
-    │   └── SecretKeyError            the webhook-secret key is missing, malformed or not the right one
+    │   ├── SecretKeyError            the webhook-secret key is missing, malformed or not the right one
+    │   └── IdempotencyKeyReused      an idempotency key used again with another request
     └── WebhookError             a webhook cannot be built, stored or signed as asked
         └── WebhookSecretError        the secret cannot sign, or cannot be read where webhooks are sent
 
@@ -130,6 +131,17 @@ class SubmissionStoreError(VideoPipelineError):
 
 class SecretKeyError(SubmissionStoreError):
     """The key that encrypts webhook secrets is missing, malformed or not the one a secret was encrypted with."""
+
+
+class IdempotencyKeyReused(SubmissionStoreError):
+    """An idempotency key its tenant used before for another request (another plan, base, webhook or priority).
+
+    The HTTP API answers it with a 422 of problem type `IDEMPOTENCY_KEY_REUSED` (the IETF
+    idempotency-key draft's answer), which the API client maps back to this error.
+    """
+
+
+IDEMPOTENCY_KEY_REUSED = "tag:video-pipelines,2025:idempotency-key-reused"
 
 
 class WebhookError(VideoPipelineError):

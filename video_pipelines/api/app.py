@@ -8,14 +8,14 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from video_pipelines.api import artifacts
 from video_pipelines.api.models import PlanDocument
 from video_pipelines.api.problems import PROBLEM_JSON, install_problem_handlers
-from video_pipelines.api.routes import router
+from video_pipelines.api.routes import refuse_nul, router
 from video_pipelines.api.settings import ApiSettings
 from video_pipelines.api.state import open_state
 from video_pipelines.telemetry.tracing import tracing
@@ -109,7 +109,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
             app.state.api = state
             yield
 
-    app = FastAPI(title="video-pipelines", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="video-pipelines",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(refuse_nul)],
+    )
     install_problem_handlers(app)
     app.include_router(router)
     app.include_router(artifacts.router)

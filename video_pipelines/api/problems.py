@@ -5,9 +5,11 @@
 
 `type` is `about:blank` (the status says it all) except for an invalid plan, whose problem
 type `tag:video-pipelines,2025:invalid-plan` adds `errors: [{"node", "field", "message"}]`
-(`plan.problems`), and an unhealthy service (`/health`). The package's errors map to:
+(`plan.problems`), an idempotency key used again for another request (`errors` the same way,
+naming the header, so that every 422 has one shape), and an unhealthy service (`/health`). The package's errors map to:
 
     PlanValidationError            422  (errors: every problem, as `validate` prints them)
+    IdempotencyKeyReused           422  (errors: the Idempotency-Key, used before for another request)
     ExecutionNotFound              404  (also for another tenant's execution: the same body)
     UsageError, SubmissionStoreError  400  (a bad query parameter, a bad Idempotency-Key)
     ExecutionError, WebhookError   409  (the execution or webhook cannot be used as asked)
@@ -30,8 +32,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from video_pipelines.errors import (
+    IDEMPOTENCY_KEY_REUSED,
     ExecutionError,
     ExecutionNotFound,
+    IdempotencyKeyReused,
     PlanValidationError,
     SecretKeyError,
     SubmissionStoreError,
@@ -39,7 +43,7 @@ from video_pipelines.errors import (
     VideoPipelineError,
     WebhookError,
 )
-from video_pipelines.plan.problems import plan_problems
+from video_pipelines.plan.problems import PlanProblem, plan_problems
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +135,21 @@ def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, 400, "; ".join(parts) or "the request is not valid")
 
 
+def _unprocessable(request: Request, exc: Exception, title: str, type_: str, errors: list[PlanProblem]) -> JSONResponse:
+    """422: every 422 lists its `errors` as `{"node", "field", "message"}`."""
+    extensions = {"errors": [problem.to_wire() for problem in errors]}
+    return problem_response(request, 422, str(exc), title=title, type_=type_, extensions=extensions)
+
+
 def _invalid_plan(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PlanValidationError)
-    return problem_response(
-        request,
-        422,
-        str(exc),
-        title="Invalid plan",
-        type_=INVALID_PLAN,
-        extensions={"errors": [problem.to_wire() for problem in plan_problems(exc)]},
-    )
+    return _unprocessable(request, exc, "Invalid plan", INVALID_PLAN, plan_problems(exc))
+
+
+def _key_reused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IdempotencyKeyReused)
+    problem = PlanProblem(None, "Idempotency-Key", str(exc))
+    return _unprocessable(request, exc, "Idempotency-Key is already used", IDEMPOTENCY_KEY_REUSED, [problem])
 
 
 def _not_found(request: Request, exc: Exception) -> JSONResponse:
@@ -172,6 +181,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(PlanValidationError, _invalid_plan)
+    app.add_exception_handler(IdempotencyKeyReused, _key_reused)
     app.add_exception_handler(ExecutionNotFound, _not_found)
     app.add_exception_handler(UsageError, _refused)
     app.add_exception_handler(SubmissionStoreError, _refused)

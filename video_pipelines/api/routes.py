@@ -35,6 +35,7 @@ from video_pipelines.api.state import ApiState, api_state
 from video_pipelines.executions import Caller, ExecutionStatus
 from video_pipelines.executions.destinations import check_destinations
 from video_pipelines.executions.tenancy import MAX_PAGE
+from video_pipelines.plan.limits import loads_bounded
 from video_pipelines.telemetry.metrics import CONTENT_TYPE_LATEST, render_metrics
 from video_pipelines.vocabulary import ExecutionState
 from video_pipelines.webhooks import DeliveryOutbox
@@ -54,7 +55,10 @@ _PROBLEMS: dict[int, tuple[type[Problem], str]] = {
     404: (Problem, "No such execution (or not one of this key's tenant: the same answer)."),
     409: (Problem, "The execution cannot be used as asked (e.g. a retry of one that is not failed or canceled)."),
     413: (Problem, "The body is larger than the server's limit."),
-    422: (InvalidPlan, "The plan is invalid; nothing was stored."),
+    422: (
+        InvalidPlan,
+        "The plan is invalid, or the Idempotency-Key was used before for another request; nothing was stored.",
+    ),
     429: (Problem, "Too many requests for this key; see Retry-After."),
 }
 
@@ -66,6 +70,16 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 router = APIRouter()
+
+
+def refuse_nul(request: Request) -> None:
+    """400 for a NUL character (`%00`) in the path or a query parameter: no id or cursor holds one, and
+    PostgreSQL's text cannot, so it must never reach a query. (HTTP parsers refuse NUL in headers themselves.)"""
+    if "\x00" in request.scope["path"]:
+        raise ApiProblem(400, "the path holds a NUL character (%00), which no execution or webhook id does")
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise ApiProblem(400, f"the query parameter {name!r} holds a NUL character (%00), which no value does")
 
 
 def too_large(limit: int) -> ApiProblem:
@@ -89,9 +103,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def decode_json(body: bytes) -> Any:
-    """The JSON document of a body; 400 when it is not one."""
+    """The JSON document of a body; 400 when it is not one, or nests too deep or has too long a number (`limits`)."""
     try:
-        return json.loads(body)
+        return loads_bounded(body)
     except json.JSONDecodeError as exc:
         raise ApiProblem(
             400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -101,10 +115,14 @@ def decode_json(body: bytes) -> Any:
 
 
 def admit_and_submit(
-    state: ApiState, caller: Caller, wire: Any, idempotency_key: str | None, traceparent: str | None
+    state: ApiState, caller: Caller, body: bytes, idempotency_key: str | None, traceparent: str | None
 ) -> str:
-    """Validate (422 on any problem, nothing stored), check the literal destinations, store."""
-    admission = executions.admit(wire)
+    """Decode (400), validate (422 on any problem, nothing stored), check the literal destinations, store.
+
+    Run in a worker thread: decoding and validating a body of up to the size limit takes CPU
+    time that must not hold the event loop (and the other requests) up.
+    """
+    admission = executions.admit(decode_json(body))
     check_destinations(admission.plan, state.settings.allowed_hosts)
     return executions.submit(
         admission,
@@ -148,8 +166,7 @@ async def submit(
     metadata IP address is refused here unless `VIDEO_PIPELINES_ALLOWED_HOSTS` allows it.
     """
     body = await read_body(request, state.settings.max_body_bytes)
-    wire = decode_json(body)
-    execution_id = await run_in_threadpool(admit_and_submit, state, caller, wire, idempotency_key, traceparent)
+    execution_id = await run_in_threadpool(admit_and_submit, state, caller, body, idempotency_key, traceparent)
     return {"executionId": execution_id}
 
 

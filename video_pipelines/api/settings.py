@@ -4,9 +4,9 @@
 |---|---|---|
 | `VIDEO_PIPELINES_API_MAX_BODY_BYTES` | largest request body accepted (413 above it) | 1048576 (1 MiB) |
 | `VIDEO_PIPELINES_API_RATE_LIMIT` | requests per API key, `N/second`, `N/minute` or `N/hour` (429 above it) | off |
-| `VIDEO_PIPELINES_API_EVENTS_POLL_SECONDS` | how often `/events` reads an execution's status | 1.0 |
+| `VIDEO_PIPELINES_API_EVENTS_POLL_SECONDS` | how often `/events` reads an execution's status | 1 |
 | `VIDEO_PIPELINES_API_EVENTS_KEEPALIVE_SECONDS` | a keep-alive comment after this long without an event | 15 |
-| `VIDEO_PIPELINES_API_DAEMON_MAX_AGE_SECONDS` | `/health`: a daemon heartbeat older than this is down | 120 |
+| `VIDEO_PIPELINES_API_DAEMON_MAX_AGE_SECONDS` | `/health`: a daemon heartbeat older than this is down | 60 |
 | `VIDEO_PIPELINES_ALLOWED_HOSTS` | hosts/CIDRs allowed although private (see `net.guard`) | none |
 
 The host and port are the `serve` command's options. The database, Dagster instance and
@@ -84,7 +84,8 @@ class ApiSettings:
     rate_limit: RateLimit | None = None
     events_poll_seconds: float = 1.0
     events_keepalive_seconds: float = 15.0
-    daemon_max_age_seconds: float = 120.0
+    # Dagster's daemons beat every 30 s: two missed beats and the daemon is down.
+    daemon_max_age_seconds: float = 60.0
     # Each /health check gets this long; a check that takes longer counts as down.
     health_timeout_seconds: float = 5.0
     allowed_hosts: AllowedHosts = field(default_factory=AllowedHosts)

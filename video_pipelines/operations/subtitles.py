@@ -129,10 +129,18 @@ def parse_srt(text: str) -> list[Cue]:
     return [Cue(start=cue.start, end=cue.end, text="\n".join(t)) for cue, t in zip(cues, texts, strict=True)]
 
 
+def _printable_lines(text: str) -> str:
+    """`text` with `\\n` line ends and every other control character (NUL, BEL, tab...) or lone surrogate as a space.
+
+    Neither a renderer nor a sidecar reader has a use for them, and some stop reading at a NUL.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(" " if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text)
+
+
 def escape_ass_text(text: str) -> str:
     """Make `text` render literally in libass: no override tags, no escapes, newlines as ``\\N``."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = "".join(" " if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text)
+    text = _printable_lines(text)
     text = text.replace("\\", "\\" + WORD_JOINER)
     text = text.replace("{", "\\{").replace("}", "\\}")
     return text.replace("\n", "\\N")
@@ -305,8 +313,8 @@ def _clock(seconds: float, separator: str) -> str:
 
 
 def _sidecar_lines(text: str) -> list[str]:
-    """A cue's text as the lines of a sidecar cue: a blank line would end the cue there, so none."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    """A cue's text as the lines of a sidecar cue, printable: a blank line would end the cue there, so none."""
+    lines = _printable_lines(text).split("\n")
     return [line for line in lines if line.strip()] or [" "]
 
 

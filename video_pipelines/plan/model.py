@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 from pydantic import ValidationError
 
 from video_pipelines.errors import PlanValidationError
+from video_pipelines.plan.limits import MAX_NODES_ENV, loads_bounded, max_nodes, value_problems
 from video_pipelines.plan.params import VIDEO_INPUTS, AnyParams, Operation, normalised_params, parse_params
 from video_pipelines.plan.refs import RESULT_FIELD_SAMPLES, find_references, with_results, with_samples
 from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, Priority, WebhookEvent
@@ -121,9 +123,9 @@ class Plan:
 
 
 def load_plan_json(text: str | bytes) -> dict[str, Any]:
-    """Decode a plan document; malformed JSON is a PlanValidationError that says where."""
+    """Decode a plan document; malformed JSON (or too deep, see `limits`) is a PlanValidationError that says where."""
     try:
-        data = json.loads(text)
+        data = loads_bounded(text)
     except json.JSONDecodeError as exc:
         raise PlanValidationError(
             [f"plan is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]
@@ -147,8 +149,16 @@ def parse_plan(
     problems: list[str] = []
     if not isinstance(data, Mapping):
         raise PlanValidationError([f"plan must be a JSON object with 'jobs', got {type(data).__name__}"])
-    for key in sorted(set(data) - _PLAN_KEYS):
-        problems.append(f"plan: unknown field '{key}' (expected {', '.join(sorted(_PLAN_KEYS))})")
+    for key in sorted(set(data) - _PLAN_KEYS, key=str):
+        problems.append(f"plan: unknown field {key!r} (expected {', '.join(sorted(_PLAN_KEYS))})")
+    jobs = data.get("jobs")
+    if isinstance(jobs, list) and len(jobs) > (most := max_nodes()):
+        problems.append(f"plan.jobs: {len(jobs)} jobs, more than the {most} a plan may have ({MAX_NODES_ENV})")
+        raise PlanValidationError(problems)
+    # Before anything reads a value: past these limits even showing one in a message could fail.
+    beyond = _limit_problems(data)
+    if beyond:
+        raise PlanValidationError(problems + beyond)
 
     base_execution_id = data.get("baseExecutionId")
     if base_execution_id is not None and (not isinstance(base_execution_id, str) or not base_execution_id):
@@ -160,7 +170,6 @@ def parse_plan(
     timeout_seconds = _parse_timeout(data.get("timeoutSeconds"), problems)
     cache = _parse_cache(data.get("cache"), "plan.cache", problems)
 
-    jobs = data.get("jobs")
     if not isinstance(jobs, list):
         problems.append("plan.jobs: must be a list of jobs" if jobs is not None else "plan.jobs: missing")
         raise PlanValidationError(problems)
@@ -187,6 +196,23 @@ def parse_plan(
     if problems:
         raise PlanValidationError(problems)
     return plan
+
+
+def _limit_problems(data: Mapping[str, Any]) -> list[str]:
+    """The `limits.value_problems` of each field of the plan and of its jobs, named as the other problems are."""
+    fields: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if key != "jobs" or not isinstance(value, list):
+            fields.append((f"plan.{key}", value))
+            continue
+        for index, job in enumerate(value):
+            if not isinstance(job, Mapping):
+                fields.append((f"jobs[{index}]", job))
+                continue
+            node_id = job.get("id")
+            where = node_id if isinstance(node_id, str) and NODE_ID_PATTERN.match(node_id) else f"jobs[{index}]"
+            fields.extend((f"{where}.{name}", item) for name, item in job.items())
+    return [problem for where, value in fields for problem in value_problems(value, where)]
 
 
 def _parse_nodes(jobs: list[Any], problems: list[str]) -> list[PlanNode]:
@@ -300,8 +326,8 @@ def _parse_node(index: int, raw: Any, problems: list[str]) -> PlanNode | None:
             " (1-64 letters, digits, '_' or '-')"
         )
         return None
-    for key in sorted(set(raw) - _JOB_KEYS):
-        problems.append(f"{node_id}: unknown field '{key}'")
+    for key in sorted(set(raw) - _JOB_KEYS, key=str):
+        problems.append(f"{node_id}: unknown field {key!r}")
 
     type_name, operation_name = raw.get("type"), raw.get("operation")
     name = type_name if type_name is not None else operation_name
@@ -427,50 +453,49 @@ def ancestors(plan: Plan, node_id: str) -> set[str]:
 
 
 def find_cycle(plan: Plan) -> list[str] | None:
-    """A dependency cycle as a path that ends where it starts, or None."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
+    """A dependency cycle as a path that ends where it starts, or None.
 
-    def visit(node_id: str) -> list[str] | None:
-        state[node_id] = 1
-        path.append(node_id)
-        for dep in plan.node(node_id).depends_on:
-            if dep not in plan.by_id:
-                continue
-            if state.get(dep) == 1:
-                return [*path[path.index(dep) :], dep]
-            if dep not in state and (cycle := visit(dep)):
-                return cycle
-        path.pop()
-        state[node_id] = 2
-        return None
-
-    for node in plan.nodes:
-        if node.id not in state and (cycle := visit(node.id)):
-            # Reported in the direction of data flow: job1 -> job2 means job2 depends on job1.
-            return list(reversed(cycle))
+    In the direction of data flow: job1 -> job2 means job2 depends on job1 (graphlib's order).
+    """
+    try:
+        TopologicalSorter(_in_plan_dependencies(plan)).prepare()
+    except CycleError as exc:
+        return [str(node_id) for node_id in exc.args[1]]
     return None
 
 
 def execution_order(plan: Plan) -> list[PlanNode]:
     """Nodes in an order where every node comes after its dependencies, plan order otherwise."""
     level = levels(plan)
-    return sorted(plan.nodes, key=lambda node: (level[node.id], plan.nodes.index(node)))
+    ordered = sorted(enumerate(plan.nodes), key=lambda pair: (level[pair[1].id], pair[0]))
+    return [node for _, node in ordered]
 
 
 def levels(plan: Plan) -> dict[str, int]:
     """Each node's level: 0 without in-plan dependencies, else one more than its deepest dependency."""
-    result: dict[str, int] = {}
+    return dependency_levels(_in_plan_dependencies(plan))
 
-    def level_of(node_id: str) -> int:
-        if node_id not in result:
-            deps = [dep for dep in plan.node(node_id).depends_on if dep in plan.by_id]
-            result[node_id] = 1 + max(map(level_of, deps)) if deps else 0
-        return result[node_id]
 
-    for node in plan.nodes:
-        level_of(node.id)
-    return result
+def dependency_levels(graph: Mapping[str, Iterable[str]]) -> dict[str, int]:
+    """The level of each node of an acyclic `graph` (node -> the nodes it depends on), in the graph's order.
+
+    Kahn's algorithm round by round (graphlib, no recursion): a node is ready in the round after
+    its last dependency, so its round is one more than its deepest dependency's.
+    """
+    sorter = TopologicalSorter(graph)
+    sorter.prepare()
+    found: dict[str, int] = {}
+    level = 0
+    while sorter.is_active():
+        ready = sorter.get_ready()
+        found.update(dict.fromkeys(ready, level))
+        sorter.done(*ready)
+        level += 1
+    return {node_id: found[node_id] for node_id in graph}
+
+
+def _in_plan_dependencies(plan: Plan) -> dict[str, list[str]]:
+    return {node.id: [dep for dep in node.depends_on if dep in plan.by_id] for node in plan.nodes}
 
 
 def sinks(plan: Plan) -> list[PlanNode]:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from video_pipelines.plan.limits import walk
+
 REF_PATTERN = re.compile(r"\{\{\s*([^{}\s.]+)(?:\.([^{}\s]+))?\s*\}\}")
 
 # The fields of a video result a reference may name, and a sample of each type used to
@@ -41,29 +43,39 @@ class Reference:
 
 def find_references(params: Any, path: str = "") -> Iterator[Reference]:
     """Every reference in `params`, with the path of the value that holds it."""
-    if isinstance(params, str):
-        for match in REF_PATTERN.finditer(params):
-            yield Reference(path or "params", match.group(1), match.group(2) or "url")
-    elif isinstance(params, Mapping):
-        for key, value in params.items():
-            yield from find_references(value, f"{path}.{key}" if path else str(key))
-    elif isinstance(params, list):
-        for index, value in enumerate(params):
-            yield from find_references(value, f"{path}[{index}]")
+    for where, value, _ in walk(params, path):
+        if isinstance(value, str):
+            for match in REF_PATTERN.finditer(value):
+                yield Reference(where or "params", match.group(1), match.group(2) or "url")
 
 
 def substitute(params: Any, lookup: Callable[[str, str], Any]) -> Any:
-    """`params` with every reference replaced by `lookup(node_id, field)`."""
-    if isinstance(params, str):
-        whole = REF_PATTERN.fullmatch(params.strip())
-        if whole:
-            return lookup(whole.group(1), whole.group(2) or "url")
-        return REF_PATTERN.sub(lambda m: str(lookup(m.group(1), m.group(2) or "url")), params)
-    if isinstance(params, Mapping):
-        return {key: substitute(value, lookup) for key, value in params.items()}
-    if isinstance(params, list):
-        return [substitute(value, lookup) for value in params]
-    return params
+    """`params` with every reference replaced by `lookup(node_id, field)`: a copy, objects and lists rebuilt.
+
+    Without recursion: each object or list is copied into its place, then its items are visited.
+    """
+    top: list[Any] = [params]
+    stack: list[tuple[Any, list[Any] | dict[Any, Any], Any]] = [(params, top, 0)]
+    while stack:
+        value, holder, slot = stack.pop()
+        if isinstance(value, Mapping):
+            copied: dict[Any, Any] = dict(value)
+            holder[slot] = copied
+            stack.extend((item, copied, key) for key, item in value.items())
+        elif isinstance(value, list):
+            listed: list[Any] = list(value)
+            holder[slot] = listed
+            stack.extend((item, listed, index) for index, item in enumerate(value))
+        elif isinstance(value, str):
+            holder[slot] = _substituted(value, lookup)
+    return top[0]
+
+
+def _substituted(text: str, lookup: Callable[[str, str], Any]) -> Any:
+    whole = REF_PATTERN.fullmatch(text.strip())
+    if whole:
+        return lookup(whole.group(1), whole.group(2) or "url")
+    return REF_PATTERN.sub(lambda m: str(lookup(m.group(1), m.group(2) or "url")), text)
 
 
 def with_samples(params: Any) -> Any:

@@ -16,7 +16,15 @@ from typing import Any
 
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.plan.lineage import lineage_hashes
-from video_pipelines.plan.model import Plan, PlanNode, ancestors, execution_order, normalised_node_params, sinks
+from video_pipelines.plan.model import (
+    Plan,
+    PlanNode,
+    ancestors,
+    dependency_levels,
+    execution_order,
+    normalised_node_params,
+    sinks,
+)
 from video_pipelines.plan.results import VideoResult
 
 
@@ -79,21 +87,9 @@ class ResolvedPlan:
 
     def run_levels(self) -> dict[str, int]:
         """Levels of the nodes that run; reused nodes and base outputs are ready from the start."""
-        levels: dict[str, int] = {}
-
-        def level_of(node_id: str) -> int:
-            if node_id not in levels:
-                deps = [
-                    dep
-                    for dep in self.plan.node(node_id).depends_on
-                    if dep in self.plan.by_id and self.decisions[dep].action is Action.RUN
-                ]
-                levels[node_id] = 1 + max(map(level_of, deps)) if deps else 0
-            return levels[node_id]
-
-        for node in self.to_run:
-            level_of(node.id)
-        return levels
+        to_run = self.to_run
+        runs = {node.id for node in to_run}
+        return dependency_levels({node.id: [dep for dep in node.depends_on if dep in runs] for node in to_run})
 
     def inputs(self, node: PlanNode, results: Mapping[str, VideoResult]) -> list[VideoResult]:
         """The input videos of `node` in dependsOn order, given the plan's results so far."""

@@ -12,14 +12,14 @@
   span is a child of.
 - `crypto` — webhook secrets encrypted at rest (Fernet) and where the key comes from.
 - `schema` — the tables and the versioned migration runner.
-- `errors` — `SubmissionStoreError` and `SecretKeyError`.
+- `errors` — `SubmissionStoreError`, `SecretKeyError` and `IdempotencyKeyReused`.
 
 Plain Python: no Dagster import (the PostgreSQL URL helper loads lazily, only for PostgreSQL).
 """
 
 from __future__ import annotations
 
-from video_pipelines.errors import SecretKeyError, SubmissionStoreError
+from video_pipelines.errors import IdempotencyKeyReused, SecretKeyError, SubmissionStoreError
 from video_pipelines.submissions.api_keys import ApiKey, ApiKeys, check_tenant
 from video_pipelines.submissions.attempts import AttemptReason, AttemptState, AttemptStore, RunAttempt
 from video_pipelines.submissions.crypto import KEY_FILE_NAME, SECRET_KEY_ENV
@@ -50,6 +50,7 @@ __all__ = [
     "AttemptStore",
     "CachedNode",
     "ExecutionOutcomes",
+    "IdempotencyKeyReused",
     "NodeClaim",
     "NodeResultIndex",
     "OutcomeTally",

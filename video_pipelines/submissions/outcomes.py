@@ -15,7 +15,7 @@ The row is also where the submission leaves the span id of the caller's span (th
 W3C `traceparent`), so the execution's span, recorded when it ends in another process, is a
 child of the caller's span.
 
-The table (`video_pipelines_execution_outcomes`, see `schema`, step 6) is in the submission
+The table (`video_pipelines_execution_outcomes`, see `schema`, step 7) is in the submission
 store's database and uses its engine.
 """
 

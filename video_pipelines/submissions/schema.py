@@ -13,7 +13,7 @@ other and the later ones find nothing left to do:
 
 A step is frozen once released: it declares its tables in a function of its own
 (`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`, `_attempts_v4`, `_node_results_v5`,
-`_execution_outcomes_v6`, `_attempts_v6`)
+`_submissions_v6`, `_execution_outcomes_v7`, `_attempts_v7`)
 that no later change touches. The tables the store, the outbox, the API keys, the attempts,
 the node result index and the metrics query are built from the newest declaration of each
 table; a step that changes a table declares its new shape in a function of its own and
@@ -46,7 +46,12 @@ is asked for every node of every execution: here it is one primary-key probe, O(
 number of recorded lineages of all tenants, where finding it in Dagster's asset
 materializations would mean reading the event log, which grows with every run.
 
-Step 6 records what metrics and traces count once: `video_pipelines_execution_outcomes` has
+Step 6 keeps, with each submission, the SHA-256 of the request that made it
+(`request_digest`), so that an idempotency key used again with another request is refused
+rather than answered with the first execution. A nullable column added in place on both
+databases; submissions made before it have none.
+
+Step 7 records what metrics and traces count once: `video_pipelines_execution_outcomes` has
 one row per execution, whose `started_at`, and `status` and `ended_at`, the first observer of
 its start and of its end claim (see `outcomes`), and the caller's span (`parent_span_id`) its
 span is a child of; an attempt gets the `outcome` of its run (`completed`, `failed`,
@@ -223,6 +228,14 @@ def _submissions_v3(metadata: sa.MetaData, name: str = SUBMISSIONS_TABLE) -> sa.
     return table
 
 
+def _submissions_v6(metadata: sa.MetaData) -> sa.Table:
+    """The submissions table as migration 6 leaves it: step 3's, and the digest of the request of each."""
+    table = _submissions_v3(metadata)
+    # The hex SHA-256 of the submitted request (`store.request_digest`); NULL for submissions made before step 6.
+    table.append_column(sa.Column("request_digest", sa.String(64)))
+    return table
+
+
 def _submissions_v3_indexes(table: sa.Table) -> list[sa.Index]:
     return [
         sa.Index("ix_video_pipelines_submissions_state_created", table.c.state, table.c.created_at),
@@ -334,8 +347,8 @@ def _attempts_v4(metadata: sa.MetaData) -> sa.Table:
     return table
 
 
-def _attempts_v6(metadata: sa.MetaData) -> sa.Table:
-    """The attempts table after migration 6: how each attempt's run ended (NULL until it did)."""
+def _attempts_v7(metadata: sa.MetaData) -> sa.Table:
+    """The attempts table after migration 7: how each attempt's run ended (NULL until it did)."""
     table = _attempts_v4(metadata)
     table.append_column(sa.Column("outcome", sa.String(16)))
     return table
@@ -378,8 +391,8 @@ def _node_results_v5(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return results, claims
 
 
-def _execution_outcomes_v6(metadata: sa.MetaData) -> sa.Table:
-    """The execution outcomes table migration 6 creates: each execution's end, claimed once."""
+def _execution_outcomes_v7(metadata: sa.MetaData) -> sa.Table:
+    """The execution outcomes table migration 7 creates: each execution's end, claimed once."""
     table = sa.Table(
         EXECUTION_OUTCOMES_TABLE,
         metadata,
@@ -534,22 +547,27 @@ def _create_node_results(connection: sa.Connection) -> None:
     metadata.create_all(connection)
 
 
+def _add_request_digest(connection: sa.Connection) -> None:
+    # Nullable without a default: an in-place ADD COLUMN on PostgreSQL and SQLite alike.
+    connection.exec_driver_sql(f"ALTER TABLE {SUBMISSIONS_TABLE} ADD COLUMN request_digest VARCHAR(64)")
+
+
 def _outcomes(connection: sa.Connection) -> None:
     connection.exec_driver_sql(f"ALTER TABLE {ATTEMPTS_TABLE} ADD COLUMN outcome VARCHAR(16)")
     metadata = sa.MetaData()
-    _execution_outcomes_v6(metadata)
+    _execution_outcomes_v7(metadata)
     metadata.create_all(connection)
 
 
 # The current shape of the tables, for queries (see the module docstring).
-submissions = _submissions_v3(_metadata)
+submissions = _submissions_v6(_metadata)
 _, webhook_attempts = _webhook_tables_v2(sa.MetaData())
 webhook_deliveries = _webhook_deliveries_v4(_metadata)
 webhook_attempts = webhook_attempts.to_metadata(_metadata)
 api_keys, counters = _tenancy_v3(_metadata)
-execution_attempts = _attempts_v6(_metadata)
+execution_attempts = _attempts_v7(_metadata)
 node_results, node_claims = _node_results_v5(_metadata)
-execution_outcomes = _execution_outcomes_v6(_metadata)
+execution_outcomes = _execution_outcomes_v7(_metadata)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "submissions table", _create_submissions),
@@ -557,7 +575,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "tenants, API keys, webhook events per node, counters", _tenancy_and_events),
     Migration(4, "execution attempts, webhook deliveries per attempt", _attempts_and_webhooks_per_attempt),
     Migration(5, "node results by lineage, node claims", _create_node_results),
-    Migration(6, "execution and attempt outcomes, claimed once; the caller's span", _outcomes),
+    Migration(6, "the request digest of each submission (idempotency keys)", _add_request_digest),
+    Migration(7, "execution and attempt outcomes, claimed once; the caller's span", _outcomes),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -32,9 +32,12 @@ key file in each one's DAGSTER_HOME. A secret read with another key raises
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -50,8 +53,9 @@ from sqlalchemy import event
 from ulid import ULID
 
 from video_pipelines.database_url import psycopg2_url
-from video_pipelines.errors import SecretKeyError, SubmissionStoreError
+from video_pipelines.errors import IdempotencyKeyReused, SecretKeyError, SubmissionStoreError
 from video_pipelines.instance import DATABASE_URL_ENV, DEFAULT_HOME
+from video_pipelines.plan.lineage import canonical_json
 from video_pipelines.plan.overrides import apply_overrides
 from video_pipelines.submissions.crypto import (
     KEY_FILE_NAME,
@@ -67,6 +71,7 @@ from video_pipelines.vocabulary import Priority
 DATABASE_FILE_NAME = "video_pipelines.db"
 PRIORITIES: Final = tuple(priority.value for priority in Priority)
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _SQLITE_BUSY_TIMEOUT_S = 30.0
 _POSTGRES_CONNECT_TIMEOUT_S = 10
 # Execution option of the engine that only reads: on SQLite it begins a plain (deferred)
@@ -102,6 +107,8 @@ class Submission:
     tenant: str = DEFAULT_TENANT
     # The W3C traceparent of the execution's span, when the submission was traced.
     traceparent: str | None = None
+    # `request_digest` of the request that made it; None for a submission stored before digests were kept.
+    request_digest: str | None = None
 
 
 EXECUTION_ID_PREFIX = "exec_"
@@ -213,6 +220,9 @@ def _check_idempotency_key(key: str | None) -> str | None:
             f"the idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters, not blank; "
             f"got {len(key)} characters"
         )
+    # An HTTP header cannot carry one; a NUL would also fail the key's query on PostgreSQL.
+    if _CONTROL_CHARACTER.search(key):
+        raise SubmissionStoreError("the idempotency key must not hold control characters such as NUL")
     return key
 
 
@@ -274,6 +284,18 @@ def _prepare(
     return _Prepared(stored, _optional_text(stored.get("baseExecutionId")), url, secret, effective_priority)
 
 
+def request_digest(stored_plan: Mapping[str, Any]) -> str:
+    """The hex SHA-256 of a request as stored: its plan, with the effective base, webhook URL and priority.
+
+    Of the plan's canonical JSON (sorted keys, no spaces), so a client that sends the same
+    plan with its keys in another order or other whitespace makes the same request: JSON
+    objects have no order (RFC 8259), and a retry from another library may reorder them.
+    The webhook secret is never in it (a hash of a short secret beside the plan it signs
+    would let whoever reads the database guess it); `submit` compares secrets apart.
+    """
+    return hashlib.sha256(canonical_json(stored_plan).encode()).hexdigest()
+
+
 def _row(submission: Submission, token: str | None) -> dict[str, Any]:
     """The table row of `submission`, which holds the encrypted secret `token` where the record has a flag."""
     row = {**vars(submission), "state": submission.state.value, "webhook_secret_token": token}
@@ -298,6 +320,7 @@ def _submission(row: sa.RowMapping) -> Submission:
         launched_at=as_utc(row["launched_at"]),
         tenant=row["tenant"],
         traceparent=row["traceparent"],
+        request_digest=row["request_digest"],
     )
 
 
@@ -402,9 +425,11 @@ class SubmissionStore:
         `webhook.secretEnv` (see `plan.overrides.apply_overrides`). The stored plan never
         holds the secret: it is encrypted into its own column.
 
-        When `idempotency_key` was used before by the same `tenant`, nothing changes and the
-        earlier submission is returned: (existing, False), whatever the plan, also when
-        processes race on the key. Another tenant's use of the same key is another submission.
+        When `idempotency_key` was used before by the same `tenant` for the same request (the
+        same `request_digest` and webhook secret), nothing changes and the earlier submission is
+        returned: (existing, False), also when processes race on the key; for another request it
+        raises IdempotencyKeyReused (a submission stored before digests were kept is returned, as
+        nothing tells). Another tenant's use of the same key is another submission.
         """
         key = _check_idempotency_key(idempotency_key)
         prepared = _prepare(
@@ -414,10 +439,11 @@ class SubmissionStore:
             webhook_secret=webhook_secret,
             priority=priority,
         )
+        digest = request_digest(prepared.plan)
         if key is not None:
             existing = self._by_idempotency_key(tenant, key)
             if existing is not None:
-                return existing, False
+                return self._same_request(existing, key, digest, prepared.webhook_secret), False
         token = self._secrets.encrypt(prepared.webhook_secret) if prepared.webhook_secret is not None else None
         now = _now()
         submission = Submission(
@@ -436,6 +462,7 @@ class SubmissionStore:
             launched_at=None,
             tenant=tenant,
             traceparent=traceparent,
+            request_digest=digest,
         )
         try:
             with self._engine.begin() as connection:
@@ -443,10 +470,25 @@ class SubmissionStore:
         except sa.exc.IntegrityError:
             # Another process inserted this idempotency key between our read and our insert.
             existing = self._by_idempotency_key(tenant, key) if key is not None else None
-            if existing is None:
+            if existing is None or key is None:
                 raise
-            return existing, False
+            return self._same_request(existing, key, digest, prepared.webhook_secret), False
         return submission, True
+
+    def _same_request(self, existing: Submission, key: str, digest: str, secret: str | None) -> Submission:
+        """`existing`, made with `key`, if the request using the key again is the same; else IdempotencyKeyReused."""
+        if existing.request_digest is None:
+            return existing
+        same = existing.request_digest == digest
+        if same and (secret is not None or existing.has_webhook_secret):
+            stored = self.webhook_secret(existing.execution_id)
+            same = stored is not None and secret is not None and hmac.compare_digest(stored, secret)
+        if not same:
+            raise IdempotencyKeyReused(
+                f"the idempotency key {key!r} was used before for another request (execution "
+                f"{existing.execution_id}); a new request needs a new key"
+            )
+        return existing
 
     def _by_idempotency_key(self, tenant: str, key: str) -> Submission | None:
         query = sa.select(submissions).where(submissions.c.tenant == tenant, submissions.c.idempotency_key == key)

@@ -9,7 +9,7 @@ machines do not have, and it keeps nothing across a redeploy.
 
 Starts and ends are written, once each, by whichever process observes them first (the
 run-status sensors of the daemon, the plan sensor, `cancel`): an execution's into the
-execution outcomes table, an attempt's into its row of the attempts table (schema 6, see
+execution outcomes table, an attempt's into its row of the attempts table (schema 7, see
 `submissions.outcomes`). Counting them from there, not from the runs, counts executions and
 not runs, and costs a scrape one GROUP BY each instead of a query per run status and tag.
 
@@ -46,7 +46,7 @@ Metrics (every one prefixed `video_pipelines_`):
 
 Values counted from rows (submissions, outcomes, attempts) only go up as long as those rows
 are kept; a retention that deletes them looks to Prometheus like a counter reset. Executions
-that started or ended before schema 6 are not in `executions_started_total` or
+that started or ended before schema 7 are not in `executions_started_total` or
 `executions_finished_total`.
 """
 
