@@ -191,3 +191,28 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     path = tmp_path_factory.mktemp("clip") / "clip.mp4"
     generate_clip(path, prompt="served", width=160, height=90, duration=1, seed=1)
     return path.read_bytes()
+
+
+VOICE = "voice.wav"
+UNAVAILABLE = [503] * 50  # more than one run's transient retries ask for
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Transient retries back off from 10 ms instead of 2 s: the same number of attempts, in a blink."""
+    from video_pipelines.orchestration import job as job_module
+
+    monkeypatch.setattr(job_module, "RETRY_BASE_DELAY_SECONDS", 0.01)
+
+
+@pytest.fixture
+def voice(media_server: MediaServer) -> MediaServer:
+    """`voice.wav` (a 440 Hz tone) on a real server that answers 503 to it until `fail_next` is cleared.
+
+    `media_server` allows 127.0.0.1 (`VIDEO_PIPELINES_ALLOWED_HOSTS`), as a deployment must to fetch from it.
+    """
+    from .media import make_tone
+
+    make_tone(media_server.root / VOICE, 440, 1.0)
+    media_server.fail_next[VOICE] = list(UNAVAILABLE)
+    return media_server

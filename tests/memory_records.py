@@ -88,8 +88,8 @@ class MemoryRunRecords:
     def ended_since(self, since: datetime, limit: int) -> list[RunView]:
         return [run for run in self.runs if run.run_id in self.ended and self.ended[run.run_id] >= since][:limit]
 
-    def run_counts(self) -> dict[RunState, int]:
-        return {state: sum(1 for run in self.runs if run.state is state) for state in RunState}
+    def queued_runs(self) -> int:
+        return sum(1 for run in self.runs if run.state is RunState.QUEUED)
 
     def terminate(self, run_id: str) -> None:
         self.terminated.append(run_id)

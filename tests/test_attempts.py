@@ -33,7 +33,7 @@ from video_pipelines.executions.attempts import (
 from video_pipelines.executions.records import ATTEMPT_REASON_TAG, ATTEMPT_TAG, MAX_RUNTIME_TAG, PREVIOUS_RUN_TAG
 from video_pipelines.executions.status import AttemptStatus, ExecutionStatus
 from video_pipelines.plan.reuse import Action, ResolvedPlan
-from video_pipelines.submissions import AttemptReason, AttemptState, AttemptStore, SubmissionStore
+from video_pipelines.submissions import AttemptReason, AttemptState, AttemptStore, ExecutionOutcomes, SubmissionStore
 from video_pipelines.vocabulary import ExecutionState, NodeState
 from video_pipelines.webhooks import DeliveryOutbox
 
@@ -262,6 +262,8 @@ def test_a_cancel_while_a_lost_run_waits_for_its_resume_ends_it_canceled(
     assert request_resume(records, sqlite_store, run).state is AttemptState.CANCELED  # type: ignore[union-attr]
     assert AttemptStore(sqlite_store).pending() == []
     assert execution_status(records, sqlite_store, "exec_1").state is ExecutionState.CANCELED
+    # The cancel ended it, so the cancel counted its end (no run-status sensor will: no run ended).
+    assert ExecutionOutcomes(sqlite_store).tally().finished == {"canceled": 1}
 
 
 def test_a_lost_run_with_no_resume_left_fails_naming_the_node_and_the_cause(

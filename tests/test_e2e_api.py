@@ -218,13 +218,15 @@ def scrape(http: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
 def check_metrics(http: httpx.Client) -> None:
     """After the seed flow (the first test on a fresh database): its two executions and five nodes, exactly."""
     deadline = time.monotonic() + 30
-    # The redelivery's attempt is recorded just after the receiver answered it, and a submission
-    # is marked launched by the submission sensor's tick after the one that created its run.
+    # The redelivery's attempt is recorded just after the receiver answered it, a submission is
+    # marked launched by the submission sensor's tick after the one that created its run, and an
+    # execution's end is counted by its ended-run sensor, which may come after its webhook.
     while True:
         metrics = scrape(http)
         settled = (
             metrics.get(("video_pipelines_webhook_attempts_total", (("outcome", "delivered"),))) == 2
             and metrics.get(("video_pipelines_pending_submissions", ())) == 0
+            and metrics.get(("video_pipelines_executions_finished_total", (("status", "completed"),))) == 2
         )
         if settled or time.monotonic() > deadline:
             break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +14,23 @@ import sqlalchemy as sa
 from dagster._core.events import DagsterEvent
 from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._utils import get_run_crash_explanation
 from prometheus_client.parser import text_string_to_metric_families
 
 from video_pipelines import client
 from video_pipelines.demo import run_plan_in_process
 from video_pipelines.errors import ProviderHttpError
-from video_pipelines.executions import RunState
+from video_pipelines.executions import RunState, admit, record_end, submit
 from video_pipelines.net import parse_allowed_hosts
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.definitions import execute_plan_job
+from video_pipelines.orchestration.sensors import resume_lost_runs
+from video_pipelines.orchestration.webhook_sensors import webhook_on_completed, webhook_on_failed, webhook_on_started
 from video_pipelines.plan import parse_plan
 from video_pipelines.providers.base import GenerationRequest, NoLedger
 from video_pipelines.providers.http import HttpPolicy
 from video_pipelines.providers.replicate import ReplicateProvider
-from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions import AttemptReason, AttemptStore, ExecutionOutcomes, OutcomeTally, SubmissionStore
 from video_pipelines.submissions.schema import COUNTERS_TABLE
 from video_pipelines.telemetry.metrics import (
     CONTENT_TYPE_LATEST,
@@ -38,9 +42,12 @@ from video_pipelines.telemetry.metrics import (
 )
 from video_pipelines.webhooks import AttemptOutcome, DeliveryOutbox, RetrySchedule
 
-from .conftest import STORE_KEY
+from .conftest import STORE_KEY, UNAVAILABLE, VOICE, MediaServer
 from .memory_records import MemoryRunRecords
 from .test_providers_replicate_fal import TOKEN, FakeReplicate, serving_replicate
+from .test_retry import launch, sensor_tick, voiced_plan
+from .test_submissions_store import database_at
+from .test_webhook_events import run_event
 
 PLAN: dict[str, Any] = {
     "jobs": [
@@ -141,6 +148,10 @@ def test_metrics_after_a_known_run(deployment: client.Deployment) -> None:
     assert store.cancel_pending(canceled.execution_id)
     queue_a_run(instance)
     record_attempts(store, pending.execution_id)
+    # What observes each start and end (the run-status sensors, the plan sensor, cancel) claims it, once.
+    observe(deployment, result.run_id, daemons=2)
+    for ended in (rejected.execution_id, canceled.execution_id):
+        record_end(deployment.records, store, ended)
 
     metrics = scrape(store, deployment.records)
 
@@ -152,6 +163,7 @@ def test_metrics_after_a_known_run(deployment: client.Deployment) -> None:
         (("status", "failed"),): 1,  # the rejected submission
         (("status", "canceled"),): 1,  # the submission canceled while pending
     }
+    assert set(metrics.series("video_pipelines_execution_attempts_total").values()) == {0}
     assert metrics.value("video_pipelines_pending_submissions") == 1
     assert metrics.value("video_pipelines_queued_runs") == 1
     assert metrics.types["video_pipelines_pending_submissions"] == "gauge"
@@ -187,18 +199,19 @@ def _buckets(metrics: Scrape, series: dict[str, str]) -> list[tuple[dict[str, st
     return found
 
 
-def test_started_and_finished_from_every_run_state(store: SubmissionStore) -> None:
+def test_only_an_ended_execution_is_claimed_ended(store: SubmissionStore) -> None:
     records = MemoryRunRecords()
     for number, state in enumerate([*RunState, RunState.SUCCESS, RunState.FAILURE]):
         records.add_run(f"exec_{number}", PLAN, state)
+    claimed = [record_end(records, store, f"exec_{number}") for number in range(len(records.runs))]
+    assert sum(claimed) == 5 and not any(record_end(records, store, run.execution_id) for run in records.runs)
     metrics = scrape(store, records)
-    # Past the queue: managed, started, suspended, canceling, 2 success, 2 failure, canceled.
-    assert metrics.value("video_pipelines_executions_started_total") == 9
     assert metrics.series("video_pipelines_executions_finished_total") == {
         (("status", "completed"),): 2,
         (("status", "failed"),): 2,
         (("status", "canceled"),): 1,
     }
+    assert metrics.value("video_pipelines_executions_started_total") == 0  # no start was observed
     assert metrics.value("video_pipelines_queued_runs") == 1
     assert metrics.value("video_pipelines_executions_submitted_total") == 0
     assert CONTENT_TYPE_LATEST.startswith("text/plain")
@@ -293,3 +306,149 @@ def test_a_metrics_write_that_fails_never_fails_the_node(dagster_home: Path) -> 
     assert result.success
     messages = [entry.user_message for entry in logs]
     assert any("are not counted in the metrics" in message for message in messages), messages
+
+
+# --- executions with more than one run: counted once, their attempts apart ---------------------------
+
+
+def observe(target: client.Deployment, run_id: str, *, daemons: int = 1) -> None:
+    """What each of `daemons` daemons does with a run that ended: its started sensor, its ended-run sensor, and
+    for a failure the resume sensor."""
+    run = target.instance.get_run_by_id(run_id)
+    assert run is not None and run.is_finished
+    kind, sensors = {
+        dg.DagsterRunStatus.SUCCESS: (dg.DagsterEventType.RUN_SUCCESS, [webhook_on_completed]),
+        dg.DagsterRunStatus.FAILURE: (dg.DagsterEventType.RUN_FAILURE, [webhook_on_failed, resume_lost_runs]),
+    }[run.status]
+    for _ in range(daemons):
+        with run_event(target, run_id, dg.DagsterEventType.RUN_START) as context:
+            webhook_on_started(context)
+        for sensor in sensors:
+            with run_event(target, run_id, kind) as context:
+                sensor(context)
+
+
+def lose_worker(target: client.Deployment, run_id: str) -> None:
+    """Report the death of the run's process as Dagster's code server does (then the run counts as lost)."""
+    run = target.instance.get_run_by_id(run_id)
+    assert run is not None
+    target.instance.report_engine_event(
+        get_run_crash_explanation(prefix=f"Run execution process for {run_id}", exit_code=-9), run
+    )
+
+
+def resumed_and_retried(target: client.Deployment, voice: MediaServer, trace_parent: str | None = None) -> list[str]:
+    """Two executions of real runs, each run observed as a daemon would, the last ones by two daemons:
+
+    - the first run of `resumed` loses its worker and a resume completes it;
+    - `retried` fails (its voice track answers 503), is counted failed, then a user's retry completes it.
+    """
+    resumed = submit(admit(voiced_plan(voice.url(VOICE))), target.store, trace_parent=trace_parent)
+    [request] = sensor_tick(target)
+    first = launch(target, request)
+    assert not first.success
+    lose_worker(target, first.run_id)
+    observe(target, first.run_id)
+    assert client.status(resumed, target=target)["status"] == "processing"  # its resume is due: no end yet
+    voice.fail_next.pop(VOICE)
+    [request] = sensor_tick(target)
+    assert request.tags["video/attempt_reason"] == "resume"
+    resumed_run = launch(target, request)
+    assert resumed_run.success
+    observe(target, resumed_run.run_id, daemons=2)
+
+    voice.fail_next[VOICE] = list(UNAVAILABLE)
+    other = voiced_plan(voice.url(VOICE))
+    other["jobs"][0]["params"]["prompt"] = "a hare"  # not the first execution's nodes, which would be reused
+    retried = submit(admit(other), target.store, trace_parent=trace_parent)
+    [request] = sensor_tick(target)
+    failed = launch(target, request)
+    observe(target, failed.run_id)
+    assert client.status(retried, target=target)["status"] == "failed"
+    client.retry(retried, target=target)
+    voice.fail_next.pop(VOICE)
+    [request] = sensor_tick(target)
+    retry_run = launch(target, request)
+    assert retry_run.success
+    observe(target, retry_run.run_id, daemons=2)
+    assert [client.status(e, target=target)["status"] for e in (resumed, retried)] == ["completed", "completed"]
+    return [resumed, retried]
+
+
+def test_an_execution_is_counted_once_and_its_resumes_and_retries_apart(
+    deployment: client.Deployment, voice: MediaServer, quick_retries: None
+) -> None:
+    resumed_and_retried(deployment, voice)
+    metrics = scrape(deployment.store, deployment.records)
+
+    # Four runs of two executions: each execution once, by how it first ended.
+    assert metrics.value("video_pipelines_executions_submitted_total") == 2
+    assert metrics.value("video_pipelines_executions_started_total") == 2
+    assert metrics.series("video_pipelines_executions_finished_total") == {
+        (("status", "completed"),): 1,  # resumed, then completed: one execution, completed
+        (("status", "failed"),): 1,  # failed, then retried by a user: its retry is an attempt
+        (("status", "canceled"),): 0,
+    }
+    attempts = {dict(labels)["reason"] + " " + dict(labels)["outcome"]: value
+                for labels, value in metrics.series("video_pipelines_execution_attempts_total").items()}  # fmt: skip
+    assert attempts == {
+        "resume completed": 1,
+        "resume failed": 0,
+        "resume canceled": 0,
+        "retry completed": 1,
+        "retry failed": 0,
+        "retry canceled": 0,
+    }
+    assert metrics.types["video_pipelines_execution_attempts"] == "counter"
+
+
+def test_of_two_observers_racing_on_an_end_exactly_one_claims_it(db_url: str) -> None:
+    stores = [SubmissionStore(db_url, secret_key=STORE_KEY) for _ in range(4)]
+    ExecutionOutcomes(stores[0]).note_caller("exec_b", "00f067aa0ba902b7")  # a row already there, unclaimed
+    start, claimed = threading.Barrier(len(stores)), []
+    at = datetime.now(UTC)
+
+    def claim(store: SubmissionStore, execution_id: str) -> None:
+        start.wait()
+        if ExecutionOutcomes(store).claim_end(execution_id, "completed", at):
+            claimed.append(execution_id)
+
+    try:
+        for execution_id in ("exec_a", "exec_b"):
+            threads = [threading.Thread(target=claim, args=(store, execution_id)) for store in stores]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert sorted(claimed) == ["exec_a", "exec_b"]
+        outcomes = ExecutionOutcomes(stores[0])
+        assert outcomes.tally() == OutcomeTally(started=0, finished={"completed": 2})
+        assert not outcomes.claim_end("exec_a", "failed", at)  # the first end stays the end
+        assert outcomes.parent_span_id("exec_b") == "00f067aa0ba902b7" and outcomes.parent_span_id("exec_a") is None
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_migration_7_keeps_the_attempts_and_adds_their_outcome_and_the_outcomes_table(db_url: str) -> None:
+    at = "'2026-01-01 00:00:00+00'"
+    database_at(
+        db_url,
+        6,
+        "INSERT INTO video_pipelines_attempts (execution_id, number, reason, previous_run_id, state, run_id, "
+        f"requested_at) VALUES ('exec_old', 2, 'resume', 'run-old', 'launched', 'run-new', {at})",
+    )
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
+        attempts = AttemptStore(opened)
+        [attempt] = attempts.of_execution("exec_old")
+        assert (attempt.reason, attempt.run_id) == (AttemptReason.RESUME, "run-new")
+        assert attempts.outcome_counts() == {}
+        assert attempts.record_outcome("exec_old", 2, "completed")
+        assert not attempts.record_outcome("exec_old", 2, "failed")  # its run ended once
+        assert attempts.outcome_counts() == {("resume", "completed"): 1}
+        outcomes = ExecutionOutcomes(opened)
+        assert outcomes.tally() == OutcomeTally(started=0, finished={})
+        assert outcomes.claim_start("exec_old", datetime.now(UTC)) and outcomes.claim_end(
+            "exec_old", "completed", datetime.now(UTC)
+        )
+        assert outcomes.tally() == OutcomeTally(started=1, finished={"completed": 1})

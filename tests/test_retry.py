@@ -28,11 +28,8 @@ from video_pipelines.orchestration.run_records import DagsterRunRecords, run_vie
 from video_pipelines.orchestration.sensors import evaluate_submissions, resume_lost_runs, submitted_plans
 from video_pipelines.submissions import AttemptState, AttemptStore, SubmissionState
 
-from .conftest import MediaServer
-from .media import dominant_frequency, local_path_of, make_tone, pcm_mono
-
-VOICE = "voice.wav"
-UNAVAILABLE = [503] * 50  # more than one run's transient retries ask for
+from .conftest import UNAVAILABLE, VOICE, MediaServer
+from .media import dominant_frequency, local_path_of, pcm_mono
 
 
 def voiced_plan(audio_url: str) -> dict[str, Any]:
@@ -51,23 +48,6 @@ def target(dagster_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[clie
         monkeypatch.delenv(name, raising=False)  # the client's calls go to this local deployment
     with client.deployment() as deployment:
         yield deployment
-
-
-@pytest.fixture
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Transient retries back off from 10 ms instead of 2 s: the same number of attempts, in a blink."""
-    monkeypatch.setattr(job_module, "RETRY_BASE_DELAY_SECONDS", 0.01)
-
-
-@pytest.fixture
-def voice(media_server: MediaServer) -> MediaServer:
-    """`voice.wav` (a 440 Hz tone) on a real server that answers 503 to it until `fail_next` is cleared.
-
-    `media_server` allows 127.0.0.1 (`VIDEO_PIPELINES_ALLOWED_HOSTS`), as a deployment must to fetch from it.
-    """
-    make_tone(media_server.root / VOICE, 440, 1.0)
-    media_server.fail_next[VOICE] = list(UNAVAILABLE)
-    return media_server
 
 
 def sensor_tick(target: client.Deployment) -> list[dg.RunRequest]:

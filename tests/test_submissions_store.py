@@ -573,6 +573,7 @@ def test_migrations_are_idempotent_and_recorded(db_url: str) -> None:
         "video_pipelines_api_keys",
         "video_pipelines_attempts",
         "video_pipelines_counters",
+        "video_pipelines_execution_outcomes",
         "video_pipelines_node_claims",
         "video_pipelines_node_results",
         "video_pipelines_schema_version",

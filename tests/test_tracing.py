@@ -30,13 +30,13 @@ from video_pipelines.executions import (
     RunState,
     admit,
     execution_status,
-    record_never_ran,
+    record_end_quietly,
     submit,
 )
 from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.sensors import evaluate_submissions
 from video_pipelines.orchestration.webhook_sensors import webhook_on_completed
-from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions import ExecutionOutcomes, SubmissionStore
 from video_pipelines.telemetry.trace_context import (
     TraceContext,
     derived_context,
@@ -46,12 +46,14 @@ from video_pipelines.telemetry.trace_context import (
 )
 from video_pipelines.telemetry.tracing import Tracing, tracing
 
-from .conftest import fresh_database
+from .conftest import MediaServer, fresh_database
 from .memory_records import MemoryRunRecords
 from .otlp_collector import OtlpCollector, ReceivedSpan
 from .processes import DagsterDeployment, dagster_deployment
 from .receiver import WebhookReceiver, running_receiver
+from .test_api import ApiFactory, make_api  # noqa: F401  (a fixture: the app under TestClient)
 from .test_e2e_graphql import LAUNCH, launch_params
+from .test_metrics import resumed_and_retried
 from .test_providers_replicate_fal import TOKEN, FakeReplicate
 from .test_webhook_events import run_event
 
@@ -279,10 +281,12 @@ def test_an_execution_is_one_trace_from_the_caller_to_the_provider_and_the_recei
 
     # The execution: the span id fixed at submission, from submission to the run's end, ok.
     [execution] = named["execution"]
-    assert execution.span_id == execution_span and execution.parent_span_id == "" and execution.is_ok
+    assert execution.span_id == execution_span and execution.parent_span_id == CALLER_SPAN and execution.is_ok
     assert execution.attributes["video_pipelines.execution_id"] == execution_id
     assert execution.attributes["video_pipelines.run_id"] == run.run_id
-    assert execution.attributes["video_pipelines.status"] == "completed" and "run started" in execution.events
+    assert (
+        execution.attributes["video_pipelines.status"] == "completed" and "run started (attempt 1)" in execution.events
+    )
 
     # One span per node, each a child of the execution's, recorded in the node's own step process.
     nodes = [span for span in spans if span.name.startswith("node ")]
@@ -359,6 +363,75 @@ def test_a_failed_node_is_an_error_span(
     assert bad.parent_span_id == derived_context(run_id).span_id_hex
 
 
+def test_a_resumed_execution_exports_its_span_once_as_a_child_of_the_callers_span(
+    traced: OtlpCollector, target: client.Deployment, voice: MediaServer, quick_retries: None
+) -> None:
+    resumed, retried = resumed_and_retried(target, voice, trace_parent=CALLER)
+    assert tracing().flush()  # every span recorded so far has reached the collector
+    spans = traced.received(CALLER_TRACE)
+    executions = {span.attributes["video_pipelines.execution_id"]: span for span in by_name(spans)["execution"]}
+    assert len(by_name(spans)["execution"]) == 2 == len(executions)  # one each, though each end was seen twice
+
+    for execution_id in (resumed, retried):
+        submission = target.store.get(execution_id)
+        assert submission is not None and submission.traceparent is not None
+        span = executions[execution_id]
+        assert (span.trace_id, span.span_id) == traceparent_ids(submission.traceparent)
+        assert span.parent_span_id == CALLER_SPAN
+    # Recorded when the resumed run completed it, not when its first run lost its worker.
+    completed = executions[resumed]
+    assert completed.is_ok and completed.attributes["video_pipelines.status"] == "completed"
+    assert completed.events == ["run started (attempt 1)", "run started (attempt 2)"]
+    assert completed.attributes["video_pipelines.attempts"] == 2
+    # A retried execution's span is its first end; the retry's nodes are children of it all the same.
+    failed = executions[retried]
+    assert failed.is_error and failed.attributes["video_pipelines.status"] == "failed"
+    nodes = [span for span in spans if span.name == "node voice" and span.attributes["video_pipelines.attempt"] == 2]
+    assert {span.parent_span_id for span in nodes} == {completed.span_id, failed.span_id}
+
+
+SERVER_KIND = 2  # Span.SpanKind.SPAN_KIND_SERVER
+
+
+def test_an_api_request_is_a_server_span_showing_no_secret(
+    traced: OtlpCollector,
+    make_api: ApiFactory,  # noqa: F811  (the fixture imported from test_api)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Even an operator who asks the instrumentation to capture every header gets no key or signature value.
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", ".*")
+    api = make_api()
+    acme = api.key()
+    secret = "whsec-not-for-traces"
+    plan = {**PLAN, "webhook": {"url": "https://hooks.example.com/x", "secret": secret}}
+    response = api.client.post("/api/execute", json=plan, headers={**acme, "traceparent": CALLER})
+    assert response.status_code == 202, response.text
+    execution_id = response.json()["executionId"]
+    assert api.client.get(f"/api/execute/{execution_id}/status", headers=acme).status_code == 200
+    assert api.client.get("/api/execute/exec_nope/status", headers=acme).status_code == 404
+
+    named = by_name(traced.wait_for(has("POST /api/execute", "submit"), trace_id=CALLER_TRACE))
+    [server] = named["POST /api/execute"]
+    assert server.kind == SERVER_KIND and server.parent_span_id == CALLER_SPAN  # the caller's request continues
+    assert server.attributes["http.route"] == "/api/execute" and server.attributes["http.status_code"] == 202
+    assert "[REDACTED]" in str(server.attributes["http.request.header.authorization"])
+    # The submission is a child of the request's span; the execution's span will be a child of the caller's.
+    [submitted] = named["submit"]
+    assert submitted.parent_span_id == server.span_id
+    assert ExecutionOutcomes(api.store).parent_span_id(execution_id) == CALLER_SPAN
+
+    # Every request gets one, named by its route (the template, not the id), its status as it was answered.
+    statuses = traced.wait_for(lambda spans: len(by_name(spans).get("GET /api/execute/{execution_id}/status", [])) == 2)
+    found = {
+        span.attributes["http.status_code"] for span in by_name(statuses)["GET /api/execute/{execution_id}/status"]
+    }
+    assert found == {200, 404}
+    assert all(span.kind == SERVER_KIND for span in by_name(statuses)["GET /api/execute/{execution_id}/status"])
+    key = acme["Authorization"].removeprefix("Bearer ")
+    exported = json.dumps([span.attributes for span in traced.received()], default=str)
+    assert key not in exported and secret not in exported
+
+
 class BrokenStore:
     """A submission store whose database is gone."""
 
@@ -368,8 +441,8 @@ class BrokenStore:
 
 def test_recording_a_span_never_fails_what_it_observes(traced: OtlpCollector, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
-        record_never_ran(MemoryRunRecords(), BrokenStore(), "exec_gone")  # type: ignore[arg-type]
-    assert "record_never_ran failed; no span recorded" in caplog.text and "the database is down" in caplog.text
+        record_end_quietly(MemoryRunRecords(), BrokenStore(), "exec_gone")  # type: ignore[arg-type]
+    assert "record_end_quietly failed; no span recorded" in caplog.text and "the database is down" in caplog.text
 
 
 # --- tracing off ------------------------------------------------------------------------------------
@@ -498,7 +571,7 @@ def test_e2e_the_daemon_traces_submitted_and_direct_runs(
                             trace_id=CALLER_TRACE, timeout=90)  # fmt: skip
     named = by_name(spans)
     assert [span.span_id for span in named["execution"]] == [execution_span]
-    assert named["execution"][0].is_ok
+    assert named["execution"][0].is_ok and named["execution"][0].parent_span_id == CALLER_SPAN
     assert all(span.parent_span_id == execution_span for span in named["node gen"] + named["node square"])
     calls = [span for span in spans if span.name.startswith("replicate ")]
     assert calls and all(span.parent_span_id == named["node gen"][0].span_id for span in calls)

@@ -18,6 +18,7 @@ from video_pipelines.api.problems import PROBLEM_JSON, install_problem_handlers
 from video_pipelines.api.routes import refuse_nul, router
 from video_pipelines.api.settings import ApiSettings
 from video_pipelines.api.state import open_state
+from video_pipelines.telemetry.tracing import tracing
 
 DESCRIPTION = """\
 Submit AI-video execution plans, follow them and receive their signed webhooks.
@@ -33,6 +34,9 @@ without a key: the SHA-256 in a result's URL is what lets one open it.
 
 
 _VALIDATION_ERROR = "#/components/schemas/HTTPValidationError"
+# Request and response headers whose values a span never shows, whatever an operator asks to capture
+# (OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*): API keys, cookies, signatures. Patterns, case-insensitive.
+_REDACTED_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", ".*secret.*", ".*signature.*")
 
 
 def _version() -> str:
@@ -66,6 +70,32 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+def _trace_requests(app: FastAPI) -> None:
+    """A SERVER span per request (OpenTelemetry's FastAPI instrumentation), when tracing is on.
+
+    It continues the caller's `traceparent`, and the `submit` span of a submission is its child.
+    The instrumentation records method, route, status and URL path; it records no header unless
+    told to by the standard variables, and even then not the values of `_REDACTED_HEADERS`.
+    """
+    current = tracing()
+    if not current.enabled:
+        return
+    # Imported only when tracing is on, like the SDK (see telemetry.tracing).
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.util.http import OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS, get_custom_headers
+
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=current.provider,
+        # The ASGI receive/send spans of each message: noise around a long-lived event stream.
+        exclude_spans=["receive", "send"],
+        http_capture_headers_sanitize_fields=[
+            *_REDACTED_HEADERS,
+            *get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS),
+        ],
+    )
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     """The API over the environment's deployment: its store and Dagster instance are opened at start-up.
 
@@ -90,4 +120,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(router)
     app.include_router(artifacts.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    _trace_requests(app)
     return app

@@ -16,6 +16,7 @@ get through the `RunRecords` protocol, which `orchestration/` implements over Da
 - `ownership` — `Caller` (a tenant, or an operator) and whose an execution is.
 - `tenancy` — status, cancel and listing as a caller may see them (`status_for`, `cancel_for`,
   `list_executions`, `require_visible`): another tenant's execution is a missing one.
+- `outcomes` — an execution's start and end (and its attempts' ends) counted once, its span recorded once.
 - `traces` — an execution's trace context and the spans of its submission and its end.
 """
 
@@ -41,6 +42,7 @@ from video_pipelines.executions.notifications import (
     webhook_payload,
     webhook_target,
 )
+from video_pipelines.executions.outcomes import record_end, record_end_quietly, record_run_end, record_start
 from video_pipelines.executions.ownership import OPERATOR, Caller, execution_tenant
 from video_pipelines.executions.records import (
     BASE_EXECUTION_ID_TAG,
@@ -57,7 +59,7 @@ from video_pipelines.executions.records import (
 from video_pipelines.executions.report import validation_report
 from video_pipelines.executions.status import ExecutionStatus, NodeStatus, execution_status
 from video_pipelines.executions.tenancy import cancel_for, list_executions, require_visible, retry_for, status_for
-from video_pipelines.executions.traces import execution_trace, record_execution, record_never_ran, trace_lookup
+from video_pipelines.executions.traces import execution_trace, keep_caller_span, trace_lookup
 
 __all__ = [
     "BASE_EXECUTION_ID_TAG",
@@ -93,10 +95,13 @@ __all__ = [
     "execution_status",
     "execution_tenant",
     "execution_trace",
+    "keep_caller_span",
     "list_executions",
     "node_payload",
-    "record_execution",
-    "record_never_ran",
+    "record_end",
+    "record_end_quietly",
+    "record_run_end",
+    "record_start",
     "redeliver",
     "require_visible",
     "retry",

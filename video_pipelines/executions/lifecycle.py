@@ -13,10 +13,11 @@ from __future__ import annotations
 from video_pipelines.executions.admission import Admission, check_base_owner
 from video_pipelines.executions.attempts import request_retry, stop_resume
 from video_pipelines.executions.notifications import enqueue_webhook
+from video_pipelines.executions.outcomes import record_end_quietly
 from video_pipelines.executions.ownership import OPERATOR, Caller
 from video_pipelines.executions.records import RunRecords
 from video_pipelines.executions.status import ExecutionStatus, execution_status
-from video_pipelines.executions.traces import record_never_ran, record_submitted
+from video_pipelines.executions.traces import keep_caller_span, record_submitted
 from video_pipelines.submissions import DEFAULT_TENANT, AttemptStore, SubmissionStore
 from video_pipelines.telemetry.trace_context import new_execution_context, parse_traceparent
 from video_pipelines.webhooks import DeliveryOutbox
@@ -54,7 +55,10 @@ def submit(
         tenant=DEFAULT_TENANT if caller.tenant is None else caller.tenant,
         traceparent=new_execution_context(trace_parent).traceparent,
     )
-    record_submitted(submission, created=created, parent=parse_traceparent(trace_parent))
+    caller_span = parse_traceparent(trace_parent)
+    if created and caller_span is not None:
+        keep_caller_span(store, submission.execution_id, caller_span)
+    record_submitted(submission, created=created, parent=caller_span)
     return submission.execution_id
 
 
@@ -75,12 +79,14 @@ def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> Ex
     A resume or retry recorded but not launched yet is canceled too, so the execution ends as its last run did.
     """
     attempts = AttemptStore(store)
-    attempts.cancel_pending(execution_id)
-    stop_resume(records, store, execution_id)
+    stopped = attempts.cancel_pending(execution_id)
+    if stop_resume(records, store, execution_id) or stopped:
+        # Its last run ended before; ending the attempt that was to follow it ends the execution (if not already).
+        record_end_quietly(records, store, execution_id)
     if store.cancel_pending(execution_id):
         # Canceled before it ran: its webhook says so (sent by the webhook_deliveries sensor).
         enqueue_webhook(records, store, DeliveryOutbox(store), execution_id)
-        record_never_ran(records, store, execution_id)
+        record_end_quietly(records, store, execution_id)
     run = records.find_run(execution_id)
     if run is not None and not run.state.is_finished:
         records.terminate(run.run_id)

@@ -179,8 +179,8 @@ class RunRecords(Protocol):
         """Runs of `execute_plan` that ended (or were updated after ending) since `since`."""
         ...
 
-    def run_counts(self) -> dict[RunState, int]:
-        """How many runs of `execute_plan` are in each state now (for metrics)."""
+    def queued_runs(self) -> int:
+        """How many runs of `execute_plan` wait in the orchestrator's run queue now (for metrics)."""
         ...
 
     def terminate(self, run_id: str) -> None:

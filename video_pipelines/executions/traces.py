@@ -3,21 +3,23 @@
 The context itself (trace id, the execution span's id) is decided once, at submission, or
 derived from the run id of a run launched directly (`telemetry.trace_context`); every door
 and process reads it back from the same places: the submission, else the run's
-`video/traceparent` tag, else the id. The execution's span is recorded when it ends
-(`record_execution`), by whoever sees the end: the run-status sensors for a run, the plan
-sensor for a submission it rejects, `cancel` for one canceled before it ran.
+`video/traceparent` tag, else the id. The execution's span is recorded once, when it ends,
+by whichever observer of the end claims it (`executions.outcomes.record_end`). A run that
+ends and is resumed is no end of the execution; a retry's end is an attempt's, whose runs
+and nodes are children of the span recorded at the first end. When the submitting request
+carried a `traceparent`, the caller's span is the execution span's parent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanKind
 
-from video_pipelines.executions.records import RunRecords
-from video_pipelines.executions.status import ExecutionStatus, execution_status
-from video_pipelines.submissions import Submission, SubmissionStore
+from video_pipelines.executions.status import ExecutionStatus
+from video_pipelines.submissions import ExecutionOutcomes, Submission, SubmissionStore
 from video_pipelines.telemetry.trace_context import TraceContext, execution_context
 from video_pipelines.telemetry.tracing import Attributes, best_effort, record_span, span_in, tracing
 from video_pipelines.vocabulary import ExecutionState
@@ -43,9 +45,12 @@ def trace_lookup(store: SubmissionStore) -> Callable[[Delivery], str]:
 
 @best_effort
 def record_submitted(submission: Submission, *, created: bool, parent: TraceContext | None) -> None:
-    """The `submit` span, in the submitting process: a child of the caller's span, linked to the execution's."""
+    """The `submit` span, in the submitting process, linked to the execution's: a child of the span current
+    here (the API's server span for the request), else of the caller's span (`parent`)."""
     if not tracing().enabled:
         return
+    if otel_trace.get_current_span().get_span_context().is_valid:
+        parent = None
     attributes: Attributes = {
         EXECUTION_ID_ATTRIBUTE: submission.execution_id,
         "video_pipelines.tenant": submission.tenant,
@@ -62,19 +67,21 @@ def _ns(at: datetime | float) -> int:
 
 
 @best_effort
-def record_execution(
+def record_execution_span(
+    outcomes: ExecutionOutcomes,
     trace: TraceContext,
     status: ExecutionStatus,
     *,
     started_at: datetime | float,
-    ended_at: datetime | float,
-    run_started_at: float | None = None,
-    tenant: str | None = None,
+    ended_at: datetime,
+    run_starts: Sequence[tuple[int, float]],
+    tenant: str | None,
 ) -> None:
     """Record the ended execution's span with its own ids, so the node, provider and webhook spans are its children.
 
-    It starts when the execution was submitted (or its run started, for a direct run) and
-    ends when it ended; `run_started_at` marks when its run started. Nothing when tracing is off.
+    It starts when the execution was submitted (or its first run started, for a direct run),
+    ends when it ended, and marks when each of its runs started. Its parent is the caller's
+    span when the submitting request carried one. Nothing when tracing is off.
     """
     if not tracing().enabled:
         return
@@ -84,35 +91,30 @@ def record_execution(
         "video_pipelines.total_jobs": status.total_jobs,
         "video_pipelines.completed_jobs": status.completed_jobs,
         "video_pipelines.reused_jobs": status.reused_jobs,
+        "video_pipelines.attempts": len(run_starts),
     }
     if status.run_id is not None:
         attributes["video_pipelines.run_id"] = status.run_id
     if tenant is not None:
         attributes["video_pipelines.tenant"] = tenant
+    caller = outcomes.parent_span_id(status.execution_id)
+    parent = TraceContext(trace.trace_id, int(caller, 16), trace.sampled) if caller else None
     # A canceled execution is no error of the service: its status stays unset.
     failed = status.state is ExecutionState.FAILED
     record_span(
         trace,
         "execution",
+        parent=parent,
         start_ns=_ns(started_at),
         end_ns=_ns(ended_at),
         attributes=attributes,
         ok=status.state is ExecutionState.COMPLETED,
         error=(status.error or "the execution failed") if failed else None,
-        events=[("run started", _ns(run_started_at))] if run_started_at is not None else (),
+        events=[(f"run started (attempt {attempt})", _ns(at)) for attempt, at in run_starts],
     )
 
 
 @best_effort
-def record_never_ran(records: RunRecords, store: SubmissionStore, execution_id: str) -> None:
-    """Record the span of a submission that ended without a run (rejected, or canceled while pending)."""
-    if not tracing().enabled:
-        return
-    submission = store.get(execution_id)
-    if submission is None:
-        return
-    status = execution_status(records, store, execution_id)
-    trace = execution_context(submission.traceparent, submission.execution_id)
-    record_execution(
-        trace, status, started_at=submission.created_at, ended_at=submission.updated_at, tenant=submission.tenant
-    )
+def keep_caller_span(store: SubmissionStore, execution_id: str, caller: TraceContext) -> None:
+    """Keep the span id of the caller's span, whose child the execution's span is (recorded when it ends)."""
+    ExecutionOutcomes(store).note_caller(execution_id, caller.span_id_hex)

@@ -240,14 +240,8 @@ class DagsterRunRecords:
             for record in self.instance.get_run_records(filters=filters, limit=limit)
         ]
 
-    def run_counts(self) -> dict[RunState, int]:
-        # One COUNT per status: Dagster's run storage has no GROUP BY query.
-        return {
-            RunState(status.value.lower()): self.instance.get_runs_count(
-                dg.RunsFilter(job_name=JOB_NAME, statuses=[status])
-            )
-            for status in dg.DagsterRunStatus
-        }
+    def queued_runs(self) -> int:
+        return self.instance.get_runs_count(dg.RunsFilter(job_name=JOB_NAME, statuses=[dg.DagsterRunStatus.QUEUED]))
 
     def terminate(self, run_id: str) -> None:
         self.instance.run_coordinator.cancel_run(run_id)

@@ -26,7 +26,7 @@ from video_pipelines.executions import (
     admit,
     deadline_tags,
     enqueue_webhook,
-    record_never_ran,
+    record_end_quietly,
 )
 from video_pipelines.executions.attempts import ExecutionRuns, attempt_run_tags, request_resume
 from video_pipelines.executions.records import ATTEMPT_TAG, PREVIOUS_RUN_TAG
@@ -245,7 +245,7 @@ def submitted_plans(context: dg.SensorEvaluationContext, submissions: Submission
     for execution_id in tick.rejected:
         # Rejected before it ran: its webhook says so (sent by webhook_deliveries).
         enqueue_webhook(DagsterRunRecords(context.instance), store, DeliveryOutbox(store), execution_id)
-        record_never_ran(DagsterRunRecords(context.instance), store, execution_id)
+        record_end_quietly(DagsterRunRecords(context.instance), store, execution_id)
     if tick.run_requests:
         return dg.SensorResult(run_requests=tick.run_requests)
     return dg.SensorResult(skip_reason=dg.SkipReason(f"nothing to launch: {tick.summary()}"))

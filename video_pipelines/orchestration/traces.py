@@ -1,4 +1,5 @@
-"""Spans of `execute_plan` runs: one per node (run or reused), and the execution's own when the run ends.
+"""Spans of `execute_plan` runs: one per node (run or reused); the execution's is recorded at its end
+(`executions.record_end`).
 
 The execution's trace context comes from the run's `video/traceparent` tag (put there by
 the plan sensor from the submission), else from its id (a run launched directly), so every
@@ -16,15 +17,11 @@ from opentelemetry.trace import Span
 from video_pipelines.executions import (
     EXECUTION_ID_TAG,
     TRACEPARENT_TAG,
-    execution_status,
-    record_execution,
 )
 from video_pipelines.node_runner import NodeRun
-from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.orchestration.state import NodeTask
 from video_pipelines.plan import Plan
 from video_pipelines.plan.reuse import NodeDecision
-from video_pipelines.submissions import SubmissionStore
 from video_pipelines.telemetry.trace_context import TraceContext, execution_context
 from video_pipelines.telemetry.tracing import best_effort, span_in, tracing
 
@@ -88,24 +85,3 @@ def trace_reused(context: dg.OpExecutionContext, execution_id: str, plan: Plan, 
         }
         with span_in(parent, f"node {decision.node_id}", attributes=attributes):
             pass
-
-
-@best_effort
-def trace_run_end(instance: dg.DagsterInstance, store: SubmissionStore, run: dg.DagsterRun) -> None:
-    """Record the span of the execution whose run ended: from its submission (or run start) to the run's end."""
-    if not tracing().enabled:
-        return
-    record = instance.get_run_record_by_id(run.run_id)
-    if record is None or record.end_time is None:
-        return
-    execution_id = run.tags.get(EXECUTION_ID_TAG, run.run_id)
-    submission = store.get(execution_id)
-    started = record.start_time if record.start_time is not None else record.create_timestamp.timestamp()
-    record_execution(
-        run_trace(run),
-        execution_status(DagsterRunRecords(instance), store, execution_id),
-        started_at=submission.created_at if submission is not None else started,
-        ended_at=record.end_time,
-        run_started_at=record.start_time,
-        tenant=submission.tenant if submission is not None else None,
-    )

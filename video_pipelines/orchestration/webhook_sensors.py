@@ -25,13 +25,14 @@ from video_pipelines.executions import (
     enqueue_recently_ended,
     enqueue_running_events,
     enqueue_webhook,
+    record_run_end,
+    record_start,
 )
 from video_pipelines.executions.notifications import AttemptReport, secret_env_warning
 from video_pipelines.orchestration.job import execute_plan
 from video_pipelines.orchestration.resources import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
 from video_pipelines.orchestration.sensors import DAEMON_CADENCE, LONG_POLL_CADENCE
-from video_pipelines.orchestration.traces import trace_run_end
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.webhooks import DeliveryOutbox
 
@@ -69,7 +70,8 @@ def notify_started(instance: dg.DagsterInstance, store: SubmissionStore, run: dg
     name="webhook_on_started",
     description=(
         "When an execution's run starts: warns on the run when its webhook's secretEnv is not set on the daemon, "
-        "and POSTs the signed `execution.started` webhook to plans that subscribe to it. " + DAEMON_CADENCE
+        "counts the execution's start (once), and POSTs the signed `execution.started` webhook to plans that "
+        "subscribe to it. " + DAEMON_CADENCE
     ),
     run_status=dg.DagsterRunStatus.STARTED,
     monitored_jobs=[execute_plan],
@@ -77,7 +79,8 @@ def notify_started(instance: dg.DagsterInstance, store: SubmissionStore, run: dg
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def webhook_on_started(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
-    """Warn about a webhook secretEnv that is not set; POST `execution.started` to plans that subscribe to it."""
+    """Warn about a webhook secretEnv that is not set; count the execution's start; POST `execution.started` to
+    plans that subscribe to it."""
     run = context.dagster_run
     view = run_view(run)
     # This sensor runs in the daemon's code server, where webhooks are sent: what it lacks, the sender lacks.
@@ -85,7 +88,9 @@ def webhook_on_started(context: dg.RunStatusSensorContext, submissions: Submissi
     if warning is not None:
         context.log.warning(f"{view.execution_id}: {warning}")
         context.instance.report_engine_event(warning, run)
-    log_attempts(context.log, notify_started(context.instance, submissions.store(), run))
+    store = submissions.store()
+    record_start(store, view.execution_id)  # counted once, at its first run's start
+    log_attempts(context.log, notify_started(context.instance, store, run))
 
 
 def _webhook_sensor(status: dg.DagsterRunStatus, event: str, description: str) -> dg.RunStatusSensorDefinition:
@@ -100,9 +105,10 @@ def _webhook_sensor(status: dg.DagsterRunStatus, event: str, description: str) -
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def notify(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
-        _notify(context, submissions.store())
-        # After the webhook: the execution's span never delays it.
-        trace_run_end(context.instance, submissions.store(), context.dagster_run)
+        store = submissions.store()
+        _notify(context, store)
+        # After the webhook, which the span never delays. Counted and traced once, when it is the execution's end.
+        record_run_end(DagsterRunRecords(context.instance), store, run_view(context.dagster_run))
 
     return notify
 

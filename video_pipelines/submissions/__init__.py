@@ -7,6 +7,9 @@
   pending until launched.
 - `node_results` — `NodeResultIndex`: completed nodes' results by (tenant, lineage), reused by
   later executions, and the claims that make two executions compute one lineage once.
+- `outcomes` — `ExecutionOutcomes`: when each execution first started and how it first ended,
+  claimed once by whoever observes it (counted and traced once), and the caller's span its
+  span is a child of.
 - `crypto` — webhook secrets encrypted at rest (Fernet) and where the key comes from.
 - `schema` — the tables and the versioned migration runner.
 - `errors` — `SubmissionStoreError`, `SecretKeyError` and `IdempotencyKeyReused`.
@@ -21,6 +24,7 @@ from video_pipelines.submissions.api_keys import ApiKey, ApiKeys, check_tenant
 from video_pipelines.submissions.attempts import AttemptReason, AttemptState, AttemptStore, RunAttempt
 from video_pipelines.submissions.crypto import KEY_FILE_NAME, SECRET_KEY_ENV
 from video_pipelines.submissions.node_results import CachedNode, NodeClaim, NodeResultIndex
+from video_pipelines.submissions.outcomes import ExecutionOutcomes, OutcomeTally
 from video_pipelines.submissions.schema import DEFAULT_TENANT, SCHEMA_VERSION
 from video_pipelines.submissions.store import (
     DATABASE_FILE_NAME,
@@ -45,9 +49,11 @@ __all__ = [
     "AttemptState",
     "AttemptStore",
     "CachedNode",
+    "ExecutionOutcomes",
     "IdempotencyKeyReused",
     "NodeClaim",
     "NodeResultIndex",
+    "OutcomeTally",
     "RunAttempt",
     "SecretKeyError",
     "Submission",

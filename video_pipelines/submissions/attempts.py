@@ -12,6 +12,8 @@ is canceled first (CANCELED):
     pending ──mark_launched──> launched
        └─────cancel_pending──> canceled
 
+Once its run ended, a launched attempt gets that run's `outcome` (`record_outcome`, once), for the metrics.
+
 Guarantees, as for submissions (`store`):
 - `request` is idempotent per (execution, number): the table's primary key decides, also
   when processes race, so two requests for the same attempt make one.
@@ -200,6 +202,28 @@ class AttemptStore:
         )
         with self._engine.begin() as connection:
             return connection.execute(statement).rowcount == 1
+
+    def record_outcome(self, execution_id: str, number: int, outcome: str) -> bool:
+        """How attempt `number`'s run ended (completed, failed, canceled); True for the one caller that recorded it."""
+        statement = (
+            execution_attempts.update()
+            .where(_T.execution_id == execution_id, _T.number == number, _T.outcome.is_(None))
+            .values(outcome=outcome)
+        )
+        with self._engine.begin() as connection:
+            return connection.execute(statement).rowcount == 1
+
+    def outcome_counts(self) -> dict[tuple[str, str], int]:
+        """How many attempts' runs ended, by (reason, outcome)."""
+        query = (
+            sa.select(_T.reason, _T.outcome, sa.func.count())
+            .where(_T.outcome.is_not(None))
+            .group_by(_T.reason, _T.outcome)
+        )
+        with self._reader.connect() as connection:
+            return {
+                (str(reason), str(outcome)): int(count) for reason, outcome, count in connection.execute(query).all()
+            }
 
     def cancel_pending(self, execution_id: str) -> bool:
         """Every PENDING attempt of an execution -> CANCELED; True when any was pending."""

@@ -13,7 +13,7 @@ other and the later ones find nothing left to do:
 
 A step is frozen once released: it declares its tables in a function of its own
 (`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`, `_attempts_v4`, `_node_results_v5`,
-`_submissions_v6`)
+`_submissions_v6`, `_execution_outcomes_v7`, `_attempts_v7`)
 that no later change touches. The tables the store, the outbox, the API keys, the attempts,
 the node result index and the metrics query are built from the newest declaration of each
 table; a step that changes a table declares its new shape in a function of its own and
@@ -50,6 +50,12 @@ Step 6 keeps, with each submission, the SHA-256 of the request that made it
 (`request_digest`), so that an idempotency key used again with another request is refused
 rather than answered with the first execution. A nullable column added in place on both
 databases; submissions made before it have none.
+
+Step 7 records what metrics and traces count once: `video_pipelines_execution_outcomes` has
+one row per execution, whose `started_at`, and `status` and `ended_at`, the first observer of
+its start and of its end claim (see `outcomes`), and the caller's span (`parent_span_id`) its
+span is a child of; an attempt gets the `outcome` of its run (`completed`, `failed`,
+`canceled`) once it ended. A new table, and a nullable column added in place on both databases.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ COUNTERS_TABLE = "video_pipelines_counters"
 ATTEMPTS_TABLE = "video_pipelines_attempts"
 NODE_RESULTS_TABLE = "video_pipelines_node_results"
 NODE_CLAIMS_TABLE = "video_pipelines_node_claims"
+EXECUTION_OUTCOMES_TABLE = "video_pipelines_execution_outcomes"
 # The tenant of everything that no API key scoped: operator submissions, runs launched through Dagster's doors.
 DEFAULT_TENANT = "default"
 # The webhook events a delivery can be for (see `webhooks.payload.EVENTS`); frozen with step 3.
@@ -340,6 +347,13 @@ def _attempts_v4(metadata: sa.MetaData) -> sa.Table:
     return table
 
 
+def _attempts_v7(metadata: sa.MetaData) -> sa.Table:
+    """The attempts table after migration 7: how each attempt's run ended (NULL until it did)."""
+    table = _attempts_v4(metadata)
+    table.append_column(sa.Column("outcome", sa.String(16)))
+    return table
+
+
 def _node_results_v5(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     """The node results and node claims tables migration 5 creates."""
     timestamp = sa.DateTime(timezone=True)
@@ -375,6 +389,26 @@ def _node_results_v5(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("claimed_at", timestamp, nullable=False),
     )
     return results, claims
+
+
+def _execution_outcomes_v7(metadata: sa.MetaData) -> sa.Table:
+    """The execution outcomes table migration 7 creates: each execution's end, claimed once."""
+    table = sa.Table(
+        EXECUTION_OUTCOMES_TABLE,
+        metadata,
+        # No foreign key to the submissions: an execution started through Dagster's doors has no submission.
+        sa.Column("execution_id", sa.String(64), primary_key=True),
+        # The span id (16 hex digits) of the caller's span, from the submitting request's traceparent.
+        sa.Column("parent_span_id", sa.String(16)),
+        # When its first run started; NULL until then.
+        sa.Column("started_at", sa.DateTime(timezone=True)),
+        # How the execution first ended (completed, failed, canceled) and when; NULL until then.
+        sa.Column("status", sa.String(16)),
+        sa.Column("ended_at", sa.DateTime(timezone=True)),
+    )
+    # The metrics' GROUP BY status, read from the index alone.
+    sa.Index("ix_video_pipelines_execution_outcomes_status", table.c.status)
+    return table
 
 
 def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
@@ -518,14 +552,22 @@ def _add_request_digest(connection: sa.Connection) -> None:
     connection.exec_driver_sql(f"ALTER TABLE {SUBMISSIONS_TABLE} ADD COLUMN request_digest VARCHAR(64)")
 
 
+def _outcomes(connection: sa.Connection) -> None:
+    connection.exec_driver_sql(f"ALTER TABLE {ATTEMPTS_TABLE} ADD COLUMN outcome VARCHAR(16)")
+    metadata = sa.MetaData()
+    _execution_outcomes_v7(metadata)
+    metadata.create_all(connection)
+
+
 # The current shape of the tables, for queries (see the module docstring).
 submissions = _submissions_v6(_metadata)
 _, webhook_attempts = _webhook_tables_v2(sa.MetaData())
 webhook_deliveries = _webhook_deliveries_v4(_metadata)
 webhook_attempts = webhook_attempts.to_metadata(_metadata)
 api_keys, counters = _tenancy_v3(_metadata)
-execution_attempts = _attempts_v4(_metadata)
+execution_attempts = _attempts_v7(_metadata)
 node_results, node_claims = _node_results_v5(_metadata)
+execution_outcomes = _execution_outcomes_v7(_metadata)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "submissions table", _create_submissions),
@@ -534,6 +576,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "execution attempts, webhook deliveries per attempt", _attempts_and_webhooks_per_attempt),
     Migration(5, "node results by lineage, node claims", _create_node_results),
     Migration(6, "the request digest of each submission (idempotency keys)", _add_request_digest),
+    Migration(7, "execution and attempt outcomes, claimed once; the caller's span", _outcomes),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -7,6 +7,12 @@ Dagster instance (through the `RunRecords` protocol). prometheus_client's multip
 is not used: it needs one local directory shared by every process, which processes on other
 machines do not have, and it keeps nothing across a redeploy.
 
+Starts and ends are written, once each, by whichever process observes them first (the
+run-status sensors of the daemon, the plan sensor, `cancel`): an execution's into the
+execution outcomes table, an attempt's into its row of the attempts table (schema 7, see
+`submissions.outcomes`). Counting them from there, not from the runs, counts executions and
+not runs, and costs a scrape one GROUP BY each instead of a query per run status and tag.
+
 What the database does not already hold is written into the `counters` table (schema 3) by
 the process that observes it, through `Counters`: node seconds (the `execute_plan` op, when a
 node completes) and provider HTTP errors (the provider HTTP stack, through the sink of
@@ -19,11 +25,16 @@ scrape never sees half an observation.
 Metrics (every one prefixed `video_pipelines_`):
 
 - `executions_submitted_total` — submissions stored (through the API, the CLI or the client).
-- `executions_started_total` — runs of `execute_plan` past Dagster's queue (any status but
-  queued, not started, starting); runs launched directly through Dagster count too. A run
-  canceled while still queued counts as started: its run status does not tell them apart.
-- `executions_finished_total{status}` — `completed`, `failed`, `canceled`: ended runs, plus
-  submissions rejected before a run (failed) and canceled while pending (canceled).
+- `executions_started_total` — executions whose first run started (also runs launched
+  directly through Dagster); a resume or a retry starts no new execution.
+- `executions_finished_total{status}` — `completed`, `failed`, `canceled`: each execution
+  once, by how it first ended, whatever ended it (its run, a rejection of its submission, a
+  cancel while pending). A run whose worker was lost and that is resumed is no end: the
+  execution ends (and counts) when its resumed run ends.
+- `execution_attempts_total{reason,outcome}` — runs after an execution's first, once they
+  ended: `reason` `resume` (its run worker was lost) or `retry` (a user's), `outcome` how
+  that run ended (`completed`, `failed`, `canceled`). A retry's end counts here only: the
+  execution counted when it first ended.
 - `node_seconds{operation,provider}` — histogram of the work seconds of each node that ran
   (reused nodes run nothing); `provider` is `local` for FFmpeg-only operations.
 - `pending_submissions` — gauge: submissions waiting for the submission sensor.
@@ -33,8 +44,10 @@ Metrics (every one prefixed `video_pipelines_`):
 - `provider_http_errors_total{provider,status}` — non-2xx answers of provider APIs, retried
   ones included.
 
-Values counted from rows (submissions, runs, attempts) only go up as long as those rows are
-kept; a retention that deletes them looks to Prometheus like a counter reset.
+Values counted from rows (submissions, outcomes, attempts) only go up as long as those rows
+are kept; a retention that deletes them looks to Prometheus like a counter reset. Executions
+that started or ended before schema 7 are not in `executions_started_total` or
+`executions_finished_total`.
 """
 
 from __future__ import annotations
@@ -52,8 +65,15 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from sqlalchemy.dialects import postgresql, sqlite
 
 from video_pipelines.errors import SubmissionStoreError
-from video_pipelines.executions.records import RunRecords, RunState
-from video_pipelines.submissions import SubmissionState, SubmissionStore
+from video_pipelines.executions.records import RunRecords
+from video_pipelines.submissions import (
+    AttemptReason,
+    AttemptStore,
+    ExecutionOutcomes,
+    OutcomeTally,
+    SubmissionState,
+    SubmissionStore,
+)
 from video_pipelines.submissions.schema import counters, webhook_attempts
 from video_pipelines.telemetry.provider_errors import reporting_provider_errors
 from video_pipelines.vocabulary import ExecutionState
@@ -78,7 +98,6 @@ PROVIDER_HTTP_ERRORS = PREFIX + "provider_http_errors_total"
 NODE_SECONDS_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 LOCAL_PROVIDER = "local"
 
-_NOT_STARTED = frozenset({RunState.QUEUED, RunState.NOT_STARTED, RunState.STARTING})
 _FINISHED = (ExecutionState.COMPLETED, ExecutionState.FAILED, ExecutionState.CANCELED)
 _OUTCOMES = ("delivered", "http_error", "error")
 
@@ -210,13 +229,14 @@ class ServiceCollector:
     def collect(self) -> Iterator[Metric]:
         try:
             submissions = self._store.count_by_state()
+            outcomes = ExecutionOutcomes(self._store).tally()
+            run_attempts = AttemptStore(self._store).outcome_counts()
             attempts = self._attempts_by_status()
         except sa.exc.SQLAlchemyError as exc:
             raise _store_error(f"cannot read the metrics from {self._store.url}", exc) from exc
-        runs = self._records.run_counts()
         samples = Counters(self._store).samples()
-        yield from _execution_metrics(submissions, runs)
-        yield from _queue_metrics(submissions, runs)
+        yield from _execution_metrics(submissions, outcomes, run_attempts)
+        yield from _queue_metrics(submissions, self._records.queued_runs())
         yield _node_seconds([sample for sample in samples if sample.metric.startswith(NODE_SECONDS + "_")])
         yield _webhook_attempts(attempts)
         yield _provider_errors([sample for sample in samples if sample.metric == PROVIDER_HTTP_ERRORS])
@@ -229,7 +249,9 @@ class ServiceCollector:
             return {status: int(count) for status, count in connection.execute(query).all()}
 
 
-def _execution_metrics(submissions: Mapping[str, int], runs: Mapping[RunState, int]) -> Iterator[Metric]:
+def _execution_metrics(
+    submissions: Mapping[str, int], outcomes: OutcomeTally, attempts: Mapping[tuple[str, str], int]
+) -> Iterator[Metric]:
     yield CounterMetricFamily(
         PREFIX + "executions_submitted",
         "Executions submitted (stored submissions, through the API, the CLI or the client).",
@@ -237,26 +259,30 @@ def _execution_metrics(submissions: Mapping[str, int], runs: Mapping[RunState, i
     )
     yield CounterMetricFamily(
         PREFIX + "executions_started",
-        "Runs of execute_plan past Dagster's run queue (also those launched directly through Dagster).",
-        value=sum(count for state, count in runs.items() if state not in _NOT_STARTED),
+        "Executions whose first run started (also runs launched directly through Dagster).",
+        value=outcomes.started,
     )
-    finished = dict.fromkeys(_FINISHED, 0)
-    for run_state, count in runs.items():
-        if run_state.is_finished:
-            finished[run_state.execution_state] += count
-    finished[ExecutionState.FAILED] += submissions.get(SubmissionState.REJECTED.value, 0)
-    finished[ExecutionState.CANCELED] += submissions.get(SubmissionState.CANCELED.value, 0)
-    family = CounterMetricFamily(
+    finished = CounterMetricFamily(
         PREFIX + "executions_finished",
-        "Executions that ended, by status (ended runs; submissions rejected or canceled before a run).",
+        "Executions that ended, each once, by how it first ended (a resumed run's end is the execution's).",
         labels=["status"],
     )
-    for status, count in finished.items():
-        family.add_metric([status.value], count)
+    for status in _FINISHED:
+        finished.add_metric([status.value], outcomes.finished.get(status.value, 0))
+    yield finished
+    family = CounterMetricFamily(
+        PREFIX + "execution_attempts",
+        "Runs after an execution's first, once ended: by reason (resume: its worker was lost; retry: a user's) "
+        "and how that run ended.",
+        labels=["reason", "outcome"],
+    )
+    for reason in AttemptReason:
+        for status in _FINISHED:
+            family.add_metric([reason.value, status.value], attempts.get((reason.value, status.value), 0))
     yield family
 
 
-def _queue_metrics(submissions: Mapping[str, int], runs: Mapping[RunState, int]) -> Iterator[Metric]:
+def _queue_metrics(submissions: Mapping[str, int], queued_runs: int) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         PREFIX + "pending_submissions",
         "Submissions waiting for the submission sensor to launch them (one whose run was just created "
@@ -266,7 +292,7 @@ def _queue_metrics(submissions: Mapping[str, int], runs: Mapping[RunState, int])
     yield GaugeMetricFamily(
         PREFIX + "queued_runs",
         "Runs of execute_plan waiting in Dagster's run queue.",
-        value=runs.get(RunState.QUEUED, 0),
+        value=queued_runs,
     )
 
 

@@ -28,7 +28,8 @@ Spans
   execution's span, recorded in another process) or of the current span.
 - `http_client_span(...)`: a CLIENT span for one HTTP request, whose `headers` carry its
   `traceparent` (W3C Trace Context, whatever `OTEL_PROPAGATORS` says: that is the contract).
-- `record_span(context, ...)`: a span recorded after the fact with the ids of `context`:
+- `record_span(context, ...)`: a span recorded after the fact with the ids of `context`
+  (a child of the caller's span when there is one):
   the execution's span, whose id was fixed when it was submitted, so that its children could
   be recorded before it (see `telemetry.trace_context`).
 - `best_effort`: what only records spans logs its errors and never raises them: tracing
@@ -270,6 +271,7 @@ def record_span(
     context: TraceContext,
     name: str,
     *,
+    parent: TraceContext | None = None,
     start_ns: int,
     end_ns: int,
     attributes: Attributes | None = None,
@@ -277,7 +279,8 @@ def record_span(
     error: str | None = None,
     events: Sequence[tuple[str, int]] = (),
 ) -> None:
-    """Record an ended root span whose trace and span ids are those of `context` (no-op when tracing is off).
+    """Record an ended span whose trace and span ids are those of `context` (no-op when tracing is off):
+    a child of `parent` (a span of another process, in the same trace), else a root.
 
     `events` are (name, time in ns) marks on it. Its status is error when `error` is given,
     ok when `ok`, else unset.
@@ -289,7 +292,9 @@ def record_span(
         return
     token = _pinned_ids.set(context)
     try:
-        span = tracer.start_span(name, context=otel_context.Context(), attributes=attributes, start_time=start_ns)
+        span = tracer.start_span(
+            name, context=_parent_context(parent) or otel_context.Context(), attributes=attributes, start_time=start_ns
+        )
     finally:
         _pinned_ids.reset(token)
     for event, at in events:
