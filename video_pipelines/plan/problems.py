@@ -49,7 +49,7 @@ def locate(problem: str) -> PlanProblem:
     if not separator or not _LOCATION.fullmatch(location):
         return PlanProblem(None, None, problem)
     head, _, rest = location.partition(".")
-    if head != _PLAN and NODE_ID_PATTERN.match(head):
+    if head != _PLAN and NODE_ID_PATTERN.fullmatch(head):
         return PlanProblem(head, rest or None, message)
     return PlanProblem(None, location, message)
 
