@@ -27,7 +27,7 @@ from schemathesis.core.parameters import ParameterLocation
 from video_pipelines.errors import MediaError
 from video_pipelines.executions.destinations import literal_address
 from video_pipelines.operations.subtitles import parse_srt
-from video_pipelines.plan.model import NODE_ID_PATTERN
+from video_pipelines.plan.document import NODE_ID_PATTERN
 from video_pipelines.plan.params import VIDEO_INPUTS, Operation
 from video_pipelines.speech import LOCAL_LANGUAGES
 

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from video_pipelines.errors import PlanValidationError
-from video_pipelines.plan.model import NODE_ID_PATTERN
+from video_pipelines.plan.document import NODE_ID_PATTERN
 
 # A location is a path: ids, field names, `[index]` and dots, never a space.
 _LOCATION = re.compile(r"[A-Za-z0-9_\-.\[\]]+")

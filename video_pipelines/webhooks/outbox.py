@@ -68,7 +68,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from video_pipelines.errors import WebhookError
-from video_pipelines.plan.model import NODE_ID_PATTERN
+from video_pipelines.plan.document import NODE_ID_PATTERN
 from video_pipelines.retrying import jittered
 from video_pipelines.submissions.schema import migrate, webhook_attempts, webhook_deliveries
 from video_pipelines.submissions.store import SubmissionStore
