@@ -85,6 +85,13 @@ def test_the_plan_is_a_union_of_jobs_discriminated_on_type_with_the_validating_p
     assert events["uniqueItems"] and events["items"]["enum"] == [event.value for event in SUBSCRIBABLE_EVENTS]
 
 
+def test_operation_ids_are_the_route_names_a_generated_client_calls() -> None:
+    ids = [operation["operationId"] for path in document()["paths"].values() for operation in path.values()]
+    assert ids == [
+        "submit", "status", "cancel", "retry", "events", "list_executions", "deliveries", "redeliver", "health", "metrics"
+    ]  # fmt: skip
+
+
 def test_the_event_stream_is_text_event_stream_with_each_payload_documented() -> None:
     answer = document()["paths"]["/api/execute/{execution_id}/events"]["get"]["responses"]["200"]
     assert set(answer["content"]) == {"text/event-stream"}

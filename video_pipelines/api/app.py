@@ -88,6 +88,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         dependencies=[Depends(refuse_nul)],
+        # operationId is the route's name (submit, status, events, ...): the method names of a generated client.
+        generate_unique_id_function=lambda route: route.name,
     )
     install_problem_handlers(app)
     app.include_router(router)
