@@ -19,11 +19,14 @@ import pytest
 from video_pipelines.api_client import ApiClient
 
 from .fuzz import fuzz_target, run_fuzz
+from .test_api import parse_stream
+from .test_openapi import validator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 MAX_EXAMPLES = 15
 RUN = 2  # accepted plans a real daemon runs to the end
+EVENT_PAYLOADS = {"status": "StatusDocument", "node": "NodeEvent", "execution": "StatusDocument"}
 OFFLINE = {"generateVideo", "merge", "reframe", "addSubtitles"}
 
 
@@ -72,6 +75,14 @@ def test_schemathesis_finds_nothing_and_accepted_plans_run(tmp_path: Path) -> No
 
         started = time.monotonic()
         target.start_daemon()
+        with httpx.Client(base_url=target.server.url, headers=headers, timeout=240) as http:
+            # The first one's stream, from pending to its end: each event's data as the document says.
+            stream = http.get(f"/api/execute/{chosen[0]}/events")
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        events = parse_stream(stream.content)
+        assert {"status", "node", "execution"} <= {kind for kind, _ in events}, events
+        for kind, data in events:
+            validator(EVENT_PAYLOADS[kind]).validate(data)
         with ApiClient(target.server.url, target.key) as api:
             for execution_id in chosen:
                 try:
