@@ -81,7 +81,7 @@ def after_call(context: schemathesis.HookContext, case: Case, response: schemath
 
 def runnable(plan: dict[str, Any]) -> dict[str, Any]:
     """`plan` (valid for the schema) made valid for `parse_plan` and admission too, and cheap to run."""
-    plan = json.loads(json.dumps(plan).replace("{{", "{ {"))  # no `{{ref}}` to a node that is not upstream
+    plan = _plain_text(plan)
     plan.pop("baseExecutionId", None)  # a base must exist and be this tenant's: not something to generate
     if isinstance(plan.get("webhook"), dict):
         plan["webhook"]["url"] = _public(plan["webhook"]["url"])
@@ -100,10 +100,24 @@ def runnable(plan: dict[str, Any]) -> dict[str, Any]:
         job["params"] = _cheap(operation, job.get("params") or {})
         seen.append(job["id"])
     plan["jobs"] = jobs
+    if plan.get("timeoutSeconds") is not None:
+        plan["timeoutSeconds"] = min(plan["timeoutSeconds"], 10**6)  # a number of over 100 digits is refused
     if any(job["params"].get("provider", "local") != "local" for job in jobs):
         # A cap is refused, rightly, when the estimate passes it or a model has no price: keep caps to local plans.
         plan.pop("maxCostUsd", None)
     return plan
+
+
+def _plain_text(value: Any) -> Any:
+    """`value` with no NUL in its text (refused anywhere, SPEC section 8) and no `{{ref}}` (to a node that
+    may not be upstream)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "0").replace("{{", "{ {")
+    if isinstance(value, dict):
+        return {key: _plain_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_text(item) for item in value]
+    return value
 
 
 def _inputs(operation: Operation, given: list[str], earlier: list[str]) -> list[str]:

@@ -19,6 +19,7 @@ from video_pipelines.api.routes import REF_TEMPLATE, refuse_nul, router
 from video_pipelines.api.settings import ApiSettings
 from video_pipelines.api.state import open_state
 from video_pipelines.plan.document import PlanDocument
+from video_pipelines.plan.limits import max_nodes
 
 DESCRIPTION = """\
 Submit AI-video execution plans, follow them and receive their signed webhooks.
@@ -54,6 +55,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         for name, schema in extra.get("$defs", {}).items():
             schemas.setdefault(name, schema)
+        # The deployment's node limit (VIDEO_PIPELINES_MAX_NODES), as the server reads it.
+        schemas[PlanDocument.__name__]["properties"]["jobs"]["maxItems"] = max_nodes()
         for operation in (op for path in document["paths"].values() for op in path.values()):
             responses = operation.get("responses", {})
             # FastAPI's own 422 for a bad parameter: here a bad parameter is a 400 problem.

@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from video_pipelines.errors import PlanValidationError
-from video_pipelines.plan.limits import MAX_NODES_ENV, loads_bounded, max_nodes, value_problems
 from video_pipelines.plan.document import ENV_NAME_PATTERN, JOB_FIELDS, NODE_ID_PATTERN, PLAN_FIELDS, WEBHOOK_FIELDS
+from video_pipelines.plan.limits import MAX_NODES_ENV, loads_bounded, max_nodes, value_problems
 from video_pipelines.plan.params import VIDEO_INPUTS, AnyParams, Operation, normalised_params, parse_params
 from video_pipelines.plan.refs import RESULT_FIELD_SAMPLES, find_references, with_results, with_samples
 from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, Priority, WebhookEvent
