@@ -26,6 +26,7 @@ from video_pipelines.api.events import status_changes
 from video_pipelines.api.settings import ApiSettings
 from video_pipelines.plan import parse_plan
 from video_pipelines.plan.document import EXAMPLE
+from video_pipelines.plan.limits import max_nodes
 from video_pipelines.plan.params import PARAMS_MODELS
 from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, ExecutionState, NodeState
 
@@ -63,7 +64,7 @@ def test_the_plan_is_a_union_of_jobs_discriminated_on_type_with_the_validating_p
         plan["properties"]
     )
     jobs = plan["properties"]["jobs"]
-    assert jobs["minItems"] == 1
+    assert jobs["minItems"] == 1 and jobs["maxItems"] == max_nodes()
     union = jobs["items"]
     assert union["discriminator"]["propertyName"] == "type"
     assert set(union["discriminator"]["mapping"]) == {operation.value for operation in PARAMS_MODELS}
