@@ -13,11 +13,13 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from video_pipelines.api import artifacts
-from video_pipelines.api.models import PlanDocument
+from video_pipelines.api.models import NodeEvent
 from video_pipelines.api.problems import PROBLEM_JSON, install_problem_handlers
-from video_pipelines.api.routes import refuse_nul, router
+from video_pipelines.api.routes import REF_TEMPLATE, refuse_nul, router
 from video_pipelines.api.settings import ApiSettings
 from video_pipelines.api.state import open_state
+from video_pipelines.plan.document import PlanDocument
+from video_pipelines.plan.limits import max_nodes
 from video_pipelines.telemetry.tracing import tracing
 
 DESCRIPTION = """\
@@ -47,14 +49,18 @@ def _version() -> str:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, plus the plan's schema (the body the submit route reads itself) and problem+json errors."""
+    """FastAPI's document, plus the schemas routes name but FastAPI does not see (the plan, which the submit
+    route reads itself, and the events of the stream), and problem+json errors."""
     if app.openapi_schema is None:
         document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        _, plan_schemas = models_json_schema(
-            [(PlanDocument, "validation")], ref_template="#/components/schemas/{model}"
+        _, extra = models_json_schema(
+            [(PlanDocument, "validation"), (NodeEvent, "serialization")], ref_template=REF_TEMPLATE
         )
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        schemas.update(plan_schemas.get("$defs", {}))
+        for name, schema in extra.get("$defs", {}).items():
+            schemas.setdefault(name, schema)
+        # The deployment's node limit (VIDEO_PIPELINES_MAX_NODES), as the server reads it.
+        schemas[PlanDocument.__name__]["properties"]["jobs"]["maxItems"] = max_nodes()
         for operation in (op for path in document["paths"].values() for op in path.values()):
             responses = operation.get("responses", {})
             # FastAPI's own 422 for a bad parameter: here a bad parameter is a 400 problem.
@@ -115,6 +121,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         dependencies=[Depends(refuse_nul)],
+        # operationId is the route's name (submit, status, events, ...): the method names of a generated client.
+        generate_unique_id_function=lambda route: route.name,
     )
     install_problem_handlers(app)
     app.include_router(router)

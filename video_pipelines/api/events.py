@@ -33,13 +33,46 @@ from typing import Any, Literal
 
 import anyio
 from fastapi.sse import format_sse_event
+from pydantic import BaseModel
 
+from video_pipelines.api.models import NodeEvent, StatusDocument
 from video_pipelines.executions import ExecutionStatus
 
 log = logging.getLogger(__name__)
 
 EventKind = Literal["status", "node", "execution"]
 KEEPALIVE = b": keep-alive\n\n"
+# What each kind of event carries as its `data`, as the OpenAPI document says.
+PAYLOADS: dict[EventKind, tuple[type[BaseModel], str]] = {
+    "status": (StatusDocument, "the status document as it is when the client connects (always first)"),
+    "node": (NodeEvent, "a node's state changed"),
+    "execution": (StatusDocument, "the execution's status changed; the stream ends after a terminal one"),
+}
+
+
+def stream_schema(ref_template: str) -> dict[str, Any]:
+    """The events of the stream, one schema per kind, in OpenAPI 3.2's `itemSchema` form for server-sent
+    events (as FastAPI writes its own streams): `data` is JSON text whose schema is the payload's model."""
+    return {
+        "oneOf": [
+            {
+                "type": "object",
+                "title": f"{kind} event",
+                "description": description,
+                "required": ["event", "id", "data"],
+                "properties": {
+                    "event": {"const": kind},
+                    "id": {"type": "string", "description": "1, 2, ... in the order the events are sent"},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"$ref": ref_template.format(model=model.__name__)},
+                    },
+                },
+            }
+            for kind, (model, description) in PAYLOADS.items()
+        ]
+    }
 
 
 @dataclass(frozen=True)

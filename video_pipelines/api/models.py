@@ -7,17 +7,17 @@ pass through (`extra="allow"`) rather than being dropped.
 
 The plan itself is not modelled here: `POST /api/execute` reads its body with the plan
 model (`video_pipelines.plan`), so its problems are exactly those of `video-pipelines
-validate`. `PlanDocument` only describes it in the OpenAPI schema.
+validate`; its schema is `plan.document.PlanDocument`, made of the models that validate it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, ExecutionState, NodeState, Priority
+from video_pipelines.vocabulary import ExecutionState, NodeState
 
 
 class _Wire(BaseModel):
@@ -96,6 +96,17 @@ class StatusDocument(_Wire):
     jobs: dict[str, NodeDocument]
 
 
+class NodeEvent(_Wire):
+    """`event: node` of `/events`: a node's state changed (the other events carry the status document)."""
+
+    execution_id: str
+    node_id: str
+    status: NodeState
+    previous_status: NodeState | None = Field(description="null when the node was not seen before")
+    result: Video | None
+    reused_from: str | None
+
+
 class ExecutionPage(_Wire):
     """One page of the caller's executions, newest first; `nextCursor` fetches the next (null after the last)."""
 
@@ -166,42 +177,3 @@ class InvalidPlan(Problem):
 
 class Unhealthy(Problem, Health):
     """503: what is down is `down`, and `detail` says why."""
-
-
-class WebhookDocument(_Wire):
-    """Where to POST the signed events of the execution."""
-
-    url: str = Field(examples=["https://example.com/hooks/video"])
-    secret: str | None = Field(default=None, description="signs every delivery; stored encrypted, never shown")
-    events: list[str] | None = Field(
-        default=None,
-        description="events besides the end (always sent)",
-        json_schema_extra={"items": {"type": "string", "enum": [event.value for event in SUBSCRIBABLE_EVENTS]}},
-    )
-
-
-class JobDocument(_Wire):
-    """One node of the plan (`operation` is accepted for `type`)."""
-
-    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    type: str = Field(examples=["generateVideo", "generate", "merge", "lipSync", "addSubtitles", "reframe"])
-    params: dict[str, Any] = Field(default_factory=dict)
-    depends_on: list[str] = Field(default_factory=list)
-    output: str | None = Field(default=None, examples=["$job1"])
-    cache: bool = Field(default=True, description="false: compute anew, never reuse an earlier result of its lineage")
-
-
-class PlanDocument(_Wire):
-    """An execution plan (README "Running plans"); validated by the plan model, not by this schema."""
-
-    jobs: list[JobDocument]
-    base_execution_id: str | None = None
-    webhook: WebhookDocument | None = None
-    priority: Priority = Priority.NORMAL
-    max_cost_usd: float | None = Field(
-        default=None, description="refused at admission, and before a paid node, when its spend would exceed this"
-    )
-    timeout_seconds: int | None = Field(default=None, description="the whole execution's deadline, in seconds")
-    cache: bool = Field(
-        default=True, description="false: no node reuses an earlier execution's result of the same lineage"
-    )

@@ -17,7 +17,7 @@ from fastapi.sse import EventSourceResponse
 
 from video_pipelines import executions
 from video_pipelines.api.auth import CallerDep
-from video_pipelines.api.events import execution_events
+from video_pipelines.api.events import execution_events, stream_schema
 from video_pipelines.api.health import check_daemon, check_database, check_storage, run_checks
 from video_pipelines.api.models import (
     Delivery,
@@ -35,18 +35,21 @@ from video_pipelines.api.state import ApiState, api_state
 from video_pipelines.executions import Caller, ExecutionStatus
 from video_pipelines.executions.destinations import check_destinations
 from video_pipelines.executions.tenancy import MAX_PAGE
+from video_pipelines.plan.document import PlanDocument
 from video_pipelines.plan.limits import loads_bounded
+from video_pipelines.submissions.store import MAX_IDEMPOTENCY_KEY_LENGTH
 from video_pipelines.telemetry.metrics import CONTENT_TYPE_LATEST, render_metrics
 from video_pipelines.vocabulary import ExecutionState
 from video_pipelines.webhooks import DeliveryOutbox
 
 StateDep = Annotated[ApiState, Depends(api_state)]
 
+REF_TEMPLATE = "#/components/schemas/{model}"
 # The body of POST /api/execute in the OpenAPI document (the route reads it itself, see `submit`).
 PLAN_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PlanDocument"}}},
+        "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model=PlanDocument.__name__)}}},
     },
 }
 _PROBLEMS: dict[int, tuple[type[Problem], str]] = {
@@ -152,6 +155,8 @@ async def submit(
         Header(
             alias="Idempotency-Key",
             description="the same key (per tenant) returns the same executionId and never starts a second run",
+            # The store checks the key (its own 400 message); the schema says the same to clients.
+            json_schema_extra={"minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH, "pattern": r"\S"},
         ),
     ] = None,
     traceparent: Annotated[
@@ -221,8 +226,9 @@ def retry(execution_id: str, caller: CallerDep, state: StateDep) -> dict[str, An
     responses={
         200: {
             "description": "`status` (the current state, first), then `node` and `execution` events; "
-            "the stream ends after the terminal status",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "the stream ends after the terminal status. A `: keep-alive` comment line comes when nothing "
+            "happened for a while.",
+            "content": {"text/event-stream": {"itemSchema": stream_schema(REF_TEMPLATE)}},
         },
         **problems(404),
     },

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from video_pipelines.errors import PlanValidationError
+from video_pipelines.plan.document import ENV_NAME_PATTERN, JOB_FIELDS, NODE_ID_PATTERN, PLAN_FIELDS, WEBHOOK_FIELDS
 from video_pipelines.plan.limits import MAX_NODES_ENV, loads_bounded, max_nodes, value_problems
 from video_pipelines.plan.params import VIDEO_INPUTS, AnyParams, Operation, normalised_params, parse_params
 from video_pipelines.plan.refs import RESULT_FIELD_SAMPLES, find_references, with_results, with_samples
@@ -26,11 +26,6 @@ from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, Priority, WebhookEve
 # The operations a remote provider may run (their `provider` param); every other one is FFmpeg here.
 # addSubtitles: its speech-to-text, when it captions speech (`provider` goes only with `language`).
 REMOTE_OPERATIONS = (Operation.GENERATE_VIDEO, Operation.LIP_SYNC, Operation.ADD_SUBTITLES)
-
-NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PLAN_KEYS = {"jobs", "baseExecutionId", "webhook", "priority", "maxCostUsd", "timeoutSeconds", "cache"}
-_JOB_KEYS = {"id", "type", "operation", "params", "dependsOn", "output", "cache"}
 
 
 @dataclass(frozen=True)
@@ -149,8 +144,8 @@ def parse_plan(
     problems: list[str] = []
     if not isinstance(data, Mapping):
         raise PlanValidationError([f"plan must be a JSON object with 'jobs', got {type(data).__name__}"])
-    for key in sorted(set(data) - _PLAN_KEYS, key=str):
-        problems.append(f"plan: unknown field {key!r} (expected {', '.join(sorted(_PLAN_KEYS))})")
+    for key in sorted(set(data) - PLAN_FIELDS, key=str):
+        problems.append(f"plan: unknown field {key!r} (expected {', '.join(sorted(PLAN_FIELDS))})")
     jobs = data.get("jobs")
     if isinstance(jobs, list) and len(jobs) > (most := max_nodes()):
         problems.append(f"plan.jobs: {len(jobs)} jobs, more than the {most} a plan may have ({MAX_NODES_ENV})")
@@ -210,7 +205,7 @@ def _limit_problems(data: Mapping[str, Any]) -> list[str]:
                 fields.append((f"jobs[{index}]", job))
                 continue
             node_id = job.get("id")
-            where = node_id if isinstance(node_id, str) and NODE_ID_PATTERN.match(node_id) else f"jobs[{index}]"
+            where = node_id if isinstance(node_id, str) and NODE_ID_PATTERN.fullmatch(node_id) else f"jobs[{index}]"
             fields.extend((f"{where}.{name}", item) for name, item in job.items())
     return [problem for where, value in fields for problem in value_problems(value, where)]
 
@@ -245,9 +240,8 @@ def _parse_webhook(raw: Any, problems: list[str]) -> Webhook | None:
     if not isinstance(raw, Mapping):
         problems.append("plan.webhook: must be an object with 'url'")
         return None
-    unknown = set(raw) - {"url", "secret", "secretEnv", "events"}
-    for key in sorted(unknown):
-        problems.append(f"plan.webhook: unknown field '{key}' (expected url, secret, secretEnv, events)")
+    for key in sorted(set(raw) - set(WEBHOOK_FIELDS)):
+        problems.append(f"plan.webhook: unknown field '{key}' (expected {', '.join(WEBHOOK_FIELDS)})")
     url = raw.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         problems.append("plan.webhook.url: must be an http(s) URL")
@@ -255,7 +249,7 @@ def _parse_webhook(raw: Any, problems: list[str]) -> Webhook | None:
     secret, secret_env = raw.get("secret"), raw.get("secretEnv")
     if secret is not None and (not isinstance(secret, str) or not secret):
         problems.append("plan.webhook.secret: must be a non-empty string")
-    if secret_env is not None and (not isinstance(secret_env, str) or not ENV_NAME_PATTERN.match(secret_env)):
+    if secret_env is not None and (not isinstance(secret_env, str) or not ENV_NAME_PATTERN.fullmatch(secret_env)):
         problems.append("plan.webhook.secretEnv: must be the name of an environment variable")
     if secret is not None and secret_env is not None:
         problems.append("plan.webhook: give either 'secret' or 'secretEnv', not both")
@@ -320,13 +314,13 @@ def _parse_node(index: int, raw: Any, problems: list[str]) -> PlanNode | None:
         problems.append(f"{where}: each job must be an object, got {type(raw).__name__}")
         return None
     node_id = raw.get("id")
-    if not isinstance(node_id, str) or not NODE_ID_PATTERN.match(node_id):
+    if not isinstance(node_id, str) or not NODE_ID_PATTERN.fullmatch(node_id):
         problems.append(
             f"{where}.id: {'missing' if node_id is None else repr(node_id) + ' is not a valid id'}"
             " (1-64 letters, digits, '_' or '-')"
         )
         return None
-    for key in sorted(set(raw) - _JOB_KEYS, key=str):
+    for key in sorted(set(raw) - JOB_FIELDS, key=str):
         problems.append(f"{node_id}: unknown field {key!r}")
 
     type_name, operation_name = raw.get("type"), raw.get("operation")

@@ -7,9 +7,9 @@ silently and produce a video nobody asked for.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator, model_validator
 
 from video_pipelines.errors import MediaError
 from video_pipelines.operations.subtitles import parse_srt
@@ -51,19 +51,35 @@ _BY_SPELLING: dict[str, Operation] = (
 )
 
 
+# JSON's own types only, as the OpenAPI schema says: pydantic's lax mode would also take "5" or true
+# for a number and 1 for true.
+Number = Annotated[float, Strict()]
+WholeNumber = Annotated[int, Strict()]
+Flag = Annotated[bool, Strict()]
+
+
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _whole_floats(cls, value: object) -> object:
+        # 720.0 from an encoder that writes every number as a float is the whole number 720 (JSON Schema agrees).
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
 
 class GenerateVideoParams(_Params):
-    prompt: str = Field(min_length=1, max_length=4000)
-    duration: float = Field(default=5, ge=1, le=60)
+    """generateVideo: a clip of `duration` seconds from a prompt."""
+
+    # The schema says what `_prompt_not_blank` checks, for clients generated from it.
+    prompt: str = Field(min_length=1, max_length=4000, json_schema_extra={"pattern": r"\S"})
+    duration: Number = Field(default=5, ge=1, le=60)
     aspect_ratio: AspectRatioName = Field(default="16:9", alias="aspectRatio")
     provider: Literal["local", "replicate", "fal", "google-cloud"] = "local"
     model: str | None = None
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    seed: WholeNumber | None = Field(default=None, ge=0, le=2**31 - 1)
     # The short side in pixels (720 = 720p); not in the seed SDK, useful for drafts and tests.
-    resolution: int = Field(default=720, ge=64, le=2160)
+    resolution: WholeNumber = Field(default=720, ge=64, le=2160)
 
     @field_validator("prompt")
     @classmethod
@@ -74,12 +90,16 @@ class GenerateVideoParams(_Params):
 
 
 class MergeParams(_Params):
+    """merge: the input videos one after the other, joined by `transition`."""
+
     transition: Literal["cut", "crossfade", "fade"] = "cut"
-    transition_duration: float = Field(default=0.5, gt=0, le=10, alias="transitionDuration")
+    transition_duration: Number = Field(default=0.5, gt=0, le=10, alias="transitionDuration")
 
 
 class LipSyncParams(_Params):
-    audio_url: str = Field(min_length=1, alias="audioUrl")
+    """lipSync: the input video speaking the audio at `audioUrl`."""
+
+    audio_url: str = Field(min_length=1, alias="audioUrl", json_schema_extra={"pattern": "^https?://"})
     provider: Literal["local", "replicate", "fal"] = "local"
     model: str | None = None
 
@@ -92,8 +112,10 @@ class LipSyncParams(_Params):
 
 
 class SubtitleCue(_Params):
-    start: float = Field(ge=0)
-    end: float = Field(gt=0)
+    """One subtitle, shown from `start` to `end` seconds (end after start)."""
+
+    start: Number = Field(ge=0)
+    end: Number = Field(gt=0)
     text: str
 
     @model_validator(mode="after")
@@ -104,7 +126,9 @@ class SubtitleCue(_Params):
 
 
 class SubtitleStyle(_Params):
-    font_size: int | None = Field(default=None, ge=6, le=300, alias="fontSize")
+    """How burnt-in subtitles look."""
+
+    font_size: WholeNumber | None = Field(default=None, ge=6, le=300, alias="fontSize")
     position: Literal["bottom", "top", "center"] = "bottom"
     # "word": karaoke, each word highlighted as it is spoken (speech's own timings, else spread over the cue).
     highlight: Literal["none", "word"] = "none"
@@ -114,10 +138,12 @@ _SOURCES = ("text", "cues", "srt")
 
 
 class AddSubtitlesParams(_Params):
-    """One of `text`, `cues` or `srt`; or none of them and `language`: captions of the video's speech.
+    """addSubtitles: one of `text`, `cues` or `srt`; or none of them and `language`: captions of the video's speech.
 
-    Field order matters to the validators: each sees the fields declared before it.
+    `provider` and `model` (who transcribes) go only with captions of speech.
     """
+
+    # Field order matters to the validators: each sees the fields declared before it.
 
     text: str | None = Field(default=None, min_length=1)
     cues: list[SubtitleCue] | None = Field(default=None, min_length=1)
@@ -127,7 +153,7 @@ class AddSubtitlesParams(_Params):
     model: str | None = Field(default=None, min_length=1)
     language: str | None = Field(default=None, max_length=35)
     # False: the picture is left alone; the cues become a soft subtitle track and the sidecars.
-    burn: bool = True
+    burn: Flag = True
     style: SubtitleStyle = SubtitleStyle()
 
     @property
@@ -195,6 +221,8 @@ class AddSubtitlesParams(_Params):
 
 
 class ReframeParams(_Params):
+    """reframe: the input video at another aspect ratio."""
+
     aspect_ratio: AspectRatioName = Field(alias="aspectRatio")
     mode: Literal["crop", "pad", "blur"] = "crop"
 

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from video_pipelines.errors import PlanValidationError
-from video_pipelines.plan.model import NODE_ID_PATTERN
+from video_pipelines.plan.document import NODE_ID_PATTERN
 
 # A location is a path: ids, field names, `[index]` and dots, never a space.
 _LOCATION = re.compile(r"[A-Za-z0-9_\-.\[\]]+")
@@ -49,7 +49,7 @@ def locate(problem: str) -> PlanProblem:
     if not separator or not _LOCATION.fullmatch(location):
         return PlanProblem(None, None, problem)
     head, _, rest = location.partition(".")
-    if head != _PLAN and NODE_ID_PATTERN.match(head):
+    if head != _PLAN and NODE_ID_PATTERN.fullmatch(head):
         return PlanProblem(head, rest or None, message)
     return PlanProblem(None, location, message)
 

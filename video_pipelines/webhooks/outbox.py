@@ -68,7 +68,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from video_pipelines.errors import WebhookError
-from video_pipelines.plan.model import NODE_ID_PATTERN
+from video_pipelines.plan.document import NODE_ID_PATTERN
 from video_pipelines.retrying import jittered
 from video_pipelines.submissions.schema import migrate, webhook_attempts, webhook_deliveries
 from video_pipelines.submissions.store import SubmissionStore
@@ -157,7 +157,7 @@ def _named_execution(webhook_id: str) -> str | None:
     for event in WebhookEvent:
         if event.is_node_event:
             named, marker, node_id = rest.partition(f"_{event.value}_")
-            if marker and NODE_ID_PATTERN.match(node_id):
+            if marker and NODE_ID_PATTERN.fullmatch(node_id):
                 return named
     for event in WebhookEvent:
         if not event.is_node_event and rest.endswith(f"_{event.value}"):
@@ -245,7 +245,7 @@ def _check_node(event: WebhookEvent, node_id: str) -> None:
         if node_id:
             raise WebhookError(f"a {event.value} webhook is for the whole execution; got node {node_id!r}")
         return
-    if not NODE_ID_PATTERN.match(node_id):
+    if not NODE_ID_PATTERN.fullmatch(node_id):
         raise WebhookError(f"a {event.value} webhook needs the id of its plan node ([A-Za-z0-9_-]{{1,64}})")
 
 
