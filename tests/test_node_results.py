@@ -147,8 +147,8 @@ def test_migration_5_keeps_everything_and_adds_the_node_tables(db_url: str) -> N
         "claimed_at",
     } and not any(nullable["video_pipelines_node_claims"].values())
     versions = raw_rows(db_url, "SELECT version, description FROM video_pipelines_schema_version ORDER BY version")
-    assert [row["version"] for row in versions] == [1, 2, 3, 4, 5] == list(range(1, SCHEMA_VERSION + 1))
-    assert versions[-1]["description"] == "node results by lineage, node claims"
+    assert [row["version"] for row in versions] == [1, 2, 3, 4, 5, 6] == list(range(1, SCHEMA_VERSION + 1))
+    assert versions[4]["description"] == "node results by lineage, node claims"
 
 
 def test_a_lookup_is_a_primary_key_probe(db_url: str, store: SubmissionStore) -> None:

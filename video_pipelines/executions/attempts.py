@@ -234,7 +234,7 @@ def request_retry(records: RunRecords, store: SubmissionStore, execution_id: str
             f"execution {execution_id} is {status.state.value} and never ran, so there is nothing to retry; "
             "submit its plan again"
         )
-    pending = next((a for a in AttemptStore(store).of_execution(execution_id) if a.state is AttemptState.PENDING), None)
+    pending = pending_attempt(store, latest)  # one whose run exists already is no longer pending
     if pending is not None:
         return pending
     if status.state not in (ExecutionState.FAILED, ExecutionState.CANCELED):
@@ -256,7 +256,7 @@ def pending_attempt(store: SubmissionStore | None, run: RunView) -> RunAttempt |
         (
             attempt
             for attempt in AttemptStore(store).of_execution(run.execution_id)
-            if attempt.state is AttemptState.PENDING and attempt.previous_run_id == run.run_id
+            if attempt.is_pending and attempt.previous_run_id == run.run_id
         ),
         None,
     )

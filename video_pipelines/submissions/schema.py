@@ -12,10 +12,10 @@ other and the later ones find nothing left to do:
 - SQLite: the write lock taken by `BEGIN IMMEDIATE` (see `store._sqlite_on_begin`).
 
 A step is frozen once released: it declares its tables in a function of its own
-(`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`, `_attempts_v4`, `_node_results_v5`)
-that no later change touches. The tables the store, the outbox, the API keys, the attempts,
-the node result index and the metrics query are built from the newest declaration of each
-table; a step that changes a table declares its new shape in a function of its own and
+(`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`, `_attempts_v4`, `_node_results_v5`,
+`_submissions_v6`, `_attempts_v6`) that no later change touches. The tables the store, the
+outbox, the API keys, the attempts, the node result index and the metrics query are built from
+the newest declaration of each table; a step that changes a table declares its new shape in a function of its own and
 leaves the old declarations as they are. A change of schema is a new step with the next
 version.
 
@@ -44,6 +44,12 @@ of their own, keyed by (tenant, lineage), because the question "was this lineage
 is asked for every node of every execution: here it is one primary-key probe, O(log n) in the
 number of recorded lineages of all tenants, where finding it in Dagster's asset
 materializations would mean reading the event log, which grows with every run.
+
+Step 6 makes a launch a claim and a cancel a request (see `store` and `attempts`): a
+submission or an attempt is LAUNCHING once the plan sensor has claimed it and asked for its
+run, before the run exists; `cancel_requested_at` records a cancel that came after the claim,
+which the run then obeys. PostgreSQL alters both tables in place; SQLite rebuilds them
+(`_submissions_v6`, `_attempts_v6`).
 """
 
 from __future__ import annotations
@@ -363,6 +369,63 @@ def _node_results_v5(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return results, claims
 
 
+_SUBMISSION_STATES_V6 = "state IN ('pending', 'launching', 'launched', 'rejected', 'canceled')"
+_ATTEMPT_STATES_V6 = "state IN ('pending', 'launching', 'launched', 'canceled')"
+
+
+def _submissions_v6(metadata: sa.MetaData, name: str = SUBMISSIONS_TABLE) -> sa.Table:
+    """The submissions table as migration 6 leaves it: a LAUNCHING state and a cancel request after the claim."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("execution_id", sa.String(64), primary_key=True),
+        sa.Column("plan", sa.JSON, nullable=False),
+        sa.Column("base_execution_id", sa.Text),
+        sa.Column("webhook_url", sa.Text),
+        sa.Column("webhook_secret_token", sa.Text),
+        sa.Column("priority", sa.String(16), nullable=False),
+        sa.Column("idempotency_key", sa.Text),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("error", sa.Text),
+        sa.Column("run_id", sa.Text),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("launched_at", sa.DateTime(timezone=True)),
+        sa.Column("tenant", sa.String(64), nullable=False, server_default=DEFAULT_TENANT),
+        sa.Column("traceparent", sa.String(55)),
+        # When a cancel came after the plan sensor claimed the submission: its run, once it exists, runs nothing.
+        sa.Column("cancel_requested_at", sa.DateTime(timezone=True)),
+        sa.UniqueConstraint("tenant", "idempotency_key", name="uq_video_pipelines_submissions_tenant_idempotency"),
+        sa.CheckConstraint("priority IN ('high', 'normal', 'low')", name="ck_video_pipelines_submissions_priority"),
+        sa.CheckConstraint(_SUBMISSION_STATES_V6, name="ck_video_pipelines_submissions_state_v6"),
+    )
+
+
+def _attempts_v6(metadata: sa.MetaData, name: str = ATTEMPTS_TABLE) -> sa.Table:
+    """The attempts table as migration 6 leaves it: a LAUNCHING state and a cancel request after the claim."""
+    timestamp = sa.DateTime(timezone=True)
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("execution_id", sa.String(64), primary_key=True),
+        sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("reason", sa.String(16), nullable=False),
+        sa.Column("previous_run_id", sa.Text, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("run_id", sa.Text),
+        sa.Column("requested_at", timestamp, nullable=False),
+        sa.Column("launched_at", timestamp),
+        sa.Column("cancel_requested_at", timestamp),
+        sa.CheckConstraint("number >= 2", name="ck_video_pipelines_attempts_number"),
+        sa.CheckConstraint("reason IN ('resume', 'retry')", name="ck_video_pipelines_attempts_reason"),
+        sa.CheckConstraint(_ATTEMPT_STATES_V6, name="ck_video_pipelines_attempts_state_v6"),
+    )
+
+
+def _attempts_v4_indexes(table: sa.Table) -> list[sa.Index]:
+    return [sa.Index("ix_video_pipelines_attempts_state_requested", table.c.state, table.c.requested_at)]
+
+
 def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     """The API keys and counters tables migration 3 creates."""
     timestamp = sa.DateTime(timezone=True)
@@ -499,13 +562,31 @@ def _create_node_results(connection: sa.Connection) -> None:
     metadata.create_all(connection)
 
 
+def _alter_postgres_v6(connection: sa.Connection) -> None:
+    for table, states in ((SUBMISSIONS_TABLE, _SUBMISSION_STATES_V6), (ATTEMPTS_TABLE, _ATTEMPT_STATES_V6)):
+        for statement in (
+            f"ALTER TABLE {table} ADD COLUMN cancel_requested_at TIMESTAMP WITH TIME ZONE",
+            f"ALTER TABLE {table} DROP CONSTRAINT ck_{table}_state",
+            f"ALTER TABLE {table} ADD CONSTRAINT ck_{table}_state_v6 CHECK ({states})",
+        ):
+            connection.exec_driver_sql(statement)
+
+
+def _launch_claims_and_cancel_requests(connection: sa.Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        _alter_postgres_v6(connection)
+    else:
+        _rebuild_sqlite(connection, _submissions_v6, _submissions_v3_indexes, SUBMISSIONS_TABLE, version=6)
+        _rebuild_sqlite(connection, _attempts_v6, _attempts_v4_indexes, ATTEMPTS_TABLE, version=6)
+
+
 # The current shape of the tables, for queries (see the module docstring).
-submissions = _submissions_v3(_metadata)
+submissions = _submissions_v6(_metadata)
 _, webhook_attempts = _webhook_tables_v2(sa.MetaData())
 webhook_deliveries = _webhook_deliveries_v4(_metadata)
 webhook_attempts = webhook_attempts.to_metadata(_metadata)
 api_keys, counters = _tenancy_v3(_metadata)
-execution_attempts = _attempts_v4(_metadata)
+execution_attempts = _attempts_v6(_metadata)
 node_results, node_claims = _node_results_v5(_metadata)
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -514,6 +595,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "tenants, API keys, webhook events per node, counters", _tenancy_and_events),
     Migration(4, "execution attempts, webhook deliveries per attempt", _attempts_and_webhooks_per_attempt),
     Migration(5, "node results by lineage, node claims", _create_node_results),
+    Migration(6, "launch claims and cancel requests", _launch_claims_and_cancel_requests),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
