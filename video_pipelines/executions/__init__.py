@@ -22,7 +22,8 @@ get through the `RunRecords` protocol, which `orchestration/` implements over Da
 from __future__ import annotations
 
 from video_pipelines.executions.admission import Admission, BaseCheck, BaseReadiness, admit, check_base
-from video_pipelines.executions.lifecycle import cancel, cancel_requested, retry, stop_run, submit
+from video_pipelines.executions.attempts import cancel_requested
+from video_pipelines.executions.lifecycle import cancel, retry, stop_run, submit
 from video_pipelines.executions.notifications import (
     EndedRunScan,
     WebhookTarget,

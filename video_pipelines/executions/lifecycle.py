@@ -20,10 +20,10 @@ variant must name a base of its own (`admission.check_base_owner`), checked at o
 from __future__ import annotations
 
 from video_pipelines.executions.admission import Admission, check_base_owner
-from video_pipelines.executions.attempts import request_retry, stop_resume
+from video_pipelines.executions.attempts import cancel_requested, request_retry, stop_resume
 from video_pipelines.executions.notifications import enqueue_webhook
 from video_pipelines.executions.ownership import OPERATOR, Caller
-from video_pipelines.executions.records import REEXECUTION_PARENT_TAG, RunRecords, RunState, RunView
+from video_pipelines.executions.records import RunRecords, RunState, RunView
 from video_pipelines.executions.status import ExecutionStatus, execution_status
 from video_pipelines.executions.traces import record_never_ran, record_submitted
 from video_pipelines.submissions import DEFAULT_TENANT, AttemptStore, SubmissionStore
@@ -85,10 +85,10 @@ def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> Ex
     last run did. See the module docstring for a cancel that races the launch.
     """
     attempts = AttemptStore(store)
+    stop_resume(records, store, execution_id)
     # Each PENDING move first, then the request: a claim between the two is caught by the request.
     attempts.cancel_pending(execution_id)
     attempts.request_cancel(execution_id)
-    stop_resume(records, store, execution_id)
     if store.cancel_pending(execution_id):
         # Canceled before it ran: its webhook says so (sent by the webhook_deliveries sensor).
         enqueue_webhook(records, store, DeliveryOutbox(store), execution_id)
@@ -118,19 +118,3 @@ def stop_run(records: RunRecords, store: SubmissionStore, run: RunView) -> bool:
         return False
     records.terminate(run.run_id)
     return True
-
-
-def cancel_requested(store: SubmissionStore, run: RunView) -> bool:
-    """Whether `run`'s execution was canceled after the plan sensor asked for this run: then it runs no node.
-
-    The run of a submission (attempt 1) obeys the submission's request, the run of attempt n that
-    attempt's; a later retry is a new attempt, not canceled. A Dagster re-execution (launched from the
-    UI, `dagster/parent_run_id`) was launched by an operator after any such cancel: it is not concerned.
-    """
-    if REEXECUTION_PARENT_TAG in run.tags:
-        return False
-    if run.attempt == 1:
-        submission = store.get(run.execution_id)
-        return submission is not None and submission.cancel_requested_at is not None
-    attempt = AttemptStore(store).get(run.execution_id, run.attempt)
-    return attempt is not None and attempt.cancel_requested_at is not None

@@ -4,11 +4,11 @@ The decision is a plain function, `evaluate_submissions`, so tests drive it dire
 store stays the source of truth. Before a run is asked for, its submission (or attempt) is
 claimed, PENDING -> LAUNCHING, in one conditional UPDATE: a cancel that got there first wins
 and no run is asked for; one that comes after is recorded as a request, which the run obeys
-(it runs no node, see `executions.lifecycle.cancel_requested`), and which this sensor carries
-out as soon as it sees the run (it terminates it). A LAUNCHING submission stays so until its
-run exists (the next tick sees the run and marks it launched); until then every tick asks for
-the run again, so a daemon that stops between evaluating and launching loses nothing; asking
-again is safe because the daemon deduplicates run keys (the execution id, or the attempt's).
+(it runs no node, see `executions.lifecycle`) and which this sensor carries out as soon as it
+sees the run (`stop_run`). A LAUNCHING submission stays so until its run exists (the next tick
+sees the run and marks it launched); until then every tick asks for the run again, so a
+daemon that stops between evaluating and launching loses nothing; asking again is safe
+because the daemon deduplicates run keys (the execution id, or the attempt's).
 """
 
 from __future__ import annotations
@@ -176,8 +176,9 @@ def _evaluate_attempt(attempt: RunAttempt, store: SubmissionStore, records: RunR
         attempts.mark_launched(attempt.execution_id, attempt.number, existing.run_id)
         _launched(existing, attempt.cancel_requested_at is not None, store, records, tick, attempt_key(attempt))
         return
+    request = attempt_run_request(attempt, runs, records)
     if attempt.state is AttemptState.LAUNCHING or attempts.claim(attempt.execution_id, attempt.number):
-        tick.run_requests.append(attempt_run_request(attempt, runs, records))
+        tick.run_requests.append(request)  # else it was canceled meanwhile: no run is asked for
 
 
 def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, limit: int = 100) -> SubmissionTick:
