@@ -266,6 +266,24 @@ def test_a_cancel_while_a_lost_run_waits_for_its_resume_ends_it_canceled(
     assert ExecutionOutcomes(sqlite_store).tally().finished == {"canceled": 1}
 
 
+def test_a_run_whose_worker_dies_as_a_cancel_stops_it_is_not_resumed(
+    records: MemoryRunRecords, sqlite_store: SubmissionStore
+) -> None:
+    submission, _ = sqlite_store.submit(PLAN)
+    execution_id = submission.execution_id
+    running = records.add_run(execution_id, PLAN, RunState.STARTED, run_id="run-1")
+    assert sqlite_store.mark_launched(execution_id, "run-1")
+    status = executions.cancel(records, sqlite_store, execution_id)
+    assert status.state is ExecutionState.PROCESSING and records.terminated == ["run-1"]
+    # Its worker dies before the run ends canceled: the cancel still holds, nothing runs again.
+    records.runs.remove(running)
+    lost = records.add_run(execution_id, PLAN, RunState.FAILURE, run_id="run-1", nodes=[completed("gen", "run-1")])
+    records.lost["run-1"] = KILLED
+    assert request_resume(records, sqlite_store, lost) is None and AttemptStore(sqlite_store).pending() == []
+    status = execution_status(records, sqlite_store, execution_id)
+    assert (status.state, status.error) == (ExecutionState.CANCELED, "the execution was canceled")
+
+
 def test_a_lost_run_with_no_resume_left_fails_naming_the_node_and_the_cause(
     records: MemoryRunRecords, sqlite_store: SubmissionStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -51,8 +51,10 @@ def test_pending_submission_becomes_a_run_request(target: client.Deployment) -> 
     assert config["ops"]["plan"]["config"]["webhook"] == {"url": "https://hooks.example.com/x"}
     assert "s3cr3t" not in json.dumps(config) and "s3cr3t" not in json.dumps(request.tags)
     assert target.store.webhook_secret(execution_id) == "s3cr3t"
-    # Until its run exists, the submission stays pending (asked again, deduplicated by run key).
-    assert target.store.get(execution_id).state is SubmissionState.PENDING  # type: ignore[union-attr]
+    # Claimed before its run was asked for; until the run exists, it is asked for again (the daemon dedups run keys).
+    assert target.store.get(execution_id).state is SubmissionState.LAUNCHING  # type: ignore[union-attr]
+    [again] = tick(target).run_requests or []
+    assert (again.run_key, again.tags, again.run_config) == (request.run_key, request.tags, request.run_config)
 
 
 def test_a_launched_run_marks_the_submission(target: client.Deployment) -> None:
@@ -78,9 +80,12 @@ def test_variant_waits_for_a_pending_base_and_is_rejected_with_a_bad_one(target:
     assert client.status(ghost_id, target=target)["error"] == "base execution exec_ghost does not exist"
     assert client.status(ghost_id, target=target)["status"] == "failed"
 
-    target.store.mark_rejected(base_id, "invalid plan: clip.params.prompt: required")
+    refused_id = client.submit(PLAN, target=target)
+    target.store.mark_rejected(refused_id, "invalid plan: clip.params.prompt: required")
+    late_id = client.submit(PLAN, base_execution_id=refused_id, target=target)
     result = evaluate_submissions(target.store, target.instance)
-    assert result.rejected[variant_id].startswith(f"base execution {base_id} was rejected")
+    assert result.rejected[late_id].startswith(f"base execution {refused_id} was rejected")
+    assert result.waiting == {variant_id: f"base execution {base_id} is pending"}  # its base is launching
 
 
 def test_variant_of_a_completed_base_is_launched_with_its_tag(target: client.Deployment) -> None:

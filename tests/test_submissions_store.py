@@ -425,6 +425,55 @@ def test_racing_launches_have_one_winner(db_url: str) -> None:
     assert final.state is (SubmissionState.CANCELED if winner % 2 else SubmissionState.LAUNCHED)
 
 
+def test_a_claimed_submission_is_canceled_by_request_only(store: SubmissionStore) -> None:
+    claimed, _ = store.submit(plan("a"))
+    assert store.claim(claimed.execution_id) and not store.claim(claimed.execution_id)
+    # Its run is asked for: a cancel no longer moves it, it is recorded for the run to obey.
+    assert not store.cancel_pending(claimed.execution_id) and not store.mark_rejected(claimed.execution_id, "late")
+    assert store.request_cancel(claimed.execution_id)
+    requested = store.get(claimed.execution_id)
+    assert requested is not None and requested.state is SubmissionState.LAUNCHING
+    assert requested.cancel_requested_at is not None and requested.cancel_requested_at.tzinfo is UTC
+    assert store.pending() == [requested]  # until its run exists, the sensor asks for it again
+    assert store.request_cancel(claimed.execution_id)  # asked twice: the first request's time stays
+    assert store.get(claimed.execution_id).cancel_requested_at == requested.cancel_requested_at  # type: ignore[union-attr]
+    assert store.mark_launched(claimed.execution_id, "run-a") and store.pending() == []
+    launched = store.get(claimed.execution_id)
+    assert launched is not None and launched.state is SubmissionState.LAUNCHED
+    assert launched.cancel_requested_at == requested.cancel_requested_at
+
+    pending, _ = store.submit(plan("b"))
+    assert not store.request_cancel(pending.execution_id)  # pending: a cancel moves it (cancel_pending)
+    assert store.cancel_pending(pending.execution_id)
+    assert not store.claim(pending.execution_id) and not store.request_cancel(pending.execution_id)
+    assert store.get(pending.execution_id).cancel_requested_at is None  # type: ignore[union-attr]
+    assert not store.request_cancel("exec_unknown")
+
+
+def test_a_claim_racing_a_cancel_has_one_winner(db_url: str) -> None:
+    stores = [SubmissionStore(db_url, secret_key=STORE_KEY) for _ in range(4)]
+    try:
+        contested = [stores[0].submit(plan(f"contested-{n}"))[0].execution_id for n in range(4)]
+        outcomes = {
+            execution_id: in_parallel(
+                8,
+                lambda i, execution_id=execution_id: (
+                    stores[i % 4].cancel_pending(execution_id) if i % 2 else stores[i % 4].claim(execution_id)
+                ),
+            )
+            for execution_id in contested
+        }
+        finals = {execution_id: stores[0].get(execution_id) for execution_id in contested}
+    finally:
+        for opened in stores:
+            opened.close()
+    for execution_id, wins in outcomes.items():
+        assert wins.count(True) == 1
+        final = finals[execution_id]
+        assert final is not None
+        assert final.state is (SubmissionState.CANCELED if wins.index(True) % 2 else SubmissionState.LAUNCHING)
+
+
 # --- webhook secrets ------------------------------------------------------------------
 
 
@@ -840,6 +889,75 @@ def test_cancel_pending_cancels_every_pending_attempt_of_the_execution(store: Su
     assert attempts.pending() == [other]
 
 
+def test_a_claimed_attempt_is_canceled_by_request_only(store: SubmissionStore) -> None:
+    attempts = AttemptStore(store)
+    attempts.request("exec_a", 2, AttemptReason.RETRY, "run-1", now=T0)
+    attempts.request("exec_b", 2, AttemptReason.RETRY, "run-b", now=T0)
+    assert attempts.claim("exec_a", 2) and not attempts.claim("exec_a", 2)
+    claimed = attempts.get("exec_a", 2)
+    assert claimed is not None and claimed.state is AttemptState.LAUNCHING and claimed.is_pending
+    assert not attempts.cancel_pending("exec_a")  # claimed: its run is asked for
+    assert attempts.request_cancel("exec_a") and not attempts.request_cancel("exec_b")
+    requested = attempts.get("exec_a", 2)
+    assert requested is not None and requested.cancel_requested_at is not None
+    assert attempts.pending() == [requested, attempts.get("exec_b", 2)]
+    assert attempts.mark_launched("exec_a", 2, "run-2")
+    launched = attempts.get("exec_a", 2)
+    assert launched is not None and launched.state is AttemptState.LAUNCHED and not launched.is_pending
+    assert launched.cancel_requested_at == requested.cancel_requested_at
+    assert attempts.cancel_pending("exec_b") and not attempts.claim("exec_b", 2)
+
+
+def test_migration_8_keeps_submissions_and_attempts_and_adds_claims(db_url: str) -> None:
+    """A database at schema 7 keeps its submissions and attempts (digests, outcomes) through step 8: LAUNCHING, requests."""
+    at = "'2026-01-01 00:00:00+00'"
+    submission = (
+        "INSERT INTO video_pipelines_submissions (execution_id, plan, priority, state, created_at, updated_at, tenant, "
+        "run_id, request_digest) VALUES ('{id}', '{{}}', 'normal', '{state}', {at}, {at}, 'acme', {run}, 'd-{id}')"
+    )
+    database_at(
+        db_url,
+        7,
+        submission.format(id="exec_pending", state="pending", at=at, run="NULL"),
+        submission.format(id="exec_done", state="launched", at=at, run="'run-1'"),
+        "INSERT INTO video_pipelines_attempts (execution_id, number, reason, previous_run_id, state, requested_at) "
+        f"VALUES ('exec_done', 2, 'retry', 'run-1', 'pending', {at})",
+        "INSERT INTO video_pipelines_attempts (execution_id, number, reason, previous_run_id, state, requested_at, "
+        f"outcome) VALUES ('exec_old', 2, 'resume', 'run-0', 'launched', {at}, 'completed')",
+    )
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
+        pending, done = opened.get("exec_pending"), opened.get("exec_done")
+        assert pending is not None and (pending.state, pending.tenant) == (SubmissionState.PENDING, "acme")
+        assert pending.request_digest == "d-exec_pending"
+        assert done is not None and (done.state, done.run_id, done.cancel_requested_at) == (
+            SubmissionState.LAUNCHED,
+            "run-1",
+            None,
+        )
+        assert opened.claim("exec_pending") and opened.request_cancel("exec_pending")
+        attempts = AttemptStore(opened)
+        assert [(a.number, a.state) for a in attempts.pending()] == [(2, AttemptState.PENDING)]
+        assert attempts.claim("exec_done", 2) and attempts.request_cancel("exec_done")
+    engine = sa.create_engine(psycopg2_url(db_url))
+    try:
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE video_pipelines_submissions SET state = 'lost'")
+        indexes = {index["name"] for index in sa.inspect(engine).get_indexes("video_pipelines_submissions")}
+        attempt_indexes = {index["name"] for index in sa.inspect(engine).get_indexes("video_pipelines_attempts")}
+    finally:
+        engine.dispose()
+    outcomes = raw_rows(db_url, "SELECT execution_id, outcome FROM video_pipelines_attempts ORDER BY execution_id")
+    assert outcomes == [
+        {"execution_id": "exec_done", "outcome": None},
+        {"execution_id": "exec_old", "outcome": "completed"},
+    ]
+    assert {
+        "ix_video_pipelines_submissions_state_created",
+        "ix_video_pipelines_submissions_tenant_execution",
+    } <= indexes
+    assert attempt_indexes == {"ix_video_pipelines_attempts_state_requested"}
+
+
 def test_a_newer_schema_is_refused(db_url: str) -> None:
     SubmissionStore(db_url, secret_key=STORE_KEY).close()
     engine = sa.create_engine(psycopg2_url(db_url))
@@ -896,5 +1014,5 @@ def test_an_unreachable_database_is_a_clear_error() -> None:
 
 
 def test_submission_repr_and_states() -> None:
-    assert [state.value for state in SubmissionState] == ["pending", "launched", "rejected", "canceled"]
+    assert [state.value for state in SubmissionState] == ["pending", "launching", "launched", "rejected", "canceled"]
     assert "webhook_secret" not in {field for field in Submission.__dataclass_fields__}

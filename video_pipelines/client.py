@@ -213,7 +213,7 @@ def status(execution_id: str, *, target: Target | None = None) -> dict[str, Any]
 
 
 def cancel(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
-    """Cancel a pending submission, or terminate its queued or running run; returns the status."""
+    """Cancel a pending submission, or have its launched run run nothing more; returns the status (see the API's)."""
 
     def local(opened: Deployment) -> dict[str, Any]:
         from video_pipelines import executions

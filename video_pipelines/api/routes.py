@@ -196,7 +196,12 @@ def status(execution_id: str, caller: CallerDep, state: StateDep) -> dict[str, A
     responses=problems(404),
 )
 def cancel(execution_id: str, caller: CallerDep, state: StateDep) -> dict[str, Any]:
-    """Cancel a pending submission, or ask its run to terminate; answers with the status document."""
+    """Cancel an execution; answers with the status document, which is the truth.
+
+    `canceled`: it was still pending, and nothing of it will ever run. Otherwise its run was asked
+    for already: it runs nothing more, and the answer is its real state (`pending` or `processing`
+    until its run ends canceled; `completed` when every node already had its video).
+    """
     return executions.cancel_for(caller, state.records, state.store, execution_id).to_wire()
 
 

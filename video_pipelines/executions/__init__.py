@@ -8,7 +8,7 @@ get through the `RunRecords` protocol, which `orchestration/` implements over Da
 - `spending` — spend caps (`maxCostUsd`) at admission and before each paid node, and what reuse saved.
 - `report` — what an admitted plan would run or reuse and what it would cost (`validate`).
 - `status` — the typed `ExecutionStatus` with `to_wire()`.
-- `lifecycle` — `submit`, `retry` and `cancel`.
+- `lifecycle` — `submit`, `retry` and `cancel` (atomic with the launch: `cancel_requested`).
 - `attempts` — an execution's runs after its first: resumed after a lost worker, or retried.
 - `notifications` — an execution's webhooks: target, secret, payloads (the end, `execution.started`,
   node events), enqueue, delivery report, redelivery.
@@ -23,7 +23,8 @@ get through the `RunRecords` protocol, which `orchestration/` implements over Da
 from __future__ import annotations
 
 from video_pipelines.executions.admission import Admission, BaseCheck, BaseReadiness, admit, check_base
-from video_pipelines.executions.lifecycle import cancel, retry, submit
+from video_pipelines.executions.attempts import cancel_requested
+from video_pipelines.executions.lifecycle import cancel, retry, stop_run, submit
 from video_pipelines.executions.notifications import (
     EndedRunScan,
     WebhookTarget,
@@ -83,6 +84,7 @@ __all__ = [
     "admit",
     "cancel",
     "cancel_for",
+    "cancel_requested",
     "check_base",
     "deadline_tags",
     "deliver",
@@ -109,6 +111,7 @@ __all__ = [
     "secret_lookup",
     "started_payload",
     "status_for",
+    "stop_run",
     "submit",
     "subscribed_events",
     "trace_lookup",

@@ -47,6 +47,7 @@ from video_pipelines.executions.records import (
     MAX_RUNTIME_TAG,
     PREVIOUS_RUN_TAG,
     PROVIDER_JOB_TAG_PREFIX,
+    REEXECUTION_PARENT_TAG,
     NodeRecord,
     RunRecords,
     RunState,
@@ -186,8 +187,8 @@ def request_resume(records: RunRecords, store: SubmissionStore, run: RunView) ->
     if latest is None or latest.run_id != run.run_id:
         return None  # a later run exists: this one was resumed, retried or re-executed already
     runs = ExecutionRuns.of(records, latest)  # the record's view: it knows when the run started and ended
-    if resume_cause(records, runs) is None:
-        return None
+    if resume_cause(records, runs) is None or cancel_requested(store, latest):
+        return None  # not lost, no resume left, or canceled by a user: its worker died as it was stopped
     attempt, _created = AttemptStore(store).request(
         run.execution_id, runs.attempt + 1, AttemptReason.RESUME, previous_run_id=run.run_id
     )
@@ -212,11 +213,27 @@ def stop_resume(records: RunRecords, store: SubmissionStore, execution_id: str) 
 
 
 def resume_canceled(store: SubmissionStore | None, runs: ExecutionRuns) -> bool:
-    """Whether the resume of the latest run was canceled by a user (`stop_resume`)."""
+    """Whether the resume of the latest run was canceled by a user (`stop_resume`, or a cancel the run was to obey)."""
     if store is None:
         return False
     attempt = AttemptStore(store).get(runs.latest.execution_id, runs.attempt + 1)
-    return attempt is not None and attempt.state is AttemptState.CANCELED
+    return (attempt is not None and attempt.state is AttemptState.CANCELED) or cancel_requested(store, runs.latest)
+
+
+def cancel_requested(store: SubmissionStore, run: RunView) -> bool:
+    """Whether `run`'s execution was canceled after the plan sensor asked for this run: then it runs no node.
+
+    The run of a submission (attempt 1) obeys the submission's request, the run of attempt n that
+    attempt's; a later retry is a new attempt, not canceled. A Dagster re-execution (launched from the
+    UI, `dagster/parent_run_id`) was launched by an operator after any such cancel: it is not concerned.
+    """
+    if REEXECUTION_PARENT_TAG in run.tags:
+        return False
+    if run.attempt == 1:
+        submission = store.get(run.execution_id)
+        return submission is not None and submission.cancel_requested_at is not None
+    attempt = AttemptStore(store).get(run.execution_id, run.attempt)
+    return attempt is not None and attempt.cancel_requested_at is not None
 
 
 def request_retry(records: RunRecords, store: SubmissionStore, execution_id: str) -> RunAttempt:
@@ -235,7 +252,7 @@ def request_retry(records: RunRecords, store: SubmissionStore, execution_id: str
             f"execution {execution_id} is {status.state.value} and never ran, so there is nothing to retry; "
             "submit its plan again"
         )
-    pending = next((a for a in AttemptStore(store).of_execution(execution_id) if a.state is AttemptState.PENDING), None)
+    pending = pending_attempt(store, latest)  # one whose run exists already is no longer pending
     if pending is not None:
         return pending
     if status.state not in (ExecutionState.FAILED, ExecutionState.CANCELED):
@@ -257,7 +274,7 @@ def pending_attempt(store: SubmissionStore | None, run: RunView) -> RunAttempt |
         (
             attempt
             for attempt in AttemptStore(store).of_execution(run.execution_id)
-            if attempt.state is AttemptState.PENDING and attempt.previous_run_id == run.run_id
+            if attempt.is_pending and attempt.previous_run_id == run.run_id
         ),
         None,
     )
@@ -335,6 +352,7 @@ __all__ = [
     "MAX_RESUMES_ENV",
     "ExecutionRuns",
     "attempt_run_tags",
+    "cancel_requested",
     "carry_completed",
     "lost_worker",
     "lost_worker_error",

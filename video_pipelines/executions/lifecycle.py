@@ -1,8 +1,17 @@
 """Submitting, retrying and canceling an execution: what every door does to change one.
 
 A submission is stored and answered at once; the plan sensor launches it. A retry records the
-execution's next attempt, which the plan sensor launches too (see `attempts`). A cancel ends a
-pending submission (whose webhook then says `canceled`) or terminates its run.
+execution's next attempt, which the plan sensor launches too (see `attempts`).
+
+A cancel is a state transition, atomic with the launch. Before the plan sensor asks for a run,
+it claims the submission (or attempt), PENDING -> LAUNCHING, in one conditional UPDATE. A cancel
+that finds it still PENDING moves it to CANCELED in the same way and wins: no run is ever asked
+for, and the answer `canceled` is final (its webhook says so). A cancel that comes after the
+claim records a request instead (`cancel_requested_at`) and answers the real state (`pending`
+or `processing`): the run, once it exists, obeys the request (`cancel_requested`: its `plan`
+step starts no node, no head start and no provider job, and ends the run canceled), and whoever
+sees the run first (this cancel, or the sensor as it marks the run launched) stops it (`stop_run`).
+So `canceled` is never answered while a run of the execution can still do work.
 
 A submission belongs to its caller's tenant (`DEFAULT_TENANT` for an operator); a tenant's
 variant must name a base of its own (`admission.check_base_owner`), checked at once.
@@ -11,11 +20,11 @@ variant must name a base of its own (`admission.check_base_owner`), checked at o
 from __future__ import annotations
 
 from video_pipelines.executions.admission import Admission, check_base_owner
-from video_pipelines.executions.attempts import request_retry, stop_resume
+from video_pipelines.executions.attempts import cancel_requested, request_retry, stop_resume
 from video_pipelines.executions.notifications import enqueue_webhook
 from video_pipelines.executions.outcomes import record_end_quietly
 from video_pipelines.executions.ownership import OPERATOR, Caller
-from video_pipelines.executions.records import RunRecords
+from video_pipelines.executions.records import RunRecords, RunState, RunView
 from video_pipelines.executions.status import ExecutionStatus, execution_status
 from video_pipelines.executions.traces import keep_caller_span, record_submitted
 from video_pipelines.submissions import DEFAULT_TENANT, AttemptStore, SubmissionStore
@@ -74,20 +83,45 @@ def retry(records: RunRecords, store: SubmissionStore, execution_id: str) -> Exe
 
 
 def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
-    """Cancel a pending submission, or terminate its queued or running run; returns the status.
+    """Cancel a pending submission, or have its launched run run nothing more; returns the status.
 
-    A resume or retry recorded but not launched yet is canceled too, so the execution ends as its last run did.
+    A resume or retry recorded but not launched yet is canceled too, so the execution ends as its
+    last run did. See the module docstring for a cancel that races the launch.
     """
     attempts = AttemptStore(store)
-    stopped = attempts.cancel_pending(execution_id)
-    if stop_resume(records, store, execution_id) or stopped:
+    resume_stopped = stop_resume(records, store, execution_id)
+    # Each PENDING move first, then the request: a claim between the two is caught by the request.
+    attempt_canceled = attempts.cancel_pending(execution_id)
+    attempts.request_cancel(execution_id)
+    if resume_stopped or attempt_canceled:
         # Its last run ended before; ending the attempt that was to follow it ends the execution (if not already).
         record_end_quietly(records, store, execution_id)
     if store.cancel_pending(execution_id):
         # Canceled before it ran: its webhook says so (sent by the webhook_deliveries sensor).
         enqueue_webhook(records, store, DeliveryOutbox(store), execution_id)
         record_end_quietly(records, store, execution_id)
+    else:
+        store.request_cancel(execution_id)
+    # Read after the request: a run created later than this finds the request when its `plan` step starts.
     run = records.find_run(execution_id)
-    if run is not None and not run.state.is_finished:
-        records.terminate(run.run_id)
+    if run is not None:
+        stop_run(records, store, run)
     return execution_status(records, store, execution_id)
+
+
+# A run whose worker has not begun it. Terminating one fails it: Dagster's run worker leaves alone a
+# run it finds CANCELING, and its code server then reports the run failed (DefaultRunLauncher).
+_NOT_BEGUN = (RunState.NOT_STARTED, RunState.STARTING)
+
+
+def stop_run(records: RunRecords, store: SubmissionStore, run: RunView) -> bool:
+    """Have a run of a canceled execution run nothing more; True when it was terminated.
+
+    A queued run is canceled before it starts, a running one interrupted. One whose worker has not
+    begun it and that obeys the cancel request (`cancel_requested`) is left to its `plan` step, which
+    ends it canceled having run nothing.
+    """
+    if run.state.is_finished or (run.state in _NOT_BEGUN and cancel_requested(store, run)):
+        return False
+    records.terminate(run.run_id)
+    return True

@@ -24,6 +24,8 @@ PROVIDER_JOB_TAG_PREFIX = "video/provider_job/"
 TRACEPARENT_TAG = "video/traceparent"
 # Dagster's own tag for a run's deadline in seconds: run monitoring ends a run that runs longer.
 MAX_RUNTIME_TAG = "dagster/max_runtime"
+# Dagster's own tag on a re-execution (launched from the UI): the run it re-executes.
+REEXECUTION_PARENT_TAG = "dagster/parent_run_id"
 
 
 def deadline_tags(timeout_seconds: int | None) -> dict[str, str]:

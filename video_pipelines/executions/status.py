@@ -17,6 +17,10 @@ check is `failed` and shows them all.
 `savedUsd` (an extension) is what reuse saved at list prices: the estimate of every reused
 node (`spending.saved_usd`), 0.0 when nothing was reused.
 
+A run canceled (or being canceled) after every node of the plan got its video is `completed`:
+a cancel that arrives as the run ends, or that raced its end and left Dagster's run CANCELING,
+changes nothing of what was made, and the execution's webhook says `completed` too.
+
 An execution with a deadline (`timeoutSeconds`, Dagster's `dagster/max_runtime` tag) that
 run monitoring ended is `failed` with "deadline exceeded after N s", whether Dagster's run
 ended failed or canceled (the monitor cancels the run, then marks it failed; the run
@@ -63,6 +67,7 @@ from video_pipelines.executions.records import (
     NodeCheck,
     NodeRecord,
     RunRecords,
+    RunState,
     RunView,
 )
 from video_pipelines.executions.spending import saved_usd
@@ -240,6 +245,7 @@ def execution_status(records: RunRecords, store: SubmissionStore | None, executi
 
 _SUBMISSION_STATE = {
     SubmissionState.PENDING: ExecutionState.PENDING,
+    SubmissionState.LAUNCHING: ExecutionState.PENDING,
     SubmissionState.LAUNCHED: ExecutionState.PENDING,
     SubmissionState.REJECTED: ExecutionState.FAILED,
     SubmissionState.CANCELED: ExecutionState.CANCELED,
@@ -279,7 +285,12 @@ def run_status(
         for earlier in runs.runs:  # a node carried from an earlier run was checked there; a later check wins
             checks.update(records.node_checks(earlier.run_id))
     state = run.state.execution_state
-    deadline = deadline_exceeded(records, run) if state.is_terminal else None
+    if run.state in _CANCELED_RUN and all(node_id in recorded for node_id in node_ids):
+        # Every node has its video: the cancel came too late (the run was ending, or had ended and a
+        # terminate raced its end). The execution completed, whatever Dagster made of the run.
+        state = ExecutionState.COMPLETED
+    ended = state.is_terminal and state is not ExecutionState.COMPLETED
+    deadline = deadline_exceeded(records, run) if ended else None  # a run with every video made beat its deadline
     lost = lost_worker(records, run) if deadline is None else None
     if deadline is not None:
         state = ExecutionState.FAILED
@@ -328,6 +339,9 @@ def run_status(
         saved_usd=_saved(plan, recorded, pricing),
         attempts=_attempts(runs),
     )
+
+
+_CANCELED_RUN = (RunState.CANCELING, RunState.CANCELED)
 
 
 def _attempts(runs: ExecutionRuns) -> tuple[AttemptStatus, ...]:

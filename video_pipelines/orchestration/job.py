@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 import dagster as dg
 
 from video_pipelines.errors import PlanValidationError, TransientError, TransientStorageError, VideoPipelineError
-from video_pipelines.executions import EXECUTION_ID_TAG, PROVIDER_JOB_TAG_PREFIX, Admission, admit
+from video_pipelines.executions import EXECUTION_ID_TAG, PROVIDER_JOB_TAG_PREFIX, Admission, admit, cancel_requested
 from video_pipelines.executions.attempts import ExecutionRuns, carry_completed
 from video_pipelines.executions.node_cache import NodeWork, reuse_cached, single_flight
 from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
@@ -343,6 +343,14 @@ def plan(
 ) -> Iterator[dg.DynamicOutput[PlannedNode]]:
     """Validate the execution plan, reuse what is already made, and hand out its nodes to run."""
     execution_id = _execution_id(context)
+    if cancel_requested(head_starts.store(), run_view(context.run)):
+        # Canceled while its run was being launched: nothing starts, not even a head start. A step
+        # that fails while its run is CANCELING ends the run CANCELED.
+        context.instance.report_run_canceling(context.run, message=f"execution {execution_id} was canceled")
+        raise dg.Failure(
+            description=f"execution {execution_id} was canceled while its run was launched: no node runs",
+            allow_retries=False,
+        )
     resolved = _admit(context, config, execution_id, head_starts)
     # Before any node's materialization: the catalog lists each node of the execution under its kind.
     add_execution(context.instance, execution_id, resolved.plan.nodes)

@@ -1,9 +1,14 @@
 """The plan sensor: pending submissions become `execute_plan` runs.
 
 The decision is a plain function, `evaluate_submissions`, so tests drive it directly. The
-store stays the source of truth: a submission stays pending until its run exists (the next
-tick sees the run and marks it launched), so a daemon that stops between evaluating and
-launching loses nothing; asking again is safe because the run key is the execution id.
+store stays the source of truth. Before a run is asked for, its submission (or attempt) is
+claimed, PENDING -> LAUNCHING, in one conditional UPDATE: a cancel that got there first wins
+and no run is asked for; one that comes after is recorded as a request, which the run obeys
+(it runs no node, see `executions.lifecycle`) and which this sensor carries out as soon as it
+sees the run (`stop_run`). A LAUNCHING submission stays so until its run exists (the next tick
+sees the run and marks it launched); until then every tick asks for the run again, so a
+daemon that stops between evaluating and launching loses nothing; asking again is safe
+because the daemon deduplicates run keys (the execution id, or the attempt's).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from video_pipelines.executions import (
     deadline_tags,
     enqueue_webhook,
     record_end_quietly,
+    stop_run,
 )
 from video_pipelines.executions.attempts import ExecutionRuns, attempt_run_tags, request_resume
 from video_pipelines.executions.records import ATTEMPT_TAG, PREVIOUS_RUN_TAG
@@ -35,8 +41,16 @@ from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.job import execute_plan
 from video_pipelines.orchestration.resources import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
-from video_pipelines.plan import Plan
-from video_pipelines.submissions import DEFAULT_TENANT, AttemptStore, RunAttempt, Submission, SubmissionStore
+from video_pipelines.plan import Plan, parse_plan
+from video_pipelines.submissions import (
+    DEFAULT_TENANT,
+    AttemptState,
+    AttemptStore,
+    RunAttempt,
+    Submission,
+    SubmissionState,
+    SubmissionStore,
+)
 from video_pipelines.webhooks import DeliveryOutbox
 
 log = logging.getLogger(__name__)
@@ -50,6 +64,7 @@ class SubmissionTick:
     launched: dict[str, str] = field(default_factory=dict)  # execution id -> run id
     rejected: dict[str, str] = field(default_factory=dict)  # execution id -> error
     waiting: dict[str, str] = field(default_factory=dict)  # execution id -> why
+    canceled: dict[str, str] = field(default_factory=dict)  # execution id -> run id terminated: canceled meanwhile
     errors: dict[str, str] = field(default_factory=dict)  # execution id -> unexpected error, retried next tick
 
     def summary(self) -> str:
@@ -59,6 +74,8 @@ class SubmissionTick:
             f"{len(self.rejected)} rejected",
             f"{len(self.waiting)} waiting for their base",
         ]
+        if self.canceled:
+            parts.append(f"{len(self.canceled)} canceled as they launched")
         if self.errors:
             parts.append(f"{len(self.errors)} errors (retried next tick)")
         return ", ".join(parts)
@@ -83,13 +100,26 @@ def run_request_for(submission: Submission, plan: Plan) -> dg.RunRequest:
     )
 
 
+def _launched(
+    run: RunView, cancel_requested: bool, store: SubmissionStore, records: RunRecords, tick: SubmissionTick, key: str
+) -> None:
+    """The run of a launch exists and its launch is recorded; a cancel requested meanwhile is carried out."""
+    tick.launched[key] = run.run_id
+    if cancel_requested and stop_run(records, store, run):  # a queued run then never starts
+        tick.canceled[key] = run.run_id
+
+
 def _evaluate(submission: Submission, store: SubmissionStore, records: RunRecords, tick: SubmissionTick) -> None:
-    """Launch, wait or reject one pending submission (raises PlanValidationError for an invalid plan)."""
+    """Launch, wait or reject one submission not launched yet (raises PlanValidationError for an invalid plan)."""
     execution_id = submission.execution_id
     existing = records.find_run(execution_id)
     if existing is not None:
         store.mark_launched(execution_id, existing.run_id)
-        tick.launched[execution_id] = existing.run_id
+        _launched(existing, submission.cancel_requested_at is not None, store, records, tick, execution_id)
+        return
+    if submission.state is SubmissionState.LAUNCHING:
+        # Claimed and asked for, and still no run: asked for again (a daemon that stopped lost the request).
+        tick.run_requests.append(run_request_for(submission, parse_plan(submission.plan)))
         return
     # A tenant's base must be its own (checked at submit too); DEFAULT_TENANT submissions may be an
     # operator's, who may use any base.
@@ -101,7 +131,7 @@ def _evaluate(submission: Submission, store: SubmissionStore, records: RunRecord
         error = admission.base.reason or "its base cannot be used"
         store.mark_rejected(execution_id, error)
         tick.rejected[execution_id] = error
-    else:
+    elif store.claim(execution_id):  # else it was canceled meanwhile: no run is asked for
         tick.run_requests.append(run_request_for(submission, admission.plan))
 
 
@@ -131,7 +161,8 @@ _EXECUTION_TAGS = frozenset(
 )
 
 
-def _evaluate_attempt(attempt: RunAttempt, attempts: AttemptStore, records: RunRecords, tick: SubmissionTick) -> None:
+def _evaluate_attempt(attempt: RunAttempt, store: SubmissionStore, records: RunRecords, tick: SubmissionTick) -> None:
+    attempts = AttemptStore(store)
     runs = records.execution_runs(attempt.execution_id)
     existing = next(
         (
@@ -144,9 +175,11 @@ def _evaluate_attempt(attempt: RunAttempt, attempts: AttemptStore, records: RunR
     )
     if existing is not None:
         attempts.mark_launched(attempt.execution_id, attempt.number, existing.run_id)
-        tick.launched[attempt_key(attempt)] = existing.run_id
+        _launched(existing, attempt.cancel_requested_at is not None, store, records, tick, attempt_key(attempt))
         return
-    tick.run_requests.append(attempt_run_request(attempt, runs, records))
+    request = attempt_run_request(attempt, runs, records)
+    if attempt.state is AttemptState.LAUNCHING or attempts.claim(attempt.execution_id, attempt.number):
+        tick.run_requests.append(request)  # else it was canceled meanwhile: no run is asked for
 
 
 def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, limit: int = 100) -> SubmissionTick:
@@ -159,7 +192,7 @@ def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, l
     attempts = AttemptStore(store)
     for attempt in attempts.pending(limit):
         try:
-            _evaluate_attempt(attempt, attempts, records, tick)
+            _evaluate_attempt(attempt, store, records, tick)
         except Exception as exc:  # one broken attempt must never stop the others
             log.exception(
                 "attempt %d of %s could not be evaluated; it stays pending", attempt.number, attempt.execution_id
@@ -220,6 +253,8 @@ def log_tick(log: logging.Logger, tick: SubmissionTick) -> None:
         log.info(f"{request.run_key}: launching a run of execute_plan")
     for key, run_id in tick.launched.items():
         log.info(f"{key}: its run {run_id} exists; marked launched")
+    for key, run_id in tick.canceled.items():
+        log.info(f"{key}: canceled while its run was launched; run {run_id} terminated (it runs no node)")
     for execution_id, why in tick.waiting.items():
         log.info(f"{execution_id} waits: {why}")
     for execution_id, error in tick.rejected.items():

@@ -6,10 +6,10 @@ is a new run of the same execution, requested after the previous run:
 - `resume`: requested automatically, after the previous run's worker died;
 - `retry`: requested by a user, after the previous run failed or was canceled.
 
-An attempt is PENDING until the plan sensor launches its run (LAUNCHED, with the run id), or
-is canceled first (CANCELED):
+An attempt is PENDING until the plan sensor claims it and asks for its run (LAUNCHING), then
+sees its run (LAUNCHED, with the run id); or it is canceled first (CANCELED):
 
-    pending ──mark_launched──> launched
+    pending ──claim──> launching ──mark_launched──> launched
        └─────cancel_pending──> canceled
 
 Once its run ended, a launched attempt gets that run's `outcome` (`record_outcome`, once), for the metrics.
@@ -17,10 +17,11 @@ Once its run ended, a launched attempt gets that run's `outcome` (`record_outcom
 Guarantees, as for submissions (`store`):
 - `request` is idempotent per (execution, number): the table's primary key decides, also
   when processes race, so two requests for the same attempt make one.
-- Each move is one conditional UPDATE of a pending row: of two sensors (or a sensor and a
-  cancel) racing on one attempt, exactly one wins.
+- Each move is one conditional UPDATE: of two sensors (or a sensor and a cancel) racing on
+  one attempt, exactly one wins. A cancel wins only against PENDING; once the attempt is
+  claimed, it is a request (`request_cancel`) that the attempt's run obeys.
 
-The table (`video_pipelines_attempts`, see `schema`, step 4) is in the submission store's
+The table (`video_pipelines_attempts`, see `schema`, steps 4 and 6) is in the submission store's
 database and uses its engine.
 """
 
@@ -54,6 +55,7 @@ class AttemptReason(StrEnum):
 
 class AttemptState(StrEnum):
     PENDING = "pending"
+    LAUNCHING = "launching"  # claimed by the plan sensor, which asked for its run; the run may not exist yet
     LAUNCHED = "launched"
     CANCELED = "canceled"
 
@@ -70,6 +72,17 @@ class RunAttempt:
     run_id: str | None  # this attempt's Dagster run, once launched
     requested_at: datetime
     launched_at: datetime | None
+    # When a cancel came after the plan sensor claimed it: its run, once it exists, runs no node.
+    cancel_requested_at: datetime | None = None
+
+    @property
+    def is_pending(self) -> bool:
+        """Not launched yet: its run is still to be asked for, or asked for and not seen yet."""
+        return self.state in (AttemptState.PENDING, AttemptState.LAUNCHING)
+
+
+_NOT_LAUNCHED: Final = (AttemptState.PENDING.value, AttemptState.LAUNCHING.value)
+_CLAIMED: Final = (AttemptState.LAUNCHING.value, AttemptState.LAUNCHED.value)
 
 
 def _moment(now: datetime | None) -> datetime:
@@ -86,6 +99,7 @@ def _attempt(row: sa.RowMapping) -> RunAttempt:
         run_id=row["run_id"],
         requested_at=required_utc(row["requested_at"]),
         launched_at=as_utc(row["launched_at"]),
+        cancel_requested_at=as_utc(row["cancel_requested_at"]),
     )
 
 
@@ -174,31 +188,42 @@ class AttemptStore:
             return [_attempt(row) for row in connection.execute(query).mappings()]
 
     def pending(self, limit: int = 100) -> list[RunAttempt]:
-        """Up to `limit` PENDING attempts, of every execution: the oldest requested first."""
+        """Up to `limit` attempts not launched yet (PENDING or LAUNCHING), of every execution: the oldest
+        requested first."""
         if limit <= 0:
             return []
         query = (
             sa.select(execution_attempts)
-            .where(_T.state == AttemptState.PENDING.value)
+            .where(_T.state.in_(_NOT_LAUNCHED))
             .order_by(_T.requested_at, _T.execution_id, _T.number)
             .limit(limit)
         )
         with self._reader.connect() as connection:
             return [_attempt(row) for row in connection.execute(query).mappings()]
 
+    def claim(self, execution_id: str, number: int) -> bool:
+        """PENDING -> LAUNCHING, before its run is asked for; False (and no change) if it was not pending."""
+        return self._move(execution_id, number, (AttemptState.PENDING.value,), state=AttemptState.LAUNCHING.value)
+
     def mark_launched(self, execution_id: str, number: int, run_id: str) -> bool:
-        """PENDING -> LAUNCHED with its Dagster run id; False (and no change) if it was not pending."""
+        """PENDING or LAUNCHING -> LAUNCHED with its Dagster run id; False (and no change) otherwise."""
         if not run_id:
             raise SubmissionStoreError(f"attempt {number} of {execution_id} is launched as a run: give its run id")
-        # One conditional UPDATE: of several racing callers, exactly one finds the row still pending.
+        return self._move(
+            execution_id,
+            number,
+            _NOT_LAUNCHED,
+            state=AttemptState.LAUNCHED.value,
+            run_id=run_id,
+            launched_at=datetime.now(UTC),
+        )
+
+    def _move(self, execution_id: str, number: int, sources: tuple[str, ...], **values: Any) -> bool:
+        # One conditional UPDATE: of several racing callers, exactly one finds the row still in a source state.
         statement = (
             execution_attempts.update()
-            .where(
-                _T.execution_id == execution_id,
-                _T.number == number,
-                _T.state == AttemptState.PENDING.value,
-            )
-            .values(state=AttemptState.LAUNCHED.value, run_id=run_id, launched_at=datetime.now(UTC))
+            .where(_T.execution_id == execution_id, _T.number == number, _T.state.in_(sources))
+            .values(**values)
         )
         with self._engine.begin() as connection:
             return connection.execute(statement).rowcount == 1
@@ -231,6 +256,17 @@ class AttemptStore:
             execution_attempts.update()
             .where(_T.execution_id == execution_id, _T.state == AttemptState.PENDING.value)
             .values(state=AttemptState.CANCELED.value)
+        )
+        with self._engine.begin() as connection:
+            return connection.execute(statement).rowcount > 0
+
+    def request_cancel(self, execution_id: str) -> bool:
+        """Record a cancel of every LAUNCHING or LAUNCHED attempt of an execution (their runs obey it); True
+        when there was any. A second request keeps the first one's time."""
+        statement = (
+            execution_attempts.update()
+            .where(_T.execution_id == execution_id, _T.state.in_(_CLAIMED))
+            .values(cancel_requested_at=sa.func.coalesce(_T.cancel_requested_at, datetime.now(UTC)))
         )
         with self._engine.begin() as connection:
             return connection.execute(statement).rowcount > 0

@@ -13,7 +13,7 @@ other and the later ones find nothing left to do:
 
 A step is frozen once released: it declares its tables in a function of its own
 (`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`, `_attempts_v4`, `_node_results_v5`,
-`_submissions_v6`, `_execution_outcomes_v7`, `_attempts_v7`)
+`_execution_outcomes_v7`, `_submissions_v8`, `_attempts_v8`; steps 6 and 7 only add columns)
 that no later change touches. The tables the store, the outbox, the API keys, the attempts,
 the node result index and the metrics query are built from the newest declaration of each
 table; a step that changes a table declares its new shape in a function of its own and
@@ -56,6 +56,12 @@ one row per execution, whose `started_at`, and `status` and `ended_at`, the firs
 its start and of its end claim (see `outcomes`), and the caller's span (`parent_span_id`) its
 span is a child of; an attempt gets the `outcome` of its run (`completed`, `failed`,
 `canceled`) once it ended. A new table, and a nullable column added in place on both databases.
+
+Step 8 makes a launch a claim and a cancel a request (see `store` and `attempts`): a
+submission or an attempt is LAUNCHING once the plan sensor has claimed it and asked for its
+run, before the run exists; `cancel_requested_at` records a cancel that came after the claim,
+which the run then obeys. PostgreSQL alters both tables in place; SQLite rebuilds them
+(`_submissions_v8`, `_attempts_v8`).
 """
 
 from __future__ import annotations
@@ -228,14 +234,6 @@ def _submissions_v3(metadata: sa.MetaData, name: str = SUBMISSIONS_TABLE) -> sa.
     return table
 
 
-def _submissions_v6(metadata: sa.MetaData) -> sa.Table:
-    """The submissions table as migration 6 leaves it: step 3's, and the digest of the request of each."""
-    table = _submissions_v3(metadata)
-    # The hex SHA-256 of the submitted request (`store.request_digest`); NULL for submissions made before step 6.
-    table.append_column(sa.Column("request_digest", sa.String(64)))
-    return table
-
-
 def _submissions_v3_indexes(table: sa.Table) -> list[sa.Index]:
     return [
         sa.Index("ix_video_pipelines_submissions_state_created", table.c.state, table.c.created_at),
@@ -347,13 +345,6 @@ def _attempts_v4(metadata: sa.MetaData) -> sa.Table:
     return table
 
 
-def _attempts_v7(metadata: sa.MetaData) -> sa.Table:
-    """The attempts table after migration 7: how each attempt's run ended (NULL until it did)."""
-    table = _attempts_v4(metadata)
-    table.append_column(sa.Column("outcome", sa.String(16)))
-    return table
-
-
 def _node_results_v5(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     """The node results and node claims tables migration 5 creates."""
     timestamp = sa.DateTime(timezone=True)
@@ -409,6 +400,65 @@ def _execution_outcomes_v7(metadata: sa.MetaData) -> sa.Table:
     # The metrics' GROUP BY status, read from the index alone.
     sa.Index("ix_video_pipelines_execution_outcomes_status", table.c.status)
     return table
+
+
+_SUBMISSION_STATES_V8 = "state IN ('pending', 'launching', 'launched', 'rejected', 'canceled')"
+_ATTEMPT_STATES_V8 = "state IN ('pending', 'launching', 'launched', 'canceled')"
+
+
+def _submissions_v8(metadata: sa.MetaData, name: str = SUBMISSIONS_TABLE) -> sa.Table:
+    """The submissions table as migration 8 leaves it: a LAUNCHING state, a cancel request after the claim."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("execution_id", sa.String(64), primary_key=True),
+        sa.Column("plan", sa.JSON, nullable=False),
+        sa.Column("base_execution_id", sa.Text),
+        sa.Column("webhook_url", sa.Text),
+        sa.Column("webhook_secret_token", sa.Text),
+        sa.Column("priority", sa.String(16), nullable=False),
+        sa.Column("idempotency_key", sa.Text),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("error", sa.Text),
+        sa.Column("run_id", sa.Text),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("launched_at", sa.DateTime(timezone=True)),
+        sa.Column("tenant", sa.String(64), nullable=False, server_default=DEFAULT_TENANT),
+        sa.Column("traceparent", sa.String(55)),
+        sa.Column("request_digest", sa.String(64)),
+        # When a cancel came after the plan sensor claimed the submission: its run, once it exists, runs nothing.
+        sa.Column("cancel_requested_at", sa.DateTime(timezone=True)),
+        sa.UniqueConstraint("tenant", "idempotency_key", name="uq_video_pipelines_submissions_tenant_idempotency"),
+        sa.CheckConstraint("priority IN ('high', 'normal', 'low')", name="ck_video_pipelines_submissions_priority"),
+        sa.CheckConstraint(_SUBMISSION_STATES_V8, name="ck_video_pipelines_submissions_state_v8"),
+    )
+
+
+def _attempts_v8(metadata: sa.MetaData, name: str = ATTEMPTS_TABLE) -> sa.Table:
+    """The attempts table as migration 8 leaves it: a LAUNCHING state, a cancel request after the claim."""
+    timestamp = sa.DateTime(timezone=True)
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("execution_id", sa.String(64), primary_key=True),
+        sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("reason", sa.String(16), nullable=False),
+        sa.Column("previous_run_id", sa.Text, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("run_id", sa.Text),
+        sa.Column("requested_at", timestamp, nullable=False),
+        sa.Column("launched_at", timestamp),
+        sa.Column("outcome", sa.String(16)),
+        sa.Column("cancel_requested_at", timestamp),
+        sa.CheckConstraint("number >= 2", name="ck_video_pipelines_attempts_number"),
+        sa.CheckConstraint("reason IN ('resume', 'retry')", name="ck_video_pipelines_attempts_reason"),
+        sa.CheckConstraint(_ATTEMPT_STATES_V8, name="ck_video_pipelines_attempts_state_v8"),
+    )
+
+
+def _attempts_v4_indexes(table: sa.Table) -> list[sa.Index]:
+    return [sa.Index("ix_video_pipelines_attempts_state_requested", table.c.state, table.c.requested_at)]
 
 
 def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
@@ -559,13 +609,31 @@ def _outcomes(connection: sa.Connection) -> None:
     metadata.create_all(connection)
 
 
+def _alter_postgres_v8(connection: sa.Connection) -> None:
+    for table, states in ((SUBMISSIONS_TABLE, _SUBMISSION_STATES_V8), (ATTEMPTS_TABLE, _ATTEMPT_STATES_V8)):
+        for statement in (
+            f"ALTER TABLE {table} ADD COLUMN cancel_requested_at TIMESTAMP WITH TIME ZONE",
+            f"ALTER TABLE {table} DROP CONSTRAINT ck_{table}_state",
+            f"ALTER TABLE {table} ADD CONSTRAINT ck_{table}_state_v8 CHECK ({states})",
+        ):
+            connection.exec_driver_sql(statement)
+
+
+def _launch_claims_and_cancel_requests(connection: sa.Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        _alter_postgres_v8(connection)
+    else:
+        _rebuild_sqlite(connection, _submissions_v8, _submissions_v3_indexes, SUBMISSIONS_TABLE, version=8)
+        _rebuild_sqlite(connection, _attempts_v8, _attempts_v4_indexes, ATTEMPTS_TABLE, version=8)
+
+
 # The current shape of the tables, for queries (see the module docstring).
-submissions = _submissions_v6(_metadata)
+submissions = _submissions_v8(_metadata)
 _, webhook_attempts = _webhook_tables_v2(sa.MetaData())
 webhook_deliveries = _webhook_deliveries_v4(_metadata)
 webhook_attempts = webhook_attempts.to_metadata(_metadata)
 api_keys, counters = _tenancy_v3(_metadata)
-execution_attempts = _attempts_v7(_metadata)
+execution_attempts = _attempts_v8(_metadata)
 node_results, node_claims = _node_results_v5(_metadata)
 execution_outcomes = _execution_outcomes_v7(_metadata)
 
@@ -577,6 +645,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "node results by lineage, node claims", _create_node_results),
     Migration(6, "the request digest of each submission (idempotency keys)", _add_request_digest),
     Migration(7, "execution and attempt outcomes, claimed once; the caller's span", _outcomes),
+    Migration(8, "launch claims and cancel requests", _launch_claims_and_cancel_requests),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -1,10 +1,19 @@
 """The submission store: plans submitted through `video-pipelines submit`, kept until launched.
 
-A client submits a plan; the store keeps it PENDING until the submission sensor launches
-it as a Dagster run (LAUNCHED, with the run id) or refuses it (REJECTED, with the error),
-or the client cancels it first (CANCELED). Each move is one conditional UPDATE of a
-pending row, so two sensors (or a sensor and a cancel) racing on one submission cannot
-both win, and a submission is never lost: until one of them wins, it stays pending.
+A client submits a plan; the store keeps it PENDING until the submission sensor claims it
+to launch it (LAUNCHING: its run is asked for, and may not exist yet), then sees its run
+(LAUNCHED, with the run id); or refuses it (REJECTED, with the error); or the client cancels
+it first (CANCELED):
+
+    pending ──claim──> launching ──mark_launched──> launched
+       ├───mark_rejected──> rejected
+       └───cancel_pending─> canceled
+
+Each move is one conditional UPDATE, so two sensors (or a sensor and a cancel) racing on
+one submission cannot both win, and a submission is never lost: until its run exists, the
+sensor asks for it again. A cancel wins only against PENDING: then no run is ever asked for.
+Once the submission is claimed, a cancel is a request (`request_cancel`, kept in
+`cancel_requested_at`) that the run obeys: it runs no node (see `executions.lifecycle`).
 
 The store is a table (`video_pipelines_submissions`, see `schema`) in a SQLAlchemy
 database: PostgreSQL in production, where it sits beside Dagster's own tables, or a
@@ -81,6 +90,7 @@ _READ_ONLY_OPTION = "video_pipelines_read_only"
 
 class SubmissionState(StrEnum):
     PENDING = "pending"
+    LAUNCHING = "launching"  # claimed by the plan sensor, which asked for its run; the run may not exist yet
     LAUNCHED = "launched"
     REJECTED = "rejected"
     CANCELED = "canceled"
@@ -109,6 +119,8 @@ class Submission:
     traceparent: str | None = None
     # `request_digest` of the request that made it; None for a submission stored before digests were kept.
     request_digest: str | None = None
+    # When a cancel came after the plan sensor claimed it: its run, once it exists, runs no node.
+    cancel_requested_at: datetime | None = None
 
 
 EXECUTION_ID_PREFIX = "exec_"
@@ -321,9 +333,13 @@ def _submission(row: sa.RowMapping) -> Submission:
         tenant=row["tenant"],
         traceparent=row["traceparent"],
         request_digest=row["request_digest"],
+        cancel_requested_at=as_utc(row["cancel_requested_at"]),
     )
 
 
+_PENDING = (SubmissionState.PENDING.value,)
+_CLAIMED = (SubmissionState.LAUNCHING.value, SubmissionState.LAUNCHED.value)
+_NOT_LAUNCHED = (SubmissionState.PENDING.value, SubmissionState.LAUNCHING.value)
 _PRIORITY_RANK = sa.case({p.value: p.rank for p in Priority}, value=submissions.c.priority, else_=len(Priority))
 
 
@@ -526,12 +542,13 @@ class SubmissionStore:
             return {str(state): int(count) for state, count in connection.execute(query).all()}
 
     def pending(self, limit: int = 100) -> list[Submission]:
-        """Up to `limit` PENDING submissions: high priority before normal before low, then oldest first."""
+        """Up to `limit` submissions not launched yet (PENDING or LAUNCHING): high priority before normal
+        before low, then oldest first."""
         if limit <= 0:
             return []
         query = (
             sa.select(submissions)
-            .where(submissions.c.state == SubmissionState.PENDING.value)
+            .where(submissions.c.state.in_(_NOT_LAUNCHED))
             .order_by(_PRIORITY_RANK, submissions.c.created_at, submissions.c.execution_id)
             .limit(limit)
         )
@@ -539,31 +556,46 @@ class SubmissionStore:
             rows = connection.execute(query).mappings().all()
         return [_submission(row) for row in rows]
 
-    def _move_pending(self, execution_id: str, state: SubmissionState, now: datetime, **values: Any) -> bool:
-        # One conditional UPDATE: of several racing callers, exactly one finds the row still pending.
+    def _move(
+        self, execution_id: str, sources: tuple[str, ...], state: SubmissionState, now: datetime, **values: Any
+    ) -> bool:
+        # One conditional UPDATE: of several racing callers, exactly one finds the row still in a source state.
         statement = (
             submissions.update()
-            .where(
-                submissions.c.execution_id == execution_id,
-                submissions.c.state == SubmissionState.PENDING.value,
-            )
+            .where(submissions.c.execution_id == execution_id, submissions.c.state.in_(sources))
             .values(state=state.value, updated_at=now, **values)
         )
         with self._engine.begin() as connection:
             return connection.execute(statement).rowcount == 1
 
+    def claim(self, execution_id: str) -> bool:
+        """PENDING -> LAUNCHING, before its run is asked for; False (and no change) if it was not pending."""
+        return self._move(execution_id, _PENDING, SubmissionState.LAUNCHING, _now())
+
     def mark_launched(self, execution_id: str, run_id: str) -> bool:
-        """PENDING -> LAUNCHED with its Dagster run id; False (and no change) if it was not pending."""
+        """PENDING or LAUNCHING -> LAUNCHED with its Dagster run id; False (and no change) otherwise."""
         now = _now()
-        return self._move_pending(execution_id, SubmissionState.LAUNCHED, now, run_id=run_id, launched_at=now)
+        return self._move(execution_id, _NOT_LAUNCHED, SubmissionState.LAUNCHED, now, run_id=run_id, launched_at=now)
 
     def mark_rejected(self, execution_id: str, error: str) -> bool:
         """PENDING -> REJECTED with the reason; False (and no change) if it was not pending."""
-        return self._move_pending(execution_id, SubmissionState.REJECTED, _now(), error=error)
+        return self._move(execution_id, _PENDING, SubmissionState.REJECTED, _now(), error=error)
 
     def cancel_pending(self, execution_id: str) -> bool:
-        """PENDING -> CANCELED before any run started; False (and no change) if it was not pending."""
-        return self._move_pending(execution_id, SubmissionState.CANCELED, _now())
+        """PENDING -> CANCELED before any run was asked for; False (and no change) if it was not pending."""
+        return self._move(execution_id, _PENDING, SubmissionState.CANCELED, _now())
+
+    def request_cancel(self, execution_id: str) -> bool:
+        """Record a cancel of a LAUNCHING or LAUNCHED submission (its run is asked for, or exists): its run
+        obeys it. False (and no change) in another state; a second request keeps the first one's time."""
+        now = _now()
+        statement = (
+            submissions.update()
+            .where(submissions.c.execution_id == execution_id, submissions.c.state.in_(_CLAIMED))
+            .values(cancel_requested_at=sa.func.coalesce(submissions.c.cancel_requested_at, now), updated_at=now)
+        )
+        with self._engine.begin() as connection:
+            return connection.execute(statement).rowcount == 1
 
     def webhook_secret(self, execution_id: str) -> str | None:
         """The decrypted webhook secret of `execution_id`; None without one (or without the submission).

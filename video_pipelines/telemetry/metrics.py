@@ -287,7 +287,7 @@ def _queue_metrics(submissions: Mapping[str, int], queued_runs: int) -> Iterator
         PREFIX + "pending_submissions",
         "Submissions waiting for the submission sensor to launch them (one whose run was just created "
         "counts until the sensor's next tick marks it launched).",
-        value=submissions.get(SubmissionState.PENDING.value, 0),
+        value=submissions.get(SubmissionState.PENDING.value, 0) + submissions.get(SubmissionState.LAUNCHING.value, 0),
     )
     yield GaugeMetricFamily(
         PREFIX + "queued_runs",
