@@ -15,6 +15,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from dagster._grpc.server import DagsterApiServer
 
 from video_pipelines import cli, client
 from video_pipelines.errors import ExecutionError
@@ -241,7 +242,10 @@ def test_a_run_re_executed_from_failure_completes_its_execution(
     assert latest is not None and latest.state is RunState.SUCCESS
 
 
-def test_a_run_whose_process_the_code_server_saw_die_counts_as_a_lost_worker(dagster_home: Path) -> None:
+@pytest.mark.parametrize("reporter", [DagsterApiServer, None], ids=["as-the-code-server-reports-it", "unprefixed"])
+def test_a_run_whose_process_the_code_server_saw_die_counts_as_a_lost_worker(
+    dagster_home: Path, reporter: type[object] | None
+) -> None:
     """The default launcher's way of losing a run: Dagster's code server reports its process's crash, then fails it."""
     from dagster._utils import get_run_crash_explanation
 
@@ -257,7 +261,8 @@ def test_a_run_whose_process_the_code_server_saw_die_counts_as_a_lost_worker(dag
         run = instance.get_run_by_id(failed.run_id)
         assert run is not None
         explanation = get_run_crash_explanation(prefix=f"Run execution process for {run.run_id}", exit_code=-9)
-        instance.report_engine_event(explanation, run)
+        # The code server names itself: "[DagsterApiServer] Run execution process for ..."
+        instance.report_engine_event(explanation, run, cls=reporter)
         lost = records.find_run(failed.run_id)
         assert lost is not None
         assert records.lost_worker(lost) == "the run worker process was terminated by signal 9 (SIGKILL)"

@@ -25,10 +25,12 @@ JOB_NAME = "execute_plan"
 _ENDED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 _RUNNING = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 # What Dagster's code server reports when the process of a run it launched died (dagster/_grpc/server.py
-# `_check_for_orphaned_runs`, dagster/_utils `get_run_crash_explanation`): "Run execution process for <run id>
-# was terminated by signal 9 (SIGKILL)." or "... unexpectedly exited with code N."
+# `_check_for_orphaned_runs`, dagster/_utils `get_run_crash_explanation`): "[DagsterApiServer] Run execution
+# process for <run id> was terminated by signal 9 (SIGKILL)." or "... unexpectedly exited with code N." (the
+# bracketed name of the reporting class is Dagster's `report_engine_event(cls=...)`).
 _CRASHED_PROCESS = re.compile(
-    r"^Run execution process for \S+ (was terminated by signal \d+ \(\w+\)|unexpectedly exited with code -?\d+)"
+    r"^(?:\[\w+\] )?Run execution process for \S+ "
+    r"(was terminated by signal \d+ \(\w+\)|unexpectedly exited with code -?\d+)"
 )
 
 # What libpq says when the database went away under a statement or refused a new connection (a restart,
