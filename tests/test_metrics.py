@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,20 @@ from prometheus_client.parser import text_string_to_metric_families
 from video_pipelines import client
 from video_pipelines.demo import run_plan_in_process
 from video_pipelines.errors import ProviderHttpError
-from video_pipelines.executions import RunState, admit, record_end, submit
+from video_pipelines.executions import (
+    EndedRunScan,
+    NodeRecord,
+    RunState,
+    admit,
+    enqueue_recently_ended,
+    record_end,
+    record_end_quietly,
+    record_run_end,
+    submit,
+    sweep_submission_ends,
+)
+from video_pipelines.executions.notifications import RECENT_SECONDS
+from video_pipelines.executions.records import ATTEMPT_REASON_TAG, ATTEMPT_TAG
 from video_pipelines.net import parse_allowed_hosts
 from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.definitions import execute_plan_job
@@ -40,10 +53,11 @@ from video_pipelines.telemetry.metrics import (
     counting_provider_errors,
     render_metrics,
 )
+from video_pipelines.vocabulary import NodeState
 from video_pipelines.webhooks import AttemptOutcome, DeliveryOutbox, RetrySchedule
 
 from .conftest import STORE_KEY, UNAVAILABLE, VOICE, MediaServer
-from .memory_records import MemoryRunRecords
+from .memory_records import MemoryRunRecords, video
 from .test_providers_replicate_fal import TOKEN, FakeReplicate, serving_replicate
 from .test_retry import launch, sensor_tick, voiced_plan
 from .test_submissions_store import database_at
@@ -452,3 +466,100 @@ def test_migration_7_keeps_the_attempts_and_adds_their_outcome_and_the_outcomes_
             "exec_old", "completed", datetime.now(UTC)
         )
         assert outcomes.tally() == OutcomeTally(started=1, finished={"completed": 1})
+
+
+def fail_once(monkeypatch: pytest.MonkeyPatch, name: str, times: int = 1) -> list[str]:
+    """Make `ExecutionOutcomes.<name>` raise as a database gone for a moment, `times` times, then write as usual
+    (to the real database); the list grows by the id of each call that raised."""
+    real = getattr(ExecutionOutcomes, name)
+    failed: list[str] = []
+
+    def claim(self: ExecutionOutcomes, execution_id: str, *args: Any) -> bool:
+        if len(failed) < times:
+            failed.append(execution_id)
+            raise sa.exc.OperationalError("UPDATE video_pipelines_execution_outcomes", {}, Exception("server closed"))
+        return bool(real(self, execution_id, *args))
+
+    monkeypatch.setattr(ExecutionOutcomes, name, claim)
+    return failed
+
+
+def test_an_end_and_a_start_whose_claims_failed_are_counted_once_by_the_sweep(
+    deployment: client.Deployment, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, instance = deployment.store, deployment.instance
+    result = run_plan_in_process(PLAN, instance)
+    assert result.success
+    started, ended = fail_once(monkeypatch, "claim_start"), fail_once(monkeypatch, "claim_end", times=2)
+    # Each sensor raises; the daemon would log it and move the sensor's cursor past the run all the same.
+    with (
+        run_event(deployment, result.run_id, dg.DagsterEventType.RUN_START) as context,
+        pytest.raises(sa.exc.OperationalError),
+    ):
+        webhook_on_started(context)
+    with (
+        run_event(deployment, result.run_id, dg.DagsterEventType.RUN_SUCCESS) as context,
+        pytest.raises(sa.exc.OperationalError),
+    ):
+        webhook_on_completed(context)
+    assert started == ended == [result.run_id]
+    assert scrape(store, deployment.records).series("video_pipelines_executions_finished_total") == {
+        (("status", "completed"),): 0,
+        (("status", "failed"),): 0,
+        (("status", "canceled"),): 0,
+    }
+
+    scan, outbox = EndedRunScan(), DeliveryOutbox(store)
+    enqueue_recently_ended(deployment.records, store, outbox, scan)  # the end's claim fails again: looked at again
+    assert ended == [result.run_id] * 2 and "the end of run" in caplog.text
+    assert result.run_id not in scan.handled
+    enqueue_recently_ended(deployment.records, store, outbox, scan)
+    enqueue_recently_ended(deployment.records, store, outbox, scan)
+    observe(deployment, result.run_id, daemons=2)  # later observers find both claimed
+
+    metrics = scrape(store, deployment.records)
+    assert metrics.value("video_pipelines_executions_started_total") == 1
+    assert metrics.series("video_pipelines_executions_finished_total") == {
+        (("status", "completed"),): 1,
+        (("status", "failed"),): 0,
+        (("status", "canceled"),): 0,
+    }
+
+
+def test_the_end_of_a_rejected_submission_whose_claim_failed_is_counted_by_the_sweep(
+    store: SubmissionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = MemoryRunRecords()
+    rejected, _ = store.submit(PLAN)
+    assert store.mark_rejected(rejected.execution_id, "plan.jobs[0].params.prompt: required")
+    failed = fail_once(monkeypatch, "claim_end")
+    record_end_quietly(records, store, rejected.execution_id)  # as the plan sensor does: logged, dropped
+    assert failed == [rejected.execution_id]
+    sweep_submission_ends(records, store, datetime.now(UTC) - timedelta(seconds=RECENT_SECONDS))
+    sweep_submission_ends(records, store, datetime.now(UTC) - timedelta(seconds=RECENT_SECONDS))
+    assert ExecutionOutcomes(store).tally() == OutcomeTally(started=0, finished={"failed": 1})
+
+
+def test_an_attempt_canceled_after_every_video_was_made_records_completed(store: SubmissionStore) -> None:
+    records = MemoryRunRecords()
+    first = records.add_run("exec_late", PLAN, RunState.FAILURE, run_id="run-1")
+    attempts = AttemptStore(store)
+    attempts.request("exec_late", 2, AttemptReason.RETRY, previous_run_id=first.run_id)
+    assert attempts.mark_launched("exec_late", 2, "run-2")
+    nodes = [
+        NodeRecord(node_id, operation, NodeState.COMPLETED, f"lineage-{node_id}", video(node_id), run_id="run-2")
+        for node_id, operation in (("clip", "generateVideo"), ("square", "reframe"))
+    ]
+    # The cancel came as its last node ended: Dagster says canceled, every video is made.
+    second = records.add_run(
+        "exec_late",
+        PLAN,
+        RunState.CANCELED,
+        run_id="run-2",
+        nodes=nodes,
+        tags={ATTEMPT_TAG: "2", ATTEMPT_REASON_TAG: "retry"},
+    )
+    assert record_run_end(records, store, second)
+    assert not record_run_end(records, store, second)  # once
+    assert attempts.outcome("exec_late", 2) == "completed"
+    assert attempts.outcome_counts() == {("retry", "completed"): 1}

@@ -43,7 +43,13 @@ from video_pipelines.executions.notifications import (
     webhook_payload,
     webhook_target,
 )
-from video_pipelines.executions.outcomes import record_end, record_end_quietly, record_run_end, record_start
+from video_pipelines.executions.outcomes import (
+    record_end,
+    record_end_quietly,
+    record_run_end,
+    record_start,
+    sweep_submission_ends,
+)
 from video_pipelines.executions.ownership import OPERATOR, Caller, execution_tenant
 from video_pipelines.executions.records import (
     BASE_EXECUTION_ID_TAG,
@@ -114,6 +120,7 @@ __all__ = [
     "stop_run",
     "submit",
     "subscribed_events",
+    "sweep_submission_ends",
     "trace_lookup",
     "validation_report",
     "webhook_payload",

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from video_pipelines.errors import ExecutionNotFound, WebhookError, WebhookSecretError
+from video_pipelines.executions.outcomes import sweep_run_ends
 from video_pipelines.executions.records import RunRecords, RunView
 from video_pipelines.executions.status import CANCELED_ERROR, ExecutionStatus, execution_status
 from video_pipelines.executions.traces import trace_lookup
@@ -405,14 +406,15 @@ class EndedRunScan:
 def enqueue_recently_ended(
     records: RunRecords, store: SubmissionStore, outbox: DeliveryOutbox, scan: EndedRunScan
 ) -> int:
-    """Enqueue the webhooks of runs that ended lately and have no delivery record yet; `scan` moves on."""
+    """Enqueue the webhooks of runs that ended lately and have no delivery record yet, and claim their ends
+    again (`outcomes.sweep_run_ends`); `scan` moves on, except past a run whose claims failed."""
     now = time.time()
     scan.handled = {run_id: seen for run_id, seen in scan.handled.items() if now - seen <= 2 * RECENT_SECONDS}
     since = now - RECENT_SECONDS
     if scan.last_checked is not None:
         since = max(since, scan.last_checked - OVERLAP_SECONDS)
-    scan.last_checked = now
     enqueued = 0
+    looked: list[RunView] = []
     for run in records.ended_since(datetime.fromtimestamp(since, tz=UTC), limit=100):
         if run.run_id in scan.handled:
             continue
@@ -420,6 +422,12 @@ def enqueue_recently_ended(
         if (not ended or run.attempt > 1) and enqueue_webhook(records, store, outbox, run.execution_id):
             enqueued += 1
         scan.handled[run.run_id] = now
+        looked.append(run)
+    failed = sweep_run_ends(records, store, looked)
+    for run_id in failed:
+        del scan.handled[run_id]
+    if not failed:
+        scan.last_checked = now
     return enqueued
 
 

@@ -5,31 +5,68 @@ sensors (`webhook_on_started`, and the ended-run sensors) for a run, the plan se
 submission it rejects, `cancel` for one canceled before it ran or while its resume was due.
 Each calls these; the one that claims the start or the end counts it, and for an end records
 the execution's span (`traces.record_execution_span`).
+
+A claim that fails (the database briefly unreachable) is not retried by the observer that
+made it: Dagster moves a run-status sensor's cursor past a run even when the sensor raises, and
+a cancel or a rejection happens once. So the `webhook_deliveries` sensor claims them again: its
+scan of runs that ended lately calls `record_run_end` for each (`sweep_run_ends`, which also
+claims the start of a run that started, and looks at a run again until its claims are
+written), and each tick calls `record_end` for the submissions rejected or canceled before they
+ran in that window whose end is unclaimed (`sweep_submission_ends`). An end missed for longer
+than that window (`notifications.RECENT_SECONDS`), or a cancel that stops a due resume, is not
+claimed again.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from video_pipelines.executions.records import RunRecords, RunView
-from video_pipelines.executions.status import execution_status
+from video_pipelines.executions.status import ExecutionStatus, execution_status
 from video_pipelines.executions.traces import record_execution_span
 from video_pipelines.submissions import AttemptStore, ExecutionOutcomes, SubmissionStore
 from video_pipelines.telemetry.trace_context import execution_context
 from video_pipelines.telemetry.tracing import best_effort
+from video_pipelines.vocabulary import ExecutionState
+
+_log = logging.getLogger(__name__)
 
 
-def record_start(store: SubmissionStore, execution_id: str) -> bool:
+def record_start(store: SubmissionStore, execution_id: str, started_at: datetime | None = None) -> bool:
     """Count the start of an execution whose run started (its first); True for the one observer that claims it."""
-    return ExecutionOutcomes(store).claim_start(execution_id, datetime.now(UTC))
+    return ExecutionOutcomes(store).claim_start(execution_id, started_at or datetime.now(UTC))
 
 
 def record_run_end(records: RunRecords, store: SubmissionStore, run: RunView) -> bool:
-    """What the end of `run` makes happen: the outcome of its attempt (a resume's or a retry's run), and the
-    execution's end when it is one (`record_end`). True when the execution's end was claimed here."""
-    if run.attempt > 1 and run.state.is_finished:
-        AttemptStore(store).record_outcome(run.execution_id, run.attempt, run.state.execution_state.value)
-    return record_end(records, store, run.execution_id)
+    """What the end of `run` makes happen: the start of its execution if no observer claimed it yet, the outcome
+    of its attempt (a resume's or a retry's run), and the execution's end when it is one (`record_end`). True when
+    the execution's end was claimed here.
+
+    What is claimed already is read first (a primary-key read each), so the later observers of an end compute no
+    status."""
+    outcomes = ExecutionOutcomes(store)
+    claimed = outcomes.claimed(run.execution_id)
+    if not claimed.started and run.started_at is not None:
+        record_start(store, run.execution_id, datetime.fromtimestamp(run.started_at, UTC))
+    attempts = AttemptStore(store)
+    attempt_due = run.attempt > 1 and run.state.is_finished and attempts.outcome(run.execution_id, run.attempt) is None
+    if claimed.ended and not attempt_due:
+        return False
+    status = execution_status(records, store, run.execution_id)
+    if attempt_due:
+        attempts.record_outcome(run.execution_id, run.attempt, _attempt_outcome(status, run).value)
+    return not claimed.ended and _claim_end(records, store, status)
+
+
+def _attempt_outcome(status: ExecutionStatus, run: RunView) -> ExecutionState:
+    """How an attempt's run ended, as the execution's status says when that run is the execution's last and its
+    end is the execution's: `completed` for a run canceled after every video was made, `failed` for one canceled
+    by its deadline. An earlier run, or one whose execution goes on (a lost worker's, resumed), ended as its run
+    did: that attempt failed, and the next one is counted by its own outcome."""
+    if status.run_id == run.run_id and status.is_terminal:
+        return status.state
+    return run.state.execution_state
 
 
 def record_end(records: RunRecords, store: SubmissionStore, execution_id: str) -> bool:
@@ -38,12 +75,18 @@ def record_end(records: RunRecords, store: SubmissionStore, execution_id: str) -
     The claim (`ExecutionOutcomes.claim_end`) makes the end counted once and its span exported
     once, however many observe it. An execution that has not ended claims nothing: a run whose
     worker was lost leaves it `processing` while its resume is due, so only the resumed run's
-    end is its end. Raises SubmissionStoreError when the claim cannot be written (an observer
-    that retries, such as a sensor's tick, claims it then).
+    end is its end. Raises the store's error when the claim cannot be written (see the module
+    docstring for who claims it then).
     """
-    status = execution_status(records, store, execution_id)
+    if ExecutionOutcomes(store).claimed(execution_id).ended:
+        return False
+    return _claim_end(records, store, execution_status(records, store, execution_id))
+
+
+def _claim_end(records: RunRecords, store: SubmissionStore, status: ExecutionStatus) -> bool:
     if not status.is_terminal:
         return False
+    execution_id = status.execution_id
     submission = store.get(execution_id)
     runs = records.execution_runs(execution_id)
     if runs and runs[-1].ended_at is not None:
@@ -70,10 +113,40 @@ def record_end(records: RunRecords, store: SubmissionStore, execution_id: str) -
     return True
 
 
+def sweep_run_ends(records: RunRecords, store: SubmissionStore, runs: list[RunView]) -> list[str]:
+    """`record_run_end` for each of these ended runs, again (see the module docstring); the ids of the runs whose
+    claims failed, for the next sweep. A failure is logged and stops nothing."""
+    failed: list[str] = []
+    for run in runs:
+        try:
+            record_run_end(records, store, run)
+        except Exception:
+            _log.warning(f"{run.execution_id}: the end of run {run.run_id} is not counted yet", exc_info=True)
+            failed.append(run.run_id)
+    return failed
+
+
+def sweep_submission_ends(records: RunRecords, store: SubmissionStore, since: datetime) -> None:
+    """`record_end` for the submissions rejected or canceled before they ran since `since` whose end no observer
+    claimed (see the module docstring). A failure is logged; the next sweep tries again."""
+    try:
+        for execution_id in ExecutionOutcomes(store).unclaimed_ends_without_run(since, limit=100):
+            record_end(records, store, execution_id)
+    except Exception:
+        _log.warning("the ends of rejected or canceled submissions are not counted yet", exc_info=True)
+
+
 @best_effort
 def record_end_quietly(records: RunRecords, store: SubmissionStore, execution_id: str) -> None:
     """`record_end` for an observer that must not fail for it (a cancel, a rejection): an error is logged."""
     record_end(records, store, execution_id)
 
 
-__all__ = ["record_end", "record_end_quietly", "record_run_end", "record_start"]
+__all__ = [
+    "record_end",
+    "record_end_quietly",
+    "record_run_end",
+    "record_start",
+    "sweep_run_ends",
+    "sweep_submission_ends",
+]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -27,8 +28,9 @@ from video_pipelines.executions import (
     enqueue_webhook,
     record_run_end,
     record_start,
+    sweep_submission_ends,
 )
-from video_pipelines.executions.notifications import AttemptReport, secret_env_warning
+from video_pipelines.executions.notifications import RECENT_SECONDS, AttemptReport, secret_env_warning
 from video_pipelines.orchestration.job import execute_plan
 from video_pipelines.orchestration.resources import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
@@ -89,8 +91,9 @@ def webhook_on_started(context: dg.RunStatusSensorContext, submissions: Submissi
         context.log.warning(f"{view.execution_id}: {warning}")
         context.instance.report_engine_event(warning, run)
     store = submissions.store()
-    record_start(store, view.execution_id)  # counted once, at its first run's start
     log_attempts(context.log, notify_started(context.instance, store, run))
+    # After the webhook, which a failed claim must not skip; `webhook_deliveries` claims it again once the run ended.
+    record_start(store, view.execution_id)  # counted once, at its first run's start
 
 
 def _webhook_sensor(status: dg.DagsterRunStatus, event: str, description: str) -> dg.RunStatusSensorDefinition:
@@ -177,7 +180,11 @@ def webhook_deliveries(context: dg.SensorEvaluationContext, submissions: Submiss
     """Send webhooks as soon as executions and their nodes end, and retry deliveries whose backoff has passed."""
     # The cursor remembers where the scan for ended runs stands, so no tick re-reads what the last one handled.
     scan = EndedRunScan.from_json(json.loads(context.cursor) if context.cursor else None)
-    reports = poll_deliveries(submissions.store(), context.instance, scan)
+    store = submissions.store()
+    # Ends of submissions that never ran whose claim failed where they ended (see `executions.outcomes`).
+    since = datetime.now(UTC) - timedelta(seconds=RECENT_SECONDS)
+    sweep_submission_ends(DagsterRunRecords(context.instance), store, since)
+    reports = poll_deliveries(store, context.instance, scan)
     log_attempts(context.log, reports)
     failed = sum(1 for report in reports if report.failed)
     if reports:

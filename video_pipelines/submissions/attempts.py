@@ -238,6 +238,13 @@ class AttemptStore:
         with self._engine.begin() as connection:
             return connection.execute(statement).rowcount == 1
 
+    def outcome(self, execution_id: str, number: int) -> str | None:
+        """How attempt `number`'s run ended, once recorded; None before (or when there is no such attempt)."""
+        query = sa.select(_T.outcome).where(_T.execution_id == execution_id, _T.number == number)
+        with self._reader.connect() as connection:
+            value = connection.execute(query).scalar_one_or_none()
+        return str(value) if value is not None else None
+
     def outcome_counts(self) -> dict[tuple[str, str], int]:
         """How many attempts' runs ended, by (reason, outcome)."""
         query = (

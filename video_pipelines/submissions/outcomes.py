@@ -27,10 +27,21 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from video_pipelines.submissions.schema import execution_outcomes
-from video_pipelines.submissions.store import SubmissionStore
+from video_pipelines.submissions.schema import execution_outcomes, submissions
+from video_pipelines.submissions.store import SubmissionState, SubmissionStore
 
 _T = execution_outcomes.c
+_S = submissions.c
+# Submissions that end without a run: refused by the plan sensor, or canceled while pending.
+_ENDED_WITHOUT_RUN = (SubmissionState.REJECTED.value, SubmissionState.CANCELED.value)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """Whether an execution's start and end are claimed already."""
+
+    started: bool
+    ended: bool
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,27 @@ class ExecutionOutcomes:
         with self._reader.connect() as connection:
             value = connection.execute(query).scalar_one_or_none()
         return str(value) if value is not None else None
+
+    def claimed(self, execution_id: str) -> Claimed:
+        """Whether the execution's start and end are claimed, in one primary-key read."""
+        query = sa.select(_T.started_at, _T.status).where(_T.execution_id == execution_id)
+        with self._reader.connect() as connection:
+            row = connection.execute(query).one_or_none()
+        if row is None:
+            return Claimed(started=False, ended=False)
+        return Claimed(started=row.started_at is not None, ended=row.status is not None)
+
+    def unclaimed_ends_without_run(self, since: datetime, limit: int) -> list[str]:
+        """Executions whose submission was rejected or canceled before it ran since `since`, with no end claimed."""
+        query = (
+            sa.select(_S.execution_id)
+            .outerjoin(execution_outcomes, _T.execution_id == _S.execution_id)
+            .where(_S.state.in_(_ENDED_WITHOUT_RUN), _S.updated_at >= since, _T.status.is_(None))
+            .order_by(_S.updated_at)
+            .limit(limit)
+        )
+        with self._reader.connect() as connection:
+            return [str(execution_id) for execution_id in connection.execute(query).scalars()]
 
     def claim_start(self, execution_id: str, started_at: datetime) -> bool:
         """Record that the execution started; True for the one caller that recorded it."""
@@ -98,4 +130,4 @@ class ExecutionOutcomes:
         )
 
 
-__all__ = ["ExecutionOutcomes", "OutcomeTally"]
+__all__ = ["Claimed", "ExecutionOutcomes", "OutcomeTally"]
