@@ -438,6 +438,12 @@ class BrokenStore:
     def get(self, execution_id: str) -> None:
         raise ConnectionError("the database is down")
 
+    @property
+    def engine(self) -> None:
+        raise ConnectionError("the database is down")
+
+    reader = engine
+
 
 def test_recording_a_span_never_fails_what_it_observes(traced: OtlpCollector, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
