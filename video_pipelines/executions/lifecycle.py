@@ -109,19 +109,22 @@ def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> Ex
     return execution_status(records, store, execution_id)
 
 
-# A run whose worker has not begun it. Terminating one fails it: Dagster's run worker leaves alone a
-# run it finds CANCELING, and its code server then reports the run failed (DefaultRunLauncher).
+# A run whose worker has not begun it. Terminating one fails it under DefaultRunLauncher: Dagster's run worker
+# leaves alone a run it finds CANCELING, and its code server then reports the run failed.
 _NOT_BEGUN = (RunState.NOT_STARTED, RunState.STARTING)
 
 
 def stop_run(records: RunRecords, store: SubmissionStore, run: RunView) -> bool:
-    """Have a run of a canceled execution run nothing more; True when it was terminated.
+    """Have a run of a canceled execution run nothing more; True when it was terminated or canceled.
 
     A queued run is canceled before it starts, a running one interrupted. One whose worker has not
-    begun it and that obeys the cancel request (`cancel_requested`) is left to its `plan` step, which
-    ends it canceled having run nothing.
+    begun it and that obeys the cancel request (`cancel_requested`) is canceled at once where the
+    launcher can (its task still in the broker), else left to its `plan` step, which ends it
+    canceled having run nothing.
     """
-    if run.state.is_finished or (run.state in _NOT_BEGUN and cancel_requested(store, run)):
+    if run.state.is_finished:
         return False
+    if run.state in _NOT_BEGUN and cancel_requested(store, run):
+        return records.cancel_unbegun(run.run_id)
     records.terminate(run.run_id)
     return True

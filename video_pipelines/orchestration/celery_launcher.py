@@ -200,6 +200,21 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             self._instance.report_run_canceled(run, "canceled before a worker took it")
         return True
 
+    def cancel_queued(self, run_id: str) -> bool:
+        """Cancel a STARTING run whose task no worker took yet: revoked, so no worker ever runs it, and the run
+        CANCELED at once instead of waiting behind the queue's backlog for a worker slot. False otherwise (a
+        worker took it: the run is then left to obey its cancel request)."""
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.status is not dg.DagsterRunStatus.STARTING:
+            return False
+        task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
+        if task_id is None or self.celery.AsyncResult(task_id).state != "PENDING":
+            return False
+        # Should a worker take it meanwhile, it finds the run CANCELED and does not start it (Dagster's execute_run).
+        self.celery.control.revoke(task_id)
+        self._instance.report_run_canceled(run, "canceled before a worker took it")
+        return True
+
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
         task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
         if task_id is None:
