@@ -17,7 +17,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from video_pipelines.errors import UsageError
 from video_pipelines.executions import EXECUTION_ID_TAG, RunState, stop_run
 from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
-from video_pipelines.orchestration.celery_launcher import VideoCeleryRunLauncher, make_celery_app
+from video_pipelines.orchestration.celery_launcher import VideoCeleryRunLauncher, _WorkerLoad, make_celery_app
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.vocabulary import Priority
@@ -215,3 +215,15 @@ def test_a_cancel_of_a_run_still_in_the_broker_ends_it_canceled_at_once(tmp_path
         assert ended is not None and ended.status is dg.DagsterRunStatus.CANCELED
         assert not records.cancel_unbegun(run.run_id)  # once only: the run is no longer STARTING
     launcher.celery.close()
+
+
+def test_worker_load_names_idle_consumers_and_every_task_a_worker_runs() -> None:
+    """From Celery's own answer shapes (inspect active_queues, active, stats): a task a worker just took counts as
+    held even when the result backend lost its STARTED state, so it is never taken for one the broker lost."""
+    load = _WorkerLoad(
+        queues={"w1@h": [{"name": "runs"}], "w2@h": [{"name": "runs"}], "w3@h": [{"name": "other"}]},
+        active={"w1@h": [{"id": "t1"}, {"id": "t2"}], "w2@h": [{"id": "t3"}], "w3@h": []},
+        stats={name: {"pool": {"max-concurrency": 2}} for name in ("w1@h", "w2@h", "w3@h")},
+    )
+    assert load.idle("runs") == ["w2@h"] and load.idle("other") == ["w3@h"] and load.idle("none") == []
+    assert load.active_ids == {"t1", "t2", "t3"}
