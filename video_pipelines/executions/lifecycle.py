@@ -90,9 +90,12 @@ def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> Ex
     """
     attempts = AttemptStore(store)
     resume_stopped = stop_resume(records, store, execution_id)
+    # A finished run takes no request (a retry or resume would take it for a live one); a launch asked for does.
+    latest = records.find_run(execution_id)
+    live = latest is None or not latest.state.is_finished
     # Each PENDING move first, then the request: a claim between the two is caught by the request.
     attempt_canceled = attempts.cancel_pending(execution_id)
-    attempts.request_cancel(execution_id)
+    attempts.request_cancel(execution_id, launched=live)
     if resume_stopped or attempt_canceled:
         # Its last run ended before; ending the attempt that was to follow it ends the execution (if not already).
         record_end_quietly(records, store, execution_id)
@@ -101,7 +104,7 @@ def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> Ex
         enqueue_webhook(records, store, DeliveryOutbox(store), execution_id)
         record_end_quietly(records, store, execution_id)
     else:
-        store.request_cancel(execution_id)
+        store.request_cancel(execution_id, launched=live)
     # Read after the request: a run created later than this finds the request when its `plan` step starts.
     run = records.find_run(execution_id)
     if run is not None:
