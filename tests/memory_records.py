@@ -93,3 +93,6 @@ class MemoryRunRecords:
 
     def terminate(self, run_id: str) -> None:
         self.terminated.append(run_id)
+
+    def cancel_unbegun(self, run_id: str) -> bool:
+        return False  # as DefaultRunLauncher: no broker to take a launch back from

@@ -15,8 +15,11 @@ from dagster_celery.tasks import create_execute_job_task
 from kombu.exceptions import OperationalError as BrokerError
 
 from video_pipelines.errors import UsageError
+from video_pipelines.executions import EXECUTION_ID_TAG, RunState, stop_run
 from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
-from video_pipelines.orchestration.celery_launcher import VideoCeleryRunLauncher, make_celery_app
+from video_pipelines.orchestration.celery_launcher import VideoCeleryRunLauncher, _WorkerLoad, make_celery_app
+from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.submissions import SubmissionStore
 from video_pipelines.vocabulary import Priority
 from video_pipelines.workers import (
     BrokerKind,
@@ -173,3 +176,54 @@ def test_a_run_the_broker_cannot_take_is_tagged_lost(tmp_path: Any) -> None:
         tagged = instance.get_run_by_id(run.run_id)
         assert tagged is not None and tagged.tags[LOST_WORKER_TAG].startswith("the broker could not take the run: ")
     launcher.celery.close()
+
+
+def test_a_cancel_of_a_run_still_in_the_broker_ends_it_canceled_at_once(tmp_path: Any) -> None:
+    """Its task is revoked and the run CANCELED there and then: it does not wait behind the queue's backlog for
+    a worker slot (status `processing`), as a run left to obey its cancel request would."""
+    require_service(REDIS_URL)
+    queue = f"test-{uuid.uuid4().hex[:10]}"  # no worker consumes it: the task waits in the broker
+    launcher_config = {
+        "module": "video_pipelines.orchestration.celery_launcher",
+        "class": "VideoCeleryRunLauncher",
+        "config": {"broker": REDIS_URL, "default_queue": queue},
+    }
+    with (
+        dg.instance_for_test(temp_dir=str(tmp_path), overrides={"run_launcher": launcher_config}) as instance,
+        SubmissionStore(f"sqlite:///{tmp_path / 'submissions.db'}") as store,
+    ):
+        launcher = instance.run_launcher
+        assert isinstance(launcher, VideoCeleryRunLauncher)
+        submission, _created = store.submit({"jobs": []})
+        assert store.claim(submission.execution_id)
+        run = create_run_for_test(
+            instance,
+            job_name="j",
+            status=dg.DagsterRunStatus.STARTING,
+            tags={EXECUTION_ID_TAG: submission.execution_id},
+        )
+        signature = create_execute_job_task(launcher.celery).si(execute_job_args_packed={})
+        launcher._launch_celery_task_run(run, signature, TASK_EXECUTE_JOB_NAME)
+        assert store.mark_launched(submission.execution_id, run.run_id)
+        assert store.request_cancel(submission.execution_id)
+        records = DagsterRunRecords(instance)
+        queued = records.find_run(submission.execution_id)
+        assert queued is not None and queued.state is RunState.STARTING
+
+        assert stop_run(records, store, queued)
+        ended = instance.get_run_by_id(run.run_id)
+        assert ended is not None and ended.status is dg.DagsterRunStatus.CANCELED
+        assert not records.cancel_unbegun(run.run_id)  # once only: the run is no longer STARTING
+    launcher.celery.close()
+
+
+def test_worker_load_names_idle_consumers_and_every_task_a_worker_runs() -> None:
+    """From Celery's own answer shapes (inspect active_queues, active, stats): a task a worker just took counts as
+    held even when the result backend lost its STARTED state, so it is never taken for one the broker lost."""
+    load = _WorkerLoad(
+        queues={"w1@h": [{"name": "runs"}], "w2@h": [{"name": "runs"}], "w3@h": [{"name": "other"}]},
+        active={"w1@h": [{"id": "t1"}, {"id": "t2"}], "w2@h": [{"id": "t3"}], "w3@h": []},
+        stats={name: {"pool": {"max-concurrency": 2}} for name in ("w1@h", "w2@h", "w3@h")},
+    )
+    assert load.idle("runs") == ["w2@h"] and load.idle("other") == ["w3@h"] and load.idle("none") == []
+    assert load.active_ids == {"t1", "t2", "t3"}

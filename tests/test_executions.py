@@ -23,7 +23,7 @@ from video_pipelines.executions import (
     execution_status,
 )
 from video_pipelines.providers.pricing import PricingTable
-from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions import AttemptState, AttemptStore, SubmissionStore
 from video_pipelines.vocabulary import ExecutionState, NodeState
 from video_pipelines.webhooks import DeliveryOutbox
 
@@ -321,3 +321,36 @@ def test_the_validation_report_prices_what_would_run(records: MemoryRunRecords) 
 def _completed(node_id: str, *, cost: float = 0.0) -> NodeRecord:
     operation = "merge" if node_id == "m" else "generateVideo"
     return NodeRecord(node_id, operation, NodeState.COMPLETED, f"lineage-{node_id}", video(node_id), cost_usd=cost)
+
+
+def test_a_cancel_of_a_finished_execution_records_no_request_and_a_retry_still_runs_it(
+    records: MemoryRunRecords, store: SubmissionStore
+) -> None:
+    """A request on a finished run would outlive it: a resume or retry of the execution would take it as live."""
+    submission, _ = store.submit(BASE_PLAN)
+    assert store.claim(submission.execution_id)
+    run = records.add_run(submission.execution_id, BASE_PLAN, RunState.FAILURE)
+    assert store.mark_launched(submission.execution_id, run.run_id)
+    status = executions.cancel(records, store, submission.execution_id)
+    assert status.state is ExecutionState.FAILED and records.terminated == []
+    launched = store.get(submission.execution_id)
+    assert launched is not None and launched.cancel_requested_at is None
+    assert executions.retry(records, store, submission.execution_id).state is ExecutionState.PENDING
+    [attempt] = [a for a in AttemptStore(store).of_execution(submission.execution_id) if a.number == 2]
+    assert attempt.state is AttemptState.PENDING and attempt.cancel_requested_at is None
+
+
+def test_a_cancel_while_the_run_is_asked_for_or_running_is_recorded(
+    records: MemoryRunRecords, store: SubmissionStore
+) -> None:
+    asked, _ = store.submit(BASE_PLAN)
+    assert store.claim(asked.execution_id)  # LAUNCHING: its run does not exist yet and must obey the request
+    executions.cancel(records, store, asked.execution_id)
+    running, _ = store.submit(BASE_PLAN)
+    assert store.claim(running.execution_id)
+    run = records.add_run(running.execution_id, BASE_PLAN, RunState.STARTED)
+    assert store.mark_launched(running.execution_id, run.run_id)
+    executions.cancel(records, store, running.execution_id)
+    for execution_id in (asked.execution_id, running.execution_id):
+        submission = store.get(execution_id)
+        assert submission is not None and submission.cancel_requested_at is not None

@@ -90,9 +90,12 @@ def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> Ex
     """
     attempts = AttemptStore(store)
     resume_stopped = stop_resume(records, store, execution_id)
+    # A finished run takes no request (a retry or resume would take it for a live one); a launch asked for does.
+    latest = records.find_run(execution_id)
+    live = latest is None or not latest.state.is_finished
     # Each PENDING move first, then the request: a claim between the two is caught by the request.
     attempt_canceled = attempts.cancel_pending(execution_id)
-    attempts.request_cancel(execution_id)
+    attempts.request_cancel(execution_id, launched=live)
     if resume_stopped or attempt_canceled:
         # Its last run ended before; ending the attempt that was to follow it ends the execution (if not already).
         record_end_quietly(records, store, execution_id)
@@ -101,7 +104,7 @@ def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> Ex
         enqueue_webhook(records, store, DeliveryOutbox(store), execution_id)
         record_end_quietly(records, store, execution_id)
     else:
-        store.request_cancel(execution_id)
+        store.request_cancel(execution_id, launched=live)
     # Read after the request: a run created later than this finds the request when its `plan` step starts.
     run = records.find_run(execution_id)
     if run is not None:
@@ -109,19 +112,22 @@ def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> Ex
     return execution_status(records, store, execution_id)
 
 
-# A run whose worker has not begun it. Terminating one fails it: Dagster's run worker leaves alone a
-# run it finds CANCELING, and its code server then reports the run failed (DefaultRunLauncher).
+# A run whose worker has not begun it. Terminating one fails it under DefaultRunLauncher: Dagster's run worker
+# leaves alone a run it finds CANCELING, and its code server then reports the run failed.
 _NOT_BEGUN = (RunState.NOT_STARTED, RunState.STARTING)
 
 
 def stop_run(records: RunRecords, store: SubmissionStore, run: RunView) -> bool:
-    """Have a run of a canceled execution run nothing more; True when it was terminated.
+    """Have a run of a canceled execution run nothing more; True when it was terminated or canceled.
 
     A queued run is canceled before it starts, a running one interrupted. One whose worker has not
-    begun it and that obeys the cancel request (`cancel_requested`) is left to its `plan` step, which
-    ends it canceled having run nothing.
+    begun it and that obeys the cancel request (`cancel_requested`) is canceled at once where the
+    launcher can (its task still in the broker), else left to its `plan` step, which ends it
+    canceled having run nothing.
     """
-    if run.state.is_finished or (run.state in _NOT_BEGUN and cancel_requested(store, run)):
+    if run.state.is_finished:
         return False
+    if run.state in _NOT_BEGUN and cancel_requested(store, run):
+        return records.cancel_unbegun(run.run_id)
     records.terminate(run.run_id)
     return True

@@ -188,3 +188,8 @@ class RunRecords(Protocol):
     def terminate(self, run_id: str) -> None:
         """Cancel a queued run or terminate a running one."""
         ...
+
+    def cancel_unbegun(self, run_id: str) -> bool:
+        """Cancel a run whose worker has not begun it, when the launcher can do so cleanly: its launch still
+        waits in a broker (the run ends CANCELED at once, no worker ever takes it). True when it was canceled."""
+        ...

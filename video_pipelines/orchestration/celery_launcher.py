@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Self
 
 import dagster as dg
@@ -108,6 +108,29 @@ def ensure_queue(app: Celery, name: str) -> None:
     if name not in app.amqp.queues:
         arguments = {"x-max-priority": AMQP_MAX_PRIORITY}
         app.amqp.queues.add(Queue(name, routing_key=f"{name}.#", queue_arguments=arguments))  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class _WorkerLoad:
+    """The workers' answers to `inspect`: the queues each consumes, its running tasks, its stats (pool size)."""
+
+    queues: Mapping[str, Sequence[Mapping[str, Any]]]
+    active: Mapping[str, Sequence[Mapping[str, Any]]]
+    stats: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def active_ids(self) -> set[str]:
+        return {str(task.get("id")) for tasks in self.active.values() for task in tasks}
+
+    def idle(self, queue: str) -> list[str]:
+        """The workers consuming `queue` with a free child."""
+        return [
+            worker
+            for worker, queues in self.queues.items()
+            if any(entry.get("name") == queue for entry in queues)
+            and worker in self.active
+            and len(self.active[worker]) < self.stats.get(worker, {}).get("pool", {}).get("max-concurrency", 0)
+        ]
 
 
 class VideoCeleryRunLauncher(CeleryRunLauncher):
@@ -200,6 +223,21 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             self._instance.report_run_canceled(run, "canceled before a worker took it")
         return True
 
+    def cancel_queued(self, run_id: str) -> bool:
+        """Cancel a STARTING run whose task no worker took yet: revoked, so no worker ever runs it, and the run
+        CANCELED at once instead of waiting behind the queue's backlog for a worker slot. False otherwise (a
+        worker took it: the run is then left to obey its cancel request)."""
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.status is not dg.DagsterRunStatus.STARTING:
+            return False
+        task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
+        if task_id is None or self.celery.AsyncResult(task_id).state != "PENDING":
+            return False
+        # Should a worker take it meanwhile, it finds the run CANCELED and does not start it (Dagster's execute_run).
+        self.celery.control.revoke(task_id)
+        self._instance.report_run_canceled(run, "canceled before a worker took it")
+        return True
+
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
         task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
         if task_id is None:
@@ -228,7 +266,8 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
 
     def lost_in_broker(self, runs: Sequence[dg.DagsterRun]) -> dict[str, str]:
         """Of `runs` (STARTING), those whose task the broker lost, by run id with why: no worker took the task nor
-        holds it, though a worker of its queue is idle. The workers are asked once for all the runs."""
+        holds it, though a worker of its queue is idle. The workers are asked once for all the runs and queues,
+        and whether they hold the tasks only when one of them is idle (when all are busy, nothing is lost)."""
         pending = [
             (run, task_id)
             for run in runs
@@ -237,16 +276,18 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         ]
         if not pending:
             return {}
-        reserved = self._reserved()
-        idle: dict[str, list[str]] = {}
+        load = self._load()
+        idle = {queue: load.idle(queue) for queue in {self._queue_of(run) for run, _task_id in pending}}
+        if not any(idle.values()):
+            return {}
+        # A task a worker just took (its STARTED state lost by the result backend) or holds for a busy child.
+        held = load.active_ids | self._reserved()
         lost: dict[str, str] = {}
         for run, task_id in pending:
-            queue = run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue)
-            if queue not in idle:
-                idle[queue] = self._idle_workers(queue)
-            if idle[queue] and task_id not in reserved:
+            workers = idle[self._queue_of(run)]
+            if workers and task_id not in held:
                 lost[run.run_id] = (
-                    f"the broker lost its Celery task {task_id}: no worker took it, though {idle[queue][0]} "
+                    f"the broker lost its Celery task {task_id}: no worker took it, though {workers[0]} "
                     "has a free child"
                 )
         return lost
@@ -258,29 +299,18 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             self.celery.control.revoke(task_id)
         self._fail(run, message, lost=True)
 
+    def _queue_of(self, run: dg.DagsterRun) -> str:
+        return run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue)
+
     def _reserved(self) -> set[str]:
         """The tasks workers hold for a child that is not free yet (RabbitMQ prefetches one per child)."""
         reserved = self.celery.control.inspect(timeout=PING_TIMEOUT_SECONDS).reserved() or {}
         return {str(task.get("id")) for tasks in reserved.values() for task in tasks}
 
-    def _idle_workers(self, queue: str) -> list[str]:
-        """The workers consuming `queue` with a free child."""
+    def _load(self) -> _WorkerLoad:
+        """What every worker consumes and runs now, and its pool size: one broadcast of each question."""
         inspect = self.celery.control.inspect(timeout=PING_TIMEOUT_SECONDS)
-        consumers = [
-            worker
-            for worker, queues in (inspect.active_queues() or {}).items()
-            if any(entry.get("name") == queue for entry in queues)
-        ]
-        if not consumers:
-            return []
-        inspect = self.celery.control.inspect(destination=consumers, timeout=PING_TIMEOUT_SECONDS)
-        active, stats = inspect.active() or {}, inspect.stats() or {}
-        return [
-            worker
-            for worker in consumers
-            if worker in active
-            and len(active[worker]) < stats.get(worker, {}).get("pool", {}).get("max-concurrency", 0)
-        ]
+        return _WorkerLoad(inspect.active_queues() or {}, inspect.active() or {}, inspect.stats() or {})
 
     @staticmethod
     def _worker_of(run: dg.DagsterRun, result: Any) -> RunWorker | None:

@@ -16,6 +16,7 @@ from dagster._core.execution.stats import StepEventStatus
 
 from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
 from video_pipelines.executions.records import LOST_WORKER_TAG, NodeCheck
+from video_pipelines.orchestration.celery_launcher import VideoCeleryRunLauncher
 from video_pipelines.orchestration.config import EXAMPLE_PLAN
 from video_pipelines.orchestration.state import mapping_key
 from video_pipelines.plan.results import VideoResult
@@ -247,3 +248,8 @@ class DagsterRunRecords:
 
     def terminate(self, run_id: str) -> None:
         self.instance.run_coordinator.cancel_run(run_id)
+
+    def cancel_unbegun(self, run_id: str) -> bool:
+        # DefaultRunLauncher has no such cancel: terminating a run its process has not begun fails it.
+        launcher = self.instance.run_launcher
+        return isinstance(launcher, VideoCeleryRunLauncher) and launcher.cancel_queued(run_id)

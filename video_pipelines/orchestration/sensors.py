@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -330,18 +331,15 @@ def lost_launches(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     launcher = context.instance.run_launcher
     if not isinstance(launcher, VideoCeleryRunLauncher):
         return dg.SkipReason("runs are not launched through a broker")
-    starting = context.instance.get_run_records(
-        filters=dg.RunsFilter(job_name=execute_plan.name, statuses=[dg.DagsterRunStatus.STARTING]), limit=100
+    # A STARTING run was last updated as its launcher sent its task (the task id tag): older ones may be lost.
+    launched_before = datetime.now(UTC) - timedelta(seconds=LOST_LAUNCH_SECONDS)
+    filters = dg.RunsFilter(
+        job_name=execute_plan.name, statuses=[dg.DagsterRunStatus.STARTING], updated_before=launched_before
     )
-    now = time.time()
-    old = [
-        record.dagster_run
-        for record in starting
-        if now - (context.instance.get_run_stats(record.dagster_run.run_id).launch_time or now) >= LOST_LAUNCH_SECONDS
-    ]
+    old = context.instance.get_runs(filters=filters, limit=100)
     suspects = launcher.lost_in_broker(old)
     if not suspects:
-        return dg.SkipReason(f"{len(starting)} runs starting, none lost by the broker")
+        return dg.SkipReason(f"{len(old)} runs starting for {LOST_LAUNCH_SECONDS:g} s or more, none lost by the broker")
     time.sleep(LOST_LAUNCH_RECHECK_SECONDS)
     again = [context.instance.get_run_by_id(run_id) for run_id in suspects]
     still = [run for run in again if run is not None and run.status is dg.DagsterRunStatus.STARTING]
@@ -351,5 +349,6 @@ def lost_launches(context: dg.SensorEvaluationContext) -> dg.SkipReason:
             context.log.warning(f"run {run.run_id} failed as lost, to be resumed: {lost[run.run_id]}")
             launcher.fail_lost_launch(run, lost[run.run_id])
     return dg.SkipReason(
-        f"{len(starting)} runs starting, {len(lost)} of them lost by the broker: failed, to be resumed"
+        f"{len(old)} runs starting for {LOST_LAUNCH_SECONDS:g} s or more, {len(lost)} of them lost by the broker: "
+        "failed, to be resumed"
     )

@@ -267,12 +267,14 @@ class AttemptStore:
         with self._engine.begin() as connection:
             return connection.execute(statement).rowcount > 0
 
-    def request_cancel(self, execution_id: str) -> bool:
+    def request_cancel(self, execution_id: str, *, launched: bool = True) -> bool:
         """Record a cancel of every LAUNCHING or LAUNCHED attempt of an execution (their runs obey it); True
-        when there was any. A second request keeps the first one's time."""
+        when there was any. A second request keeps the first one's time. `launched=False` leaves LAUNCHED
+        ones alone: their runs finished, a request would outlive them."""
+        states = _CLAIMED if launched else (AttemptState.LAUNCHING.value,)
         statement = (
             execution_attempts.update()
-            .where(_T.execution_id == execution_id, _T.state.in_(_CLAIMED))
+            .where(_T.execution_id == execution_id, _T.state.in_(states))
             .values(cancel_requested_at=sa.func.coalesce(_T.cancel_requested_at, datetime.now(UTC)))
         )
         with self._engine.begin() as connection:

@@ -585,13 +585,15 @@ class SubmissionStore:
         """PENDING -> CANCELED before any run was asked for; False (and no change) if it was not pending."""
         return self._move(execution_id, _PENDING, SubmissionState.CANCELED, _now())
 
-    def request_cancel(self, execution_id: str) -> bool:
+    def request_cancel(self, execution_id: str, *, launched: bool = True) -> bool:
         """Record a cancel of a LAUNCHING or LAUNCHED submission (its run is asked for, or exists): its run
-        obeys it. False (and no change) in another state; a second request keeps the first one's time."""
+        obeys it. False (and no change) in another state; a second request keeps the first one's time.
+        `launched=False` leaves a LAUNCHED one alone: its run finished, a request would outlive it."""
         now = _now()
+        states = _CLAIMED if launched else (SubmissionState.LAUNCHING.value,)
         statement = (
             submissions.update()
-            .where(submissions.c.execution_id == execution_id, submissions.c.state.in_(_CLAIMED))
+            .where(submissions.c.execution_id == execution_id, submissions.c.state.in_(states))
             .values(cancel_requested_at=sa.func.coalesce(submissions.c.cancel_requested_at, now), updated_at=now)
         )
         with self._engine.begin() as connection:
