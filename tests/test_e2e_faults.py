@@ -333,6 +333,26 @@ def in_flight(replicate: TimedReplicate, target: client.Deployment, ids: list[st
     return check
 
 
+def burst_through_fault(
+    fault_name: str,
+    fault: Callable[[], None],
+    deployment: DagsterDeployment,
+    target: client.Deployment,
+    replicate: TimedReplicate,
+    receiver: WebhookReceiver,
+) -> None:
+    """A burst submitted, `fault` once a prediction is in flight and executions wait, then every execution checked."""
+    burst = Burst(fault_name.split()[0].lower())
+    ids = [burst.submit(i, local_submitter(target), receiver) for i in range(BURST)]
+    wait_until(in_flight(replicate, target, ids), 120, "a prediction in flight, executions pending", deployment)
+    fault()
+    finish(
+        fault_name, burst, recovered_from=time.monotonic(), deployment=deployment, replicate=replicate,
+        receiver=receiver, read_status=lambda i: client.status(i, target=target),
+        deliveries=lambda i: client.deliveries(i, target=target),
+    )  # fmt: skip
+
+
 # --- the tests ------------------------------------------------------------------------------------
 
 
@@ -348,17 +368,12 @@ def test_broker_sigkilled_and_restarted_mid_burst(
         deployment_with_workers(tmp_path, postgres_url, deployment_env(replicate, redis.url)) as deployment,
         deployment.client(monkeypatch) as target,
     ):
-        burst = Burst("broker")
-        ids = [burst.submit(i, local_submitter(target), receiver) for i in range(BURST)]
-        wait_until(in_flight(replicate, target, ids), 120, "a prediction in flight, executions pending", deployment)
-        redis.kill()
-        redis.start()
-        restarted = time.monotonic()
-        finish(
-            "broker SIGKILLed", burst, recovered_from=restarted, deployment=deployment, replicate=replicate,
-            receiver=receiver, read_status=lambda i: client.status(i, target=target),
-            deliveries=lambda i: client.deliveries(i, target=target),
-        )  # fmt: skip
+
+        def kill_and_restart() -> None:
+            redis.kill()
+            redis.start()
+
+        burst_through_fault("broker SIGKILLed", kill_and_restart, deployment, target, replicate, receiver)
 
 
 def test_postgres_restarted_mid_burst(
@@ -370,16 +385,7 @@ def test_postgres_restarted_mid_burst(
         deployment_with_workers(tmp_path, cluster.url("video"), deployment_env(replicate, redis.url)) as deployment,
         deployment.client(monkeypatch) as target,
     ):
-        burst = Burst("postgres")
-        ids = [burst.submit(i, local_submitter(target), receiver) for i in range(BURST)]
-        wait_until(in_flight(replicate, target, ids), 120, "a prediction in flight, executions pending", deployment)
-        cluster.restart()
-        restarted = time.monotonic()
-        finish(
-            "PostgreSQL restarted", burst, recovered_from=restarted, deployment=deployment, replicate=replicate,
-            receiver=receiver, read_status=lambda i: client.status(i, target=target),
-            deliveries=lambda i: client.deliveries(i, target=target),
-        )  # fmt: skip
+        burst_through_fault("PostgreSQL restarted", cluster.restart, deployment, target, replicate, receiver)
 
 
 def test_worker_sigterm_mid_run(
