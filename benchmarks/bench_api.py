@@ -37,7 +37,7 @@ import httpx
 
 from tests.api_process import api_process
 from tests.conftest import fresh_database
-from video_pipelines.instance import render_instance_yaml
+from video_pipelines.deployment.instance import render_instance_yaml
 from video_pipelines.submissions import ApiKeys, SubmissionState, SubmissionStore
 
 SECRET_KEY = "bench-api-passphrase"

@@ -32,10 +32,10 @@ import dagster as dg
 from ulid import ULID
 
 from tests.conftest import fresh_database
+from video_pipelines.deployment.instance import render_instance_yaml
 from video_pipelines.executions import RunView
-from video_pipelines.instance import render_instance_yaml
-from video_pipelines.orchestration import catalog_retention
-from video_pipelines.orchestration.assets import partition_key, partitions_of
+from video_pipelines.orchestration.catalog import retention as catalog_retention
+from video_pipelines.orchestration.catalog.assets import partition_key, partitions_of
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import Operation
 

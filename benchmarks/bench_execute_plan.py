@@ -23,12 +23,12 @@ from typing import Any
 
 import dagster as dg
 
-from video_pipelines.demo import run_plan_in_process
+from video_pipelines.deployment.instance import prepare_dagster_home
+from video_pipelines.doors.demo import run_plan_in_process
 from video_pipelines.examples import example_plan
-from video_pipelines.instance import prepare_dagster_home
 from video_pipelines.net import AllowedHosts
-from video_pipelines.node_checks import audio_expected
-from video_pipelines.node_runner import NodeChecks, NodeEnvironment, run_node
+from video_pipelines.nodes.checks import audio_expected
+from video_pipelines.nodes.runner import NodeChecks, NodeEnvironment, run_node
 from video_pipelines.operations.checks import DEFAULT_BLOCKING
 from video_pipelines.plan import execution_order, lineage_hashes, parse_plan
 from video_pipelines.plan.results import VideoResult

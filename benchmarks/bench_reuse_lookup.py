@@ -36,8 +36,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from video_pipelines.database_url import psycopg2_url
 from video_pipelines.submissions import CachedNode, NodeResultIndex, SubmissionStore
+from video_pipelines.submissions.database_url import psycopg2_url
 from video_pipelines.submissions.schema import node_results
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -26,7 +26,7 @@ import dagster as dg
 from tests.conftest import fresh_database
 from tests.processes import dagster_deployment
 from tests.receiver import WebhookReceiver
-from video_pipelines import client
+from video_pipelines.doors import client
 from video_pipelines.executions import EXECUTION_ID_TAG
 
 PLAN = {"jobs": [{"id": "clip", "type": "generateVideo", "params": {"prompt": "x", "duration": 1, "resolution": 64}}]}

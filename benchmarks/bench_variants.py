@@ -17,11 +17,11 @@ from typing import Any
 
 import dagster as dg
 
-from video_pipelines.demo import run_plan_in_process, serve_voice_tracks
+from video_pipelines.deployment.instance import prepare_dagster_home
+from video_pipelines.doors.demo import run_plan_in_process, serve_voice_tracks
 from video_pipelines.examples import example_plan
-from video_pipelines.instance import prepare_dagster_home
 from video_pipelines.net import AllowedHosts
-from video_pipelines.node_runner import NodeEnvironment, run_node
+from video_pipelines.nodes.runner import NodeEnvironment, run_node
 from video_pipelines.plan import execution_order, parse_plan
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import resolve

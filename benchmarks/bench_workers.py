@@ -35,7 +35,7 @@ import dagster as dg
 from tests.conftest import fresh_database
 from tests.processes import CLIENT_ENV, DagsterDeployment, dagster_deployment
 from tests.workers import broker_env, start_worker, wait_for_workers
-from video_pipelines import client
+from video_pipelines.doors import client
 from video_pipelines.executions import EXECUTION_ID_TAG
 
 

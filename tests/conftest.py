@@ -140,7 +140,7 @@ def media_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Me
 @pytest.fixture
 def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A DAGSTER_HOME with the embedded default instance (SQLite) and its own artifact folder."""
-    from video_pipelines.instance import prepare_dagster_home
+    from video_pipelines.deployment.instance import prepare_dagster_home
 
     monkeypatch.delenv("VIDEO_PIPELINES_DATABASE_URL", raising=False)
     monkeypatch.delenv("VIDEO_PIPELINES_STORAGE_URL", raising=False)
@@ -200,7 +200,7 @@ UNAVAILABLE = [503] * 50  # more than one run's transient retries ask for
 @pytest.fixture
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Transient retries back off from 10 ms instead of 2 s: the same number of attempts, in a blink."""
-    from video_pipelines.orchestration import job as job_module
+    from video_pipelines.orchestration.job import ops as job_module
 
     monkeypatch.setattr(job_module, "RETRY_BASE_DELAY_SECONDS", 0.01)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from video_pipelines.instance import render_instance_yaml
+from video_pipelines.deployment.instance import render_instance_yaml
 
 from .api_process import ApiServer, api_process
 from .conftest import fresh_database

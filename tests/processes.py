@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from video_pipelines import client as client_api
-from video_pipelines.instance import render_instance_yaml
+from video_pipelines.deployment.instance import render_instance_yaml
+from video_pipelines.doors import client as client_api
 
 from .conftest import free_port
 

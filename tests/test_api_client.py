@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from video_pipelines.api_client import API_KEY_ENV, API_URL_ENV, ApiClient, plan_problems
+from video_pipelines.doors.api_client import API_KEY_ENV, API_URL_ENV, ApiClient, plan_problems
 from video_pipelines.errors import (
     ExecutionError,
     ExecutionNotFound,
@@ -116,7 +116,7 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None, **e
 def test_the_client_imports_neither_dagster_nor_the_database() -> None:
     code = (
         "import sys\n"
-        "import video_pipelines.api_client, video_pipelines.client, video_pipelines.cli\n"
+        "import video_pipelines.doors.api_client, video_pipelines.doors.client, video_pipelines.doors.cli\n"
         "print(sorted(m for m in ('dagster', 'sqlalchemy', 'psycopg2') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

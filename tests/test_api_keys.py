@@ -196,7 +196,7 @@ def test_keys_are_shared_by_every_store_on_the_database(db_url: str, store: Subm
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    from video_pipelines import cli
+    from video_pipelines.doors import cli
 
     code = cli.main(list(args))
     out, err = capsys.readouterr()

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from video_pipelines.instance import prepare_dagster_home
+from video_pipelines.deployment.instance import prepare_dagster_home
 from video_pipelines.submissions import ApiKeys, SubmissionStore
 
 from .api_process import ApiServer, api_process

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from video_pipelines.api import ApiSettings, create_app
 from video_pipelines.operations import generate_clip
-from video_pipelines.orchestration.previews import node_preview
+from video_pipelines.orchestration.catalog.previews import node_preview
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.storage import LocalArtifactStore, StoredArtifact, file_sha256
 
@@ -194,7 +194,7 @@ def test_a_nodes_materialization_shows_its_thumbnail_link_and_path(
     """What the asset catalog shows under `video-pipelines dev`: a picture, a link a browser opens, the file."""
     import dagster as dg
 
-    from video_pipelines.demo import run_plan_in_process
+    from video_pipelines.doors.demo import run_plan_in_process
 
     monkeypatch.setenv("VIDEO_PIPELINES_ARTIFACTS_BASE_URL", "http://127.0.0.1:8080/artifacts")
     plan = {

@@ -27,7 +27,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from video_pipelines import client
+from video_pipelines.doors import client
 
 from .conftest import free_port
 from .test_dev import answers
@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 CHROMIUM, CHROMEDRIVER = "chromium", "chromedriver"
-# The location name video_pipelines.instance.write_workspace gives the package in dev's workspace.
+# The location name video_pipelines.deployment.instance.write_workspace gives the package in dev's workspace.
 LOCATION = "video_pipelines"
 # A React app over GraphQL: pages render well after the document loads, slower on a busy CI machine.
 UI_WAIT = 60

@@ -14,10 +14,11 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from video_pipelines import client, executions
+from video_pipelines import executions
+from video_pipelines.doors import client
 from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.run_records import DagsterRunRecords
-from video_pipelines.orchestration.sensors import evaluate_submissions
+from video_pipelines.orchestration.sensors.plans import evaluate_submissions
 from video_pipelines.webhooks import DeliveryOutbox
 
 PLAN: dict[str, Any] = {

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from video_pipelines.errors import MediaError, PlanValidationError, StorageError
-from video_pipelines.node_runner import NodeEnvironment, NodeRun, run_node
+from video_pipelines.nodes.runner import NodeEnvironment, NodeRun, run_node
 from video_pipelines.operations import Cue, build_ass, ffmpeg_exe, generate_clip, parse_srt, probe, to_srt, to_webvtt
 from video_pipelines.operations.subtitles import track_language
 from video_pipelines.plan import parse_plan
@@ -342,7 +342,7 @@ def test_a_remote_transcriber_is_called_with_the_input_and_its_model_is_priced(
 def test_sidecars_are_stored_beside_the_video_on_s3(s3_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
     import boto3
 
-    from video_pipelines.node_runner import SRT_CONTENT_TYPE, VTT_CONTENT_TYPE
+    from video_pipelines.nodes.runner import SRT_CONTENT_TYPE, VTT_CONTENT_TYPE
     from video_pipelines.storage import S3ArtifactStore
 
     store = S3ArtifactStore(s3_bucket, "renders", endpoint_url=s3_endpoint)
@@ -383,7 +383,7 @@ def test_real_speech_is_lip_synced_captioned_burned_and_in_the_sidecars(
 ) -> None:
     import dagster as dg
 
-    from video_pipelines.demo import node_results, run_plan_in_process
+    from video_pipelines.doors.demo import node_results, run_plan_in_process
     from video_pipelines.executions import execution_status
     from video_pipelines.executions.notifications import node_payload, webhook_payload
     from video_pipelines.orchestration.run_records import DagsterRunRecords

@@ -12,14 +12,14 @@ import dagster as dg
 import pytest
 from ulid import ULID
 
-from video_pipelines import client
-from video_pipelines.cli import main
-from video_pipelines.demo import run_plan_in_process
+from video_pipelines.doors import client
+from video_pipelines.doors.cli import main
+from video_pipelines.doors.demo import run_plan_in_process
 from video_pipelines.executions import RunView
 from video_pipelines.executions.records import RunState
 from video_pipelines.executions.retention import began_after, ended_before
-from video_pipelines.orchestration.assets import add_execution, partition_key, partitions_of
-from video_pipelines.orchestration.catalog_retention import (
+from video_pipelines.orchestration.catalog.assets import add_execution, partition_key, partitions_of
+from video_pipelines.orchestration.catalog.retention import (
     CATALOG_RETENTION_ENV,
     catalog_retention,
     prune_catalog,

@@ -14,14 +14,7 @@ from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 from dagster_celery.tasks import create_execute_job_task
 from kombu.exceptions import OperationalError as BrokerError
 
-from video_pipelines.errors import UsageError
-from video_pipelines.executions import EXECUTION_ID_TAG, RunState, stop_run
-from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
-from video_pipelines.orchestration.celery_launcher import VideoCeleryRunLauncher, _WorkerLoad, make_celery_app
-from video_pipelines.orchestration.run_records import DagsterRunRecords
-from video_pipelines.submissions import SubmissionStore
-from video_pipelines.vocabulary import Priority
-from video_pipelines.workers import (
+from video_pipelines.deployment.workers import (
     BrokerKind,
     RunWorker,
     WorkerSettings,
@@ -29,6 +22,13 @@ from video_pipelines.workers import (
     celery_priority,
     local_artifacts_warning,
 )
+from video_pipelines.errors import UsageError
+from video_pipelines.executions import EXECUTION_ID_TAG, RunState, stop_run
+from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
+from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.orchestration.workers.celery_launcher import VideoCeleryRunLauncher, _WorkerLoad, make_celery_app
+from video_pipelines.submissions import SubmissionStore
+from video_pipelines.vocabulary import Priority
 
 from .conftest import free_port
 from .workers import AMQP_URL, REDIS_URL, require_service
@@ -184,7 +184,7 @@ def test_a_cancel_of_a_run_still_in_the_broker_ends_it_canceled_at_once(tmp_path
     require_service(REDIS_URL)
     queue = f"test-{uuid.uuid4().hex[:10]}"  # no worker consumes it: the task waits in the broker
     launcher_config = {
-        "module": "video_pipelines.orchestration.celery_launcher",
+        "module": "video_pipelines.orchestration.workers.celery_launcher",
         "class": "VideoCeleryRunLauncher",
         "config": {"broker": REDIS_URL, "default_queue": queue},
     }

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from video_pipelines.client import with_ui_link
-from video_pipelines.instance import describe_instance, render_instance_yaml
+from video_pipelines.deployment.instance import describe_instance, render_instance_yaml
+from video_pipelines.doors.client import with_ui_link
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "video_pipelines" / "examples"
@@ -55,7 +55,7 @@ def test_validate_prints_the_execution_order(tmp_path: Path) -> None:
 def test_validate_reuses_what_earlier_executions_made(tmp_path: Path, dagster_home: Path) -> None:
     import dagster as dg
 
-    from video_pipelines.demo import node_results, run_plan_in_process
+    from video_pipelines.doors.demo import node_results, run_plan_in_process
 
     made = {
         "jobs": [
@@ -158,7 +158,7 @@ def test_daemon_loops_faster_only_where_dagster_allows_no_less() -> None:
     check = """
 import dagster._daemon.sensor as sensor_daemon
 from dagster._core.run_coordinator.queued_run_coordinator import QueuedRunCoordinator
-from video_pipelines.orchestration.daemon import speed_up_loops
+from video_pipelines.orchestration.workers.daemon import speed_up_loops
 before = [QueuedRunCoordinator(dequeue_interval_seconds=n).dequeue_interval_seconds for n in (1, 5)]
 speed_up_loops()
 after = [QueuedRunCoordinator(dequeue_interval_seconds=n).dequeue_interval_seconds for n in (1, 5)]

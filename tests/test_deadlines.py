@@ -10,8 +10,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from video_pipelines import client
-from video_pipelines.demo import run_plan_in_process
+from video_pipelines.doors import client
+from video_pipelines.doors.demo import run_plan_in_process
 
 from .conftest import fresh_database
 from .processes import DagsterDeployment, dagster_deployment

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from video_pipelines import api, postgres, workers
+from video_pipelines import api
 from video_pipelines.api.settings import ApiSettings
+from video_pipelines.deployment import postgres, workers
 from video_pipelines.executions.attempts import max_resumes
 from video_pipelines.operations.checks import parse_blocking
 from video_pipelines.plan.limits import max_nodes

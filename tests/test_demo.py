@@ -19,9 +19,9 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget, Wo
 from dagster._utils.hosted_user_process import recon_job_from_origin
 from dagster_graphql.test.utils import execute_dagster_graphql
 
-from video_pipelines.demo import CODE_LOCATION, DEV_ARTIFACTS_URL, code_location
+from video_pipelines.deployment.instance import write_workspace
+from video_pipelines.doors.demo import CODE_LOCATION, DEV_ARTIFACTS_URL, code_location
 from video_pipelines.executions import execution_status
-from video_pipelines.instance import write_workspace
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_HOME", "VIDEO_PIPELINES_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, "-m", "video_pipelines.cli", "demo", *args],
+        [sys.executable, "-m", "video_pipelines.doors.cli", "demo", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -26,7 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook
 
-from video_pipelines.api_client import API_KEY_ENV, API_URL_ENV, ApiClient
+from video_pipelines.doors.api_client import API_KEY_ENV, API_URL_ENV, ApiClient
 from video_pipelines.errors import ExecutionNotFound
 from video_pipelines.operations.ffmpeg import probe
 
@@ -356,7 +356,7 @@ def test_the_cli_over_http_never_loads_dagster(service: Service, tmp_path: Path)
     (tmp_path / "base.json").write_text(json.dumps(seed_base()))
     code = (
         "import sys\n"
-        "from video_pipelines.cli import main\n"
+        "from video_pipelines.doors.cli import main\n"
         "code = main(['submit', 'base.json'])\n"
         "print(sorted(m for m in ('dagster', 'sqlalchemy') if m in sys.modules), file=sys.stderr)\n"
         "sys.exit(code)"

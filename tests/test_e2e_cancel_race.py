@@ -19,7 +19,7 @@ import dagster as dg
 import httpx
 import pytest
 
-from video_pipelines.api_client import ApiClient
+from video_pipelines.doors.api_client import ApiClient
 from video_pipelines.executions import EXECUTION_ID_TAG
 
 from .api_process import api_process

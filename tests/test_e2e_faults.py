@@ -37,8 +37,8 @@ from typing import Any
 import psycopg2
 import pytest
 
-from video_pipelines import client
-from video_pipelines.api_client import ApiClient
+from video_pipelines.doors import client
+from video_pipelines.doors.api_client import ApiClient
 
 from .api_process import api_process
 from .conftest import free_port

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from video_pipelines import client
+from video_pipelines.doors import client
 
 from .conftest import fresh_database
 from .processes import DagsterDeployment, dagster_deployment

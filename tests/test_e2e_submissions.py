@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from video_pipelines import client
+from video_pipelines.doors import client
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.submissions import SubmissionState
 

@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 from standardwebhooks import Webhook
 
-from video_pipelines import client
+from video_pipelines.doors import client
 
 from .conftest import fresh_database
 from .processes import DagsterDeployment, dagster_deployment

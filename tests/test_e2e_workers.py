@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from video_pipelines import client
+from video_pipelines.doors import client
 
 from .conftest import fresh_database
 from .processes import DagsterDeployment, dagster_deployment

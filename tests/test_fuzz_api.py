@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from video_pipelines.api_client import ApiClient
+from video_pipelines.doors.api_client import ApiClient
 
 from .fuzz import fuzz_target, run_fuzz
 from .test_api import parse_stream

@@ -240,7 +240,7 @@ class Api:
 def api(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
     """The app on a fresh PostgreSQL database (store and Dagster instance), 5xx kept as answers."""
     from video_pipelines.api import ApiSettings, create_app
-    from video_pipelines.instance import prepare_dagster_home
+    from video_pipelines.deployment.instance import prepare_dagster_home
 
     monkeypatch.setenv("VIDEO_PIPELINES_DATABASE_URL", postgres_url)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
@@ -332,7 +332,7 @@ def local_port(response: httpx.Response) -> int:
 
 @pytest.mark.postgres
 def test_a_real_server_keeps_the_connection_through_every_refusal(tmp_path: Path, postgres_url: str) -> None:
-    from video_pipelines.instance import prepare_dagster_home
+    from video_pipelines.deployment.instance import prepare_dagster_home
 
     home = tmp_path / "dagster_home"
     env = {"DAGSTER_HOME": str(home), "VIDEO_PIPELINES_DATABASE_URL": postgres_url, MAX_NODES_ENV: "1000"}

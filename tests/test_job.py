@@ -13,12 +13,12 @@ import dagster as dg
 import pytest
 import yaml
 
-from video_pipelines.demo import node_results, run_plan_in_process
-from video_pipelines.digest import file_sha256
+from video_pipelines.doors.demo import node_results, run_plan_in_process
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.orchestration.definitions import defs, execute_plan_job
-from video_pipelines.orchestration.job import EXECUTION_ID_TAG
-from video_pipelines.orchestration.state import mapping_key
+from video_pipelines.orchestration.job.ops import EXECUTION_ID_TAG
+from video_pipelines.orchestration.job.state import mapping_key
+from video_pipelines.storage.digest import file_sha256
 
 from .conftest import MediaServer
 from .media import dominant_frequency, local_path_of, make_tone, pcm_mono

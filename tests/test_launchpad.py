@@ -12,11 +12,11 @@ import pytest
 import yaml
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
-from video_pipelines.demo import node_results
+from video_pipelines.doors.demo import node_results
 from video_pipelines.operations.ffmpeg import probe
-from video_pipelines.orchestration.config import EXAMPLE_PLAN, OperationName, PlanConfig, PriorityName
 from video_pipelines.orchestration.definitions import defs, execute_plan_job
-from video_pipelines.orchestration.job import execute_plan
+from video_pipelines.orchestration.job.config import EXAMPLE_PLAN, OperationName, PlanConfig, PriorityName
+from video_pipelines.orchestration.job.ops import execute_plan
 from video_pipelines.plan import parse_plan
 from video_pipelines.plan.params import _BY_SPELLING, Operation
 from video_pipelines.vocabulary import Priority

@@ -11,11 +11,11 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from tests.conftest import MediaServer
 from tests.media import ffmpeg, make_tone
-from video_pipelines.demo import run_plan_in_process
+from video_pipelines.doors.demo import run_plan_in_process
 from video_pipelines.errors import MediaError
 from video_pipelines.executions.status import execution_status
-from video_pipelines.node_checks import audio_expected, expectations_for
-from video_pipelines.node_runner import NodeChecks, NodeEnvironment, run_node
+from video_pipelines.nodes.checks import audio_expected, expectations_for
+from video_pipelines.nodes.runner import NodeChecks, NodeEnvironment, run_node
 from video_pipelines.operations.checks import (
     DEFAULT_BLOCKING,
     CheckName,
@@ -27,7 +27,7 @@ from video_pipelines.operations.checks import (
     parse_blocking,
 )
 from video_pipelines.operations.generate import generate_clip
-from video_pipelines.orchestration.assets import partition_key
+from video_pipelines.orchestration.catalog.assets import partition_key
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import parse_plan
 from video_pipelines.plan.model import PlanNode

@@ -17,8 +17,8 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._utils import get_run_crash_explanation
 from prometheus_client.parser import text_string_to_metric_families
 
-from video_pipelines import client
-from video_pipelines.demo import run_plan_in_process
+from video_pipelines.doors import client
+from video_pipelines.doors.demo import run_plan_in_process
 from video_pipelines.errors import ProviderHttpError
 from video_pipelines.executions import (
     EndedRunScan,
@@ -35,10 +35,10 @@ from video_pipelines.executions import (
 from video_pipelines.executions.notifications import RECENT_SECONDS
 from video_pipelines.executions.records import ATTEMPT_REASON_TAG, ATTEMPT_TAG
 from video_pipelines.net import parse_allowed_hosts
-from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.definitions import execute_plan_job
-from video_pipelines.orchestration.sensors import resume_lost_runs
-from video_pipelines.orchestration.webhook_sensors import webhook_on_completed, webhook_on_failed, webhook_on_started
+from video_pipelines.orchestration.job.config import PlanConfig
+from video_pipelines.orchestration.sensors.plans import resume_lost_runs
+from video_pipelines.orchestration.sensors.webhooks import webhook_on_completed, webhook_on_failed, webhook_on_started
 from video_pipelines.plan import parse_plan
 from video_pipelines.providers.base import GenerationRequest, NoLedger
 from video_pipelines.providers.http import HttpPolicy

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from video_pipelines.executions import admit
-from video_pipelines.executions.node_cache import NodeWork, reuse_cached, single_flight
-from video_pipelines.node_runner import NodeRun
+from video_pipelines.nodes.cache import NodeWork, reuse_cached, single_flight
+from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.plan.reuse import Action, ResolvedPlan
 from video_pipelines.submissions import NodeResultIndex, SubmissionStore
 
@@ -193,7 +193,7 @@ def _steps(result: Any) -> set[str]:
 def test_an_unrelated_execution_reuses_by_lineage_and_cache_false_forces_a_run(dagster_home: Any) -> None:
     import dagster as dg
 
-    from video_pipelines.demo import run_plan_in_process
+    from video_pipelines.doors.demo import run_plan_in_process
     from video_pipelines.executions import execution_status
     from video_pipelines.orchestration.run_records import DagsterRunRecords
 

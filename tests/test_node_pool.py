@@ -8,12 +8,12 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from video_pipelines.demo import node_results, run_plan_in_process
+from video_pipelines.doors.demo import node_results, run_plan_in_process
 from video_pipelines.executions import admit, execution_status
-from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.definitions import execute_plan_job
+from video_pipelines.orchestration.job.config import PlanConfig
+from video_pipelines.orchestration.job.state import planned_nodes
 from video_pipelines.orchestration.run_records import DagsterRunRecords
-from video_pipelines.orchestration.state import planned_nodes
 from video_pipelines.plan import parse_plan
 
 from .conftest import MediaServer

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from video_pipelines.database_url import psycopg2_url
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.submissions import (
     SCHEMA_VERSION,
@@ -23,6 +22,7 @@ from video_pipelines.submissions import (
     SubmissionStore,
     SubmissionStoreError,
 )
+from video_pipelines.submissions.database_url import psycopg2_url
 
 from .conftest import STORE_KEY
 from .test_submissions_store import database_at, in_parallel, raw_rows

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from video_pipelines.digest import file_sha256
 from video_pipelines.errors import FFmpegError, MediaError
 from video_pipelines.operations import (
     Cue,
@@ -38,6 +37,7 @@ from video_pipelines.operations.ffmpeg import (
     escape_filter_value,
     fps_expression,
 )
+from video_pipelines.storage.digest import file_sha256
 
 from .media import dominant_frequency, ffmpeg, ffmpeg_stdout, frame_rgb, pcm_mono
 

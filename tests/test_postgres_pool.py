@@ -1,4 +1,4 @@
-"""The production storage keeps one connection pool per process and database (video_pipelines/postgres.py).
+"""The production storage keeps one connection pool per process and database (video_pipelines/deployment/postgres.py).
 
 Against real PostgreSQL: instances built one after another (as the daemon's sensor ticks and a
 worker's runs build them) open only a few connections between them, a forked child gets its own,
@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
-from video_pipelines.database_url import psycopg2_url
-from video_pipelines.instance import render_instance_yaml
-from video_pipelines.postgres import DEFAULT_POOL_SIZE, POOL_SIZE_ENV, pool_size, shared_engine
+from video_pipelines.deployment.instance import render_instance_yaml
+from video_pipelines.deployment.postgres import DEFAULT_POOL_SIZE, POOL_SIZE_ENV, pool_size, shared_engine
+from video_pipelines.submissions.database_url import psycopg2_url
 
 pytestmark = pytest.mark.postgres
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from video_pipelines.demo import node_results
+from video_pipelines.doors.demo import node_results
 from video_pipelines.operations.ffmpeg import probe
-from video_pipelines.orchestration.provider_slots import DagsterProviderSlots, pool_limit
+from video_pipelines.orchestration.resources.provider_slots import DagsterProviderSlots, pool_limit
 from video_pipelines.providers.slots import limiting_provider_jobs, provider_slot
 
 from .media import local_path_of

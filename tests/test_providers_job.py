@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from video_pipelines.demo import run_plan_in_process
+from video_pipelines.doors.demo import run_plan_in_process
 from video_pipelines.executions import execution_status
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.orchestration.run_records import DagsterRunRecords

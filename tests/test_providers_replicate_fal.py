@@ -22,12 +22,12 @@ import pytest
 
 from video_pipelines.errors import ProviderError, ProviderHttpError, TransientProviderError
 from video_pipelines.net import parse_allowed_hosts
+from video_pipelines.net.retrying import parse_retry_after
 from video_pipelines.providers import http as provider_http
 from video_pipelines.providers.base import GenerationRequest, LipSyncRequest, NoLedger
 from video_pipelines.providers.fal import FalProvider, app_id
 from video_pipelines.providers.http import HttpPolicy, remote_input
 from video_pipelines.providers.replicate import ReplicateProvider, output_url
-from video_pipelines.retrying import parse_retry_after
 
 from .http_servers import serve_in_background, shut_down
 

@@ -30,13 +30,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from video_pipelines.errors import ProviderError, TransientProviderError
 from video_pipelines.net import AllowedHosts
+from video_pipelines.net.retrying import parse_retry_after
 from video_pipelines.operations import generate_clip
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.providers.base import GenerationRequest
 from video_pipelines.providers.google_auth import CLOUD_PLATFORM_SCOPE, JWT_BEARER_GRANT
 from video_pipelines.providers.http import HttpPolicy
 from video_pipelines.providers.vertex import VertexVeoProvider
-from video_pipelines.retrying import parse_retry_after
 
 PROJECT = "test-project"
 EMAIL = "veo-runner@test-project.iam.gserviceaccount.com"

@@ -17,16 +17,16 @@ import dagster as dg
 import pytest
 from dagster._grpc.server import DagsterApiServer
 
-from video_pipelines import cli, client
+from video_pipelines.doors import cli, client
 from video_pipelines.errors import ExecutionError
 from video_pipelines.executions import RunState, execution_status
 from video_pipelines.operations.checks import CheckName
 from video_pipelines.operations.ffmpeg import probe
-from video_pipelines.orchestration import job as job_module
+from video_pipelines.orchestration.job import ops as job_module
 from video_pipelines.orchestration.definitions import execute_plan_job
-from video_pipelines.orchestration.resources import SubmissionStoreResource
+from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
-from video_pipelines.orchestration.sensors import evaluate_submissions, resume_lost_runs, submitted_plans
+from video_pipelines.orchestration.sensors.plans import evaluate_submissions, resume_lost_runs, submitted_plans
 from video_pipelines.submissions import AttemptState, AttemptStore, SubmissionState
 
 from .conftest import UNAVAILABLE, VOICE, MediaServer

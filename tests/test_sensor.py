@@ -10,10 +10,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from video_pipelines import client
-from video_pipelines.demo import run_plan_in_process
-from video_pipelines.orchestration.resources import SubmissionStoreResource
-from video_pipelines.orchestration.sensors import evaluate_submissions, submitted_plans
+from video_pipelines.doors import client
+from video_pipelines.doors.demo import run_plan_in_process
+from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
+from video_pipelines.orchestration.sensors.plans import evaluate_submissions, submitted_plans
 from video_pipelines.submissions import SubmissionState
 
 PLAN: dict[str, Any] = {

@@ -18,12 +18,12 @@ import pytest
 from dagster._core.definitions.instigation_logger import get_instigation_log_records
 from standardwebhooks import Webhook
 
-from video_pipelines import cli, client
-from video_pipelines.demo import run_plan_in_process
+from video_pipelines.doors import cli, client
+from video_pipelines.doors.demo import run_plan_in_process
 from video_pipelines.orchestration.definitions import build_definitions
-from video_pipelines.orchestration.resources import SubmissionStoreResource
-from video_pipelines.orchestration.sensors import submitted_plans
-from video_pipelines.orchestration.webhook_sensors import webhook_deliveries, webhook_on_started
+from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
+from video_pipelines.orchestration.sensors.plans import submitted_plans
+from video_pipelines.orchestration.sensors.webhooks import webhook_deliveries, webhook_on_started
 from video_pipelines.webhooks import RETRY_DELAYS_ENV
 
 from .receiver import WebhookReceiver, running_receiver

@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from video_pipelines.demo import run_plan_in_process
+from video_pipelines.doors.demo import run_plan_in_process
 from video_pipelines.errors import JobFailed, MediaError, ProviderError, ProviderHttpError, TransientProviderError
 from video_pipelines.executions import execution_status
 from video_pipelines.operations.ffmpeg import probe, probe_audio
@@ -303,7 +303,7 @@ def test_the_fal_resource_configures_the_speech_model(
     clip: bytes, video: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from video_pipelines.net import AllowedHosts
-    from video_pipelines.orchestration.provider_resources import FalResource
+    from video_pipelines.orchestration.resources.providers import FalResource
 
     api = FakeFal(auth=f"Key {TOKEN}", output=clip, polls_to_finish=1).start()
     try:

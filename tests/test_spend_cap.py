@@ -13,15 +13,15 @@ import dagster as dg
 import pytest
 from fastapi.testclient import TestClient
 
-from video_pipelines import client
 from video_pipelines.api import ApiSettings, create_app
-from video_pipelines.demo import run_plan_in_process
+from video_pipelines.doors import client
+from video_pipelines.doors.demo import run_plan_in_process
 from video_pipelines.errors import PlanValidationError, SpendCapExceeded
 from video_pipelines.executions import NodeRecord, RunState, admit, execution_status, webhook_payload
 from video_pipelines.executions.spending import check_node_spend, saved_usd, spent_so_far
 from video_pipelines.operations import generate_clip
 from video_pipelines.orchestration.run_records import DagsterRunRecords
-from video_pipelines.orchestration.sensors import evaluate_submissions
+from video_pipelines.orchestration.sensors.plans import evaluate_submissions
 from video_pipelines.plan import parse_plan
 from video_pipelines.plan.params import Operation, parse_params
 from video_pipelines.providers.pricing import DEFAULT_MODELS, PRICING_FILE_ENV, PricingTable

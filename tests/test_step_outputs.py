@@ -9,9 +9,9 @@ import boto3
 import dagster as dg
 import pytest
 
-from video_pipelines.demo import node_results, run_plan_in_process
+from video_pipelines.doors.demo import node_results, run_plan_in_process
 from video_pipelines.orchestration.definitions import execute_plan_job
-from video_pipelines.orchestration.io_managers import STEP_OUTPUTS_FOLDER
+from video_pipelines.orchestration.job.io_managers import STEP_OUTPUTS_FOLDER
 
 from .conftest import MediaServer
 from .media import make_tone

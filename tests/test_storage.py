@@ -420,7 +420,7 @@ def test_s3_put_of_a_video_stores_its_thumbnail(s3_endpoint: str, bucket: str, t
 
 
 def test_a_merge_reads_http_url_inputs_from_the_local_files(tmp_path: Path) -> None:
-    from video_pipelines.node_runner import NodeEnvironment, run_node
+    from video_pipelines.nodes.runner import NodeEnvironment, run_node
     from video_pipelines.operations import probe
     from video_pipelines.plan.model import PlanNode
     from video_pipelines.plan.params import Operation

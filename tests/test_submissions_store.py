@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
-from video_pipelines.database_url import psycopg2_url
 from video_pipelines.plan.overrides import apply_overrides
 from video_pipelines.submissions import (
     KEY_FILE_NAME,
@@ -35,6 +34,7 @@ from video_pipelines.submissions import (
     SubmissionStoreError,
     new_execution_id,
 )
+from video_pipelines.submissions.database_url import psycopg2_url
 
 from .conftest import STORE_KEY
 

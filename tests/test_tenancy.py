@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from video_pipelines import client, executions
+from video_pipelines import executions
+from video_pipelines.doors import client
 from video_pipelines.errors import ExecutionNotFound, PlanValidationError, UsageError
 from video_pipelines.executions import (
     OPERATOR,
@@ -24,7 +25,7 @@ from video_pipelines.executions import (
     status_for,
 )
 from video_pipelines.executions import tenancy as tenancy_module
-from video_pipelines.orchestration.sensors import evaluate_submissions
+from video_pipelines.orchestration.sensors.plans import evaluate_submissions
 from video_pipelines.submissions import DEFAULT_TENANT, SubmissionState, SubmissionStore
 from video_pipelines.vocabulary import NodeState
 

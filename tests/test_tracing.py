@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from video_pipelines import client
+from video_pipelines.doors import client
 from video_pipelines.executions import (
     TRACEPARENT_TAG,
     ExecutionStatus,
@@ -34,8 +34,8 @@ from video_pipelines.executions import (
     submit,
 )
 from video_pipelines.orchestration.definitions import execute_plan_job
-from video_pipelines.orchestration.sensors import evaluate_submissions
-from video_pipelines.orchestration.webhook_sensors import webhook_on_completed
+from video_pipelines.orchestration.sensors.plans import evaluate_submissions
+from video_pipelines.orchestration.sensors.webhooks import webhook_on_completed
 from video_pipelines.submissions import ExecutionOutcomes, SubmissionStore
 from video_pipelines.telemetry.trace_context import (
     TraceContext,

@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from video_pipelines.demo import node_results, run_plan_in_process
+from video_pipelines.doors.demo import node_results, run_plan_in_process
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.plan import parse_plan

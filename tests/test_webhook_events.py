@@ -24,16 +24,16 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from standardwebhooks import Webhook
 
-from video_pipelines import cli, client, executions
-from video_pipelines.database_url import psycopg2_url
+from video_pipelines import executions
+from video_pipelines.doors import cli, client
 from video_pipelines.errors import ExecutionNotFound, PlanValidationError, WebhookError
 from video_pipelines.executions import EndedRunScan, NodeRecord, RunState, admit
 from video_pipelines.net import AllowedHosts
-from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.definitions import execute_plan_job
-from video_pipelines.orchestration.resources import SubmissionStoreResource
-from video_pipelines.orchestration.sensors import submitted_plans
-from video_pipelines.orchestration.webhook_sensors import (
+from video_pipelines.orchestration.job.config import PlanConfig
+from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
+from video_pipelines.orchestration.sensors.plans import submitted_plans
+from video_pipelines.orchestration.sensors.webhooks import (
     poll_deliveries,
     webhook_on_completed,
     webhook_on_failed,
@@ -41,6 +41,7 @@ from video_pipelines.orchestration.webhook_sensors import (
 )
 from video_pipelines.plan import parse_plan
 from video_pipelines.submissions import SubmissionStore, new_execution_id
+from video_pipelines.submissions.database_url import psycopg2_url
 from video_pipelines.vocabulary import ExecutionState, NodeState, WebhookEvent
 from video_pipelines.webhooks import (
     RETRY_DELAYS_ENV,

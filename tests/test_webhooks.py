@@ -29,12 +29,12 @@ import sqlalchemy as sa
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from video_pipelines import executions
-from video_pipelines.database_url import psycopg2_url
 from video_pipelines.errors import ExecutionError
 from video_pipelines.executions import ExecutionStatus, webhook_payload
 from video_pipelines.executions.notifications import secret_env_warning
 from video_pipelines.net import AllowedHosts, parse_allowed_hosts
 from video_pipelines.submissions import SubmissionStore, schema
+from video_pipelines.submissions.database_url import psycopg2_url
 from video_pipelines.webhooks import (
     RETRY_DELAYS_ENV,
     AttemptOutcome,

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from video_pipelines.orchestration.celery_launcher import make_celery_app
-from video_pipelines.workers import WorkerSettings
+from video_pipelines.deployment.workers import WorkerSettings
+from video_pipelines.orchestration.workers.celery_launcher import make_celery_app
 
 from .processes import DagsterDeployment
 

@@ -17,8 +17,8 @@ from fastapi import Request
 
 from video_pipelines.api.rate_limit import TokenBuckets
 from video_pipelines.api.settings import ApiSettings
-from video_pipelines.instance import prepare_dagster_home
-from video_pipelines.orchestration.resources import ArtifactStorage
+from video_pipelines.deployment.instance import prepare_dagster_home
+from video_pipelines.orchestration.resources.artifacts import ArtifactStorage
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.storage import ArtifactStore
 from video_pipelines.submissions import ApiKeys, SubmissionStore

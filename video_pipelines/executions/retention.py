@@ -1,6 +1,6 @@
 """When an execution is old enough to leave the asset catalog.
 
-The catalog keeps one partition per node result (`orchestration/assets.py`), and Dagster
+The catalog keeps one partition per node result (`orchestration/catalog/assets.py`), and Dagster
 suggests at most 100,000 partitions per asset; a busy deployment passes that in months. An
 execution leaves the catalog once every run of it ended before the retention's cutoff: its
 videos, its status, its webhooks and its results for reuse stay; only the catalog's entries go.

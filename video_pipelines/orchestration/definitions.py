@@ -5,19 +5,19 @@ from __future__ import annotations
 import dagster as dg
 
 from video_pipelines.operations.checks import parse_blocking
-from video_pipelines.orchestration.assets import VIDEO_ASSET_SPECS, media_checks
-from video_pipelines.orchestration.catalog_retention import catalog_retention
-from video_pipelines.orchestration.io_managers import StepOutputs
-from video_pipelines.orchestration.job import execute_plan, head_starts
-from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
-from video_pipelines.orchestration.resources import (
+from video_pipelines.orchestration.catalog.assets import VIDEO_ASSET_SPECS, media_checks
+from video_pipelines.orchestration.catalog.retention import catalog_retention
+from video_pipelines.orchestration.job.io_managers import StepOutputs
+from video_pipelines.orchestration.job.ops import execute_plan, head_starts
+from video_pipelines.orchestration.resources.artifacts import (
     ArtifactStorage,
     MediaPolicy,
     SubmissionStoreResource,
     blocking_checks_env,
 )
-from video_pipelines.orchestration.sensors import lost_launches, resume_lost_runs, submitted_plans
-from video_pipelines.orchestration.webhook_sensors import (
+from video_pipelines.orchestration.resources.providers import FalResource, GoogleVertexResource, ReplicateResource
+from video_pipelines.orchestration.sensors.plans import lost_launches, resume_lost_runs, submitted_plans
+from video_pipelines.orchestration.sensors.webhooks import (
     webhook_deliveries,
     webhook_on_canceled,
     webhook_on_completed,

@@ -16,9 +16,9 @@ from dagster._core.execution.stats import StepEventStatus
 
 from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
 from video_pipelines.executions.records import LOST_WORKER_TAG, NodeCheck
-from video_pipelines.orchestration.celery_launcher import VideoCeleryRunLauncher
-from video_pipelines.orchestration.config import EXAMPLE_PLAN
-from video_pipelines.orchestration.state import mapping_key
+from video_pipelines.orchestration.job.config import EXAMPLE_PLAN
+from video_pipelines.orchestration.job.state import mapping_key
+from video_pipelines.orchestration.workers.celery_launcher import VideoCeleryRunLauncher
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.vocabulary import NodeState
 

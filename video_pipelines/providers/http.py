@@ -64,9 +64,9 @@ from video_pipelines.net import (
     redact_url,
     resolve_destination,
 )
+from video_pipelines.net.retrying import backoff_delay, parse_retry_after
 from video_pipelines.providers.base import JobLedger, LipSyncRequest
 from video_pipelines.providers.slots import provider_slot
-from video_pipelines.retrying import backoff_delay, parse_retry_after
 from video_pipelines.storage.factory import ARTIFACTS_BASE_URL_ENV
 from video_pipelines.telemetry.provider_errors import report_provider_error
 from video_pipelines.telemetry.tracing import http_client_span

@@ -2,7 +2,7 @@
 
 The HTTP stack (`http.run_job`) knows when a provider job begins and ends, but not where a
 deployment keeps its limits; the Dagster shell knows the deployment's pools
-(`orchestration/provider_slots.py`) but not the adapters' calls. A `contextvars.ContextVar`
+(`orchestration/resources/provider_slots.py`) but not the adapters' calls. A `contextvars.ContextVar`
 joins them, as for provider errors: the op sets the node's `ProviderSlots` around its work
 (`limiting_provider_jobs`), and `run_job` holds a slot of its provider for as long as the job
 exists (`provider_slot`). Outside a node (a test, the CLI) nothing is limited.

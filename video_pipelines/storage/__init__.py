@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from video_pipelines.digest import file_sha256
 from video_pipelines.storage.base import ArtifactStore, StoredArtifact
+from video_pipelines.storage.digest import file_sha256
 from video_pipelines.storage.factory import (
     ARTIFACTS_BASE_URL_ENV,
     PUBLIC_BASE_URL_ENV,

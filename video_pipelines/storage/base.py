@@ -52,7 +52,7 @@ class ArtifactStore(ABC):
 
     Keys are relative to the store's root or prefix and derive from the content's SHA-256, so
     putting the same bytes twice keeps one object. Callers pass the SHA-256 they computed
-    (see `video_pipelines.digest.file_sha256`); the store trusts it.
+    (see `video_pipelines.storage.digest.file_sha256`); the store trusts it.
 
     A stored video gets a JPEG thumbnail, so a person can see which of the SHA-256-named files
     is which: `thumbnails/<sha256[:2]>/<sha256>.jpg`, named by the video's SHA-256. Thumbnails

@@ -11,7 +11,7 @@
   (`VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS`), in the submission store's database.
 - `sender` — `send_once` (one POST through the SSRF guard, no redirects) and `deliver_due`
   (claim, sign, send and record every delivery that is due). Retry-After is read by
-  `video_pipelines.retrying.parse_retry_after`, exported here too.
+  `video_pipelines.net.retrying.parse_retry_after`, exported here too.
 - `errors` — `WebhookError` and `WebhookSecretError`.
 
 Plain Python: no Dagster import. The Dagster sensors that enqueue and deliver live in
@@ -21,7 +21,7 @@ Plain Python: no Dagster import. The Dagster sensors that enqueue and deliver li
 from __future__ import annotations
 
 from video_pipelines.errors import WebhookError, WebhookSecretError
-from video_pipelines.retrying import parse_retry_after
+from video_pipelines.net.retrying import parse_retry_after
 from video_pipelines.webhooks.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
 from video_pipelines.webhooks.outbox import (
     DEFAULT_RETRY_DELAYS,

@@ -68,8 +68,8 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from video_pipelines.errors import WebhookError
+from video_pipelines.net.retrying import jittered
 from video_pipelines.plan.document import NODE_ID_PATTERN
-from video_pipelines.retrying import jittered
 from video_pipelines.submissions.schema import migrate, webhook_attempts, webhook_deliveries
 from video_pipelines.submissions.store import SubmissionStore
 from video_pipelines.submissions.timestamps import as_utc, moment, required_utc

@@ -39,7 +39,7 @@ from video_pipelines.errors import (
     WebhookSecretError,
 )
 from video_pipelines.net import AllowedHosts, certificate_error, open_pinned, redact_url, resolve_destination
-from video_pipelines.retrying import parse_retry_after
+from video_pipelines.net.retrying import parse_retry_after
 from video_pipelines.telemetry.trace_context import parse_traceparent
 from video_pipelines.telemetry.tracing import http_client_span
 from video_pipelines.webhooks.delivery import AttemptOutcome, Delivery

@@ -18,10 +18,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from video_pipelines.digest import file_sha256
 from video_pipelines.errors import MediaError, PlanValidationError, StorageError
 from video_pipelines.net import AllowedHosts, fetch_to_file
-from video_pipelines.node_checks import expectations_for, subject
+from video_pipelines.nodes.checks import expectations_for, subject
 from video_pipelines.operations import (
     Cue,
     add_subtitle_track,
@@ -60,6 +59,7 @@ from video_pipelines.providers import (
 from video_pipelines.providers.pricing import DEFAULT_MODELS, PricingTable
 from video_pipelines.speech.cues import cues_from_words
 from video_pipelines.storage import ArtifactStore
+from video_pipelines.storage.digest import file_sha256
 
 Log = Callable[[str], None]
 

@@ -35,19 +35,19 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.utils import make_new_run_id
 from dagster._utils.hosted_user_process import recon_job_from_origin
 
+from video_pipelines.deployment.instance import prepare_dagster_home
 from video_pipelines.examples import example_plan
 from video_pipelines.executions import BASE_EXECUTION_ID_TAG, EXECUTION_ID_TAG, execution_status
-from video_pipelines.instance import prepare_dagster_home
 from video_pipelines.operations import run_ffmpeg
-from video_pipelines.orchestration.config import PlanConfig
 from video_pipelines.orchestration.definitions import execute_plan_job
+from video_pipelines.orchestration.job.config import PlanConfig
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import load_plan_json, parse_plan
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.storage import ARTIFACTS_BASE_URL_ENV, ArtifactStore, store_from_env
 
 CODE_LOCATION = "video_pipelines"
-"""The code location's name in `video_pipelines.instance.write_workspace`: the UI finds a run's job by it."""
+"""The code location's name in `video_pipelines.deployment.instance.write_workspace`: the UI finds a run's job by it."""
 DEFINITIONS_MODULE = "video_pipelines.orchestration.definitions"
 JOB_NAME = "execute_plan"
 _POLL_SECONDS = 0.5

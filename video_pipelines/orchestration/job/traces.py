@@ -18,8 +18,8 @@ from video_pipelines.executions import (
     EXECUTION_ID_TAG,
     TRACEPARENT_TAG,
 )
-from video_pipelines.node_runner import NodeRun
-from video_pipelines.orchestration.state import NodeTask
+from video_pipelines.nodes.runner import NodeRun
+from video_pipelines.orchestration.job.state import NodeTask
 from video_pipelines.plan import Plan
 from video_pipelines.plan.reuse import NodeDecision
 from video_pipelines.telemetry.trace_context import TraceContext, execution_context

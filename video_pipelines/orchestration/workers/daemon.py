@@ -23,7 +23,7 @@ indexed queries). A larger configured interval is kept as it is. Everything else
 What it costs: each tick asks the code server to evaluate a sensor; ours ask for at most one
 evaluation per second each (`minimum_interval_seconds=1`), so the webhook sensors also see a
 run's end sooner. The passes are cheap because the instance's storage pools its connections
-(video_pipelines/postgres.py). `dagster-daemon run` keeps working with the same instance and
+(video_pipelines/deployment/postgres.py). `dagster-daemon run` keeps working with the same instance and
 workspace, only slower to pick submissions and run ends up.
 """
 

@@ -1,6 +1,6 @@
 """Remote nodes side by side in one run: each started ahead of its step, in a thread of the run's process.
 
-Why: with the in-process executor (our default, `orchestration/executor.py`) a run's steps
+Why: with the in-process executor (our default, `orchestration/job/executor.py`) a run's steps
 execute one at a time, so three remote generations of minutes each took the sum of their
 times. A remote node (generateVideo / lipSync on a provider other than `local`) spends its
 time waiting on the provider, so it can wait in a background thread while the run's main
@@ -25,7 +25,7 @@ What it guarantees:
 - nothing is shared between runs: one `HeadStarts` per run's execution, never a module global
   (a Celery worker child runs one run after another in the same process).
 
-No Dagster import: the Dagster shell (`orchestration/job.py`) builds the work and logs.
+No Dagster import: the Dagster shell (`orchestration/job/ops.py`) builds the work and logs.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 
 from video_pipelines.errors import TransientError, VideoPipelineError
-from video_pipelines.node_runner import NodeRun
+from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.plan import PlanNode
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan

@@ -31,7 +31,7 @@ _SETTINGS: dict[str, Any] = {
         "cancel_timeout_seconds": 180,
         "poll_interval_seconds": 30,
     },
-    # Sensors in threads: the plan sensor long-polls for new submissions (see orchestration/sensors.py)
+    # Sensors in threads: the plan sensor long-polls for new submissions (see orchestration/sensors/plans.py)
     # and must not hold up the webhook sensors.
     "sensors": {"use_threads": True, "num_workers": 4},
     "telemetry": {"enabled": False},
@@ -57,7 +57,7 @@ _CELERY_SETTINGS: dict[str, Any] = {
 }
 
 CELERY_LAUNCHER: dict[str, Any] = {
-    "module": "video_pipelines.orchestration.celery_launcher",
+    "module": "video_pipelines.orchestration.workers.celery_launcher",
     "class": "VideoCeleryRunLauncher",
     # The result backend is $VIDEO_PIPELINES_RESULT_BACKEND, else the broker when it is Redis.
     "config": {"broker": {"env": BROKER_URL_ENV}},
@@ -71,7 +71,7 @@ def instance_config(*, postgres: bool, celery: bool = False) -> dict[str, Any]:
     if postgres:
         config["storage"] = {
             "custom": {
-                "module": "video_pipelines.postgres",
+                "module": "video_pipelines.deployment.postgres",
                 "class": "PostgresStorage",
                 "config": {"postgres_url": {"env": DATABASE_URL_ENV}},
             }
@@ -88,7 +88,7 @@ def render_instance_yaml(*, postgres: bool, celery: bool = False) -> str:
     header = (
         "# The production Dagster instance of video_pipelines: PostgreSQL storage from\n"
         f"# ${DATABASE_URL_ENV} (a plain postgresql://user@host:port/db URL), queued runs,\n"
-        "# run monitoring. Rendered from video_pipelines/instance.py; keep them equal.\n"
+        "# run monitoring. Rendered from video_pipelines/deployment/instance.py; keep them equal.\n"
         "# PostgresStorage is dagster-postgres with the URL's driver pinned to psycopg2.\n"
         if postgres
         else f"{_GENERATED_MARK} (embedded default: SQLite in this folder). Safe to delete.\n"

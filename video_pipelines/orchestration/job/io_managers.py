@@ -22,7 +22,7 @@ from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
 from dagster._core.storage.upath_io_manager import UPathIOManager
 from pydantic import Field
 
-from video_pipelines.orchestration.resources import ArtifactStorage
+from video_pipelines.orchestration.resources.artifacts import ArtifactStorage
 
 STEP_OUTPUTS_FOLDER = "dagster-step-outputs"
 

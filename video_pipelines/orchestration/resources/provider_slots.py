@@ -30,8 +30,8 @@ from contextlib import contextmanager
 import dagster as dg
 from dagster._core.storage.tags import PRIORITY_TAG
 
+from video_pipelines.deployment.workers import priority_of_tag
 from video_pipelines.providers.http import sleep_interruptibly
-from video_pipelines.workers import priority_of_tag
 
 # Dagster's pending-step priorities are signed 32-bit; a resumed job goes ahead of new ones of any run priority.
 RESUME_PRIORITY_BOOST = 1_000_000

@@ -1,7 +1,7 @@
 """Warm run workers: the broker and result backend from the environment, and run priorities on it.
 
-Plain Python (no Dagster): the Celery launcher (`orchestration/celery_launcher.py`) and the
-worker app (`orchestration/celery_worker.py`) both build their Celery configuration from
+Plain Python (no Dagster): the Celery launcher (`orchestration/workers/celery_launcher.py`) and the
+worker app (`orchestration/workers/celery_worker.py`) both build their Celery configuration from
 `celery_settings()`, so a producer and a consumer can never disagree about the broker, the
 backend, the queue or how priorities are ordered.
 

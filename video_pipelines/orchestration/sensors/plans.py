@@ -37,11 +37,11 @@ from video_pipelines.executions import (
 )
 from video_pipelines.executions.attempts import ExecutionRuns, attempt_run_tags, request_resume
 from video_pipelines.executions.records import ATTEMPT_TAG, PREVIOUS_RUN_TAG
-from video_pipelines.orchestration.celery_launcher import LOST_LAUNCH_SECONDS, VideoCeleryRunLauncher
-from video_pipelines.orchestration.config import PlanConfig
-from video_pipelines.orchestration.job import execute_plan
-from video_pipelines.orchestration.resources import SubmissionStoreResource
+from video_pipelines.orchestration.job.config import PlanConfig
+from video_pipelines.orchestration.job.ops import execute_plan
+from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
+from video_pipelines.orchestration.workers.celery_launcher import LOST_LAUNCH_SECONDS, VideoCeleryRunLauncher
 from video_pipelines.plan import Plan, parse_plan
 from video_pipelines.submissions import (
     DEFAULT_TENANT,

@@ -50,12 +50,12 @@ def _validate(args: argparse.Namespace) -> int:
     admission = admit(data)
     if admission.plan.base_execution_id:
         # A variant needs the deployment: its base is read from the runs there.
-        from video_pipelines import client
+        from video_pipelines.doors import client
 
         with client.deployment(create=False) as target:
             admission = _with_earlier_results(admit(data, target.records, target.store), target.store, args.tenant)
     else:
-        from video_pipelines.instance import dagster_home_path, is_new_instance
+        from video_pipelines.deployment.instance import dagster_home_path, is_new_instance
         from video_pipelines.submissions import SubmissionStore
 
         # Nodes another execution already made are reused, as the `plan` step would; only the
@@ -77,9 +77,9 @@ def _with_earlier_results(admission: Admission, store: SubmissionStore, tenant: 
     operators') already computed are reused, unless the artifact storage has lost a video that is needed."""
     from dataclasses import replace
 
-    from video_pipelines.executions.node_cache import reuse_cached
-    from video_pipelines.instance import dagster_home_path
-    from video_pipelines.node_runner import still_stored
+    from video_pipelines.deployment.instance import dagster_home_path
+    from video_pipelines.nodes.cache import reuse_cached
+    from video_pipelines.nodes.runner import still_stored
     from video_pipelines.plan.reuse import run_where_gone
     from video_pipelines.storage.factory import store_from_env
     from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex
@@ -120,7 +120,7 @@ def _warn_new_instance(home: Path) -> None:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from video_pipelines import client
+    from video_pipelines.doors import client
 
     plan = _read_plan(args.plan)
     with client.connect(create=True) as target:
@@ -150,28 +150,28 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from video_pipelines import client
+    from video_pipelines.doors import client
 
     _print_json(client.status(args.execution_id))
     return 0
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from video_pipelines import client
+    from video_pipelines.doors import client
 
     _print_json(client.cancel(args.execution_id))
     return 0
 
 
 def _retry(args: argparse.Namespace) -> int:
-    from video_pipelines import client
+    from video_pipelines.doors import client
 
     _print_json(client.retry(args.execution_id))
     return 0
 
 
 def _deliveries(args: argparse.Namespace) -> int:
-    from video_pipelines import client
+    from video_pipelines.doors import client
 
     match args.target:
         case [execution_id]:
@@ -185,7 +185,7 @@ def _deliveries(args: argparse.Namespace) -> int:
 
 def _api_keys(args: argparse.Namespace) -> int:
     # Always the local deployment's store: making keys is an operator's act, never one over the API.
-    from video_pipelines.instance import dagster_home_path, is_new_instance, prepare_dagster_home
+    from video_pipelines.deployment.instance import dagster_home_path, is_new_instance, prepare_dagster_home
     from video_pipelines.submissions import DEFAULT_TENANT, ApiKeys, SubmissionStore
 
     home = dagster_home_path()
@@ -207,8 +207,8 @@ def _api_keys(args: argparse.Namespace) -> int:
 
 def _prune_catalog(args: argparse.Namespace) -> int:
     # Always the local deployment's instance: pruning the catalog is an operator's act, never one over the API.
-    from video_pipelines import client
-    from video_pipelines.orchestration.catalog_retention import parse_retention_days, prune_catalog
+    from video_pipelines.doors import client
+    from video_pipelines.orchestration.catalog.retention import parse_retention_days, prune_catalog
 
     retention = parse_retention_days(args.older_than_days, "--older-than-days")
     with client.deployment(create=False) as target:
@@ -226,7 +226,7 @@ def _demo(args: argparse.Namespace) -> int:
     # Dagster binds resources to the jobs its sensors target (Definitions -> SensorDefinition.with_updated_jobs),
     # which passes `owners` through a beta parameter even when none is set: nothing a user can act on.
     warnings.filterwarnings("ignore", message="Parameter `owners` of initializer", category=dg.BetaWarning)
-    from video_pipelines.demo import run_demo
+    from video_pipelines.doors.demo import run_demo
 
     return run_demo(args.plan, verbose=args.verbose)
 
@@ -238,13 +238,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _daemon(args: argparse.Namespace) -> int:
-    from video_pipelines.orchestration.daemon import run_daemon
+    from video_pipelines.orchestration.workers.daemon import run_daemon
 
     return run_daemon(args.daemon_args)
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from video_pipelines.dev import run_dev
+    from video_pipelines.doors.dev import run_dev
 
     return run_dev(host=args.host, port=args.port, api_port=args.api_port)
 
@@ -253,13 +253,13 @@ def _worker(args: argparse.Namespace) -> int:
     import os
     import socket
 
-    from video_pipelines.workers import WorkerSettings
+    from video_pipelines.deployment.workers import WorkerSettings
 
     WorkerSettings.from_env()  # no broker, or an unusable backend: say so before importing anything
     if not os.environ.get("DAGSTER_HOME"):
         raise UsageError("set DAGSTER_HOME to the deployment's instance folder (its dagster.yaml) before `worker`")
-    from video_pipelines.orchestration import celery_worker
-    from video_pipelines.orchestration.celery_launcher import ensure_queue
+    from video_pipelines.orchestration.workers import celery_worker
+    from video_pipelines.orchestration.workers.celery_launcher import ensure_queue
 
     if args.queue:
         ensure_queue(celery_worker.app, args.queue)

@@ -37,35 +37,35 @@ import dagster as dg
 from video_pipelines.errors import PlanValidationError, TransientError, TransientStorageError, VideoPipelineError
 from video_pipelines.executions import EXECUTION_ID_TAG, PROVIDER_JOB_TAG_PREFIX, Admission, admit, cancel_requested
 from video_pipelines.executions.attempts import ExecutionRuns, carry_completed
-from video_pipelines.executions.node_cache import NodeWork, reuse_cached, single_flight
 from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.spending import check_spend_cap
-from video_pipelines.head_start import HeadStarts, Log, Work, await_result
-from video_pipelines.node_checks import audio_expected
-from video_pipelines.node_runner import NodeChecks, NodeEnvironment, NodeRun, run_node, still_stored
+from video_pipelines.net.retrying import backoff_delay
+from video_pipelines.nodes.cache import NodeWork, reuse_cached, single_flight
+from video_pipelines.nodes.checks import audio_expected
+from video_pipelines.nodes.head_start import HeadStarts, Log, Work, await_result
+from video_pipelines.nodes.runner import NodeChecks, NodeEnvironment, NodeRun, run_node, still_stored
 from video_pipelines.operations.checks import (
     DEFAULT_BLOCKING,
     CheckName,
     CheckOutcome,
     MediaChecksFailed,
 )
-from video_pipelines.orchestration.assets import add_execution, asset_key_for, check_evaluation, partition_key
-from video_pipelines.orchestration.config import EXAMPLE_PLAN, PlanConfig
-from video_pipelines.orchestration.executor import in_process_or_multiprocess
-from video_pipelines.orchestration.previews import node_preview
-from video_pipelines.orchestration.provider_resources import FalResource, GoogleVertexResource, ReplicateResource
-from video_pipelines.orchestration.provider_slots import DagsterProviderSlots
-from video_pipelines.orchestration.resources import ArtifactStorage, MediaPolicy, SubmissionStoreResource
+from video_pipelines.orchestration.catalog.assets import add_execution, asset_key_for, check_evaluation, partition_key
+from video_pipelines.orchestration.catalog.previews import node_preview
+from video_pipelines.orchestration.job.config import EXAMPLE_PLAN, PlanConfig
+from video_pipelines.orchestration.job.executor import in_process_or_multiprocess
+from video_pipelines.orchestration.job.state import NODE_OP, NodeTask, PlannedNode, mapping_key, planned_nodes, step_key
+from video_pipelines.orchestration.job.traces import node_span, trace_reused
+from video_pipelines.orchestration.job.upstream import NotRun, earlier_results, upstream_results
+from video_pipelines.orchestration.resources.artifacts import ArtifactStorage, MediaPolicy, SubmissionStoreResource
+from video_pipelines.orchestration.resources.provider_slots import DagsterProviderSlots
+from video_pipelines.orchestration.resources.providers import FalResource, GoogleVertexResource, ReplicateResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, plan_of_run, run_view
-from video_pipelines.orchestration.state import NODE_OP, NodeTask, PlannedNode, mapping_key, planned_nodes, step_key
-from video_pipelines.orchestration.traces import node_span, trace_reused
-from video_pipelines.orchestration.upstream import NotRun, earlier_results, upstream_results
 from video_pipelines.plan import PlanNode, parse_plan, sinks
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan, run_where_gone
 from video_pipelines.providers.http import Abandoned, sleep_interruptibly
 from video_pipelines.providers.slots import limiting_provider_jobs
-from video_pipelines.retrying import backoff_delay
 from video_pipelines.storage import ArtifactStore
 from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex, SubmissionStore
 from video_pipelines.telemetry.metrics import counting_provider_errors, observe_node_seconds

@@ -29,7 +29,7 @@ import dagster as dg
 
 from video_pipelines.errors import UsageError
 from video_pipelines.executions.retention import began_after, describe_cutoff, ended_before
-from video_pipelines.orchestration.assets import partitions_of
+from video_pipelines.orchestration.catalog.assets import partitions_of
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import Operation
 from video_pipelines.submissions import execution_created_at

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from video_pipelines.node_runner import NodeRun
+from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import Action, NodeDecision, ResolvedPlan
 from video_pipelines.submissions import CachedNode, NodeClaim, NodeResultIndex

@@ -1,7 +1,7 @@
 """Dagster instance storage on PostgreSQL: a plain `postgresql://user@host:port/db` URL, pooled connections.
 
 `dagster.yaml` names `PostgresStorage`. It pins the URL's driver to psycopg2 (see
-`video_pipelines.database_url`) and gives dagster-postgres's run, event log and schedule
+`video_pipelines.submissions.database_url`) and gives dagster-postgres's run, event log and schedule
 storages one connection pool per process and database instead of their default `NullPool`.
 
 Why the pool: dagster-postgres opens a new connection for every statement (outside the
@@ -27,7 +27,7 @@ from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
-from video_pipelines.database_url import psycopg2_url
+from video_pipelines.submissions.database_url import psycopg2_url
 
 POOL_SIZE_ENV = "VIDEO_PIPELINES_DB_POOL_SIZE"
 # Connections a process keeps open: the daemon's threads and a worker's run rarely need more at

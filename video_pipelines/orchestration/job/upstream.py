@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from video_pipelines.orchestration.job.state import PlannedNode, step_key
 from video_pipelines.orchestration.run_records import DagsterRunRecords
-from video_pipelines.orchestration.state import PlannedNode, step_key
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.providers.http import sleep_interruptibly
 

@@ -50,8 +50,7 @@ from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG, DAGSTER_CELERY_RUN_PRI
 from kombu.entity import Queue
 from kombu.exceptions import OperationalError as BrokerError
 
-from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
-from video_pipelines.workers import (
+from video_pipelines.deployment.workers import (
     AMQP_MAX_PRIORITY,
     BROKER_URL_ENV,
     RESULT_BACKEND_ENV,
@@ -62,6 +61,7 @@ from video_pipelines.workers import (
     celery_settings,
     priority_of_tag,
 )
+from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
 
 PRIORITY_TAG = "dagster/priority"
 # A live worker answers a ping from its main process at once, even with every child busy.

@@ -27,10 +27,10 @@ from pathlib import Path
 import dagster as dg
 
 from video_pipelines.api import ApiSettings
-from video_pipelines.instance import prepare_dagster_home, write_workspace
+from video_pipelines.deployment.instance import prepare_dagster_home, write_workspace
+from video_pipelines.deployment.workers import BROKER_URL_ENV, WorkerSettings
 from video_pipelines.storage import ARTIFACTS_BASE_URL_ENV
 from video_pipelines.submissions import SubmissionStore
-from video_pipelines.workers import BROKER_URL_ENV, WorkerSettings
 
 # How long the children get to stop by themselves before what is left of them is killed.
 STOP_TIMEOUT_SECONDS = 20
@@ -51,11 +51,11 @@ def run_dev(*, host: str, port: int, api_port: int) -> int:
     print(f"DAGSTER_HOME={home}; webserver on http://{host}:{port}; API on {api.url}", file=sys.stderr, flush=True)
     commands = [
         ["dagster", "dev", "-w", str(workspace), "-h", host, "-p", str(port)],
-        [sys.executable, "-m", "video_pipelines.cli", "serve", "--host", host, "--port", str(api_port)],
+        [sys.executable, "-m", "video_pipelines.doors.cli", "serve", "--host", host, "--port", str(api_port)],
     ]
     if os.environ.get(BROKER_URL_ENV):
         WorkerSettings.from_env()  # an unusable broker or backend stops here, before anything runs
-        commands.append([sys.executable, "-m", "video_pipelines.cli", "worker", "--concurrency", "2"])
+        commands.append([sys.executable, "-m", "video_pipelines.doors.cli", "worker", "--concurrency", "2"])
     # Started in the background of a script, this process ignores SIGINT, and its children would inherit
     # that (dagster dev then ignores SIGTERM too): a handler of our own is reset to the default in them.
     received: list[int] = []

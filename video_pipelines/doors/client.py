@@ -1,6 +1,6 @@
 """The Python client: the same calls as the `video-pipelines` CLI.
 
-    from video_pipelines import client
+    from video_pipelines.doors import client
     execution_id = client.submit(plan, idempotency_key="order-42")
     client.wait(execution_id)["status"]  # "completed"
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from video_pipelines.api_client import API_KEY_ENV, API_URL_ENV, ApiClient, poll_until_ended
+from video_pipelines.doors.api_client import API_KEY_ENV, API_URL_ENV, ApiClient, poll_until_ended
 from video_pipelines.errors import ExecutionNotFound, UsageError
 from video_pipelines.plan.overrides import apply_overrides
 
@@ -60,7 +60,7 @@ class Deployment:
     @property
     def where(self) -> str:
         """The instance for messages: `the instance at /abs/.dagster_home` (and its database, redacted)."""
-        from video_pipelines.instance import describe_instance
+        from video_pipelines.deployment.instance import describe_instance
 
         return describe_instance(self.home)
 
@@ -94,7 +94,7 @@ def deployment(*, create: bool = True) -> Iterator[Deployment]:
     """
     import dagster as dg
 
-    from video_pipelines.instance import dagster_home_path, is_new_instance, prepare_dagster_home
+    from video_pipelines.deployment.instance import dagster_home_path, is_new_instance, prepare_dagster_home
     from video_pipelines.submissions import SubmissionStore
 
     home = dagster_home_path()

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from video_pipelines.node_checks import audio_expected
+from video_pipelines.nodes.checks import audio_expected
 from video_pipelines.plan import PlanNode
 from video_pipelines.plan.model import ancestors
 from video_pipelines.plan.results import VideoResult

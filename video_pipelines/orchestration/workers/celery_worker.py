@@ -29,12 +29,12 @@ from dagster._serdes import unpack_value
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 
+import video_pipelines.deployment.postgres  # noqa: F401  # the instance's storage, imported before the fork
 import video_pipelines.orchestration.definitions as definitions
-import video_pipelines.postgres  # noqa: F401  # the instance's storage, imported before the fork
+from video_pipelines.deployment.workers import RunWorker, WorkerSettings, local_artifacts_warning
 from video_pipelines.executions.records import WORKER_TAG
-from video_pipelines.orchestration.celery_launcher import make_celery_app
+from video_pipelines.orchestration.workers.celery_launcher import make_celery_app
 from video_pipelines.storage import STORAGE_URL_ENV
-from video_pipelines.workers import RunWorker, WorkerSettings, local_artifacts_warning
 
 _PR_SET_PDEATHSIG = 1
 TAG_WAIT_SECONDS = 5.0

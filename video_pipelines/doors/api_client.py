@@ -1,6 +1,6 @@
 """The HTTP API's client: submit, status, cancel, wait and deliveries over `video-pipelines serve`.
 
-    from video_pipelines.api_client import ApiClient
+    from video_pipelines.doors.api_client import ApiClient
     with ApiClient("https://videos.example.com", api_key) as api:
         execution_id = api.submit(plan, idempotency_key="order-42")
         api.wait(execution_id)["status"]  # "completed"
@@ -44,9 +44,9 @@ from video_pipelines.errors import (
     UsageError,
     VideoPipelineError,
 )
+from video_pipelines.net.retrying import backoff_delay, parse_retry_after
 from video_pipelines.plan.overrides import apply_overrides
 from video_pipelines.plan.problems import PlanProblem
-from video_pipelines.retrying import backoff_delay, parse_retry_after
 from video_pipelines.vocabulary import TERMINAL_STATES
 
 API_URL_ENV = "VIDEO_PIPELINES_API_URL"

@@ -31,10 +31,10 @@ from video_pipelines.executions import (
     sweep_submission_ends,
 )
 from video_pipelines.executions.notifications import RECENT_SECONDS, AttemptReport, secret_env_warning
-from video_pipelines.orchestration.job import execute_plan
-from video_pipelines.orchestration.resources import SubmissionStoreResource
+from video_pipelines.orchestration.job.ops import execute_plan
+from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
-from video_pipelines.orchestration.sensors import DAEMON_CADENCE, LONG_POLL_CADENCE
+from video_pipelines.orchestration.sensors.plans import DAEMON_CADENCE, LONG_POLL_CADENCE
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.webhooks import DeliveryOutbox
 

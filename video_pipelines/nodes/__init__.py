@@ -1,0 +1,3 @@
+"""A plan node's life in one place: its inputs resolved, its operation run, head starts, media checks, retries,
+its result.
+"""

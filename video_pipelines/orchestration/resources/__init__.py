@@ -1,0 +1,1 @@
+"""Dagster resources: artifact storage, media policy, the submission store and the remote providers."""

@@ -1,0 +1,1 @@
+"""The sensors: submitted plans become runs; run ends become signed webhooks."""
