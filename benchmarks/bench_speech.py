@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.speech import ENGINES, speak, word_error_rate
 from video_pipelines.operations import generate_clip, replace_audio, to_srt
 from video_pipelines.operations.ffmpeg import probe_audio
+from video_pipelines.providers.local import transcribe_file
 from video_pipelines.speech.cues import cues_from_words
-from video_pipelines.speech.local import transcribe_file
 
 PARAGRAPH = (
     "Welcome to the city at night. Today we show you how the new camera works when the light is low. "

@@ -26,10 +26,10 @@ from schemathesis.core.parameters import ParameterLocation
 
 from video_pipelines.errors import MediaError
 from video_pipelines.executions.destinations import literal_address
-from video_pipelines.operations.subtitles import parse_srt
 from video_pipelines.plan.document import NODE_ID_PATTERN
 from video_pipelines.plan.params import VIDEO_INPUTS, Operation
 from video_pipelines.speech import LOCAL_LANGUAGES
+from video_pipelines.speech.srt import parse_srt
 
 STATS_ENV = "VIDEO_PIPELINES_FUZZ_STATS"
 SUBMIT = "POST /api/execute"

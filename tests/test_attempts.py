@@ -27,9 +27,9 @@ from video_pipelines.executions.attempts import (
     carry_completed,
     max_resumes,
     request_resume,
-    request_retry,
     resume_cause,
 )
+from video_pipelines.executions.lifecycle import request_retry
 from video_pipelines.executions.records import ATTEMPT_REASON_TAG, ATTEMPT_TAG, MAX_RUNTIME_TAG, PREVIOUS_RUN_TAG
 from video_pipelines.executions.status import AttemptStatus, ExecutionStatus
 from video_pipelines.plan.reuse import Action, ResolvedPlan

@@ -19,7 +19,7 @@ import pytest
 from video_pipelines.doors.demo import node_results
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.orchestration.resources.provider_slots import DagsterProviderSlots, pool_limit
-from video_pipelines.providers.slots import limiting_provider_jobs, provider_slot
+from video_pipelines.providers.context import limiting_provider_jobs, provider_slot
 
 from .media import local_path_of
 from .test_providers_replicate_fal import TOKEN, serving_replicate

@@ -34,11 +34,11 @@ from video_pipelines.api.problems import UNHEALTHY, ApiProblem, problem_response
 from video_pipelines.api.state import ApiState, api_state
 from video_pipelines.executions import Caller, ExecutionStatus
 from video_pipelines.executions.destinations import check_destinations
+from video_pipelines.executions.metrics import CONTENT_TYPE_LATEST, render_metrics
 from video_pipelines.executions.tenancy import MAX_PAGE
 from video_pipelines.plan.document import PlanDocument
 from video_pipelines.plan.limits import loads_bounded
 from video_pipelines.submissions.store import MAX_IDEMPOTENCY_KEY_LENGTH
-from video_pipelines.telemetry.metrics import CONTENT_TYPE_LATEST, render_metrics
 from video_pipelines.vocabulary import ExecutionState
 from video_pipelines.webhooks import DeliveryOutbox
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import yaml
 
-DATABASE_URL_ENV = "VIDEO_PIPELINES_DATABASE_URL"
+from video_pipelines.net import redact_url
+from video_pipelines.submissions.database_url import DATABASE_URL_ENV, DEFAULT_HOME
+
 BROKER_URL_ENV = "VIDEO_PIPELINES_BROKER_URL"
-DEFAULT_HOME = ".dagster_home"
 _GENERATED_MARK = "# Written by video-pipelines"
 
 _SETTINGS: dict[str, Any] = {
@@ -122,8 +123,6 @@ def is_new_instance(home: Path) -> bool:
 def describe_instance(home: Path) -> str:
     """Where the instance of `home` is, for messages: `the instance at /abs/.dagster_home`, and its
     database when $VIDEO_PIPELINES_DATABASE_URL is set (without user, password or query)."""
-    from video_pipelines.net import redact_url
-
     database_url = os.environ.get(DATABASE_URL_ENV)
     database = f" (database {redact_url(database_url)})" if database_url else ""
     return f"the instance at {home}{database}"

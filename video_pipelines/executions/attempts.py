@@ -40,7 +40,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from video_pipelines.errors import ExecutionError, UsageError
+from video_pipelines.errors import UsageError
 from video_pipelines.executions.records import (
     ATTEMPT_REASON_TAG,
     ATTEMPT_TAG,
@@ -55,7 +55,7 @@ from video_pipelines.executions.records import (
 )
 from video_pipelines.plan.reuse import Action, NodeDecision, ResolvedPlan
 from video_pipelines.submissions import AttemptReason, AttemptState, AttemptStore, RunAttempt, SubmissionStore
-from video_pipelines.vocabulary import ExecutionState, NodeState
+from video_pipelines.vocabulary import NodeState
 
 MAX_RESUMES_ENV = "VIDEO_PIPELINES_MAX_RESUMES"
 DEFAULT_MAX_RESUMES = 2
@@ -236,36 +236,6 @@ def cancel_requested(store: SubmissionStore, run: RunView) -> bool:
     return attempt is not None and attempt.cancel_requested_at is not None
 
 
-def request_retry(records: RunRecords, store: SubmissionStore, execution_id: str) -> RunAttempt:
-    """Record a retry of a failed or canceled execution (idempotent while it is pending); returns the attempt.
-
-    Raises ExecutionNotFound for an unknown id, and ExecutionError for an execution that has
-    no run (it was rejected or canceled before it ran: submit its plan again), or that is not
-    failed or canceled.
-    """
-    from video_pipelines.executions.status import execution_status  # status reads attempts too
-
-    status = execution_status(records, store, execution_id)
-    latest = records.find_run(execution_id)
-    if latest is None:
-        raise ExecutionError(
-            f"execution {execution_id} is {status.state.value} and never ran, so there is nothing to retry; "
-            "submit its plan again"
-        )
-    pending = pending_attempt(store, latest)  # one whose run exists already is no longer pending
-    if pending is not None:
-        return pending
-    if status.state not in (ExecutionState.FAILED, ExecutionState.CANCELED):
-        raise ExecutionError(
-            f"execution {execution_id} is {status.state.value}; only a failed or canceled execution can be retried"
-        )
-    runs = ExecutionRuns.of(records, latest)
-    attempt, _created = AttemptStore(store).request(
-        execution_id, runs.attempt + 1, AttemptReason.RETRY, previous_run_id=latest.run_id
-    )
-    return attempt
-
-
 def pending_attempt(store: SubmissionStore | None, run: RunView) -> RunAttempt | None:
     """The attempt recorded to follow `run` that the plan sensor has not launched yet."""
     if store is None:
@@ -360,7 +330,6 @@ __all__ = [
     "may_resume",
     "pending_attempt",
     "request_resume",
-    "request_retry",
     "resume_cause",
     "running_when_lost",
 ]

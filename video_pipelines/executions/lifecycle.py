@@ -19,16 +19,18 @@ variant must name a base of its own (`admission.check_base_owner`), checked at o
 
 from __future__ import annotations
 
+from video_pipelines.errors import ExecutionError
 from video_pipelines.executions.admission import Admission, check_base_owner
-from video_pipelines.executions.attempts import cancel_requested, request_retry, stop_resume
+from video_pipelines.executions.attempts import ExecutionRuns, cancel_requested, pending_attempt, stop_resume
 from video_pipelines.executions.notifications import enqueue_webhook
 from video_pipelines.executions.outcomes import record_end_quietly
 from video_pipelines.executions.ownership import OPERATOR, Caller
 from video_pipelines.executions.records import RunRecords, RunState, RunView
 from video_pipelines.executions.status import ExecutionStatus, execution_status
 from video_pipelines.executions.traces import keep_caller_span, record_submitted
-from video_pipelines.submissions import DEFAULT_TENANT, AttemptStore, SubmissionStore
+from video_pipelines.submissions import DEFAULT_TENANT, AttemptReason, AttemptStore, RunAttempt, SubmissionStore
 from video_pipelines.telemetry.trace_context import new_execution_context, parse_traceparent
+from video_pipelines.vocabulary import ExecutionState
 from video_pipelines.webhooks import DeliveryOutbox
 
 
@@ -71,12 +73,40 @@ def submit(
     return submission.execution_id
 
 
+def request_retry(records: RunRecords, store: SubmissionStore, execution_id: str) -> RunAttempt:
+    """Record a retry of a failed or canceled execution (idempotent while it is pending); returns the attempt.
+
+    Raises ExecutionNotFound for an unknown id, and ExecutionError for an execution that has
+    no run (it was rejected or canceled before it ran: submit its plan again), or that is not
+    failed or canceled.
+    """
+    status = execution_status(records, store, execution_id)
+    latest = records.find_run(execution_id)
+    if latest is None:
+        raise ExecutionError(
+            f"execution {execution_id} is {status.state.value} and never ran, so there is nothing to retry; "
+            "submit its plan again"
+        )
+    pending = pending_attempt(store, latest)  # one whose run exists already is no longer pending
+    if pending is not None:
+        return pending
+    if status.state not in (ExecutionState.FAILED, ExecutionState.CANCELED):
+        raise ExecutionError(
+            f"execution {execution_id} is {status.state.value}; only a failed or canceled execution can be retried"
+        )
+    runs = ExecutionRuns.of(records, latest)
+    attempt, _created = AttemptStore(store).request(
+        execution_id, runs.attempt + 1, AttemptReason.RETRY, previous_run_id=latest.run_id
+    )
+    return attempt
+
+
 def retry(records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
     """Run a failed or canceled execution again: its completed nodes are reused, only the rest run.
 
     Records the attempt for the plan sensor to launch and returns the status (pending until the
     run starts). Raises ExecutionNotFound for an unknown id and ExecutionError for an execution
-    that cannot be retried (see `attempts.request_retry`).
+    that cannot be retried (see `request_retry`).
     """
     request_retry(records, store, execution_id)
     return execution_status(records, store, execution_id)

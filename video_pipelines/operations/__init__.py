@@ -1,7 +1,8 @@
 """The FFmpeg core: plain Python that turns media files into media files (no Dagster here).
 
 One module per operation (`generate`, `merge`, `lip_sync`, `subtitles`, `reframe`), the
-FFmpeg runner and prober in `ffmpeg`, and the output format they share in `common`.
+FFmpeg runner and prober in `ffmpeg`, and the output format they share in `common`. The cue
+and SRT types sit a layer down, in `speech`; they are re-exported here for the nodes that burn them.
 """
 
 from __future__ import annotations
@@ -12,16 +13,9 @@ from video_pipelines.operations.generate import generate_clip
 from video_pipelines.operations.lip_sync import replace_audio
 from video_pipelines.operations.merge import MergeStrategy, merge_videos
 from video_pipelines.operations.reframe import reframe_video
-from video_pipelines.operations.subtitles import (
-    Cue,
-    add_subtitle_track,
-    build_ass,
-    burn_subtitles,
-    escape_ass_text,
-    parse_srt,
-    to_srt,
-    to_webvtt,
-)
+from video_pipelines.operations.subtitles import add_subtitle_track, build_ass, burn_subtitles, escape_ass_text
+from video_pipelines.speech.cues import Cue
+from video_pipelines.speech.srt import parse_srt, to_srt, to_webvtt
 
 __all__ = [
     "Cue",

@@ -1,5 +1,5 @@
-"""addSubtitles: parse SRT into cues, write them as an ASS script, and burn it into a video;
-or add them as a soft subtitle track; and write them as SRT and WebVTT sidecar files.
+"""addSubtitles: cues (`speech.cues`, `speech.srt`) written as an ASS script and burned into a video,
+or added as a soft subtitle track.
 
 User text never reaches an FFmpeg filter string: it goes into an ASS file, and
 `escape_ass_text` neutralises everything libass would otherwise interpret.
@@ -20,127 +20,28 @@ PrimaryColour (yellow). Only the tags are ours: each word's text still goes thro
 
 from __future__ import annotations
 
-import math
-import re
 import shutil
 import tempfile
-import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from video_pipelines.errors import MediaError
 from video_pipelines.operations.common import FONT_FILE, atomic_output, check_timeout, filter_video
 from video_pipelines.operations.ffmpeg import escape_filter_path, probe, run_ffmpeg
 from video_pipelines.speech import Word, base_language
+from video_pipelines.speech.cues import Cue
+from video_pipelines.speech.srt import WORD_JOINER, printable_lines, to_srt
 
-__all__ = [
-    "POSITIONS",
-    "Cue",
-    "add_subtitle_track",
-    "build_ass",
-    "burn_subtitles",
-    "default_font_size",
-    "escape_ass_text",
-    "parse_srt",
-    "to_srt",
-    "to_webvtt",
-]
+__all__ = ["POSITIONS", "add_subtitle_track", "build_ass", "burn_subtitles", "default_font_size", "escape_ass_text"]
 
-WORD_JOINER = "\u2060"
 FONT_NAME = "DejaVu Sans"
 # ASS alignment uses numpad positions: 2 bottom centre, 5 middle centre, 8 top centre.
 POSITIONS = {"bottom": 2, "center": 5, "top": 8}
 
 
-@dataclass(frozen=True)
-class Cue:
-    """One subtitle: `text` shown from `start` to `end` seconds.
-
-    `words`, when the cue comes from speech, are its words as shown (in the order of `text`'s
-    space-separated words) with the times they are spoken: karaoke highlights them then.
-    """
-
-    start: float
-    end: float
-    text: str
-    words: tuple[Word, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.start) and math.isfinite(self.end)):
-            raise MediaError(f"subtitle cue {self.text!r}: start and end must be finite numbers")
-        if self.start < 0:
-            raise MediaError(f"subtitle cue {self.text!r}: start {self.start} is negative")
-        if self.end <= self.start:
-            raise MediaError(f"subtitle cue {self.text!r}: end {self.end} must be after start {self.start}")
-
-
-_TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})[,.](\d{1,3})"
-_TIMING_RE = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s.*)?$")
-
-
-def _seconds(hours: str | None, minutes: str, seconds: str, fraction: str, *, cue: str) -> float:
-    if int(minutes) >= 60 or int(seconds) >= 60:
-        raise MediaError(f"SRT cue {cue}: minutes and seconds must be below 60")
-    return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(fraction.ljust(3, "0")) / 1000
-
-
-def parse_srt(text: str) -> list[Cue]:
-    """Parse SubRip text into cues.
-
-    Tolerates a BOM, CRLF or CR line ends, extra blank lines, ``.`` instead of ``,`` before
-    the milliseconds, and missing cue numbers. A block without a timing line continues the
-    previous cue's text (a blank line inside a cue). Raises `MediaError` naming the cue on a
-    malformed timing line.
-    """
-    lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    blocks: list[list[str]] = [[]]
-    for line in lines:
-        if line.strip():
-            blocks[-1].append(line)
-        elif blocks[-1]:
-            blocks.append([])
-    cues: list[Cue] = []
-    texts: list[list[str]] = []
-    for ordinal, block in enumerate((b for b in blocks if b), start=1):
-        label = str(ordinal)
-        index = 0
-        if block[0].strip().isdigit() and len(block) > 1:
-            label = block[0].strip()
-            index = 1
-        timing = block[index]
-        if "-->" not in timing:
-            if not texts or index:
-                raise MediaError(f"SRT cue {label}: expected a timing line 'HH:MM:SS,mmm --> HH:MM:SS,mmm'")
-            texts[-1].extend(["", *block])
-            continue
-        match = _TIMING_RE.match(timing)
-        if match is None:
-            raise MediaError(
-                f"SRT cue {label}: bad timing line {timing.strip()!r}; expected 'HH:MM:SS,mmm --> HH:MM:SS,mmm'"
-            )
-        groups = match.groups()
-        start = _seconds(*groups[:4], cue=label)
-        end = _seconds(*groups[4:], cue=label)
-        if end <= start:
-            raise MediaError(f"SRT cue {label}: end {timing.split('-->')[1].strip()} is not after the start")
-        cues.append(Cue(start=start, end=end, text=""))
-        texts.append(block[index + 1 :])
-    return [Cue(start=cue.start, end=cue.end, text="\n".join(t)) for cue, t in zip(cues, texts, strict=True)]
-
-
-def _printable_lines(text: str) -> str:
-    """`text` with `\\n` line ends and every other control character (NUL, BEL, tab...) or lone surrogate as a space.
-
-    Neither a renderer nor a sidecar reader has a use for them, and some stop reading at a NUL.
-    """
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return "".join(" " if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text)
-
-
 def escape_ass_text(text: str) -> str:
     """Make `text` render literally in libass: no override tags, no escapes, newlines as ``\\N``."""
-    text = _printable_lines(text)
+    text = printable_lines(text)
     text = text.replace("\\", "\\" + WORD_JOINER)
     text = text.replace("{", "\\{").replace("}", "\\}")
     return text.replace("\n", "\\N")
@@ -302,48 +203,6 @@ def burn_subtitles(
             description=f"addSubtitles: burning {len(cues)} cues into {video.name}",
             timeout=timeout,
         )
-
-
-def _clock(seconds: float, separator: str) -> str:
-    millis = round(seconds * 1000)
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
-
-
-def _sidecar_lines(text: str) -> list[str]:
-    """A cue's text as the lines of a sidecar cue, printable: a blank line would end the cue there, so none."""
-    lines = _printable_lines(text).split("\n")
-    return [line for line in lines if line.strip()] or [" "]
-
-
-def to_srt(cues: Sequence[Cue]) -> str:
-    """`cues` as SubRip text: numbered blocks, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, UTF-8 without BOM.
-
-    SRT has no escapes: an arrow `-->` in the text gets an invisible U+2060 WORD JOINER after `--` so
-    no reader takes that line for a timing line.
-    """
-    blocks = []
-    for number, cue in enumerate(cues, start=1):
-        lines = [line.replace("-->", f"--{WORD_JOINER}>") for line in _sidecar_lines(cue.text)]
-        blocks.append("\n".join([str(number), f"{_clock(cue.start, ',')} --> {_clock(cue.end, ',')}", *lines]))
-    return "\n\n".join(blocks) + "\n"
-
-
-def to_webvtt(cues: Sequence[Cue]) -> str:
-    """`cues` as WebVTT: the `WEBVTT` header, then `HH:MM:SS.mmm --> HH:MM:SS.mmm` cues.
-
-    The text is escaped as WebVTT asks (`&`, `<`, `>` as character references), which also
-    keeps `-->` out of it.
-    """
-    blocks = ["WEBVTT"]
-    for cue in cues:
-        lines = [
-            line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for line in _sidecar_lines(cue.text)
-        ]
-        blocks.append("\n".join([f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}", *lines]))
-    return "\n\n".join(blocks) + "\n"
 
 
 # ISO 639-1 -> ISO 639-2/T, the three letters an MP4 track's language is written in (ISO 14496-12).

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator, model_validator
 
 from video_pipelines.errors import MediaError
-from video_pipelines.operations.subtitles import parse_srt
 from video_pipelines.speech import LOCAL_LANGUAGES, REMOTE_TRANSCRIBERS, base_language
+from video_pipelines.speech.srt import parse_srt
 from video_pipelines.vocabulary import AspectRatioName
 
 

@@ -1,7 +1,7 @@
 """Providers that generate clips, lip-sync them and transcribe speech: `local` and remote adapters.
 
 A provider is chosen per node by its `provider` param. `local` renders real media with
-FFmpeg and transcribes offline (`speech.local`); remote providers (Replicate, fal, Google
+FFmpeg and transcribes offline (`local.py`); remote providers (Replicate, fal, Google
 Vertex) are adapters behind the same three protocols (`base.py`): `VideoGenerator`,
 `LipSyncer` and `SpeechTranscriber`.
 """
@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import cast
 
 from video_pipelines.errors import ProviderError
 from video_pipelines.net import AllowedHosts
-from video_pipelines.operations import generate_clip, replace_audio
 from video_pipelines.providers.base import (
     GenerationRequest,
     JobLedger,
@@ -26,6 +24,7 @@ from video_pipelines.providers.base import (
     TranscriptionRequest,
     VideoGenerator,
 )
+from video_pipelines.providers.local import LocalProvider, LocalTranscriber
 
 __all__ = [
     "GenerationRequest",
@@ -43,26 +42,6 @@ __all__ = [
     "speech_transcriber",
     "video_generator",
 ]
-
-
-class LocalProvider:
-    """Renders a real clip with FFmpeg (gradient, prompt text, tone); lip-sync replaces the audio track."""
-
-    name = "local"
-
-    def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
-        generate_clip(
-            out,
-            prompt=request.prompt,
-            duration=request.duration,
-            width=request.width,
-            height=request.height,
-            seed=request.seed,
-            timeout=timeout,
-        )
-
-    def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
-        replace_audio(request.video, request.audio, out, timeout=timeout)
 
 
 REMOTE_PROVIDERS = {
@@ -145,9 +124,6 @@ def speech_transcriber(
     """The speech-to-text provider called `name` (`local`: the offline recogniser); ProviderError when
     it is not configured."""
     if name == "local":
-        # Imported on first use: the recogniser's model loads only where a node transcribes.
-        from video_pipelines.speech.local import LocalTranscriber
-
         return LocalTranscriber()
     refusal = "does not transcribe speech (use local, replicate or fal)"
     return cast(SpeechTranscriber, _provider(name, allowed, remote, does="transcribe", refusal=refusal))

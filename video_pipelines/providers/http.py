@@ -11,7 +11,7 @@
   provider's own message. The credential never appears in an error. An adapter may give a
   deadline that bounds all its calls (Vertex: the node's timeout covers the whole call).
   Every answer that is not 2xx, retried or not, is reported to the sink of
-  `telemetry.provider_errors` (the metrics count it). Every request is an OpenTelemetry
+  `context.py` (the metrics count it). Every request is an OpenTelemetry
   CLIENT span (a child of the node's span) and carries its W3C `traceparent`.
 - `run_job` / `poll_until`: the life of one provider job under a `JobLedger`: resume the job
   the ledger remembers or create one, remember it before waiting, poll it to the end within
@@ -23,7 +23,7 @@
 - `stopping_on` / `Abandoned`: work running in a background thread (a node started ahead of
   its step, `head_start.py`) gets no signal; its owner sets an event instead, and every
   `sleep_interruptibly` of that thread then raises `Abandoned`, which cancels the job like
-  any interrupt. `run_job` holds a slot of its provider while the job exists (`slots.py`).
+  any interrupt. `run_job` holds a slot of its provider while the job exists (`context.py`).
 - `remote_input`: how a local file reaches a remote model (an http(s) URL as is, else a
   `data:` URI up to a size limit); `reachable_by_provider` says which URLs go as they are.
 """
@@ -66,9 +66,8 @@ from video_pipelines.net import (
 )
 from video_pipelines.net.retrying import backoff_delay, parse_retry_after
 from video_pipelines.providers.base import JobLedger, LipSyncRequest
-from video_pipelines.providers.slots import provider_slot
+from video_pipelines.providers.context import provider_slot, report_provider_error
 from video_pipelines.storage.factory import ARTIFACTS_BASE_URL_ENV
-from video_pipelines.telemetry.provider_errors import report_provider_error
 from video_pipelines.telemetry.tracing import http_client_span
 
 T = TypeVar("T")
@@ -485,7 +484,7 @@ def run_job(
     The `timeout` counts from when the job exists, unless the adapter's clock started earlier:
     then `deadline` is that instant plus `timeout` (the one its `ProviderHttp` has).
     `timed_out(job_id)` words the error when the job outlives it. A slot of `provider` is held
-    from before the job is created (or resumed) until it ends (`slots.provider_slot`).
+    from before the job is created (or resumed) until it ends (`context.provider_slot`).
     """
     job_id = ledger.recall()
     with provider_slot(provider, resuming=job_id is not None):

@@ -1,7 +1,9 @@
-"""Speech to timed words: what captions from speech are made of.
+"""Speech to timed words, and the cues captions are made of: plain data, no FFmpeg, no provider.
 
-A recogniser (the offline local one, or a remote provider's speech-to-text) turns a video's
-speech into `Word`s with their times; cues are built from the words (`speech.cues`).
+A recogniser (`providers.local`, or a remote provider's speech-to-text) turns a video's speech
+into `Word`s with their times; cues are built from the words (`speech.cues`) or parsed from SRT
+(`speech.srt`). Here, low in the layers, because the plan's validation and the FFmpeg
+operations both read them.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from video_pipelines.errors import MediaError
 
 __all__ = ["LOCAL_LANGUAGES", "REMOTE_TRANSCRIBERS", "Word", "base_language"]
 
-# ISO 639-1 codes the local recogniser transcribes (its wheel's model is US English). Here, not
-# in `speech.local`, so plan validation can tell without importing the recogniser.
+# ISO 639-1 codes the local recogniser transcribes (its wheel's model is US English).
 LOCAL_LANGUAGES = frozenset({"en"})
 # The providers whose speech-to-text takes other languages.
 REMOTE_TRANSCRIBERS = ("replicate", "fal")

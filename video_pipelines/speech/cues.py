@@ -11,12 +11,22 @@ Recognisers give lower-case words without punctuation: the first word of each cu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from video_pipelines.operations.subtitles import Cue
+from video_pipelines.errors import MediaError
 from video_pipelines.speech import Word
 
-__all__ = ["MAX_CUE_SECONDS", "MAX_LINES", "MAX_LINE_CHARS", "MIN_CUE_SECONDS", "PAUSE_SECONDS", "cues_from_words"]
+__all__ = [
+    "MAX_CUE_SECONDS",
+    "MAX_LINES",
+    "MAX_LINE_CHARS",
+    "MIN_CUE_SECONDS",
+    "PAUSE_SECONDS",
+    "Cue",
+    "cues_from_words",
+]
 
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
@@ -24,6 +34,28 @@ MAX_CUE_SECONDS = 6.0
 MIN_CUE_SECONDS = 0.8
 PAUSE_SECONDS = 0.7
 _SENTENCE_ENDS = (".", "!", "?", "…", "\u3002", "\uff01", "\uff1f")  # and the CJK full stop, ! and ?
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One subtitle: `text` shown from `start` to `end` seconds.
+
+    `words`, when the cue comes from speech, are its words as shown (in the order of `text`'s
+    space-separated words) with the times they are spoken: karaoke highlights them then.
+    """
+
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.start) and math.isfinite(self.end)):
+            raise MediaError(f"subtitle cue {self.text!r}: start and end must be finite numbers")
+        if self.start < 0:
+            raise MediaError(f"subtitle cue {self.text!r}: start {self.start} is negative")
+        if self.end <= self.start:
+            raise MediaError(f"subtitle cue {self.text!r}: end {self.end} must be after start {self.start}")
 
 
 def _lines(texts: Sequence[str], width: int) -> list[list[str]]:

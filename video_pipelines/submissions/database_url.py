@@ -7,6 +7,9 @@ connection). Every PostgreSQL URL we hand to SQLAlchemy therefore names psycopg2
 
 from __future__ import annotations
 
+# Here, below both the submission store and the Dagster instance, which read the same settings.
+DATABASE_URL_ENV = "VIDEO_PIPELINES_DATABASE_URL"
+DEFAULT_HOME = ".dagster_home"
 _PLAIN_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 
 

@@ -61,7 +61,6 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from ulid import ULID
 
-from video_pipelines.deployment.instance import DATABASE_URL_ENV, DEFAULT_HOME
 from video_pipelines.errors import IdempotencyKeyReused, SecretKeyError, SubmissionStoreError
 from video_pipelines.plan.lineage import canonical_json
 from video_pipelines.plan.overrides import apply_overrides
@@ -72,7 +71,7 @@ from video_pipelines.submissions.crypto import (
     fernet_key,
     load_or_create_key_file,
 )
-from video_pipelines.submissions.database_url import psycopg2_url
+from video_pipelines.submissions.database_url import DATABASE_URL_ENV, DEFAULT_HOME, psycopg2_url
 from video_pipelines.submissions.schema import DEFAULT_TENANT, migrate, submissions
 from video_pipelines.submissions.timestamps import as_utc, required_utc
 from video_pipelines.vocabulary import Priority

@@ -37,6 +37,7 @@ import dagster as dg
 from video_pipelines.errors import PlanValidationError, TransientError, TransientStorageError, VideoPipelineError
 from video_pipelines.executions import EXECUTION_ID_TAG, PROVIDER_JOB_TAG_PREFIX, Admission, admit, cancel_requested
 from video_pipelines.executions.attempts import ExecutionRuns, carry_completed
+from video_pipelines.executions.metrics import counting_provider_errors, observe_node_seconds
 from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.spending import check_spend_cap
 from video_pipelines.net.retrying import backoff_delay
@@ -64,11 +65,10 @@ from video_pipelines.orchestration.run_records import DagsterRunRecords, plan_of
 from video_pipelines.plan import PlanNode, parse_plan, sinks
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan, run_where_gone
+from video_pipelines.providers.context import limiting_provider_jobs
 from video_pipelines.providers.http import Abandoned, sleep_interruptibly
-from video_pipelines.providers.slots import limiting_provider_jobs
 from video_pipelines.storage import ArtifactStore
 from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex, SubmissionStore
-from video_pipelines.telemetry.metrics import counting_provider_errors, observe_node_seconds
 from video_pipelines.vocabulary import NodeState
 
 # Transient errors are retried with exponential backoff and jitter: 2 s, 4 s, 8 s (each +-50%),

@@ -1,5 +1,8 @@
 """The Prometheus metrics of `GET /metrics`, computed at scrape time from the database and the orchestrator.
 
+Here, above the submission store and the run records it reads, not in `telemetry` (which the
+provider HTTP stack and the webhooks, far below, import for their spans).
+
 Why at scrape time: several API processes, the Dagster daemon and the run workers (later on
 other machines, through Celery) must all agree on one count. So every metric is read, when
 Prometheus scrapes, from what they all share: the submission store's database and the
@@ -16,7 +19,7 @@ not runs, and costs a scrape one GROUP BY each instead of a query per run status
 What the database does not already hold is written into the `counters` table (schema 3) by
 the process that observes it, through `Counters`: node seconds (the `execute_plan` op, when a
 node completes) and provider HTTP errors (the provider HTTP stack, through the sink of
-`provider_errors`). Each sample is one row (metric, labels as canonical JSON, value), added
+`providers.context`). Each sample is one row (metric, labels as canonical JSON, value), added
 to by an atomic upsert (`INSERT ... ON CONFLICT DO UPDATE SET value = value + excluded.value`),
 so concurrent writers never lose an increment. A histogram is its cumulative `_bucket{le}`
 rows plus `_sum` and `_count`, all incremented in one transaction per observation, so a
@@ -66,6 +69,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from video_pipelines.errors import SubmissionStoreError
 from video_pipelines.executions.records import RunRecords
+from video_pipelines.providers.context import reporting_provider_errors
 from video_pipelines.submissions import (
     AttemptReason,
     AttemptStore,
@@ -75,7 +79,6 @@ from video_pipelines.submissions import (
     SubmissionStore,
 )
 from video_pipelines.submissions.schema import counters, webhook_attempts
-from video_pipelines.telemetry.provider_errors import reporting_provider_errors
 from video_pipelines.vocabulary import ExecutionState
 
 __all__ = [
@@ -206,7 +209,7 @@ def observe_node_seconds(
 
 @contextmanager
 def counting_provider_errors(store: SubmissionStore, *, warn: Callable[[str], None]) -> Iterator[None]:
-    """Count, in the counters table, the provider HTTP error answers seen in this block (see `provider_errors`)."""
+    """Count, in the counters table, the provider HTTP error answers seen in this block (see `providers.context`)."""
     tally = Counters(store)
 
     def count(provider: str, status: int) -> None:

@@ -1,8 +1,8 @@
-"""The offline recogniser: PocketSphinx with the US English model its wheel ships.
+"""The `local` provider: clips rendered with FFmpeg, and the offline recogniser.
 
-Nothing is downloaded at run time: the acoustic model, pronunciation dictionary and language
-model come inside the `pocketsphinx` wheel. It knows US English only (`LOCAL_LANGUAGES`); other
-languages go to a remote provider's speech-to-text.
+The recogniser is PocketSphinx with the US English model its wheel ships (acoustic model,
+dictionary and language model): nothing is downloaded at run time. It knows US English only
+(`speech.LOCAL_LANGUAGES`); other languages go to a remote provider's speech-to-text.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import tempfile
 from pathlib import Path
 
 from video_pipelines.errors import MediaError
+from video_pipelines.operations import generate_clip, replace_audio
 from video_pipelines.operations.ffmpeg import extract_speech_track
-from video_pipelines.providers.base import JobLedger, TranscriptionRequest
+from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
 from video_pipelines.speech import LOCAL_LANGUAGES, REMOTE_TRANSCRIBERS, Word, base_language
 
-__all__ = ["LOCAL_LANGUAGES", "LocalTranscriber", "transcribe_file"]
+__all__ = ["LocalProvider", "LocalTranscriber", "transcribe_file"]
 
 SAMPLE_RATE = 16_000  # what the model was trained on: 16 kHz mono 16-bit PCM
 _FRAMES_PER_SECOND = 100  # PocketSphinx's default frame rate (10 ms frames)
@@ -52,6 +53,21 @@ def transcribe_file(media: Path, *, timeout: float | None = None) -> list[Word]:
         end = (segment.end_frame + 1) / _FRAMES_PER_SECOND
         words.append(Word(start=round(start, 2), end=round(end, 2), text=text))
     return words
+
+
+class LocalProvider:
+    """Renders a real clip with FFmpeg (gradient, prompt text, tone); lip-sync replaces the audio track."""
+
+    name = "local"
+
+    def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
+        r = request
+        generate_clip(
+            out, prompt=r.prompt, duration=r.duration, width=r.width, height=r.height, seed=r.seed, timeout=timeout
+        )
+
+    def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
+        replace_audio(request.video, request.audio, out, timeout=timeout)
 
 
 class LocalTranscriber:

@@ -1,0 +1,91 @@
+"""What the running node sets around its provider calls: the slots its jobs take, and where error answers go.
+
+The provider HTTP stack (`http.py`) sees every answer and knows when a provider job begins and
+ends, but not the deployment's pools or its metrics; the `execute_plan` op knows those but not
+the adapters' calls. A `contextvars.ContextVar` joins them without threading a parameter through
+every adapter, and keeps nodes running at once in threads or tasks apart: the op sets the node's
+`ProviderSlots` (`limiting_provider_jobs`) and error sink (`reporting_provider_errors`) around
+its work; `run_job` holds a slot of its provider for as long as the job exists
+(`provider_slot`) and each non-2xx answer is reported (`report_provider_error`). Outside a node
+(a test, the CLI) nothing is limited or reported.
+
+A holder waits for its slot without limit; whoever implements `hold` makes the wait
+interruptible (`http.sleep_interruptibly`) and says that it waits. The slot is released when
+the block ends, however it ends: with a transient error too, so a retried step queues again
+instead of holding a slot through its backoff (another node of the same run may need it first).
+
+No import beyond the standard library: the HTTP stack imports this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
+from typing import Protocol, TypeVar
+
+__all__ = [
+    "ProviderErrorSink",
+    "ProviderSlots",
+    "limiting_provider_jobs",
+    "provider_slot",
+    "report_provider_error",
+    "reporting_provider_errors",
+]
+
+_T = TypeVar("_T")
+
+
+class ProviderSlots(Protocol):
+    """Where a node's provider jobs take their slots."""
+
+    def hold(self, provider: str, *, resuming: bool) -> AbstractContextManager[None]:
+        """A block during which one job of `provider` may exist; waits for a free slot first.
+
+        `resuming`: the job already exists at the provider (a retried step), so it should not
+        queue behind jobs that do not exist yet.
+        """
+
+
+# (provider name, HTTP status) of one answer that was not 2xx.
+ProviderErrorSink = Callable[[str, int], None]
+
+_slots: ContextVar[ProviderSlots | None] = ContextVar("video_pipelines_provider_slots", default=None)
+_sink: ContextVar[ProviderErrorSink | None] = ContextVar("video_pipelines_provider_error_sink", default=None)
+
+
+@contextmanager
+def _setting(variable: ContextVar[_T | None], value: _T) -> Iterator[None]:
+    token = variable.set(value)
+    try:
+        yield
+    finally:
+        variable.reset(token)
+
+
+def limiting_provider_jobs(slots: ProviderSlots) -> AbstractContextManager[None]:
+    """Take the slots of the provider jobs started in this context, until the block ends, from `slots`."""
+    return _setting(_slots, slots)
+
+
+def reporting_provider_errors(sink: ProviderErrorSink) -> AbstractContextManager[None]:
+    """Report the provider error answers seen in this context, until the block ends, to `sink`."""
+    return _setting(_sink, sink)
+
+
+@contextmanager
+def provider_slot(provider: str, *, resuming: bool) -> Iterator[None]:
+    """Hold a slot of `provider` in the current context's `ProviderSlots` (none set: no limit)."""
+    slots = _slots.get()
+    if slots is None:
+        yield
+        return
+    with slots.hold(provider, resuming=resuming):
+        yield
+
+
+def report_provider_error(provider: str, status: int) -> None:
+    """Tell the current context's sink (if any) that `provider` answered HTTP `status` (not 2xx)."""
+    sink = _sink.get()
+    if sink is not None:
+        sink(provider, status)

@@ -1,0 +1,117 @@
+"""SubRip (SRT) text to cues and back, and cues as WebVTT: the sidecar caption files.
+
+SRT has no escapes: an arrow `-->` in a cue's text gets an invisible U+2060 WORD JOINER
+after `--`, so no reader takes that line for a timing line.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+from video_pipelines.errors import MediaError
+from video_pipelines.speech.cues import Cue
+
+__all__ = ["WORD_JOINER", "parse_srt", "printable_lines", "to_srt", "to_webvtt"]
+
+WORD_JOINER = "\u2060"
+_TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})[,.](\d{1,3})"
+_TIMING_RE = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s.*)?$")
+
+
+def _seconds(hours: str | None, minutes: str, seconds: str, fraction: str, *, cue: str) -> float:
+    if int(minutes) >= 60 or int(seconds) >= 60:
+        raise MediaError(f"SRT cue {cue}: minutes and seconds must be below 60")
+    return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(fraction.ljust(3, "0")) / 1000
+
+
+def parse_srt(text: str) -> list[Cue]:
+    """Parse SubRip text into cues.
+
+    Tolerates a BOM, CRLF or CR line ends, extra blank lines, ``.`` instead of ``,`` before
+    the milliseconds, and missing cue numbers. A block without a timing line continues the
+    previous cue's text (a blank line inside a cue). Raises `MediaError` naming the cue on a
+    malformed timing line.
+    """
+    lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    blocks: list[list[str]] = [[]]
+    for line in lines:
+        if line.strip():
+            blocks[-1].append(line)
+        elif blocks[-1]:
+            blocks.append([])
+    cues: list[Cue] = []
+    texts: list[list[str]] = []
+    for ordinal, block in enumerate((b for b in blocks if b), start=1):
+        label = str(ordinal)
+        index = 0
+        if block[0].strip().isdigit() and len(block) > 1:
+            label = block[0].strip()
+            index = 1
+        timing = block[index]
+        if "-->" not in timing:
+            if not texts or index:
+                raise MediaError(f"SRT cue {label}: expected a timing line 'HH:MM:SS,mmm --> HH:MM:SS,mmm'")
+            texts[-1].extend(["", *block])
+            continue
+        match = _TIMING_RE.match(timing)
+        if match is None:
+            raise MediaError(
+                f"SRT cue {label}: bad timing line {timing.strip()!r}; expected 'HH:MM:SS,mmm --> HH:MM:SS,mmm'"
+            )
+        groups = match.groups()
+        start = _seconds(*groups[:4], cue=label)
+        end = _seconds(*groups[4:], cue=label)
+        if end <= start:
+            raise MediaError(f"SRT cue {label}: end {timing.split('-->')[1].strip()} is not after the start")
+        cues.append(Cue(start=start, end=end, text=""))
+        texts.append(block[index + 1 :])
+    return [Cue(start=cue.start, end=cue.end, text="\n".join(t)) for cue, t in zip(cues, texts, strict=True)]
+
+
+def printable_lines(text: str) -> str:
+    """`text` with `\\n` line ends and every other control character (NUL, BEL, tab...) or lone surrogate as a space.
+
+    Neither a renderer nor a sidecar reader has a use for them, and some stop reading at a NUL.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(" " if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text)
+
+
+def _clock(seconds: float, separator: str) -> str:
+    millis = round(seconds * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def _sidecar_lines(text: str) -> list[str]:
+    """A cue's text as the lines of a sidecar cue, printable: a blank line would end the cue there, so none."""
+    lines = printable_lines(text).split("\n")
+    return [line for line in lines if line.strip()] or [" "]
+
+
+def to_srt(cues: Sequence[Cue]) -> str:
+    """`cues` as SubRip text: numbered blocks, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, UTF-8 without BOM."""
+    blocks = []
+    for number, cue in enumerate(cues, start=1):
+        lines = [line.replace("-->", f"--{WORD_JOINER}>") for line in _sidecar_lines(cue.text)]
+        blocks.append("\n".join([str(number), f"{_clock(cue.start, ',')} --> {_clock(cue.end, ',')}", *lines]))
+    return "\n\n".join(blocks) + "\n"
+
+
+def to_webvtt(cues: Sequence[Cue]) -> str:
+    """`cues` as WebVTT: the `WEBVTT` header, then `HH:MM:SS.mmm --> HH:MM:SS.mmm` cues.
+
+    The text is escaped as WebVTT asks (`&`, `<`, `>` as character references), which also
+    keeps `-->` out of it.
+    """
+    blocks = ["WEBVTT"]
+    for cue in cues:
+        lines = [
+            line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for line in _sidecar_lines(cue.text)
+        ]
+        blocks.append("\n".join([f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}", *lines]))
+    return "\n\n".join(blocks) + "\n"
