@@ -177,20 +177,24 @@ def parse_plan(
         raise PlanValidationError(problems)
 
     plan = Plan(tuple(nodes), base_execution_id, webhook, priority, max_cost_usd, timeout_seconds, cache)
+    _check_graph(plan, external_nodes)
+    return plan
+
+
+def _check_graph(plan: Plan, external_nodes: Collection[str] | None) -> None:
+    """Its dependencies, then (only when they resolve) its cycles, then each node's inputs and params."""
+    problems: list[str] = []
     _check_dependencies(plan, external_nodes, problems)
     if problems:
         raise PlanValidationError(problems)
-
     cycle = find_cycle(plan)
     if cycle:
         raise PlanValidationError([f"plan: dependency cycle {' -> '.join(cycle)}"])
-
     for node in plan.nodes:
         _check_inputs(node, plan.base_execution_id is not None, problems)
         _check_params(plan, node, problems)
     if problems:
         raise PlanValidationError(problems)
-    return plan
 
 
 def _limit_problems(data: Mapping[str, Any]) -> list[str]:

@@ -6,6 +6,7 @@ silently and produce a video nobody asked for.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
@@ -28,7 +29,8 @@ class Operation(StrEnum):
 
     @property
     def snake_name(self) -> str:
-        return _SNAKE_NAMES[self]
+        """`generate_video` for `generateVideo`: the spelling of Dagster asset keys and tables."""
+        return re.sub(r"(?=[A-Z])", "_", self.value).lower()
 
     @classmethod
     def parse(cls, name: str) -> Operation | None:
@@ -36,17 +38,10 @@ class Operation(StrEnum):
         return _BY_SPELLING.get(name)
 
 
-_SNAKE_NAMES = {
-    Operation.GENERATE_VIDEO: "generate_video",
-    Operation.MERGE: "merge",
-    Operation.LIP_SYNC: "lip_sync",
-    Operation.ADD_SUBTITLES: "add_subtitles",
-    Operation.REFRAME: "reframe",
-}
 # The seed SDK's JSON payload examples say "generate" for generateVideo.
 _BY_SPELLING: dict[str, Operation] = (
     {op.value: op for op in Operation}
-    | {snake: op for op, snake in _SNAKE_NAMES.items()}
+    | {op.snake_name: op for op in Operation}
     | {"generate": Operation.GENERATE_VIDEO}
 )
 

@@ -31,6 +31,7 @@ __all__ = [
     "provider_slot",
     "report_provider_error",
     "reporting_provider_errors",
+    "scoped",
 ]
 
 _T = TypeVar("_T")
@@ -55,7 +56,8 @@ _sink: ContextVar[ProviderErrorSink | None] = ContextVar("video_pipelines_provid
 
 
 @contextmanager
-def _setting(variable: ContextVar[_T | None], value: _T) -> Iterator[None]:
+def scoped(variable: ContextVar[_T | None], value: _T) -> Iterator[None]:
+    """`variable` set to `value` in this context until the block ends."""
     token = variable.set(value)
     try:
         yield
@@ -65,12 +67,12 @@ def _setting(variable: ContextVar[_T | None], value: _T) -> Iterator[None]:
 
 def limiting_provider_jobs(slots: ProviderSlots) -> AbstractContextManager[None]:
     """Take the slots of the provider jobs started in this context, until the block ends, from `slots`."""
-    return _setting(_slots, slots)
+    return scoped(_slots, slots)
 
 
 def reporting_provider_errors(sink: ProviderErrorSink) -> AbstractContextManager[None]:
     """Report the provider error answers seen in this context, until the block ends, to `sink`."""
-    return _setting(_sink, sink)
+    return scoped(_sink, sink)
 
 
 @contextmanager

@@ -37,8 +37,8 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +66,7 @@ from video_pipelines.net import (
 )
 from video_pipelines.net.retrying import backoff_delay, parse_retry_after
 from video_pipelines.providers.base import JobLedger, LipSyncRequest
-from video_pipelines.providers.context import provider_slot, report_provider_error
+from video_pipelines.providers.context import provider_slot, report_provider_error, scoped
 from video_pipelines.storage.factory import ARTIFACTS_BASE_URL_ENV
 from video_pipelines.telemetry.tracing import http_client_span
 
@@ -110,14 +110,9 @@ class Abandoned(BaseException):
 _stop: ContextVar[threading.Event | None] = ContextVar("video_pipelines_stop", default=None)
 
 
-@contextmanager
-def stopping_on(event: threading.Event) -> Iterator[None]:
+def stopping_on(event: threading.Event) -> AbstractContextManager[None]:
     """In this context, every `sleep_interruptibly` raises `Abandoned` once `event` is set."""
-    token = _stop.set(event)
-    try:
-        yield
-    finally:
-        _stop.reset(token)
+    return scoped(_stop, event)
 
 
 def _sleep(seconds: float) -> None:

@@ -132,19 +132,16 @@ class VertexVeoProvider:
     def from_env(cls, allowed: AllowedHosts, environ: Mapping[str, str] | None = None) -> VertexVeoProvider:
         """Configure from the environment (see the module docstring); `environ` defaults to `os.environ`."""
         env = os.environ if environ is None else environ
-        credentials = env.get(CREDENTIALS_ENV, "").strip()
-        if not credentials:
+        credentials, project, location, base_url = (
+            env.get(name, "").strip() or None for name in (CREDENTIALS_ENV, PROJECT_ENV, LOCATION_ENV, BASE_URL_ENV)
+        )
+        if credentials is None:
             raise ProviderError(
                 f"provider 'google-cloud' is not configured: set {CREDENTIALS_ENV} to the path of a "
                 "service-account JSON key file"
             )
-        return cls(
-            Path(credentials),
-            project=env.get(PROJECT_ENV, "").strip() or None,
-            location=env.get(LOCATION_ENV, "").strip() or DEFAULT_LOCATION,
-            base_url=env.get(BASE_URL_ENV, "").strip() or None,
-            allowed=allowed,
-        )
+        location = location or DEFAULT_LOCATION
+        return cls(Path(credentials), project=project, location=location, base_url=base_url, allowed=allowed)
 
     # The protocol
 
