@@ -47,9 +47,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from video_pipelines.errors import SubmissionStoreError
+from video_pipelines.submissions.rows import Rows, moment, record
 from video_pipelines.submissions.schema import node_claims, node_results
 from video_pipelines.submissions.store import SubmissionStore
-from video_pipelines.submissions.timestamps import moment, required_utc
 
 _LINEAGE_PATTERN: Final = re.compile(r"[0-9a-f]{64}")
 _MAX_TENANT_LENGTH: Final = 64
@@ -158,28 +158,15 @@ def _check_node(node: CachedNode) -> dict[str, Any]:
 
 
 def _cached(row: sa.RowMapping) -> CachedNode:
-    return CachedNode(
-        tenant=row["tenant"],
-        lineage=row["lineage"],
-        execution_id=row["execution_id"],
-        node_id=row["node_id"],
-        operation=row["operation"],
-        run_id=row["run_id"],
-        result=row["result"],
-        cost_usd=float(row["cost_usd"]),
-        recorded_at=required_utc(row["recorded_at"]),
-    )
+    return record(CachedNode, row, cost_usd=float(row["cost_usd"]))
 
 
 def _claim(row: sa.RowMapping) -> NodeClaim:
-    return NodeClaim(
-        tenant=row["tenant"],
-        lineage=row["lineage"],
-        execution_id=row["execution_id"],
-        node_id=row["node_id"],
-        run_id=row["run_id"],
-        claimed_at=required_utc(row["claimed_at"]),
-    )
+    return record(NodeClaim, row)
+
+
+def _held_by(tenant: str, lineage: str, run_id: str, node_id: str) -> sa.ColumnElement[bool]:
+    return sa.and_(_C.tenant == tenant, _C.lineage == lineage, _C.run_id == run_id, _C.node_id == node_id)
 
 
 def _upsert(dialect: str, row: dict[str, Any]) -> sa.Insert:
@@ -209,15 +196,12 @@ class NodeResultIndex:
     """
 
     def __init__(self, store: SubmissionStore) -> None:
-        self._engine, self._reader = store.engine, store.reader
+        self._rows = Rows(store.engine, store.reader)
 
     def find(self, tenant: str, lineage: str) -> CachedNode | None:
         """The newest recorded result of `lineage` for `tenant`, or None (one primary-key lookup)."""
         _check_key(tenant, lineage)
-        query = sa.select(node_results).where(_R.tenant == tenant, _R.lineage == lineage)
-        with self._reader.connect() as connection:
-            row = connection.execute(query).mappings().first()
-        return _cached(row) if row is not None else None
+        return self._rows.first(sa.select(node_results).where(_R.tenant == tenant, _R.lineage == lineage), _cached)
 
     def find_many(self, tenant: str, lineages: Collection[str]) -> dict[str, CachedNode]:
         """The recorded results of `tenant` among `lineages`, by lineage; the missing ones are absent.
@@ -231,8 +215,7 @@ class NodeResultIndex:
         if not wanted:
             return {}
         query = sa.select(node_results).where(_R.tenant == tenant, _R.lineage.in_(sorted(wanted)))
-        with self._reader.connect() as connection:
-            return {row["lineage"]: _cached(row) for row in connection.execute(query).mappings()}
+        return {node.lineage: node for node in self._rows.all(query, _cached)}
 
     def record(self, node: CachedNode, *, now: datetime | None = None) -> None:
         """Record `node`'s result under (tenant, lineage) at `now`, and release the recorder's claim.
@@ -243,13 +226,8 @@ class NodeResultIndex:
         held by (node.run_id, node.node_id); another holder's claim is left alone.
         """
         row = {**_check_node(node), "recorded_at": _moment(now)}
-        release = node_claims.delete().where(
-            _C.tenant == node.tenant,
-            _C.lineage == node.lineage,
-            _C.run_id == node.run_id,
-            _C.node_id == node.node_id,
-        )
-        with self._engine.begin() as connection:
+        release = node_claims.delete().where(_held_by(node.tenant, node.lineage, node.run_id, node.node_id))
+        with self._rows.engine.begin() as connection:
             connection.execute(_upsert(connection.dialect.name, row))
             connection.execute(release)
 
@@ -270,17 +248,10 @@ class NodeResultIndex:
         """
         _check_key(tenant, lineage)
         _check_holder(lineage, execution_id, node_id, run_id)
-        ours = NodeClaim(
-            tenant=tenant,
-            lineage=lineage,
-            execution_id=execution_id,
-            node_id=node_id,
-            run_id=run_id,
-            claimed_at=_moment(now),
-        )
+        ours = NodeClaim(tenant, lineage, execution_id, node_id, run_id, _moment(now))
         for _ in range(_CLAIM_TRIES):
             try:
-                with self._engine.begin() as connection:
+                with self._rows.engine.begin() as connection:
                     connection.execute(node_claims.insert().values(vars(ours)))
             except sa.exc.IntegrityError:
                 existing = self.claim_of(tenant, lineage)
@@ -297,10 +268,7 @@ class NodeResultIndex:
     def claim_of(self, tenant: str, lineage: str) -> NodeClaim | None:
         """The claim on (tenant, lineage), or None when no one is computing it."""
         _check_key(tenant, lineage)
-        query = sa.select(node_claims).where(_C.tenant == tenant, _C.lineage == lineage)
-        with self._reader.connect() as connection:
-            row = connection.execute(query).mappings().first()
-        return _claim(row) if row is not None else None
+        return self._rows.first(sa.select(node_claims).where(_C.tenant == tenant, _C.lineage == lineage), _claim)
 
     def take_over(
         self,
@@ -319,39 +287,19 @@ class NodeResultIndex:
         """
         _check_key(stale.tenant, stale.lineage)
         _check_holder(stale.lineage, execution_id, node_id, run_id)
-        ours = NodeClaim(
-            tenant=stale.tenant,
-            lineage=stale.lineage,
-            execution_id=execution_id,
-            node_id=node_id,
-            run_id=run_id,
-            claimed_at=_moment(now),
+        ours = NodeClaim(stale.tenant, stale.lineage, execution_id, node_id, run_id, _moment(now))
+        still_stale = sa.and_(
+            _held_by(stale.tenant, stale.lineage, stale.run_id, stale.node_id),
+            _C.claimed_at == _moment(stale.claimed_at),
         )
-        statement = (
-            node_claims.update()
-            .where(
-                _C.tenant == stale.tenant,
-                _C.lineage == stale.lineage,
-                _C.run_id == stale.run_id,
-                _C.node_id == stale.node_id,
-                _C.claimed_at == _moment(stale.claimed_at),
-            )
-            .values(execution_id=execution_id, node_id=node_id, run_id=run_id, claimed_at=ours.claimed_at)
-        )
-        with self._engine.begin() as connection:
-            taken = connection.execute(statement).rowcount == 1
-        return ours if taken else None
+        statement = node_claims.update().where(still_stale).values(vars(ours))
+        return ours if self._rows.changed(statement) == 1 else None
 
     def release(self, tenant: str, lineage: str, *, run_id: str, node_id: str) -> bool:
         """Delete the claim on (tenant, lineage) if (run_id, node_id) holds it; False (and no change) otherwise."""
         _check_key(tenant, lineage)
-        statement = node_claims.delete().where(
-            _C.tenant == tenant, _C.lineage == lineage, _C.run_id == run_id, _C.node_id == node_id
-        )
-        with self._engine.begin() as connection:
-            return connection.execute(statement).rowcount == 1
+        return self._rows.changed(node_claims.delete().where(_held_by(tenant, lineage, run_id, node_id))) == 1
 
     def count(self) -> int:
         """How many lineages are recorded, of every tenant."""
-        with self._reader.connect() as connection:
-            return int(connection.execute(sa.select(sa.func.count()).select_from(node_results)).scalar_one())
+        return int(self._rows.value(sa.select(sa.func.count()).select_from(node_results)))

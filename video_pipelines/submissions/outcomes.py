@@ -27,6 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from video_pipelines.submissions.rows import Rows
 from video_pipelines.submissions.schema import execution_outcomes, submissions
 from video_pipelines.submissions.store import SubmissionState, SubmissionStore
 
@@ -59,7 +60,7 @@ class ExecutionOutcomes:
     """
 
     def __init__(self, store: SubmissionStore) -> None:
-        self._engine, self._reader = store.engine, store.reader
+        self._rows = Rows(store.engine, store.reader)
 
     def note_caller(self, execution_id: str, parent_span_id: str) -> None:
         """Keep the caller's span id (16 hex digits) for the execution's span; a span id kept already stays."""
@@ -67,19 +68,14 @@ class ExecutionOutcomes:
 
     def parent_span_id(self, execution_id: str) -> str | None:
         """The caller's span id kept for the execution, or None."""
-        query = sa.select(_T.parent_span_id).where(_T.execution_id == execution_id)
-        with self._reader.connect() as connection:
-            value = connection.execute(query).scalar_one_or_none()
+        value = self._rows.value(sa.select(_T.parent_span_id).where(_T.execution_id == execution_id))
         return str(value) if value is not None else None
 
     def claimed(self, execution_id: str) -> Claimed:
         """Whether the execution's start and end are claimed, in one primary-key read."""
         query = sa.select(_T.started_at, _T.status).where(_T.execution_id == execution_id)
-        with self._reader.connect() as connection:
-            row = connection.execute(query).one_or_none()
-        if row is None:
-            return Claimed(started=False, ended=False)
-        return Claimed(started=row.started_at is not None, ended=row.status is not None)
+        found = self._rows.first(query, lambda row: Claimed(row["started_at"] is not None, row["status"] is not None))
+        return found or Claimed(started=False, ended=False)
 
     def unclaimed_ends_without_run(self, since: datetime, limit: int) -> list[str]:
         """Executions whose submission was rejected or canceled before it ran since `since`, with no end claimed."""
@@ -90,8 +86,7 @@ class ExecutionOutcomes:
             .order_by(_S.updated_at)
             .limit(limit)
         )
-        with self._reader.connect() as connection:
-            return [str(execution_id) for execution_id in connection.execute(query).scalars()]
+        return [str(execution_id) for (execution_id,) in self._rows.tuples(query)]
 
     def claim_start(self, execution_id: str, started_at: datetime) -> bool:
         """Record that the execution started; True for the one caller that recorded it."""
@@ -104,26 +99,21 @@ class ExecutionOutcomes:
     def _set_once(self, execution_id: str, column: sa.Column[Any], values: dict[str, Any]) -> bool:
         """Set `values` on the execution's row where `column` is still NULL (making the row if there is none);
         True when this call set them."""
-        if self._update_unset(execution_id, column, values):
+        unset = execution_outcomes.update().where(_T.execution_id == execution_id, column.is_(None)).values(values)
+        if self._rows.changed(unset) == 1:
             return True
         try:
-            with self._engine.begin() as connection:
+            with self._rows.engine.begin() as connection:
                 connection.execute(execution_outcomes.insert().values(execution_id=execution_id, **values))
         except sa.exc.IntegrityError:
             # Another process made the row meanwhile: with `column` set (then it won) or not (then this one may).
-            return self._update_unset(execution_id, column, values)
+            return self._rows.changed(unset) == 1
         return True
-
-    def _update_unset(self, execution_id: str, column: sa.Column[Any], values: dict[str, Any]) -> bool:
-        statement = execution_outcomes.update().where(_T.execution_id == execution_id, column.is_(None))
-        with self._engine.begin() as connection:
-            return connection.execute(statement.values(**values)).rowcount == 1
 
     def tally(self) -> OutcomeTally:
         """How many executions started and how many ended by status, in one pass over the table."""
         query = sa.select(_T.status, sa.func.count(), sa.func.count(_T.started_at)).group_by(_T.status)
-        with self._reader.connect() as connection:
-            rows = connection.execute(query).all()
+        rows = self._rows.tuples(query)
         return OutcomeTally(
             started=sum(int(started) for _status, _count, started in rows),
             finished={str(status): int(count) for status, count, _started in rows if status is not None},

@@ -73,8 +73,8 @@ from video_pipelines.submissions.crypto import (
     load_or_create_key_file,
 )
 from video_pipelines.submissions.database_url import psycopg2_url
+from video_pipelines.submissions.rows import Rows, record
 from video_pipelines.submissions.schema import DEFAULT_TENANT, migrate, submissions
-from video_pipelines.submissions.timestamps import as_utc, required_utc
 from video_pipelines.vocabulary import Priority
 
 DATABASE_FILE_NAME = "video_pipelines.db"
@@ -316,25 +316,8 @@ def _row(submission: Submission, token: str | None) -> dict[str, Any]:
 
 
 def _submission(row: sa.RowMapping) -> Submission:
-    return Submission(
-        execution_id=row["execution_id"],
-        plan=row["plan"],
-        base_execution_id=row["base_execution_id"],
-        webhook_url=row["webhook_url"],
-        has_webhook_secret=row["webhook_secret_token"] is not None,
-        priority=row["priority"],
-        idempotency_key=row["idempotency_key"],
-        state=SubmissionState(row["state"]),
-        error=row["error"],
-        run_id=row["run_id"],
-        created_at=required_utc(row["created_at"]),
-        updated_at=required_utc(row["updated_at"]),
-        launched_at=as_utc(row["launched_at"]),
-        tenant=row["tenant"],
-        traceparent=row["traceparent"],
-        request_digest=row["request_digest"],
-        cancel_requested_at=as_utc(row["cancel_requested_at"]),
-    )
+    has_secret = row["webhook_secret_token"] is not None
+    return record(Submission, row, has_webhook_secret=has_secret, state=SubmissionState(row["state"]))
 
 
 _PENDING = (SubmissionState.PENDING.value,)
@@ -363,6 +346,7 @@ class SubmissionStore:
         self._secrets = SecretBox(self._resolve_key)
         self._engine = _create_engine(self._url)
         self._reader = self._engine.execution_options(**{_READ_ONLY_OPTION: True})
+        self._rows = Rows(self._engine, self._reader)
         try:
             migrate(self._engine)
         except sa.exc.SQLAlchemyError as exc:
@@ -508,82 +492,60 @@ class SubmissionStore:
 
     def _by_idempotency_key(self, tenant: str, key: str) -> Submission | None:
         query = sa.select(submissions).where(submissions.c.tenant == tenant, submissions.c.idempotency_key == key)
-        with self._reader.connect() as connection:
-            row = connection.execute(query).mappings().first()
-        return _submission(row) if row is not None else None
+        return self._rows.first(query, _submission)
 
     def get(self, execution_id: str) -> Submission | None:
         """The submission `execution_id`, or None when there is none."""
-        query = sa.select(submissions).where(submissions.c.execution_id == execution_id)
-        with self._reader.connect() as connection:
-            row = connection.execute(query).mappings().first()
-        return _submission(row) if row is not None else None
+        return self._rows.first(sa.select(submissions).where(submissions.c.execution_id == execution_id), _submission)
 
     def newest(self, tenant: str | None, *, limit: int = 50, before: str | None = None) -> list[Submission]:
         """Up to `limit` submissions of `tenant` (None: every tenant), newest first, older than execution id `before`.
 
         Execution ids sort in creation order, so `before` (the last id of a page) is a stable cursor.
         """
-        if limit <= 0:
-            return []
         query = sa.select(submissions).order_by(submissions.c.execution_id.desc()).limit(limit)
         if tenant is not None:
             query = query.where(submissions.c.tenant == tenant)
         if before is not None:
             query = query.where(submissions.c.execution_id < before)
-        with self._reader.connect() as connection:
-            rows = connection.execute(query).mappings().all()
-        return [_submission(row) for row in rows]
+        return self._rows.all(query, _submission) if limit > 0 else []
 
     def count_by_state(self) -> dict[str, int]:
         """How many submissions are in each state (for metrics)."""
         query = sa.select(submissions.c.state, sa.func.count()).group_by(submissions.c.state)
-        with self._reader.connect() as connection:
-            return {str(state): int(count) for state, count in connection.execute(query).all()}
+        return {str(state): int(count) for state, count in self._rows.tuples(query)}
 
     def pending(self, limit: int = 100) -> list[Submission]:
         """Up to `limit` submissions not launched yet (PENDING or LAUNCHING): high priority before normal
         before low, then oldest first."""
-        if limit <= 0:
-            return []
-        query = (
-            sa.select(submissions)
-            .where(submissions.c.state.in_(_NOT_LAUNCHED))
-            .order_by(_PRIORITY_RANK, submissions.c.created_at, submissions.c.execution_id)
-            .limit(limit)
-        )
-        with self._reader.connect() as connection:
-            rows = connection.execute(query).mappings().all()
-        return [_submission(row) for row in rows]
+        query = sa.select(submissions).where(submissions.c.state.in_(_NOT_LAUNCHED))
+        order = (_PRIORITY_RANK, submissions.c.created_at, submissions.c.execution_id)
+        return self._rows.all(query.order_by(*order).limit(limit), _submission) if limit > 0 else []
 
-    def _move(
-        self, execution_id: str, sources: tuple[str, ...], state: SubmissionState, now: datetime, **values: Any
-    ) -> bool:
+    def _move(self, execution_id: str, sources: tuple[str, ...], now: datetime, **values: Any) -> bool:
         # One conditional UPDATE: of several racing callers, exactly one finds the row still in a source state.
-        statement = (
-            submissions.update()
-            .where(submissions.c.execution_id == execution_id, submissions.c.state.in_(sources))
-            .values(state=state.value, updated_at=now, **values)
+        statement = submissions.update().where(
+            submissions.c.execution_id == execution_id, submissions.c.state.in_(sources)
         )
-        with self._engine.begin() as connection:
-            return connection.execute(statement).rowcount == 1
+        return self._rows.changed(statement.values(updated_at=now, **values)) == 1
 
     def claim(self, execution_id: str) -> bool:
         """PENDING -> LAUNCHING, before its run is asked for; False (and no change) if it was not pending."""
-        return self._move(execution_id, _PENDING, SubmissionState.LAUNCHING, _now())
+        return self._move(execution_id, _PENDING, _now(), state=SubmissionState.LAUNCHING.value)
 
     def mark_launched(self, execution_id: str, run_id: str) -> bool:
         """PENDING or LAUNCHING -> LAUNCHED with its Dagster run id; False (and no change) otherwise."""
         now = _now()
-        return self._move(execution_id, _NOT_LAUNCHED, SubmissionState.LAUNCHED, now, run_id=run_id, launched_at=now)
+        launched = {"state": SubmissionState.LAUNCHED.value, "run_id": run_id, "launched_at": now}
+        return self._move(execution_id, _NOT_LAUNCHED, now, **launched)
 
     def mark_rejected(self, execution_id: str, error: str) -> bool:
         """PENDING -> REJECTED with the reason; False (and no change) if it was not pending."""
-        return self._move(execution_id, _PENDING, SubmissionState.REJECTED, _now(), error=error)
+        return self._move(execution_id, _PENDING, _now(), state=SubmissionState.REJECTED.value, error=error)
 
     def cancel_pending(self, execution_id: str) -> bool:
         """PENDING -> CANCELED before any run was asked for; False (and no change) if it was not pending."""
-        return self._move(execution_id, _PENDING, SubmissionState.CANCELED, _now())
+        return self._move(execution_id, _PENDING, _now(), state=SubmissionState.CANCELED.value)
 
     def request_cancel(self, execution_id: str, *, launched: bool = True) -> bool:
         """Record a cancel of a LAUNCHING or LAUNCHED submission (its run is asked for, or exists): its run
@@ -591,23 +553,16 @@ class SubmissionStore:
         `launched=False` leaves a LAUNCHED one alone: its run finished, a request would outlive it."""
         now = _now()
         states = _CLAIMED if launched else (SubmissionState.LAUNCHING.value,)
-        statement = (
-            submissions.update()
-            .where(submissions.c.execution_id == execution_id, submissions.c.state.in_(states))
-            .values(cancel_requested_at=sa.func.coalesce(submissions.c.cancel_requested_at, now), updated_at=now)
-        )
-        with self._engine.begin() as connection:
-            return connection.execute(statement).rowcount == 1
+        requested = sa.func.coalesce(submissions.c.cancel_requested_at, now)
+        return self._move(execution_id, states, now, cancel_requested_at=requested)
 
     def webhook_secret(self, execution_id: str) -> str | None:
         """The decrypted webhook secret of `execution_id`; None without one (or without the submission).
 
         Raises `SecretKeyError` when the store's key is not the one the secret was encrypted with.
         """
-        with self._reader.connect() as connection:
-            token = connection.execute(
-                sa.select(submissions.c.webhook_secret_token).where(submissions.c.execution_id == execution_id)
-            ).scalar()
+        column = submissions.c.webhook_secret_token
+        token = self._rows.value(sa.select(column).where(submissions.c.execution_id == execution_id))
         if token is None:
             return None
         return self._secrets.decrypt(token, what=f"the webhook secret of {execution_id}")

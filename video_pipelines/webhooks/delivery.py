@@ -32,13 +32,13 @@ class Delivery:
     url: str = field(repr=False)
     body: bytes = field(repr=False)
     secret_source: str | None
-    state: DeliveryState
-    attempts: int
     next_attempt_at: datetime
-    lease_until: datetime | None
     created_at: datetime
-    delivered_at: datetime | None
-    last_error: str | None
+    state: DeliveryState = DeliveryState.PENDING
+    attempts: int = 0
+    lease_until: datetime | None = None
+    delivered_at: datetime | None = None
+    last_error: str | None = None
     # The execution's attempt (its Dagster run) the event happened in: 1 for its first run.
     attempt: int = 1
 

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -70,9 +70,9 @@ import sqlalchemy as sa
 from video_pipelines.errors import WebhookError
 from video_pipelines.net.retrying import jittered
 from video_pipelines.plan.document import NODE_ID_PATTERN
+from video_pipelines.submissions.rows import Rows, as_utc, moment, record
 from video_pipelines.submissions.schema import migrate, webhook_attempts, webhook_deliveries
 from video_pipelines.submissions.store import SubmissionStore
-from video_pipelines.submissions.timestamps import as_utc, moment, required_utc
 from video_pipelines.vocabulary import WebhookEvent
 from video_pipelines.webhooks.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
 from video_pipelines.webhooks.payload import EVENTS
@@ -190,23 +190,7 @@ def _moment(now: datetime | None) -> datetime:
 
 
 def _delivery(row: sa.RowMapping) -> Delivery:
-    return Delivery(
-        webhook_id=row["webhook_id"],
-        execution_id=row["execution_id"],
-        event=row["event"],
-        node_id=row["node_id"],
-        url=row["url"],
-        body=row["body"].encode("utf-8"),
-        secret_source=row["secret_source"],
-        state=DeliveryState(row["state"]),
-        attempts=row["attempts"],
-        next_attempt_at=required_utc(row["next_attempt_at"]),
-        lease_until=as_utc(row["lease_until"]),
-        created_at=required_utc(row["created_at"]),
-        delivered_at=as_utc(row["delivered_at"]),
-        last_error=row["last_error"],
-        attempt=row["attempt"],
-    )
+    return record(Delivery, row, body=row["body"].encode("utf-8"), state=DeliveryState(row["state"]))
 
 
 def _row(delivery: Delivery) -> dict[str, Any]:
@@ -215,16 +199,7 @@ def _row(delivery: Delivery) -> dict[str, Any]:
 
 
 def _attempt(row: sa.RowMapping) -> Attempt:
-    return Attempt(
-        id=row["id"],
-        webhook_id=row["webhook_id"],
-        number=row["number"],
-        started_at=required_utc(row["started_at"]),
-        finished_at=required_utc(row["finished_at"]),
-        status_code=row["status_code"],
-        error=row["error"],
-        duration_ms=row["duration_ms"],
-    )
+    return record(Attempt, row)
 
 
 def _check_secret_source(source: str | None) -> None:
@@ -292,10 +267,10 @@ class DeliveryOutbox:
 
     def __init__(self, database: SubmissionStore | sa.Engine) -> None:
         if isinstance(database, SubmissionStore):
-            self._engine, self._reader = database.engine, database.reader
+            self._rows = Rows(database.engine, database.reader)
         else:
             migrate(database)
-            self._engine = self._reader = database
+            self._rows = Rows(database)
 
     def enqueue(
         self,
@@ -323,44 +298,14 @@ class DeliveryOutbox:
         _check_secret_source(secret_source)
         _check_body(body)
         webhook_id = webhook_id_for(execution_id, event, node_id, attempt)
-        existing = self.get(webhook_id)
-        if existing is not None:
-            return existing
         at = _moment(now)
-        delivery = Delivery(
-            webhook_id=webhook_id,
-            execution_id=execution_id,
-            event=event,
-            node_id=node_id,
-            url=url,
-            body=body,
-            secret_source=secret_source,
-            state=DeliveryState.PENDING,
-            attempts=0,
-            next_attempt_at=at,
-            lease_until=None,
-            created_at=at,
-            delivered_at=None,
-            last_error=None,
-            attempt=attempt,
-        )
-        try:
-            with self._engine.begin() as connection:
-                connection.execute(webhook_deliveries.insert().values(_row(delivery)))
-        except sa.exc.IntegrityError:
-            # Another process recorded this event between our read and our insert.
-            existing = self.get(webhook_id)
-            if existing is None:
-                raise
-            return existing
-        return delivery
+        delivery = Delivery(webhook_id, execution_id, event, node_id, url, body, secret_source, at, at, attempt=attempt)
+        insert = webhook_deliveries.insert().values(_row(delivery))
+        return self._rows.insert_once(delivery, insert, lambda: self.get(webhook_id))[0]
 
     def get(self, webhook_id: str) -> Delivery | None:
         """The delivery `webhook_id`, or None."""
-        query = sa.select(webhook_deliveries).where(_D.webhook_id == webhook_id)
-        with self._reader.connect() as connection:
-            row = connection.execute(query).mappings().first()
-        return _delivery(row) if row is not None else None
+        return self._rows.first(sa.select(webhook_deliveries).where(_D.webhook_id == webhook_id), _delivery)
 
     def claim_due(
         self,
@@ -389,7 +334,7 @@ class DeliveryOutbox:
         order = (_D.next_attempt_at, _D.created_at, _D.webhook_id)
         candidates = sa.select(_D.webhook_id).where(due).order_by(*order).limit(limit).with_for_update(skip_locked=True)
         lease = {"lease_until": at + timedelta(seconds=lease_seconds)}
-        with self._engine.begin() as connection:
+        with self._rows.engine.begin() as connection:
             claimed = [
                 webhook_id
                 for webhook_id in connection.execute(candidates).scalars().all()
@@ -424,32 +369,27 @@ class DeliveryOutbox:
         is released when it is still the one `delivery` was claimed with.
         """
         finished = _moment(now)
-        started = finished - timedelta(milliseconds=outcome.duration_ms)
-        this = _D.webhook_id == delivery.webhook_id
-        with self._engine.begin() as connection:
-            current = connection.execute(sa.select(webhook_deliveries).where(this).with_for_update()).mappings().first()
-            if current is None:
-                raise WebhookError(f"no webhook delivery {delivery.webhook_id} to record an attempt of")
+        attempt = {
+            "started_at": finished - timedelta(milliseconds=outcome.duration_ms),
+            "finished_at": finished,
+            "status_code": outcome.status_code,
+            "error": outcome.error,
+            "duration_ms": outcome.duration_ms,
+        }
+
+        def change(connection: sa.Connection, current: sa.RowMapping) -> dict[str, Any]:
             number = int(current["attempts"]) + 1
             connection.execute(
-                webhook_attempts.insert().values(
-                    webhook_id=delivery.webhook_id,
-                    number=number,
-                    started_at=started,
-                    finished_at=finished,
-                    status_code=outcome.status_code,
-                    error=outcome.error,
-                    duration_ms=outcome.duration_ms,
-                )
+                webhook_attempts.insert().values(webhook_id=delivery.webhook_id, number=number, **attempt)
             )
             values: dict[str, Any] = {"attempts": number}
             if as_utc(current["lease_until"]) == delivery.lease_until:
                 values["lease_until"] = None
             if current["state"] == DeliveryState.PENDING.value:
                 values.update(_next(outcome, number, schedule, finished))
-            connection.execute(webhook_deliveries.update().where(this).values(**values))
-            row = connection.execute(sa.select(webhook_deliveries).where(this)).mappings().one()
-        return _delivery(row)
+            return values
+
+        return self._change(delivery.webhook_id, change, " to record an attempt of")
 
     def redeliver(self, webhook_id: str, now: datetime | None = None) -> Delivery:
         """Send a delivery again: due at `now`, with the same `webhook-id`; returns it as it now stands.
@@ -459,28 +399,34 @@ class DeliveryOutbox:
         its lease (a sender's attempt in flight) left alone. Unknown ids raise WebhookError.
         """
         at = _moment(now)
+        pending = DeliveryState.PENDING.value
+        reopened = {"state": pending, "delivered_at": None, "lease_until": None}
+        return self._change(
+            webhook_id, lambda _, current: {"next_attempt_at": at, **({} if current["state"] == pending else reopened)}
+        )
+
+    def _change(
+        self,
+        webhook_id: str,
+        change: Callable[[sa.Connection, sa.RowMapping], dict[str, Any]],
+        missing: str = "",
+    ) -> Delivery:
+        """Lock the delivery's row, update it with what `change` makes of it, and read it back: one transaction."""
         this = _D.webhook_id == webhook_id
-        with self._engine.begin() as connection:
+        with self._rows.engine.begin() as connection:
             current = connection.execute(sa.select(webhook_deliveries).where(this).with_for_update()).mappings().first()
             if current is None:
-                raise WebhookError(f"no webhook delivery {webhook_id}")
-            values: dict[str, Any] = {"next_attempt_at": at}
-            if current["state"] != DeliveryState.PENDING.value:
-                values.update(state=DeliveryState.PENDING.value, delivered_at=None, lease_until=None)
-            connection.execute(webhook_deliveries.update().where(this).values(**values))
+                raise WebhookError(f"no webhook delivery {webhook_id}{missing}")
+            connection.execute(webhook_deliveries.update().where(this).values(change(connection, current)))
             row = connection.execute(sa.select(webhook_deliveries).where(this)).mappings().one()
         return _delivery(row)
 
     def deliveries(self, execution_id: str) -> list[Delivery]:
         """Every delivery of an execution (of all its attempts), in the order they were enqueued."""
-        query = (
-            sa.select(webhook_deliveries).where(_D.execution_id == execution_id).order_by(_D.created_at, _D.webhook_id)
-        )
-        with self._reader.connect() as connection:
-            return [_delivery(row) for row in connection.execute(query).mappings()]
+        query = sa.select(webhook_deliveries).where(_D.execution_id == execution_id)
+        return self._rows.all(query.order_by(_D.created_at, _D.webhook_id), _delivery)
 
     def attempts(self, webhook_id: str) -> list[Attempt]:
         """Every attempt of a delivery, first to last."""
         query = sa.select(webhook_attempts).where(_A.webhook_id == webhook_id).order_by(_A.number, _A.id)
-        with self._reader.connect() as connection:
-            return [_attempt(row) for row in connection.execute(query).mappings()]
+        return self._rows.all(query, _attempt)
