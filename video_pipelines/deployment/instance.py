@@ -16,21 +16,29 @@ from typing import Any
 
 import yaml
 
+from video_pipelines.net import redact_url
+
 DATABASE_URL_ENV = "VIDEO_PIPELINES_DATABASE_URL"
 BROKER_URL_ENV = "VIDEO_PIPELINES_BROKER_URL"
 DEFAULT_HOME = ".dagster_home"
 _GENERATED_MARK = "# Written by video-pipelines"
 
+
+def _run_monitoring(start_timeout: int, poll_interval: int, **more: int) -> dict[str, Any]:
+    # Run monitoring fails runs whose worker died or never started, so executions cannot hang forever.
+    return {
+        "enabled": True,
+        "start_timeout_seconds": start_timeout,
+        "cancel_timeout_seconds": 180,
+        **more,
+        "poll_interval_seconds": poll_interval,
+    }
+
+
 _SETTINGS: dict[str, Any] = {
     # Queued runs, dequeued every second: the default 5 s interval adds seconds to every launch.
     "run_queue": {"max_concurrent_runs": 4, "dequeue_interval_seconds": 1},
-    # Run monitoring fails runs whose worker died or never started, so executions cannot hang forever.
-    "run_monitoring": {
-        "enabled": True,
-        "start_timeout_seconds": 180,
-        "cancel_timeout_seconds": 180,
-        "poll_interval_seconds": 30,
-    },
+    "run_monitoring": _run_monitoring(180, 30),
     # Sensors in threads: the plan sensor long-polls for new submissions (see orchestration/sensors/plans.py)
     # and must not hold up the webhook sensors.
     "sensors": {"use_threads": True, "num_workers": 4},
@@ -45,16 +53,7 @@ _SETTINGS: dict[str, Any] = {
 # cannot overtake them. A dead worker's run is failed within 2 polls + 2 pings (<= 10+10+2+2 s plus
 # one monitoring pass, under 30 s; stated bound 60 s): its first missed ping is tolerated.
 # Resuming a run on another worker is not enabled (max_resume_run_attempts: 0).
-_CELERY_SETTINGS: dict[str, Any] = {
-    "run_queue": {"max_concurrent_runs": 4, "dequeue_interval_seconds": 1},
-    "run_monitoring": {
-        "enabled": True,
-        "start_timeout_seconds": 300,
-        "cancel_timeout_seconds": 180,
-        "max_resume_run_attempts": 0,
-        "poll_interval_seconds": 10,
-    },
-}
+_CELERY_SETTINGS: dict[str, Any] = {"run_monitoring": _run_monitoring(300, 10, max_resume_run_attempts=0)}
 
 CELERY_LAUNCHER: dict[str, Any] = {
     "module": "video_pipelines.orchestration.workers.celery_launcher",
@@ -122,8 +121,6 @@ def is_new_instance(home: Path) -> bool:
 def describe_instance(home: Path) -> str:
     """Where the instance of `home` is, for messages: `the instance at /abs/.dagster_home`, and its
     database when $VIDEO_PIPELINES_DATABASE_URL is set (without user, password or query)."""
-    from video_pipelines.net import redact_url
-
     database_url = os.environ.get(DATABASE_URL_ENV)
     database = f" (database {redact_url(database_url)})" if database_url else ""
     return f"the instance at {home}{database}"
@@ -154,18 +151,6 @@ def prepare_dagster_home(home: Path | None = None) -> Path:
 def write_workspace(home: Path) -> Path:
     """A workspace file that loads the installed package, wherever the command runs."""
     workspace = home / "workspace.yaml"
-    workspace.write_text(
-        yaml.safe_dump(
-            {
-                "load_from": [
-                    {
-                        "python_module": {
-                            "module_name": "video_pipelines.orchestration.definitions",
-                            "location_name": "video_pipelines",
-                        }
-                    }
-                ]
-            }
-        )
-    )
+    module = {"module_name": "video_pipelines.orchestration.definitions", "location_name": "video_pipelines"}
+    workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": module}]}))
     return workspace
