@@ -356,17 +356,23 @@ def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return api_keys, counters
 
 
-def _node_results_v5(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
-    results = sa.Table(
-        NODE_RESULTS_TABLE,
-        metadata,
+def _lineage_columns() -> list[sa.Column[object]]:
+    return [
         # Reuse never crosses tenants: a tenant's lineage is found only under its own name.
         sa.Column("tenant", sa.String(64), primary_key=True),
         # The sha256 hex of the node's lineage (`plan.lineage`).
         sa.Column("lineage", sa.String(64), primary_key=True),
-        # Where the result was computed: the execution, its plan node and the Dagster run.
+        # Where it was (or is being) computed: the execution, its plan node and (below) the Dagster run.
         sa.Column("execution_id", sa.String(64), nullable=False),
         sa.Column("node_id", sa.Text, nullable=False),
+    ]
+
+
+def _node_results_v5(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    results = sa.Table(
+        NODE_RESULTS_TABLE,
+        metadata,
+        *_lineage_columns(),
         sa.Column("operation", sa.String(32), nullable=False),
         sa.Column("run_id", sa.Text, nullable=False),
         # The video result's wire dict (`plan.results.VideoResult.to_wire`).
@@ -380,11 +386,7 @@ def _node_results_v5(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         NODE_CLAIMS_TABLE,
         metadata,
         # The primary key is what makes one claim per (tenant, lineage), also when processes race.
-        sa.Column("tenant", sa.String(64), primary_key=True),
-        sa.Column("lineage", sa.String(64), primary_key=True),
-        sa.Column("execution_id", sa.String(64), nullable=False),
-        # The holder: the run and the plan node computing the lineage.
-        sa.Column("node_id", sa.Text, nullable=False),
+        *_lineage_columns(),
         sa.Column("run_id", sa.Text, nullable=False),
         sa.Column("claimed_at", _TIMESTAMP, nullable=False),
     )
