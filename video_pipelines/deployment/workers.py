@@ -50,13 +50,9 @@ class BrokerKind(StrEnum):
     AMQP = "amqp"
 
 
-_SCHEMES = {
-    "redis": BrokerKind.REDIS,
-    "rediss": BrokerKind.REDIS,
-    "amqp": BrokerKind.AMQP,
-    "amqps": BrokerKind.AMQP,
-    "pyamqp": BrokerKind.AMQP,
-}
+_SCHEMES = dict.fromkeys(("redis", "rediss"), BrokerKind.REDIS) | dict.fromkeys(
+    ("amqp", "amqps", "pyamqp"), BrokerKind.AMQP
+)
 
 
 def broker_kind(url: str) -> BrokerKind:
@@ -141,14 +137,11 @@ def check_result_backend(url: str) -> None:
 def celery_settings(settings: WorkerSettings) -> dict[str, Any]:
     """Celery configuration shared by the launcher (producer) and the workers (consumers).
 
-    Early acknowledgement, on purpose: a task is acked when a worker child takes it, so a
-    worker that dies mid-run does NOT get its run redelivered to another worker. A
-    redelivered task would execute a STARTED Dagster run a second time from the start,
-    paying its providers again; instead run monitoring fails the run (the launcher's health
-    check pings the worker that took it) and recovery resumes it through run retries and the
-    provider-job ledger on run tags. `task_reject_on_worker_lost` only matters with late
-    acks, and Redis' `visibility_timeout` (redelivery of long-unacked tasks) never applies
-    to an acked task, so neither can run a run twice.
+    Early acknowledgement, on purpose: a worker that dies mid-run does NOT get its run
+    redelivered, which would run a STARTED Dagster run again from the start and pay its
+    providers again; run monitoring fails the run instead (the health check pings the worker
+    that took it) and recovery resumes it through run retries and the provider-job ledger.
+    Neither `task_reject_on_worker_lost` nor Redis' `visibility_timeout` applies to an acked task.
     """
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,
@@ -230,11 +223,10 @@ class RunWorker:
 
 @dataclass
 class WorkerWatch:
-    """Whether the workers of running runs still answer, run by run.
+    """Whether the workers of running runs still answer, run by run (kept by the daemon's one launcher).
 
     A worker is gone after `misses_allowed + 1` unanswered pings in a row: one missed answer
-    (a worker busy with a garbage collection or a slow broker round trip) is tolerated. The
-    run-monitoring daemon keeps one launcher, so this state lives as long as the daemon.
+    (a garbage collection, a slow broker round trip) is tolerated.
     """
 
     misses_allowed: int = 1
@@ -257,6 +249,3 @@ class WorkerWatch:
     def forget(self, run_id: str) -> None:
         self._first_miss.pop(run_id, None)
         self._misses.pop(run_id, None)
-
-    def watching(self) -> set[str]:
-        return set(self._misses)

@@ -1,22 +1,17 @@
 """API keys: who may call the HTTP API, and for which tenant.
 
-A key is `vp_` + 32 random bytes (`secrets.token_urlsafe(32)`: 256 bits). `api-keys create`
-prints it once; the table (`video_pipelines_api_keys`, see `schema`) keeps only its SHA-256
-(hex) and its first 12 characters (`key_prefix`, so `api-keys list` can show which key is
-which; 54 random bits, not enough to use it). A key is found by the hash of what the caller
-sent, with a unique index, so the database never holds anything that opens the API.
+A key is `vp_` + 32 random bytes (256 bits), shown once by `api-keys create`; the table keeps
+its SHA-256 and its first 12 characters (`key_prefix`, for `api-keys list`; not enough to use
+it). A key is found by the hash of what the caller sent, so the database never holds anything
+that opens the API. SHA-256 and not bcrypt/argon2: a slow hash makes guessing a password
+expensive, but a 256-bit random key cannot be guessed whatever the hash. No constant-time
+comparison: the lookup compares hashes, and timing it tells an attacker at most about the hash
+of what they sent.
 
-Why SHA-256 and not bcrypt/argon2: those are for passwords, which are few enough to guess,
-and a slow hash is what makes each guess expensive. A 256-bit random key cannot be guessed
-whatever the hash, so a slow one would add nothing but its cost, paid on every request.
-Why no constant-time comparison: the lookup compares hashes, not keys; timing the database's
-index search tells an attacker at most about the hash of what they sent, which they know.
-
-The tenant of a key is the tenant of everything it submits (`executions.tenancy`). Tenant
-names are `[a-z0-9][a-z0-9_-]{0,63}`: they appear in URLs, logs and metrics labels.
-
-`authenticate` records when a key was last used, but at most once a minute per key (one
-conditional UPDATE, whichever process wins), so most requests only read.
+A key's tenant is the tenant of everything it submits (`executions.tenancy`); tenant names are
+`[a-z0-9][a-z0-9_-]{0,63}` (they appear in URLs, logs and metrics labels). `authenticate`
+records when a key was last used at most once a minute (one conditional UPDATE), so most
+requests only read.
 """
 
 from __future__ import annotations

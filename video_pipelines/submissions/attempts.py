@@ -1,28 +1,17 @@
 """Attempts: the runs of an execution after its first one.
 
-An execution's attempt 1 is its first Dagster run; it has no row here. Attempt 2, 3, ...
-is a new run of the same execution, requested after the previous run:
-
-- `resume`: requested automatically, after the previous run's worker died;
-- `retry`: requested by a user, after the previous run failed or was canceled.
-
-An attempt is PENDING until the plan sensor claims it and asks for its run (LAUNCHING), then
-sees its run (LAUNCHED, with the run id); or it is canceled first (CANCELED):
+Attempt 1 is an execution's first Dagster run and has no row here. Attempt 2, 3, ... is a new
+run of the same execution: `resume` (automatic, after the previous run's worker died) or `retry`
+(a user's request, after it failed or was canceled). Like a submission (see `store`) it is
+PENDING until the plan sensor claims it (LAUNCHING), then LAUNCHED; or CANCELED first:
 
     pending ──claim──> launching ──mark_launched──> launched
        └─────cancel_pending──> canceled
 
-Once its run ended, a launched attempt gets that run's `outcome` (`record_outcome`, once), for the metrics.
-
-Guarantees, as for submissions (`store`):
-- `request` is idempotent per (execution, number): the table's primary key decides, also
-  when processes race, so two requests for the same attempt make one.
-- Each move is one conditional UPDATE: of two sensors (or a sensor and a cancel) racing on
-  one attempt, exactly one wins. A cancel wins only against PENDING; once the attempt is
-  claimed, it is a request (`request_cancel`) that the attempt's run obeys.
-
-The table (`video_pipelines_attempts`, see `schema`, steps 4 and 6) is in the submission store's
-database and uses its engine.
+Once its run ended, a launched attempt gets that run's `outcome` (`record_outcome`, once).
+`request` is idempotent per (execution, number): the table's primary key decides, also when
+processes race. Each move is one conditional UPDATE, so of racing callers exactly one wins; once
+claimed, a cancel is a request (`request_cancel`) that the attempt's run obeys.
 """
 
 from __future__ import annotations

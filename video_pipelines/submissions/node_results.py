@@ -1,13 +1,12 @@
 """Node results by lineage: what a tenant's executions computed, and what they are computing.
 
-A plan node's lineage (`plan.lineage`) is the sha256 of its operation, its normalised params
-and the lineage of its inputs: two nodes with the same lineage make the same video. When a
-node completes, its result is recorded under (tenant, lineage); a later execution of the
-same tenant that needs that lineage finds it with one primary-key lookup and reuses it
-instead of computing it again. Another tenant never finds it.
+A node's lineage (`plan.lineage`) is the sha256 of its operation, its normalised params and the
+lineage of its inputs: two nodes with the same lineage make the same video. A completed node's
+result is recorded under (tenant, lineage); a later execution of the same tenant finds it with
+one primary-key lookup and reuses it. Another tenant never finds it.
 
-Single flight: two executions running at once that need one lineage compute it once. Before
-computing, a node *claims* (tenant, lineage); the claim names its holder (run id, node id):
+Single flight: two executions needing one lineage at once compute it once. Before computing,
+a node *claims* (tenant, lineage), naming its holder (run id, node id):
 
     find ── hit ──> reuse
       └─ miss ──> claim ── ours ──> find again ── hit ──> release, reuse
@@ -15,22 +14,16 @@ computing, a node *claims* (tenant, lineage); the claim names its holder (run id
                     └─ another's ──> wait for `find` to hit; if the holder's run ended
                                      without a result, take_over the stale claim
 
-Look again after taking a claim: the previous holder may have recorded and released it
-between the first `find` and the `claim`.
+(Look again after taking a claim: the previous holder may have recorded and released it
+between the first `find` and the `claim`.)
 
-Guarantees, as for submissions (`store`) and attempts (`attempts`):
-- One claim per (tenant, lineage): the table's primary key decides, also when processes
-  race; `claim` returns the winner's claim to every loser, unchanged.
+- One claim per (tenant, lineage): the primary key decides, also when processes race; `claim`
+  returns the winner's claim to every loser.
 - `take_over` and `release` are each one conditional statement on the holder (and, for
-  `take_over`, the moment it claimed), so of several callers racing on one stale claim
-  exactly one takes it over, and a claim is only ever released by its holder.
-- `record` is one upsert: the newest result (by `recorded_at`) of a lineage wins, so a fresh
-  take (a node with `cache: false`) replaces the older result, and a record made with an
-  older moment never replaces a newer one. In the same transaction it deletes the
-  recorder's own claim, so no one ever sees the claim gone and the result missing.
-
-The tables (`video_pipelines_node_results` and `video_pipelines_node_claims`, see `schema`,
-step 5) are in the submission store's database and use its engine.
+  `take_over`, its `claimed_at`): exactly one racer takes a stale claim over, and only its
+  holder releases a claim.
+- `record` is one upsert in which the newest result (by `recorded_at`) wins, and deletes the
+  recorder's claim in the same transaction: no one sees the claim gone and the result missing.
 """
 
 from __future__ import annotations

@@ -1,22 +1,14 @@
 """Execution outcomes: when each execution first started and how it first ended, each claimed once.
 
-An execution's start and end are seen by more than one process: the run-status sensors when
-a run starts or ends (possibly twice, after a daemon restart, or by two daemons), the plan
-sensor when it rejects a submission, `cancel` when it stops a pending one. What they trigger
-once (the execution counted in `executions_started_total` and `executions_finished_total`,
-its span exported) is done by the observer that *claims* it: one conditional UPDATE (`... IS
-NULL`) or the INSERT of the row, so of two observers racing exactly one wins, on PostgreSQL
-as on SQLite.
+An execution's start and end are seen by more than one process (the run-status sensors, maybe
+twice or by two daemons; the plan sensor rejecting a submission; `cancel` of a pending one).
+What they trigger once (the started and finished counts, the execution's span) is done by the
+observer that *claims* it: one conditional UPDATE (`... IS NULL`) or the INSERT of the row, so
+exactly one of two racers wins. Only the first end is claimed: a retried execution's later end
+is its attempt's (`AttemptStore.record_outcome`).
 
-Only the first end is claimed: an execution a user retries after it failed ends again, and
-that end is its attempt's (`AttemptStore.record_outcome`), not a second end of the execution.
-
-The row is also where the submission leaves the span id of the caller's span (the request's
-W3C `traceparent`), so the execution's span, recorded when it ends in another process, is a
-child of the caller's span.
-
-The table (`video_pipelines_execution_outcomes`, see `schema`, step 7) is in the submission
-store's database and uses its engine.
+The row also keeps the span id of the caller's span (the request's `traceparent`), so the
+execution's span, recorded when it ends in another process, is a child of the caller's.
 """
 
 from __future__ import annotations

@@ -1,42 +1,29 @@
 """The submission store: plans submitted through `video-pipelines submit`, kept until launched.
 
-A client submits a plan; the store keeps it PENDING until the submission sensor claims it
-to launch it (LAUNCHING: its run is asked for, and may not exist yet), then sees its run
-(LAUNCHED, with the run id); or refuses it (REJECTED, with the error); or the client cancels
-it first (CANCELED):
+A submission is PENDING until the submission sensor claims it to launch it (LAUNCHING: its run
+is asked for, and may not exist yet), then sees its run (LAUNCHED); or the sensor refuses it
+(REJECTED); or the client cancels it first (CANCELED):
 
     pending ──claim──> launching ──mark_launched──> launched
        ├───mark_rejected──> rejected
        └───cancel_pending─> canceled
 
-Each move is one conditional UPDATE, so two sensors (or a sensor and a cancel) racing on
-one submission cannot both win, and a submission is never lost: until its run exists, the
-sensor asks for it again. A cancel wins only against PENDING: then no run is ever asked for.
-Once the submission is claimed, a cancel is a request (`request_cancel`, kept in
-`cancel_requested_at`) that the run obeys: it runs no node (see `executions.lifecycle`).
+Each move is one conditional UPDATE, so of two racers on one submission one wins, and a
+submission is never lost: until its run exists, the sensor asks for it again. A cancel wins
+only against PENDING; once claimed, a cancel is a request (`request_cancel`) that the run obeys.
 
-The store is a table (`video_pipelines_submissions`, see `schema`) in a SQLAlchemy
-database: PostgreSQL in production, where it sits beside Dagster's own tables, or a
-SQLite file in DAGSTER_HOME as the embedded default (WAL and a busy timeout, so the CLI
+The table (`video_pipelines_submissions`, see `schema`) is in PostgreSQL in production, beside
+Dagster's own tables, or in a SQLite file in DAGSTER_HOME (WAL and a busy timeout, so the CLI
 and the daemon can use it at once).
 
-Webhook secrets
----------------
-A webhook secret is kept here only, never in Dagster's run storage, and never in plain
-text: it is encrypted with Fernet (see `crypto`) in the `webhook_secret_token` column, and
-the stored plan never holds it. The key is never stored in the database. It comes from,
-in order: the `secret_key` argument; `$VIDEO_PIPELINES_SECRET_KEY` (a Fernet key or a
-passphrase); a key file `video_pipelines_secret.key` (mode 0600, created on first use)
-in DAGSTER_HOME for `SubmissionStore.from_env`, or next to the database file for a SQLite
-URL. With a PostgreSQL URL and no key given or in the environment, the plain constructor
-has no key file and storing or reading a secret fails, asking for the variable.
-
-So a dump or backup of the database alone does not reveal any secret; whoever has both
-the database and the key can decrypt every secret (as the webhook sender must). Every
-process that sends webhooks needs the same key as the processes that submit: with a
-shared PostgreSQL, set VIDEO_PIPELINES_SECRET_KEY for all of them rather than relying on a
-key file in each one's DAGSTER_HOME. A secret read with another key raises
-`SecretKeyError`; it is never silently dropped.
+Webhook secrets are kept here only, encrypted with Fernet (see `crypto`), never in the stored
+plan nor in Dagster's run storage. The key is never in the database; it comes from the
+`secret_key` argument, else `$VIDEO_PIPELINES_SECRET_KEY` (a Fernet key or a passphrase), else
+a key file `video_pipelines_secret.key` (mode 0600, made on first use) in DAGSTER_HOME for
+`from_env` or next to a SQLite database. With a PostgreSQL URL and neither, storing or reading
+a secret fails, asking for the variable: every process that sends webhooks needs the key of
+the processes that submit. A dump of the database alone reveals no secret; a secret read with
+another key raises `SecretKeyError`, never silently dropped.
 """
 
 from __future__ import annotations
@@ -127,19 +114,12 @@ EXECUTION_ID_PREFIX = "exec_"
 
 
 def new_execution_id() -> str:
-    """`exec_` + a ULID: unique, and in creation order when sorted as text.
-
-    python-ulid's generator is monotonic within a process (same millisecond: the previous
-    value + 1); across processes the order holds to the millisecond.
-    """
+    """`exec_` + a ULID: unique, and in creation order when sorted as text (across processes, to the millisecond)."""
     return f"{EXECUTION_ID_PREFIX}{ULID()}"
 
 
 def execution_created_at(execution_id: str) -> float | None:
-    """When an execution named by `new_execution_id` was created (epoch seconds, to the millisecond).
-
-    None for another id: a run launched directly uses its run id as its execution id.
-    """
+    """When an execution named by `new_execution_id` was created (epoch seconds); None for another id."""
     if not execution_id.startswith(EXECUTION_ID_PREFIX):
         return None
     try:

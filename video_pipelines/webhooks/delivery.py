@@ -1,8 +1,5 @@
 """What a webhook delivery is: the `Delivery` the outbox keeps, its `Attempt`s, and the
-`AttemptOutcome` a sender reports for the outbox to record.
-
-Plain values shared by `outbox` (which stores them) and `sender` (which makes attempts), so
-neither module needs the other's types.
+`AttemptOutcome` a sender reports; shared by `outbox` and `sender`, so neither needs the other's types.
 """
 
 from __future__ import annotations

@@ -1,59 +1,42 @@
 """The webhook outbox: delivery records that lose nothing and repeat nothing.
 
-An ended execution gets one delivery for its end (completed, failed or canceled) and, when
-its plan subscribes to them (`webhook.events`), one for its start (`execution.started`) and
-one per node that completed or failed (`node.completed`, `node.failed`), in
-`video_pipelines_webhook_deliveries` beside the submissions (same database, same engine; the
-tables come from migrations 2 and 3 in `submissions.schema`). The record holds the URL, the exact
-body and where to find the secret at send time (`"submission"`: the submission store's
-encrypted secret of the execution; `"env:NAME"`: an environment variable), never the secret.
-Every attempt is a row of `video_pipelines_webhook_attempts`: when, how long, the status
-code or the error.
+An ended execution gets one delivery for its end (completed, failed or canceled) and, when its
+plan subscribes to them (`webhook.events`), one for its start and one per node that completed or
+failed, in `video_pipelines_webhook_deliveries` (the submission store's database). The record
+holds the URL, the exact body and where to find the secret at send time (`"submission"`: the
+store's encrypted secret of the execution; `"env:NAME"`), never the secret. Every attempt is a
+row of `video_pipelines_webhook_attempts`. A delivery is for one attempt of its execution
+(`attempt`, 1 for its first run): an execution that runs again reports each attempt's events.
 
     pending ──2xx──────────────────────────────> delivered
        │  ──410 Gone, refused destination (SSRF), configuration error──> failed
        └──other answer, timeout, error: retried per the schedule, then──> failed
     delivered, failed ──redeliver──> pending (due at once, same webhook-id)
 
-An execution that runs again (an attempt 2, 3, ...: resumed after its run worker died, or
-retried) reports the events of each attempt: a delivery is for one attempt of its execution
-(`attempt`, 1 for its first run).
-
 Guarantees:
 - `enqueue` is idempotent per (execution, event, node, attempt): the database's unique key
-  decides, also when processes race, and the `webhook-id` is stable. An execution's first
-  attempt keeps the ids of earlier versions, `msg_<execution id>_<event>` for an execution's
-  events and `msg_<execution id>_<event>_<node id>` for a node's; a later attempt n names
-  itself after the execution id, `msg_<execution id>_attempt<n>_<event>` (and
-  `..._<event>_<node id>`), so a receiver deduplicating on `webhook-id` sees each attempt's
-  events as new and each attempt's redeliveries as repeats.
-- `redeliver` sends an event again on request with the same `webhook-id`: its attempts go on
-  being numbered and recorded after the earlier ones, and the retry schedule counts them all
-  (a delivery whose schedule is spent gets one more attempt).
-- `claim_due` leases a delivery with a conditional UPDATE (and `FOR UPDATE SKIP LOCKED` on
-  PostgreSQL): two senders never hold the same delivery at once.
-- `record_attempt` inserts the attempt and moves the delivery in one transaction and releases
-  the lease; a delivered (or failed) record is never claimed again.
-- At least once, not more than needed: a sender that dies after the receiver answered but
-  before recording it leaves its lease to expire, and the delivery is sent again with the same
-  `webhook-id`, which is what Standard Webhooks receivers deduplicate on.
+  decides, also when processes race, and the `webhook-id` is stable (`webhook_id_for`: attempt
+  1 keeps the ids of earlier versions; a later one adds `_attempt<n>` after the execution id, so
+  a receiver deduplicating on `webhook-id` sees each attempt's events as new).
+- `redeliver` sends an event again with the same `webhook-id`; its attempts are numbered on
+  from the earlier ones, and a delivery whose schedule is spent gets one more attempt.
+- `claim_due` leases with a conditional UPDATE (and `FOR UPDATE SKIP LOCKED` on PostgreSQL):
+  two senders never hold the same delivery at once.
+- `record_attempt` inserts the attempt, moves the delivery and releases the lease in one
+  transaction; a delivered (or failed) record is never claimed again.
+- At least once: a sender that dies before recording an answer leaves its lease to expire, and
+  the delivery is sent again with the same `webhook-id`, which receivers deduplicate on.
 
-Retry schedule
---------------
-The first attempt is due as soon as the delivery is enqueued. After a failed attempt the next
-one waits (`RetrySchedule`, each delay jittered by +-20% so receivers coming back are not hit
-by every sender at once):
+Retry schedule (`RetrySchedule`): the first attempt is due at once; after a failed one the next
+waits, each delay jittered by +-20% so receivers coming back are not hit by every sender at once:
 
     after attempt   1     2      3       4        5        6
     wait            5 s   30 s   2 min   10 min   30 min   2 h
 
-that is 7 attempts over about 2 h 45 min; the delivery fails after the 7th. A `Retry-After`
-answer (seconds or an HTTP date) pushes the next attempt out to at least what it asks, capped
-at 1 h. Nobody sleeps through a backoff: a delivery not yet due is left for a later call.
-
-`VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS` replaces the delays: comma-separated seconds, n delays
-for n + 1 attempts (`1,1,1,1`: 5 attempts a second apart, for tests; `0` retries at the next
-call). Unset or empty: the schedule above.
+that is 7 attempts over about 2 h 45 min. A `Retry-After` answer pushes the next attempt out to
+at least what it asks, capped at 1 h. Nobody sleeps through a backoff: a delivery not yet due is
+left for a later call. `VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS` replaces the delays: comma-separated
+seconds, n delays for n + 1 attempts (`1,1,1,1` for tests; `0` retries at the next call).
 """
 
 from __future__ import annotations

@@ -1,21 +1,17 @@
 """Sending webhooks: one attempt (`send_once`), and every delivery that is due (`deliver_due`).
 
-An attempt is one POST of the stored body, through the SSRF guard: the URL is resolved and
-checked first (private, loopback, link-local and metadata addresses are refused unless
-`VIDEO_PIPELINES_ALLOWED_HOSTS` allows them), then the request goes to the checked IP itself
-with the original Host header and SNI (`net.open_pinned`), so DNS cannot answer differently
-in between. Redirects are not followed: a 3xx is a failed attempt, retried like any other,
-since following one would send the signed body somewhere the operator never checked.
+An attempt is one POST of the stored body through the SSRF guard: the URL is resolved and
+checked (private, loopback, link-local and metadata addresses are refused unless
+`VIDEO_PIPELINES_ALLOWED_HOSTS` allows them), then the request goes to the checked IP with the
+original Host header and SNI (`net.open_pinned`), so DNS cannot answer differently in between.
+Redirects are not followed (a 3xx is a failed attempt): following one would send the signed
+body somewhere the operator never checked.
 
-Nothing an attempt meets raises: a refusal, a timeout, a connection error, any answer or a
-secret that cannot be read becomes an `AttemptOutcome` for the outbox to record. A
-configuration error (a secret that is not set or cannot sign) is `permanent`: the outbox
-fails the delivery at once instead of retrying what cannot pass until someone fixes it.
-Error texts name the URL without its query string or credentials and never contain the secret.
-
-Each attempt is an OpenTelemetry CLIENT span, a child of its execution's span when the
-caller says where that is (`trace_parent_for`), and its POST carries the span's W3C
-`traceparent`, so a receiver's own trace joins the execution's (`telemetry.tracing`).
+Nothing an attempt meets raises: it becomes an `AttemptOutcome` for the outbox to record. A
+configuration error (a secret that is not set or cannot sign) is `permanent`: retrying cannot
+pass until someone fixes it. Error texts never hold the secret nor the URL's query or credentials.
+Each attempt is an OpenTelemetry CLIENT span, a child of its execution's span when
+`trace_parent_for` finds it, and its POST carries the span's `traceparent`.
 """
 
 from __future__ import annotations
@@ -90,9 +86,8 @@ def send_once(
 ) -> AttemptOutcome:
     """POST exactly `body` as `application/json` with `headers` to `url`; never raises for what the network does.
 
-    `timeout` (at most `MAX_TIMEOUT` seconds) bounds the whole exchange: connecting, sending
-    and the answer, however slowly the receiver trickles it. Resolving the host name before it
-    is bounded by the system resolver's own timeouts.
+    `timeout` (at most `MAX_TIMEOUT` seconds) bounds the whole exchange, however slowly the
+    receiver trickles its answer; resolving the host name is bounded by the system resolver.
     """
     if not timeout > 0:
         raise WebhookError(f"timeout must be > 0 seconds, got {timeout}")
@@ -130,13 +125,8 @@ def send_once(
         return ended(error=_transport_error(exc, url, destination.host))
     except httpx.InvalidURL as exc:
         return ended(error=f"cannot build a request for {shown}: {_scrub(str(exc), url)}")
-    if 300 <= status < 400:
-        return ended(
-            status_code=status,
-            retry_after=retry_after,
-            error=f"{shown} answered HTTP {status}, a redirect; webhooks do not follow redirects",
-        )
-    return ended(status_code=status, retry_after=retry_after)
+    redirect = f"{shown} answered HTTP {status}, a redirect; webhooks do not follow redirects"
+    return ended(status_code=status, retry_after=retry_after, error=redirect if 300 <= status < 400 else None)
 
 
 def _attempt(
@@ -225,13 +215,9 @@ def deliver_due(
     """Make one attempt of each delivery that is due (up to `limit`); returns each as it now stands, with its outcome.
 
     Deliveries are claimed one at a time, so several senders share the work and each holds a
-    short lease. A delivery is attempted at most once per call; one whose backoff has not
-    passed is left for a later call (nothing sleeps). `now` moves the schedule (claims, next
-    attempts, records); signatures always carry the real time. A secret that is not set or
-    cannot sign (`WebhookSecretError`, `SecretKeyError`, none for a signed delivery) fails the
-    delivery at once: a configuration error, never retried. Any other error reading it is a
-    failed attempt, retried per the schedule. `trace_parent_for` gives the traceparent of
-    a delivery's execution, whose span each attempt's span is a child of.
+    short lease; each is attempted at most once per call, and nothing sleeps through a backoff.
+    `now` moves the schedule; signatures always carry the real time. A secret that is not set or
+    cannot sign fails the delivery at once; any other error reading it is retried per the schedule.
     """
     results: list[tuple[Delivery, AttemptOutcome]] = []
     attempted: set[str] = set()
