@@ -16,11 +16,10 @@ from typing import Any
 
 import yaml
 
+from video_pipelines.deployment.workers import BROKER_URL_ENV
 from video_pipelines.net import redact_url
+from video_pipelines.submissions.database_url import DATABASE_URL_ENV, DEFAULT_HOME
 
-DATABASE_URL_ENV = "VIDEO_PIPELINES_DATABASE_URL"
-BROKER_URL_ENV = "VIDEO_PIPELINES_BROKER_URL"
-DEFAULT_HOME = ".dagster_home"
 _GENERATED_MARK = "# Written by video-pipelines"
 
 

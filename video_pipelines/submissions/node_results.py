@@ -138,16 +138,9 @@ def _check_node(node: CachedNode) -> dict[str, Any]:
     cost = node.cost_usd
     if isinstance(cost, bool) or not isinstance(cost, int | float) or not math.isfinite(cost) or cost < 0:
         raise SubmissionStoreError(f"{where}: cost_usd must be a finite number >= 0; got {cost!r}")
-    return {
-        "tenant": node.tenant,
-        "lineage": node.lineage,
-        "execution_id": node.execution_id,
-        "node_id": node.node_id,
-        "operation": node.operation,
-        "run_id": node.run_id,
-        "result": dict(node.result),
-        "cost_usd": float(cost),
-    }
+    row = {**vars(node), "result": dict(node.result), "cost_usd": float(cost)}
+    del row["recorded_at"]
+    return row
 
 
 def _cached(row: sa.RowMapping) -> CachedNode:

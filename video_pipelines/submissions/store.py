@@ -48,7 +48,6 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from ulid import ULID
 
-from video_pipelines.deployment.instance import DATABASE_URL_ENV, DEFAULT_HOME
 from video_pipelines.errors import IdempotencyKeyReused, SecretKeyError, SubmissionStoreError
 from video_pipelines.plan.lineage import canonical_json
 from video_pipelines.plan.overrides import apply_overrides
@@ -59,7 +58,7 @@ from video_pipelines.submissions.crypto import (
     fernet_key,
     load_or_create_key_file,
 )
-from video_pipelines.submissions.database_url import psycopg2_url
+from video_pipelines.submissions.database_url import DATABASE_URL_ENV, DEFAULT_HOME, psycopg2_url
 from video_pipelines.submissions.rows import Rows, record
 from video_pipelines.submissions.schema import DEFAULT_TENANT, migrate, submissions
 from video_pipelines.vocabulary import Priority
@@ -160,16 +159,13 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_on_begin(connection: sa.Connection) -> None:
     # A writer takes the write lock when it begins (waiting up to the busy timeout), instead of
     # failing with "database is locked" when a read transaction tries to become a write.
-    if connection.get_execution_options().get(_READ_ONLY_OPTION):
-        connection.exec_driver_sql("BEGIN")
-    else:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    read_only = connection.get_execution_options().get(_READ_ONLY_OPTION)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _normalised_url(url: str) -> sa.URL:
-    text = psycopg2_url(url.strip())
     try:
-        parsed = sa.make_url(text)
+        parsed = sa.make_url(psycopg2_url(url.strip()))
     except sa.exc.ArgumentError:
         raise SubmissionStoreError(
             "the submission store needs a database URL such as postgresql://user@host:5432/db or "
