@@ -178,9 +178,7 @@ def is_loopback_url(url: str) -> bool:
 
 def local_artifacts_warning(settings: WorkerSettings, storage_url: str | None) -> str | None:
     """A warning when artifacts are on this machine's disk but the broker may serve other machines."""
-    if storage_url and not storage_url.startswith("file:"):
-        return None
-    if is_loopback_url(settings.broker_url):
+    if (storage_url and not storage_url.startswith("file:")) or is_loopback_url(settings.broker_url):
         return None
     where = storage_url or "the default folder under DAGSTER_HOME"
     return (

@@ -99,10 +99,7 @@ def _check_request(execution_id: str, number: int, reason: str, previous_run_id:
 
 
 class AttemptStore:
-    """An execution's attempts after its first run, in the submission store's database (see the module docstring).
-
-    Uses the store's engine (the store owns and closes it). Thread-safe; several processes may share a database.
-    """
+    """An execution's attempts after its first run, on the store's engine; thread-safe, processes may share it."""
 
     def __init__(self, store: SubmissionStore) -> None:
         self._rows = Rows(store.engine, store.reader)

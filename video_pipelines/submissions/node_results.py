@@ -48,8 +48,7 @@ _LINEAGE_PATTERN: Final = re.compile(r"[0-9a-f]{64}")
 _MAX_TENANT_LENGTH: Final = 64
 _MAX_EXECUTION_ID_LENGTH: Final = 64
 _MAX_OPERATION_LENGTH: Final = 32
-# A claim can vanish between our failed INSERT and the read of the winner (its holder
-# recorded or released it); we then try to insert again, a few times at most.
+# A claim can vanish between our failed INSERT and the read of the winner: then we insert again.
 _CLAIM_TRIES: Final = 5
 
 _R = node_results.c
@@ -175,11 +174,8 @@ def _upsert(dialect: str, row: dict[str, Any]) -> sa.Insert:
 
 
 class NodeResultIndex:
-    """Completed nodes by (tenant, lineage), and the claims of nodes being computed, in the submission store's database.
-
-    Uses the store's engine (the store owns and closes it). Thread-safe; several processes may
-    share a database. See the module docstring for the single-flight protocol.
-    """
+    """Completed nodes by (tenant, lineage), and the claims of nodes being computed (see the module docstring),
+    on the store's engine; thread-safe, processes may share it."""
 
     def __init__(self, store: SubmissionStore) -> None:
         self._rows = Rows(store.engine, store.reader)

@@ -46,10 +46,7 @@ class OutcomeTally:
 
 
 class ExecutionOutcomes:
-    """Each execution's first start and end, and its caller's span (see the module docstring).
-
-    Thread-safe; several processes may share a database.
-    """
+    """Each execution's first start and end, and its caller's span; thread-safe, processes may share it."""
 
     def __init__(self, store: SubmissionStore) -> None:
         self._rows = Rows(store.engine, store.reader)

@@ -303,10 +303,9 @@ _PRIORITY_RANK = sa.case({p.value: p.rank for p in Priority}, value=submissions.
 
 
 class SubmissionStore:
-    """Submitted plans in a PostgreSQL or SQLite database; see the module docstring.
+    """Submitted plans in a PostgreSQL or SQLite database (see the module docstring), migrated when opened.
 
-    Thread-safe: one store may serve many threads. Several processes may each open their
-    own store on one database. Creates and migrates its tables when opened.
+    Thread-safe; several processes may each open their own store on one database.
     """
 
     def __init__(self, url: str, *, secret_key: bytes | str | None = None) -> None:
@@ -325,23 +324,17 @@ class SubmissionStore:
         self._rows = Rows(self._engine, self._reader)
         try:
             migrate(self._engine)
-        except sa.exc.SQLAlchemyError as exc:
+        except BaseException as exc:
             self._engine.dispose()
+            if not isinstance(exc, sa.exc.SQLAlchemyError):
+                raise
             reason = getattr(exc, "orig", None) or exc
             raise SubmissionStoreError(f"cannot open the submission store at {self.url}: {reason}") from exc
-        except BaseException:
-            self._engine.dispose()
-            raise
 
     @classmethod
     def from_env(cls, dagster_home: Path | None = None) -> SubmissionStore:
-        """The store the environment names.
-
-        `$VIDEO_PIPELINES_DATABASE_URL` when set, else the SQLite file
-        `<DAGSTER_HOME or ./.dagster_home>/video_pipelines.db` (the folder is created). The
-        key: `$VIDEO_PIPELINES_SECRET_KEY` when set, else `video_pipelines_secret.key` in that
-        folder (created on first use, mode 0600).
-        """
+        """The store of `$VIDEO_PIPELINES_DATABASE_URL`, else of the SQLite file
+        `<DAGSTER_HOME or ./.dagster_home>/video_pipelines.db`; its key file is in that folder."""
         home = (dagster_home or Path(os.environ.get("DAGSTER_HOME") or DEFAULT_HOME)).expanduser().resolve()
         home.mkdir(parents=True, exist_ok=True)
         url = (os.environ.get(DATABASE_URL_ENV) or "").strip() or f"sqlite:///{home / DATABASE_FILE_NAME}"
@@ -356,10 +349,8 @@ class SubmissionStore:
 
     @property
     def engine(self) -> sa.Engine:
-        """The store's engine, for the tables that live beside the submissions (the webhook outbox).
-
-        On SQLite, each transaction it begins takes the write lock at once (see `reader`).
-        """
+        """The store's engine, for the tables beside the submissions; on SQLite, each transaction it begins takes
+        the write lock at once."""
         return self._engine
 
     @property

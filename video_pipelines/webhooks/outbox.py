@@ -223,7 +223,9 @@ def _outcome_text(outcome: AttemptOutcome) -> str:
 
 
 def _next(outcome: AttemptOutcome, number: int, schedule: RetrySchedule, now: datetime) -> dict[str, Any]:
-    """How a pending delivery moves after attempt `number` ended with `outcome`."""
+    """How a pending delivery moves after attempt `number` ended with `outcome`: 2xx delivered; 410 Gone, a
+    refused destination or a configuration error failed; else retried after the schedule's next delay (at least
+    the answer's Retry-After, capped), or failed once the schedule is spent."""
     if outcome.acknowledged:
         return {"state": DeliveryState.DELIVERED.value, "delivered_at": now, "last_error": None}
     if outcome.status_code == 410:
@@ -242,11 +244,8 @@ def _next(outcome: AttemptOutcome, number: int, schedule: RetrySchedule, now: da
 
 
 class DeliveryOutbox:
-    """Webhook deliveries and their attempts, in the submission store's database (see the module docstring).
-
-    Built on a `SubmissionStore` (its engine; the store owns and closes it) or on a SQLAlchemy
-    engine, whose tables are then migrated. Thread-safe; several processes may share a database.
-    """
+    """Webhook deliveries and their attempts (see the module docstring), on a `SubmissionStore`'s engine or
+    on a SQLAlchemy engine, whose tables are then migrated. Thread-safe; processes may share a database."""
 
     def __init__(self, database: SubmissionStore | sa.Engine) -> None:
         if isinstance(database, SubmissionStore):
@@ -298,12 +297,8 @@ class DeliveryOutbox:
         *,
         exclude: Collection[str] = (),
     ) -> list[Delivery]:
-        """Lease up to `limit` pending deliveries that are due and not leased; oldest due first.
-
-        A leased delivery is claimed by nobody else until `record_attempt` releases it or
-        `lease_seconds` pass (a sender that died). `exclude` skips webhook ids (those already
-        attempted in this round).
-        """
+        """Lease up to `limit` pending deliveries that are due and not leased, oldest due first, until
+        `record_attempt` releases them or `lease_seconds` pass (a sender that died); not those in `exclude`."""
         if limit <= 0:
             return []
         at = _moment(now)
@@ -342,14 +337,10 @@ class DeliveryOutbox:
         schedule: RetrySchedule,
         now: datetime | None = None,
     ) -> Delivery:
-        """Record one attempt and move the delivery, in one transaction; returns the delivery as it now stands.
+        """Record one attempt and move the delivery (see `_next`), in one transaction; returns it as it now stands.
 
-        2xx: delivered. 410 Gone, a refused destination or a configuration error (a secret that
-        is not set or cannot sign, `AttemptOutcome.permanent`): failed. Anything else: retried after
-        the schedule's next delay (at least the answer's Retry-After, capped at 1 h), or failed
-        once the schedule's attempts are spent. A delivery that another sender already
-        delivered or failed keeps its state; the attempt is recorded all the same. The lease
-        is released when it is still the one `delivery` was claimed with.
+        A delivery that another sender already delivered or failed keeps its state; the attempt is
+        recorded all the same. The lease is released when it is still the one `delivery` was claimed with.
         """
         finished = _moment(now)
         attempt = {
@@ -377,9 +368,8 @@ class DeliveryOutbox:
     def redeliver(self, webhook_id: str, now: datetime | None = None) -> Delivery:
         """Send a delivery again: due at `now`, with the same `webhook-id`; returns it as it now stands.
 
-        A delivered or failed delivery becomes pending again (its next attempt is recorded
-        after the earlier ones, numbered on from them); a pending one is only made due now,
-        its lease (a sender's attempt in flight) left alone. Unknown ids raise WebhookError.
+        A delivered or failed delivery becomes pending again; a pending one is only made due now, its
+        lease (a sender's attempt in flight) left alone. Unknown ids raise WebhookError.
         """
         at = _moment(now)
         pending = DeliveryState.PENDING.value

@@ -21,7 +21,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -129,76 +129,73 @@ def send_once(
     return ended(status_code=status, retry_after=retry_after, error=redirect if 300 <= status < 400 else None)
 
 
-def _attempt(
-    delivery: Delivery,
-    secret_for: Callable[[Delivery], str | None],
-    allowed: AllowedHosts,
-    timeout: float,
-    trace_headers: Mapping[str, str],
-) -> AttemptOutcome:
-    """Sign `delivery` for this attempt (a fresh timestamp, its stable id) and send it."""
-    started = time.monotonic()
+@dataclass(frozen=True)
+class _Sender:
+    """How `deliver_due` makes an attempt: where secrets and trace parents come from, what it may reach."""
 
-    def failed(error: str) -> AttemptOutcome:
-        return AttemptOutcome(error=error, duration_ms=round((time.monotonic() - started) * 1000))
+    secret_for: Callable[[Delivery], str | None]
+    allowed: AllowedHosts
+    timeout: float
+    trace_parent_for: Callable[[Delivery], str | None] | None
 
-    def misconfigured(error: str) -> AttemptOutcome:
-        # The same lookup fails the same way until someone changes the configuration: retrying
-        # for hours would only hide it. Redelivering after the fix sends it.
-        fix = f"not retried: fix it, then `video-pipelines deliveries redeliver {delivery.webhook_id}`"
-        return replace(failed(f"{error}; {fix}"), permanent=True)
+    def traced(self, delivery: Delivery) -> AttemptOutcome:
+        """`attempt` in its own span, a child of the execution's span when `trace_parent_for` finds it."""
+        try:
+            parent = parse_traceparent(self.trace_parent_for(delivery)) if self.trace_parent_for else None
+        except Exception:  # tracing never costs a delivery
+            parent = None
+        attributes: dict[str, str | int] = {
+            "video_pipelines.execution_id": delivery.execution_id,
+            "video_pipelines.webhook_id": delivery.webhook_id,
+            "video_pipelines.event": delivery.event,
+            "video_pipelines.attempt": delivery.attempts + 1,
+        }
+        if delivery.node_id:
+            attributes["video_pipelines.node_id"] = delivery.node_id
+        name = f"webhook {delivery.event}"
+        with http_client_span(name, "POST", delivery.redacted_url, parent=parent, attributes=attributes) as span:
+            outcome = self.attempt(delivery, span.headers)
+            if outcome.status_code is not None:
+                span.answered(outcome.status_code)
+            if outcome.error is not None:
+                span.failed(outcome.error)
+        return outcome
 
-    source = delivery.secret_source
-    try:
-        secret = secret_for(delivery)
-    except (WebhookSecretError, SecretKeyError) as exc:
-        return misconfigured(f"the webhook secret could not be read ({source}): {exc}")
-    except Exception as exc:  # the store's database, say: may pass, so retried
-        return failed(f"the webhook secret could not be read ({source}): {type(exc).__name__}: {exc}")
-    if secret is None and source is not None:
-        # A webhook recorded as signed never goes out unsigned.
-        return misconfigured(f"the webhook secret could not be read ({source}): there is none")
-    # The receiver checks the timestamp against its own clock: always the real time.
-    timestamp = int(time.time())
-    try:
-        headers = (
-            signature_headers(delivery.body, secret, webhook_id=delivery.webhook_id, timestamp=timestamp)
-            if secret is not None
-            else unsigned_headers(delivery.webhook_id, timestamp)
-        )
-    except WebhookError as exc:
-        return misconfigured(f"the webhook cannot be signed: {exc}")
-    return send_once(delivery.url, delivery.body, {**headers, **trace_headers}, allowed=allowed, timeout=timeout)
+    def attempt(self, delivery: Delivery, trace_headers: Mapping[str, str]) -> AttemptOutcome:
+        """Sign `delivery` for this attempt (a fresh timestamp, its stable id) and send it."""
+        started = time.monotonic()
 
+        def failed(error: str) -> AttemptOutcome:
+            return AttemptOutcome(error=error, duration_ms=round((time.monotonic() - started) * 1000))
 
-def _traced_attempt(
-    delivery: Delivery,
-    secret_for: Callable[[Delivery], str | None],
-    allowed: AllowedHosts,
-    timeout: float,
-    trace_parent_for: Callable[[Delivery], str | None] | None,
-) -> AttemptOutcome:
-    """`_attempt` in its own span, a child of the execution's span when `trace_parent_for` finds it."""
-    try:
-        parent = parse_traceparent(trace_parent_for(delivery)) if trace_parent_for is not None else None
-    except Exception:  # tracing never costs a delivery
-        parent = None
-    attributes: dict[str, str | int] = {
-        "video_pipelines.execution_id": delivery.execution_id,
-        "video_pipelines.webhook_id": delivery.webhook_id,
-        "video_pipelines.event": delivery.event,
-        "video_pipelines.attempt": delivery.attempts + 1,
-    }
-    if delivery.node_id:
-        attributes["video_pipelines.node_id"] = delivery.node_id
-    name = f"webhook {delivery.event}"
-    with http_client_span(name, "POST", delivery.redacted_url, parent=parent, attributes=attributes) as span:
-        outcome = _attempt(delivery, secret_for, allowed, timeout, span.headers)
-        if outcome.status_code is not None:
-            span.answered(outcome.status_code)
-        if outcome.error is not None:
-            span.failed(outcome.error)
-    return outcome
+        def misconfigured(error: str) -> AttemptOutcome:
+            # The same lookup fails the same way until someone changes the configuration: retrying
+            # for hours would only hide it. Redelivering after the fix sends it.
+            fix = f"not retried: fix it, then `video-pipelines deliveries redeliver {delivery.webhook_id}`"
+            return replace(failed(f"{error}; {fix}"), permanent=True)
+
+        unreadable = f"the webhook secret could not be read ({delivery.secret_source})"
+        try:
+            secret = self.secret_for(delivery)
+        except (WebhookSecretError, SecretKeyError) as exc:
+            return misconfigured(f"{unreadable}: {exc}")
+        except Exception as exc:  # the store's database, say: may pass, so retried
+            return failed(f"{unreadable}: {type(exc).__name__}: {exc}")
+        if secret is None and delivery.secret_source is not None:
+            # A webhook recorded as signed never goes out unsigned.
+            return misconfigured(f"{unreadable}: there is none")
+        # The receiver checks the timestamp against its own clock: always the real time.
+        timestamp = int(time.time())
+        try:
+            headers = (
+                signature_headers(delivery.body, secret, webhook_id=delivery.webhook_id, timestamp=timestamp)
+                if secret is not None
+                else unsigned_headers(delivery.webhook_id, timestamp)
+            )
+        except WebhookError as exc:
+            return misconfigured(f"the webhook cannot be signed: {exc}")
+        headers = {**headers, **trace_headers}
+        return send_once(delivery.url, delivery.body, headers, allowed=self.allowed, timeout=self.timeout)
 
 
 def deliver_due(
@@ -219,6 +216,7 @@ def deliver_due(
     `now` moves the schedule; signatures always carry the real time. A secret that is not set or
     cannot sign fails the delivery at once; any other error reading it is retried per the schedule.
     """
+    sender = _Sender(secret_for, allowed, timeout, trace_parent_for)
     results: list[tuple[Delivery, AttemptOutcome]] = []
     attempted: set[str] = set()
     while len(results) < limit:
@@ -227,6 +225,6 @@ def deliver_due(
             break
         delivery = claimed[0]
         attempted.add(delivery.webhook_id)
-        outcome = _traced_attempt(delivery, secret_for, allowed, timeout, trace_parent_for)
+        outcome = sender.traced(delivery)
         results.append((outbox.record_attempt(delivery, outcome, schedule=schedule, now=now), outcome))
     return results
