@@ -160,17 +160,36 @@ def _submissions_v3_indexes(table: sa.Table) -> list[sa.Index]:
     ]
 
 
-def _submissions_v8(metadata: sa.MetaData, name: str = SUBMISSIONS_TABLE) -> sa.Table:
+def _reshaped_v8(
+    name: str,
+    metadata: sa.MetaData,
+    columns: list[sa.Column[object]],
+    *constraints: sa.Constraint,
+    states: str,
+    check: str,
+) -> sa.Table:
+    """A table as step 8 leaves it: `columns`, a cancel request, `constraints`, and a check of its new states."""
     return sa.Table(
         name,
         metadata,
-        *_submission_columns_v3(),
-        sa.Column("request_digest", sa.String(64)),
-        # When a cancel came after the plan sensor claimed the submission: its run, once it exists, runs nothing.
+        *columns,
+        # When a cancel came after the plan sensor claimed the row: its run, once it exists, runs nothing.
         sa.Column("cancel_requested_at", _TIMESTAMP),
-        _tenant_idempotency(),
-        _priority_check(),
-        sa.CheckConstraint(_SUBMISSION_STATES_V8, name="ck_video_pipelines_submissions_state_v8"),
+        *constraints,
+        sa.CheckConstraint(states, name=check),
+    )
+
+
+def _submissions_v8(metadata: sa.MetaData, name: str = SUBMISSIONS_TABLE) -> sa.Table:
+    columns: list[sa.Column[object]] = [*_submission_columns_v3(), sa.Column("request_digest", sa.String(64))]
+    constraints = (_tenant_idempotency(), _priority_check())
+    return _reshaped_v8(
+        name,
+        metadata,
+        columns,
+        *constraints,
+        states=_SUBMISSION_STATES_V8,
+        check="ck_video_pipelines_submissions_state_v8",
     )
 
 
@@ -194,8 +213,9 @@ def _delivery_columns(event_length: int) -> list[sa.Column[object]]:
     ]
 
 
-def _delivery_checks() -> list[sa.CheckConstraint]:
+def _delivery_checks(events: str, name: str) -> list[sa.CheckConstraint]:
     return [
+        sa.CheckConstraint(f"event IN ({events})", name=name),
         sa.CheckConstraint(
             "state IN ('pending', 'delivered', 'failed')", name="ck_video_pipelines_webhook_deliveries_state"
         ),
@@ -213,10 +233,7 @@ def _webhook_tables_v2(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         *_delivery_columns(16),
         # One delivery per execution and event, whoever enqueues it and however often.
         sa.UniqueConstraint("execution_id", "event", name="uq_video_pipelines_webhook_deliveries_execution_event"),
-        sa.CheckConstraint(
-            "event IN ('completed', 'failed', 'canceled')", name="ck_video_pipelines_webhook_deliveries_event"
-        ),
-        *_delivery_checks(),
+        *_delivery_checks("'completed', 'failed', 'canceled'", "ck_video_pipelines_webhook_deliveries_event"),
     )
     _webhook_deliveries_v3_indexes(deliveries)
     attempts = sa.Table(
@@ -254,8 +271,7 @@ def _webhook_deliveries_v3(metadata: sa.MetaData, name: str = WEBHOOK_DELIVERIES
         sa.UniqueConstraint(
             "execution_id", "event", "node_id", name="uq_video_pipelines_webhook_deliveries_execution_event_node"
         ),
-        sa.CheckConstraint(f"event IN ({_EVENTS_V3})", name="ck_video_pipelines_webhook_deliveries_event_v3"),
-        *_delivery_checks(),
+        *_delivery_checks(_EVENTS_V3, "ck_video_pipelines_webhook_deliveries_event_v3"),
     )
 
 
@@ -272,8 +288,7 @@ def _webhook_deliveries_v4(metadata: sa.MetaData, name: str = WEBHOOK_DELIVERIES
         sa.Column("attempt", sa.Integer, nullable=False, server_default=sa.text("1")),
         # Each attempt of an execution reports its own events.
         sa.UniqueConstraint("execution_id", "event", "node_id", "attempt", name=_DELIVERIES_UNIQUE_V4),
-        sa.CheckConstraint(f"event IN ({_EVENTS_V3})", name="ck_video_pipelines_webhook_deliveries_event_v3"),
-        *_delivery_checks(),
+        *_delivery_checks(_EVENTS_V3, "ck_video_pipelines_webhook_deliveries_event_v3"),
         sa.CheckConstraint("attempt >= 1", name="ck_video_pipelines_webhook_deliveries_attempt"),
     )
 
@@ -294,18 +309,20 @@ def _attempt_columns_v4() -> list[sa.Column[object]]:
     ]
 
 
-def _attempt_checks(states: str, name: str) -> list[sa.CheckConstraint]:
+def _attempt_checks() -> list[sa.CheckConstraint]:
     return [
         sa.CheckConstraint("number >= 2", name="ck_video_pipelines_attempts_number"),
         sa.CheckConstraint("reason IN ('resume', 'retry')", name="ck_video_pipelines_attempts_reason"),
-        sa.CheckConstraint(states, name=name),
     ]
 
 
 def _attempts_v4(metadata: sa.MetaData) -> sa.Table:
-    states = "state IN ('pending', 'launched', 'canceled')"
     table = sa.Table(
-        ATTEMPTS_TABLE, metadata, *_attempt_columns_v4(), *_attempt_checks(states, "ck_video_pipelines_attempts_state")
+        ATTEMPTS_TABLE,
+        metadata,
+        *_attempt_columns_v4(),
+        *_attempt_checks(),
+        sa.CheckConstraint("state IN ('pending', 'launched', 'canceled')", name="ck_video_pipelines_attempts_state"),
     )
     _attempts_v4_indexes(table)
     return table
@@ -317,13 +334,14 @@ def _attempts_v4_indexes(table: sa.Table) -> list[sa.Index]:
 
 
 def _attempts_v8(metadata: sa.MetaData, name: str = ATTEMPTS_TABLE) -> sa.Table:
-    return sa.Table(
+    columns: list[sa.Column[object]] = [*_attempt_columns_v4(), sa.Column("outcome", sa.String(16))]
+    return _reshaped_v8(
         name,
         metadata,
-        *_attempt_columns_v4(),
-        sa.Column("outcome", sa.String(16)),
-        sa.Column("cancel_requested_at", _TIMESTAMP),
-        *_attempt_checks(_ATTEMPT_STATES_V8, "ck_video_pipelines_attempts_state_v8"),
+        columns,
+        *_attempt_checks(),
+        states=_ATTEMPT_STATES_V8,
+        check="ck_video_pipelines_attempts_state_v8",
     )
 
 
