@@ -100,20 +100,13 @@ def render_instance_yaml(*, postgres: bool, celery: bool = False) -> str:
 
 
 def dagster_home_path() -> Path:
-    """The instance folder the environment names, absolute: $DAGSTER_HOME, else `./.dagster_home`.
-
-    Nothing is created: `prepare_dagster_home` does that.
-    """
+    """The instance folder the environment names, absolute: $DAGSTER_HOME, else `./.dagster_home` (not created)."""
     return Path(os.environ.get("DAGSTER_HOME") or DEFAULT_HOME).resolve()
 
 
 def is_new_instance(home: Path) -> bool:
-    """Whether preparing `home` would make a new, empty instance rather than open an existing one.
-
-    With SQLite the folder is the instance: a missing folder is a new one. With
-    $VIDEO_PIPELINES_DATABASE_URL the database holds everything the folder would (the folder
-    only gets the generated dagster.yaml), so the instance is the database's, wherever the folder.
-    """
+    """Whether preparing `home` would make a new, empty instance: with SQLite a missing folder is one; with
+    $VIDEO_PIPELINES_DATABASE_URL the instance is the database's, wherever the folder."""
     return not home.is_dir() and not os.environ.get(DATABASE_URL_ENV)
 
 
@@ -128,10 +121,8 @@ def describe_instance(home: Path) -> str:
 def prepare_dagster_home(home: Path | None = None) -> Path:
     """Make DAGSTER_HOME usable and export it: `.dagster_home` unless DAGSTER_HOME is set.
 
-    Writes dagster.yaml there: PostgreSQL when $VIDEO_PIPELINES_DATABASE_URL is set, else
-    SQLite; the Celery launcher when $VIDEO_PIPELINES_BROKER_URL is set, else Dagster's default
-    launcher (a fresh machine needs no broker). A dagster.yaml the user wrote (without our mark)
-    is left as it is.
+    Writes dagster.yaml there (PostgreSQL and the Celery launcher when their URLs are set, so a fresh
+    machine needs neither), unless the user wrote it (without our mark).
     """
     chosen = home.resolve() if home is not None else dagster_home_path()
     chosen.mkdir(parents=True, exist_ok=True)

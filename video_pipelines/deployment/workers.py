@@ -1,8 +1,7 @@
 """Warm run workers: the broker and result backend from the environment, and run priorities on it.
 
-Plain Python (no Dagster): the Celery launcher (`orchestration/workers/celery_launcher.py`) and the
-worker app (`orchestration/workers/celery_worker.py`) both build their Celery configuration from
-`celery_settings()`, so a producer and a consumer can never disagree about the broker, the
+The Celery launcher and the worker app (`orchestration/workers/`) both build their configuration
+from `celery_settings()`, so a producer and a consumer never disagree about the broker, the
 backend, the queue or how priorities are ordered.
 
     VIDEO_PIPELINES_BROKER_URL       redis://host:6379/0 or amqp://user:pass@host:5672//
@@ -11,14 +10,11 @@ backend, the queue or how priorities are ordered.
     VIDEO_PIPELINES_QUEUE            the queue of runs (default: dagster); deployments sharing
                                      one broker keep apart by giving each its own
 
-Priorities. A plan's priority is Dagster's `dagster/priority` (high 10, normal 0, low -10);
-the two brokers order Celery's `priority` in opposite directions:
-- RabbitMQ: a higher number is delivered first, within the queue's `x-max-priority`
-  (dagster-celery declares its queue with 10).
-- kombu's Redis transport: a message goes to the list `queue<sep><step>` of its priority
-  step, and the worker BRPOPs the lists in `priority_steps` order, so a LOWER number is
-  delivered first (0 is the plain list, served before all others). The default steps
-  (0, 3, 6, 9) would merge neighbours; ours are 0..9, set on the producer and the worker alike.
+A plan's priority is Dagster's `dagster/priority` (high 10, normal 0, low -10); the brokers order
+Celery's `priority` in opposite directions. RabbitMQ delivers a higher number first, within the
+queue's `x-max-priority` (10, as dagster-celery declares it). kombu's Redis transport puts a message
+in the list of its priority step and BRPOPs the lists in `priority_steps` order, so a LOWER number
+goes first; its default steps (0, 3, 6, 9) would merge neighbours, ours are 0..9 on both sides.
 """
 
 from __future__ import annotations

@@ -155,13 +155,9 @@ def _held_by(tenant: str, lineage: str, run_id: str, node_id: str) -> sa.ColumnE
 
 
 def _upsert(dialect: str, row: dict[str, Any]) -> sa.Insert:
-    """INSERT `row`, or on the (tenant, lineage) key replace the stored one unless it is newer.
-
-    One statement of the database's own upsert (PostgreSQL >= 9.5, SQLite >= 3.24 share the
-    `ON CONFLICT ... DO UPDATE` form), rather than an INSERT retried as an UPDATE after an
-    IntegrityError: on PostgreSQL that error aborts the whole transaction, and with it the
-    release of the claim that must commit together with the result.
-    """
+    """INSERT `row`, or on the (tenant, lineage) key replace the stored one unless it is newer: the databases' own
+    `ON CONFLICT ... DO UPDATE`, since an IntegrityError would abort PostgreSQL's whole transaction, and with it
+    the release of the claim that must commit together with the result."""
     insert = postgresql.insert(node_results) if dialect == "postgresql" else sqlite.insert(node_results)
     statement = insert.values(row)
     replaced = {name: statement.excluded[name] for name in row if name not in ("tenant", "lineage")}
@@ -186,10 +182,7 @@ class NodeResultIndex:
         return self._rows.first(sa.select(node_results).where(_R.tenant == tenant, _R.lineage == lineage), _cached)
 
     def find_many(self, tenant: str, lineages: Collection[str]) -> dict[str, CachedNode]:
-        """The recorded results of `tenant` among `lineages`, by lineage; the missing ones are absent.
-
-        One query (a primary-key IN list), for a plan's nodes at once; {} for no lineages.
-        """
+        """The recorded results of `tenant` among `lineages`, by lineage, in one query (a primary-key IN list)."""
         _check_tenant(tenant)
         wanted = set(lineages)
         for lineage in wanted:
@@ -200,13 +193,8 @@ class NodeResultIndex:
         return {node.lineage: node for node in self._rows.all(query, _cached)}
 
     def record(self, node: CachedNode, *, now: datetime | None = None) -> None:
-        """Record `node`'s result under (tenant, lineage) at `now`, and release the recorder's claim.
-
-        The newest result of a lineage wins: an existing one recorded at or before `now` is
-        replaced, a newer one is kept. `node.recorded_at` is not read: the record's moment is
-        `now`. The claim of (tenant, lineage) is deleted in the same transaction when it is
-        held by (node.run_id, node.node_id); another holder's claim is left alone.
-        """
+        """Record `node`'s result under (tenant, lineage) at `now` (not `node.recorded_at`), and release the claim
+        of (node.run_id, node.node_id) on it in the same transaction. A result recorded after `now` is kept."""
         row = {**_check_node(node), "recorded_at": _moment(now)}
         release = node_claims.delete().where(_held_by(node.tenant, node.lineage, node.run_id, node.node_id))
         with self._rows.engine.begin() as connection:
@@ -223,11 +211,8 @@ class NodeResultIndex:
         run_id: str,
         now: datetime | None = None,
     ) -> NodeClaim:
-        """Claim (tenant, lineage) for computing it: ours, or the claim that was already there, unchanged.
-
-        The caller holds the claim when the one returned names its `run_id` and `node_id`.
-        Of several processes claiming at once, the database's key makes exactly one the holder.
-        """
+        """Claim (tenant, lineage) for computing it: ours, or the claim that was already there, unchanged (the
+        caller holds it when it names its `run_id` and `node_id`)."""
         _check_key(tenant, lineage)
         _check_holder(lineage, execution_id, node_id, run_id)
         ours = NodeClaim(tenant, lineage, execution_id, node_id, run_id, _moment(now))
@@ -261,12 +246,8 @@ class NodeResultIndex:
         run_id: str,
         now: datetime | None = None,
     ) -> NodeClaim | None:
-        """Take over `stale` (its holder's run ended without a result): our claim, or None.
-
-        One conditional UPDATE that matches only while the claim is exactly `stale` (same
-        holder, same `claimed_at`): None when another process took it over, released it or
-        recorded the result first.
-        """
+        """Take over `stale` (its holder's run ended without a result): our claim, or None when another process
+        took it over, released it or recorded the result first (the claim is no longer exactly `stale`)."""
         _check_key(stale.tenant, stale.lineage)
         _check_holder(stale.lineage, execution_id, node_id, run_id)
         ours = NodeClaim(stale.tenant, stale.lineage, execution_id, node_id, run_id, _moment(now))

@@ -70,11 +70,8 @@ class Rows:
             return int(connection.execute(statement).rowcount)
 
     def insert_once(self, made: T, insert: sa.Insert, existing: Callable[[], T | None]) -> tuple[T, bool]:
-        """(made, True) once `insert` is committed; (what `existing` finds, False) when its key is taken.
-
-        Read first, so a repeat costs no failed INSERT; read again after an IntegrityError: a
-        process inserted the same key between our read and our insert.
-        """
+        """(made, True) once `insert` is committed; (what `existing` finds, False) when its key is taken, also
+        by a process that inserted it between our read and our insert."""
         found = existing()
         if found is not None:
             return found, False

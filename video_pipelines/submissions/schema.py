@@ -1,41 +1,26 @@
 """The store's tables and the migration runner that creates and upgrades them.
 
-Every table name starts with `video_pipelines_`, so the store can share a database with
-Dagster's own tables. `video_pipelines_schema_version` has one row per applied migration;
-the schema version is its highest `version`.
+Every table name starts with `video_pipelines_`, so the store can share a database with Dagster's
+own tables; `video_pipelines_schema_version` has one row per applied migration. `migrate` applies
+the missing steps of `MIGRATIONS` in one transaction that holds a lock for its whole length
+(PostgreSQL: `pg_advisory_xact_lock`, and DDL is transactional; SQLite: the write lock of `BEGIN
+IMMEDIATE`), so processes starting at once migrate one after the other.
 
-`migrate` applies the missing steps of `MIGRATIONS`, in order, in one transaction that
-holds a lock for its whole length, so processes starting at once migrate one after the
-other and the later ones find nothing left to do:
-- PostgreSQL: `pg_advisory_xact_lock` (released by the commit or the rollback; DDL is
-  transactional, so a failed step leaves nothing behind);
-- SQLite: the write lock taken by `BEGIN IMMEDIATE` (see `store._sqlite_on_begin`).
+A step is frozen once released: the tables it creates or reshapes are declared by functions named
+for their version (`_submissions_v1`, `_webhook_deliveries_v4`, ...) that no later change touches,
+and so are the column lists they share. Queries use the newest declaration of each table. Where a
+step changes a table, PostgreSQL alters it in place; SQLite, which cannot drop a constraint,
+rebuilds it (`_rebuild_sqlite`: a new table, the rows copied, the old one dropped, the new renamed).
 
-A step is frozen once released: the tables it creates or reshapes are declared by functions
-named for their version (`_submissions_v1`, `_webhook_deliveries_v4`, ...) that no later change
-touches; the column lists they share are written once and frozen with them. The tables the
-queries use are the newest declaration of each. A change of schema is a new step.
-
-Where a step changes a table, PostgreSQL alters it in place; SQLite, which cannot drop a
-constraint, rebuilds it (`_rebuild_sqlite`, SQLite's documented recipe: a new table, the rows
-copied, the old one dropped, the new one renamed).
-
-- 3: a tenant per submission, idempotency keys unique per tenant; webhook events beyond the
-  terminal one, one per node for node events; API keys and counters.
-- 4: an execution runs more than once. Attempt 1 is its first Dagster run; each later run
-  (`resume` after its run worker died, `retry` on a user's request) is a row of
-  `video_pipelines_attempts`, numbered from 2. Each attempt sends its own webhooks, so a
-  delivery is unique per (execution, event, node, attempt); earlier deliveries are attempt 1.
-- 5: node results by (tenant, lineage), the newest result winning, and the claims of lineages
-  being computed now (see `node_results`). An index table of its own because "was this lineage
+Why some tables are shaped as they are:
+- 4: attempt 1 is an execution's first Dagster run; each later run is a row of
+  `video_pipelines_attempts`, numbered from 2, and sends its own webhooks, so a delivery is unique
+  per (execution, event, node, attempt).
+- 5: node results are an index of their own, keyed by (tenant, lineage), because "was this lineage
   computed?" is asked for every node of every execution: one primary-key probe, where Dagster's
   asset materializations would mean reading an event log that grows with every run.
-- 6: the SHA-256 of the request that made each submission (`request_digest`), so an
-  idempotency key used again with another request is refused; NULL for older submissions.
-- 7: each execution's first start and end, claimed once (see `outcomes`), and the caller's
-  span; an attempt's `outcome`.
-- 8: a launch is a claim and a cancel a request (see `store` and `attempts`): the LAUNCHING
-  state, and `cancel_requested_at` for a cancel that came after the claim.
+- 6: `request_digest` (NULL for older submissions) lets an idempotency key used again with
+  another request be refused.
 """
 
 from __future__ import annotations

@@ -116,17 +116,12 @@ _A = webhook_attempts.c
 
 
 def webhook_id_for(execution_id: str, event: str, node_id: str = "", attempt: int = 1) -> str:
-    """The `webhook-id` of an execution's event (or a node's) in one attempt of the execution.
-
-    The same at every delivery attempt and every enqueue. Attempt 1 (the execution's first
-    run) has the ids of earlier versions; a later attempt puts `_attempt<n>` after the execution id.
-    """
+    """The stable `webhook-id` of an execution's event (or a node's) in one attempt of the execution:
+    `msg_<execution id>_<event>[_<node id>]`, with `_attempt<n>` after the execution id for attempt n >= 2."""
     if attempt < 1:
         raise WebhookError(f"an execution's attempts are numbered from 1, got {attempt}")
     execution = execution_id if attempt == 1 else f"{execution_id}{_ATTEMPT_MARKER}{attempt}"
-    if node_id:
-        return f"msg_{execution}_{event}_{node_id}"
-    return f"msg_{execution}_{event}"
+    return f"msg_{execution}_{event}_{node_id}" if node_id else f"msg_{execution}_{event}"
 
 
 def _named_execution(webhook_id: str) -> str | None:
@@ -217,9 +212,8 @@ def _check_body(body: bytes) -> None:
 
 
 def _outcome_text(outcome: AttemptOutcome) -> str:
-    if outcome.error:
-        return outcome.error
-    return f"HTTP {outcome.status_code}" if outcome.status_code is not None else "no answer"
+    answer = f"HTTP {outcome.status_code}" if outcome.status_code is not None else "no answer"
+    return outcome.error or answer
 
 
 def _next(outcome: AttemptOutcome, number: int, schedule: RetrySchedule, now: datetime) -> dict[str, Any]:
