@@ -24,13 +24,11 @@ from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_c
 from video_pipelines.submissions.database_url import psycopg2_url
 
 POOL_SIZE_ENV = "VIDEO_PIPELINES_DB_POOL_SIZE"
-# Connections a process keeps open: the daemon's threads and a worker's run rarely need more at
-# once; bursts above it open short-lived overflow connections. Small, because every process of a
-# deployment (API, webserver, daemon, code servers, worker children) keeps its own.
+# Connections a process keeps open (bursts open short-lived overflow ones): small, because every
+# process of a deployment (API, webserver, daemon, code servers, worker children) keeps its own.
 DEFAULT_POOL_SIZE = 2
 MAX_OVERFLOW = 20
-# Reconnect now and then so a long-lived process does not keep a backend forever (and to ride
-# out connections a proxy or failover closed behind our back: pre-ping checks each checkout).
+# Reconnect now and then: a long-lived process keeps no backend forever (pre-ping checks each checkout).
 POOL_RECYCLE_SECONDS = 1800
 
 _engines: dict[str, sqlalchemy.engine.Engine] = {}

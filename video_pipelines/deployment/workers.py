@@ -225,8 +225,7 @@ class WorkerWatch:
 
     misses_allowed: int = 1
     clock: Callable[[], float] = time.monotonic
-    _first_miss: dict[str, float] = field(default_factory=dict)
-    _misses: dict[str, int] = field(default_factory=dict)
+    _misses: dict[str, tuple[float, int]] = field(default_factory=dict)  # the first miss's time, the count
 
     def answered(self, run_id: str) -> None:
         self.forget(run_id)
@@ -234,12 +233,11 @@ class WorkerWatch:
     def missed(self, run_id: str, worker: RunWorker) -> str | None:
         """Record a missed answer; the failure message once the worker counts as gone, else None."""
         now = self.clock()
-        first = self._first_miss.setdefault(run_id, now)
-        self._misses[run_id] = self._misses.get(run_id, 0) + 1
-        if self._misses[run_id] <= self.misses_allowed:
+        first, count = self._misses.get(run_id, (now, 0))
+        self._misses[run_id] = (first, count + 1)
+        if count + 1 <= self.misses_allowed:
             return None
         return f"{worker.describe()} is gone: no answer for {now - first:.0f} s"
 
     def forget(self, run_id: str) -> None:
-        self._first_miss.pop(run_id, None)
         self._misses.pop(run_id, None)

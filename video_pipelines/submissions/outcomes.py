@@ -86,8 +86,7 @@ class ExecutionOutcomes:
         return self._set_once(execution_id, _T.status, {"status": status, "ended_at": ended_at})
 
     def _set_once(self, execution_id: str, column: sa.Column[Any], values: dict[str, Any]) -> bool:
-        """Set `values` on the execution's row where `column` is still NULL (making the row if there is none);
-        True when this call set them."""
+        """Set `values` where `column` is still NULL, making the row if there is none; True when this call set them."""
         unset = execution_outcomes.update().where(_T.execution_id == execution_id, column.is_(None)).values(values)
         if self._rows.changed(unset) == 1:
             return True

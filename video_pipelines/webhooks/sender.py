@@ -51,8 +51,7 @@ _USER_AGENT = "video-pipelines"
 
 @functools.lru_cache(maxsize=4)
 def _ssl_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
-    # Loading the CA bundle costs tens of milliseconds: attempts with the same CA settings
-    # (SSL_CERT_FILE / SSL_CERT_DIR, else certifi) share one context.
+    # Loading the CA bundle costs tens of milliseconds: attempts with the same CA settings share one context.
     return httpx.create_ssl_context()
 
 
