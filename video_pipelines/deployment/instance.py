@@ -16,22 +16,28 @@ from typing import Any
 
 import yaml
 
+from video_pipelines.deployment.workers import BROKER_URL_ENV
 from video_pipelines.net import redact_url
 from video_pipelines.submissions.database_url import DATABASE_URL_ENV, DEFAULT_HOME
 
-BROKER_URL_ENV = "VIDEO_PIPELINES_BROKER_URL"
 _GENERATED_MARK = "# Written by video-pipelines"
+
+
+def _run_monitoring(start_timeout: int, poll_interval: int, **more: int) -> dict[str, Any]:
+    # Run monitoring fails runs whose worker died or never started, so executions cannot hang forever.
+    return {
+        "enabled": True,
+        "start_timeout_seconds": start_timeout,
+        "cancel_timeout_seconds": 180,
+        **more,
+        "poll_interval_seconds": poll_interval,
+    }
+
 
 _SETTINGS: dict[str, Any] = {
     # Queued runs, dequeued every second: the default 5 s interval adds seconds to every launch.
     "run_queue": {"max_concurrent_runs": 4, "dequeue_interval_seconds": 1},
-    # Run monitoring fails runs whose worker died or never started, so executions cannot hang forever.
-    "run_monitoring": {
-        "enabled": True,
-        "start_timeout_seconds": 180,
-        "cancel_timeout_seconds": 180,
-        "poll_interval_seconds": 30,
-    },
+    "run_monitoring": _run_monitoring(180, 30),
     # Sensors in threads: the plan sensor long-polls for new submissions (see orchestration/sensors/plans.py)
     # and must not hold up the webhook sensors.
     "sensors": {"use_threads": True, "num_workers": 4},
@@ -46,16 +52,7 @@ _SETTINGS: dict[str, Any] = {
 # cannot overtake them. A dead worker's run is failed within 2 polls + 2 pings (<= 10+10+2+2 s plus
 # one monitoring pass, under 30 s; stated bound 60 s): its first missed ping is tolerated.
 # Resuming a run on another worker is not enabled (max_resume_run_attempts: 0).
-_CELERY_SETTINGS: dict[str, Any] = {
-    "run_queue": {"max_concurrent_runs": 4, "dequeue_interval_seconds": 1},
-    "run_monitoring": {
-        "enabled": True,
-        "start_timeout_seconds": 300,
-        "cancel_timeout_seconds": 180,
-        "max_resume_run_attempts": 0,
-        "poll_interval_seconds": 10,
-    },
-}
+_CELERY_SETTINGS: dict[str, Any] = {"run_monitoring": _run_monitoring(300, 10, max_resume_run_attempts=0)}
 
 CELERY_LAUNCHER: dict[str, Any] = {
     "module": "video_pipelines.orchestration.workers.celery_launcher",
@@ -103,20 +100,13 @@ def render_instance_yaml(*, postgres: bool, celery: bool = False) -> str:
 
 
 def dagster_home_path() -> Path:
-    """The instance folder the environment names, absolute: $DAGSTER_HOME, else `./.dagster_home`.
-
-    Nothing is created: `prepare_dagster_home` does that.
-    """
+    """The instance folder the environment names, absolute: $DAGSTER_HOME, else `./.dagster_home` (not created)."""
     return Path(os.environ.get("DAGSTER_HOME") or DEFAULT_HOME).resolve()
 
 
 def is_new_instance(home: Path) -> bool:
-    """Whether preparing `home` would make a new, empty instance rather than open an existing one.
-
-    With SQLite the folder is the instance: a missing folder is a new one. With
-    $VIDEO_PIPELINES_DATABASE_URL the database holds everything the folder would (the folder
-    only gets the generated dagster.yaml), so the instance is the database's, wherever the folder.
-    """
+    """Whether preparing `home` would make a new, empty instance: with SQLite a missing folder is one; with
+    $VIDEO_PIPELINES_DATABASE_URL the instance is the database's, wherever the folder."""
     return not home.is_dir() and not os.environ.get(DATABASE_URL_ENV)
 
 
@@ -131,10 +121,8 @@ def describe_instance(home: Path) -> str:
 def prepare_dagster_home(home: Path | None = None) -> Path:
     """Make DAGSTER_HOME usable and export it: `.dagster_home` unless DAGSTER_HOME is set.
 
-    Writes dagster.yaml there: PostgreSQL when $VIDEO_PIPELINES_DATABASE_URL is set, else
-    SQLite; the Celery launcher when $VIDEO_PIPELINES_BROKER_URL is set, else Dagster's default
-    launcher (a fresh machine needs no broker). A dagster.yaml the user wrote (without our mark)
-    is left as it is.
+    Writes dagster.yaml there (PostgreSQL and the Celery launcher when their URLs are set, so a fresh
+    machine needs neither), unless the user wrote it (without our mark).
     """
     chosen = home.resolve() if home is not None else dagster_home_path()
     chosen.mkdir(parents=True, exist_ok=True)
@@ -153,18 +141,6 @@ def prepare_dagster_home(home: Path | None = None) -> Path:
 def write_workspace(home: Path) -> Path:
     """A workspace file that loads the installed package, wherever the command runs."""
     workspace = home / "workspace.yaml"
-    workspace.write_text(
-        yaml.safe_dump(
-            {
-                "load_from": [
-                    {
-                        "python_module": {
-                            "module_name": "video_pipelines.orchestration.definitions",
-                            "location_name": "video_pipelines",
-                        }
-                    }
-                ]
-            }
-        )
-    )
+    module = {"module_name": "video_pipelines.orchestration.definitions", "location_name": "video_pipelines"}
+    workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": module}]}))
     return workspace

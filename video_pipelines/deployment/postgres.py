@@ -1,18 +1,12 @@
 """Dagster instance storage on PostgreSQL: a plain `postgresql://user@host:port/db` URL, pooled connections.
 
-`dagster.yaml` names `PostgresStorage`. It pins the URL's driver to psycopg2 (see
-`video_pipelines.submissions.database_url`) and gives dagster-postgres's run, event log and schedule
-storages one connection pool per process and database instead of their default `NullPool`.
-
-Why the pool: dagster-postgres opens a new connection for every statement (outside the
-webserver), and every connection makes PostgreSQL fork and initialise a backend. The daemon
-polls the run queue, sensors, run monitoring and the run-status sensors several times a second,
-and every sensor tick and every run builds a new instance, so a burst of 50 one-node
-executions opened about 13,000 connections and PostgreSQL spent 1.3-1.4 CPU-seconds per
-execution on them: more than the daemon and the workers together (benchmarks/bench_workers.py
-prints both). The pool is per process and shared by every instance the process builds, so
-instances made per tick or per run reuse warm connections; a process also checks for Dagster's
-tables only the first time it opens the database.
+`PostgresStorage` (named by `dagster.yaml`) pins the URL's driver to psycopg2 and gives
+dagster-postgres's run, event log and schedule storages one connection pool per process and
+database instead of their default `NullPool`. Why: dagster-postgres opens a connection for every
+statement, each one a forked PostgreSQL backend, and every sensor tick and run builds a new
+instance; a burst of 50 one-node executions opened about 13,000 connections, and PostgreSQL spent
+more CPU on them than the daemon and the workers together (benchmarks/bench_workers.py). Instances
+a process builds share its pool, and the process checks for Dagster's tables only once.
 """
 
 from __future__ import annotations
@@ -30,13 +24,11 @@ from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_c
 from video_pipelines.submissions.database_url import psycopg2_url
 
 POOL_SIZE_ENV = "VIDEO_PIPELINES_DB_POOL_SIZE"
-# Connections a process keeps open: the daemon's threads and a worker's run rarely need more at
-# once; bursts above it open short-lived overflow connections. Small, because every process of a
-# deployment (API, webserver, daemon, code servers, worker children) keeps its own.
+# Connections a process keeps open (bursts open short-lived overflow ones): small, because every
+# process of a deployment (API, webserver, daemon, code servers, worker children) keeps its own.
 DEFAULT_POOL_SIZE = 2
 MAX_OVERFLOW = 20
-# Reconnect now and then so a long-lived process does not keep a backend forever (and to ride
-# out connections a proxy or failover closed behind our back: pre-ping checks each checkout).
+# Reconnect now and then: a long-lived process keeps no backend forever (pre-ping checks each checkout).
 POOL_RECYCLE_SECONDS = 1800
 
 _engines: dict[str, sqlalchemy.engine.Engine] = {}

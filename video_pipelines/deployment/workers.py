@@ -1,8 +1,7 @@
 """Warm run workers: the broker and result backend from the environment, and run priorities on it.
 
-Plain Python (no Dagster): the Celery launcher (`orchestration/workers/celery_launcher.py`) and the
-worker app (`orchestration/workers/celery_worker.py`) both build their Celery configuration from
-`celery_settings()`, so a producer and a consumer can never disagree about the broker, the
+The Celery launcher and the worker app (`orchestration/workers/`) both build their configuration
+from `celery_settings()`, so a producer and a consumer never disagree about the broker, the
 backend, the queue or how priorities are ordered.
 
     VIDEO_PIPELINES_BROKER_URL       redis://host:6379/0 or amqp://user:pass@host:5672//
@@ -11,14 +10,11 @@ backend, the queue or how priorities are ordered.
     VIDEO_PIPELINES_QUEUE            the queue of runs (default: dagster); deployments sharing
                                      one broker keep apart by giving each its own
 
-Priorities. A plan's priority is Dagster's `dagster/priority` (high 10, normal 0, low -10);
-the two brokers order Celery's `priority` in opposite directions:
-- RabbitMQ: a higher number is delivered first, within the queue's `x-max-priority`
-  (dagster-celery declares its queue with 10).
-- kombu's Redis transport: a message goes to the list `queue<sep><step>` of its priority
-  step, and the worker BRPOPs the lists in `priority_steps` order, so a LOWER number is
-  delivered first (0 is the plain list, served before all others). The default steps
-  (0, 3, 6, 9) would merge neighbours; ours are 0..9, set on the producer and the worker alike.
+A plan's priority is Dagster's `dagster/priority` (high 10, normal 0, low -10); the brokers order
+Celery's `priority` in opposite directions. RabbitMQ delivers a higher number first, within the
+queue's `x-max-priority` (10, as dagster-celery declares it). kombu's Redis transport puts a message
+in the list of its priority step and BRPOPs the lists in `priority_steps` order, so a LOWER number
+goes first; its default steps (0, 3, 6, 9) would merge neighbours, ours are 0..9 on both sides.
 """
 
 from __future__ import annotations
@@ -50,13 +46,9 @@ class BrokerKind(StrEnum):
     AMQP = "amqp"
 
 
-_SCHEMES = {
-    "redis": BrokerKind.REDIS,
-    "rediss": BrokerKind.REDIS,
-    "amqp": BrokerKind.AMQP,
-    "amqps": BrokerKind.AMQP,
-    "pyamqp": BrokerKind.AMQP,
-}
+_SCHEMES = dict.fromkeys(("redis", "rediss"), BrokerKind.REDIS) | dict.fromkeys(
+    ("amqp", "amqps", "pyamqp"), BrokerKind.AMQP
+)
 
 
 def broker_kind(url: str) -> BrokerKind:
@@ -141,14 +133,11 @@ def check_result_backend(url: str) -> None:
 def celery_settings(settings: WorkerSettings) -> dict[str, Any]:
     """Celery configuration shared by the launcher (producer) and the workers (consumers).
 
-    Early acknowledgement, on purpose: a task is acked when a worker child takes it, so a
-    worker that dies mid-run does NOT get its run redelivered to another worker. A
-    redelivered task would execute a STARTED Dagster run a second time from the start,
-    paying its providers again; instead run monitoring fails the run (the launcher's health
-    check pings the worker that took it) and recovery resumes it through run retries and the
-    provider-job ledger on run tags. `task_reject_on_worker_lost` only matters with late
-    acks, and Redis' `visibility_timeout` (redelivery of long-unacked tasks) never applies
-    to an acked task, so neither can run a run twice.
+    Early acknowledgement, on purpose: a worker that dies mid-run does NOT get its run
+    redelivered, which would run a STARTED Dagster run again from the start and pay its
+    providers again; run monitoring fails the run instead (the health check pings the worker
+    that took it) and recovery resumes it through run retries and the provider-job ledger.
+    Neither `task_reject_on_worker_lost` nor Redis' `visibility_timeout` applies to an acked task.
     """
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,
@@ -185,9 +174,7 @@ def is_loopback_url(url: str) -> bool:
 
 def local_artifacts_warning(settings: WorkerSettings, storage_url: str | None) -> str | None:
     """A warning when artifacts are on this machine's disk but the broker may serve other machines."""
-    if storage_url and not storage_url.startswith("file:"):
-        return None
-    if is_loopback_url(settings.broker_url):
+    if (storage_url and not storage_url.startswith("file:")) or is_loopback_url(settings.broker_url):
         return None
     where = storage_url or "the default folder under DAGSTER_HOME"
     return (
@@ -230,17 +217,15 @@ class RunWorker:
 
 @dataclass
 class WorkerWatch:
-    """Whether the workers of running runs still answer, run by run.
+    """Whether the workers of running runs still answer, run by run (kept by the daemon's one launcher).
 
     A worker is gone after `misses_allowed + 1` unanswered pings in a row: one missed answer
-    (a worker busy with a garbage collection or a slow broker round trip) is tolerated. The
-    run-monitoring daemon keeps one launcher, so this state lives as long as the daemon.
+    (a garbage collection, a slow broker round trip) is tolerated.
     """
 
     misses_allowed: int = 1
     clock: Callable[[], float] = time.monotonic
-    _first_miss: dict[str, float] = field(default_factory=dict)
-    _misses: dict[str, int] = field(default_factory=dict)
+    _misses: dict[str, tuple[float, int]] = field(default_factory=dict)  # the first miss's time, the count
 
     def answered(self, run_id: str) -> None:
         self.forget(run_id)
@@ -248,15 +233,11 @@ class WorkerWatch:
     def missed(self, run_id: str, worker: RunWorker) -> str | None:
         """Record a missed answer; the failure message once the worker counts as gone, else None."""
         now = self.clock()
-        first = self._first_miss.setdefault(run_id, now)
-        self._misses[run_id] = self._misses.get(run_id, 0) + 1
-        if self._misses[run_id] <= self.misses_allowed:
+        first, count = self._misses.get(run_id, (now, 0))
+        self._misses[run_id] = (first, count + 1)
+        if count + 1 <= self.misses_allowed:
             return None
         return f"{worker.describe()} is gone: no answer for {now - first:.0f} s"
 
     def forget(self, run_id: str) -> None:
-        self._first_miss.pop(run_id, None)
         self._misses.pop(run_id, None)
-
-    def watching(self) -> set[str]:
-        return set(self._misses)

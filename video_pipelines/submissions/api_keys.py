@@ -1,22 +1,17 @@
 """API keys: who may call the HTTP API, and for which tenant.
 
-A key is `vp_` + 32 random bytes (`secrets.token_urlsafe(32)`: 256 bits). `api-keys create`
-prints it once; the table (`video_pipelines_api_keys`, see `schema`) keeps only its SHA-256
-(hex) and its first 12 characters (`key_prefix`, so `api-keys list` can show which key is
-which; 54 random bits, not enough to use it). A key is found by the hash of what the caller
-sent, with a unique index, so the database never holds anything that opens the API.
+A key is `vp_` + 32 random bytes (256 bits), shown once by `api-keys create`; the table keeps
+its SHA-256 and its first 12 characters (`key_prefix`, for `api-keys list`; not enough to use
+it). A key is found by the hash of what the caller sent, so the database never holds anything
+that opens the API. SHA-256 and not bcrypt/argon2: a slow hash makes guessing a password
+expensive, but a 256-bit random key cannot be guessed whatever the hash. No constant-time
+comparison: the lookup compares hashes, and timing it tells an attacker at most about the hash
+of what they sent.
 
-Why SHA-256 and not bcrypt/argon2: those are for passwords, which are few enough to guess,
-and a slow hash is what makes each guess expensive. A 256-bit random key cannot be guessed
-whatever the hash, so a slow one would add nothing but its cost, paid on every request.
-Why no constant-time comparison: the lookup compares hashes, not keys; timing the database's
-index search tells an attacker at most about the hash of what they sent, which they know.
-
-The tenant of a key is the tenant of everything it submits (`executions.tenancy`). Tenant
-names are `[a-z0-9][a-z0-9_-]{0,63}`: they appear in URLs, logs and metrics labels.
-
-`authenticate` records when a key was last used, but at most once a minute per key (one
-conditional UPDATE, whichever process wins), so most requests only read.
+A key's tenant is the tenant of everything it submits (`executions.tenancy`); tenant names are
+`[a-z0-9][a-z0-9_-]{0,63}` (they appear in URLs, logs and metrics labels). `authenticate`
+records when a key was last used at most once a minute (one conditional UPDATE), so most
+requests only read.
 """
 
 from __future__ import annotations
@@ -33,9 +28,9 @@ import sqlalchemy as sa
 from ulid import ULID
 
 from video_pipelines.errors import UsageError
+from video_pipelines.submissions.rows import Rows, record
 from video_pipelines.submissions.schema import DEFAULT_TENANT, api_keys
 from video_pipelines.submissions.store import SubmissionStore
-from video_pipelines.submissions.timestamps import as_utc, required_utc
 
 KEY_PREFIX: Final = "vp_"
 KEY_ID_PREFIX: Final = "key_"
@@ -103,58 +98,37 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _api_key(row: sa.RowMapping) -> ApiKey:
-    return ApiKey(
-        key_id=row["key_id"],
-        name=row["name"],
-        tenant=row["tenant"],
-        key_prefix=row["key_prefix"],
-        created_at=required_utc(row["created_at"]),
-        revoked_at=as_utc(row["revoked_at"]),
-        last_used_at=as_utc(row["last_used_at"]),
-    )
-
-
 # Every column but the hash: nothing read back for a caller ever carries it.
 _COLUMNS = [column for column in api_keys.c if column.name != "key_hash"]
+
+
+def _api_key(row: sa.RowMapping) -> ApiKey:
+    return record(ApiKey, row)
 
 
 class ApiKeys:
     """The API keys of a deployment, in its submission store's database; see the module docstring."""
 
     def __init__(self, store: SubmissionStore) -> None:
-        self._store = store
+        self._rows = Rows(store.engine, store.reader)
 
     def create(self, name: str, tenant: str = DEFAULT_TENANT) -> tuple[ApiKey, str]:
         """A new key for `tenant`: (what is stored of it, the key). The key is not kept; show it now."""
         name = _check_name(name)
         tenant = check_tenant(tenant)
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        created = ApiKey(
-            key_id=f"{KEY_ID_PREFIX}{ULID()}",
-            name=name,
-            tenant=tenant,
-            key_prefix=key[:SHOWN_PREFIX_LENGTH],
-            created_at=_now(),
-            revoked_at=None,
-            last_used_at=None,
-        )
-        with self._store.engine.begin() as connection:
+        created = ApiKey(f"{KEY_ID_PREFIX}{ULID()}", name, tenant, key[:SHOWN_PREFIX_LENGTH], _now(), None, None)
+        with self._rows.engine.begin() as connection:
             connection.execute(api_keys.insert().values(**vars(created), key_hash=key_hash(key)))
         return created, key
 
     def list(self) -> builtins.list[ApiKey]:
         """Every key, revoked ones included, oldest first."""
-        query = sa.select(*_COLUMNS).order_by(api_keys.c.created_at, api_keys.c.key_id)
-        with self._store.reader.connect() as connection:
-            return [_api_key(row) for row in connection.execute(query).mappings()]
+        return self._rows.all(sa.select(*_COLUMNS).order_by(api_keys.c.created_at, api_keys.c.key_id), _api_key)
 
     def get(self, key_id: str) -> ApiKey | None:
         """The key `key_id`, or None."""
-        query = sa.select(*_COLUMNS).where(api_keys.c.key_id == key_id)
-        with self._store.reader.connect() as connection:
-            row = connection.execute(query).mappings().first()
-        return _api_key(row) if row is not None else None
+        return self._rows.first(sa.select(*_COLUMNS).where(api_keys.c.key_id == key_id), _api_key)
 
     def revoke(self, key_id_or_prefix: str) -> ApiKey:
         """Revoke a key named by its id (`key_...`), a prefix of it (`vp_...`, as `list` shows) or the whole key.
@@ -162,12 +136,8 @@ class ApiKeys:
         Returns the revoked key; revoking a revoked key changes nothing. UsageError for an unknown or ambiguous name.
         """
         found = self._find(key_id_or_prefix)
-        with self._store.engine.begin() as connection:
-            connection.execute(
-                api_keys.update()
-                .where(api_keys.c.key_id == found.key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=_now())
-            )
+        live = sa.and_(api_keys.c.key_id == found.key_id, api_keys.c.revoked_at.is_(None))
+        self._rows.changed(api_keys.update().where(live).values(revoked_at=_now()))
         revoked = self.get(found.key_id)
         assert revoked is not None
         return revoked
@@ -185,38 +155,28 @@ class ApiKeys:
                 f"{text!r} is neither an API key id (key_...) nor a key prefix (vp_...); "
                 "see video-pipelines api-keys list"
             )
-        with self._store.reader.connect() as connection:
-            rows = connection.execute(sa.select(*_COLUMNS).where(condition).limit(10)).mappings().all()
-        if not rows:
+        found = self._rows.all(sa.select(*_COLUMNS).where(condition).limit(10), _api_key)
+        if not found:
             raise UsageError(f"no API key {text!r}; see video-pipelines api-keys list")
-        if len(rows) > 1:
-            ids = ", ".join(row["key_id"] for row in rows)
+        if len(found) > 1:
+            ids = ", ".join(key.key_id for key in found)
             raise UsageError(f"the prefix {text!r} matches several API keys ({ids}); give the key id")
-        return _api_key(rows[0])
+        return found[0]
 
     def authenticate(self, key: str) -> ApiKey | None:
         """The live key `key` is, or None for an unknown or revoked one. Records the use (see the module docstring)."""
         if not isinstance(key, str) or not key.startswith(KEY_PREFIX) or len(key) > _MAX_KEY_LENGTH:
             return None
-        query = sa.select(*_COLUMNS).where(api_keys.c.key_hash == key_hash(key))
-        with self._store.reader.connect() as connection:
-            row = connection.execute(query).mappings().first()
-        if row is None:
-            return None
-        found = _api_key(row)
-        if found.is_revoked:
+        found = self._rows.first(sa.select(*_COLUMNS).where(api_keys.c.key_hash == key_hash(key)), _api_key)
+        if found is None or found.is_revoked:
             return None
         now = _now()
         if found.last_used_at is not None and now - found.last_used_at < LAST_USED_RESOLUTION:
             return found
-        with self._store.engine.begin() as connection:
-            written = connection.execute(
-                api_keys.update()
-                .where(
-                    api_keys.c.key_id == found.key_id,
-                    sa.or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at < now - LAST_USED_RESOLUTION),
-                )
-                .values(last_used_at=now)
-            ).rowcount
+        last_used = api_keys.c.last_used_at
+        stale = sa.or_(last_used.is_(None), last_used < now - LAST_USED_RESOLUTION)
+        written = self._rows.changed(
+            api_keys.update().where(api_keys.c.key_id == found.key_id, stale).values(last_used_at=now)
+        )
         # Another process may have recorded this minute's use first: its time stands.
         return replace(found, last_used_at=now) if written else found

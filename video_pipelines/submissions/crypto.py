@@ -1,15 +1,11 @@
 """Webhook secrets encrypted at rest with Fernet, and where the key comes from.
 
-Fernet (from `cryptography`) is AES-128-CBC with an HMAC-SHA256 over the ciphertext, so a
-token decrypted with another key, or altered, is refused rather than turned into garbage.
-
-A key is given as either
-- a Fernet key (44 URL-safe base64 characters, `Fernet.generate_key()`), used as it is, or
-- any other string, taken as a passphrase: the Fernet key is
-  `urlsafe_b64encode(scrypt(passphrase, salt=PASSPHRASE_SALT, n=2**15, r=8, p=1, dklen=32))`.
-  The salt is fixed so that every process given the same passphrase derives the same key;
-  scrypt makes guessing a weak passphrase expensive, but a long random value is still best.
-Surrounding whitespace (a trailing newline from an env file) is ignored.
+Fernet is AES-128-CBC with an HMAC-SHA256 over the ciphertext: a token decrypted with another
+key, or altered, is refused rather than turned into garbage. A key is a Fernet key (44 URL-safe
+base64 characters), used as it is, or any other string, a passphrase: the key is then
+`urlsafe_b64encode(scrypt(passphrase, salt=PASSPHRASE_SALT, n=2**15, r=8, p=1, dklen=32))`, with a
+fixed salt so every process given the passphrase derives the same key. Surrounding whitespace
+(a trailing newline from an env file) is ignored.
 """
 
 from __future__ import annotations
@@ -68,10 +64,8 @@ def _read_key_file(path: Path) -> bytes:
 def load_or_create_key_file(path: Path) -> bytes:
     """The key in `path`; a new random Fernet key written there (mode 0600) if the file does not exist.
 
-    Several processes may get here at once: the key is written to a private temporary file
-    and hard-linked into place, which fails if another process linked its key first; then
-    that key is read. So every process ends up with the same key and no one reads a half
-    written file.
+    Processes racing here each write a private temporary file and hard-link it into place; the
+    link fails for all but the first, which then read its key: one key, never half written.
     """
     if path.exists():
         return _read_key_file(path)
@@ -100,11 +94,8 @@ def load_or_create_key_file(path: Path) -> bytes:
 
 
 class SecretBox:
-    """Encrypts and decrypts webhook secrets with one Fernet key, looked up on first use.
-
-    `resolve_key` is called once, when the first secret is encrypted or decrypted, so a
-    store that never sees a secret never needs a key.
-    """
+    """Encrypts and decrypts webhook secrets with one Fernet key, resolved at the first use: a store
+    that never sees a secret never needs a key."""
 
     def __init__(self, resolve_key: Callable[[], bytes]) -> None:
         self._resolve_key = resolve_key

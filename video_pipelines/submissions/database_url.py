@@ -7,8 +7,9 @@ connection). Every PostgreSQL URL we hand to SQLAlchemy therefore names psycopg2
 
 from __future__ import annotations
 
-# Here, below both the submission store and the Dagster instance, which read the same settings.
+# The database of the submission store and, in production, of Dagster's instance (see `deployment.instance`).
 DATABASE_URL_ENV = "VIDEO_PIPELINES_DATABASE_URL"
+# DAGSTER_HOME when it is not set: the instance folder, and the SQLite store's.
 DEFAULT_HOME = ".dagster_home"
 _PLAIN_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 

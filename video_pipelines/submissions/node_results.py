@@ -1,13 +1,12 @@
 """Node results by lineage: what a tenant's executions computed, and what they are computing.
 
-A plan node's lineage (`plan.lineage`) is the sha256 of its operation, its normalised params
-and the lineage of its inputs: two nodes with the same lineage make the same video. When a
-node completes, its result is recorded under (tenant, lineage); a later execution of the
-same tenant that needs that lineage finds it with one primary-key lookup and reuses it
-instead of computing it again. Another tenant never finds it.
+A node's lineage (`plan.lineage`) is the sha256 of its operation, its normalised params and the
+lineage of its inputs: two nodes with the same lineage make the same video. A completed node's
+result is recorded under (tenant, lineage); a later execution of the same tenant finds it with
+one primary-key lookup and reuses it. Another tenant never finds it.
 
-Single flight: two executions running at once that need one lineage compute it once. Before
-computing, a node *claims* (tenant, lineage); the claim names its holder (run id, node id):
+Single flight: two executions needing one lineage at once compute it once. Before computing,
+a node *claims* (tenant, lineage), naming its holder (run id, node id):
 
     find ── hit ──> reuse
       └─ miss ──> claim ── ours ──> find again ── hit ──> release, reuse
@@ -15,22 +14,16 @@ computing, a node *claims* (tenant, lineage); the claim names its holder (run id
                     └─ another's ──> wait for `find` to hit; if the holder's run ended
                                      without a result, take_over the stale claim
 
-Look again after taking a claim: the previous holder may have recorded and released it
-between the first `find` and the `claim`.
+(Look again after taking a claim: the previous holder may have recorded and released it
+between the first `find` and the `claim`.)
 
-Guarantees, as for submissions (`store`) and attempts (`attempts`):
-- One claim per (tenant, lineage): the table's primary key decides, also when processes
-  race; `claim` returns the winner's claim to every loser, unchanged.
+- One claim per (tenant, lineage): the primary key decides, also when processes race; `claim`
+  returns the winner's claim to every loser.
 - `take_over` and `release` are each one conditional statement on the holder (and, for
-  `take_over`, the moment it claimed), so of several callers racing on one stale claim
-  exactly one takes it over, and a claim is only ever released by its holder.
-- `record` is one upsert: the newest result (by `recorded_at`) of a lineage wins, so a fresh
-  take (a node with `cache: false`) replaces the older result, and a record made with an
-  older moment never replaces a newer one. In the same transaction it deletes the
-  recorder's own claim, so no one ever sees the claim gone and the result missing.
-
-The tables (`video_pipelines_node_results` and `video_pipelines_node_claims`, see `schema`,
-step 5) are in the submission store's database and use its engine.
+  `take_over`, its `claimed_at`): exactly one racer takes a stale claim over, and only its
+  holder releases a claim.
+- `record` is one upsert in which the newest result (by `recorded_at`) wins, and deletes the
+  recorder's claim in the same transaction: no one sees the claim gone and the result missing.
 """
 
 from __future__ import annotations
@@ -47,16 +40,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from video_pipelines.errors import SubmissionStoreError
+from video_pipelines.submissions.rows import Rows, moment, record
 from video_pipelines.submissions.schema import node_claims, node_results
 from video_pipelines.submissions.store import SubmissionStore
-from video_pipelines.submissions.timestamps import moment, required_utc
 
 _LINEAGE_PATTERN: Final = re.compile(r"[0-9a-f]{64}")
 _MAX_TENANT_LENGTH: Final = 64
 _MAX_EXECUTION_ID_LENGTH: Final = 64
 _MAX_OPERATION_LENGTH: Final = 32
-# A claim can vanish between our failed INSERT and the read of the winner (its holder
-# recorded or released it); we then try to insert again, a few times at most.
+# A claim can vanish between our failed INSERT and the read of the winner: then we insert again.
 _CLAIM_TRIES: Final = 5
 
 _R = node_results.c
@@ -145,51 +137,27 @@ def _check_node(node: CachedNode) -> dict[str, Any]:
     cost = node.cost_usd
     if isinstance(cost, bool) or not isinstance(cost, int | float) or not math.isfinite(cost) or cost < 0:
         raise SubmissionStoreError(f"{where}: cost_usd must be a finite number >= 0; got {cost!r}")
-    return {
-        "tenant": node.tenant,
-        "lineage": node.lineage,
-        "execution_id": node.execution_id,
-        "node_id": node.node_id,
-        "operation": node.operation,
-        "run_id": node.run_id,
-        "result": dict(node.result),
-        "cost_usd": float(cost),
-    }
+    row = {**vars(node), "result": dict(node.result), "cost_usd": float(cost)}
+    del row["recorded_at"]
+    return row
 
 
 def _cached(row: sa.RowMapping) -> CachedNode:
-    return CachedNode(
-        tenant=row["tenant"],
-        lineage=row["lineage"],
-        execution_id=row["execution_id"],
-        node_id=row["node_id"],
-        operation=row["operation"],
-        run_id=row["run_id"],
-        result=row["result"],
-        cost_usd=float(row["cost_usd"]),
-        recorded_at=required_utc(row["recorded_at"]),
-    )
+    return record(CachedNode, row, cost_usd=float(row["cost_usd"]))
 
 
 def _claim(row: sa.RowMapping) -> NodeClaim:
-    return NodeClaim(
-        tenant=row["tenant"],
-        lineage=row["lineage"],
-        execution_id=row["execution_id"],
-        node_id=row["node_id"],
-        run_id=row["run_id"],
-        claimed_at=required_utc(row["claimed_at"]),
-    )
+    return record(NodeClaim, row)
+
+
+def _held_by(tenant: str, lineage: str, run_id: str, node_id: str) -> sa.ColumnElement[bool]:
+    return sa.and_(_C.tenant == tenant, _C.lineage == lineage, _C.run_id == run_id, _C.node_id == node_id)
 
 
 def _upsert(dialect: str, row: dict[str, Any]) -> sa.Insert:
-    """INSERT `row`, or on the (tenant, lineage) key replace the stored one unless it is newer.
-
-    One statement of the database's own upsert (PostgreSQL >= 9.5, SQLite >= 3.24 share the
-    `ON CONFLICT ... DO UPDATE` form), rather than an INSERT retried as an UPDATE after an
-    IntegrityError: on PostgreSQL that error aborts the whole transaction, and with it the
-    release of the claim that must commit together with the result.
-    """
+    """INSERT `row`, or on the (tenant, lineage) key replace the stored one unless it is newer: the databases' own
+    `ON CONFLICT ... DO UPDATE`, since an IntegrityError would abort PostgreSQL's whole transaction, and with it
+    the release of the claim that must commit together with the result."""
     insert = postgresql.insert(node_results) if dialect == "postgresql" else sqlite.insert(node_results)
     statement = insert.values(row)
     replaced = {name: statement.excluded[name] for name in row if name not in ("tenant", "lineage")}
@@ -202,28 +170,19 @@ def _upsert(dialect: str, row: dict[str, Any]) -> sa.Insert:
 
 
 class NodeResultIndex:
-    """Completed nodes by (tenant, lineage), and the claims of nodes being computed, in the submission store's database.
-
-    Uses the store's engine (the store owns and closes it). Thread-safe; several processes may
-    share a database. See the module docstring for the single-flight protocol.
-    """
+    """Completed nodes by (tenant, lineage), and the claims of nodes being computed (see the module docstring),
+    on the store's engine; thread-safe, processes may share it."""
 
     def __init__(self, store: SubmissionStore) -> None:
-        self._engine, self._reader = store.engine, store.reader
+        self._rows = Rows(store.engine, store.reader)
 
     def find(self, tenant: str, lineage: str) -> CachedNode | None:
         """The newest recorded result of `lineage` for `tenant`, or None (one primary-key lookup)."""
         _check_key(tenant, lineage)
-        query = sa.select(node_results).where(_R.tenant == tenant, _R.lineage == lineage)
-        with self._reader.connect() as connection:
-            row = connection.execute(query).mappings().first()
-        return _cached(row) if row is not None else None
+        return self._rows.first(sa.select(node_results).where(_R.tenant == tenant, _R.lineage == lineage), _cached)
 
     def find_many(self, tenant: str, lineages: Collection[str]) -> dict[str, CachedNode]:
-        """The recorded results of `tenant` among `lineages`, by lineage; the missing ones are absent.
-
-        One query (a primary-key IN list), for a plan's nodes at once; {} for no lineages.
-        """
+        """The recorded results of `tenant` among `lineages`, by lineage, in one query (a primary-key IN list)."""
         _check_tenant(tenant)
         wanted = set(lineages)
         for lineage in wanted:
@@ -231,25 +190,14 @@ class NodeResultIndex:
         if not wanted:
             return {}
         query = sa.select(node_results).where(_R.tenant == tenant, _R.lineage.in_(sorted(wanted)))
-        with self._reader.connect() as connection:
-            return {row["lineage"]: _cached(row) for row in connection.execute(query).mappings()}
+        return {node.lineage: node for node in self._rows.all(query, _cached)}
 
     def record(self, node: CachedNode, *, now: datetime | None = None) -> None:
-        """Record `node`'s result under (tenant, lineage) at `now`, and release the recorder's claim.
-
-        The newest result of a lineage wins: an existing one recorded at or before `now` is
-        replaced, a newer one is kept. `node.recorded_at` is not read: the record's moment is
-        `now`. The claim of (tenant, lineage) is deleted in the same transaction when it is
-        held by (node.run_id, node.node_id); another holder's claim is left alone.
-        """
+        """Record `node`'s result under (tenant, lineage) at `now` (not `node.recorded_at`), and release the claim
+        of (node.run_id, node.node_id) on it in the same transaction. A result recorded after `now` is kept."""
         row = {**_check_node(node), "recorded_at": _moment(now)}
-        release = node_claims.delete().where(
-            _C.tenant == node.tenant,
-            _C.lineage == node.lineage,
-            _C.run_id == node.run_id,
-            _C.node_id == node.node_id,
-        )
-        with self._engine.begin() as connection:
+        release = node_claims.delete().where(_held_by(node.tenant, node.lineage, node.run_id, node.node_id))
+        with self._rows.engine.begin() as connection:
             connection.execute(_upsert(connection.dialect.name, row))
             connection.execute(release)
 
@@ -263,24 +211,14 @@ class NodeResultIndex:
         run_id: str,
         now: datetime | None = None,
     ) -> NodeClaim:
-        """Claim (tenant, lineage) for computing it: ours, or the claim that was already there, unchanged.
-
-        The caller holds the claim when the one returned names its `run_id` and `node_id`.
-        Of several processes claiming at once, the database's key makes exactly one the holder.
-        """
+        """Claim (tenant, lineage) for computing it: ours, or the claim that was already there, unchanged (the
+        caller holds it when it names its `run_id` and `node_id`)."""
         _check_key(tenant, lineage)
         _check_holder(lineage, execution_id, node_id, run_id)
-        ours = NodeClaim(
-            tenant=tenant,
-            lineage=lineage,
-            execution_id=execution_id,
-            node_id=node_id,
-            run_id=run_id,
-            claimed_at=_moment(now),
-        )
+        ours = NodeClaim(tenant, lineage, execution_id, node_id, run_id, _moment(now))
         for _ in range(_CLAIM_TRIES):
             try:
-                with self._engine.begin() as connection:
+                with self._rows.engine.begin() as connection:
                     connection.execute(node_claims.insert().values(vars(ours)))
             except sa.exc.IntegrityError:
                 existing = self.claim_of(tenant, lineage)
@@ -297,10 +235,7 @@ class NodeResultIndex:
     def claim_of(self, tenant: str, lineage: str) -> NodeClaim | None:
         """The claim on (tenant, lineage), or None when no one is computing it."""
         _check_key(tenant, lineage)
-        query = sa.select(node_claims).where(_C.tenant == tenant, _C.lineage == lineage)
-        with self._reader.connect() as connection:
-            row = connection.execute(query).mappings().first()
-        return _claim(row) if row is not None else None
+        return self._rows.first(sa.select(node_claims).where(_C.tenant == tenant, _C.lineage == lineage), _claim)
 
     def take_over(
         self,
@@ -311,47 +246,23 @@ class NodeResultIndex:
         run_id: str,
         now: datetime | None = None,
     ) -> NodeClaim | None:
-        """Take over `stale` (its holder's run ended without a result): our claim, or None.
-
-        One conditional UPDATE that matches only while the claim is exactly `stale` (same
-        holder, same `claimed_at`): None when another process took it over, released it or
-        recorded the result first.
-        """
+        """Take over `stale` (its holder's run ended without a result): our claim, or None when another process
+        took it over, released it or recorded the result first (the claim is no longer exactly `stale`)."""
         _check_key(stale.tenant, stale.lineage)
         _check_holder(stale.lineage, execution_id, node_id, run_id)
-        ours = NodeClaim(
-            tenant=stale.tenant,
-            lineage=stale.lineage,
-            execution_id=execution_id,
-            node_id=node_id,
-            run_id=run_id,
-            claimed_at=_moment(now),
+        ours = NodeClaim(stale.tenant, stale.lineage, execution_id, node_id, run_id, _moment(now))
+        still_stale = sa.and_(
+            _held_by(stale.tenant, stale.lineage, stale.run_id, stale.node_id),
+            _C.claimed_at == _moment(stale.claimed_at),
         )
-        statement = (
-            node_claims.update()
-            .where(
-                _C.tenant == stale.tenant,
-                _C.lineage == stale.lineage,
-                _C.run_id == stale.run_id,
-                _C.node_id == stale.node_id,
-                _C.claimed_at == _moment(stale.claimed_at),
-            )
-            .values(execution_id=execution_id, node_id=node_id, run_id=run_id, claimed_at=ours.claimed_at)
-        )
-        with self._engine.begin() as connection:
-            taken = connection.execute(statement).rowcount == 1
-        return ours if taken else None
+        statement = node_claims.update().where(still_stale).values(vars(ours))
+        return ours if self._rows.changed(statement) == 1 else None
 
     def release(self, tenant: str, lineage: str, *, run_id: str, node_id: str) -> bool:
         """Delete the claim on (tenant, lineage) if (run_id, node_id) holds it; False (and no change) otherwise."""
         _check_key(tenant, lineage)
-        statement = node_claims.delete().where(
-            _C.tenant == tenant, _C.lineage == lineage, _C.run_id == run_id, _C.node_id == node_id
-        )
-        with self._engine.begin() as connection:
-            return connection.execute(statement).rowcount == 1
+        return self._rows.changed(node_claims.delete().where(_held_by(tenant, lineage, run_id, node_id))) == 1
 
     def count(self) -> int:
         """How many lineages are recorded, of every tenant."""
-        with self._reader.connect() as connection:
-            return int(connection.execute(sa.select(sa.func.count()).select_from(node_results)).scalar_one())
+        return int(self._rows.value(sa.select(sa.func.count()).select_from(node_results)))

@@ -1,22 +1,14 @@
 """Execution outcomes: when each execution first started and how it first ended, each claimed once.
 
-An execution's start and end are seen by more than one process: the run-status sensors when
-a run starts or ends (possibly twice, after a daemon restart, or by two daemons), the plan
-sensor when it rejects a submission, `cancel` when it stops a pending one. What they trigger
-once (the execution counted in `executions_started_total` and `executions_finished_total`,
-its span exported) is done by the observer that *claims* it: one conditional UPDATE (`... IS
-NULL`) or the INSERT of the row, so of two observers racing exactly one wins, on PostgreSQL
-as on SQLite.
+An execution's start and end are seen by more than one process (the run-status sensors, maybe
+twice or by two daemons; the plan sensor rejecting a submission; `cancel` of a pending one).
+What they trigger once (the started and finished counts, the execution's span) is done by the
+observer that *claims* it: one conditional UPDATE (`... IS NULL`) or the INSERT of the row, so
+exactly one of two racers wins. Only the first end is claimed: a retried execution's later end
+is its attempt's (`AttemptStore.record_outcome`).
 
-Only the first end is claimed: an execution a user retries after it failed ends again, and
-that end is its attempt's (`AttemptStore.record_outcome`), not a second end of the execution.
-
-The row is also where the submission leaves the span id of the caller's span (the request's
-W3C `traceparent`), so the execution's span, recorded when it ends in another process, is a
-child of the caller's span.
-
-The table (`video_pipelines_execution_outcomes`, see `schema`, step 7) is in the submission
-store's database and uses its engine.
+The row also keeps the span id of the caller's span (the request's `traceparent`), so the
+execution's span, recorded when it ends in another process, is a child of the caller's.
 """
 
 from __future__ import annotations
@@ -27,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from video_pipelines.submissions.rows import Rows
 from video_pipelines.submissions.schema import execution_outcomes, submissions
 from video_pipelines.submissions.store import SubmissionState, SubmissionStore
 
@@ -53,13 +46,10 @@ class OutcomeTally:
 
 
 class ExecutionOutcomes:
-    """Each execution's first start and end, and its caller's span (see the module docstring).
-
-    Thread-safe; several processes may share a database.
-    """
+    """Each execution's first start and end, and its caller's span; thread-safe, processes may share it."""
 
     def __init__(self, store: SubmissionStore) -> None:
-        self._engine, self._reader = store.engine, store.reader
+        self._rows = Rows(store.engine, store.reader)
 
     def note_caller(self, execution_id: str, parent_span_id: str) -> None:
         """Keep the caller's span id (16 hex digits) for the execution's span; a span id kept already stays."""
@@ -67,19 +57,14 @@ class ExecutionOutcomes:
 
     def parent_span_id(self, execution_id: str) -> str | None:
         """The caller's span id kept for the execution, or None."""
-        query = sa.select(_T.parent_span_id).where(_T.execution_id == execution_id)
-        with self._reader.connect() as connection:
-            value = connection.execute(query).scalar_one_or_none()
+        value = self._rows.value(sa.select(_T.parent_span_id).where(_T.execution_id == execution_id))
         return str(value) if value is not None else None
 
     def claimed(self, execution_id: str) -> Claimed:
         """Whether the execution's start and end are claimed, in one primary-key read."""
         query = sa.select(_T.started_at, _T.status).where(_T.execution_id == execution_id)
-        with self._reader.connect() as connection:
-            row = connection.execute(query).one_or_none()
-        if row is None:
-            return Claimed(started=False, ended=False)
-        return Claimed(started=row.started_at is not None, ended=row.status is not None)
+        found = self._rows.first(query, lambda row: Claimed(row["started_at"] is not None, row["status"] is not None))
+        return found or Claimed(started=False, ended=False)
 
     def unclaimed_ends_without_run(self, since: datetime, limit: int) -> list[str]:
         """Executions whose submission was rejected or canceled before it ran since `since`, with no end claimed."""
@@ -90,8 +75,7 @@ class ExecutionOutcomes:
             .order_by(_S.updated_at)
             .limit(limit)
         )
-        with self._reader.connect() as connection:
-            return [str(execution_id) for execution_id in connection.execute(query).scalars()]
+        return [str(execution_id) for (execution_id,) in self._rows.tuples(query)]
 
     def claim_start(self, execution_id: str, started_at: datetime) -> bool:
         """Record that the execution started; True for the one caller that recorded it."""
@@ -102,28 +86,22 @@ class ExecutionOutcomes:
         return self._set_once(execution_id, _T.status, {"status": status, "ended_at": ended_at})
 
     def _set_once(self, execution_id: str, column: sa.Column[Any], values: dict[str, Any]) -> bool:
-        """Set `values` on the execution's row where `column` is still NULL (making the row if there is none);
-        True when this call set them."""
-        if self._update_unset(execution_id, column, values):
+        """Set `values` where `column` is still NULL, making the row if there is none; True when this call set them."""
+        unset = execution_outcomes.update().where(_T.execution_id == execution_id, column.is_(None)).values(values)
+        if self._rows.changed(unset) == 1:
             return True
         try:
-            with self._engine.begin() as connection:
+            with self._rows.engine.begin() as connection:
                 connection.execute(execution_outcomes.insert().values(execution_id=execution_id, **values))
         except sa.exc.IntegrityError:
             # Another process made the row meanwhile: with `column` set (then it won) or not (then this one may).
-            return self._update_unset(execution_id, column, values)
+            return self._rows.changed(unset) == 1
         return True
-
-    def _update_unset(self, execution_id: str, column: sa.Column[Any], values: dict[str, Any]) -> bool:
-        statement = execution_outcomes.update().where(_T.execution_id == execution_id, column.is_(None))
-        with self._engine.begin() as connection:
-            return connection.execute(statement.values(**values)).rowcount == 1
 
     def tally(self) -> OutcomeTally:
         """How many executions started and how many ended by status, in one pass over the table."""
         query = sa.select(_T.status, sa.func.count(), sa.func.count(_T.started_at)).group_by(_T.status)
-        with self._reader.connect() as connection:
-            rows = connection.execute(query).all()
+        rows = self._rows.tuples(query)
         return OutcomeTally(
             started=sum(int(started) for _status, _count, started in rows),
             finished={str(status): int(count) for status, count, _started in rows if status is not None},

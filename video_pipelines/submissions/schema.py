@@ -1,67 +1,26 @@
 """The store's tables and the migration runner that creates and upgrades them.
 
-Every table name starts with `video_pipelines_`, so the store can share a database with
-Dagster's own tables. `video_pipelines_schema_version` has one row per applied migration;
-the schema version is its highest `version`.
+Every table name starts with `video_pipelines_`, so the store can share a database with Dagster's
+own tables; `video_pipelines_schema_version` has one row per applied migration. `migrate` applies
+the missing steps of `MIGRATIONS` in one transaction that holds a lock for its whole length
+(PostgreSQL: `pg_advisory_xact_lock`, and DDL is transactional; SQLite: the write lock of `BEGIN
+IMMEDIATE`), so processes starting at once migrate one after the other.
 
-`migrate` applies the missing steps of `MIGRATIONS`, in order, in one transaction that
-holds a lock for its whole length, so processes starting at once migrate one after the
-other and the later ones find nothing left to do:
-- PostgreSQL: `pg_advisory_xact_lock` (released by the commit or the rollback; DDL is
-  transactional, so a failed step leaves nothing behind);
-- SQLite: the write lock taken by `BEGIN IMMEDIATE` (see `store._sqlite_on_begin`).
+A step is frozen once released: the tables it creates or reshapes are declared by functions named
+for their version (`_submissions_v1`, `_webhook_deliveries_v4`, ...) that no later change touches,
+and so are the column lists they share. Queries use the newest declaration of each table. Where a
+step changes a table, PostgreSQL alters it in place; SQLite, which cannot drop a constraint,
+rebuilds it (`_rebuild_sqlite`: a new table, the rows copied, the old one dropped, the new renamed).
 
-A step is frozen once released: it declares its tables in a function of its own
-(`_submissions_v1`, `_webhook_tables_v2`, `_tenancy_v3`, `_attempts_v4`, `_node_results_v5`,
-`_execution_outcomes_v7`, `_submissions_v8`, `_attempts_v8`; steps 6 and 7 only add columns)
-that no later change touches. The tables the store, the outbox, the API keys, the attempts,
-the node result index and the metrics query are built from the newest declaration of each
-table; a step that changes a table declares its new shape in a function of its own and
-leaves the old declarations as they are. A change of schema is a new step with the next
-version.
-
-Step 3 changes two tables (a tenant per submission, idempotency keys unique per tenant;
-webhook events beyond the terminal one, one per node for node events). PostgreSQL alters
-them in place; SQLite, which cannot drop a constraint, rebuilds them (`_rebuild_sqlite`,
-SQLite's documented recipe: a new table, the rows copied, the old one dropped, the new one
-renamed).
-
-Step 4 lets an execution run more than once: attempt 1 is its first Dagster run, and each
-later run of the same execution (`resume` after its run worker died, `retry` on a user's
-request after it failed or was canceled) is a row of `video_pipelines_attempts`, numbered
-from 2, pending until the plan sensor launches it. Each attempt sends its own webhooks, so
-a delivery carries the attempt it is for (`attempt`, 1 for every delivery made before) and
-is unique per (execution, event, node, attempt). PostgreSQL alters the deliveries in place;
-SQLite rebuilds them again (`_webhook_deliveries_v4`).
-
-Step 5 lets an execution reuse what an earlier execution of the same tenant computed: a node
-whose lineage (the hash of its operation, normalised params and upstream lineage, see
-`plan.lineage`) was computed before need not be computed again. `video_pipelines_node_results`
-holds the result of each completed lineage, one row per (tenant, lineage), the newest result
-winning; `video_pipelines_node_claims` holds the (tenant, lineage) pairs being computed right
-now, so that two executions needing one lineage at once compute it once (see `node_results`).
-Both are new tables, created as they are on both databases. The results are an index table
-of their own, keyed by (tenant, lineage), because the question "was this lineage computed?"
-is asked for every node of every execution: here it is one primary-key probe, O(log n) in the
-number of recorded lineages of all tenants, where finding it in Dagster's asset
-materializations would mean reading the event log, which grows with every run.
-
-Step 6 keeps, with each submission, the SHA-256 of the request that made it
-(`request_digest`), so that an idempotency key used again with another request is refused
-rather than answered with the first execution. A nullable column added in place on both
-databases; submissions made before it have none.
-
-Step 7 records what metrics and traces count once: `video_pipelines_execution_outcomes` has
-one row per execution, whose `started_at`, and `status` and `ended_at`, the first observer of
-its start and of its end claim (see `outcomes`), and the caller's span (`parent_span_id`) its
-span is a child of; an attempt gets the `outcome` of its run (`completed`, `failed`,
-`canceled`) once it ended. A new table, and a nullable column added in place on both databases.
-
-Step 8 makes a launch a claim and a cancel a request (see `store` and `attempts`): a
-submission or an attempt is LAUNCHING once the plan sensor has claimed it and asked for its
-run, before the run exists; `cancel_requested_at` records a cancel that came after the claim,
-which the run then obeys. PostgreSQL alters both tables in place; SQLite rebuilds them
-(`_submissions_v8`, `_attempts_v8`).
+Why some tables are shaped as they are:
+- 4: attempt 1 is an execution's first Dagster run; each later run is a row of
+  `video_pipelines_attempts`, numbered from 2, and sends its own webhooks, so a delivery is unique
+  per (execution, event, node, attempt).
+- 5: node results are an index of their own, keyed by (tenant, lineage), because "was this lineage
+  computed?" is asked for every node of every execution: one primary-key probe, where Dagster's
+  asset materializations would mean reading an event log that grows with every run.
+- 6: `request_digest` (NULL for older submissions) lets an idempotency key used again with
+  another request be refused.
 """
 
 from __future__ import annotations
@@ -88,11 +47,17 @@ EXECUTION_OUTCOMES_TABLE = "video_pipelines_execution_outcomes"
 # The tenant of everything that no API key scoped: operator submissions, runs launched through Dagster's doors.
 DEFAULT_TENANT = "default"
 # The webhook events a delivery can be for (see `webhooks.payload.EVENTS`); frozen with step 3.
-_EVENTS_V3 = ("completed", "failed", "canceled", "execution.started", "node.completed", "node.failed")
+_EVENTS_V3 = ", ".join(
+    f"'{event}'" for event in ("completed", "failed", "canceled", "execution.started", "node.completed", "node.failed")
+)
 # One delivery per (execution, event, node, attempt); abbreviated, since PostgreSQL cuts names at 63 characters.
 _DELIVERIES_UNIQUE_V4 = "uq_video_pipelines_webhook_deliveries_exec_event_node_attempt"
+_SUBMISSION_STATES_V1 = "state IN ('pending', 'launched', 'rejected', 'canceled')"
+_SUBMISSION_STATES_V8 = "state IN ('pending', 'launching', 'launched', 'rejected', 'canceled')"
+_ATTEMPT_STATES_V8 = "state IN ('pending', 'launching', 'launched', 'canceled')"
 # One fixed 64-bit advisory-lock id for this schema, derived from its name so it is unlikely to meet another app's.
 _ADVISORY_LOCK_ID = int.from_bytes(hashlib.sha256(VERSION_TABLE.encode()).digest()[:8], "big", signed=True)
+_TIMESTAMP = sa.DateTime(timezone=True)
 
 _metadata = sa.MetaData()
 
@@ -101,22 +66,15 @@ schema_version = sa.Table(
     _metadata,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("description", sa.Text, nullable=False),
-    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("applied_at", _TIMESTAMP, nullable=False),
 )
 
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    description: str
-    apply: Callable[[sa.Connection], None]
+Declare = Callable[[sa.MetaData, str], sa.Table]
+Indexes = Callable[[sa.Table], list[sa.Index]]
 
 
-def _submissions_v1(metadata: sa.MetaData) -> sa.Table:
-    """The submissions table as migration 1 creates it."""
-    table = sa.Table(
-        SUBMISSIONS_TABLE,
-        metadata,
+def _submission_columns_v1() -> list[sa.Column[object]]:
+    return [
         sa.Column("execution_id", sa.String(64), primary_key=True),
         # The plan's wire JSON, never with a webhook secret in it.
         sa.Column("plan", sa.JSON, nullable=False),
@@ -129,29 +87,102 @@ def _submissions_v1(metadata: sa.MetaData) -> sa.Table:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("error", sa.Text),
         sa.Column("run_id", sa.Text),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("launched_at", sa.DateTime(timezone=True)),
+        sa.Column("created_at", _TIMESTAMP, nullable=False),
+        sa.Column("updated_at", _TIMESTAMP, nullable=False),
+        sa.Column("launched_at", _TIMESTAMP),
+    ]
+
+
+def _submission_columns_v3() -> list[sa.Column[object]]:
+    return [
+        *_submission_columns_v1(),
+        sa.Column("tenant", sa.String(64), nullable=False, server_default=DEFAULT_TENANT),
+        # The W3C traceparent of the execution's span (its trace id is the execution's trace).
+        sa.Column("traceparent", sa.String(55)),
+    ]
+
+
+def _priority_check() -> sa.CheckConstraint:
+    return sa.CheckConstraint("priority IN ('high', 'normal', 'low')", name="ck_video_pipelines_submissions_priority")
+
+
+def _tenant_idempotency() -> sa.UniqueConstraint:
+    # One idempotency key is one submission per tenant: two tenants never see each other's keys.
+    return sa.UniqueConstraint("tenant", "idempotency_key", name="uq_video_pipelines_submissions_tenant_idempotency")
+
+
+def _submissions_v1(metadata: sa.MetaData) -> sa.Table:
+    table = sa.Table(
+        SUBMISSIONS_TABLE,
+        metadata,
+        *_submission_columns_v1(),
         # The database, not a read-then-insert, is what makes one idempotency key one submission.
         sa.UniqueConstraint("idempotency_key", name="uq_video_pipelines_submissions_idempotency_key"),
-        sa.CheckConstraint("priority IN ('high', 'normal', 'low')", name="ck_video_pipelines_submissions_priority"),
-        sa.CheckConstraint(
-            "state IN ('pending', 'launched', 'rejected', 'canceled')", name="ck_video_pipelines_submissions_state"
-        ),
+        _priority_check(),
+        sa.CheckConstraint(_SUBMISSION_STATES_V1, name="ck_video_pipelines_submissions_state"),
     )
     sa.Index("ix_video_pipelines_submissions_state_created", table.c.state, table.c.created_at)
     return table
 
 
-def _webhook_tables_v2(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
-    """The webhook deliveries and attempts tables as migration 2 creates them."""
-    timestamp = sa.DateTime(timezone=True)
-    deliveries = sa.Table(
-        WEBHOOK_DELIVERIES_TABLE,
+def _submissions_v3(metadata: sa.MetaData, name: str = SUBMISSIONS_TABLE) -> sa.Table:
+    """`name` is the table's name while SQLite rebuilds it; constraint and index names stay those of the real table."""
+    return sa.Table(
+        name,
         metadata,
+        *_submission_columns_v3(),
+        _tenant_idempotency(),
+        _priority_check(),
+        sa.CheckConstraint(_SUBMISSION_STATES_V1, name="ck_video_pipelines_submissions_state"),
+    )
+
+
+def _submissions_v3_indexes(table: sa.Table) -> list[sa.Index]:
+    return [
+        sa.Index("ix_video_pipelines_submissions_state_created", table.c.state, table.c.created_at),
+        # A tenant's executions, newest first (`GET /api/executions`).
+        sa.Index("ix_video_pipelines_submissions_tenant_execution", table.c.tenant, table.c.execution_id),
+    ]
+
+
+def _reshaped_v8(
+    name: str,
+    metadata: sa.MetaData,
+    columns: list[sa.Column[object]],
+    *constraints: sa.Constraint,
+    states: str,
+    check: str,
+) -> sa.Table:
+    """A table as step 8 leaves it: `columns`, a cancel request, `constraints`, and a check of its new states."""
+    return sa.Table(
+        name,
+        metadata,
+        *columns,
+        # When a cancel came after the plan sensor claimed the row: its run, once it exists, runs nothing.
+        sa.Column("cancel_requested_at", _TIMESTAMP),
+        *constraints,
+        sa.CheckConstraint(states, name=check),
+    )
+
+
+def _submissions_v8(metadata: sa.MetaData, name: str = SUBMISSIONS_TABLE) -> sa.Table:
+    columns: list[sa.Column[object]] = [*_submission_columns_v3(), sa.Column("request_digest", sa.String(64))]
+    constraints = (_tenant_idempotency(), _priority_check())
+    return _reshaped_v8(
+        name,
+        metadata,
+        columns,
+        *constraints,
+        states=_SUBMISSION_STATES_V8,
+        check="ck_video_pipelines_submissions_state_v8",
+    )
+
+
+def _delivery_columns(event_length: int) -> list[sa.Column[object]]:
+    return [
         sa.Column("webhook_id", sa.Text, primary_key=True),
         sa.Column("execution_id", sa.Text, nullable=False),
-        sa.Column("event", sa.String(16), nullable=False),
+        sa.Column("event", sa.String(event_length), nullable=False),
         sa.Column("url", sa.Text, nullable=False),
         # The exact JSON bytes sent, as UTF-8 text: signed afresh at each attempt, never changed.
         sa.Column("body", sa.Text, nullable=False),
@@ -159,16 +190,17 @@ def _webhook_tables_v2(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("secret_source", sa.Text),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
-        sa.Column("next_attempt_at", timestamp, nullable=False),
-        sa.Column("lease_until", timestamp),
-        sa.Column("created_at", timestamp, nullable=False),
-        sa.Column("delivered_at", timestamp),
+        sa.Column("next_attempt_at", _TIMESTAMP, nullable=False),
+        sa.Column("lease_until", _TIMESTAMP),
+        sa.Column("created_at", _TIMESTAMP, nullable=False),
+        sa.Column("delivered_at", _TIMESTAMP),
         sa.Column("last_error", sa.Text),
-        # One delivery per execution and event, whoever enqueues it and however often.
-        sa.UniqueConstraint("execution_id", "event", name="uq_video_pipelines_webhook_deliveries_execution_event"),
-        sa.CheckConstraint(
-            "event IN ('completed', 'failed', 'canceled')", name="ck_video_pipelines_webhook_deliveries_event"
-        ),
+    ]
+
+
+def _delivery_checks(events: str, name: str) -> list[sa.CheckConstraint]:
+    return [
+        sa.CheckConstraint(f"event IN ({events})", name=name),
         sa.CheckConstraint(
             "state IN ('pending', 'delivered', 'failed')", name="ck_video_pipelines_webhook_deliveries_state"
         ),
@@ -176,8 +208,19 @@ def _webhook_tables_v2(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
             "secret_source IS NULL OR secret_source = 'submission' OR secret_source LIKE 'env:_%'",
             name="ck_video_pipelines_webhook_deliveries_secret_source",
         ),
+    ]
+
+
+def _webhook_tables_v2(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    deliveries = sa.Table(
+        WEBHOOK_DELIVERIES_TABLE,
+        metadata,
+        *_delivery_columns(16),
+        # One delivery per execution and event, whoever enqueues it and however often.
+        sa.UniqueConstraint("execution_id", "event", name="uq_video_pipelines_webhook_deliveries_execution_event"),
+        *_delivery_checks("'completed', 'failed', 'canceled'", "ck_video_pipelines_webhook_deliveries_event"),
     )
-    sa.Index("ix_video_pipelines_webhook_deliveries_due", deliveries.c.state, deliveries.c.next_attempt_at)
+    _webhook_deliveries_v3_indexes(deliveries)
     attempts = sa.Table(
         WEBHOOK_ATTEMPTS_TABLE,
         metadata,
@@ -190,8 +233,8 @@ def _webhook_tables_v2(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
             nullable=False,
         ),
         sa.Column("number", sa.Integer, nullable=False),
-        sa.Column("started_at", timestamp, nullable=False),
-        sa.Column("finished_at", timestamp, nullable=False),
+        sa.Column("started_at", _TIMESTAMP, nullable=False),
+        sa.Column("finished_at", _TIMESTAMP, nullable=False),
         sa.Column("status_code", sa.Integer),
         sa.Column("error", sa.Text),
         sa.Column("duration_ms", sa.Integer, nullable=False),
@@ -200,81 +243,20 @@ def _webhook_tables_v2(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return deliveries, attempts
 
 
-def _submissions_v3(metadata: sa.MetaData, name: str = SUBMISSIONS_TABLE) -> sa.Table:
-    """The submissions table as migration 3 leaves it: a tenant and a trace context per submission.
-
-    `name` is the table's name while SQLite rebuilds it; constraint and index names stay those of the real table.
-    """
-    table = sa.Table(
-        name,
-        metadata,
-        sa.Column("execution_id", sa.String(64), primary_key=True),
-        sa.Column("plan", sa.JSON, nullable=False),
-        sa.Column("base_execution_id", sa.Text),
-        sa.Column("webhook_url", sa.Text),
-        sa.Column("webhook_secret_token", sa.Text),
-        sa.Column("priority", sa.String(16), nullable=False),
-        sa.Column("idempotency_key", sa.Text),
-        sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("error", sa.Text),
-        sa.Column("run_id", sa.Text),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("launched_at", sa.DateTime(timezone=True)),
-        sa.Column("tenant", sa.String(64), nullable=False, server_default=DEFAULT_TENANT),
-        # The W3C traceparent of the execution's span (its trace id is the execution's trace).
-        sa.Column("traceparent", sa.String(55)),
-        # One idempotency key is one submission per tenant: two tenants never see each other's keys.
-        sa.UniqueConstraint("tenant", "idempotency_key", name="uq_video_pipelines_submissions_tenant_idempotency"),
-        sa.CheckConstraint("priority IN ('high', 'normal', 'low')", name="ck_video_pipelines_submissions_priority"),
-        sa.CheckConstraint(
-            "state IN ('pending', 'launched', 'rejected', 'canceled')", name="ck_video_pipelines_submissions_state"
-        ),
-    )
-    return table
-
-
-def _submissions_v3_indexes(table: sa.Table) -> list[sa.Index]:
-    return [
-        sa.Index("ix_video_pipelines_submissions_state_created", table.c.state, table.c.created_at),
-        # A tenant's executions, newest first (`GET /api/executions`).
-        sa.Index("ix_video_pipelines_submissions_tenant_execution", table.c.tenant, table.c.execution_id),
-    ]
+def _delivery_columns_v3() -> list[sa.Column[object]]:
+    # The plan node of a node.* event; '' for execution events (NULLs would not be unique).
+    return [*_delivery_columns(32), sa.Column("node_id", sa.Text, nullable=False, server_default="")]
 
 
 def _webhook_deliveries_v3(metadata: sa.MetaData, name: str = WEBHOOK_DELIVERIES_TABLE) -> sa.Table:
-    """The webhook deliveries table as migration 3 leaves it: more events, one per node for node events."""
-    timestamp = sa.DateTime(timezone=True)
-    events = ", ".join(f"'{event}'" for event in _EVENTS_V3)
     return sa.Table(
         name,
         metadata,
-        sa.Column("webhook_id", sa.Text, primary_key=True),
-        sa.Column("execution_id", sa.Text, nullable=False),
-        sa.Column("event", sa.String(32), nullable=False),
-        sa.Column("url", sa.Text, nullable=False),
-        sa.Column("body", sa.Text, nullable=False),
-        sa.Column("secret_source", sa.Text),
-        sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("attempts", sa.Integer, nullable=False),
-        sa.Column("next_attempt_at", timestamp, nullable=False),
-        sa.Column("lease_until", timestamp),
-        sa.Column("created_at", timestamp, nullable=False),
-        sa.Column("delivered_at", timestamp),
-        sa.Column("last_error", sa.Text),
-        # The plan node of a node.* event; '' for execution events (NULLs would not be unique).
-        sa.Column("node_id", sa.Text, nullable=False, server_default=""),
+        *_delivery_columns_v3(),
         sa.UniqueConstraint(
             "execution_id", "event", "node_id", name="uq_video_pipelines_webhook_deliveries_execution_event_node"
         ),
-        sa.CheckConstraint(f"event IN ({events})", name="ck_video_pipelines_webhook_deliveries_event_v3"),
-        sa.CheckConstraint(
-            "state IN ('pending', 'delivered', 'failed')", name="ck_video_pipelines_webhook_deliveries_state"
-        ),
-        sa.CheckConstraint(
-            "secret_source IS NULL OR secret_source = 'submission' OR secret_source LIKE 'env:_%'",
-            name="ck_video_pipelines_webhook_deliveries_secret_source",
-        ),
+        *_delivery_checks(_EVENTS_V3, "ck_video_pipelines_webhook_deliveries_event_v3"),
     )
 
 
@@ -283,48 +265,21 @@ def _webhook_deliveries_v3_indexes(table: sa.Table) -> list[sa.Index]:
 
 
 def _webhook_deliveries_v4(metadata: sa.MetaData, name: str = WEBHOOK_DELIVERIES_TABLE) -> sa.Table:
-    """The webhook deliveries table as migration 4 leaves it: the execution's attempt each delivery is for."""
-    timestamp = sa.DateTime(timezone=True)
-    events = ", ".join(f"'{event}'" for event in _EVENTS_V3)
     return sa.Table(
         name,
         metadata,
-        sa.Column("webhook_id", sa.Text, primary_key=True),
-        sa.Column("execution_id", sa.Text, nullable=False),
-        sa.Column("event", sa.String(32), nullable=False),
-        sa.Column("url", sa.Text, nullable=False),
-        sa.Column("body", sa.Text, nullable=False),
-        sa.Column("secret_source", sa.Text),
-        sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("attempts", sa.Integer, nullable=False),
-        sa.Column("next_attempt_at", timestamp, nullable=False),
-        sa.Column("lease_until", timestamp),
-        sa.Column("created_at", timestamp, nullable=False),
-        sa.Column("delivered_at", timestamp),
-        sa.Column("last_error", sa.Text),
-        sa.Column("node_id", sa.Text, nullable=False, server_default=""),
+        *_delivery_columns_v3(),
         # The run of the execution the event happened in: 1 for its first run (and every delivery made before step 4).
         sa.Column("attempt", sa.Integer, nullable=False, server_default=sa.text("1")),
         # Each attempt of an execution reports its own events.
         sa.UniqueConstraint("execution_id", "event", "node_id", "attempt", name=_DELIVERIES_UNIQUE_V4),
-        sa.CheckConstraint(f"event IN ({events})", name="ck_video_pipelines_webhook_deliveries_event_v3"),
-        sa.CheckConstraint(
-            "state IN ('pending', 'delivered', 'failed')", name="ck_video_pipelines_webhook_deliveries_state"
-        ),
-        sa.CheckConstraint(
-            "secret_source IS NULL OR secret_source = 'submission' OR secret_source LIKE 'env:_%'",
-            name="ck_video_pipelines_webhook_deliveries_secret_source",
-        ),
+        *_delivery_checks(_EVENTS_V3, "ck_video_pipelines_webhook_deliveries_event_v3"),
         sa.CheckConstraint("attempt >= 1", name="ck_video_pipelines_webhook_deliveries_attempt"),
     )
 
 
-def _attempts_v4(metadata: sa.MetaData) -> sa.Table:
-    """The attempts table migration 4 creates: the runs of an execution after its first one."""
-    timestamp = sa.DateTime(timezone=True)
-    table = sa.Table(
-        ATTEMPTS_TABLE,
-        metadata,
+def _attempt_columns_v4() -> list[sa.Column[object]]:
+    return [
         # No foreign key to the submissions: an execution started through Dagster's doors has no submission.
         sa.Column("execution_id", sa.String(64), primary_key=True),
         # 2, 3, ...: attempt 1 is the execution's first run, which has no row.
@@ -334,136 +289,48 @@ def _attempts_v4(metadata: sa.MetaData) -> sa.Table:
         sa.Column("previous_run_id", sa.Text, nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("run_id", sa.Text),
-        sa.Column("requested_at", timestamp, nullable=False),
-        sa.Column("launched_at", timestamp),
+        sa.Column("requested_at", _TIMESTAMP, nullable=False),
+        sa.Column("launched_at", _TIMESTAMP),
+    ]
+
+
+def _attempt_checks() -> list[sa.CheckConstraint]:
+    return [
         sa.CheckConstraint("number >= 2", name="ck_video_pipelines_attempts_number"),
         sa.CheckConstraint("reason IN ('resume', 'retry')", name="ck_video_pipelines_attempts_reason"),
+    ]
+
+
+def _attempts_v4(metadata: sa.MetaData) -> sa.Table:
+    table = sa.Table(
+        ATTEMPTS_TABLE,
+        metadata,
+        *_attempt_columns_v4(),
+        *_attempt_checks(),
         sa.CheckConstraint("state IN ('pending', 'launched', 'canceled')", name="ck_video_pipelines_attempts_state"),
     )
-    # The plan sensor's question: which attempts wait to be launched, oldest first.
-    sa.Index("ix_video_pipelines_attempts_state_requested", table.c.state, table.c.requested_at)
+    _attempts_v4_indexes(table)
     return table
-
-
-def _node_results_v5(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
-    """The node results and node claims tables migration 5 creates."""
-    timestamp = sa.DateTime(timezone=True)
-    results = sa.Table(
-        NODE_RESULTS_TABLE,
-        metadata,
-        # Reuse never crosses tenants: a tenant's lineage is found only under its own name.
-        sa.Column("tenant", sa.String(64), primary_key=True),
-        # The sha256 hex of the node's lineage (`plan.lineage`).
-        sa.Column("lineage", sa.String(64), primary_key=True),
-        # Where the result was computed: the execution, its plan node and the Dagster run.
-        sa.Column("execution_id", sa.String(64), nullable=False),
-        sa.Column("node_id", sa.Text, nullable=False),
-        sa.Column("operation", sa.String(32), nullable=False),
-        sa.Column("run_id", sa.Text, nullable=False),
-        # The video result's wire dict (`plan.results.VideoResult.to_wire`).
-        sa.Column("result", sa.JSON, nullable=False),
-        # What computing it cost, so a reuse can say what it saved.
-        sa.Column("cost_usd", sa.Float, nullable=False, server_default=sa.text("0")),
-        sa.Column("recorded_at", timestamp, nullable=False),
-        sa.CheckConstraint("cost_usd >= 0", name="ck_video_pipelines_node_results_cost_usd"),
-    )
-    claims = sa.Table(
-        NODE_CLAIMS_TABLE,
-        metadata,
-        # The primary key is what makes one claim per (tenant, lineage), also when processes race.
-        sa.Column("tenant", sa.String(64), primary_key=True),
-        sa.Column("lineage", sa.String(64), primary_key=True),
-        sa.Column("execution_id", sa.String(64), nullable=False),
-        # The holder: the run and the plan node computing the lineage.
-        sa.Column("node_id", sa.Text, nullable=False),
-        sa.Column("run_id", sa.Text, nullable=False),
-        sa.Column("claimed_at", timestamp, nullable=False),
-    )
-    return results, claims
-
-
-def _execution_outcomes_v7(metadata: sa.MetaData) -> sa.Table:
-    """The execution outcomes table migration 7 creates: each execution's end, claimed once."""
-    table = sa.Table(
-        EXECUTION_OUTCOMES_TABLE,
-        metadata,
-        # No foreign key to the submissions: an execution started through Dagster's doors has no submission.
-        sa.Column("execution_id", sa.String(64), primary_key=True),
-        # The span id (16 hex digits) of the caller's span, from the submitting request's traceparent.
-        sa.Column("parent_span_id", sa.String(16)),
-        # When its first run started; NULL until then.
-        sa.Column("started_at", sa.DateTime(timezone=True)),
-        # How the execution first ended (completed, failed, canceled) and when; NULL until then.
-        sa.Column("status", sa.String(16)),
-        sa.Column("ended_at", sa.DateTime(timezone=True)),
-    )
-    # The metrics' GROUP BY status, read from the index alone.
-    sa.Index("ix_video_pipelines_execution_outcomes_status", table.c.status)
-    return table
-
-
-_SUBMISSION_STATES_V8 = "state IN ('pending', 'launching', 'launched', 'rejected', 'canceled')"
-_ATTEMPT_STATES_V8 = "state IN ('pending', 'launching', 'launched', 'canceled')"
-
-
-def _submissions_v8(metadata: sa.MetaData, name: str = SUBMISSIONS_TABLE) -> sa.Table:
-    """The submissions table as migration 8 leaves it: a LAUNCHING state, a cancel request after the claim."""
-    return sa.Table(
-        name,
-        metadata,
-        sa.Column("execution_id", sa.String(64), primary_key=True),
-        sa.Column("plan", sa.JSON, nullable=False),
-        sa.Column("base_execution_id", sa.Text),
-        sa.Column("webhook_url", sa.Text),
-        sa.Column("webhook_secret_token", sa.Text),
-        sa.Column("priority", sa.String(16), nullable=False),
-        sa.Column("idempotency_key", sa.Text),
-        sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("error", sa.Text),
-        sa.Column("run_id", sa.Text),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("launched_at", sa.DateTime(timezone=True)),
-        sa.Column("tenant", sa.String(64), nullable=False, server_default=DEFAULT_TENANT),
-        sa.Column("traceparent", sa.String(55)),
-        sa.Column("request_digest", sa.String(64)),
-        # When a cancel came after the plan sensor claimed the submission: its run, once it exists, runs nothing.
-        sa.Column("cancel_requested_at", sa.DateTime(timezone=True)),
-        sa.UniqueConstraint("tenant", "idempotency_key", name="uq_video_pipelines_submissions_tenant_idempotency"),
-        sa.CheckConstraint("priority IN ('high', 'normal', 'low')", name="ck_video_pipelines_submissions_priority"),
-        sa.CheckConstraint(_SUBMISSION_STATES_V8, name="ck_video_pipelines_submissions_state_v8"),
-    )
-
-
-def _attempts_v8(metadata: sa.MetaData, name: str = ATTEMPTS_TABLE) -> sa.Table:
-    """The attempts table as migration 8 leaves it: a LAUNCHING state, a cancel request after the claim."""
-    timestamp = sa.DateTime(timezone=True)
-    return sa.Table(
-        name,
-        metadata,
-        sa.Column("execution_id", sa.String(64), primary_key=True),
-        sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("reason", sa.String(16), nullable=False),
-        sa.Column("previous_run_id", sa.Text, nullable=False),
-        sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("run_id", sa.Text),
-        sa.Column("requested_at", timestamp, nullable=False),
-        sa.Column("launched_at", timestamp),
-        sa.Column("outcome", sa.String(16)),
-        sa.Column("cancel_requested_at", timestamp),
-        sa.CheckConstraint("number >= 2", name="ck_video_pipelines_attempts_number"),
-        sa.CheckConstraint("reason IN ('resume', 'retry')", name="ck_video_pipelines_attempts_reason"),
-        sa.CheckConstraint(_ATTEMPT_STATES_V8, name="ck_video_pipelines_attempts_state_v8"),
-    )
 
 
 def _attempts_v4_indexes(table: sa.Table) -> list[sa.Index]:
+    # The plan sensor's question: which attempts wait to be launched, oldest first.
     return [sa.Index("ix_video_pipelines_attempts_state_requested", table.c.state, table.c.requested_at)]
 
 
+def _attempts_v8(metadata: sa.MetaData, name: str = ATTEMPTS_TABLE) -> sa.Table:
+    columns: list[sa.Column[object]] = [*_attempt_columns_v4(), sa.Column("outcome", sa.String(16))]
+    return _reshaped_v8(
+        name,
+        metadata,
+        columns,
+        *_attempt_checks(),
+        states=_ATTEMPT_STATES_V8,
+        check="ck_video_pipelines_attempts_state_v8",
+    )
+
+
 def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
-    """The API keys and counters tables migration 3 creates."""
-    timestamp = sa.DateTime(timezone=True)
     api_keys = sa.Table(
         API_KEYS_TABLE,
         metadata,
@@ -475,9 +342,9 @@ def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("key_hash", sa.String(64), nullable=False),
         # The key's first characters, to recognise it in `api-keys list` (not enough to use it).
         sa.Column("key_prefix", sa.String(24), nullable=False),
-        sa.Column("created_at", timestamp, nullable=False),
-        sa.Column("revoked_at", timestamp),
-        sa.Column("last_used_at", timestamp),
+        sa.Column("created_at", _TIMESTAMP, nullable=False),
+        sa.Column("revoked_at", _TIMESTAMP),
+        sa.Column("last_used_at", _TIMESTAMP),
         sa.UniqueConstraint("key_hash", name="uq_video_pipelines_api_keys_key_hash"),
     )
     counters = sa.Table(
@@ -492,33 +359,69 @@ def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return api_keys, counters
 
 
-def _create_submissions(connection: sa.Connection) -> None:
-    metadata = sa.MetaData()
-    _submissions_v1(metadata)
-    metadata.create_all(connection)
+def _lineage_columns() -> list[sa.Column[object]]:
+    return [
+        # Reuse never crosses tenants: a tenant's lineage is found only under its own name.
+        sa.Column("tenant", sa.String(64), primary_key=True),
+        # The sha256 hex of the node's lineage (`plan.lineage`).
+        sa.Column("lineage", sa.String(64), primary_key=True),
+        # Where it was (or is being) computed: the execution, its plan node and (below) the Dagster run.
+        sa.Column("execution_id", sa.String(64), nullable=False),
+        sa.Column("node_id", sa.Text, nullable=False),
+    ]
 
 
-def _create_webhook_deliveries(connection: sa.Connection) -> None:
-    metadata = sa.MetaData()
-    _webhook_tables_v2(metadata)
-    metadata.create_all(connection)
+def _node_results_v5(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    results = sa.Table(
+        NODE_RESULTS_TABLE,
+        metadata,
+        *_lineage_columns(),
+        sa.Column("operation", sa.String(32), nullable=False),
+        sa.Column("run_id", sa.Text, nullable=False),
+        # The video result's wire dict (`plan.results.VideoResult.to_wire`).
+        sa.Column("result", sa.JSON, nullable=False),
+        # What computing it cost, so a reuse can say what it saved.
+        sa.Column("cost_usd", sa.Float, nullable=False, server_default=sa.text("0")),
+        sa.Column("recorded_at", _TIMESTAMP, nullable=False),
+        sa.CheckConstraint("cost_usd >= 0", name="ck_video_pipelines_node_results_cost_usd"),
+    )
+    claims = sa.Table(
+        NODE_CLAIMS_TABLE,
+        metadata,
+        # The primary key is what makes one claim per (tenant, lineage), also when processes race.
+        *_lineage_columns(),
+        sa.Column("run_id", sa.Text, nullable=False),
+        sa.Column("claimed_at", _TIMESTAMP, nullable=False),
+    )
+    return results, claims
 
 
-def _rebuild_sqlite(
-    connection: sa.Connection,
-    declare: Callable[[sa.MetaData, str], sa.Table],
-    indexes: Callable[[sa.Table], list[sa.Index]],
-    name: str,
-    *,
-    version: int,
-) -> None:
+def _execution_outcomes_v7(metadata: sa.MetaData) -> sa.Table:
+    table = sa.Table(
+        EXECUTION_OUTCOMES_TABLE,
+        metadata,
+        # No foreign key to the submissions: an execution started through Dagster's doors has no submission.
+        sa.Column("execution_id", sa.String(64), primary_key=True),
+        # The span id (16 hex digits) of the caller's span, from the submitting request's traceparent.
+        sa.Column("parent_span_id", sa.String(16)),
+        # When its first run started; NULL until then.
+        sa.Column("started_at", _TIMESTAMP),
+        # How the execution first ended (completed, failed, canceled) and when; NULL until then.
+        sa.Column("status", sa.String(16)),
+        sa.Column("ended_at", _TIMESTAMP),
+    )
+    # The metrics' GROUP BY status, read from the index alone.
+    sa.Index("ix_video_pipelines_execution_outcomes_status", table.c.status)
+    return table
+
+
+def _rebuild_sqlite(connection: sa.Connection, declare: Declare, indexes: Indexes, name: str, version: int) -> None:
     """Give SQLite table `name` the shape `declare` makes, keeping its rows (new columns take their defaults).
 
-    `version` is the migration's: the table is built as `<name>_v<version>_new`, then renamed.
+    The table is built as `<name>_v<version>_new`, then renamed.
     """
     temporary = f"{name}_v{version}_new"
-    metadata = sa.MetaData()
-    new = declare(metadata, temporary)
+    new = declare(sa.MetaData(), temporary)
     new.create(connection)
     kept = [column for column in sa.inspect(connection).get_columns(name) if column["name"] in new.c]
     columns = ", ".join(f'"{column["name"]}"' for column in kept)
@@ -526,106 +429,68 @@ def _rebuild_sqlite(
     connection.exec_driver_sql(f'DROP TABLE "{name}"')
     # Tables that reference `name` (the attempts' foreign key) name it as text: they find the renamed table.
     connection.exec_driver_sql(f'ALTER TABLE "{temporary}" RENAME TO "{name}"')
-    final = declare(sa.MetaData(), name)
-    for index in indexes(final):
+    for index in indexes(declare(sa.MetaData(), name)):
         index.create(connection)
 
 
-def _alter_postgres_v3(connection: sa.Connection) -> None:
-    events = ", ".join(f"'{event}'" for event in _EVENTS_V3)
-    for statement in (
-        f"ALTER TABLE {SUBMISSIONS_TABLE} ADD COLUMN tenant VARCHAR(64) NOT NULL DEFAULT '{DEFAULT_TENANT}'",
-        f"ALTER TABLE {SUBMISSIONS_TABLE} ADD COLUMN traceparent VARCHAR(55)",
-        f"ALTER TABLE {SUBMISSIONS_TABLE} DROP CONSTRAINT uq_video_pipelines_submissions_idempotency_key",
-        f"ALTER TABLE {SUBMISSIONS_TABLE} ADD CONSTRAINT uq_video_pipelines_submissions_tenant_idempotency "
-        "UNIQUE (tenant, idempotency_key)",
-        f"CREATE INDEX ix_video_pipelines_submissions_tenant_execution ON {SUBMISSIONS_TABLE} (tenant, execution_id)",
-        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} ALTER COLUMN event TYPE VARCHAR(32)",
-        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} ADD COLUMN node_id TEXT NOT NULL DEFAULT ''",
-        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} DROP CONSTRAINT ck_video_pipelines_webhook_deliveries_event",
-        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} ADD CONSTRAINT ck_video_pipelines_webhook_deliveries_event_v3 "
-        f"CHECK (event IN ({events}))",
-        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} DROP CONSTRAINT uq_video_pipelines_webhook_deliveries_execution_event",
-        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} ADD CONSTRAINT "
-        "uq_video_pipelines_webhook_deliveries_execution_event_node UNIQUE (execution_id, event, node_id)",
-    ):
-        connection.exec_driver_sql(statement)
+@dataclass(frozen=True)
+class Migration:
+    """One step: `postgres` statements on PostgreSQL, or the tables SQLite rebuilds (`sqlite`: how each is declared,
+    its indexes and its name); then `both` statements; then the new tables `create` declares."""
 
+    version: int
+    description: str
+    postgres: tuple[str, ...] = ()
+    sqlite: tuple[tuple[Declare, Indexes, str], ...] = ()
+    both: tuple[str, ...] = ()
+    create: tuple[Callable[[sa.MetaData], object], ...] = ()
 
-def _tenancy_and_events(connection: sa.Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        _alter_postgres_v3(connection)
-    else:
-        _rebuild_sqlite(connection, _submissions_v3, _submissions_v3_indexes, SUBMISSIONS_TABLE, version=3)
-        _rebuild_sqlite(
-            connection, _webhook_deliveries_v3, _webhook_deliveries_v3_indexes, WEBHOOK_DELIVERIES_TABLE, version=3
-        )
-    metadata = sa.MetaData()
-    _tenancy_v3(metadata)
-    metadata.create_all(connection)
-
-
-def _alter_postgres_v4(connection: sa.Connection) -> None:
-    for statement in (
-        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1",
-        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} ADD CONSTRAINT ck_video_pipelines_webhook_deliveries_attempt "
-        "CHECK (attempt >= 1)",
-        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} DROP CONSTRAINT "
-        "uq_video_pipelines_webhook_deliveries_execution_event_node",
-        f"ALTER TABLE {WEBHOOK_DELIVERIES_TABLE} ADD CONSTRAINT {_DELIVERIES_UNIQUE_V4} "
-        "UNIQUE (execution_id, event, node_id, attempt)",
-    ):
-        connection.exec_driver_sql(statement)
-
-
-def _attempts_and_webhooks_per_attempt(connection: sa.Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        _alter_postgres_v4(connection)
-    else:
-        # The deliveries' index is unchanged since step 3.
-        _rebuild_sqlite(
-            connection, _webhook_deliveries_v4, _webhook_deliveries_v3_indexes, WEBHOOK_DELIVERIES_TABLE, version=4
-        )
-    metadata = sa.MetaData()
-    _attempts_v4(metadata)
-    metadata.create_all(connection)
-
-
-def _create_node_results(connection: sa.Connection) -> None:
-    metadata = sa.MetaData()
-    _node_results_v5(metadata)
-    metadata.create_all(connection)
-
-
-def _add_request_digest(connection: sa.Connection) -> None:
-    # Nullable without a default: an in-place ADD COLUMN on PostgreSQL and SQLite alike.
-    connection.exec_driver_sql(f"ALTER TABLE {SUBMISSIONS_TABLE} ADD COLUMN request_digest VARCHAR(64)")
-
-
-def _outcomes(connection: sa.Connection) -> None:
-    connection.exec_driver_sql(f"ALTER TABLE {ATTEMPTS_TABLE} ADD COLUMN outcome VARCHAR(16)")
-    metadata = sa.MetaData()
-    _execution_outcomes_v7(metadata)
-    metadata.create_all(connection)
-
-
-def _alter_postgres_v8(connection: sa.Connection) -> None:
-    for table, states in ((SUBMISSIONS_TABLE, _SUBMISSION_STATES_V8), (ATTEMPTS_TABLE, _ATTEMPT_STATES_V8)):
-        for statement in (
-            f"ALTER TABLE {table} ADD COLUMN cancel_requested_at TIMESTAMP WITH TIME ZONE",
-            f"ALTER TABLE {table} DROP CONSTRAINT ck_{table}_state",
-            f"ALTER TABLE {table} ADD CONSTRAINT ck_{table}_state_v8 CHECK ({states})",
-        ):
+    def apply(self, connection: sa.Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            for statement in self.postgres:
+                connection.exec_driver_sql(statement)
+        else:
+            for declare, indexes, name in self.sqlite:
+                _rebuild_sqlite(connection, declare, indexes, name, self.version)
+        for statement in self.both:
             connection.exec_driver_sql(statement)
+        metadata = sa.MetaData()
+        for declare_new in self.create:
+            declare_new(metadata)
+        metadata.create_all(connection)
 
 
-def _launch_claims_and_cancel_requests(connection: sa.Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        _alter_postgres_v8(connection)
-    else:
-        _rebuild_sqlite(connection, _submissions_v8, _submissions_v3_indexes, SUBMISSIONS_TABLE, version=8)
-        _rebuild_sqlite(connection, _attempts_v8, _attempts_v4_indexes, ATTEMPTS_TABLE, version=8)
-
+_S, _D, _A = SUBMISSIONS_TABLE, WEBHOOK_DELIVERIES_TABLE, ATTEMPTS_TABLE
+_POSTGRES_V3 = (
+    f"ALTER TABLE {_S} ADD COLUMN tenant VARCHAR(64) NOT NULL DEFAULT '{DEFAULT_TENANT}'",
+    f"ALTER TABLE {_S} ADD COLUMN traceparent VARCHAR(55)",
+    f"ALTER TABLE {_S} DROP CONSTRAINT uq_video_pipelines_submissions_idempotency_key",
+    f"ALTER TABLE {_S} ADD CONSTRAINT uq_video_pipelines_submissions_tenant_idempotency "
+    "UNIQUE (tenant, idempotency_key)",
+    f"CREATE INDEX ix_video_pipelines_submissions_tenant_execution ON {_S} (tenant, execution_id)",
+    f"ALTER TABLE {_D} ALTER COLUMN event TYPE VARCHAR(32)",
+    f"ALTER TABLE {_D} ADD COLUMN node_id TEXT NOT NULL DEFAULT ''",
+    f"ALTER TABLE {_D} DROP CONSTRAINT ck_video_pipelines_webhook_deliveries_event",
+    f"ALTER TABLE {_D} ADD CONSTRAINT ck_video_pipelines_webhook_deliveries_event_v3 CHECK (event IN ({_EVENTS_V3}))",
+    f"ALTER TABLE {_D} DROP CONSTRAINT uq_video_pipelines_webhook_deliveries_execution_event",
+    f"ALTER TABLE {_D} ADD CONSTRAINT uq_video_pipelines_webhook_deliveries_execution_event_node "
+    "UNIQUE (execution_id, event, node_id)",
+)
+_POSTGRES_V4 = (
+    f"ALTER TABLE {_D} ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1",
+    f"ALTER TABLE {_D} ADD CONSTRAINT ck_video_pipelines_webhook_deliveries_attempt CHECK (attempt >= 1)",
+    f"ALTER TABLE {_D} DROP CONSTRAINT uq_video_pipelines_webhook_deliveries_execution_event_node",
+    f"ALTER TABLE {_D} ADD CONSTRAINT {_DELIVERIES_UNIQUE_V4} UNIQUE (execution_id, event, node_id, attempt)",
+)
+_POSTGRES_V8 = tuple(
+    statement
+    for table, states in ((_S, _SUBMISSION_STATES_V8), (_A, _ATTEMPT_STATES_V8))
+    for statement in (
+        f"ALTER TABLE {table} ADD COLUMN cancel_requested_at TIMESTAMP WITH TIME ZONE",
+        f"ALTER TABLE {table} DROP CONSTRAINT ck_{table}_state",
+        f"ALTER TABLE {table} ADD CONSTRAINT ck_{table}_state_v8 CHECK ({states})",
+    )
+)
 
 # The current shape of the tables, for queries (see the module docstring).
 submissions = _submissions_v8(_metadata)
@@ -638,14 +503,45 @@ node_results, node_claims = _node_results_v5(_metadata)
 execution_outcomes = _execution_outcomes_v7(_metadata)
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "submissions table", _create_submissions),
-    Migration(2, "webhook deliveries and attempts", _create_webhook_deliveries),
-    Migration(3, "tenants, API keys, webhook events per node, counters", _tenancy_and_events),
-    Migration(4, "execution attempts, webhook deliveries per attempt", _attempts_and_webhooks_per_attempt),
-    Migration(5, "node results by lineage, node claims", _create_node_results),
-    Migration(6, "the request digest of each submission (idempotency keys)", _add_request_digest),
-    Migration(7, "execution and attempt outcomes, claimed once; the caller's span", _outcomes),
-    Migration(8, "launch claims and cancel requests", _launch_claims_and_cancel_requests),
+    Migration(1, "submissions table", create=(_submissions_v1,)),
+    Migration(2, "webhook deliveries and attempts", create=(_webhook_tables_v2,)),
+    Migration(
+        3,
+        "tenants, API keys, webhook events per node, counters",
+        postgres=_POSTGRES_V3,
+        sqlite=(
+            (_submissions_v3, _submissions_v3_indexes, _S),
+            (_webhook_deliveries_v3, _webhook_deliveries_v3_indexes, _D),
+        ),
+        create=(_tenancy_v3,),
+    ),
+    Migration(
+        4,
+        "execution attempts, webhook deliveries per attempt",
+        postgres=_POSTGRES_V4,
+        # The deliveries' index is unchanged since step 3.
+        sqlite=((_webhook_deliveries_v4, _webhook_deliveries_v3_indexes, _D),),
+        create=(_attempts_v4,),
+    ),
+    Migration(5, "node results by lineage, node claims", create=(_node_results_v5,)),
+    # Nullable without a default: an in-place ADD COLUMN on PostgreSQL and SQLite alike.
+    Migration(
+        6,
+        "the request digest of each submission (idempotency keys)",
+        both=(f"ALTER TABLE {_S} ADD COLUMN request_digest VARCHAR(64)",),
+    ),
+    Migration(
+        7,
+        "execution and attempt outcomes, claimed once; the caller's span",
+        both=(f"ALTER TABLE {_A} ADD COLUMN outcome VARCHAR(16)",),
+        create=(_execution_outcomes_v7,),
+    ),
+    Migration(
+        8,
+        "launch claims and cancel requests",
+        postgres=_POSTGRES_V8,
+        sqlite=((_submissions_v8, _submissions_v3_indexes, _S), (_attempts_v8, _attempts_v4_indexes, _A)),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

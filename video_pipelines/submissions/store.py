@@ -1,42 +1,29 @@
 """The submission store: plans submitted through `video-pipelines submit`, kept until launched.
 
-A client submits a plan; the store keeps it PENDING until the submission sensor claims it
-to launch it (LAUNCHING: its run is asked for, and may not exist yet), then sees its run
-(LAUNCHED, with the run id); or refuses it (REJECTED, with the error); or the client cancels
-it first (CANCELED):
+A submission is PENDING until the submission sensor claims it to launch it (LAUNCHING: its run
+is asked for, and may not exist yet), then sees its run (LAUNCHED); or the sensor refuses it
+(REJECTED); or the client cancels it first (CANCELED):
 
     pending ──claim──> launching ──mark_launched──> launched
        ├───mark_rejected──> rejected
        └───cancel_pending─> canceled
 
-Each move is one conditional UPDATE, so two sensors (or a sensor and a cancel) racing on
-one submission cannot both win, and a submission is never lost: until its run exists, the
-sensor asks for it again. A cancel wins only against PENDING: then no run is ever asked for.
-Once the submission is claimed, a cancel is a request (`request_cancel`, kept in
-`cancel_requested_at`) that the run obeys: it runs no node (see `executions.lifecycle`).
+Each move is one conditional UPDATE, so of two racers on one submission one wins, and a
+submission is never lost: until its run exists, the sensor asks for it again. A cancel wins
+only against PENDING; once claimed, a cancel is a request (`request_cancel`) that the run obeys.
 
-The store is a table (`video_pipelines_submissions`, see `schema`) in a SQLAlchemy
-database: PostgreSQL in production, where it sits beside Dagster's own tables, or a
-SQLite file in DAGSTER_HOME as the embedded default (WAL and a busy timeout, so the CLI
+The table (`video_pipelines_submissions`, see `schema`) is in PostgreSQL in production, beside
+Dagster's own tables, or in a SQLite file in DAGSTER_HOME (WAL and a busy timeout, so the CLI
 and the daemon can use it at once).
 
-Webhook secrets
----------------
-A webhook secret is kept here only, never in Dagster's run storage, and never in plain
-text: it is encrypted with Fernet (see `crypto`) in the `webhook_secret_token` column, and
-the stored plan never holds it. The key is never stored in the database. It comes from,
-in order: the `secret_key` argument; `$VIDEO_PIPELINES_SECRET_KEY` (a Fernet key or a
-passphrase); a key file `video_pipelines_secret.key` (mode 0600, created on first use)
-in DAGSTER_HOME for `SubmissionStore.from_env`, or next to the database file for a SQLite
-URL. With a PostgreSQL URL and no key given or in the environment, the plain constructor
-has no key file and storing or reading a secret fails, asking for the variable.
-
-So a dump or backup of the database alone does not reveal any secret; whoever has both
-the database and the key can decrypt every secret (as the webhook sender must). Every
-process that sends webhooks needs the same key as the processes that submit: with a
-shared PostgreSQL, set VIDEO_PIPELINES_SECRET_KEY for all of them rather than relying on a
-key file in each one's DAGSTER_HOME. A secret read with another key raises
-`SecretKeyError`; it is never silently dropped.
+Webhook secrets are kept here only, encrypted with Fernet (see `crypto`), never in the stored
+plan nor in Dagster's run storage. The key is never in the database; it comes from the
+`secret_key` argument, else `$VIDEO_PIPELINES_SECRET_KEY` (a Fernet key or a passphrase), else
+a key file `video_pipelines_secret.key` (mode 0600, made on first use) in DAGSTER_HOME for
+`from_env` or next to a SQLite database. With a PostgreSQL URL and neither, storing or reading
+a secret fails, asking for the variable: every process that sends webhooks needs the key of
+the processes that submit. A dump of the database alone reveals no secret; a secret read with
+another key raises `SecretKeyError`, never silently dropped.
 """
 
 from __future__ import annotations
@@ -72,8 +59,8 @@ from video_pipelines.submissions.crypto import (
     load_or_create_key_file,
 )
 from video_pipelines.submissions.database_url import DATABASE_URL_ENV, DEFAULT_HOME, psycopg2_url
+from video_pipelines.submissions.rows import Rows, record
 from video_pipelines.submissions.schema import DEFAULT_TENANT, migrate, submissions
-from video_pipelines.submissions.timestamps import as_utc, required_utc
 from video_pipelines.vocabulary import Priority
 
 DATABASE_FILE_NAME = "video_pipelines.db"
@@ -126,19 +113,12 @@ EXECUTION_ID_PREFIX = "exec_"
 
 
 def new_execution_id() -> str:
-    """`exec_` + a ULID: unique, and in creation order when sorted as text.
-
-    python-ulid's generator is monotonic within a process (same millisecond: the previous
-    value + 1); across processes the order holds to the millisecond.
-    """
+    """`exec_` + a ULID: unique, and in creation order when sorted as text (across processes, to the millisecond)."""
     return f"{EXECUTION_ID_PREFIX}{ULID()}"
 
 
 def execution_created_at(execution_id: str) -> float | None:
-    """When an execution named by `new_execution_id` was created (epoch seconds, to the millisecond).
-
-    None for another id: a run launched directly uses its run id as its execution id.
-    """
+    """When an execution named by `new_execution_id` was created (epoch seconds); None for another id."""
     if not execution_id.startswith(EXECUTION_ID_PREFIX):
         return None
     try:
@@ -179,16 +159,13 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_on_begin(connection: sa.Connection) -> None:
     # A writer takes the write lock when it begins (waiting up to the busy timeout), instead of
     # failing with "database is locked" when a read transaction tries to become a write.
-    if connection.get_execution_options().get(_READ_ONLY_OPTION):
-        connection.exec_driver_sql("BEGIN")
-    else:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    read_only = connection.get_execution_options().get(_READ_ONLY_OPTION)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _normalised_url(url: str) -> sa.URL:
-    text = psycopg2_url(url.strip())
     try:
-        parsed = sa.make_url(text)
+        parsed = sa.make_url(psycopg2_url(url.strip()))
     except sa.exc.ArgumentError:
         raise SubmissionStoreError(
             "the submission store needs a database URL such as postgresql://user@host:5432/db or "
@@ -315,25 +292,8 @@ def _row(submission: Submission, token: str | None) -> dict[str, Any]:
 
 
 def _submission(row: sa.RowMapping) -> Submission:
-    return Submission(
-        execution_id=row["execution_id"],
-        plan=row["plan"],
-        base_execution_id=row["base_execution_id"],
-        webhook_url=row["webhook_url"],
-        has_webhook_secret=row["webhook_secret_token"] is not None,
-        priority=row["priority"],
-        idempotency_key=row["idempotency_key"],
-        state=SubmissionState(row["state"]),
-        error=row["error"],
-        run_id=row["run_id"],
-        created_at=required_utc(row["created_at"]),
-        updated_at=required_utc(row["updated_at"]),
-        launched_at=as_utc(row["launched_at"]),
-        tenant=row["tenant"],
-        traceparent=row["traceparent"],
-        request_digest=row["request_digest"],
-        cancel_requested_at=as_utc(row["cancel_requested_at"]),
-    )
+    has_secret = row["webhook_secret_token"] is not None
+    return record(Submission, row, has_webhook_secret=has_secret, state=SubmissionState(row["state"]))
 
 
 _PENDING = (SubmissionState.PENDING.value,)
@@ -343,10 +303,9 @@ _PRIORITY_RANK = sa.case({p.value: p.rank for p in Priority}, value=submissions.
 
 
 class SubmissionStore:
-    """Submitted plans in a PostgreSQL or SQLite database; see the module docstring.
+    """Submitted plans in a PostgreSQL or SQLite database (see the module docstring), migrated when opened.
 
-    Thread-safe: one store may serve many threads. Several processes may each open their
-    own store on one database. Creates and migrates its tables when opened.
+    Thread-safe; several processes may each open their own store on one database.
     """
 
     def __init__(self, url: str, *, secret_key: bytes | str | None = None) -> None:
@@ -362,25 +321,20 @@ class SubmissionStore:
         self._secrets = SecretBox(self._resolve_key)
         self._engine = _create_engine(self._url)
         self._reader = self._engine.execution_options(**{_READ_ONLY_OPTION: True})
+        self._rows = Rows(self._engine, self._reader)
         try:
             migrate(self._engine)
-        except sa.exc.SQLAlchemyError as exc:
+        except BaseException as exc:
             self._engine.dispose()
+            if not isinstance(exc, sa.exc.SQLAlchemyError):
+                raise
             reason = getattr(exc, "orig", None) or exc
             raise SubmissionStoreError(f"cannot open the submission store at {self.url}: {reason}") from exc
-        except BaseException:
-            self._engine.dispose()
-            raise
 
     @classmethod
     def from_env(cls, dagster_home: Path | None = None) -> SubmissionStore:
-        """The store the environment names.
-
-        `$VIDEO_PIPELINES_DATABASE_URL` when set, else the SQLite file
-        `<DAGSTER_HOME or ./.dagster_home>/video_pipelines.db` (the folder is created). The
-        key: `$VIDEO_PIPELINES_SECRET_KEY` when set, else `video_pipelines_secret.key` in that
-        folder (created on first use, mode 0600).
-        """
+        """The store of `$VIDEO_PIPELINES_DATABASE_URL`, else of the SQLite file
+        `<DAGSTER_HOME or ./.dagster_home>/video_pipelines.db`; its key file is in that folder."""
         home = (dagster_home or Path(os.environ.get("DAGSTER_HOME") or DEFAULT_HOME)).expanduser().resolve()
         home.mkdir(parents=True, exist_ok=True)
         url = (os.environ.get(DATABASE_URL_ENV) or "").strip() or f"sqlite:///{home / DATABASE_FILE_NAME}"
@@ -395,10 +349,8 @@ class SubmissionStore:
 
     @property
     def engine(self) -> sa.Engine:
-        """The store's engine, for the tables that live beside the submissions (the webhook outbox).
-
-        On SQLite, each transaction it begins takes the write lock at once (see `reader`).
-        """
+        """The store's engine, for the tables beside the submissions; on SQLite, each transaction it begins takes
+        the write lock at once."""
         return self._engine
 
     @property
@@ -507,82 +459,60 @@ class SubmissionStore:
 
     def _by_idempotency_key(self, tenant: str, key: str) -> Submission | None:
         query = sa.select(submissions).where(submissions.c.tenant == tenant, submissions.c.idempotency_key == key)
-        with self._reader.connect() as connection:
-            row = connection.execute(query).mappings().first()
-        return _submission(row) if row is not None else None
+        return self._rows.first(query, _submission)
 
     def get(self, execution_id: str) -> Submission | None:
         """The submission `execution_id`, or None when there is none."""
-        query = sa.select(submissions).where(submissions.c.execution_id == execution_id)
-        with self._reader.connect() as connection:
-            row = connection.execute(query).mappings().first()
-        return _submission(row) if row is not None else None
+        return self._rows.first(sa.select(submissions).where(submissions.c.execution_id == execution_id), _submission)
 
     def newest(self, tenant: str | None, *, limit: int = 50, before: str | None = None) -> list[Submission]:
         """Up to `limit` submissions of `tenant` (None: every tenant), newest first, older than execution id `before`.
 
         Execution ids sort in creation order, so `before` (the last id of a page) is a stable cursor.
         """
-        if limit <= 0:
-            return []
         query = sa.select(submissions).order_by(submissions.c.execution_id.desc()).limit(limit)
         if tenant is not None:
             query = query.where(submissions.c.tenant == tenant)
         if before is not None:
             query = query.where(submissions.c.execution_id < before)
-        with self._reader.connect() as connection:
-            rows = connection.execute(query).mappings().all()
-        return [_submission(row) for row in rows]
+        return self._rows.all(query, _submission) if limit > 0 else []
 
     def count_by_state(self) -> dict[str, int]:
         """How many submissions are in each state (for metrics)."""
         query = sa.select(submissions.c.state, sa.func.count()).group_by(submissions.c.state)
-        with self._reader.connect() as connection:
-            return {str(state): int(count) for state, count in connection.execute(query).all()}
+        return {str(state): int(count) for state, count in self._rows.tuples(query)}
 
     def pending(self, limit: int = 100) -> list[Submission]:
         """Up to `limit` submissions not launched yet (PENDING or LAUNCHING): high priority before normal
         before low, then oldest first."""
-        if limit <= 0:
-            return []
-        query = (
-            sa.select(submissions)
-            .where(submissions.c.state.in_(_NOT_LAUNCHED))
-            .order_by(_PRIORITY_RANK, submissions.c.created_at, submissions.c.execution_id)
-            .limit(limit)
-        )
-        with self._reader.connect() as connection:
-            rows = connection.execute(query).mappings().all()
-        return [_submission(row) for row in rows]
+        query = sa.select(submissions).where(submissions.c.state.in_(_NOT_LAUNCHED))
+        order = (_PRIORITY_RANK, submissions.c.created_at, submissions.c.execution_id)
+        return self._rows.all(query.order_by(*order).limit(limit), _submission) if limit > 0 else []
 
-    def _move(
-        self, execution_id: str, sources: tuple[str, ...], state: SubmissionState, now: datetime, **values: Any
-    ) -> bool:
+    def _move(self, execution_id: str, sources: tuple[str, ...], now: datetime, **values: Any) -> bool:
         # One conditional UPDATE: of several racing callers, exactly one finds the row still in a source state.
-        statement = (
-            submissions.update()
-            .where(submissions.c.execution_id == execution_id, submissions.c.state.in_(sources))
-            .values(state=state.value, updated_at=now, **values)
+        statement = submissions.update().where(
+            submissions.c.execution_id == execution_id, submissions.c.state.in_(sources)
         )
-        with self._engine.begin() as connection:
-            return connection.execute(statement).rowcount == 1
+        return self._rows.changed(statement.values(updated_at=now, **values)) == 1
 
     def claim(self, execution_id: str) -> bool:
         """PENDING -> LAUNCHING, before its run is asked for; False (and no change) if it was not pending."""
-        return self._move(execution_id, _PENDING, SubmissionState.LAUNCHING, _now())
+        return self._move(execution_id, _PENDING, _now(), state=SubmissionState.LAUNCHING.value)
 
     def mark_launched(self, execution_id: str, run_id: str) -> bool:
         """PENDING or LAUNCHING -> LAUNCHED with its Dagster run id; False (and no change) otherwise."""
         now = _now()
-        return self._move(execution_id, _NOT_LAUNCHED, SubmissionState.LAUNCHED, now, run_id=run_id, launched_at=now)
+        launched = {"state": SubmissionState.LAUNCHED.value, "run_id": run_id, "launched_at": now}
+        return self._move(execution_id, _NOT_LAUNCHED, now, **launched)
 
     def mark_rejected(self, execution_id: str, error: str) -> bool:
         """PENDING -> REJECTED with the reason; False (and no change) if it was not pending."""
-        return self._move(execution_id, _PENDING, SubmissionState.REJECTED, _now(), error=error)
+        return self._move(execution_id, _PENDING, _now(), state=SubmissionState.REJECTED.value, error=error)
 
     def cancel_pending(self, execution_id: str) -> bool:
         """PENDING -> CANCELED before any run was asked for; False (and no change) if it was not pending."""
-        return self._move(execution_id, _PENDING, SubmissionState.CANCELED, _now())
+        return self._move(execution_id, _PENDING, _now(), state=SubmissionState.CANCELED.value)
 
     def request_cancel(self, execution_id: str, *, launched: bool = True) -> bool:
         """Record a cancel of a LAUNCHING or LAUNCHED submission (its run is asked for, or exists): its run
@@ -590,23 +520,16 @@ class SubmissionStore:
         `launched=False` leaves a LAUNCHED one alone: its run finished, a request would outlive it."""
         now = _now()
         states = _CLAIMED if launched else (SubmissionState.LAUNCHING.value,)
-        statement = (
-            submissions.update()
-            .where(submissions.c.execution_id == execution_id, submissions.c.state.in_(states))
-            .values(cancel_requested_at=sa.func.coalesce(submissions.c.cancel_requested_at, now), updated_at=now)
-        )
-        with self._engine.begin() as connection:
-            return connection.execute(statement).rowcount == 1
+        requested = sa.func.coalesce(submissions.c.cancel_requested_at, now)
+        return self._move(execution_id, states, now, cancel_requested_at=requested)
 
     def webhook_secret(self, execution_id: str) -> str | None:
         """The decrypted webhook secret of `execution_id`; None without one (or without the submission).
 
         Raises `SecretKeyError` when the store's key is not the one the secret was encrypted with.
         """
-        with self._reader.connect() as connection:
-            token = connection.execute(
-                sa.select(submissions.c.webhook_secret_token).where(submissions.c.execution_id == execution_id)
-            ).scalar()
+        column = submissions.c.webhook_secret_token
+        token = self._rows.value(sa.select(column).where(submissions.c.execution_id == execution_id))
         if token is None:
             return None
         return self._secrets.decrypt(token, what=f"the webhook secret of {execution_id}")

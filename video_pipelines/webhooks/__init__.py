@@ -1,21 +1,14 @@
 """Webhooks (README "Webhooks"): the signed POSTs an execution sends (its end, and the events its plan subscribes to).
 
-- `payload` — `encode_payload` turns a body into the exact bytes that are stored and sent
-  (what the body says is built by `video_pipelines.executions`).
-- `signing` — `signature_headers` (X-Webhook-Signature and Standard Webhooks'
-  webhook-id / webhook-timestamp / webhook-signature) and `unsigned_headers`.
-- `delivery` — `Delivery`, `Attempt` and `AttemptOutcome`: what the outbox keeps and what
-  an attempt reports.
-- `outbox` — `DeliveryOutbox`: one delivery per execution and event (and node, for node
-  events), claims, attempts, redelivery and the `RetrySchedule`
-  (`VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS`), in the submission store's database.
-- `sender` — `send_once` (one POST through the SSRF guard, no redirects) and `deliver_due`
-  (claim, sign, send and record every delivery that is due). Retry-After is read by
-  `video_pipelines.net.retrying.parse_retry_after`, exported here too.
-- `errors` — `WebhookError` and `WebhookSecretError`.
+- `payload` — `encode_payload`: the exact bytes stored and sent.
+- `signing` — `signature_headers` (X-Webhook-Signature and Standard Webhooks') and `unsigned_headers`.
+- `delivery` — `Delivery`, `Attempt` and `AttemptOutcome`.
+- `outbox` — `DeliveryOutbox`: one delivery per execution, event (node) and attempt; claims,
+  attempts, redelivery and the `RetrySchedule`, in the submission store's database.
+- `sender` — `send_once` (one POST through the SSRF guard) and `deliver_due` (claim, sign, send
+  and record every delivery that is due).
 
-Plain Python: no Dagster import. The Dagster sensors that enqueue and deliver live in
-`video_pipelines.orchestration`.
+Plain Python: no Dagster import; the sensors that enqueue and deliver are in `orchestration`.
 """
 
 from __future__ import annotations

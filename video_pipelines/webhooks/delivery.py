@@ -1,8 +1,5 @@
 """What a webhook delivery is: the `Delivery` the outbox keeps, its `Attempt`s, and the
-`AttemptOutcome` a sender reports for the outbox to record.
-
-Plain values shared by `outbox` (which stores them) and `sender` (which makes attempts), so
-neither module needs the other's types.
+`AttemptOutcome` a sender reports; shared by `outbox` and `sender`, so neither needs the other's types.
 """
 
 from __future__ import annotations
@@ -32,13 +29,13 @@ class Delivery:
     url: str = field(repr=False)
     body: bytes = field(repr=False)
     secret_source: str | None
-    state: DeliveryState
-    attempts: int
     next_attempt_at: datetime
-    lease_until: datetime | None
     created_at: datetime
-    delivered_at: datetime | None
-    last_error: str | None
+    state: DeliveryState = DeliveryState.PENDING
+    attempts: int = 0
+    lease_until: datetime | None = None
+    delivered_at: datetime | None = None
+    last_error: str | None = None
     # The execution's attempt (its Dagster run) the event happened in: 1 for its first run.
     attempt: int = 1
 

@@ -1,66 +1,49 @@
 """The webhook outbox: delivery records that lose nothing and repeat nothing.
 
-An ended execution gets one delivery for its end (completed, failed or canceled) and, when
-its plan subscribes to them (`webhook.events`), one for its start (`execution.started`) and
-one per node that completed or failed (`node.completed`, `node.failed`), in
-`video_pipelines_webhook_deliveries` beside the submissions (same database, same engine; the
-tables come from migrations 2 and 3 in `submissions.schema`). The record holds the URL, the exact
-body and where to find the secret at send time (`"submission"`: the submission store's
-encrypted secret of the execution; `"env:NAME"`: an environment variable), never the secret.
-Every attempt is a row of `video_pipelines_webhook_attempts`: when, how long, the status
-code or the error.
+An ended execution gets one delivery for its end (completed, failed or canceled) and, when its
+plan subscribes to them (`webhook.events`), one for its start and one per node that completed or
+failed, in `video_pipelines_webhook_deliveries` (the submission store's database). The record
+holds the URL, the exact body and where to find the secret at send time (`"submission"`: the
+store's encrypted secret of the execution; `"env:NAME"`), never the secret. Every attempt is a
+row of `video_pipelines_webhook_attempts`. A delivery is for one attempt of its execution
+(`attempt`, 1 for its first run): an execution that runs again reports each attempt's events.
 
     pending ──2xx──────────────────────────────> delivered
        │  ──410 Gone, refused destination (SSRF), configuration error──> failed
        └──other answer, timeout, error: retried per the schedule, then──> failed
     delivered, failed ──redeliver──> pending (due at once, same webhook-id)
 
-An execution that runs again (an attempt 2, 3, ...: resumed after its run worker died, or
-retried) reports the events of each attempt: a delivery is for one attempt of its execution
-(`attempt`, 1 for its first run).
-
 Guarantees:
 - `enqueue` is idempotent per (execution, event, node, attempt): the database's unique key
-  decides, also when processes race, and the `webhook-id` is stable. An execution's first
-  attempt keeps the ids of earlier versions, `msg_<execution id>_<event>` for an execution's
-  events and `msg_<execution id>_<event>_<node id>` for a node's; a later attempt n names
-  itself after the execution id, `msg_<execution id>_attempt<n>_<event>` (and
-  `..._<event>_<node id>`), so a receiver deduplicating on `webhook-id` sees each attempt's
-  events as new and each attempt's redeliveries as repeats.
-- `redeliver` sends an event again on request with the same `webhook-id`: its attempts go on
-  being numbered and recorded after the earlier ones, and the retry schedule counts them all
-  (a delivery whose schedule is spent gets one more attempt).
-- `claim_due` leases a delivery with a conditional UPDATE (and `FOR UPDATE SKIP LOCKED` on
-  PostgreSQL): two senders never hold the same delivery at once.
-- `record_attempt` inserts the attempt and moves the delivery in one transaction and releases
-  the lease; a delivered (or failed) record is never claimed again.
-- At least once, not more than needed: a sender that dies after the receiver answered but
-  before recording it leaves its lease to expire, and the delivery is sent again with the same
-  `webhook-id`, which is what Standard Webhooks receivers deduplicate on.
+  decides, also when processes race, and the `webhook-id` is stable (`webhook_id_for`: attempt
+  1 keeps the ids of earlier versions; a later one adds `_attempt<n>` after the execution id, so
+  a receiver deduplicating on `webhook-id` sees each attempt's events as new).
+- `redeliver` sends an event again with the same `webhook-id`; its attempts are numbered on
+  from the earlier ones, and a delivery whose schedule is spent gets one more attempt.
+- `claim_due` leases with a conditional UPDATE (and `FOR UPDATE SKIP LOCKED` on PostgreSQL):
+  two senders never hold the same delivery at once.
+- `record_attempt` inserts the attempt, moves the delivery and releases the lease in one
+  transaction; a delivered (or failed) record is never claimed again.
+- At least once: a sender that dies before recording an answer leaves its lease to expire, and
+  the delivery is sent again with the same `webhook-id`, which receivers deduplicate on.
 
-Retry schedule
---------------
-The first attempt is due as soon as the delivery is enqueued. After a failed attempt the next
-one waits (`RetrySchedule`, each delay jittered by +-20% so receivers coming back are not hit
-by every sender at once):
+Retry schedule (`RetrySchedule`): the first attempt is due at once; after a failed one the next
+waits, each delay jittered by +-20% so receivers coming back are not hit by every sender at once:
 
     after attempt   1     2      3       4        5        6
     wait            5 s   30 s   2 min   10 min   30 min   2 h
 
-that is 7 attempts over about 2 h 45 min; the delivery fails after the 7th. A `Retry-After`
-answer (seconds or an HTTP date) pushes the next attempt out to at least what it asks, capped
-at 1 h. Nobody sleeps through a backoff: a delivery not yet due is left for a later call.
-
-`VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS` replaces the delays: comma-separated seconds, n delays
-for n + 1 attempts (`1,1,1,1`: 5 attempts a second apart, for tests; `0` retries at the next
-call). Unset or empty: the schedule above.
+that is 7 attempts over about 2 h 45 min. A `Retry-After` answer pushes the next attempt out to
+at least what it asks, capped at 1 h. Nobody sleeps through a backoff: a delivery not yet due is
+left for a later call. `VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS` replaces the delays: comma-separated
+seconds, n delays for n + 1 attempts (`1,1,1,1` for tests; `0` retries at the next call).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -70,9 +53,9 @@ import sqlalchemy as sa
 from video_pipelines.errors import WebhookError
 from video_pipelines.net.retrying import jittered
 from video_pipelines.plan.document import NODE_ID_PATTERN
+from video_pipelines.submissions.rows import Rows, as_utc, moment, record
 from video_pipelines.submissions.schema import migrate, webhook_attempts, webhook_deliveries
 from video_pipelines.submissions.store import SubmissionStore
-from video_pipelines.submissions.timestamps import as_utc, moment, required_utc
 from video_pipelines.vocabulary import WebhookEvent
 from video_pipelines.webhooks.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
 from video_pipelines.webhooks.payload import EVENTS
@@ -133,17 +116,12 @@ _A = webhook_attempts.c
 
 
 def webhook_id_for(execution_id: str, event: str, node_id: str = "", attempt: int = 1) -> str:
-    """The `webhook-id` of an execution's event (or a node's) in one attempt of the execution.
-
-    The same at every delivery attempt and every enqueue. Attempt 1 (the execution's first
-    run) has the ids of earlier versions; a later attempt puts `_attempt<n>` after the execution id.
-    """
+    """The stable `webhook-id` of an execution's event (or a node's) in one attempt of the execution:
+    `msg_<execution id>_<event>[_<node id>]`, with `_attempt<n>` after the execution id for attempt n >= 2."""
     if attempt < 1:
         raise WebhookError(f"an execution's attempts are numbered from 1, got {attempt}")
     execution = execution_id if attempt == 1 else f"{execution_id}{_ATTEMPT_MARKER}{attempt}"
-    if node_id:
-        return f"msg_{execution}_{event}_{node_id}"
-    return f"msg_{execution}_{event}"
+    return f"msg_{execution}_{event}_{node_id}" if node_id else f"msg_{execution}_{event}"
 
 
 def _named_execution(webhook_id: str) -> str | None:
@@ -190,23 +168,7 @@ def _moment(now: datetime | None) -> datetime:
 
 
 def _delivery(row: sa.RowMapping) -> Delivery:
-    return Delivery(
-        webhook_id=row["webhook_id"],
-        execution_id=row["execution_id"],
-        event=row["event"],
-        node_id=row["node_id"],
-        url=row["url"],
-        body=row["body"].encode("utf-8"),
-        secret_source=row["secret_source"],
-        state=DeliveryState(row["state"]),
-        attempts=row["attempts"],
-        next_attempt_at=required_utc(row["next_attempt_at"]),
-        lease_until=as_utc(row["lease_until"]),
-        created_at=required_utc(row["created_at"]),
-        delivered_at=as_utc(row["delivered_at"]),
-        last_error=row["last_error"],
-        attempt=row["attempt"],
-    )
+    return record(Delivery, row, body=row["body"].encode("utf-8"), state=DeliveryState(row["state"]))
 
 
 def _row(delivery: Delivery) -> dict[str, Any]:
@@ -215,16 +177,7 @@ def _row(delivery: Delivery) -> dict[str, Any]:
 
 
 def _attempt(row: sa.RowMapping) -> Attempt:
-    return Attempt(
-        id=row["id"],
-        webhook_id=row["webhook_id"],
-        number=row["number"],
-        started_at=required_utc(row["started_at"]),
-        finished_at=required_utc(row["finished_at"]),
-        status_code=row["status_code"],
-        error=row["error"],
-        duration_ms=row["duration_ms"],
-    )
+    return record(Attempt, row)
 
 
 def _check_secret_source(source: str | None) -> None:
@@ -259,13 +212,14 @@ def _check_body(body: bytes) -> None:
 
 
 def _outcome_text(outcome: AttemptOutcome) -> str:
-    if outcome.error:
-        return outcome.error
-    return f"HTTP {outcome.status_code}" if outcome.status_code is not None else "no answer"
+    answer = f"HTTP {outcome.status_code}" if outcome.status_code is not None else "no answer"
+    return outcome.error or answer
 
 
 def _next(outcome: AttemptOutcome, number: int, schedule: RetrySchedule, now: datetime) -> dict[str, Any]:
-    """How a pending delivery moves after attempt `number` ended with `outcome`."""
+    """How a pending delivery moves after attempt `number` ended with `outcome`: 2xx delivered; 410 Gone, a
+    refused destination or a configuration error failed; else retried after the schedule's next delay (at least
+    the answer's Retry-After, capped), or failed once the schedule is spent."""
     if outcome.acknowledged:
         return {"state": DeliveryState.DELIVERED.value, "delivered_at": now, "last_error": None}
     if outcome.status_code == 410:
@@ -284,18 +238,15 @@ def _next(outcome: AttemptOutcome, number: int, schedule: RetrySchedule, now: da
 
 
 class DeliveryOutbox:
-    """Webhook deliveries and their attempts, in the submission store's database (see the module docstring).
-
-    Built on a `SubmissionStore` (its engine; the store owns and closes it) or on a SQLAlchemy
-    engine, whose tables are then migrated. Thread-safe; several processes may share a database.
-    """
+    """Webhook deliveries and their attempts (see the module docstring), on a `SubmissionStore`'s engine or
+    on a SQLAlchemy engine, whose tables are then migrated. Thread-safe; processes may share a database."""
 
     def __init__(self, database: SubmissionStore | sa.Engine) -> None:
         if isinstance(database, SubmissionStore):
-            self._engine, self._reader = database.engine, database.reader
+            self._rows = Rows(database.engine, database.reader)
         else:
             migrate(database)
-            self._engine = self._reader = database
+            self._rows = Rows(database)
 
     def enqueue(
         self,
@@ -323,44 +274,14 @@ class DeliveryOutbox:
         _check_secret_source(secret_source)
         _check_body(body)
         webhook_id = webhook_id_for(execution_id, event, node_id, attempt)
-        existing = self.get(webhook_id)
-        if existing is not None:
-            return existing
         at = _moment(now)
-        delivery = Delivery(
-            webhook_id=webhook_id,
-            execution_id=execution_id,
-            event=event,
-            node_id=node_id,
-            url=url,
-            body=body,
-            secret_source=secret_source,
-            state=DeliveryState.PENDING,
-            attempts=0,
-            next_attempt_at=at,
-            lease_until=None,
-            created_at=at,
-            delivered_at=None,
-            last_error=None,
-            attempt=attempt,
-        )
-        try:
-            with self._engine.begin() as connection:
-                connection.execute(webhook_deliveries.insert().values(_row(delivery)))
-        except sa.exc.IntegrityError:
-            # Another process recorded this event between our read and our insert.
-            existing = self.get(webhook_id)
-            if existing is None:
-                raise
-            return existing
-        return delivery
+        delivery = Delivery(webhook_id, execution_id, event, node_id, url, body, secret_source, at, at, attempt=attempt)
+        insert = webhook_deliveries.insert().values(_row(delivery))
+        return self._rows.insert_once(delivery, insert, lambda: self.get(webhook_id))[0]
 
     def get(self, webhook_id: str) -> Delivery | None:
         """The delivery `webhook_id`, or None."""
-        query = sa.select(webhook_deliveries).where(_D.webhook_id == webhook_id)
-        with self._reader.connect() as connection:
-            row = connection.execute(query).mappings().first()
-        return _delivery(row) if row is not None else None
+        return self._rows.first(sa.select(webhook_deliveries).where(_D.webhook_id == webhook_id), _delivery)
 
     def claim_due(
         self,
@@ -370,12 +291,8 @@ class DeliveryOutbox:
         *,
         exclude: Collection[str] = (),
     ) -> list[Delivery]:
-        """Lease up to `limit` pending deliveries that are due and not leased; oldest due first.
-
-        A leased delivery is claimed by nobody else until `record_attempt` releases it or
-        `lease_seconds` pass (a sender that died). `exclude` skips webhook ids (those already
-        attempted in this round).
-        """
+        """Lease up to `limit` pending deliveries that are due and not leased, oldest due first, until
+        `record_attempt` releases them or `lease_seconds` pass (a sender that died); not those in `exclude`."""
         if limit <= 0:
             return []
         at = _moment(now)
@@ -389,7 +306,7 @@ class DeliveryOutbox:
         order = (_D.next_attempt_at, _D.created_at, _D.webhook_id)
         candidates = sa.select(_D.webhook_id).where(due).order_by(*order).limit(limit).with_for_update(skip_locked=True)
         lease = {"lease_until": at + timedelta(seconds=lease_seconds)}
-        with self._engine.begin() as connection:
+        with self._rows.engine.begin() as connection:
             claimed = [
                 webhook_id
                 for webhook_id in connection.execute(candidates).scalars().all()
@@ -414,73 +331,69 @@ class DeliveryOutbox:
         schedule: RetrySchedule,
         now: datetime | None = None,
     ) -> Delivery:
-        """Record one attempt and move the delivery, in one transaction; returns the delivery as it now stands.
+        """Record one attempt and move the delivery (see `_next`), in one transaction; returns it as it now stands.
 
-        2xx: delivered. 410 Gone, a refused destination or a configuration error (a secret that
-        is not set or cannot sign, `AttemptOutcome.permanent`): failed. Anything else: retried after
-        the schedule's next delay (at least the answer's Retry-After, capped at 1 h), or failed
-        once the schedule's attempts are spent. A delivery that another sender already
-        delivered or failed keeps its state; the attempt is recorded all the same. The lease
-        is released when it is still the one `delivery` was claimed with.
+        A delivery that another sender already delivered or failed keeps its state; the attempt is
+        recorded all the same. The lease is released when it is still the one `delivery` was claimed with.
         """
         finished = _moment(now)
-        started = finished - timedelta(milliseconds=outcome.duration_ms)
-        this = _D.webhook_id == delivery.webhook_id
-        with self._engine.begin() as connection:
-            current = connection.execute(sa.select(webhook_deliveries).where(this).with_for_update()).mappings().first()
-            if current is None:
-                raise WebhookError(f"no webhook delivery {delivery.webhook_id} to record an attempt of")
+        attempt = {
+            "started_at": finished - timedelta(milliseconds=outcome.duration_ms),
+            "finished_at": finished,
+            "status_code": outcome.status_code,
+            "error": outcome.error,
+            "duration_ms": outcome.duration_ms,
+        }
+
+        def change(connection: sa.Connection, current: sa.RowMapping) -> dict[str, Any]:
             number = int(current["attempts"]) + 1
             connection.execute(
-                webhook_attempts.insert().values(
-                    webhook_id=delivery.webhook_id,
-                    number=number,
-                    started_at=started,
-                    finished_at=finished,
-                    status_code=outcome.status_code,
-                    error=outcome.error,
-                    duration_ms=outcome.duration_ms,
-                )
+                webhook_attempts.insert().values(webhook_id=delivery.webhook_id, number=number, **attempt)
             )
             values: dict[str, Any] = {"attempts": number}
             if as_utc(current["lease_until"]) == delivery.lease_until:
                 values["lease_until"] = None
             if current["state"] == DeliveryState.PENDING.value:
                 values.update(_next(outcome, number, schedule, finished))
-            connection.execute(webhook_deliveries.update().where(this).values(**values))
-            row = connection.execute(sa.select(webhook_deliveries).where(this)).mappings().one()
-        return _delivery(row)
+            return values
+
+        return self._change(delivery.webhook_id, change, " to record an attempt of")
 
     def redeliver(self, webhook_id: str, now: datetime | None = None) -> Delivery:
         """Send a delivery again: due at `now`, with the same `webhook-id`; returns it as it now stands.
 
-        A delivered or failed delivery becomes pending again (its next attempt is recorded
-        after the earlier ones, numbered on from them); a pending one is only made due now,
-        its lease (a sender's attempt in flight) left alone. Unknown ids raise WebhookError.
+        A delivered or failed delivery becomes pending again; a pending one is only made due now, its
+        lease (a sender's attempt in flight) left alone. Unknown ids raise WebhookError.
         """
         at = _moment(now)
+        pending = DeliveryState.PENDING.value
+        reopened = {"state": pending, "delivered_at": None, "lease_until": None}
+        return self._change(
+            webhook_id, lambda _, current: {"next_attempt_at": at, **({} if current["state"] == pending else reopened)}
+        )
+
+    def _change(
+        self,
+        webhook_id: str,
+        change: Callable[[sa.Connection, sa.RowMapping], dict[str, Any]],
+        missing: str = "",
+    ) -> Delivery:
+        """Lock the delivery's row, update it with what `change` makes of it, and read it back: one transaction."""
         this = _D.webhook_id == webhook_id
-        with self._engine.begin() as connection:
+        with self._rows.engine.begin() as connection:
             current = connection.execute(sa.select(webhook_deliveries).where(this).with_for_update()).mappings().first()
             if current is None:
-                raise WebhookError(f"no webhook delivery {webhook_id}")
-            values: dict[str, Any] = {"next_attempt_at": at}
-            if current["state"] != DeliveryState.PENDING.value:
-                values.update(state=DeliveryState.PENDING.value, delivered_at=None, lease_until=None)
-            connection.execute(webhook_deliveries.update().where(this).values(**values))
+                raise WebhookError(f"no webhook delivery {webhook_id}{missing}")
+            connection.execute(webhook_deliveries.update().where(this).values(change(connection, current)))
             row = connection.execute(sa.select(webhook_deliveries).where(this)).mappings().one()
         return _delivery(row)
 
     def deliveries(self, execution_id: str) -> list[Delivery]:
         """Every delivery of an execution (of all its attempts), in the order they were enqueued."""
-        query = (
-            sa.select(webhook_deliveries).where(_D.execution_id == execution_id).order_by(_D.created_at, _D.webhook_id)
-        )
-        with self._reader.connect() as connection:
-            return [_delivery(row) for row in connection.execute(query).mappings()]
+        query = sa.select(webhook_deliveries).where(_D.execution_id == execution_id)
+        return self._rows.all(query.order_by(_D.created_at, _D.webhook_id), _delivery)
 
     def attempts(self, webhook_id: str) -> list[Attempt]:
         """Every attempt of a delivery, first to last."""
         query = sa.select(webhook_attempts).where(_A.webhook_id == webhook_id).order_by(_A.number, _A.id)
-        with self._reader.connect() as connection:
-            return [_attempt(row) for row in connection.execute(query).mappings()]
+        return self._rows.all(query, _attempt)

@@ -1,8 +1,6 @@
-"""The webhook body's bytes: encoded once, stored in the outbox and sent byte for byte at every attempt.
-
-What the body says is built from the typed execution status in
-`video_pipelines.executions.notifications.webhook_payload`; this module only fixes how it is
-encoded, so its signature always covers what was stored.
+"""The webhook body's bytes: encoded once, stored in the outbox and sent byte for byte at every attempt,
+so its signature always covers what was stored. What it says is built by
+`executions.notifications.webhook_payload`.
 """
 
 from __future__ import annotations

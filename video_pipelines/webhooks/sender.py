@@ -1,21 +1,17 @@
 """Sending webhooks: one attempt (`send_once`), and every delivery that is due (`deliver_due`).
 
-An attempt is one POST of the stored body, through the SSRF guard: the URL is resolved and
-checked first (private, loopback, link-local and metadata addresses are refused unless
-`VIDEO_PIPELINES_ALLOWED_HOSTS` allows them), then the request goes to the checked IP itself
-with the original Host header and SNI (`net.open_pinned`), so DNS cannot answer differently
-in between. Redirects are not followed: a 3xx is a failed attempt, retried like any other,
-since following one would send the signed body somewhere the operator never checked.
+An attempt is one POST of the stored body through the SSRF guard: the URL is resolved and
+checked (private, loopback, link-local and metadata addresses are refused unless
+`VIDEO_PIPELINES_ALLOWED_HOSTS` allows them), then the request goes to the checked IP with the
+original Host header and SNI (`net.open_pinned`), so DNS cannot answer differently in between.
+Redirects are not followed (a 3xx is a failed attempt): following one would send the signed
+body somewhere the operator never checked.
 
-Nothing an attempt meets raises: a refusal, a timeout, a connection error, any answer or a
-secret that cannot be read becomes an `AttemptOutcome` for the outbox to record. A
-configuration error (a secret that is not set or cannot sign) is `permanent`: the outbox
-fails the delivery at once instead of retrying what cannot pass until someone fixes it.
-Error texts name the URL without its query string or credentials and never contain the secret.
-
-Each attempt is an OpenTelemetry CLIENT span, a child of its execution's span when the
-caller says where that is (`trace_parent_for`), and its POST carries the span's W3C
-`traceparent`, so a receiver's own trace joins the execution's (`telemetry.tracing`).
+Nothing an attempt meets raises: it becomes an `AttemptOutcome` for the outbox to record. A
+configuration error (a secret that is not set or cannot sign) is `permanent`: retrying cannot
+pass until someone fixes it. Error texts never hold the secret nor the URL's query or credentials.
+Each attempt is an OpenTelemetry CLIENT span, a child of its execution's span when
+`trace_parent_for` finds it, and its POST carries the span's `traceparent`.
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -55,8 +51,7 @@ _USER_AGENT = "video-pipelines"
 
 @functools.lru_cache(maxsize=4)
 def _ssl_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
-    # Loading the CA bundle costs tens of milliseconds: attempts with the same CA settings
-    # (SSL_CERT_FILE / SSL_CERT_DIR, else certifi) share one context.
+    # Loading the CA bundle costs tens of milliseconds: attempts with the same CA settings share one context.
     return httpx.create_ssl_context()
 
 
@@ -90,9 +85,8 @@ def send_once(
 ) -> AttemptOutcome:
     """POST exactly `body` as `application/json` with `headers` to `url`; never raises for what the network does.
 
-    `timeout` (at most `MAX_TIMEOUT` seconds) bounds the whole exchange: connecting, sending
-    and the answer, however slowly the receiver trickles it. Resolving the host name before it
-    is bounded by the system resolver's own timeouts.
+    `timeout` (at most `MAX_TIMEOUT` seconds) bounds the whole exchange, however slowly the
+    receiver trickles its answer; resolving the host name is bounded by the system resolver.
     """
     if not timeout > 0:
         raise WebhookError(f"timeout must be > 0 seconds, got {timeout}")
@@ -130,85 +124,77 @@ def send_once(
         return ended(error=_transport_error(exc, url, destination.host))
     except httpx.InvalidURL as exc:
         return ended(error=f"cannot build a request for {shown}: {_scrub(str(exc), url)}")
-    if 300 <= status < 400:
-        return ended(
-            status_code=status,
-            retry_after=retry_after,
-            error=f"{shown} answered HTTP {status}, a redirect; webhooks do not follow redirects",
-        )
-    return ended(status_code=status, retry_after=retry_after)
+    redirect = f"{shown} answered HTTP {status}, a redirect; webhooks do not follow redirects"
+    return ended(status_code=status, retry_after=retry_after, error=redirect if 300 <= status < 400 else None)
 
 
-def _attempt(
-    delivery: Delivery,
-    secret_for: Callable[[Delivery], str | None],
-    allowed: AllowedHosts,
-    timeout: float,
-    trace_headers: Mapping[str, str],
-) -> AttemptOutcome:
-    """Sign `delivery` for this attempt (a fresh timestamp, its stable id) and send it."""
-    started = time.monotonic()
+@dataclass(frozen=True)
+class _Sender:
+    """How `deliver_due` makes an attempt: where secrets and trace parents come from, what it may reach."""
 
-    def failed(error: str) -> AttemptOutcome:
-        return AttemptOutcome(error=error, duration_ms=round((time.monotonic() - started) * 1000))
+    secret_for: Callable[[Delivery], str | None]
+    allowed: AllowedHosts
+    timeout: float
+    trace_parent_for: Callable[[Delivery], str | None] | None
 
-    def misconfigured(error: str) -> AttemptOutcome:
-        # The same lookup fails the same way until someone changes the configuration: retrying
-        # for hours would only hide it. Redelivering after the fix sends it.
-        fix = f"not retried: fix it, then `video-pipelines deliveries redeliver {delivery.webhook_id}`"
-        return replace(failed(f"{error}; {fix}"), permanent=True)
+    def traced(self, delivery: Delivery) -> AttemptOutcome:
+        """`attempt` in its own span, a child of the execution's span when `trace_parent_for` finds it."""
+        try:
+            parent = parse_traceparent(self.trace_parent_for(delivery)) if self.trace_parent_for else None
+        except Exception:  # tracing never costs a delivery
+            parent = None
+        attributes: dict[str, str | int] = {
+            "video_pipelines.execution_id": delivery.execution_id,
+            "video_pipelines.webhook_id": delivery.webhook_id,
+            "video_pipelines.event": delivery.event,
+            "video_pipelines.attempt": delivery.attempts + 1,
+        }
+        if delivery.node_id:
+            attributes["video_pipelines.node_id"] = delivery.node_id
+        name = f"webhook {delivery.event}"
+        with http_client_span(name, "POST", delivery.redacted_url, parent=parent, attributes=attributes) as span:
+            outcome = self.attempt(delivery, span.headers)
+            if outcome.status_code is not None:
+                span.answered(outcome.status_code)
+            if outcome.error is not None:
+                span.failed(outcome.error)
+        return outcome
 
-    source = delivery.secret_source
-    try:
-        secret = secret_for(delivery)
-    except (WebhookSecretError, SecretKeyError) as exc:
-        return misconfigured(f"the webhook secret could not be read ({source}): {exc}")
-    except Exception as exc:  # the store's database, say: may pass, so retried
-        return failed(f"the webhook secret could not be read ({source}): {type(exc).__name__}: {exc}")
-    if secret is None and source is not None:
-        # A webhook recorded as signed never goes out unsigned.
-        return misconfigured(f"the webhook secret could not be read ({source}): there is none")
-    # The receiver checks the timestamp against its own clock: always the real time.
-    timestamp = int(time.time())
-    try:
-        headers = (
-            signature_headers(delivery.body, secret, webhook_id=delivery.webhook_id, timestamp=timestamp)
-            if secret is not None
-            else unsigned_headers(delivery.webhook_id, timestamp)
-        )
-    except WebhookError as exc:
-        return misconfigured(f"the webhook cannot be signed: {exc}")
-    return send_once(delivery.url, delivery.body, {**headers, **trace_headers}, allowed=allowed, timeout=timeout)
+    def attempt(self, delivery: Delivery, trace_headers: Mapping[str, str]) -> AttemptOutcome:
+        """Sign `delivery` for this attempt (a fresh timestamp, its stable id) and send it."""
+        started = time.monotonic()
 
+        def failed(error: str) -> AttemptOutcome:
+            return AttemptOutcome(error=error, duration_ms=round((time.monotonic() - started) * 1000))
 
-def _traced_attempt(
-    delivery: Delivery,
-    secret_for: Callable[[Delivery], str | None],
-    allowed: AllowedHosts,
-    timeout: float,
-    trace_parent_for: Callable[[Delivery], str | None] | None,
-) -> AttemptOutcome:
-    """`_attempt` in its own span, a child of the execution's span when `trace_parent_for` finds it."""
-    try:
-        parent = parse_traceparent(trace_parent_for(delivery)) if trace_parent_for is not None else None
-    except Exception:  # tracing never costs a delivery
-        parent = None
-    attributes: dict[str, str | int] = {
-        "video_pipelines.execution_id": delivery.execution_id,
-        "video_pipelines.webhook_id": delivery.webhook_id,
-        "video_pipelines.event": delivery.event,
-        "video_pipelines.attempt": delivery.attempts + 1,
-    }
-    if delivery.node_id:
-        attributes["video_pipelines.node_id"] = delivery.node_id
-    name = f"webhook {delivery.event}"
-    with http_client_span(name, "POST", delivery.redacted_url, parent=parent, attributes=attributes) as span:
-        outcome = _attempt(delivery, secret_for, allowed, timeout, span.headers)
-        if outcome.status_code is not None:
-            span.answered(outcome.status_code)
-        if outcome.error is not None:
-            span.failed(outcome.error)
-    return outcome
+        def misconfigured(error: str) -> AttemptOutcome:
+            # The same lookup fails the same way until someone changes the configuration: retrying
+            # for hours would only hide it. Redelivering after the fix sends it.
+            fix = f"not retried: fix it, then `video-pipelines deliveries redeliver {delivery.webhook_id}`"
+            return replace(failed(f"{error}; {fix}"), permanent=True)
+
+        unreadable = f"the webhook secret could not be read ({delivery.secret_source})"
+        try:
+            secret = self.secret_for(delivery)
+        except (WebhookSecretError, SecretKeyError) as exc:
+            return misconfigured(f"{unreadable}: {exc}")
+        except Exception as exc:  # the store's database, say: may pass, so retried
+            return failed(f"{unreadable}: {type(exc).__name__}: {exc}")
+        if secret is None and delivery.secret_source is not None:
+            # A webhook recorded as signed never goes out unsigned.
+            return misconfigured(f"{unreadable}: there is none")
+        # The receiver checks the timestamp against its own clock: always the real time.
+        timestamp = int(time.time())
+        try:
+            headers = (
+                signature_headers(delivery.body, secret, webhook_id=delivery.webhook_id, timestamp=timestamp)
+                if secret is not None
+                else unsigned_headers(delivery.webhook_id, timestamp)
+            )
+        except WebhookError as exc:
+            return misconfigured(f"the webhook cannot be signed: {exc}")
+        headers = {**headers, **trace_headers}
+        return send_once(delivery.url, delivery.body, headers, allowed=self.allowed, timeout=self.timeout)
 
 
 def deliver_due(
@@ -225,14 +211,11 @@ def deliver_due(
     """Make one attempt of each delivery that is due (up to `limit`); returns each as it now stands, with its outcome.
 
     Deliveries are claimed one at a time, so several senders share the work and each holds a
-    short lease. A delivery is attempted at most once per call; one whose backoff has not
-    passed is left for a later call (nothing sleeps). `now` moves the schedule (claims, next
-    attempts, records); signatures always carry the real time. A secret that is not set or
-    cannot sign (`WebhookSecretError`, `SecretKeyError`, none for a signed delivery) fails the
-    delivery at once: a configuration error, never retried. Any other error reading it is a
-    failed attempt, retried per the schedule. `trace_parent_for` gives the traceparent of
-    a delivery's execution, whose span each attempt's span is a child of.
+    short lease; each is attempted at most once per call, and nothing sleeps through a backoff.
+    `now` moves the schedule; signatures always carry the real time. A secret that is not set or
+    cannot sign fails the delivery at once; any other error reading it is retried per the schedule.
     """
+    sender = _Sender(secret_for, allowed, timeout, trace_parent_for)
     results: list[tuple[Delivery, AttemptOutcome]] = []
     attempted: set[str] = set()
     while len(results) < limit:
@@ -241,6 +224,6 @@ def deliver_due(
             break
         delivery = claimed[0]
         attempted.add(delivery.webhook_id)
-        outcome = _traced_attempt(delivery, secret_for, allowed, timeout, trace_parent_for)
+        outcome = sender.traced(delivery)
         results.append((outbox.record_attempt(delivery, outcome, schedule=schedule, now=now), outcome))
     return results

@@ -1,27 +1,17 @@
 """Webhook signatures (README "Webhooks"), over the exact bytes that are sent.
 
-A signed webhook carries two signatures:
+- `X-Webhook-Signature`: the lowercase hex HMAC-SHA256 of the raw body, keyed with the secret's
+  UTF-8 bytes (what the seed SDK's `createHmac("sha256", secret)` does).
+- `webhook-signature` with `webhook-id` and `webhook-timestamp` (Standard Webhooks), made by the
+  `standardwebhooks` library itself so sender and receivers share one implementation. Its key is
+  the secret's UTF-8 bytes, or for a secret `whsec_<base64>` the base64 it carries; receivers
+  verify with `Webhook(secret.encode())`, or `Webhook("whsec_...")` for such a secret.
 
-- `X-Webhook-Signature`: the lowercase hex HMAC-SHA256 of the raw body, keyed with the
-  secret's UTF-8 bytes as given (what the seed SDK's `createHmac("sha256", secret)` does).
-- `webhook-signature` with `webhook-id` and `webhook-timestamp` (Standard Webhooks):
-  `v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">`. The key is the
-  secret's UTF-8 bytes, except a secret in Standard Webhooks' own form `whsec_<base64>`,
-  whose key is the base64 it carries. A receiver using the `standardwebhooks` library verifies
-  with `Webhook(secret.encode())`, or `Webhook("whsec_...")` for such a secret.
-
-The Standard Webhooks signature is made by the `standardwebhooks` library itself
-(`Webhook(key_bytes).sign(...)`), so sender and receivers share one implementation. Two
-things are done here because of how that library takes its inputs:
-
-- The key is always given to it as bytes. Given a string, the library base64-decodes it
-  (with or without `whsec_`) and silently drops characters outside the base64 alphabet, so a
-  mistyped `whsec_` secret would sign with some other key; here a `whsec_` secret must be
-  valid base64 (padding optional), else `WebhookSecretError`. When it is, the key is exactly
-  the one `Webhook("whsec_...")` decodes.
-- The library signs text: the body is decoded as UTF-8 and it encodes the signed string back
-  as UTF-8. Strict UTF-8 decoding and encoding are inverse, so the signature covers exactly
-  the bytes sent; a body that is not UTF-8 is refused (JSON always is).
+The key is always given to the library as bytes: given a string, it base64-decodes it and
+silently drops characters outside the alphabet, so a mistyped `whsec_` secret would sign with
+another key; here a `whsec_` secret must be valid base64, else `WebhookSecretError`. The
+library signs text: strict UTF-8 decoding and encoding are inverse, so the signature covers
+exactly the bytes sent; a body that is not UTF-8 is refused.
 """
 
 from __future__ import annotations

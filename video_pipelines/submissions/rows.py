@@ -1,0 +1,86 @@
+"""What every table of the store does alike: rows read into records, timestamps as aware UTC, and
+writes of which exactly one racing caller wins."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+R = TypeVar("R", bound="DataclassInstance")
+T = TypeVar("T")
+
+
+def moment(now: datetime | None, error: type[Exception]) -> datetime:
+    """`now` as aware UTC (the current time when None); `error` for a naive datetime, whose zone is unknown."""
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        raise error("`now` must be timezone-aware (UTC), not a naive datetime")
+    return now.astimezone(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    # SQLite keeps no offset (only UTC is ever written); PostgreSQL answers in the session's time zone.
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def record(cls: type[R], row: sa.RowMapping, **given: Any) -> R:
+    """A `cls` whose fields are the row's columns of the same names (timestamps as aware UTC), but for `given`."""
+    values = {field.name: row[field.name] for field in dataclasses.fields(cls) if field.name not in given}
+    return cls(**{name: as_utc(v) if isinstance(v, datetime) else v for name, v in values.items()}, **given)
+
+
+class Rows:
+    """Statements on the store's database: writes on `engine`, reads on `reader` (see `SubmissionStore.reader`)."""
+
+    def __init__(self, engine: sa.Engine, reader: sa.Engine | None = None) -> None:
+        self.engine = engine
+        self.reader = reader or engine
+
+    def first(self, query: sa.Select[Any], convert: Callable[[sa.RowMapping], T]) -> T | None:
+        with self.reader.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        return convert(row) if row is not None else None
+
+    def all(self, query: sa.Select[Any], convert: Callable[[sa.RowMapping], T]) -> list[T]:
+        with self.reader.connect() as connection:
+            return [convert(row) for row in connection.execute(query).mappings()]
+
+    def value(self, query: sa.Select[Any]) -> Any:
+        """The one value `query` selects, or None without a row."""
+        with self.reader.connect() as connection:
+            return connection.execute(query).scalar_one_or_none()
+
+    def tuples(self, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
+        with self.reader.connect() as connection:
+            return [tuple(row) for row in connection.execute(query)]
+
+    def changed(self, statement: sa.Executable) -> int:
+        """How many rows one UPDATE or DELETE changed: made conditional, it tells the one caller that won a race."""
+        with self.engine.begin() as connection:
+            return int(connection.execute(statement).rowcount)
+
+    def insert_once(self, made: T, insert: sa.Insert, existing: Callable[[], T | None]) -> tuple[T, bool]:
+        """(made, True) once `insert` is committed; (what `existing` finds, False) when its key is taken, also
+        by a process that inserted it between our read and our insert."""
+        found = existing()
+        if found is not None:
+            return found, False
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert)
+        except sa.exc.IntegrityError:
+            found = existing()
+            if found is None:
+                raise
+            return found, False
+        return made, True
