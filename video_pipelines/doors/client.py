@@ -1,7 +1,7 @@
 """The Python client: the same calls as the `video-pipelines` CLI.
 
     from video_pipelines.doors import client
-    execution_id = client.submit(plan, idempotency_key="order-42")
+    execution_id = client.submit(plan, client.SubmitOptions(idempotency_key="order-42"))
     client.wait(execution_id)["status"]  # "completed"
 
 Calls go where the environment says (`connect`). With `VIDEO_PIPELINES_API_URL` and
@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from video_pipelines.doors.api_client import API_KEY_ENV, API_URL_ENV, ApiClient, poll_until_ended
 from video_pipelines.errors import ExecutionNotFound, UsageError
-from video_pipelines.plan.overrides import apply_overrides
+from video_pipelines.plan.overrides import NO_OPTIONS
+from video_pipelines.plan.overrides import SubmitOptions as SubmitOptions  # `client.SubmitOptions(...)`
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -158,16 +159,7 @@ def with_ui_link(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "uiUrl": f"{base}/runs/{run_id}"}
 
 
-def submit(
-    plan: Mapping[str, Any],
-    *,
-    base_execution_id: str | None = None,
-    webhook_url: str | None = None,
-    webhook_secret: str | None = None,
-    priority: str | None = None,
-    idempotency_key: str | None = None,
-    target: Target | None = None,
-) -> str:
+def submit(plan: Mapping[str, Any], options: SubmitOptions = NO_OPTIONS, *, target: Target | None = None) -> str:
     """Validate and store a plan; returns its execution id at once (the plan sensor launches it).
 
     The base is not looked up here: a variant may be submitted before its base ends. Over
@@ -177,27 +169,10 @@ def submit(
     def local(opened: Deployment) -> str:
         from video_pipelines import executions
 
-        overridden = apply_overrides(
-            plan,
-            base_execution_id=base_execution_id,
-            webhook_url=webhook_url,
-            webhook_secret=webhook_secret,
-            priority=priority,
-        )
-        admission = executions.admit(overridden)
-        return executions.submit(admission, opened.store, idempotency_key=idempotency_key)
+        admission = executions.admit(options.apply(plan))
+        return executions.submit(admission, opened.store, idempotency_key=options.idempotency_key)
 
-    def remote(api: ApiClient) -> str:
-        return api.submit(
-            plan,
-            base_execution_id=base_execution_id,
-            webhook_url=webhook_url,
-            webhook_secret=webhook_secret,
-            priority=priority,
-            idempotency_key=idempotency_key,
-        )
-
-    return _on(target, local, remote, create=True)
+    return _on(target, local, lambda api: api.submit(plan, options), create=True)
 
 
 def status(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
