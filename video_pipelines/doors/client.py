@@ -40,6 +40,7 @@ from video_pipelines.plan.overrides import SubmitOptions as SubmitOptions  # `cl
 if TYPE_CHECKING:
     import dagster as dg
 
+    from video_pipelines.executions.status import ExecutionStatus
     from video_pipelines.orchestration.run_records import DagsterRunRecords
     from video_pipelines.submissions import SubmissionStore
 
@@ -175,38 +176,40 @@ def submit(plan: Mapping[str, Any], options: SubmitOptions = NO_OPTIONS, *, targ
     return _on(target, local, lambda api: api.submit(plan, options), create=True)
 
 
+def _status_call(
+    execution_id: str,
+    target: Target | None,
+    act: Callable[[DagsterRunRecords, SubmissionStore, str], ExecutionStatus],
+    remote: Callable[[ApiClient, str], dict[str, Any]],
+) -> dict[str, Any]:
+    """The status document answered by `act` on a local deployment, or by `remote` over the API."""
+    return _on(
+        target,
+        lambda opened: act(opened.records, opened.store, execution_id).to_wire(),
+        lambda api: remote(api, execution_id),
+    )
+
+
 def status(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
     """The status document of an execution (`video-pipelines status`), with `uiUrl` when
     $VIDEO_PIPELINES_UI_URL is set and it has a run."""
+    from video_pipelines.executions.status import execution_status
 
-    def local(opened: Deployment) -> dict[str, Any]:
-        from video_pipelines import executions
-
-        return executions.execution_status(opened.records, opened.store, execution_id).to_wire()
-
-    return with_ui_link(_on(target, local, lambda api: api.status(execution_id)))
+    return with_ui_link(_status_call(execution_id, target, execution_status, ApiClient.status))
 
 
 def cancel(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
     """Cancel a pending submission, or have its launched run run nothing more; returns the status (see the API's)."""
+    from video_pipelines.executions.lifecycle import cancel as cancel_execution
 
-    def local(opened: Deployment) -> dict[str, Any]:
-        from video_pipelines import executions
-
-        return executions.cancel(opened.records, opened.store, execution_id).to_wire()
-
-    return _on(target, local, lambda api: api.cancel(execution_id))
+    return _status_call(execution_id, target, cancel_execution, ApiClient.cancel)
 
 
 def retry(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
     """Run a failed or canceled execution again (its completed nodes are reused); returns the status."""
+    from video_pipelines.executions.lifecycle import retry as retry_execution
 
-    def local(opened: Deployment) -> dict[str, Any]:
-        from video_pipelines import executions
-
-        return executions.retry(opened.records, opened.store, execution_id).to_wire()
-
-    return _on(target, local, lambda api: api.retry(execution_id))
+    return _status_call(execution_id, target, retry_execution, ApiClient.retry)
 
 
 def deliveries(execution_id: str, *, target: Target | None = None) -> list[dict[str, Any]]:

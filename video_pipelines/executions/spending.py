@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from video_pipelines.errors import PlanValidationError, SpendCapExceeded
 from video_pipelines.executions.attempts import ExecutionRuns
 from video_pipelines.executions.records import NodeRecord, RunRecords, RunView
-from video_pipelines.plan import Plan, PlanNode, parse_plan
+from video_pipelines.plan import Plan, PlanNode
 from video_pipelines.plan.durations import expected_durations
 from video_pipelines.plan.model import REMOTE_OPERATIONS
 from video_pipelines.plan.params import (
@@ -197,7 +197,7 @@ def check_spend_cap(
     """
     if not node.is_remote:
         return
-    plan = parse_plan(run.plan, external_nodes=None)
+    plan = run.parsed_plan
     if plan.max_cost_usd is None:
         return
     try:

@@ -71,7 +71,7 @@ from video_pipelines.executions.records import (
     RunView,
 )
 from video_pipelines.executions.spending import saved_usd
-from video_pipelines.plan import Plan, parse_plan, sinks
+from video_pipelines.plan import Plan, sinks
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import Submission, SubmissionState, SubmissionStore
@@ -275,7 +275,7 @@ def run_status(
     `pricing` prices what reuse saved (default: `PricingTable.from_env()`, read only when a node
     was reused). With `store`, a retry recorded but not launched yet makes an ended execution pending.
     """
-    plan = parse_plan(run.plan, external_nodes=None)
+    plan = run.parsed_plan
     runs = ExecutionRuns.of(records, run)
     recorded = runs.node_records(records)
     node_ids = [node.id for node in plan.nodes]
