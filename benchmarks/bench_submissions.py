@@ -19,8 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from video_pipelines.plan.overrides import SubmitOptions
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dagster as dg
@@ -58,7 +56,9 @@ def main() -> None:
                     submitted = time.time()
                     execution_id = client.submit(
                         PLAN,
-                        SubmitOptions(webhook_url=receiver.url(f"/{len(latencies)}"), webhook_secret="bench-secret"),
+                        client.SubmitOptions(
+                            webhook_url=receiver.url(f"/{len(latencies)}"), webhook_secret="bench-secret"
+                        ),
                         target=target,
                     )
                     while True:

@@ -22,8 +22,8 @@ from video_pipelines.errors import ExecutionError
 from video_pipelines.executions import RunState, execution_status
 from video_pipelines.operations.checks import CheckName
 from video_pipelines.operations.ffmpeg import probe
-from video_pipelines.orchestration.job import ops as job_module
 from video_pipelines.orchestration.definitions import execute_plan_job
+from video_pipelines.orchestration.job import ops as job_module
 from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
 from video_pipelines.orchestration.sensors.plans import evaluate_submissions, resume_lost_runs, submitted_plans
