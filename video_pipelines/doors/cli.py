@@ -127,7 +127,11 @@ def _submit(args: argparse.Namespace) -> int:
         if isinstance(target, client.Deployment) and target.created:
             _warn_new_instance(target.home)
         options = client.SubmitOptions(
-            args.base_execution_id, args.webhook_url, args.webhook_secret, args.priority, args.idempotency_key
+            base_execution_id=args.base_execution_id,
+            webhook_url=args.webhook_url,
+            webhook_secret=args.webhook_secret,
+            priority=args.priority,
+            idempotency_key=args.idempotency_key,
         )
         execution_id = client.submit(plan, options, target=target)
         # Over the API, its /health says whether its daemon runs; locally nothing else would tell.

@@ -8,7 +8,7 @@ or `--idempotency-key` (the client, the HTTP client, the store) carries them as 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from video_pipelines.plan.model import Plan
@@ -39,9 +39,6 @@ class SubmitOptions:
             priority=plan.priority.value,
             idempotency_key=idempotency_key,
         )
-
-    def keyed(self, idempotency_key: str | None) -> SubmitOptions:
-        return replace(self, idempotency_key=idempotency_key)
 
     def apply(self, plan: Mapping[str, Any]) -> dict[str, Any]:
         """The wire plan with each override that is given in place of the plan's own field.
