@@ -56,8 +56,9 @@ def main() -> None:
                     submitted = time.time()
                     execution_id = client.submit(
                         PLAN,
-                        webhook_url=receiver.url(f"/{len(latencies)}"),
-                        webhook_secret="bench-secret",
+                        client.SubmitOptions(
+                            webhook_url=receiver.url(f"/{len(latencies)}"), webhook_secret="bench-secret"
+                        ),
                         target=target,
                     )
                     while True:

@@ -28,6 +28,7 @@ from video_pipelines.errors import (
     UsageError,
     VideoPipelineError,
 )
+from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.plan.problems import plan_problems as located
 
 from .conftest import free_port
@@ -127,7 +128,10 @@ def test_submit_sends_the_plan_with_overrides_and_a_bearer_key(server: ScriptedS
     server.script = [Answer(202, {"executionId": "exec_1"})]
     with api(server.url) as client:
         execution_id = client.submit(
-            PLAN, base_execution_id="exec_0", webhook_url="http://hooks/x", webhook_secret="s", priority="high"
+            PLAN,
+            SubmitOptions(
+                base_execution_id="exec_0", webhook_url="http://hooks/x", webhook_secret="s", priority="high"
+            ),
         )
     assert execution_id == "exec_1"
     [request] = server.seen
@@ -146,7 +150,7 @@ def test_a_retried_submit_repeats_its_idempotency_key(server: ScriptedServer) ->
     server.script.append(Answer(202, {"executionId": "exec_1"}))
     with api(server.url) as client:
         assert client.submit(PLAN) == "exec_1"
-        assert client.submit(PLAN, idempotency_key="order-42") == "exec_1"
+        assert client.submit(PLAN, SubmitOptions(idempotency_key="order-42")) == "exec_1"
     keys = [request.headers["idempotency-key"] for request in server.seen]
     assert len(keys) == 4 and keys[0] == keys[1] == keys[2]  # one key per call, the same on every retry
     assert keys[3] == "order-42" and keys[0] != "order-42"
@@ -219,7 +223,7 @@ def test_problems_map_to_the_package_errors(server: ScriptedServer) -> None:
             "plan.webhook.url: host is a private address",
         ]
         with pytest.raises(IdempotencyKeyReused, match="key 'k' was used before"):
-            client.submit(PLAN, idempotency_key="k")
+            client.submit(PLAN, SubmitOptions(idempotency_key="k"))
         with pytest.raises(ExecutionNotFound, match="no execution exec_9"):
             client.status("exec_9")
         with pytest.raises(UsageError, match=f"401: missing API key.*{API_KEY_ENV}"):

@@ -12,6 +12,7 @@ import pytest
 
 from video_pipelines.doors import client
 from video_pipelines.doors.demo import run_plan_in_process
+from video_pipelines.plan.overrides import SubmitOptions
 
 from .conftest import fresh_database
 from .processes import DagsterDeployment, dagster_deployment
@@ -66,7 +67,7 @@ def test_a_deadline_ends_the_execution_failed_and_cancels_the_provider_job(
         "timeoutSeconds": 10,
     }
     with deployment.client(monkeypatch) as target:
-        execution_id = client.submit(plan, webhook_url=receiver.url("/deadline"), target=target)
+        execution_id = client.submit(plan, SubmitOptions(webhook_url=receiver.url("/deadline")), target=target)
         wait_until = time.monotonic() + 90
         while not replicate.jobs:
             assert time.monotonic() < wait_until, deployment.log_tail()

@@ -39,6 +39,7 @@ import pytest
 
 from video_pipelines.doors import client
 from video_pipelines.doors.api_client import ApiClient
+from video_pipelines.plan.overrides import SubmitOptions
 
 from .api_process import api_process
 from .conftest import free_port
@@ -215,7 +216,7 @@ class Burst:
 
 def local_submitter(target: client.Deployment) -> Callable[[dict[str, Any], str], str]:
     def submit(plan: dict[str, Any], webhook_url: str) -> str:
-        return client.submit(plan, webhook_url=webhook_url, webhook_secret=SECRET, target=target)
+        return client.submit(plan, SubmitOptions(webhook_url=webhook_url, webhook_secret=SECRET), target=target)
 
     return submit
 
@@ -466,7 +467,7 @@ def api_submitter(api: ApiClient, keys: dict[str, str]) -> Callable[[dict[str, A
 
     def submit(plan: dict[str, Any], webhook_url: str) -> str:
         key = keys.setdefault(webhook_url, f"order-{uuid.uuid4().hex}")
-        return api.submit(plan, webhook_url=webhook_url, webhook_secret=SECRET, idempotency_key=key)
+        return api.submit(plan, SubmitOptions(webhook_url=webhook_url, webhook_secret=SECRET, idempotency_key=key))
 
     return submit
 

@@ -14,6 +14,7 @@ import pytest
 
 from video_pipelines.doors import client
 from video_pipelines.operations.ffmpeg import probe
+from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.submissions import SubmissionState
 
 from .conftest import fresh_database
@@ -106,7 +107,7 @@ def executed_nodes(target: client.Deployment, run_id: str) -> set[str]:
 def test_base_then_variant_that_waits_and_reuses(deployment: DagsterDeployment, target: client.Deployment) -> None:
     base_id = client.submit(BASE, target=target)
     variant_id = client.submit(
-        french(deployment.env["AUDIO_BASE"] + "/french.mp3"), base_execution_id=base_id, target=target
+        french(deployment.env["AUDIO_BASE"] + "/french.mp3"), SubmitOptions(base_execution_id=base_id), target=target
     )
     assert base_id.startswith("exec_") and variant_id > base_id
     assert client.status(variant_id, target=target)["status"] == "pending"
@@ -135,7 +136,9 @@ def test_base_then_variant_that_waits_and_reuses(deployment: DagsterDeployment, 
     # Changed params are recomputed; the rest is still reused.
     changed = french(deployment.env["AUDIO_BASE"] + "/french.mp3")
     changed["jobs"][1]["params"]["prompt"] = "Scene 2: the desk, at night"
-    recomputed = wait(target, deployment, client.submit(changed, base_execution_id=base_id, target=target))
+    recomputed = wait(
+        target, deployment, client.submit(changed, SubmitOptions(base_execution_id=base_id), target=target)
+    )
     assert recomputed["status"] == "completed"
     assert {node: job["status"] for node, job in recomputed["jobs"].items()} == {
         "job1": "reused", "job2": "completed", "job3": "reused", "job4": "completed", "job5": "completed", "job6": "completed",
@@ -153,7 +156,9 @@ def test_base_then_variant_that_waits_and_reuses(deployment: DagsterDeployment, 
             },
         ]
     }
-    dependent = wait(target, deployment, client.submit(spanish, base_execution_id=base_id, target=target))
+    dependent = wait(
+        target, deployment, client.submit(spanish, SubmitOptions(base_execution_id=base_id), target=target)
+    )
     assert dependent["status"] == "completed" and dependent["reusedJobs"] == 0
     out = local_path_of(dependent["result"]["url"])
     assert abs(probe(out).duration - base["result"]["duration"]) < 0.1
@@ -161,7 +166,9 @@ def test_base_then_variant_that_waits_and_reuses(deployment: DagsterDeployment, 
 
 
 def test_missing_and_failed_bases_are_rejected(deployment: DagsterDeployment, target: client.Deployment) -> None:
-    missing = wait(target, deployment, client.submit(BASE, base_execution_id="exec_missing", target=target))
+    missing = wait(
+        target, deployment, client.submit(BASE, SubmitOptions(base_execution_id="exec_missing"), target=target)
+    )
     assert missing["status"] == "failed" and missing["error"] == "base execution exec_missing does not exist"
 
     broken = {
@@ -179,7 +186,7 @@ def test_missing_and_failed_bases_are_rejected(deployment: DagsterDeployment, ta
     failed = wait(target, deployment, failed_id)
     assert failed["status"] == "failed" and "b (lipSync) failed" in failed["error"]
     assert failed["jobs"]["a"]["status"] == "completed" and failed["jobs"]["b"]["status"] == "failed"
-    on_failed = wait(target, deployment, client.submit(BASE, base_execution_id=failed_id, target=target))
+    on_failed = wait(target, deployment, client.submit(BASE, SubmitOptions(base_execution_id=failed_id), target=target))
     assert on_failed["status"] == "failed" and on_failed["error"].startswith(f"base execution {failed_id} failed")
 
 
@@ -187,8 +194,8 @@ def test_idempotent_submit_and_bad_submissions_do_not_stop_the_daemon(
     deployment: DagsterDeployment, target: client.Deployment
 ) -> None:
     broken, _ = target.store.submit({"jobs": [{"id": "x", "type": "explode"}]})
-    first = client.submit(BASE, idempotency_key="e2e-order-1", target=target)
-    assert client.submit(BASE, idempotency_key="e2e-order-1", target=target) == first
+    first = client.submit(BASE, SubmitOptions(idempotency_key="e2e-order-1"), target=target)
+    assert client.submit(BASE, SubmitOptions(idempotency_key="e2e-order-1"), target=target) == first
     done = wait(target, deployment, first)
     assert done["status"] == "completed"
     assert len(target.instance.get_run_records(filters=_tag_filter(first))) == 1
@@ -219,7 +226,7 @@ def ffmpeg_processes() -> list[int]:
 def test_cancel_pending_and_running(deployment: DagsterDeployment, target: client.Deployment) -> None:
     long_plan = {"jobs": [gen("long", "a long render", duration=60, resolution=720)]}
     running_id = client.submit(long_plan, target=target)
-    pending_id = client.submit(BASE, base_execution_id=running_id, target=target)  # waits for its base
+    pending_id = client.submit(BASE, SubmitOptions(base_execution_id=running_id), target=target)  # waits for its base
 
     deadline = time.monotonic() + 60
     while client.status(running_id, target=target)["currentJob"] != "long":

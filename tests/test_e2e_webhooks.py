@@ -15,6 +15,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from video_pipelines.doors import client
+from video_pipelines.plan.overrides import SubmitOptions
 
 from .conftest import fresh_database
 from .processes import DagsterDeployment, dagster_deployment
@@ -76,7 +77,9 @@ def settle(seconds: float = 7) -> None:
 def test_completed_webhook_is_signed_and_delivered_once(
     deployment: DagsterDeployment, target: client.Deployment, receiver: WebhookReceiver
 ) -> None:
-    execution_id = client.submit(PLAN, webhook_url=receiver.url("/done"), webhook_secret=SECRET, target=target)
+    execution_id = client.submit(
+        PLAN, SubmitOptions(webhook_url=receiver.url("/done"), webhook_secret=SECRET), target=target
+    )
     final = client.wait(execution_id, timeout=120, target=target)
     assert final["status"] == "completed"
     [request] = receiver.wait_for("/done", 1)
@@ -105,7 +108,9 @@ def test_completed_webhook_is_signed_and_delivered_once(
 def test_whsec_secret_and_direct_run_with_secret_env(
     deployment: DagsterDeployment, target: client.Deployment, receiver: WebhookReceiver
 ) -> None:
-    execution_id = client.submit(PLAN, webhook_url=receiver.url("/whsec"), webhook_secret=WHSEC, target=target)
+    execution_id = client.submit(
+        PLAN, SubmitOptions(webhook_url=receiver.url("/whsec"), webhook_secret=WHSEC), target=target
+    )
     assert client.wait(execution_id, timeout=120, target=target)["status"] == "completed"
     verify(receiver.wait_for("/whsec", 1)[0], WHSEC)
 
@@ -121,7 +126,9 @@ def test_500_503_200_is_three_attempts_with_one_webhook_id(
     deployment: DagsterDeployment, target: client.Deployment, receiver: WebhookReceiver
 ) -> None:
     receiver.script["/flaky"] = [500, 503]
-    execution_id = client.submit(PLAN, webhook_url=receiver.url("/flaky"), webhook_secret=SECRET, target=target)
+    execution_id = client.submit(
+        PLAN, SubmitOptions(webhook_url=receiver.url("/flaky"), webhook_secret=SECRET), target=target
+    )
     requests = receiver.wait_for("/flaky", 3, timeout=120)
     assert len({request.headers["webhook-id"] for request in requests}) == 1
     for request in requests:
@@ -140,7 +147,7 @@ def test_receiver_down_then_back_across_a_daemon_restart(
     port = down.port
     down.stop()  # nothing listens on the port now
     execution_id = client.submit(
-        PLAN, webhook_url=f"http://127.0.0.1:{port}/late", webhook_secret=SECRET, target=target
+        PLAN, SubmitOptions(webhook_url=f"http://127.0.0.1:{port}/late", webhook_secret=SECRET), target=target
     )
     assert client.wait(execution_id, timeout=120, target=target)["status"] == "completed"
     deadline = time.monotonic() + 60
@@ -179,20 +186,24 @@ def test_failed_canceled_and_rejected_executions_are_reported(
             },
         ]
     }
-    failed_id = client.submit(broken, webhook_url=receiver.url("/failed"), webhook_secret=SECRET, target=target)
+    failed_id = client.submit(
+        broken, SubmitOptions(webhook_url=receiver.url("/failed"), webhook_secret=SECRET), target=target
+    )
     failed = verify(receiver.wait_for("/failed", 1, timeout=120)[0], SECRET)
     assert failed["executionId"] == failed_id and failed["status"] == "failed" and failed["video"] is None
     assert "voice (lipSync) failed" in failed["error"] and failed["completedJobs"] == 1 and failed["totalJobs"] == 2
 
     rejected_id = client.submit(
-        PLAN, base_execution_id="exec_gone", webhook_url=receiver.url("/rejected"), target=target
+        PLAN, SubmitOptions(base_execution_id="exec_gone", webhook_url=receiver.url("/rejected")), target=target
     )
     rejected = json.loads(receiver.wait_for("/rejected", 1, timeout=60)[0].body)
     assert rejected["executionId"] == rejected_id and rejected["status"] == "failed"
     assert rejected["error"] == "base execution exec_gone does not exist"
 
     long_plan = {"jobs": [{"id": "long", "type": "generateVideo", "params": {"prompt": "long", "duration": 60}}]}
-    canceled_id = client.submit(long_plan, webhook_url=receiver.url("/canceled"), webhook_secret=SECRET, target=target)
+    canceled_id = client.submit(
+        long_plan, SubmitOptions(webhook_url=receiver.url("/canceled"), webhook_secret=SECRET), target=target
+    )
     deadline = time.monotonic() + 60
     while client.status(canceled_id, target=target)["currentJob"] != "long":
         assert time.monotonic() < deadline
@@ -207,7 +218,7 @@ def test_private_destination_is_refused_and_the_video_still_completes(
 ) -> None:
     # ::1 is loopback and not in VIDEO_PIPELINES_ALLOWED_HOSTS (which allows 127.0.0.1 only).
     execution_id = client.submit(
-        PLAN, webhook_url=f"http://[::1]:{receiver.port}/ssrf", webhook_secret=SECRET, target=target
+        PLAN, SubmitOptions(webhook_url=f"http://[::1]:{receiver.port}/ssrf", webhook_secret=SECRET), target=target
     )
     assert client.wait(execution_id, timeout=120, target=target)["status"] == "completed"
     deadline = time.monotonic() + 30

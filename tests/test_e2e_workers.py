@@ -19,6 +19,7 @@ import dagster as dg
 import pytest
 
 from video_pipelines.doors import client
+from video_pipelines.plan.overrides import SubmitOptions
 
 from .conftest import fresh_database
 from .processes import DagsterDeployment, dagster_deployment
@@ -113,7 +114,9 @@ def start_held(
 ) -> tuple[str, str]:
     """Submit a plan whose Replicate prediction never finishes; returns (execution id, its worker tag) once it runs."""
     before = set(replicate.jobs)
-    execution_id = client.submit(HELD_PLAN, webhook_url=receiver.url(path), webhook_secret=SECRET, target=target)
+    execution_id = client.submit(
+        HELD_PLAN, SubmitOptions(webhook_url=receiver.url(path), webhook_secret=SECRET), target=target
+    )
     deadline = time.monotonic() + 90
     while not set(replicate.jobs) - before or client.status(execution_id, target=target)["worker"] is None:
         assert time.monotonic() < deadline, (
@@ -194,7 +197,7 @@ def test_sigkilled_worker_is_named_and_its_execution_resumed_on_the_other(
 ) -> None:
     """Issue 11's must-show: the run worker is killed while a later node runs; the execution completes on its own."""
     execution_id = client.submit(
-        RESUMED_PLAN, webhook_url=receiver.url("/killed"), webhook_secret=SECRET, target=target
+        RESUMED_PLAN, SubmitOptions(webhook_url=receiver.url("/killed"), webhook_secret=SECRET), target=target
     )
     # Kill once `first` is done and `long`'s prediction is in flight at the provider.
     wait_until(

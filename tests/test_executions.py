@@ -22,6 +22,7 @@ from video_pipelines.executions import (
     admit,
     execution_status,
 )
+from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import AttemptState, AttemptStore, SubmissionStore
 from video_pipelines.vocabulary import ExecutionState, NodeState
@@ -209,7 +210,9 @@ def test_status_of_an_unknown_execution(records: MemoryRunRecords, store: Submis
 def test_cancel_a_pending_submission_enqueues_its_canceled_webhook(
     records: MemoryRunRecords, store: SubmissionStore
 ) -> None:
-    submission, _ = store.submit(BASE_PLAN, webhook_url="https://hooks.example.com/x", webhook_secret="s3cr3t")
+    submission, _ = store.submit(
+        BASE_PLAN, SubmitOptions(webhook_url="https://hooks.example.com/x", webhook_secret="s3cr3t")
+    )
     status = executions.cancel(records, store, submission.execution_id)
     assert status.state is ExecutionState.CANCELED and records.terminated == []
     [delivery] = DeliveryOutbox(store).deliveries(submission.execution_id)

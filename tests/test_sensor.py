@@ -14,6 +14,7 @@ from video_pipelines.doors import client
 from video_pipelines.doors.demo import run_plan_in_process
 from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
 from video_pipelines.orchestration.sensors.plans import evaluate_submissions, submitted_plans
+from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.submissions import SubmissionState
 
 PLAN: dict[str, Any] = {
@@ -39,7 +40,9 @@ def tick(target: client.Deployment) -> dg.SensorResult:
 
 def test_pending_submission_becomes_a_run_request(target: client.Deployment) -> None:
     execution_id = client.submit(
-        PLAN, priority="high", webhook_url="https://hooks.example.com/x", webhook_secret="s3cr3t", target=target
+        PLAN,
+        SubmitOptions(priority="high", webhook_url="https://hooks.example.com/x", webhook_secret="s3cr3t"),
+        target=target,
     )
     result = tick(target)
     [request] = result.run_requests or []
@@ -71,8 +74,8 @@ def test_a_launched_run_marks_the_submission(target: client.Deployment) -> None:
 
 def test_variant_waits_for_a_pending_base_and_is_rejected_with_a_bad_one(target: client.Deployment) -> None:
     base_id = client.submit(PLAN, target=target)
-    variant_id = client.submit(PLAN, base_execution_id=base_id, target=target)
-    ghost_id = client.submit(PLAN, base_execution_id="exec_ghost", target=target)
+    variant_id = client.submit(PLAN, SubmitOptions(base_execution_id=base_id), target=target)
+    ghost_id = client.submit(PLAN, SubmitOptions(base_execution_id="exec_ghost"), target=target)
     result = evaluate_submissions(target.store, target.instance)
     assert [r.run_key for r in result.run_requests] == [base_id]
     assert result.waiting == {variant_id: f"base execution {base_id} is pending"}
@@ -82,7 +85,7 @@ def test_variant_waits_for_a_pending_base_and_is_rejected_with_a_bad_one(target:
 
     refused_id = client.submit(PLAN, target=target)
     target.store.mark_rejected(refused_id, "invalid plan: clip.params.prompt: required")
-    late_id = client.submit(PLAN, base_execution_id=refused_id, target=target)
+    late_id = client.submit(PLAN, SubmitOptions(base_execution_id=refused_id), target=target)
     result = evaluate_submissions(target.store, target.instance)
     assert result.rejected[late_id].startswith(f"base execution {refused_id} was rejected")
     assert result.waiting == {variant_id: f"base execution {base_id} is pending"}  # its base is launching
@@ -91,7 +94,7 @@ def test_variant_waits_for_a_pending_base_and_is_rejected_with_a_bad_one(target:
 def test_variant_of_a_completed_base_is_launched_with_its_tag(target: client.Deployment) -> None:
     base = run_plan_in_process(PLAN, target.instance)
     assert base.success
-    variant_id = client.submit(PLAN, base_execution_id=base.run_id, target=target)
+    variant_id = client.submit(PLAN, SubmitOptions(base_execution_id=base.run_id), target=target)
     [request] = tick(target).run_requests or []
     assert request.run_key == variant_id and request.tags["video/base_execution_id"] == base.run_id
 
@@ -114,8 +117,8 @@ def test_cancel_a_pending_submission(target: client.Deployment) -> None:
 
 
 def test_idempotency_key_returns_the_same_execution(target: client.Deployment) -> None:
-    first = client.submit(PLAN, idempotency_key="order-42", target=target)
-    again = client.submit(PLAN, idempotency_key="order-42", target=target)
+    first = client.submit(PLAN, SubmitOptions(idempotency_key="order-42"), target=target)
+    again = client.submit(PLAN, SubmitOptions(idempotency_key="order-42"), target=target)
     assert first == again
     assert [r.run_key for r in evaluate_submissions(target.store, target.instance).run_requests] == [first]
 

@@ -24,6 +24,7 @@ from video_pipelines.orchestration.definitions import build_definitions
 from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
 from video_pipelines.orchestration.sensors.plans import submitted_plans
 from video_pipelines.orchestration.sensors.webhooks import webhook_deliveries, webhook_on_started
+from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.webhooks import RETRY_DELAYS_ENV
 
 from .receiver import WebhookReceiver, running_receiver
@@ -86,8 +87,8 @@ def test_the_plan_sensors_tick_log_says_what_it_launched_what_waits_and_what_was
     target: client.Deployment,
 ) -> None:
     base = client.submit(PLAN, target=target)
-    variant = client.submit(PLAN, base_execution_id=base, target=target)
-    ghost = client.submit(PLAN, base_execution_id="exec_ghost", target=target)
+    variant = client.submit(PLAN, SubmitOptions(base_execution_id=base), target=target)
+    ghost = client.submit(PLAN, SubmitOptions(base_execution_id="exec_ghost"), target=target)
 
     result, lines = evaluate(target, "submitted_plans", submitted_plans)
 
@@ -101,7 +102,7 @@ def test_the_plan_sensors_tick_log_says_what_it_launched_what_waits_and_what_was
 def test_nothing_to_launch_is_a_skip_reason_with_the_counts(target: client.Deployment) -> None:
     base = client.submit(PLAN, target=target)
     target.store.mark_rejected(base, "invalid plan: clip.params.prompt: required")
-    variant = client.submit(PLAN, base_execution_id=base, target=target)
+    variant = client.submit(PLAN, SubmitOptions(base_execution_id=base), target=target)
     result, lines = evaluate(target, "submitted_plans", submitted_plans)
     assert isinstance(result, dg.SensorResult) and not result.run_requests
     assert result.skip_reason is not None

@@ -23,6 +23,7 @@ from video_pipelines.operations import generate_clip
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.orchestration.sensors.plans import evaluate_submissions
 from video_pipelines.plan import parse_plan
+from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.plan.params import Operation, parse_params
 from video_pipelines.providers.pricing import DEFAULT_MODELS, PRICING_FILE_ENV, PricingTable
 from video_pipelines.submissions import ApiKeys
@@ -261,8 +262,10 @@ def test_the_plan_sensor_rejects_a_variant_over_its_cap_once_its_base_is_known(
         assert first.success
         # Stored at once (its base's reuse is not known at submit), then admitted by the sensor with it.
         capped = {"jobs": [*base["jobs"], generate("extra", 1)], "maxCostUsd": 0.5, "timeoutSeconds": 60}
-        variant_id = client.submit(capped, base_execution_id=first.run_id, target=target)
-        within_id = client.submit({**capped, "maxCostUsd": 1.0}, base_execution_id=first.run_id, target=target)
+        variant_id = client.submit(capped, SubmitOptions(base_execution_id=first.run_id), target=target)
+        within_id = client.submit(
+            {**capped, "maxCostUsd": 1.0}, SubmitOptions(base_execution_id=first.run_id), target=target
+        )
         tick = evaluate_submissions(target.store, target.instance)
         status = client.status(variant_id, target=target)
     expected = "plan.maxCostUsd: the estimated cost $1 exceeds the cap $0.5 (extra $1)"

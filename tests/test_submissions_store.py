@@ -17,8 +17,9 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
-from video_pipelines.plan.overrides import apply_overrides
+from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.submissions import (
+    DEFAULT_TENANT,
     KEY_FILE_NAME,
     SCHEMA_VERSION,
     SECRET_KEY_ENV,
@@ -113,9 +114,7 @@ def keys_in(value: Any) -> set[str]:
 def test_submit_and_get_round_trip(store: SubmissionStore) -> None:
     submitted, created = store.submit(
         plan(webhook={"url": "https://hooks.example.com/a", "secret": SECRET}),
-        base_execution_id="exec_base",
-        priority="high",
-        idempotency_key="order-1",
+        SubmitOptions(base_execution_id="exec_base", priority="high", idempotency_key="order-1"),
     )
 
     assert created
@@ -153,10 +152,12 @@ def test_arguments_win_over_the_plan_and_fill_what_it_lacks(store: SubmissionSto
     )
     submitted, _ = store.submit(
         given,
-        base_execution_id="exec_from_flag",
-        webhook_url="https://flag.example.com/hook",
-        webhook_secret=SECRET,
-        priority="high",
+        SubmitOptions(
+            base_execution_id="exec_from_flag",
+            webhook_url="https://flag.example.com/hook",
+            webhook_secret=SECRET,
+            priority="high",
+        ),
     )
     assert submitted.base_execution_id == "exec_from_flag"
     assert submitted.webhook_url == "https://flag.example.com/hook"
@@ -185,28 +186,28 @@ def test_arguments_win_over_the_plan_and_fill_what_it_lacks(store: SubmissionSto
     assert store.webhook_secret(plain.execution_id) is None
 
 
-def test_apply_overrides_is_the_merge_every_door_uses() -> None:
+def test_submit_options_apply_is_the_merge_every_door_uses() -> None:
     given = plan(
         priority="low", baseExecutionId="exec_plan", webhook={"url": "https://plan.example.com", "secretEnv": "HOOK"}
     )
-    assert apply_overrides(given) == given
-    assert apply_overrides(given, base_execution_id="", webhook_url="", webhook_secret="", priority="") == given
+    assert SubmitOptions().apply(given) == given
+    assert SubmitOptions(base_execution_id="", webhook_url="", webhook_secret="", priority="").apply(given) == given
 
-    merged = apply_overrides(given, base_execution_id="exec_flag", webhook_secret=SECRET, priority="high")
+    merged = SubmitOptions(base_execution_id="exec_flag", webhook_secret=SECRET, priority="high").apply(given)
     assert merged == plan(
         priority="high", baseExecutionId="exec_flag", webhook={"url": "https://plan.example.com", "secret": SECRET}
     )
     assert given["webhook"] == {"url": "https://plan.example.com", "secretEnv": "HOOK"}, "the plan is not modified"
 
     for own in ({}, {"webhook": None}, {"webhook": "not an object"}):
-        assert apply_overrides(plan(**own), webhook_url="https://flag.example.com")["webhook"] == {
+        assert SubmitOptions(webhook_url="https://flag.example.com").apply(plan(**own))["webhook"] == {
             "url": "https://flag.example.com"
         }
 
 
 def test_a_secret_argument_replaces_the_plans_secret_env(store: SubmissionStore) -> None:
     submitted, _ = store.submit(
-        plan(webhook={"url": "https://plan.example.com", "secretEnv": "HOOK"}), webhook_secret=SECRET
+        plan(webhook={"url": "https://plan.example.com", "secretEnv": "HOOK"}), SubmitOptions(webhook_secret=SECRET)
     )
     assert submitted.plan["webhook"] == {"url": "https://plan.example.com"}
     assert store.webhook_secret(submitted.execution_id) == SECRET
@@ -225,7 +226,7 @@ def test_a_secret_argument_replaces_the_plans_secret_env(store: SubmissionStore)
 )
 def test_refused_inputs_store_nothing(store: SubmissionStore, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(SubmissionStoreError, match=message):
-        store.submit(plan(), **kwargs)
+        store.submit(plan(), SubmitOptions(**kwargs))
     assert store.pending() == []
 
 
@@ -259,18 +260,18 @@ def test_submissions_sort_by_creation(store: SubmissionStore) -> None:
 
 def test_idempotency_key_returns_the_existing_submission_for_the_same_request(store: SubmissionStore) -> None:
     first, created = store.submit(
-        plan("Scene 1"), idempotency_key="order-42", priority="low", webhook_url="https://e.example.com"
+        plan("Scene 1"), SubmitOptions(idempotency_key="order-42", priority="low", webhook_url="https://e.example.com")
     )
     # The same plan with its keys in another order (JSON objects have none) is the same request.
     reordered = json.loads(json.dumps(plan("Scene 1"), sort_keys=True))
     reordered["jobs"][0] = dict(reversed(list(reordered["jobs"][0].items())))
     again, created_again = store.submit(
-        reordered, idempotency_key="order-42", priority="low", webhook_url="https://e.example.com"
+        reordered, SubmitOptions(idempotency_key="order-42", priority="low", webhook_url="https://e.example.com")
     )
     assert created and not created_again
     assert again == first and first.request_digest is not None and len(first.request_digest) == 64
     assert store.get(first.execution_id) == first
-    other, created_other = store.submit(plan("Scene 1"), idempotency_key="order-43")
+    other, created_other = store.submit(plan("Scene 1"), SubmitOptions(idempotency_key="order-43"))
     assert created_other and other.execution_id != first.execution_id
     assert len(store.pending()) == 2
 
@@ -290,33 +291,41 @@ def test_idempotency_key_used_again_for_another_request_is_refused(
 ) -> None:
     """The IETF idempotency-key draft: a key reused with another payload is an error, never the first answer."""
     request: dict[str, Any] = {"plan": plan("Scene 1"), "priority": "low", "webhook_url": "https://e.example.com"}
-    first, _ = store.submit(**request, idempotency_key="order-42")
+
+    def submit(changed: dict[str, Any], tenant: str = DEFAULT_TENANT) -> tuple[Submission, bool]:
+        given = {**request, **changed, "idempotency_key": "order-42"}
+        return store.submit(given.pop("plan"), SubmitOptions(**given), tenant=tenant)
+
+    first, _ = submit({})
     with pytest.raises(IdempotencyKeyReused, match=f"idempotency key 'order-42'.*{first.execution_id}"):
-        store.submit(**{**request, **changes}, idempotency_key="order-42")
+        submit(changes)
     assert [submission.execution_id for submission in store.newest(None)] == [first.execution_id]
     # Keys are per tenant: another tenant's order-42 is another submission, whatever it holds.
-    assert store.submit(**{**request, **changes}, idempotency_key="order-42", tenant="globex")[1]
+    assert submit(changes, tenant="globex")[1]
 
 
 def test_idempotency_key_compares_the_webhook_secret_too(store: SubmissionStore) -> None:
     first, _ = store.submit(
-        plan(), idempotency_key="signed", webhook_url="https://e.example.com", webhook_secret=SECRET
+        plan(), SubmitOptions(idempotency_key="signed", webhook_url="https://e.example.com", webhook_secret=SECRET)
     )
     again, created = store.submit(
-        plan(), idempotency_key="signed", webhook_url="https://e.example.com", webhook_secret=SECRET
+        plan(), SubmitOptions(idempotency_key="signed", webhook_url="https://e.example.com", webhook_secret=SECRET)
     )
     assert again == first and not created
     for other_secret in ("another-secret-value", None):
         with pytest.raises(IdempotencyKeyReused):
             store.submit(
-                plan(), idempotency_key="signed", webhook_url="https://e.example.com", webhook_secret=other_secret
+                plan(),
+                SubmitOptions(
+                    idempotency_key="signed", webhook_url="https://e.example.com", webhook_secret=other_secret
+                ),
             )
 
 
 def test_idempotency_key_is_kept_after_the_submission_left_pending(store: SubmissionStore) -> None:
-    first, _ = store.submit(plan(), idempotency_key="once")
+    first, _ = store.submit(plan(), SubmitOptions(idempotency_key="once"))
     assert store.mark_launched(first.execution_id, "run-1")
-    again, created = store.submit(plan(), idempotency_key="once")
+    again, created = store.submit(plan(), SubmitOptions(idempotency_key="once"))
     assert not created
     assert again.execution_id == first.execution_id and again.state is SubmissionState.LAUNCHED
 
@@ -326,7 +335,10 @@ def test_racing_submits_with_one_key_make_one_submission(db_url: str) -> None:
     stores = [SubmissionStore(db_url, secret_key=STORE_KEY) for _ in range(4)]
     try:
         results = in_parallel(
-            16, lambda i: stores[i % 4].submit(plan("one request"), idempotency_key="same-key", priority="high")
+            16,
+            lambda i: stores[i % 4].submit(
+                plan("one request"), SubmitOptions(idempotency_key="same-key", priority="high")
+            ),
         )
     finally:
         for opened in stores:
@@ -344,8 +356,10 @@ def test_racing_submits_with_one_key_make_one_submission(db_url: str) -> None:
 
 def test_pending_lists_highest_priority_first_then_oldest(store: SubmissionStore) -> None:
     order = ["low", "normal", "high", "normal", "high", "low"]
-    made = [store.submit(plan(f"{priority} {n}"), priority=priority)[0] for n, priority in enumerate(order)]
-    launched, _ = store.submit(plan("already launched"), priority="high")
+    made = [
+        store.submit(plan(f"{priority} {n}"), SubmitOptions(priority=priority))[0] for n, priority in enumerate(order)
+    ]
+    launched, _ = store.submit(plan("already launched"), SubmitOptions(priority="high"))
     assert store.mark_launched(launched.execution_id, "run-x")
 
     pending = store.pending()
@@ -480,7 +494,7 @@ def test_a_claim_racing_a_cancel_has_one_winner(db_url: str) -> None:
 def test_the_secret_is_encrypted_at_rest(db_url: str) -> None:
     with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
         submitted, _ = opened.submit(plan(webhook={"url": "https://hooks.example.com/x", "secret": SECRET}))
-        opened.submit(plan("second"), webhook_url="https://hooks.example.com/y", webhook_secret=SECRET)
+        opened.submit(plan("second"), SubmitOptions(webhook_url="https://hooks.example.com/y", webhook_secret=SECRET))
 
     rows = raw_rows(db_url, "SELECT * FROM video_pipelines_submissions")
     assert len(rows) == 2
@@ -500,7 +514,7 @@ def test_the_secret_is_encrypted_at_rest(db_url: str) -> None:
 
 def test_a_wrong_key_is_a_clear_error(db_url: str) -> None:
     with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
-        submitted, _ = opened.submit(plan(), webhook_url="https://e.example.com", webhook_secret=SECRET)
+        submitted, _ = opened.submit(plan(), SubmitOptions(webhook_url="https://e.example.com", webhook_secret=SECRET))
     with SubmissionStore(db_url, secret_key=Fernet.generate_key()) as other:
         assert other.get(submitted.execution_id) == submitted, "everything but the secret reads without the key"
         with pytest.raises(SecretKeyError, match=rf"{submitted.execution_id}.*{SECRET_KEY_ENV}") as caught:
@@ -512,13 +526,17 @@ def test_a_wrong_key_is_a_clear_error(db_url: str) -> None:
 def test_passphrase_and_key_forms(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     passphrase = "correct horse battery staple, and then some"
     with SubmissionStore(db_url, secret_key=passphrase) as opened:
-        with_passphrase, _ = opened.submit(plan("a"), webhook_url="https://e.example.com", webhook_secret=SECRET)
+        with_passphrase, _ = opened.submit(
+            plan("a"), SubmitOptions(webhook_url="https://e.example.com", webhook_secret=SECRET)
+        )
     monkeypatch.setenv(SECRET_KEY_ENV, passphrase + "\n")
     with SubmissionStore(db_url) as from_env_key:
         assert from_env_key.webhook_secret(with_passphrase.execution_id) == SECRET
 
     with SubmissionStore(db_url, secret_key=STORE_KEY) as as_bytes:
-        with_key, _ = as_bytes.submit(plan("b"), webhook_url="https://e.example.com", webhook_secret="other")
+        with_key, _ = as_bytes.submit(
+            plan("b"), SubmitOptions(webhook_url="https://e.example.com", webhook_secret="other")
+        )
     with SubmissionStore(db_url, secret_key=STORE_KEY.decode()) as as_text:
         assert as_text.webhook_secret(with_key.execution_id) == "other"
         with pytest.raises(SecretKeyError):
@@ -531,7 +549,7 @@ def test_sqlite_without_a_key_uses_a_private_key_file_next_to_the_database(tmp_p
     with SubmissionStore(url) as opened:
         plain, _ = opened.submit(plan("no secret"))
         assert not key_file.exists(), "no key is made before a secret needs one"
-        submitted, _ = opened.submit(plan(), webhook_url="https://e.example.com", webhook_secret=SECRET)
+        submitted, _ = opened.submit(plan(), SubmitOptions(webhook_url="https://e.example.com", webhook_secret=SECRET))
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert SECRET.encode() not in key_file.read_bytes()
     with SubmissionStore(url) as reopened:
@@ -544,7 +562,10 @@ def test_the_key_file_is_created_once_when_processes_race(tmp_path: Path) -> Non
     stores = [SubmissionStore(url) for _ in range(8)]
     try:
         made = in_parallel(
-            8, lambda i: stores[i].submit(plan(), webhook_url="https://e.example.com", webhook_secret=f"s{i}")[0]
+            8,
+            lambda i: stores[i].submit(
+                plan(), SubmitOptions(webhook_url="https://e.example.com", webhook_secret=f"s{i}")
+            )[0],
         )
         assert [stores[(i + 1) % 8].webhook_secret(item.execution_id) for i, item in enumerate(made)] == [
             f"s{i}" for i in range(8)
@@ -561,7 +582,7 @@ def test_postgres_without_a_key_asks_for_one(postgres_url: str) -> None:
         plain, created = opened.submit(plan())
         assert created and opened.webhook_secret(plain.execution_id) is None
         with pytest.raises(SecretKeyError, match=SECRET_KEY_ENV):
-            opened.submit(plan(), webhook_url="https://e.example.com", webhook_secret=SECRET)
+            opened.submit(plan(), SubmitOptions(webhook_url="https://e.example.com", webhook_secret=SECRET))
         assert [item.execution_id for item in opened.pending()] == [plain.execution_id]
 
 
@@ -573,7 +594,7 @@ def test_from_env_uses_sqlite_in_dagster_home(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with SubmissionStore.from_env() as opened:
         assert opened.url == f"sqlite:///{home / 'video_pipelines.db'}"
-        submitted, _ = opened.submit(plan(), webhook_url="https://e.example.com", webhook_secret=SECRET)
+        submitted, _ = opened.submit(plan(), SubmitOptions(webhook_url="https://e.example.com", webhook_secret=SECRET))
     assert (home / "video_pipelines.db").is_file()
     assert stat.S_IMODE((home / KEY_FILE_NAME).stat().st_mode) == 0o600
     with SubmissionStore.from_env(dagster_home=home) as reopened:
@@ -594,7 +615,7 @@ def test_from_env_uses_postgres_when_the_url_is_set(
     home = tmp_path / "home"
     with SubmissionStore.from_env(dagster_home=home) as opened:
         assert opened.url.startswith("postgresql+psycopg2://")
-        submitted, _ = opened.submit(plan(), webhook_url="https://e.example.com", webhook_secret=SECRET)
+        submitted, _ = opened.submit(plan(), SubmitOptions(webhook_url="https://e.example.com", webhook_secret=SECRET))
         assert opened.webhook_secret(submitted.execution_id) == SECRET
     assert raw_rows(postgres_url, "SELECT execution_id FROM video_pipelines_submissions") == [
         {"execution_id": submitted.execution_id}
@@ -650,9 +671,9 @@ def test_migration_3_keeps_rows_and_scopes_idempotency_keys_per_tenant(db_url: s
     with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
         old = opened.get("exec_old")
         assert old is not None and old.tenant == "default" and old.idempotency_key == "k1"
-        again, created = opened.submit(plan(), idempotency_key="k1")
+        again, created = opened.submit(plan(), SubmitOptions(idempotency_key="k1"))
         assert not created and again.execution_id == "exec_old"
-        other, created = opened.submit(plan(), idempotency_key="k1", tenant="acme")
+        other, created = opened.submit(plan(), SubmitOptions(idempotency_key="k1"), tenant="acme")
         assert created and other.tenant == "acme" and other.execution_id != "exec_old"
         from video_pipelines.webhooks import DeliveryOutbox
 
@@ -757,12 +778,12 @@ def test_migration_6_keeps_a_digest_per_submission_and_trusts_the_keys_made_befo
     with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
         old = opened.get("exec_old")
         assert old is not None and old.request_digest is None and old.idempotency_key == "k1"
-        again, created = opened.submit(plan("anything"), idempotency_key="k1", tenant="acme")
+        again, created = opened.submit(plan("anything"), SubmitOptions(idempotency_key="k1"), tenant="acme")
         assert not created and again.execution_id == "exec_old"
-        new, created = opened.submit(plan(), idempotency_key="k2", tenant="acme")
+        new, created = opened.submit(plan(), SubmitOptions(idempotency_key="k2"), tenant="acme")
         assert created and new.request_digest is not None
         with pytest.raises(IdempotencyKeyReused):
-            opened.submit(plan("another"), idempotency_key="k2", tenant="acme")
+            opened.submit(plan("another"), SubmitOptions(idempotency_key="k2"), tenant="acme")
     versions = raw_rows(db_url, "SELECT version FROM video_pipelines_schema_version ORDER BY version")
     assert versions == [{"version": version} for version in range(1, SCHEMA_VERSION + 1)]
 

@@ -33,6 +33,7 @@ from video_pipelines.errors import ExecutionError
 from video_pipelines.executions import ExecutionStatus, webhook_payload
 from video_pipelines.executions.notifications import secret_env_warning
 from video_pipelines.net import AllowedHosts, parse_allowed_hosts
+from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.submissions import SubmissionStore, schema
 from video_pipelines.submissions.database_url import psycopg2_url
 from video_pipelines.webhooks import (
@@ -699,8 +700,7 @@ def test_unsigned_webhooks_carry_id_and_timestamp_only(outbox: DeliveryOutbox, r
 def test_the_secret_is_in_no_column_and_no_repr(store: SubmissionStore, receiver: Receiver, db_url: str) -> None:
     submission, _ = store.submit(
         {"jobs": [{"id": "job1", "type": "generateVideo", "params": {"prompt": "x"}}]},
-        webhook_url=receiver.url(),
-        webhook_secret=SECRET,
+        SubmitOptions(webhook_url=receiver.url(), webhook_secret=SECRET),
     )
     outbox = DeliveryOutbox(store)
     enqueue(outbox, receiver.url(), submission.execution_id, secret_source="submission")
@@ -740,7 +740,7 @@ def test_a_store_at_schema_version_1_is_upgraded_with_the_outbox_tables(db_url: 
     finally:
         engine.dispose()
     with SubmissionStore(db_url, secret_key=STORE_KEY) as store:
-        submission, _ = store.submit({"jobs": []}, webhook_url="https://hooks.example.com/a")
+        submission, _ = store.submit({"jobs": []}, SubmitOptions(webhook_url="https://hooks.example.com/a"))
         delivery = enqueue(DeliveryOutbox(store), "https://hooks.example.com/a", submission.execution_id)
         assert store.get(submission.execution_id) == submission
     rows = raw_rows(db_url, "video_pipelines_schema_version")

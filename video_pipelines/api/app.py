@@ -76,6 +76,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+class _Api(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        return _openapi(self)
+
+
 def _trace_requests(app: FastAPI) -> None:
     """A SERVER span per request (OpenTelemetry's FastAPI instrumentation), when tracing is on.
 
@@ -115,7 +120,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             app.state.api = state
             yield
 
-    app = FastAPI(
+    app = _Api(
         title="video-pipelines",
         version=_version(),
         description=DESCRIPTION,
@@ -127,6 +132,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(router)
     app.include_router(artifacts.router)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _trace_requests(app)
     return app

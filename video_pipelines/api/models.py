@@ -1,9 +1,10 @@
 """The API's request and response shapes, as pydantic models (they are also its OpenAPI schema).
 
-The answers are built by the application layer (`ExecutionStatus.to_wire()`,
-`executions.delivery_record`) and validated through these models on the way out, so a
-drift between them is a failing test, not a silently different document; unknown fields
-pass through (`extra="allow"`) rather than being dropped.
+The routes answer these models, each built from the application layer's typed value
+(`StatusDocument.of(ExecutionStatus)`, `Delivery.of(delivery record)`) through its wire form
+(`to_wire()`, the same JSON `video-pipelines status` prints), so a drift between the two is a
+failing validation, not a silently different document; unknown fields pass through
+(`extra="allow"`) rather than being dropped.
 
 The plan itself is not modelled here: `POST /api/execute` reads its body with the plan
 model (`video_pipelines.plan`), so its problems are exactly those of `video-pipelines
@@ -12,11 +13,13 @@ validate`; its schema is `plan.document.PlanDocument`, made of the models that v
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from video_pipelines.executions import ExecutionStatus
 from video_pipelines.vocabulary import ExecutionState, NodeState
 
 
@@ -95,6 +98,10 @@ class StatusDocument(_Wire):
     attempts: list[AttemptDocument] = Field(default_factory=list, description="every run of the execution")
     jobs: dict[str, NodeDocument]
 
+    @classmethod
+    def of(cls, status: ExecutionStatus) -> Self:
+        return cls.model_validate(status.to_wire())
+
 
 class NodeEvent(_Wire):
     """`event: node` of `/events`: a node's state changed (the other events carry the status document)."""
@@ -135,6 +142,11 @@ class Delivery(_Wire):
     delivered_at: str | None
     next_attempt_at: str | None
     attempts: list[Attempt]
+
+    @classmethod
+    def of(cls, record: Mapping[str, object]) -> Self:
+        """The model of an `executions.delivery_record`."""
+        return cls.model_validate(record)
 
 
 class DeliveryLog(_Wire):

@@ -22,7 +22,7 @@ unexpected exception (500) are problems too: never a traceback, never an HTML pa
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -55,7 +55,7 @@ INTERNAL_ERROR = "the server failed to answer this request; the error is in its 
 
 
 class ApiProblem(Exception):
-    """An answer that is a problem: raise it from a route or a dependency."""
+    """An answer that is a problem: raise it from a route or a dependency, or answer it (`response`)."""
 
     def __init__(
         self,
@@ -75,40 +75,22 @@ class ApiProblem(Exception):
         self.headers = dict(headers or {})
         self.extensions = dict(extensions or {})
 
-
-def problem_response(
-    request: Request,
-    status: int,
-    detail: str,
-    *,
-    title: str | None = None,
-    type_: str = ABOUT_BLANK,
-    headers: Mapping[str, str] | None = None,
-    extensions: Mapping[str, Any] | None = None,
-) -> JSONResponse:
-    """The problem document of one answer; `instance` is the request's path."""
-    body: dict[str, Any] = {
-        "type": type_,
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
-        **(extensions or {}),
-    }
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
+    def response(self, request: Request) -> JSONResponse:
+        """The problem document of this answer; `instance` is the request's path."""
+        body: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title or HTTPStatus(self.status).phrase,
+            "status": self.status,
+            "detail": self.detail,
+            "instance": request.url.path,
+            **self.extensions,
+        }
+        return JSONResponse(body, status_code=self.status, headers=self.headers, media_type=PROBLEM_JSON)
 
 
 def _api_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiProblem)
-    return problem_response(
-        request,
-        exc.status,
-        exc.detail,
-        title=exc.title,
-        type_=exc.type,
-        headers=exc.headers,
-        extensions=exc.extensions,
-    )
+    return exc.response(request)
 
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -122,7 +104,7 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     elif status == 405 and detail == HTTPStatus.METHOD_NOT_ALLOWED.phrase:
         allowed = headers.get("Allow") or headers.get("allow")
         detail = f"{request.method} is not allowed on {request.url.path}" + (f"; use {allowed}" if allowed else "")
-    return problem_response(request, status, detail, headers=headers)
+    return ApiProblem(status, detail, headers=headers).response(request)
 
 
 def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -132,13 +114,13 @@ def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     for error in exc.errors():
         where = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
-    return problem_response(request, 400, "; ".join(parts) or "the request is not valid")
+    return ApiProblem(400, "; ".join(parts) or "the request is not valid").response(request)
 
 
 def _unprocessable(request: Request, exc: Exception, title: str, type_: str, errors: list[PlanProblem]) -> JSONResponse:
     """422: every 422 lists its `errors` as `{"node", "field", "message"}`."""
     extensions = {"errors": [problem.to_wire() for problem in errors]}
-    return problem_response(request, 422, str(exc), title=title, type_=type_, extensions=extensions)
+    return ApiProblem(422, str(exc), title=title, type_=type_, extensions=extensions).response(request)
 
 
 def _invalid_plan(request: Request, exc: Exception) -> JSONResponse:
@@ -152,27 +134,24 @@ def _key_reused(request: Request, exc: Exception) -> JSONResponse:
     return _unprocessable(request, exc, "Idempotency-Key is already used", IDEMPOTENCY_KEY_REUSED, [problem])
 
 
-def _not_found(request: Request, exc: Exception) -> JSONResponse:
-    return problem_response(request, 404, str(exc))
+def _answer(status: int) -> Callable[[Request, Exception], JSONResponse]:
+    """The handler that answers an error with `status` and the error's message as the detail."""
 
+    def handler(request: Request, exc: Exception) -> JSONResponse:
+        return ApiProblem(status, str(exc)).response(request)
 
-def _refused(request: Request, exc: Exception) -> JSONResponse:
-    return problem_response(request, 400, str(exc))
-
-
-def _conflict(request: Request, exc: Exception) -> JSONResponse:
-    return problem_response(request, 409, str(exc))
+    return handler
 
 
 def _failed(request: Request, exc: Exception) -> JSONResponse:
     # A VideoPipelineError handled here is not re-raised: log it, since the answer never carries it.
     log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc)
-    return problem_response(request, 500, INTERNAL_ERROR)
+    return ApiProblem(500, INTERNAL_ERROR).response(request)
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette's ServerErrorMiddleware sends this answer, then re-raises: the server logs the traceback.
-    return problem_response(request, 500, INTERNAL_ERROR)
+    return ApiProblem(500, INTERNAL_ERROR).response(request)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -182,11 +161,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(PlanValidationError, _invalid_plan)
     app.add_exception_handler(IdempotencyKeyReused, _key_reused)
-    app.add_exception_handler(ExecutionNotFound, _not_found)
-    app.add_exception_handler(UsageError, _refused)
-    app.add_exception_handler(SubmissionStoreError, _refused)
+    app.add_exception_handler(ExecutionNotFound, _answer(404))
+    app.add_exception_handler(UsageError, _answer(400))
+    app.add_exception_handler(SubmissionStoreError, _answer(400))
     app.add_exception_handler(SecretKeyError, _failed)
-    app.add_exception_handler(ExecutionError, _conflict)
-    app.add_exception_handler(WebhookError, _conflict)
+    app.add_exception_handler(ExecutionError, _answer(409))
+    app.add_exception_handler(WebhookError, _answer(409))
     app.add_exception_handler(VideoPipelineError, _failed)
     app.add_exception_handler(Exception, _unexpected)

@@ -8,11 +8,13 @@ executions: another tenant's is 404 "no execution X", the answer for a missing i
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse
 
 from video_pipelines import executions
@@ -30,7 +32,7 @@ from video_pipelines.api.models import (
     StatusDocument,
     Unhealthy,
 )
-from video_pipelines.api.problems import UNHEALTHY, ApiProblem, problem_response
+from video_pipelines.api.problems import UNHEALTHY, ApiProblem
 from video_pipelines.api.state import ApiState, api_state
 from video_pipelines.executions import Caller, ExecutionStatus
 from video_pipelines.executions.destinations import check_destinations
@@ -43,6 +45,7 @@ from video_pipelines.vocabulary import ExecutionState
 from video_pipelines.webhooks import DeliveryOutbox
 
 StateDep = Annotated[ApiState, Depends(api_state)]
+T = TypeVar("T")
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 # The body of POST /api/execute in the OpenAPI document (the route reads it itself, see `submit`).
@@ -162,7 +165,7 @@ async def submit(
     traceparent: Annotated[
         str | None, Header(description="W3C trace context: the execution's trace continues the caller's")
     ] = None,
-) -> dict[str, str]:
+) -> ExecutionAccepted:
     """Store a plan for the daemon to run; answers at once with its execution id.
 
     The body is the plan of `video-pipelines submit` (README "Running plans") with its optional
@@ -172,54 +175,47 @@ async def submit(
     """
     body = await read_body(request, state.settings.max_body_bytes)
     execution_id = await run_in_threadpool(admit_and_submit, state, caller, body, idempotency_key, traceparent)
-    return {"executionId": execution_id}
+    return ExecutionAccepted(execution_id=execution_id)
 
 
-@router.get(
-    "/api/execute/{execution_id}/status",
-    response_model=StatusDocument,
-    tags=["executions"],
-    summary="The status of an execution",
-    responses=problems(404),
-)
-def status(execution_id: str, caller: CallerDep, state: StateDep) -> dict[str, Any]:
+def _status_route(action: str, summary: str, *errors: int) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """The route of a call answered with the status document: `GET .../status`, `POST .../cancel` or `.../retry`."""
+    method, code = (router.get, 200) if action == "status" else (router.post, 202)
+    return method(
+        f"/api/execute/{{execution_id}}/{action}",
+        status_code=code,
+        response_model=StatusDocument,
+        tags=["executions"],
+        summary=summary,
+        responses=problems(*errors),
+    )
+
+
+@_status_route("status", "The status of an execution", 404)
+def status(execution_id: str, caller: CallerDep, state: StateDep) -> StatusDocument:
     """The status document of `video-pipelines status`, node by node."""
-    return executions.status_for(caller, state.records, state.store, execution_id).to_wire()
+    return StatusDocument.of(executions.status_for(caller, state.records, state.store, execution_id))
 
 
-@router.post(
-    "/api/execute/{execution_id}/cancel",
-    status_code=202,
-    response_model=StatusDocument,
-    tags=["executions"],
-    summary="Cancel an execution",
-    responses=problems(404),
-)
-def cancel(execution_id: str, caller: CallerDep, state: StateDep) -> dict[str, Any]:
+@_status_route("cancel", "Cancel an execution", 404)
+def cancel(execution_id: str, caller: CallerDep, state: StateDep) -> StatusDocument:
     """Cancel an execution; answers with the status document, which is the truth.
 
     `canceled`: it was still pending, and nothing of it will ever run. Otherwise its run was asked
     for already: it runs nothing more, and the answer is its real state (`pending` or `processing`
     until its run ends canceled; `completed` when every node already had its video).
     """
-    return executions.cancel_for(caller, state.records, state.store, execution_id).to_wire()
+    return StatusDocument.of(executions.cancel_for(caller, state.records, state.store, execution_id))
 
 
-@router.post(
-    "/api/execute/{execution_id}/retry",
-    status_code=202,
-    response_model=StatusDocument,
-    tags=["executions"],
-    summary="Retry a failed or canceled execution",
-    responses=problems(404, 409),
-)
-def retry(execution_id: str, caller: CallerDep, state: StateDep) -> dict[str, Any]:
+@_status_route("retry", "Retry a failed or canceled execution", 404, 409)
+def retry(execution_id: str, caller: CallerDep, state: StateDep) -> StatusDocument:
     """Run a failed or canceled execution again: completed nodes are reused, only the rest run.
 
     Answers with the status document (pending until the new run starts). Retrying twice before
     it starts is retrying once; 409 for an execution that is not failed or canceled.
     """
-    return executions.retry_for(caller, state.records, state.store, execution_id).to_wire()
+    return StatusDocument.of(executions.retry_for(caller, state.records, state.store, execution_id))
 
 
 @router.get(
@@ -269,7 +265,7 @@ def list_executions(
     status: Annotated[ExecutionState | None, Query(description="only executions in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     cursor: Annotated[str | None, Query(description="the nextCursor of the previous page")] = None,
-) -> dict[str, Any]:
+) -> ExecutionPage:
     """One page of this key's tenant's executions, and the cursor of the next page (null after the last)."""
     page, next_cursor = executions.list_executions(
         caller,
@@ -279,7 +275,7 @@ def list_executions(
         limit=limit,
         cursor=cursor,
     )
-    return {"executions": [found.to_wire() for found in page], "nextCursor": next_cursor}
+    return ExecutionPage(executions=[StatusDocument.of(found) for found in page], next_cursor=next_cursor)
 
 
 @router.get(
@@ -289,10 +285,11 @@ def list_executions(
     summary="Every webhook attempt of an execution",
     responses=problems(404),
 )
-def deliveries(execution_id: str, caller: CallerDep, state: StateDep) -> dict[str, Any]:
+def deliveries(execution_id: str, caller: CallerDep, state: StateDep) -> DeliveryLog:
     """Every webhook delivery of the execution and every attempt: time, status code or error."""
     executions.require_visible(caller, state.records, state.store, execution_id)
-    return {"deliveries": executions.delivery_report(state.store, execution_id)}
+    report = executions.delivery_report(state.store, execution_id)
+    return DeliveryLog(deliveries=[Delivery.of(record) for record in report])
 
 
 @router.post(
@@ -303,11 +300,11 @@ def deliveries(execution_id: str, caller: CallerDep, state: StateDep) -> dict[st
     summary="Send a webhook event again",
     responses=problems(404),
 )
-def redeliver(execution_id: str, webhook_id: str, caller: CallerDep, state: StateDep) -> dict[str, object]:
+def redeliver(execution_id: str, webhook_id: str, caller: CallerDep, state: StateDep) -> Delivery:
     """Send the event again with the same `webhook-id`, as a new attempt; answers with the delivery, due now."""
     executions.require_visible(caller, state.records, state.store, execution_id)
     delivery = executions.redeliver(state.store, execution_id, webhook_id)
-    return executions.delivery_record(DeliveryOutbox(state.store), delivery)
+    return Delivery.of(executions.delivery_record(DeliveryOutbox(state.store), delivery))
 
 
 @router.get(
@@ -317,7 +314,7 @@ def redeliver(execution_id: str, webhook_id: str, caller: CallerDep, state: Stat
     summary="Database, daemon and storage",
     responses={503: {"model": Unhealthy, "description": "Something is down: `down`, and why in `detail`."}},
 )
-async def health(request: Request, state: StateDep) -> Any:
+async def health(request: Request, state: StateDep) -> Health | JSONResponse:
     """200 when the database, the daemon's heartbeat and artifact storage are all ok; else 503 naming what is down."""
     settings = state.settings
     results = await run_checks(
@@ -331,9 +328,9 @@ async def health(request: Request, state: StateDep) -> Any:
     body = {result.name: result.state for result in results}
     down = [result for result in results if result.problem is not None]
     if not down:
-        return body
+        return Health.model_validate(body)
     detail = "; ".join(f"{result.name} is down: {result.problem}" for result in down)
-    return problem_response(request, 503, detail, type_=UNHEALTHY, extensions=body)
+    return ApiProblem(503, detail, type_=UNHEALTHY, extensions=body).response(request)
 
 
 @router.get(

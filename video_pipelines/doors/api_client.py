@@ -2,7 +2,7 @@
 
     from video_pipelines.doors.api_client import ApiClient
     with ApiClient("https://videos.example.com", api_key) as api:
-        execution_id = api.submit(plan, idempotency_key="order-42")
+        execution_id = api.submit(plan, SubmitOptions(idempotency_key="order-42"))
         api.wait(execution_id)["status"]  # "completed"
 
 What the CLI and the Python client use when `VIDEO_PIPELINES_API_URL` and
@@ -45,7 +45,7 @@ from video_pipelines.errors import (
     VideoPipelineError,
 )
 from video_pipelines.net.retrying import backoff_delay, parse_retry_after
-from video_pipelines.plan.overrides import apply_overrides
+from video_pipelines.plan.overrides import NO_OPTIONS, SubmitOptions
 from video_pipelines.plan.problems import PlanProblem
 from video_pipelines.vocabulary import TERMINAL_STATES
 
@@ -104,29 +104,14 @@ class ApiClient:
     ) -> None:
         self.close()
 
-    def submit(
-        self,
-        plan: Mapping[str, Any],
-        *,
-        base_execution_id: str | None = None,
-        webhook_url: str | None = None,
-        webhook_secret: str | None = None,
-        priority: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> str:
+    def submit(self, plan: Mapping[str, Any], options: SubmitOptions = NO_OPTIONS) -> str:
         """Submit a plan (`POST /api/execute`); returns its execution id once the API has stored it.
 
-        Without an `idempotency_key` one is made for this call, so that retrying it after a
+        Without an idempotency key one is made for this call, so that retrying it after a
         lost answer returns the same execution instead of making a second one.
         """
-        body = apply_overrides(
-            plan,
-            base_execution_id=base_execution_id,
-            webhook_url=webhook_url,
-            webhook_secret=webhook_secret,
-            priority=priority,
-        )
-        key = idempotency_key or f"client-{uuid.uuid4().hex}"
+        body = options.apply(plan)
+        key = options.idempotency_key or f"client-{uuid.uuid4().hex}"
         answer = self._call("POST", "/api/execute", json=body, headers={"Idempotency-Key": key}, repeatable=True)
         execution_id = answer.get("executionId") if isinstance(answer, dict) else None
         if not isinstance(execution_id, str):

@@ -126,15 +126,14 @@ def _submit(args: argparse.Namespace) -> int:
     with client.connect(create=True) as target:
         if isinstance(target, client.Deployment) and target.created:
             _warn_new_instance(target.home)
-        execution_id = client.submit(
-            plan,
+        options = client.SubmitOptions(
             base_execution_id=args.base_execution_id,
             webhook_url=args.webhook_url,
             webhook_secret=args.webhook_secret,
             priority=args.priority,
             idempotency_key=args.idempotency_key,
-            target=target,
         )
+        execution_id = client.submit(plan, options, target=target)
         # Over the API, its /health says whether its daemon runs; locally nothing else would tell.
         if isinstance(target, client.Deployment) and target.daemon_problem() is not None:
             _warn(

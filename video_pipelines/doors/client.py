@@ -1,7 +1,7 @@
 """The Python client: the same calls as the `video-pipelines` CLI.
 
     from video_pipelines.doors import client
-    execution_id = client.submit(plan, idempotency_key="order-42")
+    execution_id = client.submit(plan, client.SubmitOptions(idempotency_key="order-42"))
     client.wait(execution_id)["status"]  # "completed"
 
 Calls go where the environment says (`connect`). With `VIDEO_PIPELINES_API_URL` and
@@ -34,11 +34,13 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from video_pipelines.doors.api_client import API_KEY_ENV, API_URL_ENV, ApiClient, poll_until_ended
 from video_pipelines.errors import ExecutionNotFound, UsageError
-from video_pipelines.plan.overrides import apply_overrides
+from video_pipelines.plan.overrides import NO_OPTIONS
+from video_pipelines.plan.overrides import SubmitOptions as SubmitOptions  # `client.SubmitOptions(...)`
 
 if TYPE_CHECKING:
     import dagster as dg
 
+    from video_pipelines.executions.status import ExecutionStatus
     from video_pipelines.orchestration.run_records import DagsterRunRecords
     from video_pipelines.submissions import SubmissionStore
 
@@ -158,16 +160,7 @@ def with_ui_link(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "uiUrl": f"{base}/runs/{run_id}"}
 
 
-def submit(
-    plan: Mapping[str, Any],
-    *,
-    base_execution_id: str | None = None,
-    webhook_url: str | None = None,
-    webhook_secret: str | None = None,
-    priority: str | None = None,
-    idempotency_key: str | None = None,
-    target: Target | None = None,
-) -> str:
+def submit(plan: Mapping[str, Any], options: SubmitOptions = NO_OPTIONS, *, target: Target | None = None) -> str:
     """Validate and store a plan; returns its execution id at once (the plan sensor launches it).
 
     The base is not looked up here: a variant may be submitted before its base ends. Over
@@ -177,61 +170,46 @@ def submit(
     def local(opened: Deployment) -> str:
         from video_pipelines import executions
 
-        overridden = apply_overrides(
-            plan,
-            base_execution_id=base_execution_id,
-            webhook_url=webhook_url,
-            webhook_secret=webhook_secret,
-            priority=priority,
-        )
-        admission = executions.admit(overridden)
-        return executions.submit(admission, opened.store, idempotency_key=idempotency_key)
+        admission = executions.admit(options.apply(plan))
+        return executions.submit(admission, opened.store, idempotency_key=options.idempotency_key)
 
-    def remote(api: ApiClient) -> str:
-        return api.submit(
-            plan,
-            base_execution_id=base_execution_id,
-            webhook_url=webhook_url,
-            webhook_secret=webhook_secret,
-            priority=priority,
-            idempotency_key=idempotency_key,
-        )
+    return _on(target, local, lambda api: api.submit(plan, options), create=True)
 
-    return _on(target, local, remote, create=True)
+
+def _status_call(
+    execution_id: str,
+    target: Target | None,
+    act: Callable[[DagsterRunRecords, SubmissionStore, str], ExecutionStatus],
+    remote: Callable[[ApiClient, str], dict[str, Any]],
+) -> dict[str, Any]:
+    """The status document answered by `act` on a local deployment, or by `remote` over the API."""
+    return _on(
+        target,
+        lambda opened: act(opened.records, opened.store, execution_id).to_wire(),
+        lambda api: remote(api, execution_id),
+    )
 
 
 def status(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
     """The status document of an execution (`video-pipelines status`), with `uiUrl` when
     $VIDEO_PIPELINES_UI_URL is set and it has a run."""
+    from video_pipelines.executions.status import execution_status
 
-    def local(opened: Deployment) -> dict[str, Any]:
-        from video_pipelines import executions
-
-        return executions.execution_status(opened.records, opened.store, execution_id).to_wire()
-
-    return with_ui_link(_on(target, local, lambda api: api.status(execution_id)))
+    return with_ui_link(_status_call(execution_id, target, execution_status, ApiClient.status))
 
 
 def cancel(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
     """Cancel a pending submission, or have its launched run run nothing more; returns the status (see the API's)."""
+    from video_pipelines.executions.lifecycle import cancel as cancel_execution
 
-    def local(opened: Deployment) -> dict[str, Any]:
-        from video_pipelines import executions
-
-        return executions.cancel(opened.records, opened.store, execution_id).to_wire()
-
-    return _on(target, local, lambda api: api.cancel(execution_id))
+    return _status_call(execution_id, target, cancel_execution, ApiClient.cancel)
 
 
 def retry(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
     """Run a failed or canceled execution again (its completed nodes are reused); returns the status."""
+    from video_pipelines.executions.lifecycle import retry as retry_execution
 
-    def local(opened: Deployment) -> dict[str, Any]:
-        from video_pipelines import executions
-
-        return executions.retry(opened.records, opened.store, execution_id).to_wire()
-
-    return _on(target, local, lambda api: api.retry(execution_id))
+    return _status_call(execution_id, target, retry_execution, ApiClient.retry)
 
 
 def deliveries(execution_id: str, *, target: Target | None = None) -> list[dict[str, Any]]:

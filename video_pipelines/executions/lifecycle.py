@@ -28,6 +28,7 @@ from video_pipelines.executions.ownership import OPERATOR, Caller
 from video_pipelines.executions.records import RunRecords, RunState, RunView
 from video_pipelines.executions.status import ExecutionStatus, execution_status
 from video_pipelines.executions.traces import keep_caller_span, record_submitted
+from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.submissions import DEFAULT_TENANT, AttemptReason, AttemptStore, RunAttempt, SubmissionStore
 from video_pipelines.telemetry.trace_context import new_execution_context, parse_traceparent
 from video_pipelines.vocabulary import ExecutionState
@@ -58,11 +59,7 @@ def submit(
         check_base_owner(store, plan.base_execution_id, caller.tenant, records)
     submission, created = store.submit(
         plan.to_wire(include_secret=False),
-        base_execution_id=plan.base_execution_id,
-        webhook_url=plan.webhook.url if plan.webhook else None,
-        webhook_secret=plan.webhook.secret if plan.webhook else None,
-        priority=plan.priority.value,
-        idempotency_key=idempotency_key,
+        SubmitOptions.of(plan, idempotency_key),
         tenant=DEFAULT_TENANT if caller.tenant is None else caller.tenant,
         traceparent=new_execution_context(trace_parent).traceparent,
     )

@@ -12,8 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Protocol, runtime_checkable
 
+from video_pipelines.plan.model import Plan, parse_plan
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.vocabulary import ExecutionState, NodeState
 
@@ -99,6 +101,11 @@ class RunView:
         """Which attempt at its execution this run is: 1 for the first run, n for the (n-1)th resume or retry."""
         value = self.tags.get(ATTEMPT_TAG, "1")
         return int(value) if value.isdigit() and int(value) >= 1 else 1
+
+    @cached_property
+    def parsed_plan(self) -> Plan:
+        """`plan`, parsed once for this view (its base's nodes were resolved when it was admitted)."""
+        return parse_plan(self.plan, external_nodes=None)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from video_pipelines.errors import PlanValidationError, SpendCapExceeded
 from video_pipelines.executions.attempts import ExecutionRuns
 from video_pipelines.executions.records import NodeRecord, RunRecords, RunView
-from video_pipelines.plan import Plan, PlanNode, parse_plan
+from video_pipelines.plan import Plan, PlanNode
 from video_pipelines.plan.durations import expected_durations
 from video_pipelines.plan.model import REMOTE_OPERATIONS
 from video_pipelines.plan.params import (
@@ -66,8 +66,13 @@ def node_estimate(
     input_seconds = seconds[node.depends_on[0]] if node.depends_on and node.depends_on[0] in seconds else None
     if node.consumes_inputs and not node.depends_on and resolved and resolved.base_final:
         input_seconds = resolved.base_final.duration
-    params = parse_params(node.operation, with_samples(node.params))
+    params = _sampled(node)
     return NodeEstimate(node.id, _list_price(node, params, input_seconds, pricing))
+
+
+def _sampled(node: PlanNode) -> AnyParams:
+    """The node's params typed with sample values for its `{{refs}}` (what pricing needs before they resolve)."""
+    return parse_params(node.operation, with_samples(node.params))
 
 
 def _list_price(node: PlanNode, params: AnyParams, input_seconds: float | None, pricing: PricingTable) -> float | None:
@@ -144,7 +149,7 @@ def spent_so_far(
 
 def actual_cost(node: PlanNode, result: VideoResult, pricing: PricingTable) -> float:
     """What running `node` cost for `result`: its list price per second of the video it made (as run_node records)."""
-    params = parse_params(node.operation, with_samples(node.params))
+    params = _sampled(node)
     if not isinstance(params, GenerateVideoParams | LipSyncParams | AddSubtitlesParams) or params.provider == "local":
         return 0.0
     model = params.model or DEFAULT_MODELS.get((node.operation, params.provider))
@@ -197,13 +202,13 @@ def check_spend_cap(
     """
     if not node.is_remote:
         return
-    plan = parse_plan(run.plan, external_nodes=None)
+    plan = run.parsed_plan
     if plan.max_cost_usd is None:
         return
     try:
         params = node.typed_params({node_id: result.to_wire() for node_id, result in upstream.items()})
     except ValidationError:  # run_node reports it, naming the param; price it as admission did
-        params = parse_params(node.operation, with_samples(node.params))
+        params = _sampled(node)
     # Every run of the execution: nodes an earlier attempt completed were paid for once, there.
     spent = spent_so_far(plan, ExecutionRuns.of(records, run).node_records(records), upstream, pricing)
     check_node_spend(plan, node, params=params, inputs=inputs, spent=spent, pricing=pricing)
@@ -219,6 +224,6 @@ def saved_usd(plan: Plan, recorded: Mapping[str, NodeRecord], pricing: PricingTa
     for node_id, record in recorded.items():
         if record.state is NodeState.REUSED and node_id in plan.by_id:
             node = plan.node(node_id)
-            params = parse_params(node.operation, with_samples(node.params))
+            params = _sampled(node)
             saved += _list_price(node, params, record.result.duration, pricing) or 0.0
     return round(saved, 4)

@@ -71,7 +71,7 @@ from video_pipelines.executions.records import (
     RunView,
 )
 from video_pipelines.executions.spending import saved_usd
-from video_pipelines.plan import Plan, parse_plan, sinks
+from video_pipelines.plan import Plan, sinks
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import Submission, SubmissionState, SubmissionStore
@@ -275,70 +275,95 @@ def run_status(
     `pricing` prices what reuse saved (default: `PricingTable.from_env()`, read only when a node
     was reused). With `store`, a retry recorded but not launched yet makes an ended execution pending.
     """
-    plan = parse_plan(run.plan, external_nodes=None)
+    plan = run.parsed_plan
     runs = ExecutionRuns.of(records, run)
     recorded = runs.node_records(records)
     node_ids = [node.id for node in plan.nodes]
     steps = records.node_steps(run.run_id, node_ids)
-    checks: dict[str, list[NodeCheck]] = {}
-    if isinstance(records, CheckRecords):
-        for earlier in runs.runs:  # a node carried from an earlier run was checked there; a later check wins
-            checks.update(records.node_checks(earlier.run_id))
-    state = run.state.execution_state
-    if run.state in _CANCELED_RUN and all(node_id in recorded for node_id in node_ids):
-        # Every node has its video: the cancel came too late (the run was ending, or had ended and a
-        # terminate raced its end). The execution completed, whatever Dagster made of the run.
-        state = ExecutionState.COMPLETED
-    ended = state.is_terminal and state is not ExecutionState.COMPLETED
-    deadline = deadline_exceeded(records, run) if ended else None  # a run with every video made beat its deadline
-    lost = lost_worker(records, run) if deadline is None else None
-    if deadline is not None:
-        state = ExecutionState.FAILED
-    elif lost is not None and may_resume(runs):  # `lost` already is the run's cause: read its events once
-        # Its resume is on its way, unless a user canceled the execution while it waited.
-        state = ExecutionState.CANCELED if resume_canceled(store, runs) else ExecutionState.PROCESSING
-    if state.is_terminal and pending_attempt(store, run) is not None:
-        state = ExecutionState.PENDING  # retried: its next run is on its way
+    ended = _RunEnd.of(records, run, runs, store, all(node_id in recorded for node_id in node_ids))
+    state, lost = ended.state, ended.lost
+    checks = _checks(records, runs)
     nodes: dict[str, NodeStatus] = {}
-    for node in plan.nodes:
-        record = recorded.get(node.id)
-        step = steps.get(node.id)
-        node_checks = tuple(checks.get(node.id, ()))
+    for node_id in node_ids:
+        record = recorded.get(node_id)
+        step = steps.get(node_id)
+        node_checks = tuple(checks.get(node_id, ()))
         if record is not None:
             cost = 0.0 if record.state is NodeState.REUSED else record.cost_usd
-            nodes[node.id] = NodeStatus(record.state, record.result, record.reused_from, cost, node_checks)
+            nodes[node_id] = NodeStatus(record.state, record.result, record.reused_from, cost, node_checks)
         elif step is NodeState.RUNNING and state is ExecutionState.PROCESSING and lost is None:
-            nodes[node.id] = NodeStatus(NodeState.RUNNING)
+            nodes[node_id] = NodeStatus(NodeState.RUNNING)
         elif step is NodeState.FAILED or (step is NodeState.RUNNING and lost is not None and state.is_terminal):
-            nodes[node.id] = NodeStatus(NodeState.FAILED, checks=node_checks)
+            nodes[node_id] = NodeStatus(NodeState.FAILED, checks=node_checks)
         else:
-            nodes[node.id] = NodeStatus(NodeState.SKIPPED if state.is_terminal else NodeState.PENDING)
-    error = None
-    if deadline is not None:
-        unfinished = [node.id for node in plan.nodes if steps.get(node.id) in (NodeState.RUNNING, NodeState.FAILED)]
-        error = deadline_error(plan_timeout(run) or deadline, unfinished)  # a resumed run's tag held what was left
-    elif state is ExecutionState.FAILED and lost is not None:
-        out_of_time = plan_timeout(run) if resumes_left(runs) else None  # then the deadline is why it was not resumed
-        error = lost_worker_error(
-            lost, running_when_lost(records, run, node_ids), runs.resumes_in_a_row(), deadline=out_of_time
-        )
-    elif state is ExecutionState.FAILED:
-        error = records.failure_message(run.run_id)
-    elif state is ExecutionState.CANCELED:
-        error = CANCELED_ERROR
+            nodes[node_id] = NodeStatus(NodeState.SKIPPED if state.is_terminal else NodeState.PENDING)
     final = nodes[sinks(plan)[-1].id]
     return ExecutionStatus(
         execution_id=run.execution_id,
         state=state,
         nodes=nodes,
         result=final.result if state is ExecutionState.COMPLETED else None,
-        error=error,
+        error=ended.error(records, run, runs, node_ids, steps),
         run_id=run.run_id,
         trace_id=execution_context(run.tags.get(TRACEPARENT_TAG), run.execution_id).trace_id_hex,
         worker=run.tags.get(WORKER_TAG),
         saved_usd=_saved(plan, recorded, pricing),
         attempts=_attempts(runs),
     )
+
+
+@dataclass(frozen=True)
+class _RunEnd:
+    """The execution's state from its newest run, and what ended it: its deadline, or a lost worker."""
+
+    state: ExecutionState
+    deadline: int | None = None
+    lost: str | None = None  # how the run's worker was lost, when that is why it ended
+
+    @classmethod
+    def of(
+        cls, records: RunRecords, run: RunView, runs: ExecutionRuns, store: SubmissionStore | None, all_made: bool
+    ) -> _RunEnd:
+        state = run.state.execution_state
+        if run.state in _CANCELED_RUN and all_made:
+            # Every node has its video: the cancel came too late (the run was ending, or had ended and a
+            # terminate raced its end). The execution completed, whatever Dagster made of the run.
+            state = ExecutionState.COMPLETED
+        ended = state.is_terminal and state is not ExecutionState.COMPLETED
+        deadline = deadline_exceeded(records, run) if ended else None  # a run with every video made beat its deadline
+        lost = lost_worker(records, run) if deadline is None else None
+        if deadline is not None:
+            state = ExecutionState.FAILED
+        elif lost is not None and may_resume(runs):  # `lost` already is the run's cause: read its events once
+            # Its resume is on its way, unless a user canceled the execution while it waited.
+            state = ExecutionState.CANCELED if resume_canceled(store, runs) else ExecutionState.PROCESSING
+        if state.is_terminal and pending_attempt(store, run) is not None:
+            state = ExecutionState.PENDING  # retried: its next run is on its way
+        return cls(state, deadline, lost)
+
+    def error(
+        self, records: RunRecords, run: RunView, runs: ExecutionRuns, ids: list[str], steps: Mapping[str, NodeState]
+    ) -> str | None:
+        if self.deadline is not None:
+            unfinished = [node_id for node_id in ids if steps.get(node_id) in (NodeState.RUNNING, NodeState.FAILED)]
+            # A resumed run's tag held what was left of the deadline.
+            return deadline_error(plan_timeout(run) or self.deadline, unfinished)
+        if self.state is ExecutionState.FAILED and self.lost is not None:
+            # With resumes left, the deadline is why it was not resumed.
+            out_of_time = plan_timeout(run) if resumes_left(runs) else None
+            running = running_when_lost(records, run, ids)
+            return lost_worker_error(self.lost, running, runs.resumes_in_a_row(), deadline=out_of_time)
+        if self.state is ExecutionState.FAILED:
+            return records.failure_message(run.run_id)
+        return CANCELED_ERROR if self.state is ExecutionState.CANCELED else None
+
+
+def _checks(records: RunRecords, runs: ExecutionRuns) -> dict[str, list[NodeCheck]]:
+    checks: dict[str, list[NodeCheck]] = {}
+    if isinstance(records, CheckRecords):
+        for earlier in runs.runs:  # a node carried from an earlier run was checked there; a later check wins
+            checks.update(records.node_checks(earlier.run_id))
+    return checks
 
 
 _CANCELED_RUN = (RunState.CANCELING, RunState.CANCELED)

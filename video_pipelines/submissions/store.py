@@ -50,7 +50,7 @@ from ulid import ULID
 
 from video_pipelines.errors import IdempotencyKeyReused, SecretKeyError, SubmissionStoreError
 from video_pipelines.plan.lineage import canonical_json
-from video_pipelines.plan.overrides import apply_overrides
+from video_pipelines.plan.overrides import NO_OPTIONS, SubmitOptions
 from video_pipelines.submissions.crypto import (
     KEY_FILE_NAME,
     SECRET_KEY_ENV,
@@ -226,16 +226,33 @@ class _Prepared:
     webhook_secret: str | None
     priority: str
 
+    def submission(
+        self, key: str | None, tenant: str, traceparent: str | None, digest: str, *, has_secret: bool
+    ) -> Submission:
+        """A new PENDING submission of this request."""
+        now = _now()
+        return Submission(
+            execution_id=new_execution_id(),
+            plan=self.plan,
+            base_execution_id=self.base_execution_id,
+            webhook_url=self.webhook_url,
+            has_webhook_secret=has_secret,
+            priority=self.priority,
+            idempotency_key=key,
+            state=SubmissionState.PENDING,
+            error=None,
+            run_id=None,
+            created_at=now,
+            updated_at=now,
+            launched_at=None,
+            tenant=tenant,
+            traceparent=traceparent,
+            request_digest=digest,
+        )
 
-def _prepare(
-    plan: Mapping[str, Any],
-    *,
-    base_execution_id: str | None,
-    webhook_url: str | None,
-    webhook_secret: str | None,
-    priority: str | None,
-) -> _Prepared:
-    """The plan as stored, and the effective values: an argument wins over the plan's own field.
+
+def _prepare(plan: Mapping[str, Any], options: SubmitOptions) -> _Prepared:
+    """The plan as stored, and the effective values: an option wins over the plan's own field.
 
     The stored plan carries the effective `baseExecutionId`, `webhook.url` and `priority`,
     so the plan and the columns never disagree, and never a `webhook.secret`.
@@ -247,29 +264,21 @@ def _prepare(
         copied: dict[str, Any] = json.loads(json.dumps(dict(plan), allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise SubmissionStoreError(f"the plan cannot be stored as JSON: {exc}") from None
-    stored = apply_overrides(
-        copied,
-        base_execution_id=base_execution_id,
-        webhook_url=webhook_url,
-        webhook_secret=webhook_secret,
-        priority=priority,
-    )
-
+    stored = options.apply(copied)
     webhook = stored.get("webhook")
     url = secret = None
     if isinstance(webhook, dict):
         url = _optional_text(webhook.get("url"))
         secret = _optional_text(webhook.pop("secret", None))
-    # apply_overrides reads an empty secret as "not given"; asked for explicitly, it is a mistake.
-    if webhook_secret == "":
+    # `apply` reads an empty secret as "not given"; asked for explicitly, it is a mistake.
+    if options.webhook_secret == "":
         raise SubmissionStoreError("the webhook secret must not be empty; leave it out to send unsigned webhooks")
     if secret is not None and not url:
         raise SubmissionStoreError("a webhook secret needs a webhook URL (webhook_url or the plan's webhook.url)")
     # An empty priority asked for is refused, not read as "not given".
-    asked = priority if priority is not None else stored.get("priority", Priority.NORMAL.value)
-    effective_priority = _check_priority(asked)
-    stored["priority"] = effective_priority
-    return _Prepared(stored, _optional_text(stored.get("baseExecutionId")), url, secret, effective_priority)
+    asked = options.priority if options.priority is not None else stored.get("priority", Priority.NORMAL.value)
+    stored["priority"] = _check_priority(asked)
+    return _Prepared(stored, _optional_text(stored.get("baseExecutionId")), url, secret, stored["priority"])
 
 
 def request_digest(stored_plan: Mapping[str, Any]) -> str:
@@ -375,62 +384,33 @@ class SubmissionStore:
     def submit(
         self,
         plan: Mapping[str, Any],
+        options: SubmitOptions = NO_OPTIONS,
         *,
-        base_execution_id: str | None = None,
-        webhook_url: str | None = None,
-        webhook_secret: str | None = None,
-        priority: str | None = None,
-        idempotency_key: str | None = None,
         tenant: str = DEFAULT_TENANT,
         traceparent: str | None = None,
     ) -> tuple[Submission, bool]:
         """Store `plan` as a new PENDING submission: (submission, True).
 
-        An argument left None is taken from the plan (`baseExecutionId`, `webhook.url`,
+        An option left None is taken from the plan (`baseExecutionId`, `webhook.url`,
         `webhook.secret`, `priority`; priority defaults to normal), as is an empty base or URL;
-        an empty secret or priority is refused. A secret given replaces the plan's
-        `webhook.secretEnv` (see `plan.overrides.apply_overrides`). The stored plan never
+        an empty secret or priority is refused (see `SubmitOptions.apply`). The stored plan never
         holds the secret: it is encrypted into its own column.
 
-        When `idempotency_key` was used before by the same `tenant` for the same request (the
+        When the idempotency key was used before by the same `tenant` for the same request (the
         same `request_digest` and webhook secret), nothing changes and the earlier submission is
         returned: (existing, False), also when processes race on the key; for another request it
         raises IdempotencyKeyReused (a submission stored before digests were kept is returned, as
         nothing tells). Another tenant's use of the same key is another submission.
         """
-        key = _check_idempotency_key(idempotency_key)
-        prepared = _prepare(
-            plan,
-            base_execution_id=base_execution_id,
-            webhook_url=webhook_url,
-            webhook_secret=webhook_secret,
-            priority=priority,
-        )
+        key = _check_idempotency_key(options.idempotency_key)
+        prepared = _prepare(plan, options)
         digest = request_digest(prepared.plan)
         if key is not None:
             existing = self._by_idempotency_key(tenant, key)
             if existing is not None:
                 return self._same_request(existing, key, digest, prepared.webhook_secret), False
         token = self._secrets.encrypt(prepared.webhook_secret) if prepared.webhook_secret is not None else None
-        now = _now()
-        submission = Submission(
-            execution_id=new_execution_id(),
-            plan=prepared.plan,
-            base_execution_id=prepared.base_execution_id,
-            webhook_url=prepared.webhook_url,
-            has_webhook_secret=token is not None,
-            priority=prepared.priority,
-            idempotency_key=key,
-            state=SubmissionState.PENDING,
-            error=None,
-            run_id=None,
-            created_at=now,
-            updated_at=now,
-            launched_at=None,
-            tenant=tenant,
-            traceparent=traceparent,
-            request_digest=digest,
-        )
+        submission = prepared.submission(key, tenant, traceparent, digest, has_secret=token is not None)
         try:
             with self._engine.begin() as connection:
                 connection.execute(submissions.insert().values(_row(submission, token)))
