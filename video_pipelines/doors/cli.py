@@ -73,22 +73,24 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _with_earlier_results(admission: Admission, store: SubmissionStore, tenant: str | None) -> Admission:
-    """`admission` as the `plan` step would decide it: the nodes executions of `tenant` (default: the
-    operators') already computed are reused, unless the artifact storage has lost a video that is needed."""
+    """`admission` as the `plan` step would decide it, for the executions of `tenant` (default: the operators')."""
     from dataclasses import replace
 
     from video_pipelines.deployment.instance import dagster_home_path
-    from video_pipelines.nodes.cache import reuse_cached
-    from video_pipelines.nodes.runner import still_stored
-    from video_pipelines.plan.reuse import run_where_gone
+    from video_pipelines.executions.reuse import decide_reuse
     from video_pipelines.storage.factory import store_from_env
     from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex
 
     if admission.resolved is None:
         return admission
-    resolved = reuse_cached(admission.resolved, NodeResultIndex(store), tenant or DEFAULT_TENANT, "")
-    if resolved.reused:
-        resolved = run_where_gone(resolved, still_stored(store_from_env(dagster_home_path()), _warn))
+    resolved = decide_reuse(
+        admission.resolved,
+        NodeResultIndex(store),
+        tenant=tenant or DEFAULT_TENANT,
+        execution_id="",
+        artifacts=lambda: store_from_env(dagster_home_path()),
+        warn=_warn,
+    )
     return replace(admission, resolved=resolved)
 
 

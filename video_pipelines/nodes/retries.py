@@ -16,6 +16,8 @@ from video_pipelines.errors import TransientError, VideoPipelineError
 from video_pipelines.net.retrying import backoff_delay
 from video_pipelines.nodes.head_start import HeadStarts, Log
 from video_pipelines.nodes.runner import NodeRun
+from video_pipelines.nodes.tasks import NodeTask
+from video_pipelines.nodes.work import RunNodes, RunShell, run_or_await
 from video_pipelines.operations.checks import CheckOutcome, MediaChecksFailed
 from video_pipelines.plan import PlanNode
 from video_pipelines.providers.http import Abandoned, sleep_interruptibly
@@ -29,19 +31,22 @@ class NodeFailed(Exception):
 
 
 def run_with_retries(
-    attempt_run: Callable[[int], NodeRun],
-    node: PlanNode,
+    nodes: RunNodes,
+    shell: RunShell,
     started: HeadStarts | None,
+    task: NodeTask,
     *,
-    log_checks: Callable[[Sequence[CheckOutcome]], None],
+    log: Log,
     warn: Log,
+    log_checks: Callable[[Sequence[CheckOutcome]], None],
 ) -> NodeRun:
-    """`attempt_run(attempt)`, its transient failures retried (see MAX_RETRIES); NodeFailed when it fails."""
+    """The node's run, its transient failures retried (see MAX_RETRIES); NodeFailed when it fails."""
+    node = task.node
     name = f"{node.id} ({node.operation.value})"
     attempt = 1
     while True:
         try:
-            return attempt_run(attempt)
+            return run_or_await(nodes, shell, started, task, attempt, log=log, warn=warn)
         except MediaChecksFailed as exc:
             log_checks(exc.outcomes)
             _halt(started, node)

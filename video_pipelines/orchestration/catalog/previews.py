@@ -5,6 +5,7 @@ Stored files are named by SHA-256; without a picture the catalog cannot tell whi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +14,7 @@ from video_pipelines.errors import StorageError
 from video_pipelines.orchestration.catalog.assets import asset_key_for, partition_key
 from video_pipelines.plan import PlanNode
 from video_pipelines.plan.results import VideoResult
+from video_pipelines.plan.reuse import ResolvedPlan
 from video_pipelines.storage import ArtifactStore
 from video_pipelines.vocabulary import NodeState
 
@@ -90,3 +92,25 @@ def node_materialization(
             **node_preview(artifacts, result, node_id=node.id),
         },
     )
+
+
+def reused_materializations(
+    execution_id: str, resolved: ResolvedPlan, artifacts: ArtifactStore
+) -> Iterator[dg.AssetMaterialization]:
+    """The records of the nodes the plan takes from its base, earlier runs or earlier executions."""
+    for decision in resolved.reused:
+        assert decision.result is not None
+        node = resolved.plan.node(decision.node_id)
+        computed = decision.carried_from_run is not None and decision.reused_from is None
+        yield node_materialization(
+            execution_id,
+            node,
+            resolved.lineage[node.id],
+            decision.result,
+            # A node an earlier run of this execution computed stays completed (and paid for once, there).
+            state=NodeState.COMPLETED if computed else NodeState.REUSED,
+            reused_from=decision.reused_from,
+            cost_usd=decision.cost_usd,
+            carried_from_run=decision.carried_from_run,
+            artifacts=artifacts,
+        )

@@ -24,21 +24,21 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 
 from video_pipelines.errors import PlanValidationError
-from video_pipelines.executions import EXECUTION_ID_TAG, admit, cancel_requested
+from video_pipelines.executions import admit, cancel_requested
 from video_pipelines.executions.attempts import ExecutionRuns
 from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.reuse import decide_reuse
 from video_pipelines.nodes.checks import audio_expected
-from video_pipelines.nodes.head_start import HeadStarts
 from video_pipelines.nodes.retries import NodeFailed, run_with_retries
+from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.nodes.tasks import NodeTask, PlannedNode, planned_nodes
-from video_pipelines.nodes.work import RunNodes, run_or_await, start_ready
+from video_pipelines.nodes.work import RunNodes, start_ready
 from video_pipelines.operations.checks import CheckOutcome
 from video_pipelines.orchestration.catalog.assets import add_execution, check_evaluation
-from video_pipelines.orchestration.catalog.previews import node_materialization
+from video_pipelines.orchestration.catalog.previews import node_materialization, reused_materializations
 from video_pipelines.orchestration.job.config import EXAMPLE_PLAN, PlanConfig
 from video_pipelines.orchestration.job.executor import in_process_or_multiprocess
-from video_pipelines.orchestration.job.shell import DagsterRunShell
+from video_pipelines.orchestration.job.shell import DagsterRunShell, execution_id_of, head_starts_of
 from video_pipelines.orchestration.job.state import NODE_OP, mapping_key
 from video_pipelines.orchestration.job.traces import trace_reused
 from video_pipelines.orchestration.job.upstream import NotRun, earlier_results, upstream_results
@@ -48,27 +48,6 @@ from video_pipelines.plan.reuse import ResolvedPlan
 from video_pipelines.submissions import NodeResultIndex
 from video_pipelines.telemetry.metrics import observe_node_seconds
 from video_pipelines.vocabulary import NodeState
-
-
-def _execution_id(context: dg.OpExecutionContext) -> str:
-    """The run's `video/execution_id` tag; a run launched directly gets its run id as the execution id."""
-    execution_id = context.run.tags.get(EXECUTION_ID_TAG)
-    if execution_id is None:
-        execution_id = context.run_id
-        context.instance.add_run_tags(context.run_id, {EXECUTION_ID_TAG: execution_id})
-    return execution_id
-
-
-def _head_starts(context: dg.OpExecutionContext, nodes: RunNodes) -> HeadStarts | None:
-    """The run's `HeadStarts` when every step of the run executes in this process, else None.
-
-    Read from the run's executor config (a step's context does not hold the executor): the
-    in-process executor, or `execute_in_process`. With the multiprocess executor each step is
-    a process of its own, whose threads would end with it.
-    """
-    execution = context.get_step_execution_context().resolved_run_config.execution
-    in_process = execution.execution_engine_name is None or "in_process" in execution.execution_engine_config
-    return nodes.started if in_process else None
 
 
 def _invalid(description: str) -> dg.Failure:
@@ -105,7 +84,7 @@ def plan(
     context: dg.OpExecutionContext, config: PlanConfig, head_starts: dg.ResourceParam[RunNodes]
 ) -> Iterator[dg.DynamicOutput[PlannedNode]]:
     """Validate the execution plan, reuse what is already made, and hand out its nodes to run."""
-    execution_id = _execution_id(context)
+    execution_id = execution_id_of(context)
     if cancel_requested(head_starts.store(), run_view(context.run)):
         # Canceled while its run was being launched: nothing starts, not even a head start. A step
         # that fails while its run is CANCELING ends the run CANCELED.
@@ -120,31 +99,15 @@ def plan(
     if (deadline := deadline_tags(resolved.plan.timeout_seconds)) and MAX_RUNTIME_TAG not in context.run.tags:
         context.instance.add_run_tags(context.run_id, deadline)  # launched from the UI: run monitoring reads it now
     parsed = resolved.plan
-    for decision in resolved.reused:
-        assert decision.result is not None
-        node = parsed.node(decision.node_id)
-        computed = decision.carried_from_run is not None and decision.reused_from is None
-        context.log_event(
-            node_materialization(
-                execution_id,
-                node,
-                resolved.lineage[node.id],
-                decision.result,
-                # A node an earlier run of this execution computed stays completed (and paid for once, there).
-                state=NodeState.COMPLETED if computed else NodeState.REUSED,
-                reused_from=decision.reused_from,
-                cost_usd=decision.cost_usd,
-                carried_from_run=decision.carried_from_run,
-                artifacts=head_starts.env().store,
-            )
-        )
+    for materialization in reused_materializations(execution_id, resolved, head_starts.env().store):
+        context.log_event(materialization)
     trace_reused(context, execution_id, parsed, [d for d in resolved.reused if d.carried_from_run is None])
     planned = planned_nodes(execution_id, resolved)
     context.log.info(
         f"execution {execution_id}: {len(parsed.nodes)} nodes, {len(resolved.reused)} reused, "
         f"{len(planned)} to run" + (": " + ", ".join(_shape(p) for p in planned) if planned else "")
     )
-    started = _head_starts(context, head_starts)
+    started = head_starts_of(context, head_starts)
     if started is not None and planned:
         head_starts.audio.update(audio_expected(parsed))
         started.know(execution_id, resolved)
@@ -165,7 +128,7 @@ def run_plan_node(
 ) -> Iterator[dg.Output[None]]:
     """Run one plan node on real media and record its video as an asset materialization."""
     node = planned.node
-    started = _head_starts(context, head_starts)
+    started = head_starts_of(context, head_starts)
     results = upstream_results(
         context.instance,
         context.run,
@@ -183,21 +146,27 @@ def run_plan_node(
     shell = DagsterRunShell(context.instance, context.run)
     try:
         run = run_with_retries(
-            lambda attempt: run_or_await(
-                head_starts, shell, started, task, attempt, log=context.log.info, warn=context.log.warning
-            ),
-            node,
+            head_starts,
+            shell,
             started,
-            log_checks=lambda outcomes: _log_checks(context, task, outcomes),
+            task,
+            log=context.log.info,
             warn=context.log.warning,
+            log_checks=lambda outcomes: _log_checks(context, task, outcomes),
         )
     except NodeFailed as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc.__cause__
-    result = run.result
-    checks = head_starts.take_checks(node.id, task.lineage) if run.reused_from is None else []
     if started is not None:
-        started.record(node.id, result)
+        started.record(node.id, run.result)
         start_ready(head_starts, started, shell, context.log.info)
+    _record_run(context, head_starts, task, run)
+    yield dg.Output(None)
+
+
+def _record_run(context: dg.OpExecutionContext, nodes: RunNodes, task: NodeTask, run: NodeRun) -> None:
+    """The node's video as its materialization, its media checks as evaluations, its time as a metric."""
+    node, result = task.node, run.result
+    checks = nodes.take_checks(node.id, task.lineage) if run.reused_from is None else []
     context.log_event(
         node_materialization(
             task.execution_id,
@@ -210,17 +179,14 @@ def run_plan_node(
             cost_usd=run.cost_usd,
             model=run.model,
             reused_from=run.reused_from,
-            artifacts=head_starts.env().store,
+            artifacts=nodes.env().store,
             check_seconds=float(checks[0].metadata.get("check_seconds", 0.0)) if checks else 0.0,
         )
     )
     _log_checks(context, task, checks)
     if run.reused_from is None:
-        observe_node_seconds(
-            head_starts.store(), node.operation.value, run.provider, run.seconds, warn=context.log.warning
-        )
+        observe_node_seconds(nodes.store(), node.operation.value, run.provider, run.seconds, warn=context.log.warning)
     context.log.info(f"{node.id}: {result.duration}s {result.width}x{result.height} -> {result.url}")
-    yield dg.Output(None)
 
 
 def _log_checks(context: dg.OpExecutionContext, task: NodeTask, outcomes: Sequence[CheckOutcome]) -> None:
@@ -235,7 +201,7 @@ def _log_checks(context: dg.OpExecutionContext, task: NodeTask, outcomes: Sequen
 @dg.op(ins={"nodes": dg.In(dg.Nothing)}, out={})
 def finish(context: dg.OpExecutionContext) -> Iterator[dg.Output[None]]:
     """Report the execution's final video, once every node of the plan has one."""
-    execution_id = _execution_id(context)
+    execution_id = execution_id_of(context)
     final_id = sinks(parse_plan(plan_of_run(context.run)))[-1].id
     videos = {node_id: result for node_id, (_lineage, result) in earlier_results(context.instance, context.run).items()}
     videos.update(

@@ -7,11 +7,12 @@ from contextlib import AbstractContextManager
 
 import dagster as dg
 
+from video_pipelines.executions.records import EXECUTION_ID_TAG
 from video_pipelines.executions.spending import check_spend_cap
-from video_pipelines.nodes.head_start import Log
+from video_pipelines.nodes.head_start import HeadStarts, Log
 from video_pipelines.nodes.ledger import RunTagLedger
 from video_pipelines.nodes.tasks import NodeTask
-from video_pipelines.nodes.work import RanSpan
+from video_pipelines.nodes.work import RanSpan, RunNodes
 from video_pipelines.orchestration.job.state import step_key
 from video_pipelines.orchestration.job.traces import node_span
 from video_pipelines.orchestration.resources.provider_slots import DagsterProviderSlots
@@ -51,3 +52,24 @@ class DagsterRunShell:
 
     def plan_caches(self) -> bool:
         return plan_of_run(self._run).get("cache", True) is not False
+
+
+def execution_id_of(context: dg.OpExecutionContext) -> str:
+    """The run's `video/execution_id` tag; a run launched directly gets its run id as the execution id."""
+    execution_id = context.run.tags.get(EXECUTION_ID_TAG)
+    if execution_id is None:
+        execution_id = context.run_id
+        context.instance.add_run_tags(context.run_id, {EXECUTION_ID_TAG: execution_id})
+    return execution_id
+
+
+def head_starts_of(context: dg.OpExecutionContext, nodes: RunNodes) -> HeadStarts | None:
+    """The run's `HeadStarts` when every step of the run executes in this process, else None.
+
+    Read from the run's executor config (a step's context does not hold the executor): the
+    in-process executor, or `execute_in_process`. With the multiprocess executor each step is
+    a process of its own, whose threads would end with it.
+    """
+    execution = context.get_step_execution_context().resolved_run_config.execution
+    in_process = execution.execution_engine_name is None or "in_process" in execution.execution_engine_config
+    return nodes.started if in_process else None
