@@ -278,7 +278,14 @@ def _worker(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="video-pipelines", description=__doc__.splitlines()[0] if __doc__ else None)
     verbs = parser.add_subparsers(dest="verb", required=True)
+    _add_execution_commands(verbs)
+    _add_operator_commands(verbs)
+    _add_service_commands(verbs)
+    return parser
 
+
+def _add_execution_commands(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """validate, submit, status, cancel, retry, deliveries: a plan and its executions."""
     validate = verbs.add_parser("validate", help="check a plan and show what would run, node by node")
     validate.add_argument("plan", help="plan JSON file, or - for stdin")
     validate.add_argument("--base-execution-id", help="validate as a variant of this execution")
@@ -320,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     deliveries.add_argument("target", nargs="+", metavar="ARG", help="EXECUTION_ID, or redeliver WEBHOOK_ID")
     deliveries.set_defaults(handler=_deliveries)
 
+
+def _add_operator_commands(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """api-keys, prune-catalog: an operator's acts on the local deployment."""
     api_keys = verbs.add_parser("api-keys", help="create, list or revoke the HTTP API's keys (each for one tenant)")
     key_actions = api_keys.add_subparsers(dest="action", required=True)
     create_key = key_actions.add_parser("create", help="make a key; prints it once (only its hash is stored)")
@@ -341,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="say what would be deleted; delete nothing")
     prune.set_defaults(handler=_prune_catalog)
 
+
+def _add_service_commands(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """demo, serve, worker, daemon, dev: the processes of a deployment."""
     demo = verbs.add_parser("demo", help="run the product demo end to end on the embedded defaults")
     demo.add_argument("--plan", help="run this plan file instead of the bundled product demo")
     demo.add_argument("--verbose", action="store_true", help="also print Dagster's run logs (DEBUG and up)")
@@ -371,7 +384,6 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000, help="the Dagster webserver's port")
     dev.add_argument("--api-port", type=int, default=8080, help="the HTTP API's port")
     dev.set_defaults(handler=_dev)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from video_pipelines.executions.attempts import carry_completed
 from video_pipelines.executions.records import NodeRecord
 from video_pipelines.nodes.cache import reuse_cached
+from video_pipelines.nodes.environment import still_stored
 from video_pipelines.nodes.head_start import Log
-from video_pipelines.nodes.runner import still_stored
 from video_pipelines.plan.reuse import ResolvedPlan, run_where_gone
 from video_pipelines.storage import ArtifactStore
 from video_pipelines.submissions import NodeResultIndex

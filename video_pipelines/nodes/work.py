@@ -14,8 +14,9 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from video_pipelines.nodes.cache import NodeWork, single_flight
+from video_pipelines.nodes.environment import NodeEnvironment, still_stored
 from video_pipelines.nodes.head_start import HeadStarts, Log, Work, await_result
-from video_pipelines.nodes.runner import NodeChecks, NodeEnvironment, NodeRun, run_node, still_stored
+from video_pipelines.nodes.runner import NodeChecks, NodeRun, run_node
 from video_pipelines.nodes.tasks import NodeTask
 from video_pipelines.operations.checks import DEFAULT_BLOCKING, CheckName, CheckOutcome
 from video_pipelines.providers import JobLedger

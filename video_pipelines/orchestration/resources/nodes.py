@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from video_pipelines.nodes.runner import NodeEnvironment
+from video_pipelines.nodes.environment import NodeEnvironment
 from video_pipelines.nodes.work import RunNodes
 from video_pipelines.orchestration.resources.artifacts import ArtifactStorage, MediaPolicy, SubmissionStoreResource
 from video_pipelines.orchestration.resources.providers import FalResource, GoogleVertexResource, ReplicateResource
