@@ -151,24 +151,12 @@ def _submit(args: argparse.Namespace) -> int:
     return 0 if final["status"] == "completed" else 1
 
 
-def _status(args: argparse.Namespace) -> int:
+def _on_execution(args: argparse.Namespace) -> int:
+    """status, cancel, retry: the client's call of that name on the execution, its answer printed."""
     from video_pipelines.doors import client
 
-    _print_json(client.status(args.execution_id))
-    return 0
-
-
-def _cancel(args: argparse.Namespace) -> int:
-    from video_pipelines.doors import client
-
-    _print_json(client.cancel(args.execution_id))
-    return 0
-
-
-def _retry(args: argparse.Namespace) -> int:
-    from video_pipelines.doors import client
-
-    _print_json(client.retry(args.execution_id))
+    call = {"status": client.status, "cancel": client.cancel, "retry": client.retry}[args.verb]
+    _print_json(call(args.execution_id))
     return 0
 
 
@@ -308,16 +296,16 @@ def _add_execution_commands(verbs: argparse._SubParsersAction[argparse.ArgumentP
 
     status = verbs.add_parser("status", help="the status of an execution, node by node")
     status.add_argument("execution_id")
-    status.set_defaults(handler=_status)
+    status.set_defaults(handler=_on_execution)
 
     cancel = verbs.add_parser("cancel", help="cancel a pending submission or terminate its run")
     cancel.add_argument("execution_id")
-    cancel.set_defaults(handler=_cancel)
+    cancel.set_defaults(handler=_on_execution)
     retry = verbs.add_parser(
         "retry", help="run a failed or canceled execution again: completed nodes are reused, only the rest run"
     )
     retry.add_argument("execution_id")
-    retry.set_defaults(handler=_retry)
+    retry.set_defaults(handler=_on_execution)
 
     deliveries = verbs.add_parser(
         "deliveries",
