@@ -249,6 +249,18 @@ LONG_POLL_CADENCE = (
 )
 
 
+def long_poll_sensor(
+    description: str, *, job: dg.JobDefinition | None = None
+) -> Callable[[Callable[..., dg.SensorResult]], dg.SensorDefinition]:
+    """A sensor whose ticks look for work for a while (`LONG_POLL_CADENCE`), running by default."""
+    return dg.sensor(
+        job=job,
+        description=f"{description} {LONG_POLL_CADENCE}",
+        minimum_interval_seconds=1,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+
+
 def poll_submissions(
     store: SubmissionStore,
     instance: dg.DagsterInstance,
@@ -281,14 +293,10 @@ def log_tick(log: logging.Logger, tick: SubmissionTick) -> None:
         log.error(f"{key} could not be evaluated (it stays pending, tried again next tick): {error}")
 
 
-@dg.sensor(
+@long_poll_sensor(
+    "Launches plans submitted with `video-pipelines submit` or the API (variants wait for their base); "
+    "the tick log says what was launched, what waits and what was rejected, and why.",
     job=execute_plan,
-    description=(
-        "Launches plans submitted with `video-pipelines submit` or the API (variants wait for their base); "
-        "the tick log says what was launched, what waits and what was rejected, and why. " + LONG_POLL_CADENCE
-    ),
-    minimum_interval_seconds=1,
-    default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def submitted_plans(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
     """Launch plans submitted with `video-pipelines submit` (variants wait for their base)."""

@@ -33,7 +33,7 @@ from video_pipelines.executions import (
 from video_pipelines.executions.notifications import RECENT_SECONDS, AttemptReport, secret_env_warning
 from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
-from video_pipelines.orchestration.sensors.plans import LONG_POLL_CADENCE, execution_run_sensor
+from video_pipelines.orchestration.sensors.plans import execution_run_sensor, long_poll_sensor
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.webhooks import DeliveryOutbox
 
@@ -155,13 +155,9 @@ def poll_deliveries(
         time.sleep(interval)
 
 
-@dg.sensor(
-    description=(
-        "Sends webhooks as soon as executions and their nodes end, and retries deliveries whose backoff has passed; "
-        "the tick log lists every attempt and why one failed. " + LONG_POLL_CADENCE
-    ),
-    minimum_interval_seconds=1,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+@long_poll_sensor(
+    "Sends webhooks as soon as executions and their nodes end, and retries deliveries whose backoff has passed; "
+    "the tick log lists every attempt and why one failed."
 )
 def webhook_deliveries(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
     """Send webhooks as soon as executions and their nodes end, and retry deliveries whose backoff has passed."""
