@@ -46,7 +46,7 @@ class NodeRun:
     seconds: float
     cost_usd: float = 0.0
     model: str | None = None
-    # Not computed here: another execution's result of the same lineage (`executions.node_cache`).
+    # Not computed here: another execution's result of the same lineage (`nodes.cache`).
     reused_from: str | None = None
     # The media checks of the video made here (none when not asked for, or reused).
     checks: list[CheckOutcome] = field(default_factory=list)
@@ -55,7 +55,7 @@ class NodeRun:
 @dataclass(frozen=True)
 class NodeChecks:
     """The media checks to run on a node's video: whether it should have sound (from the plan,
-    `node_checks.audio_expected`) and which failed checks fail the node."""
+    `nodes.checks.audio_expected`) and which failed checks fail the node."""
 
     audio: bool
     blocking: frozenset[CheckName]

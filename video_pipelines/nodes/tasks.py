@@ -21,7 +21,7 @@ class NodeTask:
     inputs: tuple[VideoResult, ...]
     upstream: dict[str, VideoResult]
     lineage: str
-    audio_expected: bool = False  # whether its video should have sound (the media checks, `node_checks`)
+    audio_expected: bool = False  # whether its video should have sound (the media checks, `nodes.checks`)
 
 
 @dataclass(frozen=True)
