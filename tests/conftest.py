@@ -200,9 +200,9 @@ UNAVAILABLE = [503] * 50  # more than one run's transient retries ask for
 @pytest.fixture
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Transient retries back off from 10 ms instead of 2 s: the same number of attempts, in a blink."""
-    from video_pipelines.orchestration.job import ops as job_module
+    from video_pipelines.nodes import retries
 
-    monkeypatch.setattr(job_module, "RETRY_BASE_DELAY_SECONDS", 0.01)
+    monkeypatch.setattr(retries, "RETRY_BASE_DELAY_SECONDS", 0.01)
 
 
 @pytest.fixture

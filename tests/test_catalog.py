@@ -9,11 +9,11 @@ import dagster as dg
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
 from video_pipelines.doors.demo import run_plan_in_process
+from video_pipelines.executions import EXECUTION_ID_TAG
 from video_pipelines.executions.status import execution_status
 from video_pipelines.orchestration.catalog.assets import VIDEO_ASSET_SPECS, partition_key, partitions_of
 from video_pipelines.orchestration.definitions import defs, execute_plan_job
 from video_pipelines.orchestration.job.config import PlanConfig
-from video_pipelines.orchestration.job.ops import EXECUTION_ID_TAG
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import Operation, parse_plan
 from video_pipelines.vocabulary import ExecutionState

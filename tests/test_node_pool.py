@@ -10,9 +10,9 @@ import pytest
 
 from video_pipelines.doors.demo import node_results, run_plan_in_process
 from video_pipelines.executions import admit, execution_status
+from video_pipelines.nodes.tasks import planned_nodes
 from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.job.config import PlanConfig
-from video_pipelines.orchestration.job.state import planned_nodes
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import parse_plan
 

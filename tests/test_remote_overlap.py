@@ -24,11 +24,11 @@ from video_pipelines.doors import client
 from video_pipelines.doors.demo import node_results
 from video_pipelines.executions import execution_status
 from video_pipelines.nodes.head_start import HeadStarts, Log, await_result
+from video_pipelines.nodes.ledger import RunTagLedger
 from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.job.config import PlanConfig
-from video_pipelines.orchestration.job.ops import RunTagLedger
 from video_pipelines.orchestration.resources.providers import ReplicateResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import parse_plan

@@ -20,10 +20,10 @@ from dagster._grpc.server import DagsterApiServer
 from video_pipelines.doors import cli, client
 from video_pipelines.errors import ExecutionError
 from video_pipelines.executions import RunState, execution_status
+from video_pipelines.nodes import retries
 from video_pipelines.operations.checks import CheckName
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.orchestration.definitions import execute_plan_job
-from video_pipelines.orchestration.job import ops as job_module
 from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
 from video_pipelines.orchestration.sensors.plans import evaluate_submissions, resume_lost_runs, submitted_plans
@@ -95,8 +95,8 @@ def failed_first_run(target: client.Deployment, voice: MediaServer) -> tuple[str
     assert not first.success
     logs = target.instance.all_logs(first.run_id)
     retried = [entry.step_key for entry in logs if "transient failure, attempt" in entry.user_message]
-    assert retried == ["node[voice]"] * job_module.MAX_RETRIES  # inside its step
-    assert len(UNAVAILABLE) - len(voice.fail_next[VOICE]) == job_module.MAX_RETRIES + 1  # every attempt got a 503
+    assert retried == ["node[voice]"] * retries.MAX_RETRIES  # inside its step
+    assert len(UNAVAILABLE) - len(voice.fail_next[VOICE]) == retries.MAX_RETRIES + 1  # every attempt got a 503
     assert set(materialized(first)) == {"gen"}
     submission = target.store.get(execution_id)
     assert submission is not None and (submission.state, submission.run_id) == (SubmissionState.LAUNCHED, first.run_id)
@@ -109,7 +109,7 @@ def test_a_failed_execution_is_retried_and_its_completed_node_does_not_run_again
     execution_id, first = failed_first_run(target, voice)
     failed = client.status(execution_id, target=target)
     assert (failed["status"], failed["runId"], failed["attempt"]) == ("failed", first.run_id, 1)
-    assert failed["error"].startswith(f"voice (lipSync) failed after {job_module.MAX_RETRIES + 1} attempts")
+    assert failed["error"].startswith(f"voice (lipSync) failed after {retries.MAX_RETRIES + 1} attempts")
     assert "503" in failed["error"]
     assert (failed["jobs"]["gen"]["status"], failed["jobs"]["voice"]["status"]) == ("completed", "failed")
 

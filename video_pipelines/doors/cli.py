@@ -73,22 +73,24 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _with_earlier_results(admission: Admission, store: SubmissionStore, tenant: str | None) -> Admission:
-    """`admission` as the `plan` step would decide it: the nodes executions of `tenant` (default: the
-    operators') already computed are reused, unless the artifact storage has lost a video that is needed."""
+    """`admission` as the `plan` step would decide it, for the executions of `tenant` (default: the operators')."""
     from dataclasses import replace
 
     from video_pipelines.deployment.instance import dagster_home_path
-    from video_pipelines.nodes.cache import reuse_cached
-    from video_pipelines.nodes.runner import still_stored
-    from video_pipelines.plan.reuse import run_where_gone
+    from video_pipelines.executions.reuse import decide_reuse
     from video_pipelines.storage.factory import store_from_env
     from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex
 
     if admission.resolved is None:
         return admission
-    resolved = reuse_cached(admission.resolved, NodeResultIndex(store), tenant or DEFAULT_TENANT, "")
-    if resolved.reused:
-        resolved = run_where_gone(resolved, still_stored(store_from_env(dagster_home_path()), _warn))
+    resolved = decide_reuse(
+        admission.resolved,
+        NodeResultIndex(store),
+        tenant=tenant or DEFAULT_TENANT,
+        execution_id="",
+        artifacts=lambda: store_from_env(dagster_home_path()),
+        warn=_warn,
+    )
     return replace(admission, resolved=resolved)
 
 
@@ -148,24 +150,12 @@ def _submit(args: argparse.Namespace) -> int:
     return 0 if final["status"] == "completed" else 1
 
 
-def _status(args: argparse.Namespace) -> int:
+def _on_execution(args: argparse.Namespace) -> int:
+    """status, cancel, retry: the client's call of that name on the execution, its answer printed."""
     from video_pipelines.doors import client
 
-    _print_json(client.status(args.execution_id))
-    return 0
-
-
-def _cancel(args: argparse.Namespace) -> int:
-    from video_pipelines.doors import client
-
-    _print_json(client.cancel(args.execution_id))
-    return 0
-
-
-def _retry(args: argparse.Namespace) -> int:
-    from video_pipelines.doors import client
-
-    _print_json(client.retry(args.execution_id))
+    call = {"status": client.status, "cancel": client.cancel, "retry": client.retry}[args.verb]
+    _print_json(call(args.execution_id))
     return 0
 
 
@@ -275,7 +265,14 @@ def _worker(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="video-pipelines", description=__doc__.splitlines()[0] if __doc__ else None)
     verbs = parser.add_subparsers(dest="verb", required=True)
+    _add_execution_commands(verbs)
+    _add_operator_commands(verbs)
+    _add_service_commands(verbs)
+    return parser
 
+
+def _add_execution_commands(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """validate, submit, status, cancel, retry, deliveries: a plan and its executions."""
     validate = verbs.add_parser("validate", help="check a plan and show what would run, node by node")
     validate.add_argument("plan", help="plan JSON file, or - for stdin")
     validate.add_argument("--base-execution-id", help="validate as a variant of this execution")
@@ -298,16 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = verbs.add_parser("status", help="the status of an execution, node by node")
     status.add_argument("execution_id")
-    status.set_defaults(handler=_status)
+    status.set_defaults(handler=_on_execution)
 
     cancel = verbs.add_parser("cancel", help="cancel a pending submission or terminate its run")
     cancel.add_argument("execution_id")
-    cancel.set_defaults(handler=_cancel)
+    cancel.set_defaults(handler=_on_execution)
     retry = verbs.add_parser(
         "retry", help="run a failed or canceled execution again: completed nodes are reused, only the rest run"
     )
     retry.add_argument("execution_id")
-    retry.set_defaults(handler=_retry)
+    retry.set_defaults(handler=_on_execution)
 
     deliveries = verbs.add_parser(
         "deliveries",
@@ -317,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     deliveries.add_argument("target", nargs="+", metavar="ARG", help="EXECUTION_ID, or redeliver WEBHOOK_ID")
     deliveries.set_defaults(handler=_deliveries)
 
+
+def _add_operator_commands(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """api-keys, prune-catalog: an operator's acts on the local deployment."""
     api_keys = verbs.add_parser("api-keys", help="create, list or revoke the HTTP API's keys (each for one tenant)")
     key_actions = api_keys.add_subparsers(dest="action", required=True)
     create_key = key_actions.add_parser("create", help="make a key; prints it once (only its hash is stored)")
@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="say what would be deleted; delete nothing")
     prune.set_defaults(handler=_prune_catalog)
 
+
+def _add_service_commands(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """demo, serve, worker, daemon, dev: the processes of a deployment."""
     demo = verbs.add_parser("demo", help="run the product demo end to end on the embedded defaults")
     demo.add_argument("--plan", help="run this plan file instead of the bundled product demo")
     demo.add_argument("--verbose", action="store_true", help="also print Dagster's run logs (DEBUG and up)")
@@ -368,7 +371,6 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000, help="the Dagster webserver's port")
     dev.add_argument("--api-port", type=int, default=8080, help="the HTTP API's port")
     dev.set_defaults(handler=_dev)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

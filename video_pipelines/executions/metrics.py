@@ -56,20 +56,14 @@ that started or ended before schema 7 are not in `executions_started_total` or
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 
 import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from sqlalchemy.dialects import postgresql, sqlite
 
-from video_pipelines.errors import SubmissionStoreError
 from video_pipelines.executions.records import RunRecords
-from video_pipelines.providers.context import reporting_provider_errors
 from video_pipelines.submissions import (
     AttemptReason,
     AttemptStore,
@@ -78,7 +72,19 @@ from video_pipelines.submissions import (
     SubmissionState,
     SubmissionStore,
 )
-from video_pipelines.submissions.schema import counters, webhook_attempts
+from video_pipelines.submissions.counters import (
+    NODE_SECONDS,
+    NODE_SECONDS_BUCKETS,
+    PREFIX,
+    PROVIDER_HTTP_ERRORS,
+    Counters,
+    Sample,
+    counting_provider_errors,
+    labels_key,
+    observe_node_seconds,
+    store_error,
+)
+from video_pipelines.submissions.schema import webhook_attempts
 from video_pipelines.vocabulary import ExecutionState
 
 __all__ = [
@@ -94,132 +100,8 @@ __all__ = [
     "render_metrics",
 ]
 
-PREFIX = "video_pipelines_"
-NODE_SECONDS = PREFIX + "node_seconds"
-PROVIDER_HTTP_ERRORS = PREFIX + "provider_http_errors_total"
-# Plan nodes take from a fraction of a second (a reframe of a short clip) to many minutes (a remote model).
-NODE_SECONDS_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-LOCAL_PROVIDER = "local"
-
 _FINISHED = (ExecutionState.COMPLETED, ExecutionState.FAILED, ExecutionState.CANCELED)
 _OUTCOMES = ("delivered", "http_error", "error")
-
-
-def _le(bound: float) -> str:
-    """A bucket's `le` label: `+Inf` or the bound as Python writes a float (`2.5`, `60.0`)."""
-    return "+Inf" if bound == math.inf else repr(float(bound))
-
-
-def _labels_key(labels: Mapping[str, str]) -> str:
-    """The canonical JSON of a sample's labels: the `labels` column of the counters table."""
-    return json.dumps({str(name): str(value) for name, value in labels.items()}, sort_keys=True, separators=(",", ":"))
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One row of the counters table: a sample's name, labels and value."""
-
-    metric: str
-    labels: Mapping[str, str]
-    value: float
-
-
-class Counters:
-    """Prometheus samples kept in the `counters` table, added to by every process that observes them.
-
-    Thread-safe and safe across processes: each change is one transaction of atomic upserts.
-    A failure of the database raises `SubmissionStoreError`.
-    """
-
-    def __init__(self, store: SubmissionStore) -> None:
-        self._store = store
-
-    def add(self, metric: str, labels: Mapping[str, str], amount: float = 1.0) -> None:
-        """Add `amount` (>= 0: counters only go up) to the sample `metric{labels}`."""
-        if not math.isfinite(amount) or amount < 0:
-            raise SubmissionStoreError(f"{metric}: a counter only goes up; cannot add {amount!r}")
-        self._increment(metric, [(metric, _labels_key(labels), float(amount))])
-
-    def observe(self, histogram: str, labels: Mapping[str, str], value: float, buckets: Sequence[float]) -> None:
-        """Count one observation of `value` in `histogram{labels}`: its buckets, `_sum` and `_count`, at once.
-
-        Every bucket row is written (by 0 when `value` is above its bound), so the table holds
-        the histogram's whole bucket layout and a scrape renders it as it is.
-        """
-        if not math.isfinite(value):
-            raise SubmissionStoreError(f"{histogram}: cannot observe {value!r}")
-        if "le" in labels:
-            raise SubmissionStoreError(f"{histogram}: 'le' is the bucket label of a histogram, not one of its labels")
-        bounds = sorted({float(bound) for bound in buckets} | {math.inf})
-        rows = [
-            (f"{histogram}_bucket", _labels_key({**labels, "le": _le(bound)}), 1.0 if value <= bound else 0.0)
-            for bound in bounds
-        ]
-        key = _labels_key(labels)
-        rows += [(f"{histogram}_sum", key, float(value)), (f"{histogram}_count", key, 1.0)]
-        self._increment(histogram, rows)
-
-    def samples(self) -> list[Sample]:
-        """Every sample of the table."""
-        query = sa.select(counters.c.metric, counters.c.labels, counters.c.value)
-        try:
-            with self._store.reader.connect() as connection:
-                rows = connection.execute(query).all()
-        except sa.exc.SQLAlchemyError as exc:
-            raise _store_error(f"cannot read the counters in {self._store.url}", exc) from exc
-        return [Sample(str(metric), json.loads(labels), float(value)) for metric, labels, value in rows]
-
-    def _increment(self, metric: str, rows: list[tuple[str, str, float]]) -> None:
-        # Sorted: concurrent transactions lock the rows in one order, so they cannot deadlock.
-        values = [{"metric": name, "labels": labels, "value": amount} for name, labels, amount in sorted(rows)]
-        engine = self._store.engine
-        try:
-            with engine.begin() as connection:
-                connection.execute(_upsert(connection.dialect.name, values))
-        except sa.exc.SQLAlchemyError as exc:
-            raise _store_error(f"cannot add to {metric} in {self._store.url}", exc) from exc
-
-
-def _upsert(dialect: str, values: list[dict[str, object]]) -> sa.Executable:
-    """INSERT the rows; a row already there gets the new value added to its own."""
-    key = [counters.c.metric, counters.c.labels]
-    if dialect == "postgresql":
-        pg = postgresql.insert(counters).values(values)
-        return pg.on_conflict_do_update(index_elements=key, set_={"value": counters.c.value + pg.excluded.value})
-    if dialect == "sqlite":
-        lite = sqlite.insert(counters).values(values)
-        return lite.on_conflict_do_update(index_elements=key, set_={"value": counters.c.value + lite.excluded.value})
-    raise SubmissionStoreError(f"counters are kept on PostgreSQL or SQLite, not {dialect}")
-
-
-def _store_error(message: str, exc: sa.exc.SQLAlchemyError) -> SubmissionStoreError:
-    return SubmissionStoreError(f"{message}: {getattr(exc, 'orig', None) or exc}")
-
-
-def observe_node_seconds(
-    store: SubmissionStore, operation: str, provider: str | None, seconds: float, *, warn: Callable[[str], None]
-) -> None:
-    """Count a completed node's work seconds; a failure to write is a warning, never the node's failure."""
-    labels = {"operation": operation, "provider": provider or LOCAL_PROVIDER}
-    try:
-        Counters(store).observe(NODE_SECONDS, labels, seconds, NODE_SECONDS_BUCKETS)
-    except SubmissionStoreError as exc:
-        warn(f"the node's {seconds:g} s are not counted in the metrics: {exc}")
-
-
-@contextmanager
-def counting_provider_errors(store: SubmissionStore, *, warn: Callable[[str], None]) -> Iterator[None]:
-    """Count, in the counters table, the provider HTTP error answers seen in this block (see `providers.context`)."""
-    tally = Counters(store)
-
-    def count(provider: str, status: int) -> None:
-        try:
-            tally.add(PROVIDER_HTTP_ERRORS, {"provider": provider, "status": str(status)})
-        except SubmissionStoreError as exc:
-            warn(f"{provider}'s HTTP {status} is not counted in the metrics: {exc}")
-
-    with reporting_provider_errors(count):
-        yield
 
 
 class ServiceCollector:
@@ -236,7 +118,7 @@ class ServiceCollector:
             run_attempts = AttemptStore(self._store).outcome_counts()
             attempts = self._attempts_by_status()
         except sa.exc.SQLAlchemyError as exc:
-            raise _store_error(f"cannot read the metrics from {self._store.url}", exc) from exc
+            raise store_error(f"cannot read the metrics from {self._store.url}", exc) from exc
         samples = Counters(self._store).samples()
         yield from _execution_metrics(submissions, outcomes, run_attempts)
         yield from _queue_metrics(submissions, self._records.queued_runs())
@@ -303,7 +185,7 @@ def _series(samples: Iterable[Sample]) -> dict[str, list[Sample]]:
     """The samples grouped by their labels without `le` (one group per histogram series)."""
     grouped: dict[str, list[Sample]] = defaultdict(list)
     for sample in samples:
-        grouped[_labels_key({name: value for name, value in sample.labels.items() if name != "le"})].append(sample)
+        grouped[labels_key({name: value for name, value in sample.labels.items() if name != "le"})].append(sample)
     return grouped
 
 
@@ -351,7 +233,7 @@ def _provider_errors(samples: list[Sample]) -> Metric:
         "Answers of provider APIs that were not 2xx, by provider and HTTP status (retried ones included).",
         labels=labels,
     )
-    for sample in sorted(samples, key=lambda sample: _labels_key(sample.labels)):
+    for sample in sorted(samples, key=lambda sample: labels_key(sample.labels)):
         family.add_metric([sample.labels.get(name, "") for name in labels], sample.value)
     return family
 

@@ -15,13 +15,13 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Protocol, runtime_checkable
 
+from video_pipelines.nodes.ledger import PROVIDER_JOB_TAG_PREFIX as PROVIDER_JOB_TAG_PREFIX
 from video_pipelines.plan.model import Plan, parse_plan
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.vocabulary import ExecutionState, NodeState
 
 EXECUTION_ID_TAG = "video/execution_id"
 BASE_EXECUTION_ID_TAG = "video/base_execution_id"
-PROVIDER_JOB_TAG_PREFIX = "video/provider_job/"
 # The W3C traceparent of the execution's span, on runs launched from a submission (see telemetry.trace_context).
 TRACEPARENT_TAG = "video/traceparent"
 # Dagster's own tag for a run's deadline in seconds: run monitoring ends a run that runs longer.

@@ -115,42 +115,64 @@ def single_flight(
     if cached is not None:
         log(f"reused: {cached.execution_id} completed the same lineage ({cached.node_id}) meanwhile")
         return _reused(cached)
+    cached = _claim(index, work, find, run_has_ended=run_has_ended, log=log, sleep=sleep, poll_seconds=poll_seconds)
+    if cached is not None:
+        return _reused(cached)
+    try:
+        # The holder may have recorded its result and let go between this node's look and its claim.
+        cached = find()
+        if cached is not None:
+            log(f"reused: {cached.execution_id} completed the same lineage ({cached.node_id}) just before")
+            _release(index, work)
+            return _reused(cached)
+        run = compute()
+    except BaseException:
+        _release(index, work)
+        raise
+    return _record(index, work, run)
+
+
+def _claim(
+    index: NodeResultIndex,
+    work: NodeWork,
+    find: Callable[[], CachedNode | None],
+    *,
+    run_has_ended: Callable[[str], bool],
+    log: Log,
+    sleep: Callable[[float], None],
+    poll_seconds: float,
+) -> CachedNode | None:
+    """Hold the lineage's claim (None), or another execution's result found while waiting for it."""
     waited_for: NodeClaim | None = None
     while True:
         claim = index.claim(
             work.tenant, work.lineage, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id
         )
         if work.holds(claim):
-            break
+            return None
         cached = find()
         if cached is not None:
             log(f"reused: {cached.execution_id} computed the same lineage ({cached.node_id}) while this waited")
-            return _reused(cached)
+            return cached
         if run_has_ended(claim.run_id):
-            taken = index.take_over(claim, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id)
-            if taken is not None:
+            if (
+                index.take_over(claim, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id)
+                is not None
+            ):
                 log(
                     f"took over the same lineage from {claim.execution_id} ({claim.node_id}): its run {claim.run_id} "
                     "ended without a result"
                 )
-                break
+                return None
             continue
         if waited_for is None or (waited_for.run_id, waited_for.node_id) != (claim.run_id, claim.node_id):
             log(f"waiting: {claim.execution_id} is computing the same lineage ({claim.node_id}, run {claim.run_id})")
             waited_for = claim
         sleep(poll_seconds)
-    try:
-        # The holder may have recorded its result and let go between this node's look and its claim.
-        cached = find()
-        if cached is not None:
-            log(f"reused: {cached.execution_id} completed the same lineage ({cached.node_id}) just before")
-            index.release(work.tenant, work.lineage, run_id=work.run_id, node_id=work.node_id)
-            return _reused(cached)
-        run = compute()
-    except BaseException:
-        index.release(work.tenant, work.lineage, run_id=work.run_id, node_id=work.node_id)
-        raise
-    return _record(index, work, run)
+
+
+def _release(index: NodeResultIndex, work: NodeWork) -> None:
+    index.release(work.tenant, work.lineage, run_id=work.run_id, node_id=work.node_id)
 
 
 def _record(index: NodeResultIndex, work: NodeWork, run: NodeRun) -> NodeRun:

@@ -25,7 +25,7 @@ What it guarantees:
 - nothing is shared between runs: one `HeadStarts` per run's execution, never a module global
   (a Celery worker child runs one run after another in the same process).
 
-No Dagster import: the Dagster shell (`orchestration/job/ops.py`) builds the work and logs.
+No Dagster import: `nodes.work` builds the work; the Dagster shell logs.
 """
 
 from __future__ import annotations

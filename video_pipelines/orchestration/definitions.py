@@ -8,13 +8,14 @@ from video_pipelines.operations.checks import parse_blocking
 from video_pipelines.orchestration.catalog.assets import VIDEO_ASSET_SPECS, media_checks
 from video_pipelines.orchestration.catalog.retention import catalog_retention
 from video_pipelines.orchestration.job.io_managers import StepOutputs
-from video_pipelines.orchestration.job.ops import execute_plan, head_starts
+from video_pipelines.orchestration.job.ops import execute_plan
 from video_pipelines.orchestration.resources.artifacts import (
     ArtifactStorage,
     MediaPolicy,
     SubmissionStoreResource,
     blocking_checks_env,
 )
+from video_pipelines.orchestration.resources.nodes import head_starts
 from video_pipelines.orchestration.resources.providers import FalResource, GoogleVertexResource, ReplicateResource
 from video_pipelines.orchestration.sensors.plans import lost_launches, resume_lost_runs, submitted_plans
 from video_pipelines.orchestration.sensors.webhooks import (

@@ -5,13 +5,18 @@ Stored files are named by SHA-256; without a picture the catalog cannot tell whi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 
 from video_pipelines.errors import StorageError
+from video_pipelines.orchestration.catalog.assets import asset_key_for, partition_key
+from video_pipelines.plan import PlanNode
 from video_pipelines.plan.results import VideoResult
+from video_pipelines.plan.reuse import ResolvedPlan
 from video_pipelines.storage import ArtifactStore
+from video_pipelines.vocabulary import NodeState
 
 
 def preview_metadata(
@@ -37,3 +42,75 @@ def node_preview(store: ArtifactStore, result: VideoResult, *, node_id: str) -> 
         # The video is done and recorded either way; a storage hiccup only costs the picture.
         thumbnail_url = None
     return preview_metadata(result, store.location(store.key_for(result.sha256)), thumbnail_url, node_id=node_id)
+
+
+def node_materialization(
+    execution_id: str,
+    node: PlanNode,
+    lineage: str,
+    result: VideoResult,
+    *,
+    state: NodeState,
+    provider: str | None = None,
+    seconds: float = 0.0,
+    reused_from: str | None = None,
+    cost_usd: float = 0.0,
+    model: str | None = None,
+    carried_from_run: str | None = None,
+    artifacts: ArtifactStore,
+    check_seconds: float = 0.0,
+) -> dg.AssetMaterialization:
+    """The record of one node's video: what the catalog shows and what status and variants read."""
+    return dg.AssetMaterialization(
+        asset_key=asset_key_for(node.operation),
+        partition=partition_key(execution_id, node.id),  # the catalog's way from an execution id to its videos
+        description=f"{node.id} of execution {execution_id}"
+        + (f" (reused from {reused_from})" if reused_from else "")
+        + (f" (completed by run {carried_from_run})" if carried_from_run else ""),
+        metadata={
+            "execution_id": execution_id,
+            "node_id": node.id,
+            "operation": node.operation.value,
+            "status": state.value,
+            "reused_from": reused_from or "",
+            "carried_from_run": carried_from_run or "",
+            "lineage": lineage,
+            "provider": provider or "",
+            "model": model or "",
+            "cost_usd": float(cost_usd),
+            "work_seconds": float(seconds),
+            "check_seconds": float(check_seconds),  # what the media checks added (0.0: not checked in this run)
+            "url": dg.MetadataValue.url(result.url),
+            "duration": float(result.duration),
+            "width": result.width,
+            "height": result.height,
+            "aspect_ratio": result.aspect_ratio,
+            "size_bytes": result.size_bytes,
+            "sha256": result.sha256,
+            "result": dg.MetadataValue.json(result.to_wire()),
+            # A thumbnail a person can see in the UI, the video's link and where the file is.
+            **node_preview(artifacts, result, node_id=node.id),
+        },
+    )
+
+
+def reused_materializations(
+    execution_id: str, resolved: ResolvedPlan, artifacts: ArtifactStore
+) -> Iterator[dg.AssetMaterialization]:
+    """The records of the nodes the plan takes from its base, earlier runs or earlier executions."""
+    for decision in resolved.reused:
+        assert decision.result is not None
+        node = resolved.plan.node(decision.node_id)
+        computed = decision.carried_from_run is not None and decision.reused_from is None
+        yield node_materialization(
+            execution_id,
+            node,
+            resolved.lineage[node.id],
+            decision.result,
+            # A node an earlier run of this execution computed stays completed (and paid for once, there).
+            state=NodeState.COMPLETED if computed else NodeState.REUSED,
+            reused_from=decision.reused_from,
+            cost_usd=decision.cost_usd,
+            carried_from_run=decision.carried_from_run,
+            artifacts=artifacts,
+        )

@@ -97,24 +97,20 @@ class PlanConfig(dg.Config):
     )
 
     def to_wire(self) -> dict[str, Any]:
-        wire: dict[str, Any] = {"jobs": [_node_wire(node) for node in self.jobs]}
-        if self.baseExecutionId is not None:
-            wire["baseExecutionId"] = self.baseExecutionId
-        if self.webhook is not None:
-            wire["webhook"] = {"url": self.webhook.url}
-            if self.webhook.secretEnv is not None:
-                wire["webhook"]["secretEnv"] = self.webhook.secretEnv
-            if self.webhook.events is not None:
-                wire["webhook"]["events"] = list(self.webhook.events)
-        if self.priority is not None:
-            wire["priority"] = self.priority.value
-        if self.maxCostUsd is not None:
-            wire["maxCostUsd"] = self.maxCostUsd
-        if self.timeoutSeconds is not None:
-            wire["timeoutSeconds"] = self.timeoutSeconds
-        if self.cache is not None:
-            wire["cache"] = self.cache
-        return wire
+        hook = self.webhook
+        events = None if hook is None or hook.events is None else list(hook.events)
+        webhook = None if hook is None else {"url": hook.url, **_present(secretEnv=hook.secretEnv, events=events)}
+        return {
+            "jobs": [_node_wire(node) for node in self.jobs],
+            **_present(
+                baseExecutionId=self.baseExecutionId,
+                webhook=webhook,
+                priority=None if self.priority is None else self.priority.value,
+                maxCostUsd=self.maxCostUsd,
+                timeoutSeconds=self.timeoutSeconds,
+                cache=self.cache,
+            ),
+        }
 
     @classmethod
     def from_plan(cls, plan: Plan) -> PlanConfig:
@@ -123,16 +119,22 @@ class PlanConfig(dg.Config):
 
 
 def _node_wire(node: PlanNodeConfig) -> dict[str, Any]:
-    wire: dict[str, Any] = {"id": node.id, "params": node.params, "dependsOn": node.dependsOn}
-    if node.type is not None:
-        wire["type"] = node.type.value
-    if node.operation is not None:
-        wire["operation"] = node.operation.value
-    if node.output is not None:
-        wire["output"] = node.output
-    if node.cache is not None:
-        wire["cache"] = node.cache
-    return wire
+    return {
+        "id": node.id,
+        "params": node.params,
+        "dependsOn": node.dependsOn,
+        **_present(
+            type=None if node.type is None else node.type.value,
+            operation=None if node.operation is None else node.operation.value,
+            output=node.output,
+            cache=node.cache,
+        ),
+    }
+
+
+def _present(**values: Any) -> dict[str, Any]:
+    """`values` without the ones that are None: absent from the wire, as a plan leaves them out."""
+    return {key: value for key, value in values.items() if value is not None}
 
 
 # The job's default run config, what the Launchpad opens with (in wire form, so it reads like the SDK's

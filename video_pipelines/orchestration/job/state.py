@@ -1,17 +1,9 @@
-"""What flows between the steps of execute_plan: one planned node per node to run, and its task."""
+"""Dagster's names for the steps of execute_plan: a node's mapping key and step key."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-
-from video_pipelines.nodes.checks import audio_expected
-from video_pipelines.plan import PlanNode
-from video_pipelines.plan.model import ancestors
-from video_pipelines.plan.results import VideoResult
-from video_pipelines.plan.reuse import ResolvedPlan
 
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_]")
 NODE_OP = "node"  # the name of the op that runs each node: its steps are `node[<mapping key>]`
@@ -26,80 +18,6 @@ def mapping_key(node_id: str) -> str:
         return node_id
     digest = hashlib.sha256(node_id.encode()).hexdigest()[:6]
     return f"{_UNSAFE_KEY_CHARS.sub('_', node_id)}_{digest}"
-
-
-@dataclass(frozen=True)
-class NodeTask:
-    """What one node step needs: the node, its input videos, the results its refs may name, its lineage."""
-
-    execution_id: str
-    node: PlanNode
-    inputs: tuple[VideoResult, ...]
-    upstream: dict[str, VideoResult]
-    lineage: str
-    audio_expected: bool = False  # whether its video should have sound (the media checks, `node_checks`)
-
-
-@dataclass(frozen=True)
-class PlannedNode:
-    """What `plan` hands one node step: the node, and what it needs from the run before it can run.
-
-    Its inputs' videos do not exist yet when `plan` fans the nodes out: the step finds the
-    results of `needs` (the ancestors that run in this run) when it starts (`task`).
-    """
-
-    execution_id: str
-    node: PlanNode
-    lineage: str
-    audio_expected: bool
-    needs: dict[str, str]  # the ancestors that run in this run: node id -> lineage
-    known: dict[str, VideoResult]  # the results of its other ancestors (and base outputs), known at `plan`
-    ancestors: tuple[str, ...]  # what its `{{refs}}` may name, in order
-    base_final: VideoResult | None = None  # the base's final video, the input of a node that names none
-
-    def task(self, results: Mapping[str, VideoResult]) -> NodeTask:
-        """The node's task once `results` holds a video for each of `needs`."""
-        have = {**self.known, **{node_id: results[node_id] for node_id in self.needs}}
-        node = self.node
-        if not node.consumes_inputs:
-            inputs: tuple[VideoResult, ...] = ()
-        elif not node.depends_on and self.base_final is not None:
-            inputs = (self.base_final,)
-        else:
-            inputs = tuple(have[dep] for dep in node.depends_on)
-        upstream = {dep: have[dep] for dep in self.ancestors}
-        return NodeTask(self.execution_id, node, inputs, upstream, self.lineage, self.audio_expected)
-
-
-def planned_nodes(execution_id: str, resolved: ResolvedPlan) -> list[PlannedNode]:
-    """The nodes to run, each after its dependencies; among nodes of the same depth, local ones first.
-
-    The in-process executor runs the steps one at a time in this order, so a node's step comes
-    after its inputs' steps, and a local node runs while the remote nodes started ahead of
-    their steps wait on their providers.
-    """
-    levels = resolved.run_levels()
-    order = {node.id: index for index, node in enumerate(resolved.plan.nodes)}
-    nodes = sorted(resolved.to_run, key=lambda node: (levels[node.id], node.is_remote, order[node.id]))
-    audio = audio_expected(resolved.plan)
-    planned = []
-    for node in nodes:
-        ancestors_of = tuple(sorted(ancestors(resolved.plan, node.id)))
-        needs = {dep: resolved.lineage[dep] for dep in ancestors_of if dep in levels}
-        known = {dep: resolved.result(dep) for dep in ancestors_of if dep not in levels}
-        planned.append(
-            PlannedNode(
-                execution_id,
-                node,
-                resolved.lineage[node.id],
-                audio[node.id],
-                needs,
-                known,
-                ancestors_of,
-                resolved.base_final if node.consumes_inputs and not node.depends_on else None,
-            )
-        )
-    return planned
 
 
 def step_key(node_id: str) -> str:

@@ -19,7 +19,7 @@ from video_pipelines.executions import (
     TRACEPARENT_TAG,
 )
 from video_pipelines.nodes.runner import NodeRun
-from video_pipelines.orchestration.job.state import NodeTask
+from video_pipelines.nodes.tasks import NodeTask
 from video_pipelines.plan import Plan
 from video_pipelines.plan.reuse import NodeDecision
 from video_pipelines.telemetry.trace_context import TraceContext, execution_context

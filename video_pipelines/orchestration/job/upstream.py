@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from video_pipelines.orchestration.job.state import PlannedNode, step_key
+from video_pipelines.nodes.tasks import PlannedNode
+from video_pipelines.orchestration.job.state import step_key
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.providers.http import sleep_interruptibly

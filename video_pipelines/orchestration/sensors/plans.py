@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -226,10 +227,38 @@ POLL_INTERVAL_SECONDS = 0.2
 DAEMON_CADENCE = (
     "Checked every 1 s by `video-pipelines daemon`, every 5 s by `dagster dev` (Frequency shows the 1 s minimum)."
 )
+
+
+def execution_run_sensor(
+    name: str, status: dg.DagsterRunStatus, description: str
+) -> Callable[[Callable[..., None]], dg.RunStatusSensorDefinition]:
+    """A run-status sensor on `execute_plan`'s runs reaching `status`, running by default (`DAEMON_CADENCE`)."""
+    return dg.run_status_sensor(
+        name=name,
+        description=f"{description} {DAEMON_CADENCE}",
+        run_status=status,
+        monitored_jobs=[execute_plan],
+        minimum_interval_seconds=1,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+
+
 LONG_POLL_CADENCE = (
     f"A tick looks for up to {LONG_POLL_SECONDS:g} s; the next starts 1 s after this one started, or at once if "
     "it took longer, by `video-pipelines daemon` (within 5 s by `dagster dev`; Frequency shows the 1 s minimum)."
 )
+
+
+def long_poll_sensor(
+    description: str, *, job: dg.JobDefinition | None = None
+) -> Callable[[Callable[..., dg.SensorResult]], dg.SensorDefinition]:
+    """A sensor whose ticks look for work for a while (`LONG_POLL_CADENCE`), running by default."""
+    return dg.sensor(
+        job=job,
+        description=f"{description} {LONG_POLL_CADENCE}",
+        minimum_interval_seconds=1,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
 
 
 def poll_submissions(
@@ -264,14 +293,10 @@ def log_tick(log: logging.Logger, tick: SubmissionTick) -> None:
         log.error(f"{key} could not be evaluated (it stays pending, tried again next tick): {error}")
 
 
-@dg.sensor(
+@long_poll_sensor(
+    "Launches plans submitted with `video-pipelines submit` or the API (variants wait for their base); "
+    "the tick log says what was launched, what waits and what was rejected, and why.",
     job=execute_plan,
-    description=(
-        "Launches plans submitted with `video-pipelines submit` or the API (variants wait for their base); "
-        "the tick log says what was launched, what waits and what was rejected, and why. " + LONG_POLL_CADENCE
-    ),
-    minimum_interval_seconds=1,
-    default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def submitted_plans(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
     """Launch plans submitted with `video-pipelines submit` (variants wait for their base)."""
@@ -287,16 +312,11 @@ def submitted_plans(context: dg.SensorEvaluationContext, submissions: Submission
     return dg.SensorResult(skip_reason=dg.SkipReason(f"nothing to launch: {tick.summary()}"))
 
 
-@dg.run_status_sensor(
-    name="resume_lost_runs",
-    description=(
-        "When a run fails because its run worker was lost, has a new run resume it, reusing what was done; "
-        "other failures are left alone (the tick log says why). " + DAEMON_CADENCE
-    ),
-    run_status=dg.DagsterRunStatus.FAILURE,
-    monitored_jobs=[execute_plan],
-    minimum_interval_seconds=1,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+@execution_run_sensor(
+    "resume_lost_runs",
+    dg.DagsterRunStatus.FAILURE,
+    "When a run fails because its run worker was lost, has a new run resume it, reusing what was done; "
+    "other failures are left alone (the tick log says why).",
 )
 def resume_lost_runs(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
     """Resume an execution whose run worker was lost: a new run reuses what was done and resumes provider jobs."""

@@ -31,10 +31,9 @@ from video_pipelines.executions import (
     sweep_submission_ends,
 )
 from video_pipelines.executions.notifications import RECENT_SECONDS, AttemptReport, secret_env_warning
-from video_pipelines.orchestration.job.ops import execute_plan
 from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
-from video_pipelines.orchestration.sensors.plans import DAEMON_CADENCE, LONG_POLL_CADENCE
+from video_pipelines.orchestration.sensors.plans import execution_run_sensor, long_poll_sensor
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.webhooks import DeliveryOutbox
 
@@ -68,17 +67,12 @@ def notify_started(instance: dg.DagsterInstance, store: SubmissionStore, run: dg
     return deliver(store)
 
 
-@dg.run_status_sensor(
-    name="webhook_on_started",
-    description=(
-        "When an execution's run starts: warns on the run when its webhook's secretEnv is not set on the daemon, "
-        "counts the execution's start (once), and POSTs the signed `execution.started` webhook to plans that "
-        "subscribe to it. " + DAEMON_CADENCE
-    ),
-    run_status=dg.DagsterRunStatus.STARTED,
-    monitored_jobs=[execute_plan],
-    minimum_interval_seconds=1,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+@execution_run_sensor(
+    "webhook_on_started",
+    dg.DagsterRunStatus.STARTED,
+    "When an execution's run starts: warns on the run when its webhook's secretEnv is not set on the daemon, "
+    "counts the execution's start (once), and POSTs the signed `execution.started` webhook to plans that "
+    "subscribe to it.",
 )
 def webhook_on_started(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
     """Warn about a webhook secretEnv that is not set; count the execution's start; POST `execution.started` to
@@ -99,14 +93,7 @@ def webhook_on_started(context: dg.RunStatusSensorContext, submissions: Submissi
 def _webhook_sensor(status: dg.DagsterRunStatus, event: str, description: str) -> dg.RunStatusSensorDefinition:
     """One run-status sensor per ended status (Dagster takes one status per sensor)."""
 
-    @dg.run_status_sensor(
-        name=f"webhook_on_{event}",
-        description=f"{description} {DAEMON_CADENCE}",
-        run_status=status,
-        monitored_jobs=[execute_plan],
-        minimum_interval_seconds=1,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-    )
+    @execution_run_sensor(f"webhook_on_{event}", status, description)
     def notify(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
         store = submissions.store()
         _notify(context, store)
@@ -168,13 +155,9 @@ def poll_deliveries(
         time.sleep(interval)
 
 
-@dg.sensor(
-    description=(
-        "Sends webhooks as soon as executions and their nodes end, and retries deliveries whose backoff has passed; "
-        "the tick log lists every attempt and why one failed. " + LONG_POLL_CADENCE
-    ),
-    minimum_interval_seconds=1,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+@long_poll_sensor(
+    "Sends webhooks as soon as executions and their nodes end, and retries deliveries whose backoff has passed; "
+    "the tick log lists every attempt and why one failed."
 )
 def webhook_deliveries(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
     """Send webhooks as soon as executions and their nodes end, and retry deliveries whose backoff has passed."""

@@ -1,0 +1,73 @@
+"""A node's run with its transient failures retried, inside its step; no Dagster here.
+
+Transient errors are retried with exponential backoff and jitter: 2 s, 4 s, 8 s (each +-50%).
+Not a dg.RetryPolicy on the op: Dagster applies it to interrupts too, so a step terminated by a
+cancel would be started again. Not RetryRequested either: it puts the step back at the end of
+the executor's queue, behind the steps of the nodes that need its video (the in-process executor
+would run them first, the multiprocess one could fill every slot with steps waiting for it).
+The loop retries exactly the errors our hierarchy calls transient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from video_pipelines.errors import TransientError, VideoPipelineError
+from video_pipelines.net.retrying import backoff_delay
+from video_pipelines.nodes.head_start import HeadStarts, Log
+from video_pipelines.nodes.runner import NodeRun
+from video_pipelines.nodes.tasks import NodeTask
+from video_pipelines.nodes.work import RunNodes, RunShell, run_or_await
+from video_pipelines.operations.checks import CheckOutcome, MediaChecksFailed
+from video_pipelines.plan import PlanNode
+from video_pipelines.providers.http import Abandoned, sleep_interruptibly
+
+MAX_RETRIES = 3
+RETRY_BASE_DELAY_SECONDS = 2.0
+
+
+class NodeFailed(Exception):
+    """The node failed for good: its step fails with this message and is not retried (its cause chained)."""
+
+
+def run_with_retries(
+    nodes: RunNodes,
+    shell: RunShell,
+    started: HeadStarts | None,
+    task: NodeTask,
+    *,
+    log: Log,
+    warn: Log,
+    log_checks: Callable[[Sequence[CheckOutcome]], None],
+) -> NodeRun:
+    """The node's run, its transient failures retried (see MAX_RETRIES); NodeFailed when it fails."""
+    node = task.node
+    name = f"{node.id} ({node.operation.value})"
+    attempt = 1
+    while True:
+        try:
+            return run_or_await(nodes, shell, started, task, attempt, log=log, warn=warn)
+        except MediaChecksFailed as exc:
+            log_checks(exc.outcomes)
+            _halt(started, node)
+            # Not retried: the same work makes the same video. Not recorded: no materialization, nothing to reuse.
+            raise NodeFailed(f"{name} failed: {exc}") from exc
+        except TransientError as exc:
+            if attempt > MAX_RETRIES:
+                _halt(started, node)
+                raise NodeFailed(f"{name} failed after {attempt} attempts: {exc}") from exc
+            delay = backoff_delay(attempt - 1, base=RETRY_BASE_DELAY_SECONDS)
+            warn(f"{node.id}: transient failure, attempt {attempt}: {exc}; retrying in {delay:.1f} s")
+            sleep_interruptibly(delay)
+            attempt += 1
+        except VideoPipelineError as exc:
+            _halt(started, node)
+            raise NodeFailed(f"{name} failed: {exc}") from exc
+        except Abandoned:
+            why = (started.halted_by if started is not None else None) or "the run is ending"
+            raise NodeFailed(f"{name} canceled: {why}, so the run fails") from None
+
+
+def _halt(started: HeadStarts | None, node: PlanNode) -> None:
+    if started is not None:
+        started.halt(f"{node.id} failed")

@@ -1,0 +1,199 @@
+"""The work of a run's nodes: each computed once over its tenant's executions, some started ahead; no Dagster here.
+
+The orchestrator of the run (the Dagster shell, `orchestration/job/shell.py`) gives what only it
+knows through `RunShell`: the spend cap's records, provider slots, spans, the job ledger and
+whether another run has ended. The work takes no step context: it may run in a thread ahead of
+its step, while other steps run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from video_pipelines.nodes.cache import NodeWork, single_flight
+from video_pipelines.nodes.environment import NodeEnvironment, still_stored
+from video_pipelines.nodes.head_start import HeadStarts, Log, Work, await_result
+from video_pipelines.nodes.runner import NodeChecks, NodeRun, run_node
+from video_pipelines.nodes.tasks import NodeTask
+from video_pipelines.operations.checks import DEFAULT_BLOCKING, CheckName, CheckOutcome
+from video_pipelines.providers import JobLedger
+from video_pipelines.providers.context import ProviderSlots, limiting_provider_jobs
+from video_pipelines.providers.http import Abandoned, sleep_interruptibly
+from video_pipelines.providers.pricing import PricingTable
+from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex, SubmissionStore
+from video_pipelines.submissions.counters import counting_provider_errors
+
+
+class RanSpan(Protocol):
+    def ran(self, run: NodeRun) -> None: ...
+
+
+class RunShell(Protocol):
+    """What a node's work needs from the orchestrator of its run."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    def check_spend(self, task: NodeTask, pricing: PricingTable) -> None:
+        """Raise when the node, paid, would take the plan past its maxCostUsd."""
+
+    def slots(self, node_id: str, log: Log) -> ProviderSlots:
+        """The provider slots the node's step holds."""
+
+    def span(self, task: NodeTask, attempt: int) -> AbstractContextManager[RanSpan]: ...
+
+    def ledger(self, node_id: str, lock: threading.Lock) -> JobLedger: ...
+
+    def run_has_ended(self, run_id: str) -> bool: ...
+
+    def plan_caches(self) -> bool:
+        """The plan's `cache` (a node computes anew when it or its plan says `"cache": false`)."""
+
+
+class RunNodes:
+    """How the nodes of one run's execution run: their environment, and the remote ones started ahead."""
+
+    def __init__(
+        self,
+        make_env: Callable[[], NodeEnvironment],
+        store: Callable[[], SubmissionStore],
+        blocking: frozenset[CheckName] = DEFAULT_BLOCKING,
+    ) -> None:
+        self._make_env = make_env
+        self._store = store
+        self.blocking = blocking  # the media checks whose failure fails the node
+        self.audio: dict[str, bool] = {}  # whether each node's video should have sound, once the plan is known
+        # The media checks of the nodes computed here, by (node id, lineage), until their steps log them.
+        self._checks: dict[tuple[str, str], list[CheckOutcome]] = {}
+        self._env: NodeEnvironment | None = None
+        self._env_lock = threading.Lock()  # the threads of nodes started ahead ask for it too
+        self.tags_lock = threading.Lock()  # see RunTagLedger
+        self.started = HeadStarts()
+        self._tenants: dict[str, str] = {}
+
+    def env(self) -> NodeEnvironment:
+        with self._env_lock:
+            if self._env is None:  # built on first use, once per run (per step with the multiprocess executor)
+                self._env = self._make_env()
+            return self._env
+
+    def store(self) -> SubmissionStore:
+        return self._store()
+
+    def record_checks(self, node_id: str, lineage: str, outcomes: list[CheckOutcome]) -> None:
+        self._checks[(node_id, lineage)] = outcomes
+
+    def take_checks(self, node_id: str, lineage: str) -> list[CheckOutcome]:
+        """The media checks of the node's video computed in this run (none for a video reused from elsewhere)."""
+        return self._checks.pop((node_id, lineage), [])
+
+    def tenant(self, execution_id: str) -> str:
+        """The tenant whose node-result index the execution's nodes use (`DEFAULT_TENANT` for a direct launch)."""
+        if execution_id not in self._tenants:
+            submission = self.store().get(execution_id)
+            self._tenants[execution_id] = submission.tenant if submission is not None else DEFAULT_TENANT
+        return self._tenants[execution_id]
+
+
+def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int) -> Work:
+    """The node's work, with its span, its provider-error counting and its provider slots."""
+    node = task.node
+
+    def compute(log: Log, warn: Log) -> NodeRun:
+        # Before anything starts at the provider: a paid node past the plan's maxCostUsd fails here.
+        shell.check_spend(task, nodes.env().pricing)
+        with (
+            counting_provider_errors(nodes.store(), warn=warn),
+            shell.span(task, attempt) as span,
+            limiting_provider_jobs(shell.slots(node.id, log)),
+        ):
+            result = run_node(
+                node,
+                inputs=task.inputs,
+                upstream=task.upstream,
+                lineage=task.lineage,
+                env=nodes.env(),
+                log=log,
+                ledger=shell.ledger(node.id, nodes.tags_lock),
+                # Inside the single flight: a video that fails a blocking check is never stored nor recorded.
+                checks=NodeChecks(audio=task.audio_expected, blocking=nodes.blocking),
+            )
+            span.ran(result)
+        # They wait for the node's step, which logs them (the work may run ahead of it, in a thread).
+        nodes.record_checks(node.id, task.lineage, result.checks)
+        return result
+
+    def work(log: Log, warn: Log) -> NodeRun:
+        flight = NodeWork(
+            tenant=nodes.tenant(task.execution_id),
+            lineage=task.lineage,
+            execution_id=task.execution_id,
+            node_id=node.id,
+            operation=node.operation.value,
+            run_id=shell.run_id,
+            cache=node.cache and shell.plan_caches(),
+        )
+        return single_flight(
+            NodeResultIndex(nodes.store()),
+            flight,
+            lambda: compute(log, warn),
+            run_has_ended=shell.run_has_ended,
+            log=log,
+            sleep=sleep_interruptibly,
+            stored=still_stored(nodes.env().store, warn),
+        )
+
+    return work
+
+
+def task_key(task: NodeTask) -> object:
+    """What work started ahead must have been started with for a step to take it."""
+    return (task.inputs, task.upstream, task.lineage)
+
+
+def start_ready(nodes: RunNodes, started: HeadStarts, shell: RunShell, log: Log) -> None:
+    """Start, each in a thread ahead of its step, the remote nodes whose inputs all exist now."""
+    for ready in started.ready():
+        node = ready.node
+        task = NodeTask(
+            started.execution_id, node, ready.inputs, ready.upstream, ready.lineage, nodes.audio.get(node.id, False)
+        )
+        work = node_work(nodes, shell, task, attempt=1)
+
+        def then(done: NodeRun, log: Log, node_id: str = node.id) -> None:
+            started.record(node_id, done.result)
+            start_ready(nodes, started, shell, log)
+
+        if started.start(node.id, task_key(task), work, then=then):
+            log(f"{node.id}: started ahead of its step: its inputs all exist")
+
+
+def run_or_await(
+    nodes: RunNodes,
+    shell: RunShell,
+    started: HeadStarts | None,
+    task: NodeTask,
+    attempt: int,
+    *,
+    log: Log,
+    warn: Log,
+) -> NodeRun:
+    """The node's run: awaited when it was started ahead (its lines passed on), else run here and now."""
+    node = task.node
+
+    def info(message: str) -> None:
+        log(f"{node.id}: {message}")
+
+    def warning(message: str) -> None:
+        warn(f"{node.id}: {message}")
+
+    ahead = started.take(node.id, task_key(task)) if started is not None else None
+    if ahead is not None:
+        info("awaiting its work, started ahead of this step")
+        return await_result(ahead, log=info, warn=warning)
+    if started is not None and started.halted_by is not None and node.is_remote:
+        raise Abandoned  # another node failed for good: no provider job for a run that will fail
+    return node_work(nodes, shell, task, attempt=attempt)(info, warn)

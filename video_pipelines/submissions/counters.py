@@ -1,0 +1,147 @@
+"""Prometheus samples the database does not already hold, kept in the `counters` table (schema 3).
+
+Node seconds and provider HTTP errors are written by the process that observes them; each
+sample is one row added to by an atomic upsert, so concurrent writers never lose an increment,
+and a histogram's rows change in one transaction, so a scrape never sees half an observation.
+`executions.metrics` renders them at scrape time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from video_pipelines.errors import SubmissionStoreError
+from video_pipelines.providers.context import reporting_provider_errors
+from video_pipelines.submissions.schema import counters
+from video_pipelines.submissions.store import SubmissionStore
+
+PREFIX = "video_pipelines_"
+NODE_SECONDS = PREFIX + "node_seconds"
+PROVIDER_HTTP_ERRORS = PREFIX + "provider_http_errors_total"
+# Plan nodes take from a fraction of a second (a reframe of a short clip) to many minutes (a remote model).
+NODE_SECONDS_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+LOCAL_PROVIDER = "local"
+
+
+def _le(bound: float) -> str:
+    """A bucket's `le` label: `+Inf` or the bound as Python writes a float (`2.5`, `60.0`)."""
+    return "+Inf" if bound == math.inf else repr(float(bound))
+
+
+def labels_key(labels: Mapping[str, str]) -> str:
+    """The canonical JSON of a sample's labels: the `labels` column of the counters table."""
+    return json.dumps({str(name): str(value) for name, value in labels.items()}, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One row of the counters table: a sample's name, labels and value."""
+
+    metric: str
+    labels: Mapping[str, str]
+    value: float
+
+
+class Counters:
+    """Prometheus samples kept in the `counters` table, added to by every process that observes them.
+
+    Thread-safe and safe across processes: each change is one transaction of atomic upserts.
+    A failure of the database raises `SubmissionStoreError`.
+    """
+
+    def __init__(self, store: SubmissionStore) -> None:
+        self._store = store
+
+    def add(self, metric: str, labels: Mapping[str, str], amount: float = 1.0) -> None:
+        """Add `amount` (>= 0: counters only go up) to the sample `metric{labels}`."""
+        if not math.isfinite(amount) or amount < 0:
+            raise SubmissionStoreError(f"{metric}: a counter only goes up; cannot add {amount!r}")
+        self._increment(metric, [(metric, labels_key(labels), float(amount))])
+
+    def observe(self, histogram: str, labels: Mapping[str, str], value: float, buckets: Sequence[float]) -> None:
+        """Count one observation of `value` in `histogram{labels}`: its buckets, `_sum` and `_count`, at once.
+
+        Every bucket row is written (by 0 when `value` is above its bound), so the table holds
+        the histogram's whole bucket layout and a scrape renders it as it is.
+        """
+        if not math.isfinite(value):
+            raise SubmissionStoreError(f"{histogram}: cannot observe {value!r}")
+        if "le" in labels:
+            raise SubmissionStoreError(f"{histogram}: 'le' is the bucket label of a histogram, not one of its labels")
+        bounds = sorted({float(bound) for bound in buckets} | {math.inf})
+        rows = [
+            (f"{histogram}_bucket", labels_key({**labels, "le": _le(bound)}), 1.0 if value <= bound else 0.0)
+            for bound in bounds
+        ]
+        key = labels_key(labels)
+        rows += [(f"{histogram}_sum", key, float(value)), (f"{histogram}_count", key, 1.0)]
+        self._increment(histogram, rows)
+
+    def samples(self) -> list[Sample]:
+        """Every sample of the table."""
+        query = sa.select(counters.c.metric, counters.c.labels, counters.c.value)
+        try:
+            with self._store.reader.connect() as connection:
+                rows = connection.execute(query).all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise store_error(f"cannot read the counters in {self._store.url}", exc) from exc
+        return [Sample(str(metric), json.loads(labels), float(value)) for metric, labels, value in rows]
+
+    def _increment(self, metric: str, rows: list[tuple[str, str, float]]) -> None:
+        # Sorted: concurrent transactions lock the rows in one order, so they cannot deadlock.
+        values = [{"metric": name, "labels": labels, "value": amount} for name, labels, amount in sorted(rows)]
+        engine = self._store.engine
+        try:
+            with engine.begin() as connection:
+                connection.execute(_upsert(connection.dialect.name, values))
+        except sa.exc.SQLAlchemyError as exc:
+            raise store_error(f"cannot add to {metric} in {self._store.url}", exc) from exc
+
+
+def _upsert(dialect: str, values: list[dict[str, object]]) -> sa.Executable:
+    """INSERT the rows; a row already there gets the new value added to its own."""
+    key = [counters.c.metric, counters.c.labels]
+    if dialect == "postgresql":
+        pg = postgresql.insert(counters).values(values)
+        return pg.on_conflict_do_update(index_elements=key, set_={"value": counters.c.value + pg.excluded.value})
+    if dialect == "sqlite":
+        lite = sqlite.insert(counters).values(values)
+        return lite.on_conflict_do_update(index_elements=key, set_={"value": counters.c.value + lite.excluded.value})
+    raise SubmissionStoreError(f"counters are kept on PostgreSQL or SQLite, not {dialect}")
+
+
+def store_error(message: str, exc: sa.exc.SQLAlchemyError) -> SubmissionStoreError:
+    return SubmissionStoreError(f"{message}: {getattr(exc, 'orig', None) or exc}")
+
+
+def observe_node_seconds(
+    store: SubmissionStore, operation: str, provider: str | None, seconds: float, *, warn: Callable[[str], None]
+) -> None:
+    """Count a completed node's work seconds; a failure to write is a warning, never the node's failure."""
+    labels = {"operation": operation, "provider": provider or LOCAL_PROVIDER}
+    try:
+        Counters(store).observe(NODE_SECONDS, labels, seconds, NODE_SECONDS_BUCKETS)
+    except SubmissionStoreError as exc:
+        warn(f"the node's {seconds:g} s are not counted in the metrics: {exc}")
+
+
+@contextmanager
+def counting_provider_errors(store: SubmissionStore, *, warn: Callable[[str], None]) -> Iterator[None]:
+    """Count, in the counters table, the provider HTTP error answers seen in this block (see `providers.context`)."""
+    tally = Counters(store)
+
+    def count(provider: str, status: int) -> None:
+        try:
+            tally.add(PROVIDER_HTTP_ERRORS, {"provider": provider, "status": str(status)})
+        except SubmissionStoreError as exc:
+            warn(f"{provider}'s HTTP {status} is not counted in the metrics: {exc}")
+
+    with reporting_provider_errors(count):
+        yield
