@@ -1,16 +1,8 @@
 """Download a remote media file to disk, through the SSRF guard.
 
-Each hop is resolved and checked once (`resolve_destination`), then the request goes to the
-checked IP itself (`pinned.open_pinned`, shared with the webhook sender), so DNS cannot
-answer differently between the check and the connection (DNS rebinding). The original host
-still travels in the `Host` header and, for https, as the TLS SNI name; the certificate is
-verified against that hostname (httpcore passes the `sni_hostname` request extension to
-`ssl.wrap_socket` as `server_hostname`, and the default SSL context checks the certificate
-against it).
-
-Proxy environment variables are not used (`trust_env=False`): a proxy would resolve the
-host itself and bypass the check. CA certificates come from `SSL_CERT_FILE` / `SSL_CERT_DIR`
-when set, else certifi.
+Each hop is checked once and the request sent to the checked IP (`open_pinned`), so DNS
+cannot answer differently between check and connection (rebinding); the certificate is still
+verified against the hostname (httpcore's `sni_hostname` becomes `server_hostname`).
 """
 
 from __future__ import annotations
@@ -69,10 +61,7 @@ def _redirect_target(response: httpx.Response, destination: Destination) -> str:
 
 @contextmanager
 def atomic_file(dest: Path) -> Iterator[BinaryIO]:
-    """A file to write that becomes `dest` only once the block completes: a failure leaves no partial file.
-
-    An OSError (the folder cannot be made, the disk is full) goes to the caller, which says what it was writing.
-    """
+    """A file that becomes `dest` only once the block completes: a failure leaves no partial file."""
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -109,11 +98,10 @@ def fetch_to_file(
     max_bytes: int = 500 * 1024 * 1024,
     timeout: float = 30.0,
 ) -> int:
-    """Download `url` to `dest` and return the number of bytes written.
+    """Download `url` to `dest` (appearing once complete); the number of bytes written.
 
-    `dest` appears only once the whole body has arrived. Redirects are followed (at most
-    three) and every hop is checked again. `timeout` bounds connecting and each read, not the
-    whole download (`max_bytes` bounds that). Errors name the URL without its query string.
+    Redirects (at most three) are checked again per hop. `timeout` bounds connecting and each
+    read, `max_bytes` the whole download.
     """
     ssl_context = httpx.create_ssl_context()
     current = url

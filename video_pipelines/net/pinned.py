@@ -1,16 +1,8 @@
-"""One HTTP request to a checked destination, sent to the checked IP itself.
+"""One HTTP request sent to an address `resolve_destination` already checked (no DNS rebinding).
 
-Shared by the media downloader (`fetch`) and the webhook sender. The request goes to an
-address `resolve_destination` already checked, so DNS cannot answer differently between the
-check and the connection (DNS rebinding); the original host travels in the `Host` header
-and, for https, as the TLS SNI name the certificate is verified against. Redirects are never
-followed here (the caller decides), and proxy environment variables are not used
-(`trust_env=False`): a proxy would resolve the host itself and bypass the check.
-
-httpx's timeouts bound each phase (connect, each write, each read), not the whole exchange:
-a peer trickling one byte at a time could hold a request for ever. `total_timeout` adds a
-deadline for the whole request: when it passes, the connection is shut down and the request
-fails with `httpx.TimeoutException`.
+No redirects, no proxies (`trust_env=False`: a proxy would resolve the host itself). httpx's
+timeouts bound each phase only, so a peer trickling bytes could hold a request for ever:
+`total_timeout` shuts the connection down at a deadline (`httpx.TimeoutException`).
 """
 
 from __future__ import annotations
@@ -42,9 +34,8 @@ def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None
 class _Deadline:
     """Shuts down the request's connections once `seconds` have passed.
 
-    httpcore reports each new connection through the `trace` request extension; a duplicate
-    of its socket descriptor is kept, and `shutdown` on it wakes a read or write blocked on
-    the connection in the sending thread (also once TLS wraps the original socket).
+    A dup of each socket (from httpcore's `trace` extension) is kept: `shutdown` on it wakes a
+    blocked read or write in the sending thread, also under TLS.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -105,8 +96,7 @@ def open_pinned(
 ) -> Iterator[httpx.Response]:
     """Send one request to the first checked address that accepts a connection; yield the streamed response.
 
-    `timeout` bounds each phase; `total_timeout`, when given, the whole request including
-    what the caller reads of the response inside the `with` block. Redirects are not followed.
+    `total_timeout` also covers what the caller reads inside the `with` block.
     """
     extensions: dict[str, Any] = {"sni_hostname": destination.host} if destination.scheme == "https" else {}
     request_headers = httpx.Headers(headers)

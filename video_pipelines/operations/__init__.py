@@ -1,9 +1,4 @@
-"""The FFmpeg core: plain Python that turns media files into media files (no Dagster here).
-
-One module per operation (`generate`, `merge`, `lip_sync`, `subtitles`, `reframe`), the
-FFmpeg runner and prober in `ffmpeg`, and the output format they share in `common`. The cue
-and SRT types sit a layer down, in `speech`; they are re-exported here for the nodes that burn them.
-"""
+"""The FFmpeg core: plain Python that turns media files into media files (no Dagster here)."""
 
 from __future__ import annotations
 

@@ -1,20 +1,8 @@
-"""Media checks: is a node's video what the node asked for? Plain FFmpeg, no Dagster here.
+"""Media checks: is a node's video what the node asked for? (streams, duration, aspect_ratio, not_black, not_silent)
 
-Five checks, each a typed `CheckOutcome` (name, passed, blocking, a message naming the node
-and the numbers, metadata):
-
-- `streams`: a video stream, and an audio stream where audio is expected.
-- `duration`: within `MediaExpectations.tolerance` of the seconds the node asked for.
-- `aspect_ratio`: the frame's shape is the ratio asked for (up to rounding to even pixels).
-- `not_black`: not black for (nearly) the whole video; a fade to black is fine.
-- `not_silent`: not silent for (nearly) the whole video, where audio is expected.
-
-What a video is (`MediaFacts`) comes from `probe` and ONE FFmpeg pass that decodes the video
-and audio once: the video without its B-frames, decimated to `SAMPLE_FPS` frames a second and
-scaled to a thumbnail before `blackdetect`, the audio through `silencedetect`. Decoding is the
-pass's cost (the filters on a few tiny frames are free); `benchmarks/bench_checks.py` measures
-it against the node's own work. The detectors' findings are read from the files the `metadata` filters write,
-so the pass runs through `run_ffmpeg` (process group, timeout) like every other FFmpeg call.
+The facts come from `probe` and ONE FFmpeg pass decoding video (no B-frames, `SAMPLE_FPS`,
+thumbnail size, `blackdetect`) and audio (`silencedetect`) once: decoding is the cost
+(`benchmarks/bench_checks.py`). Findings are read from `metadata` filter files.
 """
 
 from __future__ import annotations

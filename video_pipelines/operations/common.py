@@ -1,10 +1,7 @@
-"""What every operation's output shares: one MP4 format, written atomically, within a timeout.
+"""One MP4 format for every output, written atomically, within a timeout.
 
-Every output is H.264 (yuv420p) with AAC at 48 kHz stereo, `+faststart`, and no creation
-times or source metadata in the container (bitexact flags, `-map_metadata -1`), so the same
-inputs and the same FFmpeg build give the same bytes. `timeout` bounds the whole call.
-Outputs are written to a temporary name next to `out` and renamed into place only when
-FFmpeg succeeded, so `out` is never a half-written file (and `out` may be one of the inputs).
+H.264 yuv420p, AAC 48 kHz stereo, `+faststart`, bitexact with no metadata: the same inputs
+give the same bytes. Written to a temporary name and renamed, so `out` may be an input.
 """
 
 from __future__ import annotations
@@ -93,11 +90,7 @@ def _is_target_audio(info: MediaInfo) -> bool:
 
 
 def _audio_for(info: MediaInfo, *, input_index: int) -> tuple[list[str], list[str]]:
-    """Filter chains and output args that give the output `info`'s audio as AAC 48 kHz stereo.
-
-    Audio already in that format is copied; other audio is re-encoded; a silent input gets
-    silence as long as the video.
-    """
+    """Filters and output args for AAC 48 kHz stereo: copied when already so, else re-encoded; silence if none."""
     if info.has_audio and _is_target_audio(info):
         return [], ["-map", f"{input_index}:a:0", "-c:a", "copy"]
     if info.has_audio:

@@ -1,9 +1,6 @@
 """Run FFmpeg safely and read what it says about a media file.
 
-FFmpeg comes from imageio-ffmpeg (a static build, no ffprobe), so `probe` reads the
-stream summary `ffmpeg -i` prints. `run_ffmpeg` makes sure an FFmpeg child never
-outlives the call that started it: a timeout, a KeyboardInterrupt or any other
-exception while waiting kills its whole process group before the exception travels on.
+imageio-ffmpeg's static build has no ffprobe, so `probe` reads what `ffmpeg -i` prints.
 """
 
 from __future__ import annotations
@@ -94,11 +91,9 @@ def _stderr_tail(raw: bytes, lines: int = STDERR_TAIL_LINES) -> str:
 def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None = None) -> None:
     """Run `ffmpeg <args>` to completion, or raise `FFmpegError` naming `description`.
 
-    FFmpeg runs in its own session (so its whole group can be killed) and, on Linux, with
-    PR_SET_PDEATHSIG so it dies with the thread that started it. Stderr goes to a temporary
-    file, never a pipe, so a chatty FFmpeg cannot block. On a timeout the process group is
-    killed and `FFmpegError` raised; on any other exception while waiting (KeyboardInterrupt,
-    SystemExit, Dagster's interrupt) the group is killed and the exception re-raised.
+    FFmpeg never outlives the call: own session (its group is killed on a timeout or any
+    exception while waiting) and PR_SET_PDEATHSIG on Linux. Stderr goes to a file, not a
+    pipe, so a chatty FFmpeg cannot block.
     """
     if timeout is not None and timeout <= 0:
         raise MediaError(f"timeout must be positive, got {timeout}")
@@ -136,10 +131,7 @@ def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None =
 
 
 def extract_speech_track(media: Path, out: Path, encoding: Sequence[str], *, timeout: float | None) -> Path:
-    """`media`'s first audio track, mono, encoded by `encoding` (FFmpeg output options) into `out`.
-
-    A MediaError that says so when `media` has no audio track (there is no speech to transcribe).
-    """
+    """`media`'s first audio track, mono, encoded by `encoding` into `out`; MediaError when it has none."""
     try:
         run_ffmpeg(
             ["-nostdin", "-y", "-i", str(media), "-map", "0:a:0", "-vn", "-ac", "1", *encoding, str(out)],
@@ -154,12 +146,8 @@ def extract_speech_track(media: Path, out: Path, encoding: Sequence[str], *, tim
 
 
 def _wait_interruptibly(proc: subprocess.Popen[bytes], timeout: float | None) -> int:
-    """`proc.wait(timeout)` in short slices.
-
-    A signal sent to the process (Dagster terminates a step with SIGINT to itself) may be
-    delivered to another thread; a main thread blocked in one long waitpid() would then not
-    run the Python handler until FFmpeg exits on its own. Short waits let it run at once.
-    """
+    """`proc.wait(timeout)` in short slices: a signal (Dagster's SIGINT) delivered to another
+    thread would otherwise wait for FFmpeg to exit before its handler runs."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         remaining = None if deadline is None else deadline - time.monotonic()
@@ -172,11 +160,10 @@ def _wait_interruptibly(proc: subprocess.Popen[bytes], timeout: float | None) ->
 
 
 def escape_filter_value(value: str) -> str:
-    """Escape `value` for use as one option value inside an `-filter_complex`/`-vf` graph.
+    """Escape `value` as one option value of a filter graph.
 
-    FFmpeg unescapes twice: once when it splits the graph into filters (special: ``\\ ' [ ] , ;``),
-    then when it splits a filter's options (special: ``\\ ' :``). Leading and trailing
-    whitespace would be trimmed, so values must not start or end with it.
+    FFmpeg unescapes twice (graph: ``\\ ' [ ] , ;``, then options: ``\\ ' :``) and trims
+    leading/trailing whitespace, so values must not start or end with it.
     """
     if value != value.strip():
         raise MediaError(f"a filter option value cannot start or end with whitespace: {value!r}")
@@ -416,10 +403,7 @@ def probe_audio(path: Path) -> float:
 
 
 def make_thumbnail(video: Path, out: Path, *, width: int = 320) -> Path:
-    """Write a JPEG of the frame in the middle of `video`, `width` pixels wide (aspect kept), to `out`.
-
-    Raises `MediaError` when `video` is not a playable video, `FFmpegError` when FFmpeg fails.
-    """
+    """Write a JPEG of `video`'s middle frame, `width` pixels wide, to `out`."""
     if width < 2:
         raise MediaError(f"thumbnail width must be at least 2 pixels, got {width}")
     middle = probe(video).duration / 2

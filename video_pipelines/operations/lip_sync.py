@@ -11,10 +11,7 @@ __all__ = ["replace_audio"]
 
 
 def replace_audio(video: Path, audio: Path, out: Path, *, timeout: float | None = None) -> None:
-    """Replace the audio of `video` with `audio`, cut or padded with silence to the video's length.
-
-    The video stream is copied when it is already H.264 yuv420p, re-encoded otherwise.
-    """
+    """Replace `video`'s audio with `audio`, cut or padded to the video's length; H.264 yuv420p video is copied."""
     check_timeout(timeout)
     info = probe(video)
     probe_audio(audio)

@@ -36,13 +36,10 @@ def merge_videos(
     transition_duration: float = 0.5,
     timeout: float | None = None,
 ) -> MergeStrategy:
-    """Concatenate `inputs` in order, with hard cuts, crossfades or fades through black.
+    """Concatenate `inputs` with hard cuts, crossfades or fades through black; the strategy used.
 
-    Inputs are normalised to the first one's size and frame rate (scaled with the aspect
-    ratio kept, then padded), with audio resampled to 48 kHz stereo and cut or padded with
-    silence to each input's video length (silence for an input without audio). A `cut` of
-    inputs whose H.264 video is already identical in format copies the video packets
-    (`MergeStrategy.STREAM_COPY`); anything else is re-encoded. Returns the strategy used.
+    Inputs are fitted to the first one's size and frame rate, audio to 48 kHz stereo per
+    input's video length. A `cut` of identically formatted H.264 copies the video packets.
     """
     paths = [Path(p) for p in inputs]
     if not paths:
@@ -128,10 +125,8 @@ def _remaining(deadline: float | None) -> float | None:
 def _merge_stream_copy(paths: Sequence[Path], infos: Sequence[MediaInfo], out: Path, *, timeout: float | None) -> None:
     """Copy the video packets through the concat demuxer and rebuild the audio to match.
 
-    Copying AAC across files would keep each file's 1024-sample encoder priming, putting the
-    audio ~21 ms later at every join; the audio is small, so it is decoded, fitted to each
-    segment's video length and encoded once. The concat demuxer also offsets every file by
-    its earliest stream (that same negative audio priming), so it reads video-only remuxes.
+    Copied AAC keeps each file's 1024-sample priming (~21 ms late at every join), so the
+    audio is re-encoded once; video-only remuxes avoid the demuxer's priming offset.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     rate = Fraction(fps_expression(infos[0].fps))

@@ -1,9 +1,4 @@
-"""Lineage hashes: what a node's result depends on, as one hash.
-
-A node's lineage is its operation, its normalised params and the lineage of each of its
-inputs in `dependsOn` order. Two nodes with the same lineage produce the same video, so a
-variant may reuse the base's result instead of computing it again.
-"""
+"""Lineage hashes: a node's operation, normalised params and inputs' lineage as one hash (equal = same video)."""
 
 from __future__ import annotations
 
@@ -29,9 +24,8 @@ def lineage_hashes(
 ) -> dict[str, str]:
     """Each node's lineage hash.
 
-    `external` maps node ids outside the plan (a base's nodes) to their lineage;
-    `base_final` is the lineage of the base's final output, the input of a variant node
-    that needs a video and names no dependency.
+    `external`: lineage of nodes outside the plan (the base's); `base_final`: the base's final
+    output, the input of a variant node that needs a video and names no dependency.
     """
     external = external or {}
     hashes: dict[str, str] = {}

@@ -1,20 +1,9 @@
 """What the running node sets around its provider calls: the slots its jobs take, and where error answers go.
 
-The provider HTTP stack (`http.py`) sees every answer and knows when a provider job begins and
-ends, but not the deployment's pools or its metrics; the `execute_plan` op knows those but not
-the adapters' calls. A `contextvars.ContextVar` joins them without threading a parameter through
-every adapter, and keeps nodes running at once in threads or tasks apart: the op sets the node's
-`ProviderSlots` (`limiting_provider_jobs`) and error sink (`reporting_provider_errors`) around
-its work; `run_job` holds a slot of its provider for as long as the job exists
-(`provider_slot`) and each non-2xx answer is reported (`report_provider_error`). Outside a node
-(a test, the CLI) nothing is limited or reported.
-
-A holder waits for its slot without limit; whoever implements `hold` makes the wait
-interruptible (`http.sleep_interruptibly`) and says that it waits. The slot is released when
-the block ends, however it ends: with a transient error too, so a retried step queues again
-instead of holding a slot through its backoff (another node of the same run may need it first).
-
-No import beyond the standard library: the HTTP stack imports this module.
+ContextVars join the HTTP stack (sees every answer and job) and the op (knows pools and
+metrics) without threading parameters, and keep concurrent nodes apart. Outside a node nothing
+is limited. A slot is released however the block ends, also on a transient error, so a retried
+step queues again instead of holding a slot through its backoff. Standard library only.
 """
 
 from __future__ import annotations
@@ -41,11 +30,7 @@ class ProviderSlots(Protocol):
     """Where a node's provider jobs take their slots."""
 
     def hold(self, provider: str, *, resuming: bool) -> AbstractContextManager[None]:
-        """A block during which one job of `provider` may exist; waits for a free slot first.
-
-        `resuming`: the job already exists at the provider (a retried step), so it should not
-        queue behind jobs that do not exist yet.
-        """
+        """A block during which one job of `provider` may exist; `resuming` jobs do not queue behind new ones."""
 
 
 # (provider name, HTTP status) of one answer that was not 2xx.

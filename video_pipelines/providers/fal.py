@@ -1,24 +1,9 @@
 """fal (queue API): text-to-video, lip-sync and speech-to-text as queued requests.
 
-`POST {base}/{model}` queues a request and answers its `request_id` with `status_url`,
-`response_url` and `cancel_url`. A model id may carry a subpath
-(`fal-ai/kling-video/v1.6/standard/text-to-video`); the request endpoints live under the app
-id, its first two segments: `GET {base}/{app}/requests/{id}/status` (IN_QUEUE, IN_PROGRESS,
-COMPLETED), `GET {base}/{app}/requests/{id}` (the result, e.g. `{"video": {"url": ...}}`),
-`PUT {base}/{app}/requests/{id}/cancel`. The URLs fal returns are followed only when they
-are under `base_url` (the credentials travel with them); otherwise, and when resuming a
-request the ledger remembers, they are built from the app id.
-
-Model inputs differ from model to model; fal's apps ignore inputs they do not declare, so the
-common names are sent (`generation_input`; Kling on fal takes `duration` as a string).
-
-Speech-to-text defaults to `fal-ai/whisper` (Whisper large-v3): `{"audio_url", "task":
-"transcribe", "language": "de", "chunk_level": "word", "version": "3"}` answers `{"text",
-"chunks": [{"timestamp": [start, end], "text"}]}`, one chunk a word (`fal-ai/wizper` takes the
-same inputs and gives segment chunks, which `whisper.words_from_output` splits into words).
-
-Local inputs (a `file://` store) go inline as data URIs up to 1 MB; larger ones are uploaded to
-fal's storage (`$FAL_STORAGE_BASE_URL`, default https://rest.fal.ai) and sent as their URL.
+A model id may carry a subpath; request endpoints live under the app id (its first two
+segments). URLs fal returns are followed only under `base_url` (the key travels with them).
+fal ignores undeclared inputs, so the common names are sent (Kling wants `duration` as text).
+Local inputs go inline up to 1 MB, else through fal's storage (`$FAL_STORAGE_BASE_URL`).
 """
 
 from __future__ import annotations
@@ -168,9 +153,8 @@ class FalProvider(ApiKeyProvider):
     def _upload(self, path: Path, content_type: str) -> str:
         """Put a local file on fal's storage; the URL its models read it from.
 
-        Two calls, as fal's clients make them: `POST {storage}/storage/upload/initiate` (with the
-        key) answers a pre-signed `upload_url` and the `file_url`; the bytes are PUT to the
-        upload URL without the key (its signature is the credential, and its host is not fal's API).
+        As fal's clients do: `initiate` (with the key) answers a pre-signed `upload_url`, and
+        the bytes are PUT there without the key (not fal's API host).
         """
         storage = (os.environ.get(STORAGE_BASE_URL_ENV, "").strip() or DEFAULT_STORAGE_BASE_URL).rstrip("/")
         size = path.stat().st_size
@@ -197,10 +181,7 @@ class FalProvider(ApiKeyProvider):
     def _request(
         self, model: str, inputs: Callable[[], dict[str, Any]], *, timeout: float | None, ledger: JobLedger
     ) -> tuple[str, dict[str, Any]]:
-        """Queue one request of `model` under `ledger`, wait for it, and return its id and result.
-
-        `inputs` is called only when a request is queued, not when the ledger's is resumed.
-        """
+        """Queue one request of `model` under `ledger` and wait; `inputs` is called only for a new request."""
         app = app_id(model)
         known: dict[str, _RequestUrls] = {}
         api = self._api()

@@ -1,31 +1,10 @@
 """What every remote provider adapter shares: its HTTP client, job polling and remote inputs.
 
-- `ProviderHttp`: JSON (or form) calls to one provider's API, each through the SSRF guard:
-  the URL is checked with `resolve_destination` and the request sent to the checked address
-  itself (`net.open_pinned`), so a provider endpoint must be public or allowed in
-  `VIDEO_PIPELINES_ALLOWED_HOSTS`. 429, 5xx, connection errors and timeouts are retried with
-  the package's backoff (`retrying.backoff_delay`), honouring `Retry-After` (capped); when the
-  attempts run out the error is a `TransientProviderError` (the step may be retried). A 401
-  first renews the credential once when the adapter can (an access token revoked early). Any
-  other 4xx fails at once with a `ProviderHttpError` that carries the HTTP status and the
-  provider's own message. The credential never appears in an error. An adapter may give a
-  deadline that bounds all its calls (Vertex: the node's timeout covers the whole call).
-  Every answer that is not 2xx, retried or not, is reported to the sink of
-  `context.py` (the metrics count it). Every request is an OpenTelemetry
-  CLIENT span (a child of the node's span) and carries its W3C `traceparent`.
-- `run_job` / `poll_until`: the life of one provider job under a `JobLedger`: resume the job
-  the ledger remembers or create one, remember it before waiting, poll it to the end within
-  the node's timeout. On expiry, or on any exception while waiting (KeyboardInterrupt,
-  Dagster's interrupt, a permanent error), the provider job is canceled (best effort) before
-  the error goes on, so nobody pays for a result nobody will collect. Two exceptions are not
-  cause to cancel: the job ended on its own (`JobFailed`), or a transient error, after which
-  the retried step resumes the same job through the ledger.
-- `stopping_on` / `Abandoned`: work running in a background thread (a node started ahead of
-  its step, `head_start.py`) gets no signal; its owner sets an event instead, and every
-  `sleep_interruptibly` of that thread then raises `Abandoned`, which cancels the job like
-  any interrupt. `run_job` holds a slot of its provider while the job exists (`context.py`).
-- `remote_input`: how a local file reaches a remote model (an http(s) URL as is, else a
-  `data:` URI up to a size limit); `reachable_by_provider` says which URLs go as they are.
+Every call goes through the SSRF guard to the checked address. 429, 5xx and transport errors
+are retried (Retry-After honoured, capped), then `TransientProviderError`; a 401 renews the
+credential once; other 4xx fail at once. A job is canceled on expiry or any exception while
+waiting, except `JobFailed` and transient errors (the retried step resumes it through the
+ledger), so nobody pays for a result nobody collects.
 """
 
 from __future__ import annotations
@@ -101,9 +80,9 @@ class _DeadlineReached(Exception):
 
 
 class Abandoned(BaseException):
-    """The owner of this background work stopped waiting for it (its run ended): stop, canceling the job.
+    """The owner of this background work stopped waiting (head start of an ended run): cancel the job.
 
-    A BaseException, like KeyboardInterrupt, so that no `except Exception` mistakes it for an error of the work.
+    A BaseException so no `except Exception` takes it for an error of the work.
     """
 
 
@@ -120,10 +99,7 @@ def _sleep(seconds: float) -> None:
 
 
 def sleep_interruptibly(seconds: float) -> None:
-    """Sleep in short slices: Dagster's interrupt may arrive through a signal to another thread.
-
-    In a context of `stopping_on(event)`, raise `Abandoned` as soon as `event` is set.
-    """
+    """Sleep in short slices (a signal may reach another thread); `Abandoned` once `stopping_on`'s event is set."""
     stop = _stop.get()
     deadline = time.monotonic() + seconds
     while (remaining := deadline - time.monotonic()) > 0:
@@ -204,13 +180,10 @@ class _Answer:
 
 
 class ProviderHttp:
-    """JSON calls to one provider's API through the SSRF guard, with retries (see the module docstring).
+    """JSON calls to one provider's API through the SSRF guard, with retries.
 
-    `authorization` is the Authorization header, or what returns it before each request (a
-    token that expires); after a 401, `renew` (when given) is called once per call and the
-    request sent again. `credential` names where the credential comes from, for the hint of a
-    401/403; `secret` is redacted from every error. `deadline` (a `time.monotonic()` instant)
-    bounds every call; past it a call stops and `run_job` cancels the job.
+    `authorization` may be a callable (a token that expires); `renew` is called once after a
+    401; `secret` is redacted from errors; `deadline` (monotonic) bounds every call.
     """
 
     def __init__(
@@ -248,10 +221,9 @@ class ProviderHttp:
         form: Mapping[str, str] | None = None,
         upload: UploadedFile | None = None,
     ) -> dict[str, Any]:
-        """Send one JSON (or form, or multipart `upload`) request, retrying what may pass, and return the
-        JSON object it answers.
+        """One JSON (form, multipart) request, retried as it may be; the JSON object answered.
 
-        `what` says what the call was for ("creating a prediction for x/y"); it names the call in errors.
+        `what` ("creating a prediction for x/y") names the call in errors.
         """
         content, content_type = _encoded(json, form, upload)
         return self._json(self.send(method, url, what=what, content=content, content_type=content_type), what)
@@ -259,11 +231,7 @@ class ProviderHttp:
     def send(
         self, method: str, url: str, *, what: str, content: bytes | None = None, content_type: str | None = None
     ) -> bytes:
-        """Send one request with `content` as it is, retrying what may pass; the body of the answer.
-
-        `call` is this with a JSON (form, multipart) body and a JSON answer; a client made without
-        `authorization` sends raw bytes to a pre-signed upload URL, whose signature is the credential.
-        """
+        """One request with `content` as is, retried as it may be; the answer's body (pre-signed uploads use it)."""
         attempts = self.policy.max_attempts
         attempt, renewed = 1, False
         while True:
@@ -435,13 +403,7 @@ def poll_until(
     poll_interval: float,
     timed_out: Callable[[], str],
 ) -> T:
-    """Call `check` every `poll_interval` s until it returns a value; cancel the job if we stop waiting.
-
-    `check` returns None while the job runs and raises `JobFailed` when it ended badly. Past
-    `deadline` (a `time.monotonic()` instant) the job is canceled and a `ProviderError` saying
-    `timed_out()` raised; any other exception (except `JobFailed` and transient errors, see
-    the module docstring) cancels the job and is re-raised.
-    """
+    """Call `check` every `poll_interval` s until it returns a value; cancel the job if we stop waiting."""
     try:
         while True:
             result = check()
@@ -474,12 +436,9 @@ def run_job(
     deadline: float | None = None,
     timed_out: Callable[[str], str] | None = None,
 ) -> T:
-    """Resume the job `ledger` remembers, or create one and remember it before waiting; poll it to the end.
+    """Resume the job `ledger` remembers, or create and remember one; poll it to the end holding a provider slot.
 
-    The `timeout` counts from when the job exists, unless the adapter's clock started earlier:
-    then `deadline` is that instant plus `timeout` (the one its `ProviderHttp` has).
-    `timed_out(job_id)` words the error when the job outlives it. A slot of `provider` is held
-    from before the job is created (or resumed) until it ends (`context.provider_slot`).
+    `deadline`, when the adapter's clock started earlier, replaces now + `timeout`.
     """
     job_id = ledger.recall()
     with provider_slot(provider, resuming=job_id is not None):
@@ -521,13 +480,9 @@ def remote_input(
     max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES,
     upload: Upload | None = None,
 ) -> str:
-    """What to send a remote model for a file: its http(s) URL as is, else a base64 `data:` URI, else
-    (a larger file, with `upload`) the URL of its copy on the provider's file store.
+    """What to send a remote model for a file: an http(s) URL it can reach, else a `data:` URI, else `upload`.
 
-    A `file://` (or other local) URL cannot be read by a remote provider, nor can a local
-    artifact served by our own API (`VIDEO_PIPELINES_ARTIFACTS_BASE_URL`, e.g. 127.0.0.1 under
-    `video-pipelines dev`); up to `max_inline_bytes` the file travels inline; beyond that it is
-    uploaded, or, for a provider without a file store here, ProviderError says what to change.
+    Local URLs, including our own API's artifacts (127.0.0.1 under `dev`), are not reachable.
     """
     if reachable_by_provider(url):
         return url

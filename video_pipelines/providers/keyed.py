@@ -1,9 +1,4 @@
-"""What the Replicate and fal adapters share: one API key in a header, a base URL, default models.
-
-The constructor takes explicit values; `from_env` reads the key and the endpoint from the
-environment when a node runs (never at import), so a deployment adds a provider by setting
-its variables.
-"""
+"""What the Replicate and fal adapters share: an API key header, a base URL, default models (`from_env` at run time)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""The `local` provider: clips rendered with FFmpeg, and the offline recogniser.
-
-The recogniser is PocketSphinx with the US English model its wheel ships (acoustic model,
-dictionary and language model): nothing is downloaded at run time. It knows US English only
-(`speech.LOCAL_LANGUAGES`); other languages go to a remote provider's speech-to-text.
-"""
+"""The `local` provider: clips rendered with FFmpeg, and PocketSphinx (US English, shipped in its wheel) for speech."""
 
 from __future__ import annotations
 

@@ -1,20 +1,9 @@
 """Replicate (HTTP API v1): text-to-video, lip-sync and speech-to-text as predictions.
 
-A model `owner/name` runs its latest version (`POST /v1/models/{owner}/{name}/predictions`);
-`owner/name:version` pins one (`POST /v1/predictions` with `version`). A prediction goes
-`starting` -> `processing` -> `succeeded` | `failed` | `canceled`; it is polled with
-`GET /v1/predictions/{id}` and canceled with `POST /v1/predictions/{id}/cancel`. Its output
-is a URL or a list of URLs, downloaded through the SSRF guard; a speech model's output is the
-transcript itself (JSON), read by `whisper.words_from_output`.
-
-Model inputs differ from model to model; Replicate ignores inputs a model does not declare,
-so the common names are sent (`generation_input`), and the lip-sync models whose inputs
-have other names are listed in `LIPSYNC_INPUT_NAMES`. Speech-to-text defaults to
-`vaibhavs10/incredibly-fast-whisper` (Whisper large-v3 through Hugging Face's pipeline) with
-`timestamp: "word"`: its output is `{"text", "chunks": [{"timestamp": [start, end], "text"}]}`,
-one chunk a word. It is a community model, so it runs pinned to a version (`/v1/predictions`),
-and it takes the language by Whisper's name for it ("german", not "de"). Other speech models get
-the common inputs (`audio`, `language` as the ISO code, `word_timestamps`).
+`owner/name` runs the latest version, `owner/name:version` a pinned one. Replicate ignores
+undeclared inputs, so the common names are sent (`LIPSYNC_INPUT_NAMES` for the others). The
+default speech model (incredibly-fast-whisper) is a community model, so it is pinned, and it
+takes the language by Whisper's name ("german", not "de").
 """
 
 from __future__ import annotations
@@ -169,11 +158,7 @@ class ReplicateProvider(ApiKeyProvider):
     def _predict(
         self, model: str, inputs: Callable[[], dict[str, Any]], *, timeout: float | None, ledger: JobLedger
     ) -> tuple[str, Any]:
-        """Run one prediction of `model` under `ledger`: its id and output.
-
-        `inputs` is called only when a prediction is created, not when the ledger's is resumed
-        (a retried transcription does not extract its audio again).
-        """
+        """Run one prediction of `model` under `ledger`: its id and output (`inputs` only for a new one)."""
         owner, model_name, version = _model_parts(model)
         predictions = f"{self.base_url}/v1/predictions"
         api = self._api()

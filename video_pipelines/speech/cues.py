@@ -1,12 +1,8 @@
-"""Subtitle cues from recognised words: lines a viewer can read, shown while the words are spoken.
+"""Subtitle cues from recognised words: at most `MAX_LINES` lines of `MAX_LINE_CHARS` (broadcast limits).
 
-A cue holds at most `MAX_LINES` lines of at most `MAX_LINE_CHARS` characters (the usual broadcast
-limits: 42 characters, two lines). A new cue starts after a sentence ends, after a pause longer
-than `PAUSE_SECONDS`, when the cue would last longer than `MAX_CUE_SECONDS`, or when its words
-no longer fit. A cue stays on screen at least `MIN_CUE_SECONDS` (a lone "yes" is otherwise gone
-before it is read), never into the next cue. Each cue keeps its words' times for karaoke.
-
-Recognisers give lower-case words without punctuation: the first word of each cue is capitalised.
+A cue ends at a sentence end, a pause, `MAX_CUE_SECONDS` or when full; it stays at least
+`MIN_CUE_SECONDS` (a lone "yes" is gone before it is read). Recognisers give lower-case words:
+each cue's first word is capitalised.
 """
 
 from __future__ import annotations
@@ -38,11 +34,7 @@ _SENTENCE_ENDS = (".", "!", "?", "…", "\u3002", "\uff01", "\uff1f")  # and the
 
 @dataclass(frozen=True)
 class Cue:
-    """One subtitle: `text` shown from `start` to `end` seconds.
-
-    `words`, when the cue comes from speech, are its words as shown (in the order of `text`'s
-    space-separated words) with the times they are spoken: karaoke highlights them then.
-    """
+    """One subtitle: `text` shown from `start` to `end`; `words` (from speech) are timed for karaoke."""
 
     start: float
     end: float

@@ -102,12 +102,9 @@ def _endpoint_for_logs(endpoint_url: str) -> str:
 
 
 class S3ArtifactStore(ArtifactStore):
-    """Objects live under `s3://<bucket>/<prefix>/`.
+    """Objects under `s3://<bucket>/<prefix>/`; boto3 configured on first use from the standard AWS settings.
 
-    The boto3 client is created on first use from the standard AWS configuration (credentials,
-    region, and `AWS_ENDPOINT_URL` for S3-compatible servers); `endpoint_url` overrides the
-    endpoint explicitly. `url_for` gives `public_base_url/<prefix>/<key>` when the bucket is
-    served publicly (CDN, public bucket) and a presigned GET URL otherwise.
+    URLs are `public_base_url/<prefix>/<key>` when set, else presigned GETs.
     """
 
     def __init__(
