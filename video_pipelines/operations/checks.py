@@ -20,21 +20,6 @@ from video_pipelines.errors import MediaError
 from video_pipelines.operations.ffmpeg import MediaInfo, escape_filter_path, probe, run_ffmpeg
 from video_pipelines.vocabulary import RECOGNISED_RATIOS
 
-__all__ = [
-    "BLOCKING_CHECKS_ENV",
-    "DEFAULT_BLOCKING",
-    "CheckName",
-    "CheckOutcome",
-    "MediaChecksFailed",
-    "MediaExpectations",
-    "MediaFacts",
-    "analyse",
-    "blocking_failure",
-    "check_media",
-    "evaluate",
-    "parse_blocking",
-]
-
 # Which checks fail their node when they fail, as a deployment sets it: "streams,duration", "all" or "none".
 BLOCKING_CHECKS_ENV = "VIDEO_PIPELINES_BLOCKING_CHECKS"
 

@@ -15,18 +15,6 @@ from video_pipelines.errors import MediaError
 from video_pipelines.operations.ffmpeg import MediaInfo, run_ffmpeg
 from video_pipelines.vocabulary import ASPECT_RATIOS
 
-__all__ = [
-    "FONT_FILE",
-    "SAMPLE_RATE",
-    "STEREO_48K",
-    "atomic_output",
-    "check_timeout",
-    "dimensions_for",
-    "even",
-    "filter_video",
-    "mp4_output",
-]
-
 FONT_FILE = Path(__file__).parent / "fonts" / "DejaVuSans.ttf"
 SAMPLE_RATE = 48_000
 

@@ -25,18 +25,6 @@ import imageio_ffmpeg
 
 from video_pipelines.errors import FFmpegError, MediaError
 
-__all__ = [
-    "MediaInfo",
-    "escape_filter_path",
-    "escape_filter_value",
-    "ffmpeg_exe",
-    "fps_expression",
-    "make_thumbnail",
-    "probe",
-    "probe_audio",
-    "run_ffmpeg",
-]
-
 STDERR_TAIL_LINES = 15
 _PROBE_TIMEOUT_S = 60.0
 _THUMBNAIL_TIMEOUT_S = 60.0
@@ -214,21 +202,8 @@ _STREAM_RE = re.compile(r"^\s*Stream #\d+:\d+\S*: (Video|Audio): (.*)$", re.MULT
 _SUBTITLE_RE = re.compile(r"^\s*Stream #\d+:\d+(?:\[\w+\])?(?:\((\w+)\))?: Subtitle: ", re.MULTILINE)
 _SIZE_RE = re.compile(r"^(\d+)x(\d+)(?:\s|$)")
 _RATE_RE = re.compile(r"^([\d.]+)(k?) (fps|tbr)$")
-_CHANNEL_LAYOUTS = {
-    "mono": 1,
-    "stereo": 2,
-    "2.1": 3,
-    "3.0": 3,
-    "quad": 4,
-    "4.0": 4,
-    "4.1": 5,
-    "5.0": 5,
-    "5.1": 6,
-    "6.0": 6,
-    "6.1": 7,
-    "7.0": 7,
-    "7.1": 8,
-}
+# Named layouts; "5.1" and the like are read as 5 + 1.
+_CHANNEL_LAYOUTS = {"mono": 1, "stereo": 2, "quad": 4}
 
 
 def _top_level_fields(description: str) -> list[str]:

@@ -21,8 +21,6 @@ from video_pipelines.operations.common import (
 )
 from video_pipelines.operations.ffmpeg import escape_filter_path, run_ffmpeg
 
-__all__ = ["generate_clip"]
-
 _MAX_DURATION_S = 3600.0
 
 

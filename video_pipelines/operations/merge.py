@@ -15,8 +15,6 @@ from video_pipelines.errors import MediaError
 from video_pipelines.operations.common import SAMPLE_RATE, STEREO_48K, atomic_output, check_timeout, mp4_output
 from video_pipelines.operations.ffmpeg import MediaInfo, fps_expression, probe, run_ffmpeg
 
-__all__ = ["TRANSITIONS", "MergeStrategy", "merge_videos"]
-
 TRANSITIONS = ("cut", "crossfade", "fade")
 _XFADE = {"crossfade": "fade", "fade": "fadeblack"}
 

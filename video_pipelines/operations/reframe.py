@@ -10,8 +10,6 @@ from video_pipelines.operations.common import check_timeout, even, filter_video
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.vocabulary import ASPECT_RATIOS
 
-__all__ = ["REFRAME_MODES", "reframe_video"]
-
 REFRAME_MODES = ("crop", "pad", "blur")
 
 

@@ -20,8 +20,6 @@ from video_pipelines.speech import Word, base_language
 from video_pipelines.speech.cues import Cue
 from video_pipelines.speech.srt import WORD_JOINER, printable_lines, to_srt
 
-__all__ = ["POSITIONS", "add_subtitle_track", "build_ass", "burn_subtitles", "default_font_size", "escape_ass_text"]
-
 FONT_NAME = "DejaVu Sans"
 # ASS alignment uses numpad positions: 2 bottom centre, 5 middle centre, 8 top centre.
 POSITIONS = {"bottom": 2, "center": 5, "top": 8}

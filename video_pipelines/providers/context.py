@@ -13,16 +13,6 @@ from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import Protocol, TypeVar
 
-__all__ = [
-    "ProviderErrorSink",
-    "ProviderSlots",
-    "limiting_provider_jobs",
-    "provider_slot",
-    "report_provider_error",
-    "reporting_provider_errors",
-    "scoped",
-]
-
 _T = TypeVar("_T")
 
 

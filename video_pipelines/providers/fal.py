@@ -22,8 +22,8 @@ from video_pipelines.net import fetch_to_file
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
 from video_pipelines.providers.http import ProviderHttp
 from video_pipelines.providers.keyed import ApiKeyProvider
-from video_pipelines.providers.whisper import iso_language, words_from_output
-from video_pipelines.speech import Word
+from video_pipelines.providers.whisper import words_from_output
+from video_pipelines.speech import Word, base_language
 
 DEFAULT_BASE_URL = "https://queue.fal.run"
 # fal's file storage (its CDN), where local files too large to send inline are uploaded.
@@ -54,7 +54,7 @@ def transcription_input(audio: str, language: str) -> dict[str, Any]:
     return {
         "audio_url": audio,
         "task": "transcribe",
-        "language": iso_language(language),
+        "language": base_language(language),
         "chunk_level": "word",
         "version": "3",
     }

@@ -11,8 +11,6 @@ from video_pipelines.operations.ffmpeg import extract_speech_track
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
 from video_pipelines.speech import LOCAL_LANGUAGES, REMOTE_TRANSCRIBERS, Word, base_language
 
-__all__ = ["LocalProvider", "LocalTranscriber", "transcribe_file"]
-
 SAMPLE_RATE = 16_000  # what the model was trained on: 16 kHz mono 16-bit PCM
 _FRAMES_PER_SECOND = 100  # PocketSphinx's default frame rate (10 ms frames)
 _FILLERS = {"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]"}

@@ -17,8 +17,8 @@ from video_pipelines.errors import JobFailed, ProviderError
 from video_pipelines.net import fetch_to_file
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
 from video_pipelines.providers.keyed import ApiKeyProvider
-from video_pipelines.providers.whisper import iso_language, whisper_language_name, words_from_output
-from video_pipelines.speech import Word
+from video_pipelines.providers.whisper import whisper_language_name, words_from_output
+from video_pipelines.speech import Word, base_language
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
 # Kling 1.6 takes the plan's duration and aspect ratio (minimax/video-01 ignores both).
@@ -55,7 +55,7 @@ def transcription_input(model: str, audio: str, language: str) -> dict[str, Any]
             "timestamp": "word",
             "batch_size": 24,
         }
-    return {"audio": audio, "language": iso_language(language), "word_timestamps": True}
+    return {"audio": audio, "language": base_language(language), "word_timestamps": True}
 
 
 def _model_parts(model: str) -> tuple[str, str, str | None]:

@@ -20,16 +20,7 @@ from video_pipelines.errors import ProviderError
 from video_pipelines.operations.ffmpeg import extract_speech_track
 from video_pipelines.providers.base import TranscriptionRequest
 from video_pipelines.providers.http import Upload, reachable_by_provider, remote_input
-from video_pipelines.speech import Word
-
-__all__ = [
-    "DEFAULT_WORD_SECONDS",
-    "WHISPER_LANGUAGES",
-    "iso_language",
-    "speech_source",
-    "whisper_language_name",
-    "words_from_output",
-]
+from video_pipelines.speech import Word, base_language
 
 DEFAULT_WORD_SECONDS = 0.4  # a spoken word's length when the model gives no end
 MAX_WORD_SECONDS = 3.0  # a longer "word" (of a piece's average) ran over a pause; it is cut to this
@@ -62,14 +53,9 @@ WHISPER_LANGUAGES: dict[str, str] = {
 }  # fmt: skip
 
 
-def iso_language(language: str) -> str:
-    """The primary language subtag of a BCP 47 tag, lower case: 'pt-BR' -> 'pt'."""
-    return language.strip().replace("_", "-").split("-")[0].lower()
-
-
 def whisper_language_name(language: str, *, provider: str) -> str:
     """The Whisper name of `language` ('de' -> 'german'); ProviderError for a language Whisper lacks."""
-    code = iso_language(language)
+    code = base_language(language)
     name = WHISPER_LANGUAGES.get(code)
     if name is None:
         raise ProviderError(

@@ -14,16 +14,6 @@ from dataclasses import dataclass
 from video_pipelines.errors import MediaError
 from video_pipelines.speech import Word
 
-__all__ = [
-    "MAX_CUE_SECONDS",
-    "MAX_LINES",
-    "MAX_LINE_CHARS",
-    "MIN_CUE_SECONDS",
-    "PAUSE_SECONDS",
-    "Cue",
-    "cues_from_words",
-]
-
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
 MAX_CUE_SECONDS = 6.0

@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from video_pipelines.errors import MediaError
 from video_pipelines.speech.cues import Cue
 
-__all__ = ["WORD_JOINER", "parse_srt", "printable_lines", "to_srt", "to_webvtt"]
-
 WORD_JOINER = "\u2060"
 _TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})[,.](\d{1,3})"
 _TIMING_RE = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s.*)?$")
