@@ -91,12 +91,7 @@ def _save(response: httpx.Response, dest: Path, destination: Destination, max_by
 
 
 def fetch_to_file(
-    url: str,
-    dest: Path,
-    *,
-    allowed: AllowedHosts,
-    max_bytes: int = 500 * 1024 * 1024,
-    timeout: float = 30.0,
+    url: str, dest: Path, *, allowed: AllowedHosts, max_bytes: int = 500 * 1024 * 1024, timeout: float = 30.0
 ) -> int:
     """Download `url` to `dest` (appearing once complete); the number of bytes written.
 

@@ -16,12 +16,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from video_pipelines.errors import (
-    BlockedDestinationError,
-    FetchError,
-    TransientFetchError,
-    VideoPipelineError,
-)
+from video_pipelines.errors import BlockedDestinationError, FetchError, TransientFetchError, VideoPipelineError
 
 ALLOWED_HOSTS_ENV = "VIDEO_PIPELINES_ALLOWED_HOSTS"
 

@@ -270,11 +270,7 @@ _CHECKS = {
 
 
 def evaluate(
-    facts: MediaFacts,
-    expected: MediaExpectations,
-    *,
-    subject: str,
-    blocking: Iterable[CheckName] = DEFAULT_BLOCKING,
+    facts: MediaFacts, expected: MediaExpectations, *, subject: str, blocking: Iterable[CheckName] = DEFAULT_BLOCKING
 ) -> list[CheckOutcome]:
     """Every check's outcome on `facts`, in `CheckName` order; `subject` names the node in the messages."""
     blocks = frozenset(blocking)

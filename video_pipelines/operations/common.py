@@ -21,13 +21,8 @@ SAMPLE_RATE = 48_000
 _ENCODE_VIDEO = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"]
 _ENCODE_AUDIO = ["-c:a", "aac", "-b:a", "128k", "-ar", str(SAMPLE_RATE), "-ac", "2"]
 _DETERMINISTIC_MP4 = [
-    "-map_metadata", "-1",
-    "-map_chapters", "-1",
-    "-fflags", "+bitexact",
-    "-flags:v", "+bitexact",
-    "-flags:a", "+bitexact",
-    "-movflags", "+faststart",
-    "-f", "mp4",
+    "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact",
+    "-flags:a", "+bitexact", "-movflags", "+faststart", "-f", "mp4",
 ]  # fmt: skip
 STEREO_48K = f"aresample={SAMPLE_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo"
 
@@ -89,13 +84,7 @@ def _audio_for(info: MediaInfo, *, input_index: int) -> tuple[list[str], list[st
 
 
 def filter_video(
-    video: Path,
-    out: Path,
-    *,
-    info: MediaInfo,
-    video_chain: str,
-    description: str,
-    timeout: float | None,
+    video: Path, out: Path, *, info: MediaInfo, video_chain: str, description: str, timeout: float | None
 ) -> None:
     """Run `video_chain` ([0:v:0] ... [vout]) on `video`, keeping its audio (or adding silence)."""
     audio_chains, audio_args = _audio_for(info, input_index=0)

@@ -112,9 +112,7 @@ def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None =
             stderr_file.seek(0)
             tail = _stderr_tail(stderr_file.read())
             raise FFmpegError(
-                f"{description}: FFmpeg exited with code {returncode}",
-                returncode=returncode,
-                stderr_tail=tail,
+                f"{description}: FFmpeg exited with code {returncode}", returncode=returncode, stderr_tail=tail
             )
 
 

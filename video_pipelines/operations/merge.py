@@ -144,10 +144,7 @@ def _merge_stream_copy(paths: Sequence[Path], infos: Sequence[MediaInfo], out: P
 
         chains = [
             _segment_audio(
-                info,
-                input_index=index + 1,
-                samples=round(frames[index] / rate * SAMPLE_RATE),
-                label=f"a{index}",
+                info, input_index=index + 1, samples=round(frames[index] / rate * SAMPLE_RATE), label=f"a{index}"
             )
             for index, info in enumerate(infos)
         ]

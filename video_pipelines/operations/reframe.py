@@ -27,12 +27,7 @@ def _reframe_size(width: int, height: int, across: int, down: int, mode: str) ->
 
 
 def reframe_video(
-    video: Path,
-    out: Path,
-    *,
-    aspect_ratio: str,
-    mode: str = "crop",
-    timeout: float | None = None,
+    video: Path, out: Path, *, aspect_ratio: str, mode: str = "crop", timeout: float | None = None
 ) -> None:
     """Change `video` to `aspect_ratio`: centre-crop it, pad it with black, or centre it on a blurred copy."""
     if aspect_ratio not in ASPECT_RATIOS:

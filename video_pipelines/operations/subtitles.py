@@ -203,12 +203,7 @@ def track_language(language: str | None) -> str:
 
 
 def add_subtitle_track(
-    video: Path,
-    out: Path,
-    *,
-    cues: Sequence[Cue],
-    language: str | None = None,
-    timeout: float | None = None,
+    video: Path, out: Path, *, cues: Sequence[Cue], language: str | None = None, timeout: float | None = None
 ) -> None:
     """`video` with `cues` as a soft `mov_text` track; video and audio packets are copied."""
     if not cues:

@@ -123,10 +123,7 @@ class ReframeJob(_Job):
     params: ReframeParams
 
 
-Job = Annotated[
-    GenerateVideoJob | MergeJob | LipSyncJob | AddSubtitlesJob | ReframeJob,
-    Field(discriminator="type"),
-]
+Job = Annotated[GenerateVideoJob | MergeJob | LipSyncJob | AddSubtitlesJob | ReframeJob, Field(discriminator="type")]
 
 
 class PlanDocument(_Document):

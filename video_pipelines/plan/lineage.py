@@ -17,10 +17,7 @@ def canonical_json(value: Any) -> str:
 
 
 def lineage_hashes(
-    plan: Plan,
-    *,
-    external: Mapping[str, str] | None = None,
-    base_final: str | None = None,
+    plan: Plan, *, external: Mapping[str, str] | None = None, base_final: str | None = None
 ) -> dict[str, str]:
     """Each node's lineage hash.
 

@@ -124,11 +124,7 @@ def load_plan_json(text: str | bytes) -> dict[str, Any]:
     return data
 
 
-def parse_plan(
-    data: Mapping[str, Any],
-    *,
-    external_nodes: Collection[str] | None = None,
-) -> Plan:
+def parse_plan(data: Mapping[str, Any], *, external_nodes: Collection[str] | None = None) -> Plan:
     """Validate a plan in wire form; `PlanValidationError` lists every problem by node and field.
 
     `external_nodes`: ids a variant may depend on outside the plan; None while the base's

@@ -120,11 +120,7 @@ class AccessTokens:
     """Access tokens for one service account and scope; thread-safe, one thread mints while the others wait."""
 
     def __init__(
-        self,
-        key: ServiceAccountKey,
-        scope: str = CLOUD_PLATFORM_SCOPE,
-        *,
-        clock: Callable[[], float] = time.monotonic,
+        self, key: ServiceAccountKey, scope: str = CLOUD_PLATFORM_SCOPE, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.key = key
         self.scope = scope

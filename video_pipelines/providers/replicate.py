@@ -28,9 +28,7 @@ INCREDIBLY_FAST_WHISPER = "vaibhavs10/incredibly-fast-whisper"
 DEFAULT_SPEECH_MODEL = f"{INCREDIBLY_FAST_WHISPER}:3ab86df6c8f54c11309d4d1f930ac292bad43ace52d10c80d87eb258b3c9f79c"
 
 # model (without version) -> (video input name, audio input name); others take `video` and `audio`.
-LIPSYNC_INPUT_NAMES: dict[str, tuple[str, str]] = {
-    "kwaivgi/kling-lip-sync": ("video_url", "audio_file"),
-}
+LIPSYNC_INPUT_NAMES: dict[str, tuple[str, str]] = {"kwaivgi/kling-lip-sync": ("video_url", "audio_file")}
 DEFAULT_LIPSYNC_INPUT_NAMES = ("video", "audio")
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4v")
 

@@ -61,10 +61,7 @@ def _layout(texts: Sequence[str], width: int) -> str:
     wrapped = _lines(texts, width)
     if len(wrapped) != 2:
         return "\n".join(" ".join(line) for line in wrapped)
-    best = min(
-        range(1, len(texts)),
-        key=lambda cut: max(len(" ".join(texts[:cut])), len(" ".join(texts[cut:]))),
-    )
+    best = min(range(1, len(texts)), key=lambda cut: max(len(" ".join(texts[:cut])), len(" ".join(texts[cut:]))))
     return " ".join(texts[:best]) + "\n" + " ".join(texts[best:])
 
 

@@ -54,8 +54,6 @@ def store_from_url(url: str | None, *, default_root: Path) -> ArtifactStore:
         if not parts.netloc or parts.query or parts.fragment:
             raise StorageError(f"{_USAGE} (a bucket name, an optional prefix, nothing else), got {_for_message(url)}")
         return S3ArtifactStore(
-            parts.netloc,
-            unquote(parts.path),
-            public_base_url=os.environ.get(PUBLIC_BASE_URL_ENV) or None,
+            parts.netloc, unquote(parts.path), public_base_url=os.environ.get(PUBLIC_BASE_URL_ENV) or None
         )
     raise StorageError(f"{_USAGE}, got {_for_message(url)}")

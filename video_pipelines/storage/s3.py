@@ -23,22 +23,11 @@ if TYPE_CHECKING:
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 limit
 
 # Error codes S3 and S3-compatible servers use for "slow down"; botocore already retried them.
-_THROTTLING_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "RequestTimeout",
-        "InternalError",
-        "ServiceUnavailable",
-    }
-)
+_THROTTLING_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+    "RequestThrottledException", "TooManyRequestsException", "RequestLimitExceeded", "BandwidthLimitExceeded",
+    "RequestTimeout", "InternalError", "ServiceUnavailable",
+})  # fmt: skip
 _BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, Boto3Error)
 
 
@@ -195,9 +184,7 @@ class S3ArtifactStore(ArtifactStore):
             return f"{self.public_base_url.rstrip('/')}/{quote(full_key, safe='/')}"
         try:
             return self.client.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": self.bucket, "Key": full_key},
-                ExpiresIn=self.presign_seconds,
+                "get_object", Params={"Bucket": self.bucket, "Key": full_key}, ExpiresIn=self.presign_seconds
             )
         except _BOTO_ERRORS as exc:
             raise translate_error(exc, action="presign", location=self._location(key)) from exc

@@ -222,12 +222,7 @@ class HttpSpan:
 
 @contextmanager
 def http_client_span(
-    name: str,
-    method: str,
-    url: str,
-    *,
-    parent: TraceContext | None = None,
-    attributes: Attributes | None = None,
+    name: str, method: str, url: str, *, parent: TraceContext | None = None, attributes: Attributes | None = None
 ) -> Iterator[HttpSpan]:
     """A CLIENT span for one request to `url` (shown as given: pass it redacted); send `HttpSpan.headers` with it."""
     fields: dict[str, AttributeValue] = {"http.request.method": method, "url.full": url, **(attributes or {})}
