@@ -1,9 +1,5 @@
-"""Download a remote media file to disk, through the SSRF guard.
-
-Each hop is checked once and the request sent to the checked IP (`open_pinned`), so DNS
-cannot answer differently between check and connection (rebinding); the certificate is still
-verified against the hostname (httpcore's `sni_hostname` becomes `server_hostname`).
-"""
+"""Download a remote media file to disk, each hop checked and sent to the checked IP (no DNS rebinding);
+the certificate is still verified against the hostname (httpcore's `sni_hostname`)."""
 
 from __future__ import annotations
 
@@ -93,11 +89,8 @@ def _save(response: httpx.Response, dest: Path, destination: Destination, max_by
 def fetch_to_file(
     url: str, dest: Path, *, allowed: AllowedHosts, max_bytes: int = 500 * 1024 * 1024, timeout: float = 30.0
 ) -> int:
-    """Download `url` to `dest` (appearing once complete); the number of bytes written.
-
-    Redirects (at most three) are checked again per hop. `timeout` bounds connecting and each
-    read, `max_bytes` the whole download.
-    """
+    """Download `url` to `dest` (appearing once complete); the bytes written. Each redirect hop (at most
+    three) is checked again; `timeout` bounds connecting and each read, `max_bytes` the whole download."""
     ssl_context = httpx.create_ssl_context()
     current = url
     for _hop in range(MAX_REDIRECTS + 1):

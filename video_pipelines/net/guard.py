@@ -1,9 +1,5 @@
-"""Where a URL may lead: the SSRF guard for media and webhook URLs.
-
-Only public addresses, or those the operator allows in `VIDEO_PIPELINES_ALLOWED_HOSTS`
-(hostnames, `*.domain`, IPs, CIDRs). Cloud metadata endpoints hand out instance credentials,
-so only an entry naming their exact address allows one: no CIDR, wildcard or hostname does.
-"""
+"""The SSRF guard: a URL may lead only to public addresses or those `VIDEO_PIPELINES_ALLOWED_HOSTS` allows.
+Metadata endpoints hand out instance credentials: only an entry naming their exact address allows one."""
 
 from __future__ import annotations
 

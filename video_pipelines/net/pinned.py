@@ -1,9 +1,5 @@
-"""One HTTP request sent to an address `resolve_destination` already checked (no DNS rebinding).
-
-No redirects, no proxies (`trust_env=False`: a proxy would resolve the host itself). httpx's
-timeouts bound each phase only, so a peer trickling bytes could hold a request for ever:
-`total_timeout` shuts the connection down at a deadline (`httpx.TimeoutException`).
-"""
+"""One HTTP request sent to an address `resolve_destination` checked: no redirects, no proxies (a proxy
+resolves the host itself). httpx bounds each phase only, so `total_timeout` bounds a trickling peer."""
 
 from __future__ import annotations
 
@@ -32,11 +28,8 @@ def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None
 
 
 class _Deadline:
-    """Shuts down the request's connections once `seconds` have passed.
-
-    A dup of each socket (from httpcore's `trace` extension) is kept: `shutdown` on it wakes a
-    blocked read or write in the sending thread, also under TLS.
-    """
+    """Shuts the request's connections down after `seconds`: `shutdown` on a dup of each socket (httpcore's
+    `trace` extension) wakes a blocked read or write in the sending thread, also under TLS."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -94,10 +87,8 @@ def open_pinned(
     content: bytes | None = None,
     total_timeout: float | None = None,
 ) -> Iterator[httpx.Response]:
-    """Send one request to the first checked address that accepts a connection; yield the streamed response.
-
-    `total_timeout` also covers what the caller reads inside the `with` block.
-    """
+    """Send one request to the first checked address that accepts a connection; yield the streamed response
+    (`total_timeout` also covers what the caller reads in the `with` block)."""
     extensions: dict[str, Any] = {"sni_hostname": destination.host} if destination.scheme == "https" else {}
     request_headers = httpx.Headers(headers)
     request_headers["Host"] = destination.host_header

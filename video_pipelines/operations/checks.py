@@ -1,8 +1,6 @@
 """Media checks: is a node's video what the node asked for? (streams, duration, aspect_ratio, not_black, not_silent)
 
-The facts come from `probe` and ONE FFmpeg pass decoding video (no B-frames, `SAMPLE_FPS`,
-thumbnail size, `blackdetect`) and audio (`silencedetect`) once: decoding is the cost
-(`benchmarks/bench_checks.py`). Findings are read from `metadata` filter files.
+One FFmpeg pass decodes once (no B-frames, `SAMPLE_FPS`, thumbnail size): decoding is the cost (bench_checks.py).
 """
 
 from __future__ import annotations

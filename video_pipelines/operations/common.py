@@ -1,8 +1,5 @@
-"""One MP4 format for every output, written atomically, within a timeout.
-
-H.264 yuv420p, AAC 48 kHz stereo, `+faststart`, bitexact with no metadata: the same inputs
-give the same bytes. Written to a temporary name and renamed, so `out` may be an input.
-"""
+"""One MP4 format for every output (H.264 yuv420p, AAC 48 kHz stereo, bitexact: the same inputs give the
+same bytes), written to a temporary name and renamed (so `out` may be an input), within a timeout."""
 
 from __future__ import annotations
 

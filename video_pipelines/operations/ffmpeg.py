@@ -1,7 +1,4 @@
-"""Run FFmpeg safely and read what it says about a media file.
-
-imageio-ffmpeg's static build has no ffprobe, so `probe` reads what `ffmpeg -i` prints.
-"""
+"""Run FFmpeg safely and read what `ffmpeg -i` prints about a file (imageio-ffmpeg ships no ffprobe)."""
 
 from __future__ import annotations
 
@@ -77,12 +74,9 @@ def _stderr_tail(raw: bytes, lines: int = STDERR_TAIL_LINES) -> str:
 
 
 def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None = None) -> None:
-    """Run `ffmpeg <args>` to completion, or raise `FFmpegError` naming `description`.
-
-    FFmpeg never outlives the call: own session (its group is killed on a timeout or any
-    exception while waiting) and PR_SET_PDEATHSIG on Linux. Stderr goes to a file, not a
-    pipe, so a chatty FFmpeg cannot block.
-    """
+    """Run `ffmpeg <args>`, or raise `FFmpegError` naming `description`. FFmpeg never outlives the call
+    (own session killed on a timeout or any exception, PR_SET_PDEATHSIG); stderr goes to a file, never
+    a pipe a chatty FFmpeg could block on."""
     if timeout is not None and timeout <= 0:
         raise MediaError(f"timeout must be positive, got {timeout}")
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y", *args]
@@ -146,11 +140,8 @@ def _wait_interruptibly(proc: subprocess.Popen[bytes], timeout: float | None) ->
 
 
 def escape_filter_value(value: str) -> str:
-    """Escape `value` as one option value of a filter graph.
-
-    FFmpeg unescapes twice (graph: ``\\ ' [ ] , ;``, then options: ``\\ ' :``) and trims
-    leading/trailing whitespace, so values must not start or end with it.
-    """
+    """Escape `value` as one filter option value: FFmpeg unescapes twice (graph: ``\\ ' [ ] , ;``, then
+    options: ``\\ ' :``) and trims surrounding whitespace, which is therefore refused."""
     if value != value.strip():
         raise MediaError(f"a filter option value cannot start or end with whitespace: {value!r}")
     option_level = re.sub(r"([\\':])", r"\\\1", value)

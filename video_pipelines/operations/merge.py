@@ -34,11 +34,8 @@ def merge_videos(
     transition_duration: float = 0.5,
     timeout: float | None = None,
 ) -> MergeStrategy:
-    """Concatenate `inputs` with hard cuts, crossfades or fades through black; the strategy used.
-
-    Inputs are fitted to the first one's size and frame rate, audio to 48 kHz stereo per
-    input's video length. A `cut` of identically formatted H.264 copies the video packets.
-    """
+    """Concatenate `inputs` with hard cuts, crossfades or fades through black, fitted to the first one's
+    size, rate and 48 kHz stereo; a `cut` of identically formatted H.264 copies the video packets."""
     paths = [Path(p) for p in inputs]
     if not paths:
         raise MediaError("merge: needs at least one input video")
@@ -121,11 +118,8 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def _merge_stream_copy(paths: Sequence[Path], infos: Sequence[MediaInfo], out: Path, *, timeout: float | None) -> None:
-    """Copy the video packets through the concat demuxer and rebuild the audio to match.
-
-    Copied AAC keeps each file's 1024-sample priming (~21 ms late at every join), so the
-    audio is re-encoded once; video-only remuxes avoid the demuxer's priming offset.
-    """
+    """Copy the video packets through the concat demuxer and re-encode the audio once: copied AAC keeps
+    each file's 1024-sample priming (~21 ms late at every join)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     rate = Fraction(fps_expression(infos[0].fps))
     frames = _segment_frames(infos, rate)

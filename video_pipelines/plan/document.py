@@ -1,8 +1,7 @@
 """The plan's wire format as a JSON Schema, built from the models that validate it so it cannot drift.
 
-What a schema cannot say (dependencies, cycles, input counts, `{{ref}}` targets) stays in
-`parse_plan`. The server also accepts older spellings the schema does not show: `operation`,
-snake_case operations and params, the seed SDK's `generate`, and `null` for absent.
+The graph (dependencies, cycles, `{{ref}}` targets) is checked in `parse_plan`, which also takes older
+spellings (`operation`, snake_case, the seed SDK's `generate`, `null` for absent) the schema does not show.
 """
 
 from __future__ import annotations

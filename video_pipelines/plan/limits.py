@@ -1,10 +1,8 @@
 """How large and how deep a plan may be, the same at every door (SPEC section 8, "Input limits").
 
-Plan text is scanned before `json.loads` reads it: json recurses (RecursionError near 1,000
-levels) and refuses integers over 4,300 digits with a plain ValueError; orjson stops at depth
-1,024 and reads large integers as floats. One linear pass bounds both at about json's cost.
-Values are walked iteratively, never below the deepest level allowed; NUL is refused because
-PostgreSQL text cannot store it.
+Text is scanned before `json.loads`: json recurses (RecursionError near 1,000 levels) and refuses
+integers over 4,300 digits with a bare ValueError; orjson caps depth at 1,024 and floats big integers.
+NUL is refused: PostgreSQL text cannot store it.
 """
 
 from __future__ import annotations
@@ -50,10 +48,8 @@ def max_nodes(environ: Mapping[str, str] | None = None) -> int:
 
 
 def check_json_text(text: str) -> None:
-    """Raise json.JSONDecodeError where `text` nests too deep or has a number too long.
-
-    At json's speed: strings cut out, depth a running sum in C; only a failing text is tokenised.
-    """
+    """Raise json.JSONDecodeError where `text` nests too deep or has a number too long (at json's speed:
+    strings cut out, depth a running sum in C; only a failing text is tokenised)."""
     outside = _JSON_STRING.sub(" ", text)
     steps = array("b", _NOT_BRACKET.sub("", outside).encode().translate(_BRACKET_STEPS))
     if max(accumulate(steps), default=0) > MAX_JSON_DEPTH or _LONG_NUMBER.search(outside):

@@ -19,11 +19,7 @@ def canonical_json(value: Any) -> str:
 def lineage_hashes(
     plan: Plan, *, external: Mapping[str, str] | None = None, base_final: str | None = None
 ) -> dict[str, str]:
-    """Each node's lineage hash.
-
-    `external`: lineage of nodes outside the plan (the base's); `base_final`: the base's final
-    output, the input of a variant node that needs a video and names no dependency.
-    """
+    """Each node's lineage hash; `external`: of the base's nodes, `base_final`: of its final output."""
     external = external or {}
     hashes: dict[str, str] = {}
     for node in execution_order(plan):

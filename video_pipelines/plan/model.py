@@ -126,10 +126,7 @@ def load_plan_json(text: str | bytes) -> dict[str, Any]:
 
 def parse_plan(data: Mapping[str, Any], *, external_nodes: Collection[str] | None = None) -> Plan:
     """Validate a plan in wire form; `PlanValidationError` lists every problem by node and field.
-
-    `external_nodes`: ids a variant may depend on outside the plan; None while the base's
-    nodes are unknown (unknown dependencies are left for the base to resolve).
-    """
+    `external_nodes`: the base's node ids, None while unknown (the base resolves its dependencies)."""
     problems: list[str] = []
     if not isinstance(data, Mapping):
         raise PlanValidationError([f"plan must be a JSON object with 'jobs', got {type(data).__name__}"])

@@ -1,8 +1,5 @@
-"""Where a plan problem is: `"<location>: <message>"` split into node and field.
-
-A location starting with a node id names that node (`job3.params.transition` -> node `job3`,
-field `params.transition`); any other (`plan.webhook.url`) is a plan field, kept whole.
-"""
+"""Where a plan problem is: `"job3.params.transition: ..."` is node `job3`, field `params.transition`;
+a location not starting with a node id (`plan.webhook.url`) is a plan field, kept whole."""
 
 from __future__ import annotations
 

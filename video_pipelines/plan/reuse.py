@@ -161,11 +161,8 @@ def _decide(node: PlanNode, lineage: Mapping[str, str], base: BaseExecution) -> 
 
 
 def run_where_gone(resolved: ResolvedPlan, stored: Callable[[VideoResult], bool]) -> ResolvedPlan:
-    """`resolved` with each reused node whose video is needed but no longer `stored` run again.
-
-    Needed: input of a node that runs, or a sink; seen last to first, as a rerun needs its own
-    inputs. Storage may lose videos (bucket expiry, clean-up); a video nothing needs stays reused.
-    """
+    """`resolved` with each reused node whose video is needed (by a node that runs, or a sink) but no longer
+    `stored` run again (storage may lose videos: bucket expiry, clean-up), last to first."""
     needed = {dep for node in resolved.to_run for dep in node.depends_on}
     needed.update(node.id for node in sinks(resolved.plan))
     decisions = dict(resolved.decisions)

@@ -1,8 +1,5 @@
-"""The contract every provider implements.
-
-A remote job costs money, so a node never pays twice: the job id goes to the `JobLedger`
-before waiting, and a retried step resumes that job.
-"""
+"""The contract every provider implements. A remote job costs money, so a node never pays twice:
+the job id goes to the `JobLedger` before waiting, and a retried step resumes that job."""
 
 from __future__ import annotations
 

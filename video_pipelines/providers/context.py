@@ -1,9 +1,7 @@
 """What the running node sets around its provider calls: the slots its jobs take, and where error answers go.
 
-ContextVars join the HTTP stack (sees every answer and job) and the op (knows pools and
-metrics) without threading parameters, and keep concurrent nodes apart. Outside a node nothing
-is limited. A slot is released however the block ends, also on a transient error, so a retried
-step queues again instead of holding a slot through its backoff. Standard library only.
+ContextVars join the HTTP stack and the op without threading parameters, keeping concurrent nodes apart.
+A slot is released however the block ends, so a retried step queues again rather than hold it in backoff.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """fal (queue API): text-to-video, lip-sync and speech-to-text as queued requests.
 
-A model id may carry a subpath; request endpoints live under the app id (its first two
-segments). URLs fal returns are followed only under `base_url` (the key travels with them).
-fal ignores undeclared inputs, so the common names are sent (Kling wants `duration` as text).
-Local inputs go inline up to 1 MB, else through fal's storage (`$FAL_STORAGE_BASE_URL`).
+Request endpoints live under the app id (a model id's first two segments); URLs fal returns are followed
+only under `base_url` (the key travels with them). Undeclared inputs are ignored: common names are sent.
 """
 
 from __future__ import annotations
@@ -43,10 +41,6 @@ def generation_input(request: GenerationRequest) -> dict[str, Any]:
         "aspect_ratio": request.aspect_ratio,
         "seed": request.seed,
     }
-
-
-def lipsync_input(video: str, audio: str) -> dict[str, Any]:
-    return {"video_url": video, "audio_url": audio}
 
 
 def transcription_input(audio: str, language: str) -> dict[str, Any]:
@@ -111,7 +105,7 @@ class FalProvider(ApiKeyProvider):
     def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         def inputs() -> dict[str, Any]:  # only for a new request: a resumed one uploads nothing again
             video, audio = self._lipsync_sources(request)
-            return lipsync_input(video, audio)
+            return {"video_url": video, "audio_url": audio}
 
         self._run(request.model or self.lipsync_model, inputs, out, timeout=timeout, ledger=ledger)
 
@@ -151,11 +145,8 @@ class FalProvider(ApiKeyProvider):
         return built
 
     def _upload(self, path: Path, content_type: str) -> str:
-        """Put a local file on fal's storage; the URL its models read it from.
-
-        As fal's clients do: `initiate` (with the key) answers a pre-signed `upload_url`, and
-        the bytes are PUT there without the key (not fal's API host).
-        """
+        """Put a local file on fal's storage; its URL. As fal's clients do: `initiate` (with the key) answers
+        a pre-signed `upload_url`, where the bytes are PUT without the key."""
         storage = (os.environ.get(STORAGE_BASE_URL_ENV, "").strip() or DEFAULT_STORAGE_BASE_URL).rstrip("/")
         size = path.stat().st_size
         what = f"uploading {path.name} ({size} bytes)"

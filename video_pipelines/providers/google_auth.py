@@ -1,8 +1,7 @@
 """Google service-account access tokens (JWT bearer grant, RFC 7523), cached until near expiry.
 
-Written on `cryptography` rather than google-auth: google-auth also calls
-iamcredentials.googleapis.com in the background (outside our SSRF guard and base URL), brings
-requests/urllib3, is untyped, and sleeps through its own retries. Secrets never reach errors or reprs.
+Not google-auth: it calls iamcredentials.googleapis.com in the background (past our SSRF guard),
+brings requests/urllib3, is untyped and sleeps through its own retries. Secrets never reach errors.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """What every remote provider adapter shares: its HTTP client, job polling and remote inputs.
 
-Every call goes through the SSRF guard to the checked address. 429, 5xx and transport errors
-are retried (Retry-After honoured, capped), then `TransientProviderError`; a 401 renews the
-credential once; other 4xx fail at once. A job is canceled on expiry or any exception while
-waiting, except `JobFailed` and transient errors (the retried step resumes it through the
-ledger), so nobody pays for a result nobody collects.
+429, 5xx and transport errors are retried (Retry-After honoured), a 401 renews the credential once.
+A job is canceled on expiry or any exception while waiting, except `JobFailed` and transient errors
+(the retried step resumes it), so nobody pays for a result nobody collects.
 """
 
 from __future__ import annotations
@@ -44,7 +42,7 @@ from video_pipelines.net import (
     resolve_destination,
 )
 from video_pipelines.net.retrying import backoff_delay, parse_retry_after
-from video_pipelines.providers.base import JobLedger, LipSyncRequest
+from video_pipelines.providers.base import JobLedger
 from video_pipelines.providers.context import provider_slot, report_provider_error, scoped
 from video_pipelines.storage.factory import ARTIFACTS_BASE_URL_ENV
 from video_pipelines.telemetry.tracing import http_client_span
@@ -81,9 +79,7 @@ class _DeadlineReached(Exception):
 
 class Abandoned(BaseException):
     """The owner of this background work stopped waiting (head start of an ended run): cancel the job.
-
-    A BaseException so no `except Exception` takes it for an error of the work.
-    """
+    A BaseException so no `except Exception` takes it for an error of the work."""
 
 
 _stop: ContextVar[threading.Event | None] = ContextVar("video_pipelines_stop", default=None)
@@ -180,11 +176,8 @@ class _Answer:
 
 
 class ProviderHttp:
-    """JSON calls to one provider's API through the SSRF guard, with retries.
-
-    `authorization` may be a callable (a token that expires); `renew` is called once after a
-    401; `secret` is redacted from errors; `deadline` (monotonic) bounds every call.
-    """
+    """JSON calls to one provider's API through the SSRF guard, with retries. `authorization` may be a
+    callable (an expiring token), `renew` runs once after a 401, `deadline` (monotonic) bounds every call."""
 
     def __init__(
         self,
@@ -221,10 +214,7 @@ class ProviderHttp:
         form: Mapping[str, str] | None = None,
         upload: UploadedFile | None = None,
     ) -> dict[str, Any]:
-        """One JSON (form, multipart) request, retried as it may be; the JSON object answered.
-
-        `what` ("creating a prediction for x/y") names the call in errors.
-        """
+        """One JSON (form, multipart) request, retried as it may be; the JSON object answered."""
         content, content_type = _encoded(json, form, upload)
         return self._json(self.send(method, url, what=what, content=content, content_type=content_type), what)
 
@@ -437,9 +427,7 @@ def run_job(
     timed_out: Callable[[str], str] | None = None,
 ) -> T:
     """Resume the job `ledger` remembers, or create and remember one; poll it to the end holding a provider slot.
-
-    `deadline`, when the adapter's clock started earlier, replaces now + `timeout`.
-    """
+    `deadline`, when the adapter's clock started earlier, replaces now + `timeout`."""
     job_id = ledger.recall()
     with provider_slot(provider, resuming=job_id is not None):
         if job_id is None:
@@ -480,10 +468,8 @@ def remote_input(
     max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES,
     upload: Upload | None = None,
 ) -> str:
-    """What to send a remote model for a file: an http(s) URL it can reach, else a `data:` URI, else `upload`.
-
-    Local URLs, including our own API's artifacts (127.0.0.1 under `dev`), are not reachable.
-    """
+    """What to send a remote model for a file: an http(s) URL it can reach, else a `data:` URI, else `upload`
+    (local URLs, including our own API's artifacts under `dev`, are not reachable)."""
     if reachable_by_provider(url):
         return url
     try:
@@ -504,26 +490,7 @@ def remote_input(
 
 
 def reachable_by_provider(url: str) -> bool:
-    """Whether a remote provider can fetch `url` itself: an http(s) URL not served by this deployment's API."""
-    return urlsplit(url).scheme.lower() in ("http", "https") and not _served_locally(url)
-
-
-def _served_locally(url: str) -> bool:
-    """Whether `url` is a local artifact served by this deployment's API (see `storage.ARTIFACTS_BASE_URL_ENV`)."""
+    """Whether a remote provider can fetch `url` itself: http(s), and not a local artifact our own API serves."""
     base = (os.environ.get(ARTIFACTS_BASE_URL_ENV) or "").rstrip("/")
-    return bool(base) and url.startswith(base + "/")
-
-
-def lipsync_sources(
-    request: LipSyncRequest, *, provider: str, max_inline_bytes: int, upload: Upload | None = None
-) -> tuple[str, str]:
-    """The video and the audio of a lip-sync request as a remote model can read them (see `remote_input`)."""
-    video = remote_input(
-        request.video_url, request.video, provider=provider, what="video", max_inline_bytes=max_inline_bytes,
-        upload=upload,
-    )  # fmt: skip
-    audio = remote_input(
-        request.audio_url, request.audio, provider=provider, what="audio", max_inline_bytes=max_inline_bytes,
-        upload=upload,
-    )  # fmt: skip
-    return video, audio
+    served_here = bool(base) and url.startswith(base + "/")
+    return urlsplit(url).scheme.lower() in ("http", "https") and not served_here

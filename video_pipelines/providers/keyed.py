@@ -11,7 +11,7 @@ from typing import ClassVar, Self, TypeVar
 from video_pipelines.errors import ProviderError
 from video_pipelines.net import AllowedHosts
 from video_pipelines.providers.base import JobLedger, LipSyncRequest, TranscriptionRequest
-from video_pipelines.providers.http import DEFAULT_MAX_INLINE_BYTES, HttpPolicy, ProviderHttp, lipsync_sources, run_job
+from video_pipelines.providers.http import DEFAULT_MAX_INLINE_BYTES, HttpPolicy, ProviderHttp, remote_input, run_job
 from video_pipelines.providers.whisper import speech_source
 
 T = TypeVar("T")
@@ -92,7 +92,16 @@ class ApiKeyProvider:
 
     def _lipsync_sources(self, request: LipSyncRequest) -> tuple[str, str]:
         """The video and audio of `request` as this provider's models read them (inline, uploaded or a URL)."""
-        return lipsync_sources(request, provider=self.name, max_inline_bytes=self.max_inline_bytes, upload=self._upload)
+        video, audio = (
+            remote_input(
+                url, path, provider=self.name, what=what, max_inline_bytes=self.max_inline_bytes, upload=self._upload
+            )
+            for url, path, what in (
+                (request.video_url, request.video, "video"),
+                (request.audio_url, request.audio, "audio"),
+            )
+        )
+        return video, audio
 
     def _speech_source(self, request: TranscriptionRequest, *, timeout: float | None) -> str:
         """The speech of `request.media` as this provider's models read it (see `whisper.speech_source`)."""

@@ -1,8 +1,7 @@
 """What a provider call costs in US dollars: `per_second`, `per_call`, or both, per provider and model.
 
-`"*"` is a provider's fallback; `owner/name:version` falls back to `owner/name`. The defaults
-are list prices when written; `VIDEO_PIPELINES_PRICING_FILE` (JSON or YAML) replaces entries.
-Without entry or fallback a model is unpriced: 0.0 with `known=False` ("unpriced", not "free").
+`"*"` is a provider's fallback, `owner/name:version` falls back to `owner/name`; `VIDEO_PIPELINES_PRICING_FILE`
+replaces entries. An unpriced model costs 0.0 with `known=False` ("unpriced", not "free").
 """
 
 from __future__ import annotations

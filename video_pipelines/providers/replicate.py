@@ -1,9 +1,7 @@
 """Replicate (HTTP API v1): text-to-video, lip-sync and speech-to-text as predictions.
 
-`owner/name` runs the latest version, `owner/name:version` a pinned one. Replicate ignores
-undeclared inputs, so the common names are sent (`LIPSYNC_INPUT_NAMES` for the others). The
-default speech model (incredibly-fast-whisper) is a community model, so it is pinned, and it
-takes the language by Whisper's name ("german", not "de").
+Undeclared inputs are ignored, so common names are sent (`LIPSYNC_INPUT_NAMES` for others). The default
+speech model is a community model, so it is pinned; it takes "german", not "de".
 """
 
 from __future__ import annotations

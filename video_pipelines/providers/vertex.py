@@ -1,9 +1,7 @@
 """Google Vertex AI video generation (Veo) behind the `VideoGenerator` protocol.
 
-`predictLongRunning` starts an operation, `fetchPredictOperation` polls it. No `storageUri`
-is sent, so the clip comes back inline; a `gcsUri` answer is refused (it needs a bucket and
-permissions this deployment does not configure). The node's `timeout` bounds the whole call
-(token, start, every poll).
+No `storageUri` is sent, so the clip comes back inline; a `gcsUri` answer is refused (it needs a bucket
+and permissions not configured here). The node's `timeout` bounds the whole call (token, start, polls).
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """What the remote speech-to-text adapters share: the audio they send and the words they read back.
 
-A video at a URL the provider can fetch is sent as is (Whisper reads MP4 audio); a local one
-is sent as mono 16 kHz MP3 at 32 kbit/s (what Whisper resamples to, ~4 KB/s), inline up to
-1 MB, else uploaded. `words_from_output` reads HF pipeline chunks, segments with words, or
-flat words. Whisper drops times now and then, restarts its clock every 30 s window
-(huggingface/distil-whisper#166) and stretches a window's last word (transformers.js#1357):
-time running backwards continues, and no word lasts over `MAX_WORD_SECONDS`.
+A local video's speech goes as mono 16 kHz MP3 at 32 kbit/s (what Whisper resamples to, ~4 KB/s).
+Whisper drops times, restarts its clock every 30 s window (huggingface/distil-whisper#166) and stretches
+a window's last word (transformers.js#1357): time keeps going, and no word lasts over `MAX_WORD_SECONDS`.
 """
 
 from __future__ import annotations
@@ -190,10 +187,7 @@ def _timed(pieces: list[_Piece]) -> Iterable[Word]:
 
 
 def words_from_output(output: Any, *, where: str) -> list[Word]:
-    """The timed words of a Whisper model's output; ProviderError without times (captions need them).
-
-    `where` names the job in errors ("replicate prediction p1 (model)").
-    """
+    """The timed words of a Whisper model's output; ProviderError without times (captions need them)."""
     pieces = _pieces(output)
     if pieces is None:
         text = output.get("text") if isinstance(output, dict) else output if isinstance(output, str) else None

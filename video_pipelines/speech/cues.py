@@ -1,8 +1,7 @@
 """Subtitle cues from recognised words: at most `MAX_LINES` lines of `MAX_LINE_CHARS` (broadcast limits).
 
-A cue ends at a sentence end, a pause, `MAX_CUE_SECONDS` or when full; it stays at least
-`MIN_CUE_SECONDS` (a lone "yes" is gone before it is read). Recognisers give lower-case words:
-each cue's first word is capitalised.
+A cue ends at a sentence end, a pause, `MAX_CUE_SECONDS` or when full, and lasts at least `MIN_CUE_SECONDS`
+(a lone "yes" is otherwise gone before it is read); its first word is capitalised.
 """
 
 from __future__ import annotations

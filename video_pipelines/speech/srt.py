@@ -1,7 +1,5 @@
-"""SubRip (SRT) to cues and back, and cues as WebVTT.
-
-SRT has no escapes: `-->` in text gets a U+2060 WORD JOINER after `--`, so no reader takes it for a timing line.
-"""
+"""SubRip (SRT) to cues and back, and cues as WebVTT. SRT has no escapes: `-->` in text gets a
+U+2060 WORD JOINER after `--`, so no reader takes it for a timing line."""
 
 from __future__ import annotations
 
@@ -24,11 +22,8 @@ def _seconds(hours: str | None, minutes: str, seconds: str, fraction: str, *, cu
 
 
 def parse_srt(text: str) -> list[Cue]:
-    """Parse SubRip text into cues; `MediaError` names a cue with a malformed timing line.
-
-    Tolerates a BOM, CRLF/CR, extra blank lines, `.` before milliseconds, missing numbers; a
-    block without timing continues the previous cue.
-    """
+    """SubRip text as cues, tolerating a BOM, CR(LF), blank lines, `.` before milliseconds and missing
+    numbers; a block without timing continues the previous cue. `MediaError` names a bad timing line."""
     lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     blocks: list[list[str]] = [[]]
     for line in lines:

@@ -1,7 +1,4 @@
-"""Artifact storage: produced videos, content-addressed by SHA-256, in a folder or an S3 bucket.
-
-S3ArtifactStore is loaded lazily: boto3 costs a quarter second of start-up.
-"""
+"""Artifact storage: produced videos, content-addressed by SHA-256, in a folder or an S3 bucket."""
 
 from __future__ import annotations
 

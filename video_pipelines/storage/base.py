@@ -44,11 +44,8 @@ def check_key(key: str) -> str:
 
 
 class ArtifactStore(ABC):
-    """Content-addressed storage: keys derive from the SHA-256 the caller computed (trusted).
-
-    Videos get a JPEG thumbnail under `thumbnails/`, outside `videos/` (which tests and
-    operators count); being derived, thumbnails may be deleted or expired on their own.
-    """
+    """Content-addressed storage: keys derive from the SHA-256 the caller computed (trusted). Thumbnails
+    live under `thumbnails/`, not `videos/` (counted by tests and operators), and may expire on their own."""
 
     thumbnail_width = 320
 
@@ -72,10 +69,7 @@ class ArtifactStore(ABC):
         return dataclasses.replace(stored, thumbnail_url=self._put_thumbnail(path, sha256))
 
     def put_sidecar(self, path: Path, *, video_sha256: str, suffix: str, content_type: str) -> StoredArtifact:
-        """Store a file beside a stored video (`.srt`, `.vtt`): the video's key with `suffix`.
-
-        As content-addressed as the video: the same video always has the same cues.
-        """
+        """Store a file (`.srt`, `.vtt`) under the video's key with `suffix`: its cues are as fixed as its bytes."""
         if suffix == ".mp4":
             raise StorageError("a sidecar needs a suffix of its own, not the video's .mp4")
         return self._put(path, key=self.key_for(video_sha256, suffix), sha256=None, content_type=content_type)

@@ -19,9 +19,7 @@ def _temp_sibling(dest: Path) -> Path:
 
 class LocalArtifactStore(ArtifactStore):
     """Files under `root`, written atomically; a put hard-links when it can (never edit stored files in place).
-
-    URLs are `file://`, or `<base_url>/<key>` where an HTTP server serves `root` (browsers refuse file://).
-    """
+    URLs are `file://`, or `<base_url>/<key>` where an HTTP server serves `root` (browsers refuse file://)."""
 
     def __init__(self, root: Path, *, base_url: str | None = None) -> None:
         self.root = Path(root).expanduser().resolve()

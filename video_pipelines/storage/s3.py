@@ -91,10 +91,8 @@ def _endpoint_for_logs(endpoint_url: str) -> str:
 
 
 class S3ArtifactStore(ArtifactStore):
-    """Objects under `s3://<bucket>/<prefix>/`; boto3 configured on first use from the standard AWS settings.
-
-    URLs are `public_base_url/<prefix>/<key>` when set, else presigned GETs.
-    """
+    """Objects under `s3://<bucket>/<prefix>/` (boto3 from the standard AWS settings); URLs are
+    `public_base_url/<prefix>/<key>` when set, else presigned GETs."""
 
     def __init__(
         self,

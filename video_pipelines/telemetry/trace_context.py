@@ -1,10 +1,6 @@
-"""An execution's trace context: the W3C `traceparent` of its span.
-
-A submission gets a new one (in the caller's trace when its request had one); a run launched
-directly derives it from its run id (a UUID is a trace id), so every process finds the same
-context without storing it. The execution's span is recorded at the end with this id.
-Standard library only: the status document must not pay for OpenTelemetry when tracing is off.
-"""
+"""An execution's trace context: the W3C `traceparent` of its span, made at submission (in the caller's
+trace when it sent one) or derived from the run id (a UUID is a trace id), so every process finds it.
+Standard library only: the status document must not pay for OpenTelemetry when tracing is off."""
 
 from __future__ import annotations
 
@@ -46,10 +42,8 @@ class TraceContext:
 
 
 def parse_traceparent(value: str | None) -> TraceContext | None:
-    """The context of a W3C `traceparent` header, None when missing or invalid (never an error).
-
-    Per the spec: versions other than 00 read by 00's fields; version ff and zero ids invalid.
-    """
+    """The context of a W3C `traceparent` header, None when missing or invalid (never an error); other
+    versions are read by 00's fields, version ff and zero ids are invalid."""
     if value is None:
         return None
     match = _TRACEPARENT.match(value.strip())

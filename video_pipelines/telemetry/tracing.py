@@ -1,10 +1,8 @@
 """OpenTelemetry spans of executions, their nodes, provider calls and webhook deliveries.
 
-On when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (standard OTEL_* variables apply); off: the no-op
-tracer and no SDK import. The provider is ours, not the global one, so env changes (tests) are
-seen. Spans are exported at exit, also of `multiprocessing` children (forkserver's `os._exit`
-skips atexit), not after every node: a slow collector never slows nodes. `traceparent` is always
-W3C whatever `OTEL_PROPAGATORS` says, and tracing errors are logged, never raised.
+On when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; off, the SDK is not imported. Our own provider (not the global
+one) sees env changes. Spans are exported at exit, also of forkserver children (`os._exit` skips atexit),
+so a slow collector never slows nodes. Tracing errors are logged, never raised.
 """
 
 from __future__ import annotations
@@ -242,10 +240,8 @@ def record_span(
     error: str | None = None,
     events: Sequence[tuple[str, int]] = (),
 ) -> None:
-    """Record an ended span with `context`'s ids (no-op when off), child of `parent` or a root.
-
-    `events` are (name, ns) marks; status error with `error`, ok with `ok`, else unset.
-    """
+    """Record an ended span with `context`'s ids (no-op when off), child of `parent` or a root; `events`
+    are (name, ns) marks; status error with `error`, ok with `ok`, else unset."""
     if not context.sampled:
         return
     tracer = tracing().tracer
