@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from video_pipelines.net.fetch import MAX_REDIRECTS, atomic_file, fetch_to_file
-from video_pipelines.net.guard import (
-    ALLOWED_HOSTS_ENV,
-    METADATA_ADDRESSES,
-    AllowedHosts,
-    Destination,
-    blocked_reason,
-    parse_allowed_hosts,
-    redact_url,
-    resolve_destination,
-)
+from video_pipelines.net.fetch import atomic_file, fetch_to_file
+from video_pipelines.net.guard import AllowedHosts, Destination, parse_allowed_hosts, redact_url, resolve_destination
 from video_pipelines.net.pinned import certificate_error, open_pinned
 
 __all__ = [
-    "ALLOWED_HOSTS_ENV",
-    "MAX_REDIRECTS",
-    "METADATA_ADDRESSES",
     "AllowedHosts",
     "Destination",
     "atomic_file",
-    "blocked_reason",
     "certificate_error",
     "fetch_to_file",
     "open_pinned",

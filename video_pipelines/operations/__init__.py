@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from video_pipelines.operations.common import dimensions_for
-from video_pipelines.operations.ffmpeg import MediaInfo, ffmpeg_exe, probe, run_ffmpeg
+from video_pipelines.operations.ffmpeg import ffmpeg_exe, probe, run_ffmpeg
 from video_pipelines.operations.generate import generate_clip
 from video_pipelines.operations.lip_sync import replace_audio
 from video_pipelines.operations.merge import MergeStrategy, merge_videos
@@ -14,7 +14,6 @@ from video_pipelines.speech.srt import parse_srt, to_srt, to_webvtt
 
 __all__ = [
     "Cue",
-    "MediaInfo",
     "MergeStrategy",
     "add_subtitle_track",
     "build_ass",

@@ -25,7 +25,6 @@ __all__ = [
     "JobLedger",
     "LipSyncRequest",
     "LipSyncer",
-    "LocalProvider",
     "NoLedger",
     "RemoteFactory",
     "SpeechTranscriber",

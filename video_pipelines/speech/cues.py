@@ -99,14 +99,8 @@ def cues_from_words(
             end = max(min(end, following), group[-1].end)
         if end <= start:  # a word the recogniser gave no duration
             end = start + 0.01
-        cues.append(
-            Cue(
-                start=round(start, 3),
-                end=round(end, 3),
-                text=_layout([w.text for w in shown], max_line_chars),
-                words=tuple(shown),
-            )
-        )
+        text = _layout([w.text for w in shown], max_line_chars)
+        cues.append(Cue(start=round(start, 3), end=round(end, 3), text=text, words=tuple(shown)))
     return cues
 
 
@@ -115,10 +109,9 @@ def _ends_before(
 ) -> bool:
     """Whether `word` starts a new cue rather than joining `current`."""
     last = current[-1]
-    if last.text.endswith(_SENTENCE_ENDS):
-        return True
-    if word.start - last.end > pause_seconds:
-        return True
-    if word.end - current[0].start > max_seconds:
-        return True
-    return len(_lines([w.text for w in [*current, word]], max_line_chars)) > max_lines
+    return (
+        last.text.endswith(_SENTENCE_ENDS)
+        or word.start - last.end > pause_seconds
+        or word.end - current[0].start > max_seconds
+        or len(_lines([w.text for w in [*current, word]], max_line_chars)) > max_lines
+    )

@@ -6,13 +6,7 @@ from typing import TYPE_CHECKING
 
 from video_pipelines.storage.base import ArtifactStore, StoredArtifact
 from video_pipelines.storage.digest import file_sha256
-from video_pipelines.storage.factory import (
-    ARTIFACTS_BASE_URL_ENV,
-    PUBLIC_BASE_URL_ENV,
-    STORAGE_URL_ENV,
-    store_from_env,
-    store_from_url,
-)
+from video_pipelines.storage.factory import ARTIFACTS_BASE_URL_ENV, STORAGE_URL_ENV, store_from_env, store_from_url
 from video_pipelines.storage.local import LocalArtifactStore
 
 if TYPE_CHECKING:
@@ -30,7 +24,6 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "ARTIFACTS_BASE_URL_ENV",
-    "PUBLIC_BASE_URL_ENV",
     "STORAGE_URL_ENV",
     "ArtifactStore",
     "LocalArtifactStore",
