@@ -65,13 +65,9 @@ def check_timeout(timeout: float | None) -> None:
         raise MediaError(f"timeout must be a positive number of seconds, got {timeout}")
 
 
-def _is_target_audio(info: MediaInfo) -> bool:
-    return info.audio_codec == "aac" and info.sample_rate == SAMPLE_RATE and info.channels == 2
-
-
 def _audio_for(info: MediaInfo, *, input_index: int) -> tuple[list[str], list[str]]:
     """Filters and output args for AAC 48 kHz stereo: copied when already so, else re-encoded; silence if none."""
-    if info.has_audio and _is_target_audio(info):
+    if info.has_audio and (info.audio_codec, info.sample_rate, info.channels) == ("aac", SAMPLE_RATE, 2):
         return [], ["-map", f"{input_index}:a:0", "-c:a", "copy"]
     if info.has_audio:
         return [], ["-map", f"{input_index}:a:0", *_ENCODE_AUDIO]

@@ -67,11 +67,6 @@ def _check_transition_duration(transition_duration: float, paths: Sequence[Path]
             )
 
 
-def _concat_list_line(path: Path) -> str:
-    quoted = str(path.absolute()).replace("'", "'\\''")
-    return f"file '{quoted}'\n"
-
-
 def _avc_config(path: Path) -> bytes | None:
     """The `avcC` box (H.264 SPS/PPS) of an MP4, or None; equal boxes mean packets can be concatenated."""
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
@@ -132,7 +127,8 @@ def _merge_stream_copy(paths: Sequence[Path], infos: Sequence[MediaInfo], out: P
                 description=f"merge: reading the video stream of {path.name}",
                 timeout=_remaining(deadline),
             )
-            listing += [_concat_list_line(video_only), f"duration {float(frames[index] / rate):.6f}\n"]
+            quoted = str(video_only.absolute()).replace("'", "'\\''")
+            listing += [f"file '{quoted}'\n", f"duration {float(frames[index] / rate):.6f}\n"]
         concat_list = Path(tmp) / "inputs.ffconcat"
         concat_list.write_text("".join(listing), encoding="utf-8")
 

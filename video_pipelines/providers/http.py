@@ -229,7 +229,7 @@ class ProviderHttp:
             try:
                 answer = self._send(method, url, content, content_type, what=what, timeout=self._request_timeout())
             except _RETRIED_TRANSPORT_ERRORS as exc:
-                if self._expired():
+                if (remaining := self._remaining()) is not None and remaining <= 0:
                     raise _DeadlineReached from None
                 last = f"{type(exc).__name__} talking to {redact_url(url)}" + (f": {exc}" if str(exc) else "")
             else:
@@ -262,10 +262,6 @@ class ProviderHttp:
 
     def _remaining(self) -> float | None:
         return None if self._deadline is None else self._deadline - time.monotonic()
-
-    def _expired(self) -> bool:
-        remaining = self._remaining()
-        return remaining is not None and remaining <= 0
 
     def _request_timeout(self) -> float:
         remaining = self._remaining()

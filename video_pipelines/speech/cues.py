@@ -64,10 +64,6 @@ def _layout(texts: Sequence[str], width: int) -> str:
     return " ".join(texts[:best]) + "\n" + " ".join(texts[best:])
 
 
-def _capitalised(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
 def cues_from_words(
     words: Sequence[Word],
     *,
@@ -91,7 +87,7 @@ def cues_from_words(
             current.append(word)
     cues: list[Cue] = []
     for index, group in enumerate(groups):
-        shown = [Word(group[0].start, group[0].end, _capitalised(group[0].text)), *group[1:]]
+        shown = [Word(group[0].start, group[0].end, group[0].text[:1].upper() + group[0].text[1:]), *group[1:]]
         start, end = group[0].start, group[-1].end
         following = groups[index + 1][0].start if index + 1 < len(groups) else None
         end = max(end, start + min_seconds)

@@ -138,12 +138,6 @@ _lock = threading.Lock()
 _current: tuple[tuple[str | None, ...], Tracing] | None = None
 
 
-def _register_exit(tracing: Tracing) -> None:
-    atexit.register(tracing.shutdown)
-    # Also at the exit of a multiprocessing child, which `os._exit`s past atexit under forkserver.
-    multiprocessing.util.Finalize(None, tracing.shutdown, exitpriority=100)
-
-
 def tracing() -> Tracing:
     """This process's tracing, made from the environment the first time (and again if its settings change)."""
     global _current
@@ -157,7 +151,9 @@ def tracing() -> Tracing:
         previous = _current[1] if _current is not None else None
         made = Tracing.from_env(os.environ)
         if made.enabled:
-            _register_exit(made)
+            atexit.register(made.shutdown)
+            # Also at the exit of a multiprocessing child, which `os._exit`s past atexit under forkserver.
+            multiprocessing.util.Finalize(None, made.shutdown, exitpriority=100)
         _current = (settings, made)
     if previous is not None:
         previous.shutdown()
