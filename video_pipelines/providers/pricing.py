@@ -175,9 +175,8 @@ class PricingTable:
     def quote(self, provider: str, model: str | None, output_seconds: float) -> Cost:
         """The cost of one call with its `known` flag (False: no price, usd 0.0)."""
         price = self.price(provider, model)
-        if price is None:
-            return Cost(provider, model, 0.0, known=False, output_seconds=output_seconds)
-        return Cost(provider, model, price.usd(output_seconds), known=True, output_seconds=output_seconds)
+        usd = 0.0 if price is None else price.usd(output_seconds)
+        return Cost(provider, model, usd, known=price is not None, output_seconds=output_seconds)
 
     def cost(self, provider: str, model: str | None, output_seconds: float) -> float:
         """USD for one call producing `output_seconds` of video, rounded to 4 decimals; 0.0 when unpriced."""
@@ -189,11 +188,9 @@ class PricingTable:
         if isinstance(params, GenerateVideoParams):
             model = params.model or DEFAULT_MODELS.get(("generateVideo", params.provider))
             return self.quote(params.provider, model, params.duration)
-        if isinstance(params, LipSyncParams):
-            model = params.model or DEFAULT_MODELS.get(("lipSync", params.provider))
-            return self._by_input(params.provider, model, input_seconds)
-        if isinstance(params, AddSubtitlesParams) and params.from_speech:
-            model = params.model or DEFAULT_MODELS.get(("addSubtitles", params.provider))
+        if isinstance(params, LipSyncParams) or (isinstance(params, AddSubtitlesParams) and params.from_speech):
+            operation = "lipSync" if isinstance(params, LipSyncParams) else "addSubtitles"
+            model = params.model or DEFAULT_MODELS.get((operation, params.provider))
             return self._by_input(params.provider, model, input_seconds)
         return Cost("local", None, 0.0, known=True, output_seconds=None)
 

@@ -105,10 +105,8 @@ class VertexVeoProvider:
         location = location or DEFAULT_LOCATION
         return cls(Path(credentials), project=project, location=location, base_url=base_url, allowed=allowed)
 
-    # The protocol
-
     def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
-        """Generate the clip `request` describes with Veo and write it to `out` (see the module docstring)."""
+        """Generate the clip `request` describes with Veo and write it to `out`."""
         model = self._model_for(request)
         parameters = self._parameters(request)
         resumed = ledger.recall()
@@ -131,8 +129,6 @@ class VertexVeoProvider:
             ),
         )
         self._save(video, out)
-
-    # Request building
 
     def _model_for(self, request: GenerationRequest) -> str:
         model = request.model or self.model
@@ -167,8 +163,6 @@ class VertexVeoProvider:
                 f"google-cloud: {source} {name[:200]!r}, which is not a Vertex AI operation name "
                 "(projects/.../locations/.../publishers/google/models/.../operations/...)"
             )
-
-    # The life cycle
 
     def _api(self, deadline: float | None) -> ProviderHttp:
         """The Vertex API as this service account, and its token endpoint, both bounded by `deadline`."""

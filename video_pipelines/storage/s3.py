@@ -141,9 +141,6 @@ class S3ArtifactStore(ArtifactStore):
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _location(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self.full_key(key)}"
-
     def _head_size(self, key: str) -> int | None:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
@@ -152,9 +149,9 @@ class S3ArtifactStore(ArtifactStore):
             # HEAD has no body, so a missing bucket is also a bare 404; the put that follows names it.
             if status == 404 or exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
                 return None
-            raise translate_error(exc, action="HeadObject", location=self._location(key)) from exc
+            raise translate_error(exc, action="HeadObject", location=self.location(key)) from exc
         except _BOTO_ERRORS as exc:
-            raise translate_error(exc, action="HeadObject", location=self._location(key)) from exc
+            raise translate_error(exc, action="HeadObject", location=self.location(key)) from exc
         return int(head.get("ContentLength", 0))
 
     def _put(self, path: Path, *, key: str, sha256: str | None, content_type: str) -> StoredArtifact:
@@ -171,9 +168,9 @@ class S3ArtifactStore(ArtifactStore):
             )
         # Boto errors first: some of botocore's connection errors are also OSErrors.
         except _BOTO_ERRORS as exc:
-            raise translate_error(exc, action="upload", location=self._location(key)) from exc
+            raise translate_error(exc, action="upload", location=self.location(key)) from exc
         except OSError as exc:
-            raise StorageError(f"cannot upload {path} to {self._location(key)}: {exc}") from exc
+            raise StorageError(f"cannot upload {path} to {self.location(key)}: {exc}") from exc
         return StoredArtifact(key=key, url=self.url_for(key), size_bytes=size)
 
     def url_for(self, key: str) -> str:
@@ -185,7 +182,7 @@ class S3ArtifactStore(ArtifactStore):
                 "get_object", Params={"Bucket": self.bucket, "Key": full_key}, ExpiresIn=self.presign_seconds
             )
         except _BOTO_ERRORS as exc:
-            raise translate_error(exc, action="presign", location=self._location(key)) from exc
+            raise translate_error(exc, action="presign", location=self.location(key)) from exc
 
     def fetch_to(self, key: str, dest: Path) -> Path:
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
@@ -194,9 +191,9 @@ class S3ArtifactStore(ArtifactStore):
             self.client.download_file(self.bucket, self.full_key(key), str(tmp))
             tmp.replace(dest)
         except _BOTO_ERRORS as exc:
-            raise translate_error(exc, action="download", location=self._location(key)) from exc
+            raise translate_error(exc, action="download", location=self.location(key)) from exc
         except OSError as exc:
-            raise StorageError(f"cannot write {self._location(key)} to {dest}: {exc}") from exc
+            raise StorageError(f"cannot write {self.location(key)} to {dest}: {exc}") from exc
         finally:
             tmp.unlink(missing_ok=True)
         return dest
@@ -208,7 +205,7 @@ class S3ArtifactStore(ArtifactStore):
         return self._head_size(key) is not None
 
     def location(self, key: str) -> str:
-        return self._location(key)
+        return f"s3://{self.bucket}/{self.full_key(key)}"
 
     def describe(self) -> str:
         where = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
