@@ -196,7 +196,6 @@ _CHANNEL_LAYOUTS = {"mono": 1, "stereo": 2, "quad": 4}
 
 
 def _top_level_fields(description: str) -> list[str]:
-    """Split a stream description on commas that are not inside parentheses or brackets."""
     fields: list[str] = []
     depth = 0
     current: list[str] = []

@@ -353,7 +353,6 @@ def _parse_node(index: int, raw: Any, problems: list[str]) -> PlanNode | None:
 
 
 def _parse_cache(value: object, where: str, problems: list[str]) -> bool:
-    """`cache`: true (the default) or false; anything else is a problem of `where`."""
     if value is None:
         return True
     if not isinstance(value, bool):

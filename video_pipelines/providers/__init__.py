@@ -95,8 +95,7 @@ def video_generator(
     name: str, *, allowed: AllowedHosts | None = None, remote: Mapping[str, RemoteFactory] | None = None
 ) -> VideoGenerator:
     """The generation provider called `name`; `remote` maps names to configured factories, else from the env."""
-    refusal = "does not generate videos"
-    return cast(VideoGenerator, _provider(name, allowed, remote, does="generate", refusal=refusal))
+    return cast(VideoGenerator, _provider(name, allowed, remote, does="generate", refusal="does not generate videos"))
 
 
 def lip_syncer(
@@ -110,8 +109,7 @@ def lip_syncer(
 def speech_transcriber(
     name: str, *, allowed: AllowedHosts | None = None, remote: Mapping[str, RemoteFactory] | None = None
 ) -> SpeechTranscriber:
-    """The speech-to-text provider called `name` (`local`: the offline recogniser); ProviderError when
-    it is not configured."""
+    """The speech-to-text provider called `name` (`local`: the offline recogniser)."""
     if name == "local":
         return LocalTranscriber()
     refusal = "does not transcribe speech (use local, replicate or fal)"

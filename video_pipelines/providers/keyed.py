@@ -75,7 +75,6 @@ class ApiKeyProvider:
         cancel: Callable[[str], object],
         timeout: float | None,
     ) -> T:
-        """One job of this provider under `ledger` (see `run_job`): what `check` returned when it ended."""
         return run_job(
             ledger,
             create=create,
@@ -104,7 +103,6 @@ class ApiKeyProvider:
         return video, audio
 
     def _speech_source(self, request: TranscriptionRequest, *, timeout: float | None) -> str:
-        """The speech of `request.media` as this provider's models read it (see `whisper.speech_source`)."""
         with tempfile.TemporaryDirectory(prefix=f"vp-{self.name}-speech-") as work:
             return speech_source(
                 request,

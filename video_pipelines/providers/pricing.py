@@ -195,7 +195,6 @@ class PricingTable:
         return Cost("local", None, 0.0, known=True, output_seconds=None)
 
     def _by_input(self, provider: str, model: str | None, input_seconds: float | None) -> Cost | None:
-        """The estimate of a call priced by the length of its input video (see `estimate`)."""
         price = self.price(provider, model)
         if price is None:
             return Cost(provider, model, 0.0, known=False, output_seconds=input_seconds)

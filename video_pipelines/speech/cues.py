@@ -103,7 +103,6 @@ def cues_from_words(
 def _ends_before(
     current: list[Word], word: Word, max_line_chars: int, max_lines: int, max_seconds: float, pause_seconds: float
 ) -> bool:
-    """Whether `word` starts a new cue rather than joining `current`."""
     last = current[-1]
     return (
         last.text.endswith(_SENTENCE_ENDS)
