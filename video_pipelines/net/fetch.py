@@ -1,17 +1,5 @@
-"""Download a remote media file to disk, through the SSRF guard.
-
-Each hop is resolved and checked once (`resolve_destination`), then the request goes to the
-checked IP itself (`pinned.open_pinned`, shared with the webhook sender), so DNS cannot
-answer differently between the check and the connection (DNS rebinding). The original host
-still travels in the `Host` header and, for https, as the TLS SNI name; the certificate is
-verified against that hostname (httpcore passes the `sni_hostname` request extension to
-`ssl.wrap_socket` as `server_hostname`, and the default SSL context checks the certificate
-against it).
-
-Proxy environment variables are not used (`trust_env=False`): a proxy would resolve the
-host itself and bypass the check. CA certificates come from `SSL_CERT_FILE` / `SSL_CERT_DIR`
-when set, else certifi.
-"""
+"""Download a remote media file to disk, each hop checked and sent to the checked IP (no DNS rebinding);
+the certificate is still verified against the hostname (httpcore's `sni_hostname`)."""
 
 from __future__ import annotations
 
@@ -69,10 +57,7 @@ def _redirect_target(response: httpx.Response, destination: Destination) -> str:
 
 @contextmanager
 def atomic_file(dest: Path) -> Iterator[BinaryIO]:
-    """A file to write that becomes `dest` only once the block completes: a failure leaves no partial file.
-
-    An OSError (the folder cannot be made, the disk is full) goes to the caller, which says what it was writing.
-    """
+    """A file that becomes `dest` only once the block completes: a failure leaves no partial file."""
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -102,19 +87,10 @@ def _save(response: httpx.Response, dest: Path, destination: Destination, max_by
 
 
 def fetch_to_file(
-    url: str,
-    dest: Path,
-    *,
-    allowed: AllowedHosts,
-    max_bytes: int = 500 * 1024 * 1024,
-    timeout: float = 30.0,
+    url: str, dest: Path, *, allowed: AllowedHosts, max_bytes: int = 500 * 1024 * 1024, timeout: float = 30.0
 ) -> int:
-    """Download `url` to `dest` and return the number of bytes written.
-
-    `dest` appears only once the whole body has arrived. Redirects are followed (at most
-    three) and every hop is checked again. `timeout` bounds connecting and each read, not the
-    whole download (`max_bytes` bounds that). Errors name the URL without its query string.
-    """
+    """Download `url` to `dest` (appearing once complete); the bytes written. Each redirect hop (at most
+    three) is checked again; `timeout` bounds connecting and each read, `max_bytes` the whole download."""
     ssl_context = httpx.create_ssl_context()
     current = url
     for _hop in range(MAX_REDIRECTS + 1):

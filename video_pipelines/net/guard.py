@@ -1,17 +1,5 @@
-"""Where a URL may lead: the SSRF guard for media and webhook URLs.
-
-A URL is fetched only when every address its host resolves to is a public one, or the
-operator allowed it in `VIDEO_PIPELINES_ALLOWED_HOSTS` (comma-separated hostnames,
-`*.domain` wildcards, IP addresses and CIDRs, IPv4 or IPv6).
-
-Refused unless allowed: private, loopback, link-local, multicast, reserved, unspecified,
-shared (100.64.0.0/10) and other not globally routable addresses.
-
-Cloud metadata endpoints (169.254.169.254, fd00:ec2::254, ...) hand out instance
-credentials, so they are stricter: only an entry naming the exact address (e.g.
-`169.254.169.254` or `169.254.169.254/32`) allows one. A broader CIDR (`169.254.0.0/16`,
-`0.0.0.0/0`), a wildcard or an allowed hostname that resolves there does not.
-"""
+"""The SSRF guard: a URL may lead only to public addresses or those `VIDEO_PIPELINES_ALLOWED_HOSTS` allows.
+Metadata endpoints hand out instance credentials: only an entry naming their exact address allows one."""
 
 from __future__ import annotations
 
@@ -24,12 +12,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from video_pipelines.errors import (
-    BlockedDestinationError,
-    FetchError,
-    TransientFetchError,
-    VideoPipelineError,
-)
+from video_pipelines.errors import BlockedDestinationError, FetchError, TransientFetchError, VideoPipelineError
 
 ALLOWED_HOSTS_ENV = "VIDEO_PIPELINES_ALLOWED_HOSTS"
 

@@ -1,17 +1,5 @@
-"""One HTTP request to a checked destination, sent to the checked IP itself.
-
-Shared by the media downloader (`fetch`) and the webhook sender. The request goes to an
-address `resolve_destination` already checked, so DNS cannot answer differently between the
-check and the connection (DNS rebinding); the original host travels in the `Host` header
-and, for https, as the TLS SNI name the certificate is verified against. Redirects are never
-followed here (the caller decides), and proxy environment variables are not used
-(`trust_env=False`): a proxy would resolve the host itself and bypass the check.
-
-httpx's timeouts bound each phase (connect, each write, each read), not the whole exchange:
-a peer trickling one byte at a time could hold a request for ever. `total_timeout` adds a
-deadline for the whole request: when it passes, the connection is shut down and the request
-fails with `httpx.TimeoutException`.
-"""
+"""One HTTP request sent to an address `resolve_destination` checked: no redirects, no proxies (a proxy
+resolves the host itself). httpx bounds each phase only, so `total_timeout` bounds a trickling peer."""
 
 from __future__ import annotations
 
@@ -40,12 +28,8 @@ def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None
 
 
 class _Deadline:
-    """Shuts down the request's connections once `seconds` have passed.
-
-    httpcore reports each new connection through the `trace` request extension; a duplicate
-    of its socket descriptor is kept, and `shutdown` on it wakes a read or write blocked on
-    the connection in the sending thread (also once TLS wraps the original socket).
-    """
+    """Shuts the request's connections down after `seconds`: `shutdown` on a dup of each socket (httpcore's
+    `trace` extension) wakes a blocked read or write in the sending thread, also under TLS."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -103,11 +87,8 @@ def open_pinned(
     content: bytes | None = None,
     total_timeout: float | None = None,
 ) -> Iterator[httpx.Response]:
-    """Send one request to the first checked address that accepts a connection; yield the streamed response.
-
-    `timeout` bounds each phase; `total_timeout`, when given, the whole request including
-    what the caller reads of the response inside the `with` block. Redirects are not followed.
-    """
+    """Send one request to the first checked address that accepts a connection; yield the streamed response
+    (`total_timeout` also covers what the caller reads in the `with` block)."""
     extensions: dict[str, Any] = {"sni_hostname": destination.host} if destination.scheme == "https" else {}
     request_headers = httpx.Headers(headers)
     request_headers["Host"] = destination.host_header

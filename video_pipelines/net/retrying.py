@@ -1,9 +1,4 @@
-"""How every part of the package waits before trying again: one backoff, one Retry-After reader.
-
-Node steps (transient errors), provider HTTP calls and webhook deliveries all retry; they
-share these two functions so that "exponential with jitter" and "honour Retry-After" mean
-the same thing everywhere.
-"""
+"""One backoff and one Retry-After reader, shared by node steps, provider calls and webhook deliveries."""
 
 from __future__ import annotations
 

@@ -1,14 +1,9 @@
-"""The FFmpeg core: plain Python that turns media files into media files (no Dagster here).
-
-One module per operation (`generate`, `merge`, `lip_sync`, `subtitles`, `reframe`), the
-FFmpeg runner and prober in `ffmpeg`, and the output format they share in `common`. The cue
-and SRT types sit a layer down, in `speech`; they are re-exported here for the nodes that burn them.
-"""
+"""The FFmpeg core: plain Python that turns media files into media files (no Dagster here)."""
 
 from __future__ import annotations
 
 from video_pipelines.operations.common import dimensions_for
-from video_pipelines.operations.ffmpeg import MediaInfo, ffmpeg_exe, probe, run_ffmpeg
+from video_pipelines.operations.ffmpeg import ffmpeg_exe, probe, run_ffmpeg
 from video_pipelines.operations.generate import generate_clip
 from video_pipelines.operations.lip_sync import replace_audio
 from video_pipelines.operations.merge import MergeStrategy, merge_videos
@@ -19,7 +14,6 @@ from video_pipelines.speech.srt import parse_srt, to_srt, to_webvtt
 
 __all__ = [
     "Cue",
-    "MediaInfo",
     "MergeStrategy",
     "add_subtitle_track",
     "build_ass",

@@ -1,20 +1,6 @@
-"""Media checks: is a node's video what the node asked for? Plain FFmpeg, no Dagster here.
+"""Media checks: is a node's video what the node asked for? (streams, duration, aspect_ratio, not_black, not_silent)
 
-Five checks, each a typed `CheckOutcome` (name, passed, blocking, a message naming the node
-and the numbers, metadata):
-
-- `streams`: a video stream, and an audio stream where audio is expected.
-- `duration`: within `MediaExpectations.tolerance` of the seconds the node asked for.
-- `aspect_ratio`: the frame's shape is the ratio asked for (up to rounding to even pixels).
-- `not_black`: not black for (nearly) the whole video; a fade to black is fine.
-- `not_silent`: not silent for (nearly) the whole video, where audio is expected.
-
-What a video is (`MediaFacts`) comes from `probe` and ONE FFmpeg pass that decodes the video
-and audio once: the video without its B-frames, decimated to `SAMPLE_FPS` frames a second and
-scaled to a thumbnail before `blackdetect`, the audio through `silencedetect`. Decoding is the
-pass's cost (the filters on a few tiny frames are free); `benchmarks/bench_checks.py` measures
-it against the node's own work. The detectors' findings are read from the files the `metadata` filters write,
-so the pass runs through `run_ffmpeg` (process group, timeout) like every other FFmpeg call.
+One FFmpeg pass decodes once (no B-frames, `SAMPLE_FPS`, thumbnail size): decoding is the cost (bench_checks.py).
 """
 
 from __future__ import annotations
@@ -31,21 +17,6 @@ from typing import Any
 from video_pipelines.errors import MediaError
 from video_pipelines.operations.ffmpeg import MediaInfo, escape_filter_path, probe, run_ffmpeg
 from video_pipelines.vocabulary import RECOGNISED_RATIOS
-
-__all__ = [
-    "BLOCKING_CHECKS_ENV",
-    "DEFAULT_BLOCKING",
-    "CheckName",
-    "CheckOutcome",
-    "MediaChecksFailed",
-    "MediaExpectations",
-    "MediaFacts",
-    "analyse",
-    "blocking_failure",
-    "check_media",
-    "evaluate",
-    "parse_blocking",
-]
 
 # Which checks fail their node when they fail, as a deployment sets it: "streams,duration", "all" or "none".
 BLOCKING_CHECKS_ENV = "VIDEO_PIPELINES_BLOCKING_CHECKS"
@@ -297,11 +268,7 @@ _CHECKS = {
 
 
 def evaluate(
-    facts: MediaFacts,
-    expected: MediaExpectations,
-    *,
-    subject: str,
-    blocking: Iterable[CheckName] = DEFAULT_BLOCKING,
+    facts: MediaFacts, expected: MediaExpectations, *, subject: str, blocking: Iterable[CheckName] = DEFAULT_BLOCKING
 ) -> list[CheckOutcome]:
     """Every check's outcome on `facts`, in `CheckName` order; `subject` names the node in the messages."""
     blocks = frozenset(blocking)

@@ -1,11 +1,5 @@
-"""What every operation's output shares: one MP4 format, written atomically, within a timeout.
-
-Every output is H.264 (yuv420p) with AAC at 48 kHz stereo, `+faststart`, and no creation
-times or source metadata in the container (bitexact flags, `-map_metadata -1`), so the same
-inputs and the same FFmpeg build give the same bytes. `timeout` bounds the whole call.
-Outputs are written to a temporary name next to `out` and renamed into place only when
-FFmpeg succeeded, so `out` is never a half-written file (and `out` may be one of the inputs).
-"""
+"""One MP4 format for every output (H.264 yuv420p, AAC 48 kHz stereo, bitexact: the same inputs give the
+same bytes), written to a temporary name and renamed (so `out` may be an input), within a timeout."""
 
 from __future__ import annotations
 
@@ -18,31 +12,14 @@ from video_pipelines.errors import MediaError
 from video_pipelines.operations.ffmpeg import MediaInfo, run_ffmpeg
 from video_pipelines.vocabulary import ASPECT_RATIOS
 
-__all__ = [
-    "FONT_FILE",
-    "SAMPLE_RATE",
-    "STEREO_48K",
-    "atomic_output",
-    "check_timeout",
-    "dimensions_for",
-    "even",
-    "filter_video",
-    "mp4_output",
-]
-
 FONT_FILE = Path(__file__).parent / "fonts" / "DejaVuSans.ttf"
 SAMPLE_RATE = 48_000
 
 _ENCODE_VIDEO = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"]
 _ENCODE_AUDIO = ["-c:a", "aac", "-b:a", "128k", "-ar", str(SAMPLE_RATE), "-ac", "2"]
 _DETERMINISTIC_MP4 = [
-    "-map_metadata", "-1",
-    "-map_chapters", "-1",
-    "-fflags", "+bitexact",
-    "-flags:v", "+bitexact",
-    "-flags:a", "+bitexact",
-    "-movflags", "+faststart",
-    "-f", "mp4",
+    "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact",
+    "-flags:a", "+bitexact", "-movflags", "+faststart", "-f", "mp4",
 ]  # fmt: skip
 STEREO_48K = f"aresample={SAMPLE_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo"
 
@@ -88,17 +65,9 @@ def check_timeout(timeout: float | None) -> None:
         raise MediaError(f"timeout must be a positive number of seconds, got {timeout}")
 
 
-def _is_target_audio(info: MediaInfo) -> bool:
-    return info.audio_codec == "aac" and info.sample_rate == SAMPLE_RATE and info.channels == 2
-
-
 def _audio_for(info: MediaInfo, *, input_index: int) -> tuple[list[str], list[str]]:
-    """Filter chains and output args that give the output `info`'s audio as AAC 48 kHz stereo.
-
-    Audio already in that format is copied; other audio is re-encoded; a silent input gets
-    silence as long as the video.
-    """
-    if info.has_audio and _is_target_audio(info):
+    """Filters and output args for AAC 48 kHz stereo: copied when already so, else re-encoded; silence if none."""
+    if info.has_audio and (info.audio_codec, info.sample_rate, info.channels) == ("aac", SAMPLE_RATE, 2):
         return [], ["-map", f"{input_index}:a:0", "-c:a", "copy"]
     if info.has_audio:
         return [], ["-map", f"{input_index}:a:0", *_ENCODE_AUDIO]
@@ -108,13 +77,7 @@ def _audio_for(info: MediaInfo, *, input_index: int) -> tuple[list[str], list[st
 
 
 def filter_video(
-    video: Path,
-    out: Path,
-    *,
-    info: MediaInfo,
-    video_chain: str,
-    description: str,
-    timeout: float | None,
+    video: Path, out: Path, *, info: MediaInfo, video_chain: str, description: str, timeout: float | None
 ) -> None:
     """Run `video_chain` ([0:v:0] ... [vout]) on `video`, keeping its audio (or adding silence)."""
     audio_chains, audio_args = _audio_for(info, input_index=0)

@@ -1,10 +1,4 @@
-"""Run FFmpeg safely and read what it says about a media file.
-
-FFmpeg comes from imageio-ffmpeg (a static build, no ffprobe), so `probe` reads the
-stream summary `ffmpeg -i` prints. `run_ffmpeg` makes sure an FFmpeg child never
-outlives the call that started it: a timeout, a KeyboardInterrupt or any other
-exception while waiting kills its whole process group before the exception travels on.
-"""
+"""Run FFmpeg safely and read what `ffmpeg -i` prints about a file (imageio-ffmpeg ships no ffprobe)."""
 
 from __future__ import annotations
 
@@ -27,18 +21,6 @@ from pathlib import Path
 import imageio_ffmpeg
 
 from video_pipelines.errors import FFmpegError, MediaError
-
-__all__ = [
-    "MediaInfo",
-    "escape_filter_path",
-    "escape_filter_value",
-    "ffmpeg_exe",
-    "fps_expression",
-    "make_thumbnail",
-    "probe",
-    "probe_audio",
-    "run_ffmpeg",
-]
 
 STDERR_TAIL_LINES = 15
 _PROBE_TIMEOUT_S = 60.0
@@ -92,14 +74,9 @@ def _stderr_tail(raw: bytes, lines: int = STDERR_TAIL_LINES) -> str:
 
 
 def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None = None) -> None:
-    """Run `ffmpeg <args>` to completion, or raise `FFmpegError` naming `description`.
-
-    FFmpeg runs in its own session (so its whole group can be killed) and, on Linux, with
-    PR_SET_PDEATHSIG so it dies with the thread that started it. Stderr goes to a temporary
-    file, never a pipe, so a chatty FFmpeg cannot block. On a timeout the process group is
-    killed and `FFmpegError` raised; on any other exception while waiting (KeyboardInterrupt,
-    SystemExit, Dagster's interrupt) the group is killed and the exception re-raised.
-    """
+    """Run `ffmpeg <args>`, or raise `FFmpegError` naming `description`. FFmpeg never outlives the call
+    (own session killed on a timeout or any exception, PR_SET_PDEATHSIG); stderr goes to a file, never
+    a pipe a chatty FFmpeg could block on."""
     if timeout is not None and timeout <= 0:
         raise MediaError(f"timeout must be positive, got {timeout}")
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y", *args]
@@ -129,17 +106,12 @@ def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None =
             stderr_file.seek(0)
             tail = _stderr_tail(stderr_file.read())
             raise FFmpegError(
-                f"{description}: FFmpeg exited with code {returncode}",
-                returncode=returncode,
-                stderr_tail=tail,
+                f"{description}: FFmpeg exited with code {returncode}", returncode=returncode, stderr_tail=tail
             )
 
 
 def extract_speech_track(media: Path, out: Path, encoding: Sequence[str], *, timeout: float | None) -> Path:
-    """`media`'s first audio track, mono, encoded by `encoding` (FFmpeg output options) into `out`.
-
-    A MediaError that says so when `media` has no audio track (there is no speech to transcribe).
-    """
+    """`media`'s first audio track, mono, encoded by `encoding` into `out`; MediaError when it has none."""
     try:
         run_ffmpeg(
             ["-nostdin", "-y", "-i", str(media), "-map", "0:a:0", "-vn", "-ac", "1", *encoding, str(out)],
@@ -154,12 +126,8 @@ def extract_speech_track(media: Path, out: Path, encoding: Sequence[str], *, tim
 
 
 def _wait_interruptibly(proc: subprocess.Popen[bytes], timeout: float | None) -> int:
-    """`proc.wait(timeout)` in short slices.
-
-    A signal sent to the process (Dagster terminates a step with SIGINT to itself) may be
-    delivered to another thread; a main thread blocked in one long waitpid() would then not
-    run the Python handler until FFmpeg exits on its own. Short waits let it run at once.
-    """
+    """`proc.wait(timeout)` in short slices: a signal (Dagster's SIGINT) delivered to another
+    thread would otherwise wait for FFmpeg to exit before its handler runs."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         remaining = None if deadline is None else deadline - time.monotonic()
@@ -172,12 +140,8 @@ def _wait_interruptibly(proc: subprocess.Popen[bytes], timeout: float | None) ->
 
 
 def escape_filter_value(value: str) -> str:
-    """Escape `value` for use as one option value inside an `-filter_complex`/`-vf` graph.
-
-    FFmpeg unescapes twice: once when it splits the graph into filters (special: ``\\ ' [ ] , ;``),
-    then when it splits a filter's options (special: ``\\ ' :``). Leading and trailing
-    whitespace would be trimmed, so values must not start or end with it.
-    """
+    """Escape `value` as one filter option value: FFmpeg unescapes twice (graph: ``\\ ' [ ] , ;``, then
+    options: ``\\ ' :``) and trims surrounding whitespace, which is therefore refused."""
     if value != value.strip():
         raise MediaError(f"a filter option value cannot start or end with whitespace: {value!r}")
     option_level = re.sub(r"([\\':])", r"\\\1", value)
@@ -227,25 +191,11 @@ _STREAM_RE = re.compile(r"^\s*Stream #\d+:\d+\S*: (Video|Audio): (.*)$", re.MULT
 _SUBTITLE_RE = re.compile(r"^\s*Stream #\d+:\d+(?:\[\w+\])?(?:\((\w+)\))?: Subtitle: ", re.MULTILINE)
 _SIZE_RE = re.compile(r"^(\d+)x(\d+)(?:\s|$)")
 _RATE_RE = re.compile(r"^([\d.]+)(k?) (fps|tbr)$")
-_CHANNEL_LAYOUTS = {
-    "mono": 1,
-    "stereo": 2,
-    "2.1": 3,
-    "3.0": 3,
-    "quad": 4,
-    "4.0": 4,
-    "4.1": 5,
-    "5.0": 5,
-    "5.1": 6,
-    "6.0": 6,
-    "6.1": 7,
-    "7.0": 7,
-    "7.1": 8,
-}
+# Named layouts; "5.1" and the like are read as 5 + 1.
+_CHANNEL_LAYOUTS = {"mono": 1, "stereo": 2, "quad": 4}
 
 
 def _top_level_fields(description: str) -> list[str]:
-    """Split a stream description on commas that are not inside parentheses or brackets."""
     fields: list[str] = []
     depth = 0
     current: list[str] = []
@@ -416,10 +366,7 @@ def probe_audio(path: Path) -> float:
 
 
 def make_thumbnail(video: Path, out: Path, *, width: int = 320) -> Path:
-    """Write a JPEG of the frame in the middle of `video`, `width` pixels wide (aspect kept), to `out`.
-
-    Raises `MediaError` when `video` is not a playable video, `FFmpegError` when FFmpeg fails.
-    """
+    """Write a JPEG of `video`'s middle frame, `width` pixels wide, to `out`."""
     if width < 2:
         raise MediaError(f"thumbnail width must be at least 2 pixels, got {width}")
     middle = probe(video).duration / 2

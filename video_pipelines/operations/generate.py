@@ -7,7 +7,6 @@ import hashlib
 import math
 import tempfile
 import textwrap
-import unicodedata
 from pathlib import Path
 
 from video_pipelines.errors import MediaError
@@ -20,16 +19,9 @@ from video_pipelines.operations.common import (
     mp4_output,
 )
 from video_pipelines.operations.ffmpeg import escape_filter_path, run_ffmpeg
-
-__all__ = ["generate_clip"]
+from video_pipelines.speech.srt import printable_lines
 
 _MAX_DURATION_S = 3600.0
-
-
-def _clean_prompt(prompt: str) -> str:
-    text = prompt.replace("\r\n", "\n").replace("\r", "\n")
-    # Control characters and lone surrogates become spaces; format characters (ZWJ, bidi marks) stay.
-    return "".join(" " if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text).strip()
 
 
 def _wrap_prompt(prompt: str, *, width: int, height: int, font_size: int) -> str:
@@ -80,7 +72,7 @@ def generate_clip(
 ) -> None:
     """Render a clip of `duration` seconds: a moving gradient chosen by `seed`, the prompt written on
     it, and a tone whose pitch comes from `seed`. The same arguments always give the same bytes."""
-    cleaned = _clean_prompt(prompt) if isinstance(prompt, str) else ""
+    cleaned = printable_lines(prompt).strip() if isinstance(prompt, str) else ""
     if not cleaned:
         raise MediaError("generate: prompt must be a non-empty string")
     if not (isinstance(duration, int | float) and math.isfinite(duration) and 0 < duration <= _MAX_DURATION_S):

@@ -7,14 +7,9 @@ from pathlib import Path
 from video_pipelines.operations.common import SAMPLE_RATE, STEREO_48K, atomic_output, check_timeout, mp4_output
 from video_pipelines.operations.ffmpeg import probe, probe_audio, run_ffmpeg
 
-__all__ = ["replace_audio"]
-
 
 def replace_audio(video: Path, audio: Path, out: Path, *, timeout: float | None = None) -> None:
-    """Replace the audio of `video` with `audio`, cut or padded with silence to the video's length.
-
-    The video stream is copied when it is already H.264 yuv420p, re-encoded otherwise.
-    """
+    """Replace `video`'s audio with `audio`, cut or padded to the video's length; H.264 yuv420p video is copied."""
     check_timeout(timeout)
     info = probe(video)
     probe_audio(audio)

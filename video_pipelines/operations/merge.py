@@ -15,8 +15,6 @@ from video_pipelines.errors import MediaError
 from video_pipelines.operations.common import SAMPLE_RATE, STEREO_48K, atomic_output, check_timeout, mp4_output
 from video_pipelines.operations.ffmpeg import MediaInfo, fps_expression, probe, run_ffmpeg
 
-__all__ = ["TRANSITIONS", "MergeStrategy", "merge_videos"]
-
 TRANSITIONS = ("cut", "crossfade", "fade")
 _XFADE = {"crossfade": "fade", "fade": "fadeblack"}
 
@@ -36,14 +34,8 @@ def merge_videos(
     transition_duration: float = 0.5,
     timeout: float | None = None,
 ) -> MergeStrategy:
-    """Concatenate `inputs` in order, with hard cuts, crossfades or fades through black.
-
-    Inputs are normalised to the first one's size and frame rate (scaled with the aspect
-    ratio kept, then padded), with audio resampled to 48 kHz stereo and cut or padded with
-    silence to each input's video length (silence for an input without audio). A `cut` of
-    inputs whose H.264 video is already identical in format copies the video packets
-    (`MergeStrategy.STREAM_COPY`); anything else is re-encoded. Returns the strategy used.
-    """
+    """Concatenate `inputs` with hard cuts, crossfades or fades through black, fitted to the first one's
+    size, rate and 48 kHz stereo; a `cut` of identically formatted H.264 copies the video packets."""
     paths = [Path(p) for p in inputs]
     if not paths:
         raise MediaError("merge: needs at least one input video")
@@ -73,11 +65,6 @@ def _check_transition_duration(transition_duration: float, paths: Sequence[Path]
                 f"merge: transitionDuration {transition_duration:g} s must be shorter than every input; "
                 f"{path.name} lasts {info.duration:g} s"
             )
-
-
-def _concat_list_line(path: Path) -> str:
-    quoted = str(path.absolute()).replace("'", "'\\''")
-    return f"file '{quoted}'\n"
 
 
 def _avc_config(path: Path) -> bytes | None:
@@ -126,13 +113,8 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def _merge_stream_copy(paths: Sequence[Path], infos: Sequence[MediaInfo], out: Path, *, timeout: float | None) -> None:
-    """Copy the video packets through the concat demuxer and rebuild the audio to match.
-
-    Copying AAC across files would keep each file's 1024-sample encoder priming, putting the
-    audio ~21 ms later at every join; the audio is small, so it is decoded, fitted to each
-    segment's video length and encoded once. The concat demuxer also offsets every file by
-    its earliest stream (that same negative audio priming), so it reads video-only remuxes.
-    """
+    """Copy the video packets through the concat demuxer and re-encode the audio once: copied AAC keeps
+    each file's 1024-sample priming (~21 ms late at every join)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     rate = Fraction(fps_expression(infos[0].fps))
     frames = _segment_frames(infos, rate)
@@ -145,16 +127,14 @@ def _merge_stream_copy(paths: Sequence[Path], infos: Sequence[MediaInfo], out: P
                 description=f"merge: reading the video stream of {path.name}",
                 timeout=_remaining(deadline),
             )
-            listing += [_concat_list_line(video_only), f"duration {float(frames[index] / rate):.6f}\n"]
+            quoted = str(video_only.absolute()).replace("'", "'\\''")
+            listing += [f"file '{quoted}'\n", f"duration {float(frames[index] / rate):.6f}\n"]
         concat_list = Path(tmp) / "inputs.ffconcat"
         concat_list.write_text("".join(listing), encoding="utf-8")
 
         chains = [
             _segment_audio(
-                info,
-                input_index=index + 1,
-                samples=round(frames[index] / rate * SAMPLE_RATE),
-                label=f"a{index}",
+                info, input_index=index + 1, samples=round(frames[index] / rate * SAMPLE_RATE), label=f"a{index}"
             )
             for index, info in enumerate(infos)
         ]

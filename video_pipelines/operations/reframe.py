@@ -10,8 +10,6 @@ from video_pipelines.operations.common import check_timeout, even, filter_video
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.vocabulary import ASPECT_RATIOS
 
-__all__ = ["REFRAME_MODES", "reframe_video"]
-
 REFRAME_MODES = ("crop", "pad", "blur")
 
 
@@ -29,12 +27,7 @@ def _reframe_size(width: int, height: int, across: int, down: int, mode: str) ->
 
 
 def reframe_video(
-    video: Path,
-    out: Path,
-    *,
-    aspect_ratio: str,
-    mode: str = "crop",
-    timeout: float | None = None,
+    video: Path, out: Path, *, aspect_ratio: str, mode: str = "crop", timeout: float | None = None
 ) -> None:
     """Change `video` to `aspect_ratio`: centre-crop it, pad it with black, or centre it on a blurred copy."""
     if aspect_ratio not in ASPECT_RATIOS:

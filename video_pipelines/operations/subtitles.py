@@ -1,21 +1,9 @@
-"""addSubtitles: cues (`speech.cues`, `speech.srt`) written as an ASS script and burned into a video,
-or added as a soft subtitle track.
+"""addSubtitles: cues as an ASS script burned into a video, or a soft subtitle track.
 
-User text never reaches an FFmpeg filter string: it goes into an ASS file, and
-`escape_ass_text` neutralises everything libass would otherwise interpret.
-Checked against the libass in imageio-ffmpeg's FFmpeg 9 build:
-
-- ``{...}`` is an override block (``{\\b1}`` turns bold on). ``\\{`` and ``\\}`` render
-  as literal braces.
-- A backslash starts a tag or an escape (``\\N``, ``\\n``, ``\\h``). A backslash followed by
-  U+2060 WORD JOINER (an invisible, zero-width character) is no longer an escape, so it
-  renders as a plain backslash whatever follows.
-- A newline in the text becomes ``\\N``, the ASS hard line break.
-
-Karaoke (`highlight="word"`): each word is preceded by ``{\\kNN}``, its time in centiseconds;
-libass draws a word in the style's SecondaryColour (white) until it is spoken, then in its
-PrimaryColour (yellow). Only the tags are ours: each word's text still goes through
-`escape_ass_text`.
+User text never reaches a filter string: it goes into an ASS file through `escape_ass_text`.
+Against imageio-ffmpeg's libass: `\\{` `\\}` are literal braces; a backslash followed by
+U+2060 WORD JOINER is no escape; a newline becomes ``\\N``. Karaoke puts ``{\\kNN}`` before
+each word: SecondaryColour (white) until spoken, then PrimaryColour (yellow).
 """
 
 from __future__ import annotations
@@ -31,8 +19,6 @@ from video_pipelines.operations.ffmpeg import escape_filter_path, probe, run_ffm
 from video_pipelines.speech import Word, base_language
 from video_pipelines.speech.cues import Cue
 from video_pipelines.speech.srt import WORD_JOINER, printable_lines, to_srt
-
-__all__ = ["POSITIONS", "add_subtitle_track", "build_ass", "burn_subtitles", "default_font_size", "escape_ass_text"]
 
 FONT_NAME = "DejaVu Sans"
 # ASS alignment uses numpad positions: 2 bottom centre, 5 middle centre, 8 top centre.
@@ -61,12 +47,7 @@ def _ass_time(seconds: float) -> str:
 
 
 def _timed_lines(cue: Cue) -> list[list[Word]]:
-    """The cue's words line by line, each with the time it is spoken.
-
-    Its own word timings when they match its text; otherwise (text, cues and SRT carry none)
-    the cue's time is spread over its words in proportion to their length, so a karaoke of
-    written text still moves along at a reading pace.
-    """
+    """The cue's words line by line with their times: its own, else the cue's time spread by word length."""
     lines = [line.split() for line in cue.text.split("\n")]
     tokens = [token for line in lines for token in line]
     if cue.words and [word.text for word in cue.words] == tokens:
@@ -113,10 +94,7 @@ def build_ass(
     position: str = "bottom",
     highlight: str = "none",
 ) -> str:
-    """A complete ASS script drawing `cues` on a `width` x `height` video in DejaVu Sans with an outline.
-
-    `highlight="word"` draws them as karaoke: each word turns from white to yellow as it is spoken.
-    """
+    """An ASS script drawing `cues` on a `width` x `height` video; `highlight="word"`: karaoke."""
     if width <= 0 or height <= 0:
         raise MediaError(f"subtitles: video size must be positive, got {width}x{height}")
     if position not in POSITIONS:
@@ -225,17 +203,9 @@ def track_language(language: str | None) -> str:
 
 
 def add_subtitle_track(
-    video: Path,
-    out: Path,
-    *,
-    cues: Sequence[Cue],
-    language: str | None = None,
-    timeout: float | None = None,
+    video: Path, out: Path, *, cues: Sequence[Cue], language: str | None = None, timeout: float | None = None
 ) -> None:
-    """`video` with `cues` as a soft subtitle track (MP4 `mov_text`); its video and audio packets are copied.
-
-    Players show or hide the track; the picture is untouched.
-    """
+    """`video` with `cues` as a soft `mov_text` track; video and audio packets are copied."""
     if not cues:
         raise MediaError("addSubtitles: there are no subtitle cues to add")
     check_timeout(timeout)

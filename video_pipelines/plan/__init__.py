@@ -6,8 +6,6 @@ from video_pipelines.plan.lineage import lineage_hashes
 from video_pipelines.plan.model import (
     Plan,
     PlanNode,
-    Webhook,
-    ancestors,
     execution_order,
     find_cycle,
     levels,
@@ -23,8 +21,6 @@ __all__ = [
     "Plan",
     "PlanNode",
     "Priority",
-    "Webhook",
-    "ancestors",
     "execution_order",
     "find_cycle",
     "levels",

@@ -1,16 +1,7 @@
-"""The plan's wire format as a JSON Schema: what a client generated from the API's OpenAPI document sends.
+"""The plan's wire format as a JSON Schema, built from the models that validate it so it cannot drift.
 
-`PlanDocument` is built from the parts that validate a plan: each job's `params` is the
-operation's params model itself (`plan.params`), the job is a union discriminated on `type`,
-and `parse_plan` takes the fields it accepts from these models. So the schema cannot drift
-from validation; what a schema cannot say (dependencies that exist and form no cycle, the
-number of inputs an operation takes, `{{ref}}` targets, `output` being `$` + the id) stays in
-`parse_plan`, which reports every problem by node and field.
-
-The document shows the canonical spellings; the server also accepts the older ones:
-`operation` for `type`, snake_case operation names (`generate_video`, `lip_sync`,
-`add_subtitles`), the seed SDK's `generate`, and snake_case param names (`aspect_ratio`).
-Every optional field may also be `null`, which means absent.
+The graph (dependencies, cycles, `{{ref}}` targets) is checked in `parse_plan`, which also takes older
+spellings (`operation`, snake_case, the seed SDK's `generate`, `null` for absent) the schema does not show.
 """
 
 from __future__ import annotations
@@ -131,10 +122,7 @@ class ReframeJob(_Job):
     params: ReframeParams
 
 
-Job = Annotated[
-    GenerateVideoJob | MergeJob | LipSyncJob | AddSubtitlesJob | ReframeJob,
-    Field(discriminator="type"),
-]
+Job = Annotated[GenerateVideoJob | MergeJob | LipSyncJob | AddSubtitlesJob | ReframeJob, Field(discriminator="type")]
 
 
 class PlanDocument(_Document):

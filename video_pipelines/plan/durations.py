@@ -12,11 +12,7 @@ from video_pipelines.plan.refs import REF_PATTERN, with_samples
 def expected_durations(
     plan: Plan, *, external: Mapping[str, float] | None = None, base_final: float | None = None
 ) -> dict[str, float | None]:
-    """Seconds of video per node, or None where it depends on a value not known yet (a `{{ref}}`).
-
-    `external` gives the durations of base-only dependencies, `base_final` that of the base's
-    final video (the input of a variant node with no dependsOn).
-    """
+    """Seconds of video per node, or None where a `{{ref}}` decides it (`external`, `base_final`: see lineage)."""
     external = external or {}
     durations: dict[str, float | None] = {}
     for node in execution_order(plan):

@@ -1,23 +1,8 @@
 """How large and how deep a plan may be, the same at every door (SPEC section 8, "Input limits").
 
-- A plan has at most `VIDEO_PIPELINES_MAX_NODES` jobs (`max_nodes`, default 500).
-- Every value of a plan (a job's `params`, the plan's `webhook`, ...) nests at most
-  `MAX_VALUE_DEPTH` (32) levels of objects and lists; no text of it (value or key) holds a
-  NUL character, which PostgreSQL's text cannot store; no integer has more than
-  `MAX_NUMBER_CHARS` digits. `value_problems` finds all of these in one iterative walk
-  that never goes below the deepest level allowed, so a plan 100,000 levels deep (given as
-  Python values) is refused, never recursed into.
-- Plan text (the HTTP API's body, a plan file) is scanned before `json.loads` reads it
-  (`loads_bounded`): arrays and objects nested deeper than `MAX_JSON_DEPTH`, or a number
-  longer than `MAX_NUMBER_CHARS`, are a `json.JSONDecodeError` saying where, as malformed
-  JSON is.
-
-Why a scan of our own in front of the standard library's json rather than another parser:
-json recurses (a RecursionError past about 1,000 levels) and raises a plain ValueError for
-an integer of more than 4,300 digits; orjson stops only at a fixed depth of 1,024 and reads
-a large integer as a float, changing its value. One linear pass over the text outside its
-strings bounds both, at about the cost of json's own pass, and json, whose answers the rest
-of the package relies on, reads the text only once it is bounded.
+Text is scanned before `json.loads`: json recurses (RecursionError near 1,000 levels) and refuses
+integers over 4,300 digits with a bare ValueError; orjson caps depth at 1,024 and floats big integers.
+NUL is refused: PostgreSQL text cannot store it.
 """
 
 from __future__ import annotations
@@ -63,11 +48,8 @@ def max_nodes(environ: Mapping[str, str] | None = None) -> int:
 
 
 def check_json_text(text: str) -> None:
-    """Raise json.JSONDecodeError where `text` nests deeper than MAX_JSON_DEPTH or has a number too long.
-
-    At the speed of json itself: the strings are cut out and the depth is a running sum in C
-    (`itertools.accumulate`); only a text that breaks a limit is read token by token, for where.
-    """
+    """Raise json.JSONDecodeError where `text` nests too deep or has a number too long (at json's speed:
+    strings cut out, depth a running sum in C; only a failing text is tokenised)."""
     outside = _JSON_STRING.sub(" ", text)
     steps = array("b", _NOT_BRACKET.sub("", outside).encode().translate(_BRACKET_STEPS))
     if max(accumulate(steps), default=0) > MAX_JSON_DEPTH or _LONG_NUMBER.search(outside):
@@ -75,10 +57,7 @@ def check_json_text(text: str) -> None:
 
 
 def _raise_where_beyond(text: str) -> None:
-    """The JSONDecodeError of the first limit `text` breaks, read token by token.
-
-    Raises nothing when only cutting the strings out made it look so (`1"a"2` in invalid JSON): json refuses it.
-    """
+    """The JSONDecodeError of the first limit `text` breaks (none for `1"a"2`-like text json refuses anyway)."""
     depth = 0
     for match in _JSON_TOKEN.finditer(text):
         first = match.group()[0]
@@ -97,22 +76,14 @@ def _raise_where_beyond(text: str) -> None:
 
 
 def loads_bounded(document: str | bytes) -> Any:
-    """`json.loads(document)` once `check_json_text` passed; bytes are decoded as json.loads decodes them.
-
-    Raises json.JSONDecodeError (malformed, too deep, a number too long) or UnicodeDecodeError.
-    """
+    """`json.loads(document)` once `check_json_text` passed."""
     text = document.decode(json.detect_encoding(document), "surrogatepass") if isinstance(document, bytes) else document
     check_json_text(text)
     return json.loads(text)
 
 
 def walk(value: Any, path: str = "", *, max_depth: int | None = None) -> Iterator[tuple[str, Any, int]]:
-    """(path, value, depth) of `value` and of everything in it, in document order, without recursion.
-
-    Paths read `prompt`, `cues[0].text` (below `path` when given); depth is the number of
-    objects and lists around a value (0 for `value` itself). Objects and lists at `max_depth`
-    are yielded but not entered.
-    """
+    """(path, value, depth) of `value` and everything in it, in order, without recursion; `max_depth` not entered."""
     stack: list[tuple[str, Any, int]] = [(path, value, 0)]
     while stack:
         where, current, depth = stack.pop()
@@ -129,10 +100,7 @@ def walk(value: Any, path: str = "", *, max_depth: int | None = None) -> Iterato
 
 
 def value_problems(value: Any, where: str) -> list[str]:
-    """What is wrong with the value of the plan field `where` (e.g. `job1.params`) as to this module's limits.
-
-    Nothing below the deepest level allowed is looked at: a value nested too deep is refused for that.
-    """
+    """What breaks this module's limits in the value of plan field `where` (e.g. `job1.params`)."""
     problems: list[str] = []
     for path, item, depth in walk(value, where, max_depth=MAX_VALUE_DEPTH):
         if isinstance(item, Mapping | list) and depth == MAX_VALUE_DEPTH:

@@ -1,9 +1,4 @@
-"""Lineage hashes: what a node's result depends on, as one hash.
-
-A node's lineage is its operation, its normalised params and the lineage of each of its
-inputs in `dependsOn` order. Two nodes with the same lineage produce the same video, so a
-variant may reuse the base's result instead of computing it again.
-"""
+"""Lineage hashes: a node's operation, normalised params and inputs' lineage as one hash (equal = same video)."""
 
 from __future__ import annotations
 
@@ -22,17 +17,9 @@ def canonical_json(value: Any) -> str:
 
 
 def lineage_hashes(
-    plan: Plan,
-    *,
-    external: Mapping[str, str] | None = None,
-    base_final: str | None = None,
+    plan: Plan, *, external: Mapping[str, str] | None = None, base_final: str | None = None
 ) -> dict[str, str]:
-    """Each node's lineage hash.
-
-    `external` maps node ids outside the plan (a base's nodes) to their lineage;
-    `base_final` is the lineage of the base's final output, the input of a variant node
-    that needs a video and names no dependency.
-    """
+    """Each node's lineage hash; `external`: of the base's nodes, `base_final`: of its final output."""
     external = external or {}
     hashes: dict[str, str] = {}
     for node in execution_order(plan):

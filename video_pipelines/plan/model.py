@@ -1,8 +1,4 @@
-"""The execution plan: parsing the SDK's wire format and validating it before any work starts.
-
-`parse_plan` accepts the plan's JSON object (the SDK's wire format, README "Running plans") and
-returns a `Plan`, or raises `PlanValidationError` listing every problem, each naming the node and the field.
-"""
+"""The execution plan: parsing the wire format and validating it before any work starts."""
 
 from __future__ import annotations
 
@@ -53,9 +49,7 @@ class PlanNode:
 
     @property
     def is_remote(self) -> bool:
-        """Whether the node's work is a remote provider's job (generateVideo / lipSync, or addSubtitles's
-        speech-to-text, on a provider other than `local`): it spends its time waiting on the provider,
-        and the provider bills it."""
+        """Whether the node waits on (and is billed by) a remote provider's job."""
         return self.operation in REMOTE_OPERATIONS and self.params.get("provider", "local") != "local"
 
     def typed_params(self, results: Mapping[str, Mapping[str, Any]]) -> AnyParams:
@@ -130,17 +124,9 @@ def load_plan_json(text: str | bytes) -> dict[str, Any]:
     return data
 
 
-def parse_plan(
-    data: Mapping[str, Any],
-    *,
-    external_nodes: Collection[str] | None = None,
-) -> Plan:
-    """Validate a plan in wire form and return it.
-
-    `external_nodes` are the node ids a variant may depend on outside the plan (the base's
-    nodes). When the plan names a base whose nodes are not known yet, pass None: unknown
-    dependencies are then left for the base to resolve.
-    """
+def parse_plan(data: Mapping[str, Any], *, external_nodes: Collection[str] | None = None) -> Plan:
+    """Validate a plan in wire form; `PlanValidationError` lists every problem by node and field.
+    `external_nodes`: the base's node ids, None while unknown (the base resolves its dependencies)."""
     problems: list[str] = []
     if not isinstance(data, Mapping):
         raise PlanValidationError([f"plan must be a JSON object with 'jobs', got {type(data).__name__}"])
@@ -367,7 +353,6 @@ def _parse_node(index: int, raw: Any, problems: list[str]) -> PlanNode | None:
 
 
 def _parse_cache(value: object, where: str, problems: list[str]) -> bool:
-    """`cache`: true (the default) or false; anything else is a problem of `where`."""
     if value is None:
         return True
     if not isinstance(value, bool):
@@ -451,10 +436,7 @@ def ancestors(plan: Plan, node_id: str) -> set[str]:
 
 
 def find_cycle(plan: Plan) -> list[str] | None:
-    """A dependency cycle as a path that ends where it starts, or None.
-
-    In the direction of data flow: job1 -> job2 means job2 depends on job1 (graphlib's order).
-    """
+    """A dependency cycle as a path that ends where it starts (in data-flow order), or None."""
     try:
         TopologicalSorter(_in_plan_dependencies(plan)).prepare()
     except CycleError as exc:
@@ -475,11 +457,7 @@ def levels(plan: Plan) -> dict[str, int]:
 
 
 def dependency_levels(graph: Mapping[str, Iterable[str]]) -> dict[str, int]:
-    """The level of each node of an acyclic `graph` (node -> the nodes it depends on), in the graph's order.
-
-    Kahn's algorithm round by round (graphlib, no recursion): a node is ready in the round after
-    its last dependency, so its round is one more than its deepest dependency's.
-    """
+    """The level of each node of an acyclic `graph` (node -> its dependencies): 1 + its deepest dependency's."""
     sorter = TopologicalSorter(graph)
     sorter.prepare()
     found: dict[str, int] = {}

@@ -1,8 +1,4 @@
-"""Typed parameters of each plan operation (README "Operations").
-
-Unknown parameter names are refused: a typo such as `promt` would otherwise be ignored
-silently and produce a video nobody asked for.
-"""
+"""Typed parameters of each plan operation; unknown names are refused (a typo like `promt` would pass silently)."""
 
 from __future__ import annotations
 
@@ -133,10 +129,7 @@ _SOURCES = ("text", "cues", "srt")
 
 
 class AddSubtitlesParams(_Params):
-    """addSubtitles: one of `text`, `cues` or `srt`; or none of them and `language`: captions of the video's speech.
-
-    `provider` and `model` (who transcribes) go only with captions of speech.
-    """
+    """addSubtitles: `text`, `cues` or `srt`; or none and `language` (with `provider`, `model`): captions of speech."""
 
     # Field order matters to the validators: each sees the fields declared before it.
 

@@ -1,17 +1,5 @@
-"""Where a plan problem is: the node and the field each `PlanValidationError` problem names.
-
-Every problem is written `"<location>: <message>"`, the location up to the first `": "`:
-`job3.params.transition`, `job3`, `plan.webhook.url`, `plan`, `jobs[2].id`. A location that
-starts with a node id (`[A-Za-z0-9_-]{1,64}`, never `plan`) names that node, the rest is the
-field; any other location is a field of the plan as a whole, kept whole. So
-
-    "job3.params.transition: must be one of ..."  -> node "job3", field "params.transition"
-    "job3: unknown field 'x'"                     -> node "job3", field None
-    "plan.webhook.url: must be an http(s) URL"    -> node None,   field "plan.webhook.url"
-
-and `node.field: message` (the parts that are there) is the problem again, as `validate`
-prints it. A problem without a location ("plan is not valid JSON: ...") has neither.
-"""
+"""Where a plan problem is: `"job3.params.transition: ..."` is node `job3`, field `params.transition`;
+a location not starting with a node id (`plan.webhook.url`) is a plan field, kept whole."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""`{{node}}` and `{{node.field}}` references inside params.
-
-A param whose whole value is one reference takes the referenced value with its type
-(`"duration": "{{job1.duration}}"` becomes a number); a reference inside longer text is
-replaced by the value's text (`"prompt": "a remix of {{job1}}"`).
-"""
+"""`{{node}}` and `{{node.field}}` references: a whole-value reference keeps its type, one inside text its text."""
 
 from __future__ import annotations
 
@@ -50,10 +45,7 @@ def find_references(params: Any, path: str = "") -> Iterator[Reference]:
 
 
 def substitute(params: Any, lookup: Callable[[str, str], Any]) -> Any:
-    """`params` with every reference replaced by `lookup(node_id, field)`: a copy, objects and lists rebuilt.
-
-    Without recursion: each object or list is copied into its place, then its items are visited.
-    """
+    """A copy of `params` with every reference replaced by `lookup(node_id, field)`, without recursion."""
     top: list[Any] = [params]
     stack: list[tuple[Any, list[Any] | dict[Any, Any], Any]] = [(params, top, 0)]
     while stack:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import Any
 
@@ -35,6 +35,9 @@ class Captions:
         return cls(srt=str(wire["srt"]), vtt=str(wire["vtt"]))
 
 
+_WIRE_NAMES = {"aspect_ratio": "aspectRatio", "size_bytes": "sizeBytes"}
+
+
 @dataclass(frozen=True)
 class VideoResult:
     url: str
@@ -49,16 +52,7 @@ class VideoResult:
     captions: Captions | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        wire: dict[str, Any] = {
-            "url": self.url,
-            "duration": self.duration,
-            "width": self.width,
-            "height": self.height,
-            "aspectRatio": self.aspect_ratio,
-            "sizeBytes": self.size_bytes,
-            "sha256": self.sha256,
-            "status": self.status,
-        }
+        wire = {_WIRE_NAMES.get(f.name, f.name): getattr(self, f.name) for f in fields(self) if f.name != "captions"}
         if self.captions is not None:
             wire["captions"] = self.captions.to_wire()
         return wire

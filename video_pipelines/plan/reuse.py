@@ -1,11 +1,4 @@
-"""Variants: which nodes a plan can take from its base execution instead of computing them.
-
-A node is reused when the base has a completed node
-with the same id, the same operation, the same params and the same upstream lineage,
-which is exactly "the same id and the same lineage hash". A `dependsOn` entry that names
-a node only the base has resolves to the base's output, and a node that needs a video but
-names no dependency takes the base's final output.
-"""
+"""Variants: which nodes a plan takes from its base execution (same id, same lineage hash) instead of computing."""
 
 from __future__ import annotations
 
@@ -168,15 +161,8 @@ def _decide(node: PlanNode, lineage: Mapping[str, str], base: BaseExecution) -> 
 
 
 def run_where_gone(resolved: ResolvedPlan, stored: Callable[[VideoResult], bool]) -> ResolvedPlan:
-    """`resolved` with each reused node whose video is needed but no longer `stored` run again instead.
-
-    A reused video is needed when a node that runs takes it as input, or when it is one of the
-    plan's outputs (a sink). A node run again needs its own inputs in turn, so the nodes are
-    seen from the last to the first. A reused video nothing needs is left as it is: making it
-    again would be work (or a provider's bill) for nothing. Storage may lose a video to a
-    bucket's expiry rule or an operator's clean-up; without this the node that takes it would
-    fail when it fetched it.
-    """
+    """`resolved` with each reused node whose video is needed (by a node that runs, or a sink) but no longer
+    `stored` run again (storage may lose videos: bucket expiry, clean-up), last to first."""
     needed = {dep for node in resolved.to_run for dep in node.depends_on}
     needed.update(node.id for node in sinks(resolved.plan))
     decisions = dict(resolved.decisions)

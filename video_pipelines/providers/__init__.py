@@ -1,10 +1,4 @@
-"""Providers that generate clips, lip-sync them and transcribe speech: `local` and remote adapters.
-
-A provider is chosen per node by its `provider` param. `local` renders real media with
-FFmpeg and transcribes offline (`local.py`); remote providers (Replicate, fal, Google
-Vertex) are adapters behind the same three protocols (`base.py`): `VideoGenerator`,
-`LipSyncer` and `SpeechTranscriber`.
-"""
+"""Providers that generate clips, lip-sync and transcribe: `local` and remote adapters behind `base.py`'s protocols."""
 
 from __future__ import annotations
 
@@ -31,7 +25,6 @@ __all__ = [
     "JobLedger",
     "LipSyncRequest",
     "LipSyncer",
-    "LocalProvider",
     "NoLedger",
     "RemoteFactory",
     "SpeechTranscriber",
@@ -101,13 +94,8 @@ def _provider(
 def video_generator(
     name: str, *, allowed: AllowedHosts | None = None, remote: Mapping[str, RemoteFactory] | None = None
 ) -> VideoGenerator:
-    """The generation provider called `name`; ProviderError when it is not configured.
-
-    `remote` maps provider names to configured factories (the Dagster resources); without one,
-    a provider is configured from the environment.
-    """
-    refusal = "does not generate videos"
-    return cast(VideoGenerator, _provider(name, allowed, remote, does="generate", refusal=refusal))
+    """The generation provider called `name`; `remote` maps names to configured factories, else from the env."""
+    return cast(VideoGenerator, _provider(name, allowed, remote, does="generate", refusal="does not generate videos"))
 
 
 def lip_syncer(
@@ -121,8 +109,7 @@ def lip_syncer(
 def speech_transcriber(
     name: str, *, allowed: AllowedHosts | None = None, remote: Mapping[str, RemoteFactory] | None = None
 ) -> SpeechTranscriber:
-    """The speech-to-text provider called `name` (`local`: the offline recogniser); ProviderError when
-    it is not configured."""
+    """The speech-to-text provider called `name` (`local`: the offline recogniser)."""
     if name == "local":
         return LocalTranscriber()
     refusal = "does not transcribe speech (use local, replicate or fal)"

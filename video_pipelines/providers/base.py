@@ -1,10 +1,5 @@
-"""The contract every generation / lip-sync provider implements.
-
-A remote provider job costs money, so a node must never pay twice for one result: before
-it waits on a job, an adapter tells the `JobLedger` the job's id; a retried step asks the
-ledger first and resumes polling that job instead of starting another. When the step is
-interrupted (a cancel), the adapter cancels the provider job before re-raising.
-"""
+"""The contract every provider implements. A remote job costs money, so a node never pays twice:
+the job id goes to the `JobLedger` before waiting, and a retried step resumes that job."""
 
 from __future__ import annotations
 

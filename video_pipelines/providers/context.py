@@ -1,20 +1,7 @@
 """What the running node sets around its provider calls: the slots its jobs take, and where error answers go.
 
-The provider HTTP stack (`http.py`) sees every answer and knows when a provider job begins and
-ends, but not the deployment's pools or its metrics; the `execute_plan` op knows those but not
-the adapters' calls. A `contextvars.ContextVar` joins them without threading a parameter through
-every adapter, and keeps nodes running at once in threads or tasks apart: the op sets the node's
-`ProviderSlots` (`limiting_provider_jobs`) and error sink (`reporting_provider_errors`) around
-its work; `run_job` holds a slot of its provider for as long as the job exists
-(`provider_slot`) and each non-2xx answer is reported (`report_provider_error`). Outside a node
-(a test, the CLI) nothing is limited or reported.
-
-A holder waits for its slot without limit; whoever implements `hold` makes the wait
-interruptible (`http.sleep_interruptibly`) and says that it waits. The slot is released when
-the block ends, however it ends: with a transient error too, so a retried step queues again
-instead of holding a slot through its backoff (another node of the same run may need it first).
-
-No import beyond the standard library: the HTTP stack imports this module.
+ContextVars join the HTTP stack and the op without threading parameters, keeping concurrent nodes apart.
+A slot is released however the block ends, so a retried step queues again rather than hold it in backoff.
 """
 
 from __future__ import annotations
@@ -24,16 +11,6 @@ from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import Protocol, TypeVar
 
-__all__ = [
-    "ProviderErrorSink",
-    "ProviderSlots",
-    "limiting_provider_jobs",
-    "provider_slot",
-    "report_provider_error",
-    "reporting_provider_errors",
-    "scoped",
-]
-
 _T = TypeVar("_T")
 
 
@@ -41,11 +18,7 @@ class ProviderSlots(Protocol):
     """Where a node's provider jobs take their slots."""
 
     def hold(self, provider: str, *, resuming: bool) -> AbstractContextManager[None]:
-        """A block during which one job of `provider` may exist; waits for a free slot first.
-
-        `resuming`: the job already exists at the provider (a retried step), so it should not
-        queue behind jobs that do not exist yet.
-        """
+        """A block during which one job of `provider` may exist; `resuming` jobs do not queue behind new ones."""
 
 
 # (provider name, HTTP status) of one answer that was not 2xx.

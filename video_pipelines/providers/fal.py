@@ -1,24 +1,7 @@
 """fal (queue API): text-to-video, lip-sync and speech-to-text as queued requests.
 
-`POST {base}/{model}` queues a request and answers its `request_id` with `status_url`,
-`response_url` and `cancel_url`. A model id may carry a subpath
-(`fal-ai/kling-video/v1.6/standard/text-to-video`); the request endpoints live under the app
-id, its first two segments: `GET {base}/{app}/requests/{id}/status` (IN_QUEUE, IN_PROGRESS,
-COMPLETED), `GET {base}/{app}/requests/{id}` (the result, e.g. `{"video": {"url": ...}}`),
-`PUT {base}/{app}/requests/{id}/cancel`. The URLs fal returns are followed only when they
-are under `base_url` (the credentials travel with them); otherwise, and when resuming a
-request the ledger remembers, they are built from the app id.
-
-Model inputs differ from model to model; fal's apps ignore inputs they do not declare, so the
-common names are sent (`generation_input`; Kling on fal takes `duration` as a string).
-
-Speech-to-text defaults to `fal-ai/whisper` (Whisper large-v3): `{"audio_url", "task":
-"transcribe", "language": "de", "chunk_level": "word", "version": "3"}` answers `{"text",
-"chunks": [{"timestamp": [start, end], "text"}]}`, one chunk a word (`fal-ai/wizper` takes the
-same inputs and gives segment chunks, which `whisper.words_from_output` splits into words).
-
-Local inputs (a `file://` store) go inline as data URIs up to 1 MB; larger ones are uploaded to
-fal's storage (`$FAL_STORAGE_BASE_URL`, default https://rest.fal.ai) and sent as their URL.
+Request endpoints live under the app id (a model id's first two segments); URLs fal returns are followed
+only under `base_url` (the key travels with them). Undeclared inputs are ignored: common names are sent.
 """
 
 from __future__ import annotations
@@ -37,8 +20,8 @@ from video_pipelines.net import fetch_to_file
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
 from video_pipelines.providers.http import ProviderHttp
 from video_pipelines.providers.keyed import ApiKeyProvider
-from video_pipelines.providers.whisper import iso_language, words_from_output
-from video_pipelines.speech import Word
+from video_pipelines.providers.whisper import words_from_output
+from video_pipelines.speech import Word, base_language
 
 DEFAULT_BASE_URL = "https://queue.fal.run"
 # fal's file storage (its CDN), where local files too large to send inline are uploaded.
@@ -60,16 +43,12 @@ def generation_input(request: GenerationRequest) -> dict[str, Any]:
     }
 
 
-def lipsync_input(video: str, audio: str) -> dict[str, Any]:
-    return {"video_url": video, "audio_url": audio}
-
-
 def transcription_input(audio: str, language: str) -> dict[str, Any]:
     """The inputs of fal's Whisper apps for `audio` (a URL or data URI) in `language` (ISO 639-1)."""
     return {
         "audio_url": audio,
         "task": "transcribe",
-        "language": iso_language(language),
+        "language": base_language(language),
         "chunk_level": "word",
         "version": "3",
     }
@@ -126,7 +105,7 @@ class FalProvider(ApiKeyProvider):
     def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         def inputs() -> dict[str, Any]:  # only for a new request: a resumed one uploads nothing again
             video, audio = self._lipsync_sources(request)
-            return lipsync_input(video, audio)
+            return {"video_url": video, "audio_url": audio}
 
         self._run(request.model or self.lipsync_model, inputs, out, timeout=timeout, ledger=ledger)
 
@@ -166,12 +145,8 @@ class FalProvider(ApiKeyProvider):
         return built
 
     def _upload(self, path: Path, content_type: str) -> str:
-        """Put a local file on fal's storage; the URL its models read it from.
-
-        Two calls, as fal's clients make them: `POST {storage}/storage/upload/initiate` (with the
-        key) answers a pre-signed `upload_url` and the `file_url`; the bytes are PUT to the
-        upload URL without the key (its signature is the credential, and its host is not fal's API).
-        """
+        """Put a local file on fal's storage; its URL. As fal's clients do: `initiate` (with the key) answers
+        a pre-signed `upload_url`, where the bytes are PUT without the key."""
         storage = (os.environ.get(STORAGE_BASE_URL_ENV, "").strip() or DEFAULT_STORAGE_BASE_URL).rstrip("/")
         size = path.stat().st_size
         what = f"uploading {path.name} ({size} bytes)"
@@ -197,10 +172,7 @@ class FalProvider(ApiKeyProvider):
     def _request(
         self, model: str, inputs: Callable[[], dict[str, Any]], *, timeout: float | None, ledger: JobLedger
     ) -> tuple[str, dict[str, Any]]:
-        """Queue one request of `model` under `ledger`, wait for it, and return its id and result.
-
-        `inputs` is called only when a request is queued, not when the ledger's is resumed.
-        """
+        """Queue one request of `model` under `ledger` and wait; `inputs` is called only for a new request."""
         app = app_id(model)
         known: dict[str, _RequestUrls] = {}
         api = self._api()

@@ -1,20 +1,7 @@
-"""Google service-account credentials: an OAuth2 access token from a JSON key file.
+"""Google service-account access tokens (JWT bearer grant, RFC 7523), cached until near expiry.
 
-The key file is the one `GOOGLE_APPLICATION_CREDENTIALS` names (`type: service_account`,
-`client_email`, `private_key`, `token_uri`, `project_id`). A token is minted with the JWT
-bearer grant (RFC 7523): a JWT signed with the key (RS256) is posted to the `token_uri`
-of that file, which answers with an access token; the token is cached until shortly before
-it expires. Nothing else is contacted.
-
-This is written against `cryptography` (already a dependency) rather than `google-auth`:
-google-auth's usual request path (`before_request`) also starts a background lookup of the
-service account's "regional access boundary" at iamcredentials.googleapis.com, a host that
-neither `GOOGLE_VERTEX_BASE_URL` nor the SSRF guard would cover; its synchronous transports
-are requests/urllib3 (a second HTTP stack beside httpx); it is untyped for mypy; and it
-sleeps through its own token retries. The grant itself is one signed JWT and one form POST.
-
-The private key, the signed assertion and the access token never appear in an error
-message or a `repr`.
+Not google-auth: it calls iamcredentials.googleapis.com in the background (past our SSRF guard),
+brings requests/urllib3, is untyped and sleeps through its own retries. Secrets never reach errors.
 """
 
 from __future__ import annotations
@@ -129,17 +116,10 @@ class ServiceAccountKey:
 
 
 class AccessTokens:
-    """Access tokens for one service account and scope, minted on demand and cached until near expiry.
-
-    Safe to share between threads: one thread mints while the others wait for its token.
-    """
+    """Access tokens for one service account and scope; thread-safe, one thread mints while the others wait."""
 
     def __init__(
-        self,
-        key: ServiceAccountKey,
-        scope: str = CLOUD_PLATFORM_SCOPE,
-        *,
-        clock: Callable[[], float] = time.monotonic,
+        self, key: ServiceAccountKey, scope: str = CLOUD_PLATFORM_SCOPE, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.key = key
         self.scope = scope

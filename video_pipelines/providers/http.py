@@ -1,31 +1,8 @@
 """What every remote provider adapter shares: its HTTP client, job polling and remote inputs.
 
-- `ProviderHttp`: JSON (or form) calls to one provider's API, each through the SSRF guard:
-  the URL is checked with `resolve_destination` and the request sent to the checked address
-  itself (`net.open_pinned`), so a provider endpoint must be public or allowed in
-  `VIDEO_PIPELINES_ALLOWED_HOSTS`. 429, 5xx, connection errors and timeouts are retried with
-  the package's backoff (`retrying.backoff_delay`), honouring `Retry-After` (capped); when the
-  attempts run out the error is a `TransientProviderError` (the step may be retried). A 401
-  first renews the credential once when the adapter can (an access token revoked early). Any
-  other 4xx fails at once with a `ProviderHttpError` that carries the HTTP status and the
-  provider's own message. The credential never appears in an error. An adapter may give a
-  deadline that bounds all its calls (Vertex: the node's timeout covers the whole call).
-  Every answer that is not 2xx, retried or not, is reported to the sink of
-  `context.py` (the metrics count it). Every request is an OpenTelemetry
-  CLIENT span (a child of the node's span) and carries its W3C `traceparent`.
-- `run_job` / `poll_until`: the life of one provider job under a `JobLedger`: resume the job
-  the ledger remembers or create one, remember it before waiting, poll it to the end within
-  the node's timeout. On expiry, or on any exception while waiting (KeyboardInterrupt,
-  Dagster's interrupt, a permanent error), the provider job is canceled (best effort) before
-  the error goes on, so nobody pays for a result nobody will collect. Two exceptions are not
-  cause to cancel: the job ended on its own (`JobFailed`), or a transient error, after which
-  the retried step resumes the same job through the ledger.
-- `stopping_on` / `Abandoned`: work running in a background thread (a node started ahead of
-  its step, `head_start.py`) gets no signal; its owner sets an event instead, and every
-  `sleep_interruptibly` of that thread then raises `Abandoned`, which cancels the job like
-  any interrupt. `run_job` holds a slot of its provider while the job exists (`context.py`).
-- `remote_input`: how a local file reaches a remote model (an http(s) URL as is, else a
-  `data:` URI up to a size limit); `reachable_by_provider` says which URLs go as they are.
+429, 5xx and transport errors are retried (Retry-After honoured), a 401 renews the credential once.
+A job is canceled on expiry or any exception while waiting, except `JobFailed` and transient errors
+(the retried step resumes it), so nobody pays for a result nobody collects.
 """
 
 from __future__ import annotations
@@ -65,7 +42,7 @@ from video_pipelines.net import (
     resolve_destination,
 )
 from video_pipelines.net.retrying import backoff_delay, parse_retry_after
-from video_pipelines.providers.base import JobLedger, LipSyncRequest
+from video_pipelines.providers.base import JobLedger
 from video_pipelines.providers.context import provider_slot, report_provider_error, scoped
 from video_pipelines.storage.factory import ARTIFACTS_BASE_URL_ENV
 from video_pipelines.telemetry.tracing import http_client_span
@@ -101,10 +78,8 @@ class _DeadlineReached(Exception):
 
 
 class Abandoned(BaseException):
-    """The owner of this background work stopped waiting for it (its run ended): stop, canceling the job.
-
-    A BaseException, like KeyboardInterrupt, so that no `except Exception` mistakes it for an error of the work.
-    """
+    """The owner of this background work stopped waiting (head start of an ended run): cancel the job.
+    A BaseException so no `except Exception` takes it for an error of the work."""
 
 
 _stop: ContextVar[threading.Event | None] = ContextVar("video_pipelines_stop", default=None)
@@ -120,10 +95,7 @@ def _sleep(seconds: float) -> None:
 
 
 def sleep_interruptibly(seconds: float) -> None:
-    """Sleep in short slices: Dagster's interrupt may arrive through a signal to another thread.
-
-    In a context of `stopping_on(event)`, raise `Abandoned` as soon as `event` is set.
-    """
+    """Sleep in short slices (a signal may reach another thread); `Abandoned` once `stopping_on`'s event is set."""
     stop = _stop.get()
     deadline = time.monotonic() + seconds
     while (remaining := deadline - time.monotonic()) > 0:
@@ -204,14 +176,8 @@ class _Answer:
 
 
 class ProviderHttp:
-    """JSON calls to one provider's API through the SSRF guard, with retries (see the module docstring).
-
-    `authorization` is the Authorization header, or what returns it before each request (a
-    token that expires); after a 401, `renew` (when given) is called once per call and the
-    request sent again. `credential` names where the credential comes from, for the hint of a
-    401/403; `secret` is redacted from every error. `deadline` (a `time.monotonic()` instant)
-    bounds every call; past it a call stops and `run_job` cancels the job.
-    """
+    """JSON calls to one provider's API through the SSRF guard, with retries. `authorization` may be a
+    callable (an expiring token), `renew` runs once after a 401, `deadline` (monotonic) bounds every call."""
 
     def __init__(
         self,
@@ -248,22 +214,14 @@ class ProviderHttp:
         form: Mapping[str, str] | None = None,
         upload: UploadedFile | None = None,
     ) -> dict[str, Any]:
-        """Send one JSON (or form, or multipart `upload`) request, retrying what may pass, and return the
-        JSON object it answers.
-
-        `what` says what the call was for ("creating a prediction for x/y"); it names the call in errors.
-        """
+        """One JSON (form, multipart) request, retried as it may be; the JSON object answered."""
         content, content_type = _encoded(json, form, upload)
         return self._json(self.send(method, url, what=what, content=content, content_type=content_type), what)
 
     def send(
         self, method: str, url: str, *, what: str, content: bytes | None = None, content_type: str | None = None
     ) -> bytes:
-        """Send one request with `content` as it is, retrying what may pass; the body of the answer.
-
-        `call` is this with a JSON (form, multipart) body and a JSON answer; a client made without
-        `authorization` sends raw bytes to a pre-signed upload URL, whose signature is the credential.
-        """
+        """One request with `content` as is, retried as it may be; the answer's body (pre-signed uploads use it)."""
         attempts = self.policy.max_attempts
         attempt, renewed = 1, False
         while True:
@@ -271,7 +229,7 @@ class ProviderHttp:
             try:
                 answer = self._send(method, url, content, content_type, what=what, timeout=self._request_timeout())
             except _RETRIED_TRANSPORT_ERRORS as exc:
-                if self._expired():
+                if (remaining := self._remaining()) is not None and remaining <= 0:
                     raise _DeadlineReached from None
                 last = f"{type(exc).__name__} talking to {redact_url(url)}" + (f": {exc}" if str(exc) else "")
             else:
@@ -304,10 +262,6 @@ class ProviderHttp:
 
     def _remaining(self) -> float | None:
         return None if self._deadline is None else self._deadline - time.monotonic()
-
-    def _expired(self) -> bool:
-        remaining = self._remaining()
-        return remaining is not None and remaining <= 0
 
     def _request_timeout(self) -> float:
         remaining = self._remaining()
@@ -435,13 +389,7 @@ def poll_until(
     poll_interval: float,
     timed_out: Callable[[], str],
 ) -> T:
-    """Call `check` every `poll_interval` s until it returns a value; cancel the job if we stop waiting.
-
-    `check` returns None while the job runs and raises `JobFailed` when it ended badly. Past
-    `deadline` (a `time.monotonic()` instant) the job is canceled and a `ProviderError` saying
-    `timed_out()` raised; any other exception (except `JobFailed` and transient errors, see
-    the module docstring) cancels the job and is re-raised.
-    """
+    """Call `check` every `poll_interval` s until it returns a value; cancel the job if we stop waiting."""
     try:
         while True:
             result = check()
@@ -474,13 +422,8 @@ def run_job(
     deadline: float | None = None,
     timed_out: Callable[[str], str] | None = None,
 ) -> T:
-    """Resume the job `ledger` remembers, or create one and remember it before waiting; poll it to the end.
-
-    The `timeout` counts from when the job exists, unless the adapter's clock started earlier:
-    then `deadline` is that instant plus `timeout` (the one its `ProviderHttp` has).
-    `timed_out(job_id)` words the error when the job outlives it. A slot of `provider` is held
-    from before the job is created (or resumed) until it ends (`context.provider_slot`).
-    """
+    """Resume the job `ledger` remembers, or create and remember one; poll it to the end holding a provider slot.
+    `deadline`, when the adapter's clock started earlier, replaces now + `timeout`."""
     job_id = ledger.recall()
     with provider_slot(provider, resuming=job_id is not None):
         if job_id is None:
@@ -521,14 +464,8 @@ def remote_input(
     max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES,
     upload: Upload | None = None,
 ) -> str:
-    """What to send a remote model for a file: its http(s) URL as is, else a base64 `data:` URI, else
-    (a larger file, with `upload`) the URL of its copy on the provider's file store.
-
-    A `file://` (or other local) URL cannot be read by a remote provider, nor can a local
-    artifact served by our own API (`VIDEO_PIPELINES_ARTIFACTS_BASE_URL`, e.g. 127.0.0.1 under
-    `video-pipelines dev`); up to `max_inline_bytes` the file travels inline; beyond that it is
-    uploaded, or, for a provider without a file store here, ProviderError says what to change.
-    """
+    """What to send a remote model for a file: an http(s) URL it can reach, else a `data:` URI, else `upload`
+    (local URLs, including our own API's artifacts under `dev`, are not reachable)."""
     if reachable_by_provider(url):
         return url
     try:
@@ -549,26 +486,7 @@ def remote_input(
 
 
 def reachable_by_provider(url: str) -> bool:
-    """Whether a remote provider can fetch `url` itself: an http(s) URL not served by this deployment's API."""
-    return urlsplit(url).scheme.lower() in ("http", "https") and not _served_locally(url)
-
-
-def _served_locally(url: str) -> bool:
-    """Whether `url` is a local artifact served by this deployment's API (see `storage.ARTIFACTS_BASE_URL_ENV`)."""
+    """Whether a remote provider can fetch `url` itself: http(s), and not a local artifact our own API serves."""
     base = (os.environ.get(ARTIFACTS_BASE_URL_ENV) or "").rstrip("/")
-    return bool(base) and url.startswith(base + "/")
-
-
-def lipsync_sources(
-    request: LipSyncRequest, *, provider: str, max_inline_bytes: int, upload: Upload | None = None
-) -> tuple[str, str]:
-    """The video and the audio of a lip-sync request as a remote model can read them (see `remote_input`)."""
-    video = remote_input(
-        request.video_url, request.video, provider=provider, what="video", max_inline_bytes=max_inline_bytes,
-        upload=upload,
-    )  # fmt: skip
-    audio = remote_input(
-        request.audio_url, request.audio, provider=provider, what="audio", max_inline_bytes=max_inline_bytes,
-        upload=upload,
-    )  # fmt: skip
-    return video, audio
+    served_here = bool(base) and url.startswith(base + "/")
+    return urlsplit(url).scheme.lower() in ("http", "https") and not served_here

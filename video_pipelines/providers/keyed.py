@@ -1,9 +1,4 @@
-"""What the Replicate and fal adapters share: one API key in a header, a base URL, default models.
-
-The constructor takes explicit values; `from_env` reads the key and the endpoint from the
-environment when a node runs (never at import), so a deployment adds a provider by setting
-its variables.
-"""
+"""What the Replicate and fal adapters share: an API key header, a base URL, default models (`from_env` at run time)."""
 
 from __future__ import annotations
 
@@ -16,7 +11,7 @@ from typing import ClassVar, Self, TypeVar
 from video_pipelines.errors import ProviderError
 from video_pipelines.net import AllowedHosts
 from video_pipelines.providers.base import JobLedger, LipSyncRequest, TranscriptionRequest
-from video_pipelines.providers.http import DEFAULT_MAX_INLINE_BYTES, HttpPolicy, ProviderHttp, lipsync_sources, run_job
+from video_pipelines.providers.http import DEFAULT_MAX_INLINE_BYTES, HttpPolicy, ProviderHttp, remote_input, run_job
 from video_pipelines.providers.whisper import speech_source
 
 T = TypeVar("T")
@@ -80,7 +75,6 @@ class ApiKeyProvider:
         cancel: Callable[[str], object],
         timeout: float | None,
     ) -> T:
-        """One job of this provider under `ledger` (see `run_job`): what `check` returned when it ended."""
         return run_job(
             ledger,
             create=create,
@@ -97,10 +91,18 @@ class ApiKeyProvider:
 
     def _lipsync_sources(self, request: LipSyncRequest) -> tuple[str, str]:
         """The video and audio of `request` as this provider's models read them (inline, uploaded or a URL)."""
-        return lipsync_sources(request, provider=self.name, max_inline_bytes=self.max_inline_bytes, upload=self._upload)
+        video, audio = (
+            remote_input(
+                url, path, provider=self.name, what=what, max_inline_bytes=self.max_inline_bytes, upload=self._upload
+            )
+            for url, path, what in (
+                (request.video_url, request.video, "video"),
+                (request.audio_url, request.audio, "audio"),
+            )
+        )
+        return video, audio
 
     def _speech_source(self, request: TranscriptionRequest, *, timeout: float | None) -> str:
-        """The speech of `request.media` as this provider's models read it (see `whisper.speech_source`)."""
         with tempfile.TemporaryDirectory(prefix=f"vp-{self.name}-speech-") as work:
             return speech_source(
                 request,

@@ -1,9 +1,4 @@
-"""The `local` provider: clips rendered with FFmpeg, and the offline recogniser.
-
-The recogniser is PocketSphinx with the US English model its wheel ships (acoustic model,
-dictionary and language model): nothing is downloaded at run time. It knows US English only
-(`speech.LOCAL_LANGUAGES`); other languages go to a remote provider's speech-to-text.
-"""
+"""The `local` provider: clips rendered with FFmpeg, and PocketSphinx (US English, shipped in its wheel) for speech."""
 
 from __future__ import annotations
 
@@ -15,8 +10,6 @@ from video_pipelines.operations import generate_clip, replace_audio
 from video_pipelines.operations.ffmpeg import extract_speech_track
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
 from video_pipelines.speech import LOCAL_LANGUAGES, REMOTE_TRANSCRIBERS, Word, base_language
-
-__all__ = ["LocalProvider", "LocalTranscriber", "transcribe_file"]
 
 SAMPLE_RATE = 16_000  # what the model was trained on: 16 kHz mono 16-bit PCM
 _FRAMES_PER_SECOND = 100  # PocketSphinx's default frame rate (10 ms frames)

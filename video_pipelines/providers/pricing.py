@@ -1,20 +1,7 @@
-"""What a provider call costs: a price table per provider and model, in US dollars.
+"""What a provider call costs in US dollars: `per_second`, `per_call`, or both, per provider and model.
 
-A model is priced `per_second` (of output video; of input audio for speech-to-text),
-`per_call`, or both (added). The `local` provider costs nothing. Under each provider, the model
-`"*"` is its fallback for models the table does not name; a Replicate model pinned to a version
-(`owner/name:version`) takes the price of `owner/name` when the table has no entry for the version.
-
-The defaults below are public list prices of the providers' default models when this was
-written; they are defaults to override, not a bill. A deployment overrides or extends them
-with a JSON or YAML file named by `VIDEO_PIPELINES_PRICING_FILE`:
-
-    {"replicate": {"minimax/video-01": {"per_call": 0.5}, "*": {"per_second": 0.1}},
-     "google-cloud": {"veo-2.0-generate-001": {"per_second": 0.5}}}
-
-An entry in the file replaces the default entry of the same provider and model; the other
-defaults stay. A provider/model with neither an entry nor a fallback is *unpriced*: its cost
-is 0.0 with `known=False`, so a report can say "unpriced" rather than "free".
+`"*"` is a provider's fallback, `owner/name:version` falls back to `owner/name`; `VIDEO_PIPELINES_PRICING_FILE`
+replaces entries. An unpriced model costs 0.0 with `known=False` ("unpriced", not "free").
 """
 
 from __future__ import annotations
@@ -188,35 +175,26 @@ class PricingTable:
     def quote(self, provider: str, model: str | None, output_seconds: float) -> Cost:
         """The cost of one call with its `known` flag (False: no price, usd 0.0)."""
         price = self.price(provider, model)
-        if price is None:
-            return Cost(provider, model, 0.0, known=False, output_seconds=output_seconds)
-        return Cost(provider, model, price.usd(output_seconds), known=True, output_seconds=output_seconds)
+        usd = 0.0 if price is None else price.usd(output_seconds)
+        return Cost(provider, model, usd, known=price is not None, output_seconds=output_seconds)
 
     def cost(self, provider: str, model: str | None, output_seconds: float) -> float:
         """USD for one call producing `output_seconds` of video, rounded to 4 decimals; 0.0 when unpriced."""
         return self.quote(provider, model, output_seconds).usd
 
     def estimate(self, params: AnyParams, *, input_seconds: float | None = None) -> Cost | None:
-        """What a node should cost before it runs.
-
-        generateVideo: its `duration`. lipSync, and addSubtitles transcribing speech on a
-        provider: `input_seconds` (the input video's duration: what is lip-synced or
-        transcribed), or None when that is unknown and the price depends on it. Operations
-        without a provider (merge, reframe, addSubtitles from given text) run locally and cost 0.
-        """
+        """What a node should cost before it runs: generateVideo by `duration`, lipSync and speech by
+        `input_seconds` (None when unknown); operations without a provider cost 0."""
         if isinstance(params, GenerateVideoParams):
             model = params.model or DEFAULT_MODELS.get(("generateVideo", params.provider))
             return self.quote(params.provider, model, params.duration)
-        if isinstance(params, LipSyncParams):
-            model = params.model or DEFAULT_MODELS.get(("lipSync", params.provider))
-            return self._by_input(params.provider, model, input_seconds)
-        if isinstance(params, AddSubtitlesParams) and params.from_speech:
-            model = params.model or DEFAULT_MODELS.get(("addSubtitles", params.provider))
+        if isinstance(params, LipSyncParams) or (isinstance(params, AddSubtitlesParams) and params.from_speech):
+            operation = "lipSync" if isinstance(params, LipSyncParams) else "addSubtitles"
+            model = params.model or DEFAULT_MODELS.get((operation, params.provider))
             return self._by_input(params.provider, model, input_seconds)
         return Cost("local", None, 0.0, known=True, output_seconds=None)
 
     def _by_input(self, provider: str, model: str | None, input_seconds: float | None) -> Cost | None:
-        """The estimate of a call priced by the length of its input video (see `estimate`)."""
         price = self.price(provider, model)
         if price is None:
             return Cost(provider, model, 0.0, known=False, output_seconds=input_seconds)

@@ -1,20 +1,7 @@
 """Replicate (HTTP API v1): text-to-video, lip-sync and speech-to-text as predictions.
 
-A model `owner/name` runs its latest version (`POST /v1/models/{owner}/{name}/predictions`);
-`owner/name:version` pins one (`POST /v1/predictions` with `version`). A prediction goes
-`starting` -> `processing` -> `succeeded` | `failed` | `canceled`; it is polled with
-`GET /v1/predictions/{id}` and canceled with `POST /v1/predictions/{id}/cancel`. Its output
-is a URL or a list of URLs, downloaded through the SSRF guard; a speech model's output is the
-transcript itself (JSON), read by `whisper.words_from_output`.
-
-Model inputs differ from model to model; Replicate ignores inputs a model does not declare,
-so the common names are sent (`generation_input`), and the lip-sync models whose inputs
-have other names are listed in `LIPSYNC_INPUT_NAMES`. Speech-to-text defaults to
-`vaibhavs10/incredibly-fast-whisper` (Whisper large-v3 through Hugging Face's pipeline) with
-`timestamp: "word"`: its output is `{"text", "chunks": [{"timestamp": [start, end], "text"}]}`,
-one chunk a word. It is a community model, so it runs pinned to a version (`/v1/predictions`),
-and it takes the language by Whisper's name for it ("german", not "de"). Other speech models get
-the common inputs (`audio`, `language` as the ISO code, `word_timestamps`).
+Undeclared inputs are ignored, so common names are sent (`LIPSYNC_INPUT_NAMES` for others). The default
+speech model is a community model, so it is pinned; it takes "german", not "de".
 """
 
 from __future__ import annotations
@@ -28,8 +15,8 @@ from video_pipelines.errors import JobFailed, ProviderError
 from video_pipelines.net import fetch_to_file
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
 from video_pipelines.providers.keyed import ApiKeyProvider
-from video_pipelines.providers.whisper import iso_language, whisper_language_name, words_from_output
-from video_pipelines.speech import Word
+from video_pipelines.providers.whisper import whisper_language_name, words_from_output
+from video_pipelines.speech import Word, base_language
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
 # Kling 1.6 takes the plan's duration and aspect ratio (minimax/video-01 ignores both).
@@ -39,9 +26,7 @@ INCREDIBLY_FAST_WHISPER = "vaibhavs10/incredibly-fast-whisper"
 DEFAULT_SPEECH_MODEL = f"{INCREDIBLY_FAST_WHISPER}:3ab86df6c8f54c11309d4d1f930ac292bad43ace52d10c80d87eb258b3c9f79c"
 
 # model (without version) -> (video input name, audio input name); others take `video` and `audio`.
-LIPSYNC_INPUT_NAMES: dict[str, tuple[str, str]] = {
-    "kwaivgi/kling-lip-sync": ("video_url", "audio_file"),
-}
+LIPSYNC_INPUT_NAMES: dict[str, tuple[str, str]] = {"kwaivgi/kling-lip-sync": ("video_url", "audio_file")}
 DEFAULT_LIPSYNC_INPUT_NAMES = ("video", "audio")
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4v")
 
@@ -66,7 +51,7 @@ def transcription_input(model: str, audio: str, language: str) -> dict[str, Any]
             "timestamp": "word",
             "batch_size": 24,
         }
-    return {"audio": audio, "language": iso_language(language), "word_timestamps": True}
+    return {"audio": audio, "language": base_language(language), "word_timestamps": True}
 
 
 def _model_parts(model: str) -> tuple[str, str, str | None]:
@@ -169,11 +154,7 @@ class ReplicateProvider(ApiKeyProvider):
     def _predict(
         self, model: str, inputs: Callable[[], dict[str, Any]], *, timeout: float | None, ledger: JobLedger
     ) -> tuple[str, Any]:
-        """Run one prediction of `model` under `ledger`: its id and output.
-
-        `inputs` is called only when a prediction is created, not when the ledger's is resumed
-        (a retried transcription does not extract its audio again).
-        """
+        """Run one prediction of `model` under `ledger`: its id and output (`inputs` only for a new one)."""
         owner, model_name, version = _model_parts(model)
         predictions = f"{self.base_url}/v1/predictions"
         api = self._api()

@@ -1,45 +1,7 @@
 """Google Vertex AI video generation (Veo) behind the `VideoGenerator` protocol.
 
-Life cycle of one clip:
-
-1. `POST {base}/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:predictLongRunning`
-   with the prompt and `aspectRatio`, `durationSeconds`, `sampleCount` 1 and `seed`; Vertex
-   answers an operation `{"name": "projects/.../operations/<id>"}`.
-2. The operation name goes to the node's `JobLedger` before any waiting, so a retried step
-   resumes polling it instead of paying for a second clip.
-3. `POST .../models/{model}:fetchPredictOperation` with `{"operationName": name}` every
-   `poll_interval` seconds until `"done": true`; a done operation holds either `error`
-   (google.rpc.Status) or `response.videos[0]` with `bytesBase64Encoded` (the MP4, written to
-   `out`) or `gcsUri`. `raiMediaFilteredCount` / `raiMediaFilteredReasons` say why no video
-   came back when the safety filters removed it.
-
-No `storageUri` is sent, so Vertex returns the clip inline. A `gcsUri` answer is refused
-with a clear error rather than downloaded: reading it needs a bucket this deployment does not
-configure and storage permissions the service account may not have. Vertex fails operations
-whose video is too large to return inline ("an output storage uri is required"); that
-message reaches the user as is.
-
-Requests, retries and the job's life go through the providers' one HTTP stack
-(`providers.http`): 429, 5xx and connection errors are retried with backoff, honouring
-`Retry-After`, at most `http.max_attempts` times, then `TransientProviderError`; other 4xx
-raise `ProviderHttpError` with Google's `error.message` and the HTTP status. A 401 renews the
-access token once. The node's `timeout` bounds the whole call (the token, the start, every
-poll): past it the operation is cancelled (best effort, `POST {base}/v1/{name}:cancel`) and
-`ProviderError` is raised. Any other exception while waiting (an interrupt: Ctrl-C, a
-Dagster run cancel) cancels the operation too before it propagates; a
-`TransientProviderError` does not, so the retried step resumes.
-
-Every request goes through the SSRF guard (`video_pipelines.net`): the Vertex endpoint and
-the key file's `token_uri` must be public addresses, or allowed in
-`VIDEO_PIPELINES_ALLOWED_HOSTS` (a private gateway, a test server).
-
-Environment (read only by `VertexVeoProvider.from_env`; the constructor takes explicit values):
-
-- `GOOGLE_APPLICATION_CREDENTIALS`: path of the service-account JSON key file (required).
-- `GOOGLE_CLOUD_PROJECT`: project id; default: `project_id` of the key file.
-- `GOOGLE_CLOUD_LOCATION`: Vertex region; default `us-central1`.
-- `GOOGLE_VERTEX_BASE_URL`: endpoint override for gateways and tests; default
-  `https://{location}-aiplatform.googleapis.com`.
+No `storageUri` is sent, so the clip comes back inline; a `gcsUri` answer is refused (it needs a bucket
+and permissions not configured here). The node's `timeout` bounds the whole call (token, start, polls).
 """
 
 from __future__ import annotations
@@ -143,10 +105,8 @@ class VertexVeoProvider:
         location = location or DEFAULT_LOCATION
         return cls(Path(credentials), project=project, location=location, base_url=base_url, allowed=allowed)
 
-    # The protocol
-
     def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
-        """Generate the clip `request` describes with Veo and write it to `out` (see the module docstring)."""
+        """Generate the clip `request` describes with Veo and write it to `out`."""
         model = self._model_for(request)
         parameters = self._parameters(request)
         resumed = ledger.recall()
@@ -169,8 +129,6 @@ class VertexVeoProvider:
             ),
         )
         self._save(video, out)
-
-    # Request building
 
     def _model_for(self, request: GenerationRequest) -> str:
         model = request.model or self.model
@@ -205,8 +163,6 @@ class VertexVeoProvider:
                 f"google-cloud: {source} {name[:200]!r}, which is not a Vertex AI operation name "
                 "(projects/.../locations/.../publishers/google/models/.../operations/...)"
             )
-
-    # The life cycle
 
     def _api(self, deadline: float | None) -> ProviderHttp:
         """The Vertex API as this service account, and its token endpoint, both bounded by `deadline`."""

@@ -1,26 +1,8 @@
 """What the remote speech-to-text adapters share: the audio they send and the words they read back.
 
-- `speech_source`: how a video's speech reaches a remote model. A video stored at an http(s)
-  URL the provider can fetch (S3, a CDN) is sent as that URL: Whisper models read the audio of
-  an MP4 themselves, and nothing is uploaded from here. A local video (a `file://` store, or
-  our own API on 127.0.0.1 under `video-pipelines dev`) is not reachable, so its first audio
-  track is extracted to mono 16 kHz MP3 at 32 kbit/s (what Whisper resamples to anyway, about
-  4 KB a second) and sent inline as a `data:` URI (`http.remote_input`) up to 1 MB (about 4
-  minutes), else uploaded to the provider's storage (Replicate's files API, fal's storage) and
-  sent as its URL.
-- `words_from_output`: the timed words in what a Whisper model answers, whichever of the common
-  shapes it has: Hugging Face pipeline chunks (`{"chunks": [{"timestamp": [s, e], "text"}]}`,
-  Replicate's incredibly-fast-whisper and fal's whisper/wizper), segments with words
-  (`{"segments": [{"start", "end", "text", "words": [{"word", "start", "end"}]}]}`, openai
-  whisper, WhisperX, faster-whisper) or a flat `{"words": [...]}`. Word-level pieces become
-  words as they are; a piece holding several words (segment-level timestamps) is split evenly
-  over its time. Whisper leaves a time out now and then (the last chunk's end is often null,
-  WhisperX cannot align numerals): a missing start is the previous word's end, a missing end
-  the next piece's start, else `DEFAULT_WORD_SECONDS` a word. Long-form chunked output is
-  known to restart its clock at 0 every 30 s window in some versions (huggingface/distil-whisper
-  #166) and to stretch a window's last word to the window's end (transformers.js #1357): time
-  running backwards continues from the previous word, and no word lasts over `MAX_WORD_SECONDS`.
-- `whisper_language_name`: the language names some Whisper deployments take instead of codes.
+A local video's speech goes as mono 16 kHz MP3 at 32 kbit/s (what Whisper resamples to, ~4 KB/s).
+Whisper drops times, restarts its clock every 30 s window (huggingface/distil-whisper#166) and stretches
+a window's last word (transformers.js#1357): time keeps going, and no word lasts over `MAX_WORD_SECONDS`.
 """
 
 from __future__ import annotations
@@ -35,16 +17,7 @@ from video_pipelines.errors import ProviderError
 from video_pipelines.operations.ffmpeg import extract_speech_track
 from video_pipelines.providers.base import TranscriptionRequest
 from video_pipelines.providers.http import Upload, reachable_by_provider, remote_input
-from video_pipelines.speech import Word
-
-__all__ = [
-    "DEFAULT_WORD_SECONDS",
-    "WHISPER_LANGUAGES",
-    "iso_language",
-    "speech_source",
-    "whisper_language_name",
-    "words_from_output",
-]
+from video_pipelines.speech import Word, base_language
 
 DEFAULT_WORD_SECONDS = 0.4  # a spoken word's length when the model gives no end
 MAX_WORD_SECONDS = 3.0  # a longer "word" (of a piece's average) ran over a pause; it is cut to this
@@ -77,14 +50,9 @@ WHISPER_LANGUAGES: dict[str, str] = {
 }  # fmt: skip
 
 
-def iso_language(language: str) -> str:
-    """The primary language subtag of a BCP 47 tag, lower case: 'pt-BR' -> 'pt'."""
-    return language.strip().replace("_", "-").split("-")[0].lower()
-
-
 def whisper_language_name(language: str, *, provider: str) -> str:
     """The Whisper name of `language` ('de' -> 'german'); ProviderError for a language Whisper lacks."""
-    code = iso_language(language)
+    code = base_language(language)
     name = WHISPER_LANGUAGES.get(code)
     if name is None:
         raise ProviderError(
@@ -109,10 +77,7 @@ def speech_source(
     timeout: float | None,
     upload: Upload | None = None,
 ) -> str:
-    """What to send a remote model for the speech of `request.media` (see the module docstring).
-
-    `work` is a folder for the extracted audio; it is read (inline, or uploaded) before this returns.
-    """
+    """What to send a remote model for the speech of `request.media`; `work` holds the extracted audio."""
     if reachable_by_provider(request.media_url):
         return request.media_url
     audio = extract_speech(request.media, work / "speech.mp3", timeout=timeout)
@@ -222,11 +187,7 @@ def _timed(pieces: list[_Piece]) -> Iterable[Word]:
 
 
 def words_from_output(output: Any, *, where: str) -> list[Word]:
-    """The words of a Whisper model's output in order, with their times (see the module docstring).
-
-    `where` names the job in errors ("replicate prediction p1 (model)"). An output with text
-    but no timestamps, or of no shape we know, is a ProviderError: captions need times.
-    """
+    """The timed words of a Whisper model's output; ProviderError without times (captions need them)."""
     pieces = _pieces(output)
     if pieces is None:
         text = output.get("text") if isinstance(output, dict) else output if isinstance(output, str) else None

@@ -1,10 +1,4 @@
-"""Speech to timed words, and the cues captions are made of: plain data, no FFmpeg, no provider.
-
-A recogniser (`providers.local`, or a remote provider's speech-to-text) turns a video's speech
-into `Word`s with their times; cues are built from the words (`speech.cues`) or parsed from SRT
-(`speech.srt`). Here, low in the layers, because the plan's validation and the FFmpeg
-operations both read them.
-"""
+"""Speech as timed words, and caption cues: plain data read by both the plan's validation and the operations."""
 
 from __future__ import annotations
 

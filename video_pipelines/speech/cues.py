@@ -1,12 +1,7 @@
-"""Subtitle cues from recognised words: lines a viewer can read, shown while the words are spoken.
+"""Subtitle cues from recognised words: at most `MAX_LINES` lines of `MAX_LINE_CHARS` (broadcast limits).
 
-A cue holds at most `MAX_LINES` lines of at most `MAX_LINE_CHARS` characters (the usual broadcast
-limits: 42 characters, two lines). A new cue starts after a sentence ends, after a pause longer
-than `PAUSE_SECONDS`, when the cue would last longer than `MAX_CUE_SECONDS`, or when its words
-no longer fit. A cue stays on screen at least `MIN_CUE_SECONDS` (a lone "yes" is otherwise gone
-before it is read), never into the next cue. Each cue keeps its words' times for karaoke.
-
-Recognisers give lower-case words without punctuation: the first word of each cue is capitalised.
+A cue ends at a sentence end, a pause, `MAX_CUE_SECONDS` or when full, and lasts at least `MIN_CUE_SECONDS`
+(a lone "yes" is otherwise gone before it is read); its first word is capitalised.
 """
 
 from __future__ import annotations
@@ -18,16 +13,6 @@ from dataclasses import dataclass
 from video_pipelines.errors import MediaError
 from video_pipelines.speech import Word
 
-__all__ = [
-    "MAX_CUE_SECONDS",
-    "MAX_LINES",
-    "MAX_LINE_CHARS",
-    "MIN_CUE_SECONDS",
-    "PAUSE_SECONDS",
-    "Cue",
-    "cues_from_words",
-]
-
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
 MAX_CUE_SECONDS = 6.0
@@ -38,11 +23,7 @@ _SENTENCE_ENDS = (".", "!", "?", "…", "\u3002", "\uff01", "\uff1f")  # and the
 
 @dataclass(frozen=True)
 class Cue:
-    """One subtitle: `text` shown from `start` to `end` seconds.
-
-    `words`, when the cue comes from speech, are its words as shown (in the order of `text`'s
-    space-separated words) with the times they are spoken: karaoke highlights them then.
-    """
+    """One subtitle: `text` shown from `start` to `end`; `words` (from speech) are timed for karaoke."""
 
     start: float
     end: float
@@ -79,15 +60,8 @@ def _layout(texts: Sequence[str], width: int) -> str:
     wrapped = _lines(texts, width)
     if len(wrapped) != 2:
         return "\n".join(" ".join(line) for line in wrapped)
-    best = min(
-        range(1, len(texts)),
-        key=lambda cut: max(len(" ".join(texts[:cut])), len(" ".join(texts[cut:]))),
-    )
+    best = min(range(1, len(texts)), key=lambda cut: max(len(" ".join(texts[:cut])), len(" ".join(texts[cut:]))))
     return " ".join(texts[:best]) + "\n" + " ".join(texts[best:])
-
-
-def _capitalised(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def cues_from_words(
@@ -113,7 +87,7 @@ def cues_from_words(
             current.append(word)
     cues: list[Cue] = []
     for index, group in enumerate(groups):
-        shown = [Word(group[0].start, group[0].end, _capitalised(group[0].text)), *group[1:]]
+        shown = [Word(group[0].start, group[0].end, group[0].text[:1].upper() + group[0].text[1:]), *group[1:]]
         start, end = group[0].start, group[-1].end
         following = groups[index + 1][0].start if index + 1 < len(groups) else None
         end = max(end, start + min_seconds)
@@ -121,26 +95,18 @@ def cues_from_words(
             end = max(min(end, following), group[-1].end)
         if end <= start:  # a word the recogniser gave no duration
             end = start + 0.01
-        cues.append(
-            Cue(
-                start=round(start, 3),
-                end=round(end, 3),
-                text=_layout([w.text for w in shown], max_line_chars),
-                words=tuple(shown),
-            )
-        )
+        text = _layout([w.text for w in shown], max_line_chars)
+        cues.append(Cue(start=round(start, 3), end=round(end, 3), text=text, words=tuple(shown)))
     return cues
 
 
 def _ends_before(
     current: list[Word], word: Word, max_line_chars: int, max_lines: int, max_seconds: float, pause_seconds: float
 ) -> bool:
-    """Whether `word` starts a new cue rather than joining `current`."""
     last = current[-1]
-    if last.text.endswith(_SENTENCE_ENDS):
-        return True
-    if word.start - last.end > pause_seconds:
-        return True
-    if word.end - current[0].start > max_seconds:
-        return True
-    return len(_lines([w.text for w in [*current, word]], max_line_chars)) > max_lines
+    return (
+        last.text.endswith(_SENTENCE_ENDS)
+        or word.start - last.end > pause_seconds
+        or word.end - current[0].start > max_seconds
+        or len(_lines([w.text for w in [*current, word]], max_line_chars)) > max_lines
+    )

@@ -1,8 +1,5 @@
-"""SubRip (SRT) text to cues and back, and cues as WebVTT: the sidecar caption files.
-
-SRT has no escapes: an arrow `-->` in a cue's text gets an invisible U+2060 WORD JOINER
-after `--`, so no reader takes that line for a timing line.
-"""
+"""SubRip (SRT) to cues and back, and cues as WebVTT. SRT has no escapes: `-->` in text gets a
+U+2060 WORD JOINER after `--`, so no reader takes it for a timing line."""
 
 from __future__ import annotations
 
@@ -12,8 +9,6 @@ from collections.abc import Sequence
 
 from video_pipelines.errors import MediaError
 from video_pipelines.speech.cues import Cue
-
-__all__ = ["WORD_JOINER", "parse_srt", "printable_lines", "to_srt", "to_webvtt"]
 
 WORD_JOINER = "\u2060"
 _TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})[,.](\d{1,3})"
@@ -27,13 +22,8 @@ def _seconds(hours: str | None, minutes: str, seconds: str, fraction: str, *, cu
 
 
 def parse_srt(text: str) -> list[Cue]:
-    """Parse SubRip text into cues.
-
-    Tolerates a BOM, CRLF or CR line ends, extra blank lines, ``.`` instead of ``,`` before
-    the milliseconds, and missing cue numbers. A block without a timing line continues the
-    previous cue's text (a blank line inside a cue). Raises `MediaError` naming the cue on a
-    malformed timing line.
-    """
+    """SubRip text as cues, tolerating a BOM, CR(LF), blank lines, `.` before milliseconds and missing
+    numbers; a block without timing continues the previous cue. `MediaError` names a bad timing line."""
     lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     blocks: list[list[str]] = [[]]
     for line in lines:
@@ -71,10 +61,7 @@ def parse_srt(text: str) -> list[Cue]:
 
 
 def printable_lines(text: str) -> str:
-    """`text` with `\\n` line ends and every other control character (NUL, BEL, tab...) or lone surrogate as a space.
-
-    Neither a renderer nor a sidecar reader has a use for them, and some stop reading at a NUL.
-    """
+    """`text` with `\\n` line ends and other control characters as spaces (some readers stop at NUL)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return "".join(" " if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text)
 
@@ -103,11 +90,7 @@ def to_srt(cues: Sequence[Cue]) -> str:
 
 
 def to_webvtt(cues: Sequence[Cue]) -> str:
-    """`cues` as WebVTT: the `WEBVTT` header, then `HH:MM:SS.mmm --> HH:MM:SS.mmm` cues.
-
-    The text is escaped as WebVTT asks (`&`, `<`, `>` as character references), which also
-    keeps `-->` out of it.
-    """
+    """`cues` as WebVTT; `&`, `<`, `>` escaped, which also keeps `-->` out."""
     blocks = ["WEBVTT"]
     for cue in cues:
         lines = [

@@ -21,11 +21,7 @@ _KEY_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 
 @dataclass(frozen=True)
 class StoredArtifact:
-    """Where a stored file lives: its key in the store, a URL a client can open, and its size.
-
-    `thumbnail_url` opens a small JPEG of a stored video's middle frame (`<sha256>.jpg` beside
-    it); None for other content, or when FFmpeg could not read the video.
-    """
+    """Where a stored file lives: key, a URL a client can open, size, and a JPEG thumbnail's URL for a video."""
 
     key: str
     url: str
@@ -48,17 +44,8 @@ def check_key(key: str) -> str:
 
 
 class ArtifactStore(ABC):
-    """Content-addressed storage for produced videos.
-
-    Keys are relative to the store's root or prefix and derive from the content's SHA-256, so
-    putting the same bytes twice keeps one object. Callers pass the SHA-256 they computed
-    (see `video_pipelines.storage.digest.file_sha256`); the store trusts it.
-
-    A stored video gets a JPEG thumbnail, so a person can see which of the SHA-256-named files
-    is which: `thumbnails/<sha256[:2]>/<sha256>.jpg`, named by the video's SHA-256. Thumbnails
-    are kept out of `videos/`, which holds what the nodes made (and what tests and operators
-    count there); being derived, they can be deleted, or expired by a bucket rule, on their own.
-    """
+    """Content-addressed storage: keys derive from the SHA-256 the caller computed (trusted). Thumbnails
+    live under `thumbnails/`, not `videos/` (counted by tests and operators), and may expire on their own."""
 
     thumbnail_width = 320
 
@@ -75,22 +62,14 @@ class ArtifactStore(ABC):
     def put_file(
         self, path: Path, *, sha256: str, suffix: str = ".mp4", content_type: str = "video/mp4"
     ) -> StoredArtifact:
-        """Store the file at `path` under its content key; a second put of the same content is a no-op.
-
-        A video (`video/*`) also gets its thumbnail stored, once (see `thumbnail_key`).
-        """
+        """Store `path` under its content key (a second put is a no-op); a video also gets its thumbnail."""
         stored = self._put(path, key=self.key_for(sha256, suffix), sha256=sha256, content_type=content_type)
         if not content_type.startswith("video/"):
             return stored
         return dataclasses.replace(stored, thumbnail_url=self._put_thumbnail(path, sha256))
 
     def put_sidecar(self, path: Path, *, video_sha256: str, suffix: str, content_type: str) -> StoredArtifact:
-        """Store a file that belongs to a stored video (its subtitles as `.srt`, `.vtt`) beside it.
-
-        Its key is the video's with `suffix` (`videos/<sha256[:2]>/<sha256>.srt`): a person finds a
-        video's captions next to it, and the file is as content-addressed as the video is, since
-        the same video is always captioned by the same cues (they are burned in or in its track).
-        """
+        """Store a file (`.srt`, `.vtt`) under the video's key with `suffix`: its cues are as fixed as its bytes."""
         if suffix == ".mp4":
             raise StorageError("a sidecar needs a suffix of its own, not the video's .mp4")
         return self._put(path, key=self.key_for(video_sha256, suffix), sha256=None, content_type=content_type)

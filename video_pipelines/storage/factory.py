@@ -30,12 +30,7 @@ def store_from_env(dagster_home: Path) -> ArtifactStore:
 
 
 def store_from_url(url: str | None, *, default_root: Path) -> ArtifactStore:
-    """The store a storage URL names: None/"" -> a local folder at `default_root`.
-
-    `file:///abs/dir` -> LocalArtifactStore (its URLs under `VIDEO_PIPELINES_ARTIFACTS_BASE_URL`
-    when set); `s3://bucket/optional/prefix` -> S3ArtifactStore (endpoint from
-    `AWS_ENDPOINT_URL`, public base URL from `VIDEO_PIPELINES_PUBLIC_BASE_URL`).
-    """
+    """The store a storage URL names: empty -> `default_root`, `file:///dir` -> local, `s3://bucket/prefix` -> S3."""
     artifacts_base_url = os.environ.get(ARTIFACTS_BASE_URL_ENV, "").strip() or None
     if url is None or not url.strip():
         return LocalArtifactStore(default_root, base_url=artifacts_base_url)
@@ -59,8 +54,6 @@ def store_from_url(url: str | None, *, default_root: Path) -> ArtifactStore:
         if not parts.netloc or parts.query or parts.fragment:
             raise StorageError(f"{_USAGE} (a bucket name, an optional prefix, nothing else), got {_for_message(url)}")
         return S3ArtifactStore(
-            parts.netloc,
-            unquote(parts.path),
-            public_base_url=os.environ.get(PUBLIC_BASE_URL_ENV) or None,
+            parts.netloc, unquote(parts.path), public_base_url=os.environ.get(PUBLIC_BASE_URL_ENV) or None
         )
     raise StorageError(f"{_USAGE}, got {_for_message(url)}")

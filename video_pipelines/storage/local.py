@@ -18,16 +18,8 @@ def _temp_sibling(dest: Path) -> Path:
 
 
 class LocalArtifactStore(ArtifactStore):
-    """Objects are files under `root`; writes are atomic (a temp file in the same folder, then rename).
-
-    A put hard-links the source into the store when both are on one filesystem (no copy of
-    large videos) and copies otherwise. Stored files are content-addressed and must never be
-    edited in place, by the store or through a caller's hard-linked source.
-
-    URLs are `file://` URLs, which a browser refuses to open from a web page; with `base_url`
-    (where an HTTP server serves `root`, such as the API's `/artifacts`) they are
-    `<base_url>/<key>` instead. Either way the store reads its own files from disk.
-    """
+    """Files under `root`, written atomically; a put hard-links when it can (never edit stored files in place).
+    URLs are `file://`, or `<base_url>/<key>` where an HTTP server serves `root` (browsers refuse file://)."""
 
     def __init__(self, root: Path, *, base_url: str | None = None) -> None:
         self.root = Path(root).expanduser().resolve()

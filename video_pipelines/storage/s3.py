@@ -23,22 +23,11 @@ if TYPE_CHECKING:
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 limit
 
 # Error codes S3 and S3-compatible servers use for "slow down"; botocore already retried them.
-_THROTTLING_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "RequestTimeout",
-        "InternalError",
-        "ServiceUnavailable",
-    }
-)
+_THROTTLING_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+    "RequestThrottledException", "TooManyRequestsException", "RequestLimitExceeded", "BandwidthLimitExceeded",
+    "RequestTimeout", "InternalError", "ServiceUnavailable",
+})  # fmt: skip
 _BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, Boto3Error)
 
 
@@ -102,13 +91,8 @@ def _endpoint_for_logs(endpoint_url: str) -> str:
 
 
 class S3ArtifactStore(ArtifactStore):
-    """Objects live under `s3://<bucket>/<prefix>/`.
-
-    The boto3 client is created on first use from the standard AWS configuration (credentials,
-    region, and `AWS_ENDPOINT_URL` for S3-compatible servers); `endpoint_url` overrides the
-    endpoint explicitly. `url_for` gives `public_base_url/<prefix>/<key>` when the bucket is
-    served publicly (CDN, public bucket) and a presigned GET URL otherwise.
-    """
+    """Objects under `s3://<bucket>/<prefix>/` (boto3 from the standard AWS settings); URLs are
+    `public_base_url/<prefix>/<key>` when set, else presigned GETs."""
 
     def __init__(
         self,
@@ -157,9 +141,6 @@ class S3ArtifactStore(ArtifactStore):
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _location(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self.full_key(key)}"
-
     def _head_size(self, key: str) -> int | None:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
@@ -168,9 +149,9 @@ class S3ArtifactStore(ArtifactStore):
             # HEAD has no body, so a missing bucket is also a bare 404; the put that follows names it.
             if status == 404 or exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
                 return None
-            raise translate_error(exc, action="HeadObject", location=self._location(key)) from exc
+            raise translate_error(exc, action="HeadObject", location=self.location(key)) from exc
         except _BOTO_ERRORS as exc:
-            raise translate_error(exc, action="HeadObject", location=self._location(key)) from exc
+            raise translate_error(exc, action="HeadObject", location=self.location(key)) from exc
         return int(head.get("ContentLength", 0))
 
     def _put(self, path: Path, *, key: str, sha256: str | None, content_type: str) -> StoredArtifact:
@@ -187,9 +168,9 @@ class S3ArtifactStore(ArtifactStore):
             )
         # Boto errors first: some of botocore's connection errors are also OSErrors.
         except _BOTO_ERRORS as exc:
-            raise translate_error(exc, action="upload", location=self._location(key)) from exc
+            raise translate_error(exc, action="upload", location=self.location(key)) from exc
         except OSError as exc:
-            raise StorageError(f"cannot upload {path} to {self._location(key)}: {exc}") from exc
+            raise StorageError(f"cannot upload {path} to {self.location(key)}: {exc}") from exc
         return StoredArtifact(key=key, url=self.url_for(key), size_bytes=size)
 
     def url_for(self, key: str) -> str:
@@ -198,12 +179,10 @@ class S3ArtifactStore(ArtifactStore):
             return f"{self.public_base_url.rstrip('/')}/{quote(full_key, safe='/')}"
         try:
             return self.client.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": self.bucket, "Key": full_key},
-                ExpiresIn=self.presign_seconds,
+                "get_object", Params={"Bucket": self.bucket, "Key": full_key}, ExpiresIn=self.presign_seconds
             )
         except _BOTO_ERRORS as exc:
-            raise translate_error(exc, action="presign", location=self._location(key)) from exc
+            raise translate_error(exc, action="presign", location=self.location(key)) from exc
 
     def fetch_to(self, key: str, dest: Path) -> Path:
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
@@ -212,9 +191,9 @@ class S3ArtifactStore(ArtifactStore):
             self.client.download_file(self.bucket, self.full_key(key), str(tmp))
             tmp.replace(dest)
         except _BOTO_ERRORS as exc:
-            raise translate_error(exc, action="download", location=self._location(key)) from exc
+            raise translate_error(exc, action="download", location=self.location(key)) from exc
         except OSError as exc:
-            raise StorageError(f"cannot write {self._location(key)} to {dest}: {exc}") from exc
+            raise StorageError(f"cannot write {self.location(key)} to {dest}: {exc}") from exc
         finally:
             tmp.unlink(missing_ok=True)
         return dest
@@ -226,7 +205,7 @@ class S3ArtifactStore(ArtifactStore):
         return self._head_size(key) is not None
 
     def location(self, key: str) -> str:
-        return self._location(key)
+        return f"s3://{self.bucket}/{self.full_key(key)}"
 
     def describe(self) -> str:
         where = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"

@@ -1,23 +1,6 @@
-"""An execution's trace context: the W3C `traceparent` of its span, as a small value.
-
-Every execution has one trace, whatever door it came through:
-
-- a submission gets a new context when it is stored (`new_execution_context`): a new span id
-  for the execution's span, in the trace of the request's own `traceparent` when it carried
-  a valid one (so the execution joins the caller's trace), else in a new trace. The store
-  keeps it (`Submission.traceparent`) and the plan sensor puts it on the run's tags.
-- a run launched directly through Dagster (no submission) derives its context from its run
-  id (`derived_context`): a run id is a UUID, 128 bits, so it *is* the trace id, and the span
-  id is a hash of it. Every process that meets the run (its steps, the sensors that send its
-  webhooks, the status document) derives the same context without storing anything.
-
-The execution's span itself is recorded once, when the execution ends, with this span id,
-so its nodes' spans, provider calls and webhook deliveries, made earlier in other
-processes, are its children (see `telemetry.tracing`).
-
-Standard library only: the status document and the submission path import this, and must
-not pay for OpenTelemetry when tracing is off.
-"""
+"""An execution's trace context: the W3C `traceparent` of its span, made at submission (in the caller's
+trace when it sent one) or derived from the run id (a UUID is a trace id), so every process finds it.
+Standard library only: the status document must not pay for OpenTelemetry when tracing is off."""
 
 from __future__ import annotations
 
@@ -59,12 +42,8 @@ class TraceContext:
 
 
 def parse_traceparent(value: str | None) -> TraceContext | None:
-    """The context of a W3C `traceparent` header, or None when it is missing or invalid.
-
-    As the W3C Trace Context spec asks, a version other than 00 is read by its 00 fields
-    (extra fields allowed), version ff and all-zero ids are invalid, and an invalid header is
-    ignored rather than refused: a caller's tracing never makes its request fail.
-    """
+    """The context of a W3C `traceparent` header, None when missing or invalid (never an error); other
+    versions are read by 00's fields, version ff and zero ids are invalid."""
     if value is None:
         return None
     match = _TRACEPARENT.match(value.strip())
@@ -95,11 +74,7 @@ def new_execution_context(trace_parent: str | None = None) -> TraceContext:
 
 
 def derived_context(execution_id: str) -> TraceContext:
-    """The context of an execution that stored none (a run launched directly): derived from its id, always the same.
-
-    A run id is a UUID: its 128 bits are the trace id, so the trace is found by the run id.
-    Any other id is hashed. The span id is a hash of the id.
-    """
+    """The context of a run that stored none: its UUID is the trace id (else hashed); the span id a hash."""
     digest = hashlib.sha256(f"video-pipelines execution {execution_id}".encode()).digest()
     try:
         trace_id = uuid.UUID(execution_id).int

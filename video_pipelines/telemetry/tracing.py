@@ -1,39 +1,8 @@
 """OpenTelemetry spans of executions, their nodes, provider calls and webhook deliveries.
 
-When tracing is on
-------------------
-When the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is
-set, each process makes one `TracerProvider` the first time it needs a tracer: spans go
-through a `BatchSpanProcessor` to the OTLP/HTTP exporter (`/v1/traces` under the endpoint),
-with the service name `video-pipelines` unless `OTEL_SERVICE_NAME` says otherwise. The
-exporter's other standard variables apply as they are (`OTEL_EXPORTER_OTLP_HEADERS`,
-`_TIMEOUT`, `_COMPRESSION`, certificates), and so do `OTEL_TRACES_SAMPLER` and the
-`OTEL_BSP_*` batch settings. `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` turn it
-off. Unset: the API's no-op tracer, no SDK or exporter import, no thread, nothing sent; the
-W3C `traceparent` of the execution still goes out on webhooks and provider calls.
-
-The provider is this module's own, not OpenTelemetry's global one, so the environment is
-read again when it changes (tests) and nothing else in the process is affected.
-
-Short-lived processes: spans are exported in the background and the rest at exit: at
-interpreter exit, and at the exit of a `multiprocessing` child (Dagster's multiprocess
-executor runs each step in one; under the `forkserver` start method a child ends with
-`os._exit`, which skips `atexit`, but not `multiprocessing`'s own finalizers). Exporting
-at exit rather than after every node keeps a slow collector from slowing the nodes: the
-export of a process's last spans waits at most `OTEL_EXPORTER_OTLP_TIMEOUT` (10 s).
-
-Spans
------
-- `span_in(parent, name)`: a span made current, child of a remote `TraceContext` (an
-  execution's span, recorded in another process) or of the current span.
-- `http_client_span(...)`: a CLIENT span for one HTTP request, whose `headers` carry its
-  `traceparent` (W3C Trace Context, whatever `OTEL_PROPAGATORS` says: that is the contract).
-- `record_span(context, ...)`: a span recorded after the fact with the ids of `context`
-  (a child of the caller's span when there is one):
-  the execution's span, whose id was fixed when it was submitted, so that its children could
-  be recorded before it (see `telemetry.trace_context`).
-- `best_effort`: what only records spans logs its errors and never raises them: tracing
-  never fails a submission, a node or a sensor.
+On when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; off, the SDK is not imported. Our own provider (not the global
+one) sees env changes. Spans are exported at exit, also of forkserver children (`os._exit` skips atexit),
+so a slow collector never slows nodes. Tracing errors are logged, never raised.
 """
 
 from __future__ import annotations
@@ -169,12 +138,6 @@ _lock = threading.Lock()
 _current: tuple[tuple[str | None, ...], Tracing] | None = None
 
 
-def _register_exit(tracing: Tracing) -> None:
-    atexit.register(tracing.shutdown)
-    # Also at the exit of a multiprocessing child, which `os._exit`s past atexit under forkserver.
-    multiprocessing.util.Finalize(None, tracing.shutdown, exitpriority=100)
-
-
 def tracing() -> Tracing:
     """This process's tracing, made from the environment the first time (and again if its settings change)."""
     global _current
@@ -188,7 +151,9 @@ def tracing() -> Tracing:
         previous = _current[1] if _current is not None else None
         made = Tracing.from_env(os.environ)
         if made.enabled:
-            _register_exit(made)
+            atexit.register(made.shutdown)
+            # Also at the exit of a multiprocessing child, which `os._exit`s past atexit under forkserver.
+            multiprocessing.util.Finalize(None, made.shutdown, exitpriority=100)
         _current = (settings, made)
     if previous is not None:
         previous.shutdown()
@@ -216,10 +181,7 @@ def span_in(
     attributes: Attributes | None = None,
     links: Sequence[TraceContext] = (),
 ) -> Iterator[trace.Span]:
-    """A span made current for the block: child of `parent` (a span of another process), else of the current span.
-
-    An exception leaving the block is recorded on the span and sets its status to error.
-    """
+    """A current span for the block, child of `parent` (another process's) or the current span; errors recorded."""
     span_links = [trace.Link(_span_context(link)) for link in links]
     with tracing().tracer.start_as_current_span(
         name, context=_parent_context(parent), kind=kind, attributes=attributes, links=span_links
@@ -254,12 +216,7 @@ class HttpSpan:
 
 @contextmanager
 def http_client_span(
-    name: str,
-    method: str,
-    url: str,
-    *,
-    parent: TraceContext | None = None,
-    attributes: Attributes | None = None,
+    name: str, method: str, url: str, *, parent: TraceContext | None = None, attributes: Attributes | None = None
 ) -> Iterator[HttpSpan]:
     """A CLIENT span for one request to `url` (shown as given: pass it redacted); send `HttpSpan.headers` with it."""
     fields: dict[str, AttributeValue] = {"http.request.method": method, "url.full": url, **(attributes or {})}
@@ -279,12 +236,8 @@ def record_span(
     error: str | None = None,
     events: Sequence[tuple[str, int]] = (),
 ) -> None:
-    """Record an ended span whose trace and span ids are those of `context` (no-op when tracing is off):
-    a child of `parent` (a span of another process, in the same trace), else a root.
-
-    `events` are (name, time in ns) marks on it. Its status is error when `error` is given,
-    ok when `ok`, else unset.
-    """
+    """Record an ended span with `context`'s ids (no-op when off), child of `parent` or a root; `events`
+    are (name, ns) marks; status error with `error`, ok with `ok`, else unset."""
     if not context.sampled:
         return
     tracer = tracing().tracer
