@@ -1,9 +1,4 @@
-"""The words every layer shares, defined once: priorities, aspect ratios, statuses, webhook events.
-
-Plain enums with no dependency, so the plan model, the FFmpeg operations, the providers,
-the submission store, the execution life cycle and every door speak the same vocabulary
-(and the wire strings stay those of the SDK).
-"""
+"""The words every layer shares, defined once (plain enums; the wire strings are the SDK's)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
 """The Dagster instance: production config (PostgreSQL + Celery) and the embedded default (SQLite).
 
-`dagster.yaml` at the repository root is the production instance; it is rendered from
-`instance_config(postgres=True, celery=True)` (a test keeps them equal): PostgreSQL storage,
-runs launched into warm `video-pipelines worker` processes through the broker of
-$VIDEO_PIPELINES_BROKER_URL. The embedded default used by `video-pipelines demo` and `dev`
-has the same settings without the `storage` section, so Dagster falls back to SQLite under
-DAGSTER_HOME, and with Dagster's default launcher unless a broker is configured.
+`dagster.yaml` at the repository root is rendered from `instance_config(postgres=True, celery=True)`
+(a test keeps them equal); the embedded default has no `storage` section, so Dagster uses SQLite.
 """
 
 from __future__ import annotations
@@ -119,11 +115,8 @@ def describe_instance(home: Path) -> str:
 
 
 def prepare_dagster_home(home: Path | None = None) -> Path:
-    """Make DAGSTER_HOME usable and export it: `.dagster_home` unless DAGSTER_HOME is set.
-
-    Writes dagster.yaml there (PostgreSQL and the Celery launcher when their URLs are set, so a fresh
-    machine needs neither), unless the user wrote it (without our mark).
-    """
+    """Make DAGSTER_HOME (default `.dagster_home`) usable and export it; writes dagster.yaml there unless
+    the user wrote it (without our mark)."""
     chosen = home.resolve() if home is not None else dagster_home_path()
     chosen.mkdir(parents=True, exist_ok=True)
     config_file = chosen / "dagster.yaml"

@@ -1,12 +1,9 @@
-"""Dagster instance storage on PostgreSQL: a plain `postgresql://user@host:port/db` URL, pooled connections.
+"""Dagster instance storage on PostgreSQL with one connection pool per process and database.
 
-`PostgresStorage` (named by `dagster.yaml`) pins the URL's driver to psycopg2 and gives
-dagster-postgres's run, event log and schedule storages one connection pool per process and
-database instead of their default `NullPool`. Why: dagster-postgres opens a connection for every
-statement, each one a forked PostgreSQL backend, and every sensor tick and run builds a new
-instance; a burst of 50 one-node executions opened about 13,000 connections, and PostgreSQL spent
-more CPU on them than the daemon and the workers together (benchmarks/bench_workers.py). Instances
-a process builds share its pool, and the process checks for Dagster's tables only once.
+Why: dagster-postgres's default NullPool opens a connection (a forked backend) per statement, and
+every sensor tick and run builds an instance; 50 one-node executions opened about 13,000
+connections, and PostgreSQL spent more CPU on them than the daemon and workers together
+(benchmarks/bench_workers.py).
 """
 
 from __future__ import annotations

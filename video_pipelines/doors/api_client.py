@@ -1,26 +1,9 @@
-"""The HTTP API's client: submit, status, cancel, wait and deliveries over `video-pipelines serve`.
+"""The HTTP API's client, used when `VIDEO_PIPELINES_API_URL` and `_API_KEY` are set; imports neither
+Dagster nor the store. Answers are mapped back to the errors the API mapped them from.
 
-    from video_pipelines.doors.api_client import ApiClient
-    with ApiClient("https://videos.example.com", api_key) as api:
-        execution_id = api.submit(plan, SubmitOptions(idempotency_key="order-42"))
-        api.wait(execution_id)["status"]  # "completed"
-
-What the CLI and the Python client use when `VIDEO_PIPELINES_API_URL` and
-`VIDEO_PIPELINES_API_KEY` are set (`ApiClient.from_env`). It imports neither Dagster nor the
-submission store: a client machine needs only this module, httpx and the API's URL and key.
-
-Answers are mapped back to the errors the API mapped them from (`api.problems`): 422 is a
-`PlanValidationError` with the same problems `validate` prints (an Idempotency-Key used
-before for another request: `IdempotencyKeyReused`), 404 an `ExecutionNotFound`,
-409 an `ExecutionError`, a missing or refused key a `UsageError` naming
-`VIDEO_PIPELINES_API_KEY`, anything else a `UsageError` (4xx) or a `VideoPipelineError` (5xx)
-carrying the problem's detail.
-
-Retries: a request that never reached the server (connection refused or reset before it was
-sent) is tried again, whatever the call. A call that is safe to repeat (every GET, cancel,
-and a submit, which always carries an `Idempotency-Key`: one is made for each `submit` call
-that names none) is also tried again after a timeout or a 429/502/503/504, with the package's
-backoff, honouring `Retry-After`. So a retried POST never makes a second execution.
+A request that never reached the server is tried again, whatever the call; one safe to repeat (GETs,
+cancel, and submit, which always carries an Idempotency-Key) also after a timeout or 429/502/503/504,
+honouring Retry-After. So a retried POST never makes a second execution.
 """
 
 from __future__ import annotations
@@ -105,11 +88,8 @@ class ApiClient:
         self.close()
 
     def submit(self, plan: Mapping[str, Any], options: SubmitOptions = NO_OPTIONS) -> str:
-        """Submit a plan (`POST /api/execute`); returns its execution id once the API has stored it.
-
-        Without an idempotency key one is made for this call, so that retrying it after a
-        lost answer returns the same execution instead of making a second one.
-        """
+        """Submit a plan; returns its execution id once stored. Without an idempotency key one is made, so a
+        retry after a lost answer returns the same execution."""
         body = options.apply(plan)
         key = options.idempotency_key or f"client-{uuid.uuid4().hex}"
         answer = self._call("POST", "/api/execute", json=body, headers={"Idempotency-Key": key}, repeatable=True)

@@ -1,16 +1,9 @@
-"""`video-pipelines dev`: dagster dev (webserver and daemon) and the HTTP API, on the embedded default.
+"""`video-pipelines dev`: dagster dev and the HTTP API (and a warm worker with a broker), on the embedded
+default, stopped together with everything they started.
 
-Two child processes, `dagster dev` and `video-pipelines serve` (and a third, one warm
-`video-pipelines worker`, when $VIDEO_PIPELINES_BROKER_URL is set: the embedded instance then
-launches runs through the broker; without a broker, Dagster's default launcher runs them, so a
-fresh machine needs nothing more), stopped together with everything they started.
-
-Each child runs in a session (and process group) of its own, so that this process alone
-decides how they stop: Ctrl-C (SIGINT) or SIGTERM to it is passed to each child's whole
-group (`dagster dev`'s webserver, daemon and code servers included), and when one child ends
-by itself the others are stopped as Ctrl-C would. Whatever they started that is still alive
-after `STOP_TIMEOUT_SECONDS` (a process of another group included: every descendant is
-recorded while it runs, from /proc) is killed, so nothing is left holding the ports.
+Each child runs in its own session, so this process alone decides how they stop: a signal goes to each
+child's whole group, and whatever is alive after `STOP_TIMEOUT_SECONDS` (every descendant, recorded
+from /proc) is killed, so nothing is left holding the ports.
 """
 
 from __future__ import annotations

@@ -1,23 +1,7 @@
 """The execution life cycle, once for every door: admit, submit, status, cancel, webhooks.
 
-Plain Python, no Dagster import. The doors (the `execute_plan` ops and sensors, the CLI, the
-Python client, the HTTP API) call these functions; what they need from the orchestrator they
-get through the `RunRecords` protocol, which `orchestration/` implements over Dagster.
-
-- `admission` — `admit`: parse, base check (its tenant too), resolve (`Admission`, `check_base`).
-- `spending` — spend caps (`maxCostUsd`) at admission and before each paid node, and what reuse saved.
-- `report` — what an admitted plan would run or reuse and what it would cost (`validate`).
-- `status` — the typed `ExecutionStatus` with `to_wire()`.
-- `lifecycle` — `submit`, `retry` and `cancel` (atomic with the launch: `cancel_requested`).
-- `attempts` — an execution's runs after its first: resumed after a lost worker, or retried.
-- `notifications` — an execution's webhooks: target, secret, payloads (the end, `execution.started`,
-  node events), enqueue, delivery report, redelivery.
-- `records` — the `RunRecords` protocol and the run and node views it returns.
-- `ownership` — `Caller` (a tenant, or an operator) and whose an execution is.
-- `tenancy` — status, cancel and listing as a caller may see them (`status_for`, `cancel_for`,
-  `list_executions`, `require_visible`): another tenant's execution is a missing one.
-- `outcomes` — an execution's start and end (and its attempts' ends) counted once, its span recorded once.
-- `traces` — an execution's trace context and the spans of its submission and its end.
+Plain Python, no Dagster import: what it needs from the orchestrator comes through the `RunRecords`
+protocol, which `orchestration/` implements over Dagster.
 """
 
 from __future__ import annotations

@@ -1,18 +1,8 @@
-"""A plan's destinations checked at submission: webhook and media URLs whose host is a literal address.
+"""A plan's webhook and media URLs whose host is a literal address, checked at submission.
 
-A URL whose host is written as an IP address (`http://10.0.0.5/`, `http://[::1]/`, and the
-numeric shorthands `http://127.1/` or `http://2130706433/` that the C resolver reads as
-addresses) can be judged at once, without asking DNS: when that address is private,
-loopback, link-local, a cloud metadata endpoint or otherwise not public
-(`net.guard.blocked_reason`) and `VIDEO_PIPELINES_ALLOWED_HOSTS` does not allow it, the plan is
-refused before anything is stored, with a problem on the field that holds the URL.
-
-Hostnames are not resolved here: what a name resolves to can change between now and the
-fetch, so names are checked (and pinned) when the media is fetched or the webhook is
-delivered (`net.guard.resolve_destination`), as every URL is.
-
-The URLs looked at: `webhook.url`, and every string param of a node whose name ends in
-`url` (`audioUrl`, ...) that is an http(s) URL (a `{{ref}}` to an upstream result is not).
+A literal (also the numeric shorthands `127.1` or `2130706433` the C resolver accepts) can be judged
+without DNS, so a non-public one is refused before anything is stored. Hostnames are checked (and
+pinned) only at fetch or delivery time: what a name resolves to can change before then.
 """
 
 from __future__ import annotations

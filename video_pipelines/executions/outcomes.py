@@ -1,20 +1,9 @@
 """What an execution's start and end make happen once: its counts in the metrics and its span.
 
-A start or an end is seen by several observers (see `submissions.outcomes`): the run-status
-sensors (`webhook_on_started`, and the ended-run sensors) for a run, the plan sensor for a
-submission it rejects, `cancel` for one canceled before it ran or while its resume was due.
-Each calls these; the one that claims the start or the end counts it, and for an end records
-the execution's span (`traces.record_execution_span`).
-
-A claim that fails (the database briefly unreachable) is not retried by the observer that
-made it: Dagster moves a run-status sensor's cursor past a run even when the sensor raises, and
-a cancel or a rejection happens once. So the `webhook_deliveries` sensor claims them again: its
-scan of runs that ended lately calls `record_run_end` for each (`sweep_run_ends`, which also
-claims the start of a run that started, and looks at a run again until its claims are
-written), and each tick calls `record_end` for the submissions rejected or canceled before they
-ran in that window whose end is unclaimed (`sweep_submission_ends`). An end missed for longer
-than that window (`notifications.RECENT_SECONDS`), or a cancel that stops a due resume, is not
-claimed again.
+Several observers see a start or an end; the one that claims it counts it. A failed claim is not
+retried by its observer (Dagster moves a run-status sensor's cursor past a run even when the sensor
+raises), so the `webhook_deliveries` sensor claims again what ended within `RECENT_SECONDS`
+(`sweep_run_ends`, `sweep_submission_ends`).
 """
 
 from __future__ import annotations
@@ -39,12 +28,9 @@ def record_start(store: SubmissionStore, execution_id: str, started_at: datetime
 
 
 def record_run_end(records: RunRecords, store: SubmissionStore, run: RunView) -> bool:
-    """What the end of `run` makes happen: the start of its execution if no observer claimed it yet, the outcome
-    of its attempt (a resume's or a retry's run), and the execution's end when it is one (`record_end`). True when
-    the execution's end was claimed here.
-
-    What is claimed already is read first (a primary-key read each), so the later observers of an end compute no
-    status."""
+    """Claim what the end of `run` makes happen: its execution's start if unclaimed, its attempt's outcome,
+    and the execution's end; True when the end was claimed here. Claimed ones are read first (a
+    primary-key read each), so later observers compute no status."""
     outcomes = ExecutionOutcomes(store)
     claimed = outcomes.claimed(run.execution_id)
     if not claimed.started and run.started_at is not None:
@@ -60,24 +46,16 @@ def record_run_end(records: RunRecords, store: SubmissionStore, run: RunView) ->
 
 
 def _attempt_outcome(status: ExecutionStatus, run: RunView) -> ExecutionState:
-    """How an attempt's run ended, as the execution's status says when that run is the execution's last and its
-    end is the execution's: `completed` for a run canceled after every video was made, `failed` for one canceled
-    by its deadline. An earlier run, or one whose execution goes on (a lost worker's, resumed), ended as its run
-    did: that attempt failed, and the next one is counted by its own outcome."""
+    """How an attempt's run ended: as the execution's status says when it is the last run and ended the
+    execution (a cancel after every video is `completed`, a deadline's is `failed`), else as the run did."""
     if status.run_id == run.run_id and status.is_terminal:
         return status.state
     return run.state.execution_state
 
 
 def record_end(records: RunRecords, store: SubmissionStore, execution_id: str) -> bool:
-    """Claim the end of an execution that has ended and record its span; True for the one observer that claims it.
-
-    The claim (`ExecutionOutcomes.claim_end`) makes the end counted once and its span exported
-    once, however many observe it. An execution that has not ended claims nothing: a run whose
-    worker was lost leaves it `processing` while its resume is due, so only the resumed run's
-    end is its end. Raises the store's error when the claim cannot be written (see the module
-    docstring for who claims it then).
-    """
+    """Claim the end of an ended execution and record its span; True for the one observer that claims it.
+    A lost worker's run is no end while its resume is due. Raises the store's error when the claim fails."""
     if ExecutionOutcomes(store).claimed(execution_id).ended:
         return False
     return _claim_end(records, store, execution_status(records, store, execution_id))

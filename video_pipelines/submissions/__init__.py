@@ -1,21 +1,5 @@
-"""Submissions: plans sent through `video-pipelines submit`, kept until a sensor launches them.
-
-- `store` — `SubmissionStore`, the table of submissions (PostgreSQL or SQLite) and its
-  states: PENDING until launched, rejected or canceled; idempotency keys.
-- `api_keys` — `ApiKeys`: the HTTP API's keys, stored as SHA-256 hashes, each with its tenant.
-- `attempts` — `AttemptStore`: an execution's runs after its first one (resumed or retried),
-  pending until launched.
-- `node_results` — `NodeResultIndex`: completed nodes' results by (tenant, lineage), reused by
-  later executions, and the claims that make two executions compute one lineage once.
-- `outcomes` — `ExecutionOutcomes`: when each execution first started and how it first ended,
-  claimed once by whoever observes it (counted and traced once), and the caller's span its
-  span is a child of.
-- `crypto` — webhook secrets encrypted at rest (Fernet) and where the key comes from.
-- `schema` — the tables and the versioned migration runner.
-- `errors` — `SubmissionStoreError`, `SecretKeyError` and `IdempotencyKeyReused`.
-
-Plain Python: no Dagster import (the PostgreSQL URL helper loads lazily, only for PostgreSQL).
-"""
+"""Submissions and the tables beside them: plans kept until a sensor launches them, API keys, attempts,
+node results, outcomes. Plain Python: no Dagster import."""
 
 from __future__ import annotations
 

@@ -1,15 +1,5 @@
-"""Webhooks (README "Webhooks"): the signed POSTs an execution sends (its end, and the events its plan subscribes to).
-
-- `payload` — `encode_payload`: the exact bytes stored and sent.
-- `signing` — `signature_headers` (X-Webhook-Signature and Standard Webhooks') and `unsigned_headers`.
-- `delivery` — `Delivery`, `Attempt` and `AttemptOutcome`.
-- `outbox` — `DeliveryOutbox`: one delivery per execution, event (node) and attempt; claims,
-  attempts, redelivery and the `RetrySchedule`, in the submission store's database.
-- `sender` — `send_once` (one POST through the SSRF guard) and `deliver_due` (claim, sign, send
-  and record every delivery that is due).
-
-Plain Python: no Dagster import; the sensors that enqueue and deliver are in `orchestration`.
-"""
+"""Webhooks: the signed POSTs an execution sends. Plain Python: the sensors that enqueue and deliver are
+in `orchestration`."""
 
 from __future__ import annotations
 
