@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -35,19 +36,6 @@ from video_pipelines.submissions import (
 )
 from video_pipelines.submissions.schema import counters, webhook_attempts
 from video_pipelines.vocabulary import ExecutionState
-
-__all__ = [
-    "CONTENT_TYPE_LATEST",
-    "NODE_SECONDS",
-    "NODE_SECONDS_BUCKETS",
-    "PROVIDER_HTTP_ERRORS",
-    "Counters",
-    "Sample",
-    "ServiceCollector",
-    "counting_provider_errors",
-    "observe_node_seconds",
-    "render_metrics",
-]
 
 PREFIX = "video_pipelines_"
 NODE_SECONDS = PREFIX + "node_seconds"

@@ -118,13 +118,3 @@ def sweep_submission_ends(records: RunRecords, store: SubmissionStore, since: da
 def record_end_quietly(records: RunRecords, store: SubmissionStore, execution_id: str) -> None:
     """`record_end` for an observer that must not fail for it (a cancel, a rejection): an error is logged."""
     record_end(records, store, execution_id)
-
-
-__all__ = [
-    "record_end",
-    "record_end_quietly",
-    "record_run_end",
-    "record_start",
-    "sweep_run_ends",
-    "sweep_submission_ends",
-]

@@ -98,6 +98,3 @@ class ExecutionOutcomes:
             started=sum(int(started) for _status, _count, started in rows),
             finished={str(status): int(count) for status, count, _started in rows if status is not None},
         )
-
-
-__all__ = ["Claimed", "ExecutionOutcomes", "OutcomeTally"]
