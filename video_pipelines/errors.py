@@ -1,9 +1,5 @@
-"""The errors video_pipelines raises on purpose: one tree under `VideoPipelineError`.
-
-`TransientError` marks the ones worth another try; the node step retries exactly those inside the
-step, not by an op `RetryPolicy` (Dagster applies it to interrupts too, so a canceled step would
-start again) nor `RetryRequested` (it queues the step behind the steps that need its video).
-"""
+"""The errors video_pipelines raises on purpose. The node step retries `TransientError`s itself: an op
+`RetryPolicy` would restart a canceled step, and `RetryRequested` queues it behind its dependents."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""The HTTP API: FastAPI over the application layer `executions/`.
-
-from video_pipelines.api import ApiSettings, create_app
-app = create_app(ApiSettings.from_env())   # or: video-pipelines serve --port 8080
-"""
+"""The HTTP API: FastAPI over `executions/` (`create_app(ApiSettings.from_env())`, or `video-pipelines serve`)."""
 
 from __future__ import annotations
 

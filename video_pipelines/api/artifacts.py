@@ -1,9 +1,5 @@
-"""`GET /artifacts/{key}`: the local artifact store's files over HTTP, read-only (a browser refuses
-`file://` links from a web page).
-
-No API key (a browser following a link from the Dagster UI has none): a key names the content's SHA-256,
-so a URL cannot be guessed, only handed out, and only such keys under the store's root are served.
-With S3 storage every answer is 404.
+"""`GET /artifacts/{key}`: local artifacts over HTTP, read-only, without a key (a browser following a link
+from the Dagster UI has none): a key names the content's SHA-256, so a URL cannot be guessed. 404 on S3.
 """
 
 from __future__ import annotations

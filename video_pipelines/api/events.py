@@ -1,9 +1,5 @@
-"""`GET /api/execute/{id}/events`: an execution's changes as server-sent events.
-
-Made by polling the status and diffing readings, so it shows exactly what the status document shows,
-from whichever process runs the execution: first the current status, then `node` and `execution`
-events until a terminal status. A state shorter than the poll interval may be missed, never invented.
-A failed reading ends the stream: EventSource reconnects and gets the current state first.
+"""`GET /api/execute/{id}/events`: server-sent events made by polling the status and diffing readings, so
+they show what the status document shows. A failed reading ends the stream: EventSource reconnects.
 """
 
 from __future__ import annotations

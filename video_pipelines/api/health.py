@@ -1,9 +1,5 @@
-"""`GET /health`: can this deployment take and run executions right now?
-
-Checks, each with a timeout: the database answers; every daemon beat within `daemon_max_age_seconds`
-(without one, submissions are stored but never launched); storage takes and returns a probe (the same
-content, so the same key). No authentication: it names no tenant, and an unexpected error only by type.
-"""
+"""`GET /health`: database, daemon heartbeats (without them nothing launches) and storage, each with a
+timeout. No authentication: it names no tenant, and an unexpected error only by type."""
 
 from __future__ import annotations
 

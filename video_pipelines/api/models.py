@@ -1,9 +1,5 @@
-"""The API's request and response shapes, as pydantic models (they are also its OpenAPI schema).
-
-Built from the typed values' wire form (`to_wire()`, the CLI's JSON), so a drift is a failing
-validation, not a different document; unknown fields pass through. The plan's schema is
-`plan.document.PlanDocument`.
-"""
+"""The API's shapes as pydantic models (its OpenAPI schema), built from the typed values' wire form, so a
+drift is a failing validation; unknown fields pass through."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Every error answer of the API, mapped once: RFC 9457 `application/problem+json`.
-
-`type` is `about:blank` except for an invalid plan and a reused idempotency key (both 422 with
-`errors: [{"node", "field", "message"}]`, one shape) and an unhealthy service. Unknown routes, wrong
-methods, malformed requests and unexpected exceptions are problems too: never a traceback or HTML;
-a 500's detail never carries the cause (the log does).
-"""
+"""Every error answer of the API, mapped once: RFC 9457 `application/problem+json`, never a traceback or
+HTML; a 500's detail never carries the cause (the log does)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""The rate limit per API key: a token bucket per key, in this process's memory.
-
-On purpose: no shared store and no database round trip per request. So N processes allow N times
-the limit, and a restart refills; a limit that must hold across processes belongs in the gateway.
-"""
+"""The rate limit per API key: token buckets in this process's memory, on purpose (no round trip per
+request); a limit that must hold across processes belongs in the gateway."""
 
 from __future__ import annotations
 

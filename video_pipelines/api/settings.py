@@ -91,7 +91,6 @@ class ApiSettings:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     ) -> ApiSettings:
-        """The settings of the environment (`os.environ` unless `environ` is given)."""
         env = os.environ if environ is None else environ
         rate = env.get(RATE_LIMIT_ENV, "").strip()
         try:
@@ -111,6 +110,5 @@ class ApiSettings:
 
     @property
     def url(self) -> str:
-        """Where the API listens, as a client would write it."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"

@@ -59,6 +59,5 @@ def open_state(settings: ApiSettings) -> Iterator[ApiState]:
 
 
 def api_state(request: Request) -> ApiState:
-    """The app's state, as a dependency."""
     state: ApiState = request.app.state.api
     return state

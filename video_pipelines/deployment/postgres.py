@@ -1,9 +1,6 @@
-"""Dagster instance storage on PostgreSQL with one connection pool per process and database.
-
-Why: dagster-postgres's default NullPool opens a connection (a forked backend) per statement, and
-every sensor tick and run builds an instance; 50 one-node executions opened about 13,000
-connections, and PostgreSQL spent more CPU on them than the daemon and workers together
-(benchmarks/bench_workers.py).
+"""Dagster storage on PostgreSQL with one connection pool per process: dagster-postgres's NullPool opened
+about 13,000 connections for 50 one-node executions, costing PostgreSQL more CPU than the daemon and
+workers together (benchmarks/bench_workers.py).
 """
 
 from __future__ import annotations
@@ -58,7 +55,6 @@ def pool_size() -> int:
 
 
 def shared_engine(url: str) -> sqlalchemy.engine.Engine:
-    """This process's pooled engine for `url`."""
     with _engines_lock:
         engine = _engines.get(url)
         if engine is not None:

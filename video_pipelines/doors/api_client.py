@@ -1,10 +1,5 @@
-"""The HTTP API's client, used when `VIDEO_PIPELINES_API_URL` and `_API_KEY` are set; imports neither
-Dagster nor the store. Answers are mapped back to the errors the API mapped them from.
-
-A request that never reached the server is tried again, whatever the call; one safe to repeat (GETs,
-cancel, and submit, which always carries an Idempotency-Key) also after a timeout or 429/502/503/504,
-honouring Retry-After. So a retried POST never makes a second execution.
-"""
+"""The HTTP API's client (imports neither Dagster nor the store). A request that never left is retried; one
+safe to repeat (GETs, cancel, submit with its Idempotency-Key) also after a timeout or 429/5xx."""
 
 from __future__ import annotations
 

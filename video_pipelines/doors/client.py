@@ -1,13 +1,8 @@
-"""The Python client: the same calls as the `video-pipelines` CLI.
+"""The Python client: the CLI's calls, over the HTTP API when `VIDEO_PIPELINES_API_URL` is set, else on the
+local deployment. Only `submit` makes a missing instance (the others say where they looked).
 
-    from video_pipelines.doors import client
     execution_id = client.submit(plan, client.SubmitOptions(idempotency_key="order-42"))
     client.wait(execution_id)["status"]  # "completed"
-
-With `VIDEO_PIPELINES_API_URL` and `_API_KEY` set, calls go to the HTTP API as that key's tenant (Dagster
-and the database are imported only for a local deployment); else to the local deployment as an operator.
-Only `submit` makes a missing instance: the others raise a UsageError naming the folder, instead of
-leaving an empty `.dagster_home` behind and answering "no execution".
 """
 
 from __future__ import annotations

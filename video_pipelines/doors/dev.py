@@ -1,9 +1,5 @@
-"""`video-pipelines dev`: dagster dev and the HTTP API (and a warm worker with a broker), on the embedded
-default, stopped together with everything they started.
-
-Each child runs in its own session, so this process alone decides how they stop: a signal goes to each
-child's whole group, and whatever is alive after `STOP_TIMEOUT_SECONDS` (every descendant, recorded
-from /proc) is killed, so nothing is left holding the ports.
+"""`video-pipelines dev`: dagster dev and the HTTP API (and a worker with a broker), each in its own session
+so this process decides how they stop; what outlives `STOP_TIMEOUT_SECONDS` is killed, freeing the ports.
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import dagster as dg
@@ -118,7 +114,6 @@ class Family:
                 pending.extend(children.get(pid, []))
 
     def alive(self) -> list[int]:
-        """The recorded processes still running (a zombie has ended)."""
         table = _process_table()
         return [pid for pid, started in self.members.items() if pid in table and table[pid][1] == started]
 
@@ -144,10 +139,9 @@ def _process_table() -> dict[int, tuple[int, str]]:
 
 
 def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signum)
+    _signal(pgid, signum, os.killpg)
 
 
-def _signal(pid: int, signum: int) -> None:
+def _signal(pid: int, signum: int, kill: Callable[[int, int], None] = os.kill) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
+        kill(pid, signum)

@@ -1,8 +1,4 @@
-"""The execution life cycle, once for every door: admit, submit, status, cancel, webhooks.
-
-Plain Python, no Dagster import: what it needs from the orchestrator comes through the `RunRecords`
-protocol, which `orchestration/` implements over Dagster.
-"""
+"""The execution life cycle, once for every door; plain Python, the orchestrator behind `RunRecords`."""
 
 from __future__ import annotations
 

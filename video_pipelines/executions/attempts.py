@@ -1,9 +1,5 @@
 """An execution's attempts: its first run, and the runs that resume (a lost worker) or retry (a user) it.
 
-A pending attempt is recorded in the `AttemptStore` and the plan sensor launches it with the plan and
-tags of the run it follows; its plan step carries the nodes earlier runs completed (`carry_completed`).
-A resume also takes the provider-job ledger tags, so a prediction in flight is resumed, not paid twice.
-
 Why not Dagster's run retries? Run monitoring fails a run past its deadline just as one whose worker
 died, so Dagster would retry an execution its deadline ended; and a re-execution needs a code
 location, which the CLI and the HTTP API do not load.

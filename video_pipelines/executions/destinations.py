@@ -1,9 +1,5 @@
-"""A plan's webhook and media URLs whose host is a literal address, checked at submission.
-
-A literal (also the numeric shorthands `127.1` or `2130706433` the C resolver accepts) can be judged
-without DNS, so a non-public one is refused before anything is stored. Hostnames are checked (and
-pinned) only at fetch or delivery time: what a name resolves to can change before then.
-"""
+"""A plan's URLs whose host is a literal address (also `127.1` or `2130706433`), refused at submission when
+not public; hostnames are checked and pinned only at fetch or delivery, as resolution can change."""
 
 from __future__ import annotations
 
@@ -71,21 +67,14 @@ def _url_params(params: Mapping[str, Any], path: str) -> Iterator[tuple[str, str
 
 def destination_problems(plan: Plan, allowed: AllowedHosts) -> list[str]:
     """A problem (`<node>.params.<name>: ...`, `plan.webhook.url: ...`) for each refused URL of `plan`."""
-    problems: list[str] = []
-    for node in plan.nodes:
-        for where, url in _url_params(node.params, f"{node.id}.params"):
-            why = refusal(url, allowed)
-            if why is not None:
-                problems.append(f"{where}: refused: {why}")
+    urls = [pair for node in plan.nodes for pair in _url_params(node.params, f"{node.id}.params")]
     if plan.webhook is not None:
-        why = refusal(plan.webhook.url, allowed)
-        if why is not None:
-            problems.append(f"plan.webhook.url: refused: {why}")
-    return problems
+        urls.append(("plan.webhook.url", plan.webhook.url))
+    return [f"{where}: refused: {why}" for where, url in urls if (why := refusal(url, allowed)) is not None]
 
 
 def check_destinations(plan: Plan, allowed: AllowedHosts) -> None:
-    """Raise PlanValidationError naming every URL of `plan` refused at submission (see the module docstring)."""
+    """Raise PlanValidationError naming every URL of `plan` refused at submission."""
     problems = destination_problems(plan, allowed)
     if problems:
         raise PlanValidationError(problems)

@@ -1,9 +1,8 @@
 """Submitting, retrying and canceling an execution: what every door does to change one.
 
-A cancel is atomic with the launch: the plan sensor claims a submission (or attempt) PENDING ->
-LAUNCHING in one conditional UPDATE; a cancel that finds it PENDING wins (no run ever asked for),
-one after the claim records a request that the run obeys (its `plan` step runs no node), and
-whoever sees the run first stops it. So `canceled` is never answered while a run can still work.
+A cancel is atomic with the launch: it wins against a PENDING submission or attempt (one conditional
+UPDATE, as the sensor's claim), else it records a request the run obeys. So `canceled` is never
+answered while a run can still work.
 """
 
 from __future__ import annotations

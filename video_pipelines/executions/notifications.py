@@ -1,9 +1,5 @@
-"""An execution's webhooks: target, secret, payloads, enqueueing and sending.
-
-Events are recorded started, then nodes in plan order, then the end; nothing after the end.
-Arrival order is not promised (two senders, retries): receivers order by the body and
-deduplicate by webhook-id, as Standard Webhooks expects. Secrets are looked up at send time.
-"""
+"""An execution's webhooks: target, secret (looked up at send time), payloads, enqueueing and sending.
+Events are recorded in order, nothing after the end; receivers order by body and deduplicate by id."""
 
 from __future__ import annotations
 

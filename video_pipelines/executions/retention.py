@@ -1,7 +1,5 @@
-"""When an execution is old enough to leave the asset catalog (Dagster suggests at most 100,000 partitions
-per asset; a busy deployment passes that in months): once every run of it ended before the cutoff.
-Its videos, status, webhooks and reusable results stay. An `exec_<ULID>` created after the cutoff is
-kept without reading its runs, so a pass costs no query per recent execution.
+"""When an execution leaves the asset catalog (Dagster suggests at most 100,000 partitions per asset): once
+every run of it ended before the cutoff. Only the catalog's entries go; a recent `exec_<ULID>` costs no query.
 """
 
 from __future__ import annotations
@@ -32,5 +30,4 @@ def ended_before(execution_id: str, runs: Sequence[RunView], cutoff: float) -> b
 
 
 def describe_cutoff(cutoff: float) -> str:
-    """The cutoff as people read it (UTC, to the second)."""
     return datetime.fromtimestamp(cutoff, UTC).isoformat(timespec="seconds")

@@ -1,9 +1,5 @@
-"""What an execution may spend, what it has spent and what reuse saved, at list prices.
-
-A paid node with an unknown price refuses a capped plan: a cap cannot be kept over a cost nobody
-knows. `check_node_spend` before each paid node catches what the estimate cannot (a provider that
-returns and bills a longer clip than asked).
-"""
+"""What an execution may spend, has spent and what reuse saved, at list prices. An unknown price refuses a
+capped plan; the check before each paid node catches a provider that bills a longer clip than asked."""
 
 from __future__ import annotations
 

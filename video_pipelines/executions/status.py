@@ -56,8 +56,6 @@ def deadline_error(seconds: int, unfinished: list[str]) -> str:
 
 @dataclass(frozen=True)
 class NodeStatus:
-    """One node in the status document."""
-
     state: NodeState
     result: VideoResult | None = None
     reused_from: str | None = None
@@ -132,7 +130,6 @@ class ExecutionStatus:
 
     @property
     def completed_jobs(self) -> int:
-        """Nodes with a video (computed or reused)."""
         return sum(1 for node in self.nodes.values() if node.state.has_result)
 
     @property

@@ -1,9 +1,5 @@
-"""An execution's trace: which one it is, and the spans the application layer records in it.
-
-The context is decided once, at submission (or derived from a direct run's id), and read back from
-the submission, else the run's `video/traceparent` tag, else the id. The execution's span is recorded
-once, at its end, by the observer that claims the end; its parent is the submitting caller's span.
-"""
+"""An execution's trace context (decided at submission, else derived from the run id) and the spans the
+application layer records in it; the execution's span is recorded once, by the observer of its end."""
 
 from __future__ import annotations
 

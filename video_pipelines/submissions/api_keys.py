@@ -1,9 +1,5 @@
-"""API keys: who may call the HTTP API, and for which tenant.
-
-A key is `vp_` + 32 random bytes, shown once; the table keeps its SHA-256 and its first 12 characters.
-SHA-256, not bcrypt: a 256-bit random key cannot be guessed whatever the hash. No constant-time
-compare: the lookup compares hashes. `authenticate` writes last use at most once a minute.
-"""
+"""API keys: `vp_` + 32 random bytes, stored as SHA-256 (a 256-bit random key needs no slow hash) with
+its first 12 characters; `authenticate` writes last use at most once a minute."""
 
 from __future__ import annotations
 
@@ -52,7 +48,6 @@ class ApiKey:
         return self.revoked_at is not None
 
     def to_wire(self) -> dict[str, Any]:
-        """The JSON of `api-keys list`."""
         return {
             "keyId": self.key_id,
             "name": self.name,
@@ -118,7 +113,6 @@ class ApiKeys:
         return self._rows.all(sa.select(*_COLUMNS).order_by(api_keys.c.created_at, api_keys.c.key_id), _api_key)
 
     def get(self, key_id: str) -> ApiKey | None:
-        """The key `key_id`, or None."""
         return self._rows.first(sa.select(*_COLUMNS).where(api_keys.c.key_id == key_id), _api_key)
 
     def revoke(self, key_id_or_prefix: str) -> ApiKey:

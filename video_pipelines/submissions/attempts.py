@@ -114,12 +114,10 @@ class AttemptStore:
         return self._rows.insert_once(attempt, insert, lambda: self.get(execution_id, number))
 
     def get(self, execution_id: str, number: int) -> RunAttempt | None:
-        """Attempt `number` of an execution, or None when it was never requested."""
         query = sa.select(execution_attempts).where(_T.execution_id == execution_id, _T.number == number)
         return self._rows.first(query, _attempt)
 
     def of_execution(self, execution_id: str) -> list[RunAttempt]:
-        """Every requested attempt of an execution, by number."""
         query = sa.select(execution_attempts).where(_T.execution_id == execution_id).order_by(_T.number)
         return self._rows.all(query, _attempt)
 
@@ -155,7 +153,6 @@ class AttemptStore:
         return str(value) if value is not None else None
 
     def outcome_counts(self) -> dict[tuple[str, str], int]:
-        """How many attempts' runs ended, by (reason, outcome)."""
         query = sa.select(_T.reason, _T.outcome, sa.func.count()).where(_T.outcome.is_not(None))
         rows = self._rows.tuples(query.group_by(_T.reason, _T.outcome))
         return {(str(reason), str(outcome)): int(count) for reason, outcome, count in rows}

@@ -1,15 +1,11 @@
-"""Node results by (tenant, lineage), reused by a tenant's later executions; and the claims that make
-two executions needing one lineage at once compute it once:
+"""Node results by (tenant, lineage), and the claims that make one lineage computed once:
 
     find ── hit ──> reuse
       └─ miss ──> claim ── ours ──> find again ── hit ──> release, reuse
                     │                 └─ miss ──> compute, record (releases the claim)
-                    └─ another's ──> wait for `find` to hit; if the holder's run ended
-                                     without a result, take_over the stale claim
+                    └─ another's ──> wait for `find`; if the holder's run ended without a result, take_over
 
-(Look again after claiming: the previous holder may have recorded and released in between.)
-The primary key decides a claim race; `take_over` and `release` are conditional on the holder;
-`record` upserts and deletes the claim in one transaction, so no one sees neither.
+The primary key decides a claim race; `record` upserts and releases in one transaction.
 """
 
 from __future__ import annotations

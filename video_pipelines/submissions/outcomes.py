@@ -48,7 +48,6 @@ class ExecutionOutcomes:
         self._set_once(execution_id, _T.parent_span_id, {"parent_span_id": parent_span_id})
 
     def parent_span_id(self, execution_id: str) -> str | None:
-        """The caller's span id kept for the execution, or None."""
         value = self._rows.value(sa.select(_T.parent_span_id).where(_T.execution_id == execution_id))
         return str(value) if value is not None else None
 

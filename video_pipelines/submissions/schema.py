@@ -1,10 +1,8 @@
-"""The store's tables and the migration runner that creates and upgrades them.
+"""The store's tables and the migration runner (under a lock, so processes migrate in turn).
 
-`migrate` applies the missing steps in one transaction holding a lock (PostgreSQL advisory lock;
-SQLite `BEGIN IMMEDIATE`), so processes starting at once migrate in turn. A released step is frozen:
-its tables are declared by functions named for their version that no later change touches. SQLite,
-which cannot drop a constraint, rebuilds a changed table. Node results are their own index (step 5):
-one primary-key probe per node, where Dagster's event log grows with every run.
+A released step is frozen: its tables are declared by functions named for their version. SQLite,
+which cannot drop a constraint, rebuilds a changed table. Node results are their own index: one
+primary-key probe per node, where Dagster's event log grows with every run.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
-"""The submission store: plans submitted, kept until launched.
+"""The submission store: plans kept until launched; each move one conditional UPDATE, so one racer wins.
 
-    pending ──claim──> launching ──mark_launched──> launched
-       ├───mark_rejected──> rejected
-       └───cancel_pending─> canceled
-
-Each move is one conditional UPDATE, so of two racers one wins; once claimed, a cancel is a
-request (`request_cancel`) that the run obeys. Webhook secrets live only here, Fernet-encrypted
-(see `crypto`); with PostgreSQL and no key configured, storing or reading one fails.
+pending ──claim──> launching ──mark_launched──> launched
+   ├───mark_rejected──> rejected
+   └───cancel_pending─> canceled
 """
 
 from __future__ import annotations
@@ -323,7 +319,6 @@ class SubmissionStore:
 
     @property
     def url(self) -> str:
-        """The database URL, with any password masked."""
         return self._url.render_as_string(hide_password=True)
 
     @property
@@ -402,7 +397,6 @@ class SubmissionStore:
         return self._rows.first(query, _submission)
 
     def get(self, execution_id: str) -> Submission | None:
-        """The submission `execution_id`, or None when there is none."""
         return self._rows.first(sa.select(submissions).where(submissions.c.execution_id == execution_id), _submission)
 
     def newest(self, tenant: str | None, *, limit: int = 50, before: str | None = None) -> list[Submission]:

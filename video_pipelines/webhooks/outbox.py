@@ -1,14 +1,11 @@
-"""The webhook outbox: delivery records (never the secret, only where it is) that lose nothing, repeat nothing.
+"""The webhook outbox: delivery records (where the secret is, never it) that lose nothing, repeat nothing.
 
     pending ──2xx──> delivered
        │  ──410 Gone, refused destination (SSRF), configuration error──> failed
        └──other answer, timeout, error: retried per the schedule, then──> failed
     delivered, failed ──redeliver──> pending (due at once, same webhook-id)
 
-`enqueue` is idempotent per (execution, event, node, attempt) by a unique key; `claim_due` leases
-with a conditional UPDATE (SKIP LOCKED on PostgreSQL); a sender that dies leaves its lease to expire
-(at least once; receivers deduplicate on webhook-id). Delays are jittered +-20% so returning
-receivers are not hit by every sender at once; Retry-After is obeyed up to 1 h.
+Delays are jittered so returning receivers are not hit by every sender at once.
 """
 
 from __future__ import annotations
