@@ -75,7 +75,6 @@ class WebhookEvent(StrEnum):
 
     @classmethod
     def ended(cls, state: ExecutionState) -> WebhookEvent:
-        """The event of an execution that ended in `state`."""
         if not state.is_terminal:
             raise ValueError(f"an execution that is {state.value!r} has not ended")
         return cls(state.value)

@@ -82,8 +82,7 @@ class _Api(FastAPI):
 
 
 def _trace_requests(app: FastAPI) -> None:
-    """A SERVER span per request when tracing is on, continuing the caller's `traceparent`; never the values
-    of `_REDACTED_HEADERS`."""
+    """A SERVER span per request when tracing is on; never the values of `_REDACTED_HEADERS`."""
     current = tracing()
     if not current.enabled:
         return

@@ -63,7 +63,6 @@ class StatusEvent:
     data: dict[str, Any]
 
     def encode(self, event_id: int) -> bytes:
-        """The event in the `text/event-stream` format."""
         data = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
         return format_sse_event(data_str=data, event=self.kind, id=str(event_id))
 
@@ -74,7 +73,6 @@ class StatusEvent:
 
 
 def current_state(status: ExecutionStatus) -> StatusEvent:
-    """The first event of every stream: the status as it is now."""
     return StatusEvent("status", status.to_wire())
 
 

@@ -55,8 +55,7 @@ CELERY_LAUNCHER: dict[str, Any] = {
 
 
 def instance_config(*, postgres: bool, celery: bool = False) -> dict[str, Any]:
-    """The instance settings; with `postgres`, storage comes from $VIDEO_PIPELINES_DATABASE_URL;
-    with `celery`, runs go to warm workers through the broker of $VIDEO_PIPELINES_BROKER_URL."""
+    """The instance settings: with `postgres`, storage from the database URL; with `celery`, the warm workers."""
     config: dict[str, Any] = {}
     if postgres:
         config["storage"] = {
@@ -103,16 +102,14 @@ def is_new_instance(home: Path) -> bool:
 
 
 def describe_instance(home: Path) -> str:
-    """Where the instance of `home` is, for messages: `the instance at /abs/.dagster_home`, and its
-    database when $VIDEO_PIPELINES_DATABASE_URL is set (without user, password or query)."""
+    """Where the instance of `home` is, for messages (its database redacted when one is set)."""
     database_url = os.environ.get(DATABASE_URL_ENV)
     database = f" (database {redact_url(database_url)})" if database_url else ""
     return f"the instance at {home}{database}"
 
 
 def prepare_dagster_home(home: Path | None = None) -> Path:
-    """Make DAGSTER_HOME (default `.dagster_home`) usable and export it; writes dagster.yaml there unless
-    the user wrote it (without our mark)."""
+    """Make DAGSTER_HOME usable and export it; writes dagster.yaml unless the user wrote it (without our mark)."""
     chosen = home.resolve() if home is not None else dagster_home_path()
     chosen.mkdir(parents=True, exist_ok=True)
     config_file = chosen / "dagster.yaml"

@@ -81,8 +81,7 @@ class ApiClient:
         self.close()
 
     def submit(self, plan: Mapping[str, Any], options: SubmitOptions = NO_OPTIONS) -> str:
-        """Submit a plan; returns its execution id once stored. Without an idempotency key one is made, so a
-        retry after a lost answer returns the same execution."""
+        """Submit a plan; returns its execution id. A key is made if none is given, so a retry finds the same one."""
         body = options.apply(plan)
         key = options.idempotency_key or f"client-{uuid.uuid4().hex}"
         answer = self._call("POST", "/api/execute", json=body, headers={"Idempotency-Key": key}, repeatable=True)

@@ -95,8 +95,7 @@ def deadline_exceeded(records: RunRecords, run: RunView) -> int | None:
 
 
 def lost_worker(records: RunRecords, run: RunView) -> str | None:
-    """How `run`'s worker was lost, when that is why it failed; never for a run its deadline ended
-    (resuming it would restart the deadline's clock)."""
+    """How `run`'s worker was lost, when that failed it; never past its deadline (a resume would restart it)."""
     if run.state is not RunState.FAILURE or deadline_exceeded(records, run) is not None:
         return None
     return records.lost_worker(run)
@@ -119,8 +118,7 @@ MIN_RESUME_SECONDS = 5.0
 
 
 def deadline_left(runs: ExecutionRuns, *, at: float | None = None) -> float | None:
-    """Seconds left at `at` (default now) of the attempt's deadline, counted from the start of the run the
-    resumes in a row follow (a resume carries on its attempt); None without one."""
+    """Seconds left at `at` of the attempt's deadline, counted from the run the resumes in a row follow."""
     timeout = plan_timeout(runs.latest)
     if timeout is None:
         return None
@@ -175,8 +173,7 @@ def resume_canceled(store: SubmissionStore | None, runs: ExecutionRuns) -> bool:
 
 
 def cancel_requested(store: SubmissionStore, run: RunView) -> bool:
-    """Whether `run`'s attempt was canceled after its launch was asked for (then it runs no node).
-    A re-execution from the UI came from an operator after any such cancel: never."""
+    """Whether `run`'s attempt was canceled after its launch was asked for (a UI re-execution never is)."""
     if REEXECUTION_PARENT_TAG in run.tags:
         return False
     if run.attempt == 1:
@@ -202,8 +199,7 @@ def pending_attempt(store: SubmissionStore | None, run: RunView) -> RunAttempt |
 def attempt_run_tags(
     attempt: RunAttempt, previous: RunView, completed: Mapping[str, NodeRecord], runs: ExecutionRuns
 ) -> dict[str, str]:
-    """The attempt's own run tags. A resume takes the provider jobs of uncompleted nodes and what is left of
-    the deadline (`dagster/max_runtime` counts from each run's start); a retry gets the whole deadline."""
+    """The attempt's run tags; a resume takes the uncompleted nodes' provider jobs and what is left of the deadline."""
     tags = {
         ATTEMPT_TAG: str(attempt.number),
         ATTEMPT_REASON_TAG: attempt.reason.value,

@@ -33,10 +33,7 @@ def submit(
     records: RunRecords | None = None,
 ) -> str:
     """Store an admitted plan as `caller`'s tenant's; returns its execution id (the same for the same key).
-
-    A tenant's base is checked now (missing or another tenant's: the same PlanValidationError; `records`
-    counts runs launched directly), an operator's by the plan sensor.
-    """
+    A tenant's base is checked now (missing or another's: the same error), an operator's by the plan sensor."""
     plan = admission.plan
     if caller.tenant is not None and plan.base_execution_id is not None:
         check_base_owner(store, plan.base_execution_id, caller.tenant, records)
@@ -114,8 +111,7 @@ _NOT_BEGUN = (RunState.NOT_STARTED, RunState.STARTING)
 
 
 def stop_run(records: RunRecords, store: SubmissionStore, run: RunView) -> bool:
-    """Have a run of a canceled execution run nothing more; True when it was terminated or canceled.
-    An unbegun run that obeys the request is canceled where the launcher can, else left to its `plan` step."""
+    """Have a run of a canceled execution run nothing more; True when it was terminated or canceled."""
     if run.state.is_finished:
         return False
     if run.state in _NOT_BEGUN and cancel_requested(store, run):

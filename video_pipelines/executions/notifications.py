@@ -41,7 +41,6 @@ class WebhookTarget:
 
 
 def subscribed_events(plan: Mapping[str, Any]) -> tuple[WebhookEvent, ...]:
-    """The `webhook.events` of a plan in wire form (validated when it was admitted)."""
     hook = plan.get("webhook")
     names = hook.get("events") if isinstance(hook, Mapping) else None
     return tuple(event for event in SUBSCRIBABLE_EVENTS if event.value in (names or ()))
@@ -348,8 +347,7 @@ class EndedRunScan:
 def enqueue_recently_ended(
     records: RunRecords, store: SubmissionStore, outbox: DeliveryOutbox, scan: EndedRunScan
 ) -> int:
-    """Enqueue the webhooks of runs ended lately without one, and claim their ends again; `scan` moves on
-    except past a run whose claims failed."""
+    """Enqueue the webhooks of runs ended lately without one, and claim their ends again."""
     now = time.time()
     scan.handled = {run_id: seen for run_id, seen in scan.handled.items() if now - seen <= 2 * RECENT_SECONDS}
     since = now - RECENT_SECONDS

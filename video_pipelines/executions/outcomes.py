@@ -28,9 +28,8 @@ def record_start(store: SubmissionStore, execution_id: str, started_at: datetime
 
 
 def record_run_end(records: RunRecords, store: SubmissionStore, run: RunView) -> bool:
-    """Claim what the end of `run` makes happen: its execution's start if unclaimed, its attempt's outcome,
-    and the execution's end; True when the end was claimed here. Claimed ones are read first (a
-    primary-key read each), so later observers compute no status."""
+    """Claim the start, the attempt's outcome and the end that `run`'s end makes happen; True when the end was
+    claimed here. Claims are read first, so later observers compute no status."""
     outcomes = ExecutionOutcomes(store)
     claimed = outcomes.claimed(run.execution_id)
     if not claimed.started and run.started_at is not None:
@@ -46,16 +45,14 @@ def record_run_end(records: RunRecords, store: SubmissionStore, run: RunView) ->
 
 
 def _attempt_outcome(status: ExecutionStatus, run: RunView) -> ExecutionState:
-    """How an attempt's run ended: as the execution's status says when it is the last run and ended the
-    execution (a cancel after every video is `completed`, a deadline's is `failed`), else as the run did."""
+    """How an attempt's run ended: as the execution's status when it ended the execution, else as the run did."""
     if status.run_id == run.run_id and status.is_terminal:
         return status.state
     return run.state.execution_state
 
 
 def record_end(records: RunRecords, store: SubmissionStore, execution_id: str) -> bool:
-    """Claim the end of an ended execution and record its span; True for the one observer that claims it.
-    A lost worker's run is no end while its resume is due. Raises the store's error when the claim fails."""
+    """Claim the end of an ended execution and record its span; True for the one observer that claims it."""
     if ExecutionOutcomes(store).claimed(execution_id).ended:
         return False
     return _claim_end(records, store, execution_status(records, store, execution_id))
@@ -92,8 +89,7 @@ def _claim_end(records: RunRecords, store: SubmissionStore, status: ExecutionSta
 
 
 def sweep_run_ends(records: RunRecords, store: SubmissionStore, runs: list[RunView]) -> list[str]:
-    """`record_run_end` for each of these ended runs, again (see the module docstring); the ids of the runs whose
-    claims failed, for the next sweep. A failure is logged and stops nothing."""
+    """`record_run_end` for each of these runs; the ids of those whose claims failed. Failures are logged."""
     failed: list[str] = []
     for run in runs:
         try:
@@ -105,8 +101,7 @@ def sweep_run_ends(records: RunRecords, store: SubmissionStore, runs: list[RunVi
 
 
 def sweep_submission_ends(records: RunRecords, store: SubmissionStore, since: datetime) -> None:
-    """`record_end` for the submissions rejected or canceled before they ran since `since` whose end no observer
-    claimed (see the module docstring). A failure is logged; the next sweep tries again."""
+    """`record_end` for submissions ended before they ran since `since` with no end claimed. Failures are logged."""
     try:
         for execution_id in ExecutionOutcomes(store).unclaimed_ends_without_run(since, limit=100):
             record_end(records, store, execution_id)

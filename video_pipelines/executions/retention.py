@@ -18,8 +18,7 @@ def began_after(execution_id: str, cutoff: float) -> bool:
 
 
 def ended_before(execution_id: str, runs: Sequence[RunView], cutoff: float) -> bool:
-    """True when every run of the execution ended before `cutoff`; with no run left, when it was created
-    (long ago if its id does not say); a run with no known end keeps it."""
+    """True when every run ended before `cutoff` (with no run left: when it was created); an unknown end keeps it."""
     if began_after(execution_id, cutoff):
         return False
     if any(not run.state.is_finished or run.ended_at is None for run in runs):

@@ -119,8 +119,7 @@ def _breakdown(estimates: Mapping[str, NodeEstimate]) -> str:
 def spent_so_far(
     plan: Plan, recorded: Mapping[str, NodeRecord], known: Mapping[str, VideoResult], pricing: PricingTable
 ) -> float:
-    """What this execution's completed nodes cost; one with a video in `known` but no record yet (a head
-    start) is priced as its step will record it."""
+    """What the completed nodes cost; one with a video in `known` but no record yet is priced as its step will."""
     spent = sum(record.cost_usd for record in recorded.values() if record.state is NodeState.COMPLETED)
     for node_id, result in known.items():
         if node_id in plan.by_id and node_id not in recorded:

@@ -49,7 +49,6 @@ CANCELED_ERROR = "the execution was canceled"
 
 
 def deadline_error(seconds: int, unfinished: list[str]) -> str:
-    """The error of an execution its deadline ended."""
     error = f"deadline exceeded after {seconds} s (timeoutSeconds)"
     return error + (f"; unfinished: {', '.join(unfinished)}" if unfinished else "")
 
@@ -234,8 +233,7 @@ def submission_status(submission: Submission) -> ExecutionStatus:
 def run_status(
     records: RunRecords, run: RunView, pricing: PricingTable | None = None, store: SubmissionStore | None = None
 ) -> ExecutionStatus:
-    """The status of an execution from its runs (`run` is the newest). With `store`, a retry recorded but
-    not launched yet makes an ended execution pending."""
+    """The status of an execution from its runs; with `store`, a retry not launched yet makes it pending."""
     plan = run.parsed_plan
     runs = ExecutionRuns.of(records, run)
     recorded = runs.node_records(records)

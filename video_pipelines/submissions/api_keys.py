@@ -76,7 +76,6 @@ def _check_name(name: object) -> str:
 
 
 def key_hash(key: str) -> str:
-    """What the table keeps of a key: its SHA-256, hex."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -93,8 +92,6 @@ def _api_key(row: sa.RowMapping) -> ApiKey:
 
 
 class ApiKeys:
-    """The API keys of a deployment, in its submission store's database; see the module docstring."""
-
     def __init__(self, store: SubmissionStore) -> None:
         self._rows = Rows(store.engine, store.reader)
 
@@ -116,8 +113,7 @@ class ApiKeys:
         return self._rows.first(sa.select(*_COLUMNS).where(api_keys.c.key_id == key_id), _api_key)
 
     def revoke(self, key_id_or_prefix: str) -> ApiKey:
-        """Revoke a key named by its id, a prefix of it or the whole key (idempotent); UsageError if unknown or
-        ambiguous."""
+        """Revoke a key named by its id, a prefix or the whole key (idempotent); UsageError if unknown or ambiguous."""
         found = self._find(key_id_or_prefix)
         live = sa.and_(api_keys.c.key_id == found.key_id, api_keys.c.revoked_at.is_(None))
         self._rows.changed(api_keys.update().where(live).values(revoked_at=_now()))

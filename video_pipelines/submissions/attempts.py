@@ -122,8 +122,7 @@ class AttemptStore:
         return self._rows.all(query, _attempt)
 
     def pending(self, limit: int = 100) -> list[RunAttempt]:
-        """Up to `limit` attempts not launched yet (PENDING or LAUNCHING), of every execution: the oldest
-        requested first."""
+        """Up to `limit` attempts not launched yet, oldest first."""
         query = sa.select(execution_attempts).where(_T.state.in_(_NOT_LAUNCHED))
         order = (_T.requested_at, _T.execution_id, _T.number)
         return self._rows.all(query.order_by(*order).limit(limit), _attempt) if limit > 0 else []

@@ -207,7 +207,6 @@ class _Prepared:
     def submission(
         self, key: str | None, tenant: str, traceparent: str | None, digest: str, *, has_secret: bool
     ) -> Submission:
-        """A new PENDING submission of this request."""
         now = _now()
         return Submission(
             execution_id=new_execution_id(),
@@ -256,10 +255,8 @@ def _prepare(plan: Mapping[str, Any], options: SubmitOptions) -> _Prepared:
 
 
 def request_digest(stored_plan: Mapping[str, Any]) -> str:
-    """The hex SHA-256 of the stored plan's canonical JSON: a retry that reorders keys is the same request.
-
-    Never of the secret (its hash beside the plan would let a database reader guess a short one).
-    """
+    """The hex SHA-256 of the stored plan's canonical JSON (a retry that reorders keys is the same request);
+    never of the secret, whose hash beside the plan would let a database reader guess a short one."""
     return hashlib.sha256(canonical_json(stored_plan).encode()).hexdigest()
 
 
@@ -308,8 +305,7 @@ class SubmissionStore:
 
     @classmethod
     def from_env(cls, dagster_home: Path | None = None) -> SubmissionStore:
-        """The store of `$VIDEO_PIPELINES_DATABASE_URL`, else of the SQLite file
-        `<DAGSTER_HOME or ./.dagster_home>/video_pipelines.db`; its key file is in that folder."""
+        """The store of `$VIDEO_PIPELINES_DATABASE_URL`, else of SQLite in DAGSTER_HOME (with its key file)."""
         home = (dagster_home or Path(os.environ.get("DAGSTER_HOME") or DEFAULT_HOME)).expanduser().resolve()
         home.mkdir(parents=True, exist_ok=True)
         url = (os.environ.get(DATABASE_URL_ENV) or "").strip() or f"sqlite:///{home / DATABASE_FILE_NAME}"
@@ -444,8 +440,7 @@ class SubmissionStore:
         return self._move(execution_id, _PENDING, _now(), state=SubmissionState.CANCELED.value)
 
     def request_cancel(self, execution_id: str, *, launched: bool = True) -> bool:
-        """Record a cancel of a LAUNCHING or LAUNCHED submission, kept at its first time; False otherwise.
-        `launched=False` leaves a LAUNCHED one alone: its run finished, a request would outlive it."""
+        """Record a cancel of a LAUNCHING (with `launched`, also LAUNCHED) submission, kept at its first time."""
         now = _now()
         states = _CLAIMED if launched else (SubmissionState.LAUNCHING.value,)
         requested = sa.func.coalesce(submissions.c.cancel_requested_at, now)

@@ -73,5 +73,4 @@ class AttemptOutcome:
 
     @property
     def acknowledged(self) -> bool:
-        """The receiver answered 2xx: the webhook is delivered."""
         return self.status_code is not None and 200 <= self.status_code < 300

@@ -74,8 +74,7 @@ def send_once(
     allowed: AllowedHosts,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> AttemptOutcome:
-    """POST exactly `body`; never raises for what the network does. `timeout` bounds the whole exchange,
-    however slowly the receiver trickles its answer."""
+    """POST exactly `body`; never raises for what the network does. `timeout` bounds the whole exchange."""
     if not timeout > 0:
         raise WebhookError(f"timeout must be > 0 seconds, got {timeout}")
     budget = min(timeout, MAX_TIMEOUT)
@@ -196,8 +195,7 @@ def deliver_due(
     timeout: float = DEFAULT_TIMEOUT,
     trace_parent_for: Callable[[Delivery], str | None] | None = None,
 ) -> list[tuple[Delivery, AttemptOutcome]]:
-    """Attempt each due delivery (up to `limit`) once, claimed one at a time so senders share the work;
-    returns each with its outcome. A secret not set or unable to sign fails the delivery at once."""
+    """Attempt each due delivery (up to `limit`) once, claimed one at a time so senders share the work."""
     sender = _Sender(secret_for, allowed, timeout, trace_parent_for)
     results: list[tuple[Delivery, AttemptOutcome]] = []
     attempted: set[str] = set()
