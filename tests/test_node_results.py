@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from video_pipelines.errors import SubmissionStoreError
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.submissions import (
     SCHEMA_VERSION,
@@ -20,7 +21,6 @@ from video_pipelines.submissions import (
     NodeResultIndex,
     SubmissionState,
     SubmissionStore,
-    SubmissionStoreError,
 )
 from video_pipelines.submissions.database_url import psycopg2_url
 

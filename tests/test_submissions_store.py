@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
+from video_pipelines.errors import IdempotencyKeyReused, SecretKeyError, SubmissionStoreError
 from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.submissions import (
     DEFAULT_TENANT,
@@ -26,13 +27,10 @@ from video_pipelines.submissions import (
     AttemptReason,
     AttemptState,
     AttemptStore,
-    IdempotencyKeyReused,
     RunAttempt,
-    SecretKeyError,
     Submission,
     SubmissionState,
     SubmissionStore,
-    SubmissionStoreError,
     new_execution_id,
 )
 from video_pipelines.submissions.database_url import psycopg2_url

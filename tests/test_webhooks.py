@@ -29,10 +29,11 @@ import sqlalchemy as sa
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from video_pipelines import executions
-from video_pipelines.errors import ExecutionError
+from video_pipelines.errors import ExecutionError, WebhookError, WebhookSecretError
 from video_pipelines.executions import ExecutionStatus, webhook_payload
 from video_pipelines.executions.notifications import secret_env_warning
 from video_pipelines.net import AllowedHosts, parse_allowed_hosts
+from video_pipelines.net.retrying import parse_retry_after
 from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.submissions import SubmissionStore, schema
 from video_pipelines.submissions.database_url import psycopg2_url
@@ -43,11 +44,8 @@ from video_pipelines.webhooks import (
     DeliveryOutbox,
     DeliveryState,
     RetrySchedule,
-    WebhookError,
-    WebhookSecretError,
     deliver_due,
     encode_payload,
-    parse_retry_after,
     send_once,
     signature_headers,
     unsigned_headers,

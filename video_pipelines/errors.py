@@ -1,39 +1,5 @@
-"""The errors video_pipelines raises: one tree, every class of the package in this module.
-
-Every error the package raises on purpose derives from `VideoPipelineError`, so a caller
-(a door: the CLI, the HTTP API, an op) can catch the whole family in one place. The tree
-says what a caller should do next:
-
-    VideoPipelineError
-    ├── UsageError               a door was called wrong (an unreadable file, a missing option)
-    ├── PlanValidationError      the plan is wrong; fix it and submit again (never retried)
-    ├── ExecutionError           an execution cannot be found or used as asked
-    │   ├── ExecutionNotFound         no submission and no run carries this execution id
-    │   └── SpendCapExceeded          a paid node would take the execution over its maxCostUsd (never retried)
-    ├── MediaError               an input or output is not usable media (never retried)
-    │   └── FFmpegError          FFmpeg exited non-zero; carries the tail of its stderr
-    ├── FetchError               a remote file could not be fetched
-    │   ├── BlockedDestinationError   the URL resolves to a private/loopback address (never retried)
-    │   └── TransientFetchError       timeout, connection error or 5xx: worth a retry
-    ├── StorageError             artifact storage refused or failed
-    │   └── TransientStorageError     worth a retry
-    ├── ProviderError            a generation/lip-sync provider failed or is not configured
-    │   ├── ProviderHttpError         the provider refused the request (a 4xx other than 429)
-    │   ├── JobFailed                 the provider's job ended without a usable result
-    │   └── TransientProviderError    429, 5xx, timeouts: worth a retry
-    ├── SubmissionStoreError     the submission store refused an input or cannot open its database
-    │   ├── SecretKeyError            the webhook-secret key is missing, malformed or not the right one
-    │   └── IdempotencyKeyReused      an idempotency key used again with another request
-    └── WebhookError             a webhook cannot be built, stored or signed as asked
-        └── WebhookSecretError        the secret cannot sign, or cannot be read where webhooks are sent
-
-`TransientError` marks the errors worth another try (the `Transient*` classes). The
-`execute_plan` node step retries exactly those, with backoff, inside the step: not through an
-op `RetryPolicy` (Dagster applies it to interrupts too, so a canceled step would start again)
-nor `RetryRequested` (it queues the step behind the steps that need its video); every other
-error fails the step at once. A
-failed webhook delivery is not an error: it is an attempt recorded in the outbox.
-"""
+"""The errors video_pipelines raises on purpose. The node step retries `TransientError`s itself: an op
+`RetryPolicy` would restart a canceled step, and `RetryRequested` queues it behind its dependents."""
 
 from __future__ import annotations
 
@@ -134,11 +100,7 @@ class SecretKeyError(SubmissionStoreError):
 
 
 class IdempotencyKeyReused(SubmissionStoreError):
-    """An idempotency key its tenant used before for another request (another plan, base, webhook or priority).
-
-    The HTTP API answers it with a 422 of problem type `IDEMPOTENCY_KEY_REUSED` (the IETF
-    idempotency-key draft's answer), which the API client maps back to this error.
-    """
+    """An idempotency key its tenant used before for another request (HTTP: 422 `IDEMPOTENCY_KEY_REUSED`)."""
 
 
 IDEMPOTENCY_KEY_REUSED = "tag:video-pipelines,2025:idempotency-key-reused"

@@ -1,9 +1,4 @@
-"""The words every layer shares, defined once: priorities, aspect ratios, statuses, webhook events.
-
-Plain enums with no dependency, so the plan model, the FFmpeg operations, the providers,
-the submission store, the execution life cycle and every door speak the same vocabulary
-(and the wire strings stay those of the SDK).
-"""
+"""The words every layer shares, defined once (plain enums; the wire strings are the SDK's)."""
 
 from __future__ import annotations
 
@@ -80,7 +75,6 @@ class WebhookEvent(StrEnum):
 
     @classmethod
     def ended(cls, state: ExecutionState) -> WebhookEvent:
-        """The event of an execution that ended in `state`."""
         if not state.is_terminal:
             raise ValueError(f"an execution that is {state.value!r} has not ended")
         return cls(state.value)

@@ -82,12 +82,7 @@ class _Api(FastAPI):
 
 
 def _trace_requests(app: FastAPI) -> None:
-    """A SERVER span per request (OpenTelemetry's FastAPI instrumentation), when tracing is on.
-
-    It continues the caller's `traceparent`, and the `submit` span of a submission is its child.
-    The instrumentation records method, route, status and URL path; it records no header unless
-    told to by the standard variables, and even then not the values of `_REDACTED_HEADERS`.
-    """
+    """A SERVER span per request when tracing is on; never the values of `_REDACTED_HEADERS`."""
     current = tracing()
     if not current.enabled:
         return
@@ -108,11 +103,7 @@ def _trace_requests(app: FastAPI) -> None:
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
-    """The API over the environment's deployment: its store and Dagster instance are opened at start-up.
-
-    Run it with uvicorn (`video-pipelines serve` does), or with FastAPI's TestClient as a
-    context manager (which runs the start-up and the shut-down).
-    """
+    """The API over the environment's deployment: its store and Dagster instance are opened at start-up."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,16 +1,5 @@
-"""`GET /artifacts/{key}`: the local artifact store's videos, their captions and thumbnails, over HTTP, read-only.
-
-A browser refuses `file://` links from a web page, so with local storage the result URLs and
-the asset catalog's links point here (`VIDEO_PIPELINES_ARTIFACTS_BASE_URL`, which
-`video-pipelines dev` sets to this server's `/artifacts`).
-
-There is no API key on this route: a browser following a link from the Dagster UI has none.
-What guards a video is its URL: a key names the content's SHA-256
-(`videos/<sha256[:2]>/<sha256>.mp4`, its captions `.srt` and `.vtt` beside it, its thumbnail
-`thumbnails/<sha256[:2]>/<sha256>.jpg`), so
-a URL cannot be guessed, only handed out, and this route serves nothing else: only those
-keys, of files under the store's root; no listing, no other path. With S3 storage every answer is 404: the
-objects are read from S3's own (presigned or public) URLs.
+"""`GET /artifacts/{key}`: local artifacts over HTTP, read-only, without a key (a browser following a link
+from the Dagster UI has none): a key names the content's SHA-256, so a URL cannot be guessed. 404 on S3.
 """
 
 from __future__ import annotations

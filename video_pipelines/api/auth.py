@@ -1,9 +1,5 @@
-"""Who calls: `Authorization: Bearer <api key>` -> the key's tenant, as a FastAPI dependency.
-
-A missing, unknown or revoked key is 401 with `WWW-Authenticate: Bearer` (RFC 6750); the
-key itself is never logged or echoed. A known key is then held to the rate limit of its
-key id, when one is set (`rate_limit`): 429 with `Retry-After`.
-"""
+"""Who calls: `Authorization: Bearer <api key>` -> the key's tenant, then its rate limit, as a dependency.
+The key itself is never logged or echoed."""
 
 from __future__ import annotations
 

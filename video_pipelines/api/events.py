@@ -1,25 +1,5 @@
-"""`GET /api/execute/{id}/events`: an execution's changes as server-sent events.
-
-The stream is made by polling the execution's status (`executions.execution_status`) and
-diffing each reading with the one before (`status_changes`), so it shows exactly what the
-status document shows, from whichever process runs the execution. Events, in order:
-
-    event: status      the status document as it is when the client connects (always first)
-    event: node        a node's state changed: {"executionId", "nodeId", "status",
-                       "previousStatus", "result", "reusedFrom"} (pending -> running ->
-                       completed | reused | failed, or skipped when the run ends without it)
-    event: execution   the execution's status changed: the status document
-
-A reading's node events come before its execution event, and the stream ends after the
-event that carries a terminal status (completed, failed, canceled). So a client that
-connects late, even after the end, first gets the current state (and then, at the end,
-nothing more). Each event has an `id` (1, 2, ...). Without an event for
-`keepalive_seconds`, a comment line (`: keep-alive`) keeps proxies from closing the stream.
-
-A state held for less than the poll interval may be missed (a node seen pending, then
-completed): the stream reports what it saw, never a state it did not. When a reading fails
-(the database is away), the stream ends there and the error is logged: a client's
-EventSource connects again and first gets the current state, so nothing is lost but time.
+"""`GET /api/execute/{id}/events`: server-sent events made by polling the status and diffing readings, so
+they show what the status document shows. A failed reading ends the stream: EventSource reconnects.
 """
 
 from __future__ import annotations
@@ -83,7 +63,6 @@ class StatusEvent:
     data: dict[str, Any]
 
     def encode(self, event_id: int) -> bytes:
-        """The event in the `text/event-stream` format."""
         data = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
         return format_sse_event(data_str=data, event=self.kind, id=str(event_id))
 
@@ -94,7 +73,6 @@ class StatusEvent:
 
 
 def current_state(status: ExecutionStatus) -> StatusEvent:
-    """The first event of every stream: the status as it is now."""
     return StatusEvent("status", status.to_wire())
 
 
@@ -132,11 +110,7 @@ async def execution_events(
     disconnected: Callable[[], Awaitable[bool]],
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[bytes]:
-    """The stream of one execution from its reading `first` (see the module docstring), encoded.
-
-    `read_status` reads the status again; `disconnected` says when the client has gone, and
-    the stream then stops reading.
-    """
+    """The encoded stream of one execution from its reading `first`; stops when the client has gone."""
     sequence = 1
     yield current_state(first).encode(sequence)
     previous = first

@@ -1,19 +1,5 @@
-"""`GET /health`: can this deployment take and run executions right now?
-
-Three checks, each given `ApiSettings.health_timeout_seconds` (a check that takes longer is down):
-
-- `database` — the submission store answers a query (the API's own database).
-- `daemon` — every daemon the Dagster instance needs (sensors, run queue, run monitoring,
-  ...) has written a heartbeat within `daemon_max_age_seconds` (Dagster's daemons beat
-  every 30 s). Without one, submissions are stored but never launched.
-- `storage` — artifact storage is reachable and writable: a small probe object (always the
-  same content, so the same content-addressed key) is put, which writes it when it is
-  missing, and read back.
-
-200 `{"database": "ok", "daemon": "ok", "storage": "ok"}`, or 503 with `down` for what is
-down and the reasons in `detail`. No authentication: it says nothing about any tenant, and
-an unexpected error is named by its type only (its message, which may name hosts, is logged).
-"""
+"""`GET /health`: database, daemon heartbeats (without them nothing launches) and storage, each with a
+timeout. No authentication: it names no tenant, and an unexpected error only by type."""
 
 from __future__ import annotations
 

@@ -1,15 +1,5 @@
-"""The API's request and response shapes, as pydantic models (they are also its OpenAPI schema).
-
-The routes answer these models, each built from the application layer's typed value
-(`StatusDocument.of(ExecutionStatus)`, `Delivery.of(delivery record)`) through its wire form
-(`to_wire()`, the same JSON `video-pipelines status` prints), so a drift between the two is a
-failing validation, not a silently different document; unknown fields pass through
-(`extra="allow"`) rather than being dropped.
-
-The plan itself is not modelled here: `POST /api/execute` reads its body with the plan
-model (`video_pipelines.plan`), so its problems are exactly those of `video-pipelines
-validate`; its schema is `plan.document.PlanDocument`, made of the models that validate it.
-"""
+"""The API's shapes as pydantic models (its OpenAPI schema), built from the typed values' wire form, so a
+drift is a failing validation; unknown fields pass through."""
 
 from __future__ import annotations
 

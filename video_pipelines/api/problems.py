@@ -1,23 +1,5 @@
-"""Every error answer of the API, mapped once: RFC 9457 `application/problem+json`.
-
-    {"type": "about:blank", "title": "Not Found", "status": 404,
-     "detail": "no execution exec_01...", "instance": "/api/execute/exec_01.../status"}
-
-`type` is `about:blank` (the status says it all) except for an invalid plan, whose problem
-type `tag:video-pipelines,2025:invalid-plan` adds `errors: [{"node", "field", "message"}]`
-(`plan.problems`), an idempotency key used again for another request (`errors` the same way,
-naming the header, so that every 422 has one shape), and an unhealthy service (`/health`). The package's errors map to:
-
-    PlanValidationError            422  (errors: every problem, as `validate` prints them)
-    IdempotencyKeyReused           422  (errors: the Idempotency-Key, used before for another request)
-    ExecutionNotFound              404  (also for another tenant's execution: the same body)
-    UsageError, SubmissionStoreError  400  (a bad query parameter, a bad Idempotency-Key)
-    ExecutionError, WebhookError   409  (the execution or webhook cannot be used as asked)
-    SecretKeyError, any other      500  (the detail never carries the cause; the log does)
-
-Unknown routes (404), wrong methods (405, with `Allow`), malformed requests (400) and every
-unexpected exception (500) are problems too: never a traceback, never an HTML page.
-"""
+"""Every error answer of the API, mapped once: RFC 9457 `application/problem+json`, never a traceback or
+HTML; a 500's detail never carries the cause (the log does)."""
 
 from __future__ import annotations
 

@@ -1,14 +1,5 @@
-"""The rate limit per API key: a token bucket per key, in this process's memory.
-
-Each key's bucket holds up to `RateLimit.requests` tokens and refills at `requests` per
-period; a request takes one token, and a request that finds none is answered 429 with
-`Retry-After` (the whole seconds until a token is back).
-
-In memory and per process, on purpose: it needs no shared store and costs no database
-round trip per request. So with N API processes behind a load balancer a key may make up
-to N times the limit, and a restart refills every bucket; a limit that must hold across
-processes belongs in the load balancer or gateway in front of the API.
-"""
+"""The rate limit per API key: token buckets in this process's memory, on purpose (no round trip per
+request); a limit that must hold across processes belongs in the gateway."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""The routes of the HTTP API (README "The HTTP API"): each a few lines over `executions/`.
-
-Every `/api/...` route needs a key (`auth.authenticated`) and sees only its tenant's
-executions: another tenant's is 404 "no execution X", the answer for a missing id
-(`executions.status_for` and friends). `/health`, `/metrics` and the docs need none.
-"""
+"""The routes of the HTTP API, each a few lines over `executions/`. Every `/api/...` route needs a key and
+sees only its tenant's executions (another tenant's is 404, as a missing one)."""
 
 from __future__ import annotations
 
@@ -123,11 +119,8 @@ def decode_json(body: bytes) -> Any:
 def admit_and_submit(
     state: ApiState, caller: Caller, body: bytes, idempotency_key: str | None, traceparent: str | None
 ) -> str:
-    """Decode (400), validate (422 on any problem, nothing stored), check the literal destinations, store.
-
-    Run in a worker thread: decoding and validating a body of up to the size limit takes CPU
-    time that must not hold the event loop (and the other requests) up.
-    """
+    """Decode (400), validate (422), check the literal destinations, store; in a worker thread, as decoding a
+    body up to the limit takes CPU time that must not hold the event loop."""
     admission = executions.admit(decode_json(body))
     check_destinations(admission.plan, state.settings.allowed_hosts)
     return executions.submit(

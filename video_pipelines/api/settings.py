@@ -9,10 +9,7 @@
 | `VIDEO_PIPELINES_API_DAEMON_MAX_AGE_SECONDS` | `/health`: a daemon heartbeat older than this is down | 60 |
 | `VIDEO_PIPELINES_ALLOWED_HOSTS` | hosts/CIDRs allowed although private (see `net.guard`) | none |
 
-The host and port are the `serve` command's options. The database, Dagster instance and
-artifact storage are those of the deployment (`DAGSTER_HOME`, `VIDEO_PIPELINES_DATABASE_URL`,
-`VIDEO_PIPELINES_STORAGE_URL`), as for every other door. A bad value is a UsageError naming
-the variable, at start-up, never at the first request.
+A bad value is a UsageError naming the variable at start-up, never at the first request.
 """
 
 from __future__ import annotations
@@ -94,7 +91,6 @@ class ApiSettings:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     ) -> ApiSettings:
-        """The settings of the environment (`os.environ` unless `environ` is given)."""
         env = os.environ if environ is None else environ
         rate = env.get(RATE_LIMIT_ENV, "").strip()
         try:
@@ -114,6 +110,5 @@ class ApiSettings:
 
     @property
     def url(self) -> str:
-        """Where the API listens, as a client would write it."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"

@@ -1,9 +1,5 @@
-"""What the app holds while it serves: one submission store and one Dagster instance, opened at start-up.
-
-Both are opened by the app's lifespan (`open_state`) and closed when the server stops; every
-request uses them (the store's engine pools its connections; a DagsterInstance serves many
-threads, as dagster-webserver's does).
-"""
+"""What the app holds while it serves: one submission store and one Dagster instance, opened at start-up
+(the store pools its connections; a DagsterInstance serves many threads)."""
 
 from __future__ import annotations
 
@@ -63,6 +59,5 @@ def open_state(settings: ApiSettings) -> Iterator[ApiState]:
 
 
 def api_state(request: Request) -> ApiState:
-    """The app's state, as a dependency."""
     state: ApiState = request.app.state.api
     return state

@@ -1,3 +1,1 @@
-"""Where the product runs: the Dagster instance (SQLite or PostgreSQL), its PostgreSQL pool, the Celery workers'
-settings.
-"""
+"""Where the product runs: the Dagster instance, its PostgreSQL pool, the Celery workers' settings."""

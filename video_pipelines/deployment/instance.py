@@ -1,11 +1,7 @@
 """The Dagster instance: production config (PostgreSQL + Celery) and the embedded default (SQLite).
 
-`dagster.yaml` at the repository root is the production instance; it is rendered from
-`instance_config(postgres=True, celery=True)` (a test keeps them equal): PostgreSQL storage,
-runs launched into warm `video-pipelines worker` processes through the broker of
-$VIDEO_PIPELINES_BROKER_URL. The embedded default used by `video-pipelines demo` and `dev`
-has the same settings without the `storage` section, so Dagster falls back to SQLite under
-DAGSTER_HOME, and with Dagster's default launcher unless a broker is configured.
+`dagster.yaml` at the repository root is rendered from `instance_config(postgres=True, celery=True)`
+(a test keeps them equal); the embedded default has no `storage` section, so Dagster uses SQLite.
 """
 
 from __future__ import annotations
@@ -45,13 +41,9 @@ _SETTINGS: dict[str, Any] = {
 }
 
 
-# With warm Celery workers. Runs wait QUEUED in Dagster's queue (ordered by dagster/priority, no
-# timeout) rather than STARTING in the broker, where run monitoring's start timeout counts: keep
-# max_concurrent_runs near the total worker concurrency (4 = two workers of concurrency 2). Runs
-# already in the broker are ordered there too (the launcher maps dagster/priority), but a queued run
-# cannot overtake them. A dead worker's run is failed within 2 polls + 2 pings (<= 10+10+2+2 s plus
-# one monitoring pass, under 30 s; stated bound 60 s): its first missed ping is tolerated.
-# Resuming a run on another worker is not enabled (max_resume_run_attempts: 0).
+# With warm Celery workers runs wait QUEUED in Dagster's queue rather than STARTING in the broker, where
+# the start timeout counts: keep max_concurrent_runs near the workers' total concurrency. A dead worker's
+# run is failed within 2 polls + 2 pings (under 30 s measured, 60 s stated); its first miss is tolerated.
 _CELERY_SETTINGS: dict[str, Any] = {"run_monitoring": _run_monitoring(300, 10, max_resume_run_attempts=0)}
 
 CELERY_LAUNCHER: dict[str, Any] = {
@@ -63,8 +55,7 @@ CELERY_LAUNCHER: dict[str, Any] = {
 
 
 def instance_config(*, postgres: bool, celery: bool = False) -> dict[str, Any]:
-    """The instance settings; with `postgres`, storage comes from $VIDEO_PIPELINES_DATABASE_URL;
-    with `celery`, runs go to warm workers through the broker of $VIDEO_PIPELINES_BROKER_URL."""
+    """The instance settings: with `postgres`, storage from the database URL; with `celery`, the warm workers."""
     config: dict[str, Any] = {}
     if postgres:
         config["storage"] = {
@@ -111,19 +102,14 @@ def is_new_instance(home: Path) -> bool:
 
 
 def describe_instance(home: Path) -> str:
-    """Where the instance of `home` is, for messages: `the instance at /abs/.dagster_home`, and its
-    database when $VIDEO_PIPELINES_DATABASE_URL is set (without user, password or query)."""
+    """Where the instance of `home` is, for messages (its database redacted when one is set)."""
     database_url = os.environ.get(DATABASE_URL_ENV)
     database = f" (database {redact_url(database_url)})" if database_url else ""
     return f"the instance at {home}{database}"
 
 
 def prepare_dagster_home(home: Path | None = None) -> Path:
-    """Make DAGSTER_HOME usable and export it: `.dagster_home` unless DAGSTER_HOME is set.
-
-    Writes dagster.yaml there (PostgreSQL and the Celery launcher when their URLs are set, so a fresh
-    machine needs neither), unless the user wrote it (without our mark).
-    """
+    """Make DAGSTER_HOME usable and export it; writes dagster.yaml unless the user wrote it (without our mark)."""
     chosen = home.resolve() if home is not None else dagster_home_path()
     chosen.mkdir(parents=True, exist_ok=True)
     config_file = chosen / "dagster.yaml"

@@ -1,12 +1,6 @@
-"""Dagster instance storage on PostgreSQL: a plain `postgresql://user@host:port/db` URL, pooled connections.
-
-`PostgresStorage` (named by `dagster.yaml`) pins the URL's driver to psycopg2 and gives
-dagster-postgres's run, event log and schedule storages one connection pool per process and
-database instead of their default `NullPool`. Why: dagster-postgres opens a connection for every
-statement, each one a forked PostgreSQL backend, and every sensor tick and run builds a new
-instance; a burst of 50 one-node executions opened about 13,000 connections, and PostgreSQL spent
-more CPU on them than the daemon and the workers together (benchmarks/bench_workers.py). Instances
-a process builds share its pool, and the process checks for Dagster's tables only once.
+"""Dagster storage on PostgreSQL with one connection pool per process: dagster-postgres's NullPool opened
+about 13,000 connections for 50 one-node executions, costing PostgreSQL more CPU than the daemon and
+workers together (benchmarks/bench_workers.py).
 """
 
 from __future__ import annotations
@@ -61,7 +55,6 @@ def pool_size() -> int:
 
 
 def shared_engine(url: str) -> sqlalchemy.engine.Engine:
-    """This process's pooled engine for `url`."""
     with _engines_lock:
         engine = _engines.get(url)
         if engine is not None:

@@ -1,20 +1,9 @@
-"""Warm run workers: the broker and result backend from the environment, and run priorities on it.
+"""Warm run workers: broker and result backend from the environment, and run priorities on them.
 
-The Celery launcher and the worker app (`orchestration/workers/`) both build their configuration
-from `celery_settings()`, so a producer and a consumer never disagree about the broker, the
-backend, the queue or how priorities are ordered.
-
-    VIDEO_PIPELINES_BROKER_URL       redis://host:6379/0 or amqp://user:pass@host:5672//
-    VIDEO_PIPELINES_RESULT_BACKEND   default: the broker URL when it is Redis; with RabbitMQ
-                                     a redis:// or db+postgresql:// backend is required
-    VIDEO_PIPELINES_QUEUE            the queue of runs (default: dagster); deployments sharing
-                                     one broker keep apart by giving each its own
-
-A plan's priority is Dagster's `dagster/priority` (high 10, normal 0, low -10); the brokers order
-Celery's `priority` in opposite directions. RabbitMQ delivers a higher number first, within the
-queue's `x-max-priority` (10, as dagster-celery declares it). kombu's Redis transport puts a message
-in the list of its priority step and BRPOPs the lists in `priority_steps` order, so a LOWER number
-goes first; its default steps (0, 3, 6, 9) would merge neighbours, ours are 0..9 on both sides.
+The launcher and the worker app both build their configuration from `celery_settings()`, so they never
+disagree. The brokers order Celery's `priority` in opposite directions: RabbitMQ delivers a higher number
+first (within x-max-priority 10); kombu's Redis transport BRPOPs its lists in `priority_steps` order, so
+a LOWER number goes first, and its default steps (0, 3, 6, 9) would merge neighbours: ours are 0..9.
 """
 
 from __future__ import annotations
@@ -62,16 +51,11 @@ def broker_kind(url: str) -> BrokerKind:
 
 
 def celery_priority(dagster_priority: int, kind: BrokerKind) -> int:
-    """The Celery `priority` that makes `kind` deliver a run of this `dagster/priority` in Dagster's order.
-
-    Dagster's priorities (any int, higher first; ours are -10, 0, 10) are squeezed into the
-    broker's range around its middle: normal 5, high 10 (RabbitMQ) / 0 (Redis), low 0 / 9.
-    """
+    """The Celery `priority` that makes `kind` deliver a run of this `dagster/priority` in Dagster's order."""
     # 0..10 with higher first; each 2 points of Dagster priority move one Celery step.
     higher_first = max(0, min(AMQP_MAX_PRIORITY, 5 + dagster_priority // 2))
     if kind is BrokerKind.AMQP:
         return higher_first
-    # Redis: 0..9 with LOWER first (see the module docstring).
     return max(0, min(REDIS_PRIORITY_STEPS[-1], AMQP_MAX_PRIORITY - higher_first))
 
 
@@ -97,7 +81,6 @@ class WorkerSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
-        """The settings of $VIDEO_PIPELINES_BROKER_URL / $VIDEO_PIPELINES_RESULT_BACKEND; UsageError if unusable."""
         env = os.environ if environ is None else environ
         broker = env.get(BROKER_URL_ENV, "").strip()
         if not broker:
@@ -131,13 +114,10 @@ def check_result_backend(url: str) -> None:
 
 
 def celery_settings(settings: WorkerSettings) -> dict[str, Any]:
-    """Celery configuration shared by the launcher (producer) and the workers (consumers).
+    """Celery configuration shared by the launcher and the workers.
 
-    Early acknowledgement, on purpose: a worker that dies mid-run does NOT get its run
-    redelivered, which would run a STARTED Dagster run again from the start and pay its
-    providers again; run monitoring fails the run instead (the health check pings the worker
-    that took it) and recovery resumes it through run retries and the provider-job ledger.
-    Neither `task_reject_on_worker_lost` nor Redis' `visibility_timeout` applies to an acked task.
+    Early acknowledgement on purpose: a redelivered run would start again and pay its providers again;
+    run monitoring fails a run whose worker died instead, and it is resumed with the provider-job ledger.
     """
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,
@@ -193,7 +173,6 @@ class RunWorker:
 
     @classmethod
     def from_started_meta(cls, meta: object) -> RunWorker | None:
-        """From a STARTED task's meta in the result backend (`{"hostname": ..., "pid": ...}`)."""
         if not isinstance(meta, Mapping) or not isinstance(meta.get("hostname"), str):
             return None
         pid = meta.get("pid")
@@ -201,14 +180,12 @@ class RunWorker:
 
     @classmethod
     def from_tag(cls, value: str | None) -> RunWorker | None:
-        """From a run's `video/worker` tag (`<node name> pid <pid>`, written by the worker that took the run)."""
         if not value:
             return None
         hostname, _, pid = value.partition(" pid ")
         return cls(hostname, int(pid) if pid.isdigit() else None)
 
     def tag(self) -> str:
-        """Its `video/worker` tag, which `from_tag` reads."""
         return f"{self.hostname} pid {self.pid}"
 
     def describe(self) -> str:
@@ -217,11 +194,7 @@ class RunWorker:
 
 @dataclass
 class WorkerWatch:
-    """Whether the workers of running runs still answer, run by run (kept by the daemon's one launcher).
-
-    A worker is gone after `misses_allowed + 1` unanswered pings in a row: one missed answer
-    (a garbage collection, a slow broker round trip) is tolerated.
-    """
+    """Whether the workers of running runs still answer; one miss (a GC pause, a slow broker) is tolerated."""
 
     misses_allowed: int = 1
     clock: Callable[[], float] = time.monotonic

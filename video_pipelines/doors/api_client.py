@@ -1,27 +1,5 @@
-"""The HTTP API's client: submit, status, cancel, wait and deliveries over `video-pipelines serve`.
-
-    from video_pipelines.doors.api_client import ApiClient
-    with ApiClient("https://videos.example.com", api_key) as api:
-        execution_id = api.submit(plan, SubmitOptions(idempotency_key="order-42"))
-        api.wait(execution_id)["status"]  # "completed"
-
-What the CLI and the Python client use when `VIDEO_PIPELINES_API_URL` and
-`VIDEO_PIPELINES_API_KEY` are set (`ApiClient.from_env`). It imports neither Dagster nor the
-submission store: a client machine needs only this module, httpx and the API's URL and key.
-
-Answers are mapped back to the errors the API mapped them from (`api.problems`): 422 is a
-`PlanValidationError` with the same problems `validate` prints (an Idempotency-Key used
-before for another request: `IdempotencyKeyReused`), 404 an `ExecutionNotFound`,
-409 an `ExecutionError`, a missing or refused key a `UsageError` naming
-`VIDEO_PIPELINES_API_KEY`, anything else a `UsageError` (4xx) or a `VideoPipelineError` (5xx)
-carrying the problem's detail.
-
-Retries: a request that never reached the server (connection refused or reset before it was
-sent) is tried again, whatever the call. A call that is safe to repeat (every GET, cancel,
-and a submit, which always carries an `Idempotency-Key`: one is made for each `submit` call
-that names none) is also tried again after a timeout or a 429/502/503/504, with the package's
-backoff, honouring `Retry-After`. So a retried POST never makes a second execution.
-"""
+"""The HTTP API's client (imports neither Dagster nor the store). A request that never left is retried; one
+safe to repeat (GETs, cancel, submit with its Idempotency-Key) also after a timeout or 429/5xx."""
 
 from __future__ import annotations
 
@@ -29,8 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -49,6 +26,7 @@ from video_pipelines.plan.overrides import NO_OPTIONS, SubmitOptions
 from video_pipelines.plan.problems import PlanProblem
 from video_pipelines.vocabulary import TERMINAL_STATES
 
+T = TypeVar("T")
 API_URL_ENV = "VIDEO_PIPELINES_API_URL"
 API_KEY_ENV = "VIDEO_PIPELINES_API_KEY"
 
@@ -99,17 +77,11 @@ class ApiClient:
     def __enter__(self) -> ApiClient:
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
-    ) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
     def submit(self, plan: Mapping[str, Any], options: SubmitOptions = NO_OPTIONS) -> str:
-        """Submit a plan (`POST /api/execute`); returns its execution id once the API has stored it.
-
-        Without an idempotency key one is made for this call, so that retrying it after a
-        lost answer returns the same execution instead of making a second one.
-        """
+        """Submit a plan; returns its execution id. A key is made if none is given, so a retry finds the same one."""
         body = options.apply(plan)
         key = options.idempotency_key or f"client-{uuid.uuid4().hex}"
         answer = self._call("POST", "/api/execute", json=body, headers={"Idempotency-Key": key}, repeatable=True)
@@ -119,45 +91,36 @@ class ApiClient:
         return execution_id
 
     def status(self, execution_id: str) -> dict[str, Any]:
-        """The status document of an execution (`GET /api/execute/{id}/status`)."""
         return self._document("GET", f"{_execution_path(execution_id)}/status")
 
     def cancel(self, execution_id: str) -> dict[str, Any]:
-        """Cancel a pending submission or terminate its run; returns the status document."""
         # Canceling twice is canceling once: safe to repeat.
         return self._document("POST", f"{_execution_path(execution_id)}/cancel")
 
     def retry(self, execution_id: str) -> dict[str, Any]:
-        """Run a failed or canceled execution again; returns the status document."""
         # A retry recorded and not launched yet is the one a second call finds: safe to repeat.
         return self._document("POST", f"{_execution_path(execution_id)}/retry")
 
     def deliveries(self, execution_id: str) -> list[dict[str, Any]]:
-        """Every webhook delivery of an execution, with every attempt."""
         answer = self._call("GET", f"{_execution_path(execution_id)}/deliveries", repeatable=True)
         if isinstance(answer, dict) and isinstance(answer.get("deliveries"), list):
             answer = answer["deliveries"]
-        if not isinstance(answer, list):
-            raise VideoPipelineError(f"the API at {self.base_url} answered deliveries with {type(answer).__name__}")
-        return answer
+        return self._checked(answer, list, "deliveries")
 
     def redeliver(self, execution_id: str, webhook_id: str) -> dict[str, Any]:
-        """Send a webhook event again (same `webhook-id`); returns the delivery as now recorded."""
         path = f"{_execution_path(execution_id)}/deliveries/{quote(webhook_id, safe='')}/redeliver"
         # Not repeated after it may have reached the server: each redelivery is an attempt sent.
-        answer = self._call("POST", path, repeatable=False)
-        if not isinstance(answer, dict):
-            raise VideoPipelineError(f"the API at {self.base_url} answered a redelivery with {type(answer).__name__}")
-        return answer
+        return self._checked(self._call("POST", path, repeatable=False), dict, "a redelivery")
 
     def wait(self, execution_id: str, *, timeout: float = 3600.0, poll: float = 0.5) -> dict[str, Any]:
-        """Poll the status until the execution ends; returns its final status document."""
         return poll_until_ended(lambda: self.status(execution_id), execution_id, timeout=timeout, poll=poll)
 
     def _document(self, method: str, path: str) -> dict[str, Any]:
-        answer = self._call(method, path, repeatable=True)
-        if not isinstance(answer, dict):
-            raise VideoPipelineError(f"the API at {self.base_url} answered {path} with {type(answer).__name__}")
+        return self._checked(self._call(method, path, repeatable=True), dict, path)
+
+    def _checked(self, answer: Any, kind: type[T], what: str) -> T:
+        if not isinstance(answer, kind):
+            raise VideoPipelineError(f"the API at {self.base_url} answered {what} with {type(answer).__name__}")
         return answer
 
     def _call(
@@ -169,7 +132,6 @@ class ApiClient:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
-        """Send one request, retried as the module docstring says; the decoded JSON answer of a 2xx."""
         attempt = 0
         while True:
             wait: float | None = None
@@ -196,7 +158,6 @@ class ApiClient:
             attempt += 1
 
     def _answer(self, response: httpx.Response) -> Any:
-        """The JSON of a 2xx answer; any other answer raised as the error it means."""
         if response.is_success:
             try:
                 return response.json()
@@ -233,7 +194,6 @@ def _describe(exc: BaseException) -> str:
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:
-    """The RFC 9457 problem document of an error answer ({} when the body is not one)."""
     try:
         body = response.json()
     except ValueError:

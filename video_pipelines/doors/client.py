@@ -1,26 +1,8 @@
-"""The Python client: the same calls as the `video-pipelines` CLI.
+"""The Python client: the CLI's calls, over the HTTP API when `VIDEO_PIPELINES_API_URL` is set, else on the
+local deployment. Only `submit` makes a missing instance (the others say where they looked).
 
-    from video_pipelines.doors import client
     execution_id = client.submit(plan, client.SubmitOptions(idempotency_key="order-42"))
     client.wait(execution_id)["status"]  # "completed"
-
-Calls go where the environment says (`connect`). With `VIDEO_PIPELINES_API_URL` and
-`VIDEO_PIPELINES_API_KEY` set they go to the HTTP API (`api_client.ApiClient`) as that key's
-tenant, and this machine needs neither Dagster nor the database: both are imported only for
-a local deployment. Otherwise they use the local deployment as an operator (every tenant):
-`DAGSTER_HOME` (default `./.dagster_home`) and `VIDEO_PIPELINES_DATABASE_URL` (default SQLite
-in DAGSTER_HOME).
-
-Where they look is part of what they say. A call that only reads or changes an existing
-execution (`status`, `cancel`, `retry`, `deliveries`, `redeliver`, `wait`) never makes an
-instance: with no instance where the environment points it raises a `UsageError` naming the
-folder, instead of leaving an empty `.dagster_home` behind and answering "no execution".
-`submit` makes one when there is none (`Deployment.created` says so). Locally, an
-`ExecutionNotFound` names the instance it looked in ("no execution X in the instance at /abs").
-
-`status` adds one field to the status document when $VIDEO_PIPELINES_UI_URL (the Dagster
-webserver, e.g. http://127.0.0.1:3000) is set and the execution has a run: `uiUrl`, the run's
-page in the Dagster UI (`<VIDEO_PIPELINES_UI_URL>/runs/<runId>`).
 """
 
 from __future__ import annotations
@@ -51,8 +33,7 @@ UI_URL_ENV = "VIDEO_PIPELINES_UI_URL"
 
 @dataclass
 class Deployment:
-    """The Dagster instance and submission store a client talks to; `home` is its DAGSTER_HOME,
-    and `created` says that the folder was made for this deployment (a new, empty instance)."""
+    """The Dagster instance and submission store a client talks to; `created`: a new, empty instance."""
 
     instance: dg.DagsterInstance
     store: SubmissionStore
@@ -61,7 +42,6 @@ class Deployment:
 
     @property
     def where(self) -> str:
-        """The instance for messages: `the instance at /abs/.dagster_home` (and its database, redacted)."""
         from video_pipelines.deployment.instance import describe_instance
 
         return describe_instance(self.home)
@@ -90,10 +70,7 @@ Target: TypeAlias = "Deployment | ApiClient"
 
 @contextmanager
 def deployment(*, create: bool = True) -> Iterator[Deployment]:
-    """The deployment of the environment (prepares the embedded default when nothing is configured).
-
-    Without `create`, a missing instance is a UsageError naming the folder: nothing is made.
-    """
+    """The deployment of the environment; without `create`, a missing instance is a UsageError."""
     import dagster as dg
 
     from video_pipelines.deployment.instance import dagster_home_path, is_new_instance, prepare_dagster_home
@@ -117,8 +94,7 @@ def deployment(*, create: bool = True) -> Iterator[Deployment]:
 
 @contextmanager
 def connect(*, create: bool = True) -> Iterator[Target]:
-    """The environment's target: the API when `VIDEO_PIPELINES_API_URL` is set, else the local deployment
-    (made when missing only with `create`)."""
+    """The environment's target: the API when `VIDEO_PIPELINES_API_URL` is set, else the local deployment."""
     api = ApiClient.from_env()
     if api is None:
         with deployment(create=create) as opened:
@@ -135,8 +111,7 @@ def _on(
     *,
     create: bool = False,
 ) -> T:
-    """`local` or `remote` on `target`, or on the environment's target, opened for this call only
-    (a missing local instance is made only with `create`)."""
+    """`local` or `remote` on `target`, or on the environment's target opened for this call only."""
     if target is None:
         with connect(create=create) as opened:
             return _on(opened, local, remote)
@@ -152,7 +127,7 @@ def _on(
 
 
 def with_ui_link(document: dict[str, Any]) -> dict[str, Any]:
-    """`document` with `uiUrl`, its run's page in the Dagster UI at $VIDEO_PIPELINES_UI_URL, when both are known."""
+    """`document` with `uiUrl`, its run's page in the Dagster UI at $VIDEO_PIPELINES_UI_URL, when known."""
     base = os.environ.get(UI_URL_ENV, "").strip().rstrip("/")
     run_id = document.get("runId")
     if not base or not run_id:
@@ -161,11 +136,7 @@ def with_ui_link(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def submit(plan: Mapping[str, Any], options: SubmitOptions = NO_OPTIONS, *, target: Target | None = None) -> str:
-    """Validate and store a plan; returns its execution id at once (the plan sensor launches it).
-
-    The base is not looked up here: a variant may be submitted before its base ends. Over
-    the API the plan is validated there (the same checks; a PlanValidationError all the same).
-    """
+    """Validate and store a plan; returns its execution id at once (a variant may precede its base's end)."""
 
     def local(opened: Deployment) -> str:
         from video_pipelines import executions
@@ -182,7 +153,6 @@ def _status_call(
     act: Callable[[DagsterRunRecords, SubmissionStore, str], ExecutionStatus],
     remote: Callable[[ApiClient, str], dict[str, Any]],
 ) -> dict[str, Any]:
-    """The status document answered by `act` on a local deployment, or by `remote` over the API."""
     return _on(
         target,
         lambda opened: act(opened.records, opened.store, execution_id).to_wire(),
@@ -191,22 +161,21 @@ def _status_call(
 
 
 def status(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
-    """The status document of an execution (`video-pipelines status`), with `uiUrl` when
-    $VIDEO_PIPELINES_UI_URL is set and it has a run."""
+    """The status document of an execution, with `uiUrl` when it can."""
     from video_pipelines.executions.status import execution_status
 
     return with_ui_link(_status_call(execution_id, target, execution_status, ApiClient.status))
 
 
 def cancel(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
-    """Cancel a pending submission, or have its launched run run nothing more; returns the status (see the API's)."""
+    """Cancel an execution; returns its status."""
     from video_pipelines.executions.lifecycle import cancel as cancel_execution
 
     return _status_call(execution_id, target, cancel_execution, ApiClient.cancel)
 
 
 def retry(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
-    """Run a failed or canceled execution again (its completed nodes are reused); returns the status."""
+    """Retry a failed or canceled execution; returns its status."""
     from video_pipelines.executions.lifecycle import retry as retry_execution
 
     return _status_call(execution_id, target, retry_execution, ApiClient.retry)
@@ -224,11 +193,7 @@ def deliveries(execution_id: str, *, target: Target | None = None) -> list[dict[
 
 
 def redeliver(webhook_id: str, *, execution_id: str | None = None, target: Target | None = None) -> dict[str, Any]:
-    """Send a webhook event again with the same webhook-id; returns its delivery record, due now.
-
-    The execution is the one the outbox records for `webhook_id` (over the API: the one the
-    id names, unless `execution_id` is given).
-    """
+    """Send a webhook event again with the same webhook-id; returns its delivery record, due now."""
 
     def local(opened: Deployment) -> dict[str, Any]:
         from video_pipelines import executions

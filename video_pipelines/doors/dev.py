@@ -1,16 +1,5 @@
-"""`video-pipelines dev`: dagster dev (webserver and daemon) and the HTTP API, on the embedded default.
-
-Two child processes, `dagster dev` and `video-pipelines serve` (and a third, one warm
-`video-pipelines worker`, when $VIDEO_PIPELINES_BROKER_URL is set: the embedded instance then
-launches runs through the broker; without a broker, Dagster's default launcher runs them, so a
-fresh machine needs nothing more), stopped together with everything they started.
-
-Each child runs in a session (and process group) of its own, so that this process alone
-decides how they stop: Ctrl-C (SIGINT) or SIGTERM to it is passed to each child's whole
-group (`dagster dev`'s webserver, daemon and code servers included), and when one child ends
-by itself the others are stopped as Ctrl-C would. Whatever they started that is still alive
-after `STOP_TIMEOUT_SECONDS` (a process of another group included: every descendant is
-recorded while it runs, from /proc) is killed, so nothing is left holding the ports.
+"""`video-pipelines dev`: dagster dev and the HTTP API (and a worker with a broker), each in its own session
+so this process decides how they stop; what outlives `STOP_TIMEOUT_SECONDS` is killed, freeing the ports.
 """
 
 from __future__ import annotations
@@ -21,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import dagster as dg
@@ -125,7 +114,6 @@ class Family:
                 pending.extend(children.get(pid, []))
 
     def alive(self) -> list[int]:
-        """The recorded processes still running (a zombie has ended)."""
         table = _process_table()
         return [pid for pid, started in self.members.items() if pid in table and table[pid][1] == started]
 
@@ -151,10 +139,9 @@ def _process_table() -> dict[int, tuple[int, str]]:
 
 
 def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signum)
+    _signal(pgid, signum, os.killpg)
 
 
-def _signal(pid: int, signum: int) -> None:
+def _signal(pid: int, signum: int, kill: Callable[[int, int], None] = os.kill) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
+        kill(pid, signum)

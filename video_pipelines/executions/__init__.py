@@ -1,128 +1,53 @@
-"""The execution life cycle, once for every door: admit, submit, status, cancel, webhooks.
-
-Plain Python, no Dagster import. The doors (the `execute_plan` ops and sensors, the CLI, the
-Python client, the HTTP API) call these functions; what they need from the orchestrator they
-get through the `RunRecords` protocol, which `orchestration/` implements over Dagster.
-
-- `admission` — `admit`: parse, base check (its tenant too), resolve (`Admission`, `check_base`).
-- `spending` — spend caps (`maxCostUsd`) at admission and before each paid node, and what reuse saved.
-- `report` — what an admitted plan would run or reuse and what it would cost (`validate`).
-- `status` — the typed `ExecutionStatus` with `to_wire()`.
-- `lifecycle` — `submit`, `retry` and `cancel` (atomic with the launch: `cancel_requested`).
-- `attempts` — an execution's runs after its first: resumed after a lost worker, or retried.
-- `notifications` — an execution's webhooks: target, secret, payloads (the end, `execution.started`,
-  node events), enqueue, delivery report, redelivery.
-- `records` — the `RunRecords` protocol and the run and node views it returns.
-- `ownership` — `Caller` (a tenant, or an operator) and whose an execution is.
-- `tenancy` — status, cancel and listing as a caller may see them (`status_for`, `cancel_for`,
-  `list_executions`, `require_visible`): another tenant's execution is a missing one.
-- `outcomes` — an execution's start and end (and its attempts' ends) counted once, its span recorded once.
-- `traces` — an execution's trace context and the spans of its submission and its end.
-"""
+"""The execution life cycle, once for every door; plain Python, the orchestrator behind `RunRecords`."""
 
 from __future__ import annotations
 
-from video_pipelines.executions.admission import Admission, BaseCheck, BaseReadiness, admit, check_base
-from video_pipelines.executions.attempts import cancel_requested
-from video_pipelines.executions.lifecycle import cancel, retry, stop_run, submit
-from video_pipelines.executions.notifications import (
-    EndedRunScan,
-    WebhookTarget,
-    deliver,
-    delivery_record,
-    delivery_report,
-    enqueue_progress_events,
-    enqueue_recently_ended,
-    enqueue_running_events,
-    enqueue_webhook,
-    node_payload,
-    redeliver,
-    secret_lookup,
-    started_payload,
-    subscribed_events,
-    webhook_payload,
-    webhook_target,
-)
-from video_pipelines.executions.outcomes import (
-    record_end,
-    record_end_quietly,
-    record_run_end,
-    record_start,
-    sweep_submission_ends,
-)
-from video_pipelines.executions.ownership import OPERATOR, Caller, execution_tenant
-from video_pipelines.executions.records import (
-    BASE_EXECUTION_ID_TAG,
-    EXECUTION_ID_TAG,
-    MAX_RUNTIME_TAG,
-    PROVIDER_JOB_TAG_PREFIX,
-    TRACEPARENT_TAG,
-    NodeRecord,
-    RunRecords,
-    RunState,
-    RunView,
-    deadline_tags,
-)
-from video_pipelines.executions.report import validation_report
-from video_pipelines.executions.status import ExecutionStatus, NodeStatus, execution_status
-from video_pipelines.executions.tenancy import cancel_for, list_executions, require_visible, retry_for, status_for
-from video_pipelines.executions.traces import execution_trace, keep_caller_span, trace_lookup
-
-__all__ = [
-    "BASE_EXECUTION_ID_TAG",
-    "EXECUTION_ID_TAG",
-    "MAX_RUNTIME_TAG",
-    "OPERATOR",
-    "PROVIDER_JOB_TAG_PREFIX",
-    "TRACEPARENT_TAG",
-    "Admission",
-    "BaseCheck",
-    "BaseReadiness",
-    "Caller",
-    "EndedRunScan",
-    "ExecutionStatus",
-    "NodeRecord",
-    "NodeStatus",
-    "RunRecords",
-    "RunState",
-    "RunView",
-    "WebhookTarget",
-    "admit",
-    "cancel",
-    "cancel_for",
-    "cancel_requested",
-    "check_base",
-    "deadline_tags",
-    "deliver",
-    "delivery_record",
-    "delivery_report",
-    "enqueue_progress_events",
-    "enqueue_recently_ended",
-    "enqueue_running_events",
-    "enqueue_webhook",
-    "execution_status",
-    "execution_tenant",
-    "execution_trace",
-    "keep_caller_span",
-    "list_executions",
-    "node_payload",
-    "record_end",
-    "record_end_quietly",
-    "record_run_end",
-    "record_start",
-    "redeliver",
-    "require_visible",
-    "retry",
-    "retry_for",
-    "secret_lookup",
-    "started_payload",
-    "status_for",
-    "stop_run",
-    "submit",
-    "subscribed_events",
-    "sweep_submission_ends",
-    "trace_lookup",
-    "validation_report",
-    "webhook_payload",
-    "webhook_target",
-]
+from video_pipelines.executions.admission import Admission as Admission
+from video_pipelines.executions.admission import BaseReadiness as BaseReadiness
+from video_pipelines.executions.admission import admit as admit
+from video_pipelines.executions.attempts import cancel_requested as cancel_requested
+from video_pipelines.executions.lifecycle import cancel as cancel
+from video_pipelines.executions.lifecycle import retry as retry
+from video_pipelines.executions.lifecycle import stop_run as stop_run
+from video_pipelines.executions.lifecycle import submit as submit
+from video_pipelines.executions.notifications import EndedRunScan as EndedRunScan
+from video_pipelines.executions.notifications import WebhookTarget as WebhookTarget
+from video_pipelines.executions.notifications import deliver as deliver
+from video_pipelines.executions.notifications import delivery_record as delivery_record
+from video_pipelines.executions.notifications import delivery_report as delivery_report
+from video_pipelines.executions.notifications import enqueue_progress_events as enqueue_progress_events
+from video_pipelines.executions.notifications import enqueue_recently_ended as enqueue_recently_ended
+from video_pipelines.executions.notifications import enqueue_running_events as enqueue_running_events
+from video_pipelines.executions.notifications import enqueue_webhook as enqueue_webhook
+from video_pipelines.executions.notifications import node_payload as node_payload
+from video_pipelines.executions.notifications import redeliver as redeliver
+from video_pipelines.executions.notifications import secret_lookup as secret_lookup
+from video_pipelines.executions.notifications import started_payload as started_payload
+from video_pipelines.executions.notifications import webhook_payload as webhook_payload
+from video_pipelines.executions.notifications import webhook_target as webhook_target
+from video_pipelines.executions.outcomes import record_end as record_end
+from video_pipelines.executions.outcomes import record_end_quietly as record_end_quietly
+from video_pipelines.executions.outcomes import record_run_end as record_run_end
+from video_pipelines.executions.outcomes import record_start as record_start
+from video_pipelines.executions.outcomes import sweep_submission_ends as sweep_submission_ends
+from video_pipelines.executions.ownership import OPERATOR as OPERATOR
+from video_pipelines.executions.ownership import Caller as Caller
+from video_pipelines.executions.records import BASE_EXECUTION_ID_TAG as BASE_EXECUTION_ID_TAG
+from video_pipelines.executions.records import EXECUTION_ID_TAG as EXECUTION_ID_TAG
+from video_pipelines.executions.records import MAX_RUNTIME_TAG as MAX_RUNTIME_TAG
+from video_pipelines.executions.records import PROVIDER_JOB_TAG_PREFIX as PROVIDER_JOB_TAG_PREFIX
+from video_pipelines.executions.records import TRACEPARENT_TAG as TRACEPARENT_TAG
+from video_pipelines.executions.records import NodeRecord as NodeRecord
+from video_pipelines.executions.records import RunRecords as RunRecords
+from video_pipelines.executions.records import RunState as RunState
+from video_pipelines.executions.records import RunView as RunView
+from video_pipelines.executions.records import deadline_tags as deadline_tags
+from video_pipelines.executions.report import validation_report as validation_report
+from video_pipelines.executions.status import ExecutionStatus as ExecutionStatus
+from video_pipelines.executions.status import NodeStatus as NodeStatus
+from video_pipelines.executions.status import execution_status as execution_status
+from video_pipelines.executions.tenancy import cancel_for as cancel_for
+from video_pipelines.executions.tenancy import list_executions as list_executions
+from video_pipelines.executions.tenancy import require_visible as require_visible
+from video_pipelines.executions.tenancy import retry_for as retry_for
+from video_pipelines.executions.tenancy import status_for as status_for

@@ -1,34 +1,8 @@
-"""An execution's attempts: its first run, and the runs that resume or retry it.
+"""An execution's attempts: its first run, and the runs that resume (a lost worker) or retry (a user) it.
 
-An execution runs as one run of `execute_plan`, unless:
-
-- **its run worker is lost** (the process killed by a signal, out of memory, a machine gone; or
-  a step's database connection cut by a restart, or a task the broker lost or refused):
-  that run fails and the execution is *resumed* automatically, as a new run of the same
-  execution id, up to `VIDEO_PIPELINES_MAX_RESUMES` times in a row (default 2). Meanwhile its
-  status stays `processing` and no end webhook is sent: only the final outcome is reported.
-  When the resumes run out, the error names what was lost and the node that was running.
-- **a user retries it** after it failed or was canceled (`video-pipelines retry`,
-  `POST /api/execute/{id}/retry`).
-
-Either way a pending attempt is recorded in the submission store (`AttemptStore`), and the
-plan sensor launches it as attempt n (run tags `video/attempt`, `video/attempt_reason`,
-`video/previous_run_id`) with the plan and tags of the run it follows. Its `plan` step
-*carries* every node an earlier run of the execution completed with the same lineage
-(`carry_completed`): recorded again in the new run as completed, with its original cost, and
-never run again. A resumed run also takes the provider-job ledger tags of the nodes that had
-not completed, so a prediction in flight when the worker died is resumed, not created (and
-paid for) a second time. A retry takes none: a retried node failed, and its provider job with it.
-
-Status reads every run of the execution (`ExecutionRuns`): node results of earlier runs count
-(a run re-executed from failure in the Dagster UI skips the steps that succeeded, whose
-records stay in the run before), and `attempts` lists the runs.
-
-Why not Dagster's run retries (`run_retries` in dagster.yaml)? Run monitoring fails a run
-past its deadline (`dagster/max_runtime`) just as it fails one whose worker died (no failure
-reason on either), so Dagster would retry an execution its deadline ended, with a new clock.
-And a Dagster re-execution is built from a code location, which the CLI and the HTTP API do
-not load; a sensor's run request is launched by the daemon, which has one.
+Why not Dagster's run retries? Run monitoring fails a run past its deadline just as one whose worker
+died, so Dagster would retry an execution its deadline ended; and a re-execution needs a code
+location, which the CLI and the HTTP API do not load.
 """
 
 from __future__ import annotations
@@ -62,7 +36,6 @@ DEFAULT_MAX_RESUMES = 2
 
 
 def max_resumes(environ: Mapping[str, str] | None = None) -> int:
-    """How many times in a row an execution is resumed after a lost worker (`$VIDEO_PIPELINES_MAX_RESUMES`)."""
     value = ((os.environ if environ is None else environ).get(MAX_RESUMES_ENV) or "").strip()
     if not value:
         return DEFAULT_MAX_RESUMES
@@ -79,7 +52,6 @@ class ExecutionRuns:
 
     @classmethod
     def of(cls, records: RunRecords, latest: RunView) -> ExecutionRuns:
-        """The runs of `latest`'s execution, ending with `latest` (the newest run, as `find_run` gives it)."""
         earlier = [run for run in records.execution_runs(latest.execution_id) if run.run_id != latest.run_id]
         return cls((*earlier, latest))
 
@@ -89,7 +61,6 @@ class ExecutionRuns:
 
     @property
     def attempt(self) -> int:
-        """The latest run's attempt number: its place among the execution's runs, from 1."""
         return len(self.runs)
 
     def node_records(self, records: RunRecords) -> dict[str, NodeRecord]:
@@ -100,7 +71,6 @@ class ExecutionRuns:
         return merged
 
     def resumes_in_a_row(self) -> int:
-        """How many of the latest runs, counting back, were automatic resumes."""
         count = 0
         for run in reversed(self.runs):
             if run.tags.get(ATTEMPT_REASON_TAG) != AttemptReason.RESUME.value:
@@ -109,9 +79,7 @@ class ExecutionRuns:
         return count
 
 
-# What Dagster's run monitoring writes when it ends a run past its `dagster/max_runtime`
-# (dagster/_daemon/monitoring/run_monitoring.py `check_run_timeout`): "Canceling due to
-# exceeding maximum runtime of N seconds." on canceling, "Exceeded maximum runtime of N seconds." on failing.
+# Dagster's run monitoring (`check_run_timeout`) on canceling or failing a run past `dagster/max_runtime`.
 _MAX_RUNTIME_MESSAGE = re.compile(r"(?:exceeding|Exceeded) maximum runtime of (\d+) seconds")
 
 
@@ -127,39 +95,30 @@ def deadline_exceeded(records: RunRecords, run: RunView) -> int | None:
 
 
 def lost_worker(records: RunRecords, run: RunView) -> str | None:
-    """How `run`'s worker was lost, when that is why it failed (None for every other ending).
-
-    A run its deadline ended is not lost, whatever happened to its worker on the way: resuming
-    it would start the deadline's clock again.
-    """
+    """How `run`'s worker was lost, when that failed it; never past its deadline (a resume would restart it)."""
     if run.state is not RunState.FAILURE or deadline_exceeded(records, run) is not None:
         return None
     return records.lost_worker(run)
 
 
 def resume_cause(records: RunRecords, runs: ExecutionRuns, limit: int | None = None) -> str | None:
-    """Why the latest run is to be resumed (its lost worker), or None: it did not lose one, no resume is
-    left, or its execution's deadline had passed when it ended."""
+    """Why the latest run is to be resumed (its lost worker), or None."""
     cause = lost_worker(records, runs.latest)
     return cause if cause is not None and may_resume(runs, limit) else None
 
 
 def may_resume(runs: ExecutionRuns, limit: int | None = None) -> bool:
-    """Whether the latest run, if its worker was lost, is resumed: a resume is left (`resumes_left`) and
-    some of the execution's deadline was left when the run ended (`deadline_left`)."""
+    """Whether a resume and enough of the deadline were left when the latest run ended."""
     left = deadline_left(runs, at=runs.latest.ended_at)
     return resumes_left(runs, limit) and (left is None or left >= MIN_RESUME_SECONDS)
 
 
-# A resume with less of the deadline than this left is not worth starting: the run would be ended
-# by its deadline before it did anything, possibly after starting a provider job.
+# Less left is not worth a resume: its deadline would end it, maybe after starting a provider job.
 MIN_RESUME_SECONDS = 5.0
 
 
 def deadline_left(runs: ExecutionRuns, *, at: float | None = None) -> float | None:
-    """Seconds left, at time `at` (default now), of the deadline (`timeoutSeconds`) of the latest run's
-    attempt: counted from when the run that the latest resumes in a row follow started, since a
-    resume carries on the same attempt. None: the plan has no deadline."""
+    """Seconds left at `at` of the attempt's deadline, counted from the run the resumes in a row follow."""
     timeout = plan_timeout(runs.latest)
     if timeout is None:
         return None
@@ -171,13 +130,11 @@ def deadline_left(runs: ExecutionRuns, *, at: float | None = None) -> float | No
 
 
 def plan_timeout(run: RunView) -> int | None:
-    """The plan's `timeoutSeconds`: each attempt's deadline (a resumed run's tag holds what was left of it)."""
     value = run.plan.get("timeoutSeconds")
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def resumes_left(runs: ExecutionRuns, limit: int | None = None) -> bool:
-    """Whether the execution may be resumed once more (`limit`, default `max_resumes()`, counts resumes in a row)."""
     return runs.resumes_in_a_row() < (max_resumes() if limit is None else limit)
 
 
@@ -196,11 +153,7 @@ def request_resume(records: RunRecords, store: SubmissionStore, run: RunView) ->
 
 
 def stop_resume(records: RunRecords, store: SubmissionStore, execution_id: str) -> bool:
-    """Cancel the resume a lost run is waiting for (a user's cancel), before the resume sensor records it too.
-
-    The resume is recorded as canceled, so `request_resume` finds it and launches nothing, and
-    the execution ends `canceled`. True when a resume was stopped.
-    """
+    """Record the resume a lost run waits for as canceled (a user's cancel); True when one was stopped."""
     latest = records.find_run(execution_id)
     if latest is None:
         return False
@@ -213,7 +166,6 @@ def stop_resume(records: RunRecords, store: SubmissionStore, execution_id: str) 
 
 
 def resume_canceled(store: SubmissionStore | None, runs: ExecutionRuns) -> bool:
-    """Whether the resume of the latest run was canceled by a user (`stop_resume`, or a cancel the run was to obey)."""
     if store is None:
         return False
     attempt = AttemptStore(store).get(runs.latest.execution_id, runs.attempt + 1)
@@ -221,12 +173,7 @@ def resume_canceled(store: SubmissionStore | None, runs: ExecutionRuns) -> bool:
 
 
 def cancel_requested(store: SubmissionStore, run: RunView) -> bool:
-    """Whether `run`'s execution was canceled after the plan sensor asked for this run: then it runs no node.
-
-    The run of a submission (attempt 1) obeys the submission's request, the run of attempt n that
-    attempt's; a later retry is a new attempt, not canceled. A Dagster re-execution (launched from the
-    UI, `dagster/parent_run_id`) was launched by an operator after any such cancel: it is not concerned.
-    """
+    """Whether `run`'s attempt was canceled after its launch was asked for (a UI re-execution never is)."""
     if REEXECUTION_PARENT_TAG in run.tags:
         return False
     if run.attempt == 1:
@@ -237,7 +184,6 @@ def cancel_requested(store: SubmissionStore, run: RunView) -> bool:
 
 
 def pending_attempt(store: SubmissionStore | None, run: RunView) -> RunAttempt | None:
-    """The attempt recorded to follow `run` that the plan sensor has not launched yet."""
     if store is None:
         return None
     return next(
@@ -253,14 +199,7 @@ def pending_attempt(store: SubmissionStore | None, run: RunView) -> RunAttempt |
 def attempt_run_tags(
     attempt: RunAttempt, previous: RunView, completed: Mapping[str, NodeRecord], runs: ExecutionRuns
 ) -> dict[str, str]:
-    """The tags of the run that makes `attempt`, besides the execution's own: which attempt, its
-    deadline, and the ledger (`runs`: the execution's runs, ending with `previous`).
-
-    A resume takes the provider jobs `previous` remembered for the nodes no run completed,
-    so their steps resume those jobs instead of creating new ones. It also takes what is left
-    of the deadline (`dagster/max_runtime` counts from each run's start; a resume must not
-    restart the clock); a retry, a new attempt, has the whole of it again.
-    """
+    """The attempt's run tags; a resume takes the uncompleted nodes' provider jobs and what is left of the deadline."""
     tags = {
         ATTEMPT_TAG: str(attempt.number),
         ATTEMPT_REASON_TAG: attempt.reason.value,
@@ -280,7 +219,7 @@ def attempt_run_tags(
 
 
 def carry_completed(resolved: ResolvedPlan, earlier: Mapping[str, NodeRecord]) -> ResolvedPlan:
-    """`resolved` with every node to run that an earlier run completed with the same lineage taken from that run."""
+    """`resolved` with every node an earlier run completed with the same lineage taken from that run."""
     decisions = dict(resolved.decisions)
     for node in resolved.to_run:
         record = earlier.get(node.id)
@@ -299,14 +238,11 @@ def carry_completed(resolved: ResolvedPlan, earlier: Mapping[str, NodeRecord]) -
 
 
 def running_when_lost(records: RunRecords, run: RunView, node_ids: Sequence[str]) -> list[str]:
-    """The nodes whose steps had started and not ended when `run` failed."""
     steps = records.node_steps(run.run_id, node_ids)
     return [node_id for node_id in node_ids if steps.get(node_id) is NodeState.RUNNING]
 
 
 def lost_worker_error(cause: str, running: Sequence[str], resumes: int, *, deadline: int | None = None) -> str:
-    """The error of an execution whose last run lost its worker with no resume left, or too little of
-    its `deadline` (seconds) left to resume it."""
     where = f" while running node {', '.join(running)}" if running else ""
     if deadline is not None:
         after = f" (not resumed: too little of its {deadline} s deadline (timeoutSeconds) was left)"
@@ -315,21 +251,3 @@ def lost_worker_error(cause: str, running: Sequence[str], resumes: int, *, deadl
     else:
         after = ""
     return f"run worker lost{where}: {cause}{after}"
-
-
-__all__ = [
-    "DEFAULT_MAX_RESUMES",
-    "MAX_RESUMES_ENV",
-    "ExecutionRuns",
-    "attempt_run_tags",
-    "cancel_requested",
-    "carry_completed",
-    "lost_worker",
-    "lost_worker_error",
-    "max_resumes",
-    "may_resume",
-    "pending_attempt",
-    "request_resume",
-    "resume_cause",
-    "running_when_lost",
-]

@@ -1,19 +1,5 @@
-"""A plan's destinations checked at submission: webhook and media URLs whose host is a literal address.
-
-A URL whose host is written as an IP address (`http://10.0.0.5/`, `http://[::1]/`, and the
-numeric shorthands `http://127.1/` or `http://2130706433/` that the C resolver reads as
-addresses) can be judged at once, without asking DNS: when that address is private,
-loopback, link-local, a cloud metadata endpoint or otherwise not public
-(`net.guard.blocked_reason`) and `VIDEO_PIPELINES_ALLOWED_HOSTS` does not allow it, the plan is
-refused before anything is stored, with a problem on the field that holds the URL.
-
-Hostnames are not resolved here: what a name resolves to can change between now and the
-fetch, so names are checked (and pinned) when the media is fetched or the webhook is
-delivered (`net.guard.resolve_destination`), as every URL is.
-
-The URLs looked at: `webhook.url`, and every string param of a node whose name ends in
-`url` (`audioUrl`, ...) that is an http(s) URL (a `{{ref}}` to an upstream result is not).
-"""
+"""A plan's URLs whose host is a literal address (also `127.1` or `2130706433`), refused at submission when
+not public; hostnames are checked and pinned only at fetch or delivery, as resolution can change."""
 
 from __future__ import annotations
 
@@ -81,21 +67,14 @@ def _url_params(params: Mapping[str, Any], path: str) -> Iterator[tuple[str, str
 
 def destination_problems(plan: Plan, allowed: AllowedHosts) -> list[str]:
     """A problem (`<node>.params.<name>: ...`, `plan.webhook.url: ...`) for each refused URL of `plan`."""
-    problems: list[str] = []
-    for node in plan.nodes:
-        for where, url in _url_params(node.params, f"{node.id}.params"):
-            why = refusal(url, allowed)
-            if why is not None:
-                problems.append(f"{where}: refused: {why}")
+    urls = [pair for node in plan.nodes for pair in _url_params(node.params, f"{node.id}.params")]
     if plan.webhook is not None:
-        why = refusal(plan.webhook.url, allowed)
-        if why is not None:
-            problems.append(f"plan.webhook.url: refused: {why}")
-    return problems
+        urls.append(("plan.webhook.url", plan.webhook.url))
+    return [f"{where}: refused: {why}" for where, url in urls if (why := refusal(url, allowed)) is not None]
 
 
 def check_destinations(plan: Plan, allowed: AllowedHosts) -> None:
-    """Raise PlanValidationError naming every URL of `plan` refused at submission (see the module docstring)."""
+    """Raise PlanValidationError naming every URL of `plan` refused at submission."""
     problems = destination_problems(plan, allowed)
     if problems:
         raise PlanValidationError(problems)

@@ -1,20 +1,8 @@
 """Submitting, retrying and canceling an execution: what every door does to change one.
 
-A submission is stored and answered at once; the plan sensor launches it. A retry records the
-execution's next attempt, which the plan sensor launches too (see `attempts`).
-
-A cancel is a state transition, atomic with the launch. Before the plan sensor asks for a run,
-it claims the submission (or attempt), PENDING -> LAUNCHING, in one conditional UPDATE. A cancel
-that finds it still PENDING moves it to CANCELED in the same way and wins: no run is ever asked
-for, and the answer `canceled` is final (its webhook says so). A cancel that comes after the
-claim records a request instead (`cancel_requested_at`) and answers the real state (`pending`
-or `processing`): the run, once it exists, obeys the request (`cancel_requested`: its `plan`
-step starts no node, no head start and no provider job, and ends the run canceled), and whoever
-sees the run first (this cancel, or the sensor as it marks the run launched) stops it (`stop_run`).
-So `canceled` is never answered while a run of the execution can still do work.
-
-A submission belongs to its caller's tenant (`DEFAULT_TENANT` for an operator); a tenant's
-variant must name a base of its own (`admission.check_base_owner`), checked at once.
+A cancel is atomic with the launch: it wins against a PENDING submission or attempt (one conditional
+UPDATE, as the sensor's claim), else it records a request the run obeys. So `canceled` is never
+answered while a run can still work.
 """
 
 from __future__ import annotations
@@ -44,16 +32,8 @@ def submit(
     trace_parent: str | None = None,
     records: RunRecords | None = None,
 ) -> str:
-    """Store an admitted plan; returns its execution id (the same one again for the same idempotency key).
-
-    The execution is `caller`'s tenant's, and so is the idempotency key. A tenant's plan with
-    a `baseExecutionId` that is missing or another tenant's raises PlanValidationError (the same
-    message for both); give `records` so that a run launched directly through Dagster (a
-    `DEFAULT_TENANT` execution) counts too. An operator's base is checked by the plan sensor.
-
-    The execution gets its own span id in the trace of `trace_parent` (the request's W3C
-    `traceparent`, when it carried a valid one) or in a new trace; see `telemetry.trace_context`.
-    """
+    """Store an admitted plan as `caller`'s tenant's; returns its execution id (the same for the same key).
+    A tenant's base is checked now (missing or another's: the same error), an operator's by the plan sensor."""
     plan = admission.plan
     if caller.tenant is not None and plan.base_execution_id is not None:
         check_base_owner(store, plan.base_execution_id, caller.tenant, records)
@@ -71,12 +51,7 @@ def submit(
 
 
 def request_retry(records: RunRecords, store: SubmissionStore, execution_id: str) -> RunAttempt:
-    """Record a retry of a failed or canceled execution (idempotent while it is pending); returns the attempt.
-
-    Raises ExecutionNotFound for an unknown id, and ExecutionError for an execution that has
-    no run (it was rejected or canceled before it ran: submit its plan again), or that is not
-    failed or canceled.
-    """
+    """Record a retry of a failed or canceled execution that ran (idempotent while pending)."""
     status = execution_status(records, store, execution_id)
     latest = records.find_run(execution_id)
     if latest is None:
@@ -99,22 +74,13 @@ def request_retry(records: RunRecords, store: SubmissionStore, execution_id: str
 
 
 def retry(records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
-    """Run a failed or canceled execution again: its completed nodes are reused, only the rest run.
-
-    Records the attempt for the plan sensor to launch and returns the status (pending until the
-    run starts). Raises ExecutionNotFound for an unknown id and ExecutionError for an execution
-    that cannot be retried (see `request_retry`).
-    """
+    """Run a failed or canceled execution again (its completed nodes reused); returns its status."""
     request_retry(records, store, execution_id)
     return execution_status(records, store, execution_id)
 
 
 def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
-    """Cancel a pending submission, or have its launched run run nothing more; returns the status.
-
-    A resume or retry recorded but not launched yet is canceled too, so the execution ends as its
-    last run did. See the module docstring for a cancel that races the launch.
-    """
+    """Cancel a pending submission or attempt, or have its launched run run nothing more; returns the status."""
     attempts = AttemptStore(store)
     resume_stopped = stop_resume(records, store, execution_id)
     # A finished run takes no request (a retry or resume would take it for a live one); a launch asked for does.
@@ -145,13 +111,7 @@ _NOT_BEGUN = (RunState.NOT_STARTED, RunState.STARTING)
 
 
 def stop_run(records: RunRecords, store: SubmissionStore, run: RunView) -> bool:
-    """Have a run of a canceled execution run nothing more; True when it was terminated or canceled.
-
-    A queued run is canceled before it starts, a running one interrupted. One whose worker has not
-    begun it and that obeys the cancel request (`cancel_requested`) is canceled at once where the
-    launcher can (its task still in the broker), else left to its `plan` step, which ends it
-    canceled having run nothing.
-    """
+    """Have a run of a canceled execution run nothing more; True when it was terminated or canceled."""
     if run.state.is_finished:
         return False
     if run.state in _NOT_BEGUN and cancel_requested(store, run):

@@ -1,56 +1,11 @@
 """The Prometheus metrics of `GET /metrics`, computed at scrape time from the database and the orchestrator.
 
-Here, above the submission store and the run records it reads, not in `telemetry` (which the
-provider HTTP stack and the webhooks, far below, import for their spans).
-
-Why at scrape time: several API processes, the Dagster daemon and the run workers (later on
-other machines, through Celery) must all agree on one count. So every metric is read, when
-Prometheus scrapes, from what they all share: the submission store's database and the
-Dagster instance (through the `RunRecords` protocol). prometheus_client's multiprocess mode
-is not used: it needs one local directory shared by every process, which processes on other
-machines do not have, and it keeps nothing across a redeploy.
-
-Starts and ends are written, once each, by whichever process observes them first (the
-run-status sensors of the daemon, the plan sensor, `cancel`): an execution's into the
-execution outcomes table, an attempt's into its row of the attempts table (schema 7, see
-`submissions.outcomes`). Counting them from there, not from the runs, counts executions and
-not runs, and costs a scrape one GROUP BY each instead of a query per run status and tag.
-
-What the database does not already hold is written into the `counters` table (schema 3) by
-the process that observes it, through `Counters`: node seconds (the `execute_plan` op, when a
-node completes) and provider HTTP errors (the provider HTTP stack, through the sink of
-`providers.context`). Each sample is one row (metric, labels as canonical JSON, value), added
-to by an atomic upsert (`INSERT ... ON CONFLICT DO UPDATE SET value = value + excluded.value`),
-so concurrent writers never lose an increment. A histogram is its cumulative `_bucket{le}`
-rows plus `_sum` and `_count`, all incremented in one transaction per observation, so a
-scrape never sees half an observation.
-
-Metrics (every one prefixed `video_pipelines_`):
-
-- `executions_submitted_total` — submissions stored (through the API, the CLI or the client).
-- `executions_started_total` — executions whose first run started (also runs launched
-  directly through Dagster); a resume or a retry starts no new execution.
-- `executions_finished_total{status}` — `completed`, `failed`, `canceled`: each execution
-  once, by how it first ended, whatever ended it (its run, a rejection of its submission, a
-  cancel while pending). A run whose worker was lost and that is resumed is no end: the
-  execution ends (and counts) when its resumed run ends.
-- `execution_attempts_total{reason,outcome}` — runs after an execution's first, once they
-  ended: `reason` `resume` (its run worker was lost) or `retry` (a user's), `outcome` how
-  that run ended (`completed`, `failed`, `canceled`). A retry's end counts here only: the
-  execution counted when it first ended.
-- `node_seconds{operation,provider}` — histogram of the work seconds of each node that ran
-  (reused nodes run nothing); `provider` is `local` for FFmpeg-only operations.
-- `pending_submissions` — gauge: submissions waiting for the submission sensor.
-- `queued_runs` — gauge: runs of `execute_plan` waiting in Dagster's run queue.
-- `webhook_attempts_total{outcome}` — `delivered` (2xx), `http_error` (another status),
-  `error` (no answer: timeout, connection refused, destination refused).
-- `provider_http_errors_total{provider,status}` — non-2xx answers of provider APIs, retried
-  ones included.
-
-Values counted from rows (submissions, outcomes, attempts) only go up as long as those rows
-are kept; a retention that deletes them looks to Prometheus like a counter reset. Executions
-that started or ended before schema 7 are not in `executions_started_total` or
-`executions_finished_total`.
+Why at scrape time: API processes, the daemon and run workers on other machines must agree on one
+count; prometheus_client's multiprocess mode needs a directory they all share and forgets on redeploy.
+Starts and ends are counted from the outcome and attempt rows (executions, not runs; one GROUP BY
+each). What the database does not hold (node seconds, provider HTTP errors) goes into the `counters`
+table by atomic upserts; a histogram's rows are written in one transaction, so a scrape never sees
+half an observation. A retention that deletes rows looks like a counter reset.
 """
 
 from __future__ import annotations
@@ -60,7 +15,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 
 import sqlalchemy as sa
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from video_pipelines.executions.records import RunRecords
@@ -105,8 +61,6 @@ _OUTCOMES = ("delivered", "http_error", "error")
 
 
 class ServiceCollector:
-    """A prometheus_client collector that reads every metric from the store and the run records when collected."""
-
     def __init__(self, store: SubmissionStore, records: RunRecords) -> None:
         self._store = store
         self._records = records
@@ -127,7 +81,6 @@ class ServiceCollector:
         yield _provider_errors([sample for sample in samples if sample.metric == PROVIDER_HTTP_ERRORS])
 
     def _attempts_by_status(self) -> dict[int | None, int]:
-        """How many webhook attempts ended with each status code (None: no answer)."""
         code = webhook_attempts.c.status_code
         query = sa.select(code, sa.func.count()).group_by(code)
         with self._store.reader.connect() as connection:
@@ -182,7 +135,6 @@ def _queue_metrics(submissions: Mapping[str, int], queued_runs: int) -> Iterator
 
 
 def _series(samples: Iterable[Sample]) -> dict[str, list[Sample]]:
-    """The samples grouped by their labels without `le` (one group per histogram series)."""
     grouped: dict[str, list[Sample]] = defaultdict(list)
     for sample in samples:
         grouped[labels_key({name: value for name, value in sample.labels.items() if name != "le"})].append(sample)
@@ -239,8 +191,7 @@ def _provider_errors(samples: list[Sample]) -> Metric:
 
 
 def render_metrics(store: SubmissionStore, records: RunRecords) -> bytes:
-    """Every metric in the Prometheus text format (`CONTENT_TYPE_LATEST`), read from the store and the records now."""
-    # A fresh registry per scrape: nothing is kept in this process between scrapes.
+    """Every metric in the Prometheus text format; a fresh registry per scrape keeps nothing in this process."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServiceCollector(store, records))
     return generate_latest(registry)

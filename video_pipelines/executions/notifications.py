@@ -1,20 +1,5 @@
-"""An execution's webhooks: where they go, with which secret, what they say, when they are enqueued and sent.
-
-An ended execution gets one delivery record for its end (completed, failed or canceled) in
-the outbox. A plan's `webhook.events` subscribes to more, each its own delivery with its own
-stable webhook-id: `execution.started` once its run started, and `node.completed` (a node
-computed or reused) / `node.failed` per node. They are recorded in that order: started, then
-node events in plan order as the run goes (`enqueue_progress_events`,
-`enqueue_running_events`), and at the end the missed ones before the end's own event
-(`enqueue_webhook` sweeps them first); nothing is recorded after the end. Senders take due
-deliveries oldest first, but the order of arrival is not promised: two senders may post two
-events at once, and a retried event does not hold back later ones. Receivers order by the
-body (`event`, `nodeId`) and deduplicate by webhook-id, as Standard Webhooks expects.
-
-`deliver` sends what is due; `redeliver` sends an event again on request. Secrets are
-looked up at send time (the submission store's encrypted secret, or the environment variable
-a direct run named with `secretEnv`) and never stored elsewhere.
-"""
+"""An execution's webhooks: target, secret (looked up at send time), payloads, enqueueing and sending.
+Events are recorded in order, nothing after the end; receivers order by body and deduplicate by id."""
 
 from __future__ import annotations
 
@@ -56,7 +41,6 @@ class WebhookTarget:
 
 
 def subscribed_events(plan: Mapping[str, Any]) -> tuple[WebhookEvent, ...]:
-    """The `webhook.events` of a plan in wire form (validated when it was admitted)."""
     hook = plan.get("webhook")
     names = hook.get("events") if isinstance(hook, Mapping) else None
     return tuple(event for event in SUBSCRIBABLE_EVENTS if event.value in (names or ()))
@@ -82,16 +66,7 @@ def webhook_target(records: RunRecords, store: SubmissionStore, execution_id: st
 
 
 def webhook_payload(status: ExecutionStatus) -> dict[str, Any]:
-    """The body of an ended execution's webhook:
-
-        {"executionId", "status": "completed|failed|canceled",
-         "video": {"url", "duration", "aspectRatio", "width", "height", "status": "completed",
-                   "captions"?: {"srt", "vtt"}} | null,
-         "error": null | "...", "completedJobs", "totalJobs", "cost": {"totalUsd", "jobs": {node: usd}},
-         "savedUsd"}
-
-    Raises WebhookError for an execution that has not ended (a webhook is sent only at the end).
-    """
+    """The body of an ended execution's webhook; WebhookError before the end."""
     if not status.is_terminal:
         raise WebhookError(
             f"execution {status.execution_id} is {status.state.value!r}; "
@@ -112,18 +87,15 @@ def webhook_payload(status: ExecutionStatus) -> dict[str, Any]:
             "width": video.width,
             "height": video.height,
             "status": "completed",
-            # An addSubtitles final video: its cues as SRT and VTT sidecars.
             **({"captions": video.captions.to_wire()} if video.captions else {}),
         },
         "error": None if completed else (status.error or default_error),
         "completedJobs": status.completed_jobs,
         "totalJobs": status.total_jobs,
-        # What the providers charged for this execution, in USD (reused nodes cost nothing).
         "cost": {
             "totalUsd": status.cost_usd,
             "jobs": {node_id: round(node.cost_usd, 4) for node_id, node in status.nodes.items()},
         },
-        # What reuse saved at list prices (the estimate of every reused node), 0.0 without reuse.
         "savedUsd": round(status.saved_usd, 4),
     }
 
@@ -132,7 +104,6 @@ NODE_FAILED_ERROR = "the node failed"
 
 
 def started_payload(status: ExecutionStatus) -> dict[str, Any]:
-    """The body of `execution.started`: {"executionId", "event", "status": "processing", "totalJobs"}."""
     return {
         "executionId": status.execution_id,
         "event": WebhookEvent.EXECUTION_STARTED.value,
@@ -142,13 +113,7 @@ def started_payload(status: ExecutionStatus) -> dict[str, Any]:
 
 
 def node_payload(status: ExecutionStatus, node_id: str, error: str | None = None) -> dict[str, Any]:
-    """The body of `node.completed` (computed or reused) or `node.failed`:
-
-        {"executionId", "event", "nodeId", "status": "completed|reused|failed",
-         "result": <video> | null, "reusedFrom": <execution id> | null, "error": null | "..."}
-
-    Raises WebhookError for a node that has neither a video nor failed (yet).
-    """
+    """The body of `node.completed` or `node.failed`; WebhookError for a node without either."""
     node = status.nodes.get(node_id)
     event = _node_event(node.state) if node is not None else None
     if node is None or event is None:
@@ -241,13 +206,7 @@ def _enqueue_progress(
 def enqueue_progress_events(
     records: RunRecords, store: SubmissionStore, outbox: DeliveryOutbox, execution_id: str
 ) -> list[Delivery]:
-    """Record the events an execution's webhook subscribes to that have happened and are not recorded yet.
-
-    `execution.started` once its run started, then `node.completed` / `node.failed` for each
-    node that completed (computed or reused) or failed, in plan order. Idempotent; nothing
-    for an execution without a webhook, without `webhook.events`, or whose end is recorded.
-    Returns the deliveries recorded by this call.
-    """
+    """Record the subscribed events that happened and are not recorded yet (idempotent); returns them."""
     target = webhook_target(records, store, execution_id)
     if target is None or not target.events:
         return []
@@ -257,7 +216,6 @@ def enqueue_progress_events(
 def enqueue_running_events(
     records: RunRecords, store: SubmissionStore, outbox: DeliveryOutbox, runs: Iterable[RunView]
 ) -> list[Delivery]:
-    """`enqueue_progress_events` for each of these running runs whose plan subscribes to events."""
     recorded: list[Delivery] = []
     for run in runs:
         if subscribed_events(run.plan):
@@ -268,11 +226,7 @@ def enqueue_running_events(
 def enqueue_webhook(
     records: RunRecords, store: SubmissionStore, outbox: DeliveryOutbox, execution_id: str
 ) -> Delivery | None:
-    """Record the webhook of an ended execution (idempotent per execution and event); returns it.
-
-    The subscribed events not recorded yet (`enqueue_progress_events`) are recorded first, so
-    each node's event is always due before the end's.
-    """
+    """Record the webhook of an ended execution (idempotent), after its missed events so they are due first."""
     target = webhook_target(records, store, execution_id)
     if target is None:
         return None
@@ -291,12 +245,7 @@ def enqueue_webhook(
 
 
 def _end_attempt(status: ExecutionStatus) -> int:
-    """Which attempt an execution's end belongs to: a retried execution ends again, under a webhook-id of its own.
-
-    A resumed run's end is the execution's first: the lost run before it reported nothing. So
-    the end of attempt n is numbered after the retries up to it (1 without any), and its
-    webhook-id stays `msg_<execution id>_<event>` until the execution is retried.
-    """
+    """The end's attempt number: 1 + retries (a resumed run's end is the first: the lost run reported none)."""
     return 1 + sum(1 for attempt in status.attempts if attempt.reason == "retry")
 
 
@@ -305,7 +254,7 @@ def _has_ended(deliveries: Iterable[Delivery], attempt: int) -> bool:
 
 
 def secret_lookup(store: SubmissionStore) -> Callable[[Delivery], str | None]:
-    """How the sender finds a delivery's secret when it signs: never earlier, never stored elsewhere."""
+    """A delivery's secret, found only when the sender signs."""
 
     def secret_for(delivery: Delivery) -> str | None:
         source = delivery.secret_source
@@ -331,11 +280,7 @@ def _unset_secret_env(name: str) -> str:
 
 
 def secret_env_warning(plan: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> str | None:
-    """What will go wrong with the webhook of a run whose plan names a `secretEnv` not set here; None when all is well.
-
-    Said when the run starts, so an operator can set the variable before the run ends instead
-    of learning it from a failed delivery.
-    """
+    """A warning, said when the run starts, that its `secretEnv` is not set here; None when it is."""
     hook = plan.get("webhook")
     name = hook.get("secretEnv") if isinstance(hook, Mapping) else None
     if not name or (os.environ if environ is None else environ).get(str(name)):
@@ -348,8 +293,6 @@ def secret_env_warning(plan: Mapping[str, Any], environ: Mapping[str, str] | Non
 
 @dataclass(frozen=True)
 class AttemptReport:
-    """One webhook attempt as a log line, and whether it failed (for the log's level)."""
-
     line: str
     failed: bool
 
@@ -369,7 +312,7 @@ def _report(delivery: Delivery, outcome: AttemptOutcome) -> AttemptReport:
 
 
 def deliver(store: SubmissionStore) -> list[AttemptReport]:
-    """Send every delivery that is due; one report per attempt for a log: delivered, retried when, or failed and why."""
+    """Send every due delivery; one log report per attempt."""
     sent = deliver_due(
         DeliveryOutbox(store),
         secret_for=secret_lookup(store),
@@ -388,8 +331,6 @@ OVERLAP_SECONDS = 5.0
 
 @dataclass
 class EndedRunScan:
-    """Where the scan for ended runs without a webhook record stands, kept between looks (a sensor's cursor)."""
-
     last_checked: float | None = None
     handled: dict[str, float] = field(default_factory=dict)  # run id -> when it was enqueued or found without one
 
@@ -406,8 +347,7 @@ class EndedRunScan:
 def enqueue_recently_ended(
     records: RunRecords, store: SubmissionStore, outbox: DeliveryOutbox, scan: EndedRunScan
 ) -> int:
-    """Enqueue the webhooks of runs that ended lately and have no delivery record yet, and claim their ends
-    again (`outcomes.sweep_run_ends`); `scan` moves on, except past a run whose claims failed."""
+    """Enqueue the webhooks of runs ended lately without one, and claim their ends again."""
     now = time.time()
     scan.handled = {run_id: seen for run_id, seen in scan.handled.items() if now - seen <= 2 * RECENT_SECONDS}
     since = now - RECENT_SECONDS
@@ -432,11 +372,7 @@ def enqueue_recently_ended(
 
 
 def delivery_record(outbox: DeliveryOutbox, delivery: Delivery) -> dict[str, object]:
-    """One delivery with every attempt, as `video-pipelines deliveries` and the HTTP API show it.
-
-    {"webhookId", "event", "nodeId": <node id> | null, "state", "createdAt", "deliveredAt",
-     "nextAttemptAt", "attempts": [{"number", "at", "statusCode", "error", "durationMs"}]}
-    """
+    """One delivery with every attempt, as the CLI and the HTTP API show it."""
     return {
         "webhookId": delivery.webhook_id,
         "event": delivery.event,
@@ -459,18 +395,12 @@ def delivery_record(outbox: DeliveryOutbox, delivery: Delivery) -> dict[str, obj
 
 
 def delivery_report(store: SubmissionStore, execution_id: str) -> list[dict[str, object]]:
-    """Every webhook delivery of an execution with every attempt (`video-pipelines deliveries`)."""
     outbox = DeliveryOutbox(store)
     return [delivery_record(outbox, delivery) for delivery in outbox.deliveries(execution_id)]
 
 
 def redeliver(store: SubmissionStore, execution_id: str, webhook_id: str) -> Delivery:
-    """Send an execution's webhook `webhook_id` again, with the same webhook-id; returns the delivery, due now.
-
-    A delivered or failed delivery is pending again and the sender sends it as usual (the
-    attempt is recorded after the earlier ones); a pending one is made due now. Raises
-    ExecutionNotFound when the execution has no such delivery.
-    """
+    """Make an execution's delivery `webhook_id` pending and due now; ExecutionNotFound without it."""
     outbox = DeliveryOutbox(store)
     delivery = outbox.get(webhook_id)
     if delivery is None or delivery.execution_id != execution_id:

@@ -1,20 +1,9 @@
 """What an execution's start and end make happen once: its counts in the metrics and its span.
 
-A start or an end is seen by several observers (see `submissions.outcomes`): the run-status
-sensors (`webhook_on_started`, and the ended-run sensors) for a run, the plan sensor for a
-submission it rejects, `cancel` for one canceled before it ran or while its resume was due.
-Each calls these; the one that claims the start or the end counts it, and for an end records
-the execution's span (`traces.record_execution_span`).
-
-A claim that fails (the database briefly unreachable) is not retried by the observer that
-made it: Dagster moves a run-status sensor's cursor past a run even when the sensor raises, and
-a cancel or a rejection happens once. So the `webhook_deliveries` sensor claims them again: its
-scan of runs that ended lately calls `record_run_end` for each (`sweep_run_ends`, which also
-claims the start of a run that started, and looks at a run again until its claims are
-written), and each tick calls `record_end` for the submissions rejected or canceled before they
-ran in that window whose end is unclaimed (`sweep_submission_ends`). An end missed for longer
-than that window (`notifications.RECENT_SECONDS`), or a cancel that stops a due resume, is not
-claimed again.
+Several observers see a start or an end; the one that claims it counts it. A failed claim is not
+retried by its observer (Dagster moves a run-status sensor's cursor past a run even when the sensor
+raises), so the `webhook_deliveries` sensor claims again what ended within `RECENT_SECONDS`
+(`sweep_run_ends`, `sweep_submission_ends`).
 """
 
 from __future__ import annotations
@@ -39,12 +28,8 @@ def record_start(store: SubmissionStore, execution_id: str, started_at: datetime
 
 
 def record_run_end(records: RunRecords, store: SubmissionStore, run: RunView) -> bool:
-    """What the end of `run` makes happen: the start of its execution if no observer claimed it yet, the outcome
-    of its attempt (a resume's or a retry's run), and the execution's end when it is one (`record_end`). True when
-    the execution's end was claimed here.
-
-    What is claimed already is read first (a primary-key read each), so the later observers of an end compute no
-    status."""
+    """Claim the start, the attempt's outcome and the end that `run`'s end makes happen; True when the end was
+    claimed here. Claims are read first, so later observers compute no status."""
     outcomes = ExecutionOutcomes(store)
     claimed = outcomes.claimed(run.execution_id)
     if not claimed.started and run.started_at is not None:
@@ -60,24 +45,14 @@ def record_run_end(records: RunRecords, store: SubmissionStore, run: RunView) ->
 
 
 def _attempt_outcome(status: ExecutionStatus, run: RunView) -> ExecutionState:
-    """How an attempt's run ended, as the execution's status says when that run is the execution's last and its
-    end is the execution's: `completed` for a run canceled after every video was made, `failed` for one canceled
-    by its deadline. An earlier run, or one whose execution goes on (a lost worker's, resumed), ended as its run
-    did: that attempt failed, and the next one is counted by its own outcome."""
+    """How an attempt's run ended: as the execution's status when it ended the execution, else as the run did."""
     if status.run_id == run.run_id and status.is_terminal:
         return status.state
     return run.state.execution_state
 
 
 def record_end(records: RunRecords, store: SubmissionStore, execution_id: str) -> bool:
-    """Claim the end of an execution that has ended and record its span; True for the one observer that claims it.
-
-    The claim (`ExecutionOutcomes.claim_end`) makes the end counted once and its span exported
-    once, however many observe it. An execution that has not ended claims nothing: a run whose
-    worker was lost leaves it `processing` while its resume is due, so only the resumed run's
-    end is its end. Raises the store's error when the claim cannot be written (see the module
-    docstring for who claims it then).
-    """
+    """Claim the end of an ended execution and record its span; True for the one observer that claims it."""
     if ExecutionOutcomes(store).claimed(execution_id).ended:
         return False
     return _claim_end(records, store, execution_status(records, store, execution_id))
@@ -114,8 +89,7 @@ def _claim_end(records: RunRecords, store: SubmissionStore, status: ExecutionSta
 
 
 def sweep_run_ends(records: RunRecords, store: SubmissionStore, runs: list[RunView]) -> list[str]:
-    """`record_run_end` for each of these ended runs, again (see the module docstring); the ids of the runs whose
-    claims failed, for the next sweep. A failure is logged and stops nothing."""
+    """`record_run_end` for each of these runs; the ids of those whose claims failed. Failures are logged."""
     failed: list[str] = []
     for run in runs:
         try:
@@ -127,8 +101,7 @@ def sweep_run_ends(records: RunRecords, store: SubmissionStore, runs: list[RunVi
 
 
 def sweep_submission_ends(records: RunRecords, store: SubmissionStore, since: datetime) -> None:
-    """`record_end` for the submissions rejected or canceled before they ran since `since` whose end no observer
-    claimed (see the module docstring). A failure is logged; the next sweep tries again."""
+    """`record_end` for submissions ended before they ran since `since` with no end claimed. Failures are logged."""
     try:
         for execution_id in ExecutionOutcomes(store).unclaimed_ends_without_run(since, limit=100):
             record_end(records, store, execution_id)
@@ -140,13 +113,3 @@ def sweep_submission_ends(records: RunRecords, store: SubmissionStore, since: da
 def record_end_quietly(records: RunRecords, store: SubmissionStore, execution_id: str) -> None:
     """`record_end` for an observer that must not fail for it (a cancel, a rejection): an error is logged."""
     record_end(records, store, execution_id)
-
-
-__all__ = [
-    "record_end",
-    "record_end_quietly",
-    "record_run_end",
-    "record_start",
-    "sweep_run_ends",
-    "sweep_submission_ends",
-]

@@ -1,12 +1,5 @@
-"""Who is asking, and whose an execution is: the two facts every tenancy rule is made of.
-
-An execution belongs to the tenant of the API key that submitted it (the `tenant` of its
-submission). Operators (the local CLI, the Python client without an API URL, Dagster's own
-doors) submit as `DEFAULT_TENANT` and see every tenant; a run launched directly through
-Dagster has no submission and belongs to `DEFAULT_TENANT`.
-
-Kept apart from `tenancy` (the life-cycle calls scoped to a caller) so that `admission` and
-`lifecycle`, which `tenancy` builds on, can use these facts too.
+"""Who is asking, and whose an execution is: the tenant of the key that submitted it; operators submit as
+`DEFAULT_TENANT` and see every tenant. Apart from `tenancy` so that `admission` and `lifecycle` can use it.
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
-"""What the execution life cycle reads from the orchestrator, as a small protocol.
-
-The orchestrator (Dagster) keeps the runs, their step states and the node results (asset
-materializations). The life cycle needs only a few questions answered about them, named
-here in our own words; `orchestration/` answers them over a `DagsterInstance`, and tests
-answer them from memory.
-"""
+"""What the execution life cycle reads from the orchestrator, as a small protocol (`orchestration/` answers
+it over a DagsterInstance, tests from memory)."""
 
 from __future__ import annotations
 
@@ -98,7 +93,6 @@ class RunView:
 
     @property
     def attempt(self) -> int:
-        """Which attempt at its execution this run is: 1 for the first run, n for the (n-1)th resume or retry."""
         value = self.tags.get(ATTEMPT_TAG, "1")
         return int(value) if value.isdigit() and int(value) >= 1 else 1
 
@@ -141,8 +135,7 @@ class NodeCheck:
 
 @runtime_checkable
 class CheckRecords(Protocol):
-    """Records that also hold the media checks of a run's nodes (the orchestrator's do; a status without
-    them shows no checks)."""
+    """Records that also hold the media checks of a run's nodes."""
 
     def node_checks(self, run_id: str) -> dict[str, list[NodeCheck]]:
         """The media checks each node computed in the run was given, in the order they ran."""
@@ -197,6 +190,5 @@ class RunRecords(Protocol):
         ...
 
     def cancel_unbegun(self, run_id: str) -> bool:
-        """Cancel a run whose worker has not begun it, when the launcher can do so cleanly: its launch still
-        waits in a broker (the run ends CANCELED at once, no worker ever takes it). True when it was canceled."""
+        """Cancel a run whose launch still waits in a broker (CANCELED at once); True when it was canceled."""
         ...

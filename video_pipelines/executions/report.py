@@ -1,8 +1,5 @@
-"""What an admitted plan would do: node by node in execution order, run or reuse, and what it would cost.
-
-This is `video-pipelines validate --json`. Costs are estimated from the pricing table at
-list prices, from the duration each node's video is expected to have; a remote call whose
-price is unknown makes the total "+ unknown" rather than free.
+"""What an admitted plan would do (`video-pipelines validate --json`): node by node, run or reuse, and cost
+at list prices; an unknown remote price makes the total "+ unknown" rather than free.
 """
 
 from __future__ import annotations

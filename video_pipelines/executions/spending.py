@@ -1,19 +1,5 @@
-"""What an execution may spend, what it has spent and what reuse saved, at list prices.
-
-Everything here prices with the pricing table (`providers.pricing`, `VIDEO_PIPELINES_PRICING_FILE`):
-
-- `node_estimate` / `plan_estimates`: what a node that runs should cost before it runs (the
-  figures of `video-pipelines validate`).
-- `check_estimate`: a plan's `maxCostUsd` against the estimate of the nodes it runs, at
-  admission. A paid node whose price is unknown (a provider or model the table does not
-  price) refuses a capped plan, naming the node: a cap cannot be kept over a cost nobody
-  knows, so the plan is refused rather than that node counted as free.
-- `check_node_spend`: before a paid node starts (a provider other than `local`), what the
-  execution has spent so far plus the node's estimate against the cap; over it, the node
-  fails with `SpendCapExceeded` and nothing is started at the provider. This catches what
-  the estimate cannot: a provider that returns a longer clip than asked bills for it.
-- `saved_usd`: the estimate of every reused node, i.e. what reuse saved.
-"""
+"""What an execution may spend, has spent and what reuse saved, at list prices. An unknown price refuses a
+capped plan; the check before each paid node catches a provider that bills a longer clip than asked."""
 
 from __future__ import annotations
 
@@ -71,7 +57,6 @@ def node_estimate(
 
 
 def _sampled(node: PlanNode) -> AnyParams:
-    """The node's params typed with sample values for its `{{refs}}` (what pricing needs before they resolve)."""
     return parse_params(node.operation, with_samples(node.params))
 
 
@@ -134,12 +119,7 @@ def _breakdown(estimates: Mapping[str, NodeEstimate]) -> str:
 def spent_so_far(
     plan: Plan, recorded: Mapping[str, NodeRecord], known: Mapping[str, VideoResult], pricing: PricingTable
 ) -> float:
-    """What this execution's completed nodes cost: their recorded `cost_usd` (reused nodes cost nothing).
-
-    A node of the plan with a video in `known` but no record yet (a node started ahead of its
-    step, whose step has not recorded it) is priced as its step will record it: its list
-    price for the video it made.
-    """
+    """What the completed nodes cost; one with a video in `known` but no record yet is priced as its step will."""
     spent = sum(record.cost_usd for record in recorded.values() if record.state is NodeState.COMPLETED)
     for node_id, result in known.items():
         if node_id in plan.by_id and node_id not in recorded:
@@ -148,7 +128,6 @@ def spent_so_far(
 
 
 def actual_cost(node: PlanNode, result: VideoResult, pricing: PricingTable) -> float:
-    """What running `node` cost for `result`: its list price per second of the video it made (as run_node records)."""
     params = _sampled(node)
     if not isinstance(params, GenerateVideoParams | LipSyncParams | AddSubtitlesParams) or params.provider == "local":
         return 0.0
@@ -165,11 +144,7 @@ def check_node_spend(
     spent: float,
     pricing: PricingTable,
 ) -> None:
-    """Raise SpendCapExceeded when starting `node` (a paid one) would take the execution over `plan.maxCostUsd`.
-
-    `params` are the node's params with its references resolved, `inputs` its input videos
-    (their durations price a lip-sync), `spent` what the execution has spent so far.
-    """
+    """Raise SpendCapExceeded when starting paid `node` would take the execution over `plan.maxCostUsd`."""
     cap = plan.max_cost_usd
     if cap is None or not node.is_remote:
         return
@@ -195,11 +170,7 @@ def check_spend_cap(
     upstream: Mapping[str, VideoResult],
     pricing: PricingTable,
 ) -> None:
-    """`check_node_spend` for `node` of `run`, with the spend so far read from the run's records.
-
-    `inputs` and `upstream` are the node's input videos and the results its refs may name (its
-    step's task). Cheap for an uncapped plan or a local node: nothing is read.
-    """
+    """`check_node_spend` with the spend read from the records; reads nothing for an uncapped plan or a local node."""
     if not node.is_remote:
         return
     plan = run.parsed_plan
@@ -215,11 +186,7 @@ def check_spend_cap(
 
 
 def saved_usd(plan: Plan, recorded: Mapping[str, NodeRecord], pricing: PricingTable) -> float:
-    """What reuse saved: the estimate of every reused node at list prices (an unpriced one counts 0).
-
-    The estimate, as if the node ran now: a generateVideo's requested duration, a lip-sync's
-    video length (the reused video's, which a lip-sync keeps).
-    """
+    """What reuse saved: the list-price estimate of every reused node (an unpriced one counts 0)."""
     saved = 0.0
     for node_id, record in recorded.items():
         if record.state is NodeState.REUSED and node_id in plan.by_id:

@@ -1,43 +1,10 @@
-"""The status of an execution: a typed document, built from the submission and the run's records.
+"""The status of an execution: a typed document (`to_wire()`: the JSON of the CLI and HTTP API).
 
-A submission that has not been launched answers from the submission store; once it has a
-run, everything comes from the run: its state, its nodes' steps and their recorded videos.
-`to_wire()` gives the JSON of `video-pipelines status` (and of the HTTP API):
-
-    {"executionId", "status", "progress", "totalJobs", "completedJobs", "reusedJobs",
-     "currentJob", "result", "error", "runId", "cost", "savedUsd", "traceId", "worker",
-     "jobs": {"<node id>": {"status", "result", "reusedFrom", "cost", "checks"}}}
-
-`checks` (an extension) lists the media checks of the node's video, as the run that made it
-evaluated them: [{"name", "passed", "blocking", "message"}] (streams, duration, aspect_ratio,
-not_black, not_silent). A node reused from another execution, or completed by an earlier run of
-this one, was checked where it was made and shows none here; a node that failed a blocking
-check is `failed` and shows them all.
-
-`savedUsd` (an extension) is what reuse saved at list prices: the estimate of every reused
-node (`spending.saved_usd`), 0.0 when nothing was reused.
-
-A run canceled (or being canceled) after every node of the plan got its video is `completed`:
-a cancel that arrives as the run ends, or that raced its end and left Dagster's run CANCELING,
-changes nothing of what was made, and the execution's webhook says `completed` too.
-
-An execution with a deadline (`timeoutSeconds`, Dagster's `dagster/max_runtime` tag) that
-run monitoring ended is `failed` with "deadline exceeded after N s", whether Dagster's run
-ended failed or canceled (the monitor cancels the run, then marks it failed; the run
-worker, interrupted meanwhile, may report it canceled first). A user's cancel stays canceled.
-
-`worker` (an extension of the SDK's status document) names the run worker process that took the
-run ("<celery node> pid <N>") with warm Celery workers, else null.
-
-An execution may have several runs (`attempts`): a run whose worker was lost is resumed, a
-failed or canceled one may be retried. Node results of every run count (a later run's win),
-steps and the state come from the newest run; `attempt` is its number and `attempts` lists
-them all: [{"attempt", "runId", "status", "reason": null | "resume" | "retry"}]. While a lost
-run waits for its resume, or a retry waits for its run, the execution is `processing` or
-`pending`, never failed. See `attempts`.
-
-`traceId` is the execution's trace (32 hex digits): its OpenTelemetry spans, and the W3C
-`traceparent` its webhooks and provider calls carry, are all in it (`telemetry.trace_context`).
+Before launch it answers from the submission store, after from the runs (every run's node results
+count, the newest's steps and state). A run canceled after every node got its video is `completed`
+(a cancel racing the end changes nothing made). One run monitoring ended at its deadline is `failed`
+whether Dagster ended it failed or canceled (the monitor cancels, then fails; the worker may report
+canceled first). While a lost run waits for its resume, or a retry for its run, it is never failed.
 """
 
 from __future__ import annotations
@@ -82,15 +49,12 @@ CANCELED_ERROR = "the execution was canceled"
 
 
 def deadline_error(seconds: int, unfinished: list[str]) -> str:
-    """The error of an execution its deadline ended."""
     error = f"deadline exceeded after {seconds} s (timeoutSeconds)"
     return error + (f"; unfinished: {', '.join(unfinished)}" if unfinished else "")
 
 
 @dataclass(frozen=True)
 class NodeStatus:
-    """One node in the status document."""
-
     state: NodeState
     result: VideoResult | None = None
     reused_from: str | None = None
@@ -165,7 +129,6 @@ class ExecutionStatus:
 
     @property
     def completed_jobs(self) -> int:
-        """Nodes with a video (computed or reused)."""
         return sum(1 for node in self.nodes.values() if node.state.has_result)
 
     @property
@@ -270,11 +233,7 @@ def submission_status(submission: Submission) -> ExecutionStatus:
 def run_status(
     records: RunRecords, run: RunView, pricing: PricingTable | None = None, store: SubmissionStore | None = None
 ) -> ExecutionStatus:
-    """The status of an execution from its runs (`run` is the newest): videos, steps running or failed, final video.
-
-    `pricing` prices what reuse saved (default: `PricingTable.from_env()`, read only when a node
-    was reused). With `store`, a retry recorded but not launched yet makes an ended execution pending.
-    """
+    """The status of an execution from its runs; with `store`, a retry not launched yet makes it pending."""
     plan = run.parsed_plan
     runs = ExecutionRuns.of(records, run)
     recorded = runs.node_records(records)

@@ -1,14 +1,5 @@
-"""An execution's trace: which one it is, and the spans the application layer records in it.
-
-The context itself (trace id, the execution span's id) is decided once, at submission, or
-derived from the run id of a run launched directly (`telemetry.trace_context`); every door
-and process reads it back from the same places: the submission, else the run's
-`video/traceparent` tag, else the id. The execution's span is recorded once, when it ends,
-by whichever observer of the end claims it (`executions.outcomes.record_end`). A run that
-ends and is resumed is no end of the execution; a retry's end is an attempt's, whose runs
-and nodes are children of the span recorded at the first end. When the submitting request
-carried a `traceparent`, the caller's span is the execution span's parent.
-"""
+"""An execution's trace context (decided at submission, else derived from the run id) and the spans the
+application layer records in it; the execution's span is recorded once, by the observer of its end."""
 
 from __future__ import annotations
 
@@ -77,12 +68,7 @@ def record_execution_span(
     run_starts: Sequence[tuple[int, float]],
     tenant: str | None,
 ) -> None:
-    """Record the ended execution's span with its own ids, so the node, provider and webhook spans are its children.
-
-    It starts when the execution was submitted (or its first run started, for a direct run),
-    ends when it ended, and marks when each of its runs started. Its parent is the caller's
-    span when the submitting request carried one. Nothing when tracing is off.
-    """
+    """Record the ended execution's span with its own ids, so node, provider and webhook spans are its children."""
     if not tracing().enabled:
         return
     attributes: dict[str, str | int] = {

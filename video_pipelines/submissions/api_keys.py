@@ -1,18 +1,5 @@
-"""API keys: who may call the HTTP API, and for which tenant.
-
-A key is `vp_` + 32 random bytes (256 bits), shown once by `api-keys create`; the table keeps
-its SHA-256 and its first 12 characters (`key_prefix`, for `api-keys list`; not enough to use
-it). A key is found by the hash of what the caller sent, so the database never holds anything
-that opens the API. SHA-256 and not bcrypt/argon2: a slow hash makes guessing a password
-expensive, but a 256-bit random key cannot be guessed whatever the hash. No constant-time
-comparison: the lookup compares hashes, and timing it tells an attacker at most about the hash
-of what they sent.
-
-A key's tenant is the tenant of everything it submits (`executions.tenancy`); tenant names are
-`[a-z0-9][a-z0-9_-]{0,63}` (they appear in URLs, logs and metrics labels). `authenticate`
-records when a key was last used at most once a minute (one conditional UPDATE), so most
-requests only read.
-"""
+"""API keys: `vp_` + 32 random bytes, stored as SHA-256 (a 256-bit random key needs no slow hash) with
+its first 12 characters; `authenticate` writes last use at most once a minute."""
 
 from __future__ import annotations
 
@@ -61,7 +48,6 @@ class ApiKey:
         return self.revoked_at is not None
 
     def to_wire(self) -> dict[str, Any]:
-        """The JSON of `api-keys list`."""
         return {
             "keyId": self.key_id,
             "name": self.name,
@@ -90,7 +76,6 @@ def _check_name(name: object) -> str:
 
 
 def key_hash(key: str) -> str:
-    """What the table keeps of a key: its SHA-256, hex."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -107,8 +92,6 @@ def _api_key(row: sa.RowMapping) -> ApiKey:
 
 
 class ApiKeys:
-    """The API keys of a deployment, in its submission store's database; see the module docstring."""
-
     def __init__(self, store: SubmissionStore) -> None:
         self._rows = Rows(store.engine, store.reader)
 
@@ -127,14 +110,10 @@ class ApiKeys:
         return self._rows.all(sa.select(*_COLUMNS).order_by(api_keys.c.created_at, api_keys.c.key_id), _api_key)
 
     def get(self, key_id: str) -> ApiKey | None:
-        """The key `key_id`, or None."""
         return self._rows.first(sa.select(*_COLUMNS).where(api_keys.c.key_id == key_id), _api_key)
 
     def revoke(self, key_id_or_prefix: str) -> ApiKey:
-        """Revoke a key named by its id (`key_...`), a prefix of it (`vp_...`, as `list` shows) or the whole key.
-
-        Returns the revoked key; revoking a revoked key changes nothing. UsageError for an unknown or ambiguous name.
-        """
+        """Revoke a key named by its id, a prefix or the whole key (idempotent); UsageError if unknown or ambiguous."""
         found = self._find(key_id_or_prefix)
         live = sa.and_(api_keys.c.key_id == found.key_id, api_keys.c.revoked_at.is_(None))
         self._rows.changed(api_keys.update().where(live).values(revoked_at=_now()))

@@ -1,17 +1,10 @@
-"""Attempts: the runs of an execution after its first one.
-
-Attempt 1 is an execution's first Dagster run and has no row here. Attempt 2, 3, ... is a new
-run of the same execution: `resume` (automatic, after the previous run's worker died) or `retry`
-(a user's request, after it failed or was canceled). Like a submission (see `store`) it is
-PENDING until the plan sensor claims it (LAUNCHING), then LAUNCHED; or CANCELED first:
+"""Attempts: the runs of an execution after its first one (attempt 1 has no row), resumed or retried.
 
     pending ──claim──> launching ──mark_launched──> launched
        └─────cancel_pending──> canceled
 
-Once its run ended, a launched attempt gets that run's `outcome` (`record_outcome`, once).
-`request` is idempotent per (execution, number): the table's primary key decides, also when
-processes race. Each move is one conditional UPDATE, so of racing callers exactly one wins; once
-claimed, a cancel is a request (`request_cancel`) that the attempt's run obeys.
+Each move is one conditional UPDATE and `request` is idempotent by the primary key, so of racers one
+wins; once claimed, a cancel is a request the run obeys.
 """
 
 from __future__ import annotations
@@ -113,11 +106,7 @@ class AttemptStore:
         *,
         now: datetime | None = None,
     ) -> tuple[RunAttempt, bool]:
-        """Record attempt `number` (>= 2) of an execution as PENDING: (attempt, True).
-
-        When that attempt is already recorded, nothing changes and it is returned as it
-        stands: (existing, False), whatever the other arguments, also when processes race.
-        """
+        """Record attempt `number` (>= 2) as PENDING: (attempt, True); an existing one as it stands: (it, False)."""
         checked = _check_request(execution_id, number, reason, previous_run_id)
         attempt = RunAttempt(execution_id, number, checked, previous_run_id, moment(now, SubmissionStoreError))
         row = {**vars(attempt), "reason": checked.value, "state": attempt.state.value}
@@ -125,18 +114,15 @@ class AttemptStore:
         return self._rows.insert_once(attempt, insert, lambda: self.get(execution_id, number))
 
     def get(self, execution_id: str, number: int) -> RunAttempt | None:
-        """Attempt `number` of an execution, or None when it was never requested."""
         query = sa.select(execution_attempts).where(_T.execution_id == execution_id, _T.number == number)
         return self._rows.first(query, _attempt)
 
     def of_execution(self, execution_id: str) -> list[RunAttempt]:
-        """Every requested attempt of an execution, by number."""
         query = sa.select(execution_attempts).where(_T.execution_id == execution_id).order_by(_T.number)
         return self._rows.all(query, _attempt)
 
     def pending(self, limit: int = 100) -> list[RunAttempt]:
-        """Up to `limit` attempts not launched yet (PENDING or LAUNCHING), of every execution: the oldest
-        requested first."""
+        """Up to `limit` attempts not launched yet, oldest first."""
         query = sa.select(execution_attempts).where(_T.state.in_(_NOT_LAUNCHED))
         order = (_T.requested_at, _T.execution_id, _T.number)
         return self._rows.all(query.order_by(*order).limit(limit), _attempt) if limit > 0 else []
@@ -166,7 +152,6 @@ class AttemptStore:
         return str(value) if value is not None else None
 
     def outcome_counts(self) -> dict[tuple[str, str], int]:
-        """How many attempts' runs ended, by (reason, outcome)."""
         query = sa.select(_T.reason, _T.outcome, sa.func.count()).where(_T.outcome.is_not(None))
         rows = self._rows.tuples(query.group_by(_T.reason, _T.outcome))
         return {(str(reason), str(outcome)): int(count) for reason, outcome, count in rows}
@@ -177,9 +162,7 @@ class AttemptStore:
         return self._rows.changed(statement.values(state=AttemptState.CANCELED.value)) > 0
 
     def request_cancel(self, execution_id: str, *, launched: bool = True) -> bool:
-        """Record a cancel of every LAUNCHING or LAUNCHED attempt of an execution (their runs obey it); True
-        when there was any. A second request keeps the first one's time. `launched=False` leaves LAUNCHED
-        ones alone: their runs finished, a request would outlive them."""
+        """Record a cancel of every LAUNCHING (and with `launched`, LAUNCHED) attempt; True when there was any."""
         states = _CLAIMED if launched else (AttemptState.LAUNCHING.value,)
         statement = (
             execution_attempts.update()

@@ -31,46 +31,33 @@ LOCAL_PROVIDER = "local"
 
 
 def _le(bound: float) -> str:
-    """A bucket's `le` label: `+Inf` or the bound as Python writes a float (`2.5`, `60.0`)."""
     return "+Inf" if bound == math.inf else repr(float(bound))
 
 
 def labels_key(labels: Mapping[str, str]) -> str:
-    """The canonical JSON of a sample's labels: the `labels` column of the counters table."""
     return json.dumps({str(name): str(value) for name, value in labels.items()}, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One row of the counters table: a sample's name, labels and value."""
-
     metric: str
     labels: Mapping[str, str]
     value: float
 
 
 class Counters:
-    """Prometheus samples kept in the `counters` table, added to by every process that observes them.
-
-    Thread-safe and safe across processes: each change is one transaction of atomic upserts.
-    A failure of the database raises `SubmissionStoreError`.
-    """
+    """Prometheus samples in the `counters` table; each change is one transaction of atomic upserts."""
 
     def __init__(self, store: SubmissionStore) -> None:
         self._store = store
 
     def add(self, metric: str, labels: Mapping[str, str], amount: float = 1.0) -> None:
-        """Add `amount` (>= 0: counters only go up) to the sample `metric{labels}`."""
         if not math.isfinite(amount) or amount < 0:
             raise SubmissionStoreError(f"{metric}: a counter only goes up; cannot add {amount!r}")
         self._increment(metric, [(metric, labels_key(labels), float(amount))])
 
     def observe(self, histogram: str, labels: Mapping[str, str], value: float, buckets: Sequence[float]) -> None:
-        """Count one observation of `value` in `histogram{labels}`: its buckets, `_sum` and `_count`, at once.
-
-        Every bucket row is written (by 0 when `value` is above its bound), so the table holds
-        the histogram's whole bucket layout and a scrape renders it as it is.
-        """
+        """Count one observation in every bucket row (0 above its bound, so the layout is whole), sum and count."""
         if not math.isfinite(value):
             raise SubmissionStoreError(f"{histogram}: cannot observe {value!r}")
         if "le" in labels:
@@ -85,7 +72,6 @@ class Counters:
         self._increment(histogram, rows)
 
     def samples(self) -> list[Sample]:
-        """Every sample of the table."""
         query = sa.select(counters.c.metric, counters.c.labels, counters.c.value)
         try:
             with self._store.reader.connect() as connection:
@@ -107,14 +93,11 @@ class Counters:
 
 def _upsert(dialect: str, values: list[dict[str, object]]) -> sa.Executable:
     """INSERT the rows; a row already there gets the new value added to its own."""
-    key = [counters.c.metric, counters.c.labels]
-    if dialect == "postgresql":
-        pg = postgresql.insert(counters).values(values)
-        return pg.on_conflict_do_update(index_elements=key, set_={"value": counters.c.value + pg.excluded.value})
-    if dialect == "sqlite":
-        lite = sqlite.insert(counters).values(values)
-        return lite.on_conflict_do_update(index_elements=key, set_={"value": counters.c.value + lite.excluded.value})
-    raise SubmissionStoreError(f"counters are kept on PostgreSQL or SQLite, not {dialect}")
+    if dialect not in ("postgresql", "sqlite"):
+        raise SubmissionStoreError(f"counters are kept on PostgreSQL or SQLite, not {dialect}")
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(counters).values(values)
+    added = {"value": counters.c.value + insert.excluded.value}
+    return insert.on_conflict_do_update(index_elements=[counters.c.metric, counters.c.labels], set_=added)
 
 
 def store_error(message: str, exc: sa.exc.SQLAlchemyError) -> SubmissionStoreError:
@@ -134,7 +117,7 @@ def observe_node_seconds(
 
 @contextmanager
 def counting_provider_errors(store: SubmissionStore, *, warn: Callable[[str], None]) -> Iterator[None]:
-    """Count, in the counters table, the provider HTTP error answers seen in this block (see `providers.context`)."""
+    """Count the provider HTTP error answers seen in this block."""
     tally = Counters(store)
 
     def count(provider: str, status: int) -> None:

@@ -1,11 +1,6 @@
-"""Webhook secrets encrypted at rest with Fernet, and where the key comes from.
-
-Fernet is AES-128-CBC with an HMAC-SHA256 over the ciphertext: a token decrypted with another
-key, or altered, is refused rather than turned into garbage. A key is a Fernet key (44 URL-safe
-base64 characters), used as it is, or any other string, a passphrase: the key is then
-`urlsafe_b64encode(scrypt(passphrase, salt=PASSPHRASE_SALT, n=2**15, r=8, p=1, dklen=32))`, with a
-fixed salt so every process given the passphrase derives the same key. Surrounding whitespace
-(a trailing newline from an env file) is ignored.
+"""Webhook secrets encrypted at rest with Fernet (a token under another key, or altered, is refused, not
+garbled). A key is a Fernet key or a passphrase, derived by scrypt with a fixed salt so every process
+given it derives the same key; surrounding whitespace is ignored.
 """
 
 from __future__ import annotations
@@ -62,11 +57,8 @@ def _read_key_file(path: Path) -> bytes:
 
 
 def load_or_create_key_file(path: Path) -> bytes:
-    """The key in `path`; a new random Fernet key written there (mode 0600) if the file does not exist.
-
-    Processes racing here each write a private temporary file and hard-link it into place; the
-    link fails for all but the first, which then read its key: one key, never half written.
-    """
+    """The key in `path`, or a new one written there (0600): racers hard-link a private temporary file into
+    place, so all but the first read its key, never half written."""
     if path.exists():
         return _read_key_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)

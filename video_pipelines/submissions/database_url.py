@@ -1,9 +1,5 @@
-"""PostgreSQL URLs as users write them, made to work with the driver we ship.
-
-SQLAlchemy 2.1 maps a plain `postgresql://` URL to psycopg 3, which dagster-postgres
-neither brings nor supports (its per-connection `with conn:` closes a psycopg 3
-connection). Every PostgreSQL URL we hand to SQLAlchemy therefore names psycopg2.
-"""
+"""PostgreSQL URLs made to name psycopg2: SQLAlchemy 2.1 maps `postgresql://` to psycopg 3, which
+dagster-postgres does not support (its `with conn:` closes a psycopg 3 connection)."""
 
 from __future__ import annotations
 

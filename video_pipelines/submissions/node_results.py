@@ -1,29 +1,11 @@
-"""Node results by lineage: what a tenant's executions computed, and what they are computing.
-
-A node's lineage (`plan.lineage`) is the sha256 of its operation, its normalised params and the
-lineage of its inputs: two nodes with the same lineage make the same video. A completed node's
-result is recorded under (tenant, lineage); a later execution of the same tenant finds it with
-one primary-key lookup and reuses it. Another tenant never finds it.
-
-Single flight: two executions needing one lineage at once compute it once. Before computing,
-a node *claims* (tenant, lineage), naming its holder (run id, node id):
+"""Node results by (tenant, lineage), and the claims that make one lineage computed once:
 
     find ── hit ──> reuse
       └─ miss ──> claim ── ours ──> find again ── hit ──> release, reuse
                     │                 └─ miss ──> compute, record (releases the claim)
-                    └─ another's ──> wait for `find` to hit; if the holder's run ended
-                                     without a result, take_over the stale claim
+                    └─ another's ──> wait for `find`; if the holder's run ended without a result, take_over
 
-(Look again after taking a claim: the previous holder may have recorded and released it
-between the first `find` and the `claim`.)
-
-- One claim per (tenant, lineage): the primary key decides, also when processes race; `claim`
-  returns the winner's claim to every loser.
-- `take_over` and `release` are each one conditional statement on the holder (and, for
-  `take_over`, its `claimed_at`): exactly one racer takes a stale claim over, and only its
-  holder releases a claim.
-- `record` is one upsert in which the newest result (by `recorded_at`) wins, and deletes the
-  recorder's claim in the same transaction: no one sees the claim gone and the result missing.
+The primary key decides a claim race; `record` upserts and releases in one transaction.
 """
 
 from __future__ import annotations
@@ -155,9 +137,8 @@ def _held_by(tenant: str, lineage: str, run_id: str, node_id: str) -> sa.ColumnE
 
 
 def _upsert(dialect: str, row: dict[str, Any]) -> sa.Insert:
-    """INSERT `row`, or on the (tenant, lineage) key replace the stored one unless it is newer: the databases' own
-    `ON CONFLICT ... DO UPDATE`, since an IntegrityError would abort PostgreSQL's whole transaction, and with it
-    the release of the claim that must commit together with the result."""
+    """INSERT `row` or replace an older one: ON CONFLICT, since an IntegrityError would abort PostgreSQL's
+    transaction, and with it the claim's release that must commit with the result."""
     insert = postgresql.insert(node_results) if dialect == "postgresql" else sqlite.insert(node_results)
     statement = insert.values(row)
     replaced = {name: statement.excluded[name] for name in row if name not in ("tenant", "lineage")}
@@ -170,19 +151,16 @@ def _upsert(dialect: str, row: dict[str, Any]) -> sa.Insert:
 
 
 class NodeResultIndex:
-    """Completed nodes by (tenant, lineage), and the claims of nodes being computed (see the module docstring),
-    on the store's engine; thread-safe, processes may share it."""
+    """Completed nodes by (tenant, lineage) and the claims of nodes being computed, on the store's engine."""
 
     def __init__(self, store: SubmissionStore) -> None:
         self._rows = Rows(store.engine, store.reader)
 
     def find(self, tenant: str, lineage: str) -> CachedNode | None:
-        """The newest recorded result of `lineage` for `tenant`, or None (one primary-key lookup)."""
         _check_key(tenant, lineage)
         return self._rows.first(sa.select(node_results).where(_R.tenant == tenant, _R.lineage == lineage), _cached)
 
     def find_many(self, tenant: str, lineages: Collection[str]) -> dict[str, CachedNode]:
-        """The recorded results of `tenant` among `lineages`, by lineage, in one query (a primary-key IN list)."""
         _check_tenant(tenant)
         wanted = set(lineages)
         for lineage in wanted:
@@ -193,8 +171,7 @@ class NodeResultIndex:
         return {node.lineage: node for node in self._rows.all(query, _cached)}
 
     def record(self, node: CachedNode, *, now: datetime | None = None) -> None:
-        """Record `node`'s result under (tenant, lineage) at `now` (not `node.recorded_at`), and release the claim
-        of (node.run_id, node.node_id) on it in the same transaction. A result recorded after `now` is kept."""
+        """Record `node`'s result at `now` and release its claim, in one transaction; a newer result is kept."""
         row = {**_check_node(node), "recorded_at": _moment(now)}
         release = node_claims.delete().where(_held_by(node.tenant, node.lineage, node.run_id, node.node_id))
         with self._rows.engine.begin() as connection:
@@ -211,8 +188,7 @@ class NodeResultIndex:
         run_id: str,
         now: datetime | None = None,
     ) -> NodeClaim:
-        """Claim (tenant, lineage) for computing it: ours, or the claim that was already there, unchanged (the
-        caller holds it when it names its `run_id` and `node_id`)."""
+        """Claim (tenant, lineage): ours, or the claim already there, unchanged."""
         _check_key(tenant, lineage)
         _check_holder(lineage, execution_id, node_id, run_id)
         ours = NodeClaim(tenant, lineage, execution_id, node_id, run_id, _moment(now))
@@ -233,7 +209,6 @@ class NodeResultIndex:
         )
 
     def claim_of(self, tenant: str, lineage: str) -> NodeClaim | None:
-        """The claim on (tenant, lineage), or None when no one is computing it."""
         _check_key(tenant, lineage)
         return self._rows.first(sa.select(node_claims).where(_C.tenant == tenant, _C.lineage == lineage), _claim)
 
@@ -246,8 +221,7 @@ class NodeResultIndex:
         run_id: str,
         now: datetime | None = None,
     ) -> NodeClaim | None:
-        """Take over `stale` (its holder's run ended without a result): our claim, or None when another process
-        took it over, released it or recorded the result first (the claim is no longer exactly `stale`)."""
+        """Take over `stale` (its holder's run ended without a result): ours, or None when it changed meanwhile."""
         _check_key(stale.tenant, stale.lineage)
         _check_holder(stale.lineage, execution_id, node_id, run_id)
         ours = NodeClaim(stale.tenant, stale.lineage, execution_id, node_id, run_id, _moment(now))
@@ -259,10 +233,8 @@ class NodeResultIndex:
         return ours if self._rows.changed(statement) == 1 else None
 
     def release(self, tenant: str, lineage: str, *, run_id: str, node_id: str) -> bool:
-        """Delete the claim on (tenant, lineage) if (run_id, node_id) holds it; False (and no change) otherwise."""
         _check_key(tenant, lineage)
         return self._rows.changed(node_claims.delete().where(_held_by(tenant, lineage, run_id, node_id))) == 1
 
     def count(self) -> int:
-        """How many lineages are recorded, of every tenant."""
         return int(self._rows.value(sa.select(sa.func.count()).select_from(node_results)))

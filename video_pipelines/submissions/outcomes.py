@@ -1,14 +1,6 @@
-"""Execution outcomes: when each execution first started and how it first ended, each claimed once.
-
-An execution's start and end are seen by more than one process (the run-status sensors, maybe
-twice or by two daemons; the plan sensor rejecting a submission; `cancel` of a pending one).
-What they trigger once (the started and finished counts, the execution's span) is done by the
-observer that *claims* it: one conditional UPDATE (`... IS NULL`) or the INSERT of the row, so
-exactly one of two racers wins. Only the first end is claimed: a retried execution's later end
-is its attempt's (`AttemptStore.record_outcome`).
-
-The row also keeps the span id of the caller's span (the request's `traceparent`), so the
-execution's span, recorded when it ends in another process, is a child of the caller's.
+"""Execution outcomes: when each execution first started and how it first ended, each claimed once by one
+conditional UPDATE or INSERT, so of racing observers exactly one counts it. The row also keeps the
+caller's span id, so the execution's span, recorded in another process, is its child.
 """
 
 from __future__ import annotations
@@ -56,7 +48,6 @@ class ExecutionOutcomes:
         self._set_once(execution_id, _T.parent_span_id, {"parent_span_id": parent_span_id})
 
     def parent_span_id(self, execution_id: str) -> str | None:
-        """The caller's span id kept for the execution, or None."""
         value = self._rows.value(sa.select(_T.parent_span_id).where(_T.execution_id == execution_id))
         return str(value) if value is not None else None
 
@@ -106,6 +97,3 @@ class ExecutionOutcomes:
             started=sum(int(started) for _status, _count, started in rows),
             finished={str(status): int(count) for status, count, _started in rows if status is not None},
         )
-
-
-__all__ = ["Claimed", "ExecutionOutcomes", "OutcomeTally"]

@@ -56,7 +56,6 @@ class Rows:
             return [convert(row) for row in connection.execute(query).mappings()]
 
     def value(self, query: sa.Select[Any]) -> Any:
-        """The one value `query` selects, or None without a row."""
         with self.reader.connect() as connection:
             return connection.execute(query).scalar_one_or_none()
 

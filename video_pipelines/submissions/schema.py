@@ -1,26 +1,8 @@
-"""The store's tables and the migration runner that creates and upgrades them.
+"""The store's tables and the migration runner (under a lock, so processes migrate in turn).
 
-Every table name starts with `video_pipelines_`, so the store can share a database with Dagster's
-own tables; `video_pipelines_schema_version` has one row per applied migration. `migrate` applies
-the missing steps of `MIGRATIONS` in one transaction that holds a lock for its whole length
-(PostgreSQL: `pg_advisory_xact_lock`, and DDL is transactional; SQLite: the write lock of `BEGIN
-IMMEDIATE`), so processes starting at once migrate one after the other.
-
-A step is frozen once released: the tables it creates or reshapes are declared by functions named
-for their version (`_submissions_v1`, `_webhook_deliveries_v4`, ...) that no later change touches,
-and so are the column lists they share. Queries use the newest declaration of each table. Where a
-step changes a table, PostgreSQL alters it in place; SQLite, which cannot drop a constraint,
-rebuilds it (`_rebuild_sqlite`: a new table, the rows copied, the old one dropped, the new renamed).
-
-Why some tables are shaped as they are:
-- 4: attempt 1 is an execution's first Dagster run; each later run is a row of
-  `video_pipelines_attempts`, numbered from 2, and sends its own webhooks, so a delivery is unique
-  per (execution, event, node, attempt).
-- 5: node results are an index of their own, keyed by (tenant, lineage), because "was this lineage
-  computed?" is asked for every node of every execution: one primary-key probe, where Dagster's
-  asset materializations would mean reading an event log that grows with every run.
-- 6: `request_digest` (NULL for older submissions) lets an idempotency key used again with
-  another request be refused.
+A released step is frozen: its tables are declared by functions named for their version. SQLite,
+which cannot drop a constraint, rebuilds a changed table. Node results are their own index: one
+primary-key probe per node, where Dagster's event log grows with every run.
 """
 
 from __future__ import annotations
@@ -416,10 +398,7 @@ def _execution_outcomes_v7(metadata: sa.MetaData) -> sa.Table:
 
 
 def _rebuild_sqlite(connection: sa.Connection, declare: Declare, indexes: Indexes, name: str, version: int) -> None:
-    """Give SQLite table `name` the shape `declare` makes, keeping its rows (new columns take their defaults).
-
-    The table is built as `<name>_v<version>_new`, then renamed.
-    """
+    """Give SQLite table `name` the shape `declare` makes, keeping its rows (built as a new table, then renamed)."""
     temporary = f"{name}_v{version}_new"
     new = declare(sa.MetaData(), temporary)
     new.create(connection)

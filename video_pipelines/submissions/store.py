@@ -1,29 +1,8 @@
-"""The submission store: plans submitted through `video-pipelines submit`, kept until launched.
+"""The submission store: plans kept until launched; each move one conditional UPDATE, so one racer wins.
 
-A submission is PENDING until the submission sensor claims it to launch it (LAUNCHING: its run
-is asked for, and may not exist yet), then sees its run (LAUNCHED); or the sensor refuses it
-(REJECTED); or the client cancels it first (CANCELED):
-
-    pending ──claim──> launching ──mark_launched──> launched
-       ├───mark_rejected──> rejected
-       └───cancel_pending─> canceled
-
-Each move is one conditional UPDATE, so of two racers on one submission one wins, and a
-submission is never lost: until its run exists, the sensor asks for it again. A cancel wins
-only against PENDING; once claimed, a cancel is a request (`request_cancel`) that the run obeys.
-
-The table (`video_pipelines_submissions`, see `schema`) is in PostgreSQL in production, beside
-Dagster's own tables, or in a SQLite file in DAGSTER_HOME (WAL and a busy timeout, so the CLI
-and the daemon can use it at once).
-
-Webhook secrets are kept here only, encrypted with Fernet (see `crypto`), never in the stored
-plan nor in Dagster's run storage. The key is never in the database; it comes from the
-`secret_key` argument, else `$VIDEO_PIPELINES_SECRET_KEY` (a Fernet key or a passphrase), else
-a key file `video_pipelines_secret.key` (mode 0600, made on first use) in DAGSTER_HOME for
-`from_env` or next to a SQLite database. With a PostgreSQL URL and neither, storing or reading
-a secret fails, asking for the variable: every process that sends webhooks needs the key of
-the processes that submit. A dump of the database alone reveals no secret; a secret read with
-another key raises `SecretKeyError`, never silently dropped.
+pending ──claim──> launching ──mark_launched──> launched
+   ├───mark_rejected──> rejected
+   └───cancel_pending─> canceled
 """
 
 from __future__ import annotations
@@ -41,7 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, Self
 
 import sqlalchemy as sa
@@ -229,7 +207,6 @@ class _Prepared:
     def submission(
         self, key: str | None, tenant: str, traceparent: str | None, digest: str, *, has_secret: bool
     ) -> Submission:
-        """A new PENDING submission of this request."""
         now = _now()
         return Submission(
             execution_id=new_execution_id(),
@@ -252,11 +229,7 @@ class _Prepared:
 
 
 def _prepare(plan: Mapping[str, Any], options: SubmitOptions) -> _Prepared:
-    """The plan as stored, and the effective values: an option wins over the plan's own field.
-
-    The stored plan carries the effective `baseExecutionId`, `webhook.url` and `priority`,
-    so the plan and the columns never disagree, and never a `webhook.secret`.
-    """
+    """The plan as stored (effective base, webhook URL and priority; never the secret) and those values."""
     if not isinstance(plan, Mapping):
         raise SubmissionStoreError(f"the plan must be a JSON object, got {type(plan).__name__}")
     try:
@@ -282,19 +255,12 @@ def _prepare(plan: Mapping[str, Any], options: SubmitOptions) -> _Prepared:
 
 
 def request_digest(stored_plan: Mapping[str, Any]) -> str:
-    """The hex SHA-256 of a request as stored: its plan, with the effective base, webhook URL and priority.
-
-    Of the plan's canonical JSON (sorted keys, no spaces), so a client that sends the same
-    plan with its keys in another order or other whitespace makes the same request: JSON
-    objects have no order (RFC 8259), and a retry from another library may reorder them.
-    The webhook secret is never in it (a hash of a short secret beside the plan it signs
-    would let whoever reads the database guess it); `submit` compares secrets apart.
-    """
+    """The hex SHA-256 of the stored plan's canonical JSON (a retry that reorders keys is the same request);
+    never of the secret, whose hash beside the plan would let a database reader guess a short one."""
     return hashlib.sha256(canonical_json(stored_plan).encode()).hexdigest()
 
 
 def _row(submission: Submission, token: str | None) -> dict[str, Any]:
-    """The table row of `submission`, which holds the encrypted secret `token` where the record has a flag."""
     row = {**vars(submission), "state": submission.state.value, "webhook_secret_token": token}
     del row["has_webhook_secret"]
     return row
@@ -312,10 +278,7 @@ _PRIORITY_RANK = sa.case({p.value: p.rank for p in Priority}, value=submissions.
 
 
 class SubmissionStore:
-    """Submitted plans in a PostgreSQL or SQLite database (see the module docstring), migrated when opened.
-
-    Thread-safe; several processes may each open their own store on one database.
-    """
+    """Submitted plans in PostgreSQL or SQLite, migrated when opened; thread-safe, and multi-process."""
 
     def __init__(self, url: str, *, secret_key: bytes | str | None = None) -> None:
         self._url = _normalised_url(url)
@@ -342,8 +305,7 @@ class SubmissionStore:
 
     @classmethod
     def from_env(cls, dagster_home: Path | None = None) -> SubmissionStore:
-        """The store of `$VIDEO_PIPELINES_DATABASE_URL`, else of the SQLite file
-        `<DAGSTER_HOME or ./.dagster_home>/video_pipelines.db`; its key file is in that folder."""
+        """The store of `$VIDEO_PIPELINES_DATABASE_URL`, else of SQLite in DAGSTER_HOME (with its key file)."""
         home = (dagster_home or Path(os.environ.get("DAGSTER_HOME") or DEFAULT_HOME)).expanduser().resolve()
         home.mkdir(parents=True, exist_ok=True)
         url = (os.environ.get(DATABASE_URL_ENV) or "").strip() or f"sqlite:///{home / DATABASE_FILE_NAME}"
@@ -353,13 +315,11 @@ class SubmissionStore:
 
     @property
     def url(self) -> str:
-        """The database URL, with any password masked."""
         return self._url.render_as_string(hide_password=True)
 
     @property
     def engine(self) -> sa.Engine:
-        """The store's engine, for the tables beside the submissions; on SQLite, each transaction it begins takes
-        the write lock at once."""
+        """The engine for the tables beside; on SQLite each transaction takes the write lock at once."""
         return self._engine
 
     @property
@@ -391,16 +351,8 @@ class SubmissionStore:
     ) -> tuple[Submission, bool]:
         """Store `plan` as a new PENDING submission: (submission, True).
 
-        An option left None is taken from the plan (`baseExecutionId`, `webhook.url`,
-        `webhook.secret`, `priority`; priority defaults to normal), as is an empty base or URL;
-        an empty secret or priority is refused (see `SubmitOptions.apply`). The stored plan never
-        holds the secret: it is encrypted into its own column.
-
-        When the idempotency key was used before by the same `tenant` for the same request (the
-        same `request_digest` and webhook secret), nothing changes and the earlier submission is
-        returned: (existing, False), also when processes race on the key; for another request it
-        raises IdempotencyKeyReused (a submission stored before digests were kept is returned, as
-        nothing tells). Another tenant's use of the same key is another submission.
+        A reused idempotency key of the same tenant returns (existing, False) for the same request
+        (digest and secret), also when processes race; for another request, IdempotencyKeyReused.
         """
         key = _check_idempotency_key(options.idempotency_key)
         prepared = _prepare(plan, options)
@@ -423,7 +375,6 @@ class SubmissionStore:
         return submission, True
 
     def _same_request(self, existing: Submission, key: str, digest: str, secret: str | None) -> Submission:
-        """`existing`, made with `key`, if the request using the key again is the same; else IdempotencyKeyReused."""
         if existing.request_digest is None:
             return existing
         same = existing.request_digest == digest
@@ -442,14 +393,10 @@ class SubmissionStore:
         return self._rows.first(query, _submission)
 
     def get(self, execution_id: str) -> Submission | None:
-        """The submission `execution_id`, or None when there is none."""
         return self._rows.first(sa.select(submissions).where(submissions.c.execution_id == execution_id), _submission)
 
     def newest(self, tenant: str | None, *, limit: int = 50, before: str | None = None) -> list[Submission]:
-        """Up to `limit` submissions of `tenant` (None: every tenant), newest first, older than execution id `before`.
-
-        Execution ids sort in creation order, so `before` (the last id of a page) is a stable cursor.
-        """
+        """Up to `limit` submissions of `tenant` (None: all), newest first, older than id `before` (a cursor)."""
         query = sa.select(submissions).order_by(submissions.c.execution_id.desc()).limit(limit)
         if tenant is not None:
             query = query.where(submissions.c.tenant == tenant)
@@ -458,13 +405,11 @@ class SubmissionStore:
         return self._rows.all(query, _submission) if limit > 0 else []
 
     def count_by_state(self) -> dict[str, int]:
-        """How many submissions are in each state (for metrics)."""
         query = sa.select(submissions.c.state, sa.func.count()).group_by(submissions.c.state)
         return {str(state): int(count) for state, count in self._rows.tuples(query)}
 
     def pending(self, limit: int = 100) -> list[Submission]:
-        """Up to `limit` submissions not launched yet (PENDING or LAUNCHING): high priority before normal
-        before low, then oldest first."""
+        """Up to `limit` PENDING or LAUNCHING submissions, by priority, then oldest first."""
         query = sa.select(submissions).where(submissions.c.state.in_(_NOT_LAUNCHED))
         order = (_PRIORITY_RANK, submissions.c.created_at, submissions.c.execution_id)
         return self._rows.all(query.order_by(*order).limit(limit), _submission) if limit > 0 else []
@@ -495,19 +440,14 @@ class SubmissionStore:
         return self._move(execution_id, _PENDING, _now(), state=SubmissionState.CANCELED.value)
 
     def request_cancel(self, execution_id: str, *, launched: bool = True) -> bool:
-        """Record a cancel of a LAUNCHING or LAUNCHED submission (its run is asked for, or exists): its run
-        obeys it. False (and no change) in another state; a second request keeps the first one's time.
-        `launched=False` leaves a LAUNCHED one alone: its run finished, a request would outlive it."""
+        """Record a cancel of a LAUNCHING (with `launched`, also LAUNCHED) submission, kept at its first time."""
         now = _now()
         states = _CLAIMED if launched else (SubmissionState.LAUNCHING.value,)
         requested = sa.func.coalesce(submissions.c.cancel_requested_at, now)
         return self._move(execution_id, states, now, cancel_requested_at=requested)
 
     def webhook_secret(self, execution_id: str) -> str | None:
-        """The decrypted webhook secret of `execution_id`; None without one (or without the submission).
-
-        Raises `SecretKeyError` when the store's key is not the one the secret was encrypted with.
-        """
+        """The decrypted webhook secret of `execution_id`, or None; `SecretKeyError` under another key."""
         column = submissions.c.webhook_secret_token
         token = self._rows.value(sa.select(column).where(submissions.c.execution_id == execution_id))
         if token is None:
@@ -515,16 +455,10 @@ class SubmissionStore:
         return self._secrets.decrypt(token, what=f"the webhook secret of {execution_id}")
 
     def close(self) -> None:
-        """Close the database connections."""
         self._engine.dispose()
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()

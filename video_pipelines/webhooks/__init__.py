@@ -1,58 +1,20 @@
-"""Webhooks (README "Webhooks"): the signed POSTs an execution sends (its end, and the events its plan subscribes to).
-
-- `payload` — `encode_payload`: the exact bytes stored and sent.
-- `signing` — `signature_headers` (X-Webhook-Signature and Standard Webhooks') and `unsigned_headers`.
-- `delivery` — `Delivery`, `Attempt` and `AttemptOutcome`.
-- `outbox` — `DeliveryOutbox`: one delivery per execution, event (node) and attempt; claims,
-  attempts, redelivery and the `RetrySchedule`, in the submission store's database.
-- `sender` — `send_once` (one POST through the SSRF guard) and `deliver_due` (claim, sign, send
-  and record every delivery that is due).
-
-Plain Python: no Dagster import; the sensors that enqueue and deliver are in `orchestration`.
-"""
+"""Webhooks: the signed POSTs an execution sends. Plain Python: the sensors that enqueue and deliver are
+in `orchestration`."""
 
 from __future__ import annotations
 
-from video_pipelines.errors import WebhookError, WebhookSecretError
-from video_pipelines.net.retrying import parse_retry_after
-from video_pipelines.webhooks.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
-from video_pipelines.webhooks.outbox import (
-    DEFAULT_RETRY_DELAYS,
-    ENV_SOURCE_PREFIX,
-    RETRY_DELAYS_ENV,
-    SUBMISSION_SOURCE,
-    DeliveryOutbox,
-    RetrySchedule,
-    execution_of_webhook,
-    webhook_id_for,
-)
-from video_pipelines.webhooks.payload import EVENTS, encode_payload
-from video_pipelines.webhooks.sender import DEFAULT_TIMEOUT, MAX_TIMEOUT, deliver_due, send_once
-from video_pipelines.webhooks.signing import signature_headers, standard_webhooks_key, unsigned_headers
-
-__all__ = [
-    "DEFAULT_RETRY_DELAYS",
-    "DEFAULT_TIMEOUT",
-    "ENV_SOURCE_PREFIX",
-    "EVENTS",
-    "MAX_TIMEOUT",
-    "RETRY_DELAYS_ENV",
-    "SUBMISSION_SOURCE",
-    "Attempt",
-    "AttemptOutcome",
-    "Delivery",
-    "DeliveryOutbox",
-    "DeliveryState",
-    "RetrySchedule",
-    "WebhookError",
-    "WebhookSecretError",
-    "deliver_due",
-    "encode_payload",
-    "execution_of_webhook",
-    "parse_retry_after",
-    "send_once",
-    "signature_headers",
-    "standard_webhooks_key",
-    "unsigned_headers",
-    "webhook_id_for",
-]
+from video_pipelines.webhooks.delivery import AttemptOutcome as AttemptOutcome
+from video_pipelines.webhooks.delivery import Delivery as Delivery
+from video_pipelines.webhooks.delivery import DeliveryState as DeliveryState
+from video_pipelines.webhooks.outbox import ENV_SOURCE_PREFIX as ENV_SOURCE_PREFIX
+from video_pipelines.webhooks.outbox import RETRY_DELAYS_ENV as RETRY_DELAYS_ENV
+from video_pipelines.webhooks.outbox import SUBMISSION_SOURCE as SUBMISSION_SOURCE
+from video_pipelines.webhooks.outbox import DeliveryOutbox as DeliveryOutbox
+from video_pipelines.webhooks.outbox import RetrySchedule as RetrySchedule
+from video_pipelines.webhooks.outbox import execution_of_webhook as execution_of_webhook
+from video_pipelines.webhooks.outbox import webhook_id_for as webhook_id_for
+from video_pipelines.webhooks.payload import encode_payload as encode_payload
+from video_pipelines.webhooks.sender import deliver_due as deliver_due
+from video_pipelines.webhooks.sender import send_once as send_once
+from video_pipelines.webhooks.signing import signature_headers as signature_headers
+from video_pipelines.webhooks.signing import unsigned_headers as unsigned_headers

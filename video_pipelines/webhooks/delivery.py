@@ -1,6 +1,4 @@
-"""What a webhook delivery is: the `Delivery` the outbox keeps, its `Attempt`s, and the
-`AttemptOutcome` a sender reports; shared by `outbox` and `sender`, so neither needs the other's types.
-"""
+"""A webhook delivery, its attempts and a sender's outcome: shared by `outbox` and `sender`."""
 
 from __future__ import annotations
 
@@ -75,5 +73,4 @@ class AttemptOutcome:
 
     @property
     def acknowledged(self) -> bool:
-        """The receiver answered 2xx: the webhook is delivered."""
         return self.status_code is not None and 200 <= self.status_code < 300

@@ -1,42 +1,11 @@
-"""The webhook outbox: delivery records that lose nothing and repeat nothing.
+"""The webhook outbox: delivery records (where the secret is, never it) that lose nothing, repeat nothing.
 
-An ended execution gets one delivery for its end (completed, failed or canceled) and, when its
-plan subscribes to them (`webhook.events`), one for its start and one per node that completed or
-failed, in `video_pipelines_webhook_deliveries` (the submission store's database). The record
-holds the URL, the exact body and where to find the secret at send time (`"submission"`: the
-store's encrypted secret of the execution; `"env:NAME"`), never the secret. Every attempt is a
-row of `video_pipelines_webhook_attempts`. A delivery is for one attempt of its execution
-(`attempt`, 1 for its first run): an execution that runs again reports each attempt's events.
-
-    pending ──2xx──────────────────────────────> delivered
+    pending ──2xx──> delivered
        │  ──410 Gone, refused destination (SSRF), configuration error──> failed
        └──other answer, timeout, error: retried per the schedule, then──> failed
     delivered, failed ──redeliver──> pending (due at once, same webhook-id)
 
-Guarantees:
-- `enqueue` is idempotent per (execution, event, node, attempt): the database's unique key
-  decides, also when processes race, and the `webhook-id` is stable (`webhook_id_for`: attempt
-  1 keeps the ids of earlier versions; a later one adds `_attempt<n>` after the execution id, so
-  a receiver deduplicating on `webhook-id` sees each attempt's events as new).
-- `redeliver` sends an event again with the same `webhook-id`; its attempts are numbered on
-  from the earlier ones, and a delivery whose schedule is spent gets one more attempt.
-- `claim_due` leases with a conditional UPDATE (and `FOR UPDATE SKIP LOCKED` on PostgreSQL):
-  two senders never hold the same delivery at once.
-- `record_attempt` inserts the attempt, moves the delivery and releases the lease in one
-  transaction; a delivered (or failed) record is never claimed again.
-- At least once: a sender that dies before recording an answer leaves its lease to expire, and
-  the delivery is sent again with the same `webhook-id`, which receivers deduplicate on.
-
-Retry schedule (`RetrySchedule`): the first attempt is due at once; after a failed one the next
-waits, each delay jittered by +-20% so receivers coming back are not hit by every sender at once:
-
-    after attempt   1     2      3       4        5        6
-    wait            5 s   30 s   2 min   10 min   30 min   2 h
-
-that is 7 attempts over about 2 h 45 min. A `Retry-After` answer pushes the next attempt out to
-at least what it asks, capped at 1 h. Nobody sleeps through a backoff: a delivery not yet due is
-left for a later call. `VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS` replaces the delays: comma-separated
-seconds, n delays for n + 1 attempts (`1,1,1,1` for tests; `0` retries at the next call).
+Delays are jittered so returning receivers are not hit by every sender at once.
 """
 
 from __future__ import annotations
@@ -72,7 +41,7 @@ _ATTEMPT_MARKER: Final = "_attempt"
 
 @dataclass(frozen=True)
 class RetrySchedule:
-    """The waits between attempts (see the module docstring); `delays[i]` follows attempt i + 1."""
+    """The waits between attempts: `delays[i]` follows attempt i + 1."""
 
     delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
     jitter: float = 0.2
@@ -85,7 +54,6 @@ class RetrySchedule:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RetrySchedule:
-        """`$VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS` (comma-separated seconds) when set, else the default."""
         env = os.environ if environ is None else environ
         value = (env.get(RETRY_DELAYS_ENV) or "").strip()
         if not value:
@@ -116,8 +84,7 @@ _A = webhook_attempts.c
 
 
 def webhook_id_for(execution_id: str, event: str, node_id: str = "", attempt: int = 1) -> str:
-    """The stable `webhook-id` of an execution's event (or a node's) in one attempt of the execution:
-    `msg_<execution id>_<event>[_<node id>]`, with `_attempt<n>` after the execution id for attempt n >= 2."""
+    """`msg_<execution id>[_attempt<n>, n >= 2]_<event>[_<node id>]`: stable, new for each attempt."""
     if attempt < 1:
         raise WebhookError(f"an execution's attempts are numbered from 1, got {attempt}")
     execution = execution_id if attempt == 1 else f"{execution_id}{_ATTEMPT_MARKER}{attempt}"
@@ -125,13 +92,10 @@ def webhook_id_for(execution_id: str, event: str, node_id: str = "", attempt: in
 
 
 def _named_execution(webhook_id: str) -> str | None:
-    """What a `webhook_id_for` id holds before its event: the execution id, with `_attempt<n>` for attempt n >= 2."""
     rest = webhook_id.removeprefix("msg_")
     if rest == webhook_id:
         return None
-    # Node events first: their names hold a '.', which no execution id or node id does, so
-    # `_node.completed_` is found only where the event is, whatever the node is called (even
-    # `a_completed`, which ends the id like an execution event's name would).
+    # Node events first: only their names hold a '.', so a node named `a_completed` is not an event.
     for event in WebhookEvent:
         if event.is_node_event:
             named, marker, node_id = rest.partition(f"_{event.value}_")
@@ -144,13 +108,8 @@ def _named_execution(webhook_id: str) -> str | None:
 
 
 def execution_of_webhook(webhook_id: str) -> str | None:
-    """The execution id a `webhook_id_for` id names (of any attempt), or None when it is not one.
-
-    Unambiguous because execution ids (`exec_<ULID>` or a Dagster run id) hold neither '.' nor
-    `_attempt`, and node ids hold no '.': a node event's name sits between the execution's
-    part and the node id, any other event's name ends the id, and `_attempt<n>` can only be
-    what a later attempt added.
-    """
+    """The execution id a `webhook_id_for` id names, or None: unambiguous, as execution ids hold no '.' or
+    `_attempt` and node ids no '.'."""
     named = _named_execution(webhook_id)
     if not named or "." in named:
         return None
@@ -172,7 +131,6 @@ def _delivery(row: sa.RowMapping) -> Delivery:
 
 
 def _row(delivery: Delivery) -> dict[str, Any]:
-    """The table row of `delivery`: its body as the UTF-8 text it is stored as."""
     return {**vars(delivery), "body": delivery.body.decode("utf-8"), "state": delivery.state.value}
 
 
@@ -217,9 +175,6 @@ def _outcome_text(outcome: AttemptOutcome) -> str:
 
 
 def _next(outcome: AttemptOutcome, number: int, schedule: RetrySchedule, now: datetime) -> dict[str, Any]:
-    """How a pending delivery moves after attempt `number` ended with `outcome`: 2xx delivered; 410 Gone, a
-    refused destination or a configuration error failed; else retried after the schedule's next delay (at least
-    the answer's Retry-After, capped), or failed once the schedule is spent."""
     if outcome.acknowledged:
         return {"state": DeliveryState.DELIVERED.value, "delivered_at": now, "last_error": None}
     if outcome.status_code == 410:
@@ -238,8 +193,7 @@ def _next(outcome: AttemptOutcome, number: int, schedule: RetrySchedule, now: da
 
 
 class DeliveryOutbox:
-    """Webhook deliveries and their attempts (see the module docstring), on a `SubmissionStore`'s engine or
-    on a SQLAlchemy engine, whose tables are then migrated. Thread-safe; processes may share a database."""
+    """Webhook deliveries and their attempts, on a store's engine or on an engine it migrates."""
 
     def __init__(self, database: SubmissionStore | sa.Engine) -> None:
         if isinstance(database, SubmissionStore):
@@ -260,12 +214,7 @@ class DeliveryOutbox:
         attempt: int = 1,
         now: datetime | None = None,
     ) -> Delivery:
-        """Record the webhook of an execution's event (`node_id` for a node.* event), due at once; idempotent.
-
-        `attempt` is the execution's attempt the event happened in (1: its first run). When
-        (execution_id, event, node_id, attempt) is already recorded, that record is returned
-        unchanged, whatever the other arguments, also when processes race.
-        """
+        """Record an event's webhook, due at once; an existing record is returned unchanged, also in a race."""
         if event not in EVENTS:
             raise WebhookError(f"a webhook event is one of {', '.join(EVENTS)}; got {event!r}")
         if not execution_id or not url:
@@ -280,7 +229,6 @@ class DeliveryOutbox:
         return self._rows.insert_once(delivery, insert, lambda: self.get(webhook_id))[0]
 
     def get(self, webhook_id: str) -> Delivery | None:
-        """The delivery `webhook_id`, or None."""
         return self._rows.first(sa.select(webhook_deliveries).where(_D.webhook_id == webhook_id), _delivery)
 
     def claim_due(
@@ -291,8 +239,7 @@ class DeliveryOutbox:
         *,
         exclude: Collection[str] = (),
     ) -> list[Delivery]:
-        """Lease up to `limit` pending deliveries that are due and not leased, oldest due first, until
-        `record_attempt` releases them or `lease_seconds` pass (a sender that died); not those in `exclude`."""
+        """Lease up to `limit` due, unleased deliveries (oldest due first) for `lease_seconds`."""
         if limit <= 0:
             return []
         at = _moment(now)
@@ -331,11 +278,7 @@ class DeliveryOutbox:
         schedule: RetrySchedule,
         now: datetime | None = None,
     ) -> Delivery:
-        """Record one attempt and move the delivery (see `_next`), in one transaction; returns it as it now stands.
-
-        A delivery that another sender already delivered or failed keeps its state; the attempt is
-        recorded all the same. The lease is released when it is still the one `delivery` was claimed with.
-        """
+        """Record one attempt and move a still pending delivery, in one transaction; returns it now."""
         finished = _moment(now)
         attempt = {
             "started_at": finished - timedelta(milliseconds=outcome.duration_ms),
@@ -360,11 +303,7 @@ class DeliveryOutbox:
         return self._change(delivery.webhook_id, change, " to record an attempt of")
 
     def redeliver(self, webhook_id: str, now: datetime | None = None) -> Delivery:
-        """Send a delivery again: due at `now`, with the same `webhook-id`; returns it as it now stands.
-
-        A delivered or failed delivery becomes pending again; a pending one is only made due now, its
-        lease (a sender's attempt in flight) left alone. Unknown ids raise WebhookError.
-        """
+        """Make a delivery pending and due at `now` (a pending one keeps its lease); WebhookError if unknown."""
         at = _moment(now)
         pending = DeliveryState.PENDING.value
         reopened = {"state": pending, "delivered_at": None, "lease_until": None}
@@ -378,7 +317,6 @@ class DeliveryOutbox:
         change: Callable[[sa.Connection, sa.RowMapping], dict[str, Any]],
         missing: str = "",
     ) -> Delivery:
-        """Lock the delivery's row, update it with what `change` makes of it, and read it back: one transaction."""
         this = _D.webhook_id == webhook_id
         with self._rows.engine.begin() as connection:
             current = connection.execute(sa.select(webhook_deliveries).where(this).with_for_update()).mappings().first()
@@ -389,11 +327,9 @@ class DeliveryOutbox:
         return _delivery(row)
 
     def deliveries(self, execution_id: str) -> list[Delivery]:
-        """Every delivery of an execution (of all its attempts), in the order they were enqueued."""
         query = sa.select(webhook_deliveries).where(_D.execution_id == execution_id)
         return self._rows.all(query.order_by(_D.created_at, _D.webhook_id), _delivery)
 
     def attempts(self, webhook_id: str) -> list[Attempt]:
-        """Every attempt of a delivery, first to last."""
         query = sa.select(webhook_attempts).where(_A.webhook_id == webhook_id).order_by(_A.number, _A.id)
         return self._rows.all(query, _attempt)

@@ -1,7 +1,5 @@
-"""The webhook body's bytes: encoded once, stored in the outbox and sent byte for byte at every attempt,
-so its signature always covers what was stored. What it says is built by
-`executions.notifications.webhook_payload`.
-"""
+"""The webhook body's bytes: encoded once and sent byte for byte at every attempt, so its signature always
+covers what was stored."""
 
 from __future__ import annotations
 
@@ -17,9 +15,5 @@ EVENTS: Final = tuple(event.value for event in WebhookEvent)
 
 
 def encode_payload(payload: Mapping[str, Any]) -> bytes:
-    """Compact JSON in UTF-8, in the payload's own key order; the same payload always gives the same bytes.
-
-    Non-ASCII text is escaped (`\\u00e9`), so the body is plain ASCII: valid UTF-8 whatever the
-    strings hold, and safe to store as text.
-    """
+    """Compact ASCII JSON (non-ASCII escaped, so safe to store as text) in the payload's key order."""
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("utf-8")

@@ -1,17 +1,8 @@
 """Sending webhooks: one attempt (`send_once`), and every delivery that is due (`deliver_due`).
 
-An attempt is one POST of the stored body through the SSRF guard: the URL is resolved and
-checked (private, loopback, link-local and metadata addresses are refused unless
-`VIDEO_PIPELINES_ALLOWED_HOSTS` allows them), then the request goes to the checked IP with the
-original Host header and SNI (`net.open_pinned`), so DNS cannot answer differently in between.
-Redirects are not followed (a 3xx is a failed attempt): following one would send the signed
-body somewhere the operator never checked.
-
-Nothing an attempt meets raises: it becomes an `AttemptOutcome` for the outbox to record. A
-configuration error (a secret that is not set or cannot sign) is `permanent`: retrying cannot
-pass until someone fixes it. Error texts never hold the secret nor the URL's query or credentials.
-Each attempt is an OpenTelemetry CLIENT span, a child of its execution's span when
-`trace_parent_for` finds it, and its POST carries the span's `traceparent`.
+An attempt POSTs to the checked IP with the original Host and SNI, so DNS cannot answer differently in
+between; redirects are not followed (that would send the signed body somewhere never checked).
+Nothing raises: it becomes an `AttemptOutcome`. Error texts never hold the secret nor the URL's query.
 """
 
 from __future__ import annotations
@@ -83,11 +74,7 @@ def send_once(
     allowed: AllowedHosts,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> AttemptOutcome:
-    """POST exactly `body` as `application/json` with `headers` to `url`; never raises for what the network does.
-
-    `timeout` (at most `MAX_TIMEOUT` seconds) bounds the whole exchange, however slowly the
-    receiver trickles its answer; resolving the host name is bounded by the system resolver.
-    """
+    """POST exactly `body`; never raises for what the network does. `timeout` bounds the whole exchange."""
     if not timeout > 0:
         raise WebhookError(f"timeout must be > 0 seconds, got {timeout}")
     budget = min(timeout, MAX_TIMEOUT)
@@ -208,13 +195,7 @@ def deliver_due(
     timeout: float = DEFAULT_TIMEOUT,
     trace_parent_for: Callable[[Delivery], str | None] | None = None,
 ) -> list[tuple[Delivery, AttemptOutcome]]:
-    """Make one attempt of each delivery that is due (up to `limit`); returns each as it now stands, with its outcome.
-
-    Deliveries are claimed one at a time, so several senders share the work and each holds a
-    short lease; each is attempted at most once per call, and nothing sleeps through a backoff.
-    `now` moves the schedule; signatures always carry the real time. A secret that is not set or
-    cannot sign fails the delivery at once; any other error reading it is retried per the schedule.
-    """
+    """Attempt each due delivery (up to `limit`) once, claimed one at a time so senders share the work."""
     sender = _Sender(secret_for, allowed, timeout, trace_parent_for)
     results: list[tuple[Delivery, AttemptOutcome]] = []
     attempted: set[str] = set()

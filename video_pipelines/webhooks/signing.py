@@ -1,17 +1,8 @@
-"""Webhook signatures (README "Webhooks"), over the exact bytes that are sent.
+"""Webhook signatures over the exact bytes sent: `X-Webhook-Signature` (hex HMAC-SHA256, as the seed SDK)
+and Standard Webhooks' headers, made by the `standardwebhooks` library itself.
 
-- `X-Webhook-Signature`: the lowercase hex HMAC-SHA256 of the raw body, keyed with the secret's
-  UTF-8 bytes (what the seed SDK's `createHmac("sha256", secret)` does).
-- `webhook-signature` with `webhook-id` and `webhook-timestamp` (Standard Webhooks), made by the
-  `standardwebhooks` library itself so sender and receivers share one implementation. Its key is
-  the secret's UTF-8 bytes, or for a secret `whsec_<base64>` the base64 it carries; receivers
-  verify with `Webhook(secret.encode())`, or `Webhook("whsec_...")` for such a secret.
-
-The key is always given to the library as bytes: given a string, it base64-decodes it and
-silently drops characters outside the alphabet, so a mistyped `whsec_` secret would sign with
-another key; here a `whsec_` secret must be valid base64, else `WebhookSecretError`. The
-library signs text: strict UTF-8 decoding and encoding are inverse, so the signature covers
-exactly the bytes sent; a body that is not UTF-8 is refused.
+The key goes to the library as bytes: given a string, it base64-decodes it and silently drops
+characters outside the alphabet, so a mistyped `whsec_` secret would sign with another key.
 """
 
 from __future__ import annotations
@@ -54,11 +45,7 @@ def unsigned_headers(webhook_id: str, timestamp: int) -> dict[str, str]:
 
 
 def signature_headers(body: bytes, secret: str, *, webhook_id: str, timestamp: int) -> dict[str, str]:
-    """`X-Webhook-Signature`, `webhook-id`, `webhook-timestamp` and `webhook-signature` for `body`.
-
-    `timestamp` is unix seconds (receivers reject one far from their clock); `body` must be the
-    exact bytes sent, UTF-8.
-    """
+    """The signature headers for `body` (the exact UTF-8 bytes sent) at `timestamp` (unix seconds)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
