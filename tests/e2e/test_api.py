@@ -36,7 +36,8 @@ from ..media import dominant_frequency, local_path_of, make_tone, pcm_mono
 from ..processes import DagsterDeployment, dagster_deployment
 from ..receiver import ReceivedRequest, WebhookReceiver
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+# One worker runs this module's tests, in order, on its one deployment (module-scoped).
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("e2e-api")]
 
 SECRET_KEY = "e2e-api-passphrase"
 WEBHOOK_SECRET = "sk-seed-flow-3d9e"

@@ -21,7 +21,8 @@ from ..api_process import ApiServer, api_process
 from ..conftest import fresh_database
 from ..processes import DagsterDeployment, dagster_deployment
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+# One worker runs this module's tests, in order, on its one deployment (module-scoped).
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("e2e-api_events")]
 
 SECRET_KEY = "e2e-api-events-passphrase"
 # Work enough that each node runs for many poll intervals (0.1 s here): a 1 s 90p clip runs for ~0.15 s.

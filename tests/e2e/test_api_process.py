@@ -120,7 +120,6 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-@pytest.mark.e2e
 def test_dev_serves_the_api_beside_the_webserver_and_daemon_and_stops_them_all(tmp_path: Path) -> None:
     web_port, api_port = free_port(), free_port()
     env = {

@@ -32,7 +32,7 @@ from video_pipelines.doors import client
 from ..conftest import free_port
 from .test_dev import answers
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"

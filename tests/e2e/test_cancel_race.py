@@ -28,7 +28,8 @@ from ..processes import DagsterDeployment, dagster_deployment
 from ..workers import broker_env, start_worker, wait_for_workers
 from .test_api import create_key
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+# One worker runs this module's tests, in order, on its one deployment (module-scoped).
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("e2e-cancel_race")]
 
 PLAN: dict[str, Any] = {
     "jobs": [{"id": "clip", "type": "generateVideo", "params": {"prompt": "race", "duration": 1, "resolution": 64}}],

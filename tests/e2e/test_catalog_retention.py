@@ -18,7 +18,6 @@ from ..dagster.test_catalog_retention import DAY, PLAN, execution_id_made_at, pa
 from ..processes import WORKSPACE, dagster_deployment
 
 
-@pytest.mark.e2e
 @pytest.mark.postgres
 def test_the_daemon_prunes_the_catalog_on_postgresql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     nodes = parse_plan(PLAN).nodes

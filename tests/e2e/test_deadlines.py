@@ -41,7 +41,6 @@ def deployment(tmp_path: Path, replicate: FakeReplicate) -> Iterator[DagsterDepl
         yield deployment
 
 
-@pytest.mark.e2e
 @pytest.mark.postgres
 def test_a_deadline_ends_the_execution_failed_and_cancels_the_provider_job(
     deployment: DagsterDeployment, replicate: FakeReplicate, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch

@@ -13,7 +13,7 @@ import pytest
 
 from ..conftest import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")]
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
 
 def running() -> dict[int, tuple[int, str]]:

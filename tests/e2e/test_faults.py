@@ -49,7 +49,7 @@ from ..unit.test_providers_replicate_fal import TOKEN
 from ..workers import broker_env, start_worker, wait_for_workers
 from .test_api import create_key
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 SECRET = "sk-faults-e2e-7c21"
 REMOTE_SECONDS = 5.0  # each remote prediction: long enough to be in flight when the fault hits

@@ -22,7 +22,7 @@ from ..dagster.test_api import parse_stream
 from ..dagster.test_openapi import validator
 from ..fuzz import fuzz_target, run_fuzz
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 MAX_EXAMPLES = 15
 RUN = 2  # accepted plans a real daemon runs to the end

@@ -13,7 +13,7 @@ from video_pipelines.operations.ffmpeg import probe
 
 from ..processes import LOCATION, dagster_deployment
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 LAUNCH = """
 mutation Launch($params: ExecutionParams!) {

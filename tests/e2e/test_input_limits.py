@@ -1,7 +1,11 @@
-"""A real `video-pipelines serve` on PostgreSQL takes every hostile request on one keep-alive connection, then still serves a good one."""
+"""Hostile input to real processes: the CLI refuses each limit with exit 2; a real `video-pipelines serve` on
+PostgreSQL takes every hostile request on one keep-alive connection, then still serves a good one."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -12,7 +16,7 @@ from video_pipelines.submissions import ApiKeys, SubmissionStore
 
 from ..api_process import api_process
 from ..dagster.test_input_limits import HOSTILE_PATHS, PLAN, hostile_bodies
-from ..unit.test_input_limits import MAX_NODES_ENV
+from ..unit.test_input_limits import MAX_NODES_ENV, chain, gen
 
 
 def local_port(response: httpx.Response) -> int:
@@ -56,3 +60,26 @@ def test_a_real_server_keeps_the_connection_through_every_refusal(tmp_path: Path
         assert len(ports) == 1, f"{len(ports)} connections: the server dropped one"
         assert [submission.idempotency_key for submission in store.newest(None)] == ["after-all"]
         assert "Traceback" not in server.log_tail(200_000)
+
+
+def cli(*args: str, stdin: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it, outside any deployment (no DAGSTER_HOME, no VIDEO_PIPELINES_ setting)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_HOME", "VIDEO_PIPELINES_"))}
+    return subprocess.run(
+        ["video-pipelines", *args], input=stdin, capture_output=True, text=True, timeout=600, env=env, cwd=cwd
+    )
+
+
+def test_the_cli_refuses_each_limit_with_exit_2_and_no_traceback(tmp_path: Path) -> None:
+    for text, expected in (
+        (json.dumps({"jobs": [gen(f"g{i}") for i in range(501)]}), "501 jobs, more than the 500"),
+        ("[" * 100_000, "nested deeper than 64 levels"),
+        ('{"jobs": [{"id": "a", "type": "generateVideo", "params": {"seed": ' + "9" * 4301 + "}}]}", "number longer"),
+        (json.dumps({"jobs": [gen("a", prompt="a\x00b")]}), "a.params.prompt: holds a NUL character"),
+    ):
+        done = cli("validate", "-", stdin=text, cwd=tmp_path)
+        assert done.returncode == 2 and expected in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and done.stdout == ""
+    done = cli("validate", "--json", "-", stdin=json.dumps({"jobs": chain(500)[::-1]}), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [node["id"] for node in json.loads(done.stdout)["nodes"]][:2] == ["n0", "n1"]

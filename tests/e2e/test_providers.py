@@ -14,7 +14,7 @@ from ..conftest import fresh_database
 from ..processes import DagsterDeployment, dagster_deployment
 from ..unit.test_providers_replicate_fal import TOKEN, FakeReplicate
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from ..processes import dagster_deployment
 from ..unit.test_providers_replicate_fal import TOKEN
 
 
-@pytest.mark.e2e
 @pytest.mark.postgres
 def test_e2e_canceling_an_execution_cancels_the_predictions_started_ahead(
     tmp_path: Path,

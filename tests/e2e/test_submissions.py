@@ -20,7 +20,8 @@ from ..conftest import fresh_database
 from ..media import dominant_frequency, local_path_of, make_tone, pcm_mono
 from ..processes import DagsterDeployment, dagster_deployment
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+# One worker runs this module's tests, in order, on its one deployment (module-scoped).
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("e2e-submissions")]
 
 SECRET_KEY = "e2e-test-passphrase"
 
@@ -203,15 +204,16 @@ def _tag_filter(execution_id: str) -> Any:
     return dg.RunsFilter(tags={"video/execution_id": execution_id})
 
 
-def ffmpeg_processes() -> list[int]:
+def ffmpeg_processes(home: str) -> list[int]:
+    """FFmpeg processes of the deployment whose DAGSTER_HOME is `home` (other tests may run FFmpeg at once)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                cmdline = (entry / "cmdline").read_bytes()
+                cmdline, environ = (entry / "cmdline").read_bytes(), (entry / "environ").read_bytes()
             except OSError:
                 continue
-            if b"ffmpeg-linux" in cmdline:
+            if b"ffmpeg-linux" in cmdline and f"DAGSTER_HOME={home}".encode() in environ.split(b"\0"):
                 found.append(int(entry.name))
     return found
 
@@ -220,12 +222,13 @@ def test_cancel_pending_and_running(deployment: DagsterDeployment, target: clien
     long_plan = {"jobs": [gen("long", "a long render", duration=60, resolution=720)]}
     running_id = client.submit(long_plan, target=target)
     pending_id = client.submit(BASE, base_execution_id=running_id, target=target)  # waits for its base
+    home = deployment.env["DAGSTER_HOME"]
 
     deadline = time.monotonic() + 60
     while client.status(running_id, target=target)["currentJob"] != "long":
         assert time.monotonic() < deadline, deployment.log_tail()
         time.sleep(0.5)
-    while not ffmpeg_processes():
+    while not ffmpeg_processes(home):
         assert time.monotonic() < deadline, "FFmpeg never started"
         time.sleep(0.2)
 
@@ -234,8 +237,8 @@ def test_cancel_pending_and_running(deployment: DagsterDeployment, target: clien
     canceled = wait(target, deployment, running_id, timeout=60)
     assert canceled["status"] == "canceled" and canceled["jobs"]["long"]["status"] in {"failed", "skipped"}
     deadline = time.monotonic() + 15
-    while ffmpeg_processes() and time.monotonic() < deadline:
+    while ffmpeg_processes(home) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert ffmpeg_processes() == [], "FFmpeg outlived its canceled step"
+    assert ffmpeg_processes(home) == [], "FFmpeg outlived its canceled step"
     assert client.status(pending_id, target=target)["status"] == "canceled"
-    assert os.environ["DAGSTER_HOME"] == deployment.env["DAGSTER_HOME"]
+    assert os.environ["DAGSTER_HOME"] == home

@@ -58,7 +58,6 @@ def daemon_deployment(
         yield deployment
 
 
-@pytest.mark.e2e
 @pytest.mark.postgres
 def test_e2e_the_daemon_traces_submitted_and_direct_runs(
     daemon_deployment: DagsterDeployment,

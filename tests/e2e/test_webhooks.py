@@ -21,7 +21,8 @@ from ..processes import DagsterDeployment, dagster_deployment
 from ..receiver import ReceivedRequest, WebhookReceiver, running_receiver
 from .test_graphql import LAUNCH, launch_params
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+# One worker runs this module's tests, in order, on its one deployment (module-scoped).
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("e2e-webhooks")]
 
 SECRET = "sk-webhook-e2e-7f3a9c"  # a plain secret given to `submit`
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # Standard Webhooks' own form
@@ -68,11 +69,6 @@ def verify(request: ReceivedRequest, secret: str) -> dict[str, Any]:
     return payload
 
 
-def settle(seconds: float = 7) -> None:
-    """Long enough for the daemon to tick at least once more (its loop is 5 s)."""
-    time.sleep(seconds)
-
-
 def test_completed_webhook_is_signed_and_delivered_once(
     deployment: DagsterDeployment, target: client.Deployment, receiver: WebhookReceiver
 ) -> None:
@@ -96,7 +92,7 @@ def test_completed_webhook_is_signed_and_delivered_once(
         "savedUsd": 0.0,
     }  # fmt: skip
     assert request.headers["webhook-id"]
-    settle()
+    deployment.next_ticks(target.instance)  # the webhook sensors tick again
     assert len(receiver.received("/done")) == 1  # never delivered again
     [delivery] = client.deliveries(execution_id, target=target)
     assert delivery["state"] == "delivered" and [a["statusCode"] for a in delivery["attempts"]] == [200]
@@ -126,7 +122,7 @@ def test_500_503_200_is_three_attempts_with_one_webhook_id(
     assert len({request.headers["webhook-id"] for request in requests}) == 1
     for request in requests:
         verify(request, SECRET)
-    settle()
+    deployment.next_ticks(target.instance)  # the webhook sensors tick again
     assert len(receiver.received("/flaky")) == 3  # no fourth
     [delivery] = client.deliveries(execution_id, target=target)
     assert [a["statusCode"] for a in delivery["attempts"]] == [500, 503, 200]
@@ -157,7 +153,7 @@ def test_receiver_down_then_back_across_a_daemon_restart(
         )
         requests = back.wait_for("/late", 1, timeout=90)
         verify(requests[0], SECRET)
-        settle()
+        deployment.next_ticks(target.instance)  # the webhook sensors tick again
         assert len(back.received("/late")) == 1
     finally:
         back.stop()
@@ -239,7 +235,7 @@ def test_subscribed_events_come_from_the_daemon_each_signed_with_its_own_id(
     assert by_id[expected[3]]["status"] == "completed" and "event" not in by_id[expected[3]]
     # Recorded in that order: started, the nodes in plan order, the end last.
     assert [d["webhookId"] for d in client.deliveries(execution_id, target=target)] == expected
-    settle()
+    deployment.next_ticks(target.instance)  # the webhook sensors tick again
     assert len(receiver.received("/events")) == 4  # each event once
 
 

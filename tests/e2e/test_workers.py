@@ -27,7 +27,8 @@ from ..receiver import WebhookReceiver, running_receiver
 from ..unit.test_providers_replicate_fal import TOKEN
 from ..workers import broker_env, start_worker, wait_for_workers
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+# One worker runs this module's tests, in order, on its one deployment (module-scoped).
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("e2e-workers")]
 
 SECRET = "sk-workers-e2e-41c7"
 
@@ -236,7 +237,7 @@ def test_sigkilled_worker_is_named_and_its_execution_resumed_on_the_other(
     [request] = receiver.wait_for("/killed", 1)
     sent = json.loads(request.body)
     assert sent["status"] == "completed" and sent["executionId"] == execution_id
-    time.sleep(7)  # the webhook sensors tick again: still one webhook
+    deployment.next_ticks(target.instance)  # the webhook sensors tick again: still one webhook
     assert len(receiver.received("/killed")) == 1
     print(f"killed -> completed in {took:.1f} s")
 
