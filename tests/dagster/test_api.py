@@ -4,7 +4,7 @@ Layers: the pure parts (where a plan problem is, literal destinations, settings,
 buckets, the event diff); then the app with its real lifespan: authentication, every bad
 input (each a problem+json, nothing stored), idempotency, tenant isolation, redelivery,
 the rate limit, /health and the docs. The same routes over a real `video-pipelines serve`
-are in test_api_process.py, and with a real daemon in e2e/test_api_events.py.
+are in e2e/test_api_process.py, and with a real daemon in e2e/test_api_events.py.
 """
 
 from __future__ import annotations

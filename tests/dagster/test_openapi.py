@@ -4,7 +4,7 @@ The plan is a union of jobs discriminated on `type`, each job's `params` the ver
 validates them; every plan model refuses unknown fields; the event stream is `text/event-stream`
 with each event's payload documented. Plans drawn from the document (with the rules no schema
 says applied, tests/fuzz_hooks.py) pass the server's own validation; real events and example
-plans match the document. No server or database here: tests/test_fuzz_api.py fuzzes a live one.
+plans match the document. No server or database here: tests/e2e/test_fuzz_api.py fuzzes a live one.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -63,6 +63,13 @@ def test_with_a_replicate_limit_of_one_two_remote_nodes_never_overlap(
     assert abs(probe(local_path_of(node_results(result)["final"].url)).duration - 2) < 0.2
 
 
+def until(condition: Callable[[], object], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_without_a_limit_a_provider_job_claims_nothing(dagster_home: Path) -> None:
     with dg.DagsterInstance.get() as instance:
         assert pool_limit(instance, "replicate") is None
@@ -86,7 +93,7 @@ def test_a_slot_is_shared_by_every_run_and_freed_however_the_job_ends(dagster_ho
         with pytest.raises(RuntimeError), first.hold("fal", resuming=False):
             thread = threading.Thread(target=other_job)
             thread.start()
-            time.sleep(1.5)
+            until(lambda: waited)  # it asked for the slot and was told to wait
             assert not held_by_other.is_set(), "another run's job got a slot while the only one was held"
             raise RuntimeError("the provider job failed")
         assert held_by_other.wait(5), "the slot was not freed when the job failed"
@@ -100,10 +107,11 @@ def test_a_resumed_job_gets_the_next_slot_before_new_ones(dagster_home: Path) ->
         instance.event_log_storage.set_concurrency_slots("replicate", 1)
         holder = DagsterProviderSlots(instance, a_run(instance), step_key="node[a]", log=lambda line: None)
         order: list[str] = []
+        waiting: list[str] = []
 
         def job(name: str, *, resuming: bool, priority: int) -> threading.Thread:
             run = a_run(instance, priority=priority)
-            slots = DagsterProviderSlots(instance, run, step_key=f"node[{name}]", log=lambda line: None)
+            slots = DagsterProviderSlots(instance, run, step_key=f"node[{name}]", log=lambda line: waiting.append(name))
 
             def hold() -> None:
                 with slots.hold("replicate", resuming=resuming):
@@ -115,9 +123,9 @@ def test_a_resumed_job_gets_the_next_slot_before_new_ones(dagster_home: Path) ->
 
         with holder.hold("replicate", resuming=False):
             new = job("new", resuming=False, priority=10)  # a high-priority run's new job, waiting first
-            time.sleep(0.8)
+            until(lambda: waiting == ["new"])
             resumed = job("resumed", resuming=True, priority=0)
-            time.sleep(0.8)
+            until(lambda: waiting == ["new", "resumed"])
         new.join(10)
         resumed.join(10)
     assert order == ["resumed", "new"]

@@ -2,7 +2,7 @@
 
 Submit and status over real HTTP, and an event stream that follows a cancel as it happens;
 and `video-pipelines dev`, which starts the API beside dagster dev (webserver and daemon).
-With a real daemon running the plans: e2e/test_api_events.py and e2e/test_api.py.
+With a real daemon running the plans: test_api_events.py and test_api.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The application layer on in-memory run records (`MemoryRunRecords`, with `lost` for runs
 whose worker died) and a real submission store on SQLite; the attempt rows' idempotency also
-on a fresh PostgreSQL database. The job and sensor layer is in `test_retry.py`.
+on a fresh PostgreSQL database. The job and sensor layer is in `dagster/test_retry.py`.
 """
 
 from __future__ import annotations
