@@ -1,8 +1,8 @@
 """An execution's attempts (`executions.attempts`): resumes, retries, carried nodes, status and webhooks.
 
 The application layer on in-memory run records (`MemoryRunRecords`, with `lost` for runs
-whose worker died) and a real submission store on SQLite; the attempt rows' idempotency also
-on a fresh PostgreSQL database. The job and sensor layer is in `dagster/test_retry.py`.
+whose worker died) and a real submission store on SQLite (tests/postgres: on PostgreSQL too).
+The job and sensor layer is in `dagster/test_retry.py`.
 """
 
 from __future__ import annotations
