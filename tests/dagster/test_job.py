@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from video_pipelines.operations.ffmpeg import probe
-from video_pipelines.orchestration.definitions import defs, execute_plan_job
+from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.job.ops import EXECUTION_ID_TAG
 from video_pipelines.orchestration.job.state import mapping_key
 from video_pipelines.storage.digest import file_sha256
@@ -36,35 +36,6 @@ def small_gen(node_id: str, prompt: str, duration: float = 1, **params: Any) -> 
 
 def step_keys(result: dg.ExecuteInProcessResult) -> list[str]:
     return [event.step_key for event in result.all_events if event.event_type_value == "STEP_SUCCESS"]
-
-
-def test_definitions_load() -> None:
-    repo = defs.get_repository_def()
-    assert [job.name for job in repo.get_all_jobs() if not job.name.startswith("__")] == ["execute_plan"]
-    assert sorted(sensor.name for sensor in repo.sensor_defs) == [
-        "catalog_retention",
-        "lost_launches",
-        "resume_lost_runs",
-        "submitted_plans",
-        "webhook_deliveries",
-        "webhook_on_canceled",
-        "webhook_on_completed",
-        "webhook_on_failed",
-        "webhook_on_started",
-    ]
-    assert all(sensor.default_status == dg.DefaultSensorStatus.RUNNING for sensor in repo.sensor_defs)
-    assert {
-        "artifact_storage",
-        "media_policy",
-        "submissions",
-        "replicate",
-        "fal",
-        "google_cloud",
-        "head_starts",
-    } <= set(repo.get_top_level_resources())
-    assert {spec.key for spec in defs.assets or [] if isinstance(spec, dg.AssetSpec)} >= {
-        dg.AssetKey(["video", name]) for name in ("generate_video", "merge", "lip_sync", "add_subtitles", "reframe")
-    }
 
 
 def test_vertical_short_runs_one_step_per_node(dagster_home: Path) -> None:

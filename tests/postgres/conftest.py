@@ -15,6 +15,7 @@ def db_url(postgres_url: str) -> str:
     return postgres_url
 
 
+@pytest.hookimpl(tryfirst=True)  # marked before `-m` selects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     ours = mark_folder(items, __file__, pytest.mark.postgres)
     elsewhere = {item for item in ours if not {"db_url", "postgres_url"} & set(getattr(item, "fixturenames", ()))}

@@ -23,6 +23,7 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'db' / 'video_pipelines.db'}"
 
 
+@pytest.hookimpl(tryfirst=True)  # marked before `-m` selects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     ours = mark_folder(items, __file__, pytest.mark.unit)
     config.stash[ONLY_UNIT] = len(ours) == len(items)
