@@ -23,8 +23,8 @@ from typing import Any
 
 import dagster as dg
 
+from tests.dagster.harness import run_plan_in_process
 from video_pipelines.deployment.instance import prepare_dagster_home
-from video_pipelines.doors.demo import run_plan_in_process
 from video_pipelines.examples import example_plan
 from video_pipelines.net import AllowedHosts
 from video_pipelines.nodes.checks import audio_expected

@@ -17,8 +17,9 @@ from typing import Any
 
 import dagster as dg
 
+from tests.dagster.harness import run_plan_in_process
 from video_pipelines.deployment.instance import prepare_dagster_home
-from video_pipelines.doors.demo import run_plan_in_process, serve_voice_tracks
+from video_pipelines.doors.demo import serve_voice_tracks
 from video_pipelines.examples import example_plan
 from video_pipelines.net import AllowedHosts
 from video_pipelines.nodes.runner import NodeEnvironment, run_node

@@ -24,8 +24,8 @@ from typing import Any
 
 import dagster as dg
 
+from tests.dagster.harness import run_plan_in_process
 from video_pipelines.deployment.instance import prepare_dagster_home
-from video_pipelines.doors.demo import run_plan_in_process
 from video_pipelines.operations import run_ffmpeg
 
 

@@ -1,6 +1,6 @@
 """The long API fuzz: Schemathesis (every check, positive and negative cases) against a live server.
 
-The same target and settings as tests/test_fuzz_api.py (`video-pipelines serve` on a fresh
+The same target and settings as tests/e2e/test_fuzz_api.py (`video-pipelines serve` on a fresh
 PostgreSQL database, tests/schemathesis.toml, tests/fuzz_hooks.py), with many more cases:
 --max-examples per operation and phase, or --max-time seconds of fuzzing and stateful runs
 repeated until it is spent. Prints the case count, the answers by operation and status, the

@@ -1,4 +1,9 @@
-"""Shared fixtures: real PostgreSQL databases, a real HTTP media server, real Dagster instances."""
+"""Shared fixtures: real PostgreSQL databases, a real HTTP media server, real Dagster instances.
+
+Each folder's conftest marks its tests: unit/ (`unit`: no Dagster, no service), dagster/ (`dagster`:
+in-process runs, sensors, instances), e2e/ (`e2e`: real processes), postgres/ (`postgres`: unit/'s
+store tests again on PostgreSQL).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,18 @@ if TYPE_CHECKING:
 
 POSTGRES_ADMIN_URL = os.environ.get("VIDEO_PIPELINES_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = bool(os.environ.get("CI"))
+# Dagster's warnings, ignored where Dagster runs: a filter in pyproject would import dagster in every session.
+DAGSTER_WARNINGS = [pytest.mark.filterwarnings(f"ignore::dagster.{name}") for name in ("BetaWarning", "PreviewWarning")]
+
+
+def mark_folder(items: list[pytest.Item], conftest: str, *marks: pytest.MarkDecorator) -> list[pytest.Item]:
+    """Add `marks` to the items under the folder of `conftest` (a folder conftest's `__file__`); those items."""
+    folder = Path(conftest).parent
+    ours = [item for item in items if folder in item.path.parents]
+    for item in ours:
+        for mark in marks:
+            item.add_marker(mark)
+    return ours
 
 
 def free_port() -> int:

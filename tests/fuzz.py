@@ -4,7 +4,7 @@
         result = run_fuzz(target, max_examples=20, folder=tmp_path)
         assert result.passed, result.report
 
-Used by tests/test_fuzz_api.py (bounded, in CI) and benchmarks/fuzz_api.py (the long run). The
+Used by tests/e2e/test_fuzz_api.py (bounded, in CI) and benchmarks/fuzz_api.py (the long run). The
 settings are tests/schemathesis.toml, the hooks tests/fuzz_hooks.py; `st` runs in `folder`, so
 Hypothesis' and Schemathesis' caches land there, not in the repository. Its report names each
 failure with a curl command that reproduces it.

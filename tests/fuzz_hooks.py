@@ -1,4 +1,4 @@
-"""Schemathesis hooks of the API fuzz (tests/test_fuzz_api.py, benchmarks/fuzz_api.py; tests/schemathesis.toml).
+"""Schemathesis hooks of the API fuzz (tests/e2e/test_fuzz_api.py, benchmarks/fuzz_api.py; tests/schemathesis.toml).
 
 A plan generated from the OpenAPI schema is valid field by field; what no JSON Schema says is
 left to `parse_plan`: dependencies that exist and come first, the number of inputs each

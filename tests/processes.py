@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import httpx
 import pytest
+from dagster._core.scheduler.instigation import TickStatus
 
 from video_pipelines.deployment.instance import render_instance_yaml
 from video_pipelines.doors import client as client_api
@@ -23,6 +25,7 @@ from .conftest import free_port
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / "workspace.yaml"
 LOCATION = "video_pipelines"
+WEBHOOK_SENSORS = ("webhook_on_started", "webhook_on_completed", "webhook_on_failed", "webhook_on_canceled")
 CLIENT_ENV = (
     "DAGSTER_HOME",
     "VIDEO_PIPELINES_DATABASE_URL",
@@ -88,6 +91,26 @@ class DagsterDeployment:
         return "\n".join(
             f"--- {log.name}\n" + log.read_text(errors="replace")[-4000:] for log in sorted(self.logs.glob("*.log"))
         )
+
+    def next_ticks(
+        self, instance: dg.DagsterInstance, sensors: tuple[str, ...] = (*WEBHOOK_SENSORS, "webhook_deliveries")
+    ) -> None:
+        """Until each of `sensors` has ended a tick begun from now on: what they would do again, they have done."""
+        since, deadline = time.time(), time.monotonic() + 60
+        while True:
+            ended = {
+                state.name
+                for state in instance.all_instigator_state()
+                if state.name in sensors
+                and any(
+                    tick.status != TickStatus.STARTED
+                    for tick in instance.get_ticks(state.instigator_origin_id, state.selector_id, after=since)
+                )
+            }
+            if ended >= set(sensors):
+                return
+            assert time.monotonic() < deadline, f"no new tick of {sorted(set(sensors) - ended)}\n{self.log_tail()}"
+            time.sleep(0.2)
 
     def wait_for_webserver(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout

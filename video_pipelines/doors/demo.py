@@ -39,11 +39,9 @@ from video_pipelines.deployment.instance import prepare_dagster_home
 from video_pipelines.examples import example_plan
 from video_pipelines.executions import BASE_EXECUTION_ID_TAG, EXECUTION_ID_TAG, execution_status
 from video_pipelines.operations import run_ffmpeg
-from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.job.config import PlanConfig
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import load_plan_json, parse_plan
-from video_pipelines.plan.results import VideoResult
 from video_pipelines.storage import ARTIFACTS_BASE_URL_ENV, ArtifactStore, store_from_env
 
 CODE_LOCATION = "video_pipelines"
@@ -55,22 +53,6 @@ _POLL_SECONDS = 0.5
 # point there, so its videos open from the Dagster UI and `status` once dev runs; the demo itself ends, so its
 # table names the files to open now.
 DEV_ARTIFACTS_URL = "http://127.0.0.1:8080/artifacts"
-
-
-def run_plan_in_process(plan_wire: dict[str, Any], instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    """Run `execute_plan` on `plan_wire` in this process, against `instance`."""
-    plan = parse_plan(plan_wire)
-    run_config = dg.RunConfig(ops={"plan": PlanConfig.from_plan(plan)})
-    return execute_plan_job().execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
-
-
-def node_results(result: dg.ExecuteInProcessResult) -> dict[str, VideoResult]:
-    """Each node's video, from the run's asset materializations."""
-    results: dict[str, VideoResult] = {}
-    for event in result.get_asset_materialization_events():
-        metadata = event.step_materialization_data.materialization.metadata
-        results[str(metadata["node_id"].value)] = VideoResult.from_wire(metadata["result"].value)  # type: ignore[arg-type]
-    return results
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -1,0 +1,229 @@
+"""The Celery topology's core: settings, priority order on both real brokers, the dead-worker check."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import dagster as dg
+import pytest
+from dagster._core.launcher import WorkerStatus
+from dagster._core.test_utils import create_run_for_test
+from dagster_celery.config import TASK_EXECUTE_JOB_NAME
+from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
+from dagster_celery.tasks import create_execute_job_task
+from kombu.exceptions import OperationalError as BrokerError
+
+from video_pipelines.deployment.workers import (
+    BrokerKind,
+    RunWorker,
+    WorkerSettings,
+    WorkerWatch,
+    celery_priority,
+    local_artifacts_warning,
+)
+from video_pipelines.errors import UsageError
+from video_pipelines.executions import EXECUTION_ID_TAG, RunState, stop_run
+from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
+from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.orchestration.workers.celery_launcher import VideoCeleryRunLauncher, _WorkerLoad, make_celery_app
+from video_pipelines.submissions import SubmissionStore
+from video_pipelines.vocabulary import Priority
+
+from ..conftest import free_port
+from ..workers import AMQP_URL, REDIS_URL, require_service
+
+
+def test_priorities_keep_dagster_order_on_each_broker() -> None:
+    high, normal, low = (p.dagster_priority for p in (Priority.HIGH, Priority.NORMAL, Priority.LOW))
+    amqp = [celery_priority(p, BrokerKind.AMQP) for p in (high, normal, low)]
+    redis = [celery_priority(p, BrokerKind.REDIS) for p in (high, normal, low)]
+    assert amqp == [10, 5, 0]  # RabbitMQ: higher first, within x-max-priority 10
+    assert redis == [0, 5, 9]  # kombu's Redis transport: lower first, steps 0..9
+    assert celery_priority(1000, BrokerKind.AMQP) == 10 and celery_priority(-1000, BrokerKind.REDIS) == 9
+
+
+def test_settings_from_env() -> None:
+    redis = WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": REDIS_URL})
+    assert redis.result_backend == REDIS_URL and redis.queue == "dagster"
+    with pytest.raises(UsageError, match="no broker configured"):
+        WorkerSettings.from_env({})
+    with pytest.raises(UsageError, match="required with a RabbitMQ broker"):
+        WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": AMQP_URL})
+    with pytest.raises(UsageError, match="which rpc:// cannot serve"):
+        WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": AMQP_URL, "VIDEO_PIPELINES_RESULT_BACKEND": "rpc://"})
+    with pytest.raises(UsageError, match="must be redis://"):
+        WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": "sqs://queue"})
+
+
+def test_local_artifacts_warning_only_when_the_broker_is_elsewhere() -> None:
+    local = WorkerSettings(REDIS_URL, REDIS_URL)
+    remote = WorkerSettings("redis://broker.internal:6379/0", "redis://broker.internal:6379/0")
+    assert local_artifacts_warning(local, None) is None
+    assert local_artifacts_warning(remote, "s3://bucket/videos") is None
+    warning = local_artifacts_warning(remote, "file:///srv/videos")
+    assert warning is not None and "file:///srv/videos" in warning and "s3://" in warning
+
+
+def test_watch_tolerates_one_missed_answer() -> None:
+    now = [100.0]
+    watch = WorkerWatch(clock=lambda: now[0])
+    worker = RunWorker("w1@host", 4242)
+    assert watch.missed("run", worker) is None
+    watch.answered("run")  # an answer resets the count
+    assert watch.missed("run", worker) is None
+    now[0] += 20
+    assert watch.missed("run", worker) == "run worker w1@host (pid 4242) is gone: no answer for 20 s"
+    assert RunWorker.from_started_meta({"hostname": "w@h", "pid": 7}) == RunWorker("w@h", 7)
+    assert RunWorker.from_started_meta(None) is None
+
+
+def _consumed_order(broker: str, backend: str) -> list[str]:
+    """Publish low, normal, high through the launcher's app, then consume one at a time."""
+    require_service(broker)
+    settings = WorkerSettings(broker, backend, queue=f"test-{uuid.uuid4().hex[:10]}")
+    app = make_celery_app(settings)
+    order: list[str] = []
+    queue = app.amqp.queues[settings.queue]
+    try:
+        with app.connection_for_write() as connection:
+            queue.bind(connection.default_channel).declare()
+            for name, priority in (("low", Priority.LOW), ("normal", Priority.NORMAL), ("high", Priority.HIGH)):
+                app.send_task(
+                    "execute_job",
+                    args=(name,),
+                    queue=settings.queue,
+                    routing_key=f"{settings.queue}.execute_job",
+                    priority=celery_priority(priority.dagster_priority, settings.kind),
+                    connection=connection,
+                )
+
+            def take(body: Any, message: Any) -> None:
+                order.append(body[0][0])
+                message.ack()
+
+            with connection.Consumer(queue, accept=["json"], callbacks=[take], prefetch_count=1):
+                while len(order) < 3:
+                    connection.drain_events(timeout=10)
+            queue.bind(connection.default_channel).delete()
+    finally:
+        app.close()
+    return order
+
+
+@pytest.mark.parametrize("broker", [REDIS_URL, AMQP_URL], ids=["redis", "rabbitmq"])
+def test_a_real_broker_delivers_high_before_normal_before_low(broker: str) -> None:
+    require_service(REDIS_URL)
+    assert _consumed_order(broker, REDIS_URL) == ["high", "normal", "low"]
+
+
+def test_health_check_fails_a_run_whose_worker_does_not_answer(tmp_path: Any) -> None:
+    require_service(REDIS_URL)
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    launcher = VideoCeleryRunLauncher(broker=REDIS_URL, default_queue=queue)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        launcher.register_instance(instance)
+        task_id = str(uuid.uuid4())
+        # What a worker's child stores as it starts a task (track_started): its node name and pid.
+        launcher.celery.backend.store_result(task_id, {"hostname": "gone@nowhere", "pid": 4242}, "STARTED")
+        run = create_run_for_test(instance, job_name="j", status=dg.DagsterRunStatus.STARTED)
+        instance.add_run_tags(run.run_id, {DAGSTER_CELERY_TASK_ID_TAG: task_id})
+        run = instance.get_run_by_id(run.run_id)
+        assert run is not None
+        first = launcher.check_run_worker_health(run)
+        assert first.status is WorkerStatus.RUNNING  # one missed answer is tolerated
+        second = launcher.check_run_worker_health(run)
+        assert second.status is WorkerStatus.FAILED
+        assert second.msg is not None and second.msg.startswith("run worker gone@nowhere (pid 4242) is gone")
+        ended = instance.get_run_by_id(run.run_id)
+        assert ended is not None and ended.status is dg.DagsterRunStatus.FAILURE
+        launcher.celery.backend.forget(task_id)
+    launcher.celery.close()
+
+
+def test_health_check_asks_the_run_when_the_backend_lost_its_task(tmp_path: Any) -> None:
+    """A Redis restarted without its data forgets a running task (PENDING): the run's own worker tag is pinged."""
+    require_service(REDIS_URL)
+    launcher = VideoCeleryRunLauncher(broker=REDIS_URL, default_queue=f"test-{uuid.uuid4().hex[:10]}")
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        launcher.register_instance(instance)
+        run = create_run_for_test(instance, job_name="j", status=dg.DagsterRunStatus.STARTED)
+        tags = {DAGSTER_CELERY_TASK_ID_TAG: str(uuid.uuid4()), WORKER_TAG: RunWorker("gone@nowhere", 4242).tag()}
+        instance.add_run_tags(run.run_id, tags)
+        run = instance.get_run_by_id(run.run_id)
+        assert run is not None
+        assert launcher.celery.AsyncResult(tags[DAGSTER_CELERY_TASK_ID_TAG]).state == "PENDING"
+        # Not UNKNOWN, which run monitoring answers by failing the run: its worker is asked, as for STARTED.
+        assert launcher.check_run_worker_health(run).status is WorkerStatus.RUNNING
+        second = launcher.check_run_worker_health(run)
+        assert second.status is WorkerStatus.FAILED
+        assert second.msg is not None and second.msg.startswith("run worker gone@nowhere (pid 4242) is gone")
+        ended = instance.get_run_by_id(run.run_id)
+        assert ended is not None and ended.status is dg.DagsterRunStatus.FAILURE
+        assert ended.tags[LOST_WORKER_TAG] == second.msg  # resumed, as a run whose worker died
+    launcher.celery.close()
+
+
+def test_a_run_the_broker_cannot_take_is_tagged_lost(tmp_path: Any) -> None:
+    """Dagster fails a run whose launch raises: tagged lost first, its execution is resumed instead of failed."""
+    launcher = VideoCeleryRunLauncher(broker=f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        launcher.register_instance(instance)
+        run = create_run_for_test(instance, job_name="j", status=dg.DagsterRunStatus.STARTING)
+        signature = create_execute_job_task(launcher.celery).si(execute_job_args_packed={})
+        with pytest.raises((BrokerError, RuntimeError)):  # RuntimeError: the result backend's, from the same cause
+            launcher._launch_celery_task_run(run, signature, TASK_EXECUTE_JOB_NAME)
+        tagged = instance.get_run_by_id(run.run_id)
+        assert tagged is not None and tagged.tags[LOST_WORKER_TAG].startswith("the broker could not take the run: ")
+    launcher.celery.close()
+
+
+def test_a_cancel_of_a_run_still_in_the_broker_ends_it_canceled_at_once(tmp_path: Any) -> None:
+    """Its task is revoked and the run CANCELED there and then: it does not wait behind the queue's backlog for
+    a worker slot (status `processing`), as a run left to obey its cancel request would."""
+    require_service(REDIS_URL)
+    queue = f"test-{uuid.uuid4().hex[:10]}"  # no worker consumes it: the task waits in the broker
+    launcher_config = {
+        "module": "video_pipelines.orchestration.workers.celery_launcher",
+        "class": "VideoCeleryRunLauncher",
+        "config": {"broker": REDIS_URL, "default_queue": queue},
+    }
+    with (
+        dg.instance_for_test(temp_dir=str(tmp_path), overrides={"run_launcher": launcher_config}) as instance,
+        SubmissionStore(f"sqlite:///{tmp_path / 'submissions.db'}") as store,
+    ):
+        launcher = instance.run_launcher
+        assert isinstance(launcher, VideoCeleryRunLauncher)
+        submission, _created = store.submit({"jobs": []})
+        assert store.claim(submission.execution_id)
+        run = create_run_for_test(
+            instance,
+            job_name="j",
+            status=dg.DagsterRunStatus.STARTING,
+            tags={EXECUTION_ID_TAG: submission.execution_id},
+        )
+        signature = create_execute_job_task(launcher.celery).si(execute_job_args_packed={})
+        launcher._launch_celery_task_run(run, signature, TASK_EXECUTE_JOB_NAME)
+        assert store.mark_launched(submission.execution_id, run.run_id)
+        assert store.request_cancel(submission.execution_id)
+        records = DagsterRunRecords(instance)
+        queued = records.find_run(submission.execution_id)
+        assert queued is not None and queued.state is RunState.STARTING
+
+        assert stop_run(records, store, queued)
+        ended = instance.get_run_by_id(run.run_id)
+        assert ended is not None and ended.status is dg.DagsterRunStatus.CANCELED
+        assert not records.cancel_unbegun(run.run_id)  # once only: the run is no longer STARTING
+    launcher.celery.close()
+
+
+def test_worker_load_names_idle_consumers_and_every_task_a_worker_runs() -> None:
+    """From Celery's own answer shapes (inspect active_queues, active, stats): a task a worker just took counts as
+    held even when the result backend lost its STARTED state, so it is never taken for one the broker lost."""
+    load = _WorkerLoad(
+        queues={"w1@h": [{"name": "runs"}], "w2@h": [{"name": "runs"}], "w3@h": [{"name": "other"}]},
+        active={"w1@h": [{"id": "t1"}, {"id": "t2"}], "w2@h": [{"id": "t3"}], "w3@h": []},
+        stats={name: {"pool": {"max-concurrency": 2}} for name in ("w1@h", "w2@h", "w3@h")},
+    )
+    assert load.idle("runs") == ["w2@h"] and load.idle("other") == ["w3@h"] and load.idle("none") == []
+    assert load.active_ids == {"t1", "t2", "t3"}

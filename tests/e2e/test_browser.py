@@ -1,0 +1,216 @@
+"""The Dagster UI of a real `video-pipelines dev`, driven in Debian's Chromium: a person finds an execution's
+run by its id, opens its video, and launches the job's default plan from the Launchpad.
+
+Screenshots land in test-artifacts/screenshots/ (gitignored; CI keeps them as artifacts)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import dagster as dg
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from video_pipelines.doors import client
+
+from ..conftest import free_port
+from .test_dev import answers
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+CHROMIUM, CHROMEDRIVER = "chromium", "chromedriver"
+# The location name video_pipelines.deployment.instance.write_workspace gives the package in dev's workspace.
+LOCATION = "video_pipelines"
+# A React app over GraphQL: pages render well after the document loads, slower on a busy CI machine.
+UI_WAIT = 60
+PLAN = {
+    "jobs": [
+        {"id": "clip", "type": "generateVideo", "params": {"prompt": "a browser finds me", "duration": 2}},
+    ]
+}
+
+
+@dataclass
+class Dev:
+    ui: str
+    api: str
+    home: Path
+
+
+@pytest.fixture
+def dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dev]:
+    """`video-pipelines dev` on free ports with its own DAGSTER_HOME, which this process uses too."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_HOME", "VIDEO_PIPELINES_"))}
+    env["DAGSTER_HOME"] = str(home)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    for name in [name for name in os.environ if name.startswith("VIDEO_PIPELINES_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    port, api_port = free_port(), free_port()
+    log_path = tmp_path / "dev.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["video-pipelines", "dev", "--port", str(port), "--api-port", str(api_port)],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    ui, api = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{api_port}"
+    try:
+        deadline = time.monotonic() + 240
+        while not (answers(f"{ui}/server_info") and answers(f"{api}/health")):
+            assert process.poll() is None, log_path.read_text(errors="replace")[-4000:]
+            assert time.monotonic() < deadline, "dev did not serve in 240 s\n" + log_path.read_text()[-4000:]
+            time.sleep(1)
+        yield Dev(ui, api, home)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    """Headless Chromium through chromedriver, both from Debian's packages."""
+    chromium, chromedriver = shutil.which(CHROMIUM), shutil.which(CHROMEDRIVER)
+    if chromium is None or chromedriver is None:
+        pytest.fail("install chromium and chromium-driver as .ci/run does")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    # Offline machines refuse Chromium's own connections (updates, sync, QUIC): without these it stalls.
+    for flag in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1600,1000",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    driver.set_page_load_timeout(UI_WAIT)
+    try:
+        yield driver
+    finally:
+        # The page as the test left it: on a failure, what the person would have seen.
+        screenshot(driver, "last-page")
+        (SCREENSHOTS / "last-page.html").write_text(driver.page_source)
+        driver.quit()
+
+
+def visible(driver: WebDriver, by: str, selector: str) -> WebElement:
+    element: WebElement = WebDriverWait(driver, UI_WAIT).until(ec.visibility_of_element_located((by, selector)))
+    return element
+
+
+def click(driver: WebDriver, by: str, selector: str) -> None:
+    """Click the element once it can be clicked; React may re-render it in between (the runs list refreshes)."""
+
+    def clicked(driver: WebDriver) -> bool:
+        element = ec.element_to_be_clickable((by, selector))(driver)
+        if not element:
+            return False
+        element.click()
+        return True
+
+    WebDriverWait(driver, UI_WAIT, ignored_exceptions=[StaleElementReferenceException]).until(clicked)
+
+
+def screenshot(driver: WebDriver, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def open_ui(driver: WebDriver, ui: str) -> None:
+    # Dismissed as the UI itself records it: otherwise its "Join the Dagster community" dialog covers the page.
+    driver.get(f"{ui}/server_info")
+    driver.execute_script("window.localStorage.setItem('communityNux', JSON.stringify('1'))")
+
+
+def test_a_person_finds_the_video_of_an_execution_and_launches_the_default_plan(browser: WebDriver, dev: Dev) -> None:
+    with client.deployment(create=False) as deployment:
+        execution_id = client.submit(PLAN, target=deployment)
+        other_id = client.submit({"jobs": [{**PLAN["jobs"][0], "id": "other"}]}, target=deployment)
+        done = client.wait(execution_id, timeout=180, target=deployment)
+        assert done["status"] == "completed", done
+        assert client.wait(other_id, timeout=180, target=deployment)["status"] == "completed"
+        open_ui(browser, dev.ui)
+
+        # The runs list filtered by the execution's tag shows its run alone; the person clicks it.
+        browser.get(f"{dev.ui}/runs?{quote('q[]')}={quote(f'tag:video/execution_id={execution_id}')}")
+        run_link = f"/runs/{done['runId']}"
+        WebDriverWait(browser, UI_WAIT, ignored_exceptions=[StaleElementReferenceException]).until(
+            lambda driver: (
+                {link.get_attribute("href") for link in driver.find_elements(By.CSS_SELECTOR, "a[href^='/runs/']")}
+                == {dev.ui + run_link}
+            )
+        )
+        screenshot(browser, "1-runs-of-execution")
+        click(browser, By.CSS_SELECTOR, f"a[href='{run_link}']")
+        WebDriverWait(browser, UI_WAIT).until(ec.url_to_be(f"{dev.ui}/runs/{done['runId']}"))
+
+        # The run's event log, shown to materializations only, links the node's video in the full message.
+        visible(browser, By.XPATH, "//input[@placeholder='Filter…']").send_keys("type:ASSET_MATERIALIZATION")
+        click(browser, By.XPATH, "//button[normalize-space()='View full message']")
+        video_link = WebDriverWait(browser, UI_WAIT).until(
+            ec.visibility_of_any_elements_located((By.CSS_SELECTOR, "[role='dialog'] a[href$='.mp4']"))
+        )[0]
+        time.sleep(1)  # the dialog fades in: a screenshot taken at once shows it half transparent
+        screenshot(browser, "2-run-with-video-link")
+        href = video_link.get_attribute("href")
+        assert href == done["result"]["url"] and href.startswith(f"{dev.api}/artifacts/videos/")
+        with urllib.request.urlopen(href, timeout=30) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "video/mp4"
+            body = response.read()
+        assert body[4:8] == b"ftyp" and len(body) == done["result"]["sizeBytes"]
+
+        # The Launchpad opens with a runnable plan; Launch Run goes to the new run's page.
+        browser.get(f"{dev.ui}/locations/{LOCATION}/jobs/execute_plan/playground")
+        # Enabled once the webserver has validated the config in the editor.
+        launch = "//button[.//*[normalize-space()='Launch Run']]"
+        WebDriverWait(browser, UI_WAIT).until(ec.element_to_be_clickable((By.XPATH, launch)))
+        screenshot(browser, "3-launchpad")
+        click(browser, By.XPATH, launch)
+        WebDriverWait(browser, UI_WAIT).until(
+            lambda driver: (
+                driver.current_url.startswith(f"{dev.ui}/runs/")
+                and driver.current_url != f"{dev.ui}/runs/{done['runId']}"
+            )
+        )
+        launched_id = browser.current_url.removeprefix(f"{dev.ui}/runs/").split("?")[0]
+
+        deadline = time.monotonic() + 120
+        while (run := deployment.instance.get_run_by_id(launched_id)) is None or not run.is_finished:
+            assert time.monotonic() < deadline, f"run {launched_id} did not end in 120 s: {run and run.status}"
+            time.sleep(1)
+        assert run.job_name == "execute_plan"
+        assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
+        browser.refresh()
+        visible(browser, By.XPATH, "//*[normalize-space()='Success']")
+        screenshot(browser, "4-launched-run")

@@ -1,0 +1,3 @@
+"""unit/test_executions.py's tests on a database, on PostgreSQL."""
+
+from ..unit.test_executions import *  # noqa: F403

@@ -1,0 +1,39 @@
+"""unit/test_submissions_store.py's tests on a database, on PostgreSQL; and what only PostgreSQL does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from video_pipelines.plan.overrides import SubmitOptions
+from video_pipelines.submissions import SecretKeyError, SubmissionStore
+
+from ..unit.test_submissions_store import *  # noqa: F403
+from ..unit.test_submissions_store import KEY_FILE_NAME, SECRET, SECRET_KEY_ENV, plan, raw_rows
+
+
+def test_postgres_without_a_key_asks_for_one(postgres_url: str) -> None:
+    with SubmissionStore(postgres_url) as opened:
+        plain, created = opened.submit(plan())
+        assert created and opened.webhook_secret(plain.execution_id) is None
+        with pytest.raises(SecretKeyError, match=SECRET_KEY_ENV):
+            opened.submit(plan(), SubmitOptions(webhook_url="https://e.example.com", webhook_secret=SECRET))
+        assert [item.execution_id for item in opened.pending()] == [plain.execution_id]
+
+
+def test_from_env_uses_postgres_when_the_url_is_set(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIDEO_PIPELINES_DATABASE_URL", postgres_url)
+    monkeypatch.setenv(SECRET_KEY_ENV, "a shared passphrase for every process")
+    home = tmp_path / "home"
+    with SubmissionStore.from_env(dagster_home=home) as opened:
+        assert opened.url.startswith("postgresql+psycopg2://")
+        submitted, _ = opened.submit(plan(), SubmitOptions(webhook_url="https://e.example.com", webhook_secret=SECRET))
+        assert opened.webhook_secret(submitted.execution_id) == SECRET
+    assert raw_rows(postgres_url, "SELECT execution_id FROM video_pipelines_submissions") == [
+        {"execution_id": submitted.execution_id}
+    ]
+    assert not (home / "video_pipelines.db").exists()
+    assert not (home / KEY_FILE_NAME).exists(), "the key comes from the environment"
