@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
+from video_pipelines.executions import EXECUTION_ID_TAG
 from video_pipelines.executions.status import execution_status
 from video_pipelines.orchestration.catalog.assets import VIDEO_ASSET_SPECS, partition_key, partitions_of
 from video_pipelines.orchestration.definitions import defs, execute_plan_job

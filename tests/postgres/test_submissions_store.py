@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from video_pipelines.errors import SecretKeyError
 from video_pipelines.plan.overrides import SubmitOptions
-from video_pipelines.submissions import SecretKeyError, SubmissionStore
+from video_pipelines.submissions import SubmissionStore
 
 from ..unit.test_submissions_store import *  # noqa: F403
 from ..unit.test_submissions_store import KEY_FILE_NAME, SECRET, SECRET_KEY_ENV, plan, raw_rows
