@@ -1,8 +1,4 @@
-"""`RunRecords` over a `DagsterInstance`: runs by execution id, node results, step states, failures.
-
-Node results come from the run's asset materializations (the records the UI shows), never
-from a side cache that could drift from them.
-"""
+"""`RunRecords` over a `DagsterInstance`; node results come from the run's asset materializations."""
 
 from __future__ import annotations
 
@@ -25,17 +21,13 @@ from video_pipelines.vocabulary import NodeState
 JOB_NAME = "execute_plan"
 _ENDED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 _RUNNING = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
-# What Dagster's code server reports when the process of a run it launched died (dagster/_grpc/server.py
-# `_check_for_orphaned_runs`, dagster/_utils `get_run_crash_explanation`): "[DagsterApiServer] Run execution
-# process for <run id> was terminated by signal 9 (SIGKILL)." or "... unexpectedly exited with code N." (the
-# bracketed name of the reporting class is Dagster's `report_engine_event(cls=...)`).
+# Dagster's code server's words for a run process that died (dagster/_grpc/server.py `_check_for_orphaned_runs`).
 _CRASHED_PROCESS = re.compile(
     r"^(?:\[\w+\] )?Run execution process for \S+ "
     r"(was terminated by signal \d+ \(\w+\)|unexpectedly exited with code -?\d+)"
 )
 
-# What libpq says when the database went away under a statement or refused a new connection (a restart,
-# a failover): a step that failed with this failed for the infrastructure, not for its work.
+# libpq's words for a database gone (restart, failover): the step failed for the infrastructure, not its work.
 _DATABASE_GONE = re.compile(
     r"terminating connection due to administrator command|server closed the connection unexpectedly"
     r"|the database system is (?:shutting down|starting up|in recovery mode)|connection refused"
@@ -45,7 +37,6 @@ _DATABASE_GONE = re.compile(
 
 
 def _lost_database(error: Any) -> bool:
-    """Whether `error` (a SerializableErrorInfo) or one of its causes is a lost database connection."""
     while error is not None:
         if error.cls_name == "OperationalError" and _DATABASE_GONE.search(error.message or ""):
             return True
@@ -54,12 +45,7 @@ def _lost_database(error: Any) -> bool:
 
 
 def plan_of_run(run: dg.DagsterRun) -> dict[str, Any]:
-    """The plan (wire form) a run of execute_plan was launched with.
-
-    A run launched with no plan config at all (GraphQL or `dagster job execute` without config)
-    ran the job's default config, the Launchpad's example plan: Dagster stores the run config
-    as given, not as resolved.
-    """
+    """The plan a run was launched with; with no plan config, the job's default (Dagster stores config as given)."""
     ops: Any = run.run_config.get("ops") or {}
     config = (ops.get("plan") or {}).get("config")
     if config is None:
@@ -69,7 +55,6 @@ def plan_of_run(run: dg.DagsterRun) -> dict[str, Any]:
 
 
 def run_view(run: dg.DagsterRun, record: dg.RunRecord | None = None) -> RunView:
-    """`run` for the plain-Python core; with its `record`, when it started and ended too."""
     return RunView(
         run_id=run.run_id,
         execution_id=run.tags.get(EXECUTION_ID_TAG, run.run_id),
@@ -82,15 +67,12 @@ def run_view(run: dg.DagsterRun, record: dg.RunRecord | None = None) -> RunView:
 
 
 def _node_of_step(step_key: str, by_key: dict[str, str]) -> str | None:
-    """The plan node a step runs: node steps are `node[<mapping key>]`; other steps (`plan`, `finish`) run none."""
     if "[" not in step_key:
         return None
     return by_key.get(step_key.split("[", 1)[1].rstrip("]"))
 
 
 class DagsterRunRecords:
-    """The execution life cycle's view of a Dagster instance."""
-
     def __init__(self, instance: dg.DagsterInstance) -> None:
         self.instance = instance
 
@@ -102,7 +84,7 @@ class DagsterRunRecords:
         return self.runs_of_executions([execution_id]).get(execution_id, [])
 
     def runs_of_executions(self, execution_ids: Sequence[str]) -> dict[str, list[RunView]]:
-        """Every run of each of these executions, oldest first, in one query (an execution with none is left out)."""
+        """Every run of each execution, oldest first, in one query."""
         if not execution_ids:
             return {}
         filters = dg.RunsFilter(tags={EXECUTION_ID_TAG: list(execution_ids)})
@@ -153,7 +135,6 @@ class DagsterRunRecords:
         return nodes
 
     def node_checks(self, run_id: str) -> dict[str, list[NodeCheck]]:
-        """One query, by event type: the run's asset check evaluations (the media checks `execute_plan` logs)."""
         checks: dict[str, list[NodeCheck]] = {}
         kind = dg.DagsterEventType.ASSET_CHECK_EVALUATION
         for record in self.instance.get_records_for_run(run_id, of_type=kind, limit=10_000).records:
@@ -189,7 +170,6 @@ class DagsterRunRecords:
         return states
 
     def _step_failures(self, run_id: str) -> list[tuple[str, str]]:
-        """(step key, what went wrong) of each failed step of a run, in order."""
         failures = []
         kind = dg.DagsterEventType.STEP_FAILURE
         for record in self.instance.get_records_for_run(run_id, of_type=kind, limit=20).records:
@@ -228,20 +208,15 @@ class DagsterRunRecords:
         records = self.instance.get_records_for_run(run_id, of_type=kinds, limit=20).records
         return [record.event_log_entry.message for record in records if record.event_log_entry.message]
 
+    def _runs(self, limit: int, **filters: Any) -> list[RunView]:
+        records = self.instance.get_run_records(filters=dg.RunsFilter(job_name=JOB_NAME, **filters), limit=limit)
+        return [run_view(record.dagster_run, record) for record in records]
+
     def in_progress(self, limit: int = 100) -> list[RunView]:
-        """Runs of `execute_plan` that are running now (started, or being canceled), newest first."""
-        filters = dg.RunsFilter(job_name=JOB_NAME, statuses=_RUNNING)
-        return [
-            run_view(record.dagster_run, record)
-            for record in self.instance.get_run_records(filters=filters, limit=limit)
-        ]
+        return self._runs(limit, statuses=_RUNNING)
 
     def ended_since(self, since: datetime, limit: int) -> list[RunView]:
-        filters = dg.RunsFilter(job_name=JOB_NAME, statuses=_ENDED, updated_after=since)
-        return [
-            run_view(record.dagster_run, record)
-            for record in self.instance.get_run_records(filters=filters, limit=limit)
-        ]
+        return self._runs(limit, statuses=_ENDED, updated_after=since)
 
     def queued_runs(self) -> int:
         return self.instance.get_runs_count(dg.RunsFilter(job_name=JOB_NAME, statuses=[dg.DagsterRunStatus.QUEUED]))

@@ -1,7 +1,4 @@
-"""What a node's asset materialization shows a person: a thumbnail of its video, a link, the file.
-
-Stored files are named by SHA-256; without a picture the catalog cannot tell which is which.
-"""
+"""What a node's materialization shows: a thumbnail, a link, the file (stored files are named by SHA-256)."""
 
 from __future__ import annotations
 
@@ -22,11 +19,6 @@ from video_pipelines.vocabulary import NodeState
 def preview_metadata(
     result: VideoResult, path: str | Path, thumbnail_url: str | None, *, node_id: str
 ) -> dict[str, dg.MetadataValue]:
-    """`preview`: markdown with the thumbnail (when there is one) and a link to the video; `path`: where it is stored.
-
-    The link is the result's URL (an http(s) URL a browser opens when the storage is S3 or the
-    local store has an artifacts base URL).
-    """
     image = f"![{node_id}]({thumbnail_url})\n\n" if thumbnail_url else ""
     return {
         "preview": dg.MetadataValue.md(f"{image}[{result.url}]({result.url})"),
@@ -35,7 +27,6 @@ def preview_metadata(
 
 
 def node_preview(store: ArtifactStore, result: VideoResult, *, node_id: str) -> dict[str, dg.MetadataValue]:
-    """`preview_metadata` of a result in `store`: its file (or S3 object) and its thumbnail, if one is stored."""
     try:
         thumbnail_url = store.thumbnail_url(result.sha256)
     except StorageError:
@@ -60,7 +51,6 @@ def node_materialization(
     artifacts: ArtifactStore,
     check_seconds: float = 0.0,
 ) -> dg.AssetMaterialization:
-    """The record of one node's video: what the catalog shows and what status and variants read."""
     return dg.AssetMaterialization(
         asset_key=asset_key_for(node.operation),
         partition=partition_key(execution_id, node.id),  # the catalog's way from an execution id to its videos
@@ -97,7 +87,6 @@ def node_materialization(
 def reused_materializations(
     execution_id: str, resolved: ResolvedPlan, artifacts: ArtifactStore
 ) -> Iterator[dg.AssetMaterialization]:
-    """The records of the nodes the plan takes from its base, earlier runs or earlier executions."""
     for decision in resolved.reused:
         assert decision.result is not None
         node = resolved.plan.node(decision.node_id)

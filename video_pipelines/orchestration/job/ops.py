@@ -1,20 +1,9 @@
-"""The `execute_plan` job: one Dagster step per plan node, on any plan; the node's life is in `nodes/`.
+"""The `execute_plan` job: a node pool of three ops, since a job's graph is fixed when the code loads.
 
-A Dagster job's graph is fixed when the code loads, while every plan has its own shape. The
-job is therefore a node pool of three ops: `plan` admits the plan (`executions`: reuse,
-carried nodes, spend cap) and fans out one dynamic output per node to run, in topological
-order; `node[<node id>]` runs each of them; `finish` reports the final video. A run page
-lists exactly the plan's nodes that run: no steps for depths a plan does not have, nothing
-skipped, no `[?]` box left when the run ends.
-
-A node's step depends, for Dagster, on `plan` alone, so it finds its inputs' videos itself
-when it starts (`upstream.py`, which says why its wait cannot deadlock). A node whose input's
-step failed is not run: its step logs "not run: <input> failed" and ends without output.
-With the in-process executor (`executor.py`) remote nodes start ahead of their steps, in
-threads of the run's process (`nodes/head_start.py`), so a plan's remote calls overlap.
-
-Only the planned nodes cross the IO manager (`io_managers.py`): a node's output is
-`Nothing` (its video is in its materialization), and `finish` returns nothing.
+`plan` admits the plan and fans out one dynamic output per node to run (topological order);
+`node[<id>]` runs each (finding its inputs itself, `upstream.py`); `finish` reports the final video.
+A run page then lists exactly the plan's nodes that run. Node outputs are `Nothing`: the video is
+in the materialization.
 """
 
 # No `from __future__ import annotations`: Dagster reads op and config annotations at runtime.
@@ -55,7 +44,6 @@ def _invalid(description: str) -> dg.Failure:
 
 
 def _admit(context: dg.OpExecutionContext, config: PlanConfig, execution_id: str, nodes: RunNodes) -> ResolvedPlan:
-    """Admit the plan, and reuse what its base, earlier runs and earlier executions made (`decide_reuse`)."""
     records = DagsterRunRecords(context.instance)
     try:
         admission = admit(config.to_wire(), records)
@@ -117,7 +105,7 @@ def plan(
 
 
 def _shape(planned: PlannedNode) -> str:
-    """A node to run and the nodes it takes videos from: the plan's edges, which the job's graph cannot draw."""
+    """A node and the nodes it takes videos from: the plan's edges, which the job's graph cannot draw."""
     after = planned.node.depends_on
     return f"{planned.node.id} (after {', '.join(after)})" if after else planned.node.id
 
@@ -164,7 +152,6 @@ def run_plan_node(
 
 
 def _record_run(context: dg.OpExecutionContext, nodes: RunNodes, task: NodeTask, run: NodeRun) -> None:
-    """The node's video as its materialization, its media checks as evaluations, its time as a metric."""
     node, result = task.node, run.result
     checks = nodes.take_checks(node.id, task.lineage) if run.reused_from is None else []
     context.log_event(
@@ -190,7 +177,6 @@ def _record_run(context: dg.OpExecutionContext, nodes: RunNodes, task: NodeTask,
 
 
 def _log_checks(context: dg.OpExecutionContext, task: NodeTask, outcomes: Sequence[CheckOutcome]) -> None:
-    """Each media check as an evaluation of the node's asset check, on its partition; failures also in the log."""
     for outcome in outcomes:
         evaluation = check_evaluation(task.node.operation, task.execution_id, task.node.id, outcome)
         context.log_event(evaluation)  # type: ignore[arg-type]  # log_event takes check evaluations (its annotation lags)

@@ -1,11 +1,7 @@
-"""One typed resource per remote provider: its endpoint, default models and where its credential is.
+"""One typed resource per remote provider: its endpoint, default models and its credential's variable.
 
-Why the credential is an environment variable *name* here and not a `dg.EnvVar` value: every
-plan node runs in the same op, which therefore needs every provider's resource, and Dagster
-fails a run whose `EnvVar` is unset. A deployment that uses only `local` (or only fal) would
-see every run fail for a token it never needs. So each resource names its variable (shown
-in the UI, never the value) and reads it when a node actually calls the provider; the secret
-stays out of run config, resource config and logs all the same.
+The credential is a variable *name*, not a `dg.EnvVar`: one op needs every provider's resource, and
+Dagster fails a run whose `EnvVar` is unset, even for a provider it never calls.
 """
 
 from __future__ import annotations
@@ -26,8 +22,6 @@ from video_pipelines.providers import vertex as vertex_api
 
 
 class _ModelChoice(Protocol):
-    """The models and polling an API-key provider's resource configures (read-only: resources are frozen)."""
-
     @property
     def video_model(self) -> str: ...
 
@@ -48,7 +42,6 @@ def _keyed_factory(
     base_url: str,
     models: _ModelChoice,
 ) -> RemoteFactory:
-    """A factory of an API-key provider; the key is read from `credential_env` only when a node needs it."""
 
     def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer | SpeechTranscriber:
         return provider(
