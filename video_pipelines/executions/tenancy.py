@@ -6,16 +6,17 @@ answer never tells that the id exists. Operator doors pass `OPERATOR`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from video_pipelines.errors import ExecutionNotFound, UsageError
 from video_pipelines.executions.lifecycle import cancel, retry
-from video_pipelines.executions.ownership import OPERATOR, Caller, execution_tenant
+from video_pipelines.executions.ownership import Caller, execution_tenant
 from video_pipelines.executions.records import RunRecords
 from video_pipelines.executions.status import ExecutionStatus, execution_status, run_status, submission_status
 from video_pipelines.submissions import Submission, SubmissionStore
 from video_pipelines.vocabulary import ExecutionState
 
-__all__ = ["OPERATOR", "Caller", "cancel_for", "list_executions", "require_visible", "retry_for", "status_for"]
-
+_Guarded = Callable[[Caller, RunRecords, SubmissionStore, str], ExecutionStatus]
 MAX_PAGE = 100
 # Submissions read per query while a status filter skips the ones that do not match.
 _SCAN_BATCH = 100
@@ -27,25 +28,20 @@ def require_visible(caller: Caller, records: RunRecords, store: SubmissionStore,
         raise ExecutionNotFound(f"no execution {execution_id}")
 
 
-def _check_visible(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> None:
-    if caller.is_operator:
-        return  # execution_status and cancel raise ExecutionNotFound for a missing id themselves
-    require_visible(caller, records, store, execution_id)
+def _visible(call: Callable[[RunRecords, SubmissionStore, str], ExecutionStatus]) -> _Guarded:
+    """`call` on an execution `caller` may see; ExecutionNotFound, and no change, otherwise."""
+
+    def guarded(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
+        if not caller.is_operator:  # for an operator, `call` raises ExecutionNotFound for a missing id itself
+            require_visible(caller, records, store, execution_id)
+        return call(records, store, execution_id)
+
+    return guarded
 
 
-def status_for(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
-    _check_visible(caller, records, store, execution_id)
-    return execution_status(records, store, execution_id)
-
-
-def cancel_for(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
-    _check_visible(caller, records, store, execution_id)
-    return cancel(records, store, execution_id)
-
-
-def retry_for(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
-    _check_visible(caller, records, store, execution_id)
-    return retry(records, store, execution_id)
+status_for = _visible(execution_status)
+cancel_for = _visible(cancel)
+retry_for = _visible(retry)
 
 
 def _wanted_state(status: str | None) -> ExecutionState | None:

@@ -56,10 +56,6 @@ class NodeWork:
         return (claim.run_id, claim.node_id) == (self.run_id, self.node_id)
 
 
-def _reused(cached: CachedNode) -> NodeRun:
-    return NodeRun(VideoResult.from_wire(cached.result), provider=None, seconds=0.0, reused_from=cached.execution_id)
-
-
 def single_flight(
     index: NodeResultIndex,
     work: NodeWork,
@@ -76,26 +72,24 @@ def single_flight(
     A recorded result whose video storage no longer holds (`stored` False) counts as none.
     """
 
-    def find() -> CachedNode | None:
+    def reused(verb: str, when: str) -> NodeRun | None:
         cached = index.find(work.tenant, work.lineage)
-        return cached if cached is None or stored(VideoResult.from_wire(cached.result)) else None
+        if cached is None or not stored(result := VideoResult.from_wire(cached.result)):
+            return None
+        log(f"reused: {cached.execution_id} {verb} the same lineage ({cached.node_id}) {when}")
+        return NodeRun(result, provider=None, seconds=0.0, reused_from=cached.execution_id)
 
     if not work.cache:
         return _record(index, work, compute())
-    cached = find()
-    if cached is not None:
-        log(f"reused: {cached.execution_id} completed the same lineage ({cached.node_id}) meanwhile")
-        return _reused(cached)
-    cached = _claim(index, work, find, run_has_ended=run_has_ended, log=log, sleep=sleep, poll_seconds=poll_seconds)
-    if cached is not None:
-        return _reused(cached)
+    found = reused("completed", "meanwhile") or _claim(index, work, reused, run_has_ended, log, sleep, poll_seconds)
+    if found is not None:
+        return found
     try:
         # The holder may have recorded its result and let go between this node's look and its claim.
-        cached = find()
-        if cached is not None:
-            log(f"reused: {cached.execution_id} completed the same lineage ({cached.node_id}) just before")
+        found = reused("completed", "just before")
+        if found is not None:
             _release(index, work)
-            return _reused(cached)
+            return found
         run = compute()
     except BaseException:
         _release(index, work)
@@ -106,13 +100,12 @@ def single_flight(
 def _claim(
     index: NodeResultIndex,
     work: NodeWork,
-    find: Callable[[], CachedNode | None],
-    *,
+    reused: Callable[[str, str], NodeRun | None],
     run_has_ended: Callable[[str], bool],
     log: Log,
     sleep: Callable[[float], None],
     poll_seconds: float,
-) -> CachedNode | None:
+) -> NodeRun | None:
     """Hold the lineage's claim (None), or another execution's result found while waiting."""
     waited_for: NodeClaim | None = None
     while True:
@@ -121,15 +114,11 @@ def _claim(
         )
         if work.holds(claim):
             return None
-        cached = find()
-        if cached is not None:
-            log(f"reused: {cached.execution_id} computed the same lineage ({cached.node_id}) while this waited")
-            return cached
+        if (found := reused("computed", "while this waited")) is not None:
+            return found
         if run_has_ended(claim.run_id):
-            if (
-                index.take_over(claim, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id)
-                is not None
-            ):
+            taken = index.take_over(claim, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id)
+            if taken is not None:
                 log(
                     f"took over the same lineage from {claim.execution_id} ({claim.node_id}): its run {claim.run_id} "
                     "ended without a result"

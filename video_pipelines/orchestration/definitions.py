@@ -64,5 +64,4 @@ defs = build_definitions()
 
 
 def execute_plan_job() -> dg.JobDefinition:
-    """`execute_plan` with the Definitions' resources bound, for in-process runs."""
     return defs.resolve_job_def("execute_plan")
