@@ -199,8 +199,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
-    # Dagster binds resources to the jobs its sensors target (Definitions -> SensorDefinition.with_updated_jobs),
-    # which passes `owners` through a beta parameter even when none is set: nothing a user can act on.
+    # Dagster's own binding of sensor jobs passes `owners` through a beta parameter: nothing a user can act on.
     warnings.filterwarnings("ignore", message="Parameter `owners` of initializer", category=dg.BetaWarning)
     from video_pipelines.doors.demo import run_demo
 

@@ -78,7 +78,6 @@ def node_materialization(
             "size_bytes": result.size_bytes,
             "sha256": result.sha256,
             "result": dg.MetadataValue.json(result.to_wire()),
-            # A thumbnail a person can see in the UI, the video's link and where the file is.
             **node_preview(artifacts, result, node_id=node.id),
         },
     )

@@ -86,8 +86,7 @@ def prune_catalog(
     report = CatalogPrune(cutoff=cutoff, dry_run=dry_run)
     stop_at = None if budget_seconds is None else time.monotonic() + budget_seconds
     records = DagsterRunRecords(instance)
-    # Executions whose ids say they began after the cutoff are kept without a query; the others'
-    # runs are read RUN_QUERY_BATCH executions at a time.
+    # Executions whose ids say they began after the cutoff are kept without a query.
     candidates: list[tuple[str, Sequence[tuple[str, str]]]] = []
     for execution_id, keys in _partitions_by_execution(instance).items():
         if began_after(execution_id, cutoff):

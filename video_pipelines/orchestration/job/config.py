@@ -89,42 +89,16 @@ class PlanConfig(dg.Config):
     )
 
     def to_wire(self) -> dict[str, Any]:
-        hook = self.webhook
-        events = None if hook is None or hook.events is None else list(hook.events)
-        webhook = None if hook is None else {"url": hook.url, **_present(secretEnv=hook.secretEnv, events=events)}
-        return {
-            "jobs": [_node_wire(node) for node in self.jobs],
-            **_present(
-                baseExecutionId=self.baseExecutionId,
-                webhook=webhook,
-                priority=None if self.priority is None else self.priority.value,
-                maxCostUsd=self.maxCostUsd,
-                timeoutSeconds=self.timeoutSeconds,
-                cache=self.cache,
-            ),
-        }
+        wire: dict[str, Any] = self.model_dump(mode="json", exclude_none=True)
+        # A node's keys in the SDK's order (the config lists `type` first, for the Launchpad).
+        wire["jobs"] = [
+            {"id": n.pop("id"), "params": n.pop("params"), "dependsOn": n.pop("dependsOn"), **n} for n in wire["jobs"]
+        ]
+        return wire
 
     @classmethod
     def from_plan(cls, plan: Plan) -> PlanConfig:
         return cls.model_validate(plan.to_wire(include_secret=False))
-
-
-def _node_wire(node: PlanNodeConfig) -> dict[str, Any]:
-    return {
-        "id": node.id,
-        "params": node.params,
-        "dependsOn": node.dependsOn,
-        **_present(
-            type=None if node.type is None else node.type.value,
-            operation=None if node.operation is None else node.operation.value,
-            output=node.output,
-            cache=node.cache,
-        ),
-    }
-
-
-def _present(**values: Any) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if value is not None}
 
 
 # The Launchpad's default: runs as it is, no provider key, no cost (two local clips crossfaded).

@@ -74,8 +74,7 @@ def plan(
     """Validate the execution plan, reuse what is already made, and hand out its nodes to run."""
     execution_id = execution_id_of(context)
     if cancel_requested(head_starts.store(), run_view(context.run)):
-        # Canceled while its run was being launched: nothing starts, not even a head start. A step
-        # that fails while its run is CANCELING ends the run CANCELED.
+        # Canceled while launched: a step failing while its run is CANCELING ends the run CANCELED.
         context.instance.report_run_canceling(context.run, message=f"execution {execution_id} was canceled")
         raise dg.Failure(
             description=f"execution {execution_id} was canceled while its run was launched: no node runs",
@@ -209,7 +208,6 @@ def finish(context: dg.OpExecutionContext) -> Iterator[dg.Output[None]]:
     description="Run an AI-video execution plan: one step per plan node, each writing a real MP4.",
     executor_def=in_process_or_multiprocess,
     tags={"video/kind": "execution_plan"},
-    # What the Launchpad opens with: a small plan that runs as it is (every resource's config has a default).
     config={"ops": {"plan": {"config": EXAMPLE_PLAN}}},
 )
 def execute_plan() -> None:

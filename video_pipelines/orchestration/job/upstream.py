@@ -101,8 +101,7 @@ def upstream_results(
         found.update(recorded)
         gone = [node_id for node_id in missing if node_id not in found and (node_id in ended or not wait)]
         if gone:
-            # The cause first: a needed node that failed, rather than one it kept from running
-            # (which of the two has ended first is a race between steps in other processes).
+            # The cause first (which of the two ended first is a race between steps in other processes).
             cause = next((node_id for node_id in gone if ended.get(node_id)), gone[0])
             return NotRun(cause, failed=ended.get(cause, False))
         if len(found) < len(needs):

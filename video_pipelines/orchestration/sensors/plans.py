@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import dagster as dg
 
@@ -50,6 +51,7 @@ from video_pipelines.submissions import (
 from video_pipelines.webhooks import DeliveryOutbox
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -76,16 +78,12 @@ class SubmissionTick:
 
 
 def run_request_for(submission: Submission, plan: Plan) -> dg.RunRequest:
-    tags = {
-        EXECUTION_ID_TAG: submission.execution_id,
-        "dagster/priority": str(plan.priority.dagster_priority),
-    }
+    tags = {EXECUTION_ID_TAG: submission.execution_id, "dagster/priority": str(plan.priority.dagster_priority)}
     if plan.base_execution_id:
         tags[BASE_EXECUTION_ID_TAG] = plan.base_execution_id
     # The plan's deadline: run monitoring ends the run past it (execution status maps that to the deadline).
     tags.update(deadline_tags(plan.timeout_seconds))
-    if submission.traceparent:
-        # The execution's span context, for its nodes' spans (telemetry.trace_context).
+    if submission.traceparent:  # the execution's span context, for its nodes' spans
         tags[TRACEPARENT_TAG] = submission.traceparent
     return dg.RunRequest(
         run_key=submission.execution_id,
@@ -114,8 +112,7 @@ def _evaluate(submission: Submission, store: SubmissionStore, records: RunRecord
         # Claimed and asked for, and still no run: asked for again (a daemon that stopped lost the request).
         tick.run_requests.append(run_request_for(submission, parse_plan(submission.plan)))
         return
-    # A tenant's base must be its own (checked at submit too); DEFAULT_TENANT submissions may be an
-    # operator's, who may use any base.
+    # A tenant's base must be its own; DEFAULT_TENANT submissions may be an operator's, who may use any base.
     tenant = None if submission.tenant == DEFAULT_TENANT else submission.tenant
     admission = admit(submission.plan, records, store, tenant=tenant)
     if admission.base.readiness is BaseReadiness.WAITING:
@@ -156,15 +153,8 @@ _EXECUTION_TAGS = frozenset(
 def _evaluate_attempt(attempt: RunAttempt, store: SubmissionStore, records: RunRecords, tick: SubmissionTick) -> None:
     attempts = AttemptStore(store)
     runs = records.execution_runs(attempt.execution_id)
-    existing = next(
-        (
-            run
-            for run in runs
-            if run.tags.get(ATTEMPT_TAG) == str(attempt.number)
-            and run.tags.get(PREVIOUS_RUN_TAG) == attempt.previous_run_id
-        ),
-        None,
-    )
+    mine = {ATTEMPT_TAG: str(attempt.number), PREVIOUS_RUN_TAG: attempt.previous_run_id}
+    existing = next((run for run in runs if mine.items() <= run.tags.items()), None)
     if existing is not None:
         attempts.mark_launched(attempt.execution_id, attempt.number, existing.run_id)
         _launched(existing, attempt.cancel_requested_at is not None, store, records, tick, attempt_key(attempt))
@@ -249,11 +239,21 @@ def poll_submissions(
     wait_seconds: float = LONG_POLL_SECONDS,
     interval: float = POLL_INTERVAL_SECONDS,
 ) -> SubmissionTick:
+    return long_poll(
+        lambda: evaluate_submissions(store, instance),
+        lambda tick: bool(tick.run_requests or tick.rejected),
+        wait_seconds,
+        interval,
+    )
+
+
+def long_poll(look: Callable[[], T], found: Callable[[T], bool], wait_seconds: float, interval: float) -> T:
+    """`look()` until `found` says so or `wait_seconds` pass."""
     deadline = time.monotonic() + wait_seconds
     while True:
-        tick = evaluate_submissions(store, instance)
-        if tick.run_requests or tick.rejected or time.monotonic() + interval > deadline:
-            return tick
+        answer = look()
+        if found(answer) or time.monotonic() + interval > deadline:
+            return answer
         time.sleep(interval)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -32,6 +31,7 @@ from video_pipelines.orchestration.sensors.plans import (
     LONG_POLL_SECONDS,
     POLL_INTERVAL_SECONDS,
     execution_run_sensor,
+    long_poll,
     long_poll_sensor,
 )
 from video_pipelines.submissions import SubmissionStore
@@ -125,16 +125,15 @@ def poll_deliveries(
     interval: float = POLL_INTERVAL_SECONDS,
 ) -> list[AttemptReport]:
     """Enqueue (node events of running executions, recent ends) and send, until something was sent or time is up."""
-    deadline = time.monotonic() + wait_seconds
     records = DagsterRunRecords(instance)
     outbox = DeliveryOutbox(store)
-    while True:
+
+    def look() -> list[AttemptReport]:
         enqueue_running_events(records, store, outbox, records.in_progress())
         enqueue_recently_ended(records, store, outbox, scan)
-        reports = deliver(store)
-        if reports or time.monotonic() + interval > deadline:
-            return reports
-        time.sleep(interval)
+        return deliver(store)
+
+    return long_poll(look, bool, wait_seconds, interval)
 
 
 @long_poll_sensor(

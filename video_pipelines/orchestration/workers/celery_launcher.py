@@ -53,8 +53,7 @@ PING_CACHE_SECONDS = 5.0
 # The task states of a STARTED run that is still running. PENDING is "no record": the result backend lost
 # it (Redis restarted without its data); answering UNKNOWN would make run monitoring fail a healthy run.
 _RUNNING_STATES = frozenset({"STARTED", "PENDING"})
-# A run still STARTING this long after its launch may have lost its task in the broker: with
-# prefetch off, a worker with a free child takes a queued task within milliseconds.
+# A run STARTING this long may have lost its task: a worker with a free child takes one within milliseconds.
 LOST_LAUNCH_SECONDS = 10.0
 
 
@@ -176,8 +175,7 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         try:
             super()._launch_celery_task_run(run.with_tags({**run.tags, **tags}), task_signature, routing_key)
         except Exception as exc:
-            # Dagster fails a run whose launch raised. Tagged lost, it is resumed by a new run (none of it ran)
-            # instead of failing its execution, also when the broker is back a moment later.
+            # Dagster fails a run whose launch raised; tagged lost, it is resumed by a new run (none of it ran).
             if self._unreachable(exc):
                 message = f"the broker could not take the run: {exc}".strip()
                 self._instance.add_run_tags(run.run_id, {LOST_WORKER_TAG: message})
@@ -193,8 +191,7 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         if run is None or run.is_finished:
             return False
         task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
-        # Reported first, as DefaultRunLauncher does: the interrupted run worker then ends the run
-        # CANCELED ("user initiated termination") instead of FAILURE.
+        # Reported first, as DefaultRunLauncher does, so the interrupted run ends CANCELED, not FAILURE.
         self._instance.report_run_canceling(run)
         if task_id is None:
             return False
@@ -299,9 +296,8 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
     def _fail(self, run: dg.DagsterRun, message: str, *, lost: bool = False) -> CheckRunHealthResult:
         if lost:  # tagged before the failure, so whoever reacts to the failure knows the execution is resumable
             self._instance.add_run_tags(run.run_id, {LOST_WORKER_TAG: message})
-        # Reported here, with our message alone: the monitoring daemon re-reads the run after this
-        # check and leaves a run whose status changed alone, instead of failing it with a message that
-        # wraps ours in the repr of this result. The failure is what status and the webhook show.
+        # Reported here, with our message alone: else the monitoring daemon fails the run with a message
+        # wrapping ours in this result's repr, which status and the webhook would show.
         self._instance.report_run_failed(run, message)
         return CheckRunHealthResult(WorkerStatus.FAILED, message)
 

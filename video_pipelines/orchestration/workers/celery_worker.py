@@ -75,8 +75,7 @@ def _record_worker(task: Any = None, kwargs: dict[str, Any] | None = None, **_re
     hostname = getattr(task.request, "hostname", None) if task is not None else None
     try:
         instance = _instance()
-        # Run tags are read, merged and written back whole: wait for the launcher's own write (the task
-        # id, just after it sent the task), or one of the two writes is lost. Milliseconds in practice.
+        # Run tags are written read-merge-write: wait for the launcher's task id tag, or one write is lost.
         deadline = time.monotonic() + TAG_WAIT_SECONDS
         while time.monotonic() < deadline:
             run = instance.get_run_by_id(args.run_id)
