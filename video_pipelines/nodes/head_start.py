@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
+from functools import partial
 
 from video_pipelines.errors import TransientError, VideoPipelineError
 from video_pipelines.nodes.runner import NodeRun
@@ -30,20 +31,6 @@ Work = Callable[[Log, Log], NodeRun]
 _AWAIT_SLICE = 0.2  # seconds: as `sleep_interruptibly`, so an interrupt of the main thread gets its turn
 
 
-def ready_nodes(resolved: ResolvedPlan, results: Mapping[str, VideoResult], *, skip: Iterable[str]) -> list[PlanNode]:
-    skipped = set(skip)
-    ready = []
-    for node in resolved.to_run:
-        if node.id in skipped or node.id in results or not node.is_remote:
-            continue
-        try:
-            resolved.upstream(node, results)
-        except KeyError:  # an ancestor that runs has no result yet
-            continue
-        ready.append(node)
-    return ready
-
-
 @dataclass
 class Ahead:
     node_id: str
@@ -53,14 +40,8 @@ class Ahead:
     started_at: float = field(default_factory=time.monotonic)
     taken: bool = False
 
-    def _line(self, warning: bool, message: str) -> None:
+    def line(self, warning: bool, message: str) -> None:
         self.lines.append((warning, f"[started ahead, +{time.monotonic() - self.started_at:.1f} s] {message}"))
-
-    def log(self, message: str) -> None:
-        self._line(False, message)
-
-    def warn(self, message: str) -> None:
-        self._line(True, message)
 
 
 @dataclass(frozen=True)
@@ -112,16 +93,16 @@ class HeadStarts:
         with self._lock:
             if self._resolved is None or self._stop.is_set():
                 return []
-            resolved, results = self._resolved, self._results
-            return [
-                Ready(
-                    node,
-                    tuple(resolved.inputs(node, results)),
-                    resolved.upstream(node, results),
-                    resolved.lineage[node.id],
-                )
-                for node in ready_nodes(resolved, results, skip=self._ahead.keys() | self._in_step)
-            ]
+            resolved, results, ready = self._resolved, self._results, []
+            for node in resolved.to_run:
+                if node.id in self._ahead or node.id in self._in_step or node.id in results or not node.is_remote:
+                    continue
+                try:
+                    upstream = resolved.upstream(node, results)
+                except KeyError:  # an ancestor that runs has no result yet
+                    continue
+                ready.append(Ready(node, tuple(resolved.inputs(node, results)), upstream, resolved.lineage[node.id]))
+            return ready
 
     def start(self, node_id: str, key: object, work: Work, *, then: Callable[[NodeRun, Log], None]) -> bool:
         """Run `work` in a thread unless already started or its step began; `then` runs after it succeeds."""
@@ -140,16 +121,16 @@ class HeadStarts:
     def _run(self, ahead: Ahead, work: Work, then: Callable[[NodeRun, Log], None]) -> None:
         try:
             with stopping_on(self._stop):
-                result = work(ahead.log, ahead.warn)
+                result = work(partial(ahead.line, False), partial(ahead.line, True))
         except BaseException as exc:  # the step that takes it raises it (Abandoned included)
             if isinstance(exc, VideoPipelineError) and not isinstance(exc, TransientError):
                 self.halt(f"{ahead.node_id} failed")  # no need to wait for its step to stop the rest
             ahead.future.set_exception(exc)
             return
         try:
-            then(result, ahead.log)
+            then(result, partial(ahead.line, False))
         except Exception as exc:  # the node itself succeeded: its step still gets the result
-            ahead.warn(f"could not start the nodes it made ready: {exc!r}")
+            ahead.line(True, f"could not start the nodes it made ready: {exc!r}")
         ahead.future.set_result(result)
 
     def take(self, node_id: str, key: object) -> Ahead | None:

@@ -13,7 +13,7 @@ from dagster._core.execution.stats import StepEventStatus
 from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
 from video_pipelines.executions.records import LOST_WORKER_TAG, NodeCheck
 from video_pipelines.orchestration.job.config import EXAMPLE_PLAN
-from video_pipelines.orchestration.job.state import mapping_key
+from video_pipelines.orchestration.job.state import step_key
 from video_pipelines.orchestration.workers.celery_launcher import VideoCeleryRunLauncher
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.vocabulary import NodeState
@@ -66,15 +66,14 @@ def run_view(run: dg.DagsterRun, record: dg.RunRecord | None = None) -> RunView:
     )
 
 
-def _node_of_step(step_key: str, by_key: dict[str, str]) -> str | None:
-    if "[" not in step_key:
-        return None
-    return by_key.get(step_key.split("[", 1)[1].rstrip("]"))
-
-
 class DagsterRunRecords:
     def __init__(self, instance: dg.DagsterInstance) -> None:
         self.instance = instance
+
+    def _events(
+        self, run_id: str, kind: dg.DagsterEventType | set[dg.DagsterEventType], limit: int, ascending: bool = True
+    ) -> Sequence[dg.EventLogRecord]:
+        return self.instance.get_records_for_run(run_id, of_type=kind, limit=limit, ascending=ascending).records
 
     def find_run(self, execution_id: str) -> RunView | None:
         records = self.instance.get_run_records(filters=dg.RunsFilter(tags={EXECUTION_ID_TAG: execution_id}), limit=1)
@@ -99,13 +98,11 @@ class DagsterRunRecords:
             return None
         if run.tags.get(LOST_WORKER_TAG):
             return run.tags[LOST_WORKER_TAG]
-        kind = dg.DagsterEventType.ENGINE_EVENT
-        for record in self.instance.get_records_for_run(run.run_id, of_type=kind, limit=200, ascending=False).records:
+        for record in self._events(run.run_id, dg.DagsterEventType.ENGINE_EVENT, 200, ascending=False):
             match = _CRASHED_PROCESS.match(record.event_log_entry.message or "")
             if match:
                 return f"the run worker process {match.group(1).removesuffix('.')}"
-        kind = dg.DagsterEventType.STEP_FAILURE
-        for record in self.instance.get_records_for_run(run.run_id, of_type=kind, limit=200).records:
+        for record in self._events(run.run_id, dg.DagsterEventType.STEP_FAILURE, 200):
             event = record.event_log_entry.dagster_event
             data = event.step_failure_data if event is not None else None
             if data is not None and _lost_database(data.error):
@@ -115,8 +112,7 @@ class DagsterRunRecords:
 
     def node_records(self, run_id: str) -> dict[str, NodeRecord]:
         nodes: dict[str, NodeRecord] = {}
-        kind = dg.DagsterEventType.ASSET_MATERIALIZATION
-        for record in self.instance.get_records_for_run(run_id, of_type=kind, limit=10_000).records:
+        for record in self._events(run_id, dg.DagsterEventType.ASSET_MATERIALIZATION, 10_000):
             materialization = record.event_log_entry.asset_materialization
             if materialization is None or "node_id" not in materialization.metadata:
                 continue
@@ -136,8 +132,7 @@ class DagsterRunRecords:
 
     def node_checks(self, run_id: str) -> dict[str, list[NodeCheck]]:
         checks: dict[str, list[NodeCheck]] = {}
-        kind = dg.DagsterEventType.ASSET_CHECK_EVALUATION
-        for record in self.instance.get_records_for_run(run_id, of_type=kind, limit=10_000).records:
+        for record in self._events(run_id, dg.DagsterEventType.ASSET_CHECK_EVALUATION, 10_000):
             event = record.event_log_entry.dagster_event
             if event is None:
                 continue
@@ -157,10 +152,10 @@ class DagsterRunRecords:
         return checks
 
     def node_steps(self, run_id: str, node_ids: Sequence[str]) -> dict[str, NodeState]:
-        by_key = {mapping_key(node_id): node_id for node_id in node_ids}
+        by_step = {step_key(node_id): node_id for node_id in node_ids}
         states: dict[str, NodeState] = {}
         for stats in self.instance.get_run_step_stats(run_id):
-            node_id = _node_of_step(stats.step_key, by_key)
+            node_id = by_step.get(stats.step_key)
             if node_id is None:
                 continue
             if stats.status is None or stats.status == StepEventStatus.IN_PROGRESS:
@@ -171,8 +166,7 @@ class DagsterRunRecords:
 
     def _step_failures(self, run_id: str) -> list[tuple[str, str]]:
         failures = []
-        kind = dg.DagsterEventType.STEP_FAILURE
-        for record in self.instance.get_records_for_run(run_id, of_type=kind, limit=20).records:
+        for record in self._events(run_id, dg.DagsterEventType.STEP_FAILURE, 20):
             event = record.event_log_entry.dagster_event
             if event is None or event.step_key is None:
                 continue
@@ -185,27 +179,21 @@ class DagsterRunRecords:
         return failures
 
     def node_errors(self, run_id: str, node_ids: Sequence[str]) -> dict[str, str]:
-        by_key = {mapping_key(node_id): node_id for node_id in node_ids}
-        errors: dict[str, str] = {}
-        for step_key, message in self._step_failures(run_id):
-            node_id = _node_of_step(step_key, by_key)
-            if node_id is not None:
-                errors[node_id] = message
-        return errors
+        by_step = {step_key(node_id): node_id for node_id in node_ids}
+        return {by_step[key]: message for key, message in self._step_failures(run_id) if key in by_step}
 
     def failure_message(self, run_id: str) -> str:
         messages = [message for _step_key, message in self._step_failures(run_id)]
         if messages:
             return "; ".join(messages)
-        kind = dg.DagsterEventType.RUN_FAILURE
-        run_failures = self.instance.get_records_for_run(run_id, of_type=kind, limit=1).records
+        run_failures = self._events(run_id, dg.DagsterEventType.RUN_FAILURE, 1)
         if run_failures and run_failures[0].event_log_entry.message:
             return run_failures[0].event_log_entry.message
         return "the run failed"
 
     def run_messages(self, run_id: str) -> list[str]:
         kinds = {dg.DagsterEventType.RUN_CANCELING, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED}
-        records = self.instance.get_records_for_run(run_id, of_type=kinds, limit=20).records
+        records = self._events(run_id, kinds, 20)
         return [record.event_log_entry.message for record in records if record.event_log_entry.message]
 
     def _runs(self, limit: int, **filters: Any) -> list[RunView]:
