@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from video_pipelines.errors import StorageError
+from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.orchestration.catalog.assets import asset_key_for, partition_key
 from video_pipelines.plan import PlanNode
 from video_pipelines.plan.results import VideoResult
@@ -39,18 +40,14 @@ def node_materialization(
     execution_id: str,
     node: PlanNode,
     lineage: str,
-    result: VideoResult,
+    run: NodeRun,
     *,
     state: NodeState,
-    provider: str | None = None,
-    seconds: float = 0.0,
-    reused_from: str | None = None,
-    cost_usd: float = 0.0,
-    model: str | None = None,
-    carried_from_run: str | None = None,
     artifacts: ArtifactStore,
+    carried_from_run: str | None = None,
     check_seconds: float = 0.0,
 ) -> dg.AssetMaterialization:
+    result, reused_from = run.result, run.reused_from
     return dg.AssetMaterialization(
         asset_key=asset_key_for(node.operation),
         partition=partition_key(execution_id, node.id),  # the catalog's way from an execution id to its videos
@@ -65,10 +62,10 @@ def node_materialization(
             "reused_from": reused_from or "",
             "carried_from_run": carried_from_run or "",
             "lineage": lineage,
-            "provider": provider or "",
-            "model": model or "",
-            "cost_usd": float(cost_usd),
-            "work_seconds": float(seconds),
+            "provider": run.provider or "",
+            "model": run.model or "",
+            "cost_usd": float(run.cost_usd),
+            "work_seconds": float(run.seconds),
             "check_seconds": float(check_seconds),  # what the media checks added (0.0: not checked in this run)
             "url": dg.MetadataValue.url(result.url),
             "duration": float(result.duration),
@@ -94,11 +91,9 @@ def reused_materializations(
             execution_id,
             node,
             resolved.lineage[node.id],
-            decision.result,
+            NodeRun(decision.result, None, 0.0, cost_usd=decision.cost_usd, reused_from=decision.reused_from),
             # A node an earlier run of this execution computed stays completed (and paid for once, there).
             state=NodeState.COMPLETED if computed else NodeState.REUSED,
-            reused_from=decision.reused_from,
-            cost_usd=decision.cost_usd,
             carried_from_run=decision.carried_from_run,
             artifacts=artifacts,
         )

@@ -39,7 +39,7 @@ from video_pipelines.submissions.counters import observe_node_seconds
 from video_pipelines.vocabulary import NodeState
 
 
-def _invalid(description: str) -> dg.Failure:
+def _invalid(description: str) -> dg.Failure:  # a failure no retry would fix
     return dg.Failure(description=description, allow_retries=False)
 
 
@@ -76,10 +76,7 @@ def plan(
     if cancel_requested(head_starts.store(), run_view(context.run)):
         # Canceled while launched: a step failing while its run is CANCELING ends the run CANCELED.
         context.instance.report_run_canceling(context.run, message=f"execution {execution_id} was canceled")
-        raise dg.Failure(
-            description=f"execution {execution_id} was canceled while its run was launched: no node runs",
-            allow_retries=False,
-        )
+        raise _invalid(f"execution {execution_id} was canceled while its run was launched: no node runs")
     resolved = _admit(context, config, execution_id, head_starts)
     # Before any node's materialization: the catalog lists each node of the execution under its kind.
     add_execution(context.instance, execution_id, resolved.plan.nodes)
@@ -142,7 +139,7 @@ def run_plan_node(
             log_checks=lambda outcomes: _log_checks(context, task, outcomes),
         )
     except NodeFailed as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc.__cause__
+        raise _invalid(str(exc)) from exc.__cause__
     if started is not None:
         started.record(node.id, run.result)
         start_ready(head_starts, started, shell, context.log.info)
@@ -158,13 +155,8 @@ def _record_run(context: dg.OpExecutionContext, nodes: RunNodes, task: NodeTask,
             task.execution_id,
             node,
             task.lineage,
-            result,
+            run,
             state=NodeState.COMPLETED if run.reused_from is None else NodeState.REUSED,
-            provider=run.provider,
-            seconds=run.seconds,
-            cost_usd=run.cost_usd,
-            model=run.model,
-            reused_from=run.reused_from,
             artifacts=nodes.env().store,
             check_seconds=float(checks[0].metadata.get("check_seconds", 0.0)) if checks else 0.0,
         )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
 
 import dagster as dg
 from pydantic import Field
@@ -21,26 +20,12 @@ from video_pipelines.providers import replicate as replicate_api
 from video_pipelines.providers import vertex as vertex_api
 
 
-class _ModelChoice(Protocol):
-    @property
-    def video_model(self) -> str: ...
-
-    @property
-    def lipsync_model(self) -> str: ...
-
-    @property
-    def speech_model(self) -> str: ...
-
-    @property
-    def poll_interval_seconds(self) -> float: ...
-
-
 def _keyed_factory(
     provider: type[replicate_api.ReplicateProvider | fal_api.FalProvider],
     name: str,
     credential_env: str,
     base_url: str,
-    models: _ModelChoice,
+    models: ReplicateResource | FalResource,
 ) -> RemoteFactory:
 
     def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer | SpeechTranscriber:

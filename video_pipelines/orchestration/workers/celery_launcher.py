@@ -144,21 +144,16 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
 
     @classmethod
     def config_type(cls) -> UserConfigSchema:
+        def optional(description: str) -> Field:
+            return Field(Noneable(StringSource), is_required=False, description=description)
+
         return {
-            "broker": Field(
-                Noneable(StringSource),
-                is_required=False,
-                description=f"The broker URL (redis:// or amqp://). Default: ${BROKER_URL_ENV}.",
+            "broker": optional(f"The broker URL (redis:// or amqp://). Default: ${BROKER_URL_ENV}."),
+            "backend": optional(
+                "The result backend (redis:// or db+...). Default: $VIDEO_PIPELINES_RESULT_BACKEND, "
+                "else the broker when it is Redis."
             ),
-            "backend": Field(
-                Noneable(StringSource),
-                is_required=False,
-                description="The result backend (redis:// or db+...). Default: $VIDEO_PIPELINES_RESULT_BACKEND, "
-                "else the broker when it is Redis.",
-            ),
-            "default_queue": Field(
-                Noneable(StringSource), is_required=False, description="The queue of runs without a queue tag."
-            ),
+            "default_queue": optional("The queue of runs without a queue tag."),
         }
 
     @classmethod
@@ -171,7 +166,7 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             priority = celery_priority(priority_of_tag(run.tags.get(PRIORITY_TAG)), self.settings.kind)
             tags[DAGSTER_CELERY_RUN_PRIORITY_TAG] = str(priority)
             self._instance.add_run_tags(run.run_id, tags)
-        ensure_queue(self.celery, run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue))
+        ensure_queue(self.celery, self._queue_of(run))
         try:
             super()._launch_celery_task_run(run.with_tags({**run.tags, **tags}), task_signature, routing_key)
         except Exception as exc:
