@@ -14,8 +14,6 @@ from video_pipelines.plan.reuse import ResolvedPlan
 
 @dataclass(frozen=True)
 class NodeTask:
-    """What one node step needs: the node, its input videos, the results its refs may name, its lineage."""
-
     execution_id: str
     node: PlanNode
     inputs: tuple[VideoResult, ...]

@@ -83,7 +83,6 @@ class DagsterRunRecords:
         return self.runs_of_executions([execution_id]).get(execution_id, [])
 
     def runs_of_executions(self, execution_ids: Sequence[str]) -> dict[str, list[RunView]]:
-        """Every run of each execution, oldest first, in one query."""
         if not execution_ids:
             return {}
         filters = dg.RunsFilter(tags={EXECUTION_ID_TAG: list(execution_ids)})

@@ -21,8 +21,6 @@ from video_pipelines.providers.pricing import PricingTable
 
 
 class DagsterRunShell:
-    """What the nodes of one Dagster run need from it; holds no step context (work may run ahead of its step)."""
-
     def __init__(self, instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
         self._instance = instance
         self._run = run

@@ -130,7 +130,6 @@ def attempt_key(attempt: RunAttempt) -> str:
 
 
 def attempt_run_request(attempt: RunAttempt, runs: list[RunView], records: RunRecords) -> dg.RunRequest:
-    """The run of an attempt, with the plan and tags of the run it follows."""
     previous = next((run for run in runs if run.run_id == attempt.previous_run_id), None)
     if previous is None:
         raise ExecutionError(f"run {attempt.previous_run_id}, which attempt {attempt.number} follows, does not exist")
@@ -165,7 +164,6 @@ def _evaluate_attempt(attempt: RunAttempt, store: SubmissionStore, records: RunR
 
 
 def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, limit: int = 100) -> SubmissionTick:
-    """For each pending attempt and submission: launch, wait or reject it; records marks and rejections."""
     tick = SubmissionTick()
     records = DagsterRunRecords(instance)
     attempts = AttemptStore(store)

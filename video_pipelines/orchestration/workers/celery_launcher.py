@@ -104,7 +104,6 @@ class _WorkerLoad:
         return {str(task.get("id")) for tasks in self.active.values() for task in tasks}
 
     def idle(self, queue: str) -> list[str]:
-        """The workers consuming `queue` with a free child."""
         return [
             worker
             for worker, queues in self.queues.items()
@@ -115,8 +114,6 @@ class _WorkerLoad:
 
 
 class VideoCeleryRunLauncher(CeleryRunLauncher):
-    """Runs in warm Celery workers, with priorities, clean cancels and dead-worker detection."""
-
     def __init__(
         self,
         broker: str | None = None,
