@@ -1,16 +1,7 @@
 """The `video-pipelines` command line (README "Running plans" and "The HTTP API").
 
-Invalid input exits 2 with the message on stderr, never a traceback. Stdout carries only the
-command's answer (JSON, or `validate`'s report); warnings go to stderr.
-
-Every command uses the deployment of the environment (`client.connect`): the HTTP API when
-$VIDEO_PIPELINES_API_URL is set, else the instance of $DAGSTER_HOME (default `./.dagster_home`
-of the current directory), and says which when it matters. A command that reads or changes an
-existing execution (`status`, `cancel`, `retry`, `deliveries`, `validate --base-execution-id`)
-never makes an instance: where there is none it fails with the folder it looked in. `submit`
-and `api-keys` make one with a warning, and `submit` warns when no daemon of that instance is
-running (the submission would stay pending). `api-keys` and `prune-catalog` are an operator's
-acts: always on the local deployment, never over the API (`prune-catalog` makes no instance either).
+Invalid input exits 2 with the message on stderr; stdout carries only the answer. Commands on an
+existing execution never make an instance; `api-keys` and `prune-catalog` are always local.
 """
 
 from __future__ import annotations
@@ -58,8 +49,6 @@ def _validate(args: argparse.Namespace) -> int:
         from video_pipelines.deployment.instance import dagster_home_path, is_new_instance
         from video_pipelines.submissions import SubmissionStore
 
-        # Nodes another execution already made are reused, as the `plan` step would; only the
-        # submission store is read (no Dagster instance), and only where a deployment exists.
         home = dagster_home_path()
         if not is_new_instance(home):
             with SubmissionStore.from_env(home) as store:
@@ -73,7 +62,6 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _with_earlier_results(admission: Admission, store: SubmissionStore, tenant: str | None) -> Admission:
-    """`admission` as the `plan` step would decide it, for the executions of `tenant` (default: the operators')."""
     from dataclasses import replace
 
     from video_pipelines.deployment.instance import dagster_home_path
@@ -151,7 +139,6 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _on_execution(args: argparse.Namespace) -> int:
-    """status, cancel, retry: the client's call of that name on the execution, its answer printed."""
     from video_pipelines.doors import client
 
     call = {"status": client.status, "cancel": client.cancel, "retry": client.retry}[args.verb]
@@ -212,8 +199,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
-    # Dagster binds resources to the jobs its sensors target (Definitions -> SensorDefinition.with_updated_jobs),
-    # which passes `owners` through a beta parameter even when none is set: nothing a user can act on.
+    # Dagster's own binding of sensor jobs passes `owners` through a beta parameter: nothing a user can act on.
     warnings.filterwarnings("ignore", message="Parameter `owners` of initializer", category=dg.BetaWarning)
     from video_pipelines.doors.demo import run_demo
 
@@ -272,7 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_execution_commands(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """validate, submit, status, cancel, retry, deliveries: a plan and its executions."""
     validate = verbs.add_parser("validate", help="check a plan and show what would run, node by node")
     validate.add_argument("plan", help="plan JSON file, or - for stdin")
     validate.add_argument("--base-execution-id", help="validate as a variant of this execution")
@@ -316,7 +301,6 @@ def _add_execution_commands(verbs: argparse._SubParsersAction[argparse.ArgumentP
 
 
 def _add_operator_commands(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """api-keys, prune-catalog: an operator's acts on the local deployment."""
     api_keys = verbs.add_parser("api-keys", help="create, list or revoke the HTTP API's keys (each for one tenant)")
     key_actions = api_keys.add_subparsers(dest="action", required=True)
     create_key = key_actions.add_parser("create", help="make a key; prints it once (only its hash is stored)")
@@ -340,7 +324,6 @@ def _add_operator_commands(verbs: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _add_service_commands(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """demo, serve, worker, daemon, dev: the processes of a deployment."""
     demo = verbs.add_parser("demo", help="run the product demo end to end on the embedded defaults")
     demo.add_argument("--plan", help="run this plan file instead of the bundled product demo")
     demo.add_argument("--verbose", action="store_true", help="also print Dagster's run logs (DEBUG and up)")

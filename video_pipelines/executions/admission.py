@@ -1,23 +1,8 @@
-"""Admitting a plan: parse it, check its base, resolve what it reuses, estimate its cost.
+"""Admitting a plan: parse it, check its base, resolve what it reuses, check its spend cap.
 
-Every door admits through `admit`: `validate` (to report), `submit` (to store), the plan
-sensor (to launch, wait or reject) and the `plan` op (to run). What each does with the
-answer differs; what the answer is does not.
-
-A variant's base is checked against the submission store (a base that is still only a
-submission) and the runs: it is READY (completed, with a result for its final node), WAITING
-(pending, queued or running: the variant waits) or UNUSABLE (missing, rejected, failed or
-canceled: the variant is rejected, naming the base and its state).
-
-A plan with `maxCostUsd` is refused (PlanValidationError on that field, with the estimate
-and the cap) when the estimate of the nodes it runs exceeds the cap (`spending.check_estimate`).
-That is checked once what it runs is known: at once without a base, and when the base is
-resolved for a variant (a `submit` without records leaves it to the plan sensor).
-
-A base of another tenant is, to a tenant, a base that does not exist: same reason, same
-words (`missing_base`), so a refusal never tells whether the id is someone else's. A tenant's
-`submit` checks that at once (`check_base_owner`); the plan sensor checks it again when it
-admits the variant of a tenant (`admit(..., tenant=)`).
+Every door admits through `admit`. A base is READY, WAITING (pending or running) or UNUSABLE.
+To a tenant, another tenant's base reads exactly as a missing one (`missing_base`), so a refusal
+never tells whether the id exists.
 """
 
 from __future__ import annotations
@@ -49,8 +34,6 @@ class BaseReadiness(StrEnum):
 
 @dataclass(frozen=True)
 class BaseCheck:
-    """Whether a variant's base can be used now, and why not."""
-
     readiness: BaseReadiness
     reason: str | None = None
     base: BaseExecution | None = None
@@ -58,8 +41,6 @@ class BaseCheck:
 
 @dataclass(frozen=True)
 class Admission:
-    """A plan that passed validation, with its base checked and (when the base allows) resolved."""
-
     plan: Plan
     base: BaseCheck
     resolved: ResolvedPlan | None  # None while the base is waiting, unusable or unchecked
@@ -76,8 +57,6 @@ def admit(
     """Validate a plan (raises PlanValidationError) and, given `records`, check and resolve its base.
 
     Without `records` the base is not looked up (a submission is stored before its base ends).
-    With a `tenant`, a base of another tenant is unusable, as if it did not exist. A `maxCostUsd`
-    is checked against the estimate at `pricing` (default: `PricingTable.from_env()`).
     """
     plan = parse_plan(wire)
     if plan.base_execution_id is None:
@@ -102,16 +81,11 @@ def _check_cap(plan: Plan, resolved: ResolvedPlan, pricing: PricingTable | None)
 
 
 def missing_base(base_id: str) -> str:
-    """Why a base that does not exist (or is another tenant's) cannot be used."""
     return f"base execution {base_id} does not exist"
 
 
 def check_base_owner(store: SubmissionStore, base_id: str, tenant: str, records: RunRecords | None = None) -> None:
-    """Raise PlanValidationError on `plan.baseExecutionId` unless `base_id` is an execution of `tenant`.
-
-    Without `records`, only submissions are known: a run launched directly through Dagster
-    (a `DEFAULT_TENANT` execution without a submission) counts as missing.
-    """
+    """Raise PlanValidationError unless `base_id` is `tenant`'s (without `records`, only submissions count)."""
     if execution_tenant(records, store, base_id) != tenant:
         raise PlanValidationError([f"plan.baseExecutionId: {missing_base(base_id)}"])
 
@@ -119,10 +93,7 @@ def check_base_owner(store: SubmissionStore, base_id: str, tenant: str, records:
 def check_base(
     records: RunRecords, store: SubmissionStore | None, base_id: str, *, tenant: str | None = None
 ) -> BaseCheck:
-    """Whether the execution `base_id` can serve as a base now (see the module docstring).
-
-    With a `tenant`, a base that is not that tenant's is unusable, with the reason of a missing one.
-    """
+    """Whether `base_id` can serve as a base now; another `tenant`'s reads as missing."""
     if tenant is not None and execution_tenant(records, store, base_id) != tenant:
         return BaseCheck(BaseReadiness.UNUSABLE, missing_base(base_id))
     run = records.find_run(base_id)
@@ -154,7 +125,6 @@ def check_base(
 
 
 def _submitted_base(store: SubmissionStore | None, base_id: str) -> BaseCheck:
-    """A base without a run: still a submission (waiting), or rejected, canceled or unknown (unusable)."""
     submission = store.get(base_id) if store is not None else None
     if submission is None:
         return BaseCheck(BaseReadiness.UNUSABLE, missing_base(base_id))

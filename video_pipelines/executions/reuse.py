@@ -1,11 +1,4 @@
-"""Where reuse is decided at admission, once for every door (the `plan` op, `validate`, the API).
-
-In order: the plan's base (`admit` resolved it), then what earlier runs of this execution
-completed (a resume, a retry or a re-execution: `attempts.carry_completed`), then what earlier
-executions of the tenant made (`nodes.cache.reuse_cached`), then what storage has lost since
-(expired, deleted) is made again (`plan.reuse.run_where_gone`). Storage is asked only when
-something is reused.
-"""
+"""Where reuse is decided, once for every door: base, earlier runs, earlier executions, then what storage lost."""
 
 from __future__ import annotations
 
@@ -31,8 +24,7 @@ def decide_reuse(
     warn: Log,
     earlier: Mapping[str, NodeRecord] | None = None,
 ) -> ResolvedPlan:
-    """`resolved` (its base's nodes taken) with what `earlier` runs of the execution, earlier executions of
-    `tenant` and the storage at `artifacts()` decide; `warn` hears when storage cannot say."""
+    """`resolved` with what earlier runs, earlier executions and storage decide (storage asked only on reuse)."""
     if earlier:
         resolved = carry_completed(resolved, earlier)
     resolved = reuse_cached(resolved, index, tenant, execution_id)

@@ -1,62 +1,47 @@
 """The life-cycle calls as a caller may make them: a tenant sees, cancels and lists only its own.
 
-Every door that serves tenants (the HTTP API) calls these instead of `execution_status` and
-`cancel`; operator doors pass `OPERATOR` and see every tenant. Whose an execution is comes
-from `ownership`: its submission's `tenant`, or `DEFAULT_TENANT` for a run launched directly
-through Dagster. To a tenant, another tenant's execution is exactly a missing one: the same
-`ExecutionNotFound("no execution X")`, so an answer never tells that the id exists.
-A tenant's base is checked by `submit` (`caller=`) and by the plan sensor (`admission`).
-
-`list_executions` pages through the caller's submissions newest first (execution ids sort
-in creation order, so the last id of a page is a stable cursor). A run launched directly
-through Dagster has no submission and is not listed: Dagster's own UI lists those.
+To a tenant, another tenant's execution is exactly a missing one (same `ExecutionNotFound`), so an
+answer never tells that the id exists. Operator doors pass `OPERATOR`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from video_pipelines.errors import ExecutionNotFound, UsageError
 from video_pipelines.executions.lifecycle import cancel, retry
-from video_pipelines.executions.ownership import OPERATOR, Caller, execution_tenant
+from video_pipelines.executions.ownership import Caller, execution_tenant
 from video_pipelines.executions.records import RunRecords
 from video_pipelines.executions.status import ExecutionStatus, execution_status, run_status, submission_status
 from video_pipelines.submissions import Submission, SubmissionStore
 from video_pipelines.vocabulary import ExecutionState
 
-__all__ = ["OPERATOR", "Caller", "cancel_for", "list_executions", "require_visible", "retry_for", "status_for"]
-
+_Guarded = Callable[[Caller, RunRecords, SubmissionStore, str], ExecutionStatus]
 MAX_PAGE = 100
 # Submissions read per query while a status filter skips the ones that do not match.
 _SCAN_BATCH = 100
 
 
 def require_visible(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> None:
-    """ExecutionNotFound unless `execution_id` exists and `caller` may see it; reads its owner, not its status."""
+    """ExecutionNotFound unless `caller` may see `execution_id`; reads its owner, not its status."""
     if not caller.may_see(execution_tenant(records, store, execution_id)):
         raise ExecutionNotFound(f"no execution {execution_id}")
 
 
-def _check_visible(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> None:
-    if caller.is_operator:
-        return  # execution_status and cancel raise ExecutionNotFound for a missing id themselves
-    require_visible(caller, records, store, execution_id)
+def _visible(call: Callable[[RunRecords, SubmissionStore, str], ExecutionStatus]) -> _Guarded:
+    """`call` on an execution `caller` may see; ExecutionNotFound, and no change, otherwise."""
+
+    def guarded(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
+        if not caller.is_operator:  # for an operator, `call` raises ExecutionNotFound for a missing id itself
+            require_visible(caller, records, store, execution_id)
+        return call(records, store, execution_id)
+
+    return guarded
 
 
-def status_for(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
-    """The status of `execution_id`; ExecutionNotFound when it does not exist or `caller` may not see it."""
-    _check_visible(caller, records, store, execution_id)
-    return execution_status(records, store, execution_id)
-
-
-def cancel_for(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
-    """Cancel `execution_id` (see `lifecycle.cancel`); ExecutionNotFound, and no change, if `caller` may not see it."""
-    _check_visible(caller, records, store, execution_id)
-    return cancel(records, store, execution_id)
-
-
-def retry_for(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
-    """Retry `execution_id` (see `lifecycle.retry`); ExecutionNotFound, and no change, if `caller` may not see it."""
-    _check_visible(caller, records, store, execution_id)
-    return retry(records, store, execution_id)
+status_for = _visible(execution_status)
+cancel_for = _visible(cancel)
+retry_for = _visible(retry)
 
 
 def _wanted_state(status: str | None) -> ExecutionState | None:
@@ -83,11 +68,9 @@ def list_executions(
     limit: int = 20,
     cursor: str | None = None,
 ) -> tuple[list[ExecutionStatus], str | None]:
-    """Up to `limit` (1 to 100) of the caller's executions, newest first, and the cursor of the next page.
+    """Up to `limit` (1 to 100) of the caller's executions, newest first, and the next page's cursor.
 
-    `status` keeps only executions in that wire status (pending, processing, completed, failed,
-    canceled). `cursor` is the value a previous page returned; the next cursor is None after the
-    last page. Raises UsageError for a bad status or limit.
+    Execution ids sort in creation order, so a page's last id is a stable cursor. Raises UsageError.
     """
     wanted = _wanted_state(status)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:

@@ -1,32 +1,10 @@
-"""Content-addressed reuse across executions, computed once (single-flight).
+"""Content-addressed reuse across executions of a tenant, computed once (single-flight).
 
-A node's lineage hash (operation, normalised params and the lineage of its inputs:
-`plan.lineage`) names what it computes. When a node completes, its video is recorded in its
-tenant's node-result index (`submissions.NodeResultIndex`: a table keyed by tenant and
-lineage). A later execution of the same tenant that needs the same lineage takes that video
-(`reused`, with `reusedFrom` the execution that made it) without naming a base:
-
-- **at admission** (`reuse_cached`): the `plan` step looks the plan's nodes up in one query
-  and reuses what it finds; the run's log says what came from where;
-- **at run time** (`single_flight`): a node about to run looks again (another execution may
-  have finished it since), then claims its lineage. Holding the claim it computes, records
-  the result and lets the claim go. Finding the claim held by another execution's node, it
-  waits for that result, and takes the claim over when that run ended without one (failed,
-  canceled, its worker lost) or when the holder let go without a result. So two executions
-  running at once compute a lineage once, and a failure of the first costs the second only
-  the wait.
-
-`"cache": false` on a node or on the plan opts out of both: the node is computed anew (a
-fresh take of a non-deterministic model). Its result is recorded all the same, and it is
-then the one later executions reuse (the newest result of a lineage wins).
-
-What it costs: at admission one indexed query for the whole plan, at run time a lookup, a
-claim and a record per computed node: each a primary-key probe, so O(log n) in the number of
-recorded lineages, whatever the history (`benchmarks/bench_reuse_lookup.py` measures it).
-The asset catalog is not searched: Dagster's materializations are per asset key, not per
-lineage, and reading them grows with every execution's nodes.
-
-Where a node is reused its work never runs: no provider job, no spend, no FFmpeg.
+A node's lineage hash names what it computes; completed results are recorded in `NodeResultIndex`.
+`reuse_cached` reuses at admission (one query per plan); `single_flight` looks again at run time, claims
+the lineage, or waits for another execution's claim (taken over when that run ended without a result).
+`"cache": false` computes anew but still records (the newest result wins). Each lookup is a primary-key
+probe (`benchmarks/bench_reuse_lookup.py`); Dagster's materializations are per asset key, not lineage.
 """
 
 from __future__ import annotations
@@ -45,7 +23,6 @@ WAIT_POLL_SECONDS = 0.5
 
 
 def reuse_cached(resolved: ResolvedPlan, index: NodeResultIndex, tenant: str, execution_id: str) -> ResolvedPlan:
-    """`resolved` with each node to run whose lineage an earlier execution of `tenant` completed taken from it."""
     wanted = {node.id: resolved.lineage[node.id] for node in resolved.to_run if resolved.plan.caches(node)}
     if not wanted:
         return resolved
@@ -67,8 +44,6 @@ def reuse_cached(resolved: ResolvedPlan, index: NodeResultIndex, tenant: str, ex
 
 @dataclass(frozen=True)
 class NodeWork:
-    """A node of a run about to compute its lineage: who would hold its claim, and whether it may reuse."""
-
     tenant: str
     lineage: str
     execution_id: str
@@ -79,10 +54,6 @@ class NodeWork:
 
     def holds(self, claim: NodeClaim) -> bool:
         return (claim.run_id, claim.node_id) == (self.run_id, self.node_id)
-
-
-def _reused(cached: CachedNode) -> NodeRun:
-    return NodeRun(VideoResult.from_wire(cached.result), provider=None, seconds=0.0, reused_from=cached.execution_id)
 
 
 def single_flight(
@@ -96,35 +67,29 @@ def single_flight(
     stored: Callable[[VideoResult], bool] = lambda _result: True,
     poll_seconds: float = WAIT_POLL_SECONDS,
 ) -> NodeRun:
-    """The node's run: computed here (once over every execution of the tenant at a time), or another's result.
+    """The node's run: computed here (once per tenant at a time), or another execution's result.
 
-    `run_has_ended(run_id)` says whether a claim holder's run is over; `sleep` waits between
-    looks (an interruptible sleep, so a canceled run stops waiting). A recorded result whose
-    video storage no longer holds (`stored` says False) counts as none: the node computes it
-    again. The result computed here is recorded in the index; whatever `compute` raises lets
-    the claim go first.
+    A recorded result whose video storage no longer holds (`stored` False) counts as none.
     """
 
-    def find() -> CachedNode | None:
+    def reused(verb: str, when: str) -> NodeRun | None:
         cached = index.find(work.tenant, work.lineage)
-        return cached if cached is None or stored(VideoResult.from_wire(cached.result)) else None
+        if cached is None or not stored(result := VideoResult.from_wire(cached.result)):
+            return None
+        log(f"reused: {cached.execution_id} {verb} the same lineage ({cached.node_id}) {when}")
+        return NodeRun(result, provider=None, seconds=0.0, reused_from=cached.execution_id)
 
     if not work.cache:
         return _record(index, work, compute())
-    cached = find()
-    if cached is not None:
-        log(f"reused: {cached.execution_id} completed the same lineage ({cached.node_id}) meanwhile")
-        return _reused(cached)
-    cached = _claim(index, work, find, run_has_ended=run_has_ended, log=log, sleep=sleep, poll_seconds=poll_seconds)
-    if cached is not None:
-        return _reused(cached)
+    found = reused("completed", "meanwhile") or _claim(index, work, reused, run_has_ended, log, sleep, poll_seconds)
+    if found is not None:
+        return found
     try:
         # The holder may have recorded its result and let go between this node's look and its claim.
-        cached = find()
-        if cached is not None:
-            log(f"reused: {cached.execution_id} completed the same lineage ({cached.node_id}) just before")
+        found = reused("completed", "just before")
+        if found is not None:
             _release(index, work)
-            return _reused(cached)
+            return found
         run = compute()
     except BaseException:
         _release(index, work)
@@ -135,14 +100,13 @@ def single_flight(
 def _claim(
     index: NodeResultIndex,
     work: NodeWork,
-    find: Callable[[], CachedNode | None],
-    *,
+    reused: Callable[[str, str], NodeRun | None],
     run_has_ended: Callable[[str], bool],
     log: Log,
     sleep: Callable[[float], None],
     poll_seconds: float,
-) -> CachedNode | None:
-    """Hold the lineage's claim (None), or another execution's result found while waiting for it."""
+) -> NodeRun | None:
+    """Hold the lineage's claim (None), or another execution's result found while waiting."""
     waited_for: NodeClaim | None = None
     while True:
         claim = index.claim(
@@ -150,15 +114,11 @@ def _claim(
         )
         if work.holds(claim):
             return None
-        cached = find()
-        if cached is not None:
-            log(f"reused: {cached.execution_id} computed the same lineage ({cached.node_id}) while this waited")
-            return cached
+        if (found := reused("computed", "while this waited")) is not None:
+            return found
         if run_has_ended(claim.run_id):
-            if (
-                index.take_over(claim, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id)
-                is not None
-            ):
+            taken = index.take_over(claim, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id)
+            if taken is not None:
                 log(
                     f"took over the same lineage from {claim.execution_id} ({claim.node_id}): its run {claim.run_id} "
                     "ended without a result"
@@ -176,7 +136,6 @@ def _release(index: NodeResultIndex, work: NodeWork) -> None:
 
 
 def _record(index: NodeResultIndex, work: NodeWork, run: NodeRun) -> NodeRun:
-    """Record a computed result for later executions (and let this node's claim go with it)."""
     index.record(
         CachedNode(
             tenant=work.tenant,

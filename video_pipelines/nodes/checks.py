@@ -1,18 +1,7 @@
-"""What a plan node's video should be, for the media checks (`operations.checks`); no Dagster here.
+"""What a plan node's video should be, for the media checks (`operations.checks`).
 
-From the node's operation, params and input videos:
-
-- generateVideo: its `duration` and `aspectRatio`; sound with `local` only (it renders a tone),
-  as remote models may give silent clips.
-- merge: the sum of its inputs' durations less (n-1) transitionDuration (a cut: the sum); the
-  first input's aspect ratio (merge normalises to it); sound if any input should have it.
-- lipSync: the input video's duration (`local` fits the voice to it; remote: not checked, a model
-  may follow the voice); the input's aspect ratio; always sound (it is the voice).
-- addSubtitles: the input's duration, aspect ratio and sound.
-- reframe: the input's duration and sound; its `aspectRatio`.
-
-Whether an input should have sound comes from the plan (`audio_expected`); an input the plan
-does not hold (a base execution's node, under a variant) is not expected to have any.
+Sound: `local` generateVideo renders a tone, remote models may be silent; an input the plan does not
+hold (a base's node) is not expected to have any.
 """
 
 from __future__ import annotations
@@ -33,7 +22,6 @@ from video_pipelines.plan.results import VideoResult
 
 
 def audio_expected(plan: Plan) -> dict[str, bool]:
-    """Whether each node's video should have audible sound."""
     expected: dict[str, bool] = {}
     for node in execution_order(plan):
         provider = node.params.get("provider", "local")
@@ -49,7 +37,6 @@ def audio_expected(plan: Plan) -> dict[str, bool]:
 def expectations_for(
     node: PlanNode, params: AnyParams, inputs: Sequence[VideoResult], *, audio: bool
 ) -> MediaExpectations:
-    """What `node`'s video should be, given its typed params, its input videos and whether it should have sound."""
     first = inputs[0] if inputs else None
     duration = first.duration if first is not None else None
     aspect_ratio = first.aspect_ratio if first is not None else None
@@ -66,5 +53,4 @@ def expectations_for(
 
 
 def subject(node: PlanNode) -> str:
-    """How a check's message names the node: `scene_1 (generateVideo)`."""
     return f"{node.id} ({node.operation.value})"

@@ -16,8 +16,6 @@ from video_pipelines.storage import ArtifactStore
 
 @dataclass(frozen=True)
 class NodeEnvironment:
-    """What a node needs from the deployment: where results go and which hosts it may fetch from."""
-
     store: ArtifactStore
     allowed_hosts: AllowedHosts = field(default_factory=AllowedHosts.from_env)
     timeout: float | None = 1800.0
@@ -28,7 +26,6 @@ class NodeEnvironment:
 
 
 def local_copy(result: VideoResult, dest: Path, env: NodeEnvironment) -> Path:
-    """A local file holding `result`'s video: the store's own file when local, else a download."""
     stored = from_store(env.store, env.store.key_for(result.sha256), dest)
     if stored is not None:
         return stored
@@ -37,10 +34,8 @@ def local_copy(result: VideoResult, dest: Path, env: NodeEnvironment) -> Path:
 
 
 def still_stored(store: ArtifactStore, warn: Callable[[str], None]) -> Callable[[VideoResult], bool]:
-    """Whether `store` still holds a video made earlier; when storage cannot say, it is taken as held.
-
-    Taken as held because the node that takes it fetches it with its own retries (`local_copy`),
-    and fails naming it if it is gone: an outage must not make work (or a provider's bill) again.
+    """Whether `store` still holds an earlier video; when storage cannot say, taken as held (an outage must not
+    make work, or a provider's bill, again: the taker fetches with retries and fails if it is gone).
     """
 
     def stored(result: VideoResult) -> bool:
@@ -54,7 +49,7 @@ def still_stored(store: ArtifactStore, warn: Callable[[str], None]) -> Callable[
 
 
 def from_store(store: ArtifactStore, key: str, dest: Path) -> Path | None:
-    """The store's own file for `key` when it is local, else `dest` downloaded from it; None: not stored."""
+    """The store's own local file for `key`, else `dest` downloaded; None: not stored."""
     local = store.local_path(key)
     if local is not None and local.exists():
         return local

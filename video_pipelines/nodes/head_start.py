@@ -1,41 +1,21 @@
-"""Remote nodes side by side in one run: each started ahead of its step, in a thread of the run's process.
+"""Remote nodes started ahead of their step, each in a thread of the run's process.
 
-Why: with the in-process executor (our default, `orchestration/job/executor.py`) a run's steps
-execute one at a time, so three remote generations of minutes each took the sum of their
-times. A remote node (generateVideo / lipSync on a provider other than `local`) spends its
-time waiting on the provider, so it can wait in a background thread while the run's main
-thread goes on with the other steps. Whenever the plan starts or a node finishes, the shell
-asks `HeadStarts.ready` which remote nodes now have every result they need (their inputs
-and the ancestors their refs may name) and starts each of them (`start`); the node's own
-step later takes the work it started (`take`) and awaits its result (`await_result`). So a
-remote node starts as soon as its own inputs exist, not when its step's turn comes.
-
-Local (FFmpeg) nodes never start ahead: FFmpeg keeps the cores busy already (x264's own
-threads), so overlapping local nodes buys nothing on small machines and the plain path
-keeps local plans' overhead unchanged.
-
-What it guarantees:
-- a node runs at most once at a time per run: started ahead at most once, never once its
-  step has begun without it (`take` marks it), and a retried step runs the node itself,
-  its provider job resumed through the job ledger (nothing is created twice);
-- work started ahead ends with its run: `close` (the run's execution ending, however it
-  ends) and `halt` (a node failed for good, so the run will fail) set the stop event, so
-  each thread's next `sleep_interruptibly` raises `Abandoned`, which cancels its provider
-  job (`http.poll_until`); `close` then joins the threads;
-- nothing is shared between runs: one `HeadStarts` per run's execution, never a module global
-  (a Celery worker child runs one run after another in the same process).
-
-No Dagster import: `nodes.work` builds the work; the Dagster shell logs.
+Why: the in-process executor runs steps one at a time, so remote generations (minutes of waiting on a
+provider each) took the sum of their times. Local (FFmpeg) nodes never start ahead: x264 keeps the
+cores busy already. A node runs at most once at a time (`take` marks it; a retried step runs it itself,
+its provider job resumed through the ledger); `halt`/`close` cancel what runs ahead. One `HeadStarts`
+per run, never global: a Celery child runs one run after another in the same process.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
+from functools import partial
 
 from video_pipelines.errors import TransientError, VideoPipelineError
 from video_pipelines.nodes.runner import NodeRun
@@ -51,25 +31,8 @@ Work = Callable[[Log, Log], NodeRun]
 _AWAIT_SLICE = 0.2  # seconds: as `sleep_interruptibly`, so an interrupt of the main thread gets its turn
 
 
-def ready_nodes(resolved: ResolvedPlan, results: Mapping[str, VideoResult], *, skip: Iterable[str]) -> list[PlanNode]:
-    """The remote nodes to run, not in `skip`, whose inputs and ref-able ancestors all have a result."""
-    skipped = set(skip)
-    ready = []
-    for node in resolved.to_run:
-        if node.id in skipped or node.id in results or not node.is_remote:
-            continue
-        try:
-            resolved.upstream(node, results)
-        except KeyError:  # an ancestor that runs has no result yet
-            continue
-        ready.append(node)
-    return ready
-
-
 @dataclass
 class Ahead:
-    """One node's work started ahead of its step: its future and the lines it logged meanwhile."""
-
     node_id: str
     key: object  # what the work was started with; a step with other inputs does not take it
     future: Future[NodeRun] = field(default_factory=Future)
@@ -77,20 +40,12 @@ class Ahead:
     started_at: float = field(default_factory=time.monotonic)
     taken: bool = False
 
-    def _line(self, warning: bool, message: str) -> None:
+    def line(self, warning: bool, message: str) -> None:
         self.lines.append((warning, f"[started ahead, +{time.monotonic() - self.started_at:.1f} s] {message}"))
-
-    def log(self, message: str) -> None:
-        self._line(False, message)
-
-    def warn(self, message: str) -> None:
-        self._line(True, message)
 
 
 @dataclass(frozen=True)
 class Ready:
-    """A remote node whose inputs all exist: what its step will be given (see `orchestration.state.NodeTask`)."""
-
     node: PlanNode
     inputs: tuple[VideoResult, ...]
     upstream: dict[str, VideoResult]
@@ -98,8 +53,6 @@ class Ready:
 
 
 class HeadStarts:
-    """The work started ahead in one run's execution, and the node results known to it so far."""
-
     def __init__(self, *, join_timeout: float = 60.0) -> None:
         self._lock = threading.Lock()
         self._ahead: dict[str, Ahead] = {}
@@ -113,55 +66,46 @@ class HeadStarts:
         self.execution_id = ""
 
     def know(self, execution_id: str, resolved: ResolvedPlan) -> None:
-        """The run's plan (from its `plan` step): what it runs, and what it reuses."""
         with self._lock:
             self.execution_id = execution_id
             self._resolved = resolved
 
     def results(self) -> dict[str, VideoResult]:
-        """The videos of the nodes finished so far in this process (in their steps or ahead of them)."""
         with self._lock:
             return dict(self._results)
 
     def record(self, node_id: str, result: VideoResult) -> None:
-        """A node finished (in its step or ahead of it)."""
         with self._lock:
             self._results[node_id] = result
 
     @property
     def halted_by(self) -> str | None:
-        """Why work started ahead was abandoned before the run ended (`halt`), if it was."""
         return self._halted_by
 
     def halt(self, reason: str) -> None:
-        """A node failed for good, so the run will fail: start nothing more, abandon (cancel) what runs ahead."""
+        """A node failed for good: start nothing more, cancel what runs ahead."""
         with self._lock:
             if self._halted_by is None:
                 self._halted_by = reason
         self._stop.set()
 
     def ready(self) -> list[Ready]:
-        """The remote nodes to start now (none once halted or closed, or before `know`)."""
         with self._lock:
             if self._resolved is None or self._stop.is_set():
                 return []
-            resolved, results = self._resolved, self._results
-            return [
-                Ready(
-                    node,
-                    tuple(resolved.inputs(node, results)),
-                    resolved.upstream(node, results),
-                    resolved.lineage[node.id],
-                )
-                for node in ready_nodes(resolved, results, skip=self._ahead.keys() | self._in_step)
-            ]
+            resolved, results, ready = self._resolved, self._results, []
+            for node in resolved.to_run:
+                if node.id in self._ahead or node.id in self._in_step or node.id in results or not node.is_remote:
+                    continue
+                try:
+                    upstream = resolved.upstream(node, results)
+                except KeyError:  # an ancestor that runs has no result yet
+                    continue
+                ready.append(Ready(node, tuple(resolved.inputs(node, results)), upstream, resolved.lineage[node.id]))
+            return ready
 
     def start(self, node_id: str, key: object, work: Work, *, then: Callable[[NodeRun, Log], None]) -> bool:
-        """Run `work` in a thread, unless `node_id` was started already or its step began; False: not started.
-
-        `then(result, log)` runs in the thread after `work` succeeds, before its step sees the
-        result (to record it and start the nodes it makes ready, logging among the node's lines).
-        """
+        """Run `work` in a thread unless already started or its step began; `then` runs after it succeeds."""
         with self._lock:
             if node_id in self._ahead or node_id in self._in_step or self._stop.is_set():
                 return False
@@ -177,23 +121,20 @@ class HeadStarts:
     def _run(self, ahead: Ahead, work: Work, then: Callable[[NodeRun, Log], None]) -> None:
         try:
             with stopping_on(self._stop):
-                result = work(ahead.log, ahead.warn)
+                result = work(partial(ahead.line, False), partial(ahead.line, True))
         except BaseException as exc:  # the step that takes it raises it (Abandoned included)
             if isinstance(exc, VideoPipelineError) and not isinstance(exc, TransientError):
                 self.halt(f"{ahead.node_id} failed")  # no need to wait for its step to stop the rest
             ahead.future.set_exception(exc)
             return
         try:
-            then(result, ahead.log)
+            then(result, partial(ahead.line, False))
         except Exception as exc:  # the node itself succeeded: its step still gets the result
-            ahead.warn(f"could not start the nodes it made ready: {exc!r}")
+            ahead.line(True, f"could not start the nodes it made ready: {exc!r}")
         ahead.future.set_result(result)
 
     def take(self, node_id: str, key: object) -> Ahead | None:
-        """The work started ahead for `node_id` with `key`, once; None: the step runs the node itself.
-
-        From then on nothing starts `node_id` ahead (a retried step, too, runs the node itself).
-        """
+        """The work started ahead for `node_id` with `key`, once; None: the step runs the node itself."""
         with self._lock:
             ahead = self._ahead.get(node_id)
             if ahead is None or ahead.taken or ahead.key != key:
@@ -203,7 +144,7 @@ class HeadStarts:
             return ahead
 
     def close(self) -> list[str]:
-        """Stop every thread (its provider job is canceled) and wait for them; the nodes whose work was abandoned."""
+        """Stop and join every thread (provider jobs canceled); the nodes whose work was abandoned."""
         with self._lock:
             self._stop.set()
             threads = list(self._threads)
@@ -215,10 +156,7 @@ class HeadStarts:
 
 
 def await_result(ahead: Ahead, *, log: Log, warn: Log) -> NodeRun:
-    """The result of work started ahead (or its error), passing on its lines as they come.
-
-    Waits in slices so that an interrupt of the calling (main) thread is not held up.
-    """
+    """The result of work started ahead, passing on its lines; waits in slices so an interrupt gets its turn."""
     shown = 0
 
     def show() -> None:

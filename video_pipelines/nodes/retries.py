@@ -1,11 +1,7 @@
-"""A node's run with its transient failures retried, inside its step; no Dagster here.
+"""A node's run with its transient failures retried inside its step (backoff 2, 4, 8 s +-50%).
 
-Transient errors are retried with exponential backoff and jitter: 2 s, 4 s, 8 s (each +-50%).
-Not a dg.RetryPolicy on the op: Dagster applies it to interrupts too, so a step terminated by a
-cancel would be started again. Not RetryRequested either: it puts the step back at the end of
-the executor's queue, behind the steps of the nodes that need its video (the in-process executor
-would run them first, the multiprocess one could fill every slot with steps waiting for it).
-The loop retries exactly the errors our hierarchy calls transient.
+Not a dg.RetryPolicy: Dagster applies it to interrupts too, restarting a canceled step. Not
+RetryRequested: it requeues the step behind the steps waiting for its video.
 """
 
 from __future__ import annotations
@@ -27,7 +23,7 @@ RETRY_BASE_DELAY_SECONDS = 2.0
 
 
 class NodeFailed(Exception):
-    """The node failed for good: its step fails with this message and is not retried (its cause chained)."""
+    """The node failed for good: its step fails with this message, not retried."""
 
 
 def run_with_retries(
@@ -40,7 +36,6 @@ def run_with_retries(
     warn: Log,
     log_checks: Callable[[Sequence[CheckOutcome]], None],
 ) -> NodeRun:
-    """The node's run, its transient failures retried (see MAX_RETRIES); NodeFailed when it fails."""
     node = task.node
     name = f"{node.id} ({node.operation.value})"
     attempt = 1

@@ -1,10 +1,7 @@
-"""Running one plan node: fetch its inputs, run its operation's handler (`handlers/`), probe, check, store.
+"""Running one plan node: fetch inputs, run its operation's handler, probe, check, store.
 
-This is the plain-Python body of an `execute_plan` step; the Dagster op around it only
-logs and records. Results are probed from the written file, never assumed. With `checks`,
-the media checks (`operations.checks`) look at the written file before it is stored, reusing
-its probe: a video that fails a blocking check is never stored, and one that passes is not
-fetched back from the store (S3) to be checked.
+The media checks look at the written file before it is stored, reusing its probe: a video failing a
+blocking check is never stored, and one that passes is not fetched back from S3 to be checked.
 """
 
 from __future__ import annotations
@@ -20,7 +17,8 @@ from pydantic import ValidationError
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.nodes.checks import expectations_for, subject
 from video_pipelines.nodes.environment import NodeEnvironment, local_copy
-from video_pipelines.nodes.handlers import HANDLERS, Captioned, OperationCall
+from video_pipelines.nodes.handlers import HANDLERS
+from video_pipelines.nodes.handlers.call import Captioned, OperationCall
 from video_pipelines.nodes.handlers.captions import store_captions
 from video_pipelines.operations import probe
 from video_pipelines.operations.checks import CheckName, CheckOutcome, blocking_failure, check_media
@@ -54,8 +52,7 @@ class NodeRun:
 
 @dataclass(frozen=True)
 class NodeChecks:
-    """The media checks to run on a node's video: whether it should have sound (from the plan,
-    `nodes.checks.audio_expected`) and which failed checks fail the node."""
+    """The media checks to run on a node's video: whether it should have sound, which failures fail the node."""
 
     audio: bool
     blocking: frozenset[CheckName]
@@ -72,11 +69,7 @@ def run_node(
     ledger: JobLedger | None = None,
     checks: NodeChecks | None = None,
 ) -> NodeRun:
-    """Run `node` on `inputs` (its input videos in dependsOn order) and store the result.
-
-    `upstream` holds the results its `{{refs}}` may name. With `checks`, the video is checked
-    first; a blocking failure raises `MediaChecksFailed` and nothing is stored.
-    """
+    """Run `node` on `inputs` (dependsOn order) and store the result; `upstream`: what its `{{refs}}` may name."""
     params = _typed_params(node, upstream)
     with tempfile.TemporaryDirectory(prefix=f"vp-{node.id}-", dir=env.workdir) as tmp:
         work = Path(tmp)
@@ -135,7 +128,6 @@ def _checked(
     call: OperationCall,
     info: MediaInfo,
 ) -> list[CheckOutcome]:
-    """The media checks of the written video; raises the blocking failure, if any."""
     expected = expectations_for(node, params, inputs, audio=checks.audio)
     outcomes = check_media(
         call.out, expected, subject=subject(node), blocking=checks.blocking, info=info, timeout=call.env.timeout

@@ -14,8 +14,6 @@ from video_pipelines.plan.reuse import ResolvedPlan
 
 @dataclass(frozen=True)
 class NodeTask:
-    """What one node step needs: the node, its input videos, the results its refs may name, its lineage."""
-
     execution_id: str
     node: PlanNode
     inputs: tuple[VideoResult, ...]
@@ -26,11 +24,7 @@ class NodeTask:
 
 @dataclass(frozen=True)
 class PlannedNode:
-    """What `plan` hands one node step: the node, and what it needs from the run before it can run.
-
-    Its inputs' videos do not exist yet when `plan` fans the nodes out: the step finds the
-    results of `needs` (the ancestors that run in this run) when it starts (`task`).
-    """
+    """What `plan` hands one node step; its inputs' videos (`needs`) are found when the step starts."""
 
     execution_id: str
     node: PlanNode
@@ -42,7 +36,6 @@ class PlannedNode:
     base_final: VideoResult | None = None  # the base's final video, the input of a node that names none
 
     def task(self, results: Mapping[str, VideoResult]) -> NodeTask:
-        """The node's task once `results` holds a video for each of `needs`."""
         have = {**self.known, **{node_id: results[node_id] for node_id in self.needs}}
         node = self.node
         if not node.consumes_inputs:
@@ -56,11 +49,8 @@ class PlannedNode:
 
 
 def planned_nodes(execution_id: str, resolved: ResolvedPlan) -> list[PlannedNode]:
-    """The nodes to run, each after its dependencies; among nodes of the same depth, local ones first.
-
-    The in-process executor runs the steps one at a time in this order, so a node's step comes
-    after its inputs' steps, and a local node runs while the remote nodes started ahead of
-    their steps wait on their providers.
+    """The nodes to run, after their dependencies; within a level local ones first, so they run while
+    remote nodes started ahead wait on their providers (the in-process executor keeps this order).
     """
     levels = resolved.run_levels()
     order = {node.id: index for index, node in enumerate(resolved.plan.nodes)}

@@ -1,9 +1,7 @@
-"""The work of a run's nodes: each computed once over its tenant's executions, some started ahead; no Dagster here.
+"""The work of a run's nodes: each computed once over its tenant's executions, some started ahead.
 
-The orchestrator of the run (the Dagster shell, `orchestration/job/shell.py`) gives what only it
-knows through `RunShell`: the spend cap's records, provider slots, spans, the job ledger and
-whether another run has ended. The work takes no step context: it may run in a thread ahead of
-its step, while other steps run.
+The work takes no step context (it may run in a thread ahead of its step): what only the
+orchestrator knows comes through `RunShell`.
 """
 
 from __future__ import annotations
@@ -32,8 +30,6 @@ class RanSpan(Protocol):
 
 
 class RunShell(Protocol):
-    """What a node's work needs from the orchestrator of its run."""
-
     @property
     def run_id(self) -> str: ...
 
@@ -54,8 +50,6 @@ class RunShell(Protocol):
 
 
 class RunNodes:
-    """How the nodes of one run's execution run: their environment, and the remote ones started ahead."""
-
     def __init__(
         self,
         make_env: Callable[[], NodeEnvironment],
@@ -87,7 +81,6 @@ class RunNodes:
         self._checks[(node_id, lineage)] = outcomes
 
     def take_checks(self, node_id: str, lineage: str) -> list[CheckOutcome]:
-        """The media checks of the node's video computed in this run (none for a video reused from elsewhere)."""
         return self._checks.pop((node_id, lineage), [])
 
     def tenant(self, execution_id: str) -> str:
@@ -99,7 +92,6 @@ class RunNodes:
 
 
 def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int) -> Work:
-    """The node's work, with its span, its provider-error counting and its provider slots."""
     node = task.node
 
     def compute(log: Log, warn: Log) -> NodeRun:
@@ -150,12 +142,10 @@ def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int)
 
 
 def task_key(task: NodeTask) -> object:
-    """What work started ahead must have been started with for a step to take it."""
     return (task.inputs, task.upstream, task.lineage)
 
 
 def start_ready(nodes: RunNodes, started: HeadStarts, shell: RunShell, log: Log) -> None:
-    """Start, each in a thread ahead of its step, the remote nodes whose inputs all exist now."""
     for ready in started.ready():
         node = ready.node
         task = NodeTask(
@@ -181,7 +171,6 @@ def run_or_await(
     log: Log,
     warn: Log,
 ) -> NodeRun:
-    """The node's run: awaited when it was started ahead (its lines passed on), else run here and now."""
     node = task.node
 
     def info(message: str) -> None:

@@ -47,14 +47,12 @@ def build_definitions() -> dg.Definitions:
         ],
         resources={
             "artifact_storage": artifact_storage,
-            # Step outputs beside the artifacts (S3 when they are on S3), readable by every worker.
             "io_manager": StepOutputs(artifact_storage=artifact_storage),
             "media_policy": MediaPolicy(),
             "submissions": SubmissionStoreResource(),
             "replicate": ReplicateResource(),
             "fal": FalResource(),
             "google_cloud": GoogleVertexResource(),
-            # Per run: the nodes' environment, and remote nodes started ahead of their steps.
             "head_starts": head_starts,
         },
     )
@@ -64,5 +62,4 @@ defs = build_definitions()
 
 
 def execute_plan_job() -> dg.JobDefinition:
-    """`execute_plan` with the Definitions' resources bound, for in-process runs."""
     return defs.resolve_job_def("execute_plan")

@@ -1,8 +1,4 @@
-"""`RunRecords` over a `DagsterInstance`: runs by execution id, node results, step states, failures.
-
-Node results come from the run's asset materializations (the records the UI shows), never
-from a side cache that could drift from them.
-"""
+"""`RunRecords` over a `DagsterInstance`; node results come from the run's asset materializations."""
 
 from __future__ import annotations
 
@@ -17,7 +13,7 @@ from dagster._core.execution.stats import StepEventStatus
 from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
 from video_pipelines.executions.records import LOST_WORKER_TAG, NodeCheck
 from video_pipelines.orchestration.job.config import EXAMPLE_PLAN
-from video_pipelines.orchestration.job.state import mapping_key
+from video_pipelines.orchestration.job.state import step_key
 from video_pipelines.orchestration.workers.celery_launcher import VideoCeleryRunLauncher
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.vocabulary import NodeState
@@ -25,17 +21,13 @@ from video_pipelines.vocabulary import NodeState
 JOB_NAME = "execute_plan"
 _ENDED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 _RUNNING = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
-# What Dagster's code server reports when the process of a run it launched died (dagster/_grpc/server.py
-# `_check_for_orphaned_runs`, dagster/_utils `get_run_crash_explanation`): "[DagsterApiServer] Run execution
-# process for <run id> was terminated by signal 9 (SIGKILL)." or "... unexpectedly exited with code N." (the
-# bracketed name of the reporting class is Dagster's `report_engine_event(cls=...)`).
+# Dagster's code server's words for a run process that died (dagster/_grpc/server.py `_check_for_orphaned_runs`).
 _CRASHED_PROCESS = re.compile(
     r"^(?:\[\w+\] )?Run execution process for \S+ "
     r"(was terminated by signal \d+ \(\w+\)|unexpectedly exited with code -?\d+)"
 )
 
-# What libpq says when the database went away under a statement or refused a new connection (a restart,
-# a failover): a step that failed with this failed for the infrastructure, not for its work.
+# libpq's words for a database gone (restart, failover): the step failed for the infrastructure, not its work.
 _DATABASE_GONE = re.compile(
     r"terminating connection due to administrator command|server closed the connection unexpectedly"
     r"|the database system is (?:shutting down|starting up|in recovery mode)|connection refused"
@@ -45,7 +37,6 @@ _DATABASE_GONE = re.compile(
 
 
 def _lost_database(error: Any) -> bool:
-    """Whether `error` (a SerializableErrorInfo) or one of its causes is a lost database connection."""
     while error is not None:
         if error.cls_name == "OperationalError" and _DATABASE_GONE.search(error.message or ""):
             return True
@@ -54,12 +45,7 @@ def _lost_database(error: Any) -> bool:
 
 
 def plan_of_run(run: dg.DagsterRun) -> dict[str, Any]:
-    """The plan (wire form) a run of execute_plan was launched with.
-
-    A run launched with no plan config at all (GraphQL or `dagster job execute` without config)
-    ran the job's default config, the Launchpad's example plan: Dagster stores the run config
-    as given, not as resolved.
-    """
+    """The plan a run was launched with; with no plan config, the job's default (Dagster stores config as given)."""
     ops: Any = run.run_config.get("ops") or {}
     config = (ops.get("plan") or {}).get("config")
     if config is None:
@@ -69,7 +55,6 @@ def plan_of_run(run: dg.DagsterRun) -> dict[str, Any]:
 
 
 def run_view(run: dg.DagsterRun, record: dg.RunRecord | None = None) -> RunView:
-    """`run` for the plain-Python core; with its `record`, when it started and ended too."""
     return RunView(
         run_id=run.run_id,
         execution_id=run.tags.get(EXECUTION_ID_TAG, run.run_id),
@@ -81,18 +66,14 @@ def run_view(run: dg.DagsterRun, record: dg.RunRecord | None = None) -> RunView:
     )
 
 
-def _node_of_step(step_key: str, by_key: dict[str, str]) -> str | None:
-    """The plan node a step runs: node steps are `node[<mapping key>]`; other steps (`plan`, `finish`) run none."""
-    if "[" not in step_key:
-        return None
-    return by_key.get(step_key.split("[", 1)[1].rstrip("]"))
-
-
 class DagsterRunRecords:
-    """The execution life cycle's view of a Dagster instance."""
-
     def __init__(self, instance: dg.DagsterInstance) -> None:
         self.instance = instance
+
+    def _events(
+        self, run_id: str, kind: dg.DagsterEventType | set[dg.DagsterEventType], limit: int, ascending: bool = True
+    ) -> Sequence[dg.EventLogRecord]:
+        return self.instance.get_records_for_run(run_id, of_type=kind, limit=limit, ascending=ascending).records
 
     def find_run(self, execution_id: str) -> RunView | None:
         records = self.instance.get_run_records(filters=dg.RunsFilter(tags={EXECUTION_ID_TAG: execution_id}), limit=1)
@@ -102,7 +83,6 @@ class DagsterRunRecords:
         return self.runs_of_executions([execution_id]).get(execution_id, [])
 
     def runs_of_executions(self, execution_ids: Sequence[str]) -> dict[str, list[RunView]]:
-        """Every run of each of these executions, oldest first, in one query (an execution with none is left out)."""
         if not execution_ids:
             return {}
         filters = dg.RunsFilter(tags={EXECUTION_ID_TAG: list(execution_ids)})
@@ -117,13 +97,11 @@ class DagsterRunRecords:
             return None
         if run.tags.get(LOST_WORKER_TAG):
             return run.tags[LOST_WORKER_TAG]
-        kind = dg.DagsterEventType.ENGINE_EVENT
-        for record in self.instance.get_records_for_run(run.run_id, of_type=kind, limit=200, ascending=False).records:
+        for record in self._events(run.run_id, dg.DagsterEventType.ENGINE_EVENT, 200, ascending=False):
             match = _CRASHED_PROCESS.match(record.event_log_entry.message or "")
             if match:
                 return f"the run worker process {match.group(1).removesuffix('.')}"
-        kind = dg.DagsterEventType.STEP_FAILURE
-        for record in self.instance.get_records_for_run(run.run_id, of_type=kind, limit=200).records:
+        for record in self._events(run.run_id, dg.DagsterEventType.STEP_FAILURE, 200):
             event = record.event_log_entry.dagster_event
             data = event.step_failure_data if event is not None else None
             if data is not None and _lost_database(data.error):
@@ -133,8 +111,7 @@ class DagsterRunRecords:
 
     def node_records(self, run_id: str) -> dict[str, NodeRecord]:
         nodes: dict[str, NodeRecord] = {}
-        kind = dg.DagsterEventType.ASSET_MATERIALIZATION
-        for record in self.instance.get_records_for_run(run_id, of_type=kind, limit=10_000).records:
+        for record in self._events(run_id, dg.DagsterEventType.ASSET_MATERIALIZATION, 10_000):
             materialization = record.event_log_entry.asset_materialization
             if materialization is None or "node_id" not in materialization.metadata:
                 continue
@@ -153,10 +130,8 @@ class DagsterRunRecords:
         return nodes
 
     def node_checks(self, run_id: str) -> dict[str, list[NodeCheck]]:
-        """One query, by event type: the run's asset check evaluations (the media checks `execute_plan` logs)."""
         checks: dict[str, list[NodeCheck]] = {}
-        kind = dg.DagsterEventType.ASSET_CHECK_EVALUATION
-        for record in self.instance.get_records_for_run(run_id, of_type=kind, limit=10_000).records:
+        for record in self._events(run_id, dg.DagsterEventType.ASSET_CHECK_EVALUATION, 10_000):
             event = record.event_log_entry.dagster_event
             if event is None:
                 continue
@@ -176,10 +151,10 @@ class DagsterRunRecords:
         return checks
 
     def node_steps(self, run_id: str, node_ids: Sequence[str]) -> dict[str, NodeState]:
-        by_key = {mapping_key(node_id): node_id for node_id in node_ids}
+        by_step = {step_key(node_id): node_id for node_id in node_ids}
         states: dict[str, NodeState] = {}
         for stats in self.instance.get_run_step_stats(run_id):
-            node_id = _node_of_step(stats.step_key, by_key)
+            node_id = by_step.get(stats.step_key)
             if node_id is None:
                 continue
             if stats.status is None or stats.status == StepEventStatus.IN_PROGRESS:
@@ -189,10 +164,8 @@ class DagsterRunRecords:
         return states
 
     def _step_failures(self, run_id: str) -> list[tuple[str, str]]:
-        """(step key, what went wrong) of each failed step of a run, in order."""
         failures = []
-        kind = dg.DagsterEventType.STEP_FAILURE
-        for record in self.instance.get_records_for_run(run_id, of_type=kind, limit=20).records:
+        for record in self._events(run_id, dg.DagsterEventType.STEP_FAILURE, 20):
             event = record.event_log_entry.dagster_event
             if event is None or event.step_key is None:
                 continue
@@ -205,43 +178,32 @@ class DagsterRunRecords:
         return failures
 
     def node_errors(self, run_id: str, node_ids: Sequence[str]) -> dict[str, str]:
-        by_key = {mapping_key(node_id): node_id for node_id in node_ids}
-        errors: dict[str, str] = {}
-        for step_key, message in self._step_failures(run_id):
-            node_id = _node_of_step(step_key, by_key)
-            if node_id is not None:
-                errors[node_id] = message
-        return errors
+        by_step = {step_key(node_id): node_id for node_id in node_ids}
+        return {by_step[key]: message for key, message in self._step_failures(run_id) if key in by_step}
 
     def failure_message(self, run_id: str) -> str:
         messages = [message for _step_key, message in self._step_failures(run_id)]
         if messages:
             return "; ".join(messages)
-        kind = dg.DagsterEventType.RUN_FAILURE
-        run_failures = self.instance.get_records_for_run(run_id, of_type=kind, limit=1).records
+        run_failures = self._events(run_id, dg.DagsterEventType.RUN_FAILURE, 1)
         if run_failures and run_failures[0].event_log_entry.message:
             return run_failures[0].event_log_entry.message
         return "the run failed"
 
     def run_messages(self, run_id: str) -> list[str]:
         kinds = {dg.DagsterEventType.RUN_CANCELING, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED}
-        records = self.instance.get_records_for_run(run_id, of_type=kinds, limit=20).records
+        records = self._events(run_id, kinds, 20)
         return [record.event_log_entry.message for record in records if record.event_log_entry.message]
 
+    def _runs(self, limit: int, **filters: Any) -> list[RunView]:
+        records = self.instance.get_run_records(filters=dg.RunsFilter(job_name=JOB_NAME, **filters), limit=limit)
+        return [run_view(record.dagster_run, record) for record in records]
+
     def in_progress(self, limit: int = 100) -> list[RunView]:
-        """Runs of `execute_plan` that are running now (started, or being canceled), newest first."""
-        filters = dg.RunsFilter(job_name=JOB_NAME, statuses=_RUNNING)
-        return [
-            run_view(record.dagster_run, record)
-            for record in self.instance.get_run_records(filters=filters, limit=limit)
-        ]
+        return self._runs(limit, statuses=_RUNNING)
 
     def ended_since(self, since: datetime, limit: int) -> list[RunView]:
-        filters = dg.RunsFilter(job_name=JOB_NAME, statuses=_ENDED, updated_after=since)
-        return [
-            run_view(record.dagster_run, record)
-            for record in self.instance.get_run_records(filters=filters, limit=limit)
-        ]
+        return self._runs(limit, statuses=_ENDED, updated_after=since)
 
     def queued_runs(self) -> int:
         return self.instance.get_runs_count(dg.RunsFilter(job_name=JOB_NAME, statuses=[dg.DagsterRunStatus.QUEUED]))

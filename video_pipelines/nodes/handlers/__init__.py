@@ -13,9 +13,7 @@ from video_pipelines.nodes.handlers.merge import merge
 from video_pipelines.nodes.handlers.reframe import reframe
 from video_pipelines.plan.params import Operation
 
-# Each handler takes the params class `PARAMS_MODELS` parses its operation into, and returns
-# the provider it used (None for FFmpeg-only operations); the ones that caption their output
-# (addSubtitles, and merge and reframe of captioned inputs) return the cues as well.
+# Each takes its operation's params and returns the provider used (None: FFmpeg only), with cues if captioned.
 HANDLERS: dict[Operation, Callable[[Any, OperationCall], str | Captioned | None]] = {
     Operation.GENERATE_VIDEO: generate_video,
     Operation.MERGE: merge,
@@ -23,5 +21,3 @@ HANDLERS: dict[Operation, Callable[[Any, OperationCall], str | Captioned | None]
     Operation.ADD_SUBTITLES: add_subtitles,
     Operation.REFRAME: reframe,
 }
-
-__all__ = ["HANDLERS", "Captioned", "OperationCall"]

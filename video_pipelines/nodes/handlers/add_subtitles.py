@@ -37,7 +37,6 @@ def add_subtitles(params: AddSubtitlesParams, call: OperationCall) -> Captioned:
 
 
 def _speech_cues(params: AddSubtitlesParams, call: OperationCall) -> tuple[list[Cue], str]:
-    """Cues of the input video's speech, and who transcribed it."""
     assert params.language is not None  # the params' validation: speech needs a language
     transcriber = speech_transcriber(params.provider, allowed=call.env.allowed_hosts, remote=call.env.remote)
     request = TranscriptionRequest(

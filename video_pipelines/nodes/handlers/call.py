@@ -32,8 +32,7 @@ class OperationCall:
 
 @dataclass(frozen=True)
 class Captioned:
-    """A captioned output: who transcribed the speech for it (None: the cues were given, or carried
-    from captioned inputs by merge or reframe) and its cues."""
+    """A captioned output: its cues, and who transcribed them (None: given, or carried from inputs)."""
 
     provider: str | None
     cues: list[Cue]

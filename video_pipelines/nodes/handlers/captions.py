@@ -18,7 +18,6 @@ VTT_CONTENT_TYPE = "text/vtt; charset=utf-8"
 
 
 def store_captions(cues: Sequence[Cue], video_sha256: str, work: Path, store: ArtifactStore) -> Captions:
-    """The cues stored as SRT and WebVTT beside the video they caption."""
     srt, vtt = work / "captions.srt", work / "captions.vtt"
     srt.write_text(to_srt(cues), encoding="utf-8")
     vtt.write_text(to_webvtt(cues), encoding="utf-8")
@@ -29,19 +28,16 @@ def store_captions(cues: Sequence[Cue], video_sha256: str, work: Path, store: Ar
 
 @dataclass(frozen=True)
 class CarriedCaptions:
-    """The inputs' captions on the output's timeline, and the language of the soft subtitle track
-    an input had (None: the captions were burned in, or given as sidecars only)."""
+    """The inputs' captions on the output's timeline; `track_language`: the soft track an input had, if any."""
 
     cues: list[Cue]
     track_language: str | None
 
 
 def carried_captions(call: OperationCall, starts: Sequence[float]) -> CarriedCaptions | None:
-    """The captions of the inputs that have them, each input's cues moved to where it starts in the
-    output (`starts`) and cut where the next input starts; None when no input has captions.
+    """The inputs' cues moved to where each starts in the output (`starts`), cut where the next starts.
 
-    merge and reframe keep the words on screen in step: without this, a reframed or merged
-    `burn: false` video lost its subtitle track, and every result lost its SRT/WebVTT sidecars.
+    Without this, merge and reframe lost the subtitle track of `burn: false` videos, and every sidecar.
     """
     cues: list[Cue] = []
     language: str | None = None
@@ -61,7 +57,6 @@ def carried_captions(call: OperationCall, starts: Sequence[float]) -> CarriedCap
 
 
 def _stored_cues(result: VideoResult, index: int, call: OperationCall) -> list[Cue]:
-    """The cues of a captioned input, read from its SRT sidecar in the store."""
     key = call.env.store.key_for(result.sha256, ".srt")
     srt = from_store(call.env.store, key, call.work / f"input{index}.srt")
     if srt is None:
@@ -77,8 +72,7 @@ def untracked_output(call: OperationCall, carried: CarriedCaptions | None) -> Pa
 
 
 def keep_captions(call: OperationCall, carried: CarriedCaptions | None) -> Captioned | None:
-    """The carried captions as the output's own: its subtitle track (when an input had one) and, through
-    the returned cues, its SRT/WebVTT sidecars."""
+    """The carried captions as the output's own: its subtitle track (if an input had one) and sidecars."""
     if carried is None:
         return None
     if carried.track_language:

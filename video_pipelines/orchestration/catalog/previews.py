@@ -1,7 +1,4 @@
-"""What a node's asset materialization shows a person: a thumbnail of its video, a link, the file.
-
-Stored files are named by SHA-256; without a picture the catalog cannot tell which is which.
-"""
+"""What a node's materialization shows: a thumbnail, a link, the file (stored files are named by SHA-256)."""
 
 from __future__ import annotations
 
@@ -11,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from video_pipelines.errors import StorageError
+from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.orchestration.catalog.assets import asset_key_for, partition_key
 from video_pipelines.plan import PlanNode
 from video_pipelines.plan.results import VideoResult
@@ -22,11 +20,6 @@ from video_pipelines.vocabulary import NodeState
 def preview_metadata(
     result: VideoResult, path: str | Path, thumbnail_url: str | None, *, node_id: str
 ) -> dict[str, dg.MetadataValue]:
-    """`preview`: markdown with the thumbnail (when there is one) and a link to the video; `path`: where it is stored.
-
-    The link is the result's URL (an http(s) URL a browser opens when the storage is S3 or the
-    local store has an artifacts base URL).
-    """
     image = f"![{node_id}]({thumbnail_url})\n\n" if thumbnail_url else ""
     return {
         "preview": dg.MetadataValue.md(f"{image}[{result.url}]({result.url})"),
@@ -35,7 +28,6 @@ def preview_metadata(
 
 
 def node_preview(store: ArtifactStore, result: VideoResult, *, node_id: str) -> dict[str, dg.MetadataValue]:
-    """`preview_metadata` of a result in `store`: its file (or S3 object) and its thumbnail, if one is stored."""
     try:
         thumbnail_url = store.thumbnail_url(result.sha256)
     except StorageError:
@@ -48,19 +40,14 @@ def node_materialization(
     execution_id: str,
     node: PlanNode,
     lineage: str,
-    result: VideoResult,
+    run: NodeRun,
     *,
     state: NodeState,
-    provider: str | None = None,
-    seconds: float = 0.0,
-    reused_from: str | None = None,
-    cost_usd: float = 0.0,
-    model: str | None = None,
-    carried_from_run: str | None = None,
     artifacts: ArtifactStore,
+    carried_from_run: str | None = None,
     check_seconds: float = 0.0,
 ) -> dg.AssetMaterialization:
-    """The record of one node's video: what the catalog shows and what status and variants read."""
+    result, reused_from = run.result, run.reused_from
     return dg.AssetMaterialization(
         asset_key=asset_key_for(node.operation),
         partition=partition_key(execution_id, node.id),  # the catalog's way from an execution id to its videos
@@ -75,10 +62,10 @@ def node_materialization(
             "reused_from": reused_from or "",
             "carried_from_run": carried_from_run or "",
             "lineage": lineage,
-            "provider": provider or "",
-            "model": model or "",
-            "cost_usd": float(cost_usd),
-            "work_seconds": float(seconds),
+            "provider": run.provider or "",
+            "model": run.model or "",
+            "cost_usd": float(run.cost_usd),
+            "work_seconds": float(run.seconds),
             "check_seconds": float(check_seconds),  # what the media checks added (0.0: not checked in this run)
             "url": dg.MetadataValue.url(result.url),
             "duration": float(result.duration),
@@ -88,7 +75,6 @@ def node_materialization(
             "size_bytes": result.size_bytes,
             "sha256": result.sha256,
             "result": dg.MetadataValue.json(result.to_wire()),
-            # A thumbnail a person can see in the UI, the video's link and where the file is.
             **node_preview(artifacts, result, node_id=node.id),
         },
     )
@@ -97,7 +83,6 @@ def node_materialization(
 def reused_materializations(
     execution_id: str, resolved: ResolvedPlan, artifacts: ArtifactStore
 ) -> Iterator[dg.AssetMaterialization]:
-    """The records of the nodes the plan takes from its base, earlier runs or earlier executions."""
     for decision in resolved.reused:
         assert decision.result is not None
         node = resolved.plan.node(decision.node_id)
@@ -106,11 +91,9 @@ def reused_materializations(
             execution_id,
             node,
             resolved.lineage[node.id],
-            decision.result,
+            NodeRun(decision.result, None, 0.0, cost_usd=decision.cost_usd, reused_from=decision.reused_from),
             # A node an earlier run of this execution computed stays completed (and paid for once, there).
             state=NodeState.COMPLETED if computed else NodeState.REUSED,
-            reused_from=decision.reused_from,
-            cost_usd=decision.cost_usd,
             carried_from_run=decision.carried_from_run,
             artifacts=artifacts,
         )

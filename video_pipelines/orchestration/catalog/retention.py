@@ -1,19 +1,7 @@
 """Retention of the asset catalog: old executions' partitions are deleted, hourly or on demand.
 
-Every node result is a partition of its kind's asset (`assets.py`), and Dagster suggests at
-most 100,000 partitions per asset. With `VIDEO_PIPELINES_CATALOG_RETENTION_DAYS` set, the
-`catalog_retention` sensor deletes, once an hour, the partitions of executions whose runs all
-ended more than that many days ago (`executions.retention`); `video-pipelines prune-catalog`
-does the same pass on demand (`--dry-run` to see it first).
-
-What goes: the partition keys (`instance.delete_dynamic_partition`), so the asset's Partitions
-tab no longer lists the execution's nodes. What stays: the runs and their event logs (the
-materializations stay in each asset's Events list), the videos, the execution's status and
-webhooks, and the index that lets later plans reuse its results. A run of a pruned execution
-(a retry) adds its partitions again, as any run does.
-
-A pass has a time budget, so a sensor tick ends within Dagster's sensor timeout however large
-the backlog: it takes the oldest partitions first and leaves the rest to the next pass.
+Only partition keys go (Dagster suggests at most 100,000 per asset); runs, event logs, videos,
+status and the reuse index stay. A pass has a time budget so a tick ends within the sensor timeout.
 """
 
 from __future__ import annotations
@@ -44,8 +32,6 @@ LOGGED_EXECUTIONS = 20
 
 @dataclass
 class CatalogPrune:
-    """What one pass deleted (or, dry, would delete) and what it kept."""
-
     cutoff: float
     dry_run: bool
     pruned: list[str] = field(default_factory=list)  # execution ids, oldest partitions first
@@ -74,7 +60,6 @@ class CatalogPrune:
 
 
 def retention_from_env() -> timedelta | None:
-    """The catalog's retention from the environment; None when it is not set (nothing is pruned)."""
     raw = os.environ.get(CATALOG_RETENTION_ENV, "").strip()
     return parse_retention_days(raw, CATALOG_RETENTION_ENV) if raw else None
 
@@ -97,13 +82,11 @@ def prune_catalog(
     dry_run: bool = False,
     budget_seconds: float | None = None,
 ) -> CatalogPrune:
-    """Delete the catalog partitions of executions whose runs all ended more than `retention` ago."""
     cutoff = (time.time() if now is None else now) - retention.total_seconds()
     report = CatalogPrune(cutoff=cutoff, dry_run=dry_run)
     stop_at = None if budget_seconds is None else time.monotonic() + budget_seconds
     records = DagsterRunRecords(instance)
-    # Executions whose ids say they began after the cutoff are kept without a query; the others'
-    # runs are read RUN_QUERY_BATCH executions at a time.
+    # Executions whose ids say they began after the cutoff are kept without a query.
     candidates: list[tuple[str, Sequence[tuple[str, str]]]] = []
     for execution_id, keys in _partitions_by_execution(instance).items():
         if began_after(execution_id, cutoff):
@@ -129,10 +112,7 @@ def prune_catalog(
 
 
 def _partitions_by_execution(instance: dg.DagsterInstance) -> dict[str, Sequence[tuple[str, str]]]:
-    """Every node-result partition, by execution id: the oldest `exec_<ULID>` executions first.
-
-    Executions named by a run id (runs launched directly) say nothing of their age: they come first.
-    """
+    """Every node-result partition by execution id, oldest first (run-id-named executions first)."""
     by_execution: dict[str, list[tuple[str, str]]] = {}
     for operation in Operation:
         name = partitions_of(operation)

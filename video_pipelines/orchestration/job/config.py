@@ -1,11 +1,7 @@
-"""Run config of `execute_plan`: the plan object at `ops.plan.config` (README "The Dagster UI").
+"""Run config of `execute_plan`: the plan object at `ops.plan.config`, in the SDK's camelCase wire names.
 
-Field names are the SDK's camelCase wire names so that a plan pastes into the launchpad
-as it is. Operation names and priorities are enums, so Dagster's config editor refuses a
-typo (`generateVidoe`) before launch and offers the accepted spellings. The webhook secret
-is given by environment variable name (`secretEnv`): a plaintext `secret` is not a field,
-so Dagster refuses such run config before the run is created and the secret never reaches
-run storage.
+Enums make Dagster's editor refuse typos; the webhook secret is only a variable name (`secretEnv`), so
+it never reaches run storage.
 """
 
 from __future__ import annotations
@@ -18,10 +14,8 @@ from pydantic import Field
 
 from video_pipelines.plan import Plan
 
-# Dagster turns a Python enum into a config enum whose accepted strings are the members' *names*
-# (`Priority.HIGH` would have to be written HIGH), so these two enums name each member by its wire
-# spelling. They list exactly what the plan model accepts (`Operation.parse`, `Priority`); a test
-# holds them to it.
+# Dagster's config enums accept member *names*, so these name each member by its wire spelling (a test
+# holds them to `Operation.parse` and `Priority`).
 
 
 class OperationName(StrEnum):
@@ -77,9 +71,7 @@ class PlanNodeConfig(dg.Config):
 class PlanConfig(dg.Config):
     """The execution plan to run (the SDK's JSON, minus any plaintext webhook secret)."""
 
-    # Not `min_length=1`: Dagster's config types have no length bound, so its editor would accept `jobs: []`
-    # anyway, and pydantic's refusal would come as a stack trace from the `plan` step. Without it the `plan`
-    # step refuses the empty plan itself, before any node runs: "plan.jobs: the plan is empty; add at least one job".
+    # Not `min_length=1`: Dagster's editor would accept `[]` anyway, then pydantic would fail with a stack trace.
     jobs: list[PlanNodeConfig] = Field(description="the plan's jobs: at least one")
     baseExecutionId: str | None = None
     webhook: WebhookConfig | None = None
@@ -97,49 +89,19 @@ class PlanConfig(dg.Config):
     )
 
     def to_wire(self) -> dict[str, Any]:
-        hook = self.webhook
-        events = None if hook is None or hook.events is None else list(hook.events)
-        webhook = None if hook is None else {"url": hook.url, **_present(secretEnv=hook.secretEnv, events=events)}
-        return {
-            "jobs": [_node_wire(node) for node in self.jobs],
-            **_present(
-                baseExecutionId=self.baseExecutionId,
-                webhook=webhook,
-                priority=None if self.priority is None else self.priority.value,
-                maxCostUsd=self.maxCostUsd,
-                timeoutSeconds=self.timeoutSeconds,
-                cache=self.cache,
-            ),
-        }
+        wire: dict[str, Any] = self.model_dump(mode="json", exclude_none=True)
+        # A node's keys in the SDK's order (the config lists `type` first, for the Launchpad).
+        wire["jobs"] = [
+            {"id": n.pop("id"), "params": n.pop("params"), "dependsOn": n.pop("dependsOn"), **n} for n in wire["jobs"]
+        ]
+        return wire
 
     @classmethod
     def from_plan(cls, plan: Plan) -> PlanConfig:
-        """Run config for `plan`; the webhook secret stays out (it is looked up elsewhere)."""
         return cls.model_validate(plan.to_wire(include_secret=False))
 
 
-def _node_wire(node: PlanNodeConfig) -> dict[str, Any]:
-    return {
-        "id": node.id,
-        "params": node.params,
-        "dependsOn": node.dependsOn,
-        **_present(
-            type=None if node.type is None else node.type.value,
-            operation=None if node.operation is None else node.operation.value,
-            output=node.output,
-            cache=node.cache,
-        ),
-    }
-
-
-def _present(**values: Any) -> dict[str, Any]:
-    """`values` without the ones that are None: absent from the wire, as a plan leaves them out."""
-    return {key: value for key, value in values.items() if value is not None}
-
-
-# The job's default run config, what the Launchpad opens with (in wire form, so it reads like the SDK's
-# plans): it runs as it is, with no provider key and no cost. Two 2 s clips of the local provider,
-# crossfaded into one 3.5 s video.
+# The Launchpad's default: runs as it is, no provider key, no cost (two local clips crossfaded).
 EXAMPLE_PLAN: dict[str, Any] = {
     "jobs": [
         {

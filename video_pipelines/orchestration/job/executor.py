@@ -1,11 +1,7 @@
-"""The executor of `execute_plan`: in-process by default, multiprocess when asked for.
+"""The executor of `execute_plan`: in-process by default, multiprocess when run config asks for it.
 
-Why in-process by default: on our 2-core machines a multiprocess step costs 0.7 s
-(forkserver) to 1.8 s (spawn) of process start-up (measured on a 2-core machine), and FFmpeg already
-keeps both cores busy with x264's own threads, so running local nodes side by side buys
-nothing while the start-up cost is paid per node. A deployment with more cores, or with
-slow remote providers, can choose `execution: {config: {multiprocess: {max_concurrent: N}}}`
-in run config.
+Why in-process: a multiprocess step costs 0.7-1.8 s of process start-up (measured on 2 cores), and
+x264's threads keep both cores busy already, so local nodes side by side buy nothing.
 """
 
 from __future__ import annotations

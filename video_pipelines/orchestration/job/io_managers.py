@@ -1,16 +1,7 @@
-"""Where step outputs (plan state, node tasks, node results) are kept between the steps of a run.
+"""Where step outputs live between steps: on S3 beside the artifacts when those are on S3 (any worker
+can read them and re-execute a run), else in `$DAGSTER_HOME/storage`; chosen from the same setting.
 
-They live beside the artifacts: on S3 when the artifact store is S3 (dagster-aws's pickle IO
-manager, under `<prefix>/dagster-step-outputs/`), so any worker on any machine can read them
-and a run can be re-executed from failure on another worker; otherwise in the instance's
-storage folder (`$DAGSTER_HOME/storage`, Dagster's default), which only workers sharing that
-disk can read. The choice is made when a run starts, from the same setting as the artifact
-store (`VIDEO_PIPELINES_STORAGE_URL`), so the two can never disagree.
-
-Quietly: Dagster's pickle IO managers log a line for each object they write or read ("Writing
-file at: ...", "Loading S3 object from: ..."), beside the HANDLED_OUTPUT and LOADED_INPUT
-events that already say it, with the path in their metadata: two rows per node on a run page.
-These subclasses write and read the same objects at the same paths without those lines.
+Quiet: Dagster's pickle IO managers log a line per object besides the events that say it already.
 """
 
 # No `from __future__ import annotations`: Dagster reads resource annotations at runtime.
@@ -39,8 +30,6 @@ def _read(manager: UPathIOManager, context: dg.InputContext) -> Any:
 
 
 class QuietFilesystemIOManager(PickledObjectFilesystemIOManager):
-    """Dagster's pickled step outputs in a folder, without a log line per object."""
-
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         _write(self, context, obj)
 
@@ -65,8 +54,6 @@ class StepOutputs(dg.ConfigurableIOManagerFactory):  # type: ignore[type-arg]
         from video_pipelines.storage.s3 import S3ArtifactStore
 
         class QuietS3IOManager(PickledObjectS3IOManager):
-            """dagster-aws's pickled step outputs on S3, without a log line per object."""
-
             def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
                 _write(self, context, obj)
 

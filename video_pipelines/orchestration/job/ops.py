@@ -1,20 +1,9 @@
-"""The `execute_plan` job: one Dagster step per plan node, on any plan; the node's life is in `nodes/`.
+"""The `execute_plan` job: a node pool of three ops, since a job's graph is fixed when the code loads.
 
-A Dagster job's graph is fixed when the code loads, while every plan has its own shape. The
-job is therefore a node pool of three ops: `plan` admits the plan (`executions`: reuse,
-carried nodes, spend cap) and fans out one dynamic output per node to run, in topological
-order; `node[<node id>]` runs each of them; `finish` reports the final video. A run page
-lists exactly the plan's nodes that run: no steps for depths a plan does not have, nothing
-skipped, no `[?]` box left when the run ends.
-
-A node's step depends, for Dagster, on `plan` alone, so it finds its inputs' videos itself
-when it starts (`upstream.py`, which says why its wait cannot deadlock). A node whose input's
-step failed is not run: its step logs "not run: <input> failed" and ends without output.
-With the in-process executor (`executor.py`) remote nodes start ahead of their steps, in
-threads of the run's process (`nodes/head_start.py`), so a plan's remote calls overlap.
-
-Only the planned nodes cross the IO manager (`io_managers.py`): a node's output is
-`Nothing` (its video is in its materialization), and `finish` returns nothing.
+`plan` admits the plan and fans out one dynamic output per node to run (topological order);
+`node[<id>]` runs each (finding its inputs itself, `upstream.py`); `finish` reports the final video.
+A run page then lists exactly the plan's nodes that run. Node outputs are `Nothing`: the video is
+in the materialization.
 """
 
 # No `from __future__ import annotations`: Dagster reads op and config annotations at runtime.
@@ -50,12 +39,11 @@ from video_pipelines.submissions.counters import observe_node_seconds
 from video_pipelines.vocabulary import NodeState
 
 
-def _invalid(description: str) -> dg.Failure:
+def _invalid(description: str) -> dg.Failure:  # a failure no retry would fix
     return dg.Failure(description=description, allow_retries=False)
 
 
 def _admit(context: dg.OpExecutionContext, config: PlanConfig, execution_id: str, nodes: RunNodes) -> ResolvedPlan:
-    """Admit the plan, and reuse what its base, earlier runs and earlier executions made (`decide_reuse`)."""
     records = DagsterRunRecords(context.instance)
     try:
         admission = admit(config.to_wire(), records)
@@ -86,13 +74,9 @@ def plan(
     """Validate the execution plan, reuse what is already made, and hand out its nodes to run."""
     execution_id = execution_id_of(context)
     if cancel_requested(head_starts.store(), run_view(context.run)):
-        # Canceled while its run was being launched: nothing starts, not even a head start. A step
-        # that fails while its run is CANCELING ends the run CANCELED.
+        # Canceled while launched: a step failing while its run is CANCELING ends the run CANCELED.
         context.instance.report_run_canceling(context.run, message=f"execution {execution_id} was canceled")
-        raise dg.Failure(
-            description=f"execution {execution_id} was canceled while its run was launched: no node runs",
-            allow_retries=False,
-        )
+        raise _invalid(f"execution {execution_id} was canceled while its run was launched: no node runs")
     resolved = _admit(context, config, execution_id, head_starts)
     # Before any node's materialization: the catalog lists each node of the execution under its kind.
     add_execution(context.instance, execution_id, resolved.plan.nodes)
@@ -117,7 +101,7 @@ def plan(
 
 
 def _shape(planned: PlannedNode) -> str:
-    """A node to run and the nodes it takes videos from: the plan's edges, which the job's graph cannot draw."""
+    """A node and the nodes it takes videos from: the plan's edges, which the job's graph cannot draw."""
     after = planned.node.depends_on
     return f"{planned.node.id} (after {', '.join(after)})" if after else planned.node.id
 
@@ -155,7 +139,7 @@ def run_plan_node(
             log_checks=lambda outcomes: _log_checks(context, task, outcomes),
         )
     except NodeFailed as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc.__cause__
+        raise _invalid(str(exc)) from exc.__cause__
     if started is not None:
         started.record(node.id, run.result)
         start_ready(head_starts, started, shell, context.log.info)
@@ -164,7 +148,6 @@ def run_plan_node(
 
 
 def _record_run(context: dg.OpExecutionContext, nodes: RunNodes, task: NodeTask, run: NodeRun) -> None:
-    """The node's video as its materialization, its media checks as evaluations, its time as a metric."""
     node, result = task.node, run.result
     checks = nodes.take_checks(node.id, task.lineage) if run.reused_from is None else []
     context.log_event(
@@ -172,13 +155,8 @@ def _record_run(context: dg.OpExecutionContext, nodes: RunNodes, task: NodeTask,
             task.execution_id,
             node,
             task.lineage,
-            result,
+            run,
             state=NodeState.COMPLETED if run.reused_from is None else NodeState.REUSED,
-            provider=run.provider,
-            seconds=run.seconds,
-            cost_usd=run.cost_usd,
-            model=run.model,
-            reused_from=run.reused_from,
             artifacts=nodes.env().store,
             check_seconds=float(checks[0].metadata.get("check_seconds", 0.0)) if checks else 0.0,
         )
@@ -190,7 +168,6 @@ def _record_run(context: dg.OpExecutionContext, nodes: RunNodes, task: NodeTask,
 
 
 def _log_checks(context: dg.OpExecutionContext, task: NodeTask, outcomes: Sequence[CheckOutcome]) -> None:
-    """Each media check as an evaluation of the node's asset check, on its partition; failures also in the log."""
     for outcome in outcomes:
         evaluation = check_evaluation(task.node.operation, task.execution_id, task.node.id, outcome)
         context.log_event(evaluation)  # type: ignore[arg-type]  # log_event takes check evaluations (its annotation lags)
@@ -223,7 +200,6 @@ def finish(context: dg.OpExecutionContext) -> Iterator[dg.Output[None]]:
     description="Run an AI-video execution plan: one step per plan node, each writing a real MP4.",
     executor_def=in_process_or_multiprocess,
     tags={"video/kind": "execution_plan"},
-    # What the Launchpad opens with: a small plan that runs as it is (every resource's config has a default).
     config={"ops": {"plan": {"config": EXAMPLE_PLAN}}},
 )
 def execute_plan() -> None:

@@ -21,8 +21,6 @@ from video_pipelines.providers.pricing import PricingTable
 
 
 class DagsterRunShell:
-    """What the nodes of one Dagster run need from it; holds no step context (work may run ahead of its step)."""
-
     def __init__(self, instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
         self._instance = instance
         self._run = run
@@ -55,7 +53,7 @@ class DagsterRunShell:
 
 
 def execution_id_of(context: dg.OpExecutionContext) -> str:
-    """The run's `video/execution_id` tag; a run launched directly gets its run id as the execution id."""
+    """The run's `video/execution_id` tag; a run launched directly gets its run id."""
     execution_id = context.run.tags.get(EXECUTION_ID_TAG)
     if execution_id is None:
         execution_id = context.run_id
@@ -64,12 +62,7 @@ def execution_id_of(context: dg.OpExecutionContext) -> str:
 
 
 def head_starts_of(context: dg.OpExecutionContext, nodes: RunNodes) -> HeadStarts | None:
-    """The run's `HeadStarts` when every step of the run executes in this process, else None.
-
-    Read from the run's executor config (a step's context does not hold the executor): the
-    in-process executor, or `execute_in_process`. With the multiprocess executor each step is
-    a process of its own, whose threads would end with it.
-    """
+    """The run's `HeadStarts` when every step runs in this process (read from the executor config), else None."""
     execution = context.get_step_execution_context().resolved_run_config.execution
     in_process = execution.execution_engine_name is None or "in_process" in execution.execution_engine_config
     return nodes.started if in_process else None

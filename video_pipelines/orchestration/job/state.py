@@ -10,10 +10,7 @@ NODE_OP = "node"  # the name of the op that runs each node: its steps are `node[
 
 
 def mapping_key(node_id: str) -> str:
-    """A Dagster mapping key for a node id: the id itself when it is safe, else a safe form plus a hash.
-
-    Node ids may hold '-', which mapping keys may not; the hash keeps `a-b` and `a_b` apart.
-    """
+    """A safe Dagster mapping key for a node id: '-' is refused; the hash keeps `a-b` and `a_b` apart."""
     if not _UNSAFE_KEY_CHARS.search(node_id):
         return node_id
     digest = hashlib.sha256(node_id.encode()).hexdigest()[:6]
@@ -21,5 +18,4 @@ def mapping_key(node_id: str) -> str:
 
 
 def step_key(node_id: str) -> str:
-    """The Dagster step key of a node's step (`node[scene_1]`)."""
     return f"{NODE_OP}[{mapping_key(node_id)}]"

@@ -1,9 +1,7 @@
-"""Spans of `execute_plan` runs: one per node (run or reused); the execution's is recorded at its end
-(`executions.record_end`).
+"""Spans of `execute_plan` runs: one per node (run or reused); the execution's is recorded at its end.
 
-The execution's trace context comes from the run's `video/traceparent` tag (put there by
-the plan sensor from the submission), else from its id (a run launched directly), so every
-step process finds the same parent without asking anyone (`telemetry.trace_context`).
+The parent comes from the run's `video/traceparent` tag, else its execution id, so every step process
+finds the same parent without asking anyone.
 """
 
 from __future__ import annotations
@@ -14,10 +12,7 @@ from contextlib import contextmanager
 import dagster as dg
 from opentelemetry.trace import Span
 
-from video_pipelines.executions import (
-    EXECUTION_ID_TAG,
-    TRACEPARENT_TAG,
-)
+from video_pipelines.executions import EXECUTION_ID_TAG, TRACEPARENT_TAG
 from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.nodes.tasks import NodeTask
 from video_pipelines.plan import Plan
@@ -27,13 +22,10 @@ from video_pipelines.telemetry.tracing import best_effort, span_in, tracing
 
 
 def run_trace(run: dg.DagsterRun) -> TraceContext:
-    """The trace context of the execution a run of `execute_plan` runs."""
     return execution_context(run.tags.get(TRACEPARENT_TAG), run.tags.get(EXECUTION_ID_TAG, run.run_id))
 
 
 class NodeSpan:
-    """The span of one node's step; `ran` adds what the node did."""
-
     def __init__(self, span: Span) -> None:
         self.span = span
 
@@ -51,10 +43,7 @@ class NodeSpan:
 
 @contextmanager
 def node_span(run: dg.DagsterRun, task: NodeTask, *, attempt: int) -> Iterator[NodeSpan]:
-    """The span `node <id>` around a node's work, a child of its execution's; an error leaving it is recorded.
-
-    Given the run rather than a step's context: a remote node's work may begin, in a thread, before its step.
-    """
+    """The span `node <id>` around a node's work; given the run, not a step's context (work may run ahead)."""
     node = task.node
     attributes = {
         "video_pipelines.execution_id": task.execution_id,
@@ -70,7 +59,6 @@ def node_span(run: dg.DagsterRun, task: NodeTask, *, attempt: int) -> Iterator[N
 
 @best_effort
 def trace_reused(context: dg.OpExecutionContext, execution_id: str, plan: Plan, reused: Iterable[NodeDecision]) -> None:
-    """A span for each node taken from the base, so the trace shows every node of the plan."""
     if not tracing().enabled:
         return
     parent = run_trace(context.run)

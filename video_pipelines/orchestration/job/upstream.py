@@ -1,27 +1,9 @@
-"""How a node's step finds the videos of the nodes it needs, which run as steps of their own.
+"""How a node's step finds its inputs' videos: in memory, in the run's (and re-executed runs') records, or by waiting.
 
-In `execute_plan` every node to run is a step `node[<id>]` that depends, for Dagster, only on
-`plan`: Dagster's graph is fixed when the code loads, the plan's edges are not. So a step
-finds its upstream videos itself, when it starts:
-
-1. in memory: with the in-process executor every step of the run runs in this process, and
-   each node's step (or its work started ahead, `head_start.py`) records its video there;
-2. in the run's records: each node's step logs an asset materialization with its `node_id`,
-   `lineage` and `result` (as `plan` does for each node it reuses), and a run re-executed
-   from failure reads the runs it re-executes too;
-3. else it waits for them, polling the run's records (each step in its own process, the
-   multiprocess executor), until each has a video or its step ended without one: then this
-   node does not run (`NotRun`), and its step ends without work.
-
-Why waiting cannot deadlock: `plan` yields the nodes in topological order, the steps become
-executable in that order (they all wait on `plan` alone), and Dagster's executors start
-executable steps first in, first out (`ActiveExecution.get_steps_to_execute`: a stable sort
-on `dagster/priority`, which the steps of a run share). So a step waits only on steps
-started before it, which hold their slots of `max_concurrent` while they run and never wait on
-a later one; the earliest step still running waits on nothing unfinished. Two things keep that true:
-retries of a transient failure happen inside the step (Dagster's `RetryRequested` would put
-the step back at the end of the queue, behind the steps waiting for it), and with the
-in-process executor a step never waits (its upstream steps ran before it, one at a time).
+Why waiting cannot deadlock: `plan` yields nodes in topological order and Dagster's executors start
+executable steps first in, first out (`ActiveExecution.get_steps_to_execute`), so a step waits only on
+steps started before it. Hence retries happen inside the step: Dagster's `RetryRequested` would requeue
+it behind the steps waiting for it.
 """
 
 from __future__ import annotations
@@ -43,8 +25,6 @@ _STEP_ENDS = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE
 
 @dataclass(frozen=True)
 class NotRun:
-    """A node needed `dependency`, whose step ended without a video."""
-
     dependency: str
     failed: bool
 
@@ -71,7 +51,7 @@ def earlier_results(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[st
 def _look(
     instance: dg.DagsterInstance, run_id: str, needs: Mapping[str, str]
 ) -> tuple[dict[str, VideoResult], dict[str, bool]]:
-    """From the run's records: the needed videos recorded so far, and the needed steps that ended (failed?)."""
+    """The needed videos recorded so far, and the needed steps that ended (failed?)."""
     kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION, *_STEP_ENDS}
     found: dict[str, VideoResult] = {}
     ended: dict[str, bool] = {}
@@ -99,10 +79,9 @@ def upstream_results(
     log: Callable[[str], None],
     sleep: Callable[[float], None] = sleep_interruptibly,
 ) -> dict[str, VideoResult] | NotRun:
-    """The videos of the nodes `planned` needs, or one of them whose step ended without one (a failed one first).
+    """The videos `planned` needs, or one whose step ended without one (a failed one first).
 
-    `wait`: poll the run's records until each needed step has ended (the multiprocess
-    executor); else a needed step has ended already (the in-process one), so look once.
+    `wait`: poll until each needed step ended (multiprocess executor); else look once (in-process).
     """
     needs = planned.needs
     found = {node_id: in_memory[node_id] for node_id in needs if node_id in in_memory}
@@ -122,8 +101,7 @@ def upstream_results(
         found.update(recorded)
         gone = [node_id for node_id in missing if node_id not in found and (node_id in ended or not wait)]
         if gone:
-            # The cause first: a needed node that failed, rather than one it kept from running
-            # (which of the two has ended first is a race between steps in other processes).
+            # The cause first (which of the two ended first is a race between steps in other processes).
             cause = next((node_id for node_id in gone if ended.get(node_id)), gone[0])
             return NotRun(cause, failed=ended.get(cause, False))
         if len(found) < len(needs):

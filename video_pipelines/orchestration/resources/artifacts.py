@@ -18,7 +18,6 @@ ALLOWED_HOSTS_ENV = "VIDEO_PIPELINES_ALLOWED_HOSTS"
 
 
 def default_artifacts_root() -> Path:
-    """`$DAGSTER_HOME/artifacts`, or `.dagster_home/artifacts` when DAGSTER_HOME is unset."""
     home = os.environ.get("DAGSTER_HOME") or ".dagster_home"
     return Path(home).resolve() / "artifacts"
 
@@ -56,7 +55,6 @@ class MediaPolicy(dg.ConfigurableResource):  # type: ignore[type-arg]
         return AllowedHosts.from_env()
 
     def blocking(self) -> frozenset[CheckName]:
-        """The media checks whose failure fails the node (read at run time, like the other settings)."""
         return parse_blocking(self.blocking_checks if self.blocking_checks is not None else blocking_checks_env())
 
 

@@ -1,24 +1,10 @@
 """Per-provider limits on Dagster's concurrency pools: one pool per provider, named as the provider.
 
-Why Dagster's pools, and why not through `@op(pool=...)`: a pool is the deployment-wide
-limit Dagster already keeps in its database (every run, every worker, every machine sees
-the same slots), is set in one place (`dagster instance concurrency set replicate 4`, or
-the UI's Deployment → Concurrency) and shows who holds and who waits. But an op's pool
-belongs to its definition, and one op (`run_plan_node`) runs every node whatever its
-provider, so the pool cannot vary per node; and a slot must be held by the provider job
-(from its creation to its end), which may run in a thread ahead of its step. So the node
-claims the slot itself, through the instance's pool storage (`claim_concurrency_slot`,
-the call Dagster's own executors make), keyed by its run and step.
-
-- No limit set for a pool (and no `concurrency.pools.default_limit`): nothing is claimed.
-  A default limit initializes the pool as Dagster does for op pools.
-- Waiting is interruptible (`sleep_interruptibly`, so a cancel or the run's end stops it)
-  and logged once, with the limit. A provider job that already exists (a retried step)
-  claims with a higher priority than new ones; otherwise the run's `dagster/priority` orders waiters.
-- The slot is freed when the job ends, however it ends (`free_concurrency_slot_for_step`).
-  A run whose process died never frees its slot itself: Dagster's run monitoring frees the
-  slots of ended runs when `run_monitoring.free_slots_after_run_end_seconds` is set.
-- `concurrency.pools.granularity: run` does not apply: these slots are per provider job.
+Not `@op(pool=...)`: one op runs every node whatever its provider, and the slot must be held by the
+provider job, which may run in a thread ahead of its step. So the node claims it itself
+(`claim_concurrency_slot`, as Dagster's executors do). No limit set: nothing claimed. A resumed job
+claims ahead of new ones. A dead run's slot is freed by run monitoring
+(`run_monitoring.free_slots_after_run_end_seconds`).
 """
 
 from __future__ import annotations
@@ -38,13 +24,8 @@ RESUME_PRIORITY_BOOST = 1_000_000
 CLAIM_POLL_SECONDS = 0.5
 
 
-def pool_for(provider: str) -> str:
-    """The Dagster pool of a provider's jobs: its name (`replicate`, `fal`, `google-cloud`)."""
-    return provider
-
-
 def pool_limit(instance: dg.DagsterInstance, pool: str) -> int | None:
-    """The limit of `pool` (initialized from `concurrency.pools.default_limit` when it has none), None: unlimited."""
+    """The limit of `pool` (initialized from `concurrency.pools.default_limit`), None: unlimited."""
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:
         return None
@@ -58,8 +39,6 @@ def pool_limit(instance: dg.DagsterInstance, pool: str) -> int | None:
 
 
 class DagsterProviderSlots:
-    """The `ProviderSlots` of one node: slots of its provider's pool, claimed for its run and step."""
-
     def __init__(
         self, instance: dg.DagsterInstance, run: dg.DagsterRun, *, step_key: str, log: Callable[[str], None]
     ) -> None:
@@ -71,7 +50,7 @@ class DagsterProviderSlots:
 
     @contextmanager
     def hold(self, provider: str, *, resuming: bool) -> Iterator[None]:
-        pool = pool_for(provider)
+        pool = provider
         limit = pool_limit(self._instance, pool)
         if limit is None:
             yield

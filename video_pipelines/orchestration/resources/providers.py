@@ -1,18 +1,13 @@
-"""One typed resource per remote provider: its endpoint, default models and where its credential is.
+"""One typed resource per remote provider: its endpoint, default models and its credential's variable.
 
-Why the credential is an environment variable *name* here and not a `dg.EnvVar` value: every
-plan node runs in the same op, which therefore needs every provider's resource, and Dagster
-fails a run whose `EnvVar` is unset. A deployment that uses only `local` (or only fal) would
-see every run fail for a token it never needs. So each resource names its variable (shown
-in the UI, never the value) and reads it when a node actually calls the provider; the secret
-stays out of run config, resource config and logs all the same.
+The credential is a variable *name*, not a `dg.EnvVar`: one op needs every provider's resource, and
+Dagster fails a run whose `EnvVar` is unset, even for a provider it never calls.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
 
 import dagster as dg
 from pydantic import Field
@@ -25,30 +20,13 @@ from video_pipelines.providers import replicate as replicate_api
 from video_pipelines.providers import vertex as vertex_api
 
 
-class _ModelChoice(Protocol):
-    """The models and polling an API-key provider's resource configures (read-only: resources are frozen)."""
-
-    @property
-    def video_model(self) -> str: ...
-
-    @property
-    def lipsync_model(self) -> str: ...
-
-    @property
-    def speech_model(self) -> str: ...
-
-    @property
-    def poll_interval_seconds(self) -> float: ...
-
-
 def _keyed_factory(
     provider: type[replicate_api.ReplicateProvider | fal_api.FalProvider],
     name: str,
     credential_env: str,
     base_url: str,
-    models: _ModelChoice,
+    models: ReplicateResource | FalResource,
 ) -> RemoteFactory:
-    """A factory of an API-key provider; the key is read from `credential_env` only when a node needs it."""
 
     def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer | SpeechTranscriber:
         return provider(

@@ -1,14 +1,8 @@
-"""The plan sensor: pending submissions become `execute_plan` runs.
+"""The plan sensor: pending submissions become `execute_plan` runs (`evaluate_submissions` decides).
 
-The decision is a plain function, `evaluate_submissions`, so tests drive it directly. The
-store stays the source of truth. Before a run is asked for, its submission (or attempt) is
-claimed, PENDING -> LAUNCHING, in one conditional UPDATE: a cancel that got there first wins
-and no run is asked for; one that comes after is recorded as a request, which the run obeys
-(it runs no node, see `executions.lifecycle`) and which this sensor carries out as soon as it
-sees the run (`stop_run`). A LAUNCHING submission stays so until its run exists (the next tick
-sees the run and marks it launched); until then every tick asks for the run again, so a
-daemon that stops between evaluating and launching loses nothing; asking again is safe
-because the daemon deduplicates run keys (the execution id, or the attempt's).
+A submission is claimed PENDING -> LAUNCHING in one conditional UPDATE before its run is asked for:
+an earlier cancel wins, a later one is carried out once the run exists (`stop_run`). A LAUNCHING
+submission is asked for again every tick until its run exists; the daemon deduplicates run keys.
 """
 
 from __future__ import annotations
@@ -18,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import dagster as dg
 
@@ -56,12 +51,11 @@ from video_pipelines.submissions import (
 from video_pipelines.webhooks import DeliveryOutbox
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
 class SubmissionTick:
-    """What one evaluation decided, submission by submission."""
-
     run_requests: list[dg.RunRequest] = field(default_factory=list)
     launched: dict[str, str] = field(default_factory=dict)  # execution id -> run id
     rejected: dict[str, str] = field(default_factory=dict)  # execution id -> error
@@ -84,16 +78,12 @@ class SubmissionTick:
 
 
 def run_request_for(submission: Submission, plan: Plan) -> dg.RunRequest:
-    tags = {
-        EXECUTION_ID_TAG: submission.execution_id,
-        "dagster/priority": str(plan.priority.dagster_priority),
-    }
+    tags = {EXECUTION_ID_TAG: submission.execution_id, "dagster/priority": str(plan.priority.dagster_priority)}
     if plan.base_execution_id:
         tags[BASE_EXECUTION_ID_TAG] = plan.base_execution_id
     # The plan's deadline: run monitoring ends the run past it (execution status maps that to the deadline).
     tags.update(deadline_tags(plan.timeout_seconds))
-    if submission.traceparent:
-        # The execution's span context, for its nodes' spans (telemetry.trace_context).
+    if submission.traceparent:  # the execution's span context, for its nodes' spans
         tags[TRACEPARENT_TAG] = submission.traceparent
     return dg.RunRequest(
         run_key=submission.execution_id,
@@ -105,7 +95,6 @@ def run_request_for(submission: Submission, plan: Plan) -> dg.RunRequest:
 def _launched(
     run: RunView, cancel_requested: bool, store: SubmissionStore, records: RunRecords, tick: SubmissionTick, key: str
 ) -> None:
-    """The run of a launch exists and its launch is recorded; a cancel requested meanwhile is carried out."""
     tick.launched[key] = run.run_id
     if cancel_requested and stop_run(records, store, run):  # a queued run then never starts
         tick.canceled[key] = run.run_id
@@ -123,8 +112,7 @@ def _evaluate(submission: Submission, store: SubmissionStore, records: RunRecord
         # Claimed and asked for, and still no run: asked for again (a daemon that stopped lost the request).
         tick.run_requests.append(run_request_for(submission, parse_plan(submission.plan)))
         return
-    # A tenant's base must be its own (checked at submit too); DEFAULT_TENANT submissions may be an
-    # operator's, who may use any base.
+    # A tenant's base must be its own; DEFAULT_TENANT submissions may be an operator's, who may use any base.
     tenant = None if submission.tenant == DEFAULT_TENANT else submission.tenant
     admission = admit(submission.plan, records, store, tenant=tenant)
     if admission.base.readiness is BaseReadiness.WAITING:
@@ -138,12 +126,10 @@ def _evaluate(submission: Submission, store: SubmissionStore, records: RunRecord
 
 
 def attempt_key(attempt: RunAttempt) -> str:
-    """The run key of an attempt's run (and its name in a tick's report)."""
     return f"{attempt.execution_id}:attempt-{attempt.number}"
 
 
 def attempt_run_request(attempt: RunAttempt, runs: list[RunView], records: RunRecords) -> dg.RunRequest:
-    """The run of an attempt (`runs`: its execution's runs), with the plan and tags of the run it follows."""
     previous = next((run for run in runs if run.run_id == attempt.previous_run_id), None)
     if previous is None:
         raise ExecutionError(f"run {attempt.previous_run_id}, which attempt {attempt.number} follows, does not exist")
@@ -166,15 +152,8 @@ _EXECUTION_TAGS = frozenset(
 def _evaluate_attempt(attempt: RunAttempt, store: SubmissionStore, records: RunRecords, tick: SubmissionTick) -> None:
     attempts = AttemptStore(store)
     runs = records.execution_runs(attempt.execution_id)
-    existing = next(
-        (
-            run
-            for run in runs
-            if run.tags.get(ATTEMPT_TAG) == str(attempt.number)
-            and run.tags.get(PREVIOUS_RUN_TAG) == attempt.previous_run_id
-        ),
-        None,
-    )
+    mine = {ATTEMPT_TAG: str(attempt.number), PREVIOUS_RUN_TAG: attempt.previous_run_id}
+    existing = next((run for run in runs if mine.items() <= run.tags.items()), None)
     if existing is not None:
         attempts.mark_launched(attempt.execution_id, attempt.number, existing.run_id)
         _launched(existing, attempt.cancel_requested_at is not None, store, records, tick, attempt_key(attempt))
@@ -185,10 +164,6 @@ def _evaluate_attempt(attempt: RunAttempt, store: SubmissionStore, records: RunR
 
 
 def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, limit: int = 100) -> SubmissionTick:
-    """Decide, for every pending submission, whether to launch, wait or reject it; records marks and rejections.
-
-    Pending attempts (an execution resumed after a lost worker, or retried) are launched too.
-    """
     tick = SubmissionTick()
     records = DagsterRunRecords(instance)
     attempts = AttemptStore(store)
@@ -214,16 +189,12 @@ def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, l
     return tick
 
 
-# The sensor daemon evaluates sensors every 5 s at best. Rather than leave a new submission
-# waiting for the next loop (2.5 s on average), an evaluation with nothing to launch keeps
-# looking for up to LONG_POLL_SECONDS, so a submission is picked up within POLL_INTERVAL_SECONDS
-# of its arrival for most of the loop. The instance runs sensors in threads
-# (`sensors: use_threads` in dagster.yaml), so the other sensors do not wait for this one.
+# Dagster's sensor loop runs every 5 s at best: a tick with nothing to launch keeps looking for LONG_POLL_SECONDS
+# (sensors run in threads, `sensors: use_threads`, so the others do not wait for this one).
 LONG_POLL_SECONDS = 4.0
 POLL_INTERVAL_SECONDS = 0.2
 
-# What the daemons really do, for the sensors' descriptions: the UI's "Frequency" shows only
-# `minimum_interval_seconds` (1 s, so that a tick that launched something is followed at once).
+# For the sensors' descriptions: the UI's "Frequency" shows only `minimum_interval_seconds`.
 DAEMON_CADENCE = (
     "Checked every 1 s by `video-pipelines daemon`, every 5 s by `dagster dev` (Frequency shows the 1 s minimum)."
 )
@@ -232,7 +203,6 @@ DAEMON_CADENCE = (
 def execution_run_sensor(
     name: str, status: dg.DagsterRunStatus, description: str
 ) -> Callable[[Callable[..., None]], dg.RunStatusSensorDefinition]:
-    """A run-status sensor on `execute_plan`'s runs reaching `status`, running by default (`DAEMON_CADENCE`)."""
     return dg.run_status_sensor(
         name=name,
         description=f"{description} {DAEMON_CADENCE}",
@@ -252,7 +222,6 @@ LONG_POLL_CADENCE = (
 def long_poll_sensor(
     description: str, *, job: dg.JobDefinition | None = None
 ) -> Callable[[Callable[..., dg.SensorResult]], dg.SensorDefinition]:
-    """A sensor whose ticks look for work for a while (`LONG_POLL_CADENCE`), running by default."""
     return dg.sensor(
         job=job,
         description=f"{description} {LONG_POLL_CADENCE}",
@@ -268,17 +237,25 @@ def poll_submissions(
     wait_seconds: float = LONG_POLL_SECONDS,
     interval: float = POLL_INTERVAL_SECONDS,
 ) -> SubmissionTick:
-    """`evaluate_submissions`, repeated until something is launched or rejected, or `wait_seconds` pass."""
+    return long_poll(
+        lambda: evaluate_submissions(store, instance),
+        lambda tick: bool(tick.run_requests or tick.rejected),
+        wait_seconds,
+        interval,
+    )
+
+
+def long_poll(look: Callable[[], T], found: Callable[[T], bool], wait_seconds: float, interval: float) -> T:
+    """`look()` until `found` says so or `wait_seconds` pass."""
     deadline = time.monotonic() + wait_seconds
     while True:
-        tick = evaluate_submissions(store, instance)
-        if tick.run_requests or tick.rejected or time.monotonic() + interval > deadline:
-            return tick
+        answer = look()
+        if found(answer) or time.monotonic() + interval > deadline:
+            return answer
         time.sleep(interval)
 
 
 def log_tick(log: logging.Logger, tick: SubmissionTick) -> None:
-    """One line per submission (or attempt) in the tick's log: launched, marked launched, waiting or rejected, why."""
     for request in tick.run_requests:
         log.info(f"{request.run_key}: launching a run of execute_plan")
     for key, run_id in tick.launched.items():
@@ -319,7 +296,6 @@ def submitted_plans(context: dg.SensorEvaluationContext, submissions: Submission
     "other failures are left alone (the tick log says why).",
 )
 def resume_lost_runs(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
-    """Resume an execution whose run worker was lost: a new run reuses what was done and resumes provider jobs."""
     records = DagsterRunRecords(context.instance)
     run = run_view(context.dagster_run)
     attempt = request_resume(records, submissions.store(), run)
@@ -347,7 +323,6 @@ LOST_LAUNCH_RECHECK_SECONDS = 2.0
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def lost_launches(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    """Fail, as lost, runs whose Celery task the broker lost before a worker took it."""
     launcher = context.instance.run_launcher
     if not isinstance(launcher, VideoCeleryRunLauncher):
         return dg.SkipReason("runs are not launched through a broker")

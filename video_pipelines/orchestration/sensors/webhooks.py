@@ -1,19 +1,13 @@
-"""Signed webhooks: run-status sensors enqueue an execution's start and end, every tick delivers what is due.
+"""Webhook sensors: run-status sensors enqueue an execution's start and end, `webhook_deliveries` sends what is due.
 
-What an execution's webhooks are (target, secret, payloads, outbox records) is decided in
-`video_pipelines.executions`; these sensors only say when. `webhook_on_started` records
-`execution.started` for plans that subscribe to it; `webhook_deliveries` records node events
-of running executions as their nodes end; the ended-run sensors record the end, after a last
-sweep of the node events. The first attempt is made at once by the sensor that enqueued,
-later attempts by `webhook_deliveries` on the next ticks once their backoff has passed, so no
-tick ever sleeps past its long poll.
+What the webhooks are is decided in `executions`; these sensors only say when. Retries wait for the
+next ticks, so no tick sleeps past its long poll.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -33,18 +27,20 @@ from video_pipelines.executions import (
 from video_pipelines.executions.notifications import RECENT_SECONDS, AttemptReport, secret_env_warning
 from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
-from video_pipelines.orchestration.sensors.plans import execution_run_sensor, long_poll_sensor
+from video_pipelines.orchestration.sensors.plans import (
+    LONG_POLL_SECONDS,
+    POLL_INTERVAL_SECONDS,
+    execution_run_sensor,
+    long_poll,
+    long_poll_sensor,
+)
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.webhooks import DeliveryOutbox
 
 
 def log_attempts(log: logging.Logger, reports: list[AttemptReport]) -> None:
-    """Each webhook attempt in a tick's log: failed ones as warnings, with why and what happens next."""
     for report in reports:
-        if report.failed:
-            log.warning(report.line)
-        else:
-            log.info(report.line)
+        (log.warning if report.failed else log.info)(report.line)
 
 
 def _notify(context: dg.RunStatusSensorContext, store: SubmissionStore) -> None:
@@ -59,7 +55,6 @@ def _notify(context: dg.RunStatusSensorContext, store: SubmissionStore) -> None:
 
 
 def notify_started(instance: dg.DagsterInstance, store: SubmissionStore, run: dg.DagsterRun) -> list[AttemptReport]:
-    """Record `execution.started` (and node events so far) of a run that started, and send what is due."""
     execution_id = run.tags.get(EXECUTION_ID_TAG, run.run_id)
     if not enqueue_progress_events(DagsterRunRecords(instance), store, DeliveryOutbox(store), execution_id):
         line = f"{execution_id}: nothing to send at its start (no webhook subscribed to events, or already sent)"
@@ -75,8 +70,6 @@ def notify_started(instance: dg.DagsterInstance, store: SubmissionStore, run: dg
     "subscribe to it.",
 )
 def webhook_on_started(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
-    """Warn about a webhook secretEnv that is not set; count the execution's start; POST `execution.started` to
-    plans that subscribe to it."""
     run = context.dagster_run
     view = run_view(run)
     # This sensor runs in the daemon's code server, where webhooks are sent: what it lacks, the sender lacks.
@@ -91,7 +84,6 @@ def webhook_on_started(context: dg.RunStatusSensorContext, submissions: Submissi
 
 
 def _webhook_sensor(status: dg.DagsterRunStatus, event: str, description: str) -> dg.RunStatusSensorDefinition:
-    """One run-status sensor per ended status (Dagster takes one status per sensor)."""
 
     @execution_run_sensor(f"webhook_on_{event}", status, description)
     def notify(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
@@ -121,13 +113,7 @@ webhook_on_canceled = _webhook_sensor(
 )
 
 
-# Like the plan sensor, the delivery sensor long-polls: the daemon evaluates sensors every
-# 5 s at best, so a run-status sensor alone answers 2.5 s after a run ends on average. Within
-# one evaluation this sensor looks every POLL_INTERVAL_SECONDS for runs that ended lately
-# without a delivery record, and for due retries; the run-status sensors stay as the
-# guarantee (enqueueing is idempotent per execution and event).
-LONG_POLL_SECONDS = 4.0
-POLL_INTERVAL_SECONDS = 0.2
+# Long-polls as the plan sensor does; the run-status sensors stay as the guarantee (enqueueing is idempotent).
 
 
 def poll_deliveries(
@@ -138,21 +124,16 @@ def poll_deliveries(
     wait_seconds: float = LONG_POLL_SECONDS,
     interval: float = POLL_INTERVAL_SECONDS,
 ) -> list[AttemptReport]:
-    """Enqueue and send what is due, looking again until something was sent or `wait_seconds` pass.
-
-    Each look records the node events of running executions that subscribe to them, and the
-    end of runs that ended lately without one.
-    """
-    deadline = time.monotonic() + wait_seconds
+    """Enqueue (node events of running executions, recent ends) and send, until something was sent or time is up."""
     records = DagsterRunRecords(instance)
     outbox = DeliveryOutbox(store)
-    while True:
+
+    def look() -> list[AttemptReport]:
         enqueue_running_events(records, store, outbox, records.in_progress())
         enqueue_recently_ended(records, store, outbox, scan)
-        reports = deliver(store)
-        if reports or time.monotonic() + interval > deadline:
-            return reports
-        time.sleep(interval)
+        return deliver(store)
+
+    return long_poll(look, bool, wait_seconds, interval)
 
 
 @long_poll_sensor(
@@ -160,7 +141,6 @@ def poll_deliveries(
     "the tick log lists every attempt and why one failed."
 )
 def webhook_deliveries(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
-    """Send webhooks as soon as executions and their nodes end, and retry deliveries whose backoff has passed."""
     # The cursor remembers where the scan for ended runs stands, so no tick re-reads what the last one handled.
     scan = EndedRunScan.from_json(json.loads(context.cursor) if context.cursor else None)
     store = submissions.store()

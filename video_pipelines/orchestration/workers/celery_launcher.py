@@ -1,30 +1,12 @@
-"""`VideoCeleryRunLauncher`: dagster-celery's `CeleryRunLauncher` with its four defects fixed.
+"""`VideoCeleryRunLauncher`: dagster-celery's `CeleryRunLauncher` (0.29.27) with four defects fixed.
 
-Each run executes inside an already-running, warm `video-pipelines worker` (see
-`celery_worker.py`). The upstream launcher (dagster_celery/launcher.py, 0.29.27) is kept and
-four things are changed in this subclass:
-
-- priority: `dagster/priority` becomes `dagster-celery/run_priority`, mapped to the broker's
-  order (`workers.celery_priority`: RabbitMQ serves higher numbers first, Redis lower);
-- cancel: `terminate` reports the run CANCELING before it revokes the task, and revokes it
-  with SIGINT, which Dagster's interrupt handling turns into a clean cancel (steps
-  interrupted, the node's provider job canceled, the run CANCELED) while the prefork child
-  survives: billiard ignores SIGINT outside a run and Dagster only captures it during one.
-  The upstream SIGTERM kills the child mid-run, leaving the run CANCELING until a timeout;
-- dead workers: the upstream health check trusts the result backend, which still says
-  STARTED for a task whose worker was SIGKILLed. Ours pings the worker that took the task
-  (its node name and pid are in the STARTED meta) and fails the run, naming that worker,
-  after two unanswered pings in a row. A run whose worker is gone, or whose child process
-  the worker saw die (`WorkerLostError`), is tagged `video/lost_worker` before it is failed:
-  the execution is then resumed (`executions.attempts`);
-- lost launches: a broker that restarts without its data (Redis without persistence) drops
-  every queued task, and upstream leaves such a run STARTING until run monitoring's start
-  timeout fails it for good. `lost_in_broker` recognises a task no worker took (nor holds)
-  although a worker of its queue has a free child; the `lost_launches` sensor fails that run as lost
-  (its task revoked, in case it surfaces), so it is resumed like a run whose worker died; a
-  run launched while the broker is unreachable is tagged lost before Dagster fails it, and
-  resumed the same way;
-- the result backend comes from `workers.WorkerSettings` and is never `rpc://`.
+- priority: `dagster/priority` mapped to the broker's order (RabbitMQ serves higher first, Redis lower);
+- cancel: revoke with SIGINT, not SIGTERM: Dagster turns it into a clean cancel and the prefork child
+  survives (upstream's SIGTERM kills it mid-run, leaving the run CANCELING until a timeout);
+- dead workers: the result backend still says STARTED for a SIGKILLed worker's task, so we ping the
+  worker named in the STARTED meta; the run is tagged `video/lost_worker` and failed, then resumed;
+- lost launches: a broker restarted without its data drops queued tasks; `lost_in_broker` finds them
+  so the `lost_launches` sensor fails the run as lost (resumed) instead of leaving it STARTING.
 """
 
 from __future__ import annotations
@@ -71,8 +53,7 @@ PING_CACHE_SECONDS = 5.0
 # The task states of a STARTED run that is still running. PENDING is "no record": the result backend lost
 # it (Redis restarted without its data); answering UNKNOWN would make run monitoring fail a healthy run.
 _RUNNING_STATES = frozenset({"STARTED", "PENDING"})
-# A run still STARTING this long after its launch may have lost its task in the broker: with
-# prefetch off, a worker with a free child takes a queued task within milliseconds.
+# A run STARTING this long may have lost its task: a worker with a free child takes one within milliseconds.
 LOST_LAUNCH_SECONDS = 10.0
 
 
@@ -112,7 +93,7 @@ def ensure_queue(app: Celery, name: str) -> None:
 
 @dataclass(frozen=True)
 class _WorkerLoad:
-    """The workers' answers to `inspect`: the queues each consumes, its running tasks, its stats (pool size)."""
+    """The workers' answers to `inspect`: queues consumed, running tasks, stats (pool size)."""
 
     queues: Mapping[str, Sequence[Mapping[str, Any]]]
     active: Mapping[str, Sequence[Mapping[str, Any]]]
@@ -123,7 +104,6 @@ class _WorkerLoad:
         return {str(task.get("id")) for tasks in self.active.values() for task in tasks}
 
     def idle(self, queue: str) -> list[str]:
-        """The workers consuming `queue` with a free child."""
         return [
             worker
             for worker, queues in self.queues.items()
@@ -134,8 +114,6 @@ class _WorkerLoad:
 
 
 class VideoCeleryRunLauncher(CeleryRunLauncher):
-    """Runs in warm Celery workers, with priorities, clean cancels and dead-worker detection."""
-
     def __init__(
         self,
         broker: str | None = None,
@@ -163,21 +141,16 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
 
     @classmethod
     def config_type(cls) -> UserConfigSchema:
+        def optional(description: str) -> Field:
+            return Field(Noneable(StringSource), is_required=False, description=description)
+
         return {
-            "broker": Field(
-                Noneable(StringSource),
-                is_required=False,
-                description=f"The broker URL (redis:// or amqp://). Default: ${BROKER_URL_ENV}.",
+            "broker": optional(f"The broker URL (redis:// or amqp://). Default: ${BROKER_URL_ENV}."),
+            "backend": optional(
+                "The result backend (redis:// or db+...). Default: $VIDEO_PIPELINES_RESULT_BACKEND, "
+                "else the broker when it is Redis."
             ),
-            "backend": Field(
-                Noneable(StringSource),
-                is_required=False,
-                description="The result backend (redis:// or db+...). Default: $VIDEO_PIPELINES_RESULT_BACKEND, "
-                "else the broker when it is Redis.",
-            ),
-            "default_queue": Field(
-                Noneable(StringSource), is_required=False, description="The queue of runs without a queue tag."
-            ),
+            "default_queue": optional("The queue of runs without a queue tag."),
         }
 
     @classmethod
@@ -190,20 +163,18 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             priority = celery_priority(priority_of_tag(run.tags.get(PRIORITY_TAG)), self.settings.kind)
             tags[DAGSTER_CELERY_RUN_PRIORITY_TAG] = str(priority)
             self._instance.add_run_tags(run.run_id, tags)
-        ensure_queue(self.celery, run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue))
+        ensure_queue(self.celery, self._queue_of(run))
         try:
             super()._launch_celery_task_run(run.with_tags({**run.tags, **tags}), task_signature, routing_key)
         except Exception as exc:
-            # Dagster fails a run whose launch raised. Tagged lost, it is resumed by a new run (none of it ran)
-            # instead of failing its execution, also when the broker is back a moment later.
+            # Dagster fails a run whose launch raised; tagged lost, it is resumed by a new run (none of it ran).
             if self._unreachable(exc):
                 message = f"the broker could not take the run: {exc}".strip()
                 self._instance.add_run_tags(run.run_id, {LOST_WORKER_TAG: message})
             raise
 
     def _unreachable(self, exc: BaseException) -> bool:
-        """Whether `exc` says the broker or the result backend could not be reached (Celery's Redis backend
-        raises a RuntimeError from the connection error when it subscribes to the task's result)."""
+        """Whether the broker or result backend was unreachable (Celery's Redis backend wraps it in a RuntimeError)."""
         errors = (BrokerError, *getattr(self.celery.backend, "connection_errors", ()))
         return isinstance(exc, errors) or isinstance(exc.__cause__, errors)
 
@@ -212,8 +183,7 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         if run is None or run.is_finished:
             return False
         task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
-        # Reported first, as DefaultRunLauncher does: the interrupted run worker then ends the run
-        # CANCELED ("user initiated termination") instead of FAILURE.
+        # Reported first, as DefaultRunLauncher does, so the interrupted run ends CANCELED, not FAILURE.
         self._instance.report_run_canceling(run)
         if task_id is None:
             return False
@@ -224,9 +194,7 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         return True
 
     def cancel_queued(self, run_id: str) -> bool:
-        """Cancel a STARTING run whose task no worker took yet: revoked, so no worker ever runs it, and the run
-        CANCELED at once instead of waiting behind the queue's backlog for a worker slot. False otherwise (a
-        worker took it: the run is then left to obey its cancel request)."""
+        """Cancel a STARTING run whose task no worker took yet (revoked, CANCELED at once); False otherwise."""
         run = self._instance.get_run_by_id(run_id)
         if run is None or run.status is not dg.DagsterRunStatus.STARTING:
             return False
@@ -265,9 +233,9 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         return CheckRunHealthResult(WorkerStatus.UNKNOWN, f"Celery task state {result.state}")
 
     def lost_in_broker(self, runs: Sequence[dg.DagsterRun]) -> dict[str, str]:
-        """Of `runs` (STARTING), those whose task the broker lost, by run id with why: no worker took the task nor
-        holds it, though a worker of its queue is idle. The workers are asked once for all the runs and queues,
-        and whether they hold the tasks only when one of them is idle (when all are busy, nothing is lost)."""
+        """Of STARTING `runs`, those whose task the broker lost (no worker holds it though one of its queue is
+        idle), by run id with why. The workers are asked only when one of them is idle.
+        """
         pending = [
             (run, task_id)
             for run in runs
@@ -293,7 +261,6 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         return lost
 
     def fail_lost_launch(self, run: dg.DagsterRun, message: str) -> None:
-        """Fail `run`, whose task the broker lost, as lost: its execution is resumed by a new run."""
         task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
         if task_id is not None:  # should the task surface after all, no worker runs it (nor would Dagster: failed)
             self.celery.control.revoke(task_id)
@@ -303,19 +270,17 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         return run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue)
 
     def _reserved(self) -> set[str]:
-        """The tasks workers hold for a child that is not free yet (RabbitMQ prefetches one per child)."""
+        """Tasks held for a busy child (RabbitMQ prefetches one per child)."""
         reserved = self.celery.control.inspect(timeout=PING_TIMEOUT_SECONDS).reserved() or {}
         return {str(task.get("id")) for tasks in reserved.values() for task in tasks}
 
     def _load(self) -> _WorkerLoad:
-        """What every worker consumes and runs now, and its pool size: one broadcast of each question."""
         inspect = self.celery.control.inspect(timeout=PING_TIMEOUT_SECONDS)
         return _WorkerLoad(inspect.active_queues() or {}, inspect.active() or {}, inspect.stats() or {})
 
     @staticmethod
     def _worker_of(run: dg.DagsterRun, result: Any) -> RunWorker | None:
-        """The worker running `run` (STARTED): from its task's STARTED meta, or, when the result backend lost the
-        task's state (a Redis restarted without its data says PENDING), from the run's own `video/worker` tag."""
+        """From the STARTED meta, or the `video/worker` tag when the backend lost the state (PENDING)."""
         if result.state == "STARTED":
             return RunWorker.from_started_meta(result.info)
         return RunWorker.from_tag(run.tags.get(WORKER_TAG))
@@ -323,9 +288,8 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
     def _fail(self, run: dg.DagsterRun, message: str, *, lost: bool = False) -> CheckRunHealthResult:
         if lost:  # tagged before the failure, so whoever reacts to the failure knows the execution is resumable
             self._instance.add_run_tags(run.run_id, {LOST_WORKER_TAG: message})
-        # Reported here, with our message alone: the monitoring daemon re-reads the run after this
-        # check and leaves a run whose status changed alone, instead of failing it with a message that
-        # wraps ours in the repr of this result. The failure is what status and the webhook show.
+        # Reported here, with our message alone: else the monitoring daemon fails the run with a message
+        # wrapping ours in this result's repr, which status and the webhook would show.
         self._instance.report_run_failed(run, message)
         return CheckRunHealthResult(WorkerStatus.FAILED, message)
 

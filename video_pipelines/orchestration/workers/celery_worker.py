@@ -1,13 +1,7 @@
 """The Celery app that `video-pipelines worker` runs: warm run workers for `VideoCeleryRunLauncher`.
 
-Importing this module builds the app from the environment (`workers.WorkerSettings`, the same
-settings as the launcher's) and imports our Definitions once, in the worker's parent process,
-so every prefork child starts a run with Dagster and our code already imported (a child is a
-fork of the parent). Each child:
-- dies with its parent (PR_SET_PDEATHSIG=SIGKILL): a SIGKILLed worker takes its runs with it,
-  instead of leaving orphans that run on unobserved;
-- records on each run the worker process that took it (`video/worker`: the Celery node name
-  and the child's pid), which `video-pipelines status` shows as `worker`.
+Definitions are imported in the parent so each prefork child starts with them loaded. Each child dies
+with its parent (a SIGKILLed worker leaves no orphan runs) and tags each run with `video/worker`.
 """
 
 from __future__ import annotations
@@ -52,7 +46,6 @@ definitions.defs.get_job_def("execute_plan")
 
 
 def startup_warnings() -> list[str]:
-    """What an operator should know before this worker takes runs."""
     warning = local_artifacts_warning(settings, os.environ.get(STORAGE_URL_ENV))
     return [warning] if warning else []
 
@@ -82,8 +75,7 @@ def _record_worker(task: Any = None, kwargs: dict[str, Any] | None = None, **_re
     hostname = getattr(task.request, "hostname", None) if task is not None else None
     try:
         instance = _instance()
-        # Run tags are read, merged and written back whole: wait for the launcher's own write (the task
-        # id, just after it sent the task), or one of the two writes is lost. Milliseconds in practice.
+        # Run tags are written read-merge-write: wait for the launcher's task id tag, or one write is lost.
         deadline = time.monotonic() + TAG_WAIT_SECONDS
         while time.monotonic() < deadline:
             run = instance.get_run_by_id(args.run_id)

@@ -1,30 +1,9 @@
-"""`video-pipelines daemon`: Dagster's own daemon (`dagster-daemon run`), its sensors looked at every 0.25 s.
+"""`video-pipelines daemon`: `dagster-daemon run` with its sensor and run-queue loops sped up.
 
-Why: Dagster 1.13's sensor daemon goes through its sensors at most every 5 s
-(`MIN_INTERVAL_LOOP_TIME`, a constant of `dagster/_daemon/sensor.py`). The plan sensor
-long-polls inside a tick (`sensors.py`), but a tick that finds a submission must return to
-launch it, and the next submission then waits for the next tick: 2.0-3.3 s median from
-submission to run creation (`benchmarks/bench_workers.py`), most of a warm worker's start.
-A sensor is due again `minimum_interval_seconds` (1 s, the least Dagster takes) after its last
-tick started, but only a loop pass starts it: with a pass every second, a tick that started
-just after a pass waited almost 2 s for the next (0.94 s median from submission to run
-creation once runs took well under a second). Passes every SENSOR_LOOP_SECONDS start each
-tick within that of its being due; a pass reads the sensors' states (one query) and starts
-nothing that is not due. The loop reads the constant on every pass, so setting it before the
-daemon starts is the whole change. Likewise the run queue: `run_queue.dequeue_interval_seconds`
-takes whole seconds and 1 is the least, so a new run waited 0.5 s on average (0.6-0.8 s
-measured) before it was launched; with 1 configured the queue is looked at every
-RUN_QUEUE_SECONDS instead. Its daemon's loop (Dagster's `IntervalDaemon.core_loop`) waits
-between passes in 0.5 s slices, so that loop is replaced by the same loop waiting in
-RUN_QUEUE_SLICE_SECONDS slices (a pass reads the queue and the runs in progress: a few
-indexed queries). A larger configured interval is kept as it is. Everything else is
-`dagster-daemon run`, with its options.
-
-What it costs: each tick asks the code server to evaluate a sensor; ours ask for at most one
-evaluation per second each (`minimum_interval_seconds=1`), so the webhook sensors also see a
-run's end sooner. The passes are cheap because the instance's storage pools its connections
-(video_pipelines/deployment/postgres.py). `dagster-daemon run` keeps working with the same instance and
-workspace, only slower to pick submissions and run ends up.
+Why: Dagster 1.13's sensor daemon loops at most every 5 s (`MIN_INTERVAL_LOOP_TIME`) and the run queue
+every 1 s at least, waiting in 0.5 s slices: 2.0-3.3 s median from submission to run creation
+(`benchmarks/bench_workers.py`). Passes every SENSOR_LOOP_SECONDS / RUN_QUEUE_SECONDS cost one
+indexed query each (pooled connections, deployment/postgres.py); a larger configured interval is kept.
 """
 
 from __future__ import annotations
@@ -41,7 +20,6 @@ RUN_QUEUE_SLICE_SECONDS = 0.05
 
 
 def speed_up_loops() -> None:
-    """In this process: sensors every SENSOR_LOOP_SECONDS; a run queue configured at 1 s, every RUN_QUEUE_SECONDS."""
     import dagster._daemon.sensor as sensor_daemon
     from dagster._core.run_coordinator.queued_run_coordinator import QueuedRunCoordinator
 
@@ -80,7 +58,6 @@ def _core_loop_in_fine_slices(daemon: Any, workspace_process_context: Any, shutd
 
 
 def run_daemon(argv: Sequence[str]) -> int:
-    """Run `dagster-daemon run <argv>` with faster loops (`speed_up_loops`); returns its exit code."""
     from dagster._daemon.cli import run_command
 
     speed_up_loops()
