@@ -69,8 +69,11 @@ class FuzzResult:
 
     @property
     def accepted(self) -> list[dict[str, Any]]:
-        """The answers 202 to `POST /api/execute`, each with its executionId and plan."""
-        return [call for call in self.calls if "executionId" in call]
+        """The answers 202 to `POST /api/execute`, each with its executionId and plan; not those the fuzz canceled."""
+        canceled = {
+            call["target"] for call in self.calls if call["operation"].endswith("/cancel") and call["status"] == 202
+        }
+        return [call for call in self.calls if "executionId" in call and call["executionId"] not in canceled]
 
     def summary(self) -> str:
         share = len([c for c in self.accepted if c["mode"] == "positive"]) / max(self.submitted, 1)

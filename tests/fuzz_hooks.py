@@ -75,6 +75,9 @@ def after_call(context: schemathesis.HookContext, case: Case, response: schemath
     if case.operation.label == SUBMIT and response.status_code == 202:
         line["executionId"] = response.json()["executionId"]
         line["plan"] = case.body
+    elif (case.path_parameters or {}).get("execution_id"):
+        # The stateful phase follows links: an accepted execution may then be canceled by the fuzz itself.
+        line["target"] = case.path_parameters["execution_id"]
     with _lock, open(path, "a", encoding="utf-8") as stats:
         stats.write(json.dumps(line) + "\n")
 
