@@ -10,12 +10,15 @@ Run: python benchmarks/bench_variants.py
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, from the repository root
 
 from tests.dagster.harness import run_plan_in_process
 from video_pipelines.deployment.instance import prepare_dagster_home

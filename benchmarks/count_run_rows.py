@@ -12,6 +12,7 @@ Run: PYTHONPATH=. python benchmarks/count_run_rows.py
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
 from collections import Counter
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, from the repository root
 
 from tests.dagster.harness import run_plan_in_process
 from video_pipelines.deployment.instance import prepare_dagster_home
