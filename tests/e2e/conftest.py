@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
-from ..conftest import DAGSTER_WARNINGS, mark_folder
+from ..conftest import DAGSTER_WARNINGS, fresh_database, mark_folder
+from ..processes import DagsterDeployment, dagster_deployment
+from ..unit.test_providers_replicate_fal import TOKEN, FakeReplicate
 
 
 @pytest.hookimpl(tryfirst=True)  # marked before `-m` selects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     mark_folder(items, __file__, pytest.mark.e2e, *DAGSTER_WARNINGS)
+
+
+@pytest.fixture
+def stalled_replicate(clip: bytes) -> Iterator[FakeReplicate]:
+    """A local Replicate whose predictions never finish: what a deadline or a cancel must end."""
+    api = FakeReplicate(auth=f"Bearer {TOKEN}", output=clip, outcome="never")
+    api.start()
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+@pytest.fixture
+def stalled_deployment(tmp_path: Path, stalled_replicate: FakeReplicate) -> Iterator[DagsterDeployment]:
+    """Dagster's daemon and webserver on a fresh PostgreSQL database, Replicate calls going to `stalled_replicate`."""
+    env = {
+        "VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1",
+        "VIDEO_PIPELINES_SECRET_KEY": "e2e-stalled-provider",
+        "REPLICATE_API_TOKEN": TOKEN,
+        "REPLICATE_API_BASE_URL": stalled_replicate.base_url,
+    }
+    with fresh_database() as url, dagster_deployment(tmp_path, url, extra_env=env) as deployment:
+        yield deployment
