@@ -109,11 +109,10 @@ def parse_allowed_hosts(value: str | None) -> AllowedHosts:
         if not entry:
             continue
         parsed = _parse_ip(entry)
+        if isinstance(parsed, ipaddress.IPv4Network | ipaddress.IPv6Network) and parsed.num_addresses == 1:
+            parsed = parsed.network_address
         if isinstance(parsed, ipaddress.IPv4Network | ipaddress.IPv6Network):
-            if parsed.num_addresses == 1:
-                addresses.add(_plain(parsed.network_address))
-            else:
-                networks.append(parsed)
+            networks.append(parsed)
         elif parsed is not None:
             addresses.add(_plain(parsed))
         else:

@@ -9,7 +9,6 @@ import ssl
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -61,9 +60,7 @@ class _Deadline:
         self._timer.start()
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self._timer.cancel()
         with self._lock:
             for sock in self._sockets:

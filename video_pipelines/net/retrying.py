@@ -20,9 +20,9 @@ def backoff_delay(retry: int, *, base: float, cap: float = math.inf, jitter: flo
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds a `Retry-After` header asks to wait (delay-seconds or an HTTP date); None when absent or unreadable."""
-    if value is None or not value.strip():
+    text = (value or "").strip()
+    if not text:
         return None
-    text = value.strip()
     try:
         seconds = float(text)
     except ValueError:
