@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from video_pipelines.storage.base import ArtifactStore, StoredArtifact
-from video_pipelines.storage.digest import file_sha256
-from video_pipelines.storage.factory import ARTIFACTS_BASE_URL_ENV, STORAGE_URL_ENV, store_from_env, store_from_url
-from video_pipelines.storage.local import LocalArtifactStore
+from video_pipelines.storage.base import ArtifactStore as ArtifactStore
+from video_pipelines.storage.base import StoredArtifact as StoredArtifact
+from video_pipelines.storage.digest import file_sha256 as file_sha256
+from video_pipelines.storage.factory import ARTIFACTS_BASE_URL_ENV as ARTIFACTS_BASE_URL_ENV
+from video_pipelines.storage.factory import STORAGE_URL_ENV as STORAGE_URL_ENV
+from video_pipelines.storage.factory import store_from_env as store_from_env
+from video_pipelines.storage.factory import store_from_url as store_from_url
+from video_pipelines.storage.local import LocalArtifactStore as LocalArtifactStore
 
 if TYPE_CHECKING:
-    from video_pipelines.storage.s3 import S3ArtifactStore
+    from video_pipelines.storage.s3 import S3ArtifactStore as S3ArtifactStore
 
 
 def __getattr__(name: str) -> object:
@@ -20,16 +24,3 @@ def __getattr__(name: str) -> object:
 
         return S3ArtifactStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [
-    "ARTIFACTS_BASE_URL_ENV",
-    "STORAGE_URL_ENV",
-    "ArtifactStore",
-    "LocalArtifactStore",
-    "S3ArtifactStore",
-    "StoredArtifact",
-    "file_sha256",
-    "store_from_env",
-    "store_from_url",
-]

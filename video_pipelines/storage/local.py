@@ -12,11 +12,6 @@ from video_pipelines.errors import StorageError
 from video_pipelines.storage.base import ArtifactStore, StoredArtifact, check_key
 
 
-def _temp_sibling(dest: Path) -> Path:
-    # Same folder as the destination, so the rename is an atomic rename on one filesystem.
-    return dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-
-
 class LocalArtifactStore(ArtifactStore):
     """Files under `root`, written atomically; a put hard-links when it can (never edit stored files in place).
     URLs are `file://`, or `<base_url>/<key>` where an HTTP server serves `root` (browsers refuse file://)."""
@@ -49,7 +44,8 @@ class LocalArtifactStore(ArtifactStore):
 
     @staticmethod
     def _install(source: Path, dest: Path, *, link: bool) -> None:
-        tmp = _temp_sibling(dest)
+        # Same folder as the destination, so the rename is an atomic rename on one filesystem.
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
         try:
             if link:
                 try:

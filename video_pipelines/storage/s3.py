@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, urlsplit
@@ -15,6 +14,7 @@ from boto3.exceptions import RetriesExceededError as Boto3RetriesExceededError
 from botocore.config import Config
 
 from video_pipelines.errors import StorageError, TransientStorageError
+from video_pipelines.net.fetch import atomic_file
 from video_pipelines.storage.base import ArtifactStore, StoredArtifact, check_key
 
 if TYPE_CHECKING:
@@ -144,13 +144,12 @@ class S3ArtifactStore(ArtifactStore):
     def _head_size(self, key: str) -> int | None:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
-        except botocore.exceptions.ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            # HEAD has no body, so a missing bucket is also a bare 404; the put that follows names it.
-            if status == 404 or exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
-                return None
-            raise translate_error(exc, action="HeadObject", location=self.location(key)) from exc
         except _BOTO_ERRORS as exc:
+            response = exc.response if isinstance(exc, botocore.exceptions.ClientError) else {}
+            # HEAD has no body, so a missing bucket is also a bare 404; the put that follows names it.
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404 or response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
             raise translate_error(exc, action="HeadObject", location=self.location(key)) from exc
         return int(head.get("ContentLength", 0))
 
@@ -185,17 +184,13 @@ class S3ArtifactStore(ArtifactStore):
             raise translate_error(exc, action="presign", location=self.location(key)) from exc
 
     def fetch_to(self, key: str, dest: Path) -> Path:
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            self.client.download_file(self.bucket, self.full_key(key), str(tmp))
-            tmp.replace(dest)
+            with atomic_file(dest) as out:
+                self.client.download_fileobj(self.bucket, self.full_key(key), out)
         except _BOTO_ERRORS as exc:
             raise translate_error(exc, action="download", location=self.location(key)) from exc
         except OSError as exc:
             raise StorageError(f"cannot write {self.location(key)} to {dest}: {exc}") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
         return dest
 
     def local_path(self, key: str) -> Path | None:
