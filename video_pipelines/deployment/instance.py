@@ -41,19 +41,6 @@ _SETTINGS: dict[str, Any] = {
 }
 
 
-# With warm Celery workers runs wait QUEUED in Dagster's queue rather than STARTING in the broker, where
-# the start timeout counts: keep max_concurrent_runs near the workers' total concurrency. A dead worker's
-# run is failed within 2 polls + 2 pings (under 30 s measured, 60 s stated); its first miss is tolerated.
-_CELERY_SETTINGS: dict[str, Any] = {"run_monitoring": _run_monitoring(300, 10, max_resume_run_attempts=0)}
-
-CELERY_LAUNCHER: dict[str, Any] = {
-    "module": "video_pipelines.orchestration.workers.celery_launcher",
-    "class": "VideoCeleryRunLauncher",
-    # The result backend is $VIDEO_PIPELINES_RESULT_BACKEND, else the broker when it is Redis.
-    "config": {"broker": {"env": BROKER_URL_ENV}},
-}
-
-
 def instance_config(*, postgres: bool, celery: bool = False) -> dict[str, Any]:
     """The instance settings: with `postgres`, storage from the database URL; with `celery`, the warm workers."""
     config: dict[str, Any] = {}
@@ -66,10 +53,18 @@ def instance_config(*, postgres: bool, celery: bool = False) -> dict[str, Any]:
             }
         }
     if celery:
-        config["run_launcher"] = CELERY_LAUNCHER
+        config["run_launcher"] = {
+            "module": "video_pipelines.orchestration.workers.celery_launcher",
+            "class": "VideoCeleryRunLauncher",
+            # The result backend is $VIDEO_PIPELINES_RESULT_BACKEND, else the broker when it is Redis.
+            "config": {"broker": {"env": BROKER_URL_ENV}},
+        }
     config.update(_SETTINGS)
     if celery:
-        config.update(_CELERY_SETTINGS)
+        # With warm Celery workers runs wait QUEUED in Dagster's queue rather than STARTING in the broker, where
+        # the start timeout counts: keep max_concurrent_runs near the workers' total concurrency. A dead worker's
+        # run is failed within 2 polls + 2 pings (under 30 s measured, 60 s stated); its first miss is tolerated.
+        config["run_monitoring"] = _run_monitoring(300, 10, max_resume_run_attempts=0)
     return config
 
 

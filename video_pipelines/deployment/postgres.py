@@ -56,19 +56,16 @@ def pool_size() -> int:
 
 def shared_engine(url: str) -> sqlalchemy.engine.Engine:
     with _engines_lock:
-        engine = _engines.get(url)
-        if engine is not None:
-            return engine
-        engine = sqlalchemy.create_engine(
-            url,
-            isolation_level="AUTOCOMMIT",  # what dagster-postgres's own engines use
-            pool_size=pool_size(),
-            max_overflow=MAX_OVERFLOW,
-            pool_recycle=POOL_RECYCLE_SECONDS,
-            pool_pre_ping=True,
-        )
-        _engines[url] = engine
-        return engine
+        if url not in _engines:
+            _engines[url] = sqlalchemy.create_engine(
+                url,
+                isolation_level="AUTOCOMMIT",  # what dagster-postgres's own engines use
+                pool_size=pool_size(),
+                max_overflow=MAX_OVERFLOW,
+                pool_recycle=POOL_RECYCLE_SECONDS,
+                pool_pre_ping=True,
+            )
+        return _engines[url]
 
 
 class PostgresStorage(DagsterPostgresStorage):

@@ -90,27 +90,22 @@ class WorkerSettings:
             )
         kind = broker_kind(broker)
         backend = env.get(RESULT_BACKEND_ENV, "").strip()
-        if not backend:
-            if kind is not BrokerKind.REDIS:
-                raise UsageError(
-                    f"{RESULT_BACKEND_ENV} is required with a RabbitMQ broker: a redis://... or "
-                    "db+postgresql://... backend (run monitoring reads task states from the daemon, "
-                    "so rpc:// cannot serve it)"
-                )
-            backend = broker
-        check_result_backend(backend)
+        if not backend and kind is not BrokerKind.REDIS:
+            raise UsageError(
+                f"{RESULT_BACKEND_ENV} is required with a RabbitMQ broker: a redis://... or "
+                "db+postgresql://... backend (run monitoring reads task states from the daemon, "
+                "so rpc:// cannot serve it)"
+            )
+        backend = backend or broker
+        # Only backends any process can read: rpc:// answers only the process that sent the task.
+        scheme = urlsplit(backend).scheme.lower()
+        if scheme not in ("redis", "rediss") and not scheme.startswith("db+"):
+            raise UsageError(
+                f"{RESULT_BACKEND_ENV}: use a redis://... or db+postgresql://... result backend "
+                f"(got {scheme or 'none'!r}): run monitoring reads task states from the daemon, "
+                "which rpc:// cannot serve"
+            )
         return cls(broker_url=broker, result_backend=backend, queue=env.get(QUEUE_ENV, "").strip() or DEFAULT_QUEUE)
-
-
-def check_result_backend(url: str) -> None:
-    """Only backends any process can read: rpc:// answers only the process that sent the task."""
-    scheme = urlsplit(url).scheme.lower()
-    if scheme in ("redis", "rediss") or scheme.startswith("db+"):
-        return
-    raise UsageError(
-        f"{RESULT_BACKEND_ENV}: use a redis://... or db+postgresql://... result backend (got {scheme or 'none'!r}): "
-        "run monitoring reads task states from the daemon, which rpc:// cannot serve"
-    )
 
 
 def celery_settings(settings: WorkerSettings) -> dict[str, Any]:
@@ -147,14 +142,12 @@ def celery_settings(settings: WorkerSettings) -> dict[str, Any]:
     return config
 
 
-def is_loopback_url(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
 def local_artifacts_warning(settings: WorkerSettings, storage_url: str | None) -> str | None:
     """A warning when artifacts are on this machine's disk but the broker may serve other machines."""
-    if (storage_url and not storage_url.startswith("file:")) or is_loopback_url(settings.broker_url):
+    broker_host = (urlsplit(settings.broker_url).hostname or "").lower()
+    if storage_url and not storage_url.startswith("file:"):
+        return None
+    if broker_host in ("localhost", "::1") or broker_host.startswith("127."):
         return None
     where = storage_url or "the default folder under DAGSTER_HOME"
     return (
