@@ -85,9 +85,8 @@ class AllowedHosts:
 
     def allows_address(self, ip: IPAddress) -> bool:
         ip = _plain(ip)
-        if ip in METADATA_ADDRESSES:
-            return ip in self.addresses
-        return ip in self.addresses or any(ip in net for net in self.networks)
+        # A metadata address only by an entry naming it: no network allows one.
+        return ip in self.addresses or (ip not in METADATA_ADDRESSES and any(ip in net for net in self.networks))
 
 
 def _parse_ip(text: str) -> IPAddress | IPNetwork | None:
