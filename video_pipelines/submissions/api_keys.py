@@ -40,12 +40,8 @@ class ApiKey:
     tenant: str
     key_prefix: str
     created_at: datetime
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-
-    @property
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -79,10 +75,6 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 # Every column but the hash: nothing read back for a caller ever carries it.
 _COLUMNS = [column for column in api_keys.c if column.name != "key_hash"]
 
@@ -100,7 +92,7 @@ class ApiKeys:
         name = _check_name(name)
         tenant = check_tenant(tenant)
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        created = ApiKey(f"{KEY_ID_PREFIX}{ULID()}", name, tenant, key[:SHOWN_PREFIX_LENGTH], _now(), None, None)
+        created = ApiKey(f"{KEY_ID_PREFIX}{ULID()}", name, tenant, key[:SHOWN_PREFIX_LENGTH], datetime.now(UTC))
         with self._rows.engine.begin() as connection:
             connection.execute(api_keys.insert().values(**vars(created), key_hash=key_hash(key)))
         return created, key
@@ -116,7 +108,7 @@ class ApiKeys:
         """Revoke a key named by its id, a prefix or the whole key (idempotent); UsageError if unknown or ambiguous."""
         found = self._find(key_id_or_prefix)
         live = sa.and_(api_keys.c.key_id == found.key_id, api_keys.c.revoked_at.is_(None))
-        self._rows.changed(api_keys.update().where(live).values(revoked_at=_now()))
+        self._rows.changed(api_keys.update().where(live).values(revoked_at=datetime.now(UTC)))
         revoked = self.get(found.key_id)
         assert revoked is not None
         return revoked
@@ -147,15 +139,14 @@ class ApiKeys:
         if not isinstance(key, str) or not key.startswith(KEY_PREFIX) or len(key) > _MAX_KEY_LENGTH:
             return None
         found = self._rows.first(sa.select(*_COLUMNS).where(api_keys.c.key_hash == key_hash(key)), _api_key)
-        if found is None or found.is_revoked:
+        if found is None or found.revoked_at is not None:
             return None
-        now = _now()
+        now = datetime.now(UTC)
         if found.last_used_at is not None and now - found.last_used_at < LAST_USED_RESOLUTION:
             return found
         last_used = api_keys.c.last_used_at
         stale = sa.or_(last_used.is_(None), last_used < now - LAST_USED_RESOLUTION)
-        written = self._rows.changed(
-            api_keys.update().where(api_keys.c.key_id == found.key_id, stale).values(last_used_at=now)
-        )
+        statement = api_keys.update().where(api_keys.c.key_id == found.key_id, stale).values(last_used_at=now)
+        written = self._rows.changed(statement)
         # Another process may have recorded this minute's use first: its time stands.
         return replace(found, last_used_at=now) if written else found

@@ -71,12 +71,12 @@ class Submission:
     has_webhook_secret: bool
     priority: str
     idempotency_key: str | None
-    state: SubmissionState
-    error: str | None
-    run_id: str | None
     created_at: datetime
     updated_at: datetime
-    launched_at: datetime | None
+    state: SubmissionState = SubmissionState.PENDING
+    error: str | None = None
+    run_id: str | None = None
+    launched_at: datetime | None = None
     # Whose execution this is: the tenant of the API key that submitted it, DEFAULT_TENANT for operators.
     tenant: str = DEFAULT_TENANT
     # The W3C traceparent of the execution's span, when the submission was traced.
@@ -105,10 +105,6 @@ def execution_created_at(execution_id: str) -> float | None:
         return None
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _use_wal(dbapi_connection: sqlite3.Connection) -> None:
     # WAL is a property of the file, so only the first connection ever switches it. The switch
     # needs an exclusive lock and SQLite reports "locked" at once, without waiting out the busy
@@ -116,9 +112,8 @@ def _use_wal(dbapi_connection: sqlite3.Connection) -> None:
     deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_S
     while True:
         try:
-            if dbapi_connection.execute("PRAGMA journal_mode").fetchone() == ("wal",):
-                return
-            dbapi_connection.execute("PRAGMA journal_mode=WAL").fetchone()
+            if dbapi_connection.execute("PRAGMA journal_mode").fetchone() != ("wal",):
+                dbapi_connection.execute("PRAGMA journal_mode=WAL").fetchone()
             return
         except sqlite3.OperationalError as exc:
             contended = "locked" in str(exc) or "busy" in str(exc)
@@ -172,12 +167,6 @@ def _create_engine(url: sa.URL) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": _POSTGRES_CONNECT_TIMEOUT_S})
 
 
-def _check_priority(priority: object) -> str:
-    if priority not in PRIORITIES:
-        raise SubmissionStoreError(f"priority must be one of high, normal, low; got {priority!r}")
-    return str(priority)
-
-
 def _check_idempotency_key(key: str | None) -> str | None:
     if key is None:
         return None
@@ -196,40 +185,8 @@ def _optional_text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    plan: dict[str, Any]
-    base_execution_id: str | None
-    webhook_url: str | None
-    webhook_secret: str | None
-    priority: str
-
-    def submission(
-        self, key: str | None, tenant: str, traceparent: str | None, digest: str, *, has_secret: bool
-    ) -> Submission:
-        now = _now()
-        return Submission(
-            execution_id=new_execution_id(),
-            plan=self.plan,
-            base_execution_id=self.base_execution_id,
-            webhook_url=self.webhook_url,
-            has_webhook_secret=has_secret,
-            priority=self.priority,
-            idempotency_key=key,
-            state=SubmissionState.PENDING,
-            error=None,
-            run_id=None,
-            created_at=now,
-            updated_at=now,
-            launched_at=None,
-            tenant=tenant,
-            traceparent=traceparent,
-            request_digest=digest,
-        )
-
-
-def _prepare(plan: Mapping[str, Any], options: SubmitOptions) -> _Prepared:
-    """The plan as stored (effective base, webhook URL and priority; never the secret) and those values."""
+def _prepare(plan: Mapping[str, Any], options: SubmitOptions) -> tuple[dict[str, Any], str | None, str | None]:
+    """The plan as stored (effective base, webhook URL and priority; never the secret), its webhook URL and secret."""
     if not isinstance(plan, Mapping):
         raise SubmissionStoreError(f"the plan must be a JSON object, got {type(plan).__name__}")
     try:
@@ -250,8 +207,10 @@ def _prepare(plan: Mapping[str, Any], options: SubmitOptions) -> _Prepared:
         raise SubmissionStoreError("a webhook secret needs a webhook URL (webhook_url or the plan's webhook.url)")
     # An empty priority asked for is refused, not read as "not given".
     asked = options.priority if options.priority is not None else stored.get("priority", Priority.NORMAL.value)
-    stored["priority"] = _check_priority(asked)
-    return _Prepared(stored, _optional_text(stored.get("baseExecutionId")), url, secret, stored["priority"])
+    if asked not in PRIORITIES:
+        raise SubmissionStoreError(f"priority must be one of high, normal, low; got {asked!r}")
+    stored["priority"] = asked
+    return stored, url, secret
 
 
 def request_digest(stored_plan: Mapping[str, Any]) -> str:
@@ -355,14 +314,28 @@ class SubmissionStore:
         (digest and secret), also when processes race; for another request, IdempotencyKeyReused.
         """
         key = _check_idempotency_key(options.idempotency_key)
-        prepared = _prepare(plan, options)
-        digest = request_digest(prepared.plan)
+        stored, url, secret = _prepare(plan, options)
+        digest = request_digest(stored)
         if key is not None:
             existing = self._by_idempotency_key(tenant, key)
             if existing is not None:
-                return self._same_request(existing, key, digest, prepared.webhook_secret), False
-        token = self._secrets.encrypt(prepared.webhook_secret) if prepared.webhook_secret is not None else None
-        submission = prepared.submission(key, tenant, traceparent, digest, has_secret=token is not None)
+                return self._same_request(existing, key, digest, secret), False
+        token = self._secrets.encrypt(secret) if secret is not None else None
+        now = datetime.now(UTC)
+        submission = Submission(
+            execution_id=new_execution_id(),
+            plan=stored,
+            base_execution_id=_optional_text(stored.get("baseExecutionId")),
+            webhook_url=url,
+            has_webhook_secret=token is not None,
+            priority=stored["priority"],
+            idempotency_key=key,
+            created_at=now,
+            updated_at=now,
+            tenant=tenant,
+            traceparent=traceparent,
+            request_digest=digest,
+        )
         try:
             with self._engine.begin() as connection:
                 connection.execute(submissions.insert().values(_row(submission, token)))
@@ -371,7 +344,7 @@ class SubmissionStore:
             existing = self._by_idempotency_key(tenant, key) if key is not None else None
             if existing is None or key is None:
                 raise
-            return self._same_request(existing, key, digest, prepared.webhook_secret), False
+            return self._same_request(existing, key, digest, secret), False
         return submission, True
 
     def _same_request(self, existing: Submission, key: str, digest: str, secret: str | None) -> Submission:
@@ -423,25 +396,25 @@ class SubmissionStore:
 
     def claim(self, execution_id: str) -> bool:
         """PENDING -> LAUNCHING, before its run is asked for; False (and no change) if it was not pending."""
-        return self._move(execution_id, _PENDING, _now(), state=SubmissionState.LAUNCHING.value)
+        return self._move(execution_id, _PENDING, datetime.now(UTC), state=SubmissionState.LAUNCHING.value)
 
     def mark_launched(self, execution_id: str, run_id: str) -> bool:
         """PENDING or LAUNCHING -> LAUNCHED with its Dagster run id; False (and no change) otherwise."""
-        now = _now()
+        now = datetime.now(UTC)
         launched = {"state": SubmissionState.LAUNCHED.value, "run_id": run_id, "launched_at": now}
         return self._move(execution_id, _NOT_LAUNCHED, now, **launched)
 
     def mark_rejected(self, execution_id: str, error: str) -> bool:
         """PENDING -> REJECTED with the reason; False (and no change) if it was not pending."""
-        return self._move(execution_id, _PENDING, _now(), state=SubmissionState.REJECTED.value, error=error)
+        return self._move(execution_id, _PENDING, datetime.now(UTC), state=SubmissionState.REJECTED.value, error=error)
 
     def cancel_pending(self, execution_id: str) -> bool:
         """PENDING -> CANCELED before any run was asked for; False (and no change) if it was not pending."""
-        return self._move(execution_id, _PENDING, _now(), state=SubmissionState.CANCELED.value)
+        return self._move(execution_id, _PENDING, datetime.now(UTC), state=SubmissionState.CANCELED.value)
 
     def request_cancel(self, execution_id: str, *, launched: bool = True) -> bool:
         """Record a cancel of a LAUNCHING (with `launched`, also LAUNCHED) submission, kept at its first time."""
-        now = _now()
+        now = datetime.now(UTC)
         states = _CLAIMED if launched else (SubmissionState.LAUNCHING.value,)
         requested = sa.func.coalesce(submissions.c.cancel_requested_at, now)
         return self._move(execution_id, states, now, cancel_requested_at=requested)
