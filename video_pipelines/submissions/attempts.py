@@ -108,7 +108,7 @@ class AttemptStore:
     ) -> tuple[RunAttempt, bool]:
         """Record attempt `number` (>= 2) as PENDING: (attempt, True); an existing one as it stands: (it, False)."""
         checked = _check_request(execution_id, number, reason, previous_run_id)
-        attempt = RunAttempt(execution_id, number, checked, previous_run_id, moment(now, SubmissionStoreError))
+        attempt = RunAttempt(execution_id, number, checked, previous_run_id, moment(now))
         row = {**vars(attempt), "reason": checked.value, "state": attempt.state.value}
         insert = execution_attempts.insert().values(row)
         return self._rows.insert_once(attempt, insert, lambda: self.get(execution_id, number))

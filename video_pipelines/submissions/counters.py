@@ -93,8 +93,6 @@ class Counters:
 
 def _upsert(dialect: str, values: list[dict[str, object]]) -> sa.Executable:
     """INSERT the rows; a row already there gets the new value added to its own."""
-    if dialect not in ("postgresql", "sqlite"):
-        raise SubmissionStoreError(f"counters are kept on PostgreSQL or SQLite, not {dialect}")
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(counters).values(values)
     added = {"value": counters.c.value + insert.excluded.value}
     return insert.on_conflict_do_update(index_elements=[counters.c.metric, counters.c.labels], set_=added)

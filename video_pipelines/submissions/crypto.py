@@ -6,7 +6,7 @@ given it derives the same key; surrounding whitespace is ignored.
 from __future__ import annotations
 
 import base64
-import binascii
+import contextlib
 import hashlib
 import os
 import threading
@@ -32,12 +32,10 @@ def fernet_key(material: bytes | str) -> bytes:
     raw = (material.encode("utf-8") if isinstance(material, str) else bytes(material)).strip()
     if not raw:
         raise SecretKeyError(f"the webhook-secret key is empty; set {SECRET_KEY_ENV} to a Fernet key or a passphrase")
-    if len(raw) == _FERNET_KEY_CHARS:
-        try:
-            if len(base64.urlsafe_b64decode(raw)) == 32:
-                return raw
-        except (binascii.Error, ValueError):
-            pass
+    # binascii.Error, a bad base64 key, is a ValueError.
+    with contextlib.suppress(ValueError):
+        if len(raw) == _FERNET_KEY_CHARS and len(base64.urlsafe_b64decode(raw)) == 32:
+            return raw
     derived = hashlib.scrypt(
         raw, salt=PASSPHRASE_SALT, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, maxmem=_SCRYPT_MAXMEM, dklen=32
     )

@@ -10,6 +10,7 @@ The primary key decides a claim race; `record` upserts and releases in one trans
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -63,10 +64,6 @@ class NodeClaim:
     node_id: str
     run_id: str
     claimed_at: datetime  # aware UTC
-
-
-def _moment(now: datetime | None) -> datetime:
-    return moment(now, SubmissionStoreError)
 
 
 def _check_tenant(tenant: str) -> None:
@@ -128,10 +125,6 @@ def _cached(row: sa.RowMapping) -> CachedNode:
     return record(CachedNode, row, cost_usd=float(row["cost_usd"]))
 
 
-def _claim(row: sa.RowMapping) -> NodeClaim:
-    return record(NodeClaim, row)
-
-
 def _held_by(tenant: str, lineage: str, run_id: str, node_id: str) -> sa.ColumnElement[bool]:
     return sa.and_(_C.tenant == tenant, _C.lineage == lineage, _C.run_id == run_id, _C.node_id == node_id)
 
@@ -172,7 +165,7 @@ class NodeResultIndex:
 
     def record(self, node: CachedNode, *, now: datetime | None = None) -> None:
         """Record `node`'s result at `now` and release its claim, in one transaction; a newer result is kept."""
-        row = {**_check_node(node), "recorded_at": _moment(now)}
+        row = {**_check_node(node), "recorded_at": moment(now)}
         release = node_claims.delete().where(_held_by(node.tenant, node.lineage, node.run_id, node.node_id))
         with self._rows.engine.begin() as connection:
             connection.execute(_upsert(connection.dialect.name, row))
@@ -191,18 +184,12 @@ class NodeResultIndex:
         """Claim (tenant, lineage): ours, or the claim already there, unchanged."""
         _check_key(tenant, lineage)
         _check_holder(lineage, execution_id, node_id, run_id)
-        ours = NodeClaim(tenant, lineage, execution_id, node_id, run_id, _moment(now))
+        ours = NodeClaim(tenant, lineage, execution_id, node_id, run_id, moment(now))
+        insert = node_claims.insert().values(vars(ours))
         for _ in range(_CLAIM_TRIES):
-            try:
-                with self._rows.engine.begin() as connection:
-                    connection.execute(node_claims.insert().values(vars(ours)))
-            except sa.exc.IntegrityError:
-                existing = self.claim_of(tenant, lineage)
-                if existing is not None:
-                    return existing
-                # Its holder released it between our insert and our read: try again.
-                continue
-            return ours
+            # An IntegrityError here: its holder released it between our insert and our read; try again.
+            with contextlib.suppress(sa.exc.IntegrityError):
+                return self._rows.insert_once(ours, insert, lambda: self.claim_of(tenant, lineage))[0]
         raise SubmissionStoreError(
             f"lineage {lineage} of tenant {tenant}: the claim was taken and released {_CLAIM_TRIES} times "
             f"while node {node_id} tried to claim it; try again"
@@ -210,7 +197,8 @@ class NodeResultIndex:
 
     def claim_of(self, tenant: str, lineage: str) -> NodeClaim | None:
         _check_key(tenant, lineage)
-        return self._rows.first(sa.select(node_claims).where(_C.tenant == tenant, _C.lineage == lineage), _claim)
+        query = sa.select(node_claims).where(_C.tenant == tenant, _C.lineage == lineage)
+        return self._rows.first(query, lambda row: record(NodeClaim, row))
 
     def take_over(
         self,
@@ -224,10 +212,10 @@ class NodeResultIndex:
         """Take over `stale` (its holder's run ended without a result): ours, or None when it changed meanwhile."""
         _check_key(stale.tenant, stale.lineage)
         _check_holder(stale.lineage, execution_id, node_id, run_id)
-        ours = NodeClaim(stale.tenant, stale.lineage, execution_id, node_id, run_id, _moment(now))
+        ours = NodeClaim(stale.tenant, stale.lineage, execution_id, node_id, run_id, moment(now))
         still_stale = sa.and_(
             _held_by(stale.tenant, stale.lineage, stale.run_id, stale.node_id),
-            _C.claimed_at == _moment(stale.claimed_at),
+            _C.claimed_at == moment(stale.claimed_at),
         )
         statement = node_claims.update().where(still_stale).values(vars(ours))
         return ours if self._rows.changed(statement) == 1 else None

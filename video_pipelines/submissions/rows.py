@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
+from video_pipelines.errors import SubmissionStoreError
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -17,7 +19,7 @@ R = TypeVar("R", bound="DataclassInstance")
 T = TypeVar("T")
 
 
-def moment(now: datetime | None, error: type[Exception]) -> datetime:
+def moment(now: datetime | None, error: type[Exception] = SubmissionStoreError) -> datetime:
     """`now` as aware UTC (the current time when None); `error` for a naive datetime, whose zone is unknown."""
     if now is None:
         return datetime.now(UTC)

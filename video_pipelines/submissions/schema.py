@@ -131,7 +131,7 @@ def _reshaped_v8(
     name: str,
     metadata: sa.MetaData,
     columns: list[sa.Column[object]],
-    *constraints: sa.Constraint,
+    constraints: list[sa.Constraint],
     states: str,
     check: str,
 ) -> sa.Table:
@@ -149,15 +149,9 @@ def _reshaped_v8(
 
 def _submissions_v8(metadata: sa.MetaData, name: str = SUBMISSIONS_TABLE) -> sa.Table:
     columns: list[sa.Column[object]] = [*_submission_columns_v3(), sa.Column("request_digest", sa.String(64))]
-    constraints = (_tenant_idempotency(), _priority_check())
-    return _reshaped_v8(
-        name,
-        metadata,
-        columns,
-        *constraints,
-        states=_SUBMISSION_STATES_V8,
-        check="ck_video_pipelines_submissions_state_v8",
-    )
+    constraints: list[sa.Constraint] = [_tenant_idempotency(), _priority_check()]
+    check = "ck_video_pipelines_submissions_state_v8"
+    return _reshaped_v8(name, metadata, columns, constraints, _SUBMISSION_STATES_V8, check)
 
 
 def _delivery_columns(event_length: int) -> list[sa.Column[object]]:
@@ -302,14 +296,8 @@ def _attempts_v4_indexes(table: sa.Table) -> list[sa.Index]:
 
 def _attempts_v8(metadata: sa.MetaData, name: str = ATTEMPTS_TABLE) -> sa.Table:
     columns: list[sa.Column[object]] = [*_attempt_columns_v4(), sa.Column("outcome", sa.String(16))]
-    return _reshaped_v8(
-        name,
-        metadata,
-        columns,
-        *_attempt_checks(),
-        states=_ATTEMPT_STATES_V8,
-        check="ck_video_pipelines_attempts_state_v8",
-    )
+    check = "ck_video_pipelines_attempts_state_v8"
+    return _reshaped_v8(name, metadata, columns, [*_attempt_checks()], _ATTEMPT_STATES_V8, check)
 
 
 def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
