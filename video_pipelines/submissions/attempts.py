@@ -164,9 +164,6 @@ class AttemptStore:
     def request_cancel(self, execution_id: str, *, launched: bool = True) -> bool:
         """Record a cancel of every LAUNCHING (and with `launched`, LAUNCHED) attempt; True when there was any."""
         states = _CLAIMED if launched else (AttemptState.LAUNCHING.value,)
-        statement = (
-            execution_attempts.update()
-            .where(_T.execution_id == execution_id, _T.state.in_(states))
-            .values(cancel_requested_at=sa.func.coalesce(_T.cancel_requested_at, datetime.now(UTC)))
-        )
-        return self._rows.changed(statement) > 0
+        requested = sa.func.coalesce(_T.cancel_requested_at, datetime.now(UTC))
+        statement = execution_attempts.update().where(_T.execution_id == execution_id, _T.state.in_(states))
+        return self._rows.changed(statement.values(cancel_requested_at=requested)) > 0
