@@ -30,31 +30,15 @@ from video_pipelines.submissions import (
 )
 from video_pipelines.submissions.counters import (
     NODE_SECONDS,
-    NODE_SECONDS_BUCKETS,
     PREFIX,
     PROVIDER_HTTP_ERRORS,
     Counters,
     Sample,
-    counting_provider_errors,
     labels_key,
-    observe_node_seconds,
     store_error,
 )
 from video_pipelines.submissions.schema import webhook_attempts
 from video_pipelines.vocabulary import ExecutionState
-
-__all__ = [
-    "CONTENT_TYPE_LATEST",
-    "NODE_SECONDS",
-    "NODE_SECONDS_BUCKETS",
-    "PROVIDER_HTTP_ERRORS",
-    "Counters",
-    "Sample",
-    "ServiceCollector",
-    "counting_provider_errors",
-    "observe_node_seconds",
-    "render_metrics",
-]
 
 _FINISHED = (ExecutionState.COMPLETED, ExecutionState.FAILED, ExecutionState.CANCELED)
 _OUTCOMES = ("delivered", "http_error", "error")

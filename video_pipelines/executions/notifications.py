@@ -299,10 +299,9 @@ class AttemptReport:
 
 def _report(delivery: Delivery, outcome: AttemptOutcome) -> AttemptReport:
     what = f"{delivery.webhook_id} ({delivery.execution_id}, {delivery.event}) attempt {delivery.attempts}"
-    answer = f"HTTP {outcome.status_code}" if outcome.status_code is not None else "no answer"
+    why = outcome.text
     if outcome.acknowledged:
-        return AttemptReport(f"{what}: delivered ({answer})", failed=False)
-    why = outcome.error or answer
+        return AttemptReport(f"{what}: delivered ({why})", failed=False)
     if delivery.state is DeliveryState.FAILED:
         return AttemptReport(f"{what} failed, delivery failed for good: {delivery.last_error or why}", failed=True)
     if delivery.state is DeliveryState.DELIVERED:  # another sender delivered it meanwhile

@@ -24,7 +24,7 @@ def validation_report(admission: Admission, pricing: PricingTable) -> dict[str, 
         action = decision.action.value if decision else "run"
         cost: float | None = 0.0
         if action == "run":
-            cost = node_estimate(node, resolved, seconds, pricing).usd
+            cost = node_estimate(node, resolved, seconds, pricing)
             unknown = unknown or cost is None
             total += cost or 0.0
         nodes.append(
