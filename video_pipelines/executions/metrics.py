@@ -41,7 +41,6 @@ from video_pipelines.submissions.schema import webhook_attempts
 from video_pipelines.vocabulary import ExecutionState
 
 _FINISHED = (ExecutionState.COMPLETED, ExecutionState.FAILED, ExecutionState.CANCELED)
-_OUTCOMES = ("delivered", "http_error", "error")
 
 
 class ServiceCollector:
@@ -144,7 +143,7 @@ def _node_seconds(samples: list[Sample]) -> Metric:
 
 
 def _webhook_attempts(attempts: Mapping[int | None, int]) -> Metric:
-    outcomes = dict.fromkeys(_OUTCOMES, 0)
+    outcomes = dict.fromkeys(("delivered", "http_error", "error"), 0)
     for status, count in attempts.items():
         if status is None:
             outcomes["error"] += count

@@ -263,7 +263,10 @@ def run_status(
         trace_id=execution_context(run.tags.get(TRACEPARENT_TAG), run.execution_id).trace_id_hex,
         worker=run.tags.get(WORKER_TAG),
         saved_usd=_saved(plan, recorded, pricing),
-        attempts=_attempts(runs),
+        attempts=tuple(
+            AttemptStatus(number, each.run_id, each.state.execution_state, each.tags.get(ATTEMPT_REASON_TAG))
+            for number, each in enumerate(runs.runs, start=1)
+        ),
     )
 
 
@@ -319,13 +322,6 @@ def _checks(records: RunRecords, runs: ExecutionRuns) -> dict[str, list[NodeChec
         for earlier in runs.runs:  # a node carried from an earlier run was checked there; a later check wins
             checks.update(records.node_checks(earlier.run_id))
     return checks
-
-
-def _attempts(runs: ExecutionRuns) -> tuple[AttemptStatus, ...]:
-    return tuple(
-        AttemptStatus(number, run.run_id, run.state.execution_state, run.tags.get(ATTEMPT_REASON_TAG))
-        for number, run in enumerate(runs.runs, start=1)
-    )
 
 
 def _saved(plan: Plan, recorded: Mapping[str, NodeRecord], pricing: PricingTable | None) -> float:

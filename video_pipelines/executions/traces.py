@@ -19,17 +19,14 @@ from video_pipelines.webhooks import Delivery
 EXECUTION_ID_ATTRIBUTE = "video_pipelines.execution_id"
 
 
-def execution_trace(store: SubmissionStore | None, execution_id: str) -> TraceContext:
-    """The trace context of an execution: its submission's, else the one derived from its id (a direct run)."""
-    submission = store.get(execution_id) if store is not None else None
-    return execution_context(submission.traceparent if submission is not None else None, execution_id)
-
-
 def trace_lookup(store: SubmissionStore) -> Callable[[Delivery], str]:
-    """How the webhook sender finds the traceparent of a delivery's execution (its deliveries are its children)."""
+    """How the webhook sender finds the traceparent of a delivery's execution (its deliveries are its children):
+    its submission's, else the one derived from its id (a direct run)."""
 
     def trace_parent_for(delivery: Delivery) -> str:
-        return execution_trace(store, delivery.execution_id).traceparent
+        submission = store.get(delivery.execution_id)
+        traceparent = submission.traceparent if submission is not None else None
+        return execution_context(traceparent, delivery.execution_id).traceparent
 
     return trace_parent_for
 
