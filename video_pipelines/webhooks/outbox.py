@@ -157,11 +157,9 @@ def _check_secret_source(source: str | None) -> None:
 
 
 def _check_node(event: WebhookEvent, node_id: str) -> None:
-    if not event.is_node_event:
-        if node_id:
-            raise WebhookError(f"a {event.value} webhook is for the whole execution; got node {node_id!r}")
-        return
-    if not NODE_ID_PATTERN.fullmatch(node_id):
+    if not event.is_node_event and node_id:
+        raise WebhookError(f"a {event.value} webhook is for the whole execution; got node {node_id!r}")
+    if event.is_node_event and not NODE_ID_PATTERN.fullmatch(node_id):
         raise WebhookError(f"a {event.value} webhook needs the id of its plan node ([A-Za-z0-9_-]{{1,64}})")
 
 
