@@ -31,14 +31,7 @@ from video_pipelines.executions import (
     submit,
     sweep_submission_ends,
 )
-from video_pipelines.executions.metrics import (
-    CONTENT_TYPE_LATEST,
-    NODE_SECONDS,
-    NODE_SECONDS_BUCKETS,
-    Counters,
-    counting_provider_errors,
-    render_metrics,
-)
+from video_pipelines.executions.metrics import CONTENT_TYPE_LATEST, render_metrics
 from video_pipelines.executions.notifications import RECENT_SECONDS
 from video_pipelines.executions.records import ATTEMPT_REASON_TAG, ATTEMPT_TAG
 from video_pipelines.net import parse_allowed_hosts
@@ -51,6 +44,7 @@ from video_pipelines.providers.base import GenerationRequest, NoLedger
 from video_pipelines.providers.http import HttpPolicy
 from video_pipelines.providers.replicate import ReplicateProvider
 from video_pipelines.submissions import AttemptReason, AttemptStore, ExecutionOutcomes, OutcomeTally, SubmissionStore
+from video_pipelines.submissions.counters import NODE_SECONDS, NODE_SECONDS_BUCKETS, Counters, counting_provider_errors
 from video_pipelines.submissions.schema import COUNTERS_TABLE
 from video_pipelines.vocabulary import NodeState
 from video_pipelines.webhooks import AttemptOutcome, DeliveryOutbox, RetrySchedule

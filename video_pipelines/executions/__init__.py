@@ -5,6 +5,7 @@ from __future__ import annotations
 from video_pipelines.executions.admission import Admission as Admission
 from video_pipelines.executions.admission import BaseReadiness as BaseReadiness
 from video_pipelines.executions.admission import admit as admit
+from video_pipelines.executions.admission import validation_report as validation_report
 from video_pipelines.executions.attempts import cancel_requested as cancel_requested
 from video_pipelines.executions.lifecycle import cancel as cancel
 from video_pipelines.executions.lifecycle import retry as retry
@@ -35,14 +36,12 @@ from video_pipelines.executions.ownership import Caller as Caller
 from video_pipelines.executions.records import BASE_EXECUTION_ID_TAG as BASE_EXECUTION_ID_TAG
 from video_pipelines.executions.records import EXECUTION_ID_TAG as EXECUTION_ID_TAG
 from video_pipelines.executions.records import MAX_RUNTIME_TAG as MAX_RUNTIME_TAG
-from video_pipelines.executions.records import PROVIDER_JOB_TAG_PREFIX as PROVIDER_JOB_TAG_PREFIX
 from video_pipelines.executions.records import TRACEPARENT_TAG as TRACEPARENT_TAG
 from video_pipelines.executions.records import NodeRecord as NodeRecord
 from video_pipelines.executions.records import RunRecords as RunRecords
 from video_pipelines.executions.records import RunState as RunState
 from video_pipelines.executions.records import RunView as RunView
 from video_pipelines.executions.records import deadline_tags as deadline_tags
-from video_pipelines.executions.report import validation_report as validation_report
 from video_pipelines.executions.status import ExecutionStatus as ExecutionStatus
 from video_pipelines.executions.status import NodeStatus as NodeStatus
 from video_pipelines.executions.status import execution_status as execution_status

@@ -1,4 +1,4 @@
-"""Admitting a plan: parse it, check its base, resolve what it reuses, check its spend cap.
+"""Admitting a plan: parse it, check its base, resolve what it reuses, check its spend cap; and its report.
 
 Every door admits through `admit`. A base is READY, WAITING (pending or running) or UNUSABLE.
 To a tenant, another tenant's base reads exactly as a missing one (`missing_base`), so a refusal
@@ -16,8 +16,8 @@ from video_pipelines.errors import PlanValidationError
 from video_pipelines.executions.attempts import ExecutionRuns
 from video_pipelines.executions.ownership import execution_tenant
 from video_pipelines.executions.records import RunRecords, RunState
-from video_pipelines.executions.spending import check_estimate
-from video_pipelines.plan import Plan, parse_plan, sinks
+from video_pipelines.executions.spending import check_estimate, expected_seconds, node_estimate
+from video_pipelines.plan import Plan, execution_order, levels, parse_plan, sinks
 from video_pipelines.plan.model import normalised_node_params
 from video_pipelines.plan.reuse import BaseExecution, BaseNode, ResolvedPlan, resolve
 from video_pipelines.providers.pricing import PricingTable
@@ -133,3 +133,44 @@ def _submitted_base(store: SubmissionStore | None, base_id: str) -> BaseCheck:
     if submission.state is SubmissionState.CANCELED:
         return BaseCheck(BaseReadiness.UNUSABLE, f"base execution {base_id} was canceled")
     return BaseCheck(BaseReadiness.WAITING, f"base execution {base_id} is pending")
+
+
+def validation_report(admission: Admission, pricing: PricingTable) -> dict[str, Any]:
+    """What the admitted plan would do (`video-pipelines validate --json`): what would run and what would be
+    reused, node by node in execution order, with costs at list prices (an unknown remote price makes the
+    total "+ unknown" rather than free)."""
+    plan, resolved = admission.plan, admission.resolved
+    seconds = expected_seconds(plan, resolved)
+    level = levels(plan)
+    nodes = []
+    total, unknown = 0.0, False
+    for node in execution_order(plan):
+        decision = resolved.decisions[node.id] if resolved else None
+        action = decision.action.value if decision else "run"
+        cost: float | None = 0.0
+        if action == "run":
+            cost = node_estimate(node, resolved, seconds, pricing)
+            unknown = unknown or cost is None
+            total += cost or 0.0
+        nodes.append(
+            {
+                "id": node.id,
+                "operation": node.operation.value,
+                "level": level[node.id],
+                "dependsOn": list(node.depends_on),
+                "action": action,
+                "reason": decision.reason if decision and decision.reason != "new" else None,
+                "reusedFrom": decision.reused_from if decision else None,
+                "estimatedCost": cost,
+            }
+        )
+    return {
+        "valid": True,
+        "levels": max(level.values()) + 1,
+        "baseExecutionId": plan.base_execution_id,
+        "baseNote": admission.base.reason,
+        "estimatedCost": round(total, 4),
+        "costUnknown": unknown,
+        "maxCostUsd": plan.max_cost_usd,
+        "nodes": nodes,
+    }

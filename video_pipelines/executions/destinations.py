@@ -3,6 +3,7 @@ not public; hostnames are checked and pinned only at fetch or delivery, as resol
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Iterator, Mapping
@@ -26,10 +27,8 @@ def literal_address(url: str) -> IPAddress | None:
         return None  # the plan's own validation says what is wrong with it
     if not host:
         return None
-    try:
+    with contextlib.suppress(ValueError):
         return ipaddress.ip_address(host)
-    except ValueError:
-        pass
     # `127.1`, `0x7f000001`, `2130706433`: inet_aton reads them as the resolver would, without DNS.
     if host[0].isdigit() and set(host) <= _NUMERIC_HOST:
         try:

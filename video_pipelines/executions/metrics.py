@@ -30,34 +30,17 @@ from video_pipelines.submissions import (
 )
 from video_pipelines.submissions.counters import (
     NODE_SECONDS,
-    NODE_SECONDS_BUCKETS,
     PREFIX,
     PROVIDER_HTTP_ERRORS,
     Counters,
     Sample,
-    counting_provider_errors,
     labels_key,
-    observe_node_seconds,
     store_error,
 )
 from video_pipelines.submissions.schema import webhook_attempts
 from video_pipelines.vocabulary import ExecutionState
 
-__all__ = [
-    "CONTENT_TYPE_LATEST",
-    "NODE_SECONDS",
-    "NODE_SECONDS_BUCKETS",
-    "PROVIDER_HTTP_ERRORS",
-    "Counters",
-    "Sample",
-    "ServiceCollector",
-    "counting_provider_errors",
-    "observe_node_seconds",
-    "render_metrics",
-]
-
 _FINISHED = (ExecutionState.COMPLETED, ExecutionState.FAILED, ExecutionState.CANCELED)
-_OUTCOMES = ("delivered", "http_error", "error")
 
 
 class ServiceCollector:
@@ -160,7 +143,7 @@ def _node_seconds(samples: list[Sample]) -> Metric:
 
 
 def _webhook_attempts(attempts: Mapping[int | None, int]) -> Metric:
-    outcomes = dict.fromkeys(_OUTCOMES, 0)
+    outcomes = dict.fromkeys(("delivered", "http_error", "error"), 0)
     for status, count in attempts.items():
         if status is None:
             outcomes["error"] += count

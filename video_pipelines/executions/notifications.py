@@ -49,19 +49,17 @@ def subscribed_events(plan: Mapping[str, Any]) -> tuple[WebhookEvent, ...]:
 def webhook_target(records: RunRecords, store: SubmissionStore, execution_id: str) -> WebhookTarget | None:
     """Where an execution's webhooks go, where their secret is and what they are for; None without a webhook."""
     submission = store.get(execution_id)
+    source = SUBMISSION_SOURCE if submission is not None and submission.has_webhook_secret else None
     run = records.find_run(execution_id)
     if run is not None:
         hook = run.plan.get("webhook")
         if not hook:
             return None
-        events = subscribed_events(run.plan)
         if hook.get("secretEnv"):
-            return WebhookTarget(str(hook["url"]), f"{ENV_SOURCE_PREFIX}{hook['secretEnv']}", events)
-        has_secret = submission is not None and submission.has_webhook_secret
-        return WebhookTarget(str(hook["url"]), SUBMISSION_SOURCE if has_secret else None, events)
+            source = f"{ENV_SOURCE_PREFIX}{hook['secretEnv']}"
+        return WebhookTarget(str(hook["url"]), source, subscribed_events(run.plan))
     if submission is None or not submission.webhook_url:
         return None
-    source = SUBMISSION_SOURCE if submission.has_webhook_secret else None
     return WebhookTarget(submission.webhook_url, source, subscribed_events(submission.plan))
 
 
@@ -153,53 +151,41 @@ def _has_started(status: ExecutionStatus) -> bool:
     return any(node.state not in (NodeState.PENDING, NodeState.SKIPPED) for node in status.nodes.values())
 
 
-@dataclass(frozen=True)
-class _Event:
-    event: WebhookEvent
-    node_id: str
-    body: bytes
-
-
-def _progress(
-    records: RunRecords, status: ExecutionStatus, events: tuple[WebhookEvent, ...], known: set[str]
-) -> list[_Event]:
-    """The subscribed events `status` shows that are not among the `known` webhook ids: started first, then nodes."""
-    wanted: list[_Event] = []
-    started = webhook_id_for(status.execution_id, WebhookEvent.EXECUTION_STARTED.value)
-    if WebhookEvent.EXECUTION_STARTED in events and started not in known and _has_started(status):
-        wanted.append(_Event(WebhookEvent.EXECUTION_STARTED, "", encode_payload(started_payload(status))))
-    pending: list[tuple[str, WebhookEvent]] = []
-    for node_id, node in status.nodes.items():  # in plan order
-        event = _node_event(node.state)
-        if event in events and webhook_id_for(status.execution_id, event.value, node_id) not in known:
-            pending.append((node_id, event))
-    failed = [node_id for node_id, event in pending if event is WebhookEvent.NODE_FAILED]
-    errors = records.node_errors(status.run_id, failed) if failed and status.run_id is not None else {}
-    for node_id, event in pending:
-        body = encode_payload(node_payload(status, node_id, errors.get(node_id)))
-        wanted.append(_Event(event, node_id, body))
-    return wanted
-
-
 def _enqueue_progress(
     records: RunRecords, outbox: DeliveryOutbox, target: WebhookTarget, status: ExecutionStatus
 ) -> list[Delivery]:
+    """Record the subscribed events `status` shows that are not recorded yet: started first, then nodes."""
     if not target.events:
         return []
     existing = outbox.deliveries(status.execution_id)
     if _has_ended(existing, _end_attempt(status)):
         return []  # nothing is reported after the end
     known = {delivery.webhook_id for delivery in existing}
+
+    def new(event: WebhookEvent, node_id: str = "") -> bool:
+        return event in target.events and webhook_id_for(status.execution_id, event.value, node_id) not in known
+
+    payloads: list[tuple[WebhookEvent, str, dict[str, Any]]] = []
+    if new(WebhookEvent.EXECUTION_STARTED) and _has_started(status):
+        payloads.append((WebhookEvent.EXECUTION_STARTED, "", started_payload(status)))
+    nodes = [  # in plan order
+        (node_id, event)
+        for node_id, node in status.nodes.items()
+        if (event := _node_event(node.state)) is not None and new(event, node_id)
+    ]
+    failed = [node_id for node_id, event in nodes if event is WebhookEvent.NODE_FAILED]
+    errors = records.node_errors(status.run_id, failed) if failed and status.run_id is not None else {}
+    payloads += [(event, node_id, node_payload(status, node_id, errors.get(node_id))) for node_id, event in nodes]
     return [
         outbox.enqueue(
             execution_id=status.execution_id,
-            event=item.event.value,
-            node_id=item.node_id,
+            event=event.value,
+            node_id=node_id,
             url=target.url,
-            body=item.body,
+            body=encode_payload(payload),
             secret_source=target.secret_source,
         )
-        for item in _progress(records, status, target.events, known)
+        for event, node_id, payload in payloads
     ]
 
 
@@ -299,10 +285,9 @@ class AttemptReport:
 
 def _report(delivery: Delivery, outcome: AttemptOutcome) -> AttemptReport:
     what = f"{delivery.webhook_id} ({delivery.execution_id}, {delivery.event}) attempt {delivery.attempts}"
-    answer = f"HTTP {outcome.status_code}" if outcome.status_code is not None else "no answer"
+    why = outcome.text
     if outcome.acknowledged:
-        return AttemptReport(f"{what}: delivered ({answer})", failed=False)
-    why = outcome.error or answer
+        return AttemptReport(f"{what}: delivered ({why})", failed=False)
     if delivery.state is DeliveryState.FAILED:
         return AttemptReport(f"{what} failed, delivery failed for good: {delivery.last_error or why}", failed=True)
     if delivery.state is DeliveryState.DELIVERED:  # another sender delivered it meanwhile

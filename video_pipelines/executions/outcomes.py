@@ -15,7 +15,6 @@ from video_pipelines.executions.records import RunRecords, RunView
 from video_pipelines.executions.status import ExecutionStatus, execution_status
 from video_pipelines.executions.traces import record_execution_span
 from video_pipelines.submissions import AttemptStore, ExecutionOutcomes, SubmissionStore
-from video_pipelines.telemetry.trace_context import execution_context
 from video_pipelines.telemetry.tracing import best_effort
 from video_pipelines.vocabulary import ExecutionState
 
@@ -71,20 +70,7 @@ def _claim_end(records: RunRecords, store: SubmissionStore, status: ExecutionSta
     outcomes = ExecutionOutcomes(store)
     if not outcomes.claim_end(execution_id, status.state.value, ended):
         return False
-    started: datetime | float = ended
-    if submission is not None:
-        started = submission.created_at
-    elif runs and runs[0].started_at is not None:
-        started = runs[0].started_at
-    record_execution_span(
-        outcomes,
-        execution_context(submission.traceparent if submission is not None else None, execution_id),
-        status,
-        started_at=started,
-        ended_at=ended,
-        run_starts=[(run.attempt, run.started_at) for run in runs if run.started_at is not None],
-        tenant=submission.tenant if submission is not None else None,
-    )
+    record_execution_span(outcomes, status, submission, runs, ended_at=ended)
     return True
 
 

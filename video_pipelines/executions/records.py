@@ -139,7 +139,6 @@ class CheckRecords(Protocol):
 
     def node_checks(self, run_id: str) -> dict[str, list[NodeCheck]]:
         """The media checks each node computed in the run was given, in the order they ran."""
-        ...
 
 
 class RunRecords(Protocol):
@@ -147,48 +146,36 @@ class RunRecords(Protocol):
 
     def find_run(self, execution_id: str) -> RunView | None:
         """The newest run of an execution, or None when it has none."""
-        ...
 
     def execution_runs(self, execution_id: str) -> list[RunView]:
         """Every run of an execution (its attempts, and re-executions launched from the UI), oldest first."""
-        ...
 
     def lost_worker(self, run: RunView) -> str | None:
         """How the run's worker process was lost (killed, gone), when that is why it failed; else None."""
-        ...
 
     def node_records(self, run_id: str) -> dict[str, NodeRecord]:
         """The nodes of a run that have a video."""
-        ...
 
     def node_steps(self, run_id: str, node_ids: Sequence[str]) -> dict[str, NodeState]:
         """RUNNING or FAILED for the nodes whose step is in progress or failed; others are left out."""
-        ...
 
     def failure_message(self, run_id: str) -> str:
         """What failed in a failed run, readably (the failed nodes' errors, else the run's)."""
-        ...
 
     def node_errors(self, run_id: str, node_ids: Sequence[str]) -> dict[str, str]:
         """The error of each of these nodes whose step failed; others are left out."""
-        ...
 
     def run_messages(self, run_id: str) -> list[str]:
         """The messages of the run's own canceling, failure and canceled events, oldest first."""
-        ...
 
     def ended_since(self, since: datetime, limit: int) -> list[RunView]:
         """Runs of `execute_plan` that ended (or were updated after ending) since `since`."""
-        ...
 
     def queued_runs(self) -> int:
         """How many runs of `execute_plan` wait in the orchestrator's run queue now (for metrics)."""
-        ...
 
     def terminate(self, run_id: str) -> None:
         """Cancel a queued run or terminate a running one."""
-        ...
 
     def cancel_unbegun(self, run_id: str) -> bool:
         """Cancel a run whose launch still waits in a broker (CANCELED at once); True when it was canceled."""
-        ...

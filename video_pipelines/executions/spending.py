@@ -4,7 +4,6 @@ capped plan; the check before each paid node catches a provider that bills a lon
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from pydantic import ValidationError
 
@@ -14,27 +13,12 @@ from video_pipelines.executions.records import NodeRecord, RunRecords, RunView
 from video_pipelines.plan import Plan, PlanNode
 from video_pipelines.plan.durations import expected_durations
 from video_pipelines.plan.model import REMOTE_OPERATIONS
-from video_pipelines.plan.params import (
-    AddSubtitlesParams,
-    AnyParams,
-    GenerateVideoParams,
-    LipSyncParams,
-    parse_params,
-)
+from video_pipelines.plan.params import AddSubtitlesParams, AnyParams, GenerateVideoParams, LipSyncParams, parse_params
 from video_pipelines.plan.refs import with_samples
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan
 from video_pipelines.providers.pricing import DEFAULT_MODELS, PricingTable
 from video_pipelines.vocabulary import NodeState
-
-# Operations whose price depends on the provider: an unknown price there is unknown, not free.
-PRICED_OPERATIONS = REMOTE_OPERATIONS
-
-
-@dataclass(frozen=True)
-class NodeEstimate:
-    node_id: str
-    usd: float | None  # None: the price is unknown
 
 
 def usd(value: float) -> str:
@@ -47,13 +31,12 @@ def node_estimate(
     resolved: ResolvedPlan | None,
     seconds: Mapping[str, float | None],
     pricing: PricingTable,
-) -> NodeEstimate:
-    """The list price of running `node` (its input's expected duration prices a lip-sync)."""
+) -> float | None:
+    """The list price of running `node` (its input's expected duration prices a lip-sync); None: unknown."""
     input_seconds = seconds[node.depends_on[0]] if node.depends_on and node.depends_on[0] in seconds else None
     if node.consumes_inputs and not node.depends_on and resolved and resolved.base_final:
         input_seconds = resolved.base_final.duration
-    params = _sampled(node)
-    return NodeEstimate(node.id, _list_price(node, params, input_seconds, pricing))
+    return _list_price(node, _sampled(node), input_seconds, pricing)
 
 
 def _sampled(node: PlanNode) -> AnyParams:
@@ -63,7 +46,8 @@ def _sampled(node: PlanNode) -> AnyParams:
 def _list_price(node: PlanNode, params: AnyParams, input_seconds: float | None, pricing: PricingTable) -> float | None:
     estimate = pricing.estimate(params, input_seconds=input_seconds)
     price = estimate.usd if estimate is not None and estimate.known else None
-    if price is None and node.operation not in PRICED_OPERATIONS:
+    # Only a remote operation's price depends on its provider: an unknown price there is unknown, not free.
+    if price is None and node.operation not in REMOTE_OPERATIONS:
         price = 0.0
     return price
 
@@ -78,7 +62,7 @@ def expected_seconds(plan: Plan, resolved: ResolvedPlan | None) -> dict[str, flo
     )
 
 
-def plan_estimates(plan: Plan, resolved: ResolvedPlan | None, pricing: PricingTable) -> dict[str, NodeEstimate]:
+def plan_estimates(plan: Plan, resolved: ResolvedPlan | None, pricing: PricingTable) -> dict[str, float | None]:
     """The estimate of every node that runs (all of them without a resolved base), in plan order."""
     seconds = expected_seconds(plan, resolved)
     to_run = resolved.to_run if resolved else list(plan.nodes)
@@ -91,7 +75,7 @@ def check_estimate(plan: Plan, resolved: ResolvedPlan | None, pricing: PricingTa
     if cap is None:
         return
     estimates = plan_estimates(plan, resolved, pricing)
-    unknown = [node_id for node_id, estimate in estimates.items() if estimate.usd is None]
+    unknown = [node_id for node_id, estimate in estimates.items() if estimate is None]
     if unknown:
         raise PlanValidationError(
             [
@@ -101,7 +85,7 @@ def check_estimate(plan: Plan, resolved: ResolvedPlan | None, pricing: PricingTa
                 for node_id in unknown
             ]
         )
-    total = round(sum(estimate.usd or 0.0 for estimate in estimates.values()), 4)
+    total = round(sum(estimate or 0.0 for estimate in estimates.values()), 4)
     if total > cap:
         raise PlanValidationError(
             [
@@ -111,8 +95,8 @@ def check_estimate(plan: Plan, resolved: ResolvedPlan | None, pricing: PricingTa
         )
 
 
-def _breakdown(estimates: Mapping[str, NodeEstimate]) -> str:
-    paid = [f"{node_id} {usd(e.usd)}" for node_id, e in estimates.items() if e.usd]
+def _breakdown(estimates: Mapping[str, float | None]) -> str:
+    paid = [f"{node_id} {usd(estimate)}" for node_id, estimate in estimates.items() if estimate]
     return ", ".join(paid) or "no paid node"
 
 
@@ -191,6 +175,5 @@ def saved_usd(plan: Plan, recorded: Mapping[str, NodeRecord], pricing: PricingTa
     for node_id, record in recorded.items():
         if record.state is NodeState.REUSED and node_id in plan.by_id:
             node = plan.node(node_id)
-            params = _sampled(node)
-            saved += _list_price(node, params, record.result.duration, pricing) or 0.0
+            saved += _list_price(node, _sampled(node), record.result.duration, pricing) or 0.0
     return round(saved, 4)

@@ -174,25 +174,21 @@ class ExecutionStatus:
     def from_wire(cls, wire: Mapping[str, Any]) -> ExecutionStatus:
         """The typed status of a status document (as the HTTP API sends it); raises ExecutionError if it is not one."""
         try:
-            return cls._from_wire(wire)
+            result = wire.get("result")
+            return cls(
+                execution_id=str(wire["executionId"]),
+                state=ExecutionState(wire["status"]),
+                nodes={node_id: NodeStatus.from_wire(node) for node_id, node in (wire.get("jobs") or {}).items()},
+                result=VideoResult.from_wire(result) if result else None,
+                error=wire.get("error"),
+                run_id=wire.get("runId"),
+                trace_id=wire.get("traceId"),
+                worker=wire.get("worker"),
+                saved_usd=float(wire.get("savedUsd") or 0.0),
+                attempts=tuple(AttemptStatus.from_wire(attempt) for attempt in wire.get("attempts") or ()),
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ExecutionError(f"not a status document: {type(exc).__name__}: {exc}") from None
-
-    @classmethod
-    def _from_wire(cls, wire: Mapping[str, Any]) -> ExecutionStatus:
-        result = wire.get("result")
-        return cls(
-            execution_id=str(wire["executionId"]),
-            state=ExecutionState(wire["status"]),
-            nodes={node_id: NodeStatus.from_wire(node) for node_id, node in (wire.get("jobs") or {}).items()},
-            result=VideoResult.from_wire(result) if result else None,
-            error=wire.get("error"),
-            run_id=wire.get("runId"),
-            trace_id=wire.get("traceId"),
-            worker=wire.get("worker"),
-            saved_usd=float(wire.get("savedUsd") or 0.0),
-            attempts=tuple(AttemptStatus.from_wire(attempt) for attempt in wire.get("attempts") or ()),
-        )
 
 
 def execution_status(records: RunRecords, store: SubmissionStore | None, execution_id: str) -> ExecutionStatus:
@@ -267,7 +263,10 @@ def run_status(
         trace_id=execution_context(run.tags.get(TRACEPARENT_TAG), run.execution_id).trace_id_hex,
         worker=run.tags.get(WORKER_TAG),
         saved_usd=_saved(plan, recorded, pricing),
-        attempts=_attempts(runs),
+        attempts=tuple(
+            AttemptStatus(number, each.run_id, each.state.execution_state, each.tags.get(ATTEMPT_REASON_TAG))
+            for number, each in enumerate(runs.runs, start=1)
+        ),
     )
 
 
@@ -284,7 +283,7 @@ class _RunEnd:
         cls, records: RunRecords, run: RunView, runs: ExecutionRuns, store: SubmissionStore | None, all_made: bool
     ) -> _RunEnd:
         state = run.state.execution_state
-        if run.state in _CANCELED_RUN and all_made:
+        if run.state in (RunState.CANCELING, RunState.CANCELED) and all_made:
             # Every node has its video: the cancel came too late (the run was ending, or had ended and a
             # terminate raced its end). The execution completed, whatever Dagster made of the run.
             state = ExecutionState.COMPLETED
@@ -323,16 +322,6 @@ def _checks(records: RunRecords, runs: ExecutionRuns) -> dict[str, list[NodeChec
         for earlier in runs.runs:  # a node carried from an earlier run was checked there; a later check wins
             checks.update(records.node_checks(earlier.run_id))
     return checks
-
-
-_CANCELED_RUN = (RunState.CANCELING, RunState.CANCELED)
-
-
-def _attempts(runs: ExecutionRuns) -> tuple[AttemptStatus, ...]:
-    return tuple(
-        AttemptStatus(number, run.run_id, run.state.execution_state, run.tags.get(ATTEMPT_REASON_TAG))
-        for number, run in enumerate(runs.runs, start=1)
-    )
 
 
 def _saved(plan: Plan, recorded: Mapping[str, NodeRecord], pricing: PricingTable | None) -> float:

@@ -9,6 +9,7 @@ from datetime import datetime
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanKind
 
+from video_pipelines.executions.records import RunView
 from video_pipelines.executions.status import ExecutionStatus
 from video_pipelines.submissions import ExecutionOutcomes, Submission, SubmissionStore
 from video_pipelines.telemetry.trace_context import TraceContext, execution_context
@@ -19,17 +20,14 @@ from video_pipelines.webhooks import Delivery
 EXECUTION_ID_ATTRIBUTE = "video_pipelines.execution_id"
 
 
-def execution_trace(store: SubmissionStore | None, execution_id: str) -> TraceContext:
-    """The trace context of an execution: its submission's, else the one derived from its id (a direct run)."""
-    submission = store.get(execution_id) if store is not None else None
-    return execution_context(submission.traceparent if submission is not None else None, execution_id)
-
-
 def trace_lookup(store: SubmissionStore) -> Callable[[Delivery], str]:
-    """How the webhook sender finds the traceparent of a delivery's execution (its deliveries are its children)."""
+    """How the webhook sender finds the traceparent of a delivery's execution (its deliveries are its children):
+    its submission's, else the one derived from its id (a direct run)."""
 
     def trace_parent_for(delivery: Delivery) -> str:
-        return execution_trace(store, delivery.execution_id).traceparent
+        submission = store.get(delivery.execution_id)
+        traceparent = submission.traceparent if submission is not None else None
+        return execution_context(traceparent, delivery.execution_id).traceparent
 
     return trace_parent_for
 
@@ -60,17 +58,21 @@ def _ns(at: datetime | float) -> int:
 @best_effort
 def record_execution_span(
     outcomes: ExecutionOutcomes,
-    trace: TraceContext,
     status: ExecutionStatus,
+    submission: Submission | None,
+    runs: Sequence[RunView],
     *,
-    started_at: datetime | float,
     ended_at: datetime,
-    run_starts: Sequence[tuple[int, float]],
-    tenant: str | None,
 ) -> None:
     """Record the ended execution's span with its own ids, so node, provider and webhook spans are its children."""
     if not tracing().enabled:
         return
+    started_at: datetime | float = ended_at
+    if submission is not None:
+        started_at = submission.created_at
+    elif runs and runs[0].started_at is not None:
+        started_at = runs[0].started_at
+    run_starts = [(run.attempt, run.started_at) for run in runs if run.started_at is not None]
     attributes: dict[str, str | int] = {
         EXECUTION_ID_ATTRIBUTE: status.execution_id,
         "video_pipelines.status": status.state.value,
@@ -81,8 +83,9 @@ def record_execution_span(
     }
     if status.run_id is not None:
         attributes["video_pipelines.run_id"] = status.run_id
-    if tenant is not None:
-        attributes["video_pipelines.tenant"] = tenant
+    if submission is not None:
+        attributes["video_pipelines.tenant"] = submission.tenant
+    trace = execution_context(submission.traceparent if submission is not None else None, status.execution_id)
     caller = outcomes.parent_span_id(status.execution_id)
     parent = TraceContext(trace.trace_id, int(caller, 16), trace.sampled) if caller else None
     # A canceled execution is no error of the service: its status stays unset.

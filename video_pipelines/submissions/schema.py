@@ -28,7 +28,7 @@ NODE_CLAIMS_TABLE = "video_pipelines_node_claims"
 EXECUTION_OUTCOMES_TABLE = "video_pipelines_execution_outcomes"
 # The tenant of everything that no API key scoped: operator submissions, runs launched through Dagster's doors.
 DEFAULT_TENANT = "default"
-# The webhook events a delivery can be for (see `webhooks.payload.EVENTS`); frozen with step 3.
+# The webhook events a delivery can be for (see `webhooks.outbox.EVENTS`); frozen with step 3.
 _EVENTS_V3 = ", ".join(
     f"'{event}'" for event in ("completed", "failed", "canceled", "execution.started", "node.completed", "node.failed")
 )

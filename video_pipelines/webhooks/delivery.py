@@ -74,3 +74,9 @@ class AttemptOutcome:
     @property
     def acknowledged(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        """The error, else the answer's status."""
+        answer = f"HTTP {self.status_code}" if self.status_code is not None else "no answer"
+        return self.error or answer

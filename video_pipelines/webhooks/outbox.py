@@ -5,11 +5,13 @@
        └──other answer, timeout, error: retried per the schedule, then──> failed
     delivered, failed ──redeliver──> pending (due at once, same webhook-id)
 
-Delays are jittered so returning receivers are not hit by every sender at once.
+Delays are jittered so returning receivers are not hit by every sender at once. A body is encoded once
+(`encode_payload`) and sent byte for byte at every attempt, so its signature always covers what was stored.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Collection, Mapping
@@ -27,7 +29,6 @@ from video_pipelines.submissions.schema import migrate, webhook_attempts, webhoo
 from video_pipelines.submissions.store import SubmissionStore
 from video_pipelines.vocabulary import WebhookEvent
 from video_pipelines.webhooks.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
-from video_pipelines.webhooks.payload import EVENTS
 
 RETRY_DELAYS_ENV = "VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS"
 DEFAULT_RETRY_DELAYS: Final = (5.0, 30.0, 120.0, 600.0, 1800.0, 7200.0)
@@ -35,6 +36,9 @@ MAX_RETRY_AFTER_SECONDS: Final = 3600.0
 SUBMISSION_SOURCE: Final = "submission"
 ENV_SOURCE_PREFIX: Final = "env:"
 GONE_ERROR: Final = "receiver answered 410 Gone"
+# The events a webhook is sent for: the states an execution ends in, then those a plan may
+# subscribe to (`webhook.events`).
+EVENTS: Final = tuple(event.value for event in WebhookEvent)
 # What a later attempt's webhook id adds after the execution id (see `webhook_id_for`).
 _ATTEMPT_MARKER: Final = "_attempt"
 
@@ -77,6 +81,11 @@ class RetrySchedule:
         if attempt >= self.max_attempts:
             return None
         return jittered(self.delays[attempt - 1], self.jitter)
+
+
+def encode_payload(payload: Mapping[str, Any]) -> bytes:
+    """Compact ASCII JSON (non-ASCII escaped, so safe to store as text) in the payload's key order."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("utf-8")
 
 
 _D = webhook_deliveries.c
@@ -134,10 +143,6 @@ def _row(delivery: Delivery) -> dict[str, Any]:
     return {**vars(delivery), "body": delivery.body.decode("utf-8"), "state": delivery.state.value}
 
 
-def _attempt(row: sa.RowMapping) -> Attempt:
-    return record(Attempt, row)
-
-
 def _check_secret_source(source: str | None) -> None:
     if source is None or source == SUBMISSION_SOURCE:
         return
@@ -152,11 +157,9 @@ def _check_secret_source(source: str | None) -> None:
 
 
 def _check_node(event: WebhookEvent, node_id: str) -> None:
-    if not event.is_node_event:
-        if node_id:
-            raise WebhookError(f"a {event.value} webhook is for the whole execution; got node {node_id!r}")
-        return
-    if not NODE_ID_PATTERN.fullmatch(node_id):
+    if not event.is_node_event and node_id:
+        raise WebhookError(f"a {event.value} webhook is for the whole execution; got node {node_id!r}")
+    if event.is_node_event and not NODE_ID_PATTERN.fullmatch(node_id):
         raise WebhookError(f"a {event.value} webhook needs the id of its plan node ([A-Za-z0-9_-]{{1,64}})")
 
 
@@ -169,27 +172,22 @@ def _check_body(body: bytes) -> None:
         raise WebhookError("a webhook body cannot contain NUL characters (JSON escapes them)")
 
 
-def _outcome_text(outcome: AttemptOutcome) -> str:
-    answer = f"HTTP {outcome.status_code}" if outcome.status_code is not None else "no answer"
-    return outcome.error or answer
-
-
 def _next(outcome: AttemptOutcome, number: int, schedule: RetrySchedule, now: datetime) -> dict[str, Any]:
     if outcome.acknowledged:
         return {"state": DeliveryState.DELIVERED.value, "delivered_at": now, "last_error": None}
     if outcome.status_code == 410:
         return {"state": DeliveryState.FAILED.value, "last_error": GONE_ERROR}
     if outcome.refused or outcome.permanent:
-        return {"state": DeliveryState.FAILED.value, "last_error": _outcome_text(outcome)}
+        return {"state": DeliveryState.FAILED.value, "last_error": outcome.text}
     delay = schedule.delay_after(number)
     if delay is None:
         return {
             "state": DeliveryState.FAILED.value,
-            "last_error": f"gave up after {number} attempts; the last: {_outcome_text(outcome)}",
+            "last_error": f"gave up after {number} attempts; the last: {outcome.text}",
         }
     if outcome.retry_after is not None:
         delay = max(delay, min(outcome.retry_after, MAX_RETRY_AFTER_SECONDS))
-    return {"next_attempt_at": now + timedelta(seconds=delay), "last_error": _outcome_text(outcome)}
+    return {"next_attempt_at": now + timedelta(seconds=delay), "last_error": outcome.text}
 
 
 class DeliveryOutbox:
@@ -332,4 +330,4 @@ class DeliveryOutbox:
 
     def attempts(self, webhook_id: str) -> list[Attempt]:
         query = sa.select(webhook_attempts).where(_A.webhook_id == webhook_id).order_by(_A.number, _A.id)
-        return self._rows.all(query, _attempt)
+        return self._rows.all(query, lambda row: record(Attempt, row))

@@ -18,13 +18,7 @@ from typing import Any, Final
 
 import httpx
 
-from video_pipelines.errors import (
-    BlockedDestinationError,
-    FetchError,
-    SecretKeyError,
-    WebhookError,
-    WebhookSecretError,
-)
+from video_pipelines.errors import BlockedDestinationError, FetchError, SecretKeyError, WebhookError, WebhookSecretError
 from video_pipelines.net import AllowedHosts, certificate_error, open_pinned, redact_url, resolve_destination
 from video_pipelines.net.retrying import parse_retry_after
 from video_pipelines.telemetry.trace_context import parse_traceparent
