@@ -52,9 +52,6 @@ class NodeWork:
     run_id: str
     cache: bool = True  # False: computed anew (`"cache": false`), its result still recorded
 
-    def holds(self, claim: NodeClaim) -> bool:
-        return (claim.run_id, claim.node_id) == (self.run_id, self.node_id)
-
 
 def single_flight(
     index: NodeResultIndex,
@@ -79,9 +76,39 @@ def single_flight(
         log(f"reused: {cached.execution_id} {verb} the same lineage ({cached.node_id}) {when}")
         return NodeRun(result, provider=None, seconds=0.0, reused_from=cached.execution_id)
 
+    def claim() -> NodeRun | None:
+        """Hold the lineage's claim (None), or another execution's result found while waiting."""
+        waited_for: NodeClaim | None = None
+        while True:
+            holder = index.claim(
+                work.tenant, work.lineage, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id
+            )
+            if (holder.run_id, holder.node_id) == (work.run_id, work.node_id):
+                return None
+            if (found := reused("computed", "while this waited")) is not None:
+                return found
+            if run_has_ended(holder.run_id):
+                taken = index.take_over(
+                    holder, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id
+                )
+                if taken is not None:
+                    log(
+                        f"took over the same lineage from {holder.execution_id} ({holder.node_id}): its run "
+                        f"{holder.run_id} ended without a result"
+                    )
+                    return None
+                continue
+            if waited_for is None or (waited_for.run_id, waited_for.node_id) != (holder.run_id, holder.node_id):
+                log(
+                    f"waiting: {holder.execution_id} is computing the same lineage ({holder.node_id}, "
+                    f"run {holder.run_id})"
+                )
+                waited_for = holder
+            sleep(poll_seconds)
+
     if not work.cache:
         return _record(index, work, compute())
-    found = reused("completed", "meanwhile") or _claim(index, work, reused, run_has_ended, log, sleep, poll_seconds)
+    found = reused("completed", "meanwhile") or claim()
     if found is not None:
         return found
     try:
@@ -95,40 +122,6 @@ def single_flight(
         _release(index, work)
         raise
     return _record(index, work, run)
-
-
-def _claim(
-    index: NodeResultIndex,
-    work: NodeWork,
-    reused: Callable[[str, str], NodeRun | None],
-    run_has_ended: Callable[[str], bool],
-    log: Log,
-    sleep: Callable[[float], None],
-    poll_seconds: float,
-) -> NodeRun | None:
-    """Hold the lineage's claim (None), or another execution's result found while waiting."""
-    waited_for: NodeClaim | None = None
-    while True:
-        claim = index.claim(
-            work.tenant, work.lineage, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id
-        )
-        if work.holds(claim):
-            return None
-        if (found := reused("computed", "while this waited")) is not None:
-            return found
-        if run_has_ended(claim.run_id):
-            taken = index.take_over(claim, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id)
-            if taken is not None:
-                log(
-                    f"took over the same lineage from {claim.execution_id} ({claim.node_id}): its run {claim.run_id} "
-                    "ended without a result"
-                )
-                return None
-            continue
-        if waited_for is None or (waited_for.run_id, waited_for.node_id) != (claim.run_id, claim.node_id):
-            log(f"waiting: {claim.execution_id} is computing the same lineage ({claim.node_id}, run {claim.run_id})")
-            waited_for = claim
-        sleep(poll_seconds)
 
 
 def _release(index: NodeResultIndex, work: NodeWork) -> None:

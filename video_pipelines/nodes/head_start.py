@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from video_pipelines.errors import TransientError, VideoPipelineError
+from video_pipelines.nodes.checks import audio_expected
 from video_pipelines.nodes.runner import NodeRun
-from video_pipelines.plan import PlanNode
+from video_pipelines.nodes.tasks import NodeTask
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan
 from video_pipelines.providers.http import stopping_on
@@ -44,14 +45,6 @@ class Ahead:
         self.lines.append((warning, f"[started ahead, +{time.monotonic() - self.started_at:.1f} s] {message}"))
 
 
-@dataclass(frozen=True)
-class Ready:
-    node: PlanNode
-    inputs: tuple[VideoResult, ...]
-    upstream: dict[str, VideoResult]
-    lineage: str
-
-
 class HeadStarts:
     def __init__(self, *, join_timeout: float = 60.0) -> None:
         self._lock = threading.Lock()
@@ -60,15 +53,17 @@ class HeadStarts:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._join_timeout = join_timeout
-        self._halted_by: str | None = None
+        self.halted_by: str | None = None
         self._resolved: ResolvedPlan | None = None
+        self._audio: dict[str, bool] = {}  # whether each node's video should have sound (`nodes.checks`)
         self._results: dict[str, VideoResult] = {}
-        self.execution_id = ""
+        self._execution_id = ""
 
     def know(self, execution_id: str, resolved: ResolvedPlan) -> None:
         with self._lock:
-            self.execution_id = execution_id
+            self._execution_id = execution_id
             self._resolved = resolved
+            self._audio = audio_expected(resolved.plan)
 
     def results(self) -> dict[str, VideoResult]:
         with self._lock:
@@ -78,18 +73,15 @@ class HeadStarts:
         with self._lock:
             self._results[node_id] = result
 
-    @property
-    def halted_by(self) -> str | None:
-        return self._halted_by
-
     def halt(self, reason: str) -> None:
         """A node failed for good: start nothing more, cancel what runs ahead."""
         with self._lock:
-            if self._halted_by is None:
-                self._halted_by = reason
+            if self.halted_by is None:
+                self.halted_by = reason
         self._stop.set()
 
-    def ready(self) -> list[Ready]:
+    def ready(self) -> list[NodeTask]:
+        """The remote nodes whose inputs all exist, not started nor in their step yet."""
         with self._lock:
             if self._resolved is None or self._stop.is_set():
                 return []
@@ -101,7 +93,9 @@ class HeadStarts:
                     upstream = resolved.upstream(node, results)
                 except KeyError:  # an ancestor that runs has no result yet
                     continue
-                ready.append(Ready(node, tuple(resolved.inputs(node, results)), upstream, resolved.lineage[node.id]))
+                inputs = tuple(resolved.inputs(node, results))
+                lineage, audio = resolved.lineage[node.id], self._audio.get(node.id, False)
+                ready.append(NodeTask(self._execution_id, node, inputs, upstream, lineage, audio))
             return ready
 
     def start(self, node_id: str, key: object, work: Work, *, then: Callable[[NodeRun, Log], None]) -> bool:
@@ -158,15 +152,11 @@ class HeadStarts:
 def await_result(ahead: Ahead, *, log: Log, warn: Log) -> NodeRun:
     """The result of work started ahead, passing on its lines; waits in slices so an interrupt gets its turn."""
     shown = 0
-
-    def show() -> None:
-        nonlocal shown
+    while True:
+        finished = bool(wait_futures([ahead.future], timeout=_AWAIT_SLICE).done)
         lines = ahead.lines[shown:]
         shown += len(lines)
         for warning, message in lines:
             (warn if warning else log)(message)
-
-    while not wait_futures([ahead.future], timeout=_AWAIT_SLICE).done:
-        show()
-    show()
-    return ahead.future.result()
+        if finished:
+            return ahead.future.result()

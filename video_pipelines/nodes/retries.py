@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 
 from video_pipelines.errors import TransientError, VideoPipelineError
 from video_pipelines.net.retrying import backoff_delay
+from video_pipelines.nodes.checks import subject
 from video_pipelines.nodes.head_start import HeadStarts, Log
 from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.nodes.tasks import NodeTask
 from video_pipelines.nodes.work import RunNodes, RunShell, run_or_await
 from video_pipelines.operations.checks import CheckOutcome, MediaChecksFailed
-from video_pipelines.plan import PlanNode
 from video_pipelines.providers.http import Abandoned, sleep_interruptibly
 
 MAX_RETRIES = 3
@@ -37,32 +37,26 @@ def run_with_retries(
     log_checks: Callable[[Sequence[CheckOutcome]], None],
 ) -> NodeRun:
     node = task.node
-    name = f"{node.id} ({node.operation.value})"
+    name = subject(node)
     attempt = 1
     while True:
         try:
             return run_or_await(nodes, shell, started, task, attempt, log=log, warn=warn)
-        except MediaChecksFailed as exc:
-            log_checks(exc.outcomes)
-            _halt(started, node)
-            # Not retried: the same work makes the same video. Not recorded: no materialization, nothing to reuse.
-            raise NodeFailed(f"{name} failed: {exc}") from exc
-        except TransientError as exc:
-            if attempt > MAX_RETRIES:
-                _halt(started, node)
-                raise NodeFailed(f"{name} failed after {attempt} attempts: {exc}") from exc
-            delay = backoff_delay(attempt - 1, base=RETRY_BASE_DELAY_SECONDS)
-            warn(f"{node.id}: transient failure, attempt {attempt}: {exc}; retrying in {delay:.1f} s")
-            sleep_interruptibly(delay)
-            attempt += 1
         except VideoPipelineError as exc:
-            _halt(started, node)
-            raise NodeFailed(f"{name} failed: {exc}") from exc
+            transient = isinstance(exc, TransientError)
+            if transient and attempt <= MAX_RETRIES:
+                delay = backoff_delay(attempt - 1, base=RETRY_BASE_DELAY_SECONDS)
+                warn(f"{node.id}: transient failure, attempt {attempt}: {exc}; retrying in {delay:.1f} s")
+                sleep_interruptibly(delay)
+                attempt += 1
+                continue
+            if isinstance(exc, MediaChecksFailed):
+                # Not retried: the same work makes the same video. Not recorded: no materialization, nothing to reuse.
+                log_checks(exc.outcomes)
+            if started is not None:
+                started.halt(f"{node.id} failed")
+            after = f" after {attempt} attempts" if transient else ""
+            raise NodeFailed(f"{name} failed{after}: {exc}") from exc
         except Abandoned:
             why = (started.halted_by if started is not None else None) or "the run is ending"
             raise NodeFailed(f"{name} canceled: {why}, so the run fails") from None
-
-
-def _halt(started: HeadStarts | None, node: PlanNode) -> None:
-    if started is not None:
-        started.halt(f"{node.id} failed")

@@ -22,7 +22,6 @@ from video_pipelines.nodes.handlers.call import Captioned, OperationCall
 from video_pipelines.nodes.handlers.captions import store_captions
 from video_pipelines.operations import probe
 from video_pipelines.operations.checks import CheckName, CheckOutcome, blocking_failure, check_media
-from video_pipelines.operations.ffmpeg import MediaInfo
 from video_pipelines.plan.model import PlanNode
 from video_pipelines.plan.params import AddSubtitlesParams, AnyParams, GenerateVideoParams, LipSyncParams, Operation
 from video_pipelines.plan.results import VideoResult, aspect_ratio_name
@@ -31,10 +30,6 @@ from video_pipelines.providers.pricing import DEFAULT_MODELS
 from video_pipelines.storage.digest import file_sha256
 
 Log = Callable[[str], None]
-
-
-def _ignore(_message: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -65,7 +60,7 @@ def run_node(
     upstream: Mapping[str, VideoResult],
     lineage: str,
     env: NodeEnvironment,
-    log: Log = _ignore,
+    log: Log = lambda _message: None,
     ledger: JobLedger | None = None,
     checks: NodeChecks | None = None,
 ) -> NodeRun:
@@ -89,7 +84,14 @@ def run_node(
         done = HANDLERS[node.operation](params, call)
         seconds = time.perf_counter() - started
         info = probe(call.out)
-        outcomes = _checked(node, params, inputs, checks, call, info) if checks is not None else []
+        outcomes: list[CheckOutcome] = []
+        if checks is not None:
+            expected = expectations_for(node, params, inputs, audio=checks.audio)
+            outcomes = check_media(
+                call.out, expected, subject=subject(node), blocking=checks.blocking, info=info, timeout=env.timeout
+            )
+            if (failure := blocking_failure(outcomes)) is not None:
+                raise failure
         digest = file_sha256(call.out)
         stored = env.store.put_file(call.out, sha256=digest)
         captions = store_captions(done.cues, digest, work, env.store) if isinstance(done, Captioned) else None
@@ -118,24 +120,6 @@ def _typed_params(node: PlanNode, upstream: Mapping[str, VideoResult]) -> AnyPar
         raise PlanValidationError(
             [f"{node.id}.params.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
         ) from None
-
-
-def _checked(
-    node: PlanNode,
-    params: AnyParams,
-    inputs: Sequence[VideoResult],
-    checks: NodeChecks,
-    call: OperationCall,
-    info: MediaInfo,
-) -> list[CheckOutcome]:
-    expected = expectations_for(node, params, inputs, audio=checks.audio)
-    outcomes = check_media(
-        call.out, expected, subject=subject(node), blocking=checks.blocking, info=info, timeout=call.env.timeout
-    )
-    failure = blocking_failure(outcomes)
-    if failure is not None:
-        raise failure
-    return outcomes
 
 
 def _model_used(operation: Operation, params: AnyParams, provider: str | None) -> str | None:

@@ -57,9 +57,8 @@ class RunNodes:
         blocking: frozenset[CheckName] = DEFAULT_BLOCKING,
     ) -> None:
         self._make_env = make_env
-        self._store = store
+        self.store = store
         self.blocking = blocking  # the media checks whose failure fails the node
-        self.audio: dict[str, bool] = {}  # whether each node's video should have sound, once the plan is known
         # The media checks of the nodes computed here, by (node id, lineage), until their steps log them.
         self._checks: dict[tuple[str, str], list[CheckOutcome]] = {}
         self._env: NodeEnvironment | None = None
@@ -73,9 +72,6 @@ class RunNodes:
             if self._env is None:  # built on first use, once per run (per step with the multiprocess executor)
                 self._env = self._make_env()
             return self._env
-
-    def store(self) -> SubmissionStore:
-        return self._store()
 
     def record_checks(self, node_id: str, lineage: str, outcomes: list[CheckOutcome]) -> None:
         self._checks[(node_id, lineage)] = outcomes
@@ -146,19 +142,15 @@ def task_key(task: NodeTask) -> object:
 
 
 def start_ready(nodes: RunNodes, started: HeadStarts, shell: RunShell, log: Log) -> None:
-    for ready in started.ready():
-        node = ready.node
-        task = NodeTask(
-            started.execution_id, node, ready.inputs, ready.upstream, ready.lineage, nodes.audio.get(node.id, False)
-        )
+    for task in started.ready():
         work = node_work(nodes, shell, task, attempt=1)
 
-        def then(done: NodeRun, log: Log, node_id: str = node.id) -> None:
+        def then(done: NodeRun, log: Log, node_id: str = task.node.id) -> None:
             started.record(node_id, done.result)
             start_ready(nodes, started, shell, log)
 
-        if started.start(node.id, task_key(task), work, then=then):
-            log(f"{node.id}: started ahead of its step: its inputs all exist")
+        if started.start(task.node.id, task_key(task), work, then=then):
+            log(f"{task.node.id}: started ahead of its step: its inputs all exist")
 
 
 def run_or_await(

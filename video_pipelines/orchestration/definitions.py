@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from video_pipelines.operations.checks import parse_blocking
 from video_pipelines.orchestration.catalog.assets import VIDEO_ASSET_SPECS, media_checks
 from video_pipelines.orchestration.catalog.retention import catalog_retention
 from video_pipelines.orchestration.job.io_managers import StepOutputs
@@ -13,7 +12,6 @@ from video_pipelines.orchestration.resources.artifacts import (
     ArtifactStorage,
     MediaPolicy,
     SubmissionStoreResource,
-    blocking_checks_env,
 )
 from video_pipelines.orchestration.resources.nodes import head_starts
 from video_pipelines.orchestration.resources.providers import FalResource, GoogleVertexResource, ReplicateResource
@@ -28,12 +26,12 @@ from video_pipelines.orchestration.sensors.webhooks import (
 
 
 def build_definitions() -> dg.Definitions:
-    artifact_storage = ArtifactStorage()
+    artifact_storage, media_policy = ArtifactStorage(), MediaPolicy()
     return dg.Definitions(
         jobs=[execute_plan],
         assets=VIDEO_ASSET_SPECS,
         # Declared for the catalog (blocking as the deployment sets it); evaluated inside execute_plan.
-        asset_checks=[media_checks(parse_blocking(blocking_checks_env()))],
+        asset_checks=[media_checks(media_policy.blocking())],
         sensors=[
             submitted_plans,
             resume_lost_runs,
@@ -48,7 +46,7 @@ def build_definitions() -> dg.Definitions:
         resources={
             "artifact_storage": artifact_storage,
             "io_manager": StepOutputs(artifact_storage=artifact_storage),
-            "media_policy": MediaPolicy(),
+            "media_policy": media_policy,
             "submissions": SubmissionStoreResource(),
             "replicate": ReplicateResource(),
             "fal": FalResource(),

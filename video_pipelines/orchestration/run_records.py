@@ -47,11 +47,8 @@ def _lost_database(error: Any) -> bool:
 def plan_of_run(run: dg.DagsterRun) -> dict[str, Any]:
     """The plan a run was launched with; with no plan config, the job's default (Dagster stores config as given)."""
     ops: Any = run.run_config.get("ops") or {}
-    config = (ops.get("plan") or {}).get("config")
-    if config is None:
-        return dict(EXAMPLE_PLAN)
-    plan: dict[str, Any] = config
-    return plan
+    config: dict[str, Any] | None = (ops.get("plan") or {}).get("config")
+    return dict(EXAMPLE_PLAN) if config is None else config
 
 
 def run_view(run: dg.DagsterRun, record: dg.RunRecord | None = None) -> RunView:

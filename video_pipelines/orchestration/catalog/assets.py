@@ -48,10 +48,6 @@ def add_execution(instance: dg.DagsterInstance, execution_id: str, nodes: Iterab
         instance.add_dynamic_partitions(partitions_of(operation), operation_keys)
 
 
-def _partitions_def(operation: Operation) -> dg.DynamicPartitionsDefinition:
-    return dg.DynamicPartitionsDefinition(name=partitions_of(operation))
-
-
 VIDEO_ASSET_SPECS = [
     dg.AssetSpec(
         key=asset_key_for(operation),
@@ -60,7 +56,7 @@ VIDEO_ASSET_SPECS = [
         " named <execution id>:<node id> (search the execution id), holding its video and metadata.",
         group_name="video_pipelines",
         kinds={"video"},
-        partitions_def=_partitions_def(operation),
+        partitions_def=dg.DynamicPartitionsDefinition(name=partitions_of(operation)),
     )
     for operation, description in _DESCRIPTIONS.items()
 ]
@@ -77,7 +73,7 @@ def media_check_specs(blocking: Iterable[CheckName] = DEFAULT_BLOCKING) -> list[
                 asset=asset_key_for(operation),
                 description=name.description + " Evaluated by execute_plan on each node it runs.",
                 blocking=name in blocks,
-                partitions_def=_partitions_def(operation),
+                partitions_def=dg.DynamicPartitionsDefinition(name=partitions_of(operation)),
             )
             for operation in _DESCRIPTIONS
             for name in CheckName

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 
@@ -17,23 +16,17 @@ from video_pipelines.storage import ArtifactStore
 from video_pipelines.vocabulary import NodeState
 
 
-def preview_metadata(
-    result: VideoResult, path: str | Path, thumbnail_url: str | None, *, node_id: str
-) -> dict[str, dg.MetadataValue]:
-    image = f"![{node_id}]({thumbnail_url})\n\n" if thumbnail_url else ""
-    return {
-        "preview": dg.MetadataValue.md(f"{image}[{result.url}]({result.url})"),
-        "path": dg.MetadataValue.path(str(path)),
-    }
-
-
 def node_preview(store: ArtifactStore, result: VideoResult, *, node_id: str) -> dict[str, dg.MetadataValue]:
     try:
         thumbnail_url = store.thumbnail_url(result.sha256)
     except StorageError:
         # The video is done and recorded either way; a storage hiccup only costs the picture.
         thumbnail_url = None
-    return preview_metadata(result, store.location(store.key_for(result.sha256)), thumbnail_url, node_id=node_id)
+    image = f"![{node_id}]({thumbnail_url})\n\n" if thumbnail_url else ""
+    return {
+        "preview": dg.MetadataValue.md(f"{image}[{result.url}]({result.url})"),
+        "path": dg.MetadataValue.path(str(store.location(store.key_for(result.sha256)))),
+    }
 
 
 def node_materialization(

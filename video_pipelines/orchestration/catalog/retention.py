@@ -59,11 +59,6 @@ class CatalogPrune:
         }
 
 
-def retention_from_env() -> timedelta | None:
-    raw = os.environ.get(CATALOG_RETENTION_ENV, "").strip()
-    return parse_retention_days(raw, CATALOG_RETENTION_ENV) if raw else None
-
-
 def parse_retention_days(raw: str, where: str) -> timedelta:
     try:
         days = float(raw)
@@ -134,9 +129,10 @@ def _partitions_by_execution(instance: dg.DagsterInstance) -> dict[str, Sequence
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def catalog_retention(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    retention = retention_from_env()
-    if retention is None:
+    raw = os.environ.get(CATALOG_RETENTION_ENV, "").strip()
+    if not raw:
         return dg.SkipReason(f"retention is off: ${CATALOG_RETENTION_ENV} is not set")
+    retention = parse_retention_days(raw, CATALOG_RETENTION_ENV)
     report = prune_catalog(context.instance, retention, budget_seconds=SENSOR_BUDGET_SECONDS)
     if report.pruned:
         # One line, however many: a tick may prune thousands.

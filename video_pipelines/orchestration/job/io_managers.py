@@ -18,23 +18,19 @@ from video_pipelines.orchestration.resources.artifacts import ArtifactStorage
 STEP_OUTPUTS_FOLDER = "dagster-step-outputs"
 
 
-def _write(manager: UPathIOManager, context: dg.OutputContext, obj: Any) -> None:
-    path = manager._get_path(context)  # op outputs are never partitioned: one path each, as Dagster's own
-    manager.make_directory(path.parent)
-    manager.dump_to_path(context=context, obj=obj, path=path)
-    context.add_output_metadata({"path": dg.MetadataValue.path(str(path)), **manager.get_metadata(context, obj)})
-
-
-def _read(manager: UPathIOManager, context: dg.InputContext) -> Any:
-    return manager.load_from_path(context=context, path=manager._get_path(context))
-
-
-class QuietFilesystemIOManager(PickledObjectFilesystemIOManager):
+class _Quiet(UPathIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        _write(self, context, obj)
+        path = self._get_path(context)  # op outputs are never partitioned: one path each, as Dagster's own
+        self.make_directory(path.parent)
+        self.dump_to_path(context=context, obj=obj, path=path)
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path)), **self.get_metadata(context, obj)})
 
     def load_input(self, context: dg.InputContext) -> Any:
-        return _read(self, context)
+        return self.load_from_path(context=context, path=self._get_path(context))
+
+
+class QuietFilesystemIOManager(_Quiet, PickledObjectFilesystemIOManager):
+    pass
 
 
 class StepOutputs(dg.ConfigurableIOManagerFactory):  # type: ignore[type-arg]
@@ -47,25 +43,17 @@ class StepOutputs(dg.ConfigurableIOManagerFactory):  # type: ignore[type-arg]
         store = self.artifact_storage.store()
         bucket = getattr(store, "bucket", None)
         if bucket is None:  # a local folder
-            return QuietFilesystemIOManager(base_dir=_instance(context).storage_directory())  # type: ignore[no-untyped-call]
+            if context.instance is None:
+                raise dg.DagsterInvariantViolationError("step outputs need the Dagster instance of the run")
+            return QuietFilesystemIOManager(base_dir=context.instance.storage_directory())  # type: ignore[no-untyped-call]
         # Imported here: dagster-aws (and boto3) stay unloaded for runs that store locally.
         from dagster_aws.s3.io_manager import PickledObjectS3IOManager
 
         from video_pipelines.storage.s3 import S3ArtifactStore
 
-        class QuietS3IOManager(PickledObjectS3IOManager):
-            def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-                _write(self, context, obj)
-
-            def load_input(self, context: dg.InputContext) -> Any:
-                return _read(self, context)
+        class QuietS3IOManager(_Quiet, PickledObjectS3IOManager):
+            pass
 
         assert isinstance(store, S3ArtifactStore)
         prefix = f"{store.prefix}/{self.folder}" if store.prefix else self.folder
         return QuietS3IOManager(s3_bucket=bucket, s3_session=store.client, s3_prefix=prefix)
-
-
-def _instance(context: dg.InitResourceContext) -> dg.DagsterInstance:
-    if context.instance is None:
-        raise dg.DagsterInvariantViolationError("step outputs need the Dagster instance of the run")
-    return context.instance

@@ -17,7 +17,6 @@ from video_pipelines.executions import admit, cancel_requested
 from video_pipelines.executions.attempts import ExecutionRuns
 from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.reuse import decide_reuse
-from video_pipelines.nodes.checks import audio_expected
 from video_pipelines.nodes.retries import NodeFailed, run_with_retries
 from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.nodes.tasks import NodeTask, PlannedNode, planned_nodes
@@ -82,18 +81,16 @@ def plan(
     add_execution(context.instance, execution_id, resolved.plan.nodes)
     if (deadline := deadline_tags(resolved.plan.timeout_seconds)) and MAX_RUNTIME_TAG not in context.run.tags:
         context.instance.add_run_tags(context.run_id, deadline)  # launched from the UI: run monitoring reads it now
-    parsed = resolved.plan
     for materialization in reused_materializations(execution_id, resolved, head_starts.env().store):
         context.log_event(materialization)
-    trace_reused(context, execution_id, parsed, [d for d in resolved.reused if d.carried_from_run is None])
+    trace_reused(context, execution_id, resolved.plan, [d for d in resolved.reused if d.carried_from_run is None])
     planned = planned_nodes(execution_id, resolved)
     context.log.info(
-        f"execution {execution_id}: {len(parsed.nodes)} nodes, {len(resolved.reused)} reused, "
+        f"execution {execution_id}: {len(resolved.plan.nodes)} nodes, {len(resolved.reused)} reused, "
         f"{len(planned)} to run" + (": " + ", ".join(_shape(p) for p in planned) if planned else "")
     )
     started = head_starts_of(context, head_starts)
     if started is not None and planned:
-        head_starts.audio.update(audio_expected(parsed))
         started.know(execution_id, resolved)
         start_ready(head_starts, started, DagsterRunShell(context.instance, context.run), context.log.info)
     for each in planned:
@@ -123,7 +120,7 @@ def run_plan_node(
     )
     if isinstance(results, NotRun):
         # No work, no video: the nodes that need it are not run either; the run fails with its input's step.
-        context.log.warning(f"{node.id}: {results.message}")
+        context.log.warning(f"{node.id}: not run: {results.dependency} {'failed' if results.failed else 'did not run'}")
         return
     task = planned.task(results)
     context.log.info(f"{node.id}: {node.operation.value} on {len(task.inputs)} input(s), lineage {task.lineage[:12]}")

@@ -28,10 +28,6 @@ class NotRun:
     dependency: str
     failed: bool
 
-    @property
-    def message(self) -> str:
-        return f"not run: {self.dependency} {'failed' if self.failed else 'did not run'}"
-
 
 def earlier_results(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[str, tuple[str, VideoResult]]:
     """The videos (with their lineage) of the runs `run` re-executes, by node id; a later run wins."""

@@ -17,11 +17,6 @@ from video_pipelines.submissions import SubmissionStore
 ALLOWED_HOSTS_ENV = "VIDEO_PIPELINES_ALLOWED_HOSTS"
 
 
-def default_artifacts_root() -> Path:
-    home = os.environ.get("DAGSTER_HOME") or ".dagster_home"
-    return Path(home).resolve() / "artifacts"
-
-
 class ArtifactStorage(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where node videos are stored: a local folder or S3 (content-addressed keys)."""
 
@@ -32,7 +27,8 @@ class ArtifactStorage(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def store(self) -> ArtifactStore:
         # Read at run time, not import time, so a deployment can change it without a code change.
-        return store_from_url(self.url or os.environ.get(STORAGE_URL_ENV), default_root=default_artifacts_root())
+        default_root = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve() / "artifacts"
+        return store_from_url(self.url or os.environ.get(STORAGE_URL_ENV), default_root=default_root)
 
 
 class MediaPolicy(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -55,11 +51,9 @@ class MediaPolicy(dg.ConfigurableResource):  # type: ignore[type-arg]
         return AllowedHosts.from_env()
 
     def blocking(self) -> frozenset[CheckName]:
-        return parse_blocking(self.blocking_checks if self.blocking_checks is not None else blocking_checks_env())
-
-
-def blocking_checks_env() -> str | None:
-    return os.environ.get(BLOCKING_CHECKS_ENV)
+        return parse_blocking(
+            self.blocking_checks if self.blocking_checks is not None else os.environ.get(BLOCKING_CHECKS_ENV)
+        )
 
 
 class SubmissionStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]

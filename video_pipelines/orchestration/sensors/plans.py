@@ -230,21 +230,6 @@ def long_poll_sensor(
     )
 
 
-def poll_submissions(
-    store: SubmissionStore,
-    instance: dg.DagsterInstance,
-    *,
-    wait_seconds: float = LONG_POLL_SECONDS,
-    interval: float = POLL_INTERVAL_SECONDS,
-) -> SubmissionTick:
-    return long_poll(
-        lambda: evaluate_submissions(store, instance),
-        lambda tick: bool(tick.run_requests or tick.rejected),
-        wait_seconds,
-        interval,
-    )
-
-
 def long_poll(look: Callable[[], T], found: Callable[[T], bool], wait_seconds: float, interval: float) -> T:
     """`look()` until `found` says so or `wait_seconds` pass."""
     deadline = time.monotonic() + wait_seconds
@@ -278,7 +263,12 @@ def log_tick(log: logging.Logger, tick: SubmissionTick) -> None:
 def submitted_plans(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
     """Launch plans submitted with `video-pipelines submit` (variants wait for their base)."""
     store = submissions.store()
-    tick = poll_submissions(store, context.instance)
+    tick = long_poll(
+        lambda: evaluate_submissions(store, context.instance),
+        lambda tick: bool(tick.run_requests or tick.rejected),
+        LONG_POLL_SECONDS,
+        POLL_INTERVAL_SECONDS,
+    )
     log_tick(context.log, tick)
     for execution_id in tick.rejected:
         # Rejected before it ran: its webhook says so (sent by webhook_deliveries).

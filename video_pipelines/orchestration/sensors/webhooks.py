@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from video_pipelines.executions import (
-    EXECUTION_ID_TAG,
     EndedRunScan,
     deliver,
     enqueue_progress_events,
@@ -43,25 +42,6 @@ def log_attempts(log: logging.Logger, reports: list[AttemptReport]) -> None:
         (log.warning if report.failed else log.info)(report.line)
 
 
-def _notify(context: dg.RunStatusSensorContext, store: SubmissionStore) -> None:
-    run = context.dagster_run
-    execution_id = run.tags.get(EXECUTION_ID_TAG, run.run_id)
-    delivery = enqueue_webhook(DagsterRunRecords(context.instance), store, DeliveryOutbox(store), execution_id)
-    if delivery is None:
-        context.log.info(f"{execution_id}: run {run.run_id} ended ({run.status.value}); no webhook to send")
-        return
-    context.log.info(f"{execution_id}: run {run.run_id} ended ({run.status.value}); webhook {delivery.webhook_id}")
-    log_attempts(context.log, deliver(store))
-
-
-def notify_started(instance: dg.DagsterInstance, store: SubmissionStore, run: dg.DagsterRun) -> list[AttemptReport]:
-    execution_id = run.tags.get(EXECUTION_ID_TAG, run.run_id)
-    if not enqueue_progress_events(DagsterRunRecords(instance), store, DeliveryOutbox(store), execution_id):
-        line = f"{execution_id}: nothing to send at its start (no webhook subscribed to events, or already sent)"
-        return [AttemptReport(line, failed=False)]
-    return deliver(store)
-
-
 @execution_run_sensor(
     "webhook_on_started",
     dg.DagsterRunStatus.STARTED,
@@ -78,7 +58,12 @@ def webhook_on_started(context: dg.RunStatusSensorContext, submissions: Submissi
         context.log.warning(f"{view.execution_id}: {warning}")
         context.instance.report_engine_event(warning, run)
     store = submissions.store()
-    log_attempts(context.log, notify_started(context.instance, store, run))
+    if enqueue_progress_events(DagsterRunRecords(context.instance), store, DeliveryOutbox(store), view.execution_id):
+        log_attempts(context.log, deliver(store))
+    else:
+        context.log.info(
+            f"{view.execution_id}: nothing to send at its start (no webhook subscribed to events, or already sent)"
+        )
     # After the webhook, which a failed claim must not skip; `webhook_deliveries` claims it again once the run ended.
     record_start(store, view.execution_id)  # counted once, at its first run's start
 
@@ -87,10 +72,17 @@ def _webhook_sensor(status: dg.DagsterRunStatus, event: str, description: str) -
 
     @execution_run_sensor(f"webhook_on_{event}", status, description)
     def notify(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
-        store = submissions.store()
-        _notify(context, store)
+        store, run = submissions.store(), context.dagster_run
+        view = run_view(run)
+        ended = f"{view.execution_id}: run {run.run_id} ended ({run.status.value})"
+        delivery = enqueue_webhook(DagsterRunRecords(context.instance), store, DeliveryOutbox(store), view.execution_id)
+        if delivery is None:
+            context.log.info(f"{ended}; no webhook to send")
+        else:
+            context.log.info(f"{ended}; webhook {delivery.webhook_id}")
+            log_attempts(context.log, deliver(store))
         # After the webhook, which the span never delays. Counted and traced once, when it is the execution's end.
-        record_run_end(DagsterRunRecords(context.instance), store, run_view(context.dagster_run))
+        record_run_end(DagsterRunRecords(context.instance), store, view)
 
     return notify
 
