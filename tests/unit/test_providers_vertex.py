@@ -474,7 +474,7 @@ def test_the_timeout_cancels_the_operation(credentials: Path, google: FakeGoogle
     (cancel,) = google.of("cancel")
     assert cancel.path == f"/v1/{ledger.job_id}:cancel"
     assert cancel.authorization == "Bearer ya29.test-1"
-    assert len(google.of("fetch")) >= 2
+    # No count of polls: on a loaded machine the 0.5 s can pass before the first one (seen in CI with load 18).
     assert not out.exists()
 
 
