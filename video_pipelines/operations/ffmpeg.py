@@ -193,37 +193,21 @@ _SIZE_RE = re.compile(r"^(\d+)x(\d+)(?:\s|$)")
 _RATE_RE = re.compile(r"^([\d.]+)(k?) (fps|tbr)$")
 # Named layouts; "5.1" and the like are read as 5 + 1.
 _CHANNEL_LAYOUTS = {"mono": 1, "stereo": 2, "quad": 4}
+# A comma followed by a closing bracket before any opening one of the same kind is inside that bracket.
+_TOP_LEVEL_COMMA = re.compile(r",(?![^()]*\))(?![^\[\]]*\])")
 
 
 def _top_level_fields(description: str) -> list[str]:
-    fields: list[str] = []
-    depth = 0
-    current: list[str] = []
-    for ch in description:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]" and depth:
-            depth -= 1
-        if ch == "," and depth == 0:
-            fields.append("".join(current).strip())
-            current = []
-        else:
-            current.append(ch)
-    fields.append("".join(current).strip())
-    return fields
+    """The comma-separated fields of a stream line; a comma inside (...) or [...] does not separate."""
+    return [field.strip() for field in _TOP_LEVEL_COMMA.split(description)]
 
 
 def _channel_count(layout: str) -> int | None:
     base = layout.split("(")[0].strip()
     if base in _CHANNEL_LAYOUTS:
         return _CHANNEL_LAYOUTS[base]
-    match = re.match(r"^(\d+) channels", base)
-    if match:
-        return int(match.group(1))
-    match = re.match(r"^(\d+)\.(\d+)$", base)
-    if match:
-        return int(match.group(1)) + int(match.group(2))
-    return None
+    match = re.match(r"^(\d+)(?: channels|\.(\d+)$)", base)
+    return int(match.group(1)) + int(match.group(2) or 0) if match else None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ each word: SecondaryColour (white) until spoken, then PrimaryColour (yellow).
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -59,11 +60,8 @@ def _timed_lines(cue: Cue) -> list[list[Word]]:
             length = span * (len(token) + 1) / total
             timed.append(Word(start=at, end=min(cue.end, at + length), text=token))
             at += length
-    result: list[list[Word]] = []
-    for line in lines:
-        result.append(timed[: len(line)])
-        timed = timed[len(line) :]
-    return result
+    words = iter(timed)
+    return [list(itertools.islice(words, len(line))) for line in lines]
 
 
 def _karaoke_text(cue: Cue) -> str:

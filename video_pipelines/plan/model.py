@@ -327,16 +327,12 @@ def _parse_node(index: int, raw: Any, problems: list[str]) -> PlanNode | None:
         )
         return None
 
-    params = raw.get("params", {})
-    if params is None:
-        params = {}
+    params = {} if raw.get("params") is None else raw["params"]
     if not isinstance(params, Mapping):
         problems.append(f"{node_id}.params: must be an object")
         return None
 
-    depends_on = raw.get("dependsOn", [])
-    if depends_on is None:
-        depends_on = []
+    depends_on = [] if raw.get("dependsOn") is None else raw["dependsOn"]
     if not isinstance(depends_on, list) or not all(isinstance(dep, str) for dep in depends_on):
         problems.append(f"{node_id}.dependsOn: must be a list of job ids")
         return None
@@ -363,11 +359,9 @@ def _parse_cache(value: object, where: str, problems: list[str]) -> bool:
 
 def _check_inputs(node: PlanNode, has_base: bool, problems: list[str]) -> None:
     low, high = VIDEO_INPUTS[node.operation]
-    if not node.consumes_inputs:
-        return
     count = len(node.depends_on)
-    if count == 0 and has_base:
-        return  # takes the base execution's final output
+    if not node.consumes_inputs or (count == 0 and has_base):
+        return  # a variant's node without dependsOn takes the base execution's final output
     if count < low or (high is not None and count > high):
         wanted = f"exactly {low}" if low == high else f"at least {low}"
         problems.append(
