@@ -231,7 +231,7 @@ def _parse_video_stream(description: str) -> _VideoStream | None:
     codec = fields[0].split()[0] if fields[0] else "unknown"
     pix_fmt: str | None = None
     width = height = 0
-    fps = tbr = 0.0
+    rates: dict[str, float] = {}  # "fps" and "tbr"
     for index, field in enumerate(fields[1:], start=1):
         size = _SIZE_RE.match(field)
         if size and not width:
@@ -239,17 +239,15 @@ def _parse_video_stream(description: str) -> _VideoStream | None:
             continue
         rate = _RATE_RE.match(field)
         if rate:
-            value = float(rate.group(1)) * (1000 if rate.group(2) else 1)
-            if rate.group(3) == "fps":
-                fps = value
-            else:
-                tbr = value
+            rates[rate.group(3)] = float(rate.group(1)) * (1000 if rate.group(2) else 1)
             continue
         if index == 1 and not width:
             pix_fmt = field.split("(")[0].strip() or None
     if not width or not height:
         return None
-    return _VideoStream(codec=codec, pix_fmt=pix_fmt, width=width, height=height, fps=fps or tbr)
+    return _VideoStream(
+        codec=codec, pix_fmt=pix_fmt, width=width, height=height, fps=rates.get("fps") or rates.get("tbr", 0.0)
+    )
 
 
 def _parse_audio_stream(description: str) -> _AudioStream:

@@ -279,23 +279,21 @@ def _parse_priority(raw: Any, problems: list[str]) -> Priority:
 
 
 def _parse_max_cost(raw: Any, problems: list[str]) -> float | None:
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw) or raw <= 0:
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw) and raw > 0:
+        return float(raw)
+    if raw is not None:
         problems.append(f"plan.maxCostUsd: must be a positive number of US dollars (got {raw!r})")
-        return None
-    return float(raw)
+    return None
 
 
 def _parse_timeout(raw: Any, problems: list[str]) -> int | None:
-    if raw is None:
-        return None
     # 2.0 from a JSON encoder that writes every number as a float is still a whole number of seconds.
     whole = isinstance(raw, int) or (isinstance(raw, float) and raw.is_integer())
-    if isinstance(raw, bool) or not whole or raw <= 0:
+    if whole and not isinstance(raw, bool) and raw > 0:
+        return int(raw)
+    if raw is not None:
         problems.append(f"plan.timeoutSeconds: must be a positive whole number of seconds (got {raw!r})")
-        return None
-    return int(raw)
+    return None
 
 
 def _parse_node(index: int, raw: Any, problems: list[str]) -> PlanNode | None:
@@ -409,10 +407,7 @@ def _check_params(plan: Plan, node: PlanNode, problems: list[str]) -> None:
 def normalised_node_params(node: PlanNode) -> dict[str, Any]:
     """The node's params with defaults applied; referencing values are kept as written."""
     typed = normalised_params(parse_params(node.operation, with_samples(node.params)))
-    for key, value in node.params.items():
-        if any(True for _ in find_references(value)):
-            typed[key] = value
-    return typed
+    return typed | {key: value for key, value in node.params.items() if next(find_references(value), None)}
 
 
 def ancestors(plan: Plan, node_id: str) -> set[str]:
