@@ -269,7 +269,6 @@ class _ProbeResult:
     duration: float | None
     video: _VideoStream | None
     audio: _AudioStream | None
-    stderr: str
     subtitle_language: str | None = None
 
 
@@ -287,6 +286,9 @@ def _probe_streams(path: Path) -> _ProbeResult:
     except subprocess.TimeoutExpired as exc:
         raise MediaError(f"{path}: FFmpeg could not read the file within {_PROBE_TIMEOUT_S:g} s") from exc
     stderr = completed.stderr.decode("utf-8", errors="replace")
+    if "Input #0" not in stderr:
+        lines = _stderr_tail(completed.stderr, 3).splitlines() or ["FFmpeg printed nothing"]
+        raise MediaError(f"{path}: not a media file FFmpeg can read ({lines[-1]})")
     # With several inputs, only the first "Input #0" block matters; ffmpeg -i prints one.
     duration: float | None = None
     match = _DURATION_RE.search(stderr)
@@ -302,20 +304,13 @@ def _probe_streams(path: Path) -> _ProbeResult:
             audio = _parse_audio_stream(description)
     subtitle = _SUBTITLE_RE.search(stderr)
     subtitle_language = (subtitle.group(1) or "und") if subtitle else None
-    return _ProbeResult(duration=duration, video=video, audio=audio, stderr=stderr, subtitle_language=subtitle_language)
-
-
-def _problem(result: _ProbeResult) -> str:
-    tail = _stderr_tail(result.stderr.encode(), 3)
-    return tail.splitlines()[-1] if tail else "FFmpeg printed nothing"
+    return _ProbeResult(duration=duration, video=video, audio=audio, subtitle_language=subtitle_language)
 
 
 def probe(path: Path) -> MediaInfo:
     """Describe the video file at `path`; raise `MediaError` naming it if it is not a playable video."""
     result = _probe_streams(path)
     if result.video is None:
-        if "Input #0" not in result.stderr:
-            raise MediaError(f"{path}: not a media file FFmpeg can read ({_problem(result)})")
         raise MediaError(f"{path}: has no video stream")
     if result.duration is None or result.duration <= 0:
         raise MediaError(f"{path}: has no duration (a still image or a broken file?)")
@@ -340,8 +335,6 @@ def probe(path: Path) -> MediaInfo:
 def probe_audio(path: Path) -> float:
     """The duration of a media file (audio or video) that has an audio stream; `MediaError` if it has none."""
     result = _probe_streams(path)
-    if "Input #0" not in result.stderr:
-        raise MediaError(f"{path}: not a media file FFmpeg can read ({_problem(result)})")
     if result.audio is None:
         raise MediaError(f"{path}: has no audio stream")
     return result.duration or 0.0
