@@ -71,16 +71,9 @@ def _karaoke_text(cue: Cue) -> str:
     # Boundaries rounded once, on the cue's clock, so the rounding of many words does not drift.
     starts = [round((max(word.start, cue.start) - cue.start) * 100) for word in words]
     ends = [*starts[1:], round((cue.end - cue.start) * 100)]
-    parts: list[str] = [f"{{\\k{starts[0]}}}"] if words and starts[0] > 0 else []
-    index = 0
-    for number, line in enumerate(lines):
-        if number:
-            parts.append("\\N")
-        for position, word in enumerate(line):
-            space = " " if position < len(line) - 1 else ""
-            parts.append(f"{{\\k{max(0, ends[index] - starts[index])}}}{escape_ass_text(word.text)}{space}")
-            index += 1
-    return "".join(parts)
+    lead = f"{{\\k{starts[0]}}}" if words and starts[0] > 0 else ""
+    tags = iter(f"{{\\k{max(0, end - start)}}}" for start, end in zip(starts, ends, strict=True))
+    return lead + "\\N".join(" ".join(next(tags) + escape_ass_text(word.text) for word in line) for line in lines)
 
 
 def build_ass(
