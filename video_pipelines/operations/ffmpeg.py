@@ -48,15 +48,12 @@ def _prctl() -> Callable[..., int] | None:
     return prctl
 
 
-def _child_preexec(parent_pid: int, prctl: Callable[..., int] | None) -> Callable[[], None]:
-    def preexec() -> None:
-        # Best effort: if we die (even by SIGKILL) the kernel kills FFmpeg too.
-        if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != parent_pid:
-                os._exit(1)
-
-    return preexec
+def _die_with_parent(parent_pid: int, prctl: Callable[..., int] | None) -> None:
+    """Run in the child before exec. Best effort: if we die (even by SIGKILL) the kernel kills FFmpeg too."""
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os._exit(1)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -87,7 +84,7 @@ def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None =
             stdout=subprocess.DEVNULL,
             stderr=stderr_file,
             start_new_session=True,
-            preexec_fn=_child_preexec(os.getpid(), _prctl()),
+            preexec_fn=functools.partial(_die_with_parent, os.getpid(), _prctl()),
         )
         try:
             returncode = _wait_interruptibly(proc, timeout)

@@ -27,9 +27,7 @@ _MAX_DURATION_S = 3600.0
 def _wrap_prompt(prompt: str, *, width: int, height: int, font_size: int) -> str:
     columns = max(6, int(width * 0.85 / (font_size * 0.6)))
     max_lines = max(1, int(height * 0.8 / (font_size * 1.25)))
-    lines: list[str] = []
-    for paragraph in prompt.split("\n"):
-        lines.extend(textwrap.wrap(paragraph, columns) or [""])
+    lines = [line for paragraph in prompt.split("\n") for line in textwrap.wrap(paragraph, columns) or [""]]
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) > max_lines:
