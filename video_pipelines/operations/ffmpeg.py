@@ -130,10 +130,8 @@ def _wait_interruptibly(proc: subprocess.Popen[bytes], timeout: float | None) ->
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise subprocess.TimeoutExpired(proc.args, timeout or 0.0)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             return proc.wait(timeout=_WAIT_SLICE if remaining is None else min(_WAIT_SLICE, remaining))
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def escape_filter_value(value: str) -> str:

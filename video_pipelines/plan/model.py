@@ -436,8 +436,7 @@ def find_cycle(plan: Plan) -> list[str] | None:
 def execution_order(plan: Plan) -> list[PlanNode]:
     """Nodes in an order where every node comes after its dependencies, plan order otherwise."""
     level = levels(plan)
-    ordered = sorted(enumerate(plan.nodes), key=lambda pair: (level[pair[1].id], pair[0]))
-    return [node for _, node in ordered]
+    return sorted(plan.nodes, key=lambda node: level[node.id])  # sorted is stable: plan order otherwise
 
 
 def levels(plan: Plan) -> dict[str, int]:
