@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.plan.document import ENV_NAME_PATTERN, JOB_FIELDS, NODE_ID_PATTERN, PLAN_FIELDS, WEBHOOK_FIELDS
 from video_pipelines.plan.limits import MAX_NODES_ENV, loads_bounded, max_nodes, value_problems
-from video_pipelines.plan.params import VIDEO_INPUTS, AnyParams, Operation, normalised_params, parse_params
+from video_pipelines.plan.params import VIDEO_INPUTS, AnyParams, Operation, parse_params
 from video_pipelines.plan.refs import RESULT_FIELD_SAMPLES, find_references, with_results, with_samples
 from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, Priority, WebhookEvent
 
@@ -405,8 +405,10 @@ def _check_params(plan: Plan, node: PlanNode, problems: list[str]) -> None:
 
 
 def normalised_node_params(node: PlanNode) -> dict[str, Any]:
-    """The node's params with defaults applied; referencing values are kept as written."""
-    typed = normalised_params(parse_params(node.operation, with_samples(node.params)))
+    """The node's params with defaults filled in and wire names, so `{}` and `{"transition": "cut"}` compare
+    equal; referencing values are kept as written."""
+    parsed = parse_params(node.operation, with_samples(node.params))
+    typed = parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
     return typed | {key: value for key, value in node.params.items() if next(find_references(value), None)}
 
 
