@@ -34,11 +34,6 @@ def escape_ass_text(text: str) -> str:
     return text.replace("\n", "\\N")
 
 
-def default_font_size(width: int, height: int) -> int:
-    """A subtitle size readable on both landscape and portrait frames: 6% of the short side."""
-    return max(8, round(min(width, height) * 0.06))
-
-
 def _ass_time(seconds: float) -> str:
     centis = round(seconds * 100)
     hours, rest = divmod(centis, 360_000)
@@ -92,8 +87,8 @@ def build_ass(
         raise MediaError(f"subtitles: position must be one of {', '.join(POSITIONS)}, got {position!r}")
     if highlight not in ("none", "word"):
         raise MediaError(f"subtitles: highlight must be 'none' or 'word', got {highlight!r}")
-    if font_size is None:
-        font_size = default_font_size(width, height)
+    if font_size is None:  # readable on both landscape and portrait frames: 6% of the short side
+        font_size = max(8, round(min(width, height) * 0.06))
     if isinstance(font_size, bool) or not isinstance(font_size, int) or font_size <= 0:
         raise MediaError(f"subtitles: fontSize must be a positive integer, got {font_size!r}")
     outline = max(1, round(font_size / 14))
