@@ -209,12 +209,8 @@ def _duration(facts: MediaFacts, expected: MediaExpectations, subject: str) -> _
     off = facts.duration - expected.duration
     numbers = f"{facts.duration:.2f} s, expected {expected.duration:.2f} s ± {expected.tolerance:.2f} s"
     if abs(off) > expected.tolerance:
-        return (
-            False,
-            f"{subject} lasts {numbers} ({'too short' if off < 0 else 'too long'} by {abs(off):.2f} s)",
-            metadata,
-        )
-    return True, f"{subject} lasts {numbers}", metadata
+        numbers += f" ({'too short' if off < 0 else 'too long'} by {abs(off):.2f} s)"
+    return abs(off) <= expected.tolerance, f"{subject} lasts {numbers}", metadata
 
 
 def _aspect_ratio(facts: MediaFacts, expected: MediaExpectations, subject: str) -> _Result:

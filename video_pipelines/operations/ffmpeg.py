@@ -48,15 +48,12 @@ def _prctl() -> Callable[..., int] | None:
     return prctl
 
 
-def _child_preexec(parent_pid: int, prctl: Callable[..., int] | None) -> Callable[[], None]:
-    def preexec() -> None:
-        # Best effort: if we die (even by SIGKILL) the kernel kills FFmpeg too.
-        if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != parent_pid:
-                os._exit(1)
-
-    return preexec
+def _die_with_parent(parent_pid: int, prctl: Callable[..., int] | None) -> None:
+    """Run in the child before exec. Best effort: if we die (even by SIGKILL) the kernel kills FFmpeg too."""
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os._exit(1)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -87,7 +84,7 @@ def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None =
             stdout=subprocess.DEVNULL,
             stderr=stderr_file,
             start_new_session=True,
-            preexec_fn=_child_preexec(os.getpid(), _prctl()),
+            preexec_fn=functools.partial(_die_with_parent, os.getpid(), _prctl()),
         )
         try:
             returncode = _wait_interruptibly(proc, timeout)
@@ -133,10 +130,8 @@ def _wait_interruptibly(proc: subprocess.Popen[bytes], timeout: float | None) ->
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise subprocess.TimeoutExpired(proc.args, timeout or 0.0)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             return proc.wait(timeout=_WAIT_SLICE if remaining is None else min(_WAIT_SLICE, remaining))
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def escape_filter_value(value: str) -> str:
@@ -193,37 +188,21 @@ _SIZE_RE = re.compile(r"^(\d+)x(\d+)(?:\s|$)")
 _RATE_RE = re.compile(r"^([\d.]+)(k?) (fps|tbr)$")
 # Named layouts; "5.1" and the like are read as 5 + 1.
 _CHANNEL_LAYOUTS = {"mono": 1, "stereo": 2, "quad": 4}
+# A comma followed by a closing bracket before any opening one of the same kind is inside that bracket.
+_TOP_LEVEL_COMMA = re.compile(r",(?![^()]*\))(?![^\[\]]*\])")
 
 
 def _top_level_fields(description: str) -> list[str]:
-    fields: list[str] = []
-    depth = 0
-    current: list[str] = []
-    for ch in description:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]" and depth:
-            depth -= 1
-        if ch == "," and depth == 0:
-            fields.append("".join(current).strip())
-            current = []
-        else:
-            current.append(ch)
-    fields.append("".join(current).strip())
-    return fields
+    """The comma-separated fields of a stream line; a comma inside (...) or [...] does not separate."""
+    return [field.strip() for field in _TOP_LEVEL_COMMA.split(description)]
 
 
 def _channel_count(layout: str) -> int | None:
     base = layout.split("(")[0].strip()
     if base in _CHANNEL_LAYOUTS:
         return _CHANNEL_LAYOUTS[base]
-    match = re.match(r"^(\d+) channels", base)
-    if match:
-        return int(match.group(1))
-    match = re.match(r"^(\d+)\.(\d+)$", base)
-    if match:
-        return int(match.group(1)) + int(match.group(2))
-    return None
+    match = re.match(r"^(\d+)(?: channels|\.(\d+)$)", base)
+    return int(match.group(1)) + int(match.group(2) or 0) if match else None
 
 
 @dataclass(frozen=True)
@@ -247,7 +226,7 @@ def _parse_video_stream(description: str) -> _VideoStream | None:
     codec = fields[0].split()[0] if fields[0] else "unknown"
     pix_fmt: str | None = None
     width = height = 0
-    fps = tbr = 0.0
+    rates: dict[str, float] = {}  # "fps" and "tbr"
     for index, field in enumerate(fields[1:], start=1):
         size = _SIZE_RE.match(field)
         if size and not width:
@@ -255,17 +234,15 @@ def _parse_video_stream(description: str) -> _VideoStream | None:
             continue
         rate = _RATE_RE.match(field)
         if rate:
-            value = float(rate.group(1)) * (1000 if rate.group(2) else 1)
-            if rate.group(3) == "fps":
-                fps = value
-            else:
-                tbr = value
+            rates[rate.group(3)] = float(rate.group(1)) * (1000 if rate.group(2) else 1)
             continue
         if index == 1 and not width:
             pix_fmt = field.split("(")[0].strip() or None
     if not width or not height:
         return None
-    return _VideoStream(codec=codec, pix_fmt=pix_fmt, width=width, height=height, fps=fps or tbr)
+    return _VideoStream(
+        codec=codec, pix_fmt=pix_fmt, width=width, height=height, fps=rates.get("fps") or rates.get("tbr", 0.0)
+    )
 
 
 def _parse_audio_stream(description: str) -> _AudioStream:
@@ -287,7 +264,6 @@ class _ProbeResult:
     duration: float | None
     video: _VideoStream | None
     audio: _AudioStream | None
-    stderr: str
     subtitle_language: str | None = None
 
 
@@ -305,6 +281,9 @@ def _probe_streams(path: Path) -> _ProbeResult:
     except subprocess.TimeoutExpired as exc:
         raise MediaError(f"{path}: FFmpeg could not read the file within {_PROBE_TIMEOUT_S:g} s") from exc
     stderr = completed.stderr.decode("utf-8", errors="replace")
+    if "Input #0" not in stderr:
+        lines = _stderr_tail(completed.stderr, 3).splitlines() or ["FFmpeg printed nothing"]
+        raise MediaError(f"{path}: not a media file FFmpeg can read ({lines[-1]})")
     # With several inputs, only the first "Input #0" block matters; ffmpeg -i prints one.
     duration: float | None = None
     match = _DURATION_RE.search(stderr)
@@ -320,20 +299,13 @@ def _probe_streams(path: Path) -> _ProbeResult:
             audio = _parse_audio_stream(description)
     subtitle = _SUBTITLE_RE.search(stderr)
     subtitle_language = (subtitle.group(1) or "und") if subtitle else None
-    return _ProbeResult(duration=duration, video=video, audio=audio, stderr=stderr, subtitle_language=subtitle_language)
-
-
-def _problem(result: _ProbeResult) -> str:
-    tail = _stderr_tail(result.stderr.encode(), 3)
-    return tail.splitlines()[-1] if tail else "FFmpeg printed nothing"
+    return _ProbeResult(duration=duration, video=video, audio=audio, subtitle_language=subtitle_language)
 
 
 def probe(path: Path) -> MediaInfo:
     """Describe the video file at `path`; raise `MediaError` naming it if it is not a playable video."""
     result = _probe_streams(path)
     if result.video is None:
-        if "Input #0" not in result.stderr:
-            raise MediaError(f"{path}: not a media file FFmpeg can read ({_problem(result)})")
         raise MediaError(f"{path}: has no video stream")
     if result.duration is None or result.duration <= 0:
         raise MediaError(f"{path}: has no duration (a still image or a broken file?)")
@@ -358,8 +330,6 @@ def probe(path: Path) -> MediaInfo:
 def probe_audio(path: Path) -> float:
     """The duration of a media file (audio or video) that has an audio stream; `MediaError` if it has none."""
     result = _probe_streams(path)
-    if "Input #0" not in result.stderr:
-        raise MediaError(f"{path}: not a media file FFmpeg can read ({_problem(result)})")
     if result.audio is None:
         raise MediaError(f"{path}: has no audio stream")
     return result.duration or 0.0

@@ -27,9 +27,7 @@ _MAX_DURATION_S = 3600.0
 def _wrap_prompt(prompt: str, *, width: int, height: int, font_size: int) -> str:
     columns = max(6, int(width * 0.85 / (font_size * 0.6)))
     max_lines = max(1, int(height * 0.8 / (font_size * 1.25)))
-    lines: list[str] = []
-    for paragraph in prompt.split("\n"):
-        lines.extend(textwrap.wrap(paragraph, columns) or [""])
+    lines = [line for paragraph in prompt.split("\n") for line in textwrap.wrap(paragraph, columns) or [""]]
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) > max_lines:
@@ -38,12 +36,9 @@ def _wrap_prompt(prompt: str, *, width: int, height: int, font_size: int) -> str
     return "\n".join(lines)
 
 
-def _check_size(width: int, height: int) -> None:
-    for name, value in (("width", width), ("height", height)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 16 or value > 7680:
-            raise MediaError(f"generate: {name} must be an integer from 16 to 7680, got {value!r}")
-        if value % 2:
-            raise MediaError(f"generate: {name} must be even for H.264 yuv420p, got {value}")
+def _check_whole(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise MediaError(f"generate: {name} must be an integer from {low} to {high}, got {value!r}")
 
 
 def _seed_colors(seed: int) -> str:
@@ -79,9 +74,11 @@ def generate_clip(
         raise MediaError(
             f"generate: duration must be a number of seconds in (0, {_MAX_DURATION_S:g}], got {duration!r}"
         )
-    _check_size(width, height)
-    if isinstance(fps, bool) or not isinstance(fps, int) or not 1 <= fps <= 120:
-        raise MediaError(f"generate: fps must be an integer from 1 to 120, got {fps!r}")
+    for name, value in (("width", width), ("height", height)):
+        _check_whole(name, value, 16, 7680)
+        if value % 2:
+            raise MediaError(f"generate: {name} must be even for H.264 yuv420p, got {value}")
+    _check_whole("fps", fps, 1, 120)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise MediaError(f"generate: seed must be an integer, got {seed!r}")
     check_timeout(timeout)

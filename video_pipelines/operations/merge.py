@@ -102,10 +102,7 @@ def _segment_audio(info: MediaInfo, *, input_index: int, samples: int, label: st
 
 
 def _input_args(paths: Sequence[Path]) -> list[str]:
-    args: list[str] = []
-    for path in paths:
-        args += ["-i", str(path)]
-    return args
+    return [arg for path in paths for arg in ("-i", str(path))]
 
 
 def _remaining(deadline: float | None) -> float | None:

@@ -8,6 +8,7 @@ each word: SecondaryColour (white) until spoken, then PrimaryColour (yellow).
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -33,11 +34,6 @@ def escape_ass_text(text: str) -> str:
     return text.replace("\n", "\\N")
 
 
-def default_font_size(width: int, height: int) -> int:
-    """A subtitle size readable on both landscape and portrait frames: 6% of the short side."""
-    return max(8, round(min(width, height) * 0.06))
-
-
 def _ass_time(seconds: float) -> str:
     centis = round(seconds * 100)
     hours, rest = divmod(centis, 360_000)
@@ -59,11 +55,8 @@ def _timed_lines(cue: Cue) -> list[list[Word]]:
             length = span * (len(token) + 1) / total
             timed.append(Word(start=at, end=min(cue.end, at + length), text=token))
             at += length
-    result: list[list[Word]] = []
-    for line in lines:
-        result.append(timed[: len(line)])
-        timed = timed[len(line) :]
-    return result
+    words = iter(timed)
+    return [list(itertools.islice(words, len(line))) for line in lines]
 
 
 def _karaoke_text(cue: Cue) -> str:
@@ -73,16 +66,9 @@ def _karaoke_text(cue: Cue) -> str:
     # Boundaries rounded once, on the cue's clock, so the rounding of many words does not drift.
     starts = [round((max(word.start, cue.start) - cue.start) * 100) for word in words]
     ends = [*starts[1:], round((cue.end - cue.start) * 100)]
-    parts: list[str] = [f"{{\\k{starts[0]}}}"] if words and starts[0] > 0 else []
-    index = 0
-    for number, line in enumerate(lines):
-        if number:
-            parts.append("\\N")
-        for position, word in enumerate(line):
-            space = " " if position < len(line) - 1 else ""
-            parts.append(f"{{\\k{max(0, ends[index] - starts[index])}}}{escape_ass_text(word.text)}{space}")
-            index += 1
-    return "".join(parts)
+    lead = f"{{\\k{starts[0]}}}" if words and starts[0] > 0 else ""
+    tags = iter(f"{{\\k{max(0, end - start)}}}" for start, end in zip(starts, ends, strict=True))
+    return lead + "\\N".join(" ".join(next(tags) + escape_ass_text(word.text) for word in line) for line in lines)
 
 
 def build_ass(
@@ -101,8 +87,8 @@ def build_ass(
         raise MediaError(f"subtitles: position must be one of {', '.join(POSITIONS)}, got {position!r}")
     if highlight not in ("none", "word"):
         raise MediaError(f"subtitles: highlight must be 'none' or 'word', got {highlight!r}")
-    if font_size is None:
-        font_size = default_font_size(width, height)
+    if font_size is None:  # readable on both landscape and portrait frames: 6% of the short side
+        font_size = max(8, round(min(width, height) * 0.06))
     if isinstance(font_size, bool) or not isinstance(font_size, int) or font_size <= 0:
         raise MediaError(f"subtitles: fontSize must be a positive integer, got {font_size!r}")
     outline = max(1, round(font_size / 14))

@@ -27,11 +27,9 @@ def expected_durations(
         if isinstance(params, GenerateVideoParams):
             durations[node.id] = params.duration
         elif isinstance(params, MergeParams):
-            if any(value is None for value in inputs):
-                durations[node.id] = None
-            else:
-                overlap = 0.0 if params.transition == "cut" else params.transition_duration * (len(inputs) - 1)
-                durations[node.id] = sum(value for value in inputs if value is not None) - overlap
+            known = [value for value in inputs if value is not None]
+            overlap = 0.0 if params.transition == "cut" else params.transition_duration * (len(inputs) - 1)
+            durations[node.id] = sum(known) - overlap if len(known) == len(inputs) else None
         else:
             durations[node.id] = _first(inputs)
     return durations

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.plan.document import ENV_NAME_PATTERN, JOB_FIELDS, NODE_ID_PATTERN, PLAN_FIELDS, WEBHOOK_FIELDS
 from video_pipelines.plan.limits import MAX_NODES_ENV, loads_bounded, max_nodes, value_problems
-from video_pipelines.plan.params import VIDEO_INPUTS, AnyParams, Operation, normalised_params, parse_params
+from video_pipelines.plan.params import VIDEO_INPUTS, AnyParams, Operation, parse_params
 from video_pipelines.plan.refs import RESULT_FIELD_SAMPLES, find_references, with_results, with_samples
 from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, Priority, WebhookEvent
 
@@ -279,23 +279,21 @@ def _parse_priority(raw: Any, problems: list[str]) -> Priority:
 
 
 def _parse_max_cost(raw: Any, problems: list[str]) -> float | None:
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw) or raw <= 0:
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw) and raw > 0:
+        return float(raw)
+    if raw is not None:
         problems.append(f"plan.maxCostUsd: must be a positive number of US dollars (got {raw!r})")
-        return None
-    return float(raw)
+    return None
 
 
 def _parse_timeout(raw: Any, problems: list[str]) -> int | None:
-    if raw is None:
-        return None
     # 2.0 from a JSON encoder that writes every number as a float is still a whole number of seconds.
     whole = isinstance(raw, int) or (isinstance(raw, float) and raw.is_integer())
-    if isinstance(raw, bool) or not whole or raw <= 0:
+    if whole and not isinstance(raw, bool) and raw > 0:
+        return int(raw)
+    if raw is not None:
         problems.append(f"plan.timeoutSeconds: must be a positive whole number of seconds (got {raw!r})")
-        return None
-    return int(raw)
+    return None
 
 
 def _parse_node(index: int, raw: Any, problems: list[str]) -> PlanNode | None:
@@ -327,16 +325,12 @@ def _parse_node(index: int, raw: Any, problems: list[str]) -> PlanNode | None:
         )
         return None
 
-    params = raw.get("params", {})
-    if params is None:
-        params = {}
+    params = {} if raw.get("params") is None else raw["params"]
     if not isinstance(params, Mapping):
         problems.append(f"{node_id}.params: must be an object")
         return None
 
-    depends_on = raw.get("dependsOn", [])
-    if depends_on is None:
-        depends_on = []
+    depends_on = [] if raw.get("dependsOn") is None else raw["dependsOn"]
     if not isinstance(depends_on, list) or not all(isinstance(dep, str) for dep in depends_on):
         problems.append(f"{node_id}.dependsOn: must be a list of job ids")
         return None
@@ -363,11 +357,9 @@ def _parse_cache(value: object, where: str, problems: list[str]) -> bool:
 
 def _check_inputs(node: PlanNode, has_base: bool, problems: list[str]) -> None:
     low, high = VIDEO_INPUTS[node.operation]
-    if not node.consumes_inputs:
-        return
     count = len(node.depends_on)
-    if count == 0 and has_base:
-        return  # takes the base execution's final output
+    if not node.consumes_inputs or (count == 0 and has_base):
+        return  # a variant's node without dependsOn takes the base execution's final output
     if count < low or (high is not None and count > high):
         wanted = f"exactly {low}" if low == high else f"at least {low}"
         problems.append(
@@ -413,12 +405,11 @@ def _check_params(plan: Plan, node: PlanNode, problems: list[str]) -> None:
 
 
 def normalised_node_params(node: PlanNode) -> dict[str, Any]:
-    """The node's params with defaults applied; referencing values are kept as written."""
-    typed = normalised_params(parse_params(node.operation, with_samples(node.params)))
-    for key, value in node.params.items():
-        if any(True for _ in find_references(value)):
-            typed[key] = value
-    return typed
+    """The node's params with defaults filled in and wire names, so `{}` and `{"transition": "cut"}` compare
+    equal; referencing values are kept as written."""
+    parsed = parse_params(node.operation, with_samples(node.params))
+    typed = parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return typed | {key: value for key, value in node.params.items() if next(find_references(value), None)}
 
 
 def ancestors(plan: Plan, node_id: str) -> set[str]:
@@ -447,8 +438,7 @@ def find_cycle(plan: Plan) -> list[str] | None:
 def execution_order(plan: Plan) -> list[PlanNode]:
     """Nodes in an order where every node comes after its dependencies, plan order otherwise."""
     level = levels(plan)
-    ordered = sorted(enumerate(plan.nodes), key=lambda pair: (level[pair[1].id], pair[0]))
-    return [node for _, node in ordered]
+    return sorted(plan.nodes, key=lambda node: level[node.id])  # sorted is stable: plan order otherwise
 
 
 def levels(plan: Plan) -> dict[str, int]:

@@ -234,11 +234,6 @@ def parse_params(operation: Operation, params: dict[str, Any]) -> AnyParams:
     return parsed
 
 
-def normalised_params(parsed: _Params) -> dict[str, Any]:
-    """Params with defaults filled in and wire names, so `{}` and `{"transition": "cut"}` compare equal."""
-    return parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
 # How many video inputs each operation consumes: (minimum, maximum or None for unbounded).
 VIDEO_INPUTS: dict[Operation, tuple[int, int | None]] = {
     Operation.GENERATE_VIDEO: (0, 0),

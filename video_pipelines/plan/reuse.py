@@ -110,9 +110,8 @@ class ResolvedPlan:
 def resolve(plan: Plan, base: BaseExecution | None = None) -> ResolvedPlan:
     """Decide, node by node, what runs and what is reused from `base`."""
     if base is None:
-        lineage = lineage_hashes(plan)
         decisions = {node.id: NodeDecision(node.id, Action.RUN, "new") for node in plan.nodes}
-        return ResolvedPlan(plan, lineage, decisions)
+        return ResolvedPlan(plan, lineage_hashes(plan), decisions)
 
     external_ids = {dep for node in plan.nodes for dep in node.depends_on if dep not in plan.by_id}
     missing = sorted(external_ids - set(base.nodes))
