@@ -280,7 +280,7 @@ def deliveries(execution_id: str, caller: CallerDep, state: StateDep) -> Deliver
     """Every webhook delivery of the execution and every attempt: time, status code or error."""
     executions.require_visible(caller, state.records, state.store, execution_id)
     report = executions.delivery_report(state.store, execution_id)
-    return DeliveryLog(deliveries=[Delivery.of(record) for record in report])
+    return DeliveryLog(deliveries=[Delivery.model_validate(record) for record in report])
 
 
 @router.post(
@@ -295,7 +295,7 @@ def redeliver(execution_id: str, webhook_id: str, caller: CallerDep, state: Stat
     """Send the event again with the same `webhook-id`, as a new attempt; answers with the delivery, due now."""
     executions.require_visible(caller, state.records, state.store, execution_id)
     delivery = executions.redeliver(state.store, execution_id, webhook_id)
-    return Delivery.of(executions.delivery_record(DeliveryOutbox(state.store), delivery))
+    return Delivery.model_validate(executions.delivery_record(DeliveryOutbox(state.store), delivery))
 
 
 @router.get(
