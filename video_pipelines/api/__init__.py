@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from video_pipelines.api.app import create_app
-from video_pipelines.api.server import serve
+from video_pipelines.api.app import create_app, serve
 from video_pipelines.api.settings import ApiSettings, RateLimit
 
 __all__ = ["ApiSettings", "RateLimit", "create_app", "serve"]

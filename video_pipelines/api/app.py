@@ -1,13 +1,15 @@
-"""`create_app`: the FastAPI application of `video-pipelines serve`."""
+"""`create_app`: the FastAPI application of `video-pipelines serve`, and `serve`: it in one uvicorn process."""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import uvicorn
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
@@ -35,6 +37,8 @@ without a key: the SHA-256 in a result's URL is what lets one open it.
 """
 
 
+# Seconds open streams (/events) get to end when the server stops, before they are cut.
+GRACEFUL_SHUTDOWN_SECONDS = 5
 _VALIDATION_ERROR = "#/components/schemas/HTTPValidationError"
 # Request and response headers whose values a span never shows, whatever an operator asks to capture
 # (OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*): API keys, cookies, signatures. Patterns, case-insensitive.
@@ -125,3 +129,21 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(artifacts.router)
     _trace_requests(app)
     return app
+
+
+def serve(settings: ApiSettings) -> int:
+    """Serve the API on `settings.host:settings.port` until interrupted; returns the exit code."""
+    app = create_app(settings)
+    print(f"video-pipelines API on {settings.url} (docs at {settings.url}/docs)", file=sys.stderr, flush=True)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        log_level="info",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    # uvicorn leaves `started` False when it could not start (a taken port, a failed start-up).
+    return 0 if server.started else 1

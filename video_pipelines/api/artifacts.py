@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from video_pipelines.api.problems import ApiProblem
-from video_pipelines.api.routes import StateDep
+from video_pipelines.api.state import StateDep
 from video_pipelines.storage import LocalArtifactStore
 
 # Only content keys: a 64-hex name is what makes the URL unguessable, and it keeps the other

@@ -68,30 +68,27 @@ def check_storage(storage: Callable[[], ArtifactStore]) -> None:
         raise CheckFailed(f"the probe object {stored.key} was stored but cannot be found again")
 
 
-async def run_check(name: str, check: Callable[[], None], timeout_seconds: float) -> CheckResult:
-    """Run one blocking check in a worker thread; any error or a timeout is its problem."""
-    try:
-        with anyio.fail_after(timeout_seconds):
-            # A stuck check is left behind in its thread: /health answers in time all the same.
-            await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
-    except TimeoutError:
-        return CheckResult(name, f"no answer within {timeout_seconds:g} s")
-    except CheckFailed as exc:
-        return CheckResult(name, str(exc))
-    except Exception as exc:
-        log.warning("/health: the %s check failed: %s: %s", name, type(exc).__name__, exc)
-        return CheckResult(name, f"{type(exc).__name__} (see the server log)")
-    return CheckResult(name, None)
-
-
 async def run_checks(checks: dict[str, Callable[[], None]], timeout_seconds: float) -> list[CheckResult]:
-    """Every check at once, results in the order given."""
+    """Every blocking check at once, each in a worker thread (any error or a timeout is its problem); results in
+    the order given."""
     results: dict[str, CheckResult] = {}
 
-    async def one(name: str, check: Callable[[], None]) -> None:
-        results[name] = await run_check(name, check, timeout_seconds)
+    async def run(name: str, check: Callable[[], None]) -> None:
+        try:
+            with anyio.fail_after(timeout_seconds):
+                # A stuck check is left behind in its thread: /health answers in time all the same.
+                await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
+        except TimeoutError:
+            results[name] = CheckResult(name, f"no answer within {timeout_seconds:g} s")
+        except CheckFailed as exc:
+            results[name] = CheckResult(name, str(exc))
+        except Exception as exc:
+            log.warning("/health: the %s check failed: %s: %s", name, type(exc).__name__, exc)
+            results[name] = CheckResult(name, f"{type(exc).__name__} (see the server log)")
+        else:
+            results[name] = CheckResult(name, None)
 
     async with anyio.create_task_group() as group:
         for name, check in checks.items():
-            group.start_soon(one, name, check)
+            group.start_soon(run, name, check)
     return [results[name] for name in checks]

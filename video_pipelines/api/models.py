@@ -3,7 +3,6 @@ drift is a failing validation; unknown fields pass through."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -132,11 +131,6 @@ class Delivery(_Wire):
     delivered_at: str | None
     next_attempt_at: str | None
     attempts: list[Attempt]
-
-    @classmethod
-    def of(cls, record: Mapping[str, object]) -> Self:
-        """The model of an `executions.delivery_record`."""
-        return cls.model_validate(record)
 
 
 class DeliveryLog(_Wire):

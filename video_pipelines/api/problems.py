@@ -126,13 +126,10 @@ def _answer(status: int) -> Callable[[Request, Exception], JSONResponse]:
 
 
 def _failed(request: Request, exc: Exception) -> JSONResponse:
-    # A VideoPipelineError handled here is not re-raised: log it, since the answer never carries it.
-    log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc)
-    return ApiProblem(500, INTERNAL_ERROR).response(request)
-
-
-def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # Starlette's ServerErrorMiddleware sends this answer, then re-raises: the server logs the traceback.
+    # A VideoPipelineError handled here is not re-raised: log it, since the answer never carries it. Any other
+    # exception Starlette's ServerErrorMiddleware answers with this, then re-raises: the server logs the traceback.
+    if isinstance(exc, VideoPipelineError):
+        log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc)
     return ApiProblem(500, INTERNAL_ERROR).response(request)
 
 
@@ -150,4 +147,4 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ExecutionError, _answer(409))
     app.add_exception_handler(WebhookError, _answer(409))
     app.add_exception_handler(VideoPipelineError, _failed)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(Exception, _failed)

@@ -8,13 +8,12 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse
 
 from video_pipelines import executions
-from video_pipelines.api.auth import CallerDep
 from video_pipelines.api.events import execution_events, stream_schema
 from video_pipelines.api.health import check_daemon, check_database, check_storage, run_checks
 from video_pipelines.api.models import (
@@ -29,7 +28,7 @@ from video_pipelines.api.models import (
     Unhealthy,
 )
 from video_pipelines.api.problems import UNHEALTHY, ApiProblem
-from video_pipelines.api.state import ApiState, api_state
+from video_pipelines.api.state import ApiState, CallerDep, StateDep
 from video_pipelines.executions import Caller, ExecutionStatus
 from video_pipelines.executions.destinations import check_destinations
 from video_pipelines.executions.metrics import CONTENT_TYPE_LATEST, render_metrics
@@ -40,7 +39,6 @@ from video_pipelines.submissions.store import MAX_IDEMPOTENCY_KEY_LENGTH
 from video_pipelines.vocabulary import ExecutionState
 from video_pipelines.webhooks import DeliveryOutbox
 
-StateDep = Annotated[ApiState, Depends(api_state)]
 T = TypeVar("T")
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -282,7 +280,7 @@ def deliveries(execution_id: str, caller: CallerDep, state: StateDep) -> Deliver
     """Every webhook delivery of the execution and every attempt: time, status code or error."""
     executions.require_visible(caller, state.records, state.store, execution_id)
     report = executions.delivery_report(state.store, execution_id)
-    return DeliveryLog(deliveries=[Delivery.of(record) for record in report])
+    return DeliveryLog(deliveries=[Delivery.model_validate(record) for record in report])
 
 
 @router.post(
@@ -297,7 +295,7 @@ def redeliver(execution_id: str, webhook_id: str, caller: CallerDep, state: Stat
     """Send the event again with the same `webhook-id`, as a new attempt; answers with the delivery, due now."""
     executions.require_visible(caller, state.records, state.store, execution_id)
     delivery = executions.redeliver(state.store, execution_id, webhook_id)
-    return Delivery.of(executions.delivery_record(DeliveryOutbox(state.store), delivery))
+    return Delivery.model_validate(executions.delivery_record(DeliveryOutbox(state.store), delivery))
 
 
 @router.get(

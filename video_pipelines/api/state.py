@@ -1,5 +1,6 @@
-"""What the app holds while it serves: one submission store and one Dagster instance, opened at start-up
-(the store pools its connections; a DagsterInstance serves many threads)."""
+"""What the app holds while it serves, and who calls, as dependencies: one submission store and one Dagster
+instance, opened at start-up (the store pools its connections; a DagsterInstance serves many threads), and
+`Authorization: Bearer <api key>` -> the key's tenant, then its rate limit. The key is never logged or echoed."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import dagster as dg
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from video_pipelines.api.rate_limit import TokenBuckets
-from video_pipelines.api.settings import ApiSettings
+from video_pipelines.api.problems import ApiProblem
+from video_pipelines.api.settings import ApiSettings, TokenBuckets
 from video_pipelines.deployment.instance import prepare_dagster_home
+from video_pipelines.executions import Caller
 from video_pipelines.orchestration.resources.artifacts import ArtifactStorage
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.storage import ArtifactStore
@@ -61,3 +65,42 @@ def open_state(settings: ApiSettings) -> Iterator[ApiState]:
 def api_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
+
+
+StateDep = Annotated[ApiState, Depends(api_state)]
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="An API key made with `video-pipelines api-keys create --name NAME [--tenant T]`.",
+)
+MISSING_KEY = (
+    "this call needs an API key: send Authorization: Bearer <key> "
+    "(keys are made with `video-pipelines api-keys create --name NAME`)"
+)
+BAD_KEY = "the API key is not valid (unknown or revoked)"
+
+
+def authenticated(
+    state: StateDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Caller:
+    """The caller of an `/api/...` request: its key's tenant (raises the 401 or 429 problem)."""
+    if credentials is None or not credentials.credentials:
+        raise ApiProblem(401, MISSING_KEY, headers={"WWW-Authenticate": "Bearer"})
+    key = state.keys.authenticate(credentials.credentials)
+    if key is None:
+        raise ApiProblem(401, BAD_KEY, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if state.limiter is not None:
+        wait = state.limiter.take(key.key_id)
+        if wait is not None:
+            limit = state.limiter.limit
+            raise ApiProblem(
+                429,
+                f"this API key made more than {limit.requests} requests in {limit.period_seconds:g} s; "
+                f"try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+    return Caller(key.tenant)
+
+
+CallerDep = Annotated[Caller, Depends(authenticated)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -251,14 +251,15 @@ def _worker(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="video-pipelines", description=__doc__.splitlines()[0] if __doc__ else None)
     verbs = parser.add_subparsers(dest="verb", required=True)
-    _add_execution_commands(verbs)
-    _add_operator_commands(verbs)
-    _add_service_commands(verbs)
-    return parser
 
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help: str, usage: str | None = None
+    ) -> argparse.ArgumentParser:
+        added = verbs.add_parser(name, help=help, usage=usage)
+        added.set_defaults(handler=handler)
+        return added
 
-def _add_execution_commands(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    validate = verbs.add_parser("validate", help="check a plan and show what would run, node by node")
+    validate = command("validate", _validate, help="check a plan and show what would run, node by node")
     validate.add_argument("plan", help="plan JSON file, or - for stdin")
     validate.add_argument("--base-execution-id", help="validate as a variant of this execution")
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -266,9 +267,8 @@ def _add_execution_commands(verbs: argparse._SubParsersAction[argparse.ArgumentP
         "--tenant",
         help="whose earlier results the plan may reuse (an API key's tenant; default: the operators')",
     )
-    validate.set_defaults(handler=_validate)
 
-    submit = verbs.add_parser("submit", help="submit a plan; prints its executionId at once")
+    submit = command("submit", _submit, help="submit a plan; prints its executionId at once")
     submit.add_argument("plan", help="plan JSON file, or - for stdin")
     submit.add_argument("--base-execution-id", help="run as a variant of this execution, reusing its results")
     submit.add_argument("--webhook-url", help="POST the signed result here when the execution ends")
@@ -276,32 +276,23 @@ def _add_execution_commands(verbs: argparse._SubParsersAction[argparse.ArgumentP
     submit.add_argument("--priority", choices=[priority.value for priority in Priority])
     submit.add_argument("--idempotency-key", help="the same key returns the same execution, never a second run")
     submit.add_argument("--wait", action="store_true", help="wait for the end and print the final status")
-    submit.set_defaults(handler=_submit)
 
-    status = verbs.add_parser("status", help="the status of an execution, node by node")
-    status.add_argument("execution_id")
-    status.set_defaults(handler=_on_execution)
+    for verb, about in (
+        ("status", "the status of an execution, node by node"),
+        ("cancel", "cancel a pending submission or terminate its run"),
+        ("retry", "run a failed or canceled execution again: completed nodes are reused, only the rest run"),
+    ):
+        command(verb, _on_execution, help=about).add_argument("execution_id")
 
-    cancel = verbs.add_parser("cancel", help="cancel a pending submission or terminate its run")
-    cancel.add_argument("execution_id")
-    cancel.set_defaults(handler=_on_execution)
-    retry = verbs.add_parser(
-        "retry", help="run a failed or canceled execution again: completed nodes are reused, only the rest run"
-    )
-    retry.add_argument("execution_id")
-    retry.set_defaults(handler=_on_execution)
-
-    deliveries = verbs.add_parser(
+    deliveries = command(
         "deliveries",
+        _deliveries,
         help="every webhook attempt of an execution: time, status or error; `redeliver WEBHOOK_ID` sends one again",
         usage="%(prog)s EXECUTION_ID | %(prog)s redeliver WEBHOOK_ID",
     )
     deliveries.add_argument("target", nargs="+", metavar="ARG", help="EXECUTION_ID, or redeliver WEBHOOK_ID")
-    deliveries.set_defaults(handler=_deliveries)
 
-
-def _add_operator_commands(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    api_keys = verbs.add_parser("api-keys", help="create, list or revoke the HTTP API's keys (each for one tenant)")
+    api_keys = command("api-keys", _api_keys, help="create, list or revoke the HTTP API's keys (each for one tenant)")
     key_actions = api_keys.add_subparsers(dest="action", required=True)
     create_key = key_actions.add_parser("create", help="make a key; prints it once (only its hash is stored)")
     create_key.add_argument("--name", required=True, help="what the key is for, shown by list")
@@ -309,10 +300,10 @@ def _add_operator_commands(verbs: argparse._SubParsersAction[argparse.ArgumentPa
     key_actions.add_parser("list", help="every key: id, name, tenant, prefix, created, revoked, last used")
     revoke_key = key_actions.add_parser("revoke", help="refuse a key from now on")
     revoke_key.add_argument("key", metavar="KEY_ID_OR_PREFIX", help="the key id (key_...) or its prefix (vp_...)")
-    api_keys.set_defaults(handler=_api_keys)
 
-    prune = verbs.add_parser(
+    prune = command(
         "prune-catalog",
+        _prune_catalog,
         help="delete the asset catalog's partitions of executions ended more than N days ago "
         "(videos, runs, status and reuse stay)",
     )
@@ -320,40 +311,36 @@ def _add_operator_commands(verbs: argparse._SubParsersAction[argparse.ArgumentPa
         "--older-than-days", required=True, metavar="N", help="days since the execution's last run ended"
     )
     prune.add_argument("--dry-run", action="store_true", help="say what would be deleted; delete nothing")
-    prune.set_defaults(handler=_prune_catalog)
 
-
-def _add_service_commands(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    demo = verbs.add_parser("demo", help="run the product demo end to end on the embedded defaults")
+    demo = command("demo", _demo, help="run the product demo end to end on the embedded defaults")
     demo.add_argument("--plan", help="run this plan file instead of the bundled product demo")
     demo.add_argument("--verbose", action="store_true", help="also print Dagster's run logs (DEBUG and up)")
-    demo.set_defaults(handler=_demo)
 
-    serve = verbs.add_parser("serve", help="serve the HTTP API (one uvicorn process); docs at /docs")
+    serve = command("serve", _serve, help="serve the HTTP API (one uvicorn process); docs at /docs")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.set_defaults(handler=_serve)
 
-    worker = verbs.add_parser(
-        "worker", help="a warm run worker: takes runs from $VIDEO_PIPELINES_BROKER_URL and runs them in its children"
+    worker = command(
+        "worker",
+        _worker,
+        help="a warm run worker: takes runs from $VIDEO_PIPELINES_BROKER_URL and runs them in its children",
     )
     worker.add_argument("--concurrency", type=int, default=2, help="runs at once (one child process each)")
     worker.add_argument("--queue", help="the queue to take runs from (default: dagster)")
     worker.add_argument("--name", help="the worker's node name, NAME@HOST (default: video-pipelines-PID@HOST)")
-    worker.set_defaults(handler=_worker)
 
-    daemon = verbs.add_parser(
+    command(
         "daemon",
+        _daemon,
         help="dagster-daemon run, its sensors evaluated every second (submissions start sooner); "
         "takes the options of `dagster-daemon run`, e.g. -w workspace.yaml",
     )
-    daemon.set_defaults(handler=_daemon)
 
-    dev = verbs.add_parser("dev", help="dagster-webserver + dagster-daemon + the HTTP API on the embedded default")
+    dev = command("dev", _dev, help="dagster-webserver + dagster-daemon + the HTTP API on the embedded default")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000, help="the Dagster webserver's port")
     dev.add_argument("--api-port", type=int, default=8080, help="the HTTP API's port")
-    dev.set_defaults(handler=_dev)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

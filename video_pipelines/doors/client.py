@@ -22,7 +22,6 @@ from video_pipelines.plan.overrides import SubmitOptions as SubmitOptions  # `cl
 if TYPE_CHECKING:
     import dagster as dg
 
-    from video_pipelines.executions.status import ExecutionStatus
     from video_pipelines.orchestration.run_records import DagsterRunRecords
     from video_pipelines.submissions import SubmissionStore
 
@@ -62,6 +61,33 @@ class Deployment:
         from video_pipelines.orchestration.run_records import DagsterRunRecords
 
         return DagsterRunRecords(self.instance)
+
+    # The calls of `ApiClient`, on this deployment as an operator.
+    def submit(self, plan: Mapping[str, Any], options: SubmitOptions = NO_OPTIONS) -> str:
+        from video_pipelines import executions
+
+        admission = executions.admit(options.apply(plan))
+        return executions.submit(admission, self.store, idempotency_key=options.idempotency_key)
+
+    def status(self, execution_id: str) -> dict[str, Any]:
+        from video_pipelines import executions
+
+        return executions.execution_status(self.records, self.store, execution_id).to_wire()
+
+    def cancel(self, execution_id: str) -> dict[str, Any]:
+        from video_pipelines import executions
+
+        return executions.cancel(self.records, self.store, execution_id).to_wire()
+
+    def retry(self, execution_id: str) -> dict[str, Any]:
+        from video_pipelines import executions
+
+        return executions.retry(self.records, self.store, execution_id).to_wire()
+
+    def deliveries(self, execution_id: str) -> list[dict[str, Any]]:
+        from video_pipelines import executions
+
+        return executions.delivery_report(self.store, execution_id)
 
 
 # Where calls go: a local deployment (as an operator) or the HTTP API (as the key's tenant).
@@ -104,21 +130,15 @@ def connect(*, create: bool = True) -> Iterator[Target]:
         yield api
 
 
-def _on(
-    target: Target | None,
-    local: Callable[[Deployment], T],
-    remote: Callable[[ApiClient], T],
-    *,
-    create: bool = False,
-) -> T:
-    """`local` or `remote` on `target`, or on the environment's target opened for this call only."""
+def _on(target: Target | None, call: Callable[[Target], T], *, create: bool = False) -> T:
+    """`call` on `target`, or on the environment's target opened for this call only."""
     if target is None:
         with connect(create=create) as opened:
-            return _on(opened, local, remote)
+            return _on(opened, call)
     if isinstance(target, ApiClient):
-        return remote(target)
+        return call(target)
     try:
-        return local(target)
+        return call(target)
     except ExecutionNotFound as exc:
         # A nested call (wait's status) has already said where it looked.
         if target.where in str(exc):
@@ -137,65 +157,40 @@ def with_ui_link(document: dict[str, Any]) -> dict[str, Any]:
 
 def submit(plan: Mapping[str, Any], options: SubmitOptions = NO_OPTIONS, *, target: Target | None = None) -> str:
     """Validate and store a plan; returns its execution id at once (a variant may precede its base's end)."""
-
-    def local(opened: Deployment) -> str:
-        from video_pipelines import executions
-
-        admission = executions.admit(options.apply(plan))
-        return executions.submit(admission, opened.store, idempotency_key=options.idempotency_key)
-
-    return _on(target, local, lambda api: api.submit(plan, options), create=True)
-
-
-def _status_call(
-    execution_id: str,
-    target: Target | None,
-    act: Callable[[DagsterRunRecords, SubmissionStore, str], ExecutionStatus],
-    remote: Callable[[ApiClient, str], dict[str, Any]],
-) -> dict[str, Any]:
-    return _on(
-        target,
-        lambda opened: act(opened.records, opened.store, execution_id).to_wire(),
-        lambda api: remote(api, execution_id),
-    )
+    return _on(target, lambda opened: opened.submit(plan, options), create=True)
 
 
 def status(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
     """The status document of an execution, with `uiUrl` when it can."""
-    from video_pipelines.executions.status import execution_status
-
-    return with_ui_link(_status_call(execution_id, target, execution_status, ApiClient.status))
+    return with_ui_link(_on(target, lambda opened: opened.status(execution_id)))
 
 
 def cancel(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
     """Cancel an execution; returns its status."""
-    from video_pipelines.executions.lifecycle import cancel as cancel_execution
-
-    return _status_call(execution_id, target, cancel_execution, ApiClient.cancel)
+    return _on(target, lambda opened: opened.cancel(execution_id))
 
 
 def retry(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
     """Retry a failed or canceled execution; returns its status."""
-    from video_pipelines.executions.lifecycle import retry as retry_execution
-
-    return _status_call(execution_id, target, retry_execution, ApiClient.retry)
+    return _on(target, lambda opened: opened.retry(execution_id))
 
 
 def deliveries(execution_id: str, *, target: Target | None = None) -> list[dict[str, Any]]:
     """Every webhook delivery of an execution and every attempt: time, status code or error."""
-
-    def local(opened: Deployment) -> list[dict[str, Any]]:
-        from video_pipelines import executions
-
-        return executions.delivery_report(opened.store, execution_id)
-
-    return _on(target, local, lambda api: api.deliveries(execution_id))
+    return _on(target, lambda opened: opened.deliveries(execution_id))
 
 
 def redeliver(webhook_id: str, *, execution_id: str | None = None, target: Target | None = None) -> dict[str, Any]:
     """Send a webhook event again with the same webhook-id; returns its delivery record, due now."""
 
-    def local(opened: Deployment) -> dict[str, Any]:
+    def redeliver_on(opened: Target) -> dict[str, Any]:
+        if isinstance(opened, ApiClient):
+            from video_pipelines.webhooks import execution_of_webhook
+
+            named = execution_id or execution_of_webhook(webhook_id)
+            if named is None:
+                raise UsageError(f"{webhook_id} is not a webhook id (msg_<execution id>_<event>...)")
+            return opened.redeliver(named, webhook_id)
         from video_pipelines import executions
         from video_pipelines.webhooks import DeliveryOutbox
 
@@ -206,15 +201,7 @@ def redeliver(webhook_id: str, *, execution_id: str | None = None, target: Targe
             raise ExecutionNotFound(f"no webhook delivery {webhook_id}")
         return executions.delivery_record(outbox, executions.redeliver(opened.store, owner, webhook_id))
 
-    def remote(api: ApiClient) -> dict[str, Any]:
-        from video_pipelines.webhooks import execution_of_webhook
-
-        named = execution_id or execution_of_webhook(webhook_id)
-        if named is None:
-            raise UsageError(f"{webhook_id} is not a webhook id (msg_<execution id>_<event>...)")
-        return api.redeliver(named, webhook_id)
-
-    return _on(target, local, remote)
+    return _on(target, redeliver_on)
 
 
 def wait(
@@ -225,4 +212,4 @@ def wait(
     def until_ended(opened: Target) -> dict[str, Any]:
         return poll_until_ended(lambda: status(execution_id, target=opened), execution_id, timeout=timeout, poll=poll)
 
-    return _on(target, until_ended, until_ended)
+    return _on(target, until_ended)

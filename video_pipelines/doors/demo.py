@@ -148,10 +148,6 @@ def create_plan_run(
     )
 
 
-def _status(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
-    return execution_status(DagsterRunRecords(instance), None, run_id).to_wire()
-
-
 class _Progress:
     """Prints a line whenever the execution or one of its nodes changes state, with seconds since the start."""
 
@@ -161,7 +157,7 @@ class _Progress:
         self._started = time.monotonic()
 
     def poll(self) -> dict[str, Any]:
-        status = _status(self._instance, self._run_id)
+        status = execution_status(DagsterRunRecords(self._instance), None, self._run_id).to_wire()
         states = {node: job["status"] for node, job in status["jobs"].items()}
         states[""] = status["status"]
         for node, state in states.items():

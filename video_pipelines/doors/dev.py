@@ -74,20 +74,20 @@ def stop(processes: list[subprocess.Popen[bytes]], family: Family, signum: int) 
     family.record(process.pid for process in processes if process.poll() is None)
     for process in processes:
         if process.poll() is None:
-            _signal_group(process.pid, signum)
+            _signal(process.pid, signum, os.killpg)
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
     for process in processes:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=max(deadline - time.monotonic(), 0))
     # The children are gone or late: a descendant that outlives them (in another group) gets a short grace.
-    left = family.alive()
-    if left:
-        for pid in left:
-            _signal(pid, signal.SIGTERM)
-        family.wait_gone(min(max(deadline - time.monotonic(), 0), LEFTOVER_GRACE_SECONDS))
+    for pid in family.alive():
+        _signal(pid, signal.SIGTERM)
+    grace_ends = time.monotonic() + min(max(deadline - time.monotonic(), 0), LEFTOVER_GRACE_SECONDS)
+    while family.alive() and time.monotonic() < grace_ends:
+        time.sleep(0.2)
     for process in processes:
         if process.poll() is None:
-            _signal_group(process.pid, signal.SIGKILL)
+            _signal(process.pid, signal.SIGKILL, os.killpg)
     for pid in family.alive():
         _signal(pid, signal.SIGKILL)
     for process in processes:
@@ -117,11 +117,6 @@ class Family:
         table = _process_table()
         return [pid for pid, started in self.members.items() if pid in table and table[pid][1] == started]
 
-    def wait_gone(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while self.alive() and time.monotonic() < deadline:
-            time.sleep(0.2)
-
 
 def _process_table() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, start time) of every running process (zombies left out), from /proc."""
@@ -136,10 +131,6 @@ def _process_table() -> dict[int, tuple[int, str]]:
         if fields[0] != "Z":
             table[int(entry.parent.name)] = (int(fields[1]), fields[19])
     return table
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    _signal(pgid, signum, os.killpg)
 
 
 def _signal(pid: int, signum: int, kill: Callable[[int, int], None] = os.kill) -> None:
