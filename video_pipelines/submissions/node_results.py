@@ -10,7 +10,6 @@ The primary key decides a claim race; `record` upserts and releases in one trans
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import re
@@ -185,11 +184,17 @@ class NodeResultIndex:
         _check_key(tenant, lineage)
         _check_holder(lineage, execution_id, node_id, run_id)
         ours = NodeClaim(tenant, lineage, execution_id, node_id, run_id, moment(now))
-        insert = node_claims.insert().values(vars(ours))
         for _ in range(_CLAIM_TRIES):
-            # An IntegrityError here: its holder released it between our insert and our read; try again.
-            with contextlib.suppress(sa.exc.IntegrityError):
-                return self._rows.insert_once(ours, insert, lambda: self.claim_of(tenant, lineage))[0]
+            # Insert first (no read before it): on every node's path, a claim is almost always new.
+            try:
+                with self._rows.engine.begin() as connection:
+                    connection.execute(node_claims.insert().values(vars(ours)))
+            except sa.exc.IntegrityError:
+                existing = self.claim_of(tenant, lineage)
+                if existing is not None:
+                    return existing
+                continue  # its holder released it between our insert and our read: try again
+            return ours
         raise SubmissionStoreError(
             f"lineage {lineage} of tenant {tenant}: the claim was taken and released {_CLAIM_TRIES} times "
             f"while node {node_id} tried to claim it; try again"
