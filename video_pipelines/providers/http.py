@@ -381,35 +381,6 @@ class ProviderHttp:
         return parsed
 
 
-def poll_until(
-    check: Callable[[], T | None],
-    *,
-    cancel: Callable[[], object],
-    deadline: float | None,
-    poll_interval: float,
-    timed_out: Callable[[], str],
-) -> T:
-    """Call `check` every `poll_interval` s until it returns a value; cancel the job if we stop waiting."""
-    try:
-        while True:
-            result = check()
-            if result is not None:
-                return result
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
-            sleep_interruptibly(poll_interval if remaining is None else min(poll_interval, remaining))
-    except _DeadlineReached:
-        pass  # a call the deadline cut short: the job has run out of time like any other
-    except (JobFailed, TransientError):
-        raise
-    except BaseException:
-        cancel()
-        raise
-    cancel()
-    raise ProviderError(timed_out())
-
-
 def run_job(
     ledger: JobLedger,
     *,
@@ -422,33 +393,44 @@ def run_job(
     deadline: float | None = None,
     timed_out: Callable[[str], str] | None = None,
 ) -> T:
-    """Resume the job `ledger` remembers, or create and remember one; poll it to the end holding a provider slot.
-    `deadline`, when the adapter's clock started earlier, replaces now + `timeout`."""
+    """Resume the job `ledger` remembers, or create and remember one; poll it every `poll_interval` s to the end
+    holding a provider slot, and cancel it if we stop waiting. `deadline`, when the adapter's clock started
+    earlier, replaces now + `timeout`."""
     job_id = ledger.recall()
     with provider_slot(provider, resuming=job_id is not None):
         if job_id is None:
             try:
-                created = create()
+                job_id = create()
             except _DeadlineReached:
                 raise ProviderError(f"{provider}: no job started within the {timeout:g} s timeout") from None
             try:
-                ledger.remember(created)
+                ledger.remember(job_id)
             except BaseException:
                 # Not remembered, so a retry could not resume it: nobody would collect its result.
-                cancel(created)
+                cancel(job_id)
                 raise
-            job_id = created
-        found = job_id
         if deadline is None and timeout is not None:
             deadline = time.monotonic() + timeout
-        message = timed_out or (lambda job: f"{provider} job {job} did not finish within {timeout:g} s; canceled")
-        return poll_until(
-            lambda: check(found),
-            cancel=lambda: cancel(found),
-            deadline=deadline,
-            poll_interval=poll_interval,
-            timed_out=lambda: message(found),
-        )
+        try:
+            while True:
+                result = check(job_id)
+                if result is not None:
+                    return result
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                sleep_interruptibly(poll_interval if remaining is None else min(poll_interval, remaining))
+        except _DeadlineReached:
+            pass  # a call the deadline cut short: the job has run out of time like any other
+        except (JobFailed, TransientError):
+            raise
+        except BaseException:
+            cancel(job_id)
+            raise
+        cancel(job_id)
+        if timed_out is not None:
+            raise ProviderError(timed_out(job_id))
+        raise ProviderError(f"{provider} job {job_id} did not finish within {timeout:g} s; canceled")
 
 
 # Uploads a local file to the provider's own file store: (path, content type) -> the URL its models read.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import ClassVar, Self, TypeVar
@@ -103,15 +102,8 @@ class ApiKeyProvider:
         return video, audio
 
     def _speech_source(self, request: TranscriptionRequest, *, timeout: float | None) -> str:
-        with tempfile.TemporaryDirectory(prefix=f"vp-{self.name}-speech-") as work:
-            return speech_source(
-                request,
-                Path(work),
-                provider=self.name,
-                max_inline_bytes=self.max_inline_bytes,
-                timeout=timeout,
-                upload=self._upload,
-            )
+        limit = self.max_inline_bytes
+        return speech_source(request, provider=self.name, max_inline_bytes=limit, timeout=timeout, upload=self._upload)
 
     def _api(self) -> ProviderHttp:
         return ProviderHttp(

@@ -107,7 +107,9 @@ class VertexVeoProvider:
 
     def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         """Generate the clip `request` describes with Veo and write it to `out`."""
-        model = self._model_for(request)
+        model = request.model or self.model
+        if not _SEGMENT.fullmatch(model):
+            raise ProviderError(f"google-cloud: model {model!r} is not a Vertex AI model id (e.g. {DEFAULT_MODEL})")
         parameters = self._parameters(request)
         resumed = ledger.recall()
         if resumed is not None:
@@ -130,12 +132,6 @@ class VertexVeoProvider:
         )
         self._save(video, out)
 
-    def _model_for(self, request: GenerationRequest) -> str:
-        model = request.model or self.model
-        if not _SEGMENT.fullmatch(model):
-            raise ProviderError(f"google-cloud: model {model!r} is not a Vertex AI model id (e.g. {DEFAULT_MODEL})")
-        return model
-
     def _parameters(self, request: GenerationRequest) -> dict[str, Any]:
         if request.aspect_ratio not in SUPPORTED_ASPECT_RATIOS:
             raise ProviderError(
@@ -149,12 +145,6 @@ class VertexVeoProvider:
             "sampleCount": 1,
             "seed": request.seed,
         }
-
-    def _model_url(self, model: str, method: str) -> str:
-        return (
-            f"{self.base_url}/v1/projects/{self.project}/locations/{self.location}"
-            f"/publishers/google/models/{model}:{method}"
-        )
 
     @staticmethod
     def _check_operation_name(name: str, source: str) -> None:
@@ -184,9 +174,10 @@ class VertexVeoProvider:
         )
 
     def _start(self, api: ProviderHttp, model: str, prompt: str, parameters: dict[str, Any]) -> str:
+        model_path = f"projects/{self.project}/locations/{self.location}/publishers/google/models/{model}"
         answer = api.call(
             "POST",
-            self._model_url(model, "predictLongRunning"),
+            f"{self.base_url}/v1/{model_path}:predictLongRunning",
             json={"instances": [{"prompt": prompt}], "parameters": parameters},
             what=f"starting a {model} generation",
         )
