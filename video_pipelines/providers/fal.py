@@ -18,7 +18,7 @@ import httpx
 from video_pipelines.errors import JobFailed, ProviderError, ProviderHttpError
 from video_pipelines.net import fetch_to_file
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
-from video_pipelines.providers.http import ProviderHttp
+from video_pipelines.providers.http import ProviderHttp, run_job
 from video_pipelines.providers.keyed import ApiKeyProvider
 from video_pipelines.providers.whisper import words_from_output
 from video_pipelines.speech import Word, base_language
@@ -209,7 +209,15 @@ class FalProvider(ApiKeyProvider):
         def cancel(request_id: str) -> bool:
             return api.cancel_quietly("PUT", urls(request_id).cancel)
 
-        request_id = self._await_job(ledger, create=create, check=check, cancel=cancel, timeout=timeout)
+        request_id = run_job(
+            ledger,
+            create=create,
+            check=check,
+            cancel=cancel,
+            provider=self.name,
+            timeout=timeout,
+            poll_interval=self.poll_interval,
+        )
         where = f"fal request {request_id} ({model})"
         try:
             result = api.call("GET", urls(request_id).response, what=f"fetching the result of request {request_id}")

@@ -293,68 +293,54 @@ class ProviderHttp:
     def _send(
         self, method: str, url: str, content: bytes | None, content_type: str | None, *, what: str, timeout: float
     ) -> _Answer:
-        """`_request` in its own span, whose `traceparent` the request carries."""
+        """One request to the checked address of `url`, in its own span whose `traceparent` it carries;
+        transport errors worth a retry are raised as they are."""
         attributes = {"video_pipelines.provider": self.provider, "video_pipelines.call": what}
         with http_client_span(f"{self.provider} {method}", method, redact_url(url), attributes=attributes) as span:
-            answer = self._request(method, url, content, content_type, what=what, timeout=timeout, traced=span.headers)
+            try:
+                destination = resolve_destination(url, self._allowed)
+            except TransientFetchError:
+                raise
+            except FetchError as exc:
+                raise ProviderError(f"{self.provider}: {what}: {exc}") from None
+            headers = {**_HEADERS, **span.headers}
+            if content_type is not None:
+                headers["Content-Type"] = content_type
+            authorization = self._authorization() if callable(self._authorization) else self._authorization
+            if authorization:
+                headers["Authorization"] = authorization
+            if self._ssl_context is None:
+                self._ssl_context = httpx.create_ssl_context()
+            try:
+                with open_pinned(
+                    destination,
+                    method,
+                    headers=headers,
+                    ssl_context=self._ssl_context,
+                    timeout=timeout,
+                    content=content,
+                    total_timeout=timeout,
+                ) as response:
+                    body = self._read(response, destination)
+                    if not 200 <= response.status_code < 300:
+                        report_provider_error(self.provider, response.status_code)
+                    answer = _Answer(
+                        response.status_code, response.reason_phrase, response.headers.get("retry-after"), body
+                    )
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                certificate = certificate_error(exc)
+                if certificate is not None:
+                    raise ProviderError(
+                        f"{self.provider}: {what}: TLS certificate of {destination.host} not accepted: "
+                        f"{certificate.verify_message or certificate}"
+                    ) from None
+                if isinstance(exc, _RETRIED_TRANSPORT_ERRORS):
+                    raise
+                raise ProviderError(
+                    self._redact(f"{self.provider}: {what} failed: {type(exc).__name__}: {exc}")
+                ) from exc
             span.answered(answer.status)
             return answer
-
-    def _request(
-        self,
-        method: str,
-        url: str,
-        content: bytes | None,
-        content_type: str | None,
-        *,
-        what: str,
-        timeout: float,
-        traced: Mapping[str, str],
-    ) -> _Answer:
-        """One request to the checked address of `url`; transport errors worth a retry are raised as they are."""
-        destination = self._destination(url, what)
-        headers = {**_HEADERS, **traced}
-        if content_type is not None:
-            headers["Content-Type"] = content_type
-        authorization = self._authorization() if callable(self._authorization) else self._authorization
-        if authorization:
-            headers["Authorization"] = authorization
-        if self._ssl_context is None:
-            self._ssl_context = httpx.create_ssl_context()
-        try:
-            with open_pinned(
-                destination,
-                method,
-                headers=headers,
-                ssl_context=self._ssl_context,
-                timeout=timeout,
-                content=content,
-                total_timeout=timeout,
-            ) as response:
-                body = self._read(response, destination)
-                if not 200 <= response.status_code < 300:
-                    report_provider_error(self.provider, response.status_code)
-                return _Answer(response.status_code, response.reason_phrase, response.headers.get("retry-after"), body)
-        except httpx.HTTPError as exc:
-            certificate = certificate_error(exc)
-            if certificate is not None:
-                raise ProviderError(
-                    f"{self.provider}: {what}: TLS certificate of {destination.host} not accepted: "
-                    f"{certificate.verify_message or certificate}"
-                ) from None
-            if isinstance(exc, _RETRIED_TRANSPORT_ERRORS):
-                raise
-            raise ProviderError(self._redact(f"{self.provider}: {what} failed: {type(exc).__name__}: {exc}")) from exc
-        except httpx.InvalidURL as exc:
-            raise ProviderError(self._redact(f"{self.provider}: {what} failed: {type(exc).__name__}: {exc}")) from exc
-
-    def _destination(self, url: str, what: str) -> Destination:
-        try:
-            return resolve_destination(url, self._allowed)
-        except TransientFetchError:
-            raise
-        except FetchError as exc:
-            raise ProviderError(f"{self.provider}: {what}: {exc}") from None
 
     def _read(self, response: httpx.Response, destination: Destination) -> bytes:
         limit = self.policy.max_response_bytes
