@@ -221,14 +221,13 @@ def _video_of(operation: Mapping[str, Any], name: str) -> bytes:
     # Vertex answers {"videos": [...]}; the PredictLongRunningResponse reference wraps the same
     # in generateVideoResponse/generatedSamples[].video. Both are read.
     body = response.get("generateVideoResponse", response)
-    videos = body.get("videos") if isinstance(body, dict) else None
-    if not videos and isinstance(body, dict):
-        samples = body.get("generatedSamples") or []
-        videos = [s.get("video") for s in samples if isinstance(s, dict)]
+    if not isinstance(body, dict):
+        body = {}
+    samples = body.get("generatedSamples") or []
+    videos = body.get("videos") or [sample.get("video") for sample in samples if isinstance(sample, dict)]
     video = videos[0] if isinstance(videos, list) and videos and isinstance(videos[0], dict) else None
     if video is None:
-        filtered = body.get("raiMediaFilteredCount") if isinstance(body, dict) else None
-        if filtered:
+        if body.get("raiMediaFilteredCount"):
             reasons = body.get("raiMediaFilteredReasons") or []
             detail = "; ".join(str(r) for r in reasons)[:_MESSAGE_LIMIT] if isinstance(reasons, list) else ""
             raise JobFailed(
