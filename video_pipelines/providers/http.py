@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
@@ -175,34 +175,24 @@ class _Answer:
         return 200 <= self.status < 300
 
 
+@dataclass
 class ProviderHttp:
     """JSON calls to one provider's API through the SSRF guard, with retries. `authorization` may be a
     callable (an expiring token), `renew` runs once after a 401, `deadline` (monotonic) bounds every call."""
 
-    def __init__(
-        self,
-        provider: str,
-        *,
-        allowed: AllowedHosts,
-        policy: HttpPolicy,
-        credential: str,
-        authorization: str | Callable[[], str] | None = None,
-        renew: Callable[[], object] | None = None,
-        secret: str = "",
-        deadline: float | None = None,
-    ) -> None:
-        self.provider = provider
-        self.policy = policy
-        self._allowed = allowed
-        self._credential = credential
-        self._authorization = authorization
-        self._renew = renew
-        self._secret = secret
-        self._deadline = deadline
-        self._ssl_context: ssl.SSLContext | None = None
+    provider: str
+    _: KW_ONLY
+    allowed: AllowedHosts
+    policy: HttpPolicy
+    credential: str  # the variable a 401 or 403 tells to check
+    authorization: str | Callable[[], str] | None = field(default=None, repr=False)
+    renew: Callable[[], object] | None = None
+    secret: str = field(default="", repr=False)
+    deadline: float | None = None
+    _ssl_context: ssl.SSLContext | None = field(default=None, init=False, repr=False)
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        return text.replace(self.secret, "***") if self.secret else text
 
     def call(
         self,
@@ -235,9 +225,9 @@ class ProviderHttp:
             else:
                 if answer.ok:
                     return answer.body
-                if answer.status == 401 and self._renew is not None and not renewed:
+                if answer.status == 401 and self.renew is not None and not renewed:
                     # A token revoked or expired early: another one, once, without using up an attempt.
-                    self._renew()
+                    self.renew()
                     renewed = True
                     continue
                 last, wait = self._refusal(answer, what)
@@ -261,7 +251,7 @@ class ProviderHttp:
         return answer.ok
 
     def _remaining(self) -> float | None:
-        return None if self._deadline is None else self._deadline - time.monotonic()
+        return None if self.deadline is None else self.deadline - time.monotonic()
 
     def _request_timeout(self) -> float:
         remaining = self._remaining()
@@ -285,7 +275,7 @@ class ProviderHttp:
         if answer.status == 429 or answer.status >= 500:
             retry_after = parse_retry_after(answer.retry_after)
             return shown, None if retry_after is None else min(retry_after, self.policy.max_retry_after)
-        hint = f" (check {self._credential})" if answer.status in (401, 403) else ""
+        hint = f" (check {self.credential})" if answer.status in (401, 403) else ""
         raise ProviderHttpError(
             f"{self.provider}: {what} failed: {shown}{hint}", status_code=answer.status, provider_message=message
         )
@@ -298,7 +288,7 @@ class ProviderHttp:
         attributes = {"video_pipelines.provider": self.provider, "video_pipelines.call": what}
         with http_client_span(f"{self.provider} {method}", method, redact_url(url), attributes=attributes) as span:
             try:
-                destination = resolve_destination(url, self._allowed)
+                destination = resolve_destination(url, self.allowed)
             except TransientFetchError:
                 raise
             except FetchError as exc:
@@ -306,7 +296,7 @@ class ProviderHttp:
             headers = {**_HEADERS, **span.headers}
             if content_type is not None:
                 headers["Content-Type"] = content_type
-            authorization = self._authorization() if callable(self._authorization) else self._authorization
+            authorization = self.authorization() if callable(self.authorization) else self.authorization
             if authorization:
                 headers["Authorization"] = authorization
             if self._ssl_context is None:
