@@ -140,14 +140,12 @@ class FalProvider(ApiKeyProvider):
         return same_origin and given.path.startswith(base.path.rstrip("/") + "/")
 
     def _urls(self, app: str, request_id: str, given: dict[str, Any] | None = None) -> _RequestUrls:
-        response = f"{self.base_url}/{app}/requests/{quote(request_id, safe='')}"
-        built = _RequestUrls(status=f"{response}/status", response=response, cancel=f"{response}/cancel")
-        if given is None:
-            return built
-        urls = (given.get("status_url"), given.get("response_url"), given.get("cancel_url"))
+        """The URLs fal `given` for a request when all are under `base_url`, else the ones built for it."""
+        urls = [(given or {}).get(f"{kind}_url") for kind in ("status", "response", "cancel")]
         if all(self._under_base(url) for url in urls):
             return _RequestUrls(*(str(url) for url in urls))
-        return built
+        response = f"{self.base_url}/{app}/requests/{quote(request_id, safe='')}"
+        return _RequestUrls(status=f"{response}/status", response=response, cancel=f"{response}/cancel")
 
     def _upload(self, path: Path, content_type: str) -> str:
         """Put a local file on fal's storage; its URL. As fal's clients do: `initiate` (with the key) answers
