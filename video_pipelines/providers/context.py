@@ -7,7 +7,7 @@ A slot is released however the block ends, so a retried step queues again rather
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Protocol, TypeVar
 
@@ -48,15 +48,10 @@ def reporting_provider_errors(sink: ProviderErrorSink) -> AbstractContextManager
     return scoped(_sink, sink)
 
 
-@contextmanager
-def provider_slot(provider: str, *, resuming: bool) -> Iterator[None]:
+def provider_slot(provider: str, *, resuming: bool) -> AbstractContextManager[None]:
     """Hold a slot of `provider` in the current context's `ProviderSlots` (none set: no limit)."""
     slots = _slots.get()
-    if slots is None:
-        yield
-        return
-    with slots.hold(provider, resuming=resuming):
-        yield
+    return nullcontext() if slots is None else slots.hold(provider, resuming=resuming)
 
 
 def report_provider_error(provider: str, status: int) -> None:

@@ -18,7 +18,7 @@ import httpx
 from video_pipelines.errors import JobFailed, ProviderError, ProviderHttpError
 from video_pipelines.net import fetch_to_file
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
-from video_pipelines.providers.http import ProviderHttp
+from video_pipelines.providers.http import ProviderHttp, run_job
 from video_pipelines.providers.keyed import ApiKeyProvider
 from video_pipelines.providers.whisper import words_from_output
 from video_pipelines.speech import Word, base_language
@@ -62,7 +62,14 @@ def app_id(model: str) -> str:
     return "/".join(parts[:2])
 
 
-def result_video_url(result: dict[str, Any]) -> str | None:
+def _raise_error(result: dict[str, Any], where: str) -> None:
+    """Raise the error a result holds instead of an output (fal answers some failures so)."""
+    error = result.get("detail") or result.get("error")
+    if error:
+        raise ProviderError(f"{where} failed: {error}")
+
+
+def _video_url(result: dict[str, Any], where: str) -> str:
     """The video URL in a request's result: `{"video": {"url"}}`, `{"video": url}` or `{"videos": [...]}`."""
     video = result.get("video")
     if isinstance(video, dict) and isinstance(video.get("url"), str):
@@ -72,7 +79,8 @@ def result_video_url(result: dict[str, Any]) -> str | None:
     videos = result.get("videos")
     if isinstance(videos, list) and videos and isinstance(videos[0], dict) and isinstance(videos[0].get("url"), str):
         return str(videos[0]["url"])
-    return None
+    _raise_error(result, where)
+    raise ProviderError(f"{where} completed without a video URL (result keys: {sorted(result)})")
 
 
 @dataclass(frozen=True)
@@ -116,12 +124,9 @@ class FalProvider(ApiKeyProvider):
             audio = self._speech_source(request, timeout=timeout)
             return transcription_input(audio, request.language)
 
-        request_id, result = self._request(model, inputs, timeout=timeout, ledger=ledger)
-        where = f"fal request {request_id} ({model})"
+        where, result = self._request(model, inputs, timeout=timeout, ledger=ledger)
         if not any(key in result for key in ("chunks", "segments", "words", "text")):
-            error = result.get("detail") or result.get("error")
-            if error:
-                raise ProviderError(f"{where} failed: {error}")
+            _raise_error(result, where)
         return words_from_output(result, where=where)
 
     def _under_base(self, url: Any) -> bool:
@@ -135,14 +140,12 @@ class FalProvider(ApiKeyProvider):
         return same_origin and given.path.startswith(base.path.rstrip("/") + "/")
 
     def _urls(self, app: str, request_id: str, given: dict[str, Any] | None = None) -> _RequestUrls:
-        response = f"{self.base_url}/{app}/requests/{quote(request_id, safe='')}"
-        built = _RequestUrls(status=f"{response}/status", response=response, cancel=f"{response}/cancel")
-        if given is None:
-            return built
-        urls = (given.get("status_url"), given.get("response_url"), given.get("cancel_url"))
+        """The URLs fal `given` for a request when all are under `base_url`, else the ones built for it."""
+        urls = [(given or {}).get(f"{kind}_url") for kind in ("status", "response", "cancel")]
         if all(self._under_base(url) for url in urls):
             return _RequestUrls(*(str(url) for url in urls))
-        return built
+        response = f"{self.base_url}/{app}/requests/{quote(request_id, safe='')}"
+        return _RequestUrls(status=f"{response}/status", response=response, cancel=f"{response}/cancel")
 
     def _upload(self, path: Path, content_type: str) -> str:
         """Put a local file on fal's storage; its URL. As fal's clients do: `initiate` (with the key) answers
@@ -166,13 +169,14 @@ class FalProvider(ApiKeyProvider):
     def _run(
         self, model: str, inputs: Callable[[], dict[str, Any]], out: Path, *, timeout: float | None, ledger: JobLedger
     ) -> None:
-        request_id, result = self._request(model, inputs, timeout=timeout, ledger=ledger)
-        fetch_to_file(self._video_url(result, request_id, model), out, allowed=self.allowed)
+        where, result = self._request(model, inputs, timeout=timeout, ledger=ledger)
+        fetch_to_file(_video_url(result, where), out, allowed=self.allowed)
 
     def _request(
         self, model: str, inputs: Callable[[], dict[str, Any]], *, timeout: float | None, ledger: JobLedger
     ) -> tuple[str, dict[str, Any]]:
-        """Queue one request of `model` under `ledger` and wait; `inputs` is called only for a new request."""
+        """Queue one request of `model` under `ledger` and wait: who answered (for errors) and the result.
+        `inputs` is called only for a new request."""
         app = app_id(model)
         known: dict[str, _RequestUrls] = {}
         api = self._api()
@@ -203,27 +207,18 @@ class FalProvider(ApiKeyProvider):
         def cancel(request_id: str) -> bool:
             return api.cancel_quietly("PUT", urls(request_id).cancel)
 
-        request_id = self._await_job(ledger, create=create, check=check, cancel=cancel, timeout=timeout)
-        return request_id, self._result(api, urls(request_id).response, request_id, model)
-
-    @staticmethod
-    def _result(api: ProviderHttp, response_url: str, request_id: str, model: str) -> dict[str, Any]:
-        what = f"fetching the result of request {request_id}"
+        request_id = run_job(
+            ledger,
+            create=create,
+            check=check,
+            cancel=cancel,
+            provider=self.name,
+            timeout=timeout,
+            poll_interval=self.poll_interval,
+        )
+        where = f"fal request {request_id} ({model})"
         try:
-            return api.call("GET", response_url, what=what)
+            result = api.call("GET", urls(request_id).response, what=f"fetching the result of request {request_id}")
         except ProviderHttpError as exc:
-            raise ProviderError(
-                f"fal request {request_id} ({model}) failed (HTTP {exc.status_code}): {exc.provider_message}"
-            ) from exc
-
-    @staticmethod
-    def _video_url(result: dict[str, Any], request_id: str, model: str) -> str:
-        video_url = result_video_url(result)
-        if video_url is None:
-            error = result.get("detail") or result.get("error")
-            if error:
-                raise ProviderError(f"fal request {request_id} ({model}) failed: {error}")
-            raise ProviderError(
-                f"fal request {request_id} ({model}) completed without a video URL (result keys: {sorted(result)})"
-            )
-        return video_url
+            raise ProviderError(f"{where} failed (HTTP {exc.status_code}): {exc.provider_message}") from exc
+        return where, result

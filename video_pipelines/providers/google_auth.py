@@ -63,11 +63,7 @@ class ServiceAccountKey:
             raise ProviderError(f"the Google credentials file {path} is not valid JSON") from None
         if not isinstance(info, dict):
             raise ProviderError(f"the Google credentials file {path} is not a JSON object")
-        return cls.from_info(info, source=str(path))
-
-    @classmethod
-    def from_info(cls, info: Mapping[str, Any], *, source: str = "the Google credentials") -> ServiceAccountKey:
-        """Build from the parsed key file; `source` names it in errors."""
+        source = str(path)
         kind = info.get("type")
         if kind is not None and kind != "service_account":
             raise ProviderError(

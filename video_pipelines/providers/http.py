@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
@@ -175,34 +175,24 @@ class _Answer:
         return 200 <= self.status < 300
 
 
+@dataclass
 class ProviderHttp:
     """JSON calls to one provider's API through the SSRF guard, with retries. `authorization` may be a
     callable (an expiring token), `renew` runs once after a 401, `deadline` (monotonic) bounds every call."""
 
-    def __init__(
-        self,
-        provider: str,
-        *,
-        allowed: AllowedHosts,
-        policy: HttpPolicy,
-        credential: str,
-        authorization: str | Callable[[], str] | None = None,
-        renew: Callable[[], object] | None = None,
-        secret: str = "",
-        deadline: float | None = None,
-    ) -> None:
-        self.provider = provider
-        self.policy = policy
-        self._allowed = allowed
-        self._credential = credential
-        self._authorization = authorization
-        self._renew = renew
-        self._secret = secret
-        self._deadline = deadline
-        self._ssl_context: ssl.SSLContext | None = None
+    provider: str
+    _: KW_ONLY
+    allowed: AllowedHosts
+    policy: HttpPolicy
+    credential: str  # the variable a 401 or 403 tells to check
+    authorization: str | Callable[[], str] | None = field(default=None, repr=False)
+    renew: Callable[[], object] | None = None
+    secret: str = field(default="", repr=False)
+    deadline: float | None = None
+    _ssl_context: ssl.SSLContext | None = field(default=None, init=False, repr=False)
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        return text.replace(self.secret, "***") if self.secret else text
 
     def call(
         self,
@@ -235,9 +225,9 @@ class ProviderHttp:
             else:
                 if answer.ok:
                     return answer.body
-                if answer.status == 401 and self._renew is not None and not renewed:
+                if answer.status == 401 and self.renew is not None and not renewed:
                     # A token revoked or expired early: another one, once, without using up an attempt.
-                    self._renew()
+                    self.renew()
                     renewed = True
                     continue
                 last, wait = self._refusal(answer, what)
@@ -261,7 +251,7 @@ class ProviderHttp:
         return answer.ok
 
     def _remaining(self) -> float | None:
-        return None if self._deadline is None else self._deadline - time.monotonic()
+        return None if self.deadline is None else self.deadline - time.monotonic()
 
     def _request_timeout(self) -> float:
         remaining = self._remaining()
@@ -285,7 +275,7 @@ class ProviderHttp:
         if answer.status == 429 or answer.status >= 500:
             retry_after = parse_retry_after(answer.retry_after)
             return shown, None if retry_after is None else min(retry_after, self.policy.max_retry_after)
-        hint = f" (check {self._credential})" if answer.status in (401, 403) else ""
+        hint = f" (check {self.credential})" if answer.status in (401, 403) else ""
         raise ProviderHttpError(
             f"{self.provider}: {what} failed: {shown}{hint}", status_code=answer.status, provider_message=message
         )
@@ -293,68 +283,54 @@ class ProviderHttp:
     def _send(
         self, method: str, url: str, content: bytes | None, content_type: str | None, *, what: str, timeout: float
     ) -> _Answer:
-        """`_request` in its own span, whose `traceparent` the request carries."""
+        """One request to the checked address of `url`, in its own span whose `traceparent` it carries;
+        transport errors worth a retry are raised as they are."""
         attributes = {"video_pipelines.provider": self.provider, "video_pipelines.call": what}
         with http_client_span(f"{self.provider} {method}", method, redact_url(url), attributes=attributes) as span:
-            answer = self._request(method, url, content, content_type, what=what, timeout=timeout, traced=span.headers)
+            try:
+                destination = resolve_destination(url, self.allowed)
+            except TransientFetchError:
+                raise
+            except FetchError as exc:
+                raise ProviderError(f"{self.provider}: {what}: {exc}") from None
+            headers = {**_HEADERS, **span.headers}
+            if content_type is not None:
+                headers["Content-Type"] = content_type
+            authorization = self.authorization() if callable(self.authorization) else self.authorization
+            if authorization:
+                headers["Authorization"] = authorization
+            if self._ssl_context is None:
+                self._ssl_context = httpx.create_ssl_context()
+            try:
+                with open_pinned(
+                    destination,
+                    method,
+                    headers=headers,
+                    ssl_context=self._ssl_context,
+                    timeout=timeout,
+                    content=content,
+                    total_timeout=timeout,
+                ) as response:
+                    body = self._read(response, destination)
+                    if not 200 <= response.status_code < 300:
+                        report_provider_error(self.provider, response.status_code)
+                    answer = _Answer(
+                        response.status_code, response.reason_phrase, response.headers.get("retry-after"), body
+                    )
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                certificate = certificate_error(exc)
+                if certificate is not None:
+                    raise ProviderError(
+                        f"{self.provider}: {what}: TLS certificate of {destination.host} not accepted: "
+                        f"{certificate.verify_message or certificate}"
+                    ) from None
+                if isinstance(exc, _RETRIED_TRANSPORT_ERRORS):
+                    raise
+                raise ProviderError(
+                    self._redact(f"{self.provider}: {what} failed: {type(exc).__name__}: {exc}")
+                ) from exc
             span.answered(answer.status)
             return answer
-
-    def _request(
-        self,
-        method: str,
-        url: str,
-        content: bytes | None,
-        content_type: str | None,
-        *,
-        what: str,
-        timeout: float,
-        traced: Mapping[str, str],
-    ) -> _Answer:
-        """One request to the checked address of `url`; transport errors worth a retry are raised as they are."""
-        destination = self._destination(url, what)
-        headers = {**_HEADERS, **traced}
-        if content_type is not None:
-            headers["Content-Type"] = content_type
-        authorization = self._authorization() if callable(self._authorization) else self._authorization
-        if authorization:
-            headers["Authorization"] = authorization
-        if self._ssl_context is None:
-            self._ssl_context = httpx.create_ssl_context()
-        try:
-            with open_pinned(
-                destination,
-                method,
-                headers=headers,
-                ssl_context=self._ssl_context,
-                timeout=timeout,
-                content=content,
-                total_timeout=timeout,
-            ) as response:
-                body = self._read(response, destination)
-                if not 200 <= response.status_code < 300:
-                    report_provider_error(self.provider, response.status_code)
-                return _Answer(response.status_code, response.reason_phrase, response.headers.get("retry-after"), body)
-        except httpx.HTTPError as exc:
-            certificate = certificate_error(exc)
-            if certificate is not None:
-                raise ProviderError(
-                    f"{self.provider}: {what}: TLS certificate of {destination.host} not accepted: "
-                    f"{certificate.verify_message or certificate}"
-                ) from None
-            if isinstance(exc, _RETRIED_TRANSPORT_ERRORS):
-                raise
-            raise ProviderError(self._redact(f"{self.provider}: {what} failed: {type(exc).__name__}: {exc}")) from exc
-        except httpx.InvalidURL as exc:
-            raise ProviderError(self._redact(f"{self.provider}: {what} failed: {type(exc).__name__}: {exc}")) from exc
-
-    def _destination(self, url: str, what: str) -> Destination:
-        try:
-            return resolve_destination(url, self._allowed)
-        except TransientFetchError:
-            raise
-        except FetchError as exc:
-            raise ProviderError(f"{self.provider}: {what}: {exc}") from None
 
     def _read(self, response: httpx.Response, destination: Destination) -> bytes:
         limit = self.policy.max_response_bytes
@@ -381,35 +357,6 @@ class ProviderHttp:
         return parsed
 
 
-def poll_until(
-    check: Callable[[], T | None],
-    *,
-    cancel: Callable[[], object],
-    deadline: float | None,
-    poll_interval: float,
-    timed_out: Callable[[], str],
-) -> T:
-    """Call `check` every `poll_interval` s until it returns a value; cancel the job if we stop waiting."""
-    try:
-        while True:
-            result = check()
-            if result is not None:
-                return result
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
-            sleep_interruptibly(poll_interval if remaining is None else min(poll_interval, remaining))
-    except _DeadlineReached:
-        pass  # a call the deadline cut short: the job has run out of time like any other
-    except (JobFailed, TransientError):
-        raise
-    except BaseException:
-        cancel()
-        raise
-    cancel()
-    raise ProviderError(timed_out())
-
-
 def run_job(
     ledger: JobLedger,
     *,
@@ -422,33 +369,44 @@ def run_job(
     deadline: float | None = None,
     timed_out: Callable[[str], str] | None = None,
 ) -> T:
-    """Resume the job `ledger` remembers, or create and remember one; poll it to the end holding a provider slot.
-    `deadline`, when the adapter's clock started earlier, replaces now + `timeout`."""
+    """Resume the job `ledger` remembers, or create and remember one; poll it every `poll_interval` s to the end
+    holding a provider slot, and cancel it if we stop waiting. `deadline`, when the adapter's clock started
+    earlier, replaces now + `timeout`."""
     job_id = ledger.recall()
     with provider_slot(provider, resuming=job_id is not None):
         if job_id is None:
             try:
-                created = create()
+                job_id = create()
             except _DeadlineReached:
                 raise ProviderError(f"{provider}: no job started within the {timeout:g} s timeout") from None
             try:
-                ledger.remember(created)
+                ledger.remember(job_id)
             except BaseException:
                 # Not remembered, so a retry could not resume it: nobody would collect its result.
-                cancel(created)
+                cancel(job_id)
                 raise
-            job_id = created
-        found = job_id
         if deadline is None and timeout is not None:
             deadline = time.monotonic() + timeout
-        message = timed_out or (lambda job: f"{provider} job {job} did not finish within {timeout:g} s; canceled")
-        return poll_until(
-            lambda: check(found),
-            cancel=lambda: cancel(found),
-            deadline=deadline,
-            poll_interval=poll_interval,
-            timed_out=lambda: message(found),
-        )
+        try:
+            while True:
+                result = check(job_id)
+                if result is not None:
+                    return result
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                sleep_interruptibly(poll_interval if remaining is None else min(poll_interval, remaining))
+        except _DeadlineReached:
+            pass  # a call the deadline cut short: the job has run out of time like any other
+        except (JobFailed, TransientError):
+            raise
+        except BaseException:
+            cancel(job_id)
+            raise
+        cancel(job_id)
+        if timed_out is not None:
+            raise ProviderError(timed_out(job_id))
+        raise ProviderError(f"{provider} job {job_id} did not finish within {timeout:g} s; canceled")
 
 
 # Uploads a local file to the provider's own file store: (path, content type) -> the URL its models read.

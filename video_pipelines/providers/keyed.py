@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar, Self, TypeVar
+from typing import ClassVar, Self
 
 from video_pipelines.errors import ProviderError
 from video_pipelines.net import AllowedHosts
-from video_pipelines.providers.base import JobLedger, LipSyncRequest, TranscriptionRequest
-from video_pipelines.providers.http import DEFAULT_MAX_INLINE_BYTES, HttpPolicy, ProviderHttp, remote_input, run_job
+from video_pipelines.providers.base import LipSyncRequest, TranscriptionRequest
+from video_pipelines.providers.http import DEFAULT_MAX_INLINE_BYTES, HttpPolicy, ProviderHttp, remote_input
 from video_pipelines.providers.whisper import speech_source
-
-T = TypeVar("T")
 
 
 class ApiKeyProvider:
@@ -66,52 +64,20 @@ class ApiKeyProvider:
         base_url = env.get(cls.base_url_variable, "").strip() or None
         return cls(env.get(cls.key_variable, "").strip(), base_url=base_url, allowed=allowed)
 
-    def _await_job(
-        self,
-        ledger: JobLedger,
-        *,
-        create: Callable[[], str],
-        check: Callable[[str], T | None],
-        cancel: Callable[[str], object],
-        timeout: float | None,
-    ) -> T:
-        return run_job(
-            ledger,
-            create=create,
-            check=check,
-            cancel=cancel,
-            provider=self.name,
-            timeout=timeout,
-            poll_interval=self.poll_interval,
-        )
-
     def _upload(self, path: Path, content_type: str) -> str:
         """Put a local file on the provider's file store; the URL its models read it from."""
         raise NotImplementedError
 
     def _lipsync_sources(self, request: LipSyncRequest) -> tuple[str, str]:
         """The video and audio of `request` as this provider's models read them (inline, uploaded or a URL)."""
-        video, audio = (
-            remote_input(
-                url, path, provider=self.name, what=what, max_inline_bytes=self.max_inline_bytes, upload=self._upload
-            )
-            for url, path, what in (
-                (request.video_url, request.video, "video"),
-                (request.audio_url, request.audio, "audio"),
-            )
-        )
-        return video, audio
+        limit = self.max_inline_bytes
+        source = functools.partial(remote_input, provider=self.name, max_inline_bytes=limit, upload=self._upload)
+        video = source(request.video_url, request.video, what="video")
+        return video, source(request.audio_url, request.audio, what="audio")
 
     def _speech_source(self, request: TranscriptionRequest, *, timeout: float | None) -> str:
-        with tempfile.TemporaryDirectory(prefix=f"vp-{self.name}-speech-") as work:
-            return speech_source(
-                request,
-                Path(work),
-                provider=self.name,
-                max_inline_bytes=self.max_inline_bytes,
-                timeout=timeout,
-                upload=self._upload,
-            )
+        limit = self.max_inline_bytes
+        return speech_source(request, provider=self.name, max_inline_bytes=limit, timeout=timeout, upload=self._upload)
 
     def _api(self) -> ProviderHttp:
         return ProviderHttp(

@@ -16,22 +16,15 @@ _FRAMES_PER_SECOND = 100  # PocketSphinx's default frame rate (10 ms frames)
 _FILLERS = {"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]"}
 
 
-def _speech_pcm(media: Path, work: Path, *, timeout: float | None) -> bytes:
-    """`media`'s first audio track as 16 kHz mono signed 16-bit little-endian PCM."""
-    pcm = work / "speech.raw"
-    # Dithered: on digital silence (all zeros) PocketSphinx hears words ("dog" over 2 s of it);
-    # noise of one least significant bit, inaudible, makes it hear nothing there.
-    encoding = ["-af", f"aresample={SAMPLE_RATE}:dither_method=triangular", "-f", "s16le"]
-    extract_speech_track(media, pcm, encoding, timeout=timeout)
-    return pcm.read_bytes()
-
-
 def transcribe_file(media: Path, *, timeout: float | None = None) -> list[Word]:
     """The English words spoken in `media` (a video or audio file), with their times."""
     from pocketsphinx import Decoder  # a 0.3 s model load: only where a node transcribes
 
+    # 16 kHz mono signed 16-bit little-endian PCM, dithered: on digital silence (all zeros) PocketSphinx hears
+    # words ("dog" over 2 s of it); noise of one least significant bit, inaudible, makes it hear nothing there.
+    encoding = ["-af", f"aresample={SAMPLE_RATE}:dither_method=triangular", "-f", "s16le"]
     with tempfile.TemporaryDirectory(prefix="vp-speech-") as tmp:
-        pcm = _speech_pcm(media, Path(tmp), timeout=timeout)
+        pcm = extract_speech_track(media, Path(tmp) / "speech.raw", encoding, timeout=timeout).read_bytes()
     decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
     decoder.start_utt()
     decoder.process_raw(pcm, no_search=False, full_utt=True)

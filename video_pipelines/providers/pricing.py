@@ -40,10 +40,6 @@ class Price:
         total = Decimal(repr(self.per_second)) * Decimal(repr(float(output_seconds))) + Decimal(repr(self.per_call))
         return float(total.quantize(_CENT_FRACTION, rounding=ROUND_HALF_UP))
 
-    @property
-    def needs_duration(self) -> bool:
-        return self.per_second != 0.0
-
 
 @dataclass(frozen=True)
 class Cost:
@@ -188,17 +184,14 @@ class PricingTable:
         if isinstance(params, GenerateVideoParams):
             model = params.model or DEFAULT_MODELS.get(("generateVideo", params.provider))
             return self.quote(params.provider, model, params.duration)
-        if isinstance(params, LipSyncParams) or (isinstance(params, AddSubtitlesParams) and params.from_speech):
-            operation = "lipSync" if isinstance(params, LipSyncParams) else "addSubtitles"
-            model = params.model or DEFAULT_MODELS.get((operation, params.provider))
-            return self._by_input(params.provider, model, input_seconds)
-        return Cost("local", None, 0.0, known=True, output_seconds=None)
-
-    def _by_input(self, provider: str, model: str | None, input_seconds: float | None) -> Cost | None:
-        price = self.price(provider, model)
+        if not (isinstance(params, LipSyncParams) or (isinstance(params, AddSubtitlesParams) and params.from_speech)):
+            return Cost("local", None, 0.0, known=True, output_seconds=None)
+        operation = "lipSync" if isinstance(params, LipSyncParams) else "addSubtitles"
+        model = params.model or DEFAULT_MODELS.get((operation, params.provider))
+        if input_seconds is not None:
+            return self.quote(params.provider, model, input_seconds)
+        price = self.price(params.provider, model)
         if price is None:
-            return Cost(provider, model, 0.0, known=False, output_seconds=input_seconds)
-        if input_seconds is None:
-            # A per-call price needs no duration; a per-second one cannot be told yet.
-            return None if price.needs_duration else Cost(provider, model, price.usd(0.0), True, None)
-        return self.quote(provider, model, input_seconds)
+            return Cost(params.provider, model, 0.0, known=False, output_seconds=None)
+        # A per-call price needs no duration; a per-second one cannot be told yet.
+        return None if price.per_second != 0.0 else Cost(params.provider, model, price.usd(0.0), True, None)

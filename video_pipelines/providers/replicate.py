@@ -14,6 +14,7 @@ from urllib.parse import quote
 from video_pipelines.errors import JobFailed, ProviderError
 from video_pipelines.net import fetch_to_file
 from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
+from video_pipelines.providers.http import run_job
 from video_pipelines.providers.keyed import ApiKeyProvider
 from video_pipelines.providers.whisper import whisper_language_name, words_from_output
 from video_pipelines.speech import Word, base_language
@@ -187,4 +188,12 @@ class ReplicateProvider(ApiKeyProvider):
         def cancel(prediction_id: str) -> bool:
             return api.cancel_quietly("POST", f"{predictions}/{quote(prediction_id, safe='')}/cancel")
 
-        return self._await_job(ledger, create=create, check=check, cancel=cancel, timeout=timeout)
+        return run_job(
+            ledger,
+            create=create,
+            check=check,
+            cancel=cancel,
+            provider=self.name,
+            timeout=timeout,
+            poll_interval=self.poll_interval,
+        )

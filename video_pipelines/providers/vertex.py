@@ -107,7 +107,9 @@ class VertexVeoProvider:
 
     def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         """Generate the clip `request` describes with Veo and write it to `out`."""
-        model = self._model_for(request)
+        model = request.model or self.model
+        if not _SEGMENT.fullmatch(model):
+            raise ProviderError(f"google-cloud: model {model!r} is not a Vertex AI model id (e.g. {DEFAULT_MODEL})")
         parameters = self._parameters(request)
         resumed = ledger.recall()
         if resumed is not None:
@@ -130,12 +132,6 @@ class VertexVeoProvider:
         )
         self._save(video, out)
 
-    def _model_for(self, request: GenerationRequest) -> str:
-        model = request.model or self.model
-        if not _SEGMENT.fullmatch(model):
-            raise ProviderError(f"google-cloud: model {model!r} is not a Vertex AI model id (e.g. {DEFAULT_MODEL})")
-        return model
-
     def _parameters(self, request: GenerationRequest) -> dict[str, Any]:
         if request.aspect_ratio not in SUPPORTED_ASPECT_RATIOS:
             raise ProviderError(
@@ -149,12 +145,6 @@ class VertexVeoProvider:
             "sampleCount": 1,
             "seed": request.seed,
         }
-
-    def _model_url(self, model: str, method: str) -> str:
-        return (
-            f"{self.base_url}/v1/projects/{self.project}/locations/{self.location}"
-            f"/publishers/google/models/{model}:{method}"
-        )
 
     @staticmethod
     def _check_operation_name(name: str, source: str) -> None:
@@ -184,9 +174,10 @@ class VertexVeoProvider:
         )
 
     def _start(self, api: ProviderHttp, model: str, prompt: str, parameters: dict[str, Any]) -> str:
+        model_path = f"projects/{self.project}/locations/{self.location}/publishers/google/models/{model}"
         answer = api.call(
             "POST",
-            self._model_url(model, "predictLongRunning"),
+            f"{self.base_url}/v1/{model_path}:predictLongRunning",
             json={"instances": [{"prompt": prompt}], "parameters": parameters},
             what=f"starting a {model} generation",
         )
@@ -230,14 +221,13 @@ def _video_of(operation: Mapping[str, Any], name: str) -> bytes:
     # Vertex answers {"videos": [...]}; the PredictLongRunningResponse reference wraps the same
     # in generateVideoResponse/generatedSamples[].video. Both are read.
     body = response.get("generateVideoResponse", response)
-    videos = body.get("videos") if isinstance(body, dict) else None
-    if not videos and isinstance(body, dict):
-        samples = body.get("generatedSamples") or []
-        videos = [s.get("video") for s in samples if isinstance(s, dict)]
+    if not isinstance(body, dict):
+        body = {}
+    samples = body.get("generatedSamples") or []
+    videos = body.get("videos") or [sample.get("video") for sample in samples if isinstance(sample, dict)]
     video = videos[0] if isinstance(videos, list) and videos and isinstance(videos[0], dict) else None
     if video is None:
-        filtered = body.get("raiMediaFilteredCount") if isinstance(body, dict) else None
-        if filtered:
+        if body.get("raiMediaFilteredCount"):
             reasons = body.get("raiMediaFilteredReasons") or []
             detail = "; ".join(str(r) for r in reasons)[:_MESSAGE_LIMIT] if isinstance(reasons, list) else ""
             raise JobFailed(

@@ -8,6 +8,7 @@ a window's last word (transformers.js#1357): time keeps going, and no word lasts
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,28 +63,19 @@ def whisper_language_name(language: str, *, provider: str) -> str:
     return name
 
 
-def extract_speech(media: Path, out: Path, *, timeout: float | None) -> Path:
-    """`media`'s first audio track as mono 16 kHz MP3 at `out`; MediaError when it has no audio."""
-    encoding = ["-ar", str(SPEECH_SAMPLE_RATE), "-c:a", "libmp3lame", "-b:a", SPEECH_BITRATE]
-    return extract_speech_track(media, out, encoding, timeout=timeout)
-
-
 def speech_source(
-    request: TranscriptionRequest,
-    work: Path,
-    *,
-    provider: str,
-    max_inline_bytes: int,
-    timeout: float | None,
-    upload: Upload | None = None,
+    request: TranscriptionRequest, *, provider: str, max_inline_bytes: int, timeout: float | None, upload: Upload
 ) -> str:
-    """What to send a remote model for the speech of `request.media`; `work` holds the extracted audio."""
+    """What to send a remote model for the speech of `request.media`."""
     if reachable_by_provider(request.media_url):
         return request.media_url
-    audio = extract_speech(request.media, work / "speech.mp3", timeout=timeout)
-    return remote_input(
-        audio.as_uri(), audio, provider=provider, what="speech audio", max_inline_bytes=max_inline_bytes, upload=upload
-    )
+    encoding = ["-ar", str(SPEECH_SAMPLE_RATE), "-c:a", "libmp3lame", "-b:a", SPEECH_BITRATE]
+    with tempfile.TemporaryDirectory(prefix=f"vp-{provider}-speech-") as work:
+        audio = extract_speech_track(request.media, Path(work) / "speech.mp3", encoding, timeout=timeout)
+        what = "speech audio"
+        return remote_input(
+            audio.as_uri(), audio, provider=provider, what=what, max_inline_bytes=max_inline_bytes, upload=upload
+        )
 
 
 @dataclass(frozen=True)

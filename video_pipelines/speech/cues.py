@@ -64,15 +64,7 @@ def _layout(texts: Sequence[str], width: int) -> str:
     return " ".join(texts[:best]) + "\n" + " ".join(texts[best:])
 
 
-def cues_from_words(
-    words: Sequence[Word],
-    *,
-    max_line_chars: int = MAX_LINE_CHARS,
-    max_lines: int = MAX_LINES,
-    max_seconds: float = MAX_CUE_SECONDS,
-    min_seconds: float = MIN_CUE_SECONDS,
-    pause_seconds: float = PAUSE_SECONDS,
-) -> list[Cue]:
+def cues_from_words(words: Sequence[Word]) -> list[Cue]:
     """The cues that show `words` (in spoken order) as they are spoken; see the module docstring."""
     groups: list[list[Word]] = []
     for word in words:
@@ -81,7 +73,7 @@ def cues_from_words(
             continue
         word = Word(start=word.start, end=word.end, text=text)
         current = groups[-1] if groups else None
-        if current is None or _ends_before(current, word, max_line_chars, max_lines, max_seconds, pause_seconds):
+        if current is None or _ends_before(current, word):
             groups.append([word])
         else:
             current.append(word)
@@ -90,23 +82,21 @@ def cues_from_words(
         shown = [Word(group[0].start, group[0].end, group[0].text[:1].upper() + group[0].text[1:]), *group[1:]]
         start, end = group[0].start, group[-1].end
         following = groups[index + 1][0].start if index + 1 < len(groups) else None
-        end = max(end, start + min_seconds)
+        end = max(end, start + MIN_CUE_SECONDS)
         if following is not None:
             end = max(min(end, following), group[-1].end)
         if end <= start:  # a word the recogniser gave no duration
             end = start + 0.01
-        text = _layout([w.text for w in shown], max_line_chars)
+        text = _layout([w.text for w in shown], MAX_LINE_CHARS)
         cues.append(Cue(start=round(start, 3), end=round(end, 3), text=text, words=tuple(shown)))
     return cues
 
 
-def _ends_before(
-    current: list[Word], word: Word, max_line_chars: int, max_lines: int, max_seconds: float, pause_seconds: float
-) -> bool:
+def _ends_before(current: list[Word], word: Word) -> bool:
     last = current[-1]
     return (
         last.text.endswith(_SENTENCE_ENDS)
-        or word.start - last.end > pause_seconds
-        or word.end - current[0].start > max_seconds
-        or len(_lines([w.text for w in [*current, word]], max_line_chars)) > max_lines
+        or word.start - last.end > PAUSE_SECONDS
+        or word.end - current[0].start > MAX_CUE_SECONDS
+        or len(_lines([w.text for w in [*current, word]], MAX_LINE_CHARS)) > MAX_LINES
     )

@@ -44,9 +44,7 @@ class TraceContext:
 def parse_traceparent(value: str | None) -> TraceContext | None:
     """The context of a W3C `traceparent` header, None when missing or invalid (never an error); other
     versions are read by 00's fields, version ff and zero ids are invalid."""
-    if value is None:
-        return None
-    match = _TRACEPARENT.match(value.strip())
+    match = _TRACEPARENT.match(value.strip()) if value is not None else None
     if match is None:
         return None
     version, trace_hex, span_hex, flags, rest = match.groups()

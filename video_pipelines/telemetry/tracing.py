@@ -189,19 +189,14 @@ def span_in(
         yield span
 
 
-def traceparent_of(span: trace.Span) -> dict[str, str]:
-    """`{"traceparent": ...}` naming `span` (also a no-op tracer's stand-in for its parent); {} without a trace."""
-    headers: dict[str, str] = {}
-    _W3C.inject(headers, context=trace.set_span_in_context(span, otel_context.Context()))
-    return headers
-
-
 class HttpSpan:
-    """The span of one HTTP request: the headers that carry it, and what the answer was."""
+    """The span of one HTTP request: the headers that carry it (`traceparent`, also naming a no-op tracer's
+    stand-in for its parent; none without a trace), and what the answer was."""
 
     def __init__(self, span: trace.Span) -> None:
         self.span = span
-        self.headers = traceparent_of(span)
+        self.headers: dict[str, str] = {}
+        _W3C.inject(self.headers, context=trace.set_span_in_context(span, otel_context.Context()))
 
     def answered(self, status_code: int) -> None:
         self.span.set_attribute("http.response.status_code", status_code)
