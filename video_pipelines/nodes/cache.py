@@ -68,52 +68,15 @@ def single_flight(
 
     A recorded result whose video storage no longer holds (`stored` False) counts as none.
     """
-
-    def reused(verb: str, when: str) -> NodeRun | None:
-        cached = index.find(work.tenant, work.lineage)
-        if cached is None or not stored(result := VideoResult.from_wire(cached.result)):
-            return None
-        log(f"reused: {cached.execution_id} {verb} the same lineage ({cached.node_id}) {when}")
-        return NodeRun(result, provider=None, seconds=0.0, reused_from=cached.execution_id)
-
-    def claim() -> NodeRun | None:
-        """Hold the lineage's claim (None), or another execution's result found while waiting."""
-        waited_for: NodeClaim | None = None
-        while True:
-            holder = index.claim(
-                work.tenant, work.lineage, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id
-            )
-            if (holder.run_id, holder.node_id) == (work.run_id, work.node_id):
-                return None
-            if (found := reused("computed", "while this waited")) is not None:
-                return found
-            if run_has_ended(holder.run_id):
-                taken = index.take_over(
-                    holder, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id
-                )
-                if taken is not None:
-                    log(
-                        f"took over the same lineage from {holder.execution_id} ({holder.node_id}): its run "
-                        f"{holder.run_id} ended without a result"
-                    )
-                    return None
-                continue
-            if waited_for is None or (waited_for.run_id, waited_for.node_id) != (holder.run_id, holder.node_id):
-                log(
-                    f"waiting: {holder.execution_id} is computing the same lineage ({holder.node_id}, "
-                    f"run {holder.run_id})"
-                )
-                waited_for = holder
-            sleep(poll_seconds)
-
     if not work.cache:
         return _record(index, work, compute())
-    found = reused("completed", "meanwhile") or claim()
+    flight = _Flight(index, work, run_has_ended, log, sleep, stored, poll_seconds)
+    found = flight.reused("completed", "meanwhile") or flight.claim()
     if found is not None:
         return found
     try:
         # The holder may have recorded its result and let go between this node's look and its claim.
-        found = reused("completed", "just before")
+        found = flight.reused("completed", "just before")
         if found is not None:
             _release(index, work)
             return found
@@ -122,6 +85,55 @@ def single_flight(
         _release(index, work)
         raise
     return _record(index, work, run)
+
+
+@dataclass(frozen=True)
+class _Flight:
+    index: NodeResultIndex
+    work: NodeWork
+    run_has_ended: Callable[[str], bool]
+    log: Log
+    sleep: Callable[[float], None]
+    stored: Callable[[VideoResult], bool]
+    poll_seconds: float
+
+    def reused(self, verb: str, when: str) -> NodeRun | None:
+        cached = self.index.find(self.work.tenant, self.work.lineage)
+        if cached is None or not self.stored(result := VideoResult.from_wire(cached.result)):
+            return None
+        self.log(f"reused: {cached.execution_id} {verb} the same lineage ({cached.node_id}) {when}")
+        return NodeRun(result, provider=None, seconds=0.0, reused_from=cached.execution_id)
+
+    def claim(self) -> NodeRun | None:
+        """Hold the lineage's claim (None), or another execution's result found while waiting."""
+        work = self.work
+        waited_for: NodeClaim | None = None
+        while True:
+            holder = self.index.claim(
+                work.tenant, work.lineage, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id
+            )
+            if (holder.run_id, holder.node_id) == (work.run_id, work.node_id):
+                return None
+            if (found := self.reused("computed", "while this waited")) is not None:
+                return found
+            if self.run_has_ended(holder.run_id):
+                taken = self.index.take_over(
+                    holder, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id
+                )
+                if taken is not None:
+                    self.log(
+                        f"took over the same lineage from {holder.execution_id} ({holder.node_id}): its run "
+                        f"{holder.run_id} ended without a result"
+                    )
+                    return None
+                continue
+            if waited_for is None or (waited_for.run_id, waited_for.node_id) != (holder.run_id, holder.node_id):
+                self.log(
+                    f"waiting: {holder.execution_id} is computing the same lineage ({holder.node_id}, "
+                    f"run {holder.run_id})"
+                )
+                waited_for = holder
+            self.sleep(self.poll_seconds)
 
 
 def _release(index: NodeResultIndex, work: NodeWork) -> None:
