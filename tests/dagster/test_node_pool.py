@@ -131,21 +131,15 @@ def test_a_diamond_runs_with_the_multiprocess_executor(dagster_home: Path, max_c
         assert status["result"]["aspectRatio"] == "1:1"  # the merge takes its first input's frame
 
 
+def voice_fails(media_server: MediaServer, last: dict[str, Any]) -> dict[str, Any]:
+    """clip -> voice (lip sync to a missing audio file: fails) -> square, and `last`."""
+    voice = {"id": "voice", "type": "lipSync", "params": {"audioUrl": media_server.url("missing.mp3")}}
+    jobs = [gen("clip"), {**voice, "dependsOn": ["clip"]}, reframe("square", "voice"), last]
+    return {"jobs": jobs, "cache": False}
+
+
 def test_a_node_whose_input_failed_is_not_run_in_process(dagster_home: Path, media_server: MediaServer) -> None:
-    plan = {
-        "jobs": [
-            gen("clip"),
-            {
-                "id": "voice",
-                "type": "lipSync",
-                "params": {"audioUrl": media_server.url("missing.mp3")},
-                "dependsOn": ["clip"],
-            },
-            reframe("square", "voice"),
-            gen("other"),
-        ],
-        "cache": False,
-    }
+    plan = voice_fails(media_server, gen("other"))
     with dg.DagsterInstance.get() as instance:
         result = run_plan_in_process(plan, instance)
         assert not result.success
@@ -159,20 +153,7 @@ def test_a_node_whose_input_failed_is_not_run_in_process(dagster_home: Path, med
 
 
 def test_a_node_whose_input_failed_is_not_run_multiprocess(dagster_home: Path, media_server: MediaServer) -> None:
-    plan = {
-        "jobs": [
-            gen("clip"),
-            {
-                "id": "voice",
-                "type": "lipSync",
-                "params": {"audioUrl": media_server.url("missing.mp3")},
-                "dependsOn": ["clip"],
-            },
-            reframe("square", "voice"),
-            reframe("round", "square"),
-        ],
-        "cache": False,
-    }
+    plan = voice_fails(media_server, reframe("round", "square"))
     with dg.DagsterInstance.get() as instance:
         with multiprocess(plan, instance, 2) as result:
             assert not result.success

@@ -357,24 +357,36 @@ def burst_through_fault(
 # --- the tests ------------------------------------------------------------------------------------
 
 
-def test_broker_sigkilled_and_restarted_mid_burst(
-    tmp_path: Path,
-    postgres_url: str,
-    replicate: TimedReplicate,
-    receiver: WebhookReceiver,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@dataclass
+class OnPrivateRedis:
+    redis: PrivateRedis
+    deployment: DagsterDeployment
+    target: client.Deployment
+
+
+@pytest.fixture
+def on_private_redis(
+    tmp_path: Path, postgres_url: str, replicate: TimedReplicate, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[OnPrivateRedis]:
+    """Two warm workers whose broker is a Redis of the test's own (which it may kill), the client pointed at them."""
     with (
         private_redis() as redis,
         deployment_with_workers(tmp_path, postgres_url, deployment_env(replicate, redis.url)) as deployment,
         deployment.client(monkeypatch) as target,
     ):
+        yield OnPrivateRedis(redis, deployment, target)
 
-        def kill_and_restart() -> None:
-            redis.kill()
-            redis.start()
 
-        burst_through_fault("broker SIGKILLed", kill_and_restart, deployment, target, replicate, receiver)
+def test_broker_sigkilled_and_restarted_mid_burst(
+    on_private_redis: OnPrivateRedis, replicate: TimedReplicate, receiver: WebhookReceiver
+) -> None:
+    redis, deployment, target = on_private_redis.redis, on_private_redis.deployment, on_private_redis.target
+
+    def kill_and_restart() -> None:
+        redis.kill()
+        redis.start()
+
+    burst_through_fault("broker SIGKILLed", kill_and_restart, deployment, target, replicate, receiver)
 
 
 def test_postgres_restarted_mid_burst(
@@ -390,42 +402,34 @@ def test_postgres_restarted_mid_burst(
 
 
 def test_worker_sigterm_mid_run(
-    tmp_path: Path,
-    postgres_url: str,
-    replicate: TimedReplicate,
-    receiver: WebhookReceiver,
-    monkeypatch: pytest.MonkeyPatch,
+    on_private_redis: OnPrivateRedis, replicate: TimedReplicate, receiver: WebhookReceiver
 ) -> None:
-    with (
-        private_redis() as redis,
-        deployment_with_workers(tmp_path, postgres_url, deployment_env(replicate, redis.url)) as deployment,
-        deployment.client(monkeypatch) as target,
-    ):
-        burst = Burst("sigterm")
-        ids = [burst.submit(i, local_submitter(target), receiver) for i in range(BURST)]
-        remote = ids[0]
+    deployment, target = on_private_redis.deployment, on_private_redis.target
+    burst = Burst("sigterm")
+    ids = [burst.submit(i, local_submitter(target), receiver) for i in range(BURST)]
+    remote = ids[0]
 
-        def remote_running() -> bool:
-            status = client.status(remote, target=target)
-            return status["worker"] is not None and bool(replicate.prompts)
+    def remote_running() -> bool:
+        status = client.status(remote, target=target)
+        return status["worker"] is not None and bool(replicate.prompts)
 
-        wait_until(remote_running, 120, "the first remote execution running on a worker", deployment)
-        node = client.status(remote, target=target)["worker"].split(" ")[0]
-        name = next(name for name in deployment.processes if node.startswith(f"{name}-"))
-        process = deployment.processes.pop(name)
-        os.kill(process.pid, signal.SIGTERM)  # the worker's main process, as Kubernetes or `docker stop` do
-        stopped_at = time.monotonic()
-        assert process.wait(timeout=RECOVERY_TIMEOUT) == 0, deployment.log_tail()
-        took_to_exit = time.monotonic() - stopped_at
-        finals = finish(
-            "worker SIGTERM", burst, recovered_from=stopped_at, deployment=deployment, replicate=replicate,
-            receiver=receiver, read_status=lambda i: client.status(i, target=target),
-            deliveries=lambda i: client.deliveries(i, target=target),
-        )  # fmt: skip
-        attempts = finals[remote]["attempts"]
-        # Warm shutdown: the run it held finished there (one attempt), or was handed back and resumed once.
-        assert [a["status"] for a in attempts] in (["completed"], ["failed", "completed"]), attempts
-        print(f"[worker SIGTERM] the worker exited {took_to_exit:.1f} s after SIGTERM; its run: {attempts}")
+    wait_until(remote_running, 120, "the first remote execution running on a worker", deployment)
+    node = client.status(remote, target=target)["worker"].split(" ")[0]
+    name = next(name for name in deployment.processes if node.startswith(f"{name}-"))
+    process = deployment.processes.pop(name)
+    os.kill(process.pid, signal.SIGTERM)  # the worker's main process, as Kubernetes or `docker stop` do
+    stopped_at = time.monotonic()
+    assert process.wait(timeout=RECOVERY_TIMEOUT) == 0, deployment.log_tail()
+    took_to_exit = time.monotonic() - stopped_at
+    finals = finish(
+        "worker SIGTERM", burst, recovered_from=stopped_at, deployment=deployment, replicate=replicate,
+        receiver=receiver, read_status=lambda i: client.status(i, target=target),
+        deliveries=lambda i: client.deliveries(i, target=target),
+    )  # fmt: skip
+    attempts = finals[remote]["attempts"]
+    # Warm shutdown: the run it held finished there (one attempt), or was handed back and resumed once.
+    assert [a["status"] for a in attempts] in (["completed"], ["failed", "completed"]), attempts
+    print(f"[worker SIGTERM] the worker exited {took_to_exit:.1f} s after SIGTERM; its run: {attempts}")
 
 
 def hold_commits(cluster: PrivateCluster) -> None:

@@ -1,4 +1,5 @@
-"""The package's layers: its top-level packages import each other without a cycle, and few modules lie loose on top.
+"""The package's shape: its top-level packages import each other without a cycle, few modules lie loose on top,
+and no function runs over a screen (STYLE.md: past a screen, logic wants a home of its own).
 
 Imports inside functions and under TYPE_CHECKING count: grimp reads them all. `lint-imports`
 (contracts in pyproject.toml) checks the order of the layers; this names any cycle outright.
@@ -6,6 +7,7 @@ Imports inside functions and under TYPE_CHECKING count: grimp reads them all. `l
 
 from __future__ import annotations
 
+import ast
 from itertools import pairwise
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import video_pipelines
 
 PACKAGE = "video_pipelines"
 MAX_LOOSE_MODULES = 4
+MAX_FUNCTION_LINES = 60
 
 Edges = dict[str, dict[str, tuple[str, str]]]  # package -> imported package -> one (importer, imported) behind it
 
@@ -77,3 +80,15 @@ def test_the_top_of_the_package_holds_few_loose_modules() -> None:
         path.name for path in Path(video_pipelines.__file__).parent.glob("*.py") if path.name != "__init__.py"
     )
     assert len(loose) <= MAX_LOOSE_MODULES, f"loose modules on top of {PACKAGE}: {loose}; give them a folder"
+
+
+def test_no_function_runs_over_a_screen() -> None:
+    root = Path(video_pipelines.__file__).parent
+    long = [
+        f"{path.relative_to(root.parent)}:{node.lineno} {node.name} ({lines} lines)"
+        for path in sorted(root.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (lines := (node.end_lineno or node.lineno) - node.lineno + 1) > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
