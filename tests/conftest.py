@@ -122,11 +122,10 @@ class MediaServer:
         return f"http://127.0.0.1:{self.port}/{name}"
 
 
-@pytest.fixture
-def media_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MediaServer]:
-    """Serves `tmp_path/media`; `fail_next[name]` lists status codes to answer before serving the file."""
-    root = tmp_path / "media"
-    root.mkdir()
+@contextlib.contextmanager
+def serving(root: Path) -> Iterator[MediaServer]:
+    """A real HTTP server on 127.0.0.1 for the files in `root`; `fail_next[name]` lists status codes to answer
+    before serving the file."""
     fail_next: dict[str, list[int]] = {}
 
     class Handler(SimpleHTTPRequestHandler):
@@ -146,12 +145,21 @@ def media_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Me
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
     try:
         yield MediaServer(root, server.server_address[1], fail_next)
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def media_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MediaServer]:
+    """Serves `tmp_path/media` (`serving`)."""
+    root = tmp_path / "media"
+    root.mkdir()
+    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
+    with serving(root) as server:
+        yield server
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from video_pipelines.errors import ExecutionNotFound
 from video_pipelines.operations.ffmpeg import probe
 
 from ..api_process import api_process
-from ..conftest import fresh_database
+from ..conftest import fresh_database, serving
 from ..media import dominant_frequency, local_path_of, make_tone, pcm_mono
 from ..processes import DagsterDeployment, dagster_deployment
 from ..receiver import ReceivedRequest, WebhookReceiver
@@ -110,24 +110,20 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     # Another voice track for the CLI's flow: the same dependent plan would be reused from the HTTP flow's
     # (content-addressed reuse within the tenant), and the CLI's must run.
     make_tone(media / "spanish-cli.mp3", 650, 6)
-    audio = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "0"],
-        cwd=media, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert audio.stdout is not None
-    port = int(audio.stdout.readline().split(" port ")[1].split()[0])  # "Serving HTTP on 127.0.0.1 port N (...)"
     receiver = WebhookReceiver().start()
     env = {"VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1", "VIDEO_PIPELINES_SECRET_KEY": SECRET_KEY}
     try:
-        with fresh_database() as database_url, dagster_deployment(tmp, database_url, extra_env=env) as deployment:
+        with (
+            serving(media) as audio,
+            fresh_database() as database_url,
+            dagster_deployment(tmp, database_url, extra_env=env) as deployment,
+        ):
             key = create_key(deployment, "seed-app", "acme")
             other = create_key(deployment, "someone-else", "globex")
             with api_process(env=deployment.env, logs=deployment.logs) as server:
-                yield Service(deployment, server.url, key, other, f"http://127.0.0.1:{port}", receiver)
+                yield Service(deployment, server.url, key, other, audio.url("").rstrip("/"), receiver)
     finally:
         receiver.stop()
-        audio.terminate()
-        audio.wait()
 
 
 def verify(request: ReceivedRequest, secret: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.submissions import SubmissionState
 
-from ..conftest import fresh_database
+from ..conftest import fresh_database, serving
 from ..media import dominant_frequency, local_path_of, make_tone, pcm_mono
 from ..processes import DagsterDeployment, dagster_deployment
 
@@ -63,21 +62,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDepl
     audio.mkdir()
     make_tone(audio / "french.mp3", 1000, 6)
     make_tone(audio / "spanish.mp3", 600, 6)
-    server = subprocess.Popen(
-        ["python", "-m", "http.server", "--bind", "127.0.0.1", "0"],
-        cwd=audio, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert server.stdout is not None
-    line = server.stdout.readline()  # "Serving HTTP on 127.0.0.1 port N (...)"
-    port = int(line.split(" port ")[1].split()[0])
     env = {"VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1", "VIDEO_PIPELINES_SECRET_KEY": SECRET_KEY}
-    try:
-        with fresh_database() as database_url, dagster_deployment(tmp, database_url, extra_env=env) as deployment:
-            deployment.env["AUDIO_BASE"] = f"http://127.0.0.1:{port}"
-            yield deployment
-    finally:
-        server.terminate()
-        server.wait()
+    with (
+        serving(audio) as server,
+        fresh_database() as database_url,
+        dagster_deployment(tmp, database_url, extra_env=env) as deployment,
+    ):
+        deployment.env["AUDIO_BASE"] = f"http://127.0.0.1:{server.port}"
+        yield deployment
 
 
 @pytest.fixture
