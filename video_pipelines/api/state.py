@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from video_pipelines.api.problems import ApiProblem
 from video_pipelines.api.settings import ApiSettings, TokenBuckets
-from video_pipelines.deployment.instance import prepare_dagster_home
+from video_pipelines.deployment.connection import open_deployment
 from video_pipelines.executions import Caller
 from video_pipelines.orchestration.resources.artifacts import ArtifactStorage
 from video_pipelines.orchestration.run_records import DagsterRunRecords
@@ -52,14 +52,9 @@ class ApiState:
 @contextmanager
 def open_state(settings: ApiSettings) -> Iterator[ApiState]:
     """Open the environment's deployment (as every door does: DAGSTER_HOME, the database URL) for serving."""
-    home = prepare_dagster_home()
-    store = SubmissionStore.from_env(home)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            limiter = TokenBuckets(settings.rate_limit) if settings.rate_limit is not None else None
-            yield ApiState(settings, store, instance, limiter)
-    finally:
-        store.close()
+    with open_deployment() as (instance, store):
+        limiter = TokenBuckets(settings.rate_limit) if settings.rate_limit is not None else None
+        yield ApiState(settings, store, instance, limiter)
 
 
 def api_state(request: Request) -> ApiState:

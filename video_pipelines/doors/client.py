@@ -97,10 +97,8 @@ Target: TypeAlias = "Deployment | ApiClient"
 @contextmanager
 def deployment(*, create: bool = True) -> Iterator[Deployment]:
     """The deployment of the environment; without `create`, a missing instance is a UsageError."""
-    import dagster as dg
-
-    from video_pipelines.deployment.instance import dagster_home_path, is_new_instance, prepare_dagster_home
-    from video_pipelines.submissions import SubmissionStore
+    from video_pipelines.deployment.connection import open_deployment
+    from video_pipelines.deployment.instance import dagster_home_path, is_new_instance
 
     home = dagster_home_path()
     created = is_new_instance(home)
@@ -109,13 +107,8 @@ def deployment(*, create: bool = True) -> Iterator[Deployment]:
             f"no Dagster instance at {home}: set DAGSTER_HOME to the deployment's instance folder "
             f"(or {API_URL_ENV} and {API_KEY_ENV} to use its HTTP API)"
         )
-    home = prepare_dagster_home(home)
-    store = SubmissionStore.from_env(home)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            yield Deployment(instance, store, home, created)
-    finally:
-        store.close()
+    with open_deployment(home) as (instance, store):
+        yield Deployment(instance, store, home, created)
 
 
 @contextmanager

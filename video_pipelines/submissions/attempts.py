@@ -54,8 +54,7 @@ class RunAttempt:
     state: AttemptState = AttemptState.PENDING
     run_id: str | None = None  # this attempt's Dagster run, once launched
     launched_at: datetime | None = None
-    # When a cancel came after the plan sensor claimed it: its run, once it exists, runs no node.
-    cancel_requested_at: datetime | None = None
+    cancel_requested_at: datetime | None = None  # see the column in schema.py
 
     @property
     def is_pending(self) -> bool:
@@ -129,22 +128,25 @@ class AttemptStore:
 
     def claim(self, execution_id: str, number: int) -> bool:
         """PENDING -> LAUNCHING, before its run is asked for; False (and no change) if it was not pending."""
-        return self._update(execution_id, number, _T.state == _PENDING, state=AttemptState.LAUNCHING.value)
+        return self._move(execution_id, number, (_PENDING,), state=AttemptState.LAUNCHING.value)
 
     def mark_launched(self, execution_id: str, number: int, run_id: str) -> bool:
         """PENDING or LAUNCHING -> LAUNCHED with its Dagster run id; False (and no change) otherwise."""
         if not run_id:
             raise SubmissionStoreError(f"attempt {number} of {execution_id} is launched as a run: give its run id")
         launched = {"state": AttemptState.LAUNCHED.value, "run_id": run_id, "launched_at": datetime.now(UTC)}
-        return self._update(execution_id, number, _T.state.in_(_NOT_LAUNCHED), **launched)
+        return self._move(execution_id, number, _NOT_LAUNCHED, **launched)
 
     def record_outcome(self, execution_id: str, number: int, outcome: str) -> bool:
         """How attempt `number`'s run ended (completed, failed, canceled); True for the one caller that recorded it."""
-        return self._update(execution_id, number, _T.outcome.is_(None), outcome=outcome)
+        statement = execution_attempts.update().where(
+            _T.execution_id == execution_id, _T.number == number, _T.outcome.is_(None)
+        )
+        return self._rows.changed(statement.values(outcome=outcome)) == 1
 
-    def _update(self, execution_id: str, number: int, condition: sa.ColumnElement[bool], **values: Any) -> bool:
-        statement = execution_attempts.update().where(_T.execution_id == execution_id, _T.number == number, condition)
-        return self._rows.changed(statement.values(**values)) == 1
+    def _move(self, execution_id: str, number: int, sources: tuple[str, ...], **values: Any) -> bool:
+        where = sa.and_(_T.execution_id == execution_id, _T.number == number)
+        return self._rows.move(execution_attempts, where, sources, **values) == 1
 
     def outcome(self, execution_id: str, number: int) -> str | None:
         """How attempt `number`'s run ended, once recorded; None before (or when there is no such attempt)."""
@@ -158,12 +160,12 @@ class AttemptStore:
 
     def cancel_pending(self, execution_id: str) -> bool:
         """Every PENDING attempt of an execution -> CANCELED; True when any was pending."""
-        statement = execution_attempts.update().where(_T.execution_id == execution_id, _T.state == _PENDING)
-        return self._rows.changed(statement.values(state=AttemptState.CANCELED.value)) > 0
+        canceled = AttemptState.CANCELED.value
+        return self._rows.move(execution_attempts, _T.execution_id == execution_id, (_PENDING,), state=canceled) > 0
 
     def request_cancel(self, execution_id: str, *, launched: bool = True) -> bool:
         """Record a cancel of every LAUNCHING (and with `launched`, LAUNCHED) attempt; True when there was any."""
         states = _CLAIMED if launched else (AttemptState.LAUNCHING.value,)
         requested = sa.func.coalesce(_T.cancel_requested_at, datetime.now(UTC))
-        statement = execution_attempts.update().where(_T.execution_id == execution_id, _T.state.in_(states))
-        return self._rows.changed(statement.values(cancel_requested_at=requested)) > 0
+        where = _T.execution_id == execution_id
+        return self._rows.move(execution_attempts, where, states, cancel_requested_at=requested) > 0

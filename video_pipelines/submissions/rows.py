@@ -4,7 +4,7 @@ writes of which exactly one racing caller wins."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -69,6 +69,11 @@ class Rows:
         """How many rows one UPDATE or DELETE changed: made conditional, it tells the one caller that won a race."""
         with self.engine.begin() as connection:
             return int(connection.execute(statement).rowcount)
+
+    def move(self, table: sa.Table, where: sa.ColumnElement[bool], sources: Collection[str], **values: Any) -> int:
+        """How many rows `where` selects moved from a state in `sources`: one conditional UPDATE, so of several
+        racing callers exactly one finds a row still in a source state."""
+        return self.changed(table.update().where(where, table.c.state.in_(sources)).values(**values))
 
     def insert_once(self, made: T, insert: sa.Insert, existing: Callable[[], T | None]) -> tuple[T, bool]:
         """(made, True) once `insert` is committed; (what `existing` finds, False) when its key is taken, also

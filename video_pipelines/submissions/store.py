@@ -83,8 +83,7 @@ class Submission:
     traceparent: str | None = None
     # `request_digest` of the request that made it; None for a submission stored before digests were kept.
     request_digest: str | None = None
-    # When a cancel came after the plan sensor claimed it: its run, once it exists, runs no node.
-    cancel_requested_at: datetime | None = None
+    cancel_requested_at: datetime | None = None  # see the column in schema.py
 
 
 EXECUTION_ID_PREFIX = "exec_"
@@ -388,11 +387,8 @@ class SubmissionStore:
         return self._rows.all(query.order_by(*order).limit(limit), _submission) if limit > 0 else []
 
     def _move(self, execution_id: str, sources: tuple[str, ...], now: datetime, **values: Any) -> bool:
-        # One conditional UPDATE: of several racing callers, exactly one finds the row still in a source state.
-        statement = submissions.update().where(
-            submissions.c.execution_id == execution_id, submissions.c.state.in_(sources)
-        )
-        return self._rows.changed(statement.values(updated_at=now, **values)) == 1
+        where = submissions.c.execution_id == execution_id
+        return self._rows.move(submissions, where, sources, updated_at=now, **values) == 1
 
     def claim(self, execution_id: str) -> bool:
         """PENDING -> LAUNCHING, before its run is asked for; False (and no change) if it was not pending."""
