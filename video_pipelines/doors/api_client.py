@@ -193,29 +193,21 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _problem(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def plan_problems(errors: Any) -> list[str]:
     """A 422's `errors: [{node, field, message}]` as the problem strings `validate` prints (`node.field: message`)."""
     return [
-        str(PlanProblem(_text(error.get("node")), _text(error.get("field")), str(error.get("message", ""))))
+        str(PlanProblem(str(error.get("node") or ""), str(error.get("field") or ""), str(error.get("message", ""))))
         for error in (errors if isinstance(errors, list) else [])
         if isinstance(error, dict)
     ]
 
 
-def _text(value: object) -> str | None:
-    return str(value) if value else None
-
-
 def _error_of(response: httpx.Response, base_url: str) -> VideoPipelineError:
-    problem = _problem(response)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    problem = body if isinstance(body, dict) else {}
     code = response.status_code
     detail = str(problem.get("detail") or problem.get("title") or response.reason_phrase or f"HTTP {code}")
     if code == 422 and problem.get("type") == IDEMPOTENCY_KEY_REUSED:

@@ -56,8 +56,8 @@ def _validate(args: argparse.Namespace) -> int:
     report = validation_report(admission, PricingTable.from_env())
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
-    _print_validation(report)
+    else:
+        _print_validation(report)
     return 0
 
 
@@ -239,7 +239,7 @@ def _worker(args: argparse.Namespace) -> int:
     if args.queue:
         ensure_queue(celery_worker.app, args.queue)
     for warning in celery_worker.startup_warnings():
-        print(f"warning: {warning}", file=sys.stderr, flush=True)
+        _warn(warning)
     name = args.name or f"video-pipelines-{os.getpid()}@{socket.gethostname()}"
     argv = ["worker", "--pool=prefork", f"--concurrency={args.concurrency}", f"--hostname={name}"]
     argv += ["--prefetch-multiplier=1", f"--queues={args.queue or celery_worker.settings.queue}"]
