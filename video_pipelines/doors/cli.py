@@ -259,6 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
         added.set_defaults(handler=handler)
         return added
 
+    _plan_verbs(command)
+    _execution_verbs(command)
+    _service_verbs(command)
+    return parser
+
+
+# command(name, handler, help=..., usage=...): a subcommand of `video-pipelines`, which runs `handler`.
+Command = Callable[..., argparse.ArgumentParser]
+
+
+def _plan_verbs(command: Command) -> None:
     validate = command("validate", _validate, help="check a plan and show what would run, node by node")
     validate.add_argument("plan", help="plan JSON file, or - for stdin")
     validate.add_argument("--base-execution-id", help="validate as a variant of this execution")
@@ -277,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--idempotency-key", help="the same key returns the same execution, never a second run")
     submit.add_argument("--wait", action="store_true", help="wait for the end and print the final status")
 
+
+def _execution_verbs(command: Command) -> None:
     for verb, about in (
         ("status", "the status of an execution, node by node"),
         ("cancel", "cancel a pending submission or terminate its run"),
@@ -312,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--dry-run", action="store_true", help="say what would be deleted; delete nothing")
 
+
+def _service_verbs(command: Command) -> None:
     demo = command("demo", _demo, help="run the product demo end to end on the embedded defaults")
     demo.add_argument("--plan", help="run this plan file instead of the bundled product demo")
     demo.add_argument("--verbose", action="store_true", help="also print Dagster's run logs (DEBUG and up)")
@@ -340,7 +355,6 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000, help="the Dagster webserver's port")
     dev.add_argument("--api-port", type=int, default=8080, help="the HTTP API's port")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
