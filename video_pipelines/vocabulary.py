@@ -31,6 +31,12 @@ ASPECT_RATIOS: dict[str, tuple[int, int]] = {"16:9": (16, 9), "9:16": (9, 16), "
 RECOGNISED_RATIOS: dict[str, tuple[int, int]] = {**ASPECT_RATIOS, "4:3": (4, 3), "3:4": (3, 4)}
 
 
+def has_ratio(width: int, height: int, shape: tuple[int, int]) -> bool:
+    """Whether a frame has the (across, down) `shape` up to rounding to even pixels (2 px, or 1% for large frames)."""
+    across, down = shape
+    return abs(width - height * across / down) <= max(2.0, width * 0.01)
+
+
 class ExecutionState(StrEnum):
     """The `status` of an execution in the status document and the webhook."""
 

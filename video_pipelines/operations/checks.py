@@ -16,7 +16,7 @@ from typing import Any
 
 from video_pipelines.errors import MediaError
 from video_pipelines.operations.ffmpeg import MediaInfo, escape_filter_path, probe, run_ffmpeg
-from video_pipelines.vocabulary import RECOGNISED_RATIOS
+from video_pipelines.vocabulary import RECOGNISED_RATIOS, has_ratio
 
 # Which checks fail their node when they fail, as a deployment sets it: "streams,duration", "all" or "none".
 BLOCKING_CHECKS_ENV = "VIDEO_PIPELINES_BLOCKING_CHECKS"
@@ -221,11 +221,9 @@ def _aspect_ratio(facts: MediaFacts, expected: MediaExpectations, subject: str) 
     shape = RECOGNISED_RATIOS.get(expected.aspect_ratio)
     if shape is None:
         return True, f"{subject} is {size} (aspect ratio {expected.aspect_ratio} is not one this checks)", metadata
-    across, down = shape
-    # As aspect_ratio_name: up to rounding to even pixels (2 px, or 1% for large frames).
-    if abs(facts.width - facts.height * across / down) > max(2.0, facts.width * 0.01):
+    if not has_ratio(facts.width, facts.height, shape):
         ratio = facts.width / facts.height
-        expectation = f"expected {expected.aspect_ratio} ({across / down:.3f}:1)"
+        expectation = f"expected {expected.aspect_ratio} ({shape[0] / shape[1]:.3f}:1)"
         return False, f"{subject} is {size} ({ratio:.3f}:1), {expectation}", metadata
     return True, f"{subject} is {size}, {expected.aspect_ratio} as expected", metadata
 

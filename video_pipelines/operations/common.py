@@ -59,12 +59,6 @@ def atomic_output(out: Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
-def check_timeout(timeout: float | None) -> None:
-    """Raise `MediaError` unless `timeout` is None or a positive number of seconds."""
-    if timeout is not None and not timeout > 0:
-        raise MediaError(f"timeout must be a positive number of seconds, got {timeout}")
-
-
 def _audio_for(info: MediaInfo, *, input_index: int) -> tuple[list[str], list[str]]:
     """Filters and output args for AAC 48 kHz stereo: copied when already so, else re-encoded; silence if none."""
     if info.has_audio and (info.audio_codec, info.sample_rate, info.channels) == ("aac", SAMPLE_RATE, 2):

@@ -70,12 +70,17 @@ def _stderr_tail(raw: bytes, lines: int = STDERR_TAIL_LINES) -> str:
     return "\n".join(kept[-lines:])
 
 
+def check_timeout(timeout: float | None) -> None:
+    """Raise `MediaError` unless `timeout` is None or a positive number of seconds."""
+    if timeout is not None and not timeout > 0:
+        raise MediaError(f"timeout must be a positive number of seconds, got {timeout}")
+
+
 def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None = None) -> None:
     """Run `ffmpeg <args>`, or raise `FFmpegError` naming `description`. FFmpeg never outlives the call
     (own session killed on a timeout or any exception, PR_SET_PDEATHSIG); stderr goes to a file, never
     a pipe a chatty FFmpeg could block on."""
-    if timeout is not None and timeout <= 0:
-        raise MediaError(f"timeout must be positive, got {timeout}")
+    check_timeout(timeout)
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y", *args]
     with tempfile.TemporaryFile() as stderr_file:
         proc = subprocess.Popen(
@@ -111,7 +116,7 @@ def extract_speech_track(media: Path, out: Path, encoding: Sequence[str], *, tim
     """`media`'s first audio track, mono, encoded by `encoding` into `out`; MediaError when it has none."""
     try:
         run_ffmpeg(
-            ["-nostdin", "-y", "-i", str(media), "-map", "0:a:0", "-vn", "-ac", "1", *encoding, str(out)],
+            ["-i", str(media), "-map", "0:a:0", "-vn", "-ac", "1", *encoding, str(out)],
             description=f"extracting the speech of {media.name}",
             timeout=timeout,
         )

@@ -15,10 +15,9 @@ from video_pipelines.operations.common import (
     SAMPLE_RATE,
     STEREO_48K,
     atomic_output,
-    check_timeout,
     mp4_output,
 )
-from video_pipelines.operations.ffmpeg import escape_filter_path, run_ffmpeg
+from video_pipelines.operations.ffmpeg import check_timeout, escape_filter_path, run_ffmpeg
 from video_pipelines.speech.srt import printable_lines
 
 _MAX_DURATION_S = 3600.0

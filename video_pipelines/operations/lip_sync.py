@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from video_pipelines.operations.common import SAMPLE_RATE, STEREO_48K, atomic_output, check_timeout, mp4_output
-from video_pipelines.operations.ffmpeg import probe, probe_audio, run_ffmpeg
+from video_pipelines.operations.common import SAMPLE_RATE, STEREO_48K, atomic_output, mp4_output
+from video_pipelines.operations.ffmpeg import check_timeout, probe, probe_audio, run_ffmpeg
 
 
 def replace_audio(video: Path, audio: Path, out: Path, *, timeout: float | None = None) -> None:

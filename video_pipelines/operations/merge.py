@@ -12,8 +12,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from video_pipelines.errors import MediaError
-from video_pipelines.operations.common import SAMPLE_RATE, STEREO_48K, atomic_output, check_timeout, mp4_output
-from video_pipelines.operations.ffmpeg import MediaInfo, fps_expression, probe, run_ffmpeg
+from video_pipelines.operations.common import SAMPLE_RATE, STEREO_48K, atomic_output, mp4_output
+from video_pipelines.operations.ffmpeg import MediaInfo, check_timeout, fps_expression, probe, run_ffmpeg
 
 TRANSITIONS = ("cut", "crossfade", "fade")
 _XFADE = {"crossfade": "fade", "fade": "fadeblack"}

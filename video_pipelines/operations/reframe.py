@@ -6,8 +6,8 @@ import math
 from pathlib import Path
 
 from video_pipelines.errors import MediaError
-from video_pipelines.operations.common import check_timeout, even, filter_video
-from video_pipelines.operations.ffmpeg import probe
+from video_pipelines.operations.common import even, filter_video
+from video_pipelines.operations.ffmpeg import check_timeout, probe
 from video_pipelines.vocabulary import ASPECT_RATIOS
 
 REFRAME_MODES = ("crop", "pad", "blur")

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from video_pipelines.errors import MediaError
-from video_pipelines.operations.common import FONT_FILE, atomic_output, check_timeout, filter_video
-from video_pipelines.operations.ffmpeg import escape_filter_path, probe, run_ffmpeg
+from video_pipelines.operations.common import FONT_FILE, atomic_output, filter_video
+from video_pipelines.operations.ffmpeg import check_timeout, escape_filter_path, probe, run_ffmpeg
 from video_pipelines.speech import Word, base_language
 from video_pipelines.speech.cues import Cue
 from video_pipelines.speech.srt import WORD_JOINER, printable_lines, to_srt

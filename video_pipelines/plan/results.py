@@ -7,14 +7,13 @@ from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import Any
 
-from video_pipelines.vocabulary import RECOGNISED_RATIOS
+from video_pipelines.vocabulary import RECOGNISED_RATIOS, has_ratio
 
 
 def aspect_ratio_name(width: int, height: int) -> str:
-    """`16:9` for 1280x720: a known ratio when the size is it up to rounding to even pixels
-    (2 px, or 1% for large frames), else the reduced fraction."""
-    for name, (across, down) in RECOGNISED_RATIOS.items():
-        if abs(width - height * across / down) <= max(2.0, width * 0.01):
+    """`16:9` for 1280x720: a known ratio when the size `has_ratio` it, else the reduced fraction."""
+    for name, shape in RECOGNISED_RATIOS.items():
+        if has_ratio(width, height, shape):
             return name
     fraction = Fraction(width, height)
     return f"{fraction.numerator}:{fraction.denominator}"

@@ -40,6 +40,12 @@ class GenerationRequest:
     seed: int
     model: str | None
 
+    def common_inputs(self, *, duration_as_text: bool) -> dict[str, str | int]:
+        """The text-to-video inputs most video models take, by their common names (fal's: duration as text)."""
+        seconds = max(1, round(self.duration))
+        duration = str(seconds) if duration_as_text else seconds
+        return {"prompt": self.prompt, "duration": duration, "aspect_ratio": self.aspect_ratio, "seed": self.seed}
+
 
 @dataclass(frozen=True)
 class LipSyncRequest:

@@ -33,16 +33,6 @@ DEFAULT_SPEECH_MODEL = "fal-ai/whisper"
 _RUNNING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
 
 
-def generation_input(request: GenerationRequest) -> dict[str, Any]:
-    """The text-to-video inputs fal's video models take, by their common names."""
-    return {
-        "prompt": request.prompt,
-        "duration": str(max(1, round(request.duration))),
-        "aspect_ratio": request.aspect_ratio,
-        "seed": request.seed,
-    }
-
-
 def transcription_input(audio: str, language: str) -> dict[str, Any]:
     """The inputs of fal's Whisper apps for `audio` (a URL or data URI) in `language` (ISO 639-1)."""
     return {
@@ -107,7 +97,7 @@ class FalProvider(ApiKeyProvider):
     default_max_inline_bytes = 1024 * 1024
 
     def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
-        inputs = generation_input(request)
+        inputs = request.common_inputs(duration_as_text=True)
         self._run(request.model or self.video_model, lambda: inputs, out, timeout=timeout, ledger=ledger)
 
     def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:

@@ -19,6 +19,7 @@ import yaml
 
 from video_pipelines.errors import VideoPipelineError
 from video_pipelines.plan.params import AddSubtitlesParams, AnyParams, GenerateVideoParams, LipSyncParams
+from video_pipelines.providers import fal, replicate, vertex
 
 PRICING_FILE_ENV = "VIDEO_PIPELINES_PRICING_FILE"
 FALLBACK = "*"
@@ -52,18 +53,16 @@ class Cost:
     output_seconds: float | None
 
 
-# The model each remote provider uses when a node names none, per operation. Keep in step with
-# the adapters' defaults (estimate() prices a node without a `model` param as this model).
+# The model each remote provider uses when a node names none, per operation: estimate() prices a
+# node without a `model` param as this model.
 DEFAULT_MODELS: Mapping[tuple[str, str], str] = {
-    ("generateVideo", "google-cloud"): "veo-2.0-generate-001",
-    ("generateVideo", "replicate"): "kwaivgi/kling-v1.6-standard",
-    ("generateVideo", "fal"): "fal-ai/kling-video/v1.6/standard/text-to-video",
-    ("lipSync", "replicate"): "kwaivgi/kling-lip-sync",
-    ("lipSync", "fal"): "fal-ai/sync-lipsync",
-    ("addSubtitles", "replicate"): (
-        "vaibhavs10/incredibly-fast-whisper:3ab86df6c8f54c11309d4d1f930ac292bad43ace52d10c80d87eb258b3c9f79c"
-    ),
-    ("addSubtitles", "fal"): "fal-ai/whisper",
+    ("generateVideo", "google-cloud"): vertex.DEFAULT_MODEL,
+    ("generateVideo", "replicate"): replicate.DEFAULT_VIDEO_MODEL,
+    ("generateVideo", "fal"): fal.DEFAULT_VIDEO_MODEL,
+    ("lipSync", "replicate"): replicate.DEFAULT_LIPSYNC_MODEL,
+    ("lipSync", "fal"): fal.DEFAULT_LIPSYNC_MODEL,
+    ("addSubtitles", "replicate"): replicate.DEFAULT_SPEECH_MODEL,
+    ("addSubtitles", "fal"): fal.DEFAULT_SPEECH_MODEL,
 }
 
 DEFAULT_PRICES: Mapping[str, Mapping[str, Price]] = {

@@ -32,16 +32,6 @@ DEFAULT_LIPSYNC_INPUT_NAMES = ("video", "audio")
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4v")
 
 
-def generation_input(request: GenerationRequest) -> dict[str, Any]:
-    """The text-to-video inputs most Replicate video models take, by their common names."""
-    return {
-        "prompt": request.prompt,
-        "duration": max(1, round(request.duration)),
-        "aspect_ratio": request.aspect_ratio,
-        "seed": request.seed,
-    }
-
-
 def transcription_input(model: str, audio: str, language: str) -> dict[str, Any]:
     """The speech-to-text inputs of `model` for `audio` (a URL or data URI) in `language` (ISO 639-1)."""
     if model.partition(":")[0] == INCREDIBLY_FAST_WHISPER:
@@ -98,7 +88,7 @@ class ReplicateProvider(ApiKeyProvider):
 
     def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         model = request.model or self.video_model
-        self._run(model, lambda: generation_input(request), out, timeout=timeout, ledger=ledger)
+        self._run(model, lambda: request.common_inputs(duration_as_text=False), out, timeout=timeout, ledger=ledger)
 
     def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         model = request.model or self.lipsync_model
