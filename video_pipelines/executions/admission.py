@@ -18,7 +18,7 @@ from video_pipelines.executions.ownership import execution_tenant
 from video_pipelines.executions.records import RunRecords, RunState
 from video_pipelines.executions.spending import check_estimate, expected_seconds, node_estimate
 from video_pipelines.plan import Plan, execution_order, levels, parse_plan, sinks
-from video_pipelines.plan.model import normalised_node_params
+from video_pipelines.plan.model import check_base_dependencies, normalised_node_params
 from video_pipelines.plan.reuse import BaseExecution, BaseNode, ResolvedPlan, resolve
 from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import SubmissionState, SubmissionStore
@@ -68,8 +68,7 @@ def admit(
     check = check_base(records, store, plan.base_execution_id, tenant=tenant)
     if check.base is None:
         return Admission(plan, check, None)
-    # Now that the base's nodes are known, a dependency on a node it lacks is an error of the plan.
-    parse_plan(wire, external_nodes=set(check.base.nodes))
+    check_base_dependencies(plan, check.base.nodes)
     resolved = resolve(plan, check.base)
     _check_cap(plan, resolved, pricing)
     return Admission(plan, check, resolved)

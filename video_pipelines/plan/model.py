@@ -211,6 +211,14 @@ def _parse_nodes(jobs: list[Any], problems: list[str]) -> list[PlanNode]:
     return nodes
 
 
+def check_base_dependencies(plan: Plan, base_nodes: Collection[str]) -> None:
+    """Once the base's nodes are known, a dependency on a node neither the plan nor its base has is an error."""
+    problems: list[str] = []
+    _check_dependencies(plan, base_nodes, problems)
+    if problems:
+        raise PlanValidationError(problems)
+
+
 def _check_dependencies(plan: Plan, external_nodes: Collection[str] | None, problems: list[str]) -> None:
     """Every dependsOn names a node of the plan, or of its base (all of them while the base is unknown)."""
     base_execution_id = plan.base_execution_id
