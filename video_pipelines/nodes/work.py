@@ -154,14 +154,7 @@ def start_ready(nodes: RunNodes, started: HeadStarts, shell: RunShell, log: Log)
 
 
 def run_or_await(
-    nodes: RunNodes,
-    shell: RunShell,
-    started: HeadStarts | None,
-    task: NodeTask,
-    attempt: int,
-    *,
-    log: Log,
-    warn: Log,
+    nodes: RunNodes, shell: RunShell, started: HeadStarts | None, task: NodeTask, attempt: int, *, log: Log, warn: Log
 ) -> NodeRun:
     node = task.node
 

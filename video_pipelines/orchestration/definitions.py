@@ -8,11 +8,7 @@ from video_pipelines.orchestration.catalog.assets import VIDEO_ASSET_SPECS, medi
 from video_pipelines.orchestration.catalog.retention import catalog_retention
 from video_pipelines.orchestration.job.io_managers import StepOutputs
 from video_pipelines.orchestration.job.ops import execute_plan
-from video_pipelines.orchestration.resources.artifacts import (
-    ArtifactStorage,
-    MediaPolicy,
-    SubmissionStoreResource,
-)
+from video_pipelines.orchestration.resources.artifacts import ArtifactStorage, MediaPolicy, SubmissionStoreResource
 from video_pipelines.orchestration.resources.nodes import head_starts
 from video_pipelines.orchestration.resources.providers import FalResource, GoogleVertexResource, ReplicateResource
 from video_pipelines.orchestration.sensors.plans import lost_launches, resume_lost_runs, submitted_plans

@@ -51,8 +51,7 @@ class WebhookConfig(dg.Config):
         "(a plaintext 'secret' is refused: it would be stored in run config)",
     )
     events: list[str] | None = Field(
-        default=None,
-        description="Events to POST besides the end's: execution.started, node.completed, node.failed",
+        default=None, description="Events to POST besides the end's: execution.started, node.completed, node.failed"
     )
 
 

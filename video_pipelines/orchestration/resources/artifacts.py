@@ -35,8 +35,7 @@ class MediaPolicy(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Limits on the media a node may fetch and how long an operation may run."""
 
     allowed_hosts: str | None = Field(
-        default=None,
-        description=f"hosts/CIDRs allowed although private; unset = ${ALLOWED_HOSTS_ENV}",
+        default=None, description=f"hosts/CIDRs allowed although private; unset = ${ALLOWED_HOSTS_ENV}"
     )
     operation_timeout_seconds: float = Field(default=1800.0, gt=0)
     blocking_checks: str | None = Field(
