@@ -11,6 +11,7 @@ import _thread
 import base64
 import ipaddress
 import json
+import signal
 import threading
 import time
 from collections import deque
@@ -484,8 +485,15 @@ def test_an_interrupt_while_waiting_cancels_the_operation_and_propagates(
     google.never_done = True
     google.on_fetch = lambda polls: _thread.interrupt_main() if polls == 2 else None
     ledger = MemoryLedger()
-    with pytest.raises(KeyboardInterrupt):
-        _provider(credentials, google).generate(_request(), tmp_path / "out.mp4", timeout=None, ledger=ledger)
+    # Python's own SIGINT handler: a test run earlier in this xdist worker may have left another one installed
+    # (Dagster captures interrupts), and then interrupt_main raised nothing and this waited forever (seen in CI).
+    # A timeout, not None: should the interrupt still be lost, the test fails instead of hanging the suite.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _provider(credentials, google).generate(_request(), tmp_path / "out.mp4", timeout=60, ledger=ledger)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     (cancel,) = google.of("cancel")
     assert cancel.path == f"/v1/{ledger.job_id}:cancel"
 
