@@ -37,8 +37,12 @@ from video_pipelines.executions.records import ATTEMPT_REASON_TAG, ATTEMPT_TAG
 from video_pipelines.net import parse_allowed_hosts
 from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.job.config import PlanConfig
-from video_pipelines.orchestration.sensors.plans import resume_lost_runs
-from video_pipelines.orchestration.sensors.webhooks import webhook_on_completed, webhook_on_failed, webhook_on_started
+from video_pipelines.orchestration.sensors.plans import (
+    resume_lost_runs,
+    webhook_on_completed,
+    webhook_on_failed,
+    webhook_on_started,
+)
 from video_pipelines.plan import parse_plan
 from video_pipelines.providers.base import GenerationRequest, NoLedger
 from video_pipelines.providers.http import HttpPolicy

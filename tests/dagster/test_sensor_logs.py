@@ -21,8 +21,7 @@ from standardwebhooks import Webhook
 from video_pipelines.doors import cli, client
 from video_pipelines.orchestration.definitions import build_definitions
 from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
-from video_pipelines.orchestration.sensors.plans import submitted_plans
-from video_pipelines.orchestration.sensors.webhooks import webhook_deliveries, webhook_on_started
+from video_pipelines.orchestration.sensors.plans import submitted_plans, webhook_deliveries, webhook_on_started
 from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.webhooks import RETRY_DELAYS_ENV
 

@@ -34,8 +34,7 @@ from video_pipelines.executions import (
     submit,
 )
 from video_pipelines.orchestration.definitions import execute_plan_job
-from video_pipelines.orchestration.sensors.plans import evaluate_submissions
-from video_pipelines.orchestration.sensors.webhooks import webhook_on_completed
+from video_pipelines.orchestration.sensors.plans import evaluate_submissions, webhook_on_completed
 from video_pipelines.submissions import ExecutionOutcomes, SubmissionStore
 from video_pipelines.telemetry.trace_context import (
     TraceContext,

@@ -32,9 +32,9 @@ from video_pipelines.net import AllowedHosts
 from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.job.config import PlanConfig
 from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
-from video_pipelines.orchestration.sensors.plans import submitted_plans
-from video_pipelines.orchestration.sensors.webhooks import (
+from video_pipelines.orchestration.sensors.plans import (
     poll_deliveries,
+    submitted_plans,
     webhook_on_completed,
     webhook_on_failed,
     webhook_on_started,

@@ -11,8 +11,10 @@ from video_pipelines.orchestration.job.ops import execute_plan
 from video_pipelines.orchestration.resources.artifacts import ArtifactStorage, MediaPolicy, SubmissionStoreResource
 from video_pipelines.orchestration.resources.nodes import head_starts
 from video_pipelines.orchestration.resources.providers import FalResource, GoogleVertexResource, ReplicateResource
-from video_pipelines.orchestration.sensors.plans import lost_launches, resume_lost_runs, submitted_plans
-from video_pipelines.orchestration.sensors.webhooks import (
+from video_pipelines.orchestration.sensors.plans import (
+    lost_launches,
+    resume_lost_runs,
+    submitted_plans,
     webhook_deliveries,
     webhook_on_canceled,
     webhook_on_completed,

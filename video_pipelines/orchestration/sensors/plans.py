@@ -1,12 +1,18 @@
-"""The plan sensor: pending submissions become `execute_plan` runs (`evaluate_submissions` decides).
+"""The sensors: submitted plans become `execute_plan` runs; run starts and ends become signed webhooks.
 
-A submission is claimed PENDING -> LAUNCHING in one conditional UPDATE before its run is asked for:
-an earlier cancel wins, a later one is carried out once the run exists (`stop_run`). A LAUNCHING
-submission is asked for again every tick until its run exists; the daemon deduplicates run keys.
+The plan sensor: pending submissions become runs (`evaluate_submissions` decides). A submission is claimed
+PENDING -> LAUNCHING in one conditional UPDATE before its run is asked for: an earlier cancel wins, a later
+one is carried out once the run exists (`stop_run`). A LAUNCHING submission is asked for again every tick
+until its run exists; the daemon deduplicates run keys.
+
+Webhook sensors: run-status sensors enqueue an execution's start and end, `webhook_deliveries` sends what is
+due. What the webhooks are is decided in `executions`; these sensors only say when. Retries wait for the
+next ticks, so no tick sleeps past its long poll.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -23,15 +29,24 @@ from video_pipelines.executions import (
     MAX_RUNTIME_TAG,
     TRACEPARENT_TAG,
     BaseReadiness,
+    EndedRunScan,
     RunRecords,
     RunView,
     admit,
     deadline_tags,
+    deliver,
+    enqueue_progress_events,
+    enqueue_recently_ended,
+    enqueue_running_events,
     enqueue_webhook,
     record_end_quietly,
+    record_run_end,
+    record_start,
     stop_run,
+    sweep_submission_ends,
 )
 from video_pipelines.executions.attempts import ExecutionRuns, attempt_run_tags, request_resume
+from video_pipelines.executions.notifications import RECENT_SECONDS, AttemptReport, secret_env_warning
 from video_pipelines.executions.records import ATTEMPT_TAG, PREVIOUS_RUN_TAG
 from video_pipelines.orchestration.job.config import PlanConfig
 from video_pipelines.orchestration.job.ops import execute_plan
@@ -129,20 +144,6 @@ def attempt_key(attempt: RunAttempt) -> str:
     return f"{attempt.execution_id}:attempt-{attempt.number}"
 
 
-def attempt_run_request(attempt: RunAttempt, runs: list[RunView], records: RunRecords) -> dg.RunRequest:
-    previous = next((run for run in runs if run.run_id == attempt.previous_run_id), None)
-    if previous is None:
-        raise ExecutionError(f"run {attempt.previous_run_id}, which attempt {attempt.number} follows, does not exist")
-    completed = ExecutionRuns(tuple(runs)).node_records(records)
-    tags = {key: value for key, value in previous.tags.items() if key in _EXECUTION_TAGS}
-    tags.update(attempt_run_tags(attempt, previous, completed, ExecutionRuns(tuple(runs))))
-    return dg.RunRequest(
-        run_key=attempt_key(attempt),
-        run_config=dg.RunConfig(ops={"plan": PlanConfig.model_validate(dict(previous.plan))}),
-        tags=tags,
-    )
-
-
 # What a run of an execution carries on to its next attempt's run.
 _EXECUTION_TAGS = frozenset(
     {EXECUTION_ID_TAG, BASE_EXECUTION_ID_TAG, TRACEPARENT_TAG, MAX_RUNTIME_TAG, "dagster/priority"}
@@ -158,7 +159,17 @@ def _evaluate_attempt(attempt: RunAttempt, store: SubmissionStore, records: RunR
         attempts.mark_launched(attempt.execution_id, attempt.number, existing.run_id)
         _launched(existing, attempt.cancel_requested_at is not None, store, records, tick, attempt_key(attempt))
         return
-    request = attempt_run_request(attempt, runs, records)
+    previous = next((run for run in runs if run.run_id == attempt.previous_run_id), None)
+    if previous is None:
+        raise ExecutionError(f"run {attempt.previous_run_id}, which attempt {attempt.number} follows, does not exist")
+    execution = ExecutionRuns(tuple(runs))
+    tags = {key: value for key, value in previous.tags.items() if key in _EXECUTION_TAGS}
+    tags.update(attempt_run_tags(attempt, previous, execution.node_records(records), execution))
+    request = dg.RunRequest(
+        run_key=attempt_key(attempt),
+        run_config=dg.RunConfig(ops={"plan": PlanConfig.model_validate(dict(previous.plan))}),
+        tags=tags,
+    )
     if attempt.state is AttemptState.LAUNCHING or attempts.claim(attempt.execution_id, attempt.number):
         tick.run_requests.append(request)  # else it was canceled meanwhile: no run is asked for
 
@@ -194,18 +205,15 @@ def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, l
 LONG_POLL_SECONDS = 4.0
 POLL_INTERVAL_SECONDS = 0.2
 
-# For the sensors' descriptions: the UI's "Frequency" shows only `minimum_interval_seconds`.
-DAEMON_CADENCE = (
-    "Checked every 1 s by `video-pipelines daemon`, every 5 s by `dagster dev` (Frequency shows the 1 s minimum)."
-)
-
 
 def execution_run_sensor(
     name: str, status: dg.DagsterRunStatus, description: str
 ) -> Callable[[Callable[..., None]], dg.RunStatusSensorDefinition]:
+    # The cadence is in the description: the UI's "Frequency" shows only `minimum_interval_seconds`.
     return dg.run_status_sensor(
         name=name,
-        description=f"{description} {DAEMON_CADENCE}",
+        description=f"{description} Checked every 1 s by `video-pipelines daemon`, every 5 s by `dagster dev` "
+        "(Frequency shows the 1 s minimum).",
         run_status=status,
         monitored_jobs=[execute_plan],
         minimum_interval_seconds=1,
@@ -213,18 +221,14 @@ def execution_run_sensor(
     )
 
 
-LONG_POLL_CADENCE = (
-    f"A tick looks for up to {LONG_POLL_SECONDS:g} s; the next starts 1 s after this one started, or at once if "
-    "it took longer, by `video-pipelines daemon` (within 5 s by `dagster dev`; Frequency shows the 1 s minimum)."
-)
-
-
 def long_poll_sensor(
     description: str, *, job: dg.JobDefinition | None = None
 ) -> Callable[[Callable[..., dg.SensorResult]], dg.SensorDefinition]:
     return dg.sensor(
         job=job,
-        description=f"{description} {LONG_POLL_CADENCE}",
+        description=f"{description} A tick looks for up to {LONG_POLL_SECONDS:g} s; the next starts 1 s after this "
+        "one started, or at once if it took longer, by `video-pipelines daemon` (within 5 s by `dagster dev`; "
+        "Frequency shows the 1 s minimum).",
         minimum_interval_seconds=1,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
@@ -261,7 +265,6 @@ def log_tick(log: logging.Logger, tick: SubmissionTick) -> None:
     job=execute_plan,
 )
 def submitted_plans(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
-    """Launch plans submitted with `video-pipelines submit` (variants wait for their base)."""
     store = submissions.store()
     tick = long_poll(
         lambda: evaluate_submissions(store, context.instance),
@@ -337,3 +340,106 @@ def lost_launches(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         f"{len(old)} runs starting for {LOST_LAUNCH_SECONDS:g} s or more, {len(lost)} of them lost by the broker: "
         "failed, to be resumed"
     )
+
+
+def log_attempts(log: logging.Logger, reports: list[AttemptReport]) -> None:
+    for report in reports:
+        (log.warning if report.failed else log.info)(report.line)
+
+
+@execution_run_sensor(
+    "webhook_on_started",
+    dg.DagsterRunStatus.STARTED,
+    "When an execution's run starts: warns on the run when its webhook's secretEnv is not set on the daemon, "
+    "counts the execution's start (once), and POSTs the signed `execution.started` webhook to plans that "
+    "subscribe to it.",
+)
+def webhook_on_started(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
+    run = context.dagster_run
+    view = run_view(run)
+    # This sensor runs in the daemon's code server, where webhooks are sent: what it lacks, the sender lacks.
+    warning = secret_env_warning(view.plan)
+    if warning is not None:
+        context.log.warning(f"{view.execution_id}: {warning}")
+        context.instance.report_engine_event(warning, run)
+    store = submissions.store()
+    if enqueue_progress_events(DagsterRunRecords(context.instance), store, DeliveryOutbox(store), view.execution_id):
+        log_attempts(context.log, deliver(store))
+    else:
+        context.log.info(
+            f"{view.execution_id}: nothing to send at its start (no webhook subscribed to events, or already sent)"
+        )
+    # After the webhook, which a failed claim must not skip; `webhook_deliveries` claims it again once the run ended.
+    record_start(store, view.execution_id)  # counted once, at its first run's start
+
+
+def _webhook_sensor(status: dg.DagsterRunStatus, event: str, when: str, what: str = "") -> dg.RunStatusSensorDefinition:
+    description = f"When a run {when}: POSTs the signed `{event}` webhook{what}, if not sent already."
+
+    @execution_run_sensor(f"webhook_on_{event}", status, description)
+    def notify(context: dg.RunStatusSensorContext, submissions: SubmissionStoreResource) -> None:
+        store, run = submissions.store(), context.dagster_run
+        view = run_view(run)
+        ended = f"{view.execution_id}: run {run.run_id} ended ({run.status.value})"
+        delivery = enqueue_webhook(DagsterRunRecords(context.instance), store, DeliveryOutbox(store), view.execution_id)
+        if delivery is None:
+            context.log.info(f"{ended}; no webhook to send")
+        else:
+            context.log.info(f"{ended}; webhook {delivery.webhook_id}")
+            log_attempts(context.log, deliver(store))
+        # After the webhook, which the span never delays. Counted and traced once, when it is the execution's end.
+        record_run_end(DagsterRunRecords(context.instance), store, view)
+
+    return notify
+
+
+# The end's webhook is usually sent first by `webhook_deliveries`' long poll; these make sure.
+webhook_on_completed = _webhook_sensor(dg.DagsterRunStatus.SUCCESS, "completed", "succeeds", " with the final video")
+webhook_on_failed = _webhook_sensor(
+    dg.DagsterRunStatus.FAILURE, "failed", "fails", ", saying which node failed and why"
+)
+webhook_on_canceled = _webhook_sensor(dg.DagsterRunStatus.CANCELED, "canceled", "is canceled")
+
+
+# Long-polls as the plan sensor does; the run-status sensors stay as the guarantee (enqueueing is idempotent).
+
+
+def poll_deliveries(
+    store: SubmissionStore,
+    instance: dg.DagsterInstance,
+    scan: EndedRunScan,
+    *,
+    wait_seconds: float = LONG_POLL_SECONDS,
+    interval: float = POLL_INTERVAL_SECONDS,
+) -> list[AttemptReport]:
+    """Enqueue (node events of running executions, recent ends) and send, until something was sent or time is up."""
+    records = DagsterRunRecords(instance)
+    outbox = DeliveryOutbox(store)
+
+    def look() -> list[AttemptReport]:
+        enqueue_running_events(records, store, outbox, records.in_progress())
+        enqueue_recently_ended(records, store, outbox, scan)
+        return deliver(store)
+
+    return long_poll(look, bool, wait_seconds, interval)
+
+
+@long_poll_sensor(
+    "Sends webhooks as soon as executions and their nodes end, and retries deliveries whose backoff has passed; "
+    "the tick log lists every attempt and why one failed."
+)
+def webhook_deliveries(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
+    # The cursor remembers where the scan for ended runs stands, so no tick re-reads what the last one handled.
+    scan = EndedRunScan.from_json(json.loads(context.cursor) if context.cursor else None)
+    store = submissions.store()
+    # Ends of submissions that never ran whose claim failed where they ended (see `executions.outcomes`).
+    since = datetime.now(UTC) - timedelta(seconds=RECENT_SECONDS)
+    sweep_submission_ends(DagsterRunRecords(context.instance), store, since)
+    reports = poll_deliveries(store, context.instance, scan)
+    log_attempts(context.log, reports)
+    failed = sum(1 for report in reports if report.failed)
+    if reports:
+        reason = f"{len(reports)} webhook attempt(s) made, {failed} failed (see the tick log)"
+    else:
+        reason = f"no webhook delivery was due within {LONG_POLL_SECONDS:g} s"
+    return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=json.dumps(scan.to_json()))
