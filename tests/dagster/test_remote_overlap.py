@@ -27,7 +27,7 @@ from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.job.config import PlanConfig
-from video_pipelines.orchestration.resources.providers import ReplicateResource
+from video_pipelines.orchestration.resources.artifacts import ReplicateResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import parse_plan
 from video_pipelines.providers.http import Abandoned, sleep_interruptibly

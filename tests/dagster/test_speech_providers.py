@@ -304,7 +304,7 @@ def test_the_fal_resource_configures_the_speech_model(
     clip: bytes, video: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from video_pipelines.net import AllowedHosts
-    from video_pipelines.orchestration.resources.providers import FalResource
+    from video_pipelines.orchestration.resources.artifacts import FalResource
 
     api = FakeFal(auth=f"Key {TOKEN}", output=clip, polls_to_finish=1).start()
     try:

@@ -9,8 +9,7 @@ import boto3
 import dagster as dg
 import pytest
 
-from video_pipelines.orchestration.definitions import execute_plan_job
-from video_pipelines.orchestration.job.io_managers import STEP_OUTPUTS_FOLDER
+from video_pipelines.orchestration.definitions import STEP_OUTPUTS_FOLDER, execute_plan_job
 
 from ..conftest import MediaServer
 from ..media import make_tone

@@ -1,1 +1,1 @@
-"""The `execute_plan` job: its ops, run config, executor, step outputs and traces."""
+"""The `execute_plan` job: its ops, executor, run config and traces."""
