@@ -70,7 +70,7 @@ def test_watch_tolerates_one_missed_answer() -> None:
     watch = WorkerWatch(clock=lambda: now[0])
     worker = RunWorker("w1@host", 4242)
     assert watch.missed("run", worker) is None
-    watch.answered("run")  # an answer resets the count
+    watch.forget("run")  # an answer resets the count
     assert watch.missed("run", worker) is None
     now[0] += 20
     assert watch.missed("run", worker) == "run worker w1@host (pid 4242) is gone: no answer for 20 s"

@@ -193,9 +193,6 @@ class WorkerWatch:
     clock: Callable[[], float] = time.monotonic
     _misses: dict[str, tuple[float, int]] = field(default_factory=dict)  # the first miss's time, the count
 
-    def answered(self, run_id: str) -> None:
-        self.forget(run_id)
-
     def missed(self, run_id: str, worker: RunWorker) -> str | None:
         """Record a missed answer; the failure message once the worker counts as gone, else None."""
         now = self.clock()
@@ -206,4 +203,5 @@ class WorkerWatch:
         return f"{worker.describe()} is gone: no answer for {now - first:.0f} s"
 
     def forget(self, run_id: str) -> None:
+        """The run's worker answered, or the run is no longer running: its misses start again from none."""
         self._misses.pop(run_id, None)

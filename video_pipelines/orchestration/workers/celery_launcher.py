@@ -168,15 +168,12 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             super()._launch_celery_task_run(run.with_tags({**run.tags, **tags}), task_signature, routing_key)
         except Exception as exc:
             # Dagster fails a run whose launch raised; tagged lost, it is resumed by a new run (none of it ran).
-            if self._unreachable(exc):
+            # Only when the broker or result backend was unreachable (Celery's Redis backend wraps it in RuntimeError).
+            unreachable = (BrokerError, *getattr(self.celery.backend, "connection_errors", ()))
+            if isinstance(exc, unreachable) or isinstance(exc.__cause__, unreachable):
                 message = f"the broker could not take the run: {exc}".strip()
                 self._instance.add_run_tags(run.run_id, {LOST_WORKER_TAG: message})
             raise
-
-    def _unreachable(self, exc: BaseException) -> bool:
-        """Whether the broker or result backend was unreachable (Celery's Redis backend wraps it in a RuntimeError)."""
-        errors = (BrokerError, *getattr(self.celery.backend, "connection_errors", ()))
-        return isinstance(exc, errors) or isinstance(exc.__cause__, errors)
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
@@ -214,7 +211,7 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         if result.state in _RUNNING_STATES:
             worker = self._worker_of(run, result)
             if worker is None or self._answers(worker.hostname):
-                self._watch.answered(run.run_id)
+                self._watch.forget(run.run_id)
                 return CheckRunHealthResult(WorkerStatus.RUNNING)
             result = self.celery.AsyncResult(task_id)  # it may have ended while we waited for the ping
             if result.state in _RUNNING_STATES:
@@ -244,12 +241,15 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         ]
         if not pending:
             return {}
-        load = self._load()
+        inspect = self.celery.control.inspect(timeout=PING_TIMEOUT_SECONDS)
+        load = _WorkerLoad(inspect.active_queues() or {}, inspect.active() or {}, inspect.stats() or {})
         idle = {queue: load.idle(queue) for queue in {self._queue_of(run) for run, _task_id in pending}}
         if not any(idle.values()):
             return {}
-        # A task a worker just took (its STARTED state lost by the result backend) or holds for a busy child.
-        held = load.active_ids | self._reserved()
+        # A task a worker just took (its STARTED state lost by the result backend) or holds for a busy child
+        # (RabbitMQ prefetches one per child).
+        reserved = inspect.reserved() or {}
+        held = load.active_ids | {str(task.get("id")) for tasks in reserved.values() for task in tasks}
         lost: dict[str, str] = {}
         for run, task_id in pending:
             workers = idle[self._queue_of(run)]
@@ -268,15 +268,6 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
 
     def _queue_of(self, run: dg.DagsterRun) -> str:
         return run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue)
-
-    def _reserved(self) -> set[str]:
-        """Tasks held for a busy child (RabbitMQ prefetches one per child)."""
-        reserved = self.celery.control.inspect(timeout=PING_TIMEOUT_SECONDS).reserved() or {}
-        return {str(task.get("id")) for tasks in reserved.values() for task in tasks}
-
-    def _load(self) -> _WorkerLoad:
-        inspect = self.celery.control.inspect(timeout=PING_TIMEOUT_SECONDS)
-        return _WorkerLoad(inspect.active_queues() or {}, inspect.active() or {}, inspect.stats() or {})
 
     @staticmethod
     def _worker_of(run: dg.DagsterRun, result: Any) -> RunWorker | None:
