@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from video_pipelines.api import ApiSettings, create_app
 from video_pipelines.operations import generate_clip
-from video_pipelines.orchestration.catalog.assets import node_preview
+from video_pipelines.orchestration.catalog.previews import node_preview
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.storage import LocalArtifactStore, StoredArtifact, file_sha256
 

@@ -16,7 +16,7 @@ import yaml
 from video_pipelines.executions import EXECUTION_ID_TAG
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.orchestration.definitions import execute_plan_job
-from video_pipelines.orchestration.run_records import mapping_key
+from video_pipelines.orchestration.job.state import mapping_key
 from video_pipelines.storage.digest import file_sha256
 
 from ..conftest import MediaServer

@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 
 from video_pipelines.operations.ffmpeg import probe
-from video_pipelines.orchestration.job.ops import DagsterProviderSlots, pool_limit
+from video_pipelines.orchestration.resources.provider_slots import DagsterProviderSlots, pool_limit
 from video_pipelines.providers.context import limiting_provider_jobs, provider_slot
 
 from ..media import local_path_of

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,14 +13,14 @@ from dagster._core.execution.stats import StepEventStatus
 from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
 from video_pipelines.executions.records import LOST_WORKER_TAG, NodeCheck
 from video_pipelines.orchestration.job.config import EXAMPLE_PLAN
+from video_pipelines.orchestration.job.state import step_key
 from video_pipelines.orchestration.workers.celery_launcher import VideoCeleryRunLauncher
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.vocabulary import NodeState
 
 JOB_NAME = "execute_plan"
-NODE_OP = "node"  # the name of the op that runs each node: its steps are `node[<mapping key>]`
-_UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_]")
 _ENDED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+_RUNNING = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 # Dagster's code server's words for a run process that died (dagster/_grpc/server.py `_check_for_orphaned_runs`).
 _CRASHED_PROCESS = re.compile(
     r"^(?:\[\w+\] )?Run execution process for \S+ "
@@ -35,18 +34,6 @@ _DATABASE_GONE = re.compile(
     r"|could not connect to server|connection to server at .* failed|SSL connection has been closed unexpectedly",
     re.IGNORECASE,
 )
-
-
-def mapping_key(node_id: str) -> str:
-    """A safe Dagster mapping key for a node id: '-' is refused; the hash keeps `a-b` and `a_b` apart."""
-    if not _UNSAFE_KEY_CHARS.search(node_id):
-        return node_id
-    digest = hashlib.sha256(node_id.encode()).hexdigest()[:6]
-    return f"{_UNSAFE_KEY_CHARS.sub('_', node_id)}_{digest}"
-
-
-def step_key(node_id: str) -> str:
-    return f"{NODE_OP}[{mapping_key(node_id)}]"
 
 
 def _lost_database(error: Any) -> bool:
@@ -210,7 +197,7 @@ class DagsterRunRecords:
         return [run_view(record.dagster_run, record) for record in records]
 
     def in_progress(self, limit: int = 100) -> list[RunView]:
-        return self._runs(limit, statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING])
+        return self._runs(limit, statuses=_RUNNING)
 
     def ended_since(self, since: datetime, limit: int) -> list[RunView]:
         return self._runs(limit, statuses=_ENDED, updated_after=since)

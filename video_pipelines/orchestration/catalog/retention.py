@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -80,15 +81,9 @@ def prune_catalog(
     report = CatalogPrune(cutoff=cutoff, dry_run=dry_run)
     stop_at = None if budget_seconds is None else time.monotonic() + budget_seconds
     records = DagsterRunRecords(instance)
-    # Node-result partitions `<execution id>:<node id>` by execution (execution ids hold no ':', node ids may).
-    by_execution: dict[str, list[tuple[str, str]]] = {}
-    for operation in Operation:
-        name = partitions_of(operation)
-        for key in instance.get_dynamic_partitions(name):
-            by_execution.setdefault(key.partition(":")[0], []).append((name, key))
-    # Oldest first (run-id-named ones first); those whose ids say they began after the cutoff are kept unqueried.
-    candidates: list[tuple[str, list[tuple[str, str]]]] = []
-    for execution_id, keys in sorted(by_execution.items(), key=lambda item: execution_created_at(item[0]) or 0.0):
+    # Executions whose ids say they began after the cutoff are kept without a query.
+    candidates: list[tuple[str, Sequence[tuple[str, str]]]] = []
+    for execution_id, keys in _partitions_by_execution(instance).items():
         if began_after(execution_id, cutoff):
             report.kept += 1
         else:
@@ -109,6 +104,18 @@ def prune_catalog(
             report.pruned.append(execution_id)
             report.partitions_deleted += len(keys)
     return report
+
+
+def _partitions_by_execution(instance: dg.DagsterInstance) -> dict[str, Sequence[tuple[str, str]]]:
+    """Every node-result partition by execution id, oldest first (run-id-named executions first)."""
+    by_execution: dict[str, list[tuple[str, str]]] = {}
+    for operation in Operation:
+        name = partitions_of(operation)
+        for key in instance.get_dynamic_partitions(name):
+            # `<execution id>:<node id>`: execution ids hold no ':' (a node id may).
+            execution_id = key.partition(":")[0]
+            by_execution.setdefault(execution_id, []).append((name, key))
+    return dict(sorted(by_execution.items(), key=lambda item: execution_created_at(item[0]) or 0.0))
 
 
 @dg.sensor(
