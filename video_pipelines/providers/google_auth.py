@@ -135,7 +135,18 @@ class AccessTokens:
             form = {"grant_type": JWT_BEARER_GRANT, "assertion": self.key.assertion(self.scope)}
             started = self._clock()
             answer = exchange(self.key.token_uri, form)
-            token, lifetime = _parse_token_answer(answer)
+            token = answer.get("access_token")
+            if not isinstance(token, str) or not token:
+                raise ProviderError("the Google token endpoint answered without an access_token")
+            token_type = answer.get("token_type", "Bearer")
+            if not isinstance(token_type, str) or token_type.lower() != "bearer":
+                raise ProviderError(
+                    f"the Google token endpoint answered a token of type {token_type!r}, expected Bearer"
+                )
+            try:
+                lifetime = max(float(answer.get("expires_in", ASSERTION_LIFETIME)), 0.0)
+            except (TypeError, ValueError):
+                raise ProviderError("the Google token endpoint answered a non-numeric expires_in") from None
             self._token = token
             self._renew_at = started + lifetime - min(REFRESH_MARGIN, lifetime / 2)
             return token
@@ -145,18 +156,3 @@ class AccessTokens:
         with self._lock:
             self._token = None
             self._renew_at = 0.0
-
-
-def _parse_token_answer(answer: Mapping[str, Any]) -> tuple[str, float]:
-    token = answer.get("access_token")
-    if not isinstance(token, str) or not token:
-        raise ProviderError("the Google token endpoint answered without an access_token")
-    token_type = answer.get("token_type", "Bearer")
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise ProviderError(f"the Google token endpoint answered a token of type {token_type!r}, expected Bearer")
-    expires_in = answer.get("expires_in", ASSERTION_LIFETIME)
-    try:
-        lifetime = float(expires_in)
-    except (TypeError, ValueError):
-        raise ProviderError("the Google token endpoint answered a non-numeric expires_in") from None
-    return token, max(lifetime, 0.0)

@@ -130,7 +130,13 @@ class VertexVeoProvider:
                 f"google-cloud operation {name} did not finish within the {timeout:g}s timeout; cancelled it"
             ),
         )
-        self._save(video, out)
+        if not video:
+            raise ProviderError("google-cloud returned an empty video")
+        try:
+            with atomic_file(out) as file:
+                file.write(video)
+        except OSError as exc:
+            raise ProviderError(f"cannot write the generated video to {out}: {exc}") from exc
 
     def _parameters(self, request: GenerationRequest) -> dict[str, Any]:
         if request.aspect_ratio not in SUPPORTED_ASPECT_RATIOS:
@@ -193,16 +199,6 @@ class VertexVeoProvider:
         url = f"{self.base_url}/v1/{name.rsplit('/operations/', 1)[0]}:fetchPredictOperation"
         operation = api.call("POST", url, json={"operationName": name}, what=f"polling {name}")
         return _video_of(operation, name) if operation.get("done") is True else None
-
-    @staticmethod
-    def _save(data: bytes, out: Path) -> None:
-        if not data:
-            raise ProviderError("google-cloud returned an empty video")
-        try:
-            with atomic_file(out) as file:
-                file.write(data)
-        except OSError as exc:
-            raise ProviderError(f"cannot write the generated video to {out}: {exc}") from exc
 
 
 def _video_of(operation: Mapping[str, Any], name: str) -> bytes:
