@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from video_pipelines.errors import MediaError
 from video_pipelines.speech.cues import Cue
@@ -74,27 +74,25 @@ def _clock(seconds: float, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
-def _sidecar_lines(text: str) -> list[str]:
-    """A cue's text as the lines of a sidecar cue, printable: a blank line would end the cue there, so none."""
-    lines = printable_lines(text).split("\n")
-    return [line for line in lines if line.strip()] or [" "]
+def _sidecar(cues: Sequence[Cue], blocks: list[str], separator: str, escape: Callable[[str], str]) -> str:
+    """`cues` after the header `blocks`, numbered when there is no header (SRT); a cue's text printable and
+    without blank lines (one would end the cue)."""
+    numbering = not blocks
+    for number, cue in enumerate(cues, start=1):
+        lines = [line for line in printable_lines(cue.text).split("\n") if line.strip()] or [" "]
+        numbered = [str(number)] if numbering else []
+        timing = f"{_clock(cue.start, separator)} --> {_clock(cue.end, separator)}"
+        blocks.append("\n".join([*numbered, timing, *(escape(line) for line in lines)]))
+    return "\n\n".join(blocks) + "\n"
 
 
 def to_srt(cues: Sequence[Cue]) -> str:
     """`cues` as SubRip text: numbered blocks, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, UTF-8 without BOM."""
-    blocks = []
-    for number, cue in enumerate(cues, start=1):
-        lines = [line.replace("-->", f"--{WORD_JOINER}>") for line in _sidecar_lines(cue.text)]
-        blocks.append("\n".join([str(number), f"{_clock(cue.start, ',')} --> {_clock(cue.end, ',')}", *lines]))
-    return "\n\n".join(blocks) + "\n"
+    return _sidecar(cues, [], ",", lambda line: line.replace("-->", f"--{WORD_JOINER}>"))
 
 
 def to_webvtt(cues: Sequence[Cue]) -> str:
     """`cues` as WebVTT; `&`, `<`, `>` escaped, which also keeps `-->` out."""
-    blocks = ["WEBVTT"]
-    for cue in cues:
-        lines = [
-            line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for line in _sidecar_lines(cue.text)
-        ]
-        blocks.append("\n".join([f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}", *lines]))
-    return "\n\n".join(blocks) + "\n"
+    return _sidecar(
+        cues, ["WEBVTT"], ".", lambda line: line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    )
