@@ -18,8 +18,7 @@ import httpx
 from video_pipelines.errors import JobFailed, ProviderError, ProviderHttpError
 from video_pipelines.providers.base import JobLedger
 from video_pipelines.providers.http import ProviderHttp, run_job
-from video_pipelines.providers.keyed import ApiKeyProvider
-from video_pipelines.providers.whisper import words_from_output
+from video_pipelines.providers.keyed import ApiKeyProvider, words_from_output
 from video_pipelines.speech import Word, base_language
 
 DEFAULT_BASE_URL = "https://queue.fal.run"

@@ -14,8 +14,7 @@ from urllib.parse import quote
 from video_pipelines.errors import JobFailed, ProviderError
 from video_pipelines.providers.base import JobLedger
 from video_pipelines.providers.http import run_job
-from video_pipelines.providers.keyed import ApiKeyProvider
-from video_pipelines.providers.whisper import whisper_language_name
+from video_pipelines.providers.keyed import ApiKeyProvider, whisper_language_name
 from video_pipelines.speech import base_language
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
