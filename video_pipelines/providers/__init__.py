@@ -19,7 +19,7 @@ from video_pipelines.providers.base import (
     TranscriptionRequest,
     VideoGenerator,
 )
-from video_pipelines.providers.local import LocalProvider, LocalTranscriber
+from video_pipelines.providers.local import LocalProvider
 
 __all__ = [
     "GenerationRequest",
@@ -103,7 +103,5 @@ def speech_transcriber(
     name: str, *, allowed: AllowedHosts | None = None, remote: Mapping[str, RemoteFactory] | None = None
 ) -> SpeechTranscriber:
     """The speech-to-text provider called `name` (`local`: the offline recogniser)."""
-    if name == "local":
-        return LocalTranscriber()
     refusal = "does not transcribe speech (use local, replicate or fal)"
     return cast(SpeechTranscriber, _provider(name, allowed, remote, does="transcribe", refusal=refusal))
