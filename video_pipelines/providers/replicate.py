@@ -27,14 +27,6 @@ DEFAULT_SPEECH_MODEL = f"{INCREDIBLY_FAST_WHISPER}:3ab86df6c8f54c11309d4d1f930ac
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4v")
 
 
-def _model_parts(model: str) -> tuple[str, str, str | None]:
-    name, _, version = model.partition(":")
-    owner, _, model_name = name.partition("/")
-    if not owner or not model_name or "/" in model_name or (":" in model and not version):
-        raise ProviderError(f"replicate: model must be 'owner/name' or 'owner/name:version', got {model!r}")
-    return owner, model_name, version or None
-
-
 def output_url(output: Any) -> str | None:
     """The video URL in a prediction's output: a URL, a list of URLs (the first video), or {"video": URL}."""
     if isinstance(output, str):
@@ -114,13 +106,16 @@ class ReplicateProvider(ApiKeyProvider):
     def _job(
         self, model: str, inputs: Callable[[], dict[str, Any]], *, timeout: float | None, ledger: JobLedger
     ) -> tuple[str, Any]:
-        owner, model_name, version = _model_parts(model)
+        name, _, version = model.partition(":")
+        owner, _, model_name = name.partition("/")
+        if not owner or not model_name or "/" in model_name or (":" in model and not version):
+            raise ProviderError(f"replicate: model must be 'owner/name' or 'owner/name:version', got {model!r}")
         predictions = f"{self.base_url}/v1/predictions"
         api = self._api()
 
         def create() -> str:
             what = f"creating a prediction for {model}"
-            if version is None:
+            if not version:
                 url = f"{self.base_url}/v1/models/{quote(owner)}/{quote(model_name)}/predictions"
                 body = api.call("POST", url, what=what, json={"input": inputs()})
             else:
