@@ -257,7 +257,18 @@ class VertexVeoProvider:
         model = request.model or self.model
         if not _SEGMENT.fullmatch(model):
             raise ProviderError(f"google-cloud: model {model!r} is not a Vertex AI model id (e.g. {DEFAULT_MODEL})")
-        parameters = self._parameters(request)
+        if request.aspect_ratio not in SUPPORTED_ASPECT_RATIOS:
+            raise ProviderError(
+                f"google-cloud (Veo) renders only {' and '.join(SUPPORTED_ASPECT_RATIOS)}; aspectRatio "
+                f"{request.aspect_ratio!r} is not supported: generate 16:9 or 9:16 and add a reframe node "
+                f"to {request.aspect_ratio}"
+            )
+        parameters = {
+            "aspectRatio": request.aspect_ratio,
+            "durationSeconds": max(1, round(request.duration)),
+            "sampleCount": 1,
+            "seed": request.seed,
+        }
         resumed = ledger.recall()
         if resumed is not None:
             # It becomes part of the URLs our bearer token goes to: refuse anything else before a request.
@@ -284,20 +295,6 @@ class VertexVeoProvider:
                 file.write(video)
         except OSError as exc:
             raise ProviderError(f"cannot write the generated video to {out}: {exc}") from exc
-
-    def _parameters(self, request: GenerationRequest) -> dict[str, Any]:
-        if request.aspect_ratio not in SUPPORTED_ASPECT_RATIOS:
-            raise ProviderError(
-                f"google-cloud (Veo) renders only {' and '.join(SUPPORTED_ASPECT_RATIOS)}; aspectRatio "
-                f"{request.aspect_ratio!r} is not supported: generate 16:9 or 9:16 and add a reframe node "
-                f"to {request.aspect_ratio}"
-            )
-        return {
-            "aspectRatio": request.aspect_ratio,
-            "durationSeconds": max(1, round(request.duration)),
-            "sampleCount": 1,
-            "seed": request.seed,
-        }
 
     @staticmethod
     def _check_operation_name(name: str, source: str) -> None:
