@@ -3,6 +3,7 @@ U+2060 WORD JOINER after `--`, so no reader takes it for a timing line."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -25,15 +26,10 @@ def parse_srt(text: str) -> list[Cue]:
     """SubRip text as cues, tolerating a BOM, CR(LF), blank lines, `.` before milliseconds and missing
     numbers; a block without timing continues the previous cue. `MediaError` names a bad timing line."""
     lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    blocks: list[list[str]] = [[]]
-    for line in lines:
-        if line.strip():
-            blocks[-1].append(line)
-        elif blocks[-1]:
-            blocks.append([])
+    blocks = [list(block) for filled, block in itertools.groupby(lines, key=lambda line: bool(line.strip())) if filled]
     cues: list[Cue] = []
     texts: list[list[str]] = []
-    for ordinal, block in enumerate((b for b in blocks if b), start=1):
+    for ordinal, block in enumerate(blocks, start=1):
         label = str(ordinal)
         index = 0
         if block[0].strip().isdigit() and len(block) > 1:
