@@ -288,7 +288,6 @@ class ApiKeyProvider:
         raise NotImplementedError
 
     def _video_url(self, output: Any, where: str) -> str:
-        """The URL of the video in a job's output."""
         raise NotImplementedError
 
     def _transcription_input(self, model: str, audio: str, language: str) -> dict[str, Any]:

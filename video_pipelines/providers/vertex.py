@@ -253,7 +253,6 @@ class VertexVeoProvider:
         return cls(Path(credentials), project=project, location=location, base_url=base_url, allowed=allowed)
 
     def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
-        """Generate the clip `request` describes with Veo and write it to `out`."""
         model = request.model or self.model
         if not _SEGMENT.fullmatch(model):
             raise ProviderError(f"google-cloud: model {model!r} is not a Vertex AI model id (e.g. {DEFAULT_MODEL})")
