@@ -21,9 +21,9 @@ from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.providers import speech_transcriber
 from video_pipelines.providers.base import NoLedger, TranscriptionRequest
 from video_pipelines.providers.fal import FalProvider
+from video_pipelines.providers.keyed import words_from_output
 from video_pipelines.providers.pricing import DEFAULT_MODELS, PricingTable
 from video_pipelines.providers.replicate import DEFAULT_SPEECH_MODEL, ReplicateProvider
-from video_pipelines.providers.whisper import words_from_output
 from video_pipelines.speech import Word
 
 from ..media import ffmpeg, frame_rgb, local_path_of

@@ -29,10 +29,10 @@ def test_defaults_price_the_default_models() -> None:
     table = PricingTable()
     assert table.cost("google-cloud", "veo-2.0-generate-001", 8) == 4.0
     assert table.cost("replicate", "minimax/video-01", 6) == 0.5  # per call: the length does not matter
-    assert table.is_priced("fal", DEFAULT_MODELS[("generateVideo", "fal")])
+    assert table.price("fal", DEFAULT_MODELS[("generateVideo", "fal")]) is not None
     assert DEFAULT_MODELS[("generateVideo", "google-cloud")] == vertex.DEFAULT_MODEL
     for (_operation, provider), model in DEFAULT_MODELS.items():
-        assert table.is_priced(provider, model), (provider, model)
+        assert table.price(provider, model) is not None, (provider, model)
 
 
 def test_local_costs_nothing_and_is_known() -> None:
@@ -45,8 +45,8 @@ def test_unpriced_models_cost_zero_and_say_so() -> None:
     table = PricingTable()
     quote = table.quote("replicate", "someone/new-model", 5)
     assert (quote.usd, quote.known) == (0.0, False)
-    assert not table.is_priced("replicate", "someone/new-model")
-    assert not table.is_priced("acme-video", None)
+    assert table.price("replicate", "someone/new-model") is None
+    assert table.price("acme-video", None) is None
     assert table.cost("acme-video", "x", 5) == 0.0
 
 

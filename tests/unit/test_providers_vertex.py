@@ -35,9 +35,8 @@ from video_pipelines.net.retrying import parse_retry_after
 from video_pipelines.operations import generate_clip
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.providers.base import GenerationRequest
-from video_pipelines.providers.google_auth import CLOUD_PLATFORM_SCOPE, JWT_BEARER_GRANT
 from video_pipelines.providers.http import HttpPolicy
-from video_pipelines.providers.vertex import VertexVeoProvider
+from video_pipelines.providers.vertex import CLOUD_PLATFORM_SCOPE, JWT_BEARER_GRANT, VertexVeoProvider
 
 PROJECT = "test-project"
 EMAIL = "veo-runner@test-project.iam.gserviceaccount.com"

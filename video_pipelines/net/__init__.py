@@ -1,13 +1,13 @@
-"""Reaching remote hosts safely: the SSRF guard (`guard`), pinned requests (`pinned`) and downloads (`fetch`)."""
+"""Reaching remote hosts safely: the SSRF guard (`guard`), and pinned requests and downloads (`fetch`)."""
 
 from __future__ import annotations
 
 from video_pipelines.net.fetch import atomic_file as atomic_file
+from video_pipelines.net.fetch import certificate_error as certificate_error
 from video_pipelines.net.fetch import fetch_to_file as fetch_to_file
+from video_pipelines.net.fetch import open_pinned as open_pinned
 from video_pipelines.net.guard import AllowedHosts as AllowedHosts
 from video_pipelines.net.guard import Destination as Destination
 from video_pipelines.net.guard import parse_allowed_hosts as parse_allowed_hosts
 from video_pipelines.net.guard import redact_url as redact_url
 from video_pipelines.net.guard import resolve_destination as resolve_destination
-from video_pipelines.net.pinned import certificate_error as certificate_error
-from video_pipelines.net.pinned import open_pinned as open_pinned

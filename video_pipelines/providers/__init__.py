@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Mapping
 from typing import cast
@@ -18,7 +19,7 @@ from video_pipelines.providers.base import (
     TranscriptionRequest,
     VideoGenerator,
 )
-from video_pipelines.providers.local import LocalProvider, LocalTranscriber
+from video_pipelines.providers.local import LocalProvider
 
 __all__ = [
     "GenerationRequest",
@@ -37,16 +38,18 @@ __all__ = [
 ]
 
 
+# name -> (its credential's variable, its module under providers, its adapter class). A module is imported
+# when a node first calls its provider: the others' dependencies stay unloaded.
 REMOTE_PROVIDERS = {
-    "replicate": "REPLICATE_API_TOKEN",
-    "fal": "FAL_KEY",
-    "google-cloud": "GOOGLE_APPLICATION_CREDENTIALS",
+    "replicate": ("REPLICATE_API_TOKEN", "replicate", "ReplicateProvider"),
+    "fal": ("FAL_KEY", "fal", "FalProvider"),
+    "google-cloud": ("GOOGLE_APPLICATION_CREDENTIALS", "vertex", "VertexVeoProvider"),
 }
 
 
 def credential(name: str, variable: str | None = None) -> str:
     """The credential of provider `name` from the environment variable `variable` (default: the usual one)."""
-    variable = variable or REMOTE_PROVIDERS.get(name)
+    variable = variable or REMOTE_PROVIDERS.get(name, (None,))[0]
     if variable is None:
         raise ProviderError(f"unknown provider '{name}' (expected local, {', '.join(REMOTE_PROVIDERS)})")
     value = os.environ.get(variable, "").strip()
@@ -63,18 +66,8 @@ RemoteFactory = Callable[[AllowedHosts], "VideoGenerator | LipSyncer | SpeechTra
 
 def _configured(name: str) -> RemoteFactory:
     credential(name)  # a clear error when the provider is unknown or not configured here
-    # Imported when a node first calls one: the others' dependencies stay unloaded.
-    if name == "replicate":
-        from video_pipelines.providers.replicate import ReplicateProvider
-
-        return ReplicateProvider.from_env
-    if name == "fal":
-        from video_pipelines.providers.fal import FalProvider
-
-        return FalProvider.from_env
-    from video_pipelines.providers.vertex import VertexVeoProvider
-
-    return VertexVeoProvider.from_env
+    _, module, adapter = REMOTE_PROVIDERS[name]
+    return cast(RemoteFactory, getattr(importlib.import_module(f"{__name__}.{module}"), adapter).from_env)
 
 
 def _provider(
@@ -110,7 +103,5 @@ def speech_transcriber(
     name: str, *, allowed: AllowedHosts | None = None, remote: Mapping[str, RemoteFactory] | None = None
 ) -> SpeechTranscriber:
     """The speech-to-text provider called `name` (`local`: the offline recogniser)."""
-    if name == "local":
-        return LocalTranscriber()
     refusal = "does not transcribe speech (use local, replicate or fal)"
     return cast(SpeechTranscriber, _provider(name, allowed, remote, does="transcribe", refusal=refusal))

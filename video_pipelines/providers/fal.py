@@ -16,11 +16,9 @@ from urllib.parse import quote
 import httpx
 
 from video_pipelines.errors import JobFailed, ProviderError, ProviderHttpError
-from video_pipelines.net import fetch_to_file
-from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
+from video_pipelines.providers.base import JobLedger
 from video_pipelines.providers.http import ProviderHttp, run_job
-from video_pipelines.providers.keyed import ApiKeyProvider
-from video_pipelines.providers.whisper import words_from_output
+from video_pipelines.providers.keyed import ApiKeyProvider, words_from_output
 from video_pipelines.speech import Word, base_language
 
 DEFAULT_BASE_URL = "https://queue.fal.run"
@@ -31,17 +29,6 @@ DEFAULT_VIDEO_MODEL = "fal-ai/kling-video/v1.6/standard/text-to-video"
 DEFAULT_LIPSYNC_MODEL = "fal-ai/sync-lipsync"
 DEFAULT_SPEECH_MODEL = "fal-ai/whisper"
 _RUNNING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
-
-
-def transcription_input(audio: str, language: str) -> dict[str, Any]:
-    """The inputs of fal's Whisper apps for `audio` (a URL or data URI) in `language` (ISO 639-1)."""
-    return {
-        "audio_url": audio,
-        "task": "transcribe",
-        "language": base_language(language),
-        "chunk_level": "word",
-        "version": "3",
-    }
 
 
 def app_id(model: str) -> str:
@@ -57,20 +44,6 @@ def _raise_error(result: dict[str, Any], where: str) -> None:
     error = result.get("detail") or result.get("error")
     if error:
         raise ProviderError(f"{where} failed: {error}")
-
-
-def _video_url(result: dict[str, Any], where: str) -> str:
-    """The video URL in a request's result: `{"video": {"url"}}`, `{"video": url}` or `{"videos": [...]}`."""
-    video = result.get("video")
-    if isinstance(video, dict) and isinstance(video.get("url"), str):
-        return str(video["url"])
-    if isinstance(video, str):
-        return video
-    videos = result.get("videos")
-    if isinstance(videos, list) and videos and isinstance(videos[0], dict) and isinstance(videos[0].get("url"), str):
-        return str(videos[0]["url"])
-    _raise_error(result, where)
-    raise ProviderError(f"{where} completed without a video URL (result keys: {sorted(result)})")
 
 
 @dataclass(frozen=True)
@@ -95,29 +68,36 @@ class FalProvider(ApiKeyProvider):
     # fal takes data URIs but advises against them for large files; a local file over 1 MB is
     # uploaded to fal's storage (`_upload`) and sent as its URL. No size limit is published.
     default_max_inline_bytes = 1024 * 1024
+    duration_as_text = True
+    default_lipsync_input_names = ("video_url", "audio_url")
 
-    def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
-        inputs = request.common_inputs(duration_as_text=True)
-        self._run(request.model or self.video_model, lambda: inputs, out, timeout=timeout, ledger=ledger)
+    def _video_url(self, result: Any, where: str) -> str:
+        """The video URL in a request's result: `{"video": {"url"}}`, `{"video": url}` or `{"videos": [...]}`."""
+        video = result.get("video")
+        if isinstance(video, dict) and isinstance(video.get("url"), str):
+            return str(video["url"])
+        if isinstance(video, str):
+            return video
+        videos = result.get("videos")
+        first = videos[0] if isinstance(videos, list) and videos else None
+        if isinstance(first, dict) and isinstance(first.get("url"), str):
+            return str(first["url"])
+        _raise_error(result, where)
+        raise ProviderError(f"{where} completed without a video URL (result keys: {sorted(result)})")
 
-    def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
-        def inputs() -> dict[str, Any]:  # only for a new request: a resumed one uploads nothing again
-            video, audio = self._lipsync_sources(request)
-            return {"video_url": video, "audio_url": audio}
+    def _transcription_input(self, model: str, audio: str, language: str) -> dict[str, Any]:
+        return {
+            "audio_url": audio,
+            "task": "transcribe",
+            "language": base_language(language),
+            "chunk_level": "word",
+            "version": "3",
+        }
 
-        self._run(request.model or self.lipsync_model, inputs, out, timeout=timeout, ledger=ledger)
-
-    def transcribe(self, request: TranscriptionRequest, *, timeout: float | None, ledger: JobLedger) -> list[Word]:
-        model = request.model or self.speech_model
-
-        def inputs() -> dict[str, Any]:
-            audio = self._speech_source(request, timeout=timeout)
-            return transcription_input(audio, request.language)
-
-        where, result = self._request(model, inputs, timeout=timeout, ledger=ledger)
-        if not any(key in result for key in ("chunks", "segments", "words", "text")):
-            _raise_error(result, where)
-        return words_from_output(result, where=where)
+    def _words(self, output: Any, where: str) -> list[Word]:
+        if not any(key in output for key in ("chunks", "segments", "words", "text")):
+            _raise_error(output, where)
+        return words_from_output(output, where=where)
 
     def _under_base(self, url: Any) -> bool:
         if not isinstance(url, str):
@@ -156,17 +136,9 @@ class FalProvider(ApiKeyProvider):
         signed.send("PUT", upload_url, what=what, content=path.read_bytes(), content_type=content_type)
         return file_url
 
-    def _run(
-        self, model: str, inputs: Callable[[], dict[str, Any]], out: Path, *, timeout: float | None, ledger: JobLedger
-    ) -> None:
-        where, result = self._request(model, inputs, timeout=timeout, ledger=ledger)
-        fetch_to_file(_video_url(result, where), out, allowed=self.allowed)
-
-    def _request(
+    def _job(
         self, model: str, inputs: Callable[[], dict[str, Any]], *, timeout: float | None, ledger: JobLedger
     ) -> tuple[str, dict[str, Any]]:
-        """Queue one request of `model` under `ledger` and wait: who answered (for errors) and the result.
-        `inputs` is called only for a new request."""
         app = app_id(model)
         known: dict[str, _RequestUrls] = {}
         api = self._api()

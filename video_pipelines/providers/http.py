@@ -170,10 +170,6 @@ class _Answer:
     retry_after: str | None
     body: bytes
 
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
 
 @dataclass
 class ProviderHttp:
@@ -223,7 +219,7 @@ class ProviderHttp:
                     raise _DeadlineReached from None
                 last = f"{type(exc).__name__} talking to {redact_url(url)}" + (f": {exc}" if str(exc) else "")
             else:
-                if answer.ok:
+                if httpx.codes.is_success(answer.status):
                     return answer.body
                 if answer.status == 401 and self.renew is not None and not renewed:
                     # A token revoked or expired early: another one, once, without using up an attempt.
@@ -248,7 +244,7 @@ class ProviderHttp:
             answer = self._send(method, url, content, content_type, what="canceling the job", timeout=timeout)
         except Exception:  # best effort: the error that made us cancel is the one worth reporting
             return False
-        return answer.ok
+        return httpx.codes.is_success(answer.status)
 
     def _remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -312,7 +308,7 @@ class ProviderHttp:
                     total_timeout=timeout,
                 ) as response:
                     body = self._read(response, destination)
-                    if not 200 <= response.status_code < 300:
+                    if not response.is_success:
                         report_provider_error(self.provider, response.status_code)
                     answer = _Answer(
                         response.status_code, response.reason_phrase, response.headers.get("retry-after"), body

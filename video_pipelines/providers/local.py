@@ -42,7 +42,8 @@ def transcribe_file(media: Path, *, timeout: float | None = None) -> list[Word]:
 
 
 class LocalProvider:
-    """Renders a real clip with FFmpeg (gradient, prompt text, tone); lip-sync replaces the audio track."""
+    """Renders a real clip with FFmpeg (gradient, prompt text, tone); lip-sync replaces the audio track;
+    speech-to-text runs offline on this machine (US English)."""
 
     name = "local"
 
@@ -54,12 +55,6 @@ class LocalProvider:
 
     def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
         replace_audio(request.video, request.audio, out, timeout=timeout)
-
-
-class LocalTranscriber:
-    """Speech-to-text on this machine, offline; US English."""
-
-    name = "local"
 
     def transcribe(self, request: TranscriptionRequest, *, timeout: float | None, ledger: JobLedger) -> list[Word]:
         if base_language(request.language) not in LOCAL_LANGUAGES:

@@ -164,9 +164,6 @@ class PricingTable:
                     return models[name]
         return models.get(FALLBACK)
 
-    def is_priced(self, provider: str, model: str | None) -> bool:
-        return self.price(provider, model) is not None
-
     def quote(self, provider: str, model: str | None, output_seconds: float) -> Cost:
         """The cost of one call with its `known` flag (False: no price, usd 0.0)."""
         price = self.price(provider, model)

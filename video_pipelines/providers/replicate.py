@@ -1,6 +1,6 @@
 """Replicate (HTTP API v1): text-to-video, lip-sync and speech-to-text as predictions.
 
-Undeclared inputs are ignored, so common names are sent (`LIPSYNC_INPUT_NAMES` for others). The default
+Undeclared inputs are ignored, so common names are sent (`lipsync_input_names` for others). The default
 speech model is a community model, so it is pinned; it takes "german", not "de".
 """
 
@@ -12,12 +12,10 @@ from typing import Any
 from urllib.parse import quote
 
 from video_pipelines.errors import JobFailed, ProviderError
-from video_pipelines.net import fetch_to_file
-from video_pipelines.providers.base import GenerationRequest, JobLedger, LipSyncRequest, TranscriptionRequest
+from video_pipelines.providers.base import JobLedger
 from video_pipelines.providers.http import run_job
-from video_pipelines.providers.keyed import ApiKeyProvider
-from video_pipelines.providers.whisper import whisper_language_name, words_from_output
-from video_pipelines.speech import Word, base_language
+from video_pipelines.providers.keyed import ApiKeyProvider, whisper_language_name
+from video_pipelines.speech import base_language
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
 # Kling 1.6 takes the plan's duration and aspect ratio (minimax/video-01 ignores both).
@@ -26,31 +24,7 @@ DEFAULT_LIPSYNC_MODEL = "kwaivgi/kling-lip-sync"
 INCREDIBLY_FAST_WHISPER = "vaibhavs10/incredibly-fast-whisper"
 DEFAULT_SPEECH_MODEL = f"{INCREDIBLY_FAST_WHISPER}:3ab86df6c8f54c11309d4d1f930ac292bad43ace52d10c80d87eb258b3c9f79c"
 
-# model (without version) -> (video input name, audio input name); others take `video` and `audio`.
-LIPSYNC_INPUT_NAMES: dict[str, tuple[str, str]] = {"kwaivgi/kling-lip-sync": ("video_url", "audio_file")}
-DEFAULT_LIPSYNC_INPUT_NAMES = ("video", "audio")
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4v")
-
-
-def transcription_input(model: str, audio: str, language: str) -> dict[str, Any]:
-    """The speech-to-text inputs of `model` for `audio` (a URL or data URI) in `language` (ISO 639-1)."""
-    if model.partition(":")[0] == INCREDIBLY_FAST_WHISPER:
-        return {
-            "audio": audio,
-            "task": "transcribe",
-            "language": whisper_language_name(language, provider="replicate"),
-            "timestamp": "word",
-            "batch_size": 24,
-        }
-    return {"audio": audio, "language": base_language(language), "word_timestamps": True}
-
-
-def _model_parts(model: str) -> tuple[str, str, str | None]:
-    name, _, version = model.partition(":")
-    owner, _, model_name = name.partition("/")
-    if not owner or not model_name or "/" in model_name or (":" in model and not version):
-        raise ProviderError(f"replicate: model must be 'owner/name' or 'owner/name:version', got {model!r}")
-    return owner, model_name, version or None
 
 
 def output_url(output: Any) -> str | None:
@@ -85,30 +59,20 @@ class ReplicateProvider(ApiKeyProvider):
     # through its files API (`POST /v1/files`), which takes up to 100 MB.
     default_max_inline_bytes = 1024 * 1024
     max_upload_bytes = 100 * 1024 * 1024
+    duration_as_text = False
+    lipsync_input_names = {"kwaivgi/kling-lip-sync": ("video_url", "audio_file")}
+    default_lipsync_input_names = ("video", "audio")
 
-    def generate(self, request: GenerationRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
-        model = request.model or self.video_model
-        self._run(model, lambda: request.common_inputs(duration_as_text=False), out, timeout=timeout, ledger=ledger)
-
-    def lip_sync(self, request: LipSyncRequest, out: Path, *, timeout: float | None, ledger: JobLedger) -> None:
-        model = request.model or self.lipsync_model
-        video_name, audio_name = LIPSYNC_INPUT_NAMES.get(model.partition(":")[0], DEFAULT_LIPSYNC_INPUT_NAMES)
-
-        def inputs() -> dict[str, Any]:  # only for a new prediction: a resumed one uploads nothing again
-            video, audio = self._lipsync_sources(request)
-            return {video_name: video, audio_name: audio}
-
-        self._run(model, inputs, out, timeout=timeout, ledger=ledger)
-
-    def transcribe(self, request: TranscriptionRequest, *, timeout: float | None, ledger: JobLedger) -> list[Word]:
-        model = request.model or self.speech_model
-
-        def inputs() -> dict[str, Any]:
-            audio = self._speech_source(request, timeout=timeout)
-            return transcription_input(model, audio, request.language)
-
-        prediction_id, output = self._predict(model, inputs, timeout=timeout, ledger=ledger)
-        return words_from_output(output, where=f"replicate prediction {prediction_id} ({model})")
+    def _transcription_input(self, model: str, audio: str, language: str) -> dict[str, Any]:
+        if model.partition(":")[0] == INCREDIBLY_FAST_WHISPER:
+            return {
+                "audio": audio,
+                "task": "transcribe",
+                "language": whisper_language_name(language, provider="replicate"),
+                "timestamp": "word",
+                "batch_size": 24,
+            }
+        return {"audio": audio, "language": base_language(language), "word_timestamps": True}
 
     def _upload(self, path: Path, content_type: str) -> str:
         """Put a local file on Replicate's file store (`POST /v1/files`); the URL its models read it from."""
@@ -133,26 +97,25 @@ class ReplicateProvider(ApiKeyProvider):
             raise ProviderError(f"replicate: {what}: the answer has no file URL (urls.get)")
         return url
 
-    def _run(
-        self, model: str, inputs: Callable[[], dict[str, Any]], out: Path, *, timeout: float | None, ledger: JobLedger
-    ) -> None:
-        prediction_id, output = self._predict(model, inputs, timeout=timeout, ledger=ledger)
+    def _video_url(self, output: Any, where: str) -> str:
         video_url = output_url(output)
         if video_url is None:
-            raise JobFailed(f"replicate prediction {prediction_id} ({model}) succeeded without a video URL")
-        fetch_to_file(video_url, out, allowed=self.allowed)
+            raise JobFailed(f"{where} succeeded without a video URL")
+        return video_url
 
-    def _predict(
+    def _job(
         self, model: str, inputs: Callable[[], dict[str, Any]], *, timeout: float | None, ledger: JobLedger
     ) -> tuple[str, Any]:
-        """Run one prediction of `model` under `ledger`: its id and output (`inputs` only for a new one)."""
-        owner, model_name, version = _model_parts(model)
+        name, _, version = model.partition(":")
+        owner, _, model_name = name.partition("/")
+        if not owner or not model_name or "/" in model_name or (":" in model and not version):
+            raise ProviderError(f"replicate: model must be 'owner/name' or 'owner/name:version', got {model!r}")
         predictions = f"{self.base_url}/v1/predictions"
         api = self._api()
 
         def create() -> str:
             what = f"creating a prediction for {model}"
-            if version is None:
+            if not version:
                 url = f"{self.base_url}/v1/models/{quote(owner)}/{quote(model_name)}/predictions"
                 body = api.call("POST", url, what=what, json={"input": inputs()})
             else:
@@ -167,7 +130,7 @@ class ReplicateProvider(ApiKeyProvider):
             body = api.call("GET", url, what=f"polling prediction {prediction_id}")
             status = body.get("status")
             if status == "succeeded":
-                return prediction_id, body.get("output")
+                return f"replicate prediction {prediction_id} ({model})", body.get("output")
             if status == "failed":
                 error = body.get("error") or "no error message"
                 raise JobFailed(f"replicate prediction {prediction_id} ({model}) failed: {error}")

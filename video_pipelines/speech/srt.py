@@ -3,9 +3,10 @@ U+2060 WORD JOINER after `--`, so no reader takes it for a timing line."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from video_pipelines.errors import MediaError
 from video_pipelines.speech.cues import Cue
@@ -25,15 +26,10 @@ def parse_srt(text: str) -> list[Cue]:
     """SubRip text as cues, tolerating a BOM, CR(LF), blank lines, `.` before milliseconds and missing
     numbers; a block without timing continues the previous cue. `MediaError` names a bad timing line."""
     lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    blocks: list[list[str]] = [[]]
-    for line in lines:
-        if line.strip():
-            blocks[-1].append(line)
-        elif blocks[-1]:
-            blocks.append([])
+    blocks = [list(block) for filled, block in itertools.groupby(lines, key=lambda line: bool(line.strip())) if filled]
     cues: list[Cue] = []
     texts: list[list[str]] = []
-    for ordinal, block in enumerate((b for b in blocks if b), start=1):
+    for ordinal, block in enumerate(blocks, start=1):
         label = str(ordinal)
         index = 0
         if block[0].strip().isdigit() and len(block) > 1:
@@ -74,27 +70,25 @@ def _clock(seconds: float, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
-def _sidecar_lines(text: str) -> list[str]:
-    """A cue's text as the lines of a sidecar cue, printable: a blank line would end the cue there, so none."""
-    lines = printable_lines(text).split("\n")
-    return [line for line in lines if line.strip()] or [" "]
+def _sidecar(cues: Sequence[Cue], blocks: list[str], separator: str, escape: Callable[[str], str]) -> str:
+    """`cues` after the header `blocks`, numbered when there is no header (SRT); a cue's text printable and
+    without blank lines (one would end the cue)."""
+    numbering = not blocks
+    for number, cue in enumerate(cues, start=1):
+        lines = [line for line in printable_lines(cue.text).split("\n") if line.strip()] or [" "]
+        numbered = [str(number)] if numbering else []
+        timing = f"{_clock(cue.start, separator)} --> {_clock(cue.end, separator)}"
+        blocks.append("\n".join([*numbered, timing, *(escape(line) for line in lines)]))
+    return "\n\n".join(blocks) + "\n"
 
 
 def to_srt(cues: Sequence[Cue]) -> str:
     """`cues` as SubRip text: numbered blocks, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, UTF-8 without BOM."""
-    blocks = []
-    for number, cue in enumerate(cues, start=1):
-        lines = [line.replace("-->", f"--{WORD_JOINER}>") for line in _sidecar_lines(cue.text)]
-        blocks.append("\n".join([str(number), f"{_clock(cue.start, ',')} --> {_clock(cue.end, ',')}", *lines]))
-    return "\n\n".join(blocks) + "\n"
+    return _sidecar(cues, [], ",", lambda line: line.replace("-->", f"--{WORD_JOINER}>"))
 
 
 def to_webvtt(cues: Sequence[Cue]) -> str:
     """`cues` as WebVTT; `&`, `<`, `>` escaped, which also keeps `-->` out."""
-    blocks = ["WEBVTT"]
-    for cue in cues:
-        lines = [
-            line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for line in _sidecar_lines(cue.text)
-        ]
-        blocks.append("\n".join([f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}", *lines]))
-    return "\n\n".join(blocks) + "\n"
+    return _sidecar(
+        cues, ["WEBVTT"], ".", lambda line: line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    )

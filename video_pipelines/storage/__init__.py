@@ -9,9 +9,9 @@ from video_pipelines.storage.base import StoredArtifact as StoredArtifact
 from video_pipelines.storage.digest import file_sha256 as file_sha256
 from video_pipelines.storage.factory import ARTIFACTS_BASE_URL_ENV as ARTIFACTS_BASE_URL_ENV
 from video_pipelines.storage.factory import STORAGE_URL_ENV as STORAGE_URL_ENV
+from video_pipelines.storage.factory import LocalArtifactStore as LocalArtifactStore
 from video_pipelines.storage.factory import store_from_env as store_from_env
 from video_pipelines.storage.factory import store_from_url as store_from_url
-from video_pipelines.storage.local import LocalArtifactStore as LocalArtifactStore
 
 if TYPE_CHECKING:
     from video_pipelines.storage.s3 import S3ArtifactStore as S3ArtifactStore

@@ -75,9 +75,8 @@ class ArtifactStore(ABC):
         return self._put(path, key=self.key_for(video_sha256, suffix), sha256=None, content_type=content_type)
 
     def _put_thumbnail(self, video: Path, sha256: str) -> str | None:
-        key = self.thumbnail_key(sha256)
-        if self.exists(key):
-            return self.url_for(key)
+        if (stored := self.thumbnail_url(sha256)) is not None:
+            return stored
         with tempfile.TemporaryDirectory(prefix="vp-thumbnail-") as tmp:
             thumbnail = Path(tmp) / "thumbnail.jpg"
             try:
@@ -85,7 +84,7 @@ class ArtifactStore(ABC):
             except MediaError:
                 # A preview is a convenience: the video is stored, so the node must not fail for it.
                 return None
-            return self._put(thumbnail, key=key, sha256=None, content_type="image/jpeg").url
+            return self._put(thumbnail, key=self.thumbnail_key(sha256), sha256=None, content_type="image/jpeg").url
 
     def thumbnail_url(self, sha256: str) -> str | None:
         """The URL of the thumbnail of the video with this SHA-256, or None when none is stored."""

@@ -1,19 +1,100 @@
-"""Build the artifact store named by `VIDEO_PIPELINES_STORAGE_URL`."""
+"""The artifact store named by `VIDEO_PIPELINES_STORAGE_URL`, and the local-folder one (the embedded default)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from video_pipelines.errors import StorageError
-from video_pipelines.storage.base import ArtifactStore
-from video_pipelines.storage.local import LocalArtifactStore
+from video_pipelines.storage.base import ArtifactStore, StoredArtifact, check_key
 
 STORAGE_URL_ENV = "VIDEO_PIPELINES_STORAGE_URL"
 PUBLIC_BASE_URL_ENV = "VIDEO_PIPELINES_PUBLIC_BASE_URL"
 ARTIFACTS_BASE_URL_ENV = "VIDEO_PIPELINES_ARTIFACTS_BASE_URL"
 _USAGE = "VIDEO_PIPELINES_STORAGE_URL must be file:///abs/dir or s3://bucket/prefix"
+
+
+class LocalArtifactStore(ArtifactStore):
+    """Files under `root`, written atomically; a put hard-links when it can (never edit stored files in place).
+    URLs are `file://`, or `<base_url>/<key>` where an HTTP server serves `root` (browsers refuse file://)."""
+
+    def __init__(self, root: Path, *, base_url: str | None = None) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.base_url = base_url.rstrip("/") if base_url else None
+        if self.base_url is not None:
+            parts = urlsplit(self.base_url)
+            if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
+                raise StorageError(
+                    f"the artifacts base URL must be an http(s) URL such as http://127.0.0.1:8080/artifacts, "
+                    f"got {base_url!r}"
+                )
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _put(self, path: Path, *, key: str, sha256: str | None, content_type: str) -> StoredArtifact:
+        dest = self._path(key)
+        try:
+            size = path.stat().st_size
+            # A file of another size under a content key is a torn write from elsewhere: replace it.
+            if not (dest.is_file() and dest.stat().st_size == size):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                self._install(path, dest, link=True)
+        except OSError as exc:
+            raise StorageError(f"cannot store {path} as {key} in {self.describe()}: {exc}") from exc
+        return StoredArtifact(key=key, url=self.url_for(key), size_bytes=size)
+
+    @staticmethod
+    def _install(source: Path, dest: Path, *, link: bool) -> None:
+        # Same folder as the destination, so the rename is an atomic rename on one filesystem.
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            if link:
+                try:
+                    os.link(source, tmp)
+                except OSError:
+                    # Other filesystem (EXDEV), or links not permitted: fall back to a copy.
+                    shutil.copyfile(source, tmp)
+            else:
+                shutil.copyfile(source, tmp)
+            tmp.replace(dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def url_for(self, key: str) -> str:
+        path = self._path(key)
+        if self.base_url is None:
+            return path.as_uri()
+        return f"{self.base_url}/{quote(key, safe='/')}"
+
+    def fetch_to(self, key: str, dest: Path) -> Path:
+        source = self._path(key)
+        if not source.is_file():
+            raise StorageError(f"no object {key} in {self.describe()}")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            # A copy, not a link: the caller may change its working file, the stored one must not change.
+            self._install(source, dest, link=False)
+        except OSError as exc:
+            raise StorageError(f"cannot copy {key} from {self.describe()} to {dest}: {exc}") from exc
+        return dest
+
+    def local_path(self, key: str) -> Path | None:
+        path = self._path(key)
+        return path if path.is_file() else None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def location(self, key: str) -> str:
+        return str(self._path(key))
+
+    def describe(self) -> str:
+        return self.root.as_uri()
 
 
 def _for_message(url: str) -> str:
