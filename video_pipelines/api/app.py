@@ -14,7 +14,6 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
-from video_pipelines.api import artifacts
 from video_pipelines.api.models import NodeEvent
 from video_pipelines.api.problems import PROBLEM_JSON, install_problem_handlers
 from video_pipelines.api.routes import REF_TEMPLATE, refuse_nul, router
@@ -126,7 +125,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     install_problem_handlers(app)
     app.include_router(router)
-    app.include_router(artifacts.router)
     _trace_requests(app)
     return app
 

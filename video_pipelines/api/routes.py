@@ -4,17 +4,21 @@ sees only its tenant's executions (another tenant's is 404, as a missing one).""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
-from fastapi.sse import EventSourceResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.sse import EventSourceResponse, format_sse_event
+from pydantic import BaseModel
 
 from video_pipelines import executions
-from video_pipelines.api.events import execution_events, stream_schema
 from video_pipelines.api.health import check_daemon, check_database, check_storage, run_checks
 from video_pipelines.api.models import (
     Delivery,
@@ -23,6 +27,7 @@ from video_pipelines.api.models import (
     ExecutionPage,
     Health,
     InvalidPlan,
+    NodeEvent,
     Problem,
     StatusDocument,
     Unhealthy,
@@ -35,9 +40,12 @@ from video_pipelines.executions.metrics import CONTENT_TYPE_LATEST, render_metri
 from video_pipelines.executions.tenancy import MAX_PAGE
 from video_pipelines.plan.document import PlanDocument
 from video_pipelines.plan.limits import loads_bounded
+from video_pipelines.storage import LocalArtifactStore
 from video_pipelines.submissions.store import MAX_IDEMPOTENCY_KEY_LENGTH
 from video_pipelines.vocabulary import ExecutionState
 from video_pipelines.webhooks import DeliveryOutbox
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -209,6 +217,122 @@ def retry(execution_id: str, caller: CallerDep, state: StateDep) -> StatusDocume
     return StatusDocument.of(executions.retry_for(caller, state.records, state.store, execution_id))
 
 
+# `GET /api/execute/{id}/events`: server-sent events made by polling the status and diffing readings, so
+# they show what the status document shows. A failed reading ends the stream: EventSource reconnects.
+EventKind = Literal["status", "node", "execution"]
+KEEPALIVE = b": keep-alive\n\n"
+# What each kind of event carries as its `data`, as the OpenAPI document says.
+PAYLOADS: dict[EventKind, tuple[type[BaseModel], str]] = {
+    "status": (StatusDocument, "the status document as it is when the client connects (always first)"),
+    "node": (NodeEvent, "a node's state changed"),
+    "execution": (StatusDocument, "the execution's status changed; the stream ends after a terminal one"),
+}
+
+
+def stream_schema(ref_template: str) -> dict[str, Any]:
+    """The events of the stream, one schema per kind, in OpenAPI 3.2's `itemSchema` form for server-sent
+    events (as FastAPI writes its own streams): `data` is JSON text whose schema is the payload's model."""
+    return {
+        "oneOf": [
+            {
+                "type": "object",
+                "title": f"{kind} event",
+                "description": description,
+                "required": ["event", "id", "data"],
+                "properties": {
+                    "event": {"const": kind},
+                    "id": {"type": "string", "description": "1, 2, ... in the order the events are sent"},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"$ref": ref_template.format(model=model.__name__)},
+                    },
+                },
+            }
+            for kind, (model, description) in PAYLOADS.items()
+        ]
+    }
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """One event of the stream: its kind and its JSON data."""
+
+    kind: EventKind
+    data: dict[str, Any]
+
+    def encode(self, event_id: int) -> bytes:
+        data = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
+        return format_sse_event(data_str=data, event=self.kind, id=str(event_id))
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether this event carries the execution's terminal status (the stream ends after it)."""
+        return self.kind != "node" and self.data["status"] in {"completed", "failed", "canceled"}
+
+
+def current_state(status: ExecutionStatus) -> StatusEvent:
+    return StatusEvent("status", status.to_wire())
+
+
+def status_changes(before: ExecutionStatus, after: ExecutionStatus) -> list[StatusEvent]:
+    """The events between two readings of one execution: node changes in plan order, then its own."""
+    events: list[StatusEvent] = []
+    for node_id, node in after.nodes.items():
+        earlier = before.nodes.get(node_id)
+        if earlier is not None and earlier.state is node.state:
+            continue
+        events.append(
+            StatusEvent(
+                "node",
+                {
+                    "executionId": after.execution_id,
+                    "nodeId": node_id,
+                    "status": node.state.value,
+                    "previousStatus": earlier.state.value if earlier is not None else None,
+                    "result": node.result.to_wire() if node.result is not None else None,
+                    "reusedFrom": node.reused_from,
+                },
+            )
+        )
+    if after.state is not before.state:
+        events.append(StatusEvent("execution", after.to_wire()))
+    return events
+
+
+async def execution_events(
+    first: ExecutionStatus,
+    read_status: Callable[[], Awaitable[ExecutionStatus]],
+    *,
+    poll_seconds: float,
+    keepalive_seconds: float,
+    disconnected: Callable[[], Awaitable[bool]],
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[bytes]:
+    """The encoded stream of one execution from its reading `first`; stops when the client has gone."""
+    sequence = 1
+    yield current_state(first).encode(sequence)
+    previous = first
+    quiet_since = clock()
+    while not previous.is_terminal:
+        await anyio.sleep(poll_seconds)
+        if await disconnected():
+            return
+        try:
+            current = await read_status()
+        except Exception as exc:
+            log.warning("events of %s: reading its status failed, ending the stream: %s", first.execution_id, exc)
+            return
+        for event in status_changes(previous, current):
+            sequence += 1
+            yield event.encode(sequence)
+            quiet_since = clock()
+        if clock() - quiet_since >= keepalive_seconds:
+            yield KEEPALIVE
+            quiet_since = clock()
+        previous = current
+
+
 @router.get(
     "/api/execute/{execution_id}/events",
     # Not EventSourceResponse: FastAPI would then expect this route to be a generator of events.
@@ -334,3 +458,43 @@ async def health(request: Request, state: StateDep) -> Health | JSONResponse:
 def metrics(state: StateDep) -> Response:
     """The Prometheus text format, computed from the database and the Dagster instance at scrape time."""
     return Response(render_metrics(state.store, state.records), media_type=CONTENT_TYPE_LATEST)
+
+
+# `GET /artifacts/{key}`: local artifacts over HTTP, read-only, without a key (a browser following a link from the
+# Dagster UI has none). Only content keys: a key names the content's SHA-256, so a URL cannot be guessed, and the
+# other files of the folder (the health probe's, anything a person put there) stay off the network. 404 on S3.
+_CONTENT_KEY = re.compile(
+    r"(?P<folder>videos|thumbnails)/(?P<prefix>[0-9a-f]{2})/(?P<sha256>[0-9a-f]{64})(?P<suffix>\.mp4|\.srt|\.vtt|\.jpg)"
+)
+# Captions in UTF-8, said so: SubRip has no way to say it in the file, and a <track> needs text/vtt.
+_MEDIA_TYPES = {
+    ("videos", ".mp4"): "video/mp4",
+    ("videos", ".srt"): "application/x-subrip; charset=utf-8",
+    ("videos", ".vtt"): "text/vtt; charset=utf-8",
+    ("thumbnails", ".jpg"): "image/jpeg",
+}
+# The bytes of a content key never change, so a browser may keep them.
+_HEADERS = {"Cache-Control": "public, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"}
+
+
+@router.api_route("/artifacts/{key:path}", methods=["GET", "HEAD"], include_in_schema=False)
+def artifact(key: str, state: StateDep) -> FileResponse:
+    """Serve a stored video (`video/mp4`, with HTTP Range requests), its captions (SubRip, WebVTT) or thumbnail."""
+    store = state.artifacts()
+    if not isinstance(store, LocalArtifactStore):
+        raise ApiProblem(
+            404, "artifacts are served here only from local storage; this deployment's result URLs point at S3"
+        )
+    match = _CONTENT_KEY.fullmatch(key)
+    media_type = _MEDIA_TYPES.get((match["folder"], match["suffix"])) if match else None
+    if match is None or media_type is None or not match["sha256"].startswith(match["prefix"]):
+        raise ApiProblem(
+            404,
+            "no such artifact: expected videos/<sha256[:2]>/<sha256>.mp4 (or .srt, .vtt) "
+            "or thumbnails/<sha256[:2]>/<sha256>.jpg",
+        )
+    path = store.local_path(key)
+    # A symlink placed in the folder must not lead out of it.
+    if path is None or not path.resolve().is_relative_to(store.root):
+        raise ApiProblem(404, f"no artifact {key} in this deployment's storage")
+    return FileResponse(path, media_type=media_type, headers=_HEADERS)
