@@ -9,8 +9,6 @@ from video_pipelines.submissions.attempts import AttemptReason as AttemptReason
 from video_pipelines.submissions.attempts import AttemptState as AttemptState
 from video_pipelines.submissions.attempts import AttemptStore as AttemptStore
 from video_pipelines.submissions.attempts import RunAttempt as RunAttempt
-from video_pipelines.submissions.crypto import KEY_FILE_NAME as KEY_FILE_NAME
-from video_pipelines.submissions.crypto import SECRET_KEY_ENV as SECRET_KEY_ENV
 from video_pipelines.submissions.node_results import CachedNode as CachedNode
 from video_pipelines.submissions.node_results import NodeClaim as NodeClaim
 from video_pipelines.submissions.node_results import NodeResultIndex as NodeResultIndex
@@ -18,6 +16,8 @@ from video_pipelines.submissions.outcomes import ExecutionOutcomes as ExecutionO
 from video_pipelines.submissions.outcomes import OutcomeTally as OutcomeTally
 from video_pipelines.submissions.schema import DEFAULT_TENANT as DEFAULT_TENANT
 from video_pipelines.submissions.schema import SCHEMA_VERSION as SCHEMA_VERSION
+from video_pipelines.submissions.store import KEY_FILE_NAME as KEY_FILE_NAME
+from video_pipelines.submissions.store import SECRET_KEY_ENV as SECRET_KEY_ENV
 from video_pipelines.submissions.store import Submission as Submission
 from video_pipelines.submissions.store import SubmissionState as SubmissionState
 from video_pipelines.submissions.store import SubmissionStore as SubmissionStore
