@@ -8,7 +8,6 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -26,16 +25,6 @@ PROBE_SHA256 = hashlib.sha256(PROBE).hexdigest()
 
 class CheckFailed(Exception):
     """A check found its part down; the message says why and may be shown to anyone."""
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    problem: str | None  # None: ok
-
-    @property
-    def state(self) -> str:
-        return "ok" if self.problem is None else "down"
 
 
 def check_database(store: SubmissionStore) -> None:
@@ -68,10 +57,10 @@ def check_storage(storage: Callable[[], ArtifactStore]) -> None:
         raise CheckFailed(f"the probe object {stored.key} was stored but cannot be found again")
 
 
-async def run_checks(checks: dict[str, Callable[[], None]], timeout_seconds: float) -> list[CheckResult]:
-    """Every blocking check at once, each in a worker thread (any error or a timeout is its problem); results in
-    the order given."""
-    results: dict[str, CheckResult] = {}
+async def run_checks(checks: dict[str, Callable[[], None]], timeout_seconds: float) -> dict[str, str | None]:
+    """Every blocking check at once, each in a worker thread (any error or a timeout is its problem): each check's
+    problem, None when it is ok, in the order given."""
+    results: dict[str, str | None] = {}
 
     async def run(name: str, check: Callable[[], None]) -> None:
         try:
@@ -79,16 +68,16 @@ async def run_checks(checks: dict[str, Callable[[], None]], timeout_seconds: flo
                 # A stuck check is left behind in its thread: /health answers in time all the same.
                 await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
         except TimeoutError:
-            results[name] = CheckResult(name, f"no answer within {timeout_seconds:g} s")
+            results[name] = f"no answer within {timeout_seconds:g} s"
         except CheckFailed as exc:
-            results[name] = CheckResult(name, str(exc))
+            results[name] = str(exc)
         except Exception as exc:
             log.warning("/health: the %s check failed: %s: %s", name, type(exc).__name__, exc)
-            results[name] = CheckResult(name, f"{type(exc).__name__} (see the server log)")
+            results[name] = f"{type(exc).__name__} (see the server log)"
         else:
-            results[name] = CheckResult(name, None)
+            results[name] = None
 
     async with anyio.create_task_group() as group:
         for name, check in checks.items():
             group.start_soon(run, name, check)
-    return [results[name] for name in checks]
+    return {name: results[name] for name in checks}

@@ -432,7 +432,7 @@ def redeliver(execution_id: str, webhook_id: str, caller: CallerDep, state: Stat
 async def health(request: Request, state: StateDep) -> Health | JSONResponse:
     """200 when the database, the daemon's heartbeat and artifact storage are all ok; else 503 naming what is down."""
     settings = state.settings
-    results = await run_checks(
+    found = await run_checks(
         {
             "database": lambda: check_database(state.store),
             "daemon": lambda: check_daemon(state.instance, settings.daemon_max_age_seconds),
@@ -440,11 +440,11 @@ async def health(request: Request, state: StateDep) -> Health | JSONResponse:
         },
         settings.health_timeout_seconds,
     )
-    body = {result.name: result.state for result in results}
-    down = [result for result in results if result.problem is not None]
+    body = {name: "ok" if problem is None else "down" for name, problem in found.items()}
+    down = {name: problem for name, problem in found.items() if problem is not None}
     if not down:
         return Health.model_validate(body)
-    detail = "; ".join(f"{result.name} is down: {result.problem}" for result in down)
+    detail = "; ".join(f"{name} is down: {problem}" for name, problem in down.items())
     return ApiProblem(503, detail, type_=UNHEALTHY, extensions=body).response(request)
 
 
