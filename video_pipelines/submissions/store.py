@@ -199,7 +199,10 @@ def execution_created_at(execution_id: str) -> float | None:
         return None
 
 
-def _use_wal(dbapi_connection: sqlite3.Connection) -> None:
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    # pysqlite's own transaction handling starts transactions late and never for DDL; turn it
+    # off and begin every transaction ourselves (SQLAlchemy's documented SQLite recipe).
+    dbapi_connection.isolation_level = None
     # WAL is a property of the file, so only the first connection ever switches it. The switch
     # needs an exclusive lock and SQLite reports "locked" at once, without waiting out the busy
     # timeout, when other connections are opening the file at the same moment: retry.
@@ -214,13 +217,6 @@ def _use_wal(dbapi_connection: sqlite3.Connection) -> None:
             if not contended or time.monotonic() > deadline:
                 raise
             time.sleep(0.01 + random.random() * 0.04)
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # pysqlite's own transaction handling starts transactions late and never for DDL; turn it
-    # off and begin every transaction ourselves (SQLAlchemy's documented SQLite recipe).
-    dbapi_connection.isolation_level = None
-    _use_wal(dbapi_connection)
 
 
 def _sqlite_on_begin(connection: sa.Connection) -> None:
@@ -344,13 +340,15 @@ class SubmissionStore:
             database.parent.mkdir(parents=True, exist_ok=True)
             self._key_file = database.parent / KEY_FILE_NAME
         self._secrets = SecretBox(self._resolve_key)
-        self._engine = _create_engine(self._url)
-        self._reader = self._engine.execution_options(**{_READ_ONLY_OPTION: True})
-        self._rows = Rows(self._engine, self._reader)
+        # The engine, also for the tables beside: on SQLite each transaction takes the write lock at once. The
+        # reader is the same engine for read-only work: on SQLite its transactions do not queue behind writers.
+        self.engine = _create_engine(self._url)
+        self.reader = self.engine.execution_options(**{_READ_ONLY_OPTION: True})
+        self._rows = Rows(self.engine, self.reader)
         try:
-            migrate(self._engine)
+            migrate(self.engine)
         except BaseException as exc:
-            self._engine.dispose()
+            self.engine.dispose()
             if not isinstance(exc, sa.exc.SQLAlchemyError):
                 raise
             reason = getattr(exc, "orig", None) or exc
@@ -369,16 +367,6 @@ class SubmissionStore:
     @property
     def url(self) -> str:
         return self._url.render_as_string(hide_password=True)
-
-    @property
-    def engine(self) -> sa.Engine:
-        """The engine for the tables beside; on SQLite each transaction takes the write lock at once."""
-        return self._engine
-
-    @property
-    def reader(self) -> sa.Engine:
-        """The same engine for read-only work: on SQLite its transactions do not queue behind writers."""
-        return self._reader
 
     def __repr__(self) -> str:
         return f"SubmissionStore({self.url!r})"
@@ -431,7 +419,7 @@ class SubmissionStore:
             request_digest=digest,
         )
         try:
-            with self._engine.begin() as connection:
+            with self.engine.begin() as connection:
                 connection.execute(submissions.insert().values(_row(submission, token)))
         except sa.exc.IntegrityError:
             # Another process inserted this idempotency key between our read and our insert.
@@ -519,7 +507,7 @@ class SubmissionStore:
         return self._secrets.decrypt(token, what=f"the webhook secret of {execution_id}")
 
     def close(self) -> None:
-        self._engine.dispose()
+        self.engine.dispose()
 
     def __enter__(self) -> Self:
         return self
