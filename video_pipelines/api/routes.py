@@ -8,18 +8,21 @@ import json
 import logging
 import re
 import tempfile
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 import dagster as dg
 import sqlalchemy as sa
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, format_sse_event
 from pydantic import BaseModel
 
@@ -37,15 +40,18 @@ from video_pipelines.api.models import (
     Unhealthy,
 )
 from video_pipelines.api.problems import UNHEALTHY, ApiProblem
-from video_pipelines.api.state import ApiState, CallerDep, StateDep
+from video_pipelines.api.settings import ApiSettings, TokenBuckets
+from video_pipelines.deployment.connection import open_deployment
 from video_pipelines.executions import Caller, ExecutionStatus
 from video_pipelines.executions.destinations import check_destinations
 from video_pipelines.executions.metrics import CONTENT_TYPE_LATEST, render_metrics
 from video_pipelines.executions.tenancy import MAX_PAGE
+from video_pipelines.orchestration.resources.artifacts import ArtifactStorage
+from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan.document import PlanDocument
 from video_pipelines.plan.limits import loads_bounded
 from video_pipelines.storage import ArtifactStore, LocalArtifactStore
-from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions import ApiKeys, SubmissionStore
 from video_pipelines.submissions.store import MAX_IDEMPOTENCY_KEY_LENGTH
 from video_pipelines.vocabulary import ExecutionState
 from video_pipelines.webhooks import DeliveryOutbox
@@ -53,6 +59,87 @@ from video_pipelines.webhooks import DeliveryOutbox
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+# What the app holds while it serves, and who calls, as dependencies: one submission store and one Dagster
+# instance, opened at start-up (the store pools its connections; a DagsterInstance serves many threads), and
+# `Authorization: Bearer <api key>` -> the key's tenant, then its rate limit. The key is never logged or echoed.
+@dataclass
+class ApiState:
+    """The deployment the API serves, and its per-process state (the rate limit's buckets)."""
+
+    settings: ApiSettings
+    store: SubmissionStore
+    instance: dg.DagsterInstance
+    limiter: TokenBuckets | None
+    keys: ApiKeys = field(init=False)
+    records: DagsterRunRecords = field(init=False)
+    _artifacts: ArtifactStore | None = field(default=None, init=False, repr=False)
+    _artifacts_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.keys = ApiKeys(self.store)
+        self.records = DagsterRunRecords(self.instance)
+
+    def artifacts(self) -> ArtifactStore:
+        """The deployment's artifact storage, made on first use: a bad storage URL makes `/health` down, not the API."""
+        with self._artifacts_lock:
+            if self._artifacts is None:
+                self._artifacts = ArtifactStorage().store()
+            return self._artifacts
+
+
+@contextmanager
+def open_state(settings: ApiSettings) -> Iterator[ApiState]:
+    """Open the environment's deployment (as every door does: DAGSTER_HOME, the database URL) for serving."""
+    with open_deployment() as (instance, store):
+        limiter = TokenBuckets(settings.rate_limit) if settings.rate_limit is not None else None
+        yield ApiState(settings, store, instance, limiter)
+
+
+def api_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+StateDep = Annotated[ApiState, Depends(api_state)]
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="An API key made with `video-pipelines api-keys create --name NAME [--tenant T]`.",
+)
+MISSING_KEY = (
+    "this call needs an API key: send Authorization: Bearer <key> "
+    "(keys are made with `video-pipelines api-keys create --name NAME`)"
+)
+BAD_KEY = "the API key is not valid (unknown or revoked)"
+
+
+def authenticated(
+    state: StateDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Caller:
+    """The caller of an `/api/...` request: its key's tenant (raises the 401 or 429 problem)."""
+    if credentials is None or not credentials.credentials:
+        raise ApiProblem(401, MISSING_KEY, headers={"WWW-Authenticate": "Bearer"})
+    key = state.keys.authenticate(credentials.credentials)
+    if key is None:
+        raise ApiProblem(401, BAD_KEY, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if state.limiter is not None:
+        wait = state.limiter.take(key.key_id)
+        if wait is not None:
+            limit = state.limiter.limit
+            raise ApiProblem(
+                429,
+                f"this API key made more than {limit.requests} requests in {limit.period_seconds:g} s; "
+                f"try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+    return Caller(key.tenant)
+
+
+CallerDep = Annotated[Caller, Depends(authenticated)]
+
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 # The body of POST /api/execute in the OpenAPI document (the route reads it itself, see `submit`).
