@@ -8,12 +8,12 @@ from video_pipelines.submissions.api_keys import check_tenant as check_tenant
 from video_pipelines.submissions.attempts import AttemptReason as AttemptReason
 from video_pipelines.submissions.attempts import AttemptState as AttemptState
 from video_pipelines.submissions.attempts import AttemptStore as AttemptStore
+from video_pipelines.submissions.attempts import ExecutionOutcomes as ExecutionOutcomes
+from video_pipelines.submissions.attempts import OutcomeTally as OutcomeTally
 from video_pipelines.submissions.attempts import RunAttempt as RunAttempt
 from video_pipelines.submissions.node_results import CachedNode as CachedNode
 from video_pipelines.submissions.node_results import NodeClaim as NodeClaim
 from video_pipelines.submissions.node_results import NodeResultIndex as NodeResultIndex
-from video_pipelines.submissions.outcomes import ExecutionOutcomes as ExecutionOutcomes
-from video_pipelines.submissions.outcomes import OutcomeTally as OutcomeTally
 from video_pipelines.submissions.schema import DEFAULT_TENANT as DEFAULT_TENANT
 from video_pipelines.submissions.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from video_pipelines.submissions.store import KEY_FILE_NAME as KEY_FILE_NAME
