@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import anyio
 import dagster as dg
@@ -98,8 +98,7 @@ def open_state(settings: ApiSettings) -> Iterator[ApiState]:
 
 
 def api_state(request: Request) -> ApiState:
-    state: ApiState = request.app.state.api
-    return state
+    return cast(ApiState, request.app.state.api)
 
 
 StateDep = Annotated[ApiState, Depends(api_state)]
@@ -363,10 +362,6 @@ class StatusEvent:
         return self.kind != "node" and self.data["status"] in {"completed", "failed", "canceled"}
 
 
-def current_state(status: ExecutionStatus) -> StatusEvent:
-    return StatusEvent("status", status.to_wire())
-
-
 def status_changes(before: ExecutionStatus, after: ExecutionStatus) -> list[StatusEvent]:
     """The events between two readings of one execution: node changes in plan order, then its own."""
     events: list[StatusEvent] = []
@@ -403,7 +398,7 @@ async def execution_events(
 ) -> AsyncIterator[bytes]:
     """The encoded stream of one execution from its reading `first`; stops when the client has gone."""
     sequence = 1
-    yield current_state(first).encode(sequence)
+    yield StatusEvent("status", first.to_wire()).encode(sequence)
     previous = first
     quiet_since = clock()
     while not previous.is_terminal:
