@@ -264,8 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--base-execution-id", help="validate as a variant of this execution")
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
     validate.add_argument(
-        "--tenant",
-        help="whose earlier results the plan may reuse (an API key's tenant; default: the operators')",
+        "--tenant", help="whose earlier results the plan may reuse (an API key's tenant; default: the operators')"
     )
 
     submit = command("submit", _submit, help="submit a plan; prints its executionId at once")
