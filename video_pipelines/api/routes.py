@@ -1,5 +1,5 @@
-"""The routes of the HTTP API, each a few lines over `executions/`. Every `/api/...` route needs a key and
-sees only its tenant's executions (another tenant's is 404, as a missing one)."""
+"""The HTTP API's routes over `executions/`, and what they need: the app's state, keys, event stream, health checks.
+Every `/api/...` route needs a key and sees only its tenant's executions (another tenant's is 404, as a missing one)."""
 
 from __future__ import annotations
 
