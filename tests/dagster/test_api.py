@@ -27,9 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from video_pipelines import executions
 from video_pipelines.api import ApiSettings, RateLimit, create_app
-from video_pipelines.api.events import execution_events, status_changes
+from video_pipelines.api.routes import ApiState, execution_events, status_changes
 from video_pipelines.api.settings import MAX_BODY_ENV, RATE_LIMIT_ENV, TokenBuckets
-from video_pipelines.api.state import ApiState
 from video_pipelines.errors import PlanValidationError, UsageError
 from video_pipelines.executions import ExecutionStatus, NodeStatus
 from video_pipelines.executions.destinations import destination_problems, literal_address

@@ -22,7 +22,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from video_pipelines.api.app import create_app
-from video_pipelines.api.events import status_changes
+from video_pipelines.api.routes import status_changes
 from video_pipelines.api.settings import ApiSettings
 from video_pipelines.plan import parse_plan
 from video_pipelines.plan.document import EXAMPLE

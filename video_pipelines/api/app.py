@@ -14,12 +14,10 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
-from video_pipelines.api import artifacts
 from video_pipelines.api.models import NodeEvent
 from video_pipelines.api.problems import PROBLEM_JSON, install_problem_handlers
-from video_pipelines.api.routes import REF_TEMPLATE, refuse_nul, router
+from video_pipelines.api.routes import REF_TEMPLATE, open_state, refuse_nul, router
 from video_pipelines.api.settings import ApiSettings
-from video_pipelines.api.state import open_state
 from video_pipelines.plan.document import PlanDocument
 from video_pipelines.plan.limits import max_nodes
 from video_pipelines.telemetry.tracing import tracing
@@ -126,7 +124,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     install_problem_handlers(app)
     app.include_router(router)
-    app.include_router(artifacts.router)
     _trace_requests(app)
     return app
 

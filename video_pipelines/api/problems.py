@@ -99,21 +99,16 @@ def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return ApiProblem(400, "; ".join(parts) or "the request is not valid").response(request)
 
 
-def _unprocessable(request: Request, exc: Exception, title: str, type_: str, errors: list[PlanProblem]) -> JSONResponse:
-    """422: every 422 lists its `errors` as `{"node", "field", "message"}`."""
+def _unprocessable(request: Request, exc: Exception) -> JSONResponse:
+    """422, an invalid plan or a reused Idempotency-Key: each lists its `errors` as `{"node", "field", "message"}`."""
+    if isinstance(exc, IdempotencyKeyReused):
+        title, type_ = "Idempotency-Key is already used", IDEMPOTENCY_KEY_REUSED
+        errors = [PlanProblem(None, "Idempotency-Key", str(exc))]
+    else:
+        assert isinstance(exc, PlanValidationError)
+        title, type_, errors = "Invalid plan", INVALID_PLAN, plan_problems(exc)
     extensions = {"errors": [problem.to_wire() for problem in errors]}
     return ApiProblem(422, str(exc), title=title, type_=type_, extensions=extensions).response(request)
-
-
-def _invalid_plan(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, PlanValidationError)
-    return _unprocessable(request, exc, "Invalid plan", INVALID_PLAN, plan_problems(exc))
-
-
-def _key_reused(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, IdempotencyKeyReused)
-    problem = PlanProblem(None, "Idempotency-Key", str(exc))
-    return _unprocessable(request, exc, "Idempotency-Key is already used", IDEMPOTENCY_KEY_REUSED, [problem])
 
 
 def _answer(status: int) -> Callable[[Request, Exception], JSONResponse]:
@@ -138,8 +133,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiProblem, _api_problem)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(PlanValidationError, _invalid_plan)
-    app.add_exception_handler(IdempotencyKeyReused, _key_reused)
+    app.add_exception_handler(PlanValidationError, _unprocessable)
+    app.add_exception_handler(IdempotencyKeyReused, _unprocessable)
     app.add_exception_handler(ExecutionNotFound, _answer(404))
     app.add_exception_handler(UsageError, _answer(400))
     app.add_exception_handler(SubmissionStoreError, _answer(400))

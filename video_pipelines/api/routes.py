@@ -1,21 +1,32 @@
-"""The routes of the HTTP API, each a few lines over `executions/`. Every `/api/...` route needs a key and
-sees only its tenant's executions (another tenant's is 404, as a missing one)."""
+"""The HTTP API's routes over `executions/`, and what they need: the app's state, keys, event stream, health checks.
+Every `/api/...` route needs a key and sees only its tenant's executions (another tenant's is 404, as a missing one)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+import logging
+import re
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import anyio
-from fastapi import APIRouter, Header, Query, Request, Response
+import dagster as dg
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
-from fastapi.sse import EventSourceResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.sse import EventSourceResponse, format_sse_event
+from pydantic import BaseModel
 
 from video_pipelines import executions
-from video_pipelines.api.events import execution_events, stream_schema
-from video_pipelines.api.health import check_daemon, check_database, check_storage, run_checks
 from video_pipelines.api.models import (
     Delivery,
     DeliveryLog,
@@ -23,23 +34,111 @@ from video_pipelines.api.models import (
     ExecutionPage,
     Health,
     InvalidPlan,
+    NodeEvent,
     Problem,
     StatusDocument,
     Unhealthy,
 )
 from video_pipelines.api.problems import UNHEALTHY, ApiProblem
-from video_pipelines.api.state import ApiState, CallerDep, StateDep
+from video_pipelines.api.settings import ApiSettings, TokenBuckets
+from video_pipelines.deployment.connection import open_deployment
 from video_pipelines.executions import Caller, ExecutionStatus
 from video_pipelines.executions.destinations import check_destinations
 from video_pipelines.executions.metrics import CONTENT_TYPE_LATEST, render_metrics
 from video_pipelines.executions.tenancy import MAX_PAGE
+from video_pipelines.orchestration.resources.artifacts import ArtifactStorage
+from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan.document import PlanDocument
 from video_pipelines.plan.limits import loads_bounded
+from video_pipelines.storage import ArtifactStore, LocalArtifactStore
+from video_pipelines.submissions import ApiKeys, SubmissionStore
 from video_pipelines.submissions.store import MAX_IDEMPOTENCY_KEY_LENGTH
 from video_pipelines.vocabulary import ExecutionState
 from video_pipelines.webhooks import DeliveryOutbox
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
+
+
+# What the app holds while it serves, and who calls, as dependencies: one submission store and one Dagster
+# instance, opened at start-up (the store pools its connections; a DagsterInstance serves many threads), and
+# `Authorization: Bearer <api key>` -> the key's tenant, then its rate limit. The key is never logged or echoed.
+@dataclass
+class ApiState:
+    """The deployment the API serves, and its per-process state (the rate limit's buckets)."""
+
+    settings: ApiSettings
+    store: SubmissionStore
+    instance: dg.DagsterInstance
+    limiter: TokenBuckets | None
+    keys: ApiKeys = field(init=False)
+    records: DagsterRunRecords = field(init=False)
+    _artifacts: ArtifactStore | None = field(default=None, init=False, repr=False)
+    _artifacts_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.keys = ApiKeys(self.store)
+        self.records = DagsterRunRecords(self.instance)
+
+    def artifacts(self) -> ArtifactStore:
+        """The deployment's artifact storage, made on first use: a bad storage URL makes `/health` down, not the API."""
+        with self._artifacts_lock:
+            if self._artifacts is None:
+                self._artifacts = ArtifactStorage().store()
+            return self._artifacts
+
+
+@contextmanager
+def open_state(settings: ApiSettings) -> Iterator[ApiState]:
+    """Open the environment's deployment (as every door does: DAGSTER_HOME, the database URL) for serving."""
+    with open_deployment() as (instance, store):
+        limiter = TokenBuckets(settings.rate_limit) if settings.rate_limit is not None else None
+        yield ApiState(settings, store, instance, limiter)
+
+
+def api_state(request: Request) -> ApiState:
+    return cast(ApiState, request.app.state.api)
+
+
+StateDep = Annotated[ApiState, Depends(api_state)]
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="An API key made with `video-pipelines api-keys create --name NAME [--tenant T]`.",
+)
+MISSING_KEY = (
+    "this call needs an API key: send Authorization: Bearer <key> "
+    "(keys are made with `video-pipelines api-keys create --name NAME`)"
+)
+BAD_KEY = "the API key is not valid (unknown or revoked)"
+
+
+def authenticated(
+    state: StateDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Caller:
+    """The caller of an `/api/...` request: its key's tenant (raises the 401 or 429 problem)."""
+    if credentials is None or not credentials.credentials:
+        raise ApiProblem(401, MISSING_KEY, headers={"WWW-Authenticate": "Bearer"})
+    key = state.keys.authenticate(credentials.credentials)
+    if key is None:
+        raise ApiProblem(401, BAD_KEY, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if state.limiter is not None:
+        wait = state.limiter.take(key.key_id)
+        if wait is not None:
+            limit = state.limiter.limit
+            raise ApiProblem(
+                429,
+                f"this API key made more than {limit.requests} requests in {limit.period_seconds:g} s; "
+                f"try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+    return Caller(key.tenant)
+
+
+CallerDep = Annotated[Caller, Depends(authenticated)]
+
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 # The body of POST /api/execute in the OpenAPI document (the route reads it itself, see `submit`).
@@ -209,6 +308,118 @@ def retry(execution_id: str, caller: CallerDep, state: StateDep) -> StatusDocume
     return StatusDocument.of(executions.retry_for(caller, state.records, state.store, execution_id))
 
 
+# `GET /api/execute/{id}/events`: server-sent events made by polling the status and diffing readings, so
+# they show what the status document shows. A failed reading ends the stream: EventSource reconnects.
+EventKind = Literal["status", "node", "execution"]
+KEEPALIVE = b": keep-alive\n\n"
+# What each kind of event carries as its `data`, as the OpenAPI document says.
+PAYLOADS: dict[EventKind, tuple[type[BaseModel], str]] = {
+    "status": (StatusDocument, "the status document as it is when the client connects (always first)"),
+    "node": (NodeEvent, "a node's state changed"),
+    "execution": (StatusDocument, "the execution's status changed; the stream ends after a terminal one"),
+}
+
+
+def stream_schema(ref_template: str) -> dict[str, Any]:
+    """The events of the stream, one schema per kind, in OpenAPI 3.2's `itemSchema` form for server-sent
+    events (as FastAPI writes its own streams): `data` is JSON text whose schema is the payload's model."""
+    return {
+        "oneOf": [
+            {
+                "type": "object",
+                "title": f"{kind} event",
+                "description": description,
+                "required": ["event", "id", "data"],
+                "properties": {
+                    "event": {"const": kind},
+                    "id": {"type": "string", "description": "1, 2, ... in the order the events are sent"},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"$ref": ref_template.format(model=model.__name__)},
+                    },
+                },
+            }
+            for kind, (model, description) in PAYLOADS.items()
+        ]
+    }
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """One event of the stream: its kind and its JSON data."""
+
+    kind: EventKind
+    data: dict[str, Any]
+
+    def encode(self, event_id: int) -> bytes:
+        data = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
+        return format_sse_event(data_str=data, event=self.kind, id=str(event_id))
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether this event carries the execution's terminal status (the stream ends after it)."""
+        return self.kind != "node" and self.data["status"] in {"completed", "failed", "canceled"}
+
+
+def status_changes(before: ExecutionStatus, after: ExecutionStatus) -> list[StatusEvent]:
+    """The events between two readings of one execution: node changes in plan order, then its own."""
+    events: list[StatusEvent] = []
+    for node_id, node in after.nodes.items():
+        earlier = before.nodes.get(node_id)
+        if earlier is not None and earlier.state is node.state:
+            continue
+        events.append(
+            StatusEvent(
+                "node",
+                {
+                    "executionId": after.execution_id,
+                    "nodeId": node_id,
+                    "status": node.state.value,
+                    "previousStatus": earlier.state.value if earlier is not None else None,
+                    "result": node.result.to_wire() if node.result is not None else None,
+                    "reusedFrom": node.reused_from,
+                },
+            )
+        )
+    if after.state is not before.state:
+        events.append(StatusEvent("execution", after.to_wire()))
+    return events
+
+
+async def execution_events(
+    first: ExecutionStatus,
+    read_status: Callable[[], Awaitable[ExecutionStatus]],
+    *,
+    poll_seconds: float,
+    keepalive_seconds: float,
+    disconnected: Callable[[], Awaitable[bool]],
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[bytes]:
+    """The encoded stream of one execution from its reading `first`; stops when the client has gone."""
+    sequence = 1
+    yield StatusEvent("status", first.to_wire()).encode(sequence)
+    previous = first
+    quiet_since = clock()
+    while not previous.is_terminal:
+        await anyio.sleep(poll_seconds)
+        if await disconnected():
+            return
+        try:
+            current = await read_status()
+        except Exception as exc:
+            log.warning("events of %s: reading its status failed, ending the stream: %s", first.execution_id, exc)
+            return
+        for event in status_changes(previous, current):
+            sequence += 1
+            yield event.encode(sequence)
+            quiet_since = clock()
+        if clock() - quiet_since >= keepalive_seconds:
+            yield KEEPALIVE
+            quiet_since = clock()
+        previous = current
+
+
 @router.get(
     "/api/execute/{execution_id}/events",
     # Not EventSourceResponse: FastAPI would then expect this route to be a generator of events.
@@ -298,6 +509,72 @@ def redeliver(execution_id: str, webhook_id: str, caller: CallerDep, state: Stat
     return Delivery.model_validate(executions.delivery_record(DeliveryOutbox(state.store), delivery))
 
 
+# `GET /health`: database, daemon heartbeats (without them nothing launches) and storage, each with a
+# timeout. No authentication: it names no tenant, and an unexpected error only by type.
+PROBE = b"video-pipelines /health probe: artifact storage is writable\n"
+PROBE_SHA256 = hashlib.sha256(PROBE).hexdigest()
+
+
+class CheckFailed(Exception):
+    """A check found its part down; the message says why and may be shown to anyone."""
+
+
+def check_database(store: SubmissionStore) -> None:
+    with store.reader.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+
+
+def check_daemon(instance: dg.DagsterInstance, max_age_seconds: float, now: float | None = None) -> None:
+    """Raise CheckFailed naming each required daemon without a recent heartbeat."""
+    moment = time.time() if now is None else now
+    heartbeats = instance.get_daemon_heartbeats()
+    stale: list[str] = []
+    for daemon_type in instance.get_required_daemon_types():
+        beat = heartbeats.get(daemon_type)
+        if beat is None:
+            stale.append(f"{daemon_type} (no heartbeat)")
+        elif moment - beat.timestamp > max_age_seconds:
+            stale.append(f"{daemon_type} (last heartbeat {moment - beat.timestamp:.0f} s ago)")
+    if stale:
+        raise CheckFailed(f"is dagster-daemon running? {', '.join(stale)}")
+
+
+def check_storage(storage: Callable[[], ArtifactStore]) -> None:
+    store = storage()
+    with tempfile.TemporaryDirectory(prefix="vp-health-") as folder:
+        probe = Path(folder) / "probe.txt"
+        probe.write_bytes(PROBE)
+        stored = store.put_file(probe, sha256=PROBE_SHA256, suffix=".txt", content_type="text/plain")
+    if not store.exists(stored.key):
+        raise CheckFailed(f"the probe object {stored.key} was stored but cannot be found again")
+
+
+async def run_checks(checks: dict[str, Callable[[], None]], timeout_seconds: float) -> dict[str, str | None]:
+    """Every blocking check at once, each in a worker thread (any error or a timeout is its problem): each check's
+    problem, None when it is ok, in the order given."""
+    results: dict[str, str | None] = {}
+
+    async def run(name: str, check: Callable[[], None]) -> None:
+        try:
+            with anyio.fail_after(timeout_seconds):
+                # A stuck check is left behind in its thread: /health answers in time all the same.
+                await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
+        except TimeoutError:
+            results[name] = f"no answer within {timeout_seconds:g} s"
+        except CheckFailed as exc:
+            results[name] = str(exc)
+        except Exception as exc:
+            log.warning("/health: the %s check failed: %s: %s", name, type(exc).__name__, exc)
+            results[name] = f"{type(exc).__name__} (see the server log)"
+        else:
+            results[name] = None
+
+    async with anyio.create_task_group() as group:
+        for name, check in checks.items():
+            group.start_soon(run, name, check)
+    return {name: results[name] for name in checks}
+
+
 @router.get(
     "/health",
     response_model=Health,
@@ -308,7 +585,7 @@ def redeliver(execution_id: str, webhook_id: str, caller: CallerDep, state: Stat
 async def health(request: Request, state: StateDep) -> Health | JSONResponse:
     """200 when the database, the daemon's heartbeat and artifact storage are all ok; else 503 naming what is down."""
     settings = state.settings
-    results = await run_checks(
+    found = await run_checks(
         {
             "database": lambda: check_database(state.store),
             "daemon": lambda: check_daemon(state.instance, settings.daemon_max_age_seconds),
@@ -316,11 +593,11 @@ async def health(request: Request, state: StateDep) -> Health | JSONResponse:
         },
         settings.health_timeout_seconds,
     )
-    body = {result.name: result.state for result in results}
-    down = [result for result in results if result.problem is not None]
+    body = {name: "ok" if problem is None else "down" for name, problem in found.items()}
+    down = {name: problem for name, problem in found.items() if problem is not None}
     if not down:
         return Health.model_validate(body)
-    detail = "; ".join(f"{result.name} is down: {result.problem}" for result in down)
+    detail = "; ".join(f"{name} is down: {problem}" for name, problem in down.items())
     return ApiProblem(503, detail, type_=UNHEALTHY, extensions=body).response(request)
 
 
@@ -334,3 +611,43 @@ async def health(request: Request, state: StateDep) -> Health | JSONResponse:
 def metrics(state: StateDep) -> Response:
     """The Prometheus text format, computed from the database and the Dagster instance at scrape time."""
     return Response(render_metrics(state.store, state.records), media_type=CONTENT_TYPE_LATEST)
+
+
+# `GET /artifacts/{key}`: local artifacts over HTTP, read-only, without a key (a browser following a link from the
+# Dagster UI has none). Only content keys: a key names the content's SHA-256, so a URL cannot be guessed, and the
+# other files of the folder (the health probe's, anything a person put there) stay off the network. 404 on S3.
+_CONTENT_KEY = re.compile(
+    r"(?P<folder>videos|thumbnails)/(?P<prefix>[0-9a-f]{2})/(?P<sha256>[0-9a-f]{64})(?P<suffix>\.mp4|\.srt|\.vtt|\.jpg)"
+)
+# Captions in UTF-8, said so: SubRip has no way to say it in the file, and a <track> needs text/vtt.
+_MEDIA_TYPES = {
+    ("videos", ".mp4"): "video/mp4",
+    ("videos", ".srt"): "application/x-subrip; charset=utf-8",
+    ("videos", ".vtt"): "text/vtt; charset=utf-8",
+    ("thumbnails", ".jpg"): "image/jpeg",
+}
+# The bytes of a content key never change, so a browser may keep them.
+_HEADERS = {"Cache-Control": "public, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"}
+
+
+@router.api_route("/artifacts/{key:path}", methods=["GET", "HEAD"], include_in_schema=False)
+def artifact(key: str, state: StateDep) -> FileResponse:
+    """Serve a stored video (`video/mp4`, with HTTP Range requests), its captions (SubRip, WebVTT) or thumbnail."""
+    store = state.artifacts()
+    if not isinstance(store, LocalArtifactStore):
+        raise ApiProblem(
+            404, "artifacts are served here only from local storage; this deployment's result URLs point at S3"
+        )
+    match = _CONTENT_KEY.fullmatch(key)
+    media_type = _MEDIA_TYPES.get((match["folder"], match["suffix"])) if match else None
+    if match is None or media_type is None or not match["sha256"].startswith(match["prefix"]):
+        raise ApiProblem(
+            404,
+            "no such artifact: expected videos/<sha256[:2]>/<sha256>.mp4 (or .srt, .vtt) "
+            "or thumbnails/<sha256[:2]>/<sha256>.jpg",
+        )
+    path = store.local_path(key)
+    # A symlink placed in the folder must not lead out of it.
+    if path is None or not path.resolve().is_relative_to(store.root):
+        raise ApiProblem(404, f"no artifact {key} in this deployment's storage")
+    return FileResponse(path, media_type=media_type, headers=_HEADERS)

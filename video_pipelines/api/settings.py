@@ -59,21 +59,14 @@ class RateLimit:
         return self.requests / self.period_seconds
 
 
-# The buckets live in this process's memory, on purpose (no round trip per request); a limit that must hold
-# across processes belongs in the gateway.
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-
-
 class TokenBuckets:
-    """One token bucket per key (thread-safe)."""
+    """One token bucket per key (thread-safe). The buckets live in this process's memory, on purpose (no round
+    trip per request); a limit that must hold across processes belongs in the gateway."""
 
     def __init__(self, limit: RateLimit, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when they were counted)
         self._lock = threading.Lock()
 
     def take(self, key: str) -> int | None:
@@ -81,15 +74,11 @@ class TokenBuckets:
         now = self._clock()
         capacity = float(self.limit.requests)
         with self._lock:
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                bucket = self._buckets[key] = _Bucket(capacity, now)
-            bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated) * self.limit.per_second)
-            bucket.updated = now
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
-                return None
-            return max(1, math.ceil((1.0 - bucket.tokens) / self.limit.per_second))
+            tokens, updated = self._buckets.get(key, (capacity, now))
+            tokens = min(capacity, tokens + (now - updated) * self.limit.per_second)
+            taken = tokens >= 1.0
+            self._buckets[key] = (tokens - 1.0 if taken else tokens, now)
+            return None if taken else max(1, math.ceil((1.0 - tokens) / self.limit.per_second))
 
 
 def _number(environ: Mapping[str, str], name: str, default: float, *, integer: bool = False) -> float:

@@ -124,13 +124,7 @@ class ApiClient:
         return answer
 
     def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        repeatable: bool,
-        json: Any = None,
-        headers: Mapping[str, str] | None = None,
+        self, method: str, path: str, *, repeatable: bool, json: Any = None, headers: Mapping[str, str] | None = None
     ) -> Any:
         attempt = 0
         while True:

@@ -259,24 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
         added.set_defaults(handler=handler)
         return added
 
-    _plan_verbs(command)
-    _execution_verbs(command)
-    _service_verbs(command)
-    return parser
-
-
-# command(name, handler, help=..., usage=...): a subcommand of `video-pipelines`, which runs `handler`.
-Command = Callable[..., argparse.ArgumentParser]
-
-
-def _plan_verbs(command: Command) -> None:
     validate = command("validate", _validate, help="check a plan and show what would run, node by node")
     validate.add_argument("plan", help="plan JSON file, or - for stdin")
     validate.add_argument("--base-execution-id", help="validate as a variant of this execution")
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
     validate.add_argument(
-        "--tenant",
-        help="whose earlier results the plan may reuse (an API key's tenant; default: the operators')",
+        "--tenant", help="whose earlier results the plan may reuse (an API key's tenant; default: the operators')"
     )
 
     submit = command("submit", _submit, help="submit a plan; prints its executionId at once")
@@ -287,6 +275,13 @@ def _plan_verbs(command: Command) -> None:
     submit.add_argument("--priority", choices=[priority.value for priority in Priority])
     submit.add_argument("--idempotency-key", help="the same key returns the same execution, never a second run")
     submit.add_argument("--wait", action="store_true", help="wait for the end and print the final status")
+    _execution_verbs(command)
+    _service_verbs(command)
+    return parser
+
+
+# command(name, handler, help=..., usage=...): a subcommand of `video-pipelines`, which runs `handler`.
+Command = Callable[..., argparse.ArgumentParser]
 
 
 def _execution_verbs(command: Command) -> None:

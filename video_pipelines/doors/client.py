@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -47,7 +47,7 @@ class Deployment:
 
     def daemon_problem(self) -> str | None:
         """Why no daemon would launch this deployment's submissions, as `/health` sees it; None when one beats."""
-        from video_pipelines.api.health import CheckFailed, check_daemon
+        from video_pipelines.api.routes import CheckFailed, check_daemon
         from video_pipelines.api.settings import ApiSettings
 
         try:
@@ -115,12 +115,9 @@ def deployment(*, create: bool = True) -> Iterator[Deployment]:
 def connect(*, create: bool = True) -> Iterator[Target]:
     """The environment's target: the API when `VIDEO_PIPELINES_API_URL` is set, else the local deployment."""
     api = ApiClient.from_env()
-    if api is None:
-        with deployment(create=create) as opened:
-            yield opened
-        return
-    with api:
-        yield api
+    opening: AbstractContextManager[Target] = deployment(create=create) if api is None else api
+    with opening as opened:
+        yield opened
 
 
 def _on(target: Target | None, call: Callable[[Target], T], *, create: bool = False) -> T:
@@ -128,13 +125,11 @@ def _on(target: Target | None, call: Callable[[Target], T], *, create: bool = Fa
     if target is None:
         with connect(create=create) as opened:
             return _on(opened, call)
-    if isinstance(target, ApiClient):
-        return call(target)
     try:
         return call(target)
     except ExecutionNotFound as exc:
-        # A nested call (wait's status) has already said where it looked.
-        if target.where in str(exc):
+        # The API's error says where it looked (`at the API ...`), as does a nested call's (wait's status).
+        if isinstance(target, ApiClient) or target.where in str(exc):
             raise
         raise ExecutionNotFound(f"{exc} in {target.where}") from exc
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
+from pydantic.alias_generators import to_camel
 from ulid import ULID
 
 from video_pipelines.errors import UsageError
@@ -44,15 +45,8 @@ class ApiKey:
     last_used_at: datetime | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "keyId": self.key_id,
-            "name": self.name,
-            "tenant": self.tenant,
-            "keyPrefix": self.key_prefix,
-            "createdAt": self.created_at.isoformat(),
-            "revokedAt": self.revoked_at.isoformat() if self.revoked_at else None,
-            "lastUsedAt": self.last_used_at.isoformat() if self.last_used_at else None,
-        }
+        """Every field in camelCase, in order, times in ISO 8601 (`api-keys list` and `revoke` print it)."""
+        return {to_camel(name): v.isoformat() if isinstance(v, datetime) else v for name, v in vars(self).items()}
 
 
 def check_tenant(tenant: object) -> str:

@@ -171,14 +171,7 @@ class NodeResultIndex:
             connection.execute(release)
 
     def claim(
-        self,
-        tenant: str,
-        lineage: str,
-        *,
-        execution_id: str,
-        node_id: str,
-        run_id: str,
-        now: datetime | None = None,
+        self, tenant: str, lineage: str, *, execution_id: str, node_id: str, run_id: str, now: datetime | None = None
     ) -> NodeClaim:
         """Claim (tenant, lineage): ours, or the claim already there, unchanged."""
         _check_key(tenant, lineage)
@@ -206,13 +199,7 @@ class NodeResultIndex:
         return self._rows.first(query, lambda row: record(NodeClaim, row))
 
     def take_over(
-        self,
-        stale: NodeClaim,
-        *,
-        execution_id: str,
-        node_id: str,
-        run_id: str,
-        now: datetime | None = None,
+        self, stale: NodeClaim, *, execution_id: str, node_id: str, run_id: str, now: datetime | None = None
     ) -> NodeClaim | None:
         """Take over `stale` (its holder's run ended without a result): ours, or None when it changed meanwhile."""
         _check_key(stale.tenant, stale.lineage)

@@ -7,6 +7,8 @@ pending ──claim──> launching ──mark_launched──> launched
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -14,8 +16,10 @@ import os
 import random
 import re
 import sqlite3
+import threading
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -23,19 +27,13 @@ from pathlib import Path
 from typing import Any, Final, Self
 
 import sqlalchemy as sa
+from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import event
 from ulid import ULID
 
 from video_pipelines.errors import IdempotencyKeyReused, SecretKeyError, SubmissionStoreError
 from video_pipelines.plan.lineage import canonical_json
 from video_pipelines.plan.overrides import NO_OPTIONS, SubmitOptions
-from video_pipelines.submissions.crypto import (
-    KEY_FILE_NAME,
-    SECRET_KEY_ENV,
-    SecretBox,
-    fernet_key,
-    load_or_create_key_file,
-)
 from video_pipelines.submissions.database_url import DATABASE_URL_ENV, DEFAULT_HOME, psycopg2_url
 from video_pipelines.submissions.rows import Rows, record
 from video_pipelines.submissions.schema import DEFAULT_TENANT, migrate, submissions
@@ -50,6 +48,103 @@ _POSTGRES_CONNECT_TIMEOUT_S = 10
 # Execution option of the engine that only reads: on SQLite it begins a plain (deferred)
 # transaction, so readers do not queue behind writers.
 _READ_ONLY_OPTION = "video_pipelines_read_only"
+
+
+# Webhook secrets are encrypted at rest with Fernet (a token under another key, or altered, is refused, not
+# garbled). A key is a Fernet key or a passphrase, derived by scrypt with a fixed salt so every process given it
+# derives the same key; surrounding whitespace is ignored.
+SECRET_KEY_ENV = "VIDEO_PIPELINES_SECRET_KEY"  # noqa: S105 (the name of the variable, not a key)
+KEY_FILE_NAME = "video_pipelines_secret.key"
+PASSPHRASE_SALT = b"video_pipelines/submissions/webhook-secret/v1"
+_FERNET_KEY_CHARS = 44
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
+# scrypt needs 128 * r * n bytes (32 MiB here), above hashlib's default 32 MiB cap with its overhead.
+_SCRYPT_MAXMEM = 64 * 1024 * 1024
+
+
+def fernet_key(material: bytes | str) -> bytes:
+    """The Fernet key `material` stands for: a Fernet key as it is, anything else as a passphrase."""
+    raw = (material.encode("utf-8") if isinstance(material, str) else bytes(material)).strip()
+    if not raw:
+        raise SecretKeyError(f"the webhook-secret key is empty; set {SECRET_KEY_ENV} to a Fernet key or a passphrase")
+    # binascii.Error, a bad base64 key, is a ValueError.
+    with contextlib.suppress(ValueError):
+        if len(raw) == _FERNET_KEY_CHARS and len(base64.urlsafe_b64decode(raw)) == 32:
+            return raw
+    derived = hashlib.scrypt(
+        raw, salt=PASSPHRASE_SALT, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, maxmem=_SCRYPT_MAXMEM, dklen=32
+    )
+    return base64.urlsafe_b64encode(derived)
+
+
+def _read_key_file(path: Path) -> bytes:
+    try:
+        material = path.read_bytes()
+    except OSError as exc:
+        raise SecretKeyError(f"cannot read the webhook-secret key file {path}: {exc.strerror}") from None
+    if not material.strip():
+        raise SecretKeyError(
+            f"the webhook-secret key file {path} is empty; restore it from a backup, or set {SECRET_KEY_ENV}"
+        )
+    return fernet_key(material)
+
+
+def load_or_create_key_file(path: Path) -> bytes:
+    """The key in `path`, or a new one written there (0600): racers hard-link a private temporary file into
+    place, so all but the first read its key, never half written."""
+    if path.exists():
+        return _read_key_file(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key()
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(key + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return _read_key_file(path)
+    finally:
+        temp.unlink(missing_ok=True)
+    # Losing the key loses every stored secret: make the new directory entry durable too.
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return key
+
+
+class SecretBox:
+    """Encrypts and decrypts webhook secrets with one Fernet key, resolved at the first use: a store
+    that never sees a secret never needs a key."""
+
+    def __init__(self, resolve_key: Callable[[], bytes]) -> None:
+        self._resolve_key = resolve_key
+        self._fernet: Fernet | None = None
+        self._lock = threading.Lock()
+
+    def _cipher(self) -> Fernet:
+        with self._lock:
+            if self._fernet is None:
+                self._fernet = Fernet(self._resolve_key())
+            return self._fernet
+
+    def encrypt(self, plaintext: str) -> str:
+        return self._cipher().encrypt(plaintext.encode("utf-8")).decode("ascii")
+
+    def decrypt(self, token: str, *, what: str) -> str:
+        """The plaintext of `token`; `what` names the secret in the error when the key does not fit."""
+        try:
+            return self._cipher().decrypt(token.encode("ascii")).decode("utf-8")
+        except InvalidToken:
+            raise SecretKeyError(
+                f"cannot decrypt {what}: the current key is not the one it was encrypted with (or the stored "
+                f"value was altered); set {SECRET_KEY_ENV} (or the key file) to the key used when it was submitted"
+            ) from None
 
 
 class SubmissionState(StrEnum):
@@ -104,7 +199,10 @@ def execution_created_at(execution_id: str) -> float | None:
         return None
 
 
-def _use_wal(dbapi_connection: sqlite3.Connection) -> None:
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    # pysqlite's own transaction handling starts transactions late and never for DDL; turn it
+    # off and begin every transaction ourselves (SQLAlchemy's documented SQLite recipe).
+    dbapi_connection.isolation_level = None
     # WAL is a property of the file, so only the first connection ever switches it. The switch
     # needs an exclusive lock and SQLite reports "locked" at once, without waiting out the busy
     # timeout, when other connections are opening the file at the same moment: retry.
@@ -119,13 +217,6 @@ def _use_wal(dbapi_connection: sqlite3.Connection) -> None:
             if not contended or time.monotonic() > deadline:
                 raise
             time.sleep(0.01 + random.random() * 0.04)
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # pysqlite's own transaction handling starts transactions late and never for DDL; turn it
-    # off and begin every transaction ourselves (SQLAlchemy's documented SQLite recipe).
-    dbapi_connection.isolation_level = None
-    _use_wal(dbapi_connection)
 
 
 def _sqlite_on_begin(connection: sa.Connection) -> None:
@@ -249,13 +340,15 @@ class SubmissionStore:
             database.parent.mkdir(parents=True, exist_ok=True)
             self._key_file = database.parent / KEY_FILE_NAME
         self._secrets = SecretBox(self._resolve_key)
-        self._engine = _create_engine(self._url)
-        self._reader = self._engine.execution_options(**{_READ_ONLY_OPTION: True})
-        self._rows = Rows(self._engine, self._reader)
+        # The engine, also for the tables beside: on SQLite each transaction takes the write lock at once. The
+        # reader is the same engine for read-only work: on SQLite its transactions do not queue behind writers.
+        self.engine = _create_engine(self._url)
+        self.reader = self.engine.execution_options(**{_READ_ONLY_OPTION: True})
+        self._rows = Rows(self.engine, self.reader)
         try:
-            migrate(self._engine)
+            migrate(self.engine)
         except BaseException as exc:
-            self._engine.dispose()
+            self.engine.dispose()
             if not isinstance(exc, sa.exc.SQLAlchemyError):
                 raise
             reason = getattr(exc, "orig", None) or exc
@@ -274,16 +367,6 @@ class SubmissionStore:
     @property
     def url(self) -> str:
         return self._url.render_as_string(hide_password=True)
-
-    @property
-    def engine(self) -> sa.Engine:
-        """The engine for the tables beside; on SQLite each transaction takes the write lock at once."""
-        return self._engine
-
-    @property
-    def reader(self) -> sa.Engine:
-        """The same engine for read-only work: on SQLite its transactions do not queue behind writers."""
-        return self._reader
 
     def __repr__(self) -> str:
         return f"SubmissionStore({self.url!r})"
@@ -336,7 +419,7 @@ class SubmissionStore:
             request_digest=digest,
         )
         try:
-            with self._engine.begin() as connection:
+            with self.engine.begin() as connection:
                 connection.execute(submissions.insert().values(_row(submission, token)))
         except sa.exc.IntegrityError:
             # Another process inserted this idempotency key between our read and our insert.
@@ -424,7 +507,7 @@ class SubmissionStore:
         return self._secrets.decrypt(token, what=f"the webhook secret of {execution_id}")
 
     def close(self) -> None:
-        self._engine.dispose()
+        self.engine.dispose()
 
     def __enter__(self) -> Self:
         return self
