@@ -144,11 +144,6 @@ def keep_captions(call: OperationCall, carried: CarriedCaptions | None) -> Capti
     return Captioned(None, carried.cues)
 
 
-def seed_for(params: GenerateVideoParams, lineage: str) -> int:
-    """The given seed, or one derived from the lineage so the same node renders the same clip."""
-    return params.seed if params.seed is not None else int(lineage[:8], 16) % (2**31)
-
-
 def generate_video(params: GenerateVideoParams, call: OperationCall) -> str:
     width, height = dimensions_for(params.aspect_ratio, params.resolution)
     generator = video_generator(params.provider, allowed=call.env.allowed_hosts, remote=call.env.remote)
@@ -159,7 +154,8 @@ def generate_video(params: GenerateVideoParams, call: OperationCall) -> str:
         width=width,
         height=height,
         aspect_ratio=params.aspect_ratio,
-        seed=seed_for(params, call.lineage),
+        # None given: one derived from the lineage, so the same node renders the same clip.
+        seed=params.seed if params.seed is not None else int(call.lineage[:8], 16) % (2**31),
         model=params.model,
     )
     generator.generate(request, call.out, timeout=call.env.timeout, ledger=call.ledger)
