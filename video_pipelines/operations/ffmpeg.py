@@ -31,7 +31,6 @@ _PR_SET_PDEATHSIG = 1
 
 @functools.cache
 def ffmpeg_exe() -> str:
-    """The path of the FFmpeg binary bundled with imageio-ffmpeg."""
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
@@ -71,7 +70,6 @@ def _stderr_tail(raw: bytes, lines: int = STDERR_TAIL_LINES) -> str:
 
 
 def check_timeout(timeout: float | None) -> None:
-    """Raise `MediaError` unless `timeout` is None or a positive number of seconds."""
     if timeout is not None and not timeout > 0:
         raise MediaError(f"timeout must be a positive number of seconds, got {timeout}")
 
