@@ -10,7 +10,7 @@ probe (`benchmarks/bench_reuse_lookup.py`); Dagster's materializations are per a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.plan.results import VideoResult
@@ -141,7 +141,16 @@ def _release(index: NodeResultIndex, work: NodeWork) -> None:
 
 
 def _record(index: NodeResultIndex, work: NodeWork, run: NodeRun) -> NodeRun:
-    # NodeWork's fields are CachedNode's, but for `cache` (whether to look first, not what is recorded).
-    where = {name: value for name, value in asdict(work).items() if name != "cache"}
-    index.record(CachedNode(**where, result=run.result.to_wire(), cost_usd=run.cost_usd))
+    index.record(
+        CachedNode(
+            tenant=work.tenant,
+            lineage=work.lineage,
+            execution_id=work.execution_id,
+            node_id=work.node_id,
+            operation=work.operation,
+            run_id=work.run_id,
+            result=run.result.to_wire(),
+            cost_usd=run.cost_usd,
+        )
+    )
     return run
