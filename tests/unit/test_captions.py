@@ -340,7 +340,7 @@ def test_a_remote_transcriber_is_called_with_the_input_and_its_model_is_priced(
 def test_sidecars_are_stored_beside_the_video_on_s3(s3_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
     import boto3
 
-    from video_pipelines.nodes.handlers import SRT_CONTENT_TYPE, VTT_CONTENT_TYPE
+    from video_pipelines.nodes.handlers.captions import SRT_CONTENT_TYPE, VTT_CONTENT_TYPE
     from video_pipelines.storage import S3ArtifactStore
 
     store = S3ArtifactStore(s3_bucket, "renders", endpoint_url=s3_endpoint)

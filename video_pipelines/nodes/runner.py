@@ -17,7 +17,9 @@ from pydantic import ValidationError
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.nodes.checks import expectations_for, subject
 from video_pipelines.nodes.environment import NodeEnvironment, local_copy
-from video_pipelines.nodes.handlers import HANDLERS, Captioned, OperationCall, store_captions
+from video_pipelines.nodes.handlers import HANDLERS
+from video_pipelines.nodes.handlers.call import Captioned, OperationCall
+from video_pipelines.nodes.handlers.captions import store_captions
 from video_pipelines.operations import probe
 from video_pipelines.operations.checks import CheckName, CheckOutcome, blocking_failure, check_media
 from video_pipelines.plan.model import PlanNode
