@@ -52,11 +52,7 @@ class ExecutionState(StrEnum):
 
 
 # The states an execution ends in; each is also the webhook event sent for it.
-TERMINAL_STATES: tuple[ExecutionState, ...] = (
-    ExecutionState.COMPLETED,
-    ExecutionState.FAILED,
-    ExecutionState.CANCELED,
-)
+TERMINAL_STATES: tuple[ExecutionState, ...] = (ExecutionState.COMPLETED, ExecutionState.FAILED, ExecutionState.CANCELED)
 
 
 class WebhookEvent(StrEnum):

@@ -10,14 +10,8 @@ from collections.abc import Sequence
 
 from video_pipelines.operations.checks import MediaExpectations
 from video_pipelines.plan import Plan, PlanNode, execution_order
-from video_pipelines.plan.params import (
-    AnyParams,
-    GenerateVideoParams,
-    LipSyncParams,
-    MergeParams,
-    Operation,
-    ReframeParams,
-)
+from video_pipelines.plan.durations import output_duration
+from video_pipelines.plan.params import AnyParams, GenerateVideoParams, LipSyncParams, Operation, ReframeParams
 from video_pipelines.plan.results import VideoResult
 
 
@@ -37,18 +31,13 @@ def audio_expected(plan: Plan) -> dict[str, bool]:
 def expectations_for(
     node: PlanNode, params: AnyParams, inputs: Sequence[VideoResult], *, audio: bool
 ) -> MediaExpectations:
-    first = inputs[0] if inputs else None
-    duration = first.duration if first is not None else None
-    aspect_ratio = first.aspect_ratio if first is not None else None
-    if isinstance(params, GenerateVideoParams):
-        duration, aspect_ratio = params.duration, params.aspect_ratio
-    elif isinstance(params, MergeParams):
-        overlap = 0.0 if params.transition == "cut" else params.transition_duration * (len(inputs) - 1)
-        duration = sum(result.duration for result in inputs) - overlap
-    elif isinstance(params, ReframeParams):
-        aspect_ratio = params.aspect_ratio
-    elif isinstance(params, LipSyncParams) and params.provider != "local":
+    duration = output_duration(params, [result.duration for result in inputs])
+    if isinstance(params, LipSyncParams) and params.provider != "local":
         duration = None  # remote lip-sync models may follow the voice's length rather than the video's
+    if isinstance(params, GenerateVideoParams | ReframeParams):
+        aspect_ratio: str | None = params.aspect_ratio
+    else:
+        aspect_ratio = inputs[0].aspect_ratio if inputs else None
     return MediaExpectations(duration=duration, aspect_ratio=aspect_ratio, audio=audio)
 
 

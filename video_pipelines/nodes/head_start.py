@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from video_pipelines.errors import TransientError, VideoPipelineError
-from video_pipelines.nodes.checks import audio_expected
 from video_pipelines.nodes.runner import NodeRun
-from video_pipelines.nodes.tasks import NodeTask
+from video_pipelines.nodes.tasks import NodeTask, PlannedNode, planned_nodes
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import ResolvedPlan
 from video_pipelines.providers.http import stopping_on
@@ -54,16 +53,13 @@ class HeadStarts:
         self._stop = threading.Event()
         self._join_timeout = join_timeout
         self.halted_by: str | None = None
-        self._resolved: ResolvedPlan | None = None
-        self._audio: dict[str, bool] = {}  # whether each node's video should have sound (`nodes.checks`)
+        self._planned: list[PlannedNode] = []  # the nodes to run, in plan order
         self._results: dict[str, VideoResult] = {}
-        self._execution_id = ""
 
     def know(self, execution_id: str, resolved: ResolvedPlan) -> None:
+        planned = {each.node.id: each for each in planned_nodes(execution_id, resolved)}
         with self._lock:
-            self._execution_id = execution_id
-            self._resolved = resolved
-            self._audio = audio_expected(resolved.plan)
+            self._planned = [planned[node.id] for node in resolved.to_run]
 
     def results(self) -> dict[str, VideoResult]:
         with self._lock:
@@ -83,19 +79,17 @@ class HeadStarts:
     def ready(self) -> list[NodeTask]:
         """The remote nodes whose inputs all exist, not started nor in their step yet."""
         with self._lock:
-            if self._resolved is None or self._stop.is_set():
+            if self._stop.is_set():
                 return []
-            resolved, results, ready = self._resolved, self._results, []
-            for node in resolved.to_run:
-                if node.id in self._ahead or node.id in self._in_step or node.id in results or not node.is_remote:
+            ready = []
+            for planned in self._planned:
+                node = planned.node
+                if node.id in self._ahead or node.id in self._in_step or node.id in self._results or not node.is_remote:
                     continue
                 try:
-                    upstream = resolved.upstream(node, results)
+                    ready.append(planned.task(self._results))
                 except KeyError:  # an ancestor that runs has no result yet
                     continue
-                inputs = tuple(resolved.inputs(node, results))
-                lineage, audio = resolved.lineage[node.id], self._audio.get(node.id, False)
-                ready.append(NodeTask(self._execution_id, node, inputs, upstream, lineage, audio))
             return ready
 
     def start(self, node_id: str, key: object, work: Work, *, then: Callable[[NodeRun, Log], None]) -> bool:

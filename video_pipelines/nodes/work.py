@@ -60,7 +60,7 @@ class RunNodes:
         self.store = store
         self.blocking = blocking  # the media checks whose failure fails the node
         # The media checks of the nodes computed here, by (node id, lineage), until their steps log them.
-        self._checks: dict[tuple[str, str], list[CheckOutcome]] = {}
+        self.checks: dict[tuple[str, str], list[CheckOutcome]] = {}
         self._env: NodeEnvironment | None = None
         self._env_lock = threading.Lock()  # the threads of nodes started ahead ask for it too
         self.tags_lock = threading.Lock()  # see RunTagLedger
@@ -73,11 +73,8 @@ class RunNodes:
                 self._env = self._make_env()
             return self._env
 
-    def record_checks(self, node_id: str, lineage: str, outcomes: list[CheckOutcome]) -> None:
-        self._checks[(node_id, lineage)] = outcomes
-
     def take_checks(self, node_id: str, lineage: str) -> list[CheckOutcome]:
-        return self._checks.pop((node_id, lineage), [])
+        return self.checks.pop((node_id, lineage), [])
 
     def tenant(self, execution_id: str) -> str:
         """The tenant whose node-result index the execution's nodes use (`DEFAULT_TENANT` for a direct launch)."""
@@ -111,7 +108,7 @@ def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int)
             )
             span.ran(result)
         # They wait for the node's step, which logs them (the work may run ahead of it, in a thread).
-        nodes.record_checks(node.id, task.lineage, result.checks)
+        nodes.checks[(node.id, task.lineage)] = result.checks
         return result
 
     def work(log: Log, warn: Log) -> NodeRun:

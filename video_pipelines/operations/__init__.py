@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from video_pipelines.operations.common import dimensions_for
+from video_pipelines.operations.common import dimensions_for, reframe_video, replace_audio
 from video_pipelines.operations.ffmpeg import ffmpeg_exe, probe, run_ffmpeg
 from video_pipelines.operations.generate import generate_clip
-from video_pipelines.operations.lip_sync import replace_audio
 from video_pipelines.operations.merge import MergeStrategy, merge_videos
-from video_pipelines.operations.reframe import reframe_video
 from video_pipelines.operations.subtitles import add_subtitle_track, build_ass, burn_subtitles, escape_ass_text
 from video_pipelines.speech.cues import Cue
 from video_pipelines.speech.srt import parse_srt, to_srt, to_webvtt

@@ -261,20 +261,6 @@ _CHECKS = {
 }
 
 
-def evaluate(
-    facts: MediaFacts, expected: MediaExpectations, *, subject: str, blocking: Iterable[CheckName] = DEFAULT_BLOCKING
-) -> list[CheckOutcome]:
-    """Every check's outcome on `facts`, in `CheckName` order; `subject` names the node in the messages."""
-    blocks = frozenset(blocking)
-    outcomes = []
-    for name, check in _CHECKS.items():
-        passed, message, metadata = check(facts, expected, subject)
-        # Only this check's numbers: status reads every evaluation of a run, and smaller events read faster.
-        metadata["check_seconds"] = facts.seconds
-        outcomes.append(CheckOutcome(name, passed, name in blocks, f"{name.value}: {message}", metadata))
-    return outcomes
-
-
 def check_media(
     path: Path,
     expected: MediaExpectations,
@@ -284,8 +270,17 @@ def check_media(
     info: MediaInfo | None = None,
     timeout: float | None = _ANALYSIS_TIMEOUT_S,
 ) -> list[CheckOutcome]:
-    """Analyse the video at `path` (`info`: its probe, if made already) and check it against `expected`."""
-    return evaluate(analyse(path, info=info, timeout=timeout), expected, subject=subject, blocking=blocking)
+    """Analyse the video at `path` (`info`: its probe, if made already) and check it against `expected`: every
+    check's outcome, in `CheckName` order; `subject` names the node in the messages."""
+    facts = analyse(path, info=info, timeout=timeout)
+    blocks = frozenset(blocking)
+    outcomes = []
+    for name, check in _CHECKS.items():
+        passed, message, metadata = check(facts, expected, subject)
+        # Only this check's numbers: status reads every evaluation of a run, and smaller events read faster.
+        metadata["check_seconds"] = facts.seconds
+        outcomes.append(CheckOutcome(name, passed, name in blocks, f"{name.value}: {message}", metadata))
+    return outcomes
 
 
 def blocking_failure(outcomes: Sequence[CheckOutcome]) -> MediaChecksFailed | None:

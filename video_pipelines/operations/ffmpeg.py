@@ -31,7 +31,6 @@ _PR_SET_PDEATHSIG = 1
 
 @functools.cache
 def ffmpeg_exe() -> str:
-    """The path of the FFmpeg binary bundled with imageio-ffmpeg."""
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
@@ -71,7 +70,6 @@ def _stderr_tail(raw: bytes, lines: int = STDERR_TAIL_LINES) -> str:
 
 
 def check_timeout(timeout: float | None) -> None:
-    """Raise `MediaError` unless `timeout` is None or a positive number of seconds."""
     if timeout is not None and not timeout > 0:
         raise MediaError(f"timeout must be a positive number of seconds, got {timeout}")
 
@@ -264,15 +262,8 @@ def _parse_audio_stream(description: str) -> _AudioStream:
     return _AudioStream(codec=codec, sample_rate=sample_rate, channels=channels)
 
 
-@dataclass(frozen=True)
-class _ProbeResult:
-    duration: float | None
-    video: _VideoStream | None
-    audio: _AudioStream | None
-    subtitle_language: str | None = None
-
-
-def _probe_streams(path: Path) -> _ProbeResult:
+def _probe_streams(path: Path) -> tuple[float | None, _VideoStream | None, _AudioStream | None, str | None]:
+    """The duration, first video stream, first audio stream and first subtitle track's language of `path`."""
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
     try:
@@ -303,41 +294,39 @@ def _probe_streams(path: Path) -> _ProbeResult:
         elif kind == "Audio" and audio is None:
             audio = _parse_audio_stream(description)
     subtitle = _SUBTITLE_RE.search(stderr)
-    subtitle_language = (subtitle.group(1) or "und") if subtitle else None
-    return _ProbeResult(duration=duration, video=video, audio=audio, subtitle_language=subtitle_language)
+    return duration, video, audio, (subtitle.group(1) or "und") if subtitle else None
 
 
 def probe(path: Path) -> MediaInfo:
     """Describe the video file at `path`; raise `MediaError` naming it if it is not a playable video."""
-    result = _probe_streams(path)
-    if result.video is None:
+    duration, video, audio, subtitle_language = _probe_streams(path)
+    if video is None:
         raise MediaError(f"{path}: has no video stream")
-    if result.duration is None or result.duration <= 0:
+    if duration is None or duration <= 0:
         raise MediaError(f"{path}: has no duration (a still image or a broken file?)")
-    if result.video.fps <= 0:
+    if video.fps <= 0:
         raise MediaError(f"{path}: the video stream has no frame rate")
-    audio = result.audio
     return MediaInfo(
-        duration=result.duration,
-        width=result.video.width,
-        height=result.video.height,
-        fps=result.video.fps,
-        video_codec=result.video.codec,
+        duration=duration,
+        width=video.width,
+        height=video.height,
+        fps=video.fps,
+        video_codec=video.codec,
         audio_codec=audio.codec if audio else None,
         sample_rate=audio.sample_rate if audio else None,
         channels=audio.channels if audio else None,
-        pix_fmt=result.video.pix_fmt,
+        pix_fmt=video.pix_fmt,
         size_bytes=path.stat().st_size,
-        subtitle_language=result.subtitle_language,
+        subtitle_language=subtitle_language,
     )
 
 
 def probe_audio(path: Path) -> float:
     """The duration of a media file (audio or video) that has an audio stream; `MediaError` if it has none."""
-    result = _probe_streams(path)
-    if result.audio is None:
+    duration, _video, audio, _language = _probe_streams(path)
+    if audio is None:
         raise MediaError(f"{path}: has no audio stream")
-    return result.duration or 0.0
+    return duration or 0.0
 
 
 def make_thumbnail(video: Path, out: Path, *, width: int = 320) -> Path:

@@ -10,13 +10,7 @@ import textwrap
 from pathlib import Path
 
 from video_pipelines.errors import MediaError
-from video_pipelines.operations.common import (
-    FONT_FILE,
-    SAMPLE_RATE,
-    STEREO_48K,
-    atomic_output,
-    mp4_output,
-)
+from video_pipelines.operations.common import FONT_FILE, SAMPLE_RATE, STEREO_48K, atomic_output, mp4_output
 from video_pipelines.operations.ffmpeg import check_timeout, escape_filter_path, run_ffmpeg
 from video_pipelines.speech.srt import printable_lines
 

@@ -146,7 +146,6 @@ class PlanDocument(_Document):
 
 
 def wire_names(model: type[BaseModel]) -> tuple[str, ...]:
-    """The JSON names of a document's fields, in their order."""
     return tuple(field.alias or name for name, field in model.model_fields.items())
 
 

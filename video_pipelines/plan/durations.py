@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from video_pipelines.plan.model import Plan, execution_order
-from video_pipelines.plan.params import GenerateVideoParams, MergeParams, parse_params
+from video_pipelines.plan.params import AnyParams, GenerateVideoParams, MergeParams, parse_params
 from video_pipelines.plan.refs import REF_PATTERN, with_samples
 
 
@@ -21,19 +21,18 @@ def expected_durations(
         else:
             inputs = [durations[dep] if dep in durations else external.get(dep) for dep in node.depends_on]
         if any(isinstance(value, str) and REF_PATTERN.search(value) for value in node.params.values()):
-            durations[node.id] = None if not node.consumes_inputs else _first(inputs)
+            durations[node.id] = (inputs[0] if inputs else None) if node.consumes_inputs else None
             continue
-        params = parse_params(node.operation, with_samples(node.params))
-        if isinstance(params, GenerateVideoParams):
-            durations[node.id] = params.duration
-        elif isinstance(params, MergeParams):
-            known = [value for value in inputs if value is not None]
-            overlap = 0.0 if params.transition == "cut" else params.transition_duration * (len(inputs) - 1)
-            durations[node.id] = sum(known) - overlap if len(known) == len(inputs) else None
-        else:
-            durations[node.id] = _first(inputs)
+        durations[node.id] = output_duration(parse_params(node.operation, with_samples(node.params)), inputs)
     return durations
 
 
-def _first(inputs: list[float | None]) -> float | None:
+def output_duration(params: AnyParams, inputs: Sequence[float | None]) -> float | None:
+    """Seconds of video a node with `params` makes of inputs that last `inputs` seconds (None: not known)."""
+    if isinstance(params, GenerateVideoParams):
+        return params.duration
+    if isinstance(params, MergeParams):
+        known = [value for value in inputs if value is not None]
+        overlap = 0.0 if params.transition == "cut" else params.transition_duration * (len(inputs) - 1)
+        return sum(known) - overlap if len(known) == len(inputs) else None
     return inputs[0] if inputs else None

@@ -76,7 +76,6 @@ def _raise_where_beyond(text: str) -> None:
 
 
 def loads_bounded(document: str | bytes) -> Any:
-    """`json.loads(document)` once `check_json_text` passed."""
     text = document.decode(json.detect_encoding(document), "surrogatepass") if isinstance(document, bytes) else document
     check_json_text(text)
     return json.loads(text)

@@ -169,13 +169,11 @@ def parse_plan(data: Mapping[str, Any], *, external_nodes: Collection[str] | Non
 
 def _check_graph(plan: Plan, external_nodes: Collection[str] | None) -> None:
     """Its dependencies, then (only when they resolve) its cycles, then each node's inputs and params."""
-    problems: list[str] = []
-    _check_dependencies(plan, external_nodes, problems)
-    if problems:
-        raise PlanValidationError(problems)
+    check_base_dependencies(plan, external_nodes)
     cycle = find_cycle(plan)
     if cycle:
         raise PlanValidationError([f"plan: dependency cycle {' -> '.join(cycle)}"])
+    problems: list[str] = []
     for node in plan.nodes:
         _check_inputs(node, plan.base_execution_id is not None, problems)
         _check_params(plan, node, problems)
@@ -211,16 +209,10 @@ def _parse_nodes(jobs: list[Any], problems: list[str]) -> list[PlanNode]:
     return nodes
 
 
-def check_base_dependencies(plan: Plan, base_nodes: Collection[str]) -> None:
-    """Once the base's nodes are known, a dependency on a node neither the plan nor its base has is an error."""
+def check_base_dependencies(plan: Plan, external_nodes: Collection[str] | None) -> None:
+    """Every dependsOn names a node of the plan, or of its base (all of them while the base's nodes are unknown,
+    None; admission checks again once they are known)."""
     problems: list[str] = []
-    _check_dependencies(plan, base_nodes, problems)
-    if problems:
-        raise PlanValidationError(problems)
-
-
-def _check_dependencies(plan: Plan, external_nodes: Collection[str] | None, problems: list[str]) -> None:
-    """Every dependsOn names a node of the plan, or of its base (all of them while the base is unknown)."""
     base_execution_id = plan.base_execution_id
     for node in plan.nodes:
         for dep in node.depends_on:
@@ -230,6 +222,8 @@ def _check_dependencies(plan: Plan, external_nodes: Collection[str] | None, prob
                 continue
             where = f" or in base {base_execution_id}" if base_execution_id is not None else ""
             problems.append(f"{node.id}.dependsOn: unknown dependency '{dep}' (no job with that id{where})")
+    if problems:
+        raise PlanValidationError(problems)
 
 
 def _parse_webhook(raw: Any, problems: list[str]) -> Webhook | None:

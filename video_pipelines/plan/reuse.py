@@ -90,20 +90,18 @@ class ResolvedPlan:
             return []
         if not node.depends_on and self.base_final is not None:
             return [self.base_final]
-        return [self._result(dep, results) for dep in node.depends_on]
+        return [self.result(dep, results) for dep in node.depends_on]
 
     def upstream(self, node: PlanNode, results: Mapping[str, VideoResult]) -> dict[str, VideoResult]:
         """The results `{{refs}}` of `node` may name."""
-        return {dep: self._result(dep, results) for dep in sorted(ancestors(self.plan, node.id))}
+        return {dep: self.result(dep, results) for dep in sorted(ancestors(self.plan, node.id))}
 
-    def result(self, node_id: str) -> VideoResult:
-        """The video of a node that does not run here (reused, carried) or of a dependency only the base has."""
-        return self._result(node_id, {})
-
-    def _result(self, node_id: str, results: Mapping[str, VideoResult]) -> VideoResult:
+    def result(self, node_id: str, results: Mapping[str, VideoResult] | None = None) -> VideoResult:
+        """The video of a node that does not run here (reused, carried) or of a dependency only the base has;
+        of a node that runs, its entry in `results` (the plan's results so far)."""
         if node_id in self.plan.by_id:
             decision = self.decisions[node_id]
-            return decision.result if decision.result is not None else results[node_id]
+            return decision.result if decision.result is not None else (results or {})[node_id]
         return self.external[node_id]
 
 
