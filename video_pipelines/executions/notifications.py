@@ -11,10 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from video_pipelines.errors import ExecutionNotFound, WebhookError, WebhookSecretError
-from video_pipelines.executions.outcomes import sweep_run_ends
+from video_pipelines.executions.outcomes import sweep_run_ends, trace_lookup
 from video_pipelines.executions.records import RunRecords, RunView
 from video_pipelines.executions.status import CANCELED_ERROR, ExecutionStatus, execution_status
-from video_pipelines.executions.traces import trace_lookup
 from video_pipelines.net import AllowedHosts
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, ExecutionState, NodeState, WebhookEvent

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from video_pipelines.errors import ExecutionNotFound, UsageError
-from video_pipelines.executions.lifecycle import cancel, retry
-from video_pipelines.executions.ownership import Caller, execution_tenant
+from video_pipelines.executions.lifecycle import Caller, cancel, execution_tenant, retry
 from video_pipelines.executions.records import RunRecords
 from video_pipelines.executions.status import ExecutionStatus, execution_status, run_status, submission_status
 from video_pipelines.submissions import Submission, SubmissionStore
