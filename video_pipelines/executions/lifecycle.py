@@ -48,10 +48,6 @@ class Caller:
 
     tenant: str | None
 
-    @property
-    def is_operator(self) -> bool:
-        return self.tenant is None
-
     def may_see(self, owner: str | None) -> bool:
         """Whether this caller may see an execution of tenant `owner` (None: no such execution)."""
         return owner is not None and (self.tenant is None or self.tenant == owner)
@@ -106,33 +102,22 @@ def admit(
     """
     plan = parse_plan(wire)
     if plan.base_execution_id is None:
-        resolved = resolve(plan)
-        _check_cap(plan, resolved, pricing)
-        return Admission(plan, BaseCheck(BaseReadiness.NONE), resolved)
-    if records is None:
+        check, resolved = BaseCheck(BaseReadiness.NONE), resolve(plan)
+    elif records is None:
         return Admission(plan, BaseCheck(BaseReadiness.UNCHECKED), None)
-    check = check_base(records, store, plan.base_execution_id, tenant=tenant)
-    if check.base is None:
-        return Admission(plan, check, None)
-    check_base_dependencies(plan, check.base.nodes)
-    resolved = resolve(plan, check.base)
-    _check_cap(plan, resolved, pricing)
-    return Admission(plan, check, resolved)
-
-
-def _check_cap(plan: Plan, resolved: ResolvedPlan, pricing: PricingTable | None) -> None:
+    else:
+        check = check_base(records, store, plan.base_execution_id, tenant=tenant)
+        if check.base is None:
+            return Admission(plan, check, None)
+        check_base_dependencies(plan, check.base.nodes)
+        resolved = resolve(plan, check.base)
     if plan.max_cost_usd is not None:  # the pricing file is read only for a capped plan
         check_estimate(plan, resolved, pricing or PricingTable.from_env())
+    return Admission(plan, check, resolved)
 
 
 def missing_base(base_id: str) -> str:
     return f"base execution {base_id} does not exist"
-
-
-def check_base_owner(store: SubmissionStore, base_id: str, tenant: str, records: RunRecords | None = None) -> None:
-    """Raise PlanValidationError unless `base_id` is `tenant`'s (without `records`, only submissions count)."""
-    if execution_tenant(records, store, base_id) != tenant:
-        raise PlanValidationError([f"plan.baseExecutionId: {missing_base(base_id)}"])
 
 
 def check_base(
@@ -163,8 +148,7 @@ def check_base(
     }
     final = sinks(base_plan)[-1].id
     if final not in nodes:
-        reason = f"base execution {base_id} has no result for its final node {final}"
-        return BaseCheck(BaseReadiness.UNUSABLE, reason)
+        return BaseCheck(BaseReadiness.UNUSABLE, f"base execution {base_id} has no result for its final node {final}")
     base = BaseExecution(execution_id=base_id, nodes=nodes, final_node_id=final)
     return BaseCheck(BaseReadiness.READY, base=base)
 
@@ -233,8 +217,9 @@ def submit(
     """Store an admitted plan as `caller`'s tenant's; returns its execution id (the same for the same key).
     A tenant's base is checked now (missing or another's: the same error), an operator's by the plan sensor."""
     plan = admission.plan
-    if caller.tenant is not None and plan.base_execution_id is not None:
-        check_base_owner(store, plan.base_execution_id, caller.tenant, records)
+    base_id = plan.base_execution_id
+    if caller.tenant is not None and base_id is not None and execution_tenant(records, store, base_id) != caller.tenant:
+        raise PlanValidationError([f"plan.baseExecutionId: {missing_base(base_id)}"])
     submission, created = store.submit(
         plan.to_wire(include_secret=False),
         SubmitOptions.of(plan, idempotency_key),
