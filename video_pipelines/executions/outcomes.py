@@ -45,15 +45,11 @@ def record_run_end(records: RunRecords, store: SubmissionStore, run: RunView) ->
         return False
     status = execution_status(records, store, run.execution_id)
     if attempt_due:
-        attempts.record_outcome(run.execution_id, run.attempt, _attempt_outcome(status, run).value)
+        # How the attempt's run ended: as the execution's status when it ended the execution, else as the run did.
+        ended_execution = status.run_id == run.run_id and status.is_terminal
+        outcome = status.state if ended_execution else run.state.execution_state
+        attempts.record_outcome(run.execution_id, run.attempt, outcome.value)
     return not claimed.ended and _claim_end(records, store, status)
-
-
-def _attempt_outcome(status: ExecutionStatus, run: RunView) -> ExecutionState:
-    """How an attempt's run ended: as the execution's status when it ended the execution, else as the run did."""
-    if status.run_id == run.run_id and status.is_terminal:
-        return status.state
-    return run.state.execution_state
 
 
 def record_end(records: RunRecords, store: SubmissionStore, execution_id: str) -> bool:
