@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from video_pipelines.executions.admission import Admission as Admission
-from video_pipelines.executions.admission import BaseReadiness as BaseReadiness
-from video_pipelines.executions.admission import admit as admit
-from video_pipelines.executions.admission import validation_report as validation_report
 from video_pipelines.executions.attempts import cancel_requested as cancel_requested
+from video_pipelines.executions.lifecycle import OPERATOR as OPERATOR
+from video_pipelines.executions.lifecycle import Admission as Admission
+from video_pipelines.executions.lifecycle import BaseReadiness as BaseReadiness
+from video_pipelines.executions.lifecycle import Caller as Caller
+from video_pipelines.executions.lifecycle import admit as admit
 from video_pipelines.executions.lifecycle import cancel as cancel
 from video_pipelines.executions.lifecycle import retry as retry
 from video_pipelines.executions.lifecycle import stop_run as stop_run
 from video_pipelines.executions.lifecycle import submit as submit
+from video_pipelines.executions.lifecycle import validation_report as validation_report
 from video_pipelines.executions.notifications import EndedRunScan as EndedRunScan
 from video_pipelines.executions.notifications import WebhookTarget as WebhookTarget
 from video_pipelines.executions.notifications import deliver as deliver
@@ -31,8 +33,6 @@ from video_pipelines.executions.outcomes import record_end_quietly as record_end
 from video_pipelines.executions.outcomes import record_run_end as record_run_end
 from video_pipelines.executions.outcomes import record_start as record_start
 from video_pipelines.executions.outcomes import sweep_submission_ends as sweep_submission_ends
-from video_pipelines.executions.ownership import OPERATOR as OPERATOR
-from video_pipelines.executions.ownership import Caller as Caller
 from video_pipelines.executions.records import BASE_EXECUTION_ID_TAG as BASE_EXECUTION_ID_TAG
 from video_pipelines.executions.records import EXECUTION_ID_TAG as EXECUTION_ID_TAG
 from video_pipelines.executions.records import MAX_RUNTIME_TAG as MAX_RUNTIME_TAG

@@ -7,6 +7,7 @@ location, which the CLI and the HTTP API do not load.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -29,7 +30,6 @@ from video_pipelines.executions.records import (
 )
 from video_pipelines.plan.reuse import Action, NodeDecision, ResolvedPlan
 from video_pipelines.submissions import AttemptReason, AttemptState, AttemptStore, RunAttempt, SubmissionStore
-from video_pipelines.vocabulary import NodeState
 
 MAX_RESUMES_ENV = "VIDEO_PIPELINES_MAX_RESUMES"
 DEFAULT_MAX_RESUMES = 2
@@ -71,12 +71,8 @@ class ExecutionRuns:
         return merged
 
     def resumes_in_a_row(self) -> int:
-        count = 0
-        for run in reversed(self.runs):
-            if run.tags.get(ATTEMPT_REASON_TAG) != AttemptReason.RESUME.value:
-                break
-            count += 1
-        return count
+        resumed = (run.tags.get(ATTEMPT_REASON_TAG) == AttemptReason.RESUME.value for run in reversed(self.runs))
+        return sum(1 for _ in itertools.takewhile(bool, resumed))
 
 
 # Dagster's run monitoring (`check_run_timeout`) on canceling or failing a run past `dagster/max_runtime`.
@@ -87,11 +83,8 @@ def deadline_exceeded(records: RunRecords, run: RunView) -> int | None:
     """The deadline in seconds when run monitoring ended this run for passing it, else None."""
     if MAX_RUNTIME_TAG not in run.tags:
         return None  # no deadline: no need to read the run's events
-    for message in records.run_messages(run.run_id):
-        match = _MAX_RUNTIME_MESSAGE.search(message)
-        if match:
-            return int(match.group(1))
-    return None
+    found = (_MAX_RUNTIME_MESSAGE.search(message) for message in records.run_messages(run.run_id))
+    return next((int(match.group(1)) for match in found if match), None)
 
 
 def lost_worker(records: RunRecords, run: RunView) -> str | None:
@@ -184,16 +177,8 @@ def cancel_requested(store: SubmissionStore, run: RunView) -> bool:
 
 
 def pending_attempt(store: SubmissionStore | None, run: RunView) -> RunAttempt | None:
-    if store is None:
-        return None
-    return next(
-        (
-            attempt
-            for attempt in AttemptStore(store).of_execution(run.execution_id)
-            if attempt.is_pending and attempt.previous_run_id == run.run_id
-        ),
-        None,
-    )
+    attempts = AttemptStore(store).of_execution(run.execution_id) if store is not None else []
+    return next((attempt for attempt in attempts if attempt.is_pending and attempt.previous_run_id == run.run_id), None)
 
 
 def attempt_run_tags(
@@ -235,11 +220,6 @@ def carry_completed(resolved: ResolvedPlan, earlier: Mapping[str, NodeRecord]) -
             cost_usd=record.cost_usd,
         )
     return replace(resolved, decisions=decisions)
-
-
-def running_when_lost(records: RunRecords, run: RunView, node_ids: Sequence[str]) -> list[str]:
-    steps = records.node_steps(run.run_id, node_ids)
-    return [node_id for node_id in node_ids if steps.get(node_id) is NodeState.RUNNING]
 
 
 def lost_worker_error(cause: str, running: Sequence[str], resumes: int, *, deadline: int | None = None) -> str:

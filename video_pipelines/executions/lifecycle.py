@@ -1,4 +1,9 @@
-"""Submitting, retrying and canceling an execution: what every door does to change one.
+"""Admitting, submitting, retrying and canceling an execution: what every door does to start or change one.
+
+Every door admits through `admit`: parse the plan, check its base (READY, WAITING: pending or running, or
+UNUSABLE), resolve what it reuses, check its spend cap. An execution is the tenant's of the key that
+submitted it; operators submit as `DEFAULT_TENANT` and see every tenant. To a tenant, another tenant's
+base reads exactly as a missing one (`missing_base`), so a refusal never tells whether the id exists.
 
 A cancel is atomic with the launch: it wins against a PENDING submission or attempt (one conditional
 UPDATE, as the sensor's claim), else it records a request the run obeys. So `canceled` is never
@@ -7,20 +12,197 @@ answered while a run can still work.
 
 from __future__ import annotations
 
-from video_pipelines.errors import ExecutionError
-from video_pipelines.executions.admission import Admission, check_base_owner
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from video_pipelines.errors import ExecutionError, PlanValidationError
 from video_pipelines.executions.attempts import ExecutionRuns, cancel_requested, pending_attempt, stop_resume
 from video_pipelines.executions.notifications import enqueue_webhook
-from video_pipelines.executions.outcomes import record_end_quietly
-from video_pipelines.executions.ownership import OPERATOR, Caller
+from video_pipelines.executions.outcomes import keep_caller_span, record_end_quietly, record_submitted
 from video_pipelines.executions.records import RunRecords, RunState, RunView
+from video_pipelines.executions.spending import check_estimate, expected_seconds, node_estimate
 from video_pipelines.executions.status import ExecutionStatus, execution_status
-from video_pipelines.executions.traces import keep_caller_span, record_submitted
+from video_pipelines.plan import Plan, execution_order, levels, parse_plan, sinks
+from video_pipelines.plan.model import check_base_dependencies, normalised_node_params
 from video_pipelines.plan.overrides import SubmitOptions
-from video_pipelines.submissions import DEFAULT_TENANT, AttemptReason, AttemptStore, RunAttempt, SubmissionStore
+from video_pipelines.plan.reuse import BaseExecution, BaseNode, ResolvedPlan, resolve
+from video_pipelines.providers.pricing import PricingTable
+from video_pipelines.submissions import (
+    DEFAULT_TENANT,
+    AttemptReason,
+    AttemptStore,
+    RunAttempt,
+    SubmissionState,
+    SubmissionStore,
+)
 from video_pipelines.telemetry.trace_context import new_execution_context, parse_traceparent
 from video_pipelines.vocabulary import ExecutionState
 from video_pipelines.webhooks import DeliveryOutbox
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls a door: an API key's tenant, or None for an operator (who sees every tenant)."""
+
+    tenant: str | None
+
+    def may_see(self, owner: str | None) -> bool:
+        """Whether this caller may see an execution of tenant `owner` (None: no such execution)."""
+        return owner is not None and (self.tenant is None or self.tenant == owner)
+
+
+OPERATOR = Caller(None)
+
+
+def execution_tenant(records: RunRecords | None, store: SubmissionStore | None, execution_id: str) -> str | None:
+    """The tenant of `execution_id`; None when it does not exist (or, without `records`, has no submission)."""
+    submission = store.get(execution_id) if store is not None else None
+    if submission is not None:
+        return submission.tenant
+    if records is not None and records.find_run(execution_id) is not None:
+        return DEFAULT_TENANT
+    return None
+
+
+class BaseReadiness(StrEnum):
+    NONE = "none"  # the plan names no base
+    UNCHECKED = "unchecked"  # it names one, and the caller did not ask to look it up
+    READY = "ready"
+    WAITING = "waiting"
+    UNUSABLE = "unusable"
+
+
+@dataclass(frozen=True)
+class BaseCheck:
+    readiness: BaseReadiness
+    reason: str | None = None
+    base: BaseExecution | None = None
+
+
+@dataclass(frozen=True)
+class Admission:
+    plan: Plan
+    base: BaseCheck
+    resolved: ResolvedPlan | None  # None while the base is waiting, unusable or unchecked
+
+
+def admit(
+    wire: Mapping[str, Any],
+    records: RunRecords | None = None,
+    store: SubmissionStore | None = None,
+    *,
+    tenant: str | None = None,
+    pricing: PricingTable | None = None,
+) -> Admission:
+    """Validate a plan (raises PlanValidationError) and, given `records`, check and resolve its base.
+
+    Without `records` the base is not looked up (a submission is stored before its base ends).
+    """
+    plan = parse_plan(wire)
+    if plan.base_execution_id is None:
+        check, resolved = BaseCheck(BaseReadiness.NONE), resolve(plan)
+    elif records is None:
+        return Admission(plan, BaseCheck(BaseReadiness.UNCHECKED), None)
+    else:
+        check = check_base(records, store, plan.base_execution_id, tenant=tenant)
+        if check.base is None:
+            return Admission(plan, check, None)
+        check_base_dependencies(plan, check.base.nodes)
+        resolved = resolve(plan, check.base)
+    if plan.max_cost_usd is not None:  # the pricing file is read only for a capped plan
+        check_estimate(plan, resolved, pricing or PricingTable.from_env())
+    return Admission(plan, check, resolved)
+
+
+def missing_base(base_id: str) -> str:
+    return f"base execution {base_id} does not exist"
+
+
+def check_base(
+    records: RunRecords, store: SubmissionStore | None, base_id: str, *, tenant: str | None = None
+) -> BaseCheck:
+    """Whether `base_id` can serve as a base now; another `tenant`'s reads as missing."""
+    if tenant is not None and execution_tenant(records, store, base_id) != tenant:
+        return BaseCheck(BaseReadiness.UNUSABLE, missing_base(base_id))
+    run = records.find_run(base_id)
+    if run is None:
+        return _submitted_base(store, base_id)
+    if not run.state.is_finished:
+        return BaseCheck(BaseReadiness.WAITING, f"base execution {base_id} is {run.state.value}")
+    if run.state is not RunState.SUCCESS:
+        state = "canceled" if run.state is RunState.CANCELED else "failed"
+        reason = f"base execution {base_id} {state} (run {run.run_id}); submit against a completed base"
+        return BaseCheck(BaseReadiness.UNUSABLE, reason)
+    base_plan = parse_plan(run.plan, external_nodes=None)
+    nodes = {
+        node_id: BaseNode(
+            node_id=node_id,
+            operation=record.operation,
+            lineage=record.lineage,
+            result=record.result,
+            params=normalised_node_params(base_plan.node(node_id)) if node_id in base_plan.by_id else None,
+        )
+        for node_id, record in ExecutionRuns.of(records, run).node_records(records).items()
+    }
+    final = sinks(base_plan)[-1].id
+    if final not in nodes:
+        return BaseCheck(BaseReadiness.UNUSABLE, f"base execution {base_id} has no result for its final node {final}")
+    base = BaseExecution(execution_id=base_id, nodes=nodes, final_node_id=final)
+    return BaseCheck(BaseReadiness.READY, base=base)
+
+
+def _submitted_base(store: SubmissionStore | None, base_id: str) -> BaseCheck:
+    submission = store.get(base_id) if store is not None else None
+    if submission is None:
+        return BaseCheck(BaseReadiness.UNUSABLE, missing_base(base_id))
+    if submission.state is SubmissionState.REJECTED:
+        return BaseCheck(BaseReadiness.UNUSABLE, f"base execution {base_id} was rejected: {submission.error}")
+    if submission.state is SubmissionState.CANCELED:
+        return BaseCheck(BaseReadiness.UNUSABLE, f"base execution {base_id} was canceled")
+    return BaseCheck(BaseReadiness.WAITING, f"base execution {base_id} is pending")
+
+
+def validation_report(admission: Admission, pricing: PricingTable) -> dict[str, Any]:
+    """What the admitted plan would do (`video-pipelines validate --json`): what would run and what would be
+    reused, node by node in execution order, with costs at list prices (an unknown remote price makes the
+    total "+ unknown" rather than free)."""
+    plan, resolved = admission.plan, admission.resolved
+    seconds = expected_seconds(plan, resolved)
+    level = levels(plan)
+    nodes = []
+    total, unknown = 0.0, False
+    for node in execution_order(plan):
+        decision = resolved.decisions[node.id] if resolved else None
+        action = decision.action.value if decision else "run"
+        cost: float | None = 0.0
+        if action == "run":
+            cost = node_estimate(node, resolved, seconds, pricing)
+            unknown = unknown or cost is None
+            total += cost or 0.0
+        nodes.append(
+            {
+                "id": node.id,
+                "operation": node.operation.value,
+                "level": level[node.id],
+                "dependsOn": list(node.depends_on),
+                "action": action,
+                "reason": decision.reason if decision and decision.reason != "new" else None,
+                "reusedFrom": decision.reused_from if decision else None,
+                "estimatedCost": cost,
+            }
+        )
+    return {
+        "valid": True,
+        "levels": max(level.values()) + 1,
+        "baseExecutionId": plan.base_execution_id,
+        "baseNote": admission.base.reason,
+        "estimatedCost": round(total, 4),
+        "costUnknown": unknown,
+        "maxCostUsd": plan.max_cost_usd,
+        "nodes": nodes,
+    }
 
 
 def submit(
@@ -35,8 +217,9 @@ def submit(
     """Store an admitted plan as `caller`'s tenant's; returns its execution id (the same for the same key).
     A tenant's base is checked now (missing or another's: the same error), an operator's by the plan sensor."""
     plan = admission.plan
-    if caller.tenant is not None and plan.base_execution_id is not None:
-        check_base_owner(store, plan.base_execution_id, caller.tenant, records)
+    base_id = plan.base_execution_id
+    if caller.tenant is not None and base_id is not None and execution_tenant(records, store, base_id) != caller.tenant:
+        raise PlanValidationError([f"plan.baseExecutionId: {missing_base(base_id)}"])
     submission, created = store.submit(
         plan.to_wire(include_secret=False),
         SubmitOptions.of(plan, idempotency_key),

@@ -53,25 +53,21 @@ class ServiceCollector:
             submissions = self._store.count_by_state()
             outcomes = ExecutionOutcomes(self._store).tally()
             run_attempts = AttemptStore(self._store).outcome_counts()
-            attempts = self._attempts_by_status()
+            code = webhook_attempts.c.status_code
+            with self._store.reader.connect() as connection:
+                by_code = connection.execute(sa.select(code, sa.func.count()).group_by(code)).all()
+            attempts = {status: int(count) for status, count in by_code}
         except sa.exc.SQLAlchemyError as exc:
             raise store_error(f"cannot read the metrics from {self._store.url}", exc) from exc
         samples = Counters(self._store).samples()
-        yield from _execution_metrics(submissions, outcomes, run_attempts)
-        yield from _queue_metrics(submissions, self._records.queued_runs())
+        yield from _execution_metrics(submissions, outcomes, run_attempts, self._records.queued_runs())
         yield _node_seconds([sample for sample in samples if sample.metric.startswith(NODE_SECONDS + "_")])
         yield _webhook_attempts(attempts)
         yield _provider_errors([sample for sample in samples if sample.metric == PROVIDER_HTTP_ERRORS])
 
-    def _attempts_by_status(self) -> dict[int | None, int]:
-        code = webhook_attempts.c.status_code
-        query = sa.select(code, sa.func.count()).group_by(code)
-        with self._store.reader.connect() as connection:
-            return {status: int(count) for status, count in connection.execute(query).all()}
-
 
 def _execution_metrics(
-    submissions: Mapping[str, int], outcomes: OutcomeTally, attempts: Mapping[tuple[str, str], int]
+    submissions: Mapping[str, int], outcomes: OutcomeTally, attempts: Mapping[tuple[str, str], int], queued_runs: int
 ) -> Iterator[Metric]:
     yield CounterMetricFamily(
         PREFIX + "executions_submitted",
@@ -101,9 +97,6 @@ def _execution_metrics(
         for status in _FINISHED:
             family.add_metric([reason.value, status.value], attempts.get((reason.value, status.value), 0))
     yield family
-
-
-def _queue_metrics(submissions: Mapping[str, int], queued_runs: int) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         PREFIX + "pending_submissions",
         "Submissions waiting for the submission sensor to launch them (one whose run was just created "
@@ -145,12 +138,7 @@ def _node_seconds(samples: list[Sample]) -> Metric:
 def _webhook_attempts(attempts: Mapping[int | None, int]) -> Metric:
     outcomes = dict.fromkeys(("delivered", "http_error", "error"), 0)
     for status, count in attempts.items():
-        if status is None:
-            outcomes["error"] += count
-        elif 200 <= status < 300:
-            outcomes["delivered"] += count
-        else:
-            outcomes["http_error"] += count
+        outcomes["error" if status is None else "delivered" if 200 <= status < 300 else "http_error"] += count
     family = CounterMetricFamily(
         PREFIX + "webhook_attempts",
         "Webhook delivery attempts by outcome: delivered (2xx), http_error (another status), error (no answer).",

@@ -11,10 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from video_pipelines.errors import ExecutionNotFound, WebhookError, WebhookSecretError
-from video_pipelines.executions.outcomes import sweep_run_ends
+from video_pipelines.executions.outcomes import sweep_run_ends, trace_lookup
 from video_pipelines.executions.records import RunRecords, RunView
 from video_pipelines.executions.status import CANCELED_ERROR, ExecutionStatus, execution_status
-from video_pipelines.executions.traces import trace_lookup
 from video_pipelines.net import AllowedHosts
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.vocabulary import SUBSCRIBABLE_EVENTS, ExecutionState, NodeState, WebhookEvent
@@ -135,9 +134,7 @@ def node_payload(status: ExecutionStatus, node_id: str, error: str | None = None
 def _node_event(state: NodeState) -> WebhookEvent | None:
     if state.has_result:
         return WebhookEvent.NODE_COMPLETED
-    if state is NodeState.FAILED:
-        return WebhookEvent.NODE_FAILED
-    return None
+    return WebhookEvent.NODE_FAILED if state is NodeState.FAILED else None
 
 
 def _has_started(status: ExecutionStatus) -> bool:
@@ -158,7 +155,8 @@ def _enqueue_progress(
     if not target.events:
         return []
     existing = outbox.deliveries(status.execution_id)
-    if _has_ended(existing, _end_attempt(status)):
+    attempt = _end_attempt(status)
+    if any(WebhookEvent(delivery.event).is_end and delivery.attempt == attempt for delivery in existing):
         return []  # nothing is reported after the end
     known = {delivery.webhook_id for delivery in existing}
 
@@ -233,10 +231,6 @@ def enqueue_webhook(
 def _end_attempt(status: ExecutionStatus) -> int:
     """The end's attempt number: 1 + retries (a resumed run's end is the first: the lost run reported none)."""
     return 1 + sum(1 for attempt in status.attempts if attempt.reason == "retry")
-
-
-def _has_ended(deliveries: Iterable[Delivery], attempt: int) -> bool:
-    return any(WebhookEvent(delivery.event).is_end and delivery.attempt == attempt for delivery in deliveries)
 
 
 def secret_lookup(store: SubmissionStore) -> Callable[[Delivery], str | None]:
@@ -324,8 +318,7 @@ class EndedRunScan:
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> EndedRunScan:
-        if not data:
-            return cls()
+        data = data or {}
         return cls(last_checked=data.get("last_checked"), handled=dict(data.get("handled") or {}))
 
 

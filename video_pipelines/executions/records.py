@@ -65,13 +65,10 @@ class RunState(StrEnum):
 
 
 _EXECUTION_STATE = {
-    RunState.QUEUED: ExecutionState.PENDING,
-    RunState.NOT_STARTED: ExecutionState.PENDING,
-    RunState.MANAGED: ExecutionState.PROCESSING,
-    RunState.STARTING: ExecutionState.PENDING,
-    RunState.STARTED: ExecutionState.PROCESSING,
-    RunState.SUSPENDED: ExecutionState.PROCESSING,
-    RunState.CANCELING: ExecutionState.PROCESSING,
+    **dict.fromkeys((RunState.QUEUED, RunState.NOT_STARTED, RunState.STARTING), ExecutionState.PENDING),
+    **dict.fromkeys(
+        (RunState.MANAGED, RunState.STARTED, RunState.SUSPENDED, RunState.CANCELING), ExecutionState.PROCESSING
+    ),
     RunState.SUCCESS: ExecutionState.COMPLETED,
     RunState.FAILURE: ExecutionState.FAILED,
     RunState.CANCELED: ExecutionState.CANCELED,

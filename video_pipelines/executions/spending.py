@@ -62,19 +62,15 @@ def expected_seconds(plan: Plan, resolved: ResolvedPlan | None) -> dict[str, flo
     )
 
 
-def plan_estimates(plan: Plan, resolved: ResolvedPlan | None, pricing: PricingTable) -> dict[str, float | None]:
-    """The estimate of every node that runs (all of them without a resolved base), in plan order."""
-    seconds = expected_seconds(plan, resolved)
-    to_run = resolved.to_run if resolved else list(plan.nodes)
-    return {node.id: node_estimate(node, resolved, seconds, pricing) for node in to_run}
-
-
 def check_estimate(plan: Plan, resolved: ResolvedPlan | None, pricing: PricingTable) -> None:
     """Raise PlanValidationError on `plan.maxCostUsd` when the plan's estimate exceeds it (or cannot be told)."""
     cap = plan.max_cost_usd
     if cap is None:
         return
-    estimates = plan_estimates(plan, resolved, pricing)
+    seconds = expected_seconds(plan, resolved)
+    # Every node that runs (all of them without a resolved base), in plan order.
+    to_run = resolved.to_run if resolved else list(plan.nodes)
+    estimates = {node.id: node_estimate(node, resolved, seconds, pricing) for node in to_run}
     unknown = [node_id for node_id, estimate in estimates.items() if estimate is None]
     if unknown:
         raise PlanValidationError(
@@ -87,17 +83,13 @@ def check_estimate(plan: Plan, resolved: ResolvedPlan | None, pricing: PricingTa
         )
     total = round(sum(estimate or 0.0 for estimate in estimates.values()), 4)
     if total > cap:
+        breakdown = ", ".join(f"{node_id} {usd(estimate)}" for node_id, estimate in estimates.items() if estimate)
         raise PlanValidationError(
             [
                 f"plan.maxCostUsd: the estimated cost {usd(total)} exceeds the cap {usd(cap)} "
-                f"({_breakdown(estimates)}); raise maxCostUsd or run fewer paid nodes"
+                f"({breakdown or 'no paid node'}); raise maxCostUsd or run fewer paid nodes"
             ]
         )
-
-
-def _breakdown(estimates: Mapping[str, float | None]) -> str:
-    paid = [f"{node_id} {usd(estimate)}" for node_id, estimate in estimates.items() if estimate]
-    return ", ".join(paid) or "no paid node"
 
 
 def spent_so_far(
@@ -106,17 +98,14 @@ def spent_so_far(
     """What the completed nodes cost; one with a video in `known` but no record yet is priced as its step will."""
     spent = sum(record.cost_usd for record in recorded.values() if record.state is NodeState.COMPLETED)
     for node_id, result in known.items():
-        if node_id in plan.by_id and node_id not in recorded:
-            spent += actual_cost(plan.node(node_id), result, pricing)
+        if node_id not in plan.by_id or node_id in recorded:
+            continue
+        node = plan.node(node_id)
+        params = _sampled(node)
+        if isinstance(params, GenerateVideoParams | LipSyncParams | AddSubtitlesParams) and params.provider != "local":
+            model = params.model or DEFAULT_MODELS.get((node.operation, params.provider))
+            spent += pricing.cost(params.provider, model, result.duration)
     return round(spent, 4)
-
-
-def actual_cost(node: PlanNode, result: VideoResult, pricing: PricingTable) -> float:
-    params = _sampled(node)
-    if not isinstance(params, GenerateVideoParams | LipSyncParams | AddSubtitlesParams) or params.provider == "local":
-        return 0.0
-    model = params.model or DEFAULT_MODELS.get((node.operation, params.provider))
-    return pricing.cost(params.provider, model, result.duration)
 
 
 def check_node_spend(

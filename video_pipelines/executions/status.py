@@ -24,7 +24,6 @@ from video_pipelines.executions.attempts import (
     plan_timeout,
     resume_canceled,
     resumes_left,
-    running_when_lost,
 )
 from video_pipelines.executions.records import (
     ATTEMPT_REASON_TAG,
@@ -32,13 +31,12 @@ from video_pipelines.executions.records import (
     WORKER_TAG,
     CheckRecords,
     NodeCheck,
-    NodeRecord,
     RunRecords,
     RunState,
     RunView,
 )
 from video_pipelines.executions.spending import saved_usd
-from video_pipelines.plan import Plan, sinks
+from video_pipelines.plan import sinks
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import Submission, SubmissionState, SubmissionStore
@@ -46,11 +44,6 @@ from video_pipelines.telemetry.trace_context import execution_context
 from video_pipelines.vocabulary import ExecutionState, NodeState
 
 CANCELED_ERROR = "the execution was canceled"
-
-
-def deadline_error(seconds: int, unfinished: list[str]) -> str:
-    error = f"deadline exceeded after {seconds} s (timeoutSeconds)"
-    return error + (f"; unfinished: {', '.join(unfinished)}" if unfinished else "")
 
 
 @dataclass(frozen=True)
@@ -237,7 +230,10 @@ def run_status(
     steps = records.node_steps(run.run_id, node_ids)
     ended = _RunEnd.of(records, run, runs, store, all(node_id in recorded for node_id in node_ids))
     state, lost = ended.state, ended.lost
-    checks = _checks(records, runs)
+    checks: dict[str, list[NodeCheck]] = {}
+    if isinstance(records, CheckRecords):
+        for earlier in runs.runs:  # a node carried from an earlier run was checked there; a later check wins
+            checks.update(records.node_checks(earlier.run_id))
     nodes: dict[str, NodeStatus] = {}
     for node_id in node_ids:
         record = recorded.get(node_id)
@@ -253,6 +249,7 @@ def run_status(
         else:
             nodes[node_id] = NodeStatus(NodeState.SKIPPED if state.is_terminal else NodeState.PENDING)
     final = nodes[sinks(plan)[-1].id]
+    reused = any(record.state is NodeState.REUSED for record in recorded.values())
     return ExecutionStatus(
         execution_id=run.execution_id,
         state=state,
@@ -262,7 +259,8 @@ def run_status(
         run_id=run.run_id,
         trace_id=execution_context(run.tags.get(TRACEPARENT_TAG), run.execution_id).trace_id_hex,
         worker=run.tags.get(WORKER_TAG),
-        saved_usd=_saved(plan, recorded, pricing),
+        # The pricing file is read only when a node was reused.
+        saved_usd=saved_usd(plan, recorded, pricing or PricingTable.from_env()) if reused else 0.0,
         attempts=tuple(
             AttemptStatus(number, each.run_id, each.state.execution_state, each.tags.get(ATTEMPT_REASON_TAG))
             for number, each in enumerate(runs.runs, start=1)
@@ -305,26 +303,13 @@ class _RunEnd:
         if self.deadline is not None:
             unfinished = [node_id for node_id in ids if steps.get(node_id) in (NodeState.RUNNING, NodeState.FAILED)]
             # A resumed run's tag held what was left of the deadline.
-            return deadline_error(plan_timeout(run) or self.deadline, unfinished)
+            error = f"deadline exceeded after {plan_timeout(run) or self.deadline} s (timeoutSeconds)"
+            return error + (f"; unfinished: {', '.join(unfinished)}" if unfinished else "")
         if self.state is ExecutionState.FAILED and self.lost is not None:
             # With resumes left, the deadline is why it was not resumed.
             out_of_time = plan_timeout(run) if resumes_left(runs) else None
-            running = running_when_lost(records, run, ids)
+            running = [node_id for node_id in ids if steps.get(node_id) is NodeState.RUNNING]
             return lost_worker_error(self.lost, running, runs.resumes_in_a_row(), deadline=out_of_time)
         if self.state is ExecutionState.FAILED:
             return records.failure_message(run.run_id)
         return CANCELED_ERROR if self.state is ExecutionState.CANCELED else None
-
-
-def _checks(records: RunRecords, runs: ExecutionRuns) -> dict[str, list[NodeCheck]]:
-    checks: dict[str, list[NodeCheck]] = {}
-    if isinstance(records, CheckRecords):
-        for earlier in runs.runs:  # a node carried from an earlier run was checked there; a later check wins
-            checks.update(records.node_checks(earlier.run_id))
-    return checks
-
-
-def _saved(plan: Plan, recorded: Mapping[str, NodeRecord], pricing: PricingTable | None) -> float:
-    if not any(record.state is NodeState.REUSED for record in recorded.values()):
-        return 0.0
-    return saved_usd(plan, recorded, pricing or PricingTable.from_env())

@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from video_pipelines.errors import ExecutionNotFound, UsageError
-from video_pipelines.executions.lifecycle import cancel, retry
-from video_pipelines.executions.ownership import Caller, execution_tenant
+from video_pipelines.executions.lifecycle import Caller, cancel, execution_tenant, retry
 from video_pipelines.executions.records import RunRecords
 from video_pipelines.executions.status import ExecutionStatus, execution_status, run_status, submission_status
-from video_pipelines.submissions import Submission, SubmissionStore
+from video_pipelines.submissions import SubmissionStore
 from video_pipelines.vocabulary import ExecutionState
 
 _Guarded = Callable[[Caller, RunRecords, SubmissionStore, str], ExecutionStatus]
@@ -32,7 +31,7 @@ def _visible(call: Callable[[RunRecords, SubmissionStore, str], ExecutionStatus]
     """`call` on an execution `caller` may see; ExecutionNotFound, and no change, otherwise."""
 
     def guarded(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
-        if not caller.is_operator:  # for an operator, `call` raises ExecutionNotFound for a missing id itself
+        if caller.tenant is not None:  # for an operator, `call` raises ExecutionNotFound for a missing id itself
             require_visible(caller, records, store, execution_id)
         return call(records, store, execution_id)
 
@@ -52,11 +51,6 @@ def _wanted_state(status: str | None) -> ExecutionState | None:
     except ValueError:
         names = ", ".join(state.value for state in ExecutionState)
         raise UsageError(f"status must be one of {names}; got {status!r}") from None
-
-
-def _status_of(records: RunRecords, store: SubmissionStore, submission: Submission) -> ExecutionStatus:
-    run = records.find_run(submission.execution_id)
-    return run_status(records, run, store=store) if run is not None else submission_status(submission)
 
 
 def list_executions(
@@ -84,7 +78,8 @@ def list_executions(
         for submission in submissions:
             if wanted is None and len(page) == limit:
                 return page, page[-1].execution_id
-            found = _status_of(records, store, submission)
+            run = records.find_run(submission.execution_id)
+            found = run_status(records, run, store=store) if run is not None else submission_status(submission)
             if wanted is not None and found.state is not wanted:
                 continue
             if len(page) == limit:

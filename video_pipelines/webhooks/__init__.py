@@ -3,18 +3,18 @@ in `orchestration`."""
 
 from __future__ import annotations
 
-from video_pipelines.webhooks.delivery import AttemptOutcome as AttemptOutcome
-from video_pipelines.webhooks.delivery import Delivery as Delivery
-from video_pipelines.webhooks.delivery import DeliveryState as DeliveryState
 from video_pipelines.webhooks.outbox import ENV_SOURCE_PREFIX as ENV_SOURCE_PREFIX
 from video_pipelines.webhooks.outbox import RETRY_DELAYS_ENV as RETRY_DELAYS_ENV
 from video_pipelines.webhooks.outbox import SUBMISSION_SOURCE as SUBMISSION_SOURCE
+from video_pipelines.webhooks.outbox import AttemptOutcome as AttemptOutcome
+from video_pipelines.webhooks.outbox import Delivery as Delivery
 from video_pipelines.webhooks.outbox import DeliveryOutbox as DeliveryOutbox
+from video_pipelines.webhooks.outbox import DeliveryState as DeliveryState
 from video_pipelines.webhooks.outbox import RetrySchedule as RetrySchedule
+from video_pipelines.webhooks.outbox import deliver_due as deliver_due
 from video_pipelines.webhooks.outbox import encode_payload as encode_payload
 from video_pipelines.webhooks.outbox import execution_of_webhook as execution_of_webhook
+from video_pipelines.webhooks.outbox import send_once as send_once
+from video_pipelines.webhooks.outbox import signature_headers as signature_headers
+from video_pipelines.webhooks.outbox import unsigned_headers as unsigned_headers
 from video_pipelines.webhooks.outbox import webhook_id_for as webhook_id_for
-from video_pipelines.webhooks.sender import deliver_due as deliver_due
-from video_pipelines.webhooks.sender import send_once as send_once
-from video_pipelines.webhooks.signing import signature_headers as signature_headers
-from video_pipelines.webhooks.signing import unsigned_headers as unsigned_headers

@@ -1,4 +1,5 @@
-"""The webhook outbox: delivery records (where the secret is, never it) that lose nothing, repeat nothing.
+"""The webhook outbox: delivery records (where the secret is, never it) that lose nothing, repeat nothing,
+and their sending: one attempt (`send_once`), and every delivery that is due (`deliver_due`).
 
     pending ──2xx──> delivered
        │  ──410 Gone, refused destination (SSRF), configuration error──> failed
@@ -7,28 +8,44 @@
 
 Delays are jittered so returning receivers are not hit by every sender at once. A body is encoded once
 (`encode_payload`) and sent byte for byte at every attempt, so its signature always covers what was stored.
+
+An attempt POSTs to the checked IP with the original Host and SNI, so DNS cannot answer differently in
+between; redirects are not followed (that would send the signed body somewhere never checked).
+Sending raises nothing: it becomes an `AttemptOutcome`. Error texts never hold the secret nor the URL's query.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import hashlib
+import hmac
 import json
 import math
 import os
+import ssl
+import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any, Final
 
+import httpx
 import sqlalchemy as sa
+from standardwebhooks import Webhook
 
-from video_pipelines.errors import WebhookError
-from video_pipelines.net.retrying import jittered
+from video_pipelines.errors import BlockedDestinationError, FetchError, SecretKeyError, WebhookError, WebhookSecretError
+from video_pipelines.net import AllowedHosts, certificate_error, open_pinned, redact_url, resolve_destination
+from video_pipelines.net.retrying import jittered, parse_retry_after
 from video_pipelines.plan.document import NODE_ID_PATTERN
 from video_pipelines.submissions.rows import Rows, as_utc, moment, record
 from video_pipelines.submissions.schema import migrate, webhook_attempts, webhook_deliveries
 from video_pipelines.submissions.store import SubmissionStore
+from video_pipelines.telemetry.trace_context import parse_traceparent
+from video_pipelines.telemetry.tracing import http_client_span
 from video_pipelines.vocabulary import WebhookEvent
-from video_pipelines.webhooks.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
 
 RETRY_DELAYS_ENV = "VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS"
 DEFAULT_RETRY_DELAYS: Final = (5.0, 30.0, 120.0, 600.0, 1800.0, 7200.0)
@@ -41,6 +58,79 @@ GONE_ERROR: Final = "receiver answered 410 Gone"
 EVENTS: Final = tuple(event.value for event in WebhookEvent)
 # What a later attempt's webhook id adds after the execution id (see `webhook_id_for`).
 _ATTEMPT_MARKER: Final = "_attempt"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook (an execution's event, or a node's) and where its delivery stands. Holds no secret."""
+
+    webhook_id: str
+    execution_id: str
+    event: str
+    node_id: str  # the plan node of a node.* event; '' for an execution's events
+    # A URL may carry a token in its query string: kept out of reprs (see `redacted_url`).
+    url: str = field(repr=False)
+    body: bytes = field(repr=False)
+    secret_source: str | None
+    next_attempt_at: datetime
+    created_at: datetime
+    state: DeliveryState = DeliveryState.PENDING
+    attempts: int = 0
+    lease_until: datetime | None = None
+    delivered_at: datetime | None = None
+    last_error: str | None = None
+    # The execution's attempt (its Dagster run) the event happened in: 1 for its first run.
+    attempt: int = 1
+
+    @property
+    def redacted_url(self) -> str:
+        return redact_url(self.url)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One POST of a delivery: when, how long, and the status code or the error."""
+
+    id: int
+    webhook_id: str
+    number: int
+    started_at: datetime
+    finished_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """How one attempt ended: the answer's status code, or the error that stopped it."""
+
+    status_code: int | None = None
+    error: str | None = None
+    # Seconds the receiver asked to wait (Retry-After), when it did.
+    retry_after: float | None = None
+    # The destination was refused by the SSRF guard; no request was sent.
+    refused: bool = False
+    # A configuration error (the secret is not set, cannot be read or cannot sign): nothing was
+    # sent, and trying again cannot help until someone fixes it, so the delivery fails at once.
+    permanent: bool = False
+    duration_ms: int = 0
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        """The error, else the answer's status."""
+        answer = f"HTTP {self.status_code}" if self.status_code is not None else "no answer"
+        return self.error or answer
 
 
 @dataclass(frozen=True)
@@ -143,27 +233,19 @@ def _row(delivery: Delivery) -> dict[str, Any]:
     return {**vars(delivery), "body": delivery.body.decode("utf-8"), "state": delivery.state.value}
 
 
-def _check_secret_source(source: str | None) -> None:
-    if source is None or source == SUBMISSION_SOURCE:
-        return
-    name = source.removeprefix(ENV_SOURCE_PREFIX)
-    if source.startswith(ENV_SOURCE_PREFIX) and name.strip() and "=" not in name:
-        return
-    # Never echo the value: a caller that got this wrong may have passed the secret itself.
-    raise WebhookError(
-        "secret_source must be None (unsigned), 'submission' or 'env:NAME' (an environment variable name), "
-        "never the secret itself"
-    )
-
-
-def _check_node(event: WebhookEvent, node_id: str) -> None:
+def _check_delivery(event: WebhookEvent, node_id: str, secret_source: str | None, body: bytes) -> None:
     if not event.is_node_event and node_id:
         raise WebhookError(f"a {event.value} webhook is for the whole execution; got node {node_id!r}")
     if event.is_node_event and not NODE_ID_PATTERN.fullmatch(node_id):
         raise WebhookError(f"a {event.value} webhook needs the id of its plan node ([A-Za-z0-9_-]{{1,64}})")
-
-
-def _check_body(body: bytes) -> None:
+    name = (secret_source or "").removeprefix(ENV_SOURCE_PREFIX)
+    env_source = (secret_source or "").startswith(ENV_SOURCE_PREFIX) and bool(name.strip()) and "=" not in name
+    if secret_source not in (None, SUBMISSION_SOURCE) and not env_source:
+        # Never echo the value: a caller that got this wrong may have passed the secret itself.
+        raise WebhookError(
+            "secret_source must be None (unsigned), 'submission' or 'env:NAME' (an environment variable name), "
+            "never the secret itself"
+        )
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -217,9 +299,7 @@ class DeliveryOutbox:
             raise WebhookError(f"a webhook event is one of {', '.join(EVENTS)}; got {event!r}")
         if not execution_id or not url:
             raise WebhookError("a webhook delivery needs an execution id and a URL")
-        _check_node(WebhookEvent(event), node_id)
-        _check_secret_source(secret_source)
-        _check_body(body)
+        _check_delivery(WebhookEvent(event), node_id, secret_source, body)
         webhook_id = webhook_id_for(execution_id, event, node_id, attempt)
         at = _moment(now)
         delivery = Delivery(webhook_id, execution_id, event, node_id, url, body, secret_source, at, at, attempt=attempt)
@@ -331,3 +411,225 @@ class DeliveryOutbox:
     def attempts(self, webhook_id: str) -> list[Attempt]:
         query = sa.select(webhook_attempts).where(_A.webhook_id == webhook_id).order_by(_A.number, _A.id)
         return self._rows.all(query, lambda row: record(Attempt, row))
+
+
+DEFAULT_TIMEOUT: Final = 10.0
+MAX_TIMEOUT: Final = 15.0
+# Longer than any attempt can take (MAX_TIMEOUT), so a live sender never loses its claim.
+LEASE_SECONDS: Final = 60.0
+_USER_AGENT = "video-pipelines"
+# Webhook signatures over the exact bytes sent: `X-Webhook-Signature` (hex HMAC-SHA256, as the seed SDK)
+# and Standard Webhooks' headers, made by the `standardwebhooks` library itself. The key goes to the
+# library as bytes: given a string, it base64-decodes it and silently drops characters outside the
+# alphabet, so a mistyped `whsec_` secret would sign with another key.
+WHSEC_PREFIX = "whsec_"
+
+
+def standard_webhooks_key(secret: str) -> bytes:
+    """The key of the `webhook-signature`: the secret's UTF-8 bytes, or the base64 after `whsec_`."""
+    if not secret:
+        raise WebhookSecretError("the webhook secret is empty; leave it out to send unsigned webhooks")
+    if not secret.startswith(WHSEC_PREFIX):
+        return secret.encode("utf-8")
+    encoded = secret.removeprefix(WHSEC_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise WebhookSecretError(
+            "the webhook secret starts with whsec_ but what follows is not base64 (A-Z a-z 0-9 + /); "
+            "use the secret exactly as Standard Webhooks generated it, or a secret without that prefix"
+        ) from None
+    if not key:
+        raise WebhookSecretError("the webhook secret whsec_ carries no key; give the whole whsec_<base64> secret")
+    return key
+
+
+def unsigned_headers(webhook_id: str, timestamp: int) -> dict[str, str]:
+    """The headers of a webhook without a secret: its stable id and the time of this attempt."""
+    return {"webhook-id": webhook_id, "webhook-timestamp": str(timestamp)}
+
+
+def signature_headers(body: bytes, secret: str, *, webhook_id: str, timestamp: int) -> dict[str, str]:
+    """The signature headers for `body` (the exact UTF-8 bytes sent) at `timestamp` (unix seconds)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WebhookError(f"a webhook body must be UTF-8 (invalid byte at offset {exc.start})") from None
+    key = standard_webhooks_key(secret)
+    standard = Webhook(key).sign(webhook_id, datetime.fromtimestamp(timestamp, UTC), text)
+    return {
+        "X-Webhook-Signature": hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest(),
+        **unsigned_headers(webhook_id, timestamp),
+        "webhook-signature": standard,
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def _ssl_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    # Loading the CA bundle costs tens of milliseconds: attempts with the same CA settings share one context.
+    return httpx.create_ssl_context()
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` without the URL's query string, credentials or fragment (they may hold tokens)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return text
+    for part in (parsed.query.decode("ascii", "replace"), parsed.userinfo.decode("ascii", "replace"), parsed.fragment):
+        if part:
+            text = text.replace(part, "<redacted>")
+    return text
+
+
+def _transport_error(exc: httpx.HTTPError, url: str, host: str) -> str:
+    shown = redact_url(url)
+    certificate = certificate_error(exc)
+    if certificate is not None:
+        return f"TLS certificate of {host} not accepted posting to {shown}: {certificate.verify_message or certificate}"
+    return f"{type(exc).__name__} posting to {shown}: {_scrub(str(exc), url) or 'no detail'}"
+
+
+def _timed(started: float, **fields: Any) -> AttemptOutcome:
+    """An outcome lasting from `started` (time.monotonic) until now."""
+    return AttemptOutcome(duration_ms=round((time.monotonic() - started) * 1000), **fields)
+
+
+def send_once(
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    allowed: AllowedHosts,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> AttemptOutcome:
+    """POST exactly `body`; never raises for what the network does. `timeout` bounds the whole exchange."""
+    if not timeout > 0:
+        raise WebhookError(f"timeout must be > 0 seconds, got {timeout}")
+    budget = min(timeout, MAX_TIMEOUT)
+    ended = functools.partial(_timed, time.monotonic())
+    shown = redact_url(url)
+    try:
+        destination = resolve_destination(url, allowed)
+    except BlockedDestinationError as exc:
+        return ended(refused=True, error=str(exc))
+    except FetchError as exc:
+        return ended(error=str(exc))
+    request_headers = httpx.Headers({"User-Agent": _USER_AGENT})
+    request_headers.update(headers)
+    request_headers["Content-Type"] = "application/json"
+    try:
+        with open_pinned(
+            destination,
+            "POST",
+            headers=request_headers,
+            content=body,
+            ssl_context=_ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")),
+            timeout=budget,
+            total_timeout=budget,
+        ) as response:
+            status = response.status_code
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+    except httpx.TimeoutException:
+        return ended(error=f"no answer from {shown} within {budget:g}s")
+    except httpx.HTTPError as exc:
+        return ended(error=_transport_error(exc, url, destination.host))
+    except httpx.InvalidURL as exc:
+        return ended(error=f"cannot build a request for {shown}: {_scrub(str(exc), url)}")
+    redirect = f"{shown} answered HTTP {status}, a redirect; webhooks do not follow redirects"
+    return ended(status_code=status, retry_after=retry_after, error=redirect if 300 <= status < 400 else None)
+
+
+@dataclass(frozen=True)
+class _Sender:
+    """How `deliver_due` makes an attempt: where secrets and trace parents come from, what it may reach."""
+
+    secret_for: Callable[[Delivery], str | None]
+    allowed: AllowedHosts
+    timeout: float
+    trace_parent_for: Callable[[Delivery], str | None] | None
+
+    def traced(self, delivery: Delivery) -> AttemptOutcome:
+        """`attempt` in its own span, a child of the execution's span when `trace_parent_for` finds it."""
+        try:
+            parent = parse_traceparent(self.trace_parent_for(delivery)) if self.trace_parent_for else None
+        except Exception:  # tracing never costs a delivery
+            parent = None
+        attributes: dict[str, str | int] = {
+            "video_pipelines.execution_id": delivery.execution_id,
+            "video_pipelines.webhook_id": delivery.webhook_id,
+            "video_pipelines.event": delivery.event,
+            "video_pipelines.attempt": delivery.attempts + 1,
+        }
+        if delivery.node_id:
+            attributes["video_pipelines.node_id"] = delivery.node_id
+        name = f"webhook {delivery.event}"
+        with http_client_span(name, "POST", delivery.redacted_url, parent=parent, attributes=attributes) as span:
+            outcome = self.attempt(delivery, span.headers)
+            if outcome.status_code is not None:
+                span.answered(outcome.status_code)
+            if outcome.error is not None:
+                span.failed(outcome.error)
+        return outcome
+
+    def attempt(self, delivery: Delivery, trace_headers: Mapping[str, str]) -> AttemptOutcome:
+        """Sign `delivery` for this attempt (a fresh timestamp, its stable id) and send it."""
+        started = time.monotonic()
+
+        def failed(error: str) -> AttemptOutcome:
+            return _timed(started, error=error)
+
+        def misconfigured(error: str) -> AttemptOutcome:
+            # The same lookup fails the same way until someone changes the configuration: retrying
+            # for hours would only hide it. Redelivering after the fix sends it.
+            fix = f"not retried: fix it, then `video-pipelines deliveries redeliver {delivery.webhook_id}`"
+            return replace(failed(f"{error}; {fix}"), permanent=True)
+
+        unreadable = f"the webhook secret could not be read ({delivery.secret_source})"
+        try:
+            secret = self.secret_for(delivery)
+        except (WebhookSecretError, SecretKeyError) as exc:
+            return misconfigured(f"{unreadable}: {exc}")
+        except Exception as exc:  # the store's database, say: may pass, so retried
+            return failed(f"{unreadable}: {type(exc).__name__}: {exc}")
+        if secret is None and delivery.secret_source is not None:
+            # A webhook recorded as signed never goes out unsigned.
+            return misconfigured(f"{unreadable}: there is none")
+        # The receiver checks the timestamp against its own clock: always the real time.
+        timestamp = int(time.time())
+        try:
+            headers = (
+                signature_headers(delivery.body, secret, webhook_id=delivery.webhook_id, timestamp=timestamp)
+                if secret is not None
+                else unsigned_headers(delivery.webhook_id, timestamp)
+            )
+        except WebhookError as exc:
+            return misconfigured(f"the webhook cannot be signed: {exc}")
+        headers = {**headers, **trace_headers}
+        return send_once(delivery.url, delivery.body, headers, allowed=self.allowed, timeout=self.timeout)
+
+
+def deliver_due(
+    outbox: DeliveryOutbox,
+    *,
+    secret_for: Callable[[Delivery], str | None],
+    allowed: AllowedHosts,
+    schedule: RetrySchedule,
+    now: datetime | None = None,
+    limit: int = 20,
+    timeout: float = DEFAULT_TIMEOUT,
+    trace_parent_for: Callable[[Delivery], str | None] | None = None,
+) -> list[tuple[Delivery, AttemptOutcome]]:
+    """Attempt each due delivery (up to `limit`) once, claimed one at a time so senders share the work."""
+    sender = _Sender(secret_for, allowed, timeout, trace_parent_for)
+    results: list[tuple[Delivery, AttemptOutcome]] = []
+    attempted: set[str] = set()
+    while len(results) < limit:
+        claimed = outbox.claim_due(now=now, limit=1, lease_seconds=LEASE_SECONDS, exclude=attempted)
+        if not claimed:
+            break
+        delivery = claimed[0]
+        attempted.add(delivery.webhook_id)
+        outcome = sender.traced(delivery)
+        results.append((outbox.record_attempt(delivery, outcome, schedule=schedule, now=now), outcome))
+    return results
