@@ -3,22 +3,18 @@ Every `/api/...` route needs a key and sees only its tenant's executions (anothe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, cast
 
 import anyio
 import dagster as dg
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
@@ -27,6 +23,7 @@ from fastapi.sse import EventSourceResponse, format_sse_event
 from pydantic import BaseModel
 
 from video_pipelines import executions
+from video_pipelines.api.health import check_daemon, check_database, check_storage, run_checks
 from video_pipelines.api.models import (
     Delivery,
     DeliveryLog,
@@ -507,72 +504,6 @@ def redeliver(execution_id: str, webhook_id: str, caller: CallerDep, state: Stat
     executions.require_visible(caller, state.records, state.store, execution_id)
     delivery = executions.redeliver(state.store, execution_id, webhook_id)
     return Delivery.model_validate(executions.delivery_record(DeliveryOutbox(state.store), delivery))
-
-
-# `GET /health`: database, daemon heartbeats (without them nothing launches) and storage, each with a
-# timeout. No authentication: it names no tenant, and an unexpected error only by type.
-PROBE = b"video-pipelines /health probe: artifact storage is writable\n"
-PROBE_SHA256 = hashlib.sha256(PROBE).hexdigest()
-
-
-class CheckFailed(Exception):
-    """A check found its part down; the message says why and may be shown to anyone."""
-
-
-def check_database(store: SubmissionStore) -> None:
-    with store.reader.connect() as connection:
-        connection.execute(sa.text("SELECT 1"))
-
-
-def check_daemon(instance: dg.DagsterInstance, max_age_seconds: float, now: float | None = None) -> None:
-    """Raise CheckFailed naming each required daemon without a recent heartbeat."""
-    moment = time.time() if now is None else now
-    heartbeats = instance.get_daemon_heartbeats()
-    stale: list[str] = []
-    for daemon_type in instance.get_required_daemon_types():
-        beat = heartbeats.get(daemon_type)
-        if beat is None:
-            stale.append(f"{daemon_type} (no heartbeat)")
-        elif moment - beat.timestamp > max_age_seconds:
-            stale.append(f"{daemon_type} (last heartbeat {moment - beat.timestamp:.0f} s ago)")
-    if stale:
-        raise CheckFailed(f"is dagster-daemon running? {', '.join(stale)}")
-
-
-def check_storage(storage: Callable[[], ArtifactStore]) -> None:
-    store = storage()
-    with tempfile.TemporaryDirectory(prefix="vp-health-") as folder:
-        probe = Path(folder) / "probe.txt"
-        probe.write_bytes(PROBE)
-        stored = store.put_file(probe, sha256=PROBE_SHA256, suffix=".txt", content_type="text/plain")
-    if not store.exists(stored.key):
-        raise CheckFailed(f"the probe object {stored.key} was stored but cannot be found again")
-
-
-async def run_checks(checks: dict[str, Callable[[], None]], timeout_seconds: float) -> dict[str, str | None]:
-    """Every blocking check at once, each in a worker thread (any error or a timeout is its problem): each check's
-    problem, None when it is ok, in the order given."""
-    results: dict[str, str | None] = {}
-
-    async def run(name: str, check: Callable[[], None]) -> None:
-        try:
-            with anyio.fail_after(timeout_seconds):
-                # A stuck check is left behind in its thread: /health answers in time all the same.
-                await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
-        except TimeoutError:
-            results[name] = f"no answer within {timeout_seconds:g} s"
-        except CheckFailed as exc:
-            results[name] = str(exc)
-        except Exception as exc:
-            log.warning("/health: the %s check failed: %s: %s", name, type(exc).__name__, exc)
-            results[name] = f"{type(exc).__name__} (see the server log)"
-        else:
-            results[name] = None
-
-    async with anyio.create_task_group() as group:
-        for name, check in checks.items():
-            group.start_soon(run, name, check)
-    return {name: results[name] for name in checks}
 
 
 @router.get(

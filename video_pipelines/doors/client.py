@@ -47,7 +47,7 @@ class Deployment:
 
     def daemon_problem(self) -> str | None:
         """Why no daemon would launch this deployment's submissions, as `/health` sees it; None when one beats."""
-        from video_pipelines.api.routes import CheckFailed, check_daemon
+        from video_pipelines.api.health import CheckFailed, check_daemon
         from video_pipelines.api.settings import ApiSettings
 
         try:

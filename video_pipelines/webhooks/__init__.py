@@ -11,10 +11,10 @@ from video_pipelines.webhooks.outbox import Delivery as Delivery
 from video_pipelines.webhooks.outbox import DeliveryOutbox as DeliveryOutbox
 from video_pipelines.webhooks.outbox import DeliveryState as DeliveryState
 from video_pipelines.webhooks.outbox import RetrySchedule as RetrySchedule
-from video_pipelines.webhooks.outbox import deliver_due as deliver_due
 from video_pipelines.webhooks.outbox import encode_payload as encode_payload
 from video_pipelines.webhooks.outbox import execution_of_webhook as execution_of_webhook
-from video_pipelines.webhooks.outbox import send_once as send_once
-from video_pipelines.webhooks.outbox import signature_headers as signature_headers
-from video_pipelines.webhooks.outbox import unsigned_headers as unsigned_headers
 from video_pipelines.webhooks.outbox import webhook_id_for as webhook_id_for
+from video_pipelines.webhooks.sender import deliver_due as deliver_due
+from video_pipelines.webhooks.sender import send_once as send_once
+from video_pipelines.webhooks.sender import signature_headers as signature_headers
+from video_pipelines.webhooks.sender import unsigned_headers as unsigned_headers
