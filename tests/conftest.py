@@ -54,7 +54,7 @@ def _postgres_unavailable(reason: str) -> None:
     pytest.skip(f"PostgreSQL not available: {reason}")
 
 
-def _admin_connection() -> Any:
+def admin_connection() -> Any:
     import psycopg2
 
     try:
@@ -66,12 +66,12 @@ def _admin_connection() -> Any:
 
 
 @contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database (a plain postgresql:// URL), dropped afterwards."""
+def fresh_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (a plain postgresql:// URL), empty or a copy of `template`; dropped afterwards."""
     name = f"vp_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin_connection()
+    admin = admin_connection()
     with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
+        cursor.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"

@@ -25,9 +25,8 @@ from typing import Any
 from video_pipelines.deployment.instance import render_instance_yaml
 
 from .api_process import ApiServer, api_process
-from .conftest import fresh_database
 from .fuzz_hooks import STATS_ENV, SUBMIT
-from .processes import REPO, WORKSPACE, DagsterDeployment
+from .processes import REPO, WORKSPACE, DagsterDeployment, deployment_database
 
 CONFIG = REPO / "tests" / "schemathesis.toml"
 HEALTH = "GET /health"
@@ -87,7 +86,7 @@ class FuzzResult:
 @contextmanager
 def fuzz_target(tmp: Path) -> Iterator[FuzzTarget]:
     """`video-pipelines serve` on a fresh PostgreSQL database, with a tenant's key; no daemon until asked."""
-    with fresh_database() as database_url:
+    with deployment_database() as database_url:
         home, logs = tmp / "dagster_home", tmp / "logs"
         home.mkdir()
         logs.mkdir()
@@ -99,7 +98,6 @@ def fuzz_target(tmp: Path) -> Iterator[FuzzTarget]:
             "VIDEO_PIPELINES_STORAGE_URL": (tmp / "artifacts").as_uri(),
             "VIDEO_PIPELINES_SECRET_KEY": "fuzz-passphrase",
         }
-        subprocess.run(["dagster", "instance", "migrate"], env=env, check=True, capture_output=True, timeout=120)
         made = subprocess.run(
             ["video-pipelines", "api-keys", "create", "--name", "fuzz", "--tenant", "acme"],
             env=env, capture_output=True, text=True, timeout=120, check=True,

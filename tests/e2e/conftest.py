@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import DAGSTER_WARNINGS, fresh_database, mark_folder
-from ..processes import DagsterDeployment, dagster_deployment
+from ..conftest import DAGSTER_WARNINGS, mark_folder
+from ..processes import DagsterDeployment, dagster_deployment, deployment_database
 from ..unit.test_providers_replicate_fal import TOKEN, FakeReplicate
 
 
@@ -37,5 +37,5 @@ def stalled_deployment(tmp_path: Path, stalled_replicate: FakeReplicate) -> Iter
         "REPLICATE_API_TOKEN": TOKEN,
         "REPLICATE_API_BASE_URL": stalled_replicate.base_url,
     }
-    with fresh_database() as url, dagster_deployment(tmp_path, url, extra_env=env) as deployment:
+    with deployment_database() as url, dagster_deployment(tmp_path, url, extra_env=env) as deployment:
         yield deployment

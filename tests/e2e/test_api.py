@@ -31,9 +31,9 @@ from video_pipelines.errors import ExecutionNotFound
 from video_pipelines.operations.ffmpeg import probe
 
 from ..api_process import api_process
-from ..conftest import fresh_database, serving
+from ..conftest import serving
 from ..media import dominant_frequency, local_path_of, make_tone, pcm_mono
-from ..processes import DagsterDeployment, dagster_deployment
+from ..processes import DagsterDeployment, dagster_deployment, deployment_database
 from ..receiver import ReceivedRequest, WebhookReceiver
 
 # One worker runs this module's tests, in order, on its one deployment (module-scoped).
@@ -115,7 +115,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     try:
         with (
             serving(media) as audio,
-            fresh_database() as database_url,
+            deployment_database() as database_url,
             dagster_deployment(tmp, database_url, extra_env=env) as deployment,
         ):
             key = create_key(deployment, "seed-app", "acme")

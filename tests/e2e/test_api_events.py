@@ -18,8 +18,7 @@ import pytest
 from video_pipelines.submissions import ApiKeys, SubmissionStore
 
 from ..api_process import ApiServer, api_process
-from ..conftest import fresh_database
-from ..processes import DagsterDeployment, dagster_deployment
+from ..processes import DagsterDeployment, dagster_deployment, deployment_database
 
 # One worker runs this module's tests, in order, on its one deployment (module-scoped).
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("e2e-api_events")]
@@ -53,7 +52,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     tmp = tmp_path_factory.mktemp("e2e_api_events")
     env = {"VIDEO_PIPELINES_SECRET_KEY": SECRET_KEY, "VIDEO_PIPELINES_API_EVENTS_POLL_SECONDS": "0.1"}
     with (
-        fresh_database() as database_url,
+        deployment_database() as database_url,
         dagster_deployment(tmp, database_url, extra_env=env) as deployment,
         SubmissionStore(database_url, secret_key=SECRET_KEY) as store,
     ):

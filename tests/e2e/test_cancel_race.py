@@ -23,8 +23,7 @@ from video_pipelines.doors.api_client import ApiClient
 from video_pipelines.executions import EXECUTION_ID_TAG
 
 from ..api_process import api_process
-from ..conftest import fresh_database
-from ..processes import DagsterDeployment, dagster_deployment
+from ..processes import DagsterDeployment, dagster_deployment, deployment_database
 from ..workers import broker_env, start_worker, wait_for_workers
 from .test_api import create_key
 
@@ -55,7 +54,7 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     tmp = tmp_path_factory.mktemp(f"e2e_cancel_race_{request.param}")
     env = {"VIDEO_PIPELINES_SECRET_KEY": "e2e-cancel-race", **(broker_env() if celery else {})}
     with (
-        fresh_database() as database_url,
+        deployment_database() as database_url,
         dagster_deployment(tmp, database_url, extra_env=env, celery=celery) as deployment,
     ):
         if celery:

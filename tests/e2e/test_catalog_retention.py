@@ -13,9 +13,8 @@ from video_pipelines.orchestration.catalog.retention import (
 )
 from video_pipelines.plan import parse_plan
 
-from ..conftest import fresh_database
 from ..dagster.test_catalog_retention import DAY, PLAN, execution_id_made_at, partition_keys
-from ..processes import WORKSPACE, dagster_deployment
+from ..processes import WORKSPACE, dagster_deployment, deployment_database
 
 
 @pytest.mark.postgres
@@ -25,7 +24,7 @@ def test_the_daemon_prunes_the_catalog_on_postgresql(tmp_path: Path, monkeypatch
     recent = execution_id_made_at(time.time() - 60)
     env = {CATALOG_RETENTION_ENV: "30"}
     with (
-        fresh_database() as url,
+        deployment_database() as url,
         dagster_deployment(tmp_path, url, daemon=False, extra_env=env) as deployment,
         deployment.client(monkeypatch) as target,
     ):

@@ -9,9 +9,8 @@ import pytest
 
 from video_pipelines.doors import client
 
-from ..conftest import fresh_database
 from ..dagster.test_remote_overlap import THREE_AND_A_MERGE, TimedReplicate, replicate  # noqa: F401  (a fixture)
-from ..processes import dagster_deployment
+from ..processes import dagster_deployment, deployment_database
 from ..unit.test_providers_replicate_fal import TOKEN
 
 
@@ -29,7 +28,7 @@ def test_e2e_canceling_an_execution_cancels_the_predictions_started_ahead(
         "REPLICATE_API_BASE_URL": replicate.base_url,
     }
     with (
-        fresh_database() as url,
+        deployment_database() as url,
         dagster_deployment(tmp_path, url, extra_env=env) as deployment,
         deployment.client(monkeypatch) as target,
     ):

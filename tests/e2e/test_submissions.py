@@ -16,9 +16,9 @@ from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.submissions import SubmissionState
 
-from ..conftest import fresh_database, serving
+from ..conftest import serving
 from ..media import dominant_frequency, local_path_of, make_tone, pcm_mono
-from ..processes import DagsterDeployment, dagster_deployment
+from ..processes import DagsterDeployment, dagster_deployment, deployment_database
 
 # One worker runs this module's tests, in order, on its one deployment (module-scoped).
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("e2e-submissions")]
@@ -65,7 +65,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDepl
     env = {"VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1", "VIDEO_PIPELINES_SECRET_KEY": SECRET_KEY}
     with (
         serving(audio) as server,
-        fresh_database() as database_url,
+        deployment_database() as database_url,
         dagster_deployment(tmp, database_url, extra_env=env) as deployment,
     ):
         deployment.env["AUDIO_BASE"] = f"http://127.0.0.1:{server.port}"

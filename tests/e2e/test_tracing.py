@@ -18,7 +18,6 @@ from video_pipelines.telemetry.trace_context import (
     derived_context,
 )
 
-from ..conftest import fresh_database
 from ..dagster.test_tracing import (  # noqa: F401  (fixtures)
     CALLER,
     CALLER_SPAN,
@@ -34,7 +33,7 @@ from ..dagster.test_tracing import (  # noqa: F401  (fixtures)
     traceparent_ids,
 )
 from ..otlp_collector import OtlpCollector
-from ..processes import DagsterDeployment, dagster_deployment
+from ..processes import DagsterDeployment, dagster_deployment, deployment_database
 from ..receiver import WebhookReceiver
 from ..unit.test_providers_replicate_fal import TOKEN, FakeReplicate
 from .test_graphql import LAUNCH, launch_params
@@ -54,7 +53,7 @@ def daemon_deployment(
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
-    with fresh_database() as url, dagster_deployment(tmp_path, url, extra_env=env) as deployment:
+    with deployment_database() as url, dagster_deployment(tmp_path, url, extra_env=env) as deployment:
         yield deployment
 
 

@@ -17,8 +17,7 @@ from standardwebhooks import Webhook
 from video_pipelines.doors import client
 from video_pipelines.plan.overrides import SubmitOptions
 
-from ..conftest import fresh_database
-from ..processes import DagsterDeployment, dagster_deployment
+from ..processes import DagsterDeployment, dagster_deployment, deployment_database
 from ..receiver import ReceivedRequest, WebhookReceiver, running_receiver
 from .test_graphql import LAUNCH, launch_params
 
@@ -49,7 +48,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDepl
         "VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS": "1,1,1,1,1,1",
         "WEBHOOK_SECRET_DIRECT": DIRECT_SECRET,
     }
-    with fresh_database() as url, dagster_deployment(tmp_path_factory.mktemp("e2e_webhooks"), url, extra_env=env) as d:
+    with (
+        deployment_database() as url,
+        dagster_deployment(tmp_path_factory.mktemp("e2e_webhooks"), url, extra_env=env) as d,
+    ):
         yield d
 
 

@@ -21,9 +21,8 @@ import pytest
 from video_pipelines.doors import client
 from video_pipelines.plan.overrides import SubmitOptions
 
-from ..conftest import fresh_database
 from ..dagster.test_remote_overlap import TimedReplicate
-from ..processes import DagsterDeployment, dagster_deployment
+from ..processes import DagsterDeployment, dagster_deployment, deployment_database
 from ..receiver import WebhookReceiver, running_receiver
 from ..unit.test_providers_replicate_fal import TOKEN
 from ..workers import broker_env, start_worker, wait_for_workers
@@ -82,7 +81,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, replicate: TimedReplica
         "REPLICATE_API_BASE_URL": replicate.base_url,
     }
     tmp = tmp_path_factory.mktemp("e2e_workers")
-    with fresh_database() as url, dagster_deployment(tmp, url, extra_env=env, celery=True) as deployment:
+    with deployment_database() as url, dagster_deployment(tmp, url, extra_env=env, celery=True) as deployment:
         nodes = [start_worker(deployment, "w1"), start_worker(deployment, "w2")]
         wait_for_workers(deployment, nodes)
         yield deployment
