@@ -1,17 +1,12 @@
 """`video-pipelines serve` as a real process on 127.0.0.1 (no daemon: submissions stay pending).
 
-Submit and status over real HTTP, and an event stream that follows a cancel as it happens;
-and `video-pipelines dev`, which starts the API beside dagster dev (webserver and daemon).
-With a real daemon running the plans: test_api_events.py and test_api.py.
+Submit and status over real HTTP, and an event stream that follows a cancel as it happens.
+With a real daemon running the plans: test_api_events.py and test_api.py; `video-pipelines dev`: test_dev.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +19,6 @@ from video_pipelines.deployment.instance import prepare_dagster_home
 from video_pipelines.submissions import ApiKeys, SubmissionStore
 
 from ..api_process import ApiServer, api_process
-from ..conftest import free_port
 
 PLAN: dict[str, Any] = {
     "jobs": [
@@ -109,57 +103,3 @@ def test_the_event_stream_follows_a_cancel_as_it_happens(served: Served) -> None
         ("execution", None, "canceled"),
     ]
     assert seen[-1][1]["executionId"] == execution_id  # and the stream ended by itself after it
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the process group `pgid` is still there."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def test_dev_serves_the_api_beside_the_webserver_and_daemon_and_stops_them_all(tmp_path: Path) -> None:
-    web_port, api_port = free_port(), free_port()
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("DAGSTER_HOME", "VIDEO_PIPELINES_DATABASE_URL", "VIDEO_PIPELINES_STORAGE_URL")
-    }
-    log = tmp_path / "dev.log"
-    with log.open("wb") as output:
-        dev = subprocess.Popen(
-            ["video-pipelines", "dev", "--port", str(web_port), "--api-port", str(api_port)],
-            cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 240
-        health = None
-        while time.monotonic() < deadline and dev.poll() is None:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{api_port}/health", timeout=5)
-                webserver = httpx.get(f"http://127.0.0.1:{web_port}/server_info", timeout=5)
-                if health.status_code == 200 and webserver.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
-        text = log.read_text(errors="replace")
-        assert health is not None and health.status_code == 200, text[-4000:]
-        assert f"API on http://127.0.0.1:{api_port}" in text  # its URL, printed
-        assert health.json() == {"database": "ok", "daemon": "ok", "storage": "ok"}  # the daemon beats
-        assert (tmp_path / ".dagster_home" / "video_pipelines.db").exists()
-
-        dev.send_signal(signal.SIGTERM)  # passed on to dagster dev and the API; all of them stop
-        assert dev.wait(timeout=120) == 0, log.read_text(errors="replace")[-4000:]
-        # What dagster dev started (its code server) follows it out within moments.
-        deadline = time.monotonic() + 60
-        while group_alive(dev.pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        left = subprocess.run(["ps", "-o", "pid,args", "-g", str(dev.pid)], capture_output=True, text=True).stdout
-        assert not group_alive(dev.pid), left
-    finally:
-        if group_alive(dev.pid):
-            os.killpg(dev.pid, signal.SIGKILL)
-        dev.wait()

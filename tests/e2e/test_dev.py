@@ -1,4 +1,5 @@
-"""`video-pipelines dev` as a user runs it: a real process tree, stopped by SIGTERM or Ctrl-C with nothing left."""
+"""`video-pipelines dev` as a user runs it: the webserver, the daemon and the API on the embedded instance, a real
+process tree, stopped by SIGTERM or Ctrl-C with nothing left."""
 
 from __future__ import annotations
 
@@ -72,7 +73,6 @@ def healthy(url: str) -> bool:
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_dev_stops_every_process_it_started(tmp_path: Path, stop_signal: signal.Signals) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_HOME", "VIDEO_PIPELINES_"))}
-    env["DAGSTER_HOME"] = str(tmp_path / "home")
     port, api_port = free_port(), free_port()
     log_path = tmp_path / "dev.log"
     with log_path.open("wb") as log:
@@ -88,6 +88,13 @@ def test_dev_stops_every_process_it_started(tmp_path: Path, stop_signal: signal.
             assert dev.poll() is None, log_path.read_text(errors="replace")[-4000:]
             assert time.monotonic() < deadline, "dev did not serve in 240 s\n" + log_path.read_text()[-4000:]
             time.sleep(1)
+        text = log_path.read_text(errors="replace")
+        assert f"API on http://127.0.0.1:{api_port}" in text  # its URL, printed
+        assert httpx.get(f"http://127.0.0.1:{api_port}/health").json() == {
+            "database": "ok", "daemon": "ok", "storage": "ok"
+        }  # fmt: skip
+        # Without DAGSTER_HOME: the embedded instance in the folder dev was started from.
+        assert (tmp_path / ".dagster_home" / "video_pipelines.db").exists()
         recorded = descendants(dev.pid)
         # dagster dev, its webserver and daemon (and their code servers), and the API.
         assert len(recorded) >= 4, still_running(recorded)

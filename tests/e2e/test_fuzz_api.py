@@ -24,7 +24,7 @@ from ..fuzz import fuzz_target, run_fuzz
 
 pytestmark = pytest.mark.postgres
 
-MAX_EXAMPLES = 15
+MAX_EXAMPLES = 10
 RUN = 2  # accepted plans a real daemon runs to the end
 EVENT_PAYLOADS = {"status": "StatusDocument", "node": "NodeEvent", "execution": "StatusDocument"}
 OFFLINE = {"generateVideo", "merge", "reframe", "addSubtitles"}
