@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Mapping
 from typing import cast
@@ -38,18 +37,16 @@ __all__ = [
 ]
 
 
-# name -> (its credential's variable, its module under providers, its adapter class). A module is imported
-# when a node first calls its provider: the others' dependencies stay unloaded.
 REMOTE_PROVIDERS = {
-    "replicate": ("REPLICATE_API_TOKEN", "replicate", "ReplicateProvider"),
-    "fal": ("FAL_KEY", "fal", "FalProvider"),
-    "google-cloud": ("GOOGLE_APPLICATION_CREDENTIALS", "vertex", "VertexVeoProvider"),
+    "replicate": "REPLICATE_API_TOKEN",
+    "fal": "FAL_KEY",
+    "google-cloud": "GOOGLE_APPLICATION_CREDENTIALS",
 }
 
 
 def credential(name: str, variable: str | None = None) -> str:
     """The credential of provider `name` from the environment variable `variable` (default: the usual one)."""
-    variable = variable or REMOTE_PROVIDERS.get(name, (None,))[0]
+    variable = variable or REMOTE_PROVIDERS.get(name)
     if variable is None:
         raise ProviderError(f"unknown provider '{name}' (expected local, {', '.join(REMOTE_PROVIDERS)})")
     value = os.environ.get(variable, "").strip()
@@ -66,8 +63,18 @@ RemoteFactory = Callable[[AllowedHosts], "VideoGenerator | LipSyncer | SpeechTra
 
 def _configured(name: str) -> RemoteFactory:
     credential(name)  # a clear error when the provider is unknown or not configured here
-    _, module, adapter = REMOTE_PROVIDERS[name]
-    return cast(RemoteFactory, getattr(importlib.import_module(f"{__name__}.{module}"), adapter).from_env)
+    # Imported when a node first calls one: the others' dependencies stay unloaded.
+    if name == "replicate":
+        from video_pipelines.providers.replicate import ReplicateProvider
+
+        return ReplicateProvider.from_env
+    if name == "fal":
+        from video_pipelines.providers.fal import FalProvider
+
+        return FalProvider.from_env
+    from video_pipelines.providers.vertex import VertexVeoProvider
+
+    return VertexVeoProvider.from_env
 
 
 def _provider(
