@@ -48,9 +48,13 @@ class Caller:
 
     tenant: str | None
 
+    @property
+    def is_operator(self) -> bool:
+        return self.tenant is None
+
     def may_see(self, owner: str | None) -> bool:
         """Whether this caller may see an execution of tenant `owner` (None: no such execution)."""
-        return owner is not None and (self.tenant is None or self.tenant == owner)
+        return owner is not None and (self.is_operator or self.tenant == owner)
 
 
 OPERATOR = Caller(None)
@@ -218,7 +222,7 @@ def submit(
     A tenant's base is checked now (missing or another's: the same error), an operator's by the plan sensor."""
     plan = admission.plan
     base_id = plan.base_execution_id
-    if caller.tenant is not None and base_id is not None and execution_tenant(records, store, base_id) != caller.tenant:
+    if base_id is not None and not caller.is_operator and not caller.may_see(execution_tenant(records, store, base_id)):
         raise PlanValidationError([f"plan.baseExecutionId: {missing_base(base_id)}"])
     submission, created = store.submit(
         plan.to_wire(include_secret=False),

@@ -31,7 +31,7 @@ def _visible(call: Callable[[RunRecords, SubmissionStore, str], ExecutionStatus]
     """`call` on an execution `caller` may see; ExecutionNotFound, and no change, otherwise."""
 
     def guarded(caller: Caller, records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
-        if caller.tenant is not None:  # for an operator, `call` raises ExecutionNotFound for a missing id itself
+        if not caller.is_operator:  # for an operator, `call` raises ExecutionNotFound for a missing id itself
             require_visible(caller, records, store, execution_id)
         return call(records, store, execution_id)
 
