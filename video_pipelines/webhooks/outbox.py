@@ -395,9 +395,3 @@ class DeliveryOutbox:
     def attempts(self, webhook_id: str) -> list[Attempt]:
         query = sa.select(webhook_attempts).where(_A.webhook_id == webhook_id).order_by(_A.number, _A.id)
         return self._rows.all(query, lambda row: record(Attempt, row))
-
-
-DEFAULT_TIMEOUT: Final = 10.0
-MAX_TIMEOUT: Final = 15.0
-# Longer than any attempt can take (MAX_TIMEOUT), so a live sender never loses its claim.
-LEASE_SECONDS: Final = 60.0

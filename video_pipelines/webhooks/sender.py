@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import httpx
 from standardwebhooks import Webhook
@@ -29,17 +29,13 @@ from video_pipelines.net import AllowedHosts, certificate_error, open_pinned, re
 from video_pipelines.net.retrying import parse_retry_after
 from video_pipelines.telemetry.trace_context import parse_traceparent
 from video_pipelines.telemetry.tracing import http_client_span
-from video_pipelines.webhooks.outbox import (
-    DEFAULT_TIMEOUT,
-    LEASE_SECONDS,
-    MAX_TIMEOUT,
-    AttemptOutcome,
-    Delivery,
-    DeliveryOutbox,
-    RetrySchedule,
-)
+from video_pipelines.webhooks.outbox import AttemptOutcome, Delivery, DeliveryOutbox, RetrySchedule
 
 _USER_AGENT = "video-pipelines"
+DEFAULT_TIMEOUT: Final = 10.0
+MAX_TIMEOUT: Final = 15.0
+# Longer than any attempt can take (MAX_TIMEOUT), so a live sender never loses its claim.
+LEASE_SECONDS: Final = 60.0
 # Webhook signatures over the exact bytes sent: `X-Webhook-Signature` (hex HMAC-SHA256, as the seed SDK)
 # and Standard Webhooks' headers, made by the `standardwebhooks` library itself. The key goes to the
 # library as bytes: given a string, it base64-decodes it and silently drops characters outside the
