@@ -7,7 +7,7 @@ implementation (`orchestration/run_records.py`) is tested through the job and se
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,6 +93,10 @@ class MemoryRunRecords:
 
     def terminate(self, run_id: str) -> None:
         self.terminated.append(run_id)
+
+    def add_run_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        run = self.runs[run_id]
+        self.runs[run_id] = replace(run, tags={**run.tags, **tags})
 
     def cancel_unbegun(self, run_id: str) -> bool:
         return False  # as DefaultRunLauncher: no broker to take a launch back from

@@ -95,6 +95,7 @@ class NodeState(StrEnum):
 
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"  # parked on its provider job: no worker held until the job ends
     COMPLETED = "completed"
     REUSED = "reused"
     FAILED = "failed"

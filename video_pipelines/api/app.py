@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 from video_pipelines.api.models import NodeEvent
 from video_pipelines.api.problems import PROBLEM_JSON, install_problem_handlers
+from video_pipelines.api.providers import router as provider_callbacks
 from video_pipelines.api.routes import REF_TEMPLATE, open_state, refuse_nul, router
 from video_pipelines.api.settings import ApiSettings
 from video_pipelines.plan.document import PlanDocument
@@ -124,6 +125,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     install_problem_handlers(app)
     app.include_router(router)
+    app.include_router(provider_callbacks)
     _trace_requests(app)
     return app
 

@@ -48,6 +48,22 @@ class Video(_Wire):
     )
 
 
+class ProviderJob(_Wire):
+    """The provider job a waiting node is parked on."""
+
+    provider: str
+    id: str
+    since: str = Field(description="when the node parked on it (ISO 8601, UTC)")
+
+
+class ProviderCallbackAnswer(_Wire):
+    """A provider's verified call, taken."""
+
+    job_id: str
+    ended: bool
+    execution_id: str | None = Field(description="the execution parked on the job (its continuation asked for)")
+
+
 class NodeDocument(_Wire):
     """One plan node in the status document."""
 
@@ -55,6 +71,10 @@ class NodeDocument(_Wire):
     result: Video | None
     reused_from: str | None
     cost: float
+    # Absent, not null, on nodes that do not wait.
+    provider_job: ProviderJob | None = Field(
+        default=None, description="waiting nodes: the provider job they wait on", exclude_if=lambda v: v is None
+    )
 
 
 class AttemptDocument(_Wire):
@@ -63,7 +83,7 @@ class AttemptDocument(_Wire):
     attempt: int = Field(ge=1)
     run_id: str
     status: ExecutionState
-    reason: Literal["resume", "retry"] | None
+    reason: Literal["resume", "retry", "continue"] | None
 
 
 class StatusDocument(_Wire):

@@ -70,9 +70,14 @@ class ExecutionRuns:
             merged.update(records.node_records(run.run_id))
         return merged
 
+    def chained(self) -> tuple[RunView, ...]:
+        """The newest runs that resumed or continued the one before them, newest first: one attempt's runs."""
+        chain = (AttemptReason.RESUME.value, AttemptReason.CONTINUE.value)
+        return tuple(itertools.takewhile(lambda run: run.tags.get(ATTEMPT_REASON_TAG) in chain, reversed(self.runs)))
+
     def resumes_in_a_row(self) -> int:
-        resumed = (run.tags.get(ATTEMPT_REASON_TAG) == AttemptReason.RESUME.value for run in reversed(self.runs))
-        return sum(1 for _ in itertools.takewhile(bool, resumed))
+        """The resumes of the attempt (its continuations, which no lost worker caused, do not count)."""
+        return sum(1 for run in self.chained() if run.tags.get(ATTEMPT_REASON_TAG) == AttemptReason.RESUME.value)
 
 
 # Dagster's run monitoring (`check_run_timeout`) on canceling or failing a run past `dagster/max_runtime`.
@@ -111,11 +116,12 @@ MIN_RESUME_SECONDS = 5.0
 
 
 def deadline_left(runs: ExecutionRuns, *, at: float | None = None) -> float | None:
-    """Seconds left at `at` of the attempt's deadline, counted from the run the resumes in a row follow."""
+    """Seconds left at `at` of the attempt's deadline, counted from the run its resumes and continuations follow
+    (parked time counts)."""
     timeout = plan_timeout(runs.latest)
     if timeout is None:
         return None
-    chain = runs.runs[len(runs.runs) - 1 - runs.resumes_in_a_row() :]
+    chain = runs.runs[len(runs.runs) - 1 - len(runs.chained()) :]
     started = next((run.started_at for run in chain if run.started_at is not None), None)
     if started is None:
         return float(timeout)
@@ -184,14 +190,15 @@ def pending_attempt(store: SubmissionStore | None, run: RunView) -> RunAttempt |
 def attempt_run_tags(
     attempt: RunAttempt, previous: RunView, completed: Mapping[str, NodeRecord], runs: ExecutionRuns
 ) -> dict[str, str]:
-    """The attempt's run tags; a resume takes the uncompleted nodes' provider jobs and what is left of the deadline."""
+    """The attempt's run tags; a resume or continuation takes the uncompleted nodes' provider jobs and what is left
+    of the deadline."""
     tags = {
         ATTEMPT_TAG: str(attempt.number),
         ATTEMPT_REASON_TAG: attempt.reason.value,
         PREVIOUS_RUN_TAG: previous.run_id,
     }
     timeout = plan_timeout(previous)
-    if attempt.reason is AttemptReason.RESUME:
+    if attempt.reason in (AttemptReason.RESUME, AttemptReason.CONTINUE):
         for key, value in previous.tags.items():
             if key.startswith(PROVIDER_JOB_TAG_PREFIX) and key.removeprefix(PROVIDER_JOB_TAG_PREFIX) not in completed:
                 tags[key] = value

@@ -21,6 +21,7 @@ from video_pipelines.errors import ExecutionError, PlanValidationError
 from video_pipelines.executions.attempts import ExecutionRuns, cancel_requested, pending_attempt, stop_resume
 from video_pipelines.executions.notifications import enqueue_webhook
 from video_pipelines.executions.outcomes import keep_caller_span, record_end_quietly, record_submitted
+from video_pipelines.executions.parking import end_parked
 from video_pipelines.executions.records import RunRecords, RunState, RunView
 from video_pipelines.executions.spending import check_estimate, expected_seconds, node_estimate
 from video_pipelines.executions.status import ExecutionStatus, execution_status
@@ -28,6 +29,7 @@ from video_pipelines.plan import Plan, execution_order, levels, parse_plan, sink
 from video_pipelines.plan.model import check_base_dependencies, normalised_node_params
 from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.plan.reuse import BaseExecution, BaseNode, ResolvedPlan, resolve
+from video_pipelines.providers import provider_jobs
 from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import (
     DEFAULT_TENANT,
@@ -267,7 +269,10 @@ def retry(records: RunRecords, store: SubmissionStore, execution_id: str) -> Exe
 
 
 def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
-    """Cancel a pending submission or attempt, or have its launched run run nothing more; returns the status."""
+    """Cancel a pending submission or attempt, or have its launched run run nothing more, or end a parked execution
+    (its provider jobs canceled at once); returns the status."""
+    if end_parked(records, store, execution_id, "canceled", provider_jobs):
+        return execution_status(records, store, execution_id)
     attempts = AttemptStore(store)
     resume_stopped = stop_resume(records, store, execution_id)
     # A finished run takes no request (a retry or resume would take it for a live one); a launch asked for does.

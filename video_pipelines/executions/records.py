@@ -10,6 +10,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Protocol, runtime_checkable
 
+from video_pipelines.nodes.ledger import PARKED_TAG_PREFIX as PARKED_TAG_PREFIX
 from video_pipelines.nodes.ledger import PROVIDER_JOB_TAG_PREFIX as PROVIDER_JOB_TAG_PREFIX
 from video_pipelines.plan.model import Plan, parse_plan
 from video_pipelines.plan.results import VideoResult
@@ -34,8 +35,10 @@ def deadline_tags(timeout_seconds: int | None) -> dict[str, str]:
 WORKER_TAG = "video/worker"
 # Which attempt at its execution a run is (absent: 1, the first run), and the run it follows.
 ATTEMPT_TAG = "video/attempt"
-ATTEMPT_REASON_TAG = "video/attempt_reason"  # resume | retry
+ATTEMPT_REASON_TAG = "video/attempt_reason"  # resume | retry | continue
 PREVIOUS_RUN_TAG = "video/previous_run_id"
+# How a parked run's execution ended without a continuation: "canceled", or "deadline" (timeoutSeconds passed).
+PARKED_END_TAG = "video/parked_end"
 # Why a run's worker counts as lost ("<worker> is gone: ..."), set by the run launcher that found it dead.
 LOST_WORKER_TAG = "video/lost_worker"
 
@@ -92,6 +95,17 @@ class RunView:
     def attempt(self) -> int:
         value = self.tags.get(ATTEMPT_TAG, "1")
         return int(value) if value.isdigit() and int(value) >= 1 else 1
+
+    @property
+    def parked(self) -> dict[str, str]:
+        """The nodes this run parked on provider jobs: node id -> "<provider> <job id>"."""
+        prefix = PARKED_TAG_PREFIX
+        return {key.removeprefix(prefix): value for key, value in self.tags.items() if key.startswith(prefix)}
+
+    @property
+    def waits_on_providers(self) -> bool:
+        """Ended parked, and not ended since by a cancel or its deadline: its execution waits for a continuation."""
+        return self.state is RunState.SUCCESS and bool(self.parked) and PARKED_END_TAG not in self.tags
 
     @cached_property
     def parsed_plan(self) -> Plan:
@@ -173,6 +187,9 @@ class RunRecords(Protocol):
 
     def terminate(self, run_id: str) -> None:
         """Cancel a queued run or terminate a running one."""
+
+    def add_run_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Tag an ended run (how its parked execution ended)."""
 
     def cancel_unbegun(self, run_id: str) -> bool:
         """Cancel a run whose launch still waits in a broker (CANCELED at once); True when it was canceled."""

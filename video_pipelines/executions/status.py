@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from video_pipelines.errors import ExecutionError, ExecutionNotFound
@@ -27,6 +28,7 @@ from video_pipelines.executions.attempts import (
 )
 from video_pipelines.executions.records import (
     ATTEMPT_REASON_TAG,
+    PARKED_END_TAG,
     TRACEPARENT_TAG,
     WORKER_TAG,
     CheckRecords,
@@ -39,11 +41,27 @@ from video_pipelines.executions.spending import saved_usd
 from video_pipelines.plan import sinks
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.providers.pricing import PricingTable
-from video_pipelines.submissions import Submission, SubmissionState, SubmissionStore
+from video_pipelines.submissions import ProviderWaits, Submission, SubmissionState, SubmissionStore
 from video_pipelines.telemetry.trace_context import execution_context
 from video_pipelines.vocabulary import ExecutionState, NodeState
 
 CANCELED_ERROR = "the execution was canceled"
+
+
+@dataclass(frozen=True)
+class ProviderJob:
+    """The provider job a waiting node is parked on, and since when."""
+
+    provider: str
+    id: str
+    since: datetime
+
+    def to_wire(self) -> dict[str, str]:
+        return {"provider": self.provider, "id": self.id, "since": self.since.astimezone(UTC).isoformat()}
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> ProviderJob:
+        return cls(str(wire["provider"]), str(wire["id"]), datetime.fromisoformat(str(wire["since"])))
 
 
 @dataclass(frozen=True)
@@ -53,25 +71,28 @@ class NodeStatus:
     reused_from: str | None = None
     cost_usd: float = 0.0  # what the provider work of this node cost in this execution; reused nodes cost 0
     checks: tuple[NodeCheck, ...] = ()  # the media checks of its video, from the run of this execution that made it
+    provider_job: ProviderJob | None = None  # what a waiting node waits on
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "status": self.state.value,
             "result": self.result.to_wire() if self.result is not None else None,
             "reusedFrom": self.reused_from,
             "cost": round(self.cost_usd, 4),
             "checks": [check.to_wire() for check in self.checks],
         }
+        return wire if self.provider_job is None else {**wire, "providerJob": self.provider_job.to_wire()}
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> NodeStatus:
-        result = wire.get("result")
+        result, job = wire.get("result"), wire.get("providerJob")
         return cls(
             state=NodeState(wire["status"]),
             result=VideoResult.from_wire(result) if result else None,
             reused_from=wire.get("reusedFrom"),
             cost_usd=float(wire.get("cost") or 0.0),
             checks=tuple(NodeCheck.from_wire(check) for check in wire.get("checks") or ()),
+            provider_job=ProviderJob.from_wire(job) if job else None,
         )
 
 
@@ -230,6 +251,7 @@ def run_status(
     steps = records.node_steps(run.run_id, node_ids)
     ended = _RunEnd.of(records, run, runs, store, all(node_id in recorded for node_id in node_ids))
     state, lost = ended.state, ended.lost
+    waiting = _waiting_jobs(run, store) if state is ExecutionState.PROCESSING and run.waits_on_providers else {}
     checks: dict[str, list[NodeCheck]] = {}
     if isinstance(records, CheckRecords):
         for earlier in runs.runs:  # a node carried from an earlier run was checked there; a later check wins
@@ -242,6 +264,8 @@ def run_status(
         if record is not None:
             cost = 0.0 if record.state is NodeState.REUSED else record.cost_usd
             nodes[node_id] = NodeStatus(record.state, record.result, record.reused_from, cost, node_checks)
+        elif node_id in waiting:
+            nodes[node_id] = NodeStatus(NodeState.WAITING, provider_job=waiting[node_id])
         elif step is NodeState.RUNNING and state is ExecutionState.PROCESSING and lost is None:
             nodes[node_id] = NodeStatus(NodeState.RUNNING)
         elif step is NodeState.FAILED or (step is NodeState.RUNNING and lost is not None and state.is_terminal):
@@ -268,6 +292,18 @@ def run_status(
     )
 
 
+def _waiting_jobs(run: RunView, store: SubmissionStore | None) -> dict[str, ProviderJob]:
+    """The provider jobs `run`'s parked nodes wait on, since when they wait (the store knows; else the run's end)."""
+    waits = {wait.node_id: wait for wait in ProviderWaits(store).of_execution(run.execution_id)} if store else {}
+    ended = datetime.fromtimestamp(run.ended_at or 0.0, UTC)
+    jobs = {}
+    for node_id, label in run.parked.items():
+        provider, _, job_id = label.partition(" ")
+        wait = waits.get(node_id)
+        jobs[node_id] = ProviderJob(provider, job_id, wait.since if wait is not None else ended)
+    return jobs
+
+
 @dataclass(frozen=True)
 class _RunEnd:
     """The execution's state from its newest run, and what ended it: its deadline, or a lost worker."""
@@ -275,12 +311,15 @@ class _RunEnd:
     state: ExecutionState
     deadline: int | None = None
     lost: str | None = None  # how the run's worker was lost, when that is why it ended
+    parked_on: tuple[str, ...] = ()  # the jobs a parked execution waited on when its deadline passed
 
     @classmethod
     def of(
         cls, records: RunRecords, run: RunView, runs: ExecutionRuns, store: SubmissionStore | None, all_made: bool
     ) -> _RunEnd:
         state = run.state.execution_state
+        if run.parked and run.state is RunState.SUCCESS and not all_made:
+            return cls._parked(run)
         if run.state in (RunState.CANCELING, RunState.CANCELED) and all_made:
             # Every node has its video: the cancel came too late (the run was ending, or had ended and a
             # terminate raced its end). The execution completed, whatever Dagster made of the run.
@@ -297,6 +336,16 @@ class _RunEnd:
             state = ExecutionState.PENDING  # retried: its next run is on its way
         return cls(state, deadline, lost)
 
+    @classmethod
+    def _parked(cls, run: RunView) -> _RunEnd:
+        """A run that ended parked: its execution waits on providers, unless a cancel or its deadline ended it."""
+        end = run.tags.get(PARKED_END_TAG)
+        if end is None:
+            return cls(ExecutionState.PROCESSING)
+        if end == "canceled":
+            return cls(ExecutionState.CANCELED)
+        return cls(ExecutionState.FAILED, deadline=plan_timeout(run) or 0, parked_on=tuple(run.parked.values()))
+
     def error(
         self, records: RunRecords, run: RunView, runs: ExecutionRuns, ids: list[str], steps: Mapping[str, NodeState]
     ) -> str | None:
@@ -304,6 +353,8 @@ class _RunEnd:
             unfinished = [node_id for node_id in ids if steps.get(node_id) in (NodeState.RUNNING, NodeState.FAILED)]
             # A resumed run's tag held what was left of the deadline.
             error = f"deadline exceeded after {plan_timeout(run) or self.deadline} s (timeoutSeconds)"
+            if self.parked_on:
+                return f"{error} while waiting on {', '.join(self.parked_on)} (canceled)"
             return error + (f"; unfinished: {', '.join(unfinished)}" if unfinished else "")
         if self.state is ExecutionState.FAILED and self.lost is not None:
             # With resumes left, the deadline is why it was not resumed.

@@ -10,6 +10,8 @@ from video_pipelines.errors import TransientStorageError
 
 # A run tag per node with a provider job in flight: `video/provider_job/<node id>` = the job id.
 PROVIDER_JOB_TAG_PREFIX = "video/provider_job/"
+# A run tag per node that parked on its provider job: `video/parked/<node id>` = "<provider> <job id>".
+PARKED_TAG_PREFIX = "video/parked/"
 
 
 class _Tagged(Protocol):
@@ -39,16 +41,23 @@ class RunTagLedger:
         self._lock = lock
 
     def recall(self) -> str | None:
-        run = self._tags.get_run_by_id(self._run_id)
-        return run.tags.get(self._key) if run is not None else None
+        return tag_of(self._tags, self._run_id, self._key)
 
     def remember(self, job_id: str) -> None:
-        with self._lock:
-            for _ in range(self.WRITE_ATTEMPTS):
-                self._tags.add_run_tags(self._run_id, {self._key: job_id})
-                if self.recall() == job_id:
-                    return
         # run_job cancels the job it could not remember: a retried step creates it again.
-        raise TransientStorageError(
-            f"run {self._run_id}: tag {self._key} did not hold after {self.WRITE_ATTEMPTS} writes"
-        )
+        write_tag(self._tags, self._run_id, self._key, job_id, self._lock)
+
+
+def tag_of(tags: RunTags, run_id: str, key: str) -> str | None:
+    run = tags.get_run_by_id(run_id)
+    return run.tags.get(key) if run is not None else None
+
+
+def write_tag(tags: RunTags, run_id: str, key: str, value: str, lock: threading.Lock) -> None:
+    """Set one tag of a run, read back (see `RunTagLedger`); TransientStorageError if it does not hold."""
+    with lock:
+        for _ in range(RunTagLedger.WRITE_ATTEMPTS):
+            tags.add_run_tags(run_id, {key: value})
+            if tag_of(tags, run_id, key) == value:
+                return
+    raise TransientStorageError(f"run {run_id}: tag {key} did not hold after {RunTagLedger.WRITE_ATTEMPTS} writes")

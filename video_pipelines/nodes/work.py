@@ -6,9 +6,10 @@ orchestrator knows comes through `RunShell`.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 from video_pipelines.nodes.cache import NodeWork, single_flight
@@ -18,11 +19,18 @@ from video_pipelines.nodes.runner import NodeChecks, NodeRun, run_node
 from video_pipelines.nodes.tasks import NodeTask
 from video_pipelines.operations.checks import DEFAULT_BLOCKING, CheckName, CheckOutcome
 from video_pipelines.providers import JobLedger
-from video_pipelines.providers.context import ProviderSlots, limiting_provider_jobs
+from video_pipelines.providers.context import ProviderSlots, limiting_provider_jobs, parking_allowed
 from video_pipelines.providers.http import Abandoned, sleep_interruptibly
 from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex, SubmissionStore
 from video_pipelines.submissions.counters import counting_provider_errors
+
+PARKING_ENV = "VIDEO_PIPELINES_PARKING"
+
+
+def parking_enabled() -> bool:
+    """Parking is on unless `VIDEO_PIPELINES_PARKING=off`: then a run holds its worker while its providers work."""
+    return os.environ.get(PARKING_ENV, "").strip().lower() not in ("off", "0", "false", "no")
 
 
 class RanSpan(Protocol):
@@ -65,7 +73,7 @@ class RunNodes:
         self._env_lock = threading.Lock()  # the threads of nodes started ahead ask for it too
         self.tags_lock = threading.Lock()  # see RunTagLedger
         self.started = HeadStarts()
-        self._tenants: dict[str, str] = {}
+        self._submissions: dict[str, tuple[str, bool]] = {}  # execution id -> (tenant, submitted)
 
     def env(self) -> NodeEnvironment:
         with self._env_lock:
@@ -76,12 +84,21 @@ class RunNodes:
     def take_checks(self, node_id: str, lineage: str) -> list[CheckOutcome]:
         return self.checks.pop((node_id, lineage), [])
 
+    def _submission(self, execution_id: str) -> tuple[str, bool]:
+        if execution_id not in self._submissions:
+            submission = self.store().get(execution_id)
+            found = (submission.tenant, True) if submission is not None else (DEFAULT_TENANT, False)
+            self._submissions[execution_id] = found
+        return self._submissions[execution_id]
+
     def tenant(self, execution_id: str) -> str:
         """The tenant whose node-result index the execution's nodes use (`DEFAULT_TENANT` for a direct launch)."""
-        if execution_id not in self._tenants:
-            submission = self.store().get(execution_id)
-            self._tenants[execution_id] = submission.tenant if submission is not None else DEFAULT_TENANT
-        return self._tenants[execution_id]
+        return self._submission(execution_id)[0]
+
+    def parks(self, execution_id: str) -> bool:
+        """Whether the execution's nodes park on their provider jobs: a submitted one, whose continuation the
+        daemon launches (a run launched directly has no one to continue it), unless parking is turned off."""
+        return self._submission(execution_id)[1] and parking_enabled()
 
 
 def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int) -> Work:
@@ -94,6 +111,7 @@ def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int)
             counting_provider_errors(nodes.store(), warn=warn),
             shell.span(task, attempt) as span,
             limiting_provider_jobs(shell.slots(node.id, log)),
+            parking_allowed() if nodes.parks(task.execution_id) else nullcontext(),
         ):
             result = run_node(
                 node,

@@ -38,6 +38,7 @@ from video_pipelines.orchestration.sensors.plans import (
     webhook_on_failed,
     webhook_on_started,
 )
+from video_pipelines.orchestration.sensors.waits import provider_waits
 
 STEP_OUTPUTS_FOLDER = "dagster-step-outputs"
 
@@ -134,6 +135,7 @@ def build_definitions() -> dg.Definitions:
             webhook_on_failed,
             webhook_on_canceled,
             webhook_deliveries,
+            provider_waits,
             catalog_retention,
         ],
         resources={

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -207,6 +207,9 @@ class DagsterRunRecords:
 
     def terminate(self, run_id: str) -> None:
         self.instance.run_coordinator.cancel_run(run_id)
+
+    def add_run_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self.instance.add_run_tags(run_id, tags)
 
     def cancel_unbegun(self, run_id: str) -> bool:
         # DefaultRunLauncher has no such cancel: terminating a run its process has not begun fails it.

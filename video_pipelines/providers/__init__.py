@@ -14,6 +14,7 @@ from video_pipelines.providers.base import (
     LipSyncer,
     LipSyncRequest,
     NoLedger,
+    ProviderJobs,
     SpeechTranscriber,
     TranscriptionRequest,
     VideoGenerator,
@@ -26,12 +27,14 @@ __all__ = [
     "LipSyncRequest",
     "LipSyncer",
     "NoLedger",
+    "ProviderJobs",
     "RemoteFactory",
     "SpeechTranscriber",
     "TranscriptionRequest",
     "VideoGenerator",
     "credential",
     "lip_syncer",
+    "provider_jobs",
     "speech_transcriber",
     "video_generator",
 ]
@@ -112,3 +115,9 @@ def speech_transcriber(
     """The speech-to-text provider called `name` (`local`: the offline recogniser)."""
     refusal = "does not transcribe speech (use local, replicate or fal)"
     return cast(SpeechTranscriber, _provider(name, allowed, remote, does="transcribe", refusal=refusal))
+
+
+def provider_jobs(name: str, *, allowed: AllowedHosts | None = None) -> ProviderJobs:
+    """Provider `name`'s jobs, followed and canceled without their run (a parked node's)."""
+    refusal = "cannot follow a job without the run that started it"
+    return cast(ProviderJobs, _provider(name, allowed, None, does="job_finished", refusal=refusal))

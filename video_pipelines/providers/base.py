@@ -3,6 +3,7 @@ the job id goes to the `JobLedger` before waiting, and a retried step resumes th
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +19,28 @@ class JobLedger(Protocol):
 
     def remember(self, job_id: str) -> None:
         """Remember `job_id` for this node, before waiting on it."""
+
+
+# Where providers reach our API (`POST /api/providers/{provider}/webhook`); unset: waiting jobs are polled.
+PUBLIC_URL_ENV = "VIDEO_PIPELINES_PUBLIC_URL"
+
+
+def provider_webhook_url(provider: str) -> str | None:
+    """The URL `provider` calls when one of our jobs ends, where the deployment has a public URL."""
+    public = os.environ.get(PUBLIC_URL_ENV, "").strip().rstrip("/")
+    return f"{public}/api/providers/{provider}/webhook" if public else None
+
+
+class ProviderJobs(Protocol):
+    """A provider whose jobs the deployment can follow without the run that started them (parked nodes)."""
+
+    name: str
+
+    def job_finished(self, job_id: str) -> bool:
+        """Whether the job ended (succeeded, failed or canceled): its continuation collects or reports it."""
+
+    def cancel_job(self, job_id: str) -> bool:
+        """Ask the provider to stop the job; True when it accepted."""
 
 
 class NoLedger:

@@ -26,6 +26,7 @@ ProviderErrorSink = Callable[[str, int], None]
 
 _slots: ContextVar[ProviderSlots | None] = ContextVar("video_pipelines_provider_slots", default=None)
 _sink: ContextVar[ProviderErrorSink | None] = ContextVar("video_pipelines_provider_error_sink", default=None)
+_parking: ContextVar[bool | None] = ContextVar("video_pipelines_parking", default=None)
 
 
 @contextmanager
@@ -46,6 +47,16 @@ def limiting_provider_jobs(slots: ProviderSlots) -> AbstractContextManager[None]
 def reporting_provider_errors(sink: ProviderErrorSink) -> AbstractContextManager[None]:
     """Report the provider error answers seen in this context, until the block ends, to `sink`."""
     return scoped(_sink, sink)
+
+
+def parking_allowed() -> AbstractContextManager[None]:
+    """In this context a provider job still running after its first check parks its node (`http.Parked`)
+    instead of holding the run: only where a continuation will collect it (a submitted execution)."""
+    return scoped(_parking, True)
+
+
+def may_park() -> bool:
+    return bool(_parking.get())
 
 
 def provider_slot(provider: str, *, resuming: bool) -> AbstractContextManager[None]:

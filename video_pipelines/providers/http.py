@@ -43,7 +43,7 @@ from video_pipelines.net import (
 )
 from video_pipelines.net.retrying import backoff_delay, parse_retry_after
 from video_pipelines.providers.base import JobLedger
-from video_pipelines.providers.context import provider_slot, report_provider_error, scoped
+from video_pipelines.providers.context import may_park, provider_slot, report_provider_error, scoped
 from video_pipelines.storage.factory import ARTIFACTS_BASE_URL_ENV
 from video_pipelines.telemetry.tracing import http_client_span
 
@@ -71,6 +71,16 @@ class HttpPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ProviderError(f"HttpPolicy: max_attempts must be at least 1, got {self.max_attempts}")
+
+
+class Parked(Exception):
+    """The node's provider job runs on without us: its run gives its worker back, a continuation run collects the
+    job (recalled through the ledger). Not a VideoPipelineError: nothing failed, and no retry is due."""
+
+    def __init__(self, provider: str, job_id: str) -> None:
+        super().__init__(f"waiting on {provider} {job_id}")
+        self.provider = provider
+        self.job_id = job_id
 
 
 class _DeadlineReached(Exception):
@@ -364,10 +374,12 @@ def run_job(
     poll_interval: float,
     deadline: float | None = None,
     timed_out: Callable[[str], str] | None = None,
+    parkable: bool = False,
 ) -> T:
     """Resume the job `ledger` remembers, or create and remember one; poll it every `poll_interval` s to the end
     holding a provider slot, and cancel it if we stop waiting. `deadline`, when the adapter's clock started
-    earlier, replaces now + `timeout`."""
+    earlier, replaces now + `timeout`. A `parkable` job (one the deployment can check and cancel without this
+    run) still running after its first check raises `Parked` where parking is allowed."""
     job_id = ledger.recall()
     with provider_slot(provider, resuming=job_id is not None):
         if job_id is None:
@@ -388,13 +400,15 @@ def run_job(
                 result = check(job_id)
                 if result is not None:
                     return result
+                if parkable and may_park():
+                    raise Parked(provider, job_id)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
                 sleep_interruptibly(poll_interval if remaining is None else min(poll_interval, remaining))
         except _DeadlineReached:
             pass  # a call the deadline cut short: the job has run out of time like any other
-        except (JobFailed, TransientError):
+        except (JobFailed, TransientError, Parked):
             raise
         except BaseException:
             cancel(job_id)

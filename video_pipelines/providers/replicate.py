@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from video_pipelines.errors import JobFailed, ProviderError
-from video_pipelines.providers.base import JobLedger
+from video_pipelines.providers.base import JobLedger, provider_webhook_url
 from video_pipelines.providers.http import run_job
 from video_pipelines.providers.keyed import ApiKeyProvider, whisper_language_name
 from video_pipelines.speech import base_language
@@ -25,6 +25,7 @@ INCREDIBLY_FAST_WHISPER = "vaibhavs10/incredibly-fast-whisper"
 DEFAULT_SPEECH_MODEL = f"{INCREDIBLY_FAST_WHISPER}:3ab86df6c8f54c11309d4d1f930ac292bad43ace52d10c80d87eb258b3c9f79c"
 
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4v")
+_ENDED = ("succeeded", "failed", "canceled", "aborted")
 
 
 def output_url(output: Any) -> str | None:
@@ -115,19 +116,19 @@ class ReplicateProvider(ApiKeyProvider):
 
         def create() -> str:
             what = f"creating a prediction for {model}"
+            request: dict[str, Any] = {"input": inputs(), **self._callback()}
             if not version:
                 url = f"{self.base_url}/v1/models/{quote(owner)}/{quote(model_name)}/predictions"
-                body = api.call("POST", url, what=what, json={"input": inputs()})
+                body = api.call("POST", url, what=what, json=request)
             else:
-                body = api.call("POST", predictions, what=what, json={"version": version, "input": inputs()})
+                body = api.call("POST", predictions, what=what, json={"version": version, **request})
             prediction_id = body.get("id")
             if not isinstance(prediction_id, str) or not prediction_id:
                 raise ProviderError(f"replicate: {what}: the answer has no prediction id")
             return prediction_id
 
         def check(prediction_id: str) -> tuple[str, Any] | None:
-            url = f"{predictions}/{quote(prediction_id, safe='')}"
-            body = api.call("GET", url, what=f"polling prediction {prediction_id}")
+            body = api.call("GET", self._prediction_url(prediction_id), what=f"polling prediction {prediction_id}")
             status = body.get("status")
             if status == "succeeded":
                 return f"replicate prediction {prediction_id} ({model})", body.get("output")
@@ -138,15 +139,29 @@ class ReplicateProvider(ApiKeyProvider):
                 raise JobFailed(f"replicate prediction {prediction_id} ({model}) was {status}")
             return None
 
-        def cancel(prediction_id: str) -> bool:
-            return api.cancel_quietly("POST", f"{predictions}/{quote(prediction_id, safe='')}/cancel")
-
         return run_job(
             ledger,
             create=create,
             check=check,
-            cancel=cancel,
+            cancel=self.cancel_job,
             provider=self.name,
             timeout=timeout,
             poll_interval=self.poll_interval,
+            parkable=True,
         )
+
+    @staticmethod
+    def _callback() -> dict[str, Any]:
+        """Replicate calls our API when the prediction ends, where the deployment has a public URL."""
+        url = provider_webhook_url("replicate")
+        return {"webhook": url, "webhook_events_filter": ["completed"]} if url else {}
+
+    def _prediction_url(self, prediction_id: str) -> str:
+        return f"{self.base_url}/v1/predictions/{quote(prediction_id, safe='')}"
+
+    def job_finished(self, job_id: str) -> bool:
+        body = self._api().call("GET", self._prediction_url(job_id), what=f"polling prediction {job_id}")
+        return body.get("status") in _ENDED
+
+    def cancel_job(self, job_id: str) -> bool:
+        return self._api().cancel_quietly("POST", f"{self._prediction_url(job_id)}/cancel")

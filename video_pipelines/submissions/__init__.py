@@ -23,3 +23,6 @@ from video_pipelines.submissions.store import SubmissionState as SubmissionState
 from video_pipelines.submissions.store import SubmissionStore as SubmissionStore
 from video_pipelines.submissions.store import execution_created_at as execution_created_at
 from video_pipelines.submissions.store import new_execution_id as new_execution_id
+from video_pipelines.submissions.waits import ProviderWait as ProviderWait
+from video_pipelines.submissions.waits import ProviderWaits as ProviderWaits
+from video_pipelines.submissions.waits import WaitState as WaitState

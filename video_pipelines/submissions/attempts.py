@@ -39,6 +39,7 @@ class AttemptReason(StrEnum):
 
     RESUME = "resume"  # automatically: the previous run's worker died
     RETRY = "retry"  # on a user's request: the previous run failed or was canceled
+    CONTINUE = "continue"  # a provider job the previous run parked on ended: collect it and go on
 
 
 class AttemptState(StrEnum):

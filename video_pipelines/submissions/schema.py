@@ -26,6 +26,7 @@ ATTEMPTS_TABLE = "video_pipelines_attempts"
 NODE_RESULTS_TABLE = "video_pipelines_node_results"
 NODE_CLAIMS_TABLE = "video_pipelines_node_claims"
 EXECUTION_OUTCOMES_TABLE = "video_pipelines_execution_outcomes"
+PROVIDER_WAITS_TABLE = "video_pipelines_provider_waits"
 # The tenant of everything that no API key scoped: operator submissions, runs launched through Dagster's doors.
 DEFAULT_TENANT = "default"
 # The webhook events a delivery can be for (see `webhooks.outbox.EVENTS`); frozen with step 3.
@@ -37,6 +38,8 @@ _DELIVERIES_UNIQUE_V4 = "uq_video_pipelines_webhook_deliveries_exec_event_node_a
 _SUBMISSION_STATES_V1 = "state IN ('pending', 'launched', 'rejected', 'canceled')"
 _SUBMISSION_STATES_V8 = "state IN ('pending', 'launching', 'launched', 'rejected', 'canceled')"
 _ATTEMPT_STATES_V8 = "state IN ('pending', 'launching', 'launched', 'canceled')"
+_ATTEMPT_REASONS_V9 = "reason IN ('resume', 'retry', 'continue')"
+_WAIT_STATES_V9 = "state IN ('waiting', 'finished', 'collected', 'canceling', 'canceled')"
 # One fixed 64-bit advisory-lock id for this schema, derived from its name so it is unlikely to meet another app's.
 _ADVISORY_LOCK_ID = int.from_bytes(hashlib.sha256(VERSION_TABLE.encode()).digest()[:8], "big", signed=True)
 _TIMESTAMP = sa.DateTime(timezone=True)
@@ -385,6 +388,38 @@ def _execution_outcomes_v7(metadata: sa.MetaData) -> sa.Table:
     return table
 
 
+def _attempts_v9(metadata: sa.MetaData, name: str = ATTEMPTS_TABLE) -> sa.Table:
+    columns: list[sa.Column[object]] = [*_attempt_columns_v4(), sa.Column("outcome", sa.String(16))]
+    checks: list[sa.Constraint] = [
+        sa.CheckConstraint("number >= 2", name="ck_video_pipelines_attempts_number"),
+        sa.CheckConstraint(_ATTEMPT_REASONS_V9, name="ck_video_pipelines_attempts_reason_v9"),
+    ]
+    return _reshaped_v8(name, metadata, columns, checks, _ATTEMPT_STATES_V8, "ck_video_pipelines_attempts_state_v8")
+
+
+def _provider_waits_v9(metadata: sa.MetaData) -> sa.Table:
+    table = sa.Table(
+        PROVIDER_WAITS_TABLE,
+        metadata,
+        # A provider's job id is unique at that provider: what its webhook names.
+        sa.Column("provider", sa.String(32), primary_key=True),
+        sa.Column("job_id", sa.String(256), primary_key=True),
+        sa.Column("execution_id", sa.String(64), nullable=False),
+        sa.Column("node_id", sa.Text, nullable=False),
+        # The run that parked last: its end is what a continuation follows.
+        sa.Column("run_id", sa.Text, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("since", _TIMESTAMP, nullable=False),
+        sa.Column("next_check_at", _TIMESTAMP, nullable=False),
+        sa.Column("updated_at", _TIMESTAMP, nullable=False),
+        sa.CheckConstraint(_WAIT_STATES_V9, name="ck_video_pipelines_provider_waits_state"),
+    )
+    # The poller's question (which waits are due), and an execution's waits.
+    sa.Index("ix_video_pipelines_provider_waits_due", table.c.state, table.c.next_check_at)
+    sa.Index("ix_video_pipelines_provider_waits_execution", table.c.execution_id)
+    return table
+
+
 def _rebuild_sqlite(connection: sa.Connection, declare: Declare, indexes: Indexes, name: str, version: int) -> None:
     """Give SQLite table `name` the shape `declare` makes, keeping its rows (built as a new table, then renamed)."""
     temporary = f"{name}_v{version}_new"
@@ -465,9 +500,10 @@ _, webhook_attempts = _webhook_tables_v2(sa.MetaData())
 webhook_deliveries = _webhook_deliveries_v4(_metadata)
 webhook_attempts = webhook_attempts.to_metadata(_metadata)
 api_keys, counters = _tenancy_v3(_metadata)
-execution_attempts = _attempts_v8(_metadata)
+execution_attempts = _attempts_v9(_metadata)
 node_results, node_claims = _node_results_v5(_metadata)
 execution_outcomes = _execution_outcomes_v7(_metadata)
+provider_waits = _provider_waits_v9(_metadata)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "submissions table", create=(_submissions_v1,)),
@@ -508,6 +544,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         "launch claims and cancel requests",
         postgres=_POSTGRES_V8,
         sqlite=((_submissions_v8, _submissions_v3_indexes, _S), (_attempts_v8, _attempts_v4_indexes, _A)),
+    ),
+    Migration(
+        9,
+        "provider jobs that parked nodes wait on; attempts that continue them",
+        postgres=(
+            f"ALTER TABLE {_A} DROP CONSTRAINT ck_video_pipelines_attempts_reason",
+            f"ALTER TABLE {_A} ADD CONSTRAINT ck_video_pipelines_attempts_reason_v9 CHECK ({_ATTEMPT_REASONS_V9})",
+        ),
+        sqlite=((_attempts_v9, _attempts_v4_indexes, _A),),
+        create=(_provider_waits_v9,),
     ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -15,8 +15,9 @@ import dagster as dg
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.executions import admit, cancel_requested
 from video_pipelines.executions.attempts import ExecutionRuns
-from video_pipelines.executions.records import MAX_RUNTIME_TAG, deadline_tags
+from video_pipelines.executions.records import ATTEMPT_REASON_TAG, MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.reuse import decide_reuse
+from video_pipelines.nodes.parking import park
 from video_pipelines.nodes.retries import NodeFailed, run_with_retries
 from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.nodes.tasks import NodeTask, PlannedNode, planned_nodes
@@ -33,7 +34,8 @@ from video_pipelines.orchestration.job.upstream import NotRun, earlier_results, 
 from video_pipelines.orchestration.run_records import DagsterRunRecords, plan_of_run, run_view
 from video_pipelines.plan import parse_plan, sinks
 from video_pipelines.plan.reuse import ResolvedPlan
-from video_pipelines.submissions import NodeResultIndex
+from video_pipelines.providers.http import Parked
+from video_pipelines.submissions import AttemptReason, NodeResultIndex, ProviderWaits
 from video_pipelines.submissions.counters import observe_node_seconds
 from video_pipelines.vocabulary import NodeState
 
@@ -137,6 +139,13 @@ def run_plan_node(
         )
     except NodeFailed as exc:
         raise _invalid(str(exc)) from exc.__cause__
+    except Parked as parked:
+        # No output: the nodes after it wait for the continuation this job's end launches.
+        park(context.instance, head_starts.store(), context.run_id, task, parked, head_starts.tags_lock)
+        context.log.info(f"{node.id}: parked: {parked}; the run gives its worker back, a continuation collects it")
+        return
+    if context.run.tags.get(ATTEMPT_REASON_TAG) == AttemptReason.CONTINUE:
+        ProviderWaits(head_starts.store()).collect_node(task.execution_id, node.id)
     if started is not None:
         started.record(node.id, run.result)
         start_ready(head_starts, started, shell, context.log.info)

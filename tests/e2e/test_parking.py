@@ -1,0 +1,220 @@
+"""End to end: runs park while Replicate works, and a signed webhook (or the poller) wakes their execution.
+
+One deployment for the module: the daemon, two real Celery workers (concurrency 2) on Redis, PostgreSQL, the
+API (`VIDEO_PIPELINES_PUBLIC_URL` points at it), and a Replicate-protocol server whose predictions take a few
+seconds and then POST a Standard-Webhooks-signed prediction to the `webhook` they were created with; predictions
+whose prompt says "silent" never call back (the poller finds them).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from video_pipelines.doors import client
+
+from ..api_process import ApiServer, api_process
+from ..conftest import free_port
+from ..dagster.test_remote_overlap import TimedReplicate
+from ..processes import DagsterDeployment, dagster_deployment, deployment_database
+from ..unit.test_providers_replicate_fal import TOKEN, Answer, Job
+from ..workers import broker_env, start_worker, wait_for_workers
+
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("e2e-parking")]
+
+SIGNING_SECRET = "whsec_" + base64.b64encode(b"parking-e2e-signing-secret-32by").decode()
+PREDICTION_SECONDS = 4.0
+NEVER = 1e9
+
+
+@dataclass
+class CallingReplicate(TimedReplicate):
+    """Replicate's predictions, each calling back its `webhook` (signed) when it succeeds, unless "silent"."""
+
+    callbacks: dict[str, tuple[float, int, dict[str, Any]]] = field(default_factory=dict)  # job -> (at, status, body)
+    timers: list[threading.Timer] = field(default_factory=list)
+
+    def created(self, job: Job) -> Answer:
+        answer = super().created(job)
+        body = self.requests[-1].body
+        prompt = self.prompts[job.id]
+        if body.get("webhook") and "silent" not in prompt:
+            assert body.get("webhook_events_filter") == ["completed"]
+            timer = threading.Timer(self.seconds_for.get(prompt, self.seconds), self.call_back, (job, body["webhook"]))
+            timer.daemon = True
+            self.timers.append(timer)
+            timer.start()
+        return answer
+
+    def call_back(self, job: Job, url: str) -> None:
+        with self._lock:
+            if job.canceled:
+                return
+            self.ended_at.setdefault(job.id, time.monotonic())
+            prediction = self.prediction(job, "succeeded", output=[self.file_url()])
+        data = json.dumps(prediction)
+        message_id = f"msg_{job.id}"
+        now = datetime.now(UTC)
+        headers = {
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Webhook(SIGNING_SECRET).sign(message_id, now, data),
+            "Content-Type": "application/json",
+        }
+        answer = httpx.post(url, content=data, headers=headers, timeout=10)
+        self.callbacks[job.id] = (time.monotonic(), answer.status_code, answer.json())
+
+    def stop(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        super().stop()
+
+
+@pytest.fixture(scope="module")
+def replicate(clip: bytes) -> Iterator[CallingReplicate]:
+    api = CallingReplicate(auth=f"Bearer {TOKEN}", output=clip, seconds=PREDICTION_SECONDS)
+    api.start()
+    yield api
+    api.stop()
+
+
+@dataclass
+class Parking:
+    deployment: DagsterDeployment
+    api: ApiServer
+
+
+@pytest.fixture(scope="module")
+def parking(tmp_path_factory: pytest.TempPathFactory, replicate: CallingReplicate) -> Iterator[Parking]:
+    port = free_port()
+    env = {
+        **broker_env(),
+        "VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1",
+        "VIDEO_PIPELINES_SECRET_KEY": "e2e-parking",
+        "REPLICATE_API_TOKEN": TOKEN,
+        "REPLICATE_API_BASE_URL": replicate.base_url,
+        "REPLICATE_WEBHOOK_SIGNING_SECRET": SIGNING_SECRET,
+        "VIDEO_PIPELINES_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        # The poller's interval: longer than a webhook's way to a continuation, short enough for silent jobs.
+        "VIDEO_PIPELINES_PROVIDER_POLL_SECONDS": "3",
+    }
+    tmp = tmp_path_factory.mktemp("e2e_parking")
+    with deployment_database() as url, dagster_deployment(tmp, url, extra_env=env, celery=True) as deployment:
+        nodes = [start_worker(deployment, name, concurrency=2) for name in ("w1", "w2")]
+        wait_for_workers(deployment, nodes)
+        with api_process(deployment.env, logs=tmp / "logs", port=port) as api:
+            yield Parking(deployment, api)
+
+
+@pytest.fixture
+def target(parking: Parking, monkeypatch: pytest.MonkeyPatch) -> Iterator[client.Deployment]:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
+    monkeypatch.setenv("REPLICATE_API_BASE_URL", parking.deployment.env["REPLICATE_API_BASE_URL"])
+    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
+    with parking.deployment.client(monkeypatch) as target:
+        yield target
+
+
+def generation(prompt: str, **plan: Any) -> dict[str, Any]:
+    params = {"prompt": prompt, "duration": 1, "provider": "replicate"}
+    return {"jobs": [{"id": "gen", "type": "generateVideo", "params": params}], **plan}
+
+
+def wait_until(predicate: Any, timeout: float, what: str, parking: Parking) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} within {timeout} s\n{parking.deployment.log_tail()}"
+        time.sleep(0.1)
+
+
+def test_executions_park_while_predictions_run_and_webhooks_or_the_poller_continue_them(
+    parking: Parking, replicate: CallingReplicate, target: client.Deployment
+) -> None:
+    prompts = [f"scene {index}" for index in range(6)] + ["silent scene A", "silent scene B"]
+    ids = {client.submit(generation(prompt), target=target): prompt for prompt in prompts}
+
+    def all_waiting() -> bool:
+        statuses = [client.status(execution_id, target=target) for execution_id in ids]
+        return all(status["jobs"]["gen"]["status"] == "waiting" for status in statuses)
+
+    wait_until(all_waiting, PREDICTION_SECONDS * 3, "every execution parked", parking)
+    # Parked: the predictions run, no run holds a worker, and each waiting node says what it waits on.
+    assert len(replicate.jobs) == len(prompts)
+    assert target.records.in_progress() == [], "a parked execution still holds a run"
+    status = client.status(next(iter(ids)), target=target)
+    assert status["status"] == "processing"
+    job = status["jobs"]["gen"]["providerJob"]
+    assert job["provider"] == "replicate" and job["id"] in replicate.jobs and job["since"]
+
+    finals = {execution_id: client.wait(execution_id, timeout=60, target=target) for execution_id in ids}
+    assert {final["status"] for final in finals.values()} == {"completed"}, parking.deployment.log_tail()
+    assert len(replicate.jobs) == len(prompts), "a prediction was created twice"
+    for execution_id, final in finals.items():
+        reasons = [attempt["reason"] for attempt in final["attempts"]]
+        assert reasons == [None, "continue"], (ids[execution_id], final["attempts"])
+        assert final["result"]["sha256"] and final["jobs"]["gen"]["status"] == "completed"
+    # Signed webhooks were taken (200, naming the execution); silent predictions were found by the poller.
+    called = {replicate.prompts[job_id]: answer for job_id, (_at, code, answer) in replicate.callbacks.items()}
+    assert sorted(called) == sorted(prompt for prompt in prompts if "silent" not in prompt)
+    assert all(answer["executionId"] in ids for answer in called.values())
+
+
+def test_a_webhook_without_a_valid_signature_changes_nothing(parking: Parking) -> None:
+    url = f"{parking.api.url}/api/providers/replicate/webhook"
+    body = json.dumps({"id": "forged", "status": "succeeded"})
+    unsigned = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
+    assert unsigned.status_code == 401
+    forged = httpx.post(
+        url,
+        content=body,
+        headers={
+            "webhook-id": "msg_1",
+            "webhook-timestamp": str(int(time.time())),
+            "webhook-signature": "v1,bm90IGEgc2lnbmF0dXJl",
+        },
+    )
+    assert forged.status_code == 401
+    assert httpx.post(f"{parking.api.url}/api/providers/nobody/webhook", content=body).status_code == 404
+
+
+def test_canceling_a_parked_execution_cancels_its_prediction(
+    parking: Parking, replicate: CallingReplicate, target: client.Deployment
+) -> None:
+    replicate.seconds_for["held for a cancel"] = NEVER
+    execution_id = client.submit(generation("held for a cancel"), target=target)
+    wait_until(
+        lambda: client.status(execution_id, target=target)["jobs"]["gen"]["status"] == "waiting",
+        30,
+        "the execution parked",
+        parking,
+    )
+    job_id = replicate.job_for("held for a cancel")
+    creates = len(replicate.jobs)
+    assert client.cancel(execution_id, target=target)["status"] == "canceled"
+    assert replicate.jobs[job_id].canceled, "the parked prediction was not canceled"
+    time.sleep(4)  # a poller tick or two: nothing is created or continued afterwards
+    final = client.status(execution_id, target=target)
+    assert final["status"] == "canceled" and len(final["attempts"]) == 1
+    assert len(replicate.jobs) == creates
+
+
+def test_a_deadline_that_passes_while_parked_fails_the_execution_and_cancels_its_prediction(
+    parking: Parking, replicate: CallingReplicate, target: client.Deployment
+) -> None:
+    replicate.seconds_for["held past its deadline silent"] = NEVER
+    execution_id = client.submit(generation("held past its deadline silent", timeoutSeconds=8), target=target)
+    final = client.wait(execution_id, timeout=60, target=target)
+    assert final["status"] == "failed", final
+    assert "deadline exceeded after 8 s" in final["error"] and "while waiting on replicate" in final["error"]
+    job_id = replicate.job_for("held past its deadline silent")
+    wait_until(lambda: replicate.jobs[job_id].canceled, 10, "the prediction canceled", parking)

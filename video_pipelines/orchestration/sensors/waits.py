@@ -1,0 +1,59 @@
+"""The `provider_waits` sensor: parked executions go on when their provider job ends, or end at their deadline.
+
+With `VIDEO_PIPELINES_PUBLIC_URL` set, providers call the API and this sensor is the safety net for a webhook
+that never came; without it, this sensor is how a job is found finished. What it does is `executions.parking`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import dagster as dg
+
+from video_pipelines.executions.parking import PollReport, poll_waits
+from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
+from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.orchestration.sensors.plans import (
+    LONG_POLL_SECONDS,
+    POLL_INTERVAL_SECONDS,
+    long_poll,
+    long_poll_sensor,
+)
+from video_pipelines.submissions.waits import POLL_SECONDS_ENV
+
+
+def _log(log: logging.Logger, report: PollReport) -> None:
+    for label in report.finished:
+        log.info(f"{label} ended")
+    for execution_id in report.continued:
+        log.info(f"{execution_id}: its continuation is asked for")
+    for execution_id, why in report.ended.items():
+        log.warning(f"{execution_id}: {why}")
+    for label in report.canceled:
+        log.info(f"{label} canceled at the provider")
+    for error in report.errors:
+        log.warning(f"could not check {error}; checked again later")
+
+
+@long_poll_sensor(
+    "Follows the provider jobs that parked executions wait on: checks those due (every "
+    f"{POLL_SECONDS_ENV}), asks for the continuation of an execution whose job ended, ends one whose deadline "
+    "passed while parked, and cancels the jobs nobody will collect."
+)
+def provider_waits(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
+    store, records = submissions.store(), DagsterRunRecords(context.instance)
+    reports: list[PollReport] = []
+
+    def look() -> PollReport:
+        # The sweep (a read per parked execution) once a tick; the cheap looks as often as the long poll allows.
+        reports.append(poll_waits(records, store, sweep=not reports))
+        return reports[-1]
+
+    started = time.monotonic()
+    long_poll(look, lambda report: report.acted, LONG_POLL_SECONDS, POLL_INTERVAL_SECONDS)
+    for report in reports:
+        _log(context.log, report)
+    checked = sum(report.checked for report in reports)
+    reason = f"{checked} waiting job(s) checked in {time.monotonic() - started:.1f} s"
+    return dg.SensorResult(skip_reason=dg.SkipReason(reason))
