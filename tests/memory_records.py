@@ -95,8 +95,8 @@ class MemoryRunRecords:
         self.terminated.append(run_id)
 
     def add_run_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
-        run = self.runs[run_id]
-        self.runs[run_id] = replace(run, tags={**run.tags, **tags})
+        [index] = [index for index, run in enumerate(self.runs) if run.run_id == run_id]
+        self.runs[index] = replace(self.runs[index], tags={**self.runs[index].tags, **tags})
 
     def cancel_unbegun(self, run_id: str) -> bool:
         return False  # as DefaultRunLauncher: no broker to take a launch back from

@@ -7,12 +7,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from video_pipelines.deployment.workers import BROKER_URL_ENV
+from video_pipelines.errors import UsageError
+from video_pipelines.executions.records import TENANT_TAG
 from video_pipelines.net import redact_url
 from video_pipelines.submissions.database_url import DATABASE_URL_ENV, DEFAULT_HOME
 
@@ -41,6 +44,20 @@ _SETTINGS: dict[str, Any] = {
 }
 
 
+TENANT_MAX_RUNS_ENV = "VIDEO_PIPELINES_TENANT_MAX_RUNS"
+
+
+def tenant_limits(environ: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The run queue's per-tenant limit (runs one tenant holds at once), when $VIDEO_PIPELINES_TENANT_MAX_RUNS is set:
+    one tenant's burst then leaves slots to the others. Dagster applies it to each value of the run's tenant tag."""
+    value = ((os.environ if environ is None else environ).get(TENANT_MAX_RUNS_ENV) or "").strip()
+    if not value:
+        return []
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"{TENANT_MAX_RUNS_ENV} must be a whole number of runs >= 1; got {value!r}")
+    return [{"key": TENANT_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": int(value)}]
+
+
 def instance_config(*, postgres: bool, celery: bool = False) -> dict[str, Any]:
     """The instance settings: with `postgres`, storage from the database URL; with `celery`, the warm workers."""
     config: dict[str, Any] = {}
@@ -60,6 +77,8 @@ def instance_config(*, postgres: bool, celery: bool = False) -> dict[str, Any]:
             "config": {"broker": {"env": BROKER_URL_ENV}},
         }
     config.update(_SETTINGS)
+    if limits := tenant_limits():
+        config["run_queue"] = {**config["run_queue"], "tag_concurrency_limits": limits}
     if celery:
         # With warm Celery workers runs wait QUEUED in Dagster's queue rather than STARTING in the broker, where
         # the start timeout counts: keep max_concurrent_runs near the workers' total concurrency. A dead worker's

@@ -36,6 +36,7 @@ from video_pipelines.executions.outcomes import sweep_submission_ends as sweep_s
 from video_pipelines.executions.records import BASE_EXECUTION_ID_TAG as BASE_EXECUTION_ID_TAG
 from video_pipelines.executions.records import EXECUTION_ID_TAG as EXECUTION_ID_TAG
 from video_pipelines.executions.records import MAX_RUNTIME_TAG as MAX_RUNTIME_TAG
+from video_pipelines.executions.records import TENANT_TAG as TENANT_TAG
 from video_pipelines.executions.records import TRACEPARENT_TAG as TRACEPARENT_TAG
 from video_pipelines.executions.records import NodeRecord as NodeRecord
 from video_pipelines.executions.records import RunRecords as RunRecords

@@ -17,6 +17,8 @@ from video_pipelines.plan.results import VideoResult
 from video_pipelines.vocabulary import ExecutionState, NodeState
 
 EXECUTION_ID_TAG = "video/execution_id"
+# The tenant of a submitted execution's runs: the run queue's per-tenant limit counts it.
+TENANT_TAG = "video/tenant"
 BASE_EXECUTION_ID_TAG = "video/base_execution_id"
 # The W3C traceparent of the execution's span, on runs launched from a submission (see telemetry.trace_context).
 TRACEPARENT_TAG = "video/traceparent"

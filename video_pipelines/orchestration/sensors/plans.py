@@ -27,6 +27,7 @@ from video_pipelines.executions import (
     BASE_EXECUTION_ID_TAG,
     EXECUTION_ID_TAG,
     MAX_RUNTIME_TAG,
+    TENANT_TAG,
     TRACEPARENT_TAG,
     BaseReadiness,
     EndedRunScan,
@@ -93,7 +94,11 @@ class SubmissionTick:
 
 
 def run_request_for(submission: Submission, plan: Plan) -> dg.RunRequest:
-    tags = {EXECUTION_ID_TAG: submission.execution_id, "dagster/priority": str(plan.priority.dagster_priority)}
+    tags = {
+        EXECUTION_ID_TAG: submission.execution_id,
+        TENANT_TAG: submission.tenant,
+        "dagster/priority": str(plan.priority.dagster_priority),
+    }
     if plan.base_execution_id:
         tags[BASE_EXECUTION_ID_TAG] = plan.base_execution_id
     # The plan's deadline: run monitoring ends the run past it (execution status maps that to the deadline).
@@ -146,7 +151,7 @@ def attempt_key(attempt: RunAttempt) -> str:
 
 # What a run of an execution carries on to its next attempt's run.
 _EXECUTION_TAGS = frozenset(
-    {EXECUTION_ID_TAG, BASE_EXECUTION_ID_TAG, TRACEPARENT_TAG, MAX_RUNTIME_TAG, "dagster/priority"}
+    {EXECUTION_ID_TAG, TENANT_TAG, BASE_EXECUTION_ID_TAG, TRACEPARENT_TAG, MAX_RUNTIME_TAG, "dagster/priority"}
 )
 
 

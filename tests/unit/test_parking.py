@@ -1,0 +1,270 @@
+"""Parked executions (`executions.parking`, `submissions.waits`, `providers.callbacks`, `run_job` parking).
+
+The life cycle on in-memory run records and a real store on SQLite; providers as a small fake that counts
+checks and cancels. The deployment-level story (workers free, webhooks, the poller) is tests/e2e/test_parking.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from standardwebhooks.webhooks import Webhook
+
+from video_pipelines.executions import RunState, execution_status
+from video_pipelines.executions.attempts import ExecutionRuns, attempt_run_tags, deadline_left
+from video_pipelines.executions.lifecycle import cancel
+from video_pipelines.executions.parking import continue_parked, end_parked, poll_waits
+from video_pipelines.executions.records import (
+    ATTEMPT_TAG,
+    PARKED_END_TAG,
+    PARKED_TAG_PREFIX,
+    PREVIOUS_RUN_TAG,
+    PROVIDER_JOB_TAG_PREFIX,
+)
+from video_pipelines.executions.status import ExecutionStatus
+from video_pipelines.providers.callbacks import CallbackRefused, UnknownCaller, job_news
+from video_pipelines.providers.context import parking_allowed
+from video_pipelines.providers.http import Parked, run_job
+from video_pipelines.submissions import AttemptReason, AttemptState, AttemptStore, ProviderWaits, SubmissionStore
+from video_pipelines.submissions.waits import WaitState
+from video_pipelines.vocabulary import ExecutionState, NodeState
+from video_pipelines.webhooks import DeliveryOutbox
+
+from ..memory_records import MemoryRunRecords
+
+PLAN: dict[str, Any] = {
+    "jobs": [{"id": "gen", "type": "generateVideo", "params": {"prompt": "a fox", "provider": "replicate"}}],
+    "webhook": {"url": "https://hooks.example.com/parked"},
+}
+SIGNING_SECRET = "whsec_" + base64.b64encode(b"unit-signing-secret-of-32-bytes!").decode()
+
+
+@dataclass
+class FakeJobs:
+    """A provider's jobs as the poller and a cancel see them."""
+
+    name: str = "replicate"
+    ended: set[str] = field(default_factory=set)
+    checked: list[str] = field(default_factory=list)
+    canceled: list[str] = field(default_factory=list)
+
+    def job_finished(self, job_id: str) -> bool:
+        self.checked.append(job_id)
+        return job_id in self.ended
+
+    def cancel_job(self, job_id: str) -> bool:
+        self.canceled.append(job_id)
+        return True
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SubmissionStore]:
+    with SubmissionStore(f"sqlite:///{tmp_path / 'submissions.db'}", secret_key=Fernet.generate_key()) as opened:
+        yield opened
+
+
+@pytest.fixture
+def records() -> MemoryRunRecords:
+    return MemoryRunRecords()
+
+
+@pytest.fixture
+def jobs() -> FakeJobs:
+    return FakeJobs()
+
+
+def parked_run(
+    records: MemoryRunRecords, store: SubmissionStore, execution_id: str = "exec-1", *, plan: dict[str, Any] = PLAN
+) -> str:
+    """An execution whose first run parked node `gen` on replicate job p-<execution id>; its run id."""
+    job_id = f"p-{execution_id}"
+    tags = {PARKED_TAG_PREFIX + "gen": f"replicate {job_id}", PROVIDER_JOB_TAG_PREFIX + "gen": job_id}
+    now = time.time()
+    run = records.add_run(execution_id, plan, RunState.SUCCESS, tags=tags, started_at=now - 2, ended_at=now - 1)
+    ProviderWaits(store).park(
+        "replicate", job_id, execution_id=execution_id, node_id="gen", run_id=run.run_id, check_in=0
+    )
+    return run.run_id
+
+
+def test_run_job_parks_a_job_still_running_only_where_parking_is_allowed() -> None:
+    remembered: list[str] = []
+
+    class Ledger:
+        def recall(self) -> str | None:
+            return remembered[-1] if remembered else None
+
+        def remember(self, job_id: str) -> None:
+            remembered.append(job_id)
+
+    canceled: list[str] = []
+    states = iter(["running", "running", "done"])
+
+    def job(parkable: bool) -> str:
+        return run_job(
+            Ledger(),
+            create=lambda: "p1",
+            check=lambda job_id: "video" if next(states) == "done" else None,
+            cancel=canceled.append,
+            provider="replicate",
+            timeout=5,
+            poll_interval=0.01,
+            parkable=parkable,
+        )
+
+    with parking_allowed(), pytest.raises(Parked) as parked:
+        job(parkable=True)
+    assert (parked.value.provider, parked.value.job_id) == ("replicate", "p1")
+    assert remembered == ["p1"] and canceled == [], "a parked job is remembered and keeps running"
+    assert job(parkable=True) == "video", "without parking allowed, the run waits (the job recalled, not created)"
+    assert remembered == ["p1"]
+
+
+def test_a_parked_execution_is_processing_its_node_waiting_on_the_job(
+    records: MemoryRunRecords, store: SubmissionStore
+) -> None:
+    parked_run(records, store)
+    status = execution_status(records, store, "exec-1")
+    assert status.state is ExecutionState.PROCESSING and not status.is_terminal
+    node = status.nodes["gen"]
+    assert node.state is NodeState.WAITING and node.provider_job is not None
+    assert (node.provider_job.provider, node.provider_job.id) == ("replicate", "p-exec-1")
+    wire = status.to_wire()["jobs"]["gen"]
+    assert wire["status"] == "waiting" and wire["providerJob"]["id"] == "p-exec-1"
+    assert ExecutionStatus.from_wire(status.to_wire()) == status
+
+
+def test_a_finished_job_asks_for_one_continuation_that_carries_the_provider_job(
+    records: MemoryRunRecords, store: SubmissionStore, jobs: FakeJobs
+) -> None:
+    run_id = parked_run(records, store)
+    assert poll_waits(records, store, lambda _name: jobs, sweep=True).continued == []
+    jobs.ended.add("p-exec-1")
+    ProviderWaits(store).check_again("replicate", "p-exec-1", 0)
+    report = poll_waits(records, store, lambda _name: jobs, sweep=True)
+    assert report.finished == ["replicate p-exec-1"] and report.continued == ["exec-1"]
+    assert continue_parked(records, store, "exec-1") is None, "asked for once"
+    [attempt] = AttemptStore(store).of_execution("exec-1")
+    assert (attempt.number, attempt.reason, attempt.previous_run_id) == (2, AttemptReason.CONTINUE, run_id)
+    runs = ExecutionRuns.of(records, records.runs[-1])
+    tags = attempt_run_tags(attempt, records.runs[-1], {}, runs)
+    assert tags[PROVIDER_JOB_TAG_PREFIX + "gen"] == "p-exec-1", "the continuation recalls the job, never creates it"
+    # The continuation: the execution's deadline counts from the first run, and continuations are no resumes.
+    records.add_run(
+        "exec-1", PLAN, RunState.STARTED, run_id="run-2", tags=dict(tags) | {ATTEMPT_TAG: "2"}, started_at=time.time()
+    )
+    runs = ExecutionRuns.of(records, records.runs[-1])
+    assert runs.resumes_in_a_row() == 0 and len(runs.chained()) == 1
+    assert execution_status(records, store, "exec-1").nodes["gen"].state is NodeState.PENDING
+
+
+def test_the_deadline_counts_parked_time_and_ends_the_execution_with_its_job_canceled(
+    records: MemoryRunRecords, store: SubmissionStore, jobs: FakeJobs
+) -> None:
+    parked_run(records, store, plan={**PLAN, "timeoutSeconds": 60})
+    left = deadline_left(ExecutionRuns.of(records, records.runs[-1]))
+    assert left is not None and 55 < left <= 58, "parked time counts"
+    assert poll_waits(records, store, lambda _name: jobs, sweep=True).ended == {}
+    records.runs[-1] = replace(records.runs[-1], started_at=time.time() - 120)
+    report = poll_waits(records, store, lambda _name: jobs, sweep=True)
+    assert report.ended == {"exec-1": "deadline exceeded while parked"}
+    assert jobs.canceled == ["p-exec-1"]
+    status = execution_status(records, store, "exec-1")
+    assert status.state is ExecutionState.FAILED
+    assert (
+        status.error == "deadline exceeded after 60 s (timeoutSeconds) while waiting on replicate p-exec-1 (canceled)"
+    )
+    [delivery] = DeliveryOutbox(store).deliveries("exec-1")
+    assert delivery.event == "failed"
+    assert ProviderWaits(store).of_execution("exec-1") == []
+
+
+def test_cancel_of_a_parked_execution_cancels_its_job_at_once_and_stops_its_continuation(
+    records: MemoryRunRecords, store: SubmissionStore, monkeypatch: pytest.MonkeyPatch, jobs: FakeJobs
+) -> None:
+    parked_run(records, store)
+    jobs.ended.add("p-exec-1")
+    ProviderWaits(store).finish("replicate", "p-exec-1")
+    assert continue_parked(records, store, "exec-1") is not None  # asked for, not launched yet
+    monkeypatch.setattr("video_pipelines.executions.lifecycle.provider_jobs", lambda _name: jobs)
+    status = cancel(records, store, "exec-1")
+    assert status.state is ExecutionState.CANCELED and status.error == "the execution was canceled"
+    assert jobs.canceled == ["p-exec-1"]
+    assert [attempt.state for attempt in AttemptStore(store).of_execution("exec-1")] == [AttemptState.CANCELED]
+    assert records.runs[-1].tags[PARKED_END_TAG] == "canceled"
+    assert not end_parked(records, store, "exec-1", "canceled", lambda _name: jobs), "ended once"
+    assert [d.event for d in DeliveryOutbox(store).deliveries("exec-1")] == ["canceled"]
+
+
+def test_a_cancel_the_api_cannot_send_is_left_to_the_poller(
+    records: MemoryRunRecords, store: SubmissionStore, jobs: FakeJobs
+) -> None:
+    parked_run(records, store)
+
+    def not_here(_name: str) -> FakeJobs:
+        from video_pipelines.errors import ProviderError
+
+        raise ProviderError("provider 'replicate' is not configured in this deployment")
+
+    assert end_parked(records, store, "exec-1", "canceled", not_here)
+    [wait] = ProviderWaits(store).of_execution("exec-1")
+    assert wait.state is WaitState.CANCELING
+    assert poll_waits(records, store, lambda _name: jobs, sweep=False).canceled == ["replicate p-exec-1"]
+    assert jobs.canceled == ["p-exec-1"] and ProviderWaits(store).of_execution("exec-1") == []
+
+
+def test_waits_of_an_execution_that_ended_otherwise_are_canceled(
+    records: MemoryRunRecords, store: SubmissionStore, jobs: FakeJobs
+) -> None:
+    run_id = parked_run(records, store)
+    records.add_run("exec-1", PLAN, RunState.FAILURE, run_id="run-2", tags={PREVIOUS_RUN_TAG: run_id})
+    records.failures["run-2"] = "merge failed"
+    assert poll_waits(records, store, lambda _name: jobs, sweep=True).canceled == ["replicate p-exec-1"]
+
+
+def test_the_wait_store_moves_each_wait_once(store: SubmissionStore) -> None:
+    waits = ProviderWaits(store)
+    first = waits.park("replicate", "p1", execution_id="e", node_id="gen", run_id="r1", check_in=30)
+    assert first.state is WaitState.WAITING and waits.due() == []
+    assert waits.due(datetime.now(UTC) + timedelta(seconds=31)) == [first]
+    assert waits.finish("replicate", "p1") and not waits.finish("replicate", "p1")
+    again = waits.park("replicate", "p1", execution_id="e", node_id="gen", run_id="r2", check_in=0)
+    assert (again.state, again.run_id, again.since) == (WaitState.WAITING, "r2", first.since)
+    assert waits.collect_node("e", "gen") and waits.of_execution("e") == []
+    assert waits.get("replicate", "p1") is not None
+
+
+def _signed(body: dict[str, Any], secret: str = SIGNING_SECRET, at: datetime | None = None) -> dict[str, str]:
+    data = json.dumps(body)
+    moment = at or datetime.now(UTC)
+    signature = Webhook(secret).sign("msg_1", moment, data)
+    return {"Webhook-Id": "msg_1", "Webhook-Timestamp": str(int(moment.timestamp())), "Webhook-Signature": signature}
+
+
+def test_replicate_webhooks_are_taken_only_when_signed_with_its_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    prediction = {"id": "p1", "status": "succeeded", "output": ["https://replicate.delivery/x.mp4"]}
+    body = json.dumps(prediction).encode()
+    with pytest.raises(CallbackRefused, match="REPLICATE_WEBHOOK_SIGNING_SECRET"):
+        job_news("replicate", body, _signed(prediction))
+    monkeypatch.setenv("REPLICATE_WEBHOOK_SIGNING_SECRET", SIGNING_SECRET)
+    news = job_news("replicate", body, _signed(prediction))
+    assert (news.provider, news.job_id, news.ended) == ("replicate", "p1", True)
+    processing = {"id": "p1", "status": "processing"}
+    assert not job_news("replicate", json.dumps(processing).encode(), _signed(processing)).ended
+    other = "whsec_" + base64.b64encode(b"another-secret-of-thirty-two-b!!").decode()
+    for headers in ({}, _signed(prediction, other), _signed(prediction, at=datetime.now(UTC) - timedelta(hours=1))):
+        with pytest.raises(CallbackRefused):
+            job_news("replicate", body, headers)
+    with pytest.raises(CallbackRefused, match="not a prediction"):
+        job_news("replicate", b"[]", _signed([]))  # type: ignore[arg-type]
+    with pytest.raises(UnknownCaller):
+        job_news("runway", body, _signed(prediction))
