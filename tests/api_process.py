@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from .conftest import free_port
-from .processes import stop_process_group
+from .process_table import stop_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 # A port taken between free_port() and the server's bind: try another.

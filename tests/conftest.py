@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import threading
 import uuid
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from cryptography.fernet import Fernet
 
+from .process_table import ProcessEntry, live_processes, wait_until_none
+
 if TYPE_CHECKING:
     from video_pipelines.submissions import SubmissionStore
 
@@ -28,6 +31,70 @@ POSTGRES_ADMIN_URL = os.environ.get("VIDEO_PIPELINES_TEST_POSTGRES", "postgresql
 IN_CI = bool(os.environ.get("CI"))
 # Dagster's warnings, ignored where Dagster runs: a filter in pyproject would import dagster in every session.
 DAGSTER_WARNINGS = [pytest.mark.filterwarnings(f"ignore::dagster.{name}") for name in ("BetaWarning", "PreviewWarning")]
+
+
+# Every process a test session starts inherits this variable, set to a value of that session (each xdist
+# worker is a session): after the session, `no_process_left_behind` finds what is still running by it,
+# children of processes that ended (reparented to init) included.
+SESSION_ENV = "VP_TEST_SESSION"
+# How long processes that are ending at the session's end have to end.
+LEFTOVER_GRACE_SECONDS = 30.0
+MULTIPROCESSING_HELPERS = ("from multiprocessing.resource_tracker import", "from multiprocessing.forkserver import")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Fails the session if a process it started is still running after it (then kills them: CI stays clean).
+
+    A test's teardown must stop everything it started; a process left running holds ports, databases and
+    CPU for the tests after it, and for the next CI run on the same machine.
+    """
+    session = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    already_running = {entry.pid for entry in live_processes()}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SESSION_ENV, session)
+        yield
+
+    def started_here() -> list[ProcessEntry]:
+        processes = live_processes()
+        parents = {entry.pid: entry.ppid for entry in processes}
+
+        def descends(pid: int) -> bool:
+            while pid > 1:
+                pid = parents.get(pid, 0)
+                if pid == os.getpid():
+                    return True
+            return False
+
+        # The variable finds orphans; descent finds a process that rewrote its environment's memory (setproctitle).
+        return [
+            entry
+            for entry in processes
+            if entry.pid not in already_running
+            and (descends(entry.pid) or entry.environ(SESSION_ENV) == session)
+            and not _ends_with_this_process(entry)
+        ]
+
+    left = wait_until_none(started_here, LEFTOVER_GRACE_SECONDS)
+    if left:
+        for entry in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(entry.pid, signal.SIGKILL)
+        pytest.fail(
+            f"{len(left)} process(es) started by this test session still ran {LEFTOVER_GRACE_SECONDS:.0f} s after "
+            "its last test (now killed); each with the test that was running when it started:\n"
+            + "\n".join(f"  {entry.describe()}\n    started during {_test_of(entry)}" for entry in left),
+            pytrace=False,
+        )
+
+
+def _ends_with_this_process(process: ProcessEntry) -> bool:
+    """Python's multiprocessing helpers (Dagster's multiprocess executor starts them here), ending with this process."""
+    return process.ppid == os.getpid() and any(helper in process.command for helper in MULTIPROCESSING_HELPERS)
+
+
+def _test_of(process: ProcessEntry) -> str:
+    return process.environ("PYTEST_CURRENT_TEST") or "(its environment does not tell)"
 
 
 def mark_folder(items: list[pytest.Item], conftest: str, *marks: pytest.MarkDecorator) -> list[pytest.Item]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,7 @@ from video_pipelines.deployment.instance import render_instance_yaml
 from video_pipelines.doors import client as client_api
 
 from .conftest import POSTGRES_ADMIN_URL, admin_connection, free_port, fresh_database
+from .process_table import stop_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / "workspace.yaml"
@@ -48,17 +48,6 @@ def _has_dagster_tables(database_url: str) -> bool:
     with contextlib.closing(psycopg2.connect(database_url)) as db, db.cursor() as cursor:
         cursor.execute("SELECT to_regclass('public.runs') IS NOT NULL")
         return bool(cursor.fetchone()[0])
-
-
-def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """Stop a process started with `start_new_session=True` and its children: SIGTERM, then SIGKILL after 20 s."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @dataclass

@@ -1,0 +1,102 @@
+"""The machine's live processes as /proc shows them (Linux): waiting for some of them to end, stopping a group.
+
+The tests use it to make sure that what they started has ended: every process of a process group
+(`stop_process_group`), every process a test session started (`conftest.no_process_left_behind`).
+Zombies are not counted: they have ended, only their exit status is still waiting for a parent to read it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ProcessEntry:
+    pid: int
+    ppid: int
+    pgid: int
+    command: str
+
+    def environ(self, name: str) -> str | None:
+        """`name` in the environment the process was started with; None if unset or the process is gone."""
+        try:
+            raw = (PROC / str(self.pid) / "environ").read_bytes()
+        except OSError:
+            return None
+        prefix = f"{name}=".encode()
+        for entry in raw.split(b"\0"):
+            if entry.startswith(prefix):
+                return entry[len(prefix) :].decode(errors="replace")
+        return None
+
+    def describe(self) -> str:
+        return f"pid {self.pid} (parent {self.ppid}, group {self.pgid}): {self.command[:300]}"
+
+
+def _entry(pid: str) -> ProcessEntry | None:
+    try:
+        stat = (PROC / pid / "stat").read_text()
+        command = (PROC / pid / "cmdline").read_bytes()
+    except OSError:  # ended meanwhile
+        return None
+    # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, the last ")" ends it.
+    state, ppid, pgid = stat.rsplit(")", 1)[1].split()[:3]
+    if state in ("Z", "X"):
+        return None
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    return ProcessEntry(int(pid), int(ppid), int(pgid), command.replace(b"\0", b" ").decode(errors="replace") or name)
+
+
+def live_processes() -> list[ProcessEntry]:
+    """Every process of the machine that has not ended."""
+    entries = (_entry(path.name) for path in PROC.iterdir() if path.name.isdigit())
+    return [entry for entry in entries if entry is not None]
+
+
+def process_group(pgid: int) -> list[ProcessEntry]:
+    """The live processes of process group `pgid`."""
+    return [entry for entry in live_processes() if entry.pgid == pgid]
+
+
+def wait_until_none(find: Callable[[], list[ProcessEntry]], timeout: float) -> list[ProcessEntry]:
+    """Ask `find` until it finds nothing or `timeout` seconds have passed; what it found last."""
+    deadline = time.monotonic() + timeout
+    while (found := find()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Stop a process started with `start_new_session=True` and every process of its group: SIGTERM, then
+    SIGKILL after `timeout` s. Returns once none of them is left.
+
+    Not just the leader: a Dagster code server (a child of the daemon or the webserver) outlives it until the
+    runs it launched have ended, and the database a test drops next must outlive them all. A code server whose
+    run ended after the drop stays forever: its cleanup thread dies looking the run up in the missing database.
+    """
+    pgid = process.pid
+
+    def left() -> list[ProcessEntry]:
+        process.poll()  # the leader is our child: reaped, it leaves the group
+        return process_group(pgid)
+
+    def signal_group(sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):  # the last of them ended in between
+            os.killpg(pgid, sig)
+
+    if left():
+        signal_group(signal.SIGTERM)
+        if wait_until_none(left, timeout):
+            signal_group(signal.SIGKILL)
+            remaining = wait_until_none(left, 10)
+            assert not remaining, "still running after SIGKILL:\n" + "\n".join(entry.describe() for entry in remaining)
+    process.wait()
