@@ -643,6 +643,7 @@ def test_metrics_and_the_docs_need_no_key(api: Api) -> None:
         "/api/execute/{execution_id}/retry",
         "/api/execute/{execution_id}/events", "/api/executions", "/api/execute/{execution_id}/deliveries",
         "/api/execute/{execution_id}/deliveries/{webhook_id}/redeliver", "/health", "/metrics",
+        "/api/providers/{provider}/webhook",
     }  # fmt: skip
     submit_doc = document["paths"]["/api/execute"]["post"]
     assert submit_doc["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PlanDocument")

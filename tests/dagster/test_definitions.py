@@ -7,6 +7,7 @@ import dagster as dg
 from video_pipelines.orchestration.definitions import defs
 
 SENSORS = {"submitted_plans", "resume_lost_runs", "lost_launches", "webhook_deliveries", "catalog_retention"}
+SENSORS |= {"provider_waits"}
 SENSORS |= {f"webhook_on_{event}" for event in ("started", "completed", "failed", "canceled")}
 RESOURCES = {
     "artifact_storage",

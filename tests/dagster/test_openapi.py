@@ -89,7 +89,8 @@ def test_the_plan_is_a_union_of_jobs_discriminated_on_type_with_the_validating_p
 def test_operation_ids_are_the_route_names_a_generated_client_calls() -> None:
     ids = [operation["operationId"] for path in document()["paths"].values() for operation in path.values()]
     assert ids == [
-        "submit", "status", "cancel", "retry", "events", "list_executions", "deliveries", "redeliver", "health", "metrics"
+        "submit", "status", "cancel", "retry", "events", "list_executions", "deliveries", "redeliver", "health", "metrics",
+        "provider_webhook",
     ]  # fmt: skip
 
 

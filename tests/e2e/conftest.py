@@ -34,6 +34,9 @@ def stalled_deployment(tmp_path: Path, stalled_replicate: FakeReplicate) -> Iter
     env = {
         "VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1",
         "VIDEO_PIPELINES_SECRET_KEY": "e2e-stalled-provider",
+        # The run holds its worker on the prediction: what run monitoring's deadline and a cancel of a live run end
+        # (a parked execution's are in test_parking.py).
+        "VIDEO_PIPELINES_PARKING": "off",
         "REPLICATE_API_TOKEN": TOKEN,
         "REPLICATE_API_BASE_URL": stalled_replicate.base_url,
     }

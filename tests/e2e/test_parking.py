@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -43,6 +45,13 @@ class CallingReplicate(TimedReplicate):
 
     callbacks: dict[str, tuple[float, int, dict[str, Any]]] = field(default_factory=dict)  # job -> (at, status, body)
     timers: list[threading.Timer] = field(default_factory=list)
+    file_delay: float = 0.0  # seconds before an output file is served (a continuation caught collecting it)
+    hooks: dict[str, str] = field(default_factory=dict)  # job id -> the webhook it was created with
+
+    def dispatch(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Answer:
+        if self.file_delay and path.strip("/").startswith("files"):
+            time.sleep(self.file_delay)  # outside the server's lock: other requests go on
+        return super().dispatch(method, path, headers, raw)
 
     def created(self, job: Job) -> Answer:
         answer = super().created(job)
@@ -50,11 +59,27 @@ class CallingReplicate(TimedReplicate):
         prompt = self.prompts[job.id]
         if body.get("webhook") and "silent" not in prompt:
             assert body.get("webhook_events_filter") == ["completed"]
-            timer = threading.Timer(self.seconds_for.get(prompt, self.seconds), self.call_back, (job, body["webhook"]))
-            timer.daemon = True
-            self.timers.append(timer)
-            timer.start()
+            self.hooks[job.id] = body["webhook"]
+            seconds = self.seconds_for.get(prompt, self.seconds)
+            if seconds < NEVER:
+                self.call_back_in(seconds, job)
         return answer
+
+    def call_back_in(self, seconds: float, job: Job) -> None:
+        timer = threading.Timer(seconds, self.call_back, (job, self.hooks[job.id]))
+        timer.daemon = True
+        self.timers.append(timer)
+        timer.start()
+
+    def release(self, prompts: list[str]) -> None:
+        """Predictions held (NEVER) end now, calling back as they do."""
+        with self._lock:
+            for prompt in prompts:
+                self.seconds_for[prompt] = 0.0
+            held = [job for job_id, job in self.jobs.items() if self.prompts[job_id] in prompts]
+        for job in held:
+            if job.id in self.hooks:
+                self.call_back_in(0.0, job)
 
     def call_back(self, job: Job, url: str) -> None:
         with self._lock:
@@ -141,13 +166,14 @@ def test_executions_park_while_predictions_run_and_webhooks_or_the_poller_contin
     parking: Parking, replicate: CallingReplicate, target: client.Deployment
 ) -> None:
     prompts = [f"scene {index}" for index in range(6)] + ["silent scene A", "silent scene B"]
+    replicate.seconds_for.update(dict.fromkeys(prompts, NEVER))  # held until every execution is seen parked
     ids = {client.submit(generation(prompt), target=target): prompt for prompt in prompts}
 
     def all_waiting() -> bool:
         statuses = [client.status(execution_id, target=target) for execution_id in ids]
         return all(status["jobs"]["gen"]["status"] == "waiting" for status in statuses)
 
-    wait_until(all_waiting, PREDICTION_SECONDS * 3, "every execution parked", parking)
+    wait_until(all_waiting, 90, "every execution parked", parking)
     # Parked: the predictions run, no run holds a worker, and each waiting node says what it waits on.
     assert len(replicate.jobs) == len(prompts)
     assert target.records.in_progress() == [], "a parked execution still holds a run"
@@ -156,6 +182,7 @@ def test_executions_park_while_predictions_run_and_webhooks_or_the_poller_contin
     job = status["jobs"]["gen"]["providerJob"]
     assert job["provider"] == "replicate" and job["id"] in replicate.jobs and job["since"]
 
+    replicate.release(prompts)
     finals = {execution_id: client.wait(execution_id, timeout=60, target=target) for execution_id in ids}
     assert {final["status"] for final in finals.values()} == {"completed"}, parking.deployment.log_tail()
     assert len(replicate.jobs) == len(prompts), "a prediction was created twice"
@@ -208,6 +235,19 @@ def test_canceling_a_parked_execution_cancels_its_prediction(
     assert len(replicate.jobs) == creates
 
 
+def test_a_cancel_as_the_run_parks_ends_the_execution_canceled_with_its_prediction(
+    parking: Parking, replicate: CallingReplicate, target: client.Deployment
+) -> None:
+    replicate.seconds_for["canceled at once"] = NEVER
+    execution_id = client.submit(generation("canceled at once"), target=target)
+    wait_until(lambda: "canceled at once" in replicate.prompts.values(), 30, "the prediction created", parking)
+    client.cancel(execution_id, target=target)  # the run is still live: it parks as the cancel comes, or is stopped
+    final = client.wait(execution_id, timeout=30, target=target)
+    assert final["status"] == "canceled", final
+    job_id = replicate.job_for("canceled at once")
+    wait_until(lambda: replicate.jobs[job_id].canceled, 10, "the prediction canceled", parking)
+
+
 def test_a_deadline_that_passes_while_parked_fails_the_execution_and_cancels_its_prediction(
     parking: Parking, replicate: CallingReplicate, target: client.Deployment
 ) -> None:
@@ -215,6 +255,48 @@ def test_a_deadline_that_passes_while_parked_fails_the_execution_and_cancels_its
     execution_id = client.submit(generation("held past its deadline silent", timeoutSeconds=8), target=target)
     final = client.wait(execution_id, timeout=60, target=target)
     assert final["status"] == "failed", final
-    assert "deadline exceeded after 8 s" in final["error"] and "while waiting on replicate" in final["error"]
+    assert final["error"].startswith(
+        "deadline exceeded after 8 s (timeoutSeconds); unfinished: gen (waiting on replicate"
+    )
     job_id = replicate.job_for("held past its deadline silent")
     wait_until(lambda: replicate.jobs[job_id].canceled, 10, "the prediction canceled", parking)
+
+
+def test_two_executions_of_one_lineage_at_once_pay_for_one_prediction(
+    parking: Parking, replicate: CallingReplicate, target: client.Deployment
+) -> None:
+    before = len(replicate.jobs)
+    first = client.submit(generation("one scene for two executions"), target=target)
+    wait_until(lambda: len(replicate.jobs) > before, 30, "the first prediction created", parking)
+    second = client.submit(generation("one scene for two executions"), target=target)
+    finals = [client.wait(execution_id, timeout=60, target=target) for execution_id in (first, second)]
+    assert [final["status"] for final in finals] == ["completed", "completed"], parking.deployment.log_tail()
+    assert len(replicate.jobs) == before + 1, "the second execution created the same prediction again"
+    assert finals[1]["jobs"]["gen"]["reusedFrom"] == first
+    assert finals[0]["result"]["sha256"] == finals[1]["result"]["sha256"]
+
+
+def test_a_worker_killed_during_a_continuation_is_resumed_and_pays_for_nothing_twice(
+    parking: Parking, replicate: CallingReplicate, target: client.Deployment
+) -> None:
+    """Last in the module: it kills one of the two workers."""
+    replicate.file_delay = 15.0
+    execution_id = client.submit(generation("collected by a worker that dies"), target=target)
+
+    def collecting() -> bool:
+        status = client.status(execution_id, target=target)
+        attempts = status["attempts"]
+        return len(attempts) == 2 and attempts[1]["status"] == "processing" and status["worker"] is not None
+
+    wait_until(collecting, 60, "the continuation collecting the prediction on a worker", parking)
+    node = client.status(execution_id, target=target)["worker"].split(" ")[0]
+    deployment = parking.deployment
+    name = next(name for name in deployment.processes if node.startswith(f"{name}-"))
+    process = deployment.processes.pop(name)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    replicate.file_delay = 0.0
+    final = client.wait(execution_id, timeout=150, target=target)
+    assert final["status"] == "completed", (final, deployment.log_tail())
+    assert [attempt["reason"] for attempt in final["attempts"]] == [None, "continue", "resume"], final["attempts"]
+    assert list(replicate.prompts.values()).count("collected by a worker that dies") == 1, "a prediction paid twice"

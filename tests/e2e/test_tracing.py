@@ -97,7 +97,8 @@ def test_e2e_the_daemon_traces_submitted_and_direct_runs(
     assert named["execution"][0].is_ok and named["execution"][0].parent_span_id == CALLER_SPAN
     assert all(span.parent_span_id == execution_span for span in named["node gen"] + named["node square"])
     calls = [span for span in spans if span.name.startswith("replicate ")]
-    assert calls and all(span.parent_span_id == named["node gen"][0].span_id for span in calls)
+    # A node that parked on its prediction has a span in each run (the one that parked, the continuation).
+    assert calls and {span.parent_span_id for span in calls} <= {span.span_id for span in named["node gen"]}
     assert {traceparent_ids(seen.headers["traceparent"])[0] for seen in replicate.requests if seen.kind != "file"} == {
         CALLER_TRACE
     }

@@ -3,7 +3,8 @@
 One deployment for the module: a real dagster-daemon and webserver on PostgreSQL, Redis as
 broker and result backend, two real workers (concurrency 1 each), a local Replicate-protocol
 server whose predictions never finish unless canceled (but for the prompt `SLOW_PROMPT`, which
-takes `SLOW_SECONDS`), and a webhook receiver.
+takes `SLOW_SECONDS`), and a webhook receiver. Parking is off: these tests need runs that hold their
+worker while a prediction runs (tests/e2e/test_parking.py has the runs that give it back).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, replicate: TimedReplica
         **broker_env(),
         "VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1",
         "VIDEO_PIPELINES_SECRET_KEY": "e2e-workers",
+        "VIDEO_PIPELINES_PARKING": "off",
         "VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS": "1,1,1",
         "REPLICATE_API_TOKEN": TOKEN,
         "REPLICATE_API_BASE_URL": replicate.base_url,

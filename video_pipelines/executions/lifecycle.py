@@ -21,7 +21,7 @@ from video_pipelines.errors import ExecutionError, PlanValidationError
 from video_pipelines.executions.attempts import ExecutionRuns, cancel_requested, pending_attempt, stop_resume
 from video_pipelines.executions.notifications import enqueue_webhook
 from video_pipelines.executions.outcomes import keep_caller_span, record_end_quietly, record_submitted
-from video_pipelines.executions.parking import end_parked
+from video_pipelines.executions.parking import cancel_jobs, end_parked
 from video_pipelines.executions.records import RunRecords, RunState, RunView
 from video_pipelines.executions.spending import check_estimate, expected_seconds, node_estimate
 from video_pipelines.executions.status import ExecutionStatus, execution_status
@@ -35,6 +35,7 @@ from video_pipelines.submissions import (
     DEFAULT_TENANT,
     AttemptReason,
     AttemptStore,
+    ProviderWaits,
     RunAttempt,
     SubmissionState,
     SubmissionStore,
@@ -294,6 +295,9 @@ def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> Ex
     run = records.find_run(execution_id)
     if run is not None:
         stop_run(records, store, run)
+    # Jobs its nodes parked on already; one that parks later is canceled by the poller (its execution ended).
+    if ProviderWaits(store).cancel_execution(execution_id):
+        cancel_jobs(store, provider_jobs, execution_id)
     return execution_status(records, store, execution_id)
 
 

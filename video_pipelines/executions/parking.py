@@ -8,17 +8,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from video_pipelines.errors import VideoPipelineError
-from video_pipelines.executions.attempts import ExecutionRuns, deadline_left
+from video_pipelines.executions.attempts import ExecutionRuns, cancel_requested, deadline_left
 from video_pipelines.executions.notifications import enqueue_webhook
 from video_pipelines.executions.outcomes import record_end_quietly
 from video_pipelines.executions.records import PARKED_END_TAG, RunRecords
 from video_pipelines.executions.status import execution_status
 from video_pipelines.providers import ProviderJobs, provider_jobs
-from video_pipelines.submissions import AttemptReason, AttemptStore, ProviderWaits, RunAttempt, SubmissionStore
+from video_pipelines.submissions import (
+    AttemptReason,
+    AttemptStore,
+    ProviderWait,
+    ProviderWaits,
+    RunAttempt,
+    SubmissionStore,
+)
 from video_pipelines.submissions.waits import WaitState, poll_seconds
+from video_pipelines.telemetry.trace_context import execution_context
+from video_pipelines.telemetry.tracing import span_in
 from video_pipelines.webhooks import DeliveryOutbox
 
 _log = logging.getLogger(__name__)
@@ -30,7 +40,7 @@ def continue_parked(records: RunRecords, store: SubmissionStore, execution_id: s
     """Ask for the run that continues a parked execution once one of its jobs ended; the attempt when this call
     asked for it. The plan sensor launches it, carrying every completed node; the job's node collects it there."""
     latest = records.find_run(execution_id)
-    if latest is None or not latest.waits_on_providers:
+    if latest is None or not latest.waits_on_providers or cancel_requested(store, latest):
         return None  # still running (it collects what ends meanwhile), continued already, or ended
     if not any(wait.state is WaitState.FINISHED for wait in ProviderWaits(store).of_execution(execution_id)):
         return None
@@ -68,13 +78,21 @@ def cancel_jobs(store: SubmissionStore, jobs: Jobs, execution_id: str | None = N
     done = []
     for wait in canceling:
         try:
-            jobs(wait.provider).cancel_job(wait.job_id)
+            with _traced(store, wait, "cancel"):
+                jobs(wait.provider).cancel_job(wait.job_id)
         except VideoPipelineError as exc:
             _log.info("%s: the cancel of %s is left to the poller: %s", wait.execution_id, wait.label, exc)
             continue
         if waits.canceled(wait.provider, wait.job_id):
             done.append(wait.label)
     return done
+
+
+def _traced(store: SubmissionStore, wait: ProviderWait, what: str) -> AbstractContextManager[object]:
+    """A span of the execution's trace around a call about its job (the provider sees its traceparent)."""
+    submission = store.get(wait.execution_id)
+    parent = execution_context(submission.traceparent if submission else None, wait.execution_id)
+    return span_in(parent, f"{what} {wait.label}", attributes={"video_pipelines.execution_id": wait.execution_id})
 
 
 @dataclass
@@ -103,7 +121,8 @@ def poll_waits(
     for wait in waits.due(limit=limit):
         report.checked += 1
         try:
-            finished = jobs(wait.provider).job_finished(wait.job_id)
+            with _traced(store, wait, "check"):
+                finished = jobs(wait.provider).job_finished(wait.job_id)
         except VideoPipelineError as exc:
             report.errors.append(f"{wait.label}: {exc}")
             waits.check_again(wait.provider, wait.job_id, 2 * poll_seconds(wait.provider))
@@ -127,7 +146,10 @@ def _sweep(records: RunRecords, store: SubmissionStore, jobs: Jobs, execution_id
         return
     if latest.waits_on_providers:
         left = deadline_left(ExecutionRuns.of(records, latest))
-        if left is not None and left <= 0 and end_parked(records, store, execution_id, "deadline", jobs):
+        if cancel_requested(store, latest):  # it parked as the cancel came
+            if end_parked(records, store, execution_id, "canceled", jobs):
+                report.ended[execution_id] = "canceled as it parked"
+        elif left is not None and left <= 0 and end_parked(records, store, execution_id, "deadline", jobs):
             report.ended[execution_id] = "deadline exceeded while parked"
     elif (
         latest.state.is_finished

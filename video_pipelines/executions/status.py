@@ -17,6 +17,7 @@ from typing import Any
 from video_pipelines.errors import ExecutionError, ExecutionNotFound
 from video_pipelines.executions.attempts import (
     ExecutionRuns,
+    cancel_requested,
     deadline_exceeded,
     lost_worker,
     lost_worker_error,
@@ -311,7 +312,7 @@ class _RunEnd:
     state: ExecutionState
     deadline: int | None = None
     lost: str | None = None  # how the run's worker was lost, when that is why it ended
-    parked_on: tuple[str, ...] = ()  # the jobs a parked execution waited on when its deadline passed
+    parked_on: tuple[str, ...] = ()  # "<node> (waiting on <provider> <job>)" when its deadline passed while parked
 
     @classmethod
     def of(
@@ -319,7 +320,7 @@ class _RunEnd:
     ) -> _RunEnd:
         state = run.state.execution_state
         if run.parked and run.state is RunState.SUCCESS and not all_made:
-            return cls._parked(run)
+            return cls._parked(run, store)
         if run.state in (RunState.CANCELING, RunState.CANCELED) and all_made:
             # Every node has its video: the cancel came too late (the run was ending, or had ended and a
             # terminate raced its end). The execution completed, whatever Dagster made of the run.
@@ -337,14 +338,16 @@ class _RunEnd:
         return cls(state, deadline, lost)
 
     @classmethod
-    def _parked(cls, run: RunView) -> _RunEnd:
-        """A run that ended parked: its execution waits on providers, unless a cancel or its deadline ended it."""
+    def _parked(cls, run: RunView, store: SubmissionStore | None) -> _RunEnd:
+        """A run that ended parked: its execution waits on providers, unless a cancel or its deadline ended it
+        (a cancel that came as the run parked is one too: `provider_waits` cancels its jobs)."""
         end = run.tags.get(PARKED_END_TAG)
-        if end is None:
+        if end is None and not (store is not None and cancel_requested(store, run)):
             return cls(ExecutionState.PROCESSING)
-        if end == "canceled":
+        if end in (None, "canceled"):
             return cls(ExecutionState.CANCELED)
-        return cls(ExecutionState.FAILED, deadline=plan_timeout(run) or 0, parked_on=tuple(run.parked.values()))
+        waited = tuple(f"{node_id} (waiting on {label})" for node_id, label in run.parked.items())
+        return cls(ExecutionState.FAILED, deadline=plan_timeout(run) or 0, parked_on=waited)
 
     def error(
         self, records: RunRecords, run: RunView, runs: ExecutionRuns, ids: list[str], steps: Mapping[str, NodeState]
@@ -353,8 +356,8 @@ class _RunEnd:
             unfinished = [node_id for node_id in ids if steps.get(node_id) in (NodeState.RUNNING, NodeState.FAILED)]
             # A resumed run's tag held what was left of the deadline.
             error = f"deadline exceeded after {plan_timeout(run) or self.deadline} s (timeoutSeconds)"
-            if self.parked_on:
-                return f"{error} while waiting on {', '.join(self.parked_on)} (canceled)"
+            if self.parked_on:  # its provider jobs were stopped when it ended
+                return f"{error}; unfinished: {', '.join(self.parked_on)}"
             return error + (f"; unfinished: {', '.join(unfinished)}" if unfinished else "")
         if self.state is ExecutionState.FAILED and self.lost is not None:
             # With resumes left, the deadline is why it was not resumed.

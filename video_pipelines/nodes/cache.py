@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import Action, NodeDecision, ResolvedPlan
+from video_pipelines.providers.http import Parked
 from video_pipelines.submissions import CachedNode, NodeClaim, NodeResultIndex
 
 Log = Callable[[str], None]
@@ -62,6 +63,7 @@ def single_flight(
     log: Log,
     sleep: Callable[[float], None],
     stored: Callable[[VideoResult], bool] = lambda _result: True,
+    parked: Callable[[NodeClaim], bool] = lambda _holder: False,
     poll_seconds: float = WAIT_POLL_SECONDS,
 ) -> NodeRun:
     """The node's run: computed here (once per tenant at a time), or another execution's result.
@@ -70,7 +72,7 @@ def single_flight(
     """
     if not work.cache:
         return _record(index, work, compute())
-    flight = _Flight(index, work, run_has_ended, log, sleep, stored, poll_seconds)
+    flight = _Flight(index, work, run_has_ended, log, sleep, stored, parked, poll_seconds)
     found = flight.reused("completed", "meanwhile") or flight.claim()
     if found is not None:
         return found
@@ -81,6 +83,8 @@ def single_flight(
             _release(index, work)
             return found
         run = compute()
+    except Parked:
+        raise  # the claim stays with the parked node: its continuation takes it over, others wait for its result
     except BaseException:
         _release(index, work)
         raise
@@ -95,6 +99,7 @@ class _Flight:
     log: Log
     sleep: Callable[[float], None]
     stored: Callable[[VideoResult], bool]
+    parked: Callable[[NodeClaim], bool]  # whether the holder's node waits on a provider job (its run ended)
     poll_seconds: float
 
     def reused(self, verb: str, when: str) -> NodeRun | None:
@@ -103,6 +108,11 @@ class _Flight:
             return None
         self.log(f"reused: {cached.execution_id} {verb} the same lineage ({cached.node_id}) {when}")
         return NodeRun(result, provider=None, seconds=0.0, reused_from=cached.execution_id)
+
+    def holder_gone(self, holder: NodeClaim) -> bool:
+        if (holder.execution_id, holder.node_id) == (self.work.execution_id, self.work.node_id):
+            return True  # an earlier run of this very node (it parked, or its worker was lost): this run goes on
+        return self.run_has_ended(holder.run_id) and not self.parked(holder)
 
     def claim(self) -> NodeRun | None:
         """Hold the lineage's claim (None), or another execution's result found while waiting."""
@@ -116,7 +126,7 @@ class _Flight:
                 return None
             if (found := self.reused("computed", "while this waited")) is not None:
                 return found
-            if self.run_has_ended(holder.run_id):
+            if self.holder_gone(holder):
                 taken = self.index.take_over(
                     holder, execution_id=work.execution_id, node_id=work.node_id, run_id=work.run_id
                 )

@@ -22,7 +22,7 @@ from video_pipelines.providers import JobLedger
 from video_pipelines.providers.context import ProviderSlots, limiting_provider_jobs, parking_allowed
 from video_pipelines.providers.http import Abandoned, sleep_interruptibly
 from video_pipelines.providers.pricing import PricingTable
-from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex, SubmissionStore
+from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex, ProviderWaits, SubmissionStore
 from video_pipelines.submissions.counters import counting_provider_errors
 
 PARKING_ENV = "VIDEO_PIPELINES_PARKING"
@@ -147,6 +147,7 @@ def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int)
             log=log,
             sleep=sleep_interruptibly,
             stored=still_stored(nodes.env().store, warn),
+            parked=lambda holder: ProviderWaits(nodes.store()).waits_on(holder.execution_id, holder.node_id),
         )
 
     return work

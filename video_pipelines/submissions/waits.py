@@ -114,6 +114,11 @@ class ProviderWaits:
         query = sa.select(provider_waits).where(_W.execution_id == execution_id, _W.state.in_(_NOT_ENDED))
         return self._rows.all(query.order_by(_W.since, _W.node_id), _wait)
 
+    def waits_on(self, execution_id: str, node_id: str) -> bool:
+        """Whether the node waits on a provider job (waiting, or finished and not collected)."""
+        query = sa.select(_W.job_id).where(_W.execution_id == execution_id, _W.node_id == node_id, _W.state.in_(_OPEN))
+        return self._rows.first(query.limit(1), lambda _row: True) is not None
+
     def in_state(self, state: WaitState, limit: int = 100) -> list[ProviderWait]:
         query = sa.select(provider_waits).where(_W.state == state.value).order_by(_W.updated_at)
         return self._rows.all(query.limit(limit), _wait)

@@ -4,7 +4,7 @@ Not `@op(pool=...)`: one op runs every node whatever its provider, and the slot 
 provider job, which may run in a thread ahead of its step. So the node claims it itself
 (`claim_concurrency_slot`, as Dagster's executors do). No limit set: nothing claimed. A resumed job
 claims ahead of new ones. A dead run's slot is freed by run monitoring
-(`run_monitoring.free_slots_after_run_end_seconds`).
+(`run_monitoring.free_slots_after_run_end_seconds`). For that reason a job of a limited pool does not park.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import dagster as dg
 from dagster._core.storage.tags import PRIORITY_TAG
 
 from video_pipelines.deployment.workers import priority_of_tag
+from video_pipelines.providers.context import parking_refused
 from video_pipelines.providers.http import sleep_interruptibly
 
 # Dagster's pending-step priorities are signed 32-bit; a resumed job goes ahead of new ones of any run priority.
@@ -66,6 +67,8 @@ class DagsterProviderSlots:
                 sleep_interruptibly(CLAIM_POLL_SECONDS)
             if waiting_since is not None:
                 self._log(f"got a slot of pool '{pool}' after {time.monotonic() - waiting_since:.1f} s")
-            yield
+            # Dagster frees the slots of ended runs: a job of a limited pool waits in its run rather than park.
+            with parking_refused():
+                yield
         finally:
             storage.free_concurrency_slot_for_step(self._run_id, self._step_key)

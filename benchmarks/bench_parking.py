@@ -1,0 +1,162 @@
+"""Benchmark parked runs: executions of remote generations that take the provider `--seconds` each.
+
+The README's production topology on this machine: `video-pipelines daemon`, warm Celery workers on Redis,
+PostgreSQL, the API (submissions over HTTP with an API key), and a Replicate-protocol server whose predictions
+take a fixed time and then call their `webhook` (signed), as Replicate does. Prints, per scenario:
+- wall time from the first submission to the last execution's end, and that over one prediction's time
+  (target: 16 executions x 20 s on 2 workers x 2: <= 1.5; it was 4.44 when runs held their worker);
+- how the provider saw the creates (first to last) and how many predictions were created (one per node);
+- CPU-seconds per execution of the deployment's processes, and the worker's largest resident memory.
+
+`--parking off` runs the same with parking turned off (the runs hold their workers), for comparison.
+
+Run from the repository root: python benchmarks/bench_parking.py [--executions 16 --seconds 20 --workers 2]
+                              python benchmarks/bench_parking.py --executions 200 --seconds 60 --workers 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+
+from benchmarks.bench_workers import cpu_seconds
+from tests.api_process import api_process
+from tests.conftest import free_port, fresh_database
+from tests.e2e.test_parking import SIGNING_SECRET, CallingReplicate
+from tests.processes import dagster_deployment
+from tests.unit.test_providers_replicate_fal import TOKEN
+from tests.workers import broker_env, start_worker, wait_for_workers
+from video_pipelines.operations import generate_clip
+from video_pipelines.submissions import ApiKeys, SubmissionStore
+
+SECRET_KEY = "bench-parking"
+
+
+def plan(index: int) -> dict[str, object]:
+    params = {"prompt": f"scene {index}", "duration": 1, "provider": "replicate"}
+    return {"jobs": [{"id": "gen", "type": "generateVideo", "params": params}]}
+
+
+def resident_mb(session: int) -> float:
+    """The resident memory of every process of one session (a worker and its pool), in MB."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) != session:
+                continue
+            total += int((entry / "statm").read_text().split()[1])
+        except (OSError, IndexError):
+            continue
+    return total * 4096 / 1e6
+
+
+class PeakMemory:
+    def __init__(self, sessions: list[int]) -> None:
+        self.sessions, self.peak, self._stop = sessions, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            self.peak = max(self.peak, sum(resident_mb(session) for session in self.sessions))
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--executions", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=20.0, help="each prediction's time at the provider")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--parking", choices=("on", "off"), default="on")
+    parser.add_argument("--webhooks", choices=("on", "off"), default="on", help="off: the poller finds them")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        generate_clip(tmp / "clip.mp4", prompt="served", width=160, height=90, duration=1, seed=1)
+        clip = (tmp / "clip.mp4").read_bytes()
+        replicate = CallingReplicate(auth=f"Bearer {TOKEN}", output=clip, seconds=args.seconds)
+        replicate.start()
+        port = free_port()
+        env = {
+            **broker_env(),
+            "VIDEO_PIPELINES_SECRET_KEY": SECRET_KEY,
+            "VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1",
+            "REPLICATE_API_TOKEN": TOKEN,
+            "REPLICATE_API_BASE_URL": replicate.base_url,
+            "REPLICATE_WEBHOOK_SIGNING_SECRET": SIGNING_SECRET,
+            "VIDEO_PIPELINES_PARKING": args.parking,
+            # Enough for the whole burst: the queue is not what this measures.
+            "VIDEO_PIPELINES_PROVIDER_POLL_SECONDS": "5" if args.webhooks == "off" else "60",
+        }
+        if args.webhooks == "on":
+            env["VIDEO_PIPELINES_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+        try:
+            with (
+                fresh_database() as url,
+                dagster_deployment(tmp / "deployment", url, extra_env=env, celery=True) as deployment,
+            ):
+                names = [f"w{index}" for index in range(args.workers)]
+                nodes = [start_worker(deployment, name, concurrency=args.concurrency) for name in names]
+                wait_for_workers(deployment, nodes)
+                with SubmissionStore(url, secret_key=SECRET_KEY) as store:
+                    _key, api_key = ApiKeys(store).create("bench", tenant="bench")
+                with api_process(deployment.env, logs=tmp / "api", port=port) as api:
+                    sessions = [deployment.processes[name].pid for name in names]
+                    cpu_before = cpu_seconds(deployment)
+                    headers = {"Authorization": f"Bearer {api_key}"}
+                    with (
+                        httpx.Client(base_url=api.url, headers=headers, timeout=30) as http,
+                        PeakMemory(sessions) as memory,
+                    ):
+                        started = time.monotonic()
+                        ids = []
+                        for index in range(args.executions):
+                            answer = http.post("/api/execute", json=plan(index))
+                            assert answer.status_code == 202, answer.text
+                            ids.append(answer.json()["executionId"])
+                        pending = set(ids)
+                        deadline = started + 30 * args.seconds + 600
+                        while pending:
+                            assert time.monotonic() < deadline, f"{len(pending)} executions not ended"
+                            for execution_id in list(pending):
+                                status = http.get(f"/api/execute/{execution_id}").json()
+                                if status["status"] in ("completed", "failed", "canceled"):
+                                    assert status["status"] == "completed", status
+                                    pending.discard(execution_id)
+                            time.sleep(0.5)
+                        wall = time.monotonic() - started
+                    cpu_after = cpu_seconds(deployment)
+        finally:
+            replicate.stop()
+    creates = replicate.creates()
+    cpu = sum(cpu_after[name] - cpu_before[name] for name in cpu_after) / args.executions
+    print(
+        f"{args.executions} executions x a {args.seconds:g} s prediction on {args.workers} worker(s) x "
+        f"{args.concurrency}, parking {args.parking}, webhooks {args.webhooks}:"
+    )
+    print(f"  wall {wall:.1f} s = {wall / args.seconds:.2f} x one prediction")
+    print(f"  predictions created: {len(replicate.jobs)}, from first to last create {creates[-1] - creates[0]:.1f} s")
+    print(f"  CPU-s per execution {cpu:.3f} (all processes of the deployment and PostgreSQL)")
+    print(f"  workers' peak resident memory {memory.peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
