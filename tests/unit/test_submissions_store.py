@@ -352,6 +352,14 @@ def test_racing_submits_with_one_key_make_one_submission(db_url: str) -> None:
 # --- pending and state changes --------------------------------------------------------
 
 
+def test_pending_takes_turns_between_tenants_so_a_burst_does_not_hold_up_another(store: SubmissionStore) -> None:
+    burst = [store.submit(plan(f"a {n}"), tenant="acme")[0].execution_id for n in range(5)]
+    [other] = [store.submit(plan("b"), tenant="bolt")[0].execution_id]
+    [urgent] = [store.submit(plan("a urgent"), SubmitOptions(priority="high"), tenant="acme")[0].execution_id]
+    assert [item.execution_id for item in store.pending(limit=3)] == [urgent, burst[0], other]
+    assert [item.execution_id for item in store.pending()] == [urgent, burst[0], other, *burst[1:]]
+
+
 def test_pending_lists_highest_priority_first_then_oldest(store: SubmissionStore) -> None:
     order = ["low", "normal", "high", "normal", "high", "low"]
     made = [

@@ -323,7 +323,6 @@ def _submission(row: sa.RowMapping) -> Submission:
 _PENDING = (SubmissionState.PENDING.value,)
 _CLAIMED = (SubmissionState.LAUNCHING.value, SubmissionState.LAUNCHED.value)
 _NOT_LAUNCHED = (SubmissionState.PENDING.value, SubmissionState.LAUNCHING.value)
-_PRIORITY_RANK = sa.case({p.value: p.rank for p in Priority}, value=submissions.c.priority, else_=len(Priority))
 
 
 class SubmissionStore:
@@ -464,10 +463,16 @@ class SubmissionStore:
         return {str(state): int(count) for state, count in self._rows.tuples(query)}
 
     def pending(self, limit: int = 100) -> list[Submission]:
-        """Up to `limit` PENDING or LAUNCHING submissions, by priority, then oldest first."""
-        query = sa.select(submissions).where(submissions.c.state.in_(_NOT_LAUNCHED))
-        order = (_PRIORITY_RANK, submissions.c.created_at, submissions.c.execution_id)
-        return self._rows.all(query.order_by(*order).limit(limit), _submission) if limit > 0 else []
+        """Up to `limit` PENDING or LAUNCHING submissions, by priority, then taking turns between tenants (each
+        tenant's oldest first): one tenant's burst of hundreds does not hold up another's one for ticks."""
+        oldest = (submissions.c.created_at, submissions.c.execution_id)
+        turn = sa.func.row_number().over(partition_by=(submissions.c.priority, submissions.c.tenant), order_by=oldest)
+        ranked = sa.select(submissions, turn.label("turn")).where(submissions.c.state.in_(_NOT_LAUNCHED)).subquery()
+        rank = sa.case({p.value: p.rank for p in Priority}, value=ranked.c.priority, else_=len(Priority))
+        query = sa.select(*(ranked.c[column.name] for column in submissions.c)).order_by(
+            rank, ranked.c.turn, ranked.c.created_at, ranked.c.execution_id
+        )
+        return self._rows.all(query.limit(limit), _submission) if limit > 0 else []
 
     def _move(self, execution_id: str, sources: tuple[str, ...], now: datetime, **values: Any) -> bool:
         where = submissions.c.execution_id == execution_id
