@@ -97,8 +97,12 @@ def test_e2e_the_daemon_traces_submitted_and_direct_runs(
     assert named["execution"][0].is_ok and named["execution"][0].parent_span_id == CALLER_SPAN
     assert all(span.parent_span_id == execution_span for span in named["node gen"] + named["node square"])
     calls = [span for span in spans if span.name.startswith("replicate ")]
-    # A node that parked on its prediction has a span in each run (the one that parked, the continuation).
-    assert calls and {span.parent_span_id for span in calls} <= {span.span_id for span in named["node gen"]}
+    # A node that parked on its prediction has a span in each run (the one that parked, the continuation); the
+    # daemon's checks of the waiting prediction are spans of the execution too.
+    checks = [span for span in spans if span.name.startswith("check replicate ")]
+    assert all(span.parent_span_id == execution_span for span in checks)
+    parents = {span.span_id for span in named["node gen"] + checks}
+    assert calls and {span.parent_span_id for span in calls} <= parents
     assert {traceparent_ids(seen.headers["traceparent"])[0] for seen in replicate.requests if seen.kind != "file"} == {
         CALLER_TRACE
     }

@@ -181,7 +181,7 @@ def test_the_deadline_counts_parked_time_and_ends_the_execution_with_its_job_can
     status = execution_status(records, store, "exec-1")
     assert status.state is ExecutionState.FAILED
     assert (
-        status.error == "deadline exceeded after 60 s (timeoutSeconds) while waiting on replicate p-exec-1 (canceled)"
+        status.error == "deadline exceeded after 60 s (timeoutSeconds); unfinished: gen (waiting on replicate p-exec-1)"
     )
     [delivery] = DeliveryOutbox(store).deliveries("exec-1")
     assert delivery.event == "failed"

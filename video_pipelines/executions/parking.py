@@ -151,10 +151,8 @@ def _sweep(records: RunRecords, store: SubmissionStore, jobs: Jobs, execution_id
                 report.ended[execution_id] = "canceled as it parked"
         elif left is not None and left <= 0 and end_parked(records, store, execution_id, "deadline", jobs):
             report.ended[execution_id] = "deadline exceeded while parked"
-    elif (
-        latest.state.is_finished
-        and execution_status(records, store, execution_id).is_terminal
-        and ProviderWaits(store).cancel_execution(execution_id)
+    elif execution_status(records, store, execution_id).is_terminal and ProviderWaits(store).cancel_execution(
+        execution_id
     ):
         # Ended another way (a node failed, a cancel): nobody will collect the jobs still running.
         report.ended[execution_id] = "ended; its provider jobs are canceled"

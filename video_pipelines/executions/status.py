@@ -293,6 +293,10 @@ def run_status(
     )
 
 
+# How a run that parked may end: its own end, or a late cancel request taken after it (see `_RunEnd._parked`).
+_PARKED_ENDS = (RunState.SUCCESS, RunState.CANCELING, RunState.CANCELED)
+
+
 def _waiting_jobs(run: RunView, store: SubmissionStore | None) -> dict[str, ProviderJob]:
     """The provider jobs `run`'s parked nodes wait on, since when they wait (the store knows; else the run's end)."""
     waits = {wait.node_id: wait for wait in ProviderWaits(store).of_execution(run.execution_id)} if store else {}
@@ -319,7 +323,7 @@ class _RunEnd:
         cls, records: RunRecords, run: RunView, runs: ExecutionRuns, store: SubmissionStore | None, all_made: bool
     ) -> _RunEnd:
         state = run.state.execution_state
-        if run.parked and run.state is RunState.SUCCESS and not all_made:
+        if run.parked and not all_made and run.state in _PARKED_ENDS:
             return cls._parked(run, store)
         if run.state in (RunState.CANCELING, RunState.CANCELED) and all_made:
             # Every node has its video: the cancel came too late (the run was ending, or had ended and a
@@ -342,9 +346,12 @@ class _RunEnd:
         """A run that ended parked: its execution waits on providers, unless a cancel or its deadline ended it
         (a cancel that came as the run parked is one too: `provider_waits` cancels its jobs)."""
         end = run.tags.get(PARKED_END_TAG)
-        if end is None and not (store is not None and cancel_requested(store, run)):
+        # A terminate that raced the run's end leaves it CANCELING (Dagster takes the late request) until run
+        # monitoring's cancel timeout: the cancel is what counts.
+        canceled = run.state is not RunState.SUCCESS or (store is not None and cancel_requested(store, run))
+        if end is None and not canceled:
             return cls(ExecutionState.PROCESSING)
-        if end in (None, "canceled"):
+        if end != "deadline":
             return cls(ExecutionState.CANCELED)
         waited = tuple(f"{node_id} (waiting on {label})" for node_id, label in run.parked.items())
         return cls(ExecutionState.FAILED, deadline=plan_timeout(run) or 0, parked_on=waited)

@@ -20,7 +20,7 @@ from video_pipelines.nodes.tasks import NodeTask
 from video_pipelines.operations.checks import DEFAULT_BLOCKING, CheckName, CheckOutcome
 from video_pipelines.providers import JobLedger
 from video_pipelines.providers.context import ProviderSlots, limiting_provider_jobs, parking_allowed
-from video_pipelines.providers.http import Abandoned, sleep_interruptibly
+from video_pipelines.providers.http import Abandoned, Parked, sleep_interruptibly
 from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex, ProviderWaits, SubmissionStore
 from video_pipelines.submissions.counters import counting_provider_errors
@@ -50,6 +50,9 @@ class RunShell(Protocol):
     def span(self, task: NodeTask, attempt: int) -> AbstractContextManager[RanSpan]: ...
 
     def ledger(self, node_id: str, lock: threading.Lock) -> JobLedger: ...
+
+    def park(self, task: NodeTask, parked: Parked, store: SubmissionStore, lock: threading.Lock) -> None:
+        """Record that the node waits on its provider job (`nodes.parking.park`)."""
 
     def run_has_ended(self, run_id: str) -> bool: ...
 
@@ -113,17 +116,23 @@ def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int)
             limiting_provider_jobs(shell.slots(node.id, log)),
             parking_allowed() if nodes.parks(task.execution_id) else nullcontext(),
         ):
-            result = run_node(
-                node,
-                inputs=task.inputs,
-                upstream=task.upstream,
-                lineage=task.lineage,
-                env=nodes.env(),
-                log=log,
-                ledger=shell.ledger(node.id, nodes.tags_lock),
-                # Inside the single flight: a video that fails a blocking check is never stored nor recorded.
-                checks=NodeChecks(audio=task.audio_expected, blocking=nodes.blocking),
-            )
+            try:
+                result = run_node(
+                    node,
+                    inputs=task.inputs,
+                    upstream=task.upstream,
+                    lineage=task.lineage,
+                    env=nodes.env(),
+                    log=log,
+                    ledger=shell.ledger(node.id, nodes.tags_lock),
+                    # Inside the single flight: a video that fails a blocking check is never stored nor recorded.
+                    checks=NodeChecks(audio=task.audio_expected, blocking=nodes.blocking),
+                )
+            except Parked as parked:
+                # Recorded where it parks (maybe ahead of its step): a run stopped before its step takes it still
+                # leaves the job where a cancel and the poller find it.
+                shell.park(task, parked, nodes.store(), nodes.tags_lock)
+                raise
             span.ran(result)
         # They wait for the node's step, which logs them (the work may run ahead of it, in a thread).
         nodes.checks[(node.id, task.lineage)] = result.checks

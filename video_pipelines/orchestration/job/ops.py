@@ -17,7 +17,6 @@ from video_pipelines.executions import admit, cancel_requested
 from video_pipelines.executions.attempts import ExecutionRuns
 from video_pipelines.executions.records import ATTEMPT_REASON_TAG, MAX_RUNTIME_TAG, deadline_tags
 from video_pipelines.executions.reuse import decide_reuse
-from video_pipelines.nodes.parking import park
 from video_pipelines.nodes.retries import NodeFailed, run_with_retries
 from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.nodes.tasks import NodeTask, PlannedNode, planned_nodes
@@ -139,9 +138,8 @@ def run_plan_node(
         )
     except NodeFailed as exc:
         raise _invalid(str(exc)) from exc.__cause__
-    except Parked as parked:
+    except Parked as parked:  # recorded where it parked (`nodes.work`)
         # No output: the nodes after it wait for the continuation this job's end launches.
-        park(context.instance, head_starts.store(), context.run_id, task, parked, head_starts.tags_lock)
         context.log.info(f"{node.id}: parked: {parked}; the run gives its worker back, a continuation collects it")
         return
     if context.run.tags.get(ATTEMPT_REASON_TAG) == AttemptReason.CONTINUE:

@@ -11,13 +11,16 @@ from video_pipelines.executions.records import EXECUTION_ID_TAG
 from video_pipelines.executions.spending import check_spend_cap
 from video_pipelines.nodes.head_start import HeadStarts, Log
 from video_pipelines.nodes.ledger import RunTagLedger
+from video_pipelines.nodes.parking import park
 from video_pipelines.nodes.tasks import NodeTask
 from video_pipelines.nodes.work import RanSpan, RunNodes
 from video_pipelines.orchestration.job.state import step_key
 from video_pipelines.orchestration.job.traces import node_span
 from video_pipelines.orchestration.resources.provider_slots import DagsterProviderSlots
 from video_pipelines.orchestration.run_records import DagsterRunRecords, plan_of_run, run_view
+from video_pipelines.providers.http import Parked
 from video_pipelines.providers.pricing import PricingTable
+from video_pipelines.submissions import SubmissionStore
 
 
 class DagsterRunShell:
@@ -43,6 +46,9 @@ class DagsterRunShell:
 
     def ledger(self, node_id: str, lock: threading.Lock) -> RunTagLedger:
         return RunTagLedger(self._instance, self._run.run_id, node_id, lock)
+
+    def park(self, task: NodeTask, parked: Parked, store: SubmissionStore, lock: threading.Lock) -> None:
+        park(self._instance, store, self._run.run_id, task, parked, lock)
 
     def run_has_ended(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
