@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +49,14 @@ def plan_of_run(run: dg.DagsterRun) -> dict[str, Any]:
     ops: Any = run.run_config.get("ops") or {}
     config: dict[str, Any] | None = (ops.get("plan") or {}).get("config")
     return dict(EXAMPLE_PLAN) if config is None else config
+
+
+def recorded_result(metadata: Mapping[str, dg.MetadataValue]) -> VideoResult:
+    """The video a node's materialization records (its `result`, see `catalog.previews.node_materialization`)."""
+    wire = metadata["result"].value
+    if not isinstance(wire, Mapping):
+        raise dg.DagsterInvariantViolationError(f"a node's materialization records no video: {wire!r}")
+    return VideoResult.from_wire(wire)
 
 
 def run_view(run: dg.DagsterRun, record: dg.RunRecord | None = None) -> RunView:
@@ -101,9 +109,9 @@ class DagsterRunRecords:
         for record in self._events(run.run_id, dg.DagsterEventType.STEP_FAILURE, 200):
             event = record.event_log_entry.dagster_event
             data = event.step_failure_data if event is not None else None
-            if data is not None and _lost_database(data.error):
+            if event is not None and data is not None and _lost_database(data.error):
                 # Not libpq's words: they name the database's host, and tenants read this in their status.
-                return f"the database connection was lost during step {event.step_key} (its event log has the error)"  # type: ignore[union-attr]
+                return f"the database connection was lost during step {event.step_key} (its event log has the error)"
         return None
 
     def node_records(self, run_id: str) -> dict[str, NodeRecord]:
@@ -113,15 +121,15 @@ class DagsterRunRecords:
             if materialization is None or "node_id" not in materialization.metadata:
                 continue
             metadata = {key: value.value for key, value in materialization.metadata.items()}
-            node_id = str(metadata["node_id"])
+            node_id, cost = str(metadata["node_id"]), materialization.metadata.get("cost_usd")
             nodes[node_id] = NodeRecord(
                 node_id=node_id,
                 operation=str(metadata["operation"]),
                 state=NodeState(str(metadata["status"])),
                 lineage=str(metadata["lineage"]),
-                result=VideoResult.from_wire(metadata["result"]),  # type: ignore[arg-type]
+                result=recorded_result(materialization.metadata),
                 reused_from=str(metadata["reused_from"]) if metadata.get("reused_from") else None,
-                cost_usd=float(metadata.get("cost_usd", 0.0)),  # type: ignore[arg-type]
+                cost_usd=(cost.value or 0.0) if isinstance(cost, dg.FloatMetadataValue) else 0.0,
                 run_id=run_id,
             )
         return nodes

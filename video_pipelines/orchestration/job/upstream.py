@@ -15,7 +15,7 @@ import dagster as dg
 
 from video_pipelines.nodes.tasks import PlannedNode
 from video_pipelines.orchestration.job.state import step_key
-from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.orchestration.run_records import DagsterRunRecords, recorded_result
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.providers.http import sleep_interruptibly
 
@@ -59,7 +59,7 @@ def _look(
             metadata = materialization.metadata
             node_id = metadata["node_id"].value if "node_id" in metadata else None
             if node_id in needs and metadata["lineage"].value == needs[str(node_id)]:
-                found[str(node_id)] = VideoResult.from_wire(metadata["result"].value)  # type: ignore[arg-type]
+                found[str(node_id)] = recorded_result(metadata)
         elif entry.step_key in keys:
             ended[keys[entry.step_key]] = entry.dagster_event_type == dg.DagsterEventType.STEP_FAILURE
     return found, ended
