@@ -45,7 +45,7 @@ from video_pipelines.orchestration.job.config import PlanConfig
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import Plan, load_plan_json, parse_plan
 from video_pipelines.storage import ARTIFACTS_BASE_URL_ENV, ArtifactStore, store_from_env
-from video_pipelines.vocabulary import ExecutionState, NodeState
+from video_pipelines.vocabulary import ExecutionState
 
 CODE_LOCATION = "video_pipelines"
 """The code location's name in `video_pipelines.deployment.instance.write_workspace`: the UI finds a run's job by it."""
@@ -167,11 +167,8 @@ class _Progress:
             if self._seen.get(node, "pending") != state:
                 self._seen[node] = state
                 seconds = time.monotonic() - self._started
-                print(
-                    f"{self._name:<18} {node or 'execution':<10} {state:<10} {seconds:6.1f} s",
-                    file=self._out,
-                    flush=True,
-                )
+                line = f"{self._name:<18} {node or 'execution':<10} {state:<10} {seconds:6.1f} s"
+                print(line, file=self._out, flush=True)
         return status
 
     def watch(self, done: threading.Event) -> None:
@@ -189,16 +186,11 @@ class Row:
     status: ExecutionStatus
     seconds: float
 
-    @property
-    def completed(self) -> bool:
-        return self.status.state is ExecutionState.COMPLETED
-
     def cells(self, store: ArtifactStore) -> list[str]:
-        """Its line of the table; its video as a person opens it (`openable`), else its error."""
         status = self.status
         video = (status.result.url if status.result else "") or status.error or ""
-        computed = sum(node.state is NodeState.COMPLETED for node in status.nodes.values())
-        return [status.execution_id, self.plan, status.state.value, str(computed), str(status.reused_jobs),
+        computed, reused = status.completed_jobs - status.reused_jobs, status.reused_jobs
+        return [status.execution_id, self.plan, status.state.value, str(computed), str(reused),
                 f"{self.seconds:.1f}", f"${status.cost_usd:.2f}", openable(video, store)]  # fmt: skip
 
 
@@ -227,7 +219,7 @@ def run_plan_with_progress(
 
 
 def format_table(rows: list[Row], store: ArtifactStore) -> str:
-    """The closing table: one execution a line."""
+    """The closing table: one execution a line, its video as a person opens it (`openable`), else its error."""
     header = ["execution", "plan", "status", "computed", "reused", "seconds", "cost", "video"]
     cells = [row.cells(store) for row in rows]
     widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header) - 1)]
@@ -263,13 +255,12 @@ def run_demo(plan_file: str | None = None, *, verbose: bool = False) -> int:
                     "product_demo", example_plan("product_demo"), instance, location, verbose=verbose
                 )
                 rows.append(base)
-                if base.completed:
+                if base.status.state is ExecutionState.COMPLETED:
                     for name in ("french_variant", "spanish_dependent"):
                         plan = _with_local_audio(example_plan(name), audio_base)
                         plan["baseExecutionId"] = base.status.execution_id
                         rows.append(run_plan_with_progress(name, plan, instance, location, verbose=verbose))
-    print()
-    print(format_table(rows, store))
+    print(f"\n{format_table(rows, store)}")
     if os.environ[ARTIFACTS_BASE_URL_ENV] == DEV_ARTIFACTS_URL:
         print(f"\nThe UI and status link these videos at {DEV_ARTIFACTS_URL}/ (served by `video-pipelines dev`).")
-    return 0 if all(row.completed for row in rows) else 1
+    return 0 if all(row.status.state is ExecutionState.COMPLETED for row in rows) else 1

@@ -137,14 +137,12 @@ def check_spend_cap(
     run: RunView,
     node: PlanNode,
     *,
-    params: AnyParams | None,
+    params: AnyParams | None,  # as the node's work typed them; None: invalid (run_node says why), priced as admitted
     inputs: Sequence[VideoResult],
     upstream: Mapping[str, VideoResult],
     pricing: PricingTable,
 ) -> None:
-    """`check_node_spend` with the spend read from the records; reads nothing for an uncapped plan or a local node.
-    `params`: the node's, as its runner typed them; None when they are invalid (the runner reports that, naming
-    the param), and then priced as admission did."""
+    """`check_node_spend` with the spend read from the records; reads nothing for an uncapped plan or a local node."""
     if not node.is_remote:
         return
     plan = run.parsed_plan

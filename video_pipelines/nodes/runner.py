@@ -65,8 +65,7 @@ def run_node(
     checks: NodeChecks | None = None,
     params: AnyParams | None = None,
 ) -> NodeRun:
-    """Run `node` on `inputs` (dependsOn order) and store the result; `upstream`: what its `{{refs}}` may name;
-    `params`: the node's, typed with `upstream` (`typed_params`), else typed here."""
+    """Run `node` on `inputs` (dependsOn order) and store the result; `upstream`: what its `{{refs}}` may name."""
     params = typed_params(node, upstream) if params is None else params
     with tempfile.TemporaryDirectory(prefix=f"vp-{node.id}-", dir=env.workdir) as tmp:
         work = Path(tmp)
@@ -116,7 +115,6 @@ def run_node(
 
 
 def typed_params(node: PlanNode, upstream: Mapping[str, VideoResult]) -> AnyParams:
-    """The node's params with its `{{refs}}` resolved; raises PlanValidationError naming an invalid one."""
     try:
         return node.typed_params({node_id: result.to_wire() for node_id, result in upstream.items()})
     except ValidationError as exc:

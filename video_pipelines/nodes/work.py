@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from typing import Protocol
 
 from video_pipelines.errors import PlanValidationError
@@ -90,10 +90,9 @@ def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int)
     node = task.node
 
     def compute(log: Log, warn: Log) -> NodeRun:
-        try:
-            params: AnyParams | None = typed_params(node, task.upstream)
-        except PlanValidationError:
-            params = None  # run_node raises it again, after the spend check
+        params: AnyParams | None = None  # invalid: run_node raises the error again, after the spend check
+        with suppress(PlanValidationError):
+            params = typed_params(node, task.upstream)
         # Before anything starts at the provider: a paid node past the plan's maxCostUsd fails here.
         shell.check_spend(task, params, nodes.env().pricing)
         with (

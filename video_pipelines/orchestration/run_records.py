@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import dagster as dg
+from dagster._check import is_dict
 from dagster._core.execution.stats import StepEventStatus
 
 from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
@@ -49,14 +50,6 @@ def plan_of_run(run: dg.DagsterRun) -> dict[str, Any]:
     ops: Any = run.run_config.get("ops") or {}
     config: dict[str, Any] | None = (ops.get("plan") or {}).get("config")
     return dict(EXAMPLE_PLAN) if config is None else config
-
-
-def recorded_result(metadata: Mapping[str, dg.MetadataValue]) -> VideoResult:
-    """The video a node's materialization records (its `result`, see `catalog.previews.node_materialization`)."""
-    wire = metadata["result"].value
-    if not isinstance(wire, Mapping):
-        raise dg.DagsterInvariantViolationError(f"a node's materialization records no video: {wire!r}")
-    return VideoResult.from_wire(wire)
 
 
 def run_view(run: dg.DagsterRun, record: dg.RunRecord | None = None) -> RunView:
@@ -108,8 +101,7 @@ class DagsterRunRecords:
                 return f"the run worker process {match.group(1).removesuffix('.')}"
         for record in self._events(run.run_id, dg.DagsterEventType.STEP_FAILURE, 200):
             event = record.event_log_entry.dagster_event
-            data = event.step_failure_data if event is not None else None
-            if event is not None and data is not None and _lost_database(data.error):
+            if event is not None and _lost_database(event.step_failure_data.error):
                 # Not libpq's words: they name the database's host, and tenants read this in their status.
                 return f"the database connection was lost during step {event.step_key} (its event log has the error)"
         return None
@@ -127,7 +119,7 @@ class DagsterRunRecords:
                 operation=str(metadata["operation"]),
                 state=NodeState(str(metadata["status"])),
                 lineage=str(metadata["lineage"]),
-                result=recorded_result(materialization.metadata),
+                result=VideoResult.from_wire(is_dict(metadata["result"])),
                 reused_from=str(metadata["reused_from"]) if metadata.get("reused_from") else None,
                 cost_usd=(cost.value or 0.0) if isinstance(cost, dg.FloatMetadataValue) else 0.0,
                 run_id=run_id,

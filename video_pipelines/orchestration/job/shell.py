@@ -16,7 +16,7 @@ from video_pipelines.nodes.work import RanSpan, RunNodes
 from video_pipelines.orchestration.job.state import step_key
 from video_pipelines.orchestration.job.traces import node_span
 from video_pipelines.orchestration.resources.provider_slots import DagsterProviderSlots
-from video_pipelines.orchestration.run_records import DagsterRunRecords, plan_of_run, run_view
+from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
 from video_pipelines.plan.params import AnyParams
 from video_pipelines.providers.pricing import PricingTable
 
@@ -51,7 +51,7 @@ class DagsterRunShell:
         return run is None or run.is_finished
 
     def plan_caches(self) -> bool:
-        return plan_of_run(self._run).get("cache", True) is not False
+        return self._view.plan.get("cache", True) is not False
 
 
 def execution_id_of(context: dg.OpExecutionContext) -> str:

@@ -12,10 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster._check import is_dict
 
 from video_pipelines.nodes.tasks import PlannedNode
 from video_pipelines.orchestration.job.state import step_key
-from video_pipelines.orchestration.run_records import DagsterRunRecords, recorded_result
+from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.providers.http import sleep_interruptibly
 
@@ -59,7 +60,7 @@ def _look(
             metadata = materialization.metadata
             node_id = metadata["node_id"].value if "node_id" in metadata else None
             if node_id in needs and metadata["lineage"].value == needs[str(node_id)]:
-                found[str(node_id)] = recorded_result(metadata)
+                found[str(node_id)] = VideoResult.from_wire(is_dict(metadata["result"].value))
         elif entry.step_key in keys:
             ended[keys[entry.step_key]] = entry.dagster_event_type == dg.DagsterEventType.STEP_FAILURE
     return found, ended
