@@ -51,11 +51,13 @@ def _version() -> str:
         return "0"
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, plus the schemas routes name but FastAPI does not see (the plan, which the submit
-    route reads itself, and the events of the stream), and problem+json errors."""
-    if app.openapi_schema is None:
-        document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+class _Api(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, plus the schemas routes name but FastAPI does not see (the plan, which the submit
+        route reads itself, and the events of the stream), and problem+json errors."""
+        if self.openapi_schema is not None:
+            return self.openapi_schema
+        document = get_openapi(title=self.title, version=self.version, description=self.description, routes=self.routes)
         _, extra = models_json_schema(
             [(PlanDocument, "validation"), (NodeEvent, "serialization")], ref_template=REF_TEMPLATE
         )
@@ -75,13 +77,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     content[PROBLEM_JSON] = content.pop("application/json")
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
-        app.openapi_schema = document
-    return app.openapi_schema
-
-
-class _Api(FastAPI):
-    def openapi(self) -> dict[str, Any]:
-        return _openapi(self)
+        self.openapi_schema = document
+        return document
 
 
 def _trace_requests(app: FastAPI) -> None:

@@ -19,14 +19,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
 import dagster as dg
+import dagster._check as check
 import sqlalchemy.exc
 from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
@@ -37,12 +39,13 @@ from dagster._utils.hosted_user_process import recon_job_from_origin
 
 from video_pipelines.deployment.instance import prepare_dagster_home
 from video_pipelines.examples import example_plan
-from video_pipelines.executions import BASE_EXECUTION_ID_TAG, EXECUTION_ID_TAG, execution_status
+from video_pipelines.executions import BASE_EXECUTION_ID_TAG, EXECUTION_ID_TAG, ExecutionStatus, execution_status
 from video_pipelines.operations import run_ffmpeg
 from video_pipelines.orchestration.job.config import PlanConfig
 from video_pipelines.orchestration.run_records import DagsterRunRecords
-from video_pipelines.plan import load_plan_json, parse_plan
+from video_pipelines.plan import Plan, load_plan_json, parse_plan
 from video_pipelines.storage import ARTIFACTS_BASE_URL_ENV, ArtifactStore, store_from_env
+from video_pipelines.vocabulary import ExecutionState
 
 CODE_LOCATION = "video_pipelines"
 """The code location's name in `video_pipelines.deployment.instance.write_workspace`: the UI finds a run's job by it."""
@@ -106,14 +109,13 @@ def code_location(instance: dg.DagsterInstance) -> Iterator[CodeLocation]:
 
 
 def create_plan_run(
-    plan_wire: dict[str, Any], instance: dg.DagsterInstance, location: CodeLocation, *, verbose: bool = False
+    plan: Plan, instance: dg.DagsterInstance, location: CodeLocation, *, verbose: bool = False
 ) -> dg.DagsterRun:
-    """A new `execute_plan` run of `plan_wire` in `instance`, with the remote job origin the UI re-executes from.
+    """A new `execute_plan` run of `plan` in `instance`, with the remote job origin the UI re-executes from.
 
     Without `verbose` the run config sets Dagster's console logger to WARNING: that logger only
     prints, so the event log keeps every message.
     """
-    plan = parse_plan(plan_wire)
     loggers = None if verbose else {"console": {"config": {"log_level": "WARNING"}}}
     run_config = dg.RunConfig(ops={"plan": PlanConfig.from_plan(plan)}, loggers=loggers).to_config_dict()  # type: ignore[no-untyped-call]
     run_id = make_new_run_id()
@@ -156,20 +158,17 @@ class _Progress:
         self._seen: dict[str, str] = {}
         self._started = time.monotonic()
 
-    def poll(self) -> dict[str, Any]:
-        status = execution_status(DagsterRunRecords(self._instance), None, self._run_id).to_wire()
-        states = {node: job["status"] for node, job in status["jobs"].items()}
-        states[""] = status["status"]
+    def poll(self) -> ExecutionStatus:
+        status = execution_status(DagsterRunRecords(self._instance), None, self._run_id)
+        states = {node: job.state.value for node, job in status.nodes.items()}
+        states[""] = status.state.value
         for node, state in states.items():
             # Every node starts pending: only what changes after that is news.
             if self._seen.get(node, "pending") != state:
                 self._seen[node] = state
                 seconds = time.monotonic() - self._started
-                print(
-                    f"{self._name:<18} {node or 'execution':<10} {state:<10} {seconds:6.1f} s",
-                    file=self._out,
-                    flush=True,
-                )
+                line = f"{self._name:<18} {node or 'execution':<10} {state:<10} {seconds:6.1f} s"
+                print(line, file=self._out, flush=True)
         return status
 
     def watch(self, done: threading.Event) -> None:
@@ -179,49 +178,50 @@ class _Progress:
                 self.poll()
 
 
+@dataclass(frozen=True)
+class Row:
+    """One execution in the closing table."""
+
+    plan: str
+    status: ExecutionStatus
+    seconds: float
+
+    def cells(self, store: ArtifactStore) -> list[str]:
+        status = self.status
+        video = (status.result.url if status.result else "") or status.error or ""
+        computed, reused = status.completed_jobs - status.reused_jobs, status.reused_jobs
+        return [status.execution_id, self.plan, status.state.value, str(computed), str(reused),
+                f"{self.seconds:.1f}", f"${status.cost_usd:.2f}", openable(video, store)]  # fmt: skip
+
+
 def run_plan_with_progress(
     name: str,
-    plan_wire: dict[str, Any],
+    plan_wire: Mapping[str, Any],
     instance: dg.DagsterInstance,
     location: CodeLocation,
     *,
     verbose: bool = False,
     out: TextIO = sys.stdout,
-) -> dict[str, Any]:
+) -> Row:
     """Run `plan_wire` in this process as a run of the code location, printing its progress; its row of the table."""
-    run = create_plan_run(plan_wire, instance, location, verbose=verbose)
+    run = create_plan_run(parse_plan(plan_wire), instance, location, verbose=verbose)
     progress = _Progress(name, instance, run.run_id, out)
     done = threading.Event()
     watcher = threading.Thread(target=progress.watch, args=(done,), daemon=True)
     started = time.monotonic()
     watcher.start()
     try:
-        execute_run(recon_job_from_origin(run.job_code_origin), run, instance)  # type: ignore[arg-type]
+        execute_run(recon_job_from_origin(check.not_none(run.job_code_origin)), run, instance)
     finally:
         done.set()
         watcher.join()
-    status = progress.poll()
-    jobs = status["jobs"].values()
-    return {
-        "executionId": status["executionId"],
-        "plan": name,
-        "status": status["status"],
-        "computed": sum(job["status"] == "completed" for job in jobs),
-        "reused": sum(job["status"] == "reused" for job in jobs),
-        "seconds": time.monotonic() - started,
-        "cost": status["cost"],
-        "video": (status["result"] or {}).get("url") or status["error"] or "",
-    }
+    return Row(name, progress.poll(), time.monotonic() - started)
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """The closing table: one execution a line."""
+def format_table(rows: list[Row], store: ArtifactStore) -> str:
+    """The closing table: one execution a line, its video as a person opens it (`openable`), else its error."""
     header = ["execution", "plan", "status", "computed", "reused", "seconds", "cost", "video"]
-    cells = [
-        [row["executionId"], row["plan"], row["status"], str(row["computed"]), str(row["reused"]),
-         f"{row['seconds']:.1f}", f"${row['cost']:.2f}", str(row["video"])]
-        for row in rows
-    ]  # fmt: skip
+    cells = [row.cells(store) for row in rows]
     widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header) - 1)]
     return "\n".join(
         "  ".join([*(cell.ljust(width) for cell, width in zip(line, widths, strict=False)), line[-1]])
@@ -255,15 +255,12 @@ def run_demo(plan_file: str | None = None, *, verbose: bool = False) -> int:
                     "product_demo", example_plan("product_demo"), instance, location, verbose=verbose
                 )
                 rows.append(base)
-                if base["status"] == "completed":
+                if base.status.state is ExecutionState.COMPLETED:
                     for name in ("french_variant", "spanish_dependent"):
                         plan = _with_local_audio(example_plan(name), audio_base)
-                        plan["baseExecutionId"] = base["executionId"]
+                        plan["baseExecutionId"] = base.status.execution_id
                         rows.append(run_plan_with_progress(name, plan, instance, location, verbose=verbose))
-    for row in rows:
-        row["video"] = openable(str(row["video"]), store)
-    print()
-    print(format_table(rows))
+    print(f"\n{format_table(rows, store)}")
     if os.environ[ARTIFACTS_BASE_URL_ENV] == DEV_ARTIFACTS_URL:
         print(f"\nThe UI and status link these videos at {DEV_ARTIFACTS_URL}/ (served by `video-pipelines dev`).")
-    return 0 if all(row["status"] == "completed" for row in rows) else 1
+    return 0 if all(row.status.state is ExecutionState.COMPLETED for row in rows) else 1

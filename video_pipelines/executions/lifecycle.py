@@ -142,7 +142,7 @@ def check_base(
         state = "canceled" if run.state is RunState.CANCELED else "failed"
         reason = f"base execution {base_id} {state} (run {run.run_id}); submit against a completed base"
         return BaseCheck(BaseReadiness.UNUSABLE, reason)
-    base_plan = parse_plan(run.plan, external_nodes=None)
+    base_plan = run.parsed_plan
     nodes = {
         node_id: BaseNode(
             node_id=node_id,

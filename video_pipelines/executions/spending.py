@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pydantic import ValidationError
-
 from video_pipelines.errors import PlanValidationError, SpendCapExceeded
 from video_pipelines.executions.attempts import ExecutionRuns
 from video_pipelines.executions.records import NodeRecord, RunRecords, RunView
@@ -139,6 +137,7 @@ def check_spend_cap(
     run: RunView,
     node: PlanNode,
     *,
+    params: AnyParams | None,  # as the node's work typed them; None: invalid (run_node says why), priced as admitted
     inputs: Sequence[VideoResult],
     upstream: Mapping[str, VideoResult],
     pricing: PricingTable,
@@ -149,10 +148,7 @@ def check_spend_cap(
     plan = run.parsed_plan
     if plan.max_cost_usd is None:
         return
-    try:
-        params = node.typed_params({node_id: result.to_wire() for node_id, result in upstream.items()})
-    except ValidationError:  # run_node reports it, naming the param; price it as admission did
-        params = _sampled(node)
+    params = _sampled(node) if params is None else params
     # Every run of the execution: nodes an earlier attempt completed were paid for once, there.
     spent = spent_so_far(plan, ExecutionRuns.of(records, run).node_records(records), upstream, pricing)
     check_node_spend(plan, node, params=params, inputs=inputs, spent=spent, pricing=pricing)

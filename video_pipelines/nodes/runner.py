@@ -63,9 +63,10 @@ def run_node(
     log: Log = lambda _message: None,
     ledger: JobLedger | None = None,
     checks: NodeChecks | None = None,
+    params: AnyParams | None = None,
 ) -> NodeRun:
     """Run `node` on `inputs` (dependsOn order) and store the result; `upstream`: what its `{{refs}}` may name."""
-    params = _typed_params(node, upstream)
+    params = typed_params(node, upstream) if params is None else params
     with tempfile.TemporaryDirectory(prefix=f"vp-{node.id}-", dir=env.workdir) as tmp:
         work = Path(tmp)
         call = OperationCall(
@@ -113,7 +114,7 @@ def run_node(
     )
 
 
-def _typed_params(node: PlanNode, upstream: Mapping[str, VideoResult]) -> AnyParams:
+def typed_params(node: PlanNode, upstream: Mapping[str, VideoResult]) -> AnyParams:
     try:
         return node.typed_params({node_id: result.to_wire() for node_id, result in upstream.items()})
     except ValidationError as exc:

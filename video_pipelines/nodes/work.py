@@ -9,15 +9,17 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Protocol
 
+from video_pipelines.errors import PlanValidationError
 from video_pipelines.nodes.cache import NodeWork, single_flight
 from video_pipelines.nodes.environment import NodeEnvironment, still_stored
 from video_pipelines.nodes.head_start import HeadStarts, Log, Work, await_result
-from video_pipelines.nodes.runner import NodeChecks, NodeRun, run_node
+from video_pipelines.nodes.runner import NodeChecks, NodeRun, run_node, typed_params
 from video_pipelines.nodes.tasks import NodeTask
 from video_pipelines.operations.checks import DEFAULT_BLOCKING, CheckName, CheckOutcome
+from video_pipelines.plan.params import AnyParams
 from video_pipelines.providers import JobLedger
 from video_pipelines.providers.context import ProviderSlots, limiting_provider_jobs, parking_allowed
 from video_pipelines.providers.http import Abandoned, Parked, sleep_interruptibly
@@ -41,8 +43,8 @@ class RunShell(Protocol):
     @property
     def run_id(self) -> str: ...
 
-    def check_spend(self, task: NodeTask, pricing: PricingTable) -> None:
-        """Raise when the node, paid, would take the plan past its maxCostUsd."""
+    def check_spend(self, task: NodeTask, params: AnyParams | None, pricing: PricingTable) -> None:
+        """Raise when the node, paid, would take the plan past its maxCostUsd (`params`: None when invalid)."""
 
     def slots(self, node_id: str, log: Log) -> ProviderSlots:
         """The provider slots the node's step holds."""
@@ -108,8 +110,11 @@ def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int)
     node = task.node
 
     def compute(log: Log, warn: Log) -> NodeRun:
+        params: AnyParams | None = None  # invalid: run_node raises the error again, after the spend check
+        with suppress(PlanValidationError):
+            params = typed_params(node, task.upstream)
         # Before anything starts at the provider: a paid node past the plan's maxCostUsd fails here.
-        shell.check_spend(task, nodes.env().pricing)
+        shell.check_spend(task, params, nodes.env().pricing)
         with (
             counting_provider_errors(nodes.store(), warn=warn),
             shell.span(task, attempt) as span,
@@ -127,6 +132,7 @@ def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int)
                     ledger=shell.ledger(node.id, nodes.tags_lock),
                     # Inside the single flight: a video that fails a blocking check is never stored nor recorded.
                     checks=NodeChecks(audio=task.audio_expected, blocking=nodes.blocking),
+                    params=params,
                 )
             except Parked as parked:
                 # Recorded where it parks (maybe ahead of its step): a run stopped before its step takes it still

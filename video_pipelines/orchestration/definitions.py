@@ -58,7 +58,7 @@ class QuietFilesystemIOManager(_Quiet, PickledObjectFilesystemIOManager):
     pass
 
 
-class StepOutputs(dg.ConfigurableIOManagerFactory):  # type: ignore[type-arg]
+class StepOutputs(dg.ConfigurableIOManagerFactory[dg.IOManager]):
     """Step outputs on S3 beside the artifacts when they are on S3, else in `$DAGSTER_HOME/storage`."""
 
     artifact_storage: ArtifactStorage

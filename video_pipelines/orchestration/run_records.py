@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import dagster as dg
+from dagster._check import is_dict
 from dagster._core.execution.stats import StepEventStatus
 
 from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
@@ -100,10 +101,9 @@ class DagsterRunRecords:
                 return f"the run worker process {match.group(1).removesuffix('.')}"
         for record in self._events(run.run_id, dg.DagsterEventType.STEP_FAILURE, 200):
             event = record.event_log_entry.dagster_event
-            data = event.step_failure_data if event is not None else None
-            if data is not None and _lost_database(data.error):
+            if event is not None and _lost_database(event.step_failure_data.error):
                 # Not libpq's words: they name the database's host, and tenants read this in their status.
-                return f"the database connection was lost during step {event.step_key} (its event log has the error)"  # type: ignore[union-attr]
+                return f"the database connection was lost during step {event.step_key} (its event log has the error)"
         return None
 
     def node_records(self, run_id: str) -> dict[str, NodeRecord]:
@@ -113,15 +113,15 @@ class DagsterRunRecords:
             if materialization is None or "node_id" not in materialization.metadata:
                 continue
             metadata = {key: value.value for key, value in materialization.metadata.items()}
-            node_id = str(metadata["node_id"])
+            node_id, cost = str(metadata["node_id"]), materialization.metadata.get("cost_usd")
             nodes[node_id] = NodeRecord(
                 node_id=node_id,
                 operation=str(metadata["operation"]),
                 state=NodeState(str(metadata["status"])),
                 lineage=str(metadata["lineage"]),
-                result=VideoResult.from_wire(metadata["result"]),  # type: ignore[arg-type]
+                result=VideoResult.from_wire(is_dict(metadata["result"])),
                 reused_from=str(metadata["reused_from"]) if metadata.get("reused_from") else None,
-                cost_usd=float(metadata.get("cost_usd", 0.0)),  # type: ignore[arg-type]
+                cost_usd=(cost.value or 0.0) if isinstance(cost, dg.FloatMetadataValue) else 0.0,
                 run_id=run_id,
             )
         return nodes

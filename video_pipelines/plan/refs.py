@@ -13,7 +13,7 @@ REF_PATTERN = re.compile(r"\{\{\s*([^{}\s.]+)(?:\.([^{}\s]+))?\s*\}\}")
 
 # The fields of a video result a reference may name, and a sample of each type used to
 # type-check params before the real values exist.
-RESULT_FIELD_SAMPLES: dict[str, Any] = {
+RESULT_FIELD_SAMPLES: dict[str, str | int | float] = {
     "url": "https://example.invalid/video.mp4",
     "duration": 1.0,
     "width": 2,

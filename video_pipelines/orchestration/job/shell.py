@@ -17,7 +17,8 @@ from video_pipelines.nodes.work import RanSpan, RunNodes
 from video_pipelines.orchestration.job.state import step_key
 from video_pipelines.orchestration.job.traces import node_span
 from video_pipelines.orchestration.resources.provider_slots import DagsterProviderSlots
-from video_pipelines.orchestration.run_records import DagsterRunRecords, plan_of_run, run_view
+from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
+from video_pipelines.plan.params import AnyParams
 from video_pipelines.providers.http import Parked
 from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import SubmissionStore
@@ -27,15 +28,16 @@ class DagsterRunShell:
     def __init__(self, instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
         self._instance = instance
         self._run = run
+        self._view = run_view(run)  # its plan is parsed once, by the first paid node that checks its spend
 
     @property
     def run_id(self) -> str:
         return self._run.run_id
 
-    def check_spend(self, task: NodeTask, pricing: PricingTable) -> None:
+    def check_spend(self, task: NodeTask, params: AnyParams | None, pricing: PricingTable) -> None:
         records = DagsterRunRecords(self._instance)
         check_spend_cap(
-            records, run_view(self._run), task.node, inputs=task.inputs, upstream=task.upstream, pricing=pricing
+            records, self._view, task.node, params=params, inputs=task.inputs, upstream=task.upstream, pricing=pricing
         )
 
     def slots(self, node_id: str, log: Log) -> DagsterProviderSlots:
@@ -55,7 +57,7 @@ class DagsterRunShell:
         return run is None or run.is_finished
 
     def plan_caches(self) -> bool:
-        return plan_of_run(self._run).get("cache", True) is not False
+        return self._view.plan.get("cache", True) is not False
 
 
 def execution_id_of(context: dg.OpExecutionContext) -> str:

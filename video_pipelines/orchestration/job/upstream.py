@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster._check import is_dict
 
 from video_pipelines.nodes.tasks import PlannedNode
 from video_pipelines.orchestration.job.state import step_key
@@ -59,7 +60,7 @@ def _look(
             metadata = materialization.metadata
             node_id = metadata["node_id"].value if "node_id" in metadata else None
             if node_id in needs and metadata["lineage"].value == needs[str(node_id)]:
-                found[str(node_id)] = VideoResult.from_wire(metadata["result"].value)  # type: ignore[arg-type]
+                found[str(node_id)] = VideoResult.from_wire(is_dict(metadata["result"].value))
         elif entry.step_key in keys:
             ended[keys[entry.step_key]] = entry.dagster_event_type == dg.DagsterEventType.STEP_FAILURE
     return found, ended

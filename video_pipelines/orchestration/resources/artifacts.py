@@ -26,7 +26,7 @@ from video_pipelines.submissions import SubmissionStore
 ALLOWED_HOSTS_ENV = "VIDEO_PIPELINES_ALLOWED_HOSTS"
 
 
-class ArtifactStorage(dg.ConfigurableResource):  # type: ignore[type-arg]
+class ArtifactStorage(dg.ConfigurableResource["ArtifactStorage"]):
     """Where node videos are stored: a local folder or S3 (content-addressed keys)."""
 
     url: str | None = Field(
@@ -40,7 +40,7 @@ class ArtifactStorage(dg.ConfigurableResource):  # type: ignore[type-arg]
         return store_from_url(self.url or os.environ.get(STORAGE_URL_ENV), default_root=default_root)
 
 
-class MediaPolicy(dg.ConfigurableResource):  # type: ignore[type-arg]
+class MediaPolicy(dg.ConfigurableResource["MediaPolicy"]):
     """Limits on the media a node may fetch and how long an operation may run."""
 
     allowed_hosts: str | None = Field(
@@ -64,7 +64,7 @@ class MediaPolicy(dg.ConfigurableResource):  # type: ignore[type-arg]
         )
 
 
-class SubmissionStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+class SubmissionStoreResource(dg.ConfigurableResource["SubmissionStoreResource"]):
     """The store of submitted plans: $VIDEO_PIPELINES_DATABASE_URL, else SQLite in DAGSTER_HOME."""
 
     _store: SubmissionStore | None = PrivateAttr(default=None)
@@ -106,7 +106,7 @@ def _keyed_factory(
     return make
 
 
-class ReplicateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+class ReplicateResource(dg.ConfigurableResource["ReplicateResource"]):
     """Replicate's predictions API (generateVideo, lipSync, addSubtitles from speech)."""
 
     token_env: str = Field(default="REPLICATE_API_TOKEN", description="environment variable holding the API token")
@@ -121,7 +121,7 @@ class ReplicateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return _keyed_factory(replicate_api.ReplicateProvider, "replicate", self.token_env, base_url, self)
 
 
-class FalResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+class FalResource(dg.ConfigurableResource["FalResource"]):
     """fal's queue API (generateVideo, lipSync, addSubtitles from speech)."""
 
     key_env: str = Field(default="FAL_KEY", description="environment variable holding the API key")
@@ -136,7 +136,7 @@ class FalResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return _keyed_factory(fal_api.FalProvider, "fal", self.key_env, base_url, self)
 
 
-class GoogleVertexResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+class GoogleVertexResource(dg.ConfigurableResource["GoogleVertexResource"]):
     """Google Vertex AI video generation with Veo (generateVideo)."""
 
     credentials_env: str = Field(
