@@ -9,6 +9,8 @@ take a fixed time and then call their `webhook` (signed), as Replicate does. Pri
 - CPU-seconds per execution of the deployment's processes, and the worker's largest resident memory.
 
 `--parking off` runs the same with parking turned off (the runs hold their workers), for comparison.
+`--fairness N`: tenant A submits N local executions, then tenant B one, with VIDEO_PIPELINES_TENANT_MAX_RUNS=3;
+prints how long B's execution took from its submission to its run's start (target: within 2 s).
 
 Run from the repository root: python benchmarks/bench_parking.py [--executions 16 --seconds 20 --workers 2]
                               python benchmarks/bench_parking.py --executions 200 --seconds 60 --workers 1
@@ -17,6 +19,8 @@ Run from the repository root: python benchmarks/bench_parking.py [--executions 1
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -25,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import dagster as dg
 import httpx
 
 from benchmarks.bench_workers import cpu_seconds
@@ -34,6 +39,7 @@ from tests.e2e.test_parking import SIGNING_SECRET, CallingReplicate
 from tests.processes import dagster_deployment
 from tests.unit.test_providers_replicate_fal import TOKEN
 from tests.workers import broker_env, start_worker, wait_for_workers
+from video_pipelines.executions import EXECUTION_ID_TAG
 from video_pipelines.operations import generate_clip
 from video_pipelines.submissions import ApiKeys, SubmissionStore
 
@@ -79,6 +85,68 @@ class PeakMemory:
         self._thread.join()
 
 
+def webhook_to_start(home: Path, replicate: CallingReplicate, http: httpx.Client) -> list[float]:
+    """Seconds from each prediction's webhook to the start of the run that continued its execution."""
+    instance = dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(home)))
+    seconds = []
+    for sent, code, answer in replicate.callbacks.values():
+        if code != 200 or not answer.get("executionId"):
+            continue
+        status = http.get(f"/api/execute/{answer['executionId']}").json()
+        continuation = next((a for a in status["attempts"] if a["reason"] == "continue"), None)
+        record = instance.get_run_record_by_id(continuation["runId"]) if continuation else None
+        if record is not None and record.start_time is not None:
+            seconds.append(record.start_time - sent)
+    return seconds
+
+
+def local_plan(index: int) -> dict[str, object]:
+    params = {"prompt": f"tenant clip {index}", "duration": 1, "resolution": 64}
+    return {"jobs": [{"id": "clip", "type": "generateVideo", "params": params}]}
+
+
+def fairness(burst: int) -> None:
+    os.environ["VIDEO_PIPELINES_TENANT_MAX_RUNS"] = "3"  # read when the instance's dagster.yaml is rendered
+    env = {**broker_env(), "VIDEO_PIPELINES_SECRET_KEY": SECRET_KEY, "VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1"}
+    with (
+        tempfile.TemporaryDirectory() as tmp_name,
+        fresh_database() as url,
+        dagster_deployment(Path(tmp_name) / "deployment", url, extra_env=env, celery=True) as deployment,
+    ):
+        nodes = [start_worker(deployment, name, concurrency=2) for name in ("w0", "w1")]
+        wait_for_workers(deployment, nodes)
+        with SubmissionStore(url, secret_key=SECRET_KEY) as store:
+            keys = {tenant: ApiKeys(store).create(tenant, tenant=tenant)[1] for tenant in ("acme", "bolt")}
+        with api_process(deployment.env, logs=Path(tmp_name) / "api") as api, httpx.Client(base_url=api.url) as http:
+
+            def submit(tenant: str, index: int) -> str:
+                answer = http.post(
+                    "/api/execute", json=local_plan(index), headers={"Authorization": f"Bearer {keys[tenant]}"}
+                )
+                assert answer.status_code == 202, answer.text
+                return str(answer.json()["executionId"])
+
+            for index in range(burst):
+                submit("acme", index)
+            time.sleep(3)  # acme's runs are queued and running
+            submitted = time.time()
+            other = submit("bolt", burst)
+            instance = dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(deployment.home)))
+            while True:
+                runs = instance.get_run_records(dg.RunsFilter(tags={EXECUTION_ID_TAG: other}), limit=1)
+                if runs and runs[0].start_time is not None:
+                    break
+                assert time.time() - submitted < 300, "bolt's execution never started"
+                time.sleep(0.05)
+            started = runs[0].start_time - submitted
+            in_progress = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+            queued = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]))
+    print(
+        f"fairness: tenant acme submitted {burst} executions, then tenant bolt one: bolt's run started "
+        f"{started:.2f} s after its submission ({queued} runs queued, {in_progress} started at that moment)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--executions", type=int, default=16)
@@ -87,7 +155,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--parking", choices=("on", "off"), default="on")
     parser.add_argument("--webhooks", choices=("on", "off"), default="on", help="off: the poller finds them")
+    parser.add_argument("--fairness", type=int, default=0, metavar="N")
     args = parser.parse_args()
+    if args.fairness:
+        fairness(args.fairness)
+        return
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         generate_clip(tmp / "clip.mp4", prompt="served", width=160, height=90, duration=1, seed=1)
@@ -144,6 +216,7 @@ def main() -> None:
                             time.sleep(0.5)
                         wall = time.monotonic() - started
                     cpu_after = cpu_seconds(deployment)
+                    wake = webhook_to_start(deployment.home, replicate, http)
         finally:
             replicate.stop()
     creates = replicate.creates()
@@ -156,6 +229,11 @@ def main() -> None:
     print(f"  predictions created: {len(replicate.jobs)}, from first to last create {creates[-1] - creates[0]:.1f} s")
     print(f"  CPU-s per execution {cpu:.3f} (all processes of the deployment and PostgreSQL)")
     print(f"  workers' peak resident memory {memory.peak:.0f} MB")
+    if wake:
+        print(
+            f"  provider webhook -> continuation run started: median {statistics.median(wake):.2f} s, "
+            f"max {max(wake):.2f} s (n={len(wake)})"
+        )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ NEVER = 1e9
 class CallingReplicate(TimedReplicate):
     """Replicate's predictions, each calling back its `webhook` (signed) when it succeeds, unless "silent"."""
 
-    callbacks: dict[str, tuple[float, int, dict[str, Any]]] = field(default_factory=dict)  # job -> (at, status, body)
+    # job id -> (when the webhook was sent, epoch seconds; the answer's status and body)
+    callbacks: dict[str, tuple[float, int, dict[str, Any]]] = field(default_factory=dict)
     timers: list[threading.Timer] = field(default_factory=list)
     file_delay: float = 0.0  # seconds before an output file is served (a continuation caught collecting it)
     hooks: dict[str, str] = field(default_factory=dict)  # job id -> the webhook it was created with
@@ -96,8 +97,9 @@ class CallingReplicate(TimedReplicate):
             "webhook-signature": Webhook(SIGNING_SECRET).sign(message_id, now, data),
             "Content-Type": "application/json",
         }
+        sent = time.time()
         answer = httpx.post(url, content=data, headers=headers, timeout=10)
-        self.callbacks[job.id] = (time.monotonic(), answer.status_code, answer.json())
+        self.callbacks[job.id] = (sent, answer.status_code, answer.json())
 
     def stop(self) -> None:
         for timer in self.timers:
