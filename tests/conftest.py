@@ -27,6 +27,8 @@ from .process_table import ProcessEntry, live_processes, wait_until_none
 if TYPE_CHECKING:
     from video_pipelines.submissions import SubmissionStore
 
+    from .memory_records import MemoryRunRecords
+
 POSTGRES_ADMIN_URL = os.environ.get("VIDEO_PIPELINES_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = bool(os.environ.get("CI"))
 # Dagster's warnings, ignored where Dagster runs: a filter in pyproject would import dagster in every session.
@@ -166,6 +168,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'db' / 'video_pipelines.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def records() -> MemoryRunRecords:
+    """Run records in memory (`tests/memory_records.py`)."""
+    from .memory_records import MemoryRunRecords
+
+    return MemoryRunRecords()
 
 
 @pytest.fixture

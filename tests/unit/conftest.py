@@ -11,6 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
+
+from video_pipelines.submissions import SubmissionStore
 
 from ..conftest import mark_folder
 
@@ -21,6 +24,13 @@ ONLY_UNIT = pytest.StashKey[bool]()
 def db_url(tmp_path: Path) -> str:
     """The store's database: a SQLite file (tests/postgres runs the same tests on PostgreSQL)."""
     return f"sqlite:///{tmp_path / 'db' / 'video_pipelines.db'}"
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SubmissionStore]:
+    """A store on SQLite only, where tests/postgres need not run a test again."""
+    with SubmissionStore(f"sqlite:///{tmp_path / 'submissions.db'}", secret_key=Fernet.generate_key()) as opened:
+        yield opened
 
 
 @pytest.hookimpl(tryfirst=True)  # marked before `-m` selects

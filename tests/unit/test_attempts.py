@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 
 from video_pipelines import executions
 from video_pipelines.errors import ExecutionError, ExecutionNotFound, UsageError
@@ -67,17 +64,6 @@ def completed(node_id: str, run_id: str, *, cost: float = 0.0, name: str | None 
 
 def attempt_tags(number: int, reason: AttemptReason, previous: str) -> dict[str, str]:
     return {ATTEMPT_TAG: str(number), ATTEMPT_REASON_TAG: reason.value, PREVIOUS_RUN_TAG: previous}
-
-
-@pytest.fixture
-def records() -> MemoryRunRecords:
-    return MemoryRunRecords()
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[SubmissionStore]:
-    with SubmissionStore(f"sqlite:///{tmp_path / 'submissions.db'}", secret_key=Fernet.generate_key()) as opened:
-        yield opened
 
 
 @pytest.fixture(autouse=True)

@@ -60,11 +60,6 @@ def store(tmp_path: Path) -> Iterator[SubmissionStore]:
         yield opened
 
 
-@pytest.fixture
-def records() -> MemoryRunRecords:
-    return MemoryRunRecords()
-
-
 # --- admit
 
 

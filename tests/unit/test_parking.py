@@ -9,14 +9,11 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 from standardwebhooks.webhooks import Webhook
 
 from video_pipelines.executions import RunState, execution_status
@@ -67,30 +64,23 @@ class FakeJobs:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SubmissionStore]:
-    with SubmissionStore(f"sqlite:///{tmp_path / 'submissions.db'}", secret_key=Fernet.generate_key()) as opened:
-        yield opened
-
-
-@pytest.fixture
-def records() -> MemoryRunRecords:
-    return MemoryRunRecords()
-
-
-@pytest.fixture
 def jobs() -> FakeJobs:
     return FakeJobs()
 
 
 def parked_run(
-    records: MemoryRunRecords, store: SubmissionStore, execution_id: str = "exec-1", *, plan: dict[str, Any] = PLAN
+    records: MemoryRunRecords,
+    sqlite_store: SubmissionStore,
+    execution_id: str = "exec-1",
+    *,
+    plan: dict[str, Any] = PLAN,
 ) -> str:
     """An execution whose first run parked node `gen` on replicate job p-<execution id>; its run id."""
     job_id = f"p-{execution_id}"
     tags = {PARKED_TAG_PREFIX + "gen": f"replicate {job_id}", PROVIDER_JOB_TAG_PREFIX + "gen": job_id}
     now = time.time()
     run = records.add_run(execution_id, plan, RunState.SUCCESS, tags=tags, started_at=now - 2, ended_at=now - 1)
-    ProviderWaits(store).park(
+    ProviderWaits(sqlite_store).park(
         "replicate", job_id, execution_id=execution_id, node_id="gen", run_id=run.run_id, check_in=0
     )
     return run.run_id
@@ -130,10 +120,10 @@ def test_run_job_parks_a_job_still_running_only_where_parking_is_allowed() -> No
 
 
 def test_a_parked_execution_is_processing_its_node_waiting_on_the_job(
-    records: MemoryRunRecords, store: SubmissionStore
+    records: MemoryRunRecords, sqlite_store: SubmissionStore
 ) -> None:
-    parked_run(records, store)
-    status = execution_status(records, store, "exec-1")
+    parked_run(records, sqlite_store)
+    status = execution_status(records, sqlite_store, "exec-1")
     assert status.state is ExecutionState.PROCESSING and not status.is_terminal
     node = status.nodes["gen"]
     assert node.state is NodeState.WAITING and node.provider_job is not None
@@ -144,16 +134,16 @@ def test_a_parked_execution_is_processing_its_node_waiting_on_the_job(
 
 
 def test_a_finished_job_asks_for_one_continuation_that_carries_the_provider_job(
-    records: MemoryRunRecords, store: SubmissionStore, jobs: FakeJobs
+    records: MemoryRunRecords, sqlite_store: SubmissionStore, jobs: FakeJobs
 ) -> None:
-    run_id = parked_run(records, store)
-    assert poll_waits(records, store, lambda _name: jobs, sweep=True).continued == []
+    run_id = parked_run(records, sqlite_store)
+    assert poll_waits(records, sqlite_store, lambda _name: jobs, sweep=True).continued == []
     jobs.ended.add("p-exec-1")
-    ProviderWaits(store).check_again("replicate", "p-exec-1", 0)
-    report = poll_waits(records, store, lambda _name: jobs, sweep=True)
+    ProviderWaits(sqlite_store).check_again("replicate", "p-exec-1", 0)
+    report = poll_waits(records, sqlite_store, lambda _name: jobs, sweep=True)
     assert report.finished == ["replicate p-exec-1"] and report.continued == ["exec-1"]
-    assert continue_parked(records, store, "exec-1") is None, "asked for once"
-    [attempt] = AttemptStore(store).of_execution("exec-1")
+    assert continue_parked(records, sqlite_store, "exec-1") is None, "asked for once"
+    [attempt] = AttemptStore(sqlite_store).of_execution("exec-1")
     assert (attempt.number, attempt.reason, attempt.previous_run_id) == (2, AttemptReason.CONTINUE, run_id)
     runs = ExecutionRuns.of(records, records.runs[-1])
     tags = attempt_run_tags(attempt, records.runs[-1], {}, runs)
@@ -164,75 +154,75 @@ def test_a_finished_job_asks_for_one_continuation_that_carries_the_provider_job(
     )
     runs = ExecutionRuns.of(records, records.runs[-1])
     assert runs.resumes_in_a_row() == 0 and len(runs.chained()) == 1
-    assert execution_status(records, store, "exec-1").nodes["gen"].state is NodeState.PENDING
+    assert execution_status(records, sqlite_store, "exec-1").nodes["gen"].state is NodeState.PENDING
 
 
 def test_the_deadline_counts_parked_time_and_ends_the_execution_with_its_job_canceled(
-    records: MemoryRunRecords, store: SubmissionStore, jobs: FakeJobs
+    records: MemoryRunRecords, sqlite_store: SubmissionStore, jobs: FakeJobs
 ) -> None:
-    parked_run(records, store, plan={**PLAN, "timeoutSeconds": 60})
+    parked_run(records, sqlite_store, plan={**PLAN, "timeoutSeconds": 60})
     left = deadline_left(ExecutionRuns.of(records, records.runs[-1]))
     assert left is not None and 55 < left <= 58, "parked time counts"
-    assert poll_waits(records, store, lambda _name: jobs, sweep=True).ended == {}
+    assert poll_waits(records, sqlite_store, lambda _name: jobs, sweep=True).ended == {}
     records.runs[-1] = replace(records.runs[-1], started_at=time.time() - 120)
-    report = poll_waits(records, store, lambda _name: jobs, sweep=True)
+    report = poll_waits(records, sqlite_store, lambda _name: jobs, sweep=True)
     assert report.ended == {"exec-1": "deadline exceeded while parked"}
     assert jobs.canceled == ["p-exec-1"]
-    status = execution_status(records, store, "exec-1")
+    status = execution_status(records, sqlite_store, "exec-1")
     assert status.state is ExecutionState.FAILED
     assert (
         status.error == "deadline exceeded after 60 s (timeoutSeconds); unfinished: gen (waiting on replicate p-exec-1)"
     )
-    [delivery] = DeliveryOutbox(store).deliveries("exec-1")
+    [delivery] = DeliveryOutbox(sqlite_store).deliveries("exec-1")
     assert delivery.event == "failed"
-    assert ProviderWaits(store).of_execution("exec-1") == []
+    assert ProviderWaits(sqlite_store).of_execution("exec-1") == []
 
 
 def test_cancel_of_a_parked_execution_cancels_its_job_at_once_and_stops_its_continuation(
-    records: MemoryRunRecords, store: SubmissionStore, monkeypatch: pytest.MonkeyPatch, jobs: FakeJobs
+    records: MemoryRunRecords, sqlite_store: SubmissionStore, monkeypatch: pytest.MonkeyPatch, jobs: FakeJobs
 ) -> None:
-    parked_run(records, store)
+    parked_run(records, sqlite_store)
     jobs.ended.add("p-exec-1")
-    ProviderWaits(store).finish("replicate", "p-exec-1")
-    assert continue_parked(records, store, "exec-1") is not None  # asked for, not launched yet
+    ProviderWaits(sqlite_store).finish("replicate", "p-exec-1")
+    assert continue_parked(records, sqlite_store, "exec-1") is not None  # asked for, not launched yet
     monkeypatch.setattr("video_pipelines.executions.lifecycle.provider_jobs", lambda _name: jobs)
-    status = cancel(records, store, "exec-1")
+    status = cancel(records, sqlite_store, "exec-1")
     assert status.state is ExecutionState.CANCELED and status.error == "the execution was canceled"
     assert jobs.canceled == ["p-exec-1"]
-    assert [attempt.state for attempt in AttemptStore(store).of_execution("exec-1")] == [AttemptState.CANCELED]
+    assert [attempt.state for attempt in AttemptStore(sqlite_store).of_execution("exec-1")] == [AttemptState.CANCELED]
     assert records.runs[-1].tags[PARKED_END_TAG] == "canceled"
-    assert not end_parked(records, store, "exec-1", "canceled", lambda _name: jobs), "ended once"
-    assert [d.event for d in DeliveryOutbox(store).deliveries("exec-1")] == ["canceled"]
+    assert not end_parked(records, sqlite_store, "exec-1", "canceled", lambda _name: jobs), "ended once"
+    assert [d.event for d in DeliveryOutbox(sqlite_store).deliveries("exec-1")] == ["canceled"]
 
 
 def test_a_cancel_the_api_cannot_send_is_left_to_the_poller(
-    records: MemoryRunRecords, store: SubmissionStore, jobs: FakeJobs
+    records: MemoryRunRecords, sqlite_store: SubmissionStore, jobs: FakeJobs
 ) -> None:
-    parked_run(records, store)
+    parked_run(records, sqlite_store)
 
     def not_here(_name: str) -> FakeJobs:
         from video_pipelines.errors import ProviderError
 
         raise ProviderError("provider 'replicate' is not configured in this deployment")
 
-    assert end_parked(records, store, "exec-1", "canceled", not_here)
-    [wait] = ProviderWaits(store).of_execution("exec-1")
+    assert end_parked(records, sqlite_store, "exec-1", "canceled", not_here)
+    [wait] = ProviderWaits(sqlite_store).of_execution("exec-1")
     assert wait.state is WaitState.CANCELING
-    assert poll_waits(records, store, lambda _name: jobs, sweep=False).canceled == ["replicate p-exec-1"]
-    assert jobs.canceled == ["p-exec-1"] and ProviderWaits(store).of_execution("exec-1") == []
+    assert poll_waits(records, sqlite_store, lambda _name: jobs, sweep=False).canceled == ["replicate p-exec-1"]
+    assert jobs.canceled == ["p-exec-1"] and ProviderWaits(sqlite_store).of_execution("exec-1") == []
 
 
 def test_waits_of_an_execution_that_ended_otherwise_are_canceled(
-    records: MemoryRunRecords, store: SubmissionStore, jobs: FakeJobs
+    records: MemoryRunRecords, sqlite_store: SubmissionStore, jobs: FakeJobs
 ) -> None:
-    run_id = parked_run(records, store)
+    run_id = parked_run(records, sqlite_store)
     records.add_run("exec-1", PLAN, RunState.FAILURE, run_id="run-2", tags={PREVIOUS_RUN_TAG: run_id})
     records.failures["run-2"] = "merge failed"
-    assert poll_waits(records, store, lambda _name: jobs, sweep=True).canceled == ["replicate p-exec-1"]
+    assert poll_waits(records, sqlite_store, lambda _name: jobs, sweep=True).canceled == ["replicate p-exec-1"]
 
 
-def test_the_wait_store_moves_each_wait_once(store: SubmissionStore) -> None:
-    waits = ProviderWaits(store)
+def test_the_wait_store_moves_each_wait_once(sqlite_store: SubmissionStore) -> None:
+    waits = ProviderWaits(sqlite_store)
     first = waits.park("replicate", "p1", execution_id="e", node_id="gen", run_id="r1", check_in=30)
     assert first.state is WaitState.WAITING and waits.due() == []
     assert waits.due(datetime.now(UTC) + timedelta(seconds=31)) == [first]
