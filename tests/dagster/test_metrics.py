@@ -410,6 +410,9 @@ def test_an_execution_is_counted_once_and_its_resumes_and_retries_apart(
         "retry completed": 1,
         "retry failed": 0,
         "retry canceled": 0,
+        "continue completed": 0,
+        "continue failed": 0,
+        "continue canceled": 0,
     }
     assert metrics.types["video_pipelines_execution_attempts"] == "counter"
 
