@@ -72,12 +72,12 @@ def evaluate(
 
 def test_every_sensor_says_in_the_ui_what_it_does() -> None:
     sensors = build_definitions().get_repository_def().sensor_defs
-    assert len(sensors) == 9
+    assert len(sensors) == 10
     for sensor in sensors:
         assert sensor.description, f"{sensor.name} has no description for the UI"
     by_name = {sensor.name: sensor for sensor in sensors}
     # The long-polling sensors say how long a tick looks and when the next one follows.
-    for name in ("submitted_plans", "webhook_deliveries"):
+    for name in ("submitted_plans", "webhook_deliveries", "provider_waits"):
         description = by_name[name].description or ""
         assert "up to 4 s" in description and "the next starts 1 s after this one started" in description, description
 

@@ -252,8 +252,13 @@ def run_with_steps_in_processes(target: client.Deployment, request: dg.RunReques
 
 
 def test_an_execution_is_one_trace_from_the_caller_to_the_provider_and_the_receiver(
-    traced: OtlpCollector, target: client.Deployment, receiver: WebhookReceiver, replicate: FakeReplicate
+    traced: OtlpCollector,
+    target: client.Deployment,
+    receiver: WebhookReceiver,
+    replicate: FakeReplicate,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("VIDEO_PIPELINES_PARKING", "off")  # one run, no daemon to continue it (e2e: test_tracing)
     execution_id = submit(admit(provider_plan(receiver.url("/hook"))), target.store, trace_parent=CALLER)
     submission = target.store.get(execution_id)
     assert submission is not None and submission.traceparent is not None
