@@ -77,7 +77,7 @@ def test_every_sensor_says_in_the_ui_what_it_does() -> None:
         assert sensor.description, f"{sensor.name} has no description for the UI"
     by_name = {sensor.name: sensor for sensor in sensors}
     # The long-polling sensors say how long a tick looks and when the next one follows.
-    for name in ("submitted_plans", "webhook_deliveries", "provider_waits"):
+    for name in ("submitted_plans", "webhook_deliveries"):
         description = by_name[name].description or ""
         assert "up to 4 s" in description and "the next starts 1 s after this one started" in description, description
 

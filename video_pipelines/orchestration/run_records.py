@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 from dagster._check import is_dict
+from dagster._core.events import JobFailureData
 from dagster._core.execution.stats import StepEventStatus
 
 from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
@@ -104,6 +105,12 @@ class DagsterRunRecords:
             if event is not None and _lost_database(event.step_failure_data.error):
                 # Not libpq's words: they name the database's host, and tenants read this in their status.
                 return f"the database connection was lost during step {event.step_key} (its event log has the error)"
+        for record in self._events(run.run_id, dg.DagsterEventType.RUN_FAILURE, 1):
+            event = record.event_log_entry.dagster_event
+            data = event.event_specific_data if event is not None else None
+            if isinstance(data, JobFailureData) and _lost_database(data.error):
+                # A run starting while the database restarts fails opening its resources, before any step.
+                return "the database connection was lost as the run started (its event log has the error)"
         return None
 
     def node_records(self, run_id: str) -> dict[str, NodeRecord]:

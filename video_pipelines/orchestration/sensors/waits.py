@@ -14,12 +14,6 @@ import dagster as dg
 from video_pipelines.executions.parking import PollReport, poll_waits
 from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords
-from video_pipelines.orchestration.sensors.plans import (
-    LONG_POLL_SECONDS,
-    POLL_INTERVAL_SECONDS,
-    long_poll,
-    long_poll_sensor,
-)
 from video_pipelines.submissions.waits import POLL_SECONDS_ENV
 
 
@@ -36,24 +30,19 @@ def _log(log: logging.Logger, report: PollReport) -> None:
         log.warning(f"could not check {error}; checked again later")
 
 
-@long_poll_sensor(
-    "Follows the provider jobs that parked executions wait on: checks those due (every "
-    f"{POLL_SECONDS_ENV}), asks for the continuation of an execution whose job ended, ends one whose deadline "
-    "passed while parked, and cancels the jobs nobody will collect."
+@dg.sensor(
+    name="provider_waits",
+    description=(
+        "Follows the provider jobs that parked executions wait on: checks those due (every "
+        f"{POLL_SECONDS_ENV}), asks for the continuation of an execution whose job ended, ends one whose deadline "
+        "passed while parked, and cancels the jobs nobody will collect. One look per tick (every 1 s by "
+        "`video-pipelines daemon`): a provider's webhook asks for the continuation itself."
+    ),
+    minimum_interval_seconds=1,
+    default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def provider_waits(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
-    store, records = submissions.store(), DagsterRunRecords(context.instance)
-    reports: list[PollReport] = []
-
-    def look() -> PollReport:
-        # The sweep (a read per parked execution) once a tick; the cheap looks as often as the long poll allows.
-        reports.append(poll_waits(records, store, sweep=not reports))
-        return reports[-1]
-
+def provider_waits(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SkipReason:
     started = time.monotonic()
-    long_poll(look, lambda report: report.acted, LONG_POLL_SECONDS, POLL_INTERVAL_SECONDS)
-    for report in reports:
-        _log(context.log, report)
-    checked = sum(report.checked for report in reports)
-    reason = f"{checked} waiting job(s) checked in {time.monotonic() - started:.1f} s"
-    return dg.SensorResult(skip_reason=dg.SkipReason(reason))
+    report = poll_waits(DagsterRunRecords(context.instance), submissions.store(), sweep=True)
+    _log(context.log, report)
+    return dg.SkipReason(f"{report.checked} waiting job(s) checked in {time.monotonic() - started:.1f} s")
