@@ -75,9 +75,10 @@ def wait_until_none(find: Callable[[], list[ProcessEntry]], timeout: float) -> l
     return found
 
 
-def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 5) -> None:
     """Stop a process started with `start_new_session=True` and every process of its group: SIGTERM, then
-    SIGKILL after `timeout` s. Returns once none of them is left.
+    SIGKILL after `timeout` s (a code server waits on SIGTERM for its runs' end or its heartbeat's timeout,
+    20-45 s, which no test needs). Returns once none of them is left.
 
     Not just the leader: a Dagster code server (a child of the daemon or the webserver) outlives it until the
     runs it launched have ended, and the database a test drops next must outlive them all. A code server whose
