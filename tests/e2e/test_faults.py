@@ -306,7 +306,10 @@ receiver = pytest.fixture(name="receiver")(running_receiver)
 
 
 def deployment_env(replicate: TimedReplicate, broker: str) -> dict[str, str]:
+    # The runs hold their workers on the predictions. With parking, a continuation run that starts while PostgreSQL
+    # restarts can be failed by run monitoring with no trace of the cause, and is not resumed (open: issue 24).
     return {
+        "VIDEO_PIPELINES_PARKING": "off",
         **broker_env(broker),
         "VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1",
         "VIDEO_PIPELINES_SECRET_KEY": "e2e-faults",
@@ -427,11 +430,8 @@ def test_worker_sigterm_mid_run(
         deliveries=lambda i: client.deliveries(i, target=target),
     )  # fmt: skip
     attempts = finals[remote]["attempts"]
-    # Warm shutdown: the run it held finished there, or was handed back and resumed once; a run that parked on
-    # its prediction before the SIGTERM held no worker, and its continuation ran on the other.
-    reasons = [a["reason"] for a in attempts]
-    assert attempts[-1]["status"] == "completed" and reasons.count("resume") <= 1, attempts
-    assert set(reasons) <= {None, "resume", "continue"}, attempts
+    # Warm shutdown: the run it held finished there (one attempt), or was handed back and resumed once.
+    assert [a["status"] for a in attempts] in (["completed"], ["failed", "completed"]), attempts
     print(f"[worker SIGTERM] the worker exited {took_to_exit:.1f} s after SIGTERM; its run: {attempts}")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 from dagster._check import is_dict
-from dagster._core.events import JobFailureData
+from dagster._core.events import EngineEventData, JobFailureData
 from dagster._core.execution.stats import StepEventStatus
 
 from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
@@ -105,10 +105,11 @@ class DagsterRunRecords:
             if event is not None and _lost_database(event.step_failure_data.error):
                 # Not libpq's words: they name the database's host, and tenants read this in their status.
                 return f"the database connection was lost during step {event.step_key} (its event log has the error)"
-        for record in self._events(run.run_id, dg.DagsterEventType.RUN_FAILURE, 1):
+        kinds = {dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.ENGINE_EVENT}
+        for record in self._events(run.run_id, kinds, 200):
             event = record.event_log_entry.dagster_event
             data = event.event_specific_data if event is not None else None
-            if isinstance(data, JobFailureData) and _lost_database(data.error):
+            if isinstance(data, JobFailureData | EngineEventData) and _lost_database(data.error):
                 # A run starting while the database restarts fails opening its resources, before any step.
                 return "the database connection was lost as the run started (its event log has the error)"
         return None
