@@ -36,7 +36,7 @@ from benchmarks.bench_workers import cpu_seconds
 from tests.api_process import api_process
 from tests.conftest import free_port, fresh_database
 from tests.e2e.test_parking import SIGNING_SECRET, CallingReplicate
-from tests.processes import dagster_deployment
+from tests.processes import CLIENT_ENV, dagster_deployment
 from tests.unit.test_providers_replicate_fal import TOKEN
 from tests.workers import broker_env, start_worker, wait_for_workers
 from video_pipelines.executions import EXECUTION_ID_TAG
@@ -85,14 +85,14 @@ class PeakMemory:
         self._thread.join()
 
 
-def webhook_to_start(home: Path, replicate: CallingReplicate, http: httpx.Client) -> list[float]:
+def webhook_to_start(replicate: CallingReplicate, http: httpx.Client) -> list[float]:
     """Seconds from each prediction's webhook to the start of the run that continued its execution."""
-    instance = dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(home)))
+    instance = dg.DagsterInstance.get()  # the deployment's: main() exported its client variables
     seconds = []
     for sent, code, answer in replicate.callbacks.values():
         if code != 200 or not answer.get("executionId"):
             continue
-        status = http.get(f"/api/execute/{answer['executionId']}").json()
+        status = http.get(f"/api/execute/{answer['executionId']}/status").json()
         continuation = next((a for a in status["attempts"] if a["reason"] == "continue"), None)
         record = instance.get_run_record_by_id(continuation["runId"]) if continuation else None
         if record is not None and record.start_time is not None:
@@ -111,7 +111,7 @@ def fairness(burst: int) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp_name,
         fresh_database() as url,
-        dagster_deployment(Path(tmp_name) / "deployment", url, extra_env=env, celery=True) as deployment,
+        dagster_deployment(Path(tmp_name), url, extra_env=env, celery=True) as deployment,
     ):
         nodes = [start_worker(deployment, name, concurrency=2) for name in ("w0", "w1")]
         wait_for_workers(deployment, nodes)
@@ -131,7 +131,8 @@ def fairness(burst: int) -> None:
             time.sleep(3)  # acme's runs are queued and running
             submitted = time.time()
             other = submit("bolt", burst)
-            instance = dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(deployment.home)))
+            os.environ.update({name: deployment.env[name] for name in CLIENT_ENV if name in deployment.env})
+            instance = dg.DagsterInstance.get()
             while True:
                 runs = instance.get_run_records(dg.RunsFilter(tags={EXECUTION_ID_TAG: other}), limit=1)
                 if runs and runs[0].start_time is not None:
@@ -180,6 +181,7 @@ def main() -> None:
         }
         if args.webhooks == "on":
             env["VIDEO_PIPELINES_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+        (tmp / "deployment").mkdir()
         try:
             with (
                 fresh_database() as url,
@@ -209,14 +211,18 @@ def main() -> None:
                         while pending:
                             assert time.monotonic() < deadline, f"{len(pending)} executions not ended"
                             for execution_id in list(pending):
-                                status = http.get(f"/api/execute/{execution_id}").json()
+                                answer = http.get(f"/api/execute/{execution_id}/status")
+                                assert answer.status_code == 200, answer.text
+                                status = answer.json()
                                 if status["status"] in ("completed", "failed", "canceled"):
                                     assert status["status"] == "completed", status
                                     pending.discard(execution_id)
-                            time.sleep(0.5)
+                            time.sleep(0.2)
                         wall = time.monotonic() - started
                     cpu_after = cpu_seconds(deployment)
-                    wake = webhook_to_start(deployment.home, replicate, http)
+                    os.environ.update({name: deployment.env[name] for name in CLIENT_ENV if name in deployment.env})
+                    with httpx.Client(base_url=api.url, headers=headers, timeout=30) as http:
+                        wake = webhook_to_start(replicate, http)
         finally:
             replicate.stop()
     creates = replicate.creates()
