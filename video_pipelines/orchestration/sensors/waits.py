@@ -16,6 +16,8 @@ from video_pipelines.orchestration.resources.artifacts import SubmissionStoreRes
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.submissions.waits import POLL_SECONDS_ENV
 
+SWEEP_SECONDS = 5.0
+
 
 def _log(log: logging.Logger, report: PollReport) -> None:
     for label in report.finished:
@@ -41,8 +43,15 @@ def _log(log: logging.Logger, report: PollReport) -> None:
     minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def provider_waits(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SkipReason:
+def provider_waits(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
     started = time.monotonic()
-    report = poll_waits(DagsterRunRecords(context.instance), submissions.store(), sweep=True)
+    # The sweep (deadlines, executions ended another way) reads each parked execution: every SWEEP_SECONDS.
+    last_sweep = float(context.cursor) if context.cursor else 0.0
+    sweep = time.time() - last_sweep >= SWEEP_SECONDS
+    report = poll_waits(DagsterRunRecords(context.instance), submissions.store(), sweep=sweep)
     _log(context.log, report)
-    return dg.SkipReason(f"{report.checked} waiting job(s) checked in {time.monotonic() - started:.1f} s")
+    reason = f"{report.checked} waiting job(s) checked in {time.monotonic() - started:.1f} s"
+    return dg.SensorResult(
+        skip_reason=dg.SkipReason(reason + (", parked executions swept" if sweep else "")),
+        cursor=str(time.time()) if sweep else context.cursor,
+    )
