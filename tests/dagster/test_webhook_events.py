@@ -597,9 +597,9 @@ def stop_compute_log_tails(home: Path) -> None:
         for entry in live_processes()
         if "watch_orphans.py" in entry.command and any(f" {tail.pid}" in entry.command for tail in tails)
     ]
-    for entry in [*tails, *watchers]:
+    for entry in [*tails, *watchers]:  # SIGKILL: in CI they outlived a SIGTERM by 10 s
         with contextlib.suppress(ProcessLookupError):
-            os.kill(entry.pid, signal.SIGTERM)
+            os.kill(entry.pid, signal.SIGKILL)
     alive = {entry.pid for entry in [*tails, *watchers]}
     assert not wait_until_none(lambda: [e for e in live_processes() if e.pid in alive], 10)
 
