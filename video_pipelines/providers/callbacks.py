@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from video_pipelines.errors import VideoPipelineError
+from video_pipelines.providers.replicate import ENDED_STATUSES
 
 REPLICATE_SIGNING_SECRET_ENV = "REPLICATE_WEBHOOK_SIGNING_SECRET"  # noqa: S105 (a variable's name)
-_ENDED = ("succeeded", "failed", "canceled", "aborted")
 
 
 class UnknownCaller(VideoPipelineError):
@@ -56,7 +56,7 @@ def _replicate(body: bytes, headers: Mapping[str, str]) -> JobNews:
     job_id = prediction.get("id") if isinstance(prediction, dict) else None
     if not isinstance(job_id, str) or not job_id:
         raise CallbackRefused("replicate webhook refused: its body is not a prediction (no id)")
-    return JobNews("replicate", job_id, prediction.get("status") in _ENDED)
+    return JobNews("replicate", job_id, prediction.get("status") in ENDED_STATUSES)
 
 
 _VERIFIERS = {"replicate": _replicate}

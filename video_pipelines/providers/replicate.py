@@ -25,7 +25,8 @@ INCREDIBLY_FAST_WHISPER = "vaibhavs10/incredibly-fast-whisper"
 DEFAULT_SPEECH_MODEL = f"{INCREDIBLY_FAST_WHISPER}:3ab86df6c8f54c11309d4d1f930ac292bad43ace52d10c80d87eb258b3c9f79c"
 
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4v")
-_ENDED = ("succeeded", "failed", "canceled", "aborted")
+# A prediction's statuses once it ended, as its polls and its webhooks say them.
+ENDED_STATUSES = ("succeeded", "failed", "canceled", "aborted")
 
 
 def output_url(output: Any) -> str | None:
@@ -161,7 +162,7 @@ class ReplicateProvider(ApiKeyProvider):
 
     def job_finished(self, job_id: str) -> bool:
         body = self._api().call("GET", self._prediction_url(job_id), what=f"polling prediction {job_id}")
-        return body.get("status") in _ENDED
+        return body.get("status") in ENDED_STATUSES
 
     def cancel_job(self, job_id: str) -> bool:
         return self._api().cancel_quietly("POST", f"{self._prediction_url(job_id)}/cancel")
