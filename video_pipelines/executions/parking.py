@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import cache
 
 from video_pipelines.errors import VideoPipelineError
 from video_pipelines.executions.attempts import ExecutionRuns, cancel_requested, deadline_left
@@ -106,10 +107,6 @@ class PollReport:
     canceled: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
-    @property
-    def acted(self) -> bool:
-        return bool(self.finished or self.continued or self.ended or self.canceled)
-
 
 def poll_waits(
     records: RunRecords, store: SubmissionStore, jobs: Jobs = provider_jobs, *, sweep: bool, limit: int = 100
@@ -118,6 +115,7 @@ def poll_waits(
     past their deadline or ended otherwise (a read per parked execution); cancel what they left running."""
     report = PollReport()
     waits = ProviderWaits(store)
+    jobs = cache(jobs)  # a provider is configured once per pass, not once per job (a refusal is not kept)
     for wait in waits.due(limit=limit):
         report.checked += 1
         try:
