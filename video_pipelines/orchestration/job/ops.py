@@ -15,7 +15,7 @@ import dagster as dg
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.executions import admit, cancel_requested
 from video_pipelines.executions.attempts import ExecutionRuns
-from video_pipelines.executions.records import ATTEMPT_REASON_TAG, MAX_RUNTIME_TAG, deadline_tags
+from video_pipelines.executions.records import MAX_RUNTIME_TAG, PROVIDER_JOB_TAG_PREFIX, deadline_tags
 from video_pipelines.executions.reuse import decide_reuse
 from video_pipelines.nodes.retries import NodeFailed, run_with_retries
 from video_pipelines.nodes.runner import NodeRun
@@ -34,7 +34,7 @@ from video_pipelines.orchestration.run_records import DagsterRunRecords, plan_of
 from video_pipelines.plan import parse_plan, sinks
 from video_pipelines.plan.reuse import ResolvedPlan
 from video_pipelines.providers.http import Parked
-from video_pipelines.submissions import AttemptReason, NodeResultIndex, ProviderWaits
+from video_pipelines.submissions import NodeResultIndex, ProviderWaits
 from video_pipelines.submissions.counters import observe_node_seconds
 from video_pipelines.vocabulary import NodeState
 
@@ -142,7 +142,7 @@ def run_plan_node(
         # No output: the nodes after it wait for the continuation this job's end launches.
         context.log.info(f"{node.id}: parked: {parked}; the run gives its worker back, a continuation collects it")
         return
-    if context.run.tags.get(ATTEMPT_REASON_TAG) == AttemptReason.CONTINUE:
+    if PROVIDER_JOB_TAG_PREFIX + node.id in context.run.tags:  # a continuation or resume took over its job
         ProviderWaits(head_starts.store()).collect_node(task.execution_id, node.id)
     if started is not None:
         started.record(node.id, run.result)
