@@ -244,9 +244,7 @@ def test_a_cancel_as_the_run_parks_ends_the_execution_canceled_with_its_predicti
     execution_id = client.submit(generation("canceled at once"), target=target)
     wait_until(lambda: "canceled at once" in replicate.prompts.values(), 30, "the prediction created", parking)
     client.cancel(execution_id, target=target)  # the run is still live: it parks as the cancel comes, or is stopped
-    wait_until(
-        lambda: client.status(execution_id, target=target)["status"] == "canceled", 30, "canceled", parking
-    )
+    wait_until(lambda: client.status(execution_id, target=target)["status"] == "canceled", 30, "canceled", parking)
     job_id = replicate.job_for("canceled at once")
     wait_until(lambda: replicate.jobs[job_id].canceled, 10, "the prediction canceled", parking)
 
