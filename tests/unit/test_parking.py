@@ -191,7 +191,7 @@ def test_cancel_of_a_parked_execution_cancels_its_job_at_once_and_stops_its_cont
     assert jobs.canceled == ["p-exec-1"]
     assert [attempt.state for attempt in AttemptStore(sqlite_store).of_execution("exec-1")] == [AttemptState.CANCELED]
     assert records.runs[-1].tags[PARKED_END_TAG] == "canceled"
-    assert not end_parked(records, sqlite_store, "exec-1", "canceled", lambda _name: jobs), "ended once"
+    assert not end_parked(records, sqlite_store, records.find_run("exec-1"), "canceled", lambda _name: jobs), "ended once"
     assert [d.event for d in DeliveryOutbox(sqlite_store).deliveries("exec-1")] == ["canceled"]
 
 
@@ -205,7 +205,7 @@ def test_a_cancel_the_api_cannot_send_is_left_to_the_poller(
 
         raise ProviderError("provider 'replicate' is not configured in this deployment")
 
-    assert end_parked(records, sqlite_store, "exec-1", "canceled", not_here)
+    assert end_parked(records, sqlite_store, records.find_run("exec-1"), "canceled", not_here)
     [wait] = ProviderWaits(sqlite_store).of_execution("exec-1")
     assert wait.state is WaitState.CANCELING
     assert poll_waits(records, sqlite_store, lambda _name: jobs, sweep=False).canceled == ["replicate p-exec-1"]

@@ -272,12 +272,14 @@ def retry(records: RunRecords, store: SubmissionStore, execution_id: str) -> Exe
 def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
     """Cancel a pending submission or attempt, or have its launched run run nothing more, or end a parked execution
     (its provider jobs canceled at once); returns the status."""
-    if end_parked(records, store, execution_id, "canceled", provider_jobs):
+    # Read once: a run that ends parked after this read is live to the request below, which the poller's sweep
+    # then finds on the parked run (read twice, a run ending parked between the reads took no request at all).
+    latest = records.find_run(execution_id)
+    if end_parked(records, store, latest, "canceled", provider_jobs):
         return execution_status(records, store, execution_id)
     attempts = AttemptStore(store)
     resume_stopped = stop_resume(records, store, execution_id)
     # A finished run takes no request (a retry or resume would take it for a live one); a launch asked for does.
-    latest = records.find_run(execution_id)
     live = latest is None or not latest.state.is_finished
     # Each PENDING move first, then the request: a claim between the two is caught by the request.
     attempt_canceled = attempts.cancel_pending(execution_id)

@@ -16,7 +16,7 @@ from video_pipelines.errors import VideoPipelineError
 from video_pipelines.executions.attempts import ExecutionRuns, cancel_requested, deadline_left
 from video_pipelines.executions.notifications import enqueue_webhook
 from video_pipelines.executions.outcomes import record_end_quietly
-from video_pipelines.executions.records import PARKED_END_TAG, RunRecords
+from video_pipelines.executions.records import PARKED_END_TAG, RunRecords, RunView
 from video_pipelines.executions.status import execution_status
 from video_pipelines.providers import ProviderJobs, provider_jobs
 from video_pipelines.submissions import (
@@ -52,12 +52,12 @@ def continue_parked(records: RunRecords, store: SubmissionStore, execution_id: s
     return attempt if created else None
 
 
-def end_parked(records: RunRecords, store: SubmissionStore, execution_id: str, why: str, jobs: Jobs) -> bool:
-    """End a parked execution ("canceled" or "deadline"): its provider jobs canceled, its webhook sent; True when
-    it was parked."""
-    latest = records.find_run(execution_id)
+def end_parked(records: RunRecords, store: SubmissionStore, latest: RunView | None, why: str, jobs: Jobs) -> bool:
+    """End a parked execution ("canceled" or "deadline") given its newest run: its provider jobs canceled, its
+    webhook sent; True when it was parked."""
     if latest is None or not latest.waits_on_providers:
         return False
+    execution_id = latest.execution_id
     records.add_run_tags(latest.run_id, {PARKED_END_TAG: why})
     AttemptStore(store).cancel_pending(execution_id)  # a continuation asked for and not launched
     ProviderWaits(store).cancel_execution(execution_id)
@@ -145,9 +145,9 @@ def _sweep(records: RunRecords, store: SubmissionStore, jobs: Jobs, execution_id
     if latest.waits_on_providers:
         left = deadline_left(ExecutionRuns.of(records, latest))
         if cancel_requested(store, latest):  # it parked as the cancel came
-            if end_parked(records, store, execution_id, "canceled", jobs):
+            if end_parked(records, store, latest, "canceled", jobs):
                 report.ended[execution_id] = "canceled as it parked"
-        elif left is not None and left <= 0 and end_parked(records, store, execution_id, "deadline", jobs):
+        elif left is not None and left <= 0 and end_parked(records, store, latest, "deadline", jobs):
             report.ended[execution_id] = "deadline exceeded while parked"
     elif execution_status(records, store, execution_id).is_terminal and ProviderWaits(store).cancel_execution(
         execution_id
