@@ -100,6 +100,34 @@ def webhook_to_start(replicate: CallingReplicate, http: httpx.Client) -> list[fl
     return seconds
 
 
+# The phases of a run, each from the first event of one kind to the first of the next (Dagster's own timestamps).
+PHASES = (
+    ("to worker", dg.DagsterEventType.RUN_STARTING, dg.DagsterEventType.RUN_START),
+    ("to first step", dg.DagsterEventType.RUN_START, dg.DagsterEventType.STEP_START),
+    ("steps", dg.DagsterEventType.STEP_START, dg.DagsterEventType.RUN_SUCCESS),
+)
+
+
+def run_phases(instance: dg.DagsterInstance) -> str:
+    """Where the runs' time went: the median of each phase, and events per run."""
+    phases: dict[str, list[float]] = {"created to started": []} | {name: [] for name, _first, _next in PHASES}
+    counts = []
+    for record in instance.get_run_records(dg.RunsFilter(job_name="execute_plan")):
+        if record.start_time is not None:
+            phases["created to started"].append(record.start_time - record.create_timestamp.timestamp())
+        events = instance.all_logs(record.dagster_run.run_id)
+        counts.append(len(events))
+        first: dict[str, float] = {}
+        for event in events:
+            kind = event.dagster_event.event_type_value if event.dagster_event else "log"
+            first.setdefault(kind, event.timestamp)
+        for name, start, end in PHASES:
+            if start.value in first and end.value in first:
+                phases[name].append(first[end.value] - first[start.value])
+    parts = [f"{name} {statistics.median(values):.2f} s" for name, values in phases.items() if values]
+    return f"{len(counts)} runs, median: " + ", ".join(parts) + f"; events per run {statistics.median(counts):.0f}"
+
+
 def local_plan(index: int) -> dict[str, object]:
     params = {"prompt": f"tenant clip {index}", "duration": 1, "resolution": 64}
     return {"jobs": [{"id": "clip", "type": "generateVideo", "params": params}]}
@@ -223,6 +251,7 @@ def main() -> None:
                     os.environ.update({name: deployment.env[name] for name in CLIENT_ENV if name in deployment.env})
                     with httpx.Client(base_url=api.url, headers=headers, timeout=30) as http:
                         wake = webhook_to_start(replicate, http)
+                    phases = run_phases(dg.DagsterInstance.get())
         finally:
             replicate.stop()
     creates = replicate.creates()
@@ -240,6 +269,7 @@ def main() -> None:
             f"  provider webhook -> continuation run started: median {statistics.median(wake):.2f} s, "
             f"max {max(wake):.2f} s (n={len(wake)})"
         )
+    print(f"  runs: {phases}")
 
 
 if __name__ == "__main__":

@@ -191,7 +191,9 @@ def test_cancel_of_a_parked_execution_cancels_its_job_at_once_and_stops_its_cont
     assert jobs.canceled == ["p-exec-1"]
     assert [attempt.state for attempt in AttemptStore(sqlite_store).of_execution("exec-1")] == [AttemptState.CANCELED]
     assert records.runs[-1].tags[PARKED_END_TAG] == "canceled"
-    assert not end_parked(records, sqlite_store, records.find_run("exec-1"), "canceled", lambda _name: jobs), "ended once"
+    assert not end_parked(records, sqlite_store, records.find_run("exec-1"), "canceled", lambda _name: jobs), (
+        "ended once"
+    )
     assert [d.event for d in DeliveryOutbox(sqlite_store).deliveries("exec-1")] == ["canceled"]
 
 

@@ -41,6 +41,8 @@ _SETTINGS: dict[str, Any] = {
     # and must not hold up the webhook sensors.
     "sensors": {"use_threads": True, "num_workers": 4},
     "telemetry": {"enabled": False},
+    # Runs' stdout and stderr for the UI, without Dagster's two mirroring processes per run (compute_logs.py).
+    "compute_logs": {"module": "video_pipelines.deployment.compute_logs", "class": "FileComputeLogManager"},
 }
 
 

@@ -6,6 +6,7 @@ from video_pipelines.net.fetch import atomic_file as atomic_file
 from video_pipelines.net.fetch import certificate_error as certificate_error
 from video_pipelines.net.fetch import fetch_to_file as fetch_to_file
 from video_pipelines.net.fetch import open_pinned as open_pinned
+from video_pipelines.net.fetch import shared_ssl_context as shared_ssl_context
 from video_pipelines.net.guard import AllowedHosts as AllowedHosts
 from video_pipelines.net.guard import Destination as Destination
 from video_pipelines.net.guard import parse_allowed_hosts as parse_allowed_hosts

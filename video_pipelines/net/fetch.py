@@ -6,6 +6,8 @@ downloads of remote media files to disk, each redirect hop checked again."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import socket
 import ssl
 import threading
@@ -187,12 +189,23 @@ def _save(response: httpx.Response, dest: Path, destination: Destination, max_by
     return written
 
 
+def shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context per CA setting ($SSL_CERT_FILE, $SSL_CERT_DIR) for every outgoing call of the process: loading
+    the CA bundle costs tens of milliseconds of CPU, which a context per call paid again each time."""
+    return _ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _ssl_context(_cert_file: str | None, _cert_dir: str | None) -> ssl.SSLContext:
+    return httpx.create_ssl_context()  # reads the two variables itself: they are the cache key
+
+
 def fetch_to_file(
     url: str, dest: Path, *, allowed: AllowedHosts, max_bytes: int = 500 * 1024 * 1024, timeout: float = 30.0
 ) -> int:
     """Download `url` to `dest` (appearing once complete); the bytes written. Each redirect hop (at most
     three) is checked again; `timeout` bounds connecting and each read, `max_bytes` the whole download."""
-    ssl_context = httpx.create_ssl_context()
+    ssl_context = shared_ssl_context()
     current = url
     for _hop in range(MAX_REDIRECTS + 1):
         destination = resolve_destination(current, allowed)

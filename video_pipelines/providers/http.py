@@ -11,7 +11,6 @@ import base64
 import json
 import mimetypes
 import os
-import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +39,7 @@ from video_pipelines.net import (
     open_pinned,
     redact_url,
     resolve_destination,
+    shared_ssl_context,
 )
 from video_pipelines.net.retrying import backoff_delay, parse_retry_after
 from video_pipelines.providers.base import JobLedger
@@ -195,7 +195,6 @@ class ProviderHttp:
     renew: Callable[[], object] | None = None
     secret: str = field(default="", repr=False)
     deadline: float | None = None
-    _ssl_context: ssl.SSLContext | None = field(default=None, init=False, repr=False)
 
     def _redact(self, text: str) -> str:
         return text.replace(self.secret, "***") if self.secret else text
@@ -305,14 +304,12 @@ class ProviderHttp:
             authorization = self.authorization() if callable(self.authorization) else self.authorization
             if authorization:
                 headers["Authorization"] = authorization
-            if self._ssl_context is None:
-                self._ssl_context = httpx.create_ssl_context()
             try:
                 with open_pinned(
                     destination,
                     method,
                     headers=headers,
-                    ssl_context=self._ssl_context,
+                    ssl_context=shared_ssl_context(),
                     timeout=timeout,
                     content=content,
                     total_timeout=timeout,

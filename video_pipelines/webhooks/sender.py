@@ -13,8 +13,6 @@ import binascii
 import functools
 import hashlib
 import hmac
-import os
-import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -25,7 +23,14 @@ import httpx
 from standardwebhooks import Webhook
 
 from video_pipelines.errors import BlockedDestinationError, FetchError, SecretKeyError, WebhookError, WebhookSecretError
-from video_pipelines.net import AllowedHosts, certificate_error, open_pinned, redact_url, resolve_destination
+from video_pipelines.net import (
+    AllowedHosts,
+    certificate_error,
+    open_pinned,
+    redact_url,
+    resolve_destination,
+    shared_ssl_context,
+)
 from video_pipelines.net.retrying import parse_retry_after
 from video_pipelines.telemetry.trace_context import parse_traceparent
 from video_pipelines.telemetry.tracing import http_client_span
@@ -82,12 +87,6 @@ def signature_headers(body: bytes, secret: str, *, webhook_id: str, timestamp: i
     }
 
 
-@functools.lru_cache(maxsize=4)
-def _ssl_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
-    # Loading the CA bundle costs tens of milliseconds: attempts with the same CA settings share one context.
-    return httpx.create_ssl_context()
-
-
 def _scrub(text: str, url: str) -> str:
     """`text` without the URL's query string, credentials or fragment (they may hold tokens)."""
     try:
@@ -142,7 +141,7 @@ def send_once(
             "POST",
             headers=request_headers,
             content=body,
-            ssl_context=_ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")),
+            ssl_context=shared_ssl_context(),
             timeout=budget,
             total_timeout=budget,
         ) as response:
