@@ -8,7 +8,10 @@ Dagster sensors driven by hand, each webhook checked with the `standardwebhooks`
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import threading
 import time
 import uuid
@@ -59,6 +62,7 @@ from video_pipelines.webhooks import (
 from ..http_servers import serve_in_background, shut_down
 from ..media import make_tone
 from ..memory_records import MemoryRunRecords, video
+from ..process_table import live_processes, wait_until_none
 from ..receiver import ReceivedRequest, WebhookReceiver, running_receiver
 
 SECRET = "whk-events-4e1b7d"
@@ -582,6 +586,24 @@ def launch(target: client.Deployment, plan: dict[str, Any]) -> tuple[str, dg.Run
     return execution_id, request
 
 
+def stop_compute_log_tails(home: Path) -> None:
+    """Stop the `tail -F` pairs Dagster's log capture left for runs of `home`'s instance. Run in a thread, the
+    in-process executor's capture is at times never closed (seen under CI load), and its tails, watched only
+    for the death of this test process, would outlive the test."""
+    storage = f"{home}/storage/"
+    tails = [entry for entry in live_processes() if entry.command.startswith("tail -F") and storage in entry.command]
+    watchers = [
+        entry
+        for entry in live_processes()
+        if "watch_orphans.py" in entry.command and any(f" {tail.pid}" in entry.command for tail in tails)
+    ]
+    for entry in [*tails, *watchers]:  # SIGKILL: in CI they outlived a SIGTERM by 10 s
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(entry.pid, signal.SIGKILL)
+    alive = {entry.pid for entry in [*tails, *watchers]}
+    assert not wait_until_none(lambda: [e for e in live_processes() if e.pid in alive], 10)
+
+
 def run_in_process(target: client.Deployment, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     return execute_plan_job().execute_in_process(
         run_config=request.run_config, instance=target.instance, tags=request.tags, raise_on_error=False
@@ -623,6 +645,7 @@ def test_execute_plan_sends_started_each_node_then_the_end_each_signed_with_its_
     finally:
         media.release()
         worker.join(timeout=300)
+        stop_compute_log_tails(target.home)
     [result] = finished
     assert result.success
 

@@ -196,6 +196,10 @@ def test_executions_park_while_predictions_run_and_webhooks_or_the_poller_contin
     called = {replicate.prompts[job_id]: answer for job_id, (_at, code, answer) in replicate.callbacks.items()}
     assert sorted(called) == sorted(prompt for prompt in prompts if "silent" not in prompt)
     assert all(answer["executionId"] in ids for answer in called.values())
+    # The workers' runs captured their output into the UI's files, without `tail` processes (compute_logs.py).
+    run_id = finals[next(iter(ids))]["attempts"][-1]["runId"]
+    assert not [entry for entry in target.instance.all_logs(run_id) if "log capture" in entry.user_message]
+    assert list((parking.deployment.home / "storage" / run_id / "compute_logs").glob("*.complete"))
 
 
 def test_a_webhook_without_a_valid_signature_changes_nothing(parking: Parking) -> None:

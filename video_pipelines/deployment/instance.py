@@ -41,8 +41,6 @@ _SETTINGS: dict[str, Any] = {
     # and must not hold up the webhook sensors.
     "sensors": {"use_threads": True, "num_workers": 4},
     "telemetry": {"enabled": False},
-    # Runs' stdout and stderr for the UI, without Dagster's two mirroring processes per run (compute_logs.py).
-    "compute_logs": {"module": "video_pipelines.deployment.compute_logs", "class": "FileComputeLogManager"},
 }
 
 
@@ -86,6 +84,9 @@ def instance_config(*, postgres: bool, celery: bool = False) -> dict[str, Any]:
         # the start timeout counts: keep max_concurrent_runs near the workers' total concurrency. A dead worker's
         # run is failed within 2 polls + 2 pings (under 30 s measured, 60 s stated); its first miss is tolerated.
         config["run_monitoring"] = _run_monitoring(300, 10, max_resume_run_attempts=0)
+        # A worker's run owns its process: its stdout and stderr go to the UI's files, without Dagster's two
+        # mirroring processes per run (compute_logs.py). In-process runs (the demo) keep Dagster's mirror.
+        config["compute_logs"] = {"module": "video_pipelines.deployment.compute_logs", "class": "FileComputeLogManager"}
     return config
 
 
