@@ -40,7 +40,7 @@ router = APIRouter()
 async def provider_webhook(provider: str, request: Request, state: StateDep) -> ProviderCallbackAnswer:
     body = await read_body(request, MAX_CALLBACK_BYTES)
     try:
-        news = job_news(provider, body, request.headers)
+        news = job_news(provider, body, request.headers, request.query_params)
     except UnknownCaller as exc:
         raise ApiProblem(404, str(exc)) from None
     except CallbackRefused as exc:
