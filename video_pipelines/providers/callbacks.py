@@ -81,7 +81,8 @@ def _fal(body: bytes, headers: Mapping[str, str], query: Mapping[str, str]) -> J
         raise CallbackRefused("fal webhook refused: its body is not the result of the request its headers name")
     app = query.get(WEBHOOK_APP_PARAMETER, "")
     # fal calls back once a request is done, whatever its status (OK or ERROR): the continuation reads which.
-    # Without an app (not a webhook URL of ours) the id matches no wait, and the call changes nothing.
+    # Without an app (not a webhook URL of ours) the id matches no wait, and the call changes nothing. The query is
+    # not signed, but a request id is fal's alone: under another app it names no job of ours.
     return JobNews("fal", fal_job_id(app, request_id) if is_app_id(app) else request_id, ended=True)
 
 
