@@ -3,7 +3,8 @@
 One deployment for the module: the daemon, two real Celery workers (concurrency 2) on Redis, PostgreSQL, the
 API (`VIDEO_PIPELINES_PUBLIC_URL` points at it), and a Replicate-protocol server whose predictions take a few
 seconds and then POST a Standard-Webhooks-signed prediction to the `webhook` they were created with; predictions
-whose prompt says "silent" never call back (the poller finds them).
+whose prompt says "silent" never call back (the poller finds them). A fal-protocol server does the same for fal's
+queue: its requests call their `fal_webhook` back signed with ED25519 keys it serves as the JWKS (`FAL_JWKS_URL`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -29,7 +31,8 @@ from ..api_process import ApiServer, api_process
 from ..conftest import free_port
 from ..dagster.test_remote_overlap import TimedReplicate
 from ..processes import DagsterDeployment, dagster_deployment, deployment_database
-from ..unit.test_providers_replicate_fal import TOKEN, Answer, Job
+from ..unit.test_fal_webhooks import FalSigner, fal_result
+from ..unit.test_providers_replicate_fal import TOKEN, Answer, FakeFal, Job
 from ..workers import broker_env, start_worker, wait_for_workers
 
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("e2e-parking")]
@@ -107,6 +110,56 @@ class CallingReplicate(TimedReplicate):
         super().stop()
 
 
+@dataclass
+class CallingFal(FakeFal):
+    """fal's queue: requests run `seconds`, then call back the `fal_webhook` they were queued with, signed."""
+
+    seconds: float = PREDICTION_SECONDS
+    signer: FalSigner = field(default_factory=FalSigner)
+    created_at: dict[str, float] = field(default_factory=dict)
+    # request id -> the answer to its webhook (status, body)
+    callbacks: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    timers: list[threading.Timer] = field(default_factory=list)
+
+    def created(self, job: Job) -> Answer:  # under the server's lock, right after the request was recorded
+        self.created_at[job.id] = time.monotonic()
+        hook = parse_qs(self.requests[-1].path.partition("?")[2]).get("fal_webhook")
+        if hook:
+            timer = threading.Timer(self.seconds, self.call_back, (job, hook[0]))
+            timer.daemon = True
+            self.timers.append(timer)
+            timer.start()
+        return super().created(job)
+
+    def answer(self, kind: str, job: Job) -> Answer:
+        if kind == "status" and time.monotonic() - self.created_at[job.id] < self.seconds:
+            return 202, {}, {"status": "IN_PROGRESS"}
+        if kind == "status":
+            return 200, {}, {"status": "COMPLETED"}
+        return super().answer(kind, job)
+
+    def call_back(self, job: Job, url: str) -> None:
+        body = fal_result(job.id)
+        headers = {**self.signer.headers(body, job.id), "Content-Type": "application/json"}
+        answer = httpx.post(url, content=body, headers=headers, timeout=10)
+        self.callbacks[job.id] = (answer.status_code, answer.json())
+
+    def stop(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.signer.stop()
+        super().stop()
+
+
+@pytest.fixture(scope="module")
+def fal(clip: bytes) -> Iterator[CallingFal]:
+    api = CallingFal(auth=f"Key {TOKEN}", output=clip)
+    api.signer.start()
+    api.start()
+    yield api
+    api.stop()
+
+
 @pytest.fixture(scope="module")
 def replicate(clip: bytes) -> Iterator[CallingReplicate]:
     api = CallingReplicate(auth=f"Bearer {TOKEN}", output=clip, seconds=PREDICTION_SECONDS)
@@ -122,7 +175,9 @@ class Parking:
 
 
 @pytest.fixture(scope="module")
-def parking(tmp_path_factory: pytest.TempPathFactory, replicate: CallingReplicate) -> Iterator[Parking]:
+def parking(
+    tmp_path_factory: pytest.TempPathFactory, replicate: CallingReplicate, fal: CallingFal
+) -> Iterator[Parking]:
     port = free_port()
     env = {
         **broker_env(),
@@ -131,6 +186,9 @@ def parking(tmp_path_factory: pytest.TempPathFactory, replicate: CallingReplicat
         "REPLICATE_API_TOKEN": TOKEN,
         "REPLICATE_API_BASE_URL": replicate.base_url,
         "REPLICATE_WEBHOOK_SIGNING_SECRET": SIGNING_SECRET,
+        "FAL_KEY": TOKEN,
+        "FAL_QUEUE_BASE_URL": fal.base_url,
+        "FAL_JWKS_URL": fal.signer.url,
         "VIDEO_PIPELINES_PUBLIC_URL": f"http://127.0.0.1:{port}",
         # The poller's interval: longer than a webhook's way to a continuation, short enough for silent jobs.
         "VIDEO_PIPELINES_PROVIDER_POLL_SECONDS": "3",
@@ -200,6 +258,26 @@ def test_executions_park_while_predictions_run_and_webhooks_or_the_poller_contin
     run_id = finals[next(iter(ids))]["attempts"][-1]["runId"]
     assert not [entry for entry in target.instance.all_logs(run_id) if "log capture" in entry.user_message]
     assert list((parking.deployment.home / "storage" / run_id / "compute_logs").glob("*.complete"))
+
+
+def test_a_fal_request_parks_and_its_signed_webhook_continues_the_execution(
+    parking: Parking, fal: CallingFal, target: client.Deployment
+) -> None:
+    params = {"prompt": "a fal scene", "duration": 1, "provider": "fal"}
+    execution_id = client.submit({"jobs": [{"id": "gen", "type": "generateVideo", "params": params}]}, target=target)
+    final = client.wait(execution_id, timeout=60, target=target)
+    assert final["status"] == "completed", (final, parking.deployment.log_tail())
+    assert [attempt["reason"] for attempt in final["attempts"]] == [None, "continue"], final["attempts"]
+    assert final["result"]["sha256"] and len(fal.seen("create")) == 1, "the request was queued twice"
+    # The webhook was verified against the keys fal publishes, and named the job the node waited on.
+    [(request_id, (code, answer))] = fal.callbacks.items()
+    assert code == 200, answer
+    assert answer["jobId"] == f"fal-ai/kling-video/{request_id}" and answer["executionId"] == execution_id
+    assert fal.signer.fetches == 1
+    forged = fal_result(request_id)
+    headers = {**fal.signer.headers(forged, request_id), "X-Fal-Webhook-Timestamp": str(int(time.time()) - 600)}
+    url = f"{parking.api.url}/api/providers/fal/webhook?app=fal-ai/kling-video"
+    assert httpx.post(url, content=forged, headers=headers).status_code == 401, "a stale call is taken"
 
 
 def test_a_webhook_without_a_valid_signature_changes_nothing(parking: Parking) -> None:

@@ -11,7 +11,9 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, parse_qsl
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -28,15 +30,21 @@ from video_pipelines.executions.records import (
     PROVIDER_JOB_TAG_PREFIX,
 )
 from video_pipelines.executions.status import ExecutionStatus
+from video_pipelines.providers import callbacks
+from video_pipelines.providers.base import provider_webhook_url
 from video_pipelines.providers.callbacks import CallbackRefused, UnknownCaller, job_news
 from video_pipelines.providers.context import parking_allowed
+from video_pipelines.providers.fal import FalProvider
+from video_pipelines.providers.fal_webhooks import FalKeys
 from video_pipelines.providers.http import Parked, run_job
 from video_pipelines.submissions import AttemptReason, AttemptState, AttemptStore, ProviderWaits, SubmissionStore
-from video_pipelines.submissions.waits import WaitState
+from video_pipelines.submissions.waits import WaitState, poll_seconds
 from video_pipelines.vocabulary import ExecutionState, NodeState
 from video_pipelines.webhooks import DeliveryOutbox
 
 from ..memory_records import MemoryRunRecords
+from .test_fal_webhooks import FalSigner, fal_result
+from .test_providers_replicate_fal import FAST, GENERATION, LOOPBACK, POLL, TOKEN, FakeFal, RecordingLedger
 
 PLAN: dict[str, Any] = {
     "jobs": [{"id": "gen", "type": "generateVideo", "params": {"prompt": "a fox", "provider": "replicate"}}],
@@ -260,3 +268,53 @@ def test_replicate_webhooks_are_taken_only_when_signed_with_its_secret(monkeypat
         job_news("replicate", b"[]", _signed([]))  # type: ignore[arg-type]
     with pytest.raises(UnknownCaller):
         job_news("runway", body, _signed(prediction))
+
+
+def test_a_fal_request_parks_its_signed_webhook_finds_the_wait_and_the_continuation_collects_it(
+    sqlite_store: SubmissionStore, clip: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIDEO_PIPELINES_PUBLIC_URL", "https://videos.example.com")
+    monkeypatch.setenv("VIDEO_PIPELINES_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setattr(callbacks, "FAL_KEYS", FalKeys())
+    api, signer = FakeFal(auth=f"Key {TOKEN}", output=clip).start(), FalSigner().start()
+    monkeypatch.setenv("FAL_JWKS_URL", signer.url)
+    try:
+        fal = FalProvider(TOKEN, base_url=api.base_url, allowed=LOOPBACK, poll_interval=POLL, http=FAST)
+        ledger, out = RecordingLedger(api), tmp_path / "gen.mp4"
+        with parking_allowed(), pytest.raises(Parked) as parked:
+            fal.generate(GENERATION, out, timeout=30, ledger=ledger)
+        job_id = parked.value.job_id
+        assert (parked.value.provider, job_id) == ("fal", ledger.job_id) and not out.exists()
+        assert len(api.seen("status")) == 1 and not api.seen("cancel"), "parked after one check, the request runs on"
+        waits = ProviderWaits(sqlite_store)
+        waits.park("fal", job_id, execution_id="exec-1", node_id="gen", run_id="run-1", check_in=poll_seconds("fal"))
+        assert not fal.job_finished(job_id), "the poller's check: still running"
+
+        # fal calls the webhook URL the request was queued with, signed: its news names the wait.
+        hook = parse_qs(api.seen("create")[0].path.partition("?")[2])["fal_webhook"][0]
+        path, _, query = hook.partition("?")
+        assert path == "https://videos.example.com/api/providers/fal/webhook"
+        request_id = job_id.rpartition("/")[2]
+        body = fal_result(request_id)
+        news = job_news("fal", body, signer.headers(body, request_id), dict(parse_qsl(query)))
+        assert news.ended and waits.get(news.provider, news.job_id) is not None
+        assert waits.finish(news.provider, news.job_id)
+
+        # The continuation recalls the request (parking allowed: a finished job does not park) and collects it.
+        with parking_allowed():
+            fal.generate(GENERATION, out, timeout=30, ledger=RecordingLedger(api, job_id))
+        assert out.read_bytes() == clip
+        assert len(api.seen("create")) == 1, "the request was queued twice"
+        assert fal.job_finished(job_id)
+    finally:
+        api.stop()
+        signer.stop()
+
+
+def test_vertex_calls_nobody_back_so_its_waits_are_polled_often_even_with_a_public_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VIDEO_PIPELINES_PUBLIC_URL", "https://videos.example.com")
+    assert provider_webhook_url("fal") == "https://videos.example.com/api/providers/fal/webhook"
+    assert provider_webhook_url("google-cloud") is None
+    assert poll_seconds("google-cloud") == 5.0 and poll_seconds("fal") == 60.0

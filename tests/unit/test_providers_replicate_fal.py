@@ -17,6 +17,7 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -323,7 +324,10 @@ class FakeFal(FakeApi):
         return "unknown", None
 
     def app_of(self, path: str) -> str:
-        return "/".join(path.strip("/").split("/")[:2])
+        return "/".join(path.strip("/").split("?")[0].split("/")[:2])
+
+    def model_of(self, path: str, body: Any) -> str:
+        return path.strip("/").split("?")[0]
 
     def uploaded(self, upload: Any) -> Answer:
         file_id = f"f{next(self._ids)}"
@@ -389,6 +393,10 @@ class Harness:
     name: str
     api: FakeApi
     make: Callable[..., Any]
+
+    def job_id(self, request: str) -> str:
+        """The id a ledger keeps for the provider's request `request` (fal's carries the default video app)."""
+        return f"fal-ai/kling-video/{request}" if self.name == "fal" else request
 
 
 @pytest.fixture(params=["replicate", "fal"])
@@ -577,7 +585,7 @@ def test_a_transient_error_while_polling_leaves_the_job_running_for_the_retry(ha
     ledger = RecordingLedger(harness.api)
     with pytest.raises(TransientProviderError):
         harness.make().generate(GENERATION, tmp_path / "out.mp4", timeout=30, ledger=ledger)
-    assert ledger.job_id in harness.api.jobs
+    assert ledger.job_id is not None and ledger.job_id.rpartition("/")[2] in harness.api.jobs
     assert not harness.api.seen("cancel")
 
 
@@ -620,7 +628,7 @@ def test_a_failed_job_raises_the_provider_error_text(harness: Harness, tmp_path:
 def test_timeout_cancels_the_job(harness: Harness, tmp_path: Path) -> None:
     harness.api.outcome = "never"
     out = tmp_path / "out.mp4"
-    with pytest.raises(ProviderError, match=r"job job-1 did not finish within 0\.3 s; canceled"):
+    with pytest.raises(ProviderError, match=rf"job {harness.job_id('job-1')} did not finish within 0\.3 s; canceled"):
         harness.make().generate(GENERATION, out, timeout=0.3, ledger=NoLedger())
     (cancel,) = harness.api.seen("cancel")
     assert "job-1" in cancel.path
@@ -661,7 +669,7 @@ def test_an_interrupt_before_the_job_is_remembered_cancels_it(harness: Harness, 
 def test_the_ledger_learns_the_job_before_the_first_poll(harness: Harness, tmp_path: Path) -> None:
     ledger = RecordingLedger(harness.api)
     harness.make().generate(GENERATION, tmp_path / "out.mp4", timeout=30, ledger=ledger)
-    assert ledger.job_id == "job-1"
+    assert ledger.job_id == harness.job_id("job-1")
     assert ledger.polls_before_remember == 0
 
 
@@ -736,6 +744,54 @@ def test_fal_completed_with_an_error_raises_it(clip: bytes, tmp_path: Path) -> N
     finally:
         api.stop()
     assert not api.seen("result") and not api.seen("cancel")
+
+
+def test_fal_follows_and_cancels_a_job_by_its_id_alone(clip: bytes) -> None:
+    api = FakeFal(auth=f"Key {TOKEN}", output=clip).start()
+    try:
+        provider = FalProvider(TOKEN, base_url=api.base_url, allowed=LOOPBACK, poll_interval=POLL, http=FAST)
+        # A lip-sync request, followed by a provider whose default model is a video one: the id names the app.
+        running = api.new_job(outcome="never", app="fal-ai/sync-lipsync")
+        assert not provider.job_finished(f"fal-ai/sync-lipsync/{running.id}")
+        assert provider.cancel_job(f"fal-ai/sync-lipsync/{running.id}") and running.canceled
+        done = api.new_job(app="fal-ai/kling-video")
+        done.polls = api.polls_to_finish
+        assert provider.job_finished(f"fal-ai/kling-video/{done.id}")
+        assert [request.path for request in api.seen("status")] == [
+            f"/fal-ai/sync-lipsync/requests/{running.id}/status",
+            f"/fal-ai/kling-video/requests/{done.id}/status",
+        ]
+        assert [request.path for request in api.seen("cancel")] == [
+            f"/fal-ai/sync-lipsync/requests/{running.id}/cancel"
+        ]
+        # Our key goes to these URLs: an id that is not `owner/app/<request>` is refused before any request.
+        for bad in (done.id, f"../fal-ai/{done.id}", f"fal-ai/../{done.id}", "fal-ai/kling-video/"):
+            with pytest.raises(ProviderError, match="not a fal job id"):
+                provider.job_finished(bad)
+            with pytest.raises(ProviderError, match="not a fal job id"):
+                provider.cancel_job(bad)
+        assert len(api.seen("status")) == 2 and len(api.seen("cancel")) == 1
+    finally:
+        api.stop()
+
+
+def test_fal_requests_carry_our_webhook_where_the_deployment_has_a_public_url(
+    clip: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIDEO_PIPELINES_PUBLIC_URL", "https://videos.example.com/")
+    api = FakeFal(auth=f"Key {TOKEN}", output=clip).start()
+    try:
+        provider = FalProvider(TOKEN, base_url=api.base_url, allowed=LOOPBACK, poll_interval=POLL, http=FAST)
+        provider.generate(GENERATION, tmp_path / "out.mp4", timeout=30, ledger=NoLedger())
+    finally:
+        api.stop()
+    [create] = api.seen("create")
+    path, _, query = create.path.partition("?")
+    assert path == "/fal-ai/kling-video/v1.6/standard/text-to-video"
+    assert parse_qs(query) == {
+        "fal_webhook": ["https://videos.example.com/api/providers/fal/webhook?app=fal-ai%2Fkling-video"]
+    }
+    assert create.body["prompt"] == GENERATION.prompt
 
 
 def test_fal_app_id() -> None:

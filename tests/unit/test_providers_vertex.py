@@ -35,7 +35,8 @@ from video_pipelines.net.retrying import parse_retry_after
 from video_pipelines.operations import generate_clip
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.providers.base import GenerationRequest
-from video_pipelines.providers.http import HttpPolicy
+from video_pipelines.providers.context import parking_allowed
+from video_pipelines.providers.http import HttpPolicy, Parked
 from video_pipelines.providers.vertex import CLOUD_PLATFORM_SCOPE, JWT_BEARER_GRANT, VertexVeoProvider
 
 PROJECT = "test-project"
@@ -359,6 +360,48 @@ def test_resumes_the_operation_the_ledger_holds(
 
 
 # Failures
+
+
+def test_an_operation_parks_is_polled_by_name_alone_and_its_continuation_collects_it(
+    credentials: Path, google: FakeGoogle, clip: bytes, tmp_path: Path
+) -> None:
+    provider = _provider(credentials, google)
+    ledger = MemoryLedger()
+    out = tmp_path / "out.mp4"
+    with parking_allowed(), pytest.raises(Parked) as parked:
+        provider.generate(_request(), out, timeout=30, ledger=ledger)
+    name = parked.value.job_id
+    assert (parked.value.provider, name) == ("google-cloud", ledger.job_id) and not out.exists()
+    assert len(name) <= 256, "an operation name fits provider_waits.job_id"
+    assert len(google.of("fetch")) == 1 and not google.of("cancel")
+    # The deployment's poller: no webhook from Vertex; the operation is fetched until it is done.
+    assert not provider.job_finished(name)
+    assert provider.job_finished(name)
+    # The continuation recalls the operation (never starts another) and writes its clip.
+    with parking_allowed():
+        provider.generate(_request(), out, timeout=30, ledger=MemoryLedger(name))
+    assert out.read_bytes() == clip
+    assert len(google.of("predict")) == 1
+    assert {call.body["operationName"] for call in google.of("fetch")} == {name}
+
+
+def test_a_parked_operation_is_canceled_by_name_and_only_a_vertex_name_is_followed(
+    credentials: Path, google: FakeGoogle
+) -> None:
+    provider = _provider(credentials, google)
+    name = google.new_operation()
+    assert provider.cancel_job(name)
+    [cancel] = google.of("cancel")
+    assert cancel.path == f"/v1/{name}:cancel"
+    google.scripts["cancel"].append(Reply(404, {"error": {"code": 404, "message": "not found"}}))
+    assert not provider.cancel_job(name), "a refused cancel is answered False"
+    # The name goes into URLs our bearer token is sent to: anything else is refused before a request.
+    for bad in ("op1", f"{name}/../../../other", "projects/p/locations/l/datasets/d/operations/1"):
+        with pytest.raises(ProviderError, match="not a Vertex AI operation name"):
+            provider.job_finished(bad)
+        with pytest.raises(ProviderError, match="not a Vertex AI operation name"):
+            provider.cancel_job(bad)
+    assert not google.of("fetch") and len(google.of("cancel")) == 2
 
 
 def test_429_is_retried_after_the_time_retry_after_asks(credentials: Path, google: FakeGoogle, tmp_path: Path) -> None:

@@ -40,7 +40,8 @@ router = APIRouter()
 async def provider_webhook(provider: str, request: Request, state: StateDep) -> ProviderCallbackAnswer:
     body = await read_body(request, MAX_CALLBACK_BYTES)
     try:
-        news = job_news(provider, body, request.headers)
+        # In a thread: fal's verifier may fetch its keys (a blocking HTTP call) the first time or on rotation.
+        news = await run_in_threadpool(job_news, provider, body, request.headers, request.query_params)
     except UnknownCaller as exc:
         raise ApiProblem(404, str(exc)) from None
     except CallbackRefused as exc:

@@ -23,12 +23,14 @@ class JobLedger(Protocol):
 
 # Where providers reach our API (`POST /api/providers/{provider}/webhook`); unset: waiting jobs are polled.
 PUBLIC_URL_ENV = "VIDEO_PIPELINES_PUBLIC_URL"
+# The providers that call back when a job ends (their verifiers: `callbacks.py`); Vertex's operations are polled.
+CALLING_BACK = ("replicate", "fal")
 
 
 def provider_webhook_url(provider: str) -> str | None:
-    """The URL `provider` calls when one of our jobs ends, where the deployment has a public URL."""
+    """The URL `provider` calls when one of our jobs ends, where the deployment has a public URL and it calls back."""
     public = os.environ.get(PUBLIC_URL_ENV, "").strip().rstrip("/")
-    return f"{public}/api/providers/{provider}/webhook" if public else None
+    return f"{public}/api/providers/{provider}/webhook" if public and provider in CALLING_BACK else None
 
 
 class ProviderJobs(Protocol):

@@ -2,21 +2,26 @@
 
 Request endpoints live under the app id (a model id's first two segments); URLs fal returns are followed
 only under `base_url` (the key travels with them). Undeclared inputs are ignored: common names are sent.
+
+A job's id is `<app>/<request id>`: a parked job is checked and canceled by id alone (`job_finished`, `cancel_job`),
+and its endpoints need the app. Where the deployment has a public URL, requests are queued with `fal_webhook`, whose
+`app` parameter lets the webhook (which names only the request) name the same job id.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
 from video_pipelines.errors import JobFailed, ProviderError, ProviderHttpError
-from video_pipelines.providers.base import JobLedger
+from video_pipelines.providers.base import JobLedger, provider_webhook_url
 from video_pipelines.providers.http import ProviderHttp, run_job
 from video_pipelines.providers.keyed import ApiKeyProvider, words_from_output
 from video_pipelines.speech import Word, base_language
@@ -29,6 +34,10 @@ DEFAULT_VIDEO_MODEL = "fal-ai/kling-video/v1.6/standard/text-to-video"
 DEFAULT_LIPSYNC_MODEL = "fal-ai/sync-lipsync"
 DEFAULT_SPEECH_MODEL = "fal-ai/whisper"
 _RUNNING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
+# The parameter of our webhook URL that names the app of the request fal calls back about.
+WEBHOOK_APP_PARAMETER = "app"
+# An app's segments go into URLs our key is sent to: nothing that could climb to another path.
+_APP_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def app_id(model: str) -> str:
@@ -37,6 +46,26 @@ def app_id(model: str) -> str:
     if len(parts) < 2 or not all(parts[:2]):
         raise ProviderError(f"fal: model must be 'owner/app[/path]', got {model!r}")
     return "/".join(parts[:2])
+
+
+def is_app_id(text: str) -> bool:
+    parts = text.split("/")
+    return len(parts) == 2 and all(_APP_SEGMENT.fullmatch(part) for part in parts)
+
+
+def fal_job_id(app: str, request_id: str) -> str:
+    """The job id of request `request_id` of `app`: what ledgers, waits and webhooks name."""
+    return f"{app}/{request_id}"
+
+
+def split_job_id(job_id: str, app: str | None = None) -> tuple[str, str]:
+    """(app, request id) of a job id; a bare request id (remembered before ids carried their app) is `app`'s."""
+    head, _, request_id = job_id.rpartition("/")
+    if not head and app is not None and request_id:
+        return app, request_id
+    if not is_app_id(head) or not request_id:
+        raise ProviderError(f"fal: {job_id[:200]!r} is not a fal job id ('owner/app/<request id>')")
+    return head, request_id
 
 
 def _raise_error(result: dict[str, Any], where: str) -> None:
@@ -117,6 +146,14 @@ class FalProvider(ApiKeyProvider):
         response = f"{self.base_url}/{app}/requests/{quote(request_id, safe='')}"
         return _RequestUrls(status=f"{response}/status", response=response, cancel=f"{response}/cancel")
 
+    def _queue_url(self, model: str, app: str) -> str:
+        """Where a request of `model` is queued; with our webhook where the deployment has a public URL."""
+        url = f"{self.base_url}/{model.strip('/')}"
+        hook = provider_webhook_url(self.name)
+        if hook is None:
+            return url
+        return f"{url}?{urlencode({'fal_webhook': f'{hook}?{urlencode({WEBHOOK_APP_PARAMETER: app})}'})}"
+
     def _upload(self, path: Path, content_type: str) -> str:
         """Put a local file on fal's storage; its URL. As fal's clients do: `initiate` (with the key) answers
         a pre-signed `upload_url`, where the bytes are PUT without the key."""
@@ -143,33 +180,36 @@ class FalProvider(ApiKeyProvider):
         known: dict[str, _RequestUrls] = {}
         api = self._api()
 
-        def urls(request_id: str) -> _RequestUrls:
-            return known.get(request_id) or self._urls(app, request_id)
+        def urls(job_id: str) -> _RequestUrls:
+            # A recalled job is polled under its own app, even if the model changed since it was queued.
+            return known.get(job_id) or self._urls(*split_job_id(job_id, app))
 
         def create() -> str:
             what = f"queueing a request for {model}"
-            body = api.call("POST", f"{self.base_url}/{model.strip('/')}", what=what, json=inputs())
+            body = api.call("POST", self._queue_url(model, app), what=what, json=inputs())
             request_id = body.get("request_id")
             if not isinstance(request_id, str) or not request_id:
                 raise ProviderError(f"fal: {what}: the answer has no request_id")
-            known[request_id] = self._urls(app, request_id, body)
-            return request_id
+            job_id = fal_job_id(app, request_id)
+            known[job_id] = self._urls(app, request_id, body)
+            return job_id
 
-        def check(request_id: str) -> str | None:
-            body = api.call("GET", urls(request_id).status, what=f"polling request {request_id}")
+        def check(job_id: str) -> str | None:
+            request_id = split_job_id(job_id, app)[1]
+            body = api.call("GET", urls(job_id).status, what=f"polling request {request_id}")
             status = body.get("status")
             if body.get("error"):
                 raise JobFailed(f"fal request {request_id} ({model}) failed: {body['error']}")
             if status == "COMPLETED":
-                return request_id
+                return job_id
             if status in _RUNNING:
                 return None
             raise JobFailed(f"fal request {request_id} ({model}) is in an unexpected state: {status!r}")
 
-        def cancel(request_id: str) -> bool:
-            return api.cancel_quietly("PUT", urls(request_id).cancel)
+        def cancel(job_id: str) -> bool:
+            return api.cancel_quietly("PUT", urls(job_id).cancel)
 
-        request_id = run_job(
+        job_id = run_job(
             ledger,
             create=create,
             check=check,
@@ -177,10 +217,21 @@ class FalProvider(ApiKeyProvider):
             provider=self.name,
             timeout=timeout,
             poll_interval=self.poll_interval,
+            parkable=True,
         )
+        request_id = split_job_id(job_id, app)[1]
         where = f"fal request {request_id} ({model})"
         try:
-            result = api.call("GET", urls(request_id).response, what=f"fetching the result of request {request_id}")
+            result = api.call("GET", urls(job_id).response, what=f"fetching the result of request {request_id}")
         except ProviderHttpError as exc:
             raise ProviderError(f"{where} failed (HTTP {exc.status_code}): {exc.provider_message}") from exc
         return where, result
+
+    def job_finished(self, job_id: str) -> bool:
+        """Whether the request left the queue (COMPLETED; an `error` if it failed): the continuation reads which."""
+        app, request_id = split_job_id(job_id)
+        body = self._api().call("GET", self._urls(app, request_id).status, what=f"polling request {request_id}")
+        return body.get("status") not in _RUNNING
+
+    def cancel_job(self, job_id: str) -> bool:
+        return self._api().cancel_quietly("PUT", self._urls(*split_job_id(job_id)).cancel)

@@ -2,6 +2,7 @@
 
 No `storageUri` is sent, so the clip comes back inline; a `gcsUri` answer is refused (it needs a bucket
 and permissions not configured here). The node's `timeout` bounds the whole call (token, start, polls).
+Vertex calls nobody back: a node parked on an operation is found done by the deployment's poller (`job_finished`).
 
 Access tokens are the service account's (JWT bearer grant, RFC 7523), cached until near expiry. Not google-auth:
 it calls iamcredentials.googleapis.com in the background (past our SSRF guard), brings requests/urllib3, is
@@ -278,7 +279,7 @@ class VertexVeoProvider:
             ledger,
             create=lambda: self._start(api, model, request.prompt, parameters),
             check=lambda name: self._poll(api, name),
-            cancel=lambda name: api.cancel_quietly("POST", f"{self.base_url}/v1/{name}:cancel", json={}),
+            cancel=lambda name: self._cancel(api, name),
             provider=self.name,
             timeout=timeout,
             poll_interval=self.poll_interval,
@@ -286,6 +287,7 @@ class VertexVeoProvider:
             timed_out=lambda name: (
                 f"google-cloud operation {name} did not finish within the {timeout:g}s timeout; cancelled it"
             ),
+            parkable=True,
         )
         if not video:
             raise ProviderError("google-cloud returned an empty video")
@@ -337,11 +339,29 @@ class VertexVeoProvider:
         return name
 
     def _poll(self, api: ProviderHttp, name: str) -> bytes | None:
+        operation = self._operation(api, name)
+        return _video_of(operation, name) if operation.get("done") is True else None
+
+    def _operation(self, api: ProviderHttp, name: str) -> dict[str, Any]:
         # The operation name carries its project, location and model: poll where it was started,
         # even if a resumed step runs with other settings.
         url = f"{self.base_url}/v1/{name.rsplit('/operations/', 1)[0]}:fetchPredictOperation"
-        operation = api.call("POST", url, json={"operationName": name}, what=f"polling {name}")
-        return _video_of(operation, name) if operation.get("done") is True else None
+        return api.call("POST", url, json={"operationName": name}, what=f"polling {name}")
+
+    def _cancel(self, api: ProviderHttp, name: str) -> bool:
+        # Vertex's long-running operations take `:cancel` (google.longrunning); Veo's docs do not say whether it
+        # stops a generation, so it is a best effort, and a refusal is answered False.
+        return api.cancel_quietly("POST", f"{self.base_url}/v1/{name}:cancel", json={})
+
+    def job_finished(self, job_id: str) -> bool:
+        """Whether the operation is done (a video, an error or a safety filter: its continuation reads which).
+        A done operation carries the clip inline, so it is fetched twice: here and by the continuation."""
+        self._check_operation_name(job_id, "a parked node waits on")
+        return self._operation(self._api(None), job_id).get("done") is True
+
+    def cancel_job(self, job_id: str) -> bool:
+        self._check_operation_name(job_id, "a parked node waits on")
+        return self._cancel(self._api(None), job_id)
 
 
 def _video_of(operation: Mapping[str, Any], name: str) -> bytes:
