@@ -44,6 +44,7 @@ from video_pipelines.operations import generate_clip
 from video_pipelines.submissions import ApiKeys, SubmissionStore
 
 SECRET_KEY = "bench-parking"
+IDLE_SECONDS = 10.0
 
 
 def plan(index: int) -> dict[str, object]:
@@ -222,7 +223,11 @@ def main() -> None:
                     _key, api_key = ApiKeys(store).create("bench", tenant="bench")
                 with api_process(deployment.env, logs=tmp / "api", port=port) as api:
                     sessions = [deployment.processes[name].pid for name in names]
+                    # What the deployment burns doing nothing (sensors ticking, heartbeats), for comparison.
+                    idle_before = cpu_seconds(deployment)
+                    time.sleep(IDLE_SECONDS)
                     cpu_before = cpu_seconds(deployment)
+                    idle = {name: (cpu_before[name] - idle_before[name]) / IDLE_SECONDS for name in cpu_before}
                     headers = {"Authorization": f"Bearer {api_key}"}
                     with (
                         httpx.Client(base_url=api.url, headers=headers, timeout=30) as http,
@@ -234,18 +239,20 @@ def main() -> None:
                             answer = http.post("/api/execute", json=plan(index))
                             assert answer.status_code == 202, answer.text
                             ids.append(answer.json()["executionId"])
-                        pending = set(ids)
+                        # One look at a time, at the oldest execution not seen ended (an end is final): looking
+                        # at all of them every turn made the API and PostgreSQL the busiest part of the benchmark.
+                        pending = list(ids)
                         deadline = started + 30 * args.seconds + 600
                         while pending:
                             assert time.monotonic() < deadline, f"{len(pending)} executions not ended"
-                            for execution_id in list(pending):
-                                answer = http.get(f"/api/execute/{execution_id}/status")
-                                assert answer.status_code == 200, answer.text
-                                status = answer.json()
-                                if status["status"] in ("completed", "failed", "canceled"):
-                                    assert status["status"] == "completed", status
-                                    pending.discard(execution_id)
-                            time.sleep(0.2)
+                            answer = http.get(f"/api/execute/{pending[0]}/status")
+                            assert answer.status_code == 200, answer.text
+                            status = answer.json()
+                            if status["status"] in ("completed", "failed", "canceled"):
+                                assert status["status"] == "completed", status
+                                pending.pop(0)
+                            else:
+                                time.sleep(0.2)
                         wall = time.monotonic() - started
                     cpu_after = cpu_seconds(deployment)
                     os.environ.update({name: deployment.env[name] for name in CLIENT_ENV if name in deployment.env})
@@ -263,6 +270,13 @@ def main() -> None:
     print(f"  wall {wall:.1f} s = {wall / args.seconds:.2f} x one prediction")
     print(f"  predictions created: {len(replicate.jobs)}, from first to last create {creates[-1] - creates[0]:.1f} s")
     print(f"  CPU-s per execution {cpu:.3f} (all processes of the deployment and PostgreSQL)")
+    shares = sorted(((cpu_after[name] - cpu_before[name]) / args.executions, name) for name in cpu_after)
+    print("    " + ", ".join(f"{name} {seconds:.3f}" for seconds, name in reversed(shares) if seconds >= 0.005))
+    print(
+        f"  idle, CPU-s per second: {sum(idle.values()):.3f} ("
+        + ", ".join(f"{name} {idle[name]:.3f}" for name in sorted(idle, key=idle.__getitem__, reverse=True))
+        + ")"
+    )
     print(f"  workers' peak resident memory {memory.peak:.0f} MB")
     if wake:
         print(

@@ -325,6 +325,22 @@ _CLAIMED = (SubmissionState.LAUNCHING.value, SubmissionState.LAUNCHED.value)
 _NOT_LAUNCHED = (SubmissionState.PENDING.value, SubmissionState.LAUNCHING.value)
 
 
+_shared_stores: dict[tuple[str, ...], SubmissionStore] = {}
+_shared_lock = threading.Lock()
+
+
+def _forget_shared_after_fork() -> None:
+    """A forked child (Celery's prefork pool) must not use, nor close, its parent's connections."""
+    global _shared_lock
+    _shared_lock = threading.Lock()  # another thread of the parent may have held it as it forked
+    for store in _shared_stores.values():
+        store.engine.dispose(close=False)
+    _shared_stores.clear()
+
+
+os.register_at_fork(after_in_child=_forget_shared_after_fork)
+
+
 class SubmissionStore:
     """Submitted plans in PostgreSQL or SQLite, migrated when opened; thread-safe, and multi-process."""
 
@@ -362,6 +378,17 @@ class SubmissionStore:
         store = cls(url)
         store._key_file = home / KEY_FILE_NAME
         return store
+
+    @classmethod
+    def shared(cls) -> SubmissionStore:
+        """This process's store of `from_env` (one per database, home and secret key), kept open: a store per
+        sensor tick or run opened a connection pool and checked the schema each time, most of what a tick cost."""
+        key = tuple(os.environ.get(name, "") for name in (DATABASE_URL_ENV, "DAGSTER_HOME", SECRET_KEY_ENV))
+        with _shared_lock:
+            store = _shared_stores.get(key)
+            if store is None:
+                store = _shared_stores[key] = cls.from_env()
+            return store
 
     @property
     def url(self) -> str:

@@ -70,13 +70,8 @@ class SubmissionStoreResource(dg.ConfigurableResource["SubmissionStoreResource"]
     _store: SubmissionStore | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        # One store (one engine and its connection pool) per sensor evaluation or run, closed after it.
-        self._store = SubmissionStore.from_env()
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        # The process's store, open for its life: sensors tick every second and runs follow each other.
+        self._store = SubmissionStore.shared()
 
     def store(self) -> SubmissionStore:
         if self._store is None:
