@@ -19,6 +19,7 @@ import pytest
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.orchestration.resources.provider_slots import DagsterProviderSlots, pool_limit
 from video_pipelines.providers.context import limiting_provider_jobs, provider_slot
+from video_pipelines.submissions import ProviderWaits, SubmissionStore
 
 from ..media import local_path_of
 from ..unit.test_providers_replicate_fal import TOKEN, serving_replicate
@@ -100,6 +101,35 @@ def test_a_slot_is_shared_by_every_run_and_freed_however_the_job_ends(dagster_ho
         thread.join(5)
         assert waited[0] == "waiting for a slot of pool 'fal' (at most 1 fal job(s) at once)"
         assert instance.event_log_storage.get_concurrency_info("fal").active_slot_count == 0
+
+
+def test_a_parked_job_fills_its_pool_until_it_finishes_but_never_holds_back_its_own_collection(
+    dagster_home: Path,
+) -> None:
+    with dg.DagsterInstance.get() as instance:
+        instance.event_log_storage.set_concurrency_slots("replicate", 1)
+        waits = ProviderWaits(SubmissionStore.shared())
+        waits.park("replicate", "p-parked", execution_id="exec-1", node_id="gen", run_id="ended-run", check_in=5)
+        waited: list[str] = []
+        new = DagsterProviderSlots(instance, a_run(instance), step_key="node[new]", log=waited.append)
+        got = threading.Event()
+
+        def new_job() -> None:
+            with new.hold("replicate", resuming=False):
+                got.set()
+
+        thread = threading.Thread(target=new_job)
+        thread.start()
+        until(lambda: waited)  # no run holds a slot, yet the parked job fills the pool
+        assert not got.is_set()
+        continuation = DagsterProviderSlots(instance, a_run(instance), step_key="node[gen]", log=lambda line: None)
+        with continuation.hold("replicate", resuming=True):
+            pass  # collecting the parked job itself is not held back
+        assert not got.is_set()
+        waits.finish("replicate", "p-parked")  # it ended at the provider: the pool has room again
+        assert got.wait(5), "the new job still waits after the parked one finished"
+        thread.join(5)
+        assert instance.event_log_storage.get_concurrency_info("replicate").active_slot_count == 0
 
 
 def test_a_resumed_job_gets_the_next_slot_before_new_ones(dagster_home: Path) -> None:

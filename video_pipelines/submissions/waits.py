@@ -119,6 +119,11 @@ class ProviderWaits:
         query = sa.select(_W.job_id).where(_W.execution_id == execution_id, _W.node_id == node_id, _W.state.in_(_OPEN))
         return self._rows.first(query.limit(1), lambda _row: True) is not None
 
+    def running(self, provider: str) -> int:
+        """How many parked jobs of `provider` still run there: a provider pool's limit counts them."""
+        query = sa.select(sa.func.count()).where(_W.provider == provider, _W.state == WaitState.WAITING.value)
+        return int(self._rows.value(query) or 0)
+
     def in_state(self, state: WaitState, limit: int = 100) -> list[ProviderWait]:
         query = sa.select(provider_waits).where(_W.state == state.value).order_by(_W.updated_at)
         return self._rows.all(query.limit(limit), _wait)
