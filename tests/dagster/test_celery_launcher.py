@@ -164,6 +164,37 @@ def test_health_check_asks_the_run_when_the_backend_lost_its_task(tmp_path: Any)
     launcher.celery.close()
 
 
+@pytest.mark.parametrize("task_state", ["SUCCESS", "FAILURE"])
+def test_a_run_whose_task_ended_without_its_end_recorded_is_lost(tmp_path: Any, task_state: str) -> None:
+    """A worker that could not write the run's end (the database restarting) leaves it STARTED with its task
+    ended: lost, so the execution is resumed; a run that ended as the check looked is left alone."""
+    require_service(REDIS_URL)
+    launcher = VideoCeleryRunLauncher(broker=REDIS_URL, default_queue=f"test-{uuid.uuid4().hex[:10]}")
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        launcher.register_instance(instance)
+        task_id = str(uuid.uuid4())
+        outcome = RuntimeError("could not connect to the database") if task_state == "FAILURE" else None
+        launcher.celery.backend.store_result(task_id, outcome, task_state)
+        ended = create_run_for_test(instance, job_name="j", status=dg.DagsterRunStatus.SUCCESS)
+        stuck = create_run_for_test(instance, job_name="j", status=dg.DagsterRunStatus.STARTED)
+        for run in (ended, stuck):
+            instance.add_run_tags(run.run_id, {DAGSTER_CELERY_TASK_ID_TAG: task_id})
+        read = instance.get_run_by_id(ended.run_id)
+        assert read is not None
+        stale = read._replace(status=dg.DagsterRunStatus.STARTED)  # as the monitor read it, before it ended
+        assert launcher.check_run_worker_health(stale).status is WorkerStatus.SUCCESS
+        run = instance.get_run_by_id(stuck.run_id)
+        assert run is not None
+        health = launcher.check_run_worker_health(run)
+        assert health.status is WorkerStatus.FAILED
+        assert health.msg is not None and "without the run's end recorded" in health.msg
+        failed = instance.get_run_by_id(run.run_id)
+        assert failed is not None and failed.status is dg.DagsterRunStatus.FAILURE
+        assert failed.tags[LOST_WORKER_TAG] == health.msg  # resumed, as a run whose worker died
+        launcher.celery.backend.forget(task_id)
+    launcher.celery.close()
+
+
 def test_a_run_the_broker_cannot_take_is_tagged_lost(tmp_path: Any) -> None:
     """Dagster fails a run whose launch raises: tagged lost first, its execution is resumed instead of failed."""
     launcher = VideoCeleryRunLauncher(broker=f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there

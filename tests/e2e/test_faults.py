@@ -305,11 +305,9 @@ def replicate(clip: bytes) -> Iterator[TimedReplicate]:
 receiver = pytest.fixture(name="receiver")(running_receiver)
 
 
-def deployment_env(replicate: TimedReplicate, broker: str) -> dict[str, str]:
-    # The runs hold their workers on the predictions. With parking, a continuation run that starts while PostgreSQL
-    # restarts can be failed by run monitoring with no trace of the cause, and is not resumed (open: issue 24).
+def deployment_env(replicate: TimedReplicate, broker: str, *, parking: bool = True) -> dict[str, str]:
     return {
-        "VIDEO_PIPELINES_PARKING": "off",
+        "VIDEO_PIPELINES_PARKING": "on" if parking else "off",
         **broker_env(broker),
         "VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1",
         "VIDEO_PIPELINES_SECRET_KEY": "e2e-faults",
@@ -367,17 +365,27 @@ class OnPrivateRedis:
     target: client.Deployment
 
 
-@pytest.fixture
-def on_private_redis(
-    tmp_path: Path, postgres_url: str, replicate: TimedReplicate, monkeypatch: pytest.MonkeyPatch
+@contextmanager
+def private_redis_deployment(
+    tmp_path: Path, postgres_url: str, replicate: TimedReplicate, monkeypatch: pytest.MonkeyPatch, *, parking: bool
 ) -> Iterator[OnPrivateRedis]:
     """Two warm workers whose broker is a Redis of the test's own (which it may kill), the client pointed at them."""
     with (
         private_redis() as redis,
-        deployment_with_workers(tmp_path, postgres_url, deployment_env(replicate, redis.url)) as deployment,
+        deployment_with_workers(
+            tmp_path, postgres_url, deployment_env(replicate, redis.url, parking=parking)
+        ) as deployment,
         deployment.client(monkeypatch) as target,
     ):
         yield OnPrivateRedis(redis, deployment, target)
+
+
+@pytest.fixture
+def on_private_redis(
+    tmp_path: Path, postgres_url: str, replicate: TimedReplicate, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[OnPrivateRedis]:
+    with private_redis_deployment(tmp_path, postgres_url, replicate, monkeypatch, parking=True) as deployment:
+        yield deployment
 
 
 def test_broker_sigkilled_and_restarted_mid_burst(
@@ -405,9 +413,20 @@ def test_postgres_restarted_mid_burst(
 
 
 def test_worker_sigterm_mid_run(
-    on_private_redis: OnPrivateRedis, replicate: TimedReplicate, receiver: WebhookReceiver
+    tmp_path: Path,
+    postgres_url: str,
+    replicate: TimedReplicate,
+    receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    deployment, target = on_private_redis.deployment, on_private_redis.target
+    # Parking off: the remote run holds its worker on the prediction, so the SIGTERM finds it running.
+    with private_redis_deployment(tmp_path, postgres_url, replicate, monkeypatch, parking=False) as held:
+        sigterm_mid_run(held.deployment, held.target, replicate, receiver)
+
+
+def sigterm_mid_run(
+    deployment: DagsterDeployment, target: client.Deployment, replicate: TimedReplicate, receiver: WebhookReceiver
+) -> None:
     burst = Burst("sigterm")
     ids = [burst.submit(i, local_submitter(target), receiver) for i in range(BURST)]
     remote = ids[0]

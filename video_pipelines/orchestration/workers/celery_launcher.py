@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Self
 
 import dagster as dg
-from billiard.exceptions import WorkerLostError  # type: ignore[import-untyped]
 from celery import Celery  # type: ignore[import-untyped]  # celery ships no types
 from dagster import Field, Noneable, StringSource
 from dagster._config import UserConfigSchema
@@ -220,14 +219,18 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
                     return CheckRunHealthResult(WorkerStatus.RUNNING, f"{worker.describe()} missed a ping")
                 return self._fail(run, message, lost=True)
         self._watch.forget(run.run_id)
-        if result.state == "SUCCESS":
-            return CheckRunHealthResult(WorkerStatus.SUCCESS)
-        if result.state == "FAILURE":
-            worker_name = result.worker or "its run worker"
-            # The worker's main process saw the child running the run die (a signal, out of memory).
-            lost = isinstance(result.info, WorkerLostError)
-            return self._fail(run, f"the Celery task of the run failed on {worker_name}: {result.info!r}", lost=lost)
-        return CheckRunHealthResult(WorkerStatus.UNKNOWN, f"Celery task state {result.state}")
+        if result.state not in ("SUCCESS", "FAILURE"):
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, f"Celery task state {result.state}")
+        current = self._instance.get_run_by_id(run.run_id)
+        if current is None or current.is_finished:
+            return CheckRunHealthResult(WorkerStatus.SUCCESS)  # it ended as we looked
+        # Its task ended and the run did not: the worker could not record the end (the database was away, the
+        # child died: WorkerLostError). Lost, so its execution is resumed, not failed with no trace of why.
+        worker_name = result.worker or "its run worker"
+        how = "ended" if result.state == "SUCCESS" else f"failed ({result.info!r})"
+        return self._fail(
+            run, f"the Celery task of the run {how} on {worker_name} without the run's end recorded", lost=True
+        )
 
     def lost_in_broker(self, runs: Sequence[dg.DagsterRun]) -> dict[str, str]:
         """Of STARTING `runs`, those whose task the broker lost (no worker holds it though one of its queue is
