@@ -56,8 +56,14 @@ SHARED_SECONDS = 8.0
 NEVER = 1e9  # seconds: a prediction that only a cancel ends
 
 
+@pytest.fixture(scope="module", params=["redis", "sqs"])
+def broker(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def replicate(clip: bytes) -> Iterator[TimedReplicate]:
+def replicate(clip: bytes, broker: str) -> Iterator[TimedReplicate]:
+    """One server per deployment (`broker`): the tests count the predictions their deployment created."""
     api = TimedReplicate(
         auth=f"Bearer {TOKEN}",
         output=clip,
@@ -70,11 +76,6 @@ def replicate(clip: bytes) -> Iterator[TimedReplicate]:
 
 
 receiver = pytest.fixture(scope="module", name="receiver")(running_receiver)
-
-
-@pytest.fixture(scope="module", params=["redis", "sqs"])
-def broker(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def redis_only(broker: str, why: str) -> None:
