@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -70,6 +71,8 @@ def test_settings_from_env() -> None:
     assert sqs.kind is BrokerKind.SQS and not sqs.kind.remote_control and sqs.result_backend == REDIS_URL
     with pytest.raises(UsageError, match="required with a RabbitMQ or SQS broker"):
         WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": SQS_URL})
+    database = {"VIDEO_PIPELINES_BROKER_URL": SQS_URL, "VIDEO_PIPELINES_RESULT_BACKEND": "db+postgresql://db/video"}
+    assert WorkerSettings.from_env(database).result_backend == "db+postgresql+psycopg2://db/video"
     with pytest.raises(UsageError, match=r"must be redis://\.\.\., amqp://\.\.\. or sqs://"):
         WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": "kafka://queue"})
 
@@ -100,21 +103,33 @@ def test_watch_tolerates_one_missed_answer() -> None:
     assert RunWorker.from_started_meta(None) is None
 
 
-def test_a_beat_is_fresh_until_it_is_stale_and_reads_back_from_the_backend() -> None:
+@pytest.fixture(params=["redis", "database"])
+def result_backend(request: pytest.FixtureRequest) -> str:
+    """Both result backends the workers accept: Redis, and a database (Celery's, on a fresh PostgreSQL one)."""
+    if request.param == "redis":
+        require_service(REDIS_URL)
+        return REDIS_URL
+    url: str = request.getfixturevalue("postgres_url")  # postgresql://: SQLAlchemy's own driver would be psycopg 3
+    return f"db+{url}"
+
+
+def test_a_beat_is_fresh_until_it_is_stale_and_reads_back_from_the_backend(result_backend: str) -> None:
     beat = WorkerBeat("w1@host", 1000.0, concurrency=2, active=1)
     assert beat.fresh(1000.0 + BEAT_STALE_SECONDS - 1) and not beat.fresh(1000.0 + BEAT_STALE_SECONDS)
     assert WorkerBeat.from_meta(beat.to_meta()) == beat
     assert WorkerBeat.from_meta({"hostname": "w1@host"}) is None and WorkerBeat.from_meta("junk") is None
-    require_service(REDIS_URL)
-    app = make_celery_app(WorkerSettings(SQS_URL, REDIS_URL, queue=f"test-{uuid.uuid4().hex[:10]}"))
+    environ = {"VIDEO_PIPELINES_BROKER_URL": SQS_URL, "VIDEO_PIPELINES_RESULT_BACKEND": result_backend}
+    app = make_celery_app(replace(WorkerSettings.from_env(environ), queue=f"test-{uuid.uuid4().hex[:10]}"))
     hostname = f"w-{uuid.uuid4().hex[:8]}@host"
     try:
         assert read_beat(app, hostname) is None and workers_answering(app, BrokerKind.SQS, [hostname], 1) == set()
         record_beat(app, WorkerBeat(hostname, time.time(), concurrency=2, active=0))
         assert read_beat(app, hostname) == WorkerBeat(hostname, pytest.approx(time.time(), abs=5), 2, 0)
         assert workers_answering(app, BrokerKind.SQS, [hostname, "other@host"], 1) == {hostname}
+        # The next beat replaces the record: one per worker, however long it runs.
         record_beat(app, WorkerBeat(hostname, time.time() - BEAT_STALE_SECONDS - 1, concurrency=2, active=1))
         assert workers_answering(app, BrokerKind.SQS, [hostname], 1) == set()
+        assert read_beat(app, hostname) == WorkerBeat(hostname, pytest.approx(time.time() - 13, abs=5), 2, 1)
     finally:
         app.backend.forget(f"video-pipelines-worker-beat:{hostname}")
         app.close()

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from video_pipelines.errors import UsageError
 from video_pipelines.storage.factory import STORAGE_URL_ENV
+from video_pipelines.submissions.database_url import psycopg2_url
 from video_pipelines.vocabulary import Priority
 
 BROKER_URL_ENV = "VIDEO_PIPELINES_BROKER_URL"
@@ -134,6 +135,9 @@ class WorkerSettings:
                 f"(got {scheme or 'none'!r}): run monitoring reads task states from the daemon, "
                 "which rpc:// cannot serve"
             )
+        if scheme.startswith("db+"):
+            # Celery's database backend is SQLAlchemy, whose 2.1 maps postgresql:// to psycopg 3 (not installed).
+            backend = "db+" + psycopg2_url(backend.removeprefix("db+"))
         return cls(broker_url=broker, result_backend=backend, queue=env.get(QUEUE_ENV, "").strip() or DEFAULT_QUEUE)
 
 
