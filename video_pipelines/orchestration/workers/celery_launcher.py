@@ -249,7 +249,7 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             if result.state in _RUNNING_STATES:
                 message = self._watch.missed(run.run_id, worker)
                 if message is None:
-                    return CheckRunHealthResult(WorkerStatus.RUNNING, f"{worker.describe()} missed a ping")
+                    return CheckRunHealthResult(WorkerStatus.RUNNING, f"{worker.describe()} missed an answer")
                 return self._fail(run, message, lost=True)
         self._watch.forget(run.run_id)
         if result.state == "SUCCESS":

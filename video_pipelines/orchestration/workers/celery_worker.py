@@ -79,19 +79,20 @@ def _die_with_parent(**_kwargs: Any) -> None:
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]
 def _start_beats(sender: Any = None, **_kwargs: Any) -> None:
+    """On SQS: the worker answers the launcher's health checks by a beat every BEAT_SECONDS (`sender`: its consumer)."""
     if settings.kind.remote_control or sender is None:
         return
     consumer = sender
 
     def beat() -> None:
         try:
-            beat = WorkerBeat(
+            now = WorkerBeat(
                 consumer.hostname,
                 time.time(),
                 concurrency=int(consumer.controller.concurrency),
                 active=len(worker_state.active_requests),
             )
-            record_beat(app, beat)
+            record_beat(app, now)
         except Exception:
             # A result backend that is briefly away costs a beat; the launcher tolerates a missed one.
             logger.exception("could not record this worker's beat")
