@@ -217,7 +217,8 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             self.celery.control.revoke(task_id, terminate=True, signal="SIGINT")
         # Else (SQS) the worker running the run sees it CANCELING and interrupts it itself (celery_worker.py).
         if self.celery.AsyncResult(task_id).state == "PENDING":
-            # Still in the broker: no worker will run a revoked task, so nothing else will end the run.
+            # Still in the broker: no worker will run it (revoked; on SQS, Dagster refuses a CANCELED run), so
+            # nothing else would end the run.
             self._instance.report_run_canceled(run, "canceled before a worker took it")
         return True
 
