@@ -63,7 +63,7 @@ def broker(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def replicate(clip: bytes, broker: str) -> Iterator[TimedReplicate]:
-    """One server per deployment (`broker`): the tests count the predictions their deployment created."""
+    """One server per deployment (`broker`): the tests count the predictions of their deployment."""
     api = TimedReplicate(
         auth=f"Bearer {TOKEN}",
         output=clip,
@@ -75,7 +75,10 @@ def replicate(clip: bytes, broker: str) -> Iterator[TimedReplicate]:
     api.stop()
 
 
-receiver = pytest.fixture(scope="module", name="receiver")(running_receiver)
+@pytest.fixture(scope="module")
+def receiver(broker: str) -> Iterator[WebhookReceiver]:
+    """One receiver per deployment (`broker`), as `replicate`: the tests count the webhooks of their deployment."""
+    yield from running_receiver()
 
 
 def redis_only(broker: str, why: str) -> None:
