@@ -1,4 +1,4 @@
-"""Real `video-pipelines worker` processes on the machine's Redis or RabbitMQ, for end-to-end tests."""
+"""Real `video-pipelines worker` processes on the machine's Redis or RabbitMQ, or SQS on moto's server."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from urllib.parse import urlsplit
 import pytest
 
 from video_pipelines.deployment.workers import WorkerSettings
-from video_pipelines.orchestration.workers.celery_launcher import make_celery_app
+from video_pipelines.orchestration.workers.celery_launcher import make_celery_app, workers_answering
 
 from .processes import DagsterDeployment
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+# kombu's SQS transport: the endpoint comes from AWS_ENDPOINT_URL (sqs_env), the region from AWS_DEFAULT_REGION.
+SQS_URL = "sqs://"
 
 
 def require_service(url: str) -> None:
@@ -29,12 +31,25 @@ def require_service(url: str) -> None:
 
 def broker_env(broker: str = REDIS_URL, backend: str | None = None) -> dict[str, str]:
     """The environment of a deployment on `broker`, with a queue of its own (others may share the broker)."""
-    require_service(broker)
+    if urlsplit(broker).hostname:  # sqs:// names no host: its endpoint is AWS_ENDPOINT_URL
+        require_service(broker)
     env = {"VIDEO_PIPELINES_BROKER_URL": broker, "VIDEO_PIPELINES_QUEUE": f"test-{uuid.uuid4().hex[:10]}"}
     if backend:
         require_service(backend)
         env["VIDEO_PIPELINES_RESULT_BACKEND"] = backend
     return env
+
+
+def sqs_env(endpoint: str) -> dict[str, str]:
+    """A deployment on SQS at `endpoint` (moto's server), with Redis as the result backend."""
+    return {
+        **broker_env(SQS_URL, REDIS_URL),
+        "AWS_ENDPOINT_URL": endpoint,
+        # moto takes any credentials; set so that no AWS configuration of the machine is used.
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
 
 
 def node_name(deployment: DagsterDeployment, name: str) -> str:
@@ -49,13 +64,13 @@ def start_worker(deployment: DagsterDeployment, name: str, *, concurrency: int =
 
 
 def wait_for_workers(deployment: DagsterDeployment, nodes: list[str], timeout: float = 120) -> None:
-    """Until every node answers a ping (it has loaded our code and consumes its queue)."""
-    app = make_celery_app(WorkerSettings.from_env(deployment.env))
+    """Until every node answers a ping, or on SQS beats (it has loaded our code and consumes its queue)."""
+    settings = WorkerSettings.from_env(deployment.env)
+    app = make_celery_app(settings)
     deadline = time.monotonic() + timeout
     try:
         while True:
-            replies = app.control.ping(destination=nodes, timeout=1.0)
-            answered = {name for reply in replies for name in reply}
+            answered = workers_answering(app, settings.kind, nodes, timeout=1.0)
             if answered >= set(nodes):
                 return
             for name, process in deployment.processes.items():
@@ -63,5 +78,6 @@ def wait_for_workers(deployment: DagsterDeployment, nodes: list[str], timeout: f
             assert time.monotonic() < deadline, (
                 f"workers {set(nodes) - answered} never answered\n{deployment.log_tail()}"
             )
+            time.sleep(0.2)  # a ping waits for answers; a beat is read at once
     finally:
         app.close()

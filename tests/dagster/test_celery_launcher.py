@@ -1,8 +1,12 @@
-"""The Celery topology's core: settings, priority order on both real brokers, the dead-worker check."""
+"""The Celery topology's core: settings, priority order on both real brokers, the dead-worker check (a ping, or
+on SQS a worker's beat), a cancel of a run still in the broker (Redis, and SQS on moto's server)."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -15,8 +19,10 @@ from dagster_celery.tasks import create_execute_job_task
 from kombu.exceptions import OperationalError as BrokerError
 
 from video_pipelines.deployment.workers import (
+    BEAT_STALE_SECONDS,
     BrokerKind,
     RunWorker,
+    WorkerBeat,
     WorkerSettings,
     WorkerWatch,
     celery_priority,
@@ -26,12 +32,19 @@ from video_pipelines.errors import UsageError
 from video_pipelines.executions import EXECUTION_ID_TAG, RunState, stop_run
 from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
 from video_pipelines.orchestration.run_records import DagsterRunRecords
-from video_pipelines.orchestration.workers.celery_launcher import VideoCeleryRunLauncher, _WorkerLoad, make_celery_app
+from video_pipelines.orchestration.workers.celery_launcher import (
+    VideoCeleryRunLauncher,
+    _WorkerLoad,
+    make_celery_app,
+    read_beat,
+    record_beat,
+    workers_answering,
+)
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.vocabulary import Priority
 
 from ..conftest import free_port
-from ..workers import AMQP_URL, REDIS_URL, require_service
+from ..workers import AMQP_URL, REDIS_URL, SQS_URL, require_service, sqs_env
 
 
 def test_priorities_keep_dagster_order_on_each_broker() -> None:
@@ -41,6 +54,8 @@ def test_priorities_keep_dagster_order_on_each_broker() -> None:
     assert amqp == [10, 5, 0]  # RabbitMQ: higher first, within x-max-priority 10
     assert redis == [0, 5, 9]  # kombu's Redis transport: lower first, steps 0..9
     assert celery_priority(1000, BrokerKind.AMQP) == 10 and celery_priority(-1000, BrokerKind.REDIS) == 9
+    # SQS delivers in the order it received: no priority is sent (Dagster's run queue still orders runs).
+    assert celery_priority(high, BrokerKind.SQS) is None
 
 
 def test_settings_from_env() -> None:
@@ -48,12 +63,18 @@ def test_settings_from_env() -> None:
     assert redis.result_backend == REDIS_URL and redis.queue == "dagster"
     with pytest.raises(UsageError, match="no broker configured"):
         WorkerSettings.from_env({})
-    with pytest.raises(UsageError, match="required with a RabbitMQ broker"):
+    with pytest.raises(UsageError, match="required with a RabbitMQ or SQS broker"):
         WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": AMQP_URL})
     with pytest.raises(UsageError, match="which rpc:// cannot serve"):
         WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": AMQP_URL, "VIDEO_PIPELINES_RESULT_BACKEND": "rpc://"})
-    with pytest.raises(UsageError, match="must be redis://"):
-        WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": "sqs://queue"})
+    sqs = WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": SQS_URL, "VIDEO_PIPELINES_RESULT_BACKEND": REDIS_URL})
+    assert sqs.kind is BrokerKind.SQS and not sqs.kind.remote_control and sqs.result_backend == REDIS_URL
+    with pytest.raises(UsageError, match="required with a RabbitMQ or SQS broker"):
+        WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": SQS_URL})
+    database = {"VIDEO_PIPELINES_BROKER_URL": SQS_URL, "VIDEO_PIPELINES_RESULT_BACKEND": "db+postgresql://db/video"}
+    assert WorkerSettings.from_env(database).result_backend == "db+postgresql+psycopg2://db/video"
+    with pytest.raises(UsageError, match=r"must be redis://\.\.\., amqp://\.\.\. or sqs://"):
+        WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": "kafka://queue"})
 
 
 def test_local_artifacts_warning_only_when_the_broker_is_elsewhere() -> None:
@@ -63,6 +84,10 @@ def test_local_artifacts_warning_only_when_the_broker_is_elsewhere() -> None:
     assert local_artifacts_warning(remote, "s3://bucket/videos") is None
     warning = local_artifacts_warning(remote, "file:///srv/videos")
     assert warning is not None and "file:///srv/videos" in warning and "s3://" in warning
+    # sqs:// names no host: AWS's SQS is elsewhere; an SQS-compatible server on loopback is not.
+    sqs = WorkerSettings(SQS_URL, REDIS_URL)
+    assert local_artifacts_warning(sqs, None) is not None
+    assert local_artifacts_warning(sqs, None, "http://127.0.0.1:4566") is None
 
 
 def test_watch_tolerates_one_missed_answer() -> None:
@@ -76,6 +101,38 @@ def test_watch_tolerates_one_missed_answer() -> None:
     assert watch.missed("run", worker) == "run worker w1@host (pid 4242) is gone: no answer for 20 s"
     assert RunWorker.from_started_meta({"hostname": "w@h", "pid": 7}) == RunWorker("w@h", 7)
     assert RunWorker.from_started_meta(None) is None
+
+
+@pytest.fixture(params=["redis", "database"])
+def result_backend(request: pytest.FixtureRequest) -> str:
+    """Both result backends the workers accept: Redis, and a database (Celery's, on a fresh PostgreSQL one)."""
+    if request.param == "redis":
+        require_service(REDIS_URL)
+        return REDIS_URL
+    url: str = request.getfixturevalue("postgres_url")  # postgresql://: SQLAlchemy's own driver would be psycopg 3
+    return f"db+{url}"
+
+
+def test_a_beat_is_fresh_until_it_is_stale_and_reads_back_from_the_backend(result_backend: str) -> None:
+    beat = WorkerBeat("w1@host", 1000.0, concurrency=2, active=1)
+    assert beat.fresh(1000.0 + BEAT_STALE_SECONDS - 1) and not beat.fresh(1000.0 + BEAT_STALE_SECONDS)
+    assert WorkerBeat.from_meta(beat.to_meta()) == beat
+    assert WorkerBeat.from_meta({"hostname": "w1@host"}) is None and WorkerBeat.from_meta("junk") is None
+    environ = {"VIDEO_PIPELINES_BROKER_URL": SQS_URL, "VIDEO_PIPELINES_RESULT_BACKEND": result_backend}
+    app = make_celery_app(replace(WorkerSettings.from_env(environ), queue=f"test-{uuid.uuid4().hex[:10]}"))
+    hostname = f"w-{uuid.uuid4().hex[:8]}@host"
+    try:
+        assert read_beat(app, hostname) is None and workers_answering(app, BrokerKind.SQS, [hostname], 1) == set()
+        record_beat(app, WorkerBeat(hostname, time.time(), concurrency=2, active=0))
+        assert read_beat(app, hostname) == WorkerBeat(hostname, pytest.approx(time.time(), abs=5), 2, 0)
+        assert workers_answering(app, BrokerKind.SQS, [hostname, "other@host"], 1) == {hostname}
+        # The next beat replaces the record: one per worker, however long it runs.
+        record_beat(app, WorkerBeat(hostname, time.time() - BEAT_STALE_SECONDS - 1, concurrency=2, active=1))
+        assert workers_answering(app, BrokerKind.SQS, [hostname], 1) == set()
+        assert read_beat(app, hostname) == WorkerBeat(hostname, pytest.approx(time.time() - 13, abs=5), 2, 1)
+    finally:
+        app.backend.forget(f"video-pipelines-worker-beat:{hostname}")
+        app.close()
 
 
 def _consumed_order(broker: str, backend: str) -> list[str]:
@@ -138,6 +195,32 @@ def test_health_check_fails_a_run_whose_worker_does_not_answer(tmp_path: Any) ->
         ended = instance.get_run_by_id(run.run_id)
         assert ended is not None and ended.status is dg.DagsterRunStatus.FAILURE
         launcher.celery.backend.forget(task_id)
+    launcher.celery.close()
+
+
+def test_on_sqs_the_health_check_reads_the_workers_beat(tmp_path: Any) -> None:
+    """SQS carries no ping: a worker whose beat went stale fails its run (one stale reading tolerated)."""
+    require_service(REDIS_URL)
+    launcher = VideoCeleryRunLauncher(broker=SQS_URL, backend=REDIS_URL, default_queue=f"test-{uuid.uuid4().hex[:10]}")
+    alive, gone = (f"{name}-{uuid.uuid4().hex[:8]}@host" for name in ("alive", "gone"))
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        launcher.register_instance(instance)
+        record_beat(launcher.celery, WorkerBeat(alive, time.time(), concurrency=1, active=1))
+        record_beat(launcher.celery, WorkerBeat(gone, time.time() - BEAT_STALE_SECONDS - 5, concurrency=1, active=1))
+        runs = {}
+        for hostname in (alive, gone):
+            task_id = str(uuid.uuid4())
+            launcher.celery.backend.store_result(task_id, {"hostname": hostname, "pid": 4242}, "STARTED")
+            run = create_run_for_test(instance, job_name="j", status=dg.DagsterRunStatus.STARTED)
+            instance.add_run_tags(run.run_id, {DAGSTER_CELERY_TASK_ID_TAG: task_id})
+            runs[hostname] = instance.get_run_by_id(run.run_id)
+        assert launcher.check_run_worker_health(runs[alive]).status is WorkerStatus.RUNNING
+        assert launcher.check_run_worker_health(runs[gone]).status is WorkerStatus.RUNNING  # one miss tolerated
+        launcher._pings.clear()  # answers are reused for a few seconds: read the beats again now
+        assert launcher.check_run_worker_health(runs[alive]).status is WorkerStatus.RUNNING
+        failed = launcher.check_run_worker_health(runs[gone])
+        assert failed.status is WorkerStatus.FAILED and failed.msg is not None
+        assert failed.msg.startswith(f"run worker {gone} (pid 4242) is gone"), failed.msg
     launcher.celery.close()
 
 
@@ -209,15 +292,27 @@ def test_a_run_the_broker_cannot_take_is_tagged_lost(tmp_path: Any) -> None:
     launcher.celery.close()
 
 
-def test_a_cancel_of_a_run_still_in_the_broker_ends_it_canceled_at_once(tmp_path: Any) -> None:
-    """Its task is revoked and the run CANCELED there and then: it does not wait behind the queue's backlog for
-    a worker slot (status `processing`), as a run left to obey its cancel request would."""
+@pytest.fixture(params=["redis", "sqs"])
+def broker_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Redis, or SQS on moto's server (its AWS environment set in this process) with Redis as result backend."""
     require_service(REDIS_URL)
+    if request.param == "redis":
+        yield REDIS_URL
+        return
+    request.getfixturevalue("aws_env")  # no AWS configuration of the machine
+    for name, value in sqs_env(request.getfixturevalue("s3_endpoint")).items():
+        monkeypatch.setenv(name, value)
+    yield SQS_URL
+
+
+def test_a_cancel_of_a_run_still_in_the_broker_ends_it_canceled_at_once(tmp_path: Any, broker_url: str) -> None:
+    """Its task is revoked (where the broker carries it) and the run CANCELED there and then: it does not wait
+    behind the queue's backlog for a worker slot (status `processing`), as a run left to obey its cancel would."""
     queue = f"test-{uuid.uuid4().hex[:10]}"  # no worker consumes it: the task waits in the broker
     launcher_config = {
         "module": "video_pipelines.orchestration.workers.celery_launcher",
         "class": "VideoCeleryRunLauncher",
-        "config": {"broker": REDIS_URL, "default_queue": queue},
+        "config": {"broker": broker_url, "backend": REDIS_URL, "default_queue": queue},
     }
     with (
         dg.instance_for_test(temp_dir=str(tmp_path), overrides={"run_launcher": launcher_config}) as instance,

@@ -1,7 +1,8 @@
 """End to end: runs in warm `video-pipelines worker` processes through VideoCeleryRunLauncher.
 
-One deployment for the module: a real dagster-daemon and webserver on PostgreSQL, Redis as
-broker and result backend, two real workers (concurrency 1 each), a local Replicate-protocol
+One deployment per broker (Redis as broker and result backend; then Amazon SQS on moto's server as
+broker, Redis as result backend, for the tests where SQS changes something): a real dagster-daemon and
+webserver on PostgreSQL, two real workers (concurrency 1 each), a local Replicate-protocol
 server whose predictions never finish unless canceled (but for the prompt `SLOW_PROMPT`, which
 takes `SLOW_SECONDS`), and a webhook receiver. Parking is off: these tests need runs that hold their
 worker while a prediction runs (tests/e2e/test_parking.py has the runs that give it back).
@@ -26,7 +27,7 @@ from ..dagster.test_remote_overlap import TimedReplicate
 from ..processes import DagsterDeployment, dagster_deployment, deployment_database
 from ..receiver import WebhookReceiver, running_receiver
 from ..unit.test_providers_replicate_fal import TOKEN
-from ..workers import broker_env, start_worker, wait_for_workers
+from ..workers import broker_env, sqs_env, start_worker, wait_for_workers
 
 # One worker runs this module's tests, in order, on its one deployment (module-scoped).
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("e2e-workers")]
@@ -55,8 +56,14 @@ SHARED_SECONDS = 8.0
 NEVER = 1e9  # seconds: a prediction that only a cancel ends
 
 
+@pytest.fixture(scope="module", params=["redis", "sqs"])
+def broker(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def replicate(clip: bytes) -> Iterator[TimedReplicate]:
+def replicate(clip: bytes, broker: str) -> Iterator[TimedReplicate]:
+    """One server per deployment (`broker`): the tests count the predictions of their deployment."""
     api = TimedReplicate(
         auth=f"Bearer {TOKEN}",
         output=clip,
@@ -68,13 +75,26 @@ def replicate(clip: bytes) -> Iterator[TimedReplicate]:
     api.stop()
 
 
-receiver = pytest.fixture(scope="module", name="receiver")(running_receiver)
+@pytest.fixture(scope="module")
+def receiver(broker: str) -> Iterator[WebhookReceiver]:
+    """One receiver per deployment (`broker`), as `replicate`: the tests count the webhooks of their deployment."""
+    yield from running_receiver()
+
+
+def redis_only(broker: str, why: str) -> None:
+    """Skip on SQS a test that shows nothing broker-specific there, or what SQS does not do (README)."""
+    if broker != "redis":
+        pytest.skip(f"on {broker}: {why}")
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, replicate: TimedReplicate) -> Iterator[DagsterDeployment]:
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, replicate: TimedReplicate, broker: str, request: pytest.FixtureRequest
+) -> Iterator[DagsterDeployment]:
+    # moto's server (tests/conftest.py) serves SQS as well as S3.
+    brokers = broker_env() if broker == "redis" else sqs_env(request.getfixturevalue("s3_endpoint"))
     env = {
-        **broker_env(),
+        **brokers,
         "VIDEO_PIPELINES_ALLOWED_HOSTS": "127.0.0.1",
         "VIDEO_PIPELINES_SECRET_KEY": "e2e-workers",
         "VIDEO_PIPELINES_PARKING": "off",
@@ -82,7 +102,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, replicate: TimedReplica
         "REPLICATE_API_TOKEN": TOKEN,
         "REPLICATE_API_BASE_URL": replicate.base_url,
     }
-    tmp = tmp_path_factory.mktemp("e2e_workers")
+    tmp = tmp_path_factory.mktemp(f"e2e_workers_{broker}")
     with deployment_database() as url, dagster_deployment(tmp, url, extra_env=env, celery=True) as deployment:
         nodes = [start_worker(deployment, "w1"), start_worker(deployment, "w2")]
         wait_for_workers(deployment, nodes)
@@ -160,9 +180,10 @@ def test_cancel_ends_canceled_and_the_worker_stays_warm(
 
 
 def test_two_executions_at_once_compute_a_shared_lineage_once(
-    deployment: DagsterDeployment, target: client.Deployment, replicate: TimedReplicate
+    deployment: DagsterDeployment, target: client.Deployment, replicate: TimedReplicate, broker: str
 ) -> None:
     """Single-flight: both need the same remote generation; one creates it, the other waits and reuses it."""
+    redis_only(broker, "single-flight is decided in the database, whatever the broker")
     plan = {
         "jobs": [
             {"id": "scene", "type": "generateVideo", "params": {"prompt": SHARED_PROMPT, "provider": "replicate"}},
@@ -247,8 +268,13 @@ def test_sigkilled_worker_is_named_and_its_execution_resumed_on_the_other(
 
 
 def test_high_priority_submission_starts_before_earlier_low_ones(
-    deployment: DagsterDeployment, target: client.Deployment, replicate: TimedReplicate, receiver: WebhookReceiver
+    deployment: DagsterDeployment,
+    target: client.Deployment,
+    replicate: TimedReplicate,
+    receiver: WebhookReceiver,
+    broker: str,
 ) -> None:
+    redis_only(broker, "SQS has no message priority: runs sent to it start in the order they were sent")
     # One worker of concurrency 1 is left: hold it, queue two low runs in the broker, then a high one.
     blocker, _worker = start_held(target, replicate, "/blocker", receiver)
     low = [client.submit(local_plan(300 + i, "low"), target=target) for i in range(2)]

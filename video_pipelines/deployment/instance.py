@@ -102,7 +102,8 @@ def render_instance_yaml(*, postgres: bool, celery: bool = False) -> str:
     if celery:
         header += (
             f"# Runs execute in warm `video-pipelines worker` processes, through the broker of ${BROKER_URL_ENV}\n"
-            "# (redis:// or amqp://); task states in $VIDEO_PIPELINES_RESULT_BACKEND (default: the Redis broker).\n"
+            "# (redis://, amqp:// or sqs://); task states in $VIDEO_PIPELINES_RESULT_BACKEND\n"
+            "# (default: the Redis broker).\n"
         )
     return header + yaml.safe_dump(instance_config(postgres=postgres, celery=celery), sort_keys=False)
 

@@ -4,6 +4,11 @@ The launcher and the worker app both build their configuration from `celery_sett
 disagree. The brokers order Celery's `priority` in opposite directions: RabbitMQ delivers a higher number
 first (within x-max-priority 10); kombu's Redis transport BRPOPs its lists in `priority_steps` order, so
 a LOWER number goes first, and its default steps (0, 3, 6, 9) would merge neighbours: ours are 0..9.
+
+Amazon SQS (kombu's SQS transport) has neither message priority nor Celery's broadcast commands (its
+transport declares no fanout exchange, so workers start no remote control): runs reach the workers in the
+order they were sent, priority acts in Dagster's run queue only, and what ping and revoke do on the other
+brokers is done through the result backend and the instance instead (`WorkerBeat`, the worker's cancel watch).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from urllib.parse import urlsplit
 
 from video_pipelines.errors import UsageError
 from video_pipelines.storage.factory import STORAGE_URL_ENV
+from video_pipelines.submissions.database_url import psycopg2_url
 from video_pipelines.vocabulary import Priority
 
 BROKER_URL_ENV = "VIDEO_PIPELINES_BROKER_URL"
@@ -28,30 +34,54 @@ DEFAULT_QUEUE = "dagster"
 # RabbitMQ's priority range for dagster-celery's queue (x-max-priority).
 AMQP_MAX_PRIORITY = 10
 REDIS_PRIORITY_STEPS = list(range(10))
+SQS_WAIT_SECONDS = 10
+SQS_VISIBILITY_TIMEOUT_SECONDS = 600
+# Where the broker cannot carry a ping (SQS), a worker's main process records a beat in the result backend
+# this often; a worker whose last beat is older than BEAT_STALE_SECONDS does not answer. Wall clocks of the
+# workers and the daemon are compared: keep them in sync (NTP), within a few seconds.
+BEAT_SECONDS = 2.0
+BEAT_STALE_SECONDS = 12.0
 
 
 class BrokerKind(StrEnum):
     REDIS = "redis"
     AMQP = "amqp"
+    SQS = "sqs"
+
+    @property
+    def remote_control(self) -> bool:
+        """Whether Celery's broadcasts (ping, revoke, inspect) reach the workers: not on SQS, which has no fanout."""
+        return self is not BrokerKind.SQS
+
+    @property
+    def orders_by_priority(self) -> bool:
+        """Whether the broker delivers a higher-priority message first: SQS delivers in the order it received."""
+        return self is not BrokerKind.SQS
 
 
-_SCHEMES = dict.fromkeys(("redis", "rediss"), BrokerKind.REDIS) | dict.fromkeys(
-    ("amqp", "amqps", "pyamqp"), BrokerKind.AMQP
+_SCHEMES = (
+    dict.fromkeys(("redis", "rediss"), BrokerKind.REDIS)
+    | dict.fromkeys(("amqp", "amqps", "pyamqp"), BrokerKind.AMQP)
+    | {"sqs": BrokerKind.SQS}
 )
 
 
 def broker_kind(url: str) -> BrokerKind:
-    """Which broker a URL names; raises UsageError for anything but Redis or RabbitMQ."""
+    """Which broker a URL names; raises UsageError for anything but Redis, RabbitMQ or SQS."""
     scheme = urlsplit(url).scheme.lower()
     if scheme not in _SCHEMES:
         raise UsageError(
-            f"{BROKER_URL_ENV}: the broker must be redis://... or amqp://... (got scheme {scheme or 'none'!r})"
+            f"{BROKER_URL_ENV}: the broker must be redis://..., amqp://... or sqs://... "
+            f"(got scheme {scheme or 'none'!r})"
         )
     return _SCHEMES[scheme]
 
 
-def celery_priority(dagster_priority: int, kind: BrokerKind) -> int:
-    """The Celery `priority` that makes `kind` deliver a run of this `dagster/priority` in Dagster's order."""
+def celery_priority(dagster_priority: int, kind: BrokerKind) -> int | None:
+    """The Celery `priority` that makes `kind` deliver a run of this `dagster/priority` in Dagster's order;
+    None where the broker has no priority (SQS)."""
+    if not kind.orders_by_priority:
+        return None
     # 0..10 with higher first; each 2 points of Dagster priority move one Celery step.
     higher_first = max(0, min(AMQP_MAX_PRIORITY, 5 + dagster_priority // 2))
     if kind is BrokerKind.AMQP:
@@ -92,7 +122,7 @@ class WorkerSettings:
         backend = env.get(RESULT_BACKEND_ENV, "").strip()
         if not backend and kind is not BrokerKind.REDIS:
             raise UsageError(
-                f"{RESULT_BACKEND_ENV} is required with a RabbitMQ broker: a redis://... or "
+                f"{RESULT_BACKEND_ENV} is required with a RabbitMQ or SQS broker: a redis://... or "
                 "db+postgresql://... backend (run monitoring reads task states from the daemon, "
                 "so rpc:// cannot serve it)"
             )
@@ -105,6 +135,9 @@ class WorkerSettings:
                 f"(got {scheme or 'none'!r}): run monitoring reads task states from the daemon, "
                 "which rpc:// cannot serve"
             )
+        if scheme.startswith("db+"):
+            # Celery's database backend is SQLAlchemy, whose 2.1 maps postgresql:// to psycopg 3 (not installed).
+            backend = "db+" + psycopg2_url(backend.removeprefix("db+"))
         return cls(broker_url=broker, result_backend=backend, queue=env.get(QUEUE_ENV, "").strip() or DEFAULT_QUEUE)
 
 
@@ -139,12 +172,28 @@ def celery_settings(settings: WorkerSettings) -> dict[str, Any]:
         # Reserve no more tasks than free children: a prefetched run would wait behind a long one
         # while a higher-priority run arrives after it (Redis only; RabbitMQ's prefetch 1 suffices).
         config["worker_disable_prefetch"] = True
+    elif settings.kind is BrokerKind.SQS:
+        config["broker_transport_options"] = {
+            # Long polling: a run's message is received as it arrives (no client-side wait after an empty
+            # poll), and an idle worker costs one ReceiveMessage per 10 s per queue.
+            "wait_time_seconds": SQS_WAIT_SECONDS,
+            "polling_interval": 0,
+            # A message a worker received but has not started (every child busy) comes back to the queue
+            # after this, for another worker; a started run's message is already deleted (early ack).
+            "visibility_timeout": SQS_VISIBILITY_TIMEOUT_SECONDS,
+        }
     return config
 
 
-def local_artifacts_warning(settings: WorkerSettings, storage_url: str | None) -> str | None:
+def local_artifacts_warning(
+    settings: WorkerSettings, storage_url: str | None, aws_endpoint_url: str | None = None
+) -> str | None:
     """A warning when artifacts are on this machine's disk but the broker may serve other machines."""
-    broker_host = (urlsplit(settings.broker_url).hostname or "").lower()
+    broker_url = settings.broker_url
+    if settings.kind is BrokerKind.SQS:
+        # sqs:// names no host: the queue lives at AWS_ENDPOINT_URL (an SQS-compatible server), else at AWS.
+        broker_url = aws_endpoint_url or "https://sqs.amazonaws.com"
+    broker_host = (urlsplit(broker_url).hostname or "").lower()
     if storage_url and not storage_url.startswith("file:"):
         return None
     if broker_host in ("localhost", "::1") or broker_host.startswith("127."):
@@ -205,3 +254,38 @@ class WorkerWatch:
     def forget(self, run_id: str) -> None:
         """The run's worker answered, or the run is no longer running: its misses start again from none."""
         self._misses.pop(run_id, None)
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    """What a worker's main process records every BEAT_SECONDS where the broker cannot carry a ping (SQS)."""
+
+    hostname: str
+    at: float  # the worker's wall clock (time.time())
+    concurrency: int
+    active: int  # runs its children hold now
+
+    def fresh(self, now: float) -> bool:
+        return now - self.at < BEAT_STALE_SECONDS
+
+    def to_meta(self) -> dict[str, object]:
+        return {"hostname": self.hostname, "at": self.at, "concurrency": self.concurrency, "active": self.active}
+
+    @classmethod
+    def from_meta(cls, meta: object) -> WorkerBeat | None:
+        if not isinstance(meta, Mapping):
+            return None
+        hostname, at, concurrency, active = (meta.get(key) for key in ("hostname", "at", "concurrency", "active"))
+        if not isinstance(hostname, str) or not isinstance(at, int | float):
+            return None
+        return cls(
+            hostname,
+            float(at),
+            concurrency if isinstance(concurrency, int) else 0,
+            active if isinstance(active, int) else 0,
+        )
+
+
+def beat_id(hostname: str) -> str:
+    """The result-backend id under which the worker `hostname` records its beat (one record per worker)."""
+    return f"video-pipelines-worker-beat:{hostname}"

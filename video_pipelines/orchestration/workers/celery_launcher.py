@@ -7,6 +7,10 @@
   worker named in the STARTED meta; the run is tagged `video/lost_worker` and failed, then resumed;
 - lost launches: a broker restarted without its data drops queued tasks; `lost_in_broker` finds them
   so the `lost_launches` sensor fails the run as lost (resumed) instead of leaving it STARTING.
+
+On SQS no broadcast reaches the workers (no ping, revoke or inspect): a worker answers by its beat in the
+result backend (`record_beat`), a cancel is seen by the worker's own watch of the run (celery_worker.py), and
+no launch counts as lost in the broker (SQS keeps its messages; a stuck launch meets the start timeout).
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ from video_pipelines.deployment.workers import (
     AMQP_MAX_PRIORITY,
     BROKER_URL_ENV,
     RESULT_BACKEND_ENV,
+    BrokerKind,
     RunWorker,
+    WorkerBeat,
     WorkerSettings,
     WorkerWatch,
+    beat_id,
     celery_priority,
     celery_settings,
     priority_of_tag,
@@ -54,6 +61,8 @@ PING_CACHE_SECONDS = 5.0
 _RUNNING_STATES = frozenset({"STARTED", "PENDING"})
 # A run STARTING this long may have lost its task: a worker with a free child takes one within milliseconds.
 LOST_LAUNCH_SECONDS = 10.0
+# The result-backend state of a worker's beat record (not a task's: no Celery state has this name).
+BEAT_STATE = "WORKER-BEAT"
 
 
 def app_config(settings: WorkerSettings) -> dict[str, Any]:
@@ -88,6 +97,26 @@ def ensure_queue(app: Celery, name: str) -> None:
     if name not in app.amqp.queues:
         arguments = {"x-max-priority": AMQP_MAX_PRIORITY}
         app.amqp.queues.add(Queue(name, routing_key=f"{name}.#", queue_arguments=arguments))  # type: ignore[no-untyped-call]
+
+
+def record_beat(app: Celery, beat: WorkerBeat) -> None:
+    """Store `beat` as the worker's record in the result backend (Redis or a database, as task states)."""
+    app.backend.store_result(beat_id(beat.hostname), beat.to_meta(), BEAT_STATE)
+
+
+def read_beat(app: Celery, hostname: str) -> WorkerBeat | None:
+    """The last beat the worker `hostname` recorded, or None if it never did."""
+    meta = app.backend.get_task_meta(beat_id(hostname))
+    return WorkerBeat.from_meta(meta.get("result")) if meta.get("status") == BEAT_STATE else None
+
+
+def workers_answering(app: Celery, kind: BrokerKind, nodes: Sequence[str], timeout: float) -> set[str]:
+    """Which of the worker `nodes` answer: a ping through the broker, or on SQS a fresh beat."""
+    if kind.remote_control:
+        replies = app.control.ping(destination=list(nodes), timeout=timeout)
+        return {name for reply in replies for name in reply if name in nodes}
+    now = time.time()
+    return {node for node in nodes if (beat := read_beat(app, node)) is not None and beat.fresh(now)}
 
 
 @dataclass(frozen=True)
@@ -144,7 +173,7 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             return Field(Noneable(StringSource), is_required=False, description=description)
 
         return {
-            "broker": optional(f"The broker URL (redis:// or amqp://). Default: ${BROKER_URL_ENV}."),
+            "broker": optional(f"The broker URL (redis://, amqp:// or sqs://). Default: ${BROKER_URL_ENV}."),
             "backend": optional(
                 "The result backend (redis:// or db+...). Default: $VIDEO_PIPELINES_RESULT_BACKEND, "
                 "else the broker when it is Redis."
@@ -158,8 +187,8 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
 
     def _launch_celery_task_run(self, run: dg.DagsterRun, task_signature: Any, routing_key: str) -> None:
         tags: dict[str, str] = {}
-        if DAGSTER_CELERY_RUN_PRIORITY_TAG not in run.tags:
-            priority = celery_priority(priority_of_tag(run.tags.get(PRIORITY_TAG)), self.settings.kind)
+        priority = celery_priority(priority_of_tag(run.tags.get(PRIORITY_TAG)), self.settings.kind)
+        if DAGSTER_CELERY_RUN_PRIORITY_TAG not in run.tags and priority is not None:
             tags[DAGSTER_CELERY_RUN_PRIORITY_TAG] = str(priority)
             self._instance.add_run_tags(run.run_id, tags)
         ensure_queue(self.celery, self._queue_of(run))
@@ -183,9 +212,12 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         self._instance.report_run_canceling(run)
         if task_id is None:
             return False
-        self.celery.control.revoke(task_id, terminate=True, signal="SIGINT")
+        if self.settings.kind.remote_control:
+            self.celery.control.revoke(task_id, terminate=True, signal="SIGINT")
+        # Else (SQS) the worker running the run sees it CANCELING and interrupts it itself (celery_worker.py).
         if self.celery.AsyncResult(task_id).state == "PENDING":
-            # Still in the broker: no worker will run a revoked task, so nothing else will end the run.
+            # Still in the broker: no worker will run it (revoked; on SQS, Dagster refuses a CANCELED run), so
+            # nothing else would end the run.
             self._instance.report_run_canceled(run, "canceled before a worker took it")
         return True
 
@@ -198,7 +230,8 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         if task_id is None or self.celery.AsyncResult(task_id).state != "PENDING":
             return False
         # Should a worker take it meanwhile, it finds the run CANCELED and does not start it (Dagster's execute_run).
-        self.celery.control.revoke(task_id)
+        if self.settings.kind.remote_control:
+            self.celery.control.revoke(task_id)
         self._instance.report_run_canceled(run, "canceled before a worker took it")
         return True
 
@@ -216,7 +249,7 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
             if result.state in _RUNNING_STATES:
                 message = self._watch.missed(run.run_id, worker)
                 if message is None:
-                    return CheckRunHealthResult(WorkerStatus.RUNNING, f"{worker.describe()} missed a ping")
+                    return CheckRunHealthResult(WorkerStatus.RUNNING, f"{worker.describe()} missed an answer")
                 return self._fail(run, message, lost=True)
         self._watch.forget(run.run_id)
         if result.state not in ("SUCCESS", "FAILURE"):
@@ -265,7 +298,8 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
 
     def fail_lost_launch(self, run: dg.DagsterRun, message: str) -> None:
         task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
-        if task_id is not None:  # should the task surface after all, no worker runs it (nor would Dagster: failed)
+        if task_id is not None and self.settings.kind.remote_control:
+            # Should the task surface after all, no worker runs it (nor would Dagster: the run failed).
             self.celery.control.revoke(task_id)
         self._fail(run, message, lost=True)
 
@@ -292,7 +326,6 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         cached = self._pings.get(hostname)
         if cached is not None and now - cached[0] < PING_CACHE_SECONDS:
             return cached[1]
-        replies = self.celery.control.ping(destination=[hostname], timeout=PING_TIMEOUT_SECONDS)
-        answered = any(hostname in reply for reply in replies)
+        answered = bool(workers_answering(self.celery, self.settings.kind, [hostname], PING_TIMEOUT_SECONDS))
         self._pings[hostname] = (time.monotonic(), answered)
         return answered

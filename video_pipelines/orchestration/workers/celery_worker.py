@@ -2,6 +2,11 @@
 
 Definitions are imported in the parent so each prefork child starts with them loaded. Each child dies
 with its parent (a SIGKILLed worker leaves no orphan runs) and tags each run with `video/worker`.
+
+Where the broker carries no broadcast (SQS), two things stand in for Celery's remote control: the main
+process records a beat in the result backend (the launcher's health check reads it instead of pinging),
+and a child watches the run it executes, interrupting it with SIGINT once the run is CANCELING, as the
+launcher's revoke does on the other brokers.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
 import dagster as dg
 from celery import signals  # type: ignore[import-untyped]  # celery ships no types
+from celery.worker import state as worker_state  # type: ignore[import-untyped]
 from dagster._grpc.types import ExecuteRunArgs, ResumeRunArgs
 from dagster._serdes import unpack_value
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
@@ -25,19 +32,29 @@ from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 
 import video_pipelines.deployment.postgres  # noqa: F401  # the instance's storage, imported before the fork
 import video_pipelines.orchestration.definitions as definitions
-from video_pipelines.deployment.workers import RunWorker, WorkerSettings, local_artifacts_warning
+from video_pipelines.deployment.workers import (
+    BEAT_SECONDS,
+    RunWorker,
+    WorkerBeat,
+    WorkerSettings,
+    local_artifacts_warning,
+)
 from video_pipelines.executions.records import WORKER_TAG
-from video_pipelines.orchestration.workers.celery_launcher import make_celery_app
+from video_pipelines.orchestration.workers.celery_launcher import make_celery_app, record_beat
 from video_pipelines.storage import STORAGE_URL_ENV
 
 _PR_SET_PDEATHSIG = 1
 TAG_WAIT_SECONDS = 5.0
+# How often a child on SQS reads its run's status for a cancel: one indexed query per running run.
+CANCEL_POLL_SECONDS = 1.0
 logger = logging.getLogger("video_pipelines.worker")
 
 if not os.environ.get("DAGSTER_HOME"):
     raise RuntimeError("DAGSTER_HOME must be set before a run worker starts (the instance the daemon uses)")
 
 settings = WorkerSettings.from_env()
+# This child's cancel watches by Celery task id (SQS only).
+_watches: dict[str, _CancelWatch] = {}
 app = make_celery_app(settings)
 execute_job = create_execute_job_task(app)
 resume_job = create_resume_job_task(app)
@@ -46,7 +63,7 @@ definitions.defs.get_job_def("execute_plan")
 
 
 def startup_warnings() -> list[str]:
-    warning = local_artifacts_warning(settings, os.environ.get(STORAGE_URL_ENV))
+    warning = local_artifacts_warning(settings, os.environ.get(STORAGE_URL_ENV), os.environ.get("AWS_ENDPOINT_URL"))
     return [warning] if warning else []
 
 
@@ -58,6 +75,31 @@ def _die_with_parent(**_kwargs: Any) -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() == 1:  # the parent died before prctl: nobody will reap or watch this child
         os._exit(1)
+
+
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _start_beats(sender: Any = None, **_kwargs: Any) -> None:
+    """On SQS: the worker answers the launcher's health checks by a beat every BEAT_SECONDS (`sender`: its consumer)."""
+    if settings.kind.remote_control or sender is None:
+        return
+    consumer = sender
+
+    def beat() -> None:
+        try:
+            now = WorkerBeat(
+                consumer.hostname,
+                time.time(),
+                concurrency=int(consumer.controller.concurrency),
+                active=len(worker_state.active_requests),
+            )
+            record_beat(app, now)
+        except Exception:
+            # A result backend that is briefly away costs a beat; the launcher tolerates a missed one.
+            logger.exception("could not record this worker's beat")
+
+    beat()
+    # On the main process's event loop, as Celery's own event heartbeat: no thread to cross a fork.
+    consumer.timer.call_repeatedly(BEAT_SECONDS, beat)
 
 
 @functools.cache
@@ -73,6 +115,9 @@ def _record_worker(task: Any = None, kwargs: dict[str, Any] | None = None, **_re
         return
     args = unpack_value(packed, as_type=(ExecuteRunArgs, ResumeRunArgs))
     hostname = getattr(task.request, "hostname", None) if task is not None else None
+    if not settings.kind.remote_control and task is not None:
+        watch = _watches[task.request.id] = _CancelWatch(args.run_id)
+        watch.start()
     try:
         instance = _instance()
         # Run tags are written read-merge-write: wait for the launcher's task id tag, or one write is lost.
@@ -86,3 +131,37 @@ def _record_worker(task: Any = None, kwargs: dict[str, Any] | None = None, **_re
     except Exception:
         # Where a run ran is shown for convenience: never fail the run over it.
         logger.exception("could not record the worker on run %s", args.run_id)
+
+
+@signals.task_postrun.connect  # type: ignore[untyped-decorator]
+def _stop_watch(task_id: str | None = None, **_rest: Any) -> None:
+    # A run left unfinished by its task (a crash) must not have the next run of this child interrupted for it.
+    if task_id is not None and (watch := _watches.pop(task_id, None)) is not None:
+        watch.stopped.set()
+
+
+class _CancelWatch(threading.Thread):
+    """Interrupts this child's run once it is CANCELING (what the launcher's revoke does where it can broadcast).
+
+    SIGINT to its own process, as Celery's revoke(terminate=True, signal="SIGINT") sends it: Dagster turns it into
+    a clean cancel of the run, and the warm child lives on. Ends with the run.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(name=f"cancel-watch-{run_id}", daemon=True)
+        self.run_id = run_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(CANCEL_POLL_SECONDS):
+            try:
+                run = _instance().get_run_by_id(self.run_id)
+            except Exception:
+                logger.exception("could not read run %s to see whether it was canceled", self.run_id)
+                continue
+            if run is None or run.is_finished:
+                return
+            if run.status is dg.DagsterRunStatus.CANCELING and not self.stopped.is_set():
+                logger.info("run %s is canceling: interrupting it", self.run_id)
+                os.kill(os.getpid(), signal.SIGINT)
+                return
