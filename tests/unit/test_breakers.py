@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -202,16 +202,24 @@ def test_bad_settings_name_the_variable(environ: dict[str, str]) -> None:
 
 @dataclass
 class Outage(FakeReplicate):
-    """Every create is refused with 503 while `down`; `refused` counts them."""
+    """Every create is refused with 503 while `down` (`refused_at`: when), until `up_after` were refused."""
 
     down: bool = True
-    refused: int = 0
+    up_after: int | None = None
+    refused_at: list[float] = field(default_factory=list)
+    created_at: list[float] = field(default_factory=list)
+
+    @property
+    def refused(self) -> int:
+        return len(self.refused_at)
 
     def created(self, job: Any) -> Answer:
         if self.down:
-            self.refused += 1
+            self.refused_at.append(time.monotonic())
+            self.down = self.up_after is None or self.refused < self.up_after
             self.jobs.pop(job.id, None)
             return 503, {}, {"detail": "Service Unavailable"}
+        self.created_at.append(time.monotonic())
         return super().created(job)
 
 
@@ -244,18 +252,13 @@ def test_a_call_with_no_fallback_waits_for_the_circuit_and_its_probe_closes_it(
     outage: Outage, sqlite_store: SubmissionStore, tmp_path: Path, clip: bytes
 ) -> None:
     circuits = ProviderCircuits(sqlite_store, BreakerSettings(failures=2, open_seconds=0.5))
-    recovery = threading.Timer(2.0, lambda: setattr(outage, "down", False))
-    recovery.start()
-    started = time.monotonic()
-    try:
-        with guarding_circuits(circuits, may_skip=False):
-            # FAST gives up after 3 attempts: waiting for the circuit, the call outlives them all.
-            replicate_at(outage).generate(GENERATION, tmp_path / "out.mp4", timeout=30, ledger=NoLedger())
-    finally:
-        recovery.cancel()
-    assert (tmp_path / "out.mp4").read_bytes() == clip and time.monotonic() - started >= 2.0
-    # Two failures opened it; after that, one probe per open period (0.5 s, plus backoff) until it came back.
-    assert 3 <= outage.refused <= 8
+    outage.up_after = 3  # two failures open the circuit, its first probe fails too
+    with guarding_circuits(circuits, may_skip=False):
+        # FAST gives up after 3 attempts: waiting for the circuit, the call outlives them.
+        replicate_at(outage).generate(GENERATION, tmp_path / "out.mp4", timeout=30, ledger=NoLedger())
+    assert (tmp_path / "out.mp4").read_bytes() == clip and outage.refused == 3
+    opened, probed = outage.refused_at[1], outage.refused_at[2]
+    assert probed - opened >= 0.5 and outage.created_at[0] - probed >= 0.5, "each probe waited for the open period"
     circuit = circuits.get("replicate")
     assert circuit is not None and circuit.state is CircuitState.CLOSED
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from video_pipelines.errors import ProviderError, TransientError, VideoPipelineError
+from video_pipelines.errors import TransientError, VideoPipelineError
 from video_pipelines.net.retrying import backoff_delay
 from video_pipelines.nodes.checks import subject
 from video_pipelines.nodes.head_start import HeadStarts, Log
 from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.nodes.tasks import NodeTask
-from video_pipelines.nodes.work import RunNodes, RunShell, first_choice, run_or_await
+from video_pipelines.nodes.work import RunNodes, RunShell, falls_back, first_choice, run_or_await
 from video_pipelines.operations.checks import CheckOutcome, MediaChecksFailed
 from video_pipelines.providers.http import Abandoned, sleep_interruptibly
 
@@ -57,7 +57,7 @@ def run_with_retries(
                 attempt += 1
                 continue
             after = f" after {attempt} attempts" if transient else ""
-            fallback = choice.next if choice is not None and isinstance(exc, ProviderError) else None
+            fallback = choice.next if choice is not None and falls_back(choice, exc) else None
             if choice is not None and fallback is not None:
                 billed += choice.billed_failure(shell.ledger(node.id, nodes.tags_lock), nodes.env().pricing)
                 warn(f"{node.id}: {choice.provider} failed{after}: {exc}; moving on to {fallback.provider}")

@@ -10,9 +10,10 @@ import os
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
+from functools import partial
 from typing import Protocol
 
-from video_pipelines.errors import PlanValidationError
+from video_pipelines.errors import PlanValidationError, ProviderError
 from video_pipelines.nodes.cache import NodeWork, single_flight
 from video_pipelines.nodes.environment import NodeEnvironment, still_stored
 from video_pipelines.nodes.fallbacks import LoggedCircuits, ProviderChoice
@@ -108,6 +109,11 @@ class RunNodes:
         return self._submission(execution_id)[1] and parking_enabled()
 
 
+def falls_back(choice: ProviderChoice | None, error: BaseException) -> bool:
+    """Whether `error` moves a node on `choice` to its next provider: a provider's, with a fallback left."""
+    return choice is not None and choice.next is not None and isinstance(error, ProviderError)
+
+
 def first_choice(nodes: RunNodes, shell: RunShell, task: NodeTask) -> ProviderChoice | None:
     """The provider a node with fallbacks starts on: its own, or the one whose job an earlier run started."""
     with suppress(PlanValidationError):
@@ -201,13 +207,14 @@ def task_key(task: NodeTask) -> object:
 
 def start_ready(nodes: RunNodes, started: HeadStarts, shell: RunShell, log: Log) -> None:
     for task in started.ready():
-        work = node_work(nodes, shell, task, attempt=1, choice=first_choice(nodes, shell, task))
+        choice = first_choice(nodes, shell, task)
+        work = node_work(nodes, shell, task, attempt=1, choice=choice)
 
         def then(done: NodeRun, log: Log, node_id: str = task.node.id) -> None:
             started.record(node_id, done.result)
             start_ready(nodes, started, shell, log)
 
-        if started.start(task.node.id, task_key(task), work, then=then):
+        if started.start(task.node.id, task_key(task), work, then=then, falls_back=partial(falls_back, choice)):
             log(f"{task.node.id}: started ahead of its step: its inputs all exist")
 
 
