@@ -178,18 +178,9 @@ def node_work(
         return result
 
     def work(log: Log, warn: Log) -> NodeRun:
-        flight = NodeWork(
-            tenant=nodes.tenant(task.execution_id),
-            lineage=task.lineage,
-            execution_id=task.execution_id,
-            node_id=node.id,
-            operation=node.operation.value,
-            run_id=shell.run_id,
-            cache=node.cache and shell.plan_caches(),
-        )
         return single_flight(
             NodeResultIndex(nodes.store()),
-            flight,
+            _flight(nodes, shell, task),
             lambda: compute(log, warn),
             run_has_ended=shell.run_has_ended,
             log=log,
@@ -199,6 +190,19 @@ def node_work(
         )
 
     return work
+
+
+def _flight(nodes: RunNodes, shell: RunShell, task: NodeTask) -> NodeWork:
+    node = task.node
+    return NodeWork(
+        tenant=nodes.tenant(task.execution_id),
+        lineage=task.lineage,
+        execution_id=task.execution_id,
+        node_id=node.id,
+        operation=node.operation.value,
+        run_id=shell.run_id,
+        cache=node.cache and shell.plan_caches(),
+    )
 
 
 def task_key(task: NodeTask) -> object:
