@@ -77,13 +77,26 @@ def test_a_circuit_opens_after_consecutive_failures_across_workers(
     assert one.admit("fal").allowed, "a circuit is per provider"
 
 
-def test_after_open_seconds_one_caller_probes_and_its_success_closes(
-    stores: tuple[SubmissionStore, SubmissionStore],
-) -> None:
+@dataclass
+class Opened:
+    """Replicate's circuit, just opened by worker `one`'s failures; `two` shares its database."""
+
+    clock: Clock
+    one: ProviderCircuits
+    two: ProviderCircuits
+
+
+@pytest.fixture
+def opened(stores: tuple[SubmissionStore, SubmissionStore]) -> Opened:
     clock = Clock()
     one, two = (ProviderCircuits(store, SETTINGS, clock=clock) for store in stores)
     for _ in range(3):
         one.failed("replicate")
+    return Opened(clock, one, two)
+
+
+def test_after_open_seconds_one_caller_probes_and_its_success_closes(opened: Opened) -> None:
+    clock, one, two = opened.clock, opened.one, opened.two
     clock.advance(59)
     assert two.admit("replicate").wait == pytest.approx(1.0)
     clock.advance(1)
@@ -98,11 +111,8 @@ def test_after_open_seconds_one_caller_probes_and_its_success_closes(
     assert circuit.opened_at is None
 
 
-def test_a_failed_probe_reopens_for_another_open_period(stores: tuple[SubmissionStore, SubmissionStore]) -> None:
-    clock = Clock()
-    one, two = (ProviderCircuits(store, SETTINGS, clock=clock) for store in stores)
-    for _ in range(3):
-        one.failed("replicate")
+def test_a_failed_probe_reopens_for_another_open_period(opened: Opened) -> None:
+    clock, one, two = opened.clock, opened.one, opened.two
     clock.advance(61)
     assert one.admit("replicate").probe
     two.failed("replicate")
@@ -111,13 +121,8 @@ def test_a_failed_probe_reopens_for_another_open_period(stores: tuple[Submission
     assert circuit is not None and circuit.state is CircuitState.OPEN and circuit.opened_at == clock.now
 
 
-def test_a_probe_whose_caller_died_is_taken_over_after_its_lease(
-    stores: tuple[SubmissionStore, SubmissionStore],
-) -> None:
-    clock = Clock()
-    one, two = (ProviderCircuits(store, SETTINGS, clock=clock) for store in stores)
-    for _ in range(3):
-        one.failed("replicate")
+def test_a_probe_whose_caller_died_is_taken_over_after_its_lease(opened: Opened) -> None:
+    clock, one, two = opened.clock, opened.one, opened.two
     clock.advance(60)
     assert one.admit("replicate").probe  # ... and that worker is never heard of again
     clock.advance(SETTINGS.probe_seconds - 1)

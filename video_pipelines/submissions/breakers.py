@@ -54,21 +54,32 @@ class BreakerSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BreakerSettings:
         env = os.environ if environ is None else environ
-        failures_text = env.get(FAILURES_ENV, "").strip()
-        seconds_text = env.get(OPEN_SECONDS_ENV, "").strip()
-        failures, seconds = DEFAULT_FAILURES, DEFAULT_OPEN_SECONDS
-        if failures_text:
-            if not failures_text.isdigit() or not 1 <= int(failures_text) <= 1000:
-                raise UsageError(f"{FAILURES_ENV} must be a whole number from 1 to 1000; got {failures_text!r}")
-            failures = int(failures_text)
-        if seconds_text:
-            try:
-                seconds = float(seconds_text)
-            except ValueError:
-                seconds = -1.0
-            if not 0.1 <= seconds <= 86400:
-                raise UsageError(f"{OPEN_SECONDS_ENV} must be seconds from 0.1 to 86400; got {seconds_text!r}")
-        return cls(failures=failures, open_seconds=seconds)
+        failures = _bounded(env, FAILURES_ENV, DEFAULT_FAILURES, int, "a whole number from 1 to 1000", (1, 1000))
+        seconds = _bounded(
+            env, OPEN_SECONDS_ENV, DEFAULT_OPEN_SECONDS, float, "seconds from 0.1 to 86400", (0.1, 86400)
+        )
+        return cls(failures=int(failures), open_seconds=float(seconds))
+
+
+def _bounded(
+    env: Mapping[str, str],
+    variable: str,
+    default: float,
+    parse: Callable[[str], float],
+    expected: str,
+    bounds: tuple[float, float],
+) -> float:
+    """The variable's number (`default` when unset); UsageError naming it when unreadable or out of `bounds`."""
+    text = env.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = parse(text)
+    except ValueError:
+        value = bounds[0] - 1
+    if not bounds[0] <= value <= bounds[1]:
+        raise UsageError(f"{variable} must be {expected}; got {text!r}")
+    return value
 
 
 class CircuitState(StrEnum):
