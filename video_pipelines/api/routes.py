@@ -527,7 +527,8 @@ async def health(request: Request, state: StateDep) -> Health | JSONResponse:
     body: dict[str, object] = {name: "ok" if problem is None else "down" for name, problem in found.items()}
     if found["database"] is None:
         with suppress(Exception):  # the circuits only inform: a failed read is no reason to fail /health
-            body["providers"] = await run_in_threadpool(open_circuits, state.store)
+            if providers := await run_in_threadpool(open_circuits, state.store):
+                body["providers"] = providers
     down = {name: problem for name, problem in found.items() if problem is not None}
     if not down:
         return Health.model_validate(body)
