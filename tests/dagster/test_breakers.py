@@ -7,6 +7,7 @@ with no fallback waits for the circuit, whose half-open probe closes it once the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ import dagster as dg
 import pytest
 
 from video_pipelines.api.health import open_circuits
+from video_pipelines.executions import execution_status
 from video_pipelines.executions.metrics import render_metrics
 from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.providers.replicate import DEFAULT_VIDEO_MODEL
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.submissions.breakers import CircuitState, ProviderCircuits
 
@@ -70,6 +73,9 @@ def test_nodes_fall_back_and_an_open_circuit_keeps_later_nodes_off_the_dead_prov
         assert videos["b"].fallback_from == ("replicate", "fal") and videos["b"].provider == "local"
         assert "provider" not in videos["both"].to_wire(), "a merge calls no provider"
         assert "replicate's circuit is open" in logs_of(instance, second.run_id)
+        status = execution_status(DagsterRunRecords(instance), None, second.run_id).to_wire()
+        assert status["jobs"]["b"]["result"]["fallbackFrom"] == ["replicate", "fal"]
+        assert status["jobs"]["b"]["result"]["provider"] == "local"
 
         with SubmissionStore.from_env() as store:
             assert open_circuits(store) == {"replicate": "open"}
@@ -95,3 +101,25 @@ def test_a_node_without_fallback_waits_for_the_circuit_and_completes_after_recov
         circuit = ProviderCircuits(store).get("replicate")
         assert circuit is not None and circuit.state is CircuitState.CLOSED
         assert open_circuits(store) == {}
+
+
+def test_a_failed_job_that_the_provider_billed_counts_in_the_cost(
+    dagster_home: Path, outage: Outage, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    outage.down, outage.outcome = False, "fail"  # the prediction is created, runs, and fails
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"replicate": {DEFAULT_VIDEO_MODEL: {"per_call": 0.25, "per_second": 0.05}}}))
+    monkeypatch.setenv("VIDEO_PIPELINES_PRICING_FILE", str(prices))
+    with dg.DagsterInstance.get() as instance:
+        result = run_plan({"jobs": [remote_gen("gen", fallbacks=LOCAL)]}, instance)
+        assert result.success, logs_of(instance, result.run_id)
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None
+    [job_id] = list(outage.jobs)
+    assert run.tags["video/provider_job/gen"] == f"0 replicate {job_id}", "the entry's own job, in the node's tag"
+    [materialization] = [
+        event.step_materialization_data.materialization for event in result.get_asset_materialization_events()
+    ]
+    # The failed prediction's per-call price (no video to bill by the second); local's own work is free.
+    assert materialization.metadata["cost_usd"].value == 0.25
+    assert materialization.metadata["provider"].value == "local"
