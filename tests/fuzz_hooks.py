@@ -160,7 +160,10 @@ def _one_source(params: dict[str, Any]) -> None:
     if given:
         params.pop("provider", None)
         params.pop("model", None)
-    elif params.get("provider", "local") == "local":
+        params.pop("fallbacks", None)
+    elif params.get("provider", "local") == "local" or any(
+        entry.get("provider") == "local" for entry in params.get("fallbacks") or []
+    ):
         params["language"] = sorted(LOCAL_LANGUAGES)[0]
     elif params.get("language") is None:
         params["language"] = "es"

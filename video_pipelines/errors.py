@@ -91,6 +91,10 @@ class TransientProviderError(ProviderError, TransientError):
     """A provider failure that may pass (429, 5xx, timeouts)."""
 
 
+class ProviderUnavailable(ProviderError):
+    """The provider's circuit is open and the node has a fallback: it moves on without calling it."""
+
+
 class SubmissionStoreError(VideoPipelineError):
     """The submission store refused an input (bad priority, a secret without a URL) or cannot use its database."""
 

@@ -37,6 +37,7 @@ from video_pipelines.plan import parse_plan
 from video_pipelines.plan.problems import PlanProblem, locate
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.submissions import ApiKeys, SubmissionStore
+from video_pipelines.submissions.breakers import BreakerSettings, ProviderCircuits
 from video_pipelines.submissions.schema import SUBMISSIONS_TABLE, WEBHOOK_DELIVERIES_TABLE
 from video_pipelines.vocabulary import ExecutionState, NodeState
 
@@ -616,6 +617,16 @@ def test_health_is_503_naming_the_daemon_without_a_heartbeat(api: Api) -> None:
     beat(api.state, required[:1], age_seconds=600)  # one daemon stopped beating ten minutes ago
     body = problem(api.client.get("/health"), 503)
     assert f"{required[0]} (last heartbeat 600 s ago)" in body["detail"] and body["database"] == "ok"
+
+
+def test_health_lists_open_circuits_and_stays_200(api: Api) -> None:
+    beat(api.state, list(api.state.instance.get_required_daemon_types()))
+    ProviderCircuits(api.state.store, BreakerSettings(failures=1)).failed("replicate")
+    response = api.client.get("/health")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"database": "ok", "daemon": "ok", "storage": "ok", "providers": {"replicate": "open"}}
+    ProviderCircuits(api.state.store).succeeded("replicate")
+    assert "providers" not in api.client.get("/health").json()
 
 
 def test_health_names_unusable_storage(api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

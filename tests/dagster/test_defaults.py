@@ -14,6 +14,7 @@ from video_pipelines.deployment import postgres, workers
 from video_pipelines.executions.attempts import max_resumes
 from video_pipelines.operations.checks import parse_blocking
 from video_pipelines.plan.limits import max_nodes
+from video_pipelines.submissions.breakers import BreakerSettings
 from video_pipelines.webhooks.outbox import RetrySchedule
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -41,6 +42,8 @@ CODE_DEFAULTS: dict[str, Callable[[], str]] = {
     "VIDEO_PIPELINES_BLOCKING_CHECKS": lambda: ",".join(sorted(parse_blocking(None))),
     "VIDEO_PIPELINES_QUEUE": lambda: workers.DEFAULT_QUEUE,
     "VIDEO_PIPELINES_MAX_NODES": lambda: str(max_nodes({})),
+    "VIDEO_PIPELINES_BREAKER_FAILURES": lambda: str(BreakerSettings.from_env({}).failures),
+    "VIDEO_PIPELINES_BREAKER_OPEN_SECONDS": lambda: _number(BreakerSettings.from_env({}).open_seconds),
 }
 
 

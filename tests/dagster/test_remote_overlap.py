@@ -195,8 +195,10 @@ def test_a_failed_remote_node_cancels_the_predictions_started_ahead(
 
 
 def test_a_transient_failure_of_a_node_started_ahead_resumes_its_prediction(
-    dagster_home: Path, replicate: TimedReplicate
+    dagster_home: Path, replicate: TimedReplicate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Five 503s in a row would open replicate's circuit (the default threshold): the node would wait for it.
+    monkeypatch.setenv("VIDEO_PIPELINES_BREAKER_FAILURES", "100")
     replicate.seconds = 2
     # Five 503s use up the first attempt's HTTP retries: the step fails transiently and is retried.
     replicate.script["status"] = [(503, {"Retry-After": "0"}, {"detail": "busy"})] * 5

@@ -624,6 +624,7 @@ def test_migrations_are_idempotent_and_recorded(db_url: str) -> None:
         "video_pipelines_execution_outcomes",
         "video_pipelines_node_claims",
         "video_pipelines_node_results",
+        "video_pipelines_provider_circuits",
         "video_pipelines_provider_waits",
         "video_pipelines_schema_version",
         "video_pipelines_submissions",

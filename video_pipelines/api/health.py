@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from video_pipelines.storage import ArtifactStore
 from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions.breakers import BreakerSettings, ProviderCircuits
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,13 @@ class CheckFailed(Exception):
 def check_database(store: SubmissionStore) -> None:
     with store.reader.connect() as connection:
         connection.execute(sa.text("SELECT 1"))
+
+
+def open_circuits(store: SubmissionStore) -> dict[str, str]:
+    """The providers whose circuit is open (or half-open), for `/health` to list: a provider's outage is not the
+    deployment's (nodes fall back or wait for it), so it never turns `/health` 503."""
+    circuits = ProviderCircuits(store, BreakerSettings())
+    return {provider: state.value for provider, state in circuits.open_circuits().items()}
 
 
 def check_daemon(instance: dg.DagsterInstance, max_age_seconds: float, now: float | None = None) -> None:

@@ -46,6 +46,16 @@ class Video(_Wire):
     captions: Captions | None = Field(
         default=None, description="addSubtitles results: the cues as SRT and VTT", exclude_if=lambda v: v is None
     )
+    provider: str | None = Field(
+        default=None,
+        description="nodes with fallbacks: the provider that made the video",
+        exclude_if=lambda v: v is None,
+    )
+    fallback_from: list[str] | None = Field(
+        default=None,
+        description="nodes with fallbacks: the providers it moved on from, in order (empty: its own made it)",
+        exclude_if=lambda v: v is None,
+    )
 
 
 class ProviderJob(_Wire):
@@ -165,6 +175,12 @@ class Health(_Wire):
     database: Literal["ok", "down"]
     daemon: Literal["ok", "down"]
     storage: Literal["ok", "down"]
+    # Absent while every circuit is closed: a provider's outage never makes the deployment unhealthy.
+    providers: dict[str, Literal["open", "half_open"]] | None = Field(
+        default=None,
+        description="providers whose circuit breaker is open (or half-open: one probe call let through)",
+        exclude_if=lambda v: not v,
+    )
 
 
 class Problem(_Wire):

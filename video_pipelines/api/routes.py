@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar, cast
 
@@ -23,7 +23,7 @@ from fastapi.sse import EventSourceResponse, format_sse_event
 from pydantic import BaseModel
 
 from video_pipelines import executions
-from video_pipelines.api.health import check_daemon, check_database, check_storage, run_checks
+from video_pipelines.api.health import check_daemon, check_database, check_storage, open_circuits, run_checks
 from video_pipelines.api.models import (
     Delivery,
     DeliveryLog,
@@ -524,7 +524,11 @@ async def health(request: Request, state: StateDep) -> Health | JSONResponse:
         },
         settings.health_timeout_seconds,
     )
-    body = {name: "ok" if problem is None else "down" for name, problem in found.items()}
+    body: dict[str, object] = {name: "ok" if problem is None else "down" for name, problem in found.items()}
+    if found["database"] is None:
+        with suppress(Exception):  # the circuits only inform: a failed read is no reason to fail /health
+            if providers := await run_in_threadpool(open_circuits, state.store):
+                body["providers"] = providers
     down = {name: problem for name, problem in found.items() if problem is not None}
     if not down:
         return Health.model_validate(body)

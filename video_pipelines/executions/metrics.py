@@ -28,6 +28,7 @@ from video_pipelines.submissions import (
     SubmissionState,
     SubmissionStore,
 )
+from video_pipelines.submissions.breakers import BreakerSettings, Circuit, CircuitState, ProviderCircuits
 from video_pipelines.submissions.counters import (
     NODE_SECONDS,
     PREFIX,
@@ -60,10 +61,15 @@ class ServiceCollector:
         except sa.exc.SQLAlchemyError as exc:
             raise store_error(f"cannot read the metrics from {self._store.url}", exc) from exc
         samples = Counters(self._store).samples()
+        try:
+            circuits = ProviderCircuits(self._store, BreakerSettings()).all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise store_error(f"cannot read the provider circuits from {self._store.url}", exc) from exc
         yield from _execution_metrics(submissions, outcomes, run_attempts, self._records.queued_runs())
         yield _node_seconds([sample for sample in samples if sample.metric.startswith(NODE_SECONDS + "_")])
         yield _webhook_attempts(attempts)
         yield _provider_errors([sample for sample in samples if sample.metric == PROVIDER_HTTP_ERRORS])
+        yield _circuits_open(circuits)
 
 
 def _execution_metrics(
@@ -158,6 +164,18 @@ def _provider_errors(samples: list[Sample]) -> Metric:
     )
     for sample in sorted(samples, key=lambda sample: labels_key(sample.labels)):
         family.add_metric([sample.labels.get(name, "") for name in labels], sample.value)
+    return family
+
+
+def _circuits_open(circuits: Iterable[Circuit]) -> Metric:
+    family = GaugeMetricFamily(
+        PREFIX + "provider_circuit_open",
+        "1 while a provider's circuit is open (or half-open: one probe call let through), 0 once closed again; "
+        "a provider that never failed has no series.",
+        labels=["provider"],
+    )
+    for circuit in circuits:
+        family.add_metric([circuit.provider], 0 if circuit.state is CircuitState.CLOSED else 1)
     return family
 
 

@@ -92,26 +92,41 @@ class HeadStarts:
                     continue
             return ready
 
-    def start(self, node_id: str, key: object, work: Work, *, then: Callable[[NodeRun, Log], None]) -> bool:
-        """Run `work` in a thread unless already started or its step began; `then` runs after it succeeds."""
+    def start(
+        self,
+        node_id: str,
+        key: object,
+        work: Work,
+        *,
+        then: Callable[[NodeRun, Log], None],
+        falls_back: Callable[[BaseException], bool] = lambda _exc: False,
+    ) -> bool:
+        """Run `work` in a thread unless already started or its step began; `then` runs after it succeeds;
+        `falls_back`: whether an error moves the node to a fallback provider (not a failure for good)."""
         with self._lock:
             if node_id in self._ahead or node_id in self._in_step or self._stop.is_set():
                 return False
             ahead = Ahead(node_id, key)
             self._ahead[node_id] = ahead
             thread = threading.Thread(
-                target=self._run, args=(ahead, work, then), name=f"head-start-{node_id}", daemon=True
+                target=self._run, args=(ahead, work, then, falls_back), name=f"head-start-{node_id}", daemon=True
             )
             self._threads.append(thread)
         thread.start()
         return True
 
-    def _run(self, ahead: Ahead, work: Work, then: Callable[[NodeRun, Log], None]) -> None:
+    def _run(
+        self,
+        ahead: Ahead,
+        work: Work,
+        then: Callable[[NodeRun, Log], None],
+        falls_back: Callable[[BaseException], bool],
+    ) -> None:
         try:
             with stopping_on(self._stop):
                 result = work(partial(ahead.line, False), partial(ahead.line, True))
         except BaseException as exc:  # the step that takes it raises it (Abandoned included)
-            if isinstance(exc, VideoPipelineError) and not isinstance(exc, TransientError):
+            if isinstance(exc, VideoPipelineError) and not isinstance(exc, TransientError) and not falls_back(exc):
                 self.halt(f"{ahead.node_id} failed")  # no need to wait for its step to stop the rest
             ahead.future.set_exception(exc)
             return

@@ -10,21 +10,24 @@ import os
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
+from functools import partial
 from typing import Protocol
 
-from video_pipelines.errors import PlanValidationError
+from video_pipelines.errors import PlanValidationError, ProviderError
 from video_pipelines.nodes.cache import NodeWork, single_flight
 from video_pipelines.nodes.environment import NodeEnvironment, still_stored
+from video_pipelines.nodes.fallbacks import LoggedCircuits, ProviderChoice
 from video_pipelines.nodes.head_start import HeadStarts, Log, Work, await_result
 from video_pipelines.nodes.runner import NodeChecks, NodeRun, run_node, typed_params
 from video_pipelines.nodes.tasks import NodeTask
 from video_pipelines.operations.checks import DEFAULT_BLOCKING, CheckName, CheckOutcome
 from video_pipelines.plan.params import AnyParams
 from video_pipelines.providers import JobLedger
-from video_pipelines.providers.context import ProviderSlots, limiting_provider_jobs, parking_allowed
+from video_pipelines.providers.context import ProviderSlots, guarding_circuits, limiting_provider_jobs, parking_allowed
 from video_pipelines.providers.http import Abandoned, Parked, sleep_interruptibly
 from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex, ProviderWaits, SubmissionStore
+from video_pipelines.submissions.breakers import ProviderCircuits
 from video_pipelines.submissions.counters import counting_provider_errors
 
 PARKING_ENV = "VIDEO_PIPELINES_PARKING"
@@ -106,17 +109,46 @@ class RunNodes:
         return self._submission(execution_id)[1] and parking_enabled()
 
 
-def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int) -> Work:
+def falls_back(choice: ProviderChoice | None, error: BaseException) -> bool:
+    """Whether `error` moves a node on `choice` to its next provider: a provider's, with a fallback left."""
+    return choice is not None and choice.next is not None and isinstance(error, ProviderError)
+
+
+def first_choice(nodes: RunNodes, shell: RunShell, task: NodeTask) -> ProviderChoice | None:
+    """The provider a node with fallbacks starts on: its own, or the one whose job an earlier run started."""
+    with suppress(PlanValidationError):
+        params = typed_params(task.node, task.upstream)
+        if ProviderChoice.of(params) is not None:
+            return ProviderChoice.of(params, shell.ledger(task.node.id, nodes.tags_lock).recall())
+    return None
+
+
+def _through_circuits(
+    nodes: RunNodes, choice: ProviderChoice | None, log: Log, warn: Log
+) -> AbstractContextManager[None]:
+    """The node's provider calls through the deployment's circuits: an open one skipped when a fallback is left."""
+    may_skip = choice is not None and choice.next is not None
+    gate = LoggedCircuits(ProviderCircuits(nodes.store(), warn=warn), log, may_skip=may_skip)
+    return guarding_circuits(gate, may_skip=may_skip)
+
+
+def node_work(
+    nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int, choice: ProviderChoice | None = None
+) -> Work:
+    """The node's work; `choice`: the provider of its fallbacks it calls (None: the node has none)."""
     node = task.node
 
     def compute(log: Log, warn: Log) -> NodeRun:
         params: AnyParams | None = None  # invalid: run_node raises the error again, after the spend check
         with suppress(PlanValidationError):
             params = typed_params(node, task.upstream)
+            params = choice.applied(params) if choice is not None else params
         # Before anything starts at the provider: a paid node past the plan's maxCostUsd fails here.
         shell.check_spend(task, params, nodes.env().pricing)
+        ledger = shell.ledger(node.id, nodes.tags_lock)
         with (
             counting_provider_errors(nodes.store(), warn=warn),
+            _through_circuits(nodes, choice, log, warn),
             shell.span(task, attempt) as span,
             limiting_provider_jobs(shell.slots(node.id, log)),
             parking_allowed() if nodes.parks(task.execution_id) else nullcontext(),
@@ -129,7 +161,7 @@ def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int)
                     lineage=task.lineage,
                     env=nodes.env(),
                     log=log,
-                    ledger=shell.ledger(node.id, nodes.tags_lock),
+                    ledger=choice.ledger(ledger) if choice is not None else ledger,
                     # Inside the single flight: a video that fails a blocking check is never stored nor recorded.
                     checks=NodeChecks(audio=task.audio_expected, blocking=nodes.blocking),
                     params=params,
@@ -139,24 +171,16 @@ def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int)
                 # leaves the job where a cancel and the poller find it.
                 shell.park(task, parked, nodes.store(), nodes.tags_lock)
                 raise
+            result = choice.made(result) if choice is not None else result  # before the single flight records it
             span.ran(result)
         # They wait for the node's step, which logs them (the work may run ahead of it, in a thread).
         nodes.checks[(node.id, task.lineage)] = result.checks
         return result
 
     def work(log: Log, warn: Log) -> NodeRun:
-        flight = NodeWork(
-            tenant=nodes.tenant(task.execution_id),
-            lineage=task.lineage,
-            execution_id=task.execution_id,
-            node_id=node.id,
-            operation=node.operation.value,
-            run_id=shell.run_id,
-            cache=node.cache and shell.plan_caches(),
-        )
         return single_flight(
             NodeResultIndex(nodes.store()),
-            flight,
+            _flight(nodes, shell, task),
             lambda: compute(log, warn),
             run_has_ended=shell.run_has_ended,
             log=log,
@@ -168,24 +192,46 @@ def node_work(nodes: RunNodes, shell: RunShell, task: NodeTask, *, attempt: int)
     return work
 
 
+def _flight(nodes: RunNodes, shell: RunShell, task: NodeTask) -> NodeWork:
+    node = task.node
+    return NodeWork(
+        tenant=nodes.tenant(task.execution_id),
+        lineage=task.lineage,
+        execution_id=task.execution_id,
+        node_id=node.id,
+        operation=node.operation.value,
+        run_id=shell.run_id,
+        cache=node.cache and shell.plan_caches(),
+    )
+
+
 def task_key(task: NodeTask) -> object:
     return (task.inputs, task.upstream, task.lineage)
 
 
 def start_ready(nodes: RunNodes, started: HeadStarts, shell: RunShell, log: Log) -> None:
     for task in started.ready():
-        work = node_work(nodes, shell, task, attempt=1)
+        choice = first_choice(nodes, shell, task)
+        work = node_work(nodes, shell, task, attempt=1, choice=choice)
 
         def then(done: NodeRun, log: Log, node_id: str = task.node.id) -> None:
             started.record(node_id, done.result)
             start_ready(nodes, started, shell, log)
 
-        if started.start(task.node.id, task_key(task), work, then=then):
+        if started.start(task.node.id, task_key(task), work, then=then, falls_back=partial(falls_back, choice)):
             log(f"{task.node.id}: started ahead of its step: its inputs all exist")
 
 
 def run_or_await(
-    nodes: RunNodes, shell: RunShell, started: HeadStarts | None, task: NodeTask, attempt: int, *, log: Log, warn: Log
+    nodes: RunNodes,
+    shell: RunShell,
+    started: HeadStarts | None,
+    task: NodeTask,
+    attempt: int,
+    *,
+    log: Log,
+    warn: Log,
+    choice: ProviderChoice | None = None,
 ) -> NodeRun:
     node = task.node
 
@@ -201,4 +247,4 @@ def run_or_await(
         return await_result(ahead, log=info, warn=warning)
     if started is not None and started.halted_by is not None and node.is_remote:
         raise Abandoned  # another node failed for good: no provider job for a run that will fail
-    return node_work(nodes, shell, task, attempt=attempt)(info, warn)
+    return node_work(nodes, shell, task, attempt=attempt, choice=choice)(info, warn)

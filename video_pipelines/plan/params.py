@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from video_pipelines.errors import MediaError
 from video_pipelines.speech import LOCAL_LANGUAGES, REMOTE_TRANSCRIBERS, base_language
@@ -42,6 +52,9 @@ _BY_SPELLING: dict[str, Operation] = (
 )
 
 
+_T = TypeVar("_T")
+_F = TypeVar("_F", bound=Sequence["VideoFallback | SyncFallback"] | None)
+
 # JSON's own types only, as the OpenAPI schema says: pydantic's lax mode would also take "5" or true
 # for a number and 1 for true.
 Number = Annotated[float, Strict()]
@@ -59,6 +72,50 @@ class _Params(BaseModel):
         return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+VideoProvider = Literal["local", "replicate", "fal", "google-cloud"]
+# Who lip-syncs, and who transcribes speech for captions: no Vertex model does either here.
+SyncProvider = Literal["local", "replicate", "fal"]
+MAX_FALLBACKS = 5
+
+
+class _Fallback(_Params):
+    model: str | None = Field(default=None, min_length=1)
+
+
+class VideoFallback(_Fallback):
+    """Another provider (and model) to generate with when the ones before it refused, kept failing or are out."""
+
+    provider: VideoProvider
+
+
+class SyncFallback(_Fallback):
+    """Another provider (and model) to lip-sync or transcribe with when the ones before it could not."""
+
+    provider: SyncProvider
+
+
+def _fallbacks_field() -> Any:
+    return Field(default=None, min_length=1, max_length=MAX_FALLBACKS)
+
+
+def _checked_fallbacks(model: type[_Params], fallbacks: _F, info: ValidationInfo) -> _F:
+    """Each fallback as the node's own provider and model: what the params' other checks say of it (a language
+    the local recogniser does not know, say), named by its place in the list."""
+    if fallbacks is None:
+        return fallbacks
+    required = {name for name, field in model.model_fields.items() if field.is_required()}
+    if not required <= set(info.data):  # a field failed already: its own error says what to fix
+        return fallbacks
+    for index, fallback in enumerate(fallbacks):
+        values = {**info.data, "provider": fallback.provider, "model": fallback.model}
+        try:
+            model.model_validate(values)
+        except ValidationError as exc:
+            reasons = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+            raise ValueError(f"entry {index} (provider {fallback.provider}): {reasons}") from None
+    return fallbacks
+
+
 class GenerateVideoParams(_Params):
     """generateVideo: a clip of `duration` seconds from a prompt."""
 
@@ -66,11 +123,17 @@ class GenerateVideoParams(_Params):
     prompt: str = Field(min_length=1, max_length=4000, json_schema_extra={"pattern": r"\S"})
     duration: Number = Field(default=5, ge=1, le=60)
     aspect_ratio: AspectRatioName = Field(default="16:9", alias="aspectRatio")
-    provider: Literal["local", "replicate", "fal", "google-cloud"] = "local"
+    provider: VideoProvider = "local"
     model: str | None = None
     seed: WholeNumber | None = Field(default=None, ge=0, le=2**31 - 1)
     # The short side in pixels (720 = 720p); not in the seed SDK, useful for drafts and tests.
     resolution: WholeNumber = Field(default=720, ge=64, le=2160)
+    fallbacks: list[VideoFallback] | None = _fallbacks_field()
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _fallbacks(cls, value: list[VideoFallback] | None, info: ValidationInfo) -> list[VideoFallback] | None:
+        return _checked_fallbacks(cls, value, info)
 
     @field_validator("prompt")
     @classmethod
@@ -91,8 +154,14 @@ class LipSyncParams(_Params):
     """lipSync: the input video speaking the audio at `audioUrl`."""
 
     audio_url: str = Field(min_length=1, alias="audioUrl", json_schema_extra={"pattern": "^https?://"})
-    provider: Literal["local", "replicate", "fal"] = "local"
+    provider: SyncProvider = "local"
     model: str | None = None
+    fallbacks: list[SyncFallback] | None = _fallbacks_field()
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _fallbacks(cls, value: list[SyncFallback] | None, info: ValidationInfo) -> list[SyncFallback] | None:
+        return _checked_fallbacks(cls, value, info)
 
     @field_validator("audio_url")
     @classmethod
@@ -137,12 +206,13 @@ class AddSubtitlesParams(_Params):
     cues: list[SubtitleCue] | None = Field(default=None, min_length=1)
     srt: str | None = Field(default=None, min_length=1)
     # Who transcribes the speech: the offline recogniser, or a provider's speech-to-text.
-    provider: Literal["local", "replicate", "fal"] = "local"
+    provider: SyncProvider = "local"
     model: str | None = Field(default=None, min_length=1)
     language: str | None = Field(default=None, max_length=35)
     # False: the picture is left alone; the cues become a soft subtitle track and the sidecars.
     burn: Flag = True
     style: SubtitleStyle = SubtitleStyle()
+    fallbacks: list[SyncFallback] | None = _fallbacks_field()
 
     @property
     def from_speech(self) -> bool:
@@ -160,9 +230,9 @@ class AddSubtitlesParams(_Params):
                 raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("provider", "model")
+    @field_validator("provider", "model", "fallbacks")
     @classmethod
-    def _only_for_speech(cls, value: str | None, info: ValidationInfo) -> str | None:
+    def _only_for_speech(cls, value: _T, info: ValidationInfo) -> _T:
         given = [name for name in _SOURCES if info.data.get(name) is not None]
         if value is not None and given:
             raise ValueError(
@@ -195,6 +265,11 @@ class AddSubtitlesParams(_Params):
             )
         return value
 
+    @field_validator("fallbacks")
+    @classmethod
+    def _fallbacks(cls, value: list[SyncFallback] | None, info: ValidationInfo) -> list[SyncFallback] | None:
+        return _checked_fallbacks(cls, value, info)
+
     @model_validator(mode="after")
     def _one_source(self) -> Self:
         given = [name for name in _SOURCES if getattr(self, name) is not None]
@@ -222,6 +297,8 @@ PARAMS_MODELS: dict[Operation, type[_Params]] = {
     Operation.ADD_SUBTITLES: AddSubtitlesParams,
     Operation.REFRAME: ReframeParams,
 }
+
+FALLBACK_OPERATIONS = (Operation.GENERATE_VIDEO, Operation.LIP_SYNC, Operation.ADD_SUBTITLES)
 
 AnyParams = GenerateVideoParams | MergeParams | LipSyncParams | AddSubtitlesParams | ReframeParams
 

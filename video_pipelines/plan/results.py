@@ -35,6 +35,7 @@ class Captions:
 
 
 _WIRE_NAMES = {"aspect_ratio": "aspectRatio", "size_bytes": "sizeBytes"}
+_OPTIONAL = ("captions", "provider", "fallback_from")
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,18 @@ class VideoResult:
     status: str = "completed"
     # addSubtitles: the cues as sidecar files; on the wire only when there are some.
     captions: Captions | None = None
+    # A node with `fallbacks`: the provider that made the video, and those it moved on from, in order (on the
+    # wire only for such nodes, so every other result stays as it was).
+    provider: str | None = None
+    fallback_from: tuple[str, ...] | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        wire = {_WIRE_NAMES.get(f.name, f.name): getattr(self, f.name) for f in fields(self) if f.name != "captions"}
+        wire = {_WIRE_NAMES.get(f.name, f.name): getattr(self, f.name) for f in fields(self) if f.name not in _OPTIONAL}
         if self.captions is not None:
             wire["captions"] = self.captions.to_wire()
+        if self.fallback_from is not None:
+            wire["provider"] = self.provider
+            wire["fallbackFrom"] = list(self.fallback_from)
         return wire
 
     @classmethod
@@ -68,4 +76,6 @@ class VideoResult:
             sha256=str(wire["sha256"]),
             status=str(wire.get("status", "completed")),
             captions=Captions.from_wire(wire["captions"]) if wire.get("captions") else None,
+            provider=str(wire["provider"]) if wire.get("provider") else None,
+            fallback_from=tuple(map(str, wire["fallbackFrom"])) if isinstance(wire.get("fallbackFrom"), list) else None,
         )

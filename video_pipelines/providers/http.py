@@ -28,6 +28,7 @@ from video_pipelines.errors import (
     JobFailed,
     ProviderError,
     ProviderHttpError,
+    ProviderUnavailable,
     TransientError,
     TransientFetchError,
     TransientProviderError,
@@ -43,7 +44,17 @@ from video_pipelines.net import (
 )
 from video_pipelines.net.retrying import backoff_delay, parse_retry_after
 from video_pipelines.providers.base import JobLedger
-from video_pipelines.providers.context import may_park, provider_slot, report_provider_error, scoped
+from video_pipelines.providers.context import (
+    circuit_admission,
+    circuit_failed,
+    circuit_succeeded,
+    may_park,
+    may_skip_open_circuit,
+    provider_slot,
+    report_provider_error,
+    scoped,
+    waits_for_circuit,
+)
 from video_pipelines.storage.factory import ARTIFACTS_BASE_URL_ENV
 from video_pipelines.telemetry.tracing import http_client_span
 
@@ -221,29 +232,49 @@ class ProviderHttp:
         attempt, renewed = 1, False
         while True:
             wait: float | None = None
+            probe = self._through_circuit()
             try:
                 answer = self._send(method, url, content, content_type, what=what, timeout=self._request_timeout())
             except _RETRIED_TRANSPORT_ERRORS as exc:
+                circuit_failed(self.provider)
                 if (remaining := self._remaining()) is not None and remaining <= 0:
                     raise _DeadlineReached from None
                 last = f"{type(exc).__name__} talking to {redact_url(url)}" + (f": {exc}" if str(exc) else "")
             else:
                 if httpx.codes.is_success(answer.status):
+                    circuit_succeeded(self.provider)
                     return answer.body
                 if answer.status == 401 and self.renew is not None and not renewed:
                     # A token revoked or expired early: another one, once, without using up an attempt.
                     self.renew()
                     renewed = True
                     continue
+                if answer.status >= 500:
+                    circuit_failed(self.provider)
+                elif answer.status != 429:  # a refusal of this request: the provider is up (429: busy, neither)
+                    circuit_succeeded(self.provider)
                 last, wait = self._refusal(answer, what)
-            if attempt == attempts:
+            if attempt >= attempts and not waits_for_circuit(self.provider):
                 raise TransientProviderError(
                     self._redact(f"{self.provider}: {what} failed after {attempts} attempts; last: {last}")
                 )
             if wait is None:
-                wait = backoff_delay(attempt - 1, base=self.policy.base_delay, cap=self.policy.max_delay)
+                wait = backoff_delay(min(attempt, attempts) - 1, base=self.policy.base_delay, cap=self.policy.max_delay)
             self._pause(wait)
-            attempt += 1
+            # A failed probe uses up no attempt: the circuit is open again, and the call waits for it.
+            attempt += 0 if probe else 1
+
+    def _through_circuit(self) -> bool:
+        """Wait (interruptibly, within the deadline) until the provider's circuit lets a call through; True when
+        this call is the half-open circuit's probe. `ProviderUnavailable` when the node can move to a fallback."""
+        while not (admission := circuit_admission(self.provider)).allowed:
+            if may_skip_open_circuit():
+                raise ProviderUnavailable(
+                    f"{self.provider}: its circuit is open after transient failures across the deployment "
+                    f"(it lets a call through again in {admission.wait:.0f} s); not called"
+                )
+            self._pause(admission.wait)
+        return admission.probe
 
     def cancel_quietly(self, method: str, url: str, *, json: Mapping[str, Any] | None = None) -> bool:
         """One attempt within `policy.cancel_timeout`, even past the deadline; True when the provider accepted it."""

@@ -27,6 +27,7 @@ NODE_RESULTS_TABLE = "video_pipelines_node_results"
 NODE_CLAIMS_TABLE = "video_pipelines_node_claims"
 EXECUTION_OUTCOMES_TABLE = "video_pipelines_execution_outcomes"
 PROVIDER_WAITS_TABLE = "video_pipelines_provider_waits"
+PROVIDER_CIRCUITS_TABLE = "video_pipelines_provider_circuits"
 # The tenant of everything that no API key scoped: operator submissions, runs launched through Dagster's doors.
 DEFAULT_TENANT = "default"
 # The webhook events a delivery can be for (see `webhooks.outbox.EVENTS`); frozen with step 3.
@@ -40,6 +41,7 @@ _SUBMISSION_STATES_V8 = "state IN ('pending', 'launching', 'launched', 'rejected
 _ATTEMPT_STATES_V8 = "state IN ('pending', 'launching', 'launched', 'canceled')"
 _ATTEMPT_REASONS_V9 = "reason IN ('resume', 'retry', 'continue')"
 _WAIT_STATES_V9 = "state IN ('waiting', 'finished', 'collected', 'canceling', 'canceled')"
+_CIRCUIT_STATES_V10 = "state IN ('closed', 'open', 'half_open')"
 # One fixed 64-bit advisory-lock id for this schema, derived from its name so it is unlikely to meet another app's.
 _ADVISORY_LOCK_ID = int.from_bytes(hashlib.sha256(VERSION_TABLE.encode()).digest()[:8], "big", signed=True)
 _TIMESTAMP = sa.DateTime(timezone=True)
@@ -420,6 +422,25 @@ def _provider_waits_v9(metadata: sa.MetaData) -> sa.Table:
     return table
 
 
+def _provider_circuits_v10(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        PROVIDER_CIRCUITS_TABLE,
+        metadata,
+        # One circuit per provider for the whole deployment: every worker reads and moves the same row.
+        sa.Column("provider", sa.String(32), primary_key=True),
+        sa.Column("state", sa.String(16), nullable=False),
+        # Transient failures in a row since the last success (or since the circuit last opened).
+        sa.Column("failures", sa.Integer, nullable=False),
+        # When it last opened (open and half_open); NULL when closed.
+        sa.Column("opened_at", _TIMESTAMP),
+        # half_open: until when the one call let through is the probe; after that another caller may probe.
+        sa.Column("probe_until", _TIMESTAMP),
+        sa.Column("updated_at", _TIMESTAMP, nullable=False),
+        sa.CheckConstraint(_CIRCUIT_STATES_V10, name="ck_video_pipelines_provider_circuits_state"),
+        sa.CheckConstraint("failures >= 0", name="ck_video_pipelines_provider_circuits_failures"),
+    )
+
+
 def _rebuild_sqlite(connection: sa.Connection, declare: Declare, indexes: Indexes, name: str, version: int) -> None:
     """Give SQLite table `name` the shape `declare` makes, keeping its rows (built as a new table, then renamed)."""
     temporary = f"{name}_v{version}_new"
@@ -504,6 +525,7 @@ execution_attempts = _attempts_v9(_metadata)
 node_results, node_claims = _node_results_v5(_metadata)
 execution_outcomes = _execution_outcomes_v7(_metadata)
 provider_waits = _provider_waits_v9(_metadata)
+provider_circuits = _provider_circuits_v10(_metadata)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "submissions table", create=(_submissions_v1,)),
@@ -555,6 +577,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=((_attempts_v9, _attempts_v4_indexes, _A),),
         create=(_provider_waits_v9,),
     ),
+    Migration(10, "provider circuit breakers shared by the deployment", create=(_provider_circuits_v10,)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
