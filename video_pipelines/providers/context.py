@@ -91,11 +91,6 @@ def parking_allowed() -> AbstractContextManager[None]:
     return scoped(_parking, True)
 
 
-def parking_refused() -> AbstractContextManager[None]:
-    """In this context no job parks: it holds a slot of a provider pool, which a parked job could not keep."""
-    return scoped(_parking, False)
-
-
 def may_park() -> bool:
     return bool(_parking.get())
 
