@@ -103,7 +103,7 @@ StateDep = Annotated[ApiState, Depends(api_state)]
 bearer = HTTPBearer(
     auto_error=False,
     scheme_name="apiKey",
-    description="An API key made with `video-pipelines api-keys create --name NAME [--tenant T]`.",
+    description="An API key made with `video-pipelines api-keys create --name NAME [--tenant T | --operator]`.",
 )
 MISSING_KEY = (
     "this call needs an API key: send Authorization: Bearer <key> "
@@ -131,7 +131,7 @@ def authenticated(
                 f"try again in {wait} s",
                 headers={"Retry-After": str(wait)},
             )
-    return Caller(key.tenant)
+    return Caller(None) if key.operator else Caller(key.tenant)
 
 
 CallerDep = Annotated[Caller, Depends(authenticated)]

@@ -171,8 +171,10 @@ def _api_keys(args: argparse.Namespace) -> int:
         keys = ApiKeys(store)
         match args.action:
             case "create":
-                created, key = keys.create(args.name, tenant=DEFAULT_TENANT if args.tenant is None else args.tenant)
-                _print_json({"keyId": created.key_id, "name": created.name, "tenant": created.tenant, "key": key})
+                tenant = DEFAULT_TENANT if args.tenant is None else args.tenant
+                created, key = keys.create(args.name, tenant=tenant, operator=args.operator)
+                answer = {"keyId": created.key_id, "name": created.name, "tenant": created.tenant}
+                _print_json({**answer, "operator": created.operator, "key": key})
                 print("the key is shown only now; only its hash is stored", file=sys.stderr)
             case "list":
                 _print_json([listed.to_wire() for listed in keys.list()])
@@ -305,7 +307,12 @@ def _execution_verbs(command: Command) -> None:
     create_key = key_actions.add_parser("create", help="make a key; prints it once (only its hash is stored)")
     create_key.add_argument("--name", required=True, help="what the key is for, shown by list")
     create_key.add_argument("--tenant", help="whose executions the key submits and sees (default: the default tenant)")
-    key_actions.add_parser("list", help="every key: id, name, tenant, prefix, created, revoked, last used")
+    create_key.add_argument(
+        "--operator",
+        action="store_true",
+        help="an operator's key: sees every tenant's executions and costs, the workers and the queue",
+    )
+    key_actions.add_parser("list", help="every key: id, name, tenant, prefix, created, revoked, last used, operator")
     revoke_key = key_actions.add_parser("revoke", help="refuse a key from now on")
     revoke_key.add_argument("key", metavar="KEY_ID_OR_PREFIX", help="the key id (key_...) or its prefix (vp_...)")
 
