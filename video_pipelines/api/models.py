@@ -3,6 +3,7 @@ drift is a failing validation; unknown fields pass through."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -193,3 +194,98 @@ class InvalidPlan(Problem):
 
 class Unhealthy(Problem, Health):
     """503: what is down is `down`, and `detail` says why."""
+
+
+class LogLineDocument(_Wire):
+    """One line of an execution's log."""
+
+    at: str = Field(description="when it was written (ISO 8601, UTC)")
+    level: Literal["debug", "info", "warning", "error", "critical"]
+    node: str | None = Field(description="the plan node whose step wrote it; null for the run's own lines")
+    message: str
+
+
+class LogPage(_Wire):
+    """Lines of an execution's log after the `cursor` asked for, oldest first."""
+
+    logs: list[LogLineDocument]
+    cursor: str | None = Field(
+        description="give it back as `cursor` to read on (null: the log is empty); an empty page means every "
+        "line written so far was read"
+    )
+
+
+class CostGroup(_Wire):
+    """The spend of one provider, operation or day."""
+
+    key: str = Field(description="the provider, the operation, or the day (YYYY-MM-DD, UTC)")
+    total_usd: float
+    saved_usd: float
+    nodes: int = Field(description="nodes with a video (computed or reused)")
+    executions: int
+
+
+class CostReport(_Wire):
+    """What the caller's executions cost, and what reuse saved at list prices."""
+
+    total_usd: float
+    saved_usd: float
+    group_by: Literal["provider", "operation", "day"]
+    groups: list[CostGroup]
+
+
+class CostSuggestion(_Wire):
+    """A way to spend less, from the caller's own records, and what it would have saved."""
+
+    kind: Literal["identicalRecompute", "paidFailures", "cheaperProvider"]
+    message: str
+    estimated_saving_usd: float
+    executions: list[str] = Field(description="the executions it is drawn from")
+
+
+class BulkRetryRequest(BaseModel):
+    """`POST /api/executions/retry`: which of the caller's executions to run again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["failed", "canceled"] = "failed"
+    since: datetime | None = Field(
+        default=None, description="only executions whose state changed then or later (ISO 8601; UTC without offset)"
+    )
+    limit: int = Field(default=100, ge=1, le=100, description="at most this many, newest first")
+
+
+class SkippedRetry(_Wire):
+    execution_id: str
+    reason: str
+
+
+class BulkRetry(_Wire):
+    """The executions retried (each pending until its new run starts), and those that could not be."""
+
+    retried: list[str]
+    skipped: list[SkippedRetry]
+
+
+class Worker(_Wire):
+    """A run worker consuming this deployment's queue, as Celery's inspection found it."""
+
+    name: str
+    concurrency: int = Field(description="runs it takes at once")
+    active: int = Field(description="runs it runs now")
+    runs: list[str] = Field(description="the Dagster run ids of those runs")
+    queues: list[str]
+    last_seen: str = Field(description="when it answered (ISO 8601, UTC)")
+
+
+class QueuedRuns(_Wire):
+    high: int
+    normal: int
+    low: int
+
+
+class QueueDocument(_Wire):
+    """What waits: submissions not yet launched, and runs in Dagster's run queue by priority."""
+
+    pending_submissions: int
+    queued_runs: QueuedRuns

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar, cast
 
 import anyio
@@ -148,6 +149,7 @@ PLAN_BODY: dict[str, Any] = {
 _PROBLEMS: dict[int, tuple[type[Problem], str]] = {
     400: (Problem, "The request is malformed (not JSON, a bad parameter or header)."),
     401: (Problem, "No API key, or a key that is unknown or revoked."),
+    403: (Problem, "This call needs an operator's key (`api-keys create --operator`); this key is a tenant's."),
     404: (Problem, "No such execution (or not one of this key's tenant: the same answer)."),
     409: (Problem, "The execution cannot be used as asked (e.g. a retry of one that is not failed or canceled)."),
     413: (Problem, "The body is larger than the server's limit."),
@@ -156,6 +158,7 @@ _PROBLEMS: dict[int, tuple[type[Problem], str]] = {
         "The plan is invalid, or the Idempotency-Key was used before for another request; nothing was stored.",
     ),
     429: (Problem, "Too many requests for this key; see Retry-After."),
+    503: (Problem, "A service the call needs (the broker) did not answer in time."),
 }
 
 
@@ -464,8 +467,14 @@ def list_executions(
     status: Annotated[ExecutionState | None, Query(description="only executions in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     cursor: Annotated[str | None, Query(description="the nextCursor of the previous page")] = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="only executions whose state changed then or later (ISO 8601; UTC without offset)"),
+    ] = None,
 ) -> ExecutionPage:
-    """One page of this key's tenant's executions, and the cursor of the next page (null after the last)."""
+    """One page of this key's tenant's executions (an operator's key: every tenant's), and the cursor of the next
+    page (null after the last). `?status=failed&since=...` is the dead-letter view; retry them with
+    `POST /api/executions/retry`."""
     page, next_cursor = executions.list_executions(
         caller,
         state.records,
@@ -473,6 +482,7 @@ def list_executions(
         status=status.value if status is not None else None,
         limit=limit,
         cursor=cursor,
+        since=since,
     )
     return ExecutionPage(executions=[StatusDocument.of(found) for found in page], next_cursor=next_cursor)
 
