@@ -224,7 +224,16 @@ def test_the_cli_creates_lists_and_revokes_keys(dagster_home: Path, capsys: pyte
     assert code == 0
     listed = json.loads(out)
     assert [entry["name"] for entry in listed] == ["ci", "ops"]
-    assert set(listed[0]) == {"keyId", "name", "tenant", "keyPrefix", "createdAt", "revokedAt", "lastUsedAt", "operator"}
+    assert set(listed[0]) == {
+        "keyId",
+        "name",
+        "tenant",
+        "keyPrefix",
+        "createdAt",
+        "revokedAt",
+        "lastUsedAt",
+        "operator",
+    }
     assert listed[0]["keyPrefix"] == created["key"][:12] and listed[0]["lastUsedAt"] is not None
     assert listed[0]["revokedAt"] is None and created["key"] not in out
 
