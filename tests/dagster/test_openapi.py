@@ -116,7 +116,7 @@ def test_the_operator_views_are_documented_with_their_models_and_errors() -> Non
     answer = paths["/api/execute/{execution_id}/logs"]["get"]["responses"]["200"]["content"]
     assert answer["application/json"]["schema"]["$ref"] == REF + "LogPage"
     events = {item["properties"]["event"]["const"] for item in answer["text/event-stream"]["itemSchema"]["oneOf"]}
-    assert events == {"log", "end"}
+    assert events == {"start", "log", "end"}
     assert set(component(REF + "LogLineDocument")["properties"]) == {"at", "level", "node", "message"}
     retry = paths["/api/executions/retry"]["post"]
     assert retry["requestBody"]["content"]["application/json"]["schema"]["$ref"] == REF + "BulkRetryRequest"

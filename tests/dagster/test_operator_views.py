@@ -104,7 +104,8 @@ def test_logs_page_through_every_line_with_its_node_and_only_to_their_tenant(api
     followed = api.client.get(url, headers=acme, params={"follow": "true", "limit": 50})
     assert followed.status_code == 200 and followed.headers["content-type"].startswith("text/event-stream")
     events = parse_stream(followed.content)
-    assert [data for kind, data in events if kind == "log"] == lines and events[-1][0] == "end"
+    assert [data for kind, data in events if kind == "log"] == lines
+    assert (events[0], events[-1][0]) == (("start", {"cursor": None}), "end")
 
     # Another tenant: 404, as for a missing id; an operator sees every tenant's.
     assert problem(api.client.get(url, headers=api.key("globex")), 404)["detail"] == f"no execution {execution_id}"
@@ -240,6 +241,10 @@ def test_failed_executions_are_listed_and_retried_in_bulk(
     assert failed(operator, before) == [theirs, newer, older]
     naive = (datetime.now(UTC) - timedelta(minutes=5)).replace(tzinfo=None).isoformat()  # read as UTC
     assert failed(acme, datetime.fromisoformat(naive)) == [newer, older]
+    for since in ("12345", "yesterday", "2026-12-07"):  # a Unix time or a bare date is no date-time
+        assert (
+            "since" in problem(api.client.get("/api/executions", headers=acme, params={"since": since}), 400)["detail"]
+        )
 
     one = api.client.post(
         "/api/executions/retry", headers=acme, json={"status": "failed", "since": str(before), "limit": 1}
@@ -251,8 +256,9 @@ def test_failed_executions_are_listed_and_retried_in_bulk(
     assert api.client.post("/api/executions/retry", headers=acme, json={}).json() == {"retried": [], "skipped": []}
     assert [status_of(api, e) for e in (older, newer, theirs)] == ["pending", "pending", "failed"]
 
-    for body, field in (({"limit": 101}, "limit"), ({"status": "completed"}, "status"), ({"since": "soon"}, "since"),
-                        ({"limit": 1, "tenant": "globex"}, "tenant")):  # fmt: skip
+    for body, field in (({"limit": 101}, "limit"), ({"limit": "5"}, "limit"), ({"status": "completed"}, "status"),
+                        ({"since": "soon"}, "since"), ({"since": 1765000000}, "since"),
+                        ({"since": "2026-12-07"}, "since"), ({"limit": 1, "tenant": "globex"}, "tenant")):  # fmt: skip
         assert field in problem(api.client.post("/api/executions/retry", headers=acme, json=body), 400)["detail"]
     assert (
         "not valid JSON" in problem(api.client.post("/api/executions/retry", headers=acme, content=b"{"), 400)["detail"]

@@ -3,14 +3,30 @@ drift is a failing validation; unknown fields pass through."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from video_pipelines.executions import ExecutionStatus
 from video_pipelines.vocabulary import ExecutionState, NodeState
+
+# A date and a time, as RFC 3339 writes them (the offset may be left out: UTC). Pydantic alone would also take
+# numbers as Unix times and a bare date, which a `date-time` parameter does not allow.
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:\d{2})?")
+
+
+def _date_time(value: object) -> object:
+    if isinstance(value, str) and not _DATE_TIME.fullmatch(value):
+        raise ValueError("must be a date and time in ISO 8601, e.g. 2026-12-07T09:00:00Z (UTC without an offset)")
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be a date and time in ISO 8601 (a string), e.g. 2026-12-07T09:00:00Z")
+    return value
+
+
+DateTime = Annotated[datetime, BeforeValidator(_date_time)]
 
 
 class _Wire(BaseModel):
@@ -249,10 +265,10 @@ class BulkRetryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["failed", "canceled"] = "failed"
-    since: datetime | None = Field(
+    since: DateTime | None = Field(
         default=None, description="only executions whose state changed then or later (ISO 8601; UTC without offset)"
     )
-    limit: int = Field(default=100, ge=1, le=100, description="at most this many, newest first")
+    limit: int = Field(default=100, ge=1, le=100, strict=True, description="at most this many, newest first")
 
 
 class SkippedRetry(_Wire):

@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar, cast
 
 import anyio
@@ -26,6 +25,7 @@ from pydantic import BaseModel
 from video_pipelines import executions
 from video_pipelines.api.health import check_daemon, check_database, check_storage, run_checks
 from video_pipelines.api.models import (
+    DateTime,
     Delivery,
     DeliveryLog,
     ExecutionAccepted,
@@ -468,7 +468,7 @@ def list_executions(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     cursor: Annotated[str | None, Query(description="the nextCursor of the previous page")] = None,
     since: Annotated[
-        datetime | None,
+        DateTime | None,
         Query(description="only executions whose state changed then or later (ISO 8601; UTC without offset)"),
     ] = None,
 ) -> ExecutionPage:

@@ -11,7 +11,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 import anyio
@@ -26,6 +25,7 @@ from video_pipelines.api.models import (
     BulkRetryRequest,
     CostReport,
     CostSuggestion,
+    DateTime,
     LogLineDocument,
     LogPage,
     QueueDocument,
@@ -66,9 +66,19 @@ OperatorDep = Annotated[Caller, Depends(operator)]
 
 
 def log_stream_schema(ref_template: str) -> dict[str, Any]:
-    """The stream of `?follow=true`: `log` events carrying a line, then one `end` event."""
+    """The stream of `?follow=true`: a `start` event, `log` events carrying a line, then one `end` event."""
     return {
         "oneOf": [
+            {
+                "type": "object",
+                "title": "start event",
+                "description": "first: the cursor the stream reads on after (null: from the first line)",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": {"const": "start"},
+                    "data": {"type": "string", "contentMediaType": "application/json"},
+                },
+            },
             {
                 "type": "object",
                 "title": "log event",
@@ -109,7 +119,9 @@ async def follow_log(
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[bytes]:
     """The log's lines after `cursor` as server-sent events, as they are written, until the execution has ended
-    and its last line is sent (then an `end` event), or the client has gone. A failed read ends the stream."""
+    and its last line is sent (then an `end` event), or the client has gone. A failed read ends the stream.
+    A `start` event comes first, so a client knows the stream is open before any line is written."""
+    yield format_sse_event(data_str=json.dumps({"cursor": cursor}), event="start")
     quiet_since = clock()
     while True:
         try:
@@ -202,9 +214,9 @@ async def logs(
 # --- costs -------------------------------------------------------------------------------------
 
 FromQuery = Annotated[
-    datetime | None, Query(alias="from", description="executions submitted at or after (ISO 8601; UTC without offset)")
+    DateTime | None, Query(alias="from", description="executions submitted at or after (ISO 8601; UTC without offset)")
 ]
-ToQuery = Annotated[datetime | None, Query(alias="to", description="executions submitted before (ISO 8601)")]
+ToQuery = Annotated[DateTime | None, Query(alias="to", description="executions submitted before (ISO 8601)")]
 
 
 @router.get(
