@@ -4,10 +4,10 @@ drift is a failing validation; unknown fields pass through."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from video_pipelines.executions import ExecutionStatus
@@ -15,7 +15,7 @@ from video_pipelines.vocabulary import ExecutionState, NodeState
 
 # A date and a time, as RFC 3339 writes them (the offset may be left out: UTC). Pydantic alone would also take
 # numbers as Unix times and a bare date, which a `date-time` parameter does not allow.
-_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:\d{2})?")
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?")
 
 
 def _date_time(value: object) -> object:
@@ -26,7 +26,15 @@ def _date_time(value: object) -> object:
     return value
 
 
-DateTime = Annotated[datetime, BeforeValidator(_date_time)]
+def _in_utc(value: datetime) -> datetime:
+    # Every time is compared in UTC; one that UTC cannot hold (9999-12-31T23:59-01:00) is refused here, not later.
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("is out of range once in UTC") from None
+
+
+DateTime = Annotated[datetime, BeforeValidator(_date_time), AfterValidator(_in_utc)]
 
 
 class _Wire(BaseModel):

@@ -36,7 +36,7 @@ from video_pipelines.api.routes import KEEPALIVE, REF_TEMPLATE, CallerDep, State
 from video_pipelines.executions import Caller
 from video_pipelines.executions.costs import GroupBy, cost_report, node_spends, suggestions
 from video_pipelines.executions.dead_letters import retry_all
-from video_pipelines.executions.logs import MAX_LINES, LogRead, read_logs
+from video_pipelines.executions.logs import LOG_CURSOR, MAX_LINES, LogRead, read_logs
 from video_pipelines.orchestration.workers.inspection import BrokerUnreachable, inspect_workers, queued_runs_by_priority
 from video_pipelines.vocabulary import ExecutionState, Priority
 
@@ -171,7 +171,11 @@ async def logs(
     caller: CallerDep,
     state: StateDep,
     cursor: Annotated[
-        str | None, Query(description="the cursor of the previous page (or line); none: from the start")
+        str | None,
+        Query(
+            description="the cursor of the previous page (or line); none: from the start",
+            pattern=LOG_CURSOR.pattern,
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LINES, description="lines per page")] = 200,
     follow: Annotated[

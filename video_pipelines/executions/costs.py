@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from video_pipelines.errors import UsageError
 from video_pipelines.executions.attempts import ExecutionRuns
 from video_pipelines.executions.lifecycle import Caller
 from video_pipelines.executions.records import RunRecords
@@ -111,16 +110,10 @@ def _provider(node: PlanNode | None) -> str:
     return str(node.params.get("provider") or "local") if node is not None else "local"
 
 
-def _window(start: datetime | None, end: datetime | None) -> tuple[float | None, float | None]:
-    def seconds(moment: datetime | None) -> float | None:
-        if moment is None:
-            return None
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-    low, high = seconds(start), seconds(end)
-    if low is not None and high is not None and low >= high:
-        raise UsageError(f"from must be before to; got from={start} and to={end}")
-    return low, high
+def _seconds(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def node_spends(
@@ -133,7 +126,7 @@ def node_spends(
     pricing: PricingTable | None = None,
 ) -> Iterator[NodeSpend]:
     """Every node with a video in the caller's executions submitted in [start, end), newest execution first."""
-    low, high = _window(start, end)
+    low, high = _seconds(start), _seconds(end)  # a window that ends before it starts holds nothing
     pricing = pricing or PricingTable.from_env()
     before: str | None = None
     while True:

@@ -21,6 +21,8 @@ from video_pipelines.providers import REMOTE_PROVIDERS
 from video_pipelines.submissions import SubmissionStore
 
 MAX_LINES = 1000
+# `<run id>.<position>`: a Dagster run id (a UUID) and a storage id.
+LOG_CURSOR = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.[0-9]{1,18}$")
 REDACTED = "[redacted]"
 _LEVELS = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
 # What a secret looks like when we do not know its value: our API keys, Replicate tokens, credentials after an
