@@ -112,8 +112,8 @@ def test_logs_page_through_every_line_with_its_node_and_only_to_their_tenant(api
     assert api.client.get(url, headers=operator_key(api), params={"limit": 1000}).json()["logs"] == lines
     assert "cursor" in problem(api.client.get(url, headers=acme, params={"cursor": "not-a-run.12"}), 400)["detail"]
     another_run = f"{'0' * 8}-0000-0000-0000-{'0' * 12}.12"
-    bad = problem(api.client.get(url, headers=acme, params={"cursor": another_run}), 400)
-    assert f"cursor '{another_run}' is not one of this execution's log cursors" in bad["detail"]
+    missing = problem(api.client.get(url, headers=acme, params={"cursor": another_run}), 404)
+    assert missing["detail"] == f"no line of execution {execution_id}'s log has the cursor '{another_run}'"
     assert "limit" in problem(api.client.get(url, headers=acme, params={"limit": 0}), 400)["detail"]
 
 
@@ -254,12 +254,12 @@ def test_failed_executions_are_listed_and_retried_in_bulk(
     )
     assert one.status_code == 202, one.text
     assert one.json() == {"retried": [newer], "skipped": []}
-    rest = api.client.post("/api/executions/retry", headers=acme, json={"since": str(before)})
+    rest = api.client.post("/api/executions/retry", headers=acme, json={"since": str(before), "limit": 100.0})
     assert rest.json() == {"retried": [older], "skipped": []}  # newer is pending now: not retried twice
     assert api.client.post("/api/executions/retry", headers=acme, json={}).json() == {"retried": [], "skipped": []}
     assert [status_of(api, e) for e in (older, newer, theirs)] == ["pending", "pending", "failed"]
 
-    for body, field in (({"limit": 101}, "limit"), ({"limit": "5"}, "limit"), ({"status": "completed"}, "status"),
+    for body, field in (({"limit": 101}, "limit"), ({"limit": "5"}, "limit"), ({"limit": 5.5}, "limit"), ({"status": "completed"}, "status"),
                         ({"since": "soon"}, "since"), ({"since": 1765000000}, "since"),
                         ({"since": "2026-12-07"}, "since"), ({"limit": 1, "tenant": "globex"}, "tenant")):  # fmt: skip
         assert field in problem(api.client.post("/api/executions/retry", headers=acme, json=body), 400)["detail"]

@@ -7,10 +7,11 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from video_pipelines.executions import ExecutionStatus
+from video_pipelines.plan.params import WholeNumber
 from video_pipelines.vocabulary import ExecutionState, NodeState
 
 # A date and a time, as RFC 3339 writes them (the offset may be left out: UTC). Pydantic alone would also take
@@ -276,7 +277,13 @@ class BulkRetryRequest(BaseModel):
     since: DateTime | None = Field(
         default=None, description="only executions whose state changed then or later (ISO 8601; UTC without offset)"
     )
-    limit: int = Field(default=100, ge=1, le=100, strict=True, description="at most this many, newest first")
+    limit: WholeNumber = Field(default=100, ge=1, le=100, description="at most this many, newest first")
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _whole_float(cls, value: object) -> object:
+        # 61.0 is the whole number 61, as JSON Schema (and the plan's params) read it.
+        return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 class SkippedRetry(_Wire):

@@ -320,26 +320,32 @@ PAYLOADS: dict[EventKind, tuple[type[BaseModel], str]] = {
 }
 
 
+EVENT_IDS = "1, 2, ... in the order the events are sent"
+
+
+def sse_item(kind: str, description: str, data: dict[str, Any], *, ids: str | None = EVENT_IDS) -> dict[str, Any]:
+    """One kind of server-sent event in OpenAPI 3.2's `itemSchema` form: its name, its `id` (what `ids` says; none
+    when None) and its `data` (JSON text, `data` adding to its schema)."""
+    properties: dict[str, Any] = {"event": {"const": kind}}
+    if ids is not None:
+        properties["id"] = {"type": "string", "description": ids}
+    properties["data"] = {"type": "string", "contentMediaType": "application/json", **data}
+    required = ["event", "data"] if ids is None else ["event", "id", "data"]
+    return {
+        "type": "object",
+        "title": f"{kind} event",
+        "description": description,
+        "required": required,
+        "properties": properties,
+    }
+
+
 def stream_schema(ref_template: str) -> dict[str, Any]:
     """The events of the stream, one schema per kind, in OpenAPI 3.2's `itemSchema` form for server-sent
     events (as FastAPI writes its own streams): `data` is JSON text whose schema is the payload's model."""
     return {
         "oneOf": [
-            {
-                "type": "object",
-                "title": f"{kind} event",
-                "description": description,
-                "required": ["event", "id", "data"],
-                "properties": {
-                    "event": {"const": kind},
-                    "id": {"type": "string", "description": "1, 2, ... in the order the events are sent"},
-                    "data": {
-                        "type": "string",
-                        "contentMediaType": "application/json",
-                        "contentSchema": {"$ref": ref_template.format(model=model.__name__)},
-                    },
-                },
-            }
+            sse_item(kind, description, {"contentSchema": {"$ref": ref_template.format(model=model.__name__)}})
             for kind, (model, description) in PAYLOADS.items()
         ]
     }

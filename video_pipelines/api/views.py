@@ -32,7 +32,16 @@ from video_pipelines.api.models import (
     Worker,
 )
 from video_pipelines.api.problems import ApiProblem
-from video_pipelines.api.routes import KEEPALIVE, REF_TEMPLATE, CallerDep, StateDep, decode_json, problems, read_body
+from video_pipelines.api.routes import (
+    KEEPALIVE,
+    REF_TEMPLATE,
+    CallerDep,
+    StateDep,
+    decode_json,
+    problems,
+    read_body,
+    sse_item,
+)
 from video_pipelines.executions import Caller
 from video_pipelines.executions.costs import GroupBy, cost_report, node_spends, suggestions
 from video_pipelines.executions.dead_letters import retry_all
@@ -67,43 +76,13 @@ OperatorDep = Annotated[Caller, Depends(operator)]
 
 def log_stream_schema(ref_template: str) -> dict[str, Any]:
     """The stream of `?follow=true`: a `start` event, `log` events carrying a line, then one `end` event."""
+    line = {"contentSchema": {"$ref": ref_template.format(model=LogLineDocument.__name__)}}
+    after = "the cursor that reads on after this line (Last-Event-ID resumes there)"
     return {
         "oneOf": [
-            {
-                "type": "object",
-                "title": "start event",
-                "description": "first: the cursor the stream reads on after (null: from the first line)",
-                "required": ["event", "data"],
-                "properties": {
-                    "event": {"const": "start"},
-                    "data": {"type": "string", "contentMediaType": "application/json"},
-                },
-            },
-            {
-                "type": "object",
-                "title": "log event",
-                "description": "one line; its id is the cursor that reads on after it (Last-Event-ID resumes there)",
-                "required": ["event", "id", "data"],
-                "properties": {
-                    "event": {"const": "log"},
-                    "id": {"type": "string"},
-                    "data": {
-                        "type": "string",
-                        "contentMediaType": "application/json",
-                        "contentSchema": {"$ref": ref_template.format(model=LogLineDocument.__name__)},
-                    },
-                },
-            },
-            {
-                "type": "object",
-                "title": "end event",
-                "description": "the execution ended and every line was sent; the stream ends",
-                "required": ["event", "data"],
-                "properties": {
-                    "event": {"const": "end"},
-                    "data": {"type": "string", "contentMediaType": "application/json"},
-                },
-            },
+            sse_item("start", "first: the cursor the stream reads on after (null: from the first line)", {}, ids=None),
+            sse_item("log", "one line of the log", line, ids=after),
+            sse_item("end", "the execution ended and every line was sent; the stream ends", {}, ids=None),
         ]
     }
 

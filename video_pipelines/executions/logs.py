@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from video_pipelines.errors import UsageError
+from video_pipelines.errors import ExecutionNotFound, UsageError
 from video_pipelines.executions.records import RunRecords, RunView
 from video_pipelines.executions.status import execution_status
 from video_pipelines.providers import REMOTE_PROVIDERS
@@ -119,12 +119,15 @@ def execution_redactor(store: SubmissionStore | None, execution_id: str) -> Reda
     return Redactor([webhook, *credentials])
 
 
-def _parse_cursor(cursor: str, runs: Sequence[RunView]) -> tuple[int, int]:
+def _parse_cursor(cursor: str, execution_id: str, runs: Sequence[RunView]) -> tuple[int, int]:
     run_id, _, position = cursor.rpartition(".")
+    if not position.isdigit():
+        raise UsageError(f"cursor {cursor!r} is not a log cursor (<run id>.<position>); give the cursor of a page")
     for index, run in enumerate(runs):
-        if run.run_id == run_id and position.isdigit():
+        if run.run_id == run_id:
             return index, int(position)
-    raise UsageError(f"cursor {cursor!r} is not one of this execution's log cursors; give the cursor of a page of it")
+    # Well formed, but of no run of this execution: a position that is not there.
+    raise ExecutionNotFound(f"no line of execution {execution_id}'s log has the cursor {cursor!r}")
 
 
 def read_logs(
@@ -136,8 +139,9 @@ def read_logs(
     limit: int = 200,
     redact: Redactor | None = None,
 ) -> LogRead:
-    """Up to `limit` (1 to 1000) lines of the execution's log after `cursor`. Raises UsageError for a bad cursor
-    or limit; an execution whose records keep no log reads as an empty one."""
+    """Up to `limit` (1 to 1000) lines of the execution's log after `cursor`. Raises UsageError for a malformed
+    cursor or a bad limit, ExecutionNotFound for a cursor of another execution; an execution whose records keep no
+    log reads as an empty one."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LINES:
         raise UsageError(f"limit must be an integer from 1 to {MAX_LINES}; got {limit!r}")
     # Read before the lines: an execution that had ended then has all its lines written.
@@ -146,7 +150,7 @@ def read_logs(
         return LogRead([], cursor, ended)
     redact = redact or execution_redactor(store, execution_id)
     runs = records.execution_runs(execution_id)
-    start, after = _parse_cursor(cursor, runs) if cursor else (0, None)
+    start, after = _parse_cursor(cursor, execution_id, runs) if cursor else (0, None)
     lines: list[tuple[str, LogLine]] = []
     for run in runs[start:]:
         for entry in records.run_log(run, after, limit - len(lines)):
