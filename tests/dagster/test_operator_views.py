@@ -20,6 +20,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from video_pipelines.doors import cli
 from video_pipelines.doors.api_client import ApiClient
 from video_pipelines.executions import execution_status
 from video_pipelines.net.guard import parse_allowed_hosts
@@ -147,8 +148,15 @@ def test_logs_are_followed_live_while_the_execution_runs(
         [result] = run_submitted(api)
         follower.join(timeout=60)
         assert not follower.is_alive(), f"the stream did not end after the execution\n{server.log_tail()}"
+        # The client's other calls over the same server: a page, costs (all local: free), a bulk retry (none failed).
+        with ApiClient(server.url, key) as http:
+            assert http.logs(execution_id, limit=1000)["logs"] == seen
+            assert http.costs(group_by="operation")["groups"][0]["totalUsd"] == 0.0
+            assert http.cost_suggestions() == []
+            assert http.retry_failed(since="2026-01-01T00:00:00Z") == {"retried": [], "skipped": []}
     assert not failures, failures
     assert result.success and status_of(api, execution_id) == "completed"
+    assert seen, "no line was streamed"
     assert status_at_first_gen_line == ["processing"]
     assert {"gen", "voice"} <= {line["node"] for line in seen}
     # The same lines a page reads, none twice, none missing.
@@ -306,3 +314,44 @@ def test_workers_answer_503_when_the_broker_does_not(api: Api, tmp_path: Path) -
     body = problem(answer, 503)
     assert "the broker did not answer" in body["detail"] and "VIDEO_PIPELINES_BROKER_URL" in body["detail"]
     assert dead not in json.dumps(body)
+
+
+# --- the CLI on the local deployment (as an operator) -------------------------------------------
+
+
+def test_the_cli_reads_logs_and_costs_and_retries_in_bulk_locally(
+    make_api: ApiFactory, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("VIDEO_PIPELINES_API_URL", "VIDEO_PIPELINES_API_KEY"):
+        monkeypatch.delenv(name, raising=False)  # the CLI's calls go to the local deployment
+    api = make_api()
+    execution_id = submit(api, api.key("acme"))
+    [result] = run_submitted(api)
+    assert result.success
+    capsys.readouterr()
+
+    assert cli.main(["logs", execution_id, "--json", "--limit", "1000"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (
+        printed
+        == api.client.get(
+            f"/api/execute/{execution_id}/logs", headers=operator_key(api), params={"limit": 1000}
+        ).json()["logs"]
+    )
+    assert cli.main(["logs", execution_id, "--follow"]) == 0  # it has ended: every line, then the end
+    text = capsys.readouterr().out.splitlines()
+    assert len(text) == len(printed) and any(" job3 " in line and "INFO" in line for line in text)
+
+    assert cli.main(["costs", "--group-by", "operation"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["totalUsd"] == 0 and {group["key"] for group in report["groups"]} == {"generateVideo", "merge"}
+    assert cli.main(["costs", "--suggestions", "--from", "1d"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+    assert cli.main(["retry", "--failed-since", "6h"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"retried": [], "skipped": []}
+    assert cli.main(["retry"]) == 2 and "retry --failed-since TIME" in capsys.readouterr().err
+    assert cli.main(["retry", execution_id, "--failed-since", "6h"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert cli.main(["retry", "--failed-since", "last tuesday"]) == 2
+    assert "'last tuesday' is not an ISO 8601 time" in capsys.readouterr().err
