@@ -335,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--idempotency-key", help="the same key returns the same execution, never a second run")
     submit.add_argument("--wait", action="store_true", help="wait for the end and print the final status")
     _execution_verbs(command)
+    _view_verbs(command)
     _service_verbs(command)
     return parser
 
@@ -349,32 +350,6 @@ def _execution_verbs(command: Command) -> None:
         ("cancel", "cancel a pending submission or terminate its run"),
     ):
         command(verb, _on_execution, help=about).add_argument("execution_id")
-    retry = command(
-        "retry",
-        _retry,
-        help="run a failed or canceled execution again (completed nodes are reused, only the rest run); "
-        "--failed-since: every failed one since then",
-        usage="%(prog)s EXECUTION_ID | %(prog)s --failed-since TIME [--limit N]",
-    )
-    retry.add_argument("execution_id", nargs="?")
-    retry.add_argument(
-        "--failed-since", metavar="TIME", help="retry the executions failed since TIME (ISO 8601, or 30m, 6h, 2d ago)"
-    )
-    retry.add_argument("--limit", type=int, default=100, help="at most this many, newest first (1 to 100)")
-
-    logs = command("logs", _logs, help="an execution's log lines: time, level, node, message")
-    logs.add_argument("execution_id")
-    logs.add_argument("--follow", action="store_true", help="print lines as they are written, until the execution ends")
-    logs.add_argument("--cursor", help="start after this cursor (a page's `cursor`)")
-    logs.add_argument("--limit", type=int, default=1000, help="lines to print without --follow (1 to 1000)")
-    logs.add_argument("--json", action="store_true", help="one JSON object per line")
-
-    costs = command("costs", _costs, help="what executions cost and reuse saved, grouped; --suggestions: how to save")
-    costs.add_argument("--group-by", choices=["provider", "operation", "day"], default="provider")
-    costs.add_argument("--from", dest="start", metavar="TIME", help="executions submitted since (ISO 8601, or 7d ago)")
-    costs.add_argument("--to", dest="end", metavar="TIME", help="executions submitted before (ISO 8601, or 1d ago)")
-    costs.add_argument("--suggestions", action="store_true", help="ways to spend less, each with its saving")
-
     deliveries = command(
         "deliveries",
         _deliveries,
@@ -407,6 +382,35 @@ def _execution_verbs(command: Command) -> None:
         "--older-than-days", required=True, metavar="N", help="days since the execution's last run ended"
     )
     prune.add_argument("--dry-run", action="store_true", help="say what would be deleted; delete nothing")
+
+
+def _view_verbs(command: Command) -> None:
+    """The operator's views: bulk retry, logs, costs."""
+    retry = command(
+        "retry",
+        _retry,
+        help="run a failed or canceled execution again (completed nodes are reused, only the rest run); "
+        "--failed-since: every failed one since then",
+        usage="%(prog)s EXECUTION_ID | %(prog)s --failed-since TIME [--limit N]",
+    )
+    retry.add_argument("execution_id", nargs="?")
+    retry.add_argument(
+        "--failed-since", metavar="TIME", help="retry the executions failed since TIME (ISO 8601, or 30m, 6h, 2d ago)"
+    )
+    retry.add_argument("--limit", type=int, default=100, help="at most this many, newest first (1 to 100)")
+
+    logs = command("logs", _logs, help="an execution's log lines: time, level, node, message")
+    logs.add_argument("execution_id")
+    logs.add_argument("--follow", action="store_true", help="print lines as they are written, until the execution ends")
+    logs.add_argument("--cursor", help="start after this cursor (a page's `cursor`)")
+    logs.add_argument("--limit", type=int, default=1000, help="lines to print without --follow (1 to 1000)")
+    logs.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    costs = command("costs", _costs, help="what executions cost and reuse saved, grouped; --suggestions: how to save")
+    costs.add_argument("--group-by", choices=["provider", "operation", "day"], default="provider")
+    costs.add_argument("--from", dest="start", metavar="TIME", help="executions submitted since (ISO 8601, or 7d ago)")
+    costs.add_argument("--to", dest="end", metavar="TIME", help="executions submitted before (ISO 8601, or 1d ago)")
+    costs.add_argument("--suggestions", action="store_true", help="ways to spend less, each with its saving")
 
 
 def _service_verbs(command: Command) -> None:
