@@ -15,6 +15,9 @@ from video_pipelines.submissions import DEFAULT_TENANT, ApiKeys, SubmissionStore
 from video_pipelines.submissions.api_keys import LAST_USED_RESOLUTION
 from video_pipelines.submissions.schema import api_keys
 
+from ..conftest import STORE_KEY
+from .test_submissions_store import database_at
+
 
 def test_a_created_key_authenticates_as_its_tenant(store: SubmissionStore) -> None:
     keys = ApiKeys(store)
@@ -277,3 +280,22 @@ def test_the_cli_refuses_with_exit_2_and_a_message(
     assert err.startswith(message) and "Traceback" not in err
     _, out, _ = run_cli(capsys, "api-keys", "list")
     assert json.loads(out) == []
+
+
+def test_migration_11_leaves_every_existing_key_a_tenants(db_url: str) -> None:
+    """Keys made before operator keys existed (the default tenant's too) do not become operators' by migrating."""
+    at = "'2026-01-01 00:00:00+00'"
+    key = "vp_" + "k" * 43
+    database_at(
+        db_url,
+        9,
+        "INSERT INTO video_pipelines_api_keys (key_id, name, tenant, key_hash, key_prefix, created_at) "
+        f"VALUES ('key_old', 'old', '{DEFAULT_TENANT}', '{hashlib.sha256(key.encode()).hexdigest()}', "
+        f"'{key[:12]}', {at})",
+    )
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
+        found = ApiKeys(opened).authenticate(key)
+        assert found is not None and (found.key_id, found.tenant, found.operator) == ("key_old", DEFAULT_TENANT, False)
+        _, made = ApiKeys(opened).create("ops", operator=True)
+        made_key = ApiKeys(opened).authenticate(made)
+        assert made_key is not None and made_key.operator
