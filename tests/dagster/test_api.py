@@ -379,6 +379,12 @@ def test_a_traceparent_header_puts_the_execution_in_the_callers_trace(api: Api) 
         ("GET", "/api/executions"),
         ("GET", "/api/execute/exec_x/deliveries"),
         ("POST", "/api/execute/exec_x/deliveries/msg_exec_x_completed/redeliver"),
+        ("GET", "/api/execute/exec_x/logs"),
+        ("GET", "/api/costs"),
+        ("GET", "/api/costs/suggestions"),
+        ("POST", "/api/executions/retry"),
+        ("GET", "/api/workers"),
+        ("GET", "/api/queue"),
     ],
 )
 def test_every_api_route_needs_a_key(api: Api, method: str, path: str) -> None:
@@ -654,7 +660,8 @@ def test_metrics_and_the_docs_need_no_key(api: Api) -> None:
         "/api/execute/{execution_id}/retry",
         "/api/execute/{execution_id}/events", "/api/executions", "/api/execute/{execution_id}/deliveries",
         "/api/execute/{execution_id}/deliveries/{webhook_id}/redeliver", "/health", "/metrics",
-        "/api/providers/{provider}/webhook",
+        "/api/execute/{execution_id}/logs", "/api/costs", "/api/costs/suggestions", "/api/executions/retry",
+        "/api/workers", "/api/queue", "/api/providers/{provider}/webhook",
     }  # fmt: skip
     submit_doc = document["paths"]["/api/execute"]["post"]
     assert submit_doc["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PlanDocument")

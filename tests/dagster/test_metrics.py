@@ -116,14 +116,14 @@ def work_seconds(result: dg.ExecuteInProcessResult) -> dict[str, float]:
     return seconds
 
 
-def queue_a_run(instance: dg.DagsterInstance) -> None:
-    """A run of execute_plan waiting in Dagster's run queue (no daemon dequeues it here)."""
+def queue_a_run(instance: dg.DagsterInstance, tags: dict[str, str] | None = None) -> None:
+    """A run of execute_plan waiting in Dagster's run queue (no daemon dequeues it here), with `tags`."""
     config = dg.RunConfig(ops={"plan": PlanConfig.from_plan(parse_plan(PLAN))}).to_config_dict()
     location = InProcessCodeLocationOrigin(
         LoadableTargetOrigin(module_name="video_pipelines.orchestration.definitions", attribute="defs")
     )
     origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "execute_plan")
-    run = instance.create_run_for_job(execute_plan_job(), run_config=config, remote_job_origin=origin)
+    run = instance.create_run_for_job(execute_plan_job(), run_config=config, remote_job_origin=origin, tags=tags)
     # What Dagster's QueuedRunCoordinator.submit_run does with a new run.
     instance.report_dagster_event(DagsterEvent.job_enqueue(run), run_id=run.run_id)
     queued = instance.get_run_by_id(run.run_id)

@@ -90,7 +90,7 @@ def test_operation_ids_are_the_route_names_a_generated_client_calls() -> None:
     ids = [operation["operationId"] for path in document()["paths"].values() for operation in path.values()]
     assert ids == [
         "submit", "status", "cancel", "retry", "events", "list_executions", "deliveries", "redeliver", "health", "metrics",
-        "provider_webhook",
+        "logs", "costs", "cost_suggestions", "retry_executions", "workers", "queue", "provider_webhook",
     ]  # fmt: skip
 
 
@@ -109,6 +109,29 @@ def test_the_event_stream_is_text_event_stream_with_each_payload_documented() ->
     assert [event.kind for event in events] == ["node", "node", "execution"]
     for event in events:
         validator(kinds[event.kind].removeprefix(REF)).validate(event.data)
+
+
+def test_the_operator_views_are_documented_with_their_models_and_errors() -> None:
+    paths = document()["paths"]
+    answer = paths["/api/execute/{execution_id}/logs"]["get"]["responses"]["200"]["content"]
+    assert answer["application/json"]["schema"]["$ref"] == REF + "LogPage"
+    events = {item["properties"]["event"]["const"] for item in answer["text/event-stream"]["itemSchema"]["oneOf"]}
+    assert events == {"start", "log", "end"}
+    assert set(component(REF + "LogLineDocument")["properties"]) == {"at", "level", "node", "message"}
+    retry = paths["/api/executions/retry"]["post"]
+    assert retry["requestBody"]["content"]["application/json"]["schema"]["$ref"] == REF + "BulkRetryRequest"
+    assert component(REF + "BulkRetryRequest")["properties"]["limit"]["maximum"] == 100
+    for path, method, model, errors in (
+        ("/api/costs", "get", "CostReport", {"400", "401", "429"}),
+        ("/api/executions/retry", "post", "BulkRetry", {"400", "401", "413", "429"}),
+        ("/api/workers", "get", "Worker", {"401", "403", "429", "503"}),
+        ("/api/queue", "get", "QueueDocument", {"401", "403", "429"}),
+    ):
+        responses = paths[path][method]["responses"]
+        assert REF + model in json.dumps(responses["200" if method == "get" else "202"]), path
+        assert {code for code in responses if code.startswith(("4", "5"))} == errors, path
+        assert all(set(responses[code]["content"]) == {"application/problem+json"} for code in errors)
+    assert "since" in {parameter["name"] for parameter in paths["/api/executions"]["get"]["parameters"]}
 
 
 def test_the_example_plans_match_the_document_and_pass_validation() -> None:

@@ -15,19 +15,23 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import pytest
+from fastapi.testclient import TestClient
 
+from video_pipelines.api import ApiSettings, create_app
 from video_pipelines.doors import client
 from video_pipelines.plan.overrides import SubmitOptions
+from video_pipelines.submissions import ApiKeys
 
 from ..dagster.test_remote_overlap import TimedReplicate
 from ..processes import DagsterDeployment, dagster_deployment, deployment_database
 from ..receiver import WebhookReceiver, running_receiver
 from ..unit.test_providers_replicate_fal import TOKEN
-from ..workers import broker_env, sqs_env, start_worker, wait_for_workers
+from ..workers import broker_env, node_name, sqs_env, start_worker, wait_for_workers
 
 # One worker runs this module's tests, in order, on its one deployment (module-scoped).
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("e2e-workers")]
@@ -129,6 +133,45 @@ def test_eight_executions_complete_on_two_workers(deployment: DagsterDeployment,
     workers = {final["worker"].split(" ")[0] for final in finals}
     assert {worker.split("-")[0] for worker in workers} == {"w1", "w2"}, workers
     assert all(" pid " in final["worker"] for final in finals)
+
+
+def test_the_workers_and_queue_are_seen_with_an_operator_key_and_refused_to_a_tenant(
+    deployment: DagsterDeployment,
+    target: client.Deployment,
+    replicate: TimedReplicate,
+    receiver: WebhookReceiver,
+    broker: str,
+) -> None:
+    """`/api/workers` is Celery's own inspection of this deployment's two workers, one of them running a held run."""
+    redis_only(broker, "SQS carries no Celery inspection: /api/workers lists no worker there (README)")
+    app = create_app(ApiSettings())
+    with TestClient(app) as http:
+        keys = ApiKeys(app.state.api.store)
+        operator = {"Authorization": f"Bearer {keys.create('operations', operator=True)[1]}"}
+        tenant = {"Authorization": f"Bearer {keys.create('acme', tenant='acme')[1]}"}
+        for path in ("/api/workers", "/api/queue"):
+            assert http.get(path, headers=tenant).status_code == 403
+        execution_id, worker = start_held(target, replicate, "/views", receiver)
+        run_id = client.status(execution_id, target=target)["runId"]
+        answer = http.get("/api/workers", headers=operator)
+        assert answer.status_code == 200, answer.text
+        workers = {entry["name"]: entry for entry in answer.json()}
+        assert set(workers) == {node_name(deployment, "w1"), node_name(deployment, "w2")}
+        busy = workers.pop(worker.split(" ")[0])
+        [idle] = workers.values()
+        queue = deployment.env["VIDEO_PIPELINES_QUEUE"]
+        assert (busy["concurrency"], busy["active"], busy["runs"], busy["queues"]) == (1, 1, [run_id], [queue])
+        assert (idle["concurrency"], idle["active"], idle["runs"]) == (1, 0, [])
+        seen = datetime.fromisoformat(busy["lastSeen"])
+        assert abs((datetime.now(UTC) - seen).total_seconds()) < 30
+        queued = http.get("/api/queue", headers=operator).json()
+        assert set(queued) == {"pendingSubmissions", "queuedRuns"} and set(queued["queuedRuns"]) == {
+            "high",
+            "normal",
+            "low",
+        }
+        client.cancel(execution_id, target=target)
+        assert client.wait(execution_id, timeout=60, target=target)["status"] == "canceled"
 
 
 def start_held(

@@ -15,6 +15,9 @@ from video_pipelines.submissions import DEFAULT_TENANT, ApiKeys, SubmissionStore
 from video_pipelines.submissions.api_keys import LAST_USED_RESOLUTION
 from video_pipelines.submissions.schema import api_keys
 
+from ..conftest import STORE_KEY
+from .test_submissions_store import database_at
+
 
 def test_a_created_key_authenticates_as_its_tenant(store: SubmissionStore) -> None:
     keys = ApiKeys(store)
@@ -77,7 +80,7 @@ def test_the_key_is_nowhere_in_what_is_read_back(store: SubmissionStore) -> None
     listed = keys.list()
     assert listed == [created]
     wire = listed[0].to_wire()
-    assert set(wire) == {"keyId", "name", "tenant", "keyPrefix", "createdAt", "revokedAt", "lastUsedAt"}
+    assert set(wire) == {"keyId", "name", "tenant", "keyPrefix", "createdAt", "revokedAt", "lastUsedAt", "operator"}
     assert key not in repr(listed) and key not in str(wire)
     assert hashlib.sha256(key.encode()).hexdigest() not in repr(listed)
 
@@ -207,7 +210,7 @@ def test_the_cli_creates_lists_and_revokes_keys(dagster_home: Path, capsys: pyte
     code, out, err = run_cli(capsys, "api-keys", "create", "--name", "ci", "--tenant", "acme")
     assert code == 0, err
     created = json.loads(out)
-    assert set(created) == {"keyId", "name", "tenant", "key"}
+    assert set(created) == {"keyId", "name", "tenant", "operator", "key"}
     assert (created["name"], created["tenant"]) == ("ci", "acme")
     assert "shown only now" in err and created["key"] not in err
     code, out, _ = run_cli(capsys, "api-keys", "create", "--name", "ops")
@@ -224,7 +227,16 @@ def test_the_cli_creates_lists_and_revokes_keys(dagster_home: Path, capsys: pyte
     assert code == 0
     listed = json.loads(out)
     assert [entry["name"] for entry in listed] == ["ci", "ops"]
-    assert set(listed[0]) == {"keyId", "name", "tenant", "keyPrefix", "createdAt", "revokedAt", "lastUsedAt"}
+    assert set(listed[0]) == {
+        "keyId",
+        "name",
+        "tenant",
+        "keyPrefix",
+        "createdAt",
+        "revokedAt",
+        "lastUsedAt",
+        "operator",
+    }
     assert listed[0]["keyPrefix"] == created["key"][:12] and listed[0]["lastUsedAt"] is not None
     assert listed[0]["revokedAt"] is None and created["key"] not in out
 
@@ -234,6 +246,22 @@ def test_the_cli_creates_lists_and_revokes_keys(dagster_home: Path, capsys: pyte
         assert ApiKeys(store).authenticate(created["key"]) is None
     _, out, _ = run_cli(capsys, "api-keys", "list")
     assert [entry["revokedAt"] is not None for entry in json.loads(out)] == [True, False]
+
+
+def test_an_operator_key_is_made_only_with_operator_and_never_for_a_tenant(
+    dagster_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(capsys, "api-keys", "create", "--name", "ops", "--operator")
+    assert code == 0, err
+    created = json.loads(out)
+    assert (created["operator"], created["tenant"]) == (True, DEFAULT_TENANT)
+    code, out, _ = run_cli(capsys, "api-keys", "create", "--name", "plain")
+    assert code == 0 and json.loads(out)["operator"] is False  # a key of the default tenant is no operator's
+    with SubmissionStore.from_env(dagster_home) as store:
+        found = ApiKeys(store).authenticate(created["key"])
+        assert found is not None and found.operator
+    code, _, err = run_cli(capsys, "api-keys", "create", "--name", "both", "--operator", "--tenant", "acme")
+    assert code == 2 and "--operator or --tenant acme, not both" in err
 
 
 @pytest.mark.parametrize(
@@ -252,3 +280,22 @@ def test_the_cli_refuses_with_exit_2_and_a_message(
     assert err.startswith(message) and "Traceback" not in err
     _, out, _ = run_cli(capsys, "api-keys", "list")
     assert json.loads(out) == []
+
+
+def test_migration_11_leaves_every_existing_key_a_tenants(db_url: str) -> None:
+    """Keys made before operator keys existed (the default tenant's too) do not become operators' by migrating."""
+    at = "'2026-01-01 00:00:00+00'"
+    key = "vp_" + "k" * 43
+    database_at(
+        db_url,
+        9,
+        "INSERT INTO video_pipelines_api_keys (key_id, name, tenant, key_hash, key_prefix, created_at) "
+        f"VALUES ('key_old', 'old', '{DEFAULT_TENANT}', '{hashlib.sha256(key.encode()).hexdigest()}', "
+        f"'{key[:12]}', {at})",
+    )
+    with SubmissionStore(db_url, secret_key=STORE_KEY) as opened:
+        found = ApiKeys(opened).authenticate(key)
+        assert found is not None and (found.key_id, found.tenant, found.operator) == ("key_old", DEFAULT_TENANT, False)
+        _, made = ApiKeys(opened).create("ops", operator=True)
+        made_key = ApiKeys(opened).authenticate(made)
+        assert made_key is not None and made_key.operator

@@ -34,6 +34,7 @@ from video_pipelines.submissions import (
     new_execution_id,
 )
 from video_pipelines.submissions.database_url import psycopg2_url
+from video_pipelines.submissions.schema import VERSIONS
 
 from ..conftest import STORE_KEY
 
@@ -610,7 +611,7 @@ def test_migrations_are_idempotent_and_recorded(db_url: str) -> None:
     with SubmissionStore(db_url, secret_key=STORE_KEY) as reopened:
         reopened.submit(plan())
     versions = raw_rows(db_url, "SELECT version, description FROM video_pipelines_schema_version ORDER BY version")
-    assert [row["version"] for row in versions] == list(range(1, SCHEMA_VERSION + 1))
+    assert [row["version"] for row in versions] == list(VERSIONS)
 
     engine = sa.create_engine(psycopg2_url(db_url))
     try:
@@ -743,7 +744,7 @@ def test_migration_4_keeps_deliveries_as_attempt_1_and_makes_them_unique_per_att
     assert "ix_video_pipelines_webhook_deliveries_due" in indexes
     assert attempt_indexes == {"ix_video_pipelines_attempts_state_requested"}
     versions = raw_rows(db_url, "SELECT version FROM video_pipelines_schema_version ORDER BY version")
-    assert versions == [{"version": version} for version in range(1, SCHEMA_VERSION + 1)] and SCHEMA_VERSION >= 5
+    assert versions == [{"version": version} for version in VERSIONS] and SCHEMA_VERSION >= 5
 
 
 def test_migration_6_keeps_a_digest_per_submission_and_trusts_the_keys_made_before(db_url: str) -> None:
@@ -765,7 +766,7 @@ def test_migration_6_keeps_a_digest_per_submission_and_trusts_the_keys_made_befo
         with pytest.raises(IdempotencyKeyReused):
             opened.submit(plan("another"), SubmitOptions(idempotency_key="k2"), tenant="acme")
     versions = raw_rows(db_url, "SELECT version FROM video_pipelines_schema_version ORDER BY version")
-    assert versions == [{"version": version} for version in range(1, SCHEMA_VERSION + 1)]
+    assert versions == [{"version": version} for version in VERSIONS]
 
 
 def test_stores_opening_at_once_migrate_once(db_url: str) -> None:
@@ -777,7 +778,7 @@ def test_stores_opening_at_once_migrate_once(db_url: str) -> None:
         for opened in stores:
             opened.close()
     versions = raw_rows(db_url, "SELECT version FROM video_pipelines_schema_version ORDER BY version")
-    assert versions == [{"version": version} for version in range(1, SCHEMA_VERSION + 1)]
+    assert versions == [{"version": version} for version in VERSIONS]
 
 
 # --- attempts -----------------------------------------------------------------------

@@ -14,11 +14,12 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
-from video_pipelines.api.models import NodeEvent
+from video_pipelines.api.models import BulkRetryRequest, LogPage, NodeEvent
 from video_pipelines.api.problems import PROBLEM_JSON, install_problem_handlers
 from video_pipelines.api.providers import router as provider_callbacks
 from video_pipelines.api.routes import REF_TEMPLATE, open_state, refuse_nul, router
 from video_pipelines.api.settings import ApiSettings
+from video_pipelines.api.views import router as views
 from video_pipelines.plan.document import PlanDocument
 from video_pipelines.plan.limits import max_nodes
 from video_pipelines.telemetry.tracing import tracing
@@ -28,7 +29,8 @@ Submit AI-video execution plans, follow them and receive their signed webhooks.
 
 Every `/api/...` call needs `Authorization: Bearer <api key>` (made with
 `video-pipelines api-keys create --name NAME [--tenant T]`); a key sees only its tenant's
-executions. Errors are RFC 9457 `application/problem+json`.
+executions. An operator's key (`api-keys create --name NAME --operator`) sees every tenant's, and the
+run workers and queue. Errors are RFC 9457 `application/problem+json`.
 
 With local artifact storage, the videos and their thumbnails are served read-only at
 `/artifacts/videos/<sha256[:2]>/<sha256>.mp4` and `/artifacts/thumbnails/<sha256[:2]>/<sha256>.jpg`,
@@ -59,7 +61,13 @@ class _Api(FastAPI):
             return self.openapi_schema
         document = get_openapi(title=self.title, version=self.version, description=self.description, routes=self.routes)
         _, extra = models_json_schema(
-            [(PlanDocument, "validation"), (NodeEvent, "serialization")], ref_template=REF_TEMPLATE
+            [
+                (PlanDocument, "validation"),
+                (BulkRetryRequest, "validation"),
+                (NodeEvent, "serialization"),
+                (LogPage, "serialization"),
+            ],
+            ref_template=REF_TEMPLATE,
         )
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         for name, schema in extra.get("$defs", {}).items():
@@ -122,6 +130,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     install_problem_handlers(app)
     app.include_router(router)
+    app.include_router(views)
     app.include_router(provider_callbacks)
     _trace_requests(app)
     return app

@@ -3,13 +3,39 @@ drift is a failing validation; unknown fields pass through."""
 
 from __future__ import annotations
 
-from typing import Literal, Self
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from video_pipelines.executions import ExecutionStatus
+from video_pipelines.plan.params import WholeNumber
 from video_pipelines.vocabulary import ExecutionState, NodeState
+
+# A date and a time, as RFC 3339 writes them (the offset may be left out: UTC). Pydantic alone would also take
+# numbers as Unix times and a bare date, which a `date-time` parameter does not allow.
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?")
+
+
+def _date_time(value: object) -> object:
+    if isinstance(value, str) and not _DATE_TIME.fullmatch(value):
+        raise ValueError("must be a date and time in ISO 8601, e.g. 2026-12-07T09:00:00Z (UTC without an offset)")
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be a date and time in ISO 8601 (a string), e.g. 2026-12-07T09:00:00Z")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    # Every time is compared in UTC; one that UTC cannot hold (9999-12-31T23:59-01:00) is refused here, not later.
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("is out of range once in UTC") from None
+
+
+DateTime = Annotated[datetime, BeforeValidator(_date_time), AfterValidator(_in_utc)]
 
 
 class _Wire(BaseModel):
@@ -209,3 +235,104 @@ class InvalidPlan(Problem):
 
 class Unhealthy(Problem, Health):
     """503: what is down is `down`, and `detail` says why."""
+
+
+class LogLineDocument(_Wire):
+    """One line of an execution's log."""
+
+    at: str = Field(description="when it was written (ISO 8601, UTC)")
+    level: Literal["debug", "info", "warning", "error", "critical"]
+    node: str | None = Field(description="the plan node whose step wrote it; null for the run's own lines")
+    message: str
+
+
+class LogPage(_Wire):
+    """Lines of an execution's log after the `cursor` asked for, oldest first."""
+
+    logs: list[LogLineDocument]
+    cursor: str | None = Field(
+        description="give it back as `cursor` to read on (null: the log is empty); an empty page means every "
+        "line written so far was read"
+    )
+
+
+class CostGroup(_Wire):
+    """The spend of one provider, operation or day."""
+
+    key: str = Field(description="the provider, the operation, or the day (YYYY-MM-DD, UTC)")
+    total_usd: float
+    saved_usd: float
+    nodes: int = Field(description="nodes with a video (computed or reused)")
+    executions: int
+
+
+class CostReport(_Wire):
+    """What the caller's executions cost, and what reuse saved at list prices."""
+
+    total_usd: float
+    saved_usd: float
+    group_by: Literal["provider", "operation", "day"]
+    groups: list[CostGroup]
+
+
+class CostSuggestion(_Wire):
+    """A way to spend less, from the caller's own records, and what it would have saved."""
+
+    kind: Literal["identicalRecompute", "paidFailures", "cheaperProvider"]
+    message: str
+    estimated_saving_usd: float
+    executions: list[str] = Field(description="the executions it is drawn from")
+
+
+class BulkRetryRequest(BaseModel):
+    """`POST /api/executions/retry`: which of the caller's executions to run again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["failed", "canceled"] = "failed"
+    since: DateTime | None = Field(
+        default=None, description="only executions whose state changed then or later (ISO 8601; UTC without offset)"
+    )
+    limit: WholeNumber = Field(default=100, ge=1, le=100, description="at most this many, newest first")
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _whole_float(cls, value: object) -> object:
+        # 61.0 is the whole number 61, as JSON Schema (and the plan's params) read it.
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class SkippedRetry(_Wire):
+    execution_id: str
+    reason: str
+
+
+class BulkRetry(_Wire):
+    """The executions retried (each pending until its new run starts), and those that could not be."""
+
+    retried: list[str]
+    skipped: list[SkippedRetry]
+
+
+class Worker(_Wire):
+    """A run worker consuming this deployment's queue, as Celery's inspection found it."""
+
+    name: str
+    concurrency: int = Field(description="runs it takes at once")
+    active: int = Field(description="runs it runs now")
+    runs: list[str] = Field(description="the Dagster run ids of those runs")
+    queues: list[str]
+    last_seen: str = Field(description="when it answered (ISO 8601, UTC)")
+
+
+class QueuedRuns(_Wire):
+    high: int
+    normal: int
+    low: int
+
+
+class QueueDocument(_Wire):
+    """What waits: submissions not yet launched, and runs in Dagster's run queue by priority."""
+
+    pending_submissions: int
+    queued_runs: QueuedRuns

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from video_pipelines import executions
 from video_pipelines.api.health import check_daemon, check_database, check_storage, open_circuits, run_checks
 from video_pipelines.api.models import (
+    DateTime,
     Delivery,
     DeliveryLog,
     ExecutionAccepted,
@@ -103,7 +104,7 @@ StateDep = Annotated[ApiState, Depends(api_state)]
 bearer = HTTPBearer(
     auto_error=False,
     scheme_name="apiKey",
-    description="An API key made with `video-pipelines api-keys create --name NAME [--tenant T]`.",
+    description="An API key made with `video-pipelines api-keys create --name NAME [--tenant T | --operator]`.",
 )
 MISSING_KEY = (
     "this call needs an API key: send Authorization: Bearer <key> "
@@ -131,7 +132,7 @@ def authenticated(
                 f"try again in {wait} s",
                 headers={"Retry-After": str(wait)},
             )
-    return Caller(key.tenant)
+    return Caller(None) if key.operator else Caller(key.tenant)
 
 
 CallerDep = Annotated[Caller, Depends(authenticated)]
@@ -148,6 +149,7 @@ PLAN_BODY: dict[str, Any] = {
 _PROBLEMS: dict[int, tuple[type[Problem], str]] = {
     400: (Problem, "The request is malformed (not JSON, a bad parameter or header)."),
     401: (Problem, "No API key, or a key that is unknown or revoked."),
+    403: (Problem, "This call needs an operator's key (`api-keys create --operator`); this key is a tenant's."),
     404: (Problem, "No such execution (or not one of this key's tenant: the same answer)."),
     409: (Problem, "The execution cannot be used as asked (e.g. a retry of one that is not failed or canceled)."),
     413: (Problem, "The body is larger than the server's limit."),
@@ -156,6 +158,7 @@ _PROBLEMS: dict[int, tuple[type[Problem], str]] = {
         "The plan is invalid, or the Idempotency-Key was used before for another request; nothing was stored.",
     ),
     429: (Problem, "Too many requests for this key; see Retry-After."),
+    503: (Problem, "A service the call needs (the broker) did not answer in time."),
 }
 
 
@@ -317,26 +320,32 @@ PAYLOADS: dict[EventKind, tuple[type[BaseModel], str]] = {
 }
 
 
+EVENT_IDS = "1, 2, ... in the order the events are sent"
+
+
+def sse_item(kind: str, description: str, data: dict[str, Any], *, ids: str | None = EVENT_IDS) -> dict[str, Any]:
+    """One kind of server-sent event in OpenAPI 3.2's `itemSchema` form: its name, its `id` (what `ids` says; none
+    when None) and its `data` (JSON text, `data` adding to its schema)."""
+    properties: dict[str, Any] = {"event": {"const": kind}}
+    if ids is not None:
+        properties["id"] = {"type": "string", "description": ids}
+    properties["data"] = {"type": "string", "contentMediaType": "application/json", **data}
+    required = ["event", "data"] if ids is None else ["event", "id", "data"]
+    return {
+        "type": "object",
+        "title": f"{kind} event",
+        "description": description,
+        "required": required,
+        "properties": properties,
+    }
+
+
 def stream_schema(ref_template: str) -> dict[str, Any]:
     """The events of the stream, one schema per kind, in OpenAPI 3.2's `itemSchema` form for server-sent
     events (as FastAPI writes its own streams): `data` is JSON text whose schema is the payload's model."""
     return {
         "oneOf": [
-            {
-                "type": "object",
-                "title": f"{kind} event",
-                "description": description,
-                "required": ["event", "id", "data"],
-                "properties": {
-                    "event": {"const": kind},
-                    "id": {"type": "string", "description": "1, 2, ... in the order the events are sent"},
-                    "data": {
-                        "type": "string",
-                        "contentMediaType": "application/json",
-                        "contentSchema": {"$ref": ref_template.format(model=model.__name__)},
-                    },
-                },
-            }
+            sse_item(kind, description, {"contentSchema": {"$ref": ref_template.format(model=model.__name__)}})
             for kind, (model, description) in PAYLOADS.items()
         ]
     }
@@ -464,8 +473,14 @@ def list_executions(
     status: Annotated[ExecutionState | None, Query(description="only executions in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     cursor: Annotated[str | None, Query(description="the nextCursor of the previous page")] = None,
+    since: Annotated[
+        DateTime | None,
+        Query(description="only executions whose state changed then or later (ISO 8601; UTC without offset)"),
+    ] = None,
 ) -> ExecutionPage:
-    """One page of this key's tenant's executions, and the cursor of the next page (null after the last)."""
+    """One page of this key's tenant's executions (an operator's key: every tenant's), and the cursor of the next
+    page (null after the last). `?status=failed&since=...` is the dead-letter view; retry them with
+    `POST /api/executions/retry`."""
     page, next_cursor = executions.list_executions(
         caller,
         state.records,
@@ -473,6 +488,7 @@ def list_executions(
         status=status.value if status is not None else None,
         limit=limit,
         cursor=cursor,
+        since=since,
     )
     return ExecutionPage(executions=[StatusDocument.of(found) for found in page], next_cursor=next_cursor)
 

@@ -3,12 +3,13 @@ safe to repeat (GETs, cancel, submit with its Idempotency-Key) also after a time
 
 from __future__ import annotations
 
+import json as jsonlib
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -112,6 +113,55 @@ class ApiClient:
         # Not repeated after it may have reached the server: each redelivery is an attempt sent.
         return self._checked(self._call("POST", path, repeatable=False), dict, "a redelivery")
 
+    def logs(self, execution_id: str, *, cursor: str | None = None, limit: int = 200) -> dict[str, Any]:
+        """One page of the execution's log after `cursor`: `{"logs": [...], "cursor"}`."""
+        query = _query(cursor=cursor, limit=limit)
+        return self._document("GET", f"{_execution_path(execution_id)}/logs{query}")
+
+    def follow_logs(self, execution_id: str, *, cursor: str | None = None) -> Iterator[dict[str, Any]]:
+        """The execution's log lines as they are written, until it has ended and every line was read (the
+        `?follow=true` stream, read as server-sent events; a dropped stream is resumed after its last line)."""
+        while True:
+            ended = False
+            query = _query(cursor=cursor, follow="true")
+            try:
+                with self._http.stream("GET", f"{_execution_path(execution_id)}/logs{query}", timeout=None) as answer:
+                    if not answer.is_success:
+                        answer.read()
+                        raise _error_of(answer, self.base_url)
+                    for event, event_id, data in _server_sent_events(answer.iter_lines()):
+                        if event == "end":
+                            ended = True
+                            break
+                        if event == "log":
+                            cursor = event_id or cursor
+                            yield jsonlib.loads(data)
+            except httpx.TransportError as exc:
+                # Resumed after the last line read, as an EventSource reconnects with Last-Event-ID.
+                if isinstance(exc, httpx.ConnectError):
+                    raise VideoPipelineError(f"cannot reach the API at {self.base_url}: {_describe(exc)}") from None
+                continue
+            if ended:
+                return
+
+    def costs(self, *, group_by: str | None = None, start: str | None = None, end: str | None = None) -> dict[str, Any]:
+        """What the key's executions cost (an operator's key: every tenant's), grouped."""
+        return self._document("GET", f"/api/costs{_query(groupBy=group_by, **{'from': start, 'to': end})}")
+
+    def cost_suggestions(self, *, start: str | None = None, end: str | None = None) -> list[dict[str, Any]]:
+        answer = self._call("GET", f"/api/costs/suggestions{_query(**{'from': start, 'to': end})}", repeatable=True)
+        return self._checked(answer, list, "the cost suggestions")
+
+    def retry_failed(self, *, since: str | None = None, limit: int = 100, status: str = "failed") -> dict[str, Any]:
+        """Retry the key's failed executions since `since` (up to `limit`): `{"retried": [...], "skipped": [...]}`.
+        Safe to repeat: an execution retried once is pending, so a second call does not retry it again."""
+        body: dict[str, Any] = {"status": status, "limit": limit}
+        if since is not None:
+            body["since"] = since
+        return self._checked(
+            self._call("POST", "/api/executions/retry", json=body, repeatable=True), dict, "a bulk retry"
+        )
+
     def wait(self, execution_id: str, *, timeout: float = 3600.0, poll: float = 0.5) -> dict[str, Any]:
         return poll_until_ended(lambda: self.status(execution_id), execution_id, timeout=timeout, poll=poll)
 
@@ -176,6 +226,32 @@ def poll_until_ended(
                 f"{execution_id} did not finish within {timeout:.0f}s (status {current.get('status')})"
             )
         time.sleep(poll)
+
+
+def _query(**values: object) -> str:
+    """`?name=value&...` of the values that are not None ("" without any)."""
+    given = {name: str(value) for name, value in values.items() if value is not None}
+    return f"?{urlencode(given)}" if given else ""
+
+
+def _server_sent_events(lines: Iterator[str]) -> Iterator[tuple[str, str | None, str]]:
+    """(event, id, data) of each event of a text/event-stream (comments, such as keep-alives, skipped)."""
+    event, event_id = "message", None
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield event, event_id, "\n".join(data)
+            event, event_id, data = "message", None, []
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "id":
+            event_id = value
+        elif name == "data":
+            data.append(value)
 
 
 def _execution_path(execution_id: str) -> str:

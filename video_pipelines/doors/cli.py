@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,8 +143,63 @@ def _submit(args: argparse.Namespace) -> int:
 def _on_execution(args: argparse.Namespace) -> int:
     from video_pipelines.doors import client
 
-    call = {"status": client.status, "cancel": client.cancel, "retry": client.retry}[args.verb]
+    call = {"status": client.status, "cancel": client.cancel}[args.verb]
     _print_json(call(args.execution_id))
+    return 0
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from video_pipelines.doors import client
+
+    if args.failed_since is None and args.execution_id is None:
+        raise UsageError("usage: video-pipelines retry EXECUTION_ID | retry --failed-since TIME [--limit N]")
+    if args.failed_since is not None and args.execution_id is not None:
+        raise UsageError("give an EXECUTION_ID or --failed-since, not both")
+    if args.execution_id is not None:
+        _print_json(client.retry(args.execution_id))
+    else:
+        _print_json(client.retry_failed(since=_since(args.failed_since), limit=args.limit))
+    return 0
+
+
+_AGO = re.compile(r"(\d+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _since(text: str) -> str:
+    """An ISO 8601 time, or a time ago (`30m`, `6h`, `2d`) as the ISO 8601 time it names (UTC)."""
+    ago = _AGO.fullmatch(text.strip())
+    if ago is None:
+        return text
+    seconds = int(ago.group(1)) * _UNIT_SECONDS[ago.group(2)]
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from video_pipelines.doors import client
+
+    if args.follow:
+        lines = client.follow_logs(args.execution_id, cursor=args.cursor)
+    else:
+        lines = iter(client.logs(args.execution_id, cursor=args.cursor, limit=args.limit)["logs"])
+    for line in lines:
+        if args.json:
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+        else:
+            node = line["node"] or "-"
+            print(f"{line['at']} {line['level'].upper():<8} {node:<12} {line['message']}", flush=True)
+    return 0
+
+
+def _costs(args: argparse.Namespace) -> int:
+    from video_pipelines.doors import client
+
+    start = _since(args.start) if args.start else None
+    end = _since(args.end) if args.end else None
+    if args.suggestions:
+        _print_json(client.cost_suggestions(start=start, end=end))
+    else:
+        _print_json(client.costs(group_by=args.group_by, start=start, end=end))
     return 0
 
 
@@ -171,8 +228,10 @@ def _api_keys(args: argparse.Namespace) -> int:
         keys = ApiKeys(store)
         match args.action:
             case "create":
-                created, key = keys.create(args.name, tenant=DEFAULT_TENANT if args.tenant is None else args.tenant)
-                _print_json({"keyId": created.key_id, "name": created.name, "tenant": created.tenant, "key": key})
+                tenant = DEFAULT_TENANT if args.tenant is None else args.tenant
+                created, key = keys.create(args.name, tenant=tenant, operator=args.operator)
+                answer = {"keyId": created.key_id, "name": created.name, "tenant": created.tenant}
+                _print_json({**answer, "operator": created.operator, "key": key})
                 print("the key is shown only now; only its hash is stored", file=sys.stderr)
             case "list":
                 _print_json([listed.to_wire() for listed in keys.list()])
@@ -276,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--idempotency-key", help="the same key returns the same execution, never a second run")
     submit.add_argument("--wait", action="store_true", help="wait for the end and print the final status")
     _execution_verbs(command)
+    _view_verbs(command)
     _service_verbs(command)
     return parser
 
@@ -288,10 +348,8 @@ def _execution_verbs(command: Command) -> None:
     for verb, about in (
         ("status", "the status of an execution, node by node"),
         ("cancel", "cancel a pending submission or terminate its run"),
-        ("retry", "run a failed or canceled execution again: completed nodes are reused, only the rest run"),
     ):
         command(verb, _on_execution, help=about).add_argument("execution_id")
-
     deliveries = command(
         "deliveries",
         _deliveries,
@@ -305,7 +363,12 @@ def _execution_verbs(command: Command) -> None:
     create_key = key_actions.add_parser("create", help="make a key; prints it once (only its hash is stored)")
     create_key.add_argument("--name", required=True, help="what the key is for, shown by list")
     create_key.add_argument("--tenant", help="whose executions the key submits and sees (default: the default tenant)")
-    key_actions.add_parser("list", help="every key: id, name, tenant, prefix, created, revoked, last used")
+    create_key.add_argument(
+        "--operator",
+        action="store_true",
+        help="an operator's key: sees every tenant's executions and costs, the workers and the queue",
+    )
+    key_actions.add_parser("list", help="every key: id, name, tenant, prefix, created, revoked, last used, operator")
     revoke_key = key_actions.add_parser("revoke", help="refuse a key from now on")
     revoke_key.add_argument("key", metavar="KEY_ID_OR_PREFIX", help="the key id (key_...) or its prefix (vp_...)")
 
@@ -319,6 +382,35 @@ def _execution_verbs(command: Command) -> None:
         "--older-than-days", required=True, metavar="N", help="days since the execution's last run ended"
     )
     prune.add_argument("--dry-run", action="store_true", help="say what would be deleted; delete nothing")
+
+
+def _view_verbs(command: Command) -> None:
+    """The operator's views: bulk retry, logs, costs."""
+    retry = command(
+        "retry",
+        _retry,
+        help="run a failed or canceled execution again (completed nodes are reused, only the rest run); "
+        "--failed-since: every failed one since then",
+        usage="%(prog)s EXECUTION_ID | %(prog)s --failed-since TIME [--limit N]",
+    )
+    retry.add_argument("execution_id", nargs="?")
+    retry.add_argument(
+        "--failed-since", metavar="TIME", help="retry the executions failed since TIME (ISO 8601, or 30m, 6h, 2d ago)"
+    )
+    retry.add_argument("--limit", type=int, default=100, help="at most this many, newest first (1 to 100)")
+
+    logs = command("logs", _logs, help="an execution's log lines: time, level, node, message")
+    logs.add_argument("execution_id")
+    logs.add_argument("--follow", action="store_true", help="print lines as they are written, until the execution ends")
+    logs.add_argument("--cursor", help="start after this cursor (a page's `cursor`)")
+    logs.add_argument("--limit", type=int, default=1000, help="lines to print without --follow (1 to 1000)")
+    logs.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    costs = command("costs", _costs, help="what executions cost and reuse saved, grouped; --suggestions: how to save")
+    costs.add_argument("--group-by", choices=["provider", "operation", "day"], default="provider")
+    costs.add_argument("--from", dest="start", metavar="TIME", help="executions submitted since (ISO 8601, or 7d ago)")
+    costs.add_argument("--to", dest="end", metavar="TIME", help="executions submitted before (ISO 8601, or 1d ago)")
+    costs.add_argument("--suggestions", action="store_true", help="ways to spend less, each with its saving")
 
 
 def _service_verbs(command: Command) -> None:

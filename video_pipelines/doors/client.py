@@ -8,9 +8,11 @@ local deployment. Only `submit` makes a missing instance (the others say where t
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -88,6 +90,61 @@ class Deployment:
         from video_pipelines import executions
 
         return executions.delivery_report(self.store, execution_id)
+
+    def logs(self, execution_id: str, *, cursor: str | None = None, limit: int = 200) -> dict[str, Any]:
+        from video_pipelines.executions.logs import read_logs
+
+        return read_logs(self.records, self.store, execution_id, cursor=cursor, limit=limit).to_wire()
+
+    def follow_logs(
+        self, execution_id: str, *, cursor: str | None = None, poll: float = 0.5
+    ) -> Iterator[dict[str, Any]]:
+        from video_pipelines.executions.logs import read_logs
+
+        limit = 200
+        while True:
+            page = read_logs(self.records, self.store, execution_id, cursor=cursor, limit=limit)
+            yield from (line.to_wire() for _, line in page.lines)
+            cursor = page.cursor
+            if page.is_last(limit):
+                return
+            if len(page.lines) < limit:
+                time.sleep(poll)
+
+    def costs(self, *, group_by: str | None = None, start: str | None = None, end: str | None = None) -> dict[str, Any]:
+        from video_pipelines.executions import OPERATOR
+        from video_pipelines.executions.costs import GroupBy, cost_report, node_spends
+
+        spends = list(node_spends(OPERATOR, self.records, self.store, start=_moment(start), end=_moment(end)))
+        return cost_report(spends, GroupBy(group_by or GroupBy.PROVIDER)).to_wire()
+
+    def cost_suggestions(self, *, start: str | None = None, end: str | None = None) -> list[dict[str, Any]]:
+        from video_pipelines.executions import OPERATOR
+        from video_pipelines.executions.costs import node_spends, suggestions
+
+        spends = list(node_spends(OPERATOR, self.records, self.store, start=_moment(start), end=_moment(end)))
+        return [found.to_wire() for found in suggestions(spends)]
+
+    def retry_failed(self, *, since: str | None = None, limit: int = 100, status: str = "failed") -> dict[str, Any]:
+        from video_pipelines.executions import OPERATOR
+        from video_pipelines.executions.dead_letters import retry_all
+        from video_pipelines.vocabulary import ExecutionState
+
+        done = retry_all(
+            OPERATOR, self.records, self.store, status=ExecutionState(status), since=_moment(since), limit=limit
+        )
+        return done.to_wire()
+
+
+def _moment(text: str | None) -> datetime | None:
+    """An ISO 8601 time as the API reads it (UTC without an offset); UsageError naming the value otherwise."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not an ISO 8601 time (e.g. 2026-12-07T09:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # Where calls go: a local deployment (as an operator) or the HTTP API (as the key's tenant).
@@ -201,3 +258,42 @@ def wait(
         return poll_until_ended(lambda: status(execution_id, target=opened), execution_id, timeout=timeout, poll=poll)
 
     return _on(target, until_ended)
+
+
+def logs(
+    execution_id: str, *, cursor: str | None = None, limit: int = 200, target: Target | None = None
+) -> dict[str, Any]:
+    """One page of the execution's log after `cursor`: `{"logs": [{"at", "level", "node", "message"}], "cursor"}`."""
+    return _on(target, lambda opened: opened.logs(execution_id, cursor=cursor, limit=limit))
+
+
+def follow_logs(
+    execution_id: str, *, cursor: str | None = None, target: Target | None = None
+) -> Iterator[dict[str, Any]]:
+    """The execution's log lines as they are written, until it has ended and every line was read."""
+    if target is None:
+        with connect(create=False) as opened:
+            yield from opened.follow_logs(execution_id, cursor=cursor)
+        return
+    yield from target.follow_logs(execution_id, cursor=cursor)
+
+
+def costs(
+    *, group_by: str | None = None, start: str | None = None, end: str | None = None, target: Target | None = None
+) -> dict[str, Any]:
+    """What the executions cost (over the API: the key's tenant's; locally: every tenant's), grouped."""
+    return _on(target, lambda opened: opened.costs(group_by=group_by, start=start, end=end))
+
+
+def cost_suggestions(
+    *, start: str | None = None, end: str | None = None, target: Target | None = None
+) -> list[dict[str, Any]]:
+    """Ways to spend less, each with what it would have saved, from the executions' own records."""
+    return _on(target, lambda opened: opened.cost_suggestions(start=start, end=end))
+
+
+def retry_failed(
+    *, since: str | None = None, limit: int = 100, status: str = "failed", target: Target | None = None
+) -> dict[str, Any]:
+    """Retry up to `limit` failed (or canceled) executions since `since`; returns what was retried and skipped."""
+    return _on(target, lambda opened: opened.retry_failed(since=since, limit=limit, status=status))

@@ -7,12 +7,13 @@ answer never tells that the id exists. Operator doors pass `OPERATOR`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from video_pipelines.errors import ExecutionNotFound, UsageError
 from video_pipelines.executions.lifecycle import Caller, cancel, execution_tenant, retry
-from video_pipelines.executions.records import RunRecords
+from video_pipelines.executions.records import RunRecords, RunView
 from video_pipelines.executions.status import ExecutionStatus, execution_status, run_status, submission_status
-from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions import Submission, SubmissionStore
 from video_pipelines.vocabulary import ExecutionState
 
 _Guarded = Callable[[Caller, RunRecords, SubmissionStore, str], ExecutionStatus]
@@ -53,6 +54,12 @@ def _wanted_state(status: str | None) -> ExecutionState | None:
         raise UsageError(f"status must be one of {names}; got {status!r}") from None
 
 
+def last_change(submission: Submission, run: RunView | None) -> datetime:
+    """When an execution last changed state: its newest run's end (or start), else its submission's last move."""
+    moment = (run.ended_at or run.started_at) if run is not None else None
+    return datetime.fromtimestamp(moment, UTC) if moment is not None else submission.updated_at
+
+
 def list_executions(
     caller: Caller,
     records: RunRecords,
@@ -61,24 +68,30 @@ def list_executions(
     status: str | None = None,
     limit: int = 20,
     cursor: str | None = None,
+    since: datetime | None = None,
 ) -> tuple[list[ExecutionStatus], str | None]:
-    """Up to `limit` (1 to 100) of the caller's executions, newest first, and the next page's cursor.
+    """Up to `limit` (1 to 100) of the caller's executions, newest first, and the next page's cursor; with
+    `since`, only those whose state last changed then or later (a failure since then: the dead-letter view).
 
     Execution ids sort in creation order, so a page's last id is a stable cursor. Raises UsageError.
     """
     wanted = _wanted_state(status)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise UsageError(f"limit must be an integer from 1 to {MAX_PAGE}; got {limit!r}")
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)  # a time without an offset is UTC, as every time we answer
     page: list[ExecutionStatus] = []
     before = cursor or None
     # Without a filter every submission is a match: read one more than a page, to know if another follows.
-    batch = limit + 1 if wanted is None else _SCAN_BATCH
+    batch = limit + 1 if wanted is None and since is None else _SCAN_BATCH
     while True:
         submissions = store.newest(caller.tenant, limit=batch, before=before)
         for submission in submissions:
-            if wanted is None and len(page) == limit:
+            if wanted is None and since is None and len(page) == limit:
                 return page, page[-1].execution_id
             run = records.find_run(submission.execution_id)
+            if since is not None and last_change(submission, run) < since:
+                continue
             found = run_status(records, run, store=store) if run is not None else submission_status(submission)
             if wanted is not None and found.state is not wanted:
                 continue

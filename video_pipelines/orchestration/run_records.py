@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 from dagster._check import is_dict
+from dagster._core.event_api import EventLogCursor
 from dagster._core.events import EngineEventData, JobFailureData
 from dagster._core.execution.stats import StepEventStatus
 
 from video_pipelines.executions import EXECUTION_ID_TAG, NodeRecord, RunState, RunView
+from video_pipelines.executions.logs import LogLine, RunLogLine, level_name
 from video_pipelines.executions.records import LOST_WORKER_TAG, NodeCheck
 from video_pipelines.orchestration.job.config import EXAMPLE_PLAN
 from video_pipelines.orchestration.job.state import step_key
@@ -51,6 +53,17 @@ def plan_of_run(run: dg.DagsterRun) -> dict[str, Any]:
     ops: Any = run.run_config.get("ops") or {}
     config: dict[str, Any] | None = (ops.get("plan") or {}).get("config")
     return dict(EXAMPLE_PLAN) if config is None else config
+
+
+def _log_message(entry: dg.EventLogEntry) -> str:
+    """An event's message; a failed step's with its error (the event says only that the step failed)."""
+    event = entry.dagster_event
+    if event is None or not event.is_step_failure:
+        return entry.message
+    data = event.step_failure_data
+    user = data.user_failure_data
+    cause = user.description if user is not None and user.description else data.error.message if data.error else ""
+    return f"{entry.message} {cause.strip()}".strip()
 
 
 def run_view(run: dg.DagsterRun, record: dg.RunRecord | None = None) -> RunView:
@@ -133,6 +146,23 @@ class DagsterRunRecords:
                 run_id=run_id,
             )
         return nodes
+
+    def run_log(self, run: RunView, after: int | None, limit: int) -> list[RunLogLine]:
+        nodes = {step_key(node.id): node.id for node in run.parsed_plan.nodes}
+        cursor = EventLogCursor.from_storage_id(after).to_string() if after is not None else None
+        records = self.instance.get_records_for_run(run.run_id, cursor=cursor, limit=limit).records
+        return [
+            RunLogLine(
+                record.storage_id,
+                LogLine(
+                    at=datetime.fromtimestamp(record.event_log_entry.timestamp, UTC),
+                    level=level_name(int(record.event_log_entry.level)),
+                    node=nodes.get(record.event_log_entry.step_key or ""),
+                    message=_log_message(record.event_log_entry),
+                ),
+            )
+            for record in records
+        ]
 
     def node_checks(self, run_id: str) -> dict[str, list[NodeCheck]]:
         checks: dict[str, list[NodeCheck]] = {}

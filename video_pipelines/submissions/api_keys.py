@@ -43,6 +43,9 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    # An operator's key sees every tenant's executions, the deployment's workers and its queue; it submits as
+    # DEFAULT_TENANT. Its `tenant` is that, kept so the row reads as any other.
+    operator: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         """Every field in camelCase, in order, times in ISO 8601 (`api-keys list` and `revoke` print it)."""
@@ -81,12 +84,22 @@ class ApiKeys:
     def __init__(self, store: SubmissionStore) -> None:
         self._rows = Rows(store.engine, store.reader)
 
-    def create(self, name: str, tenant: str = DEFAULT_TENANT) -> tuple[ApiKey, str]:
-        """A new key for `tenant`: (what is stored of it, the key). The key is not kept; show it now."""
+    def create(self, name: str, tenant: str = DEFAULT_TENANT, *, operator: bool = False) -> tuple[ApiKey, str]:
+        """A new key for `tenant`, or an operator's (every tenant): (what is stored of it, the key). The key is not
+        kept; show it now."""
         name = _check_name(name)
         tenant = check_tenant(tenant)
+        if operator and tenant != DEFAULT_TENANT:
+            raise UsageError(f"an operator's key sees every tenant: give --operator or --tenant {tenant}, not both")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        created = ApiKey(f"{KEY_ID_PREFIX}{ULID()}", name, tenant, key[:SHOWN_PREFIX_LENGTH], datetime.now(UTC))
+        created = ApiKey(
+            f"{KEY_ID_PREFIX}{ULID()}",
+            name,
+            tenant,
+            key[:SHOWN_PREFIX_LENGTH],
+            datetime.now(UTC),
+            operator=operator,
+        )
         with self._rows.engine.begin() as connection:
             connection.execute(api_keys.insert().values(**vars(created), key_hash=key_hash(key)))
         return created, key

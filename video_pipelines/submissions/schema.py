@@ -305,10 +305,8 @@ def _attempts_v8(metadata: sa.MetaData, name: str = ATTEMPTS_TABLE) -> sa.Table:
     return _reshaped_v8(name, metadata, columns, [*_attempt_checks()], _ATTEMPT_STATES_V8, check)
 
 
-def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
-    api_keys = sa.Table(
-        API_KEYS_TABLE,
-        metadata,
+def _api_key_columns_v3() -> list[sa.Column[object]]:
+    return [
         sa.Column("key_id", sa.String(64), primary_key=True),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("tenant", sa.String(64), nullable=False),
@@ -320,8 +318,15 @@ def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("created_at", _TIMESTAMP, nullable=False),
         sa.Column("revoked_at", _TIMESTAMP),
         sa.Column("last_used_at", _TIMESTAMP),
-        sa.UniqueConstraint("key_hash", name="uq_video_pipelines_api_keys_key_hash"),
-    )
+    ]
+
+
+def _api_keys_unique() -> sa.UniqueConstraint:
+    return sa.UniqueConstraint("key_hash", name="uq_video_pipelines_api_keys_key_hash")
+
+
+def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    api_keys = sa.Table(API_KEYS_TABLE, metadata, *_api_key_columns_v3(), _api_keys_unique())
     counters = sa.Table(
         COUNTERS_TABLE,
         metadata,
@@ -332,6 +337,12 @@ def _tenancy_v3(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("value", sa.Float, nullable=False),
     )
     return api_keys, counters
+
+
+def _api_keys_v11(metadata: sa.MetaData) -> sa.Table:
+    """Step 3's keys and whether one is an operator's: it sees every tenant, the workers and the queue."""
+    operator = sa.Column("operator", sa.Boolean, nullable=False, server_default=sa.false())
+    return sa.Table(API_KEYS_TABLE, metadata, *_api_key_columns_v3(), operator, _api_keys_unique())
 
 
 def _lineage_columns() -> list[sa.Column[object]]:
@@ -520,7 +531,9 @@ submissions = _submissions_v8(_metadata)
 _, webhook_attempts = _webhook_tables_v2(sa.MetaData())
 webhook_deliveries = _webhook_deliveries_v4(_metadata)
 webhook_attempts = webhook_attempts.to_metadata(_metadata)
-api_keys, counters = _tenancy_v3(_metadata)
+_, counters = _tenancy_v3(sa.MetaData())
+counters = counters.to_metadata(_metadata)
+api_keys = _api_keys_v11(_metadata)
 execution_attempts = _attempts_v9(_metadata)
 node_results, node_claims = _node_results_v5(_metadata)
 execution_outcomes = _execution_outcomes_v7(_metadata)
@@ -578,8 +591,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         create=(_provider_waits_v9,),
     ),
     Migration(10, "provider circuit breakers shared by the deployment", create=(_provider_circuits_v10,)),
+    # Every existing key stays a tenant's: none becomes an operator's by migrating.
+    Migration(
+        11,
+        "operator API keys",
+        both=(f"ALTER TABLE {API_KEYS_TABLE} ADD COLUMN operator BOOLEAN NOT NULL DEFAULT FALSE",),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
+# Every step's version in the order applied (a database at SCHEMA_VERSION has recorded each of them).
+VERSIONS = tuple(step.version for step in MIGRATIONS)
 
 
 def current_version(connection: sa.Connection) -> int:

@@ -1,0 +1,280 @@
+"""What a caller's executions cost, grouped, and what reuse saved; and suggestions to spend less, each computed
+from those same records (never a guess about work the caller did not do).
+
+Costs are what each node's run recorded it cost (`NodeRecord.cost_usd`, what the provider billed at the
+pricing table's prices); `savedUsd` is what reuse saved at list prices, as in the status document. An
+execution counts in the window its submission falls in (execution ids carry their creation time).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from video_pipelines.executions.attempts import ExecutionRuns
+from video_pipelines.executions.lifecycle import Caller
+from video_pipelines.executions.records import RunRecords
+from video_pipelines.executions.spending import saved_usd
+from video_pipelines.executions.status import run_status
+from video_pipelines.plan import PlanNode
+from video_pipelines.providers.pricing import PricingTable
+from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions.store import execution_created_at
+from video_pipelines.vocabulary import ExecutionState, NodeState
+
+# Submissions read per query while scanning a window.
+_SCAN_BATCH = 200
+
+
+class GroupBy(StrEnum):
+    PROVIDER = "provider"
+    OPERATION = "operation"
+    DAY = "day"
+
+
+@dataclass(frozen=True)
+class NodeSpend:
+    """One node with a video in one execution: what it cost (computed) or saved (reused)."""
+
+    execution_id: str
+    tenant: str
+    day: str  # the execution's submission day, UTC (YYYY-MM-DD)
+    node_id: str
+    operation: str
+    provider: str
+    state: NodeState  # completed | reused
+    cost_usd: float
+    saved_usd: float
+    duration: float
+    sha256: str
+    cached: bool  # whether the plan let this node reuse an earlier result (no `cache: false`)
+    failed_execution: bool  # its execution is failed now
+
+
+@dataclass(frozen=True)
+class CostGroup:
+    key: str
+    total_usd: float
+    saved_usd: float
+    nodes: int
+    executions: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "totalUsd": self.total_usd,
+            "savedUsd": self.saved_usd,
+            "nodes": self.nodes,
+            "executions": self.executions,
+        }
+
+
+@dataclass(frozen=True)
+class CostReport:
+    total_usd: float
+    saved_usd: float
+    group_by: GroupBy
+    groups: list[CostGroup]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "totalUsd": self.total_usd,
+            "savedUsd": self.saved_usd,
+            "groupBy": self.group_by.value,
+            "groups": [group.to_wire() for group in self.groups],
+        }
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    kind: str
+    message: str
+    estimated_saving_usd: float
+    executions: list[str]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "message": self.message,
+            "estimatedSavingUsd": self.estimated_saving_usd,
+            "executions": self.executions,
+        }
+
+
+def _provider(node: PlanNode | None) -> str:
+    # As `PlanNode.is_remote` reads it: a node that names no provider ran locally.
+    return str(node.params.get("provider") or "local") if node is not None else "local"
+
+
+def _seconds(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def node_spends(
+    caller: Caller,
+    records: RunRecords,
+    store: SubmissionStore,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    pricing: PricingTable | None = None,
+) -> Iterator[NodeSpend]:
+    """Every node with a video in the caller's executions submitted in [start, end), newest execution first."""
+    low, high = _seconds(start), _seconds(end)  # a window that ends before it starts holds nothing
+    pricing = pricing or PricingTable.from_env()
+    before: str | None = None
+    while True:
+        submissions = store.newest(caller.tenant, limit=_SCAN_BATCH, before=before)
+        for submission in submissions:
+            created = execution_created_at(submission.execution_id) or submission.created_at.timestamp()
+            if low is not None and created < low:
+                return  # newest first: every later one is older still
+            if high is not None and created >= high:
+                continue
+            latest = records.find_run(submission.execution_id)
+            if latest is None:
+                continue
+            recorded = ExecutionRuns.of(records, latest).node_records(records)
+            plan = latest.parsed_plan
+            failed = run_status(records, latest, store=store).state is ExecutionState.FAILED
+            day = datetime.fromtimestamp(created, UTC).date().isoformat()
+            for node_id, record in recorded.items():
+                node = plan.by_id.get(node_id)
+                yield NodeSpend(
+                    execution_id=submission.execution_id,
+                    tenant=submission.tenant,
+                    day=day,
+                    node_id=node_id,
+                    operation=record.operation,
+                    provider=_provider(node),
+                    state=record.state,
+                    cost_usd=record.cost_usd if record.state is NodeState.COMPLETED else 0.0,
+                    saved_usd=saved_usd(plan, {node_id: record}, pricing),
+                    duration=record.result.duration,
+                    sha256=record.result.sha256,
+                    cached=plan.caches(node) if node is not None else True,
+                    failed_execution=failed,
+                )
+        if len(submissions) < _SCAN_BATCH:
+            return
+        before = submissions[-1].execution_id
+
+
+def cost_report(spends: Sequence[NodeSpend], group_by: GroupBy) -> CostReport:
+    """The spends' total and savings, and per provider, operation or day (groups by cost, highest first)."""
+    grouped: dict[str, list[NodeSpend]] = defaultdict(list)
+    for spend in spends:
+        key = {GroupBy.PROVIDER: spend.provider, GroupBy.OPERATION: spend.operation, GroupBy.DAY: spend.day}[group_by]
+        grouped[key].append(spend)
+    groups = [
+        CostGroup(
+            key=key,
+            total_usd=round(sum(spend.cost_usd for spend in members), 4),
+            saved_usd=round(sum(spend.saved_usd for spend in members), 4),
+            nodes=len(members),
+            executions=len({spend.execution_id for spend in members}),
+        )
+        for key, members in grouped.items()
+    ]
+    # Days read in order; providers and operations by what they cost.
+    order = (lambda g: g.key) if group_by is GroupBy.DAY else (lambda g: (-g.total_usd, g.key))
+    return CostReport(
+        total_usd=round(sum(spend.cost_usd for spend in spends), 4),
+        saved_usd=round(sum(spend.saved_usd for spend in spends), 4),
+        group_by=group_by,
+        groups=sorted(groups, key=order),
+    )
+
+
+def _ids(spends: Sequence[NodeSpend]) -> list[str]:
+    return sorted({spend.execution_id for spend in spends})
+
+
+def _usd(value: float) -> str:
+    return f"${round(value, 4):g}"
+
+
+def _identical_recomputes(paid: Sequence[NodeSpend]) -> Suggestion | None:
+    """Paid nodes computed again with `cache: false` that made a video identical to one the tenant had."""
+    first: dict[tuple[str, str], NodeSpend] = {}
+    again: list[NodeSpend] = []
+    for spend in sorted(paid, key=lambda s: (s.execution_id, s.node_id)):  # ids sort in creation order
+        key = (spend.tenant, spend.sha256)
+        if key in first and not spend.cached:
+            again.append(spend)
+        first.setdefault(key, spend)
+    if not again:
+        return None
+    saving = round(sum(spend.cost_usd for spend in again), 4)
+    return Suggestion(
+        "identicalRecompute",
+        f"{len(again)} paid node(s) ran again with cache: false and made exactly the video (same sha256) of an "
+        f"earlier one, for {_usd(saving)}; leave cache on for them (the default) to reuse that video for nothing",
+        saving,
+        _ids(again),
+    )
+
+
+def _paid_failures(paid: Sequence[NodeSpend]) -> Suggestion | None:
+    """Failed executions whose paid nodes completed: a retry reuses those; a new submission pays them again."""
+    kept = [spend for spend in paid if spend.failed_execution]
+    if not kept:
+        return None
+    saving = round(sum(spend.cost_usd for spend in kept), 4)
+    executions = _ids(kept)
+    return Suggestion(
+        "paidFailures",
+        f"{len(executions)} failed execution(s) hold {_usd(saving)} of completed paid nodes; retry them "
+        "(POST /api/executions/retry, or `video-pipelines retry`) rather than submitting again: "
+        "a retry reuses those videos, a new submission pays for them again",
+        saving,
+        executions,
+    )
+
+
+def _cheaper_providers(paid: Sequence[NodeSpend]) -> list[Suggestion]:
+    """Per operation, a provider that made the same kind of node for less per second of video than another."""
+    by_operation: dict[str, dict[str, list[NodeSpend]]] = defaultdict(lambda: defaultdict(list))
+    for spend in paid:
+        if spend.duration > 0:
+            by_operation[spend.operation][spend.provider].append(spend)
+    suggestions = []
+    for operation, providers in sorted(by_operation.items()):
+        if len(providers) < 2:
+            continue
+        rates = {
+            name: sum(s.cost_usd for s in made) / sum(s.duration for s in made) for name, made in providers.items()
+        }
+        cheapest = min(rates, key=lambda name: (rates[name], name))
+        for name, made in sorted(providers.items()):
+            saving = round(sum(s.cost_usd - s.duration * rates[cheapest] for s in made), 4)
+            if name == cheapest or saving <= 0:
+                continue
+            suggestions.append(
+                Suggestion(
+                    "cheaperProvider",
+                    f"{operation} on {name} cost {_usd(rates[name])}/s of video, on {cheapest} "
+                    f"{_usd(rates[cheapest])}/s: the {len(made)} {operation} node(s) made on {name} would have "
+                    f"cost {_usd(saving)} less on {cheapest}",
+                    saving,
+                    _ids(made),
+                )
+            )
+    return suggestions
+
+
+def suggestions(spends: Sequence[NodeSpend]) -> list[Suggestion]:
+    """What the spends show could be saved, biggest saving first. Video fetches are not recorded anywhere, so
+    "videos never fetched" cannot be told and is not suggested."""
+    paid = [spend for spend in spends if spend.state is NodeState.COMPLETED and spend.cost_usd > 0]
+    found = [
+        *(s for s in (_identical_recomputes(paid), _paid_failures(paid)) if s is not None),
+        *_cheaper_providers(paid),
+    ]
+    return sorted(found, key=lambda s: (-s.estimated_saving_usd, s.kind))
