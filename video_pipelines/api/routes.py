@@ -146,6 +146,9 @@ PLAN_BODY: dict[str, Any] = {
         "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model=PlanDocument.__name__)}}},
     },
 }
+# An execution id as a page cursor: printable text (a NUL or another control character is no id: 400).
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+
 _PROBLEMS: dict[int, tuple[type[Problem], str]] = {
     400: (Problem, "The request is malformed (not JSON, a bad parameter or header)."),
     401: (Problem, "No API key, or a key that is unknown or revoked."),
@@ -472,7 +475,9 @@ def list_executions(
     state: StateDep,
     status: Annotated[ExecutionState | None, Query(description="only executions in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
-    cursor: Annotated[str | None, Query(description="the nextCursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(description="the nextCursor of the previous page", pattern=_PRINTABLE.pattern)
+    ] = None,
     since: Annotated[
         DateTime | None,
         Query(description="only executions whose state changed then or later (ISO 8601; UTC without offset)"),

@@ -160,14 +160,13 @@ async def logs(
     follow: Annotated[
         bool, Query(description="stream the lines as they are written, until the execution ends")
     ] = False,
-    last_event_id: Annotated[
-        str | None,
-        Header(alias="Last-Event-ID", description="a reconnecting EventSource's last line: read on after it"),
-    ] = None,
+    # Not in the OpenAPI document: an optional header is "string or null" there, and null is sent as "null".
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", include_in_schema=False)] = None,
 ) -> Response:
     """The lines of the execution's runs' logs (Dagster's event log, our ops' lines among them), oldest first, each
     with its level and the plan node it belongs to. Secrets (webhook secret, provider keys, signed URLs) are
-    blanked."""
+    blanked. A followed stream that reconnects with `Last-Event-ID` (a line's id, which EventSource sends by
+    itself) reads on after that line; another value is ignored."""
     await run_in_threadpool(executions.require_visible, caller, state.records, state.store, execution_id)
 
     def read(after: str | None) -> LogRead:
@@ -177,7 +176,9 @@ async def logs(
         page = await run_in_threadpool(read, cursor)
         body = LogPage.model_validate(page.to_wire())
         return Response(body.model_dump_json(by_alias=True), media_type="application/json")
-    start = cursor or last_event_id
+    # Last-Event-ID is a reconnecting client's hint (the SSE spec's): one that is not a line's id is ignored, and the
+    # `start` event says where the stream reads from.
+    start = cursor or (last_event_id if last_event_id and LOG_CURSOR.match(last_event_id) else None)
     await run_in_threadpool(read, start)  # a bad cursor is a 400 now, not a stream that ends at once
 
     async def read_async(after: str | None) -> LogRead:
