@@ -179,7 +179,15 @@ def _evaluate_attempt(attempt: RunAttempt, store: SubmissionStore, records: RunR
         tick.run_requests.append(request)  # else it was canceled meanwhile: no run is asked for
 
 
-def evaluate_submissions(store: SubmissionStore, instance: dg.DagsterInstance, limit: int = 100) -> SubmissionTick:
+# Submissions a tick turns into run requests at most. A tick's requests become runs before the next tick looks:
+# small batches let a submission made during a burst (another tenant's, a higher priority) in within a tick or two,
+# and 10 a tick (a tick a second at least) is still more than the workers of one machine start.
+SUBMISSIONS_PER_TICK = 10
+
+
+def evaluate_submissions(
+    store: SubmissionStore, instance: dg.DagsterInstance, limit: int = SUBMISSIONS_PER_TICK
+) -> SubmissionTick:
     tick = SubmissionTick()
     records = DagsterRunRecords(instance)
     attempts = AttemptStore(store)
