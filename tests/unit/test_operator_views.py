@@ -3,14 +3,20 @@ suggestions computed from node spends, the client's reading of a server-sent eve
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from video_pipelines.doors.api_client import _server_sent_events
-from video_pipelines.executions.costs import GroupBy, NodeSpend, cost_report, suggestions
+from video_pipelines.executions import NodeRecord, RunState
+from video_pipelines.executions.costs import GroupBy, NodeSpend, cost_report, node_spends, suggestions
+from video_pipelines.executions.lifecycle import Caller
 from video_pipelines.executions.logs import REDACTED, LogLine, LogRead, Redactor, level_name
+from video_pipelines.submissions import SubmissionStore
 from video_pipelines.vocabulary import NodeState
+
+from ..memory_records import MemoryRunRecords, video
 
 
 def test_known_secrets_and_secret_shapes_are_blanked() -> None:
@@ -137,3 +143,16 @@ def test_no_records_no_suggestion() -> None:
 def test_server_sent_events_are_read_as_sent_and_comments_skipped() -> None:
     raw = [": keep-alive", "", "event: log", "id: run.7", 'data: {"a":1}', "", "event: end", "data: {}", ""]
     assert list(_server_sent_events(iter(raw))) == [("log", "run.7", '{"a":1}'), ("end", None, "{}")]
+
+
+def test_a_node_that_fell_back_is_counted_under_the_provider_that_made_it(sqlite_store: SubmissionStore) -> None:
+    fallbacks = [{"provider": "local"}]
+    params = {"prompt": "a", "duration": 2, "provider": "replicate", "fallbacks": fallbacks}
+    plan = {"jobs": [{"id": "gen", "type": "generateVideo", "params": params}]}
+    submission, _created = sqlite_store.submit(plan)
+    made = replace(video("gen"), provider="local", fallback_from=("replicate",))
+    records = MemoryRunRecords()
+    record = NodeRecord("gen", "generateVideo", NodeState.COMPLETED, "lineage", made, cost_usd=0.02)
+    records.add_run(submission.execution_id, plan, RunState.SUCCESS, nodes=[record])
+    [spend] = node_spends(Caller(submission.tenant), records, sqlite_store)
+    assert (spend.provider, spend.cost_usd) == ("local", 0.02)

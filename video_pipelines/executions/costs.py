@@ -152,7 +152,8 @@ def node_spends(
                     day=day,
                     node_id=node_id,
                     operation=record.operation,
-                    provider=_provider(node),
+                    # A node that fell back names the provider that made it; the plan names the first one.
+                    provider=record.result.provider or _provider(node),
                     state=record.state,
                     cost_usd=record.cost_usd if record.state is NodeState.COMPLETED else 0.0,
                     saved_usd=saved_usd(plan, {node_id: record}, pricing),
