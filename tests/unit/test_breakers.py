@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from video_pipelines.errors import PlanValidationError, ProviderUnavailable, UsageError
 from video_pipelines.executions.metrics import render_metrics
@@ -280,6 +281,24 @@ def test_a_call_held_back_by_the_circuit_stops_when_its_run_stops_waiting(
     with stopping_on(stop), guarding_circuits(circuits, may_skip=False), pytest.raises(Abandoned):
         replicate_at(outage).generate(GENERATION, tmp_path / "out.mp4", timeout=30, ledger=NoLedger())
     assert time.monotonic() - started < 5 and outage.refused == 0
+
+
+def test_calls_through_a_clean_circuit_read_it_and_write_nothing(
+    outage: Outage, sqlite_store: SubmissionStore, tmp_path: Path
+) -> None:
+    outage.down = False
+    circuits = ProviderCircuits(sqlite_store, SETTINGS)
+    statements: list[str] = []
+    sa.event.listen(sqlite_store.engine, "before_cursor_execute", lambda *call: statements.append(call[2]))
+    with guarding_circuits(circuits, may_skip=False):
+        replicate_at(outage).generate(GENERATION, tmp_path / "out.mp4", timeout=30, ledger=NoLedger())
+    verbs = {statement.split()[0].upper() for statement in statements}
+    assert "SELECT" in verbs and not verbs & {"UPDATE", "INSERT", "DELETE"}, verbs
+    circuits.failed("replicate")  # one failure counted: the next success resets it
+    with guarding_circuits(circuits, may_skip=False):
+        replicate_at(outage).generate(GENERATION, tmp_path / "again.mp4", timeout=30, ledger=NoLedger())
+    circuit = circuits.get("replicate")
+    assert circuit is not None and circuit.failures == 0
 
 
 # ---- a node's providers ----

@@ -30,10 +30,12 @@ ProviderErrorSink = Callable[[str, int], None]
 @dataclass(frozen=True)
 class Admission:
     """Whether a call may go to a provider now: `wait` > 0 while its circuit is open (ask again after that many
-    seconds); `probe`: the one call a half-open circuit lets through, whose outcome closes or reopens it."""
+    seconds); `probe`: the one call a half-open circuit lets through, whose outcome closes or reopens it;
+    `clean`: the circuit was closed with no failure counted, so a success has nothing to reset (no write)."""
 
     wait: float = 0.0
     probe: bool = False
+    clean: bool = False
 
     @property
     def allowed(self) -> bool:

@@ -45,6 +45,7 @@ from video_pipelines.net import (
 from video_pipelines.net.retrying import backoff_delay, parse_retry_after
 from video_pipelines.providers.base import JobLedger
 from video_pipelines.providers.context import (
+    Admission,
     circuit_admission,
     circuit_failed,
     circuit_succeeded,
@@ -232,7 +233,7 @@ class ProviderHttp:
         attempt, renewed = 1, False
         while True:
             wait: float | None = None
-            probe = self._through_circuit()
+            admission = self._through_circuit()
             try:
                 answer = self._send(method, url, content, content_type, what=what, timeout=self._request_timeout())
             except _RETRIED_TRANSPORT_ERRORS as exc:
@@ -242,7 +243,8 @@ class ProviderHttp:
                 last = f"{type(exc).__name__} talking to {redact_url(url)}" + (f": {exc}" if str(exc) else "")
             else:
                 if httpx.codes.is_success(answer.status):
-                    circuit_succeeded(self.provider)
+                    if not admission.clean:
+                        circuit_succeeded(self.provider)
                     return answer.body
                 if answer.status == 401 and self.renew is not None and not renewed:
                     # A token revoked or expired early: another one, once, without using up an attempt.
@@ -251,7 +253,7 @@ class ProviderHttp:
                     continue
                 if answer.status >= 500:
                     circuit_failed(self.provider)
-                elif answer.status != 429:  # a refusal of this request: the provider is up (429: busy, neither)
+                elif answer.status != 429 and not admission.clean:  # a refusal: the provider is up (429: busy)
                     circuit_succeeded(self.provider)
                 last, wait = self._refusal(answer, what)
             if attempt >= attempts and not waits_for_circuit(self.provider):
@@ -262,11 +264,12 @@ class ProviderHttp:
                 wait = backoff_delay(min(attempt, attempts) - 1, base=self.policy.base_delay, cap=self.policy.max_delay)
             self._pause(wait)
             # A failed probe uses up no attempt: the circuit is open again, and the call waits for it.
-            attempt += 0 if probe else 1
+            attempt += 0 if admission.probe else 1
 
-    def _through_circuit(self) -> bool:
-        """Wait (interruptibly, within the deadline) until the provider's circuit lets a call through; True when
-        this call is the half-open circuit's probe. `ProviderUnavailable` when the node can move to a fallback."""
+    def _through_circuit(self) -> Admission:
+        """Wait (interruptibly, within the deadline) until the provider's circuit lets a call through: the
+        admission that let it (`probe`: the half-open circuit's probe). `ProviderUnavailable` when the node can
+        move to a fallback."""
         while not (admission := circuit_admission(self.provider)).allowed:
             if may_skip_open_circuit():
                 raise ProviderUnavailable(
@@ -274,7 +277,7 @@ class ProviderHttp:
                     f"(it lets a call through again in {admission.wait:.0f} s); not called"
                 )
             self._pause(admission.wait)
-        return admission.probe
+        return admission
 
     def cancel_quietly(self, method: str, url: str, *, json: Mapping[str, Any] | None = None) -> bool:
         """One attempt within `policy.cancel_timeout`, even past the deadline; True when the provider accepted it."""

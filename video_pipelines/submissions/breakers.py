@@ -142,7 +142,10 @@ class ProviderCircuits:
     def _admit(self, provider: str, now: datetime) -> Admission:
         circuit = self.get(provider)
         if circuit is None or circuit.state is CircuitState.CLOSED:
-            return Admission()
+            # A success after a clean read writes nothing: one read per call, not a read and a write. A failure
+            # counted by another worker between the read and the success is then reset by the next success that
+            # read it (consecutive failures are counted in the order the store sees them, not the calls end).
+            return Admission(clean=circuit is None or circuit.failures == 0)
         if circuit.state is CircuitState.OPEN:
             assert circuit.opened_at is not None  # the check constraint's states: opened_at is set when it opens
             reopens = circuit.opened_at + timedelta(seconds=self.settings.open_seconds)
