@@ -28,6 +28,7 @@ from video_pipelines.executions import (
     record_end,
     record_end_quietly,
     record_run_end,
+    record_start,
     submit,
     sweep_submission_ends,
 )
@@ -48,8 +49,17 @@ from video_pipelines.providers.base import GenerationRequest, NoLedger
 from video_pipelines.providers.http import HttpPolicy
 from video_pipelines.providers.replicate import ReplicateProvider
 from video_pipelines.submissions import AttemptReason, AttemptStore, ExecutionOutcomes, OutcomeTally, SubmissionStore
-from video_pipelines.submissions.counters import NODE_SECONDS, NODE_SECONDS_BUCKETS, Counters, counting_provider_errors
+from video_pipelines.submissions.counters import (
+    NODE_SECONDS,
+    NODE_SECONDS_BUCKETS,
+    SPEND_USD,
+    SUBMIT_TO_START_SECONDS,
+    Counters,
+    count_node_work,
+    counting_provider_errors,
+)
 from video_pipelines.submissions.schema import COUNTERS_TABLE
+from video_pipelines.submissions.store import execution_created_at
 from video_pipelines.vocabulary import NodeState
 from video_pipelines.webhooks import AttemptOutcome, DeliveryOutbox, RetrySchedule
 
@@ -209,6 +219,28 @@ def _buckets(metrics: Scrape, series: dict[str, str]) -> list[tuple[dict[str, st
         if {name: named[name] for name in series} == series:
             found.append((named, value))
     return found
+
+
+def test_spend_and_submit_to_start_latency_are_counted(store: SubmissionStore) -> None:
+    submission, _created = store.submit(PLAN)
+    created = execution_created_at(submission.execution_id)
+    assert created is not None
+    assert record_start(store, submission.execution_id, datetime.fromtimestamp(created + 1.5, UTC))
+    assert not record_start(store, submission.execution_id)  # a start is counted once
+    for operation, cost in (("generateVideo", 0.5), ("generateVideo", 0.25), ("reframe", 0.0)):
+        count_node_work(store, operation, "replicate" if cost else None, 3.0, cost, warn=pytest.fail)
+
+    metrics = scrape(store, MemoryRunRecords())
+    assert metrics.types[SUBMIT_TO_START_SECONDS] == "histogram"
+    assert metrics.value(f"{SUBMIT_TO_START_SECONDS}_count") == 1
+    assert metrics.value(f"{SUBMIT_TO_START_SECONDS}_sum") == pytest.approx(1.5, abs=0.01)
+    assert metrics.value(f"{SUBMIT_TO_START_SECONDS}_bucket", le="1.0") == 0
+    assert metrics.value(f"{SUBMIT_TO_START_SECONDS}_bucket", le="2.0") == 1
+    assert metrics.series(SPEND_USD) == {
+        (("operation", "generateVideo"), ("provider", "replicate")): 0.75,
+        (("operation", "reframe"), ("provider", "local")): 0.0,
+    }
+    assert metrics.value(f"{NODE_SECONDS}_count", operation="generateVideo", provider="replicate") == 2
 
 
 def test_only_an_ended_execution_is_claimed_ended(store: SubmissionStore) -> None:

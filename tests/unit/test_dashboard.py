@@ -16,7 +16,6 @@ from video_pipelines.submissions import SubmissionStore
 from ..memory_records import MemoryRunRecords
 
 DASHBOARD = Path(__file__).parents[2] / "deployment" / "grafana" / "video-pipelines.json"
-POSTGRES_DATASOURCE = "grafana-postgresql-datasource"
 
 # PromQL's words that are not metric names: aggregation modifiers, keywords, and the histogram's `le` label.
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset"}
@@ -86,22 +85,22 @@ def test_every_prometheus_query_names_a_metric_that_metrics_serves(sqlite_store:
 
 def test_the_panels_operators_look_for() -> None:
     panels = {panel["title"]: panel for panel in dashboard()["panels"]}
-    exprs = {title: " ".join(t.get("expr") or t["rawSql"] for t in panel["targets"]) for title, panel in panels.items()}
+    exprs = {title: " ".join(t["expr"] for t in panel["targets"]) for title, panel in panels.items()}
     wanted = {
         "Executions by status (per minute)": "video_pipelines_executions_finished_total",
-        "Submit -> start latency": "video_pipelines_execution_outcomes",
+        "Submit -> start latency": "video_pipelines_submit_to_start_seconds_bucket",
         "Node seconds by operation and provider (p95)": "video_pipelines_node_seconds_bucket",
         "Queue depth": "video_pipelines_queued_runs",
         "Webhook outcomes (per minute)": "video_pipelines_webhook_attempts_total",
         "Provider errors (per minute)": "video_pipelines_provider_http_errors_total",
         "Open circuits": "video_pipelines_provider_circuit_open",
-        "Spend per hour (USD)": "video_pipelines_node_results",
+        "Spend per hour (USD)": "video_pipelines_spend_usd_total",
     }
     for title, name in wanted.items():
         assert title in panels and name in exprs[title], (title, exprs.get(title))
-    # Importable as is: every panel's datasource is one of the dashboard's two datasource variables.
+    # Importable as is: every panel's datasource is the dashboard's datasource variable.
     variables = {v["name"]: v["query"] for v in dashboard()["templating"]["list"] if v["type"] == "datasource"}
-    assert variables == {"prometheus": "prometheus", "postgres": POSTGRES_DATASOURCE}
+    assert variables == {"prometheus": "prometheus"}
     for panel in panels.values():
         uid = panel["datasource"]["uid"]
         assert uid.startswith("${") and variables[uid[2:-1]] == panel["datasource"]["type"], panel["title"]

@@ -136,6 +136,18 @@ def test_a_cheaper_provider_of_the_same_operation_is_suggested_per_second_of_vid
     assert found.executions == ["exec_1", "exec_2"] and "generateVideo on replicate" in found.message
 
 
+def test_fallbacks_taken_are_suggested_with_what_the_failed_provider_billed() -> None:
+    spends = [
+        spend("exec_1", cost=0.75, provider="fal", sha256="f" * 64),
+        replace(spend("exec_2", cost=0.6, provider="fal"), fallback_from=("replicate",), billed_failures_usd=0.1),
+        replace(spend("exec_3", cost=0.0, provider="local"), fallback_from=("replicate", "fal")),
+    ]
+    [found] = suggestions(spends)
+    expected = ("fallbacksTaken", 0.1, ["exec_2", "exec_3"])
+    assert (found.kind, found.estimated_saving_usd, found.executions) == expected
+    assert "2 node(s) moved on from replicate" in found.message and "(fal: 1, local: 1)" in found.message
+
+
 def test_no_records_no_suggestion() -> None:
     assert suggestions([spend("exec_1", provider="local")]) == []
 

@@ -8,7 +8,7 @@ execution counts in the window its submission falls in (execution ids carry thei
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +53,8 @@ class NodeSpend:
     sha256: str
     cached: bool  # whether the plan let this node reuse an earlier result (no `cache: false`)
     failed_execution: bool  # its execution is failed now
+    fallback_from: tuple[str, ...] = ()  # the providers it moved on from before `provider` made it
+    billed_failures_usd: float = 0.0  # of `cost_usd`, what those providers billed for their failed attempts
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,15 @@ def _provider(node: PlanNode | None) -> str:
     return str(node.params.get("provider") or "local") if node is not None else "local"
 
 
+def _maker_model(node: PlanNode | None, provider: str) -> str | None:
+    """The model the node's entry for `provider` names (its own params, or the fallback that made it)."""
+    if node is None:
+        return None
+    entries = [node.params, *(entry for entry in node.params.get("fallbacks") or () if isinstance(entry, dict))]
+    models = [entry.get("model") for entry in entries if entry.get("provider") == provider]
+    return str(models[0]) if models and models[0] else None
+
+
 def _seconds(moment: datetime | None) -> float | None:
     if moment is None:
         return None
@@ -146,21 +157,26 @@ def node_spends(
             day = datetime.fromtimestamp(created, UTC).date().isoformat()
             for node_id, record in recorded.items():
                 node = plan.by_id.get(node_id)
+                # A node that fell back names the provider that made it; the plan names the first one.
+                provider = record.result.provider or _provider(node)
+                cost = record.cost_usd if record.state is NodeState.COMPLETED else 0.0
+                made_for = pricing.cost(provider, _maker_model(node, provider), record.result.duration)
                 yield NodeSpend(
                     execution_id=submission.execution_id,
                     tenant=submission.tenant,
                     day=day,
                     node_id=node_id,
                     operation=record.operation,
-                    # A node that fell back names the provider that made it; the plan names the first one.
-                    provider=record.result.provider or _provider(node),
+                    provider=provider,
                     state=record.state,
-                    cost_usd=record.cost_usd if record.state is NodeState.COMPLETED else 0.0,
+                    cost_usd=cost,
                     saved_usd=saved_usd(plan, {node_id: record}, pricing),
                     duration=record.result.duration,
                     sha256=record.result.sha256,
                     cached=plan.caches(node) if node is not None else True,
                     failed_execution=failed,
+                    fallback_from=record.result.fallback_from or (),
+                    billed_failures_usd=round(max(0.0, cost - made_for), 4) if record.result.fallback_from else 0.0,
                 )
         if len(submissions) < _SCAN_BATCH:
             return
@@ -270,6 +286,30 @@ def _cheaper_providers(paid: Sequence[NodeSpend]) -> list[Suggestion]:
     return suggestions
 
 
+def _fallbacks_taken(made: Sequence[NodeSpend]) -> list[Suggestion]:
+    """Per provider that nodes moved on from (paid or not: a fallback costs its wait too): how often, to whom,
+    and what its failed attempts were billed."""
+    left: dict[str, list[NodeSpend]] = defaultdict(list)
+    for spend in made:
+        if spend.fallback_from:
+            left[spend.fallback_from[0]].append(spend)
+    found = []
+    for provider, moved in sorted(left.items()):
+        makers = ", ".join(f"{name}: {count}" for name, count in sorted(Counter(s.provider for s in moved).items()))
+        billed = round(sum(spend.billed_failures_usd for spend in moved), 4)
+        found.append(
+            Suggestion(
+                "fallbacksTaken",
+                f"{len(moved)} node(s) moved on from {provider} to a fallback ({makers}); {provider}'s failed "
+                f"attempts were billed {_usd(billed)} and cost their wait: while {provider} keeps failing, name "
+                "the provider that made them first",
+                billed,
+                _ids(moved),
+            )
+        )
+    return found
+
+
 def suggestions(spends: Sequence[NodeSpend]) -> list[Suggestion]:
     """What the spends show could be saved, biggest saving first. Video fetches are not recorded anywhere, so
     "videos never fetched" cannot be told and is not suggested."""
@@ -277,5 +317,6 @@ def suggestions(spends: Sequence[NodeSpend]) -> list[Suggestion]:
     found = [
         *(s for s in (_identical_recomputes(paid), _paid_failures(paid)) if s is not None),
         *_cheaper_providers(paid),
+        *_fallbacks_taken([spend for spend in spends if spend.state is NodeState.COMPLETED]),
     ]
     return sorted(found, key=lambda s: (-s.estimated_saving_usd, s.kind))

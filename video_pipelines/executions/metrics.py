@@ -33,6 +33,8 @@ from video_pipelines.submissions.counters import (
     NODE_SECONDS,
     PREFIX,
     PROVIDER_HTTP_ERRORS,
+    SPEND_USD,
+    SUBMIT_TO_START_SECONDS,
     Counters,
     Sample,
     labels_key,
@@ -66,9 +68,25 @@ class ServiceCollector:
         except sa.exc.SQLAlchemyError as exc:
             raise store_error(f"cannot read the provider circuits from {self._store.url}", exc) from exc
         yield from _execution_metrics(submissions, outcomes, run_attempts, self._records.queued_runs())
-        yield _node_seconds([sample for sample in samples if sample.metric.startswith(NODE_SECONDS + "_")])
+        yield _histogram(NODE_SECONDS, "Work seconds of each plan node that ran, by operation and provider.", samples)
+        yield _histogram(
+            SUBMIT_TO_START_SECONDS,
+            "Seconds from an execution's submission to its first run's start (executions submitted through the "
+            "API, the CLI or the client).",
+            samples,
+        )
         yield _webhook_attempts(attempts)
-        yield _provider_errors([sample for sample in samples if sample.metric == PROVIDER_HTTP_ERRORS])
+        yield _counter(
+            PROVIDER_HTTP_ERRORS,
+            "Answers of provider APIs that were not 2xx, by provider and HTTP status (retried ones included).",
+            samples,
+        )
+        yield _counter(
+            SPEND_USD,
+            "USD that nodes which ran cost at the pricing table's prices (billed failed attempts included), by "
+            "operation and the provider that made them.",
+            samples,
+        )
         yield _circuits_open(circuits)
 
 
@@ -123,21 +141,25 @@ def _series(samples: Iterable[Sample]) -> dict[str, list[Sample]]:
     return grouped
 
 
-def _node_seconds(samples: list[Sample]) -> Metric:
-    labels = ["operation", "provider"]
-    family = HistogramMetricFamily(
-        NODE_SECONDS, "Work seconds of each plan node that ran, by operation and provider.", labels=labels
-    )
-    for key, rows in sorted(_series(samples).items()):
+def _label_names(samples: Iterable[Sample]) -> list[str]:
+    return sorted({name for sample in samples for name in sample.labels if name != "le"})
+
+
+def _histogram(name: str, documentation: str, samples: Iterable[Sample]) -> Metric:
+    """The histogram `name` of the counters' rows, a series per label set (its labels as the rows name them)."""
+    mine = [sample for sample in samples if sample.metric.startswith(name + "_")]
+    labels = _label_names(mine)
+    family = HistogramMetricFamily(name, documentation, labels=labels)
+    for key, rows in sorted(_series(mine).items()):
         series = json.loads(key)
         buckets = sorted(
-            ((row.labels["le"], row.value) for row in rows if row.metric == f"{NODE_SECONDS}_bucket"),
+            ((row.labels["le"], row.value) for row in rows if row.metric == f"{name}_bucket"),
             key=lambda bucket: float(bucket[0]),
         )
-        total = sum(row.value for row in rows if row.metric == f"{NODE_SECONDS}_sum")
+        total = sum(row.value for row in rows if row.metric == f"{name}_sum")
         if not buckets or buckets[-1][0] != "+Inf":
             continue  # not a histogram series this version wrote
-        family.add_metric([series.get(name, "") for name in labels], buckets, total)
+        family.add_metric([series.get(label, "") for label in labels], buckets, total)
     return family
 
 
@@ -155,15 +177,12 @@ def _webhook_attempts(attempts: Mapping[int | None, int]) -> Metric:
     return family
 
 
-def _provider_errors(samples: list[Sample]) -> Metric:
-    labels = ["provider", "status"]
-    family = CounterMetricFamily(
-        PROVIDER_HTTP_ERRORS,
-        "Answers of provider APIs that were not 2xx, by provider and HTTP status (retried ones included).",
-        labels=labels,
-    )
-    for sample in sorted(samples, key=lambda sample: labels_key(sample.labels)):
-        family.add_metric([sample.labels.get(name, "") for name in labels], sample.value)
+def _counter(name: str, documentation: str, samples: Iterable[Sample]) -> Metric:
+    mine = sorted((sample for sample in samples if sample.metric == name), key=lambda sample: labels_key(sample.labels))
+    labels = _label_names(mine)
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for sample in mine:
+        family.add_metric([sample.labels.get(label, "") for label in labels], sample.value)
     return family
 
 

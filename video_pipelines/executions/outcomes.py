@@ -19,6 +19,8 @@ from opentelemetry.trace import SpanKind
 from video_pipelines.executions.records import RunRecords, RunView
 from video_pipelines.executions.status import ExecutionStatus, execution_status
 from video_pipelines.submissions import AttemptStore, ExecutionOutcomes, Submission, SubmissionStore
+from video_pipelines.submissions.counters import observe_submit_to_start
+from video_pipelines.submissions.store import execution_created_at
 from video_pipelines.telemetry.trace_context import TraceContext, execution_context
 from video_pipelines.telemetry.tracing import Attributes, best_effort, record_span, span_in, tracing
 from video_pipelines.vocabulary import ExecutionState
@@ -28,8 +30,13 @@ _log = logging.getLogger(__name__)
 
 
 def record_start(store: SubmissionStore, execution_id: str, started_at: datetime | None = None) -> bool:
-    """Count the start of an execution whose run started (its first); True for the one observer that claims it."""
-    return ExecutionOutcomes(store).claim_start(execution_id, started_at or datetime.now(UTC))
+    """Count the start of an execution whose run started (its first), and how long after its submission;
+    True for the one observer that claims it."""
+    started_at = started_at or datetime.now(UTC)
+    claimed = ExecutionOutcomes(store).claim_start(execution_id, started_at)
+    if claimed and (created := execution_created_at(execution_id)) is not None:
+        observe_submit_to_start(store, started_at.timestamp() - created, warn=_log.warning)
+    return claimed
 
 
 def record_run_end(records: RunRecords, store: SubmissionStore, run: RunView) -> bool:

@@ -1,6 +1,7 @@
 """Prometheus samples the database does not already hold, kept in the `counters` table (schema 3).
 
-Node seconds and provider HTTP errors are written by the process that observes them; each
+Node seconds and spend, submit-to-start seconds and provider HTTP errors are written by the process that observes
+them (a node's seconds and its spend in one transaction, an execution's start where its start is claimed); each
 sample is one row added to by an atomic upsert, so concurrent writers never lose an increment,
 and a histogram's rows change in one transaction, so a scrape never sees half an observation.
 `executions.metrics` renders them at scrape time.
@@ -25,8 +26,14 @@ from video_pipelines.submissions.store import SubmissionStore
 PREFIX = "video_pipelines_"
 NODE_SECONDS = PREFIX + "node_seconds"
 PROVIDER_HTTP_ERRORS = PREFIX + "provider_http_errors_total"
+SPEND_USD = PREFIX + "spend_usd_total"
+SUBMIT_TO_START_SECONDS = PREFIX + "submit_to_start_seconds"
 # Plan nodes take from a fraction of a second (a reframe of a short clip) to many minutes (a remote model).
 NODE_SECONDS_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+# A submission's run starts within a second on a quiet deployment; minutes mean a queue (a cap, a burst).
+SUBMIT_TO_START_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+
+_Row = tuple[str, str, float]  # (sample name, labels key, amount to add)
 LOCAL_PROVIDER = "local"
 
 
@@ -52,24 +59,10 @@ class Counters:
         self._store = store
 
     def add(self, metric: str, labels: Mapping[str, str], amount: float = 1.0) -> None:
-        if not math.isfinite(amount) or amount < 0:
-            raise SubmissionStoreError(f"{metric}: a counter only goes up; cannot add {amount!r}")
-        self._increment(metric, [(metric, labels_key(labels), float(amount))])
+        self.increment(metric, [counter_row(metric, labels, amount)])
 
     def observe(self, histogram: str, labels: Mapping[str, str], value: float, buckets: Sequence[float]) -> None:
-        """Count one observation in every bucket row (0 above its bound, so the layout is whole), sum and count."""
-        if not math.isfinite(value):
-            raise SubmissionStoreError(f"{histogram}: cannot observe {value!r}")
-        if "le" in labels:
-            raise SubmissionStoreError(f"{histogram}: 'le' is the bucket label of a histogram, not one of its labels")
-        bounds = sorted({float(bound) for bound in buckets} | {math.inf})
-        rows = [
-            (f"{histogram}_bucket", labels_key({**labels, "le": _le(bound)}), 1.0 if value <= bound else 0.0)
-            for bound in bounds
-        ]
-        key = labels_key(labels)
-        rows += [(f"{histogram}_sum", key, float(value)), (f"{histogram}_count", key, 1.0)]
-        self._increment(histogram, rows)
+        self.increment(histogram, histogram_rows(histogram, labels, value, buckets))
 
     def samples(self) -> list[Sample]:
         query = sa.select(counters.c.metric, counters.c.labels, counters.c.value)
@@ -80,7 +73,7 @@ class Counters:
             raise store_error(f"cannot read the counters in {self._store.url}", exc) from exc
         return [Sample(str(metric), json.loads(labels), float(value)) for metric, labels, value in rows]
 
-    def _increment(self, metric: str, rows: list[tuple[str, str, float]]) -> None:
+    def increment(self, metric: str, rows: list[_Row]) -> None:
         # Sorted: concurrent transactions lock the rows in one order, so they cannot deadlock.
         values = [{"metric": name, "labels": labels, "value": amount} for name, labels, amount in sorted(rows)]
         engine = self._store.engine
@@ -89,6 +82,27 @@ class Counters:
                 connection.execute(_upsert(connection.dialect.name, values))
         except sa.exc.SQLAlchemyError as exc:
             raise store_error(f"cannot add to {metric} in {self._store.url}", exc) from exc
+
+
+def counter_row(metric: str, labels: Mapping[str, str], amount: float) -> _Row:
+    if not math.isfinite(amount) or amount < 0:
+        raise SubmissionStoreError(f"{metric}: a counter only goes up; cannot add {amount!r}")
+    return (metric, labels_key(labels), float(amount))
+
+
+def histogram_rows(histogram: str, labels: Mapping[str, str], value: float, buckets: Sequence[float]) -> list[_Row]:
+    """One observation in every bucket row (0 above its bound, so the layout is whole), sum and count."""
+    if not math.isfinite(value):
+        raise SubmissionStoreError(f"{histogram}: cannot observe {value!r}")
+    if "le" in labels:
+        raise SubmissionStoreError(f"{histogram}: 'le' is the bucket label of a histogram, not one of its labels")
+    bounds = sorted({float(bound) for bound in buckets} | {math.inf})
+    rows = [
+        (f"{histogram}_bucket", labels_key({**labels, "le": _le(bound)}), 1.0 if value <= bound else 0.0)
+        for bound in bounds
+    ]
+    key = labels_key(labels)
+    return [*rows, (f"{histogram}_sum", key, float(value)), (f"{histogram}_count", key, 1.0)]
 
 
 def _upsert(dialect: str, values: list[dict[str, object]]) -> sa.Executable:
@@ -102,15 +116,31 @@ def store_error(message: str, exc: sa.exc.SQLAlchemyError) -> SubmissionStoreErr
     return SubmissionStoreError(f"{message}: {getattr(exc, 'orig', None) or exc}")
 
 
-def observe_node_seconds(
-    store: SubmissionStore, operation: str, provider: str | None, seconds: float, *, warn: Callable[[str], None]
+def count_node_work(
+    store: SubmissionStore,
+    operation: str,
+    provider: str | None,
+    seconds: float,
+    cost_usd: float,
+    *,
+    warn: Callable[[str], None],
 ) -> None:
-    """Count a completed node's work seconds; a failure to write is a warning, never the node's failure."""
+    """Count a completed node's work seconds and what it cost, in one transaction; a failure to write is a
+    warning, never the node's failure."""
     labels = {"operation": operation, "provider": provider or LOCAL_PROVIDER}
     try:
-        Counters(store).observe(NODE_SECONDS, labels, seconds, NODE_SECONDS_BUCKETS)
+        rows = histogram_rows(NODE_SECONDS, labels, seconds, NODE_SECONDS_BUCKETS)
+        Counters(store).increment(NODE_SECONDS, [*rows, counter_row(SPEND_USD, labels, cost_usd)])
     except SubmissionStoreError as exc:
-        warn(f"the node's {seconds:g} s are not counted in the metrics: {exc}")
+        warn(f"the node's {seconds:g} s and ${cost_usd:g} are not counted in the metrics: {exc}")
+
+
+def observe_submit_to_start(store: SubmissionStore, seconds: float, *, warn: Callable[[str], None]) -> None:
+    """Count how long an execution waited from its submission to its first run's start."""
+    try:
+        Counters(store).observe(SUBMIT_TO_START_SECONDS, {}, max(0.0, seconds), SUBMIT_TO_START_BUCKETS)
+    except SubmissionStoreError as exc:
+        warn(f"an execution's {seconds:.2f} s from submission to start are not counted in the metrics: {exc}")
 
 
 @contextmanager

@@ -35,7 +35,7 @@ from video_pipelines.plan import parse_plan, sinks
 from video_pipelines.plan.reuse import ResolvedPlan
 from video_pipelines.providers.http import Parked
 from video_pipelines.submissions import NodeResultIndex, ProviderWaits
-from video_pipelines.submissions.counters import observe_node_seconds
+from video_pipelines.submissions.counters import count_node_work
 from video_pipelines.vocabulary import NodeState
 
 
@@ -167,7 +167,9 @@ def _record_run(context: dg.OpExecutionContext, nodes: RunNodes, task: NodeTask,
     )
     _log_checks(context, task, checks)
     if run.reused_from is None:
-        observe_node_seconds(nodes.store(), node.operation.value, run.provider, run.seconds, warn=context.log.warning)
+        count_node_work(
+            nodes.store(), node.operation.value, run.provider, run.seconds, run.cost_usd, warn=context.log.warning
+        )
     context.log.info(f"{node.id}: {result.duration}s {result.width}x{result.height} -> {result.url}")
 
 
