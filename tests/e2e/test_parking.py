@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -40,6 +41,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("e2e-parking")]
 SIGNING_SECRET = "whsec_" + base64.b64encode(b"parking-e2e-signing-secret-32by").decode()
 PREDICTION_SECONDS = 4.0
 NEVER = 1e9
+BREAKER_OPEN_SECONDS = 6
 
 
 @dataclass
@@ -51,6 +53,8 @@ class CallingReplicate(TimedReplicate):
     timers: list[threading.Timer] = field(default_factory=list)
     file_delay: float = 0.0  # seconds before an output file is served (a continuation caught collecting it)
     hooks: dict[str, str] = field(default_factory=dict)  # job id -> the webhook it was created with
+    down: bool = False  # an outage: every create is refused with 503
+    refused_at: list[float] = field(default_factory=list)
 
     def dispatch(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Answer:
         if self.file_delay and path.strip("/").startswith("files"):
@@ -58,6 +62,10 @@ class CallingReplicate(TimedReplicate):
         return super().dispatch(method, path, headers, raw)
 
     def created(self, job: Job) -> Answer:
+        if self.down:
+            self.refused_at.append(time.monotonic())
+            self.jobs.pop(job.id, None)
+            return 503, {}, {"detail": "Service Unavailable"}
         answer = super().created(job)
         body = self.requests[-1].body
         prompt = self.prompts[job.id]
@@ -192,6 +200,8 @@ def parking(
         "VIDEO_PIPELINES_PUBLIC_URL": f"http://127.0.0.1:{port}",
         # The poller's interval: longer than a webhook's way to a continuation, short enough for silent jobs.
         "VIDEO_PIPELINES_PROVIDER_POLL_SECONDS": "3",
+        "VIDEO_PIPELINES_BREAKER_FAILURES": "2",
+        "VIDEO_PIPELINES_BREAKER_OPEN_SECONDS": str(BREAKER_OPEN_SECONDS),
     }
     tmp = tmp_path_factory.mktemp("e2e_parking")
     with deployment_database() as url, dagster_deployment(tmp, url, extra_env=env, celery=True) as deployment:
@@ -357,6 +367,47 @@ def test_two_executions_of_one_lineage_at_once_pay_for_one_prediction(
     assert len(replicate.jobs) == before + 1, "the second execution created the same prediction again"
     assert finals[1]["jobs"]["gen"]["reusedFrom"] == first
     assert finals[0]["result"]["sha256"] == finals[1]["result"]["sha256"]
+
+
+def test_an_outage_moves_nodes_to_their_fallback_and_its_circuit_keeps_them_off_until_a_probe_closes_it(
+    parking: Parking, replicate: CallingReplicate, target: client.Deployment
+) -> None:
+    """Every create refused: nodes complete on their fallback, two failures open the deployment's circuit, and while
+    it is open only probes reach the provider; a node with no fallback waits and completes once a probe passes."""
+
+    def with_fallback(prompt: str) -> dict[str, Any]:
+        plan = generation(prompt)
+        plan["jobs"][0]["params"]["fallbacks"] = [{"provider": "local"}]
+        return plan
+
+    def circuits() -> Any:
+        return httpx.get(f"{parking.api.url}/health").json().get("providers", {})
+
+    replicate.down = True
+    first = client.wait(client.submit(with_fallback("outage 1"), target=target), timeout=60, target=target)
+    assert first["status"] == "completed", (first, parking.deployment.log_tail())
+    made = first["jobs"]["gen"]["result"]
+    assert (made["provider"], made["fallbackFrom"]) == ("local", ["replicate"])
+    assert len(replicate.refused_at) == 2, "two transient failures opened the circuit; the node moved on at once"
+    assert circuits() == {"replicate": "open"}
+    metrics = httpx.get(f"{parking.api.url}/metrics").text
+    assert 'video_pipelines_provider_circuit_open{provider="replicate"} 1.0' in metrics
+
+    later = [client.submit(with_fallback(f"outage {number}"), target=target) for number in (2, 3, 4)]
+    finals = [client.wait(execution_id, timeout=60, target=target) for execution_id in later]
+    assert [final["jobs"]["gen"]["result"]["provider"] for final in finals] == ["local"] * 3
+    # While the circuit is open the provider sees only its probes, one per open period (none when they ran in it).
+    gaps = [after - before for before, after in pairwise(replicate.refused_at[1:])]
+    assert all(gap >= BREAKER_OPEN_SECONDS - 0.5 for gap in gaps), gaps
+
+    waiting = client.submit(generation("waits for the circuit"), target=target)
+    wait_until(lambda: client.status(waiting, target=target)["status"] == "processing", 30, "its run started", parking)
+    refused = len(replicate.refused_at)
+    replicate.down = False
+    final = client.wait(waiting, timeout=90, target=target)
+    assert final["status"] == "completed", (final, parking.deployment.log_tail())
+    assert "waits for the circuit" in replicate.prompts.values() and len(replicate.refused_at) <= refused + 1
+    assert circuits() == {}, "the probe that passed closed the circuit"
 
 
 def test_a_worker_killed_during_a_continuation_is_resumed_and_pays_for_nothing_twice(
