@@ -68,3 +68,11 @@ def test_every_documented_variable_is_read_by_the_package() -> None:
     assert documented, "the docs name no VIDEO_PIPELINES_ variable"
     unknown = sorted(name for name in documented if name not in source)
     assert not unknown, f"the docs name variables the package never reads: {unknown}"
+
+
+def test_the_readme_links_to_pages_that_exist() -> None:
+    # mkdocs checks the links inside docs/; the README is outside it.
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", (REPO / "README.md").read_text())
+    assert targets, "the README links to no page"
+    missing = [target for target in targets if not (REPO / target).exists()]
+    assert not missing, f"the README links to files that do not exist: {missing}"
