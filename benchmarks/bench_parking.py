@@ -1,6 +1,6 @@
 """Benchmark parked runs: executions of remote generations that take the provider `--seconds` each.
 
-The README's production topology on this machine: `video-pipelines daemon`, warm Celery workers on Redis,
+The production topology of docs/scaling-out.md on this machine: `video-pipelines daemon`, warm Celery workers on Redis,
 PostgreSQL, the API (submissions over HTTP with an API key), and a Replicate-protocol server whose predictions
 take a fixed time and then call their `webhook` (signed), as Replicate does. Prints, per scenario:
 - wall time from the first submission to the last execution's end, and that over one prediction's time

@@ -1,4 +1,4 @@
-"""README's configuration table and the code agree on every default (the code read from an empty environment)."""
+"""The docs' configuration table (docs/configuration.md) and the code agree on every default (the code read from an empty environment)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from video_pipelines.plan.limits import max_nodes
 from video_pipelines.submissions.breakers import BreakerSettings
 from video_pipelines.webhooks.outbox import RetrySchedule
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CONFIGURATION_PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 NAME = re.compile(r"`(VIDEO_PIPELINES_[A-Z_]+)`")
 
 
@@ -66,12 +66,6 @@ def table_defaults(text: str) -> dict[str, str]:
     return defaults
 
 
-def _section(text: str, heading: str) -> str:
-    start = text.index(heading)
-    end = text.find("\n## ", start + len(heading))
-    return text[start:] if end < 0 else text[start:end]
-
-
 @pytest.fixture(autouse=True)
 def empty_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in CODE_DEFAULTS:
@@ -79,11 +73,11 @@ def empty_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CODE_DEFAULTS))
-def test_readme_configuration_table_states_the_code_default(name: str) -> None:
-    documented = table_defaults(_section(README.read_text(), "## Configuration"))
-    assert name in documented, f"README's configuration table does not list {name}"
+def test_the_configuration_page_states_the_code_default(name: str) -> None:
+    documented = table_defaults(CONFIGURATION_PAGE.read_text())
+    assert name in documented, f"docs/configuration.md does not list {name}"
     assert documented[name].split(" ")[0] == CODE_DEFAULTS[name](), (
-        f"README says {name} defaults to {documented[name]!r}"
+        f"docs/configuration.md says {name} defaults to {documented[name]!r}"
     )
 
 

@@ -117,7 +117,7 @@ def test_a_direct_run_whose_secret_env_is_not_set_is_warned_and_its_webhook_fail
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The README's Launchpad example: a run launched directly, its secret named by secretEnv.
+    # The Launchpad example of docs/ui-tour.md: a run launched directly, its secret named by secretEnv.
     plan = {"jobs": [CLIP], "webhook": {"url": receiver.url("/hook"), "secretEnv": SECRET_ENV}}
     run = run_plan_in_process(plan, target.instance)
     assert run.success

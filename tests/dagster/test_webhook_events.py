@@ -425,7 +425,7 @@ def test_events_are_recorded_as_the_run_goes_in_plan_order_then_the_end(
     ]  # fmt: skip
     failed = next(d for d in outbox.deliveries("exec_1") if d.event == "node.failed")
     assert json.loads(failed.body)["error"] == "m (merge) failed: no inputs"
-    # The end's payload is the one the README's "Webhooks" describes (plus cost and savedUsd), without an "event" key.
+    # The end's payload is the one docs/webhooks.md describes (plus cost and savedUsd), without an "event" key.
     assert set(json.loads(end.body)) == {
         "executionId", "status", "video", "error", "completedJobs", "totalJobs", "cost", "savedUsd"
     }  # fmt: skip

@@ -86,7 +86,7 @@ def receiver(broker: str) -> Iterator[WebhookReceiver]:
 
 
 def redis_only(broker: str, why: str) -> None:
-    """Skip on SQS a test that shows nothing broker-specific there, or what SQS does not do (README)."""
+    """Skip on SQS a test that shows nothing broker-specific there, or what SQS does not do (docs/scaling-out.md)."""
     if broker != "redis":
         pytest.skip(f"on {broker}: {why}")
 
@@ -143,7 +143,7 @@ def test_the_workers_and_queue_are_seen_with_an_operator_key_and_refused_to_a_te
     broker: str,
 ) -> None:
     """`/api/workers` is Celery's own inspection of this deployment's two workers, one of them running a held run."""
-    redis_only(broker, "SQS carries no Celery inspection: /api/workers lists no worker there (README)")
+    redis_only(broker, "SQS carries no Celery inspection: /api/workers lists no worker there (docs/scaling-out.md)")
     app = create_app(ApiSettings())
     with TestClient(app) as http:
         keys = ApiKeys(app.state.api.store)

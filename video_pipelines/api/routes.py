@@ -261,7 +261,7 @@ async def submit(
 ) -> ExecutionAccepted:
     """Store a plan for the daemon to run; answers at once with its execution id.
 
-    The body is the plan of `video-pipelines submit` (README "Running plans") with its optional
+    The body is the plan of `video-pipelines submit` (docs/plans-and-operations.md) with its optional
     `baseExecutionId` (one of this tenant's executions), `webhook {url, secret, events}`
     and `priority`. A webhook or media URL whose host is a private, loopback, link-local or
     metadata IP address is refused here unless `VIDEO_PIPELINES_ALLOWED_HOSTS` allows it.

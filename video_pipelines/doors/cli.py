@@ -1,4 +1,4 @@
-"""The `video-pipelines` command line (README "Running plans" and "The HTTP API").
+"""The `video-pipelines` command line (docs/plans-and-operations.md and docs/http-api.md).
 
 Invalid input exits 2 with the message on stderr; stdout carries only the answer. Commands on an
 existing execution never make an instance; `api-keys` and `prune-catalog` are always local.

@@ -126,7 +126,7 @@ Job = Annotated[GenerateVideoJob | MergeJob | LipSyncJob | AddSubtitlesJob | Ref
 
 
 class PlanDocument(_Document):
-    """An execution plan (README "Running plans"): its jobs, and how the execution runs and reports."""
+    """An execution plan (docs/plans-and-operations.md): its jobs, and how the execution runs and reports."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE]})
 
