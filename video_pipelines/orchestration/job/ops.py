@@ -22,7 +22,7 @@ from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.nodes.tasks import NodeTask, PlannedNode, planned_nodes
 from video_pipelines.nodes.work import RunNodes, start_ready
 from video_pipelines.operations.checks import CheckOutcome
-from video_pipelines.orchestration.catalog.assets import add_execution, check_evaluation
+from video_pipelines.orchestration.catalog.assets import add_node_partitions, check_evaluation
 from video_pipelines.orchestration.catalog.previews import node_materialization, reused_materializations
 from video_pipelines.orchestration.job.config import EXAMPLE_PLAN, PlanConfig
 from video_pipelines.orchestration.job.executor import in_process_or_multiprocess
@@ -78,10 +78,9 @@ def plan(
         context.instance.report_run_canceling(context.run, message=f"execution {execution_id} was canceled")
         raise _invalid(f"execution {execution_id} was canceled while its run was launched: no node runs")
     resolved = _admit(context, config, execution_id, head_starts)
-    # Before any node's materialization: the catalog lists each node of the execution under its kind.
-    add_execution(context.instance, execution_id, resolved.plan.nodes)
     if (deadline := deadline_tags(resolved.plan.timeout_seconds)) and MAX_RUNTIME_TAG not in context.run.tags:
         context.instance.add_run_tags(context.run_id, deadline)  # launched from the UI: run monitoring reads it now
+    add_node_partitions(context.instance, execution_id, [resolved.plan.node(d.node_id) for d in resolved.reused])
     for materialization in reused_materializations(execution_id, resolved, head_starts.env().store):
         context.log_event(materialization)
     trace_reused(context, execution_id, resolved.plan, [d for d in resolved.reused if d.carried_from_run is None])
@@ -154,6 +153,7 @@ def run_plan_node(
 def _record_run(context: dg.OpExecutionContext, nodes: RunNodes, task: NodeTask, run: NodeRun) -> None:
     node, result = task.node, run.result
     checks = nodes.take_checks(node.id, task.lineage) if run.reused_from is None else []
+    add_node_partitions(context.instance, task.execution_id, [node])
     context.log_event(
         node_materialization(
             task.execution_id,
