@@ -17,7 +17,6 @@ from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import Operation, parse_plan
 from video_pipelines.vocabulary import ExecutionState
 
-from ..conftest import MediaServer
 from .harness import run_plan_in_process
 
 REPO = Path(__file__).resolve().parents[2]
@@ -178,45 +177,3 @@ def test_a_variants_reused_nodes_are_partitions_of_the_variant(dagster_home: Pat
         assert node_ids_in(instance, Operation.MERGE, base_both) == ["both"]  # the base's record stays its own
         reused = DagsterRunRecords(instance).node_records(variant.run_id)
         assert reused["both"].reused_from == base.run_id
-
-
-PARTITION_STATS = """
-query ($key: AssetKeyInput!) {
-  assetNodeOrError(assetKey: $key) {
-    ... on AssetNode { partitionStats { numMaterialized numPartitions numFailed numMaterializing } }
-  }
-}
-"""
-
-
-def test_a_failed_node_is_no_missing_partition(dagster_home: Path, media_server: MediaServer) -> None:
-    """Lineage counts partitions never materialized as missing: a failed node gets none, only its run's failure."""
-    plan = {
-        "jobs": [
-            PLAN["jobs"][0],
-            {
-                "id": "voice",
-                "type": "lipSync",
-                "params": {"audioUrl": media_server.url("gone.mp3")},
-                "dependsOn": ["scene-1"],
-            },
-        ]
-    }
-    with dg.DagsterInstance.get() as instance:
-        result = run_plan_in_process(plan, instance)
-        assert not result.success
-        assert instance.get_dynamic_partitions(partitions_of(Operation.GENERATE_VIDEO)) == [
-            partition_key(result.run_id, "scene-1")
-        ]
-        assert instance.get_dynamic_partitions(partitions_of(Operation.LIP_SYNC)) == []
-        with define_out_of_process_context(str(REPO / "definitions.py"), "defs", instance) as context:
-            stats = {
-                operation: execute_dagster_graphql(
-                    context, PARTITION_STATS, {"key": {"path": ["video", operation.snake_name]}}
-                ).data["assetNodeOrError"]["partitionStats"]
-                for operation in (Operation.GENERATE_VIDEO, Operation.LIP_SYNC)
-            }
-    assert stats[Operation.GENERATE_VIDEO] == {
-        "numMaterialized": 1, "numPartitions": 1, "numFailed": 0, "numMaterializing": 0
-    }  # fmt: skip
-    assert stats[Operation.LIP_SYNC]["numPartitions"] == 0  # 100% filled, not 50%
