@@ -17,7 +17,7 @@ from video_pipelines.doors.cli import main
 from video_pipelines.executions import RunView
 from video_pipelines.executions.records import RunState
 from video_pipelines.executions.retention import began_after, ended_before
-from video_pipelines.orchestration.catalog.assets import add_execution, partition_key, partitions_of
+from video_pipelines.orchestration.catalog.assets import add_node_partitions, partition_key, partitions_of
 from video_pipelines.orchestration.catalog.retention import (
     CATALOG_RETENTION_ENV,
     catalog_retention,
@@ -152,9 +152,9 @@ def test_executions_with_no_run_left_go_oldest_first_within_the_time_budget(dags
     made = [execution_id_made_at(now - (40 - day) * DAY) for day in range(3)]  # 40, 39 and 38 days old
     with dg.DagsterInstance.get() as instance:
         for execution_id in reversed(made):
-            add_execution(instance, execution_id, nodes)
+            add_node_partitions(instance, execution_id, nodes)
         recent = execution_id_made_at(now - 60)
-        add_execution(instance, recent, nodes)
+        add_node_partitions(instance, recent, nodes)
 
         spent = prune_catalog(instance, timedelta(days=30), now=now, budget_seconds=0)
         assert not spent.complete and spent.pruned == [] and len(partition_keys(instance)) == 8
@@ -171,7 +171,7 @@ def test_the_sensor_does_nothing_until_a_retention_is_set(dagster_home: Path, mo
     monkeypatch.delenv(CATALOG_RETENTION_ENV, raising=False)
     with dg.DagsterInstance.get() as instance:
         old = execution_id_made_at(time.time() - 10 * DAY)
-        add_execution(instance, old, parse_plan(PLAN).nodes)
+        add_node_partitions(instance, old, parse_plan(PLAN).nodes)
 
         off = catalog_retention(dg.build_sensor_context(instance=instance))
         assert isinstance(off, dg.SkipReason) and f"{CATALOG_RETENTION_ENV} is not set" in (off.skip_message or "")
@@ -186,7 +186,7 @@ def test_the_sensor_does_nothing_until_a_retention_is_set(dagster_home: Path, mo
 def test_prune_catalog_command(dagster_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with dg.DagsterInstance.get() as instance:
         old = execution_id_made_at(time.time() - 3 * DAY)
-        add_execution(instance, old, parse_plan(PLAN).nodes)
+        add_node_partitions(instance, old, parse_plan(PLAN).nodes)
 
     assert main(["prune-catalog", "--older-than-days", "2", "--dry-run"]) == 0
     dry = json.loads(capsys.readouterr().out)

@@ -122,8 +122,3 @@ def test_idempotency_key_returns_the_same_execution(target: client.Deployment) -
     again = client.submit(PLAN, SubmitOptions(idempotency_key="order-42"), target=target)
     assert first == again
     assert [r.run_key for r in evaluate_submissions(target.store, target.instance).run_requests] == [first]
-
-
-def test_skip_reason_says_why(target: client.Deployment) -> None:
-    result = tick(target)
-    assert result.skip_reason is not None and "nothing to launch" in str(result.skip_reason.skip_message)

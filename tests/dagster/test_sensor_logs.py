@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +17,10 @@ from typing import Any, TypeVar
 import dagster as dg
 import pytest
 from dagster._core.definitions.instigation_logger import get_instigation_log_records
+from dagster._core.scheduler.instigation import InstigatorType, TickStatus
+from dagster._core.test_utils import create_test_daemon_workspace_context
+from dagster._core.workspace.load_target import PythonFileTarget
+from dagster._daemon.sensor import execute_sensor_iteration
 from standardwebhooks import Webhook
 
 from video_pipelines.doors import cli, client
@@ -29,6 +34,7 @@ from ..receiver import WebhookReceiver, running_receiver
 from .harness import run_plan_in_process
 
 R = TypeVar("R")
+REPO = Path(__file__).resolve().parents[2]
 SECRET_ENV = "VIDEO_WEBHOOK_SECRET"
 SECRET = "whk-sensor-logs-51c9"
 CLIP = {"id": "clip", "type": "generateVideo", "params": {"prompt": "x", "duration": 1, "resolution": 64}}
@@ -98,15 +104,20 @@ def test_the_plan_sensors_tick_log_says_what_it_launched_what_waits_and_what_was
     assert ("WARNING", f"{ghost} rejected: base execution exec_ghost does not exist") in lines
 
 
-def test_nothing_to_launch_is_a_skip_reason_with_the_counts(target: client.Deployment) -> None:
+def test_a_tick_without_runs_says_what_it_did_and_an_idle_one_says_so_briefly(target: client.Deployment) -> None:
+    result, lines = evaluate(target, "submitted_plans", submitted_plans)
+    assert isinstance(result, dg.SensorResult) and result.skip_reason is not None
+    assert (result.skip_reason.skip_message, lines) == ("nothing submitted", [])
     base = client.submit(PLAN, target=target)
     target.store.mark_rejected(base, "invalid plan: clip.params.prompt: required")
     variant = client.submit(PLAN, SubmitOptions(base_execution_id=base), target=target)
     result, lines = evaluate(target, "submitted_plans", submitted_plans)
     assert isinstance(result, dg.SensorResult) and not result.run_requests
     assert result.skip_reason is not None
-    counts = "0 to launch, 0 marked launched, 1 rejected, 0 waiting for their base"
-    assert result.skip_reason.skip_message == f"nothing to launch: {counts}"
+    assert (
+        result.skip_reason.skip_message
+        == f"rejected: {variant} (base execution {base} was rejected: invalid plan: clip.params.prompt: required)"
+    )
     [(level, line)] = lines
     assert level == "WARNING" and line.startswith(f"{variant} rejected: base execution {base} was rejected")
 
@@ -157,7 +168,7 @@ def test_a_direct_run_whose_secret_env_is_not_set_is_warned_and_its_webhook_fail
     assert f"environment variable {SECRET_ENV} (the plan's webhook.secretEnv) is not set" in line
     assert "delivery failed for good" in line and f"video-pipelines deliveries redeliver {webhook_id}" in line
     assert result.skip_reason is not None
-    assert result.skip_reason.skip_message == "1 webhook attempt(s) made, 1 failed (see the tick log)"
+    assert result.skip_reason.skip_message == f"gave up on {webhook_id} after 1 attempt(s)"
     assert receiver.requests == []
 
     # `video-pipelines deliveries ID` shows it failed, with the reason, and nothing is retried.
@@ -167,15 +178,39 @@ def test_a_direct_run_whose_secret_env_is_not_set_is_warned_and_its_webhook_fail
     [attempt] = shown["attempts"]
     assert attempt["statusCode"] is None and f"environment variable {SECRET_ENV}" in attempt["error"]
     result, lines = evaluate(target, "webhook_deliveries", webhook_deliveries)
-    assert result.skip_reason is not None and result.skip_reason.skip_message.startswith("no webhook delivery")
+    assert result.skip_reason is not None and result.skip_reason.skip_message == "no webhook due"
     assert lines == [] and receiver.requests == []
 
     # Fixed, then redelivered: sent, signed with the secret, as the next attempt.
     monkeypatch.setenv(SECRET_ENV, SECRET)
     assert client.redeliver(webhook_id, target=target)["state"] == "pending"
-    _, lines = evaluate(target, "webhook_deliveries", webhook_deliveries)
+    result, lines = evaluate(target, "webhook_deliveries", webhook_deliveries)
     assert lines == [("INFO", f"{webhook_id} ({execution_id}, completed) attempt 2: delivered (HTTP 200)")]
+    assert result.skip_reason is not None and result.skip_reason.skip_message == f"delivered {webhook_id}"
     [request] = receiver.received("/hook")
     Webhook(SECRET.encode()).verify(request.body, request.headers)
     [shown] = client.deliveries(execution_id, target=target)
     assert shown["state"] == "delivered" and [a["number"] for a in shown["attempts"]] == [1, 2]
+
+
+def test_the_daemons_tick_rows_say_what_each_tick_did(target: client.Deployment, receiver: WebhookReceiver) -> None:
+    """One pass of Dagster's sensor daemon over the project's code location; the tick rows read as the UI reads them."""
+    plan = {"jobs": [CLIP], "webhook": {"url": receiver.url("/hook"), "secretEnv": SECRET_ENV}}
+    run = run_plan_in_process(plan, target.instance)  # ended; its webhook's secret is not set: given up at once
+    ghost = client.submit(PLAN, SubmitOptions(base_execution_id="exec_ghost"), target=target)
+    where = PythonFileTarget(str(REPO / "definitions.py"), "defs", str(REPO), None)
+    with create_test_daemon_workspace_context(where, target.instance) as workspace:
+        list(execute_sensor_iteration(workspace, logging.getLogger("test_sensor_logs"), None, None))
+    rows: dict[str, list[TickStatus | str | None]] = {}
+    for state in target.instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        [tick] = target.instance.get_ticks(state.instigator_origin_id, state.selector_id)
+        rows[state.instigator_name] = [tick.status, tick.skip_reason]
+    webhook_id = f"msg_{run.run_id}_completed"
+    assert rows["webhook_deliveries"] == [TickStatus.SKIPPED, f"gave up on {webhook_id} after 1 attempt(s)"]
+    assert rows["submitted_plans"] == [
+        TickStatus.SKIPPED,
+        f"rejected: {ghost} (base execution exec_ghost does not exist)",
+    ]
+    # Ticks that did nothing say so in a few words.
+    assert rows["provider_waits"] == [TickStatus.SKIPPED, "no provider job due"]
+    assert rows["lost_launches"] == [TickStatus.SKIPPED, "runs are not launched through a broker"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from video_pipelines.orchestration.catalog.assets import add_execution, partition_key
+from video_pipelines.orchestration.catalog.assets import add_node_partitions, partition_key
 from video_pipelines.orchestration.catalog.retention import (
     CATALOG_RETENTION_ENV,
 )
@@ -28,8 +28,8 @@ def test_the_daemon_prunes_the_catalog_on_postgresql(tmp_path: Path, monkeypatch
         dagster_deployment(tmp_path, url, daemon=False, extra_env=env) as deployment,
         deployment.client(monkeypatch) as target,
     ):
-        add_execution(target.instance, old, nodes)
-        add_execution(target.instance, recent, nodes)
+        add_node_partitions(target.instance, old, nodes)
+        add_node_partitions(target.instance, recent, nodes)
         # The sensor's first tick comes as the daemon starts; the next one an hour later.
         deployment.start("daemon", ["video-pipelines", "daemon", "-w", str(WORKSPACE)])
         wait_until = time.monotonic() + 90

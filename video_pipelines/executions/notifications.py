@@ -275,19 +275,26 @@ def secret_env_warning(plan: Mapping[str, Any], environ: Mapping[str, str] | Non
 class AttemptReport:
     line: str
     failed: bool
+    webhook_id: str
+    attempt: int
+    gave_up: bool  # failed for good: no attempt follows
 
 
 def _report(delivery: Delivery, outcome: AttemptOutcome) -> AttemptReport:
     what = f"{delivery.webhook_id} ({delivery.execution_id}, {delivery.event}) attempt {delivery.attempts}"
     why = outcome.text
+
+    def report(line: str, failed: bool, gave_up: bool = False) -> AttemptReport:
+        return AttemptReport(line, failed, delivery.webhook_id, delivery.attempts, gave_up)
+
     if outcome.acknowledged:
-        return AttemptReport(f"{what}: delivered ({why})", failed=False)
+        return report(f"{what}: delivered ({why})", failed=False)
     if delivery.state is DeliveryState.FAILED:
-        return AttemptReport(f"{what} failed, delivery failed for good: {delivery.last_error or why}", failed=True)
+        return report(f"{what} failed, delivery failed for good: {delivery.last_error or why}", True, gave_up=True)
     if delivery.state is DeliveryState.DELIVERED:  # another sender delivered it meanwhile
-        return AttemptReport(f"{what} failed ({why}); already delivered by another attempt", failed=False)
+        return report(f"{what} failed ({why}); already delivered by another attempt", failed=False)
     next_at = delivery.next_attempt_at.astimezone(UTC).strftime("%H:%M:%S")
-    return AttemptReport(f"{what} failed, retried at {next_at} UTC: {why}", failed=True)
+    return report(f"{what} failed, retried at {next_at} UTC: {why}", failed=True)
 
 
 def deliver(store: SubmissionStore) -> list[AttemptReport]:

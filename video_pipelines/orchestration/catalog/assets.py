@@ -1,9 +1,10 @@
-"""Asset specs: one per operation kind; each node result is a partition keyed `<execution id>:<node id>`.
+"""Asset specs: one per operation kind; each node result is a partition keyed `execution id:node id`.
 
 Why a partition per node: keyed by execution alone, an execution's two clips would be one partition and
 the UI shows only the latest (Dagster 1.13). The execution id, not the lineage, is what a person holds.
-Dynamic partitions, added by `plan` (idempotent; the instance refuses no key); `catalog_retention`
-prunes old ones (Dagster suggests at most 100,000). The specs have no function, so only `execute_plan`
+A partition is added as its node's result is materialized, never before: a failed node's partition would
+count as missing ("57% filled"); the failure is on the run page. `catalog_retention` prunes old ones (Dagster
+suggests at most 100,000). The specs have no function, so only `execute_plan`
 writes them. Check specs attach only to an executable definition, hence one non-subsettable
 `@multi_asset_check` whose op fails if launched on its own.
 """
@@ -40,7 +41,8 @@ def partition_key(execution_id: str, node_id: str) -> str:
     return f"{execution_id}:{node_id}"
 
 
-def add_execution(instance: dg.DagsterInstance, execution_id: str, nodes: Iterable[PlanNode]) -> None:
+def add_node_partitions(instance: dg.DagsterInstance, execution_id: str, nodes: Iterable[PlanNode]) -> None:
+    """The partitions of node results about to be materialized (idempotent: the instance skips existing keys)."""
     keys: dict[Operation, list[str]] = {}
     for node in nodes:
         keys.setdefault(node.operation, []).append(partition_key(execution_id, node.id))
@@ -52,8 +54,9 @@ VIDEO_ASSET_SPECS = [
     dg.AssetSpec(
         key=asset_key_for(operation),
         description=description
-        + " Written by execute_plan runs, never materialized from here: one partition per node result,"
-        " named <execution id>:<node id> (search the execution id), holding its video and metadata.",
+        + " Written by execute_plan runs, never materialized from here: one partition per node result, keyed"
+        " `execution id:node id` (search the execution id), holding its video and metadata. Failed nodes have"
+        " none: their failure is on their run's page.",
         group_name="video_pipelines",
         kinds={"video"},
         partitions_def=dg.DynamicPartitionsDefinition(name=partitions_of(operation)),

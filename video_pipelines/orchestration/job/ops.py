@@ -22,10 +22,11 @@ from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.nodes.tasks import NodeTask, PlannedNode, planned_nodes
 from video_pipelines.nodes.work import RunNodes, start_ready
 from video_pipelines.operations.checks import CheckOutcome
-from video_pipelines.orchestration.catalog.assets import add_execution, check_evaluation
+from video_pipelines.orchestration.catalog.assets import add_node_partitions, check_evaluation
 from video_pipelines.orchestration.catalog.previews import node_materialization, reused_materializations
 from video_pipelines.orchestration.job.config import EXAMPLE_PLAN, PlanConfig
 from video_pipelines.orchestration.job.executor import in_process_or_multiprocess
+from video_pipelines.orchestration.job.failures import StepFailed, node_failure
 from video_pipelines.orchestration.job.shell import DagsterRunShell, execution_id_of, head_starts_of
 from video_pipelines.orchestration.job.state import NODE_OP, mapping_key
 from video_pipelines.orchestration.job.traces import trace_reused
@@ -39,18 +40,14 @@ from video_pipelines.submissions.counters import count_node_work
 from video_pipelines.vocabulary import NodeState
 
 
-def _invalid(description: str) -> dg.Failure:  # a failure no retry would fix
-    return dg.Failure(description=description, allow_retries=False)
-
-
 def _admit(context: dg.OpExecutionContext, config: PlanConfig, execution_id: str, nodes: RunNodes) -> ResolvedPlan:
     records = DagsterRunRecords(context.instance)
     try:
         admission = admit(config.to_wire(), records)
     except PlanValidationError as exc:
-        raise _invalid("invalid plan:\n" + "\n".join(exc.problems)) from None
+        raise StepFailed("invalid plan:\n" + "\n".join(exc.problems), FIX_THE_PLAN) from None
     if admission.resolved is None:
-        raise _invalid(f"plan.baseExecutionId: {admission.base.reason}")
+        raise StepFailed(f"plan.baseExecutionId: {admission.base.reason}", FIX_THE_PLAN)
     earlier = [run for run in records.execution_runs(execution_id) if run.run_id != context.run_id]
     resolved = decide_reuse(
         admission.resolved,
@@ -67,6 +64,9 @@ def _admit(context: dg.OpExecutionContext, config: PlanConfig, execution_id: str
     return resolved
 
 
+FIX_THE_PLAN = "fix the plan (each line names the node and field) and submit it again"
+
+
 @dg.op(out=dg.DynamicOut(PlannedNode))
 def plan(
     context: dg.OpExecutionContext, config: PlanConfig, head_starts: dg.ResourceParam[RunNodes]
@@ -76,12 +76,11 @@ def plan(
     if cancel_requested(head_starts.store(), run_view(context.run)):
         # Canceled while launched: a step failing while its run is CANCELING ends the run CANCELED.
         context.instance.report_run_canceling(context.run, message=f"execution {execution_id} was canceled")
-        raise _invalid(f"execution {execution_id} was canceled while its run was launched: no node runs")
+        raise StepFailed(f"execution {execution_id} was canceled while its run was launched: no node runs")
     resolved = _admit(context, config, execution_id, head_starts)
-    # Before any node's materialization: the catalog lists each node of the execution under its kind.
-    add_execution(context.instance, execution_id, resolved.plan.nodes)
     if (deadline := deadline_tags(resolved.plan.timeout_seconds)) and MAX_RUNTIME_TAG not in context.run.tags:
         context.instance.add_run_tags(context.run_id, deadline)  # launched from the UI: run monitoring reads it now
+    add_node_partitions(context.instance, execution_id, [resolved.plan.node(d.node_id) for d in resolved.reused])
     for materialization in reused_materializations(execution_id, resolved, head_starts.env().store):
         context.log_event(materialization)
     trace_reused(context, execution_id, resolved.plan, [d for d in resolved.reused if d.carried_from_run is None])
@@ -137,7 +136,7 @@ def run_plan_node(
             log_checks=lambda outcomes: _log_checks(context, task, outcomes),
         )
     except NodeFailed as exc:
-        raise _invalid(str(exc)) from exc.__cause__
+        raise node_failure(context.log, task, exc) from None
     except Parked as parked:  # recorded where it parked (`nodes.work`)
         # No output: the nodes after it wait for the continuation this job's end launches.
         context.log.info(f"{node.id}: parked: {parked}; the run gives its worker back, a continuation collects it")
@@ -154,6 +153,7 @@ def run_plan_node(
 def _record_run(context: dg.OpExecutionContext, nodes: RunNodes, task: NodeTask, run: NodeRun) -> None:
     node, result = task.node, run.result
     checks = nodes.take_checks(node.id, task.lineage) if run.reused_from is None else []
+    add_node_partitions(context.instance, task.execution_id, [node])
     context.log_event(
         node_materialization(
             task.execution_id,

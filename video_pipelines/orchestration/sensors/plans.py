@@ -53,6 +53,7 @@ from video_pipelines.orchestration.job.config import PlanConfig
 from video_pipelines.orchestration.job.ops import execute_plan
 from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords, run_view
+from video_pipelines.orchestration.sensors import ticks
 from video_pipelines.orchestration.workers.celery_launcher import LOST_LAUNCH_SECONDS, VideoCeleryRunLauncher
 from video_pipelines.plan import Plan, parse_plan
 from video_pipelines.submissions import (
@@ -79,18 +80,22 @@ class SubmissionTick:
     canceled: dict[str, str] = field(default_factory=dict)  # execution id -> run id terminated: canceled meanwhile
     errors: dict[str, str] = field(default_factory=dict)  # execution id -> unexpected error, retried next tick
 
-    def summary(self) -> str:
-        parts = [
-            f"{len(self.run_requests)} to launch",
-            f"{len(self.launched)} marked launched",
-            f"{len(self.rejected)} rejected",
-            f"{len(self.waiting)} waiting for their base",
-        ]
-        if self.canceled:
-            parts.append(f"{len(self.canceled)} canceled as they launched")
-        if self.errors:
-            parts.append(f"{len(self.errors)} errors (retried next tick)")
-        return ", ".join(parts)
+    def reason(self) -> dg.SkipReason:
+        """What a tick that asked for no run did (one that did shows its runs)."""
+        return ticks.reason(
+            [
+                _named("rejected", self.rejected),
+                _named("waiting for their base", self.waiting),
+                _named("marked launched (their run exists)", self.launched),
+                _named("canceled as they launched, run terminated", self.canceled),
+                _named("could not be evaluated, tried again next tick", self.errors),
+            ],
+            idle="nothing submitted",
+        )
+
+
+def _named(what: str, items: dict[str, str]) -> str:
+    return f"{what}: {ticks.listed([f'{key} ({value})' for key, value in items.items()])}" if items else ""
 
 
 def run_request_for(submission: Submission, plan: Plan) -> dg.RunRequest:
@@ -292,7 +297,7 @@ def submitted_plans(context: dg.SensorEvaluationContext, submissions: Submission
         record_end_quietly(DagsterRunRecords(context.instance), store, execution_id)
     if tick.run_requests:
         return dg.SensorResult(run_requests=tick.run_requests)
-    return dg.SensorResult(skip_reason=dg.SkipReason(f"nothing to launch: {tick.summary()}"))
+    return dg.SensorResult(skip_reason=tick.reason())
 
 
 @execution_run_sensor(
@@ -450,9 +455,5 @@ def webhook_deliveries(context: dg.SensorEvaluationContext, submissions: Submiss
     sweep_submission_ends(DagsterRunRecords(context.instance), store, since)
     reports = poll_deliveries(store, context.instance, scan)
     log_attempts(context.log, reports)
-    failed = sum(1 for report in reports if report.failed)
-    if reports:
-        reason = f"{len(reports)} webhook attempt(s) made, {failed} failed (see the tick log)"
-    else:
-        reason = f"no webhook delivery was due within {LONG_POLL_SECONDS:g} s"
-    return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=json.dumps(scan.to_json()))
+    reason = ticks.reason(ticks.deliveries(reports), idle="no webhook due")
+    return dg.SensorResult(skip_reason=reason, cursor=json.dumps(scan.to_json()))

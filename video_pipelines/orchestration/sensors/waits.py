@@ -14,6 +14,7 @@ import dagster as dg
 from video_pipelines.executions.parking import PollReport, poll_waits
 from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
 from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.orchestration.sensors import ticks
 from video_pipelines.submissions.waits import POLL_SECONDS_ENV
 
 SWEEP_SECONDS = 5.0
@@ -44,14 +45,23 @@ def _log(log: logging.Logger, report: PollReport) -> None:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def provider_waits(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
-    started = time.monotonic()
     # The sweep (deadlines, executions ended another way) reads each parked execution: every SWEEP_SECONDS.
     last_sweep = float(context.cursor) if context.cursor else 0.0
     sweep = time.time() - last_sweep >= SWEEP_SECONDS
     report = poll_waits(DagsterRunRecords(context.instance), submissions.store(), sweep=sweep)
     _log(context.log, report)
-    reason = f"{report.checked} waiting job(s) checked in {time.monotonic() - started:.1f} s"
-    return dg.SensorResult(
-        skip_reason=dg.SkipReason(reason + (", parked executions swept" if sweep else "")),
-        cursor=str(time.time()) if sweep else context.cursor,
+    return dg.SensorResult(skip_reason=_reason(report), cursor=str(time.time()) if sweep else context.cursor)
+
+
+def _reason(report: PollReport) -> dg.SkipReason:
+    ended = [f"{execution_id} ({why})" for execution_id, why in report.ended.items()]
+    return ticks.reason(
+        [
+            f"provider jobs ended: {ticks.listed(report.finished)}" if report.finished else "",
+            f"continuation asked for: {ticks.listed(report.continued)}" if report.continued else "",
+            f"ended while parked: {ticks.listed(ended)}" if ended else "",
+            f"canceled at the provider: {ticks.listed(report.canceled)}" if report.canceled else "",
+            f"could not check, checked again later: {ticks.listed(report.errors)}" if report.errors else "",
+        ],
+        idle=f"{report.checked} waiting job(s) checked, none ended" if report.checked else "no provider job due",
     )
