@@ -251,6 +251,8 @@ def test_the_event_stream_starts_with_the_current_state_and_ends_after_the_termi
         ("execution", None, "completed"),
     ]
     assert b"id: 1\n" in chunks[0] and b"id: 7\n" in chunks[-1]
+    # Written as the status GET and the webhooks are: whole seconds without '.0' (JSON.stringify's form).
+    assert b'"duration":1,' in chunks[-1] and b'"duration":1.0' not in b"".join(chunks)
 
 
 def test_the_event_stream_ends_when_a_reading_fails(caplog: pytest.LogCaptureFixture) -> None:
