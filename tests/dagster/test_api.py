@@ -32,6 +32,7 @@ from video_pipelines.api.settings import MAX_BODY_ENV, RATE_LIMIT_ENV, TokenBuck
 from video_pipelines.errors import PlanValidationError, UsageError
 from video_pipelines.executions import ExecutionStatus, NodeStatus
 from video_pipelines.executions.destinations import destination_problems, literal_address
+from video_pipelines.net import js_json_bytes
 from video_pipelines.net.guard import parse_allowed_hosts
 from video_pipelines.plan import parse_plan
 from video_pipelines.plan.problems import PlanProblem, locate
@@ -250,6 +251,8 @@ def test_the_event_stream_starts_with_the_current_state_and_ends_after_the_termi
         ("execution", None, "completed"),
     ]
     assert b"id: 1\n" in chunks[0] and b"id: 7\n" in chunks[-1]
+    # Written as the status GET and the webhooks are: whole seconds without '.0' (JSON.stringify's form).
+    assert b'"duration":1,' in chunks[-1] and b'"duration":1.0' not in b"".join(chunks)
 
 
 def test_the_event_stream_ends_when_a_reading_fails(caplog: pytest.LogCaptureFixture) -> None:
@@ -607,6 +610,13 @@ def test_the_rate_limit_answers_429_with_retry_after_per_key(make_api: ApiFactor
 def beat(state: ApiState, daemon_types: list[str], age_seconds: float = 0.0) -> None:
     for daemon_type in daemon_types:
         state.instance.add_daemon_heartbeat(DaemonHeartbeat(time.time() - age_seconds, daemon_type, None, None))
+
+
+def test_json_answers_are_written_as_javascript_writes_them(api: Api) -> None:
+    """As the webhooks (net.js_json): whole numbers without '.0', what JSON.stringify gives back after JSON.parse."""
+    response = api.client.get("/api/costs", headers=api.key())
+    assert response.status_code == 200 and response.json()["totalUsd"] == 0
+    assert b'"totalUsd":0,' in response.content and response.content == js_json_bytes(response.json())
 
 
 def test_health_is_503_naming_the_daemon_without_a_heartbeat(api: Api) -> None:

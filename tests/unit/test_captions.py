@@ -27,7 +27,7 @@ from video_pipelines.plan.results import Captions, VideoResult, aspect_ratio_nam
 from video_pipelines.providers import JobLedger, TranscriptionRequest
 from video_pipelines.providers.pricing import Price, PricingTable
 from video_pipelines.speech import Word
-from video_pipelines.speech.cues import MAX_LINE_CHARS, cues_from_words
+from video_pipelines.speech.cues import MAX_LINE_CHARS, cues_from_words, sentences
 from video_pipelines.storage import LocalArtifactStore, file_sha256
 
 from ..media import ffmpeg, frame_rgb, local_path_of
@@ -72,16 +72,17 @@ def test_cues_break_at_pauses_and_sentence_ends_and_keep_their_words() -> None:
             (2.5, 2.8, "fine"),
         )
     )
-    assert [cue.text for cue in cues] == ["Hello there.", "How are you", "Fine"]
+    assert [cue.text for cue in cues] == ["Hello there.", "How are you.", "Fine."]
     assert [(cue.start, cue.end) for cue in cues] == [(0.0, 0.8), (0.8, 1.6), (2.5, 3.3)]  # >= 0.8 s, no overlap
-    assert [word.text for word in cues[1].words] == ["How", "are", "you"]
+    assert [word.text for word in cues[1].words] == ["How", "are", "you."]
     assert cues[1].words[1] == Word(1.0, 1.2, "are")
 
 
 def test_cues_hold_two_lines_of_42_characters_and_six_seconds_at_most() -> None:
     stream = [Word(i * 0.3, i * 0.3 + 0.25, f"word{i:02d}") for i in range(60)]
     cues = cues_from_words(stream)
-    assert [word.text.lower() for cue in cues for word in cue.words] == [w.text for w in stream]
+    assert [word.text.lower().rstrip(".") for cue in cues for word in cue.words] == [w.text for w in stream]
+    assert [cue.text[:6] for cue in cues][:2] == ["Word00", "word" + cues[1].text[4:6]]  # one sentence
     for cue in cues:
         lines = cue.text.split("\n")
         assert len(lines) <= 2 and all(len(line) <= MAX_LINE_CHARS for line in lines), cue.text
@@ -90,6 +91,53 @@ def test_cues_hold_two_lines_of_42_characters_and_six_seconds_at_most() -> None:
     two = next(cue for cue in cues if "\n" in cue.text)
     first, second = two.text.split("\n")
     assert abs(len(first) - len(second)) <= len("word00 ")  # balanced, not greedy
+
+
+# The local recogniser's words and times for festival's HTS voice saying "Today we show you how the new camera
+# works. It sees well at night. I think you will like it, and so will your friends."
+FESTIVAL = words(
+    (0.15, 0.47, "today"), (0.47, 0.64, "we"), (0.64, 0.90, "show"), (0.90, 1.08, "you"), (1.08, 1.32, "how"),
+    (1.32, 1.40, "the"), (1.40, 1.58, "new"), (1.58, 2.03, "camera"), (2.03, 2.53, "works"),
+    (2.67, 2.89, "it"), (2.89, 3.11, "sees"), (3.11, 3.35, "well"), (3.35, 3.47, "at"), (3.47, 3.76, "night"),
+    (4.06, 4.17, "i"), (4.17, 4.47, "think"), (4.47, 4.61, "you"), (4.61, 4.76, "will"), (4.76, 5.00, "like"),
+    (5.00, 5.20, "it"), (5.24, 5.42, "and"), (5.42, 5.68, "so"), (5.68, 5.85, "will"), (5.85, 6.06, "your"),
+    (6.06, 6.65, "friends"),
+)  # fmt: skip
+
+
+def test_sentences_end_with_a_full_stop_at_pauses_and_start_in_upper_case() -> None:
+    shown = sentences(FESTIVAL, "en-US")
+    assert " ".join(word.text for word in shown) == (
+        "Today we show you how the new camera works. It sees well at night. "
+        "I think you will like it and so will your friends."
+    )
+    # The words stay as heard, with their times.
+    assert [(w.start, w.end, w.text.lower().rstrip(".")) for w in shown] == [(w.start, w.end, w.text) for w in FESTIVAL]
+    assert [cue.text.replace("\n", " ") for cue in cues_from_words(FESTIVAL, "en")] == [
+        "Today we show you how the new camera works.",
+        "It sees well at night.",
+        "I think you will like it and so will your friends.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spoken", "language", "expected"),
+    [
+        # A comma before a pause becomes the stop; an English closing quote stays after it, a guillemet before.
+        ([(0.0, 0.4, "well,"), (0.4, 0.8, "said"), (0.8, 1.2, '"hello"')], "en", 'Well, said "hello."'),
+        ([(0.0, 0.4, "wait,"), (1.2, 1.4, "no")], None, "Wait. No."),
+        # A transcriber that punctuates keeps its sentences: no stop at its pauses, only after the last word.
+        ([(0.0, 0.5, "Hello,"), (1.0, 1.5, "world"), (1.6, 2.0, "again")], "en", "Hello, world again."),
+        # English "I" and its contractions; not the Italian article.
+        ([(0.0, 0.2, "so"), (0.2, 0.4, "i'm"), (0.4, 0.6, "sure"), (0.6, 0.8, "i")], "en", "So I'm sure I."),
+        ([(0.0, 0.2, "vedo"), (0.2, 0.4, "i"), (0.4, 0.6, "ragazzi")], "it", "Vedo i ragazzi."),
+        # Numbers and CJK text: nothing to capitalise, a CJK full stop.
+        ([(0.0, 0.3, "3"), (0.3, 0.6, "cats"), (1.0, 1.3, "日本語")], "ja", "3 cats. 日本語。"),
+        ([(0.0, 0.3, "  "), (0.3, 0.6, "¿qué?"), (1.0, 1.3, "«sí»")], "es", "¿Qué? «Sí»."),
+    ],
+)
+def test_sentence_marks_and_case(spoken: list[tuple[float, float, str]], language: str | None, expected: str) -> None:
+    assert " ".join(word.text for word in sentences(words(*spoken), language)) == expected
 
 
 def test_a_short_cue_stays_0_8_s_but_never_into_the_next() -> None:
@@ -135,7 +183,7 @@ def test_karaoke_tags_each_word_with_its_centiseconds() -> None:
     cue = cues_from_words(words((0.5, 0.9, "hello"), (1.0, 1.4, "{\\b1}brave"), (1.4, 2.0, "world")))[0]
     script = build_ass([cue], width=320, height=180, highlight="word")
     dialogue = script.splitlines()[-1]
-    assert dialogue.endswith(",{\\k50}Hello {\\k40}\\{\\" + "\u2060" + "b1\\}brave {\\k60}world"), dialogue
+    assert dialogue.endswith(",{\\k50}Hello {\\k40}\\{\\" + "\u2060" + "b1\\}brave {\\k60}world."), dialogue
     assert "&H0000FFFF,&H00FFFFFF" in script  # spoken words yellow, the ones to come white
     assert "{\\k" not in build_ass([cue], width=320, height=180).splitlines()[-1]
 

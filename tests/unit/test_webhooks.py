@@ -328,6 +328,9 @@ def test_payload_of_a_completed_execution_has_the_video_and_no_error() -> None:
     assert body == encode_payload(payload_for(status_doc("exec_9")))
     assert b" " not in body.replace(b"https", b"") and json.loads(body) == payload
     assert body.startswith(b'{"executionId":"exec_9","status":"completed","video":{"url":')
+    # As JSON.stringify writes it, so a receiver that re-serializes the parsed body signs these bytes.
+    assert b'"duration":6,' in body and b'"totalUsd":0,' in body
+    assert encode_payload({"error": "échec ✗"}) == '{"error":"échec ✗"}'.encode()
 
 
 @pytest.mark.parametrize(

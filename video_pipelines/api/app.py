@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
 from pydantic.json_schema import models_json_schema
 
 from video_pipelines.api.models import BulkRetryRequest, LogPage, NodeEvent
@@ -20,6 +21,7 @@ from video_pipelines.api.providers import router as provider_callbacks
 from video_pipelines.api.routes import REF_TEMPLATE, open_state, refuse_nul, router
 from video_pipelines.api.settings import ApiSettings
 from video_pipelines.api.views import router as views
+from video_pipelines.net import js_json_bytes
 from video_pipelines.plan.document import PlanDocument
 from video_pipelines.plan.limits import max_nodes
 from video_pipelines.telemetry.tracing import tracing
@@ -89,6 +91,13 @@ class _Api(FastAPI):
         return document
 
 
+class JavaScriptJSONResponse(JSONResponse):
+    """JSON as JavaScript writes it (`net.js_json`): the form the webhooks have, and what an SDK re-serializes."""
+
+    def render(self, content: Any) -> bytes:
+        return js_json_bytes(content)
+
+
 def _trace_requests(app: FastAPI) -> None:
     """A SERVER span per request when tracing is on; never the values of `_REDACTED_HEADERS`."""
     current = tracing()
@@ -127,6 +136,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         dependencies=[Depends(refuse_nul)],
         # operationId is the route's name (submit, status, events, ...): the method names of a generated client.
         generate_unique_id_function=lambda route: route.name,
+        default_response_class=JavaScriptJSONResponse,
     )
     install_problem_handlers(app)
     app.include_router(router)

@@ -44,6 +44,7 @@ from video_pipelines.executions import Caller, ExecutionStatus
 from video_pipelines.executions.destinations import check_destinations
 from video_pipelines.executions.metrics import CONTENT_TYPE_LATEST, render_metrics
 from video_pipelines.executions.tenancy import MAX_PAGE
+from video_pipelines.net import js_json
 from video_pipelines.orchestration.resources.artifacts import ArtifactStorage
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan.document import PlanDocument
@@ -362,8 +363,8 @@ class StatusEvent:
     data: dict[str, Any]
 
     def encode(self, event_id: int) -> bytes:
-        data = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
-        return format_sse_event(data_str=data, event=self.kind, id=str(event_id))
+        # The form of the status document's GET and of the webhooks: JSON as JavaScript writes it.
+        return format_sse_event(data_str=js_json(self.data), event=self.kind, id=str(event_id))
 
     @property
     def is_terminal(self) -> bool:

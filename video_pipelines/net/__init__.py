@@ -1,4 +1,5 @@
-"""Reaching remote hosts safely: the SSRF guard (`guard`), and pinned requests and downloads (`fetch`)."""
+"""Reaching remote hosts safely: the SSRF guard (`guard`), and pinned requests and downloads (`fetch`); and what
+we send them, JSON as JavaScript writes it (`js_json`)."""
 
 from __future__ import annotations
 
@@ -12,3 +13,5 @@ from video_pipelines.net.guard import Destination as Destination
 from video_pipelines.net.guard import parse_allowed_hosts as parse_allowed_hosts
 from video_pipelines.net.guard import redact_url as redact_url
 from video_pipelines.net.guard import resolve_destination as resolve_destination
+from video_pipelines.net.js_json import js_json as js_json
+from video_pipelines.net.js_json import js_json_bytes as js_json_bytes

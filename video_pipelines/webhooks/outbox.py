@@ -11,7 +11,6 @@ Delays are jittered so returning receivers are not hit by every sender at once. 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Collection, Mapping
@@ -23,7 +22,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from video_pipelines.errors import WebhookError
-from video_pipelines.net import redact_url
+from video_pipelines.net import js_json_bytes, redact_url
 from video_pipelines.net.retrying import jittered
 from video_pipelines.plan.document import NODE_ID_PATTERN
 from video_pipelines.submissions.rows import Rows, as_utc, moment, record
@@ -158,8 +157,9 @@ class RetrySchedule:
 
 
 def encode_payload(payload: Mapping[str, Any]) -> bytes:
-    """Compact ASCII JSON (non-ASCII escaped, so safe to store as text) in the payload's key order."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("utf-8")
+    """The body as JSON.stringify writes it (`js_json`), so a JavaScript receiver that re-serializes the parsed
+    body, as the seed SDK's backend does, signs the same bytes."""
+    return js_json_bytes(payload)
 
 
 _D = webhook_deliveries.c

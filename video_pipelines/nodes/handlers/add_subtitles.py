@@ -49,7 +49,7 @@ def _speech_cues(params: AddSubtitlesParams, call: OperationCall) -> tuple[list[
             f"provider {transcriber.name}); give 'text', 'cues' or 'srt' instead, or check the video's audio"
         )
     call.log(f"{transcriber.name} recognised {len(words)} word(s) of {params.language} speech")
-    return cues_from_words(words), transcriber.name
+    return cues_from_words(words, params.language), transcriber.name
 
 
 def _cues(params: AddSubtitlesParams, video: Path) -> list[Cue]:
