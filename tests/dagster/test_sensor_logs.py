@@ -87,7 +87,7 @@ def test_the_plan_sensors_tick_log_says_what_it_launched_what_waits_and_what_was
 ) -> None:
     base = client.submit(PLAN, target=target)
     variant = client.submit(PLAN, SubmitOptions(base_execution_id=base), target=target)
-    ghost = client.submit(PLAN, SubmitOptions(base_execution_id="exec_ghost"), target=target)
+    ghost = target.store.submit({**PLAN, "baseExecutionId": "exec_ghost"})[0].execution_id  # past the doors' check
 
     result, lines = evaluate(target, "submitted_plans", submitted_plans)
 
@@ -95,7 +95,8 @@ def test_the_plan_sensors_tick_log_says_what_it_launched_what_waits_and_what_was
     assert [request.run_key for request in result.run_requests or []] == [base]
     assert ("INFO", f"{base}: launching a run of execute_plan") in lines
     assert ("INFO", f"{variant} waits: base execution {base} is pending") in lines
-    assert ("WARNING", f"{ghost} rejected: base execution exec_ghost does not exist") in lines
+    refusal = "invalid plan: plan.baseExecutionId: base execution exec_ghost does not exist"
+    assert ("WARNING", f"{ghost} rejected: {refusal}") in lines
 
 
 def test_nothing_to_launch_is_a_skip_reason_with_the_counts(target: client.Deployment) -> None:

@@ -150,9 +150,10 @@ def test_a_cancel_of_a_running_or_finishing_run_answers_its_real_state(
         [outcome] = outcomes(service, {running: answer}, monkeypatch)
         outcome.check()
 
-        # The last node has its video; the run may still be ending. The cancel changes nothing: completed at once.
+        # The last node has its video; the run may still be ending. Completed at once: the cancel is refused.
         finishing = http.post("/api/execute", json=PLAN).json()["executionId"]
         made = status_when(http, finishing, lambda document: document["jobs"]["clip"]["status"] == "completed")
-        answer = http.post(f"/api/execute/{finishing}/cancel").json()
+        refused = http.post(f"/api/execute/{finishing}/cancel")
+        assert refused.status_code == 409 and f"execution {finishing} is completed" in refused.json()["detail"]
+        answer = http.get(f"/api/execute/{finishing}/status").json()
         assert (answer["status"], answer["result"]) == ("completed", made["jobs"]["clip"]["result"]), answer
-        assert http.get(f"/api/execute/{finishing}/status").json()["status"] == "completed"

@@ -191,12 +191,13 @@ def test_failed_canceled_and_rejected_executions_are_reported(
     assert failed["executionId"] == failed_id and failed["status"] == "failed" and failed["video"] is None
     assert "voice (lipSync) failed" in failed["error"] and failed["completedJobs"] == 1 and failed["totalJobs"] == 2
 
-    rejected_id = client.submit(
-        PLAN, SubmitOptions(base_execution_id="exec_gone", webhook_url=receiver.url("/rejected")), target=target
-    )
+    # Stored past the doors' base check (a door refuses it at once): the sensor rejects it, and says so.
+    rejected_id = target.store.submit(
+        PLAN, SubmitOptions(base_execution_id="exec_gone", webhook_url=receiver.url("/rejected"))
+    )[0].execution_id
     rejected = json.loads(receiver.wait_for("/rejected", 1, timeout=60)[0].body)
     assert rejected["executionId"] == rejected_id and rejected["status"] == "failed"
-    assert rejected["error"] == "base execution exec_gone does not exist"
+    assert rejected["error"] == "invalid plan: plan.baseExecutionId: base execution exec_gone does not exist"
 
     long_plan = {"jobs": [{"id": "long", "type": "generateVideo", "params": {"prompt": "long", "duration": 60}}]}
     canceled_id = client.submit(
