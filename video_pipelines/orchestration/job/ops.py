@@ -46,7 +46,7 @@ def _invalid(description: str) -> dg.Failure:  # a failure no retry would fix
 def _admit(context: dg.OpExecutionContext, config: PlanConfig, execution_id: str, nodes: RunNodes) -> ResolvedPlan:
     records = DagsterRunRecords(context.instance)
     try:
-        admission = admit(config.to_wire(), records)
+        admission = admit(config.to_wire(), records, nodes.store())  # as every door: a submitted base is known
     except PlanValidationError as exc:
         raise _invalid("invalid plan:\n" + "\n".join(exc.problems)) from None
     if admission.resolved is None:
