@@ -101,15 +101,17 @@ def test_the_plan_sensors_tick_log_says_what_it_launched_what_waits_and_what_was
 
 def test_nothing_to_launch_is_a_skip_reason_with_the_counts(target: client.Deployment) -> None:
     base = client.submit(PLAN, target=target)
+    variant = client.submit(PLAN, SubmitOptions(base_execution_id=base), target=target)  # waits for its base
     target.store.mark_rejected(base, "invalid plan: clip.params.prompt: required")
-    variant = client.submit(PLAN, SubmitOptions(base_execution_id=base), target=target)
     result, lines = evaluate(target, "submitted_plans", submitted_plans)
     assert isinstance(result, dg.SensorResult) and not result.run_requests
     assert result.skip_reason is not None
     counts = "0 to launch, 0 marked launched, 1 rejected, 0 waiting for their base"
     assert result.skip_reason.skip_message == f"nothing to launch: {counts}"
     [(level, line)] = lines
-    assert level == "WARNING" and line.startswith(f"{variant} rejected: base execution {base} was rejected")
+    assert level == "WARNING" and line.startswith(
+        f"{variant} rejected: invalid plan: plan.baseExecutionId: base execution {base} was rejected"
+    )
 
 
 def test_a_direct_run_whose_secret_env_is_not_set_is_warned_and_its_webhook_fails_at_once(

@@ -348,7 +348,7 @@ Command = Callable[..., argparse.ArgumentParser]
 def _execution_verbs(command: Command) -> None:
     for verb, about in (
         ("status", "the status of an execution, node by node"),
-        ("cancel", "cancel a pending submission or terminate its run"),
+        ("cancel", "cancel a pending submission or terminate its run (exit 1 if it already completed or failed)"),
     ):
         command(verb, _on_execution, help=about).add_argument("execution_id")
     deliveries = command(
