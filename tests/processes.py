@@ -31,6 +31,8 @@ LOCATION = "video_pipelines"
 WEBHOOK_SENSORS = ("webhook_on_started", "webhook_on_completed", "webhook_on_failed", "webhook_on_canceled")
 CLIENT_ENV = (
     "DAGSTER_HOME",
+    # A local submit admits a plan as the deployment does: its media and webhook URLs against the same hosts.
+    "VIDEO_PIPELINES_ALLOWED_HOSTS",
     "VIDEO_PIPELINES_DATABASE_URL",
     "VIDEO_PIPELINES_SECRET_KEY",
     "VIDEO_PIPELINES_STORAGE_URL",

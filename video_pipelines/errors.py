@@ -28,6 +28,10 @@ class ExecutionError(VideoPipelineError):
     """An execution that cannot be found or used as asked."""
 
 
+class ExecutionConflict(ExecutionError):
+    """The execution's state refuses the call (a completed one canceled, a running one retried): HTTP 409, exit 1."""
+
+
 class SpendCapExceeded(ExecutionError):
     """Starting a paid node would take its execution over the plan's `maxCostUsd`; nothing was started."""
 

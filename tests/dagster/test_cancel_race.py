@@ -16,6 +16,7 @@ import pytest
 
 from video_pipelines import executions
 from video_pipelines.doors import client
+from video_pipelines.errors import ExecutionConflict
 from video_pipelines.orchestration.definitions import execute_plan_job
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.orchestration.sensors.plans import evaluate_submissions
@@ -82,7 +83,9 @@ def test_a_cancel_after_the_last_node_leaves_the_execution_completed(target: cli
     assert run.success
     # What a terminate that read the run as started writes after the run's end (the run goes back to CANCELING).
     target.instance.report_run_canceling(run.dagster_run)
-    answer = client.cancel(execution_id, target=target)
+    with pytest.raises(ExecutionConflict, match=f"execution {execution_id} is completed; only a pending or processing"):
+        client.cancel(execution_id, target=target)
+    answer = client.status(execution_id, target=target)
     assert (answer["status"], answer["progress"], answer["error"]) == ("completed", 100, None)
     assert answer["result"]["url"] == answer["jobs"]["clip"]["result"]["url"]
 

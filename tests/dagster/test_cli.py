@@ -126,7 +126,9 @@ def test_validate_a_dependent_plan_against_a_base(tmp_path: Path) -> None:
     home.mkdir()
     env = {**local_env(), "DAGSTER_HOME": str(home)}
     done = cli("validate", "--base-execution-id", "exec_base", str(EXAMPLES / "spanish_dependent.json"), env=env)
-    assert done.returncode == 0, done.stderr
+    # As `submit` and the API answer: a base that does not exist is refused at once.
+    assert done.returncode == 2, done.stderr
+    assert "plan.baseExecutionId: base execution exec_base does not exist" in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -192,7 +192,7 @@ def test_the_retry_command(
     [request] = sensor_tick(target)
     assert launch(target, request).success
     capsys.readouterr()
-    assert cli.main(["retry", execution_id]) == 2
+    assert cli.main(["retry", execution_id]) == 1  # refused by its state (HTTP 409), not invalid input
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.strip() == (

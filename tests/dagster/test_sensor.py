@@ -76,19 +76,24 @@ def test_a_launched_run_marks_the_submission(target: client.Deployment) -> None:
 def test_variant_waits_for_a_pending_base_and_is_rejected_with_a_bad_one(target: client.Deployment) -> None:
     base_id = client.submit(PLAN, target=target)
     variant_id = client.submit(PLAN, SubmitOptions(base_execution_id=base_id), target=target)
-    ghost_id = client.submit(PLAN, SubmitOptions(base_execution_id="exec_ghost"), target=target)
+    # Stored without the door's check (by an older process): the sensor refuses it with the door's words.
+    ghost, _ = target.store.submit({**PLAN, "baseExecutionId": "exec_ghost"})
+    ghost_id = ghost.execution_id
     result = evaluate_submissions(target.store, target.instance)
     assert [r.run_key for r in result.run_requests] == [base_id]
     assert result.waiting == {variant_id: f"base execution {base_id} is pending"}
-    assert result.rejected == {ghost_id: "base execution exec_ghost does not exist"}
-    assert client.status(ghost_id, target=target)["error"] == "base execution exec_ghost does not exist"
+    refusal = "invalid plan: plan.baseExecutionId: base execution exec_ghost does not exist"
+    assert result.rejected == {ghost_id: refusal}
+    assert client.status(ghost_id, target=target)["error"] == refusal
     assert client.status(ghost_id, target=target)["status"] == "failed"
 
     refused_id = client.submit(PLAN, target=target)
+    late_id = client.submit(PLAN, SubmitOptions(base_execution_id=refused_id), target=target)  # waits for it
     target.store.mark_rejected(refused_id, "invalid plan: clip.params.prompt: required")
-    late_id = client.submit(PLAN, SubmitOptions(base_execution_id=refused_id), target=target)
     result = evaluate_submissions(target.store, target.instance)
-    assert result.rejected[late_id].startswith(f"base execution {refused_id} was rejected")
+    assert result.rejected[late_id].startswith(
+        f"invalid plan: plan.baseExecutionId: base execution {refused_id} was rejected"
+    )
     assert result.waiting == {variant_id: f"base execution {base_id} is pending"}  # its base is launching
 
 

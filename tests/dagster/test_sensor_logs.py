@@ -93,7 +93,7 @@ def test_the_plan_sensors_tick_log_says_what_it_launched_what_waits_and_what_was
 ) -> None:
     base = client.submit(PLAN, target=target)
     variant = client.submit(PLAN, SubmitOptions(base_execution_id=base), target=target)
-    ghost = client.submit(PLAN, SubmitOptions(base_execution_id="exec_ghost"), target=target)
+    ghost = target.store.submit({**PLAN, "baseExecutionId": "exec_ghost"})[0].execution_id  # past the doors' check
 
     result, lines = evaluate(target, "submitted_plans", submitted_plans)
 
@@ -101,7 +101,8 @@ def test_the_plan_sensors_tick_log_says_what_it_launched_what_waits_and_what_was
     assert [request.run_key for request in result.run_requests or []] == [base]
     assert ("INFO", f"{base}: launching a run of execute_plan") in lines
     assert ("INFO", f"{variant} waits: base execution {base} is pending") in lines
-    assert ("WARNING", f"{ghost} rejected: base execution exec_ghost does not exist") in lines
+    refusal = "invalid plan: plan.baseExecutionId: base execution exec_ghost does not exist"
+    assert ("WARNING", f"{ghost} rejected: {refusal}") in lines
 
 
 def test_a_tick_without_runs_says_what_it_did_and_an_idle_one_says_so_briefly(target: client.Deployment) -> None:
@@ -109,8 +110,8 @@ def test_a_tick_without_runs_says_what_it_did_and_an_idle_one_says_so_briefly(ta
     assert isinstance(result, dg.SensorResult) and result.skip_reason is not None
     assert (result.skip_reason.skip_message, lines) == ("nothing submitted", [])
     base = client.submit(PLAN, target=target)
+    variant = client.submit(PLAN, SubmitOptions(base_execution_id=base), target=target)  # waits for its base
     target.store.mark_rejected(base, "invalid plan: clip.params.prompt: required")
-    variant = client.submit(PLAN, SubmitOptions(base_execution_id=base), target=target)
     result, lines = evaluate(target, "submitted_plans", submitted_plans)
     assert isinstance(result, dg.SensorResult) and not result.run_requests
     assert result.skip_reason is not None
@@ -119,7 +120,9 @@ def test_a_tick_without_runs_says_what_it_did_and_an_idle_one_says_so_briefly(ta
         == f"rejected: {variant} (base execution {base} was rejected: invalid plan: clip.params.prompt: required)"
     )
     [(level, line)] = lines
-    assert level == "WARNING" and line.startswith(f"{variant} rejected: base execution {base} was rejected")
+    assert level == "WARNING" and line.startswith(
+        f"{variant} rejected: invalid plan: plan.baseExecutionId: base execution {base} was rejected"
+    )
 
 
 def test_a_direct_run_whose_secret_env_is_not_set_is_warned_and_its_webhook_fails_at_once(

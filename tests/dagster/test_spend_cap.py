@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -253,6 +254,9 @@ def test_saved_usd_counts_reused_nodes_at_their_estimate() -> None:
     assert saved_usd(plan, recorded, PricingTable()) == pytest.approx(0.2 + 0.07)
 
 
+OVER_CAP = "the estimated cost $1 exceeds the cap $0.5 (extra $1)"
+
+
 def test_the_plan_sensor_rejects_a_variant_over_its_cap_once_its_base_is_known(
     dagster_home: Path, replicate: FakeReplicate
 ) -> None:
@@ -260,15 +264,17 @@ def test_the_plan_sensor_rejects_a_variant_over_its_cap_once_its_base_is_known(
     with client.deployment() as target:
         first = run_plan_in_process(base, target.instance)
         assert first.success
-        # Stored at once (its base's reuse is not known at submit), then admitted by the sensor with it.
         capped = {"jobs": [*base["jobs"], generate("extra", 1)], "maxCostUsd": 0.5, "timeoutSeconds": 60}
-        variant_id = client.submit(capped, SubmitOptions(base_execution_id=first.run_id), target=target)
+        # Its base is known at submit: refused at once; stored before its base ended, the sensor refuses it alike.
+        with pytest.raises(PlanValidationError, match=re.escape(f"plan.maxCostUsd: {OVER_CAP}")):
+            client.submit(capped, SubmitOptions(base_execution_id=first.run_id), target=target)
+        variant_id = target.store.submit(capped, SubmitOptions(base_execution_id=first.run_id))[0].execution_id
         within_id = client.submit(
             {**capped, "maxCostUsd": 1.0}, SubmitOptions(base_execution_id=first.run_id), target=target
         )
         tick = evaluate_submissions(target.store, target.instance)
         status = client.status(variant_id, target=target)
-    expected = "plan.maxCostUsd: the estimated cost $1 exceeds the cap $0.5 (extra $1)"
+    expected = f"plan.maxCostUsd: {OVER_CAP}"
     assert tick.rejected[variant_id].startswith(f"invalid plan: {expected}")
     assert status["status"] == "failed" and expected in status["error"]
     # Within its cap (gen is reused: only extra's $1 runs), launched with its deadline.

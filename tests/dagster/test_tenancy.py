@@ -53,8 +53,16 @@ def records() -> MemoryRunRecords:
     return MemoryRunRecords()
 
 
-def submit(store: SubmissionStore, caller: Caller, plan: dict[str, Any] = PLAN, **options: Any) -> str:
-    return executions.submit(admit(plan), store, caller=caller, **options)
+def submit(
+    store: SubmissionStore,
+    caller: Caller,
+    plan: dict[str, Any] = PLAN,
+    records: MemoryRunRecords | None = None,
+    **options: Any,
+) -> str:
+    """What a door does: admit as `caller` (the base looked up in `records`, or in none), then store."""
+    admission = admit(plan, records or MemoryRunRecords(), store, tenant=caller.tenant)
+    return executions.submit(admission, store, caller=caller, **options)
 
 
 def complete(records: MemoryRunRecords, execution_id: str) -> None:
@@ -175,9 +183,11 @@ def test_the_idempotency_key_does_not_bypass_the_base_check(records: MemoryRunRe
         submit(store, BETA, variant_of(theirs), idempotency_key="order-1")
 
 
-def test_the_operator_may_name_a_missing_base_the_sensor_rejects(store: SubmissionStore) -> None:
-    execution_id = submit(store, OPERATOR, variant_of("exec_ghost"))
-    assert store.get(execution_id).state is SubmissionState.PENDING  # type: ignore[union-attr]
+def test_the_operator_is_refused_a_missing_base_at_once_too(store: SubmissionStore) -> None:
+    with pytest.raises(PlanValidationError, match="base execution exec_ghost does not exist"):
+        submit(store, OPERATOR, variant_of("exec_ghost"))
+    waiting = submit(store, OPERATOR, variant_of(submit(store, ACME)))  # a pending base is waited for
+    assert store.get(waiting).state is SubmissionState.PENDING  # type: ignore[union-attr]
 
 
 def test_a_direct_run_is_a_base_of_the_default_tenant_only(records: MemoryRunRecords, store: SubmissionStore) -> None:
@@ -196,17 +206,10 @@ def test_the_base_check_of_admission_knows_the_tenant(records: MemoryRunRecords,
     complete(records, theirs)
     own = admit(variant_of(theirs), records, store, tenant="acme")
     assert own.base.readiness is BaseReadiness.READY and own.resolved is not None
-    other = admit(variant_of(theirs), records, store, tenant="beta")
-    missing = admit(variant_of("exec_ghost"), records, store, tenant="beta")
-    assert (other.base.readiness, other.base.reason) == (
-        BaseReadiness.UNUSABLE,
-        f"base execution {theirs} does not exist",
-    )
-    assert (missing.base.readiness, missing.base.reason) == (
-        BaseReadiness.UNUSABLE,
-        "base execution exec_ghost does not exist",
-    )
-    assert other.resolved is None
+    for base_id in (theirs, "exec_ghost"):
+        with pytest.raises(PlanValidationError) as refused:
+            admit(variant_of(base_id), records, store, tenant="beta")
+        assert refused.value.problems == [f"plan.baseExecutionId: base execution {base_id} does not exist"]
     assert admit(variant_of(theirs), records, store).base.readiness is BaseReadiness.READY  # no tenant: anyone's
 
 
@@ -321,8 +324,8 @@ def test_the_sensor_rejects_a_variant_of_another_tenants_base(dagster_home: Path
         operator = submit(store, OPERATOR, variant_of(theirs))
         tick = evaluate_submissions(store, target.instance)
     assert tick.rejected == {
-        sneaked.execution_id: f"base execution {theirs} does not exist",
-        ghost.execution_id: "base execution exec_ghost does not exist",
+        sneaked.execution_id: f"invalid plan: plan.baseExecutionId: base execution {theirs} does not exist",
+        ghost.execution_id: "invalid plan: plan.baseExecutionId: base execution exec_ghost does not exist",
     }
     # Its own tenant and the operator wait for the pending base, as before.
     assert set(tick.waiting) == {own.execution_id, operator}

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from video_pipelines.doors import client
+from video_pipelines.errors import PlanValidationError
 from video_pipelines.operations.ffmpeg import probe
 from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.submissions import SubmissionState
@@ -158,11 +159,11 @@ def test_base_then_variant_that_waits_and_reuses(deployment: DagsterDeployment, 
     assert abs(dominant_frequency(pcm_mono(out)) - 600) < 30
 
 
-def test_missing_and_failed_bases_are_rejected(deployment: DagsterDeployment, target: client.Deployment) -> None:
-    missing = wait(
-        target, deployment, client.submit(BASE, SubmitOptions(base_execution_id="exec_missing"), target=target)
-    )
-    assert missing["status"] == "failed" and missing["error"] == "base execution exec_missing does not exist"
+def test_missing_and_failed_bases_are_refused_at_submit(
+    deployment: DagsterDeployment, target: client.Deployment
+) -> None:
+    with pytest.raises(PlanValidationError, match=r"plan\.baseExecutionId: base execution exec_missing does not exist"):
+        client.submit(BASE, SubmitOptions(base_execution_id="exec_missing"), target=target)
 
     broken = {
         "jobs": [
@@ -179,8 +180,8 @@ def test_missing_and_failed_bases_are_rejected(deployment: DagsterDeployment, ta
     failed = wait(target, deployment, failed_id)
     assert failed["status"] == "failed" and "b (lipSync) failed" in failed["error"]
     assert failed["jobs"]["a"]["status"] == "completed" and failed["jobs"]["b"]["status"] == "failed"
-    on_failed = wait(target, deployment, client.submit(BASE, SubmitOptions(base_execution_id=failed_id), target=target))
-    assert on_failed["status"] == "failed" and on_failed["error"].startswith(f"base execution {failed_id} failed")
+    with pytest.raises(PlanValidationError, match=rf"plan\.baseExecutionId: base execution {failed_id} failed"):
+        client.submit(BASE, SubmitOptions(base_execution_id=failed_id), target=target)
 
 
 def test_idempotent_submit_and_bad_submissions_do_not_stop_the_daemon(

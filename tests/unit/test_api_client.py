@@ -21,7 +21,7 @@ import pytest
 
 from video_pipelines.doors.api_client import API_KEY_ENV, API_URL_ENV, ApiClient, plan_problems
 from video_pipelines.errors import (
-    ExecutionError,
+    ExecutionConflict,
     ExecutionNotFound,
     IdempotencyKeyReused,
     PlanValidationError,
@@ -228,7 +228,7 @@ def test_problems_map_to_the_package_errors(server: ScriptedServer) -> None:
             client.status("exec_9")
         with pytest.raises(UsageError, match=f"401: missing API key.*{API_KEY_ENV}"):
             client.cancel("exec_9")
-        with pytest.raises(ExecutionError, match="exec_9 has ended"):
+        with pytest.raises(ExecutionConflict, match="exec_9 has ended"):
             client.redeliver("exec_9", "msg_exec_9_completed")
         with pytest.raises(UsageError, match=r"413.*over 1048576 bytes"):
             client.submit(PLAN)

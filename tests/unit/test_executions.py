@@ -12,7 +12,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from video_pipelines import executions
-from video_pipelines.errors import ExecutionNotFound, PlanValidationError
+from video_pipelines.errors import ExecutionConflict, ExecutionNotFound, PlanValidationError
 from video_pipelines.executions import (
     BaseReadiness,
     EndedRunScan,
@@ -85,31 +85,39 @@ def test_a_variant_of_a_completed_base_reuses_its_nodes(records: MemoryRunRecord
 
 
 @pytest.mark.parametrize(
-    ("state", "readiness", "reason"),
+    ("state", "reason"),
     [
-        (RunState.STARTED, BaseReadiness.WAITING, "base execution exec_base is started"),
-        (RunState.QUEUED, BaseReadiness.WAITING, "base execution exec_base is queued"),
-        (
-            RunState.FAILURE,
-            BaseReadiness.UNUSABLE,
-            "base execution exec_base failed (run run-exec_base); submit against a completed base",
-        ),
-        (
-            RunState.CANCELED,
-            BaseReadiness.UNUSABLE,
-            "base execution exec_base canceled (run run-exec_base); submit against a completed base",
-        ),
+        (RunState.STARTED, "base execution exec_base is started"),
+        (RunState.QUEUED, "base execution exec_base is queued"),
     ],
 )
-def test_a_base_that_has_not_completed_waits_or_is_unusable(
-    records: MemoryRunRecords, state: RunState, readiness: BaseReadiness, reason: str
-) -> None:
+def test_a_base_still_running_waits(records: MemoryRunRecords, state: RunState, reason: str) -> None:
     records.add_run("exec_base", BASE_PLAN, state)
     admission = admit(variant(), records)
-    assert (admission.base.readiness, admission.base.reason, admission.resolved) == (readiness, reason, None)
+    assert (admission.base.readiness, admission.base.reason, admission.resolved) == (
+        BaseReadiness.WAITING,
+        reason,
+        None,
+    )
 
 
-def test_a_base_still_only_submitted_waits_and_a_rejected_one_is_unusable(
+@pytest.mark.parametrize(("state", "word"), [(RunState.FAILURE, "failed"), (RunState.CANCELED, "canceled")])
+def test_a_base_that_failed_or_was_canceled_is_refused(records: MemoryRunRecords, state: RunState, word: str) -> None:
+    records.add_run("exec_base", BASE_PLAN, state)
+    with pytest.raises(PlanValidationError) as refused:
+        admit(variant(), records)
+    assert refused.value.problems == [
+        f"plan.baseExecutionId: base execution exec_base {word} (run run-exec_base); submit against a completed base"
+    ]
+
+
+def refusal(wire: dict[str, Any], records: MemoryRunRecords, store: SubmissionStore | None = None) -> list[str]:
+    with pytest.raises(PlanValidationError) as refused:
+        admit(wire, records, store)
+    return refused.value.problems
+
+
+def test_a_base_still_only_submitted_waits_and_a_rejected_or_missing_one_is_refused(
     records: MemoryRunRecords, store: SubmissionStore
 ) -> None:
     base, _ = store.submit(BASE_PLAN)
@@ -117,18 +125,19 @@ def test_a_base_still_only_submitted_waits_and_a_rejected_one_is_unusable(
     assert admission.base.readiness is BaseReadiness.WAITING
     assert admission.base.reason == f"base execution {base.execution_id} is pending"
     store.mark_rejected(base.execution_id, "invalid plan: x")
-    admission = admit(variant(baseExecutionId=base.execution_id), records, store)
-    assert admission.base.readiness is BaseReadiness.UNUSABLE
-    assert admission.base.reason == f"base execution {base.execution_id} was rejected: invalid plan: x"
-    assert admit(variant(baseExecutionId="exec_ghost"), records, store).base.reason == (
-        "base execution exec_ghost does not exist"
-    )
+    assert refusal(variant(baseExecutionId=base.execution_id), records, store) == [
+        f"plan.baseExecutionId: base execution {base.execution_id} was rejected: invalid plan: x"
+    ]
+    assert refusal(variant(baseExecutionId="exec_ghost"), records, store) == [
+        "plan.baseExecutionId: base execution exec_ghost does not exist"
+    ]
 
 
-def test_a_completed_base_without_its_final_node_is_unusable(records: MemoryRunRecords) -> None:
+def test_a_completed_base_without_its_final_node_is_refused(records: MemoryRunRecords) -> None:
     records.add_run("exec_base", BASE_PLAN, RunState.SUCCESS)
-    admission = admit(variant(), records)
-    assert admission.base.reason == "base execution exec_base has no result for its final node m"
+    assert refusal(variant(), records) == [
+        "plan.baseExecutionId: base execution exec_base has no result for its final node m"
+    ]
 
 
 def test_a_dependency_the_base_lacks_is_a_plan_error(records: MemoryRunRecords) -> None:
@@ -329,8 +338,9 @@ def test_a_cancel_of_a_finished_execution_records_no_request_and_a_retry_still_r
     assert store.claim(submission.execution_id)
     run = records.add_run(submission.execution_id, BASE_PLAN, RunState.FAILURE)
     assert store.mark_launched(submission.execution_id, run.run_id)
-    status = executions.cancel(records, store, submission.execution_id)
-    assert status.state is ExecutionState.FAILED and records.terminated == []
+    with pytest.raises(ExecutionConflict, match="is failed; only a pending or processing execution can be canceled"):
+        executions.cancel(records, store, submission.execution_id)
+    assert records.terminated == []
     launched = store.get(submission.execution_id)
     assert launched is not None and launched.cancel_requested_at is None
     assert executions.retry(records, store, submission.execution_id).state is ExecutionState.PENDING

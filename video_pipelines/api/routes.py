@@ -41,7 +41,6 @@ from video_pipelines.api.problems import UNHEALTHY, ApiProblem
 from video_pipelines.api.settings import ApiSettings, TokenBuckets
 from video_pipelines.deployment.connection import open_deployment
 from video_pipelines.executions import Caller, ExecutionStatus
-from video_pipelines.executions.destinations import check_destinations
 from video_pipelines.executions.metrics import CONTENT_TYPE_LATEST, render_metrics
 from video_pipelines.executions.tenancy import MAX_PAGE
 from video_pipelines.net import js_json
@@ -220,17 +219,13 @@ def decode_json(body: bytes) -> Any:
 def admit_and_submit(
     state: ApiState, caller: Caller, body: bytes, idempotency_key: str | None, traceparent: str | None
 ) -> str:
-    """Decode (400), validate (422), check the literal destinations, store; in a worker thread, as decoding a
-    body up to the limit takes CPU time that must not hold the event loop."""
-    admission = executions.admit(decode_json(body))
-    check_destinations(admission.plan, state.settings.allowed_hosts)
+    """Decode (400), admit as every door does (422), store; in a worker thread, as decoding a body up to the limit
+    takes CPU time that must not hold the event loop."""
+    admission = executions.admit(
+        decode_json(body), state.records, state.store, tenant=caller.tenant, allowed=state.settings.allowed_hosts
+    )
     return executions.submit(
-        admission,
-        state.store,
-        idempotency_key=idempotency_key,
-        caller=caller,
-        trace_parent=traceparent,
-        records=state.records,
+        admission, state.store, idempotency_key=idempotency_key, caller=caller, trace_parent=traceparent
     )
 
 
@@ -265,7 +260,9 @@ async def submit(
     The body is the plan of `video-pipelines submit` (docs/plans-and-operations.md) with its optional
     `baseExecutionId` (one of this tenant's executions), `webhook {url, secret, events}`
     and `priority`. A webhook or media URL whose host is a private, loopback, link-local or
-    metadata IP address is refused here unless `VIDEO_PIPELINES_ALLOWED_HOSTS` allows it.
+    metadata IP address is refused here unless `VIDEO_PIPELINES_ALLOWED_HOSTS` allows it; so is a base
+    that does not exist or failed, was canceled or rejected (one still pending or running is waited for).
+    `video-pipelines validate` and `submit` give the same answer to the same plan.
     """
     body = await read_body(request, state.settings.max_body_bytes)
     execution_id = await run_in_threadpool(admit_and_submit, state, caller, body, idempotency_key, traceparent)
@@ -291,13 +288,14 @@ def status(execution_id: str, caller: CallerDep, state: StateDep) -> StatusDocum
     return StatusDocument.of(executions.status_for(caller, state.records, state.store, execution_id))
 
 
-@_status_route("cancel", "Cancel an execution", 404)
+@_status_route("cancel", "Cancel an execution", 404, 409)
 def cancel(execution_id: str, caller: CallerDep, state: StateDep) -> StatusDocument:
     """Cancel an execution; answers with the status document, which is the truth.
 
-    `canceled`: it was still pending, and nothing of it will ever run. Otherwise its run was asked
-    for already: it runs nothing more, and the answer is its real state (`pending` or `processing`
-    until its run ends canceled; `completed` when every node already had its video).
+    `canceled`: it was still pending, and nothing of it will ever run (canceling it again answers
+    the same). Otherwise its run was asked for already: it runs nothing more, and the answer is its
+    real state (`pending` or `processing` until its run ends canceled; `completed` when every node
+    had its video as the cancel came). 409 naming its status for an execution already completed or failed.
     """
     return StatusDocument.of(executions.cancel_for(caller, state.records, state.store, execution_id))
 

@@ -15,7 +15,7 @@ import httpx
 
 from video_pipelines.errors import (
     IDEMPOTENCY_KEY_REUSED,
-    ExecutionError,
+    ExecutionConflict,
     ExecutionNotFound,
     IdempotencyKeyReused,
     PlanValidationError,
@@ -287,7 +287,7 @@ def _error_of(response: httpx.Response, base_url: str) -> VideoPipelineError:
     if code == 404:  # says where it looked, as the local path names its instance
         return ExecutionNotFound(f"{detail} at the API {base_url}")
     if code == 409:
-        return ExecutionError(detail)
+        return ExecutionConflict(detail)
     if code in (401, 403):
         return UsageError(
             f"the API at {base_url} refused the request ({code}: {detail}): {API_KEY_ENV} is missing, revoked "

@@ -15,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from video_pipelines.errors import PlanValidationError, UsageError, VideoPipelineError
+from video_pipelines.errors import ExecutionConflict, PlanValidationError, UsageError, VideoPipelineError
 from video_pipelines.plan import Priority, load_plan_json
 
 if TYPE_CHECKING:
     from video_pipelines.executions import Admission
     from video_pipelines.submissions import SubmissionStore
 
+EXIT_REFUSED = 1  # the execution's state refuses the call (HTTP 409)
 EXIT_INVALID = 2
 
 
@@ -35,18 +36,18 @@ def _read_plan(path: str) -> dict[str, Any]:
 
 def _validate(args: argparse.Namespace) -> int:
     from video_pipelines.executions import admit, validation_report
+    from video_pipelines.plan.overrides import SubmitOptions
     from video_pipelines.providers.pricing import PricingTable
 
-    data = _read_plan(args.plan)
-    if args.base_execution_id:
-        data = {**data, "baseExecutionId": args.base_execution_id}
-    admission = admit(data)
+    data = SubmitOptions(base_execution_id=args.base_execution_id).apply(_read_plan(args.plan))
+    admission = admit(data, tenant=args.tenant)
     if admission.plan.base_execution_id:
-        # A variant needs the deployment: its base is read from the runs there.
+        # A variant needs the deployment: its base is read from the runs there, as `submit` reads it.
         from video_pipelines.doors import client
 
         with client.deployment(create=False) as target:
-            admission = _with_earlier_results(admit(data, target.records, target.store), target.store, args.tenant)
+            admission = admit(data, target.records, target.store, tenant=args.tenant)
+            admission = _with_earlier_results(admission, target.store, args.tenant)
     else:
         from video_pipelines.deployment.instance import dagster_home_path, is_new_instance
         from video_pipelines.submissions import SubmissionStore
@@ -347,7 +348,7 @@ Command = Callable[..., argparse.ArgumentParser]
 def _execution_verbs(command: Command) -> None:
     for verb, about in (
         ("status", "the status of an execution, node by node"),
-        ("cancel", "cancel a pending submission or terminate its run"),
+        ("cancel", "cancel a pending submission or terminate its run (exit 1 if it already completed or failed)"),
     ):
         command(verb, _on_execution, help=about).add_argument("execution_id")
     deliveries = command(
@@ -460,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     except VideoPipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_REFUSED if isinstance(exc, ExecutionConflict) else EXIT_INVALID
     return code
 
 

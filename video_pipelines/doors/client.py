@@ -68,7 +68,7 @@ class Deployment:
     def submit(self, plan: Mapping[str, Any], options: SubmitOptions = NO_OPTIONS) -> str:
         from video_pipelines import executions
 
-        admission = executions.admit(options.apply(plan))
+        admission = executions.admit(options.apply(plan), self.records, self.store)
         return executions.submit(admission, self.store, idempotency_key=options.idempotency_key)
 
     def status(self, execution_id: str) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """Admitting, submitting, retrying and canceling an execution: what every door does to start or change one.
 
-Every door admits through `admit`: parse the plan, check its base (READY, WAITING: pending or running, or
-UNUSABLE), resolve what it reuses, check its spend cap. An execution is the tenant's of the key that
-submitted it; operators submit as `DEFAULT_TENANT` and see every tenant. To a tenant, another tenant's
-base reads exactly as a missing one (`missing_base`), so a refusal never tells whether the id exists.
+Every door (validate, a local submit, the HTTP API, the plan sensor, the `plan` step of a Launchpad run) admits
+through `admit`, so the same plan gets the same answer at each: parse the plan (input limits included), refuse
+URLs to literal private addresses, check its base, resolve what it reuses, check its spend cap. A base that is
+missing, failed, canceled or rejected is refused at once; one still pending or running WAITS, and the plan
+sensor asks `admit` again until it ends. An execution is the tenant's of the key that submitted it; operators
+submit as `DEFAULT_TENANT` and see every tenant. To a tenant, another tenant's base reads exactly as a missing
+one (`missing_base`), so a refusal never tells whether the id exists.
 
 A cancel is atomic with the launch: it wins against a PENDING submission or attempt (one conditional
 UPDATE, as the sensor's claim), else it records a request the run obeys. So `canceled` is never
@@ -17,14 +20,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from video_pipelines.errors import ExecutionError, PlanValidationError
+from video_pipelines.errors import ExecutionConflict, PlanValidationError
 from video_pipelines.executions.attempts import ExecutionRuns, cancel_requested, pending_attempt, stop_resume
+from video_pipelines.executions.destinations import check_destinations
 from video_pipelines.executions.notifications import enqueue_webhook
 from video_pipelines.executions.outcomes import keep_caller_span, record_end_quietly, record_submitted
 from video_pipelines.executions.parking import cancel_jobs, end_parked
 from video_pipelines.executions.records import RunRecords, RunState, RunView
 from video_pipelines.executions.spending import check_estimate, expected_seconds, node_estimate
 from video_pipelines.executions.status import ExecutionStatus, execution_status
+from video_pipelines.net import AllowedHosts
 from video_pipelines.plan import Plan, execution_order, levels, parse_plan, sinks
 from video_pipelines.plan.model import check_base_dependencies, normalised_node_params
 from video_pipelines.plan.overrides import SubmitOptions
@@ -78,7 +83,7 @@ class BaseReadiness(StrEnum):
     UNCHECKED = "unchecked"  # it names one, and the caller did not ask to look it up
     READY = "ready"
     WAITING = "waiting"
-    UNUSABLE = "unusable"
+    UNUSABLE = "unusable"  # `admit` refuses the plan (PlanValidationError on `plan.baseExecutionId`)
 
 
 @dataclass(frozen=True)
@@ -102,18 +107,24 @@ def admit(
     *,
     tenant: str | None = None,
     pricing: PricingTable | None = None,
+    allowed: AllowedHosts | None = None,
 ) -> Admission:
-    """Validate a plan (raises PlanValidationError) and, given `records`, check and resolve its base.
+    """Admit a plan as `tenant` (None: an operator), or raise PlanValidationError naming every problem.
 
-    Without `records` the base is not looked up (a submission is stored before its base ends).
+    Given `records`, its base is looked up: an unusable one is refused, a waiting one is admitted unresolved
+    (`base.readiness` WAITING). Without `records` the base is not looked up (UNCHECKED). `allowed`: the hosts
+    `VIDEO_PIPELINES_ALLOWED_HOSTS` allows, read from the environment unless given.
     """
     plan = parse_plan(wire)
+    check_destinations(plan, AllowedHosts.from_env() if allowed is None else allowed)
     if plan.base_execution_id is None:
         check, resolved = BaseCheck(BaseReadiness.NONE), resolve(plan)
     elif records is None:
         return Admission(plan, BaseCheck(BaseReadiness.UNCHECKED), None)
     else:
         check = check_base(records, store, plan.base_execution_id, tenant=tenant)
+        if check.readiness is BaseReadiness.UNUSABLE:
+            raise PlanValidationError([f"plan.baseExecutionId: {check.reason}"])
         if check.base is None:
             return Admission(plan, check, None)
         check_base_dependencies(plan, check.base.nodes)
@@ -219,14 +230,9 @@ def submit(
     idempotency_key: str | None = None,
     caller: Caller = OPERATOR,
     trace_parent: str | None = None,
-    records: RunRecords | None = None,
 ) -> str:
-    """Store an admitted plan as `caller`'s tenant's; returns its execution id (the same for the same key).
-    A tenant's base is checked now (missing or another's: the same error), an operator's by the plan sensor."""
+    """Store a plan `admit` admitted as `caller`'s tenant's; returns its execution id (the same for the same key)."""
     plan = admission.plan
-    base_id = plan.base_execution_id
-    if base_id is not None and not caller.is_operator and not caller.may_see(execution_tenant(records, store, base_id)):
-        raise PlanValidationError([f"plan.baseExecutionId: {missing_base(base_id)}"])
     submission, created = store.submit(
         plan.to_wire(include_secret=False),
         SubmitOptions.of(plan, idempotency_key),
@@ -245,7 +251,7 @@ def request_retry(records: RunRecords, store: SubmissionStore, execution_id: str
     status = execution_status(records, store, execution_id)
     latest = records.find_run(execution_id)
     if latest is None:
-        raise ExecutionError(
+        raise ExecutionConflict(
             f"execution {execution_id} is {status.state.value} and never ran, so there is nothing to retry; "
             "submit its plan again"
         )
@@ -253,7 +259,7 @@ def request_retry(records: RunRecords, store: SubmissionStore, execution_id: str
     if pending is not None:
         return pending
     if status.state not in (ExecutionState.FAILED, ExecutionState.CANCELED):
-        raise ExecutionError(
+        raise ExecutionConflict(
             f"execution {execution_id} is {status.state.value}; only a failed or canceled execution can be retried"
         )
     runs = ExecutionRuns.of(records, latest)
@@ -269,9 +275,19 @@ def retry(records: RunRecords, store: SubmissionStore, execution_id: str) -> Exe
     return execution_status(records, store, execution_id)
 
 
+# What a cancel cannot change any more (canceling a canceled execution again answers its status, as one cancel did).
+_CANCEL_TOO_LATE = (ExecutionState.COMPLETED, ExecutionState.FAILED)
+
+
 def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> ExecutionStatus:
     """Cancel a pending submission or attempt, or have its launched run run nothing more, or end a parked execution
-    (its provider jobs canceled at once); returns the status."""
+    (its provider jobs canceled at once, though its run ended: it is `processing`); returns the status.
+    ExecutionConflict for a completed or failed execution."""
+    state = execution_status(records, store, execution_id).state
+    if state in _CANCEL_TOO_LATE:
+        raise ExecutionConflict(
+            f"execution {execution_id} is {state.value}; only a pending or processing execution can be canceled"
+        )
     # Read once: a run that ends parked after this read is live to the request below, which the poller's sweep
     # then finds on the parked run (read twice, a run ending parked between the reads took no request at all).
     latest = records.find_run(execution_id)

@@ -43,7 +43,7 @@ from video_pipelines.vocabulary import NodeState
 def _admit(context: dg.OpExecutionContext, config: PlanConfig, execution_id: str, nodes: RunNodes) -> ResolvedPlan:
     records = DagsterRunRecords(context.instance)
     try:
-        admission = admit(config.to_wire(), records)
+        admission = admit(config.to_wire(), records, nodes.store())  # as every door: a submitted base is known
     except PlanValidationError as exc:
         raise StepFailed("invalid plan:\n" + "\n".join(exc.problems), FIX_THE_PLAN) from None
     if admission.resolved is None:

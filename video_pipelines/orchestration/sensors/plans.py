@@ -138,14 +138,11 @@ def _evaluate(submission: Submission, store: SubmissionStore, records: RunRecord
         tick.run_requests.append(run_request_for(submission, parse_plan(submission.plan)))
         return
     # A tenant's base must be its own; DEFAULT_TENANT submissions may be an operator's, who may use any base.
+    # The doors' own decision, again: a base that failed since the submission is refused as at a door.
     tenant = None if submission.tenant == DEFAULT_TENANT else submission.tenant
     admission = admit(submission.plan, records, store, tenant=tenant)
     if admission.base.readiness is BaseReadiness.WAITING:
         tick.waiting[execution_id] = admission.base.reason or "waiting for its base"
-    elif admission.base.readiness is BaseReadiness.UNUSABLE:
-        error = admission.base.reason or "its base cannot be used"
-        store.mark_rejected(execution_id, error)
-        tick.rejected[execution_id] = error
     elif store.claim(execution_id):  # else it was canceled meanwhile: no run is asked for
         tick.run_requests.append(run_request_for(submission, admission.plan))
 
