@@ -72,3 +72,13 @@ def test_a_base_is_refused_or_waited_for_the_same_for_an_operator_and_its_tenant
     assert problems({**plan, "baseExecutionId": "exec_running"}, records, tenant="beta") == [
         "plan.baseExecutionId: base execution exec_running does not exist"
     ]
+
+
+def test_only_an_operator_may_name_a_deployment_variable_as_the_webhook_secret() -> None:
+    hooked = {
+        "jobs": [GENERATE],
+        "webhook": {"url": "https://hooks.example.com/v", "secretEnv": "AWS_SECRET_ACCESS_KEY"},
+    }
+    [problem] = problems(hooked, tenant="acme")
+    assert problem.startswith("plan.webhook.secretEnv: names an environment variable of the deployment")
+    assert admit(hooked).plan.webhook is not None  # an operator (tenant None), e.g. a run of their own

@@ -116,6 +116,14 @@ def admit(
     `VIDEO_PIPELINES_ALLOWED_HOSTS` allows, read from the environment unless given.
     """
     plan = parse_plan(wire)
+    if tenant is not None and plan.webhook is not None and plan.webhook.secret_env:
+        # The variable is read where webhooks are sent: a tenant must not have them signed with a deployment secret.
+        raise PlanValidationError(
+            [
+                "plan.webhook.secretEnv: names an environment variable of the deployment, which only an operator may "
+                "do; send the secret itself (webhook.secret, stored encrypted)"
+            ]
+        )
     check_destinations(plan, AllowedHosts.from_env() if allowed is None else allowed)
     if plan.base_execution_id is None:
         check, resolved = BaseCheck(BaseReadiness.NONE), resolve(plan)
