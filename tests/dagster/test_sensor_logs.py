@@ -117,7 +117,8 @@ def test_a_tick_without_runs_says_what_it_did_and_an_idle_one_says_so_briefly(ta
     assert result.skip_reason is not None
     assert (
         result.skip_reason.skip_message
-        == f"rejected: {variant} (base execution {base} was rejected: invalid plan: clip.params.prompt: required)"
+        == f"rejected: {variant} (plan.baseExecutionId: base execution {base} was rejected: invalid plan: "
+        "clip.params.prompt: required)"
     )
     [(level, line)] = lines
     assert level == "WARNING" and line.startswith(
@@ -200,7 +201,8 @@ def test_the_daemons_tick_rows_say_what_each_tick_did(target: client.Deployment,
     """One pass of Dagster's sensor daemon over the project's code location; the tick rows read as the UI reads them."""
     plan = {"jobs": [CLIP], "webhook": {"url": receiver.url("/hook"), "secretEnv": SECRET_ENV}}
     run = run_plan_in_process(plan, target.instance)  # ended; its webhook's secret is not set: given up at once
-    ghost = client.submit(PLAN, SubmitOptions(base_execution_id="exec_ghost"), target=target)
+    # Stored past the doors (which refuse a missing base at once), as a base deleted after its submission is.
+    ghost = target.store.submit({**PLAN, "baseExecutionId": "exec_ghost"})[0].execution_id
     where = PythonFileTarget(str(REPO / "definitions.py"), "defs", str(REPO), None)
     with create_test_daemon_workspace_context(where, target.instance) as workspace:
         list(execute_sensor_iteration(workspace, logging.getLogger("test_sensor_logs"), None, None))
@@ -212,7 +214,7 @@ def test_the_daemons_tick_rows_say_what_each_tick_did(target: client.Deployment,
     assert rows["webhook_deliveries"] == [TickStatus.SKIPPED, f"gave up on {webhook_id} after 1 attempt(s)"]
     assert rows["submitted_plans"] == [
         TickStatus.SKIPPED,
-        f"rejected: {ghost} (base execution exec_ghost does not exist)",
+        f"rejected: {ghost} (plan.baseExecutionId: base execution exec_ghost does not exist)",
     ]
     # Ticks that did nothing say so in a few words.
     assert rows["provider_waits"] == [TickStatus.SKIPPED, "no provider job due"]

@@ -71,6 +71,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+INVALID_PLAN = "invalid plan: "
+
+
 @dataclass
 class SubmissionTick:
     run_requests: list[dg.RunRequest] = field(default_factory=list)
@@ -84,7 +87,7 @@ class SubmissionTick:
         """What a tick that asked for no run did (one that did shows its runs)."""
         return ticks.reason(
             [
-                _named("rejected", self.rejected),
+                _named("rejected", {key: why.removeprefix(INVALID_PLAN) for key, why in self.rejected.items()}),
                 _named("waiting for their base", self.waiting),
                 _named("marked launched (their run exists)", self.launched),
                 _named("canceled as they launched, run terminated", self.canceled),
@@ -206,7 +209,7 @@ def evaluate_submissions(
         try:
             _evaluate(submission, store, records, tick)
         except PlanValidationError as exc:
-            error = "invalid plan: " + "; ".join(exc.problems)
+            error = INVALID_PLAN + "; ".join(exc.problems)
             store.mark_rejected(execution_id, error)
             tick.rejected[execution_id] = error
         except Exception as exc:  # one broken submission must never stop the others
