@@ -246,7 +246,9 @@ def test_status_links_the_run_in_the_ui(monkeypatch: pytest.MonkeyPatch) -> None
     assert "uiUrl" not in status.to_wire()  # no UI URL known
     monkeypatch.setenv("VIDEO_PIPELINES_UI_URL", "https://dagster.example.com/")
     assert status.to_wire()["uiUrl"] == "https://dagster.example.com/runs/abc-123"
-    assert StatusDocument.of(status).model_dump(by_alias=True)["uiUrl"] == "https://dagster.example.com/runs/abc-123"  # the API's
+    assert (
+        StatusDocument.of(status).model_dump(by_alias=True)["uiUrl"] == "https://dagster.example.com/runs/abc-123"
+    )  # the API's
     assert "uiUrl" not in replace(status, run_id=None).to_wire()  # no run yet: nothing to link to
 
 

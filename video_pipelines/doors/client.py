@@ -7,7 +7,6 @@ local deployment. Only `submit` makes a missing instance (the others say where t
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from video_pipelines.submissions import SubmissionStore
 
 T = TypeVar("T")
+
 
 @dataclass
 class Deployment:

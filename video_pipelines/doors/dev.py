@@ -1,23 +1,36 @@
 """`video-pipelines dev`: dagster dev and the HTTP API (and a worker with a broker), each in its own session
 so this process decides how they stop; what outlives `STOP_TIMEOUT_SECONDS` is killed, freeing the ports.
+
+The terminal holds what a person acts on: the banner with the two URLs, one line per execution state change
+(with its run's page; a failure's error in full), and the children's warnings and errors. Their DEBUG and INFO
+records (sensor ticks, run events, access logs) are left out by logger and level; the event log keeps them.
+The children are started with this interpreter (`python -m`), so a virtualenv need not be on PATH.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, TextIO
 
 import dagster as dg
+import sqlalchemy.exc
 
 from video_pipelines.api import ApiSettings
 from video_pipelines.deployment.instance import prepare_dagster_home, write_workspace
 from video_pipelines.deployment.workers import BROKER_URL_ENV, WorkerSettings
+from video_pipelines.executions import EXECUTION_ID_TAG, ExecutionStatus, execution_status
+from video_pipelines.executions.status import UI_URL_ENV
+from video_pipelines.orchestration.run_records import JOB_NAME, DagsterRunRecords
 from video_pipelines.storage import ARTIFACTS_BASE_URL_ENV
 from video_pipelines.submissions import SubmissionStore
 
@@ -25,6 +38,8 @@ from video_pipelines.submissions import SubmissionStore
 STOP_TIMEOUT_SECONDS = 20
 # How long a descendant that outlives its parent gets after its own SIGTERM.
 LEFTOVER_GRACE_SECONDS = 5
+# How often the runs are read for execution state changes.
+WATCH_SECONDS = 1.0
 
 
 def run_dev(*, host: str, port: int, api_port: int) -> int:
@@ -32,14 +47,19 @@ def run_dev(*, host: str, port: int, api_port: int) -> int:
     home = prepare_dagster_home()
     workspace = write_workspace(home)
     api = ApiSettings.from_env(host=host, port=api_port)  # a bad API setting stops here, before anything runs
-    # Result URLs a browser can open (the API serves the local artifacts); the children inherit it. A user's own wins.
+    ui = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    # Result URLs a browser can open (the API serves the local artifacts) and the UI that status documents link;
+    # the children inherit them. A user's own wins.
     os.environ.setdefault(ARTIFACTS_BASE_URL_ENV, f"{api.url}/artifacts")
+    os.environ.setdefault(UI_URL_ENV, ui)
     # Create the instance's and the store's tables now: two processes creating a new SQLite storage at once collide.
     with dg.DagsterInstance.get(), SubmissionStore.from_env(home):
         pass
-    print(f"DAGSTER_HOME={home}; webserver on http://{host}:{port}; API on {api.url}", file=sys.stderr, flush=True)
+    print(f"DAGSTER_HOME={home}; webserver on {ui}; API on {api.url}", file=sys.stderr, flush=True)
+    # dagster dev runs in DAGSTER_HOME: in another folder it warns about a dagster.yaml there (this repository's
+    # production one) that it does not read anyway.
     commands = [
-        ["dagster", "dev", "-w", str(workspace), "-h", host, "-p", str(port)],
+        [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", host, "-p", str(port)],
         [sys.executable, "-m", "video_pipelines.doors.cli", "serve", "--host", host, "--port", str(api_port)],
     ]
     if os.environ.get(BROKER_URL_ENV):
@@ -56,17 +76,87 @@ def run_dev(*, host: str, port: int, api_port: int) -> int:
     signal.signal(signal.SIGTERM, stop_on)
     processes: list[subprocess.Popen[bytes]] = []
     family = Family()
+    # Unbuffered, so a child's line reaches the terminal when written, not when its buffer fills.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
         for command in commands:
-            processes.append(subprocess.Popen(command, env=os.environ.copy(), start_new_session=True))
-        while not received and all(process.poll() is None for process in processes):
-            family.record(process.pid for process in processes)
-            time.sleep(0.5)
+            processes.append(start(command, env, cwd=home if "dagster" in command[1:3] else None))
+        with dg.DagsterInstance.get() as instance:
+            lines = ExecutionLines(DagsterRunRecords(instance), sys.stderr)
+            while not received and all(process.poll() is None for process in processes):
+                family.record(process.pid for process in processes)
+                # A locked SQLite read only delays a line: the next poll reads the change.
+                with contextlib.suppress(sqlalchemy.exc.OperationalError):
+                    lines.poll()
+                time.sleep(WATCH_SECONDS)
     finally:
         # A signal passed on as it came; a child that ended by itself stops the others as Ctrl-C would.
         stop(processes, family, received[0] if received else signal.SIGINT)
     failed = [process.returncode for process in processes if process.returncode not in (0, -signal.SIGINT)]
     return 0 if received or not failed else failed[0]
+
+
+def start(command: list[str], env: dict[str, str], *, cwd: Path | None) -> subprocess.Popen[bytes]:
+    """`command` in its own session, its output relayed to ours without its chatter (see `relay`)."""
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    assert process.stdout is not None  # piped just above
+    threading.Thread(target=relay, args=(process.stdout, sys.stderr), daemon=True).start()
+    return process
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# A record's first line in Dagster's console format ("<time> - dagster.daemon - INFO - ...") or uvicorn's ("INFO:  ").
+_RECORD = re.compile(
+    r"(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} - (?P<logger>dagster[\w.-]*) - (?P<level>[A-Z]+) - )"
+    r"|(?P<uvicorn>[A-Z]+):\s"
+)
+CHATTER = frozenset({"DEBUG", "INFO"})
+
+
+def relay(source: IO[bytes], out: TextIO) -> None:
+    """Copy `source` line by line, leaving out Dagster's and uvicorn's DEBUG and INFO records with their
+    continuation lines; warnings, errors (their tracebacks whole) and anything else pass."""
+    quiet = False
+    for raw in source:
+        line = raw.decode(errors="replace")
+        if record := _RECORD.match(_ANSI.sub("", line)):
+            quiet = (record["level"] or record["uvicorn"]) in CHATTER
+        if not quiet:
+            out.write(line)
+            out.flush()
+
+
+class ExecutionLines:
+    """Prints a line whenever an execution's state changes: its id, state and run page; a failure's error whole."""
+
+    def __init__(self, records: DagsterRunRecords, out: TextIO) -> None:
+        self.records, self.out = records, out
+        self.since = datetime.now(UTC)
+        self.seen: dict[str, ExecutionStatus] = {}
+
+    def poll(self) -> None:
+        instance = self.records.instance
+        updated = instance.get_run_records(
+            filters=dg.RunsFilter(job_name=JOB_NAME, updated_after=self.since),
+            order_by="update_timestamp",
+            ascending=True,
+        )
+        for record in updated:
+            self.since = max(self.since, record.update_timestamp)
+            run = record.dagster_run
+            self.show(execution_status(self.records, None, run.tags.get(EXECUTION_ID_TAG, run.run_id)))
+
+    def show(self, status: ExecutionStatus) -> None:
+        if (seen := self.seen.get(status.execution_id)) is not None and seen.state is status.state:
+            return
+        self.seen[status.execution_id] = status
+        line = f"{datetime.now().strftime('%H:%M:%S')} {status.execution_id} {status.state.value}"
+        line += f" {status.ui_url or ''}".rstrip() if seen is None or status.is_terminal else ""
+        if status.error:
+            line += f"\n  error: {status.error}"
+        print(line, file=self.out, flush=True)
 
 
 def stop(processes: list[subprocess.Popen[bytes]], family: Family, signum: int) -> None:

@@ -23,8 +23,13 @@ def node_preview(store: ArtifactStore, result: VideoResult, *, node_id: str) -> 
         # The video is done and recorded either way; a storage hiccup only costs the picture.
         thumbnail_url = None
     image = f"![{node_id}]({thumbnail_url})\n\n" if thumbnail_url else ""
+    captions = result.captions
+    # Links a person clicks on the run page and in the catalog (the run's event log shows url metadata as links).
+    caption_links = {"captions_srt": captions.srt, "captions_vtt": captions.vtt} if captions else {}
+    links = "".join(f" · [{name.removeprefix('captions_')}]({url})" for name, url in caption_links.items())
     return {
-        "preview": dg.MetadataValue.md(f"{image}[{result.url}]({result.url})"),
+        "preview": dg.MetadataValue.md(f"{image}[{result.url}]({result.url}){links}"),
+        **{name: dg.MetadataValue.url(url) for name, url in caption_links.items()},
         "path": dg.MetadataValue.path(str(store.location(store.key_for(result.sha256)))),
     }
 
