@@ -1,16 +1,21 @@
 """`video-pipelines dev` as a user runs it: the webserver, the daemon and the API on the embedded instance, a real
-process tree, stopped by SIGTERM or Ctrl-C with nothing left."""
+process tree, stopped by SIGTERM or Ctrl-C with nothing left; started by its full path, quiet while idle."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import httpx
 import pytest
+
+from video_pipelines.doors import client
 
 from ..conftest import free_port
 
@@ -113,4 +118,71 @@ def test_dev_stops_every_process_it_started(tmp_path: Path, stop_signal: signal.
             os.kill(pid, signal.SIGKILL)
         if dev.poll() is None:
             dev.kill()
+            dev.wait()
+
+
+def sensor_ticks(instance: dg.DagsterInstance, name: str) -> int:
+    """How many ticks the daemon has recorded for sensor `name`."""
+    states = [state for state in instance.all_instigator_state() if state.instigator_name == name]
+    return sum(len(instance.get_ticks(state.instigator_origin_id, state.selector_id)) for state in states)
+
+
+def test_dev_from_a_venv_not_on_path_is_quiet_and_tells_each_execution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The script beside the interpreter, as in a virtualenv's bin/, with a PATH that lacks that folder.
+    script = Path(sys.executable).parent / "video-pipelines"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_HOME", "VIDEO_PIPELINES_"))}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != script.parent)
+    for name in [name for name in os.environ if name.startswith("VIDEO_PIPELINES_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / ".dagster_home"))
+    port, api_port = free_port(), free_port()
+    ui = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "dev.log"
+    with log_path.open("wb") as log:
+        dev = subprocess.Popen(
+            [str(script), "dev", "--port", str(port), "--api-port", str(api_port)],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not (answers(f"{ui}/server_info") and healthy(f"http://127.0.0.1:{api_port}/health")):
+            assert dev.poll() is None, log_path.read_text(errors="replace")[-4000:]
+            assert time.monotonic() < deadline, "dev did not serve in 240 s\n" + log_path.read_text()[-4000:]
+            time.sleep(1)
+        with client.deployment(create=False) as deployment:
+            # Idle: three more ticks of the plan sensor (each once printed two lines) print nothing.
+            ticks = sensor_ticks(deployment.instance, "submitted_plans")
+            while sensor_ticks(deployment.instance, "submitted_plans") < ticks + 3:
+                assert time.monotonic() < deadline + 120, "the plan sensor did not tick 3 times"
+                time.sleep(1)
+            banner = [
+                f"DAGSTER_HOME={tmp_path / '.dagster_home'}; webserver on {ui}; API on http://127.0.0.1:{api_port}",
+                f"video-pipelines API on http://127.0.0.1:{api_port} (docs at http://127.0.0.1:{api_port}/docs)",
+            ]
+            assert log_path.read_text().splitlines() == banner
+
+            # An execution: a line per state change, the first and the last with its run page.
+            execution_id = client.submit({"jobs": [{"id": "clip", "type": "generateVideo",
+                                                    "params": {"prompt": "dev tells", "duration": 1}}]},
+                                         target=deployment)  # fmt: skip
+            done = client.wait(execution_id, timeout=180, target=deployment)
+            assert done["status"] == "completed", done
+        completed = re.compile(rf"\d\d:\d\d:\d\d {execution_id} completed {ui}/runs/{done['runId']}$")
+        while not completed.match((lines := log_path.read_text().splitlines())[-1]):
+            assert time.monotonic() < deadline + 300, "\n".join(lines)
+            time.sleep(0.5)
+        told = [line.split()[1:] for line in lines[len(banner) :]]
+        assert told[0][0] == execution_id and told[0][-1] == f"{ui}/runs/{done['runId']}", lines
+        # Each state once, in order (a poll may miss a run queued for less than a second).
+        order = ["pending", "processing", "completed"]
+        states = [words[1] for words in told]
+        assert states == [state for state in order if state in states] and "processing" in states, lines
+    finally:
+        dev.send_signal(signal.SIGTERM)
+        try:
+            dev.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(dev.pid, signal.SIGKILL)
             dev.wait()

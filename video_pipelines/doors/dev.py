@@ -38,6 +38,8 @@ from video_pipelines.submissions import SubmissionStore
 STOP_TIMEOUT_SECONDS = 20
 # How long a descendant that outlives its parent gets after its own SIGTERM.
 LEFTOVER_GRACE_SECONDS = 5
+# The start of the warning `dagster dev` gives about itself.
+SUPERSEDED = "Function `dev_command` is superseded"
 # How often the runs are read for execution state changes.
 WATCH_SECONDS = 1.0
 
@@ -57,9 +59,11 @@ def run_dev(*, host: str, port: int, api_port: int) -> int:
         pass
     print(f"DAGSTER_HOME={home}; webserver on {ui}; API on {api.url}", file=sys.stderr, flush=True)
     # dagster dev runs in DAGSTER_HOME: in another folder it warns about a dagster.yaml there (this repository's
-    # production one) that it does not read anyway.
+    # production one) that it does not read anyway. Its SupersessionWarning points to `dg dev`, which needs the
+    # dagster-dg-cli package and a dg project layout this package does not have: that one warning is ignored.
+    dagster_dev = [sys.executable, "-W", f"ignore:{SUPERSEDED}", "-m", "dagster", "dev"]
     commands = [
-        [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", host, "-p", str(port)],
+        [*dagster_dev, "-w", str(workspace), "-h", host, "-p", str(port)],
         [sys.executable, "-m", "video_pipelines.doors.cli", "serve", "--host", host, "--port", str(api_port)],
     ]
     if os.environ.get(BROKER_URL_ENV):
@@ -80,7 +84,7 @@ def run_dev(*, host: str, port: int, api_port: int) -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
         for command in commands:
-            processes.append(start(command, env, cwd=home if "dagster" in command[1:3] else None))
+            processes.append(start(command, env, cwd=home if command[: len(dagster_dev)] == dagster_dev else None))
         with dg.DagsterInstance.get() as instance:
             lines = ExecutionLines(DagsterRunRecords(instance), sys.stderr)
             while not received and all(process.poll() is None for process in processes):

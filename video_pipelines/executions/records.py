@@ -20,6 +20,8 @@ EXECUTION_ID_TAG = "video/execution_id"
 # The tenant of a submitted execution's runs: the run queue's per-tenant limit counts it.
 TENANT_TAG = "video/tenant"
 BASE_EXECUTION_ID_TAG = "video/base_execution_id"
+# The plan's name where its door knows one (`demo`: the example's): the runs list shows it beside the launcher.
+PLAN_NAME_TAG = "video/plan"
 # The W3C traceparent of the execution's span, on runs launched from a submission (see telemetry.trace_context).
 # Under Dagster's hidden prefix: the UI's runs list and run page leave it out (GraphQL skips `.dagster/` tags).
 TRACEPARENT_TAG = ".dagster/video/traceparent"
