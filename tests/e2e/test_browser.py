@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ from video_pipelines.doors import client
 from video_pipelines.executions.records import TRACEPARENT_TAG
 
 from ..conftest import free_port
-from .test_dev import answers
+from .test_dev import start_dev, stop_dev, wait_serving
 
 pytestmark = pytest.mark.browser
 
@@ -71,26 +69,14 @@ def dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dev]:
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     port, api_port = free_port(), free_port()
     log_path = tmp_path / "dev.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            ["video-pipelines", "dev", "--port", str(port), "--api-port", str(api_port)],
-            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    command = ["video-pipelines", "dev", "--port", str(port), "--api-port", str(api_port)]
+    process = start_dev(command, tmp_path, env, log_path)
     ui, api = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{api_port}"
     try:
-        deadline = time.monotonic() + 240
-        while not (answers(f"{ui}/server_info") and answers(f"{api}/health")):
-            assert process.poll() is None, log_path.read_text(errors="replace")[-4000:]
-            assert time.monotonic() < deadline, "dev did not serve in 240 s\n" + log_path.read_text()[-4000:]
-            time.sleep(1)
+        wait_serving(process, ui, api, log_path)
         yield Dev(ui, api, home)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_dev(process)
 
 
 @pytest.fixture
@@ -193,16 +179,15 @@ def test_a_person_goes_from_an_execution_id_to_its_video_and_launches_the_defaul
         # The UI gets the execution's tag but not the internal traceparent, which the run has.
         run = deployment.instance.get_run_by_id(done["runId"])
         assert run is not None and TRACEPARENT_TAG in run.tags
-        assert ui_tags(dev.ui, done["runId"]) == {
-            key: value for key, value in run.tags.items() if key != TRACEPARENT_TAG
-        }
+        tags = ui_tags(dev.ui, done["runId"])
+        assert TRACEPARENT_TAG not in tags and tags["video/execution_id"] == execution_id, tags
         click(browser, By.CSS_SELECTOR, f"a[href='{run_link}']")
         WebDriverWait(browser, UI_WAIT).until(ec.url_to_be(run_page))
 
         # The run page names the execution; its materialization links the node's video (a second click).
         visible(browser, By.XPATH, f"//*[contains(text(), '{execution_id}')]")
         visible(browser, By.XPATH, "//input[@placeholder='Filter…']").send_keys("type:ASSET_MATERIALIZATION")
-        visible(browser, By.XPATH, "//*[normalize-space()='url']")
+        visible(browser, By.XPATH, "//*[normalize-space()='execution_id']")
         screenshot(browser, "run-page", DOC_IMAGES)
         click(browser, By.XPATH, "//button[normalize-space()='View full message']")
         video_link = WebDriverWait(browser, UI_WAIT).until(

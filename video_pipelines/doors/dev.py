@@ -33,6 +33,7 @@ from video_pipelines.executions.status import UI_URL_ENV
 from video_pipelines.orchestration.run_records import JOB_NAME, DagsterRunRecords
 from video_pipelines.storage import ARTIFACTS_BASE_URL_ENV
 from video_pipelines.submissions import SubmissionStore
+from video_pipelines.vocabulary import ExecutionState
 
 # How long the children get to stop by themselves before what is left of them is killed.
 STOP_TIMEOUT_SECONDS = 20
@@ -138,7 +139,7 @@ class ExecutionLines:
     def __init__(self, records: DagsterRunRecords, out: TextIO) -> None:
         self.records, self.out = records, out
         self.since = datetime.now(UTC)
-        self.seen: dict[str, ExecutionStatus] = {}
+        self.seen: dict[str, ExecutionState] = {}
 
     def poll(self) -> None:
         instance = self.records.instance
@@ -153,9 +154,9 @@ class ExecutionLines:
             self.show(execution_status(self.records, None, run.tags.get(EXECUTION_ID_TAG, run.run_id)))
 
     def show(self, status: ExecutionStatus) -> None:
-        if (seen := self.seen.get(status.execution_id)) is not None and seen.state is status.state:
+        if (seen := self.seen.get(status.execution_id)) is status.state:
             return
-        self.seen[status.execution_id] = status
+        self.seen[status.execution_id] = status.state
         line = f"{datetime.now().strftime('%H:%M:%S')} {status.execution_id} {status.state.value}"
         line += f" {status.ui_url or ''}".rstrip() if seen is None or status.is_terminal else ""
         if status.error:
