@@ -146,6 +146,7 @@ def test_dev_relays_warnings_and_errors_whole_and_leaves_out_debug_and_info() ->
         f"{stamp} - dagster - DEBUG - execute_plan - 1234 - node[clip] - STEP_START - Started execution\n",
         "  a continuation of the DEBUG record\n",
         'INFO:     127.0.0.1:5000 - "GET /health HTTP/1.1" 200 OK\n',
+        "INFO:dagster.daemon:Daemon threads shut down.\n",
         f"{stamp} - dagster - ERROR - execute_plan - 1234 - RUN_FAILURE - Execution of run failed.\n",
         "Traceback (most recent call last):\n",
         "ValueError: the whole error\n",
@@ -154,7 +155,7 @@ def test_dev_relays_warnings_and_errors_whole_and_leaves_out_debug_and_info() ->
     ]
     out = io.StringIO()
     relay(io.BytesIO("".join(output).encode()), out)
-    assert out.getvalue() == "".join(output[4:])
+    assert out.getvalue() == "".join(output[5:])
 
 
 def sensor_ticks(instance: dg.DagsterInstance, name: str) -> int:

@@ -28,9 +28,10 @@ import sqlalchemy.exc
 from video_pipelines.api import ApiSettings
 from video_pipelines.deployment.instance import prepare_dagster_home, write_workspace
 from video_pipelines.deployment.workers import BROKER_URL_ENV, WorkerSettings
-from video_pipelines.executions import EXECUTION_ID_TAG, ExecutionStatus, execution_status
-from video_pipelines.executions.status import UI_URL_ENV
-from video_pipelines.orchestration.run_records import JOB_NAME, DagsterRunRecords
+from video_pipelines.errors import VideoPipelineError
+from video_pipelines.executions import ExecutionStatus
+from video_pipelines.executions.status import UI_URL_ENV, run_status
+from video_pipelines.orchestration.run_records import JOB_NAME, DagsterRunRecords, run_view
 from video_pipelines.storage import ARTIFACTS_BASE_URL_ENV
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.vocabulary import ExecutionState
@@ -112,10 +113,11 @@ def start(command: list[str], env: dict[str, str], *, cwd: Path | None) -> subpr
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# A record's first line in Dagster's console format ("<time> - dagster.daemon - INFO - ...") or uvicorn's ("INFO:  ").
+# A record's first line in Dagster's console format ("<time> - dagster.daemon - INFO - ...") or in Python's and
+# uvicorn's ("INFO:dagster.daemon:...", "INFO:     ...").
 _RECORD = re.compile(
     r"(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} - (?P<logger>dagster[\w.-]*) - (?P<level>[A-Z]+) - )"
-    r"|(?P<uvicorn>[A-Z]+):\s"
+    r"|(?P<plain>DEBUG|INFO|WARNING|ERROR|CRITICAL):"
 )
 CHATTER = frozenset({"DEBUG", "INFO"})
 
@@ -127,7 +129,7 @@ def relay(source: IO[bytes], out: TextIO) -> None:
     for raw in source:
         line = raw.decode(errors="replace")
         if record := _RECORD.match(_ANSI.sub("", line)):
-            quiet = (record["level"] or record["uvicorn"]) in CHATTER
+            quiet = (record["level"] or record["plain"]) in CHATTER
         if not quiet:
             out.write(line)
             out.flush()
@@ -150,18 +152,25 @@ class ExecutionLines:
         )
         for record in updated:
             self.since = max(self.since, record.update_timestamp)
-            run = record.dagster_run
-            self.show(execution_status(self.records, None, run.tags.get(EXECUTION_ID_TAG, run.run_id)))
+            # From the run itself: a run launched from the Launchpad has no execution tag until its first step.
+            try:
+                self.show(run_status(self.records, run_view(record.dagster_run, record)))
+            except VideoPipelineError as exc:  # a run this package cannot read: said, and dev goes on
+                print(f"{_now()} run {record.dagster_run.run_id}: {exc}", file=self.out, flush=True)
 
     def show(self, status: ExecutionStatus) -> None:
         if (seen := self.seen.get(status.execution_id)) is status.state:
             return
         self.seen[status.execution_id] = status.state
-        line = f"{datetime.now().strftime('%H:%M:%S')} {status.execution_id} {status.state.value}"
+        line = f"{_now()} {status.execution_id} {status.state.value}"
         line += f" {status.ui_url or ''}".rstrip() if seen is None or status.is_terminal else ""
         if status.error:
             line += f"\n  error: {status.error}"
         print(line, file=self.out, flush=True)
+
+
+def _now() -> str:
+    return datetime.now().strftime("%H:%M:%S")
 
 
 def stop(processes: list[subprocess.Popen[bytes]], family: Family, signum: int) -> None:
