@@ -30,7 +30,7 @@ from video_pipelines.deployment.instance import prepare_dagster_home, write_work
 from video_pipelines.deployment.workers import BROKER_URL_ENV, WorkerSettings
 from video_pipelines.errors import VideoPipelineError
 from video_pipelines.executions import ExecutionStatus
-from video_pipelines.executions.status import UI_URL_ENV, run_status
+from video_pipelines.executions.status import UI_URL_ENV, run_status, submission_status
 from video_pipelines.orchestration.run_records import JOB_NAME, DagsterRunRecords, run_view
 from video_pipelines.storage import ARTIFACTS_BASE_URL_ENV
 from video_pipelines.submissions import SubmissionStore
@@ -42,8 +42,9 @@ STOP_TIMEOUT_SECONDS = 20
 LEFTOVER_GRACE_SECONDS = 5
 # The start of the warning `dagster dev` gives about itself.
 SUPERSEDED = "Function `dev_command` is superseded"
-# How often the runs are read for execution state changes.
+# How often the runs and the newest submissions are read for execution state changes, and how many submissions.
 WATCH_SECONDS = 1.0
+WATCHED = 20
 
 
 def run_dev(*, host: str, port: int, api_port: int) -> int:
@@ -87,8 +88,8 @@ def run_dev(*, host: str, port: int, api_port: int) -> int:
     try:
         for command in commands:
             processes.append(start(command, env, cwd=home if command[: len(dagster_dev)] == dagster_dev else None))
-        with dg.DagsterInstance.get() as instance:
-            lines = ExecutionLines(DagsterRunRecords(instance), sys.stderr)
+        with dg.DagsterInstance.get() as instance, SubmissionStore.from_env(home) as store:
+            lines = ExecutionLines(DagsterRunRecords(instance), store, sys.stderr)
             while not received and all(process.poll() is None for process in processes):
                 family.record(process.pid for process in processes)
                 # A locked SQLite read only delays a line: the next poll reads the change.
@@ -136,14 +137,24 @@ def relay(source: IO[bytes], out: TextIO) -> None:
 
 
 class ExecutionLines:
-    """Prints a line whenever an execution's state changes: its id, state and run page; a failure's error whole."""
+    """Prints a line whenever an execution's state changes: its id, state and run page (once it has a run); a
+    failure's error whole, on the next line."""
 
-    def __init__(self, records: DagsterRunRecords, out: TextIO) -> None:
-        self.records, self.out = records, out
+    def __init__(self, records: DagsterRunRecords, store: SubmissionStore, out: TextIO) -> None:
+        self.records, self.store, self.out = records, store, out
         self.since = datetime.now(UTC)
-        self.seen: dict[str, ExecutionState] = {}
+        # What was there before dev started is not news.
+        self.seen: dict[str, ExecutionState] = {status.execution_id: status.state for status in self.unlaunched()}
+        self.launched: set[str] = set()
+
+    def unlaunched(self) -> list[ExecutionStatus]:
+        """The newest submissions without a run: pending (a variant waits for its base), rejected or canceled."""
+        return [submission_status(each) for each in self.store.newest(None, limit=WATCHED) if each.run_id is None]
 
     def poll(self) -> None:
+        for status in self.unlaunched():
+            if status.execution_id not in self.launched:  # the store marks a launch a tick after the run exists
+                self.show(status)
         instance = self.records.instance
         updated = instance.get_run_records(
             filters=dg.RunsFilter(job_name=JOB_NAME, updated_after=self.since),
@@ -154,16 +165,17 @@ class ExecutionLines:
             self.since = max(self.since, record.update_timestamp)
             # From the run itself: a run launched from the Launchpad has no execution tag until its first step.
             try:
-                self.show(run_status(self.records, run_view(record.dagster_run, record)))
+                status = run_status(self.records, run_view(record.dagster_run, record))
+                self.launched.add(status.execution_id)
+                self.show(status)
             except VideoPipelineError as exc:  # a run this package cannot read: said, and dev goes on
                 print(f"{_now()} run {record.dagster_run.run_id}: {exc}", file=self.out, flush=True)
 
     def show(self, status: ExecutionStatus) -> None:
-        if (seen := self.seen.get(status.execution_id)) is status.state:
+        if self.seen.get(status.execution_id) is status.state:
             return
         self.seen[status.execution_id] = status.state
-        line = f"{_now()} {status.execution_id} {status.state.value}"
-        line += f" {status.ui_url or ''}".rstrip() if seen is None or status.is_terminal else ""
+        line = f"{_now()} {status.execution_id} {status.state.value} {status.ui_url or ''}".rstrip()
         if status.error:
             line += f"\n  error: {status.error}"
         print(line, file=self.out, flush=True)
