@@ -186,11 +186,15 @@ def _now() -> str:
 
 
 def stop(processes: list[subprocess.Popen[bytes]], family: Family, signum: int) -> None:
-    """Signal each child's process group, wait up to STOP_TIMEOUT_SECONDS, then kill what is left of the family."""
+    """Signal each child, wait up to STOP_TIMEOUT_SECONDS, then kill what is left of the family.
+
+    The child alone, not its group: dagster dev stops its webserver and daemon before its code server, while a
+    signal to the whole group ended the code server under a sensor's tick (an error per sensor at every stop).
+    """
     family.record(process.pid for process in processes if process.poll() is None)
     for process in processes:
         if process.poll() is None:
-            _signal(process.pid, signum, os.killpg)
+            _signal(process.pid, signum)
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
     for process in processes:
         with contextlib.suppress(subprocess.TimeoutExpired):
