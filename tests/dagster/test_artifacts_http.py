@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from video_pipelines.api import ApiSettings, create_app
 from video_pipelines.operations import generate_clip
-from video_pipelines.orchestration.catalog.previews import node_preview
-from video_pipelines.plan.results import VideoResult
+from video_pipelines.orchestration.catalog.previews import links, node_preview
+from video_pipelines.plan.results import Captions, VideoResult
 from video_pipelines.storage import LocalArtifactStore, StoredArtifact, file_sha256
 
 BASE_URL = "http://testserver/artifacts"
@@ -186,6 +186,17 @@ def test_a_preview_without_a_thumbnail_is_the_link_alone(served: Served, tmp_pat
     metadata = node_preview(LocalArtifactStore(tmp_path / "empty", base_url=BASE_URL), result, node_id="old")
 
     assert metadata["preview"].value == f"[{result.url}]({result.url})"
+
+
+def test_a_subtitled_videos_caption_links_come_first_with_its_own() -> None:
+    sha = "ab" * 32
+    captions = Captions(srt=f"{BASE_URL}/captions/{sha}.srt", vtt=f"{BASE_URL}/captions/{sha}.vtt")
+    result = VideoResult(f"{BASE_URL}/videos/ab/{sha}.mp4", 1.0, 320, 180, "16:9", 1, sha, captions=captions)
+
+    # First in the materialization's metadata, which the run page's event log shows, as links.
+    assert {name: value.value for name, value in links(result).items()} == {
+        "url": result.url, "captions_srt": captions.srt, "captions_vtt": captions.vtt
+    }  # fmt: skip
 
 
 def test_a_nodes_materialization_shows_its_thumbnail_link_and_path(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from video_pipelines.api.models import StatusDocument
 from video_pipelines.deployment.instance import describe_instance, render_instance_yaml
-from video_pipelines.doors.client import with_ui_link
+from video_pipelines.executions import ExecutionStatus
+from video_pipelines.vocabulary import ExecutionState
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "video_pipelines" / "examples"
@@ -241,11 +244,14 @@ def test_submit_and_status_say_which_instance(tmp_path: Path) -> None:
 
 
 def test_status_links_the_run_in_the_ui(monkeypatch: pytest.MonkeyPatch) -> None:
-    document = {"executionId": "exec_1", "status": "running", "runId": "abc-123"}
-    assert with_ui_link(document) == document  # no UI URL known
+    status = ExecutionStatus("exec_1", ExecutionState.PROCESSING, run_id="abc-123")
+    assert "uiUrl" not in status.to_wire()  # no UI URL known
     monkeypatch.setenv("VIDEO_PIPELINES_UI_URL", "https://dagster.example.com/")
-    assert with_ui_link(document) == {**document, "uiUrl": "https://dagster.example.com/runs/abc-123"}
-    assert with_ui_link({**document, "runId": None}) == {**document, "runId": None}
+    assert status.to_wire()["uiUrl"] == "https://dagster.example.com/runs/abc-123"
+    assert (
+        StatusDocument.of(status).model_dump(by_alias=True)["uiUrl"] == "https://dagster.example.com/runs/abc-123"
+    )  # the API's
+    assert "uiUrl" not in replace(status, run_id=None).to_wire()  # no run yet: nothing to link to
 
 
 def test_instance_messages_never_show_the_database_password(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

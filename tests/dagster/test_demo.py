@@ -91,6 +91,8 @@ def test_demo_prints_progress_and_a_table_and_its_runs_can_be_re_executed(
         for run in runs.values():
             assert run is not None and run.remote_job_origin is not None
             assert run.remote_job_origin.location_name == CODE_LOCATION
+        # The runs list names each run's plan beside "Manually launched".
+        assert [run.tags.get("video/plan") for run in runs.values() if run] == [row[1] for row in table]
         # Only the console was quieted: the event log keeps Dagster's DEBUG events and our INFO lines.
         logs = instance.all_logs(table[0][0])
         assert any(entry.level == logging.DEBUG for entry in logs)

@@ -1,22 +1,22 @@
-"""The Dagster UI of a real `video-pipelines dev`, driven in Debian's Chromium: a person finds an execution's
-run by its id, opens its video, and launches the job's default plan from the Launchpad.
+"""The Dagster UI of a real `video-pipelines dev`, driven in Debian's Chromium: a person goes from an execution id
+to its run page (the status document's `uiUrl`, or the runs list filtered by the id), plays its video from there,
+and launches the job's default plan from the Launchpad.
 
-Screenshots land in test-artifacts/screenshots/ (gitignored; CI keeps them as artifacts)."""
+The docs' screenshots are saved at docs/images/ (committed; the UI tour shows them); the others, and the last page
+on a failure, in test-artifacts/screenshots/ (gitignored; CI keeps them as artifacts)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import dagster as dg
+import httpx
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
@@ -28,14 +28,16 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from video_pipelines.doors import client
+from video_pipelines.executions.records import TRACEPARENT_TAG
 
 from ..conftest import free_port
-from .test_dev import answers
+from .test_dev import start_dev, stop_dev, wait_serving
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+DOC_IMAGES = REPO / "docs" / "images"
 CHROMIUM, CHROMEDRIVER = "chromium", "chromedriver"
 # The location name video_pipelines.deployment.instance.write_workspace gives the package in dev's workspace.
 LOCATION = "video_pipelines"
@@ -67,26 +69,14 @@ def dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dev]:
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     port, api_port = free_port(), free_port()
     log_path = tmp_path / "dev.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            ["video-pipelines", "dev", "--port", str(port), "--api-port", str(api_port)],
-            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    command = ["video-pipelines", "dev", "--port", str(port), "--api-port", str(api_port)]
+    process = start_dev(command, tmp_path, env, log_path)
     ui, api = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{api_port}"
     try:
-        deadline = time.monotonic() + 240
-        while not (answers(f"{ui}/server_info") and answers(f"{api}/health")):
-            assert process.poll() is None, log_path.read_text(errors="replace")[-4000:]
-            assert time.monotonic() < deadline, "dev did not serve in 240 s\n" + log_path.read_text()[-4000:]
-            time.sleep(1)
+        wait_serving(process, ui, api, log_path)
         yield Dev(ui, api, home)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_dev(process)
 
 
 @pytest.fixture
@@ -141,9 +131,16 @@ def click(driver: WebDriver, by: str, selector: str) -> None:
     WebDriverWait(driver, UI_WAIT, ignored_exceptions=[StaleElementReferenceException]).until(clicked)
 
 
-def screenshot(driver: WebDriver, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+def screenshot(driver: WebDriver, name: str, folder: Path = SCREENSHOTS) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(folder / f"{name}.png"))
+
+
+def ui_tags(ui: str, run_id: str) -> dict[str, str]:
+    """The run's tags as the UI gets them (its GraphQL query)."""
+    query = "query($id: ID!) { runOrError(runId: $id) { ... on Run { tags { key value } } } }"
+    answer = httpx.post(f"{ui}/graphql", json={"query": query, "variables": {"id": run_id}}, timeout=30)
+    return {tag["key"]: tag["value"] for tag in answer.json()["data"]["runOrError"]["tags"]}
 
 
 def open_ui(driver: WebDriver, ui: str) -> None:
@@ -152,7 +149,10 @@ def open_ui(driver: WebDriver, ui: str) -> None:
     driver.execute_script("window.localStorage.setItem('communityNux', JSON.stringify('1'))")
 
 
-def test_a_person_finds_the_video_of_an_execution_and_launches_the_default_plan(browser: WebDriver, dev: Dev) -> None:
+def test_a_person_goes_from_an_execution_id_to_its_video_and_launches_the_default_plan(
+    browser: WebDriver, dev: Dev, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIDEO_PIPELINES_UI_URL", dev.ui)  # as dev sets it for its children
     with client.deployment(create=False) as deployment:
         execution_id = client.submit(PLAN, target=deployment)
         other_id = client.submit({"jobs": [{**PLAN["jobs"][0], "id": "other"}]}, target=deployment)
@@ -161,7 +161,11 @@ def test_a_person_finds_the_video_of_an_execution_and_launches_the_default_plan(
         assert client.wait(other_id, timeout=180, target=deployment)["status"] == "completed"
         open_ui(browser, dev.ui)
 
-        # The runs list filtered by the execution's tag shows its run alone; the person clicks it.
+        # One command: `status` links the run's page.
+        run_page = client.status(execution_id, target=deployment)["uiUrl"]
+        assert run_page == f"{dev.ui}/runs/{done['runId']}"
+
+        # Or from the id alone: the runs list filtered by it shows its run alone, one click away.
         browser.get(f"{dev.ui}/runs?{quote('q[]')}={quote(f'tag:video/execution_id={execution_id}')}")
         run_link = f"/runs/{done['runId']}"
         WebDriverWait(browser, UI_WAIT, ignored_exceptions=[StaleElementReferenceException]).until(
@@ -170,38 +174,55 @@ def test_a_person_finds_the_video_of_an_execution_and_launches_the_default_plan(
                 == {dev.ui + run_link}
             )
         )
-        screenshot(browser, "1-runs-of-execution")
+        visible(browser, By.XPATH, f"//*[contains(text(), '{execution_id}')]")
+        screenshot(browser, "runs-by-execution", DOC_IMAGES)
+        # The UI gets the execution's tag but not the internal traceparent, which the run has.
+        run = deployment.instance.get_run_by_id(done["runId"])
+        assert run is not None and TRACEPARENT_TAG in run.tags
+        tags = ui_tags(dev.ui, done["runId"])
+        assert TRACEPARENT_TAG not in tags and tags["video/execution_id"] == execution_id, tags
         click(browser, By.CSS_SELECTOR, f"a[href='{run_link}']")
-        WebDriverWait(browser, UI_WAIT).until(ec.url_to_be(f"{dev.ui}/runs/{done['runId']}"))
+        WebDriverWait(browser, UI_WAIT).until(ec.url_to_be(run_page))
 
-        # The run's event log, shown to materializations only, links the node's video in the full message.
+        # The run page names the execution; its materialization links the node's video (a second click).
+        visible(browser, By.XPATH, f"//*[contains(text(), '{execution_id}')]")
         visible(browser, By.XPATH, "//input[@placeholder='Filter…']").send_keys("type:ASSET_MATERIALIZATION")
-        click(browser, By.XPATH, "//button[normalize-space()='View full message']")
-        video_link = WebDriverWait(browser, UI_WAIT).until(
-            ec.visibility_of_any_elements_located((By.CSS_SELECTOR, "[role='dialog'] a[href$='.mp4']"))
-        )[0]
-        time.sleep(1)  # the dialog fades in: a screenshot taken at once shows it half transparent
-        screenshot(browser, "2-run-with-video-link")
+        # The materialization's first entry is the video's link, shown on the page: the second click.
+        video_link = visible(browser, By.CSS_SELECTOR, "a[href$='.mp4']")
+        screenshot(browser, "run-page", DOC_IMAGES)
         href = video_link.get_attribute("href")
-        assert href == done["result"]["url"] and href.startswith(f"{dev.api}/artifacts/videos/")
-        with urllib.request.urlopen(href, timeout=30) as response:
-            assert response.status == 200
-            assert response.headers["Content-Type"] == "video/mp4"
-            body = response.read()
-        assert body[4:8] == b"ftyp" and len(body) == done["result"]["sizeBytes"]
+        assert href is not None and href == done["result"]["url"] and href.startswith(f"{dev.api}/artifacts/videos/")
+
+        # The video plays in the browser (in a new tab if the link opens one): its time advances.
+        video_link.click()
+        WebDriverWait(browser, UI_WAIT).until(
+            lambda driver: len(driver.window_handles) == 2 or driver.current_url == href
+        )
+        browser.switch_to.window(browser.window_handles[-1])
+        WebDriverWait(browser, UI_WAIT).until(
+            lambda driver: driver.execute_script(
+                "const v = document.querySelector('video'); if (!v) return false;"
+                "v.muted = true; v.play().catch(() => {}); return v.error === null && v.currentTime > 0;"
+            )
+        )
+
+        # The asset catalog: every operation's videos, partitioned by execution and node.
+        if len(browser.window_handles) == 2:
+            browser.close()
+            browser.switch_to.window(browser.window_handles[0])
+        browser.get(f"{dev.ui}/assets")
+        visible(browser, By.XPATH, "//a[contains(., 'generate_video')]")
+        screenshot(browser, "asset-catalog", DOC_IMAGES)
 
         # The Launchpad opens with a runnable plan; Launch Run goes to the new run's page.
         browser.get(f"{dev.ui}/locations/{LOCATION}/jobs/execute_plan/playground")
         # Enabled once the webserver has validated the config in the editor.
         launch = "//button[.//*[normalize-space()='Launch Run']]"
         WebDriverWait(browser, UI_WAIT).until(ec.element_to_be_clickable((By.XPATH, launch)))
-        screenshot(browser, "3-launchpad")
+        screenshot(browser, "launchpad", DOC_IMAGES)
         click(browser, By.XPATH, launch)
         WebDriverWait(browser, UI_WAIT).until(
-            lambda driver: (
-                driver.current_url.startswith(f"{dev.ui}/runs/")
-                and driver.current_url != f"{dev.ui}/runs/{done['runId']}"
-            )
+            lambda driver: driver.current_url.startswith(f"{dev.ui}/runs/") and driver.current_url != run_page
         )
         launched_id = browser.current_url.removeprefix(f"{dev.ui}/runs/").split("?")[0]
 
@@ -213,4 +234,4 @@ def test_a_person_finds_the_video_of_an_execution_and_launches_the_default_plan(
         assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
         browser.refresh()
         visible(browser, By.XPATH, "//*[normalize-space()='Success']")
-        screenshot(browser, "4-launched-run")
+        screenshot(browser, "launched-run")

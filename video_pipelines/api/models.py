@@ -135,6 +135,11 @@ class StatusDocument(_Wire):
     result: Video | None
     error: str | None
     run_id: str | None
+    ui_url: str | None = Field(
+        default=None,
+        description="the run's page in the Dagster UI, when the API knows the UI",
+        exclude_if=lambda v: v is None,
+    )
     cost: float
     saved_usd: float = Field(default=0.0, description="what reuse saved at list prices")
     trace_id: str | None

@@ -255,12 +255,6 @@ def _prune_catalog(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import warnings
-
-    import dagster as dg
-
-    # Dagster's own binding of sensor jobs passes `owners` through a beta parameter: nothing a user can act on.
-    warnings.filterwarnings("ignore", message="Parameter `owners` of initializer", category=dg.BetaWarning)
     from video_pipelines.doors.demo import run_demo
 
     return run_demo(args.plan, verbose=args.verbose)

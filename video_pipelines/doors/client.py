@@ -7,7 +7,6 @@ local deployment. Only `submit` makes a missing instance (the others say where t
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
     from video_pipelines.submissions import SubmissionStore
 
 T = TypeVar("T")
-
-UI_URL_ENV = "VIDEO_PIPELINES_UI_URL"
 
 
 @dataclass
@@ -191,23 +188,14 @@ def _on(target: Target | None, call: Callable[[Target], T], *, create: bool = Fa
         raise ExecutionNotFound(f"{exc} in {target.where}") from exc
 
 
-def with_ui_link(document: dict[str, Any]) -> dict[str, Any]:
-    """`document` with `uiUrl`, its run's page in the Dagster UI at $VIDEO_PIPELINES_UI_URL, when known."""
-    base = os.environ.get(UI_URL_ENV, "").strip().rstrip("/")
-    run_id = document.get("runId")
-    if not base or not run_id:
-        return document
-    return {**document, "uiUrl": f"{base}/runs/{run_id}"}
-
-
 def submit(plan: Mapping[str, Any], options: SubmitOptions = NO_OPTIONS, *, target: Target | None = None) -> str:
     """Validate and store a plan; returns its execution id at once (a variant may precede its base's end)."""
     return _on(target, lambda opened: opened.submit(plan, options), create=True)
 
 
 def status(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:
-    """The status document of an execution, with `uiUrl` when it can."""
-    return with_ui_link(_on(target, lambda opened: opened.status(execution_id)))
+    """The status document of an execution (with `uiUrl` where the UI is known)."""
+    return _on(target, lambda opened: opened.status(execution_id))
 
 
 def cancel(execution_id: str, *, target: Target | None = None) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from dagster._utils.hosted_user_process import recon_job_from_origin
 from video_pipelines.deployment.instance import prepare_dagster_home
 from video_pipelines.examples import example_plan
 from video_pipelines.executions import BASE_EXECUTION_ID_TAG, EXECUTION_ID_TAG, ExecutionStatus, execution_status
+from video_pipelines.executions.records import PLAN_NAME_TAG
 from video_pipelines.operations import run_ffmpeg
 from video_pipelines.orchestration.job.config import PlanConfig
 from video_pipelines.orchestration.run_records import DagsterRunRecords
@@ -109,7 +110,7 @@ def code_location(instance: dg.DagsterInstance) -> Iterator[CodeLocation]:
 
 
 def create_plan_run(
-    plan: Plan, instance: dg.DagsterInstance, location: CodeLocation, *, verbose: bool = False
+    plan: Plan, instance: dg.DagsterInstance, location: CodeLocation, *, name: str | None = None, verbose: bool = False
 ) -> dg.DagsterRun:
     """A new `execute_plan` run of `plan` in `instance`, with the remote job origin the UI re-executes from.
 
@@ -120,7 +121,7 @@ def create_plan_run(
     run_config = dg.RunConfig(ops={"plan": PlanConfig.from_plan(plan)}, loggers=loggers).to_config_dict()  # type: ignore[no-untyped-call]
     run_id = make_new_run_id()
     # Tagged before it starts, as the submission sensor does, so the status document finds it at once.
-    tags = {EXECUTION_ID_TAG: run_id}
+    tags = {EXECUTION_ID_TAG: run_id, **({PLAN_NAME_TAG: name} if name else {})}
     if plan.base_execution_id:
         tags[BASE_EXECUTION_ID_TAG] = plan.base_execution_id
     (repository,) = location.get_repositories().values()
@@ -204,7 +205,7 @@ def run_plan_with_progress(
     out: TextIO = sys.stdout,
 ) -> Row:
     """Run `plan_wire` in this process as a run of the code location, printing its progress; its row of the table."""
-    run = create_plan_run(parse_plan(plan_wire), instance, location, verbose=verbose)
+    run = create_plan_run(parse_plan(plan_wire), instance, location, name=name, verbose=verbose)
     progress = _Progress(name, instance, run.run_id, out)
     done = threading.Event()
     watcher = threading.Thread(target=progress.watch, args=(done,), daemon=True)

@@ -20,8 +20,11 @@ EXECUTION_ID_TAG = "video/execution_id"
 # The tenant of a submitted execution's runs: the run queue's per-tenant limit counts it.
 TENANT_TAG = "video/tenant"
 BASE_EXECUTION_ID_TAG = "video/base_execution_id"
+# The plan's name where its door knows one (`demo`: the example's): the runs list shows it beside the launcher.
+PLAN_NAME_TAG = "video/plan"
 # The W3C traceparent of the execution's span, on runs launched from a submission (see telemetry.trace_context).
-TRACEPARENT_TAG = "video/traceparent"
+# Under Dagster's hidden prefix: the UI's runs list and run page leave it out (GraphQL skips `.dagster/` tags).
+TRACEPARENT_TAG = ".dagster/video/traceparent"
 # Dagster's own tag for a run's deadline in seconds: run monitoring ends a run that runs longer.
 MAX_RUNTIME_TAG = "dagster/max_runtime"
 # Dagster's own tag on a re-execution (launched from the UI): the run it re-executes.

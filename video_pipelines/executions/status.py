@@ -9,6 +9,7 @@ canceled first). While a lost run waits for its resume, or a retry for its run, 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +48,8 @@ from video_pipelines.telemetry.trace_context import execution_context
 from video_pipelines.vocabulary import ExecutionState, NodeState
 
 CANCELED_ERROR = "the execution was canceled"
+# Where the Dagster UI is (`video-pipelines dev` sets it): the status document links the run's page there.
+UI_URL_ENV = "VIDEO_PIPELINES_UI_URL"
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,12 @@ class ExecutionStatus:
     def cost_usd(self) -> float:
         return round(sum(round(node.cost_usd, 4) for node in self.nodes.values()), 4)
 
+    @property
+    def ui_url(self) -> str | None:
+        """The run's page in the Dagster UI at $VIDEO_PIPELINES_UI_URL, once there is a run and the UI is known."""
+        base = os.environ.get(UI_URL_ENV, "").strip().rstrip("/")
+        return f"{base}/runs/{self.run_id}" if base and self.run_id else None
+
     def to_wire(self) -> dict[str, Any]:
         return {
             "executionId": self.execution_id,
@@ -176,6 +185,7 @@ class ExecutionStatus:
             "result": self.result.to_wire() if self.result is not None else None,
             "error": self.error,
             "runId": self.run_id,
+            **({"uiUrl": ui_url} if (ui_url := self.ui_url) else {}),
             "cost": self.cost_usd,
             "savedUsd": round(self.saved_usd, 4),
             "traceId": self.trace_id,

@@ -23,10 +23,19 @@ def node_preview(store: ArtifactStore, result: VideoResult, *, node_id: str) -> 
         # The video is done and recorded either way; a storage hiccup only costs the picture.
         thumbnail_url = None
     image = f"![{node_id}]({thumbnail_url})\n\n" if thumbnail_url else ""
+    captions = f" · [srt]({result.captions.srt}) · [vtt]({result.captions.vtt})" if result.captions else ""
     return {
-        "preview": dg.MetadataValue.md(f"{image}[{result.url}]({result.url})"),
+        "preview": dg.MetadataValue.md(f"{image}[{result.url}]({result.url}){captions}"),
         "path": dg.MetadataValue.path(str(store.location(store.key_for(result.sha256)))),
     }
+
+
+def links(result: VideoResult) -> dict[str, dg.UrlMetadataValue]:
+    """The video's link and its captions', first in a materialization's metadata: the run page's event log shows
+    the first entries of an event, and a url entry as a link."""
+    captions = result.captions
+    urls = {"url": result.url, **({"captions_srt": captions.srt, "captions_vtt": captions.vtt} if captions else {})}
+    return {name: dg.MetadataValue.url(url) for name, url in urls.items()}
 
 
 def node_materialization(
@@ -48,6 +57,7 @@ def node_materialization(
         + (f" (reused from {reused_from})" if reused_from else "")
         + (f" (completed by run {carried_from_run})" if carried_from_run else ""),
         metadata={
+            **links(result),
             "execution_id": execution_id,
             "node_id": node.id,
             "operation": node.operation.value,
@@ -60,7 +70,6 @@ def node_materialization(
             "cost_usd": float(run.cost_usd),
             "work_seconds": float(run.seconds),
             "check_seconds": float(check_seconds),  # what the media checks added (0.0: not checked in this run)
-            "url": dg.MetadataValue.url(result.url),
             "duration": float(result.duration),
             "width": result.width,
             "height": result.height,

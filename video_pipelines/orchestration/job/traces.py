@@ -1,6 +1,6 @@
 """Spans of `execute_plan` runs: one per node (run or reused); the execution's is recorded at its end.
 
-The parent comes from the run's `video/traceparent` tag, else its execution id, so every step process
+The parent comes from the run's traceparent tag (`TRACEPARENT_TAG`), else its execution id, so every step process
 finds the same parent without asking anyone.
 """
 

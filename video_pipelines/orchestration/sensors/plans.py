@@ -240,10 +240,12 @@ def execution_run_sensor(
 
 
 def long_poll_sensor(
-    description: str, *, job: dg.JobDefinition | None = None
+    description: str, *, job_name: str | None = None
 ) -> Callable[[Callable[..., dg.SensorResult]], dg.SensorDefinition]:
+    # The job by name: a sensor holding the job object is rebuilt with the job's resources when Definitions load,
+    # and that copy passes `owners=[]` on, a BetaWarning in every process that loads the code.
     return dg.sensor(
-        job=job,
+        job_name=job_name,
         description=f"{description} A tick looks for up to {LONG_POLL_SECONDS:g} s; the next starts 1 s after this "
         "one started, or at once if it took longer, by `video-pipelines daemon` (within 5 s by `dagster dev`; "
         "Frequency shows the 1 s minimum).",
@@ -280,7 +282,7 @@ def log_tick(log: logging.Logger, tick: SubmissionTick) -> None:
 @long_poll_sensor(
     "Launches plans submitted with `video-pipelines submit` or the API (variants wait for their base); "
     "the tick log says what was launched, what waits and what was rejected, and why.",
-    job=execute_plan,
+    job_name=execute_plan.name,
 )
 def submitted_plans(context: dg.SensorEvaluationContext, submissions: SubmissionStoreResource) -> dg.SensorResult:
     store = submissions.store()
