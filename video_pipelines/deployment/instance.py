@@ -20,6 +20,14 @@ from video_pipelines.net import redact_url
 from video_pipelines.submissions.database_url import DATABASE_URL_ENV, DEFAULT_HOME
 
 _GENERATED_MARK = "# Written by video-pipelines"
+# Dagster's tables in the database of the submission store (see postgres.py).
+POSTGRES_STORAGE: dict[str, Any] = {
+    "custom": {
+        "module": "video_pipelines.deployment.postgres",
+        "class": "PostgresStorage",
+        "config": {"postgres_url": {"env": DATABASE_URL_ENV}},
+    }
+}
 
 
 def _run_monitoring(start_timeout: int, poll_interval: int, **more: int) -> dict[str, Any]:
@@ -62,13 +70,7 @@ def instance_config(*, postgres: bool, celery: bool = False) -> dict[str, Any]:
     """The instance settings: with `postgres`, storage from the database URL; with `celery`, the warm workers."""
     config: dict[str, Any] = {}
     if postgres:
-        config["storage"] = {
-            "custom": {
-                "module": "video_pipelines.deployment.postgres",
-                "class": "PostgresStorage",
-                "config": {"postgres_url": {"env": DATABASE_URL_ENV}},
-            }
-        }
+        config["storage"] = POSTGRES_STORAGE
     if celery:
         config["run_launcher"] = {
             "module": "video_pipelines.orchestration.workers.celery_launcher",

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -34,12 +35,19 @@ UI_URL_ENV = "VIDEO_PIPELINES_UI_URL"
 
 @dataclass
 class Deployment:
-    """The Dagster instance and submission store a client talks to; `created`: a new, empty instance."""
+    """The submission store and Dagster instance a client talks to; `created`: a new, empty instance. The
+    instance is opened at its first use: a submit needs only the store, and opening one costs seconds."""
 
-    instance: dg.DagsterInstance
     store: SubmissionStore
     home: Path
     created: bool = False
+    _closing: ExitStack = field(default_factory=ExitStack, repr=False)
+
+    @cached_property
+    def instance(self) -> dg.DagsterInstance:
+        import dagster as dg
+
+        return self._closing.enter_context(dg.DagsterInstance.get())
 
     @property
     def where(self) -> str:
@@ -48,15 +56,20 @@ class Deployment:
         return describe_instance(self.home)
 
     def daemon_problem(self) -> str | None:
-        """Why no daemon would launch this deployment's submissions, as `/health` sees it; None when one beats."""
-        from video_pipelines.api.health import CheckFailed, check_daemon
-        from video_pipelines.api.settings import ApiSettings
+        """Why no daemon would launch this deployment's submissions; None when they beat. Read from the run
+        storage when its place is known, else asked of Dagster as `/health` does."""
+        from video_pipelines.deployment.daemons import (
+            DAEMON_MAX_AGE_SECONDS,
+            LAUNCHING_DAEMONS,
+            read_heartbeats,
+            stale_daemons,
+        )
 
-        try:
-            check_daemon(self.instance, ApiSettings.daemon_max_age_seconds)
-        except CheckFailed as exc:
-            return str(exc)
-        return None
+        beats = read_heartbeats(self.home, self.store)
+        if beats is None:
+            beats = {kind: beat.timestamp for kind, beat in self.instance.get_daemon_heartbeats().items()}
+        stale = stale_daemons(beats, LAUNCHING_DAEMONS, DAEMON_MAX_AGE_SECONDS, time.time())
+        return f"is dagster-daemon running? {', '.join(stale)}" if stale else None
 
     @property
     def records(self) -> DagsterRunRecords:
@@ -154,8 +167,8 @@ Target: TypeAlias = "Deployment | ApiClient"
 @contextmanager
 def deployment(*, create: bool = True) -> Iterator[Deployment]:
     """The deployment of the environment; without `create`, a missing instance is a UsageError."""
-    from video_pipelines.deployment.connection import open_deployment
-    from video_pipelines.deployment.instance import dagster_home_path, is_new_instance
+    from video_pipelines.deployment.instance import dagster_home_path, is_new_instance, prepare_dagster_home
+    from video_pipelines.submissions.store import SubmissionStore
 
     home = dagster_home_path()
     created = is_new_instance(home)
@@ -164,8 +177,8 @@ def deployment(*, create: bool = True) -> Iterator[Deployment]:
             f"no Dagster instance at {home}: set DAGSTER_HOME to the deployment's instance folder "
             f"(or {API_URL_ENV} and {API_KEY_ENV} to use its HTTP API)"
         )
-    with open_deployment(home) as (instance, store):
-        yield Deployment(instance, store, home, created)
+    with SubmissionStore.from_env(prepare_dagster_home(home)) as store, ExitStack() as closing:
+        yield Deployment(store, home, created, closing)
 
 
 @contextmanager
