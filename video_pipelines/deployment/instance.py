@@ -133,13 +133,15 @@ def prepare_dagster_home(home: Path | None = None) -> Path:
     chosen = home.resolve() if home is not None else dagster_home_path()
     chosen.mkdir(parents=True, exist_ok=True)
     config_file = chosen / "dagster.yaml"
-    if not config_file.exists() or config_file.read_text().startswith(_GENERATED_MARK):
+    written = config_file.read_text() if config_file.exists() else None
+    if written is None or written.startswith(_GENERATED_MARK):
         text = render_instance_yaml(
             postgres=bool(os.environ.get(DATABASE_URL_ENV)), celery=bool(os.environ.get(BROKER_URL_ENV))
         )
         if not text.startswith(_GENERATED_MARK):
             text = f"{_GENERATED_MARK} from the production settings.\n{text}"
-        config_file.write_text(text)
+        if text != written:  # every command prepares the folder: rewrite it only when the settings changed
+            config_file.write_text(text)
     os.environ["DAGSTER_HOME"] = str(chosen)
     return chosen
 

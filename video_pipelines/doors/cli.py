@@ -63,7 +63,7 @@ def _validate(args: argparse.Namespace) -> int:
                 admission = _with_earlier_results(admission, store, args.tenant)
     report = validation_report(admission, PricingTable.from_env())
     if args.json:
-        print(json.dumps(report, indent=2))
+        _print_json(report)
     else:
         _print_validation(report)
     return 0
@@ -122,8 +122,6 @@ def _submit(args: argparse.Namespace) -> int:
 
     plan = _read_plan(args.plan)
     with client.connect(create=True) as target:
-        if isinstance(target, client.Deployment) and target.created:
-            _warn_new_instance(target.home)
         options = client.SubmitOptions(
             base_execution_id=args.base_execution_id,
             webhook_url=args.webhook_url,
@@ -132,6 +130,8 @@ def _submit(args: argparse.Namespace) -> int:
             idempotency_key=args.idempotency_key,
         )
         execution_id = client.submit(plan, options, target=target)
+        if isinstance(target, client.Deployment) and target.created:  # by this submission, validated first
+            _warn_new_instance(target.home)
         # Over the API, its /health says whether its daemon runs; locally nothing else would tell.
         if isinstance(target, client.Deployment) and target.daemon_problem() is not None:
             _warn(

@@ -35,18 +35,28 @@ UI_URL_ENV = "VIDEO_PIPELINES_UI_URL"
 
 @dataclass
 class Deployment:
-    """The submission store and Dagster instance a client talks to; `created`: a new, empty instance. The
-    instance is opened at its first use: a submit needs only the store, and opening one costs seconds."""
+    """The submission store and Dagster instance of the instance folder `home`, each opened at its first use (a
+    submit needs only the store, and opening an instance costs seconds); `created`: `home` holds no instance yet,
+    and the store's first use makes one, so a plan refused before it leaves no folder behind."""
 
-    store: SubmissionStore
     home: Path
     created: bool = False
     _closing: ExitStack = field(default_factory=ExitStack, repr=False)
 
     @cached_property
+    def store(self) -> SubmissionStore:
+        from video_pipelines.deployment.instance import prepare_dagster_home
+        from video_pipelines.submissions.store import SubmissionStore
+
+        return self._closing.enter_context(SubmissionStore.from_env(prepare_dagster_home(self.home)))
+
+    @cached_property
     def instance(self) -> dg.DagsterInstance:
         import dagster as dg
 
+        from video_pipelines.deployment.instance import prepare_dagster_home
+
+        prepare_dagster_home(self.home)  # exports DAGSTER_HOME, which the instance reads
         return self._closing.enter_context(dg.DagsterInstance.get())
 
     @property
@@ -167,8 +177,7 @@ Target: TypeAlias = "Deployment | ApiClient"
 @contextmanager
 def deployment(*, create: bool = True) -> Iterator[Deployment]:
     """The deployment of the environment; without `create`, a missing instance is a UsageError."""
-    from video_pipelines.deployment.instance import dagster_home_path, is_new_instance, prepare_dagster_home
-    from video_pipelines.submissions.store import SubmissionStore
+    from video_pipelines.deployment.instance import dagster_home_path, is_new_instance
 
     home = dagster_home_path()
     created = is_new_instance(home)
@@ -177,8 +186,8 @@ def deployment(*, create: bool = True) -> Iterator[Deployment]:
             f"no Dagster instance at {home}: set DAGSTER_HOME to the deployment's instance folder "
             f"(or {API_URL_ENV} and {API_KEY_ENV} to use its HTTP API)"
         )
-    with SubmissionStore.from_env(prepare_dagster_home(home)) as store, ExitStack() as closing:
-        yield Deployment(store, home, created, closing)
+    with ExitStack() as closing:
+        yield Deployment(home, created, closing)
 
 
 @contextmanager
