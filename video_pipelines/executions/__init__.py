@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from video_pipelines.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from video_pipelines.executions.attempts import cancel_requested as cancel_requested
@@ -56,62 +57,54 @@ if TYPE_CHECKING:
     from video_pipelines.executions.tenancy import retry_for as retry_for
     from video_pipelines.executions.tenancy import status_for as status_for
 
-# Each name's module, imported at the first use of one of its names: a `submit` needs admission, not costs or logs.
-_HOMES = {
-    "cancel_requested": "attempts",
-    "OPERATOR": "lifecycle",
-    "Admission": "lifecycle",
-    "BaseReadiness": "lifecycle",
-    "Caller": "lifecycle",
-    "admit": "lifecycle",
-    "cancel": "lifecycle",
-    "retry": "lifecycle",
-    "stop_run": "lifecycle",
-    "submit": "lifecycle",
-    "validation_report": "lifecycle",
-    "EndedRunScan": "notifications",
-    "WebhookTarget": "notifications",
-    "deliver": "notifications",
-    "delivery_record": "notifications",
-    "delivery_report": "notifications",
-    "enqueue_progress_events": "notifications",
-    "enqueue_recently_ended": "notifications",
-    "enqueue_running_events": "notifications",
-    "enqueue_webhook": "notifications",
-    "node_payload": "notifications",
-    "redeliver": "notifications",
-    "secret_lookup": "notifications",
-    "started_payload": "notifications",
-    "webhook_payload": "notifications",
-    "webhook_target": "notifications",
-    "record_end": "outcomes",
-    "record_end_quietly": "outcomes",
-    "record_run_end": "outcomes",
-    "record_start": "outcomes",
-    "sweep_submission_ends": "outcomes",
-    "BASE_EXECUTION_ID_TAG": "records",
-    "EXECUTION_ID_TAG": "records",
-    "MAX_RUNTIME_TAG": "records",
-    "TENANT_TAG": "records",
-    "TRACEPARENT_TAG": "records",
-    "NodeRecord": "records",
-    "RunRecords": "records",
-    "RunState": "records",
-    "RunView": "records",
-    "deadline_tags": "records",
-    "ExecutionStatus": "status",
-    "NodeStatus": "status",
-    "execution_status": "status",
-    "cancel_for": "tenancy",
-    "list_executions": "tenancy",
-    "require_visible": "tenancy",
-    "retry_for": "tenancy",
-    "status_for": "tenancy",
+# Each module's names, the module imported at the first use of one: a `submit` needs admission, not costs or logs.
+_EXPORTS = {
+    "attempts": ("cancel_requested",),
+    "lifecycle": (
+        "OPERATOR",
+        "Admission",
+        "BaseReadiness",
+        "Caller",
+        "admit",
+        "cancel",
+        "retry",
+        "stop_run",
+        "submit",
+        "validation_report",
+    ),
+    "notifications": (
+        "EndedRunScan",
+        "WebhookTarget",
+        "deliver",
+        "delivery_record",
+        "delivery_report",
+        "enqueue_progress_events",
+        "enqueue_recently_ended",
+        "enqueue_running_events",
+        "enqueue_webhook",
+        "node_payload",
+        "redeliver",
+        "secret_lookup",
+        "started_payload",
+        "webhook_payload",
+        "webhook_target",
+    ),
+    "outcomes": ("record_end", "record_end_quietly", "record_run_end", "record_start", "sweep_submission_ends"),
+    "records": (
+        "BASE_EXECUTION_ID_TAG",
+        "EXECUTION_ID_TAG",
+        "MAX_RUNTIME_TAG",
+        "TENANT_TAG",
+        "TRACEPARENT_TAG",
+        "NodeRecord",
+        "RunRecords",
+        "RunState",
+        "RunView",
+        "deadline_tags",
+    ),
+    "status": ("ExecutionStatus", "NodeStatus", "execution_status"),
+    "tenancy": ("cancel_for", "list_executions", "require_visible", "retry_for", "status_for"),
 }
 
-if not TYPE_CHECKING:  # mypy reads the imports above; a typo stays an error
-
-    def __getattr__(name: str) -> object:
-        if name not in _HOMES:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+if not TYPE_CHECKING:  # mypy reads the imports above: a name that does not exist stays an error
+    __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -3,8 +3,9 @@ we send them, JSON as JavaScript writes it (`js_json`)."""
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from video_pipelines.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from video_pipelines.net.fetch import atomic_file as atomic_file
@@ -20,25 +21,12 @@ if TYPE_CHECKING:
     from video_pipelines.net.js_json import js_json as js_json
     from video_pipelines.net.js_json import js_json_bytes as js_json_bytes
 
-# Each name's module, imported at the first use of one of its names: the guard alone needs no HTTP client.
-_HOMES = {
-    "atomic_file": "fetch",
-    "certificate_error": "fetch",
-    "fetch_to_file": "fetch",
-    "open_pinned": "fetch",
-    "shared_ssl_context": "fetch",
-    "AllowedHosts": "guard",
-    "Destination": "guard",
-    "parse_allowed_hosts": "guard",
-    "redact_url": "guard",
-    "resolve_destination": "guard",
-    "js_json": "js_json",
-    "js_json_bytes": "js_json",
+# Each module's names, the module imported at the first use of one: the guard alone needs no HTTP client.
+_EXPORTS = {
+    "fetch": ("atomic_file", "certificate_error", "fetch_to_file", "open_pinned", "shared_ssl_context"),
+    "guard": ("AllowedHosts", "Destination", "parse_allowed_hosts", "redact_url", "resolve_destination"),
+    "js_json": ("js_json", "js_json_bytes"),
 }
 
-if not TYPE_CHECKING:  # mypy reads the imports above; a typo stays an error
-
-    def __getattr__(name: str) -> object:
-        if name not in _HOMES:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+if not TYPE_CHECKING:  # mypy reads the imports above: a name that does not exist stays an error
+    __getattr__ = lazy_exports(__name__, _EXPORTS)

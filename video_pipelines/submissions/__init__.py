@@ -3,8 +3,9 @@ node results, outcomes. Plain Python: no Dagster import."""
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from video_pipelines.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from video_pipelines.submissions.api_keys import ApiKeys as ApiKeys
@@ -31,36 +32,23 @@ if TYPE_CHECKING:
     from video_pipelines.submissions.waits import ProviderWaits as ProviderWaits
     from video_pipelines.submissions.waits import WaitState as WaitState
 
-# Each name's module, imported at the first use of one of its names: a `submit` opens the store only.
-_HOMES = {
-    "ApiKeys": "api_keys",
-    "check_tenant": "api_keys",
-    "AttemptReason": "attempts",
-    "AttemptState": "attempts",
-    "AttemptStore": "attempts",
-    "ExecutionOutcomes": "attempts",
-    "OutcomeTally": "attempts",
-    "RunAttempt": "attempts",
-    "CachedNode": "node_results",
-    "NodeClaim": "node_results",
-    "NodeResultIndex": "node_results",
-    "DEFAULT_TENANT": "schema",
-    "SCHEMA_VERSION": "schema",
-    "KEY_FILE_NAME": "store",
-    "SECRET_KEY_ENV": "store",
-    "Submission": "store",
-    "SubmissionState": "store",
-    "SubmissionStore": "store",
-    "execution_created_at": "store",
-    "new_execution_id": "store",
-    "ProviderWait": "waits",
-    "ProviderWaits": "waits",
-    "WaitState": "waits",
+# Each module's names, the module imported at the first use of one: a `submit` opens the store only.
+_EXPORTS = {
+    "api_keys": ("ApiKeys", "check_tenant"),
+    "attempts": ("AttemptReason", "AttemptState", "AttemptStore", "ExecutionOutcomes", "OutcomeTally", "RunAttempt"),
+    "node_results": ("CachedNode", "NodeClaim", "NodeResultIndex"),
+    "schema": ("DEFAULT_TENANT", "SCHEMA_VERSION"),
+    "store": (
+        "KEY_FILE_NAME",
+        "SECRET_KEY_ENV",
+        "Submission",
+        "SubmissionState",
+        "SubmissionStore",
+        "execution_created_at",
+        "new_execution_id",
+    ),
+    "waits": ("ProviderWait", "ProviderWaits", "WaitState"),
 }
 
-if not TYPE_CHECKING:  # mypy reads the imports above; a typo stays an error
-
-    def __getattr__(name: str) -> object:
-        if name not in _HOMES:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+if not TYPE_CHECKING:  # mypy reads the imports above: a name that does not exist stays an error
+    __getattr__ = lazy_exports(__name__, _EXPORTS)

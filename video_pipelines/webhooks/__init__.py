@@ -3,8 +3,9 @@ in `orchestration`."""
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from video_pipelines.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from video_pipelines.webhooks.outbox import ENV_SOURCE_PREFIX as ENV_SOURCE_PREFIX
@@ -23,28 +24,23 @@ if TYPE_CHECKING:
     from video_pipelines.webhooks.sender import signature_headers as signature_headers
     from video_pipelines.webhooks.sender import unsigned_headers as unsigned_headers
 
-# Each name's module, imported at the first use of one of its names: the outbox alone needs no HTTP client.
-_HOMES = {
-    "ENV_SOURCE_PREFIX": "outbox",
-    "RETRY_DELAYS_ENV": "outbox",
-    "SUBMISSION_SOURCE": "outbox",
-    "AttemptOutcome": "outbox",
-    "Delivery": "outbox",
-    "DeliveryOutbox": "outbox",
-    "DeliveryState": "outbox",
-    "RetrySchedule": "outbox",
-    "encode_payload": "outbox",
-    "execution_of_webhook": "outbox",
-    "webhook_id_for": "outbox",
-    "deliver_due": "sender",
-    "send_once": "sender",
-    "signature_headers": "sender",
-    "unsigned_headers": "sender",
+# Each module's names, the module imported at the first use of one: the outbox alone needs no HTTP client.
+_EXPORTS = {
+    "outbox": (
+        "ENV_SOURCE_PREFIX",
+        "RETRY_DELAYS_ENV",
+        "SUBMISSION_SOURCE",
+        "AttemptOutcome",
+        "Delivery",
+        "DeliveryOutbox",
+        "DeliveryState",
+        "RetrySchedule",
+        "encode_payload",
+        "execution_of_webhook",
+        "webhook_id_for",
+    ),
+    "sender": ("deliver_due", "send_once", "signature_headers", "unsigned_headers"),
 }
 
-if not TYPE_CHECKING:  # mypy reads the imports above; a typo stays an error
-
-    def __getattr__(name: str) -> object:
-        if name not in _HOMES:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+if not TYPE_CHECKING:  # mypy reads the imports above: a name that does not exist stays an error
+    __getattr__ = lazy_exports(__name__, _EXPORTS)
