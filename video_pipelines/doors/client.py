@@ -91,7 +91,12 @@ class Deployment:
     def submit(self, plan: Mapping[str, Any], options: SubmitOptions = NO_OPTIONS) -> str:
         from video_pipelines import executions
 
-        admission = executions.admit(options.apply(plan), self.records, self.store)
+        wire = options.apply(plan)
+        # Admitted before the store or Dagster is opened: a refused plan leaves no folder, and a plan without a
+        # base (the base is looked up in the runs) is submitted without importing Dagster.
+        admission = executions.admit(wire)
+        if admission.base.readiness is executions.BaseReadiness.UNCHECKED:
+            admission = executions.admit(wire, self.records, self.store)
         return executions.submit(admission, self.store, idempotency_key=options.idempotency_key)
 
     def status(self, execution_id: str) -> dict[str, Any]:
