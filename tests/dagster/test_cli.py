@@ -259,3 +259,31 @@ def test_instance_messages_never_show_the_database_password(monkeypatch: pytest.
     where = describe_instance(tmp_path)
     assert where == f"the instance at {tmp_path} (database postgresql://db.example:5432/vp)"
     assert "s3cret" not in where
+
+
+def test_an_invalid_submit_leaves_nothing_behind(tmp_path: Path) -> None:
+    (tmp_path / "plan.json").write_text('{"jobs": [{"id": "a", "operation": "nope"}]}')
+    done = cli("submit", "plan.json", cwd=tmp_path, env=local_env())
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("invalid plan:\n  a.type: unknown operation 'nope'")
+    assert [path.name for path in tmp_path.iterdir()] == ["plan.json"]  # no .dagster_home
+
+
+def test_every_json_answer_is_one_document_and_a_final_newline(tmp_path: Path) -> None:
+    env = local_env(DAGSTER_HOME=str(tmp_path / "home"))
+    plan = str(EXAMPLES / "product_demo.json")
+    for args in (
+        ["api-keys", "create", "--name", "ci"],
+        ["api-keys", "list"],
+        ["validate", "--json", plan],
+        ["submit", plan],
+    ):
+        done = cli(*args, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.endswith("\n") and not done.stdout.endswith("\n\n"), args
+        json.loads(done.stdout)
+    execution_id = json.loads(done.stdout)["executionId"]
+    for args in (["status", execution_id], ["cancel", execution_id], ["deliveries", execution_id]):
+        done = cli(*args, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.endswith(("}\n", "]\n")), args

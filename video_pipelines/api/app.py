@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -9,10 +10,13 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import fastapi_offline
 import uvicorn
 from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic.json_schema import models_json_schema
 
 from video_pipelines.api.models import BulkRetryRequest, LogPage, NodeEvent
@@ -119,6 +123,46 @@ def _trace_requests(app: FastAPI) -> None:
     )
 
 
+# Swagger UI's and ReDoc's scripts, styles and icon as the `fastapi-offline` wheel ships them: the docs pages load
+# nothing from a CDN, so they work on a machine without internet.
+DOCS_ASSETS_URL = "/docs-assets"
+_DOCS_ASSETS = importlib.resources.files(fastapi_offline) / "static"
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc, FastAPI's pages with every asset served by the API itself."""
+    assert app.openapi_url is not None and app.swagger_ui_oauth2_redirect_url is not None
+    openapi_url, redirect_url = app.openapi_url, app.swagger_ui_oauth2_redirect_url
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=str(_DOCS_ASSETS)), name="docs-assets")
+    icon = f"{DOCS_ASSETS_URL}/favicon.png"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=redirect_url,
+            swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=icon,
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    @app.get(redirect_url, include_in_schema=False)
+    def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=icon,
+            with_google_fonts=False,
+        )
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     """The API over the environment's deployment: its store and Dagster instance are opened at start-up."""
 
@@ -137,7 +181,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         # operationId is the route's name (submit, status, events, ...): the method names of a generated client.
         generate_unique_id_function=lambda route: route.name,
         default_response_class=JavaScriptJSONResponse,
+        docs_url=None,  # _serve_docs: the pages without a CDN
+        redoc_url=None,
     )
+    _serve_docs(app)
     install_problem_handlers(app)
     app.include_router(router)
     app.include_router(views)

@@ -14,6 +14,7 @@ import anyio
 import dagster as dg
 import sqlalchemy as sa
 
+from video_pipelines.deployment.daemons import stale_daemons
 from video_pipelines.storage import ArtifactStore
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.submissions.breakers import BreakerSettings, ProviderCircuits
@@ -42,15 +43,9 @@ def open_circuits(store: SubmissionStore) -> dict[str, str]:
 
 def check_daemon(instance: dg.DagsterInstance, max_age_seconds: float, now: float | None = None) -> None:
     """Raise CheckFailed naming each required daemon without a recent heartbeat."""
-    moment = time.time() if now is None else now
-    heartbeats = instance.get_daemon_heartbeats()
-    stale: list[str] = []
-    for daemon_type in instance.get_required_daemon_types():
-        beat = heartbeats.get(daemon_type)
-        if beat is None:
-            stale.append(f"{daemon_type} (no heartbeat)")
-        elif moment - beat.timestamp > max_age_seconds:
-            stale.append(f"{daemon_type} (last heartbeat {moment - beat.timestamp:.0f} s ago)")
+    beats = {kind: beat.timestamp for kind, beat in instance.get_daemon_heartbeats().items()}
+    required = instance.get_required_daemon_types()
+    stale = stale_daemons(beats, required, max_age_seconds, time.time() if now is None else now)
     if stale:
         raise CheckFailed(f"is dagster-daemon running? {', '.join(stale)}")
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from video_pipelines.deployment.daemons import DAEMON_MAX_AGE_SECONDS
 from video_pipelines.errors import UsageError, VideoPipelineError
 from video_pipelines.net.guard import AllowedHosts
 
@@ -105,8 +106,7 @@ class ApiSettings:
     rate_limit: RateLimit | None = None
     events_poll_seconds: float = 1.0
     events_keepalive_seconds: float = 15.0
-    # Dagster's daemons beat every 30 s: two missed beats and the daemon is down.
-    daemon_max_age_seconds: float = 60.0
+    daemon_max_age_seconds: float = DAEMON_MAX_AGE_SECONDS
     # Each /health check gets this long; a check that takes longer counts as down.
     health_timeout_seconds: float = 5.0
     allowed_hosts: AllowedHosts = field(default_factory=AllowedHosts)

@@ -20,6 +20,14 @@ from video_pipelines.net import redact_url
 from video_pipelines.submissions.database_url import DATABASE_URL_ENV, DEFAULT_HOME
 
 _GENERATED_MARK = "# Written by video-pipelines"
+# Dagster's tables in the database of the submission store (see postgres.py).
+POSTGRES_STORAGE: dict[str, Any] = {
+    "custom": {
+        "module": "video_pipelines.deployment.postgres",
+        "class": "PostgresStorage",
+        "config": {"postgres_url": {"env": DATABASE_URL_ENV}},
+    }
+}
 
 
 def _run_monitoring(start_timeout: int, poll_interval: int, **more: int) -> dict[str, Any]:
@@ -62,13 +70,7 @@ def instance_config(*, postgres: bool, celery: bool = False) -> dict[str, Any]:
     """The instance settings: with `postgres`, storage from the database URL; with `celery`, the warm workers."""
     config: dict[str, Any] = {}
     if postgres:
-        config["storage"] = {
-            "custom": {
-                "module": "video_pipelines.deployment.postgres",
-                "class": "PostgresStorage",
-                "config": {"postgres_url": {"env": DATABASE_URL_ENV}},
-            }
-        }
+        config["storage"] = POSTGRES_STORAGE
     if celery:
         config["run_launcher"] = {
             "module": "video_pipelines.orchestration.workers.celery_launcher",
@@ -131,13 +133,15 @@ def prepare_dagster_home(home: Path | None = None) -> Path:
     chosen = home.resolve() if home is not None else dagster_home_path()
     chosen.mkdir(parents=True, exist_ok=True)
     config_file = chosen / "dagster.yaml"
-    if not config_file.exists() or config_file.read_text().startswith(_GENERATED_MARK):
+    written = config_file.read_text() if config_file.exists() else None
+    if written is None or written.startswith(_GENERATED_MARK):
         text = render_instance_yaml(
             postgres=bool(os.environ.get(DATABASE_URL_ENV)), celery=bool(os.environ.get(BROKER_URL_ENV))
         )
         if not text.startswith(_GENERATED_MARK):
             text = f"{_GENERATED_MARK} from the production settings.\n{text}"
-        config_file.write_text(text)
+        if text != written:  # every command prepares the folder: rewrite it only when the settings changed
+            config_file.write_text(text)
     os.environ["DAGSTER_HOME"] = str(chosen)
     return chosen
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -31,12 +32,29 @@ T = TypeVar("T")
 
 @dataclass
 class Deployment:
-    """The Dagster instance and submission store a client talks to; `created`: a new, empty instance."""
+    """The submission store and Dagster instance of the instance folder `home`, each opened at its first use (a
+    submit needs only the store, and opening an instance costs seconds); `created`: `home` holds no instance yet,
+    and the store's first use makes one, so a plan refused before it leaves no folder behind."""
 
-    instance: dg.DagsterInstance
-    store: SubmissionStore
     home: Path
     created: bool = False
+    _closing: ExitStack = field(default_factory=ExitStack, repr=False)
+
+    @cached_property
+    def store(self) -> SubmissionStore:
+        from video_pipelines.deployment.instance import prepare_dagster_home
+        from video_pipelines.submissions.store import SubmissionStore
+
+        return self._closing.enter_context(SubmissionStore.from_env(prepare_dagster_home(self.home)))
+
+    @cached_property
+    def instance(self) -> dg.DagsterInstance:
+        import dagster as dg
+
+        from video_pipelines.deployment.instance import prepare_dagster_home
+
+        prepare_dagster_home(self.home)  # exports DAGSTER_HOME, which the instance reads
+        return self._closing.enter_context(dg.DagsterInstance.get())
 
     @property
     def where(self) -> str:
@@ -45,15 +63,20 @@ class Deployment:
         return describe_instance(self.home)
 
     def daemon_problem(self) -> str | None:
-        """Why no daemon would launch this deployment's submissions, as `/health` sees it; None when one beats."""
-        from video_pipelines.api.health import CheckFailed, check_daemon
-        from video_pipelines.api.settings import ApiSettings
+        """Why no daemon would launch this deployment's submissions; None when they beat. Read from the run
+        storage when its place is known, else asked of Dagster as `/health` does."""
+        from video_pipelines.deployment.daemons import (
+            DAEMON_MAX_AGE_SECONDS,
+            LAUNCHING_DAEMONS,
+            read_heartbeats,
+            stale_daemons,
+        )
 
-        try:
-            check_daemon(self.instance, ApiSettings.daemon_max_age_seconds)
-        except CheckFailed as exc:
-            return str(exc)
-        return None
+        beats = read_heartbeats(self.home, self.store)
+        if beats is None:
+            beats = {kind: beat.timestamp for kind, beat in self.instance.get_daemon_heartbeats().items()}
+        stale = stale_daemons(beats, LAUNCHING_DAEMONS, DAEMON_MAX_AGE_SECONDS, time.time())
+        return f"is dagster-daemon running? {', '.join(stale)}" if stale else None
 
     @property
     def records(self) -> DagsterRunRecords:
@@ -65,7 +88,12 @@ class Deployment:
     def submit(self, plan: Mapping[str, Any], options: SubmitOptions = NO_OPTIONS) -> str:
         from video_pipelines import executions
 
-        admission = executions.admit(options.apply(plan), self.records, self.store)
+        wire = options.apply(plan)
+        # Admitted before the store or Dagster is opened: a refused plan leaves no folder, and a plan without a
+        # base (the base is looked up in the runs) is submitted without importing Dagster.
+        admission = executions.admit(wire)
+        if admission.base.readiness is executions.BaseReadiness.UNCHECKED:
+            admission = executions.admit(wire, self.records, self.store)
         return executions.submit(admission, self.store, idempotency_key=options.idempotency_key)
 
     def status(self, execution_id: str) -> dict[str, Any]:
@@ -151,7 +179,6 @@ Target: TypeAlias = "Deployment | ApiClient"
 @contextmanager
 def deployment(*, create: bool = True) -> Iterator[Deployment]:
     """The deployment of the environment; without `create`, a missing instance is a UsageError."""
-    from video_pipelines.deployment.connection import open_deployment
     from video_pipelines.deployment.instance import dagster_home_path, is_new_instance
 
     home = dagster_home_path()
@@ -161,8 +188,8 @@ def deployment(*, create: bool = True) -> Iterator[Deployment]:
             f"no Dagster instance at {home}: set DAGSTER_HOME to the deployment's instance folder "
             f"(or {API_URL_ENV} and {API_KEY_ENV} to use its HTTP API)"
         )
-    with open_deployment(home) as (instance, store):
-        yield Deployment(instance, store, home, created)
+    with ExitStack() as closing:
+        yield Deployment(home, created, closing)
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import dagster as dg
 from dagster._check import is_dict
@@ -18,7 +18,6 @@ from video_pipelines.executions.logs import LogLine, RunLogLine, level_name
 from video_pipelines.executions.records import LOST_WORKER_TAG, NodeCheck
 from video_pipelines.orchestration.job.config import EXAMPLE_PLAN
 from video_pipelines.orchestration.job.state import step_key
-from video_pipelines.orchestration.workers.celery_launcher import VideoCeleryRunLauncher
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.vocabulary import NodeState
 
@@ -76,6 +75,14 @@ def run_view(run: dg.DagsterRun, record: dg.RunRecord | None = None) -> RunView:
         started_at=record.start_time if record is not None else None,
         ended_at=record.end_time if record is not None else None,
     )
+
+
+@runtime_checkable
+class CancelsQueued(Protocol):
+    """A run launcher that can cancel a run no worker took yet (`VideoCeleryRunLauncher`; named by what it does,
+    so reading a run's records never imports Celery)."""
+
+    def cancel_queued(self, run_id: str) -> bool: ...
 
 
 class DagsterRunRecords:
@@ -252,4 +259,4 @@ class DagsterRunRecords:
     def cancel_unbegun(self, run_id: str) -> bool:
         # DefaultRunLauncher has no such cancel: terminating a run its process has not begun fails it.
         launcher = self.instance.run_launcher
-        return isinstance(launcher, VideoCeleryRunLauncher) and launcher.cancel_queued(run_id)
+        return isinstance(launcher, CancelsQueued) and launcher.cancel_queued(run_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from video_pipelines.lazy import lazy_exports
 from video_pipelines.storage.base import ArtifactStore as ArtifactStore
 from video_pipelines.storage.base import StoredArtifact as StoredArtifact
 from video_pipelines.storage.digest import file_sha256 as file_sha256
@@ -17,10 +18,5 @@ if TYPE_CHECKING:
     from video_pipelines.storage.s3 import S3ArtifactStore as S3ArtifactStore
 
 
-def __getattr__(name: str) -> object:
-    # S3ArtifactStore is loaded on first use: boto3 costs a quarter second of start-up.
-    if name == "S3ArtifactStore":
-        from video_pipelines.storage.s3 import S3ArtifactStore
-
-        return S3ArtifactStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if not TYPE_CHECKING:  # S3ArtifactStore is loaded on first use: boto3 costs a quarter second of start-up.
+    __getattr__ = lazy_exports(__name__, {"s3": ("S3ArtifactStore",)})

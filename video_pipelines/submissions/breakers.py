@@ -21,11 +21,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from video_pipelines.errors import UsageError
 from video_pipelines.providers.context import Admission
-from video_pipelines.submissions.rows import Rows, moment, record
+from video_pipelines.submissions.rows import Rows, insert_into, moment, record
 from video_pipelines.submissions.schema import provider_circuits
 from video_pipelines.submissions.store import SubmissionStore
 
@@ -187,9 +186,7 @@ class ProviderCircuits:
         this = _C.provider == provider
         try:
             with self._rows.engine.begin() as connection:
-                insert = (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(
-                    provider_circuits
-                ).values(first)
+                insert = insert_into(provider_circuits, connection.dialect.name).values(first)
                 connection.execute(
                     insert.on_conflict_do_update(
                         index_elements=[_C.provider], set_={"failures": _C.failures + 1, "updated_at": now}

@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from video_pipelines.errors import SubmissionStoreError
 from video_pipelines.providers.context import reporting_provider_errors
+from video_pipelines.submissions.rows import insert_into
 from video_pipelines.submissions.schema import counters
 from video_pipelines.submissions.store import SubmissionStore
 
@@ -107,7 +107,7 @@ def histogram_rows(histogram: str, labels: Mapping[str, str], value: float, buck
 
 def _upsert(dialect: str, values: list[dict[str, object]]) -> sa.Executable:
     """INSERT the rows; a row already there gets the new value added to its own."""
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(counters).values(values)
+    insert = insert_into(counters, dialect).values(values)
     added = {"value": counters.c.value + insert.excluded.value}
     return insert.on_conflict_do_update(index_elements=[counters.c.metric, counters.c.labels], set_=added)
 

@@ -19,10 +19,9 @@ from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from video_pipelines.errors import SubmissionStoreError
-from video_pipelines.submissions.rows import Rows, moment, record
+from video_pipelines.submissions.rows import Rows, insert_into, moment, record
 from video_pipelines.submissions.schema import node_claims, node_results
 from video_pipelines.submissions.store import SubmissionStore
 
@@ -131,7 +130,7 @@ def _held_by(tenant: str, lineage: str, run_id: str, node_id: str) -> sa.ColumnE
 def _upsert(dialect: str, row: dict[str, Any]) -> sa.Insert:
     """INSERT `row` or replace an older one: ON CONFLICT, since an IntegrityError would abort PostgreSQL's
     transaction, and with it the claim's release that must commit with the result."""
-    insert = postgresql.insert(node_results) if dialect == "postgresql" else sqlite.insert(node_results)
+    insert = insert_into(node_results, dialect)
     statement = insert.values(row)
     replaced = {name: statement.excluded[name] for name in row if name not in ("tenant", "lineage")}
     return statement.on_conflict_do_update(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import sqlalchemy as sa
 
@@ -14,9 +14,11 @@ from video_pipelines.errors import SubmissionStoreError
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
+    from sqlalchemy.dialects import postgresql, sqlite
 
 R = TypeVar("R", bound="DataclassInstance")
 T = TypeVar("T")
+UpsertInsert: TypeAlias = "postgresql.Insert | sqlite.Insert"
 
 
 def moment(now: datetime | None, error: type[Exception] = SubmissionStoreError) -> datetime:
@@ -90,3 +92,15 @@ class Rows:
                 raise
             return found, False
         return made, True
+
+
+def insert_into(table: sa.Table, dialect: str) -> UpsertInsert:
+    """An INSERT into `table` that can take ON CONFLICT, in the store's dialect (PostgreSQL's or SQLite's). The
+    engine has loaded its own dialect's module already; importing both here cost every command 30 ms."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)

@@ -36,7 +36,7 @@ from video_pipelines.plan.lineage import canonical_json
 from video_pipelines.plan.overrides import NO_OPTIONS, SubmitOptions
 from video_pipelines.submissions.database_url import DATABASE_URL_ENV, DEFAULT_HOME, psycopg2_url
 from video_pipelines.submissions.rows import Rows, record
-from video_pipelines.submissions.schema import DEFAULT_TENANT, migrate, submissions
+from video_pipelines.submissions.schema import DEFAULT_TENANT, SCHEMA_VERSION, current_version, migrate, submissions
 from video_pipelines.vocabulary import Priority
 
 DATABASE_FILE_NAME = "video_pipelines.db"
@@ -361,7 +361,11 @@ class SubmissionStore:
         self.reader = self.engine.execution_options(**{_READ_ONLY_OPTION: True})
         self._rows = Rows(self.engine, self.reader)
         try:
-            migrate(self.engine)
+            # Migrated already (every open but the first): a read, without the write lock migrating takes.
+            with self.reader.connect() as connection:
+                migrated = current_version(connection) == SCHEMA_VERSION
+            if not migrated:
+                migrate(self.engine)
         except BaseException as exc:
             self.engine.dispose()
             if not isinstance(exc, sa.exc.SQLAlchemyError):
