@@ -613,7 +613,7 @@ def beat(state: ApiState, daemon_types: list[str], age_seconds: float = 0.0) -> 
 
 
 def test_json_answers_are_written_as_javascript_writes_them(api: Api) -> None:
-    """As the webhooks (net.js_json): whole numbers without '.0', what JSON.stringify gives back after JSON.parse."""
+    """As the webhooks (net.javascript): whole numbers without '.0', what JSON.stringify gives back after JSON.parse."""
     response = api.client.get("/api/costs", headers=api.key())
     assert response.status_code == 200 and response.json()["totalUsd"] == 0
     assert b'"totalUsd":0,' in response.content and response.content == js_json_bytes(response.json())

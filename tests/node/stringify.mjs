@@ -1,4 +1,4 @@
-// The reference for video_pipelines.net.js_json: reads {"bits": [16 hex digits of a float64, ...], "texts": [JSON, ...]}
+// The reference for video_pipelines.net.javascript: reads {"bits": [16 hex digits of a float64, ...], "texts": [JSON, ...]}
 // on stdin; writes {"numbers": JSON.stringify(those doubles), "texts": [JSON.stringify(JSON.parse(text)), ...]}.
 const chunks = [];
 process.stdin.on("data", (chunk) => chunks.push(chunk));

@@ -3,8 +3,10 @@ a second or more (benchmarks/bench_cli.py times the commands; a local `submit` t
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +41,12 @@ def test_a_local_submit_and_validate_open_no_dagster(tmp_path: Path, verb: str) 
     assert json.loads(answer)
     assert not modules & SERVICES, modules & SERVICES
     assert (tmp_path / ".dagster_home").is_dir() is (verb == "submit")  # validate makes no instance
+
+
+@pytest.mark.parametrize("package", ["executions", "submissions", "net", "webhooks", "storage"])
+def test_no_lazy_export_is_named_as_a_module_of_its_package(package: str) -> None:
+    """Importing `package.x` sets the package's attribute `x` to that module, hiding an export named `x`."""
+    loaded = importlib.import_module(f"video_pipelines.{package}")
+    exports = {name for names in getattr(loaded, "_EXPORTS", {}).values() for name in names}
+    modules = {module.name for module in pkgutil.iter_modules(loaded.__path__)}
+    assert not exports & modules

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from video_pipelines.net.js_json import js_json, js_json_bytes, js_number
+from video_pipelines.net.javascript import js_json, js_json_bytes, js_number
 
 from ..node import HERE, node_executable
 

@@ -96,7 +96,7 @@ class _Api(FastAPI):
 
 
 class JavaScriptJSONResponse(JSONResponse):
-    """JSON as JavaScript writes it (`net.js_json`): the form the webhooks have, and what an SDK re-serializes."""
+    """JSON as JavaScript writes it (`net.javascript`): the form the webhooks have, and what an SDK re-serializes."""
 
     def render(self, content: Any) -> bytes:
         return js_json_bytes(content)

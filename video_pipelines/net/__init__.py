@@ -18,14 +18,14 @@ if TYPE_CHECKING:
     from video_pipelines.net.guard import parse_allowed_hosts as parse_allowed_hosts
     from video_pipelines.net.guard import redact_url as redact_url
     from video_pipelines.net.guard import resolve_destination as resolve_destination
-    from video_pipelines.net.js_json import js_json as js_json
-    from video_pipelines.net.js_json import js_json_bytes as js_json_bytes
+    from video_pipelines.net.javascript import js_json as js_json
+    from video_pipelines.net.javascript import js_json_bytes as js_json_bytes
 
 # Each module's names, the module imported at the first use of one: the guard alone needs no HTTP client.
 _EXPORTS = {
     "fetch": ("atomic_file", "certificate_error", "fetch_to_file", "open_pinned", "shared_ssl_context"),
     "guard": ("AllowedHosts", "Destination", "parse_allowed_hosts", "redact_url", "resolve_destination"),
-    "js_json": ("js_json", "js_json_bytes"),
+    "javascript": ("js_json", "js_json_bytes"),
 }
 
 if not TYPE_CHECKING:  # mypy reads the imports above: a name that does not exist stays an error
