@@ -324,15 +324,9 @@ def deployment_with_workers(tmp_path: Path, database_url: str, env: dict[str, st
         yield deployment
 
 
-def in_flight(replicate: TimedReplicate, target: client.Deployment, ids: list[str]) -> Callable[[], bool]:
-    """Mid-burst: a remote prediction is being made and some executions have not started yet."""
-
-    def check() -> bool:
-        if not replicate.prompts:
-            return False
-        return any(client.status(i, target=target)["status"] == "pending" for i in ids)
-
-    return check
+def in_flight(replicate: TimedReplicate, prompts: list[str]) -> Callable[[], bool]:
+    """Mid-burst: a remote prediction of the burst is being made."""
+    return lambda: bool(set(prompts) & set(replicate.prompts.values()))
 
 
 def burst_through_fault(
@@ -343,10 +337,15 @@ def burst_through_fault(
     replicate: TimedReplicate,
     receiver: WebhookReceiver,
 ) -> None:
-    """A burst submitted, `fault` once a prediction is in flight and executions wait, then every execution checked."""
+    """Half a burst submitted; once one of its predictions is in flight, the other half, and at once `fault` (the
+    sensor launches submissions within a tick: only those just made are surely still pending); then every
+    execution checked."""
     burst = Burst(fault_name.split()[0].lower())
-    ids = [burst.submit(i, local_submitter(target), receiver) for i in range(BURST)]
-    wait_until(in_flight(replicate, target, ids), 120, "a prediction in flight, executions pending", deployment)
+    for index in range(BURST // 2):
+        burst.submit(index, local_submitter(target), receiver)
+    wait_until(in_flight(replicate, burst.remote_prompts()), 120, "a prediction of the burst in flight", deployment)
+    for index in range(BURST // 2, BURST):
+        burst.submit(index, local_submitter(target), receiver)
     fault()
     finish(
         fault_name, burst, recovered_from=time.monotonic(), deployment=deployment, replicate=replicate,
