@@ -26,7 +26,7 @@ from video_pipelines.api.routes import REF_TEMPLATE, open_state, refuse_nul, rou
 from video_pipelines.api.settings import ApiSettings
 from video_pipelines.api.views import router as views
 from video_pipelines.net import js_json_bytes
-from video_pipelines.plan.document import PlanDocument
+from video_pipelines.plan.document import PlanDocument, WebhookDocument
 from video_pipelines.plan.limits import max_nodes
 from video_pipelines.telemetry.tracing import tracing
 
@@ -80,6 +80,11 @@ class _Api(FastAPI):
             schemas.setdefault(name, schema)
         # The deployment's node limit (VIDEO_PIPELINES_MAX_NODES), as the server reads it.
         schemas[PlanDocument.__name__]["properties"]["jobs"]["maxItems"] = max_nodes()
+        # `secretEnv` names a variable of the deployment: over the API only an operator's key may (admission refuses
+        # a tenant's), so the tenants' contract leaves it out.
+        webhook = schemas[WebhookDocument.__name__]
+        webhook["properties"].pop("secretEnv")
+        webhook.pop("not")
         for operation in (op for path in document["paths"].values() for op in path.values()):
             responses = operation.get("responses", {})
             # FastAPI's own 422 for a bad parameter: here a bad parameter is a 400 problem.

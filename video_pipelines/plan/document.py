@@ -48,12 +48,25 @@ class _Document(BaseModel):
 
 
 class WebhookDocument(_Document):
-    """Where to POST the signed events of the execution. (A plan launched in the deployment may name the secret's
-    environment variable instead, `secretEnv`; over the API only an operator's key may, so it is not here.)"""
+    """Where to POST the signed events of the execution; `secret` and `secretEnv` do not go together."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["secret", "secretEnv"],
+                "properties": {"secret": {"type": "string"}, "secretEnv": {"type": "string"}},
+            }
+        }
+    )
 
     url: str = Field(pattern=HTTP_URL, examples=["https://example.com/hooks/video"])
     secret: str | None = Field(
         default=None, min_length=1, description="signs every delivery; stored encrypted, never shown"
+    )
+    secret_env: str | None = Field(
+        default=None,
+        pattern=f"^{ENV_NAME_PATTERN.pattern}$",
+        description="the name of the environment variable (of the daemon and workers) that holds the secret",
     )
     events: Annotated[list[EventName], Field(json_schema_extra=_UNIQUE)] | None = Field(
         default=None, description="events sent besides the end's, which is always sent"
