@@ -11,13 +11,8 @@ from typing import Any
 import pytest
 
 from video_pipelines.errors import StorageError
-from video_pipelines.executions.costs import (
-    DEFAULT_UNFETCHED_GRACE_SECONDS,
-    FetchRecords,
-    NodeSpend,
-    sinks_fed,
-    suggestions,
-)
+from video_pipelines.executions import costs
+from video_pipelines.executions.costs import FetchRecords, NodeSpend
 from video_pipelines.plan import parse_plan
 from video_pipelines.storage.s3 import S3ArtifactStore
 from video_pipelines.submissions import SubmissionStore
@@ -68,13 +63,13 @@ def records(*fetched: NodeSpend, **changes: Any) -> FetchRecords:
         served=(API,),
         bases=frozenset(),
         now=NOW,
-        grace_seconds=DEFAULT_UNFETCHED_GRACE_SECONDS,
+        grace_seconds=costs.DEFAULT_UNFETCHED_GRACE_SECONDS,
     )
     return replace(made, **changes)
 
 
 def never_fetched(spends: list[NodeSpend], fetches: FetchRecords) -> list[tuple[str, float, list[str]]]:
-    return [(s.kind, s.estimated_saving_usd, s.executions) for s in suggestions(spends, fetches)]
+    return [(s.kind, s.estimated_saving_usd, s.executions) for s in costs.suggestions(spends, fetches)]
 
 
 # --- the suggestion ------------------------------------------------------------------------------
@@ -82,7 +77,7 @@ def never_fetched(spends: list[NodeSpend], fetches: FetchRecords) -> list[tuple[
 
 def test_only_the_execution_whose_final_video_nobody_fetched_is_suggested_with_its_paid_work() -> None:
     fetched, unfetched = chain("exec_1"), chain("exec_2", gen=2.5, final=0.5)
-    [found] = suggestions([*fetched, *unfetched], records(fetched[1]))
+    [found] = costs.suggestions([*fetched, *unfetched], records(fetched[1]))
     assert (found.kind, found.estimated_saving_usd, found.executions) == ("neverFetched", 3.0, ["exec_2"])
     assert found.message.startswith("1 completed execution(s) of acme made 1 final video(s) that nobody has downloaded")
     assert "1 d or more after they completed: $3 of paid work" in found.message
@@ -95,7 +90,7 @@ def test_a_fetched_intermediate_video_does_not_make_its_execution_fetched() -> N
 
 def test_nothing_is_suggested_without_evidence() -> None:
     spends = chain("exec_1")
-    assert suggestions(spends) == []  # no fetch records read
+    assert costs.suggestions(spends) == []  # no fetch records read
     assert never_fetched(spends, records(since=None)) == []  # fetches are not recorded
     assert never_fetched(spends, records(since=NOW - timedelta(days=1))) == []  # it ended before recording began
     assert never_fetched(spends, records(grace_seconds=3 * 86400)) == []  # still within its grace period
@@ -121,7 +116,7 @@ def test_with_several_final_videos_only_the_work_that_went_into_unfetched_ones_a
         node("exec_1", "french", cost=1.5, sinks=("french",)),
     ]
     assert never_fetched(spends, records(spends[1])) == [("neverFetched", 1.5, ["exec_1"])]
-    [found] = suggestions(spends, records())
+    [found] = costs.suggestions(spends, records())
     assert found.estimated_saving_usd == 4.5 and "made 2 final video(s)" in found.message
 
 
@@ -159,7 +154,7 @@ def test_each_node_knows_the_final_outputs_its_video_goes_into() -> None:
             ]
         }
     )
-    assert sinks_fed(plan) == {
+    assert costs.sinks_fed(plan) == {
         "a": ("es", "fr"), "b": ("es", "fr"), "m": ("es", "fr"), "es": ("es",), "fr": ("fr",), "alone": ("alone",)
     }  # fmt: skip
 

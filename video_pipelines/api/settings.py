@@ -86,7 +86,9 @@ class TokenBuckets:
             return None if taken else max(1, math.ceil((1.0 - tokens) / self.limit.per_second))
 
 
-def _number(environ: Mapping[str, str], name: str, default: float, *, integer: bool = False) -> float:
+def _number(
+    environ: Mapping[str, str], name: str, default: float, *, integer: bool = False, zero: bool = False
+) -> float:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
@@ -94,22 +96,9 @@ def _number(environ: Mapping[str, str], name: str, default: float, *, integer: b
         value = int(raw) if integer else float(raw)
     except ValueError:
         value = -1
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
         kind = "a whole number" if integer else "a number"
-        raise UsageError(f"{name} must be {kind} greater than 0, got {raw!r}")
-    return value
-
-
-def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not math.isfinite(value) or value < 0:
-        raise UsageError(f"{name} must be a number of seconds, 0 or more, got {raw!r}")
+        raise UsageError(f"{name} must be {kind} {'0 or more' if zero else 'greater than 0'}, got {raw!r}")
     return value
 
 
@@ -151,7 +140,7 @@ class ApiSettings:
             daemon_max_age_seconds=_number(env, DAEMON_MAX_AGE_ENV, cls.daemon_max_age_seconds),
             allowed_hosts=allowed,
             public_url=env.get(PUBLIC_URL_ENV, "").strip().rstrip("/") or None,
-            unfetched_grace_seconds=_seconds(env, UNFETCHED_GRACE_ENV, DEFAULT_UNFETCHED_GRACE_SECONDS),
+            unfetched_grace_seconds=_number(env, UNFETCHED_GRACE_ENV, DEFAULT_UNFETCHED_GRACE_SECONDS, zero=True),
         )
 
     @property
