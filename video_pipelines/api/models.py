@@ -283,7 +283,7 @@ class CostReport(_Wire):
 class CostSuggestion(_Wire):
     """A way to spend less, from the caller's own records, and what it would have saved."""
 
-    kind: Literal["identicalRecompute", "paidFailures", "cheaperProvider"]
+    kind: Literal["identicalRecompute", "paidFailures", "cheaperProvider", "fallbacksTaken", "neverFetched"]
     message: str
     estimated_saving_usd: float
     executions: list[str] = Field(description="the executions it is drawn from")

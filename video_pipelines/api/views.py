@@ -43,7 +43,7 @@ from video_pipelines.api.routes import (
     sse_item,
 )
 from video_pipelines.executions import Caller
-from video_pipelines.executions.costs import GroupBy, cost_report, node_spends, suggestions
+from video_pipelines.executions.costs import GroupBy, cost_report, node_spends, read_fetches, suggestions
 from video_pipelines.executions.dead_letters import retry_all
 from video_pipelines.executions.logs import LOG_CURSOR, MAX_LINES, LogRead, read_logs
 from video_pipelines.orchestration.workers.inspection import BrokerUnreachable, inspect_workers, queued_runs_by_priority
@@ -234,10 +234,20 @@ def cost_suggestions(
     caller: CallerDep, state: StateDep, start: FromQuery = None, end: ToQuery = None
 ) -> list[CostSuggestion]:
     """Each with the saving it would have brought: paid nodes run again with `cache: false` that made an identical
-    video, failed executions holding paid results (retry them), a cheaper provider for the same operation.
-    Video downloads are not recorded, so videos never fetched are not suggested."""
+    video, failed executions holding paid results (retry them), a cheaper provider for the same operation,
+    fallbacks taken, and completed executions whose final videos nobody fetched (only videos whose URL is this
+    API's `/artifacts`, which records their fetches: a CDN's or a presigned URL's are not seen, so not suggested)."""
     spends = list(node_spends(caller, state.records, state.store, start=start, end=end))
-    return [CostSuggestion.model_validate(found.to_wire()) for found in suggestions(spends)]
+    later = list(node_spends(caller, state.records, state.store, start=end)) if end is not None else []
+    settings = state.settings
+    fetches = read_fetches(
+        state.store,
+        spends,
+        served=settings.artifact_urls,
+        grace_seconds=settings.unfetched_grace_seconds,
+        later=later,
+    )
+    return [CostSuggestion.model_validate(found.to_wire()) for found in suggestions(spends, fetches)]
 
 
 # --- dead letters ------------------------------------------------------------------------------
