@@ -632,6 +632,7 @@ def test_migrations_are_idempotent_and_recorded(db_url: str) -> None:
         "video_pipelines_video_fetches",
         "video_pipelines_webhook_attempts",
         "video_pipelines_webhook_deliveries",
+        "video_pipelines_workers",
     ]
 
 

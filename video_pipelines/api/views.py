@@ -46,15 +46,14 @@ from video_pipelines.executions import Caller
 from video_pipelines.executions.costs import GroupBy, cost_report, node_spends, read_fetches, suggestions
 from video_pipelines.executions.dead_letters import retry_all
 from video_pipelines.executions.logs import LOG_CURSOR, MAX_LINES, LogRead, read_logs
-from video_pipelines.orchestration.workers.inspection import BrokerUnreachable, inspect_workers, queued_runs_by_priority
+from video_pipelines.orchestration.workers.inspection import live_workers, queued_runs_by_priority
+from video_pipelines.submissions.worker_beats import WorkerBeats
 from video_pipelines.vocabulary import ExecutionState, Priority
 
 log = logging.getLogger(__name__)
 
 router = APIRouter()
 
-# How long the broker and the workers get to answer `/api/workers`.
-WORKERS_TIMEOUT_SECONDS = 2.0
 OPERATOR_ONLY = (
     "only an operator's API key sees the deployment's workers and queue "
     "(made with `video-pipelines api-keys create --name NAME --operator`)"
@@ -300,15 +299,12 @@ async def retry_executions(request: Request, caller: CallerDep, state: StateDep)
     response_model=list[Worker],
     tags=["operations"],
     summary="The run workers (operator keys)",
-    responses=problems(403, 503),
+    responses=problems(403),
 )
 def workers(_operator: OperatorDep, state: StateDep) -> list[Worker]:
-    """Celery's inspection of the workers consuming this deployment's queue: name, concurrency, active runs and
-    when they answered. `[]` when none answers, or when runs are not launched through a broker."""
-    try:
-        found = inspect_workers(state.instance, WORKERS_TIMEOUT_SECONDS)
-    except BrokerUnreachable as exc:
-        raise ApiProblem(503, f"cannot list the workers: {exc}; is VIDEO_PIPELINES_BROKER_URL's broker up?") from None
+    """The run workers of this deployment that beat within the last seconds, on any broker: name, concurrency,
+    active runs and their last beat. `[]` when none runs, or when runs are not launched through a broker."""
+    found = live_workers(state.instance, WorkerBeats(state.store))
     return [Worker.model_validate(view.to_wire()) for view in found]
 
 

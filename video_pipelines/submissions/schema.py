@@ -29,6 +29,7 @@ EXECUTION_OUTCOMES_TABLE = "video_pipelines_execution_outcomes"
 PROVIDER_WAITS_TABLE = "video_pipelines_provider_waits"
 PROVIDER_CIRCUITS_TABLE = "video_pipelines_provider_circuits"
 VIDEO_FETCHES_TABLE = "video_pipelines_video_fetches"
+WORKERS_TABLE = "video_pipelines_workers"
 # The tenant of everything that no API key scoped: operator submissions, runs launched through Dagster's doors.
 DEFAULT_TENANT = "default"
 # The webhook events a delivery can be for (see `webhooks.outbox.EVENTS`); frozen with step 3.
@@ -468,6 +469,21 @@ def _video_fetches_v12(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _workers_v13(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        WORKERS_TABLE,
+        metadata,
+        # One row per run worker (its Celery node name), written by its main process every few seconds.
+        sa.Column("name", sa.String(255), primary_key=True),
+        # JSON lists: the queues it consumes, the Celery task ids its children run now (their number: `active`).
+        sa.Column("queues", sa.Text, nullable=False),
+        sa.Column("tasks", sa.Text, nullable=False),
+        sa.Column("concurrency", sa.Integer, nullable=False),
+        sa.Column("last_seen", _TIMESTAMP, nullable=False),
+        sa.CheckConstraint("concurrency >= 0", name="ck_video_pipelines_workers_concurrency"),
+    )
+
+
 def _rebuild_sqlite(connection: sa.Connection, declare: Declare, indexes: Indexes, name: str, version: int) -> None:
     """Give SQLite table `name` the shape `declare` makes, keeping its rows (built as a new table, then renamed)."""
     temporary = f"{name}_v{version}_new"
@@ -556,6 +572,7 @@ execution_outcomes = _execution_outcomes_v7(_metadata)
 provider_waits = _provider_waits_v9(_metadata)
 provider_circuits = _provider_circuits_v10(_metadata)
 video_fetches = _video_fetches_v12(_metadata)
+workers = _workers_v13(_metadata)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "submissions table", create=(_submissions_v1,)),
@@ -616,6 +633,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # Its `applied_at` is when fetches began to be recorded: a video made before then may have been fetched unseen.
     Migration(12, "fetches of stored videos through the API", create=(_video_fetches_v12,)),
+    Migration(13, "run workers' heartbeats", create=(_workers_v13,)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 # Every step's version in the order applied (a database at SCHEMA_VERSION has recorded each of them).
