@@ -43,7 +43,7 @@ from video_pipelines.api.routes import (
     sse_item,
 )
 from video_pipelines.executions import Caller
-from video_pipelines.executions.costs import GroupBy, cost_report, node_spends, read_fetches, suggestions
+from video_pipelines.executions.costs import GroupBy, cost_report, node_spends, suggestions_for
 from video_pipelines.executions.dead_letters import retry_all
 from video_pipelines.executions.logs import LOG_CURSOR, MAX_LINES, LogRead, read_logs
 from video_pipelines.orchestration.workers.inspection import live_workers, queued_runs_by_priority
@@ -236,17 +236,17 @@ def cost_suggestions(
     video, failed executions holding paid results (retry them), a cheaper provider for the same operation,
     fallbacks taken, and completed executions whose final videos nobody fetched (only videos whose URL is this
     API's `/artifacts`, which records their fetches: a CDN's or a presigned URL's are not seen, so not suggested)."""
-    spends = list(node_spends(caller, state.records, state.store, start=start, end=end))
-    later = list(node_spends(caller, state.records, state.store, start=end)) if end is not None else []
     settings = state.settings
-    fetches = read_fetches(
+    found = suggestions_for(
+        caller,
+        state.records,
         state.store,
-        spends,
+        start=start,
+        end=end,
         served=settings.artifact_urls,
         grace_seconds=settings.unfetched_grace_seconds,
-        later=later,
     )
-    return [CostSuggestion.model_validate(found.to_wire()) for found in suggestions(spends, fetches)]
+    return [CostSuggestion.model_validate(each.to_wire()) for each in found]
 
 
 # --- dead letters ------------------------------------------------------------------------------

@@ -461,3 +461,20 @@ def suggestions(spends: Sequence[NodeSpend], fetches: FetchRecords | None = None
         *(_never_fetched(spends, fetches) if fetches is not None else ()),
     ]
     return sorted(found, key=lambda s: (-s.estimated_saving_usd, s.kind))
+
+
+def suggestions_for(
+    caller: Caller,
+    records: RunRecords,
+    store: SubmissionStore,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    served: Sequence[str] = (),
+    grace_seconds: float = DEFAULT_UNFETCHED_GRACE_SECONDS,
+) -> list[Suggestion]:
+    """The caller's suggestions for executions submitted in the window; `served`: where result URLs whose fetches
+    this deployment records begin (its API's `/artifacts/`), the only videos "never fetched" may name."""
+    spends = list(node_spends(caller, records, store, start=start, end=end))
+    later = list(node_spends(caller, records, store, start=end)) if end is not None else []
+    return suggestions(spends, read_fetches(store, spends, served=served, grace_seconds=grace_seconds, later=later))
