@@ -22,6 +22,7 @@ from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatu
 from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
+from video_pipelines.deployment import postgres
 from video_pipelines.deployment.instance import render_instance_yaml
 from video_pipelines.deployment.postgres import DEFAULT_POOL_SIZE, POOL_SIZE_ENV, pool_size, shared_engine
 from video_pipelines.submissions.database_url import psycopg2_url
@@ -100,7 +101,11 @@ def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents_alone(h
         assert len(instance.get_runs()) == 1
 
 
-def test_a_connection_closed_by_the_server_is_replaced(home: Path, postgres_url: str) -> None:
+def test_a_connection_closed_by_the_server_is_replaced(
+    home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A connection idle longer than PING_IDLE_SECONDS is checked before use; here every one is.
+    monkeypatch.setattr(postgres, "PING_IDLE_SECONDS", 0.0)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.get_runs()
         admin = psycopg2.connect(postgres_url)

@@ -5,16 +5,21 @@ workers together (benchmarks/bench_workers.py).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import psycopg2
 import sqlalchemy
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from video_pipelines.submissions.database_url import psycopg2_url
 
@@ -23,8 +28,13 @@ POOL_SIZE_ENV = "VIDEO_PIPELINES_DB_POOL_SIZE"
 # process of a deployment (API, webserver, daemon, code servers, worker children) keeps its own.
 DEFAULT_POOL_SIZE = 2
 MAX_OVERFLOW = 20
-# Reconnect now and then: a long-lived process keeps no backend forever (pre-ping checks each checkout).
+# Reconnect now and then: a long-lived process keeps no backend forever.
 POOL_RECYCLE_SECONDS = 1800
+# A pooled connection idle longer than this is checked (SELECT 1) before it is handed out, so one that PostgreSQL
+# closed meanwhile (a restart, a failover, an idle timeout) is replaced unseen. SQLAlchemy's pool_pre_ping checks
+# every checkout, and Dagster checks out a connection per statement: the pings were a quarter of the daemon's CPU.
+PING_IDLE_SECONDS = 1.0
+_CHECKED_IN = "video_pipelines_checked_in"
 
 _engines: dict[str, sqlalchemy.engine.Engine] = {}
 _tables_checked: set[str] = set()
@@ -64,9 +74,26 @@ def shared_engine(url: str) -> sqlalchemy.engine.Engine:
                 pool_size=pool_size(),
                 max_overflow=MAX_OVERFLOW,
                 pool_recycle=POOL_RECYCLE_SECONDS,
-                pool_pre_ping=True,
             )
+            sqlalchemy.event.listen(_engines[url], "checkout", _ping_when_idle)
+            sqlalchemy.event.listen(_engines[url], "checkin", _note_checkin)
         return _engines[url]
+
+
+def _ping_when_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """SQLAlchemy's pessimistic disconnect handling (its "custom ping" recipe), for connections that sat idle: a
+    DisconnectionError makes the pool discard this connection and hand out a new one."""
+    if time.monotonic() - record.info.get(_CHECKED_IN, -math.inf) < PING_IDLE_SECONDS:
+        return
+    try:
+        with contextlib.closing(dbapi_connection.cursor()) as cursor:
+            cursor.execute("SELECT 1")
+    except psycopg2.Error as exc:
+        raise sqlalchemy.exc.DisconnectionError(f"a pooled connection was closed: {exc}") from exc
+
+
+def _note_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info[_CHECKED_IN] = time.monotonic()
 
 
 class PostgresStorage(DagsterPostgresStorage):
@@ -95,25 +122,46 @@ class PostgresStorage(DagsterPostgresStorage):
         # The webserver later swaps in its own pool through optimize_for_webserver, as before.
         for part in (storage._run_storage, storage._event_log_storage, storage._schedule_storage):
             part._engine = engine
-        remember_schema_checks(storage._schedule_storage)
+        remember_schema_checks(storage)
         return storage
 
 
-def remember_schema_checks(schedules: Any) -> None:
-    """Dagster's schedule storage reflects the database's table names on nearly every call, and a sensor tick makes
-    several: a quarter of the daemon's CPU (py-spy, `benchmarks/bench_parking.py`). Its run and event-log storages
-    remember their answers; this one now does too. Only "yes" is remembered: tables and built indexes stay."""
-    for name in ("has_instigators_table", "_has_instigators_table", "has_secondary_index_table"):
-        setattr(schedules, name, _remember_yes(getattr(schedules, name), keyed=False))  # some take a connection
-    schedules.has_built_index = _remember_yes(schedules.has_built_index, keyed=True)  # by migration name
+# Dagster's storages read PostgreSQL's catalog to learn which of their migrations ran: the schedule storage on nearly
+# every call (a sensor tick makes several), the run storage on every run event and run query. Per part, the checks
+# whose "yes" holds for the life of the process (a table or column, once there, stays).
+_SCHEMA_CHECKS = {
+    "_run_storage": (
+        "has_run_stats_index_cols",
+        "has_bulk_actions_selector_cols",
+        "has_backfill_id_column",
+        "has_backfill_tags_table",
+        "has_bulk_action_job_name_column",
+    ),
+    "_event_log_storage": ("has_default_pool_limit_col", "_has_asset_key_col_on_connection"),
+    "_schedule_storage": (
+        "has_instigators_table",
+        "_has_instigators_table",
+        "has_secondary_index_table",
+        "has_built_index",
+    ),
+}
 
 
-def _remember_yes(check: Callable[..., bool], *, keyed: bool) -> Callable[..., bool]:
-    known: set[tuple[Any, ...]] = set()
+def remember_schema_checks(storage: DagsterPostgresStorage) -> None:
+    """Remember each "yes" of the storages' schema checks: they were a third of the daemon's CPU (py-spy during
+    `benchmarks/bench_parking.py`), 8 catalog queries per sensor tick and one per run event."""
+    for part_name, checks in _SCHEMA_CHECKS.items():
+        part = getattr(storage, part_name)
+        for name in checks:
+            setattr(part, name, _remember_yes(getattr(part, name)))
+
+
+def _remember_yes(check: Callable[..., bool]) -> Callable[..., bool]:
+    known: set[tuple[object, ...]] = set()
 
     @functools.wraps(check)
-    def remembered(*args: Any) -> bool:
-        key = args if keyed else ()
+    def remembered(*args: object) -> bool:
+        key = tuple(arg for arg in args if isinstance(arg, str))  # a table or index name; never the connection
         if key in known:
             return True
         answer = check(*args)
