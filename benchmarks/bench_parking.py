@@ -102,8 +102,10 @@ def webhook_to_start(replicate: CallingReplicate, http: httpx.Client) -> list[fl
 
 
 # The phases of a run, each from the first event of one kind to the first of the next (Dagster's own timestamps).
+FORWARDED = "forwarded"  # the launcher's engine event once the broker took the run's task
 PHASES = (
-    ("to worker", dg.DagsterEventType.RUN_STARTING, dg.DagsterEventType.RUN_START),
+    ("to broker", dg.DagsterEventType.RUN_STARTING, FORWARDED),
+    ("broker to worker", FORWARDED, dg.DagsterEventType.RUN_START),
     ("to first step", dg.DagsterEventType.RUN_START, dg.DagsterEventType.STEP_START),
     ("steps", dg.DagsterEventType.STEP_START, dg.DagsterEventType.RUN_SUCCESS),
 )
@@ -121,10 +123,13 @@ def run_phases(instance: dg.DagsterInstance) -> str:
         first: dict[str, float] = {}
         for event in events:
             kind = event.dagster_event.event_type_value if event.dagster_event else "log"
+            if kind == dg.DagsterEventType.ENGINE_EVENT.value and "forwarded to the broker" in event.message:
+                kind = FORWARDED
             first.setdefault(kind, event.timestamp)
         for name, start, end in PHASES:
-            if start.value in first and end.value in first:
-                phases[name].append(first[end.value] - first[start.value])
+            begin, until = (getattr(start, "value", start), getattr(end, "value", end))
+            if begin in first and until in first:
+                phases[name].append(first[until] - first[begin])
     parts = [f"{name} {statistics.median(values):.2f} s" for name, values in phases.items() if values]
     return f"{len(counts)} runs, median: " + ", ".join(parts) + f"; events per run {statistics.median(counts):.0f}"
 

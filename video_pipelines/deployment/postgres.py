@@ -36,7 +36,7 @@ POOL_RECYCLE_SECONDS = 1800
 PING_IDLE_SECONDS = 1.0
 _CHECKED_IN = "video_pipelines_checked_in"
 
-_engines: dict[str, sqlalchemy.engine.Engine] = {}
+_engines: dict[tuple[str, bool], sqlalchemy.engine.Engine] = {}
 _tables_checked: set[str] = set()
 _engines_lock = threading.Lock()
 
@@ -65,19 +65,30 @@ def pool_size() -> int:
     return size
 
 
-def shared_engine(url: str) -> sqlalchemy.engine.Engine:
+def shared_engine(url: str, *, durable: bool = True) -> sqlalchemy.engine.Engine:
+    """This process's pool for `url`. Not `durable`: commits return before PostgreSQL has flushed them to disk
+    (`synchronous_commit = off`): a crash of PostgreSQL itself (not of our processes, not a clean restart) may lose
+    the last fraction of a second of them, never corrupt anything."""
     with _engines_lock:
-        if url not in _engines:
-            _engines[url] = sqlalchemy.create_engine(
+        if (url, durable) not in _engines:
+            engine = sqlalchemy.create_engine(
                 url,
                 isolation_level="AUTOCOMMIT",  # what dagster-postgres's own engines use
                 pool_size=pool_size(),
                 max_overflow=MAX_OVERFLOW,
                 pool_recycle=POOL_RECYCLE_SECONDS,
             )
-            sqlalchemy.event.listen(_engines[url], "checkout", _ping_when_idle)
-            sqlalchemy.event.listen(_engines[url], "checkin", _note_checkin)
-        return _engines[url]
+            sqlalchemy.event.listen(engine, "checkout", _ping_when_idle)
+            sqlalchemy.event.listen(engine, "checkin", _note_checkin)
+            if not durable:
+                sqlalchemy.event.listen(engine, "connect", _commit_without_waiting_for_disk)
+            _engines[url, durable] = engine
+        return _engines[url, durable]
+
+
+def _commit_without_waiting_for_disk(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    with contextlib.closing(dbapi_connection.cursor()) as cursor:
+        cursor.execute("SET synchronous_commit TO off")
 
 
 def _ping_when_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
@@ -111,6 +122,11 @@ class PostgresStorage(DagsterPostgresStorage):
             return DagsterPostgresStorage.from_config_value(inst_data, config)  # type: ignore[arg-type]
         url = psycopg2_url(pg_url_from_config(config))
         engine = shared_engine(url)
+        # Events and sensor ticks are a run's and the daemon's busiest writes: ~30 commits a run, each waiting
+        # ~3 ms for the disk here (a third of a worker's time in a run). They commit without waiting; what a crash
+        # of PostgreSQL could take back is found again (a node's result, a webhook's claim, a provider job's ledger
+        # tag: our own store and the run storage, which stay durable). Runs' rows and tags stay durable.
+        bookkeeping = shared_engine(url, durable=False)
         storage = DagsterPostgresStorage(
             inst_data=inst_data,
             postgres_url=url,
@@ -120,8 +136,9 @@ class PostgresStorage(DagsterPostgresStorage):
         _tables_checked.add(url)
         # The storages made their own NullPool engines (no connection yet); use the shared pool.
         # The webserver later swaps in its own pool through optimize_for_webserver, as before.
-        for part in (storage._run_storage, storage._event_log_storage, storage._schedule_storage):
-            part._engine = engine
+        storage._run_storage._engine = engine
+        storage._event_log_storage._engine = bookkeeping
+        storage._schedule_storage._engine = bookkeeping
         remember_schema_checks(storage)
         return storage
 
