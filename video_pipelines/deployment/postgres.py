@@ -139,7 +139,7 @@ class PostgresStorage(DagsterPostgresStorage):
         storage._run_storage._engine = engine
         storage._event_log_storage._engine = bookkeeping
         storage._schedule_storage._engine = bookkeeping
-        remember_schema_checks(storage)
+        remember_schema_checks(storage, url)
         return storage
 
 
@@ -154,7 +154,7 @@ _SCHEMA_CHECKS = {
         "has_backfill_tags_table",
         "has_bulk_action_job_name_column",
     ),
-    "_event_log_storage": ("has_default_pool_limit_col", "_has_asset_key_col_on_connection"),
+    "_event_log_storage": ("_has_asset_key_col_on_connection",),  # its other checks are cached properties
     "_schedule_storage": (
         "has_instigators_table",
         "_has_instigators_table",
@@ -164,26 +164,29 @@ _SCHEMA_CHECKS = {
 }
 
 
-def remember_schema_checks(storage: DagsterPostgresStorage) -> None:
+# What this process has seen exist, by database URL, storage part, check and name checked: a worker's runs each
+# make a new instance, and their storages would look again.
+_seen: set[tuple[str, str, str, tuple[str, ...]]] = set()
+
+
+def remember_schema_checks(storage: DagsterPostgresStorage, url: str) -> None:
     """Remember each "yes" of the storages' schema checks: they were a third of the daemon's CPU (py-spy during
     `benchmarks/bench_parking.py`), 8 catalog queries per sensor tick and one per run event."""
     for part_name, checks in _SCHEMA_CHECKS.items():
         part = getattr(storage, part_name)
         for name in checks:
-            setattr(part, name, _remember_yes(getattr(part, name)))
+            setattr(part, name, _remember_yes(getattr(part, name), (url, part_name, name)))
 
 
-def _remember_yes(check: Callable[..., bool]) -> Callable[..., bool]:
-    known: set[tuple[object, ...]] = set()
-
+def _remember_yes(check: Callable[..., bool], where: tuple[str, str, str]) -> Callable[..., bool]:
     @functools.wraps(check)
     def remembered(*args: object) -> bool:
-        key = tuple(arg for arg in args if isinstance(arg, str))  # a table or index name; never the connection
-        if key in known:
+        key = (*where, tuple(arg for arg in args if isinstance(arg, str)))  # names checked; never the connection
+        if key in _seen:
             return True
         answer = check(*args)
         if answer:
-            known.add(key)
+            _seen.add(key)
         return answer
 
     return remembered
