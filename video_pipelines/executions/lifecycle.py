@@ -32,6 +32,7 @@ from video_pipelines.plan import Plan, execution_order, levels, parse_plan, sink
 from video_pipelines.plan.model import check_base_dependencies, normalised_node_params
 from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.plan.reuse import BaseExecution, BaseNode, ResolvedPlan, resolve
+from video_pipelines.providers import provider_jobs
 from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import (
     DEFAULT_TENANT,
@@ -287,10 +288,9 @@ def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> Ex
     """Cancel a pending submission or attempt, or have its launched run run nothing more, or end a parked execution
     (its provider jobs canceled at once, though its run ended: it is `processing`); returns the status.
     ExecutionConflict for a completed or failed execution."""
-    # What only a cancel uses (webhooks with their HTTP client, parked provider jobs): no submit imports it.
+    # What only a cancel uses (webhooks with their HTTP client, parked executions): no submit imports it.
     from video_pipelines.executions.notifications import enqueue_webhook
     from video_pipelines.executions.parking import cancel_jobs, end_parked
-    from video_pipelines.providers import provider_jobs
     from video_pipelines.webhooks import DeliveryOutbox
 
     state = execution_status(records, store, execution_id).state

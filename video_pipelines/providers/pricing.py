@@ -19,6 +19,7 @@ import yaml
 
 from video_pipelines.errors import VideoPipelineError
 from video_pipelines.plan.params import AddSubtitlesParams, AnyParams, GenerateVideoParams, LipSyncParams
+
 # estimate() prices a node without a `model` param as its provider's default model.
 from video_pipelines.providers.models import DEFAULT_MODELS as DEFAULT_MODELS
 
