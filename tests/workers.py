@@ -11,6 +11,8 @@ import pytest
 
 from video_pipelines.deployment.workers import WorkerSettings
 from video_pipelines.orchestration.workers.celery_launcher import make_celery_app, workers_answering
+from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions.worker_beats import WorkerBeats
 
 from .processes import DagsterDeployment
 
@@ -67,10 +69,13 @@ def wait_for_workers(deployment: DagsterDeployment, nodes: list[str], timeout: f
     """Until every node answers a ping, or on SQS beats (it has loaded our code and consumes its queue)."""
     settings = WorkerSettings.from_env(deployment.env)
     app = make_celery_app(settings)
+    # On SQS the beats are in the deployment's database.
+    store = None if settings.kind.remote_control else SubmissionStore(deployment.env["VIDEO_PIPELINES_DATABASE_URL"])
+    beats = WorkerBeats(store) if store is not None else None
     deadline = time.monotonic() + timeout
     try:
         while True:
-            answered = workers_answering(app, settings.kind, nodes, timeout=1.0)
+            answered = workers_answering(app, settings.kind, nodes, timeout=1.0, beats=beats)
             if answered >= set(nodes):
                 return
             for name, process in deployment.processes.items():
@@ -81,3 +86,5 @@ def wait_for_workers(deployment: DagsterDeployment, nodes: list[str], timeout: f
             time.sleep(0.2)  # a ping waits for answers; a beat is read at once
     finally:
         app.close()
+        if store is not None:
+            store.close()

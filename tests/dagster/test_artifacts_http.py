@@ -138,15 +138,23 @@ def test_a_symlink_out_of_the_store_is_not_followed(served: Served, tmp_path: Pa
     assert response.status_code == 404 and b"outside" not in response.content
 
 
-def test_nothing_is_served_when_the_storage_is_s3(
-    served: Served, dagster_home: Path, monkeypatch: pytest.MonkeyPatch
+def test_from_s3_the_route_sends_the_client_to_a_presigned_url(
+    served: Served, dagster_home: Path, aws_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """No bytes through the API: a 307 to the object, signed for a short while (a thumbnail: no S3 call at all;
+    a video's fetch, recorded after the object is found, is in test_fetches_http.py)."""
     monkeypatch.setenv("VIDEO_PIPELINES_STORAGE_URL", "s3://media-bucket/renders")
+    assert served.video.thumbnail_url is not None
     with TestClient(create_app(ApiSettings())) as client:
-        response = client.get(served.video.url)
+        response = client.get(served.video.thumbnail_url, follow_redirects=False)
+        refused = client.get("/artifacts/videos/00/notes.txt", follow_redirects=False)
 
-    assert response.status_code == 404
-    assert "only from local storage" in response.json()["detail"]
+    assert response.status_code == 307 and response.headers["cache-control"] == "no-store"
+    location = response.headers["location"]
+    key = served.video.thumbnail_url.removeprefix(f"{BASE_URL}/")
+    assert location.startswith(f"https://media-bucket.s3.amazonaws.com/renders/{key}?")
+    assert "X-Amz-Expires=3600" in location and "X-Amz-Signature=" in location
+    assert refused.status_code == 404  # only content keys, from S3 too
 
 
 def test_a_nodes_preview_shows_its_thumbnail_links_its_video_and_names_its_file(served: Served) -> None:

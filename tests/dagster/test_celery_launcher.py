@@ -3,10 +3,9 @@ on SQS a worker's beat), a cancel of a run still in the broker (Redis, and SQS o
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -19,10 +18,8 @@ from dagster_celery.tasks import create_execute_job_task
 from kombu.exceptions import OperationalError as BrokerError
 
 from video_pipelines.deployment.workers import (
-    BEAT_STALE_SECONDS,
     BrokerKind,
     RunWorker,
-    WorkerBeat,
     WorkerSettings,
     WorkerWatch,
     celery_priority,
@@ -36,11 +33,10 @@ from video_pipelines.orchestration.workers.celery_launcher import (
     VideoCeleryRunLauncher,
     _WorkerLoad,
     make_celery_app,
-    read_beat,
-    record_beat,
     workers_answering,
 )
 from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions.worker_beats import BEAT_STALE_SECONDS, WorkerBeat, WorkerBeats
 from video_pipelines.vocabulary import Priority
 
 from ..conftest import free_port
@@ -103,36 +99,21 @@ def test_watch_tolerates_one_missed_answer() -> None:
     assert RunWorker.from_started_meta(None) is None
 
 
-@pytest.fixture(params=["redis", "database"])
-def result_backend(request: pytest.FixtureRequest) -> str:
-    """Both result backends the workers accept: Redis, and a database (Celery's, on a fresh PostgreSQL one)."""
-    if request.param == "redis":
-        require_service(REDIS_URL)
-        return REDIS_URL
-    url: str = request.getfixturevalue("postgres_url")  # postgresql://: SQLAlchemy's own driver would be psycopg 3
-    return f"db+{url}"
+def beat_at(name: str, seconds_ago: float) -> WorkerBeat:
+    return WorkerBeat(name, ("dagster",), 1, ("task",), datetime.now(UTC) - timedelta(seconds=seconds_ago))
 
 
-def test_a_beat_is_fresh_until_it_is_stale_and_reads_back_from_the_backend(result_backend: str) -> None:
-    beat = WorkerBeat("w1@host", 1000.0, concurrency=2, active=1)
-    assert beat.fresh(1000.0 + BEAT_STALE_SECONDS - 1) and not beat.fresh(1000.0 + BEAT_STALE_SECONDS)
-    assert WorkerBeat.from_meta(beat.to_meta()) == beat
-    assert WorkerBeat.from_meta({"hostname": "w1@host"}) is None and WorkerBeat.from_meta("junk") is None
-    environ = {"VIDEO_PIPELINES_BROKER_URL": SQS_URL, "VIDEO_PIPELINES_RESULT_BACKEND": result_backend}
-    app = make_celery_app(replace(WorkerSettings.from_env(environ), queue=f"test-{uuid.uuid4().hex[:10]}"))
-    hostname = f"w-{uuid.uuid4().hex[:8]}@host"
-    try:
-        assert read_beat(app, hostname) is None and workers_answering(app, BrokerKind.SQS, [hostname], 1) == set()
-        record_beat(app, WorkerBeat(hostname, time.time(), concurrency=2, active=0))
-        assert read_beat(app, hostname) == WorkerBeat(hostname, pytest.approx(time.time(), abs=5), 2, 0)
-        assert workers_answering(app, BrokerKind.SQS, [hostname, "other@host"], 1) == {hostname}
-        # The next beat replaces the record: one per worker, however long it runs.
-        record_beat(app, WorkerBeat(hostname, time.time() - BEAT_STALE_SECONDS - 1, concurrency=2, active=1))
-        assert workers_answering(app, BrokerKind.SQS, [hostname], 1) == set()
-        assert read_beat(app, hostname) == WorkerBeat(hostname, pytest.approx(time.time() - 13, abs=5), 2, 1)
-    finally:
-        app.backend.forget(f"video-pipelines-worker-beat:{hostname}")
-        app.close()
+def test_on_sqs_a_worker_answers_by_a_fresh_beat(tmp_path: Any) -> None:
+    app = make_celery_app(
+        WorkerSettings.from_env({"VIDEO_PIPELINES_BROKER_URL": SQS_URL, "VIDEO_PIPELINES_RESULT_BACKEND": REDIS_URL})
+    )
+    with SubmissionStore(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        beats = WorkerBeats(store)
+        assert workers_answering(app, BrokerKind.SQS, ["w1@host"], 1, beats) == set()
+        beats.record(beat_at("w1@host", 0))
+        beats.record(beat_at("w2@host", BEAT_STALE_SECONDS + 1))
+        assert workers_answering(app, BrokerKind.SQS, ["w1@host", "w2@host", "other@host"], 1, beats) == {"w1@host"}
+    app.close()
 
 
 def _consumed_order(broker: str, backend: str) -> list[str]:
@@ -203,10 +184,14 @@ def test_on_sqs_the_health_check_reads_the_workers_beat(tmp_path: Any) -> None:
     require_service(REDIS_URL)
     launcher = VideoCeleryRunLauncher(broker=SQS_URL, backend=REDIS_URL, default_queue=f"test-{uuid.uuid4().hex[:10]}")
     alive, gone = (f"{name}-{uuid.uuid4().hex[:8]}@host" for name in ("alive", "gone"))
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+    with (
+        dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
+        SubmissionStore(f"sqlite:///{tmp_path / 'store.db'}") as store,
+    ):
         launcher.register_instance(instance)
-        record_beat(launcher.celery, WorkerBeat(alive, time.time(), concurrency=1, active=1))
-        record_beat(launcher.celery, WorkerBeat(gone, time.time() - BEAT_STALE_SECONDS - 5, concurrency=1, active=1))
+        launcher._beats = WorkerBeats(store)  # the deployment's database
+        launcher.beats.record(beat_at(alive, 0))
+        launcher.beats.record(beat_at(gone, BEAT_STALE_SECONDS + 5))
         runs = {}
         for hostname in (alive, gone):
             task_id = str(uuid.uuid4())

@@ -36,6 +36,7 @@ CODE_DEFAULTS: dict[str, Callable[[], str]] = {
     "VIDEO_PIPELINES_API_EVENTS_POLL_SECONDS": lambda: _number(_api().events_poll_seconds),
     "VIDEO_PIPELINES_API_EVENTS_KEEPALIVE_SECONDS": lambda: _number(_api().events_keepalive_seconds),
     "VIDEO_PIPELINES_API_DAEMON_MAX_AGE_SECONDS": lambda: _number(_api().daemon_max_age_seconds),
+    "VIDEO_PIPELINES_UNFETCHED_GRACE_SECONDS": lambda: _number(_api().unfetched_grace_seconds),
     "VIDEO_PIPELINES_MAX_RESUMES": lambda: str(max_resumes({})),
     "VIDEO_PIPELINES_WEBHOOK_RETRY_DELAYS": lambda: ",".join(map(_number, RetrySchedule.from_env({}).delays)),
     "VIDEO_PIPELINES_DB_POOL_SIZE": lambda: str(postgres.pool_size()),

@@ -8,6 +8,7 @@ and a connection PostgreSQL closed behind our back is replaced before it is used
 from __future__ import annotations
 
 import multiprocessing
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 import dagster as dg
 import psycopg2
 import pytest
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteInstigatorOrigin, RemoteRepositoryOrigin
+from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus
 from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
@@ -125,3 +129,38 @@ def test_the_pool_size_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv(POOL_SIZE_ENV, bad)
         with pytest.raises(ValueError, match=POOL_SIZE_ENV):
             pool_size()
+
+
+def test_a_sensor_tick_does_not_look_the_tables_up_again(home: Path) -> None:
+    """Dagster's schedule storage read PostgreSQL's catalog (`get_table_names`) on nearly every call: three times
+    for each sensor tick's state write. Once the tables are seen, ticks go to the tables alone."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.schedule_storage
+        assert storage is not None
+        state = InstigatorState(
+            RemoteInstigatorOrigin(RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("here"), "repo"), "a_sensor"),
+            InstigatorType.SENSOR,
+            InstigatorStatus.RUNNING,
+        )
+        storage.add_instigator_state(state)
+
+        def tick() -> None:  # the storage calls the sensor daemon makes for each tick of each sensor
+            assert storage.get_instigator_state(state.instigator_origin_id, state.selector_id) is not None
+            storage.update_instigator_state(state)
+            instance.all_instigator_state()
+
+        tick()  # the first looks the tables up
+        catalog: list[str] = []
+
+        def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if "pg_catalog" in statement:
+                catalog.append("".join(traceback.format_stack()))
+
+        engine = storage._engine  # type: ignore[attr-defined]
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            for _ in range(5):
+                tick()
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    assert catalog == [], f"{len(catalog)} catalog queries, the first from {catalog[0]}"

@@ -140,10 +140,9 @@ def test_the_workers_and_queue_are_seen_with_an_operator_key_and_refused_to_a_te
     target: client.Deployment,
     replicate: TimedReplicate,
     receiver: WebhookReceiver,
-    broker: str,
 ) -> None:
-    """`/api/workers` is Celery's own inspection of this deployment's two workers, one of them running a held run."""
-    redis_only(broker, "SQS carries no Celery inspection: /api/workers lists no worker there (docs/scaling-out.md)")
+    """`/api/workers` lists this deployment's workers by their beats, on Redis and on SQS alike: one of them running
+    a held run (active 1, then 0 once it is canceled), and a third one until it stops."""
     app = create_app(ApiSettings())
     with TestClient(app) as http:
         keys = ApiKeys(app.state.api.store)
@@ -151,13 +150,20 @@ def test_the_workers_and_queue_are_seen_with_an_operator_key_and_refused_to_a_te
         tenant = {"Authorization": f"Bearer {keys.create('acme', tenant='acme')[1]}"}
         for path in ("/api/workers", "/api/queue"):
             assert http.get(path, headers=tenant).status_code == 403
+
+        def listed() -> dict[str, dict[str, Any]]:
+            answer = http.get("/api/workers", headers=operator)
+            assert answer.status_code == 200, answer.text
+            return {entry["name"]: entry for entry in answer.json()}
+
         execution_id, worker = start_held(target, replicate, "/views", receiver)
         run_id = client.status(execution_id, target=target)["runId"]
-        answer = http.get("/api/workers", headers=operator)
-        assert answer.status_code == 200, answer.text
-        workers = {entry["name"]: entry for entry in answer.json()}
+        busy_name = worker.split(" ")[0]
+        # The run started in a child of that worker: its main process counts it at its next beat.
+        wait_until(lambda: listed()[busy_name]["active"] == 1, 30, "the busy worker listed with its run", deployment)
+        workers = listed()
         assert set(workers) == {node_name(deployment, "w1"), node_name(deployment, "w2")}
-        busy = workers.pop(worker.split(" ")[0])
+        busy = workers.pop(busy_name)
         [idle] = workers.values()
         queue = deployment.env["VIDEO_PIPELINES_QUEUE"]
         assert (busy["concurrency"], busy["active"], busy["runs"], busy["queues"]) == (1, 1, [run_id], [queue])
@@ -172,6 +178,15 @@ def test_the_workers_and_queue_are_seen_with_an_operator_key_and_refused_to_a_te
         }
         client.cancel(execution_id, target=target)
         assert client.wait(execution_id, timeout=60, target=target)["status"] == "canceled"
+        wait_until(lambda: listed()[busy_name]["active"] == 0, 30, "the worker idle again after the cancel", deployment)
+        assert listed()[busy_name]["runs"] == []
+
+        third = start_worker(deployment, "w3", concurrency=2)
+        wait_until(lambda: third in listed(), 120, "a third worker listed once it is up", deployment)
+        assert (listed()[third]["concurrency"], listed()[third]["active"]) == (2, 0)
+        deployment.stop("w3")
+        # Stopped cleanly (SIGTERM), it removed its beat: gone at once, not after its beat went stale.
+        assert set(listed()) == {node_name(deployment, "w1"), node_name(deployment, "w2")}
 
 
 def start_held(

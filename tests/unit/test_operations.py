@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -338,13 +339,20 @@ def test_run_ffmpeg_interrupt_kills_ffmpeg_and_reraises() -> None:
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    def interrupt_once_ffmpeg_runs() -> None:
+        # The interrupt comes while FFmpeg renders, not at a fixed time: on a loaded machine 0.5 s could fall
+        # inside the spawn, where no process handle exists yet to kill.
+        deadline = time.monotonic() + 60
+        while not ffmpeg_children() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGALRM)
+
     previous = signal.signal(signal.SIGALRM, interrupt)
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        threading.Thread(target=interrupt_once_ffmpeg_runs, daemon=True).start()
         with pytest.raises(KeyboardInterrupt):
             run_ffmpeg(_LONG_RENDER, description="a long render")
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert ffmpeg_children() == []
 

@@ -629,8 +629,10 @@ def test_migrations_are_idempotent_and_recorded(db_url: str) -> None:
         "video_pipelines_provider_waits",
         "video_pipelines_schema_version",
         "video_pipelines_submissions",
+        "video_pipelines_video_fetches",
         "video_pipelines_webhook_attempts",
         "video_pipelines_webhook_deliveries",
+        "video_pipelines_workers",
     ]
 
 

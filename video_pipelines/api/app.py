@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic.json_schema import models_json_schema
 
+from video_pipelines.api.artifacts import router as artifacts
 from video_pipelines.api.models import BulkRetryRequest, LogPage, NodeEvent
 from video_pipelines.api.problems import PROBLEM_JSON, install_problem_handlers
 from video_pipelines.api.providers import router as provider_callbacks
@@ -38,9 +39,10 @@ Every `/api/...` call needs `Authorization: Bearer <api key>` (made with
 executions. An operator's key (`api-keys create --name NAME --operator`) sees every tenant's, and the
 run workers and queue. Errors are RFC 9457 `application/problem+json`.
 
-With local artifact storage, the videos and their thumbnails are served read-only at
-`/artifacts/videos/<sha256[:2]>/<sha256>.mp4` and `/artifacts/thumbnails/<sha256[:2]>/<sha256>.jpg`,
-without a key: the SHA-256 in a result's URL is what lets one open it.
+The videos and their thumbnails are served read-only at `/artifacts/videos/<sha256[:2]>/<sha256>.mp4` and
+`/artifacts/thumbnails/<sha256[:2]>/<sha256>.jpg`, without a key: the SHA-256 in a result's URL is what lets
+one open it. From S3 storage they answer 307 with a fresh presigned URL. Each download of a video here is
+recorded, which is what `GET /api/costs/suggestions` reads to tell videos nobody fetched.
 """
 
 
@@ -194,6 +196,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(router)
     app.include_router(views)
     app.include_router(provider_callbacks)
+    app.include_router(artifacts)
     _trace_requests(app)
     return app
 

@@ -283,7 +283,7 @@ class CostReport(_Wire):
 class CostSuggestion(_Wire):
     """A way to spend less, from the caller's own records, and what it would have saved."""
 
-    kind: Literal["identicalRecompute", "paidFailures", "cheaperProvider"]
+    kind: Literal["identicalRecompute", "paidFailures", "cheaperProvider", "fallbacksTaken", "neverFetched"]
     message: str
     estimated_saving_usd: float
     executions: list[str] = Field(description="the executions it is drawn from")
@@ -320,14 +320,14 @@ class BulkRetry(_Wire):
 
 
 class Worker(_Wire):
-    """A run worker consuming this deployment's queue, as Celery's inspection found it."""
+    """A run worker of this deployment, as its last heartbeat described it."""
 
     name: str
     concurrency: int = Field(description="runs it takes at once")
     active: int = Field(description="runs it runs now")
     runs: list[str] = Field(description="the Dagster run ids of those runs")
     queues: list[str]
-    last_seen: str = Field(description="when it answered (ISO 8601, UTC)")
+    last_seen: str = Field(description="its last heartbeat (ISO 8601, UTC)")
 
 
 class QueuedRuns(_Wire):

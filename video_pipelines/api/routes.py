@@ -17,7 +17,7 @@ import anyio
 import dagster as dg
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, format_sse_event
 from pydantic import BaseModel
@@ -48,8 +48,9 @@ from video_pipelines.orchestration.resources.artifacts import ArtifactStorage
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan.document import PlanDocument
 from video_pipelines.plan.limits import loads_bounded
-from video_pipelines.storage import ArtifactStore, LocalArtifactStore
+from video_pipelines.storage import ArtifactStore
 from video_pipelines.submissions import ApiKeys, SubmissionStore
+from video_pipelines.submissions.fetches import FetchWindow
 from video_pipelines.submissions.store import MAX_IDEMPOTENCY_KEY_LENGTH
 from video_pipelines.vocabulary import ExecutionState
 from video_pipelines.webhooks import DeliveryOutbox
@@ -72,6 +73,8 @@ class ApiState:
     limiter: TokenBuckets | None
     keys: ApiKeys = field(init=False)
     records: DagsterRunRecords = field(init=False)
+    # Which requests for a video are new fetches to record (`/artifacts`): this process's memory.
+    fetch_window: FetchWindow = field(default_factory=FetchWindow, init=False)
     _artifacts: ArtifactStore | None = field(default=None, init=False, repr=False)
     _artifacts_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -566,43 +569,3 @@ async def health(request: Request, state: StateDep) -> Health | JSONResponse:
 def metrics(state: StateDep) -> Response:
     """The Prometheus text format, computed from the database and the Dagster instance at scrape time."""
     return Response(render_metrics(state.store, state.records), media_type=CONTENT_TYPE_LATEST)
-
-
-# `GET /artifacts/{key}`: local artifacts over HTTP, read-only, without a key (a browser following a link from the
-# Dagster UI has none). Only content keys: a key names the content's SHA-256, so a URL cannot be guessed, and the
-# other files of the folder (the health probe's, anything a person put there) stay off the network. 404 on S3.
-_CONTENT_KEY = re.compile(
-    r"(?P<folder>videos|thumbnails)/(?P<prefix>[0-9a-f]{2})/(?P<sha256>[0-9a-f]{64})(?P<suffix>\.mp4|\.srt|\.vtt|\.jpg)"
-)
-# Captions in UTF-8, said so: SubRip has no way to say it in the file, and a <track> needs text/vtt.
-_MEDIA_TYPES = {
-    ("videos", ".mp4"): "video/mp4",
-    ("videos", ".srt"): "application/x-subrip; charset=utf-8",
-    ("videos", ".vtt"): "text/vtt; charset=utf-8",
-    ("thumbnails", ".jpg"): "image/jpeg",
-}
-# The bytes of a content key never change, so a browser may keep them.
-_HEADERS = {"Cache-Control": "public, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"}
-
-
-@router.api_route("/artifacts/{key:path}", methods=["GET", "HEAD"], include_in_schema=False)
-def artifact(key: str, state: StateDep) -> FileResponse:
-    """Serve a stored video (`video/mp4`, with HTTP Range requests), its captions (SubRip, WebVTT) or thumbnail."""
-    store = state.artifacts()
-    if not isinstance(store, LocalArtifactStore):
-        raise ApiProblem(
-            404, "artifacts are served here only from local storage; this deployment's result URLs point at S3"
-        )
-    match = _CONTENT_KEY.fullmatch(key)
-    media_type = _MEDIA_TYPES.get((match["folder"], match["suffix"])) if match else None
-    if match is None or media_type is None or not match["sha256"].startswith(match["prefix"]):
-        raise ApiProblem(
-            404,
-            "no such artifact: expected videos/<sha256[:2]>/<sha256>.mp4 (or .srt, .vtt) "
-            "or thumbnails/<sha256[:2]>/<sha256>.jpg",
-        )
-    path = store.local_path(key)
-    # A symlink placed in the folder must not lead out of it.
-    if path is None or not path.resolve().is_relative_to(store.root):
-        raise ApiProblem(404, f"no artifact {key} in this deployment's storage")
-    return FileResponse(path, media_type=media_type, headers=_HEADERS)

@@ -8,6 +8,8 @@
 | `VIDEO_PIPELINES_API_EVENTS_KEEPALIVE_SECONDS` | a keep-alive comment after this long without an event | 15 |
 | `VIDEO_PIPELINES_API_DAEMON_MAX_AGE_SECONDS` | `/health`: a daemon heartbeat older than this is down | 60 |
 | `VIDEO_PIPELINES_ALLOWED_HOSTS` | hosts/CIDRs allowed although private (see `net.guard`) | none |
+| `VIDEO_PIPELINES_PUBLIC_URL` | where clients reach the API: result URLs under its `/artifacts` are the API's | none |
+| `VIDEO_PIPELINES_UNFETCHED_GRACE_SECONDS` | final videos unfetched this long after completing are suggested | 86400 |
 
 A bad value is a UsageError naming the variable at start-up, never at the first request.
 """
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 
 from video_pipelines.deployment.daemons import DAEMON_MAX_AGE_SECONDS
 from video_pipelines.errors import UsageError, VideoPipelineError
+from video_pipelines.executions.costs import DEFAULT_UNFETCHED_GRACE_SECONDS, UNFETCHED_GRACE_ENV
 from video_pipelines.net.guard import AllowedHosts
 
 MAX_BODY_ENV = "VIDEO_PIPELINES_API_MAX_BODY_BYTES"
@@ -31,6 +34,7 @@ RATE_LIMIT_ENV = "VIDEO_PIPELINES_API_RATE_LIMIT"
 EVENTS_POLL_ENV = "VIDEO_PIPELINES_API_EVENTS_POLL_SECONDS"
 EVENTS_KEEPALIVE_ENV = "VIDEO_PIPELINES_API_EVENTS_KEEPALIVE_SECONDS"
 DAEMON_MAX_AGE_ENV = "VIDEO_PIPELINES_API_DAEMON_MAX_AGE_SECONDS"
+PUBLIC_URL_ENV = "VIDEO_PIPELINES_PUBLIC_URL"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -82,7 +86,9 @@ class TokenBuckets:
             return None if taken else max(1, math.ceil((1.0 - tokens) / self.limit.per_second))
 
 
-def _number(environ: Mapping[str, str], name: str, default: float, *, integer: bool = False) -> float:
+def _number(
+    environ: Mapping[str, str], name: str, default: float, *, integer: bool = False, zero: bool = False
+) -> float:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
@@ -90,9 +96,9 @@ def _number(environ: Mapping[str, str], name: str, default: float, *, integer: b
         value = int(raw) if integer else float(raw)
     except ValueError:
         value = -1
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
         kind = "a whole number" if integer else "a number"
-        raise UsageError(f"{name} must be {kind} greater than 0, got {raw!r}")
+        raise UsageError(f"{name} must be {kind} {'0 or more' if zero else 'greater than 0'}, got {raw!r}")
     return value
 
 
@@ -110,6 +116,9 @@ class ApiSettings:
     # Each /health check gets this long; a check that takes longer counts as down.
     health_timeout_seconds: float = 5.0
     allowed_hosts: AllowedHosts = field(default_factory=AllowedHosts)
+    # Where clients reach this API, when it is not `url` (a proxy, a load balancer, a public name).
+    public_url: str | None = None
+    unfetched_grace_seconds: float = DEFAULT_UNFETCHED_GRACE_SECONDS
 
     @classmethod
     def from_env(
@@ -130,9 +139,16 @@ class ApiSettings:
             events_keepalive_seconds=_number(env, EVENTS_KEEPALIVE_ENV, cls.events_keepalive_seconds),
             daemon_max_age_seconds=_number(env, DAEMON_MAX_AGE_ENV, cls.daemon_max_age_seconds),
             allowed_hosts=allowed,
+            public_url=env.get(PUBLIC_URL_ENV, "").strip().rstrip("/") or None,
+            unfetched_grace_seconds=_number(env, UNFETCHED_GRACE_ENV, DEFAULT_UNFETCHED_GRACE_SECONDS, zero=True),
         )
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def artifact_urls(self) -> tuple[str, ...]:
+        """Where result URLs that this API's `/artifacts` serves begin (the fetches of those it records)."""
+        return tuple(dict.fromkeys(f"{base}/artifacts/" for base in (self.public_url, self.url) if base))

@@ -43,18 +43,17 @@ from video_pipelines.api.routes import (
     sse_item,
 )
 from video_pipelines.executions import Caller
-from video_pipelines.executions.costs import GroupBy, cost_report, node_spends, suggestions
+from video_pipelines.executions.costs import GroupBy, cost_report, node_spends, suggestions_for
 from video_pipelines.executions.dead_letters import retry_all
 from video_pipelines.executions.logs import LOG_CURSOR, MAX_LINES, LogRead, read_logs
-from video_pipelines.orchestration.workers.inspection import BrokerUnreachable, inspect_workers, queued_runs_by_priority
+from video_pipelines.orchestration.workers.inspection import live_workers, queued_runs_by_priority
+from video_pipelines.submissions.worker_beats import WorkerBeats
 from video_pipelines.vocabulary import ExecutionState, Priority
 
 log = logging.getLogger(__name__)
 
 router = APIRouter()
 
-# How long the broker and the workers get to answer `/api/workers`.
-WORKERS_TIMEOUT_SECONDS = 2.0
 OPERATOR_ONLY = (
     "only an operator's API key sees the deployment's workers and queue "
     "(made with `video-pipelines api-keys create --name NAME --operator`)"
@@ -234,10 +233,20 @@ def cost_suggestions(
     caller: CallerDep, state: StateDep, start: FromQuery = None, end: ToQuery = None
 ) -> list[CostSuggestion]:
     """Each with the saving it would have brought: paid nodes run again with `cache: false` that made an identical
-    video, failed executions holding paid results (retry them), a cheaper provider for the same operation.
-    Video downloads are not recorded, so videos never fetched are not suggested."""
-    spends = list(node_spends(caller, state.records, state.store, start=start, end=end))
-    return [CostSuggestion.model_validate(found.to_wire()) for found in suggestions(spends)]
+    video, failed executions holding paid results (retry them), a cheaper provider for the same operation,
+    fallbacks taken, and completed executions whose final videos nobody fetched (only videos whose URL is this
+    API's `/artifacts`, which records their fetches: a CDN's or a presigned URL's are not seen, so not suggested)."""
+    settings = state.settings
+    found = suggestions_for(
+        caller,
+        state.records,
+        state.store,
+        start=start,
+        end=end,
+        served=settings.artifact_urls,
+        grace_seconds=settings.unfetched_grace_seconds,
+    )
+    return [CostSuggestion.model_validate(each.to_wire()) for each in found]
 
 
 # --- dead letters ------------------------------------------------------------------------------
@@ -290,15 +299,12 @@ async def retry_executions(request: Request, caller: CallerDep, state: StateDep)
     response_model=list[Worker],
     tags=["operations"],
     summary="The run workers (operator keys)",
-    responses=problems(403, 503),
+    responses=problems(403),
 )
 def workers(_operator: OperatorDep, state: StateDep) -> list[Worker]:
-    """Celery's inspection of the workers consuming this deployment's queue: name, concurrency, active runs and
-    when they answered. `[]` when none answers, or when runs are not launched through a broker."""
-    try:
-        found = inspect_workers(state.instance, WORKERS_TIMEOUT_SECONDS)
-    except BrokerUnreachable as exc:
-        raise ApiProblem(503, f"cannot list the workers: {exc}; is VIDEO_PIPELINES_BROKER_URL's broker up?") from None
+    """The run workers of this deployment that beat within the last seconds, on any broker: name, concurrency,
+    active runs and their last beat. `[]` when none runs, or when runs are not launched through a broker."""
+    found = live_workers(state.instance, WorkerBeats(state.store))
     return [Worker.model_validate(view.to_wire()) for view in found]
 
 

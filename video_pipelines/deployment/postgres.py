@@ -5,9 +5,10 @@ workers together (benchmarks/bench_workers.py).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy
@@ -94,4 +95,30 @@ class PostgresStorage(DagsterPostgresStorage):
         # The webserver later swaps in its own pool through optimize_for_webserver, as before.
         for part in (storage._run_storage, storage._event_log_storage, storage._schedule_storage):
             part._engine = engine
+        remember_schema_checks(storage._schedule_storage)
         return storage
+
+
+def remember_schema_checks(schedules: Any) -> None:
+    """Dagster's schedule storage reflects the database's table names on nearly every call, and a sensor tick makes
+    several: a quarter of the daemon's CPU (py-spy, `benchmarks/bench_parking.py`). Its run and event-log storages
+    remember their answers; this one now does too. Only "yes" is remembered: tables and built indexes stay."""
+    for name in ("has_instigators_table", "_has_instigators_table", "has_secondary_index_table"):
+        setattr(schedules, name, _remember_yes(getattr(schedules, name), keyed=False))  # some take a connection
+    schedules.has_built_index = _remember_yes(schedules.has_built_index, keyed=True)  # by migration name
+
+
+def _remember_yes(check: Callable[..., bool], *, keyed: bool) -> Callable[..., bool]:
+    known: set[tuple[Any, ...]] = set()
+
+    @functools.wraps(check)
+    def remembered(*args: Any) -> bool:
+        key = args if keyed else ()
+        if key in known:
+            return True
+        answer = check(*args)
+        if answer:
+            known.add(key)
+        return answer
+
+    return remembered

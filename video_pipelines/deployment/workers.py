@@ -8,7 +8,7 @@ a LOWER number goes first, and its default steps (0, 3, 6, 9) would merge neighb
 Amazon SQS (kombu's SQS transport) has neither message priority nor Celery's broadcast commands (its
 transport declares no fanout exchange, so workers start no remote control): runs reach the workers in the
 order they were sent, priority acts in Dagster's run queue only, and what ping and revoke do on the other
-brokers is done through the result backend and the instance instead (`WorkerBeat`, the worker's cancel watch).
+brokers is done through the database and the instance instead (the workers' beats, the worker's cancel watch).
 """
 
 from __future__ import annotations
@@ -35,11 +35,6 @@ AMQP_MAX_PRIORITY = 10
 REDIS_PRIORITY_STEPS = list(range(10))
 SQS_WAIT_SECONDS = 10
 SQS_VISIBILITY_TIMEOUT_SECONDS = 600
-# Where the broker cannot carry a ping (SQS), a worker's main process records a beat in the result backend
-# this often; a worker whose last beat is older than BEAT_STALE_SECONDS does not answer. Wall clocks of the
-# workers and the daemon are compared: keep them in sync (NTP), within a few seconds.
-BEAT_SECONDS = 2.0
-BEAT_STALE_SECONDS = 12.0
 
 
 class BrokerKind(StrEnum):
@@ -256,38 +251,3 @@ class WorkerWatch:
     def forget(self, run_id: str) -> None:
         """The run's worker answered, or the run is no longer running: its misses start again from none."""
         self._misses.pop(run_id, None)
-
-
-@dataclass(frozen=True)
-class WorkerBeat:
-    """What a worker's main process records every BEAT_SECONDS where the broker cannot carry a ping (SQS)."""
-
-    hostname: str
-    at: float  # the worker's wall clock (time.time())
-    concurrency: int
-    active: int  # runs its children hold now
-
-    def fresh(self, now: float) -> bool:
-        return now - self.at < BEAT_STALE_SECONDS
-
-    def to_meta(self) -> dict[str, object]:
-        return {"hostname": self.hostname, "at": self.at, "concurrency": self.concurrency, "active": self.active}
-
-    @classmethod
-    def from_meta(cls, meta: object) -> WorkerBeat | None:
-        if not isinstance(meta, Mapping):
-            return None
-        hostname, at, concurrency, active = (meta.get(key) for key in ("hostname", "at", "concurrency", "active"))
-        if not isinstance(hostname, str) or not isinstance(at, int | float):
-            return None
-        return cls(
-            hostname,
-            float(at),
-            concurrency if isinstance(concurrency, int) else 0,
-            active if isinstance(active, int) else 0,
-        )
-
-
-def beat_id(hostname: str) -> str:
-    """The result-backend id under which the worker `hostname` records its beat (one record per worker)."""
-    return f"video-pipelines-worker-beat:{hostname}"

@@ -146,11 +146,21 @@ class Deployment:
         return cost_report(spends, GroupBy(group_by or GroupBy.PROVIDER)).to_wire()
 
     def cost_suggestions(self, *, start: str | None = None, end: str | None = None) -> list[dict[str, Any]]:
+        from video_pipelines.api.settings import ApiSettings
         from video_pipelines.executions import OPERATOR
-        from video_pipelines.executions.costs import node_spends, suggestions
+        from video_pipelines.executions.costs import suggestions_for
 
-        spends = list(node_spends(OPERATOR, self.records, self.store, start=_moment(start), end=_moment(end)))
-        return [found.to_wire() for found in suggestions(spends)]
+        settings = ApiSettings.from_env()  # the deployment's API: where the fetches it records come from
+        found = suggestions_for(
+            OPERATOR,
+            self.records,
+            self.store,
+            start=_moment(start),
+            end=_moment(end),
+            served=settings.artifact_urls,
+            grace_seconds=settings.unfetched_grace_seconds,
+        )
+        return [each.to_wire() for each in found]
 
     def retry_failed(self, *, since: str | None = None, limit: int = 100, status: str = "failed") -> dict[str, Any]:
         from video_pipelines.executions import OPERATOR

@@ -4,14 +4,19 @@ from those same records (never a guess about work the caller did not do).
 Costs are what each node's run recorded it cost (`NodeRecord.cost_usd`, what the provider billed at the
 pricing table's prices); `savedUsd` is what reuse saved at list prices, as in the status document. An
 execution counts in the window its submission falls in (execution ids carry their creation time).
+
+Videos never fetched are told from the fetches the API's `/artifacts` route records (`submissions.fetches`),
+so only for videos whose URL passes through that route: a local folder served by the API, or S3 behind
+`VIDEO_PIPELINES_PUBLIC_URL`. A CDN's URL (`VIDEO_PIPELINES_PUBLIC_BASE_URL`), a presigned S3 URL or a `file://`
+URL is fetched without us: nothing is recorded, so nothing is suggested for those videos.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -20,14 +25,20 @@ from video_pipelines.executions.lifecycle import Caller
 from video_pipelines.executions.records import RunRecords
 from video_pipelines.executions.spending import saved_usd
 from video_pipelines.executions.status import run_status
-from video_pipelines.plan import PlanNode
+from video_pipelines.plan import Plan, PlanNode, sinks
+from video_pipelines.plan.model import ancestors
 from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions.fetches import VideoFetches
 from video_pipelines.submissions.store import execution_created_at
 from video_pipelines.vocabulary import ExecutionState, NodeState
 
 # Submissions read per query while scanning a window.
 _SCAN_BATCH = 200
+# How long after an execution completed its final videos may go unfetched before that is suggested: a client
+# that downloads what it ordered does so within the day (seconds; 0 counts every completed execution).
+UNFETCHED_GRACE_ENV = "VIDEO_PIPELINES_UNFETCHED_GRACE_SECONDS"
+DEFAULT_UNFETCHED_GRACE_SECONDS = 86400.0
 
 
 class GroupBy(StrEnum):
@@ -55,6 +66,14 @@ class NodeSpend:
     failed_execution: bool  # its execution is failed now
     fallback_from: tuple[str, ...] = ()  # the providers it moved on from before `provider` made it
     billed_failures_usd: float = 0.0  # of `cost_usd`, what those providers billed for their failed attempts
+    url: str = ""  # where its video is fetched (the result's URL)
+    sinks: tuple[str, ...] = ()  # the final outputs (sink nodes) its video goes into: itself, when it is one
+    completed_at: float | None = None  # when its execution ended completed (epoch seconds); None: it did not
+
+    @property
+    def final(self) -> bool:
+        """Whether it is one of its execution's final outputs (a sink node)."""
+        return self.node_id in self.sinks
 
 
 @dataclass(frozen=True)
@@ -121,6 +140,15 @@ def _maker_model(node: PlanNode | None, provider: str) -> str | None:
     return str(models[0]) if models and models[0] else None
 
 
+def sinks_fed(plan: Plan) -> dict[str, tuple[str, ...]]:
+    """Each node's final outputs: the sinks it is, or that depend on it, directly or not (in plan order)."""
+    fed: dict[str, list[str]] = defaultdict(list)
+    for sink in sinks(plan):
+        for node_id in (sink.id, *ancestors(plan, sink.id)):
+            fed[node_id].append(sink.id)
+    return {node.id: tuple(fed[node.id]) for node in plan.nodes}
+
+
 def _seconds(moment: datetime | None) -> float | None:
     if moment is None:
         return None
@@ -153,7 +181,8 @@ def node_spends(
                 continue
             recorded = ExecutionRuns.of(records, latest).node_records(records)
             plan = latest.parsed_plan
-            failed = run_status(records, latest, store=store).state is ExecutionState.FAILED
+            state = run_status(records, latest, store=store).state
+            fed = sinks_fed(plan)
             day = datetime.fromtimestamp(created, UTC).date().isoformat()
             for node_id, record in recorded.items():
                 node = plan.by_id.get(node_id)
@@ -174,9 +203,12 @@ def node_spends(
                     duration=record.result.duration,
                     sha256=record.result.sha256,
                     cached=plan.caches(node) if node is not None else True,
-                    failed_execution=failed,
+                    failed_execution=state is ExecutionState.FAILED,
                     fallback_from=record.result.fallback_from or (),
                     billed_failures_usd=round(max(0.0, cost - made_for), 4) if record.result.fallback_from else 0.0,
+                    url=record.result.url,
+                    sinks=fed.get(node_id, ()),
+                    completed_at=latest.ended_at if state is ExecutionState.COMPLETED else None,
                 )
         if len(submissions) < _SCAN_BATCH:
             return
@@ -310,13 +342,139 @@ def _fallbacks_taken(made: Sequence[NodeSpend]) -> list[Suggestion]:
     return found
 
 
-def suggestions(spends: Sequence[NodeSpend]) -> list[Suggestion]:
-    """What the spends show could be saved, biggest saving first. Video fetches are not recorded anywhere, so
-    "videos never fetched" cannot be told and is not suggested."""
+@dataclass(frozen=True)
+class FetchRecords:
+    """What the deployment recorded of video downloads, as the "never fetched" suggestion reads it."""
+
+    since: datetime | None  # when fetches began to be recorded; None: they are not
+    first_fetched: Mapping[str, datetime]  # sha256 -> its first recorded fetch (of the videos asked about)
+    served: tuple[str, ...]  # result URLs that start with one of these pass through the API's /artifacts
+    bases: frozenset[str]  # executions that a variant names as its base
+    now: datetime
+    grace_seconds: float
+    taken_later: frozenset[str] = frozenset()  # videos reused by executions after the window read
+
+    def passes_through(self, url: str) -> bool:
+        return any(url.startswith(prefix) for prefix in self.served)
+
+    def settled(self, completed_at: float) -> bool:
+        """Whether an execution that completed then has had its grace period, all of it while fetches were recorded."""
+        ended = datetime.fromtimestamp(completed_at, UTC)
+        return self.since is not None and self.since <= ended <= self.now - timedelta(seconds=self.grace_seconds)
+
+
+def read_fetches(
+    store: SubmissionStore,
+    spends: Sequence[NodeSpend],
+    *,
+    served: Sequence[str],
+    grace_seconds: float = DEFAULT_UNFETCHED_GRACE_SECONDS,
+    later: Sequence[NodeSpend] = (),
+    now: datetime | None = None,
+) -> FetchRecords:
+    """The fetch records of the spends' final videos, and which of their executions are a variant's base;
+    `later`: the spends of executions after the window, which may have reused its videos."""
+    fetches = VideoFetches(store)
+    finals = {spend.sha256 for spend in spends if spend.final}
+    completed = {spend.execution_id for spend in spends if spend.completed_at is not None}
+    return FetchRecords(
+        since=fetches.recording_since(),
+        first_fetched={sha256: fetch.first_fetched_at for sha256, fetch in fetches.of(finals).items()},
+        served=tuple(served),
+        bases=frozenset(fetches.bases_among(completed)),
+        now=now or datetime.now(UTC),
+        grace_seconds=grace_seconds,
+        taken_later=frozenset(spend.sha256 for spend in later if spend.state is NodeState.REUSED),
+    )
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
+
+
+def _never_fetched(spends: Sequence[NodeSpend], fetches: FetchRecords) -> list[Suggestion]:
+    """Per tenant, completed executions whose final videos nobody fetched through the API since their grace
+    period, and the paid work that went into only those videos."""
+    by_execution: dict[str, list[NodeSpend]] = defaultdict(list)
+    reused_by: dict[str, set[str]] = defaultdict(set)  # sha256 -> the executions that took it as a reused node
+    for spend in spends:
+        by_execution[spend.execution_id].append(spend)
+        if spend.state is NodeState.REUSED:
+            reused_by[spend.sha256].add(spend.execution_id)
+
+    def taken(node: NodeSpend) -> bool:
+        """Whether another execution went on from the node's video (reused it): it was used, fetched or not."""
+        return bool(reused_by.get(node.sha256, set()) - {node.execution_id}) or node.sha256 in fetches.taken_later
+
+    found: dict[str, list[tuple[str, float, int]]] = defaultdict(list)
+    for execution_id, nodes in sorted(by_execution.items()):
+        completed_at = nodes[0].completed_at
+        if execution_id in fetches.bases or completed_at is None or not fetches.settled(completed_at):
+            continue
+        finals = [node for node in nodes if node.final]
+        # A final video whose fetches would not be seen (a CDN's URL, a presigned one) leaves the whole
+        # execution out: which of its work was wasted cannot be told.
+        if not finals or not all(fetches.passes_through(node.url) for node in finals):
+            continue
+        unfetched = {node.node_id for node in finals if node.sha256 not in fetches.first_fetched and not taken(node)}
+        wasted = [
+            node
+            for node in nodes
+            if node.state is NodeState.COMPLETED
+            and node.cost_usd > 0
+            and node.sinks
+            and set(node.sinks) <= unfetched
+            and not taken(node)
+        ]
+        saving = round(sum(node.cost_usd for node in wasted), 4)
+        if saving > 0:
+            found[nodes[0].tenant].append((execution_id, saving, len(unfetched)))
+    suggested = []
+    for tenant, executions in sorted(found.items()):
+        saving = round(sum(each[1] for each in executions), 4)
+        videos = sum(each[2] for each in executions)
+        suggested.append(
+            Suggestion(
+                "neverFetched",
+                f"{len(executions)} completed execution(s) of {tenant} made {videos} final video(s) that nobody has "
+                f"downloaded, {_span(fetches.grace_seconds)} or more after they completed: {_usd(saving)} of paid "
+                "work went into them alone. If nobody needs these videos, stop submitting such plans; if a client "
+                "should download them (a webhook receiver, an SDK), check that it does",
+                saving,
+                [each[0] for each in executions],
+            )
+        )
+    return suggested
+
+
+def suggestions(spends: Sequence[NodeSpend], fetches: FetchRecords | None = None) -> list[Suggestion]:
+    """What the spends show could be saved, biggest saving first. "Videos never fetched" only with `fetches`, and
+    only for videos whose fetches are recorded (see the module docstring)."""
     paid = [spend for spend in spends if spend.state is NodeState.COMPLETED and spend.cost_usd > 0]
     found = [
         *(s for s in (_identical_recomputes(paid), _paid_failures(paid)) if s is not None),
         *_cheaper_providers(paid),
         *_fallbacks_taken([spend for spend in spends if spend.state is NodeState.COMPLETED]),
+        *(_never_fetched(spends, fetches) if fetches is not None else ()),
     ]
     return sorted(found, key=lambda s: (-s.estimated_saving_usd, s.kind))
+
+
+def suggestions_for(
+    caller: Caller,
+    records: RunRecords,
+    store: SubmissionStore,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    served: Sequence[str] = (),
+    grace_seconds: float = DEFAULT_UNFETCHED_GRACE_SECONDS,
+) -> list[Suggestion]:
+    """The caller's suggestions for executions submitted in the window; `served`: where result URLs whose fetches
+    this deployment records begin (its API's `/artifacts/`), the only videos "never fetched" may name."""
+    spends = list(node_spends(caller, records, store, start=start, end=end))
+    later = list(node_spends(caller, records, store, start=end)) if end is not None else []
+    return suggestions(spends, read_fetches(store, spends, served=served, grace_seconds=grace_seconds, later=later))

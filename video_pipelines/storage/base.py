@@ -8,6 +8,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from video_pipelines.errors import MediaError, StorageError
 from video_pipelines.operations.ffmpeg import make_thumbnail
@@ -102,6 +103,11 @@ class ArtifactStore(ABC):
     @abstractmethod
     def fetch_to(self, key: str, dest: Path) -> Path:
         """Write the object to `dest` (atomically) and return `dest`."""
+
+    def direct_url(self, key: str, *, seconds: int, method: Literal["GET", "HEAD"] = "GET") -> str | None:
+        """A short-lived URL that reads the object where it is stored, for a client sent there instead of being
+        served the bytes; None where the store has none (a local folder: the API serves `local_path`)."""
+        return None
 
     @abstractmethod
     def local_path(self, key: str) -> Path | None:

@@ -14,6 +14,9 @@ from video_pipelines.storage.base import ArtifactStore, StoredArtifact, check_ke
 STORAGE_URL_ENV = "VIDEO_PIPELINES_STORAGE_URL"
 PUBLIC_BASE_URL_ENV = "VIDEO_PIPELINES_PUBLIC_BASE_URL"
 ARTIFACTS_BASE_URL_ENV = "VIDEO_PIPELINES_ARTIFACTS_BASE_URL"
+# Where clients and providers reach the API (the providers' webhooks read it too): with S3 storage and no
+# public base URL, result URLs are its `/artifacts/<key>`, which redirects to a fresh presigned URL.
+PUBLIC_URL_ENV = "VIDEO_PIPELINES_PUBLIC_URL"
 _USAGE = "VIDEO_PIPELINES_STORAGE_URL must be file:///abs/dir or s3://bucket/prefix"
 
 
@@ -134,7 +137,11 @@ def store_from_url(url: str | None, *, default_root: Path) -> ArtifactStore:
             )
         if not parts.netloc or parts.query or parts.fragment:
             raise StorageError(f"{_USAGE} (a bucket name, an optional prefix, nothing else), got {_for_message(url)}")
+        public_url = os.environ.get(PUBLIC_URL_ENV, "").strip().rstrip("/")
         return S3ArtifactStore(
-            parts.netloc, unquote(parts.path), public_base_url=os.environ.get(PUBLIC_BASE_URL_ENV) or None
+            parts.netloc,
+            unquote(parts.path),
+            public_base_url=os.environ.get(PUBLIC_BASE_URL_ENV) or None,
+            served_base_url=f"{public_url}/artifacts" if public_url else None,
         )
     raise StorageError(f"{_USAGE}, got {_for_message(url)}")

@@ -91,8 +91,9 @@ def _endpoint_for_logs(endpoint_url: str) -> str:
 
 
 class S3ArtifactStore(ArtifactStore):
-    """Objects under `s3://<bucket>/<prefix>/` (boto3 from the standard AWS settings); URLs are
-    `public_base_url/<prefix>/<key>` when set, else presigned GETs."""
+    """Objects under `s3://<bucket>/<prefix>/` (boto3 from the standard AWS settings). URLs are
+    `public_base_url/<prefix>/<key>` when set (a CDN); else `served_base_url/<key>` when set (the API's
+    `/artifacts`, which answers with a fresh presigned URL and records the fetch); else presigned GETs."""
 
     def __init__(
         self,
@@ -101,6 +102,7 @@ class S3ArtifactStore(ArtifactStore):
         *,
         endpoint_url: str | None = None,
         public_base_url: str | None = None,
+        served_base_url: str | None = None,
         presign_seconds: int = MAX_PRESIGN_SECONDS,
         addressing_style: Literal["auto", "virtual", "path"] | None = None,
         client: S3Client | None = None,
@@ -115,6 +117,12 @@ class S3ArtifactStore(ArtifactStore):
         self.prefix = "/".join(part for part in prefix.split("/") if part)
         self.endpoint_url = endpoint_url or None
         self.public_base_url = public_base_url or None
+        if served_base_url and urlsplit(served_base_url).scheme not in {"http", "https"}:
+            raise StorageError(
+                "VIDEO_PIPELINES_PUBLIC_URL (where result URLs on S3 point, under /artifacts) must be an http(s) URL "
+                f"such as https://api.example.com, got {served_base_url.removesuffix('/artifacts')!r}"
+            )
+        self.served_base_url = served_base_url.rstrip("/") if served_base_url else None
         self.presign_seconds = presign_seconds
         self.addressing_style = addressing_style
         self._client = client
@@ -176,9 +184,22 @@ class S3ArtifactStore(ArtifactStore):
         full_key = self.full_key(key)
         if self.public_base_url:
             return f"{self.public_base_url.rstrip('/')}/{quote(full_key, safe='/')}"
+        if self.served_base_url:
+            return f"{self.served_base_url}/{quote(key, safe='/')}"
+        return self.presigned_url(key)
+
+    def direct_url(self, key: str, *, seconds: int, method: Literal["GET", "HEAD"] = "GET") -> str:
+        return self.presigned_url(key, seconds=seconds, method=method)
+
+    def presigned_url(self, key: str, *, seconds: int | None = None, method: Literal["GET", "HEAD"] = "GET") -> str:
+        """A URL that reads the object straight from S3 for `seconds` (default `presign_seconds`): a GET's, or a
+        HEAD's (the method is signed too)."""
+        operation = "head_object" if method == "HEAD" else "get_object"
         try:
             return self.client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": full_key}, ExpiresIn=self.presign_seconds
+                operation,
+                Params={"Bucket": self.bucket, "Key": self.full_key(key)},
+                ExpiresIn=seconds or self.presign_seconds,
             )
         except _BOTO_ERRORS as exc:
             raise translate_error(exc, action="presign", location=self.location(key)) from exc

@@ -28,6 +28,8 @@ NODE_CLAIMS_TABLE = "video_pipelines_node_claims"
 EXECUTION_OUTCOMES_TABLE = "video_pipelines_execution_outcomes"
 PROVIDER_WAITS_TABLE = "video_pipelines_provider_waits"
 PROVIDER_CIRCUITS_TABLE = "video_pipelines_provider_circuits"
+VIDEO_FETCHES_TABLE = "video_pipelines_video_fetches"
+WORKERS_TABLE = "video_pipelines_workers"
 # The tenant of everything that no API key scoped: operator submissions, runs launched through Dagster's doors.
 DEFAULT_TENANT = "default"
 # The webhook events a delivery can be for (see `webhooks.outbox.EVENTS`); frozen with step 3.
@@ -452,6 +454,36 @@ def _provider_circuits_v10(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _video_fetches_v12(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        VIDEO_FETCHES_TABLE,
+        metadata,
+        # A stored video by its content address: the API's `/artifacts` route knows the SHA-256 in the URL, not
+        # who asked (the URL needs no key), so one row counts every tenant's fetches of the same bytes.
+        sa.Column("sha256", sa.String(64), primary_key=True),
+        sa.Column("first_fetched_at", _TIMESTAMP, nullable=False),
+        sa.Column("last_fetched_at", _TIMESTAMP, nullable=False),
+        # Fetches recorded: one per client per window (see `submissions.fetches`), not one per range request.
+        sa.Column("fetches", sa.Integer, nullable=False),
+        sa.CheckConstraint("fetches >= 1", name="ck_video_pipelines_video_fetches_fetches"),
+    )
+
+
+def _workers_v13(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        WORKERS_TABLE,
+        metadata,
+        # One row per run worker (its Celery node name), written by its main process every few seconds.
+        sa.Column("name", sa.String(255), primary_key=True),
+        # JSON lists: the queues it consumes, the Celery task ids its children run now (their number: `active`).
+        sa.Column("queues", sa.Text, nullable=False),
+        sa.Column("tasks", sa.Text, nullable=False),
+        sa.Column("concurrency", sa.Integer, nullable=False),
+        sa.Column("last_seen", _TIMESTAMP, nullable=False),
+        sa.CheckConstraint("concurrency >= 0", name="ck_video_pipelines_workers_concurrency"),
+    )
+
+
 def _rebuild_sqlite(connection: sa.Connection, declare: Declare, indexes: Indexes, name: str, version: int) -> None:
     """Give SQLite table `name` the shape `declare` makes, keeping its rows (built as a new table, then renamed)."""
     temporary = f"{name}_v{version}_new"
@@ -539,6 +571,8 @@ node_results, node_claims = _node_results_v5(_metadata)
 execution_outcomes = _execution_outcomes_v7(_metadata)
 provider_waits = _provider_waits_v9(_metadata)
 provider_circuits = _provider_circuits_v10(_metadata)
+video_fetches = _video_fetches_v12(_metadata)
+workers = _workers_v13(_metadata)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "submissions table", create=(_submissions_v1,)),
@@ -597,6 +631,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "operator API keys",
         both=(f"ALTER TABLE {API_KEYS_TABLE} ADD COLUMN operator BOOLEAN NOT NULL DEFAULT FALSE",),
     ),
+    # Its `applied_at` is when fetches began to be recorded: a video made before then may have been fetched unseen.
+    Migration(12, "fetches of stored videos through the API", create=(_video_fetches_v12,)),
+    Migration(13, "run workers' heartbeats", create=(_workers_v13,)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 # Every step's version in the order applied (a database at SCHEMA_VERSION has recorded each of them).

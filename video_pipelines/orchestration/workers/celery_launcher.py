@@ -9,8 +9,9 @@
   so the `lost_launches` sensor fails the run as lost (resumed) instead of leaving it STARTING.
 
 On SQS no broadcast reaches the workers (no ping, revoke or inspect): a worker answers by its beat in the
-result backend (`record_beat`), a cancel is seen by the worker's own watch of the run (celery_worker.py), and
-no launch counts as lost in the broker (SQS keeps its messages; a stuck launch meets the start timeout).
+deployment's database (`submissions.worker_beats`), a cancel is seen by the worker's own watch of the run
+(celery_worker.py), and no launch counts as lost in the broker (SQS keeps its messages; a stuck launch meets
+the start timeout).
 """
 
 from __future__ import annotations
@@ -41,15 +42,15 @@ from video_pipelines.deployment.workers import (
     RESULT_BACKEND_ENV,
     BrokerKind,
     RunWorker,
-    WorkerBeat,
     WorkerSettings,
     WorkerWatch,
-    beat_id,
     celery_priority,
     celery_settings,
     priority_of_tag,
 )
 from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
+from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions.worker_beats import WorkerBeats
 
 PRIORITY_TAG = "dagster/priority"
 # A live worker answers a ping from its main process at once, even with every child busy.
@@ -61,8 +62,6 @@ PING_CACHE_SECONDS = 5.0
 _RUNNING_STATES = frozenset({"STARTED", "PENDING"})
 # A run STARTING this long may have lost its task: a worker with a free child takes one within milliseconds.
 LOST_LAUNCH_SECONDS = 10.0
-# The result-backend state of a worker's beat record (not a task's: no Celery state has this name).
-BEAT_STATE = "WORKER-BEAT"
 
 
 def app_config(settings: WorkerSettings) -> dict[str, Any]:
@@ -99,24 +98,16 @@ def ensure_queue(app: Celery, name: str) -> None:
         app.amqp.queues.add(Queue(name, routing_key=f"{name}.#", queue_arguments=arguments))  # type: ignore[no-untyped-call]
 
 
-def record_beat(app: Celery, beat: WorkerBeat) -> None:
-    """Store `beat` as the worker's record in the result backend (Redis or a database, as task states)."""
-    app.backend.store_result(beat_id(beat.hostname), beat.to_meta(), BEAT_STATE)
-
-
-def read_beat(app: Celery, hostname: str) -> WorkerBeat | None:
-    """The last beat the worker `hostname` recorded, or None if it never did."""
-    meta = app.backend.get_task_meta(beat_id(hostname))
-    return WorkerBeat.from_meta(meta.get("result")) if meta.get("status") == BEAT_STATE else None
-
-
-def workers_answering(app: Celery, kind: BrokerKind, nodes: Sequence[str], timeout: float) -> set[str]:
-    """Which of the worker `nodes` answer: a ping through the broker, or on SQS a fresh beat."""
+def workers_answering(
+    app: Celery, kind: BrokerKind, nodes: Sequence[str], timeout: float, beats: WorkerBeats | None = None
+) -> set[str]:
+    """Which of the worker `nodes` answer: a ping through the broker, or on SQS a fresh beat in `beats` (by default
+    this process's deployment database)."""
     if kind.remote_control:
         replies = app.control.ping(destination=list(nodes), timeout=timeout)
         return {name for reply in replies for name in reply if name in nodes}
-    now = time.time()
-    return {node for node in nodes if (beat := read_beat(app, node)) is not None and beat.fresh(now)}
+    alive = {beat.name for beat in (beats or WorkerBeats(SubmissionStore.shared())).alive()}
+    return alive & set(nodes)
 
 
 @dataclass(frozen=True)
@@ -158,6 +149,7 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         self.settings = replace(settings, queue=default_queue) if default_queue else settings
         self._watch = WorkerWatch()
         self._pings: dict[str, tuple[float, bool]] = {}
+        self._beats: WorkerBeats | None = None
         super().__init__(
             default_queue=self.settings.queue,
             broker=self.settings.broker_url,
@@ -321,11 +313,20 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         self._instance.report_run_failed(run, message)
         return CheckRunHealthResult(WorkerStatus.FAILED, message)
 
+    @property
+    def beats(self) -> WorkerBeats:
+        """The workers' beats in the deployment's database (read on SQS only), opened at the first use."""
+        if self._beats is None:
+            self._beats = WorkerBeats(SubmissionStore.shared())
+        return self._beats
+
     def _answers(self, hostname: str) -> bool:
         now = time.monotonic()
         cached = self._pings.get(hostname)
         if cached is not None and now - cached[0] < PING_CACHE_SECONDS:
             return cached[1]
-        answered = bool(workers_answering(self.celery, self.settings.kind, [hostname], PING_TIMEOUT_SECONDS))
+        kind = self.settings.kind
+        beats = None if kind.remote_control else self.beats
+        answered = bool(workers_answering(self.celery, kind, [hostname], PING_TIMEOUT_SECONDS, beats))
         self._pings[hostname] = (time.monotonic(), answered)
         return answered

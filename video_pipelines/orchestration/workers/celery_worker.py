@@ -3,10 +3,11 @@
 Definitions are imported in the parent so each prefork child starts with them loaded. Each child dies
 with its parent (a SIGKILLed worker leaves no orphan runs) and tags each run with `video/worker`.
 
-Where the broker carries no broadcast (SQS), two things stand in for Celery's remote control: the main
-process records a beat in the result backend (the launcher's health check reads it instead of pinging),
-and a child watches the run it executes, interrupting it with SIGINT once the run is CANCELING, as the
-launcher's revoke does on the other brokers.
+On every broker the main process records a beat in the deployment's database (`submissions.worker_beats`:
+its name, queues, pool size and the tasks its children run), which `/api/workers` lists, and removes it when
+the worker stops cleanly. Where the broker carries no broadcast (SQS), the beat also answers the launcher's
+health checks instead of a ping, and a child watches the run it executes, interrupting it with SIGINT once
+the run is CANCELING, as the launcher's revoke does on the other brokers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -32,16 +34,12 @@ from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 
 import video_pipelines.deployment.postgres  # noqa: F401  # the instance's storage, imported before the fork
 import video_pipelines.orchestration.definitions as definitions
-from video_pipelines.deployment.workers import (
-    BEAT_SECONDS,
-    RunWorker,
-    WorkerBeat,
-    WorkerSettings,
-    local_artifacts_warning,
-)
+from video_pipelines.deployment.workers import RunWorker, WorkerSettings, local_artifacts_warning
 from video_pipelines.executions.records import WORKER_TAG
-from video_pipelines.orchestration.workers.celery_launcher import make_celery_app, record_beat
+from video_pipelines.orchestration.workers.celery_launcher import make_celery_app
 from video_pipelines.storage import STORAGE_URL_ENV
+from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions.worker_beats import BEAT_SECONDS, WorkerBeat, WorkerBeats
 
 _PR_SET_PDEATHSIG = 1
 TAG_WAIT_SECONDS = 5.0
@@ -79,27 +77,41 @@ def _die_with_parent(**_kwargs: Any) -> None:
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]
 def _start_beats(sender: Any = None, **_kwargs: Any) -> None:
-    """On SQS: the worker answers the launcher's health checks by a beat every BEAT_SECONDS (`sender`: its consumer)."""
-    if settings.kind.remote_control or sender is None:
+    """Record this worker's beat now and every BEAT_SECONDS (`sender`: its consumer)."""
+    if sender is None:
         return
     consumer = sender
 
     def beat() -> None:
         try:
-            now = WorkerBeat(
-                consumer.hostname,
-                time.time(),
-                concurrency=int(consumer.controller.concurrency),
-                active=len(worker_state.active_requests),
-            )
-            record_beat(app, now)
+            # Celery's own count of running tasks, kept by this (the main) process as the children accept and
+            # finish them: what `inspect active` answers on the brokers that carry it.
+            tasks = sorted(str(request.id) for request in list(worker_state.active_requests))
+            queues = tuple(sorted(consumer.app.amqp.queues.consume_from))
+            concurrency = int(consumer.controller.concurrency)
+            _beats().record(WorkerBeat(consumer.hostname, queues, concurrency, tuple(tasks), datetime.now(UTC)))
         except Exception:
-            # A result backend that is briefly away costs a beat; the launcher tolerates a missed one.
+            # A database that is briefly away costs a beat; a worker counts as gone only after several.
             logger.exception("could not record this worker's beat")
 
     beat()
     # On the main process's event loop, as Celery's own event heartbeat: no thread to cross a fork.
     consumer.timer.call_repeatedly(BEAT_SECONDS, beat)
+
+
+@signals.worker_shutdown.connect  # type: ignore[untyped-decorator]
+def _remove_beat(sender: Any = None, **_kwargs: Any) -> None:
+    """A worker that stops cleanly is no longer listed at once (`sender`: the worker, its pool and timer stopped)."""
+    try:
+        _beats().remove(sender.hostname)
+    except Exception:
+        logger.exception("could not remove this worker's beat: it is listed until it goes stale")
+
+
+@functools.cache
+def _beats() -> WorkerBeats:
+    # The main process's (worker_ready and worker_shutdown are sent there only); a child forgets it (store.py).
+    return WorkerBeats(SubmissionStore.shared())
 
 
 @functools.cache
