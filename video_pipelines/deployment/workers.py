@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from video_pipelines.errors import UsageError
-from video_pipelines.storage.factory import STORAGE_URL_ENV
 from video_pipelines.submissions.database_url import psycopg2_url
 from video_pipelines.vocabulary import Priority
 
@@ -184,6 +183,9 @@ def local_artifacts_warning(
     settings: WorkerSettings, storage_url: str | None, aws_endpoint_url: str | None = None
 ) -> str | None:
     """A warning when artifacts are on this machine's disk but the broker may serve other machines."""
+    # Imported here: the storage package loads FFmpeg's operations, which no command writing dagster.yaml needs.
+    from video_pipelines.storage.factory import STORAGE_URL_ENV
+
     broker_url = settings.broker_url
     if settings.kind is BrokerKind.SQS:
         # sqs:// names no host: the queue lives at AWS_ENDPOINT_URL (an SQS-compatible server), else at AWS.

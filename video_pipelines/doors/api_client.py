@@ -13,6 +13,8 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from video_pipelines.doors import API_KEY_ENV as API_KEY_ENV
+from video_pipelines.doors import API_URL_ENV as API_URL_ENV
 from video_pipelines.errors import (
     IDEMPOTENCY_KEY_REUSED,
     ExecutionConflict,
@@ -28,8 +30,6 @@ from video_pipelines.plan.problems import PlanProblem
 from video_pipelines.vocabulary import TERMINAL_STATES
 
 T = TypeVar("T")
-API_URL_ENV = "VIDEO_PIPELINES_API_URL"
-API_KEY_ENV = "VIDEO_PIPELINES_API_KEY"
 
 # Answers that say "not now" rather than "no": worth another try of a call that is safe to repeat.
 RETRIED_STATUSES = frozenset({429, 502, 503, 504})

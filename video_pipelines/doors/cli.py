@@ -23,6 +23,7 @@ from video_pipelines.vocabulary import Priority
 
 if TYPE_CHECKING:
     from video_pipelines.executions import Admission
+    from video_pipelines.storage import ArtifactStore
     from video_pipelines.submissions import SubmissionStore
 
 EXIT_REFUSED = 1  # the execution's state refuses the call (HTTP 409)
@@ -74,17 +75,23 @@ def _with_earlier_results(admission: Admission, store: SubmissionStore, tenant: 
 
     from video_pipelines.deployment.instance import dagster_home_path
     from video_pipelines.executions.reuse import decide_reuse
-    from video_pipelines.storage.factory import store_from_env
     from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex
 
     if admission.resolved is None:
         return admission
+
+    def artifacts() -> ArtifactStore:
+        # Imported only when a node would be reused: the storage package loads FFmpeg's operations.
+        from video_pipelines.storage.factory import store_from_env
+
+        return store_from_env(dagster_home_path())
+
     resolved = decide_reuse(
         admission.resolved,
         NodeResultIndex(store),
         tenant=tenant or DEFAULT_TENANT,
         execution_id="",
-        artifacts=lambda: store_from_env(dagster_home_path()),
+        artifacts=artifacts,
         warn=_warn,
     )
     return replace(admission, resolved=resolved)

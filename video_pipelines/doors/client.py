@@ -7,6 +7,7 @@ local deployment. Only `submit` makes a missing instance (the others say where t
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -16,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from video_pipelines.doors.api_client import API_KEY_ENV, API_URL_ENV, ApiClient, poll_until_ended
+from video_pipelines.doors import API_KEY_ENV, API_URL_ENV
 from video_pipelines.errors import ExecutionNotFound, UsageError
 from video_pipelines.plan.overrides import NO_OPTIONS
 from video_pipelines.plan.overrides import SubmitOptions as SubmitOptions  # `client.SubmitOptions(...)`
@@ -24,6 +25,7 @@ from video_pipelines.plan.overrides import SubmitOptions as SubmitOptions  # `cl
 if TYPE_CHECKING:
     import dagster as dg
 
+    from video_pipelines.doors.api_client import ApiClient
     from video_pipelines.orchestration.run_records import DagsterRunRecords
     from video_pipelines.submissions import SubmissionStore
 
@@ -205,7 +207,12 @@ def deployment(*, create: bool = True) -> Iterator[Deployment]:
 @contextmanager
 def connect(*, create: bool = True) -> Iterator[Target]:
     """The environment's target: the API when `VIDEO_PIPELINES_API_URL` is set, else the local deployment."""
-    api = ApiClient.from_env()
+    api = None
+    if os.environ.get(API_URL_ENV, "").strip():
+        # Imported only for the API: its httpx (with click and rich) costs a local command a tenth of a second.
+        from video_pipelines.doors.api_client import ApiClient
+
+        api = ApiClient.from_env()
     opening: AbstractContextManager[Target] = deployment(create=create) if api is None else api
     with opening as opened:
         yield opened
@@ -220,7 +227,7 @@ def _on(target: Target | None, call: Callable[[Target], T], *, create: bool = Fa
         return call(target)
     except ExecutionNotFound as exc:
         # The API's error says where it looked (`at the API ...`), as does a nested call's (wait's status).
-        if isinstance(target, ApiClient) or target.where in str(exc):
+        if not isinstance(target, Deployment) or target.where in str(exc):
             raise
         raise ExecutionNotFound(f"{exc} in {target.where}") from exc
 
@@ -254,7 +261,7 @@ def redeliver(webhook_id: str, *, execution_id: str | None = None, target: Targe
     """Send a webhook event again with the same webhook-id; returns its delivery record, due now."""
 
     def redeliver_on(opened: Target) -> dict[str, Any]:
-        if isinstance(opened, ApiClient):
+        if not isinstance(opened, Deployment):
             from video_pipelines.webhooks import execution_of_webhook
 
             named = execution_id or execution_of_webhook(webhook_id)
@@ -278,6 +285,8 @@ def wait(
     execution_id: str, *, timeout: float = 3600.0, poll: float = 0.5, target: Target | None = None
 ) -> dict[str, Any]:
     """Poll until the execution ends; returns its final status."""
+
+    from video_pipelines.doors.api_client import poll_until_ended  # as `connect` does, only when waited on
 
     def until_ended(opened: Target) -> dict[str, Any]:
         return poll_until_ended(lambda: status(execution_id, target=opened), execution_id, timeout=timeout, poll=poll)

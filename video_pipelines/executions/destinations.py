@@ -9,8 +9,6 @@ import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import httpx
-
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.net.guard import ALLOWED_HOSTS_ENV, METADATA_ADDRESSES, AllowedHosts, IPAddress, blocked_reason
 from video_pipelines.plan import Plan
@@ -21,6 +19,8 @@ _NUMERIC_HOST = frozenset("0123456789abcdefxABCDEFX.")
 
 def literal_address(url: str) -> IPAddress | None:
     """The address an http(s) URL's host is written as, or None for a hostname (or not a URL)."""
+    import httpx  # the fetcher's own parser, imported only by a plan with a URL (a tenth of a second with click, rich)
+
     try:
         host = httpx.URL(url).host
     except httpx.InvalidURL:

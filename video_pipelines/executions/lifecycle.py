@@ -23,9 +23,7 @@ from typing import Any
 from video_pipelines.errors import ExecutionConflict, PlanValidationError
 from video_pipelines.executions.attempts import ExecutionRuns, cancel_requested, pending_attempt, stop_resume
 from video_pipelines.executions.destinations import check_destinations
-from video_pipelines.executions.notifications import enqueue_webhook
 from video_pipelines.executions.outcomes import keep_caller_span, record_end_quietly, record_submitted
-from video_pipelines.executions.parking import cancel_jobs, end_parked
 from video_pipelines.executions.records import RunRecords, RunState, RunView
 from video_pipelines.executions.spending import check_estimate, expected_seconds, node_estimate
 from video_pipelines.executions.status import ExecutionStatus, execution_status
@@ -47,7 +45,6 @@ from video_pipelines.submissions import (
 )
 from video_pipelines.telemetry.trace_context import new_execution_context, parse_traceparent
 from video_pipelines.vocabulary import ExecutionState
-from video_pipelines.webhooks import DeliveryOutbox
 
 
 @dataclass(frozen=True)
@@ -291,6 +288,11 @@ def cancel(records: RunRecords, store: SubmissionStore, execution_id: str) -> Ex
     """Cancel a pending submission or attempt, or have its launched run run nothing more, or end a parked execution
     (its provider jobs canceled at once, though its run ended: it is `processing`); returns the status.
     ExecutionConflict for a completed or failed execution."""
+    # What only a cancel uses (webhooks with their HTTP client, parked executions): no submit imports it.
+    from video_pipelines.executions.notifications import enqueue_webhook
+    from video_pipelines.executions.parking import cancel_jobs, end_parked
+    from video_pipelines.webhooks import DeliveryOutbox
+
     state = execution_status(records, store, execution_id).state
     if state in _CANCEL_TOO_LATE:
         raise ExecutionConflict(

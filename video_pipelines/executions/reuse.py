@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from video_pipelines.executions.attempts import carry_completed
 from video_pipelines.executions.records import NodeRecord
-from video_pipelines.nodes.cache import reuse_cached
-from video_pipelines.nodes.environment import still_stored
-from video_pipelines.nodes.head_start import Log
+from video_pipelines.nodes.cache import Log, reuse_cached
 from video_pipelines.plan.reuse import ResolvedPlan, run_where_gone
-from video_pipelines.storage import ArtifactStore
 from video_pipelines.submissions import NodeResultIndex
+
+if TYPE_CHECKING:
+    from video_pipelines.storage import ArtifactStore
 
 
 def decide_reuse(
@@ -29,5 +30,8 @@ def decide_reuse(
         resolved = carry_completed(resolved, earlier)
     resolved = reuse_cached(resolved, index, tenant, execution_id)
     if resolved.reused:
+        # Imported only on reuse: a node's environment loads the HTTP client and storage, which `validate` need not.
+        from video_pipelines.nodes.environment import still_stored
+
         resolved = run_where_gone(resolved, still_stored(artifacts(), warn))
     return resolved

@@ -9,8 +9,7 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from video_pipelines.errors import BlockedDestinationError, FetchError, TransientFetchError, VideoPipelineError
 
@@ -33,6 +32,9 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _HOSTNAME = re.compile(r"(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*")
 _SCHEMES = {"http": 80, "https": 443}
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def normalize_hostname(host: str) -> str:
@@ -133,6 +135,8 @@ def parse_allowed_hosts(value: str | None) -> AllowedHosts:
 
 def redact_url(url: str | httpx.URL) -> str:
     """`scheme://host[:port]/path` only: no user info, query string (signatures) or fragment."""
+    import httpx  # here and in resolve_destination: checking addresses alone (a plan's, at submission) needs no httpx
+
     try:
         parsed = httpx.URL(url) if isinstance(url, str) else url
     except httpx.InvalidURL:
@@ -188,6 +192,8 @@ def _resolve(host: str, port: int, shown: str) -> list[str]:
 
 def resolve_destination(url: str, allowed: AllowedHosts) -> Destination:
     """Check that `url` is http(s) and that every address its host resolves to may be reached."""
+    import httpx  # as in redact_url
+
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import Action, NodeDecision, ResolvedPlan
-from video_pipelines.providers.http import Parked
 from video_pipelines.submissions import CachedNode, NodeClaim, NodeResultIndex
+
+if TYPE_CHECKING:
+    from video_pipelines.nodes.runner import NodeRun
 
 Log = Callable[[str], None]
 
@@ -70,6 +72,9 @@ def single_flight(
 
     A recorded result whose video storage no longer holds (`stored` False) counts as none.
     """
+    # At run time only: the runner loads every operation and the HTTP client, which reuse at admission need not.
+    from video_pipelines.providers.http import Parked
+
     if not work.cache:
         return _record(index, work, compute())
     flight = _Flight(index, work, run_has_ended, log, sleep, stored, parked, poll_seconds)
@@ -107,6 +112,8 @@ class _Flight:
         if cached is None or not self.stored(result := VideoResult.from_wire(cached.result)):
             return None
         self.log(f"reused: {cached.execution_id} {verb} the same lineage ({cached.node_id}) {when}")
+        from video_pipelines.nodes.runner import NodeRun  # as in single_flight
+
         return NodeRun(result, provider=None, seconds=0.0, reused_from=cached.execution_id)
 
     def holder_gone(self, holder: NodeClaim) -> bool:

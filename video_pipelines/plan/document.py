@@ -44,7 +44,8 @@ EXAMPLE: dict[str, Any] = {
 
 
 class _Document(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    # Built at their first use (the API's schema, its request bodies): parsing a plan reads only their field names.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", defer_build=True)
 
 
 class WebhookDocument(_Document):

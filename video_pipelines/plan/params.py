@@ -63,7 +63,8 @@ Flag = Annotated[bool, Strict()]
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # Each built at its first use: a plan validates only the params of the operations it has.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, defer_build=True)
 
     @field_validator("*", mode="before")
     @classmethod

@@ -19,7 +19,6 @@ from video_pipelines.providers.base import (
     TranscriptionRequest,
     VideoGenerator,
 )
-from video_pipelines.providers.local import LocalProvider
 
 __all__ = [
     "GenerationRequest",
@@ -84,6 +83,9 @@ def _provider(
     name: str, allowed: AllowedHosts | None, remote: Mapping[str, RemoteFactory] | None, *, does: str, refusal: str
 ) -> object:
     if name == "local":
+        # Imported when a node first calls it, as the remote ones: it loads FFmpeg's operations, which pricing does not.
+        from video_pipelines.providers.local import LocalProvider
+
         return LocalProvider()
     # Credentials and endpoints are read when a node runs (never at import, never into run config),
     # so a deployment can add a provider by setting its variables.

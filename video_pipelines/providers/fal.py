@@ -24,15 +24,16 @@ from video_pipelines.errors import JobFailed, ProviderError, ProviderHttpError
 from video_pipelines.providers.base import JobLedger, provider_webhook_url
 from video_pipelines.providers.http import ProviderHttp, run_job
 from video_pipelines.providers.keyed import ApiKeyProvider, words_from_output
+from video_pipelines.providers.models import DEFAULT_MODELS
 from video_pipelines.speech import Word, base_language
 
 DEFAULT_BASE_URL = "https://queue.fal.run"
 # fal's file storage (its CDN), where local files too large to send inline are uploaded.
 DEFAULT_STORAGE_BASE_URL = "https://rest.fal.ai"
 STORAGE_BASE_URL_ENV = "FAL_STORAGE_BASE_URL"
-DEFAULT_VIDEO_MODEL = "fal-ai/kling-video/v1.6/standard/text-to-video"
-DEFAULT_LIPSYNC_MODEL = "fal-ai/sync-lipsync"
-DEFAULT_SPEECH_MODEL = "fal-ai/whisper"
+DEFAULT_VIDEO_MODEL = DEFAULT_MODELS[("generateVideo", "fal")]
+DEFAULT_LIPSYNC_MODEL = DEFAULT_MODELS[("lipSync", "fal")]
+DEFAULT_SPEECH_MODEL = DEFAULT_MODELS[("addSubtitles", "fal")]
 _RUNNING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
 # The parameter of our webhook URL that names the app of the request fal calls back about.
 WEBHOOK_APP_PARAMETER = "app"

@@ -19,7 +19,9 @@ import yaml
 
 from video_pipelines.errors import VideoPipelineError
 from video_pipelines.plan.params import AddSubtitlesParams, AnyParams, GenerateVideoParams, LipSyncParams
-from video_pipelines.providers import fal, replicate, vertex
+
+# estimate() prices a node without a `model` param as its provider's default model.
+from video_pipelines.providers.models import DEFAULT_MODELS as DEFAULT_MODELS
 
 PRICING_FILE_ENV = "VIDEO_PIPELINES_PRICING_FILE"
 FALLBACK = "*"
@@ -52,18 +54,6 @@ class Cost:
     known: bool
     output_seconds: float | None
 
-
-# The model each remote provider uses when a node names none, per operation: estimate() prices a
-# node without a `model` param as this model.
-DEFAULT_MODELS: Mapping[tuple[str, str], str] = {
-    ("generateVideo", "google-cloud"): vertex.DEFAULT_MODEL,
-    ("generateVideo", "replicate"): replicate.DEFAULT_VIDEO_MODEL,
-    ("generateVideo", "fal"): fal.DEFAULT_VIDEO_MODEL,
-    ("lipSync", "replicate"): replicate.DEFAULT_LIPSYNC_MODEL,
-    ("lipSync", "fal"): fal.DEFAULT_LIPSYNC_MODEL,
-    ("addSubtitles", "replicate"): replicate.DEFAULT_SPEECH_MODEL,
-    ("addSubtitles", "fal"): fal.DEFAULT_SPEECH_MODEL,
-}
 
 DEFAULT_PRICES: Mapping[str, Mapping[str, Price]] = {
     "local": {FALLBACK: Price()},

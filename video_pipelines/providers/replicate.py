@@ -15,14 +15,14 @@ from video_pipelines.errors import JobFailed, ProviderError
 from video_pipelines.providers.base import JobLedger, provider_webhook_url
 from video_pipelines.providers.http import run_job
 from video_pipelines.providers.keyed import ApiKeyProvider, whisper_language_name
+from video_pipelines.providers.models import DEFAULT_MODELS
 from video_pipelines.speech import base_language
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
-# Kling 1.6 takes the plan's duration and aspect ratio (minimax/video-01 ignores both).
-DEFAULT_VIDEO_MODEL = "kwaivgi/kling-v1.6-standard"
-DEFAULT_LIPSYNC_MODEL = "kwaivgi/kling-lip-sync"
-INCREDIBLY_FAST_WHISPER = "vaibhavs10/incredibly-fast-whisper"
-DEFAULT_SPEECH_MODEL = f"{INCREDIBLY_FAST_WHISPER}:3ab86df6c8f54c11309d4d1f930ac292bad43ace52d10c80d87eb258b3c9f79c"
+DEFAULT_VIDEO_MODEL = DEFAULT_MODELS[("generateVideo", "replicate")]
+DEFAULT_LIPSYNC_MODEL = DEFAULT_MODELS[("lipSync", "replicate")]
+DEFAULT_SPEECH_MODEL = DEFAULT_MODELS[("addSubtitles", "replicate")]
+INCREDIBLY_FAST_WHISPER = DEFAULT_SPEECH_MODEL.partition(":")[0]  # vaibhavs10/incredibly-fast-whisper
 
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4v")
 # A prediction's statuses once it ended, as its polls and its webhooks say them.

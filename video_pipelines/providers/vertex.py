@@ -30,6 +30,7 @@ from video_pipelines.errors import JobFailed, ProviderError
 from video_pipelines.net import AllowedHosts, atomic_file, redact_url
 from video_pipelines.providers.base import GenerationRequest, JobLedger
 from video_pipelines.providers.http import HttpPolicy, ProviderHttp, run_job
+from video_pipelines.providers.models import DEFAULT_MODELS
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -174,7 +175,7 @@ PROJECT_ENV = "GOOGLE_CLOUD_PROJECT"
 LOCATION_ENV = "GOOGLE_CLOUD_LOCATION"
 BASE_URL_ENV = "GOOGLE_VERTEX_BASE_URL"
 
-DEFAULT_MODEL = "veo-2.0-generate-001"
+DEFAULT_MODEL = DEFAULT_MODELS[("generateVideo", "google-cloud")]
 DEFAULT_LOCATION = "us-central1"
 SUPPORTED_ASPECT_RATIOS = ("16:9", "9:16")
 # Longer than the default: a done operation carries the clip inline, base64 (tens of MB).

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import sqlalchemy as sa
-from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import event
 from ulid import ULID
 
@@ -38,6 +37,9 @@ from video_pipelines.submissions.database_url import DATABASE_URL_ENV, DEFAULT_H
 from video_pipelines.submissions.rows import Rows, record
 from video_pipelines.submissions.schema import DEFAULT_TENANT, SCHEMA_VERSION, current_version, migrate, submissions
 from video_pipelines.vocabulary import Priority
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 DATABASE_FILE_NAME = "video_pipelines.db"
 PRIORITIES: Final = tuple(priority.value for priority in Priority)
@@ -94,6 +96,8 @@ def load_or_create_key_file(path: Path) -> bytes:
     place, so all but the first read its key, never half written."""
     if path.exists():
         return _read_key_file(path)
+    from cryptography.fernet import Fernet  # loaded only for a secret, as in SecretBox._cipher
+
     path.parent.mkdir(parents=True, exist_ok=True)
     key = Fernet.generate_key()
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -128,6 +132,8 @@ class SecretBox:
         self._lock = threading.Lock()
 
     def _cipher(self) -> Fernet:
+        from cryptography.fernet import Fernet  # here and in decrypt: a submission without a secret loads no cipher
+
         with self._lock:
             if self._fernet is None:
                 self._fernet = Fernet(self._resolve_key())
@@ -138,6 +144,8 @@ class SecretBox:
 
     def decrypt(self, token: str, *, what: str) -> str:
         """The plaintext of `token`; `what` names the secret in the error when the key does not fit."""
+        from cryptography.fernet import InvalidToken  # as in _cipher
+
         try:
             return self._cipher().decrypt(token.encode("ascii")).decode("utf-8")
         except InvalidToken:
