@@ -23,7 +23,7 @@ from video_pipelines.deployment.instance import render_instance_yaml
 from video_pipelines.doors import client as client_api
 
 from .conftest import POSTGRES_ADMIN_URL, admin_connection, free_port, fresh_database
-from .process_table import stop_process_group
+from .process_table import stop_process_group, stop_process_groups
 
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / "workspace.yaml"
@@ -80,6 +80,11 @@ class DagsterDeployment:
 
     def stop(self, name: str) -> None:
         stop_process_group(self.processes.pop(name))
+
+    def stop_all(self) -> None:
+        """Every process started, at once: their code servers' SIGTERM grace runs out together."""
+        stop_process_groups(list(self.processes.values()))
+        self.processes.clear()
 
     @contextmanager
     def client(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[client_api.Deployment]:
@@ -216,5 +221,4 @@ def dagster_deployment(
         deployment.wait_for_webserver()
         yield deployment
     finally:
-        for name in list(deployment.processes):
-            deployment.stop(name)
+        deployment.stop_all()
