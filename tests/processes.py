@@ -120,6 +120,22 @@ class DagsterDeployment:
             assert time.monotonic() < deadline, f"no new tick of {sorted(set(sensors) - ended)}\n{self.log_tail()}"
             time.sleep(0.2)
 
+    def wait_for_daemon(self, timeout: float = 180) -> None:
+        """Until the daemon has written its first heartbeats: its sensors and run queue are looping."""
+        import psycopg2
+
+        deadline = time.monotonic() + timeout
+        with contextlib.closing(psycopg2.connect(self.env["VIDEO_PIPELINES_DATABASE_URL"])) as db:
+            db.autocommit = True
+            while True:
+                assert self.processes["daemon"].poll() is None, f"the daemon exited\n{self.log_tail()}"
+                with db.cursor() as cursor:
+                    cursor.execute("SELECT count(*) FROM daemon_heartbeats WHERE daemon_type = 'SENSOR'")
+                    if cursor.fetchone()[0]:
+                        return
+                assert time.monotonic() < deadline, f"the daemon did not beat in {timeout}s\n{self.log_tail()}"
+                time.sleep(0.5)
+
     def wait_for_webserver(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -185,8 +201,12 @@ def dagster_deployment(
     extra_env: dict[str, str] | None = None,
     celery: bool = False,
     plain_daemon: bool = False,
+    webserver: bool = True,
 ) -> Iterator[DagsterDeployment]:
     """The production instance (PostgreSQL) with a webserver and, optionally, the daemon.
+
+    `webserver=False` for tests that neither ask GraphQL nor open the UI: a webserver and its code server cost
+    ~6 CPU-s to start, for nothing there. Then the deployment is ready once the daemon beats.
 
     The daemon is `video-pipelines daemon` (Dagster's, with faster loops); `plain_daemon`
     starts Dagster's own `dagster-daemon run` instead, which must keep working as well.
@@ -210,15 +230,19 @@ def dagster_deployment(
     if not _has_dagster_tables(database_url):
         # Create them once, before two processes race to create them in a new database.
         _migrate_dagster(env)
-    deployment.start(
-        "webserver",
-        ["dagster-webserver", "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(deployment.port)],
-    )
+    if webserver:
+        deployment.start(
+            "webserver",
+            ["dagster-webserver", "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(deployment.port)],
+        )
     if daemon:
         command = ["dagster-daemon", "run"] if plain_daemon else ["video-pipelines", "daemon"]
         deployment.start("daemon", [*command, "-w", str(WORKSPACE)])
     try:
-        deployment.wait_for_webserver()
+        if webserver:
+            deployment.wait_for_webserver()
+        elif daemon:
+            deployment.wait_for_daemon()
         yield deployment
     finally:
         deployment.stop_all()

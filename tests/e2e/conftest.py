@@ -54,5 +54,5 @@ def stalled_deployment(tmp_path: Path, stalled_replicate: FakeReplicate) -> Iter
         "REPLICATE_API_TOKEN": TOKEN,
         "REPLICATE_API_BASE_URL": stalled_replicate.base_url,
     }
-    with deployment_database() as url, dagster_deployment(tmp_path, url, extra_env=env) as deployment:
+    with deployment_database() as url, dagster_deployment(tmp_path, url, extra_env=env, webserver=False) as deployment:
         yield deployment

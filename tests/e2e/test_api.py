@@ -116,7 +116,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         with (
             serving(media) as audio,
             deployment_database() as database_url,
-            dagster_deployment(tmp, database_url, extra_env=env) as deployment,
+            dagster_deployment(tmp, database_url, extra_env=env, webserver=False) as deployment,
         ):
             key = create_key(deployment, "seed-app", "acme")
             other = create_key(deployment, "someone-else", "globex")
