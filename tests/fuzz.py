@@ -107,8 +107,7 @@ def fuzz_target(tmp: Path) -> Iterator[FuzzTarget]:
             with api_process(env=env, logs=logs) as server:
                 yield FuzzTarget(deployment, server, json.loads(made.stdout)["key"])
         finally:
-            for name in list(deployment.processes):
-                deployment.stop(name)
+            deployment.stop_all()
 
 
 def run_fuzz(target: FuzzTarget, *, max_examples: int, folder: Path, extra: tuple[str, ...] = ()) -> FuzzResult:

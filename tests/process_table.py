@@ -84,20 +84,29 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 5) -> 
     runs it launched have ended, and the database a test drops next must outlive them all. A code server whose
     run ended after the drop stays forever: its cleanup thread dies looking the run up in the missing database.
     """
-    pgid = process.pid
+    stop_process_groups([process], timeout)
+
+
+def stop_process_groups(processes: list[subprocess.Popen[bytes]], timeout: float = 5) -> None:
+    """`stop_process_group` for several groups at once: one SIGTERM to each, one `timeout` for them all (a
+    deployment's teardown waits once, not once per process)."""
+    groups = {process.pid: process for process in processes}
 
     def left() -> list[ProcessEntry]:
-        process.poll()  # the leader is our child: reaped, it leaves the group
-        return process_group(pgid)
+        for process in processes:
+            process.poll()  # a leader is our child: reaped, it leaves its group
+        return [entry for entry in live_processes() if entry.pgid in groups]
 
-    def signal_group(sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):  # the last of them ended in between
-            os.killpg(pgid, sig)
+    def signal_groups(sig: signal.Signals, found: list[ProcessEntry]) -> None:
+        for pgid in {entry.pgid for entry in found}:
+            with contextlib.suppress(ProcessLookupError):  # the last of them ended in between
+                os.killpg(pgid, sig)
 
-    if left():
-        signal_group(signal.SIGTERM)
-        if wait_until_none(left, timeout):
-            signal_group(signal.SIGKILL)
+    if found := left():
+        signal_groups(signal.SIGTERM, found)
+        if found := wait_until_none(left, timeout):
+            signal_groups(signal.SIGKILL, found)
             remaining = wait_until_none(left, 10)
             assert not remaining, "still running after SIGKILL:\n" + "\n".join(entry.describe() for entry in remaining)
-    process.wait()
+    for process in processes:
+        process.wait()

@@ -23,7 +23,7 @@ from video_pipelines.deployment.instance import render_instance_yaml
 from video_pipelines.doors import client as client_api
 
 from .conftest import POSTGRES_ADMIN_URL, admin_connection, free_port, fresh_database
-from .process_table import stop_process_group
+from .process_table import stop_process_group, stop_process_groups
 
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / "workspace.yaml"
@@ -81,6 +81,11 @@ class DagsterDeployment:
     def stop(self, name: str) -> None:
         stop_process_group(self.processes.pop(name))
 
+    def stop_all(self) -> None:
+        """Every process started, at once: their code servers' SIGTERM grace runs out together."""
+        stop_process_groups(list(self.processes.values()))
+        self.processes.clear()
+
     @contextmanager
     def client(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[client_api.Deployment]:
         """The client side, in the test process, pointed at this deployment's instance and database."""
@@ -114,6 +119,22 @@ class DagsterDeployment:
                 return
             assert time.monotonic() < deadline, f"no new tick of {sorted(set(sensors) - ended)}\n{self.log_tail()}"
             time.sleep(0.2)
+
+    def wait_for_daemon(self, timeout: float = 180) -> None:
+        """Until the daemon has written its first heartbeats: its sensors and run queue are looping."""
+        import psycopg2
+
+        deadline = time.monotonic() + timeout
+        with contextlib.closing(psycopg2.connect(self.env["VIDEO_PIPELINES_DATABASE_URL"])) as db:
+            db.autocommit = True
+            while True:
+                assert self.processes["daemon"].poll() is None, f"the daemon exited\n{self.log_tail()}"
+                with db.cursor() as cursor:
+                    cursor.execute("SELECT count(*) FROM daemon_heartbeats WHERE daemon_type = 'SENSOR'")
+                    if cursor.fetchone()[0]:
+                        return
+                assert time.monotonic() < deadline, f"the daemon did not beat in {timeout}s\n{self.log_tail()}"
+                time.sleep(0.5)
 
     def wait_for_webserver(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
@@ -180,8 +201,12 @@ def dagster_deployment(
     extra_env: dict[str, str] | None = None,
     celery: bool = False,
     plain_daemon: bool = False,
+    webserver: bool = True,
 ) -> Iterator[DagsterDeployment]:
     """The production instance (PostgreSQL) with a webserver and, optionally, the daemon.
+
+    `webserver=False` for tests that neither ask GraphQL nor open the UI: a webserver and its code server cost
+    ~6 CPU-s to start, for nothing there. Then the deployment is ready once the daemon beats.
 
     The daemon is `video-pipelines daemon` (Dagster's, with faster loops); `plain_daemon`
     starts Dagster's own `dagster-daemon run` instead, which must keep working as well.
@@ -205,16 +230,19 @@ def dagster_deployment(
     if not _has_dagster_tables(database_url):
         # Create them once, before two processes race to create them in a new database.
         _migrate_dagster(env)
-    deployment.start(
-        "webserver",
-        ["dagster-webserver", "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(deployment.port)],
-    )
+    if webserver:
+        deployment.start(
+            "webserver",
+            ["dagster-webserver", "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(deployment.port)],
+        )
     if daemon:
         command = ["dagster-daemon", "run"] if plain_daemon else ["video-pipelines", "daemon"]
         deployment.start("daemon", [*command, "-w", str(WORKSPACE)])
     try:
-        deployment.wait_for_webserver()
+        if webserver:
+            deployment.wait_for_webserver()
+        elif daemon:
+            deployment.wait_for_daemon()
         yield deployment
     finally:
-        for name in list(deployment.processes):
-            deployment.stop(name)
+        deployment.stop_all()

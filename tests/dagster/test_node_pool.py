@@ -16,6 +16,7 @@ from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.plan import parse_plan
 
 from ..conftest import MediaServer
+from .conftest import FORKSERVER
 from .harness import node_results, run_plan_in_process
 
 
@@ -66,9 +67,10 @@ def materialized_in_order(instance: dg.DagsterInstance, run_id: str) -> list[str
 
 
 def multiprocess(plan: dict[str, Any], instance: dg.DagsterInstance, max_concurrent: int) -> dg.ExecutionResult:
+    """The run of `plan` on the multiprocess executor, each step its own process (`forkserver`)."""
+    config = {"max_concurrent": max_concurrent, **FORKSERVER}
     run_config = dg.RunConfig(
-        ops={"plan": PlanConfig.from_plan(parse_plan(plan))},
-        execution={"config": {"multiprocess": {"max_concurrent": max_concurrent}}},
+        ops={"plan": PlanConfig.from_plan(parse_plan(plan))}, execution={"config": {"multiprocess": config}}
     )
     return dg.execute_job(
         dg.reconstructable(execute_plan_job), instance=instance, run_config=run_config.to_config_dict()
@@ -117,7 +119,9 @@ def test_a_run_page_lists_the_plans_nodes_and_nothing_else(dagster_home: Path) -
 
 
 @pytest.mark.parametrize("max_concurrent", [1, 2])
-def test_a_diamond_runs_with_the_multiprocess_executor(dagster_home: Path, max_concurrent: int) -> None:
+def test_a_diamond_runs_with_the_multiprocess_executor(
+    dagster_home: Path, forkserver: None, max_concurrent: int
+) -> None:
     """Each step its own process: a node waits for its inputs' records; FIFO in topological order cannot deadlock."""
     with dg.DagsterInstance.get() as instance:
         with multiprocess(DIAMOND, instance, max_concurrent) as result:
@@ -152,7 +156,9 @@ def test_a_node_whose_input_failed_is_not_run_in_process(dagster_home: Path, med
         assert status["status"] == "failed" and status["error"].startswith("voice (lipSync) failed")
 
 
-def test_a_node_whose_input_failed_is_not_run_multiprocess(dagster_home: Path, media_server: MediaServer) -> None:
+def test_a_node_whose_input_failed_is_not_run_multiprocess(
+    dagster_home: Path, media_server: MediaServer, forkserver: None
+) -> None:
     plan = voice_fails(media_server, reframe("round", "square"))
     with dg.DagsterInstance.get() as instance:
         with multiprocess(plan, instance, 2) as result:

@@ -50,6 +50,7 @@ from ..memory_records import MemoryRunRecords
 from ..otlp_collector import OtlpCollector, ReceivedSpan
 from ..receiver import WebhookReceiver, running_receiver
 from ..unit.test_providers_replicate_fal import TOKEN, FakeReplicate
+from .conftest import FORKSERVER
 from .test_api import ApiFactory, make_api  # noqa: F401  (a fixture: the app under TestClient)
 from .test_metrics import resumed_and_retried
 from .test_webhook_events import run_event
@@ -320,7 +321,7 @@ def test_an_execution_is_one_trace_from_the_caller_to_the_provider_and_the_recei
 
 
 def test_a_variant_traces_its_reused_nodes_too(
-    traced: OtlpCollector, target: client.Deployment, receiver: WebhookReceiver
+    traced: OtlpCollector, target: client.Deployment, receiver: WebhookReceiver, forkserver: None
 ) -> None:
     base = local_plan(receiver.url("/base"))
     with dg.execute_job(dg.reconstructable(execute_plan_job), target.instance, run_config=_config(base)) as result:
@@ -349,11 +350,13 @@ def test_a_variant_traces_its_reused_nodes_too(
 
 
 def _config(plan: dict[str, Any]) -> dict[str, Any]:
-    return {"ops": {"plan": {"config": plan}}, **MULTIPROCESS}
+    """Steps in processes forked from a forkserver (spawned ones: `run_with_steps_in_processes`)."""
+    multiprocess = {"multiprocess": {"max_concurrent": 2, **FORKSERVER}}
+    return {"ops": {"plan": {"config": plan}}, "execution": {"config": multiprocess}}
 
 
 def test_a_failed_node_is_an_error_span(
-    traced: OtlpCollector, target: client.Deployment, monkeypatch: pytest.MonkeyPatch
+    traced: OtlpCollector, target: client.Deployment, monkeypatch: pytest.MonkeyPatch, forkserver: None
 ) -> None:
     monkeypatch.delenv("FAL_KEY", raising=False)
     plan = {"jobs": [{"id": "bad", "type": "generateVideo", "params": {"prompt": "x", "provider": "fal"}}]}

@@ -12,9 +12,23 @@ from ..processes import DagsterDeployment, dagster_deployment, deployment_databa
 from ..unit.test_providers_replicate_fal import TOKEN, FakeReplicate
 
 
-@pytest.hookimpl(tryfirst=True)  # marked before `-m` selects
+@pytest.hookimpl(tryfirst=True)  # marked before `-m` selects, and before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    mark_folder(items, __file__, pytest.mark.e2e, *DAGSTER_WARNINGS)
+    for item in mark_folder(items, __file__, pytest.mark.e2e, *DAGSTER_WARNINGS):
+        split_group_by_module_param(item)
+
+
+def split_group_by_module_param(item: pytest.Item) -> None:
+    """A module's `xdist_group` becomes one group per param of its module-scoped fixtures (test_workers.py's
+    brokers, test_cancel_race.py's launchers): each param has a deployment of its own anyway, and two groups of a
+    few minutes each can run on two workers at once instead of one after the other on one."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or item.get_closest_marker("xdist_group") is None:
+        return
+    fixtures = item._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
+    for name, value in callspec.params.items():
+        if name in fixtures and fixtures[name][-1].scope == "module":
+            item.add_marker(pytest.mark.xdist_group(f"{name}={value}"))
 
 
 @pytest.fixture
@@ -40,5 +54,5 @@ def stalled_deployment(tmp_path: Path, stalled_replicate: FakeReplicate) -> Iter
         "REPLICATE_API_TOKEN": TOKEN,
         "REPLICATE_API_BASE_URL": stalled_replicate.base_url,
     }
-    with deployment_database() as url, dagster_deployment(tmp_path, url, extra_env=env) as deployment:
+    with deployment_database() as url, dagster_deployment(tmp_path, url, extra_env=env, webserver=False) as deployment:
         yield deployment

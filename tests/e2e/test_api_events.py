@@ -53,7 +53,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     env = {"VIDEO_PIPELINES_SECRET_KEY": SECRET_KEY, "VIDEO_PIPELINES_API_EVENTS_POLL_SECONDS": "0.1"}
     with (
         deployment_database() as database_url,
-        dagster_deployment(tmp, database_url, extra_env=env) as deployment,
+        dagster_deployment(tmp, database_url, extra_env=env, webserver=False) as deployment,
         SubmissionStore(database_url, secret_key=SECRET_KEY) as store,
     ):
         _, key = ApiKeys(store).create("events", tenant="acme")

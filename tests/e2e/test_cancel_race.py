@@ -55,7 +55,7 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     env = {"VIDEO_PIPELINES_SECRET_KEY": "e2e-cancel-race", **(broker_env() if celery else {})}
     with (
         deployment_database() as database_url,
-        dagster_deployment(tmp, database_url, extra_env=env, celery=celery) as deployment,
+        dagster_deployment(tmp, database_url, extra_env=env, celery=celery, webserver=False) as deployment,
     ):
         if celery:
             wait_for_workers(deployment, [start_worker(deployment, "w1", concurrency=4)])

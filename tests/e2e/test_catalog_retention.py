@@ -25,7 +25,7 @@ def test_the_daemon_prunes_the_catalog_on_postgresql(tmp_path: Path, monkeypatch
     env = {CATALOG_RETENTION_ENV: "30"}
     with (
         deployment_database() as url,
-        dagster_deployment(tmp_path, url, daemon=False, extra_env=env) as deployment,
+        dagster_deployment(tmp_path, url, daemon=False, extra_env=env, webserver=False) as deployment,
         deployment.client(monkeypatch) as target,
     ):
         add_node_partitions(target.instance, old, nodes)

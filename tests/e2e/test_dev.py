@@ -101,27 +101,14 @@ def stop_dev(dev: subprocess.Popen[bytes]) -> None:
         dev.wait()
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_dev_stops_every_process_it_started(tmp_path: Path, stop_signal: signal.Signals) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_HOME", "VIDEO_PIPELINES_"))}
-    port, api_port = free_port(), free_port()
-    log_path = tmp_path / "dev.log"
-    command = ["video-pipelines", "dev", "--port", str(port), "--api-port", str(api_port)]
-    dev = start_dev(command, tmp_path, env, log_path)
-    recorded: dict[int, str] = {}
+def stops_with_everything_it_started(
+    dev: subprocess.Popen[bytes], stop_signal: signal.Signals, ui: str, api: str, log_path: Path
+) -> None:
+    """Stop `dev` with `stop_signal`: it exits 0, and every process under it (recorded now) ends, its ports closed."""
+    recorded = descendants(dev.pid)
     try:
-        wait_serving(dev, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{api_port}", log_path)
-        text = log_path.read_text(errors="replace")
-        assert f"API on http://127.0.0.1:{api_port}" in text  # its URL, printed
-        assert httpx.get(f"http://127.0.0.1:{api_port}/health").json() == {
-            "database": "ok", "daemon": "ok", "storage": "ok"
-        }  # fmt: skip
-        # Without DAGSTER_HOME: the embedded instance in the folder dev was started from.
-        assert (tmp_path / ".dagster_home" / "video_pipelines.db").exists()
-        recorded = descendants(dev.pid)
         # dagster dev, its webserver and daemon (and their code servers), and the API.
         assert len(recorded) >= 4, still_running(recorded)
-
         dev.send_signal(stop_signal)
         assert dev.wait(timeout=40) == 0, log_path.read_text(errors="replace")[-4000:]
         # Each child is signaled alone, so dagster dev stops its webserver and daemon before its code server; on a
@@ -131,12 +118,29 @@ def test_dev_stops_every_process_it_started(tmp_path: Path, stop_signal: signal.
         while still_running(recorded) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert still_running(recorded) == []
-        assert not answers(f"http://127.0.0.1:{port}/server_info") and not answers(
-            f"http://127.0.0.1:{api_port}/health"
-        )
+        assert not answers(f"{ui}/server_info") and not answers(f"{api}/health")
     finally:
         for pid in [pid for pid, started in recorded.items() if running().get(pid, (0, ""))[1] == started]:
             os.kill(pid, signal.SIGKILL)
+
+
+def test_dev_stops_every_process_it_started_on_ctrl_c(tmp_path: Path) -> None:
+    """On SIGINT; SIGTERM stops the dev of test_dev_from_a_venv_not_on_path_is_quiet_and_tells_each_execution."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_HOME", "VIDEO_PIPELINES_"))}
+    port, api_port = free_port(), free_port()
+    ui, api = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{api_port}"
+    log_path = tmp_path / "dev.log"
+    command = ["video-pipelines", "dev", "--port", str(port), "--api-port", str(api_port)]
+    dev = start_dev(command, tmp_path, env, log_path)
+    try:
+        wait_serving(dev, ui, api, log_path)
+        text = log_path.read_text(errors="replace")
+        assert f"API on {api}" in text  # its URL, printed
+        assert httpx.get(f"{api}/health").json() == {"database": "ok", "daemon": "ok", "storage": "ok"}
+        # Without DAGSTER_HOME: the embedded instance in the folder dev was started from.
+        assert (tmp_path / ".dagster_home" / "video_pipelines.db").exists()
+        stops_with_everything_it_started(dev, signal.SIGINT, ui, api, log_path)
+    finally:
         if dev.poll() is None:
             dev.kill()
             dev.wait()
@@ -212,5 +216,6 @@ def test_dev_from_a_venv_not_on_path_is_quiet_and_tells_each_execution(
         order = ["pending", "processing", "completed"]
         states = [words[1] for words in told]
         assert states == [state for state in order if state in states] and "processing" in states, lines
+        stops_with_everything_it_started(dev, signal.SIGTERM, ui, f"http://127.0.0.1:{api_port}", log_path)
     finally:
         stop_dev(dev)

@@ -319,7 +319,7 @@ def deployment_env(replicate: TimedReplicate, broker: str, *, parking: bool = Tr
 
 @contextmanager
 def deployment_with_workers(tmp_path: Path, database_url: str, env: dict[str, str]) -> Iterator[DagsterDeployment]:
-    with dagster_deployment(tmp_path, database_url, extra_env=env, celery=True) as deployment:
+    with dagster_deployment(tmp_path, database_url, extra_env=env, celery=True, webserver=False) as deployment:
         wait_for_workers(deployment, [start_worker(deployment, "w1"), start_worker(deployment, "w2")])
         yield deployment
 

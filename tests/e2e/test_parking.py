@@ -204,7 +204,10 @@ def parking(
         "VIDEO_PIPELINES_BREAKER_OPEN_SECONDS": str(BREAKER_OPEN_SECONDS),
     }
     tmp = tmp_path_factory.mktemp("e2e_parking")
-    with deployment_database() as url, dagster_deployment(tmp, url, extra_env=env, celery=True) as deployment:
+    with (
+        deployment_database() as url,
+        dagster_deployment(tmp, url, extra_env=env, celery=True, webserver=False) as deployment,
+    ):
         nodes = [start_worker(deployment, name, concurrency=2) for name in ("w1", "w2")]
         wait_for_workers(deployment, nodes)
         with api_process(deployment.env, logs=tmp / "logs", port=port) as api:

@@ -29,7 +29,7 @@ def test_e2e_canceling_an_execution_cancels_the_predictions_started_ahead(
     }
     with (
         deployment_database() as url,
-        dagster_deployment(tmp_path, url, extra_env=env) as deployment,
+        dagster_deployment(tmp_path, url, extra_env=env, webserver=False) as deployment,
         deployment.client(monkeypatch) as target,
     ):
         execution_id = client.submit(THREE_AND_A_MERGE, target=target)

@@ -67,7 +67,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDepl
     with (
         serving(audio) as server,
         deployment_database() as database_url,
-        dagster_deployment(tmp, database_url, extra_env=env) as deployment,
+        dagster_deployment(tmp, database_url, extra_env=env, webserver=False) as deployment,
     ):
         deployment.env["AUDIO_BASE"] = f"http://127.0.0.1:{server.port}"
         yield deployment
