@@ -122,10 +122,9 @@ def _instance() -> dg.DagsterInstance:
 
 @signals.task_prerun.connect  # type: ignore[untyped-decorator]
 def _record_worker(task: Any = None, kwargs: dict[str, Any] | None = None, **_rest: Any) -> None:
-    packed = (kwargs or {}).get("execute_job_args_packed") or (kwargs or {}).get("resume_job_args_packed")
-    if packed is None:
+    args = _run_args(kwargs)
+    if args is None:
         return
-    args = unpack_value(packed, as_type=(ExecuteRunArgs, ResumeRunArgs))
     hostname = getattr(task.request, "hostname", None) if task is not None else None
     if not settings.kind.remote_control and task is not None:
         watch = _watches[task.request.id] = _CancelWatch(args.run_id)
@@ -146,10 +145,26 @@ def _record_worker(task: Any = None, kwargs: dict[str, Any] | None = None, **_re
 
 
 @signals.task_postrun.connect  # type: ignore[untyped-decorator]
-def _stop_watch(task_id: str | None = None, **_rest: Any) -> None:
+def _after_run(task_id: str | None = None, kwargs: dict[str, Any] | None = None, **_rest: Any) -> None:
     # A run left unfinished by its task (a crash) must not have the next run of this child interrupted for it.
     if task_id is not None and (watch := _watches.pop(task_id, None)) is not None:
         watch.stopped.set()
+    args = _run_args(kwargs)
+    if args is None:
+        return
+    try:
+        run = _instance().get_run_by_id(args.run_id)
+        if run is not None and run.status is dg.DagsterRunStatus.CANCELING:
+            # Canceled as a worker took it: Dagster's run worker ignores a CANCELING run ("a duplicate run"), and
+            # it would stay CANCELING until run monitoring's cancel timeout (180 s). Its task is over: nothing runs it.
+            _instance().report_run_canceled(run, "canceled before its run worker started it")
+    except Exception:
+        logger.exception("could not end run %s after its task", args.run_id)
+
+
+def _run_args(kwargs: dict[str, Any] | None) -> ExecuteRunArgs | ResumeRunArgs | None:
+    packed = (kwargs or {}).get("execute_job_args_packed") or (kwargs or {}).get("resume_job_args_packed")
+    return None if packed is None else unpack_value(packed, as_type=(ExecuteRunArgs, ResumeRunArgs))
 
 
 class _CancelWatch(threading.Thread):
