@@ -35,8 +35,10 @@ POOL_RECYCLE_SECONDS = 1800
 # every checkout, and Dagster checks out a connection per statement: the pings were a quarter of the daemon's CPU.
 PING_IDLE_SECONDS = 1.0
 _CHECKED_IN = "video_pipelines_checked_in"
+_NOT_DURABLE = "video_pipelines_not_durable"
+_COMMIT_MODE = "video_pipelines_synchronous_commit"
 
-_engines: dict[tuple[str, bool], sqlalchemy.engine.Engine] = {}
+_engines: dict[str, sqlalchemy.engine.Engine] = {}
 _tables_checked: set[str] = set()
 _engines_lock = threading.Lock()
 
@@ -66,11 +68,12 @@ def pool_size() -> int:
 
 
 def shared_engine(url: str, *, durable: bool = True) -> sqlalchemy.engine.Engine:
-    """This process's pool for `url`. Not `durable`: commits return before PostgreSQL has flushed them to disk
-    (`synchronous_commit = off`): a crash of PostgreSQL itself (not of our processes, not a clean restart) may lose
-    the last fraction of a second of them, never corrupt anything."""
+    """This process's pool for `url`. Not `durable`: the same pool, but commits return before PostgreSQL has
+    flushed them to disk (`synchronous_commit = off`): a crash of PostgreSQL itself (not of our processes, not a
+    clean restart) may lose the last fraction of a second of them, never corrupt anything. One pool either way:
+    a second pool per process doubled the deployment's connections past PostgreSQL's 100."""
     with _engines_lock:
-        if (url, durable) not in _engines:
+        if url not in _engines:
             engine = sqlalchemy.create_engine(
                 url,
                 isolation_level="AUTOCOMMIT",  # what dagster-postgres's own engines use
@@ -80,15 +83,19 @@ def shared_engine(url: str, *, durable: bool = True) -> sqlalchemy.engine.Engine
             )
             sqlalchemy.event.listen(engine, "checkout", _ping_when_idle)
             sqlalchemy.event.listen(engine, "checkin", _note_checkin)
-            if not durable:
-                sqlalchemy.event.listen(engine, "connect", _commit_without_waiting_for_disk)
-            _engines[url, durable] = engine
-        return _engines[url, durable]
+            sqlalchemy.event.listen(engine, "engine_connect", _commit_mode_as_asked)
+            _engines[url] = engine
+        engine = _engines[url]
+        return engine if durable else engine.execution_options(**{_NOT_DURABLE: True})
 
 
-def _commit_without_waiting_for_disk(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    with contextlib.closing(dbapi_connection.cursor()) as cursor:
-        cursor.execute("SET synchronous_commit TO off")
+def _commit_mode_as_asked(connection: sqlalchemy.Connection) -> None:
+    """Each pooled connection commits as the engine it was taken through asks; SET only when that changes."""
+    wanted = "off" if connection.get_execution_options().get(_NOT_DURABLE) else "on"
+    info = connection.connection.info  # this DBAPI connection's: a new one starts at the server's "on"
+    if info.get(_COMMIT_MODE, "on") != wanted:
+        connection.exec_driver_sql(f"SET synchronous_commit TO {wanted}")
+        info[_COMMIT_MODE] = wanted
 
 
 def _ping_when_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
