@@ -102,12 +102,14 @@ def webhook_to_start(replicate: CallingReplicate, http: httpx.Client) -> list[fl
 
 
 # The phases of a run, each from the first event of one kind to the first of the next (Dagster's own timestamps).
-FORWARDED = "forwarded"  # the launcher's engine event once the broker took the run's task
+# Event kinds by their value; FORWARDED is the launcher's engine event once the broker took the run's task.
+FORWARDED = "forwarded"
+_E = dg.DagsterEventType
 PHASES = (
-    ("to broker", dg.DagsterEventType.RUN_STARTING, FORWARDED),
-    ("broker to worker", FORWARDED, dg.DagsterEventType.RUN_START),
-    ("to first step", dg.DagsterEventType.RUN_START, dg.DagsterEventType.STEP_START),
-    ("steps", dg.DagsterEventType.STEP_START, dg.DagsterEventType.RUN_SUCCESS),
+    ("to broker", _E.RUN_STARTING.value, FORWARDED),
+    ("broker to worker", FORWARDED, _E.RUN_START.value),
+    ("to first step", _E.RUN_START.value, _E.STEP_START.value),
+    ("steps", _E.STEP_START.value, _E.RUN_SUCCESS.value),
 )
 
 
@@ -123,13 +125,12 @@ def run_phases(instance: dg.DagsterInstance) -> str:
         first: dict[str, float] = {}
         for event in events:
             kind = event.dagster_event.event_type_value if event.dagster_event else "log"
-            if kind == dg.DagsterEventType.ENGINE_EVENT.value and "forwarded to the broker" in event.message:
+            if kind == _E.ENGINE_EVENT.value and "forwarded to the broker" in event.message:
                 kind = FORWARDED
             first.setdefault(kind, event.timestamp)
         for name, start, end in PHASES:
-            begin, until = (getattr(start, "value", start), getattr(end, "value", end))
-            if begin in first and until in first:
-                phases[name].append(first[until] - first[begin])
+            if start in first and end in first:
+                phases[name].append(first[end] - first[start])
     parts = [f"{name} {statistics.median(values):.2f} s" for name, values in phases.items() if values]
     return f"{len(counts)} runs, median: " + ", ".join(parts) + f"; events per run {statistics.median(counts):.0f}"
 

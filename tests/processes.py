@@ -19,8 +19,10 @@ import httpx
 import pytest
 from dagster._core.scheduler.instigation import TickStatus
 
+from video_pipelines.deployment.daemons import read_heartbeats
 from video_pipelines.deployment.instance import render_instance_yaml
 from video_pipelines.doors import client as client_api
+from video_pipelines.submissions import SubmissionStore
 
 from .conftest import POSTGRES_ADMIN_URL, admin_connection, free_port, fresh_database
 from .process_table import stop_process_group, stop_process_groups
@@ -121,18 +123,12 @@ class DagsterDeployment:
             time.sleep(0.2)
 
     def wait_for_daemon(self, timeout: float = 180) -> None:
-        """Until the daemon has written its first heartbeats: its sensors and run queue are looping."""
-        import psycopg2
-
+        """Until the daemon has written its first heartbeats: its sensors and run queue are looping (read as
+        `submit` and `/health` read them)."""
         deadline = time.monotonic() + timeout
-        with contextlib.closing(psycopg2.connect(self.env["VIDEO_PIPELINES_DATABASE_URL"])) as db:
-            db.autocommit = True
-            while True:
+        with SubmissionStore(self.env["VIDEO_PIPELINES_DATABASE_URL"]) as store:
+            while "SENSOR" not in (read_heartbeats(self.home, store) or {}):
                 assert self.processes["daemon"].poll() is None, f"the daemon exited\n{self.log_tail()}"
-                with db.cursor() as cursor:
-                    cursor.execute("SELECT count(*) FROM daemon_heartbeats WHERE daemon_type = 'SENSOR'")
-                    if cursor.fetchone()[0]:
-                        return
                 assert time.monotonic() < deadline, f"the daemon did not beat in {timeout}s\n{self.log_tail()}"
                 time.sleep(0.5)
 
