@@ -31,7 +31,6 @@ from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
 from video_pipelines.orchestration.run_records import DagsterRunRecords
 from video_pipelines.orchestration.workers.celery_launcher import (
     VideoCeleryRunLauncher,
-    _WorkerLoad,
     make_celery_app,
     workers_answering,
 )
@@ -328,13 +327,44 @@ def test_a_cancel_of_a_run_still_in_the_broker_ends_it_canceled_at_once(tmp_path
     launcher.celery.close()
 
 
-def test_worker_load_names_idle_consumers_and_every_task_a_worker_runs() -> None:
-    """From Celery's own answer shapes (inspect active_queues, active, stats): a task a worker just took counts as
-    held even when the result backend lost its STARTED state, so it is never taken for one the broker lost."""
-    load = _WorkerLoad(
-        queues={"w1@h": [{"name": "runs"}], "w2@h": [{"name": "runs"}], "w3@h": [{"name": "other"}]},
-        active={"w1@h": [{"id": "t1"}, {"id": "t2"}], "w2@h": [{"id": "t3"}], "w3@h": []},
-        stats={name: {"pool": {"max-concurrency": 2}} for name in ("w1@h", "w2@h", "w3@h")},
-    )
-    assert load.idle("runs") == ["w2@h"] and load.idle("other") == ["w3@h"] and load.idle("none") == []
-    assert load.active_ids == {"t1", "t2", "t3"}
+def test_a_launch_is_lost_when_no_worker_holds_its_task_while_one_of_its_queue_is_idle(tmp_path: Any) -> None:
+    """Read from the workers' beats, on every broker (SQS carries no inspection): a PENDING task that no worker runs
+    or holds, while a worker of its queue has a free child, was lost by the broker (a restart without its data;
+    on SQS, a message handed to the long poll of a worker that stopped). A task waiting for a busy worker is not."""
+    require_service(REDIS_URL)
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    launcher = VideoCeleryRunLauncher(broker=REDIS_URL, default_queue=queue)
+    with (
+        dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
+        SubmissionStore(f"sqlite:///{tmp_path / 'store.db'}") as store,
+    ):
+        launcher.register_instance(instance)
+        launcher._beats = beats = WorkerBeats(store)
+        tasks = {name: f"{name}-{uuid.uuid4()}" for name in ("running", "waiting", "lost", "started")}
+        runs = []
+        for task_id in tasks.values():
+            run = create_run_for_test(instance, job_name="j", status=dg.DagsterRunStatus.STARTING)
+            instance.add_run_tags(run.run_id, {DAGSTER_CELERY_TASK_ID_TAG: task_id})
+            runs.append(instance.get_run_by_id(run.run_id))
+        by_task = {run.tags[DAGSTER_CELERY_TASK_ID_TAG]: run.run_id for run in runs if run is not None}
+        launcher.celery.backend.store_result(tasks["started"], None, "STARTED")  # a worker began it
+        now = datetime.now(UTC)
+        stuck = [run for run in runs if run is not None]
+
+        assert launcher.lost_in_broker(stuck) == {}  # no worker alive: none would have taken it
+        busy = WorkerBeat("busy@h", (queue,), 1, (tasks["running"],), now, waiting=(tasks["waiting"],))
+        assert not busy.idle
+        beats.record(busy)
+        beats.record(WorkerBeat("elsewhere@h", ("other",), 2, (), now))  # idle, but on another queue
+        beats.record(WorkerBeat("dead@h", (queue,), 2, (), now - timedelta(seconds=BEAT_STALE_SECONDS + 1)))
+        assert launcher.lost_in_broker(stuck) == {}  # every live worker of its queue busy: it waits its turn
+
+        beats.record(WorkerBeat("idle@h", (queue,), 2, (), now))
+        lost = launcher.lost_in_broker(stuck)
+        assert lost == {
+            by_task[tasks["lost"]]: (
+                f"the broker lost its Celery task {tasks['lost']}: no worker took it, though idle@h has a free child"
+            )
+        }
+        launcher.celery.backend.forget(tasks["started"])
+    launcher.celery.close()

@@ -159,8 +159,17 @@ def test_the_workers_and_queue_are_seen_with_an_operator_key_and_refused_to_a_te
         execution_id, worker = start_held(target, replicate, "/views", receiver)
         run_id = client.status(execution_id, target=target)["runId"]
         busy_name = worker.split(" ")[0]
-        # The run started in a child of that worker: its main process counts it at its next beat.
-        wait_until(lambda: listed()[busy_name]["active"] == 1, 30, "the busy worker listed with its run", deployment)
+        # The run started in a child of that worker: its main process counts it at its next beat. The other worker's
+        # beat may still count a run of an earlier test for up to a beat.
+        wait_until(
+            lambda: (
+                {name: entry["active"] for name, entry in listed().items()}
+                == {name: int(name == busy_name) for name in (node_name(deployment, "w1"), node_name(deployment, "w2"))}
+            ),
+            30,
+            "the busy worker listed with its run, the other idle",
+            deployment,
+        )
         workers = listed()
         assert set(workers) == {node_name(deployment, "w1"), node_name(deployment, "w2")}
         busy = workers.pop(busy_name)

@@ -30,13 +30,21 @@ def test_a_worker_is_gone_after_a_few_missed_beats_not_one() -> None:
     assert beat("w", 0, tasks=("t1", "t2")).active == 2 and beat("w", 0).active == 0
 
 
+def test_a_worker_is_idle_while_a_child_is_free_and_no_task_waits_for_one() -> None:
+    assert beat("w", 0).idle and beat("w", 0, tasks=("t1",)).idle
+    assert not beat("w", 0, tasks=("t1", "t2")).idle
+    waiting = WorkerBeat("w", ("dagster",), 2, ("t1",), NOW, waiting=("t2",))
+    assert not waiting.idle  # received, held for the busy child: the next task would wait too
+
+
 def test_beats_replace_the_row_list_the_live_workers_and_a_stopped_one_is_removed(store: SubmissionStore) -> None:
     beats = WorkerBeats(store, clock=lambda: NOW)
     assert beats.alive() == [] and beats.get("w1@host") is None
     beats.record(beat("w2@host", 1))
     beats.record(beat("w1@host", 5))
-    beats.record(beat("w1@host", 0, tasks=("task-a",)))  # the next beat replaces the row: one per worker
-    assert beats.alive() == [beat("w1@host", 0, tasks=("task-a",)), beat("w2@host", 1)]
+    held = WorkerBeat("w1@host", ("dagster",), 2, ("task-a",), NOW, waiting=("task-b",))
+    beats.record(held)  # the next beat replaces the row: one per worker
+    assert beats.alive() == [held, beat("w2@host", 1)]
     assert [worker.active for worker in beats.alive()] == [1, 0]
 
     # w2 stops beating (SIGKILL): listed while its last beat is fresh, gone once it is stale; its row is kept.

@@ -475,9 +475,11 @@ def _workers_v13(metadata: sa.MetaData) -> sa.Table:
         metadata,
         # One row per run worker (its Celery node name), written by its main process every few seconds.
         sa.Column("name", sa.String(255), primary_key=True),
-        # JSON lists: the queues it consumes, the Celery task ids its children run now (their number: `active`).
+        # JSON lists: the queues it consumes, the Celery task ids its children run now (their number: `active`),
+        # those it received and holds until a child is free.
         sa.Column("queues", sa.Text, nullable=False),
         sa.Column("tasks", sa.Text, nullable=False),
+        sa.Column("waiting", sa.Text, nullable=False, server_default="[]"),
         sa.Column("concurrency", sa.Integer, nullable=False),
         sa.Column("last_seen", _TIMESTAMP, nullable=False),
         sa.CheckConstraint("concurrency >= 0", name="ck_video_pipelines_workers_concurrency"),

@@ -31,17 +31,24 @@ PRUNE_SECONDS = 24 * 3600.0
 @dataclass(frozen=True)
 class WorkerBeat:
     """A worker as its last beat saw it: its Celery node name, the queues it consumes, its pool size, the Celery
-    task ids its children run (Celery's own count of accepted tasks, kept by the main process), and when."""
+    task ids its children run (Celery's own count of accepted tasks, kept by the main process), when, and the
+    tasks it received but holds until a child is free (prefetched)."""
 
     name: str
     queues: tuple[str, ...]
     concurrency: int
     tasks: tuple[str, ...]
     last_seen: datetime
+    waiting: tuple[str, ...] = ()
 
     @property
     def active(self) -> int:
         return len(self.tasks)
+
+    @property
+    def idle(self) -> bool:
+        """Whether a task it received now would start at once: a child is free and nothing waits for one."""
+        return self.active + len(self.waiting) < self.concurrency
 
     def fresh(self, now: datetime, stale_seconds: float = BEAT_STALE_SECONDS) -> bool:
         """Whether the worker still counts as alive at `now`: its last beat is younger than `stale_seconds`."""
@@ -49,7 +56,13 @@ class WorkerBeat:
 
 
 def _beat(row: sa.RowMapping) -> WorkerBeat:
-    return record(WorkerBeat, row, queues=tuple(json.loads(row["queues"])), tasks=tuple(json.loads(row["tasks"])))
+    return record(
+        WorkerBeat,
+        row,
+        queues=tuple(json.loads(row["queues"])),
+        tasks=tuple(json.loads(row["tasks"])),
+        waiting=tuple(json.loads(row["waiting"])),
+    )
 
 
 class WorkerBeats:
@@ -65,6 +78,7 @@ class WorkerBeats:
             "name": beat.name,
             "queues": json.dumps(list(beat.queues)),
             "tasks": json.dumps(list(beat.tasks)),
+            "waiting": json.dumps(list(beat.waiting)),
             "concurrency": beat.concurrency,
             "last_seen": moment(beat.last_seen),
         }

@@ -65,6 +65,7 @@ from video_pipelines.submissions import (
     SubmissionState,
     SubmissionStore,
 )
+from video_pipelines.submissions.worker_beats import BEAT_SECONDS
 from video_pipelines.webhooks import DeliveryOutbox
 
 log = logging.getLogger(__name__)
@@ -321,8 +322,9 @@ def resume_lost_runs(context: dg.RunStatusSensorContext, submissions: Submission
     )
 
 
-# A task that looks lost is looked at again after this, so a worker just taking it is not mistaken for none.
-LOST_LAUNCH_RECHECK_SECONDS = 2.0
+# A task that looks lost is looked at again after this, so a worker just taking it is not mistaken for none:
+# by then the worker's next beat names it.
+LOST_LAUNCH_RECHECK_SECONDS = BEAT_SECONDS + 1.0
 
 
 @dg.sensor(

@@ -5,13 +5,14 @@
   survives (upstream's SIGTERM kills it mid-run, leaving the run CANCELING until a timeout);
 - dead workers: the result backend still says STARTED for a SIGKILLed worker's task, so we ping the
   worker named in the STARTED meta; the run is tagged `video/lost_worker` and failed, then resumed;
-- lost launches: a broker restarted without its data drops queued tasks; `lost_in_broker` finds them
-  so the `lost_launches` sensor fails the run as lost (resumed) instead of leaving it STARTING.
+- lost launches: a broker restarted without its data drops queued tasks, and on SQS a worker that stops or
+  dies during its long poll takes a message away for the visibility timeout (the server hands it to the
+  abandoned request); `lost_in_broker` finds them from the workers' beats, so the `lost_launches` sensor
+  fails the run as lost (resumed) instead of leaving it STARTING.
 
 On SQS no broadcast reaches the workers (no ping, revoke or inspect): a worker answers by its beat in the
-deployment's database (`submissions.worker_beats`), a cancel is seen by the worker's own watch of the run
-(celery_worker.py), and no launch counts as lost in the broker (SQS keeps its messages; a stuck launch meets
-the start timeout).
+deployment's database (`submissions.worker_beats`), and a cancel is seen by the worker's own watch of the run
+(celery_worker.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Self
 
 import dagster as dg
@@ -108,28 +109,6 @@ def workers_answering(
         return {name for reply in replies for name in reply if name in nodes}
     alive = {beat.name for beat in (beats or WorkerBeats(SubmissionStore.shared())).alive()}
     return alive & set(nodes)
-
-
-@dataclass(frozen=True)
-class _WorkerLoad:
-    """The workers' answers to `inspect`: queues consumed, running tasks, stats (pool size)."""
-
-    queues: Mapping[str, Sequence[Mapping[str, Any]]]
-    active: Mapping[str, Sequence[Mapping[str, Any]]]
-    stats: Mapping[str, Mapping[str, Any]]
-
-    @property
-    def active_ids(self) -> set[str]:
-        return {str(task.get("id")) for tasks in self.active.values() for task in tasks}
-
-    def idle(self, queue: str) -> list[str]:
-        return [
-            worker
-            for worker, queues in self.queues.items()
-            if any(entry.get("name") == queue for entry in queues)
-            and worker in self.active
-            and len(self.active[worker]) < self.stats.get(worker, {}).get("pool", {}).get("max-concurrency", 0)
-        ]
 
 
 class VideoCeleryRunLauncher(CeleryRunLauncher):
@@ -258,9 +237,8 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         )
 
     def lost_in_broker(self, runs: Sequence[dg.DagsterRun]) -> dict[str, str]:
-        """Of STARTING `runs`, those whose task the broker lost (no worker holds it though one of its queue is
-        idle), by run id with why. The workers are asked only when one of them is idle.
-        """
+        """Of STARTING `runs`, those whose task the broker lost, by run id with why: no worker holds it (running or
+        waiting for a child), though a worker of its queue is idle. The workers' beats tell, on every broker."""
         pending = [
             (run, task_id)
             for run in runs
@@ -269,22 +247,16 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
         ]
         if not pending:
             return {}
-        inspect = self.celery.control.inspect(timeout=PING_TIMEOUT_SECONDS)
-        load = _WorkerLoad(inspect.active_queues() or {}, inspect.active() or {}, inspect.stats() or {})
-        idle = {queue: load.idle(queue) for queue in {self._queue_of(run) for run, _task_id in pending}}
-        if not any(idle.values()):
-            return {}
-        # A task a worker just took (its STARTED state lost by the result backend) or holds for a busy child
-        # (RabbitMQ prefetches one per child).
-        reserved = inspect.reserved() or {}
-        held = load.active_ids | {str(task.get("id")) for tasks in reserved.values() for task in tasks}
+        workers = self.beats.alive()
+        # A task a worker just took (its STARTED state lost by the result backend) or holds for a busy child.
+        held = {task for worker in workers for task in (*worker.tasks, *worker.waiting)}
         lost: dict[str, str] = {}
         for run, task_id in pending:
-            workers = idle[self._queue_of(run)]
-            if workers and task_id not in held:
+            queue = self._queue_of(run)
+            idle = [worker.name for worker in workers if queue in worker.queues and worker.idle]
+            if idle and task_id not in held:
                 lost[run.run_id] = (
-                    f"the broker lost its Celery task {task_id}: no worker took it, though {workers[0]} "
-                    "has a free child"
+                    f"the broker lost its Celery task {task_id}: no worker took it, though {idle[0]} has a free child"
                 )
         return lost
 
@@ -315,7 +287,7 @@ class VideoCeleryRunLauncher(CeleryRunLauncher):
 
     @property
     def beats(self) -> WorkerBeats:
-        """The workers' beats in the deployment's database (read on SQS only), opened at the first use."""
+        """The workers' beats in the deployment's database, opened at the first use."""
         if self._beats is None:
             self._beats = WorkerBeats(SubmissionStore.shared())
         return self._beats

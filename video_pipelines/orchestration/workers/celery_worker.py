@@ -86,10 +86,13 @@ def _start_beats(sender: Any = None, **_kwargs: Any) -> None:
         try:
             # Celery's own count of running tasks, kept by this (the main) process as the children accept and
             # finish them: what `inspect active` answers on the brokers that carry it.
-            tasks = sorted(str(request.id) for request in list(worker_state.active_requests))
+            running = {str(request.id) for request in list(worker_state.active_requests)}
+            # Received, not started: every child busy (a broker that prefetches), or a child just taking it.
+            waiting = {str(request.id) for request in list(worker_state.reserved_requests)} - running
             queues = tuple(sorted(consumer.app.amqp.queues.consume_from))
             concurrency = int(consumer.controller.concurrency)
-            _beats().record(WorkerBeat(consumer.hostname, queues, concurrency, tuple(tasks), datetime.now(UTC)))
+            name, now = consumer.hostname, datetime.now(UTC)
+            _beats().record(WorkerBeat(name, queues, concurrency, tuple(sorted(running)), now, tuple(sorted(waiting))))
         except Exception:
             # A database that is briefly away costs a beat; a worker counts as gone only after several.
             logger.exception("could not record this worker's beat")
