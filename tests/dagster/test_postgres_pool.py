@@ -192,3 +192,45 @@ def test_events_and_ticks_commit_without_waiting_for_the_disk_and_runs_wait(home
         run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
         instance.report_engine_event("hello", run)
         assert any(entry.message == "hello" for entry in instance.all_logs(run.run_id))
+
+
+def test_a_finished_run_keeps_its_status_whatever_is_reported_late(home: Path) -> None:
+    """A cancel that read the run still going, reported as it succeeded, used to leave it CANCELING for minutes; a
+    run worker's start reported after a cancel ended the run made it STARTED again. The first end stays."""
+    from dagster._core.test_utils import create_run_for_test
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        ended = create_run_for_test(instance, job_name="j", status=dg.DagsterRunStatus.STARTED)
+        instance.report_run_canceling(ended)  # still going: the cancel goes through
+        assert status(instance, ended.run_id) is dg.DagsterRunStatus.CANCELING
+        instance.report_run_canceled(ended)
+        succeeded = create_run_for_test(instance, job_name="j", status=dg.DagsterRunStatus.STARTED)
+        instance.handle_run_event(
+            succeeded.run_id,
+            dg.DagsterEvent(dg.DagsterEventType.RUN_SUCCESS.value, job_name="j", message="done"),
+        )
+
+        instance.report_run_canceling(succeeded)  # read while still STARTED, reported once it succeeded
+        instance.report_run_failed(ended, "late")
+        instance.handle_run_event(
+            ended.run_id, dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name="j", message="late start")
+        )
+        assert status(instance, succeeded.run_id) is dg.DagsterRunStatus.SUCCESS
+        assert status(instance, ended.run_id) is dg.DagsterRunStatus.CANCELED
+        # Tags still change on a finished run; its late events are kept in its event log.
+        instance.add_run_tags(ended.run_id, {"after": "end"})
+        run = instance.get_run_by_id(ended.run_id)
+        assert run is not None and run.tags["after"] == "end" and run.status is dg.DagsterRunStatus.CANCELED
+        failures = instance.get_records_for_run(ended.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+        assert [record.event_log_entry.message for record in failures] == ["late"]
+
+    # A second deployment process finds the trigger there and installs nothing.
+    postgres._tables_checked.clear()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert status(instance, succeeded.run_id) is dg.DagsterRunStatus.SUCCESS
+
+
+def status(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRunStatus:
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    return run.status

@@ -1,6 +1,12 @@
 """Dagster storage on PostgreSQL with one connection pool per process: dagster-postgres's NullPool opened
 about 13,000 connections for 50 one-node executions, costing PostgreSQL more CPU than the daemon and
 workers together (benchmarks/bench_workers.py).
+
+A finished run's status is final here, kept by a trigger on Dagster's `runs` table. Dagster writes a run's
+status from what it read a moment before, with no condition: a cancel that read the run still going and
+reports CANCELING as the run succeeds left it CANCELING with nothing to end it (until run monitoring's cancel
+timeout, minutes later); a run worker that read the run STARTING and reports its start after a cancel ended
+it made it STARTED again. The first end recorded now stays; the late event is kept in the event log.
 """
 
 from __future__ import annotations
@@ -140,6 +146,8 @@ class PostgresStorage(DagsterPostgresStorage):
             # Once a process has seen the tables, later instances need not look again.
             should_autocreate_tables=url not in _tables_checked and bool(config.get("should_autocreate_tables", True)),
         )
+        if url not in _tables_checked:
+            keep_finished_runs_finished(engine)
         _tables_checked.add(url)
         # The storages made their own NullPool engines (no connection yet); use the shared pool.
         # The webserver later swaps in its own pool through optimize_for_webserver, as before.
@@ -148,6 +156,41 @@ class PostgresStorage(DagsterPostgresStorage):
         storage._schedule_storage._engine = bookkeeping
         remember_schema_checks(storage, url)
         return storage
+
+
+_FINISHED_RUNS_TRIGGER = "video_pipelines_finished_runs_stay_finished"
+# Skipping the row's update (RETURN NULL) skips its run body too: nothing else changes with a refused status.
+_FINISHED_RUNS_DDL = f"""
+CREATE OR REPLACE FUNCTION {_FINISHED_RUNS_TRIGGER}() RETURNS trigger AS $$
+BEGIN
+    IF OLD.status IN ('SUCCESS', 'FAILURE', 'CANCELED') AND NEW.status IS DISTINCT FROM OLD.status THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS {_FINISHED_RUNS_TRIGGER} ON runs;
+CREATE TRIGGER {_FINISHED_RUNS_TRIGGER} BEFORE UPDATE OF status ON runs
+    FOR EACH ROW EXECUTE FUNCTION {_FINISHED_RUNS_TRIGGER}();
+"""
+
+
+def keep_finished_runs_finished(engine: sqlalchemy.engine.Engine) -> None:
+    """Install the trigger that keeps a finished run's status (module docstring), once per database."""
+    name = {"name": _FINISHED_RUNS_TRIGGER}
+    installed = sqlalchemy.text("SELECT 1 FROM pg_trigger WHERE tgname = :name AND tgrelid = 'runs'::regclass")
+    lock = sqlalchemy.text("SELECT pg_advisory_lock(hashtext(:name))")
+    unlock = sqlalchemy.text("SELECT pg_advisory_unlock(hashtext(:name))")
+    with engine.connect() as connection:  # AUTOCOMMIT: the DDL below commits as one statement
+        if connection.execute(installed, name).first() is not None:
+            return
+        # Every process of a new deployment starts at once: one installs it, the others wait, then find it.
+        connection.execute(lock, name)
+        try:
+            if connection.execute(installed, name).first() is None:
+                connection.exec_driver_sql(_FINISHED_RUNS_DDL)
+        finally:
+            connection.execute(unlock, name)
 
 
 # Dagster's storages read PostgreSQL's catalog to learn which of their migrations ran: the schedule storage on nearly
