@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Literal
+import dataclasses
+from datetime import datetime
+from enum import Enum, StrEnum
+from typing import Any, Literal
 
 
 class Priority(StrEnum):
@@ -104,3 +106,27 @@ class NodeState(StrEnum):
     @property
     def has_result(self) -> bool:
         return self in (NodeState.COMPLETED, NodeState.REUSED)
+
+
+def camel_case(name: str) -> str:
+    """`saved_usd` as the wire spells it: `savedUsd`."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def wire_fields(record: Any) -> dict[str, Any]:
+    """A dataclass record as the JSON the API and CLI print: every field in order, named in camelCase; enums by
+    value, times in ISO 8601, and records within (alone or in lists) the same way."""
+    return {camel_case(field.name): _wire_value(getattr(record, field.name)) for field in dataclasses.fields(record)}
+
+
+def _wire_value(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_wire_value(item) for item in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return wire_fields(value)
+    return value

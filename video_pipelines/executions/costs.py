@@ -31,7 +31,7 @@ from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.submissions.fetches import VideoFetches
 from video_pipelines.submissions.store import execution_created_at
-from video_pipelines.vocabulary import ExecutionState, NodeState
+from video_pipelines.vocabulary import ExecutionState, NodeState, wire_fields
 
 # Submissions read per query while scanning a window.
 _SCAN_BATCH = 200
@@ -85,13 +85,7 @@ class CostGroup:
     executions: int
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "totalUsd": self.total_usd,
-            "savedUsd": self.saved_usd,
-            "nodes": self.nodes,
-            "executions": self.executions,
-        }
+        return wire_fields(self)
 
 
 @dataclass(frozen=True)
@@ -102,12 +96,7 @@ class CostReport:
     groups: list[CostGroup]
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "totalUsd": self.total_usd,
-            "savedUsd": self.saved_usd,
-            "groupBy": self.group_by.value,
-            "groups": [group.to_wire() for group in self.groups],
-        }
+        return wire_fields(self)
 
 
 @dataclass(frozen=True)
@@ -118,12 +107,7 @@ class Suggestion:
     executions: list[str]
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "message": self.message,
-            "estimatedSavingUsd": self.estimated_saving_usd,
-            "executions": self.executions,
-        }
+        return wire_fields(self)
 
 
 def _provider(node: PlanNode | None) -> str:

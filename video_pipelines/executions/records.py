@@ -14,7 +14,7 @@ from video_pipelines.nodes.ledger import PARKED_TAG_PREFIX as PARKED_TAG_PREFIX
 from video_pipelines.nodes.ledger import PROVIDER_JOB_TAG_PREFIX as PROVIDER_JOB_TAG_PREFIX
 from video_pipelines.plan.model import Plan, parse_plan
 from video_pipelines.plan.results import VideoResult
-from video_pipelines.vocabulary import ExecutionState, NodeState
+from video_pipelines.vocabulary import ExecutionState, NodeState, wire_fields
 
 EXECUTION_ID_TAG = "video/execution_id"
 # The tenant of a submitted execution's runs: the run queue's per-tenant limit counts it.
@@ -142,7 +142,7 @@ class NodeCheck:
     message: str
 
     def to_wire(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "blocking": self.blocking, "message": self.message}
+        return wire_fields(self)
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> NodeCheck:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.plan.document import NODE_ID_PATTERN
+from video_pipelines.vocabulary import wire_fields
 
 # A location is a path: ids, field names, `[index]` and dots, never a space.
 _LOCATION = re.compile(r"[A-Za-z0-9_\-.\[\]]+")
@@ -24,7 +25,7 @@ class PlanProblem:
 
     def to_wire(self) -> dict[str, str | None]:
         """`{"node", "field", "message"}`, one entry of the HTTP API's `errors`."""
-        return {"node": self.node, "field": self.field, "message": self.message}
+        return wire_fields(self)
 
     def __str__(self) -> str:
         location = ".".join(part for part in (self.node, self.field) if part)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import Any
 
-from video_pipelines.vocabulary import RECOGNISED_RATIOS, has_ratio
+from video_pipelines.vocabulary import RECOGNISED_RATIOS, has_ratio, wire_fields
 
 
 def aspect_ratio_name(width: int, height: int) -> str:
@@ -27,7 +27,7 @@ class Captions:
     vtt: str
 
     def to_wire(self) -> dict[str, str]:
-        return {"srt": self.srt, "vtt": self.vtt}
+        return wire_fields(self)
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> Captions:

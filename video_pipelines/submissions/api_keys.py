@@ -12,13 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
-from pydantic.alias_generators import to_camel
 from ulid import ULID
 
 from video_pipelines.errors import UsageError
 from video_pipelines.submissions.rows import Rows, record
 from video_pipelines.submissions.schema import DEFAULT_TENANT, api_keys
 from video_pipelines.submissions.store import SubmissionStore
+from video_pipelines.vocabulary import wire_fields
 
 KEY_PREFIX: Final = "vp_"
 KEY_ID_PREFIX: Final = "key_"
@@ -49,7 +49,7 @@ class ApiKey:
 
     def to_wire(self) -> dict[str, Any]:
         """Every field in camelCase, in order, times in ISO 8601 (`api-keys list` and `revoke` print it)."""
-        return {to_camel(name): v.isoformat() if isinstance(v, datetime) else v for name, v in vars(self).items()}
+        return wire_fields(self)
 
 
 def check_tenant(tenant: object) -> str:

@@ -22,7 +22,7 @@ from video_pipelines.deployment.workers import priority_of_tag
 from video_pipelines.orchestration.run_records import JOB_NAME
 from video_pipelines.orchestration.workers.celery_launcher import VideoCeleryRunLauncher
 from video_pipelines.submissions.worker_beats import WorkerBeat, WorkerBeats
-from video_pipelines.vocabulary import Priority
+from video_pipelines.vocabulary import Priority, wire_fields
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,7 @@ class WorkerView:
     last_seen: datetime
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "concurrency": self.concurrency,
-            "active": self.active,
-            "runs": self.runs,
-            "queues": self.queues,
-            "lastSeen": self.last_seen.isoformat(),
-        }
+        return wire_fields(self)
 
 
 def _runs_of_tasks(instance: dg.DagsterInstance, task_ids: Sequence[str]) -> dict[str, str]:
