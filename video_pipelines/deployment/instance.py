@@ -42,8 +42,15 @@ def _run_monitoring(start_timeout: int, poll_interval: int, **more: int) -> dict
 
 
 _SETTINGS: dict[str, Any] = {
-    # Queued runs, dequeued every second: the default 5 s interval adds seconds to every launch.
-    "run_queue": {"max_concurrent_runs": 4, "dequeue_interval_seconds": 1},
+    # Queued runs, dequeued every second: the default 5 s interval adds seconds to every launch. A launch whose
+    # code server did not answer in time (a loaded machine: 60 s) goes back to the queue, up to 3 times 10 s
+    # apart, rather than failing its execution; Dagster re-queues it only if the run has not begun meanwhile.
+    "run_queue": {
+        "max_concurrent_runs": 4,
+        "dequeue_interval_seconds": 1,
+        "max_user_code_failure_retries": 3,
+        "user_code_failure_retry_delay": 10,
+    },
     "run_monitoring": _run_monitoring(180, 30),
     # Sensors in threads: the plan sensor long-polls for new submissions (see orchestration/sensors/plans.py)
     # and must not hold up the webhook sensors.
