@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,7 @@ from video_pipelines.operations import (
     replace_audio,
     run_ffmpeg,
 )
+from video_pipelines.operations import ffmpeg as ffmpeg_module
 from video_pipelines.operations.ffmpeg import (
     _parse_audio_stream,
     _parse_video_stream,
@@ -355,6 +357,31 @@ def test_run_ffmpeg_interrupt_kills_ffmpeg_and_reraises() -> None:
     finally:
         signal.signal(signal.SIGALRM, previous)
     assert ffmpeg_children() == []
+
+
+def test_an_interrupt_during_the_spawn_still_kills_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupt that arrives while FFmpeg is being spawned (the child exists, its handle not yet returned to
+    us) is held until the handle is ours: then it is raised, and FFmpeg killed, not left running on its own."""
+    spawned: list[int] = []
+    real_popen = subprocess.Popen
+
+    def popen_then_interrupt(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        proc = real_popen(*args, **kwargs)
+        spawned.append(proc.pid)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGALRM)  # before Popen has returned
+        return proc
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ffmpeg_module.subprocess, "Popen", popen_then_interrupt)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_ffmpeg(_LONG_RENDER, description="a long render")
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert spawned and not _alive(spawned[0]) and ffmpeg_children() == []
 
 
 def _alive(pid: int) -> bool:

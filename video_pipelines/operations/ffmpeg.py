@@ -12,8 +12,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -47,8 +48,36 @@ def _prctl() -> Callable[..., int] | None:
     return prctl
 
 
-def _die_with_parent(parent_pid: int, prctl: Callable[..., int] | None) -> None:
-    """Run in the child before exec. Best effort: if we die (even by SIGKILL) the kernel kills FFmpeg too."""
+# Signals that interrupt a step (Dagster's SIGINT, and SIGTERM it treats alike) and the test's SIGALRM: held back
+# while FFmpeg is spawned, so that none can raise between the child's creation and our handle on it.
+_INTERRUPTS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGALRM})
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[frozenset[signal.Signals]]:
+    """Block the interrupts in this thread (only the main thread runs Python's handlers); yields those blocked
+    here, which `_deliver` unblocks (a pending one is handled then), as leaving does in any case."""
+    if threading.current_thread() is not threading.main_thread():
+        yield frozenset()
+        return
+    blocked = _INTERRUPTS - signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+    try:
+        yield frozenset(blocked)
+    finally:
+        _deliver(blocked)
+
+
+def _deliver(deferred: frozenset[signal.Signals]) -> None:
+    if deferred:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, deferred)
+
+
+def _die_with_parent(
+    parent_pid: int, prctl: Callable[..., int] | None, deferred: frozenset[signal.Signals] = frozenset()
+) -> None:
+    """Run in the child before exec. Best effort: if we die (even by SIGKILL) the kernel kills FFmpeg too.
+    FFmpeg gets the signal mask its parent had before the spawn."""
+    _deliver(deferred)
     if prctl is not None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent_pid:
@@ -80,16 +109,17 @@ def run_ffmpeg(args: Sequence[str], *, description: str, timeout: float | None =
     a pipe a chatty FFmpeg could block on."""
     check_timeout(timeout)
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y", *args]
-    with tempfile.TemporaryFile() as stderr_file:
+    with tempfile.TemporaryFile() as stderr_file, _signals_deferred() as deferred:
         proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr_file,
             start_new_session=True,
-            preexec_fn=functools.partial(_die_with_parent, os.getpid(), _prctl()),
+            preexec_fn=functools.partial(_die_with_parent, os.getpid(), _prctl(), deferred),
         )
         try:
+            _deliver(deferred)  # an interrupt that came during the spawn is raised here, where FFmpeg is killed
             returncode = _wait_interruptibly(proc, timeout)
         except subprocess.TimeoutExpired as exc:
             _kill_group(proc)
