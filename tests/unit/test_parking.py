@@ -165,6 +165,22 @@ def test_a_finished_job_asks_for_one_continuation_that_carries_the_provider_job(
     assert execution_status(records, sqlite_store, "exec-1").nodes["gen"].state is NodeState.PENDING
 
 
+def test_a_wake_up_that_read_the_parked_run_before_its_continuation_began_asks_for_no_second_one(
+    records: MemoryRunRecords, sqlite_store: SubmissionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider's webhook and the poller both wake an execution. One read the newest run (parked) just before
+    the continuation's run was created: the runs it then counts stop at the one it read (CI2: a third attempt)."""
+    parked_run(records, sqlite_store)
+    ProviderWaits(sqlite_store).finish("replicate", "p-exec-1")
+    assert continue_parked(records, sqlite_store, "exec-1") is not None
+    parked = records.runs[-1]
+    records.add_run("exec-1", PLAN, RunState.STARTED, run_id="run-2", tags={ATTEMPT_TAG: "2"}, started_at=time.time())
+    assert ExecutionRuns.of(records, parked).attempt == 1
+    monkeypatch.setattr(records, "find_run", lambda _execution_id: parked)  # as read a moment before
+    assert continue_parked(records, sqlite_store, "exec-1") is None
+    assert [attempt.number for attempt in AttemptStore(sqlite_store).of_execution("exec-1")] == [2]
+
+
 def test_the_deadline_counts_parked_time_and_ends_the_execution_with_its_job_canceled(
     records: MemoryRunRecords, sqlite_store: SubmissionStore, jobs: FakeJobs
 ) -> None:

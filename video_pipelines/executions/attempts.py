@@ -52,7 +52,11 @@ class ExecutionRuns:
 
     @classmethod
     def of(cls, records: RunRecords, latest: RunView) -> ExecutionRuns:
-        earlier = [run for run in records.execution_runs(latest.execution_id) if run.run_id != latest.run_id]
+        """The execution's runs up to `latest`, oldest first. A run created after `latest` was read is left out:
+        counted, it would make a second continuation (or resume) of the same run look like the next attempt."""
+        runs = records.execution_runs(latest.execution_id)
+        ids = [run.run_id for run in runs]
+        earlier = runs[: ids.index(latest.run_id)] if latest.run_id in ids else runs
         return cls((*earlier, latest))
 
     @property
