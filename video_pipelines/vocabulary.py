@@ -120,6 +120,13 @@ def wire_fields(record: Any) -> dict[str, Any]:
     return {camel_case(field.name): _wire_value(getattr(record, field.name)) for field in dataclasses.fields(record)}
 
 
+class WireRecord:
+    """A dataclass whose wire form is `wire_fields` of it, every field as it is."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return wire_fields(self)
+
+
 def _wire_value(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value

@@ -18,7 +18,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from video_pipelines.executions.attempts import ExecutionRuns
 from video_pipelines.executions.lifecycle import Caller
@@ -31,7 +30,7 @@ from video_pipelines.providers.pricing import PricingTable
 from video_pipelines.submissions import SubmissionStore
 from video_pipelines.submissions.fetches import VideoFetches
 from video_pipelines.submissions.store import execution_created_at
-from video_pipelines.vocabulary import ExecutionState, NodeState, wire_fields
+from video_pipelines.vocabulary import ExecutionState, NodeState, WireRecord
 
 # Submissions read per query while scanning a window.
 _SCAN_BATCH = 200
@@ -77,37 +76,28 @@ class NodeSpend:
 
 
 @dataclass(frozen=True)
-class CostGroup:
+class CostGroup(WireRecord):
     key: str
     total_usd: float
     saved_usd: float
     nodes: int
     executions: int
 
-    def to_wire(self) -> dict[str, Any]:
-        return wire_fields(self)
-
 
 @dataclass(frozen=True)
-class CostReport:
+class CostReport(WireRecord):
     total_usd: float
     saved_usd: float
     group_by: GroupBy
     groups: list[CostGroup]
 
-    def to_wire(self) -> dict[str, Any]:
-        return wire_fields(self)
-
 
 @dataclass(frozen=True)
-class Suggestion:
+class Suggestion(WireRecord):
     kind: str
     message: str
     estimated_saving_usd: float
     executions: list[str]
-
-    def to_wire(self) -> dict[str, Any]:
-        return wire_fields(self)
 
 
 def _provider(node: PlanNode | None) -> str:

@@ -14,7 +14,7 @@ from video_pipelines.nodes.ledger import PARKED_TAG_PREFIX as PARKED_TAG_PREFIX
 from video_pipelines.nodes.ledger import PROVIDER_JOB_TAG_PREFIX as PROVIDER_JOB_TAG_PREFIX
 from video_pipelines.plan.model import Plan, parse_plan
 from video_pipelines.plan.results import VideoResult
-from video_pipelines.vocabulary import ExecutionState, NodeState, wire_fields
+from video_pipelines.vocabulary import ExecutionState, NodeState, WireRecord
 
 EXECUTION_ID_TAG = "video/execution_id"
 # The tenant of a submitted execution's runs: the run queue's per-tenant limit counts it.
@@ -133,16 +133,13 @@ class NodeRecord:
 
 
 @dataclass(frozen=True)
-class NodeCheck:
+class NodeCheck(WireRecord):
     """One media check of a node's video, as its run recorded it (see `operations.checks`)."""
 
     name: str
     passed: bool
     blocking: bool
     message: str
-
-    def to_wire(self) -> dict[str, Any]:
-        return wire_fields(self)
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> NodeCheck:

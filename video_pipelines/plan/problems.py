@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from video_pipelines.errors import PlanValidationError
 from video_pipelines.plan.document import NODE_ID_PATTERN
-from video_pipelines.vocabulary import wire_fields
+from video_pipelines.vocabulary import WireRecord
 
 # A location is a path: ids, field names, `[index]` and dots, never a space.
 _LOCATION = re.compile(r"[A-Za-z0-9_\-.\[\]]+")
@@ -16,16 +16,12 @@ _PLAN = "plan"
 
 
 @dataclass(frozen=True)
-class PlanProblem:
+class PlanProblem(WireRecord):
     """One problem of a plan: the node it is about (or None), the field, and what is wrong."""
 
     node: str | None
     field: str | None
     message: str
-
-    def to_wire(self) -> dict[str, str | None]:
-        """`{"node", "field", "message"}`, one entry of the HTTP API's `errors`."""
-        return wire_fields(self)
 
     def __str__(self) -> str:
         location = ".".join(part for part in (self.node, self.field) if part)

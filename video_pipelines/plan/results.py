@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import Any
 
-from video_pipelines.vocabulary import RECOGNISED_RATIOS, has_ratio, wire_fields
+from video_pipelines.vocabulary import RECOGNISED_RATIOS, WireRecord, has_ratio
 
 
 def aspect_ratio_name(width: int, height: int) -> str:
@@ -20,14 +20,11 @@ def aspect_ratio_name(width: int, height: int) -> str:
 
 
 @dataclass(frozen=True)
-class Captions:
+class Captions(WireRecord):
     """Where a video's subtitles are stored as sidecar files: SubRip and WebVTT."""
 
     srt: str
     vtt: str
-
-    def to_wire(self) -> dict[str, str]:
-        return wire_fields(self)
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> Captions:

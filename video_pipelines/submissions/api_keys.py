@@ -9,7 +9,7 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 import sqlalchemy as sa
 from ulid import ULID
@@ -18,7 +18,7 @@ from video_pipelines.errors import UsageError
 from video_pipelines.submissions.rows import Rows, record
 from video_pipelines.submissions.schema import DEFAULT_TENANT, api_keys
 from video_pipelines.submissions.store import SubmissionStore
-from video_pipelines.vocabulary import wire_fields
+from video_pipelines.vocabulary import WireRecord
 
 KEY_PREFIX: Final = "vp_"
 KEY_ID_PREFIX: Final = "key_"
@@ -33,7 +33,7 @@ _MAX_KEY_LENGTH: Final = 128
 
 
 @dataclass(frozen=True)
-class ApiKey:
+class ApiKey(WireRecord):
     """One API key as stored: never the key itself, nor its hash."""
 
     key_id: str
@@ -46,10 +46,6 @@ class ApiKey:
     # An operator's key sees every tenant's executions, the deployment's workers and its queue; it submits as
     # DEFAULT_TENANT. Its `tenant` is that, kept so the row reads as any other.
     operator: bool = False
-
-    def to_wire(self) -> dict[str, Any]:
-        """Every field in camelCase, in order, times in ISO 8601 (`api-keys list` and `revoke` print it)."""
-        return wire_fields(self)
 
 
 def check_tenant(tenant: object) -> str:

@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import dagster as dg
 from dagster._core.storage.tags import PRIORITY_TAG
@@ -22,11 +21,11 @@ from video_pipelines.deployment.workers import priority_of_tag
 from video_pipelines.orchestration.run_records import JOB_NAME
 from video_pipelines.orchestration.workers.celery_launcher import VideoCeleryRunLauncher
 from video_pipelines.submissions.worker_beats import WorkerBeat, WorkerBeats
-from video_pipelines.vocabulary import Priority, wire_fields
+from video_pipelines.vocabulary import Priority, WireRecord
 
 
 @dataclass(frozen=True)
-class WorkerView:
+class WorkerView(WireRecord):
     """One live run worker: its node name, how many runs it takes at once, the runs it runs now."""
 
     name: str
@@ -35,9 +34,6 @@ class WorkerView:
     runs: list[str]  # the Dagster runs of its active tasks
     queues: list[str]
     last_seen: datetime
-
-    def to_wire(self) -> dict[str, Any]:
-        return wire_fields(self)
 
 
 def _runs_of_tasks(instance: dg.DagsterInstance, task_ids: Sequence[str]) -> dict[str, str]:
