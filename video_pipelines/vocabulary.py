@@ -108,16 +108,13 @@ class NodeState(StrEnum):
         return self in (NodeState.COMPLETED, NodeState.REUSED)
 
 
-def camel_case(name: str) -> str:
-    """`saved_usd` as the wire spells it: `savedUsd`."""
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
 def wire_fields(record: Any) -> dict[str, Any]:
-    """A dataclass record as the JSON the API and CLI print: every field in order, named in camelCase; enums by
-    value, times in ISO 8601, and records within (alone or in lists) the same way."""
-    return {camel_case(field.name): _wire_value(getattr(record, field.name)) for field in dataclasses.fields(record)}
+    """A dataclass record as the JSON the API and CLI print: every field in order, named in camelCase as the API's
+    models name theirs; enums by value, times in ISO 8601, and records within (alone or in lists) the same way."""
+    # pydantic costs `--help` 0.07 s, which reads this module and prints no record.
+    from pydantic.alias_generators import to_camel
+
+    return {to_camel(field.name): _wire_value(getattr(record, field.name)) for field in dataclasses.fields(record)}
 
 
 class WireRecord:

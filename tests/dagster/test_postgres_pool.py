@@ -20,6 +20,7 @@ import sqlalchemy
 from dagster._core.definitions.run_request import InstigatorType
 from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteInstigatorOrigin, RemoteRepositoryOrigin
 from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus
+from dagster._core.test_utils import create_run_for_test
 from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
@@ -197,8 +198,6 @@ def test_events_and_ticks_commit_without_waiting_for_the_disk_and_runs_wait(home
 def test_a_finished_run_keeps_its_status_whatever_is_reported_late(home: Path) -> None:
     """A cancel that read the run still going, reported as it succeeded, used to leave it CANCELING for minutes; a
     run worker's start reported after a cancel ended the run made it STARTED again. The first end stays."""
-    from dagster._core.test_utils import create_run_for_test
-
     with dg.DagsterInstance.from_config(str(home)) as instance:
         ended = create_run_for_test(instance, job_name="j", status=dg.DagsterRunStatus.STARTED)
         instance.report_run_canceling(ended)  # still going: the cancel goes through

@@ -62,7 +62,7 @@ def _signals_deferred() -> Iterator[frozenset[signal.Signals]]:
         return
     blocked = _INTERRUPTS - signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
     try:
-        yield frozenset(blocked)
+        yield blocked
     finally:
         _deliver(blocked)
 
@@ -72,9 +72,7 @@ def _deliver(deferred: frozenset[signal.Signals]) -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, deferred)
 
 
-def _die_with_parent(
-    parent_pid: int, prctl: Callable[..., int] | None, deferred: frozenset[signal.Signals] = frozenset()
-) -> None:
+def _die_with_parent(parent_pid: int, prctl: Callable[..., int] | None, deferred: frozenset[signal.Signals]) -> None:
     """Run in the child before exec. Best effort: if we die (even by SIGKILL) the kernel kills FFmpeg too.
     FFmpeg gets the signal mask its parent had before the spawn."""
     _deliver(deferred)
