@@ -29,7 +29,6 @@ router = APIRouter()
     "/api/providers/{provider}/webhook",
     name="provider_webhook",
     summary="A provider's call when one of our jobs ends (verified with its signature)",
-    response_model=ProviderCallbackAnswer,
     responses={
         400: {"model": Problem, "description": "The body cannot be read."},
         401: {"model": Problem, "description": "The call is not verified as the provider's."},

@@ -235,7 +235,6 @@ def admit_and_submit(
 @router.post(
     "/api/execute",
     status_code=202,
-    response_model=ExecutionAccepted,
     tags=["executions"],
     summary="Submit a plan",
     openapi_extra=PLAN_BODY,
@@ -278,7 +277,6 @@ def _status_route(action: str, summary: str, *errors: int) -> Callable[[Callable
     return method(
         f"/api/execute/{{execution_id}}/{action}",
         status_code=code,
-        response_model=StatusDocument,
         tags=["executions"],
         summary=summary,
         responses=problems(*errors),
@@ -467,7 +465,6 @@ async def events(execution_id: str, request: Request, caller: CallerDep, state: 
 
 @router.get(
     "/api/executions",
-    response_model=ExecutionPage,
     tags=["executions"],
     summary="The caller's executions, newest first",
     responses=problems(400),
@@ -502,7 +499,6 @@ def list_executions(
 
 @router.get(
     "/api/execute/{execution_id}/deliveries",
-    response_model=DeliveryLog,
     tags=["webhooks"],
     summary="Every webhook attempt of an execution",
     responses=problems(404),
@@ -517,7 +513,6 @@ def deliveries(execution_id: str, caller: CallerDep, state: StateDep) -> Deliver
 @router.post(
     "/api/execute/{execution_id}/deliveries/{webhook_id}/redeliver",
     status_code=202,
-    response_model=Delivery,
     tags=["webhooks"],
     summary="Send a webhook event again",
     responses=problems(404),

@@ -204,7 +204,6 @@ ToQuery = Annotated[DateTime | None, Query(alias="to", description="executions s
 
 @router.get(
     "/api/costs",
-    response_model=CostReport,
     tags=["costs"],
     summary="What the caller's executions cost, grouped",
     responses=problems(400),
@@ -224,7 +223,6 @@ def costs(
 
 @router.get(
     "/api/costs/suggestions",
-    response_model=list[CostSuggestion],
     tags=["costs"],
     summary="Ways to spend less, from the caller's own records",
     responses=problems(400),
@@ -264,7 +262,6 @@ MAX_RETRY_BODY_BYTES = 4096
 @router.post(
     "/api/executions/retry",
     status_code=202,
-    response_model=BulkRetry,
     tags=["executions"],
     summary="Retry the caller's failed executions",
     openapi_extra=RETRY_BODY,
@@ -296,7 +293,6 @@ async def retry_executions(request: Request, caller: CallerDep, state: StateDep)
 
 @router.get(
     "/api/workers",
-    response_model=list[Worker],
     tags=["operations"],
     summary="The run workers (operator keys)",
     responses=problems(403),
@@ -310,7 +306,6 @@ def workers(_operator: OperatorDep, state: StateDep) -> list[Worker]:
 
 @router.get(
     "/api/queue",
-    response_model=QueueDocument,
     tags=["operations"],
     summary="What waits to run (operator keys)",
     responses=problems(403),

@@ -10,12 +10,12 @@ probe (`benchmarks/bench_reuse_lookup.py`); Dagster's materializations are per a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import Action, NodeDecision, ResolvedPlan
-from video_pipelines.submissions import CachedNode, NodeClaim, NodeResultIndex
+from video_pipelines.submissions import CachedNode, NodeClaim, NodeOrigin, NodeResultIndex
 
 if TYPE_CHECKING:
     from video_pipelines.nodes.runner import NodeRun
@@ -46,13 +46,7 @@ def reuse_cached(resolved: ResolvedPlan, index: NodeResultIndex, tenant: str, ex
 
 
 @dataclass(frozen=True)
-class NodeWork:
-    tenant: str
-    lineage: str
-    execution_id: str
-    node_id: str
-    operation: str
-    run_id: str
+class NodeWork(NodeOrigin):
     cache: bool = True  # False: computed anew (`"cache": false`), its result still recorded
 
 
@@ -160,12 +154,7 @@ def _release(index: NodeResultIndex, work: NodeWork) -> None:
 def _record(index: NodeResultIndex, work: NodeWork, run: NodeRun) -> NodeRun:
     index.record(
         CachedNode(
-            tenant=work.tenant,
-            lineage=work.lineage,
-            execution_id=work.execution_id,
-            node_id=work.node_id,
-            operation=work.operation,
-            run_id=work.run_id,
+            **{origin.name: getattr(work, origin.name) for origin in fields(NodeOrigin)},
             result=run.result.to_wire(),
             cost_usd=run.cost_usd,
         )

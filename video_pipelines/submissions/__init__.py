@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from video_pipelines.submissions.attempts import RunAttempt as RunAttempt
     from video_pipelines.submissions.node_results import CachedNode as CachedNode
     from video_pipelines.submissions.node_results import NodeClaim as NodeClaim
+    from video_pipelines.submissions.node_results import NodeOrigin as NodeOrigin
     from video_pipelines.submissions.node_results import NodeResultIndex as NodeResultIndex
     from video_pipelines.submissions.schema import DEFAULT_TENANT as DEFAULT_TENANT
     from video_pipelines.submissions.schema import SCHEMA_VERSION as SCHEMA_VERSION
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "api_keys": ("ApiKeys", "check_tenant"),
     "attempts": ("AttemptReason", "AttemptState", "AttemptStore", "ExecutionOutcomes", "OutcomeTally", "RunAttempt"),
-    "node_results": ("CachedNode", "NodeClaim", "NodeResultIndex"),
+    "node_results": ("CachedNode", "NodeClaim", "NodeOrigin", "NodeResultIndex"),
     "schema": ("DEFAULT_TENANT", "SCHEMA_VERSION"),
     "store": (
         "KEY_FILE_NAME",

@@ -37,16 +37,21 @@ _C = node_claims.c
 
 
 @dataclass(frozen=True)
-class CachedNode:
-    """A completed node's result, recorded under its tenant and lineage."""
+class NodeOrigin:
+    """A node computed under its tenant and lineage: in which execution, plan node, operation and run."""
 
     tenant: str
     lineage: str
-    # Where the result was computed.
     execution_id: str
     node_id: str
     operation: str
     run_id: str
+
+
+@dataclass(frozen=True)
+class CachedNode(NodeOrigin):
+    """A completed node's result, recorded under its tenant and lineage where it was computed."""
+
     result: Mapping[str, Any]  # the VideoResult wire dict, as given
     cost_usd: float = 0.0
     recorded_at: datetime | None = None  # set by the store (aware UTC) when read back
