@@ -361,14 +361,27 @@ def test_a_deadline_that_passes_while_parked_fails_the_execution_and_cancels_its
 def test_two_executions_of_one_lineage_at_once_pay_for_one_prediction(
     parking: Parking, replicate: CallingReplicate, target: client.Deployment
 ) -> None:
+    """The second execution's node waits for the first's parked prediction without a worker: it parks too."""
+    prompt = "one scene for two executions"
+    replicate.seconds_for[prompt] = NEVER  # held until both executions are seen parked
     before = len(replicate.jobs)
-    first = client.submit(generation("one scene for two executions"), target=target)
+    first = client.submit(generation(prompt), target=target)
     wait_until(lambda: len(replicate.jobs) > before, 30, "the first prediction created", parking)
-    second = client.submit(generation("one scene for two executions"), target=target)
+    second = client.submit(generation(prompt), target=target)
+
+    def both_waiting() -> bool:
+        return all(client.status(each, target=target)["jobs"]["gen"]["status"] == "waiting" for each in (first, second))
+
+    wait_until(both_waiting, 60, "both executions parked", parking)
+    assert target.records.in_progress() == [], "an execution waiting on another's prediction holds a run"
+    job = client.status(second, target=target)["jobs"]["gen"]["providerJob"]
+    assert (job["provider"], job["id"]) == ("replicate", replicate.job_for(prompt)), "it names the job it waits on"
+    replicate.release([prompt])
     finals = [client.wait(execution_id, timeout=60, target=target) for execution_id in (first, second)]
     assert [final["status"] for final in finals] == ["completed", "completed"], parking.deployment.log_tail()
     assert len(replicate.jobs) == before + 1, "the second execution created the same prediction again"
     assert finals[1]["jobs"]["gen"]["reusedFrom"] == first
+    assert [attempt["reason"] for attempt in finals[1]["attempts"]] == [None, "continue"], finals[1]["attempts"]
     assert finals[0]["result"]["sha256"] == finals[1]["result"]["sha256"]
 
 

@@ -12,7 +12,9 @@ from video_pipelines.executions import admit
 from video_pipelines.nodes.cache import NodeWork, reuse_cached, single_flight
 from video_pipelines.nodes.runner import NodeRun
 from video_pipelines.plan.reuse import Action, ResolvedPlan
-from video_pipelines.submissions import NodeResultIndex, SubmissionStore
+from video_pipelines.providers.http import Parked
+from video_pipelines.submissions import CachedNode, NodeResultIndex, SubmissionStore
+from video_pipelines.submissions.waits import SAME_LINEAGE, follow_job_id
 
 from ..memory_records import video
 
@@ -153,6 +155,45 @@ def test_a_claim_whose_run_ended_without_a_result_is_taken_over(store: Submissio
     done = fly(store, work("exec_2", "run-2"), compute, ended={"run-dead"})
     assert done.reused_from is None and compute.calls == 1
     assert index.find("acme", LINEAGE) is not None
+
+
+def test_a_node_whose_lineage_waits_on_a_provider_job_elsewhere_parks_on_a_follow_instead_of_waiting(
+    store: SubmissionStore,
+) -> None:
+    """The holder's node is parked on a provider job (its run ended): a node that may park gives its worker back
+    at once, on a follow of the lineage; one that may not waits in its worker for the result, as it did before."""
+    index = NodeResultIndex(store)
+    index.claim("acme", LINEAGE, execution_id="exec_1", node_id="gen", run_id="run-1")
+    compute, naps, lines = Computation("never"), [], []
+
+    def holders_continuation_records_its_result(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 3:
+            index.record(CachedNode("acme", LINEAGE, "exec_1", "gen", "generateVideo", "run-2", video("fox").to_wire()))
+
+    def flight(*, may_park: bool) -> NodeRun:
+        return single_flight(
+            index,
+            work("exec_2", "run-3"),
+            compute,
+            run_has_ended=lambda run_id: run_id == "run-1",
+            log=lines.append,
+            sleep=holders_continuation_records_its_result,
+            parked=lambda holder: "replicate p-1" if holder.execution_id == "exec_1" else None,
+            may_park=may_park,
+        )
+
+    with pytest.raises(Parked) as parked:
+        flight(may_park=True)
+    assert (parked.value.provider, parked.value.job_id) == (SAME_LINEAGE, follow_job_id(LINEAGE, "exec_2", "gen"))
+    assert parked.value.shown == "replicate p-1", "the UI and the status name the job it really waits on"
+    assert (compute.calls, naps) == (0, []), "no provider call, no wait in the worker"
+    assert "waits on replicate p-1" in lines[-1]
+    holder = index.claim_of("acme", LINEAGE)
+    assert holder is not None and holder.execution_id == "exec_1", "the claim stays the holder's"
+
+    waited = flight(may_park=False)
+    assert (waited.reused_from, waited.result, compute.calls, len(naps)) == ("exec_1", video("fox"), 0, 3)
 
 
 def test_admission_reuses_what_another_execution_completed(store: SubmissionStore) -> None:

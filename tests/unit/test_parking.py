@@ -37,8 +37,16 @@ from video_pipelines.providers.context import parking_allowed
 from video_pipelines.providers.fal import FalProvider
 from video_pipelines.providers.fal_webhooks import FalKeys
 from video_pipelines.providers.http import Parked, run_job
-from video_pipelines.submissions import AttemptReason, AttemptState, AttemptStore, ProviderWaits, SubmissionStore
-from video_pipelines.submissions.waits import WaitState, poll_seconds
+from video_pipelines.submissions import (
+    AttemptReason,
+    AttemptState,
+    AttemptStore,
+    CachedNode,
+    NodeResultIndex,
+    ProviderWaits,
+    SubmissionStore,
+)
+from video_pipelines.submissions.waits import SAME_LINEAGE, WaitState, follow_job_id, poll_seconds
 from video_pipelines.vocabulary import ExecutionState, NodeState
 from video_pipelines.webhooks import DeliveryOutbox
 
@@ -179,6 +187,74 @@ def test_a_wake_up_that_read_the_parked_run_before_its_continuation_began_asks_f
     monkeypatch.setattr(records, "find_run", lambda _execution_id: parked)  # as read a moment before
     assert continue_parked(records, sqlite_store, "exec-1") is None
     assert [attempt.number for attempt in AttemptStore(sqlite_store).of_execution("exec-1")] == [2]
+
+
+LINEAGE = "cd" * 32
+
+
+def following_run(records: MemoryRunRecords, sqlite_store: SubmissionStore, *, holder: bool = True) -> tuple[str, str]:
+    """exec-1 parked on replicate job p-exec-1 holding lineage LINEAGE (unless there already); another execution's
+    node of the same lineage parked on a follow of it, as `single_flight` does. (its execution id, its follow)."""
+    if holder:
+        parked_run(records, sqlite_store)
+        NodeResultIndex(sqlite_store).claim("default", LINEAGE, execution_id="exec-1", node_id="gen", run_id="run-1")
+    follower = sqlite_store.submit(PLAN)[0].execution_id
+    tags = {PARKED_TAG_PREFIX + "gen": "replicate p-exec-1"}
+    now = time.time()
+    run = records.add_run(follower, PLAN, RunState.SUCCESS, tags=tags, started_at=now - 2, ended_at=now - 1)
+    job_id = follow_job_id(LINEAGE, follower, "gen")
+    ProviderWaits(sqlite_store).park(
+        SAME_LINEAGE, job_id, execution_id=follower, node_id="gen", run_id=run.run_id, check_in=0
+    )
+    return follower, job_id
+
+
+def test_a_follow_of_another_executions_parked_node_continues_once_its_result_is_recorded(
+    records: MemoryRunRecords, sqlite_store: SubmissionStore, jobs: FakeJobs
+) -> None:
+    follower, follow = following_run(records, sqlite_store)
+    waits = ProviderWaits(sqlite_store)
+    node = execution_status(records, sqlite_store, follower).nodes["gen"]
+    assert node.state is NodeState.WAITING and node.provider_job is not None
+    assert (node.provider_job.provider, node.provider_job.id) == ("replicate", "p-exec-1"), "the job it waits on"
+
+    def poll() -> list[str]:
+        waits.check_again(SAME_LINEAGE, follow, 0)
+        return poll_waits(records, sqlite_store, lambda _name: jobs, sweep=False).continued
+
+    assert poll() == [] and jobs.checked == ["p-exec-1"], "a follow is never asked of a provider"
+    jobs.ended.add("p-exec-1")
+    waits.check_again("replicate", "p-exec-1", 0)
+    assert poll() == ["exec-1"], "the holder's job ended: the holder goes on, the follower waits for its result"
+    index = NodeResultIndex(sqlite_store)
+    index.record(CachedNode("default", LINEAGE, "exec-1", "gen", "generateVideo", "run-1", {"url": "file:///v.mp4"}))
+    waits.collect_node("exec-1", "gen")
+    assert poll() == [follower]
+    [attempt] = AttemptStore(sqlite_store).of_execution(follower)
+    assert attempt.reason is AttemptReason.CONTINUE
+    assert waits.get(SAME_LINEAGE, follow).state is WaitState.COLLECTED, "taken by the continuation it asked for"
+    # The continuation finds the lineage parked again (another take): the same follow waits again.
+    waits.park(SAME_LINEAGE, follow, execution_id=follower, node_id="gen", run_id="run-3", check_in=0)
+    assert waits.get(SAME_LINEAGE, follow).state is WaitState.WAITING
+
+
+def test_a_follow_ends_when_its_holder_no_longer_waits_and_its_cancel_leaves_the_holders_job_alone(
+    records: MemoryRunRecords, sqlite_store: SubmissionStore, jobs: FakeJobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    follower, follow = following_run(records, sqlite_store)
+    monkeypatch.setattr("video_pipelines.executions.lifecycle.provider_jobs", lambda _name: jobs)
+    assert cancel(records, sqlite_store, follower).state is ExecutionState.CANCELED
+    assert jobs.canceled == [] and ProviderWaits(sqlite_store).get("replicate", "p-exec-1").state is WaitState.WAITING
+    assert ProviderWaits(sqlite_store).get(SAME_LINEAGE, follow).state is WaitState.CANCELED
+    # Retried, its node parks on the same follow again.
+    ProviderWaits(sqlite_store).park(SAME_LINEAGE, follow, execution_id=follower, node_id="gen", run_id="r", check_in=9)
+    assert ProviderWaits(sqlite_store).get(SAME_LINEAGE, follow).state is WaitState.WAITING
+    ProviderWaits(sqlite_store).cancel_execution(follower)
+    # Another follower, whose holder is canceled: it takes the lineage over in its continuation.
+    _, second = following_run(records, sqlite_store, holder=False)
+    assert cancel(records, sqlite_store, "exec-1").state is ExecutionState.CANCELED
+    assert jobs.canceled == ["p-exec-1"]
+    assert poll_waits(records, sqlite_store, lambda _name: jobs, sweep=False).finished == [f"{SAME_LINEAGE} {second}"]
 
 
 def test_the_deadline_counts_parked_time_and_ends_the_execution_with_its_job_canceled(

@@ -27,7 +27,7 @@ from video_pipelines.submissions import (
     RunAttempt,
     SubmissionStore,
 )
-from video_pipelines.submissions.waits import WaitState, poll_seconds
+from video_pipelines.submissions.waits import SAME_LINEAGE, LineageFollows, WaitState, poll_seconds
 from video_pipelines.telemetry.trace_context import execution_context
 from video_pipelines.telemetry.tracing import span_in
 from video_pipelines.webhooks import DeliveryOutbox
@@ -35,6 +35,11 @@ from video_pipelines.webhooks import DeliveryOutbox
 _log = logging.getLogger(__name__)
 
 Jobs = Callable[[str], ProviderJobs]
+
+
+def _with_follows(store: SubmissionStore, jobs: Jobs) -> Jobs:
+    """`jobs`, and the follows of another execution's parked node (`SAME_LINEAGE`), which no provider runs."""
+    return lambda provider: LineageFollows(store) if provider == SAME_LINEAGE else jobs(provider)
 
 
 def continue_parked(records: RunRecords, store: SubmissionStore, execution_id: str) -> RunAttempt | None:
@@ -49,6 +54,8 @@ def continue_parked(records: RunRecords, store: SubmissionStore, execution_id: s
     attempt, created = AttemptStore(store).request(
         execution_id, runs.attempt + 1, AttemptReason.CONTINUE, previous_run_id=latest.run_id
     )
+    if created:
+        ProviderWaits(store).collect_follows(execution_id)
     return attempt if created else None
 
 
@@ -70,7 +77,7 @@ def end_parked(records: RunRecords, store: SubmissionStore, latest: RunView | No
 def cancel_jobs(store: SubmissionStore, jobs: Jobs, execution_id: str | None = None) -> list[str]:
     """Call the provider's cancel of each canceling wait (of one execution, or all); the jobs canceled. A provider
     not configured here (the API without its key) leaves them to the poller, which runs where runs do."""
-    waits = ProviderWaits(store)
+    waits, jobs = ProviderWaits(store), _with_follows(store, jobs)
     canceling = [
         wait
         for wait in (waits.of_execution(execution_id) if execution_id else waits.in_state(WaitState.CANCELING))
@@ -115,7 +122,7 @@ def poll_waits(
     past their deadline or ended otherwise (a read per parked execution); cancel what they left running."""
     report = PollReport()
     waits = ProviderWaits(store)
-    jobs = cache(jobs)  # a provider is configured once per pass, not once per job (a refusal is not kept)
+    jobs = cache(_with_follows(store, jobs))  # a provider is configured once per pass, not once per job
     for wait in waits.due(limit=limit):
         report.checked += 1
         try:

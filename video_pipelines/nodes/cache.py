@@ -2,7 +2,9 @@
 
 A node's lineage hash names what it computes; completed results are recorded in `NodeResultIndex`.
 `reuse_cached` reuses at admission (one query per plan); `single_flight` looks again at run time, claims
-the lineage, or waits for another execution's claim (taken over when that run ended without a result).
+the lineage, or waits for another execution's claim (taken over when that run ended without a result). Where
+the claim's node is parked on a provider job and this execution may park, this node parks too, on a follow
+(`submissions.waits.SAME_LINEAGE`): waiting on another execution's provider job costs no worker either.
 `"cache": false` computes anew but still records (the newest result wins). Each lookup is a primary-key
 probe (`benchmarks/bench_reuse_lookup.py`); Dagster's materializations are per asset key, not lineage.
 """
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 from video_pipelines.plan.results import VideoResult
 from video_pipelines.plan.reuse import Action, NodeDecision, ResolvedPlan
 from video_pipelines.submissions import CachedNode, NodeClaim, NodeOrigin, NodeResultIndex
+from video_pipelines.submissions.waits import SAME_LINEAGE, follow_job_id
 
 if TYPE_CHECKING:
     from video_pipelines.nodes.runner import NodeRun
@@ -59,19 +62,22 @@ def single_flight(
     log: Log,
     sleep: Callable[[float], None],
     stored: Callable[[VideoResult], bool] = lambda _result: True,
-    parked: Callable[[NodeClaim], bool] = lambda _holder: False,
+    parked: Callable[[NodeClaim], str | None] = lambda _holder: None,
+    may_park: bool = False,
     poll_seconds: float = WAIT_POLL_SECONDS,
 ) -> NodeRun:
     """The node's run: computed here (once per tenant at a time), or another execution's result.
 
-    A recorded result whose video storage no longer holds (`stored` False) counts as none.
+    A recorded result whose video storage no longer holds (`stored` False) counts as none. `parked`: the
+    provider job ("<provider> <job id>") a claim's node is parked on, if any; with `may_park`, this node then
+    raises `Parked` on a follow of the lineage instead of waiting in its worker.
     """
     # At run time only: the runner loads every operation and the HTTP client, which reuse at admission need not.
     from video_pipelines.providers.http import Parked
 
     if not work.cache:
         return _record(index, work, compute())
-    flight = _Flight(index, work, run_has_ended, log, sleep, stored, parked, poll_seconds)
+    flight = _Flight(index, work, run_has_ended, log, sleep, stored, parked, may_park, poll_seconds)
     found = flight.reused("completed", "meanwhile") or flight.claim()
     if found is not None:
         return found
@@ -98,7 +104,8 @@ class _Flight:
     log: Log
     sleep: Callable[[float], None]
     stored: Callable[[VideoResult], bool]
-    parked: Callable[[NodeClaim], bool]  # whether the holder's node waits on a provider job (its run ended)
+    parked: Callable[[NodeClaim], str | None]  # the provider job the holder's node is parked on, if any
+    may_park: bool
     poll_seconds: float
 
     def reused(self, verb: str, when: str) -> NodeRun | None:
@@ -113,7 +120,7 @@ class _Flight:
     def holder_gone(self, holder: NodeClaim) -> bool:
         if (holder.execution_id, holder.node_id) == (self.work.execution_id, self.work.node_id):
             return True  # an earlier run of this very node (it parked, or its worker was lost): this run goes on
-        return self.run_has_ended(holder.run_id) and not self.parked(holder)
+        return self.run_has_ended(holder.run_id) and self.parked(holder) is None
 
     def claim(self) -> NodeRun | None:
         """Hold the lineage's claim (None), or another execution's result found while waiting."""
@@ -138,6 +145,14 @@ class _Flight:
                     )
                     return None
                 continue
+            if self.may_park and (job := self.parked(holder)) is not None:
+                from video_pipelines.providers.http import Parked  # as in single_flight
+
+                self.log(
+                    f"parked: {holder.execution_id} ({holder.node_id}) computes the same lineage and waits on {job}; "
+                    "this run gives its worker back and goes on once that result is recorded"
+                )
+                raise Parked(SAME_LINEAGE, follow_job_id(work.lineage, work.execution_id, work.node_id), shown=job)
             if waited_for is None or (waited_for.run_id, waited_for.node_id) != (holder.run_id, holder.node_id):
                 self.log(
                     f"waiting: {holder.execution_id} is computing the same lineage ({holder.node_id}, "

@@ -23,5 +23,5 @@ def park(
         run_id=run_id,
         check_in=poll_seconds(parked.provider),
     )
-    write_tag(tags, run_id, PARKED_TAG_PREFIX + task.node.id, wait.label, lock)
+    write_tag(tags, run_id, PARKED_TAG_PREFIX + task.node.id, parked.shown, lock)
     return wait

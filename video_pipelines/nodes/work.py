@@ -26,9 +26,10 @@ from video_pipelines.providers import JobLedger
 from video_pipelines.providers.context import ProviderSlots, guarding_circuits, limiting_provider_jobs, parking_allowed
 from video_pipelines.providers.http import Abandoned, Parked, sleep_interruptibly
 from video_pipelines.providers.pricing import PricingTable
-from video_pipelines.submissions import DEFAULT_TENANT, NodeResultIndex, ProviderWaits, SubmissionStore
+from video_pipelines.submissions import DEFAULT_TENANT, NodeClaim, NodeResultIndex, ProviderWaits, SubmissionStore
 from video_pipelines.submissions.breakers import ProviderCircuits
 from video_pipelines.submissions.counters import counting_provider_errors
+from video_pipelines.submissions.waits import SAME_LINEAGE
 
 PARKING_ENV = "VIDEO_PIPELINES_PARKING"
 
@@ -168,7 +169,8 @@ def node_work(
                 )
             except Parked as parked:
                 # Recorded where it parks (maybe ahead of its step): a run stopped before its step takes it still
-                # leaves the job where a cancel and the poller find it.
+                # leaves the job where a cancel and the poller find it. Inside the provider's slot: a pool counts
+                # the job from the slot to the wait without a gap.
                 shell.park(task, parked, nodes.store(), nodes.tags_lock)
                 raise
             result = choice.made(result) if choice is not None else result  # before the single flight records it
@@ -178,18 +180,36 @@ def node_work(
         return result
 
     def work(log: Log, warn: Log) -> NodeRun:
+        return _once_per_lineage(nodes, shell, task, lambda: compute(log, warn), log, warn)
+
+    return work
+
+
+def _once_per_lineage(
+    nodes: RunNodes, shell: RunShell, task: NodeTask, compute: Callable[[], NodeRun], log: Log, warn: Log
+) -> NodeRun:
+    store = nodes.store()
+
+    def parked_on(holder: NodeClaim) -> str | None:
+        wait = ProviderWaits(store).open_wait(holder.execution_id, holder.node_id)
+        return wait.label if wait is not None else None
+
+    try:
         return single_flight(
-            NodeResultIndex(nodes.store()),
+            NodeResultIndex(store),
             _flight(nodes, shell, task),
-            lambda: compute(log, warn),
+            compute,
             run_has_ended=shell.run_has_ended,
             log=log,
             sleep=sleep_interruptibly,
             stored=still_stored(nodes.env().store, warn),
-            parked=lambda holder: ProviderWaits(nodes.store()).waits_on(holder.execution_id, holder.node_id),
+            parked=parked_on,
+            may_park=nodes.parks(task.execution_id),
         )
-
-    return work
+    except Parked as parked:
+        if parked.provider == SAME_LINEAGE:  # parked by the flight on a follow (compute parks its own jobs)
+            shell.park(task, parked, store, nodes.tags_lock)
+        raise
 
 
 def _flight(nodes: RunNodes, shell: RunShell, task: NodeTask) -> NodeWork:

@@ -89,8 +89,10 @@ class Parked(Exception):
     """The node's provider job runs on without us: its run gives its worker back, a continuation run collects the
     job (recalled through the ledger). Not a VideoPipelineError: nothing failed, and no retry is due."""
 
-    def __init__(self, provider: str, job_id: str) -> None:
-        super().__init__(f"waiting on {provider} {job_id}")
+    def __init__(self, provider: str, job_id: str, *, shown: str | None = None) -> None:
+        # shown: the job as people know it, when the wait is not on a provider job of the node's own.
+        self.shown = shown or f"{provider} {job_id}"
+        super().__init__(f"waiting on {self.shown}")
         self.provider = provider
         self.job_id = job_id
 

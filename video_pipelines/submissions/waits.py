@@ -1,5 +1,9 @@
 """Provider jobs that parked nodes wait on: one row per job, so a provider's webhook or the poller finds its node.
 
+A node whose lineage another execution computes, parked on its provider job, parks too: on a wait of the
+pseudo-provider `lineage` (`SAME_LINEAGE`), one per follower, which ends when that result is recorded or its
+holder no longer waits (`LineageFollows`); a cancel of the follower leaves the holder's job alone.
+
     waiting ──the provider says it ended──> finished ──its continuation took it──> collected
        └──── canceling (its execution ended: canceled, deadline, failed) ──the provider's cancel──> canceled
 
@@ -18,6 +22,7 @@ import sqlalchemy as sa
 
 from video_pipelines.errors import UsageError
 from video_pipelines.providers.base import provider_webhook_url
+from video_pipelines.submissions.node_results import NodeResultIndex
 from video_pipelines.submissions.rows import Rows, moment, record
 from video_pipelines.submissions.schema import provider_waits
 from video_pipelines.submissions.store import SubmissionStore
@@ -29,10 +34,16 @@ POLL_SECONDS_ENV = "VIDEO_PIPELINES_PROVIDER_POLL_SECONDS"
 # the poller is only the safety net for a webhook that never came.
 DEFAULT_POLL_SECONDS = 5.0
 DEFAULT_POLL_SECONDS_WITH_WEBHOOKS = 60.0
+# The pseudo-provider of a node that waits for another execution's parked node of the same lineage.
+SAME_LINEAGE: Final = "lineage"
+# A follower's check is two primary-key reads in our own database, no provider call: every poller tick.
+FOLLOW_POLL_SECONDS: Final = 1.0
 
 
 def poll_seconds(provider: str) -> float:
     """How often a waiting job of `provider` is checked by the poller."""
+    if provider == SAME_LINEAGE:
+        return FOLLOW_POLL_SECONDS
     value = os.environ.get(POLL_SECONDS_ENV, "").strip()
     if not value:
         has_webhooks = provider_webhook_url(provider) is not None
@@ -96,7 +107,10 @@ class ProviderWaits:
             "next_check_at": now + timedelta(seconds=check_in),
             "updated_at": now,
         }
-        again = provider_waits.update().where(_W.provider == provider, _W.job_id == job_id, _W.state.in_(_OPEN))
+        # A follow is the same row again whenever its node parks again (a continuation found the lineage still
+        # parked, a retry after a cancel): it holds no job of its own that an earlier end could have spent.
+        reopens = tuple(state.value for state in WaitState) if provider == SAME_LINEAGE else _OPEN
+        again = provider_waits.update().where(_W.provider == provider, _W.job_id == job_id, _W.state.in_(reopens))
         if self._rows.changed(again.values(values)) == 0:
             new = {**values, "provider": provider, "job_id": job_id, "execution_id": execution_id}
             new.update(node_id=node_id, since=now)
@@ -114,10 +128,12 @@ class ProviderWaits:
         query = sa.select(provider_waits).where(_W.execution_id == execution_id, _W.state.in_(_NOT_ENDED))
         return self._rows.all(query.order_by(_W.since, _W.node_id), _wait)
 
-    def waits_on(self, execution_id: str, node_id: str) -> bool:
-        """Whether the node waits on a provider job (waiting, or finished and not collected)."""
-        query = sa.select(_W.job_id).where(_W.execution_id == execution_id, _W.node_id == node_id, _W.state.in_(_OPEN))
-        return self._rows.first(query.limit(1), lambda _row: True) is not None
+    def open_wait(self, execution_id: str, node_id: str) -> ProviderWait | None:
+        """The provider job the node waits on (waiting, or finished and not collected); None when it waits on none."""
+        query = sa.select(provider_waits).where(
+            _W.execution_id == execution_id, _W.node_id == node_id, _W.state.in_(_OPEN)
+        )
+        return self._rows.first(query.order_by(_W.since.desc()).limit(1), _wait)
 
     def running(self, provider: str) -> int:
         """How many parked jobs of `provider` still run there: a provider pool's limit counts them."""
@@ -153,6 +169,16 @@ class ProviderWaits:
             self._rows.move(provider_waits, where, _OPEN, state=WaitState.COLLECTED.value, updated_at=moment(None)) > 0
         )
 
+    def collect_follows(self, execution_id: str) -> bool:
+        """The execution's finished follows -> collected: they woke it; its continuation looks at their nodes anew
+        (reused, taken over, or parked again on a new follow)."""
+        where = sa.and_(_W.execution_id == execution_id, _W.provider == SAME_LINEAGE)
+        finished = (WaitState.FINISHED.value,)
+        return (
+            self._rows.move(provider_waits, where, finished, state=WaitState.COLLECTED.value, updated_at=moment(None))
+            > 0
+        )
+
     def cancel_execution(self, execution_id: str) -> bool:
         """The execution's open waits -> canceling: their provider jobs are to be canceled."""
         where, canceling = _W.execution_id == execution_id, WaitState.CANCELING.value
@@ -164,3 +190,32 @@ class ProviderWaits:
     def _move(self, provider: str, job_id: str, sources: tuple[str, ...], **values: object) -> bool:
         where = sa.and_(_W.provider == provider, _W.job_id == job_id)
         return self._rows.move(provider_waits, where, sources, **values, updated_at=moment(None)) == 1
+
+
+def follow_job_id(lineage: str, execution_id: str, node_id: str) -> str:
+    """The follow's "job id": one per following node (at most 64 + 64 + 64 characters and two colons)."""
+    return f"{lineage}:{execution_id}:{node_id}"
+
+
+class LineageFollows:
+    """The `ProviderJobs` of `SAME_LINEAGE`: a follow ends once the lineage's result is recorded, or once whoever
+    holds its claim no longer waits on a provider job (it computes now, or it ended: the follower takes over)."""
+
+    name = SAME_LINEAGE
+
+    def __init__(self, store: SubmissionStore) -> None:
+        self._store = store
+
+    def job_finished(self, job_id: str) -> bool:
+        lineage, execution_id, _node_id = job_id.split(":", 2)
+        submission = self._store.get(execution_id)
+        if submission is None:
+            return True
+        index = NodeResultIndex(self._store)
+        if index.find(submission.tenant, lineage) is not None:
+            return True
+        holder = index.claim_of(submission.tenant, lineage)
+        return holder is None or ProviderWaits(self._store).open_wait(holder.execution_id, holder.node_id) is None
+
+    def cancel_job(self, job_id: str) -> bool:
+        return True  # the job is the holder's: it runs on for the execution that started it
