@@ -6,6 +6,8 @@ import datetime
 import ipaddress
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -383,6 +386,18 @@ def test_redact_url_keeps_only_scheme_host_port_and_path() -> None:
     url = "https://user:pw@bucket.s3.test:8443/videos/a.mp4?X-Amz-Signature=secret#frag"
     assert redact_url(url) == "https://bucket.s3.test:8443/videos/a.mp4"
     assert redact_url("http://[::1]/x?y=1") == "http://[::1]/x"
+    assert redact_url(httpx.URL(url)) == "https://bucket.s3.test:8443/videos/a.mp4"
+    assert redact_url("http://[::1/x") == "<invalid URL>"
+
+
+def test_redacting_a_database_url_loads_no_http_client() -> None:
+    """A local `submit` on PostgreSQL names its database in a warning: httpx (with click and rich) cost it 0.1 s."""
+    code = (
+        "import sys; from video_pipelines.net import redact_url; "
+        "print(redact_url('postgresql://app:secret@db.internal:5432/videos'), 'httpx' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["postgresql://db.internal:5432/videos", "False"]
 
 
 # --- fetch_to_file against a real server -------------------------------------------------------------
