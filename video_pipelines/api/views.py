@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
@@ -196,10 +197,26 @@ async def logs(
 
 # --- costs -------------------------------------------------------------------------------------
 
-FromQuery = Annotated[
-    DateTime | None, Query(alias="from", description="executions submitted at or after (ISO 8601; UTC without offset)")
-]
-ToQuery = Annotated[DateTime | None, Query(alias="to", description="executions submitted before (ISO 8601)")]
+
+@dataclass(frozen=True)
+class Window:
+    """`?from=&to=`: executions submitted in [from, to); either end open."""
+
+    start: DateTime | None
+    end: DateTime | None
+
+
+def _window(
+    start: Annotated[
+        DateTime | None,
+        Query(alias="from", description="executions submitted at or after (ISO 8601; UTC without offset)"),
+    ] = None,
+    end: Annotated[DateTime | None, Query(alias="to", description="executions submitted before (ISO 8601)")] = None,
+) -> Window:
+    return Window(start, end)
+
+
+WindowDep = Annotated[Window, Depends(_window)]
 
 
 @router.get(
@@ -211,13 +228,12 @@ ToQuery = Annotated[DateTime | None, Query(alias="to", description="executions s
 def costs(
     caller: CallerDep,
     state: StateDep,
-    start: FromQuery = None,
-    end: ToQuery = None,
+    window: WindowDep,
     group_by: Annotated[GroupBy, Query(alias="groupBy")] = GroupBy.PROVIDER,
 ) -> CostReport:
     """The recorded cost of the caller's executions submitted in the window (an operator's key: every tenant's),
     by provider, operation or day, and `savedUsd`: what reuse saved at list prices."""
-    spends = list(node_spends(caller, state.records, state.store, start=start, end=end))
+    spends = list(node_spends(caller, state.records, state.store, start=window.start, end=window.end))
     return CostReport.model_validate(cost_report(spends, group_by).to_wire())
 
 
@@ -227,9 +243,7 @@ def costs(
     summary="Ways to spend less, from the caller's own records",
     responses=problems(400),
 )
-def cost_suggestions(
-    caller: CallerDep, state: StateDep, start: FromQuery = None, end: ToQuery = None
-) -> list[CostSuggestion]:
+def cost_suggestions(caller: CallerDep, state: StateDep, window: WindowDep) -> list[CostSuggestion]:
     """Each with the saving it would have brought: paid nodes run again with `cache: false` that made an identical
     video, failed executions holding paid results (retry them), a cheaper provider for the same operation,
     fallbacks taken, and completed executions whose final videos nobody fetched (only videos whose URL is this
@@ -239,8 +253,8 @@ def cost_suggestions(
         caller,
         state.records,
         state.store,
-        start=start,
-        end=end,
+        start=window.start,
+        end=window.end,
         served=settings.artifact_urls,
         grace_seconds=settings.unfetched_grace_seconds,
     )
