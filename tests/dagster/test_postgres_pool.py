@@ -27,6 +27,7 @@ from sqlalchemy.pool import Pool
 from video_pipelines.deployment import postgres
 from video_pipelines.deployment.instance import render_instance_yaml
 from video_pipelines.deployment.postgres import DEFAULT_POOL_SIZE, POOL_SIZE_ENV, pool_size, shared_engine
+from video_pipelines.submissions import pooling
 from video_pipelines.submissions.database_url import psycopg2_url
 
 pytestmark = pytest.mark.postgres
@@ -107,7 +108,7 @@ def test_a_connection_closed_by_the_server_is_replaced(
     home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A connection idle longer than PING_IDLE_SECONDS is checked before use; here every one is.
-    monkeypatch.setattr(postgres, "PING_IDLE_SECONDS", 0.0)
+    monkeypatch.setattr(pooling, "PING_IDLE_SECONDS", 0.0)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.get_runs()
         admin = psycopg2.connect(postgres_url)

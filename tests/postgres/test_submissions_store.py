@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from video_pipelines.errors import SecretKeyError
 from video_pipelines.plan.overrides import SubmitOptions
-from video_pipelines.submissions import SubmissionStore
+from video_pipelines.submissions import SubmissionStore, pooling
 
 from ..unit.test_submissions_store import *  # noqa: F403
 from ..unit.test_submissions_store import KEY_FILE_NAME, SECRET, SECRET_KEY_ENV, plan, raw_rows
@@ -38,3 +39,22 @@ def test_from_env_uses_postgres_when_the_url_is_set(
     ]
     assert not (home / "video_pipelines.db").exists()
     assert not (home / KEY_FILE_NAME).exists(), "the key comes from the environment"
+
+
+def test_a_connection_the_server_closed_is_replaced(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's pool checks a connection only after it sat idle (`submissions.pooling`, instead of a ping per
+    query): one PostgreSQL closed meanwhile (a restart, a failover) is still replaced unseen."""
+    with SubmissionStore(postgres_url) as opened:
+        submitted, _ = opened.submit(plan())
+        monkeypatch.setattr(pooling, "PING_IDLE_SECONDS", 0.0)
+        admin = psycopg2.connect(postgres_url)
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            (terminated,) = cursor.fetchone()
+        admin.close()
+        assert terminated >= 1
+        assert opened.get(submitted.execution_id) is not None

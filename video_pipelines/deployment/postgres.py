@@ -11,23 +11,19 @@ it made it STARTED again. The first end recorded now stays; the late event is ke
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import math
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import psycopg2
 import sqlalchemy
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
-from sqlalchemy.pool import ConnectionPoolEntry
 
 from video_pipelines.submissions.database_url import psycopg2_url
+from video_pipelines.submissions.pooling import ping_when_idle
 
 POOL_SIZE_ENV = "VIDEO_PIPELINES_DB_POOL_SIZE"
 # Connections a process keeps open (bursts open short-lived overflow ones): small, because every
@@ -36,11 +32,6 @@ DEFAULT_POOL_SIZE = 2
 MAX_OVERFLOW = 20
 # Reconnect now and then: a long-lived process keeps no backend forever.
 POOL_RECYCLE_SECONDS = 1800
-# A pooled connection idle longer than this is checked (SELECT 1) before it is handed out, so one that PostgreSQL
-# closed meanwhile (a restart, a failover, an idle timeout) is replaced unseen. SQLAlchemy's pool_pre_ping checks
-# every checkout, and Dagster checks out a connection per statement: the pings were a quarter of the daemon's CPU.
-PING_IDLE_SECONDS = 1.0
-_CHECKED_IN = "video_pipelines_checked_in"
 _NOT_DURABLE = "video_pipelines_not_durable"
 _COMMIT_MODE = "video_pipelines_synchronous_commit"
 
@@ -87,8 +78,7 @@ def shared_engine(url: str, *, durable: bool = True) -> sqlalchemy.engine.Engine
                 max_overflow=MAX_OVERFLOW,
                 pool_recycle=POOL_RECYCLE_SECONDS,
             )
-            sqlalchemy.event.listen(engine, "checkout", _ping_when_idle)
-            sqlalchemy.event.listen(engine, "checkin", _note_checkin)
+            ping_when_idle(engine)
             sqlalchemy.event.listen(engine, "engine_connect", _commit_mode_as_asked)
             _engines[url] = engine
         engine = _engines[url]
@@ -102,22 +92,6 @@ def _commit_mode_as_asked(connection: sqlalchemy.Connection) -> None:
     if info.get(_COMMIT_MODE, "on") != wanted:
         connection.exec_driver_sql(f"SET synchronous_commit TO {wanted}")
         info[_COMMIT_MODE] = wanted
-
-
-def _ping_when_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
-    """SQLAlchemy's pessimistic disconnect handling (its "custom ping" recipe), for connections that sat idle: a
-    DisconnectionError makes the pool discard this connection and hand out a new one."""
-    if time.monotonic() - record.info.get(_CHECKED_IN, -math.inf) < PING_IDLE_SECONDS:
-        return
-    try:
-        with contextlib.closing(dbapi_connection.cursor()) as cursor:
-            cursor.execute("SELECT 1")
-    except psycopg2.Error as exc:
-        raise sqlalchemy.exc.DisconnectionError(f"a pooled connection was closed: {exc}") from exc
-
-
-def _note_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-    record.info[_CHECKED_IN] = time.monotonic()
 
 
 class PostgresStorage(DagsterPostgresStorage):

@@ -34,6 +34,7 @@ from video_pipelines.errors import IdempotencyKeyReused, SecretKeyError, Submiss
 from video_pipelines.plan.lineage import canonical_json
 from video_pipelines.plan.overrides import NO_OPTIONS, SubmitOptions
 from video_pipelines.submissions.database_url import DATABASE_URL_ENV, DEFAULT_HOME, psycopg2_url
+from video_pipelines.submissions.pooling import ping_when_idle
 from video_pipelines.submissions.rows import Rows, record
 from video_pipelines.submissions.schema import DEFAULT_TENANT, SCHEMA_VERSION, current_version, migrate, submissions
 from video_pipelines.vocabulary import Priority
@@ -262,7 +263,7 @@ def _create_engine(url: sa.URL) -> sa.Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": _POSTGRES_CONNECT_TIMEOUT_S})
+    return ping_when_idle(sa.create_engine(url, connect_args={"connect_timeout": _POSTGRES_CONNECT_TIMEOUT_S}))
 
 
 def _check_idempotency_key(key: str | None) -> str | None:
