@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, parse_qsl
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from video_pipelines.errors import JobCanceled
 from video_pipelines.executions import RunState, execution_status
 from video_pipelines.executions.attempts import ExecutionRuns, attempt_run_tags, deadline_left
 from video_pipelines.executions.lifecycle import cancel
@@ -135,6 +136,47 @@ def test_run_job_parks_a_job_still_running_only_where_parking_is_allowed() -> No
     assert remembered == ["p1"]
 
 
+def test_a_recalled_job_found_canceled_is_started_again_and_a_new_one_is_not() -> None:
+    """CI: PostgreSQL restarted as a run recorded its new prediction: the tag was written, the answer lost, so the
+    run canceled the job it thought unrecorded; its resume recalled that canceled job and failed the node."""
+    remembered: list[str] = ["p1"]
+    canceled: list[str] = []
+    created: list[str] = []
+
+    class Ledger:
+        def recall(self) -> str | None:
+            return remembered[-1]
+
+        def remember(self, job_id: str) -> None:
+            remembered.append(job_id)
+
+    def check(job_id: str) -> str:
+        if job_id in ("p1", "p3"):
+            raise JobCanceled(f"replicate prediction {job_id} was canceled")
+        return f"video of {job_id}"
+
+    def create() -> str:
+        created.append(f"p{len(created) + 2}")
+        return created[-1]
+
+    def job() -> str:
+        return run_job(
+            Ledger(),
+            create=create,
+            check=check,
+            cancel=canceled.append,
+            provider="replicate",
+            timeout=5,
+            poll_interval=0.01,
+        )
+
+    assert (job(), created, remembered, canceled) == ("video of p2", ["p2"], ["p1", "p2"], [])
+    remembered.append("p1")  # the same again, but the new job is canceled too: that is the node's answer
+    with pytest.raises(JobCanceled, match="p3 was canceled"):
+        job()
+    assert (created, remembered[-1], canceled) == (["p2", "p3"], "p3", [])
+
+
 def test_a_parked_execution_is_processing_its_node_waiting_on_the_job(
     records: MemoryRunRecords, sqlite_store: SubmissionStore
 ) -> None:
@@ -192,6 +234,12 @@ def test_a_wake_up_that_read_the_parked_run_before_its_continuation_began_asks_f
 LINEAGE = "cd" * 32
 
 
+def state_of(store: SubmissionStore, provider: str, job_id: str) -> WaitState:
+    wait = ProviderWaits(store).get(provider, job_id)
+    assert wait is not None
+    return wait.state
+
+
 def following_run(records: MemoryRunRecords, sqlite_store: SubmissionStore, *, holder: bool = True) -> tuple[str, str]:
     """exec-1 parked on replicate job p-exec-1 holding lineage LINEAGE (unless there already); another execution's
     node of the same lineage parked on a follow of it, as `single_flight` does. (its execution id, its follow)."""
@@ -232,10 +280,10 @@ def test_a_follow_of_another_executions_parked_node_continues_once_its_result_is
     assert poll() == [follower]
     [attempt] = AttemptStore(sqlite_store).of_execution(follower)
     assert attempt.reason is AttemptReason.CONTINUE
-    assert waits.get(SAME_LINEAGE, follow).state is WaitState.COLLECTED, "taken by the continuation it asked for"
+    assert state_of(sqlite_store, SAME_LINEAGE, follow) is WaitState.COLLECTED, "taken by the continuation it asked for"
     # The continuation finds the lineage parked again (another take): the same follow waits again.
     waits.park(SAME_LINEAGE, follow, execution_id=follower, node_id="gen", run_id="run-3", check_in=0)
-    assert waits.get(SAME_LINEAGE, follow).state is WaitState.WAITING
+    assert state_of(sqlite_store, SAME_LINEAGE, follow) is WaitState.WAITING
 
 
 def test_a_follow_ends_when_its_holder_no_longer_waits_and_its_cancel_leaves_the_holders_job_alone(
@@ -244,11 +292,11 @@ def test_a_follow_ends_when_its_holder_no_longer_waits_and_its_cancel_leaves_the
     follower, follow = following_run(records, sqlite_store)
     monkeypatch.setattr("video_pipelines.executions.lifecycle.provider_jobs", lambda _name: jobs)
     assert cancel(records, sqlite_store, follower).state is ExecutionState.CANCELED
-    assert jobs.canceled == [] and ProviderWaits(sqlite_store).get("replicate", "p-exec-1").state is WaitState.WAITING
-    assert ProviderWaits(sqlite_store).get(SAME_LINEAGE, follow).state is WaitState.CANCELED
+    assert jobs.canceled == [] and state_of(sqlite_store, "replicate", "p-exec-1") is WaitState.WAITING
+    assert state_of(sqlite_store, SAME_LINEAGE, follow) is WaitState.CANCELED
     # Retried, its node parks on the same follow again.
     ProviderWaits(sqlite_store).park(SAME_LINEAGE, follow, execution_id=follower, node_id="gen", run_id="r", check_in=9)
-    assert ProviderWaits(sqlite_store).get(SAME_LINEAGE, follow).state is WaitState.WAITING
+    assert state_of(sqlite_store, SAME_LINEAGE, follow) is WaitState.WAITING
     ProviderWaits(sqlite_store).cancel_execution(follower)
     # Another follower, whose holder is canceled: it takes the lineage over in its continuation.
     _, second = following_run(records, sqlite_store, holder=False)
