@@ -91,11 +91,6 @@ class JobFailed(ProviderError):
     """The provider job ended without a usable result (failed, canceled, no output): nothing to cancel."""
 
 
-class JobCanceled(JobFailed):
-    """The provider job was canceled, so nothing came of it (by us, where a run could not record it or stopped
-    waiting on it; or by hand at the provider)."""
-
-
 class TransientProviderError(ProviderError, TransientError):
     """A provider failure that may pass (429, 5xx, timeouts)."""
 

@@ -18,7 +18,6 @@ from urllib.parse import parse_qs, parse_qsl
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from video_pipelines.errors import JobCanceled
 from video_pipelines.executions import RunState, execution_status
 from video_pipelines.executions.attempts import ExecutionRuns, attempt_run_tags, deadline_left
 from video_pipelines.executions.lifecycle import cancel
@@ -134,47 +133,6 @@ def test_run_job_parks_a_job_still_running_only_where_parking_is_allowed() -> No
     assert remembered == ["p1"] and canceled == [], "a parked job is remembered and keeps running"
     assert job(parkable=True) == "video", "without parking allowed, the run waits (the job recalled, not created)"
     assert remembered == ["p1"]
-
-
-def test_a_recalled_job_found_canceled_is_started_again_and_a_new_one_is_not() -> None:
-    """CI: PostgreSQL restarted as a run recorded its new prediction: the tag was written, the answer lost, so the
-    run canceled the job it thought unrecorded; its resume recalled that canceled job and failed the node."""
-    remembered: list[str] = ["p1"]
-    canceled: list[str] = []
-    created: list[str] = []
-
-    class Ledger:
-        def recall(self) -> str | None:
-            return remembered[-1]
-
-        def remember(self, job_id: str) -> None:
-            remembered.append(job_id)
-
-    def check(job_id: str) -> str:
-        if job_id in ("p1", "p3"):
-            raise JobCanceled(f"replicate prediction {job_id} was canceled")
-        return f"video of {job_id}"
-
-    def create() -> str:
-        created.append(f"p{len(created) + 2}")
-        return created[-1]
-
-    def job() -> str:
-        return run_job(
-            Ledger(),
-            create=create,
-            check=check,
-            cancel=canceled.append,
-            provider="replicate",
-            timeout=5,
-            poll_interval=0.01,
-        )
-
-    assert (job(), created, remembered, canceled) == ("video of p2", ["p2"], ["p1", "p2"], [])
-    remembered.append("p1")  # the same again, but the new job is canceled too: that is the node's answer
-    with pytest.raises(JobCanceled, match="p3 was canceled"):
-        job()
-    assert (created, remembered[-1], canceled) == (["p2", "p3"], "p3", [])
 
 
 def test_a_parked_execution_is_processing_its_node_waiting_on_the_job(

@@ -25,7 +25,6 @@ import httpx
 
 from video_pipelines.errors import (
     FetchError,
-    JobCanceled,
     JobFailed,
     ProviderError,
     ProviderHttpError,
@@ -397,23 +396,6 @@ class ProviderHttp:
         return parsed
 
 
-def _start_job(
-    ledger: JobLedger, create: Callable[[], str], cancel: Callable[[str], object], provider: str, timeout: float | None
-) -> str:
-    """A new job, remembered; canceled when it could not be remembered."""
-    try:
-        started = create()
-    except _DeadlineReached:
-        raise ProviderError(f"{provider}: no job started within the {timeout:g} s timeout") from None
-    try:
-        ledger.remember(started)
-    except BaseException:
-        # Not remembered, so a retry could not resume it: nobody would collect its result.
-        cancel(started)
-        raise
-    return started
-
-
 def run_job(
     ledger: JobLedger,
     *,
@@ -431,26 +413,24 @@ def run_job(
     holding a provider slot, and cancel it if we stop waiting. `deadline`, when the adapter's clock started
     earlier, replaces now + `timeout`. A `parkable` job (one the deployment can check and cancel without this
     run) still running after its first check raises `Parked` where parking is allowed."""
-    job_id = recalled = ledger.recall()
-
-    def start() -> str:
-        return _start_job(ledger, create, cancel, provider, timeout)
-
+    job_id = ledger.recall()
     with provider_slot(provider, resuming=job_id is not None):
-        job_id = job_id or start()
+        if job_id is None:
+            try:
+                job_id = create()
+            except _DeadlineReached:
+                raise ProviderError(f"{provider}: no job started within the {timeout:g} s timeout") from None
+            try:
+                ledger.remember(job_id)
+            except BaseException:
+                # Not remembered, so a retry could not resume it: nobody would collect its result.
+                cancel(job_id)
+                raise
         if deadline is None and timeout is not None:
             deadline = time.monotonic() + timeout
         try:
             while True:
-                try:
-                    result = check(job_id)
-                except JobCanceled:
-                    if job_id != recalled:
-                        raise
-                    # An earlier run's job, canceled: that run could not be sure it had recorded it (the database
-                    # went away as it wrote), or stopped waiting. Nothing came of it: start the work again.
-                    job_id = start()
-                    continue
+                result = check(job_id)
                 if result is not None:
                     return result
                 if parkable and may_park():

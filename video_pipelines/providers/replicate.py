@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from video_pipelines.errors import JobCanceled, JobFailed, ProviderError
+from video_pipelines.errors import JobFailed, ProviderError
 from video_pipelines.providers.base import JobLedger, provider_webhook_url
 from video_pipelines.providers.http import run_job
 from video_pipelines.providers.keyed import ApiKeyProvider, whisper_language_name
@@ -137,7 +137,7 @@ class ReplicateProvider(ApiKeyProvider):
                 error = body.get("error") or "no error message"
                 raise JobFailed(f"replicate prediction {prediction_id} ({model}) failed: {error}")
             if status in ("canceled", "aborted"):
-                raise JobCanceled(f"replicate prediction {prediction_id} ({model}) was {status}")
+                raise JobFailed(f"replicate prediction {prediction_id} ({model}) was {status}")
             return None
 
         return run_job(
