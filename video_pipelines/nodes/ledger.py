@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from typing import Protocol
+
+import sqlalchemy as sa
 
 from video_pipelines.errors import TransientStorageError
 
@@ -53,11 +56,28 @@ def tag_of(tags: RunTags, run_id: str, key: str) -> str | None:
     return run.tags.get(key) if run is not None else None
 
 
+# A write the database dropped (a restart, a failover: ~2-5 s) is made again after these pauses; a tag is set
+# again to the same value harmlessly, so one whose commit went through with its answer lost is no loss either.
+DATABASE_GONE_PAUSES = (0.5, 1.0, 2.0, 4.0)
+
+
 def write_tag(tags: RunTags, run_id: str, key: str, value: str, lock: threading.Lock) -> None:
     """Set one tag of a run, read back (see `RunTagLedger`); TransientStorageError if it does not hold."""
+    pauses = iter(DATABASE_GONE_PAUSES)
+    lost: Exception | None = None
     with lock:
-        for _ in range(RunTagLedger.WRITE_ATTEMPTS):
-            tags.add_run_tags(run_id, {key: value})
-            if tag_of(tags, run_id, key) == value:
-                return
-    raise TransientStorageError(f"run {run_id}: tag {key} did not hold after {RunTagLedger.WRITE_ATTEMPTS} writes")
+        writes = 0
+        while writes < RunTagLedger.WRITE_ATTEMPTS:
+            try:
+                tags.add_run_tags(run_id, {key: value})
+                if tag_of(tags, run_id, key) == value:
+                    return
+                writes += 1
+            except sa.exc.OperationalError as exc:
+                lost = exc
+                pause = next(pauses, None)
+                if pause is None:
+                    break
+                time.sleep(pause)
+    why = "the database was unreachable" if lost is not None else f"it did not hold after {writes} writes"
+    raise TransientStorageError(f"run {run_id}: tag {key} could not be set: {why}") from lost
