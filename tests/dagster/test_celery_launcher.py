@@ -3,6 +3,7 @@ on SQS a worker's beat), a cancel of a run still in the broker (Redis, and SQS o
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,9 @@ from video_pipelines.deployment.workers import (
 from video_pipelines.errors import UsageError
 from video_pipelines.executions import EXECUTION_ID_TAG, RunState, stop_run
 from video_pipelines.executions.records import LOST_WORKER_TAG, WORKER_TAG
+from video_pipelines.orchestration.job.ops import execute_plan
 from video_pipelines.orchestration.run_records import DagsterRunRecords
+from video_pipelines.orchestration.sensors import plans
 from video_pipelines.orchestration.workers.celery_launcher import (
     VideoCeleryRunLauncher,
     make_celery_app,
@@ -368,3 +371,39 @@ def test_a_launch_is_lost_when_no_worker_holds_its_task_while_one_of_its_queue_i
         }
         launcher.celery.backend.forget(tasks["started"])
     launcher.celery.close()
+
+
+def test_a_run_whose_task_a_worker_took_but_never_started_is_failed_as_lost(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI: the broker went away as a child took a run's task; the task's start failed outside its body and the
+    worker held it on, so neither the beats nor the task's state said lost, and the run stayed STARTING until run
+    monitoring's 300 s start timeout. A child tags the run as it takes the task and starts it within a second or
+    two: STARTING that long after the tag, it is failed as lost (so resumed); a run just taken is not."""
+    require_service(REDIS_URL)
+    monkeypatch.setattr(plans, "LOST_LAUNCH_SECONDS", 0.0)
+    monkeypatch.setattr(plans, "TAKEN_NEVER_STARTED_SECONDS", 0.5)
+    launcher_config = {
+        "module": "video_pipelines.orchestration.workers.celery_launcher",
+        "class": "VideoCeleryRunLauncher",
+        "config": {"broker": REDIS_URL, "default_queue": f"test-{uuid.uuid4().hex[:10]}"},
+    }
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides={"run_launcher": launcher_config}) as instance:
+
+        def taken_run() -> str:
+            run = create_run_for_test(instance, job_name=execute_plan.name, status=dg.DagsterRunStatus.STARTING)
+            instance.add_run_tags(run.run_id, {WORKER_TAG: "w1@h pid 4242"})
+            return run.run_id
+
+        stuck = taken_run()
+        time.sleep(0.6)  # past the threshold under test (0.5 s here), not a wait for something to happen
+        fresh = taken_run()
+        reason = plans.lost_launches(dg.build_sensor_context(instance=instance))
+        assert isinstance(reason, dg.SkipReason) and "1 of them taken by a worker and never started" in str(
+            reason.skip_message
+        )
+        failed, running = instance.get_run_by_id(stuck), instance.get_run_by_id(fresh)
+        assert failed is not None and failed.status is dg.DagsterRunStatus.FAILURE
+        assert failed.tags[LOST_WORKER_TAG].startswith("w1@h pid 4242 took the run's Celery task")
+        assert running is not None and running.status is dg.DagsterRunStatus.STARTING
+        instance.run_launcher.celery.close()  # type: ignore[attr-defined]

@@ -48,7 +48,7 @@ from video_pipelines.executions import (
 )
 from video_pipelines.executions.attempts import ExecutionRuns, attempt_run_tags, request_resume
 from video_pipelines.executions.notifications import RECENT_SECONDS, AttemptReport, secret_env_warning
-from video_pipelines.executions.records import ATTEMPT_TAG, PREVIOUS_RUN_TAG
+from video_pipelines.executions.records import ATTEMPT_TAG, PREVIOUS_RUN_TAG, WORKER_TAG
 from video_pipelines.orchestration.job.config import PlanConfig
 from video_pipelines.orchestration.job.ops import execute_plan
 from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
@@ -325,14 +325,20 @@ def resume_lost_runs(context: dg.RunStatusSensorContext, submissions: Submission
 # A task that looks lost is looked at again after this, so a worker just taking it is not mistaken for none:
 # by then the worker's next beat names it.
 LOST_LAUNCH_RECHECK_SECONDS = BEAT_SECONDS + 1.0
+# A child that took a run's task tags the run (`video/worker`) and starts it within a second or two: a run still
+# STARTING this long after that tag never will (CI: the broker went away as the child took the task, whose
+# start then failed outside its body; the worker held it on, and the run stayed STARTING until run monitoring's
+# 300 s start timeout).
+TAKEN_NEVER_STARTED_SECONDS = 30.0
 
 
 @dg.sensor(
     name="lost_launches",
     description=(
         "With warm Celery workers: fails as lost a run whose task the broker lost (a broker restarted without "
-        f"its data), still STARTING {LOST_LAUNCH_SECONDS:g} s after its launch while a worker of its queue is idle; "
-        "resume_lost_runs then resumes its execution. Without the Celery launcher it does nothing."
+        f"its data), still STARTING {LOST_LAUNCH_SECONDS:g} s after its launch while a worker of its queue is idle, "
+        f"or one a worker took and never started ({TAKEN_NEVER_STARTED_SECONDS:g} s); resume_lost_runs then resumes "
+        "its execution. Without the Celery launcher it does nothing."
     ),
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -346,10 +352,28 @@ def lost_launches(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     filters = dg.RunsFilter(
         job_name=execute_plan.name, statuses=[dg.DagsterRunStatus.STARTING], updated_before=launched_before
     )
-    old = context.instance.get_runs(filters=filters, limit=100)
-    suspects = launcher.lost_in_broker(old)
+    records = context.instance.get_run_records(filters=filters, limit=100)
+    old = [record.dagster_run for record in records]
+    # A STARTING run's last update is then the tag of the child that took its task.
+    taken_before = datetime.now(UTC) - timedelta(seconds=TAKEN_NEVER_STARTED_SECONDS)
+    never_started = [
+        record.dagster_run
+        for record in records
+        if WORKER_TAG in record.dagster_run.tags and record.update_timestamp <= taken_before
+    ]
+    for run in never_started:
+        message = (
+            f"{run.tags[WORKER_TAG]} took the run's Celery task {TAKEN_NEVER_STARTED_SECONDS:g} s ago or more and "
+            "never started the run (the broker or result backend went away as it took it)"
+        )
+        context.log.warning(f"run {run.run_id} failed as lost, to be resumed: {message}")
+        launcher.fail_lost_launch(run, message)
+    suspects = launcher.lost_in_broker([run for run in old if run not in never_started])
     if not suspects:
-        return dg.SkipReason(f"{len(old)} runs starting for {LOST_LAUNCH_SECONDS:g} s or more, none lost by the broker")
+        return dg.SkipReason(
+            f"{len(old)} runs starting for {LOST_LAUNCH_SECONDS:g} s or more, {len(never_started)} of them taken by "
+            "a worker and never started (failed, to be resumed), none lost by the broker"
+        )
     time.sleep(LOST_LAUNCH_RECHECK_SECONDS)
     again = [context.instance.get_run_by_id(run_id) for run_id in suspects]
     still = [run for run in again if run is not None and run.status is dg.DagsterRunStatus.STARTING]
