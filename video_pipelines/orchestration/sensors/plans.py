@@ -356,22 +356,28 @@ def lost_launches(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     old = [record.dagster_run for record in records]
     # A STARTING run's last update is then the tag of the child that took its task.
     taken_before = datetime.now(UTC) - timedelta(seconds=TAKEN_NEVER_STARTED_SECONDS)
-    never_started = [
-        record.dagster_run
+    never_started = {
+        record.dagster_run.run_id
         for record in records
         if WORKER_TAG in record.dagster_run.tags and record.update_timestamp <= taken_before
-    ]
-    for run in never_started:
+    }
+    failed = 0
+    for run_id in never_started:
+        # Read again: failing a run that started as this tick read it would have its execution run twice.
+        run = context.instance.get_run_by_id(run_id)
+        if run is None or run.status is not dg.DagsterRunStatus.STARTING:
+            continue
         message = (
             f"{run.tags[WORKER_TAG]} took the run's Celery task {TAKEN_NEVER_STARTED_SECONDS:g} s ago or more and "
             "never started the run (the broker or result backend went away as it took it)"
         )
         context.log.warning(f"run {run.run_id} failed as lost, to be resumed: {message}")
         launcher.fail_lost_launch(run, message)
-    suspects = launcher.lost_in_broker([run for run in old if run not in never_started])
+        failed += 1
+    suspects = launcher.lost_in_broker([run for run in old if run.run_id not in never_started])
     if not suspects:
         return dg.SkipReason(
-            f"{len(old)} runs starting for {LOST_LAUNCH_SECONDS:g} s or more, {len(never_started)} of them taken by "
+            f"{len(old)} runs starting for {LOST_LAUNCH_SECONDS:g} s or more, {failed} of them taken by "
             "a worker and never started (failed, to be resumed), none lost by the broker"
         )
     time.sleep(LOST_LAUNCH_RECHECK_SECONDS)
