@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -20,6 +21,7 @@ from video_pipelines.providers import LipSyncer, RemoteFactory, SpeechTranscribe
 from video_pipelines.providers import fal as fal_api
 from video_pipelines.providers import replicate as replicate_api
 from video_pipelines.providers import vertex as vertex_api
+from video_pipelines.providers.keyed import ApiKeyProvider
 from video_pipelines.storage import STORAGE_URL_ENV, ArtifactStore, store_from_url
 from video_pipelines.submissions import SubmissionStore
 
@@ -79,56 +81,56 @@ class SubmissionStoreResource(dg.ConfigurableResource["SubmissionStoreResource"]
         return self._store
 
 
-def _keyed_factory(
-    provider: type[replicate_api.ReplicateProvider | fal_api.FalProvider],
-    name: str,
-    credential_env: str,
-    base_url: str,
-    models: ReplicateResource | FalResource,
-) -> RemoteFactory:
+class KeyedProviderResource(dg.ConfigurableResource["KeyedProviderResource"]):
+    """A provider called with an API key: its endpoint, default models and its key's variable. An unset model or
+    endpoint is the provider's own (its module's `DEFAULT_*`; the endpoint also from its base-URL variable)."""
 
-    def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer | SpeechTranscriber:
-        return provider(
-            credential(name, credential_env),
-            base_url=base_url,
-            video_model=models.video_model,
-            lipsync_model=models.lipsync_model,
-            speech_model=models.speech_model,
-            allowed=allowed,
-            poll_interval=models.poll_interval_seconds,
-        )
+    provider: ClassVar[type[ApiKeyProvider]]
+    base_url: str | None = Field(default=None, description="default: the provider's base-URL variable, else its API")
+    video_model: str | None = Field(default=None, description="default: the provider's")
+    lipsync_model: str | None = Field(default=None, description="default: the provider's")
+    speech_model: str | None = Field(default=None, description="speech-to-text (captions); default: the provider's")
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
 
-    return make
+    def credential_env(self) -> str:
+        raise NotImplementedError
+
+    def factory(self) -> RemoteFactory:
+        provider, name, variable = self.provider, self.provider.name, self.credential_env()
+        base_url = self.base_url or os.environ.get(provider.base_url_variable) or provider.default_base_url
+
+        def make(allowed: AllowedHosts) -> VideoGenerator | LipSyncer | SpeechTranscriber:
+            return provider(
+                credential(name, variable),
+                base_url=base_url,
+                video_model=self.video_model,
+                lipsync_model=self.lipsync_model,
+                speech_model=self.speech_model,
+                allowed=allowed,
+                poll_interval=self.poll_interval_seconds,
+            )
+
+        return make
 
 
-class ReplicateResource(dg.ConfigurableResource["ReplicateResource"]):
+class ReplicateResource(KeyedProviderResource):
     """Replicate's predictions API (generateVideo, lipSync, addSubtitles from speech)."""
 
+    provider = replicate_api.ReplicateProvider
     token_env: str = Field(default="REPLICATE_API_TOKEN", description="environment variable holding the API token")
-    base_url: str | None = Field(default=None, description="default: $REPLICATE_API_BASE_URL, else the public API")
-    video_model: str = replicate_api.DEFAULT_VIDEO_MODEL
-    lipsync_model: str = replicate_api.DEFAULT_LIPSYNC_MODEL
-    speech_model: str = Field(default=replicate_api.DEFAULT_SPEECH_MODEL, description="speech-to-text (captions)")
-    poll_interval_seconds: float = Field(default=2.0, gt=0)
 
-    def factory(self) -> RemoteFactory:
-        base_url = self.base_url or os.environ.get("REPLICATE_API_BASE_URL") or replicate_api.DEFAULT_BASE_URL
-        return _keyed_factory(replicate_api.ReplicateProvider, "replicate", self.token_env, base_url, self)
+    def credential_env(self) -> str:
+        return self.token_env
 
 
-class FalResource(dg.ConfigurableResource["FalResource"]):
+class FalResource(KeyedProviderResource):
     """fal's queue API (generateVideo, lipSync, addSubtitles from speech)."""
 
+    provider = fal_api.FalProvider
     key_env: str = Field(default="FAL_KEY", description="environment variable holding the API key")
-    base_url: str | None = Field(default=None, description="default: $FAL_QUEUE_BASE_URL, else the public queue")
-    video_model: str = fal_api.DEFAULT_VIDEO_MODEL
-    lipsync_model: str = fal_api.DEFAULT_LIPSYNC_MODEL
-    speech_model: str = Field(default=fal_api.DEFAULT_SPEECH_MODEL, description="speech-to-text (captions)")
-    poll_interval_seconds: float = Field(default=2.0, gt=0)
 
-    def factory(self) -> RemoteFactory:
-        base_url = self.base_url or os.environ.get("FAL_QUEUE_BASE_URL") or fal_api.DEFAULT_BASE_URL
-        return _keyed_factory(fal_api.FalProvider, "fal", self.key_env, base_url, self)
+    def credential_env(self) -> str:
+        return self.key_env
 
 
 class GoogleVertexResource(dg.ConfigurableResource["GoogleVertexResource"]):
