@@ -7,6 +7,7 @@ and a connection PostgreSQL closed behind our back is replaced before it is used
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import traceback
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import psycopg2
 import pytest
 import sqlalchemy
 from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.errors import DagsterRunAlreadyExists
 from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteInstigatorOrigin, RemoteRepositoryOrigin
 from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus
 from dagster._core.test_utils import create_run_for_test
@@ -177,23 +179,70 @@ def test_a_sensor_tick_does_not_look_the_tables_up_again(home: Path) -> None:
     assert catalog == [], f"{len(catalog)} catalog queries, the first from {catalog[0]}"
 
 
-def test_events_and_ticks_commit_without_waiting_for_the_disk_and_runs_wait(home: Path) -> None:
+def test_events_commit_without_waiting_for_the_disk_runs_wait_and_neither_costs_a_round_trip(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Dagster's events and sensor ticks commit asynchronously (a third of a run's time was waiting on the disk);
-    runs' rows and tags, which hold the ledger of provider jobs, stay durable."""
+    runs' rows and tags, which hold the ledger of provider jobs, stay durable. One connection serves both in turn:
+    the mode rides on the write that changes it (no SET of its own), and no NOTIFY follows an event."""
+    monkeypatch.setenv(POOL_SIZE_ENV, "1")  # one connection: every write below takes the same one
+    postgres._forget_engines_after_fork()  # a pool of the new size
+    sent: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    def mode_now(instance: dg.DagsterInstance) -> str:  # read on the connection itself, past the engine's hooks
+        connection = instance.run_storage._engine.raw_connection()  # type: ignore[attr-defined]
+        try:
+            with contextlib.closing(connection.cursor()) as cursor:
+                cursor.execute("SHOW synchronous_commit")
+                return str(cursor.fetchone()[0])
+        finally:
+            connection.close()
+
     with dg.DagsterInstance.from_config(str(home)) as instance:
-
-        def setting(part: Any) -> str:
-            with part._engine.connect() as connection:
-                return str(connection.exec_driver_sql("SHOW synchronous_commit").scalar())
-
-        for _ in range(2):  # one pool: each connection taken commits as the storage taking it asks
-            assert setting(instance.event_log_storage) == "off"
-            assert setting(instance.schedule_storage) == "off"
-            assert setting(instance.run_storage) == "on"
-        # An event stored and read back, through the asynchronous pool.
         run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
-        instance.report_engine_event("hello", run)
-        assert any(entry.message == "hello" for entry in instance.all_logs(run.run_id))
+        event.listen(sqlalchemy.engine.Engine, "after_cursor_execute", note)
+        try:
+            for turn in range(2):
+                instance.report_engine_event(f"hello {turn}", run)  # the event log: not durable
+                assert mode_now(instance) == "off"
+                instance.add_run_tags(run.run_id, {"video/provider_job/n": f"p{turn}"})  # the run storage: durable
+                assert mode_now(instance) == "on"
+                instance.get_run_by_id(run.run_id)  # a read sets nothing
+                assert mode_now(instance) == "on"
+        finally:
+            event.remove(sqlalchemy.engine.Engine, "after_cursor_execute", note)
+        assert [s for s in sent if s.startswith("SET") and ";" not in s] == []  # no SET on its own
+        assert [s for s in sent if "NOTIFY" in s] == []
+        assert [s for s in sent if s.startswith("SET synchronous_commit TO off; INSERT INTO event_logs")]
+        assert {entry.message for entry in instance.all_logs(run.run_id)} >= {"hello 0", "hello 1"}
+        # A write that fails takes its SET back: the next one sets the mode again.
+        instance.report_engine_event("last", run)
+        with pytest.raises(DagsterRunAlreadyExists):
+            instance.run_storage.add_run(run)  # the same run again: its write and the SET it carried roll back
+        instance.add_run_tags(run.run_id, {"video/provider_job/n": "p2"})
+        assert mode_now(instance) == "on"
+
+
+def test_asset_events_are_indexed_as_dagster_postgres_does(home: Path) -> None:
+    """The event log without NOTIFY still indexes what a run reports: materializations by asset, check evaluations."""
+    key = dg.AssetKey(["video", "generate_video"])
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.event_log_storage).__name__ == "EventLogWithoutNotify"
+        run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=None, metadata={"n": 1}))
+        check = dg.AssetCheckEvaluation(asset_key=key, check_name="streams", passed=True)
+        instance.report_dagster_event(
+            dg.DagsterEvent(dg.DagsterEventType.ASSET_CHECK_EVALUATION.value, job_name="g", event_specific_data=check),
+            run_id=run.run_id,
+        )
+        materialization = instance.get_latest_materialization_event(key)
+        assert materialization is not None and materialization.asset_materialization is not None
+        assert materialization.asset_materialization.metadata["n"].value == 1
+        checks = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(key, "streams"), limit=1)
+        assert [c.status.value for c in checks] == ["SUCCEEDED"]
 
 
 def test_a_finished_run_keeps_its_status_whatever_is_reported_late(home: Path) -> None:

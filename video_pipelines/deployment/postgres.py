@@ -11,6 +11,7 @@ it made it STARTED again. The first end recorded now stays; the late event is ke
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -18,8 +19,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy
+from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log import SqlEventLogStorageTable
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
+from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
 from video_pipelines.submissions.database_url import psycopg2_url
@@ -35,6 +40,7 @@ POOL_RECYCLE_SECONDS = 1800
 _NOT_DURABLE = "video_pipelines_not_durable"
 _COMMIT_MODE = "video_pipelines_synchronous_commit"
 
+EVENT_ID = SqlEventLogStorageTable.c.id
 _engines: dict[str, sqlalchemy.engine.Engine] = {}
 _tables_checked: set[str] = set()
 _engines_lock = threading.Lock()
@@ -79,19 +85,40 @@ def shared_engine(url: str, *, durable: bool = True) -> sqlalchemy.engine.Engine
                 pool_recycle=POOL_RECYCLE_SECONDS,
             )
             ping_when_idle(engine)
-            sqlalchemy.event.listen(engine, "engine_connect", _commit_mode_as_asked)
+            sqlalchemy.event.listen(engine, "before_cursor_execute", _commit_mode_as_asked, retval=True)
+            sqlalchemy.event.listen(engine, "handle_error", _commit_mode_unknown)
             _engines[url] = engine
         engine = _engines[url]
         return engine if durable else engine.execution_options(**{_NOT_DURABLE: True})
 
 
-def _commit_mode_as_asked(connection: sqlalchemy.Connection) -> None:
-    """Each pooled connection commits as the engine it was taken through asks; SET only when that changes."""
+# Statements whose commit the mode concerns, and that PostgreSQL runs in one round trip after a SET.
+_WRITES = ("INSERT", "UPDATE", "DELETE", "WITH", "NOTIFY")
+
+
+def _commit_mode_as_asked(
+    connection: sqlalchemy.Connection, cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+) -> tuple[str, Any]:
+    """Each write commits as the engine it was sent through asks. A pooled connection serves both (the run storage,
+    durable, and the event log, not), and a SET of its own on each change was a round trip per checkout (a run's
+    events and run updates alternate): the SET now rides on the write that needs it, in the same round trip, and a
+    read (which commits nothing) never sets it. Other statements (DDL, SHOW) get the SET before them."""
     wanted = "off" if connection.get_execution_options().get(_NOT_DURABLE) else "on"
     info = connection.connection.info  # this DBAPI connection's: a new one starts at the server's "on"
-    if info.get(_COMMIT_MODE, "on") != wanted:
-        connection.exec_driver_sql(f"SET synchronous_commit TO {wanted}")
-        info[_COMMIT_MODE] = wanted
+    if info.get(_COMMIT_MODE, "on") == wanted or statement.lstrip()[:6].upper() == "SELECT":
+        return statement, parameters
+    info[_COMMIT_MODE] = wanted
+    if statement.lstrip().split(None, 1)[0].upper() in _WRITES:
+        return f"SET synchronous_commit TO {wanted}; {statement}", parameters
+    cursor.execute(f"SET synchronous_commit TO {wanted}")
+    return statement, parameters
+
+
+def _commit_mode_unknown(context: sqlalchemy.engine.ExceptionContext) -> None:
+    """A failed statement's transaction takes its SET back with it: the next write sets the mode again."""
+    if context.connection is not None:
+        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):  # an invalidated connection is discarded anyway
+            context.connection.connection.info[_COMMIT_MODE] = None  # unknown: neither "on" nor "off"
 
 
 class PostgresStorage(DagsterPostgresStorage):
@@ -127,9 +154,27 @@ class PostgresStorage(DagsterPostgresStorage):
         # The webserver later swaps in its own pool through optimize_for_webserver, as before.
         storage._run_storage._engine = engine
         storage._event_log_storage._engine = bookkeeping
+        storage._event_log_storage.__class__ = EventLogWithoutNotify
         storage._schedule_storage._engine = bookkeeping
         remember_schema_checks(storage, url)
         return storage
+
+
+class EventLogWithoutNotify(PostgresEventLogStorage):
+    """dagster-postgres's event log without the `NOTIFY` after each event, which its own code keeps only "to support
+    version skew" (its event watch polls): a deployment here runs one Dagster version, and the NOTIFY was a round trip
+    more per event (a run writes about 36) and a lock on PostgreSQL's notification queue at each commit."""
+
+    def store_event(self, event: EventLogEntry) -> None:
+        with self._connect() as connection:
+            event_id = int(connection.execute(self.prepare_insert_event(event).returning(EVENT_ID)).scalar_one())
+        # What dagster-postgres's `store_event` does after its insert and notify.
+        if event.is_dagster_event and event.dagster_event_type in ASSET_EVENTS and event.dagster_event.asset_key:  # type: ignore[union-attr]
+            with self.index_transaction() as connection:
+                self._store_asset_event_tags(connection, [event], [event_id])
+                self._store_asset_event(connection, event, event_id)
+        if event.is_dagster_event and event.dagster_event_type in ASSET_CHECK_EVENTS:
+            self.store_asset_check_event(event, event_id)
 
 
 _FINISHED_RUNS_TRIGGER = "video_pipelines_finished_runs_stay_finished"
