@@ -18,7 +18,15 @@ from urllib.parse import parse_qs, parse_qsl
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from video_pipelines.executions import RunState, execution_status
+from video_pipelines.executions import (
+    EndedRunScan,
+    RunState,
+    enqueue_recently_ended,
+    execution_status,
+    notifications,
+    outcomes,
+    record_run_end,
+)
 from video_pipelines.executions.attempts import ExecutionRuns, attempt_run_tags, deadline_left
 from video_pipelines.executions.lifecycle import cancel
 from video_pipelines.executions.parking import continue_parked, end_parked, poll_waits
@@ -42,6 +50,7 @@ from video_pipelines.submissions import (
     AttemptState,
     AttemptStore,
     CachedNode,
+    ExecutionOutcomes,
     NodeResultIndex,
     ProviderWaits,
     SubmissionStore,
@@ -147,6 +156,27 @@ def test_a_parked_execution_is_processing_its_node_waiting_on_the_job(
     wire = status.to_wire()["jobs"]["gen"]
     assert wire["status"] == "waiting" and wire["providerJob"]["id"] == "p-exec-1"
     assert ExecutionStatus.from_wire(status.to_wire()) == status
+
+
+def test_a_parked_runs_end_claims_no_end_and_sends_no_webhook_without_reading_the_status(
+    records: MemoryRunRecords, sqlite_store: SubmissionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end observers (run-status sensors, the scan of recent ends) pass a parked run by: its execution goes on,
+    and the continuation's end is the one to claim; reading the execution's status for it was most of their work."""
+    run_id = parked_run(records, sqlite_store)
+    [run] = records.execution_runs("exec-1")
+    assert run.run_id == run_id and run.waits_on_providers
+
+    def no_status(*_args: object) -> None:
+        raise AssertionError("the status of a parked execution was read")
+
+    monkeypatch.setattr(outcomes, "execution_status", no_status)
+    monkeypatch.setattr(notifications, "execution_status", no_status)
+    assert record_run_end(records, sqlite_store, run) is False
+    scan = EndedRunScan.from_json(None)
+    assert enqueue_recently_ended(records, sqlite_store, DeliveryOutbox(sqlite_store), scan) == 0
+    assert run_id in scan.handled and DeliveryOutbox(sqlite_store).deliveries("exec-1") == []
+    assert not ExecutionOutcomes(sqlite_store).claimed("exec-1").ended
 
 
 def test_a_finished_job_asks_for_one_continuation_that_carries_the_provider_job(

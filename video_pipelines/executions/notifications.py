@@ -344,7 +344,8 @@ def enqueue_recently_ended(
         if run.run_id in scan.handled:
             continue
         ended = any(WebhookEvent(delivery.event).is_end for delivery in outbox.deliveries(run.execution_id))
-        if (not ended or run.attempt > 1) and enqueue_webhook(records, store, outbox, run.execution_id):
+        parked = run.waits_on_providers  # its execution goes on: no end to send, no status to read
+        if not parked and (not ended or run.attempt > 1) and enqueue_webhook(records, store, outbox, run.execution_id):
             enqueued += 1
         scan.handled[run.run_id] = now
         looked.append(run)

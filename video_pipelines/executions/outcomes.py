@@ -48,8 +48,8 @@ def record_run_end(records: RunRecords, store: SubmissionStore, run: RunView) ->
         record_start(store, run.execution_id, datetime.fromtimestamp(run.started_at, UTC))
     attempts = AttemptStore(store)
     attempt_due = run.attempt > 1 and run.state.is_finished and attempts.outcome(run.execution_id, run.attempt) is None
-    if claimed.ended and not attempt_due:
-        return False
+    if (claimed.ended or run.waits_on_providers) and not attempt_due:
+        return False  # ended already; or parked, and the continuation's end is the one to claim (no status read)
     status = execution_status(records, store, run.execution_id)
     if attempt_due:
         # How the attempt's run ended: as the execution's status when it ended the execution, else as the run did.

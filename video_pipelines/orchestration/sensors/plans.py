@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -225,17 +226,26 @@ LONG_POLL_SECONDS = 4.0
 POLL_INTERVAL_SECONDS = 0.2
 
 
+# The run-status sensors are the guarantee behind faster paths (`webhook_deliveries`' long poll sends webhooks within
+# a fraction of a second; run monitoring finds a lost worker in tens of seconds): five of them ticking every second
+# were most of an idle daemon's CPU (each tick is seven reads and writes of Dagster's sensor state, and a call to the
+# code server), and the ticks of a busy one, whose runs they each take in batches anyway.
+RUN_STATUS_SENSOR_SECONDS = 5
+# Runs one tick takes (Dagster's default 5, read in the code server at each tick; a deployment's setting stays):
+# with a tick every 5 s, 25 keeps the sensors abreast of 5 run ends a second.
+PROCESS_LIMIT_ENV = "DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT"
+os.environ.setdefault(PROCESS_LIMIT_ENV, "25")
+
+
 def execution_run_sensor(
     name: str, status: dg.DagsterRunStatus, description: str
 ) -> Callable[[Callable[..., None]], dg.RunStatusSensorDefinition]:
-    # The cadence is in the description: the UI's "Frequency" shows only `minimum_interval_seconds`.
     return dg.run_status_sensor(
         name=name,
-        description=f"{description} Checked every 1 s by `video-pipelines daemon`, every 5 s by `dagster dev` "
-        "(Frequency shows the 1 s minimum).",
+        description=f"{description} Checked every {RUN_STATUS_SENSOR_SECONDS} s.",
         run_status=status,
         monitored_jobs=[execute_plan],
-        minimum_interval_seconds=1,
+        minimum_interval_seconds=RUN_STATUS_SENSOR_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
 
@@ -433,14 +443,16 @@ def _webhook_sensor(status: dg.DagsterRunStatus, event: str, when: str, what: st
         store, run = submissions.store(), context.dagster_run
         view = run_view(run)
         ended = f"{view.execution_id}: run {run.run_id} ended ({run.status.value})"
-        delivery = enqueue_webhook(DagsterRunRecords(context.instance), store, DeliveryOutbox(store), view.execution_id)
-        if delivery is None:
+        records = DagsterRunRecords(context.instance)
+        if view.waits_on_providers:  # its execution goes on in a continuation, whose end is the one to send
+            context.log.info(f"{ended} parked; its continuation ends the execution")
+        elif (delivery := enqueue_webhook(records, store, DeliveryOutbox(store), view.execution_id)) is None:
             context.log.info(f"{ended}; no webhook to send")
         else:
             context.log.info(f"{ended}; webhook {delivery.webhook_id}")
             log_attempts(context.log, deliver(store))
         # After the webhook, which the span never delays. Counted and traced once, when it is the execution's end.
-        record_run_end(DagsterRunRecords(context.instance), store, view)
+        record_run_end(records, store, view)
 
     return notify
 
