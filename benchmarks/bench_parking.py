@@ -117,6 +117,7 @@ def run_phases(instance: dg.DagsterInstance) -> str:
     """Where the runs' time went: the median of each phase, and events per run."""
     phases: dict[str, list[float]] = {"created to started": []} | {name: [] for name, _first, _next in PHASES}
     counts = []
+    in_process: dict[int | None, list[tuple[float, float]]] = {}
     for record in instance.get_run_records(dg.RunsFilter(job_name="execute_plan")):
         if record.start_time is not None:
             phases["created to started"].append(record.start_time - record.create_timestamp.timestamp())
@@ -131,8 +132,24 @@ def run_phases(instance: dg.DagsterInstance) -> str:
         for name, start, end in PHASES:
             if start in first and end in first:
                 phases[name].append(first[end] - first[start])
+        if _E.RUN_START.value in first and _E.RUN_SUCCESS.value in first:
+            pid = next((e.dagster_event.pid for e in events if e.dagster_event and e.dagster_event.pid), None)
+            in_process.setdefault(pid, []).append((first[_E.RUN_START.value], first[_E.RUN_SUCCESS.value]))
+    # A worker child's time between runs: from one run's end to the next one's start in the same process.
+    phases["between runs in a child"] = [
+        start - end
+        for spans in in_process.values()
+        for (_s, end), (start, _e) in zip(sorted(spans), sorted(spans)[1:], strict=False)
+        if start - end < 5
+    ]
     parts = [f"{name} {statistics.median(values):.2f} s" for name, values in phases.items() if values]
-    return f"{len(counts)} runs, median: " + ", ".join(parts) + f"; events per run {statistics.median(counts):.0f}"
+    spans = [(start, end) for each in in_process.values() for start, end in each]
+    busy = sum(end - start for start, end in spans) / max(1, len(in_process))
+    span = max(end for _s, end in spans) - min(start for start, _e in spans) if spans else 0.0
+    return (
+        f"{len(counts)} runs, median: " + ", ".join(parts) + f"; events per run {statistics.median(counts):.0f}; "
+        f"a worker child was in a run {busy / span:.0%} of the {span:.1f} s from the first run's start to the last's end"
+    )
 
 
 def local_plan(index: int) -> dict[str, object]:
