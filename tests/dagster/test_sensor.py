@@ -9,10 +9,13 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+from dagster._core.test_utils import create_run_for_test
 
 from video_pipelines.doors import client
+from video_pipelines.executions import EXECUTION_ID_TAG, TENANT_TAG
 from video_pipelines.orchestration.resources.artifacts import SubmissionStoreResource
-from video_pipelines.orchestration.sensors.plans import evaluate_submissions, submitted_plans
+from video_pipelines.orchestration.sensors.plans import QUEUED_RUNS_PER_TENANT, evaluate_submissions, submitted_plans
 from video_pipelines.plan.overrides import SubmitOptions
 from video_pipelines.submissions import SubmissionState
 
@@ -127,3 +130,31 @@ def test_idempotency_key_returns_the_same_execution(target: client.Deployment) -
     again = client.submit(PLAN, SubmitOptions(idempotency_key="order-42"), target=target)
     assert first == again
     assert [r.run_key for r in evaluate_submissions(target.store, target.instance).run_requests] == [first]
+
+
+def test_a_tenant_with_a_full_queue_waits_in_the_store_and_another_tenant_does_not(target: client.Deployment) -> None:
+    """Dagster's run queue reads every queued run at each pass: a tenant's burst stays in the store beyond
+    QUEUED_RUNS_PER_TENANT queued runs, taking turns there, and another tenant's submission is asked for at once."""
+    repository = RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("video_pipelines"), "__repository__")
+    origin = RemoteJobOrigin(repository_origin=repository, job_name="execute_plan")
+    queued = [
+        create_run_for_test(
+            target.instance,
+            job_name="execute_plan",
+            status=dg.DagsterRunStatus.QUEUED,
+            tags={TENANT_TAG: "acme", EXECUTION_ID_TAG: f"acme-{index}"},
+            remote_job_origin=origin,
+        )
+        for index in range(QUEUED_RUNS_PER_TENANT)
+    ]
+    acme, _ = target.store.submit(PLAN, tenant="acme")
+    bolt, _ = target.store.submit(PLAN, tenant="bolt")
+    tick = evaluate_submissions(target.store, target.instance)
+    assert [request.run_key for request in tick.run_requests] == [bolt.execution_id]
+    assert tick.held == ["acme"] and "held in the store" in (tick.reason().skip_message or "")
+    assert target.store.get(acme.execution_id).state is SubmissionState.PENDING  # type: ignore[union-attr]
+    # One of acme's runs leaves the queue: its next submission is asked for (bolt's again: asked for, no run yet).
+    target.instance.report_run_canceled(queued[0])
+    tick = evaluate_submissions(target.store, target.instance)
+    assert {request.run_key for request in tick.run_requests} == {acme.execution_id, bolt.execution_id}
+    assert tick.held == []

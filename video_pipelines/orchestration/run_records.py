@@ -250,6 +250,9 @@ class DagsterRunRecords:
     def queued_runs(self) -> int:
         return self.instance.get_runs_count(dg.RunsFilter(job_name=JOB_NAME, statuses=[dg.DagsterRunStatus.QUEUED]))
 
+    def queued(self, limit: int = 1000) -> list[RunView]:
+        return self._runs(limit, statuses=[dg.DagsterRunStatus.QUEUED])
+
     def terminate(self, run_id: str) -> None:
         self.instance.run_coordinator.cancel_run(run_id)
 

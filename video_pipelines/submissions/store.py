@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -502,12 +502,17 @@ class SubmissionStore:
         query = sa.select(submissions.c.state, sa.func.count()).group_by(submissions.c.state)
         return {str(state): int(count) for state, count in self._rows.tuples(query)}
 
-    def pending(self, limit: int = 100) -> list[Submission]:
+    def pending(self, limit: int = 100, *, except_tenants: Collection[str] = ()) -> list[Submission]:
         """Up to `limit` PENDING or LAUNCHING submissions, by priority, then taking turns between tenants (each
-        tenant's oldest first): one tenant's burst of hundreds does not hold up another's one for ticks."""
+        tenant's oldest first): one tenant's burst of hundreds does not hold up another's one for ticks. Those of
+        `except_tenants` only when LAUNCHING (asked for already)."""
         oldest = (submissions.c.created_at, submissions.c.execution_id)
         turn = sa.func.row_number().over(partition_by=(submissions.c.priority, submissions.c.tenant), order_by=oldest)
-        ranked = sa.select(submissions, turn.label("turn")).where(submissions.c.state.in_(_NOT_LAUNCHED)).subquery()
+        due: sa.ColumnElement[bool] = submissions.c.state.in_(_NOT_LAUNCHED)
+        if except_tenants:
+            launching = submissions.c.state == SubmissionState.LAUNCHING.value
+            due = due & (launching | submissions.c.tenant.not_in(list(except_tenants)))
+        ranked = sa.select(submissions, turn.label("turn")).where(due).subquery()
         rank = sa.case({p.value: p.rank for p in Priority}, value=ranked.c.priority, else_=len(Priority))
         query = sa.select(*(ranked.c[column.name] for column in submissions.c)).order_by(
             rank, ranked.c.turn, ranked.c.created_at, ranked.c.execution_id

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -84,6 +85,7 @@ class SubmissionTick:
     waiting: dict[str, str] = field(default_factory=dict)  # execution id -> why
     canceled: dict[str, str] = field(default_factory=dict)  # execution id -> run id terminated: canceled meanwhile
     errors: dict[str, str] = field(default_factory=dict)  # execution id -> unexpected error, retried next tick
+    held: list[str] = field(default_factory=list)  # tenants whose submissions wait: their queue is full
 
     def reason(self) -> dg.SkipReason:
         """What a tick that asked for no run did (one that did shows its runs)."""
@@ -94,6 +96,9 @@ class SubmissionTick:
                 _named("marked launched (their run exists)", self.launched),
                 _named("canceled as they launched, run terminated", self.canceled),
                 _named("could not be evaluated, tried again next tick", self.errors),
+                f"held in the store, {QUEUED_RUNS_PER_TENANT} runs queued: {ticks.listed(self.held)}"
+                if self.held
+                else "",
             ],
             idle="nothing submitted",
         )
@@ -186,6 +191,23 @@ def _evaluate_attempt(attempt: RunAttempt, store: SubmissionStore, records: RunR
         tick.run_requests.append(request)  # else it was canceled meanwhile: no run is asked for
 
 
+# Runs of one tenant waiting in Dagster's queue at most; its later submissions wait in the store, which takes turns
+# between tenants by priority. Dagster's run queue reads every queued run at each pass that finds a free slot
+# (several a second when runs are short): 200 queued runs were a third of the daemon's CPU, and the continuations of
+# parked executions waited behind them. Ten a tenant keep the workers fed between ticks, and a tenant held back by
+# its limit (VIDEO_PIPELINES_TENANT_MAX_RUNS) leaves room to the others. Continuations, resumes and retries are
+# never held: their executions have begun.
+QUEUED_RUNS_PER_TENANT = 10
+
+
+def tenants_with_full_queues(records: DagsterRunRecords) -> set[str]:
+    """The tenants with QUEUED_RUNS_PER_TENANT runs queued (one count, when fewer are queued in all)."""
+    if records.queued_runs() < QUEUED_RUNS_PER_TENANT:
+        return set()
+    queued = Counter(run.tags.get(TENANT_TAG, DEFAULT_TENANT) for run in records.queued())
+    return {tenant for tenant, count in queued.items() if count >= QUEUED_RUNS_PER_TENANT}
+
+
 # Submissions a tick turns into run requests at most. A tick's requests become runs before the next tick looks:
 # small batches let a submission made during a burst (another tenant's, a higher priority) in within a tick or two,
 # and 10 a tick (a tick a second at least) is still more than the workers of one machine start.
@@ -206,7 +228,9 @@ def evaluate_submissions(
                 "attempt %d of %s could not be evaluated; it stays pending", attempt.number, attempt.execution_id
             )
             tick.errors[attempt_key(attempt)] = f"{type(exc).__name__}: {exc}"
-    for submission in store.pending(limit):
+    full = tenants_with_full_queues(records)
+    tick.held = sorted(full)
+    for submission in store.pending(limit, except_tenants=full):
         execution_id = submission.execution_id
         try:
             _evaluate(submission, store, records, tick)
