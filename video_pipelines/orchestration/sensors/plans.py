@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -366,6 +366,15 @@ LOST_LAUNCH_RECHECK_SECONDS = BEAT_SECONDS + 1.0
 TAKEN_NEVER_STARTED_SECONDS = 30.0
 
 
+def still_starting(instance: dg.DagsterInstance, run_ids: Iterable[str]) -> Iterator[dg.DagsterRun]:
+    """Those of the runs still STARTING, each read again as it is taken: failing one that started meanwhile would
+    run its execution twice."""
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status is dg.DagsterRunStatus.STARTING:
+            yield run
+
+
 @dg.sensor(
     name="lost_launches",
     description=(
@@ -396,11 +405,7 @@ def lost_launches(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         if WORKER_TAG in record.dagster_run.tags and record.update_timestamp <= taken_before
     }
     failed = 0
-    for run_id in never_started:
-        # Read again: failing a run that started as this tick read it would have its execution run twice.
-        run = context.instance.get_run_by_id(run_id)
-        if run is None or run.status is not dg.DagsterRunStatus.STARTING:
-            continue
+    for run in still_starting(context.instance, never_started):
         message = (
             f"{run.tags[WORKER_TAG]} took the run's Celery task {TAKEN_NEVER_STARTED_SECONDS:g} s ago or more and "
             "never started the run (the broker or result backend went away as it took it)"
@@ -415,8 +420,7 @@ def lost_launches(context: dg.SensorEvaluationContext) -> dg.SkipReason:
             "a worker and never started (failed, to be resumed), none lost by the broker"
         )
     time.sleep(LOST_LAUNCH_RECHECK_SECONDS)
-    again = [context.instance.get_run_by_id(run_id) for run_id in suspects]
-    still = [run for run in again if run is not None and run.status is dg.DagsterRunStatus.STARTING]
+    still = list(still_starting(context.instance, suspects))
     lost = launcher.lost_in_broker(still)
     for run in still:
         if run.run_id in lost:
